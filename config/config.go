@@ -1,0 +1,314 @@
+// Package config loads and validates backupd's YAML configuration.
+//
+// Role ARNs and ExternalIds come only from here, never from a request. A bad
+// file is refused whole at start with every problem listed, so an operator
+// fixes it in one pass.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Operation names DynamoDB calls that backupd rate limits; they match the SDK's
+// operation names so a middleware can key on them.
+const (
+	OpCreateBackup           = "CreateBackup"
+	OpDescribeBackup         = "DescribeBackup"
+	OpDeleteBackup           = "DeleteBackup"
+	OpListBackups            = "ListBackups"
+	OpRestoreTableFromBackup = "RestoreTableFromBackup"
+)
+
+// Operations lists every rate-limited operation.
+var Operations = []string{OpCreateBackup, OpDescribeBackup, OpDeleteBackup, OpListBackups, OpRestoreTableFromBackup}
+
+// Config is the whole server configuration.
+type Config struct {
+	Listen Listen `yaml:"listen"`
+	// DefaultRegion is used for accounts that name none.
+	DefaultRegion string `yaml:"default_region"`
+	// RoleSessionName appears in the target accounts' CloudTrail for every
+	// call backupd makes, so their owners can tell backupd's calls apart.
+	RoleSessionName string `yaml:"role_session_name"`
+	// UpstreamTimeout is the deadline given to requests that carry none.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+	// MaxWait is how long a request over its account's rate waits its turn
+	// before it is refused with RESOURCE_EXHAUSTED.
+	MaxWait time.Duration `yaml:"max_wait"`
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Log             Log           `yaml:"log"`
+	Accounts        []Account     `yaml:"accounts"`
+}
+
+// Listen holds the listener addresses.
+type Listen struct {
+	GRPC string `yaml:"grpc"`
+	HTTP string `yaml:"http"`
+}
+
+// Log selects the log format: "json" in production, "text" for people.
+type Log struct {
+	Format string `yaml:"format"`
+	Level  string `yaml:"level"`
+}
+
+// Account is one AWS account backupd may act in, and how.
+type Account struct {
+	ID string `yaml:"id"`
+	// RoleARN is the role backupd assumes in the account; its account must be ID.
+	RoleARN string `yaml:"role_arn"`
+	// ExternalID is presented to STS; the role's trust policy should require it.
+	ExternalID     string   `yaml:"external_id"`
+	DefaultRegion  string   `yaml:"default_region"`
+	AllowedRegions []string `yaml:"allowed_regions"`
+	Limits         Limits   `yaml:"limits"`
+}
+
+// Limits are per-second call rates per (account, region, operation). Zero
+// means the default, AWS's published per-account rate for the operation.
+type Limits struct {
+	CreateBackup           float64 `yaml:"create_backup"`
+	DescribeBackup         float64 `yaml:"describe_backup"`
+	DeleteBackup           float64 `yaml:"delete_backup"`
+	ListBackups            float64 `yaml:"list_backups"`
+	RestoreTableFromBackup float64 `yaml:"restore_table_from_backup"`
+}
+
+// DefaultLimits are DynamoDB's documented per-account control-plane rates.
+var DefaultLimits = Limits{
+	CreateBackup:           50,
+	DescribeBackup:         10,
+	DeleteBackup:           10,
+	ListBackups:            5,
+	RestoreTableFromBackup: 10,
+}
+
+// Rate returns the per-second rate for op, or 0 for an unknown op.
+func (l Limits) Rate(op string) float64 {
+	switch op {
+	case OpCreateBackup:
+		return l.CreateBackup
+	case OpDescribeBackup:
+		return l.DescribeBackup
+	case OpDeleteBackup:
+		return l.DeleteBackup
+	case OpListBackups:
+		return l.ListBackups
+	case OpRestoreTableFromBackup:
+		return l.RestoreTableFromBackup
+	}
+	return 0
+}
+
+// Load reads, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	return Parse(f)
+}
+
+// Parse decodes YAML strictly (unknown keys are errors), applies defaults
+// and validates. The error lists every problem found.
+func Parse(r io.Reader) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// ApplyDefaults fills every unset field with its default.
+func (c *Config) ApplyDefaults() {
+	setDefault(&c.Listen.GRPC, ":9090")
+	setDefault(&c.Listen.HTTP, ":8080")
+	setDefault(&c.DefaultRegion, "us-east-1")
+	setDefault(&c.RoleSessionName, "backupd")
+	setDefault(&c.Log.Format, "json")
+	setDefault(&c.Log.Level, "info")
+	if c.UpstreamTimeout == 0 {
+		c.UpstreamTimeout = 30 * time.Second
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 25 * time.Second
+	}
+	for i := range c.Accounts {
+		a := &c.Accounts[i]
+		setDefault(&a.DefaultRegion, c.DefaultRegion)
+		if len(a.AllowedRegions) == 0 {
+			a.AllowedRegions = []string{a.DefaultRegion}
+		}
+		defaultRate(&a.Limits.CreateBackup, DefaultLimits.CreateBackup)
+		defaultRate(&a.Limits.DescribeBackup, DefaultLimits.DescribeBackup)
+		defaultRate(&a.Limits.DeleteBackup, DefaultLimits.DeleteBackup)
+		defaultRate(&a.Limits.ListBackups, DefaultLimits.ListBackups)
+		defaultRate(&a.Limits.RestoreTableFromBackup, DefaultLimits.RestoreTableFromBackup)
+	}
+}
+
+func setDefault(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+func defaultRate(r *float64, v float64) {
+	if *r == 0 {
+		*r = v
+	}
+}
+
+var (
+	accountIDRe   = regexp.MustCompile(`^[0-9]{12}$`)
+	regionRe      = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	roleARNRe     = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
+	externalIDRe  = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
+	sessionNameRe = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
+)
+
+// Validate reports every problem in c, one per line, each naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	if c.Listen.GRPC == c.Listen.HTTP {
+		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
+	}
+	if !regionRe.MatchString(c.DefaultRegion) {
+		bad("default_region", "must be an AWS region such as us-east-1; got %q", c.DefaultRegion)
+	}
+	if !sessionNameRe.MatchString(c.RoleSessionName) {
+		bad("role_session_name", "must be 2-64 characters of a-z A-Z 0-9 + = , . @ _ -; got %q", c.RoleSessionName)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"upstream_timeout", c.UpstreamTimeout}, {"max_wait", c.MaxWait}, {"shutdown_timeout", c.ShutdownTimeout}} {
+		if d.v < 0 {
+			bad(d.name, "must not be negative; got %s", d.v)
+		}
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format", `must be "json" or "text"; got %q`, c.Log.Format)
+	}
+	if !slogLevelOK(c.Log.Level) {
+		bad("log.level", `must be debug, info, warn or error; got %q`, c.Log.Level)
+	}
+	if len(c.Accounts) == 0 {
+		bad("accounts", "must list at least one account")
+	}
+	seen := make(map[string]int, len(c.Accounts))
+	for i, a := range c.Accounts {
+		p := fmt.Sprintf("accounts[%d]", i)
+		if j, dup := seen[a.ID]; dup {
+			bad(p+".id", "%q is already configured at accounts[%d]", a.ID, j)
+		}
+		seen[a.ID] = i
+		errs = append(errs, a.validate(p)...)
+	}
+	return errors.Join(errs...)
+}
+
+func (a Account) validate(p string) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{p, field}, args...)...))
+	}
+	if !accountIDRe.MatchString(a.ID) {
+		bad("id", "must be exactly 12 digits (quote it in YAML); got %q", a.ID)
+	}
+	if m := roleARNRe.FindStringSubmatch(a.RoleARN); m == nil {
+		bad("role_arn", "must be an IAM role ARN such as arn:aws:iam::%s:role/backupd", orPlaceholder(a.ID))
+	} else if m[2] != a.ID {
+		bad("role_arn", "names account %s but the account id is %q; a role must live in its own account", m[2], a.ID)
+	}
+	if n := len(a.ExternalID); n != 0 && (n < 2 || n > 1224 || !externalIDRe.MatchString(a.ExternalID)) {
+		// Never echo the ExternalId: it is a shared secret with the account owner.
+		bad("external_id", "must be 2-1224 characters of a-z A-Z 0-9 + = , . @ : / _ -")
+	}
+	if !regionRe.MatchString(a.DefaultRegion) {
+		bad("default_region", "must be an AWS region such as us-east-1; got %q", a.DefaultRegion)
+	}
+	allowed := false
+	for j, r := range a.AllowedRegions {
+		if !regionRe.MatchString(r) {
+			bad(fmt.Sprintf("allowed_regions[%d]", j), "must be an AWS region such as us-east-1; got %q", r)
+		}
+		allowed = allowed || r == a.DefaultRegion
+	}
+	if !allowed {
+		bad("default_region", "%q must be one of allowed_regions %v", a.DefaultRegion, a.AllowedRegions)
+	}
+	for _, op := range Operations {
+		if r := a.Limits.Rate(op); r <= 0 || r > 10000 {
+			bad("limits."+snake(op), "must be a rate per second in (0, 10000]; got %g", r)
+		}
+	}
+	return errs
+}
+
+func orPlaceholder(id string) string {
+	if accountIDRe.MatchString(id) {
+		return id
+	}
+	return "123456789012"
+}
+
+func slogLevelOK(l string) bool {
+	switch strings.ToLower(l) {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
+
+// snake turns an operation name into its YAML key: CreateBackup -> create_backup.
+func snake(op string) string {
+	var b strings.Builder
+	for i, r := range op {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Account returns the configured account with id, if any.
+func (c *Config) Account(id string) (Account, bool) {
+	for _, a := range c.Accounts {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return Account{}, false
+}

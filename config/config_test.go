@@ -1,0 +1,107 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const validYAML = `
+listen:
+  grpc: 127.0.0.1:9090
+  http: 127.0.0.1:8080
+max_wait: 2s
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/backupd
+    external_id: s3cret-external-id
+    allowed_regions: [us-east-1, eu-west-1]
+    limits:
+      create_backup: 20
+  - id: "222222222222"
+    role_arn: arn:aws-cn:iam::222222222222:role/path/backupd
+    default_region: cn-north-1
+`
+
+func TestParseValid(t *testing.T) {
+	c, err := Parse(strings.NewReader(validYAML))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c.MaxWait != 2*time.Second || c.UpstreamTimeout != 30*time.Second {
+		t.Errorf("durations: max_wait %s upstream_timeout %s", c.MaxWait, c.UpstreamTimeout)
+	}
+	a := c.Accounts[0]
+	if a.DefaultRegion != "us-east-1" || a.Limits.CreateBackup != 20 || a.Limits.ListBackups != 5 {
+		t.Errorf("account 0 defaults: %+v", a)
+	}
+	b := c.Accounts[1]
+	if len(b.AllowedRegions) != 1 || b.AllowedRegions[0] != "cn-north-1" || b.Limits.CreateBackup != 50 {
+		t.Errorf("account 1 defaults: %+v", b)
+	}
+	if _, ok := c.Account("222222222222"); !ok {
+		t.Error("Account(222222222222) not found")
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every substring must appear in the error
+	}{
+		{"no accounts", "listen: {grpc: ':1', http: ':2'}\n", []string{"accounts: must list at least one account"}},
+		{"unknown key", "acounts: []\n", []string{"field acounts not found"}},
+		{"many problems at once", `
+default_region: nowhere
+log: {format: xml}
+max_wait: -1s
+accounts:
+  - id: "12345"
+    role_arn: arn:aws:iam::111111111111:role/x
+  - id: "111111111111"
+    role_arn: arn:aws:iam::222222222222:role/x
+    external_id: "bad id with spaces"
+    allowed_regions: [us-east-1]
+    default_region: eu-west-1
+    limits: {create_backup: -3}
+  - id: "111111111111"
+    role_arn: not-an-arn
+`, []string{
+			`default_region: must be an AWS region such as us-east-1; got "nowhere"`,
+			`log.format: must be "json" or "text"; got "xml"`,
+			"max_wait: must not be negative",
+			`accounts[0].id: must be exactly 12 digits (quote it in YAML); got "12345"`,
+			"accounts[1].role_arn: names account 222222222222 but the account id is \"111111111111\"",
+			"accounts[1].external_id: must be 2-1224 characters",
+			`accounts[1].default_region: "eu-west-1" must be one of allowed_regions [us-east-1]`,
+			"accounts[1].limits.create_backup: must be a rate per second in (0, 10000]; got -3",
+			`accounts[2].id: "111111111111" is already configured at accounts[1]`,
+			"accounts[2].role_arn: must be an IAM role ARN",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tt.yaml))
+			if err == nil {
+				t.Fatal("Parse succeeded; want error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q; got:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "bad id with spaces") {
+				t.Errorf("error echoes the ExternalId: %v", err)
+			}
+		})
+	}
+}
+
+func TestSnake(t *testing.T) {
+	for op, want := range map[string]string{OpCreateBackup: "create_backup", OpRestoreTableFromBackup: "restore_table_from_backup"} {
+		if got := snake(op); got != want {
+			t.Errorf("snake(%q) = %q, want %q", op, got, want)
+		}
+	}
+}
