@@ -1,0 +1,147 @@
+// Package ratelimit keeps each (account, region, operation) under its call
+// rate, so DynamoDB never sees more calls from backupd than the account's
+// documented control-plane limit.
+//
+// Calls are spaced evenly (burst 1) rather than counted in fixed windows: a
+// fixed window lets 2N calls through across a window boundary, while even
+// spacing keeps every one-second window at N or fewer. A caller over the rate
+// waits its turn up to a bound; one whose turn lies further out is refused at
+// once with the time to come back.
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Key identifies one rate-limited stream of calls.
+type Key struct {
+	Account   string
+	Region    string
+	Operation string
+}
+
+func (k Key) String() string { return k.Account + "/" + k.Region + "/" + k.Operation }
+
+// LimitedError refuses a call whose turn lies beyond the caller's patience.
+type LimitedError struct {
+	Key Key
+	// RetryAfter is how long until the calls already admitted have drained
+	// to this point; coming back after it, the call would pass at once.
+	RetryAfter time.Duration
+}
+
+func (e *LimitedError) Error() string {
+	return fmt.Sprintf("rate limit of %s for account %s in %s reached; retry after %s",
+		e.Key.Operation, e.Key.Account, e.Key.Region, e.RetryAfter)
+}
+
+// RetryableError tells the AWS SDK's retryer not to retry a refusal: the
+// caller, not the SDK, decides when to come back.
+func (e *LimitedError) RetryableError() bool { return false }
+
+// DefaultGuard is the slack added to every one-second window. Calls leave
+// backupd evenly spaced, but reach DynamoDB with network and scheduling
+// jitter; spacing N calls over 1s+guard keeps N+1 of them from landing in
+// one second when the first is delayed by less than the guard.
+const DefaultGuard = 20 * time.Millisecond
+
+// Options configures a Local limiter.
+type Options struct {
+	// Rates are calls per second per key; a key that is not here is refused.
+	Rates map[Key]float64
+	// MaxWait bounds how long a call waits its turn (further bounded by the
+	// context's deadline).
+	MaxWait time.Duration
+	// Guard is added to the one-second window; zero means DefaultGuard,
+	// negative means none.
+	Guard time.Duration
+	// Now and Sleep let tests drive time; nil means the real clock.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Local limits calls within one process. Its map is built once and only read
+// afterwards, so Wait takes no lock of its own.
+type Local struct {
+	limiters map[Key]*rate.Limiter
+	maxWait  time.Duration
+	now      func() time.Time
+	sleep    func(ctx context.Context, d time.Duration) error
+}
+
+// NewLocal builds a limiter for every key in opts.Rates.
+func NewLocal(opts Options) *Local {
+	guard := opts.Guard
+	switch {
+	case guard == 0:
+		guard = DefaultGuard
+	case guard < 0:
+		guard = 0
+	}
+	l := &Local{
+		limiters: make(map[Key]*rate.Limiter, len(opts.Rates)),
+		maxWait:  opts.MaxWait,
+		now:      opts.Now,
+		sleep:    opts.Sleep,
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.sleep == nil {
+		l.sleep = sleep
+	}
+	for k, perSecond := range opts.Rates {
+		l.limiters[k] = rate.NewLimiter(Interval(perSecond, guard), 1)
+	}
+	return l
+}
+
+// Interval is the spacing between calls at perSecond calls per second with
+// guard added to each second.
+func Interval(perSecond float64, guard time.Duration) rate.Limit {
+	return rate.Every(time.Duration(float64(time.Second+guard) / perSecond))
+}
+
+// Wait returns when the call for k may go, or a *LimitedError at once when
+// its turn lies beyond MaxWait or the context's deadline, or the context's
+// error when it ends while waiting.
+func (l *Local) Wait(ctx context.Context, k Key) error {
+	lim, ok := l.limiters[k]
+	if !ok {
+		return fmt.Errorf("ratelimit: no rate configured for %s", k)
+	}
+	now := l.now()
+	r := lim.ReserveN(now, 1)
+	delay := r.DelayFrom(now)
+	if delay == 0 {
+		return nil
+	}
+	budget := l.maxWait
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) < budget {
+		budget = dl.Sub(now)
+	}
+	if delay > budget {
+		r.CancelAt(now)
+		return &LimitedError{Key: k, RetryAfter: delay.Round(time.Millisecond) + time.Millisecond}
+	}
+	if err := l.sleep(ctx, delay); err != nil {
+		r.CancelAt(l.now())
+		return err
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

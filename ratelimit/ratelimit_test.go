@@ -1,0 +1,139 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock that only moves when the limiter sleeps (or when the
+// test says so), so the tests are exact and instant.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+func (c *fakeClock) sleep(ctx context.Context, d time.Duration) error {
+	c.t = c.t.Add(d)
+	return ctx.Err()
+}
+
+var (
+	keyA = Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}
+	keyB = Key{Account: "222222222222", Region: "us-east-1", Operation: "CreateBackup"}
+)
+
+func newTestLimiter(c *fakeClock, maxWait time.Duration, sleepAdvances bool) *Local {
+	opts := Options{
+		Rates:   map[Key]float64{keyA: 50, keyB: 50},
+		MaxWait: maxWait,
+		Now:     c.now,
+		Sleep:   c.sleep,
+	}
+	if !sleepAdvances {
+		opts.Sleep = func(context.Context, time.Duration) error { return nil }
+	}
+	return NewLocal(opts)
+}
+
+// The contract: at the default 50/s, no one-second window holds more than
+// 50 granted calls, however many callers wait.
+func TestWaitNeverExceedsRateInAnyWindow(t *testing.T) {
+	c := &fakeClock{t: time.Now().Add(time.Hour)}
+	l := newTestLimiter(c, time.Hour, true)
+	var grants []time.Time
+	for range 500 {
+		if err := l.Wait(context.Background(), keyA); err != nil {
+			t.Fatalf("Wait: %v", err)
+		}
+		grants = append(grants, c.now())
+	}
+	for i := 50; i < len(grants); i++ {
+		if span := grants[i].Sub(grants[i-50]); span < time.Second+DefaultGuard {
+			t.Fatalf("calls %d..%d span %s: 51 calls within one second (+guard)", i-50, i, span)
+		}
+	}
+	if total := grants[len(grants)-1].Sub(grants[0]); total > 10400*time.Millisecond {
+		t.Errorf("500 calls took %s; want about 10.2s at 50/s with the guard", total)
+	}
+}
+
+func TestWaitRefusesBeyondMaxWait(t *testing.T) {
+	c := &fakeClock{t: time.Now().Add(time.Hour)}
+	l := newTestLimiter(c, time.Second, false)
+	granted, refused := 0, 0
+	var firstRefusal *LimitedError
+	for range 100 {
+		err := l.Wait(context.Background(), keyA)
+		var le *LimitedError
+		switch {
+		case err == nil:
+			granted++
+		case errors.As(err, &le):
+			refused++
+			if firstRefusal == nil {
+				firstRefusal = le
+			}
+		default:
+			t.Fatalf("Wait: %v", err)
+		}
+	}
+	// Turns are at 0, 20.4ms, ... 999.6ms: 50 fit within a 1s wait.
+	if granted != 50 || refused != 50 {
+		t.Errorf("granted %d refused %d; want 50 and 50", granted, refused)
+	}
+	if firstRefusal.Key != keyA || firstRefusal.RetryAfter < time.Second || firstRefusal.RetryAfter > 1100*time.Millisecond {
+		t.Errorf("refusal = %+v; want key A and RetryAfter just over 1s", firstRefusal)
+	}
+	// Refusals hold no place in line: once the admitted calls drain, a
+	// new call passes at once.
+	c.t = c.t.Add(firstRefusal.RetryAfter)
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Errorf("Wait after RetryAfter: %v", err)
+	}
+}
+
+func TestWaitBoundedByDeadline(t *testing.T) {
+	c := &fakeClock{t: time.Now().Add(time.Hour)}
+	l := newTestLimiter(c, time.Second, false)
+	ctx, cancel := context.WithDeadline(context.Background(), c.now().Add(100*time.Millisecond))
+	defer cancel()
+	granted := 0
+	for range 20 {
+		if l.Wait(ctx, keyA) == nil {
+			granted++
+		}
+	}
+	if granted != 5 { // turns at 0, 20.4, 40.8, 61.2, 81.6 ms
+		t.Errorf("granted %d within a 100ms deadline; want 5", granted)
+	}
+}
+
+func TestKeysAreIndependent(t *testing.T) {
+	c := &fakeClock{t: time.Now().Add(time.Hour)}
+	l := newTestLimiter(c, time.Second, false)
+	for range 200 {
+		_ = l.Wait(context.Background(), keyA)
+	}
+	if err := l.Wait(context.Background(), keyB); err != nil {
+		t.Errorf("account B after flooding A: %v", err)
+	}
+}
+
+func TestWaitUnknownKey(t *testing.T) {
+	l := NewLocal(Options{})
+	if err := l.Wait(context.Background(), keyA); err == nil {
+		t.Error("Wait on an unconfigured key succeeded")
+	}
+}
+
+func TestWaitCanceledReleasesTurn(t *testing.T) {
+	l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second})
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Wait(ctx, keyA); !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait with canceled context = %v; want context.Canceled", err)
+	}
+}
