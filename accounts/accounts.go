@@ -1,0 +1,174 @@
+// Package accounts maps an (account, region) to the DynamoDB client that acts
+// there as backupd's role in that account, rate limited per operation.
+//
+// Every client is built once at start and reused: the warm path makes no STS
+// call and constructs nothing.
+package accounts
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/ratelimit"
+)
+
+// NotConfiguredError means backupd has no role in the account, so it cannot
+// act there at all.
+type NotConfiguredError struct {
+	AccountID string
+}
+
+func (e *NotConfiguredError) Error() string {
+	return fmt.Sprintf("account %s is not configured", e.AccountID)
+}
+
+// RegionNotAllowedError means the account is configured but not for the region.
+type RegionNotAllowedError struct {
+	AccountID string
+	Region    string
+	Allowed   []string
+}
+
+func (e *RegionNotAllowedError) Error() string {
+	return fmt.Sprintf("region %q is not allowed for account %s; allowed: %v", e.Region, e.AccountID, e.Allowed)
+}
+
+// Limiter admits one call attempt for a key, waiting its turn if need be.
+type Limiter interface {
+	Wait(ctx context.Context, key ratelimit.Key) error
+}
+
+// CredentialSource gives an account's (cached) credentials.
+type CredentialSource interface {
+	Credentials(accountID string) (aws.CredentialsProvider, bool)
+}
+
+// Options configures a Registry.
+type Options struct {
+	// AWS is the base SDK configuration (endpoints, HTTP client, region).
+	AWS      aws.Config
+	Accounts []config.Account
+	Roles    CredentialSource
+	Limiter  Limiter
+	// MaxAttempts bounds the SDK's retries of throttling and 5xx answers;
+	// zero means 5. The caller's deadline bounds them too.
+	MaxAttempts int
+}
+
+// Target is where one request acts.
+type Target struct {
+	AccountID string
+	Region    string
+	DynamoDB  *dynamodb.Client
+}
+
+type regionKey struct{ account, region string }
+
+// Registry holds every (account, region) client. It is read-only after New.
+type Registry struct {
+	accounts map[string]config.Account
+	clients  map[regionKey]*dynamodb.Client
+}
+
+// New builds a DynamoDB client for every account and allowed region.
+func New(opts Options) (*Registry, error) {
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = 5
+	}
+	r := &Registry{
+		accounts: make(map[string]config.Account, len(opts.Accounts)),
+		clients:  make(map[regionKey]*dynamodb.Client),
+	}
+	for _, a := range opts.Accounts {
+		creds, ok := opts.Roles.Credentials(a.ID)
+		if !ok {
+			return nil, fmt.Errorf("accounts: no role for account %s", a.ID)
+		}
+		r.accounts[a.ID] = a
+		for _, region := range a.AllowedRegions {
+			r.clients[regionKey{a.ID, region}] = newClient(opts, a.ID, region, creds)
+		}
+	}
+	return r, nil
+}
+
+func newClient(opts Options, account, region string, creds aws.CredentialsProvider) *dynamodb.Client {
+	gate := &gate{limiter: opts.Limiter, account: account, region: region}
+	return dynamodb.NewFromConfig(opts.AWS, func(o *dynamodb.Options) {
+		o.Region = region
+		o.Credentials = creds
+		// Each client gets its own retryer, without the SDK's client-side
+		// retry token bucket: a shared bucket would let one account's
+		// failures use up the retries of every other account.
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = opts.MaxAttempts
+			so.RateLimiter = awsratelimit.None
+		})
+		o.APIOptions = append(slices.Clone(o.APIOptions), gate.register)
+	})
+}
+
+// Resolve returns the client for the account and region; an empty region
+// means the account's default.
+func (r *Registry) Resolve(accountID, region string) (Target, error) {
+	a, ok := r.accounts[accountID]
+	if !ok {
+		return Target{}, &NotConfiguredError{AccountID: accountID}
+	}
+	if region == "" {
+		region = a.DefaultRegion
+	}
+	c, ok := r.clients[regionKey{accountID, region}]
+	if !ok {
+		return Target{}, &RegionNotAllowedError{AccountID: accountID, Region: region, Allowed: a.AllowedRegions}
+	}
+	return Target{AccountID: accountID, Region: region, DynamoDB: c}, nil
+}
+
+// gate waits on the rate limiter before every attempt of every call, retries
+// included, so DynamoDB never sees more calls than the limit allows. It sits
+// right after the retry middleware and before credentials and signing, so a
+// refused attempt costs no STS call and a signature is never stale.
+type gate struct {
+	limiter Limiter
+	account string
+	region  string
+}
+
+func (g *gate) register(stack *middleware.Stack) error {
+	return stack.Finalize.Insert(g, "Retry", middleware.After)
+}
+
+func (g *gate) ID() string { return "backupd.RateLimit" }
+
+func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+	middleware.FinalizeOutput, middleware.Metadata, error,
+) {
+	key := ratelimit.Key{Account: g.account, Region: g.region, Operation: awsmiddleware.GetOperationName(ctx)}
+	if err := g.limiter.Wait(ctx, key); err != nil {
+		return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+	}
+	if at, ok := ctx.Value(submitKey{}).(*time.Time); ok {
+		*at = time.Now()
+	}
+	return next.HandleFinalize(ctx, in)
+}
+
+type submitKey struct{}
+
+// WithSubmitTime returns a context in which the client records, into at, the
+// moment its last attempt was admitted and sent: the submit time from which
+// a backup's consistency window is computed.
+func WithSubmitTime(ctx context.Context, at *time.Time) context.Context {
+	return context.WithValue(ctx, submitKey{}, at)
+}

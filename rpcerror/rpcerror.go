@@ -1,0 +1,194 @@
+// Package rpcerror maps backupd's domain errors and AWS errors to gRPC
+// status, in one place: the code of DESIGN.md's error table, a
+// google.rpc.ErrorInfo with a stable reason, a google.rpc.BadRequest for
+// field problems and a google.rpc.RetryInfo where coming back later helps.
+//
+// Messages never carry credentials, role ARNs or ExternalIds; the full error
+// goes to the log instead.
+package rpcerror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/service"
+)
+
+// Domain is the ErrorInfo domain of every backupd error.
+const Domain = "backupd"
+
+// DefaultRetryAfter is suggested when AWS throttles or fails without saying
+// when to come back.
+const DefaultRetryAfter = time.Second
+
+// Request is what an error message may name about the request.
+type Request struct {
+	AccountID string
+}
+
+// Status maps err to the status a caller sees. Internal reports whether the
+// error was unexpected, so the caller logs its detail.
+func Status(err error, req Request) (st *status.Status, internal bool) {
+	if err == nil {
+		return status.New(codes.OK, ""), false
+	}
+	if s, ok := status.FromError(err); ok {
+		return s, false
+	}
+	m := mapErr(err, req)
+	return m.status(req), m.code == codes.Internal
+}
+
+type mapped struct {
+	code       codes.Code
+	reason     string
+	msg        string
+	meta       map[string]string
+	violations []service.FieldViolation
+	retryAfter time.Duration
+}
+
+func (m mapped) status(req Request) *status.Status {
+	meta := map[string]string{}
+	if req.AccountID != "" {
+		meta["account_id"] = req.AccountID
+	}
+	for k, v := range m.meta {
+		meta[k] = v
+	}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Domain: Domain, Reason: m.reason, Metadata: meta}}
+	if len(m.violations) > 0 {
+		br := &errdetails.BadRequest{}
+		for _, v := range m.violations {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+		}
+		details = append(details, br)
+	}
+	if m.retryAfter > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(m.retryAfter)})
+	}
+	st, err := status.New(m.code, m.msg).WithDetails(details...)
+	if err != nil {
+		return status.New(m.code, m.msg)
+	}
+	return st
+}
+
+func mapErr(err error, req Request) mapped {
+	var (
+		invalid   *service.InvalidArgumentError
+		unknown   *accounts.NotConfiguredError
+		region    *accounts.RegionNotAllowedError
+		limited   *ratelimit.LimitedError
+		assume    *auth.AssumeRoleError
+		api       smithy.APIError
+		maxTries  *retry.MaxAttemptsError
+		canceled  *aws.RequestCanceledError
+		netErr    net.Error
+		respError *awshttp.ResponseError
+	)
+	switch {
+	case errors.As(err, &invalid):
+		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: invalid.Error(), violations: invalid.Violations}
+	case errors.As(err, &region):
+		msg := region.Error()
+		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,
+			violations: []service.FieldViolation{{Field: "region", Description: msg}}}
+	case errors.As(err, &unknown):
+		return mapped{code: codes.NotFound, reason: "ACCOUNT_NOT_CONFIGURED",
+			msg: fmt.Sprintf("account %s is not configured in backupd; ask its operators to add it", unknown.AccountID)}
+	case errors.As(err, &limited):
+		return mapped{code: codes.ResourceExhausted, reason: "RATE_LIMITED", retryAfter: limited.RetryAfter,
+			msg:  fmt.Sprintf("%s calls for account %s in %s are over the account's rate; retry after %s", limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter),
+			meta: map[string]string{"operation": limited.Key.Operation, "region": limited.Key.Region}}
+	case errors.Is(err, context.DeadlineExceeded):
+		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED", msg: "the request's deadline passed before AWS answered"}
+	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
+		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
+	case errors.As(err, &assume):
+		return mapAssume(assume)
+	case errors.As(err, &api):
+		return mapAPI(api, awsRequestID(err))
+	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:
+		return mapped{code: codes.Unavailable, reason: "DYNAMODB_UNAVAILABLE", retryAfter: DefaultRetryAfter,
+			msg: "DynamoDB could not be reached or kept failing; retry later"}
+	}
+	return mapped{code: codes.Internal, reason: "INTERNAL", msg: "internal error; the details are in backupd's log"}
+}
+
+func mapAssume(e *auth.AssumeRoleError) mapped {
+	if e.Denied() {
+		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED",
+			msg: fmt.Sprintf("STS refused backupd's role in account %s; check the role's trust policy and ExternalId", e.AccountID)}
+	}
+	return mapped{code: codes.Unavailable, reason: "STS_UNAVAILABLE", retryAfter: DefaultRetryAfter,
+		msg: fmt.Sprintf("STS could not issue credentials for account %s; retry later", e.AccountID)}
+}
+
+// mapAPI maps DynamoDB's own errors. DynamoDB's messages describe the
+// request, not credentials, so they are passed on.
+func mapAPI(api smithy.APIError, requestID string) mapped {
+	meta := map[string]string{}
+	if requestID != "" {
+		meta["aws_request_id"] = requestID
+	}
+	msg := api.ErrorMessage()
+	m := mapped{meta: meta, msg: msg}
+	switch code := api.ErrorCode(); code {
+	case "ValidationException", "InvalidRestoreTimeException":
+		m.code, m.reason = codes.InvalidArgument, "DYNAMODB_VALIDATION"
+	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException":
+		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
+		m.msg = "DynamoDB refused backupd's role: " + msg
+	case "TableNotFoundException", "ResourceNotFoundException":
+		m.code, m.reason = codes.NotFound, "TABLE_NOT_FOUND"
+	case "BackupNotFoundException":
+		m.code, m.reason = codes.NotFound, "BACKUP_NOT_FOUND"
+	case "TableAlreadyExistsException":
+		m.code, m.reason = codes.AlreadyExists, "TABLE_ALREADY_EXISTS"
+	case "TableInUseException":
+		m.code, m.reason = codes.FailedPrecondition, "TABLE_IN_USE"
+	case "BackupInUseException":
+		m.code, m.reason = codes.FailedPrecondition, "BACKUP_IN_USE"
+	case "ContinuousBackupsUnavailableException":
+		m.code, m.reason = codes.FailedPrecondition, "BACKUPS_UNAVAILABLE"
+	case "LimitExceededException", "ThrottlingException", "RequestLimitExceeded", "ProvisionedThroughputExceededException":
+		m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
+	default:
+		if api.ErrorFault() == smithy.FaultServer {
+			m.code, m.reason, m.retryAfter = codes.Unavailable, "DYNAMODB_UNAVAILABLE", DefaultRetryAfter
+			m.msg = "DynamoDB failed (" + code + "); retry later"
+			return m
+		}
+		m.code, m.reason = codes.Internal, "INTERNAL"
+		m.msg = "internal error; the details are in backupd's log"
+	}
+	if m.msg == "" {
+		m.msg = api.ErrorCode()
+	}
+	return m
+}
+
+func awsRequestID(err error) string {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.ServiceRequestID()
+	}
+	return ""
+}

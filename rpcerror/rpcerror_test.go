@@ -1,0 +1,130 @@
+package rpcerror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+
+	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/service"
+)
+
+// sdkErr wraps an API error the way aws-sdk-go-v2 returns it from an operation.
+func sdkErr(err error) error {
+	resp := &awshttp.ResponseError{
+		ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 400}}, Err: err},
+		RequestID:     "REQ-123",
+	}
+	return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "CreateBackup", Err: resp}
+}
+
+func TestStatus(t *testing.T) {
+	denied := &auth.AssumeRoleError{AccountID: "111111111111", Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: "User arn:aws:iam::999:user/x is not authorized"}}
+	tests := []struct {
+		name      string
+		err       error
+		code      codes.Code
+		reason    string
+		field     string        // a BadRequest field violation expected, if any
+		retry     time.Duration // a RetryInfo expected, if non-zero
+		msgHas    string
+		msgHasNot string
+	}{
+		{"field fails validation", &service.InvalidArgumentError{Violations: []service.FieldViolation{{Field: "backup_name", Description: "backup_name must be 3-255 characters; got 2"}}},
+			codes.InvalidArgument, "INVALID_ARGUMENT", "backup_name", 0, "got 2", ""},
+		{"region not allowed", &accounts.RegionNotAllowedError{AccountID: "111111111111", Region: "eu-west-1", Allowed: []string{"us-east-1"}},
+			codes.InvalidArgument, "REGION_NOT_ALLOWED", "region", 0, "eu-west-1", ""},
+		{"DynamoDB ValidationException", sdkErr(&smithy.GenericAPIError{Code: "ValidationException", Message: "bad name"}),
+			codes.InvalidArgument, "DYNAMODB_VALIDATION", "", 0, "bad name", ""},
+		{"STS AccessDenied", fmt.Errorf("op: %w", denied), codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "111111111111", "arn:aws:iam"},
+		{"DynamoDB AccessDenied", sdkErr(&smithy.GenericAPIError{Code: "AccessDeniedException", Message: "not authorized"}),
+			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "not authorized", ""},
+		{"account not configured", fmt.Errorf("resolve: %w", &accounts.NotConfiguredError{AccountID: "333333333333"}), codes.NotFound, "ACCOUNT_NOT_CONFIGURED", "", 0, "333333333333", ""},
+		{"table not found", sdkErr(&types.TableNotFoundException{Message: strPtr("Table not found: Orders")}), codes.NotFound, "TABLE_NOT_FOUND", "", 0, "Orders", ""},
+		{"backup not found", sdkErr(&types.BackupNotFoundException{Message: strPtr("no backup")}), codes.NotFound, "BACKUP_NOT_FOUND", "", 0, "no backup", ""},
+		{"restore target exists", sdkErr(&types.TableAlreadyExistsException{Message: strPtr("exists")}), codes.AlreadyExists, "TABLE_ALREADY_EXISTS", "", 0, "exists", ""},
+		{"table in use", sdkErr(&types.TableInUseException{Message: strPtr("in use")}), codes.FailedPrecondition, "TABLE_IN_USE", "", 0, "in use", ""},
+		{"backup in use", sdkErr(&types.BackupInUseException{Message: strPtr("in use")}), codes.FailedPrecondition, "BACKUP_IN_USE", "", 0, "in use", ""},
+		{"backups not yet available", sdkErr(&types.ContinuousBackupsUnavailableException{Message: strPtr("not yet")}), codes.FailedPrecondition, "BACKUPS_UNAVAILABLE", "", 0, "not yet", ""},
+		{"our rate limit", fmt.Errorf("op: %w", &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: 1500 * time.Millisecond}),
+			codes.ResourceExhausted, "RATE_LIMITED", "", 1500 * time.Millisecond, "retry after 1.5s", ""},
+		{"DynamoDB LimitExceeded after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.LimitExceededException{Message: strPtr("too many")})},
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "too many", ""},
+		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "", ""},
+		{"STS unreachable", &auth.AssumeRoleError{AccountID: "111111111111", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}},
+			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
+		{"DynamoDB 5xx after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.InternalServerError{Message: strPtr("boom")})},
+			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", ""},
+		{"DynamoDB unreachable", &smithy.OperationError{ServiceID: "DynamoDB", Err: &net.OpError{Op: "dial", Err: errors.New("refused")}},
+			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", ""},
+		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "deadline", ""},
+		{"canceled", context.Canceled, codes.Canceled, "CANCELED", "", 0, "", ""},
+		{"anything unexpected", errors.New("secret detail AKIAEXAMPLE"), codes.Internal, "INTERNAL", "", 0, "internal error", "AKIA"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, internal := Status(tt.err, Request{AccountID: "111111111111"})
+			if st.Code() != tt.code {
+				t.Fatalf("code = %s, want %s (message %q)", st.Code(), tt.code, st.Message())
+			}
+			if internal != (tt.code == codes.Internal) {
+				t.Errorf("internal = %v", internal)
+			}
+			if !strings.Contains(st.Message(), tt.msgHas) {
+				t.Errorf("message %q lacks %q", st.Message(), tt.msgHas)
+			}
+			if tt.msgHasNot != "" && strings.Contains(st.Message(), tt.msgHasNot) {
+				t.Errorf("message %q leaks %q", st.Message(), tt.msgHasNot)
+			}
+			var info *errdetails.ErrorInfo
+			var field string
+			var retryAfter time.Duration
+			for _, d := range st.Details() {
+				switch d := d.(type) {
+				case *errdetails.ErrorInfo:
+					info = d
+				case *errdetails.BadRequest:
+					field = d.GetFieldViolations()[0].GetField()
+				case *errdetails.RetryInfo:
+					retryAfter = d.GetRetryDelay().AsDuration()
+				}
+			}
+			if info == nil || info.GetDomain() != Domain || info.GetReason() != tt.reason || info.GetMetadata()["account_id"] != "111111111111" {
+				t.Errorf("ErrorInfo = %v, want domain %q reason %q with account_id", info, Domain, tt.reason)
+			}
+			if field != tt.field {
+				t.Errorf("BadRequest field = %q, want %q", field, tt.field)
+			}
+			if retryAfter != tt.retry {
+				t.Errorf("RetryInfo delay = %s, want %s", retryAfter, tt.retry)
+			}
+		})
+	}
+}
+
+func TestStatusAWSRequestID(t *testing.T) {
+	st, _ := Status(sdkErr(&types.TableNotFoundException{Message: strPtr("x")}), Request{})
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetMetadata()["aws_request_id"] == "REQ-123" {
+			return
+		}
+	}
+	t.Errorf("no aws_request_id in %v", st.Details())
+}
+
+func strPtr(s string) *string { return &s }

@@ -1,0 +1,149 @@
+// Package server builds backupd's gRPC server, with the interceptors every
+// request passes, and the HTTP handler that serves the same API as REST
+// through grpc-gateway, plus health.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
+)
+
+// Options configures the gRPC server.
+type Options struct {
+	Service backupv1.BackupServiceServer
+	Logger  *slog.Logger
+}
+
+// NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
+// reflection registered. Every unary call passes through one interceptor
+// that recovers panics, maps errors to status and writes the request's log
+// line, so gRPC and REST callers are treated the same.
+func NewGRPC(opts Options, h *Health) *grpc.Server {
+	s := grpc.NewServer(
+		grpc.ChainUnaryInterceptor((&interceptor{log: opts.Logger}).unary),
+		grpc.MaxRecvMsgSize(1<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	backupv1.RegisterBackupServiceServer(s, opts.Service)
+	healthpb.RegisterHealthServer(s, h.grpc)
+	reflection.Register(s)
+	return s
+}
+
+type interceptor struct {
+	log *slog.Logger
+}
+
+func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			i.log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("method", info.FullMethod),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			resp, err = nil, status.Error(codes.Internal, "internal error; the details are in backupd's log")
+		}
+	}()
+	resp, err = handler(ctx, req)
+	if info.FullMethod == healthpb.Health_Check_FullMethodName {
+		return resp, err
+	}
+	account, region := target(req)
+	st, internal := rpcerror.Status(err, rpcerror.Request{AccountID: account})
+	attrs := []slog.Attr{
+		slog.String("method", info.FullMethod),
+		slog.String("caller", caller(ctx)),
+		slog.String("account", account),
+		slog.String("region", region),
+		slog.String("code", st.Code().String()),
+		slog.Duration("duration", time.Since(start)),
+	}
+	level := slog.LevelInfo
+	if internal || st.Code() == codes.Unavailable {
+		level = slog.LevelError
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	i.log.LogAttrs(ctx, level, "request", attrs...)
+	if err != nil {
+		return nil, st.Err()
+	}
+	return resp, nil
+}
+
+// target names the account and region a request acts in, for the log: from
+// account_id/region, or from the backup ARN.
+func target(req any) (account, region string) {
+	if r, ok := req.(interface {
+		GetAccountId() string
+		GetRegion() string
+	}); ok {
+		return r.GetAccountId(), r.GetRegion()
+	}
+	if r, ok := req.(interface{ GetBackupArn() string }); ok {
+		parts := strings.SplitN(r.GetBackupArn(), ":", 6)
+		if len(parts) == 6 {
+			return parts[4], parts[3]
+		}
+	}
+	return "", ""
+}
+
+// caller identifies who sent the request: the REST client's address when it
+// came through our gateway (which runs on loopback), else the gRPC peer.
+func caller(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	addr := p.Addr.String()
+	if host, _, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host).IsLoopback() {
+		if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
+			return "rest:" + xff[0]
+		}
+	}
+	return addr
+}
+
+// Health tracks readiness for grpc.health.v1 and /readyz together.
+type Health struct {
+	grpc *health.Server
+}
+
+// NewHealth starts NOT_SERVING until SetReady(true).
+func NewHealth() *Health {
+	h := &Health{grpc: health.NewServer()}
+	h.SetReady(false)
+	return h
+}
+
+// SetReady flips every service's health status.
+func (h *Health) SetReady(ready bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	h.grpc.SetServingStatus("", st)
+	h.grpc.SetServingStatus(backupv1.BackupService_ServiceDesc.ServiceName, st)
+}
+
+// Ready reports the overall status.
+func (h *Health) Ready(ctx context.Context) bool {
+	resp, err := h.grpc.Check(ctx, &healthpb.HealthCheckRequest{})
+	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+}

@@ -1,0 +1,109 @@
+package service
+
+import (
+	"strings"
+)
+
+// arn is a DynamoDB table or backup ARN, split into its parts.
+type arn struct {
+	Partition string
+	Region    string
+	Account   string
+	Table     string
+	BackupID  string // empty for a table ARN
+}
+
+// partitionRegions gives each partition backupd accepts and the region
+// prefix its regions carry, so aws-cn:us-east-1 is caught as a mismatch.
+var partitionRegions = map[string]func(string) bool{
+	"aws": func(r string) bool {
+		return !strings.HasPrefix(r, "cn-") && !strings.HasPrefix(r, "us-gov-")
+	},
+	"aws-cn":     func(r string) bool { return strings.HasPrefix(r, "cn-") },
+	"aws-us-gov": func(r string) bool { return strings.HasPrefix(r, "us-gov-") },
+}
+
+// parseARN checks s strictly and names the first wrong part in a violation
+// of field. wantBackup selects backup ARNs (…:table/T/backup/ID) over table
+// ARNs (…:table/T).
+func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
+	shape := "arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE"
+	if wantBackup {
+		shape += "/backup/BACKUP_ID"
+	}
+	if s == "" {
+		vs.add(field, "is required: a DynamoDB ARN of the form %s", shape)
+		return arn{}, false
+	}
+	parts := strings.SplitN(s, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" {
+		vs.add(field, "must be a DynamoDB ARN of the form %s; got %s", shape, quote(s))
+		return arn{}, false
+	}
+	a := arn{Partition: parts[1], Region: parts[3], Account: parts[4]}
+	inPartition, known := partitionRegions[a.Partition]
+	switch {
+	case !known:
+		vs.add(field, "has partition %s; want aws, aws-cn or aws-us-gov", quote(a.Partition))
+	case parts[2] != "dynamodb":
+		vs.add(field, "names service %s; want a dynamodb ARN", quote(parts[2]))
+	case !regionRe.MatchString(a.Region):
+		vs.add(field, "has region %s; want an AWS region such as us-east-1", quote(a.Region))
+	case !inPartition(a.Region):
+		vs.add(field, "has region %s, which is not in partition %s", a.Region, a.Partition)
+	case !accountIDRe.MatchString(a.Account):
+		vs.add(field, "has account id %s; want exactly 12 digits", quote(a.Account))
+	default:
+		return a, parseResource(vs, field, parts[5], wantBackup, shape, &a)
+	}
+	return arn{}, false
+}
+
+func parseResource(vs *violations, field, res string, wantBackup bool, shape string, a *arn) bool {
+	segs := strings.Split(res, "/")
+	if segs[0] != "table" || len(segs) < 2 {
+		vs.add(field, "has resource %s; want %s", quote(res), shape[strings.LastIndex(shape, ":")+1:])
+		return false
+	}
+	a.Table = segs[1]
+	var sub violations
+	checkName(&sub, "table name", a.Table)
+	if len(sub) > 0 {
+		vs.add(field, "has a bad %s", sub[0].Description)
+		return false
+	}
+	switch {
+	case !wantBackup && len(segs) == 2:
+		return true
+	case !wantBackup:
+		vs.add(field, "has extra path segments after table/%s; want a table ARN", a.Table)
+	case len(segs) == 2:
+		vs.add(field, "is a table ARN; want a backup ARN (…/backup/BACKUP_ID)")
+	case len(segs) != 4 || segs[2] != "backup":
+		vs.add(field, "has resource %s; want table/TABLE/backup/BACKUP_ID", quote(res))
+	case !backupIDOK(segs[3]):
+		vs.add(field, "has backup id %s; want digits, a dash and hex digits such as 01700000000000-abcdef12", quote(segs[3]))
+	default:
+		a.BackupID = segs[3]
+		return true
+	}
+	return false
+}
+
+func backupIDOK(id string) bool {
+	dash := strings.IndexByte(id, '-')
+	if dash < 1 || dash == len(id)-1 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case i < dash && c >= '0' && c <= '9':
+		case i > dash && (c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'):
+		case i == dash:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,125 @@
+// Package service implements backup.v1.BackupService: it validates requests,
+// sends them to DynamoDB in the right account and region, and maps the
+// answers to typed responses. It returns domain errors; the gRPC layer maps
+// them to status codes in one place (package rpcerror).
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/backupd/backupd/accounts"
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// Resolver finds the DynamoDB client for an account and region.
+type Resolver interface {
+	Resolve(accountID, region string) (accounts.Target, error)
+}
+
+// Options configures a Server.
+type Options struct {
+	Accounts Resolver
+	Logger   *slog.Logger
+	// DefaultTimeout is the deadline of requests that carry none.
+	DefaultTimeout time.Duration
+}
+
+// Server implements backupv1.BackupServiceServer.
+type Server struct {
+	backupv1.UnimplementedBackupServiceServer
+	accounts       Resolver
+	log            *slog.Logger
+	defaultTimeout time.Duration
+}
+
+var _ backupv1.BackupServiceServer = (*Server)(nil)
+
+// New returns a Server.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DefaultTimeout == 0 {
+		opts.DefaultTimeout = 30 * time.Second
+	}
+	return &Server{accounts: opts.Accounts, log: opts.Logger, defaultTimeout: opts.DefaultTimeout}
+}
+
+// consistencySlack is DynamoDB's documented guarantee: a backup holds every
+// write made more than a minute before the request and none made more than a
+// minute after it.
+const consistencySlack = time.Minute
+
+// CreateBackup starts an on-demand backup.
+func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
+	table, region, err := validateCreate(req)
+	if err != nil {
+		return nil, err
+	}
+	target, err := s.accounts.Resolve(req.GetAccountId(), region)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withDeadline(ctx)
+	defer cancel()
+	var submitted time.Time
+	out, err := target.DynamoDB.CreateBackup(accounts.WithSubmitTime(ctx, &submitted), &dynamodb.CreateBackupInput{
+		TableName:  aws.String(table),
+		BackupName: aws.String(req.GetBackupName()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &backupv1.CreateBackupResponse{
+		BackupDetails: s.backupDetails(out.BackupDetails),
+		Consistency: &backupv1.ConsistencyWindow{
+			IncludesWritesBefore: timestamppb.New(submitted.Add(-consistencySlack)),
+			ExcludesWritesAfter:  timestamppb.New(submitted.Add(consistencySlack)),
+		},
+	}, nil
+}
+
+// validateCreate checks every field and returns the table name or ARN to
+// send and the region to act in (empty: the account's default).
+func validateCreate(req *backupv1.CreateBackupRequest) (table, region string, err error) {
+	var vs violations
+	checkAccountID(&vs, "account_id", req.GetAccountId())
+	checkRegion(&vs, "region", req.GetRegion())
+	table, region = checkTableRef(&vs, "table_name", req.GetTableName(), req.GetAccountId(), req.GetRegion())
+	checkName(&vs, "backup_name", req.GetBackupName())
+	checkRequestID(&vs, "request_id", req.GetRequestId())
+	return table, region, vs.err()
+}
+
+// checkTableRef accepts a table name or a table ARN of the request's account
+// (and region, when one is given; otherwise the ARN's region is used).
+func checkTableRef(vs *violations, field, ref, account, region string) (string, string) {
+	if len(ref) < 4 || ref[:4] != "arn:" {
+		checkName(vs, field, ref)
+		return ref, region
+	}
+	a, ok := parseARN(vs, field, ref, false)
+	if !ok {
+		return ref, region
+	}
+	if a.Account != account {
+		vs.add(field, "is a table ARN of account %s; it must be in account_id %s", a.Account, quote(account))
+	}
+	if region != "" && a.Region != region {
+		vs.add(field, "is a table ARN in region %s; it must be in region %s", a.Region, region)
+	}
+	return ref, a.Region
+}
+
+func (s *Server) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.defaultTimeout)
+}

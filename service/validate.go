@@ -1,0 +1,103 @@
+package service
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// FieldViolation is one field that broke one rule.
+type FieldViolation struct {
+	Field       string
+	Description string
+}
+
+// InvalidArgumentError lists every bad field of a request. It is returned
+// before any AWS call, so bad input changes nothing.
+type InvalidArgumentError struct {
+	Violations []FieldViolation
+}
+
+func (e *InvalidArgumentError) Error() string {
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		parts[i] = v.Description
+	}
+	return strings.Join(parts, "; ")
+}
+
+// violations collects field problems; its zero value is ready to use.
+type violations []FieldViolation
+
+func (vs *violations) add(field, format string, args ...any) {
+	*vs = append(*vs, FieldViolation{Field: field, Description: field + " " + fmt.Sprintf(format, args...)})
+}
+
+func (vs violations) err() error {
+	if len(vs) == 0 {
+		return nil
+	}
+	return &InvalidArgumentError{Violations: vs}
+}
+
+var (
+	accountIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+	nameRe      = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
+)
+
+const (
+	nameRule      = "must be 3-255 characters of a-z A-Z 0-9 _ . -"
+	maxRequestID  = 128
+	maxEchoLength = 64
+)
+
+// quote shows a bad value in a message, shortened so a huge input cannot
+// flood a response or a log line.
+func quote(s string) string {
+	if len(s) > maxEchoLength {
+		return fmt.Sprintf("%q... (%d bytes)", s[:maxEchoLength], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func checkAccountID(vs *violations, field, id string) {
+	switch {
+	case id == "":
+		vs.add(field, "is required: the 12-digit AWS account id")
+	case !accountIDRe.MatchString(id):
+		vs.add(field, "must be exactly 12 digits; got %s", quote(id))
+	}
+}
+
+// checkRegion accepts an empty region (the account's default applies).
+func checkRegion(vs *violations, field, region string) {
+	if region != "" && !regionRe.MatchString(region) {
+		vs.add(field, "must be an AWS region such as us-east-1; got %s", quote(region))
+	}
+}
+
+// checkName enforces DynamoDB's rule for table, index and backup names.
+func checkName(vs *violations, field, name string) {
+	switch {
+	case name == "":
+		vs.add(field, "is required; it %s", nameRule)
+	case len(name) < 3 || len(name) > 255:
+		vs.add(field, "%s; got %d characters", nameRule, len(name))
+	case !nameRe.MatchString(name):
+		vs.add(field, "%s; got %s", nameRule, quote(name))
+	}
+}
+
+func checkRequestID(vs *violations, field, id string) {
+	if len(id) > maxRequestID {
+		vs.add(field, "must be at most %d printable ASCII characters; got %d", maxRequestID, len(id))
+		return
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			vs.add(field, "must be printable ASCII; byte %d is 0x%02x", i, id[i])
+			return
+		}
+	}
+}
