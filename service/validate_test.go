@@ -1,0 +1,124 @@
+package service
+
+import (
+	"strings"
+	"testing"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+func TestValidateCreate(t *testing.T) {
+	valid := func() *backupv1.CreateBackupRequest {
+		return &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "nightly-1"}
+	}
+	tests := []struct {
+		name   string
+		modify func(r *backupv1.CreateBackupRequest)
+		field  string // "" means valid
+		msgHas string
+	}{
+		{"valid", func(*backupv1.CreateBackupRequest) {}, "", ""},
+		{"valid with region and request id", func(r *backupv1.CreateBackupRequest) {
+			r.Region, r.RequestId = "eu-west-1", "6f1c2b7e-3f4a-4c1e-9a37-1a2b3c4d5e6f"
+		}, "", ""},
+		{"valid table ARN", func(r *backupv1.CreateBackupRequest) {
+			r.TableName = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders"
+		}, "", ""},
+		{"missing account", func(r *backupv1.CreateBackupRequest) { r.AccountId = "" }, "account_id", "is required"},
+		{"account 11 digits", func(r *backupv1.CreateBackupRequest) { r.AccountId = "11111111111" }, "account_id", "exactly 12 digits"},
+		{"account 13 digits", func(r *backupv1.CreateBackupRequest) { r.AccountId = "1111111111111" }, "account_id", "exactly 12 digits"},
+		{"account with letters", func(r *backupv1.CreateBackupRequest) { r.AccountId = "11111111111a" }, "account_id", "exactly 12 digits"},
+		{"bad region", func(r *backupv1.CreateBackupRequest) { r.Region = "mars" }, "region", "AWS region"},
+		{"missing table", func(r *backupv1.CreateBackupRequest) { r.TableName = "" }, "table_name", "is required"},
+		{"table 2 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = "ab" }, "table_name", "got 2 characters"},
+		{"table 256 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = strings.Repeat("a", 256) }, "table_name", "got 256 characters"},
+		{"table with space", func(r *backupv1.CreateBackupRequest) { r.TableName = "my table" }, "table_name", "a-z A-Z 0-9"},
+		{"table with slash", func(r *backupv1.CreateBackupRequest) { r.TableName = "a/b/c" }, "table_name", "a-z A-Z 0-9"},
+		{"table unicode", func(r *backupv1.CreateBackupRequest) { r.TableName = "tablé" }, "table_name", "a-z A-Z 0-9"},
+		{"table ARN of other account", func(r *backupv1.CreateBackupRequest) {
+			r.TableName = "arn:aws:dynamodb:us-east-1:222222222222:table/Orders"
+		}, "table_name", "account 222222222222"},
+		{"table ARN of other region", func(r *backupv1.CreateBackupRequest) {
+			r.Region, r.TableName = "us-east-1", "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders"
+		}, "table_name", "region eu-west-1"},
+		{"table ARN of a backup", func(r *backupv1.CreateBackupRequest) {
+			r.TableName = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+		}, "table_name", "extra path segments"},
+		{"missing backup name", func(r *backupv1.CreateBackupRequest) { r.BackupName = "" }, "backup_name", "is required"},
+		{"backup name 2 chars", func(r *backupv1.CreateBackupRequest) { r.BackupName = "ab" }, "backup_name", "3-255 characters of a-z A-Z 0-9 _ . -; got 2 characters"},
+		{"backup name 256 chars", func(r *backupv1.CreateBackupRequest) { r.BackupName = strings.Repeat("b", 256) }, "backup_name", "got 256"},
+		{"backup name dotdot slash", func(r *backupv1.CreateBackupRequest) { r.BackupName = "../etc" }, "backup_name", "a-z A-Z 0-9"},
+		{"request id 129", func(r *backupv1.CreateBackupRequest) { r.RequestId = strings.Repeat("r", 129) }, "request_id", "at most 128"},
+		{"request id control char", func(r *backupv1.CreateBackupRequest) { r.RequestId = "abc\n" }, "request_id", "printable ASCII"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := valid()
+			tt.modify(r)
+			_, _, err := validateCreate(r)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("valid request refused: %v", err)
+				}
+				return
+			}
+			ia, ok := err.(*InvalidArgumentError)
+			if !ok {
+				t.Fatalf("err = %v, want *InvalidArgumentError", err)
+			}
+			if len(ia.Violations) != 1 || ia.Violations[0].Field != tt.field {
+				t.Fatalf("violations = %+v, want one on %s", ia.Violations, tt.field)
+			}
+			if d := ia.Violations[0].Description; !strings.Contains(d, tt.msgHas) || !strings.HasPrefix(d, tt.field) {
+				t.Errorf("description %q: want it to start with %q and contain %q", d, tt.field, tt.msgHas)
+			}
+		})
+	}
+}
+
+func TestValidateCreateReportsEveryField(t *testing.T) {
+	_, _, err := validateCreate(&backupv1.CreateBackupRequest{AccountId: "1", TableName: "x", BackupName: "y", RequestId: strings.Repeat("z", 200)})
+	ia, ok := err.(*InvalidArgumentError)
+	if !ok || len(ia.Violations) != 4 {
+		t.Fatalf("err = %v, want 4 violations", err)
+	}
+}
+
+func TestParseARN(t *testing.T) {
+	const good = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	tests := []struct {
+		name, arn, msgHas string
+	}{
+		{"valid", good, ""},
+		{"valid china", "arn:aws-cn:dynamodb:cn-north-1:111111111111:table/Orders/backup/01700000000000-abcdef12", ""},
+		{"valid govcloud", "arn:aws-us-gov:dynamodb:us-gov-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12", ""},
+		{"empty", "", "is required"},
+		{"not an ARN", "Orders", "must be a DynamoDB ARN"},
+		{"other service", "arn:aws:s3:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", `names service "s3"`},
+		{"table not backup", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders", "is a table ARN"},
+		{"bad partition", "arn:aws-mars:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "partition"},
+		{"region not in partition", "arn:aws-cn:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "not in partition aws-cn"},
+		{"bad region", "arn:aws:dynamodb:useast1:111111111111:table/Orders/backup/01700000000000-abcdef12", "has region"},
+		{"short account", "arn:aws:dynamodb:us-east-1:11111111111:table/Orders/backup/01700000000000-abcdef12", "account id"},
+		{"long account", "arn:aws:dynamodb:us-east-1:1111111111111:table/Orders/backup/01700000000000-abcdef12", "account id"},
+		{"extra segments", good + "/more", "want table/TABLE/backup/BACKUP_ID"},
+		{"bad table name", "arn:aws:dynamodb:us-east-1:111111111111:table/a b/backup/01700000000000-abcdef12", "bad table name"},
+		{"bad backup id", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/xyz", "backup id"},
+		{"not a table resource", "arn:aws:dynamodb:us-east-1:111111111111:global-table/Orders", "has resource"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var vs violations
+			a, ok := parseARN(&vs, "backup_arn", tt.arn, true)
+			if tt.msgHas == "" {
+				if !ok || len(vs) != 0 || a.Account != "111111111111" || a.Table != "Orders" || a.BackupID != "01700000000000-abcdef12" {
+					t.Fatalf("parseARN(%q) = %+v, %v, %v", tt.arn, a, ok, vs)
+				}
+				return
+			}
+			if ok || len(vs) != 1 || !strings.Contains(vs[0].Description, tt.msgHas) {
+				t.Fatalf("parseARN(%q): ok=%v violations %+v; want one containing %q", tt.arn, ok, vs, tt.msgHas)
+			}
+		})
+	}
+}
