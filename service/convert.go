@@ -67,3 +67,220 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
+
+var (
+	keyTypes = map[string]backupv1.KeyType{
+		string(types.KeyTypeHash):  backupv1.KeyType_KEY_TYPE_HASH,
+		string(types.KeyTypeRange): backupv1.KeyType_KEY_TYPE_RANGE,
+	}
+	billingModes = map[string]backupv1.BillingMode{
+		string(types.BillingModeProvisioned):   backupv1.BillingMode_BILLING_MODE_PROVISIONED,
+		string(types.BillingModePayPerRequest): backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST,
+	}
+	projectionTypes = map[string]backupv1.ProjectionType{
+		string(types.ProjectionTypeAll):      backupv1.ProjectionType_PROJECTION_TYPE_ALL,
+		string(types.ProjectionTypeKeysOnly): backupv1.ProjectionType_PROJECTION_TYPE_KEYS_ONLY,
+		string(types.ProjectionTypeInclude):  backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE,
+	}
+	streamViewTypes = map[string]backupv1.StreamViewType{
+		string(types.StreamViewTypeNewImage):        backupv1.StreamViewType_STREAM_VIEW_TYPE_NEW_IMAGE,
+		string(types.StreamViewTypeOldImage):        backupv1.StreamViewType_STREAM_VIEW_TYPE_OLD_IMAGE,
+		string(types.StreamViewTypeNewAndOldImages): backupv1.StreamViewType_STREAM_VIEW_TYPE_NEW_AND_OLD_IMAGES,
+		string(types.StreamViewTypeKeysOnly):        backupv1.StreamViewType_STREAM_VIEW_TYPE_KEYS_ONLY,
+	}
+	ttlStatuses = map[string]backupv1.TimeToLiveStatus{
+		string(types.TimeToLiveStatusEnabling):  backupv1.TimeToLiveStatus_TIME_TO_LIVE_STATUS_ENABLING,
+		string(types.TimeToLiveStatusDisabling): backupv1.TimeToLiveStatus_TIME_TO_LIVE_STATUS_DISABLING,
+		string(types.TimeToLiveStatusEnabled):   backupv1.TimeToLiveStatus_TIME_TO_LIVE_STATUS_ENABLED,
+		string(types.TimeToLiveStatusDisabled):  backupv1.TimeToLiveStatus_TIME_TO_LIVE_STATUS_DISABLED,
+	}
+	sseStatuses = map[string]backupv1.SseStatus{
+		string(types.SSEStatusEnabling):  backupv1.SseStatus_SSE_STATUS_ENABLING,
+		string(types.SSEStatusEnabled):   backupv1.SseStatus_SSE_STATUS_ENABLED,
+		string(types.SSEStatusDisabling): backupv1.SseStatus_SSE_STATUS_DISABLING,
+		string(types.SSEStatusDisabled):  backupv1.SseStatus_SSE_STATUS_DISABLED,
+		string(types.SSEStatusUpdating):  backupv1.SseStatus_SSE_STATUS_UPDATING,
+	}
+	sseTypes = map[string]backupv1.SseType{
+		string(types.SSETypeAes256): backupv1.SseType_SSE_TYPE_AES256,
+		string(types.SSETypeKms):    backupv1.SseType_SSE_TYPE_KMS,
+	}
+	tableStatuses = map[string]backupv1.TableStatus{
+		string(types.TableStatusCreating):                          backupv1.TableStatus_TABLE_STATUS_CREATING,
+		string(types.TableStatusUpdating):                          backupv1.TableStatus_TABLE_STATUS_UPDATING,
+		string(types.TableStatusDeleting):                          backupv1.TableStatus_TABLE_STATUS_DELETING,
+		string(types.TableStatusActive):                            backupv1.TableStatus_TABLE_STATUS_ACTIVE,
+		string(types.TableStatusInaccessibleEncryptionCredentials): backupv1.TableStatus_TABLE_STATUS_INACCESSIBLE_ENCRYPTION_CREDENTIALS,
+		string(types.TableStatusArchiving):                         backupv1.TableStatus_TABLE_STATUS_ARCHIVING,
+		string(types.TableStatusArchived):                          backupv1.TableStatus_TABLE_STATUS_ARCHIVED,
+	}
+)
+
+func (s *Server) backupDescription(d *types.BackupDescription) *backupv1.BackupDescription {
+	if d == nil {
+		return nil
+	}
+	return &backupv1.BackupDescription{
+		BackupDetails:             s.backupDetails(d.BackupDetails),
+		SourceTableDetails:        s.sourceTableDetails(d.SourceTableDetails),
+		SourceTableFeatureDetails: s.sourceTableFeatures(d.SourceTableFeatureDetails),
+	}
+}
+
+func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.SourceTableDetails {
+	if d == nil {
+		return nil
+	}
+	return &backupv1.SourceTableDetails{
+		TableName:             deref(d.TableName),
+		TableId:               deref(d.TableId),
+		TableArn:              deref(d.TableArn),
+		TableSizeBytes:        d.TableSizeBytes,
+		ItemCount:             d.ItemCount,
+		KeySchema:             s.keySchema(d.KeySchema),
+		BillingMode:           enumValue(s, "BillingMode", string(d.BillingMode), billingModes),
+		ProvisionedThroughput: throughput(d.ProvisionedThroughput),
+		TableCreationDateTime: ts(d.TableCreationDateTime),
+	}
+}
+
+func (s *Server) sourceTableFeatures(d *types.SourceTableFeatureDetails) *backupv1.SourceTableFeatureDetails {
+	if d == nil {
+		return nil
+	}
+	out := &backupv1.SourceTableFeatureDetails{
+		TimeToLiveDescription: s.ttl(d.TimeToLiveDescription),
+		SseDescription:        s.sse(d.SSEDescription),
+	}
+	for _, g := range d.GlobalSecondaryIndexes {
+		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, &backupv1.GlobalSecondaryIndex{
+			IndexName: deref(g.IndexName), KeySchema: s.keySchema(g.KeySchema),
+			Projection: s.projection(g.Projection), ProvisionedThroughput: throughput(g.ProvisionedThroughput),
+		})
+	}
+	for _, l := range d.LocalSecondaryIndexes {
+		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, &backupv1.LocalSecondaryIndex{
+			IndexName: deref(l.IndexName), KeySchema: s.keySchema(l.KeySchema), Projection: s.projection(l.Projection),
+		})
+	}
+	if st := d.StreamDescription; st != nil {
+		out.StreamDescription = &backupv1.StreamSpecification{
+			StreamEnabled:  deref(st.StreamEnabled),
+			StreamViewType: enumValue(s, "StreamViewType", string(st.StreamViewType), streamViewTypes),
+		}
+	}
+	return out
+}
+
+func (s *Server) keySchema(ks []types.KeySchemaElement) []*backupv1.KeySchemaElement {
+	if len(ks) == 0 {
+		return nil
+	}
+	out := make([]*backupv1.KeySchemaElement, len(ks))
+	for i, k := range ks {
+		out[i] = &backupv1.KeySchemaElement{AttributeName: deref(k.AttributeName), KeyType: enumValue(s, "KeyType", string(k.KeyType), keyTypes)}
+	}
+	return out
+}
+
+func (s *Server) projection(p *types.Projection) *backupv1.Projection {
+	if p == nil {
+		return nil
+	}
+	return &backupv1.Projection{
+		ProjectionType:   enumValue(s, "ProjectionType", string(p.ProjectionType), projectionTypes),
+		NonKeyAttributes: p.NonKeyAttributes,
+	}
+}
+
+func throughput(p *types.ProvisionedThroughput) *backupv1.ProvisionedThroughput {
+	if p == nil {
+		return nil
+	}
+	return &backupv1.ProvisionedThroughput{ReadCapacityUnits: deref(p.ReadCapacityUnits), WriteCapacityUnits: deref(p.WriteCapacityUnits)}
+}
+
+func throughputDescription(p *types.ProvisionedThroughputDescription) *backupv1.ProvisionedThroughput {
+	if p == nil {
+		return nil
+	}
+	return &backupv1.ProvisionedThroughput{ReadCapacityUnits: deref(p.ReadCapacityUnits), WriteCapacityUnits: deref(p.WriteCapacityUnits)}
+}
+
+func (s *Server) ttl(t *types.TimeToLiveDescription) *backupv1.TimeToLiveDescription {
+	if t == nil {
+		return nil
+	}
+	return &backupv1.TimeToLiveDescription{
+		TimeToLiveStatus: enumValue(s, "TimeToLiveStatus", string(t.TimeToLiveStatus), ttlStatuses),
+		AttributeName:    deref(t.AttributeName),
+	}
+}
+
+func (s *Server) sse(d *types.SSEDescription) *backupv1.SseDescription {
+	if d == nil {
+		return nil
+	}
+	return &backupv1.SseDescription{
+		Status:                         enumValue(s, "SSEStatus", string(d.Status), sseStatuses),
+		SseType:                        enumValue(s, "SSEType", string(d.SSEType), sseTypes),
+		KmsMasterKeyArn:                deref(d.KMSMasterKeyArn),
+		InaccessibleEncryptionDateTime: ts(d.InaccessibleEncryptionDateTime),
+	}
+}
+
+func (s *Server) backupSummary(b *types.BackupSummary) *backupv1.BackupSummary {
+	return &backupv1.BackupSummary{
+		TableName:              deref(b.TableName),
+		TableId:                deref(b.TableId),
+		TableArn:               deref(b.TableArn),
+		BackupArn:              deref(b.BackupArn),
+		BackupName:             deref(b.BackupName),
+		BackupCreationDateTime: ts(b.BackupCreationDateTime),
+		BackupExpiryDateTime:   ts(b.BackupExpiryDateTime),
+		BackupStatus:           enumValue(s, "BackupStatus", string(b.BackupStatus), backupStatuses),
+		BackupType:             enumValue(s, "BackupType", string(b.BackupType), backupTypes),
+		BackupSizeBytes:        b.BackupSizeBytes,
+	}
+}
+
+func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDescription {
+	if t == nil {
+		return nil
+	}
+	out := &backupv1.TableDescription{
+		TableName:             deref(t.TableName),
+		TableArn:              deref(t.TableArn),
+		TableId:               deref(t.TableId),
+		TableStatus:           enumValue(s, "TableStatus", string(t.TableStatus), tableStatuses),
+		CreationDateTime:      ts(t.CreationDateTime),
+		KeySchema:             s.keySchema(t.KeySchema),
+		ProvisionedThroughput: throughputDescription(t.ProvisionedThroughput),
+		ItemCount:             t.ItemCount,
+		TableSizeBytes:        t.TableSizeBytes,
+		SseDescription:        s.sse(t.SSEDescription),
+	}
+	if t.BillingModeSummary != nil {
+		out.BillingMode = enumValue(s, "BillingMode", string(t.BillingModeSummary.BillingMode), billingModes)
+	}
+	for _, g := range t.GlobalSecondaryIndexes {
+		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, &backupv1.GlobalSecondaryIndex{
+			IndexName: deref(g.IndexName), KeySchema: s.keySchema(g.KeySchema),
+			Projection: s.projection(g.Projection), ProvisionedThroughput: throughputDescription(g.ProvisionedThroughput),
+		})
+	}
+	for _, l := range t.LocalSecondaryIndexes {
+		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, &backupv1.LocalSecondaryIndex{
+			IndexName: deref(l.IndexName), KeySchema: s.keySchema(l.KeySchema), Projection: s.projection(l.Projection),
+		})
+	}
+	if r := t.RestoreSummary; r != nil {
+		out.RestoreSummary = &backupv1.RestoreSummary{
+			SourceBackupArn:   deref(r.SourceBackupArn),
+			SourceTableArn:    deref(r.SourceTableArn),
+			RestoreDateTime:   ts(r.RestoreDateTime),
+			RestoreInProgress: deref(r.RestoreInProgress),
+		}
+	}
+	return out
+}

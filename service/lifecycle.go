@@ -1,0 +1,164 @@
+package service
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/backupd/backupd/accounts"
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// resolveARN validates a backup ARN and finds the client of its account and
+// region: the ARN decides where backupd acts.
+func (s *Server) resolveARN(vs *violations, field, backupARN string) (accounts.Target, error) {
+	a, ok := parseARN(vs, field, backupARN, true)
+	if err := vs.err(); err != nil || !ok {
+		return accounts.Target{}, err
+	}
+	return s.accounts.Resolve(a.Account, a.Region)
+}
+
+// GetBackup describes one backup.
+func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+	var vs violations
+	target, err := s.resolveARN(&vs, "backup_arn", req.GetBackupArn())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withDeadline(ctx)
+	defer cancel()
+	out, err := target.DynamoDB.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: aws.String(req.GetBackupArn())})
+	if err != nil {
+		return nil, err
+	}
+	return &backupv1.GetBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
+}
+
+// DeleteBackup deletes one backup.
+func (s *Server) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
+	var vs violations
+	target, err := s.resolveARN(&vs, "backup_arn", req.GetBackupArn())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withDeadline(ctx)
+	defer cancel()
+	out, err := target.DynamoDB.DeleteBackup(ctx, &dynamodb.DeleteBackupInput{BackupArn: aws.String(req.GetBackupArn())})
+	if err != nil {
+		return nil, err
+	}
+	return &backupv1.DeleteBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
+}
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 100
+)
+
+var backupTypeFilters = map[backupv1.BackupTypeFilter]types.BackupTypeFilter{
+	backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_UNSPECIFIED: types.BackupTypeFilterUser,
+	backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_USER:        types.BackupTypeFilterUser,
+	backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_SYSTEM:      types.BackupTypeFilterSystem,
+	backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_AWS_BACKUP:  types.BackupTypeFilterAwsBackup,
+	backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_ALL:         types.BackupTypeFilterAll,
+}
+
+// ListBackups pages through the backups of one account and region.
+func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
+	in, scope, err := validateList(req)
+	if err != nil {
+		return nil, err
+	}
+	target, err := s.accounts.Resolve(req.GetAccountId(), scope.region)
+	if err != nil {
+		return nil, err
+	}
+	scope.region = target.Region
+	if req.GetPageToken() != "" {
+		start, err := decodePageToken(scope, req.GetPageToken())
+		if err != nil {
+			var vs violations
+			vs.add("page_token", "is not a token from a listing with this account, region and filters, or was altered; start again without one")
+			return nil, vs.err()
+		}
+		in.ExclusiveStartBackupArn = aws.String(start)
+	}
+	ctx, cancel := s.withDeadline(ctx)
+	defer cancel()
+	out, err := target.DynamoDB.ListBackups(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	resp := &backupv1.ListBackupsResponse{BackupSummaries: make([]*backupv1.BackupSummary, 0, len(out.BackupSummaries))}
+	for i := range out.BackupSummaries {
+		resp.BackupSummaries = append(resp.BackupSummaries, s.backupSummary(&out.BackupSummaries[i]))
+	}
+	if last := aws.ToString(out.LastEvaluatedBackupArn); last != "" {
+		resp.NextPageToken = encodePageToken(scope, last)
+	}
+	return resp, nil
+}
+
+func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput, listScope, error) {
+	var vs violations
+	checkAccountID(&vs, "account_id", req.GetAccountId())
+	checkRegion(&vs, "region", req.GetRegion())
+	in := &dynamodb.ListBackupsInput{}
+	scope := listScope{account: req.GetAccountId(), region: req.GetRegion(), table: req.GetTableName()}
+	if t := req.GetTableName(); t != "" {
+		in.TableName = aws.String(t)
+		_, scope.region = checkTableRef(&vs, "table_name", t, req.GetAccountId(), req.GetRegion())
+	}
+	bt, ok := backupTypeFilters[req.GetBackupType()]
+	if !ok {
+		vs.add("backup_type", "must be USER, SYSTEM, AWS_BACKUP or ALL; got %d", req.GetBackupType())
+	}
+	in.BackupType, scope.backupType = bt, string(bt)
+	lower, upper := req.GetTimeRangeLowerBound(), req.GetTimeRangeUpperBound()
+	if lower != nil {
+		if err := lower.CheckValid(); err != nil {
+			vs.add("time_range_lower_bound", "is not a valid timestamp: %v", err)
+		}
+		in.TimeRangeLowerBound, scope.lower = aws.Time(lower.AsTime()), lower.AsTime().UnixNano()
+	}
+	if upper != nil {
+		if err := upper.CheckValid(); err != nil {
+			vs.add("time_range_upper_bound", "is not a valid timestamp: %v", err)
+		}
+		in.TimeRangeUpperBound, scope.upper = aws.Time(upper.AsTime()), upper.AsTime().UnixNano()
+	}
+	if lower != nil && upper != nil && !lower.AsTime().Before(upper.AsTime()) {
+		vs.add("time_range_upper_bound", "must be after time_range_lower_bound (%s); got %s",
+			lower.AsTime().Format("2006-01-02T15:04:05Z07:00"), upper.AsTime().Format("2006-01-02T15:04:05Z07:00"))
+	}
+	size := req.GetPageSize()
+	switch {
+	case size == 0:
+		size = defaultPageSize
+	case size < 0 || size > maxPageSize:
+		vs.add("page_size", "must be between 1 and %d (0 means %d); got %d", maxPageSize, defaultPageSize, size)
+	}
+	in.Limit = aws.Int32(size)
+	return in, scope, vs.err()
+}
+
+// RestoreTableFromBackup creates a new table from a backup in the backup's
+// account and region.
+func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
+	var vs violations
+	in := validateRestore(&vs, req)
+	target, err := s.resolveARN(&vs, "backup_arn", req.GetBackupArn())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withDeadline(ctx)
+	defer cancel()
+	out, err := target.DynamoDB.RestoreTableFromBackup(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return &backupv1.RestoreTableFromBackupResponse{TableDescription: s.tableDescription(out.TableDescription)}, nil
+}

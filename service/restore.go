@@ -1,0 +1,144 @@
+package service
+
+import (
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// validateRestore checks the target and overrides and builds DynamoDB's input.
+func validateRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest) *dynamodb.RestoreTableFromBackupInput {
+	checkName(vs, "target_table_name", req.GetTargetTableName())
+	checkRequestID(vs, "request_id", req.GetRequestId())
+	in := &dynamodb.RestoreTableFromBackupInput{
+		BackupArn:       aws.String(req.GetBackupArn()),
+		TargetTableName: aws.String(req.GetTargetTableName()),
+	}
+	switch req.GetBillingModeOverride() {
+	case backupv1.BillingMode_BILLING_MODE_UNSPECIFIED:
+	case backupv1.BillingMode_BILLING_MODE_PROVISIONED:
+		in.BillingModeOverride = types.BillingModeProvisioned
+	case backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST:
+		in.BillingModeOverride = types.BillingModePayPerRequest
+	default:
+		vs.add("billing_mode_override", "must be PROVISIONED or PAY_PER_REQUEST; got %d", req.GetBillingModeOverride())
+	}
+	if pt := req.GetProvisionedThroughputOverride(); pt != nil {
+		in.ProvisionedThroughputOverride = checkThroughput(vs, "provisioned_throughput_override", pt)
+		if req.GetBillingModeOverride() == backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST {
+			vs.add("provisioned_throughput_override", "must be absent with billing_mode_override PAY_PER_REQUEST")
+		}
+	}
+	if sse := req.GetSseSpecificationOverride(); sse != nil {
+		in.SSESpecificationOverride = checkSSE(vs, "sse_specification_override", sse)
+	}
+	if sel := req.GetGlobalSecondaryIndexOverride(); sel != nil {
+		in.GlobalSecondaryIndexOverride = make([]types.GlobalSecondaryIndex, 0, len(sel.GetIndexes()))
+		for i, g := range sel.GetIndexes() {
+			f := fieldIndex("global_secondary_index_override.indexes", i)
+			idx := types.GlobalSecondaryIndex{
+				IndexName:  aws.String(g.GetIndexName()),
+				KeySchema:  checkKeySchema(vs, f+".key_schema", g.GetKeySchema()),
+				Projection: checkProjection(vs, f+".projection", g.GetProjection()),
+			}
+			checkName(vs, f+".index_name", g.GetIndexName())
+			if g.GetProvisionedThroughput() != nil {
+				idx.ProvisionedThroughput = checkThroughput(vs, f+".provisioned_throughput", g.GetProvisionedThroughput())
+			}
+			in.GlobalSecondaryIndexOverride = append(in.GlobalSecondaryIndexOverride, idx)
+		}
+	}
+	if sel := req.GetLocalSecondaryIndexOverride(); sel != nil {
+		in.LocalSecondaryIndexOverride = make([]types.LocalSecondaryIndex, 0, len(sel.GetIndexes()))
+		for i, l := range sel.GetIndexes() {
+			f := fieldIndex("local_secondary_index_override.indexes", i)
+			checkName(vs, f+".index_name", l.GetIndexName())
+			in.LocalSecondaryIndexOverride = append(in.LocalSecondaryIndexOverride, types.LocalSecondaryIndex{
+				IndexName:  aws.String(l.GetIndexName()),
+				KeySchema:  checkKeySchema(vs, f+".key_schema", l.GetKeySchema()),
+				Projection: checkProjection(vs, f+".projection", l.GetProjection()),
+			})
+		}
+	}
+	return in
+}
+
+func fieldIndex(field string, i int) string {
+	return field + "[" + strconv.Itoa(i) + "]"
+}
+
+func checkThroughput(vs *violations, field string, pt *backupv1.ProvisionedThroughput) *types.ProvisionedThroughput {
+	if pt.GetReadCapacityUnits() < 1 {
+		vs.add(field+".read_capacity_units", "must be at least 1; got %d", pt.GetReadCapacityUnits())
+	}
+	if pt.GetWriteCapacityUnits() < 1 {
+		vs.add(field+".write_capacity_units", "must be at least 1; got %d", pt.GetWriteCapacityUnits())
+	}
+	return &types.ProvisionedThroughput{
+		ReadCapacityUnits:  aws.Int64(pt.GetReadCapacityUnits()),
+		WriteCapacityUnits: aws.Int64(pt.GetWriteCapacityUnits()),
+	}
+}
+
+func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *types.SSESpecification {
+	out := &types.SSESpecification{Enabled: aws.Bool(sse.GetEnabled())}
+	switch sse.GetSseType() {
+	case backupv1.SseType_SSE_TYPE_UNSPECIFIED:
+	case backupv1.SseType_SSE_TYPE_AES256:
+		out.SSEType = types.SSETypeAes256
+	case backupv1.SseType_SSE_TYPE_KMS:
+		out.SSEType = types.SSETypeKms
+	default:
+		vs.add(field+".sse_type", "must be AES256 or KMS; got %d", sse.GetSseType())
+	}
+	if k := sse.GetKmsMasterKeyId(); k != "" {
+		if sse.GetSseType() != backupv1.SseType_SSE_TYPE_KMS {
+			vs.add(field+".kms_master_key_id", "is only allowed with sse_type KMS")
+		}
+		out.KMSMasterKeyId = aws.String(k)
+	}
+	return out
+}
+
+func checkKeySchema(vs *violations, field string, ks []*backupv1.KeySchemaElement) []types.KeySchemaElement {
+	if len(ks) == 0 || len(ks) > 2 {
+		vs.add(field, "must have a HASH key and at most one RANGE key; got %d elements", len(ks))
+	}
+	out := make([]types.KeySchemaElement, 0, len(ks))
+	for i, k := range ks {
+		f := fieldIndex(field, i)
+		if n := len(k.GetAttributeName()); n < 1 || n > 255 {
+			vs.add(f+".attribute_name", "must be 1-255 bytes; got %d", n)
+		}
+		kt := types.KeyTypeHash
+		switch {
+		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_RANGE && i == 1:
+			kt = types.KeyTypeRange
+		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_HASH && i == 0:
+		default:
+			vs.add(f+".key_type", "must be HASH for the first element and RANGE for the second; got %s", k.GetKeyType())
+		}
+		out = append(out, types.KeySchemaElement{AttributeName: aws.String(k.GetAttributeName()), KeyType: kt})
+	}
+	return out
+}
+
+func checkProjection(vs *violations, field string, p *backupv1.Projection) *types.Projection {
+	switch p.GetProjectionType() {
+	case backupv1.ProjectionType_PROJECTION_TYPE_ALL:
+		return &types.Projection{ProjectionType: types.ProjectionTypeAll}
+	case backupv1.ProjectionType_PROJECTION_TYPE_KEYS_ONLY:
+		return &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
+	case backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE:
+		if len(p.GetNonKeyAttributes()) == 0 {
+			vs.add(field+".non_key_attributes", "must name at least one attribute with projection_type INCLUDE")
+		}
+		return &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: p.GetNonKeyAttributes()}
+	}
+	vs.add(field+".projection_type", "must be ALL, KEYS_ONLY or INCLUDE; got %s", p.GetProjectionType())
+	return nil
+}
