@@ -1,0 +1,254 @@
+// Command backupd serves backup.v1.BackupService over gRPC and REST.
+//
+//	backupd --config FILE   # production: accounts and roles from FILE
+//	backupd --sandbox       # no AWS account needed: an in-process fake
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/sandbox"
+	"github.com/backupd/backupd/server"
+	"github.com/backupd/backupd/service"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "backupd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backupd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path to the YAML configuration")
+	sandboxMode := fs.Bool("sandbox", false, "run against an in-process fake of STS and DynamoDB, on loopback, with demo accounts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if (*configPath == "") == !*sandboxMode {
+		return errors.New("give exactly one of --config FILE or --sandbox")
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	if *sandboxMode {
+		return runSandbox(ctx, stderr)
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Log, stderr)
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion))
+	if err != nil {
+		return fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return serve(ctx, cfg, awsCfg, logger)
+}
+
+// runSandbox serves the fake on loopback and points the real SDK path at it.
+func runSandbox(ctx context.Context, stderr io.Writer) error {
+	demo := sandbox.DemoAccounts()
+	fake := sandbox.New(sandbox.Options{Accounts: demo})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("sandbox listener: %w", err)
+	}
+	fakeSrv := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = fakeSrv.Serve(lis) }()
+	defer fakeSrv.Close()
+
+	cfg := sandboxConfig(demo)
+	logger := newLogger(cfg.Log, stderr)
+	endpoint := "http://" + lis.Addr().String()
+	logger.Warn("SANDBOX MODE: backupd talks to an in-process fake of STS and DynamoDB, not to AWS; " +
+		"nothing here is real or persistent. Listeners are bound to loopback.",
+		slog.String("fake_endpoint", endpoint), slog.String("grpc", cfg.Listen.GRPC), slog.String("http", cfg.Listen.HTTP),
+		slog.String("accounts", "111111111111, 222222222222"))
+	awsCfg := aws.Config{
+		Region:       cfg.DefaultRegion,
+		Credentials:  aws.NewCredentialsCache(staticCredentials(fake.BaseCredentials())),
+		BaseEndpoint: aws.String(endpoint),
+	}
+	return serve(ctx, cfg, awsCfg, logger)
+}
+
+type staticCredentials aws.Credentials
+
+func (c staticCredentials) Retrieve(context.Context) (aws.Credentials, error) {
+	return aws.Credentials(c), nil
+}
+
+func sandboxConfig(demo []sandbox.Account) *config.Config {
+	cfg := &config.Config{
+		Listen: config.Listen{GRPC: "127.0.0.1:9090", HTTP: "127.0.0.1:8080"},
+		Log:    config.Log{Format: "text"},
+	}
+	for _, a := range demo {
+		cfg.Accounts = append(cfg.Accounts, config.Account{
+			ID:            a.ID,
+			RoleARN:       "arn:aws:iam::" + a.ID + ":role/" + a.RoleName,
+			ExternalID:    a.ExternalID,
+			DefaultRegion: a.Region,
+		})
+	}
+	cfg.ApplyDefaults()
+	return cfg
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve wires the parts and runs both listeners until ctx ends, then drains.
+func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
+	registry, err := newRegistry(cfg, awsCfg)
+	if err != nil {
+		return err
+	}
+	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
+	health := server.NewHealth()
+	grpcSrv := server.NewGRPC(server.Options{Service: svc, Logger: logger}, health)
+
+	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
+	if err != nil {
+		return fmt.Errorf("gRPC listener: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.Listen.HTTP)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("HTTP listener: %w", err)
+	}
+	conn, err := grpc.NewClient(dialTarget(grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("gateway client: %w", err)
+	}
+	defer conn.Close()
+	handler, err := server.NewHTTPHandler(ctx, conn, health)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.UpstreamTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		return shutdown(cfg.ShutdownTimeout, health, httpSrv, grpcSrv, logger)
+	})
+	health.SetReady(true)
+	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
+		slog.Int("accounts", len(cfg.Accounts)))
+	return g.Wait()
+}
+
+func newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Registry, error) {
+	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = awsratelimit.None })
+	})
+	roles := make([]auth.Role, len(cfg.Accounts))
+	rates := map[ratelimit.Key]float64{}
+	for i, a := range cfg.Accounts {
+		roles[i] = auth.Role{AccountID: a.ID, RoleARN: a.RoleARN, ExternalID: a.ExternalID}
+		for _, region := range a.AllowedRegions {
+			for _, op := range config.Operations {
+				rates[ratelimit.Key{Account: a.ID, Region: region, Operation: op}] = a.Limits.Rate(op)
+			}
+		}
+	}
+	return accounts.New(accounts.Options{
+		AWS:      awsCfg,
+		Accounts: cfg.Accounts,
+		Roles:    auth.NewRoles(auth.Options{STS: stsClient, SessionName: cfg.RoleSessionName}, roles),
+		Limiter:  ratelimit.NewLocal(ratelimit.Options{Rates: rates, MaxWait: cfg.MaxWait}),
+	})
+}
+
+// shutdown stops taking work and drains: first REST (whose requests still
+// need the gRPC server), then gRPC, each bounded by the shutdown timeout.
+func shutdown(timeout time.Duration, health *server.Health, httpSrv *http.Server, grpcSrv *grpc.Server, logger *slog.Logger) error {
+	logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", timeout))
+	health.SetReady(false)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	httpErr := httpSrv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() {
+		grpcSrv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		grpcSrv.Stop()
+		<-done
+		return errors.New("shutdown timed out; in-flight requests were cut off")
+	}
+	if httpErr != nil {
+		return fmt.Errorf("HTTP shutdown: %w", httpErr)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// dialTarget turns a listener address into one the gateway can dial: a
+// wildcard host becomes loopback.
+func dialTarget(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return "passthrough:///" + host + ":" + port
+}

@@ -1,0 +1,579 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
+)
+
+// restError is the JSON body of a REST error.
+type restError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Details []struct {
+		Type   string `json:"@type"`
+		Reason string `json:"reason"`
+	} `json:"details"`
+}
+
+func decodeRESTError(t *testing.T, body []byte) restError {
+	t.Helper()
+	var e restError
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("error body is not JSON: %v: %s", err, body)
+	}
+	return e
+}
+
+func (e restError) reason() string {
+	for _, d := range e.Details {
+		if strings.HasSuffix(d.Type, "google.rpc.ErrorInfo") {
+			return d.Reason
+		}
+	}
+	return ""
+}
+
+func TestCreateBackupLandsInTheRightAccount(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, b := testenv.UniqueAccountID(t), testenv.UniqueAccountID(t)
+	dbA, dbB := asAccount(t, moto, a), asAccount(t, moto, b)
+	createTable(t, dbA, "Orders")
+	createTable(t, dbB, "Orders")
+	rec := newRecorder(t, moto)
+	inst := startBackupd(t, instanceOptions{
+		Accounts: []account{{ID: a, ExternalID: "ext-" + a}, {ID: b}},
+		Env:      motoEnv(rec.URL),
+	})
+	ctx := context.Background()
+
+	// gRPC, with the generated client.
+	before := time.Now()
+	resp, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "over-grpc"})
+	if err != nil {
+		t.Fatalf("CreateBackup over gRPC: %v", err)
+	}
+	after := time.Now()
+	d := resp.GetBackupDetails()
+	if !strings.HasPrefix(d.GetBackupArn(), "arn:aws:dynamodb:us-east-1:"+a+":table/Orders/backup/") ||
+		d.GetBackupName() != "over-grpc" || d.GetBackupStatus() != backupv1.BackupStatus_BACKUP_STATUS_AVAILABLE ||
+		d.GetBackupType() != backupv1.BackupType_BACKUP_TYPE_USER || d.BackupSizeBytes == nil || d.GetBackupCreationDateTime() == nil {
+		t.Errorf("backup details = %v", d)
+	}
+	if d.GetBackupExpiryDateTime() != nil {
+		t.Errorf("expiry = %v; moto gives none, so it must be absent", d.GetBackupExpiryDateTime())
+	}
+	inc, exc := resp.GetConsistency().GetIncludesWritesBefore().AsTime(), resp.GetConsistency().GetExcludesWritesAfter().AsTime()
+	if exc.Sub(inc) != 2*time.Minute || inc.Before(before.Add(-time.Minute)) || exc.After(after.Add(time.Minute)) {
+		t.Errorf("consistency window [%s, %s] for a call between %s and %s", inc, exc, before, after)
+	}
+
+	// REST, same account: lowerCamelCase JSON with enum names.
+	code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"over-rest"}`)
+	if code != http.StatusOK {
+		t.Fatalf("REST CreateBackup: %d %s", code, body)
+	}
+	var restResp struct {
+		BackupDetails struct {
+			BackupArn    string `json:"backupArn"`
+			BackupName   string `json:"backupName"`
+			BackupStatus string `json:"backupStatus"`
+			BackupType   string `json:"backupType"`
+		} `json:"backupDetails"`
+		Consistency struct {
+			IncludesWritesBefore time.Time `json:"includesWritesBefore"`
+			ExcludesWritesAfter  time.Time `json:"excludesWritesAfter"`
+		} `json:"consistency"`
+	}
+	if err := json.Unmarshal(body, &restResp); err != nil {
+		t.Fatalf("REST body: %v: %s", err, body)
+	}
+	if restResp.BackupDetails.BackupName != "over-rest" || restResp.BackupDetails.BackupStatus != "BACKUP_STATUS_AVAILABLE" ||
+		restResp.BackupDetails.BackupType != "BACKUP_TYPE_USER" || restResp.Consistency.ExcludesWritesAfter.Sub(restResp.Consistency.IncludesWritesBefore) != 2*time.Minute {
+		t.Errorf("REST response = %s", body)
+	}
+
+	// One backup in B, by table ARN.
+	if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{
+		AccountId: b, TableName: "arn:aws:dynamodb:us-east-1:" + b + ":table/Orders", BackupName: "in-b",
+	}); err != nil {
+		t.Fatalf("CreateBackup in B: %v", err)
+	}
+
+	// Each backup is in its account, seen with that account's own credentials.
+	inA, inB := backupNames(t, dbA, "Orders"), backupNames(t, dbB, "Orders")
+	if inA["over-grpc"] != d.GetBackupArn() || inA["over-rest"] != restResp.BackupDetails.BackupArn || len(inA) != 2 {
+		t.Errorf("account A backups = %v", inA)
+	}
+	if _, ok := inB["in-b"]; !ok || len(inB) != 1 {
+		t.Errorf("account B backups = %v", inB)
+	}
+
+	// Each DynamoDB call was signed with credentials of its own account.
+	calls := rec.Calls("CreateBackup")
+	if len(calls) != 3 {
+		t.Fatalf("moto saw %d CreateBackup calls, want 3", len(calls))
+	}
+	want := []string{a, a, b}
+	for i, c := range calls {
+		if got := rec.AccountOf(c.AccessKey); got != want[i] {
+			t.Errorf("CreateBackup %d signed by %s (account %q), want account %s", i, c.AccessKey, got, want[i])
+		}
+	}
+	if calls[0].AccessKey == calls[2].AccessKey {
+		t.Error("accounts A and B were called with the same access key")
+	}
+	if n := len(rec.Calls("AssumeRole")); n != 2 {
+		t.Errorf("AssumeRole calls = %d, want 2 (one per account)", n)
+	}
+	if strings.Contains(inst.logs.String(), "ext-"+a) {
+		t.Error("the log contains the ExternalId")
+	}
+}
+
+// badInput is one request that must be refused before any AWS call.
+type badInput struct {
+	name  string
+	req   *backupv1.CreateBackupRequest
+	field string
+}
+
+func badInputs(a, b string) []badInput {
+	ok := func(mod func(r *backupv1.CreateBackupRequest)) *backupv1.CreateBackupRequest {
+		r := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "valid-name"}
+		mod(r)
+		return r
+	}
+	return []badInput{
+		{"backup name missing", ok(func(r *backupv1.CreateBackupRequest) { r.BackupName = "" }), "backup_name"},
+		{"backup name 2 chars", ok(func(r *backupv1.CreateBackupRequest) { r.BackupName = "ab" }), "backup_name"},
+		{"backup name 256 chars", ok(func(r *backupv1.CreateBackupRequest) { r.BackupName = strings.Repeat("n", 256) }), "backup_name"},
+		{"backup name with space", ok(func(r *backupv1.CreateBackupRequest) { r.BackupName = "my backup" }), "backup_name"},
+		{"backup name with slash", ok(func(r *backupv1.CreateBackupRequest) { r.BackupName = "a/b/c" }), "backup_name"},
+		{"backup name unicode", ok(func(r *backupv1.CreateBackupRequest) { r.BackupName = "sauvegardé" }), "backup_name"},
+		{"backup name dotdot", ok(func(r *backupv1.CreateBackupRequest) { r.BackupName = "../x" }), "backup_name"},
+		{"table name 2 chars", ok(func(r *backupv1.CreateBackupRequest) { r.TableName = "ab" }), "table_name"},
+		{"table name 256 chars", ok(func(r *backupv1.CreateBackupRequest) { r.TableName = strings.Repeat("t", 256) }), "table_name"},
+		{"table name with space", ok(func(r *backupv1.CreateBackupRequest) { r.TableName = "my table" }), "table_name"},
+		{"table name unicode", ok(func(r *backupv1.CreateBackupRequest) { r.TableName = "tablé" }), "table_name"},
+		{"table ARN of another account", ok(func(r *backupv1.CreateBackupRequest) {
+			r.TableName = "arn:aws:dynamodb:us-east-1:" + b + ":table/Orders"
+		}), "table_name"},
+		{"account 11 digits", ok(func(r *backupv1.CreateBackupRequest) { r.AccountId = "12345678901" }), "account_id"},
+		{"account 13 digits", ok(func(r *backupv1.CreateBackupRequest) { r.AccountId = "1234567890123" }), "account_id"},
+		{"account with letters", ok(func(r *backupv1.CreateBackupRequest) { r.AccountId = "12345678901x" }), "account_id"},
+		{"region not allowed", ok(func(r *backupv1.CreateBackupRequest) { r.Region = "eu-west-1" }), "region"},
+		{"malformed region", ok(func(r *backupv1.CreateBackupRequest) { r.Region = "EU_WEST" }), "region"},
+		{"request id 129 chars", ok(func(r *backupv1.CreateBackupRequest) { r.RequestId = strings.Repeat("r", 129) }), "request_id"},
+	}
+}
+
+func TestCreateBackupRefusesBadInputWithoutCallingAWS(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, b := testenv.UniqueAccountID(t), testenv.UniqueAccountID(t)
+	rec := newRecorder(t, moto)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, Env: motoEnv(rec.URL)})
+
+	for _, tt := range badInputs(a, b) {
+		t.Run("grpc/"+tt.name, func(t *testing.T) {
+			_, err := inst.client.CreateBackup(context.Background(), tt.req)
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument {
+				t.Fatalf("code = %s (%v), want InvalidArgument", st.Code(), err)
+			}
+			var fields []string
+			for _, d := range st.Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok {
+					for _, v := range br.GetFieldViolations() {
+						fields = append(fields, v.GetField())
+					}
+				}
+			}
+			if len(fields) != 1 || fields[0] != tt.field || !strings.Contains(st.Message(), tt.field) {
+				t.Errorf("field violations %v, message %q; want one on %s", fields, st.Message(), tt.field)
+			}
+		})
+		t.Run("rest/"+tt.name, func(t *testing.T) {
+			body, _ := json.Marshal(map[string]string{"backupName": tt.req.GetBackupName(), "region": tt.req.GetRegion(), "requestId": tt.req.GetRequestId()})
+			path := "/v1/accounts/" + tt.req.GetAccountId() + "/tables/" + pathEscape(tt.req.GetTableName()) + "/backups"
+			code, _, resp := inst.rest(t, "POST", path, string(body))
+			if code != http.StatusBadRequest {
+				t.Fatalf("status = %d, want 400: %s", code, resp)
+			}
+			want := "INVALID_ARGUMENT"
+			if tt.field == "region" && tt.req.GetRegion() == "eu-west-1" {
+				want = "REGION_NOT_ALLOWED"
+			}
+			if e := decodeRESTError(t, resp); !strings.Contains(e.Message, tt.field) || e.reason() != want {
+				t.Errorf("body = %s; want a message naming %s and reason %s", resp, tt.field, want)
+			}
+		})
+	}
+
+	restOnly := []struct {
+		name, path, body string
+		status           int
+		msgHas           string
+	}{
+		{"unknown JSON field", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name","colour":"blue"}`, 400, `unknown field "colour"`},
+		{"wrong JSON type", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":42}`, 400, "backupName"},
+		{"trailing garbage", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name"} trailing`, 400, "malformed request"},
+		{"not JSON", "/v1/accounts/" + a + "/tables/Orders/backups", `backupName=valid`, 400, "malformed request"},
+		{"empty body", "/v1/accounts/" + a + "/tables/Orders/backups", ``, 400, "backup_name is required"},
+		{"1 MiB body", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "at most 65536 bytes"},
+		{"slash in table name", "/v1/accounts/" + a + "/tables/a%2Fb/backups", `{"backupName":"valid-name"}`, 400, "table_name"},
+	}
+	for _, tt := range restOnly {
+		t.Run("rest/"+tt.name, func(t *testing.T) {
+			code, _, resp := inst.rest(t, "POST", tt.path, tt.body)
+			if code != tt.status {
+				t.Fatalf("status = %d, want %d: %.300s", code, tt.status, resp)
+			}
+			if e := decodeRESTError(t, resp); !strings.Contains(e.Message, tt.msgHas) || e.reason() == "" {
+				t.Errorf("body = %.300s; want a message containing %q and an ErrorInfo reason", resp, tt.msgHas)
+			}
+		})
+	}
+
+	if calls := rec.Calls(""); len(calls) != 0 {
+		t.Errorf("bad input reached AWS: %d calls, first %+v", len(calls), calls[0])
+	}
+}
+
+func pathEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "/", "%2F"), " ", "%20")
+}
+
+func TestCreateBackupNotFound(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(moto)})
+	unconfigured := testenv.UniqueAccountID(t)
+	tests := []struct {
+		name, account, table, reason string
+	}{
+		{"missing table", a, "NoSuchTable", "TABLE_NOT_FOUND"},
+		{"unconfigured account", unconfigured, "Orders", "ACCOUNT_NOT_CONFIGURED"},
+	}
+	for _, tt := range tests {
+		t.Run("grpc/"+tt.name, func(t *testing.T) {
+			_, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: tt.account, TableName: tt.table, BackupName: "b-1"})
+			if st := status.Convert(err); st.Code() != codes.NotFound || reasonOf(st) != tt.reason {
+				t.Errorf("err = %v (reason %q), want NotFound %s", err, reasonOf(st), tt.reason)
+			}
+		})
+		t.Run("rest/"+tt.name, func(t *testing.T) {
+			code, _, body := inst.rest(t, "POST", "/v1/accounts/"+tt.account+"/tables/"+tt.table+"/backups", `{"backupName":"b-1"}`)
+			if code != http.StatusNotFound || decodeRESTError(t, body).reason() != tt.reason {
+				t.Errorf("status %d body %s, want 404 %s", code, body, tt.reason)
+			}
+		})
+	}
+}
+
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+func retryDelay(st *status.Status) time.Duration {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
+
+// An STS that refuses every role, as STS does when the trust policy or the
+// ExternalId does not match.
+func refusingSTS(t *testing.T) string {
+	t.Helper()
+	srv := newRecorder(t, "http://127.0.0.1:1") // never proxied: the handler below answers
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code>`+
+			`<Message>User: arn:aws:iam::000000000000:user/backupd is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::x:role/backupd</Message>`+
+			`</Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>`)
+	})
+	return srv.URL
+}
+
+func TestRoleRefusedBySTSIsPermissionDenied(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	inst := startBackupd(t, instanceOptions{
+		Accounts: []account{{ID: a, ExternalID: "very-secret-external-id"}},
+		Env:      []string{"AWS_ENDPOINT_URL_DYNAMODB=" + moto, "AWS_ENDPOINT_URL_STS=" + refusingSTS(t)},
+	})
+	_, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "b-1"})
+	st := status.Convert(err)
+	if st.Code() != codes.PermissionDenied || reasonOf(st) != "ROLE_ASSUMPTION_DENIED" || !strings.Contains(st.Message(), a) {
+		t.Errorf("gRPC err = %v; want PermissionDenied ROLE_ASSUMPTION_DENIED naming %s", err, a)
+	}
+	code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"b-1"}`)
+	if code != http.StatusForbidden || decodeRESTError(t, body).reason() != "ROLE_ASSUMPTION_DENIED" {
+		t.Errorf("REST: %d %s; want 403", code, body)
+	}
+	for _, secret := range []string{"very-secret-external-id", "testing", "role/backupd"} {
+		if strings.Contains(st.Message(), secret) || strings.Contains(string(body), secret) {
+			t.Errorf("the error reveals %q: %q / %s", secret, st.Message(), body)
+		}
+	}
+	if strings.Contains(inst.logs.String(), "very-secret-external-id") {
+		t.Error("the log reveals the ExternalId")
+	}
+}
+
+func TestConcurrentFirstRequestsAssumeRoleOnce(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, b := testenv.UniqueAccountID(t), testenv.UniqueAccountID(t)
+	rec := newRecorder(t, moto)
+	inst := startBackupd(t, instanceOptions{
+		Accounts: []account{{ID: a, CreateRate: 10000}, {ID: b, CreateRate: 10000}},
+		MaxWait:  30 * time.Second,
+		Env:      motoEnv(rec.URL),
+	})
+	const n = 500
+	var wg sync.WaitGroup
+	codesSeen := make([]codes.Code, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acct := a
+			if i%2 == 1 {
+				acct = b
+			}
+			// A missing table: every call needs credentials, and moto answers fast.
+			_, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: acct, TableName: "Missing", BackupName: "b-" + strconv.Itoa(i)})
+			codesSeen[i] = status.Code(err)
+		}()
+	}
+	wg.Wait()
+	for i, c := range codesSeen {
+		if c != codes.NotFound {
+			t.Fatalf("request %d: %s, want NotFound", i, c)
+		}
+	}
+	perAccount := map[string]int{}
+	for _, c := range rec.Calls("CreateBackup") {
+		perAccount[rec.AccountOf(c.AccessKey)]++
+	}
+	if n := len(rec.Calls("AssumeRole")); n != 2 {
+		t.Errorf("AssumeRole calls = %d for 500 concurrent first requests to 2 accounts; want exactly 2", n)
+	}
+	if perAccount[a] != n/2 || perAccount[b] != n/2 {
+		t.Errorf("CreateBackup calls per account = %v; want %d each for %s and %s", perAccount, n/2, a, b)
+	}
+}
+
+func TestRateLimitKeepsEveryWindowAtFifty(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, b := testenv.UniqueAccountID(t), testenv.UniqueAccountID(t)
+	createTable(t, asAccount(t, moto, a), "Flood")
+	createTable(t, asAccount(t, moto, b), "Quiet")
+	rec := newRecorder(t, moto)
+	// A long max_wait so every request waits its turn: the flood then
+	// tests the spacing over 400 calls, not the refusals.
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, MaxWait: time.Minute, Env: motoEnv(rec.URL)})
+	ctx := context.Background()
+	// Warm the credentials so the flood measures the limiter alone.
+	for _, acct := range []string{a, b} {
+		if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: acct, TableName: "Missing", BackupName: "warm"}); status.Code(err) != codes.NotFound {
+			t.Fatalf("warm-up: %v", err)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // let the warm-up leave the window
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, n+1)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Flood", BackupName: "f-" + strconv.Itoa(i)})
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // the flood is queued
+	var bDone time.Time
+	if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: b, TableName: "Quiet", BackupName: "q-1"}); err != nil {
+		t.Errorf("account B during A's flood: %v", err)
+	}
+	bDone = time.Now()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("flood request failed: %v", err)
+	}
+
+	var times []time.Time
+	for _, c := range rec.Calls("CreateBackup") {
+		if rec.AccountOf(c.AccessKey) == a && c.At.After(bDone.Add(-time.Hour)) {
+			times = append(times, c.At)
+		}
+	}
+	times = times[1:] // the warm-up call
+	if len(times) != n {
+		t.Fatalf("moto saw %d flood calls, want %d", len(times), n)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	worst := 0
+	for i := range times {
+		j := sort.Search(len(times), func(j int) bool { return !times[j].Before(times[i].Add(time.Second)) })
+		worst = max(worst, j-i)
+	}
+	if worst > 50 {
+		t.Errorf("moto saw %d CreateBackup calls for one account within one second; the limit is 50", worst)
+	}
+	gaps := make([]time.Duration, 0, n)
+	for i := 1; i < n; i++ {
+		gaps = append(gaps, times[i].Sub(times[i-1]))
+	}
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	t.Logf("400 calls over %s; busiest one-second window: %d calls; gaps min %s p50 %s max %s",
+		times[n-1].Sub(times[0]), worst, gaps[0], gaps[len(gaps)/2], gaps[len(gaps)-1])
+	// Account B was not queued behind A: its call finished while most of
+	// A's flood was still waiting.
+	if done := sort.Search(len(times), func(i int) bool { return times[i].After(bDone) }); done > n/2 {
+		t.Errorf("account B's call finished after %d of A's %d calls: B waited behind A", done, n)
+	}
+}
+
+func TestRateLimitRefusalOverGRPCAndREST(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(moto)})
+	const n = 120
+	type result struct {
+		code       codes.Code
+		retryAfter time.Duration
+		httpStatus int
+		header     string
+	}
+	results := make([]result, 2*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Missing", BackupName: "g-" + strconv.Itoa(i)})
+			st := status.Convert(err)
+			results[i] = result{code: st.Code(), retryAfter: retryDelay(st)}
+		}()
+		go func() {
+			defer wg.Done()
+			code, h, _ := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Missing/backups", `{"backupName":"r-`+strconv.Itoa(i)+`"}`)
+			results[n+i] = result{httpStatus: code, header: h.Get("Retry-After")}
+		}()
+	}
+	wg.Wait()
+	var grpcLimited, restLimited, admitted int
+	for i, r := range results {
+		switch {
+		case i < n && r.code == codes.ResourceExhausted:
+			grpcLimited++
+			if r.retryAfter <= 0 {
+				t.Errorf("gRPC refusal without RetryInfo")
+			}
+		case i >= n && r.httpStatus == http.StatusTooManyRequests:
+			restLimited++
+			if secs, err := strconv.Atoi(r.header); err != nil || secs < 1 {
+				t.Errorf("429 with Retry-After %q", r.header)
+			}
+		case r.code == codes.NotFound || r.httpStatus == http.StatusNotFound:
+			admitted++
+		default:
+			t.Errorf("request %d: unexpected result %+v", i, r)
+		}
+	}
+	// 240 requests at 50/s with a 1s wait: about 51 admitted, the rest refused.
+	if grpcLimited == 0 || restLimited == 0 || admitted < 40 || admitted > 60 {
+		t.Errorf("admitted %d, refused %d over gRPC and %d over REST", admitted, grpcLimited, restLimited)
+	}
+	// REST requests are logged by the same interceptor as gRPC ones.
+	if lines := inst.logs.Lines(`"method":"/backup.v1.BackupService/CreateBackup"`, `"caller":"rest:`, `"code":"ResourceExhausted"`, `"account":"`+a+`"`); len(lines) != restLimited {
+		t.Errorf("%d log lines for refused REST requests, want %d", len(lines), restLimited)
+	}
+	if lines := inst.logs.Lines(`"caller":"127.0.0.1:`, `"code":"ResourceExhausted"`); len(lines) != grpcLimited {
+		t.Errorf("%d log lines for refused gRPC requests, want %d", len(lines), grpcLimited)
+	}
+}
+
+func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	db := asAccount(t, moto, a)
+	createTable(t, db, "Drain")
+	// 20/s and a long wait: the burst is still queued when SIGTERM comes.
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a, CreateRate: 20}}, MaxWait: time.Minute, Env: motoEnv(moto)})
+	const grpcN, restN = 40, 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	ok := 0
+	record := func(name string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failures = append(failures, name+": "+err.Error())
+			return
+		}
+		ok++
+	}
+	for i := range grpcN {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := "g-" + strconv.Itoa(i)
+			_, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Drain", BackupName: name})
+			record(name, err)
+		}()
+	}
+	for i := range restN {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := "r-" + strconv.Itoa(i)
+			code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Drain/backups", `{"backupName":"`+name+`"}`)
+			var err error
+			if code != http.StatusOK {
+				err = fmt.Errorf("%d %s", code, body)
+			}
+			record(name, err)
+		}()
+	}
+	time.Sleep(700 * time.Millisecond) // about 14 done, the rest waiting their turn
+	if err := inst.stop(t); err != nil {
+		t.Errorf("backupd exit after SIGTERM: %v; want exit 0", err)
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Errorf("%d requests lost to SIGTERM: %v", len(failures), failures)
+	}
+	if names := backupNames(t, db, "Drain"); len(names) != ok || ok != grpcN+restN {
+		t.Errorf("%d requests succeeded, moto holds %d backups; want %d of each", ok, len(names), grpcN+restN)
+	}
+}

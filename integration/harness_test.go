@@ -1,0 +1,396 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+var binary string // the backupd binary built by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "backupd-it")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "backupd")
+	// Built as shipped, without -race: the race detector's pauses delay
+	// calls by tens of milliseconds and would distort the arrival times the
+	// rate-limit tests measure. Races are covered by the packages' own
+	// -race tests.
+	build := exec.Command("go", "build", "-o", binary, "github.com/backupd/backupd/cmd/backupd")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build backupd:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// call is one AWS call seen by the recorder.
+type call struct {
+	At        time.Time
+	Op        string // DynamoDB operation or STS Action
+	AccessKey string
+}
+
+// recorder is a reverse proxy in front of moto that records every call and
+// which account each assumed-role access key belongs to.
+type recorder struct {
+	*httptest.Server
+	mu      sync.Mutex
+	calls   []call
+	keyAcct map[string]string // access key id -> account, from AssumeRole answers
+}
+
+var credentialRe = regexp.MustCompile(`Credential=([A-Z0-9]+)/`)
+
+func newRecorder(t *testing.T, target string) *recorder {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{keyAcct: map[string]string{}}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Header.Get("X-Test-Action") != "AssumeRole" {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		var out struct {
+			Result struct {
+				Credentials struct {
+					AccessKeyID string `xml:"AccessKeyId"`
+				}
+				AssumedRoleUser struct{ Arn string }
+			} `xml:"AssumeRoleResult"`
+		}
+		if xml.Unmarshal(body, &out) == nil {
+			parts := strings.Split(out.Result.AssumedRoleUser.Arn, ":")
+			if len(parts) > 4 {
+				r.mu.Lock()
+				r.keyAcct[out.Result.Credentials.AccessKeyID] = parts[4]
+				r.mu.Unlock()
+			}
+		}
+		return nil
+	}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		c := call{At: time.Now()}
+		if m := credentialRe.FindStringSubmatch(req.Header.Get("Authorization")); m != nil {
+			c.AccessKey = m[1]
+		}
+		if target := req.Header.Get("X-Amz-Target"); target != "" {
+			c.Op = target[strings.LastIndexByte(target, '.')+1:]
+		} else {
+			body, _ := io.ReadAll(req.Body)
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			form, _ := url.ParseQuery(string(body))
+			c.Op = form.Get("Action")
+			req.Header.Set("X-Test-Action", c.Op)
+		}
+		r.mu.Lock()
+		r.calls = append(r.calls, c)
+		r.mu.Unlock()
+		proxy.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// Calls returns the recorded calls of op ("" for all).
+func (r *recorder) Calls(op string) []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []call
+	for _, c := range r.calls {
+		if op == "" || c.Op == op {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// AccountOf returns the account an assumed-role access key acts in.
+func (r *recorder) AccountOf(key string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keyAcct[key]
+}
+
+// instance is one running backupd process.
+type instance struct {
+	cmd      *exec.Cmd
+	grpcAddr string
+	httpURL  string
+	client   backupv1.BackupServiceClient
+	logs     *lockedBuffer
+	done     chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Lines returns the log lines that contain every one of subs.
+func (l *lockedBuffer) Lines(subs ...string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(l.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+lines:
+	for sc.Scan() {
+		for _, s := range subs {
+			if !strings.Contains(sc.Text(), s) {
+				continue lines
+			}
+		}
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+// account is one account in a test's backupd config.
+type account struct {
+	ID         string
+	ExternalID string
+	CreateRate float64 // 0: default
+}
+
+type instanceOptions struct {
+	Accounts []account
+	MaxWait  time.Duration // 0: default
+	Env      []string      // extra environment, e.g. AWS_ENDPOINT_URL=...
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startBackupd writes a config, starts the binary and waits until /readyz
+// answers. The process gets SIGTERM at cleanup.
+func startBackupd(t *testing.T, opts instanceOptions) *instance {
+	t.Helper()
+	var cfg strings.Builder
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	fmt.Fprintf(&cfg, "listen: {grpc: %q, http: %q}\nshutdown_timeout: 30s\n", grpcAddr, httpAddr)
+	if opts.MaxWait > 0 {
+		fmt.Fprintf(&cfg, "max_wait: %s\n", opts.MaxWait)
+	}
+	cfg.WriteString("accounts:\n")
+	for _, a := range opts.Accounts {
+		fmt.Fprintf(&cfg, "  - id: %q\n    role_arn: arn:aws:iam::%s:role/backupd\n", a.ID, a.ID)
+		if a.ExternalID != "" {
+			fmt.Fprintf(&cfg, "    external_id: %q\n", a.ExternalID)
+		}
+		if a.CreateRate > 0 {
+			fmt.Fprintf(&cfg, "    limits: {create_backup: %g}\n", a.CreateRate)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "backupd.yaml")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	inst.cmd = exec.Command(binary, "--config", path)
+	inst.cmd.Env = append(os.Environ(), opts.Env...)
+	inst.cmd.Stdout, inst.cmd.Stderr = inst.logs, inst.logs
+	if err := inst.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { inst.done <- inst.cmd.Wait() }()
+	t.Cleanup(func() {
+		if inst.cmd.ProcessState == nil {
+			_ = inst.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-inst.done:
+			case <-time.After(40 * time.Second):
+				_ = inst.cmd.Process.Kill()
+			}
+		}
+		if t.Failed() {
+			t.Logf("backupd log:\n%s", inst.logs.String())
+		}
+	})
+	inst.waitReady(t)
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	inst.client = backupv1.NewBackupServiceClient(conn)
+	return inst
+}
+
+func (inst *instance) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-inst.done:
+			t.Fatalf("backupd exited during start: %v\n%s", err, inst.logs.String())
+		default:
+		}
+		resp, err := http.Get(inst.httpURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("backupd not ready after 20s\n%s", inst.logs.String())
+}
+
+// stop sends SIGTERM and returns the exit error (nil for exit 0).
+func (inst *instance) stop(t *testing.T) error {
+	t.Helper()
+	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-inst.done:
+		return err
+	case <-time.After(40 * time.Second):
+		t.Fatal("backupd did not exit within 40s of SIGTERM")
+		return nil
+	}
+}
+
+// rest sends a REST request and returns the status, headers and body.
+func (inst *instance) rest(t *testing.T, method, path, body string) (int, http.Header, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, inst.httpURL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// motoEnv points backupd's SDK at url for both STS and DynamoDB.
+func motoEnv(url string) []string {
+	return []string{"AWS_ENDPOINT_URL=" + url}
+}
+
+// asAccount returns a DynamoDB client acting in account id on moto, through
+// its own AssumeRole: the test's view of that account, independent of backupd.
+func asAccount(t *testing.T, motoURL, id string) *dynamodb.Client {
+	t.Helper()
+	base := aws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint: aws.String(motoURL),
+	}
+	creds := aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(base),
+		"arn:aws:iam::"+id+":role/integration-test", func(o *stscreds.AssumeRoleOptions) { o.RoleSessionName = "integration-test" }))
+	return dynamodb.NewFromConfig(base, func(o *dynamodb.Options) { o.Credentials = creds })
+}
+
+// createTable creates a small on-demand table (with a GSI) in the client's account.
+func createTable(t *testing.T, db *dynamodb.Client, name string) {
+	t.Helper()
+	_, err := db.CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName: aws.String(name),
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("sk"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("gk"), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String("sk"), KeyType: types.KeyTypeRange},
+		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName:  aws.String("by-gk"),
+			KeySchema:  []types.KeySchemaElement{{AttributeName: aws.String("gk"), KeyType: types.KeyTypeHash}},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}},
+		BillingMode: types.BillingModePayPerRequest,
+	})
+	if err != nil {
+		t.Fatalf("create table %s: %v", name, err)
+	}
+}
+
+// backupNames lists the names of the backups of table in the client's account.
+func backupNames(t *testing.T, db *dynamodb.Client, table string) map[string]string {
+	t.Helper()
+	out, err := db.ListBackups(context.Background(), &dynamodb.ListBackupsInput{TableName: aws.String(table)})
+	if err != nil {
+		t.Fatalf("list backups of %s: %v", table, err)
+	}
+	names := map[string]string{}
+	for _, b := range out.BackupSummaries {
+		names[aws.ToString(b.BackupName)] = aws.ToString(b.BackupArn)
+	}
+	return names
+}
