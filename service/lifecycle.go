@@ -134,12 +134,12 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 		vs.add("time_range_upper_bound", "must be after time_range_lower_bound (%s); got %s",
 			lower.AsTime().Format("2006-01-02T15:04:05Z07:00"), upper.AsTime().Format("2006-01-02T15:04:05Z07:00"))
 	}
-	size := req.GetPageSize()
-	switch {
-	case size == 0:
-		size = defaultPageSize
-	case size < 0 || size > maxPageSize:
-		vs.add("page_size", "must be between 1 and %d (0 means %d); got %d", maxPageSize, defaultPageSize, size)
+	size := int32(defaultPageSize)
+	if req.PageSize != nil {
+		size = req.GetPageSize()
+		if size < 1 || size > maxPageSize {
+			vs.add("page_size", "must be between 1 and %d (absent means %d); got %d", maxPageSize, defaultPageSize, size)
+		}
 	}
 	in.Limit = aws.Int32(size)
 	return in, scope, vs.err()

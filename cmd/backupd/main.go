@@ -88,7 +88,7 @@ func runSandbox(ctx context.Context, stderr io.Writer) error {
 	cfg := sandboxConfig(demo)
 	logger := newLogger(cfg.Log, stderr)
 	endpoint := "http://" + lis.Addr().String()
-	logger.Warn("SANDBOX MODE: backupd talks to an in-process fake of STS and DynamoDB, not to AWS; " +
+	logger.Warn("SANDBOX MODE: backupd talks to an in-process fake of STS and DynamoDB, not to AWS; "+
 		"nothing here is real or persistent. Listeners are bound to loopback.",
 		slog.String("fake_endpoint", endpoint), slog.String("grpc", cfg.Listen.GRPC), slog.String("http", cfg.Listen.HTTP),
 		slog.String("accounts", "111111111111, 222222222222"))

@@ -1821,8 +1821,8 @@ type ListBackupsRequest struct {
 	TimeRangeLowerBound *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time_range_lower_bound,json=timeRangeLowerBound,proto3" json:"time_range_lower_bound,omitempty"`
 	// Only backups created before this instant.
 	TimeRangeUpperBound *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time_range_upper_bound,json=timeRangeUpperBound,proto3" json:"time_range_upper_bound,omitempty"`
-	// At most this many backups per page: 1-100; 0 means 50.
-	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// At most this many backups per page: 1-100; absent means 50.
+	PageSize *int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3,oneof" json:"page_size,omitempty"`
 	// The next_page_token of the previous page, unchanged; empty for the first
 	// page. It is only valid with the same account, region and filters.
 	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -1903,8 +1903,8 @@ func (x *ListBackupsRequest) GetTimeRangeUpperBound() *timestamppb.Timestamp {
 }
 
 func (x *ListBackupsRequest) GetPageSize() int32 {
-	if x != nil {
-		return x.PageSize
+	if x != nil && x.PageSize != nil {
+		return *x.PageSize
 	}
 	return 0
 }
@@ -2750,7 +2750,7 @@ const file_backup_v1_backup_service_proto_rawDesc = "" +
 	"\x10SseSpecification\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12-\n" +
 	"\bsse_type\x18\x02 \x01(\x0e2\x12.backup.v1.SseTypeR\asseType\x12)\n" +
-	"\x11kms_master_key_id\x18\x03 \x01(\tR\x0ekmsMasterKeyId\"\x86\x03\n" +
+	"\x11kms_master_key_id\x18\x03 \x01(\tR\x0ekmsMasterKeyId\"\x99\x03\n" +
 	"\x12ListBackupsRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
@@ -2760,10 +2760,12 @@ const file_backup_v1_backup_service_proto_rawDesc = "" +
 	"\vbackup_type\x18\x04 \x01(\x0e2\x1b.backup.v1.BackupTypeFilterR\n" +
 	"backupType\x12O\n" +
 	"\x16time_range_lower_bound\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x13timeRangeLowerBound\x12O\n" +
-	"\x16time_range_upper_bound\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x13timeRangeUpperBound\x12\x1b\n" +
-	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x16time_range_upper_bound\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x13timeRangeUpperBound\x12 \n" +
+	"\tpage_size\x18\a \x01(\x05H\x00R\bpageSize\x88\x01\x01\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"\x82\x01\n" +
+	"page_token\x18\b \x01(\tR\tpageTokenB\f\n" +
+	"\n" +
+	"_page_size\"\x82\x01\n" +
 	"\x13ListBackupsResponse\x12C\n" +
 	"\x10backup_summaries\x18\x01 \x03(\v2\x18.backup.v1.BackupSummaryR\x0fbackupSummaries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8d\x04\n" +
@@ -3044,6 +3046,7 @@ func file_backup_v1_backup_service_proto_init() {
 	}
 	file_backup_v1_backup_service_proto_msgTypes[3].OneofWrappers = []any{}
 	file_backup_v1_backup_service_proto_msgTypes[7].OneofWrappers = []any{}
+	file_backup_v1_backup_service_proto_msgTypes[18].OneofWrappers = []any{}
 	file_backup_v1_backup_service_proto_msgTypes[20].OneofWrappers = []any{}
 	file_backup_v1_backup_service_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
