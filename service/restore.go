@@ -46,7 +46,9 @@ func validateRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest
 				Projection: checkProjection(vs, f+".projection", g.GetProjection()),
 			}
 			checkName(vs, f+".index_name", g.GetIndexName())
-			if g.GetProvisionedThroughput() != nil {
+			// Descriptions of on-demand tables carry 0/0 index throughput;
+			// a copied description means "none", not an error.
+			if pt := g.GetProvisionedThroughput(); pt != nil && (pt.GetReadCapacityUnits() != 0 || pt.GetWriteCapacityUnits() != 0) {
 				idx.ProvisionedThroughput = checkThroughput(vs, f+".provisioned_throughput", g.GetProvisionedThroughput())
 			}
 			in.GlobalSecondaryIndexOverride = append(in.GlobalSecondaryIndexOverride, idx)

@@ -1388,7 +1388,7 @@ type GlobalSecondaryIndex struct {
 	IndexName  string                 `protobuf:"bytes,1,opt,name=index_name,json=indexName,proto3" json:"index_name,omitempty"`
 	KeySchema  []*KeySchemaElement    `protobuf:"bytes,2,rep,name=key_schema,json=keySchema,proto3" json:"key_schema,omitempty"`
 	Projection *Projection            `protobuf:"bytes,3,opt,name=projection,proto3" json:"projection,omitempty"`
-	// Absent for on-demand tables.
+	// Absent or 0/0 for on-demand tables.
 	ProvisionedThroughput *ProvisionedThroughput `protobuf:"bytes,4,opt,name=provisioned_throughput,json=provisionedThroughput,proto3" json:"provisioned_throughput,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
