@@ -1,0 +1,253 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/ratelimit"
+)
+
+// stub records what reached the service and answers with err when set.
+type stub struct {
+	backupv1.UnimplementedBackupServiceServer
+	mu   sync.Mutex
+	last any
+	err  error
+	boom bool
+}
+
+func (s *stub) record(req any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last = req
+	if s.boom {
+		panic("boom")
+	}
+	return s.err
+}
+
+func (s *stub) CreateBackup(_ context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
+	return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupName: req.GetBackupName()}}, s.record(req)
+}
+
+func (s *stub) GetBackup(_ context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+	return &backupv1.GetBackupResponse{}, s.record(req)
+}
+
+func (s *stub) RestoreTableFromBackup(_ context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
+	return &backupv1.RestoreTableFromBackupResponse{}, s.record(req)
+}
+
+type fixture struct {
+	stub   *stub
+	health *Health
+	http   *httptest.Server
+	logs   *bytes.Buffer
+	client backupv1.BackupServiceClient
+	conn   *grpc.ClientConn
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{stub: &stub{}, health: NewHealth(), logs: &bytes.Buffer{}}
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: f.logs}, nil))
+	srv := NewGRPC(Options{Service: f.stub, Logger: logger}, f.health)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	f.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.conn.Close() })
+	f.client = backupv1.NewBackupServiceClient(f.conn)
+	h, err := NewHTTPHandler(context.Background(), f.conn, f.health)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.http = httptest.NewServer(h)
+	t.Cleanup(f.http.Close)
+	return f
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (f *fixture) do(t *testing.T, method, path string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.http.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+
+func TestGatewayCapturesEscapedARN(t *testing.T) {
+	f := newFixture(t)
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	tests := []struct {
+		name, method, path, body string
+	}{
+		{"get", "GET", "/v1/backups/" + escaped, ""},
+		{"get with escaped colons", "GET", "/v1/backups/" + strings.ReplaceAll(escaped, ":", "%3A"), ""},
+		{"restore", "POST", "/v1/backups/" + escaped + ":restore", `{"targetTableName":"Copy"}`},
+		{"restore with escaped colons", "POST", "/v1/backups/" + strings.ReplaceAll(escaped, ":", "%3A") + ":restore", `{"targetTableName":"Copy"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := f.do(t, tt.method, tt.path, strings.NewReader(tt.body))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			f.stub.mu.Lock()
+			defer f.stub.mu.Unlock()
+			got := f.stub.last.(interface{ GetBackupArn() string }).GetBackupArn()
+			if got != arn {
+				t.Errorf("service got backup_arn %q, want %q", got, arn)
+			}
+			if r, ok := f.stub.last.(*backupv1.RestoreTableFromBackupRequest); ok && r.GetTargetTableName() != "Copy" {
+				t.Errorf("restore target = %q", r.GetTargetTableName())
+			}
+		})
+	}
+}
+
+func TestGatewayErrors(t *testing.T) {
+	f := newFixture(t)
+	limited, _ := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(1500 * time.Millisecond)})
+	tests := []struct {
+		name       string
+		serviceErr error
+		path, body string
+		chunked    bool
+		status     int
+		retryAfter string
+		reason     string
+	}{
+		{"rate limited", limited.Err(), "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, false, 429, "2", ""},
+		{"not found", status.Error(codes.NotFound, "no"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 404, "", ""},
+		{"precondition", status.Error(codes.FailedPrecondition, "in use"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 400, "", ""},
+		{"unknown field", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"nope":1}`, false, 400, "", "MALFORMED_REQUEST"},
+		{"trailing data", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{} {}`, false, 400, "", "MALFORMED_REQUEST"},
+		{"declared body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, false, 413, "", "BODY_TOO_LARGE"},
+		{"streamed body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, true, 413, "", "BODY_TOO_LARGE"},
+		{"no route", nil, "/v2/nothing", ``, false, 404, "", "ROUTE_NOT_FOUND"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f.stub.mu.Lock()
+			f.stub.err = tt.serviceErr
+			f.stub.mu.Unlock()
+			var body io.Reader = strings.NewReader(tt.body)
+			if tt.chunked {
+				body = io.MultiReader(body) // unknown length: sent chunked
+			}
+			resp, b := f.do(t, "POST", tt.path, body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %.200s", resp.StatusCode, tt.status, b)
+			}
+			if got := resp.Header.Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tt.retryAfter)
+			}
+			var st struct {
+				Message string
+				Details []struct{ Reason string }
+			}
+			if err := json.Unmarshal(b, &st); err != nil || st.Message == "" {
+				t.Fatalf("body is not a status: %v %s", err, b)
+			}
+			if tt.reason != "" && (len(st.Details) == 0 || st.Details[0].Reason != tt.reason) {
+				t.Errorf("details %+v, want reason %s", st.Details, tt.reason)
+			}
+		})
+	}
+}
+
+func TestInterceptorLogsAndRecovers(t *testing.T) {
+	f := newFixture(t)
+	f.stub.err = &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: time.Second}
+	_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "us-east-1", BackupName: "x"})
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted {
+		t.Fatalf("domain error mapped to %v", err)
+	}
+	f.stub.boom = true
+	_, err = f.client.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: arn})
+	if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "boom") {
+		t.Fatalf("panic mapped to %v", err)
+	}
+	logs := f.logs.String()
+	for _, want := range []string{
+		`"msg":"request","method":"/backup.v1.BackupService/CreateBackup","caller":"127.0.0.1:`,
+		`"account":"111111111111","region":"us-east-1","code":"ResourceExhausted"`,
+		`"msg":"panic in handler","method":"/backup.v1.BackupService/GetBackup","panic":"boom"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+}
+
+func TestHealth(t *testing.T) {
+	f := newFixture(t)
+	hc := healthpb.NewHealthClient(f.conn)
+	check := func() (int, healthpb.HealthCheckResponse_ServingStatus) {
+		resp, _ := f.do(t, "GET", "/readyz", nil)
+		h, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: backupv1.BackupService_ServiceDesc.ServiceName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, h.GetStatus()
+	}
+	if code, st := check(); code != 503 || st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("before ready: %d %s", code, st)
+	}
+	f.health.SetReady(true)
+	if code, st := check(); code != 200 || st != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("ready: %d %s", code, st)
+	}
+	f.health.SetReady(false)
+	if code, st := check(); code != 503 || st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("draining: %d %s", code, st)
+	}
+	if resp, _ := f.do(t, "GET", "/healthz", nil); resp.StatusCode != 200 {
+		t.Errorf("/healthz = %d", resp.StatusCode)
+	}
+}
