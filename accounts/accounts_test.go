@@ -1,0 +1,146 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/ratelimit"
+)
+
+type staticRoles struct{}
+
+func (staticRoles) Credentials(string) (aws.CredentialsProvider, bool) {
+	return credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""), true
+}
+
+// countingLimiter records every key it is asked about and refuses when told.
+type countingLimiter struct {
+	mu     sync.Mutex
+	keys   []ratelimit.Key
+	refuse bool
+}
+
+func (l *countingLimiter) Wait(_ context.Context, k ratelimit.Key) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keys = append(l.keys, k)
+	if l.refuse {
+		return &ratelimit.LimitedError{Key: k, RetryAfter: time.Second}
+	}
+	return nil
+}
+
+// flakyDynamoDB fails the first `failures` calls with a 500, then answers.
+func flakyDynamoDB(t *testing.T, failures int32) (*httptest.Server, *atomic.Int32) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		if n <= failures {
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"try again"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"BackupDetails":{"BackupArn":"arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12","BackupName":"b","BackupStatus":"AVAILABLE","BackupType":"USER","BackupCreationDateTime":1.7e9}}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+func newRegistry(t *testing.T, endpoint string, lim Limiter) *Registry {
+	t.Helper()
+	r, err := New(Options{
+		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(endpoint)},
+		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1", "eu-west-1"}}},
+		Roles:    staticRoles{},
+		Limiter:  lim,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestEveryAttemptPassesTheGate(t *testing.T) {
+	srv, calls := flakyDynamoDB(t, 2)
+	lim := &countingLimiter{}
+	target, err := newRegistry(t, srv.URL, lim).Resolve("111111111111", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var submitted time.Time
+	before := time.Now()
+	if _, err := target.DynamoDB.CreateBackup(WithSubmitTime(context.Background(), &submitted), &dynamodb.CreateBackupInput{
+		TableName: aws.String("T"), BackupName: aws.String("b"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}
+	if calls.Load() != 3 || len(lim.keys) != 3 || lim.keys[0] != want || lim.keys[2] != want {
+		t.Errorf("%d HTTP calls, gate keys %v; want 3 and 3 x %v", calls.Load(), lim.keys, want)
+	}
+	if submitted.Before(before) {
+		t.Errorf("submit time %s not recorded", submitted)
+	}
+}
+
+func TestRefusedAttemptIsNeitherSentNorRetried(t *testing.T) {
+	srv, calls := flakyDynamoDB(t, 0)
+	lim := &countingLimiter{refuse: true}
+	target, _ := newRegistry(t, srv.URL, lim).Resolve("111111111111", "eu-west-1")
+	_, err := target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+	var le *ratelimit.LimitedError
+	if !errors.As(err, &le) || le.Key.Region != "eu-west-1" {
+		t.Fatalf("err = %v, want a LimitedError for eu-west-1", err)
+	}
+	if calls.Load() != 0 || len(lim.keys) != 1 {
+		t.Errorf("%d HTTP calls and %d gate checks; want 0 and 1", calls.Load(), len(lim.keys))
+	}
+}
+
+func TestResolve(t *testing.T) {
+	r := newRegistry(t, "http://127.0.0.1:1", &countingLimiter{})
+	tests := []struct {
+		account, region string
+		wantRegion      string
+		wantErr         any
+	}{
+		{"111111111111", "", "us-east-1", nil},
+		{"111111111111", "eu-west-1", "eu-west-1", nil},
+		{"111111111111", "ap-south-1", "", &RegionNotAllowedError{}},
+		{"222222222222", "", "", &NotConfiguredError{}},
+	}
+	for _, tt := range tests {
+		got, err := r.Resolve(tt.account, tt.region)
+		switch want := tt.wantErr.(type) {
+		case nil:
+			if err != nil || got.Region != tt.wantRegion || got.DynamoDB == nil {
+				t.Errorf("Resolve(%s, %q) = %+v, %v", tt.account, tt.region, got, err)
+			}
+		case *RegionNotAllowedError:
+			if !errors.As(err, &want) {
+				t.Errorf("Resolve(%s, %q) err = %v, want RegionNotAllowedError", tt.account, tt.region, err)
+			}
+		case *NotConfiguredError:
+			if !errors.As(err, &want) || want.AccountID != tt.account {
+				t.Errorf("Resolve(%s, %q) err = %v, want NotConfiguredError", tt.account, tt.region, err)
+			}
+		}
+	}
+	a, _ := r.Resolve("111111111111", "us-east-1")
+	b, _ := r.Resolve("111111111111", "")
+	if a.DynamoDB != b.DynamoDB {
+		t.Error("the same (account, region) got two clients")
+	}
+}
