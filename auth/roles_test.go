@@ -1,0 +1,101 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/aws/smithy-go"
+)
+
+// fakeSTS stands in for STS in these unit tests; the integration tests use moto.
+type fakeSTS struct {
+	calls atomic.Int32
+	mu    sync.Mutex
+	last  *sts.AssumeRoleInput
+	err   error
+}
+
+func (f *fakeSTS) AssumeRole(_ context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+	f.calls.Add(1)
+	time.Sleep(10 * time.Millisecond) // let concurrent callers pile up
+	f.mu.Lock()
+	f.last = in
+	f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &sts.AssumeRoleOutput{
+		Credentials: &types.Credentials{
+			AccessKeyId: aws.String("ASIAEXAMPLE"), SecretAccessKey: aws.String("secret"), SessionToken: aws.String("token"),
+			Expiration: aws.Time(time.Now().Add(time.Hour)),
+		},
+		AssumedRoleUser: &types.AssumedRoleUser{Arn: aws.String("arn:aws:sts::111111111111:assumed-role/backupd/backupd"), AssumedRoleId: aws.String("AROA:backupd")},
+	}, nil
+}
+
+func TestConcurrentRetrievalsAssumeOnce(t *testing.T) {
+	stub := &fakeSTS{}
+	roles := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+		{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd", ExternalID: "ext-1"},
+	})
+	p, ok := roles.Credentials("111111111111")
+	if !ok {
+		t.Fatal("no provider")
+	}
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c, err := p.Retrieve(context.Background()); err != nil || c.AccessKeyID != "ASIAEXAMPLE" {
+				t.Errorf("Retrieve = %v, %v", c, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := stub.calls.Load(); n != 1 {
+		t.Errorf("AssumeRole called %d times for 200 concurrent retrievals; want 1", n)
+	}
+	if in := stub.last; aws.ToString(in.ExternalId) != "ext-1" || aws.ToString(in.RoleSessionName) != "backupd" ||
+		aws.ToString(in.RoleArn) != "arn:aws:iam::111111111111:role/backupd" || aws.ToInt32(in.DurationSeconds) != 3600 {
+		t.Errorf("AssumeRole input = %+v", in)
+	}
+	if _, ok := roles.Credentials("222222222222"); ok {
+		t.Error("a provider for an unconfigured account")
+	}
+}
+
+func TestAssumeRoleErrorClassification(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		denied bool
+	}{
+		{"access denied", &smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized"}, true},
+		{"bad base credentials", &smithy.GenericAPIError{Code: "InvalidClientTokenId"}, true},
+		{"STS throttled", &smithy.GenericAPIError{Code: "Throttling"}, false},
+		{"STS unreachable", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stub := &fakeSTS{err: tt.err}
+			p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"}}).Credentials("111111111111")
+			_, err := p.Retrieve(context.Background())
+			var are *AssumeRoleError
+			if !errors.As(err, &are) || are.AccountID != "111111111111" {
+				t.Fatalf("err = %v, want an AssumeRoleError for the account", err)
+			}
+			if are.Denied() != tt.denied {
+				t.Errorf("Denied() = %v, want %v", are.Denied(), tt.denied)
+			}
+		})
+	}
+}
