@@ -1,0 +1,114 @@
+package service
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+func TestBackupDetailsConversion(t *testing.T) {
+	var logs bytes.Buffer
+	s := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	created := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name       string
+		in         types.BackupDetails
+		wantStatus backupv1.BackupStatus
+		wantSize   *int64
+		logHas     string
+	}{
+		{"available with size", types.BackupDetails{BackupStatus: types.BackupStatusAvailable, BackupSizeBytes: aws.Int64(42)},
+			backupv1.BackupStatus_BACKUP_STATUS_AVAILABLE, aws.Int64(42), ""},
+		{"creating, size unknown", types.BackupDetails{BackupStatus: types.BackupStatusCreating},
+			backupv1.BackupStatus_BACKUP_STATUS_CREATING, nil, ""},
+		{"a status DynamoDB adds later", types.BackupDetails{BackupStatus: "FROZEN"},
+			backupv1.BackupStatus_BACKUP_STATUS_UNSPECIFIED, nil, "value=FROZEN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs.Reset()
+			in := tt.in
+			in.BackupArn, in.BackupName, in.BackupType, in.BackupCreationDateTime = aws.String("arn"), aws.String("n"), types.BackupTypeUser, &created
+			got := s.backupDetails(&in)
+			if got.GetBackupStatus() != tt.wantStatus || got.GetBackupType() != backupv1.BackupType_BACKUP_TYPE_USER ||
+				!got.GetBackupCreationDateTime().AsTime().Equal(created) || got.GetBackupExpiryDateTime() != nil {
+				t.Errorf("got %v", got)
+			}
+			if (got.BackupSizeBytes == nil) != (tt.wantSize == nil) || (tt.wantSize != nil && *got.BackupSizeBytes != *tt.wantSize) {
+				t.Errorf("size = %v, want %v", got.BackupSizeBytes, tt.wantSize)
+			}
+			if tt.logHas != "" && !strings.Contains(logs.String(), tt.logHas) {
+				t.Errorf("log %q lacks %q", logs.String(), tt.logHas)
+			}
+			if tt.logHas == "" && logs.Len() > 0 {
+				t.Errorf("unexpected log: %s", logs.String())
+			}
+		})
+	}
+}
+
+func TestPageToken(t *testing.T) {
+	scope := listScope{account: "111111111111", region: "us-east-1", table: "Orders", backupType: "USER"}
+	const last = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	tok := encodePageToken(scope, last)
+	if got, err := decodePageToken(scope, tok); err != nil || got != last {
+		t.Fatalf("round trip = %q, %v", got, err)
+	}
+	other := scope
+	other.lower = 1
+	tests := map[string]struct {
+		scope listScope
+		token string
+	}{
+		"other filters": {other, tok},
+		"other account": {listScope{account: "222222222222", region: "us-east-1", table: "Orders", backupType: "USER"}, tok},
+		"flipped byte":  {scope, tok[:10] + string(tok[10]^1) + tok[11:]},
+		"truncated":     {scope, tok[:len(tok)-4]},
+		"not base64":    {scope, "!!!"},
+		"empty-ish":     {scope, "AA"},
+	}
+	for name, tt := range tests {
+		if _, err := decodePageToken(tt.scope, tt.token); err == nil {
+			t.Errorf("%s: token accepted", name)
+		}
+	}
+}
+
+func TestValidateList(t *testing.T) {
+	size := func(v int32) *int32 { return &v }
+	tests := []struct {
+		name     string
+		req      *backupv1.ListBackupsRequest
+		field    string
+		wantSize int32
+	}{
+		{"defaults", &backupv1.ListBackupsRequest{AccountId: "111111111111"}, "", 50},
+		{"page size 100", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: size(100)}, "", 100},
+		{"page size 0", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: size(0)}, "page_size", 0},
+		{"page size 101", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: size(101)}, "page_size", 0},
+		{"unknown type", &backupv1.ListBackupsRequest{AccountId: "111111111111", BackupType: 7}, "backup_type", 0},
+		{"table ARN of other account", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "arn:aws:dynamodb:us-east-1:222222222222:table/T"}, "table_name", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, _, err := validateList(tt.req)
+			if tt.field == "" {
+				if err != nil || aws.ToInt32(in.Limit) != tt.wantSize || in.BackupType != types.BackupTypeFilterUser {
+					t.Errorf("input %+v, err %v", in, err)
+				}
+				return
+			}
+			ia, ok := err.(*InvalidArgumentError)
+			if !ok || ia.Violations[0].Field != tt.field {
+				t.Errorf("err = %v, want a violation of %s", err, tt.field)
+			}
+		})
+	}
+}
