@@ -514,7 +514,7 @@ func TestRateLimitRefusalOverGRPCAndREST(t *testing.T) {
 		t.Errorf("admitted %d, refused %d over gRPC and %d over REST", admitted, grpcLimited, restLimited)
 	}
 	// REST requests are logged by the same interceptor as gRPC ones.
-	if lines := inst.logs.Lines(`"method":"/backup.v1.BackupService/CreateBackup"`, `"caller":"rest:`, `"code":"ResourceExhausted"`, `"account":"`+a+`"`); len(lines) != restLimited {
+	if lines := inst.logs.Lines(`"method":"/backup.v1.BackupService/CreateBackup"`, `"caller":"rest:`, `"code":"ResourceExhausted"`, `"account":"`+a+`","region":"us-east-1"`); len(lines) != restLimited {
 		t.Errorf("%d log lines for refused REST requests, want %d", len(lines), restLimited)
 	}
 	if lines := inst.logs.Lines(`"caller":"127.0.0.1:`, `"code":"ResourceExhausted"`); len(lines) != grpcLimited {

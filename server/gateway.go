@@ -97,7 +97,7 @@ type bodyTooLargeKey struct{}
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > MaxBodyBytes {
-			writeTooLarge(w, r)
+			writeTooLarge(w)
 			return
 		}
 		tooLarge := new(bool)
@@ -121,13 +121,13 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func writeTooLarge(w http.ResponseWriter, r *http.Request) {
+func writeTooLarge(w http.ResponseWriter) {
 	st := status.New(codes.InvalidArgument, fmt.Sprintf("request body must be at most %d bytes", MaxBodyBytes))
 	st, _ = st.WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: "BODY_TOO_LARGE"})
-	writeStatus(w, r, st, http.StatusRequestEntityTooLarge)
+	writeStatus(w, st, http.StatusRequestEntityTooLarge)
 }
 
-func writeStatus(w http.ResponseWriter, r *http.Request, st *status.Status, code int) {
+func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
 	body, err := (&strictJSON{}).Marshal(st.Proto())
 	if err != nil {
 		code, body = http.StatusInternalServerError, []byte(`{"code":13,"message":"internal error"}`)
@@ -135,7 +135,6 @@ func writeStatus(w http.ResponseWriter, r *http.Request, st *status.Status, code
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
-	_ = r
 }
 
 // errorHandler adds what grpc-gateway's default leaves out: Retry-After from
@@ -143,7 +142,7 @@ func writeStatus(w http.ResponseWriter, r *http.Request, st *status.Status, code
 // decoding errors, so every REST error has the same shape as a gRPC one.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if tooLarge, _ := r.Context().Value(bodyTooLargeKey{}).(*bool); tooLarge != nil && *tooLarge {
-		writeTooLarge(w, r)
+		writeTooLarge(w)
 		return
 	}
 	st := status.Convert(err)
@@ -173,7 +172,7 @@ func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 	}
 	st, _ := status.New(code, msg).WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: reason})
 	if httpStatus == http.StatusMethodNotAllowed {
-		writeStatus(w, r, st, httpStatus)
+		writeStatus(w, st, httpStatus)
 		return
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/reqlog"
 	"github.com/backupd/backupd/rpcerror"
 )
 
@@ -60,11 +61,15 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 			resp, err = nil, status.Error(codes.Internal, "internal error; the details are in backupd's log")
 		}
 	}()
+	ctx, fields := reqlog.New(ctx)
 	resp, err = handler(ctx, req)
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
 		return resp, err
 	}
 	account, region := target(req)
+	if fields.Account != "" {
+		account, region = fields.Account, fields.Region
+	}
 	st, internal := rpcerror.Status(err, rpcerror.Request{AccountID: account})
 	attrs := []slog.Attr{
 		slog.String("method", info.FullMethod),
@@ -86,8 +91,9 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	return resp, nil
 }
 
-// target names the account and region a request acts in, for the log: from
-// account_id/region, or from the backup ARN.
+// target names the account and region a request asked for, for the log when
+// the handler did not get as far as resolving them: from account_id/region,
+// or from the backup ARN.
 func target(req any) (account, region string) {
 	if r, ok := req.(interface {
 		GetAccountId() string

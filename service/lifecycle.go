@@ -13,18 +13,18 @@ import (
 
 // resolveARN validates a backup ARN and finds the client of its account and
 // region: the ARN decides where backupd acts.
-func (s *Server) resolveARN(vs *violations, field, backupARN string) (accounts.Target, error) {
+func (s *Server) resolveARN(ctx context.Context, vs *violations, field, backupARN string) (accounts.Target, error) {
 	a, ok := parseARN(vs, field, backupARN, true)
 	if err := vs.err(); err != nil || !ok {
 		return accounts.Target{}, err
 	}
-	return s.accounts.Resolve(a.Account, a.Region)
+	return s.resolve(ctx, a.Account, a.Region)
 }
 
 // GetBackup describes one backup.
 func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
 	var vs violations
-	target, err := s.resolveARN(&vs, "backup_arn", req.GetBackupArn())
+	target, err := s.resolveARN(ctx, &vs, "backup_arn", req.GetBackupArn())
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) 
 // DeleteBackup deletes one backup.
 func (s *Server) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
 	var vs violations
-	target, err := s.resolveARN(&vs, "backup_arn", req.GetBackupArn())
+	target, err := s.resolveARN(ctx, &vs, "backup_arn", req.GetBackupArn())
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.accounts.Resolve(req.GetAccountId(), scope.region)
+	target, err := s.resolve(ctx, req.GetAccountId(), scope.region)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
 	var vs violations
 	in := validateRestore(&vs, req)
-	target, err := s.resolveARN(&vs, "backup_arn", req.GetBackupArn())
+	target, err := s.resolveARN(ctx, &vs, "backup_arn", req.GetBackupArn())
 	if err != nil {
 		return nil, err
 	}

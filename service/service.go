@@ -15,6 +15,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/reqlog"
 )
 
 // Resolver finds the DynamoDB client for an account and region.
@@ -62,7 +63,7 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.accounts.Resolve(req.GetAccountId(), region)
+	target, err := s.resolve(ctx, req.GetAccountId(), region)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +116,15 @@ func checkTableRef(vs *violations, field, ref, account, region string) (string, 
 		vs.add(field, "is a table ARN in region %s; it must be in region %s", a.Region, region)
 	}
 	return ref, a.Region
+}
+
+// resolve finds where the request acts and notes it for the request's log line.
+func (s *Server) resolve(ctx context.Context, accountID, region string) (accounts.Target, error) {
+	target, err := s.accounts.Resolve(accountID, region)
+	if err == nil {
+		reqlog.SetTarget(ctx, target.AccountID, target.Region)
+	}
+	return target, err
 }
 
 func (s *Server) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
