@@ -394,3 +394,10 @@ func backupNames(t *testing.T, db *dynamodb.Client, table string) map[string]str
 	}
 	return names
 }
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

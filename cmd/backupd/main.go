@@ -49,6 +49,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path to the YAML configuration")
 	sandboxMode := fs.Bool("sandbox", false, "run against an in-process fake of STS and DynamoDB, on loopback, with demo accounts")
+	var listen config.Listen
+	fs.StringVar(&listen.GRPC, "grpc-listen", "", "override the gRPC listener address (host:port)")
+	fs.StringVar(&listen.HTTP, "http-listen", "", "override the HTTP listener address (host:port)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,12 +62,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stop()
 
 	if *sandboxMode {
-		return runSandbox(ctx, stderr)
+		return runSandbox(ctx, listen, stderr)
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
 	}
+	overrideListen(cfg, listen)
 	logger := newLogger(cfg.Log, stderr)
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion))
 	if err != nil {
@@ -73,8 +77,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	return serve(ctx, cfg, awsCfg, logger)
 }
 
+func overrideListen(cfg *config.Config, listen config.Listen) {
+	if listen.GRPC != "" {
+		cfg.Listen.GRPC = listen.GRPC
+	}
+	if listen.HTTP != "" {
+		cfg.Listen.HTTP = listen.HTTP
+	}
+}
+
 // runSandbox serves the fake on loopback and points the real SDK path at it.
-func runSandbox(ctx context.Context, stderr io.Writer) error {
+func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) error {
 	demo := sandbox.DemoAccounts()
 	fake := sandbox.New(sandbox.Options{Accounts: demo})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,6 +99,12 @@ func runSandbox(ctx context.Context, stderr io.Writer) error {
 	defer fakeSrv.Close()
 
 	cfg := sandboxConfig(demo)
+	overrideListen(cfg, listen)
+	for _, addr := range []string{cfg.Listen.GRPC, cfg.Listen.HTTP} {
+		if !isLoopback(addr) {
+			return fmt.Errorf("the sandbox listens on loopback only; %q is not a loopback address", addr)
+		}
+	}
 	logger := newLogger(cfg.Log, stderr)
 	endpoint := "http://" + lis.Addr().String()
 	logger.Warn("SANDBOX MODE: backupd talks to an in-process fake of STS and DynamoDB, not to AWS; "+
@@ -235,6 +254,15 @@ func shutdown(timeout time.Duration, health *server.Health, httpSrv *http.Server
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // dialTarget turns a listener address into one the gateway can dial: a

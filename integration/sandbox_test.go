@@ -1,0 +1,101 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// The README's first command, on free ports: the whole lifecycle against the
+// embedded sandbox, over REST as the README shows it, plus gRPC health.
+func TestSandboxMode(t *testing.T) {
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	inst.cmd = exec.Command(binary, "--sandbox", "--grpc-listen", grpcAddr, "--http-listen", httpAddr)
+	inst.cmd.Stdout, inst.cmd.Stderr = inst.logs, inst.logs
+	if err := inst.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { inst.done <- inst.cmd.Wait() }()
+	t.Cleanup(func() {
+		if inst.cmd.ProcessState == nil {
+			_ = inst.cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("backupd log:\n%s", inst.logs.String())
+		}
+	})
+	inst.waitReady(t)
+	if !strings.Contains(inst.logs.String(), "SANDBOX MODE") {
+		t.Errorf("no sandbox banner in the log:\n%s", inst.logs.String())
+	}
+
+	code, _, body := inst.rest(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"first"}`)
+	var created struct {
+		BackupDetails struct{ BackupArn, BackupStatus string } `json:"backupDetails"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &created) != nil || created.BackupDetails.BackupStatus != "BACKUP_STATUS_AVAILABLE" {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	p := "/v1/backups/" + escapeARN(created.BackupDetails.BackupArn)
+	steps := []struct {
+		method, path, body, want string
+	}{
+		{"GET", p, "", `"sourceTableDetails":{"tableName":"Orders"`},
+		{"GET", "/v1/accounts/111111111111/backups?tableName=Orders", "", created.BackupDetails.BackupArn},
+		{"GET", "/v1/accounts/222222222222/backups", "", `{}`},
+		{"POST", p + ":restore", `{"targetTableName":"OrdersRestored"}`, `"tableName":"OrdersRestored"`},
+		{"DELETE", p, "", "BACKUP_STATUS_DELETED"},
+	}
+	for _, s := range steps {
+		code, _, body := inst.rest(t, s.method, s.path, s.body)
+		if code != http.StatusOK || !strings.Contains(string(body), s.want) {
+			t.Errorf("%s %s: %d %s; want 200 containing %s", s.method, s.path, code, body, s.want)
+		}
+	}
+	if code, _, _ := inst.rest(t, "GET", p, ""); code != http.StatusNotFound {
+		t.Errorf("GET after DELETE: %d", code)
+	}
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if h, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health: %v %v", h, err)
+	}
+	if _, err := backupv1.NewBackupServiceClient(conn).CreateBackup(context.Background(),
+		&backupv1.CreateBackupRequest{AccountId: "222222222222", TableName: "Customers", BackupName: "over-grpc"}); err != nil {
+		t.Errorf("gRPC CreateBackup in the sandbox: %v", err)
+	}
+	if err := inst.stop(t); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+}
+
+func TestStartRefusesBadConfig(t *testing.T) {
+	path := t.TempDir() + "/bad.yaml"
+	writeFile(t, path, "accounts:\n  - id: \"123\"\n    role_arn: nope\nmax_wait: -1s\n")
+	out, err := exec.Command(binary, "--config", path).CombinedOutput()
+	if err == nil {
+		t.Fatalf("backupd started with a bad config:\n%s", out)
+	}
+	for _, want := range []string{"accounts[0].id", "accounts[0].role_arn", "max_wait"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := exec.Command(binary, "--sandbox", "--http-listen", "0.0.0.0:0").CombinedOutput(); err == nil || !strings.Contains(string(out), "loopback") {
+		t.Errorf("sandbox on a public address: %v\n%s", err, out)
+	}
+}
