@@ -353,15 +353,16 @@ func TestConcurrentFirstRequestsAssumeRoleOnce(t *testing.T) {
 		MaxWait:  30 * time.Second,
 		Env:      motoEnv(rec.URL),
 	})
-	const n = 500
+	// 500 concurrent first requests at A, and 100 at B beside them.
+	const nA, nB = 500, 100
 	var wg sync.WaitGroup
-	codesSeen := make([]codes.Code, n)
-	for i := range n {
+	codesSeen := make([]codes.Code, nA+nB)
+	for i := range nA + nB {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			acct := a
-			if i%2 == 1 {
+			if i >= nA {
 				acct = b
 			}
 			// A missing table: every call needs credentials, and moto answers fast.
@@ -375,15 +376,20 @@ func TestConcurrentFirstRequestsAssumeRoleOnce(t *testing.T) {
 			t.Fatalf("request %d: %s, want NotFound", i, c)
 		}
 	}
+	assumed := map[string]int{}
+	for _, c := range rec.Calls("AssumeRole") {
+		assumed[c.Role]++
+	}
+	roleA, roleB := "arn:aws:iam::"+a+":role/backupd", "arn:aws:iam::"+b+":role/backupd"
+	if len(assumed) != 2 || assumed[roleA] != 1 || assumed[roleB] != 1 {
+		t.Errorf("AssumeRole calls per role = %v; want exactly one for each of %s and %s", assumed, roleA, roleB)
+	}
 	perAccount := map[string]int{}
 	for _, c := range rec.Calls("CreateBackup") {
 		perAccount[rec.AccountOf(c.AccessKey)]++
 	}
-	if n := len(rec.Calls("AssumeRole")); n != 2 {
-		t.Errorf("AssumeRole calls = %d for 500 concurrent first requests to 2 accounts; want exactly 2", n)
-	}
-	if perAccount[a] != n/2 || perAccount[b] != n/2 {
-		t.Errorf("CreateBackup calls per account = %v; want %d each for %s and %s", perAccount, n/2, a, b)
+	if perAccount[a] != nA || perAccount[b] != nB {
+		t.Errorf("CreateBackup calls per account = %v; want %d for %s and %d for %s", perAccount, nA, a, nB, b)
 	}
 }
 

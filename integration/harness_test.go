@@ -63,6 +63,7 @@ type call struct {
 	At        time.Time
 	Op        string // DynamoDB operation or STS Action
 	AccessKey string
+	Role      string // the RoleArn of an AssumeRole
 }
 
 // recorder is a reverse proxy in front of moto that records every call and
@@ -122,7 +123,7 @@ func newRecorder(t *testing.T, target string) *recorder {
 			body, _ := io.ReadAll(req.Body)
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			form, _ := url.ParseQuery(string(body))
-			c.Op = form.Get("Action")
+			c.Op, c.Role = form.Get("Action"), form.Get("RoleArn")
 			req.Header.Set("X-Test-Action", c.Op)
 		}
 		r.mu.Lock()

@@ -479,3 +479,39 @@ func TestGetBackupCarriesSourceTableFeatures(t *testing.T) {
 		t.Errorf("restored table = %v", td)
 	}
 }
+
+func TestEachOperationHasItsOwnLimit(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(moto)})
+	ctx := context.Background()
+	// ListBackups is limited to 5/s: of 30 at once, about 6 pass within the 1s wait.
+	const n = 30
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := inst.client.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: a})
+			errs <- err
+		}()
+	}
+	passed, limited := 0, 0
+	for range n {
+		err := <-errs
+		st := status.Convert(err)
+		switch {
+		case err == nil:
+			passed++
+		case st.Code() == codes.ResourceExhausted && reasonOf(st) == "RATE_LIMITED" && strings.Contains(st.Message(), "ListBackups"):
+			limited++
+		default:
+			t.Errorf("ListBackups: %v", err)
+		}
+	}
+	if passed < 4 || passed > 8 || limited != n-passed {
+		t.Errorf("ListBackups at 5/s: %d passed, %d limited of %d at once", passed, limited, n)
+	}
+	// CreateBackup has its own limiter: it is not held up by ListBackups'.
+	if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Missing", BackupName: "x-1"}); status.Code(err) != codes.NotFound {
+		t.Errorf("CreateBackup after the ListBackups flood: %v", err)
+	}
+}
