@@ -70,21 +70,30 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if fields.Account != "" {
 		account, region = fields.Account, fields.Region
 	}
-	st, internal := rpcerror.Status(err, rpcerror.Request{AccountID: account})
-	attrs := []slog.Attr{
+	code, level := codes.OK, slog.LevelInfo
+	var st *status.Status
+	if err != nil {
+		var internal bool
+		st, internal = rpcerror.Status(err, rpcerror.Request{AccountID: account})
+		code = st.Code()
+		if internal || code == codes.Unavailable {
+			level = slog.LevelError
+		}
+	}
+	attrs := [...]slog.Attr{
 		slog.String("method", info.FullMethod),
 		slog.String("caller", caller(ctx)),
 		slog.String("account", account),
 		slog.String("region", region),
-		slog.String("code", st.Code().String()),
+		slog.String("code", code.String()),
 		slog.Duration("duration", time.Since(start)),
+		{},
 	}
-	level := slog.LevelInfo
-	if internal || st.Code() == codes.Unavailable {
-		level = slog.LevelError
-		attrs = append(attrs, slog.String("error", err.Error()))
+	n := len(attrs) - 1
+	if level == slog.LevelError {
+		attrs[n], n = slog.String("error", err.Error()), n+1
 	}
-	i.log.LogAttrs(ctx, level, "request", attrs...)
+	i.log.LogAttrs(ctx, level, "request", attrs[:n]...)
 	if err != nil {
 		return nil, st.Err()
 	}
@@ -117,13 +126,12 @@ func caller(ctx context.Context) string {
 	if !ok {
 		return ""
 	}
-	addr := p.Addr.String()
-	if host, _, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host).IsLoopback() {
+	if tcp, ok := p.Addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
 		if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
 			return "rest:" + xff[0]
 		}
 	}
-	return addr
+	return p.Addr.String()
 }
 
 // Health tracks readiness for grpc.health.v1 and /readyz together.

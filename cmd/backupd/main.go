@@ -20,16 +20,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/backupd/backupd/accounts"
-	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sandbox"
@@ -113,16 +110,10 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 		slog.String("accounts", "111111111111, 222222222222"))
 	awsCfg := aws.Config{
 		Region:       cfg.DefaultRegion,
-		Credentials:  aws.NewCredentialsCache(staticCredentials(fake.BaseCredentials())),
+		Credentials:  credentials.StaticCredentialsProvider{Value: fake.BaseCredentials()},
 		BaseEndpoint: aws.String(endpoint),
 	}
 	return serve(ctx, cfg, awsCfg, logger)
-}
-
-type staticCredentials aws.Credentials
-
-func (c staticCredentials) Retrieve(context.Context) (aws.Credentials, error) {
-	return aws.Credentials(c), nil
 }
 
 func sandboxConfig(demo []sandbox.Account) *config.Config {
@@ -154,7 +145,8 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // serve wires the parts and runs both listeners until ctx ends, then drains.
 func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
-	registry, err := newRegistry(cfg, awsCfg)
+	limiter := ratelimit.NewLocal(ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait})
+	registry, err := accounts.NewFromConfig(cfg, awsCfg, limiter)
 	if err != nil {
 		return err
 	}
@@ -205,28 +197,6 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
 		slog.Int("accounts", len(cfg.Accounts)))
 	return g.Wait()
-}
-
-func newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Registry, error) {
-	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
-		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = awsratelimit.None })
-	})
-	roles := make([]auth.Role, len(cfg.Accounts))
-	rates := map[ratelimit.Key]float64{}
-	for i, a := range cfg.Accounts {
-		roles[i] = auth.Role{AccountID: a.ID, RoleARN: a.RoleARN, ExternalID: a.ExternalID}
-		for _, region := range a.AllowedRegions {
-			for _, op := range config.Operations {
-				rates[ratelimit.Key{Account: a.ID, Region: region, Operation: op}] = a.Limits.Rate(op)
-			}
-		}
-	}
-	return accounts.New(accounts.Options{
-		AWS:      awsCfg,
-		Accounts: cfg.Accounts,
-		Roles:    auth.NewRoles(auth.Options{STS: stsClient, SessionName: cfg.RoleSessionName}, roles),
-		Limiter:  ratelimit.NewLocal(ratelimit.Options{Rates: rates, MaxWait: cfg.MaxWait}),
-	})
 }
 
 // shutdown stops taking work and drains: first REST (whose requests still

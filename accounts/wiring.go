@@ -1,0 +1,75 @@
+package accounts
+
+import (
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/ratelimit"
+)
+
+// NewFromConfig builds the registry backupd runs with: every configured
+// account's role assumed through STS with awsCfg's own credentials, its
+// DynamoDB clients gated by lim, all sharing one pooled HTTP client.
+func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter) (*Registry, error) {
+	awsCfg.HTTPClient = PooledHTTPClient(awsCfg.HTTPClient)
+	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = awsratelimit.None })
+	})
+	roles := make([]auth.Role, len(cfg.Accounts))
+	for i, a := range cfg.Accounts {
+		roles[i] = auth.Role{AccountID: a.ID, RoleARN: a.RoleARN, ExternalID: a.ExternalID}
+	}
+	return New(Options{
+		AWS:      awsCfg,
+		Accounts: cfg.Accounts,
+		Roles:    auth.NewRoles(auth.Options{STS: stsClient, SessionName: cfg.RoleSessionName}, roles),
+		Limiter:  lim,
+	})
+}
+
+// Rates lists the configured rate of every (account, allowed region,
+// operation), the keys the gate asks the limiter about.
+func Rates(accounts []config.Account) map[ratelimit.Key]float64 {
+	rates := map[ratelimit.Key]float64{}
+	for _, a := range accounts {
+		for _, region := range a.AllowedRegions {
+			for _, op := range config.Operations {
+				rates[ratelimit.Key{Account: a.ID, Region: region, Operation: op}] = a.Limits.Rate(op)
+			}
+		}
+	}
+	return rates
+}
+
+// Idle connections kept per DynamoDB host and in all. The SDK's default of
+// 10 per host makes a busy account open (and in production TLS-handshake) a
+// new connection for about every other call once more than 10 are in
+// flight; with account-based endpoints every account is its own host.
+const (
+	maxIdleConnsPerHost = 128
+	maxIdleConns        = 1024
+)
+
+// PooledHTTPClient returns c (the SDK's buildable client, or a new one when
+// c is nil) with enough idle connections for concurrent calls. Other HTTP
+// clients are returned unchanged: their owner chose their pooling.
+func PooledHTTPClient(c aws.HTTPClient) aws.HTTPClient {
+	bc, ok := c.(*awshttp.BuildableClient)
+	if c == nil {
+		bc, ok = awshttp.NewBuildableClient(), true
+	}
+	if !ok {
+		return c
+	}
+	return bc.WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
+		t.MaxIdleConns = max(t.MaxIdleConns, maxIdleConns)
+	})
+}
