@@ -1,14 +1,17 @@
 // Command loadgen sends CreateBackup calls to backupd (over gRPC or REST)
 // and to the floors it is compared with, all in one in-process stack on
-// loopback (package bench), and prints throughput and latency percentiles at
-// each concurrency.
+// loopback (package bench), and prints throughput, latency percentiles and
+// costs per call at each concurrency.
 //
-//	loadgen -target all -d 5s        # every target at concurrency 1 and 64, with ratios
+//	loadgen -target all -d 5s        # every target at concurrency 1 and 64, with the ratios
 //	loadgen -target rest -c 8 -n 10000
 //
-// Each (target, concurrency) run is preceded by a short warm-up and bounded
-// by -d or -n, and by -timeout in any case, so loadgen always stops by
-// itself.
+// The time of each (target, concurrency) pair is split into -rounds slices,
+// and the targets take turns slice by slice, so that a machine that slows
+// down or speeds up during the run affects every target alike. Before each
+// slice the fake's store is emptied and a short warm-up runs, neither
+// measured. Each slice is bounded by its share of -d or -n, and by -timeout
+// in any case, so loadgen always stops by itself.
 package main
 
 import (
@@ -40,36 +43,38 @@ func main() {
 }
 
 // allOrder is the order of -target all: backupd first, then the floors.
-var allOrder = []bench.Target{bench.GRPC, bench.REST, bench.DirectSDK, bench.BareGRPC, bench.GRPCNoLog}
+var allOrder = []bench.Target{bench.GRPC, bench.REST, bench.DirectSDK, bench.BareGRPC, bench.GRPCNoLog, bench.BareProxy}
 
 type options struct {
-	targets   []bench.Target
-	conc      []int
-	duration  time.Duration
-	requests  int
-	warmup    time.Duration
-	timeout   time.Duration
-	idleConns int
+	targets  []bench.Target
+	conc     []int
+	duration time.Duration
+	requests int
+	rounds   int
+	warmup   time.Duration
+	timeout  time.Duration
+	rate     float64
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	target := fs.String("target", "all", "grpc, rest, direct, bare, grpc-nolog, or all (every target, and the ratios)")
-	concList := fs.String("c", "1,64", "comma-separated concurrencies: callers sending one call after another")
-	duration := fs.Duration("d", 5*time.Second, "how long each (target, concurrency) run lasts, unless -n is given")
-	requests := fs.Int("n", 0, "calls per (target, concurrency) run; overrides -d")
-	warmup := fs.Duration("warmup", 500*time.Millisecond, "unmeasured calls before each run")
-	timeout := fs.Duration("timeout", 2*time.Minute, "hard bound on each run")
-	idleConns := fs.Int("sdk-idle-conns", 0, "idle connections per host of the DynamoDB clients' transport; 0 is the SDK default, as in cmd/backupd")
+	target := fs.String("target", "all", "grpc, rest, direct, bare, grpc-nolog, bare-proxy, or all (every target, and the ratios)")
+	concList := fs.String("c", "1,64", "comma-separated concurrencies: callers that each send one call after another")
+	duration := fs.Duration("d", 5*time.Second, "measured time per (target, concurrency), unless -n is given")
+	requests := fs.Int("n", 0, "calls per (target, concurrency); overrides -d")
+	rounds := fs.Int("rounds", 5, "slices the targets take turns in")
+	warmup := fs.Duration("warmup", 200*time.Millisecond, "unmeasured calls before each slice")
+	timeout := fs.Duration("timeout", 2*time.Minute, "hard bound on each slice")
+	rate := fs.Float64("rate", 0, "CreateBackup calls per second allowed by backupd's limiter per account and region; 0 is unlimited")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	opts := options{duration: *duration, requests: *requests, warmup: *warmup, timeout: *timeout, idleConns: *idleConns}
+	opts := options{duration: *duration, requests: *requests, rounds: *rounds, warmup: *warmup, timeout: *timeout, rate: *rate}
 	var problems []error
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
 	if *target == "all" {
 		opts.targets = allOrder
 	} else if t, err := bench.ParseTarget(*target); err != nil {
@@ -88,8 +93,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if opts.requests < 0 || (opts.requests == 0 && opts.duration <= 0) {
 		problems = append(problems, errors.New("give a positive -d or -n"))
 	}
-	if opts.timeout <= 0 || opts.warmup < 0 {
-		problems = append(problems, errors.New("-timeout must be positive and -warmup not negative"))
+	if opts.rounds < 1 || opts.requests > 0 && opts.requests < opts.rounds {
+		problems = append(problems, errors.New("-rounds must be at least 1, and at most -n"))
+	}
+	if opts.timeout <= 0 || opts.warmup < 0 || opts.rate < 0 {
+		problems = append(problems, errors.New("-timeout must be positive; -warmup and -rate not negative"))
 	}
 	if err := errors.Join(problems...); err != nil {
 		return err
@@ -100,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return load(ctx, opts, stdout)
 }
 
-// result is one (target, concurrency) run.
+// result accumulates the slices of one (target, concurrency) pair.
 type result struct {
 	target    bench.Target
 	conc      int
@@ -108,56 +116,76 @@ type result struct {
 	errs      int
 	firstErr  error
 	elapsed   time.Duration
-	latencies []time.Duration // sorted
+	cpu       time.Duration
+	latencies []time.Duration // sorted once complete
 	allocs    uint64
 	bytes     uint64
 	waits     int64
 	dials     int64
 }
 
-// perCall is wall time per call: the inverse of throughput, as a benchmark's
-// ns/op. At concurrency 1 it is the mean latency.
-func (r result) perCall() time.Duration { return r.elapsed / time.Duration(r.calls) }
+// perCall is wall time per call, the inverse of throughput, like a
+// benchmark's ns/op. At concurrency 1 it is the mean latency.
+func (r *result) perCall() time.Duration { return r.elapsed / time.Duration(r.calls) }
 
-func (r result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
+func (r *result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
 
-func (r result) percentile(p float64) time.Duration {
+func (r *result) percentile(p float64) time.Duration {
 	if len(r.latencies) == 0 {
 		return 0
 	}
-	i := int(p * float64(len(r.latencies)-1))
-	return r.latencies[i]
+	return r.latencies[int(p*float64(len(r.latencies)-1))]
 }
 
 func load(ctx context.Context, opts options, stdout io.Writer) error {
-	stack, err := bench.Start(ctx, bench.Options{SDKIdleConnsPerHost: opts.idleConns})
+	stack, err := bench.Start(ctx, bench.Options{CreateBackupRate: opts.rate})
 	if err != nil {
 		return err
 	}
 	defer stack.Close()
 	assumed := stack.Fake.AssumeRoleCalls()
 
-	fmt.Fprintf(stdout, "loadgen: GOMAXPROCS=%d NumCPU=%d %s; -d %s -n %d; SDK idle conns/host: %s\n",
-		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version(), opts.duration, opts.requests, idleName(opts.idleConns))
+	limit := "-d " + opts.duration.String()
+	if opts.requests > 0 {
+		limit = "-n " + strconv.Itoa(opts.requests)
+	}
+	rateName := "unlimited"
+	if opts.rate > 0 {
+		rateName = strconv.FormatFloat(opts.rate, 'g', -1, 64) + "/s"
+	}
+	fmt.Fprintf(stdout, "loadgen: GOMAXPROCS=%d NumCPU=%d %s; %s per target and concurrency, in %d rounds; CreateBackup limit: %s\n",
+		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version(), limit, opts.rounds, rateName)
 	fmt.Fprintf(stdout, "response sizes: %d bytes protobuf (grpc, bare-grpc), %d bytes JSON (rest)\n\n",
 		stack.GRPCResponseBytes, stack.RESTResponseBytes)
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tconc\tcalls\terrors\treq/s\tper call\tp50\tp99\tallocs/call\tB/call\tlimiter waits\tnew conns to fake\t")
-	var results []result
-	var failed error
+
+	var results []*result
 	for _, c := range opts.conc {
-		for _, t := range opts.targets {
-			r, err := measure(ctx, stack, opts, t, c)
-			if err != nil {
-				return err
+		byTarget := make([]*result, len(opts.targets))
+		for i, t := range opts.targets {
+			byTarget[i] = &result{target: t, conc: c}
+		}
+		for round := range opts.rounds {
+			for _, r := range byTarget {
+				if err := measure(ctx, stack, opts, r, round); err != nil {
+					return err
+				}
 			}
-			results = append(results, r)
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t\n", r.target, r.conc, r.calls, r.errs, r.rate(),
-				us(r.perCall()), us(r.percentile(0.50)), us(r.percentile(0.99)),
-				r.allocs/uint64(r.calls), r.bytes/uint64(r.calls), r.waits, r.dials)
-			if r.firstErr != nil && failed == nil {
-				failed = fmt.Errorf("%s at concurrency %d: %d of %d calls failed; first: %w", t, c, r.errs, r.calls, r.firstErr)
-			}
+		}
+		for _, r := range byTarget {
+			slices.Sort(r.latencies)
+		}
+		results = append(results, byTarget...)
+	}
+
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tconc\tcalls\terrors\treq/s\tper call\tp50\tp99\tCPU/call\tallocs/call\tB/call\tlimiter waits\tnew conns to fake\t")
+	var failed error
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t\n", r.target, r.conc, r.calls, r.errs, r.rate(),
+			us(r.perCall()), us(r.percentile(0.50)), us(r.percentile(0.99)), us(r.cpu/time.Duration(r.calls)),
+			r.allocs/uint64(r.calls), r.bytes/uint64(r.calls), r.waits, r.dials)
+		if r.firstErr != nil && failed == nil {
+			failed = fmt.Errorf("%s at concurrency %d: %d of %d calls failed; first: %w", r.target, r.conc, r.errs, r.calls, r.firstErr)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -170,33 +198,38 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 	return failed
 }
 
-func idleName(n int) string {
-	if n == 0 {
-		return "SDK default (10)"
-	}
-	return strconv.Itoa(n)
-}
-
-// printRatios compares backupd with its floors, by wall time per call.
-func printRatios(w io.Writer, results []result, conc []int) {
-	fmt.Fprintln(w, "\nratios by wall time per call (1/throughput); targets: overhead <= 25%, rest/grpc <= 1.5")
+// printRatios compares backupd with its floors: by wall time per call
+// (1/throughput) and, at concurrency 1, by median latency. results holds every target of
+// allOrder at every concurrency.
+func printRatios(w io.Writer, results []*result, conc []int) {
+	fmt.Fprintln(w, "\nbackupd's own = grpc - floor, floor = direct-sdk + bare-grpc; targets: own/floor <= 25%, rest/grpc <= 1.5")
+	fmt.Fprintln(w, "code only = grpc - bare-proxy: backupd's own minus the cost of chaining the floors")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conc\tfloor = direct+bare\tbackupd own = grpc-floor\toverhead = own/floor\trest/grpc\tlog line = grpc-grpc-nolog\t")
+	fmt.Fprintln(tw, "conc\tmeasure\tfloor\tbackupd's own\town/floor\tcode only\tcode only/floor\trest/grpc\tgrpc - grpc-nolog\t")
 	for _, c := range conc {
-		get := func(t bench.Target) time.Duration {
-			for _, r := range results {
-				if r.target == t && r.conc == c {
-					return r.perCall()
-				}
+		at := map[bench.Target]*result{}
+		for _, r := range results {
+			if r.conc == c {
+				at[r.target] = r
 			}
-			return 0
 		}
-		floor := get(bench.DirectSDK) + get(bench.BareGRPC)
-		own := get(bench.GRPC) - floor
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f%% %s\t%.2f %s\t%s\t\n", c, us(floor), us(own),
-			100*float64(own)/float64(floor), verdict(float64(own)/float64(floor) <= 0.25),
-			float64(get(bench.REST))/float64(get(bench.GRPC)), verdict(float64(get(bench.REST)) <= 1.5*float64(get(bench.GRPC))),
-			us(get(bench.GRPC)-get(bench.GRPCNoLog)))
+		for _, m := range []struct {
+			name string
+			of   func(*result) time.Duration
+		}{
+			{"per call", (*result).perCall},
+			{"p50", func(r *result) time.Duration { return r.percentile(0.50) }},
+		} {
+			if m.name == "p50" && c != 1 {
+				continue // under queueing, medians of separate runs do not add up
+			}
+			grpc, rest, nolog := m.of(at[bench.GRPC]), m.of(at[bench.REST]), m.of(at[bench.GRPCNoLog])
+			floor := m.of(at[bench.DirectSDK]) + m.of(at[bench.BareGRPC])
+			own, code := grpc-floor, grpc-m.of(at[bench.BareProxy])
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.0f%% %s\t%s\t%.0f%%\t%.2f %s\t%s\t\n", c, m.name, us(floor), us(own),
+				100*float64(own)/float64(floor), verdict(4*own <= floor), us(code), 100*float64(code)/float64(floor),
+				float64(rest)/float64(grpc), verdict(2*rest <= 3*grpc), us(grpc-nolog))
+		}
 	}
 	_ = tw.Flush()
 }
@@ -212,55 +245,62 @@ func us(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 1, 64) + "µs"
 }
 
-// measure warms up, then runs c callers of t until the duration or the call
-// count is reached, and reports what happened.
-func measure(ctx context.Context, stack *bench.Stack, opts options, t bench.Target, c int) (result, error) {
-	call := stack.Call(t)
-	if opts.warmup > 0 {
-		wctx, cancel := context.WithTimeout(ctx, opts.timeout)
-		drive(wctx, call, c, time.Now().Add(opts.warmup), 0)
-		cancel()
+// measure runs one slice of r's target: it empties the fake, warms up,
+// then runs r.conc callers for this round's share of the duration or of
+// the calls, and adds what happened to r.
+func measure(ctx context.Context, stack *bench.Stack, opts options, r *result, round int) error {
+	call := stack.Call(r.target)
+	if _, err := stack.Prune(ctx); err != nil {
+		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return result{}, err
-	}
-	runtime.GC()
 	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
+	if opts.warmup > 0 {
+		drive(ctx, call, r.conc, time.Now().Add(opts.warmup), 0)
+	}
+	runtime.GC()
 	var deadline time.Time
-	if opts.requests == 0 {
-		deadline = time.Now().Add(opts.duration)
+	n := 0
+	if opts.requests > 0 {
+		n = opts.requests / opts.rounds
+		if round < opts.requests%opts.rounds {
+			n++
+		}
+	} else {
+		deadline = time.Now().Add(opts.duration / time.Duration(opts.rounds))
 	}
 	waits, dials := stack.LimiterWaits(), stack.FakeConns()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0, _ := bench.ProcessCPU()
 	start := time.Now()
-	ws := drive(ctx, call, c, deadline, opts.requests)
+	ws := drive(ctx, call, r.conc, deadline, n)
 	elapsed := time.Since(start)
+	cpu1, _ := bench.ProcessCPU()
 	runtime.ReadMemStats(&after)
 	if err := ctx.Err(); err != nil {
-		return result{}, fmt.Errorf("%s at concurrency %d did not finish: %w", t, c, err)
+		return fmt.Errorf("%s at concurrency %d did not finish: %w", r.target, r.conc, err)
 	}
-	r := result{
-		target: t, conc: c, elapsed: elapsed,
-		allocs: after.Mallocs - before.Mallocs,
-		bytes:  after.TotalAlloc - before.TotalAlloc,
-		waits:  stack.LimiterWaits() - waits,
-		dials:  stack.FakeConns() - dials,
-	}
+	r.elapsed += elapsed
+	r.cpu += cpu1 - cpu0
+	r.allocs += after.Mallocs - before.Mallocs
+	r.bytes += after.TotalAlloc - before.TotalAlloc
+	r.waits += stack.LimiterWaits() - waits
+	r.dials += stack.FakeConns() - dials
+	calls := 0
 	for _, w := range ws {
+		calls += len(w.latencies)
 		r.latencies = append(r.latencies, w.latencies...)
 		r.errs += w.errs
 		if r.firstErr == nil {
 			r.firstErr = w.firstErr
 		}
 	}
-	r.calls = len(r.latencies)
-	if r.calls == 0 {
-		return result{}, fmt.Errorf("%s at concurrency %d made no call", t, c)
+	r.calls += calls
+	if calls == 0 {
+		return fmt.Errorf("%s at concurrency %d made no call", r.target, r.conc)
 	}
-	slices.Sort(r.latencies)
-	return r, nil
+	return nil
 }
 
 type worker struct {
@@ -277,7 +317,7 @@ func drive(ctx context.Context, call func(context.Context) error, c int, deadlin
 	var wg sync.WaitGroup
 	for i := range ws {
 		w := &ws[i]
-		w.latencies = make([]time.Duration, 0, 4096)
+		w.latencies = make([]time.Duration, 0, 1024)
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				if n > 0 && started.Add(1) > int64(n) {

@@ -1,0 +1,118 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/backupd/backupd/bench"
+)
+
+// stack is shared by every benchmark and test of the package, so that all
+// figures of one run come from the same servers, connections and caches.
+var stack *bench.Stack
+
+func TestMain(m *testing.M) {
+	s, err := bench.Start(context.Background(), bench.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: start:", err)
+		os.Exit(1)
+	}
+	stack = s
+	code := m.Run()
+	s.Close()
+	os.Exit(code)
+}
+
+// order is the order of the sub-benchmarks: backupd, the floors, then the
+// variants.
+var order = []bench.Target{bench.GRPC, bench.REST, bench.DirectSDK, bench.BareGRPC, bench.GRPCNoLog, bench.BareProxy}
+
+// BenchmarkCreateBackup makes one call at a time: concurrency 1.
+func BenchmarkCreateBackup(b *testing.B) {
+	for _, t := range order {
+		call := stack.Call(t)
+		b.Run(string(t), func(b *testing.B) {
+			ctx := b.Context()
+			prune(b)
+			waits := stack.LimiterWaits()
+			cpu := startCPU()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := call(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu.report(b)
+			b.ReportMetric(float64(stack.LimiterWaits()-waits)/float64(b.N), "waits/op")
+		})
+	}
+}
+
+// Concurrency is the number of goroutines BenchmarkCreateBackupParallel
+// calls from, whatever GOMAXPROCS (-cpu) is.
+const Concurrency = 64
+
+// BenchmarkCreateBackupParallel calls from Concurrency goroutines. Its
+// ns/op is wall time per call (the inverse of throughput), not latency.
+func BenchmarkCreateBackupParallel(b *testing.B) {
+	procs := runtime.GOMAXPROCS(0)
+	perProc := (Concurrency + procs - 1) / procs
+	for _, t := range order {
+		call := stack.Call(t)
+		b.Run(string(t), func(b *testing.B) {
+			ctx := b.Context()
+			prune(b)
+			waits, conns := stack.LimiterWaits(), stack.FakeConns()
+			b.ReportAllocs()
+			b.SetParallelism(perProc)
+			cpu := startCPU()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := call(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			cpu.report(b)
+			b.ReportMetric(float64(stack.LimiterWaits()-waits)/float64(b.N), "waits/op")
+			b.ReportMetric(float64(stack.FakeConns()-conns)/float64(b.N), "fake-dials/op")
+			b.ReportMetric(float64(perProc*procs), "goroutines")
+		})
+	}
+}
+
+// prune empties the fake's store and collects garbage, so that every
+// measurement starts with the same heap (see bench.Stack.Prune).
+func prune(b *testing.B) {
+	if _, err := stack.Prune(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+}
+
+// cpuMark is the process's CPU time at the start of a benchmark.
+type cpuMark struct {
+	at time.Duration
+	ok bool
+}
+
+func startCPU() cpuMark {
+	at, ok := bench.ProcessCPU()
+	return cpuMark{at: at, ok: ok}
+}
+
+// report adds cpu-ns/op: CPU time of the whole process (client, backupd
+// and fake, GC included) per call. Beside ns/op it tells time spent
+// working from time spent waiting.
+func (m cpuMark) report(b *testing.B) {
+	now, ok := bench.ProcessCPU()
+	if m.ok && ok {
+		b.ReportMetric(float64(now-m.at)/float64(b.N), "cpu-ns/op")
+	}
+}

@@ -1,0 +1,502 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/config"
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/sandbox"
+	"github.com/backupd/backupd/server"
+	"github.com/backupd/backupd/service"
+)
+
+// Target is one way of making a CreateBackup call.
+type Target string
+
+// The targets, in the order Targets lists them.
+const (
+	// GRPC is backupd over gRPC, logging each request as JSON to io.Discard.
+	GRPC Target = "grpc"
+	// REST is backupd over REST (HTTP/1.1 JSON through grpc-gateway).
+	REST Target = "rest"
+	// DirectSDK is aws-sdk-go-v2 calling the fake directly: floor one.
+	DirectSDK Target = "direct-sdk"
+	// BareGRPC is a unary grpc-go round trip of the same messages to a stub
+	// that answers a canned response: floor two.
+	BareGRPC Target = "bare-grpc"
+	// GRPCNoLog is backupd over gRPC with slog.DiscardHandler, which drops
+	// records before formatting them: GRPC minus it is the log line's cost.
+	GRPCNoLog Target = "grpc-nolog"
+	// BareProxy is the two floors chained, as backupd chains them: a stub
+	// BackupService on a plain grpc-go server whose handler makes the
+	// direct-sdk call and then answers the canned response. GRPC minus it
+	// is what backupd's own code (interceptor, log, validation, limiter,
+	// conversion) costs, without the cost of the chaining itself.
+	BareProxy Target = "bare-proxy"
+)
+
+// Targets lists every target.
+var Targets = []Target{GRPC, REST, DirectSDK, BareGRPC, GRPCNoLog, BareProxy}
+
+// Account and Table are what every call backs up: a demo account of the
+// sandbox and one of its tables.
+const (
+	Account = "111111111111"
+	Table   = "Orders"
+)
+
+// Options configures a Stack.
+type Options struct {
+	// CreateBackupRate is the per-second CreateBackup rate of each account
+	// and region. Zero means unlimited: the limiter takes its lock and
+	// admits every call at once (rate.Inf), so its cost is measured but it
+	// never makes a call wait. A finite rate cannot promise that: calls are
+	// spaced evenly (burst 1), so two that arrive closer than 1/rate apart
+	// wait, however low the average rate.
+	CreateBackupRate float64
+}
+
+// Stack is the sandbox fake and backupd wired to it, as `backupd --sandbox`
+// wires them, all on loopback listeners in this process, plus the clients of
+// every Target. Its calls are safe for concurrent use.
+type Stack struct {
+	// Fake is the sandbox: STS and DynamoDB.
+	Fake *sandbox.Fake
+	// GRPCAddr, HTTPURL and BareAddr are where backupd's gRPC and REST
+	// listeners and the bare gRPC stub listen.
+	GRPCAddr string
+	HTTPURL  string
+	BareAddr string
+
+	// GRPCResponseBytes and RESTResponseBytes are the sizes of one answer
+	// as it travels: protobuf on gRPC (and from the bare stub), JSON on REST.
+	GRPCResponseBytes int
+	RESTResponseBytes int
+
+	grpcClient  backupv1.BackupServiceClient
+	quietClient backupv1.BackupServiceClient
+	bareClient  backupv1.BackupServiceClient
+	proxyClient backupv1.BackupServiceClient
+	restClient  *http.Client
+	restURL     string
+	direct      *dynamodb.Client
+
+	grpcReq   *backupv1.CreateBackupRequest
+	directIn  *dynamodb.CreateBackupInput
+	restBody  []byte
+	restHdr   http.Header
+	waits     atomic.Int64
+	fakeConns atomic.Int64
+	closers   []func()
+	callFuncs map[Target]func(context.Context) error
+}
+
+// restBody is CreateBackupRequest as REST sends it: the account and table
+// are in the path.
+const restBody = `{"backupName":"bench"}`
+
+// Start builds the stack and makes one call of every target, so that
+// credentials are cached and connections are open when it returns. Close
+// releases it.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.CreateBackupRate == 0 {
+		opts.CreateBackupRate = math.Inf(1)
+	}
+	s := &Stack{
+		grpcReq:  &backupv1.CreateBackupRequest{AccountId: Account, TableName: Table, BackupName: "bench"},
+		directIn: &dynamodb.CreateBackupInput{TableName: aws.String(Table), BackupName: aws.String("bench")},
+		restBody: []byte(restBody),
+		restHdr:  http.Header{"Content-Type": {"application/json"}},
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	// The fake, served as runSandbox serves it.
+	demo := sandbox.DemoAccounts()
+	s.Fake = sandbox.New(sandbox.Options{Accounts: demo})
+	fakeSrv := httptest.NewUnstartedServer(s.Fake)
+	fakeSrv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.fakeConns.Add(1)
+		}
+	}
+	fakeSrv.Start()
+	s.closers = append(s.closers, fakeSrv.Close)
+	cfg := sandboxConfig(demo, opts.CreateBackupRate)
+	awsCfg := aws.Config{
+		Region:       cfg.DefaultRegion,
+		Credentials:  credentials.StaticCredentialsProvider{Value: s.Fake.BaseCredentials()},
+		BaseEndpoint: aws.String(fakeSrv.URL),
+	}
+	// direct-sdk uses the same pooled HTTP client as backupd.
+	awsCfg.HTTPClient = accounts.PooledHTTPClient(awsCfg.HTTPClient)
+
+	// backupd, as serve and newRegistry wire it.
+	registry, err := s.newRegistry(cfg, awsCfg)
+	if err != nil {
+		return nil, err
+	}
+	health := server.NewHealth()
+	// JSON at level info, as cmd/backupd logs by default, to io.Discard:
+	// every record is formatted, then dropped.
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
+	grpcLis, err := s.serveGRPC(server.NewGRPC(server.Options{Service: svc, Logger: logger}, health))
+	if err != nil {
+		return nil, err
+	}
+	s.GRPCAddr = grpcLis
+	gwConn, err := s.dial(s.GRPCAddr)
+	if err != nil {
+		return nil, err
+	}
+	handler, err := server.NewHTTPHandler(ctx, gwConn, health)
+	if err != nil {
+		return nil, err
+	}
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("HTTP listener: %w", err)
+	}
+	httpSrv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.UpstreamTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	go func() { _ = httpSrv.Serve(httpLis) }()
+	s.closers = append(s.closers, func() { _ = httpSrv.Close() })
+	s.HTTPURL = "http://" + httpLis.Addr().String()
+	health.SetReady(true)
+
+	// The same service and registry behind a second gRPC server whose
+	// logger drops every record.
+	quiet := slog.New(slog.DiscardHandler)
+	quietSvc := service.New(service.Options{Accounts: registry, Logger: quiet, DefaultTimeout: cfg.UpstreamTimeout})
+	quietAddr, err := s.serveGRPC(server.NewGRPC(server.Options{Service: quietSvc, Logger: quiet}, health))
+	if err != nil {
+		return nil, err
+	}
+
+	// Clients.
+	conn, err := s.dial(s.GRPCAddr)
+	if err != nil {
+		return nil, err
+	}
+	s.grpcClient = backupv1.NewBackupServiceClient(conn)
+	if conn, err = s.dial(quietAddr); err != nil {
+		return nil, err
+	}
+	s.quietClient = backupv1.NewBackupServiceClient(conn)
+	// The load generator's own transport keeps a connection per caller, so
+	// REST figures do not include connection set-up.
+	transport := &http.Transport{
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	s.closers = append(s.closers, transport.CloseIdleConnections)
+	s.restClient = &http.Client{Transport: transport}
+	s.restURL = s.HTTPURL + "/v1/accounts/" + Account + "/tables/" + Table + "/backups"
+	s.direct = newDirectClient(awsCfg)
+
+	// The bare stub answers what backupd answered.
+	resp, err := s.grpcClient.CreateBackup(ctx, s.grpcReq)
+	if err != nil {
+		return nil, fmt.Errorf("warm-up over gRPC: %w", err)
+	}
+	s.GRPCResponseBytes = proto.Size(resp)
+	bare := grpc.NewServer()
+	backupv1.RegisterBackupServiceServer(bare, &stub{resp: resp})
+	if s.BareAddr, err = s.serveGRPC(bare); err != nil {
+		return nil, err
+	}
+	if conn, err = s.dial(s.BareAddr); err != nil {
+		return nil, err
+	}
+	s.bareClient = backupv1.NewBackupServiceClient(conn)
+	proxy := grpc.NewServer()
+	backupv1.RegisterBackupServiceServer(proxy, &stub{resp: resp, before: s.callDirect})
+	proxyAddr, err := s.serveGRPC(proxy)
+	if err != nil {
+		return nil, err
+	}
+	if conn, err = s.dial(proxyAddr); err != nil {
+		return nil, err
+	}
+	s.proxyClient = backupv1.NewBackupServiceClient(conn)
+
+	s.callFuncs = map[Target]func(context.Context) error{
+		GRPC:      func(ctx context.Context) error { return s.callGRPC(ctx, s.grpcClient) },
+		GRPCNoLog: func(ctx context.Context) error { return s.callGRPC(ctx, s.quietClient) },
+		BareGRPC:  func(ctx context.Context) error { return s.callGRPC(ctx, s.bareClient) },
+		BareProxy: func(ctx context.Context) error { return s.callGRPC(ctx, s.proxyClient) },
+		REST:      s.callREST,
+		DirectSDK: s.callDirect,
+	}
+	for _, t := range Targets {
+		if err := s.callFuncs[t](ctx); err != nil {
+			return nil, fmt.Errorf("warm-up of %s: %w", t, err)
+		}
+	}
+	if s.RESTResponseBytes, err = s.restSize(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Call returns the function that makes one CreateBackup call to t, or nil
+// for an unknown target.
+func (s *Stack) Call(t Target) func(context.Context) error {
+	return s.callFuncs[t]
+}
+
+// LimiterWaits counts the calls that backupd's rate limiter made wait for
+// their turn since Start. It stays zero while the stack sends fewer calls
+// than the configured rate, evenly enough.
+func (s *Stack) LimiterWaits() int64 {
+	return s.waits.Load()
+}
+
+// FakeConns counts the connections the fake has accepted since Start: its
+// clients (backupd's and direct-sdk's) open new ones when their idle pools
+// are too small for the concurrency.
+func (s *Stack) FakeConns() int64 {
+	return s.fakeConns.Load()
+}
+
+// Prune deletes every backup in Account's default region, through the
+// direct-sdk client, and returns how many it deleted. The fake keeps every
+// backup it creates, so without pruning its heap grows through a run, the
+// garbage collector runs less and less often, and whichever target is
+// measured later looks cheaper. Prune before each measurement, untimed.
+func (s *Stack) Prune(ctx context.Context) (int, error) {
+	deleted := 0
+	for {
+		page, err := s.direct.ListBackups(ctx, &dynamodb.ListBackupsInput{})
+		if err != nil {
+			return deleted, fmt.Errorf("prune: %w", err)
+		}
+		if len(page.BackupSummaries) == 0 {
+			return deleted, nil
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for _, b := range page.BackupSummaries {
+			g.Go(func() error {
+				_, err := s.direct.DeleteBackup(gctx, &dynamodb.DeleteBackupInput{BackupArn: b.BackupArn})
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return deleted, fmt.Errorf("prune: %w", err)
+		}
+		deleted += len(page.BackupSummaries)
+	}
+}
+
+// Close stops every server and client, newest first.
+func (s *Stack) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+func (s *Stack) callGRPC(ctx context.Context, c backupv1.BackupServiceClient) error {
+	_, err := c.CreateBackup(ctx, s.grpcReq)
+	return err
+}
+
+func (s *Stack) callDirect(ctx context.Context) error {
+	_, err := s.direct.CreateBackup(ctx, s.directIn)
+	return err
+}
+
+func (s *Stack) callREST(ctx context.Context) error {
+	resp, err := s.postREST(ctx)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+func (s *Stack) restSize(ctx context.Context) (int, error) {
+	resp, err := s.postREST(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return len(body), err
+}
+
+func (s *Stack) postREST(ctx context.Context) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.restURL, bytes.NewReader(s.restBody))
+	if err != nil {
+		return nil, err
+	}
+	req.Header = s.restHdr // only read by the transport
+	resp, err := s.restClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return nil, fmt.Errorf("REST status %d: %s", resp.StatusCode, msg)
+	}
+	return resp, nil
+}
+
+// serveGRPC serves srv on a loopback port until Close.
+func (s *Stack) serveGRPC(srv *grpc.Server) (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("gRPC listener: %w", err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	s.closers = append(s.closers, srv.Stop)
+	return lis.Addr().String(), nil
+}
+
+// dial connects to a loopback gRPC listener the way cmd/backupd's gateway does.
+func (s *Stack) dial(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	s.closers = append(s.closers, func() { _ = conn.Close() })
+	return conn, nil
+}
+
+// newRegistry is cmd/backupd's registry, with the limiter's sleeps counted.
+func (s *Stack) newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Registry, error) {
+	return accounts.NewFromConfig(cfg, awsCfg, ratelimit.NewLocal(ratelimit.Options{
+		Rates:   accounts.Rates(cfg.Accounts),
+		MaxWait: cfg.MaxWait,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			s.waits.Add(1)
+			return sleep(ctx, d)
+		},
+	}))
+}
+
+func newSTSClient(awsCfg aws.Config) *sts.Client {
+	return sts.NewFromConfig(awsCfg, func(o *sts.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = awsratelimit.None })
+	})
+}
+
+// newDirectClient is a DynamoDB client of the demo role in Account, built
+// from the same base configuration and with the same retryer as backupd's,
+// with none of backupd's middleware.
+func newDirectClient(awsCfg aws.Config) *dynamodb.Client {
+	assume := stscreds.NewAssumeRoleProvider(newSTSClient(awsCfg), roleARN(Account), func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = "bench-direct"
+	})
+	return dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		o.Credentials = aws.NewCredentialsCache(assume)
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = 5
+			so.RateLimiter = awsratelimit.None
+		})
+	})
+}
+
+// sandboxConfig is cmd/backupd's sandboxConfig with the CreateBackup rate
+// raised.
+func sandboxConfig(demo []sandbox.Account, createRate float64) *config.Config {
+	cfg := &config.Config{Log: config.Log{Format: "json"}}
+	for _, a := range demo {
+		cfg.Accounts = append(cfg.Accounts, config.Account{
+			ID:            a.ID,
+			RoleARN:       roleARN(a.ID),
+			ExternalID:    a.ExternalID,
+			DefaultRegion: a.Region,
+			Limits:        config.Limits{CreateBackup: createRate},
+		})
+	}
+	cfg.ApplyDefaults()
+	return cfg
+}
+
+func roleARN(account string) string {
+	return "arn:aws:iam::" + account + ":role/backupd-sandbox"
+}
+
+// stub is the BackupService of the bare floors: it answers every
+// CreateBackup with the same response, after calling before if set.
+type stub struct {
+	backupv1.UnimplementedBackupServiceServer
+	resp   *backupv1.CreateBackupResponse
+	before func(context.Context) error
+}
+
+func (s *stub) CreateBackup(ctx context.Context, _ *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
+	if s.before != nil {
+		if err := s.before(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.resp, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ParseTarget accepts a target's name, or "direct" and "bare" for short.
+func ParseTarget(name string) (Target, error) {
+	switch name {
+	case "direct":
+		return DirectSDK, nil
+	case "bare":
+		return BareGRPC, nil
+	}
+	for _, t := range Targets {
+		if string(t) == name {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("unknown target %q; want one of grpc, rest, direct, bare, grpc-nolog, bare-proxy", name)
+}
