@@ -28,4 +28,7 @@ test:
 	scripts/test.sh
 
 bench:
-	go test -run '^$$' -bench . -benchmem -count 1 ./bench/
+	go test -run '^$$' -bench . -benchmem -count 1 -benchtime=2s ./bench/
+
+load:
+	go run ./cmd/loadgen -target all -d 5s
