@@ -162,7 +162,7 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 		m.code, m.reason = codes.NotFound, "BACKUP_NOT_FOUND"
 	case "TableAlreadyExistsException":
 		m.code, m.reason = codes.AlreadyExists, "TABLE_ALREADY_EXISTS"
-	case "TableInUseException":
+	case "TableInUseException", "ResourceInUseException":
 		m.code, m.reason = codes.FailedPrecondition, "TABLE_IN_USE"
 	case "BackupInUseException":
 		m.code, m.reason = codes.FailedPrecondition, "BACKUP_IN_USE"

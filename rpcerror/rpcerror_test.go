@@ -59,6 +59,7 @@ func TestStatus(t *testing.T) {
 		{"backup not found", sdkErr(&types.BackupNotFoundException{Message: strPtr("no backup")}), codes.NotFound, "BACKUP_NOT_FOUND", "", 0, "no backup", ""},
 		{"restore target exists", sdkErr(&types.TableAlreadyExistsException{Message: strPtr("exists")}), codes.AlreadyExists, "TABLE_ALREADY_EXISTS", "", 0, "exists", ""},
 		{"table in use", sdkErr(&types.TableInUseException{Message: strPtr("in use")}), codes.FailedPrecondition, "TABLE_IN_USE", "", 0, "in use", ""},
+		{"resource in use", sdkErr(&types.ResourceInUseException{Message: strPtr("being created")}), codes.FailedPrecondition, "TABLE_IN_USE", "", 0, "being created", ""},
 		{"backup in use", sdkErr(&types.BackupInUseException{Message: strPtr("in use")}), codes.FailedPrecondition, "BACKUP_IN_USE", "", 0, "in use", ""},
 		{"backups not yet available", sdkErr(&types.ContinuousBackupsUnavailableException{Message: strPtr("not yet")}), codes.FailedPrecondition, "BACKUPS_UNAVAILABLE", "", 0, "not yet", ""},
 		{"our rate limit", fmt.Errorf("op: %w", &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: 1500 * time.Millisecond}),
