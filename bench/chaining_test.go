@@ -1,0 +1,53 @@
+package bench
+
+import (
+	"context"
+	"testing"
+)
+
+// BenchmarkChainingCost takes apart why the floors chained (bare-proxy) cost
+// more than the floors measured one after the other: the SDK call on a
+// fresh goroutine per call, as grpc-go runs each handler, versus on the
+// benchmark's own; the rest is the threads that park while one hop waits
+// for the other and must be woken again.
+func BenchmarkChainingCost(b *testing.B) {
+	ctx := context.Background()
+	s, err := Start(ctx, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	direct := s.Call(DirectSDK)
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			if err := direct(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("direct-fresh-goroutine", func(b *testing.B) {
+		for b.Loop() {
+			done := make(chan error)
+			go func() { done <- direct(ctx) }()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("bare-grpc", func(b *testing.B) {
+		f := s.Call(BareGRPC)
+		for b.Loop() {
+			if err := f(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("bare-proxy", func(b *testing.B) {
+		f := s.Call(BareProxy)
+		for b.Loop() {
+			if err := f(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
