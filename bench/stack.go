@@ -185,14 +185,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
-	httpSrv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      cfg.UpstreamTimeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
+	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second)
 	go func() { _ = httpSrv.Serve(httpLis) }()
 	s.closers = append(s.closers, func() { _ = httpSrv.Close() })
 	s.HTTPURL = "http://" + httpLis.Addr().String()

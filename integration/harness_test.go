@@ -84,7 +84,14 @@ func newRecorder(t *testing.T, target string) *recorder {
 		t.Fatal(err)
 	}
 	r := &recorder{keyAcct: map[string]string{}}
+	// moto's server resets connections when a few hundred arrive at once;
+	// the recorder queues them instead, as DynamoDB's front end would.
+	inFlight := make(chan struct{}, 32)
 	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ErrorHandler = func(w http.ResponseWriter, req *http.Request, err error) {
+		t.Logf("recorder: %s %s: %v", req.Method, req.Header.Get("X-Amz-Target"), err)
+		w.WriteHeader(http.StatusBadGateway)
+	}
 	proxy.ModifyResponse = func(resp *http.Response) error {
 		if resp.Request.Header.Get("X-Test-Action") != "AssumeRole" {
 			return nil
@@ -129,6 +136,8 @@ func newRecorder(t *testing.T, target string) *recorder {
 		r.mu.Lock()
 		r.calls = append(r.calls, c)
 		r.mu.Unlock()
+		inFlight <- struct{}{}
+		defer func() { <-inFlight }()
 		proxy.ServeHTTP(w, req)
 	}))
 	t.Cleanup(r.Close)
@@ -160,6 +169,7 @@ type instance struct {
 	cmd      *exec.Cmd
 	grpcAddr string
 	httpURL  string
+	conn     *grpc.ClientConn
 	client   backupv1.BackupServiceClient
 	logs     *lockedBuffer
 	done     chan error
@@ -246,9 +256,16 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return startProcess(t, grpcAddr, httpAddr, opts.Env, "--config", path)
+}
+
+// startProcess runs the binary with args and env, waits until it is ready
+// and connects a gRPC client. At cleanup the process gets SIGTERM.
+func startProcess(t *testing.T, grpcAddr, httpAddr string, env []string, args ...string) *instance {
+	t.Helper()
 	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, logs: &lockedBuffer{}, done: make(chan error, 1)}
-	inst.cmd = exec.Command(binary, "--config", path)
-	inst.cmd.Env = append(os.Environ(), opts.Env...)
+	inst.cmd = exec.Command(binary, args...)
+	inst.cmd.Env = append(os.Environ(), env...)
 	inst.cmd.Stdout, inst.cmd.Stderr = inst.logs, inst.logs
 	if err := inst.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -273,7 +290,7 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	inst.client = backupv1.NewBackupServiceClient(conn)
+	inst.conn, inst.client = conn, backupv1.NewBackupServiceClient(conn)
 	return inst
 }
 

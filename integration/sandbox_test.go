@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -19,22 +17,7 @@ import (
 // embedded sandbox, over REST as the README shows it, plus gRPC health.
 func TestSandboxMode(t *testing.T) {
 	grpcAddr, httpAddr := freePort(t), freePort(t)
-	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, logs: &lockedBuffer{}, done: make(chan error, 1)}
-	inst.cmd = exec.Command(binary, "--sandbox", "--grpc-listen", grpcAddr, "--http-listen", httpAddr)
-	inst.cmd.Stdout, inst.cmd.Stderr = inst.logs, inst.logs
-	if err := inst.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { inst.done <- inst.cmd.Wait() }()
-	t.Cleanup(func() {
-		if inst.cmd.ProcessState == nil {
-			_ = inst.cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("backupd log:\n%s", inst.logs.String())
-		}
-	})
-	inst.waitReady(t)
+	inst := startProcess(t, grpcAddr, httpAddr, nil, "--sandbox", "--grpc-listen", grpcAddr, "--http-listen", httpAddr)
 	if !strings.Contains(inst.logs.String(), "SANDBOX MODE") {
 		t.Errorf("no sandbox banner in the log:\n%s", inst.logs.String())
 	}
@@ -66,15 +49,10 @@ func TestSandboxMode(t *testing.T) {
 		t.Errorf("GET after DELETE: %d", code)
 	}
 
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if h, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+	if h, err := healthpb.NewHealthClient(inst.conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health: %v %v", h, err)
 	}
-	if _, err := backupv1.NewBackupServiceClient(conn).CreateBackup(context.Background(),
+	if _, err := inst.client.CreateBackup(context.Background(),
 		&backupv1.CreateBackupRequest{AccountId: "222222222222", TableName: "Customers", BackupName: "over-grpc"}); err != nil {
 		t.Errorf("gRPC CreateBackup in the sandbox: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -70,6 +71,20 @@ func forwardedHeader(key string) (string, bool) {
 		return "x-request-id", true
 	}
 	return "", false
+}
+
+// NewHTTPServer wraps h in an http.Server with every timeout set, so a slow
+// or idle client cannot hold a connection open forever. writeTimeout must
+// cover the longest request, upstream call included.
+func NewHTTPServer(h http.Handler, writeTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
 }
 
 // strictJSON is protojson with lowerCamelCase names and enum names, that

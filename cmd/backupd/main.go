@@ -172,14 +172,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	if err != nil {
 		return err
 	}
-	httpSrv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      cfg.UpstreamTimeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
+	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
