@@ -7,7 +7,9 @@ package accounts
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/backupd/backupd/config"
@@ -161,8 +164,69 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	if at, ok := ctx.Value(submitKey{}).(*time.Time); ok {
 		*at = time.Now()
 	}
-	return next.HandleFinalize(ctx, in)
+	out, md, err := next.HandleFinalize(ctx, in)
+	if err != nil && !idempotent[key.Operation] && outcomeUnknown(err) {
+		err = &OutcomeUnknownError{Operation: key.Operation, AccountID: g.account, Err: err}
+	}
+	return out, md, err
 }
+
+// idempotent marks the operations that may be repeated safely. A repeated
+// CreateBackup makes a second backup and a repeated restore fails on the
+// table the first one made, so those are sent again only when DynamoDB
+// provably did not act on the first attempt.
+var idempotent = map[string]bool{
+	config.OpDescribeBackup: true,
+	config.OpListBackups:    true,
+	config.OpDeleteBackup:   true,
+}
+
+// outcomeUnknown reports whether an attempt failed without telling whether
+// DynamoDB acted on it: anything but a refusal DynamoDB answered with (its
+// own client errors and throttling) or a connection that was never made.
+func outcomeUnknown(err error) bool {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return api.ErrorFault() == smithy.FaultServer && !throttled[api.ErrorCode()]
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !isLimited(err)
+}
+
+func isLimited(err error) bool {
+	var le *ratelimit.LimitedError
+	return errors.As(err, &le)
+}
+
+// throttled lists DynamoDB's refusals that say the call was not acted on.
+var throttled = map[string]bool{
+	"ThrottlingException":                    true,
+	"LimitExceededException":                 true,
+	"RequestLimitExceeded":                   true,
+	"ProvisionedThroughputExceededException": true,
+}
+
+// OutcomeUnknownError says a non-idempotent call failed in a way that leaves
+// open whether DynamoDB acted on it (a dropped connection, a 5xx). It is not
+// retried, so backupd never makes a second backup by itself; the caller
+// should look (ListBackups, DescribeTable) before trying again.
+type OutcomeUnknownError struct {
+	Operation string
+	AccountID string
+	Err       error
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("%s in account %s: outcome unknown: %v", e.Operation, e.AccountID, e.Err)
+}
+
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
+
+// RetryableError stops the SDK's retryer: repeating the call could do it twice.
+func (e *OutcomeUnknownError) RetryableError() bool { return false }
 
 type submitKey struct{}
 

@@ -41,15 +41,33 @@ func (l *countingLimiter) Wait(_ context.Context, k ratelimit.Key) error {
 	return nil
 }
 
-// flakyDynamoDB fails the first `failures` calls with a 500, then answers.
-func flakyDynamoDB(t *testing.T, failures int32) (*httptest.Server, *atomic.Int32) {
+// failure is how a fake DynamoDB fails an attempt.
+type failure int
+
+const (
+	throttle       failure = iota // 400 ThrottlingException: DynamoDB refused, did nothing
+	serverError                   // 500 InternalServerError: it may have acted
+	dropConnection                // the request arrived, no answer came back
+)
+
+// flakyDynamoDB fails the first `failures` calls as f says, then answers.
+func flakyDynamoDB(t *testing.T, failures int32, f failure) (*httptest.Server, *atomic.Int32) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := calls.Add(1)
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 		if n <= failures {
-			w.WriteHeader(http.StatusInternalServerError)
-			_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"try again"}`))
+			switch f {
+			case throttle:
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}`))
+			case serverError:
+				w.WriteHeader(http.StatusInternalServerError)
+				_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"try again"}`))
+			case dropConnection:
+				conn, _, _ := w.(http.Hijacker).Hijack()
+				conn.Close()
+			}
 			return
 		}
 		_, _ = w.Write([]byte(`{"BackupDetails":{"BackupArn":"arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12","BackupName":"b","BackupStatus":"AVAILABLE","BackupType":"USER","BackupCreationDateTime":1.7e9}}`))
@@ -73,7 +91,7 @@ func newRegistry(t *testing.T, endpoint string, lim Limiter) *Registry {
 }
 
 func TestEveryAttemptPassesTheGate(t *testing.T) {
-	srv, calls := flakyDynamoDB(t, 2)
+	srv, calls := flakyDynamoDB(t, 2, throttle)
 	lim := &countingLimiter{}
 	target, err := newRegistry(t, srv.URL, lim).Resolve("111111111111", "")
 	if err != nil {
@@ -96,7 +114,7 @@ func TestEveryAttemptPassesTheGate(t *testing.T) {
 }
 
 func TestRefusedAttemptIsNeitherSentNorRetried(t *testing.T) {
-	srv, calls := flakyDynamoDB(t, 0)
+	srv, calls := flakyDynamoDB(t, 0, throttle)
 	lim := &countingLimiter{refuse: true}
 	target, _ := newRegistry(t, srv.URL, lim).Resolve("111111111111", "eu-west-1")
 	_, err := target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
@@ -142,5 +160,53 @@ func TestResolve(t *testing.T) {
 	b, _ := r.Resolve("111111111111", "")
 	if a.DynamoDB != b.DynamoDB {
 		t.Error("the same (account, region) got two clients")
+	}
+}
+
+// A non-idempotent call is sent again only when DynamoDB provably did not
+// act on it; an idempotent one is retried on any transient failure.
+func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
+	tests := []struct {
+		name      string
+		f         failure
+		op        string
+		wantCalls int32
+		unknown   bool
+	}{
+		{"CreateBackup throttled", throttle, "CreateBackup", 2, false},
+		{"CreateBackup 500", serverError, "CreateBackup", 1, true},
+		{"CreateBackup dropped connection", dropConnection, "CreateBackup", 1, true},
+		{"RestoreTableFromBackup dropped connection", dropConnection, "RestoreTableFromBackup", 1, true},
+		{"DescribeBackup 500", serverError, "DescribeBackup", 2, false},
+		{"ListBackups dropped connection", dropConnection, "ListBackups", 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, calls := flakyDynamoDB(t, 1, tt.f)
+			target, _ := newRegistry(t, srv.URL, &countingLimiter{}).Resolve("111111111111", "")
+			ctx := context.Background()
+			var err error
+			switch tt.op {
+			case "CreateBackup":
+				_, err = target.DynamoDB.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+			case "RestoreTableFromBackup":
+				_, err = target.DynamoDB.RestoreTableFromBackup(ctx, &dynamodb.RestoreTableFromBackupInput{
+					BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12"), TargetTableName: aws.String("T2")})
+			case "DescribeBackup":
+				_, err = target.DynamoDB.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")})
+			case "ListBackups":
+				_, err = target.DynamoDB.ListBackups(ctx, &dynamodb.ListBackupsInput{})
+			}
+			if calls.Load() != tt.wantCalls {
+				t.Errorf("%d calls reached DynamoDB, want %d", calls.Load(), tt.wantCalls)
+			}
+			var unknown *OutcomeUnknownError
+			if errors.As(err, &unknown) != tt.unknown {
+				t.Errorf("err = %v; want outcome unknown: %v", err, tt.unknown)
+			}
+			if !tt.unknown && err != nil {
+				t.Errorf("retried call failed: %v", err)
+			}
+		})
 	}
 }

@@ -93,6 +93,7 @@ func (m mapped) status(req Request) *status.Status {
 func mapErr(err error, req Request) mapped {
 	var (
 		invalid   *service.InvalidArgumentError
+		unsure    *accounts.OutcomeUnknownError
 		unknown   *accounts.NotConfiguredError
 		region    *accounts.RegionNotAllowedError
 		limited   *ratelimit.LimitedError
@@ -123,6 +124,10 @@ func mapErr(err error, req Request) mapped {
 		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
 	case errors.As(err, &assume):
 		return mapAssume(assume)
+	case errors.As(err, &unsure):
+		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
+			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
+				"check (ListBackups, GetBackup) before trying again", unsure.Operation, unsure.AccountID)}
 	case errors.As(err, &api):
 		return mapAPI(api, awsRequestID(err))
 	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:

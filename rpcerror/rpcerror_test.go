@@ -73,6 +73,8 @@ func TestStatus(t *testing.T) {
 			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", ""},
 		{"DynamoDB unreachable", &smithy.OperationError{ServiceID: "DynamoDB", Err: &net.OpError{Op: "dial", Err: errors.New("refused")}},
 			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", ""},
+		{"CreateBackup outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Err: errors.New("connection reset by peer")},
+			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "deadline", ""},
 		{"canceled", context.Canceled, codes.Canceled, "CANCELED", "", 0, "", ""},
 		{"anything unexpected", errors.New("secret detail AKIAEXAMPLE"), codes.Internal, "INTERNAL", "", 0, "internal error", "AKIA"},
