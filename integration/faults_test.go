@@ -1,0 +1,105 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
+)
+
+// faultyDynamoDB stands between backupd and moto's DynamoDB and fails every
+// CreateBackup the way fail says; other calls pass through to moto.
+func faultyDynamoDB(t *testing.T, moto string, fail func(w http.ResponseWriter)) (string, *atomic.Int32) {
+	t.Helper()
+	u, err := url.Parse(moto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var creates atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".CreateBackup") {
+			creates.Add(1)
+			fail(w)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &creates
+}
+
+func TestFaults(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	dropConnection := func(w http.ResponseWriter) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}
+	throttle := func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#LimitExceededException","message":"Too many concurrent control plane operations"}`))
+	}
+	tests := []struct {
+		name       string
+		fail       func(http.ResponseWriter)
+		stsDown    bool
+		code       codes.Code
+		reason     string
+		httpStatus int
+		retryInfo  bool
+		calls      func(n int32) bool // how many CreateBackups may reach DynamoDB per request
+	}{
+		{"connection dropped after CreateBackup was sent", dropConnection, false, codes.Unavailable, "OUTCOME_UNKNOWN", 503, false,
+			func(n int32) bool { return n == 1 }},
+		{"DynamoDB LimitExceeded after retries", throttle, false, codes.ResourceExhausted, "DYNAMODB_THROTTLED", 429, true,
+			func(n int32) bool { return n > 1 }},
+		{"STS unreachable", throttle, true, codes.Unavailable, "STS_UNAVAILABLE", 503, true,
+			func(n int32) bool { return n == 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testenv.UniqueAccountID(t)
+			ddb, creates := faultyDynamoDB(t, moto, tt.fail)
+			sts := moto
+			if tt.stsDown {
+				sts = "http://" + freePort(t) // nothing listens there
+			}
+			inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+				Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + sts}})
+
+			ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+			defer cancel()
+			_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "b-1"})
+			st := status.Convert(err)
+			if st.Code() != tt.code || reasonOf(st) != tt.reason || (retryDelay(st) > 0) != tt.retryInfo {
+				t.Errorf("gRPC: %v (reason %s, retry %s); want %s %s, RetryInfo %v", err, reasonOf(st), retryDelay(st), tt.code, tt.reason, tt.retryInfo)
+			}
+			if n := creates.Load(); !tt.calls(n) {
+				t.Errorf("%d CreateBackup calls reached DynamoDB for one request", n)
+			}
+
+			before := creates.Load()
+			code, h, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"b-2"}`)
+			if code != tt.httpStatus || decodeRESTError(t, body).reason() != tt.reason || (h.Get("Retry-After") != "") != tt.retryInfo {
+				t.Errorf("REST: %d Retry-After %q %s; want %d %s", code, h.Get("Retry-After"), body, tt.httpStatus, tt.reason)
+			}
+			if n := creates.Load() - before; !tt.calls(n) {
+				t.Errorf("%d CreateBackup calls reached DynamoDB for one REST request", n)
+			}
+		})
+	}
+}
