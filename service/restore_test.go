@@ -1,0 +1,111 @@
+package service
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+func TestValidateRestore(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	hash := []*backupv1.KeySchemaElement{{AttributeName: "pk", KeyType: backupv1.KeyType_KEY_TYPE_HASH}}
+	all := &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_ALL}
+	tests := []struct {
+		name   string
+		req    *backupv1.RestoreTableFromBackupRequest
+		field  string // "" means valid
+		verify func(t *testing.T, req *backupv1.RestoreTableFromBackupRequest)
+	}{
+		{"plain", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy"}, "", nil},
+		{"every override", &backupv1.RestoreTableFromBackupRequest{
+			BackupArn: arn, TargetTableName: "Copy",
+			BillingModeOverride:           backupv1.BillingMode_BILLING_MODE_PROVISIONED,
+			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 5, WriteCapacityUnits: 6},
+			SseSpecificationOverride:      &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_KMS, KmsMasterKeyId: "alias/backups"},
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{
+				{IndexName: "ByCustomer", KeySchema: hash, Projection: all, ProvisionedThroughput: &backupv1.ProvisionedThroughput{}},
+			}},
+			LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{},
+		}, "", nil},
+		{"missing target", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn}, "target_table_name", nil},
+		{"bad target", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "a b"}, "target_table_name", nil},
+		{"zero throughput", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 1}}, "provisioned_throughput_override.write_capacity_units", nil},
+		{"throughput with on-demand", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			BillingModeOverride:           backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST,
+			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 1, WriteCapacityUnits: 1}}, "provisioned_throughput_override", nil},
+		{"unknown billing mode", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy", BillingModeOverride: 9}, "billing_mode_override", nil},
+		{"KMS key without KMS", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_AES256, KmsMasterKeyId: "k"}}, "sse_specification_override.kms_master_key_id", nil},
+		{"index without key schema", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", Projection: all}}}},
+			"global_secondary_index_override.indexes[0].key_schema", nil},
+		{"index with range key first", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{Indexes: []*backupv1.LocalSecondaryIndex{{IndexName: "Idx", Projection: all,
+				KeySchema: []*backupv1.KeySchemaElement{{AttributeName: "sk", KeyType: backupv1.KeyType_KEY_TYPE_RANGE}}}}}},
+			"local_secondary_index_override.indexes[0].key_schema[0].key_type", nil},
+		{"INCLUDE without attributes", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", KeySchema: hash,
+				Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE}}}}},
+			"global_secondary_index_override.indexes[0].projection.non_key_attributes", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var vs violations
+			in := validateRestore(&vs, tt.req)
+			if tt.field == "" {
+				if len(vs) != 0 {
+					t.Fatalf("valid request refused: %v", vs)
+				}
+				if tt.req.GlobalSecondaryIndexOverride != nil && (len(in.GlobalSecondaryIndexOverride) != 1 || in.GlobalSecondaryIndexOverride[0].ProvisionedThroughput != nil) {
+					t.Errorf("GSI override = %+v; 0/0 throughput must be dropped", in.GlobalSecondaryIndexOverride)
+				}
+				if tt.req.LocalSecondaryIndexOverride != nil && (in.LocalSecondaryIndexOverride == nil || len(in.LocalSecondaryIndexOverride) != 0) {
+					t.Errorf("an empty LSI selection must be sent as an empty list (drop them all), got %v", in.LocalSecondaryIndexOverride)
+				}
+				if tt.req.SseSpecificationOverride != nil && (in.SSESpecificationOverride.SSEType != types.SSETypeKms || *in.SSESpecificationOverride.KMSMasterKeyId != "alias/backups") {
+					t.Errorf("SSE override = %+v", in.SSESpecificationOverride)
+				}
+				return
+			}
+			found := false
+			for _, v := range vs {
+				found = found || v.Field == tt.field && strings.HasPrefix(v.Description, tt.field)
+			}
+			if !found {
+				t.Errorf("violations %+v; want one on %s", vs, tt.field)
+			}
+		})
+	}
+}
+
+func TestSourceTableFeaturesConversion(t *testing.T) {
+	s := New(Options{})
+	str := func(v string) *string { return &v }
+	in := &types.SourceTableFeatureDetails{
+		LocalSecondaryIndexes: []types.LocalSecondaryIndexInfo{{IndexName: str("ByDate"),
+			KeySchema:  []types.KeySchemaElement{{AttributeName: str("pk"), KeyType: types.KeyTypeHash}, {AttributeName: str("date"), KeyType: types.KeyTypeRange}},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: []string{"total"}}}},
+		StreamDescription:     &types.StreamSpecification{StreamEnabled: new(bool), StreamViewType: types.StreamViewTypeNewAndOldImages},
+		TimeToLiveDescription: &types.TimeToLiveDescription{TimeToLiveStatus: types.TimeToLiveStatusEnabled, AttributeName: str("expires")},
+		SSEDescription:        &types.SSEDescription{Status: types.SSEStatusEnabled, SSEType: types.SSETypeKms, KMSMasterKeyArn: str("arn:aws:kms:us-east-1:111111111111:key/k")},
+	}
+	got := s.sourceTableFeatures(in)
+	lsi := got.GetLocalSecondaryIndexes()
+	if len(lsi) != 1 || lsi[0].GetKeySchema()[1].GetKeyType() != backupv1.KeyType_KEY_TYPE_RANGE ||
+		lsi[0].GetProjection().GetProjectionType() != backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE || lsi[0].GetProjection().GetNonKeyAttributes()[0] != "total" {
+		t.Errorf("LSI = %v", lsi)
+	}
+	if st := got.GetStreamDescription(); st.GetStreamViewType() != backupv1.StreamViewType_STREAM_VIEW_TYPE_NEW_AND_OLD_IMAGES {
+		t.Errorf("stream = %v", st)
+	}
+	if ttl := got.GetTimeToLiveDescription(); ttl.GetTimeToLiveStatus() != backupv1.TimeToLiveStatus_TIME_TO_LIVE_STATUS_ENABLED || ttl.GetAttributeName() != "expires" {
+		t.Errorf("TTL = %v", ttl)
+	}
+	if sse := got.GetSseDescription(); sse.GetStatus() != backupv1.SseStatus_SSE_STATUS_ENABLED || sse.GetSseType() != backupv1.SseType_SSE_TYPE_KMS || sse.GetKmsMasterKeyArn() == "" {
+		t.Errorf("SSE = %v", sse)
+	}
+}
