@@ -515,6 +515,7 @@ func TestRateLimitRefusalOverGRPCAndREST(t *testing.T) {
 			t.Errorf("request %d: unexpected result %+v", i, r)
 		}
 	}
+	t.Logf("of %d requests at once: %d admitted, %d refused over gRPC, %d over REST", 2*n, admitted, grpcLimited, restLimited)
 	// 240 requests at 50/s with a 1s wait: about 51 admitted, the rest refused.
 	if grpcLimited == 0 || restLimited == 0 || admitted < 40 || admitted > 60 {
 		t.Errorf("admitted %d, refused %d over gRPC and %d over REST", admitted, grpcLimited, restLimited)
