@@ -46,8 +46,11 @@ func (e *LimitedError) RetryableError() bool { return false }
 // DefaultGuard is the slack added to every one-second window. Calls leave
 // backupd evenly spaced, but reach DynamoDB with network and scheduling
 // jitter; spacing N calls over 1s+guard keeps N+1 of them from landing in
-// one second when the first is delayed by less than the guard.
-const DefaultGuard = 20 * time.Millisecond
+// one second unless the first is delayed by a guard more than the last.
+// On loopback, a garbage-collection or scheduling stall of about 20 ms was
+// seen to bunch calls, so the guard is 50 ms: 50/s becomes one call every
+// 21 ms, 47.6 per second.
+const DefaultGuard = 50 * time.Millisecond
 
 // Options configures a Local limiter.
 type Options struct {
