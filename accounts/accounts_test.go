@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -208,5 +209,40 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 				t.Errorf("retried call failed: %v", err)
 			}
 		})
+	}
+}
+
+// Sequential calls reuse one connection. Without readOnlyBodies, about 2%
+// of calls dropped theirs (smithy-go's WriteTo racing net/http's writer).
+func TestSequentialCallsReuseTheirConnection(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write([]byte(`{"BackupSummaries":[]}`))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	r, err := New(Options{
+		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), HTTPClient: PooledHTTPClient(nil)},
+		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+		Roles:    staticRoles{},
+		Limiter:  &countingLimiter{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := r.Resolve("111111111111", "")
+	for range 1000 {
+		if _, err := target.DynamoDB.ListBackups(context.Background(), &dynamodb.ListBackupsInput{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("1000 sequential calls opened %d connections, want 1", n)
 	}
 }
