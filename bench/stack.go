@@ -168,15 +168,17 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// every record is formatted, then dropped.
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
-	grpcLis, err := s.serveGRPC(server.NewGRPC(server.Options{Service: svc, Logger: logger}, health))
+	grpcSrv := server.NewGRPC(server.Options{Service: svc, Logger: logger}, health)
+	grpcLis, err := s.serveGRPC(grpcSrv)
 	if err != nil {
 		return nil, err
 	}
 	s.GRPCAddr = grpcLis
-	gwConn, err := s.dial(s.GRPCAddr)
+	gwConn, err := server.DialInProcess(grpcSrv)
 	if err != nil {
 		return nil, err
 	}
+	s.closers = append(s.closers, func() { _ = gwConn.Close() })
 	handler, err := server.NewHTTPHandler(ctx, gwConn, health)
 	if err != nil {
 		return nil, err

@@ -83,7 +83,12 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { f.conn.Close() })
 	f.client = backupv1.NewBackupServiceClient(f.conn)
-	h, err := NewHTTPHandler(context.Background(), f.conn, f.health)
+	gw, err := DialInProcess(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	h, err := NewHTTPHandler(context.Background(), gw, f.health)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +218,13 @@ func TestInterceptorLogsAndRecovers(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "boom") {
 		t.Fatalf("panic mapped to %v", err)
 	}
+	f.stub.boom = false
+	if resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"x"}`)); resp.StatusCode != 429 {
+		t.Fatalf("REST: %d %s", resp.StatusCode, body)
+	}
 	logs := f.logs.String()
 	for _, want := range []string{
+		`"caller":"rest:127.0.0.1"`,
 		`"msg":"request","method":"/backup.v1.BackupService/CreateBackup","caller":"127.0.0.1:`,
 		`"account":"111111111111","region":"us-east-1","code":"ResourceExhausted"`,
 		`"msg":"panic in handler","method":"/backup.v1.BackupService/GetBackup","panic":"boom"`,

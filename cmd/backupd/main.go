@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,7 +23,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/config"
@@ -163,7 +161,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	conn, err := grpc.NewClient(dialTarget(grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := server.DialInProcess(grpcSrv)
 	if err != nil {
 		return fmt.Errorf("gateway client: %w", err)
 	}
@@ -226,20 +224,4 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return host == "localhost" || ip != nil && ip.IsLoopback()
-}
-
-// dialTarget turns a listener address into one the gateway can dial: a
-// wildcard host becomes loopback.
-func dialTarget(addr net.Addr) string {
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	return "passthrough:///" + host + ":" + port
 }
