@@ -302,13 +302,3 @@ func snake(op string) string {
 	}
 	return b.String()
 }
-
-// Account returns the configured account with id, if any.
-func (c *Config) Account(id string) (Account, bool) {
-	for _, a := range c.Accounts {
-		if a.ID == id {
-			return a, true
-		}
-	}
-	return Account{}, false
-}

@@ -39,9 +39,6 @@ func TestParseValid(t *testing.T) {
 	if len(b.AllowedRegions) != 1 || b.AllowedRegions[0] != "cn-north-1" || b.Limits.CreateBackup != 50 {
 		t.Errorf("account 1 defaults: %+v", b)
 	}
-	if _, ok := c.Account("222222222222"); !ok {
-		t.Error("Account(222222222222) not found")
-	}
 }
 
 func TestParseInvalid(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
@@ -307,14 +308,14 @@ func retryDelay(st *status.Status) time.Duration {
 // ExternalId does not match.
 func refusingSTS(t *testing.T) string {
 	t.Helper()
-	srv := newRecorder(t, "http://127.0.0.1:1") // never proxied: the handler below answers
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/xml")
 		w.WriteHeader(http.StatusForbidden)
 		fmt.Fprint(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code>`+
 			`<Message>User: arn:aws:iam::000000000000:user/backupd is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::x:role/backupd</Message>`+
 			`</Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>`)
-	})
+	}))
+	t.Cleanup(srv.Close)
 	return srv.URL
 }
 
@@ -437,7 +438,7 @@ func TestRateLimitKeepsEveryWindowAtFifty(t *testing.T) {
 
 	var times []time.Time
 	for _, c := range rec.Calls("CreateBackup") {
-		if rec.AccountOf(c.AccessKey) == a && c.At.After(bDone.Add(-time.Hour)) {
+		if rec.AccountOf(c.AccessKey) == a {
 			times = append(times, c.At)
 		}
 	}

@@ -98,14 +98,14 @@ func NewLocal(opts Options) *Local {
 		l.sleep = sleep
 	}
 	for k, perSecond := range opts.Rates {
-		l.limiters[k] = rate.NewLimiter(Interval(perSecond, guard), 1)
+		l.limiters[k] = rate.NewLimiter(interval(perSecond, guard), 1)
 	}
 	return l
 }
 
-// Interval is the spacing between calls at perSecond calls per second with
+// interval is the spacing between calls at perSecond calls per second with
 // guard added to each second.
-func Interval(perSecond float64, guard time.Duration) rate.Limit {
+func interval(perSecond float64, guard time.Duration) rate.Limit {
 	return rate.Every(time.Duration(float64(time.Second+guard) / perSecond))
 }
 

@@ -68,9 +68,9 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
 		return resp, err
 	}
-	account, region := target(req)
-	if fields.Account != "" {
-		account, region = fields.Account, fields.Region
+	account, region := fields.Account, fields.Region
+	if account == "" {
+		account, region = target(req)
 	}
 	code, level := codes.OK, slog.LevelInfo
 	var st *status.Status
