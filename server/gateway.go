@@ -12,7 +12,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -26,9 +25,9 @@ import (
 const MaxBodyBytes = 64 << 10
 
 // NewHTTPHandler serves the REST API, /healthz and /readyz. The REST API
-// reaches the service through conn, a client of our own gRPC server, so
-// REST requests pass the same interceptors as gRPC ones.
-func NewHTTPHandler(ctx context.Context, conn grpc.ClientConnInterface, h *Health) (http.Handler, error) {
+// calls svc in process; pass InProcess's result so that REST requests pass
+// the same interceptor as gRPC ones.
+func NewHTTPHandler(ctx context.Context, svc backupv1.BackupServiceServer, h *Health) (http.Handler, error) {
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &strictJSON{}),
 		// Keeps %2F inside a path segment, so an escaped backup ARN is
@@ -38,7 +37,7 @@ func NewHTTPHandler(ctx context.Context, conn grpc.ClientConnInterface, h *Healt
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithIncomingHeaderMatcher(forwardedHeader),
 	)
-	if err := backupv1.RegisterBackupServiceHandlerClient(ctx, gw, backupv1.NewBackupServiceClient(conn)); err != nil {
+	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, svc); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
 	}
 	mux := http.NewServeMux()

@@ -6,14 +6,12 @@ package server
 import (
 	"context"
 	"log/slog"
-	"net"
 	"runtime/debug"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -21,7 +19,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/reqlog"
@@ -40,7 +37,7 @@ type Options struct {
 // line, so gRPC and REST callers are treated the same.
 func NewGRPC(opts Options, h *Health) *grpc.Server {
 	s := grpc.NewServer(
-		grpc.ChainUnaryInterceptor((&interceptor{log: opts.Logger}).unary),
+		grpc.UnaryInterceptor((&interceptor{log: opts.Logger}).unary),
 		grpc.MaxRecvMsgSize(1<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
@@ -48,6 +45,54 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	healthpb.RegisterHealthServer(s, h.grpc)
 	reflection.Register(s)
 	return s
+}
+
+// InProcess returns opts.Service behind the same interceptor as NewGRPC's
+// server, for the REST gateway to call directly: a REST request is
+// recovered, mapped and logged exactly like a gRPC one, without being
+// encoded again and sent through an in-memory HTTP/2 connection.
+func InProcess(opts Options) backupv1.BackupServiceServer {
+	return &intercepted{svc: opts.Service, ic: (&interceptor{log: opts.Logger}).unary}
+}
+
+type intercepted struct {
+	backupv1.UnimplementedBackupServiceServer
+	svc backupv1.BackupServiceServer
+	ic  grpc.UnaryServerInterceptor
+}
+
+func (s *intercepted) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
+	return call(ctx, s, backupv1.BackupService_CreateBackup_FullMethodName, req, s.svc.CreateBackup)
+}
+
+func (s *intercepted) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+	return call(ctx, s, backupv1.BackupService_GetBackup_FullMethodName, req, s.svc.GetBackup)
+}
+
+func (s *intercepted) ListBackups(ctx context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
+	return call(ctx, s, backupv1.BackupService_ListBackups_FullMethodName, req, s.svc.ListBackups)
+}
+
+func (s *intercepted) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
+	return call(ctx, s, backupv1.BackupService_DeleteBackup_FullMethodName, req, s.svc.DeleteBackup)
+}
+
+func (s *intercepted) RestoreTableFromBackup(ctx context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
+	return call(ctx, s, backupv1.BackupService_RestoreTableFromBackup_FullMethodName, req, s.svc.RestoreTableFromBackup)
+}
+
+// call runs method through the interceptor, as grpc-go's generated
+// handlers do.
+func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req *Req,
+	handle func(context.Context, *Req) (*Resp, error)) (*Resp, error) {
+	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
+	resp, err := s.ic(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		return handle(ctx, req.(*Req))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*Resp), nil
 }
 
 type interceptor struct {
@@ -145,20 +190,17 @@ func target(req any) (account, region string) {
 	return "", ""
 }
 
-// caller identifies who sent the request: the REST client's address when it
-// came through our gateway (the only in-process peer, see DialInProcess),
-// else the gRPC peer's address.
+// caller identifies who sent the request: the gRPC peer's address, or for
+// a REST request, which has no gRPC peer, the client address the gateway
+// recorded.
 func caller(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return ""
+	if p, ok := peer.FromContext(ctx); ok {
+		return p.Addr.String()
 	}
-	if _, tcp := p.Addr.(*net.TCPAddr); !tcp {
-		if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
-			return "rest:" + xff[0]
-		}
+	if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
+		return "rest:" + xff[0]
 	}
-	return p.Addr.String()
+	return ""
 }
 
 // Health tracks readiness for grpc.health.v1 and /readyz together.
@@ -189,14 +231,3 @@ func (h *Health) Ready(ctx context.Context) bool {
 	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 }
 
-// DialInProcess serves s on an in-memory listener as well and returns a
-// client of it. The REST gateway uses it to reach the service through s's
-// interceptors, like any gRPC caller, without a round trip through the
-// kernel's TCP stack. The serving goroutine ends when s stops.
-func DialInProcess(s *grpc.Server) (*grpc.ClientConn, error) {
-	lis := bufconn.Listen(256 << 10)
-	go func() { _ = s.Serve(lis) }()
-	return grpc.NewClient("passthrough:///in-process",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-}

@@ -53,6 +53,14 @@ func (s *stub) GetBackup(_ context.Context, req *backupv1.GetBackupRequest) (*ba
 	return &backupv1.GetBackupResponse{}, s.record(req)
 }
 
+func (s *stub) ListBackups(_ context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
+	return &backupv1.ListBackupsResponse{}, s.record(req)
+}
+
+func (s *stub) DeleteBackup(_ context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
+	return &backupv1.DeleteBackupResponse{}, s.record(req)
+}
+
 func (s *stub) RestoreTableFromBackup(_ context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
 	return &backupv1.RestoreTableFromBackupResponse{}, s.record(req)
 }
@@ -70,7 +78,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{stub: &stub{}, health: NewHealth(), logs: &bytes.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: f.logs}, nil))
-	srv := NewGRPC(Options{Service: f.stub, Logger: logger}, f.health)
+	opts := Options{Service: f.stub, Logger: logger}
+	srv := NewGRPC(opts, f.health)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -83,12 +92,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { f.conn.Close() })
 	f.client = backupv1.NewBackupServiceClient(f.conn)
-	gw, err := DialInProcess(srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	h, err := NewHTTPHandler(context.Background(), gw, f.health)
+	h, err := NewHTTPHandler(context.Background(), InProcess(opts), f.health)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +236,43 @@ func TestInterceptorLogsAndRecovers(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
 		}
+	}
+}
+
+// TestRESTPassesInterceptor shows every REST route reaching the service
+// through the interceptor: each request is logged under its gRPC method
+// with the REST caller, and a panic becomes a generic 500.
+func TestRESTPassesInterceptor(t *testing.T) {
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	tests := []struct {
+		method, path, body, rpc string
+	}{
+		{"POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, "CreateBackup"},
+		{"GET", "/v1/backups/" + escaped, "", "GetBackup"},
+		{"GET", "/v1/accounts/111111111111/backups", "", "ListBackups"},
+		{"DELETE", "/v1/backups/" + escaped, "", "DeleteBackup"},
+		{"POST", "/v1/backups/" + escaped + ":restore", `{"targetTableName":"Copy"}`, "RestoreTableFromBackup"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rpc, func(t *testing.T) {
+			f := newFixture(t)
+			if resp, body := f.do(t, tt.method, tt.path, strings.NewReader(tt.body)); resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			want := `"msg":"request","method":"/backup.v1.BackupService/` + tt.rpc + `","caller":"rest:127.0.0.1","account":"111111111111"`
+			if logs := f.logs.String(); !strings.Contains(logs, want) {
+				t.Errorf("log lacks %s:\n%s", want, logs)
+			}
+			f.stub.boom = true
+			resp, body := f.do(t, tt.method, tt.path, strings.NewReader(tt.body))
+			if resp.StatusCode != 500 || strings.Contains(string(body), "boom") {
+				t.Errorf("panic answered %d %s", resp.StatusCode, body)
+			}
+			want = `"msg":"panic in handler","method":"/backup.v1.BackupService/` + tt.rpc + `"`
+			if logs := f.logs.String(); !strings.Contains(logs, want) {
+				t.Errorf("log lacks %s:\n%s", want, logs)
+			}
+		})
 	}
 }
 

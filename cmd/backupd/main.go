@@ -150,7 +150,8 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	}
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
 	health := server.NewHealth()
-	grpcSrv := server.NewGRPC(server.Options{Service: svc, Logger: logger}, health)
+	srvOpts := server.Options{Service: svc, Logger: logger}
+	grpcSrv := server.NewGRPC(srvOpts, health)
 
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
@@ -161,12 +162,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	conn, err := server.DialInProcess(grpcSrv)
-	if err != nil {
-		return fmt.Errorf("gateway client: %w", err)
-	}
-	defer conn.Close()
-	handler, err := server.NewHTTPHandler(ctx, conn, health)
+	handler, err := server.NewHTTPHandler(ctx, server.InProcess(srvOpts), health)
 	if err != nil {
 		return err
 	}
@@ -190,8 +186,8 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	return g.Wait()
 }
 
-// shutdown stops taking work and drains: first REST (whose requests still
-// need the gRPC server), then gRPC, each bounded by the shutdown timeout.
+// shutdown stops taking work and drains: first REST, then gRPC, both
+// bounded by the shutdown timeout.
 func shutdown(timeout time.Duration, health *server.Health, httpSrv *http.Server, grpcSrv *grpc.Server, logger *slog.Logger) error {
 	logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", timeout))
 	health.SetReady(false)
