@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 
 // order is the order of the sub-benchmarks: backupd, the floors, then the
 // variants.
-var order = []bench.Target{bench.GRPC, bench.REST, bench.DirectSDK, bench.BareGRPC, bench.GRPCNoLog, bench.BareProxy}
+var order = []bench.Target{bench.GRPC, bench.REST, bench.DirectSDK, bench.BareGRPC, bench.GRPCNoLog, bench.BareProxy, bench.Floors}
 
 // BenchmarkCreateBackup makes one call at a time: concurrency 1.
 func BenchmarkCreateBackup(b *testing.B) {
