@@ -26,6 +26,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/service"
 )
@@ -103,6 +104,7 @@ func mapErr(err error, req Request) mapped {
 		canceled  *aws.RequestCanceledError
 		netErr    net.Error
 		respError *awshttp.ResponseError
+		reused    *idempotency.ConflictError
 	)
 	switch {
 	case errors.As(err, &invalid):
@@ -118,16 +120,19 @@ func mapErr(err error, req Request) mapped {
 		return mapped{code: codes.ResourceExhausted, reason: "RATE_LIMITED", retryAfter: limited.RetryAfter,
 			msg:  fmt.Sprintf("%s calls for account %s in %s are over the account's rate; retry after %s", limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter),
 			meta: map[string]string{"operation": limited.Key.Operation, "region": limited.Key.Region}}
+	case errors.As(err, &reused):
+		return mapped{code: codes.AlreadyExists, reason: "REQUEST_ID_REUSED", msg: reused.Error(),
+			violations: []service.FieldViolation{{Field: "request_id", Description: reused.Error()}}}
+	case errors.As(err, &unsure): // before the deadline: an unknown outcome may wrap one
+		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
+			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
+				"check (ListBackups, GetBackup) before trying again", unsure.Operation, unsure.AccountID)}
 	case errors.Is(err, context.DeadlineExceeded):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED", msg: "the request's deadline passed before AWS answered"}
 	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
 		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
 	case errors.As(err, &assume):
 		return mapAssume(assume)
-	case errors.As(err, &unsure):
-		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
-			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
-				"check (ListBackups, GetBackup) before trying again", unsure.Operation, unsure.AccountID)}
 	case errors.As(err, &api):
 		return mapAPI(api, awsRequestID(err))
 	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:

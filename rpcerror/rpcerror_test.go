@@ -20,6 +20,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/service"
 )
@@ -75,6 +76,10 @@ func TestStatus(t *testing.T) {
 			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", ""},
 		{"CreateBackup outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Err: errors.New("connection reset by peer")},
 			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
+		{"restore outcome unknown after a deadline", &accounts.OutcomeUnknownError{Operation: "RestoreTableFromBackup", AccountID: "111111111111", Err: fmt.Errorf("op: %w", context.DeadlineExceeded)},
+			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
+		{"request_id reused", &idempotency.ConflictError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
+			codes.AlreadyExists, "REQUEST_ID_REUSED", "request_id", 0, "req-1", ""},
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "deadline", ""},
 		{"canceled", context.Canceled, codes.Canceled, "CANCELED", "", 0, "", ""},
 		{"anything unexpected", errors.New("secret detail AKIAEXAMPLE"), codes.Internal, "INTERNAL", "", 0, "internal error", "AKIA"},

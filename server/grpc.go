@@ -230,4 +230,3 @@ func (h *Health) Ready(ctx context.Context) bool {
 	resp, err := h.grpc.Check(ctx, &healthpb.HealthCheckRequest{})
 	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 }
-

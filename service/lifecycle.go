@@ -6,8 +6,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -154,11 +156,14 @@ func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.Resto
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.withDeadline(ctx)
-	defer cancel()
-	out, err := target.DynamoDB.RestoreTableFromBackup(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	return &backupv1.RestoreTableFromBackupResponse{TableDescription: s.tableDescription(out.TableDescription)}, nil
+	norm := proto.CloneOf(req)
+	norm.RequestId = ""
+	return once(ctx, s, config.OpRestoreTableFromBackup, target.AccountID, req.GetRequestId(), norm,
+		func(ctx context.Context) (*backupv1.RestoreTableFromBackupResponse, error) {
+			out, err := target.DynamoDB.RestoreTableFromBackup(ctx, in)
+			if err != nil {
+				return nil, err
+			}
+			return &backupv1.RestoreTableFromBackupResponse{TableDescription: s.tableDescription(out.TableDescription)}, nil
+		})
 }

@@ -14,7 +14,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/reqlog"
 )
 
@@ -29,6 +31,9 @@ type Options struct {
 	Logger   *slog.Logger
 	// DefaultTimeout is the deadline of requests that carry none.
 	DefaultTimeout time.Duration
+	// Idempotency keeps the results of requests that carry a request_id;
+	// nil means an idempotency.Memory of this Server's own.
+	Idempotency Idempotency
 }
 
 // Server implements backupv1.BackupServiceServer.
@@ -37,6 +42,7 @@ type Server struct {
 	accounts       Resolver
 	log            *slog.Logger
 	defaultTimeout time.Duration
+	idem           Idempotency
 }
 
 var _ backupv1.BackupServiceServer = (*Server)(nil)
@@ -49,7 +55,10 @@ func New(opts Options) *Server {
 	if opts.DefaultTimeout == 0 {
 		opts.DefaultTimeout = 30 * time.Second
 	}
-	return &Server{accounts: opts.Accounts, log: opts.Logger, defaultTimeout: opts.DefaultTimeout}
+	if opts.Idempotency == nil {
+		opts.Idempotency = idempotency.NewMemory()
+	}
+	return &Server{accounts: opts.Accounts, log: opts.Logger, defaultTimeout: opts.DefaultTimeout, idem: opts.Idempotency}
 }
 
 // consistencySlack is DynamoDB's documented guarantee: a backup holds every
@@ -57,7 +66,7 @@ func New(opts Options) *Server {
 // minute after it.
 const consistencySlack = time.Minute
 
-// CreateBackup starts an on-demand backup.
+// CreateBackup starts an on-demand backup, once per request_id.
 func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
 	table, region, err := validateCreate(req)
 	if err != nil {
@@ -67,12 +76,18 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.withDeadline(ctx)
-	defer cancel()
+	norm := &backupv1.CreateBackupRequest{AccountId: target.AccountID, Region: target.Region, TableName: table, BackupName: req.GetBackupName()}
+	return once(ctx, s, config.OpCreateBackup, target.AccountID, req.GetRequestId(), norm,
+		func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+			return s.createBackup(ctx, target, table, req.GetBackupName())
+		})
+}
+
+func (s *Server) createBackup(ctx context.Context, target accounts.Target, table, name string) (*backupv1.CreateBackupResponse, error) {
 	var submitted time.Time
 	out, err := target.DynamoDB.CreateBackup(accounts.WithSubmitTime(ctx, &submitted), &dynamodb.CreateBackupInput{
 		TableName:  aws.String(table),
-		BackupName: aws.String(req.GetBackupName()),
+		BackupName: aws.String(name),
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,189 @@
+// Package idempotency makes a request repeated with the same request_id
+// return the first request's result instead of acting again: a caller that
+// retries a CreateBackup after a timeout gets the backup it already has, not
+// a second one. Repeats that arrive while the first is still running wait
+// for it.
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// TTL is how long a result answers repeats of its request.
+const TTL = 24 * time.Hour
+
+// Key names a request: the account it acts in and the caller's request_id.
+// The same request_id in two accounts names two requests.
+type Key struct {
+	Account   string
+	RequestID string
+}
+
+// Fingerprint identifies a request's parameters, so that a request_id reused
+// for a different request is refused rather than answered with the wrong
+// result.
+type Fingerprint [sha256.Size]byte
+
+// ConflictError says a request_id was used, within TTL, for a request with
+// other parameters.
+type ConflictError struct {
+	Key Key
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("request_id %q was used in the last %s for a different request in account %s; "+
+		"send a new request_id for a new request", e.Key.RequestID, TTL, e.Key.Account)
+}
+
+// Final marks err as the request's result: repeats get it too instead of
+// running the request again. Use it for failures after which the request
+// may have been done, where running it again could do it twice. Other
+// errors are forgotten, so that a repeat runs the request again.
+func Final(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &finalError{err: err}
+}
+
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }
+func (e *finalError) Unwrap() error { return e.err }
+
+// Memory keeps results in this process: enough for one replica.
+type Memory struct {
+	now func() time.Time
+	ttl time.Duration
+
+	mu      sync.Mutex
+	entries map[Key]*entry
+	// expiring lists kept entries in the order they were kept, which is
+	// the order they expire in, since every entry lives for ttl.
+	expiring []expiry
+}
+
+type entry struct {
+	fingerprint Fingerprint
+	done        chan struct{} // closed when the first run ends
+	// Set before done is closed, read only after it is closed.
+	kept bool
+	resp []byte
+	err  error
+}
+
+type expiry struct {
+	key Key
+	at  time.Time
+	e   *entry
+}
+
+// NewMemory returns an empty in-process store whose results live for TTL.
+func NewMemory() *Memory {
+	return newMemory(time.Now, TTL)
+}
+
+func newMemory(now func() time.Time, ttl time.Duration) *Memory {
+	return &Memory{now: now, ttl: ttl, entries: make(map[Key]*entry)}
+}
+
+// Do runs run once for key and returns its response, or its error when that
+// error is Final; a repeat of key within TTL gets the same without running.
+// A repeat that arrives while run is running waits for it, as long as its
+// ctx allows. When run fails with an error that is not Final, the entry is
+// dropped and the next repeat runs again. A repeat whose fingerprint
+// differs gets a ConflictError.
+func (m *Memory) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]byte, error)) ([]byte, error) {
+	for {
+		e, lead := m.claim(key, fp)
+		if e.fingerprint != fp {
+			return nil, &ConflictError{Key: key}
+		}
+		if lead {
+			return m.lead(key, e, run)
+		}
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the first request with request_id %q: %w", key.RequestID, ctx.Err())
+		}
+		if e.kept {
+			return e.resp, e.err
+		}
+		// The first run failed without acting; run again, or wait for
+		// whichever repeat got there first.
+	}
+}
+
+// claim returns key's entry, making a new one that the caller must run
+// (lead) when there is none.
+func (m *Memory) claim(key Key, fp Fingerprint) (e *entry, lead bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expire()
+	if e, ok := m.entries[key]; ok {
+		return e, false
+	}
+	e = &entry{fingerprint: fp, done: make(chan struct{})}
+	m.entries[key] = e
+	return e, true
+}
+
+// lead runs the request for e and settles e, even if run panics.
+func (m *Memory) lead(key Key, e *entry, run func() ([]byte, error)) (resp []byte, err error) {
+	settled := false
+	defer func() {
+		if !settled { // run panicked: forget the entry and let waiters run again
+			m.settle(key, e, nil, errors.New("panic"), false)
+		}
+	}()
+	resp, err = run()
+	var final *finalError
+	kept := err == nil || errors.As(err, &final)
+	if final != nil {
+		err = final.err
+	}
+	m.settle(key, e, resp, err, kept)
+	settled = true
+	return resp, err
+}
+
+func (m *Memory) settle(key Key, e *entry, resp []byte, err error, kept bool) {
+	m.mu.Lock()
+	if kept {
+		e.kept, e.resp, e.err = true, resp, err
+		m.expiring = append(m.expiring, expiry{key: key, at: m.now().Add(m.ttl), e: e})
+	} else {
+		delete(m.entries, key)
+	}
+	m.mu.Unlock()
+	close(e.done)
+}
+
+// expire drops entries whose time is up. Called with m.mu held.
+func (m *Memory) expire() {
+	now := m.now()
+	n := 0
+	for n < len(m.expiring) && !now.Before(m.expiring[n].at) {
+		x := m.expiring[n]
+		if m.entries[x.key] == x.e {
+			delete(m.entries, x.key)
+		}
+		n++
+	}
+	clear(m.expiring[:n]) // let the expired results be collected
+	m.expiring = m.expiring[n:]
+}
+
+// Len reports how many requests the store holds, running or kept.
+func (m *Memory) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expire()
+	return len(m.entries)
+}

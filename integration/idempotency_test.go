@@ -1,0 +1,219 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
+)
+
+// TestRequestIDMakesOneBackup repeats one CreateBackup with the same
+// request_id, 30 times at once over gRPC and REST and then again later, and
+// proves that moto saw one CreateBackup, holds one backup, and every repeat
+// got the first response.
+func TestRequestIDMakesOneBackup(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, b := testenv.UniqueAccountID(t), testenv.UniqueAccountID(t)
+	dbA, dbB := asAccount(t, moto, a), asAccount(t, moto, b)
+	createTable(t, dbA, "Orders")
+	createTable(t, dbB, "Orders")
+	rec := newRecorder(t, moto)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, Env: motoEnv(rec.URL)})
+	ctx := context.Background()
+	const rid = "6f1c2a7e-9d4b-4c1e-8a3f-1b2c3d4e5f60"
+	req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "once", RequestId: rid}
+
+	var wg sync.WaitGroup
+	arns := make(chan string, 30)
+	for range 20 {
+		wg.Go(func() {
+			resp, err := inst.client.CreateBackup(ctx, req)
+			if err != nil {
+				t.Errorf("gRPC repeat: %v", err)
+				return
+			}
+			arns <- resp.GetBackupDetails().GetBackupArn()
+		})
+	}
+	for range 10 {
+		wg.Go(func() {
+			code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"once","requestId":"`+rid+`"}`)
+			var r struct {
+				BackupDetails struct{ BackupArn string } `json:"backupDetails"`
+			}
+			if code != http.StatusOK || json.Unmarshal(body, &r) != nil {
+				t.Errorf("REST repeat: %d %s", code, body)
+				return
+			}
+			arns <- r.BackupDetails.BackupArn
+		})
+	}
+	wg.Wait()
+	close(arns)
+	seen := map[string]int{}
+	for arn := range arns {
+		seen[arn]++
+	}
+	if len(seen) != 1 {
+		t.Fatalf("30 repeats answered %d different backups: %v", len(seen), seen)
+	}
+	if n := len(rec.Calls("CreateBackup")); n != 1 {
+		t.Errorf("moto saw %d CreateBackup calls for one request_id, want 1", n)
+	}
+	if names := backupNames(t, dbA, "Orders"); len(names) != 1 || names["once"] == "" {
+		t.Errorf("account A holds %v, want the one backup", names)
+	}
+
+	// A later repeat gets the first response whole, consistency window included.
+	first, err := inst.client.CreateBackup(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := inst.client.CreateBackup(ctx, req)
+	if err != nil || !proto.Equal(first, again) {
+		t.Errorf("later repeats differ: %v / %v (%v)", first, again, err)
+	}
+
+	// The same request_id for another backup name is refused, and calls nothing.
+	other := proto.CloneOf(req)
+	other.BackupName = "other"
+	_, err = inst.client.CreateBackup(ctx, other)
+	if st := status.Convert(err); st.Code() != codes.AlreadyExists || reasonOf(st) != "REQUEST_ID_REUSED" {
+		t.Errorf("reused request_id over gRPC: %v", err)
+	}
+	code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"other","requestId":"`+rid+`"}`)
+	if code != http.StatusConflict || decodeRESTError(t, body).reason() != "REQUEST_ID_REUSED" {
+		t.Errorf("reused request_id over REST: %d %s", code, body)
+	}
+	if n := len(rec.Calls("CreateBackup")); n != 1 {
+		t.Errorf("moto saw %d CreateBackup calls after the refusals, want 1", n)
+	}
+
+	// The same request_id in account B is B's own request.
+	inB := proto.CloneOf(req)
+	inB.AccountId = b
+	if _, err := inst.client.CreateBackup(ctx, inB); err != nil {
+		t.Fatalf("same request_id in account B: %v", err)
+	}
+	if names := backupNames(t, dbB, "Orders"); len(names) != 1 || names["once"] == "" {
+		t.Errorf("account B holds %v, want its own backup", names)
+	}
+
+	// A request that failed without acting is run again by its repeat.
+	later := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Later", BackupName: "later", RequestId: "later-1"}
+	if _, err := inst.client.CreateBackup(ctx, later); status.Code(err) != codes.NotFound {
+		t.Fatalf("backup of a missing table: %v, want NotFound", err)
+	}
+	createTable(t, dbA, "Later")
+	if resp, err := inst.client.CreateBackup(ctx, later); err != nil || resp.GetBackupDetails().GetBackupName() != "later" {
+		t.Errorf("repeat after the table exists: %v, %v", resp, err)
+	}
+
+	// Restores too: one table, one call, the same description.
+	arn := first.GetBackupDetails().GetBackupArn()
+	restore := &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "OnceRestored", RequestId: "restore-1"}
+	r1, err := inst.client.RestoreTableFromBackup(ctx, restore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := inst.client.RestoreTableFromBackup(ctx, restore)
+	if err != nil || !proto.Equal(r1, r2) {
+		t.Errorf("restore repeat: %v, %v; want the first answer, not TABLE_ALREADY_EXISTS", r2, err)
+	}
+	if n := len(rec.Calls("RestoreTableFromBackup")); n != 1 {
+		t.Errorf("moto saw %d restores for one request_id, want 1", n)
+	}
+	// A CreateBackup's request_id reused for a restore is another request.
+	_, err = inst.client.RestoreTableFromBackup(ctx, &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Nope", RequestId: rid})
+	if status.Code(err) != codes.AlreadyExists {
+		t.Errorf("restore under a CreateBackup's request_id: %v, want AlreadyExists", err)
+	}
+}
+
+// slowDynamoDB forwards to moto, holding every CreateBackup for delay first.
+func slowDynamoDB(t *testing.T, moto string, delay time.Duration) (string, *atomic.Int32) {
+	t.Helper()
+	u, err := url.Parse(moto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var creates atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".CreateBackup") {
+			creates.Add(1)
+			time.Sleep(delay)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &creates
+}
+
+// TestRequestIDSurvivesFaults: a caller that gives up before DynamoDB
+// answers, or whose call ends with an unknown outcome, can repeat its
+// request_id without making a second backup.
+func TestRequestIDSurvivesFaults(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	ctx := context.Background()
+
+	t.Run("caller deadline passes while DynamoDB works", func(t *testing.T) {
+		a := testenv.UniqueAccountID(t)
+		db := asAccount(t, moto, a)
+		createTable(t, db, "Orders")
+		ddb, creates := slowDynamoDB(t, moto, 1500*time.Millisecond)
+		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+		req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "patient", RequestId: "slow-1"}
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if _, err := inst.client.CreateBackup(short, req); status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("first call: %v, want DeadlineExceeded", err)
+		}
+		resp, err := inst.client.CreateBackup(ctx, req)
+		if err != nil || resp.GetBackupDetails().GetBackupName() != "patient" {
+			t.Fatalf("repeat: %v, %v", resp, err)
+		}
+		if n := creates.Load(); n != 1 {
+			t.Errorf("%d CreateBackup calls reached DynamoDB, want 1", n)
+		}
+		if names := backupNames(t, db, "Orders"); len(names) != 1 {
+			t.Errorf("moto holds %v, want one backup", names)
+		}
+	})
+
+	t.Run("connection dropped after CreateBackup was sent", func(t *testing.T) {
+		a := testenv.UniqueAccountID(t)
+		ddb, creates := faultyDynamoDB(t, moto, func(w http.ResponseWriter) {
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+		})
+		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+		req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "dropped", RequestId: "drop-1"}
+		for i := range 3 {
+			_, err := inst.client.CreateBackup(ctx, req)
+			if st := status.Convert(err); st.Code() != codes.Unavailable || reasonOf(st) != "OUTCOME_UNKNOWN" {
+				t.Errorf("attempt %d: %v, want OUTCOME_UNKNOWN", i, err)
+			}
+		}
+		if n := creates.Load(); n != 1 {
+			t.Errorf("%d CreateBackup calls reached DynamoDB for three attempts with one request_id, want 1", n)
+		}
+	})
+}

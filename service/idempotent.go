@@ -1,0 +1,106 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/idempotency"
+	"github.com/backupd/backupd/ratelimit"
+)
+
+// Idempotency runs a request once per key and answers repeats with the
+// first result (package idempotency).
+type Idempotency interface {
+	Do(ctx context.Context, key idempotency.Key, fp idempotency.Fingerprint, run func() ([]byte, error)) ([]byte, error)
+}
+
+// once does a request that must not be done twice (CreateBackup, restore).
+// Without a request_id it simply runs do under the request's deadline.
+// With one, it runs do at most once per (account, request_id) and answers
+// repeats with the first response; norm is the request with its parameters
+// normalized, whose fingerprint a repeat must match.
+//
+// The first run is detached from its caller's cancellation: once DynamoDB
+// may have the call, it runs to its end and its result is kept, so a caller
+// that gave up and retries gets the backup it already has, not a second.
+func once[Resp proto.Message](ctx context.Context, s *Server, op, account, requestID string, norm proto.Message,
+	do func(context.Context) (Resp, error)) (Resp, error) {
+	if requestID == "" {
+		ctx, cancel := s.withDeadline(ctx)
+		defer cancel()
+		return do(ctx)
+	}
+	var zero Resp
+	fp, err := fingerprint(norm)
+	if err != nil {
+		return zero, err
+	}
+	b, err := s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.detachedTimeout(ctx))
+		defer cancel()
+		resp, err := do(ctx)
+		if err != nil {
+			if mayHaveActed(err) {
+				return nil, idempotency.Final(&accounts.OutcomeUnknownError{Operation: op, AccountID: account, Err: err})
+			}
+			return nil, err
+		}
+		return proto.Marshal(resp)
+	})
+	if err != nil {
+		return zero, err
+	}
+	out := zero.ProtoReflect().New().Interface().(Resp)
+	if err := proto.Unmarshal(b, out); err != nil {
+		return zero, fmt.Errorf("decode the kept %s response: %w", op, err)
+	}
+	return out, nil
+}
+
+// detachedTimeout bounds a detached run: the caller's deadline, but never
+// less than the default upstream timeout.
+func (s *Server) detachedTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), s.defaultTimeout)
+	}
+	return s.defaultTimeout
+}
+
+// mayHaveActed reports whether a failed call may still have been done by
+// DynamoDB: its outcome is unknown, or the detached run's own deadline
+// passed after the call left the limiter and STS behind.
+func mayHaveActed(err error) bool {
+	var (
+		unsure  *accounts.OutcomeUnknownError
+		limited *ratelimit.LimitedError
+		assume  *auth.AssumeRoleError
+	)
+	switch {
+	case errors.As(err, &unsure):
+		return true
+	case errors.As(err, &limited), errors.As(err, &assume):
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// fingerprint hashes a request's type and parameters. The request_id is
+// not among them: norm carries none.
+func fingerprint(norm proto.Message) (idempotency.Fingerprint, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(norm)
+	if err != nil {
+		return idempotency.Fingerprint{}, fmt.Errorf("fingerprint: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(norm.ProtoReflect().Descriptor().FullName()))
+	h.Write([]byte{0})
+	h.Write(b)
+	return idempotency.Fingerprint(h.Sum(nil)), nil
+}
