@@ -21,6 +21,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
 )
@@ -66,6 +67,13 @@ type Options struct {
 	// MaxAttempts bounds the SDK's retries of throttling and 5xx answers;
 	// zero means 5. The caller's deadline bounds them too.
 	MaxAttempts int
+	// Observer is told of every attempt sent to DynamoDB; nil means none.
+	Observer Observer
+}
+
+// Observer counts attempts sent to DynamoDB (package metrics).
+type Observer interface {
+	ObserveAttempt(account, region, operation string, err error, d time.Duration)
 }
 
 // Target is where one request acts.
@@ -106,7 +114,7 @@ func New(opts Options) (*Registry, error) {
 }
 
 func newClient(opts Options, account, region string, creds aws.CredentialsProvider) *dynamodb.Client {
-	gate := &gate{limiter: opts.Limiter, account: account, region: region}
+	gate := &gate{limiter: opts.Limiter, observer: opts.Observer, account: account, region: region}
 	return dynamodb.NewFromConfig(opts.AWS, func(o *dynamodb.Options) {
 		o.Region = region
 		o.Credentials = creds
@@ -143,9 +151,10 @@ func (r *Registry) Resolve(accountID, region string) (Target, error) {
 // right after the retry middleware and before credentials and signing, so a
 // refused attempt costs no STS call and a signature is never stale.
 type gate struct {
-	limiter Limiter
-	account string
-	region  string
+	limiter  Limiter
+	observer Observer
+	account  string
+	region   string
 }
 
 func (g *gate) register(stack *middleware.Stack) error {
@@ -161,14 +170,26 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	if err := g.limiter.Wait(ctx, key); err != nil {
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 	}
+	sent := time.Now()
 	if at, ok := ctx.Value(submitKey{}).(*time.Time); ok {
-		*at = time.Now()
+		*at = sent
 	}
 	out, md, err := next.HandleFinalize(ctx, in)
+	g.observe(key.Operation, err, sent)
 	if err != nil && !idempotent[key.Operation] && outcomeUnknown(err) {
 		err = &OutcomeUnknownError{Operation: key.Operation, AccountID: g.account, Err: err}
 	}
 	return out, md, err
+}
+
+// observe counts an attempt, unless it failed before reaching DynamoDB
+// because backupd could not assume the account's role (counted apart).
+func (g *gate) observe(op string, err error, sent time.Time) {
+	var assume *auth.AssumeRoleError
+	if g.observer == nil || errors.As(err, &assume) {
+		return
+	}
+	g.observer.ObserveAttempt(g.account, g.region, op, err, time.Since(sent))
 }
 
 // idempotent marks the operations that may be repeated safely. A repeated

@@ -15,10 +15,18 @@ import (
 	"github.com/backupd/backupd/ratelimit"
 )
 
+// Observers is told of DynamoDB attempts and AssumeRole calls (package
+// metrics).
+type Observers interface {
+	Observer
+	auth.Observer
+}
+
 // NewFromConfig builds the registry backupd runs with: every configured
 // account's role assumed through STS with awsCfg's own credentials, its
-// DynamoDB clients gated by lim, all sharing one pooled HTTP client.
-func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter) (*Registry, error) {
+// DynamoDB clients gated by lim, all sharing one pooled HTTP client. obs
+// may be nil.
+func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter, obs Observers) (*Registry, error) {
 	awsCfg.HTTPClient = PooledHTTPClient(awsCfg.HTTPClient)
 	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = awsratelimit.None })
@@ -27,12 +35,13 @@ func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter) (*Registr
 	for i, a := range cfg.Accounts {
 		roles[i] = auth.Role{AccountID: a.ID, RoleARN: a.RoleARN, ExternalID: a.ExternalID}
 	}
-	return New(Options{
-		AWS:      awsCfg,
-		Accounts: cfg.Accounts,
-		Roles:    auth.NewRoles(auth.Options{STS: stsClient, SessionName: cfg.RoleSessionName}, roles),
-		Limiter:  lim,
-	})
+	opts := Options{AWS: awsCfg, Accounts: cfg.Accounts, Limiter: lim}
+	authOpts := auth.Options{STS: stsClient, SessionName: cfg.RoleSessionName}
+	if obs != nil {
+		opts.Observer, authOpts.Observer = obs, obs
+	}
+	opts.Roles = auth.NewRoles(authOpts, roles)
+	return New(opts)
 }
 
 // Rates lists the configured rate of every (account, allowed region,

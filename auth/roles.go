@@ -35,6 +35,13 @@ type Options struct {
 	// call on behalf of every waiting request, so no single request's
 	// deadline applies to it; zero means ten seconds.
 	Timeout time.Duration
+	// Observer is told of every AssumeRole call; nil means none.
+	Observer Observer
+}
+
+// Observer counts AssumeRole calls (package metrics).
+type Observer interface {
+	ObserveAssumeRole(account string, err error)
 }
 
 // Roles holds one credentials cache per account. Built once at start and
@@ -65,7 +72,7 @@ func NewRoles(opts Options, roles []Role) *Roles {
 			}
 		})
 		r.providers[role.AccountID] = aws.NewCredentialsCache(
-			&assumer{account: role.AccountID, provider: assume, timeout: opts.Timeout},
+			&assumer{account: role.AccountID, provider: assume, timeout: opts.Timeout, observer: opts.Observer},
 			func(o *aws.CredentialsCacheOptions) {
 				o.ExpiryWindow = opts.RefreshBefore
 				o.ExpiryWindowJitterFrac = 0.2 // spread refreshes of many accounts
@@ -87,12 +94,16 @@ type assumer struct {
 	account  string
 	provider aws.CredentialsProvider
 	timeout  time.Duration
+	observer Observer
 }
 
 func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	creds, err := a.provider.Retrieve(ctx)
+	if a.observer != nil {
+		a.observer.ObserveAssumeRole(a.account, err)
+	}
 	if err != nil {
 		return aws.Credentials{}, &AssumeRoleError{AccountID: a.account, Err: err}
 	}

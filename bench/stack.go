@@ -28,6 +28,7 @@ import (
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/server"
@@ -117,6 +118,7 @@ type Stack struct {
 	restBody  []byte
 	restHdr   http.Header
 	waits     atomic.Int64
+	metrics   *metrics.Metrics
 	fakeConns atomic.Int64
 	closers   []func()
 	callFuncs map[Target]func(context.Context) error
@@ -138,6 +140,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		directIn: &dynamodb.CreateBackupInput{TableName: aws.String(Table), BackupName: aws.String("bench")},
 		restBody: []byte(restBody),
 		restHdr:  http.Header{"Content-Type": {"application/json"}},
+		metrics:  metrics.New(),
 	}
 	defer func() {
 		if err != nil {
@@ -175,14 +178,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// every record is formatted, then dropped.
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
-	srvOpts := server.Options{Service: svc, Logger: logger}
+	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: s.metrics}
 	grpcSrv := server.NewGRPC(srvOpts, health)
 	grpcLis, err := s.serveGRPC(grpcSrv)
 	if err != nil {
 		return nil, err
 	}
 	s.GRPCAddr = grpcLis
-	handler, err := server.NewHTTPHandler(ctx, server.InProcess(srvOpts), health)
+	handler, err := server.NewHTTPHandler(ctx, server.InProcess(srvOpts), health, s.metrics.Handler())
 	if err != nil {
 		return nil, err
 	}
@@ -412,13 +415,14 @@ func (s *Stack) dial(addr string) (*grpc.ClientConn, error) {
 // newRegistry is cmd/backupd's registry, with the limiter's sleeps counted.
 func (s *Stack) newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Registry, error) {
 	return accounts.NewFromConfig(cfg, awsCfg, ratelimit.NewLocal(ratelimit.Options{
-		Rates:   accounts.Rates(cfg.Accounts),
-		MaxWait: cfg.MaxWait,
+		Rates:    accounts.Rates(cfg.Accounts),
+		MaxWait:  cfg.MaxWait,
+		Observer: s.metrics,
 		Sleep: func(ctx context.Context, d time.Duration) error {
 			s.waits.Add(1)
 			return sleep(ctx, d)
 		},
-	}))
+	}), s.metrics)
 }
 
 func newSTSClient(awsCfg aws.Config) *sts.Client {

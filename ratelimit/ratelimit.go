@@ -65,7 +65,21 @@ type Options struct {
 	// Now and Sleep let tests drive time; nil means the real clock.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Observer is told of every decision; nil means none.
+	Observer Observer
 }
+
+// Observer counts the limiter's decisions (package metrics).
+type Observer interface {
+	ObserveLimit(account, region, operation, decision string)
+}
+
+// The decisions an Observer is told of.
+const (
+	Admitted = "admitted" // at once
+	Waited   = "waited"   // after waiting its turn
+	Refused  = "refused"  // its turn lay too far out
+)
 
 // Local limits calls within one process. Its map is built once and only read
 // afterwards, so Wait takes no lock of its own.
@@ -74,6 +88,7 @@ type Local struct {
 	maxWait  time.Duration
 	now      func() time.Time
 	sleep    func(ctx context.Context, d time.Duration) error
+	observer Observer
 }
 
 // NewLocal builds a limiter for every key in opts.Rates.
@@ -90,6 +105,7 @@ func NewLocal(opts Options) *Local {
 		maxWait:  opts.MaxWait,
 		now:      opts.Now,
 		sleep:    opts.Sleep,
+		observer: opts.Observer,
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -121,6 +137,7 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 	r := lim.ReserveN(now, 1)
 	delay := r.DelayFrom(now)
 	if delay == 0 {
+		l.observe(k, Admitted)
 		return nil
 	}
 	budget := l.maxWait
@@ -129,13 +146,21 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 	}
 	if delay > budget {
 		r.CancelAt(now)
+		l.observe(k, Refused)
 		return &LimitedError{Key: k, RetryAfter: delay.Round(time.Millisecond) + time.Millisecond}
 	}
 	if err := l.sleep(ctx, delay); err != nil {
 		r.CancelAt(l.now())
 		return err
 	}
+	l.observe(k, Waited)
 	return nil
+}
+
+func (l *Local) observe(k Key, decision string) {
+	if l.observer != nil {
+		l.observer.ObserveLimit(k.Account, k.Region, k.Operation, decision)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

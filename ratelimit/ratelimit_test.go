@@ -137,3 +137,30 @@ func TestWaitCanceledReleasesTurn(t *testing.T) {
 		t.Errorf("Wait with canceled context = %v; want context.Canceled", err)
 	}
 }
+
+type decisions []string
+
+func (d *decisions) ObserveLimit(account, region, operation, decision string) {
+	*d = append(*d, account+"/"+region+"/"+operation+":"+decision)
+}
+
+// TestObserverSeesEveryDecision: the first call goes at once, the second
+// waits its 21 ms turn, the third (beyond a 30 ms max wait) is refused.
+func TestObserverSeesEveryDecision(t *testing.T) {
+	c := &fakeClock{t: time.Now()}
+	var got decisions
+	l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 30 * time.Millisecond, Now: c.now,
+		Sleep: func(context.Context, time.Duration) error { return nil }, Observer: &got})
+	for range 3 {
+		_ = l.Wait(context.Background(), keyA)
+	}
+	want := decisions{keyA.String() + ":" + Admitted, keyA.String() + ":" + Waited, keyA.String() + ":" + Refused}
+	if len(got) != len(want) {
+		t.Fatalf("decisions = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("decision %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+}

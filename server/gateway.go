@@ -24,10 +24,11 @@ import (
 // MaxBodyBytes bounds a REST request body; larger ones get 413.
 const MaxBodyBytes = 64 << 10
 
-// NewHTTPHandler serves the REST API, /healthz and /readyz. The REST API
-// calls svc in process; pass InProcess's result so that REST requests pass
-// the same interceptor as gRPC ones.
-func NewHTTPHandler(ctx context.Context, svc backupv1.BackupServiceServer, h *Health) (http.Handler, error) {
+// NewHTTPHandler serves the REST API, /healthz, /readyz and, when metrics
+// is not nil, GET /metrics. The REST API calls svc in process; pass
+// InProcess's result so that REST requests pass the same interceptor as
+// gRPC ones.
+func NewHTTPHandler(ctx context.Context, svc backupv1.BackupServiceServer, h *Health, metrics http.Handler) (http.Handler, error) {
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &strictJSON{}),
 		// Keeps %2F inside a path segment, so an escaped backup ARN is
@@ -54,6 +55,9 @@ func NewHTTPHandler(ctx context.Context, svc backupv1.BackupServiceServer, h *He
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	mux.Handle("/", limitBody(gw))
 	return mux, nil
 }

@@ -29,6 +29,13 @@ import (
 type Options struct {
 	Service backupv1.BackupServiceServer
 	Logger  *slog.Logger
+	// Metrics is told of every answered request; nil means none.
+	Metrics RequestObserver
+}
+
+// RequestObserver counts answered requests (package metrics).
+type RequestObserver interface {
+	ObserveRequest(method string, code codes.Code, d time.Duration)
 }
 
 // NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
@@ -37,7 +44,7 @@ type Options struct {
 // line, so gRPC and REST callers are treated the same.
 func NewGRPC(opts Options, h *Health) *grpc.Server {
 	s := grpc.NewServer(
-		grpc.UnaryInterceptor((&interceptor{log: opts.Logger}).unary),
+		grpc.UnaryInterceptor(newInterceptor(opts).unary),
 		grpc.MaxRecvMsgSize(1<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
@@ -52,7 +59,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 // recovered, mapped and logged exactly like a gRPC one, without being
 // encoded again and sent through an in-memory HTTP/2 connection.
 func InProcess(opts Options) backupv1.BackupServiceServer {
-	return &intercepted{svc: opts.Service, ic: (&interceptor{log: opts.Logger}).unary}
+	return &intercepted{svc: opts.Service, ic: newInterceptor(opts).unary}
 }
 
 type intercepted struct {
@@ -96,7 +103,12 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 }
 
 type interceptor struct {
-	log *slog.Logger
+	log     *slog.Logger
+	metrics RequestObserver
+}
+
+func newInterceptor(opts Options) *interceptor {
+	return &interceptor{log: opts.Logger, metrics: opts.Metrics}
 }
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -107,6 +119,9 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 			i.log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("method", info.FullMethod),
 				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 			resp, err = nil, status.Error(codes.Internal, "internal error; the details are in backupd's log")
+			if i.metrics != nil {
+				i.metrics.ObserveRequest(info.FullMethod, codes.Internal, time.Since(start))
+			}
 		}
 	}()
 	ctx, fields := reqlog.New(ctx)
@@ -128,13 +143,14 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 			level = slog.LevelError
 		}
 	}
+	d := time.Since(start)
 	attrs := [...]slog.Attr{
 		slog.String("method", info.FullMethod),
 		slog.String("caller", caller(ctx)),
 		slog.String("account", account),
 		slog.String("region", region),
 		slog.String("code", code.String()),
-		slog.Duration("duration", time.Since(start)),
+		slog.Duration("duration", d),
 		{},
 	}
 	n := len(attrs) - 1
@@ -142,6 +158,9 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		attrs[n], n = slog.String("error", err.Error()), n+1
 	}
 	i.log.LogAttrs(ctx, level, "request", attrs[:n]...)
+	if i.metrics != nil {
+		i.metrics.ObserveRequest(info.FullMethod, code, d)
+	}
 	if err != nil {
 		return nil, st.Err()
 	}

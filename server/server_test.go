@@ -72,13 +72,27 @@ type fixture struct {
 	logs   *bytes.Buffer
 	client backupv1.BackupServiceClient
 	conn   *grpc.ClientConn
+	// observed is the server's RequestObserver.
+	observed *observed
+}
+
+// observed records what the interceptor told its RequestObserver.
+type observed struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (o *observed) ObserveRequest(method string, code codes.Code, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls = append(o.calls, method+" "+code.String())
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{stub: &stub{}, health: NewHealth(), logs: &bytes.Buffer{}}
+	f := &fixture{stub: &stub{}, health: NewHealth(), logs: &bytes.Buffer{}, observed: &observed{}}
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: f.logs}, nil))
-	opts := Options{Service: f.stub, Logger: logger}
+	opts := Options{Service: f.stub, Logger: logger, Metrics: f.observed}
 	srv := NewGRPC(opts, f.health)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,7 +106,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { f.conn.Close() })
 	f.client = backupv1.NewBackupServiceClient(f.conn)
-	h, err := NewHTTPHandler(context.Background(), InProcess(opts), f.health)
+	h, err := NewHTTPHandler(context.Background(), InProcess(opts), f.health,
+		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics here\n") }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +240,17 @@ func TestInterceptorLogsAndRecovers(t *testing.T) {
 	f.stub.boom = false
 	if resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"x"}`)); resp.StatusCode != 429 {
 		t.Fatalf("REST: %d %s", resp.StatusCode, body)
+	}
+	wantObserved := []string{
+		"/backup.v1.BackupService/CreateBackup ResourceExhausted",
+		"/backup.v1.BackupService/GetBackup Internal",
+		"/backup.v1.BackupService/CreateBackup ResourceExhausted",
+	}
+	if got := f.observed.calls; strings.Join(got, "|") != strings.Join(wantObserved, "|") {
+		t.Errorf("metrics observed %q, want %q", got, wantObserved)
+	}
+	if resp, body := f.do(t, "GET", "/metrics", nil); resp.StatusCode != 200 || string(body) != "metrics here\n" {
+		t.Errorf("GET /metrics: %d %s", resp.StatusCode, body)
 	}
 	logs := f.logs.String()
 	for _, want := range []string{

@@ -26,6 +26,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/server"
@@ -143,14 +144,15 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // serve wires the parts and runs both listeners until ctx ends, then drains.
 func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
-	limiter := ratelimit.NewLocal(ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait})
-	registry, err := accounts.NewFromConfig(cfg, awsCfg, limiter)
+	m := metrics.New()
+	limiter := ratelimit.NewLocal(ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Observer: m})
+	registry, err := accounts.NewFromConfig(cfg, awsCfg, limiter, m)
 	if err != nil {
 		return err
 	}
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
 	health := server.NewHealth()
-	srvOpts := server.Options{Service: svc, Logger: logger}
+	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: m}
 	grpcSrv := server.NewGRPC(srvOpts, health)
 
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
@@ -162,7 +164,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	handler, err := server.NewHTTPHandler(ctx, server.InProcess(srvOpts), health)
+	handler, err := server.NewHTTPHandler(ctx, server.InProcess(srvOpts), health, m.Handler())
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,109 @@
+// Package metrics exposes backupd's Prometheus metrics: what callers asked
+// and what they got, how the per-account limiter treated each call, and
+// what STS and DynamoDB answered. Labels name only configured accounts,
+// regions, operations and AWS error codes, so their number stays bounded.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
+)
+
+// Metrics holds backupd's collectors in a registry of their own.
+type Metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	limiter    *prometheus.CounterVec
+	attempts   *prometheus.CounterVec
+	attemptDur *prometheus.HistogramVec
+	assumeRole *prometheus.CounterVec
+}
+
+// New registers backupd's metrics, with the Go runtime's and the process's.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backupd_requests_total",
+			Help: "Requests answered, by gRPC method (REST requests under the method they map to) and status code.",
+		}, []string{"method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backupd_request_duration_seconds",
+			Help:    "Time from a request's arrival to its answer, limiter waits included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"method"}),
+		limiter: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backupd_ratelimit_decisions_total",
+			Help: "Calls to DynamoDB the per-account limiter admitted at once, admitted after waiting, or refused.",
+		}, []string{"account", "region", "operation", "decision"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backupd_dynamodb_attempts_total",
+			Help: "Attempts sent to DynamoDB, retries included, by outcome: ok, DynamoDB's error code, or transport_error.",
+		}, []string{"account", "region", "operation", "outcome"}),
+		attemptDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backupd_dynamodb_attempt_duration_seconds",
+			Help:    "Time DynamoDB took to answer one attempt.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"operation"}),
+		assumeRole: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backupd_sts_assume_role_total",
+			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, or transport_error.",
+		}, []string{"account", "outcome"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// ObserveRequest counts one answered request.
+func (m *Metrics) ObserveRequest(method string, code codes.Code, d time.Duration) {
+	m.requests.WithLabelValues(method, code.String()).Inc()
+	m.duration.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// ObserveLimit counts one decision of the limiter: "admitted", "waited" or
+// "refused".
+func (m *Metrics) ObserveLimit(account, region, operation, decision string) {
+	m.limiter.WithLabelValues(account, region, operation, decision).Inc()
+}
+
+// ObserveAttempt counts one attempt DynamoDB answered, or failed to.
+func (m *Metrics) ObserveAttempt(account, region, operation string, err error, d time.Duration) {
+	m.attempts.WithLabelValues(account, region, operation, Outcome(err)).Inc()
+	m.attemptDur.WithLabelValues(operation).Observe(d.Seconds())
+}
+
+// ObserveAssumeRole counts one AssumeRole call for account.
+func (m *Metrics) ObserveAssumeRole(account string, err error) {
+	m.assumeRole.WithLabelValues(account, Outcome(err)).Inc()
+}
+
+// Outcome names how an AWS call ended: "ok", the service's error code,
+// "canceled" when its deadline passed or it was canceled, or
+// "transport_error" when no answer came.
+func Outcome(err error) string {
+	var api smithy.APIError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &api):
+		return api.ErrorCode()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "transport_error"
+}

@@ -1,0 +1,75 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+)
+
+func TestOutcome(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, "ok"},
+		{fmt.Errorf("op: %w", &smithy.GenericAPIError{Code: "ThrottlingException"}), "ThrottlingException"},
+		{fmt.Errorf("op: %w", context.DeadlineExceeded), "canceled"},
+		{context.Canceled, "canceled"},
+		{errors.New("connection reset by peer"), "transport_error"},
+	}
+	for _, tt := range tests {
+		if got := Outcome(tt.err); got != tt.want {
+			t.Errorf("Outcome(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestObserve(t *testing.T) {
+	m := New()
+	const method = "/backup.v1.BackupService/CreateBackup"
+	m.ObserveRequest(method, codes.OK, 3*time.Millisecond)
+	m.ObserveRequest(method, codes.OK, 4*time.Millisecond)
+	m.ObserveRequest(method, codes.ResourceExhausted, time.Second)
+	m.ObserveLimit("111111111111", "us-east-1", "CreateBackup", "refused")
+	m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: "ThrottlingException"}, time.Millisecond)
+	m.ObserveAssumeRole("111111111111", nil)
+
+	for _, tt := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"OK requests", testutil.ToFloat64(m.requests.WithLabelValues(method, "OK")), 2},
+		{"refused requests", testutil.ToFloat64(m.requests.WithLabelValues(method, "ResourceExhausted")), 1},
+		{"limiter refusals", testutil.ToFloat64(m.limiter.WithLabelValues("111111111111", "us-east-1", "CreateBackup", "refused")), 1},
+		{"throttled attempts", testutil.ToFloat64(m.attempts.WithLabelValues("111111111111", "us-east-1", "CreateBackup", "ThrottlingException")), 1},
+		{"AssumeRole calls", testutil.ToFloat64(m.assumeRole.WithLabelValues("111111111111", "ok")), 1},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`backupd_request_duration_seconds_count{method="` + method + `"} 3`,
+		`backupd_dynamodb_attempt_duration_seconds_count{operation="CreateBackup"} 1`,
+		"go_goroutines ",
+		"process_cpu_seconds_total ",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
