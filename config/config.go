@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -47,7 +48,38 @@ type Config struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Log             Log           `yaml:"log"`
-	Accounts        []Account     `yaml:"accounts"`
+	// SharedState is where the rate limits' turns and the results of
+	// requests with a request_id are kept.
+	SharedState SharedState `yaml:"shared_state"`
+	Accounts    []Account   `yaml:"accounts"`
+}
+
+// The shared-state backends.
+const (
+	// BackendMemory keeps state in the process: right for one replica.
+	BackendMemory = "memory"
+	// BackendRedis keeps state in Redis, shared by every replica that
+	// names the same server and key prefix.
+	BackendRedis = "redis"
+)
+
+// SharedState selects and configures the shared-state backend.
+type SharedState struct {
+	Backend string `yaml:"backend"`
+	Redis   Redis  `yaml:"redis"`
+}
+
+// Redis is how to reach the Redis server of the redis backend.
+type Redis struct {
+	Address  string `yaml:"address"`
+	Username string `yaml:"username"`
+	// Password is never logged or echoed in an error.
+	Password string `yaml:"password"`
+	DB       int    `yaml:"db"`
+	// KeyPrefix starts every key backupd writes, so that several
+	// deployments can share one server.
+	KeyPrefix string `yaml:"key_prefix"`
+	TLS       bool   `yaml:"tls"`
 }
 
 // Listen holds the listener addresses.
@@ -148,6 +180,8 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.RoleSessionName, "backupd")
 	setDefault(&c.Log.Format, "json")
 	setDefault(&c.Log.Level, "info")
+	setDefault(&c.SharedState.Backend, BackendMemory)
+	setDefault(&c.SharedState.Redis.KeyPrefix, "backupd:")
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = 30 * time.Second
 	}
@@ -219,6 +253,18 @@ func (c *Config) Validate() error {
 	}
 	if !slogLevelOK(c.Log.Level) {
 		bad("log.level", `must be debug, info, warn or error; got %q`, c.Log.Level)
+	}
+	switch c.SharedState.Backend {
+	case BackendMemory:
+	case BackendRedis:
+		if _, _, err := net.SplitHostPort(c.SharedState.Redis.Address); err != nil {
+			bad("shared_state.redis.address", "must be host:port for backend redis; got %q", c.SharedState.Redis.Address)
+		}
+		if c.SharedState.Redis.DB < 0 {
+			bad("shared_state.redis.db", "must not be negative; got %d", c.SharedState.Redis.DB)
+		}
+	default:
+		bad("shared_state.backend", `must be "memory" or "redis"; got %q`, c.SharedState.Backend)
 	}
 	if len(c.Accounts) == 0 {
 		bad("accounts", "must list at least one account")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,13 @@ func TestParseValid(t *testing.T) {
 	if len(b.AllowedRegions) != 1 || b.AllowedRegions[0] != "cn-north-1" || b.Limits.CreateBackup != 50 {
 		t.Errorf("account 1 defaults: %+v", b)
 	}
+	if c.SharedState.Backend != BackendMemory || c.SharedState.Redis.KeyPrefix != "backupd:" {
+		t.Errorf("shared_state defaults: %+v", c.SharedState)
+	}
+	r, err := Parse(strings.NewReader(validYAML + "shared_state: {backend: redis, redis: {address: 'redis.internal:6379', password: hunter2, db: 2}}\n"))
+	if err != nil || r.SharedState.Backend != BackendRedis || r.SharedState.Redis.Address != "redis.internal:6379" || r.SharedState.Redis.DB != 2 {
+		t.Errorf("redis backend: %+v, %v", r, err)
+	}
 }
 
 func TestParseInvalid(t *testing.T) {
@@ -49,6 +57,11 @@ func TestParseInvalid(t *testing.T) {
 	}{
 		{"no accounts", "listen: {grpc: ':1', http: ':2'}\n", []string{"accounts: must list at least one account"}},
 		{"unknown key", "acounts: []\n", []string{"field acounts not found"}},
+		{"unknown backend", "shared_state: {backend: etcd}\n", []string{`shared_state.backend: must be "memory" or "redis"; got "etcd"`}},
+		{"redis without address", "shared_state: {backend: redis, redis: {password: bad id with spaces, db: -1}}\n", []string{
+			`shared_state.redis.address: must be host:port for backend redis; got ""`,
+			"shared_state.redis.db: must not be negative; got -1",
+		}},
 		{"many problems at once", `
 default_region: nowhere
 log: {format: xml}
@@ -100,5 +113,30 @@ func TestSnake(t *testing.T) {
 		if got := snake(op); got != want {
 			t.Errorf("snake(%q) = %q, want %q", op, got, want)
 		}
+	}
+}
+
+// TestREADMEExample parses the configuration example of the README, so the
+// documentation cannot drift from what backupd accepts.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Configuration")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README's Configuration section has no yaml block")
+	}
+	c, err := Parse(strings.NewReader(block))
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if c.SharedState.Backend != BackendMemory || len(c.Accounts) != 1 {
+		t.Errorf("README example parsed as %+v", c)
 	}
 }

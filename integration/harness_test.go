@@ -220,6 +220,10 @@ type instanceOptions struct {
 	Accounts []account
 	MaxWait  time.Duration // 0: default
 	Env      []string      // extra environment, e.g. AWS_ENDPOINT_URL=...
+	// Redis, when set, is the address of the shared-state Redis, used
+	// under RedisPrefix.
+	Redis       string
+	RedisPrefix string
 }
 
 func freePort(t *testing.T) string {
@@ -241,6 +245,9 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	fmt.Fprintf(&cfg, "listen: {grpc: %q, http: %q}\nshutdown_timeout: 30s\n", grpcAddr, httpAddr)
 	if opts.MaxWait > 0 {
 		fmt.Fprintf(&cfg, "max_wait: %s\n", opts.MaxWait)
+	}
+	if opts.Redis != "" {
+		fmt.Fprintf(&cfg, "shared_state: {backend: redis, redis: {address: %q, key_prefix: %q}}\n", opts.Redis, opts.RedisPrefix)
 	}
 	cfg.WriteString("accounts:\n")
 	for _, a := range opts.Accounts {

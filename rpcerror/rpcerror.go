@@ -29,6 +29,7 @@ import (
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/service"
+	"github.com/backupd/backupd/sharedstate"
 )
 
 // Domain is the ErrorInfo domain of every backupd error.
@@ -105,6 +106,8 @@ func mapErr(err error, req Request) mapped {
 		netErr    net.Error
 		respError *awshttp.ResponseError
 		reused    *idempotency.ConflictError
+		replayed  *idempotency.OutcomeUnknownError
+		shared    *sharedstate.UnavailableError
 	)
 	switch {
 	case errors.As(err, &invalid):
@@ -123,6 +126,11 @@ func mapErr(err error, req Request) mapped {
 	case errors.As(err, &reused):
 		return mapped{code: codes.AlreadyExists, reason: "REQUEST_ID_REUSED", msg: reused.Error(),
 			violations: []service.FieldViolation{{Field: "request_id", Description: reused.Error()}}}
+	case errors.As(err, &replayed):
+		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}
+	case errors.As(err, &shared):
+		return mapped{code: codes.Unavailable, reason: "SHARED_STATE_UNAVAILABLE", retryAfter: DefaultRetryAfter,
+			msg: "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate or the request_id; nothing was sent to AWS; retry later"}
 	case errors.As(err, &unsure): // before the deadline: an unknown outcome may wrap one
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
 			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+

@@ -23,6 +23,7 @@ import (
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/service"
+	"github.com/backupd/backupd/sharedstate"
 )
 
 // sdkErr wraps an API error the way aws-sdk-go-v2 returns it from an operation.
@@ -78,6 +79,11 @@ func TestStatus(t *testing.T) {
 			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
 		{"restore outcome unknown after a deadline", &accounts.OutcomeUnknownError{Operation: "RestoreTableFromBackup", AccountID: "111111111111", Err: fmt.Errorf("op: %w", context.DeadlineExceeded)},
 			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
+		{"repeat of a request whose outcome is unknown", &idempotency.OutcomeUnknownError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
+			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
+		{"Redis unavailable to the limiter", &smithy.OperationError{ServiceID: "DynamoDB", Err: &sharedstate.UnavailableError{Op: "rate limit",
+			Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}},
+			codes.Unavailable, "SHARED_STATE_UNAVAILABLE", "", DefaultRetryAfter, "nothing was sent", "refused"},
 		{"request_id reused", &idempotency.ConflictError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
 			codes.AlreadyExists, "REQUEST_ID_REUSED", "request_id", 0, "req-1", ""},
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "deadline", ""},

@@ -13,6 +13,7 @@ import (
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/sharedstate"
 )
 
 // Idempotency runs a request once per key and answers repeats with the
@@ -75,17 +76,18 @@ func (s *Server) detachedTimeout(ctx context.Context) time.Duration {
 
 // mayHaveActed reports whether a failed call may still have been done by
 // DynamoDB: its outcome is unknown, or the detached run's own deadline
-// passed after the call left the limiter and STS behind.
+// passed after the call left the limiter, Redis and STS behind.
 func mayHaveActed(err error) bool {
 	var (
 		unsure  *accounts.OutcomeUnknownError
 		limited *ratelimit.LimitedError
 		assume  *auth.AssumeRoleError
+		shared  *sharedstate.UnavailableError
 	)
 	switch {
 	case errors.As(err, &unsure):
 		return true
-	case errors.As(err, &limited), errors.As(err, &assume):
+	case errors.As(err, &limited), errors.As(err, &assume), errors.As(err, &shared):
 		return false
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)

@@ -26,11 +26,13 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/server"
 	"github.com/backupd/backupd/service"
+	"github.com/backupd/backupd/sharedstate"
 )
 
 func main() {
@@ -145,12 +147,13 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // serve wires the parts and runs both listeners until ctx ends, then drains.
 func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
 	m := metrics.New()
-	limiter := ratelimit.NewLocal(ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Observer: m})
+	limiter, idem, closeState := sharedState(ctx, cfg, m, logger)
+	defer closeState()
 	registry, err := accounts.NewFromConfig(cfg, awsCfg, limiter, m)
 	if err != nil {
 		return err
 	}
-	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
+	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: idem})
 	health := server.NewHealth()
 	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: m}
 	grpcSrv := server.NewGRPC(srvOpts, health)
@@ -186,6 +189,28 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
 		slog.Int("accounts", len(cfg.Accounts)))
 	return g.Wait()
+}
+
+// sharedState builds the limiter and the idempotency store on the
+// configured backend.
+func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (
+	accounts.Limiter, service.Idempotency, func()) {
+	opts := ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Observer: m}
+	if cfg.SharedState.Backend != config.BackendRedis {
+		return ratelimit.NewLocal(opts), idempotency.NewMemory(), func() {}
+	}
+	rc := cfg.SharedState.Redis
+	client := sharedstate.NewRedisClient(rc)
+	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		// Not fatal: requests are refused (UNAVAILABLE) until Redis answers.
+		logger.Error("shared state: Redis does not answer yet", slog.String("address", rc.Address), slog.String("error", err.Error()))
+	}
+	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
+	lease := max(2*cfg.UpstreamTimeout, time.Minute)
+	return ratelimit.NewRedis(client, rc.KeyPrefix, opts), idempotency.NewRedis(client, rc.KeyPrefix, lease),
+		func() { _ = client.Close() }
 }
 
 // shutdown stops taking work and drains: first REST, then gRPC, both

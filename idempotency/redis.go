@@ -1,0 +1,160 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/backupd/backupd/sharedstate"
+)
+
+// OutcomeUnknownError answers a repeat whose first request may or may not
+// have been done: it ended with an unknown outcome, or the replica running
+// it stopped before it finished. Running it again could do it twice.
+type OutcomeUnknownError struct {
+	Key Key
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("the first request with request_id %q in account %s may or may not have been done; "+
+		"check (ListBackups, GetBackup) before trying again with a new request_id", e.Key.RequestID, e.Key.Account)
+}
+
+// Redis keeps results in Redis, shared by every replica that names the same
+// server and key prefix, so a repeat may reach any replica. A request is
+// claimed with SET NX; the claim holds a lease for as long as a run may
+// take. A repeat that finds a claim whose lease ran out, because the
+// replica running it stopped, gets OutcomeUnknownError, never a second run.
+// When Redis cannot be reached, Do refuses with a
+// sharedstate.UnavailableError rather than risk running twice.
+type Redis struct {
+	client redis.Cmdable
+	prefix string
+	ttl    time.Duration
+	lease  time.Duration
+}
+
+// NewRedis returns a store under prefix in client whose results live for
+// TTL; lease bounds how long a run may take before repeats stop waiting
+// for it.
+func NewRedis(client redis.Cmdable, prefix string, lease time.Duration) *Redis {
+	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease}
+}
+
+// record is what Redis holds for one request.
+type record struct {
+	Done        bool   `json:"done"`
+	Fingerprint string `json:"fp"`
+	// Owner and LeaseUntil (Unix ms) belong to a running claim.
+	Owner      string `json:"owner,omitempty"`
+	LeaseUntil int64  `json:"lease_until,omitempty"`
+	// Response is a done request's response; Unknown marks one that ended
+	// with a Final error.
+	Response []byte `json:"resp,omitempty"`
+	Unknown  bool   `json:"unknown,omitempty"`
+}
+
+// settle replaces (ARGV[2] not empty) or deletes a claim, if ARGV[1] still
+// owns it.
+var settle = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v or cjson.decode(v)['owner'] ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+`)
+
+// Do is Memory.Do across replicas; see Memory.Do. A Final error is kept as
+// an OutcomeUnknownError for repeats.
+func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]byte, error)) ([]byte, error) {
+	k := s.prefix + key.Account + ":" + key.RequestID
+	want := hex.EncodeToString(fp[:])
+	pause := 10 * time.Millisecond
+	for {
+		owner := newOwner()
+		claim, _ := json.Marshal(record{Fingerprint: want, Owner: owner, LeaseUntil: time.Now().Add(s.lease).UnixMilli()})
+		ok, err := s.client.SetNX(ctx, k, claim, s.ttl).Result()
+		if err != nil {
+			return nil, unavailable(ctx, err)
+		}
+		if ok {
+			return s.lead(ctx, k, owner, want, run)
+		}
+		b, err := s.client.Get(ctx, k).Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue // settled and dropped since the SETNX: claim again
+		}
+		if err != nil {
+			return nil, unavailable(ctx, err)
+		}
+		var r record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, &sharedstate.UnavailableError{Op: "idempotency", Err: fmt.Errorf("unreadable record: %w", err)}
+		}
+		switch {
+		case r.Fingerprint != want:
+			return nil, &ConflictError{Key: key}
+		case r.Done && r.Unknown:
+			return nil, &OutcomeUnknownError{Key: key}
+		case r.Done:
+			return r.Response, nil
+		case time.Now().UnixMilli() > r.LeaseUntil:
+			return nil, &OutcomeUnknownError{Key: key}
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the first request with request_id %q: %w", key.RequestID, ctx.Err())
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
+}
+
+// lead runs the request it claimed and settles the claim: the response, or
+// the Final error, is kept; another error drops the claim so a repeat runs
+// again. If run panics the claim is dropped too.
+func (s *Redis) lead(ctx context.Context, k, owner, fp string, run func() ([]byte, error)) (resp []byte, err error) {
+	// Settle even when the caller has gone: the result is for its retry.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	settled := false
+	defer func() {
+		if !settled {
+			_ = settle.Run(ctx, s.client, []string{k}, owner, "", 0).Err()
+		}
+	}()
+	resp, err = run()
+	var final *finalError
+	kept := err == nil || errors.As(err, &final)
+	next := ""
+	if kept {
+		b, _ := json.Marshal(record{Done: true, Fingerprint: fp, Response: resp, Unknown: final != nil})
+		next = string(b)
+	}
+	// A failed settle leaves the claim to its lease: repeats then answer
+	// OutcomeUnknownError, which is safe, if not always true.
+	_ = settle.Run(ctx, s.client, []string{k}, owner, next, s.ttl.Milliseconds()).Err()
+	settled = true
+	if final != nil {
+		err = final.err
+	}
+	return resp, err
+}
+
+func unavailable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("idempotency: %w", ctx.Err())
+	}
+	return &sharedstate.UnavailableError{Op: "idempotency", Err: err}
+}
+
+func newOwner() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,141 @@
+package idempotency
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/backupd/backupd/sharedstate"
+	"github.com/backupd/backupd/testenv"
+)
+
+// redisStores returns n stores sharing the test Redis under a prefix of
+// this test's own: n replicas.
+func redisStores(t *testing.T, n int, lease time.Duration) []*Redis {
+	t.Helper()
+	addr := testenv.RedisAddr(t)
+	prefix := "test:" + t.Name() + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	stores := make([]*Redis, n)
+	for i := range stores {
+		client := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { client.Close() })
+		stores[i] = NewRedis(client, prefix, lease)
+	}
+	return stores
+}
+
+func TestRedisDo(t *testing.T) {
+	ctx := context.Background()
+	errDefinite := errors.New("table not found")
+	s := redisStores(t, 2, time.Minute)
+	a, b := s[0], s[1]
+
+	// A repeat on another replica gets the first response.
+	first := &counter{resp: []byte("first")}
+	if resp, err := a.Do(ctx, key, fpA, first.run); err != nil || string(resp) != "first" {
+		t.Fatalf("first: %q, %v", resp, err)
+	}
+	if resp, err := b.Do(ctx, key, fpA, first.run); err != nil || string(resp) != "first" || first.runs.Load() != 1 {
+		t.Errorf("repeat: %q, %v after %d runs; want the first response and 1 run", resp, err, first.runs.Load())
+	}
+	// Other parameters conflict.
+	var ce *ConflictError
+	if _, err := b.Do(ctx, key, fpB, first.run); !errors.As(err, &ce) {
+		t.Errorf("other parameters: %v; want a ConflictError", err)
+	}
+	// A definite failure is forgotten: the repeat runs again.
+	k2 := Key{Account: key.Account, RequestID: "definite"}
+	failing := &counter{err: errDefinite}
+	if _, err := a.Do(ctx, k2, fpA, failing.run); !errors.Is(err, errDefinite) {
+		t.Fatalf("definite failure: %v", err)
+	}
+	if _, err := b.Do(ctx, k2, fpA, failing.run); !errors.Is(err, errDefinite) || failing.runs.Load() != 2 {
+		t.Errorf("repeat after a definite failure: %v after %d runs; want a second run", err, failing.runs.Load())
+	}
+	// A final failure is kept: the repeat gets OutcomeUnknownError, no run.
+	k3 := Key{Account: key.Account, RequestID: "unsure"}
+	unsure := &counter{err: Final(errors.New("connection reset after sending"))}
+	if _, err := a.Do(ctx, k3, fpA, unsure.run); err == nil || errors.As(err, new(*finalError)) {
+		t.Fatalf("final failure: %v; want its error, unmarked", err)
+	}
+	var ue *OutcomeUnknownError
+	if _, err := b.Do(ctx, k3, fpA, unsure.run); !errors.As(err, &ue) || unsure.runs.Load() != 1 {
+		t.Errorf("repeat after an unknown outcome: %v after %d runs; want OutcomeUnknownError and 1 run", err, unsure.runs.Load())
+	}
+}
+
+// TestRedisConcurrentRepeatsAcrossReplicasRunOnce: 40 repeats at once on two
+// replicas run the request once and all get its response.
+func TestRedisConcurrentRepeatsAcrossReplicasRunOnce(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	var runs atomic.Int32
+	run := func() ([]byte, error) {
+		runs.Add(1)
+		time.Sleep(100 * time.Millisecond)
+		return []byte("only"), nil
+	}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			resp, err := s[i%2].Do(context.Background(), key, fpA, run)
+			if err != nil || string(resp) != "only" {
+				t.Errorf("caller %d: %q, %v", i, resp, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := runs.Load(); got != 1 {
+		t.Errorf("runs = %d, want 1", got)
+	}
+}
+
+// TestRedisLeaseRunsOut: a claim whose replica stopped answering is not run
+// again once its lease passes; repeats get OutcomeUnknownError.
+func TestRedisLeaseRunsOut(t *testing.T) {
+	s := redisStores(t, 2, 50*time.Millisecond)
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	go func() {
+		_, _ = s[0].Do(context.Background(), key, fpA, func() ([]byte, error) { close(started); <-release; return nil, nil })
+	}()
+	<-started
+	var ue *OutcomeUnknownError
+	_, err := s[1].Do(context.Background(), key, fpA, func() ([]byte, error) { t.Error("ran twice"); return nil, nil })
+	if !errors.As(err, &ue) {
+		t.Errorf("repeat past the lease: %v; want OutcomeUnknownError", err)
+	}
+}
+
+func TestRedisTTL(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)
+	s[0].ttl = 200 * time.Millisecond
+	c := &counter{resp: []byte("x")}
+	for range 2 {
+		if _, err := s[0].Do(context.Background(), key, fpA, c.run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := s[0].Do(context.Background(), key, fpA, c.run); err != nil || c.runs.Load() != 2 {
+		t.Errorf("after the TTL: %v, %d runs; want a second run", err, c.runs.Load())
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer client.Close()
+	var ue *sharedstate.UnavailableError
+	_, err := NewRedis(client, "x:", time.Minute).Do(context.Background(), key, fpA, func() ([]byte, error) {
+		t.Error("ran without Redis")
+		return nil, nil
+	})
+	if !errors.As(err, &ue) {
+		t.Errorf("Do with Redis down: %v; want an UnavailableError", err)
+	}
+}

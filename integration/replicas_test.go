@@ -1,0 +1,191 @@
+package integration
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os/exec"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
+)
+
+// replicas starts n backupd processes for the accounts, sharing the test
+// Redis under a prefix of this test's own, all calling moto through rec.
+func replicas(t *testing.T, n int, rec *recorder, accts []account) []*instance {
+	t.Helper()
+	prefix := "it:" + t.Name() + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	insts := make([]*instance, n)
+	for i := range insts {
+		insts[i] = startBackupd(t, instanceOptions{Accounts: accts, MaxWait: time.Minute, Env: motoEnv(rec.URL),
+			Redis: testenv.RedisAddr(t), RedisPrefix: prefix})
+	}
+	return insts
+}
+
+// busiestSecond is the most calls in any one-second window of sorted times.
+func busiestSecond(times []time.Time) int {
+	worst := 0
+	for i := range times {
+		j := sort.Search(len(times), func(j int) bool { return !times[j].Before(times[i].Add(time.Second)) })
+		worst = max(worst, j-i)
+	}
+	return worst
+}
+
+// TestReplicasShareTheRateLimit floods one account through two replicas
+// that share Redis: moto never sees more than 50 CreateBackups in a second.
+func TestReplicasShareTheRateLimit(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	createTable(t, asAccount(t, moto, a), "Flood")
+	rec := newRecorder(t, moto)
+	insts := replicas(t, 2, rec, []account{{ID: a}})
+	ctx := context.Background()
+	for _, inst := range insts { // warm the credentials of both replicas
+		if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Missing", BackupName: "warm"}); status.Code(err) != codes.NotFound {
+			t.Fatalf("warm-up: %v", err)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	const n = 240
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := insts[i%2].client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Flood", BackupName: "f-" + strconv.Itoa(i)})
+			if err != nil {
+				t.Errorf("flood request %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	var times []time.Time
+	for _, c := range rec.Calls("CreateBackup") {
+		times = append(times, c.At)
+	}
+	times = times[2:] // the warm-ups
+	if len(times) != n {
+		t.Fatalf("moto saw %d flood calls, want %d", len(times), n)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	worst := busiestSecond(times)
+	t.Logf("%d calls through 2 replicas over %s; busiest one-second window: %d", n, times[n-1].Sub(times[0]), worst)
+	if worst > 50 {
+		t.Errorf("moto saw %d CreateBackup calls for one account within one second from two replicas; the limit is 50", worst)
+	}
+}
+
+// TestReplicasShareRequestIDs sends one request_id to two replicas at once:
+// one backup, one answer.
+func TestReplicasShareRequestIDs(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	db := asAccount(t, moto, a)
+	createTable(t, db, "Orders")
+	rec := newRecorder(t, moto)
+	insts := replicas(t, 2, rec, []account{{ID: a}})
+	req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "shared", RequestId: "shared-1"}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	arns := map[string]int{}
+	for i := range 20 {
+		wg.Go(func() {
+			resp, err := insts[i%2].client.CreateBackup(context.Background(), req)
+			if err != nil {
+				t.Errorf("replica %d: %v", i%2, err)
+				return
+			}
+			mu.Lock()
+			arns[resp.GetBackupDetails().GetBackupArn()]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(arns) != 1 {
+		t.Errorf("20 repeats on two replicas answered %d backups: %v", len(arns), arns)
+	}
+	if n := len(rec.Calls("CreateBackup")); n != 1 {
+		t.Errorf("moto saw %d CreateBackup calls, want 1", n)
+	}
+	if names := backupNames(t, db, "Orders"); len(names) != 1 {
+		t.Errorf("moto holds %v, want one backup", names)
+	}
+}
+
+// TestRedisGone stops the replica's own redis-server mid-run: requests are
+// refused UNAVAILABLE with RetryInfo, nothing reaches DynamoDB, and service
+// resumes when Redis is back.
+func TestRedisGone(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
+	a := testenv.UniqueAccountID(t)
+	createTable(t, asAccount(t, moto, a), "Orders")
+	addr := freePort(t)
+	stopRedis := startRedis(t, addr)
+	rec := newRecorder(t, moto)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(rec.URL), Redis: addr, RedisPrefix: "gone:"})
+	ctx := context.Background()
+	create := func(name, rid string) error {
+		_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: name, RequestId: rid})
+		return err
+	}
+	if err := create("before", ""); err != nil {
+		t.Fatalf("with Redis up: %v", err)
+	}
+	stopRedis()
+	before := len(rec.Calls("CreateBackup"))
+	for _, rid := range []string{"", "with-id"} {
+		err := create("during", rid)
+		if st := status.Convert(err); st.Code() != codes.Unavailable || reasonOf(st) != "SHARED_STATE_UNAVAILABLE" || retryDelay(st) <= 0 {
+			t.Errorf("request_id %q with Redis down: %v (reason %s); want UNAVAILABLE SHARED_STATE_UNAVAILABLE with RetryInfo", rid, err, reasonOf(st))
+		}
+	}
+	code, h, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"during-rest"}`)
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || decodeRESTError(t, body).reason() != "SHARED_STATE_UNAVAILABLE" {
+		t.Errorf("REST with Redis down: %d Retry-After %q %s", code, h.Get("Retry-After"), body)
+	}
+	if n := len(rec.Calls("CreateBackup")) - before; n != 0 {
+		t.Errorf("%d CreateBackup calls reached DynamoDB while Redis was down", n)
+	}
+	startRedis(t, addr)
+	if err := create("after", "after-1"); err != nil {
+		t.Errorf("after Redis came back: %v", err)
+	}
+}
+
+// startRedis runs a private redis-server on addr until the test ends, and
+// returns a function that stops it early.
+func startRedis(t *testing.T, addr string) func() {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	var stopped atomic.Bool
+	stop := func() {
+		if stopped.CompareAndSwap(false, true) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return stop
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server did not listen on %s", addr)
+		}
+	}
+}

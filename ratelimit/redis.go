@@ -1,0 +1,116 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/backupd/backupd/sharedstate"
+)
+
+// takeTurn reserves the next free slot of a key, by Redis' own clock (so
+// replicas' clocks need not agree), unless it lies beyond the caller's
+// budget. KEYS[1]: the key's next free slot, in µs since the epoch.
+// ARGV: the spacing between calls and the budget, in µs. Returns
+// {1, delay} for a reserved slot delay µs from now, {0, delay} for a
+// refusal.
+var takeTurn = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local budget = tonumber(ARGV[2])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local delay = slot - now
+if delay > budget then return {0, delay} end
+redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
+return {1, delay}
+`)
+
+// Redis limits calls across every replica that shares one Redis server and
+// key prefix: each key's next free slot lives in Redis and is taken
+// atomically by a script. It spaces calls like Local, so with the guard no
+// one-second window holds more than the rate, whichever replicas send them.
+// When Redis cannot be reached it refuses (sharedstate.UnavailableError)
+// rather than let calls through unlimited.
+type Redis struct {
+	client    redis.Scripter
+	prefix    string
+	intervals map[Key]time.Duration
+	maxWait   time.Duration
+	sleep     func(ctx context.Context, d time.Duration) error
+	observer  Observer
+}
+
+// NewRedis builds a limiter for every key in opts.Rates whose turns live
+// under prefix in client. opts.Now is not used: Redis keeps the time.
+func NewRedis(client redis.Scripter, prefix string, opts Options) *Redis {
+	guard := opts.Guard
+	switch {
+	case guard == 0:
+		guard = DefaultGuard
+	case guard < 0:
+		guard = 0
+	}
+	l := &Redis{
+		client:    client,
+		prefix:    prefix + "ratelimit:",
+		intervals: make(map[Key]time.Duration, len(opts.Rates)),
+		maxWait:   opts.MaxWait,
+		sleep:     opts.Sleep,
+		observer:  opts.Observer,
+	}
+	if l.sleep == nil {
+		l.sleep = sleep
+	}
+	for k, perSecond := range opts.Rates {
+		l.intervals[k] = time.Duration(float64(time.Second+guard) / perSecond)
+	}
+	return l
+}
+
+// Wait returns when the call for k may go, or a *LimitedError at once when
+// its turn lies beyond MaxWait or the context's deadline, a
+// *sharedstate.UnavailableError when Redis fails, or the context's error
+// when it ends while waiting. A turn given up while waiting is not given
+// back: the rate is then undershot, never exceeded.
+func (l *Redis) Wait(ctx context.Context, k Key) error {
+	interval, ok := l.intervals[k]
+	if !ok {
+		return fmt.Errorf("ratelimit: no rate configured for %s", k)
+	}
+	budget := l.maxWait
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl))
+	}
+	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String()},
+		interval.Microseconds(), max(budget, 0).Microseconds()).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("unexpected answer %v", res)
+	}
+	if err != nil {
+		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
+	}
+	delay := time.Duration(res[1]) * time.Microsecond
+	if res[0] == 0 {
+		l.observe(k, Refused)
+		return &LimitedError{Key: k, RetryAfter: delay.Round(time.Millisecond) + time.Millisecond}
+	}
+	if delay == 0 {
+		l.observe(k, Admitted)
+		return nil
+	}
+	if err := l.sleep(ctx, delay); err != nil {
+		return err
+	}
+	l.observe(k, Waited)
+	return nil
+}
+
+func (l *Redis) observe(k Key, decision string) {
+	if l.observer != nil {
+		l.observer.ObserveLimit(k.Account, k.Region, k.Operation, decision)
+	}
+}

@@ -1,0 +1,55 @@
+// Package sharedstate connects backupd to the state its replicas share in
+// Redis (the rate limits' turns and the results of requests with a
+// request_id), and names the failure to reach it.
+package sharedstate
+
+import (
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/backupd/backupd/config"
+)
+
+// NewRedisClient returns a client of the configured server. It connects
+// lazily: a server that is down at start fails requests, not the start.
+func NewRedisClient(c config.Redis) *redis.Client {
+	opts := &redis.Options{
+		Addr:         c.Address,
+		Username:     c.Username,
+		Password:     c.Password,
+		DB:           c.DB,
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+		// A request must not wait on a Redis that is gone: fail fast and
+		// let the caller retry.
+		MaxRetries: 1,
+	}
+	if c.TLS {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return redis.NewClient(opts)
+}
+
+// UnavailableError says Redis could not be reached or answered an error.
+// backupd then cannot tell whether a call is within its account's rate, or
+// whether a request_id was seen before, and refuses the request rather than
+// guess. It names the operation, never the server's credentials.
+type UnavailableError struct {
+	// Op is what backupd was doing: "rate limit", "idempotency".
+	Op  string
+	Err error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("shared state (Redis) unavailable for %s: %v", e.Op, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// RetryableError stops the SDK's retryer from repeating an attempt the
+// limiter could not admit.
+func (e *UnavailableError) RetryableError() bool { return false }
