@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +53,29 @@ type Config struct {
 	// requests with a request_id are kept.
 	SharedState SharedState `yaml:"shared_state"`
 	Accounts    []Account   `yaml:"accounts"`
+	// Callers are who may call backupd, and what each may do. None means
+	// anyone may do anything: fit for a sandbox, logged loudly otherwise.
+	Callers []Caller `yaml:"callers"`
+}
+
+// RPCs names the BackupService methods a caller may be allowed.
+var RPCs = []string{"CreateBackup", "GetBackup", "ListBackups", "DeleteBackup", "RestoreTableFromBackup"}
+
+// Any, in a caller's accounts or operations, allows every one.
+const Any = "*"
+
+// Caller is one service that calls backupd: how it proves who it is and
+// what it may do.
+type Caller struct {
+	// Name identifies the caller in logs and errors.
+	Name string `yaml:"name"`
+	// TokenSHA256 is the hex SHA-256 of the caller's bearer token; the
+	// token itself is never written down.
+	TokenSHA256 string `yaml:"token_sha256"`
+	// Accounts the caller may act in (ids, or "*").
+	Accounts []string `yaml:"accounts"`
+	// Operations the caller may call (RPC names such as CreateBackup, or "*").
+	Operations []string `yaml:"operations"`
 }
 
 // The shared-state backends.
@@ -278,7 +302,51 @@ func (c *Config) Validate() error {
 		seen[a.ID] = i
 		errs = append(errs, a.validate(p)...)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.validateCallers(seen)...)...)
+}
+
+var tokenHashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func (c *Config) validateCallers(accounts map[string]int) []error {
+	var errs []error
+	names, tokens := map[string]int{}, map[string]int{}
+	for i, cl := range c.Callers {
+		p := fmt.Sprintf("callers[%d]", i)
+		bad := func(field, format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{p, field}, args...)...))
+		}
+		if cl.Name == "" {
+			bad("name", "must be set; it names the caller in logs")
+		} else if j, dup := names[cl.Name]; dup {
+			bad("name", "%q is already used by callers[%d]", cl.Name, j)
+		}
+		names[cl.Name] = i
+		if !tokenHashRe.MatchString(cl.TokenSHA256) {
+			// Never echo it: it is as good as a token to someone who can
+			// reach backupd's configuration.
+			bad("token_sha256", "must be the 64 lowercase hex digits of the token's SHA-256 (sha256sum)")
+		} else if j, dup := tokens[cl.TokenSHA256]; dup {
+			bad("token_sha256", "is the same as callers[%d]'s; every caller needs its own token", j)
+		}
+		tokens[cl.TokenSHA256] = i
+		if len(cl.Accounts) == 0 {
+			bad("accounts", `must list account ids, or "*" for all`)
+		}
+		for j, a := range cl.Accounts {
+			if _, ok := accounts[a]; !ok && a != Any {
+				bad(fmt.Sprintf("accounts[%d]", j), `%q is not a configured account id, nor "*"`, a)
+			}
+		}
+		if len(cl.Operations) == 0 {
+			bad("operations", `must list operations (%s), or "*" for all`, strings.Join(RPCs, ", "))
+		}
+		for j, op := range cl.Operations {
+			if op != Any && !slices.Contains(RPCs, op) {
+				bad(fmt.Sprintf("operations[%d]", j), `must be one of %s, or "*"; got %q`, strings.Join(RPCs, ", "), op)
+			}
+		}
+	}
+	return errs
 }
 
 func (a Account) validate(p string) []error {

@@ -57,6 +57,30 @@ func TestParseInvalid(t *testing.T) {
 	}{
 		{"no accounts", "listen: {grpc: ':1', http: ':2'}\n", []string{"accounts: must list at least one account"}},
 		{"unknown key", "acounts: []\n", []string{"field acounts not found"}},
+		{"bad callers", `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/x
+callers:
+  - name: a
+    token_sha256: not-a-hash-secret
+    accounts: ["333333333333"]
+    operations: [CreateBackups]
+  - name: a
+    token_sha256: 0000000000000000000000000000000000000000000000000000000000000000
+  - name: b
+    token_sha256: 0000000000000000000000000000000000000000000000000000000000000000
+    accounts: ["*"]
+    operations: ["*"]
+`, []string{
+			"callers[0].token_sha256: must be the 64 lowercase hex digits",
+			`callers[0].accounts[0]: "333333333333" is not a configured account id`,
+			`callers[0].operations[0]: must be one of CreateBackup, GetBackup, ListBackups, DeleteBackup, RestoreTableFromBackup, or "*"; got "CreateBackups"`,
+			`callers[1].name: "a" is already used by callers[0]`,
+			"callers[1].accounts: must list account ids",
+			"callers[1].operations: must list operations",
+			"callers[2].token_sha256: is the same as callers[1]'s",
+		}},
 		{"unknown backend", "shared_state: {backend: etcd}\n", []string{`shared_state.backend: must be "memory" or "redis"; got "etcd"`}},
 		{"redis without address", "shared_state: {backend: redis, redis: {password: bad id with spaces, db: -1}}\n", []string{
 			`shared_state.redis.address: must be host:port for backend redis; got ""`,
@@ -101,7 +125,7 @@ accounts:
 					t.Errorf("error lacks %q; got:\n%v", w, err)
 				}
 			}
-			if strings.Contains(err.Error(), "bad id with spaces") {
+			if strings.Contains(err.Error(), "bad id with spaces") || strings.Contains(err.Error(), "not-a-hash-secret") {
 				t.Errorf("error echoes the ExternalId: %v", err)
 			}
 		})

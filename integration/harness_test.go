@@ -224,6 +224,8 @@ type instanceOptions struct {
 	// under RedisPrefix.
 	Redis       string
 	RedisPrefix string
+	// Callers is the config's callers section, as YAML; empty: none.
+	Callers string
 }
 
 func freePort(t *testing.T) string {
@@ -249,6 +251,7 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	if opts.Redis != "" {
 		fmt.Fprintf(&cfg, "shared_state: {backend: redis, redis: {address: %q, key_prefix: %q}}\n", opts.Redis, opts.RedisPrefix)
 	}
+	cfg.WriteString(opts.Callers)
 	cfg.WriteString("accounts:\n")
 	for _, a := range opts.Accounts {
 		fmt.Fprintf(&cfg, "  - id: %q\n    role_arn: arn:aws:iam::%s:role/backupd\n", a.ID, a.ID)

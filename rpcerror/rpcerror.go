@@ -26,6 +26,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/service"
@@ -108,8 +109,15 @@ func mapErr(err error, req Request) mapped {
 		reused    *idempotency.ConflictError
 		replayed  *idempotency.OutcomeUnknownError
 		shared    *sharedstate.UnavailableError
+		anonymous *callers.UnauthenticatedError
+		denied    *callers.DeniedError
 	)
 	switch {
+	case errors.As(err, &anonymous):
+		return mapped{code: codes.Unauthenticated, reason: "UNAUTHENTICATED", msg: anonymous.Error()}
+	case errors.As(err, &denied):
+		return mapped{code: codes.PermissionDenied, reason: "CALLER_NOT_ALLOWED", msg: denied.Error() +
+			"; ask backupd's operators to allow it", meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}
 	case errors.As(err, &invalid):
 		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: invalid.Error(), violations: invalid.Violations}
 	case errors.As(err, &region):

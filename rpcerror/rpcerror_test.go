@@ -20,6 +20,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/service"
@@ -84,6 +85,10 @@ func TestStatus(t *testing.T) {
 		{"Redis unavailable to the limiter", &smithy.OperationError{ServiceID: "DynamoDB", Err: &sharedstate.UnavailableError{Op: "rate limit",
 			Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}},
 			codes.Unavailable, "SHARED_STATE_UNAVAILABLE", "", DefaultRetryAfter, "nothing was sent", "refused"},
+		{"no caller credentials", &callers.UnauthenticatedError{Missing: true}, codes.Unauthenticated, "UNAUTHENTICATED", "", 0, "Bearer", ""},
+		{"unknown caller token", &callers.UnauthenticatedError{}, codes.Unauthenticated, "UNAUTHENTICATED", "", 0, "not one backupd knows", ""},
+		{"caller not allowed", &callers.DeniedError{Caller: "orders", Operation: "DeleteBackup", AccountID: "111111111111"},
+			codes.PermissionDenied, "CALLER_NOT_ALLOWED", "", 0, "orders may not call DeleteBackup in account 111111111111", ""},
 		{"request_id reused", &idempotency.ConflictError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
 			codes.AlreadyExists, "REQUEST_ID_REUSED", "request_id", 0, "req-1", ""},
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "deadline", ""},

@@ -31,6 +31,15 @@ type Options struct {
 	Logger  *slog.Logger
 	// Metrics is told of every answered request; nil means none.
 	Metrics RequestObserver
+	// Authorizer decides who may make each BackupService call; nil lets
+	// everyone make every call.
+	Authorizer Authorizer
+}
+
+// Authorizer names a request's caller and checks that it may call
+// operation in account (package callers).
+type Authorizer interface {
+	Authorize(ctx context.Context, operation, account string) (caller string, err error)
 }
 
 // RequestObserver counts answered requests (package metrics).
@@ -105,10 +114,25 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 type interceptor struct {
 	log     *slog.Logger
 	metrics RequestObserver
+	authz   Authorizer
 }
 
 func newInterceptor(opts Options) *interceptor {
-	return &interceptor{log: opts.Logger, metrics: opts.Metrics}
+	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer}
+}
+
+var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"
+
+// authorize checks a BackupService call before it runs: who calls, and
+// whether they may call this operation in the account the request names
+// (by account_id, or by the backup ARN's account).
+func (i *interceptor) authorize(ctx context.Context, method string, req any) (string, error) {
+	op, ok := strings.CutPrefix(method, servicePrefix)
+	if !ok || i.authz == nil {
+		return "", nil
+	}
+	account, _ := target(req)
+	return i.authz.Authorize(ctx, op, account)
 }
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -125,7 +149,10 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		}
 	}()
 	ctx, fields := reqlog.New(ctx)
-	resp, err = handler(ctx, req)
+	principal, err := i.authorize(ctx, info.FullMethod, req)
+	if err == nil {
+		resp, err = handler(ctx, req)
+	}
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
 		return resp, err
 	}
@@ -151,9 +178,12 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		slog.String("region", region),
 		slog.String("code", code.String()),
 		slog.Duration("duration", d),
-		{},
+		{}, {},
 	}
-	n := len(attrs) - 1
+	n := len(attrs) - 2
+	if principal != "" {
+		attrs[n], n = slog.String("principal", principal), n+1
+	}
 	if level == slog.LevelError {
 		attrs[n], n = slog.String("error", err.Error()), n+1
 	}

@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -19,9 +21,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/ratelimit"
 )
@@ -90,9 +95,16 @@ func (o *observed) ObserveRequest(method string, code codes.Code, _ time.Duratio
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, func(*Options) {})
+}
+
+// newFixtureWith lets set change the server's options before it starts.
+func newFixtureWith(t *testing.T, set func(*Options)) *fixture {
+	t.Helper()
 	f := &fixture{stub: &stub{}, health: NewHealth(), logs: &bytes.Buffer{}, observed: &observed{}}
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: f.logs}, nil))
 	opts := Options{Service: f.stub, Logger: logger, Metrics: f.observed}
+	set(&opts)
 	srv := NewGRPC(opts, f.health)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -299,6 +311,63 @@ func TestRESTPassesInterceptor(t *testing.T) {
 				t.Errorf("log lacks %s:\n%s", want, logs)
 			}
 		})
+	}
+}
+
+// TestCallersAreCheckedFirst: with callers configured, a request without a
+// known token or outside its caller's rights never reaches the service,
+// over gRPC and REST alike.
+func TestCallersAreCheckedFirst(t *testing.T) {
+	sum := sha256.Sum256([]byte("orders-token"))
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: hex.EncodeToString(sum[:]),
+			Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup", "GetBackup"}}})
+	})
+	req := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}
+	_, err := f.client.CreateBackup(context.Background(), req)
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("gRPC without a token: %v", err)
+	}
+	withToken := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer orders-token")
+	if _, err := f.client.DeleteBackup(withToken, &backupv1.DeleteBackupRequest{BackupArn: arn}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("gRPC operation not allowed: %v", err)
+	}
+	if f.stub.last != nil {
+		t.Fatalf("a refused request reached the service: %v", f.stub.last)
+	}
+	if _, err := f.client.CreateBackup(withToken, req); err != nil {
+		t.Errorf("gRPC allowed: %v", err)
+	}
+
+	rest := func(auth, method, path, body string) int {
+		r, _ := http.NewRequest(method, f.http.URL+path, strings.NewReader(body))
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	other := strings.ReplaceAll(strings.ReplaceAll(arn, "111111111111", "222222222222"), "/", "%2F")
+	for _, tt := range []struct {
+		auth, method, path, body string
+		want                     int
+	}{
+		{"", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, 401},
+		{"Bearer wrong", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, 401},
+		{"Bearer orders-token", "GET", "/v1/backups/" + other, "", 403},
+		{"Bearer orders-token", "GET", "/v1/accounts/111111111111/backups", "", 403},
+		{"Bearer orders-token", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, 200},
+	} {
+		if got := rest(tt.auth, tt.method, tt.path, tt.body); got != tt.want {
+			t.Errorf("REST %s %s with %q: %d, want %d", tt.method, tt.path, tt.auth, got, tt.want)
+		}
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, `"principal":"orders"`) || strings.Contains(logs, "orders-token") {
+		t.Errorf("log lacks the principal, or holds the token:\n%s", logs)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/metrics"
@@ -156,6 +157,11 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: idem})
 	health := server.NewHealth()
 	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: m}
+	if len(cfg.Callers) > 0 {
+		srvOpts.Authorizer = callers.New(cfg.Callers)
+	} else {
+		logger.Warn("no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")
+	}
 	grpcSrv := server.NewGRPC(srvOpts, health)
 
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)

@@ -1,0 +1,113 @@
+// Package callers authenticates backupd's callers and decides what each may
+// do. A caller sends "authorization: Bearer <token>" (gRPC metadata, or the
+// HTTP header over REST); backupd knows each token only by its SHA-256, and
+// allows the caller the accounts and operations its configuration lists.
+package callers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/backupd/backupd/config"
+)
+
+// UnauthenticatedError says a request carried no token, or one backupd does
+// not know. It never repeats the token.
+type UnauthenticatedError struct {
+	Missing bool
+}
+
+func (e *UnauthenticatedError) Error() string {
+	if e.Missing {
+		return `no caller credentials: send the header "authorization: Bearer <token>"`
+	}
+	return "the caller's bearer token is not one backupd knows"
+}
+
+// DeniedError says an authenticated caller may not make this call.
+type DeniedError struct {
+	Caller    string
+	Operation string
+	AccountID string
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("caller %s may not call %s in account %s", e.Caller, e.Operation, e.AccountID)
+}
+
+// Authorizer holds the configured callers. A nil *Authorizer lets every
+// request through unnamed.
+type Authorizer struct {
+	byHash map[string]*caller
+}
+
+type caller struct {
+	name       string
+	accounts   map[string]bool // nil: all
+	operations map[string]bool // nil: all
+}
+
+// New returns an Authorizer for cs, or nil when cs is empty: then nobody is
+// asked who they are.
+func New(cs []config.Caller) *Authorizer {
+	if len(cs) == 0 {
+		return nil
+	}
+	a := &Authorizer{byHash: make(map[string]*caller, len(cs))}
+	for _, c := range cs {
+		a.byHash[c.TokenSHA256] = &caller{name: c.Name, accounts: set(c.Accounts), operations: set(c.Operations)}
+	}
+	return a
+}
+
+// set returns the members of l, or nil when l holds config.Any.
+func set(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, v := range l {
+		if v == config.Any {
+			return nil
+		}
+		m[v] = true
+	}
+	return m
+}
+
+// Authorize names the caller of ctx's request and checks that it may call
+// operation (an RPC name such as CreateBackup) in account.
+func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (string, error) {
+	if a == nil {
+		return "", nil
+	}
+	token, ok := bearer(ctx)
+	if !ok {
+		return "", &UnauthenticatedError{Missing: token == ""}
+	}
+	sum := sha256.Sum256([]byte(token))
+	c, ok := a.byHash[hex.EncodeToString(sum[:])]
+	if !ok {
+		return "", &UnauthenticatedError{}
+	}
+	if (c.operations != nil && !c.operations[operation]) || (c.accounts != nil && !c.accounts[account]) {
+		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account}
+	}
+	return c.name, nil
+}
+
+// bearer returns the request's bearer token; a malformed header yields a
+// non-empty token and false.
+func bearer(ctx context.Context) (string, bool) {
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
+	if len(vals) == 0 || vals[0] == "" {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "malformed", false
+	}
+	return token, true
+}

@@ -1,0 +1,82 @@
+package callers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"testing"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/backupd/backupd/config"
+)
+
+func hash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func TestAuthorize(t *testing.T) {
+	a := New([]config.Caller{
+		{Name: "orders", TokenSHA256: hash("orders-token"), Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup", "GetBackup"}},
+		{Name: "platform", TokenSHA256: hash("platform-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
+	})
+	tests := []struct {
+		name       string
+		header     string // authorization metadata; empty: none
+		op, acct   string
+		wantCaller string
+		wantErr    any // nil, *UnauthenticatedError or *DeniedError
+		missing    bool
+	}{
+		{"allowed", "Bearer orders-token", "CreateBackup", "111111111111", "orders", nil, false},
+		{"scheme in any case", "bearer orders-token", "GetBackup", "111111111111", "orders", nil, false},
+		{"wildcards", "Bearer platform-token", "DeleteBackup", "222222222222", "platform", nil, false},
+		{"no header", "", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, true},
+		{"unknown token", "Bearer guess", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, false},
+		{"not a bearer token", "Basic b3JkZXJzOng=", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, false},
+		{"bearer without token", "Bearer ", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, false},
+		{"other account", "Bearer orders-token", "CreateBackup", "222222222222", "orders", &DeniedError{}, false},
+		{"other operation", "Bearer orders-token", "DeleteBackup", "111111111111", "orders", &DeniedError{}, false},
+		{"no account named", "Bearer orders-token", "CreateBackup", "", "orders", &DeniedError{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.header != "" {
+				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", tt.header))
+			}
+			got, err := a.Authorize(ctx, tt.op, tt.acct)
+			if got != tt.wantCaller {
+				t.Errorf("caller = %q, want %q", got, tt.wantCaller)
+			}
+			var ue *UnauthenticatedError
+			var de *DeniedError
+			switch tt.wantErr.(type) {
+			case nil:
+				if err != nil {
+					t.Errorf("err = %v, want none", err)
+				}
+			case *UnauthenticatedError:
+				if !errors.As(err, &ue) || ue.Missing != tt.missing {
+					t.Errorf("err = %v, want UnauthenticatedError (missing %v)", err, tt.missing)
+				}
+			case *DeniedError:
+				if !errors.As(err, &de) || de.Caller != "orders" || de.Operation != tt.op || de.AccountID != tt.acct {
+					t.Errorf("err = %#v, want DeniedError for %s in %q", err, tt.op, tt.acct)
+				}
+			}
+		})
+	}
+}
+
+func TestNoCallersLetsEveryoneThrough(t *testing.T) {
+	a := New(nil)
+	if a != nil {
+		t.Fatal("New(nil) built an Authorizer")
+	}
+	if caller, err := a.Authorize(context.Background(), "DeleteBackup", "111111111111"); caller != "" || err != nil {
+		t.Errorf("nil Authorizer: %q, %v", caller, err)
+	}
+}

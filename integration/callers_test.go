@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
+)
+
+func sha256hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// TestCallersAuthenticatedAndAuthorized runs the binary with two callers:
+// orders, allowed CreateBackup and GetBackup in account A, and platform,
+// allowed everything. Over gRPC and REST, requests without a known token
+// are 401, requests outside a caller's rights are 403, and neither reaches
+// AWS.
+func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, b := testenv.UniqueAccountID(t), testenv.UniqueAccountID(t)
+	createTable(t, asAccount(t, moto, a), "Orders")
+	createTable(t, asAccount(t, moto, b), "Orders")
+	rec := newRecorder(t, moto)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, Env: motoEnv(rec.URL), Callers: `callers:
+  - {name: orders, token_sha256: ` + sha256hex("orders-token") + `, accounts: ["` + a + `"], operations: [CreateBackup, GetBackup]}
+  - {name: platform, token_sha256: ` + sha256hex("platform-token") + `, accounts: ["*"], operations: ["*"]}
+`})
+	as := func(token string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	}
+	create := func(ctx context.Context, acct string) (*backupv1.CreateBackupResponse, error) {
+		return inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: acct, TableName: "Orders", BackupName: "authz"})
+	}
+
+	_, err := create(context.Background(), a)
+	if st := status.Convert(err); st.Code() != codes.Unauthenticated || reasonOf(st) != "UNAUTHENTICATED" {
+		t.Errorf("gRPC without a token: %v", err)
+	}
+	if _, err := create(as("guess"), a); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("gRPC with an unknown token: %v", err)
+	}
+	_, err = create(as("orders-token"), b)
+	if st := status.Convert(err); st.Code() != codes.PermissionDenied || reasonOf(st) != "CALLER_NOT_ALLOWED" {
+		t.Errorf("orders in account B: %v", err)
+	}
+	if _, err := create(as("orders-token"), a); err != nil {
+		t.Fatalf("orders in account A: %v", err)
+	}
+	inB, err := create(as("platform-token"), b)
+	if err != nil {
+		t.Fatalf("platform in account B: %v", err)
+	}
+	// The ARN's account is authorized like account_id.
+	_, err = inst.client.GetBackup(as("orders-token"), &backupv1.GetBackupRequest{BackupArn: inB.GetBackupDetails().GetBackupArn()})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("orders reading account B's backup: %v", err)
+	}
+
+	rest := func(token, method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, inst.httpURL+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var buf [4096]byte
+		n, _ := resp.Body.Read(buf[:])
+		return resp.StatusCode, string(buf[:n])
+	}
+	for _, tt := range []struct {
+		token, method, path, body string
+		want                      int
+	}{
+		{"", "POST", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"rest"}`, http.StatusUnauthorized},
+		{"orders-token", "POST", "/v1/accounts/" + b + "/tables/Orders/backups", `{"backupName":"rest"}`, http.StatusForbidden},
+		{"orders-token", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusForbidden},
+		{"platform-token", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusOK},
+	} {
+		if code, body := rest(tt.token, tt.method, tt.path, tt.body); code != tt.want {
+			t.Errorf("REST %s %s as %q: %d %s, want %d", tt.method, tt.path, tt.token, code, body, tt.want)
+		}
+	}
+	if n := len(rec.Calls("CreateBackup")); n != 2 {
+		t.Errorf("moto saw %d CreateBackup calls, want the 2 allowed ones", n)
+	}
+	if n := len(rec.Calls("DescribeBackup")); n != 0 {
+		t.Errorf("moto saw %d DescribeBackup calls, want none", n)
+	}
+	if logs := inst.logs.String(); !strings.Contains(logs, `"principal":"orders"`) || strings.Contains(logs, "orders-token") {
+		t.Error("the log lacks the principal, or holds a token")
+	}
+}
