@@ -193,7 +193,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
-	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second)
+	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, nil)
 	go func() { _ = httpSrv.Serve(httpLis) }()
 	s.closers = append(s.closers, func() { _ = httpSrv.Close() })
 	s.HTTPURL = "http://" + httpLis.Addr().String()

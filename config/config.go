@@ -53,10 +53,23 @@ type Config struct {
 	// requests with a request_id are kept.
 	SharedState SharedState `yaml:"shared_state"`
 	Accounts    []Account   `yaml:"accounts"`
+	// TLS, when set, serves both listeners over TLS.
+	TLS TLS `yaml:"tls"`
 	// Callers are who may call backupd, and what each may do. None means
 	// anyone may do anything: fit for a sandbox, logged loudly otherwise.
 	Callers []Caller `yaml:"callers"`
 }
+
+// TLS names the listeners' certificate and key (PEM files) and,
+// optionally, the CA whose client certificates are required (mutual TLS).
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether the listeners serve TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // RPCs names the BackupService methods a caller may be allowed.
 var RPCs = []string{"CreateBackup", "GetBackup", "ListBackups", "DeleteBackup", "RestoreTableFromBackup"}
@@ -289,6 +302,12 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("shared_state.backend", `must be "memory" or "redis"; got %q`, c.SharedState.Backend)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file must be set together")
+	}
+	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
+		bad("tls.client_ca_file", "needs cert_file and key_file: client certificates are checked over TLS only")
 	}
 	if len(c.Accounts) == 0 {
 		bad("accounts", "must list at least one account")

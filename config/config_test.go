@@ -81,6 +81,8 @@ callers:
 			"callers[1].operations: must list operations",
 			"callers[2].token_sha256: is the same as callers[1]'s",
 		}},
+		{"half a TLS config", "tls: {cert_file: /etc/backupd/tls.crt, client_ca_file: ca.pem}\n", []string{"tls: cert_file and key_file must be set together"}},
+		{"client CA without TLS", "tls: {client_ca_file: ca.pem}\n", []string{"tls.client_ca_file: needs cert_file and key_file"}},
 		{"unknown backend", "shared_state: {backend: etcd}\n", []string{`shared_state.backend: must be "memory" or "redis"; got "etcd"`}},
 		{"redis without address", "shared_state: {backend: redis, redis: {password: bad id with spaces, db: -1}}\n", []string{
 			`shared_state.redis.address: must be host:port for backend redis; got ""`,

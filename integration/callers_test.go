@@ -73,7 +73,7 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := inst.http.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,5 +103,24 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 	}
 	if logs := inst.logs.String(); !strings.Contains(logs, `"principal":"orders"`) || strings.Contains(logs, "orders-token") {
 		t.Error("the log lacks the principal, or holds a token")
+	}
+}
+
+// TestTLSListeners runs the binary with a certificate: CreateBackup over
+// gRPC with TLS and over HTTPS, and plaintext is refused on both.
+func TestTLSListeners(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	createTable(t, asAccount(t, moto, a), "Orders")
+	files := testenv.SelfSignedTLS(t)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(moto), TLS: &files})
+	if _, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "over-tls"}); err != nil {
+		t.Errorf("gRPC over TLS: %v", err)
+	}
+	if code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"over-https"}`); code != http.StatusOK {
+		t.Errorf("HTTPS: %d %s", code, body)
+	}
+	if resp, err := http.Get("http://" + strings.TrimPrefix(inst.httpURL, "https://") + "/readyz"); err == nil && resp.StatusCode == http.StatusOK {
+		t.Error("plain HTTP answered on the TLS listener")
 	}
 }

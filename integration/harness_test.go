@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -29,9 +30,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"google.golang.org/grpc"
+	grpccreds "google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
 )
 
 var binary string // the backupd binary built by TestMain
@@ -169,6 +172,7 @@ type instance struct {
 	cmd      *exec.Cmd
 	grpcAddr string
 	httpURL  string
+	http     *http.Client
 	conn     *grpc.ClientConn
 	client   backupv1.BackupServiceClient
 	logs     *lockedBuffer
@@ -226,6 +230,8 @@ type instanceOptions struct {
 	RedisPrefix string
 	// Callers is the config's callers section, as YAML; empty: none.
 	Callers string
+	// TLS, when set, serves both listeners with this certificate.
+	TLS *testenv.TLSFiles
 }
 
 func freePort(t *testing.T) string {
@@ -252,6 +258,11 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 		fmt.Fprintf(&cfg, "shared_state: {backend: redis, redis: {address: %q, key_prefix: %q}}\n", opts.Redis, opts.RedisPrefix)
 	}
 	cfg.WriteString(opts.Callers)
+	var clientTLS *tls.Config
+	if opts.TLS != nil {
+		fmt.Fprintf(&cfg, "tls: {cert_file: %q, key_file: %q}\n", opts.TLS.CertFile, opts.TLS.KeyFile)
+		clientTLS = &tls.Config{RootCAs: opts.TLS.Pool, MinVersion: tls.VersionTLS12}
+	}
 	cfg.WriteString("accounts:\n")
 	for _, a := range opts.Accounts {
 		fmt.Fprintf(&cfg, "  - id: %q\n    role_arn: arn:aws:iam::%s:role/backupd\n", a.ID, a.ID)
@@ -266,14 +277,21 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startProcess(t, grpcAddr, httpAddr, opts.Env, "--config", path)
+	return startProcess(t, grpcAddr, httpAddr, clientTLS, opts.Env, "--config", path)
 }
 
 // startProcess runs the binary with args and env, waits until it is ready
-// and connects a gRPC client. At cleanup the process gets SIGTERM.
-func startProcess(t *testing.T, grpcAddr, httpAddr string, env []string, args ...string) *instance {
+// and connects a gRPC client, over TLS trusting clientTLS's roots when it
+// is not nil. At cleanup the process gets SIGTERM.
+func startProcess(t *testing.T, grpcAddr, httpAddr string, clientTLS *tls.Config, env []string, args ...string) *instance {
 	t.Helper()
-	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, http: http.DefaultClient, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	creds := insecure.NewCredentials()
+	if clientTLS != nil {
+		inst.httpURL = "https://" + httpAddr
+		inst.http = &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
+		creds = grpccreds.NewTLS(clientTLS)
+	}
 	inst.cmd = exec.Command(binary, args...)
 	inst.cmd.Env = append(os.Environ(), env...)
 	inst.cmd.Stdout, inst.cmd.Stderr = inst.logs, inst.logs
@@ -295,7 +313,7 @@ func startProcess(t *testing.T, grpcAddr, httpAddr string, env []string, args ..
 		}
 	})
 	inst.waitReady(t)
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +331,7 @@ func (inst *instance) waitReady(t *testing.T) {
 			t.Fatalf("backupd exited during start: %v\n%s", err, inst.logs.String())
 		default:
 		}
-		resp, err := http.Get(inst.httpURL + "/readyz")
+		resp, err := inst.http.Get(inst.httpURL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -352,7 +370,7 @@ func (inst *instance) rest(t *testing.T, method, path, body string) (int, http.H
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := inst.http.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -17,7 +17,7 @@ import (
 // embedded sandbox, over REST as the README shows it, plus gRPC health.
 func TestSandboxMode(t *testing.T) {
 	grpcAddr, httpAddr := freePort(t), freePort(t)
-	inst := startProcess(t, grpcAddr, httpAddr, nil, "--sandbox", "--grpc-listen", grpcAddr, "--http-listen", httpAddr)
+	inst := startProcess(t, grpcAddr, httpAddr, nil, nil, "--sandbox", "--grpc-listen", grpcAddr, "--http-listen", httpAddr)
 	if !strings.Contains(inst.logs.String(), "SANDBOX MODE") {
 		t.Errorf("no sandbox banner in the log:\n%s", inst.logs.String())
 	}

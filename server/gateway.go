@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -78,16 +80,26 @@ func forwardedHeader(key string) (string, bool) {
 
 // NewHTTPServer wraps h in an http.Server with every timeout set, so a slow
 // or idle client cannot hold a connection open forever. writeTimeout must
-// cover the longest request, upstream call included.
-func NewHTTPServer(h http.Handler, writeTimeout time.Duration) *http.Server {
+// cover the longest request, upstream call included. tlsCfg, when not nil,
+// serves HTTPS (see Serve).
+func NewHTTPServer(h http.Handler, writeTimeout time.Duration, tlsCfg *tls.Config) *http.Server {
 	return &http.Server{
 		Handler:           h,
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+}
+
+// Serve serves srv on lis, over TLS when srv has a TLS configuration.
+func Serve(srv *http.Server, lis net.Listener) error {
+	if srv.TLSConfig != nil {
+		return srv.ServeTLS(lis, "", "")
+	}
+	return srv.Serve(lis)
 }
 
 // strictJSON is protojson with lowerCamelCase names and enum names, that

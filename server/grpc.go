@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -34,6 +36,8 @@ type Options struct {
 	// Authorizer decides who may make each BackupService call; nil lets
 	// everyone make every call.
 	Authorizer Authorizer
+	// TLS, when set, serves gRPC over TLS (see LoadTLS).
+	TLS *tls.Config
 }
 
 // Authorizer names a request's caller and checks that it may call
@@ -52,11 +56,15 @@ type RequestObserver interface {
 // that recovers panics, maps errors to status and writes the request's log
 // line, so gRPC and REST callers are treated the same.
 func NewGRPC(opts Options, h *Health) *grpc.Server {
-	s := grpc.NewServer(
+	sopts := []grpc.ServerOption{
 		grpc.UnaryInterceptor(newInterceptor(opts).unary),
-		grpc.MaxRecvMsgSize(1<<20),
+		grpc.MaxRecvMsgSize(1 << 20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if opts.TLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
 	healthpb.RegisterHealthServer(s, h.grpc)
 	reflection.Register(s)

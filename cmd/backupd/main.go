@@ -157,6 +157,11 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: idem})
 	health := server.NewHealth()
 	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: m}
+	if cfg.TLS.Enabled() {
+		if srvOpts.TLS, err = server.LoadTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile); err != nil {
+			return err
+		}
+	}
 	if len(cfg.Callers) > 0 {
 		srvOpts.Authorizer = callers.New(cfg.Callers)
 	} else {
@@ -177,12 +182,12 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	if err != nil {
 		return err
 	}
-	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second)
+	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, srvOpts.TLS)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
 	g.Go(func() error {
-		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := server.Serve(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -193,7 +198,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	})
 	health.SetReady(true)
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
-		slog.Int("accounts", len(cfg.Accounts)))
+		slog.Bool("tls", srvOpts.TLS != nil), slog.Int("accounts", len(cfg.Accounts)))
 	return g.Wait()
 }
 

@@ -1,0 +1,126 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/backupd/backupd/testenv"
+)
+
+// serveTLS starts the gRPC and HTTP servers over TLS and returns their
+// addresses.
+func serveTLS(t *testing.T, cfg *tls.Config) (grpcAddr, httpAddr string) {
+	t.Helper()
+	h := NewHealth()
+	h.SetReady(true)
+	srv := NewGRPC(Options{Service: &stub{}, Logger: discard(), TLS: cfg}, h)
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(gl) }()
+	t.Cleanup(srv.Stop)
+	handler, err := NewHTTPHandler(context.Background(), InProcess(Options{Service: &stub{}, Logger: discard()}), h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := NewHTTPServer(handler, time.Minute, cfg)
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = Serve(hs, hl) }()
+	t.Cleanup(func() { hs.Close() })
+	return gl.Addr().String(), hl.Addr().String()
+}
+
+func TestTLS(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	cfg, err := LoadTLS(files.CertFile, files.KeyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr, httpAddr := serveTLS(t, cfg)
+	client := &tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}
+
+	check := func(creds credentials.TransportCredentials) error {
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	if err := check(credentials.NewTLS(client)); err != nil {
+		t.Errorf("gRPC over TLS: %v", err)
+	}
+	if err := check(insecure.NewCredentials()); err == nil {
+		t.Error("plaintext gRPC was served on the TLS listener")
+	}
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: client}}
+	resp, err := https.Get("https://" + httpAddr + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("HTTPS /readyz: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := http.Get("http://" + httpAddr + "/readyz"); err == nil && resp.StatusCode == 200 {
+		t.Error("plain HTTP was served on the TLS listener")
+	}
+}
+
+func TestMutualTLS(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	cfg, err := LoadTLS(files.CertFile, files.KeyFile, files.CertFile) // the test CA signs itself
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, httpAddr := serveTLS(t, cfg)
+	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(c *tls.Config) error {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: c}}
+		resp, err := client.Get("https://" + httpAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(&tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}); err == nil {
+		t.Error("a client without a certificate was served")
+	}
+	if err := get(&tls.Config{RootCAs: files.Pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+		t.Errorf("a client with a certificate: %v", err)
+	}
+}
+
+func TestLoadTLSErrors(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	for _, tt := range []struct{ cert, key, ca string }{
+		{"/nonexistent.crt", files.KeyFile, ""},
+		{files.CertFile, files.CertFile, ""},
+		{files.CertFile, files.KeyFile, "/nonexistent-ca.pem"},
+		{files.CertFile, files.KeyFile, files.KeyFile},
+	} {
+		if _, err := LoadTLS(tt.cert, tt.key, tt.ca); err == nil {
+			t.Errorf("LoadTLS(%q, %q, %q) succeeded", tt.cert, tt.key, tt.ca)
+		}
+	}
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
