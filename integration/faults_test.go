@@ -22,6 +22,14 @@ import (
 // CreateBackup the way fail says; other calls pass through to moto.
 func faultyDynamoDB(t *testing.T, moto string, fail func(w http.ResponseWriter)) (string, *atomic.Int32) {
 	t.Helper()
+	return onCreateBackup(t, moto, func(w http.ResponseWriter, _ *http.Request, _ http.Handler) { fail(w) })
+}
+
+// onCreateBackup stands between backupd and moto's DynamoDB: every
+// CreateBackup is counted and handed to handle, with the proxy to moto;
+// other calls pass through to moto.
+func onCreateBackup(t *testing.T, moto string, handle func(w http.ResponseWriter, r *http.Request, toMoto http.Handler)) (string, *atomic.Int32) {
+	t.Helper()
 	u, err := url.Parse(moto)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +39,7 @@ func faultyDynamoDB(t *testing.T, moto string, fail func(w http.ResponseWriter))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".CreateBackup") {
 			creates.Add(1)
-			fail(w)
+			handle(w, r, proxy)
 			return
 		}
 		proxy.ServeHTTP(w, r)

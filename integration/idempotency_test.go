@@ -4,10 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -147,21 +143,10 @@ func TestRequestIDMakesOneBackup(t *testing.T) {
 // slowDynamoDB forwards to moto, holding every CreateBackup for delay first.
 func slowDynamoDB(t *testing.T, moto string, delay time.Duration) (string, *atomic.Int32) {
 	t.Helper()
-	u, err := url.Parse(moto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	var creates atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".CreateBackup") {
-			creates.Add(1)
-			time.Sleep(delay)
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL, &creates
+	return onCreateBackup(t, moto, func(w http.ResponseWriter, r *http.Request, toMoto http.Handler) {
+		time.Sleep(delay)
+		toMoto.ServeHTTP(w, r)
+	})
 }
 
 // TestRequestIDSurvivesFaults: a caller that gives up before DynamoDB

@@ -93,13 +93,7 @@ type Local struct {
 
 // NewLocal builds a limiter for every key in opts.Rates.
 func NewLocal(opts Options) *Local {
-	guard := opts.Guard
-	switch {
-	case guard == 0:
-		guard = DefaultGuard
-	case guard < 0:
-		guard = 0
-	}
+	guard := opts.guard()
 	l := &Local{
 		limiters: make(map[Key]*rate.Limiter, len(opts.Rates)),
 		maxWait:  opts.MaxWait,
@@ -157,10 +151,24 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 	return nil
 }
 
-func (l *Local) observe(k Key, decision string) {
-	if l.observer != nil {
-		l.observer.ObserveLimit(k.Account, k.Region, k.Operation, decision)
+func (l *Local) observe(k Key, decision string) { observe(l.observer, k, decision) }
+
+// observe tells o, when there is one, of a decision for k.
+func observe(o Observer, k Key, decision string) {
+	if o != nil {
+		o.ObserveLimit(k.Account, k.Region, k.Operation, decision)
 	}
+}
+
+// guard is the configured guard, with the default applied.
+func (opts Options) guard() time.Duration {
+	switch {
+	case opts.Guard == 0:
+		return DefaultGuard
+	case opts.Guard < 0:
+		return 0
+	}
+	return opts.Guard
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

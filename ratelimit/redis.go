@@ -47,13 +47,7 @@ type Redis struct {
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
 // under prefix in client. opts.Now is not used: Redis keeps the time.
 func NewRedis(client redis.Scripter, prefix string, opts Options) *Redis {
-	guard := opts.Guard
-	switch {
-	case guard == 0:
-		guard = DefaultGuard
-	case guard < 0:
-		guard = 0
-	}
+	guard := opts.guard()
 	l := &Redis{
 		client:    client,
 		prefix:    prefix + "ratelimit:",
@@ -109,8 +103,4 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	return nil
 }
 
-func (l *Redis) observe(k Key, decision string) {
-	if l.observer != nil {
-		l.observer.ObserveLimit(k.Account, k.Region, k.Operation, decision)
-	}
-}
+func (l *Redis) observe(k Key, decision string) { observe(l.observer, k, decision) }
