@@ -5,9 +5,9 @@
 // of STS and DynamoDB on an httptest server, and backupd wired to it as
 // `backupd --sandbox` wires it (cmd/backupd's serve and newRegistry: the
 // registry, per-account assumed-role credentials caches, the rate limiter,
-// the service, the gRPC server with its interceptor, and the grpc-gateway
-// REST handler on a real http.Server that reaches the service through a
-// loopback gRPC connection). Every call backs up table Orders of demo
+// the service, the gRPC server with its interceptor, Prometheus metrics,
+// and the grpc-gateway REST handler on a real http.Server that calls the
+// service in process through the same interceptor). Every call backs up table Orders of demo
 // account 111111111111. The stack differs from the shipped binary in two
 // ways, both chosen so that the figures show backupd's cost rather than its
 // policy:
@@ -43,12 +43,17 @@
 //     bare-proxy minus the two floors is what chaining them costs (the SDK
 //     call on a fresh goroutine per RPC, whose stack must grow; one more
 //     hand-off between goroutines and sockets).
+//   - floors: both floors made by one caller back to back, not chained.
+//     Measured apart, each floor runs alone with its code and data hot in
+//     the CPU's caches, which no request doing both gets; floors is what
+//     doing both costs.
 //
 // backupd's own work is then grpc - (direct-sdk + bare-grpc): what it adds
 // to one SDK call plus one gRPC round trip. The targets in the project's
 // issue are that this is at most 25% of (direct-sdk + bare-grpc) at
 // concurrency 1 and 64, and that rest is at most 1.5x grpc. BENCHMARKS.md
-// at the repository root holds the figures and the commands that made them.
+// at the repository root holds the figures and the commands that made them;
+// loadgen prints own against both floors, apart and together.
 //
 // The benchmarks (BenchmarkCreateBackup serial, BenchmarkCreateBackupParallel
 // with 64 goroutines in all) and cmd/loadgen share this package's stack, so

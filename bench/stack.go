@@ -402,7 +402,7 @@ func (s *Stack) serveGRPC(srv *grpc.Server) (string, error) {
 	return lis.Addr().String(), nil
 }
 
-// dial connects to a loopback gRPC listener the way cmd/backupd's gateway does.
+// dial connects to a loopback gRPC listener, as a plain grpc-go client does.
 func (s *Stack) dial(addr string) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
