@@ -36,8 +36,8 @@ type ConflictError struct {
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("request_id %q was used in the last %s for a different request in account %s; "+
-		"send a new request_id for a new request", e.Key.RequestID, TTL, e.Key.Account)
+	return fmt.Sprintf("request_id %q was used in the last %d hours for a different request in account %s; "+
+		"send a new request_id for a new request", e.Key.RequestID, int(TTL.Hours()), e.Key.Account)
 }
 
 // Final marks err as the request's result: repeats get it too instead of
