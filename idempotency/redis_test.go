@@ -114,14 +114,14 @@ func TestRedisLeaseRunsOut(t *testing.T) {
 
 func TestRedisTTL(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)
-	s[0].ttl = 200 * time.Millisecond
+	s[0].ttl = time.Second
 	c := &counter{resp: []byte("x")}
 	for range 2 {
 		if _, err := s[0].Do(context.Background(), key, fpA, c.run); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond)
 	if _, err := s[0].Do(context.Background(), key, fpA, c.run); err != nil || c.runs.Load() != 2 {
 		t.Errorf("after the TTL: %v, %d runs; want a second run", err, c.runs.Load())
 	}
