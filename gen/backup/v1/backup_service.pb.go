@@ -642,8 +642,9 @@ type CreateBackupRequest struct {
 	// The backup's name: 3-255 characters of a-z A-Z 0-9 _ . -.
 	BackupName string `protobuf:"bytes,4,opt,name=backup_name,json=backupName,proto3" json:"backup_name,omitempty"`
 	// Optional idempotency key: at most 128 printable ASCII characters, a UUID
-	// is typical. A repeated request_id for the same account returns the first
-	// result instead of creating a second backup.
+	// is typical. A repeated request_id for the same account, within 24 hours,
+	// returns the first result instead of creating a second backup; reused
+	// with other parameters it is refused with ALREADY_EXISTS.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
