@@ -6,16 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 )
+
+// certCheckInterval is how often a handshake looks whether the certificate
+// files changed.
+const certCheckInterval = 10 * time.Second
 
 // LoadTLS reads the listeners' certificate and key. With clientCAFile set,
 // every client must present a certificate signed by that CA (mutual TLS).
+// The certificate is read again when its files change, so a rotated
+// certificate is served from the next handshakes on, without a restart.
 func LoadTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: load cert_file and key_file: %w", err)
+	return loadTLS(certFile, keyFile, clientCAFile, certCheckInterval)
+}
+
+func loadTLS(certFile, keyFile, clientCAFile string, interval time.Duration) (*tls.Config, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile, interval: interval}
+	if err := r.load(); err != nil {
+		return nil, err
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{GetCertificate: r.certificate, MinVersion: tls.VersionTLS12}
 	if clientCAFile == "" {
 		return cfg, nil
 	}
@@ -29,4 +41,61 @@ func LoadTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	}
 	cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	return cfg, nil
+}
+
+// certReloader serves the certificate in certFile and keyFile, reading them
+// again when their modification times change. A pair that fails to load
+// (half written, say) leaves the previous certificate in service.
+type certReloader struct {
+	certFile, keyFile string
+	interval          time.Duration
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   [2]time.Time // the files' modification times when cert was read
+	checked time.Time
+}
+
+func (r *certReloader) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) >= r.interval {
+		_ = r.loadLocked() // on failure the previous certificate stays
+	}
+	return r.cert, nil
+}
+
+func (r *certReloader) load() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.loadLocked()
+}
+
+func (r *certReloader) loadLocked() error {
+	r.checked = time.Now()
+	stamp, err := modTimes(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	if r.cert != nil && stamp == r.stamp {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("tls: load cert_file and key_file: %w", err)
+	}
+	r.cert, r.stamp = &cert, stamp
+	return nil
+}
+
+func modTimes(certFile, keyFile string) ([2]time.Time, error) {
+	var t [2]time.Time
+	for i, f := range []string{certFile, keyFile} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return t, err
+		}
+		t[i] = fi.ModTime()
+	}
+	return t, nil
 }

@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -124,3 +126,50 @@ func TestLoadTLSErrors(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestTLSCertificateRotates: new certificate files are served from the next
+// handshake after the check interval, without a restart.
+func TestTLSCertificateRotates(t *testing.T) {
+	first := testenv.SelfSignedTLS(t)
+	const interval = 2 * time.Second
+	cfg, err := loadTLS(first.CertFile, first.KeyFile, "", interval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, httpAddr := serveTLS(t, cfg)
+	get := func(roots *x509.CertPool) error {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+		resp, err := client.Get("https://" + httpAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(first.Pool); err != nil {
+		t.Fatalf("first certificate: %v", err)
+	}
+	second := testenv.SelfSignedTLS(t)
+	for _, f := range [][2]string{{second.CertFile, first.CertFile}, {second.KeyFile, first.KeyFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		later := time.Now().Add(time.Minute) // a modification time surely different
+		if err := os.Chtimes(f[1], later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := get(first.Pool); err != nil {
+		t.Fatalf("the old certificate was not served until the check interval passed: %v", err)
+	}
+	time.Sleep(interval + 100*time.Millisecond)
+	if err := get(second.Pool); err != nil {
+		t.Errorf("rotated certificate: %v", err)
+	}
+	if err := get(first.Pool); err == nil {
+		t.Error("the old certificate is still served")
+	}
+}
