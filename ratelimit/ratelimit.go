@@ -81,42 +81,84 @@ const (
 	Refused  = "refused"  // its turn lay too far out
 )
 
-// Local limits calls within one process. Its map is built once and only read
-// afterwards, so Wait takes no lock of its own.
-type Local struct {
-	limiters map[Key]*rate.Limiter
+// policy is what both limiters share: each key's spacing between calls,
+// how long a call may wait its turn, and who hears of the decisions.
+type policy struct {
+	spacing  map[Key]time.Duration
 	maxWait  time.Duration
-	now      func() time.Time
 	sleep    func(ctx context.Context, d time.Duration) error
 	observer Observer
 }
 
+func newPolicy(opts Options) policy {
+	guard := opts.guard()
+	p := policy{spacing: make(map[Key]time.Duration, len(opts.Rates)), maxWait: opts.MaxWait, sleep: opts.Sleep, observer: opts.Observer}
+	if p.sleep == nil {
+		p.sleep = sleep
+	}
+	for k, perSecond := range opts.Rates {
+		p.spacing[k] = spacing(perSecond, guard)
+	}
+	return p
+}
+
+// spacing is the time between calls at perSecond calls per second with
+// guard added to each second.
+func spacing(perSecond float64, guard time.Duration) time.Duration {
+	return time.Duration(float64(time.Second+guard) / perSecond)
+}
+
+// budget is how long a call arriving at now may wait: MaxWait, bounded by
+// the context's deadline.
+func (p policy) budget(ctx context.Context, now time.Time) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(min(p.maxWait, dl.Sub(now)), 0)
+	}
+	return p.maxWait
+}
+
+// refuse records and returns the refusal of a call whose turn is delay away.
+func (p policy) refuse(k Key, delay time.Duration) error {
+	p.observe(k, Refused)
+	return &LimitedError{Key: k, RetryAfter: delay.Round(time.Millisecond) + time.Millisecond}
+}
+
+// observe tells the observer, when there is one, of a decision for k.
+func (p policy) observe(k Key, decision string) {
+	if p.observer != nil {
+		p.observer.ObserveLimit(k.Account, k.Region, k.Operation, decision)
+	}
+}
+
+// guard is the configured guard, with the default applied.
+func (opts Options) guard() time.Duration {
+	switch {
+	case opts.Guard == 0:
+		return DefaultGuard
+	case opts.Guard < 0:
+		return 0
+	}
+	return opts.Guard
+}
+
+// Local limits calls within one process. Its map is built once and only read
+// afterwards, so Wait takes no lock of its own.
+type Local struct {
+	policy
+	limiters map[Key]*rate.Limiter
+	now      func() time.Time
+}
+
 // NewLocal builds a limiter for every key in opts.Rates.
 func NewLocal(opts Options) *Local {
-	guard := opts.guard()
-	l := &Local{
-		limiters: make(map[Key]*rate.Limiter, len(opts.Rates)),
-		maxWait:  opts.MaxWait,
-		now:      opts.Now,
-		sleep:    opts.Sleep,
-		observer: opts.Observer,
-	}
+	l := &Local{policy: newPolicy(opts), limiters: make(map[Key]*rate.Limiter, len(opts.Rates)), now: opts.Now}
 	if l.now == nil {
 		l.now = time.Now
 	}
-	if l.sleep == nil {
-		l.sleep = sleep
-	}
-	for k, perSecond := range opts.Rates {
-		l.limiters[k] = rate.NewLimiter(interval(perSecond, guard), 1)
+	for k, d := range l.spacing {
+		l.limiters[k] = rate.NewLimiter(rate.Every(d), 1)
 	}
 	return l
-}
-
-// interval is the spacing between calls at perSecond calls per second with
-// guard added to each second.
-func interval(perSecond float64, guard time.Duration) rate.Limit {
-	return rate.Every(time.Duration(float64(time.Second+guard) / perSecond))
 }
 
 // Wait returns when the call for k may go, or a *LimitedError at once when
@@ -134,14 +176,9 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 		l.observe(k, Admitted)
 		return nil
 	}
-	budget := l.maxWait
-	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) < budget {
-		budget = dl.Sub(now)
-	}
-	if delay > budget {
+	if delay > l.budget(ctx, now) {
 		r.CancelAt(now)
-		l.observe(k, Refused)
-		return &LimitedError{Key: k, RetryAfter: delay.Round(time.Millisecond) + time.Millisecond}
+		return l.refuse(k, delay)
 	}
 	if err := l.sleep(ctx, delay); err != nil {
 		r.CancelAt(l.now())
@@ -149,26 +186,6 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 	}
 	l.observe(k, Waited)
 	return nil
-}
-
-func (l *Local) observe(k Key, decision string) { observe(l.observer, k, decision) }
-
-// observe tells o, when there is one, of a decision for k.
-func observe(o Observer, k Key, decision string) {
-	if o != nil {
-		o.ObserveLimit(k.Account, k.Region, k.Operation, decision)
-	}
-}
-
-// guard is the configured guard, with the default applied.
-func (opts Options) guard() time.Duration {
-	switch {
-	case opts.Guard == 0:
-		return DefaultGuard
-	case opts.Guard < 0:
-		return 0
-	}
-	return opts.Guard
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

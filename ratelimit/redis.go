@@ -36,33 +36,15 @@ return {1, delay}
 // When Redis cannot be reached it refuses (sharedstate.UnavailableError)
 // rather than let calls through unlimited.
 type Redis struct {
-	client    redis.Scripter
-	prefix    string
-	intervals map[Key]time.Duration
-	maxWait   time.Duration
-	sleep     func(ctx context.Context, d time.Duration) error
-	observer  Observer
+	policy
+	client redis.Scripter
+	prefix string
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
 // under prefix in client. opts.Now is not used: Redis keeps the time.
 func NewRedis(client redis.Scripter, prefix string, opts Options) *Redis {
-	guard := opts.guard()
-	l := &Redis{
-		client:    client,
-		prefix:    prefix + "ratelimit:",
-		intervals: make(map[Key]time.Duration, len(opts.Rates)),
-		maxWait:   opts.MaxWait,
-		sleep:     opts.Sleep,
-		observer:  opts.Observer,
-	}
-	if l.sleep == nil {
-		l.sleep = sleep
-	}
-	for k, perSecond := range opts.Rates {
-		l.intervals[k] = time.Duration(float64(time.Second+guard) / perSecond)
-	}
-	return l
+	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:"}
 }
 
 // Wait returns when the call for k may go, or a *LimitedError at once when
@@ -71,16 +53,12 @@ func NewRedis(client redis.Scripter, prefix string, opts Options) *Redis {
 // when it ends while waiting. A turn given up while waiting is not given
 // back: the rate is then undershot, never exceeded.
 func (l *Redis) Wait(ctx context.Context, k Key) error {
-	interval, ok := l.intervals[k]
+	interval, ok := l.spacing[k]
 	if !ok {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
-	budget := l.maxWait
-	if dl, ok := ctx.Deadline(); ok {
-		budget = min(budget, time.Until(dl))
-	}
 	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String()},
-		interval.Microseconds(), max(budget, 0).Microseconds()).Int64Slice()
+		interval.Microseconds(), l.budget(ctx, time.Now()).Microseconds()).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
@@ -89,8 +67,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	}
 	delay := time.Duration(res[1]) * time.Microsecond
 	if res[0] == 0 {
-		l.observe(k, Refused)
-		return &LimitedError{Key: k, RetryAfter: delay.Round(time.Millisecond) + time.Millisecond}
+		return l.refuse(k, delay)
 	}
 	if delay == 0 {
 		l.observe(k, Admitted)
@@ -102,5 +79,3 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	l.observe(k, Waited)
 	return nil
 }
-
-func (l *Redis) observe(k Key, decision string) { observe(l.observer, k, decision) }

@@ -43,7 +43,7 @@ func TestRedisSpacesTurnsAcrossReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	interval := time.Duration(float64(time.Second+DefaultGuard) / 50)
+	interval := spacing(50, DefaultGuard)
 	if len(turns) != 120 {
 		t.Fatalf("%d turns recorded, want 120", len(turns))
 	}
