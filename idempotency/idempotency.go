@@ -56,6 +56,17 @@ type finalError struct{ err error }
 func (e *finalError) Error() string { return e.err.Error() }
 func (e *finalError) Unwrap() error { return e.err }
 
+// outcome sorts what a run returned: whether it is kept (a response, or a
+// Final error), whether the error was Final, and the error without its
+// Final mark, for the caller.
+func outcome(err error) (kept, final bool, plain error) {
+	var f *finalError
+	if errors.As(err, &f) {
+		return true, true, f.err
+	}
+	return err == nil, false, err
+}
+
 // Memory keeps results in this process: enough for one replica.
 type Memory struct {
 	now func() time.Time
@@ -139,15 +150,11 @@ func (m *Memory) lead(key Key, e *entry, run func() ([]byte, error)) (resp []byt
 	settled := false
 	defer func() {
 		if !settled { // run panicked: forget the entry and let waiters run again
-			m.settle(key, e, nil, errors.New("panic"), false)
+			m.settle(key, e, nil, nil, false)
 		}
 	}()
 	resp, err = run()
-	var final *finalError
-	kept := err == nil || errors.As(err, &final)
-	if final != nil {
-		err = final.err
-	}
+	kept, _, err := outcome(err)
 	m.settle(key, e, resp, err, kept)
 	settled = true
 	return resp, err
@@ -180,8 +187,8 @@ func (m *Memory) expire() {
 	m.expiring = m.expiring[n:]
 }
 
-// Len reports how many requests the store holds, running or kept.
-func (m *Memory) Len() int {
+// len reports how many requests the store holds, running or kept.
+func (m *Memory) len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire()

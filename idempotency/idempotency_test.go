@@ -209,11 +209,11 @@ func TestExpiredEntriesAreDropped(t *testing.T) {
 	}
 	// The clock now stands 1000 steps after the first; request i expires
 	// 500 steps after it was made, so requests 501..999 remain.
-	if got := m.Len(); got != 499 {
-		t.Errorf("Len = %d after 1000 requests spread over two TTLs, want 499", got)
+	if got := m.len(); got != 499 {
+		t.Errorf("len = %d after 1000 requests spread over two TTLs, want 499", got)
 	}
 	c.Advance(TTL)
-	if got := m.Len(); got != 0 {
-		t.Errorf("Len = %d after every TTL passed, want 0", got)
+	if got := m.len(); got != 0 {
+		t.Errorf("len = %d after every TTL passed, want 0", got)
 	}
 }

@@ -129,20 +129,16 @@ func (s *Redis) lead(ctx context.Context, k, owner, fp string, run func() ([]byt
 		}
 	}()
 	resp, err = run()
-	var final *finalError
-	kept := err == nil || errors.As(err, &final)
+	kept, final, err := outcome(err)
 	next := ""
 	if kept {
-		b, _ := json.Marshal(record{Done: true, Fingerprint: fp, Response: resp, Unknown: final != nil})
+		b, _ := json.Marshal(record{Done: true, Fingerprint: fp, Response: resp, Unknown: final})
 		next = string(b)
 	}
 	// A failed settle leaves the claim to its lease: repeats then answer
 	// OutcomeUnknownError, which is safe, if not always true.
 	_ = settle.Run(ctx, s.client, []string{k}, owner, next, s.ttl.Milliseconds()).Err()
 	settled = true
-	if final != nil {
-		err = final.err
-	}
 	return resp, err
 }
 
