@@ -17,7 +17,8 @@ import (
 )
 
 // Idempotency runs a request once per key and answers repeats with the
-// first result (package idempotency).
+// first result (package idempotency). Do calls run, if at all, on the
+// caller's goroutine before it returns.
 type Idempotency interface {
 	Do(ctx context.Context, key idempotency.Key, fp idempotency.Fingerprint, run func() ([]byte, error)) ([]byte, error)
 }
@@ -25,25 +26,27 @@ type Idempotency interface {
 // once does a request that must not be done twice (CreateBackup, restore).
 // Without a request_id it simply runs do under the request's deadline.
 // With one, it runs do at most once per (account, request_id) and answers
-// repeats with the first response; norm is the request with its parameters
-// normalized, whose fingerprint a repeat must match.
+// repeats with the first response; norm gives the request with its
+// parameters normalized, whose fingerprint a repeat must match.
 //
 // The first run is detached from its caller's cancellation: once DynamoDB
 // may have the call, it runs to its end and its result is kept, so a caller
 // that gave up and retries gets the backup it already has, not a second.
-func once[Resp proto.Message](ctx context.Context, s *Server, op, account, requestID string, norm proto.Message,
+func once[Resp proto.Message](ctx context.Context, s *Server, op, account, requestID string, norm func() proto.Message,
 	do func(context.Context) (Resp, error)) (Resp, error) {
 	if requestID == "" {
 		ctx, cancel := s.withDeadline(ctx)
 		defer cancel()
 		return do(ctx)
 	}
-	var zero Resp
-	fp, err := fingerprint(norm)
+	var zero, mine Resp
+	fp, err := fingerprint(norm())
 	if err != nil {
 		return zero, err
 	}
+	ran := false
 	b, err := s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
+		ran = true
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.detachedTimeout(ctx))
 		defer cancel()
 		resp, err := do(ctx)
@@ -53,10 +56,14 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 			}
 			return nil, err
 		}
+		mine = resp
 		return proto.Marshal(resp)
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return zero, err
+	case ran: // this call ran it: its own response, not a copy decoded back
+		return mine, nil
 	}
 	out := zero.ProtoReflect().New().Interface().(Resp)
 	if err := proto.Unmarshal(b, out); err != nil {

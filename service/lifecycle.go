@@ -156,8 +156,11 @@ func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.Resto
 	if err != nil {
 		return nil, err
 	}
-	norm := proto.CloneOf(req)
-	norm.RequestId = ""
+	norm := func() proto.Message {
+		n := proto.CloneOf(req)
+		n.RequestId = ""
+		return n
+	}
 	return once(ctx, s, config.OpRestoreTableFromBackup, target.AccountID, req.GetRequestId(), norm,
 		func(ctx context.Context) (*backupv1.RestoreTableFromBackupResponse, error) {
 			out, err := target.DynamoDB.RestoreTableFromBackup(ctx, in)

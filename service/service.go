@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/backupd/backupd/accounts"
@@ -76,7 +77,9 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 	if err != nil {
 		return nil, err
 	}
-	norm := &backupv1.CreateBackupRequest{AccountId: target.AccountID, Region: target.Region, TableName: table, BackupName: req.GetBackupName()}
+	norm := func() proto.Message {
+		return &backupv1.CreateBackupRequest{AccountId: target.AccountID, Region: target.Region, TableName: table, BackupName: req.GetBackupName()}
+	}
 	return once(ctx, s, config.OpCreateBackup, target.AccountID, req.GetRequestId(), norm,
 		func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
 			return s.createBackup(ctx, target, table, req.GetBackupName())
