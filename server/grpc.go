@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -143,24 +144,11 @@ func (i *interceptor) authorize(ctx context.Context, method string, req any) (st
 	return i.authz.Authorize(ctx, op, account)
 }
 
-func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	growStack()
-	defer func() {
-		if p := recover(); p != nil {
-			i.log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("method", info.FullMethod),
-				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			resp, err = nil, status.Error(codes.Internal, "internal error; the details are in backupd's log")
-			if i.metrics != nil {
-				i.metrics.ObserveRequest(info.FullMethod, codes.Internal, time.Since(start))
-			}
-		}
-	}()
+	GrowStack()
 	ctx, fields := reqlog.New(ctx)
-	principal, err := i.authorize(ctx, info.FullMethod, req)
-	if err == nil {
-		resp, err = handler(ctx, req)
-	}
+	principal, resp, err := i.run(ctx, req, info, handler)
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
 		return resp, err
 	}
@@ -205,25 +193,49 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	return resp, nil
 }
 
-// stackReserve is how much stack growStack claims for a handler. The
+// errPanic stands for a handler's panic once it is recovered and logged:
+// like any unexpected error, it is mapped to INTERNAL, logged on the
+// request's line and counted.
+var errPanic = errors.New("panic in handler; the stack is in the log line before")
+
+// run authorizes the call and runs its handler, turning a panic of either
+// into errPanic after logging it with its stack.
+func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (
+	principal string, resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			i.log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("method", info.FullMethod),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			resp, err = nil, errPanic
+		}
+	}()
+	if principal, err = i.authorize(ctx, info.FullMethod, req); err != nil {
+		return principal, nil, err
+	}
+	resp, err = handler(ctx, req)
+	return principal, resp, err
+}
+
+// stackReserve is how much stack GrowStack claims for a handler. The
 // SDK's call path (its middleware stack and DynamoDB's endpoint rules) runs
 // about 30 KiB deep; grpc-go starts each handler on a fresh goroutine with
 // a small stack.
 const stackReserve = 32 << 10
 
-// growStack grows the handler goroutine's stack in one step while it is
-// still shallow. Left to itself the stack doubles two or three times deep
-// inside the SDK, and each growth copies and adjusts every frame of a deep
-// stack: about 25 µs per request on a 2-core machine (see
-// BENCHMARKS.md), more than the rest of backupd's own work.
+// GrowStack grows the calling goroutine's stack in one step while it is
+// still shallow. Left to itself the stack of a handler doubles two or three
+// times deep inside the SDK, and each growth copies and adjusts every frame
+// of a deep stack (BENCHMARKS.md has the cost, measured by
+// BenchmarkChainingCost). The interceptor calls it for every request; it is
+// exported so that the benchmarks measure the same step.
 //
 //go:noinline
-func growStack() {
+func GrowStack() {
 	var reserve [stackReserve]byte
 	keep(reserve[:])
 }
 
-// keep stops the compiler from dropping growStack's array.
+// keep stops the compiler from dropping GrowStack's array.
 //
 //go:noinline
 func keep(b []byte) { b[len(b)-1] = 0 }
