@@ -3,12 +3,15 @@ package bench
 import (
 	"context"
 	"testing"
+
+	"github.com/backupd/backupd/server"
 )
 
 // BenchmarkChainingCost takes apart why the floors chained (bare-proxy) cost
 // more than the floors measured one after the other: the SDK call on a
-// fresh goroutine per call, as grpc-go runs each handler, versus on the
-// benchmark's own; the rest is the threads that park while one hop waits
+// fresh goroutine per call, as grpc-go runs each handler, with and without
+// its stack grown first (server.GrowStack), versus on the benchmark's own;
+// the rest is the threads that park while one hop waits
 // for the other and must be woken again.
 func BenchmarkChainingCost(b *testing.B) {
 	ctx := context.Background()
@@ -25,15 +28,23 @@ func BenchmarkChainingCost(b *testing.B) {
 			}
 		}
 	})
-	b.Run("direct-fresh-goroutine", func(b *testing.B) {
-		for b.Loop() {
-			done := make(chan error)
-			go func() { done <- direct(ctx) }()
-			if err := <-done; err != nil {
-				b.Fatal(err)
+	for _, v := range []struct {
+		name string
+		grow func()
+	}{
+		{"direct-fresh-goroutine", func() {}},
+		{"direct-fresh-goroutine-grown", server.GrowStack}, // as backupd's interceptor does
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			for b.Loop() {
+				done := make(chan error)
+				go func() { v.grow(); done <- direct(ctx) }()
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 	b.Run("bare-grpc", func(b *testing.B) {
 		f := s.Call(BareGRPC)
 		for b.Loop() {

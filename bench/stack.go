@@ -86,14 +86,24 @@ type Options struct {
 	// spaced evenly (burst 1), so two that arrive closer than 1/rate apart
 	// wait, however low the average rate.
 	CreateBackupRate float64
+	// FakeURL, when set, is a fake already running in another process
+	// (the one `backupd --sandbox` serves; its start-up line names it as
+	// fake_endpoint), used instead of one in this process. Its counters are
+	// then out of sight: see [Stack.External].
+	FakeURL string
 }
 
 // Stack is the sandbox fake and backupd wired to it, as `backupd --sandbox`
 // wires them, all on loopback listeners in this process, plus the clients of
 // every Target. Its calls are safe for concurrent use.
 type Stack struct {
-	// Fake is the sandbox: STS and DynamoDB.
+	// Fake is the sandbox: STS and DynamoDB. With Options.FakeURL it only
+	// lends its (constant) operator credentials; the fake called runs
+	// elsewhere.
 	Fake *sandbox.Fake
+	// External reports that the fake runs in another process, so that its
+	// AssumeRole calls and accepted connections are not counted here.
+	External bool
 	// GRPCAddr, HTTPURL and BareAddr are where backupd's gRPC and REST
 	// listeners and the bare gRPC stub listen.
 	GRPCAddr string
@@ -151,19 +161,24 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// The fake, served as runSandbox serves it.
 	demo := sandbox.DemoAccounts()
 	s.Fake = sandbox.New(sandbox.Options{Accounts: demo})
-	fakeSrv := httptest.NewUnstartedServer(s.Fake)
-	fakeSrv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			s.fakeConns.Add(1)
+	fakeURL := opts.FakeURL
+	s.External = fakeURL != ""
+	if !s.External {
+		fakeSrv := httptest.NewUnstartedServer(s.Fake)
+		fakeSrv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.fakeConns.Add(1)
+			}
 		}
+		fakeSrv.Start()
+		s.closers = append(s.closers, fakeSrv.Close)
+		fakeURL = fakeSrv.URL
 	}
-	fakeSrv.Start()
-	s.closers = append(s.closers, fakeSrv.Close)
 	cfg := sandboxConfig(demo, opts.CreateBackupRate)
 	awsCfg := aws.Config{
 		Region:       cfg.DefaultRegion,
 		Credentials:  credentials.StaticCredentialsProvider{Value: s.Fake.BaseCredentials()},
-		BaseEndpoint: aws.String(fakeSrv.URL),
+		BaseEndpoint: aws.String(fakeURL),
 	}
 	// direct-sdk uses the same pooled HTTP client as backupd.
 	awsCfg.HTTPClient = accounts.PooledHTTPClient(awsCfg.HTTPClient)
@@ -300,7 +315,7 @@ func (s *Stack) LimiterWaits() int64 {
 
 // FakeConns counts the connections the fake has accepted since Start: its
 // clients (backupd's and direct-sdk's) open new ones when their idle pools
-// are too small for the concurrency.
+// are too small for the concurrency. It stays 0 when the fake is External.
 func (s *Stack) FakeConns() int64 {
 	return s.fakeConns.Load()
 }

@@ -5,6 +5,7 @@
 //
 //	loadgen -target all -d 5s        # every target at concurrency 1 and 64, with the ratios
 //	loadgen -target rest -c 8 -n 10000
+//	loadgen -fake http://127.0.0.1:PORT  # the fake of a running `backupd --sandbox`, in its own process
 //
 // The time of each (target, concurrency) pair is split into -rounds slices,
 // and the targets take turns slice by slice, so that a machine that slows
@@ -54,6 +55,7 @@ type options struct {
 	warmup   time.Duration
 	timeout  time.Duration
 	rate     float64
+	fakeURL  string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,10 +69,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Duration("warmup", 200*time.Millisecond, "unmeasured calls before each slice")
 	timeout := fs.Duration("timeout", 2*time.Minute, "hard bound on each slice")
 	rate := fs.Float64("rate", 0, "CreateBackup calls per second allowed by backupd's limiter per account and region; 0 is unlimited")
+	fakeURL := fs.String("fake", "", "URL of a fake running in another process (the fake_endpoint that `backupd --sandbox` logs at start); empty: one in this process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	opts := options{duration: *duration, requests: *requests, rounds: *rounds, warmup: *warmup, timeout: *timeout, rate: *rate}
+	opts := options{duration: *duration, requests: *requests, rounds: *rounds, warmup: *warmup, timeout: *timeout, rate: *rate, fakeURL: *fakeURL}
 	var problems []error
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Errorf("unexpected arguments: %q", fs.Args()))
@@ -138,7 +141,7 @@ func (r *result) percentile(p float64) time.Duration {
 }
 
 func load(ctx context.Context, opts options, stdout io.Writer) error {
-	stack, err := bench.Start(ctx, bench.Options{CreateBackupRate: opts.rate})
+	stack, err := bench.Start(ctx, bench.Options{CreateBackupRate: opts.rate, FakeURL: opts.fakeURL})
 	if err != nil {
 		return err
 	}
@@ -155,8 +158,12 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "loadgen: GOMAXPROCS=%d NumCPU=%d %s; %s per target and concurrency, in %d rounds; CreateBackup limit: %s\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version(), limit, opts.rounds, rateName)
-	fmt.Fprintf(stdout, "response sizes: %d bytes protobuf (grpc, bare-grpc), %d bytes JSON (rest)\n\n",
+	fmt.Fprintf(stdout, "response sizes: %d bytes protobuf (grpc, bare-grpc), %d bytes JSON (rest)\n",
 		stack.GRPCResponseBytes, stack.RESTResponseBytes)
+	if stack.External {
+		fmt.Fprintf(stdout, "fake: %s, in another process (its AssumeRole calls and connections are not counted)\n", opts.fakeURL)
+	}
+	fmt.Fprintln(stdout)
 
 	var results []*result
 	for _, c := range opts.conc {
@@ -181,9 +188,13 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 	fmt.Fprintln(tw, "target\tconc\tcalls\terrors\treq/s\tper call\tp50\tp99\tCPU/call\tallocs/call\tB/call\tlimiter waits\tnew conns to fake\t")
 	var failed error
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t\n", r.target, r.conc, r.calls, r.errs, r.rate(),
+		dials := strconv.FormatInt(r.dials, 10)
+		if stack.External {
+			dials = "n/a"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", r.target, r.conc, r.calls, r.errs, r.rate(),
 			us(r.perCall()), us(r.percentile(0.50)), us(r.percentile(0.99)), us(r.cpu/time.Duration(r.calls)),
-			r.allocs/uint64(r.calls), r.bytes/uint64(r.calls), r.waits, r.dials)
+			r.allocs/uint64(r.calls), r.bytes/uint64(r.calls), r.waits, dials)
 		if r.firstErr != nil && failed == nil {
 			failed = fmt.Errorf("%s at concurrency %d: %d of %d calls failed; first: %w", r.target, r.conc, r.errs, r.calls, r.firstErr)
 		}
@@ -191,7 +202,9 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nAssumeRole calls after warm-up: %d\n", stack.Fake.AssumeRoleCalls()-assumed)
+	if !stack.External {
+		fmt.Fprintf(stdout, "\nAssumeRole calls after warm-up: %d\n", stack.Fake.AssumeRoleCalls()-assumed)
+	}
 	if slices.Equal(opts.targets, allOrder) {
 		printRatios(stdout, results, opts.conc)
 	}
