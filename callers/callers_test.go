@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/metadata"
 
 	"github.com/backupd/backupd/config"
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
 func hash(token string) string {
@@ -78,5 +80,19 @@ func TestNoCallersLetsEveryoneThrough(t *testing.T) {
 	}
 	if caller, err := a.Authorize(context.Background(), "DeleteBackup", "111111111111"); caller != "" || err != nil {
 		t.Errorf("nil Authorizer: %q, %v", caller, err)
+	}
+}
+
+// TestRPCsAreTheServiceMethods keeps the operations a caller may be allowed
+// (config.RPCs) equal to what BackupService serves.
+func TestRPCsAreTheServiceMethods(t *testing.T) {
+	var served []string
+	for _, m := range backupv1.BackupService_ServiceDesc.Methods {
+		served = append(served, m.MethodName)
+	}
+	slices.Sort(served)
+	want := slices.Sorted(slices.Values(config.RPCs))
+	if !slices.Equal(served, want) {
+		t.Errorf("BackupService serves %v; config.RPCs lists %v", served, want)
 	}
 }

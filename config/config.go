@@ -71,6 +71,17 @@ type TLS struct {
 // Enabled reports whether the listeners serve TLS.
 func (t TLS) Enabled() bool { return t.CertFile != "" }
 
+// problems collects configuration errors, each naming its field.
+type problems []error
+
+// at returns a function that adds a problem of the field under prefix
+// ("accounts[0].", say).
+func (ps *problems) at(prefix string) func(field, format string, args ...any) {
+	return func(field, format string, args ...any) {
+		*ps = append(*ps, fmt.Errorf("%s%s: "+format, append([]any{prefix, field}, args...)...))
+	}
+}
+
 // RPCs names the BackupService methods a caller may be allowed.
 var RPCs = []string{"CreateBackup", "GetBackup", "ListBackups", "DeleteBackup", "RestoreTableFromBackup"}
 
@@ -264,10 +275,8 @@ var (
 
 // Validate reports every problem in c, one per line, each naming its field.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
-	}
+	var ps problems
+	bad := ps.at("")
 	if c.Listen.GRPC == c.Listen.HTTP {
 		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
 	}
@@ -319,21 +328,18 @@ func (c *Config) Validate() error {
 			bad(p+".id", "%q is already configured at accounts[%d]", a.ID, j)
 		}
 		seen[a.ID] = i
-		errs = append(errs, a.validate(p)...)
+		a.validate(ps.at(p + "."))
 	}
-	return errors.Join(append(errs, c.validateCallers(seen)...)...)
+	c.validateCallers(&ps, seen)
+	return errors.Join(ps...)
 }
 
 var tokenHashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-func (c *Config) validateCallers(accounts map[string]int) []error {
-	var errs []error
+func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 	names, tokens := map[string]int{}, map[string]int{}
 	for i, cl := range c.Callers {
-		p := fmt.Sprintf("callers[%d]", i)
-		bad := func(field, format string, args ...any) {
-			errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{p, field}, args...)...))
-		}
+		bad := ps.at(fmt.Sprintf("callers[%d].", i))
 		if cl.Name == "" {
 			bad("name", "must be set; it names the caller in logs")
 		} else if j, dup := names[cl.Name]; dup {
@@ -365,14 +371,9 @@ func (c *Config) validateCallers(accounts map[string]int) []error {
 			}
 		}
 	}
-	return errs
 }
 
-func (a Account) validate(p string) []error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{p, field}, args...)...))
-	}
+func (a Account) validate(bad func(field, format string, args ...any)) {
 	if !accountIDRe.MatchString(a.ID) {
 		bad("id", "must be exactly 12 digits (quote it in YAML); got %q", a.ID)
 	}
@@ -403,7 +404,6 @@ func (a Account) validate(p string) []error {
 			bad("limits."+snake(op), "must be a rate per second in (0, 10000]; got %g", r)
 		}
 	}
-	return errs
 }
 
 func orPlaceholder(id string) string {
