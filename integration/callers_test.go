@@ -28,9 +28,8 @@ func sha256hex(s string) string {
 // AWS.
 func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 	moto := testenv.MotoURL(t)
-	a, b := testenv.UniqueAccountID(t), testenv.UniqueAccountID(t)
-	createTable(t, asAccount(t, moto, a), "Orders")
-	createTable(t, asAccount(t, moto, b), "Orders")
+	a, _ := newAccount(t, moto, "Orders")
+	b, _ := newAccount(t, moto, "Orders")
 	rec := newRecorder(t, moto)
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, Env: motoEnv(rec.URL), Callers: `callers:
   - {name: orders, token_sha256: ` + sha256hex("orders-token") + `, accounts: ["` + a + `"], operations: [CreateBackup, GetBackup]}
@@ -110,8 +109,7 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 // gRPC with TLS and over HTTPS, and plaintext is refused on both.
 func TestTLSListeners(t *testing.T) {
 	moto := testenv.MotoURL(t)
-	a := testenv.UniqueAccountID(t)
-	createTable(t, asAccount(t, moto, a), "Orders")
+	a, _ := newAccount(t, moto, "Orders")
 	files := testenv.SelfSignedTLS(t)
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(moto), TLS: &files})
 	if _, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "over-tls"}); err != nil {

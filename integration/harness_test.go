@@ -401,6 +401,18 @@ func asAccount(t *testing.T, motoURL, id string) *dynamodb.Client {
 	return dynamodb.NewFromConfig(base, func(o *dynamodb.Options) { o.Credentials = creds })
 }
 
+// newAccount makes a fresh account on moto with the tables named, and
+// returns its id and the test's own client in it.
+func newAccount(t *testing.T, moto string, tables ...string) (string, *dynamodb.Client) {
+	t.Helper()
+	id := testenv.UniqueAccountID(t)
+	db := asAccount(t, moto, id)
+	for _, name := range tables {
+		createTable(t, db, name)
+	}
+	return id, db
+}
+
 // createTable creates a small on-demand table (with a GSI) in the client's account.
 func createTable(t *testing.T, db *dynamodb.Client, name string) {
 	t.Helper()

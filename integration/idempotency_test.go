@@ -23,10 +23,8 @@ import (
 // got the first response.
 func TestRequestIDMakesOneBackup(t *testing.T) {
 	moto := testenv.MotoURL(t)
-	a, b := testenv.UniqueAccountID(t), testenv.UniqueAccountID(t)
-	dbA, dbB := asAccount(t, moto, a), asAccount(t, moto, b)
-	createTable(t, dbA, "Orders")
-	createTable(t, dbB, "Orders")
+	a, dbA := newAccount(t, moto, "Orders")
+	b, dbB := newAccount(t, moto, "Orders")
 	rec := newRecorder(t, moto)
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, Env: motoEnv(rec.URL)})
 	ctx := context.Background()
@@ -157,9 +155,7 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("caller deadline passes while DynamoDB works", func(t *testing.T) {
-		a := testenv.UniqueAccountID(t)
-		db := asAccount(t, moto, a)
-		createTable(t, db, "Orders")
+		a, db := newAccount(t, moto, "Orders")
 		ddb, creates := slowDynamoDB(t, moto, 1500*time.Millisecond)
 		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
 			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
@@ -182,7 +178,7 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 	})
 
 	t.Run("connection dropped after CreateBackup was sent", func(t *testing.T) {
-		a := testenv.UniqueAccountID(t)
+		a, _ := newAccount(t, moto)
 		ddb, creates := faultyDynamoDB(t, moto, func(w http.ResponseWriter) {
 			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
 				conn.Close()

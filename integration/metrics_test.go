@@ -21,8 +21,7 @@ import (
 // GET /metrics.
 func TestMetricsCountWhatHappened(t *testing.T) {
 	moto := testenv.MotoURL(t)
-	a := testenv.UniqueAccountID(t)
-	createTable(t, asAccount(t, moto, a), "Orders")
+	a, _ := newAccount(t, moto, "Orders")
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a, CreateRate: 1}}, MaxWait: 1200 * time.Millisecond, Env: motoEnv(moto)})
 	ctx := context.Background()
 

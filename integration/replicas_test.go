@@ -46,8 +46,7 @@ func busiestSecond(times []time.Time) int {
 // that share Redis: moto never sees more than 50 CreateBackups in a second.
 func TestReplicasShareTheRateLimit(t *testing.T) {
 	moto := testenv.MotoURL(t)
-	a := testenv.UniqueAccountID(t)
-	createTable(t, asAccount(t, moto, a), "Flood")
+	a, _ := newAccount(t, moto, "Flood")
 	rec := newRecorder(t, moto)
 	insts := replicas(t, 2, rec, []account{{ID: a}})
 	ctx := context.Background()
@@ -88,9 +87,7 @@ func TestReplicasShareTheRateLimit(t *testing.T) {
 // one backup, one answer.
 func TestReplicasShareRequestIDs(t *testing.T) {
 	moto := testenv.MotoURL(t)
-	a := testenv.UniqueAccountID(t)
-	db := asAccount(t, moto, a)
-	createTable(t, db, "Orders")
+	a, db := newAccount(t, moto, "Orders")
 	rec := newRecorder(t, moto)
 	insts := replicas(t, 2, rec, []account{{ID: a}})
 	req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "shared", RequestId: "shared-1"}
@@ -127,8 +124,7 @@ func TestReplicasShareRequestIDs(t *testing.T) {
 func TestRedisGone(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
-	a := testenv.UniqueAccountID(t)
-	createTable(t, asAccount(t, moto, a), "Orders")
+	a, _ := newAccount(t, moto, "Orders")
 	addr := freePort(t)
 	stopRedis := startRedis(t, addr)
 	rec := newRecorder(t, moto)
