@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -212,11 +214,17 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 	}
 }
 
-// Sequential calls reuse one connection. Without readOnlyBodies, about 2%
-// of calls dropped theirs (smithy-go's WriteTo racing net/http's writer).
+// Sequential calls reuse one connection, and each request leaves in one
+// write: headers and body together. Without inMemoryBodies, net/http wrote
+// the SDK's body apart from the headers, and about 2% of calls dropped
+// their connection (smithy-go's WriteTo racing net/http's writer).
 func TestSequentialCallsReuseTheirConnection(t *testing.T) {
 	var conns atomic.Int32
+	var badBodies atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if body, err := io.ReadAll(r.Body); err != nil || string(body) != `{"TableName":"Orders"}` {
+			badBodies.Add(1)
+		}
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 		_, _ = w.Write([]byte(`{"BackupSummaries":[]}`))
 	}))
@@ -227,8 +235,16 @@ func TestSequentialCallsReuseTheirConnection(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
+	var writes atomic.Int32
+	client := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			return countingConn{c, &writes}, err
+		}
+	})
 	r, err := New(Options{
-		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), HTTPClient: PooledHTTPClient(nil)},
+		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), HTTPClient: PooledHTTPClient(client)},
 		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
 		Roles:    staticRoles{},
 		Limiter:  &countingLimiter{},
@@ -237,12 +253,30 @@ func TestSequentialCallsReuseTheirConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	target, _ := r.Resolve("111111111111", "")
-	for range 1000 {
-		if _, err := target.DynamoDB.ListBackups(context.Background(), &dynamodb.ListBackupsInput{}); err != nil {
+	const calls = 1000
+	for range calls {
+		if _, err := target.DynamoDB.ListBackups(context.Background(), &dynamodb.ListBackupsInput{TableName: aws.String("Orders")}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := conns.Load(); n != 1 {
-		t.Errorf("1000 sequential calls opened %d connections, want 1", n)
+		t.Errorf("%d sequential calls opened %d connections, want 1", calls, n)
 	}
+	if n := writes.Load(); n != calls {
+		t.Errorf("%d calls took %d writes, want one each", calls, n)
+	}
+	if n := badBodies.Load(); n != 0 {
+		t.Errorf("%d requests arrived without their whole body", n)
+	}
+}
+
+// countingConn counts its writes.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
 }

@@ -1,6 +1,8 @@
 package accounts
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -78,29 +80,49 @@ func PooledHTTPClient(c aws.HTTPClient) aws.HTTPClient {
 	if !ok {
 		return c
 	}
-	return readOnlyBodies{bc.WithTransportOptions(func(t *http.Transport) {
+	return inMemoryBodies{bc.WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
 		t.MaxIdleConns = max(t.MaxIdleConns, maxIdleConns)
 	})}
 }
 
-// readOnlyBodies hands net/http request bodies that offer only Read and
-// Close. smithy-go's body wrapper implements WriteTo and answers io.EOF once
-// the SDK has closed it; when that close races net/http's write loop, the
-// transport takes the EOF for a failed body and drops a healthy connection
-// (about 2% of calls here, each a new TLS handshake in production). Plain
-// reads avoid the race.
-type readOnlyBodies struct {
+// maxInMemoryBody is the largest request body inMemoryBodies reads ahead.
+// The DynamoDB backup API's JSON bodies are a few hundred bytes.
+const maxInMemoryBody = 64 << 10
+
+// inMemoryBodies hands net/http request bodies it can see are in memory.
+// The SDK's body is its own stream type, which net/http cannot tell from a
+// slow reader, so it writes the headers and the body as two packets (two
+// syscalls, and two reads and wake-ups at the server) for every call. A
+// bytes.Reader lets it write the request in one, and GetBody lets it resend
+// a request whose pooled connection turned out closed before a byte was
+// written. Reading the SDK's stream here also keeps its WriteTo, which
+// answers io.EOF once the SDK has closed it, out of net/http's write loop:
+// when that close raced the loop, the transport took the EOF for a failed
+// body and dropped a healthy connection (about 2% of calls). Bodies of
+// unknown or large size are passed on with only Read and Close.
+type inMemoryBodies struct {
 	aws.HTTPClient
 }
 
-func (c readOnlyBodies) Do(req *http.Request) (*http.Response, error) {
-	if _, ok := req.Body.(io.WriterTo); ok {
-		r := *req
-		r.Body = readOnlyBody{req.Body}
-		req = &r
+func (c inMemoryBodies) Do(req *http.Request) (*http.Response, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return c.HTTPClient.Do(req)
 	}
-	return c.HTTPClient.Do(req)
+	r := *req
+	if n := req.ContentLength; n > 0 && n <= maxInMemoryBody {
+		body := make([]byte, n)
+		_, err := io.ReadFull(req.Body, body)
+		req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read request body: %w", err)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	} else {
+		r.Body = readOnlyBody{req.Body}
+	}
+	return c.HTTPClient.Do(&r)
 }
 
 type readOnlyBody struct {
