@@ -427,17 +427,28 @@ func (s *Stack) dial(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// newRegistry is cmd/backupd's registry, with the limiter's sleeps counted.
+// newRegistry is cmd/backupd's registry, with the calls its limiter made
+// wait counted.
 func (s *Stack) newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Registry, error) {
 	return accounts.NewFromConfig(cfg, awsCfg, ratelimit.NewLocal(ratelimit.Options{
 		Rates:    accounts.Rates(cfg.Accounts),
 		MaxWait:  cfg.MaxWait,
-		Observer: s.metrics,
-		Sleep: func(ctx context.Context, d time.Duration) error {
-			s.waits.Add(1)
-			return sleep(ctx, d)
-		},
+		Observer: waitCounter{Metrics: s.metrics, waits: &s.waits},
 	}), s.metrics)
+}
+
+// waitCounter passes the limiter's decisions on to the metrics and counts
+// the calls it made wait.
+type waitCounter struct {
+	*metrics.Metrics
+	waits *atomic.Int64
+}
+
+func (w waitCounter) ObserveLimit(account, region, operation, decision string) {
+	if decision == ratelimit.Waited {
+		w.waits.Add(1)
+	}
+	w.Metrics.ObserveLimit(account, region, operation, decision)
 }
 
 func newSTSClient(awsCfg aws.Config) *sts.Client {
@@ -498,17 +509,6 @@ func (s *stub) CreateBackup(ctx context.Context, _ *backupv1.CreateBackupRequest
 		}
 	}
 	return s.resp, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // ParseTarget accepts a target's name, or "direct" and "bare" for short.

@@ -63,6 +63,8 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
 	if err != nil {
+		// An UnavailableError even when ctx has ended: its type is what
+		// tells a request_id's run that nothing reached AWS.
 		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
 	}
 	delay := time.Duration(res[1]) * time.Microsecond

@@ -52,7 +52,7 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 		resp, err := do(ctx)
 		if err != nil {
 			if mayHaveActed(err) {
-				return nil, idempotency.Final(&accounts.OutcomeUnknownError{Operation: op, AccountID: account, Err: err})
+				return nil, idempotency.Final(outcomeUnknown(op, account, err))
 			}
 			return nil, err
 		}
@@ -98,6 +98,15 @@ func mayHaveActed(err error) bool {
 		return false
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// outcomeUnknown is err as an *accounts.OutcomeUnknownError: err itself
+// when it already is one, so that its message says so once.
+func outcomeUnknown(op, account string, err error) error {
+	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); ok {
+		return err
+	}
+	return &accounts.OutcomeUnknownError{Operation: op, AccountID: account, Err: err}
 }
 
 // fingerprint hashes a request's type and parameters. The request_id is

@@ -36,6 +36,26 @@ func TestMayHaveActed(t *testing.T) {
 	}
 }
 
+func TestOutcomeUnknownWrapsOnce(t *testing.T) {
+	unsure := &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Err: errors.New("connection reset")}
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"already unknown", fmt.Errorf("operation error DynamoDB: %w", unsure),
+			"operation error DynamoDB: CreateBackup in account 111111111111: outcome unknown: connection reset"},
+		{"deadline", context.DeadlineExceeded,
+			"CreateBackup in account 111111111111: outcome unknown: context deadline exceeded"},
+	}
+	for _, tt := range tests {
+		err := outcomeUnknown("CreateBackup", "111111111111", tt.err)
+		if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); !ok || err.Error() != tt.want {
+			t.Errorf("%s: outcomeUnknown = %q, want an OutcomeUnknownError %q", tt.name, err, tt.want)
+		}
+	}
+}
+
 func TestFingerprint(t *testing.T) {
 	restore := func(target, rid string) *backupv1.RestoreTableFromBackupRequest {
 		return &backupv1.RestoreTableFromBackupRequest{BackupArn: "arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12",
