@@ -28,7 +28,7 @@ func testPrefix(t *testing.T) string {
 }
 
 // TestRedisSpacesTurnsAcrossReplicas: two limiters sharing one Redis stand
-// for two replicas; 120 calls through them in turn get 120 turns 21 ms
+// for two replicas; 120 calls through them in turn get 120 turns 22 ms
 // apart, so no one-second window holds more than 50. The limiters do not
 // sleep: each call's turn is the moment Redis answered plus the delay it
 // gave, which keeps the test exact and fast. (Calls from many goroutines at
@@ -77,7 +77,7 @@ func (l *turnLog) ObserveLimit(_, _, _, decision string) {
 }
 
 // TestRedisRefusesBeyondMaxWait: three calls in a row, whose waits are not
-// slept, take the turns now, +21 ms and +42 ms; with a 30 ms max wait the
+// slept, take the turns now, +22 ms and +44 ms; with a 30 ms max wait the
 // third is refused.
 func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 	var got decisions
@@ -88,11 +88,11 @@ func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 		errs = append(errs, l.Wait(context.Background(), keyA))
 	}
 	if errs[0] != nil || errs[1] != nil {
-		t.Fatalf("first two: %v; want both admitted (the second after 21 ms)", errs[:2])
+		t.Fatalf("first two: %v; want both admitted (the second after 22 ms)", errs[:2])
 	}
 	var le *LimitedError
 	if !errors.As(errs[2], &le) || le.RetryAfter < 30*time.Millisecond || le.RetryAfter > 45*time.Millisecond {
-		t.Errorf("third: %v; want a LimitedError about 42 ms out", errs[2])
+		t.Errorf("third: %v; want a LimitedError about 44 ms out", errs[2])
 	}
 	want := decisions{keyA.String() + ":" + Admitted, keyA.String() + ":" + Waited, keyA.String() + ":" + Refused}
 	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
