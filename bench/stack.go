@@ -200,7 +200,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.GRPCAddr = grpcLis
-	handler, err := server.NewHTTPHandler(ctx, server.InProcess(srvOpts), health, s.metrics.Handler())
+	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, s.metrics.Handler())
 	if err != nil {
 		return nil, err
 	}

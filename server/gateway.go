@@ -9,7 +9,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -21,26 +23,31 @@ import (
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
 )
 
 // MaxBodyBytes bounds a REST request body; larger ones get 413.
 const MaxBodyBytes = 64 << 10
 
 // NewHTTPHandler serves the REST API, /healthz, /readyz and, when metrics
-// is not nil, GET /metrics. The REST API calls svc in process; pass
-// InProcess's result so that REST requests pass the same interceptor as
-// gRPC ones.
-func NewHTTPHandler(ctx context.Context, svc backupv1.BackupServiceServer, h *Health, metrics http.Handler) (http.Handler, error) {
+// is not nil, GET /metrics. The REST API calls opts.Service in process,
+// through the same interceptor as NewGRPC's server (inProcess), so a REST
+// request is authorized, mapped, logged and counted like a gRPC one. A
+// request the gateway refuses before it reaches the interceptor (a
+// malformed body or query) is logged and counted by the error handler.
+func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.Handler) (http.Handler, error) {
+	g := &gateway{ic: newInterceptor(opts)}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &strictJSON{}),
 		// Keeps %2F inside a path segment, so an escaped backup ARN is
 		// captured whole as {backup_arn}.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptSlash),
-		runtime.WithErrorHandler(errorHandler),
+		runtime.WithErrorHandler(g.handleError),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithIncomingHeaderMatcher(forwardedHeader),
+		runtime.SetQueryParameterParser(&queryParser{}),
 	)
-	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, svc); err != nil {
+	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts)); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -60,7 +67,7 @@ func NewHTTPHandler(ctx context.Context, svc backupv1.BackupServiceServer, h *He
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
-	mux.Handle("/", limitBody(gw))
+	mux.Handle("/", track(gw))
 	return mux, nil
 }
 
@@ -133,43 +140,67 @@ func (m *strictJSON) Unmarshal(data []byte, v any) error {
 	return m.JSONPb.Unmarshal(data, v)
 }
 
-type bodyTooLargeKey struct{}
+// restCall follows one REST request through the gateway, for the error
+// handler.
+type restCall struct {
+	start time.Time
+	// tooLarge is set when reading the body passed MaxBodyBytes.
+	tooLarge bool
+	// intercepted is set when the request reached the interceptor, which
+	// then logged and counted it.
+	intercepted bool
+}
 
-// limitBody refuses bodies over MaxBodyBytes with 413: at once when the
-// length is declared, or when reading passes the limit. grpc-gateway turns
-// read errors into InvalidArgument, so the error handler learns of the
-// overflow through a flag in the request's context.
-func limitBody(next http.Handler) http.Handler {
+type restCallKey struct{}
+
+// track puts a restCall in each request's context and refuses bodies over
+// MaxBodyBytes with 413: at once when the length is declared, or when
+// reading passes the limit. grpc-gateway turns read errors into
+// InvalidArgument, so the error handler learns of the overflow from the
+// restCall.
+func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > MaxBodyBytes {
 			writeTooLarge(w)
 			return
 		}
-		tooLarge := new(bool)
-		r = r.WithContext(context.WithValue(r.Context(), bodyTooLargeKey{}, tooLarge))
-		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxBodyBytes), tooLarge: tooLarge}
+		call := &restCall{start: time.Now()}
+		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
+		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxBodyBytes), call: call}
 		next.ServeHTTP(w, r)
 	})
 }
 
+// markIntercepted records that a REST request reached the interceptor. It
+// does nothing for a gRPC request.
+func markIntercepted(ctx context.Context) {
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+		call.intercepted = true
+	}
+}
+
 type limitedBody struct {
 	io.ReadCloser
-	tooLarge *bool
+	call *restCall
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		*b.tooLarge = true
+		b.call.tooLarge = true
 	}
 	return n, err
 }
 
 func writeTooLarge(w http.ResponseWriter) {
+	writeStatus(w, tooLarge(), http.StatusRequestEntityTooLarge)
+}
+
+func tooLarge() *status.Status {
 	st := status.New(codes.InvalidArgument, fmt.Sprintf("request body must be at most %d bytes", MaxBodyBytes))
 	st, _ = st.WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: "BODY_TOO_LARGE"})
-	writeStatus(w, st, http.StatusRequestEntityTooLarge)
+	return st
 }
 
 func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
@@ -182,22 +213,34 @@ func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
 	_, _ = w.Write(body)
 }
 
-// errorHandler adds what grpc-gateway's default leaves out: Retry-After from
-// RetryInfo, 413 for oversized bodies, and an ErrorInfo on the gateway's own
-// decoding errors, so every REST error has the same shape as a gRPC one.
-func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if tooLarge, _ := r.Context().Value(bodyTooLargeKey{}).(*bool); tooLarge != nil && *tooLarge {
-		writeTooLarge(w)
-		return
-	}
+// gateway handles the errors of grpc-gateway's handlers.
+type gateway struct {
+	ic *interceptor
+}
+
+// handleError adds what grpc-gateway's default leaves out: Retry-After from
+// RetryInfo, 413 for oversized bodies, and an ErrorInfo and field
+// violations on the gateway's own decoding errors, so every REST error has
+// the same shape as a gRPC one. A request refused before it reached the
+// interceptor is logged and counted here.
+func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	call, _ := r.Context().Value(restCallKey{}).(*restCall)
 	st := status.Convert(err)
-	if len(st.Details()) == 0 && st.Code() == codes.InvalidArgument {
-		// grpc-gateway's own: malformed JSON, wrong types, bad path or query values.
-		withInfo, derr := status.New(codes.InvalidArgument, "malformed request: "+st.Message()).
-			WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: "MALFORMED_REQUEST"})
-		if derr == nil {
-			st = withInfo
+	switch {
+	case call != nil && call.tooLarge:
+		st = tooLarge()
+	case len(st.Details()) == 0 && st.Code() == codes.InvalidArgument:
+		st = malformed(ctx, r, st)
+	}
+	if call != nil && !call.intercepted {
+		if method, ok := runtime.RPCMethod(ctx); ok {
+			account, region := pathTarget(ctx, r)
+			g.ic.record(ctx, method, account, region, "", call.start, st.Err())
 		}
+	}
+	if call != nil && call.tooLarge {
+		writeStatus(w, st, http.StatusRequestEntityTooLarge)
+		return
 	}
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok {
@@ -206,6 +249,48 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// malformed gives one of grpc-gateway's own errors (malformed JSON, wrong
+// types, bad path or query values) an ErrorInfo. Its generated code keeps
+// only the text of queryParser's error, so the field violations of a bad
+// query are found again here.
+func malformed(ctx context.Context, r *http.Request, st *status.Status) *status.Status {
+	if vs := requestViolations(ctx, r); len(vs) > 0 {
+		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{})
+		return st
+	}
+	withInfo, err := status.New(codes.InvalidArgument, "malformed request: "+st.Message()).
+		WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: "MALFORMED_REQUEST"})
+	if err != nil {
+		return st
+	}
+	return withInfo
+}
+
+// pathTarget names, for the log, the account and region of a REST request's
+// path: its {account_id}, or the account and region of its {backup_arn}.
+func pathTarget(ctx context.Context, r *http.Request) (account, region string) {
+	pattern, _ := runtime.HTTPPathPattern(ctx)
+	segs := strings.Split(r.URL.EscapedPath(), "/")
+	for i, p := range strings.Split(pattern, "/") {
+		if i >= len(segs) {
+			break
+		}
+		verb, isARN := strings.CutPrefix(p, "{backup_arn}")
+		if p != "{account_id}" && !isARN {
+			continue
+		}
+		v, err := url.PathUnescape(strings.TrimSuffix(segs[i], verb))
+		if err != nil {
+			continue
+		}
+		if isARN {
+			return target(&backupv1.GetBackupRequest{BackupArn: v})
+		}
+		account = v
+	}
+	return account, region
 }
 
 func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {

@@ -72,11 +72,11 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	return s
 }
 
-// InProcess returns opts.Service behind the same interceptor as NewGRPC's
+// inProcess returns opts.Service behind the same interceptor as NewGRPC's
 // server, for the REST gateway to call directly: a REST request is
 // recovered, mapped and logged exactly like a gRPC one, without being
 // encoded again and sent through an in-memory HTTP/2 connection.
-func InProcess(opts Options) backupv1.BackupServiceServer {
+func inProcess(opts Options) backupv1.BackupServiceServer {
 	return &intercepted{svc: opts.Service, ic: newInterceptor(opts).unary}
 }
 
@@ -110,6 +110,7 @@ func (s *intercepted) RestoreTableFromBackup(ctx context.Context, req *backupv1.
 // handlers do.
 func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req *Req,
 	handle func(context.Context, *Req) (*Resp, error)) (*Resp, error) {
+	markIntercepted(ctx)
 	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
 	resp, err := s.ic(ctx, req, info, func(ctx context.Context, req any) (any, error) {
 		return handle(ctx, req.(*Req))
@@ -156,6 +157,15 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if account == "" {
 		account, region = target(req)
 	}
+	if st := i.record(ctx, info.FullMethod, account, region, principal, start, err); st != nil {
+		return nil, st.Err()
+	}
+	return resp, nil
+}
+
+// record maps err to the status the caller gets, writes the request's log
+// line and counts it. It returns nil when err is nil.
+func (i *interceptor) record(ctx context.Context, method, account, region, principal string, start time.Time, err error) *status.Status {
 	code, level := codes.OK, slog.LevelInfo
 	var st *status.Status
 	if err != nil {
@@ -168,7 +178,7 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	}
 	d := time.Since(start)
 	attrs := [...]slog.Attr{
-		slog.String("method", info.FullMethod),
+		slog.String("method", method),
 		slog.String("caller", caller(ctx)),
 		slog.String("account", account),
 		slog.String("region", region),
@@ -185,12 +195,9 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	}
 	i.log.LogAttrs(ctx, level, "request", attrs[:n]...)
 	if i.metrics != nil {
-		i.metrics.ObserveRequest(info.FullMethod, code, d)
+		i.metrics.ObserveRequest(method, code, d)
 	}
-	if err != nil {
-		return nil, st.Err()
-	}
-	return resp, nil
+	return st
 }
 
 // errPanic stands for a handler's panic once it is recovered and logged:

@@ -118,7 +118,7 @@ func newFixtureWith(t *testing.T, set func(*Options)) *fixture {
 	}
 	t.Cleanup(func() { f.conn.Close() })
 	f.client = backupv1.NewBackupServiceClient(f.conn)
-	h, err := NewHTTPHandler(context.Background(), InProcess(opts), f.health,
+	h, err := NewHTTPHandler(context.Background(), opts, f.health,
 		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics here\n") }))
 	if err != nil {
 		t.Fatal(err)

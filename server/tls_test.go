@@ -32,7 +32,7 @@ func serveTLS(t *testing.T, cfg *tls.Config) (grpcAddr, httpAddr string) {
 	}
 	go func() { _ = srv.Serve(gl) }()
 	t.Cleanup(srv.Stop)
-	handler, err := NewHTTPHandler(context.Background(), InProcess(Options{Service: &stub{}, Logger: discard()}), h, nil)
+	handler, err := NewHTTPHandler(context.Background(), Options{Service: &stub{}, Logger: discard()}, h, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	handler, err := server.NewHTTPHandler(ctx, server.InProcess(srvOpts), health, m.Handler())
+	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, m.Handler())
 	if err != nil {
 		return err
 	}

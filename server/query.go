@@ -1,0 +1,177 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/backupd/backupd/service"
+)
+
+// queryParser is grpc-gateway's query parser with two changes that make a
+// mistake in a URL visible. A parameter that names no field is refused, as
+// an unknown JSON field is: the default ignores it, so a typo such as
+// ?tablename=Orders would list the backups of every table. A value that does
+// not fit its field gets a field violation that names the field and what it
+// accepts, instead of a strconv message.
+type queryParser struct {
+	runtime.DefaultQueryParser
+}
+
+func (p *queryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	if vs := queryViolations(msg, values, filter); len(vs) > 0 {
+		// The generated gateway code keeps only this error's text;
+		// errorHandler finds the violations again (requestViolations).
+		return &service.InvalidArgumentError{Violations: vs}
+	}
+	return p.DefaultQueryParser.Parse(msg, values, filter)
+}
+
+// queryViolations lists the query parameters that msg's route cannot take:
+// those that name no field of msg, and those whose value does not fit
+// their field. Parameters bound from the path (filter) are grpc-gateway's
+// to ignore.
+func queryViolations(msg proto.Message, values url.Values, filter *utilities.DoubleArray) []service.FieldViolation {
+	var (
+		vs     []service.FieldViolation
+		parser runtime.DefaultQueryParser
+	)
+	for _, key := range slices.Sorted(maps.Keys(values)) {
+		fd, name := lookupField(msg.ProtoReflect().Descriptor(), key)
+		if fd == nil {
+			vs = append(vs, service.FieldViolation{
+				Field:       key,
+				Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", key, queryFields(msg, filter)),
+			})
+			continue
+		}
+		if len(values[key]) > 1 && fd.Cardinality() != protoreflect.Repeated {
+			vs = append(vs, service.FieldViolation{
+				Field:       name,
+				Description: fmt.Sprintf("%s must be given once; got %d values", name, len(values[key])),
+			})
+			continue
+		}
+		probe := msg.ProtoReflect().New().Interface()
+		if parser.Parse(probe, url.Values{key: values[key]}, filter) != nil {
+			vs = append(vs, service.FieldViolation{
+				Field:       name,
+				Description: fmt.Sprintf("%s %s; got %q", name, accepts(fd), strings.Join(values[key], ",")),
+			})
+		}
+	}
+	return vs
+}
+
+// requestViolations is queryViolations for the REST request r whose RPC
+// and route grpc-gateway recorded in ctx, or nil when they are unknown.
+func requestViolations(ctx context.Context, r *http.Request) []service.FieldViolation {
+	method, ok := runtime.RPCMethod(ctx)
+	if !ok || r.URL.RawQuery == "" {
+		return nil
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")))
+	if err != nil {
+		return nil
+	}
+	md, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return nil
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
+	if err != nil {
+		return nil
+	}
+	pattern, _ := runtime.HTTPPathPattern(ctx)
+	var bound [][]string
+	for _, m := range pathVarRe.FindAllStringSubmatch(pattern, -1) {
+		bound = append(bound, strings.Split(m[1], "."))
+	}
+	return queryViolations(mt.New().Interface(), r.URL.Query(), utilities.NewDoubleArray(bound))
+}
+
+// pathVarRe matches the variables of a route pattern such as
+// /v1/accounts/{account_id}/backups.
+var pathVarRe = regexp.MustCompile(`\{([^}=]+)`)
+
+// lookupField finds the field a query key names, by proto or JSON name,
+// through singular message fields for dotted keys. name is its dotted proto
+// path.
+func lookupField(md protoreflect.MessageDescriptor, key string) (protoreflect.FieldDescriptor, string) {
+	var (
+		fd   protoreflect.FieldDescriptor
+		path []string
+	)
+	for part := range strings.SplitSeq(key, ".") {
+		if md == nil {
+			return nil, ""
+		}
+		fd = md.Fields().ByTextName(part)
+		if fd == nil {
+			fd = md.Fields().ByJSONName(part)
+		}
+		if fd == nil {
+			return nil, ""
+		}
+		path = append(path, string(fd.Name()))
+		md = nil
+		if fd.Cardinality() != protoreflect.Repeated {
+			md = fd.Message()
+		}
+	}
+	return fd, strings.Join(path, ".")
+}
+
+// accepts describes the values a field takes in a query string.
+func accepts(fd protoreflect.FieldDescriptor) string {
+	switch fd.Kind() {
+	case protoreflect.EnumKind:
+		var names []string
+		vals := fd.Enum().Values()
+		for i := range vals.Len() {
+			if vals.Get(i).Number() != 0 {
+				names = append(names, string(vals.Get(i).Name()))
+			}
+		}
+		return "must be one of " + strings.Join(names, ", ")
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
+		protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return "must be an integer"
+	case protoreflect.BoolKind:
+		return "must be true or false"
+	case protoreflect.MessageKind:
+		if fd.Message().FullName() == "google.protobuf.Timestamp" {
+			return "must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z"
+		}
+	}
+	return "has a value of the wrong type"
+}
+
+// queryFields lists the parameters a route takes: msg's fields that are not
+// bound from its path.
+func queryFields(msg proto.Message, filter *utilities.DoubleArray) string {
+	var names []string
+	fields := msg.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		name := string(fields.Get(i).Name())
+		if !filter.HasCommonPrefix([]string{name}) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

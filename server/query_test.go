@@ -1,0 +1,160 @@
+package server
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// TestListQuery shows ListBackups' query string over REST: good values
+// reach the service, and each bad parameter is refused with a field
+// violation that names the field and what it takes, before the service is
+// called.
+func TestListQuery(t *testing.T) {
+	const path = "/v1/accounts/111111111111/backups?"
+	tests := []struct {
+		name  string
+		query string
+		want  *backupv1.ListBackupsRequest // nil: refused
+		// fields and rules name the violations a refusal must carry, in order.
+		fields, rules []string
+	}{
+		{name: "none", query: "",
+			want: &backupv1.ListBackupsRequest{AccountId: "111111111111"}},
+		{name: "every filter, JSON names", query: "region=us-west-2&tableName=Orders&backupType=BACKUP_TYPE_FILTER_ALL&timeRangeLowerBound=2026-01-02T15:04:05Z&pageSize=7&pageToken=abc",
+			want: &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-west-2", TableName: "Orders",
+				BackupType: backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_ALL, TimeRangeLowerBound: ts(t, "2026-01-02T15:04:05Z"),
+				PageSize: proto.Int32(7), PageToken: "abc"}},
+		{name: "proto names", query: "table_name=Orders&backup_type=BACKUP_TYPE_FILTER_SYSTEM&page_size=3",
+			want: &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "Orders",
+				BackupType: backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_SYSTEM, PageSize: proto.Int32(3)}},
+		{name: "enum number", query: "backupType=4",
+			want: &backupv1.ListBackupsRequest{AccountId: "111111111111", BackupType: backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_ALL}},
+		{name: "the path's account wins", query: "accountId=222222222222",
+			want: &backupv1.ListBackupsRequest{AccountId: "111111111111"}},
+		{name: "short enum name", query: "backupType=ALL",
+			fields: []string{"backup_type"}, rules: []string{"must be one of BACKUP_TYPE_FILTER_USER, BACKUP_TYPE_FILTER_SYSTEM, BACKUP_TYPE_FILTER_AWS_BACKUP, BACKUP_TYPE_FILTER_ALL; got \"ALL\""}},
+		{name: "unknown parameter", query: "tablename=Orders",
+			fields: []string{"tablename"}, rules: []string{"is not a query parameter of this route; it takes region, table_name, backup_type"}},
+		{name: "not an integer", query: "pageSize=ten",
+			fields: []string{"page_size"}, rules: []string{"must be an integer; got \"ten\""}},
+		{name: "not a timestamp", query: "timeRangeUpperBound=yesterday",
+			fields: []string{"time_range_upper_bound"}, rules: []string{"must be an RFC 3339 timestamp"}},
+		{name: "given twice", query: "pageSize=1&pageSize=2",
+			fields: []string{"page_size"}, rules: []string{"must be given once; got 2 values"}},
+		{name: "every problem at once", query: "pageSize=x&backupType=NONE&colour=red",
+			fields: []string{"backup_type", "colour", "page_size"}, rules: []string{"must be one of", "is not a query parameter", "must be an integer"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			resp, body := f.do(t, "GET", path+tt.query, nil)
+			f.stub.mu.Lock()
+			last := f.stub.last
+			f.stub.mu.Unlock()
+			if tt.want != nil {
+				if resp.StatusCode != 200 {
+					t.Fatalf("%d %s", resp.StatusCode, body)
+				}
+				if !proto.Equal(last.(proto.Message), tt.want) {
+					t.Errorf("service got %v, want %v", last, tt.want)
+				}
+				return
+			}
+			if resp.StatusCode != 400 {
+				t.Fatalf("status %d, want 400: %s", resp.StatusCode, body)
+			}
+			if last != nil {
+				t.Errorf("the service was called with %v", last)
+			}
+			var st struct {
+				Message string
+				Details []struct {
+					Reason          string
+					FieldViolations []struct{ Field, Description string }
+				}
+			}
+			if err := json.Unmarshal(body, &st); err != nil || len(st.Details) != 2 {
+				t.Fatalf("want ErrorInfo and BadRequest: %v %s", err, body)
+			}
+			if st.Details[0].Reason != "INVALID_ARGUMENT" {
+				t.Errorf("reason %q", st.Details[0].Reason)
+			}
+			vs := st.Details[1].FieldViolations
+			if len(vs) != len(tt.fields) {
+				t.Fatalf("violations %+v, want fields %v", vs, tt.fields)
+			}
+			for i, v := range vs {
+				if v.Field != tt.fields[i] || !strings.HasPrefix(v.Description, v.Field+" "+tt.rules[i]) {
+					t.Errorf("violation %d = %+v, want field %s: %s", i, v, tt.fields[i], tt.rules[i])
+				}
+				if !strings.Contains(st.Message, v.Description) {
+					t.Errorf("message %q lacks %q", st.Message, v.Description)
+				}
+			}
+		})
+	}
+}
+
+// TestGatewayRefusalsAreLoggedAndCounted shows a REST request that the
+// gateway refuses before it reaches the interceptor (a bad body or query)
+// logged under its gRPC method and counted once, as the interceptor does
+// for the others.
+func TestGatewayRefusalsAreLoggedAndCounted(t *testing.T) {
+	f := newFixture(t)
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	refused := []struct{ method, path, body string }{
+		{"POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":`},
+		{"GET", "/v1/accounts/111111111111/backups?pageSize=x", ""},
+		{"POST", "/v1/backups/" + escaped + ":restore", `{"nope":1}`},
+	}
+	for _, r := range refused {
+		if resp, body := f.do(t, r.method, r.path, strings.NewReader(r.body)); resp.StatusCode != 400 {
+			t.Fatalf("%s %s: %d %s", r.method, r.path, resp.StatusCode, body)
+		}
+	}
+	if resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"abc"}`)); resp.StatusCode != 200 {
+		t.Fatalf("good request: %d %s", resp.StatusCode, body)
+	}
+	want := []string{
+		"/backup.v1.BackupService/CreateBackup InvalidArgument",
+		"/backup.v1.BackupService/ListBackups InvalidArgument",
+		"/backup.v1.BackupService/RestoreTableFromBackup InvalidArgument",
+		"/backup.v1.BackupService/CreateBackup OK",
+	}
+	f.observed.mu.Lock()
+	got := slices.Clone(f.observed.calls)
+	f.observed.mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Errorf("counted %q, want %q", got, want)
+	}
+	logs := f.logs.String()
+	for _, line := range []string{
+		`"method":"/backup.v1.BackupService/CreateBackup","caller":"rest:127.0.0.1","account":"111111111111","region":"","code":"InvalidArgument"`,
+		`"method":"/backup.v1.BackupService/ListBackups","caller":"rest:127.0.0.1","account":"111111111111","region":"","code":"InvalidArgument"`,
+		`"method":"/backup.v1.BackupService/RestoreTableFromBackup","caller":"rest:127.0.0.1","account":"111111111111","region":"us-east-1","code":"InvalidArgument"`,
+	} {
+		if !strings.Contains(logs, line) {
+			t.Errorf("log lacks %s:\n%s", line, logs)
+		}
+	}
+	if n := strings.Count(logs, `"msg":"request"`); n != len(want) {
+		t.Errorf("%d request lines, want %d:\n%s", n, len(want), logs)
+	}
+}
+
+func ts(t *testing.T, s string) *timestamppb.Timestamp {
+	t.Helper()
+	tm, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return timestamppb.New(tm)
+}
