@@ -296,6 +296,9 @@ func pathTarget(ctx context.Context, r *http.Request) (account, region string) {
 func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	code, reason := codes.NotFound, "ROUTE_NOT_FOUND"
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", r.Method, r.URL.Path)
+	if arn, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/backups/"); ok && strings.Contains(arn, "/") {
+		msg = fmt.Sprintf("no route for %s %s: a backup ARN goes in the path as one segment, with each / escaped as %%2F", r.Method, r.URL.Path)
+	}
 	if httpStatus == http.StatusMethodNotAllowed {
 		code, reason = codes.Unimplemented, "METHOD_NOT_ALLOWED"
 		msg = fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)

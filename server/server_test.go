@@ -197,15 +197,17 @@ func TestGatewayErrors(t *testing.T) {
 		status     int
 		retryAfter string
 		reason     string
+		message    string // a part of the message, when set
 	}{
-		{"rate limited", limited.Err(), "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, false, 429, "2", ""},
-		{"not found", status.Error(codes.NotFound, "no"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 404, "", ""},
-		{"precondition", status.Error(codes.FailedPrecondition, "in use"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 400, "", ""},
-		{"unknown field", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"nope":1}`, false, 400, "", "MALFORMED_REQUEST"},
-		{"trailing data", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{} {}`, false, 400, "", "MALFORMED_REQUEST"},
-		{"declared body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, false, 413, "", "BODY_TOO_LARGE"},
-		{"streamed body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, true, 413, "", "BODY_TOO_LARGE"},
-		{"no route", nil, "/v2/nothing", ``, false, 404, "", "ROUTE_NOT_FOUND"},
+		{"rate limited", limited.Err(), "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, false, 429, "2", "", ""},
+		{"not found", status.Error(codes.NotFound, "no"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 404, "", "", ""},
+		{"precondition", status.Error(codes.FailedPrecondition, "in use"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 400, "", "", ""},
+		{"unknown field", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"nope":1}`, false, 400, "", "MALFORMED_REQUEST", ""},
+		{"trailing data", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{} {}`, false, 400, "", "MALFORMED_REQUEST", ""},
+		{"declared body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, false, 413, "", "BODY_TOO_LARGE", ""},
+		{"streamed body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, true, 413, "", "BODY_TOO_LARGE", ""},
+		{"no route", nil, "/v2/nothing", ``, false, 404, "", "ROUTE_NOT_FOUND", ""},
+		{"unescaped backup ARN", nil, "/v1/backups/" + arn + ":restore", `{}`, false, 404, "", "ROUTE_NOT_FOUND", "each / escaped as %2F"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,6 +234,9 @@ func TestGatewayErrors(t *testing.T) {
 			}
 			if tt.reason != "" && (len(st.Details) == 0 || st.Details[0].Reason != tt.reason) {
 				t.Errorf("details %+v, want reason %s", st.Details, tt.reason)
+			}
+			if !strings.Contains(st.Message, tt.message) {
+				t.Errorf("message %q lacks %q", st.Message, tt.message)
 			}
 		})
 	}
