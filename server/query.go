@@ -32,11 +32,16 @@ type queryParser struct {
 func (p *queryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
 	if vs := queryViolations(msg, values, filter); len(vs) > 0 {
 		// The generated gateway code keeps only this error's text;
-		// errorHandler finds the violations again (requestViolations).
+		// gateway.handleError finds the violations again
+		// (requestViolations).
 		return &service.InvalidArgumentError{Violations: vs}
 	}
 	return p.DefaultQueryParser.Parse(msg, values, filter)
 }
+
+// maxKeyEcho bounds how much of an unknown query parameter's name an error
+// repeats.
+const maxKeyEcho = 64
 
 // queryViolations lists the query parameters that msg's route cannot take:
 // those that name no field of msg, and those whose value does not fit
@@ -50,9 +55,13 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 	for _, key := range slices.Sorted(maps.Keys(values)) {
 		fd, name := lookupField(msg.ProtoReflect().Descriptor(), key)
 		if fd == nil {
+			field := key
+			if len(field) > maxKeyEcho {
+				field = field[:maxKeyEcho] + "..."
+			}
 			vs = append(vs, service.FieldViolation{
-				Field:       key,
-				Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", key, queryFields(msg, filter)),
+				Field:       field,
+				Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", field, queryFields(msg, filter)),
 			})
 			continue
 		}
@@ -67,7 +76,7 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 		if parser.Parse(probe, url.Values{key: values[key]}, filter) != nil {
 			vs = append(vs, service.FieldViolation{
 				Field:       name,
-				Description: fmt.Sprintf("%s %s; got %q", name, accepts(fd), strings.Join(values[key], ",")),
+				Description: fmt.Sprintf("%s %s; got %s", name, accepts(fd), service.Quote(strings.Join(values[key], ","))),
 			})
 		}
 	}

@@ -49,6 +49,10 @@ func TestListQuery(t *testing.T) {
 			fields: []string{"time_range_upper_bound"}, rules: []string{"must be an RFC 3339 timestamp"}},
 		{name: "given twice", query: "pageSize=1&pageSize=2",
 			fields: []string{"page_size"}, rules: []string{"must be given once; got 2 values"}},
+		{name: "a long unknown name is shortened", query: strings.Repeat("k", 100) + "=1",
+			fields: []string{strings.Repeat("k", 64) + "..."}, rules: []string{"is not a query parameter"}},
+		{name: "a long bad value is shortened", query: "pageSize=" + strings.Repeat("9", 100),
+			fields: []string{"page_size"}, rules: []string{`must be an integer; got "` + strings.Repeat("9", 64) + `"... (100 bytes)`}},
 		{name: "every problem at once", query: "pageSize=x&backupType=NONE&colour=red",
 			fields: []string{"backup_type", "colour", "page_size"}, rules: []string{"must be one of", "is not a query parameter", "must be an integer"}},
 	}

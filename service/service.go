@@ -128,7 +128,7 @@ func checkTableRef(vs *violations, field, ref, account, region string) (string, 
 		return ref, region
 	}
 	if a.Account != account {
-		vs.add(field, "is a table ARN of account %s; it must be in account_id %s", a.Account, quote(account))
+		vs.add(field, "is a table ARN of account %s; it must be in account_id %s", a.Account, Quote(account))
 	}
 	if region != "" && a.Region != region {
 		vs.add(field, "is a table ARN in region %s; it must be in region %s", a.Region, region)

@@ -52,9 +52,9 @@ const (
 	maxEchoLength = 64
 )
 
-// quote shows a bad value in a message, shortened so a huge input cannot
+// Quote shows a bad value in a message, shortened so a huge input cannot
 // flood a response or a log line.
-func quote(s string) string {
+func Quote(s string) string {
 	if len(s) > maxEchoLength {
 		return fmt.Sprintf("%q... (%d bytes)", s[:maxEchoLength], len(s))
 	}
@@ -66,14 +66,14 @@ func checkAccountID(vs *violations, field, id string) {
 	case id == "":
 		vs.add(field, "is required: the 12-digit AWS account id")
 	case !accountIDRe.MatchString(id):
-		vs.add(field, "must be exactly 12 digits; got %s", quote(id))
+		vs.add(field, "must be exactly 12 digits; got %s", Quote(id))
 	}
 }
 
 // checkRegion accepts an empty region (the account's default applies).
 func checkRegion(vs *violations, field, region string) {
 	if region != "" && !regionRe.MatchString(region) {
-		vs.add(field, "must be an AWS region such as us-east-1; got %s", quote(region))
+		vs.add(field, "must be an AWS region such as us-east-1; got %s", Quote(region))
 	}
 }
 
@@ -85,7 +85,7 @@ func checkName(vs *violations, field, name string) {
 	case len(name) < 3 || len(name) > 255:
 		vs.add(field, "%s; got %d characters", nameRule, len(name))
 	case !nameRe.MatchString(name):
-		vs.add(field, "%s; got %s", nameRule, quote(name))
+		vs.add(field, "%s; got %s", nameRule, Quote(name))
 	}
 }
 
