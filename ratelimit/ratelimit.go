@@ -54,6 +54,21 @@ func (e *LimitedError) RetryableError() bool { return false }
 // per second.
 const DefaultGuard = 100 * time.Millisecond
 
+// InterruptedError is a wait for a turn that ended with its context. The
+// call was not made; the type says so to whoever must know whether
+// DynamoDB may have acted (a request_id's run), while Unwrap still gives
+// the context's error for the caller's status.
+type InterruptedError struct {
+	Key Key
+	Err error
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("waiting for a %s turn for account %s in %s: %v", e.Key.Operation, e.Key.Account, e.Key.Region, e.Err)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Err }
+
 // Options configures a Local limiter.
 type Options struct {
 	// Rates are calls per second per key; a key that is not here is refused.
@@ -164,8 +179,8 @@ func NewLocal(opts Options) *Local {
 }
 
 // Wait returns when the call for k may go, or a *LimitedError at once when
-// its turn lies beyond MaxWait or the context's deadline, or the context's
-// error when it ends while waiting.
+// its turn lies beyond MaxWait or the context's deadline, or an
+// *InterruptedError when the context ends while waiting.
 func (l *Local) Wait(ctx context.Context, k Key) error {
 	lim, ok := l.limiters[k]
 	if !ok {
@@ -184,7 +199,7 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 	}
 	if err := l.sleep(ctx, delay); err != nil {
 		r.CancelAt(l.now())
-		return err
+		return &InterruptedError{Key: k, Err: err}
 	}
 	l.observe(k, Waited)
 	return nil

@@ -133,8 +133,9 @@ func TestWaitCanceledReleasesTurn(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := l.Wait(ctx, keyA); !errors.Is(err, context.Canceled) {
-		t.Errorf("Wait with canceled context = %v; want context.Canceled", err)
+	err := l.Wait(ctx, keyA)
+	if ie, ok := errors.AsType[*InterruptedError](err); !ok || ie.Key != keyA || !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait with canceled context = %v; want an InterruptedError for key A wrapping context.Canceled", err)
 	}
 }
 

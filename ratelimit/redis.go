@@ -49,8 +49,8 @@ func NewRedis(client redis.Scripter, prefix string, opts Options) *Redis {
 
 // Wait returns when the call for k may go, or a *LimitedError at once when
 // its turn lies beyond MaxWait or the context's deadline, a
-// *sharedstate.UnavailableError when Redis fails, or the context's error
-// when it ends while waiting. A turn given up while waiting is not given
+// *sharedstate.UnavailableError when Redis fails, or an *InterruptedError
+// when the context ends while waiting. A turn given up while waiting is not given
 // back: the rate is then undershot, never exceeded.
 func (l *Redis) Wait(ctx context.Context, k Key) error {
 	interval, ok := l.spacing[k]
@@ -76,7 +76,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		return nil
 	}
 	if err := l.sleep(ctx, delay); err != nil {
-		return err
+		return &InterruptedError{Key: k, Err: err}
 	}
 	l.observe(k, Waited)
 	return nil

@@ -112,3 +112,17 @@ func TestRedisDownRefuses(t *testing.T) {
 		t.Error("an unconfigured key was admitted")
 	}
 }
+
+// TestRedisWaitInterrupted: a wait that its context ends is an
+// InterruptedError, which tells a request_id's run that nothing was sent.
+func TestRedisWaitInterrupted(t *testing.T) {
+	l := redisLimiter(t, testPrefix(t), Options{MaxWait: time.Second,
+		Sleep: func(context.Context, time.Duration) error { return context.DeadlineExceeded }})
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	err := l.Wait(context.Background(), keyA)
+	if ie, ok := errors.AsType[*InterruptedError](err); !ok || ie.Key != keyA || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("interrupted wait = %v; want an InterruptedError for key A wrapping context.DeadlineExceeded", err)
+	}
+}

@@ -83,18 +83,21 @@ func (s *Server) detachedTimeout(ctx context.Context) time.Duration {
 
 // mayHaveActed reports whether a failed call may still have been done by
 // DynamoDB: its outcome is unknown, or the detached run's own deadline
-// passed after the call left the limiter, Redis and STS behind.
+// passed after the call left the limiter, Redis and STS behind. A deadline
+// that passed while the call waited for its turn comes as a
+// ratelimit.InterruptedError: nothing was sent.
 func mayHaveActed(err error) bool {
 	var (
 		unsure  *accounts.OutcomeUnknownError
 		limited *ratelimit.LimitedError
+		waiting *ratelimit.InterruptedError
 		assume  *auth.AssumeRoleError
 		shared  *sharedstate.UnavailableError
 	)
 	switch {
 	case errors.As(err, &unsure):
 		return true
-	case errors.As(err, &limited), errors.As(err, &assume), errors.As(err, &shared):
+	case errors.As(err, &limited), errors.As(err, &waiting), errors.As(err, &assume), errors.As(err, &shared):
 		return false
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)

@@ -25,6 +25,8 @@ func TestMayHaveActed(t *testing.T) {
 		{"outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", Err: errors.New("connection reset")}, true},
 		{"deadline while DynamoDB had the call", fmt.Errorf("operation error DynamoDB: CreateBackup: %w", context.DeadlineExceeded), true},
 		{"refused by the limiter", &ratelimit.LimitedError{RetryAfter: time.Second}, false},
+		{"deadline while waiting for a turn", fmt.Errorf("operation error DynamoDB: CreateBackup: %w",
+			&ratelimit.InterruptedError{Err: context.DeadlineExceeded}), false},
 		{"role refused", &auth.AssumeRoleError{AccountID: "111111111111", Err: context.DeadlineExceeded}, false},
 		{"Redis gone", &sharedstate.UnavailableError{Op: "rate limit", Err: context.DeadlineExceeded}, false},
 		{"DynamoDB refused", &smithy.GenericAPIError{Code: "TableNotFoundException"}, false},
