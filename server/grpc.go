@@ -52,6 +52,9 @@ type RequestObserver interface {
 	ObserveRequest(method string, code codes.Code, d time.Duration)
 }
 
+// maxRecvMsgSize bounds a gRPC request: far above any valid one.
+const maxRecvMsgSize = 1 << 20
+
 // NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
 // reflection registered. Every unary call passes through one interceptor
 // that recovers panics, maps errors to status and writes the request's log
@@ -59,7 +62,17 @@ type RequestObserver interface {
 func NewGRPC(opts Options, h *Health) *grpc.Server {
 	sopts := []grpc.ServerOption{
 		grpc.UnaryInterceptor(newInterceptor(opts).unary),
-		grpc.MaxRecvMsgSize(1 << 20),
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Static flow-control windows as large as the largest message turn
+		// off grpc-go's bandwidth-delay estimation, whose PING goes out on
+		// its own write with each request that arrives on a quiet
+		// connection, and whose ACK the server then reads: one write and
+		// about two reads more per call (BENCHMARKS.md). backupd's
+		// messages are small, so the window it would grow to is never
+		// needed, and 1 MiB per connection bounds what a client can make
+		// backupd buffer.
+		grpc.StaticStreamWindowSize(maxRecvMsgSize),
+		grpc.StaticConnWindowSize(maxRecvMsgSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	if opts.TLS != nil {

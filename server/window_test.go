@@ -1,0 +1,105 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// TestServerSendsNoBDPPings reads every HTTP/2 frame the gRPC server wrote
+// during 50 calls: with static flow-control windows it sends no PING of its
+// own (grpc-go's bandwidth estimation would send one with the first request
+// and then with each request that finds no PING in flight), only the ACKs
+// that the client's PINGs require.
+func TestServerSendsNoBDPPings(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingListener{Listener: lis}
+	srv := NewGRPC(Options{Service: &stub{}, Logger: discard()}, NewHealth())
+	go func() { _ = srv.Serve(rec) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := backupv1.NewBackupServiceClient(conn)
+	for range 50 {
+		if _, err := client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	srv.Stop()
+
+	framer := http2.NewFramer(nil, bytes.NewReader(rec.written()))
+	var pings, acks, data int
+	for {
+		f, err := framer.ReadFrame()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading the server's frames: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			if f.IsAck() {
+				acks++
+			} else {
+				pings++
+			}
+		case *http2.DataFrame:
+			data++
+		}
+	}
+	if data < 50 {
+		t.Fatalf("read %d DATA frames for 50 calls: the recording is incomplete", data)
+	}
+	if pings != 0 {
+		t.Errorf("the server sent %d PINGs of its own over 50 calls (and %d ACKs); want none", pings, acks)
+	}
+}
+
+// recordingListener keeps what the server writes on its one connection.
+type recordingListener struct {
+	net.Listener
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &recordingConn{Conn: c, l: l}, nil
+}
+
+func (l *recordingListener) written() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.buf.Bytes())
+}
+
+type recordingConn struct {
+	net.Conn
+	l *recordingListener
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	c.l.mu.Lock()
+	c.l.buf.Write(p)
+	c.l.mu.Unlock()
+	return c.Conn.Write(p)
+}
