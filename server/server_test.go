@@ -38,6 +38,8 @@ type stub struct {
 	last any
 	err  error
 	boom bool
+	// deadline is the last CreateBackup's context deadline, if it had one.
+	deadline time.Time
 }
 
 func (s *stub) record(req any) error {
@@ -50,7 +52,11 @@ func (s *stub) record(req any) error {
 	return s.err
 }
 
-func (s *stub) CreateBackup(_ context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
+func (s *stub) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
+	dl, _ := ctx.Deadline()
+	s.mu.Lock()
+	s.deadline = dl
+	s.mu.Unlock()
 	return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupName: req.GetBackupName()}}, s.record(req)
 }
 
@@ -400,5 +406,50 @@ func TestHealth(t *testing.T) {
 	}
 	if resp, _ := f.do(t, "GET", "/healthz", nil); resp.StatusCode != 200 {
 		t.Errorf("/healthz = %d", resp.StatusCode)
+	}
+}
+
+// TestRESTDeadlineHeader: a REST caller sets its deadline with the
+// Grpc-Timeout header, and the service sees it; without the header the
+// request carries none (the service then applies upstream_timeout).
+func TestRESTDeadlineHeader(t *testing.T) {
+	tests := []struct {
+		header string
+		want   time.Duration // 0: no deadline
+	}{
+		{"5S", 5 * time.Second},
+		{"1500m", 1500 * time.Millisecond},
+		{"", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.header, func(t *testing.T) {
+			f := newFixture(t)
+			req, err := http.NewRequest("POST", f.http.URL+"/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"abc"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.header != "" {
+				req.Header.Set("Grpc-Timeout", tt.header)
+			}
+			sent := time.Now()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := time.Now()
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			f.stub.mu.Lock()
+			dl := f.stub.deadline
+			f.stub.mu.Unlock()
+			switch {
+			case tt.want == 0 && !dl.IsZero():
+				t.Errorf("deadline %s without a Grpc-Timeout header", dl.Sub(sent))
+			case tt.want != 0 && (dl.Before(sent.Add(tt.want)) || dl.After(done.Add(tt.want))):
+				t.Errorf("deadline %s after sending, want %s after the server got the request", dl.Sub(sent), tt.want)
+			}
+		})
 	}
 }
