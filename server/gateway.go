@@ -154,21 +154,29 @@ type restCall struct {
 type restCallKey struct{}
 
 // track puts a restCall in each request's context and refuses bodies over
-// MaxBodyBytes with 413: at once when the length is declared, or when
-// reading passes the limit. grpc-gateway turns read errors into
-// InvalidArgument, so the error handler learns of the overflow from the
-// restCall.
+// MaxBodyBytes with 413: without reading a byte when the length is
+// declared, or when reading passes the limit. grpc-gateway turns read
+// errors into InvalidArgument, so the error handler learns of the overflow
+// from the restCall, and logs and counts the request under its method.
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > MaxBodyBytes {
-			writeTooLarge(w)
-			return
-		}
 		call := &restCall{start: time.Now()}
 		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
-		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxBodyBytes), call: call}
+		if r.ContentLength > MaxBodyBytes {
+			r.Body = &limitedBody{ReadCloser: declaredTooLarge{r.Body}, call: call}
+		} else {
+			r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxBodyBytes), call: call}
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// declaredTooLarge is the body of a request whose Content-Length is over
+// MaxBodyBytes: reading it fails at once, as reading past the limit does.
+type declaredTooLarge struct{ io.ReadCloser }
+
+func (declaredTooLarge) Read([]byte) (int, error) {
+	return 0, &http.MaxBytesError{Limit: MaxBodyBytes}
 }
 
 // markIntercepted records that a REST request reached the interceptor. It
@@ -191,10 +199,6 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 		b.call.tooLarge = true
 	}
 	return n, err
-}
-
-func writeTooLarge(w http.ResponseWriter) {
-	writeStatus(w, tooLarge(), http.StatusRequestEntityTooLarge)
 }
 
 func tooLarge() *status.Status {

@@ -108,9 +108,9 @@ func TestListQuery(t *testing.T) {
 }
 
 // TestGatewayRefusalsAreLoggedAndCounted shows a REST request that the
-// gateway refuses before it reaches the interceptor (a bad body or query)
-// logged under its gRPC method and counted once, as the interceptor does
-// for the others.
+// gateway refuses before it reaches the interceptor (a bad body or query,
+// a body over the limit) logged under its gRPC method and counted once, as
+// the interceptor does for the others.
 func TestGatewayRefusalsAreLoggedAndCounted(t *testing.T) {
 	f := newFixture(t)
 	escaped := strings.ReplaceAll(arn, "/", "%2F")
@@ -118,9 +118,14 @@ func TestGatewayRefusalsAreLoggedAndCounted(t *testing.T) {
 		{"POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":`},
 		{"GET", "/v1/accounts/111111111111/backups?pageSize=x", ""},
 		{"POST", "/v1/backups/" + escaped + ":restore", `{"nope":1}`},
+		{"POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", MaxBodyBytes) + `"}`},
 	}
 	for _, r := range refused {
-		if resp, body := f.do(t, r.method, r.path, strings.NewReader(r.body)); resp.StatusCode != 400 {
+		want := 400
+		if len(r.body) > MaxBodyBytes {
+			want = 413
+		}
+		if resp, body := f.do(t, r.method, r.path, strings.NewReader(r.body)); resp.StatusCode != want {
 			t.Fatalf("%s %s: %d %s", r.method, r.path, resp.StatusCode, body)
 		}
 	}
@@ -131,6 +136,7 @@ func TestGatewayRefusalsAreLoggedAndCounted(t *testing.T) {
 		"/backup.v1.BackupService/CreateBackup InvalidArgument",
 		"/backup.v1.BackupService/ListBackups InvalidArgument",
 		"/backup.v1.BackupService/RestoreTableFromBackup InvalidArgument",
+		"/backup.v1.BackupService/CreateBackup InvalidArgument",
 		"/backup.v1.BackupService/CreateBackup OK",
 	}
 	f.observed.mu.Lock()
