@@ -56,7 +56,9 @@ const (
 	// BackupService on a plain grpc-go server whose handler makes the
 	// direct-sdk call and then answers the canned response. GRPC minus it
 	// is what backupd's own code (interceptor, log, validation, limiter,
-	// conversion) costs, without the cost of the chaining itself.
+	// conversion) costs, without the cost of the chaining itself. Its
+	// server keeps grpc-go's default flow control, so GRPC minus it also
+	// counts what backupd's static HTTP/2 windows save.
 	BareProxy Target = "bare-proxy"
 	// Floors is both floors done by one caller back to back, not chained:
 	// a direct-sdk call, then a bare-grpc round trip. Measured apart, each

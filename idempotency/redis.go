@@ -76,7 +76,7 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 	want := hex.EncodeToString(fp[:])
 	pause := 10 * time.Millisecond
 	for {
-		owner := newOwner()
+		owner := rand.Text()
 		claim, _ := json.Marshal(record{Fingerprint: want, Owner: owner, LeaseUntil: time.Now().Add(s.lease).UnixMilli()})
 		ok, err := s.client.SetNX(ctx, k, claim, s.ttl).Result()
 		if err != nil {
@@ -147,10 +147,4 @@ func unavailable(ctx context.Context, err error) error {
 		return fmt.Errorf("idempotency: %w", ctx.Err())
 	}
 	return &sharedstate.UnavailableError{Op: "idempotency", Err: err}
-}
-
-func newOwner() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

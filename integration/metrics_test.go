@@ -29,11 +29,12 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "first"}); err != nil {
 		t.Fatal(err)
 	}
-	// Waits its turn (1.05 s at 1/s), then moto answers that the table is missing; over REST.
+	// Waits its turn (1.1 s at 1/s with the limiter's guard), then moto
+	// answers that the table is missing; over REST.
 	if code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Missing/backups", `{"backupName":"second"}`); code != http.StatusNotFound {
 		t.Fatalf("missing table: %d %s", code, body)
 	}
-	// Three at once: turns at 2.1, 3.15 and 4.2 s from the first call; with
+	// Three at once: turns at 2.2, 3.3 and 4.4 s from the first call; with
 	// a 1.2 s max wait at most one fits.
 	var mu sync.Mutex
 	var ok, refused int

@@ -134,6 +134,16 @@ func (p policy) budget(ctx context.Context, now time.Time) time.Duration {
 	return p.maxWait
 }
 
+// await sleeps until a reserved turn delay away and records the wait, or
+// returns an *InterruptedError when ctx ends first.
+func (p policy) await(ctx context.Context, k Key, delay time.Duration) error {
+	if err := p.sleep(ctx, delay); err != nil {
+		return &InterruptedError{Key: k, Err: err}
+	}
+	p.observe(k, Waited)
+	return nil
+}
+
 // refuse records and returns the refusal of a call whose turn is delay away.
 func (p policy) refuse(k Key, delay time.Duration) error {
 	p.observe(k, Refused)
@@ -197,11 +207,10 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 		r.CancelAt(now)
 		return l.refuse(k, delay)
 	}
-	if err := l.sleep(ctx, delay); err != nil {
+	if err := l.await(ctx, k, delay); err != nil {
 		r.CancelAt(l.now())
-		return &InterruptedError{Key: k, Err: err}
+		return err
 	}
-	l.observe(k, Waited)
 	return nil
 }
 

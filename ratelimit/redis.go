@@ -50,8 +50,8 @@ func NewRedis(client redis.Scripter, prefix string, opts Options) *Redis {
 // Wait returns when the call for k may go, or a *LimitedError at once when
 // its turn lies beyond MaxWait or the context's deadline, a
 // *sharedstate.UnavailableError when Redis fails, or an *InterruptedError
-// when the context ends while waiting. A turn given up while waiting is not given
-// back: the rate is then undershot, never exceeded.
+// when the context ends while waiting. A turn given up while waiting is not
+// given back: the rate is then undershot, never exceeded.
 func (l *Redis) Wait(ctx context.Context, k Key) error {
 	interval, ok := l.spacing[k]
 	if !ok {
@@ -75,9 +75,5 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		l.observe(k, Admitted)
 		return nil
 	}
-	if err := l.sleep(ctx, delay); err != nil {
-		return &InterruptedError{Key: k, Err: err}
-	}
-	l.observe(k, Waited)
-	return nil
+	return l.await(ctx, k, delay)
 }

@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -36,7 +35,8 @@ const MaxBodyBytes = 64 << 10
 // request the gateway refuses before it reaches the interceptor (a
 // malformed body or query) is logged and counted by the error handler.
 func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.Handler) (http.Handler, error) {
-	g := &gateway{ic: newInterceptor(opts)}
+	ic := newInterceptor(opts)
+	g := &gateway{ic: ic}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &strictJSON{}),
 		// Keeps %2F inside a path segment, so an escaped backup ARN is
@@ -46,8 +46,9 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithIncomingHeaderMatcher(forwardedHeader),
 		runtime.SetQueryParameterParser(&queryParser{}),
+		runtime.WithMiddlewares(keepPathParams),
 	)
-	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts)); err != nil {
+	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, ic)); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -144,6 +145,8 @@ func (m *strictJSON) Unmarshal(data []byte, v any) error {
 // handler.
 type restCall struct {
 	start time.Time
+	// params are the route's path parameters, once a route matched.
+	params map[string]string
 	// tooLarge is set when reading the body passed MaxBodyBytes.
 	tooLarge bool
 	// intercepted is set when the request reached the interceptor, which
@@ -177,6 +180,17 @@ type declaredTooLarge struct{ io.ReadCloser }
 
 func (declaredTooLarge) Read([]byte) (int, error) {
 	return 0, &http.MaxBytesError{Limit: MaxBodyBytes}
+}
+
+// keepPathParams records a matched route's path parameters in the
+// request's restCall, for the error handler.
+func keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if call, ok := r.Context().Value(restCallKey{}).(*restCall); ok {
+			call.params = params
+		}
+		next(w, r, params)
+	}
 }
 
 // markIntercepted records that a REST request reached the interceptor. It
@@ -234,11 +248,11 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 	case call != nil && call.tooLarge:
 		st = tooLarge()
 	case len(st.Details()) == 0 && st.Code() == codes.InvalidArgument:
-		st = malformed(ctx, r, st)
+		st = malformed(ctx, r, call, st)
 	}
 	if call != nil && !call.intercepted {
 		if method, ok := runtime.RPCMethod(ctx); ok {
-			account, region := pathTarget(ctx, r)
+			account, region := pathTarget(call.params)
 			g.ic.record(ctx, method, account, region, "", call.start, st.Err())
 		}
 	}
@@ -259,8 +273,8 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 // types, bad path or query values) an ErrorInfo. Its generated code keeps
 // only the text of queryParser's error, so the field violations of a bad
 // query are found again here.
-func malformed(ctx context.Context, r *http.Request, st *status.Status) *status.Status {
-	if vs := requestViolations(ctx, r); len(vs) > 0 {
+func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status) *status.Status {
+	if vs := requestViolations(ctx, r, call); len(vs) > 0 {
 		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{})
 		return st
 	}
@@ -274,27 +288,11 @@ func malformed(ctx context.Context, r *http.Request, st *status.Status) *status.
 
 // pathTarget names, for the log, the account and region of a REST request's
 // path: its {account_id}, or the account and region of its {backup_arn}.
-func pathTarget(ctx context.Context, r *http.Request) (account, region string) {
-	pattern, _ := runtime.HTTPPathPattern(ctx)
-	segs := strings.Split(r.URL.EscapedPath(), "/")
-	for i, p := range strings.Split(pattern, "/") {
-		if i >= len(segs) {
-			break
-		}
-		verb, isARN := strings.CutPrefix(p, "{backup_arn}")
-		if p != "{account_id}" && !isARN {
-			continue
-		}
-		v, err := url.PathUnescape(strings.TrimSuffix(segs[i], verb))
-		if err != nil {
-			continue
-		}
-		if isARN {
-			return target(&backupv1.GetBackupRequest{BackupArn: v})
-		}
-		account = v
+func pathTarget(params map[string]string) (account, region string) {
+	if arn, ok := params["backup_arn"]; ok {
+		return target(&backupv1.GetBackupRequest{BackupArn: arn})
 	}
-	return account, region
+	return params["account_id"], ""
 }
 
 func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {

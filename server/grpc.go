@@ -85,12 +85,12 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	return s
 }
 
-// inProcess returns opts.Service behind the same interceptor as NewGRPC's
-// server, for the REST gateway to call directly: a REST request is
+// inProcess returns svc behind ic, the same interceptor as NewGRPC's
+// server's, for the REST gateway to call directly: a REST request is
 // recovered, mapped and logged exactly like a gRPC one, without being
 // encoded again and sent through an in-memory HTTP/2 connection.
-func inProcess(opts Options) backupv1.BackupServiceServer {
-	return &intercepted{svc: opts.Service, ic: newInterceptor(opts).unary}
+func inProcess(svc backupv1.BackupServiceServer, ic *interceptor) backupv1.BackupServiceServer {
+	return &intercepted{svc: svc, ic: ic.unary}
 }
 
 type intercepted struct {

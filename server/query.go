@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -30,13 +29,15 @@ type queryParser struct {
 }
 
 func (p *queryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
-	if vs := queryViolations(msg, values, filter); len(vs) > 0 {
+	err := p.DefaultQueryParser.Parse(msg, values, filter)
+	// Values are parsed one by one only when parsing them together failed.
+	if vs := queryViolations(msg, values, filter, err != nil); len(vs) > 0 {
 		// The generated gateway code keeps only this error's text;
 		// gateway.handleError finds the violations again
 		// (requestViolations).
 		return &service.InvalidArgumentError{Violations: vs}
 	}
-	return p.DefaultQueryParser.Parse(msg, values, filter)
+	return err
 }
 
 // maxKeyEcho bounds how much of an unknown query parameter's name an error
@@ -44,10 +45,10 @@ func (p *queryParser) Parse(msg proto.Message, values url.Values, filter *utilit
 const maxKeyEcho = 64
 
 // queryViolations lists the query parameters that msg's route cannot take:
-// those that name no field of msg, and those whose value does not fit
-// their field. Parameters bound from the path (filter) are grpc-gateway's
-// to ignore.
-func queryViolations(msg proto.Message, values url.Values, filter *utilities.DoubleArray) []service.FieldViolation {
+// those that name no field of msg, those given twice and, when probe is
+// set, those whose value does not fit their field. Parameters bound from
+// the path (filter) are grpc-gateway's to ignore.
+func queryViolations(msg proto.Message, values url.Values, filter *utilities.DoubleArray, probe bool) []service.FieldViolation {
 	var (
 		vs     []service.FieldViolation
 		parser runtime.DefaultQueryParser
@@ -72,8 +73,7 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 			})
 			continue
 		}
-		probe := msg.ProtoReflect().New().Interface()
-		if parser.Parse(probe, url.Values{key: values[key]}, filter) != nil {
+		if probe && parser.Parse(msg.ProtoReflect().New().Interface(), url.Values{key: values[key]}, filter) != nil {
 			vs = append(vs, service.FieldViolation{
 				Field:       name,
 				Description: fmt.Sprintf("%s %s; got %s", name, accepts(fd), service.Quote(strings.Join(values[key], ","))),
@@ -84,10 +84,11 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 }
 
 // requestViolations is queryViolations for the REST request r whose RPC
-// and route grpc-gateway recorded in ctx, or nil when they are unknown.
-func requestViolations(ctx context.Context, r *http.Request) []service.FieldViolation {
+// grpc-gateway recorded in ctx and whose path parameters call holds, or nil
+// when they are unknown.
+func requestViolations(ctx context.Context, r *http.Request, call *restCall) []service.FieldViolation {
 	method, ok := runtime.RPCMethod(ctx)
-	if !ok || r.URL.RawQuery == "" {
+	if !ok || call == nil || r.URL.RawQuery == "" {
 		return nil
 	}
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")))
@@ -102,17 +103,12 @@ func requestViolations(ctx context.Context, r *http.Request) []service.FieldViol
 	if err != nil {
 		return nil
 	}
-	pattern, _ := runtime.HTTPPathPattern(ctx)
 	var bound [][]string
-	for _, m := range pathVarRe.FindAllStringSubmatch(pattern, -1) {
-		bound = append(bound, strings.Split(m[1], "."))
+	for p := range call.params {
+		bound = append(bound, strings.Split(p, "."))
 	}
-	return queryViolations(mt.New().Interface(), r.URL.Query(), utilities.NewDoubleArray(bound))
+	return queryViolations(mt.New().Interface(), r.URL.Query(), utilities.NewDoubleArray(bound), true)
 }
-
-// pathVarRe matches the variables of a route pattern such as
-// /v1/accounts/{account_id}/backups.
-var pathVarRe = regexp.MustCompile(`\{([^}=]+)`)
 
 // lookupField finds the field a query key names, by proto or JSON name,
 // through singular message fields for dotted keys. name is its dotted proto
