@@ -41,6 +41,9 @@ type RegionNotAllowedError struct {
 	AccountID string
 	Region    string
 	Allowed   []string
+	// Field names the request field the region came from (a backup ARN,
+	// say), for the caller's field violation; empty means "region".
+	Field string
 }
 
 func (e *RegionNotAllowedError) Error() string {

@@ -82,6 +82,13 @@ func TestRequestIDMakesOneBackup(t *testing.T) {
 		t.Errorf("later repeats differ: %v / %v (%v)", first, again, err)
 	}
 
+	// The table named by its ARN is the same table: the same request.
+	byARN := proto.CloneOf(req)
+	byARN.TableName = "arn:aws:dynamodb:us-east-1:" + a + ":table/Orders"
+	if resp, err := inst.client.CreateBackup(ctx, byARN); err != nil || !proto.Equal(resp, first) {
+		t.Errorf("repeat naming the table by its ARN: %v, %v; want the first answer", resp, err)
+	}
+
 	// The same request_id for another backup name is refused, and calls nothing.
 	other := proto.CloneOf(req)
 	other.BackupName = "other"

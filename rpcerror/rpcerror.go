@@ -8,6 +8,7 @@
 package rpcerror
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -121,9 +122,9 @@ func mapErr(err error, req Request) mapped {
 	case errors.As(err, &invalid):
 		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: invalid.Error(), violations: invalid.Violations}
 	case errors.As(err, &region):
-		msg := region.Error()
+		msg, field := region.Error(), cmp.Or(region.Field, "region")
 		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,
-			violations: []service.FieldViolation{{Field: "region", Description: msg}}}
+			violations: []service.FieldViolation{{Field: field, Description: field + ": " + msg}}}
 	case errors.As(err, &unknown):
 		return mapped{code: codes.NotFound, reason: "ACCOUNT_NOT_CONFIGURED",
 			msg: fmt.Sprintf("account %s is not configured in backupd; ask its operators to add it", unknown.AccountID)}

@@ -52,6 +52,8 @@ func TestStatus(t *testing.T) {
 			codes.InvalidArgument, "INVALID_ARGUMENT", "backup_name", 0, "got 2", ""},
 		{"region not allowed", &accounts.RegionNotAllowedError{AccountID: "111111111111", Region: "eu-west-1", Allowed: []string{"us-east-1"}},
 			codes.InvalidArgument, "REGION_NOT_ALLOWED", "region", 0, "eu-west-1", ""},
+		{"region of a backup ARN not allowed", &accounts.RegionNotAllowedError{AccountID: "111111111111", Region: "eu-west-1", Allowed: []string{"us-east-1"}, Field: "backup_arn"},
+			codes.InvalidArgument, "REGION_NOT_ALLOWED", "backup_arn", 0, "eu-west-1", ""},
 		{"DynamoDB ValidationException", sdkErr(&smithy.GenericAPIError{Code: "ValidationException", Message: "bad name"}),
 			codes.InvalidArgument, "DYNAMODB_VALIDATION", "", 0, "bad name", ""},
 		{"STS AccessDenied", fmt.Errorf("op: %w", denied), codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "111111111111", "arn:aws:iam"},

@@ -67,9 +67,9 @@ func parseResource(vs *violations, field, res string, wantBackup bool, shape str
 	}
 	a.Table = segs[1]
 	var sub violations
-	checkName(&sub, "table name", a.Table)
+	checkName(&sub, "its table name", a.Table)
 	if len(sub) > 0 {
-		vs.add(field, "has a bad %s", sub[0].Description)
+		vs.add(field, "is not a valid ARN: %s", sub[0].Description)
 		return false
 	}
 	switch {

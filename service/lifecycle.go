@@ -20,7 +20,7 @@ func (s *Server) resolveARN(ctx context.Context, vs *violations, field, backupAR
 	if err := vs.err(); err != nil || !ok {
 		return accounts.Target{}, err
 	}
-	return s.resolve(ctx, a.Account, a.Region)
+	return s.resolve(ctx, a.Account, a.Region, field)
 }
 
 // GetBackup describes one backup.
@@ -74,7 +74,7 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.resolve(ctx, req.GetAccountId(), scope.region)
+	target, err := s.resolve(ctx, req.GetAccountId(), scope.region, scope.regionField)
 	if err != nil {
 		return nil, err
 	}
@@ -109,14 +109,15 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 	checkAccountID(&vs, "account_id", req.GetAccountId())
 	checkRegion(&vs, "region", req.GetRegion())
 	in := &dynamodb.ListBackupsInput{}
-	scope := listScope{account: req.GetAccountId(), region: req.GetRegion(), table: req.GetTableName()}
+	scope := listScope{account: req.GetAccountId(), region: req.GetRegion(), table: req.GetTableName(), regionField: "region"}
 	if t := req.GetTableName(); t != "" {
 		in.TableName = aws.String(t)
-		_, scope.region = checkTableRef(&vs, "table_name", t, req.GetAccountId(), req.GetRegion())
+		ref := checkTableRef(&vs, "table_name", t, req.GetAccountId(), req.GetRegion())
+		scope.region, scope.regionField = ref.region, ref.regionField
 	}
 	bt, ok := backupTypeFilters[req.GetBackupType()]
 	if !ok {
-		vs.add("backup_type", "must be USER, SYSTEM, AWS_BACKUP or ALL; got %d", req.GetBackupType())
+		vs.add("backup_type", "must be BACKUP_TYPE_FILTER_USER, BACKUP_TYPE_FILTER_SYSTEM, BACKUP_TYPE_FILTER_AWS_BACKUP or BACKUP_TYPE_FILTER_ALL; got %d", req.GetBackupType())
 	}
 	in.BackupType, scope.backupType = bt, string(bt)
 	lower, upper := req.GetTimeRangeLowerBound(), req.GetTimeRangeUpperBound()

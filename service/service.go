@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -69,20 +70,21 @@ const consistencySlack = time.Minute
 
 // CreateBackup starts an on-demand backup, once per request_id.
 func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
-	table, region, err := validateCreate(req)
+	table, err := validateCreate(req)
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.resolve(ctx, req.GetAccountId(), region)
+	target, err := s.resolve(ctx, req.GetAccountId(), table.region, table.regionField)
 	if err != nil {
 		return nil, err
 	}
+	// A table's name and its ARN are the same table to a repeat.
 	norm := func() proto.Message {
-		return &backupv1.CreateBackupRequest{AccountId: target.AccountID, Region: target.Region, TableName: table, BackupName: req.GetBackupName()}
+		return &backupv1.CreateBackupRequest{AccountId: target.AccountID, Region: target.Region, TableName: table.name, BackupName: req.GetBackupName()}
 	}
 	return once(ctx, s, config.OpCreateBackup, target.AccountID, req.GetRequestId(), norm,
 		func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
-			return s.createBackup(ctx, target, table, req.GetBackupName())
+			return s.createBackup(ctx, target, table.ref, req.GetBackupName())
 		})
 }
 
@@ -106,26 +108,35 @@ func (s *Server) createBackup(ctx context.Context, target accounts.Target, table
 
 // validateCreate checks every field and returns the table name or ARN to
 // send and the region to act in (empty: the account's default).
-func validateCreate(req *backupv1.CreateBackupRequest) (table, region string, err error) {
+func validateCreate(req *backupv1.CreateBackupRequest) (tableRef, error) {
 	var vs violations
 	checkAccountID(&vs, "account_id", req.GetAccountId())
 	checkRegion(&vs, "region", req.GetRegion())
-	table, region = checkTableRef(&vs, "table_name", req.GetTableName(), req.GetAccountId(), req.GetRegion())
+	t := checkTableRef(&vs, "table_name", req.GetTableName(), req.GetAccountId(), req.GetRegion())
 	checkName(&vs, "backup_name", req.GetBackupName())
 	checkRequestID(&vs, "request_id", req.GetRequestId())
-	return table, region, vs.err()
+	return t, vs.err()
+}
+
+// tableRef is a request's table: as the caller gave it (a name or an ARN),
+// the table's name, and the region to act in with the request field that
+// named it (an empty region means the account's default).
+type tableRef struct {
+	ref, name           string
+	region, regionField string
 }
 
 // checkTableRef accepts a table name or a table ARN of the request's account
 // (and region, when one is given; otherwise the ARN's region is used).
-func checkTableRef(vs *violations, field, ref, account, region string) (string, string) {
+func checkTableRef(vs *violations, field, ref, account, region string) tableRef {
+	t := tableRef{ref: ref, name: ref, region: region, regionField: "region"}
 	if len(ref) < 4 || ref[:4] != "arn:" {
 		checkName(vs, field, ref)
-		return ref, region
+		return t
 	}
 	a, ok := parseARN(vs, field, ref, false)
 	if !ok {
-		return ref, region
+		return t
 	}
 	if a.Account != account {
 		vs.add(field, "is a table ARN of account %s; it must be in account_id %s", a.Account, Quote(account))
@@ -133,16 +144,26 @@ func checkTableRef(vs *violations, field, ref, account, region string) (string, 
 	if region != "" && a.Region != region {
 		vs.add(field, "is a table ARN in region %s; it must be in region %s", a.Region, region)
 	}
-	return ref, a.Region
+	t.name = a.Table
+	if region == "" {
+		t.region, t.regionField = a.Region, field
+	}
+	return t
 }
 
 // resolve finds where the request acts and notes it for the request's log line.
-func (s *Server) resolve(ctx context.Context, accountID, region string) (accounts.Target, error) {
+// regionField names the request field the region came from, for the
+// caller's error when the region is not allowed.
+func (s *Server) resolve(ctx context.Context, accountID, region, regionField string) (accounts.Target, error) {
 	target, err := s.accounts.Resolve(accountID, region)
-	if err == nil {
-		reqlog.SetTarget(ctx, target.AccountID, target.Region)
+	if err != nil {
+		if e, ok := errors.AsType[*accounts.RegionNotAllowedError](err); ok {
+			e.Field = regionField
+		}
+		return target, err
 	}
-	return target, err
+	reqlog.SetTarget(ctx, target.AccountID, target.Region)
+	return target, nil
 }
 
 func (s *Server) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -55,7 +55,7 @@ func TestValidateCreate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := valid()
 			tt.modify(r)
-			_, _, err := validateCreate(r)
+			_, err := validateCreate(r)
 			if tt.field == "" {
 				if err != nil {
 					t.Fatalf("valid request refused: %v", err)
@@ -77,7 +77,7 @@ func TestValidateCreate(t *testing.T) {
 }
 
 func TestValidateCreateReportsEveryField(t *testing.T) {
-	_, _, err := validateCreate(&backupv1.CreateBackupRequest{AccountId: "1", TableName: "x", BackupName: "y", RequestId: strings.Repeat("z", 200)})
+	_, err := validateCreate(&backupv1.CreateBackupRequest{AccountId: "1", TableName: "x", BackupName: "y", RequestId: strings.Repeat("z", 200)})
 	ia, ok := err.(*InvalidArgumentError)
 	if !ok || len(ia.Violations) != 4 {
 		t.Fatalf("err = %v, want 4 violations", err)
@@ -102,7 +102,7 @@ func TestParseARN(t *testing.T) {
 		{"short account", "arn:aws:dynamodb:us-east-1:11111111111:table/Orders/backup/01700000000000-abcdef12", "account id"},
 		{"long account", "arn:aws:dynamodb:us-east-1:1111111111111:table/Orders/backup/01700000000000-abcdef12", "account id"},
 		{"extra segments", good + "/more", "want table/TABLE/backup/BACKUP_ID"},
-		{"bad table name", "arn:aws:dynamodb:us-east-1:111111111111:table/a b/backup/01700000000000-abcdef12", "bad table name"},
+		{"bad table name", "arn:aws:dynamodb:us-east-1:111111111111:table/a b/backup/01700000000000-abcdef12", `backup_arn is not a valid ARN: its table name must be 3-255 characters of a-z A-Z 0-9 _ . -; got "a b"`},
 		{"bad backup id", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/xyz", "backup id"},
 		{"not a table resource", "arn:aws:dynamodb:us-east-1:111111111111:global-table/Orders", "has resource"},
 	}
@@ -118,6 +118,29 @@ func TestParseARN(t *testing.T) {
 			}
 			if ok || len(vs) != 1 || !strings.Contains(vs[0].Description, tt.msgHas) {
 				t.Fatalf("parseARN(%q): ok=%v violations %+v; want one containing %q", tt.arn, ok, vs, tt.msgHas)
+			}
+		})
+	}
+}
+
+func TestCheckTableRef(t *testing.T) {
+	const arn = "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders"
+	tests := []struct {
+		name, ref, region string
+		want              tableRef
+	}{
+		{"name, default region", "Orders", "", tableRef{ref: "Orders", name: "Orders", region: "", regionField: "region"}},
+		{"name, region given", "Orders", "eu-west-1", tableRef{ref: "Orders", name: "Orders", region: "eu-west-1", regionField: "region"}},
+		// The ARN decides the region, so a region it names that is not
+		// allowed is the ARN's fault.
+		{"ARN, no region", arn, "", tableRef{ref: arn, name: "Orders", region: "eu-west-1", regionField: "table_name"}},
+		{"ARN, same region given", arn, "eu-west-1", tableRef{ref: arn, name: "Orders", region: "eu-west-1", regionField: "region"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var vs violations
+			if got := checkTableRef(&vs, "table_name", tt.ref, "111111111111", tt.region); got != tt.want || len(vs) != 0 {
+				t.Errorf("checkTableRef(%q, %q) = %+v, %v; want %+v", tt.ref, tt.region, got, vs, tt.want)
 			}
 		})
 	}
