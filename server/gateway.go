@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +50,11 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		runtime.WithIncomingHeaderMatcher(forwardedHeader),
 		runtime.SetQueryParameterParser(&queryParser{}),
 		runtime.WithMiddlewares(keepPathParams),
+		// No POST standing in for another method: grpc-gateway's default
+		// runs a form-encoded POST as the GET of the same path, and one
+		// with X-HTTP-Method-Override as any method, DELETE included,
+		// past whatever rules a proxy keeps per method.
+		runtime.WithDisablePathLengthFallback(),
 	)
 	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, ic)); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
@@ -117,6 +125,9 @@ type strictJSON struct {
 	runtime.JSONPb
 }
 
+// NewDecoder keeps, in the request's restCall, the body it read and, when
+// protojson refuses it, the field violations for the error handler: the
+// generated code keeps only the text of a decoding error.
 func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 	return runtime.DecoderFunc(func(v any) error {
 		data, err := io.ReadAll(r)
@@ -130,7 +141,15 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		if len(data) == 0 {
 			return io.EOF // an empty body is an empty request
 		}
-		return protojson.Unmarshal(data, msg)
+		lb, _ := r.(*limitedBody)
+		if lb != nil {
+			lb.call.body = data
+		}
+		err = protojson.Unmarshal(data, msg)
+		if err != nil && lb != nil {
+			lb.call.bodyViolations = bodyViolations(msg.ProtoReflect().Descriptor(), data, lb.call.params)
+		}
+		return err
 	})
 }
 
@@ -152,6 +171,11 @@ type restCall struct {
 	// intercepted is set when the request reached the interceptor, which
 	// then logged and counted it.
 	intercepted bool
+	// query is the URL's raw query, and body the JSON body once decoded.
+	query string
+	body  []byte
+	// bodyViolations are the fields protojson refused in body.
+	bodyViolations []service.FieldViolation
 }
 
 type restCallKey struct{}
@@ -163,7 +187,7 @@ type restCallKey struct{}
 // from the restCall, and logs and counts the request under its method.
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		call := &restCall{start: time.Now()}
+		call := &restCall{start: time.Now(), query: r.URL.RawQuery}
 		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
 		if r.ContentLength > MaxBodyBytes {
 			r.Body = &limitedBody{ReadCloser: declaredTooLarge{r.Body}, call: call}
@@ -215,10 +239,19 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func tooLarge() *status.Status {
+func tooLarge(account string) *status.Status {
 	st := status.New(codes.InvalidArgument, fmt.Sprintf("request body must be at most %d bytes", MaxBodyBytes))
-	st, _ = st.WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: "BODY_TOO_LARGE"})
+	st, _ = st.WithDetails(errorInfo("BODY_TOO_LARGE", account))
 	return st
+}
+
+// errorInfo is the ErrorInfo of an error the gateway makes itself.
+func errorInfo(reason, account string) *errdetails.ErrorInfo {
+	info := &errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: reason}
+	if account != "" {
+		info.Metadata = map[string]string{"account_id": account}
+	}
+	return info
 }
 
 func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
@@ -243,20 +276,23 @@ type gateway struct {
 // interceptor is logged and counted here.
 func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	call, _ := r.Context().Value(restCallKey{}).(*restCall)
+	if call == nil {
+		call = &restCall{start: time.Now()}
+	}
+	account, region := pathTarget(call.params)
 	st := status.Convert(err)
 	switch {
-	case call != nil && call.tooLarge:
-		st = tooLarge()
+	case call.tooLarge:
+		st = tooLarge(account)
 	case len(st.Details()) == 0 && st.Code() == codes.InvalidArgument:
-		st = malformed(ctx, r, call, st)
+		st = malformed(ctx, r, call, st, account)
 	}
-	if call != nil && !call.intercepted {
+	if !call.intercepted {
 		if method, ok := runtime.RPCMethod(ctx); ok {
-			account, region := pathTarget(call.params)
 			g.ic.record(ctx, method, account, region, "", call.start, st.Err())
 		}
 	}
-	if call != nil && call.tooLarge {
+	if call.tooLarge {
 		writeStatus(w, st, http.StatusRequestEntityTooLarge)
 		return
 	}
@@ -269,17 +305,22 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
 }
 
-// malformed gives one of grpc-gateway's own errors (malformed JSON, wrong
-// types, bad path or query values) an ErrorInfo. Its generated code keeps
-// only the text of queryParser's error, so the field violations of a bad
-// query are found again here.
-func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status) *status.Status {
-	if vs := requestViolations(ctx, r, call); len(vs) > 0 {
-		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{})
+// malformed gives one of grpc-gateway's own errors (malformed JSON, unknown
+// fields, wrong types, bad path or query values) an ErrorInfo, and field
+// violations when it can name the fields. Its generated code keeps only
+// the text of the decoder's and queryParser's errors, so the violations
+// are found again here, or were kept by the decoder.
+func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status, account string) *status.Status {
+	vs := call.bodyViolations
+	if len(vs) == 0 {
+		vs = requestViolations(ctx, r, call)
+	}
+	if len(vs) > 0 {
+		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{AccountID: account})
 		return st
 	}
 	withInfo, err := status.New(codes.InvalidArgument, "malformed request: "+st.Message()).
-		WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: "MALFORMED_REQUEST"})
+		WithDetails(errorInfo("MALFORMED_REQUEST", account))
 	if err != nil {
 		return st
 	}
@@ -311,4 +352,35 @@ func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 		return
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// restRefusal checks what grpc-gateway lets pass on a REST request without
+// a word: query parameters on a route that takes none (only ListBackups
+// reads its query), and body fields that say otherwise than the path. It
+// returns nil for a gRPC request. It runs inside the interceptor, so the
+// refusal is authorized, logged and counted like any invalid request.
+func restRefusal(ctx context.Context, method string, req proto.Message) error {
+	call, ok := ctx.Value(restCallKey{}).(*restCall)
+	if !ok {
+		return nil
+	}
+	var vs []service.FieldViolation
+	if call.query != "" && method != backupv1.BackupService_ListBackups_FullMethodName {
+		values, _ := url.ParseQuery(call.query)
+		for _, key := range slices.Sorted(maps.Keys(values)) {
+			vs = append(vs, service.FieldViolation{Field: shorten(key), Description: fmt.Sprintf(
+				"%s is not a query parameter of this route; it takes none", shorten(key))})
+		}
+		if len(vs) == 0 {
+			vs = append(vs, service.FieldViolation{Field: "query", Description: fmt.Sprintf(
+				"this route takes no query parameters; got %s", service.Quote(call.query))})
+		}
+	}
+	if len(call.body) > 0 {
+		vs = append(vs, pathConflicts(req, call.body, call.params)...)
+	}
+	if len(vs) == 0 {
+		return nil
+	}
+	return &service.InvalidArgumentError{Violations: vs}
 }

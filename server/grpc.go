@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/reqlog"
@@ -126,6 +127,9 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 	markIntercepted(ctx)
 	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
 	resp, err := s.ic(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		if err := restRefusal(ctx, method, req.(proto.Message)); err != nil {
+			return nil, err
+		}
 		return handle(ctx, req.(*Req))
 	})
 	if err != nil {

@@ -46,8 +46,8 @@ const maxKeyEcho = 64
 
 // queryViolations lists the query parameters that msg's route cannot take:
 // those that name no field of msg, those given twice and, when probe is
-// set, those whose value does not fit their field. Parameters bound from
-// the path (filter) are grpc-gateway's to ignore.
+// set, those whose value does not fit their field, and those bound from
+// the path (filter), which grpc-gateway would ignore.
 func queryViolations(msg proto.Message, values url.Values, filter *utilities.DoubleArray, probe bool) []service.FieldViolation {
 	var (
 		vs     []service.FieldViolation
@@ -63,6 +63,13 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 			vs = append(vs, service.FieldViolation{
 				Field:       field,
 				Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", field, queryFields(msg, filter)),
+			})
+			continue
+		}
+		if filter.HasCommonPrefix(strings.Split(name, ".")) {
+			vs = append(vs, service.FieldViolation{
+				Field:       name,
+				Description: fmt.Sprintf("%s comes from the path; leave it out of the query", name),
 			})
 			continue
 		}
@@ -138,9 +145,18 @@ func lookupField(md protoreflect.MessageDescriptor, key string) (protoreflect.Fi
 	return fd, strings.Join(path, ".")
 }
 
-// accepts describes the values a field takes in a query string.
+// accepts describes the values a field takes in a query string or a JSON
+// body.
 func accepts(fd protoreflect.FieldDescriptor) string {
+	switch {
+	case fd.IsMap():
+		return "must be an object"
+	case fd.IsList():
+		return "must be a list"
+	}
 	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return "must be a string"
 	case protoreflect.EnumKind:
 		var names []string
 		vals := fd.Enum().Values()
@@ -160,6 +176,7 @@ func accepts(fd protoreflect.FieldDescriptor) string {
 		if fd.Message().FullName() == "google.protobuf.Timestamp" {
 			return "must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z"
 		}
+		return "must be an object"
 	}
 	return "has a value of the wrong type"
 }

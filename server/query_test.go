@@ -37,8 +37,8 @@ func TestListQuery(t *testing.T) {
 				BackupType: backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_SYSTEM, PageSize: proto.Int32(3)}},
 		{name: "enum number", query: "backupType=4",
 			want: &backupv1.ListBackupsRequest{AccountId: "111111111111", BackupType: backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_ALL}},
-		{name: "the path's account wins", query: "accountId=222222222222",
-			want: &backupv1.ListBackupsRequest{AccountId: "111111111111"}},
+		{name: "the path's account in the query", query: "accountId=222222222222",
+			fields: []string{"account_id"}, rules: []string{"comes from the path; leave it out of the query"}},
 		{name: "short enum name", query: "backupType=ALL",
 			fields: []string{"backup_type"}, rules: []string{"must be one of BACKUP_TYPE_FILTER_USER, BACKUP_TYPE_FILTER_SYSTEM, BACKUP_TYPE_FILTER_AWS_BACKUP, BACKUP_TYPE_FILTER_ALL; got \"ALL\""}},
 		{name: "unknown parameter", query: "tablename=Orders",
@@ -82,14 +82,15 @@ func TestListQuery(t *testing.T) {
 				Message string
 				Details []struct {
 					Reason          string
+					Metadata        map[string]string
 					FieldViolations []struct{ Field, Description string }
 				}
 			}
 			if err := json.Unmarshal(body, &st); err != nil || len(st.Details) != 2 {
 				t.Fatalf("want ErrorInfo and BadRequest: %v %s", err, body)
 			}
-			if st.Details[0].Reason != "INVALID_ARGUMENT" {
-				t.Errorf("reason %q", st.Details[0].Reason)
+			if st.Details[0].Reason != "INVALID_ARGUMENT" || st.Details[0].Metadata["account_id"] != "111111111111" {
+				t.Errorf("ErrorInfo %+v, want reason INVALID_ARGUMENT and the path's account_id", st.Details[0])
 			}
 			vs := st.Details[1].FieldViolations
 			if len(vs) != len(tt.fields) {

@@ -208,7 +208,7 @@ func TestGatewayErrors(t *testing.T) {
 		{"rate limited", limited.Err(), "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, false, 429, "2", "", ""},
 		{"not found", status.Error(codes.NotFound, "no"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 404, "", "", ""},
 		{"precondition", status.Error(codes.FailedPrecondition, "in use"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 400, "", "", ""},
-		{"unknown field", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"nope":1}`, false, 400, "", "MALFORMED_REQUEST", ""},
+		{"unknown field", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"nope":1}`, false, 400, "", "INVALID_ARGUMENT", "nope is not a field"},
 		{"trailing data", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{} {}`, false, 400, "", "MALFORMED_REQUEST", ""},
 		{"declared body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, false, 413, "", "BODY_TOO_LARGE", ""},
 		{"streamed body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, true, 413, "", "BODY_TOO_LARGE", ""},

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/backupd/backupd/service"
+)
+
+// bodyViolations finds what protojson refused in a JSON body for md: the
+// keys that name no field, and the values that do not fit their field,
+// inside nested objects and lists too, each as a field violation. bound
+// names the fields the route takes from its path, which the body may not
+// set. It returns nil when the body is not a JSON object: protojson's own
+// message then says what is wrong with the JSON.
+func bodyViolations(md protoreflect.MessageDescriptor, data []byte, bound map[string]string) []service.FieldViolation {
+	return objectViolations(md, data, "", bound)
+}
+
+func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix string, bound map[string]string) []service.FieldViolation {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(data, &obj) != nil {
+		return nil
+	}
+	var vs []service.FieldViolation
+	for _, key := range slices.Sorted(maps.Keys(obj)) {
+		fd := fieldByName(md, key)
+		if fd == nil {
+			field := prefix + shorten(key)
+			vs = append(vs, service.FieldViolation{Field: field, Description: fmt.Sprintf(
+				"%s is not a field of %s; it takes %s", field, objectName(md, prefix), bodyFields(md, bound))})
+			continue
+		}
+		name := prefix + string(fd.Name())
+		if nested := nestedViolations(fd, obj[key], name); len(nested) > 0 {
+			vs = append(vs, nested...)
+			continue
+		}
+		if !fits(md, key, obj[key]) {
+			vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+				"%s %s; got %s", name, accepts(fd), service.Quote(string(obj[key])))})
+		}
+	}
+	return vs
+}
+
+// nestedViolations looks into a value that is an object, or a list of
+// objects, of one of backupd's own messages.
+func nestedViolations(fd protoreflect.FieldDescriptor, value json.RawMessage, name string) []service.FieldViolation {
+	if fd.Kind() != protoreflect.MessageKind || fd.IsMap() || isWellKnown(fd.Message()) {
+		return nil
+	}
+	if !fd.IsList() {
+		return objectViolations(fd.Message(), value, name+".", nil)
+	}
+	var elems []json.RawMessage
+	if json.Unmarshal(value, &elems) != nil {
+		return nil
+	}
+	var vs []service.FieldViolation
+	for i, e := range elems {
+		vs = append(vs, objectViolations(fd.Message(), e, fmt.Sprintf("%s[%d].", name, i), nil)...)
+	}
+	return vs
+}
+
+// fits reports whether protojson takes value for the field key names.
+func fits(md protoreflect.MessageDescriptor, key string, value json.RawMessage) bool {
+	obj, err := json.Marshal(map[string]json.RawMessage{key: value})
+	return err == nil && protojson.Unmarshal(obj, dynamicpb.NewMessage(md)) == nil
+}
+
+// fieldByName finds the field a JSON key names, by its JSON or proto name,
+// as protojson does.
+func fieldByName(md protoreflect.MessageDescriptor, key string) protoreflect.FieldDescriptor {
+	if fd := md.Fields().ByJSONName(key); fd != nil {
+		return fd
+	}
+	return md.Fields().ByTextName(key)
+}
+
+func isWellKnown(md protoreflect.MessageDescriptor) bool {
+	return md.ParentFile().Package() == "google.protobuf"
+}
+
+// objectName says which object a field was looked for in: the request, or
+// the field named by prefix ("provisioned_throughput_override.").
+func objectName(md protoreflect.MessageDescriptor, prefix string) string {
+	if prefix == "" {
+		return "the request body"
+	}
+	return strings.TrimSuffix(prefix, ".")
+}
+
+// bodyFields lists the fields md takes in a body: all but those bound from
+// the path.
+func bodyFields(md protoreflect.MessageDescriptor, bound map[string]string) string {
+	var names []string
+	fields := md.Fields()
+	for i := range fields.Len() {
+		if _, ok := bound[string(fields.Get(i).Name())]; !ok {
+			names = append(names, fields.Get(i).JSONName())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// shorten bounds how much of a caller's key an error repeats.
+func shorten(key string) string {
+	if len(key) > maxKeyEcho {
+		return key[:maxKeyEcho] + "..."
+	}
+	return key
+}
+
+// pathConflicts lists the path fields that body sets to something else
+// than the path does: grpc-gateway lets the path win without a word, so a
+// body naming another account or table would be acted on where the path
+// says. req is the request as the gateway made it, path fields set from
+// the path; params are the route's path parameters. Only a body that
+// mentions a path field is decoded again.
+func pathConflicts(req proto.Message, body []byte, params map[string]string) []service.FieldViolation {
+	var fields []protoreflect.FieldDescriptor
+	md := req.ProtoReflect().Descriptor()
+	for p := range params {
+		fd := md.Fields().ByName(protoreflect.Name(p))
+		if fd != nil && fd.Kind() == protoreflect.StringKind &&
+			(bytes.Contains(body, []byte(fd.JSONName())) || bytes.Contains(body, []byte(p))) {
+			fields = append(fields, fd)
+		}
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	slices.SortFunc(fields, func(a, b protoreflect.FieldDescriptor) int { return strings.Compare(string(a.Name()), string(b.Name())) })
+	inBody := req.ProtoReflect().New()
+	if protojson.Unmarshal(body, inBody.Interface()) != nil {
+		return nil
+	}
+	var vs []service.FieldViolation
+	for _, fd := range fields {
+		path, got := req.ProtoReflect().Get(fd).String(), inBody.Get(fd).String()
+		if inBody.Has(fd) && got != path {
+			vs = append(vs, service.FieldViolation{Field: string(fd.Name()), Description: fmt.Sprintf(
+				"%s is %s in the path but %s in the body; leave it out of the body", fd.Name(), quoteARN(path), quoteARN(got))})
+		}
+	}
+	return vs
+}
+
+// quoteARN quotes s whole when it is no longer than an ARN can be, so that
+// two ARNs that differ in their last characters read apart.
+func quoteARN(s string) string {
+	if len(s) > 1024 {
+		return service.Quote(s)
+	}
+	return fmt.Sprintf("%q", s)
+}

@@ -1,0 +1,131 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestRESTRefusals shows the REST requests that grpc-gateway would take in
+// its own way refused with the shape of every other error: an ErrorInfo
+// that names the path's account and, where a field is to blame, a field
+// violation naming it; and the service never called.
+func TestRESTRefusals(t *testing.T) {
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	const create = "/v1/accounts/111111111111/tables/Orders/backups"
+	restore := "/v1/backups/" + escaped + ":restore"
+	tests := []struct {
+		name, method, path, body string
+		header                   http.Header
+		status                   int
+		reason                   string
+		account                  string // the ErrorInfo's account_id; "" for none
+		fields                   []string
+		rules                    []string
+	}{
+		{name: "unknown body field", method: "POST", path: create, body: `{"backupName":"nightly","bogus":1}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"bogus"}, rules: []string{"is not a field of the request body; it takes region, backupName, requestId"}},
+		{name: "wrong type", method: "POST", path: create, body: `{"backupName":123}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"backup_name"}, rules: []string{`must be a string; got "123"`}},
+		{name: "nested wrong type and unknown field in a list", method: "POST", path: restore,
+			body:   `{"targetTableName":"Copy","provisionedThroughputOverride":{"readCapacityUnits":"x"},"globalSecondaryIndexOverride":{"indexes":[{"indexName":"a"},{"colour":"red"}]}}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"global_secondary_index_override.indexes[1].colour", "provisioned_throughput_override.read_capacity_units"},
+			rules:  []string{"is not a field of global_secondary_index_override.indexes[1]", `must be an integer; got "\"x\""`}},
+		{name: "malformed JSON", method: "POST", path: create, body: `{"backupName":`,
+			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111"},
+		{name: "body too large", method: "POST", path: create, body: `{"backupName":"` + strings.Repeat("x", MaxBodyBytes) + `"}`,
+			status: 413, reason: "BODY_TOO_LARGE", account: "111111111111"},
+		{name: "bad deadline header", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"soon"}},
+			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111"},
+		{name: "query on create", method: "POST", path: create + "?region=eu-west-1", body: `{"backupName":"nightly"}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"region"}, rules: []string{"is not a query parameter of this route; it takes none"}},
+		{name: "query on delete", method: "DELETE", path: "/v1/backups/" + escaped + "?force=1",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"force"}, rules: []string{"is not a query parameter of this route"}},
+		{name: "body names another account and table", method: "POST", path: create,
+			body:   `{"backupName":"nightly","accountId":"222222222222","table_name":"Customers"}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"account_id", "table_name"},
+			rules:  []string{`is "111111111111" in the path but "222222222222" in the body`, `is "Orders" in the path but "Customers" in the body`}},
+		{name: "restore body names another backup", method: "POST", path: restore,
+			body:   `{"targetTableName":"Copy","backupArn":"arn:aws:dynamodb:us-east-1:222222222222:table/Orders/backup/01700000000000-abcdef12"}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"backup_arn"}, rules: []string{"is " + `"` + arn + `" in the path but`}},
+		{name: "form POST does not become GET", method: "POST", path: "/v1/backups/" + escaped, body: "x=1",
+			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+			status: 405, reason: "METHOD_NOT_ALLOWED"},
+		{name: "method override does not become DELETE", method: "POST", path: "/v1/backups/" + escaped, body: "x=1",
+			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "X-Http-Method-Override": {"DELETE"}},
+			status: 405, reason: "METHOD_NOT_ALLOWED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			req, err := http.NewRequest(tt.method, f.http.URL+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tt.header {
+				req.Header[k] = v
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var st struct {
+				Message string
+				Details []struct {
+					Reason          string
+					Metadata        map[string]string
+					FieldViolations []struct{ Field, Description string }
+				}
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %+v", resp.StatusCode, tt.status, st)
+			}
+			f.stub.mu.Lock()
+			if f.stub.last != nil {
+				t.Errorf("the service was called with %v", f.stub.last)
+			}
+			f.stub.mu.Unlock()
+			if len(st.Details) == 0 || st.Details[0].Reason != tt.reason || st.Details[0].Metadata["account_id"] != tt.account {
+				t.Fatalf("details %+v, want reason %s and account_id %q", st.Details, tt.reason, tt.account)
+			}
+			if len(tt.fields) == 0 {
+				if len(st.Details) != 1 {
+					t.Errorf("details %+v, want only the ErrorInfo", st.Details)
+				}
+				return
+			}
+			if len(st.Details) != 2 || len(st.Details[1].FieldViolations) != len(tt.fields) {
+				t.Fatalf("details %+v, want violations of %v", st.Details, tt.fields)
+			}
+			for i, v := range st.Details[1].FieldViolations {
+				if v.Field != tt.fields[i] || !strings.HasPrefix(v.Description, v.Field+" "+tt.rules[i]) {
+					t.Errorf("violation %d = %+v, want field %s: %s", i, v, tt.fields[i], tt.rules[i])
+				}
+			}
+		})
+	}
+}
+
+// TestRESTBodyMayRepeatThePath shows that a body naming the same account
+// and table as the path, as a client that sends the whole request message
+// does, is taken.
+func TestRESTBodyMayRepeatThePath(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups",
+		strings.NewReader(`{"backupName":"nightly","accountId":"111111111111","tableName":"Orders"}`))
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
