@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,6 +176,41 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 		resp, err := inst.client.CreateBackup(ctx, req)
 		if err != nil || resp.GetBackupDetails().GetBackupName() != "patient" {
 			t.Fatalf("repeat: %v, %v", resp, err)
+		}
+		if n := creates.Load(); n != 1 {
+			t.Errorf("%d CreateBackup calls reached DynamoDB, want 1", n)
+		}
+		if names := backupNames(t, db, "Orders"); len(names) != 1 {
+			t.Errorf("moto holds %v, want one backup", names)
+		}
+	})
+
+	t.Run("REST caller's deadline passes while DynamoDB works", func(t *testing.T) {
+		a, db := newAccount(t, moto, "Orders")
+		const delay = 1500 * time.Millisecond
+		ddb, creates := slowDynamoDB(t, moto, delay)
+		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+		path, body := "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"patient","requestId":"slow-rest-1"}`
+		req, err := http.NewRequest("POST", inst.httpURL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Grpc-Timeout", "300m")
+		start := time.Now()
+		resp, err := inst.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		// Answered at the caller's deadline, not when DynamoDB answered the
+		// run that goes on without it.
+		if took := time.Since(start); resp.StatusCode != http.StatusGatewayTimeout || took >= delay {
+			t.Fatalf("first call: %d after %v, want 504 before DynamoDB answered (%v)", resp.StatusCode, took, delay)
+		}
+		code, _, got := inst.rest(t, "POST", path, body)
+		if code != http.StatusOK || !strings.Contains(string(got), `"backupName":"patient"`) {
+			t.Fatalf("repeat: %d %s", code, got)
 		}
 		if n := creates.Load(); n != 1 {
 			t.Errorf("%d CreateBackup calls reached DynamoDB, want 1", n)

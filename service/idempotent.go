@@ -32,6 +32,7 @@ type Idempotency interface {
 // The first run is detached from its caller's cancellation: once DynamoDB
 // may have the call, it runs to its end and its result is kept, so a caller
 // that gave up and retries gets the backup it already has, not a second.
+// The caller itself is answered at its deadline, over REST too.
 func once[Resp proto.Message](ctx context.Context, s *Server, op, account, requestID string, norm func() proto.Message,
 	do func(context.Context) (Resp, error)) (Resp, error) {
 	if requestID == "" {
@@ -39,34 +40,57 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 		defer cancel()
 		return do(ctx)
 	}
-	var zero, mine Resp
+	var zero Resp
 	fp, err := fingerprint(norm())
 	if err != nil {
 		return zero, err
 	}
-	ran := false
-	b, err := s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
-		ran = true
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.detachedTimeout(ctx))
-		defer cancel()
-		resp, err := do(ctx)
-		if err != nil {
-			if mayHaveActed(err) {
-				return nil, idempotency.Final(outcomeUnknown(op, account, err))
+	type result struct {
+		kept []byte
+		mine Resp // set when this call ran the request
+		ran  bool
+		err  error
+	}
+	// Do runs on its own goroutine, so that the caller is answered at its
+	// deadline (DEADLINE_EXCEEDED) while a run it started goes on to its
+	// end and keeps its result for the caller's retry.
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.kept, r.err = s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
+			r.ran = true
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.detachedTimeout(ctx))
+			defer cancel()
+			resp, err := do(ctx)
+			if err != nil {
+				if mayHaveActed(err) {
+					return nil, idempotency.Final(outcomeUnknown(op, account, err))
+				}
+				return nil, err
 			}
-			return nil, err
+			r.mine = resp
+			return proto.Marshal(resp)
+		})
+		done <- r
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		select {
+		case r = <-done: // finished as the deadline passed: answer it
+		default:
+			return zero, ctx.Err()
 		}
-		mine = resp
-		return proto.Marshal(resp)
-	})
+	}
 	switch {
-	case err != nil:
-		return zero, err
-	case ran: // this call ran it: its own response, not a copy decoded back
-		return mine, nil
+	case r.err != nil:
+		return zero, r.err
+	case r.ran: // this call ran it: its own response, not a copy decoded back
+		return r.mine, nil
 	}
 	out := zero.ProtoReflect().New().Interface().(Resp)
-	if err := proto.Unmarshal(b, out); err != nil {
+	if err := proto.Unmarshal(r.kept, out); err != nil {
 		return zero, fmt.Errorf("decode the kept %s response: %w", op, err)
 	}
 	return out, nil
