@@ -48,6 +48,10 @@ type Config struct {
 	MaxWait time.Duration `yaml:"max_wait"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// DrainDelay is how long backupd keeps serving after SIGTERM, with
+	// /readyz and grpc.health.v1 saying not ready, before it closes its
+	// listeners: time for load balancers to stop sending it requests.
+	DrainDelay time.Duration `yaml:"drain_delay"`
 	Log             Log           `yaml:"log"`
 	// SharedState is where the rate limits' turns and the results of
 	// requests with a request_id are kept.
@@ -289,7 +293,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"upstream_timeout", c.UpstreamTimeout}, {"max_wait", c.MaxWait}, {"shutdown_timeout", c.ShutdownTimeout}} {
+	}{{"upstream_timeout", c.UpstreamTimeout}, {"max_wait", c.MaxWait}, {"shutdown_timeout", c.ShutdownTimeout}, {"drain_delay", c.DrainDelay}} {
 		if d.v < 0 {
 			bad(d.name, "must not be negative; got %s", d.v)
 		}

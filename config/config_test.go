@@ -12,6 +12,7 @@ listen:
   grpc: 127.0.0.1:9090
   http: 127.0.0.1:8080
 max_wait: 2s
+drain_delay: 5s
 accounts:
   - id: "111111111111"
     role_arn: arn:aws:iam::111111111111:role/backupd
@@ -29,8 +30,8 @@ func TestParseValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	if c.MaxWait != 2*time.Second || c.UpstreamTimeout != 30*time.Second {
-		t.Errorf("durations: max_wait %s upstream_timeout %s", c.MaxWait, c.UpstreamTimeout)
+	if c.MaxWait != 2*time.Second || c.UpstreamTimeout != 30*time.Second || c.DrainDelay != 5*time.Second || c.ShutdownTimeout != 25*time.Second {
+		t.Errorf("durations: max_wait %s upstream_timeout %s drain_delay %s shutdown_timeout %s", c.MaxWait, c.UpstreamTimeout, c.DrainDelay, c.ShutdownTimeout)
 	}
 	a := c.Accounts[0]
 	if a.DefaultRegion != "us-east-1" || a.Limits.CreateBackup != 20 || a.Limits.ListBackups != 5 {
@@ -88,6 +89,7 @@ callers:
 			`shared_state.redis.address: must be host:port for backend redis; got ""`,
 			"shared_state.redis.db: must not be negative; got -1",
 		}},
+		{"negative drain delay", "drain_delay: -5s\n", []string{"drain_delay: must not be negative; got -5s"}},
 		{"many problems at once", `
 default_region: nowhere
 log: {format: xml}

@@ -10,11 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -579,5 +581,57 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}
 	if names := backupNames(t, db, "Drain"); len(names) != ok || ok != grpcN+restN {
 		t.Errorf("%d requests succeeded, moto holds %d backups; want %d of each", ok, len(names), grpcN+restN)
+	}
+}
+
+// TestDrainDelayKeepsServing: after SIGTERM, with drain_delay set, backupd
+// says not ready on /readyz and grpc.health.v1 but still serves requests
+// until the delay is over, then drains and exits 0.
+func TestDrainDelayKeepsServing(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, db := newAccount(t, moto, "Orders")
+	const delay = 3 * time.Second
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, DrainDelay: delay, Env: motoEnv(moto)})
+	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signaled := time.Now()
+	for {
+		resp, err := inst.http.Get(inst.httpURL + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the drain delay: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Since(signaled) > delay/2 {
+			t.Fatalf("/readyz still %d after SIGTERM", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hc, err := healthpb.NewHealthClient(inst.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("grpc.health.v1 during the drain delay: %v, %v; want NOT_SERVING", hc, err)
+	}
+	if _, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "late-grpc"}); err != nil {
+		t.Errorf("gRPC CreateBackup during the drain delay: %v", err)
+	}
+	if code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"late-rest"}`); code != http.StatusOK {
+		t.Errorf("REST CreateBackup during the drain delay: %d %s", code, body)
+	}
+	if took := time.Since(signaled); took >= delay {
+		t.Fatalf("the requests took until %v after SIGTERM, past the %v delay: the test proves nothing", took, delay)
+	}
+	select {
+	case err := <-inst.done:
+		if err != nil {
+			t.Errorf("backupd exit: %v; want 0", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("backupd did not exit after the drain delay")
+	}
+	if names := backupNames(t, db, "Orders"); names["late-grpc"] == "" || names["late-rest"] == "" {
+		t.Errorf("moto holds %v; want both backups made during the delay", names)
 	}
 }

@@ -223,6 +223,8 @@ type account struct {
 type instanceOptions struct {
 	Accounts []account
 	MaxWait  time.Duration // 0: default
+	// DrainDelay is the config's drain_delay; 0: none.
+	DrainDelay time.Duration
 	Env      []string      // extra environment, e.g. AWS_ENDPOINT_URL=...
 	// Redis, when set, is the address of the shared-state Redis, used
 	// under RedisPrefix.
@@ -253,6 +255,9 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	fmt.Fprintf(&cfg, "listen: {grpc: %q, http: %q}\nshutdown_timeout: 30s\n", grpcAddr, httpAddr)
 	if opts.MaxWait > 0 {
 		fmt.Fprintf(&cfg, "max_wait: %s\n", opts.MaxWait)
+	}
+	if opts.DrainDelay > 0 {
+		fmt.Fprintf(&cfg, "drain_delay: %s\n", opts.DrainDelay)
 	}
 	if opts.Redis != "" {
 		fmt.Fprintf(&cfg, "shared_state: {backend: redis, redis: {address: %q, key_prefix: %q}}\n", opts.Redis, opts.RedisPrefix)

@@ -194,7 +194,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		return shutdown(cfg.ShutdownTimeout, health, httpSrv, grpcSrv, logger)
+		return shutdown(cfg, health, httpSrv, grpcSrv, logger)
 	})
 	health.SetReady(true)
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
@@ -224,19 +224,24 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		func() { _ = client.Close() }
 }
 
-// shutdown stops taking work and drains: first REST, then gRPC, both
-// bounded by the shutdown timeout.
-func shutdown(timeout time.Duration, health *server.Health, httpSrv *http.Server, grpcSrv *grpc.Server, logger *slog.Logger) error {
-	logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", timeout))
+// shutdown says not ready, keeps serving for the drain delay, then stops
+// taking work and drains REST and gRPC together: both listeners close at
+// once, and in-flight requests get the shutdown timeout to finish.
+func shutdown(cfg *config.Config, health *server.Health, httpSrv *http.Server, grpcSrv *grpc.Server, logger *slog.Logger) error {
 	health.SetReady(false)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	if cfg.DrainDelay > 0 {
+		logger.Info("shutting down: not ready; serving on for the drain delay", slog.Duration("drain_delay", cfg.DrainDelay))
+		time.Sleep(cfg.DrainDelay)
+	}
+	logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", cfg.ShutdownTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	httpErr := httpSrv.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() {
 		grpcSrv.GracefulStop()
 		close(done)
 	}()
+	httpErr := httpSrv.Shutdown(ctx)
 	select {
 	case <-done:
 	case <-ctx.Done():
