@@ -81,6 +81,8 @@ func parseResource(vs *violations, field, res string, wantBackup bool, shape str
 		vs.add(field, "is a table ARN; want a backup ARN (…/backup/BACKUP_ID)")
 	case len(segs) != 4 || segs[2] != "backup":
 		vs.add(field, "has resource %s; want table/TABLE/backup/BACKUP_ID", Quote(res))
+	case strings.HasSuffix(segs[3], ":restore"):
+		vs.add(field, "ends in \":restore\": a restore is POST /v1/backups/{backup_arn}:restore, with the colon unescaped")
 	case !backupIDOK(segs[3]):
 		vs.add(field, "has backup id %s; want digits, a dash and hex digits such as 01700000000000-abcdef12", Quote(segs[3]))
 	default:

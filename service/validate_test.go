@@ -103,6 +103,7 @@ func TestParseARN(t *testing.T) {
 		{"long account", "arn:aws:dynamodb:us-east-1:1111111111111:table/Orders/backup/01700000000000-abcdef12", "account id"},
 		{"extra segments", good + "/more", "want table/TABLE/backup/BACKUP_ID"},
 		{"bad table name", "arn:aws:dynamodb:us-east-1:111111111111:table/a b/backup/01700000000000-abcdef12", `backup_arn is not a valid ARN: its table name must be 3-255 characters of a-z A-Z 0-9 _ . -; got "a b"`},
+		{"a restore route read as an ARN", good + ":restore", `ends in ":restore": a restore is POST`},
 		{"bad backup id", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/xyz", "backup id"},
 		{"not a table resource", "arn:aws:dynamodb:us-east-1:111111111111:global-table/Orders", "has resource"},
 	}
