@@ -52,7 +52,7 @@ type Config struct {
 	// /readyz and grpc.health.v1 saying not ready, before it closes its
 	// listeners: time for load balancers to stop sending it requests.
 	DrainDelay time.Duration `yaml:"drain_delay"`
-	Log             Log           `yaml:"log"`
+	Log        Log           `yaml:"log"`
 	// SharedState is where the rate limits' turns and the results of
 	// requests with a request_id are kept.
 	SharedState SharedState `yaml:"shared_state"`

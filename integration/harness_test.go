@@ -225,7 +225,7 @@ type instanceOptions struct {
 	MaxWait  time.Duration // 0: default
 	// DrainDelay is the config's drain_delay; 0: none.
 	DrainDelay time.Duration
-	Env      []string      // extra environment, e.g. AWS_ENDPOINT_URL=...
+	Env        []string // extra environment, e.g. AWS_ENDPOINT_URL=...
 	// Redis, when set, is the address of the shared-state Redis, used
 	// under RedisPrefix.
 	Redis       string

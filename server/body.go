@@ -141,7 +141,9 @@ func pathConflicts(req proto.Message, body []byte, params map[string]string) []s
 	if len(fields) == 0 {
 		return nil
 	}
-	slices.SortFunc(fields, func(a, b protoreflect.FieldDescriptor) int { return strings.Compare(string(a.Name()), string(b.Name())) })
+	slices.SortFunc(fields, func(a, b protoreflect.FieldDescriptor) int {
+		return strings.Compare(string(a.Name()), string(b.Name()))
+	})
 	inBody := req.ProtoReflect().New()
 	if protojson.Unmarshal(body, inBody.Interface()) != nil {
 		return nil

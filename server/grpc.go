@@ -61,8 +61,11 @@ const maxRecvMsgSize = 1 << 20
 // that recovers panics, maps errors to status and writes the request's log
 // line, so gRPC and REST callers are treated the same.
 func NewGRPC(opts Options, h *Health) *grpc.Server {
+	ic := newInterceptor(opts)
+	ic.codec = newDeferringCodec()
 	sopts := []grpc.ServerOption{
-		grpc.UnaryInterceptor(newInterceptor(opts).unary),
+		grpc.UnaryInterceptor(ic.unary),
+		grpc.ForceServerCodecV2(ic.codec),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// Static flow-control windows as large as the largest message turn
 		// off grpc-go's bandwidth-delay estimation, whose PING goes out on
@@ -142,6 +145,9 @@ type interceptor struct {
 	log     *slog.Logger
 	metrics RequestObserver
 	authz   Authorizer
+	// codec holds the gRPC requests that could not be decoded; nil for
+	// REST, which the gateway decodes.
+	codec *deferringCodec
 }
 
 func newInterceptor(opts Options) *interceptor {
@@ -233,8 +239,12 @@ func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerIn
 			resp, err = nil, errPanic
 		}
 	}()
+	undecodable := i.codec.take(req)
 	if principal, err = i.authorize(ctx, info.FullMethod, req); err != nil {
 		return principal, nil, err
+	}
+	if undecodable != nil {
+		return principal, nil, undecodable
 	}
 	resp, err = handler(ctx, req)
 	return principal, resp, err

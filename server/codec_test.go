@@ -1,0 +1,70 @@
+package server
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// rawCodec sends a test's bytes as the request, whatever they hold.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
+func (rawCodec) Unmarshal(b []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), b...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// TestUndecodableRequest shows a gRPC request that cannot be decoded
+// answered INVALID_ARGUMENT MALFORMED_REQUEST, through the interceptor:
+// logged and counted, and never given to the service. grpc-go alone
+// answers INTERNAL before any interceptor runs.
+func TestUndecodableRequest(t *testing.T) {
+	str := func(field byte, s string) []byte { return append([]byte{field<<3 | 2, byte(len(s))}, s...) }
+	tests := []struct {
+		name string
+		msg  []byte
+		want string // a part of the message
+	}{
+		{"invalid UTF-8 in backup_name", append(append(str(1, "111111111111"), str(3, "Orders")...), str(4, "ab\xff\xfecd")...), "invalid UTF-8"},
+		{"truncated", []byte{0x0a, 0x20, 'x'}, "could not be decoded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			var out []byte
+			err := f.conn.Invoke(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName, tt.msg, &out,
+				grpc.ForceCodec(rawCodec{}))
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tt.want) {
+				t.Fatalf("status %v, want InvalidArgument naming %q", st, tt.want)
+			}
+			if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "MALFORMED_REQUEST" {
+				t.Errorf("details %v, want ErrorInfo MALFORMED_REQUEST", st.Details())
+			}
+			f.stub.mu.Lock()
+			if f.stub.last != nil {
+				t.Errorf("the service was called with %v", f.stub.last)
+			}
+			f.stub.mu.Unlock()
+			f.observed.mu.Lock()
+			counted := slices.Clone(f.observed.calls)
+			f.observed.mu.Unlock()
+			if want := []string{backupv1.BackupService_CreateBackup_FullMethodName + " InvalidArgument"}; !slices.Equal(counted, want) {
+				t.Errorf("counted %q, want %q", counted, want)
+			}
+			if logs := f.logs.String(); !strings.Contains(logs, `"code":"InvalidArgument"`) {
+				t.Errorf("no log line: %s", logs)
+			}
+		})
+	}
+}
