@@ -232,8 +232,10 @@ func TestCreateBackupRefusesBadInputWithoutCallingAWS(t *testing.T) {
 		status           int
 		msgHas           string
 	}{
-		{"unknown JSON field", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name","colour":"blue"}`, 400, `unknown field "colour"`},
-		{"wrong JSON type", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":42}`, 400, "backupName"},
+		{"unknown JSON field", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name","colour":"blue"}`, 400, "colour is not a field of the request body"},
+		{"wrong JSON type", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":42}`, 400, "backup_name must be a string"},
+		{"query parameter", "/v1/accounts/" + a + "/tables/Orders/backups?region=us-east-1", `{"backupName":"valid-name"}`, 400, "region is not a query parameter"},
+		{"body names another account", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name","accountId":"123456789012"}`, 400, "in the path but"},
 		{"trailing garbage", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name"} trailing`, 400, "malformed request"},
 		{"not JSON", "/v1/accounts/" + a + "/tables/Orders/backups", `backupName=valid`, 400, "malformed request"},
 		{"empty body", "/v1/accounts/" + a + "/tables/Orders/backups", ``, 400, "backup_name is required"},

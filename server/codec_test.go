@@ -68,3 +68,28 @@ func TestUndecodableRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownMethod shows a call to a method backupd does not serve
+// answered UNIMPLEMENTED with an ErrorInfo, logged under its name and
+// counted under "unknown".
+func TestUnknownMethod(t *testing.T) {
+	f := newFixture(t)
+	var out []byte
+	err := f.conn.Invoke(context.Background(), "/backup.v1.BackupService/Nope", []byte{}, &out, grpc.ForceCodec(rawCodec{}))
+	st := status.Convert(err)
+	if st.Code() != codes.Unimplemented || !strings.Contains(st.Message(), "/backup.v1.BackupService/Nope") {
+		t.Fatalf("status %v, want Unimplemented naming the method", st)
+	}
+	if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "UNKNOWN_METHOD" {
+		t.Errorf("details %v, want ErrorInfo UNKNOWN_METHOD", st.Details())
+	}
+	f.observed.mu.Lock()
+	counted := slices.Clone(f.observed.calls)
+	f.observed.mu.Unlock()
+	if want := []string{"unknown Unimplemented"}; !slices.Equal(counted, want) {
+		t.Errorf("counted %q, want %q", counted, want)
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, `"method":"/backup.v1.BackupService/Nope"`) {
+		t.Errorf("no log line: %s", logs)
+	}
+}

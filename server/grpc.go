@@ -66,6 +66,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	sopts := []grpc.ServerOption{
 		grpc.UnaryInterceptor(ic.unary),
 		grpc.ForceServerCodecV2(ic.codec),
+		grpc.UnknownServiceHandler(ic.unknown),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// Static flow-control windows as large as the largest message turn
 		// off grpc-go's bandwidth-delay estimation, whose PING goes out on
@@ -221,6 +222,30 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 		i.metrics.ObserveRequest(method, code, d)
 	}
 	return st
+}
+
+// maxMethodEcho bounds how much of an unknown method's name a log line
+// or an error repeats.
+const maxMethodEcho = 128
+
+// unknown answers a call to a method backupd does not serve, UNIMPLEMENTED
+// as grpc-go would, but logged and counted like every other call: under
+// the method "unknown" in the metrics, so callers cannot add label values.
+func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
+	start := time.Now()
+	method, _ := grpc.MethodFromServerStream(stream)
+	if len(method) > maxMethodEcho {
+		method = method[:maxMethodEcho] + "..."
+	}
+	st, _ := status.Newf(codes.Unimplemented, "backupd serves no method %s; see backup.v1.BackupService", method).
+		WithDetails(errorInfo("UNKNOWN_METHOD", ""))
+	i.log.LogAttrs(stream.Context(), slog.LevelInfo, "request", slog.String("method", method),
+		slog.String("caller", caller(stream.Context())), slog.String("code", codes.Unimplemented.String()),
+		slog.Duration("duration", time.Since(start)))
+	if i.metrics != nil {
+		i.metrics.ObserveRequest("unknown", codes.Unimplemented, time.Since(start))
+	}
+	return st.Err()
 }
 
 // errPanic stands for a handler's panic once it is recovered and logged:
