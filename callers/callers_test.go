@@ -83,6 +83,34 @@ func TestNoCallersLetsEveryoneThrough(t *testing.T) {
 	}
 }
 
+// TestAnonymousInTheSandbox: with NewAllowingAnonymous a request without a
+// token passes unnamed, and one with a token is checked as ever.
+func TestAnonymousInTheSandbox(t *testing.T) {
+	a := NewAllowingAnonymous([]config.Caller{
+		{Name: "reader", TokenSHA256: hash("reader-token"), Accounts: []string{"111111111111"}, Operations: []string{"GetBackup"}},
+	})
+	with := func(header string) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", header))
+	}
+	var ue *UnauthenticatedError
+	var de *DeniedError
+	if caller, err := a.Authorize(context.Background(), "CreateBackup", "222222222222"); caller != "" || err != nil {
+		t.Errorf("no token: %q, %v; want through unnamed", caller, err)
+	}
+	if caller, err := a.Authorize(with("Bearer reader-token"), "GetBackup", "111111111111"); caller != "reader" || err != nil {
+		t.Errorf("reader: %q, %v", caller, err)
+	}
+	if _, err := a.Authorize(with("Bearer reader-token"), "CreateBackup", "111111111111"); !errors.As(err, &de) {
+		t.Errorf("reader creating: %v; want DeniedError", err)
+	}
+	if _, err := a.Authorize(with("Bearer guess"), "GetBackup", "111111111111"); !errors.As(err, &ue) || ue.Missing {
+		t.Errorf("unknown token: %v; want UnauthenticatedError", err)
+	}
+	if _, err := a.Authorize(with("Basic eDp5"), "GetBackup", "111111111111"); !errors.As(err, &ue) {
+		t.Errorf("malformed header: %v; want UnauthenticatedError", err)
+	}
+}
+
 // TestRPCsAreTheServiceMethods keeps the operations a caller may be allowed
 // (config.RPCs) equal to what BackupService serves.
 func TestRPCsAreTheServiceMethods(t *testing.T) {

@@ -62,6 +62,9 @@ type Config struct {
 	// Callers are who may call backupd, and what each may do. None means
 	// anyone may do anything: fit for a sandbox, logged loudly otherwise.
 	Callers []Caller `yaml:"callers"`
+	// AnonymousCallers lets a request without a token through even when
+	// callers are configured. Only the sandbox sets it; it has no YAML key.
+	AnonymousCallers bool `yaml:"-"`
 }
 
 // TLS names the listeners' certificate and key (PEM files) and,

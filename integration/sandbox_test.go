@@ -8,7 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
@@ -56,6 +59,38 @@ func TestSandboxMode(t *testing.T) {
 		&backupv1.CreateBackupRequest{AccountId: "222222222222", TableName: "Customers", BackupName: "over-grpc"}); err != nil {
 		t.Errorf("gRPC CreateBackup in the sandbox: %v", err)
 	}
+
+	// Its demo callers: no token passes, a sent token is checked.
+	auth := []struct {
+		token, method, path, body string
+		status                    int
+	}{
+		{"sandbox-reader", "GET", "/v1/accounts/111111111111/backups", "", http.StatusOK},
+		{"sandbox-reader", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"denied"}`, http.StatusForbidden},
+		{"sandbox-reader", "GET", "/v1/accounts/222222222222/backups", "", http.StatusForbidden},
+		{"sandbox-admin", "POST", "/v1/accounts/222222222222/tables/Orders/backups", `{"backupName":"admin"}`, http.StatusOK},
+		{"nobody", "GET", "/v1/accounts/111111111111/backups", "", http.StatusUnauthorized},
+	}
+	for _, a := range auth {
+		req, err := http.NewRequest(a.method, inst.httpURL+a.path, strings.NewReader(a.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		resp, err := inst.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != a.status {
+			t.Errorf("%s %s as %s: %d, want %d", a.method, a.path, a.token, resp.StatusCode, a.status)
+		}
+	}
+	bad := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer nobody")
+	if _, err := inst.client.ListBackups(bad, &backupv1.ListBackupsRequest{AccountId: "111111111111"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("gRPC with an unknown token: %v, want Unauthenticated", err)
+	}
+
 	if err := inst.stop(t); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}

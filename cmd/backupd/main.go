@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -109,7 +111,8 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 	logger.Warn("SANDBOX MODE: backupd talks to an in-process fake of STS and DynamoDB, not to AWS; "+
 		"nothing here is real or persistent. Listeners are bound to loopback.",
 		slog.String("fake_endpoint", endpoint), slog.String("grpc", cfg.Listen.GRPC), slog.String("http", cfg.Listen.HTTP),
-		slog.String("accounts", "111111111111, 222222222222"))
+		slog.String("accounts", "111111111111, 222222222222"),
+		slog.String("callers", "no token needed; demo bearer tokens sandbox-admin (every call) and sandbox-reader (GetBackup and ListBackups in 111111111111)"))
 	awsCfg := aws.Config{
 		Region:       cfg.DefaultRegion,
 		Credentials:  credentials.StaticCredentialsProvider{Value: fake.BaseCredentials()},
@@ -118,10 +121,28 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 	return serve(ctx, cfg, awsCfg, logger)
 }
 
+// sandboxCallers are the sandbox's demo callers, by token. Requests
+// without a token pass too (config.AnonymousCallers).
+var sandboxCallers = []struct {
+	token string
+	c     config.Caller
+}{
+	{"sandbox-admin", config.Caller{Name: "sandbox-admin", Accounts: []string{config.Any}, Operations: []string{config.Any}}},
+	{"sandbox-reader", config.Caller{Name: "sandbox-reader", Accounts: []string{"111111111111"},
+		Operations: []string{"GetBackup", "ListBackups"}}},
+}
+
 func sandboxConfig(demo []sandbox.Account) *config.Config {
 	cfg := &config.Config{
-		Listen: config.Listen{GRPC: "127.0.0.1:9090", HTTP: "127.0.0.1:8080"},
-		Log:    config.Log{Format: "text"},
+		Listen:           config.Listen{GRPC: "127.0.0.1:9090", HTTP: "127.0.0.1:8080"},
+		Log:              config.Log{Format: "text"},
+		AnonymousCallers: true,
+	}
+	for _, sc := range sandboxCallers {
+		sum := sha256.Sum256([]byte(sc.token))
+		c := sc.c
+		c.TokenSHA256 = hex.EncodeToString(sum[:])
+		cfg.Callers = append(cfg.Callers, c)
 	}
 	for _, a := range demo {
 		cfg.Accounts = append(cfg.Accounts, config.Account{
@@ -162,9 +183,12 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 			return err
 		}
 	}
-	if len(cfg.Callers) > 0 {
+	switch {
+	case len(cfg.Callers) > 0 && cfg.AnonymousCallers:
+		srvOpts.Authorizer = callers.NewAllowingAnonymous(cfg.Callers)
+	case len(cfg.Callers) > 0:
 		srvOpts.Authorizer = callers.New(cfg.Callers)
-	} else {
+	default:
 		logger.Warn("no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")
 	}
 	grpcSrv := server.NewGRPC(srvOpts, health)
