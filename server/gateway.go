@@ -46,7 +46,7 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		// captured whole as {backup_arn}.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptSlash),
 		runtime.WithErrorHandler(g.handleError),
-		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithRoutingErrorHandler(g.routingError),
 		runtime.WithIncomingHeaderMatcher(forwardedHeader),
 		runtime.SetQueryParameterParser(&queryParser{}),
 		runtime.WithMiddlewares(keepPathParams),
@@ -59,6 +59,7 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, ic)); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
 	}
+	g.mux = gw
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -207,9 +208,14 @@ func (declaredTooLarge) Read([]byte) (int, error) {
 }
 
 // keepPathParams records a matched route's path parameters in the
-// request's restCall, for the error handler.
+// request's restCall, for the error handler. A probe (see
+// gateway.allowed) stops here, at the match.
 func keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if p, ok := r.Context().Value(probeKey{}).(*probe); ok {
+			p.matched = true
+			return
+		}
 		if call, ok := r.Context().Value(restCallKey{}).(*restCall); ok {
 			call.params = params
 		}
@@ -266,7 +272,8 @@ func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
 
 // gateway handles the errors of grpc-gateway's handlers.
 type gateway struct {
-	ic *interceptor
+	ic  *interceptor
+	mux *runtime.ServeMux
 }
 
 // handleError adds what grpc-gateway's default leaves out: Retry-After from
@@ -336,7 +343,12 @@ func pathTarget(params map[string]string) (account, region string) {
 	return params["account_id"], ""
 }
 
-func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+// routingError answers a request that matched no route (404) or a route
+// of another method (405, with the Allow header RFC 9110 asks for).
+func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if _, ok := r.Context().Value(probeKey{}).(*probe); ok {
+		return
+	}
 	code, reason := codes.NotFound, "ROUTE_NOT_FOUND"
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", r.Method, r.URL.Path)
 	if arn, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/backups/"); ok && strings.Contains(arn, "/") {
@@ -348,6 +360,7 @@ func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 	}
 	st, _ := status.New(code, msg).WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: reason})
 	if httpStatus == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", strings.Join(g.allowed(r), ", "))
 		writeStatus(w, st, httpStatus)
 		return
 	}
@@ -384,3 +397,33 @@ func restRefusal(ctx context.Context, method string, req proto.Message) error {
 	}
 	return &service.InvalidArgumentError{Violations: vs}
 }
+
+type probeKey struct{}
+
+// probe marks a request that only asks whether a route matches.
+type probe struct{ matched bool }
+
+// allowed lists the methods r's path has a route for. It asks the
+// gateway's own router, with each method, whether a route matches; a probe
+// stops at the match (keepPathParams), so no handler runs.
+func (g *gateway) allowed(r *http.Request) []string {
+	var methods []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		p := &probe{}
+		pr := r.Clone(context.WithValue(r.Context(), probeKey{}, p))
+		pr.Method, pr.Body, pr.ContentLength = m, http.NoBody, 0
+		pr.Header.Del("Content-Type")
+		g.mux.ServeHTTP(discardResponse{}, pr)
+		if p.matched {
+			methods = append(methods, m)
+		}
+	}
+	return methods
+}
+
+// discardResponse is a ResponseWriter that keeps nothing.
+type discardResponse struct{}
+
+func (discardResponse) Header() http.Header         { return http.Header{} }
+func (discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (discardResponse) WriteHeader(int)             {}

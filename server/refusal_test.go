@@ -129,3 +129,26 @@ func TestRESTBodyMayRepeatThePath(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 }
+
+// TestMethodNotAllowedSaysWhich shows a route's wrong method answered 405
+// with the Allow header naming the methods the path takes.
+func TestMethodNotAllowedSaysWhich(t *testing.T) {
+	f := newFixture(t)
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	tests := []struct{ method, path, allow string }{
+		{"GET", "/v1/accounts/111111111111/tables/Orders/backups", "POST"},
+		{"DELETE", "/v1/accounts/111111111111/backups", "GET"},
+		{"POST", "/v1/backups/" + escaped, "GET, DELETE"},
+	}
+	for _, tt := range tests {
+		resp, body := f.do(t, tt.method, tt.path, strings.NewReader(`{}`))
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != tt.allow {
+			t.Errorf("%s %s: %d, Allow %q; want 405 and %q: %s", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Allow"), tt.allow, body)
+		}
+	}
+	f.stub.mu.Lock()
+	defer f.stub.mu.Unlock()
+	if f.stub.last != nil {
+		t.Errorf("a probe reached the service: %v", f.stub.last)
+	}
+}
