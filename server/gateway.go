@@ -288,18 +288,25 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 	}
 	account, region := pathTarget(call.params)
 	st := status.Convert(err)
+	tooBig := call.tooLarge
 	switch {
-	case call.tooLarge:
+	case tooBig:
 		st = tooLarge(account)
 	case len(st.Details()) == 0 && st.Code() == codes.InvalidArgument:
 		st = malformed(ctx, r, call, st, account)
 	}
-	if !call.intercepted {
-		if method, ok := runtime.RPCMethod(ctx); ok {
-			g.ic.record(ctx, method, account, region, "", call.start, st.Err())
+	if method, ok := runtime.RPCMethod(ctx); ok && !call.intercepted {
+		// Refused before the interceptor: the caller is still checked
+		// first, as the interceptor does, so an unknown caller learns
+		// nothing about the request's shape.
+		principal, authErr := g.ic.authorizeIn(ctx, method, account)
+		if authErr != nil {
+			st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
+			tooBig = false
 		}
+		g.ic.record(ctx, method, account, region, principal, call.start, st.Err())
 	}
-	if call.tooLarge {
+	if tooBig {
 		writeStatus(w, st, http.StatusRequestEntityTooLarge)
 		return
 	}

@@ -161,11 +161,16 @@ var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"
 // whether they may call this operation in the account the request names
 // (by account_id, or by the backup ARN's account).
 func (i *interceptor) authorize(ctx context.Context, method string, req any) (string, error) {
+	account, _ := target(req)
+	return i.authorizeIn(ctx, method, account)
+}
+
+// authorizeIn is authorize for a request known only by its account.
+func (i *interceptor) authorizeIn(ctx context.Context, method, account string) (string, error) {
 	op, ok := strings.CutPrefix(method, servicePrefix)
 	if !ok || i.authz == nil {
 		return "", nil
 	}
-	account, _ := target(req)
 	return i.authz.Authorize(ctx, op, account)
 }
 
@@ -248,6 +253,13 @@ func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	return st.Err()
 }
 
+// denied reports whether err refuses a known caller (PERMISSION_DENIED),
+// rather than one backupd does not know.
+func denied(err error) bool {
+	st, _ := rpcerror.Status(err, rpcerror.Request{})
+	return st.Code() == codes.PermissionDenied
+}
+
 // errPanic stands for a handler's panic once it is recovered and logged:
 // like any unexpected error, it is mapped to INTERNAL, logged on the
 // request's line and counted.
@@ -265,11 +277,14 @@ func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerIn
 		}
 	}()
 	undecodable := i.codec.take(req)
-	if principal, err = i.authorize(ctx, info.FullMethod, req); err != nil {
-		return principal, nil, err
-	}
-	if undecodable != nil {
+	principal, err = i.authorize(ctx, info.FullMethod, req)
+	if undecodable != nil && (err == nil || denied(err)) {
+		// An undecodable request names no account; a known caller is
+		// told what is wrong with it rather than refused that account.
 		return principal, nil, undecodable
+	}
+	if err != nil {
+		return principal, nil, err
 	}
 	resp, err = handler(ctx, req)
 	return principal, resp, err

@@ -372,6 +372,14 @@ func TestCallersAreCheckedFirst(t *testing.T) {
 		{"Bearer orders-token", "GET", "/v1/backups/" + other, "", 403},
 		{"Bearer orders-token", "GET", "/v1/accounts/111111111111/backups", "", 403},
 		{"Bearer orders-token", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, 200},
+		// Refusals the gateway finds before the interceptor are made
+		// after the caller check too.
+		{"Bearer wrong", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x","bogus":1}`, 401},
+		{"Bearer wrong", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":`, 401},
+		{"", "GET", "/v1/accounts/111111111111/backups?bogus=1", "", 401},
+		{"Bearer orders-token", "GET", "/v1/accounts/111111111111/backups?pageSize=x", "", 403},
+		{"Bearer orders-token", "POST", "/v1/accounts/222222222222/tables/Orders/backups", `{"backupName":"x","bogus":1}`, 403},
+		{"Bearer orders-token", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x","bogus":1}`, 400},
 	} {
 		if got := rest(tt.auth, tt.method, tt.path, tt.body); got != tt.want {
 			t.Errorf("REST %s %s with %q: %d, want %d", tt.method, tt.path, tt.auth, got, tt.want)
@@ -379,6 +387,19 @@ func TestCallersAreCheckedFirst(t *testing.T) {
 	}
 	if logs := f.logs.String(); !strings.Contains(logs, `"principal":"orders"`) || strings.Contains(logs, "orders-token") {
 		t.Errorf("log lacks the principal, or holds the token:\n%s", logs)
+	}
+
+	// A gRPC request that cannot be decoded names no account: a known
+	// caller is told it is malformed, an unknown one is refused.
+	var out []byte
+	undecodable := []byte{0x0a, 0x20, 'x'}
+	err = f.conn.Invoke(withToken, backupv1.BackupService_GetBackup_FullMethodName, undecodable, &out, grpc.ForceCodec(rawCodec{}))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("undecodable request of a known caller: %v, want InvalidArgument", err)
+	}
+	err = f.conn.Invoke(context.Background(), backupv1.BackupService_GetBackup_FullMethodName, undecodable, &out, grpc.ForceCodec(rawCodec{}))
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("undecodable request without a token: %v, want Unauthenticated", err)
 	}
 }
 
