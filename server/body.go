@@ -32,8 +32,18 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		return nil
 	}
 	var vs []service.FieldViolation
+	seen := map[protoreflect.FieldNumber]string{}
 	for _, key := range slices.Sorted(maps.Keys(obj)) {
 		fd := fieldByName(md, key)
+		if fd != nil {
+			if other, ok := seen[fd.Number()]; ok {
+				name := prefix + string(fd.Name())
+				vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+					"%s is given twice, as %s and %s; give it once", name, other, key)})
+				continue
+			}
+			seen[fd.Number()] = key
+		}
 		if fd == nil {
 			field := prefix + shorten(key)
 			vs = append(vs, service.FieldViolation{Field: field, Description: fmt.Sprintf(
@@ -47,7 +57,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		}
 		if !fits(md, key, obj[key]) {
 			vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
-				"%s %s; got %s", name, accepts(fd), service.Quote(string(obj[key])))})
+				"%s %s; got %s", name, accepts(fd), rawJSON(obj[key]))})
 		}
 	}
 	return vs
@@ -68,9 +78,23 @@ func nestedViolations(fd protoreflect.FieldDescriptor, value json.RawMessage, na
 	}
 	var vs []service.FieldViolation
 	for i, e := range elems {
-		vs = append(vs, objectViolations(fd.Message(), e, fmt.Sprintf("%s[%d].", name, i), nil)...)
+		elem := fmt.Sprintf("%s[%d]", name, i)
+		if t := bytes.TrimSpace(e); len(t) == 0 || t[0] != '{' {
+			vs = append(vs, service.FieldViolation{Field: elem, Description: fmt.Sprintf("%s must be an object; got %s", elem, rawJSON(e))})
+			continue
+		}
+		vs = append(vs, objectViolations(fd.Message(), e, elem+".", nil)...)
 	}
 	return vs
+}
+
+// rawJSON shows a JSON value as the caller wrote it, shortened: a string
+// keeps its quotes, so 123 and "123" read apart.
+func rawJSON(v json.RawMessage) string {
+	if len(v) > maxKeyEcho {
+		return fmt.Sprintf("%s... (%d bytes)", v[:maxKeyEcho], len(v))
+	}
+	return string(v)
 }
 
 // fits reports whether protojson takes value for the field key names.
@@ -127,14 +151,16 @@ func shorten(key string) string {
 // body naming another account or table would be acted on where the path
 // says. req is the request as the gateway made it, path fields set from
 // the path; params are the route's path parameters. Only a body that
-// mentions a path field is decoded again.
+// mentions a path field, or holds a \u escape, is decoded again.
 func pathConflicts(req proto.Message, body []byte, params map[string]string) []service.FieldViolation {
 	var fields []protoreflect.FieldDescriptor
 	md := req.ProtoReflect().Descriptor()
+	// A key may be spelled with escapes ("account\u0049d").
+	escaped := bytes.Contains(body, []byte(`\u`))
 	for p := range params {
 		fd := md.Fields().ByName(protoreflect.Name(p))
 		if fd != nil && fd.Kind() == protoreflect.StringKind &&
-			(bytes.Contains(body, []byte(fd.JSONName())) || bytes.Contains(body, []byte(p))) {
+			(escaped || bytes.Contains(body, []byte(fd.JSONName())) || bytes.Contains(body, []byte(p))) {
 			fields = append(fields, fd)
 		}
 	}

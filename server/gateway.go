@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -139,7 +140,7 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		if !ok {
 			return m.JSONPb.Unmarshal(data, v)
 		}
-		if len(data) == 0 {
+		if len(bytes.TrimSpace(data)) == 0 {
 			return io.EOF // an empty body is an empty request
 		}
 		lb, _ := r.(*limitedBody)

@@ -29,12 +29,21 @@ func TestRESTRefusals(t *testing.T) {
 			fields: []string{"bogus"}, rules: []string{"is not a field of the request body; it takes region, backupName, requestId"}},
 		{name: "wrong type", method: "POST", path: create, body: `{"backupName":123}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
-			fields: []string{"backup_name"}, rules: []string{`must be a string; got "123"`}},
+			fields: []string{"backup_name"}, rules: []string{`must be a string; got 123`}},
+		{name: "one field in two spellings", method: "POST", path: create, body: `{"backupName":"a-b-c","backup_name":"a-b-c"}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"backup_name"}, rules: []string{"is given twice, as backupName and backup_name"}},
+		{name: "null in a list of objects", method: "POST", path: restore, body: `{"targetTableName":"Copy","globalSecondaryIndexOverride":{"indexes":[null]}}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"global_secondary_index_override.indexes[0]"}, rules: []string{"must be an object; got null"}},
+		{name: "a path field in the body spelled with escapes", method: "POST", path: create, body: `{"backupName":"nightly","account\u0049d":"222222222222"}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"account_id"}, rules: []string{`is "111111111111" in the path but "222222222222" in the body`}},
 		{name: "nested wrong type and unknown field in a list", method: "POST", path: restore,
 			body:   `{"targetTableName":"Copy","provisionedThroughputOverride":{"readCapacityUnits":"x"},"globalSecondaryIndexOverride":{"indexes":[{"indexName":"a"},{"colour":"red"}]}}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"global_secondary_index_override.indexes[1].colour", "provisioned_throughput_override.read_capacity_units"},
-			rules:  []string{"is not a field of global_secondary_index_override.indexes[1]", `must be an integer; got "\"x\""`}},
+			rules:  []string{"is not a field of global_secondary_index_override.indexes[1]", `must be an integer; got "x"`}},
 		{name: "malformed JSON", method: "POST", path: create, body: `{"backupName":`,
 			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111"},
 		{name: "body too large", method: "POST", path: create, body: `{"backupName":"` + strings.Repeat("x", MaxBodyBytes) + `"}`,
@@ -118,15 +127,21 @@ func TestRESTRefusals(t *testing.T) {
 	}
 }
 
-// TestRESTBodyMayRepeatThePath shows that a body naming the same account
-// and table as the path, as a client that sends the whole request message
-// does, is taken.
-func TestRESTBodyMayRepeatThePath(t *testing.T) {
-	f := newFixture(t)
-	resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups",
-		strings.NewReader(`{"backupName":"nightly","accountId":"111111111111","tableName":"Orders"}`))
-	if resp.StatusCode != 200 {
-		t.Fatalf("%d %s", resp.StatusCode, body)
+// TestRESTBodiesTaken shows bodies that are taken: one naming the same
+// account and table as the path, as a client that sends the whole request
+// message does (escaped or not), and one of only white space, which is an
+// empty request.
+func TestRESTBodiesTaken(t *testing.T) {
+	for _, body := range []string{
+		`{"backupName":"nightly","accountId":"111111111111","tableName":"Orders"}`,
+		`{"backupName":"nightly","account_id":"111111111111","table\u004eame":"Orders"}`,
+		"\n \t",
+	} {
+		f := newFixture(t)
+		resp, got := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(body))
+		if resp.StatusCode != 200 {
+			t.Errorf("body %q: %d %s", body, resp.StatusCode, got)
+		}
 	}
 }
 
