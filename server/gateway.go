@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math"
 	"net"
@@ -178,6 +179,26 @@ type restCall struct {
 	body  []byte
 	// bodyViolations are the fields protojson refused in body.
 	bodyViolations []service.FieldViolation
+	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout.
+	badTimeout string
+}
+
+// grpcTimeoutHeader sets a REST request's deadline, as gRPC's own header.
+const grpcTimeoutHeader = "Grpc-Timeout"
+
+// validTimeout reports whether v is a gRPC timeout: 1 to 8 digits and a
+// unit, H M S m u or n.
+func validTimeout(v string) bool {
+	n := len(v) - 1
+	if n < 1 || n > 8 || !strings.ContainsRune("HMSmun", rune(v[n])) {
+		return false
+	}
+	for i := range n {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 type restCallKey struct{}
@@ -214,11 +235,18 @@ func (declaredTooLarge) Read([]byte) (int, error) {
 func keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		if p, ok := r.Context().Value(probeKey{}).(*probe); ok {
-			p.matched = true
+			p.matched, p.params = true, params
 			return
 		}
 		if call, ok := r.Context().Value(restCallKey{}).(*restCall); ok {
 			call.params = params
+			// grpc-gateway refuses a malformed deadline before it
+			// names the RPC, so the request would go unlogged; it is
+			// refused in the interceptor instead (restRefusal).
+			if v := r.Header.Get(grpcTimeoutHeader); v != "" && !validTimeout(v) {
+				call.badTimeout = v
+				r.Header.Del(grpcTimeoutHeader)
+			}
 		}
 		next(w, r, params)
 	}
@@ -352,27 +380,58 @@ func pathTarget(params map[string]string) (account, region string) {
 }
 
 // routingError answers a request that matched no route (404) or a route
-// of another method (405, with the Allow header RFC 9110 asks for).
+// of another method (405, with the Allow header RFC 9110 asks for), and
+// logs and counts it under the method "unknown", so callers cannot add
+// label values.
 func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	if _, ok := r.Context().Value(probeKey{}).(*probe); ok {
 		return
 	}
+	path := service.Quote(r.URL.Path)
 	code, reason := codes.NotFound, "ROUTE_NOT_FOUND"
-	msg := fmt.Sprintf("no route for %s %s; see the API reference", r.Method, r.URL.Path)
+	msg := fmt.Sprintf("no route for %s %s; see the API reference", r.Method, path)
 	if arn, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/backups/"); ok && strings.Contains(arn, "/") {
-		msg = fmt.Sprintf("no route for %s %s: a backup ARN goes in the path as one segment, with each / escaped as %%2F", r.Method, r.URL.Path)
+		msg = fmt.Sprintf("no route for %s %s: a backup ARN goes in the path as one segment, with each / escaped as %%2F", r.Method, path)
 	}
+	var account, region string
 	if httpStatus == http.StatusMethodNotAllowed {
+		methods, params := g.allowed(r)
+		account, region = pathTarget(params)
+		w.Header().Set("Allow", strings.Join(methods, ", "))
 		code, reason = codes.Unimplemented, "METHOD_NOT_ALLOWED"
-		msg = fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)
+		msg = fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, path, strings.Join(methods, ", "))
+		if strings.Contains(strings.ToLower(r.URL.RawPath), "%3arestore") {
+			msg += "; a restore is POST …{backup_arn}:restore, with the colon before restore unescaped"
+		}
 	}
-	st, _ := status.New(code, msg).WithDetails(&errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: reason})
+	st, _ := status.New(code, msg).WithDetails(errorInfo(reason, account))
+	g.logRouting(r, code, account, region)
 	if httpStatus == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", strings.Join(g.allowed(r), ", "))
 		writeStatus(w, st, httpStatus)
 		return
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// logRouting writes the log line of a request that matched no route, and
+// counts it.
+func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region string) {
+	start := time.Now()
+	if call, ok := r.Context().Value(restCallKey{}).(*restCall); ok {
+		start = call.start
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	route := r.Method + " " + r.URL.Path
+	if len(route) > maxMethodEcho {
+		route = route[:maxMethodEcho] + "..."
+	}
+	d := time.Since(start)
+	g.ic.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", "unknown"), slog.String("route", route),
+		slog.String("caller", "rest:"+host), slog.String("account", account), slog.String("region", region),
+		slog.String("code", code.String()), slog.Duration("duration", d))
+	if g.ic.metrics != nil {
+		g.ic.metrics.ObserveRequest("unknown", code, d)
+	}
 }
 
 // restRefusal checks what grpc-gateway lets pass on a REST request without
@@ -386,6 +445,11 @@ func restRefusal(ctx context.Context, method string, req proto.Message) error {
 		return nil
 	}
 	var vs []service.FieldViolation
+	if call.badTimeout != "" {
+		vs = append(vs, service.FieldViolation{Field: grpcTimeoutHeader, Description: fmt.Sprintf(
+			"%s header must be 1-8 digits and a unit, H M S m u or n (5S is five seconds); got %s",
+			grpcTimeoutHeader, service.Quote(call.badTimeout))})
+	}
 	if call.query != "" && method != backupv1.BackupService_ListBackups_FullMethodName {
 		values, _ := url.ParseQuery(call.query)
 		for _, key := range slices.Sorted(maps.Keys(values)) {
@@ -408,14 +472,18 @@ func restRefusal(ctx context.Context, method string, req proto.Message) error {
 
 type probeKey struct{}
 
-// probe marks a request that only asks whether a route matches.
-type probe struct{ matched bool }
+// probe marks a request that only asks whether a route matches, and
+// which path parameters it matched.
+type probe struct {
+	matched bool
+	params  map[string]string
+}
 
-// allowed lists the methods r's path has a route for. It asks the
-// gateway's own router, with each method, whether a route matches; a probe
-// stops at the match (keepPathParams), so no handler runs.
-func (g *gateway) allowed(r *http.Request) []string {
-	var methods []string
+// allowed lists the methods r's path has a route for, and the path
+// parameters of the first. It asks the gateway's own router, with each
+// method, whether a route matches; a probe stops at the match
+// (keepPathParams), so no handler runs.
+func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]string) {
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		p := &probe{}
 		pr := r.Clone(context.WithValue(r.Context(), probeKey{}, p))
@@ -424,9 +492,12 @@ func (g *gateway) allowed(r *http.Request) []string {
 		g.mux.ServeHTTP(discardResponse{}, pr)
 		if p.matched {
 			methods = append(methods, m)
+			if params == nil {
+				params = p.params
+			}
 		}
 	}
-	return methods
+	return methods, params
 }
 
 // discardResponse is a ResponseWriter that keeps nothing.

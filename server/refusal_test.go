@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -48,8 +49,9 @@ func TestRESTRefusals(t *testing.T) {
 			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111"},
 		{name: "body too large", method: "POST", path: create, body: `{"backupName":"` + strings.Repeat("x", MaxBodyBytes) + `"}`,
 			status: 413, reason: "BODY_TOO_LARGE", account: "111111111111"},
-		{name: "bad deadline header", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"soon"}},
-			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111"},
+		{name: "bad deadline header", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"5s"}},
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be 1-8 digits and a unit, H M S m u or n (5S is five seconds); got "5s"`}},
 		{name: "query on create", method: "POST", path: create + "?region=eu-west-1", body: `{"backupName":"nightly"}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"region"}, rules: []string{"is not a query parameter of this route; it takes none"}},
@@ -67,10 +69,10 @@ func TestRESTRefusals(t *testing.T) {
 			fields: []string{"backup_arn"}, rules: []string{"is " + `"` + arn + `" in the path but`}},
 		{name: "form POST does not become GET", method: "POST", path: "/v1/backups/" + escaped, body: "x=1",
 			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
-			status: 405, reason: "METHOD_NOT_ALLOWED"},
+			status: 405, reason: "METHOD_NOT_ALLOWED", account: "111111111111"},
 		{name: "method override does not become DELETE", method: "POST", path: "/v1/backups/" + escaped, body: "x=1",
 			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "X-Http-Method-Override": {"DELETE"}},
-			status: 405, reason: "METHOD_NOT_ALLOWED"},
+			status: 405, reason: "METHOD_NOT_ALLOWED", account: "111111111111"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,9 +163,26 @@ func TestMethodNotAllowedSaysWhich(t *testing.T) {
 			t.Errorf("%s %s: %d, Allow %q; want 405 and %q: %s", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Allow"), tt.allow, body)
 		}
 	}
+	if resp, body := f.do(t, "GET", "/v2/nothing", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /v2/nothing: %d %s", resp.StatusCode, body)
+	}
 	f.stub.mu.Lock()
-	defer f.stub.mu.Unlock()
 	if f.stub.last != nil {
 		t.Errorf("a probe reached the service: %v", f.stub.last)
+	}
+	f.stub.mu.Unlock()
+	// Logged and counted once each, under "unknown".
+	f.observed.mu.Lock()
+	counted := slices.Clone(f.observed.calls)
+	f.observed.mu.Unlock()
+	want := []string{"unknown Unimplemented", "unknown Unimplemented", "unknown Unimplemented", "unknown NotFound"}
+	if !slices.Equal(counted, want) {
+		t.Errorf("counted %q, want %q", counted, want)
+	}
+	logs := f.logs.String()
+	for _, line := range []string{`"route":"DELETE /v1/accounts/111111111111/backups","caller":"rest:127.0.0.1","account":"111111111111"`, `"route":"GET /v2/nothing"`} {
+		if !strings.Contains(logs, line) {
+			t.Errorf("log lacks %s:\n%s", line, logs)
+		}
 	}
 }
