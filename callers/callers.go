@@ -123,6 +123,7 @@ func bearer(ctx context.Context) (string, bool) {
 		return "", false
 	}
 	scheme, token, ok := strings.Cut(vals[0], " ")
+	token = strings.TrimLeft(token, " ") // RFC 6750: one or more spaces
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return "malformed", false
 	}

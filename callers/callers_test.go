@@ -34,6 +34,7 @@ func TestAuthorize(t *testing.T) {
 	}{
 		{"allowed", "Bearer orders-token", "CreateBackup", "111111111111", "orders", nil, false},
 		{"scheme in any case", "bearer orders-token", "GetBackup", "111111111111", "orders", nil, false},
+		{"more than one space", "Bearer   orders-token", "GetBackup", "111111111111", "orders", nil, false},
 		{"wildcards", "Bearer platform-token", "DeleteBackup", "222222222222", "platform", nil, false},
 		{"no header", "", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, true},
 		{"unknown token", "Bearer guess", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, false},

@@ -181,6 +181,14 @@ type restCall struct {
 	bodyViolations []service.FieldViolation
 	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout.
 	badTimeout string
+	// declaredBody is set when the request declares a body of some length.
+	declaredBody bool
+}
+
+// takesBody lists the methods whose route takes a JSON body.
+var takesBody = map[string]bool{
+	backupv1.BackupService_CreateBackup_FullMethodName:           true,
+	backupv1.BackupService_RestoreTableFromBackup_FullMethodName: true,
 }
 
 // grpcTimeoutHeader sets a REST request's deadline, as gRPC's own header.
@@ -210,7 +218,7 @@ type restCallKey struct{}
 // from the restCall, and logs and counts the request under its method.
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		call := &restCall{start: time.Now(), query: r.URL.RawQuery}
+		call := &restCall{start: time.Now(), query: r.URL.RawQuery, declaredBody: r.ContentLength > 0}
 		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
 		if r.ContentLength > MaxBodyBytes {
 			r.Body = &limitedBody{ReadCloser: declaredTooLarge{r.Body}, call: call}
@@ -451,15 +459,19 @@ func restRefusal(ctx context.Context, method string, req proto.Message) error {
 			grpcTimeoutHeader, service.Quote(call.badTimeout))})
 	}
 	if call.query != "" && method != backupv1.BackupService_ListBackups_FullMethodName {
-		values, _ := url.ParseQuery(call.query)
+		values, err := url.ParseQuery(call.query)
 		for _, key := range slices.Sorted(maps.Keys(values)) {
-			vs = append(vs, service.FieldViolation{Field: shorten(key), Description: fmt.Sprintf(
-				"%s is not a query parameter of this route; it takes none", shorten(key))})
+			vs = append(vs, service.FieldViolation{Field: queryKey(key), Description: fmt.Sprintf(
+				"%s is not a query parameter of this route; it takes none", queryKey(key))})
 		}
-		if len(vs) == 0 {
+		if len(values) == 0 && err != nil {
 			vs = append(vs, service.FieldViolation{Field: "query", Description: fmt.Sprintf(
-				"this route takes no query parameters; got %s", service.Quote(call.query))})
+				"query is not taken by this route; got %s", service.Quote(call.query))})
 		}
+	}
+	if call.declaredBody && !takesBody[method] {
+		vs = append(vs, service.FieldViolation{Field: "body",
+			Description: "body is not taken by this route: its parameters are in the path (and, for ListBackups, the query)"})
 	}
 	if len(call.body) > 0 {
 		vs = append(vs, pathConflicts(req, call.body, call.params)...)

@@ -56,10 +56,7 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 	for _, key := range slices.Sorted(maps.Keys(values)) {
 		fd, name := lookupField(msg.ProtoReflect().Descriptor(), key)
 		if fd == nil {
-			field := key
-			if len(field) > maxKeyEcho {
-				field = field[:maxKeyEcho] + "..."
-			}
+			field := queryKey(key)
 			vs = append(vs, service.FieldViolation{
 				Field:       field,
 				Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", field, queryFields(msg, filter)),
@@ -81,13 +78,27 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 			continue
 		}
 		if probe && parser.Parse(msg.ProtoReflect().New().Interface(), url.Values{key: values[key]}, filter) != nil {
+			got := strings.Join(values[key], ",")
+			hint := ""
+			if fd.Kind() == protoreflect.MessageKind && strings.Contains(got, " ") {
+				hint = " (a + in a URL query reads as a space: send it as %2B)"
+			}
 			vs = append(vs, service.FieldViolation{
 				Field:       name,
-				Description: fmt.Sprintf("%s %s; got %s", name, accepts(fd), service.Quote(strings.Join(values[key], ","))),
+				Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd), service.Quote(got), hint),
 			})
 		}
 	}
 	return vs
+}
+
+// queryKey names a query parameter in an error: shortened, and quoted
+// when its name is empty.
+func queryKey(key string) string {
+	if key == "" {
+		return `""`
+	}
+	return shorten(key)
 }
 
 // requestViolations is queryViolations for the REST request r whose RPC

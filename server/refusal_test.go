@@ -67,6 +67,15 @@ func TestRESTRefusals(t *testing.T) {
 			body:   `{"targetTableName":"Copy","backupArn":"arn:aws:dynamodb:us-east-1:222222222222:table/Orders/backup/01700000000000-abcdef12"}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"backup_arn"}, rules: []string{"is " + `"` + arn + `" in the path but`}},
+		{name: "a body on delete", method: "DELETE", path: "/v1/backups/" + escaped, body: `{"backupArn":"x"}`,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"body"}, rules: []string{"is not taken by this route"}},
+		{name: "a query parameter without a name", method: "GET", path: "/v1/accounts/111111111111/backups?=x",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{`""`}, rules: []string{"is not a query parameter of this route"}},
+		{name: "a timestamp whose + became a space", method: "GET", path: "/v1/accounts/111111111111/backups?timeRangeLowerBound=2026-01-02T15:04:05+01:00",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"time_range_lower_bound"}, rules: []string{"must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z; got \"2026-01-02T15:04:05 01:00\" (a + in a URL query reads as a space: send it as %2B)"}},
 		{name: "form POST does not become GET", method: "POST", path: "/v1/backups/" + escaped, body: "x=1",
 			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
 			status: 405, reason: "METHOD_NOT_ALLOWED", account: "111111111111"},
@@ -140,7 +149,8 @@ func TestRESTBodiesTaken(t *testing.T) {
 		"\n \t",
 	} {
 		f := newFixture(t)
-		resp, got := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(body))
+		// An empty query is no query.
+		resp, got := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups?&", strings.NewReader(body))
 		if resp.StatusCode != 200 {
 			t.Errorf("body %q: %d %s", body, resp.StatusCode, got)
 		}

@@ -25,7 +25,7 @@ func validateRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest
 	case backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST:
 		in.BillingModeOverride = types.BillingModePayPerRequest
 	default:
-		vs.add("billing_mode_override", "must be PROVISIONED or PAY_PER_REQUEST; got %d", req.GetBillingModeOverride())
+		vs.add("billing_mode_override", "must be BILLING_MODE_PROVISIONED or BILLING_MODE_PAY_PER_REQUEST; got %d", req.GetBillingModeOverride())
 	}
 	if pt := req.GetProvisionedThroughputOverride(); pt != nil {
 		in.ProvisionedThroughputOverride = checkThroughput(vs, "provisioned_throughput_override", pt)
@@ -95,7 +95,7 @@ func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *typ
 	case backupv1.SseType_SSE_TYPE_KMS:
 		out.SSEType = types.SSETypeKms
 	default:
-		vs.add(field+".sse_type", "must be AES256 or KMS; got %d", sse.GetSseType())
+		vs.add(field+".sse_type", "must be SSE_TYPE_AES256 or SSE_TYPE_KMS; got %d", sse.GetSseType())
 	}
 	if k := sse.GetKmsMasterKeyId(); k != "" {
 		if sse.GetSseType() != backupv1.SseType_SSE_TYPE_KMS {
@@ -141,6 +141,6 @@ func checkProjection(vs *violations, field string, p *backupv1.Projection) *type
 		}
 		return &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: p.GetNonKeyAttributes()}
 	}
-	vs.add(field+".projection_type", "must be ALL, KEYS_ONLY or INCLUDE; got %s", p.GetProjectionType())
+	vs.add(field+".projection_type", "must be PROJECTION_TYPE_ALL, PROJECTION_TYPE_KEYS_ONLY or PROJECTION_TYPE_INCLUDE; got %s", p.GetProjectionType())
 	return nil
 }
