@@ -51,14 +51,10 @@ func TestUndecodableRequest(t *testing.T) {
 			if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "MALFORMED_REQUEST" {
 				t.Errorf("details %v, want ErrorInfo MALFORMED_REQUEST", st.Details())
 			}
-			f.stub.mu.Lock()
-			if f.stub.last != nil {
-				t.Errorf("the service was called with %v", f.stub.last)
+			if last := f.stub.called(); last != nil {
+				t.Errorf("the service was called with %v", last)
 			}
-			f.stub.mu.Unlock()
-			f.observed.mu.Lock()
-			counted := slices.Clone(f.observed.calls)
-			f.observed.mu.Unlock()
+			counted := f.observed.counted()
 			if want := []string{backupv1.BackupService_CreateBackup_FullMethodName + " InvalidArgument"}; !slices.Equal(counted, want) {
 				t.Errorf("counted %q, want %q", counted, want)
 			}
@@ -83,9 +79,7 @@ func TestUnknownMethod(t *testing.T) {
 	if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "UNKNOWN_METHOD" {
 		t.Errorf("details %v, want ErrorInfo UNKNOWN_METHOD", st.Details())
 	}
-	f.observed.mu.Lock()
-	counted := slices.Clone(f.observed.calls)
-	f.observed.mu.Unlock()
+	counted := f.observed.counted()
 	if want := []string{"unknown Unimplemented"}; !slices.Equal(counted, want) {
 		t.Errorf("counted %q, want %q", counted, want)
 	}

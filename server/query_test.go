@@ -78,14 +78,7 @@ func TestListQuery(t *testing.T) {
 			if last != nil {
 				t.Errorf("the service was called with %v", last)
 			}
-			var st struct {
-				Message string
-				Details []struct {
-					Reason          string
-					Metadata        map[string]string
-					FieldViolations []struct{ Field, Description string }
-				}
-			}
+			var st restStatus
 			if err := json.Unmarshal(body, &st); err != nil || len(st.Details) != 2 {
 				t.Fatalf("want ErrorInfo and BadRequest: %v %s", err, body)
 			}
@@ -140,9 +133,7 @@ func TestGatewayRefusalsAreLoggedAndCounted(t *testing.T) {
 		"/backup.v1.BackupService/CreateBackup InvalidArgument",
 		"/backup.v1.BackupService/CreateBackup OK",
 	}
-	f.observed.mu.Lock()
-	got := slices.Clone(f.observed.calls)
-	f.observed.mu.Unlock()
+	got := f.observed.counted()
 	if !slices.Equal(got, want) {
 		t.Errorf("counted %q, want %q", got, want)
 	}

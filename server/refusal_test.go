@@ -98,25 +98,16 @@ func TestRESTRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var st struct {
-				Message string
-				Details []struct {
-					Reason          string
-					Metadata        map[string]string
-					FieldViolations []struct{ Field, Description string }
-				}
-			}
+			var st restStatus
 			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 				t.Fatal(err)
 			}
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d: %+v", resp.StatusCode, tt.status, st)
 			}
-			f.stub.mu.Lock()
-			if f.stub.last != nil {
-				t.Errorf("the service was called with %v", f.stub.last)
+			if last := f.stub.called(); last != nil {
+				t.Errorf("the service was called with %v", last)
 			}
-			f.stub.mu.Unlock()
 			if len(st.Details) == 0 || st.Details[0].Reason != tt.reason || st.Details[0].Metadata["account_id"] != tt.account {
 				t.Fatalf("details %+v, want reason %s and account_id %q", st.Details, tt.reason, tt.account)
 			}
@@ -176,15 +167,11 @@ func TestMethodNotAllowedSaysWhich(t *testing.T) {
 	if resp, body := f.do(t, "GET", "/v2/nothing", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /v2/nothing: %d %s", resp.StatusCode, body)
 	}
-	f.stub.mu.Lock()
-	if f.stub.last != nil {
-		t.Errorf("a probe reached the service: %v", f.stub.last)
+	if last := f.stub.called(); last != nil {
+		t.Errorf("a probe reached the service: %v", last)
 	}
-	f.stub.mu.Unlock()
 	// Logged and counted once each, under "unknown".
-	f.observed.mu.Lock()
-	counted := slices.Clone(f.observed.calls)
-	f.observed.mu.Unlock()
+	counted := f.observed.counted()
 	want := []string{"unknown Unimplemented", "unknown Unimplemented", "unknown Unimplemented", "unknown NotFound"}
 	if !slices.Equal(counted, want) {
 		t.Errorf("counted %q, want %q", counted, want)

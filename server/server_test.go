@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -97,6 +98,30 @@ func (o *observed) ObserveRequest(method string, code codes.Code, _ time.Duratio
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls = append(o.calls, method+" "+code.String())
+}
+
+// counted returns what was counted so far, as "method code".
+func (o *observed) counted() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.calls)
+}
+
+// called reports the request that reached the stub service, if any.
+func (s *stub) called() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// restStatus is the JSON body of a REST error.
+type restStatus struct {
+	Message string
+	Details []struct {
+		Reason          string
+		Metadata        map[string]string
+		FieldViolations []struct{ Field, Description string }
+	}
 }
 
 func newFixture(t *testing.T) *fixture {
