@@ -27,6 +27,7 @@ import (
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/reqlog"
 	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
 )
 
 // Options configures the gRPC server.
@@ -176,7 +177,7 @@ func (i *interceptor) authorizeIn(ctx context.Context, method, account string) (
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	GrowStack()
+	service.GrowStack()
 	ctx, fields := reqlog.New(ctx)
 	principal, resp, err := i.run(ctx, req, info, handler)
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
@@ -289,30 +290,6 @@ func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerIn
 	resp, err = handler(ctx, req)
 	return principal, resp, err
 }
-
-// stackReserve is how much stack GrowStack claims for a handler. The
-// SDK's call path (its middleware stack and DynamoDB's endpoint rules) runs
-// about 30 KiB deep; grpc-go starts each handler on a fresh goroutine with
-// a small stack.
-const stackReserve = 32 << 10
-
-// GrowStack grows the calling goroutine's stack in one step while it is
-// still shallow. Left to itself the stack of a handler doubles two or three
-// times deep inside the SDK, and each growth copies and adjusts every frame
-// of a deep stack (BENCHMARKS.md has the cost, measured by
-// BenchmarkChainingCost). The interceptor calls it for every request; it is
-// exported so that the benchmarks measure the same step.
-//
-//go:noinline
-func GrowStack() {
-	var reserve [stackReserve]byte
-	keep(reserve[:])
-}
-
-// keep stops the compiler from dropping GrowStack's array.
-//
-//go:noinline
-func keep(b []byte) { b[len(b)-1] = 0 }
 
 // target names the account and region a request asked for, for the log when
 // the handler did not get as far as resolving them: from account_id/region,

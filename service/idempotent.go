@@ -56,6 +56,7 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 	// end and keeps its result for the caller's retry.
 	done := make(chan result, 1)
 	go func() {
+		GrowStack()
 		var r result
 		r.kept, r.err = s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
 			r.ran = true

@@ -1,0 +1,26 @@
+package service
+
+// stackReserve is how much stack GrowStack claims for a handler. The
+// SDK's call path (its middleware stack and DynamoDB's endpoint rules) runs
+// about 30 KiB deep; grpc-go starts each handler on a fresh goroutine with
+// a small stack.
+const stackReserve = 32 << 10
+
+// GrowStack grows the calling goroutine's stack in one step while it is
+// still shallow. Left to itself the stack of a handler doubles two or three
+// times deep inside the SDK, and each growth copies and adjusts every frame
+// of a deep stack (BENCHMARKS.md has the cost, measured by
+// BenchmarkChainingCost). The server's interceptor calls it for every
+// request, and a request_id's detached run for its own goroutine; the
+// benchmarks measure the same step.
+//
+//go:noinline
+func GrowStack() {
+	var reserve [stackReserve]byte
+	keep(reserve[:])
+}
+
+// keep stops the compiler from dropping GrowStack's array.
+//
+//go:noinline
+func keep(b []byte) { b[len(b)-1] = 0 }
