@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -14,16 +15,17 @@ import (
 )
 
 // deferringCodec is grpc-go's proto codec, except that a BackupService
-// request it cannot decode (invalid UTF-8 in a string, a truncated message)
-// reaches the interceptor as an empty request and an error kept for it.
-// grpc-go itself answers such a request INTERNAL ("failed to unmarshal")
-// before any interceptor runs, so it was neither logged nor counted, and
-// its caller was told the fault was backupd's. Only BackupService's
-// requests are deferred: all its methods are unary, so the interceptor
-// takes every error kept here.
+// request it cannot take (over maxRequestBytes, or not decodable: invalid
+// UTF-8 in a string, a truncated message) reaches the interceptor as an
+// empty request and a status kept for it. grpc-go itself answers such a
+// request before any interceptor runs (INTERNAL "failed to unmarshal",
+// RESOURCE_EXHAUSTED for its size limit), so it was neither logged nor
+// counted, and its caller was told the fault was backupd's, or to retry.
+// Only BackupService's requests are deferred: all its methods are unary,
+// so the interceptor takes every status kept here.
 type deferringCodec struct {
 	encoding.CodecV2
-	failed sync.Map // proto.Message → error
+	failed sync.Map // proto.Message → *status.Status
 }
 
 func newDeferringCodec() *deferringCodec {
@@ -31,30 +33,33 @@ func newDeferringCodec() *deferringCodec {
 }
 
 func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	err := c.CodecV2.Unmarshal(data, v)
-	if err == nil {
+	m, ours := v.(proto.Message)
+	ours = ours && m.ProtoReflect().Descriptor().ParentFile() == backupv1.File_backup_v1_backup_service_proto
+	if n := data.Len(); ours && n > maxRequestBytes {
+		st, _ := status.New(codes.InvalidArgument, fmt.Sprintf("request message must be at most %d bytes; got %d", maxRequestBytes, n)).
+			WithDetails(errorInfo("BODY_TOO_LARGE", ""))
+		c.failed.Store(m, st)
 		return nil
 	}
-	m, ok := v.(proto.Message)
-	if !ok || m.ProtoReflect().Descriptor().ParentFile() != backupv1.File_backup_v1_backup_service_proto {
+	err := c.CodecV2.Unmarshal(data, v)
+	if err == nil || !ours {
 		return err
 	}
 	proto.Reset(m)
-	c.failed.Store(m, err)
+	st, _ := status.New(codes.InvalidArgument, "malformed request: the message could not be decoded: "+err.Error()).
+		WithDetails(errorInfo("MALFORMED_REQUEST", ""))
+	c.failed.Store(m, st)
 	return nil
 }
 
-// take returns, and forgets, the decoding error kept for req, as the
-// status its caller gets: INVALID_ARGUMENT, reason MALFORMED_REQUEST.
+// take returns, and forgets, the status kept for req.
 func (c *deferringCodec) take(req any) error {
 	if c == nil {
 		return nil
 	}
-	err, ok := c.failed.LoadAndDelete(req)
+	st, ok := c.failed.LoadAndDelete(req)
 	if !ok {
 		return nil
 	}
-	st, _ := status.New(codes.InvalidArgument, "malformed request: the message could not be decoded: "+err.(error).Error()).
-		WithDetails(errorInfo("MALFORMED_REQUEST", ""))
-	return st.Err()
+	return st.(*status.Status).Err()
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
@@ -85,5 +86,33 @@ func TestUnknownMethod(t *testing.T) {
 	}
 	if logs := f.logs.String(); !strings.Contains(logs, `"method":"/backup.v1.BackupService/Nope"`) {
 		t.Errorf("no log line: %s", logs)
+	}
+}
+
+// TestOversizedRequest shows a gRPC request over 1 MiB refused
+// INVALID_ARGUMENT BODY_TOO_LARGE through the interceptor, as REST's 413
+// is, instead of grpc-go's unlogged RESOURCE_EXHAUSTED, which a client
+// would retry.
+func TestOversizedRequest(t *testing.T) {
+	f := newFixture(t)
+	name := strings.Repeat("x", maxRequestBytes)
+	msg, err := proto.Marshal(&backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	err = f.conn.Invoke(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName, msg, &out, grpc.ForceCodec(rawCodec{}))
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "at most 1048576 bytes") {
+		t.Fatalf("status %v, want InvalidArgument naming the limit", st)
+	}
+	if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "BODY_TOO_LARGE" {
+		t.Errorf("details %v, want ErrorInfo BODY_TOO_LARGE", st.Details())
+	}
+	if last := f.stub.called(); last != nil {
+		t.Errorf("the service was called")
+	}
+	if counted := f.observed.counted(); !slices.Equal(counted, []string{backupv1.BackupService_CreateBackup_FullMethodName + " InvalidArgument"}) {
+		t.Errorf("counted %q", counted)
 	}
 }

@@ -54,8 +54,14 @@ type RequestObserver interface {
 	ObserveRequest(method string, code codes.Code, d time.Duration)
 }
 
-// maxRecvMsgSize bounds a gRPC request: far above any valid one.
-const maxRecvMsgSize = 1 << 20
+// maxRequestBytes bounds a gRPC request, far above any valid one:
+// deferringCodec refuses a larger one through the interceptor.
+// maxRecvMsgSize, grpc-go's own limit, is its default of 4 MiB: a message
+// over it is refused by grpc-go alone, RESOURCE_EXHAUSTED and unlogged.
+const (
+	maxRequestBytes = 1 << 20
+	maxRecvMsgSize  = 4 << 20
+)
 
 // NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
 // reflection registered. Every unary call passes through one interceptor
@@ -69,16 +75,16 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		grpc.ForceServerCodecV2(ic.codec),
 		grpc.UnknownServiceHandler(ic.unknown),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
-		// Static flow-control windows as large as the largest message turn
-		// off grpc-go's bandwidth-delay estimation, whose PING goes out on
-		// its own write with each request that arrives on a quiet
-		// connection, and whose ACK the server then reads: one write and
-		// about two reads more per call (BENCHMARKS.md). backupd's
+		// Static flow-control windows as large as the largest request
+		// taken turn off grpc-go's bandwidth-delay estimation, whose PING
+		// goes out on its own write with each request that arrives on a
+		// quiet connection, and whose ACK the server then reads: one write
+		// and about two reads more per call (BENCHMARKS.md). backupd's
 		// messages are small, so the window it would grow to is never
-		// needed, and 1 MiB per connection bounds what a client can make
-		// backupd buffer.
-		grpc.StaticStreamWindowSize(maxRecvMsgSize),
-		grpc.StaticConnWindowSize(maxRecvMsgSize),
+		// needed, and 1 MiB per connection bounds what a client can send
+		// ahead of backupd reading it.
+		grpc.StaticStreamWindowSize(maxRequestBytes),
+		grpc.StaticConnWindowSize(maxRequestBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	if opts.TLS != nil {
