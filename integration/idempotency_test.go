@@ -220,6 +220,26 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGTERM waits for a run its caller left", func(t *testing.T) {
+		a, db := newAccount(t, moto, "Orders")
+		ddb, _ := slowDynamoDB(t, moto, time.Second)
+		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "left", RequestId: "left-1"}
+		if _, err := inst.client.CreateBackup(short, req); status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("first call: %v, want DeadlineExceeded", err)
+		}
+		// Nothing is in flight at the servers: only the detached run.
+		if err := inst.stop(t); err != nil {
+			t.Errorf("exit after SIGTERM: %v, want 0", err)
+		}
+		if names := backupNames(t, db, "Orders"); names["left"] == "" {
+			t.Errorf("moto holds %v: the run was cut off by the shutdown", names)
+		}
+	})
+
 	t.Run("connection dropped after CreateBackup was sent", func(t *testing.T) {
 		a, _ := newAccount(t, moto)
 		ddb, creates := faultyDynamoDB(t, moto, func(w http.ResponseWriter) {

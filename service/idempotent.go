@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -53,26 +55,39 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 	}
 	// Do runs on its own goroutine, so that the caller is answered at its
 	// deadline (DEADLINE_EXCEEDED) while a run it started goes on to its
-	// end and keeps its result for the caller's retry.
+	// end and keeps its result for the caller's retry. Shutdown waits for
+	// it (Server.Wait).
 	done := make(chan result, 1)
+	s.detached.Add(1)
 	go func() {
+		defer s.detached.Done()
 		GrowStack()
-		var r result
-		r.kept, r.err = s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
-			r.ran = true
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.detachedTimeout(ctx))
+		var res result
+		defer func() {
+			// Out of the caller's goroutine, a panic would end the
+			// process: it is this request's INTERNAL error instead.
+			// The idempotency store has settled its entry by now.
+			if p := recover(); p != nil {
+				s.log.LogAttrs(ctx, slog.LevelError, "panic in a request_id run", slog.String("operation", op),
+					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+				res.err = errPanic
+			}
+			done <- res
+		}()
+		res.kept, res.err = s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
+			res.ran = true
+			runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.detachedTimeout(ctx))
 			defer cancel()
-			resp, err := do(ctx)
+			resp, err := do(runCtx)
 			if err != nil {
 				if mayHaveActed(err) {
 					return nil, idempotency.Final(outcomeUnknown(op, account, err))
 				}
 				return nil, err
 			}
-			r.mine = resp
+			res.mine = resp
 			return proto.Marshal(resp)
 		})
-		done <- r
 	}()
 	var r result
 	select {
@@ -95,6 +110,27 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 		return zero, fmt.Errorf("decode the kept %s response: %w", op, err)
 	}
 	return out, nil
+}
+
+// errPanic stands for a request_id run's panic once it is recovered and
+// logged with its stack.
+var errPanic = errors.New("panic in a request_id run; the stack is in the log")
+
+// Wait waits until every detached request_id run has ended, or ctx has:
+// shutdown calls it after the servers have drained, so that a run whose
+// caller gave up still keeps its result.
+func (s *Server) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.detached.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("request_id runs still going: %w", ctx.Err())
+	}
 }
 
 // detachedTimeout bounds a detached run: the caller's deadline, but never

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/smithy-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/idempotency"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sharedstate"
@@ -83,5 +86,62 @@ func TestFingerprint(t *testing.T) {
 	}
 	if empty, _ := fingerprint(&backupv1.RestoreTableFromBackupRequest{}); create == empty {
 		t.Error("two empty requests of different RPCs have the same fingerprint")
+	}
+}
+
+// runOnce calls once for a CreateBackup with request_id "rid", whose run is do.
+func runOnce(ctx context.Context, s *Server, do func(context.Context) (*backupv1.CreateBackupResponse, error)) (*backupv1.CreateBackupResponse, error) {
+	norm := func() proto.Message { return &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1"} }
+	return once(ctx, s, "CreateBackup", "111111111111", "rid", norm, do)
+}
+
+// TestOnceAnswersAtTheDeadline: the caller is answered at its deadline
+// while the run goes on; Wait waits for the run, and the retry gets its
+// result without a second run.
+func TestOnceAnswersAtTheDeadline(t *testing.T) {
+	kept := idempotency.NewMemory()
+	s := New(Options{DefaultTimeout: time.Minute, Idempotency: kept})
+	release := make(chan struct{})
+	var runs atomic.Int32
+	do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+		runs.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupName: "b1"}}, nil
+	}
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := runOnce(short, s, do); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first call: %v, want DeadlineExceeded while the run goes on", err)
+	}
+	waitShort, cancelWait := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelWait()
+	if err := s.Wait(waitShort); err == nil {
+		t.Error("Wait returned while the run was still going")
+	}
+	close(release)
+	if err := s.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The retry, on a server sharing the store (a WaitGroup that was
+	// waited on is not added to again).
+	resp, err := runOnce(context.Background(), New(Options{Idempotency: kept}), do)
+	if err != nil || resp.GetBackupDetails().GetBackupName() != "b1" || runs.Load() != 1 {
+		t.Errorf("retry: %v, %v after %d runs; want the kept result of one run", resp, err, runs.Load())
+	}
+}
+
+// TestOncePanic: a run's panic is its request's error, not the process's
+// end.
+func TestOncePanic(t *testing.T) {
+	s := New(Options{})
+	_, err := runOnce(context.Background(), s, func(context.Context) (*backupv1.CreateBackupResponse, error) {
+		panic("boom")
+	})
+	if !errors.Is(err, errPanic) {
+		t.Errorf("err = %v, want errPanic", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,6 +46,8 @@ type Server struct {
 	log            *slog.Logger
 	defaultTimeout time.Duration
 	idem           Idempotency
+	// detached counts the request_id runs still going (see once).
+	detached sync.WaitGroup
 }
 
 var _ backupv1.BackupServiceServer = (*Server)(nil)

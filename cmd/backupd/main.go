@@ -61,6 +61,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// The first signal starts the drain; a second one ends the process at
+	// once, the signals' default action, cutting the drain short.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 
 	if *sandboxMode {
 		return runSandbox(ctx, listen, stderr)
@@ -218,7 +224,10 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		return shutdown(cfg, health, httpSrv, grpcSrv, logger)
+		// A signal ended ctx; a listener that failed ended only gctx,
+		// and then there is no one to give the drain delay to.
+		r := running{health: health, http: httpSrv, grpc: grpcSrv, svc: svc}
+		return r.shutdown(cfg, ctx.Err() != nil, logger)
 	})
 	health.SetReady(true)
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
@@ -248,12 +257,21 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		func() { _ = client.Close() }
 }
 
-// shutdown says not ready, keeps serving for the drain delay, then stops
-// taking work and drains REST and gRPC together: both listeners close at
-// once, and in-flight requests get the shutdown timeout to finish.
-func shutdown(cfg *config.Config, health *server.Health, httpSrv *http.Server, grpcSrv *grpc.Server, logger *slog.Logger) error {
-	health.SetReady(false)
-	if cfg.DrainDelay > 0 {
+// running is what shutdown stops.
+type running struct {
+	health *server.Health
+	http   *http.Server
+	grpc   *grpc.Server
+	svc    *service.Server
+}
+
+// shutdown says not ready, keeps serving for the drain delay when
+// signalled, then stops taking work and drains REST and gRPC together:
+// both listeners close at once, and in-flight requests, and the request_id
+// runs their callers left, get the shutdown timeout to finish.
+func (r running) shutdown(cfg *config.Config, signalled bool, logger *slog.Logger) error {
+	r.health.SetReady(false)
+	if signalled && cfg.DrainDelay > 0 {
 		logger.Info("shutting down: not ready; serving on for the drain delay", slog.Duration("drain_delay", cfg.DrainDelay))
 		time.Sleep(cfg.DrainDelay)
 	}
@@ -262,19 +280,22 @@ func shutdown(cfg *config.Config, health *server.Health, httpSrv *http.Server, g
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
-		grpcSrv.GracefulStop()
+		r.grpc.GracefulStop()
 		close(done)
 	}()
-	httpErr := httpSrv.Shutdown(ctx)
+	httpErr := r.http.Shutdown(ctx)
 	select {
 	case <-done:
 	case <-ctx.Done():
-		grpcSrv.Stop()
+		r.grpc.Stop()
 		<-done
 		return errors.New("shutdown timed out; in-flight requests were cut off")
 	}
 	if httpErr != nil {
 		return fmt.Errorf("HTTP shutdown: %w", httpErr)
+	}
+	if err := r.svc.Wait(ctx); err != nil {
+		return fmt.Errorf("shutdown timed out: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
