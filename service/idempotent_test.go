@@ -13,8 +13,8 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
-	"github.com/backupd/backupd/idempotency"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sharedstate"
 )
@@ -91,7 +91,9 @@ func TestFingerprint(t *testing.T) {
 
 // runOnce calls once for a CreateBackup with request_id "rid", whose run is do.
 func runOnce(ctx context.Context, s *Server, do func(context.Context) (*backupv1.CreateBackupResponse, error)) (*backupv1.CreateBackupResponse, error) {
-	norm := func() proto.Message { return &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1"} }
+	norm := func() proto.Message {
+		return &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1"}
+	}
 	return once(ctx, s, "CreateBackup", "111111111111", "rid", norm, do)
 }
 
