@@ -40,13 +40,15 @@ type result struct {
 
 // counter is a request that counts its runs.
 type counter struct {
-	runs atomic.Int32
-	resp []byte
-	err  error
+	runs  atomic.Int32
+	resp  []byte
+	err   error
+	delay time.Duration // how long each run takes
 }
 
 func (c *counter) run() ([]byte, error) {
 	c.runs.Add(1)
+	time.Sleep(c.delay)
 	return c.resp, c.err
 }
 

@@ -38,13 +38,15 @@ type Redis struct {
 	prefix string
 	ttl    time.Duration
 	lease  time.Duration
+	// settleTimeout bounds settling a claim once its run has ended.
+	settleTimeout time.Duration
 }
 
 // NewRedis returns a store under prefix in client whose results live for
 // TTL; lease bounds how long a run may take before repeats stop waiting
 // for it.
 func NewRedis(client redis.Cmdable, prefix string, lease time.Duration) *Redis {
-	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease}
+	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, settleTimeout: 5 * time.Second}
 }
 
 // record is what Redis holds for one request.
@@ -119,13 +121,10 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 // the Final error, is kept; another error drops the claim so a repeat runs
 // again. If run panics the claim is dropped too.
 func (s *Redis) lead(ctx context.Context, k, owner, fp string, run func() ([]byte, error)) (resp []byte, err error) {
-	// Settle even when the caller has gone: the result is for its retry.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
 	settled := false
 	defer func() {
 		if !settled {
-			_ = settle.Run(ctx, s.client, []string{k}, owner, "", 0).Err()
+			s.settle(ctx, k, owner, "", 0)
 		}
 	}()
 	resp, err = run()
@@ -137,9 +136,19 @@ func (s *Redis) lead(ctx context.Context, k, owner, fp string, run func() ([]byt
 	}
 	// A failed settle leaves the claim to its lease: repeats then answer
 	// OutcomeUnknownError, which is safe, if not always true.
-	_ = settle.Run(ctx, s.client, []string{k}, owner, next, s.ttl.Milliseconds()).Err()
+	s.settle(ctx, k, owner, next, s.ttl.Milliseconds())
 	settled = true
 	return resp, err
+}
+
+// settle replaces the claim k that owner holds with next, or drops it when
+// next is empty. It runs even when the caller has gone, the result being
+// for its retry, with a time of its own from when the run ended: a run may
+// take as long as the request's deadline.
+func (s *Redis) settle(ctx context.Context, k, owner, next string, ttlMillis int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.settleTimeout)
+	defer cancel()
+	_ = settle.Run(ctx, s.client, []string{k}, owner, next, ttlMillis).Err()
 }
 
 func unavailable(ctx context.Context, err error) error {

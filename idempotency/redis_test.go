@@ -70,6 +70,21 @@ func TestRedisDo(t *testing.T) {
 	}
 }
 
+// TestRedisSettlesALongRun: a run that takes longer than settling may
+// still keeps its result; the time to settle starts when the run ends.
+func TestRedisSettlesALongRun(t *testing.T) {
+	ctx := context.Background()
+	s := redisStores(t, 1, time.Minute)[0]
+	s.settleTimeout = 200 * time.Millisecond
+	slow := &counter{resp: []byte("late"), delay: 3 * s.settleTimeout}
+	if _, err := s.Do(ctx, key, fpA, slow.run); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := s.Do(ctx, key, fpA, slow.run); err != nil || string(resp) != "late" || slow.runs.Load() != 1 {
+		t.Errorf("repeat: %q, %v after %d runs; want the kept result", resp, err, slow.runs.Load())
+	}
+}
+
 // TestRedisConcurrentRepeatsAcrossReplicasRunOnce: 40 repeats at once on two
 // replicas run the request once and all get its response.
 func TestRedisConcurrentRepeatsAcrossReplicasRunOnce(t *testing.T) {
