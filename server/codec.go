@@ -3,6 +3,8 @@ package server
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -22,14 +24,29 @@ import (
 // RESOURCE_EXHAUSTED for its size limit), so it was neither logged nor
 // counted, and its caller was told the fault was backupd's, or to retry.
 // Only BackupService's requests are deferred: all its methods are unary,
-// so the interceptor takes every status kept here.
+// so the interceptor takes a kept status, unless the stream ends badly
+// before the interceptor runs (a second request message, a reset). Such
+// leftovers are swept once they are staleAfter old.
 type deferringCodec struct {
 	encoding.CodecV2
-	failed sync.Map // proto.Message → *status.Status
+	failed    sync.Map // proto.Message → deferred
+	kept      atomic.Int64
+	lastSweep atomic.Int64 // Unix nanoseconds
+	now       func() time.Time
 }
 
+// deferred is a status kept for a request, and when.
+type deferred struct {
+	st *status.Status
+	at time.Time
+}
+
+// staleAfter is how long a kept status waits for its interceptor: far
+// longer than decoding takes to reach it.
+const staleAfter = 10 * time.Second
+
 func newDeferringCodec() *deferringCodec {
-	return &deferringCodec{CodecV2: encoding.GetCodecV2(protocodec.Name)}
+	return &deferringCodec{CodecV2: encoding.GetCodecV2(protocodec.Name), now: time.Now}
 }
 
 func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
@@ -38,7 +55,7 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if n := data.Len(); ours && n > maxRequestBytes {
 		st, _ := status.New(codes.InvalidArgument, fmt.Sprintf("request message must be at most %d bytes; got %d", maxRequestBytes, n)).
 			WithDetails(errorInfo("BODY_TOO_LARGE", ""))
-		c.failed.Store(m, st)
+		c.keep(m, st)
 		return nil
 	}
 	err := c.CodecV2.Unmarshal(data, v)
@@ -48,18 +65,46 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	proto.Reset(m)
 	st, _ := status.New(codes.InvalidArgument, "malformed request: the message could not be decoded: "+err.Error()).
 		WithDetails(errorInfo("MALFORMED_REQUEST", ""))
-	c.failed.Store(m, st)
+	c.keep(m, st)
 	return nil
+}
+
+func (c *deferringCodec) keep(m proto.Message, st *status.Status) {
+	if _, replaced := c.failed.Swap(m, deferred{st: st, at: c.now()}); !replaced {
+		c.kept.Add(1)
+	}
+	c.sweep()
 }
 
 // take returns, and forgets, the status kept for req.
 func (c *deferringCodec) take(req any) error {
-	if c == nil {
+	if c == nil || c.kept.Load() == 0 {
 		return nil
 	}
-	st, ok := c.failed.LoadAndDelete(req)
+	d, ok := c.failed.LoadAndDelete(req)
+	if ok {
+		c.kept.Add(-1)
+	}
+	c.sweep()
 	if !ok {
 		return nil
 	}
-	return st.(*status.Status).Err()
+	return d.(deferred).st.Err()
+}
+
+// sweep drops the statuses no interceptor took, at most once a second.
+func (c *deferringCodec) sweep() {
+	now := c.now()
+	last := c.lastSweep.Load()
+	if now.UnixNano()-last < int64(time.Second) || !c.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	c.failed.Range(func(k, v any) bool {
+		if now.Sub(v.(deferred).at) > staleAfter {
+			if _, ok := c.failed.LoadAndDelete(k); ok {
+				c.kept.Add(-1)
+			}
+		}
+		return true
+	})
 }

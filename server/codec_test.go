@@ -5,10 +5,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -114,5 +116,37 @@ func TestOversizedRequest(t *testing.T) {
 	}
 	if counted := f.observed.counted(); !slices.Equal(counted, []string{backupv1.BackupService_CreateBackup_FullMethodName + " InvalidArgument"}) {
 		t.Errorf("counted %q", counted)
+	}
+}
+
+// TestDeferringCodecSweepsLeftovers: a status no interceptor took (the
+// stream ended badly after its first message failed to decode) is dropped
+// once it is stale, so such requests cannot grow the codec's map.
+func TestDeferringCodecSweepsLeftovers(t *testing.T) {
+	c := newDeferringCodec()
+	now := time.Unix(1_700_000_000, 0)
+	c.now = func() time.Time { return now }
+	bad := mem.BufferSlice{mem.SliceBuffer([]byte{0x0a, 0x20, 'x'})}
+	for range 3 {
+		if err := c.Unmarshal(bad, &backupv1.CreateBackupRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.kept.Load(); got != 3 {
+		t.Fatalf("kept %d, want 3", got)
+	}
+	now = now.Add(staleAfter + time.Second)
+	taken := &backupv1.CreateBackupRequest{}
+	if err := c.Unmarshal(bad, taken); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.kept.Load(); got != 1 {
+		t.Errorf("kept %d after the sweep, want only the fresh one", got)
+	}
+	if err := c.take(taken); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("take: %v, want the fresh request's InvalidArgument", err)
+	}
+	if got := c.kept.Load(); got != 0 {
+		t.Errorf("kept %d after take, want 0", got)
 	}
 }
