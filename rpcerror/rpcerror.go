@@ -94,6 +94,10 @@ func (m mapped) status(req Request) *status.Status {
 	return st
 }
 
+// maxViolations bounds the field violations one error carries, so that a
+// request made of mistakes cannot make an answer many times its size.
+const maxViolations = 20
+
 func mapErr(err error, req Request) mapped {
 	var (
 		invalid   *service.InvalidArgumentError
@@ -120,11 +124,20 @@ func mapErr(err error, req Request) mapped {
 		return mapped{code: codes.PermissionDenied, reason: "CALLER_NOT_ALLOWED", msg: denied.Error() +
 			"; ask backupd's operators to allow it", meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}
 	case errors.As(err, &invalid):
-		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: invalid.Error(), violations: invalid.Violations}
+		vs, msg := invalid.Violations, invalid.Error()
+		if n := len(vs); n > maxViolations {
+			vs = vs[:maxViolations]
+			msg = fmt.Sprintf("%s; and %d more", (&service.InvalidArgumentError{Violations: vs}).Error(), n-maxViolations)
+		}
+		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: msg, violations: vs}
 	case errors.As(err, &region):
-		msg, field := region.Error(), cmp.Or(region.Field, "region")
+		msg := region.Error() // "region … is not allowed …"
+		if region.Field != "" {
+			msg = fmt.Sprintf("%s names region %q, which is not allowed for account %s; allowed: %v",
+				region.Field, region.Region, region.AccountID, region.Allowed)
+		}
 		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,
-			violations: []service.FieldViolation{{Field: field, Description: field + ": " + msg}}}
+			violations: []service.FieldViolation{{Field: cmp.Or(region.Field, "region"), Description: msg}}}
 	case errors.As(err, &unknown):
 		return mapped{code: codes.NotFound, reason: "ACCOUNT_NOT_CONFIGURED",
 			msg: fmt.Sprintf("account %s is not configured in backupd; ask its operators to add it", unknown.AccountID)}

@@ -27,6 +27,26 @@ import (
 	"github.com/backupd/backupd/sharedstate"
 )
 
+// TestStatusBoundsViolations: an error with very many field violations
+// carries the first 20, and its message says how many more there were.
+func TestStatusBoundsViolations(t *testing.T) {
+	var vs []service.FieldViolation
+	for i := range 50 {
+		f := fmt.Sprintf("f%d", i)
+		vs = append(vs, service.FieldViolation{Field: f, Description: f + " is not a field"})
+	}
+	st, _ := Status(&service.InvalidArgumentError{Violations: vs}, Request{})
+	var n int
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			n = len(br.GetFieldViolations())
+		}
+	}
+	if n != maxViolations || !strings.HasSuffix(st.Message(), "f19 is not a field; and 30 more") {
+		t.Errorf("%d violations, message %q; want %d and the count of the rest", n, st.Message(), maxViolations)
+	}
+}
+
 // sdkErr wraps an API error the way aws-sdk-go-v2 returns it from an operation.
 func sdkErr(err error) error {
 	resp := &awshttp.ResponseError{

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -39,7 +40,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 			if other, ok := seen[fd.Number()]; ok {
 				name := prefix + string(fd.Name())
 				vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
-					"%s is given twice, as %s and %s; give it once", name, other, key)})
+					"%s is given twice, as %s and %s; give it once", name, shorten(other), shorten(key))})
 				continue
 			}
 			seen[fd.Number()] = key
@@ -55,7 +56,10 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 			vs = append(vs, nested...)
 			continue
 		}
-		if !fits(md, key, obj[key]) {
+		switch {
+		case !utf8.Valid(obj[key]):
+			vs = append(vs, service.FieldViolation{Field: name, Description: name + " must be valid UTF-8"})
+		case !fits(md, key, obj[key]):
 			vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
 				"%s %s; got %s", name, accepts(fd), rawJSON(obj[key]))})
 		}
@@ -92,9 +96,9 @@ func nestedViolations(fd protoreflect.FieldDescriptor, value json.RawMessage, na
 // keeps its quotes, so 123 and "123" read apart.
 func rawJSON(v json.RawMessage) string {
 	if len(v) > maxKeyEcho {
-		return fmt.Sprintf("%s... (%d bytes)", v[:maxKeyEcho], len(v))
+		return fmt.Sprintf("%s (%d bytes)", echo(string(v), maxKeyEcho), len(v))
 	}
-	return string(v)
+	return echo(string(v), maxKeyEcho)
 }
 
 // fits reports whether protojson takes value for the field key names.
@@ -140,10 +144,7 @@ func bodyFields(md protoreflect.MessageDescriptor, bound map[string]string) stri
 
 // shorten bounds how much of a caller's key an error repeats.
 func shorten(key string) string {
-	if len(key) > maxKeyEcho {
-		return key[:maxKeyEcho] + "..."
-	}
-	return key
+	return echo(key, maxKeyEcho)
 }
 
 // pathConflicts lists the path fields that body sets to something else

@@ -370,7 +370,7 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{AccountID: account})
 		return st
 	}
-	withInfo, err := status.New(codes.InvalidArgument, "malformed request: "+st.Message()).
+	withInfo, err := status.New(codes.InvalidArgument, "malformed request: "+echo(st.Message(), 1024)).
 		WithDetails(errorInfo("MALFORMED_REQUEST", account))
 	if err != nil {
 		return st
@@ -382,9 +382,11 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 // path: its {account_id}, or the account and region of its {backup_arn}.
 func pathTarget(params map[string]string) (account, region string) {
 	if arn, ok := params["backup_arn"]; ok {
-		return target(&backupv1.GetBackupRequest{BackupArn: arn})
+		account, region = target(&backupv1.GetBackupRequest{BackupArn: arn})
+	} else {
+		account = params["account_id"]
 	}
-	return params["account_id"], ""
+	return accountOrNone(account), regionOrNone(region)
 }
 
 // routingError answers a request that matched no route (404) or a route
@@ -429,10 +431,7 @@ func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region s
 		start = call.start
 	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	route := r.Method + " " + r.URL.Path
-	if len(route) > maxMethodEcho {
-		route = route[:maxMethodEcho] + "..."
-	}
+	route := echo(r.Method+" "+r.URL.Path, maxMethodEcho)
 	d := time.Since(start)
 	g.ic.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", "unknown"), slog.String("route", route),
 		slog.String("caller", "rest:"+host), slog.String("account", account), slog.String("region", region),

@@ -202,6 +202,7 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 // record maps err to the status the caller gets, writes the request's log
 // line and counts it. It returns nil when err is nil.
 func (i *interceptor) record(ctx context.Context, method, account, region, principal string, start time.Time, err error) *status.Status {
+	account, region = accountOrNone(account), regionOrNone(region)
 	code, level := codes.OK, slog.LevelInfo
 	var st *status.Status
 	if err != nil {
@@ -246,9 +247,7 @@ const maxMethodEcho = 128
 func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	start := time.Now()
 	method, _ := grpc.MethodFromServerStream(stream)
-	if len(method) > maxMethodEcho {
-		method = method[:maxMethodEcho] + "..."
-	}
+	method = echo(method, maxMethodEcho)
 	st, _ := status.Newf(codes.Unimplemented, "backupd serves no method %s; see backup.v1.BackupService", method).
 		WithDetails(errorInfo("UNKNOWN_METHOD", ""))
 	i.log.LogAttrs(stream.Context(), slog.LevelInfo, "request", slog.String("method", method),
