@@ -592,7 +592,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 func TestDrainDelayKeepsServing(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a, db := newAccount(t, moto, "Orders")
-	const delay = 3 * time.Second
+	const delay = 5 * time.Second
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, DrainDelay: delay, Env: motoEnv(moto)})
 	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -65,10 +65,10 @@ func TestSandboxMode(t *testing.T) {
 		token, method, path, body string
 		status                    int
 	}{
-		{"sandbox-reader", "GET", "/v1/accounts/111111111111/backups", "", http.StatusOK},
-		{"sandbox-reader", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"denied"}`, http.StatusForbidden},
-		{"sandbox-reader", "GET", "/v1/accounts/222222222222/backups", "", http.StatusForbidden},
-		{"sandbox-admin", "POST", "/v1/accounts/222222222222/tables/Orders/backups", `{"backupName":"admin"}`, http.StatusOK},
+		{"demo-reader-token", "GET", "/v1/accounts/111111111111/backups", "", http.StatusOK},
+		{"demo-reader-token", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"denied"}`, http.StatusForbidden},
+		{"demo-reader-token", "GET", "/v1/accounts/222222222222/backups", "", http.StatusForbidden},
+		{"demo-admin-token", "POST", "/v1/accounts/222222222222/tables/Orders/backups", `{"backupName":"admin"}`, http.StatusOK},
 		{"nobody", "GET", "/v1/accounts/111111111111/backups", "", http.StatusUnauthorized},
 	}
 	for _, a := range auth {
@@ -85,6 +85,9 @@ func TestSandboxMode(t *testing.T) {
 		if resp.StatusCode != a.status {
 			t.Errorf("%s %s as %s: %d, want %d", a.method, a.path, a.token, resp.StatusCode, a.status)
 		}
+	}
+	if logs := inst.logs.String(); !strings.Contains(logs, "principal=sandbox-reader") || strings.Contains(logs, "demo-reader-token") {
+		t.Errorf("the log should name the principal, never its token:\n%s", logs)
 	}
 	bad := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer nobody")
 	if _, err := inst.client.ListBackups(bad, &backupv1.ListBackupsRequest{AccountId: "111111111111"}); status.Code(err) != codes.Unauthenticated {

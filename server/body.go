@@ -48,7 +48,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		if fd == nil {
 			field := prefix + shorten(key)
 			vs = append(vs, service.FieldViolation{Field: field, Description: fmt.Sprintf(
-				"%s is not a field of %s; it takes %s", field, objectName(md, prefix), bodyFields(md, bound))})
+				"%s is not a field of %s; it takes %s", field, objectName(prefix), bodyFields(md, bound))})
 			continue
 		}
 		name := prefix + string(fd.Name())
@@ -122,7 +122,7 @@ func isWellKnown(md protoreflect.MessageDescriptor) bool {
 
 // objectName says which object a field was looked for in: the request, or
 // the field named by prefix ("provisioned_throughput_override.").
-func objectName(md protoreflect.MessageDescriptor, prefix string) string {
+func objectName(prefix string) string {
 	if prefix == "" {
 		return "the request body"
 	}
@@ -180,16 +180,21 @@ func pathConflicts(req proto.Message, body []byte, params map[string]string) []s
 		path, got := req.ProtoReflect().Get(fd).String(), inBody.Get(fd).String()
 		if inBody.Has(fd) && got != path {
 			vs = append(vs, service.FieldViolation{Field: string(fd.Name()), Description: fmt.Sprintf(
-				"%s is %s in the path but %s in the body; leave it out of the body", fd.Name(), quoteARN(path), quoteARN(got))})
+				"%s is %s in the path but %s in the body; leave it out of the body", fd.Name(), quoteWhole(path), quoteWhole(got))})
 		}
 	}
 	return vs
 }
 
-// quoteARN quotes s whole when it is no longer than an ARN can be, so that
-// two ARNs that differ in their last characters read apart.
-func quoteARN(s string) string {
-	if len(s) > 1024 {
+// maxWholeEcho is the longest path value an error quotes whole: longer
+// than any ARN, account id or table name can be.
+const maxWholeEcho = 1024
+
+// quoteWhole quotes s whole when it is no longer than maxWholeEcho, so
+// that two ARNs that differ only in their last characters read apart;
+// service.Quote would cut them at 64 bytes.
+func quoteWhole(s string) string {
+	if len(s) > maxWholeEcho {
 		return service.Quote(s)
 	}
 	return fmt.Sprintf("%q", s)

@@ -181,8 +181,8 @@ type restCall struct {
 	bodyViolations []service.FieldViolation
 	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout.
 	badTimeout string
-	// declaredBody is set when the request declares a body of some length.
-	declaredBody bool
+	// hasBody is set when a GET or DELETE request has a body.
+	hasBody bool
 }
 
 // takesBody lists the methods whose route takes a JSON body.
@@ -218,7 +218,7 @@ type restCallKey struct{}
 // from the restCall, and logs and counts the request under its method.
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		call := &restCall{start: time.Now(), query: r.URL.RawQuery, declaredBody: r.ContentLength > 0}
+		call := &restCall{start: time.Now(), query: r.URL.RawQuery, hasBody: hasBody(r)}
 		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
 		if r.ContentLength > MaxBodyBytes {
 			r.Body = &limitedBody{ReadCloser: declaredTooLarge{r.Body}, call: call}
@@ -227,6 +227,27 @@ func track(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// hasBody reports whether a GET or DELETE request, whose routes take no
+// body, has one. A body of unknown length (chunked, or HTTP/2 without a
+// Content-Length) is peeked at: some clients end an empty one that way.
+func hasBody(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodDelete {
+		return false
+	}
+	if r.ContentLength >= 0 {
+		return r.ContentLength > 0
+	}
+	var first [1]byte
+	n, _ := io.ReadFull(r.Body, first[:])
+	if n > 0 {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(first[:n]), r.Body), r.Body}
+	}
+	return n > 0
 }
 
 // declaredTooLarge is the body of a request whose Content-Length is over
@@ -410,7 +431,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		w.Header().Set("Allow", strings.Join(methods, ", "))
 		code, reason = codes.Unimplemented, "METHOD_NOT_ALLOWED"
 		msg = fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, path, strings.Join(methods, ", "))
-		if strings.Contains(strings.ToLower(r.URL.RawPath), "%3arestore") {
+		if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%3arestore") {
 			msg += "; a restore is POST …{backup_arn}:restore, with the colon before restore unescaped"
 		}
 	}
@@ -468,7 +489,7 @@ func restRefusal(ctx context.Context, method string, req proto.Message) error {
 				"query is not taken by this route; got %s", service.Quote(call.query))})
 		}
 	}
-	if call.declaredBody && !takesBody[method] {
+	if call.hasBody && !takesBody[method] {
 		vs = append(vs, service.FieldViolation{Field: "body",
 			Description: "body is not taken by this route: its parameters are in the path (and, for ListBackups, the query)"})
 	}
@@ -499,7 +520,6 @@ func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]
 		p := &probe{}
 		pr := r.Clone(context.WithValue(r.Context(), probeKey{}, p))
 		pr.Method, pr.Body, pr.ContentLength = m, http.NoBody, 0
-		pr.Header.Del("Content-Type")
 		g.mux.ServeHTTP(discardResponse{}, pr)
 		if p.matched {
 			methods = append(methods, m)

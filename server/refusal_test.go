@@ -2,10 +2,16 @@ package server
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
 // TestRESTRefusals shows the REST requests that grpc-gateway would take in
@@ -19,6 +25,7 @@ func TestRESTRefusals(t *testing.T) {
 	tests := []struct {
 		name, method, path, body string
 		header                   http.Header
+		chunked                  bool // send the body without a length
 		status                   int
 		reason                   string
 		account                  string // the ErrorInfo's account_id; "" for none
@@ -70,6 +77,9 @@ func TestRESTRefusals(t *testing.T) {
 		{name: "a body on delete", method: "DELETE", path: "/v1/backups/" + escaped, body: `{"backupArn":"x"}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"body"}, rules: []string{"is not taken by this route"}},
+		{name: "a chunked body on get", method: "GET", path: "/v1/backups/" + escaped, body: `{"backupArn":"x"}`, chunked: true,
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"body"}, rules: []string{"is not taken by this route"}},
 		{name: "a query parameter without a name", method: "GET", path: "/v1/accounts/111111111111/backups?=x",
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{`""`}, rules: []string{"is not a query parameter of this route"}},
@@ -94,7 +104,11 @@ func TestRESTRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			req, err := http.NewRequest(tt.method, f.http.URL+tt.path, strings.NewReader(tt.body))
+			var body io.Reader = strings.NewReader(tt.body)
+			if tt.chunked {
+				body = io.MultiReader(body)
+			}
+			req, err := http.NewRequest(tt.method, f.http.URL+tt.path, body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,6 +202,35 @@ func TestMethodNotAllowedSaysWhich(t *testing.T) {
 	for _, line := range []string{`"route":"DELETE /v1/accounts/111111111111/backups","caller":"rest:127.0.0.1","account":"111111111111"`, `"route":"GET /v2/nothing"`} {
 		if !strings.Contains(logs, line) {
 			t.Errorf("log lacks %s:\n%s", line, logs)
+		}
+	}
+}
+
+// TestTakesBodyFollowsTheHTTPRules keeps takesBody equal to the HTTP rules
+// that grpc-gateway is generated from: the methods whose rule has a body.
+func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {
+	raw, err := os.ReadFile("../proto/backup/v1/backup_service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svc struct {
+		HTTP struct {
+			Rules []struct {
+				Selector string `yaml:"selector"`
+				Body     string `yaml:"body"`
+			} `yaml:"rules"`
+		} `yaml:"http"`
+	}
+	if err := yaml.Unmarshal(raw, &svc); err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.HTTP.Rules) != len(backupv1.BackupService_ServiceDesc.Methods) {
+		t.Fatalf("%d HTTP rules for %d methods", len(svc.HTTP.Rules), len(backupv1.BackupService_ServiceDesc.Methods))
+	}
+	for _, r := range svc.HTTP.Rules {
+		method := "/" + strings.Replace(r.Selector, ".BackupService.", ".BackupService/", 1)
+		if takesBody[method] != (r.Body != "") {
+			t.Errorf("%s: takesBody %v, but its rule's body is %q", method, takesBody[method], r.Body)
 		}
 	}
 }

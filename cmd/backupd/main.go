@@ -118,7 +118,7 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 		"nothing here is real or persistent. Listeners are bound to loopback.",
 		slog.String("fake_endpoint", endpoint), slog.String("grpc", cfg.Listen.GRPC), slog.String("http", cfg.Listen.HTTP),
 		slog.String("accounts", "111111111111, 222222222222"),
-		slog.String("callers", "no token needed; demo bearer tokens sandbox-admin (every call) and sandbox-reader (GetBackup and ListBackups in 111111111111)"))
+		slog.String("callers", "no token needed; a token that is sent is checked: demo callers sandbox-admin and sandbox-reader, their tokens in the README"))
 	awsCfg := aws.Config{
 		Region:       cfg.DefaultRegion,
 		Credentials:  credentials.StaticCredentialsProvider{Value: fake.BaseCredentials()},
@@ -133,8 +133,8 @@ var sandboxCallers = []struct {
 	token string
 	c     config.Caller
 }{
-	{"sandbox-admin", config.Caller{Name: "sandbox-admin", Accounts: []string{config.Any}, Operations: []string{config.Any}}},
-	{"sandbox-reader", config.Caller{Name: "sandbox-reader", Accounts: []string{"111111111111"},
+	{"demo-admin-token", config.Caller{Name: "sandbox-admin", Accounts: []string{config.Any}, Operations: []string{config.Any}}},
+	{"demo-reader-token", config.Caller{Name: "sandbox-reader", Accounts: []string{"111111111111"},
 		Operations: []string{"GetBackup", "ListBackups"}}},
 }
 
