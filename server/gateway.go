@@ -219,6 +219,7 @@ type restCallKey struct{}
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		call := &restCall{start: time.Now(), query: r.URL.RawQuery, hasBody: hasBody(r)}
+		metadataSafe(r.Header)
 		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
 		if r.ContentLength > MaxBodyBytes {
 			r.Body = &limitedBody{ReadCloser: declaredTooLarge{r.Body}, call: call}
@@ -227,6 +228,31 @@ func track(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// metadataSafe keeps the headers the gateway forwards as gRPC metadata
+// (forwardedHeader) within what metadata may hold, printable ASCII. The
+// gateway would drop another value with a plain-text line of its own in
+// the log, and a token dropped that way would read as no token at all:
+// a request without a token may pass in the sandbox. An Authorization
+// value that is not printable ASCII is made one that no caller has, so it
+// is refused as an unknown token; an unreadable X-Request-Id is dropped.
+func metadataSafe(h http.Header) {
+	if v := h.Get("Authorization"); v != "" && !printableASCII(v) {
+		h.Set("Authorization", "unreadable")
+	}
+	if v := h.Get("X-Request-Id"); v != "" && !printableASCII(v) {
+		h.Del("X-Request-Id")
+	}
+}
+
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // hasBody reports whether a GET or DELETE request, whose routes take no

@@ -11,6 +11,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -231,6 +233,37 @@ func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {
 		method := "/" + strings.Replace(r.Selector, ".BackupService.", ".BackupService/", 1)
 		if takesBody[method] != (r.Body != "") {
 			t.Errorf("%s: takesBody %v, but its rule's body is %q", method, takesBody[method], r.Body)
+		}
+	}
+}
+
+// TestUnreadableTokenIsNotNoToken: where a request without a token may
+// pass (the sandbox), one whose token cannot be gRPC metadata is still
+// refused as an unknown token.
+func TestUnreadableTokenIsNotNoToken(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.NewAllowingAnonymous([]config.Caller{{Name: "reader", TokenSHA256: strings.Repeat("0", 64),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	for _, auth := range []string{"", "Bearer caf\xc3\xa9", "Bearer\tsomething"} {
+		req, err := http.NewRequest("GET", f.http.URL+"/v1/accounts/111111111111/backups", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusUnauthorized
+		if auth == "" {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("Authorization %q: %d, want %d", auth, resp.StatusCode, want)
 		}
 	}
 }

@@ -405,6 +405,9 @@ func TestCallersAreCheckedFirst(t *testing.T) {
 		{"Bearer orders-token", "GET", "/v1/accounts/111111111111/backups?pageSize=x", "", 403},
 		{"Bearer orders-token", "POST", "/v1/accounts/222222222222/tables/Orders/backups", `{"backupName":"x","bogus":1}`, 403},
 		{"Bearer orders-token", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x","bogus":1}`, 400},
+		// A token that cannot be gRPC metadata is an unknown one, not none.
+		{"Bearer caf\xc3\xa9", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, 401},
+		{"Bearer\torders-token", "POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"}`, 401},
 	} {
 		if got := rest(tt.auth, tt.method, tt.path, tt.body); got != tt.want {
 			t.Errorf("REST %s %s with %q: %d, want %d", tt.method, tt.path, tt.auth, got, tt.want)
