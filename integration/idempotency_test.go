@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -155,6 +156,17 @@ func slowDynamoDB(t *testing.T, moto string, delay time.Duration) (string, *atom
 	})
 }
 
+// slowInstance is backupd acting in a new account with table Orders, whose
+// CreateBackup calls reach moto after delay; creates counts them.
+func slowInstance(t *testing.T, moto string, delay time.Duration) (string, *dynamodb.Client, *instance, *atomic.Int32) {
+	t.Helper()
+	a, db := newAccount(t, moto, "Orders")
+	ddb, creates := slowDynamoDB(t, moto, delay)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+		Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+	return a, db, inst, creates
+}
+
 // TestRequestIDSurvivesFaults: a caller that gives up before DynamoDB
 // answers, or whose call ends with an unknown outcome, can repeat its
 // request_id without making a second backup.
@@ -163,10 +175,7 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("caller deadline passes while DynamoDB works", func(t *testing.T) {
-		a, db := newAccount(t, moto, "Orders")
-		ddb, creates := slowDynamoDB(t, moto, 1500*time.Millisecond)
-		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
-			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+		a, db, inst, creates := slowInstance(t, moto, 1500*time.Millisecond)
 		req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "patient", RequestId: "slow-1"}
 		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()
@@ -186,11 +195,8 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 	})
 
 	t.Run("REST caller's deadline passes while DynamoDB works", func(t *testing.T) {
-		a, db := newAccount(t, moto, "Orders")
 		const delay = 1500 * time.Millisecond
-		ddb, creates := slowDynamoDB(t, moto, delay)
-		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
-			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+		a, db, inst, creates := slowInstance(t, moto, delay)
 		path, body := "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"patient","requestId":"slow-rest-1"}`
 		req, err := http.NewRequest("POST", inst.httpURL+path, strings.NewReader(body))
 		if err != nil {
@@ -221,10 +227,7 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 	})
 
 	t.Run("SIGTERM waits for a run its caller left", func(t *testing.T) {
-		a, db := newAccount(t, moto, "Orders")
-		ddb, _ := slowDynamoDB(t, moto, time.Second)
-		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
-			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+		a, db, inst, _ := slowInstance(t, moto, time.Second)
 		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
 		req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "left", RequestId: "left-1"}

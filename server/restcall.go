@@ -1,0 +1,227 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/proto"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/service"
+)
+
+// restCall follows one REST request through the gateway, for the error
+// handler.
+type restCall struct {
+	start time.Time
+	// params are the route's path parameters, once a route matched.
+	params map[string]string
+	// tooLarge is set when reading the body passed MaxBodyBytes.
+	tooLarge bool
+	// intercepted is set when the request reached the interceptor, which
+	// then logged and counted it.
+	intercepted bool
+	// query is the URL's raw query, and body the JSON body once decoded.
+	query string
+	body  []byte
+	// bodyViolations are the fields protojson refused in body.
+	bodyViolations []service.FieldViolation
+	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout.
+	badTimeout string
+	// hasBody is set when a GET or DELETE request has a body.
+	hasBody bool
+}
+
+// takesBody lists the methods whose route takes a JSON body.
+var takesBody = map[string]bool{
+	backupv1.BackupService_CreateBackup_FullMethodName:           true,
+	backupv1.BackupService_RestoreTableFromBackup_FullMethodName: true,
+}
+
+// grpcTimeoutHeader sets a REST request's deadline, as gRPC's own header.
+const grpcTimeoutHeader = "Grpc-Timeout"
+
+// validTimeout reports whether v is a gRPC timeout: 1 to 8 digits and a
+// unit, H M S m u or n.
+func validTimeout(v string) bool {
+	n := len(v) - 1
+	if n < 1 || n > 8 || !strings.ContainsRune("HMSmun", rune(v[n])) {
+		return false
+	}
+	for i := range n {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+type restCallKey struct{}
+
+// track puts a restCall in each request's context and refuses bodies over
+// MaxBodyBytes with 413: without reading a byte when the length is
+// declared, or when reading passes the limit. grpc-gateway turns read
+// errors into InvalidArgument, so the error handler learns of the overflow
+// from the restCall, and logs and counts the request under its method.
+func track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		call := &restCall{start: time.Now(), query: r.URL.RawQuery, hasBody: hasBody(r)}
+		metadataSafe(r.Header)
+		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
+		if r.ContentLength > MaxBodyBytes {
+			r.Body = &limitedBody{ReadCloser: declaredTooLarge{r.Body}, call: call}
+		} else {
+			r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxBodyBytes), call: call}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// metadataSafe keeps the headers the gateway forwards as gRPC metadata
+// (forwardedHeader) within what metadata may hold, printable ASCII. The
+// gateway would drop another value with a plain-text line of its own in
+// the log, and a token dropped that way would read as no token at all:
+// a request without a token may pass in the sandbox. An Authorization
+// value that is not printable ASCII is made one that no caller has, so it
+// is refused as an unknown token; an unreadable X-Request-Id is dropped.
+func metadataSafe(h http.Header) {
+	if v := h.Get("Authorization"); v != "" && !printableASCII(v) {
+		h.Set("Authorization", "unreadable")
+	}
+	if v := h.Get("X-Request-Id"); v != "" && !printableASCII(v) {
+		h.Del("X-Request-Id")
+	}
+}
+
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// hasBody reports whether a GET or DELETE request, whose routes take no
+// body, has one. A body of unknown length (chunked, or HTTP/2 without a
+// Content-Length) is peeked at: some clients end an empty one that way.
+func hasBody(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodDelete {
+		return false
+	}
+	if r.ContentLength >= 0 {
+		return r.ContentLength > 0
+	}
+	var first [1]byte
+	n, _ := io.ReadFull(r.Body, first[:])
+	if n > 0 {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(first[:n]), r.Body), r.Body}
+	}
+	return n > 0
+}
+
+// declaredTooLarge is the body of a request whose Content-Length is over
+// MaxBodyBytes: reading it fails at once, as reading past the limit does.
+type declaredTooLarge struct{ io.ReadCloser }
+
+func (declaredTooLarge) Read([]byte) (int, error) {
+	return 0, &http.MaxBytesError{Limit: MaxBodyBytes}
+}
+
+// keepPathParams records a matched route's path parameters in the
+// request's restCall, for the error handler. A probe (see
+// gateway.allowed) stops here, at the match.
+func keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if p, ok := r.Context().Value(probeKey{}).(*probe); ok {
+			p.matched, p.params = true, params
+			return
+		}
+		if call, ok := r.Context().Value(restCallKey{}).(*restCall); ok {
+			call.params = params
+			// grpc-gateway refuses a malformed deadline before it
+			// names the RPC, so the request would go unlogged; it is
+			// refused in the interceptor instead (restRefusal).
+			if v := r.Header.Get(grpcTimeoutHeader); v != "" && !validTimeout(v) {
+				call.badTimeout = v
+				r.Header.Del(grpcTimeoutHeader)
+			}
+		}
+		next(w, r, params)
+	}
+}
+
+// markIntercepted records that a REST request reached the interceptor. It
+// does nothing for a gRPC request.
+func markIntercepted(ctx context.Context) {
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+		call.intercepted = true
+	}
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	call *restCall
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		b.call.tooLarge = true
+	}
+	return n, err
+}
+
+// restRefusal checks what grpc-gateway lets pass on a REST request without
+// a word: query parameters on a route that takes none (only ListBackups
+// reads its query), and body fields that say otherwise than the path. It
+// returns nil for a gRPC request. It runs inside the interceptor, so the
+// refusal is authorized, logged and counted like any invalid request.
+func restRefusal(ctx context.Context, method string, req proto.Message) error {
+	call, ok := ctx.Value(restCallKey{}).(*restCall)
+	if !ok {
+		return nil
+	}
+	var vs []service.FieldViolation
+	if call.badTimeout != "" {
+		vs = append(vs, service.FieldViolation{Field: grpcTimeoutHeader, Description: fmt.Sprintf(
+			"%s header must be 1-8 digits and a unit, H M S m u or n (5S is five seconds); got %s",
+			grpcTimeoutHeader, service.Quote(call.badTimeout))})
+	}
+	if call.query != "" && method != backupv1.BackupService_ListBackups_FullMethodName {
+		values, err := url.ParseQuery(call.query)
+		for _, key := range slices.Sorted(maps.Keys(values)) {
+			vs = append(vs, service.FieldViolation{Field: queryKey(key), Description: fmt.Sprintf(
+				"%s is not a query parameter of this route; it takes none", queryKey(key))})
+		}
+		if len(values) == 0 && err != nil {
+			vs = append(vs, service.FieldViolation{Field: "query", Description: fmt.Sprintf(
+				"query is not taken by this route; got %s", service.Quote(call.query))})
+		}
+	}
+	if call.hasBody && !takesBody[method] {
+		vs = append(vs, service.FieldViolation{Field: "body",
+			Description: "body is not taken by this route: its parameters are in the path (and, for ListBackups, the query)"})
+	}
+	if len(call.body) > 0 {
+		vs = append(vs, pathConflicts(req, call.body, call.params)...)
+	}
+	if len(vs) == 0 {
+		return nil
+	}
+	return &service.InvalidArgumentError{Violations: vs}
+}

@@ -1,0 +1,218 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
+)
+
+// tooLarge is the status of a REST body over MaxBodyBytes.
+func tooLarge(account string) *status.Status {
+	st := status.New(codes.InvalidArgument, fmt.Sprintf("request body must be at most %d bytes", MaxBodyBytes))
+	st, _ = st.WithDetails(errorInfo("BODY_TOO_LARGE", account))
+	return st
+}
+
+// errorInfo is the ErrorInfo of an error the gateway makes itself.
+func errorInfo(reason, account string) *errdetails.ErrorInfo {
+	info := &errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: reason}
+	if account != "" {
+		info.Metadata = map[string]string{"account_id": account}
+	}
+	return info
+}
+
+func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
+	body, err := (&strictJSON{}).Marshal(st.Proto())
+	if err != nil {
+		code, body = http.StatusInternalServerError, []byte(`{"code":13,"message":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+// gateway handles the errors of grpc-gateway's handlers.
+type gateway struct {
+	ic  *interceptor
+	mux *runtime.ServeMux
+}
+
+// handleError adds what grpc-gateway's default leaves out: Retry-After from
+// RetryInfo, 413 for oversized bodies, and an ErrorInfo and field
+// violations on the gateway's own decoding errors, so every REST error has
+// the same shape as a gRPC one. A request refused before it reached the
+// interceptor is logged and counted here.
+func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	call, _ := r.Context().Value(restCallKey{}).(*restCall)
+	if call == nil {
+		call = &restCall{start: time.Now()}
+	}
+	account, region := pathTarget(call.params)
+	st := status.Convert(err)
+	tooBig := call.tooLarge
+	switch {
+	case tooBig:
+		st = tooLarge(account)
+	case len(st.Details()) == 0 && st.Code() == codes.InvalidArgument:
+		st = malformed(ctx, r, call, st, account)
+	}
+	if method, ok := runtime.RPCMethod(ctx); ok && !call.intercepted {
+		// Refused before the interceptor: the caller is still checked
+		// first, as the interceptor does, so an unknown caller learns
+		// nothing about the request's shape.
+		principal, authErr := g.ic.authorizeIn(ctx, method, account)
+		if authErr != nil {
+			st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
+			tooBig = false
+		}
+		g.ic.record(ctx, method, account, region, principal, call.start, st.Err())
+	}
+	if tooBig {
+		writeStatus(w, st, http.StatusRequestEntityTooLarge)
+		return
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			secs := math.Ceil(ri.GetRetryDelay().AsDuration().Seconds())
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(secs))))
+		}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// malformed gives one of grpc-gateway's own errors (malformed JSON, unknown
+// fields, wrong types, bad path or query values) an ErrorInfo, and field
+// violations when it can name the fields. Its generated code keeps only
+// the text of the decoder's and queryParser's errors, so the violations
+// are found again here, or were kept by the decoder.
+func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status, account string) *status.Status {
+	vs := call.bodyViolations
+	if len(vs) == 0 {
+		vs = requestViolations(ctx, r, call)
+	}
+	if len(vs) > 0 {
+		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{AccountID: account})
+		return st
+	}
+	withInfo, err := status.New(codes.InvalidArgument, "malformed request: "+echo(st.Message(), 1024)).
+		WithDetails(errorInfo("MALFORMED_REQUEST", account))
+	if err != nil {
+		return st
+	}
+	return withInfo
+}
+
+// pathTarget names, for the log, the account and region of a REST request's
+// path: its {account_id}, or the account and region of its {backup_arn}.
+func pathTarget(params map[string]string) (account, region string) {
+	if arn, ok := params["backup_arn"]; ok {
+		account, region = target(&backupv1.GetBackupRequest{BackupArn: arn})
+	} else {
+		account = params["account_id"]
+	}
+	return accountOrNone(account), regionOrNone(region)
+}
+
+// routingError answers a request that matched no route (404) or a route
+// of another method (405, with the Allow header RFC 9110 asks for), and
+// logs and counts it under the method "unknown", so callers cannot add
+// label values.
+func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if _, ok := r.Context().Value(probeKey{}).(*probe); ok {
+		return
+	}
+	path := service.Quote(r.URL.Path)
+	code, reason := codes.NotFound, "ROUTE_NOT_FOUND"
+	msg := fmt.Sprintf("no route for %s %s; see the API reference", r.Method, path)
+	if arn, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/backups/"); ok && strings.Contains(arn, "/") {
+		msg = fmt.Sprintf("no route for %s %s: a backup ARN goes in the path as one segment, with each / escaped as %%2F", r.Method, path)
+	}
+	var account, region string
+	if httpStatus == http.StatusMethodNotAllowed {
+		methods, params := g.allowed(r)
+		account, region = pathTarget(params)
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		code, reason = codes.Unimplemented, "METHOD_NOT_ALLOWED"
+		msg = fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, path, strings.Join(methods, ", "))
+		if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%3arestore") {
+			msg += "; a restore is POST …{backup_arn}:restore, with the colon before restore unescaped"
+		}
+	}
+	st, _ := status.New(code, msg).WithDetails(errorInfo(reason, account))
+	g.logRouting(r, code, account, region)
+	if httpStatus == http.StatusMethodNotAllowed {
+		writeStatus(w, st, httpStatus)
+		return
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// logRouting writes the log line of a request that matched no route, and
+// counts it.
+func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region string) {
+	start := time.Now()
+	if call, ok := r.Context().Value(restCallKey{}).(*restCall); ok {
+		start = call.start
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	route := echo(r.Method+" "+r.URL.Path, maxMethodEcho)
+	d := time.Since(start)
+	g.ic.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", "unknown"), slog.String("route", route),
+		slog.String("caller", "rest:"+host), slog.String("account", account), slog.String("region", region),
+		slog.String("code", code.String()), slog.Duration("duration", d))
+	if g.ic.metrics != nil {
+		g.ic.metrics.ObserveRequest("unknown", code, d)
+	}
+}
+
+type probeKey struct{}
+
+// probe marks a request that only asks whether a route matches, and
+// which path parameters it matched.
+type probe struct {
+	matched bool
+	params  map[string]string
+}
+
+// allowed lists the methods r's path has a route for, and the path
+// parameters of the first. It asks the gateway's own router, with each
+// method, whether a route matches; a probe stops at the match
+// (keepPathParams), so no handler runs.
+func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]string) {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		p := &probe{}
+		pr := r.Clone(context.WithValue(r.Context(), probeKey{}, p))
+		pr.Method, pr.Body, pr.ContentLength = m, http.NoBody, 0
+		g.mux.ServeHTTP(discardResponse{}, pr)
+		if p.matched {
+			methods = append(methods, m)
+			if params == nil {
+				params = p.params
+			}
+		}
+	}
+	return methods, params
+}
+
+// discardResponse is a ResponseWriter that keeps nothing.
+type discardResponse struct{}
+
+func (discardResponse) Header() http.Header         { return http.Header{} }
+func (discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (discardResponse) WriteHeader(int)             {}
