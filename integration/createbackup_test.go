@@ -637,3 +637,38 @@ func TestDrainDelayKeepsServing(t *testing.T) {
 		t.Errorf("moto holds %v; want both backups made during the delay", names)
 	}
 }
+
+// TestSecondSignalEndsTheDrain: a second SIGTERM during the drain delay
+// ends backupd at once, by the signal's default action.
+func TestSecondSignalEndsTheDrain(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, _ := newAccount(t, moto, "Orders")
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, DrainDelay: time.Minute, Env: motoEnv(moto)})
+	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the first signal was taken: /readyz turns 503.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := inst.http.Get(inst.httpURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz never turned 503 after SIGTERM")
+		}
+	}
+	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-inst.done:
+		if err == nil {
+			t.Error("backupd exited 0 on a second SIGTERM; want it ended by the signal")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a second SIGTERM did not end the one-minute drain delay")
+	}
+}
