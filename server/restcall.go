@@ -68,8 +68,9 @@ func validTimeout(v string) bool {
 
 type restCallKey struct{}
 
-// track puts a restCall in each request's context and refuses bodies over
-// MaxBodyBytes with 413: without reading a byte when the length is
+// track puts a restCall in each request's context, keeps the headers the
+// gateway forwards readable as metadata (metadataSafe), and refuses bodies
+// over MaxBodyBytes with 413: without reading a byte when the length is
 // declared, or when reading passes the limit. grpc-gateway turns read
 // errors into InvalidArgument, so the error handler learns of the overflow
 // from the restCall, and logs and counts the request under its method.
