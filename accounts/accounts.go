@@ -47,7 +47,10 @@ type RegionNotAllowedError struct {
 }
 
 func (e *RegionNotAllowedError) Error() string {
-	return fmt.Sprintf("region %q is not allowed for account %s; allowed: %v", e.Region, e.AccountID, e.Allowed)
+	if e.Field == "" || e.Field == "region" {
+		return fmt.Sprintf("region %q is not allowed for account %s; allowed: %v", e.Region, e.AccountID, e.Allowed)
+	}
+	return fmt.Sprintf("%s names region %q, which is not allowed for account %s; allowed: %v", e.Field, e.Region, e.AccountID, e.Allowed)
 }
 
 // Limiter admits one call attempt for a key, waiting its turn if need be.

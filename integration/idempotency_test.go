@@ -167,6 +167,18 @@ func slowInstance(t *testing.T, moto string, delay time.Duration) (string, *dyna
 	return a, db, inst, creates
 }
 
+// wantOneBackup checks that one CreateBackup call reached DynamoDB and
+// that moto holds one backup of Orders.
+func wantOneBackup(t *testing.T, creates *atomic.Int32, db *dynamodb.Client) {
+	t.Helper()
+	if n := creates.Load(); n != 1 {
+		t.Errorf("%d CreateBackup calls reached DynamoDB, want 1", n)
+	}
+	if names := backupNames(t, db, "Orders"); len(names) != 1 {
+		t.Errorf("moto holds %v, want one backup", names)
+	}
+}
+
 // TestRequestIDSurvivesFaults: a caller that gives up before DynamoDB
 // answers, or whose call ends with an unknown outcome, can repeat its
 // request_id without making a second backup.
@@ -186,12 +198,7 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 		if err != nil || resp.GetBackupDetails().GetBackupName() != "patient" {
 			t.Fatalf("repeat: %v, %v", resp, err)
 		}
-		if n := creates.Load(); n != 1 {
-			t.Errorf("%d CreateBackup calls reached DynamoDB, want 1", n)
-		}
-		if names := backupNames(t, db, "Orders"); len(names) != 1 {
-			t.Errorf("moto holds %v, want one backup", names)
-		}
+		wantOneBackup(t, creates, db)
 	})
 
 	t.Run("REST caller's deadline passes while DynamoDB works", func(t *testing.T) {
@@ -218,12 +225,7 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 		if code != http.StatusOK || !strings.Contains(string(got), `"backupName":"patient"`) {
 			t.Fatalf("repeat: %d %s", code, got)
 		}
-		if n := creates.Load(); n != 1 {
-			t.Errorf("%d CreateBackup calls reached DynamoDB, want 1", n)
-		}
-		if names := backupNames(t, db, "Orders"); len(names) != 1 {
-			t.Errorf("moto holds %v, want one backup", names)
-		}
+		wantOneBackup(t, creates, db)
 	})
 
 	t.Run("SIGTERM waits for a run its caller left", func(t *testing.T) {

@@ -131,11 +131,7 @@ func mapErr(err error, req Request) mapped {
 		}
 		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: msg, violations: vs}
 	case errors.As(err, &region):
-		msg := region.Error() // "region … is not allowed …"
-		if region.Field != "" {
-			msg = fmt.Sprintf("%s names region %q, which is not allowed for account %s; allowed: %v",
-				region.Field, region.Region, region.AccountID, region.Allowed)
-		}
+		msg := region.Error()
 		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,
 			violations: []service.FieldViolation{{Field: cmp.Or(region.Field, "region"), Description: msg}}}
 	case errors.As(err, &unknown):

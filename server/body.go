@@ -129,15 +129,26 @@ func objectName(prefix string) string {
 	return strings.TrimSuffix(prefix, ".")
 }
 
-// bodyFields lists the fields md takes in a body: all but those bound from
-// the path.
+// bodyFields lists, by JSON name, the fields md takes in a body: all but
+// those bound from the path.
 func bodyFields(md protoreflect.MessageDescriptor, bound map[string]string) string {
+	return unboundFields(md, func(n protoreflect.Name) bool { _, ok := bound[string(n)]; return ok },
+		protoreflect.FieldDescriptor.JSONName)
+}
+
+// unboundFields lists md's fields that bound does not claim, each named by
+// name, or "none".
+func unboundFields(md protoreflect.MessageDescriptor, bound func(protoreflect.Name) bool,
+	name func(protoreflect.FieldDescriptor) string) string {
 	var names []string
 	fields := md.Fields()
 	for i := range fields.Len() {
-		if _, ok := bound[string(fields.Get(i).Name())]; !ok {
-			names = append(names, fields.Get(i).JSONName())
+		if !bound(fields.Get(i).Name()) {
+			names = append(names, name(fields.Get(i)))
 		}
+	}
+	if len(names) == 0 {
+		return "none"
 	}
 	return strings.Join(names, ", ")
 }
@@ -147,42 +158,25 @@ func shorten(key string) string {
 	return echo(key, maxKeyEcho)
 }
 
-// pathConflicts lists the path fields that body sets to something else
-// than the path does: grpc-gateway lets the path win without a word, so a
-// body naming another account or table would be acted on where the path
-// says. req is the request as the gateway made it, path fields set from
-// the path; params are the route's path parameters. Only a body that
-// mentions a path field, or holds a \u escape, is decoded again.
-func pathConflicts(req proto.Message, body []byte, params map[string]string) []service.FieldViolation {
-	var fields []protoreflect.FieldDescriptor
-	md := req.ProtoReflect().Descriptor()
-	// A key may be spelled with escapes ("account\u0049d").
-	escaped := bytes.Contains(body, []byte(`\u`))
-	for p := range params {
-		fd := md.Fields().ByName(protoreflect.Name(p))
-		if fd != nil && fd.Kind() == protoreflect.StringKind &&
-			(escaped || bytes.Contains(body, []byte(fd.JSONName())) || bytes.Contains(body, []byte(p))) {
-			fields = append(fields, fd)
-		}
-	}
-	if len(fields) == 0 {
-		return nil
-	}
-	slices.SortFunc(fields, func(a, b protoreflect.FieldDescriptor) int {
-		return strings.Compare(string(a.Name()), string(b.Name()))
-	})
-	inBody := req.ProtoReflect().New()
-	if protojson.Unmarshal(body, inBody.Interface()) != nil {
-		return nil
-	}
+// pathConflicts lists the path fields that the decoded body msg sets to
+// something else than the route's path params do: grpc-gateway then lets
+// the path win without a word, so a body naming another account or table
+// would be acted on where the path says. The decoder calls it before the
+// gateway copies the path into msg.
+func pathConflicts(msg proto.Message, params map[string]string) []service.FieldViolation {
 	var vs []service.FieldViolation
-	for _, fd := range fields {
-		path, got := req.ProtoReflect().Get(fd).String(), inBody.Get(fd).String()
-		if inBody.Has(fd) && got != path {
-			vs = append(vs, service.FieldViolation{Field: string(fd.Name()), Description: fmt.Sprintf(
-				"%s is %s in the path but %s in the body; leave it out of the body", fd.Name(), quoteWhole(path), quoteWhole(got))})
+	m := msg.ProtoReflect()
+	for p := range params {
+		fd := m.Descriptor().Fields().ByName(protoreflect.Name(p))
+		if fd == nil || fd.Kind() != protoreflect.StringKind || !m.Has(fd) {
+			continue
+		}
+		if got := m.Get(fd).String(); got != params[p] {
+			vs = append(vs, service.FieldViolation{Field: p, Description: fmt.Sprintf(
+				"%s is %s in the path but %s in the body; leave it out of the body", p, quoteWhole(params[p]), quoteWhole(got))})
 		}
 	}
+	slices.SortFunc(vs, func(a, b service.FieldViolation) int { return strings.Compare(a.Field, b.Field) })
 	return vs
 }
 

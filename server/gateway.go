@@ -115,9 +115,10 @@ type strictJSON struct {
 	runtime.JSONPb
 }
 
-// NewDecoder keeps, in the request's restCall, the body it read and, when
-// protojson refuses it, the field violations for the error handler: the
-// generated code keeps only the text of a decoding error.
+// NewDecoder keeps, in the request's restCall, the field violations of the
+// body it decoded: those protojson refused, for the error handler (the
+// generated code keeps only the text of a decoding error), and the path
+// fields the body contradicts, for restRefusal.
 func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 	return runtime.DecoderFunc(func(v any) error {
 		data, err := io.ReadAll(r)
@@ -131,13 +132,13 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		if len(bytes.TrimSpace(data)) == 0 {
 			return io.EOF // an empty body is an empty request
 		}
-		lb, _ := r.(*limitedBody)
-		if lb != nil {
-			lb.call.body = data
-		}
 		err = protojson.Unmarshal(data, msg)
-		if err != nil && lb != nil {
-			lb.call.bodyViolations = bodyViolations(msg.ProtoReflect().Descriptor(), data, lb.call.params)
+		if lb, ok := r.(*limitedBody); ok {
+			if err != nil {
+				lb.call.bodyViolations = bodyViolations(msg.ProtoReflect().Descriptor(), data, lb.call.params)
+			} else {
+				lb.call.pathConflicts = pathConflicts(msg, lb.call.params)
+			}
 		}
 		return err
 	})

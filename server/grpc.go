@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/reqlog"
@@ -138,7 +137,7 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 	markIntercepted(ctx)
 	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
 	resp, err := s.ic(ctx, req, info, func(ctx context.Context, req any) (any, error) {
-		if err := restRefusal(ctx, method, req.(proto.Message)); err != nil {
+		if err := restRefusal(ctx, method); err != nil {
 			return nil, err
 		}
 		return handle(ctx, req.(*Req))
@@ -213,28 +212,52 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 			level = slog.LevelError
 		}
 	}
-	d := time.Since(start)
-	attrs := [...]slog.Attr{
-		slog.String("method", method),
-		slog.String("caller", caller(ctx)),
-		slog.String("account", account),
-		slog.String("region", region),
-		slog.String("code", code.String()),
-		slog.Duration("duration", d),
-		{}, {},
-	}
-	n := len(attrs) - 2
-	if principal != "" {
-		attrs[n], n = slog.String("principal", principal), n+1
-	}
-	if level == slog.LevelError {
-		attrs[n], n = slog.String("error", err.Error()), n+1
-	}
-	i.log.LogAttrs(ctx, level, "request", attrs[:n]...)
-	if i.metrics != nil {
-		i.metrics.ObserveRequest(method, code, d)
-	}
+	i.write(ctx, requestLine{method: method, caller: caller(ctx), account: account, region: region,
+		principal: principal, code: code, level: level, err: err}, start)
 	return st
+}
+
+// requestLine is what a request's log line says.
+type requestLine struct {
+	method, caller, account, region, principal string
+	code                                       codes.Code
+	level                                      slog.Level
+	err                                        error // logged at level error
+	// route names a REST request that matched no route; such requests, and
+	// calls of methods backupd does not serve, are counted under the
+	// method "unknown", so callers cannot add label values.
+	route   string
+	unknown bool
+}
+
+// write writes a request's log line and counts it.
+func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time) {
+	d := time.Since(start)
+	var buf [9]slog.Attr
+	attrs := append(buf[:0], slog.String("method", l.method))
+	if l.route != "" {
+		attrs = append(attrs, slog.String("route", l.route))
+	}
+	attrs = append(attrs,
+		slog.String("caller", l.caller),
+		slog.String("account", l.account),
+		slog.String("region", l.region),
+		slog.String("code", l.code.String()),
+		slog.Duration("duration", d))
+	if l.principal != "" {
+		attrs = append(attrs, slog.String("principal", l.principal))
+	}
+	if l.level == slog.LevelError {
+		attrs = append(attrs, slog.String("error", l.err.Error()))
+	}
+	i.log.LogAttrs(ctx, l.level, "request", attrs...)
+	if i.metrics != nil {
+		label := l.method
+		if l.unknown {
+			label = "unknown"
+		}
+		i.metrics.ObserveRequest(label, l.code, d)
+	}
 }
 
 // maxMethodEcho bounds how much of an unknown method's name a log line
@@ -250,12 +273,8 @@ func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	method = echo(method, maxMethodEcho)
 	st, _ := status.Newf(codes.Unimplemented, "backupd serves no method %s; see backup.v1.BackupService", method).
 		WithDetails(errorInfo("UNKNOWN_METHOD", ""))
-	i.log.LogAttrs(stream.Context(), slog.LevelInfo, "request", slog.String("method", method),
-		slog.String("caller", caller(stream.Context())), slog.String("code", codes.Unimplemented.String()),
-		slog.Duration("duration", time.Since(start)))
-	if i.metrics != nil {
-		i.metrics.ObserveRequest("unknown", codes.Unimplemented, time.Since(start))
-	}
+	i.write(stream.Context(), requestLine{method: method, caller: caller(stream.Context()),
+		code: codes.Unimplemented, unknown: true}, start)
 	return st.Err()
 }
 

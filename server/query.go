@@ -106,7 +106,7 @@ func queryKey(key string) string {
 // when they are unknown.
 func requestViolations(ctx context.Context, r *http.Request, call *restCall) []service.FieldViolation {
 	method, ok := runtime.RPCMethod(ctx)
-	if !ok || call == nil || r.URL.RawQuery == "" {
+	if !ok || r.URL.RawQuery == "" {
 		return nil
 	}
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")))
@@ -195,16 +195,7 @@ func accepts(fd protoreflect.FieldDescriptor) string {
 // queryFields lists the parameters a route takes: msg's fields that are not
 // bound from its path.
 func queryFields(msg proto.Message, filter *utilities.DoubleArray) string {
-	var names []string
-	fields := msg.ProtoReflect().Descriptor().Fields()
-	for i := range fields.Len() {
-		name := string(fields.Get(i).Name())
-		if !filter.HasCommonPrefix([]string{name}) {
-			names = append(names, name)
-		}
-	}
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
+	return unboundFields(msg.ProtoReflect().Descriptor(),
+		func(n protoreflect.Name) bool { return filter.HasCommonPrefix([]string{string(n)}) },
+		func(fd protoreflect.FieldDescriptor) string { return string(fd.Name()) })
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/service"
@@ -31,11 +30,11 @@ type restCall struct {
 	// intercepted is set when the request reached the interceptor, which
 	// then logged and counted it.
 	intercepted bool
-	// query is the URL's raw query, and body the JSON body once decoded.
+	// query is the URL's raw query.
 	query string
-	body  []byte
-	// bodyViolations are the fields protojson refused in body.
-	bodyViolations []service.FieldViolation
+	// bodyViolations are the fields protojson refused in the body, and
+	// pathConflicts the path fields the body says otherwise of.
+	bodyViolations, pathConflicts []service.FieldViolation
 	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout.
 	badTimeout string
 	// hasBody is set when a GET or DELETE request has a body.
@@ -151,15 +150,14 @@ func keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			p.matched, p.params = true, params
 			return
 		}
-		if call, ok := r.Context().Value(restCallKey{}).(*restCall); ok {
-			call.params = params
-			// grpc-gateway refuses a malformed deadline before it
-			// names the RPC, so the request would go unlogged; it is
-			// refused in the interceptor instead (restRefusal).
-			if v := r.Header.Get(grpcTimeoutHeader); v != "" && !validTimeout(v) {
-				call.badTimeout = v
-				r.Header.Del(grpcTimeoutHeader)
-			}
+		call := r.Context().Value(restCallKey{}).(*restCall) // set by track
+		call.params = params
+		// grpc-gateway refuses a malformed deadline before it names the
+		// RPC, so the request would go unlogged; it is refused in the
+		// interceptor instead (restRefusal).
+		if v := r.Header.Get(grpcTimeoutHeader); v != "" && !validTimeout(v) {
+			call.badTimeout = v
+			r.Header.Del(grpcTimeoutHeader)
 		}
 		next(w, r, params)
 	}
@@ -192,7 +190,7 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 // reads its query), and body fields that say otherwise than the path. It
 // returns nil for a gRPC request. It runs inside the interceptor, so the
 // refusal is authorized, logged and counted like any invalid request.
-func restRefusal(ctx context.Context, method string, req proto.Message) error {
+func restRefusal(ctx context.Context, method string) error {
 	call, ok := ctx.Value(restCallKey{}).(*restCall)
 	if !ok {
 		return nil
@@ -218,9 +216,7 @@ func restRefusal(ctx context.Context, method string, req proto.Message) error {
 		vs = append(vs, service.FieldViolation{Field: "body",
 			Description: "body is not taken by this route: its parameters are in the path (and, for ListBackups, the query)"})
 	}
-	if len(call.body) > 0 {
-		vs = append(vs, pathConflicts(req, call.body, call.params)...)
-	}
+	vs = append(vs, call.pathConflicts...)
 	if len(vs) == 0 {
 		return nil
 	}

@@ -3,13 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -59,10 +57,7 @@ type gateway struct {
 // the same shape as a gRPC one. A request refused before it reached the
 // interceptor is logged and counted here.
 func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	call, _ := r.Context().Value(restCallKey{}).(*restCall)
-	if call == nil {
-		call = &restCall{start: time.Now()}
-	}
+	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
 	account, region := pathTarget(call.params)
 	st := status.Convert(err)
 	tooBig := call.tooLarge
@@ -166,19 +161,10 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 // logRouting writes the log line of a request that matched no route, and
 // counts it.
 func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region string) {
-	start := time.Now()
-	if call, ok := r.Context().Value(restCallKey{}).(*restCall); ok {
-		start = call.start
-	}
+	call := r.Context().Value(restCallKey{}).(*restCall)
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	route := echo(r.Method+" "+r.URL.Path, maxMethodEcho)
-	d := time.Since(start)
-	g.ic.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", "unknown"), slog.String("route", route),
-		slog.String("caller", "rest:"+host), slog.String("account", account), slog.String("region", region),
-		slog.String("code", code.String()), slog.Duration("duration", d))
-	if g.ic.metrics != nil {
-		g.ic.metrics.ObserveRequest("unknown", code, d)
-	}
+	g.ic.write(r.Context(), requestLine{method: "unknown", route: echo(r.Method+" "+r.URL.Path, maxMethodEcho),
+		caller: "rest:" + host, account: account, region: region, code: code, unknown: true}, call.start)
 }
 
 type probeKey struct{}

@@ -98,7 +98,7 @@ func TestValidateList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, _, err := validateList(tt.req)
+			in, _, _, err := validateList(tt.req)
 			if tt.field == "" {
 				if err != nil || aws.ToInt32(in.Limit) != tt.wantSize || in.BackupType != types.BackupTypeFilterUser {
 					t.Errorf("input %+v, err %v", in, err)

@@ -67,8 +67,7 @@ func TestFingerprint(t *testing.T) {
 			TargetTableName: target, RequestId: rid}
 	}
 	fp := func(m *backupv1.RestoreTableFromBackupRequest) [32]byte {
-		m.RequestId = "" // as RestoreTableFromBackup normalizes it
-		f, err := fingerprint(m)
+		f, err := fingerprint(normRestore(m))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +78,19 @@ func TestFingerprint(t *testing.T) {
 	}
 	if fp(restore("Copy", "a")) == fp(restore("Other", "a")) {
 		t.Error("another target table has the same fingerprint")
+	}
+	// A CreateBackup naming its table by name or by ARN is one request.
+	target := accounts.Target{AccountID: "111111111111", Region: "us-east-1"}
+	var vs violations
+	byName := checkTableRef(&vs, "table_name", "Orders", "111111111111", "us-east-1")
+	byARN := checkTableRef(&vs, "table_name", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders", "111111111111", "us-east-1")
+	a, errA := fingerprint(normCreate(target, byName, "nightly"))
+	b, errB := fingerprint(normCreate(target, byARN, "nightly"))
+	if errA != nil || errB != nil || len(vs) != 0 || a != b {
+		t.Error("a table's name and its ARN give two fingerprints")
+	}
+	if c, _ := fingerprint(normCreate(target, byName, "other")); c == a {
+		t.Error("another backup name has the same fingerprint")
 	}
 	create, err := fingerprint(&backupv1.CreateBackupRequest{})
 	if err != nil {

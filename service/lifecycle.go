@@ -70,11 +70,11 @@ var backupTypeFilters = map[backupv1.BackupTypeFilter]types.BackupTypeFilter{
 
 // ListBackups pages through the backups of one account and region.
 func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
-	in, scope, err := validateList(req)
+	in, scope, regionField, err := validateList(req)
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.resolve(ctx, req.GetAccountId(), scope.region, scope.regionField)
+	target, err := s.resolve(ctx, req.GetAccountId(), scope.region, regionField)
 	if err != nil {
 		return nil, err
 	}
@@ -104,16 +104,20 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 	return resp, nil
 }
 
-func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput, listScope, error) {
+// validateList checks a ListBackups request and returns the DynamoDB input,
+// the listing's scope (which its page tokens carry) and the request field
+// that named the region.
+func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput, listScope, string, error) {
 	var vs violations
 	checkAccountID(&vs, "account_id", req.GetAccountId())
 	checkRegion(&vs, "region", req.GetRegion())
 	in := &dynamodb.ListBackupsInput{}
-	scope := listScope{account: req.GetAccountId(), region: req.GetRegion(), table: req.GetTableName(), regionField: "region"}
+	scope := listScope{account: req.GetAccountId(), region: req.GetRegion(), table: req.GetTableName()}
+	regionField := "region"
 	if t := req.GetTableName(); t != "" {
 		in.TableName = aws.String(t)
 		ref := checkTableRef(&vs, "table_name", t, req.GetAccountId(), req.GetRegion())
-		scope.region, scope.regionField = ref.region, ref.regionField
+		scope.region, regionField = ref.region, ref.regionField
 	}
 	bt, ok := backupTypeFilters[req.GetBackupType()]
 	if !ok {
@@ -145,7 +149,15 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 		}
 	}
 	in.Limit = aws.Int32(size)
-	return in, scope, vs.err()
+	return in, scope, regionField, vs.err()
+}
+
+// normRestore is what a restore's repeat must match: the request without
+// its request_id.
+func normRestore(req *backupv1.RestoreTableFromBackupRequest) proto.Message {
+	n := proto.CloneOf(req)
+	n.RequestId = ""
+	return n
 }
 
 // RestoreTableFromBackup creates a new table from a backup in the backup's
@@ -157,12 +169,8 @@ func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.Resto
 	if err != nil {
 		return nil, err
 	}
-	norm := func() proto.Message {
-		n := proto.CloneOf(req)
-		n.RequestId = ""
-		return n
-	}
-	return once(ctx, s, config.OpRestoreTableFromBackup, target.AccountID, req.GetRequestId(), norm,
+	return once(ctx, s, config.OpRestoreTableFromBackup, target.AccountID, req.GetRequestId(),
+		func() proto.Message { return normRestore(req) },
 		func(ctx context.Context) (*backupv1.RestoreTableFromBackupResponse, error) {
 			out, err := target.DynamoDB.RestoreTableFromBackup(ctx, in)
 			if err != nil {

@@ -24,9 +24,6 @@ var errBadPageToken = errors.New("bad page token")
 type listScope struct {
 	account, region, table, backupType string
 	lower, upper                       int64 // unix nanos; 0 when unset
-	// regionField names the request field region came from; not part of
-	// the scope.
-	regionField string
 }
 
 func (s listScope) digest() [sha256.Size]byte {

@@ -81,14 +81,18 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 	if err != nil {
 		return nil, err
 	}
-	// A table's name and its ARN are the same table to a repeat.
-	norm := func() proto.Message {
-		return &backupv1.CreateBackupRequest{AccountId: target.AccountID, Region: target.Region, TableName: table.name, BackupName: req.GetBackupName()}
-	}
-	return once(ctx, s, config.OpCreateBackup, target.AccountID, req.GetRequestId(), norm,
+	return once(ctx, s, config.OpCreateBackup, target.AccountID, req.GetRequestId(),
+		func() proto.Message { return normCreate(target, table, req.GetBackupName()) },
 		func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
 			return s.createBackup(ctx, target, table.ref, req.GetBackupName())
 		})
+}
+
+// normCreate is what a CreateBackup's repeat must match: where it acts,
+// the table by name (its name and its ARN are the same table), and the
+// backup's name; not its request_id.
+func normCreate(target accounts.Target, table tableRef, backupName string) proto.Message {
+	return &backupv1.CreateBackupRequest{AccountId: target.AccountID, Region: target.Region, TableName: table.name, BackupName: backupName}
 }
 
 func (s *Server) createBackup(ctx context.Context, target accounts.Target, table, name string) (*backupv1.CreateBackupResponse, error) {
