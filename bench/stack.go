@@ -216,11 +216,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.HTTPURL = "http://" + httpLis.Addr().String()
 	health.SetReady(true)
 
-	// The same service and registry behind a second gRPC server whose
-	// logger drops every record.
+	// The same service, registry and metrics behind a second gRPC server
+	// whose logger drops every record: the two differ by the log line.
 	quiet := slog.New(slog.DiscardHandler)
 	quietSvc := service.New(service.Options{Accounts: registry, Logger: quiet, DefaultTimeout: cfg.UpstreamTimeout})
-	quietAddr, err := s.serveGRPC(server.NewGRPC(server.Options{Service: quietSvc, Logger: quiet}, health))
+	quietAddr, err := s.serveGRPC(server.NewGRPC(server.Options{Service: quietSvc, Logger: quiet, Metrics: s.metrics}, health))
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -118,7 +122,20 @@ func TestTLSListeners(t *testing.T) {
 	if code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"over-https"}`); code != http.StatusOK {
 		t.Errorf("HTTPS: %d %s", code, body)
 	}
-	if resp, err := http.Get("http://" + strings.TrimPrefix(inst.httpURL, "https://") + "/readyz"); err == nil && resp.StatusCode == http.StatusOK {
-		t.Error("plain HTTP answered on the TLS listener")
+	if resp, err := http.Get("http://" + strings.TrimPrefix(inst.httpURL, "https://") + "/readyz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("plain HTTP answered on the TLS listener")
+		}
+	}
+	plain, err := grpc.NewClient(inst.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(plain).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+		t.Error("plaintext gRPC answered on the TLS listener")
 	}
 }

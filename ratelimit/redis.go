@@ -50,7 +50,7 @@ func NewRedis(client redis.Scripter, prefix string, opts Options) *Redis {
 // Wait returns when the call for k may go, or a *LimitedError at once when
 // its turn lies beyond MaxWait or the context's deadline, a
 // *sharedstate.UnavailableError when Redis fails, or an *InterruptedError
-// when the context ends while waiting. A turn given up while waiting is not
+// when the context ends while waiting, Redis' answer included. A turn given up while waiting is not
 // given back: the rate is then undershot, never exceeded.
 func (l *Redis) Wait(ctx context.Context, k Key) error {
 	interval, ok := l.spacing[k]
@@ -62,9 +62,11 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
+	if err != nil && ctx.Err() != nil {
+		// The caller's deadline, not Redis: nothing reached AWS.
+		return &InterruptedError{Key: k, Err: ctx.Err()}
+	}
 	if err != nil {
-		// An UnavailableError even when ctx has ended: its type is what
-		// tells a request_id's run that nothing reached AWS.
 		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
 	}
 	delay := time.Duration(res[1]) * time.Microsecond

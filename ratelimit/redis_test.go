@@ -125,4 +125,12 @@ func TestRedisWaitInterrupted(t *testing.T) {
 	if ie, ok := errors.AsType[*InterruptedError](err); !ok || ie.Key != keyA || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("interrupted wait = %v; want an InterruptedError for key A wrapping context.DeadlineExceeded", err)
 	}
+	// A deadline that passes while Redis is asked is the caller's, not
+	// Redis being down (DEADLINE_EXCEEDED, not SHARED_STATE_UNAVAILABLE).
+	ended, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	err = l.Wait(ended, keyA)
+	if _, ok := errors.AsType[*InterruptedError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait with a passed deadline = %v; want an InterruptedError wrapping context.DeadlineExceeded", err)
+	}
 }

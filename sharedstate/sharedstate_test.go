@@ -31,16 +31,50 @@ func TestUnavailableErrorStopsTheSDKRetrying(t *testing.T) {
 }
 
 func TestNewRedisClientKeepsThePasswordOutOfErrors(t *testing.T) {
-	c := NewRedisClient(config.Redis{Address: "127.0.0.1:1", Password: "hunter2-secret", DB: 3})
+	addr := refusingRedis(t)
+	c := NewRedisClient(config.Redis{Address: addr, Password: "hunter2-secret", DB: 3})
 	defer c.Close()
-	if o := c.Options(); o.Addr != "127.0.0.1:1" || o.Password != "hunter2-secret" || o.DB != 3 {
+	if o := c.Options(); o.Addr != addr || o.Password != "hunter2-secret" || o.DB != 3 {
 		t.Errorf("options = %+v", o)
 	}
 	err := c.Ping(context.Background()).Err()
-	if err == nil {
-		t.Fatal("ping of a closed port succeeded")
+	if err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("ping: %v; want the server's refusal of the password", err)
 	}
 	if msg := (&UnavailableError{Op: "idempotency", Err: err}).Error(); strings.Contains(msg, "hunter2") {
 		t.Errorf("error holds the password: %s", msg)
 	}
+}
+
+// refusingRedis is a Redis stand-in that refuses every command as a wrong
+// password, so that the client's AUTH, with the password in it, is sent
+// and refused.
+func refusingRedis(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				buf := make([]byte, 4096)
+				for {
+					if _, err := conn.Read(buf); err != nil {
+						return
+					}
+					if _, err := conn.Write([]byte("-WRONGPASS invalid username-password pair or user is disabled.\r\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return lis.Addr().String()
 }
