@@ -3,15 +3,18 @@
 //
 // [Start] builds one in-process stack on loopback listeners: the sandbox fake
 // of STS and DynamoDB on an httptest server, and backupd wired to it as
-// `backupd --sandbox` wires it (cmd/backupd's serve and newRegistry: the
-// registry, per-account assumed-role credentials caches, the rate limiter,
+// `backupd --sandbox` wires it (cmd/backupd's serve, which builds the
+// registry with accounts.NewFromConfig: per-account assumed-role
+// credentials caches, the rate limiter,
 // the service, the gRPC server with its interceptor, Prometheus metrics,
 // and the grpc-gateway REST handler on a real http.Server that calls the
 // service in process through the same interceptor). Every call backs up table Orders of demo
-// account 111111111111. The stack differs from the shipped binary in two
-// ways, both chosen so that the figures show backupd's cost rather than its
+// account 111111111111. The stack differs from the shipped binary in three
+// ways, chosen so that the figures show backupd's cost rather than its
 // policy:
 //
+//   - It has no callers; the sandbox's demo callers let anonymous requests
+//     through after one metadata lookup.
 //   - The CreateBackup rate of every account and region is raised from
 //     DynamoDB's 50/s to unlimited (see [Options]), so the limiter admits
 //     every call at once and only its bookkeeping (a mutex and a check) is

@@ -185,7 +185,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// direct-sdk uses the same pooled HTTP client as backupd.
 	awsCfg.HTTPClient = accounts.PooledHTTPClient(awsCfg.HTTPClient)
 
-	// backupd, as serve and newRegistry wire it.
+	// backupd, as cmd/backupd's serve wires it.
 	registry, err := s.newRegistry(cfg, awsCfg)
 	if err != nil {
 		return nil, err
@@ -429,8 +429,9 @@ func (s *Stack) dial(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// newRegistry is cmd/backupd's registry, with the calls its limiter made
-// wait counted.
+// newRegistry is the registry cmd/backupd's serve builds
+// (accounts.NewFromConfig with an in-process limiter), with the calls its
+// limiter made wait counted.
 func (s *Stack) newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Registry, error) {
 	return accounts.NewFromConfig(cfg, awsCfg, ratelimit.NewLocal(ratelimit.Options{
 		Rates:    accounts.Rates(cfg.Accounts),
@@ -475,8 +476,8 @@ func newDirectClient(awsCfg aws.Config) *dynamodb.Client {
 	})
 }
 
-// sandboxConfig is cmd/backupd's sandboxConfig with the CreateBackup rate
-// raised.
+// sandboxConfig is the accounts of cmd/backupd's sandbox configuration,
+// with the CreateBackup rate raised, a JSON log, and no callers.
 func sandboxConfig(demo []sandbox.Account, createRate float64) *config.Config {
 	cfg := &config.Config{Log: config.Log{Format: "json"}}
 	for _, a := range demo {
