@@ -43,7 +43,7 @@ func (e *DeniedError) Error() string {
 // Authorizer holds the configured callers. A nil *Authorizer lets every
 // request through unnamed.
 type Authorizer struct {
-	byHash map[string]*caller
+	byHash map[[sha256.Size]byte]*caller
 	// anonymous lets a request without a token through unnamed.
 	anonymous bool
 }
@@ -60,11 +60,21 @@ func New(cs []config.Caller) *Authorizer {
 	if len(cs) == 0 {
 		return nil
 	}
-	a := &Authorizer{byHash: make(map[string]*caller, len(cs))}
+	a := &Authorizer{byHash: make(map[[sha256.Size]byte]*caller, len(cs))}
 	for _, c := range cs {
-		a.byHash[c.TokenSHA256] = &caller{name: c.Name, accounts: set(c.Accounts), operations: set(c.Operations)}
+		var sum [sha256.Size]byte
+		// config.Validate has checked it is 64 hex digits.
+		_, _ = hex.Decode(sum[:], []byte(c.TokenSHA256))
+		a.byHash[sum] = &caller{name: c.Name, accounts: set(c.Accounts), operations: set(c.Operations)}
 	}
 	return a
+}
+
+// HashToken is a token as the configuration names it (token_sha256): the
+// hex SHA-256 of the token, so the token itself is never written down.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }
 
 // NewAllowingAnonymous is New for the sandbox: a request without a token
@@ -104,8 +114,7 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 	case !ok:
 		return "", &UnauthenticatedError{Missing: token == ""}
 	}
-	sum := sha256.Sum256([]byte(token))
-	c, ok := a.byHash[hex.EncodeToString(sum[:])]
+	c, ok := a.byHash[sha256.Sum256([]byte(token))]
 	if !ok {
 		return "", &UnauthenticatedError{}
 	}

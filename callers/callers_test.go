@@ -2,8 +2,6 @@ package callers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"slices"
 	"testing"
@@ -14,15 +12,10 @@ import (
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
-func hash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
-
 func TestAuthorize(t *testing.T) {
 	a := New([]config.Caller{
-		{Name: "orders", TokenSHA256: hash("orders-token"), Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup", "GetBackup"}},
-		{Name: "platform", TokenSHA256: hash("platform-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
+		{Name: "orders", TokenSHA256: HashToken("orders-token"), Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup", "GetBackup"}},
+		{Name: "platform", TokenSHA256: HashToken("platform-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
 	})
 	tests := []struct {
 		name       string
@@ -88,7 +81,7 @@ func TestNoCallersLetsEveryoneThrough(t *testing.T) {
 // token passes unnamed, and one with a token is checked as ever.
 func TestAnonymousInTheSandbox(t *testing.T) {
 	a := NewAllowingAnonymous([]config.Caller{
-		{Name: "reader", TokenSHA256: hash("reader-token"), Accounts: []string{"111111111111"}, Operations: []string{"GetBackup"}},
+		{Name: "reader", TokenSHA256: HashToken("reader-token"), Accounts: []string{"111111111111"}, Operations: []string{"GetBackup"}},
 	})
 	with := func(header string) context.Context {
 		return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", header))

@@ -3,7 +3,6 @@ package idempotency
 import (
 	"context"
 	"errors"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,7 +19,7 @@ import (
 func redisStores(t *testing.T, n int, lease time.Duration) []*Redis {
 	t.Helper()
 	addr := testenv.RedisAddr(t)
-	prefix := "test:" + t.Name() + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	prefix := testenv.RedisPrefix(t)
 	stores := make([]*Redis, n)
 	for i := range stores {
 		client := redis.NewClient(&redis.Options{Addr: addr})

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,14 +14,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/testenv"
 )
-
-func sha256hex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
 
 // TestCallersAuthenticatedAndAuthorized runs the binary with two callers:
 // orders, allowed CreateBackup and GetBackup in account A, and platform,
@@ -36,8 +30,8 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 	b, _ := newAccount(t, moto, "Orders")
 	rec := newRecorder(t, moto)
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, Env: motoEnv(rec.URL), Callers: `callers:
-  - {name: orders, token_sha256: ` + sha256hex("orders-token") + `, accounts: ["` + a + `"], operations: [CreateBackup, GetBackup]}
-  - {name: platform, token_sha256: ` + sha256hex("platform-token") + `, accounts: ["*"], operations: ["*"]}
+  - {name: orders, token_sha256: ` + callers.HashToken("orders-token") + `, accounts: ["` + a + `"], operations: [CreateBackup, GetBackup]}
+  - {name: platform, token_sha256: ` + callers.HashToken("platform-token") + `, accounts: ["*"], operations: ["*"]}
 `})
 	as := func(token string) context.Context {
 		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
@@ -70,21 +64,6 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 		t.Errorf("orders reading account B's backup: %v", err)
 	}
 
-	rest := func(token, method, path, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, inst.httpURL+path, strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := inst.http.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var buf [4096]byte
-		n, _ := resp.Body.Read(buf[:])
-		return resp.StatusCode, string(buf[:n])
-	}
 	for _, tt := range []struct {
 		token, method, path, body string
 		want                      int
@@ -94,7 +73,11 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 		{"orders-token", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusForbidden},
 		{"platform-token", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusOK},
 	} {
-		if code, body := rest(tt.token, tt.method, tt.path, tt.body); code != tt.want {
+		var header http.Header
+		if tt.token != "" {
+			header = http.Header{"Authorization": {"Bearer " + tt.token}}
+		}
+		if code, _, body := inst.restWith(t, tt.method, tt.path, tt.body, header); code != tt.want {
 			t.Errorf("REST %s %s as %q: %d %s, want %d", tt.method, tt.path, tt.token, code, body, tt.want)
 		}
 	}

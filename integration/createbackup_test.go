@@ -598,20 +598,7 @@ func TestDrainDelayKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	signaled := time.Now()
-	for {
-		resp, err := inst.http.Get(inst.httpURL + "/readyz")
-		if err != nil {
-			t.Fatalf("/readyz during the drain delay: %v", err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusServiceUnavailable {
-			break
-		}
-		if time.Since(signaled) > delay/2 {
-			t.Fatalf("/readyz still %d after SIGTERM", resp.StatusCode)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	inst.waitReadyz(t, http.StatusServiceUnavailable, delay/2)
 	hc, err := healthpb.NewHealthClient(inst.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("grpc.health.v1 during the drain delay: %v, %v; want NOT_SERVING", hc, err)
@@ -648,18 +635,7 @@ func TestSecondSignalEndsTheDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until the first signal was taken: /readyz turns 503.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		resp, err := inst.http.Get(inst.httpURL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusServiceUnavailable {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz never turned 503 after SIGTERM")
-		}
-	}
+	inst.waitReadyz(t, http.StatusServiceUnavailable, 10*time.Second)
 	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

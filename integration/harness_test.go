@@ -348,6 +348,25 @@ func (inst *instance) waitReady(t *testing.T) {
 	t.Fatalf("backupd not ready after 20s\n%s", inst.logs.String())
 }
 
+// waitReadyz polls /readyz until it answers want. Its listener must stay
+// up: a request that fails, or want not seen within, fails the test.
+func (inst *instance) waitReadyz(t *testing.T, want int, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := inst.http.Get(inst.httpURL + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d after %v; want %d", resp.StatusCode, within, want)
+		}
+	}
+}
+
 // stop sends SIGTERM and returns the exit error (nil for exit 0).
 func (inst *instance) stop(t *testing.T) error {
 	t.Helper()
@@ -366,6 +385,12 @@ func (inst *instance) stop(t *testing.T) error {
 // rest sends a REST request and returns the status, headers and body.
 func (inst *instance) rest(t *testing.T, method, path, body string) (int, http.Header, []byte) {
 	t.Helper()
+	return inst.restWith(t, method, path, body, nil)
+}
+
+// restWith is rest with header added to the request.
+func (inst *instance) restWith(t *testing.T, method, path, body string, header http.Header) (int, http.Header, []byte) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -375,6 +400,9 @@ func (inst *instance) rest(t *testing.T, method, path, body string) (int, http.H
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	resp, err := inst.http.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)

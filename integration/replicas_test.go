@@ -23,7 +23,7 @@ import (
 // Redis under a prefix of this test's own, all calling moto through rec.
 func replicas(t *testing.T, n int, rec *recorder, accts []account) []*instance {
 	t.Helper()
-	prefix := "it:" + t.Name() + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	prefix := testenv.RedisPrefix(t)
 	insts := make([]*instance, n)
 	for i := range insts {
 		insts[i] = startBackupd(t, instanceOptions{Accounts: accts, MaxWait: time.Minute, Env: motoEnv(rec.URL),

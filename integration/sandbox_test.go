@@ -72,18 +72,9 @@ func TestSandboxMode(t *testing.T) {
 		{"nobody", "GET", "/v1/accounts/111111111111/backups", "", http.StatusUnauthorized},
 	}
 	for _, a := range auth {
-		req, err := http.NewRequest(a.method, inst.httpURL+a.path, strings.NewReader(a.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+a.token)
-		resp, err := inst.http.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != a.status {
-			t.Errorf("%s %s as %s: %d, want %d", a.method, a.path, a.token, resp.StatusCode, a.status)
+		code, _, body := inst.restWith(t, a.method, a.path, a.body, http.Header{"Authorization": {"Bearer " + a.token}})
+		if code != a.status {
+			t.Errorf("%s %s as %s: %d %s, want %d", a.method, a.path, a.token, code, body, a.status)
 		}
 	}
 	if logs := inst.logs.String(); !strings.Contains(logs, "principal=sandbox-reader") || strings.Contains(logs, "demo-reader-token") {

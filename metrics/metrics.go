@@ -47,11 +47,11 @@ func New() *Metrics {
 		}, []string{"account", "region", "operation", "decision"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_dynamodb_attempts_total",
-			Help: "Attempts sent to DynamoDB, retries included, by outcome: ok, DynamoDB's error code, or transport_error.",
+			Help: "Attempts sent to DynamoDB, retries included, by outcome: ok, DynamoDB's error code, canceled, or transport_error.",
 		}, []string{"account", "region", "operation", "outcome"}),
 		attemptDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "backupd_dynamodb_attempt_duration_seconds",
-			Help:    "Time DynamoDB took to answer one attempt.",
+			Help:    "Time from an attempt's admission by the limiter to DynamoDB's answer: signing, and credentials when they are refreshed, included.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"operation"}),
 		assumeRole: prometheus.NewCounterVec(prometheus.CounterOpts{

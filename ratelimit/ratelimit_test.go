@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -156,12 +157,7 @@ func TestObserverSeesEveryDecision(t *testing.T) {
 		_ = l.Wait(context.Background(), keyA)
 	}
 	want := decisions{keyA.String() + ":" + Admitted, keyA.String() + ":" + Waited, keyA.String() + ":" + Refused}
-	if len(got) != len(want) {
-		t.Fatalf("decisions = %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("decision %d = %s, want %s", i, got[i], want[i])
-		}
+	if !slices.Equal(got, want) {
+		t.Errorf("decisions = %v, want %v", got, want)
 	}
 }

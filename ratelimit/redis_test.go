@@ -3,7 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"strconv"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,10 +23,6 @@ func redisLimiter(t *testing.T, prefix string, opts Options) *Redis {
 	return NewRedis(client, prefix, opts)
 }
 
-func testPrefix(t *testing.T) string {
-	return "test:" + t.Name() + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
-}
-
 // TestRedisSpacesTurnsAcrossReplicas: two limiters sharing one Redis stand
 // for two replicas; 120 calls through them in turn get 120 turns 22 ms
 // apart, so no one-second window holds more than 50. The limiters do not
@@ -34,7 +30,7 @@ func testPrefix(t *testing.T) string {
 // gave, which keeps the test exact and fast. (Calls from many goroutines at
 // once are proven end to end in integration.TestReplicasShareTheRateLimit.)
 func TestRedisSpacesTurnsAcrossReplicas(t *testing.T) {
-	prefix := testPrefix(t)
+	prefix := testenv.RedisPrefix(t)
 	var turns turnLog
 	opts := Options{MaxWait: time.Minute, Sleep: turns.sleep, Observer: &turns}
 	replicas := []*Redis{redisLimiter(t, prefix, opts), redisLimiter(t, prefix, opts)}
@@ -81,7 +77,7 @@ func (l *turnLog) ObserveLimit(_, _, _, decision string) {
 // third is refused.
 func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 	var got decisions
-	l := redisLimiter(t, testPrefix(t), Options{MaxWait: 30 * time.Millisecond, Observer: &got,
+	l := redisLimiter(t, testenv.RedisPrefix(t), Options{MaxWait: 30 * time.Millisecond, Observer: &got,
 		Sleep: func(context.Context, time.Duration) error { return nil }})
 	var errs []error
 	for range 3 {
@@ -95,7 +91,7 @@ func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 		t.Errorf("third: %v; want a LimitedError about 44 ms out", errs[2])
 	}
 	want := decisions{keyA.String() + ":" + Admitted, keyA.String() + ":" + Waited, keyA.String() + ":" + Refused}
-	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+	if !slices.Equal(got, want) {
 		t.Errorf("decisions = %v, want %v", got, want)
 	}
 }
@@ -116,7 +112,7 @@ func TestRedisDownRefuses(t *testing.T) {
 // TestRedisWaitInterrupted: a wait that its context ends is an
 // InterruptedError, which tells a request_id's run that nothing was sent.
 func TestRedisWaitInterrupted(t *testing.T) {
-	l := redisLimiter(t, testPrefix(t), Options{MaxWait: time.Second,
+	l := redisLimiter(t, testenv.RedisPrefix(t), Options{MaxWait: time.Second,
 		Sleep: func(context.Context, time.Duration) error { return context.DeadlineExceeded }})
 	if err := l.Wait(context.Background(), keyA); err != nil {
 		t.Fatalf("first call: %v", err)

@@ -3,8 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -354,9 +352,8 @@ func TestRESTPassesInterceptor(t *testing.T) {
 // known token or outside its caller's rights never reaches the service,
 // over gRPC and REST alike.
 func TestCallersAreCheckedFirst(t *testing.T) {
-	sum := sha256.Sum256([]byte("orders-token"))
 	f := newFixtureWith(t, func(o *Options) {
-		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: hex.EncodeToString(sum[:]),
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
 			Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup", "GetBackup"}}})
 	})
 	req := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}

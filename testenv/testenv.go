@@ -77,6 +77,12 @@ func RedisAddr(t testing.TB) string {
 	return need(t, RedisAddrEnv, "redis-server")
 }
 
+// RedisPrefix is a key prefix of t's own in the shared test Redis, so that
+// tests and their reruns never see each other's keys.
+func RedisPrefix(t testing.TB) string {
+	return "test:" + t.Name() + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+}
+
 // Integration marks a test that needs the full environment (moto and Redis):
 // it is skipped under -short, except in CI, and otherwise behaves like calling
 // MotoURL and RedisAddr.

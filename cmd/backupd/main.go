@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -145,9 +143,8 @@ func sandboxConfig(demo []sandbox.Account) *config.Config {
 		AnonymousCallers: true,
 	}
 	for _, sc := range sandboxCallers {
-		sum := sha256.Sum256([]byte(sc.token))
 		c := sc.c
-		c.TokenSHA256 = hex.EncodeToString(sum[:])
+		c.TokenSHA256 = callers.HashToken(sc.token)
 		cfg.Callers = append(cfg.Callers, c)
 	}
 	for _, a := range demo {
