@@ -38,7 +38,7 @@ func TestSandboxMode(t *testing.T) {
 	}{
 		{"GET", p, "", `"sourceTableDetails":{"tableName":"Orders"`},
 		{"GET", "/v1/accounts/111111111111/backups?tableName=Orders", "", created.BackupDetails.BackupArn},
-		{"GET", "/v1/accounts/222222222222/backups", "", `{}`},
+		{"GET", "/v1/accounts/222222222222/backups", "", `{"backupSummaries":[],"nextPageToken":""}`},
 		{"POST", p + ":restore", `{"targetTableName":"OrdersRestored"}`, `"tableName":"OrdersRestored"`},
 		{"DELETE", p, "", "BACKUP_STATUS_DELETED"},
 	}

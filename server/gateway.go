@@ -30,7 +30,7 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	ic := newInterceptor(opts)
 	g := &gateway{ic: ic}
 	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &strictJSON{}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newStrictJSON()),
 		// Keeps %2F inside a path segment, so an escaped backup ARN is
 		// captured whole as {backup_arn}.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptSlash),
@@ -113,6 +113,15 @@ func Serve(srv *http.Server, lis net.Listener) error {
 // default discards unknown fields and ignores trailing bytes.
 type strictJSON struct {
 	runtime.JSONPb
+}
+
+// newStrictJSON writes every field that has no presence of its own, so a
+// response's shape does not depend on its values: an empty list is [], not
+// missing, and a false bool is false. Fields with presence (optional
+// scalars, messages) stay absent while unset, as the contract says: absent
+// means unknown.
+func newStrictJSON() *strictJSON {
+	return &strictJSON{runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitDefaultValues: true}}}
 }
 
 // NewDecoder keeps, in the request's restCall, the field violations of the

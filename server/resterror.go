@@ -36,7 +36,7 @@ func errorInfo(reason, account string) *errdetails.ErrorInfo {
 }
 
 func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
-	body, err := (&strictJSON{}).Marshal(st.Proto())
+	body, err := newStrictJSON().Marshal(st.Proto())
 	if err != nil {
 		code, body = http.StatusInternalServerError, []byte(`{"code":13,"message":"internal error"}`)
 	}

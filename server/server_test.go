@@ -499,3 +499,37 @@ func TestRESTDeadlineHeader(t *testing.T) {
 		})
 	}
 }
+
+// A REST response's shape does not depend on its values: fields without
+// presence are always written, fields with presence only when set.
+func TestResponseShape(t *testing.T) {
+	tests := []struct {
+		name       string
+		msg        any
+		want, omit []string
+	}{
+		{"empty list", &backupv1.ListBackupsResponse{}, []string{`"backupSummaries":[]`, `"nextPageToken":""`}, nil},
+		{"unknown size and expiry", &backupv1.BackupDetails{BackupArn: "a", BackupStatus: backupv1.BackupStatus_BACKUP_STATUS_CREATING},
+			[]string{`"backupStatus":"BACKUP_STATUS_CREATING"`}, []string{"backupSizeBytes", "backupExpiryDateTime", "null"}},
+		{"known zero size", &backupv1.BackupDetails{BackupSizeBytes: new(int64(0))}, []string{`"backupSizeBytes":"0"`}, nil},
+		{"restore done", &backupv1.RestoreSummary{}, []string{`"restoreInProgress":false`}, []string{"restoreDateTime"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := newStrictJSON().Marshal(tt.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(b), w) {
+					t.Errorf("%s: want %s", b, w)
+				}
+			}
+			for _, o := range tt.omit {
+				if strings.Contains(string(b), o) {
+					t.Errorf("%s: want no %s", b, o)
+				}
+			}
+		})
+	}
+}
