@@ -17,6 +17,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
@@ -164,7 +165,10 @@ type gate struct {
 }
 
 func (g *gate) register(stack *middleware.Stack) error {
-	return stack.Finalize.Insert(g, "Retry", middleware.After)
+	if err := stack.Finalize.Insert(g, "Retry", middleware.After); err != nil {
+		return err
+	}
+	return stack.Deserialize.Add(wire{}, middleware.After)
 }
 
 func (g *gate) ID() string { return "backupd.RateLimit" }
@@ -177,15 +181,36 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 	}
 	sent := time.Now()
-	if at, ok := ctx.Value(submitKey{}).(*time.Time); ok {
-		*at = sent
+	at, _ := ctx.Value(submitKey{}).(*time.Time)
+	if at != nil {
+		*at = time.Time{} // until wire sees this attempt leave
 	}
 	out, md, err := next.HandleFinalize(ctx, in)
 	g.observe(key.Operation, err, sent)
+	if err != nil && at != nil && refused(err) {
+		*at = time.Time{}
+	}
 	if err != nil && !idempotent[key.Operation] && outcomeUnknown(err) {
 		err = &OutcomeUnknownError{Operation: key.Operation, AccountID: g.account, Err: err}
 	}
 	return out, md, err
+}
+
+// wire is the last middleware before the HTTP client: an attempt that
+// reaches it is signed and leaves for DynamoDB. It records that moment as
+// the submit time; an attempt that fails before it (credentials from STS,
+// signing) cannot have been acted on.
+type wire struct{}
+
+func (wire) ID() string { return "backupd.Submit" }
+
+func (wire) HandleDeserialize(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (
+	middleware.DeserializeOutput, middleware.Metadata, error,
+) {
+	if at, ok := ctx.Value(submitKey{}).(*time.Time); ok {
+		*at = time.Now()
+	}
+	return next.HandleDeserialize(ctx, in)
 }
 
 // observe counts an attempt, unless it failed before reaching DynamoDB
@@ -209,18 +234,30 @@ var idempotent = map[string]bool{
 }
 
 // outcomeUnknown reports whether an attempt failed without telling whether
-// DynamoDB acted on it: anything but a refusal DynamoDB answered with (its
-// own client errors and throttling) or a connection that was never made.
+// DynamoDB acted on it: anything but a refusal, the caller's end or the
+// limiter's.
 func outcomeUnknown(err error) bool {
+	return !refused(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !isLimited(err)
+}
+
+// refused reports whether an attempt certainly was not acted on: DynamoDB
+// answered with one of its own client errors or throttling, or the
+// connection to it was never made. A 5xx is not a refusal, whatever its
+// body (a proxy's 503 page parses as an error of unknown fault).
+func refused(err error) bool {
 	var api smithy.APIError
 	if errors.As(err, &api) {
-		return api.ErrorFault() == smithy.FaultServer && !throttled[api.ErrorCode()]
+		if throttled[api.ErrorCode()] {
+			return true
+		}
+		var resp *awshttp.ResponseError
+		if errors.As(err, &resp) && resp.HTTPStatusCode() >= 500 {
+			return false
+		}
+		return api.ErrorFault() != smithy.FaultServer
 	}
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return false
-	}
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !isLimited(err)
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func isLimited(err error) bool {
@@ -258,8 +295,11 @@ func (e *OutcomeUnknownError) RetryableError() bool { return false }
 type submitKey struct{}
 
 // WithSubmitTime returns a context in which the client records, into at, the
-// moment its last attempt was admitted and sent: the submit time from which
-// a backup's consistency window is computed.
+// moment its last attempt left for DynamoDB: the submit time from which a
+// backup's consistency window is computed. After a failed call at is zero
+// when DynamoDB cannot have acted on any attempt: none left (credentials
+// could not be had, the deadline passed first), or each one that did was
+// refused.
 func WithSubmitTime(ctx context.Context, at *time.Time) context.Context {
 	return context.WithValue(ctx, submitKey{}, at)
 }

@@ -51,6 +51,7 @@ const (
 	throttle       failure = iota // 400 ThrottlingException: DynamoDB refused, did nothing
 	serverError                   // 500 InternalServerError: it may have acted
 	dropConnection                // the request arrived, no answer came back
+	unavailable                   // 503 with an error code the SDK does not know: it may have acted
 )
 
 // flakyDynamoDB fails the first `failures` calls as f says, then answers.
@@ -70,6 +71,9 @@ func flakyDynamoDB(t *testing.T, failures int32, f failure) (*httptest.Server, *
 			case dropConnection:
 				conn, _, _ := w.(http.Hijacker).Hijack()
 				conn.Close()
+			case unavailable:
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable","message":"try later"}`))
 			}
 			return
 		}
@@ -81,10 +85,15 @@ func flakyDynamoDB(t *testing.T, failures int32, f failure) (*httptest.Server, *
 
 func newRegistry(t *testing.T, endpoint string, lim Limiter) *Registry {
 	t.Helper()
+	return newRegistryWithRoles(t, endpoint, lim, staticRoles{})
+}
+
+func newRegistryWithRoles(t *testing.T, endpoint string, lim Limiter, roles CredentialSource) *Registry {
+	t.Helper()
 	r, err := New(Options{
 		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(endpoint)},
 		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1", "eu-west-1"}}},
-		Roles:    staticRoles{},
+		Roles:    roles,
 		Limiter:  lim,
 	})
 	if err != nil {
@@ -179,6 +188,7 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 		{"CreateBackup throttled", throttle, "CreateBackup", 2, false},
 		{"CreateBackup 500", serverError, "CreateBackup", 1, true},
 		{"CreateBackup dropped connection", dropConnection, "CreateBackup", 1, true},
+		{"CreateBackup 503 of an unknown error", unavailable, "CreateBackup", 1, true},
 		{"RestoreTableFromBackup dropped connection", dropConnection, "RestoreTableFromBackup", 1, true},
 		{"DescribeBackup 500", serverError, "DescribeBackup", 2, false},
 		{"ListBackups dropped connection", dropConnection, "ListBackups", 2, false},
@@ -279,4 +289,56 @@ type countingConn struct {
 func (c countingConn) Write(p []byte) (int, error) {
 	c.writes.Add(1)
 	return c.Conn.Write(p)
+}
+
+// slowRoles hands out credentials only when the call's context ends: STS
+// did not answer in time.
+type slowRoles struct{}
+
+func (slowRoles) Credentials(string) (aws.CredentialsProvider, bool) {
+	return aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
+		<-ctx.Done()
+		return aws.Credentials{}, ctx.Err()
+	}), true
+}
+
+// The submit time is when the last attempt left for DynamoDB, and zero
+// after a failure only when DynamoDB cannot have acted on any attempt: what
+// tells a request_id run whose deadline passed whether its repeat may run.
+func TestSubmitTimeSaysWhetherDynamoDBMayHaveActed(t *testing.T) {
+	tests := []struct {
+		name      string
+		f         failure
+		failures  int32
+		roles     CredentialSource
+		timeout   time.Duration
+		wantCalls int32 // 0: none; -1: some
+		wantSent  bool
+	}{
+		{"answered", throttle, 0, staticRoles{}, 5 * time.Second, 1, true},
+		{"throttled, then answered", throttle, 1, staticRoles{}, 5 * time.Second, 2, true},
+		{"throttled until the deadline", throttle, 1000, staticRoles{}, time.Second, -1, false},
+		{"500", serverError, 1, staticRoles{}, 5 * time.Second, 1, true},
+		{"503 of an unknown error", unavailable, 1, staticRoles{}, 5 * time.Second, 1, true},
+		{"dropped connection", dropConnection, 1, staticRoles{}, 5 * time.Second, 1, true},
+		{"STS too slow", throttle, 0, slowRoles{}, 100 * time.Millisecond, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, calls := flakyDynamoDB(t, tt.failures, tt.f)
+			target, _ := newRegistryWithRoles(t, srv.URL, &countingLimiter{}, tt.roles).Resolve("111111111111", "")
+			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
+			defer cancel()
+			var submitted time.Time
+			before := time.Now()
+			_, err := target.DynamoDB.CreateBackup(WithSubmitTime(ctx, &submitted), &dynamodb.CreateBackupInput{
+				TableName: aws.String("T"), BackupName: aws.String("b")})
+			if n := calls.Load(); n != tt.wantCalls && (tt.wantCalls >= 0 || n == 0) {
+				t.Errorf("%d calls reached DynamoDB, want %d (err %v)", n, tt.wantCalls, err)
+			}
+			if sent := !submitted.IsZero(); sent != tt.wantSent || sent && submitted.Before(before) {
+				t.Errorf("submit time %v (err %v); want one after %v: %v", submitted, err, before, tt.wantSent)
+			}
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -225,7 +226,9 @@ type instanceOptions struct {
 	MaxWait  time.Duration // 0: default
 	// DrainDelay is the config's drain_delay; 0: none.
 	DrainDelay time.Duration
-	Env        []string // extra environment, e.g. AWS_ENDPOINT_URL=...
+	// UpstreamTimeout is the config's upstream_timeout; 0: default.
+	UpstreamTimeout time.Duration
+	Env             []string // extra environment, e.g. AWS_ENDPOINT_URL=...
 	// Redis, when set, is the address of the shared-state Redis, used
 	// under RedisPrefix.
 	Redis       string
@@ -258,6 +261,9 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	}
 	if opts.DrainDelay > 0 {
 		fmt.Fprintf(&cfg, "drain_delay: %s\n", opts.DrainDelay)
+	}
+	if opts.UpstreamTimeout > 0 {
+		fmt.Fprintf(&cfg, "upstream_timeout: %s\n", opts.UpstreamTimeout)
 	}
 	if opts.Redis != "" {
 		fmt.Fprintf(&cfg, "shared_state: {backend: redis, redis: {address: %q, key_prefix: %q}}\n", opts.Redis, opts.RedisPrefix)
@@ -388,7 +394,9 @@ func (inst *instance) rest(t *testing.T, method, path, body string) (int, http.H
 	return inst.restWith(t, method, path, body, nil)
 }
 
-// restWith is rest with header added to the request.
+// restWith is rest with header added to the request. A JSON body comes
+// back compacted: protojson puts a space after some colons and commas, or
+// not, depending on the binary, so that nobody depends on its spacing.
 func (inst *instance) restWith(t *testing.T, method, path, body string, header http.Header) (int, http.Header, []byte) {
 	t.Helper()
 	var rd io.Reader
@@ -411,6 +419,10 @@ func (inst *instance) restWith(t *testing.T, method, path, body string, header h
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if json.Compact(&compact, b) == nil {
+		b = compact.Bytes()
 	}
 	return resp.StatusCode, resp.Header, b
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,6 +237,41 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 		if names := backupNames(t, db, "Orders"); names["left"] == "" {
 			t.Errorf("moto holds %v: the run was cut off by the shutdown", names)
 		}
+	})
+
+	t.Run("STS answers after the run's deadline: nothing was sent, the repeat runs", func(t *testing.T) {
+		a, db := newAccount(t, moto, "Orders")
+		ddb, creates := slowDynamoDB(t, moto, 0)
+		// The first AssumeRole is held past the run's deadline
+		// (upstream_timeout); later ones pass at once.
+		u, err := url.Parse(moto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toMoto := httputil.NewSingleHostReverseProxy(u)
+		var assumes atomic.Int32
+		sts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if assumes.Add(1) == 1 {
+				time.Sleep(2 * time.Second)
+			}
+			toMoto.ServeHTTP(w, r)
+		}))
+		t.Cleanup(sts.Close)
+		inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, UpstreamTimeout: time.Second,
+			Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + sts.URL}})
+		req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "late-sts", RequestId: "late-sts-1"}
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if _, err := inst.client.CreateBackup(short, req); status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("first call: %v, want DeadlineExceeded", err)
+		}
+		// The detached run ends at upstream_timeout, before any attempt left.
+		time.Sleep(1200 * time.Millisecond)
+		resp, err := inst.client.CreateBackup(ctx, req)
+		if err != nil || resp.GetBackupDetails().GetBackupName() != "late-sts" {
+			t.Fatalf("repeat: %v, %v; want it run, since nothing reached DynamoDB the first time", resp, err)
+		}
+		wantOneBackup(t, creates, db)
 	})
 
 	t.Run("connection dropped after CreateBackup was sent", func(t *testing.T) {

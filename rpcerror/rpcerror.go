@@ -100,22 +100,23 @@ const maxViolations = 20
 
 func mapErr(err error, req Request) mapped {
 	var (
-		invalid   *service.InvalidArgumentError
-		unsure    *accounts.OutcomeUnknownError
-		unknown   *accounts.NotConfiguredError
-		region    *accounts.RegionNotAllowedError
-		limited   *ratelimit.LimitedError
-		assume    *auth.AssumeRoleError
-		api       smithy.APIError
-		maxTries  *retry.MaxAttemptsError
-		canceled  *aws.RequestCanceledError
-		netErr    net.Error
-		respError *awshttp.ResponseError
-		reused    *idempotency.ConflictError
-		replayed  *idempotency.OutcomeUnknownError
-		shared    *sharedstate.UnavailableError
-		anonymous *callers.UnauthenticatedError
-		denied    *callers.DeniedError
+		invalid    *service.InvalidArgumentError
+		unsure     *accounts.OutcomeUnknownError
+		unanswered *service.UnansweredError
+		unknown    *accounts.NotConfiguredError
+		region     *accounts.RegionNotAllowedError
+		limited    *ratelimit.LimitedError
+		assume     *auth.AssumeRoleError
+		api        smithy.APIError
+		maxTries   *retry.MaxAttemptsError
+		canceled   *aws.RequestCanceledError
+		netErr     net.Error
+		respError  *awshttp.ResponseError
+		reused     *idempotency.ConflictError
+		replayed   *idempotency.OutcomeUnknownError
+		shared     *sharedstate.UnavailableError
+		anonymous  *callers.UnauthenticatedError
+		denied     *callers.DeniedError
 	)
 	switch {
 	case errors.As(err, &anonymous):
@@ -153,8 +154,13 @@ func mapErr(err error, req Request) mapped {
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
 			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
 				"check (ListBackups, GetBackup) before trying again", unsure.Operation, unsure.AccountID)}
+	case errors.As(err, &unanswered):
+		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
+				"repeat it with the same request_id, or check (ListBackups, GetBackup) before trying again", unanswered.Operation)}
 	case errors.Is(err, context.DeadlineExceeded):
-		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED", msg: "the request's deadline passed before AWS answered"}
+		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none)"}
 	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
 		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
 	case errors.As(err, &assume):

@@ -113,7 +113,9 @@ func TestStatus(t *testing.T) {
 			codes.PermissionDenied, "CALLER_NOT_ALLOWED", "", 0, "orders may not call DeleteBackup in account 111111111111", ""},
 		{"request_id reused", &idempotency.ConflictError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
 			codes.AlreadyExists, "REQUEST_ID_REUSED", "request_id", 0, "req-1", ""},
-		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "deadline", ""},
+		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "upstream_timeout", "may or may not"},
+		{"deadline passed after CreateBackup was sent", &service.UnansweredError{Operation: "CreateBackup", Err: fmt.Errorf("op: %w", context.DeadlineExceeded)},
+			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "after CreateBackup was sent to DynamoDB, before it answered: it may or may not have been done", ""},
 		{"canceled", context.Canceled, codes.Canceled, "CANCELED", "", 0, "", ""},
 		{"anything unexpected", errors.New("secret detail AKIAEXAMPLE"), codes.Internal, "INTERNAL", "", 0, "internal error", "AKIA"},
 	}

@@ -149,6 +149,7 @@ func (s *Server) detachedTimeout(ctx context.Context) time.Duration {
 // ratelimit.InterruptedError: nothing was sent.
 func mayHaveActed(err error) bool {
 	var (
+		unsent  *notSentError
 		unsure  *accounts.OutcomeUnknownError
 		limited *ratelimit.LimitedError
 		waiting *ratelimit.InterruptedError
@@ -156,6 +157,8 @@ func mayHaveActed(err error) bool {
 		shared  *sharedstate.UnavailableError
 	)
 	switch {
+	case errors.As(err, &unsent):
+		return false
 	case errors.As(err, &unsure):
 		return true
 	case errors.As(err, &limited), errors.As(err, &waiting), errors.As(err, &assume), errors.As(err, &shared):
@@ -163,6 +166,40 @@ func mayHaveActed(err error) bool {
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
+
+// sendError classifies the error of a call that must not be done twice by
+// whether it may have reached DynamoDB, which submitted (see
+// accounts.WithSubmitTime) tells: zero when it cannot have.
+func sendError(op string, err error, submitted time.Time) error {
+	switch {
+	case submitted.IsZero():
+		return &notSentError{err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &UnansweredError{Operation: op, Err: err}
+	}
+	return err
+}
+
+// notSentError is the error of a call that failed before any attempt that
+// DynamoDB could have acted on left backupd (waiting for STS, say): a
+// request_id run that ends with it is forgotten, and its repeat runs again.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() + " (nothing was sent to DynamoDB)" }
+func (e *notSentError) Unwrap() error { return e.err }
+
+// UnansweredError says the deadline passed after a CreateBackup or a
+// restore had left for DynamoDB: it may or may not have been done.
+type UnansweredError struct {
+	Operation string
+	Err       error
+}
+
+func (e *UnansweredError) Error() string {
+	return fmt.Sprintf("%s was sent to DynamoDB but not answered before the deadline: %v", e.Operation, e.Err)
+}
+
+func (e *UnansweredError) Unwrap() error { return e.Err }
 
 // outcomeUnknown is err as an *accounts.OutcomeUnknownError: err itself
 // when it already is one, so that its message says so once.

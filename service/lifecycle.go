@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -172,9 +173,10 @@ func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.Resto
 	return once(ctx, s, config.OpRestoreTableFromBackup, target.AccountID, req.GetRequestId(),
 		func() proto.Message { return normRestore(req) },
 		func(ctx context.Context) (*backupv1.RestoreTableFromBackupResponse, error) {
-			out, err := target.DynamoDB.RestoreTableFromBackup(ctx, in)
+			var submitted time.Time
+			out, err := target.DynamoDB.RestoreTableFromBackup(accounts.WithSubmitTime(ctx, &submitted), in)
 			if err != nil {
-				return nil, err
+				return nil, sendError(config.OpRestoreTableFromBackup, err, submitted)
 			}
 			return &backupv1.RestoreTableFromBackupResponse{TableDescription: s.tableDescription(out.TableDescription)}, nil
 		})

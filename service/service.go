@@ -102,7 +102,7 @@ func (s *Server) createBackup(ctx context.Context, target accounts.Target, table
 		BackupName: aws.String(name),
 	})
 	if err != nil {
-		return nil, err
+		return nil, sendError(config.OpCreateBackup, err, submitted)
 	}
 	return &backupv1.CreateBackupResponse{
 		BackupDetails: s.backupDetails(out.BackupDetails),
