@@ -22,7 +22,6 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
 )
@@ -155,8 +154,9 @@ func (r *Registry) Resolve(accountID, region string) (Target, error) {
 
 // gate waits on the rate limiter before every attempt of every call, retries
 // included, so DynamoDB never sees more calls than the limit allows. It sits
-// right after the retry middleware and before credentials and signing, so a
-// refused attempt costs no STS call and a signature is never stale.
+// inside the retry loop after the attempt has its credentials and before it
+// is signed: an attempt that cannot get credentials (STS down) takes no
+// turn from the calls that can, and a signature is never stale.
 type gate struct {
 	limiter  Limiter
 	observer Observer
@@ -165,7 +165,7 @@ type gate struct {
 }
 
 func (g *gate) register(stack *middleware.Stack) error {
-	if err := stack.Finalize.Insert(g, "Retry", middleware.After); err != nil {
+	if err := stack.Finalize.Insert(g, "GetIdentity", middleware.After); err != nil {
 		return err
 	}
 	return stack.Deserialize.Add(wire{}, middleware.After)
@@ -213,14 +213,12 @@ func (wire) HandleDeserialize(ctx context.Context, in middleware.DeserializeInpu
 	return next.HandleDeserialize(ctx, in)
 }
 
-// observe counts an attempt, unless it failed before reaching DynamoDB
-// because backupd could not assume the account's role (counted apart).
+// observe counts an attempt. Attempts that could not get credentials never
+// reach the gate: they are counted as AssumeRole calls.
 func (g *gate) observe(op string, err error, sent time.Time) {
-	var assume *auth.AssumeRoleError
-	if g.observer == nil || errors.As(err, &assume) {
-		return
+	if g.observer != nil {
+		g.observer.ObserveAttempt(g.account, g.region, op, err, time.Since(sent))
 	}
-	g.observer.ObserveAttempt(g.account, g.region, op, err, time.Since(sent))
 }
 
 // idempotent marks the operations that may be repeated safely. A repeated

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
 )
@@ -340,5 +341,32 @@ func TestSubmitTimeSaysWhetherDynamoDBMayHaveActed(t *testing.T) {
 				t.Errorf("submit time %v (err %v); want one after %v: %v", submitted, err, before, tt.wantSent)
 			}
 		})
+	}
+}
+
+// failingRoles is STS refusing to answer: every retrieval fails, counted.
+type failingRoles struct{ calls *atomic.Int32 }
+
+func (r failingRoles) Credentials(account string) (aws.CredentialsProvider, bool) {
+	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		r.calls.Add(1)
+		return aws.Credentials{}, &auth.AssumeRoleError{AccountID: account, Err: errors.New("connection refused")}
+	}), true
+}
+
+// A call that cannot get credentials asks STS once, not once per DynamoDB
+// attempt, and takes no turn from the limiter: the turns are for calls
+// that can reach DynamoDB.
+func TestCredentialFailureIsNotRetriedAndTakesNoTurn(t *testing.T) {
+	srv, calls := flakyDynamoDB(t, 0, throttle)
+	lim := &countingLimiter{}
+	var assumes atomic.Int32
+	target, _ := newRegistryWithRoles(t, srv.URL, lim, failingRoles{&assumes}).Resolve("111111111111", "")
+	_, err := target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+	if _, ok := errors.AsType[*auth.AssumeRoleError](err); !ok {
+		t.Fatalf("err = %v, want an AssumeRoleError", err)
+	}
+	if assumes.Load() != 1 || len(lim.keys) != 0 || calls.Load() != 0 {
+		t.Errorf("%d credential retrievals, %d limiter turns, %d DynamoDB calls; want 1, 0, 0", assumes.Load(), len(lim.keys), calls.Load())
 	}
 }

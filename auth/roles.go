@@ -122,6 +122,11 @@ func (e *AssumeRoleError) Error() string {
 
 func (e *AssumeRoleError) Unwrap() error { return e.Err }
 
+// RetryableError stops the DynamoDB client's retryer: the STS client has
+// retried AssumeRole already, and each further DynamoDB attempt would ask
+// STS again, three times over.
+func (e *AssumeRoleError) RetryableError() bool { return false }
+
 // Denied reports whether STS refused the role (as opposed to failing to
 // answer): the trust policy, ExternalId or backupd's own identity is wrong.
 func (e *AssumeRoleError) Denied() bool {

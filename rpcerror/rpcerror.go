@@ -154,6 +154,8 @@ func mapErr(err error, req Request) mapped {
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
 			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
 				"check (ListBackups, GetBackup) before trying again", unsure.Operation, unsure.AccountID)}
+	case errors.As(err, &assume): // before the deadline: STS's own timeout is not the caller's deadline
+		return mapAssume(assume)
 	case errors.As(err, &unanswered):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
@@ -163,8 +165,6 @@ func mapErr(err error, req Request) mapped {
 			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none)"}
 	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
 		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
-	case errors.As(err, &assume):
-		return mapAssume(assume)
 	case errors.As(err, &api):
 		return mapAPI(api, awsRequestID(err))
 	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:
