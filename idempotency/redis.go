@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,15 +40,17 @@ type Redis struct {
 	prefix string
 	ttl    time.Duration
 	lease  time.Duration
-	// settleTimeout bounds settling a claim once its run has ended.
+	log    *slog.Logger
+	// settleTimeout bounds one try to settle a claim once its run has ended.
 	settleTimeout time.Duration
+	settling      sync.WaitGroup
 }
 
 // NewRedis returns a store under prefix in client whose results live for
 // TTL; lease bounds how long a run may take before repeats stop waiting
-// for it.
-func NewRedis(client redis.Cmdable, prefix string, lease time.Duration) *Redis {
-	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, settleTimeout: 5 * time.Second}
+// for it. log hears of results that could not be kept.
+func NewRedis(client redis.Cmdable, prefix string, lease time.Duration, log *slog.Logger) *Redis {
+	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, log: log, settleTimeout: 5 * time.Second}
 }
 
 // record is what Redis holds for one request.
@@ -79,13 +83,14 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 	pause := 10 * time.Millisecond
 	for {
 		owner := rand.Text()
-		claim, _ := json.Marshal(record{Fingerprint: want, Owner: owner, LeaseUntil: time.Now().Add(s.lease).UnixMilli()})
+		leaseUntil := time.Now().Add(s.lease)
+		claim, _ := json.Marshal(record{Fingerprint: want, Owner: owner, LeaseUntil: leaseUntil.UnixMilli()})
 		ok, err := s.client.SetNX(ctx, k, claim, s.ttl).Result()
 		if err != nil {
 			return nil, unavailable(ctx, err)
 		}
 		if ok {
-			return s.lead(ctx, k, owner, want, run)
+			return s.lead(ctx, claimed{key: key, k: k, owner: owner, fp: want, leaseUntil: leaseUntil}, run)
 		}
 		b, err := s.client.Get(ctx, k).Bytes()
 		if errors.Is(err, redis.Nil) {
@@ -117,38 +122,85 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 	}
 }
 
+// claimed is a claim this replica holds.
+type claimed struct {
+	key        Key
+	k, owner   string
+	fp         string
+	leaseUntil time.Time
+}
+
 // lead runs the request it claimed and settles the claim: the response, or
 // the Final error, is kept; another error drops the claim so a repeat runs
 // again. If run panics the claim is dropped too.
-func (s *Redis) lead(ctx context.Context, k, owner, fp string, run func() ([]byte, error)) (resp []byte, err error) {
+func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error)) (resp []byte, err error) {
 	settled := false
 	defer func() {
 		if !settled {
-			s.settle(ctx, k, owner, "", 0)
+			s.settle(ctx, c, "")
 		}
 	}()
 	resp, err = run()
 	kept, final, err := outcome(err)
 	next := ""
 	if kept {
-		b, _ := json.Marshal(record{Done: true, Fingerprint: fp, Response: resp, Unknown: final})
+		b, _ := json.Marshal(record{Done: true, Fingerprint: c.fp, Response: resp, Unknown: final})
 		next = string(b)
 	}
-	// A failed settle leaves the claim to its lease: repeats then answer
-	// OutcomeUnknownError, which is safe, if not always true.
-	s.settle(ctx, k, owner, next, s.ttl.Milliseconds())
+	s.settle(ctx, c, next)
 	settled = true
 	return resp, err
 }
 
-// settle replaces the claim k that owner holds with next, or drops it when
-// next is empty. It runs even when the caller has gone, the result being
-// for its retry, with a time of its own from when the run ended: a run may
-// take as long as the request's deadline.
-func (s *Redis) settle(ctx context.Context, k, owner, next string, ttlMillis int64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.settleTimeout)
+// settle replaces the claim c with next, or drops it when next is empty.
+// It runs even when the caller has gone, the result being for its retry.
+// When Redis fails it goes on trying in the background, without holding
+// up the answer, until the claim's lease ends: until then repeats wait for
+// the claim, and after that they get OutcomeUnknownError, which is safe,
+// if not always true.
+func (s *Redis) settle(ctx context.Context, c claimed, next string) {
+	ctx = context.WithoutCancel(ctx)
+	err := s.trySettle(ctx, c, next)
+	if err == nil {
+		return
+	}
+	s.settling.Add(1)
+	go func() {
+		defer s.settling.Done()
+		for pause := 100 * time.Millisecond; time.Now().Add(pause).Before(c.leaseUntil); pause = min(2*pause, 2*time.Second) {
+			time.Sleep(pause)
+			if err = s.trySettle(ctx, c, next); err == nil {
+				return
+			}
+		}
+		s.log.LogAttrs(ctx, slog.LevelError, "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN",
+			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("error", err.Error()))
+	}()
+}
+
+// trySettle settles the claim once, bounded by settleTimeout from now: a
+// run may have taken as long as the request's deadline. A claim that is no
+// longer c's is left alone.
+func (s *Redis) trySettle(ctx context.Context, c claimed, next string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
 	defer cancel()
-	_ = settle.Run(ctx, s.client, []string{k}, owner, next, ttlMillis).Err()
+	return settle.Run(ctx, s.client, []string{c.k}, c.owner, next, s.ttl.Milliseconds()).Err()
+}
+
+// Wait waits until the claims whose settling Redis made fail are settled
+// or given up, or ctx ends: shutdown calls it after the request_id runs.
+func (s *Redis) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.settling.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("request_id results still being kept in Redis: %w", ctx.Err())
+	}
 }
 
 func unavailable(ctx context.Context, err error) error {

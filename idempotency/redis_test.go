@@ -3,6 +3,7 @@ package idempotency
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,7 +25,7 @@ func redisStores(t *testing.T, n int, lease time.Duration) []*Redis {
 	for i := range stores {
 		client := redis.NewClient(&redis.Options{Addr: addr})
 		t.Cleanup(func() { client.Close() })
-		stores[i] = NewRedis(client, prefix, lease)
+		stores[i] = NewRedis(client, prefix, lease, slog.New(slog.DiscardHandler))
 	}
 	return stores
 }
@@ -145,11 +146,71 @@ func TestRedisDown(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer client.Close()
 	var ue *sharedstate.UnavailableError
-	_, err := NewRedis(client, "x:", time.Minute).Do(context.Background(), key, fpA, func() ([]byte, error) {
+	_, err := NewRedis(client, "x:", time.Minute, slog.New(slog.DiscardHandler)).Do(context.Background(), key, fpA, func() ([]byte, error) {
 		t.Error("ran without Redis")
 		return nil, nil
 	})
 	if !errors.As(err, &ue) {
 		t.Errorf("Do with Redis down: %v; want an UnavailableError", err)
+	}
+}
+
+// outage fails every command of the client it hooks while down is set: a
+// Redis that stops answering one replica.
+type outage struct{ down atomic.Bool }
+
+func (o *outage) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (o *outage) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (o *outage) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if o.down.Load() {
+			cmd.SetErr(errors.New("connection refused"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestRedisSettlesAfterAnOutage: when Redis fails as a run ends, the run's
+// caller still gets its answer, and the claim is settled once Redis is back
+// within the lease: a repeat gets the kept result, or runs again after a
+// definite failure, instead of an unknown outcome.
+func TestRedisSettlesAfterAnOutage(t *testing.T) {
+	errDefinite := errors.New("table not found")
+	tests := []struct {
+		name     string
+		c        *counter
+		wantRuns int32
+	}{
+		{"result kept", &counter{resp: []byte("kept")}, 1},
+		{"definite failure forgotten", &counter{err: errDefinite}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := redisStores(t, 2, time.Minute)
+			a, b := s[0], s[1]
+			var o outage
+			a.client.(*redis.Client).AddHook(&o)
+			run := func() ([]byte, error) {
+				o.down.Store(true)                                                   // Redis fails as the run ends...
+				time.AfterFunc(300*time.Millisecond, func() { o.down.Store(false) }) // ...and is back soon
+				return tt.c.run()
+			}
+			first, err := a.Do(context.Background(), key, fpA, run)
+			if string(first) != string(tt.c.resp) || !errors.Is(err, tt.c.err) {
+				t.Fatalf("first: %q, %v; want the run's own answer", first, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := b.Do(ctx, key, fpA, tt.c.run)
+			if string(resp) != string(tt.c.resp) || !errors.Is(err, tt.c.err) || tt.c.runs.Load() != tt.wantRuns {
+				t.Errorf("repeat on another replica: %q, %v after %d runs; want the first's answer after %d", resp, err, tt.c.runs.Load(), tt.wantRuns)
+			}
+			if err := a.Wait(ctx); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }

@@ -116,9 +116,11 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 // logged with its stack.
 var errPanic = errors.New("panic in a request_id run; the stack is in the log")
 
-// Wait waits until every detached request_id run has ended, or ctx has:
-// shutdown calls it after the servers have drained, so that a run whose
-// caller gave up still keeps its result.
+// Wait waits until every detached request_id run has ended and kept its
+// result, or ctx has: shutdown calls it after the servers have drained, so
+// that a run whose caller gave up still keeps its result. A store that
+// keeps results in the background (Redis, when it failed) is waited for
+// too.
 func (s *Server) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -127,10 +129,13 @@ func (s *Server) Wait(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("request_id runs still going: %w", ctx.Err())
 	}
+	if w, ok := s.idem.(interface{ Wait(context.Context) error }); ok {
+		return w.Wait(ctx)
+	}
+	return nil
 }
 
 // detachedTimeout bounds a detached run: the caller's deadline, but never

@@ -250,7 +250,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	}
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := max(2*cfg.UpstreamTimeout, time.Minute)
-	return ratelimit.NewRedis(client, rc.KeyPrefix, opts), idempotency.NewRedis(client, rc.KeyPrefix, lease),
+	return ratelimit.NewRedis(client, rc.KeyPrefix, opts), idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
 		func() { _ = client.Close() }
 }
 
