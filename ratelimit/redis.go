@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,20 +14,34 @@ import (
 // takeTurn reserves the next free slot of a key, by Redis' own clock (so
 // replicas' clocks need not agree), unless it lies beyond the caller's
 // budget. KEYS[1]: the key's next free slot, in µs since the epoch.
-// ARGV: the spacing between calls and the budget, in µs. Returns
-// {1, delay} for a reserved slot delay µs from now, {0, delay} for a
-// refusal.
+// KEYS[2]: the state marker, which never expires: its absence, to a
+// replica that has seen it, says Redis lost its data (a restart without
+// persistence). Its value is when that was found (0: never), and for
+// ARGV[4] µs after it no slot is given out, so that turns replicas still
+// hold from before the loss have passed. ARGV[1], ARGV[2]: the spacing
+// between calls and the budget, in µs; ARGV[3]: 1 when this replica has
+// seen the marker. Returns {1, delay, lost} for a reserved slot delay µs
+// from now, {0, delay, lost} for a refusal; lost is 1 when this call found
+// the loss.
 var takeTurn = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local budget = tonumber(ARGV[2])
+local lost = 0
+local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if mark < 0 then
+  mark = 0
+  if ARGV[3] == '1' then mark = now; lost = 1 end
+  redis.call('SET', KEYS[2], mark)
+end
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now then slot = now end
+if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]) end
 local delay = slot - now
-if delay > budget then return {0, delay} end
+if delay > budget then return {0, delay, lost} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
-return {1, delay}
+return {1, delay, lost}
 `)
 
 // Redis limits calls across every replica that shares one Redis server and
@@ -35,16 +50,34 @@ return {1, delay}
 // one-second window holds more than the rate, whichever replicas send them.
 // When Redis cannot be reached it refuses (sharedstate.UnavailableError)
 // rather than let calls through unlimited.
+//
+// A Redis that loses its data (restarted without persistence) would hand
+// out turns from "now" while replicas still wait on turns taken before:
+// twice the rate for up to MaxWait. The limiters notice it by a marker key
+// and give out no turn until every turn taken before can have passed.
 type Redis struct {
 	policy
 	client redis.Scripter
 	prefix string
+	marker string
+	// seen is set once this replica has found the marker in Redis.
+	seen atomic.Bool
+	// lost hears that Redis lost its data; nil means no one.
+	lost func()
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
 // under prefix in client. opts.Now is not used: Redis keeps the time.
-func NewRedis(client redis.Scripter, prefix string, opts Options) *Redis {
-	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:"}
+// lost, when not nil, is called when a call finds that Redis lost its
+// data, which the request_ids kept there lost with it.
+func NewRedis(client redis.Scripter, prefix string, opts Options, lost func()) *Redis {
+	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", lost: lost}
+}
+
+// quarantine is how long after Redis lost its data no turn is given: the
+// furthest ahead a turn can have been taken, and one spacing more.
+func (l *Redis) quarantine(interval time.Duration) time.Duration {
+	return l.maxWait + interval
 }
 
 // Wait returns when the call for k may go, or a *LimitedError at once when
@@ -57,9 +90,13 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	if !ok {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
-	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String()},
-		interval.Microseconds(), l.budget(ctx, time.Now()).Microseconds()).Int64Slice()
-	if err == nil && len(res) != 2 {
+	seen := "0"
+	if l.seen.Load() {
+		seen = "1"
+	}
+	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker},
+		interval.Microseconds(), l.budget(ctx, time.Now()).Microseconds(), seen, l.quarantine(interval).Microseconds()).Int64Slice()
+	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
 	if err != nil && ctx.Err() != nil {
@@ -68,6 +105,10 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	}
 	if err != nil {
 		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
+	}
+	l.seen.Store(true)
+	if res[2] == 1 && l.lost != nil {
+		l.lost()
 	}
 	delay := time.Duration(res[1]) * time.Microsecond
 	if res[0] == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func redisLimiter(t *testing.T, prefix string, opts Options) *Redis {
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { client.Close() })
 	opts.Rates = map[Key]float64{keyA: 50}
-	return NewRedis(client, prefix, opts)
+	return NewRedis(client, prefix, opts, nil)
 }
 
 // TestRedisSpacesTurnsAcrossReplicas: two limiters sharing one Redis stand
@@ -99,7 +100,7 @@ func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 func TestRedisDownRefuses(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer client.Close()
-	l := NewRedis(client, "x:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second})
+	l := NewRedis(client, "x:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, nil)
 	var ue *sharedstate.UnavailableError
 	if err := l.Wait(context.Background(), keyA); !errors.As(err, &ue) {
 		t.Errorf("Wait with Redis down: %v; want an UnavailableError", err)
@@ -128,5 +129,41 @@ func TestRedisWaitInterrupted(t *testing.T) {
 	err = l.Wait(ended, keyA)
 	if _, ok := errors.AsType[*InterruptedError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Wait with a passed deadline = %v; want an InterruptedError wrapping context.DeadlineExceeded", err)
+	}
+}
+
+// TestRedisQuarantineAfterLosingItsData: a Redis that loses its data (a
+// restart without persistence) would give out turns from now while
+// replicas still wait on turns taken before it. A replica that had seen
+// the marker notices, says so, and no turn is given until every turn taken
+// before can have passed. A fresh prefix is no loss.
+func TestRedisQuarantineAfterLosingItsData(t *testing.T) {
+	ctx := context.Background()
+	prefix := testenv.RedisPrefix(t)
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { client.Close() })
+	const maxWait = 300 * time.Millisecond
+	var lost atomic.Int32
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait, Sleep: func(context.Context, time.Duration) error { return nil }}
+	a := NewRedis(client, prefix, opts, func() { lost.Add(1) })
+	if err := a.Wait(ctx, keyA); err != nil || lost.Load() != 0 {
+		t.Fatalf("first call on a fresh prefix: %v, %d losses; want a turn at once and none", err, lost.Load())
+	}
+	if err := client.Del(ctx, prefix+"state", prefix+"ratelimit:"+keyA.String()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := a.Wait(ctx, keyA)
+	le, ok := errors.AsType[*LimitedError](err)
+	if !ok || le.RetryAfter < maxWait || lost.Load() != 1 {
+		t.Fatalf("first call after the loss: %v, %d losses; want a refusal at least %s out and one loss", err, lost.Load(), maxWait)
+	}
+	// Another replica, a little later, gets a turn after the quarantine,
+	// and finds no second loss.
+	time.Sleep(50 * time.Millisecond)
+	var turns turnLog
+	b := NewRedis(client, prefix, Options{Rates: opts.Rates, MaxWait: maxWait, Sleep: turns.sleep}, func() { lost.Add(1) })
+	start := time.Now()
+	if err := b.Wait(ctx, keyA); err != nil || len(turns) != 1 || turns[0].Sub(start) < maxWait/2 || lost.Load() != 1 {
+		t.Errorf("replica b: %v, turns %v from %v, %d losses; want one turn about %s out and no new loss", err, turns, start, lost.Load(), maxWait-50*time.Millisecond)
 	}
 }

@@ -250,7 +250,11 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	}
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := max(2*cfg.UpstreamTimeout, time.Minute)
-	return ratelimit.NewRedis(client, rc.KeyPrefix, opts), idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
+	lost := func() {
+		logger.Error("shared state: Redis lost backupd's data (restarted without persistence?): no rate-limit turn is given for max_wait, " +
+			"and the request_id results it held are gone, so repeats of earlier requests run again")
+	}
+	return ratelimit.NewRedis(client, rc.KeyPrefix, opts, lost), idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
 		func() { _ = client.Close() }
 }
 
