@@ -1382,14 +1382,27 @@ func (x *ProvisionedThroughput) GetWriteCapacityUnits() int64 {
 	return 0
 }
 
-// GlobalSecondaryIndex describes a global secondary index; in a restore it
-// names an index to keep.
+// GlobalSecondaryIndex describes a global secondary index.
+//
+// In a restore's global_secondary_index_override it is the whole index,
+// not just its name: DynamoDB takes each kept index's full definition.
+// index_name, key_schema and projection are required, and the index must
+// be one of the backup's (a restore keeps or drops the backup's indexes;
+// it cannot add one). Copying the index from GetBackup's
+// source_table_feature_details gives what is needed.
 type GlobalSecondaryIndex struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	IndexName  string                 `protobuf:"bytes,1,opt,name=index_name,json=indexName,proto3" json:"index_name,omitempty"`
-	KeySchema  []*KeySchemaElement    `protobuf:"bytes,2,rep,name=key_schema,json=keySchema,proto3" json:"key_schema,omitempty"`
-	Projection *Projection            `protobuf:"bytes,3,opt,name=projection,proto3" json:"projection,omitempty"`
-	// Absent or 0/0 for on-demand tables.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The index's name: 3-255 characters of a-z A-Z 0-9 _ . -.
+	IndexName string `protobuf:"bytes,1,opt,name=index_name,json=indexName,proto3" json:"index_name,omitempty"`
+	// The index's key: a KEY_TYPE_HASH element first and at most one
+	// KEY_TYPE_RANGE element after it, each attribute_name 1-255 bytes. In a
+	// restore, the key the index has in the backup.
+	KeySchema []*KeySchemaElement `protobuf:"bytes,2,rep,name=key_schema,json=keySchema,proto3" json:"key_schema,omitempty"`
+	// Which attributes the index copies; required in a restore.
+	Projection *Projection `protobuf:"bytes,3,opt,name=projection,proto3" json:"projection,omitempty"`
+	// The index's provisioned capacity; absent or 0/0 for on-demand tables.
+	// Optional in a restore: absent or 0/0 sends none, otherwise read and
+	// write capacity units must each be at least 1.
 	ProvisionedThroughput *ProvisionedThroughput `protobuf:"bytes,4,opt,name=provisioned_throughput,json=provisionedThroughput,proto3" json:"provisioned_throughput,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
@@ -1453,13 +1466,24 @@ func (x *GlobalSecondaryIndex) GetProvisionedThroughput() *ProvisionedThroughput
 	return nil
 }
 
-// LocalSecondaryIndex describes a local secondary index; in a restore it
-// names an index to keep.
+// LocalSecondaryIndex describes a local secondary index.
+//
+// In a restore's local_secondary_index_override it is the whole index, not
+// just its name: DynamoDB takes each kept index's full definition.
+// index_name, key_schema and projection are required, and the index must
+// be one of the backup's (a restore keeps or drops the backup's indexes;
+// it cannot add one). Copying the index from GetBackup's
+// source_table_feature_details gives what is needed.
 type LocalSecondaryIndex struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	IndexName     string                 `protobuf:"bytes,1,opt,name=index_name,json=indexName,proto3" json:"index_name,omitempty"`
-	KeySchema     []*KeySchemaElement    `protobuf:"bytes,2,rep,name=key_schema,json=keySchema,proto3" json:"key_schema,omitempty"`
-	Projection    *Projection            `protobuf:"bytes,3,opt,name=projection,proto3" json:"projection,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The index's name: 3-255 characters of a-z A-Z 0-9 _ . -.
+	IndexName string `protobuf:"bytes,1,opt,name=index_name,json=indexName,proto3" json:"index_name,omitempty"`
+	// The index's key: a KEY_TYPE_HASH element first and at most one
+	// KEY_TYPE_RANGE element after it, each attribute_name 1-255 bytes. In a
+	// restore, the key the index has in the backup.
+	KeySchema []*KeySchemaElement `protobuf:"bytes,2,rep,name=key_schema,json=keySchema,proto3" json:"key_schema,omitempty"`
+	// Which attributes the index copies; required in a restore.
+	Projection    *Projection `protobuf:"bytes,3,opt,name=projection,proto3" json:"projection,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1517,9 +1541,12 @@ func (x *LocalSecondaryIndex) GetProjection() *Projection {
 
 // Projection is which attributes an index copies.
 type Projection struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	ProjectionType ProjectionType         `protobuf:"varint,1,opt,name=projection_type,json=projectionType,proto3,enum=backup.v1.ProjectionType" json:"projection_type,omitempty"`
-	// With PROJECTION_TYPE_INCLUDE, the non-key attributes copied.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In a restore: PROJECTION_TYPE_ALL, PROJECTION_TYPE_KEYS_ONLY or
+	// PROJECTION_TYPE_INCLUDE; unspecified is refused.
+	ProjectionType ProjectionType `protobuf:"varint,1,opt,name=projection_type,json=projectionType,proto3,enum=backup.v1.ProjectionType" json:"projection_type,omitempty"`
+	// With PROJECTION_TYPE_INCLUDE, the non-key attributes copied; a restore
+	// needs at least one. With the other types it is not sent to DynamoDB.
 	NonKeyAttributes []string `protobuf:"bytes,2,rep,name=non_key_attributes,json=nonKeyAttributes,proto3" json:"non_key_attributes,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -2195,11 +2222,15 @@ type RestoreTableFromBackupRequest struct {
 	ProvisionedThroughputOverride *ProvisionedThroughput `protobuf:"bytes,5,opt,name=provisioned_throughput_override,json=provisionedThroughputOverride,proto3" json:"provisioned_throughput_override,omitempty"`
 	// Encryption of the new table; absent keeps the default.
 	SseSpecificationOverride *SseSpecification `protobuf:"bytes,6,opt,name=sse_specification_override,json=sseSpecificationOverride,proto3" json:"sse_specification_override,omitempty"`
-	// When present, the global secondary indexes the new table gets (an empty
-	// list drops them all); absent keeps the backup's.
+	// When present, the global secondary indexes the new table gets, each a
+	// full definition of one of the backup's indexes (see
+	// GlobalSecondaryIndex); the backup's indexes not listed are dropped, and
+	// an empty list drops them all. Absent keeps the backup's.
 	GlobalSecondaryIndexOverride *GlobalSecondaryIndexSelection `protobuf:"bytes,7,opt,name=global_secondary_index_override,json=globalSecondaryIndexOverride,proto3" json:"global_secondary_index_override,omitempty"`
-	// When present, the local secondary indexes the new table gets (an empty
-	// list drops them all); absent keeps the backup's.
+	// When present, the local secondary indexes the new table gets, each a
+	// full definition of one of the backup's indexes (see
+	// LocalSecondaryIndex); the backup's indexes not listed are dropped, and
+	// an empty list drops them all. Absent keeps the backup's.
 	LocalSecondaryIndexOverride *LocalSecondaryIndexSelection `protobuf:"bytes,8,opt,name=local_secondary_index_override,json=localSecondaryIndexOverride,proto3" json:"local_secondary_index_override,omitempty"`
 	unknownFields               protoimpl.UnknownFields
 	sizeCache                   protoimpl.SizeCache
@@ -2291,7 +2322,10 @@ func (x *RestoreTableFromBackupRequest) GetLocalSecondaryIndexOverride() *LocalS
 	return nil
 }
 
-// GlobalSecondaryIndexSelection lists the global secondary indexes to create.
+// GlobalSecondaryIndexSelection lists the backup's global secondary indexes
+// that the restored table keeps, each in full: name, key schema and
+// projection as GetBackup describes them, and optionally provisioned
+// throughput.
 type GlobalSecondaryIndexSelection struct {
 	state         protoimpl.MessageState  `protogen:"open.v1"`
 	Indexes       []*GlobalSecondaryIndex `protobuf:"bytes,1,rep,name=indexes,proto3" json:"indexes,omitempty"`
@@ -2336,7 +2370,9 @@ func (x *GlobalSecondaryIndexSelection) GetIndexes() []*GlobalSecondaryIndex {
 	return nil
 }
 
-// LocalSecondaryIndexSelection lists the local secondary indexes to create.
+// LocalSecondaryIndexSelection lists the backup's local secondary indexes
+// that the restored table keeps, each in full: name, key schema and
+// projection, as GetBackup describes them.
 type LocalSecondaryIndexSelection struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Indexes       []*LocalSecondaryIndex `protobuf:"bytes,1,rep,name=indexes,proto3" json:"indexes,omitempty"`
