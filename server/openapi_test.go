@@ -1,0 +1,241 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// The OpenAPI description REST clients are generated from: it must say
+// what the gateway really asks and answers.
+const openapiFile = "../gen/openapiv2/backup/v1/backup_service.swagger.json"
+
+type openapiSpec struct {
+	Info struct {
+		Title, Version string
+	}
+	SecurityDefinitions map[string]struct {
+		Type, In, Name string
+	}
+	Security    []map[string][]string
+	Paths       map[string]map[string]openapiOperation
+	Definitions map[string]openapiSchema
+}
+
+type openapiOperation struct {
+	OperationID string                 `json:"operationId"`
+	Security    *[]map[string][]string `json:"security"`
+	Parameters  []openapiParameter
+	Responses   map[string]struct {
+		Schema  *openapiSchema
+		Headers map[string]struct{ Type string }
+	}
+}
+
+type openapiParameter struct {
+	Name, In, Description, Pattern, Type string
+	Required                             bool
+	Schema                               *openapiSchema
+}
+
+type openapiSchema struct {
+	Ref        string `json:"$ref"`
+	Required   []string
+	Pattern    string
+	MaxLength  int `json:"maxLength"`
+	Properties map[string]openapiSchema
+}
+
+func loadOpenAPI(t *testing.T) openapiSpec {
+	t.Helper()
+	raw, err := os.ReadFile(openapiFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec openapiSpec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+// operations finds each BackupService method's operation, by the
+// operationId protoc-gen-openapiv2 gives it, and fails when one is missing.
+func (s openapiSpec) operations(t *testing.T) map[string]openapiOperation {
+	t.Helper()
+	ops := map[string]openapiOperation{}
+	for _, verbs := range s.Paths {
+		for _, op := range verbs {
+			ops[op.OperationID] = op
+		}
+	}
+	out := map[string]openapiOperation{}
+	for _, m := range backupv1.BackupService_ServiceDesc.Methods {
+		op, ok := ops["BackupService_"+m.MethodName]
+		if !ok {
+			t.Fatalf("%s: no operation BackupService_%s in %s", m.MethodName, m.MethodName, openapiFile)
+		}
+		out[m.MethodName] = op
+	}
+	return out
+}
+
+func (s openapiSpec) resolve(t *testing.T, sc openapiSchema) openapiSchema {
+	t.Helper()
+	if name, ok := strings.CutPrefix(sc.Ref, "#/definitions/"); ok {
+		def, found := s.Definitions[name]
+		if !found {
+			t.Fatalf("$ref %s names no definition", sc.Ref)
+		}
+		return def
+	}
+	return sc
+}
+
+func (op openapiOperation) param(in, name string) (openapiParameter, bool) {
+	i := slices.IndexFunc(op.Parameters, func(p openapiParameter) bool { return p.In == in && p.Name == name })
+	if i < 0 {
+		return openapiParameter{}, false
+	}
+	return op.Parameters[i], true
+}
+
+// TestOpenAPIDeclaresAuth: every BackupService call needs
+// "Authorization: Bearer <token>" when callers are configured, so the
+// description names the header and applies it to every operation.
+func TestOpenAPIDeclaresAuth(t *testing.T) {
+	spec := loadOpenAPI(t)
+	var bearer []string
+	for name, d := range spec.SecurityDefinitions {
+		if d.Type == "apiKey" && d.In == "header" && d.Name == "Authorization" {
+			bearer = append(bearer, name)
+		}
+	}
+	if len(bearer) != 1 {
+		t.Fatalf("securityDefinitions %+v: want one apiKey scheme for the Authorization header", spec.SecurityDefinitions)
+	}
+	for method, op := range spec.operations(t) {
+		security := spec.Security
+		if op.Security != nil {
+			security = *op.Security
+		}
+		if !slices.ContainsFunc(security, func(req map[string][]string) bool { _, ok := req[bearer[0]]; return ok }) {
+			t.Errorf("%s: security %v does not require %s", method, security, bearer[0])
+		}
+	}
+}
+
+// TestOpenAPIDeclaresErrors: each operation declares the statuses the
+// gateway answers it with (README "Errors"), each with the google.rpc.Status
+// body, and Retry-After where RetryInfo can set it.
+func TestOpenAPIDeclaresErrors(t *testing.T) {
+	spec := loadOpenAPI(t)
+	svc := backupv1.File_backup_v1_backup_service_proto.Services().ByName("BackupService")
+	for method, op := range spec.operations(t) {
+		want := []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+			http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+		if takesBody["/backup.v1.BackupService/"+method] {
+			want = append(want, http.StatusRequestEntityTooLarge)
+		}
+		// A reused request_id is 409, as is a restore's existing table.
+		if svc.Methods().ByName(protoreflect.Name(method)).Input().Fields().ByName("request_id") != nil {
+			want = append(want, http.StatusConflict)
+		}
+		for _, code := range want {
+			resp, ok := op.Responses[strconv.Itoa(code)]
+			switch {
+			case !ok:
+				t.Errorf("%s: no %d response", method, code)
+				continue
+			case resp.Schema == nil || resp.Schema.Ref != "#/definitions/rpcStatus":
+				t.Errorf("%s: %d response schema %+v, want rpcStatus", method, code, resp.Schema)
+			}
+			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+				if h, ok := resp.Headers["Retry-After"]; !ok || h.Type != "integer" {
+					t.Errorf("%s: %d declares no integer Retry-After header (headers %+v)", method, code, resp.Headers)
+				}
+			}
+		}
+		if p, ok := op.param("header", grpcTimeoutHeader); !ok || p.Required || p.Type != "string" {
+			t.Errorf("%s: no optional string %s header parameter (%+v)", method, grpcTimeoutHeader, p)
+		}
+	}
+}
+
+// TestOpenAPIDeclaresRequestRules: the required body fields, and the
+// patterns and limits a generated client can check before sending.
+func TestOpenAPIDeclaresRequestRules(t *testing.T) {
+	spec := loadOpenAPI(t)
+	ops := spec.operations(t)
+	body := func(method string) openapiSchema {
+		p, ok := ops[method].param("body", "body")
+		if !ok || p.Schema == nil {
+			t.Fatalf("%s: no body parameter", method)
+		}
+		return spec.resolve(t, *p.Schema)
+	}
+	create, restore := body("CreateBackup"), body("RestoreTableFromBackup")
+	if !slices.Contains(create.Required, "backupName") {
+		t.Errorf("CreateBackup body required %v, want backupName", create.Required)
+	}
+	if !slices.Contains(restore.Required, "targetTableName") {
+		t.Errorf("RestoreTableFromBackup body required %v, want targetTableName", restore.Required)
+	}
+
+	matches := func(what, pattern string, good, bad []string) {
+		t.Helper()
+		re, err := regexp.Compile(pattern)
+		if pattern == "" || err != nil {
+			t.Errorf("%s: pattern %q (%v)", what, pattern, err)
+			return
+		}
+		for _, v := range good {
+			if !re.MatchString(v) {
+				t.Errorf("%s: pattern %q refuses %q", what, pattern, v)
+			}
+		}
+		for _, v := range bad {
+			if re.MatchString(v) {
+				t.Errorf("%s: pattern %q accepts %q", what, pattern, v)
+			}
+		}
+	}
+	for _, method := range []string{"CreateBackup", "ListBackups"} {
+		p, _ := ops[method].param("path", "accountId")
+		matches(method+" accountId", p.Pattern, []string{"111111111111"},
+			[]string{"", "11111111111", "1111111111111", "11111111111a", " 111111111111"})
+	}
+	names := []string{"abc", "Orders.v2_backup-1", strings.Repeat("a", 255)}
+	badNames := []string{"", "ab", strings.Repeat("a", 256), "has space", "sla/sh"}
+	matches("backupName", create.Properties["backupName"].Pattern, names, badNames)
+	matches("targetTableName", restore.Properties["targetTableName"].Pattern, names, badNames)
+	for method, b := range map[string]openapiSchema{"CreateBackup": create, "RestoreTableFromBackup": restore} {
+		rid := b.Properties["requestId"]
+		if rid.MaxLength != 128 {
+			t.Errorf("%s requestId maxLength %d, want 128", method, rid.MaxLength)
+		}
+		matches(method+" requestId", rid.Pattern, []string{"", "3f2b9c1e-8d4a-4e0b-9a77-1c2d3e4f5a6b", " ~"},
+			[]string{"tab\there", "caf\u00e9", "nl\n"})
+	}
+	// table_name takes a name or a table ARN: no name pattern.
+	if p, _ := ops["CreateBackup"].param("path", "tableName"); p.Pattern != "" {
+		t.Errorf("CreateBackup tableName has pattern %q, but it may be a table ARN", p.Pattern)
+	}
+	for _, method := range []string{"GetBackup", "DeleteBackup", "RestoreTableFromBackup"} {
+		if p, _ := ops[method].param("path", "backupArn"); !strings.Contains(p.Description, "%2F") {
+			t.Errorf("%s backupArn: description %q does not say to escape / as %%2F", method, p.Description)
+		}
+	}
+	if spec.Info.Version != "v1" || strings.HasSuffix(spec.Info.Title, ".proto") {
+		t.Errorf("info %+v: want a title and version v1", spec.Info)
+	}
+}
