@@ -238,7 +238,9 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.SharedState.Backend, BackendMemory)
 	setDefault(&c.SharedState.Redis.KeyPrefix, "backupd:")
 	if c.UpstreamTimeout == 0 {
-		c.UpstreamTimeout = 30 * time.Second
+		// Under shutdown_timeout, so a request in flight at SIGTERM ends
+		// before the drain does.
+		c.UpstreamTimeout = 20 * time.Second
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = time.Second
@@ -309,6 +311,10 @@ func (c *Config) Validate() error {
 	}
 	switch c.SharedState.Backend {
 	case BackendMemory:
+		// Replicas would each keep their own limits and request_ids.
+		if r := c.SharedState.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.DB != 0 || r.TLS {
+			bad("shared_state.redis", `is set, but backend is "memory", which does not use it: set backend: redis, or remove the redis section`)
+		}
 	case BackendRedis:
 		if _, _, err := net.SplitHostPort(c.SharedState.Redis.Address); err != nil {
 			bad("shared_state.redis.address", "must be host:port for backend redis; got %q", c.SharedState.Redis.Address)

@@ -30,7 +30,7 @@ func TestParseValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	if c.MaxWait != 2*time.Second || c.UpstreamTimeout != 30*time.Second || c.DrainDelay != 5*time.Second || c.ShutdownTimeout != 25*time.Second {
+	if c.MaxWait != 2*time.Second || c.UpstreamTimeout != 20*time.Second || c.DrainDelay != 5*time.Second || c.ShutdownTimeout != 25*time.Second {
 		t.Errorf("durations: max_wait %s upstream_timeout %s drain_delay %s shutdown_timeout %s", c.MaxWait, c.UpstreamTimeout, c.DrainDelay, c.ShutdownTimeout)
 	}
 	a := c.Accounts[0]
@@ -58,6 +58,12 @@ func TestParseInvalid(t *testing.T) {
 	}{
 		{"no accounts", "listen: {grpc: ':1', http: ':2'}\n", []string{"accounts: must list at least one account"}},
 		{"unknown key", "acounts: []\n", []string{"field acounts not found"}},
+		{"redis settings without the redis backend", `
+shared_state: {redis: {address: "redis:6379"}}
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/x
+`, []string{`shared_state.redis: is set, but backend is "memory"`}},
 		{"bad callers", `
 accounts:
   - id: "111111111111"

@@ -4,8 +4,10 @@
 package sharedstate
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,3 +55,26 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 // RetryableError stops the SDK's retryer from repeating an attempt the
 // limiter could not admit.
 func (e *UnavailableError) RetryableError() bool { return false }
+
+// RedisLogger writes go-redis' own messages (a pool that cannot dial,
+// say) into backupd's log as warnings, instead of plain text beside its
+// JSON lines. go-redis takes it through redis.SetLogger.
+type RedisLogger struct {
+	Log *slog.Logger
+}
+
+func (l RedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.Log.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
+// Refused reports whether err, from a first command, says Redis refused
+// backupd's credentials: a mistake in the config that waiting will not
+// mend, unlike a server that is not up yet.
+func Refused(err error) bool {
+	for _, prefix := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "AUTH"} { // AUTH: a password sent to a server with none
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -78,3 +78,38 @@ func refusingRedis(t *testing.T) string {
 	}()
 	return lis.Addr().String()
 }
+
+func TestRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"wrong password", redisError("WRONGPASS invalid username-password pair or user is disabled."), true},
+		{"password needed", redisError("NOAUTH Authentication required."), true},
+		{"password sent to a server without one", redisError("ERR AUTH <password> called without any password configured for the default user."), true},
+		{"user may not run the command", redisError("NOPERM this user has no permissions to run the 'evalsha' command"), true},
+		{"not up yet", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, false},
+		{"loading", redisError("LOADING Redis is loading the dataset in memory"), false},
+		{"none", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Refused(tt.err); got != tt.want {
+				t.Errorf("Refused(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+	// And as the client returns it, from the stand-in that refuses the password.
+	c := NewRedisClient(config.Redis{Address: refusingRedis(t), Password: "x"})
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); !Refused(err) {
+		t.Errorf("Refused(%v) = false for the client's own error", err)
+	}
+}
+
+// redisError is an error Redis answered, as go-redis reports one.
+type redisError string
+
+func (e redisError) Error() string { return string(e) }
+func (redisError) RedisError()     {}

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -37,7 +38,11 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+	err := run(context.Background(), os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the usage is printed, and asking for it is no failure
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "backupd:", err)
 		os.Exit(1)
 	}
@@ -172,7 +177,10 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // serve wires the parts and runs both listeners until ctx ends, then drains.
 func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
 	m := metrics.New()
-	limiter, idem, closeState := sharedState(ctx, cfg, m, logger)
+	limiter, idem, closeState, err := sharedState(ctx, cfg, m, logger)
+	if err != nil {
+		return err
+	}
 	defer closeState()
 	registry, err := accounts.NewFromConfig(cfg, awsCfg, limiter, m)
 	if err != nil {
@@ -235,16 +243,19 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 // sharedState builds the limiter and the idempotency store on the
 // configured backend.
 func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (
-	accounts.Limiter, service.Idempotency, func()) {
+	accounts.Limiter, service.Idempotency, func(), error) {
 	opts := ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Observer: m}
 	if cfg.SharedState.Backend != config.BackendRedis {
-		return ratelimit.NewLocal(opts), idempotency.NewMemory(), func() {}
+		return ratelimit.NewLocal(opts), idempotency.NewMemory(), func() {}, nil
 	}
 	rc := cfg.SharedState.Redis
 	client := sharedstate.NewRedisClient(rc)
 	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := client.Ping(pingCtx).Err(); err != nil {
+	redis.SetLogger(sharedstate.RedisLogger{Log: logger})
+	if err := client.Ping(pingCtx).Err(); sharedstate.Refused(err) {
+		return nil, nil, nil, fmt.Errorf("shared_state.redis: Redis refused backupd's credentials (check username and password): %w", err)
+	} else if err != nil {
 		// Not fatal: requests are refused (UNAVAILABLE) until Redis answers.
 		logger.Error("shared state: Redis does not answer yet", slog.String("address", rc.Address), slog.String("error", err.Error()))
 	}
@@ -255,7 +266,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 			"and the request_id results it held are gone, so repeats of earlier requests run again")
 	}
 	return ratelimit.NewRedis(client, rc.KeyPrefix, opts, lost), idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
-		func() { _ = client.Close() }
+		func() { _ = client.Close() }, nil
 }
 
 // running is what shutdown stops.
