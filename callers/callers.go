@@ -29,6 +29,20 @@ func (e *UnauthenticatedError) Error() string {
 	return "the caller's bearer token is not one backupd knows"
 }
 
+// Challenge is the WWW-Authenticate value of the request's 401 over REST,
+// an RFC 6750 (section 3) challenge, so that an HTTP client can tell
+// "send a token" from "your token is not accepted" without parsing prose:
+// the bare realm when no credentials came, as the RFC asks of a request
+// that did not know it needed any, and error="invalid_token" when the
+// header held no bearer token backupd knows. The description is fixed
+// text, so it is always a valid quoted-string and never repeats the token.
+func (e *UnauthenticatedError) Challenge() string {
+	if e.Missing {
+		return `Bearer realm="backupd"`
+	}
+	return `Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`
+}
+
 // DeniedError says an authenticated caller may not make this call.
 type DeniedError struct {
 	Caller    string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/metadata"
@@ -116,5 +117,41 @@ func TestRPCsAreTheServiceMethods(t *testing.T) {
 	want := slices.Sorted(slices.Values(config.RPCs))
 	if !slices.Equal(served, want) {
 		t.Errorf("BackupService serves %v; config.RPCs lists %v", served, want)
+	}
+}
+
+// TestChallenge: a 401's WWW-Authenticate is an RFC 6750 challenge, whose
+// values stay within the characters its quoted-strings allow.
+func TestChallenge(t *testing.T) {
+	tests := []struct {
+		name string
+		err  *UnauthenticatedError
+		want string
+	}{
+		{"no credentials", &UnauthenticatedError{Missing: true}, `Bearer realm="backupd"`},
+		{"unknown token", &UnauthenticatedError{},
+			`Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.err.Challenge()
+			if got != tt.want {
+				t.Errorf("Challenge() = %s, want %s", got, tt.want)
+			}
+			params, ok := strings.CutPrefix(got, "Bearer ")
+			if !ok {
+				t.Fatalf("%s: not a Bearer challenge", got)
+			}
+			for _, p := range strings.Split(params, ", ") {
+				name, value, ok := strings.Cut(p, "=")
+				value, quoted := strings.CutPrefix(value, `"`)
+				value, closed := strings.CutSuffix(value, `"`)
+				if !ok || name == "" || !quoted || !closed || strings.ContainsFunc(value, func(r rune) bool {
+					return r < 0x20 || r > 0x7e || r == '"' || r == '\\' // RFC 6750 section 3
+				}) {
+					t.Errorf("%s: parameter %s is not name=\"value\" in RFC 6750's characters", got, p)
+				}
+			}
+		})
 	}
 }

@@ -303,6 +303,7 @@ func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerIn
 	}()
 	undecodable := i.codec.take(req)
 	principal, err = i.authorize(ctx, info.FullMethod, req)
+	keepChallenge(ctx, err)
 	if undecodable != nil && (err == nil || denied(err)) {
 		// An undecodable request names no account; a known caller is
 		// told what is wrong with it rather than refused that account.

@@ -39,6 +39,9 @@ type restCall struct {
 	badTimeout string
 	// hasBody is set when a GET or DELETE request has a body.
 	hasBody bool
+	// challenge is the WWW-Authenticate challenge of a request refused as
+	// unauthenticated (keepChallenge).
+	challenge string
 }
 
 // takesBody lists the methods whose route takes a JSON body.
@@ -169,6 +172,36 @@ func markIntercepted(ctx context.Context) {
 	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
 		call.intercepted = true
 	}
+}
+
+// challenger is an error that names the WWW-Authenticate challenge of
+// its 401 (callers.UnauthenticatedError).
+type challenger interface{ Challenge() string }
+
+// keepChallenge records, for the error handler, the challenge of a REST
+// request the authorizer refused: the status that reaches the handler
+// keeps only the message, which grpc-gateway would copy into
+// WWW-Authenticate as free text. It does nothing for a gRPC request.
+func keepChallenge(ctx context.Context, err error) {
+	var c challenger
+	if err == nil || !errors.As(err, &c) {
+		return
+	}
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+		call.challenge = c.Challenge()
+	}
+}
+
+// challengeWriter sets a 401's WWW-Authenticate as its header is written,
+// over the status message grpc-gateway's default error handler puts there.
+type challengeWriter struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (w challengeWriter) WriteHeader(code int) {
+	w.Header().Set("WWW-Authenticate", w.challenge)
+	w.ResponseWriter.WriteHeader(code)
 }
 
 type limitedBody struct {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -52,10 +53,11 @@ type gateway struct {
 }
 
 // handleError adds what grpc-gateway's default leaves out: Retry-After from
-// RetryInfo, 413 for oversized bodies, and an ErrorInfo and field
-// violations on the gateway's own decoding errors, so every REST error has
-// the same shape as a gRPC one. A request refused before it reached the
-// interceptor is logged and counted here.
+// RetryInfo, an RFC 6750 challenge as a 401's WWW-Authenticate (the
+// default copies the status message there), 413 for oversized bodies, and
+// an ErrorInfo and field violations on the gateway's own decoding errors,
+// so every REST error has the same shape as a gRPC one. A request refused
+// before it reached the interceptor is logged and counted here.
 func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
 	account, region := pathTarget(call.params)
@@ -74,6 +76,7 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 		principal, authErr := g.ic.authorizeIn(ctx, method, account)
 		if authErr != nil {
 			st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
+			keepChallenge(r.Context(), authErr)
 			tooBig = false
 		}
 		g.ic.record(ctx, method, account, region, principal, call.start, st.Err())
@@ -87,6 +90,11 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 			secs := math.Ceil(ri.GetRetryDelay().AsDuration().Seconds())
 			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(secs))))
 		}
+	}
+	if st.Code() == codes.Unauthenticated {
+		// RFC 6750's challenge rather than the message; the bare realm
+		// should a refusal ever come without one.
+		w = challengeWriter{ResponseWriter: w, challenge: cmp.Or(call.challenge, `Bearer realm="backupd"`)}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
 }

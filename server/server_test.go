@@ -438,6 +438,74 @@ func TestCallersAreCheckedFirst(t *testing.T) {
 	}
 }
 
+// TestUnauthorizedChallenge: a REST 401 carries an RFC 6750 challenge in
+// WWW-Authenticate, the bare realm without credentials and invalid_token
+// with a token backupd does not know, whether the interceptor or the
+// gateway refused the request; the body is the status as ever, and neither
+// repeats the token.
+func TestUnauthorizedChallenge(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	const (
+		create  = "/v1/accounts/111111111111/tables/Orders/backups"
+		realm   = `Bearer realm="backupd"`
+		invalid = `Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`
+	)
+	tests := []struct {
+		name, auth, method, path, body string
+		challenge, message             string
+	}{
+		{"no token", "", "POST", create, `{"backupName":"x"}`,
+			realm, `no caller credentials: send the header "authorization: Bearer <token>"`},
+		{"unknown token", "Bearer secret-guess", "POST", create, `{"backupName":"x"}`,
+			invalid, "the caller's bearer token is not one backupd knows"},
+		{"not a bearer token", "Basic c2VjcmV0LWd1ZXNz", "GET", "/v1/accounts/111111111111/backups", "",
+			invalid, "the caller's bearer token is not one backupd knows"},
+		{"unreadable token", "Bearer secret-caf\xc3\xa9", "GET", "/v1/accounts/111111111111/backups", "",
+			invalid, "the caller's bearer token is not one backupd knows"},
+		// Refused by the gateway's error handler, before the interceptor.
+		{"no token, bad query", "", "GET", "/v1/accounts/111111111111/backups?bogus=1", "",
+			realm, `no caller credentials: send the header "authorization: Bearer <token>"`},
+		{"unknown token, bad body", "Bearer secret-guess", "POST", create, `{"backupName":`,
+			invalid, "the caller's bearer token is not one backupd knows"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := http.NewRequest(tt.method, f.http.URL+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.auth != "" {
+				r.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("%d %s, want 401", resp.StatusCode, body)
+			}
+			if got := resp.Header.Values("WWW-Authenticate"); len(got) != 1 || got[0] != tt.challenge {
+				t.Errorf("WWW-Authenticate %q, want %q", got, tt.challenge)
+			}
+			var st restStatus
+			if err := json.Unmarshal(body, &st); err != nil {
+				t.Fatalf("body is not a status: %v %s", err, body)
+			}
+			if st.Message != tt.message || len(st.Details) != 1 || st.Details[0].Reason != "UNAUTHENTICATED" {
+				t.Errorf("body %s, want message %q and reason UNAUTHENTICATED", body, tt.message)
+			}
+			if strings.Contains(string(body), "secret") || strings.Contains(resp.Header.Get("WWW-Authenticate"), "secret") {
+				t.Errorf("the token is repeated: %s %s", resp.Header.Get("WWW-Authenticate"), body)
+			}
+		})
+	}
+}
+
 func TestHealth(t *testing.T) {
 	f := newFixture(t)
 	hc := healthpb.NewHealthClient(f.conn)
