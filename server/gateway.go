@@ -38,7 +38,7 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		runtime.WithRoutingErrorHandler(g.routingError),
 		runtime.WithIncomingHeaderMatcher(forwardedHeader),
 		runtime.SetQueryParameterParser(&queryParser{}),
-		runtime.WithMiddlewares(keepPathParams),
+		runtime.WithMiddlewares(g.keepPathParams),
 		// No POST standing in for another method: grpc-gateway's default
 		// runs a form-encoded POST as the GET of the same path, and one
 		// with X-HTTP-Method-Override as any method, DELETE included,

@@ -208,6 +208,62 @@ func TestMethodNotAllowedSaysWhich(t *testing.T) {
 	}
 }
 
+// TestVerbPathTakesOnlyItsMethod: …{backup_arn}:restore is the restore's
+// path, though GET and DELETE /v1/backups/{backup_arn} match it too with
+// an ARN ending in ":restore": its other methods are 405 with Allow: POST
+// and the service is not called. An escaped colon is part of the ARN, so
+// the service judges it (INVALID_ARGUMENT for backup_arn), and POST with it
+// is GET and DELETE's wrong method.
+func TestVerbPathTakesOnlyItsMethod(t *testing.T) {
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	tests := []struct {
+		name, method, path string
+		status             int
+		allow              string
+		message            string // a part of the message
+		reached            string // the backup_arn the service got; "" for none
+	}{
+		{"GET restore", "GET", "/v1/backups/" + escaped + ":restore", 405, "POST",
+			"it takes POST; a restore is POST …{backup_arn}:restore, and GET and DELETE take …{backup_arn} without :restore", ""},
+		{"DELETE restore", "DELETE", "/v1/backups/" + escaped + ":restore", 405, "POST", "method DELETE is not allowed", ""},
+		{"PUT restore", "PUT", "/v1/backups/" + escaped + ":restore", 405, "POST", "a restore is POST", ""},
+		{"POST escaped restore", "POST", "/v1/backups/" + escaped + "%3Arestore", 405, "GET, DELETE", "with the colon before restore unescaped", ""},
+		{"GET escaped restore", "GET", "/v1/backups/" + escaped + "%3Arestore", 200, "", "", arn + ":restore"},
+		{"GET another verb", "GET", "/v1/backups/" + escaped + ":other", 200, "", "", arn + ":other"},
+		{"DELETE", "DELETE", "/v1/backups/" + escaped, 200, "", "", arn},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			resp, body := f.do(t, tt.method, tt.path, nil)
+			if resp.StatusCode != tt.status || resp.Header.Get("Allow") != tt.allow {
+				t.Fatalf("%d, Allow %q; want %d and %q: %s", resp.StatusCode, resp.Header.Get("Allow"), tt.status, tt.allow, body)
+			}
+			var reached string
+			if last, ok := f.stub.called().(interface{ GetBackupArn() string }); ok {
+				reached = last.GetBackupArn()
+			}
+			if reached != tt.reached {
+				t.Errorf("service got backup_arn %q, want %q", reached, tt.reached)
+			}
+			if tt.status != 405 {
+				return
+			}
+			var st restStatus
+			if err := json.Unmarshal(body, &st); err != nil {
+				t.Fatalf("body is not a status: %v %s", err, body)
+			}
+			if !strings.Contains(st.Message, tt.message) || len(st.Details) != 1 || st.Details[0].Reason != "METHOD_NOT_ALLOWED" ||
+				st.Details[0].Metadata["account_id"] != "111111111111" {
+				t.Errorf("body %s; want reason METHOD_NOT_ALLOWED, account_id 111111111111 and a message with %q", body, tt.message)
+			}
+			if counted := f.observed.counted(); !slices.Equal(counted, []string{"unknown Unimplemented"}) {
+				t.Errorf("counted %q, want once under unknown", counted)
+			}
+		})
+	}
+}
+
 // TestTakesBodyFollowsTheHTTPRules keeps takesBody equal to the HTTP rules
 // that grpc-gateway is generated from: the methods whose rule has a body.
 func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {

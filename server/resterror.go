@@ -148,12 +148,15 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	}
 	var account, region string
 	if httpStatus == http.StatusMethodNotAllowed {
-		methods, params := g.allowed(r)
+		methods, params, verb := g.allowed(r)
 		account, region = pathTarget(params)
 		w.Header().Set("Allow", strings.Join(methods, ", "))
 		code, reason = codes.Unimplemented, "METHOD_NOT_ALLOWED"
 		msg = fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, path, strings.Join(methods, ", "))
-		if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%3arestore") {
+		switch {
+		case verb == "restore":
+			msg += "; a restore is POST …{backup_arn}:restore, and GET and DELETE take …{backup_arn} without :restore"
+		case strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%3arestore"):
 			msg += "; a restore is POST …{backup_arn}:restore, with the colon before restore unescaped"
 		}
 	}
@@ -178,30 +181,47 @@ func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region s
 type probeKey struct{}
 
 // probe marks a request that only asks whether a route matches, and
-// which path parameters it matched.
+// which path parameters and custom verb the route has.
 type probe struct {
 	matched bool
 	params  map[string]string
+	verb    string
 }
 
 // allowed lists the methods r's path has a route for, and the path
-// parameters of the first. It asks the gateway's own router, with each
-// method, whether a route matches; a probe stops at the match
-// (keepPathParams), so no handler runs.
-func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]string) {
+// parameters and custom verb of the first. It asks the gateway's own
+// router, with each method, whether a route matches; a probe stops at the
+// match (keepPathParams), so no handler runs. A path whose last segment
+// ends in a route's verb is that route's path: a route without the verb
+// matches it too, its last variable taking in the verb (GET
+// /v1/backups/{backup_arn} matches …:restore), but only the methods of
+// the routes with the verb are listed.
+func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]string, verb string) {
+	var plain []string
+	var plainParams map[string]string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		p := &probe{}
 		pr := r.Clone(context.WithValue(r.Context(), probeKey{}, p))
 		pr.Method, pr.Body, pr.ContentLength = m, http.NoBody, 0
 		g.mux.ServeHTTP(discardResponse{}, pr)
-		if p.matched {
+		switch {
+		case !p.matched:
+		case p.verb != "":
 			methods = append(methods, m)
 			if params == nil {
-				params = p.params
+				params, verb = p.params, p.verb
+			}
+		default:
+			plain = append(plain, m)
+			if plainParams == nil {
+				plainParams = p.params
 			}
 		}
 	}
-	return methods, params
+	if len(methods) == 0 {
+		return plain, plainParams, ""
+	}
+	return methods, params, verb
 }
 
 // discardResponse is a ResponseWriter that keeps nothing.
