@@ -47,14 +47,25 @@ const maxKeyEcho = 64
 // queryViolations lists the query parameters that msg's route cannot take:
 // those that name no field of msg, those given twice and, when probe is
 // set, those whose value does not fit their field, and those bound from
-// the path (filter), which grpc-gateway would ignore.
+// the path (filter), which grpc-gateway would ignore. A field named by
+// both its spellings (?pageSize=1&page_size=2) is one field given twice,
+// as it is when one spelling is repeated: the default parser refuses it
+// with no more than a "duplicate field" line.
 func queryViolations(msg proto.Message, values url.Values, filter *utilities.DoubleArray, probe bool) []service.FieldViolation {
 	var (
 		vs     []service.FieldViolation
 		parser runtime.DefaultQueryParser
 	)
-	for _, key := range slices.Sorted(maps.Keys(values)) {
-		fd, name := lookupField(msg.ProtoReflect().Descriptor(), key)
+	md := msg.ProtoReflect().Descriptor()
+	keys := slices.Sorted(maps.Keys(values))
+	spellings := make(map[string][]string) // the keys that name each field
+	for _, key := range keys {
+		if fd, name := lookupField(md, key); fd != nil {
+			spellings[name] = append(spellings[name], key)
+		}
+	}
+	for _, key := range keys {
+		fd, name := lookupField(md, key)
 		if fd == nil {
 			field := queryKey(key)
 			vs = append(vs, service.FieldViolation{
@@ -63,6 +74,10 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 			})
 			continue
 		}
+		same := spellings[name]
+		if same[0] != key {
+			continue // judged with its first spelling
+		}
 		if filter.HasCommonPrefix(strings.Split(name, ".")) {
 			vs = append(vs, service.FieldViolation{
 				Field:       name,
@@ -70,22 +85,32 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 			})
 			continue
 		}
-		if len(values[key]) > 1 && fd.Cardinality() != protoreflect.Repeated {
-			vs = append(vs, service.FieldViolation{
-				Field:       name,
-				Description: fmt.Sprintf("%s must be given once; got %d values", name, len(values[key])),
-			})
+		given := url.Values{}
+		var n int
+		for _, k := range same {
+			given[k] = values[k]
+			n += len(values[k])
+		}
+		if n > 1 && fd.Cardinality() != protoreflect.Repeated {
+			desc := fmt.Sprintf("%s must be given once; got %d values", name, n)
+			if len(same) > 1 {
+				desc += ", as " + strings.Join(same, " and ")
+			}
+			vs = append(vs, service.FieldViolation{Field: name, Description: desc})
 			continue
 		}
-		if probe && parser.Parse(msg.ProtoReflect().New().Interface(), url.Values{key: values[key]}, filter) != nil {
-			got := strings.Join(values[key], ",")
+		if probe && parser.Parse(msg.ProtoReflect().New().Interface(), given, filter) != nil {
+			var got []string
+			for _, k := range same {
+				got = append(got, values[k]...)
+			}
 			hint := ""
-			if fd.Kind() == protoreflect.MessageKind && strings.Contains(got, " ") {
+			if fd.Kind() == protoreflect.MessageKind && strings.Contains(strings.Join(got, ","), " ") {
 				hint = " (a + in a URL query reads as a space: send it as %2B)"
 			}
 			vs = append(vs, service.FieldViolation{
 				Field:       name,
-				Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd), service.Quote(got), hint),
+				Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd), service.Quote(strings.Join(got, ",")), hint),
 			})
 		}
 	}
