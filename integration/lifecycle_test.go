@@ -433,6 +433,11 @@ func TestListBackupsPagesWithoutGapOrRepeat(t *testing.T) {
 		if _, err := inst.client.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: a, TableName: "Paged", PageSize: proto32(20), PageToken: tok}); err != nil {
 			t.Errorf("same listing, other page size: %v", err)
 		}
+		// So is the table named by its ARN.
+		byARN := "arn:aws:dynamodb:us-east-1:" + a + ":table/Paged"
+		if _, err := inst.client.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: a, TableName: byARN, PageSize: proto32(10), PageToken: tok}); err != nil {
+			t.Errorf("same listing, the table by its ARN: %v", err)
+		}
 	})
 }
 

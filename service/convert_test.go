@@ -81,6 +81,44 @@ func TestPageToken(t *testing.T) {
 	}
 }
 
+// TestPageTokenBindsTheTable: a page token is bound to the table a
+// listing names, however it is spelled: a table's name and its ARN list
+// the same backups and share tokens; another table does not.
+func TestPageTokenBindsTheTable(t *testing.T) {
+	const last = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	list := func(table, region string) *backupv1.ListBackupsRequest {
+		return &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: region, TableName: table}
+	}
+	tests := []struct {
+		name        string
+		first, next *backupv1.ListBackupsRequest
+		shared      bool
+	}{
+		{"name, then ARN", list("Orders", ""), list("arn:aws:dynamodb:us-east-1:111111111111:table/Orders", ""), true},
+		{"ARN, then name", list("arn:aws:dynamodb:us-east-1:111111111111:table/Orders", ""), list("Orders", ""), true},
+		{"name and region, then ARN", list("Orders", "us-east-1"), list("arn:aws:dynamodb:us-east-1:111111111111:table/Orders", ""), true},
+		{"name, then another table's ARN", list("Orders", ""), list("arn:aws:dynamodb:us-east-1:111111111111:table/Customers", ""), false},
+		{"name, then the name in other case", list("Orders", ""), list("orders", ""), false},
+		{"name, then no table", list("Orders", ""), list("", ""), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scope := func(req *backupv1.ListBackupsRequest) listScope {
+				_, s, _, err := validateList(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.region = "us-east-1" // as ListBackups resolves it: the account's default, or the ARN's
+				return s
+			}
+			_, err := decodePageToken(scope(tt.next), encodePageToken(scope(tt.first), last))
+			if (err == nil) != tt.shared {
+				t.Errorf("token from %q with %q: %v; want shared %v", tt.first.GetTableName(), tt.next.GetTableName(), err, tt.shared)
+			}
+		})
+	}
+}
+
 func TestValidateList(t *testing.T) {
 	size := func(v int32) *int32 { return &v }
 	tests := []struct {

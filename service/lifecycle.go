@@ -113,12 +113,16 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 	checkAccountID(&vs, "account_id", req.GetAccountId())
 	checkRegion(&vs, "region", req.GetRegion())
 	in := &dynamodb.ListBackupsInput{}
-	scope := listScope{account: req.GetAccountId(), region: req.GetRegion(), table: req.GetTableName()}
+	scope := listScope{account: req.GetAccountId(), region: req.GetRegion()}
 	regionField := "region"
 	if t := req.GetTableName(); t != "" {
 		in.TableName = aws.String(t)
 		ref := checkTableRef(&vs, "table_name", t, req.GetAccountId(), req.GetRegion())
-		scope.region, regionField = ref.region, ref.regionField
+		// The token is bound to the table by name, as normCreate binds a
+		// request_id: Orders and its ARN list the same backups, so a
+		// token from one works with the other. The ARN's account and
+		// region are the request's (checkTableRef), which the scope holds.
+		scope.table, scope.region, regionField = ref.name, ref.region, ref.regionField
 	}
 	bt, ok := backupTypeFilters[req.GetBackupType()]
 	if !ok {
