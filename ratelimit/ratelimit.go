@@ -103,13 +103,19 @@ const (
 type policy struct {
 	spacing  map[Key]time.Duration
 	maxWait  time.Duration
+	guard    time.Duration
+	now      func() time.Time
 	sleep    func(ctx context.Context, d time.Duration) error
 	observer Observer
 }
 
 func newPolicy(opts Options) policy {
 	guard := opts.guard()
-	p := policy{spacing: make(map[Key]time.Duration, len(opts.Rates)), maxWait: opts.MaxWait, sleep: opts.Sleep, observer: opts.Observer}
+	p := policy{spacing: make(map[Key]time.Duration, len(opts.Rates)), maxWait: opts.MaxWait, guard: guard,
+		now: opts.Now, sleep: opts.Sleep, observer: opts.Observer}
+	if p.now == nil {
+		p.now = time.Now
+	}
 	if p.sleep == nil {
 		p.sleep = sleep
 	}
@@ -125,23 +131,31 @@ func spacing(perSecond float64, guard time.Duration) time.Duration {
 	return time.Duration(float64(time.Second+guard) / perSecond)
 }
 
-// budget is how long a call arriving at now may wait: MaxWait, bounded by
-// the context's deadline.
-func (p policy) budget(ctx context.Context, now time.Time) time.Duration {
-	if dl, ok := ctx.Deadline(); ok {
-		return max(min(p.maxWait, dl.Sub(now)), 0)
+// patience is until when a call arriving at now may wait: MaxWait, bounded
+// by the context's deadline.
+func (p policy) patience(ctx context.Context, now time.Time) time.Time {
+	end := now.Add(p.maxWait)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(end) {
+		return dl
 	}
-	return p.maxWait
+	return end
 }
 
 // await sleeps until a reserved turn delay away and records the wait, or
-// returns an *InterruptedError when ctx ends first.
-func (p policy) await(ctx context.Context, k Key, delay time.Duration) error {
+// returns an *InterruptedError when ctx ends first. It reports the turn
+// stale when the sleep ended more than the guard after it: the process was
+// paused (a stopped container, CPU throttling), and the calls it releases
+// together would crowd one second, so the caller must queue again.
+func (p policy) await(ctx context.Context, k Key, delay time.Duration) (stale bool, err error) {
+	due := p.now().Add(delay)
 	if err := p.sleep(ctx, delay); err != nil {
-		return &InterruptedError{Key: k, Err: err}
+		return false, &InterruptedError{Key: k, Err: err}
+	}
+	if p.guard > 0 && p.now().Sub(due) > p.guard {
+		return true, nil
 	}
 	p.observe(k, Waited)
-	return nil
+	return false, nil
 }
 
 // refuse records and returns the refusal of a call whose turn is delay away.
@@ -173,15 +187,11 @@ func (opts Options) guard() time.Duration {
 type Local struct {
 	policy
 	limiters map[Key]*rate.Limiter
-	now      func() time.Time
 }
 
 // NewLocal builds a limiter for every key in opts.Rates.
 func NewLocal(opts Options) *Local {
-	l := &Local{policy: newPolicy(opts), limiters: make(map[Key]*rate.Limiter, len(opts.Rates)), now: opts.Now}
-	if l.now == nil {
-		l.now = time.Now
-	}
+	l := &Local{policy: newPolicy(opts), limiters: make(map[Key]*rate.Limiter, len(opts.Rates))}
 	for k, d := range l.spacing {
 		l.limiters[k] = rate.NewLimiter(rate.Every(d), 1)
 	}
@@ -196,22 +206,31 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 	if !ok {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
-	now := l.now()
-	r := lim.ReserveN(now, 1)
-	delay := r.DelayFrom(now)
-	if delay == 0 {
-		l.observe(k, Admitted)
-		return nil
+	until := l.patience(ctx, l.now())
+	for waited := false; ; waited = true {
+		now := l.now()
+		r := lim.ReserveN(now, 1)
+		delay := r.DelayFrom(now)
+		switch {
+		case delay == 0 && waited: // queued again after a stale turn
+			l.observe(k, Waited)
+			return nil
+		case delay == 0:
+			l.observe(k, Admitted)
+			return nil
+		case now.Add(delay).After(until):
+			r.CancelAt(now)
+			return l.refuse(k, delay)
+		}
+		stale, err := l.await(ctx, k, delay)
+		if err != nil {
+			r.CancelAt(l.now())
+			return err
+		}
+		if !stale {
+			return nil
+		}
 	}
-	if delay > l.budget(ctx, now) {
-		r.CancelAt(now)
-		return l.refuse(k, delay)
-	}
-	if err := l.await(ctx, k, delay); err != nil {
-		r.CancelAt(l.now())
-		return err
-	}
-	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

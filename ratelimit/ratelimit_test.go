@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -160,4 +161,53 @@ func TestObserverSeesEveryDecision(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("decisions = %v, want %v", got, want)
 	}
+}
+
+// waiter is either limiter.
+type waiter interface {
+	Wait(ctx context.Context, k Key) error
+}
+
+// testStaleTurnsQueueAgain runs ten calls at once through the limiter mk
+// builds, in a process that is paused (a stopped container, CPU
+// throttling) from the start until 400 ms: every sleep ends no earlier.
+// Nine turns, 22 ms apart, fall in the pause. Released together they would
+// all go at 400 ms; queued again, they go 22 ms apart from there.
+func testStaleTurnsQueueAgain(t *testing.T, mk func(Options) waiter) {
+	resume := time.Now().Add(400 * time.Millisecond)
+	paused := func(ctx context.Context, d time.Duration) error {
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+		time.Sleep(time.Until(resume))
+		return nil
+	}
+	l := mk(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 2 * time.Second, Sleep: paused})
+	const n = 10
+	var (
+		mu   sync.Mutex
+		went []time.Time
+		wg   sync.WaitGroup
+	)
+	for range n {
+		wg.Go(func() {
+			if err := l.Wait(context.Background(), keyA); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			went = append(went, time.Now())
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(went, time.Time.Compare)
+	// The first went at once; the other nine after the pause, spread over
+	// eight turns (176 ms). Together they would span a few ms.
+	if span := went[n-1].Sub(went[1]); span < 4*spacing(50, DefaultGuard) {
+		t.Errorf("the nine calls released by the pause went within %s; want them spaced, over about %s", span, 8*spacing(50, DefaultGuard))
+	}
+}
+
+func TestStaleTurnsQueueAgain(t *testing.T) {
+	testStaleTurnsQueueAgain(t, func(o Options) waiter { return NewLocal(o) })
 }

@@ -67,7 +67,8 @@ type Redis struct {
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
-// under prefix in client. opts.Now is not used: Redis keeps the time.
+// under prefix in client. Turns are given by Redis' clock; opts.Now only
+// measures the caller's patience and whether a sleep ended late.
 // lost, when not nil, is called when a call finds that Redis lost its
 // data, which the request_ids kept there lost with it.
 func NewRedis(client redis.Scripter, prefix string, opts Options, lost func()) *Redis {
@@ -90,21 +91,43 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	if !ok {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
+	until := l.patience(ctx, l.now())
+	for waited := false; ; waited = true {
+		delay, err := l.take(ctx, k, interval, max(until.Sub(l.now()), 0))
+		switch {
+		case err != nil:
+			return err
+		case delay == 0 && waited: // queued again after a stale turn
+			l.observe(k, Waited)
+			return nil
+		case delay == 0:
+			l.observe(k, Admitted)
+			return nil
+		}
+		if stale, err := l.await(ctx, k, delay); err != nil || !stale {
+			return err
+		}
+	}
+}
+
+// take asks Redis for the next turn of k within budget and returns how far
+// off it is, or the refusal.
+func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration) (time.Duration, error) {
 	seen := "0"
 	if l.seen.Load() {
 		seen = "1"
 	}
 	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker},
-		interval.Microseconds(), l.budget(ctx, time.Now()).Microseconds(), seen, l.quarantine(interval).Microseconds()).Int64Slice()
+		interval.Microseconds(), budget.Microseconds(), seen, l.quarantine(interval).Microseconds()).Int64Slice()
 	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
 	if err != nil && ctx.Err() != nil {
 		// The caller's deadline, not Redis: nothing reached AWS.
-		return &InterruptedError{Key: k, Err: ctx.Err()}
+		return 0, &InterruptedError{Key: k, Err: ctx.Err()}
 	}
 	if err != nil {
-		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
+		return 0, &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
 	}
 	l.seen.Store(true)
 	if res[2] == 1 && l.lost != nil {
@@ -112,11 +135,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	}
 	delay := time.Duration(res[1]) * time.Microsecond
 	if res[0] == 0 {
-		return l.refuse(k, delay)
+		return 0, l.refuse(k, delay)
 	}
-	if delay == 0 {
-		l.observe(k, Admitted)
-		return nil
-	}
-	return l.await(ctx, k, delay)
+	return delay, nil
 }

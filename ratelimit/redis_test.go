@@ -167,3 +167,8 @@ func TestRedisQuarantineAfterLosingItsData(t *testing.T) {
 		t.Errorf("replica b: %v, turns %v from %v, %d losses; want one turn about %s out and no new loss", err, turns, start, lost.Load(), maxWait-50*time.Millisecond)
 	}
 }
+
+func TestRedisStaleTurnsQueueAgain(t *testing.T) {
+	prefix := testenv.RedisPrefix(t)
+	testStaleTurnsQueueAgain(t, func(o Options) waiter { return redisLimiter(t, prefix, o) })
+}
