@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/reqlog"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/service"
@@ -192,15 +193,17 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if account == "" {
 		account, region = target(req)
 	}
-	if st := i.record(ctx, info.FullMethod, account, region, principal, start, err); st != nil {
+	if st := i.record(ctx, info.FullMethod, account, region, principal, start, err, req, resp); st != nil {
 		return nil, st.Err()
 	}
 	return resp, nil
 }
 
 // record maps err to the status the caller gets, writes the request's log
-// line and counts it. It returns nil when err is nil.
-func (i *interceptor) record(ctx context.Context, method, account, region, principal string, start time.Time, err error) *status.Status {
+// line and counts it. It returns nil when err is nil. req and resp, when
+// not nil, give the line the request's request_id and the backup it made
+// or named, which is what a caller's support ticket asks about.
+func (i *interceptor) record(ctx context.Context, method, account, region, principal string, start time.Time, err error, req, resp any) *status.Status {
 	account, region = accountOrNone(account), regionOrNone(region)
 	code, level := codes.OK, slog.LevelInfo
 	var st *status.Status
@@ -208,14 +211,45 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 		var internal bool
 		st, internal = rpcerror.Status(err, rpcerror.Request{AccountID: account})
 		code = st.Code()
-		if internal || code == codes.Unavailable {
-			level = slog.LevelError
-		}
+		level = levelOf(code, internal, err)
 	}
-	i.write(ctx, requestLine{method: method, caller: caller(ctx), account: account, region: region,
-		principal: principal, code: code, level: level, err: err}, start)
+	l := requestLine{method: method, caller: caller(ctx), account: account, region: region,
+		principal: principal, code: code, level: level, err: err}
+	if r, ok := req.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
+		l.requestID = echo(r.GetRequestId(), maxRequestIDEcho)
+	}
+	if r, ok := resp.(interface {
+		GetBackupDetails() *backupv1.BackupDetails
+	}); ok && r.GetBackupDetails() != nil {
+		l.backupARN = r.GetBackupDetails().GetBackupArn()
+	}
+	i.write(ctx, l, start)
 	return st
 }
+
+// levelOf is the level of a failed request's log line: ERROR for what
+// operators must look at (a bug, AWS or Redis unreachable), WARN for AWS
+// throttling backupd after its retries and for deadlines that passed
+// (slowness upstream), INFO for the caller's own mistakes and for
+// backupd's own limit doing its job. The error's detail is logged from
+// WARN up.
+func levelOf(code codes.Code, internal bool, err error) slog.Level {
+	switch {
+	case internal || code == codes.Unavailable:
+		return slog.LevelError
+	case code == codes.DeadlineExceeded:
+		return slog.LevelWarn
+	case code == codes.ResourceExhausted:
+		if _, ours := errors.AsType[*ratelimit.LimitedError](err); !ours {
+			return slog.LevelWarn
+		}
+	}
+	return slog.LevelInfo
+}
+
+// maxRequestIDEcho bounds the request_id a log line repeats: a valid one
+// is at most 128 characters, an invalid one is cut there.
+const maxRequestIDEcho = 128
 
 // requestLine is what a request's log line says.
 type requestLine struct {
@@ -228,12 +262,15 @@ type requestLine struct {
 	// method "unknown", so callers cannot add label values.
 	route   string
 	unknown bool
+	// requestID is the request's request_id; backupARN the backup it made
+	// or named. Empty when it has none.
+	requestID, backupARN string
 }
 
 // write writes a request's log line and counts it.
 func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time) {
 	d := time.Since(start)
-	var buf [9]slog.Attr
+	var buf [12]slog.Attr
 	attrs := append(buf[:0], slog.String("method", l.method))
 	if l.route != "" {
 		attrs = append(attrs, slog.String("route", l.route))
@@ -247,7 +284,17 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 	if l.principal != "" {
 		attrs = append(attrs, slog.String("principal", l.principal))
 	}
-	if l.level == slog.LevelError {
+	if l.requestID != "" {
+		attrs = append(attrs, slog.String("request_id", l.requestID))
+	}
+	if l.backupARN != "" {
+		attrs = append(attrs, slog.String("backup_arn", l.backupARN))
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) == 1 && v[0] != "" {
+		// The caller's id for correlation (X-Request-Id over REST).
+		attrs = append(attrs, slog.String("x_request_id", echo(v[0], maxRequestIDEcho)))
+	}
+	if l.level >= slog.LevelWarn && l.err != nil {
 		attrs = append(attrs, slog.String("error", l.err.Error()))
 	}
 	i.log.LogAttrs(ctx, l.level, "request", attrs...)

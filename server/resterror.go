@@ -79,7 +79,7 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 			keepChallenge(r.Context(), authErr)
 			tooBig = false
 		}
-		g.ic.record(ctx, method, account, region, principal, call.start, st.Err())
+		g.ic.record(ctx, method, account, region, principal, call.start, st.Err(), nil, nil)
 	}
 	if tooBig {
 		writeStatus(w, st, http.StatusRequestEntityTooLarge)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -56,7 +57,7 @@ func (s *stub) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReque
 	s.mu.Lock()
 	s.deadline = dl
 	s.mu.Unlock()
-	return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupName: req.GetBackupName()}}, s.record(req)
+	return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupArn: arn, BackupName: req.GetBackupName()}}, s.record(req)
 }
 
 func (s *stub) GetBackup(_ context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
@@ -608,6 +609,60 @@ func TestResponseShape(t *testing.T) {
 				if strings.Contains(b, o) {
 					t.Errorf("%s: want no %s", b, o)
 				}
+			}
+		})
+	}
+}
+
+// The request's log line names what a support ticket asks about: its
+// request_id, the backup it made, and the caller's X-Request-Id.
+func TestRequestLineNamesTheRequest(t *testing.T) {
+	f := newFixture(t)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-request-id", "corr-grpc")
+	if _, err := f.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1", RequestId: "rid-grpc"}); err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest("POST", f.http.URL+"/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"b2","requestId":"rid-rest"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Request-Id", "corr-rest")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	logs := f.logs.String()
+	for _, want := range []string{
+		`"request_id":"rid-grpc"`, `"x_request_id":"corr-grpc"`,
+		`"request_id":"rid-rest"`, `"x_request_id":"corr-rest"`,
+		`"backup_arn":"` + arn + `"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+}
+
+func TestLevelOf(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     codes.Code
+		internal bool
+		err      error
+		want     slog.Level
+	}{
+		{"bad field", codes.InvalidArgument, false, errors.New("x"), slog.LevelInfo},
+		{"our own limit", codes.ResourceExhausted, false, &ratelimit.LimitedError{}, slog.LevelInfo},
+		{"DynamoDB throttling after retries", codes.ResourceExhausted, false, errors.New("ThrottlingException"), slog.LevelWarn},
+		{"deadline", codes.DeadlineExceeded, false, context.DeadlineExceeded, slog.LevelWarn},
+		{"AWS unreachable", codes.Unavailable, false, errors.New("dial"), slog.LevelError},
+		{"a bug", codes.Internal, true, errors.New("nil map"), slog.LevelError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := levelOf(tt.code, tt.internal, tt.err); got != tt.want {
+				t.Errorf("levelOf = %v, want %v", got, tt.want)
 			}
 		})
 	}
