@@ -29,6 +29,7 @@ type queryParser struct {
 }
 
 func (p *queryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	values = withColonOffsets(msg, values)
 	err := p.DefaultQueryParser.Parse(msg, values, filter)
 	// Values are parsed one by one only when parsing them together failed.
 	if vs := queryViolations(msg, values, filter, err != nil); len(vs) > 0 {
@@ -38,6 +39,51 @@ func (p *queryParser) Parse(msg proto.Message, values url.Values, filter *utilit
 		return &service.InvalidArgumentError{Violations: vs}
 	}
 	return err
+}
+
+// withColonOffsets returns values with each timestamp's UTC offset in RFC
+// 3339's extended form: 2026-01-02T15:04:05+0000 becomes ...+00:00. Python
+// clients generated from the OpenAPI description send the basic form (ISO
+// 8601 allows both, RFC 3339 only the extended one), and their time filters
+// would otherwise fail out of the box. values is copied before a change.
+func withColonOffsets(msg proto.Message, values url.Values) url.Values {
+	fields := msg.ProtoReflect().Descriptor().Fields()
+	copied := false
+	for k, vals := range values {
+		fd := fields.ByJSONName(k)
+		if fd == nil {
+			fd = fields.ByName(protoreflect.Name(k))
+		}
+		if fd == nil || fd.Message() == nil || fd.Message().FullName() != "google.protobuf.Timestamp" {
+			continue
+		}
+		for i, v := range vals {
+			if n := len(v); n > 5 && strings.Contains(v, "T") && (v[n-5] == '+' || v[n-5] == '-') && allDigits(v[n-4:]) {
+				if !copied {
+					values, copied = cloneValues(values), true
+				}
+				values[k][i] = v[:n-2] + ":" + v[n-2:]
+			}
+		}
+	}
+	return values
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vals := range v {
+		out[k] = slices.Clone(vals)
+	}
+	return out
 }
 
 // maxKeyEcho bounds how much of an unknown query parameter's name an error
