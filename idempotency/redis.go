@@ -104,6 +104,10 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 			return nil, &sharedstate.UnavailableError{Op: "idempotency", Err: fmt.Errorf("unreadable record: %w", err)}
 		}
 		switch {
+		case r.Owner == owner:
+			// This call's own claim: the client resent a SET NX whose
+			// answer was lost after Redis had done it.
+			return s.lead(ctx, claimed{key: key, k: k, owner: owner, fp: want, leaseUntil: leaseUntil}, run)
 		case r.Fingerprint != want:
 			return nil, &ConflictError{Key: key}
 		case r.Done && r.Unknown:

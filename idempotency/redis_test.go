@@ -214,3 +214,35 @@ func TestRedisSettlesAfterAnOutage(t *testing.T) {
 		})
 	}
 }
+
+// lostReply makes the first SET NX look refused after Redis did it: what a
+// client that resends a command whose answer timed out sees.
+type lostReply struct{ done atomic.Bool }
+
+func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if b, ok := cmd.(*redis.BoolCmd); ok && err == nil && h.done.CompareAndSwap(false, true) {
+			b.SetVal(false)
+		}
+		return err
+	}
+}
+
+// TestRedisLeadsItsOwnClaim: a claim whose SET NX answer was lost is this
+// call's own; it runs the request instead of waiting for itself until the
+// lease runs out.
+func TestRedisLeadsItsOwnClaim(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	s.client.(*redis.Client).AddHook(&lostReply{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := &counter{resp: []byte("mine")}
+	if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "mine" || c.runs.Load() != 1 {
+		t.Errorf("Do: %q, %v after %d runs; want the run's answer after 1", resp, err, c.runs.Load())
+	}
+}

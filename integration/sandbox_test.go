@@ -115,7 +115,7 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err = exec.CommandContext(ctx, binary, "--config", path).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "Redis refused backupd's credentials") || strings.Contains(string(out), "hunter2") {
+	if err == nil || !strings.Contains(string(out), "Redis refused backupd's credentials or database") || strings.Contains(string(out), "hunter2") {
 		t.Errorf("a Redis password refused at start: %v\n%s", err, out)
 	}
 }

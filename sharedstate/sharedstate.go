@@ -64,14 +64,16 @@ type RedisLogger struct {
 }
 
 func (l RedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.Log.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+	l.Log.WarnContext(ctx, fmt.Sprintf(format, v...)) // go-redis starts its messages with "redis: "
 }
 
 // Refused reports whether err, from a first command, says Redis refused
-// backupd's credentials: a mistake in the config that waiting will not
-// mend, unlike a server that is not up yet.
+// backupd's credentials or database: a mistake in the config that waiting
+// will not mend, unlike a server that is not up yet.
 func Refused(err error) bool {
-	for _, prefix := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "AUTH"} { // AUTH: a password sent to a server with none
+	for _, prefix := range []string{"WRONGPASS", "NOAUTH", "NOPERM",
+		"Client sent AUTH", // Redis before 6: a password sent to a server with none
+		"DB index is out of range", "invalid DB index"} {
 		if redis.HasErrorPrefix(err, prefix) {
 			return true
 		}

@@ -87,7 +87,8 @@ func TestRefused(t *testing.T) {
 	}{
 		{"wrong password", redisError("WRONGPASS invalid username-password pair or user is disabled."), true},
 		{"password needed", redisError("NOAUTH Authentication required."), true},
-		{"password sent to a server without one", redisError("ERR AUTH <password> called without any password configured for the default user."), true},
+		{"password sent to an old server without one", redisError("ERR Client sent AUTH, but no password is set"), true},
+		{"no such database", redisError("ERR DB index is out of range"), true},
 		{"user may not run the command", redisError("NOPERM this user has no permissions to run the 'evalsha' command"), true},
 		{"not up yet", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, false},
 		{"loading", redisError("LOADING Redis is loading the dataset in memory"), false},

@@ -254,7 +254,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	defer cancel()
 	redis.SetLogger(sharedstate.RedisLogger{Log: logger})
 	if err := client.Ping(pingCtx).Err(); sharedstate.Refused(err) {
-		return nil, nil, nil, fmt.Errorf("shared_state.redis: Redis refused backupd's credentials (check username and password): %w", err)
+		return nil, nil, nil, fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
 	} else if err != nil {
 		// Not fatal: requests are refused (UNAVAILABLE) until Redis answers.
 		logger.Error("shared state: Redis does not answer yet", slog.String("address", rc.Address), slog.String("error", err.Error()))
