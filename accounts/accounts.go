@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptrace"
 	"slices"
 	"time"
 
@@ -190,16 +191,18 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	if err != nil && at != nil && refused(err) {
 		*at = time.Time{}
 	}
-	if err != nil && !idempotent[key.Operation] && outcomeUnknown(err) {
+	left := at == nil || !at.IsZero() // without a submit time, assume it left
+	if err != nil && !idempotent[key.Operation] && left && outcomeUnknown(err) {
 		err = &OutcomeUnknownError{Operation: key.Operation, AccountID: g.account, Err: err}
 	}
 	return out, md, err
 }
 
-// wire is the last middleware before the HTTP client: an attempt that
-// reaches it is signed and leaves for DynamoDB. It records that moment as
-// the submit time; an attempt that fails before it (credentials from STS,
-// signing) cannot have been acted on.
+// wire is the last middleware before the HTTP client. It records as the
+// submit time the moment the signed attempt gets its connection to
+// DynamoDB, right before it is written; an attempt that fails before that
+// (credentials from STS, signing, a dial or TLS handshake that fails or
+// outlasts the deadline) cannot have been acted on.
 type wire struct{}
 
 func (wire) ID() string { return "backupd.Submit" }
@@ -208,7 +211,8 @@ func (wire) HandleDeserialize(ctx context.Context, in middleware.DeserializeInpu
 	middleware.DeserializeOutput, middleware.Metadata, error,
 ) {
 	if at, ok := ctx.Value(submitKey{}).(*time.Time); ok {
-		*at = time.Now()
+		// GotConn runs on this goroutine, inside the HTTP client's call.
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { *at = time.Now() }})
 	}
 	return next.HandleDeserialize(ctx, in)
 }

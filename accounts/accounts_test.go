@@ -370,3 +370,23 @@ func TestCredentialFailureIsNotRetriedAndTakesNoTurn(t *testing.T) {
 		t.Errorf("%d credential retrievals, %d limiter turns, %d DynamoDB calls; want 1, 0, 0", assumes.Load(), len(lim.keys), calls.Load())
 	}
 }
+
+// An attempt that never gets a connection (a TLS certificate backupd does
+// not trust) was not sent: its submit time stays zero, and it is not an
+// unknown outcome.
+func TestAttemptWithoutAConnectionWasNotSent(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
+	t.Cleanup(srv.Close)
+	target, _ := newRegistry(t, srv.URL, &countingLimiter{}).Resolve("111111111111", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var submitted time.Time
+	_, err := target.DynamoDB.CreateBackup(WithSubmitTime(ctx, &submitted), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+	if err == nil || calls.Load() != 0 {
+		t.Fatalf("err %v after %d calls; want a TLS failure before any call", err, calls.Load())
+	}
+	if _, unknown := errors.AsType[*OutcomeUnknownError](err); unknown || !submitted.IsZero() {
+		t.Errorf("err %v, submit time %v; want neither an unknown outcome nor a submit time", err, submitted)
+	}
+}
