@@ -167,7 +167,7 @@ func TestRedisGone(t *testing.T) {
 	if err != nil {
 		t.Errorf("after Redis came back, and the wait it asked for: %v", err)
 	}
-	if !strings.Contains(inst.logs.String(), "Redis lost backupd's data") {
+	if !strings.Contains(inst.logs.String(), "Redis restarted, failed over or lost backupd's data") {
 		t.Errorf("the log does not say Redis lost its data:\n%s", inst.logs.String())
 	}
 }

@@ -20,7 +20,8 @@ import (
 // ARGV[4] µs after it no slot is given out, so that turns replicas still
 // hold from before the loss have passed. ARGV[1], ARGV[2]: the spacing
 // between calls and the budget, in µs; ARGV[3]: 1 when this replica has
-// seen the marker. Returns {1, delay, lost} for a reserved slot delay µs
+// seen the marker, 2 when it saw the server restart (which may have lost
+// the latest turns though the marker survived). Returns {1, delay, lost} for a reserved slot delay µs
 // from now, {0, delay, lost} for a refusal; lost is 1 when this call found
 // the loss.
 var takeTurn = redis.NewScript(`
@@ -30,9 +31,9 @@ local interval = tonumber(ARGV[1])
 local budget = tonumber(ARGV[2])
 local lost = 0
 local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if mark < 0 then
+if mark < 0 or ARGV[3] == '2' then
   mark = 0
-  if ARGV[3] == '1' then mark = now; lost = 1 end
+  if ARGV[3] ~= '0' then mark = now; lost = 1 end
   redis.call('SET', KEYS[2], mark)
 end
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -61,18 +62,33 @@ type Redis struct {
 	prefix string
 	marker string
 	// seen is set once this replica has found the marker in Redis.
-	seen atomic.Bool
-	// lost hears that Redis lost its data; nil means no one.
-	lost func()
+	seen  atomic.Bool
+	watch Watch
+}
+
+// Watch is what the limiter learns of the Redis server, and whom it tells.
+type Watch struct {
+	// Restarts, when not nil, tells of the server restarting or failing
+	// over (sharedstate.Restarts), which may lose the latest turns even
+	// when the marker survives.
+	Restarts Restarts
+	// Lost, when not nil, is called when a call finds that Redis lost its
+	// data or restarted: the request_ids kept there may be lost with it.
+	Lost func()
+}
+
+// Restarts reports a restart of the server once (Take), and takes back
+// one that could not be acted on (Again).
+type Restarts interface {
+	Take() bool
+	Again()
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
 // under prefix in client. Turns are given by Redis' clock; opts.Now only
 // measures the caller's patience and whether a sleep ended late.
-// lost, when not nil, is called when a call finds that Redis lost its
-// data, which the request_ids kept there lost with it.
-func NewRedis(client redis.Scripter, prefix string, opts Options, lost func()) *Redis {
-	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", lost: lost}
+func NewRedis(client redis.Scripter, prefix string, opts Options, watch Watch) *Redis {
+	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", watch: watch}
 }
 
 // quarantine is how long after Redis lost its data no turn is given: the
@@ -117,10 +133,17 @@ func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration)
 	if l.seen.Load() {
 		seen = "1"
 	}
+	restarted := l.watch.Restarts != nil && l.watch.Restarts.Take()
+	if restarted {
+		seen = "2"
+	}
 	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker},
 		interval.Microseconds(), budget.Microseconds(), seen, l.quarantine(interval).Microseconds()).Int64Slice()
 	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("unexpected answer %v", res)
+	}
+	if err != nil && restarted {
+		l.watch.Restarts.Again()
 	}
 	if err != nil && ctx.Err() != nil {
 		// The caller's deadline, not Redis: nothing reached AWS.
@@ -130,8 +153,8 @@ func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration)
 		return 0, &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
 	}
 	l.seen.Store(true)
-	if res[2] == 1 && l.lost != nil {
-		l.lost()
+	if res[2] == 1 && l.watch.Lost != nil {
+		l.watch.Lost()
 	}
 	delay := time.Duration(res[1]) * time.Microsecond
 	if res[0] == 0 {

@@ -21,7 +21,7 @@ func redisLimiter(t *testing.T, prefix string, opts Options) *Redis {
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { client.Close() })
 	opts.Rates = map[Key]float64{keyA: 50}
-	return NewRedis(client, prefix, opts, nil)
+	return NewRedis(client, prefix, opts, Watch{})
 }
 
 // TestRedisSpacesTurnsAcrossReplicas: two limiters sharing one Redis stand
@@ -100,7 +100,7 @@ func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 func TestRedisDownRefuses(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer client.Close()
-	l := NewRedis(client, "x:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, nil)
+	l := NewRedis(client, "x:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, Watch{})
 	var ue *sharedstate.UnavailableError
 	if err := l.Wait(context.Background(), keyA); !errors.As(err, &ue) {
 		t.Errorf("Wait with Redis down: %v; want an UnavailableError", err)
@@ -145,7 +145,7 @@ func TestRedisQuarantineAfterLosingItsData(t *testing.T) {
 	const maxWait = 300 * time.Millisecond
 	var lost atomic.Int32
 	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait, Sleep: func(context.Context, time.Duration) error { return nil }}
-	a := NewRedis(client, prefix, opts, func() { lost.Add(1) })
+	a := NewRedis(client, prefix, opts, Watch{Lost: func() { lost.Add(1) }})
 	if err := a.Wait(ctx, keyA); err != nil || lost.Load() != 0 {
 		t.Fatalf("first call on a fresh prefix: %v, %d losses; want a turn at once and none", err, lost.Load())
 	}
@@ -161,7 +161,7 @@ func TestRedisQuarantineAfterLosingItsData(t *testing.T) {
 	// and finds no second loss.
 	time.Sleep(50 * time.Millisecond)
 	var turns turnLog
-	b := NewRedis(client, prefix, Options{Rates: opts.Rates, MaxWait: maxWait, Sleep: turns.sleep}, func() { lost.Add(1) })
+	b := NewRedis(client, prefix, Options{Rates: opts.Rates, MaxWait: maxWait, Sleep: turns.sleep}, Watch{Lost: func() { lost.Add(1) }})
 	start := time.Now()
 	if err := b.Wait(ctx, keyA); err != nil || len(turns) != 1 || turns[0].Sub(start) < maxWait/2 || lost.Load() != 1 {
 		t.Errorf("replica b: %v, turns %v from %v, %d losses; want one turn about %s out and no new loss", err, turns, start, lost.Load(), maxWait-50*time.Millisecond)
@@ -171,4 +171,33 @@ func TestRedisQuarantineAfterLosingItsData(t *testing.T) {
 func TestRedisStaleTurnsQueueAgain(t *testing.T) {
 	prefix := testenv.RedisPrefix(t)
 	testStaleTurnsQueueAgain(t, func(o Options) waiter { return redisLimiter(t, prefix, o) })
+}
+
+// restartOnce is a server that restarted once, as sharedstate.Restarts
+// reports it.
+type restartOnce struct{ pending atomic.Bool }
+
+func (r *restartOnce) Take() bool { return r.pending.CompareAndSwap(true, false) }
+func (r *restartOnce) Again()     { r.pending.Store(true) }
+
+// TestRedisQuarantineAfterARestart: a server that restarted from a snapshot
+// keeps the marker but may have lost the latest turns; the restart alone
+// starts the quarantine.
+func TestRedisQuarantineAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { client.Close() })
+	var restarts restartOnce
+	var lost atomic.Int32
+	const maxWait = 300 * time.Millisecond
+	l := NewRedis(client, testenv.RedisPrefix(t), Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait,
+		Sleep: func(context.Context, time.Duration) error { return nil }}, Watch{Restarts: &restarts, Lost: func() { lost.Add(1) }})
+	if err := l.Wait(ctx, keyA); err != nil {
+		t.Fatal(err)
+	}
+	restarts.pending.Store(true)
+	err := l.Wait(ctx, keyA)
+	if le, ok := errors.AsType[*LimitedError](err); !ok || le.RetryAfter < maxWait || lost.Load() != 1 {
+		t.Errorf("first call after a restart: %v, %d losses; want a refusal at least %s out and one loss", err, lost.Load(), maxWait)
+	}
 }

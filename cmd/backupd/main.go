@@ -249,7 +249,8 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		return ratelimit.NewLocal(opts), idempotency.NewMemory(), func() {}, nil
 	}
 	rc := cfg.SharedState.Redis
-	client := sharedstate.NewRedisClient(rc)
+	restarts := &sharedstate.Restarts{}
+	client := sharedstate.NewRedisClient(rc, restarts)
 	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	redis.SetLogger(sharedstate.RedisLogger{Log: logger})
@@ -262,10 +263,10 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := max(2*cfg.UpstreamTimeout, time.Minute)
 	lost := func() {
-		logger.Error("shared state: Redis lost backupd's data (restarted without persistence?): no rate-limit turn is given for max_wait, " +
-			"and the request_id results it held are gone, so repeats of earlier requests run again")
+		logger.Error("shared state: Redis restarted, failed over or lost backupd's data: no rate-limit turn is given for max_wait, " +
+			"and the latest request_id results it held may be gone, so repeats of those requests may run again")
 	}
-	return ratelimit.NewRedis(client, rc.KeyPrefix, opts, lost), idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
+	return ratelimit.NewRedis(client, rc.KeyPrefix, opts, ratelimit.Watch{Restarts: restarts, Lost: lost}), idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
 		func() { _ = client.Close() }, nil
 }
 
