@@ -13,6 +13,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -174,7 +175,12 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region string) {
 	call := r.Context().Value(restCallKey{}).(*restCall)
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	g.ic.write(r.Context(), requestLine{method: "unknown", route: echo(r.Method+" "+r.URL.Path, maxMethodEcho),
+	ctx := r.Context()
+	if id := r.Header.Get("X-Request-Id"); id != "" {
+		// No route ran, so the gateway did not turn the header into metadata.
+		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("x-request-id", id))
+	}
+	g.ic.write(ctx, requestLine{method: "unknown", route: echo(r.Method+" "+r.URL.Path, maxMethodEcho),
 		caller: "rest:" + host, account: account, region: region, code: code, unknown: true}, call.start)
 }
 

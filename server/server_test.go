@@ -632,10 +632,16 @@ func TestRequestLineNamesTheRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	req, _ = http.NewRequest("GET", f.http.URL+"/v1/nowhere", nil)
+	req.Header.Set("X-Request-Id", "corr-404")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	logs := f.logs.String()
 	for _, want := range []string{
 		`"request_id":"rid-grpc"`, `"x_request_id":"corr-grpc"`,
-		`"request_id":"rid-rest"`, `"x_request_id":"corr-rest"`,
+		`"request_id":"rid-rest"`, `"x_request_id":"corr-rest"`, `"x_request_id":"corr-404"`,
 		`"backup_arn":"` + arn + `"`,
 	} {
 		if !strings.Contains(logs, want) {
