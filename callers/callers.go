@@ -19,12 +19,17 @@ import (
 // UnauthenticatedError says a request carried no token, or one backupd does
 // not know. It never repeats the token.
 type UnauthenticatedError struct {
-	Missing bool
+	// Missing: no authorization header at all. OtherScheme: one that is
+	// not "Bearer <token>" (Basic, say), or that could not be read.
+	Missing, OtherScheme bool
 }
 
 func (e *UnauthenticatedError) Error() string {
-	if e.Missing {
+	switch {
+	case e.Missing:
 		return `no caller credentials: send the header "authorization: Bearer <token>"`
+	case e.OtherScheme:
+		return `the authorization header holds no bearer token backupd can read: send "authorization: Bearer <token>" (printable ASCII)`
 	}
 	return "the caller's bearer token is not one backupd knows"
 }
@@ -32,12 +37,13 @@ func (e *UnauthenticatedError) Error() string {
 // Challenge is the WWW-Authenticate value of the request's 401 over REST,
 // an RFC 6750 (section 3) challenge, so that an HTTP client can tell
 // "send a token" from "your token is not accepted" without parsing prose:
-// the bare realm when no credentials came, as the RFC asks of a request
-// that did not know it needed any, and error="invalid_token" when the
-// header held no bearer token backupd knows. The description is fixed
-// text, so it is always a valid quoted-string and never repeats the token.
+// the bare realm when no credentials came or came in another scheme, as
+// the RFC asks of a request that did not know it needed a bearer token,
+// and error="invalid_token" when the header held a bearer token backupd
+// does not know. The description is fixed text, so it is always a valid
+// quoted-string and never repeats the token.
 func (e *UnauthenticatedError) Challenge() string {
-	if e.Missing {
+	if e.Missing || e.OtherScheme {
 		return `Bearer realm="backupd"`
 	}
 	return `Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`
@@ -121,12 +127,12 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 	if a == nil {
 		return "", nil
 	}
-	token, ok := bearer(ctx)
+	token, refused := bearer(ctx)
 	switch {
-	case !ok && token == "" && a.anonymous:
+	case refused != nil && refused.Missing && a.anonymous:
 		return "", nil
-	case !ok:
-		return "", &UnauthenticatedError{Missing: token == ""}
+	case refused != nil:
+		return "", refused
 	}
 	c, ok := a.byHash[sha256.Sum256([]byte(token))]
 	if !ok {
@@ -138,17 +144,19 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 	return c.name, nil
 }
 
-// bearer returns the request's bearer token; a malformed header yields a
-// non-empty token and false.
-func bearer(ctx context.Context) (string, bool) {
+// bearer returns the request's bearer token, or why it has none.
+func bearer(ctx context.Context) (string, *UnauthenticatedError) {
 	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) == 0 || vals[0] == "" {
-		return "", false
+		return "", &UnauthenticatedError{Missing: true}
 	}
-	scheme, token, ok := strings.Cut(vals[0], " ")
+	scheme, token, _ := strings.Cut(vals[0], " ")
 	token = strings.TrimLeft(token, " ") // RFC 6750: one or more spaces
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "malformed", false
+	switch {
+	case !strings.EqualFold(scheme, "Bearer"):
+		return "", &UnauthenticatedError{OtherScheme: true}
+	case token == "":
+		return "", &UnauthenticatedError{}
 	}
-	return token, true
+	return token, nil
 }

@@ -32,7 +32,7 @@ func TestAuthorize(t *testing.T) {
 		{"wildcards", "Bearer platform-token", "DeleteBackup", "222222222222", "platform", nil, false},
 		{"no header", "", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, true},
 		{"unknown token", "Bearer guess", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, false},
-		{"not a bearer token", "Basic b3JkZXJzOng=", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, false},
+		{"not a bearer token", "Basic b3JkZXJzOng=", "CreateBackup", "111111111111", "", &UnauthenticatedError{OtherScheme: true}, false},
 		{"bearer without token", "Bearer ", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, false},
 		{"other account", "Bearer orders-token", "CreateBackup", "222222222222", "orders", &DeniedError{}, false},
 		{"other operation", "Bearer orders-token", "DeleteBackup", "111111111111", "orders", &DeniedError{}, false},
@@ -56,7 +56,7 @@ func TestAuthorize(t *testing.T) {
 					t.Errorf("err = %v, want none", err)
 				}
 			case *UnauthenticatedError:
-				if !errors.As(err, &ue) || ue.Missing != tt.missing {
+				if !errors.As(err, &ue) || ue.Missing != tt.missing || ue.OtherScheme != tt.wantErr.(*UnauthenticatedError).OtherScheme {
 					t.Errorf("err = %v, want UnauthenticatedError (missing %v)", err, tt.missing)
 				}
 			case *DeniedError:

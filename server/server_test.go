@@ -462,10 +462,11 @@ func TestUnauthorizedChallenge(t *testing.T) {
 			realm, `no caller credentials: send the header "authorization: Bearer <token>"`},
 		{"unknown token", "Bearer secret-guess", "POST", create, `{"backupName":"x"}`,
 			invalid, "the caller's bearer token is not one backupd knows"},
+		// RFC 6750 3.1: no error code for another scheme.
 		{"not a bearer token", "Basic c2VjcmV0LWd1ZXNz", "GET", "/v1/accounts/111111111111/backups", "",
-			invalid, "the caller's bearer token is not one backupd knows"},
+			realm, `the authorization header holds no bearer token backupd can read: send "authorization: Bearer <token>" (printable ASCII)`},
 		{"unreadable token", "Bearer secret-caf\xc3\xa9", "GET", "/v1/accounts/111111111111/backups", "",
-			invalid, "the caller's bearer token is not one backupd knows"},
+			realm, `the authorization header holds no bearer token backupd can read: send "authorization: Bearer <token>" (printable ASCII)`},
 		// Refused by the gateway's error handler, before the interceptor.
 		{"no token, bad query", "", "GET", "/v1/accounts/111111111111/backups?bogus=1", "",
 			realm, `no caller credentials: send the header "authorization: Bearer <token>"`},
