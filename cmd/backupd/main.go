@@ -80,6 +80,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	overrideListen(cfg, listen)
 	logger := newLogger(cfg.Log, stderr)
+	if cfg.ShutdownTimeout < cfg.UpstreamTimeout {
+		logger.Warn("shutdown_timeout is shorter than upstream_timeout: a request in flight at SIGTERM may be cut off before AWS answers it",
+			slog.Duration("shutdown_timeout", cfg.ShutdownTimeout), slog.Duration("upstream_timeout", cfg.UpstreamTimeout))
+	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion))
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
