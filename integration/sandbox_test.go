@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
 )
 
 // The README's first command, on free ports: the whole lifecycle against the
@@ -111,43 +111,11 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	// A password Redis refuses is a mistake waiting will not mend: the
 	// start fails, and names no password.
 	writeFile(t, path, fmt.Sprintf("listen: {grpc: %q, http: %q}\nshared_state: {backend: redis, redis: {address: %q, password: hunter2-secret}}\n"+
-		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", freePort(t), freePort(t), wrongPassRedis(t)))
+		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", freePort(t), freePort(t), testenv.WrongPassRedis(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err = exec.CommandContext(ctx, binary, "--config", path).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Redis refused backupd's credentials or database") || strings.Contains(string(out), "hunter2") {
 		t.Errorf("a Redis password refused at start: %v\n%s", err, out)
 	}
-}
-
-// wrongPassRedis stands for a Redis that refuses backupd's password: it
-// answers every command so.
-func wrongPassRedis(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lis.Close() })
-	go func() {
-		for {
-			conn, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := conn.Read(buf); err != nil {
-						return
-					}
-					if _, err := conn.Write([]byte("-WRONGPASS invalid username-password pair or user is disabled.\r\n")); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return lis.Addr().String()
 }

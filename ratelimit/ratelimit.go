@@ -158,6 +158,17 @@ func (p policy) await(ctx context.Context, k Key, delay time.Duration) (stale bo
 	return false, nil
 }
 
+// admit records a call let go at once: admitted, or waited when it had
+// queued before (its first turn went stale).
+func (p policy) admit(k Key, waited bool) error {
+	if waited {
+		p.observe(k, Waited)
+	} else {
+		p.observe(k, Admitted)
+	}
+	return nil
+}
+
 // refuse records and returns the refusal of a call whose turn is delay away.
 func (p policy) refuse(k Key, delay time.Duration) error {
 	p.observe(k, Refused)
@@ -212,12 +223,8 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 		r := lim.ReserveN(now, 1)
 		delay := r.DelayFrom(now)
 		switch {
-		case delay == 0 && waited: // queued again after a stale turn
-			l.observe(k, Waited)
-			return nil
 		case delay == 0:
-			l.observe(k, Admitted)
-			return nil
+			return l.admit(k, waited)
 		case now.Add(delay).After(until):
 			r.CancelAt(now)
 			return l.refuse(k, delay)

@@ -113,12 +113,8 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		switch {
 		case err != nil:
 			return err
-		case delay == 0 && waited: // queued again after a stale turn
-			l.observe(k, Waited)
-			return nil
 		case delay == 0:
-			l.observe(k, Admitted)
-			return nil
+			return l.admit(k, waited)
 		}
 		if stale, err := l.await(ctx, k, delay); err != nil || !stale {
 			return err

@@ -32,7 +32,7 @@ func TestUnavailableErrorStopsTheSDKRetrying(t *testing.T) {
 }
 
 func TestNewRedisClientKeepsThePasswordOutOfErrors(t *testing.T) {
-	addr := refusingRedis(t)
+	addr := testenv.WrongPassRedis(t)
 	c := NewRedisClient(config.Redis{Address: addr, Password: "hunter2-secret", DB: 3}, nil)
 	defer c.Close()
 	if o := c.Options(); o.Addr != addr || o.Password != "hunter2-secret" || o.DB != 3 {
@@ -45,39 +45,6 @@ func TestNewRedisClientKeepsThePasswordOutOfErrors(t *testing.T) {
 	if msg := (&UnavailableError{Op: "idempotency", Err: err}).Error(); strings.Contains(msg, "hunter2") {
 		t.Errorf("error holds the password: %s", msg)
 	}
-}
-
-// refusingRedis is a Redis stand-in that refuses every command as a wrong
-// password, so that the client's AUTH, with the password in it, is sent
-// and refused.
-func refusingRedis(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lis.Close() })
-	go func() {
-		for {
-			conn, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := conn.Read(buf); err != nil {
-						return
-					}
-					if _, err := conn.Write([]byte("-WRONGPASS invalid username-password pair or user is disabled.\r\n")); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return lis.Addr().String()
 }
 
 func TestRefused(t *testing.T) {
@@ -103,7 +70,7 @@ func TestRefused(t *testing.T) {
 		})
 	}
 	// And as the client returns it, from the stand-in that refuses the password.
-	c := NewRedisClient(config.Redis{Address: refusingRedis(t), Password: "x"}, nil)
+	c := NewRedisClient(config.Redis{Address: testenv.WrongPassRedis(t), Password: "x"}, nil)
 	defer c.Close()
 	if err := c.Ping(context.Background()).Err(); !Refused(err) {
 		t.Errorf("Refused(%v) = false for the client's own error", err)

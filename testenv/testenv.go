@@ -212,3 +212,36 @@ func need(t testing.TB, env, what string) string {
 	t.Skip(msg)
 	return ""
 }
+
+// WrongPassRedis stands for a Redis server that refuses backupd's password:
+// it answers every command with WRONGPASS, so that a client's AUTH, with
+// the password in it, is sent and refused. It returns its address.
+func WrongPassRedis(t testing.TB) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				buf := make([]byte, 4096)
+				for {
+					if _, err := conn.Read(buf); err != nil {
+						return
+					}
+					if _, err := conn.Write([]byte("-WRONGPASS invalid username-password pair or user is disabled.\r\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return lis.Addr().String()
+}
