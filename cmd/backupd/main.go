@@ -62,13 +62,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if (*configPath == "") == !*sandboxMode {
 		return errors.New("give exactly one of --config FILE or --sandbox")
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	signalled, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// The first signal starts the drain; a second one ends the process at
-	// once, the signals' default action, cutting the drain short.
+	// once, the signals' default action, cutting the drain short. The drain
+	// (ctx's end) starts only once that action is back, so a second signal
+	// sent as soon as the drain shows (/readyz 503) is never swallowed.
+	ctx, drain := context.WithCancel(context.WithoutCancel(ctx))
+	defer drain()
 	go func() {
-		<-ctx.Done()
+		<-signalled.Done()
 		stop()
+		drain()
 	}()
 
 	if *sandboxMode {
