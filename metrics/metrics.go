@@ -56,7 +56,7 @@ func New() *Metrics {
 		}, []string{"operation"}),
 		assumeRole: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_sts_assume_role_total",
-			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, or transport_error.",
+			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, canceled (no answer within backupd's bound), or transport_error.",
 		}, []string{"account", "outcome"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole,

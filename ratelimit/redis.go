@@ -14,16 +14,21 @@ import (
 // takeTurn reserves the next free slot of a key, by Redis' own clock (so
 // replicas' clocks need not agree), unless it lies beyond the caller's
 // budget. KEYS[1]: the key's next free slot, in µs since the epoch.
-// KEYS[2]: the state marker, which never expires: its absence, to a
-// replica that has seen it, says Redis lost its data (a restart without
-// persistence). Its value is when that was found (0: never), and for
-// ARGV[4] µs after it no slot is given out, so that turns replicas still
-// hold from before the loss have passed. ARGV[1], ARGV[2]: the spacing
-// between calls and the budget, in µs; ARGV[3]: 1 when this replica has
-// seen the marker, 2 when it saw the server restart (which may have lost
-// the latest turns though the marker survived). Returns {1, delay, lost} for a reserved slot delay µs
-// from now, {0, delay, lost} for a refusal; lost is 1 when this call found
-// the loss.
+// KEYS[2]: the state marker, which never expires. Its value is when a loss
+// of data was last found (0: never); for ARGV[4] µs after that no slot is
+// given, so that turns replicas still hold from before the loss pass
+// first. A loss is found when the marker is gone to a replica that has
+// seen it (a Redis back empty), or when a replica saw the server restart
+// (a Redis back from a snapshot keeps the marker but may have lost the
+// latest turns) under a run_id no replica has reported yet; KEYS[3] holds
+// the last run_id reported, so one restart starts one quarantine however
+// many replicas see it, and whenever they do.
+// ARGV[1], ARGV[2]: the spacing between calls and the budget, in µs;
+// ARGV[3]: 0 for a replica that has not seen the marker, 1 for one that
+// has, 2 for one that saw the server restart; ARGV[5]: the server's run_id
+// as the replica knows it, or empty.
+// Returns {1, delay, lost} for a reserved slot delay µs from now,
+// {0, delay, lost} for a refusal; lost is 1 when this call found a loss.
 var takeTurn = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -31,10 +36,11 @@ local interval = tonumber(ARGV[1])
 local budget = tonumber(ARGV[2])
 local lost = 0
 local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if mark < 0 or ARGV[3] == '2' then
+if mark < 0 or (ARGV[3] == '2' and redis.call('GET', KEYS[3]) ~= ARGV[5]) then
   mark = 0
   if ARGV[3] ~= '0' then mark = now; lost = 1 end
   redis.call('SET', KEYS[2], mark)
+  if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5]) end
 end
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now then slot = now end
@@ -77,11 +83,13 @@ type Watch struct {
 	Lost func()
 }
 
-// Restarts reports a restart of the server once (Take), and takes back
-// one that could not be acted on (Again).
+// Restarts reports a restart of the server once (Take), takes back one
+// that could not be acted on (Again), and names the server's current
+// run_id (RunID; empty while unknown).
 type Restarts interface {
 	Take() bool
 	Again()
+	RunID() string
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
@@ -125,21 +133,18 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 // take asks Redis for the next turn of k within budget and returns how far
 // off it is, or the refusal.
 func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration) (time.Duration, error) {
-	seen := "0"
-	if l.seen.Load() {
-		seen = "1"
-	}
-	restarted := l.watch.Restarts != nil && l.watch.Restarts.Take()
-	if restarted {
-		seen = "2"
-	}
-	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker},
-		interval.Microseconds(), budget.Microseconds(), seen, l.quarantine(interval).Microseconds()).Int64Slice()
-	if err == nil && len(res) != 3 {
-		err = fmt.Errorf("unexpected answer %v", res)
+	restarts := l.watch.Restarts
+	restarted := restarts != nil && restarts.Take()
+	res, err := l.run(ctx, k, interval, budget, restarted)
+	if err == nil && !restarted && restarts != nil && restarts.Take() {
+		// The restart showed as this very call reconnected (the run_id is
+		// read on connecting), so its turn came from what the restart may
+		// have rolled back: take another, under the quarantine.
+		restarted = true
+		res, err = l.run(ctx, k, interval, budget, true)
 	}
 	if err != nil && restarted {
-		l.watch.Restarts.Again()
+		restarts.Again()
 	}
 	if err != nil && ctx.Err() != nil {
 		// The caller's deadline, not Redis: nothing reached AWS.
@@ -157,4 +162,24 @@ func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration)
 		return 0, l.refuse(k, delay)
 	}
 	return delay, nil
+}
+
+// run runs takeTurn for k once.
+func (l *Redis) run(ctx context.Context, k Key, interval, budget time.Duration, restarted bool) ([]int64, error) {
+	state, runID := "0", ""
+	switch {
+	case restarted:
+		state = "2"
+	case l.seen.Load():
+		state = "1"
+	}
+	if l.watch.Restarts != nil {
+		runID = l.watch.Restarts.RunID()
+	}
+	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id"},
+		interval.Microseconds(), budget.Microseconds(), state, l.quarantine(interval).Microseconds(), runID).Int64Slice()
+	if err == nil && len(res) != 3 {
+		err = fmt.Errorf("unexpected answer %v", res)
+	}
+	return res, err
 }

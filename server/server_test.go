@@ -60,9 +60,18 @@ func (s *stub) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReque
 	return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupArn: arn, BackupName: req.GetBackupName()}}, s.record(req)
 }
 
-func (s *stub) GetBackup(_ context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+func (s *stub) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+	if req.GetBackupArn() == slowARN { // waits for the caller's deadline
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	return &backupv1.GetBackupResponse{}, s.record(req)
 }
+
+// slowARN is a backup the stub's GetBackup answers only when the call's
+// context ends.
+const slowARN = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-510e510e"
+
 
 func (s *stub) ListBackups(_ context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
 	return &backupv1.ListBackupsResponse{}, s.record(req)
@@ -639,8 +648,13 @@ func TestRequestLineNamesTheRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	named := strings.Replace(arn, "abcdef12", "12345678", 1)
+	if _, err := f.client.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: named}); err != nil {
+		t.Fatal(err)
+	}
 	logs := f.logs.String()
 	for _, want := range []string{
+		`"backup_arn":"` + named + `"`,
 		`"request_id":"rid-grpc"`, `"x_request_id":"corr-grpc"`,
 		`"request_id":"rid-rest"`, `"x_request_id":"corr-rest"`, `"x_request_id":"corr-404"`,
 		`"backup_arn":"` + arn + `"`,
@@ -672,5 +686,31 @@ func TestLevelOf(t *testing.T) {
 				t.Errorf("levelOf = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A gRPC caller whose deadline passes is logged and counted as
+// DeadlineExceeded, though grpc-go sees the client cancel the stream a
+// moment before the server's own timer fires.
+func TestCallerDeadlineIsLoggedAsADeadline(t *testing.T) {
+	f := newFixture(t)
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err := f.client.GetBackup(ctx, &backupv1.GetBackupRequest{BackupArn: slowARN})
+		cancel()
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("client got %v, want DeadlineExceeded", err)
+		}
+	}
+	// The server's lines may lag the client's error a little.
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(f.logs.String(), `"code":"DeadlineExceeded"`) < 5 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	logs := f.logs.String()
+	if n := strings.Count(logs, `"code":"DeadlineExceeded"`); n != 5 || strings.Contains(logs, `"code":"Canceled"`) {
+		t.Errorf("%d of 5 lines say DeadlineExceeded:\n%s", n, logs)
+	}
+	if got := f.observed.counted(); !slices.Contains(got, "/backup.v1.BackupService/GetBackup DeadlineExceeded") || slices.Contains(got, "/backup.v1.BackupService/GetBackup Canceled") {
+		t.Errorf("counted %v; want DeadlineExceeded, never Canceled", got)
 	}
 }

@@ -190,7 +190,9 @@ func sendError(op string, err error, submitted time.Time) error {
 // request_id run that ends with it is forgotten, and its repeat runs again.
 type notSentError struct{ err error }
 
-func (e *notSentError) Error() string { return e.err.Error() + " (nothing was sent to DynamoDB)" }
+func (e *notSentError) Error() string {
+	return e.err.Error() + " (DynamoDB did not act on it: no attempt left backupd, or each one that did was refused)"
+}
 func (e *notSentError) Unwrap() error { return e.err }
 
 // UnansweredError says the deadline passed after a CreateBackup or a

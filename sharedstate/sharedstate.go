@@ -80,6 +80,14 @@ func (r *Restarts) saw(id string) {
 	r.runID = id
 }
 
+// RunID is the server's run_id as last read; empty until a connection
+// read it.
+func (r *Restarts) RunID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runID
+}
+
 // Take reports a restart seen since the last Take, once.
 func (r *Restarts) Take() bool { return r.pending.CompareAndSwap(true, false) }
 
