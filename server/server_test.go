@@ -72,7 +72,6 @@ func (s *stub) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*
 // context ends.
 const slowARN = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-510e510e"
 
-
 func (s *stub) ListBackups(_ context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
 	return &backupv1.ListBackupsResponse{}, s.record(req)
 }
