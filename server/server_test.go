@@ -89,6 +89,7 @@ type fixture struct {
 	health *Health
 	http   *httptest.Server
 	logs   *bytes.Buffer
+	logw   *lockedWriter
 	client backupv1.BackupServiceClient
 	conn   *grpc.ClientConn
 	// observed is the server's RequestObserver.
@@ -140,7 +141,8 @@ func newFixture(t *testing.T) *fixture {
 func newFixtureWith(t *testing.T, set func(*Options)) *fixture {
 	t.Helper()
 	f := &fixture{stub: &stub{}, health: NewHealth(), logs: &bytes.Buffer{}, observed: &observed{}}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: f.logs}, nil))
+	f.logw = &lockedWriter{w: f.logs}
+	logger := slog.New(slog.NewJSONHandler(f.logw, nil))
 	opts := Options{Service: f.stub, Logger: logger, Metrics: f.observed}
 	set(&opts)
 	srv := NewGRPC(opts, f.health)
@@ -175,6 +177,14 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// logText is the log so far, read under the writer's lock: for a test that
+// reads while requests may still be logging.
+func (f *fixture) logText() string {
+	f.logw.mu.Lock()
+	defer f.logw.mu.Unlock()
+	return f.logs.String()
 }
 
 func (f *fixture) do(t *testing.T, method, path string, body io.Reader) (*http.Response, []byte) {
@@ -702,10 +712,10 @@ func TestCallerDeadlineIsLoggedAsADeadline(t *testing.T) {
 		}
 	}
 	// The server's lines may lag the client's error a little.
-	for deadline := time.Now().Add(5 * time.Second); strings.Count(f.logs.String(), `"code":"DeadlineExceeded"`) < 5 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(f.logText(), `"code":"DeadlineExceeded"`) < 5 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
-	logs := f.logs.String()
+	logs := f.logText()
 	if n := strings.Count(logs, `"code":"DeadlineExceeded"`); n != 5 || strings.Contains(logs, `"code":"Canceled"`) {
 		t.Errorf("%d of 5 lines say DeadlineExceeded:\n%s", n, logs)
 	}
