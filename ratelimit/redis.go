@@ -14,34 +14,37 @@ import (
 // takeTurn reserves the next free slot of a key, by Redis' own clock (so
 // replicas' clocks need not agree), unless it lies beyond the caller's
 // budget. KEYS[1]: the key's next free slot, in µs since the epoch.
-// KEYS[2]: the state marker, which never expires. Its value is when a loss
-// of data was last found (0: never); for ARGV[4] µs after that no slot is
+//
+// KEYS[2], the state marker, never expires. Its value is when a loss of
+// data was last found (0: never); for ARGV[4] µs after that no slot is
 // given, so that turns replicas still hold from before the loss pass
-// first. A loss is found when the marker is gone to a replica that has
-// seen it (a Redis back empty), or when a replica saw the server restart
-// (a Redis back from a snapshot keeps the marker but may have lost the
-// latest turns) under a run_id no replica has reported yet; KEYS[3] holds
-// the last run_id reported, so one restart starts one quarantine however
-// many replicas see it, and whenever they do.
+// first. A loss is found when the server's run_id differs from the one
+// KEYS[3] holds (a restart or a failover: a Redis back from a snapshot, or
+// a promoted asynchronous replica, keeps the marker but may have lost the
+// latest turns), or when the marker is gone to a replica that has seen it
+// (a Redis back empty). The script reads the run_id itself, so the first
+// turn taken after a restart finds it, whichever replica takes it, and
+// finds it once.
+//
 // ARGV[1], ARGV[2]: the spacing between calls and the budget, in µs;
-// ARGV[3]: 0 for a replica that has not seen the marker, 1 for one that
-// has, 2 for one that saw the server restart; ARGV[5]: the server's run_id
-// as the replica knows it, or empty.
-// Returns {1, delay, lost} for a reserved slot delay µs from now,
-// {0, delay, lost} for a refusal; lost is 1 when this call found a loss.
+// ARGV[3]: 1 when this replica has seen the marker. Returns
+// {1, delay, lost} for a reserved slot delay µs from now, {0, delay, lost}
+// for a refusal; lost is 1 when this call found a loss.
 var takeTurn = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local budget = tonumber(ARGV[2])
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+local known = redis.call('GET', KEYS[3])
 local lost = 0
 local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if mark < 0 or (ARGV[3] == '2' and redis.call('GET', KEYS[3]) ~= ARGV[5]) then
+if mark < 0 or (known and known ~= run) then
   mark = 0
-  if ARGV[3] ~= '0' then mark = now; lost = 1 end
+  if known or ARGV[3] == '1' then mark = now; lost = 1 end
   redis.call('SET', KEYS[2], mark)
-  if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5]) end
 end
+if known ~= run then redis.call('SET', KEYS[3], run) end
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now then slot = now end
 if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]) end
@@ -58,10 +61,11 @@ return {1, delay, lost}
 // When Redis cannot be reached it refuses (sharedstate.UnavailableError)
 // rather than let calls through unlimited.
 //
-// A Redis that loses its data (restarted without persistence) would hand
-// out turns from "now" while replicas still wait on turns taken before:
-// twice the rate for up to MaxWait. The limiters notice it by a marker key
-// and give out no turn until every turn taken before can have passed.
+// A Redis that loses data (restarted from a snapshot or empty, or failed
+// over) would hand out turns from what it kept while replicas still wait
+// on turns taken before: up to twice the rate for MaxWait. The script
+// notices (takeTurn) and gives out no turn until every turn taken before
+// can have passed.
 type Redis struct {
 	policy
 	client redis.Scripter
@@ -72,24 +76,12 @@ type Redis struct {
 	watch Watch
 }
 
-// Watch is what the limiter learns of the Redis server, and whom it tells.
+// Watch says whom the limiter tells of what it learns of the Redis server.
 type Watch struct {
-	// Restarts, when not nil, tells of the server restarting or failing
-	// over (sharedstate.Restarts), which may lose the latest turns even
-	// when the marker survives.
-	Restarts Restarts
-	// Lost, when not nil, is called when a call finds that Redis lost its
-	// data or restarted: the request_ids kept there may be lost with it.
+	// Lost, when not nil, is called when a call finds that Redis lost
+	// data, restarted or failed over: the request_ids kept there may be
+	// lost with it.
 	Lost func()
-}
-
-// Restarts reports a restart of the server once (Take), takes back one
-// that could not be acted on (Again), and names the server's current
-// run_id (RunID; empty while unknown).
-type Restarts interface {
-	Take() bool
-	Again()
-	RunID() string
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
@@ -99,7 +91,7 @@ func NewRedis(client redis.Scripter, prefix string, opts Options, watch Watch) *
 	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", watch: watch}
 }
 
-// quarantine is how long after Redis lost its data no turn is given: the
+// quarantine is how long after Redis lost data no turn is given: the
 // furthest ahead a turn can have been taken, and one spacing more.
 func (l *Redis) quarantine(interval time.Duration) time.Duration {
 	return l.maxWait + interval
@@ -108,8 +100,9 @@ func (l *Redis) quarantine(interval time.Duration) time.Duration {
 // Wait returns when the call for k may go, or a *LimitedError at once when
 // its turn lies beyond MaxWait or the context's deadline, a
 // *sharedstate.UnavailableError when Redis fails, or an *InterruptedError
-// when the context ends while waiting, Redis' answer included. A turn given up while waiting is not
-// given back: the rate is then undershot, never exceeded.
+// when the context ends while waiting, Redis' answer included. A turn
+// given up while waiting is not given back: the rate is then undershot,
+// never exceeded.
 func (l *Redis) Wait(ctx context.Context, k Key) error {
 	interval, ok := l.spacing[k]
 	if !ok {
@@ -133,18 +126,14 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 // take asks Redis for the next turn of k within budget and returns how far
 // off it is, or the refusal.
 func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration) (time.Duration, error) {
-	restarts := l.watch.Restarts
-	restarted := restarts != nil && restarts.Take()
-	res, err := l.run(ctx, k, interval, budget, restarted)
-	if err == nil && !restarted && restarts != nil && restarts.Take() {
-		// The restart showed as this very call reconnected (the run_id is
-		// read on connecting), so its turn came from what the restart may
-		// have rolled back: take another, under the quarantine.
-		restarted = true
-		res, err = l.run(ctx, k, interval, budget, true)
+	seen := "0"
+	if l.seen.Load() {
+		seen = "1"
 	}
-	if err != nil && restarted {
-		restarts.Again()
+	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id"},
+		interval.Microseconds(), budget.Microseconds(), seen, l.quarantine(interval).Microseconds()).Int64Slice()
+	if err == nil && len(res) != 3 {
+		err = fmt.Errorf("unexpected answer %v", res)
 	}
 	if err != nil && ctx.Err() != nil {
 		// The caller's deadline, not Redis: nothing reached AWS.
@@ -162,24 +151,4 @@ func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration)
 		return 0, l.refuse(k, delay)
 	}
 	return delay, nil
-}
-
-// run runs takeTurn for k once.
-func (l *Redis) run(ctx context.Context, k Key, interval, budget time.Duration, restarted bool) ([]int64, error) {
-	state, runID := "0", ""
-	switch {
-	case restarted:
-		state = "2"
-	case l.seen.Load():
-		state = "1"
-	}
-	if l.watch.Restarts != nil {
-		runID = l.watch.Restarts.RunID()
-	}
-	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id"},
-		interval.Microseconds(), budget.Microseconds(), state, l.quarantine(interval).Microseconds(), runID).Int64Slice()
-	if err == nil && len(res) != 3 {
-		err = fmt.Errorf("unexpected answer %v", res)
-	}
-	return res, err
 }

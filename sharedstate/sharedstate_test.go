@@ -33,7 +33,7 @@ func TestUnavailableErrorStopsTheSDKRetrying(t *testing.T) {
 
 func TestNewRedisClientKeepsThePasswordOutOfErrors(t *testing.T) {
 	addr := testenv.WrongPassRedis(t)
-	c := NewRedisClient(config.Redis{Address: addr, Password: "hunter2-secret", DB: 3}, nil)
+	c := NewRedisClient(config.Redis{Address: addr, Password: "hunter2-secret", DB: 3})
 	defer c.Close()
 	if o := c.Options(); o.Addr != addr || o.Password != "hunter2-secret" || o.DB != 3 {
 		t.Errorf("options = %+v", o)
@@ -70,7 +70,7 @@ func TestRefused(t *testing.T) {
 		})
 	}
 	// And as the client returns it, from the stand-in that refuses the password.
-	c := NewRedisClient(config.Redis{Address: testenv.WrongPassRedis(t), Password: "x"}, nil)
+	c := NewRedisClient(config.Redis{Address: testenv.WrongPassRedis(t), Password: "x"})
 	defer c.Close()
 	if err := c.Ping(context.Background()).Err(); !Refused(err) {
 		t.Errorf("Refused(%v) = false for the client's own error", err)
@@ -82,36 +82,3 @@ type redisError string
 
 func (e redisError) Error() string { return string(e) }
 func (redisError) RedisError()     {}
-
-func TestRestarts(t *testing.T) {
-	var r Restarts
-	r.saw("") // a server that does not say
-	r.saw(runID("# Server\r\nredis_version:7.0.15\r\nrun_id:aaa\r\ntcp_port:6379\r\n"))
-	r.saw("aaa") // another connection to the same server
-	if r.Take() {
-		t.Fatal("a restart reported before the run_id changed")
-	}
-	r.saw("bbb")
-	if !r.Take() || r.Take() {
-		t.Error("a changed run_id is not reported once")
-	}
-	r.Again()
-	if !r.Take() {
-		t.Error("a restart put back is not reported again")
-	}
-}
-
-// The client reads a real server's run_id on connecting.
-func TestRestartsReadsTheRunID(t *testing.T) {
-	var r Restarts
-	c := NewRedisClient(config.Redis{Address: testenv.RedisAddr(t)}, &r)
-	defer c.Close()
-	if err := c.Ping(context.Background()).Err(); err != nil {
-		t.Fatal(err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.runID) != 40 {
-		t.Errorf("run_id %q; want the server's 40-character id", r.runID)
-	}
-}

@@ -258,8 +258,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		return ratelimit.NewLocal(opts), idempotency.NewMemory(), func() {}, nil
 	}
 	rc := cfg.SharedState.Redis
-	restarts := &sharedstate.Restarts{}
-	client := sharedstate.NewRedisClient(rc, restarts)
+	client := sharedstate.NewRedisClient(rc)
 	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	redis.SetLogger(sharedstate.RedisLogger{Log: logger})
@@ -275,7 +274,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		logger.Error("shared state: Redis restarted, failed over or lost backupd's data: no rate-limit turn is given for max_wait, " +
 			"and the latest request_id results it held may be gone, so repeats of those requests may run again")
 	}
-	return ratelimit.NewRedis(client, rc.KeyPrefix, opts, ratelimit.Watch{Restarts: restarts, Lost: lost}), idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
+	return ratelimit.NewRedis(client, rc.KeyPrefix, opts, ratelimit.Watch{Lost: lost}), idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
 		func() { _ = client.Close() }, nil
 }
 
