@@ -91,6 +91,25 @@ func NewRedis(client redis.Scripter, prefix string, opts Options, watch Watch) *
 	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", watch: watch}
 }
 
+// markState creates the state marker unless it is there; either way the
+// replica has seen it.
+var markState = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], 0) end
+return 1
+`)
+
+// Prime marks the state in Redis as seen by this replica, at start, so
+// that a Redis that comes back empty later is noticed even if this
+// replica has taken no turn before. It does nothing when Redis does not
+// answer: the first turn taken sees the marker instead.
+func (l *Redis) Prime(ctx context.Context) error {
+	if err := markState.Run(ctx, l.client, []string{l.marker}).Err(); err != nil {
+		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("mark the shared state: %w", err)}
+	}
+	l.seen.Store(true)
+	return nil
+}
+
 // quarantine is how long after Redis lost data no turn is given: the
 // furthest ahead a turn can have been taken, and one spacing more.
 func (l *Redis) quarantine(interval time.Duration) time.Duration {

@@ -204,3 +204,24 @@ func TestRedisQuarantineAfterARestart(t *testing.T) {
 		t.Errorf("after the quarantine, on the other replica: %v, %d losses; want a turn and still one loss", err, lost.Load())
 	}
 }
+
+// TestRedisPrimedReplicaNoticesAnEmptyRedis: a replica marked at start
+// notices a Redis that comes back empty though it took no turn before.
+func TestRedisPrimedReplicaNoticesAnEmptyRedis(t *testing.T) {
+	ctx := context.Background()
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { client.Close() })
+	prefix := testenv.RedisPrefix(t)
+	var lost atomic.Int32
+	l := NewRedis(client, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 300 * time.Millisecond,
+		Sleep: func(context.Context, time.Duration) error { return nil }}, Watch{Lost: func() { lost.Add(1) }})
+	if err := l.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Del(ctx, prefix+"state", prefix+"state:run_id").Err(); err != nil { // Redis back empty
+		t.Fatal(err)
+	}
+	if err := l.Wait(ctx, keyA); err == nil || lost.Load() != 1 {
+		t.Errorf("first turn after the loss: %v, %d losses; want a refusal and one loss", err, lost.Load())
+	}
+}
