@@ -91,22 +91,21 @@ func NewRedis(client redis.Scripter, prefix string, opts Options, watch Watch) *
 	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", watch: watch}
 }
 
-// markState creates the state marker unless it is there; either way the
-// replica has seen it.
-var markState = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], 0) end
-return 1
-`)
+var markerExists = redis.NewScript(`return redis.call('EXISTS', KEYS[1])`)
 
-// Prime marks the state in Redis as seen by this replica, at start, so
-// that a Redis that comes back empty later is noticed even if this
-// replica has taken no turn before. It does nothing when Redis does not
-// answer: the first turn taken sees the marker instead.
+// Prime looks, at start, for the state marker in Redis: a replica that
+// has seen it notices a Redis that comes back empty later, even if it has
+// taken no turn before. A marker that is not there is left to the first
+// turn to create: this replica cannot tell a first start from a Redis
+// that lost its data, but a replica that saw the marker can.
 func (l *Redis) Prime(ctx context.Context) error {
-	if err := markState.Run(ctx, l.client, []string{l.marker}).Err(); err != nil {
-		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("mark the shared state: %w", err)}
+	n, err := markerExists.Run(ctx, l.client, []string{l.marker}).Int()
+	if err != nil {
+		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("look for the shared state: %w", err)}
 	}
-	l.seen.Store(true)
+	if n == 1 {
+		l.seen.Store(true)
+	}
 	return nil
 }
 

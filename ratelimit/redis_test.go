@@ -205,8 +205,9 @@ func TestRedisQuarantineAfterARestart(t *testing.T) {
 	}
 }
 
-// TestRedisPrimedReplicaNoticesAnEmptyRedis: a replica marked at start
-// notices a Redis that comes back empty though it took no turn before.
+// TestRedisPrimedReplicaNoticesAnEmptyRedis: a replica that found the
+// marker at start notices a Redis that comes back empty though it took no
+// turn before; on a fresh Redis, Prime leaves the marker to the first turn.
 func TestRedisPrimedReplicaNoticesAnEmptyRedis(t *testing.T) {
 	ctx := context.Background()
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
@@ -215,6 +216,10 @@ func TestRedisPrimedReplicaNoticesAnEmptyRedis(t *testing.T) {
 	var lost atomic.Int32
 	l := NewRedis(client, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 300 * time.Millisecond,
 		Sleep: func(context.Context, time.Duration) error { return nil }}, Watch{Lost: func() { lost.Add(1) }})
+	other := NewRedis(client, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, Watch{})
+	if err := other.Wait(ctx, keyA); err != nil { // another replica's turn makes the marker
+		t.Fatal(err)
+	}
 	if err := l.Prime(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -223,5 +228,13 @@ func TestRedisPrimedReplicaNoticesAnEmptyRedis(t *testing.T) {
 	}
 	if err := l.Wait(ctx, keyA); err == nil || lost.Load() != 1 {
 		t.Errorf("first turn after the loss: %v, %d losses; want a refusal and one loss", err, lost.Load())
+	}
+
+	fresh := NewRedis(client, testenv.RedisPrefix(t), Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, Watch{Lost: func() { lost.Add(1) }})
+	if err := fresh.Prime(ctx); err != nil || fresh.seen.Load() {
+		t.Errorf("Prime on a fresh prefix: %v, seen %v; want the marker left to the first turn", err, fresh.seen.Load())
+	}
+	if err := fresh.Wait(ctx, keyA); err != nil || lost.Load() != 1 {
+		t.Errorf("first turn on a fresh prefix: %v, %d losses; want a turn and no new loss", err, lost.Load())
 	}
 }
