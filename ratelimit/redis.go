@@ -18,30 +18,43 @@ import (
 // KEYS[2], the state marker, never expires. Its value is when a loss of
 // data was last found (0: never); for ARGV[4] µs after that no slot is
 // given, so that turns replicas still hold from before the loss pass
-// first. A loss is found when the server's run_id differs from the one
-// KEYS[3] holds (a restart or a failover: a Redis back from a snapshot, or
-// a promoted asynchronous replica, keeps the marker but may have lost the
-// latest turns), or when the marker is gone to a replica that has seen it
-// (a Redis back empty). The script reads the run_id itself, so the first
-// turn taken after a restart finds it, whichever replica takes it, and
-// finds it once.
+// first. The script reads the server's run_id and start time (INFO
+// server) and finds a loss when
+//   - the run_id differs from the one KEYS[3] keeps: a restart or a
+//     failover (a Redis back from a snapshot, or a promoted asynchronous
+//     replica, keeps the marker but may have lost the latest turns);
+//   - the run_id differs from the one this replica last saw (ARGV[3]), and
+//     no loss was found since the server started: a restart that a replica
+//     which never saw the old server noticed first, and took for a first
+//     start;
+//   - the marker is gone to a replica that saw the server: a Redis back
+//     empty.
 //
-// ARGV[1], ARGV[2]: the spacing between calls and the budget, in µs;
-// ARGV[3]: 1 when this replica has seen the marker. Returns
-// {1, delay, lost} for a reserved slot delay µs from now, {0, delay, lost}
-// for a refusal; lost is 1 when this call found a loss.
+// Each restart thus starts one quarantine, whichever replica and call
+// finds it.
+//
+// ARGV[1], ARGV[2]: the spacing between calls and the budget, in µs.
+// Returns {1, delay, lost, run_id} for a reserved slot delay µs from now,
+// {0, delay, lost, run_id} for a refusal; lost is 1 when this call found a
+// loss.
 var takeTurn = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local budget = tonumber(ARGV[2])
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+local mine = ARGV[3]
+local info = redis.call('INFO', 'server')
+local run = string.match(info, 'run_id:(%w+)') or ''
+local started = now - (tonumber(string.match(info, 'uptime_in_seconds:(%d+)') or '0') + 1) * 1000000
 local known = redis.call('GET', KEYS[3])
 local lost = 0
 local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if mark < 0 or (known and known ~= run) then
+if (known and known ~= run) or (mine ~= '' and mine ~= run and mark < started) or (mark < 0 and mine ~= '') then
+  mark = now
+  lost = 1
+  redis.call('SET', KEYS[2], mark)
+elseif mark < 0 then
   mark = 0
-  if known or ARGV[3] == '1' then mark = now; lost = 1 end
   redis.call('SET', KEYS[2], mark)
 end
 if known ~= run then redis.call('SET', KEYS[3], run) end
@@ -49,9 +62,9 @@ local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now then slot = now end
 if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]) end
 local delay = slot - now
-if delay > budget then return {0, delay, lost} end
+if delay > budget then return {0, delay, lost, run} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
-return {1, delay, lost}
+return {1, delay, lost, run}
 `)
 
 // Redis limits calls across every replica that shares one Redis server and
@@ -71,9 +84,10 @@ type Redis struct {
 	client redis.Scripter
 	prefix string
 	marker string
-	// seen is set once this replica has found the marker in Redis.
-	seen  atomic.Bool
-	watch Watch
+	// server is the run_id of the Redis server this replica last took a
+	// turn from, or found the marker on at start; nil before.
+	server atomic.Pointer[string]
+	watch  Watch
 }
 
 // Watch says whom the limiter tells of what it learns of the Redis server.
@@ -91,20 +105,26 @@ func NewRedis(client redis.Scripter, prefix string, opts Options, watch Watch) *
 	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", watch: watch}
 }
 
-var markerExists = redis.NewScript(`return redis.call('EXISTS', KEYS[1])`)
+// serverOfMarker is the server's run_id when the state marker is there,
+// and empty when it is not.
+var serverOfMarker = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return '' end
+return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+`)
 
 // Prime looks, at start, for the state marker in Redis: a replica that
-// has seen it notices a Redis that comes back empty later, even if it has
-// taken no turn before. A marker that is not there is left to the first
-// turn to create: this replica cannot tell a first start from a Redis
-// that lost its data, but a replica that saw the marker can.
+// has seen it, and the server it was on, notices a Redis that restarts or
+// comes back empty later, even if it has taken no turn before. A marker
+// that is not there is left to the first turn to create: this replica
+// cannot tell a first start from a Redis that lost its data, but a
+// replica that saw the marker can.
 func (l *Redis) Prime(ctx context.Context) error {
-	n, err := markerExists.Run(ctx, l.client, []string{l.marker}).Int()
+	run, err := serverOfMarker.Run(ctx, l.client, []string{l.marker}).Text()
 	if err != nil {
 		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("look for the shared state: %w", err)}
 	}
-	if n == 1 {
-		l.seen.Store(true)
+	if run != "" {
+		l.server.Store(&run)
 	}
 	return nil
 }
@@ -144,14 +164,15 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 // take asks Redis for the next turn of k within budget and returns how far
 // off it is, or the refusal.
 func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration) (time.Duration, error) {
-	seen := "0"
-	if l.seen.Load() {
-		seen = "1"
+	mine := ""
+	if p := l.server.Load(); p != nil {
+		mine = *p
 	}
 	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id"},
-		interval.Microseconds(), budget.Microseconds(), seen, l.quarantine(interval).Microseconds()).Int64Slice()
-	if err == nil && len(res) != 3 {
-		err = fmt.Errorf("unexpected answer %v", res)
+		interval.Microseconds(), budget.Microseconds(), mine, l.quarantine(interval).Microseconds()).Slice()
+	ok, delay, lost, run, perr := turn(res)
+	if err == nil {
+		err = perr
 	}
 	if err != nil && ctx.Err() != nil {
 		// The caller's deadline, not Redis: nothing reached AWS.
@@ -160,13 +181,26 @@ func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration)
 	if err != nil {
 		return 0, &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
 	}
-	l.seen.Store(true)
-	if res[2] == 1 && l.watch.Lost != nil {
+	if run != mine {
+		l.server.Store(&run)
+	}
+	if lost && l.watch.Lost != nil {
 		l.watch.Lost()
 	}
-	delay := time.Duration(res[1]) * time.Microsecond
-	if res[0] == 0 {
+	if !ok {
 		return 0, l.refuse(k, delay)
 	}
 	return delay, nil
+}
+
+// turn reads takeTurn's answer.
+func turn(res []any) (ok bool, delay time.Duration, lost bool, run string, err error) {
+	if len(res) != 4 {
+		return false, 0, false, "", fmt.Errorf("unexpected answer %v", res)
+	}
+	granted, _ := res[0].(int64)
+	us, _ := res[1].(int64)
+	found, _ := res[2].(int64)
+	run, _ = res[3].(string)
+	return granted == 1, time.Duration(us) * time.Microsecond, found == 1, run, nil
 }

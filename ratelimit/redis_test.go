@@ -231,10 +231,42 @@ func TestRedisPrimedReplicaNoticesAnEmptyRedis(t *testing.T) {
 	}
 
 	fresh := NewRedis(client, testenv.RedisPrefix(t), Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, Watch{Lost: func() { lost.Add(1) }})
-	if err := fresh.Prime(ctx); err != nil || fresh.seen.Load() {
-		t.Errorf("Prime on a fresh prefix: %v, seen %v; want the marker left to the first turn", err, fresh.seen.Load())
+	if err := fresh.Prime(ctx); err != nil || fresh.server.Load() != nil {
+		t.Errorf("Prime on a fresh prefix: %v, server %v; want the marker left to the first turn", err, fresh.server.Load())
 	}
 	if err := fresh.Wait(ctx, keyA); err != nil || lost.Load() != 1 {
 		t.Errorf("first turn on a fresh prefix: %v, %d losses; want a turn and no new loss", err, lost.Load())
+	}
+}
+
+// TestRedisRestartFirstSeenByANewReplica: a replica that never saw the old
+// server takes the first turn after Redis came back empty, and takes it
+// for a first start; the first replica that saw the old server still
+// finds the restart, and starts the one quarantine.
+func TestRedisRestartFirstSeenByANewReplica(t *testing.T) {
+	ctx := context.Background()
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { client.Close() })
+	prefix := testenv.RedisPrefix(t)
+	const maxWait = 300 * time.Millisecond
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait, Sleep: func(context.Context, time.Duration) error { return nil }}
+	var lost atomic.Int32
+	replica := func() *Redis { return NewRedis(client, prefix, opts, Watch{Lost: func() { lost.Add(1) }}) }
+	// a and c took turns from a server before (its run_id stands in for
+	// the server that restarted); the Redis is now empty.
+	a, c := replica(), replica()
+	before := "1111111111111111111111111111111111111111"
+	a.server.Store(&before)
+	c.server.Store(&before)
+	fresh := replica()
+	if err := fresh.Wait(ctx, keyA); err != nil || lost.Load() != 0 {
+		t.Fatalf("the new replica's turn: %v, %d losses; want a turn, taken for a first start", err, lost.Load())
+	}
+	err := a.Wait(ctx, keyA)
+	if le, ok := errors.AsType[*LimitedError](err); !ok || le.RetryAfter < maxWait/2 || lost.Load() != 1 {
+		t.Errorf("the first turn of a replica that saw the old server: %v, %d losses; want a refusal and one loss", err, lost.Load())
+	}
+	if err := c.Wait(ctx, keyA); err == nil || lost.Load() != 1 {
+		t.Errorf("another such replica: %v, %d losses; want a refusal, still one loss", err, lost.Load())
 	}
 }
