@@ -270,3 +270,19 @@ func TestRedisRestartFirstSeenByANewReplica(t *testing.T) {
 		t.Errorf("another such replica: %v, %d losses; want a refusal, still one loss", err, lost.Load())
 	}
 }
+
+// BenchmarkRedisTurn is one turn from the Redis limiter on the test Redis,
+// over loopback, with a rate no call waits for: the script's cost, its
+// INFO read for the restart checks included.
+func BenchmarkRedisTurn(b *testing.B) {
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b)})
+	b.Cleanup(func() { client.Close() })
+	l := NewRedis(client, testenv.RedisPrefix(b), Options{Rates: map[Key]float64{keyA: 1e9}, MaxWait: time.Second, Guard: -1}, Watch{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Wait(ctx, keyA); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
