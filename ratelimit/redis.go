@@ -15,28 +15,27 @@ import (
 // replicas' clocks need not agree), unless it lies beyond the caller's
 // budget. KEYS[1]: the key's next free slot, in µs since the epoch.
 //
-// KEYS[2], the state marker, never expires. Its value is when a loss of
-// data was last found (0: never); for ARGV[4] µs after that no slot is
-// given, so that turns replicas still hold from before the loss pass
-// first. The script reads the server's run_id and start time (INFO
-// server) and finds a loss when
-//   - the run_id differs from the one KEYS[3] keeps: a restart or a
-//     failover (a Redis back from a snapshot, or a promoted asynchronous
-//     replica, keeps the marker but may have lost the latest turns);
-//   - the run_id differs from the one this replica last saw (ARGV[3]), and
-//     no loss was found since the server started: a restart that a replica
-//     which never saw the old server noticed first, and took for a first
-//     start;
-//   - the marker is gone to a replica that saw the server: a Redis back
-//     empty.
+// KEYS[2], the state marker, never expires. Its value is the time from
+// which, for ARGV[4] µs, no slot is given, so that turns replicas took
+// before a loss of data pass first. The script reads the server's run_id
+// and start time (INFO server):
+//   - a Redis back empty (no marker): no turn until ARGV[4] after the
+//     server started, whoever asks first; on a Redis up for longer, as
+//     on a first start, that has passed;
+//   - a run_id other than the one KEYS[3] keeps (a Redis back from a
+//     snapshot, or a promoted replica, which keep the marker but may have
+//     lost the latest turns): no turn until ARGV[4] from now, as when the
+//     restart happened is not known;
+//   - the marker gone from the server this replica saw (ARGV[3]) without
+//     a restart: likewise from now.
 //
-// Each restart thus starts one quarantine, whichever replica and call
-// finds it.
+// A loss is reported (lost) once per server, by the first call that can
+// tell: one whose replica saw another server, or that found KEYS[3]
+// naming another; KEYS[4] keeps the run_id reported.
 //
 // ARGV[1], ARGV[2]: the spacing between calls and the budget, in µs.
 // Returns {1, delay, lost, run_id} for a reserved slot delay µs from now,
-// {0, delay, lost, run_id} for a refusal; lost is 1 when this call found a
-// loss.
+// {0, delay, lost, run_id} for a refusal.
 var takeTurn = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -45,18 +44,27 @@ local budget = tonumber(ARGV[2])
 local mine = ARGV[3]
 local info = redis.call('INFO', 'server')
 local run = string.match(info, 'run_id:(%w+)') or ''
-local started = now - (tonumber(string.match(info, 'uptime_in_seconds:(%d+)') or '0') + 1) * 1000000
+local started = now - tonumber(string.match(info, 'uptime_in_seconds:(%d+)') or '0') * 1000000
 local known = redis.call('GET', KEYS[3])
+local markv = redis.call('GET', KEYS[2])
+local mark = tonumber(markv or '0')
 local lost = 0
-local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if (known and known ~= run) or (mine ~= '' and mine ~= run and mark < started) or (mark < 0 and mine ~= '') then
-  mark = now
+local other = (known and known ~= run) or (mine ~= '' and mine ~= run)
+if other and redis.call('GET', KEYS[4]) ~= run then
   lost = 1
-  redis.call('SET', KEYS[2], mark)
-elseif mark < 0 then
-  mark = 0
-  redis.call('SET', KEYS[2], mark)
+  redis.call('SET', KEYS[4], run)
 end
+local from = nil
+if known and known ~= run then
+  from = now
+elseif not markv and mine ~= '' and mine == run then
+  lost = 1
+  from = now
+elseif other or not markv then
+  from = started
+end
+if from and from > mark then mark = from end
+if not markv or (from and mark == from) then redis.call('SET', KEYS[2], mark) end
 if known ~= run then redis.call('SET', KEYS[3], run) end
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now then slot = now end
@@ -168,7 +176,7 @@ func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration)
 	if p := l.server.Load(); p != nil {
 		mine = *p
 	}
-	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id"},
+	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported"},
 		interval.Microseconds(), budget.Microseconds(), mine, l.quarantine(interval).Microseconds()).Slice()
 	ok, delay, lost, run, perr := turn(res)
 	if err == nil {

@@ -240,9 +240,10 @@ func TestRedisPrimedReplicaNoticesAnEmptyRedis(t *testing.T) {
 }
 
 // TestRedisRestartFirstSeenByANewReplica: a replica that never saw the old
-// server takes the first turn after Redis came back empty, and takes it
-// for a first start; the first replica that saw the old server still
-// finds the restart, and starts the one quarantine.
+// server takes the first turn after Redis came back empty, and cannot
+// tell; the first replica that saw the old server still reports the loss,
+// once. (That no turn is given until the server has been up for a
+// quarantine is proven end to end by integration.TestRedisGone.)
 func TestRedisRestartFirstSeenByANewReplica(t *testing.T) {
 	ctx := context.Background()
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
@@ -262,12 +263,14 @@ func TestRedisRestartFirstSeenByANewReplica(t *testing.T) {
 	if err := fresh.Wait(ctx, keyA); err != nil || lost.Load() != 0 {
 		t.Fatalf("the new replica's turn: %v, %d losses; want a turn, taken for a first start", err, lost.Load())
 	}
-	err := a.Wait(ctx, keyA)
-	if le, ok := errors.AsType[*LimitedError](err); !ok || le.RetryAfter < maxWait/2 || lost.Load() != 1 {
-		t.Errorf("the first turn of a replica that saw the old server: %v, %d losses; want a refusal and one loss", err, lost.Load())
+	// The test's Redis has been up for longer than a turn can be taken
+	// ahead, so no turn from before its start can be pending: the loss is
+	// reported, and no turn is held back.
+	if err := a.Wait(ctx, keyA); err != nil || lost.Load() != 1 {
+		t.Errorf("the first turn of a replica that saw the old server: %v, %d losses; want a turn and one loss", err, lost.Load())
 	}
-	if err := c.Wait(ctx, keyA); err == nil || lost.Load() != 1 {
-		t.Errorf("another such replica: %v, %d losses; want a refusal, still one loss", err, lost.Load())
+	if err := c.Wait(ctx, keyA); err != nil || lost.Load() != 1 {
+		t.Errorf("another such replica: %v, %d losses; want a turn, still one loss", err, lost.Load())
 	}
 }
 
