@@ -20,8 +20,9 @@ import (
 // before a loss of data pass first. The script reads the server's run_id
 // and start time (INFO server):
 //   - a Redis back empty (no marker): no turn until ARGV[4] after the
-//     server started, whoever asks first; on a Redis up for longer, as
-//     on a first start, that has passed;
+//     server started (at the latest it can have, as uptime counts whole
+//     seconds), whoever asks first; on a Redis up for longer, as on a
+//     first start, that has passed;
 //   - a run_id other than the one KEYS[3] keeps (a Redis back from a
 //     snapshot, or a promoted replica, which keep the marker but may have
 //     lost the latest turns): no turn until ARGV[4] from now, as when the
@@ -44,7 +45,9 @@ local budget = tonumber(ARGV[2])
 local mine = ARGV[3]
 local info = redis.call('INFO', 'server')
 local run = string.match(info, 'run_id:(%w+)') or ''
-local started = now - tonumber(string.match(info, 'uptime_in_seconds:(%d+)') or '0') * 1000000
+-- uptime is a difference of whole seconds: the start is taken as the
+-- latest it can have been, so that a hold from it is never cut short.
+local started = math.min(now, (tonumber(t[1]) - tonumber(string.match(info, 'uptime_in_seconds:(%d+)') or '0') + 1) * 1000000)
 local known = redis.call('GET', KEYS[3])
 local markv = redis.call('GET', KEYS[2])
 local mark = tonumber(markv or '0')
