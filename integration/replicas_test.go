@@ -201,6 +201,41 @@ func TestRedisGone(t *testing.T) {
 	}
 }
 
+// TestRedisBackEmptyHoldsTurns: a replica that starts after Redis came
+// back empty cannot tell a restart from a first start, but the turns the
+// other replicas took before the restart may still be going out; so no
+// CreateBackup reaches DynamoDB until Redis has been up for max_wait.
+func TestRedisBackEmptyHoldsTurns(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
+	a, _ := newAccount(t, moto, "Orders")
+	addr := freePort(t)
+	stopRedis := startRedis(t, addr)
+	established(t, addr, "empty:")
+	rec := newRecorder(t, moto)
+	opts := instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(rec.URL), Redis: addr, RedisPrefix: "empty:"}
+	old := startBackupd(t, opts)
+	ctx := context.Background()
+	if _, err := old.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "before"}); err != nil {
+		t.Fatalf("before the restart: %v", err)
+	}
+	stopRedis()
+	restarted := time.Now()
+	startRedis(t, addr)
+	fresh := startBackupd(t, opts) // has never seen the old Redis
+	before := len(rec.Calls("CreateBackup"))
+	_, err := fresh.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "after"})
+	if st := status.Convert(err); err != nil && (st.Code() != codes.ResourceExhausted || retryDelay(st) <= 0) {
+		t.Fatalf("first call through the new replica: %v; want success after the hold, or RESOURCE_EXHAUSTED with RetryInfo", err)
+	}
+	const maxWait = time.Second // the default
+	for _, c := range rec.Calls("CreateBackup")[before:] {
+		if c.At.Before(restarted.Add(maxWait)) {
+			t.Errorf("a CreateBackup reached DynamoDB %s after Redis was restarted; want none before max_wait (%s)", c.At.Sub(restarted), maxWait)
+		}
+	}
+}
+
 // startRedis runs a private redis-server on addr until the test ends, and
 // returns a function that stops it early.
 func startRedis(t *testing.T, addr string) func() {
