@@ -155,22 +155,16 @@ func TestRedisDown(t *testing.T) {
 	}
 }
 
-// outage fails every command of the client it hooks while down is set: a
-// Redis that stops answering one replica.
-type outage struct{ down atomic.Bool }
+// processHook is a go-redis hook that changes only how each command is
+// processed: a Redis that misbehaves for one replica.
+type processHook func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error
 
-func (o *outage) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (o *outage) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h processHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h processHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
-func (o *outage) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if o.down.Load() {
-			cmd.SetErr(errors.New("connection refused"))
-			return cmd.Err()
-		}
-		return next(ctx, cmd)
-	}
+func (h processHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { return h(ctx, cmd, next) }
 }
 
 // TestRedisSettlesAfterAnOutage: when Redis fails as a run ends, the run's
@@ -191,11 +185,17 @@ func TestRedisSettlesAfterAnOutage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := redisStores(t, 2, time.Minute)
 			a, b := s[0], s[1]
-			var o outage
-			a.client.(*redis.Client).AddHook(&o)
+			var down atomic.Bool // every command fails while it is set
+			a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+				if down.Load() {
+					cmd.SetErr(errors.New("connection refused"))
+					return cmd.Err()
+				}
+				return next(ctx, cmd)
+			}))
 			run := func() ([]byte, error) {
-				o.down.Store(true)                                                   // Redis fails as the run ends...
-				time.AfterFunc(300*time.Millisecond, func() { o.down.Store(false) }) // ...and is back soon
+				down.Store(true)                                                   // Redis fails as the run ends...
+				time.AfterFunc(300*time.Millisecond, func() { down.Store(false) }) // ...and is back soon
 				return tt.c.run()
 			}
 			first, err := a.Do(context.Background(), key, fpA, run)
@@ -215,30 +215,21 @@ func TestRedisSettlesAfterAnOutage(t *testing.T) {
 	}
 }
 
-// lostReply makes the first SET NX look refused after Redis did it: what a
-// client that resends a command whose answer timed out sees.
-type lostReply struct{ done atomic.Bool }
-
-func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if b, ok := cmd.(*redis.BoolCmd); ok && err == nil && h.done.CompareAndSwap(false, true) {
-			b.SetVal(false)
-		}
-		return err
-	}
-}
-
 // TestRedisLeadsItsOwnClaim: a claim whose SET NX answer was lost is this
 // call's own; it runs the request instead of waiting for itself until the
 // lease runs out.
 func TestRedisLeadsItsOwnClaim(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
-	s.client.(*redis.Client).AddHook(&lostReply{})
+	// The first SET NX looks refused after Redis did it: what a client that
+	// resends a command whose answer timed out sees.
+	var lost atomic.Bool
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		err := next(ctx, cmd)
+		if b, ok := cmd.(*redis.BoolCmd); ok && err == nil && lost.CompareAndSwap(false, true) {
+			b.SetVal(false)
+		}
+		return err
+	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c := &counter{resp: []byte("mine")}

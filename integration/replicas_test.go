@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,39 +25,13 @@ import (
 func replicas(t *testing.T, n int, rec *recorder, accts []account) []*instance {
 	t.Helper()
 	prefix := testenv.RedisPrefix(t)
-	established(t, testenv.RedisAddr(t), prefix)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
 	insts := make([]*instance, n)
 	for i := range insts {
 		insts[i] = startBackupd(t, instanceOptions{Accounts: accts, MaxWait: time.Minute, Env: motoEnv(rec.URL),
 			Redis: testenv.RedisAddr(t), RedisPrefix: prefix})
 	}
 	return insts
-}
-
-// established gives the Redis at addr, under prefix, the state of a
-// deployment that has run on it before. On a Redis without it that has
-// been up for less than max_wait (a minute here, and test.sh starts Redis
-// just before the tests), the first turns wait until it has been: turns
-// taken before a restart the limiter cannot tell from a first start must
-// pass first (ratelimit's takeTurn).
-func established(t *testing.T, addr, prefix string) {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	ctx := context.Background()
-	info, err := c.Info(ctx, "server").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var run string
-	for line := range strings.Lines(info) {
-		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
-			run = id
-		}
-	}
-	if err := c.MSet(ctx, prefix+"state", "0", prefix+"state:run_id", run).Err(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // busiestSecond is the most calls in any one-second window of sorted times.
@@ -151,14 +124,8 @@ func TestReplicasShareRequestIDs(t *testing.T) {
 // refused UNAVAILABLE with RetryInfo, nothing reaches DynamoDB, and service
 // resumes when Redis is back.
 func TestRedisGone(t *testing.T) {
-	moto := testenv.MotoURL(t)
-	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
-	a, _ := newAccount(t, moto, "Orders")
-	addr := freePort(t)
-	stopRedis := startRedis(t, addr)
-	established(t, addr, "gone:")
-	rec := newRecorder(t, moto)
-	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(rec.URL), Redis: addr, RedisPrefix: "gone:"})
+	opts, a, rec, stopRedis := onPrivateRedis(t, "gone:")
+	inst := startBackupd(t, opts)
 	ctx := context.Background()
 	create := func(name, rid string) error {
 		_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: name, RequestId: rid})
@@ -185,7 +152,7 @@ func TestRedisGone(t *testing.T) {
 	// The Redis that comes back is empty: backupd notices the loss and
 	// gives no turn until the turns taken before it can have passed, then
 	// serves again.
-	startRedis(t, addr)
+	startRedis(t, opts.Redis)
 	err := create("after", "after-1")
 	if st := status.Convert(err); err != nil && (st.Code() != codes.ResourceExhausted || retryDelay(st) <= 0) {
 		t.Fatalf("right after Redis came back: %v; want success or RESOURCE_EXHAUSTED with RetryInfo", err)
@@ -206,14 +173,7 @@ func TestRedisGone(t *testing.T) {
 // other replicas took before the restart may still be going out; so no
 // CreateBackup reaches DynamoDB until Redis has been up for max_wait.
 func TestRedisBackEmptyHoldsTurns(t *testing.T) {
-	moto := testenv.MotoURL(t)
-	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
-	a, _ := newAccount(t, moto, "Orders")
-	addr := freePort(t)
-	stopRedis := startRedis(t, addr)
-	established(t, addr, "empty:")
-	rec := newRecorder(t, moto)
-	opts := instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(rec.URL), Redis: addr, RedisPrefix: "empty:"}
+	opts, a, rec, stopRedis := onPrivateRedis(t, "empty:")
 	old := startBackupd(t, opts)
 	ctx := context.Background()
 	if _, err := old.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "before"}); err != nil {
@@ -221,7 +181,7 @@ func TestRedisBackEmptyHoldsTurns(t *testing.T) {
 	}
 	stopRedis()
 	restarted := time.Now()
-	startRedis(t, addr)
+	startRedis(t, opts.Redis)
 	fresh := startBackupd(t, opts) // has never seen the old Redis
 	before := len(rec.Calls("CreateBackup"))
 	_, err := fresh.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "after"})
@@ -234,6 +194,23 @@ func TestRedisBackEmptyHoldsTurns(t *testing.T) {
 			t.Errorf("a CreateBackup reached DynamoDB %s after Redis was restarted; want none before max_wait (%s)", c.At.Sub(restarted), maxWait)
 		}
 	}
+}
+
+// onPrivateRedis starts a redis-server of the test's own, holding the
+// state of an established deployment under prefix (testenv.EstablishRedis), and
+// returns the options of a backupd that acts through it in a new account,
+// with table Orders, whose calls rec records; and what stops that Redis.
+func onPrivateRedis(t *testing.T, prefix string) (opts instanceOptions, accountID string, rec *recorder, stopRedis func()) {
+	t.Helper()
+	moto := testenv.MotoURL(t)
+	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
+	accountID, _ = newAccount(t, moto, "Orders")
+	addr := freePort(t)
+	stopRedis = startRedis(t, addr)
+	testenv.EstablishRedis(t, addr, prefix)
+	rec = newRecorder(t, moto)
+	opts = instanceOptions{Accounts: []account{{ID: accountID}}, Env: motoEnv(rec.URL), Redis: addr, RedisPrefix: prefix}
+	return opts, accountID, rec, stopRedis
 }
 
 // startRedis runs a private redis-server on addr until the test ends, and

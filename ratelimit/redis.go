@@ -98,22 +98,17 @@ type Redis struct {
 	// server is the run_id of the Redis server this replica last took a
 	// turn from, or found the marker on at start; nil before.
 	server atomic.Pointer[string]
-	watch  Watch
-}
-
-// Watch says whom the limiter tells of what it learns of the Redis server.
-type Watch struct {
-	// Lost, when not nil, is called when a call finds that Redis lost
-	// data, restarted or failed over: the request_ids kept there may be
-	// lost with it.
-	Lost func()
+	lost   func()
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
 // under prefix in client. Turns are given by Redis' clock; opts.Now only
-// measures the caller's patience and whether a sleep ended late.
-func NewRedis(client redis.Scripter, prefix string, opts Options, watch Watch) *Redis {
-	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", watch: watch}
+// measures the caller's patience and whether a sleep ended late. lost,
+// when not nil, is called when a call finds that Redis lost data,
+// restarted or failed over: the request_ids kept there may be lost with
+// it.
+func NewRedis(client redis.Scripter, prefix string, opts Options, lost func()) *Redis {
+	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", lost: lost}
 }
 
 // serverOfMarker is the server's run_id when the state marker is there,
@@ -195,8 +190,8 @@ func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration)
 	if run != mine {
 		l.server.Store(&run)
 	}
-	if lost && l.watch.Lost != nil {
-		l.watch.Lost()
+	if lost && l.lost != nil {
+		l.lost()
 	}
 	if !ok {
 		return 0, l.refuse(k, delay)

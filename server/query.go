@@ -47,43 +47,37 @@ func (p *queryParser) Parse(msg proto.Message, values url.Values, filter *utilit
 // 8601 allows both, RFC 3339 only the extended one), and their time filters
 // would otherwise fail out of the box. values is copied before a change.
 func withColonOffsets(msg proto.Message, values url.Values) url.Values {
-	fields := msg.ProtoReflect().Descriptor().Fields()
-	copied := false
+	md := msg.ProtoReflect().Descriptor()
+	out, copied := values, false
 	for k, vals := range values {
-		fd := fields.ByJSONName(k)
-		if fd == nil {
-			fd = fields.ByName(protoreflect.Name(k))
-		}
-		if fd == nil || fd.Message() == nil || fd.Message().FullName() != "google.protobuf.Timestamp" {
+		if fd, _ := lookupField(md, k); !isTimestamp(fd) {
 			continue
 		}
+		var fixed []string
 		for i, v := range vals {
-			if n := len(v); n > 5 && strings.Contains(v, "T") && (v[n-5] == '+' || v[n-5] == '-') && allDigits(v[n-4:]) {
-				if !copied {
-					values, copied = cloneValues(values), true
-				}
-				values[k][i] = v[:n-2] + ":" + v[n-2:]
+			n := len(v)
+			if n <= 5 || !strings.Contains(v, "T") || (v[n-5] != '+' && v[n-5] != '-') || strings.Trim(v[n-4:], "0123456789") != "" {
+				continue
 			}
+			if fixed == nil {
+				fixed = slices.Clone(vals)
+			}
+			fixed[i] = v[:n-2] + ":" + v[n-2:]
 		}
-	}
-	return values
-}
-
-func allDigits(s string) bool {
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
+		if fixed == nil {
+			continue
 		}
-	}
-	return true
-}
-
-func cloneValues(v url.Values) url.Values {
-	out := make(url.Values, len(v))
-	for k, vals := range v {
-		out[k] = slices.Clone(vals)
+		if !copied {
+			out, copied = maps.Clone(values), true
+		}
+		out[k] = fixed
 	}
 	return out
+}
+
+// isTimestamp reports whether fd is a google.protobuf.Timestamp field.
+func isTimestamp(fd protoreflect.FieldDescriptor) bool {
+	return fd != nil && fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Timestamp"
 }
 
 // maxKeyEcho bounds how much of an unknown query parameter's name an error
@@ -255,7 +249,7 @@ func accepts(fd protoreflect.FieldDescriptor) string {
 	case protoreflect.BoolKind:
 		return "must be true or false"
 	case protoreflect.MessageKind:
-		if fd.Message().FullName() == "google.protobuf.Timestamp" {
+		if isTimestamp(fd) {
 			return "must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z"
 		}
 		return "must be an object"

@@ -43,6 +43,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Names of the environment variables scripts/test.sh sets.
@@ -81,6 +83,32 @@ func RedisAddr(t testing.TB) string {
 // tests and their reruns never see each other's keys.
 func RedisPrefix(t testing.TB) string {
 	return "test:" + t.Name() + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+}
+
+// EstablishRedis gives the Redis at addr, under prefix, the state backupd's
+// rate limiter (package ratelimit) leaves on a deployment that has run on
+// it before: its state marker and the server's run_id. Without it, the
+// first turns on a Redis up for less than max_wait wait until it has been
+// (a restart cannot be told from a first start), and scripts/test.sh
+// starts Redis just before the tests.
+func EstablishRedis(tb testing.TB, addr, prefix string) {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	ctx := context.Background()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var run string
+	for line := range strings.Lines(info) {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+			run = id
+		}
+	}
+	if err := c.MSet(ctx, prefix+"state", "0", prefix+"state:run_id", run).Err(); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // Integration marks a test that needs the full environment (moto and Redis):

@@ -274,7 +274,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		logger.Error("shared state: Redis restarted, failed over or lost backupd's data: no rate-limit turn is given for max_wait, " +
 			"and the latest request_id results it held may be gone, so repeats of those requests may run again")
 	}
-	limiter := ratelimit.NewRedis(client, rc.KeyPrefix, opts, ratelimit.Watch{Lost: lost})
+	limiter := ratelimit.NewRedis(client, rc.KeyPrefix, opts, lost)
 	if err := limiter.Prime(pingCtx); err != nil {
 		logger.Warn("shared state: not marked yet", slog.String("error", err.Error()))
 	}
