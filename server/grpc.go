@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -214,8 +215,10 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 		if code == codes.Canceled && deadlineDue(ctx) {
 			// A gRPC client cancels the stream as its deadline passes,
 			// a moment before the server's own timer would: the line
-			// and the metrics say what happened.
+			// and the metrics say what happened, and so does the
+			// error, which says only that the context was canceled.
 			code = codes.DeadlineExceeded
+			err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
 		}
 		level = levelOf(code, internal, err)
 	}

@@ -719,6 +719,9 @@ func TestCallerDeadlineIsLoggedAsADeadline(t *testing.T) {
 	if n := strings.Count(logs, `"code":"DeadlineExceeded"`); n != 5 || strings.Contains(logs, `"code":"Canceled"`) {
 		t.Errorf("%d of 5 lines say DeadlineExceeded:\n%s", n, logs)
 	}
+	if n := strings.Count(logs, "the caller's deadline passed"); n != 5 {
+		t.Errorf("%d of 5 lines' errors say the deadline passed:\n%s", n, logs)
+	}
 	if got := f.observed.counted(); !slices.Contains(got, "/backup.v1.BackupService/GetBackup DeadlineExceeded") || slices.Contains(got, "/backup.v1.BackupService/GetBackup Canceled") {
 		t.Errorf("counted %v; want DeadlineExceeded, never Canceled", got)
 	}
