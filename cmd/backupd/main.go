@@ -224,10 +224,17 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	}
 	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, m.Handler())
 	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
 		return err
 	}
 	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, srvOpts.TLS)
 
+	// Ready before the shutdown below can start: a signal that came
+	// during start-up then finds it ready and turns it off, rather than
+	// being followed by a SetReady(true) that would answer 200 on /readyz
+	// through the drain.
+	health.SetReady(true)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
 	g.Go(func() error {
@@ -243,7 +250,6 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		r := running{health: health, http: httpSrv, grpc: grpcSrv, svc: svc}
 		return r.shutdown(cfg, ctx.Err() != nil, logger)
 	})
-	health.SetReady(true)
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
 		slog.Bool("tls", srvOpts.TLS != nil), slog.Int("accounts", len(cfg.Accounts)))
 	return g.Wait()
