@@ -184,7 +184,11 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 }
 
 // mapAPI maps DynamoDB's own errors. DynamoDB's messages describe the
-// request, not credentials, so they are passed on.
+// request, so they are passed on, except when it refuses backupd's
+// credentials: those messages name backupd's role and session ("User:
+// arn:aws:sts::…:assumed-role/…"), and a signature mismatch's may quote
+// the signed request, so the caller gets a fixed message and the log the
+// rest.
 func mapAPI(api smithy.APIError, requestID string) mapped {
 	meta := map[string]string{}
 	if requestID != "" {
@@ -197,7 +201,8 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 		m.code, m.reason = codes.InvalidArgument, "DYNAMODB_VALIDATION"
 	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException":
 		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
-		m.msg = "DynamoDB refused backupd's role: " + msg
+		m.msg = "DynamoDB refused backupd's role in this account (" + code + "); " +
+			"ask backupd's operators to check the role's permissions policy"
 	case "TableNotFoundException", "ResourceNotFoundException":
 		m.code, m.reason = codes.NotFound, "TABLE_NOT_FOUND"
 	case "BackupNotFoundException":

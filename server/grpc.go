@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/reqlog"
@@ -239,7 +240,8 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 }
 
 // levelOf is the level of a failed request's log line: ERROR for what
-// operators must look at (a bug, AWS or Redis unreachable), WARN for AWS
+// operators must look at (a bug, AWS or Redis unreachable, AWS refusing
+// backupd's role), WARN for AWS
 // throttling backupd after its retries and for deadlines that passed
 // (slowness upstream), INFO for the caller's own mistakes and for
 // backupd's own limit doing its job. The error's detail is logged from
@@ -250,6 +252,10 @@ func levelOf(code codes.Code, internal bool, err error) slog.Level {
 		return slog.LevelError
 	case code == codes.DeadlineExceeded:
 		return slog.LevelWarn
+	case code == codes.PermissionDenied:
+		if _, caller := errors.AsType[*callers.DeniedError](err); !caller {
+			return slog.LevelError
+		}
 	case code == codes.ResourceExhausted:
 		if _, ours := errors.AsType[*ratelimit.LimitedError](err); !ours {
 			return slog.LevelWarn

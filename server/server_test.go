@@ -688,6 +688,8 @@ func TestLevelOf(t *testing.T) {
 		{"deadline", codes.DeadlineExceeded, false, context.DeadlineExceeded, slog.LevelWarn},
 		{"AWS unreachable", codes.Unavailable, false, errors.New("dial"), slog.LevelError},
 		{"a bug", codes.Internal, true, errors.New("nil map"), slog.LevelError},
+		{"AWS refuses backupd's role", codes.PermissionDenied, false, errors.New("AccessDeniedException"), slog.LevelError},
+		{"a caller not allowed", codes.PermissionDenied, false, &callers.DeniedError{Caller: "orders"}, slog.LevelInfo},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
