@@ -298,7 +298,7 @@ type requestLine struct {
 // write writes a request's log line and counts it.
 func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time) {
 	d := time.Since(start)
-	var buf [12]slog.Attr
+	var buf [13]slog.Attr
 	attrs := append(buf[:0], slog.String("method", l.method))
 	if l.route != "" {
 		attrs = append(attrs, slog.String("route", l.route))
@@ -317,6 +317,11 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 	}
 	if l.backupARN != "" {
 		attrs = append(attrs, slog.String("backup_arn", l.backupARN))
+	}
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok && call.forwardedFor != "" {
+		// Behind a proxy the connection's peer is the proxy; the client
+		// is in here, as the proxy (or the client itself) wrote it.
+		attrs = append(attrs, slog.String("forwarded_for", echo(call.forwardedFor, maxForwardedEcho)))
 	}
 	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) == 1 && v[0] != "" {
 		// The caller's id for correlation (X-Request-Id over REST).
@@ -411,17 +416,22 @@ func target(req any) (account, region string) {
 }
 
 // caller identifies who sent the request: the gRPC peer's address, or for
-// a REST request, which has no gRPC peer, the client address the gateway
-// recorded.
+// a REST request, which has no gRPC peer, the host of its connection's
+// peer. Not the X-Forwarded-For the gateway passes on, whose first
+// address is whatever the client wrote.
 func caller(ctx context.Context) string {
 	if p, ok := peer.FromContext(ctx); ok {
 		return p.Addr.String()
 	}
-	if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
-		return "rest:" + xff[0]
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+		return "rest:" + call.remote
 	}
 	return ""
 }
+
+// maxForwardedEcho bounds the X-Forwarded-For a log line repeats: a chain
+// of a few proxies' addresses fits.
+const maxForwardedEcho = 256
 
 // Health tracks readiness for grpc.health.v1 and /readyz together.
 type Health struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -23,6 +24,10 @@ import (
 // handler.
 type restCall struct {
 	start time.Time
+	// remote is the host of the connection's peer, and forwardedFor the
+	// request's X-Forwarded-For, which any client can set: the log names
+	// the caller by the first and shows the second beside it.
+	remote, forwardedFor string
 	// params are the route's path parameters, once a route matched.
 	params map[string]string
 	// tooLarge is set when reading the body passed MaxBodyBytes.
@@ -78,7 +83,9 @@ type restCallKey struct{}
 // from the restCall, and logs and counts the request under its method.
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		call := &restCall{start: time.Now(), query: r.URL.RawQuery, hasBody: hasBody(r)}
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		call := &restCall{start: time.Now(), remote: host, forwardedFor: r.Header.Get("X-Forwarded-For"),
+			query: r.URL.RawQuery, hasBody: hasBody(r)}
 		metadataSafe(r.Header)
 		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
 		if r.ContentLength > MaxBodyBytes {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -174,14 +173,13 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 // counts it.
 func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region string) {
 	call := r.Context().Value(restCallKey{}).(*restCall)
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	ctx := r.Context()
 	if id := r.Header.Get("X-Request-Id"); id != "" {
 		// No route ran, so the gateway did not turn the header into metadata.
 		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("x-request-id", id))
 	}
 	g.ic.write(ctx, requestLine{method: "unknown", route: echo(r.Method+" "+r.URL.Path, maxMethodEcho),
-		caller: "rest:" + host, account: account, region: region, code: code, unknown: true}, call.start)
+		caller: "rest:" + call.remote, account: account, region: region, code: code, unknown: true}, call.start)
 }
 
 type probeKey struct{}

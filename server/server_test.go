@@ -728,3 +728,31 @@ func TestCallerDeadlineIsLoggedAsADeadline(t *testing.T) {
 		t.Errorf("counted %v; want DeadlineExceeded, never Canceled", got)
 	}
 }
+
+// A REST request's log line names its caller by the connection's peer, not
+// by the X-Forwarded-For any client can write, which is shown beside it,
+// bounded: a 20 KB header neither picks the caller nor bloats the line.
+func TestRESTCallerIsTheConnectionsPeer(t *testing.T) {
+	for _, path := range []string{"/v1/accounts/111111111111/backups", "/v2/nothing"} {
+		t.Run(path, func(t *testing.T) {
+			f := newFixture(t)
+			req, err := http.NewRequest("GET", f.http.URL+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Forwarded-For", "6.6.6.6, "+strings.Repeat("7", 20<<10))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			logs := f.logText()
+			if !strings.Contains(logs, `"caller":"rest:127.0.0.1"`) || strings.Contains(logs, `"caller":"rest:6.6.6.6`) {
+				t.Errorf("caller not the connection's peer:\n%.400s", logs)
+			}
+			if !strings.Contains(logs, `"forwarded_for":"6.6.6.6, 777`) || len(logs) > 2000 {
+				t.Errorf("forwarded_for missing or unbounded (%d bytes of log):\n%.400s", len(logs), logs)
+			}
+		})
+	}
+}
