@@ -41,7 +41,8 @@ type Config struct {
 	// RoleSessionName appears in the target accounts' CloudTrail for every
 	// call backupd makes, so their owners can tell backupd's calls apart.
 	RoleSessionName string `yaml:"role_session_name"`
-	// UpstreamTimeout is the deadline given to requests that carry none.
+	// UpstreamTimeout is the deadline given to requests that carry none,
+	// and the longest one a request keeps.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 	// MaxWait is how long a request over its account's rate waits its turn
 	// before it is refused with RESOURCE_EXHAUSTED.

@@ -162,7 +162,7 @@ func mapErr(err error, req Request) mapped {
 				"repeat it with the same request_id, or check (ListBackups, GetBackup) before trying again", unanswered.Operation)}
 	case errors.Is(err, context.DeadlineExceeded):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
-			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none)"}
+			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
 	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
 		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
 	case errors.As(err, &api):

@@ -76,7 +76,10 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 		}()
 		res.kept, res.err = s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
 			res.ran = true
-			runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.detachedTimeout(ctx))
+			// DefaultTimeout, whatever the caller's deadline: long enough
+			// to finish for a caller that gave up early, and within the
+			// Redis lease of its claim (at least twice as long).
+			runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.defaultTimeout)
 			defer cancel()
 			resp, err := do(runCtx)
 			if err != nil {
@@ -136,15 +139,6 @@ func (s *Server) Wait(ctx context.Context) error {
 		return w.Wait(ctx)
 	}
 	return nil
-}
-
-// detachedTimeout bounds a detached run: the caller's deadline, but never
-// less than the default upstream timeout.
-func (s *Server) detachedTimeout(ctx context.Context) time.Duration {
-	if dl, ok := ctx.Deadline(); ok {
-		return max(time.Until(dl), s.defaultTimeout)
-	}
-	return s.defaultTimeout
 }
 
 // mayHaveActed reports whether a failed call may still have been done by

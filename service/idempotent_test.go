@@ -159,3 +159,52 @@ func TestOncePanic(t *testing.T) {
 		t.Errorf("err = %v, want errPanic", err)
 	}
 }
+
+// A call gets the caller's deadline, but never more than DefaultTimeout:
+// a run that outlasted it would outlast the REST write timeout, the Redis
+// lease of its request_id and the shutdown drain. A request_id run gets
+// DefaultTimeout even when its caller's deadline is shorter, so that it
+// finishes for the caller's retry.
+func TestDeadlineIsBoundedByDefaultTimeout(t *testing.T) {
+	const def = 5 * time.Second
+	tests := []struct {
+		name      string
+		requestID string
+		caller    time.Duration // 0: no deadline
+		want      time.Duration // the deadline the run gets, from now
+	}{
+		{"no deadline", "", 0, def},
+		{"a shorter deadline", "", time.Second, time.Second},
+		{"a deadline of an hour", "", time.Hour, def},
+		{"request_id, no deadline", "rid", 0, def},
+		{"request_id, a shorter deadline", "rid", time.Second, def},
+		{"request_id, a deadline of an hour", "rid", time.Hour, def},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(Options{DefaultTimeout: def})
+			ctx := context.Background()
+			if tt.caller > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.caller)
+				defer cancel()
+			}
+			var got time.Duration
+			do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+				dl, ok := ctx.Deadline()
+				if !ok {
+					t.Fatal("the run has no deadline")
+				}
+				got = time.Until(dl)
+				return &backupv1.CreateBackupResponse{}, nil
+			}
+			norm := func() proto.Message { return &backupv1.CreateBackupRequest{AccountId: "111111111111"} }
+			if _, err := once(ctx, s, "CreateBackup", "111111111111", tt.requestID, norm, do); err != nil {
+				t.Fatal(err)
+			}
+			if got > tt.want || got < tt.want-time.Second {
+				t.Errorf("the run's deadline is %v from now, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -32,7 +32,8 @@ type Resolver interface {
 type Options struct {
 	Accounts Resolver
 	Logger   *slog.Logger
-	// DefaultTimeout is the deadline of requests that carry none.
+	// DefaultTimeout is the deadline of requests that carry none, and the
+	// longest one a request gets.
 	DefaultTimeout time.Duration
 	// Idempotency keeps the results of requests that carry a request_id;
 	// nil means an idempotency.Memory of this Server's own.
@@ -173,8 +174,13 @@ func (s *Server) resolve(ctx context.Context, accountID, region, regionField str
 	return target, nil
 }
 
+// withDeadline bounds a call by the caller's deadline, but by no more than
+// DefaultTimeout: nothing backupd waits for (its limiter, STS, DynamoDB
+// and the SDK's retries) needs longer, and a longer one would outlast the
+// REST write timeout, the Redis lease of a request_id and the shutdown
+// drain, answering no one.
 func (s *Server) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= s.defaultTimeout {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, s.defaultTimeout)
