@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
@@ -169,6 +170,11 @@ func (g *gate) register(stack *middleware.Stack) error {
 	if err := stack.Finalize.Insert(g, "GetIdentity", middleware.After); err != nil {
 		return err
 	}
+	if stack.ID() == config.OpDeleteBackup {
+		if err := stack.Initialize.Add(retriedDelete{}, middleware.After); err != nil {
+			return err
+		}
+	}
 	return stack.Deserialize.Add(wire{}, middleware.After)
 }
 
@@ -192,11 +198,51 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 		*at = time.Time{}
 	}
 	left := at == nil || !at.IsZero() // without a submit time, assume it left
-	if err != nil && !idempotent[key.Operation] && left && outcomeUnknown(err) {
-		err = &OutcomeUnknownError{Operation: key.Operation, AccountID: g.account, Err: err}
+	if err != nil && left && outcomeUnknown(err) {
+		if !idempotent[key.Operation] {
+			err = &OutcomeUnknownError{Operation: key.Operation, AccountID: g.account, Err: err}
+		} else if d, ok := ctx.Value(deleteKey{}).(*deleteAttempts); ok {
+			d.unanswered = true
+		}
 	}
 	return out, md, err
 }
+
+// retriedDelete follows one DeleteBackup call across its attempts. When an
+// attempt went unanswered (a dropped connection, a 5xx) DynamoDB may have
+// deleted the backup, and the retry then finds none: that BackupNotFound
+// becomes a DeletedEarlierError, so the caller is not told plainly that
+// there was nothing to delete.
+type retriedDelete struct{}
+
+type deleteKey struct{}
+
+// deleteAttempts is what the gate tells retriedDelete of one call.
+type deleteAttempts struct{ unanswered bool }
+
+func (retriedDelete) ID() string { return "backupd.RetriedDelete" }
+
+func (retriedDelete) HandleInitialize(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
+	middleware.InitializeOutput, middleware.Metadata, error,
+) {
+	d := &deleteAttempts{}
+	out, md, err := next.HandleInitialize(context.WithValue(ctx, deleteKey{}, d), in)
+	if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone && d.unanswered {
+		err = &DeletedEarlierError{Err: err}
+	}
+	return out, md, err
+}
+
+// DeletedEarlierError says a DeleteBackup found no backup after an earlier
+// attempt of the same call went unanswered: that attempt may have deleted
+// it.
+type DeletedEarlierError struct{ Err error }
+
+func (e *DeletedEarlierError) Error() string {
+	return fmt.Sprintf("backup not found after an unanswered attempt that may have deleted it: %v", e.Err)
+}
+
+func (e *DeletedEarlierError) Unwrap() error { return e.Err }
 
 // wire is the last middleware before the HTTP client. It records as the
 // submit time the moment the signed attempt gets its connection to

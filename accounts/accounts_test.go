@@ -16,6 +16,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
@@ -388,5 +389,55 @@ func TestAttemptWithoutAConnectionWasNotSent(t *testing.T) {
 	}
 	if _, unknown := errors.AsType[*OutcomeUnknownError](err); unknown || !submitted.IsZero() {
 		t.Errorf("err %v, submit time %v; want neither an unknown outcome nor a submit time", err, submitted)
+	}
+}
+
+// A DeleteBackup retried after an attempt that went unanswered, and may
+// have deleted the backup, says so when the retry finds no backup; after
+// an attempt DynamoDB refused, or on the first attempt, not finding the
+// backup is plain BackupNotFound.
+func TestDeleteRetriedAfterAnUnansweredAttempt(t *testing.T) {
+	const notFound = `{"__type":"com.amazonaws.dynamodb.v20120810#BackupNotFoundException","message":"Backup not found"}`
+	tests := []struct {
+		name        string
+		first       failure // how the first attempt fails; -1: it finds no backup
+		wantDeleted bool
+	}{
+		{"dropped connection, then not found", dropConnection, true},
+		{"500, then not found", serverError, true},
+		{"throttled, then not found", throttle, false},
+		{"not found at once", -1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			failing, _ := flakyDynamoDB(t, 1, tt.first)
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if calls.Add(1) == 1 && tt.first >= 0 {
+					failing.Config.Handler.ServeHTTP(w, r)
+					return
+				}
+				w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(notFound))
+			}))
+			t.Cleanup(srv.Close)
+			target, _ := newRegistry(t, srv.URL, &countingLimiter{}).Resolve("111111111111", "")
+			_, err := target.DynamoDB.DeleteBackup(context.Background(), &dynamodb.DeleteBackupInput{
+				BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")})
+			if _, ok := errors.AsType[*types.BackupNotFoundException](err); !ok {
+				t.Fatalf("err = %v, want BackupNotFound", err)
+			}
+			if _, deleted := errors.AsType[*DeletedEarlierError](err); deleted != tt.wantDeleted {
+				t.Errorf("err = %v; want DeletedEarlierError: %v", err, tt.wantDeleted)
+			}
+			if want := int32(2); tt.first < 0 {
+				if calls.Load() != 1 {
+					t.Errorf("%d calls, want 1", calls.Load())
+				}
+			} else if calls.Load() != want {
+				t.Errorf("%d calls, want %d", calls.Load(), want)
+			}
+		})
 	}
 }

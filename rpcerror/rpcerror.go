@@ -102,6 +102,7 @@ func mapErr(err error, req Request) mapped {
 	var (
 		invalid    *service.InvalidArgumentError
 		unsure     *accounts.OutcomeUnknownError
+		deleted    *accounts.DeletedEarlierError
 		unanswered *service.UnansweredError
 		unknown    *accounts.NotConfiguredError
 		region     *accounts.RegionNotAllowedError
@@ -165,6 +166,11 @@ func mapErr(err error, req Request) mapped {
 			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
 	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
 		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
+	case errors.As(err, &deleted) && errors.As(err, &api):
+		m := mapAPI(api, awsRequestID(err))
+		m.msg = "the backup was not found, but an earlier attempt of this DeleteBackup went unanswered and may have deleted it; " +
+			"it is gone either way (DynamoDB: " + m.msg + ")"
+		return m
 	case errors.As(err, &api):
 		return mapAPI(api, awsRequestID(err))
 	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:
