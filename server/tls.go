@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -18,12 +19,14 @@ const certCheckInterval = 10 * time.Second
 // every client must present a certificate signed by that CA (mutual TLS).
 // The certificate is read again when its files change, so a rotated
 // certificate is served from the next handshakes on, without a restart.
-func LoadTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	return loadTLS(certFile, keyFile, clientCAFile, certCheckInterval)
+// A rotated pair that fails to load is logged, at ERROR, and the previous
+// certificate stays in service.
+func LoadTLS(certFile, keyFile, clientCAFile string, logger *slog.Logger) (*tls.Config, error) {
+	return loadTLS(certFile, keyFile, clientCAFile, certCheckInterval, logger)
 }
 
-func loadTLS(certFile, keyFile, clientCAFile string, interval time.Duration) (*tls.Config, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile, interval: interval}
+func loadTLS(certFile, keyFile, clientCAFile string, interval time.Duration, logger *slog.Logger) (*tls.Config, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile, interval: interval, log: logger}
 	if err := r.load(); err != nil {
 		return nil, err
 	}
@@ -49,20 +52,38 @@ func loadTLS(certFile, keyFile, clientCAFile string, interval time.Duration) (*t
 type certReloader struct {
 	certFile, keyFile string
 	interval          time.Duration
+	log               *slog.Logger
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	stamp   [2]time.Time // the files' modification times when cert was read
 	checked time.Time
+	failed  string // the last reload's error, logged once
 }
 
 func (r *certReloader) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if time.Since(r.checked) >= r.interval {
-		_ = r.loadLocked() // on failure the previous certificate stays
+		r.reloadLocked()
 	}
 	return r.cert, nil
+}
+
+// reloadLocked reads the files again if they changed. On failure the
+// previous certificate stays, and operators are told once per error, so
+// that a broken rotation is seen before the old certificate expires.
+func (r *certReloader) reloadLocked() {
+	err := r.loadLocked()
+	switch {
+	case err != nil && err.Error() != r.failed:
+		r.failed = err.Error()
+		r.log.Error("tls: the certificate files changed but cannot be loaded; the previous certificate is still served",
+			slog.String("error", r.failed))
+	case err == nil && r.failed != "":
+		r.failed = ""
+		r.log.Info("tls: the certificate files load again")
+	}
 }
 
 func (r *certReloader) load() error {

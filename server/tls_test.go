@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +49,7 @@ func serveTLS(t *testing.T, cfg *tls.Config) (grpcAddr, httpAddr string) {
 
 func TestTLS(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
-	cfg, err := LoadTLS(files.CertFile, files.KeyFile, "")
+	cfg, err := LoadTLS(files.CertFile, files.KeyFile, "", discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestTLS(t *testing.T) {
 
 func TestMutualTLS(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
-	cfg, err := LoadTLS(files.CertFile, files.KeyFile, files.CertFile) // the test CA signs itself
+	cfg, err := LoadTLS(files.CertFile, files.KeyFile, files.CertFile, discard()) // the test CA signs itself
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func TestLoadTLSErrors(t *testing.T) {
 		{files.CertFile, files.KeyFile, "/nonexistent-ca.pem"},
 		{files.CertFile, files.KeyFile, files.KeyFile},
 	} {
-		if _, err := LoadTLS(tt.cert, tt.key, tt.ca); err == nil {
+		if _, err := LoadTLS(tt.cert, tt.key, tt.ca, discard()); err == nil {
 			t.Errorf("LoadTLS(%q, %q, %q) succeeded", tt.cert, tt.key, tt.ca)
 		}
 	}
@@ -132,7 +133,7 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func TestTLSCertificateRotates(t *testing.T) {
 	first := testenv.SelfSignedTLS(t)
 	const interval = 2 * time.Second
-	cfg, err := loadTLS(first.CertFile, first.KeyFile, "", interval)
+	cfg, err := loadTLS(first.CertFile, first.KeyFile, "", interval, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,19 +150,7 @@ func TestTLSCertificateRotates(t *testing.T) {
 		t.Fatalf("first certificate: %v", err)
 	}
 	second := testenv.SelfSignedTLS(t)
-	for _, f := range [][2]string{{second.CertFile, first.CertFile}, {second.KeyFile, first.KeyFile}} {
-		b, err := os.ReadFile(f[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(f[1], b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		later := time.Now().Add(time.Minute) // a modification time surely different
-		if err := os.Chtimes(f[1], later, later); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rotate(t, second, first, time.Now().Add(time.Minute)) // a modification time surely different
 	if err := get(first.Pool); err != nil {
 		t.Fatalf("the old certificate was not served until the check interval passed: %v", err)
 	}
@@ -171,5 +160,73 @@ func TestTLSCertificateRotates(t *testing.T) {
 	}
 	if err := get(first.Pool); err == nil {
 		t.Error("the old certificate is still served")
+	}
+}
+
+// A rotation that leaves files that do not load keeps the previous
+// certificate in service and says so once, at ERROR; the next good pair is
+// served again.
+func TestTLSBrokenRotationIsLogged(t *testing.T) {
+	first := testenv.SelfSignedTLS(t)
+	const interval = 200 * time.Millisecond
+	var buf strings.Builder
+	logs := &lockedWriter{w: &buf}
+	cfg, err := loadTLS(first.CertFile, first.KeyFile, "", interval, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, httpAddr := serveTLS(t, cfg)
+	get := func(roots *x509.CertPool) error {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+		resp, err := client.Get("https://" + httpAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.WriteFile(first.CertFile, []byte("half written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(first.CertFile, later, later); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		time.Sleep(interval + 50*time.Millisecond)
+		if err := get(first.Pool); err != nil {
+			t.Fatalf("the previous certificate is not served: %v", err)
+		}
+	}
+	second := testenv.SelfSignedTLS(t)
+	rotate(t, second, first, later.Add(time.Minute))
+	time.Sleep(interval + 50*time.Millisecond)
+	if err := get(second.Pool); err != nil {
+		t.Errorf("the next good pair is not served: %v", err)
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if n := strings.Count(buf.String(), `"level":"ERROR","msg":"tls: the certificate files changed but cannot be loaded`); n != 1 {
+		t.Errorf("%d ERROR lines, want 1:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), `"level":"INFO","msg":"tls: the certificate files load again"`) {
+		t.Errorf("the recovery is not logged:\n%s", buf.String())
+	}
+}
+
+// rotate copies the certificate and key of from over those of to, with
+// modification time mtime.
+func rotate(t *testing.T, from, to testenv.TLSFiles, mtime time.Time) {
+	t.Helper()
+	for _, f := range [][2]string{{from.CertFile, to.CertFile}, {from.KeyFile, to.KeyFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(f[1], mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -199,7 +199,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	health := server.NewHealth()
 	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: m}
 	if cfg.TLS.Enabled() {
-		if srvOpts.TLS, err = server.LoadTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile); err != nil {
+		if srvOpts.TLS, err = server.LoadTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, logger); err != nil {
 			return err
 		}
 	}
