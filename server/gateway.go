@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -66,8 +67,31 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
-	mux.Handle("/", track(gw))
-	return mux, nil
+	api := track(gw)
+	mux.Handle("/", api)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cleanPath(r.URL.Path) != r.URL.Path {
+			// http.ServeMux would redirect to the cleaned path, unlogged,
+			// and a client that follows a 307 sends its POST again
+			// there: such a path is a route the API does not have.
+			api.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}), nil
+}
+
+// cleanPath is p as http.ServeMux would redirect it: rooted, without
+// empty, "." or ".." elements, keeping a trailing slash.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // forwardedHeader passes on, as gRPC metadata, only the request headers the

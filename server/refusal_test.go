@@ -323,3 +323,29 @@ func TestUnreadableTokenIsNotNoToken(t *testing.T) {
 		}
 	}
 }
+
+// A path that is not clean ("//", "/./", "/../") is a route the API does
+// not have: 404 ROUTE_NOT_FOUND, logged and counted, where http.ServeMux
+// would answer an unlogged redirect that a client follows with its POST.
+func TestUncleanPathsAreNotRedirected(t *testing.T) {
+	for _, tt := range []struct{ method, path string }{
+		{"POST", "//v1/accounts/111111111111/tables/Orders/backups"},
+		{"POST", "/v1/./accounts/111111111111/tables/Orders/backups"},
+		{"GET", "/./healthz"},
+		{"GET", "/v1/accounts/111111111111/../111111111111/backups"},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			f := newFixture(t)
+			resp, body := f.do(t, tt.method, tt.path, strings.NewReader(`{"backupName":"unclean"}`))
+			if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"reason":"ROUTE_NOT_FOUND"`) {
+				t.Errorf("%d %s; want 404 ROUTE_NOT_FOUND", resp.StatusCode, body)
+			}
+			if got := f.stub.called(); got != nil {
+				t.Errorf("the service was called with %v", got)
+			}
+			if logs := f.logText(); !strings.Contains(logs, `"route":"`+tt.method+" "+tt.path+`"`) {
+				t.Errorf("not logged:\n%s", logs)
+			}
+		})
+	}
+}
