@@ -153,10 +153,10 @@ func bearer(ctx context.Context) (string, *UnauthenticatedError) {
 	scheme, token, _ := strings.Cut(vals[0], " ")
 	token = strings.TrimLeft(token, " ") // RFC 6750: one or more spaces
 	switch {
-	case !strings.EqualFold(scheme, "Bearer"):
+	case !strings.EqualFold(scheme, "Bearer"), token == "":
+		// No bearer token came: no error code in the challenge (RFC 6750
+		// §3.1), and a message that says what to send.
 		return "", &UnauthenticatedError{OtherScheme: true}
-	case token == "":
-		return "", &UnauthenticatedError{}
 	}
 	return token, nil
 }
