@@ -476,8 +476,9 @@ func newDirectClient(awsCfg aws.Config) *dynamodb.Client {
 	})
 }
 
-// sandboxConfig is the accounts of cmd/backupd's sandbox configuration,
-// with the CreateBackup rate raised, a JSON log, and no callers.
+// sandboxConfig is the accounts of sandbox.DemoConfig, the configuration
+// of `backupd --sandbox`, with the CreateBackup rate raised, a JSON log,
+// and no callers.
 func sandboxConfig(demo []sandbox.Account, createRate float64) *config.Config {
 	cfg := &config.Config{Log: config.Log{Format: "json"}}
 	for _, a := range demo {

@@ -2,8 +2,9 @@
 // API, spoken over real HTTP.
 //
 // It exists for two reasons. `backupd --sandbox` serves it on loopback so that
-// teams can try the backupd API with no AWS account, and benchmarks use it as
-// a fast, deterministic target. In both cases the point is that the real
+// teams can try the backupd API with no AWS account (with [DemoAccounts] and
+// backupd's [DemoConfig]), and benchmarks use it as a fast, deterministic
+// target. In both cases the point is that the real
 // aws-sdk-go-v2 clients run against it unchanged: requests are SigV4-signed
 // and verified, roles are assumed through STS's query protocol, and DynamoDB
 // is spoken in its JSON 1.0 protocol. So the code path that talks to AWS in

@@ -23,7 +23,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/callers"
@@ -117,12 +116,10 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 	go func() { _ = fakeSrv.Serve(lis) }()
 	defer fakeSrv.Close()
 
-	cfg := sandboxConfig(demo)
+	cfg := sandbox.DemoConfig(demo)
 	overrideListen(cfg, listen)
-	for _, addr := range []string{cfg.Listen.GRPC, cfg.Listen.HTTP} {
-		if !isLoopback(addr) {
-			return fmt.Errorf("the sandbox listens on loopback only; %q is not a loopback address", addr)
-		}
+	if err := sandbox.LoopbackOnly(cfg.Listen); err != nil {
+		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
 	endpoint := "http://" + lis.Addr().String()
@@ -137,40 +134,6 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 		BaseEndpoint: aws.String(endpoint),
 	}
 	return serve(ctx, cfg, awsCfg, logger)
-}
-
-// sandboxCallers are the sandbox's demo callers, by token. Requests
-// without a token pass too (config.AnonymousCallers).
-var sandboxCallers = []struct {
-	token string
-	c     config.Caller
-}{
-	{"demo-admin-token", config.Caller{Name: "sandbox-admin", Accounts: []string{config.Any}, Operations: []string{config.Any}}},
-	{"demo-reader-token", config.Caller{Name: "sandbox-reader", Accounts: []string{"111111111111"},
-		Operations: []string{"GetBackup", "ListBackups"}}},
-}
-
-func sandboxConfig(demo []sandbox.Account) *config.Config {
-	cfg := &config.Config{
-		Listen:           config.Listen{GRPC: "127.0.0.1:9090", HTTP: "127.0.0.1:8080"},
-		Log:              config.Log{Format: "text"},
-		AnonymousCallers: true,
-	}
-	for _, sc := range sandboxCallers {
-		c := sc.c
-		c.TokenSHA256 = callers.HashToken(sc.token)
-		cfg.Callers = append(cfg.Callers, c)
-	}
-	for _, a := range demo {
-		cfg.Accounts = append(cfg.Accounts, config.Account{
-			ID:            a.ID,
-			RoleARN:       "arn:aws:iam::" + a.ID + ":role/" + a.RoleName,
-			ExternalID:    a.ExternalID,
-			DefaultRegion: a.Region,
-		})
-	}
-	cfg.ApplyDefaults()
-	return cfg
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -247,8 +210,8 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		<-gctx.Done()
 		// A signal ended ctx; a listener that failed ended only gctx,
 		// and then there is no one to give the drain delay to.
-		r := running{health: health, http: httpSrv, grpc: grpcSrv, svc: svc}
-		return r.shutdown(cfg, ctx.Err() != nil, logger)
+		return server.Shutdown{Health: health, HTTP: httpSrv, GRPC: grpcSrv, Service: svc, Logger: logger,
+			DrainDelay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout}.Run(ctx.Err() != nil)
 	})
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
 		slog.Bool("tls", srvOpts.TLS != nil), slog.Int("accounts", len(cfg.Accounts)))
@@ -286,57 +249,4 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	}
 	return limiter, idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
 		func() { _ = client.Close() }, nil
-}
-
-// running is what shutdown stops.
-type running struct {
-	health *server.Health
-	http   *http.Server
-	grpc   *grpc.Server
-	svc    *service.Server
-}
-
-// shutdown says not ready, keeps serving for the drain delay when
-// signalled, then stops taking work and drains REST and gRPC together:
-// both listeners close at once, and in-flight requests, and the request_id
-// runs their callers left, get the shutdown timeout to finish.
-func (r running) shutdown(cfg *config.Config, signalled bool, logger *slog.Logger) error {
-	r.health.SetReady(false)
-	if signalled && cfg.DrainDelay > 0 {
-		logger.Info("shutting down: not ready; serving on for the drain delay", slog.Duration("drain_delay", cfg.DrainDelay))
-		time.Sleep(cfg.DrainDelay)
-	}
-	logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", cfg.ShutdownTimeout))
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		r.grpc.GracefulStop()
-		close(done)
-	}()
-	httpErr := r.http.Shutdown(ctx)
-	select {
-	case <-done:
-	case <-ctx.Done():
-		r.grpc.Stop()
-		<-done
-		return errors.New("shutdown timed out; in-flight requests were cut off")
-	}
-	if httpErr != nil {
-		return fmt.Errorf("HTTP shutdown: %w", httpErr)
-	}
-	if err := r.svc.Wait(ctx); err != nil {
-		return fmt.Errorf("shutdown timed out: %w", err)
-	}
-	logger.Info("stopped")
-	return nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return host == "localhost" || ip != nil && ip.IsLoopback()
 }

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Shutdown is what stops a running backupd, and in what order. It lives
+// beside the servers it stops rather than in cmd/backupd, so that main only
+// wires and the order (not ready, drain delay, both listeners closed
+// together, the timeout, then the detached request_id runs) is written
+// once, next to Health and the servers whose behaviour it depends on.
+//
+// The caller sets Health ready before it starts Run in another goroutine:
+// a signal that came during start-up then finds it ready and turns it off,
+// rather than being followed by a SetReady(true) that would answer 200 on
+// /readyz through the drain.
+type Shutdown struct {
+	Health *Health
+	HTTP   *http.Server
+	GRPC   *grpc.Server
+	// Service is waited for once both servers have drained, so that the
+	// request_id runs whose callers left keep their results.
+	Service interface{ Wait(context.Context) error }
+	Logger  *slog.Logger
+	// DrainDelay is how long to keep serving, not ready, after a signal.
+	DrainDelay time.Duration
+	// Timeout bounds the drain of in-flight requests and of Service.
+	Timeout time.Duration
+}
+
+// Run says not ready, keeps serving for the drain delay when signalled,
+// then stops taking work and drains REST and gRPC together: both
+// listeners close at once, and in-flight requests, and the request_id runs
+// their callers left, get the shutdown timeout to finish. Not signalled
+// (a listener failed), there is no one to give the drain delay to.
+func (s Shutdown) Run(signalled bool) error {
+	s.Health.SetReady(false)
+	if signalled && s.DrainDelay > 0 {
+		s.Logger.Info("shutting down: not ready; serving on for the drain delay", slog.Duration("drain_delay", s.DrainDelay))
+		time.Sleep(s.DrainDelay)
+	}
+	s.Logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", s.Timeout))
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.GRPC.GracefulStop()
+		close(done)
+	}()
+	httpErr := s.HTTP.Shutdown(ctx)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.GRPC.Stop()
+		<-done
+		return errors.New("shutdown timed out; in-flight requests were cut off")
+	}
+	if httpErr != nil {
+		return fmt.Errorf("HTTP shutdown: %w", httpErr)
+	}
+	if err := s.Service.Wait(ctx); err != nil {
+		return fmt.Errorf("shutdown timed out: %w", err)
+	}
+	s.Logger.Info("stopped")
+	return nil
+}

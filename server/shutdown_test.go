@@ -1,0 +1,203 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// waiter is a Shutdown.Service that records when it was waited for.
+type waiter struct {
+	block  bool
+	called chan struct{}
+}
+
+func (w *waiter) Wait(ctx context.Context) error {
+	close(w.called)
+	if w.block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+// shutdownFixture serves a gRPC server whose every method blocks until
+// release is closed or the call ends, and an HTTP server, both on loopback.
+type shutdownFixture struct {
+	s       Shutdown
+	conn    *grpc.ClientConn
+	release chan struct{}
+	held    chan struct{} // a call reached the handler
+	logs    *lockedWriter
+	buf     *bytes.Buffer
+}
+
+func newShutdownFixture(t *testing.T) *shutdownFixture {
+	t.Helper()
+	f := &shutdownFixture{release: make(chan struct{}), held: make(chan struct{}, 1), buf: &bytes.Buffer{}}
+	f.logs = &lockedWriter{w: f.buf}
+	t.Cleanup(func() {
+		select {
+		case <-f.release:
+		default:
+			close(f.release)
+		}
+	})
+	// Like backupd's handlers, the held call ends when its context does:
+	// GracefulStop waits for the handlers even after Stop.
+	grpcSrv := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		if err := ss.RecvMsg(&emptypb.Empty{}); err != nil {
+			return err
+		}
+		f.held <- struct{}{}
+		select {
+		case <-f.release:
+			return ss.SendMsg(&emptypb.Empty{})
+		case <-ss.Context().Done():
+			return ss.Context().Err()
+		}
+	}))
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = grpcSrv.Serve(grpcLis) }()
+	t.Cleanup(grpcSrv.Stop)
+	httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil)
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = Serve(httpSrv, httpLis) }()
+	t.Cleanup(func() { httpSrv.Close() })
+	f.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.conn.Close() })
+	health := NewHealth()
+	health.SetReady(true)
+	f.s = Shutdown{Health: health, HTTP: httpSrv, GRPC: grpcSrv, Service: &waiter{called: make(chan struct{})},
+		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), DrainDelay: 50 * time.Millisecond, Timeout: 5 * time.Second}
+	return f
+}
+
+func (f *shutdownFixture) logText() string {
+	f.logs.mu.Lock()
+	defer f.logs.mu.Unlock()
+	return f.buf.String()
+}
+
+// messages are the log's msg values, in order.
+func (f *shutdownFixture) messages() []string {
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(f.logText()), "\n") {
+		var r struct{ Msg string }
+		if err := json.Unmarshal([]byte(line), &r); err == nil {
+			msgs = append(msgs, r.Msg)
+		}
+	}
+	return msgs
+}
+
+// block starts a gRPC call that the server holds until f.release, and
+// returns once the server's handler has it.
+func (f *shutdownFixture) block(t *testing.T) <-chan error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- f.conn.Invoke(context.Background(), "/test.Hold/Hold", &emptypb.Empty{}, &emptypb.Empty{})
+	}()
+	select {
+	case <-f.held:
+	case err := <-errc:
+		t.Fatalf("the held call ended at once: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held call did not reach the server")
+	}
+	return errc
+}
+
+func TestShutdownSignalledDrainsInOrder(t *testing.T) {
+	f := newShutdownFixture(t)
+	held := f.block(t)
+	w := f.s.Service.(*waiter)
+	done := make(chan error, 1)
+	go func() { done <- f.s.Run(true) }()
+
+	time.Sleep(20 * time.Millisecond)
+	if f.s.Health.Ready(context.Background()) {
+		t.Error("ready during the drain delay")
+	}
+	select {
+	case <-w.called:
+		t.Fatal("Service.Wait was called while a request was in flight")
+	case err := <-done:
+		t.Fatalf("Run returned %v while a request was in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(f.release)
+	if err := <-held; err != nil {
+		t.Errorf("the in-flight call: %v; want it to finish", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := []string{"shutting down: not ready; serving on for the drain delay", "shutting down: draining in-flight requests", "stopped"}
+	if got := f.messages(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("log messages %q; want %q", got, want)
+	}
+}
+
+// Not signalled (a listener failed), there is no drain delay.
+func TestShutdownNotSignalledSkipsTheDrainDelay(t *testing.T) {
+	f := newShutdownFixture(t)
+	f.s.DrainDelay = time.Hour
+	if err := f.s.Run(false); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := []string{"shutting down: draining in-flight requests", "stopped"}
+	if got := f.messages(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("log messages %q; want %q", got, want)
+	}
+}
+
+func TestShutdownTimesOut(t *testing.T) {
+	t.Run("in-flight request", func(t *testing.T) {
+		f := newShutdownFixture(t)
+		held := f.block(t)
+		f.s.Timeout = 100 * time.Millisecond
+		err := f.s.Run(true)
+		if err == nil || err.Error() != "shutdown timed out; in-flight requests were cut off" {
+			t.Errorf("Run = %v; want the cut-off error", err)
+		}
+		if err := <-held; err == nil {
+			t.Error("the held call succeeded; want it cut off by Stop")
+		}
+		select {
+		case <-f.s.Service.(*waiter).called:
+			t.Error("Service.Wait was called after the servers timed out")
+		default:
+		}
+	})
+	t.Run("request_id runs", func(t *testing.T) {
+		f := newShutdownFixture(t)
+		f.s.Service = &waiter{block: true, called: make(chan struct{})}
+		f.s.Timeout = 100 * time.Millisecond
+		err := f.s.Run(false)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "shutdown timed out: ") {
+			t.Errorf("Run = %v; want shutdown timed out: context deadline exceeded", err)
+		}
+	})
+}
