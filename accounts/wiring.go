@@ -52,7 +52,7 @@ func Rates(accounts []config.Account) map[ratelimit.Key]float64 {
 	rates := map[ratelimit.Key]float64{}
 	for _, a := range accounts {
 		for _, region := range a.AllowedRegions {
-			for _, op := range config.Operations {
+			for _, op := range config.Operations() {
 				rates[ratelimit.Key{Account: a.ID, Region: region, Operation: op}] = a.Limits.Rate(op)
 			}
 		}

@@ -38,7 +38,7 @@ import (
 // Target is one way of making a CreateBackup call.
 type Target string
 
-// The targets, in the order Targets lists them.
+// The targets, in the order Targets returns them.
 const (
 	// GRPC is backupd over gRPC, logging each request as JSON to io.Discard.
 	GRPC Target = "grpc"
@@ -69,8 +69,10 @@ const (
 	Floors Target = "floors"
 )
 
-// Targets lists every target.
-var Targets = []Target{GRPC, REST, DirectSDK, BareGRPC, GRPCNoLog, BareProxy, Floors}
+// Targets returns every target, a fresh slice the caller may change.
+func Targets() []Target {
+	return []Target{GRPC, REST, DirectSDK, BareGRPC, GRPCNoLog, BareProxy, Floors}
+}
 
 // Account and Table are what every call backs up: a demo account of the
 // sandbox and one of its tables.
@@ -283,7 +285,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		DirectSDK: s.callDirect,
 		Floors:    s.callFloors,
 	}
-	for _, t := range Targets {
+	for _, t := range Targets() {
 		if err := s.callFuncs[t](ctx); err != nil {
 			return nil, fmt.Errorf("warm-up of %s: %w", t, err)
 		}
@@ -523,7 +525,7 @@ func ParseTarget(name string) (Target, error) {
 	case "bare":
 		return BareGRPC, nil
 	}
-	for _, t := range Targets {
+	for _, t := range Targets() {
 		if string(t) == name {
 			return t, nil
 		}

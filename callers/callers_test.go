@@ -108,14 +108,14 @@ func TestAnonymousInTheSandbox(t *testing.T) {
 }
 
 // TestRPCsAreTheServiceMethods keeps the operations a caller may be allowed
-// (config.RPCs) equal to what BackupService serves.
+// (config.RPCs()) equal to what BackupService serves.
 func TestRPCsAreTheServiceMethods(t *testing.T) {
 	var served []string
 	for _, m := range backupv1.BackupService_ServiceDesc.Methods {
 		served = append(served, m.MethodName)
 	}
 	slices.Sort(served)
-	want := slices.Sorted(slices.Values(config.RPCs))
+	want := slices.Sorted(slices.Values(config.RPCs()))
 	if !slices.Equal(served, want) {
 		t.Errorf("BackupService serves %v; config.RPCs lists %v", served, want)
 	}

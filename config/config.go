@@ -30,8 +30,12 @@ const (
 	OpRestoreTableFromBackup = "RestoreTableFromBackup"
 )
 
-// Operations lists every rate-limited operation.
-var Operations = []string{OpCreateBackup, OpDescribeBackup, OpDeleteBackup, OpListBackups, OpRestoreTableFromBackup}
+// operations lists every rate-limited operation; read only.
+var operations = []string{OpCreateBackup, OpDescribeBackup, OpDeleteBackup, OpListBackups, OpRestoreTableFromBackup}
+
+// Operations returns every rate-limited operation, a fresh slice the
+// caller may change.
+func Operations() []string { return slices.Clone(operations) }
 
 // Config is the whole server configuration.
 type Config struct {
@@ -90,8 +94,12 @@ func (ps *problems) at(prefix string) func(field, format string, args ...any) {
 	}
 }
 
-// RPCs names the BackupService methods a caller may be allowed.
-var RPCs = []string{"CreateBackup", "GetBackup", "ListBackups", "DeleteBackup", "RestoreTableFromBackup"}
+// rpcs names the BackupService methods a caller may be allowed; read only.
+var rpcs = []string{"CreateBackup", "GetBackup", "ListBackups", "DeleteBackup", "RestoreTableFromBackup"}
+
+// RPCs returns the BackupService methods a caller may be allowed, a fresh
+// slice the caller may change.
+func RPCs() []string { return slices.Clone(rpcs) }
 
 // Any, in a caller's accounts or operations, allows every one.
 const Any = "*"
@@ -172,13 +180,16 @@ type Limits struct {
 	RestoreTableFromBackup float64 `yaml:"restore_table_from_backup"`
 }
 
-// DefaultLimits are DynamoDB's documented per-account control-plane rates.
-var DefaultLimits = Limits{
-	CreateBackup:           50,
-	DescribeBackup:         10,
-	DeleteBackup:           10,
-	ListBackups:            5,
-	RestoreTableFromBackup: 10,
+// DefaultLimits returns DynamoDB's documented per-account control-plane
+// rates.
+func DefaultLimits() Limits {
+	return Limits{
+		CreateBackup:           50,
+		DescribeBackup:         10,
+		DeleteBackup:           10,
+		ListBackups:            5,
+		RestoreTableFromBackup: 10,
+	}
 }
 
 // Rate returns the per-second rate for op, or 0 for an unknown op.
@@ -249,17 +260,18 @@ func (c *Config) ApplyDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 25 * time.Second
 	}
+	defaults := DefaultLimits()
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
 		setDefault(&a.DefaultRegion, c.DefaultRegion)
 		if len(a.AllowedRegions) == 0 {
 			a.AllowedRegions = []string{a.DefaultRegion}
 		}
-		defaultRate(&a.Limits.CreateBackup, DefaultLimits.CreateBackup)
-		defaultRate(&a.Limits.DescribeBackup, DefaultLimits.DescribeBackup)
-		defaultRate(&a.Limits.DeleteBackup, DefaultLimits.DeleteBackup)
-		defaultRate(&a.Limits.ListBackups, DefaultLimits.ListBackups)
-		defaultRate(&a.Limits.RestoreTableFromBackup, DefaultLimits.RestoreTableFromBackup)
+		defaultRate(&a.Limits.CreateBackup, defaults.CreateBackup)
+		defaultRate(&a.Limits.DescribeBackup, defaults.DescribeBackup)
+		defaultRate(&a.Limits.DeleteBackup, defaults.DeleteBackup)
+		defaultRate(&a.Limits.ListBackups, defaults.ListBackups)
+		defaultRate(&a.Limits.RestoreTableFromBackup, defaults.RestoreTableFromBackup)
 	}
 }
 
@@ -377,11 +389,11 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 			}
 		}
 		if len(cl.Operations) == 0 {
-			bad("operations", `must list operations (%s), or "*" for all`, strings.Join(RPCs, ", "))
+			bad("operations", `must list operations (%s), or "*" for all`, strings.Join(rpcs, ", "))
 		}
 		for j, op := range cl.Operations {
-			if op != Any && !slices.Contains(RPCs, op) {
-				bad(fmt.Sprintf("operations[%d]", j), `must be one of %s, or "*"; got %q`, strings.Join(RPCs, ", "), op)
+			if op != Any && !slices.Contains(rpcs, op) {
+				bad(fmt.Sprintf("operations[%d]", j), `must be one of %s, or "*"; got %q`, strings.Join(rpcs, ", "), op)
 			}
 		}
 	}
@@ -413,7 +425,7 @@ func (a Account) validate(bad func(field, format string, args ...any)) {
 	if !allowed {
 		bad("default_region", "%q must be one of allowed_regions %v", a.DefaultRegion, a.AllowedRegions)
 	}
-	for _, op := range Operations {
+	for _, op := range operations {
 		if r := a.Limits.Rate(op); r <= 0 || r > 10000 {
 			bad("limits."+snake(op), "must be a rate per second in (0, 10000]; got %g", r)
 		}

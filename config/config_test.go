@@ -174,3 +174,13 @@ func TestREADMEExample(t *testing.T) {
 		t.Errorf("README example parsed as %+v", c)
 	}
 }
+
+// The exported lists are copies: a caller that changes one changes no one
+// else's, nor what Validate accepts.
+func TestListsAreFresh(t *testing.T) {
+	ops, rpcs, lim := Operations(), RPCs(), DefaultLimits()
+	ops[0], rpcs[0], lim.CreateBackup = "Changed", "Changed", 1
+	if Operations()[0] != OpCreateBackup || RPCs()[0] != "CreateBackup" || DefaultLimits().CreateBackup != 50 {
+		t.Errorf("a change to a returned list is seen by the next caller: %v %v %v", Operations(), RPCs(), DefaultLimits())
+	}
+}

@@ -148,6 +148,10 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // serve wires the parts and runs both listeners until ctx ends, then drains.
 func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
+	// go-redis keeps its logger in a package variable: one for the whole
+	// process, not one per client. So it is set here, once, before any
+	// client exists, and not where the Redis client is built.
+	redis.SetLogger(sharedstate.RedisLogger{Log: logger})
 	m := metrics.New()
 	limiter, idem, closeState, err := sharedState(ctx, cfg, m, logger)
 	if err != nil {
@@ -230,7 +234,6 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	client := sharedstate.NewRedisClient(rc)
 	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	redis.SetLogger(sharedstate.RedisLogger{Log: logger})
 	if err := client.Ping(pingCtx).Err(); sharedstate.Refused(err) {
 		return nil, nil, nil, fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
 	} else if err != nil {
