@@ -288,12 +288,26 @@ func defaultRate(r *float64, v float64) {
 }
 
 var (
-	accountIDRe   = regexp.MustCompile(`^[0-9]{12}$`)
-	regionRe      = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	accountIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+	// regionRe is the shape every AWS region has: a two-letter area, one
+	// or more words, and a number of one or two digits (us-east-1,
+	// ap-southeast-3, us-gov-west-1, cn-north-1, il-central-1). No region
+	// has a number above 9 yet; two digits leave room, three do not look
+	// like a region.
+	regionRe      = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 	roleARNRe     = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
 	externalIDRe  = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
 	sessionNameRe = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
 )
+
+// ValidAccountID reports whether id is an AWS account id: exactly 12
+// digits. The configuration and every request are held to this one rule.
+func ValidAccountID(id string) bool { return accountIDRe.MatchString(id) }
+
+// ValidRegion reports whether r has the shape of an AWS region, such as
+// us-east-1 or us-gov-west-1. The configuration and every request are held
+// to this one rule, so no configured region is one a request may not name.
+func ValidRegion(r string) bool { return regionRe.MatchString(r) }
 
 // Validate reports every problem in c, one per line, each naming its field.
 func (c *Config) Validate() error {
@@ -302,7 +316,7 @@ func (c *Config) Validate() error {
 	if c.Listen.GRPC == c.Listen.HTTP {
 		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
 	}
-	if !regionRe.MatchString(c.DefaultRegion) {
+	if !ValidRegion(c.DefaultRegion) {
 		bad("default_region", "must be an AWS region such as us-east-1; got %q", c.DefaultRegion)
 	}
 	if !sessionNameRe.MatchString(c.RoleSessionName) {
@@ -400,7 +414,7 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 }
 
 func (a Account) validate(bad func(field, format string, args ...any)) {
-	if !accountIDRe.MatchString(a.ID) {
+	if !ValidAccountID(a.ID) {
 		bad("id", "must be exactly 12 digits (quote it in YAML); got %q", a.ID)
 	}
 	if m := roleARNRe.FindStringSubmatch(a.RoleARN); m == nil {
@@ -412,12 +426,12 @@ func (a Account) validate(bad func(field, format string, args ...any)) {
 		// Never echo the ExternalId: it is a shared secret with the account owner.
 		bad("external_id", "must be 2-1224 characters of a-z A-Z 0-9 + = , . @ : / _ -")
 	}
-	if !regionRe.MatchString(a.DefaultRegion) {
+	if !ValidRegion(a.DefaultRegion) {
 		bad("default_region", "must be an AWS region such as us-east-1; got %q", a.DefaultRegion)
 	}
 	allowed := false
 	for j, r := range a.AllowedRegions {
-		if !regionRe.MatchString(r) {
+		if !ValidRegion(r) {
 			bad(fmt.Sprintf("allowed_regions[%d]", j), "must be an AWS region such as us-east-1; got %q", r)
 		}
 		allowed = allowed || r == a.DefaultRegion
@@ -433,7 +447,7 @@ func (a Account) validate(bad func(field, format string, args ...any)) {
 }
 
 func orPlaceholder(id string) string {
-	if accountIDRe.MatchString(id) {
+	if ValidAccountID(id) {
 		return id
 	}
 	return "123456789012"

@@ -3,6 +3,8 @@ package server
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/backupd/backupd/config"
 )
 
 // echo bounds and cleans caller text that an error or a log line repeats:
@@ -21,30 +23,25 @@ func echo(s string, max int) string {
 }
 
 // accountOrNone is a, an account id for a log line or an error's metadata,
-// when it is one (12 digits); otherwise it is left out, since a request
-// that names no valid account may name anything.
+// when it is one (config.ValidAccountID); otherwise it is left out, since
+// a request that names no valid account may name anything.
 func accountOrNone(a string) string {
-	if len(a) != 12 {
+	if !config.ValidAccountID(a) {
 		return ""
-	}
-	for i := range len(a) {
-		if a[i] < '0' || a[i] > '9' {
-			return ""
-		}
 	}
 	return a
 }
 
-// regionOrNone is r, a region for a log line, when it has a region's
-// shape (such as us-east-1); otherwise it is left out.
+// maxRegionEcho bounds a region in a log line: the region rule bounds its
+// words' count and length by nothing, and every real region is far shorter.
+const maxRegionEcho = 32
+
+// regionOrNone is r, a region for a log line, when it is one
+// (config.ValidRegion) of at most maxRegionEcho bytes; otherwise it is
+// left out.
 func regionOrNone(r string) string {
-	if len(r) == 0 || len(r) > 32 {
+	if len(r) > maxRegionEcho || !config.ValidRegion(r) {
 		return ""
-	}
-	for i := range len(r) {
-		if c := r[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return ""
-		}
 	}
 	return r
 }

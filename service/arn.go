@@ -2,6 +2,8 @@ package service
 
 import (
 	"strings"
+
+	"github.com/backupd/backupd/config"
 )
 
 // arn is a DynamoDB table or backup ARN, split into its parts.
@@ -47,11 +49,11 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 		vs.add(field, "has partition %s; want aws, aws-cn or aws-us-gov", Quote(a.Partition))
 	case parts[2] != "dynamodb":
 		vs.add(field, "names service %s; want a dynamodb ARN", Quote(parts[2]))
-	case !regionRe.MatchString(a.Region):
+	case !config.ValidRegion(a.Region):
 		vs.add(field, "has region %s; want an AWS region such as us-east-1", Quote(a.Region))
 	case !inPartition(a.Region):
 		vs.add(field, "has region %s, which is not in partition %s", a.Region, a.Partition)
-	case !accountIDRe.MatchString(a.Account):
+	case !config.ValidAccountID(a.Account):
 		vs.add(field, "has account id %s; want exactly 12 digits", Quote(a.Account))
 	default:
 		return a, parseResource(vs, field, parts[5], wantBackup, shape, &a)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/backupd/backupd/config"
 )
 
 // FieldViolation is one field that broke one rule.
@@ -40,11 +42,7 @@ func (vs violations) err() error {
 	return &InvalidArgumentError{Violations: vs}
 }
 
-var (
-	accountIDRe = regexp.MustCompile(`^[0-9]{12}$`)
-	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
-	nameRe      = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
-)
+var nameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
 
 const (
 	nameRule      = "must be 3-255 characters of a-z A-Z 0-9 _ . -"
@@ -65,14 +63,14 @@ func checkAccountID(vs *violations, field, id string) {
 	switch {
 	case id == "":
 		vs.add(field, "is required: the 12-digit AWS account id")
-	case !accountIDRe.MatchString(id):
+	case !config.ValidAccountID(id):
 		vs.add(field, "must be exactly 12 digits; got %s", Quote(id))
 	}
 }
 
 // checkRegion accepts an empty region (the account's default applies).
 func checkRegion(vs *violations, field, region string) {
-	if region != "" && !regionRe.MatchString(region) {
+	if region != "" && !config.ValidRegion(region) {
 		vs.add(field, "must be an AWS region such as us-east-1; got %s", Quote(region))
 	}
 }

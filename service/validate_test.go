@@ -1,9 +1,12 @@
 package service
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -144,5 +147,68 @@ func TestCheckTableRef(t *testing.T) {
 				t.Errorf("checkTableRef(%q, %q) = %+v, %v; want %+v", tt.ref, tt.region, got, vs, tt.want)
 			}
 		})
+	}
+}
+
+// A region or account id is accepted by the configuration exactly when a
+// request may name it: both are held to config.ValidRegion and
+// config.ValidAccountID. Before, the configuration took us-east-100, which
+// every request naming it was refused.
+func TestConfigAndRequestsAgree(t *testing.T) {
+	regions := []struct {
+		region string
+		ok     bool
+	}{
+		{"us-east-1", true},
+		{"ap-southeast-3", true},
+		{"us-gov-west-1", true},
+		{"cn-north-1", true},
+		{"eu-central-2", true},
+		{"il-central-1", true},
+		{"us-east-10", true},
+		{"us-east-100", false}, // a three-digit number
+		{"us-east", false},
+		{"useast1", false},
+		{"US-EAST-1", false},
+		{"u-east-1", false},
+		{"us-east-1 ", false},
+	}
+	for _, tt := range regions {
+		yaml := fmt.Sprintf("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    default_region: %q\n", tt.region)
+		_, cfgErr := config.Parse(strings.NewReader(yaml))
+		var vs violations
+		checkRegion(&vs, "region", tt.region)
+		partition := "aws"
+		switch {
+		case strings.HasPrefix(tt.region, "cn-"):
+			partition = "aws-cn"
+		case strings.HasPrefix(tt.region, "us-gov-"):
+			partition = "aws-us-gov"
+		}
+		var arnVs violations
+		_, arnOK := parseARN(&arnVs, "backup_arn", "arn:"+partition+":dynamodb:"+tt.region+":111111111111:table/Orders/backup/01700000000000-abcdef12", true)
+		if got := []bool{config.ValidRegion(tt.region), cfgErr == nil, len(vs) == 0, arnOK && len(arnVs) == 0}; slices.Contains(got, !tt.ok) {
+			t.Errorf("region %q: ValidRegion, config, request, ARN accept it: %v; want all %v (config: %v; request: %v %v)", tt.region, got, tt.ok, cfgErr, vs, arnVs)
+		}
+	}
+	ids := []struct {
+		id string
+		ok bool
+	}{
+		{"111111111111", true},
+		{"000000000000", true},
+		{"11111111111", false},
+		{"1111111111111", false},
+		{"11111111111a", false},
+		{"", false},
+	}
+	for _, tt := range ids {
+		yaml := "accounts:\n  - id: \"" + tt.id + "\"\n    role_arn: arn:aws:iam::" + tt.id + ":role/x\n"
+		_, cfgErr := config.Parse(strings.NewReader(yaml))
+		var vs violations
+		checkAccountID(&vs, "account_id", tt.id)
+		if got := []bool{config.ValidAccountID(tt.id), cfgErr == nil, len(vs) == 0}; slices.Contains(got, !tt.ok) {
+			t.Errorf("account id %q: ValidAccountID, config, request accept it: %v; want all %v (config: %v; request: %v)", tt.id, got, tt.ok, cfgErr, vs)
+		}
 	}
 }

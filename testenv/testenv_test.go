@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backupd/backupd/config"
 )
 
 // fakeTB records the first Skip or Fatal instead of stopping the goroutine.
@@ -80,11 +81,10 @@ func TestPresentServiceIsReturned(t *testing.T) {
 }
 
 func TestUniqueAccountID(t *testing.T) {
-	re := regexp.MustCompile(`^[0-9]{12}$`)
 	seen := map[string]bool{}
 	for range 1000 {
 		id := UniqueAccountID(t)
-		if !re.MatchString(id) || id == "123456789012" {
+		if !config.ValidAccountID(id) || id == "123456789012" {
 			t.Fatalf("bad account id %q", id)
 		}
 		if seen[id] {
