@@ -93,11 +93,11 @@ func (f *Fake) serveDynamoDB(w http.ResponseWriter, r *http.Request, target stri
 		case "CreateBackup":
 			derr = c.createBackup()
 		case "DescribeBackup":
-			derr = c.describeBackup()
+			derr = c.answerBackup(false, "AVAILABLE")
 		case "ListBackups":
 			derr = c.listBackups()
 		case "DeleteBackup":
-			derr = c.deleteBackup()
+			derr = c.answerBackup(true, "DELETED")
 		case "RestoreTableFromBackup":
 			derr = c.restoreTableFromBackup()
 		default:
@@ -289,6 +289,18 @@ func (c *ddbCall) describeTable() *ddbError {
 	return nil
 }
 
+// pageLimit is a listing's Limit, 100 when absent, refused as DynamoDB
+// refuses it outside 1-100.
+func pageLimit(l *int) (int, *ddbError) {
+	if l == nil {
+		return 100, nil
+	}
+	if *l < 1 || *l > 100 {
+		return 0, validationErr("1 validation error detected: Value '" + strconv.Itoa(*l) + "' at 'limit' failed to satisfy constraint: Member must have value between 1 and 100")
+	}
+	return *l, nil
+}
+
 func (c *ddbCall) listTables() *ddbError {
 	var in struct {
 		ExclusiveStartTableName string
@@ -297,12 +309,9 @@ func (c *ddbCall) listTables() *ddbError {
 	if derr := c.decode(&in); derr != nil {
 		return derr
 	}
-	limit := 100
-	if in.Limit != nil {
-		if *in.Limit < 1 || *in.Limit > 100 {
-			return validationErr("1 validation error detected: Value '" + strconv.Itoa(*in.Limit) + "' at 'limit' failed to satisfy constraint: Member must have value between 1 and 100")
-		}
-		limit = *in.Limit
+	limit, derr := pageLimit(in.Limit)
+	if derr != nil {
+		return derr
 	}
 	var names []string
 	if st := c.f.region(c.account, c.region, false); st != nil {
@@ -411,29 +420,20 @@ type backupARNInput struct {
 	BackupArn string
 }
 
-func (c *ddbCall) describeBackup() *ddbError {
+// answerBackup is DescribeBackup (remove false, status AVAILABLE) and
+// DeleteBackup (remove true, status DELETED): it finds the backup the
+// input names, removing it when remove is set, and writes its
+// description with status.
+func (c *ddbCall) answerBackup(remove bool, status string) *ddbError {
 	var in backupARNInput
 	if derr := c.decode(&in); derr != nil {
 		return derr
 	}
-	b, derr := c.lookupBackup(in.BackupArn, false)
+	b, derr := c.lookupBackup(in.BackupArn, remove)
 	if derr != nil {
 		return derr
 	}
-	writeBackupDescription(c.w, b, "AVAILABLE")
-	return nil
-}
-
-func (c *ddbCall) deleteBackup() *ddbError {
-	var in backupARNInput
-	if derr := c.decode(&in); derr != nil {
-		return derr
-	}
-	b, derr := c.lookupBackup(in.BackupArn, true)
-	if derr != nil {
-		return derr
-	}
-	writeBackupDescription(c.w, b, "DELETED")
+	writeBackupDescription(c.w, b, status)
 	return nil
 }
 
@@ -478,12 +478,9 @@ func (c *ddbCall) listBackups() *ddbError {
 	if derr := c.decode(&in); derr != nil {
 		return derr
 	}
-	limit := 100
-	if in.Limit != nil {
-		if *in.Limit < 1 || *in.Limit > 100 {
-			return validationErr("1 validation error detected: Value '" + strconv.Itoa(*in.Limit) + "' at 'limit' failed to satisfy constraint: Member must have value between 1 and 100")
-		}
-		limit = *in.Limit
+	limit, derr := pageLimit(in.Limit)
+	if derr != nil {
+		return derr
 	}
 	user := true // which types match: all fake backups are USER backups
 	switch in.BackupType {

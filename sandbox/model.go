@@ -170,6 +170,14 @@ func writeKeySchema(w *jsonWriter, keys []keyElement) {
 	w.closeArray()
 }
 
+// writeIndexHead writes what every shape of an index starts with: its
+// name, key schema and projection.
+func writeIndexHead(w *jsonWriter, ix index) {
+	w.str("IndexName", ix.name)
+	writeKeySchema(w, ix.keys)
+	writeProjection(w, ix.proj)
+}
+
 func writeProjection(w *jsonWriter, p projection) {
 	w.object("Projection")
 	w.str("ProjectionType", p.typ)
@@ -239,9 +247,7 @@ func writeTableDescription(w *jsonWriter, key string, t *table, status string) {
 		w.array("LocalSecondaryIndexes")
 		for _, ix := range t.lsis {
 			w.open()
-			w.str("IndexName", ix.name)
-			writeKeySchema(w, ix.keys)
-			writeProjection(w, ix.proj)
+			writeIndexHead(w, ix)
 			w.int("IndexSizeBytes", 0)
 			w.int("ItemCount", 0)
 			w.str("IndexArn", t.arn+"/index/"+ix.name)
@@ -253,9 +259,7 @@ func writeTableDescription(w *jsonWriter, key string, t *table, status string) {
 		w.array("GlobalSecondaryIndexes")
 		for _, ix := range t.gsis {
 			w.open()
-			w.str("IndexName", ix.name)
-			writeKeySchema(w, ix.keys)
-			writeProjection(w, ix.proj)
+			writeIndexHead(w, ix)
 			w.str("IndexStatus", statusActive)
 			writeThroughputDescription(w, ix.rcu, ix.wcu)
 			w.int("IndexSizeBytes", 0)
@@ -326,9 +330,7 @@ func writeBackupDescription(w *jsonWriter, b *backup, status string) {
 		w.array("LocalSecondaryIndexes")
 		for _, ix := range t.lsis {
 			w.open()
-			w.str("IndexName", ix.name)
-			writeKeySchema(w, ix.keys)
-			writeProjection(w, ix.proj)
+			writeIndexHead(w, ix)
 			w.close()
 		}
 		w.closeArray()
@@ -337,9 +339,7 @@ func writeBackupDescription(w *jsonWriter, b *backup, status string) {
 		w.array("GlobalSecondaryIndexes")
 		for _, ix := range t.gsis {
 			w.open()
-			w.str("IndexName", ix.name)
-			writeKeySchema(w, ix.keys)
-			writeProjection(w, ix.proj)
+			writeIndexHead(w, ix)
 			writeThroughput(w, ix.rcu, ix.wcu)
 			w.close()
 		}

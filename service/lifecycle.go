@@ -24,16 +24,26 @@ func (s *Server) resolveARN(ctx context.Context, vs *violations, field, backupAR
 	return s.resolve(ctx, a.Account, a.Region, field)
 }
 
-// GetBackup describes one backup.
-func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+// onBackup makes call, one DynamoDB call with input in, on the backup that
+// backupARN names: in the ARN's account and region, once the ARN is
+// valid, under the request's deadline. GetBackup and DeleteBackup are
+// this and the conversion of the answer.
+func onBackup[In, Out any](ctx context.Context, s *Server, backupARN string, in *In,
+	call func(*dynamodb.Client, context.Context, *In, ...func(*dynamodb.Options)) (*Out, error)) (*Out, error) {
 	var vs violations
-	target, err := s.resolveARN(ctx, &vs, "backup_arn", req.GetBackupArn())
+	target, err := s.resolveARN(ctx, &vs, "backup_arn", backupARN)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
-	out, err := target.DynamoDB.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: aws.String(req.GetBackupArn())})
+	return call(target.DynamoDB, ctx, in)
+}
+
+// GetBackup describes one backup.
+func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+	out, err := onBackup(ctx, s, req.GetBackupArn(),
+		&dynamodb.DescribeBackupInput{BackupArn: aws.String(req.GetBackupArn())}, (*dynamodb.Client).DescribeBackup)
 	if err != nil {
 		return nil, err
 	}
@@ -42,14 +52,8 @@ func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) 
 
 // DeleteBackup deletes one backup.
 func (s *Server) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
-	var vs violations
-	target, err := s.resolveARN(ctx, &vs, "backup_arn", req.GetBackupArn())
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.withDeadline(ctx)
-	defer cancel()
-	out, err := target.DynamoDB.DeleteBackup(ctx, &dynamodb.DeleteBackupInput{BackupArn: aws.String(req.GetBackupArn())})
+	out, err := onBackup(ctx, s, req.GetBackupArn(),
+		&dynamodb.DeleteBackupInput{BackupArn: aws.String(req.GetBackupArn())}, (*dynamodb.Client).DeleteBackup)
 	if err != nil {
 		return nil, err
 	}

@@ -40,12 +40,8 @@ func validateRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest
 		in.GlobalSecondaryIndexOverride = make([]types.GlobalSecondaryIndex, 0, len(sel.GetIndexes()))
 		for i, g := range sel.GetIndexes() {
 			f := fieldIndex("global_secondary_index_override.indexes", i)
-			idx := types.GlobalSecondaryIndex{
-				IndexName:  aws.String(g.GetIndexName()),
-				KeySchema:  checkKeySchema(vs, f+".key_schema", g.GetKeySchema()),
-				Projection: checkProjection(vs, f+".projection", g.GetProjection()),
-			}
-			checkName(vs, f+".index_name", g.GetIndexName())
+			var idx types.GlobalSecondaryIndex
+			idx.IndexName, idx.KeySchema, idx.Projection = checkIndex(vs, f, g)
 			// Descriptions of on-demand tables carry 0/0 index throughput;
 			// a copied description means "none", not an error.
 			if pt := g.GetProvisionedThroughput(); pt != nil && (pt.GetReadCapacityUnits() != 0 || pt.GetWriteCapacityUnits() != 0) {
@@ -57,16 +53,30 @@ func validateRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest
 	if sel := req.GetLocalSecondaryIndexOverride(); sel != nil {
 		in.LocalSecondaryIndexOverride = make([]types.LocalSecondaryIndex, 0, len(sel.GetIndexes()))
 		for i, l := range sel.GetIndexes() {
-			f := fieldIndex("local_secondary_index_override.indexes", i)
-			checkName(vs, f+".index_name", l.GetIndexName())
-			in.LocalSecondaryIndexOverride = append(in.LocalSecondaryIndexOverride, types.LocalSecondaryIndex{
-				IndexName:  aws.String(l.GetIndexName()),
-				KeySchema:  checkKeySchema(vs, f+".key_schema", l.GetKeySchema()),
-				Projection: checkProjection(vs, f+".projection", l.GetProjection()),
-			})
+			var idx types.LocalSecondaryIndex
+			idx.IndexName, idx.KeySchema, idx.Projection = checkIndex(vs, fieldIndex("local_secondary_index_override.indexes", i), l)
+			in.LocalSecondaryIndexOverride = append(in.LocalSecondaryIndexOverride, idx)
 		}
 	}
 	return in
+}
+
+// secondaryIndex is what a global and a local secondary index override
+// have in common.
+type secondaryIndex interface {
+	GetIndexName() string
+	GetKeySchema() []*backupv1.KeySchemaElement
+	GetProjection() *backupv1.Projection
+}
+
+// checkIndex checks what every index override at field has, in the
+// request's field order (name, key schema, projection), and returns it in
+// DynamoDB's types.
+func checkIndex(vs *violations, field string, idx secondaryIndex) (*string, []types.KeySchemaElement, *types.Projection) {
+	checkName(vs, field+".index_name", idx.GetIndexName())
+	return aws.String(idx.GetIndexName()),
+		checkKeySchema(vs, field+".key_schema", idx.GetKeySchema()),
+		checkProjection(vs, field+".projection", idx.GetProjection())
 }
 
 func fieldIndex(field string, i int) string {

@@ -82,6 +82,35 @@ func TestValidateRestore(t *testing.T) {
 	}
 }
 
+// Both kinds of index override are checked alike and in the request's
+// field order: name, key schema, projection (then a GSI's throughput).
+func TestIndexOverrideViolationOrder(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	req := &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+		GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{
+			{IndexName: "x", ProvisionedThroughput: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 1}}}},
+		LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{Indexes: []*backupv1.LocalSecondaryIndex{{IndexName: "y"}}},
+	}
+	var vs violations
+	validateRestore(&vs, req)
+	var got []string
+	for _, v := range vs {
+		got = append(got, v.Field)
+	}
+	want := []string{
+		"global_secondary_index_override.indexes[0].index_name",
+		"global_secondary_index_override.indexes[0].key_schema",
+		"global_secondary_index_override.indexes[0].projection.projection_type",
+		"global_secondary_index_override.indexes[0].provisioned_throughput.write_capacity_units",
+		"local_secondary_index_override.indexes[0].index_name",
+		"local_secondary_index_override.indexes[0].key_schema",
+		"local_secondary_index_override.indexes[0].projection.projection_type",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("violations on\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestSourceTableFeaturesConversion(t *testing.T) {
 	s := New(Options{})
 	str := func(v string) *string { return &v }
