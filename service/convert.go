@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -50,22 +51,14 @@ func (s *Server) backupDetails(d *types.BackupDetails) *backupv1.BackupDetails {
 		return nil
 	}
 	return &backupv1.BackupDetails{
-		BackupArn:              deref(d.BackupArn),
-		BackupName:             deref(d.BackupName),
+		BackupArn:              aws.ToString(d.BackupArn),
+		BackupName:             aws.ToString(d.BackupName),
 		BackupSizeBytes:        d.BackupSizeBytes,
 		BackupStatus:           enumValue(s, "BackupStatus", string(d.BackupStatus), backupStatuses),
 		BackupType:             enumValue(s, "BackupType", string(d.BackupType), backupTypes),
 		BackupCreationDateTime: ts(d.BackupCreationDateTime),
 		BackupExpiryDateTime:   ts(d.BackupExpiryDateTime),
 	}
-}
-
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
 }
 
 var (
@@ -132,9 +125,9 @@ func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.Sourc
 		return nil
 	}
 	return &backupv1.SourceTableDetails{
-		TableName:             deref(d.TableName),
-		TableId:               deref(d.TableId),
-		TableArn:              deref(d.TableArn),
+		TableName:             aws.ToString(d.TableName),
+		TableId:               aws.ToString(d.TableId),
+		TableArn:              aws.ToString(d.TableArn),
 		TableSizeBytes:        d.TableSizeBytes,
 		ItemCount:             d.ItemCount,
 		KeySchema:             s.keySchema(d.KeySchema),
@@ -154,18 +147,18 @@ func (s *Server) sourceTableFeatures(d *types.SourceTableFeatureDetails) *backup
 	}
 	for _, g := range d.GlobalSecondaryIndexes {
 		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, &backupv1.GlobalSecondaryIndex{
-			IndexName: deref(g.IndexName), KeySchema: s.keySchema(g.KeySchema),
+			IndexName: aws.ToString(g.IndexName), KeySchema: s.keySchema(g.KeySchema),
 			Projection: s.projection(g.Projection), ProvisionedThroughput: throughput(g.ProvisionedThroughput),
 		})
 	}
 	for _, l := range d.LocalSecondaryIndexes {
 		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, &backupv1.LocalSecondaryIndex{
-			IndexName: deref(l.IndexName), KeySchema: s.keySchema(l.KeySchema), Projection: s.projection(l.Projection),
+			IndexName: aws.ToString(l.IndexName), KeySchema: s.keySchema(l.KeySchema), Projection: s.projection(l.Projection),
 		})
 	}
 	if st := d.StreamDescription; st != nil {
 		out.StreamDescription = &backupv1.StreamSpecification{
-			StreamEnabled:  deref(st.StreamEnabled),
+			StreamEnabled:  aws.ToBool(st.StreamEnabled),
 			StreamViewType: enumValue(s, "StreamViewType", string(st.StreamViewType), streamViewTypes),
 		}
 	}
@@ -178,7 +171,7 @@ func (s *Server) keySchema(ks []types.KeySchemaElement) []*backupv1.KeySchemaEle
 	}
 	out := make([]*backupv1.KeySchemaElement, len(ks))
 	for i, k := range ks {
-		out[i] = &backupv1.KeySchemaElement{AttributeName: deref(k.AttributeName), KeyType: enumValue(s, "KeyType", string(k.KeyType), keyTypes)}
+		out[i] = &backupv1.KeySchemaElement{AttributeName: aws.ToString(k.AttributeName), KeyType: enumValue(s, "KeyType", string(k.KeyType), keyTypes)}
 	}
 	return out
 }
@@ -197,14 +190,14 @@ func throughput(p *types.ProvisionedThroughput) *backupv1.ProvisionedThroughput 
 	if p == nil {
 		return nil
 	}
-	return &backupv1.ProvisionedThroughput{ReadCapacityUnits: deref(p.ReadCapacityUnits), WriteCapacityUnits: deref(p.WriteCapacityUnits)}
+	return &backupv1.ProvisionedThroughput{ReadCapacityUnits: aws.ToInt64(p.ReadCapacityUnits), WriteCapacityUnits: aws.ToInt64(p.WriteCapacityUnits)}
 }
 
 func throughputDescription(p *types.ProvisionedThroughputDescription) *backupv1.ProvisionedThroughput {
 	if p == nil {
 		return nil
 	}
-	return &backupv1.ProvisionedThroughput{ReadCapacityUnits: deref(p.ReadCapacityUnits), WriteCapacityUnits: deref(p.WriteCapacityUnits)}
+	return &backupv1.ProvisionedThroughput{ReadCapacityUnits: aws.ToInt64(p.ReadCapacityUnits), WriteCapacityUnits: aws.ToInt64(p.WriteCapacityUnits)}
 }
 
 func (s *Server) ttl(t *types.TimeToLiveDescription) *backupv1.TimeToLiveDescription {
@@ -213,7 +206,7 @@ func (s *Server) ttl(t *types.TimeToLiveDescription) *backupv1.TimeToLiveDescrip
 	}
 	return &backupv1.TimeToLiveDescription{
 		TimeToLiveStatus: enumValue(s, "TimeToLiveStatus", string(t.TimeToLiveStatus), ttlStatuses),
-		AttributeName:    deref(t.AttributeName),
+		AttributeName:    aws.ToString(t.AttributeName),
 	}
 }
 
@@ -224,18 +217,18 @@ func (s *Server) sse(d *types.SSEDescription) *backupv1.SseDescription {
 	return &backupv1.SseDescription{
 		Status:                         enumValue(s, "SSEStatus", string(d.Status), sseStatuses),
 		SseType:                        enumValue(s, "SSEType", string(d.SSEType), sseTypes),
-		KmsMasterKeyArn:                deref(d.KMSMasterKeyArn),
+		KmsMasterKeyArn:                aws.ToString(d.KMSMasterKeyArn),
 		InaccessibleEncryptionDateTime: ts(d.InaccessibleEncryptionDateTime),
 	}
 }
 
 func (s *Server) backupSummary(b *types.BackupSummary) *backupv1.BackupSummary {
 	return &backupv1.BackupSummary{
-		TableName:              deref(b.TableName),
-		TableId:                deref(b.TableId),
-		TableArn:               deref(b.TableArn),
-		BackupArn:              deref(b.BackupArn),
-		BackupName:             deref(b.BackupName),
+		TableName:              aws.ToString(b.TableName),
+		TableId:                aws.ToString(b.TableId),
+		TableArn:               aws.ToString(b.TableArn),
+		BackupArn:              aws.ToString(b.BackupArn),
+		BackupName:             aws.ToString(b.BackupName),
 		BackupCreationDateTime: ts(b.BackupCreationDateTime),
 		BackupExpiryDateTime:   ts(b.BackupExpiryDateTime),
 		BackupStatus:           enumValue(s, "BackupStatus", string(b.BackupStatus), backupStatuses),
@@ -249,9 +242,9 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 		return nil
 	}
 	out := &backupv1.TableDescription{
-		TableName:             deref(t.TableName),
-		TableArn:              deref(t.TableArn),
-		TableId:               deref(t.TableId),
+		TableName:             aws.ToString(t.TableName),
+		TableArn:              aws.ToString(t.TableArn),
+		TableId:               aws.ToString(t.TableId),
 		TableStatus:           enumValue(s, "TableStatus", string(t.TableStatus), tableStatuses),
 		CreationDateTime:      ts(t.CreationDateTime),
 		KeySchema:             s.keySchema(t.KeySchema),
@@ -265,21 +258,21 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 	}
 	for _, g := range t.GlobalSecondaryIndexes {
 		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, &backupv1.GlobalSecondaryIndex{
-			IndexName: deref(g.IndexName), KeySchema: s.keySchema(g.KeySchema),
+			IndexName: aws.ToString(g.IndexName), KeySchema: s.keySchema(g.KeySchema),
 			Projection: s.projection(g.Projection), ProvisionedThroughput: throughputDescription(g.ProvisionedThroughput),
 		})
 	}
 	for _, l := range t.LocalSecondaryIndexes {
 		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, &backupv1.LocalSecondaryIndex{
-			IndexName: deref(l.IndexName), KeySchema: s.keySchema(l.KeySchema), Projection: s.projection(l.Projection),
+			IndexName: aws.ToString(l.IndexName), KeySchema: s.keySchema(l.KeySchema), Projection: s.projection(l.Projection),
 		})
 	}
 	if r := t.RestoreSummary; r != nil {
 		out.RestoreSummary = &backupv1.RestoreSummary{
-			SourceBackupArn:   deref(r.SourceBackupArn),
-			SourceTableArn:    deref(r.SourceTableArn),
+			SourceBackupArn:   aws.ToString(r.SourceBackupArn),
+			SourceTableArn:    aws.ToString(r.SourceTableArn),
 			RestoreDateTime:   ts(r.RestoreDateTime),
-			RestoreInProgress: deref(r.RestoreInProgress),
+			RestoreInProgress: aws.ToBool(r.RestoreInProgress),
 		}
 	}
 	return out
