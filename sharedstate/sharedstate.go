@@ -65,6 +65,12 @@ type RedisLogger struct {
 	Log *slog.Logger
 }
 
+// Printf is the one method of go-redis' logger interface, so that
+// redis.SetLogger takes a RedisLogger. go-redis calls it for events of its
+// own, mostly trouble that no command's error shows (a pool that cannot
+// dial, a bad connection dropped, a recovered panic). Its messages carry
+// no level, so each is logged as one warning, formatted as go-redis
+// formats it.
 func (l RedisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.Log.WarnContext(ctx, fmt.Sprintf(format, v...)) // go-redis starts its messages with "redis: "
 }
