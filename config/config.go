@@ -14,6 +14,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,43 +171,52 @@ type Account struct {
 	Limits         Limits   `yaml:"limits"`
 }
 
-// Limits are per-second call rates per (account, region, operation). Zero
-// means the default, AWS's published per-account rate for the operation.
+// Limits are per-second call rates per (account, region, operation). Nil
+// means the default, AWS's published per-account rate for the operation;
+// pointers, so that a 0 written in the file is refused rather than taken
+// for the default.
 type Limits struct {
-	CreateBackup           float64 `yaml:"create_backup"`
-	DescribeBackup         float64 `yaml:"describe_backup"`
-	DeleteBackup           float64 `yaml:"delete_backup"`
-	ListBackups            float64 `yaml:"list_backups"`
-	RestoreTableFromBackup float64 `yaml:"restore_table_from_backup"`
+	CreateBackup           *float64 `yaml:"create_backup"`
+	DescribeBackup         *float64 `yaml:"describe_backup"`
+	DeleteBackup           *float64 `yaml:"delete_backup"`
+	ListBackups            *float64 `yaml:"list_backups"`
+	RestoreTableFromBackup *float64 `yaml:"restore_table_from_backup"`
 }
 
 // DefaultLimits returns DynamoDB's documented per-account control-plane
 // rates.
 func DefaultLimits() Limits {
 	return Limits{
-		CreateBackup:           50,
-		DescribeBackup:         10,
-		DeleteBackup:           10,
-		ListBackups:            5,
-		RestoreTableFromBackup: 10,
+		CreateBackup:           ptr(50.0),
+		DescribeBackup:         ptr(10.0),
+		DeleteBackup:           ptr(10.0),
+		ListBackups:            ptr(5.0),
+		RestoreTableFromBackup: ptr(10.0),
 	}
 }
 
-// Rate returns the per-second rate for op, or 0 for an unknown op.
+func ptr[T any](v T) *T { return &v }
+
+// Rate returns the per-second rate for op, or 0 for an unknown op or one
+// whose rate is not set.
 func (l Limits) Rate(op string) float64 {
+	var r *float64
 	switch op {
 	case OpCreateBackup:
-		return l.CreateBackup
+		r = l.CreateBackup
 	case OpDescribeBackup:
-		return l.DescribeBackup
+		r = l.DescribeBackup
 	case OpDeleteBackup:
-		return l.DeleteBackup
+		r = l.DeleteBackup
 	case OpListBackups:
-		return l.ListBackups
+		r = l.ListBackups
 	case OpRestoreTableFromBackup:
-		return l.RestoreTableFromBackup
+		r = l.RestoreTableFromBackup
 	}
-	return 0
+	if r == nil {
+		return 0
+	}
+	return *r
 }
 
 // Load reads, defaults and validates the file at path.
@@ -229,11 +239,24 @@ func Parse(r io.Reader) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var c Config
+	// Unknown keys and values of the wrong type come as one TypeError,
+	// after the rest of the file is decoded: they are reported with what
+	// Validate finds in the rest, all at once.
+	var typeErrs []error
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %w", err)
+		te, ok := errors.AsType[*yaml.TypeError](err)
+		if !ok {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		for _, e := range te.Errors {
+			if m := unknownKeyRe.FindStringSubmatch(e); m != nil {
+				e = fmt.Sprintf("%s: %s is not a configuration key here (see the README's example)", m[1], m[2])
+			}
+			typeErrs = append(typeErrs, errors.New(e))
+		}
 	}
 	c.ApplyDefaults()
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(append(typeErrs, c.Validate())...); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -275,14 +298,29 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
+// unknownKeyRe matches yaml's report of an unknown key, which names Go
+// types rather than the file's sections.
+var unknownKeyRe = regexp.MustCompile(`^(line \d+): field (\S+) not found in type `)
+
+// validListenAddr reports whether addr is a TCP listen address: an
+// optional host and a port number.
+func validListenAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n <= 65535
+}
+
 func setDefault(s *string, v string) {
 	if *s == "" {
 		*s = v
 	}
 }
 
-func defaultRate(r *float64, v float64) {
-	if *r == 0 {
+func defaultRate(r **float64, v *float64) {
+	if *r == nil {
 		*r = v
 	}
 }
@@ -315,6 +353,11 @@ func (c *Config) Validate() error {
 	bad := ps.at("")
 	if c.Listen.GRPC == c.Listen.HTTP {
 		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
+	}
+	for _, l := range []struct{ name, addr string }{{"listen.grpc", c.Listen.GRPC}, {"listen.http", c.Listen.HTTP}} {
+		if !validListenAddr(l.addr) {
+			bad(l.name, `must be host:port or :port, with a port of 0-65535, such as ":9090"; got %q`, l.addr)
+		}
 	}
 	if !ValidRegion(c.DefaultRegion) {
 		bad("default_region", "must be an AWS region such as us-east-1; got %q", c.DefaultRegion)

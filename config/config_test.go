@@ -34,11 +34,11 @@ func TestParseValid(t *testing.T) {
 		t.Errorf("durations: max_wait %s upstream_timeout %s drain_delay %s shutdown_timeout %s", c.MaxWait, c.UpstreamTimeout, c.DrainDelay, c.ShutdownTimeout)
 	}
 	a := c.Accounts[0]
-	if a.DefaultRegion != "us-east-1" || a.Limits.CreateBackup != 20 || a.Limits.ListBackups != 5 {
+	if a.DefaultRegion != "us-east-1" || a.Limits.Rate(OpCreateBackup) != 20 || a.Limits.Rate(OpListBackups) != 5 {
 		t.Errorf("account 0 defaults: %+v", a)
 	}
 	b := c.Accounts[1]
-	if len(b.AllowedRegions) != 1 || b.AllowedRegions[0] != "cn-north-1" || b.Limits.CreateBackup != 50 {
+	if len(b.AllowedRegions) != 1 || b.AllowedRegions[0] != "cn-north-1" || b.Limits.Rate(OpCreateBackup) != 50 {
 		t.Errorf("account 1 defaults: %+v", b)
 	}
 	if c.SharedState.Backend != BackendMemory || c.SharedState.Redis.KeyPrefix != "backupd:" {
@@ -57,7 +57,7 @@ func TestParseInvalid(t *testing.T) {
 		want []string // every substring must appear in the error
 	}{
 		{"no accounts", "listen: {grpc: ':1', http: ':2'}\n", []string{"accounts: must list at least one account"}},
-		{"unknown key", "acounts: []\n", []string{"field acounts not found"}},
+		{"unknown key", "acounts: []\n", []string{"line 1: acounts is not a configuration key here", "accounts: must list at least one account"}},
 		{"redis settings without the redis backend", `
 shared_state: {redis: {address: "redis:6379"}}
 accounts:
@@ -97,6 +97,8 @@ callers:
 		}},
 		{"negative drain delay", "drain_delay: -5s\n", []string{"drain_delay: must not be negative; got -5s"}},
 		{"many problems at once", `
+bogus_key: 1
+listen: {http: "nonsense", grpc: ":99999"}
 default_region: nowhere
 log: {format: xml}
 max_wait: -1s
@@ -108,7 +110,7 @@ accounts:
     external_id: "bad id with spaces"
     allowed_regions: [us-east-1]
     default_region: eu-west-1
-    limits: {create_backup: -3}
+    limits: {create_backup: -3, list_backups: 0, bogus_limit: 2}
   - id: "111111111111"
     role_arn: not-an-arn
 `, []string{
@@ -120,6 +122,11 @@ accounts:
 			"accounts[1].external_id: must be 2-1224 characters",
 			`accounts[1].default_region: "eu-west-1" must be one of allowed_regions [us-east-1]`,
 			"accounts[1].limits.create_backup: must be a rate per second in (0, 10000]; got -3",
+			"accounts[1].limits.list_backups: must be a rate per second in (0, 10000]; got 0",
+			"line 2: bogus_key is not a configuration key here",
+			"bogus_limit is not a configuration key here",
+			`listen.http: must be host:port or :port, with a port of 0-65535, such as ":9090"; got "nonsense"`,
+			`listen.grpc: must be host:port or :port, with a port of 0-65535, such as ":9090"; got ":99999"`,
 			`accounts[2].id: "111111111111" is already configured at accounts[1]`,
 			"accounts[2].role_arn: must be an IAM role ARN",
 		}},
@@ -179,8 +186,8 @@ func TestREADMEExample(t *testing.T) {
 // else's, nor what Validate accepts.
 func TestListsAreFresh(t *testing.T) {
 	ops, rpcs, lim := Operations(), RPCs(), DefaultLimits()
-	ops[0], rpcs[0], lim.CreateBackup = "Changed", "Changed", 1
-	if Operations()[0] != OpCreateBackup || RPCs()[0] != "CreateBackup" || DefaultLimits().CreateBackup != 50 {
+	ops[0], rpcs[0], *lim.CreateBackup = "Changed", "Changed", 1
+	if Operations()[0] != OpCreateBackup || RPCs()[0] != "CreateBackup" || DefaultLimits().Rate(OpCreateBackup) != 50 {
 		t.Errorf("a change to a returned list is seen by the next caller: %v %v %v", Operations(), RPCs(), DefaultLimits())
 	}
 }

@@ -95,12 +95,13 @@ func TestSandboxMode(t *testing.T) {
 
 func TestStartRefusesBadConfig(t *testing.T) {
 	path := t.TempDir() + "/bad.yaml"
-	writeFile(t, path, "accounts:\n  - id: \"123\"\n    role_arn: nope\nmax_wait: -1s\n")
+	writeFile(t, path, "accounts:\n  - id: \"123\"\n    role_arn: nope\nmax_wait: -1s\nbogus_key: 1\n")
 	out, err := exec.Command(binary, "--config", path).CombinedOutput()
 	if err == nil {
 		t.Fatalf("backupd started with a bad config:\n%s", out)
 	}
-	for _, want := range []string{"accounts[0].id", "accounts[0].role_arn", "max_wait"} {
+	// An unknown key is reported with the other problems, not alone.
+	for _, want := range []string{"accounts[0].id", "accounts[0].role_arn", "max_wait", "bogus_key is not a configuration key"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
