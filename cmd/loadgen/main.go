@@ -13,6 +13,14 @@
 // slice the fake's store is emptied and a short warm-up runs, neither
 // measured. Each slice is bounded by its share of -d or -n, and by -timeout
 // in any case, so loadgen always stops by itself.
+//
+// With -target all it then measures the targets once more taking turns
+// call by call: each caller makes one call of every target, in a new
+// random order each time, so that every target runs with the same code
+// and data in the CPU's caches as the others. Within a slice a floor runs
+// alone, its code hot from its previous call, which no request that also
+// makes the other round trip enjoys; taking turns by call measures backupd
+// and its floors under the same conditions (BENCHMARKS.md).
 package main
 
 import (
@@ -21,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"runtime"
@@ -205,10 +214,132 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 	if !stack.External {
 		fmt.Fprintf(stdout, "\nAssumeRole calls after warm-up: %d\n", stack.Fake.AssumeRoleCalls()-assumed)
 	}
-	if slices.Equal(opts.targets, allOrder) {
-		printRatios(stdout, results, opts.conc)
+	if !slices.Equal(opts.targets, allOrder) {
+		return failed
 	}
+	fmt.Fprintln(stdout, "\nRatios, targets taking turns slice by slice:")
+	printRatios(stdout, results, opts.conc)
+	interleaved, err := measureByCall(ctx, stack, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nTargets taking turns call by call (each caller: one call of every target, in random order; per call = mean latency / concurrency):\n")
+	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tconc\tcalls\terrors\tper call\tp50\tp99\t")
+	for _, r := range interleaved {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.target, r.conc, r.calls, r.errs, us(r.perCall()), us(r.percentile(0.50)), us(r.percentile(0.99)))
+		if r.firstErr != nil && failed == nil {
+			failed = fmt.Errorf("%s at concurrency %d, by call: %d of %d calls failed; first: %w", r.target, r.conc, r.errs, r.calls, r.firstErr)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nRatios, targets taking turns call by call:")
+	printRatios(stdout, interleaved, opts.conc)
 	return failed
+}
+
+// measureByCall measures every target of allOrder at each concurrency
+// with the targets taking turns call by call, for -d or -n per target in
+// all, in -rounds slices with the fake emptied between them. A result's
+// elapsed is its calls' total latency over the concurrency, so that its
+// per call is the mean latency over the concurrency: at concurrency 1
+// the mean latency, and under queueing an estimate of wall time per call.
+func measureByCall(ctx context.Context, stack *bench.Stack, opts options) ([]*result, error) {
+	calls := make([]func(context.Context) error, len(allOrder))
+	for i, t := range allOrder {
+		calls[i] = stack.Call(t)
+	}
+	var results []*result
+	for _, c := range opts.conc {
+		byTarget := make([]*result, len(allOrder))
+		for i, t := range allOrder {
+			byTarget[i] = &result{target: t, conc: c}
+		}
+		for round := range opts.rounds {
+			if _, err := stack.Prune(ctx); err != nil {
+				return nil, err
+			}
+			sctx, cancel := context.WithTimeout(ctx, opts.timeout)
+			if opts.warmup > 0 {
+				driveByCall(sctx, calls, c, time.Now().Add(opts.warmup), 0)
+			}
+			runtime.GC()
+			deadline, n := sliceBound(opts, round, len(allOrder))
+			ws := driveByCall(sctx, calls, c, deadline, n)
+			err := sctx.Err()
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("targets by call at concurrency %d did not finish: %w", c, err)
+			}
+			for _, w := range ws {
+				for i, r := range byTarget {
+					r.add(w[i])
+				}
+			}
+		}
+		for _, r := range byTarget {
+			if r.calls == 0 {
+				return nil, fmt.Errorf("%s by call at concurrency %d made no call", r.target, r.conc)
+			}
+			var total time.Duration
+			for _, d := range r.latencies {
+				total += d
+			}
+			r.elapsed = total / time.Duration(c)
+			slices.Sort(r.latencies)
+		}
+		results = append(results, byTarget...)
+	}
+	return results, nil
+}
+
+// sliceBound is the end of a round's slice, or its number of calls
+// (cycles of all targets when the targets take turns by call): its share
+// of -d, or of -n spread over targets cycles.
+func sliceBound(opts options, round, targets int) (time.Time, int) {
+	if opts.requests == 0 {
+		return time.Now().Add(opts.duration * time.Duration(targets) / time.Duration(opts.rounds)), 0
+	}
+	n := opts.requests / opts.rounds
+	if round < opts.requests%opts.rounds {
+		n++
+	}
+	return time.Time{}, n
+}
+
+// driveByCall runs c callers that each make one call of every target, in
+// a new random order each cycle, until deadline (when not zero), until n
+// cycles have started (when n > 0), or until ctx ends. It returns, per
+// caller, what happened to each target's calls.
+func driveByCall(ctx context.Context, calls []func(context.Context) error, c int, deadline time.Time, n int) [][]worker {
+	ws := make([][]worker, c)
+	var started atomic.Int64
+	var wg sync.WaitGroup
+	for i := range ws {
+		ws[i] = make([]worker, len(calls))
+		order := make([]int, len(calls))
+		for j := range order {
+			order[j] = j
+		}
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if n > 0 && started.Add(1) > int64(n) {
+					return
+				}
+				if !deadline.IsZero() && !time.Now().Before(deadline) {
+					return
+				}
+				rand.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+				for _, j := range order {
+					ws[i][j].call(ctx, calls[j])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return ws
 }
 
 // printRatios compares backupd with its floors: by wall time per call
@@ -281,16 +412,7 @@ func measure(ctx context.Context, stack *bench.Stack, opts options, r *result, r
 		drive(ctx, call, r.conc, time.Now().Add(opts.warmup), 0)
 	}
 	runtime.GC()
-	var deadline time.Time
-	n := 0
-	if opts.requests > 0 {
-		n = opts.requests / opts.rounds
-		if round < opts.requests%opts.rounds {
-			n++
-		}
-	} else {
-		deadline = time.Now().Add(opts.duration / time.Duration(opts.rounds))
-	}
+	deadline, n := sliceBound(opts, round, 1)
 	waits, dials := stack.LimiterWaits(), stack.FakeConns()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -309,26 +431,44 @@ func measure(ctx context.Context, stack *bench.Stack, opts options, r *result, r
 	r.bytes += after.TotalAlloc - before.TotalAlloc
 	r.waits += stack.LimiterWaits() - waits
 	r.dials += stack.FakeConns() - dials
-	calls := 0
+	calls := r.calls
 	for _, w := range ws {
-		calls += len(w.latencies)
-		r.latencies = append(r.latencies, w.latencies...)
-		r.errs += w.errs
-		if r.firstErr == nil {
-			r.firstErr = w.firstErr
-		}
+		r.add(w)
 	}
-	r.calls += calls
-	if calls == 0 {
+	if r.calls == calls {
 		return fmt.Errorf("%s at concurrency %d made no call", r.target, r.conc)
 	}
 	return nil
 }
 
+// add counts a caller's calls of r's target.
+func (r *result) add(w worker) {
+	r.calls += len(w.latencies)
+	r.latencies = append(r.latencies, w.latencies...)
+	r.errs += w.errs
+	if r.firstErr == nil {
+		r.firstErr = w.firstErr
+	}
+}
+
+// worker is what one caller saw of one target's calls.
 type worker struct {
 	latencies []time.Duration
 	errs      int
 	firstErr  error
+}
+
+// call makes one call and records it.
+func (w *worker) call(ctx context.Context, call func(context.Context) error) {
+	t0 := time.Now()
+	err := call(ctx)
+	w.latencies = append(w.latencies, time.Since(t0))
+	if err != nil {
+		w.errs++
+		if w.firstErr == nil {
+			w.firstErr = err
+		}
+	}
 }
 
 // drive runs c callers until deadline (when not zero), until n calls have
@@ -345,18 +485,10 @@ func drive(ctx context.Context, call func(context.Context) error, c int, deadlin
 				if n > 0 && started.Add(1) > int64(n) {
 					return
 				}
-				t0 := time.Now()
-				if !deadline.IsZero() && !t0.Before(deadline) {
+				if !deadline.IsZero() && !time.Now().Before(deadline) {
 					return
 				}
-				err := call(ctx)
-				w.latencies = append(w.latencies, time.Since(t0))
-				if err != nil {
-					w.errs++
-					if w.firstErr == nil {
-						w.firstErr = err
-					}
-				}
+				w.call(ctx, call)
 			}
 		})
 	}
