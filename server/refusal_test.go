@@ -349,21 +349,3 @@ func TestUncleanPathsAreNotRedirected(t *testing.T) {
 		})
 	}
 }
-
-// A REST error body leaves out what protojson leaves out of the same gRPC
-// status: an ErrorInfo without metadata, a field violation without a
-// reason. Responses keep their empty fields; errors need not.
-func TestRESTErrorsLeaveEmptyFieldsOut(t *testing.T) {
-	f := newFixture(t)
-	for _, tt := range []struct{ method, path, body string }{
-		{"GET", "/v1/accounts/111111111111/backups?pageSize=abc", ""},
-		{"POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"b","colour":"red"}`},
-		{"GET", "/v2/nothing", ""},
-	} {
-		resp, body := f.do(t, tt.method, tt.path, strings.NewReader(tt.body))
-		if resp.StatusCode < 400 || !strings.Contains(string(body), `"reason":"`) ||
-			strings.Contains(string(body), `"metadata":{}`) || strings.Contains(string(body), `"reason":""`) {
-			t.Errorf("%s %s: %d %s", tt.method, tt.path, resp.StatusCode, body)
-		}
-	}
-}

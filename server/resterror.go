@@ -36,14 +36,8 @@ func errorInfo(reason, account string) *errdetails.ErrorInfo {
 	return info
 }
 
-// errorJSON writes a REST error's google.rpc.Status as protojson does a
-// gRPC one's: fields left empty are left out (an ErrorInfo's empty
-// metadata, a field violation's empty reason). Responses keep theirs
-// (newStrictJSON); an error's shape is the status's and its details'.
-func errorJSON() runtime.Marshaler { return &runtime.JSONPb{} }
-
 func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
-	body, err := errorJSON().Marshal(st.Proto())
+	body, err := newStrictJSON().Marshal(st.Proto())
 	if err != nil {
 		code, body = http.StatusInternalServerError, []byte(`{"code":13,"message":"internal error"}`)
 	}
@@ -64,7 +58,7 @@ type gateway struct {
 // an ErrorInfo and field violations on the gateway's own decoding errors,
 // so every REST error has the same shape as a gRPC one. A request refused
 // before it reached the interceptor is logged and counted here.
-func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
 	account, region := pathTarget(call.params)
 	st := status.Convert(err)
@@ -102,7 +96,7 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, _ runt
 		// should a refusal ever come without one.
 		w = challengeWriter{ResponseWriter: w, challenge: cmp.Or(call.challenge, `Bearer realm="backupd"`)}
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, errorJSON(), w, r, st.Err())
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
 }
 
 // malformed gives one of grpc-gateway's own errors (malformed JSON, unknown
@@ -142,7 +136,7 @@ func pathTarget(params map[string]string) (account, region string) {
 // of another method (405, with the Allow header RFC 9110 asks for), and
 // logs and counts it under the method "unknown", so callers cannot add
 // label values.
-func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	if _, ok := r.Context().Value(probeKey{}).(*probe); ok {
 		return
 	}
@@ -172,7 +166,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, _ run
 		writeStatus(w, st, httpStatus)
 		return
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, errorJSON(), w, r, st.Err())
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
 }
 
 // logRouting writes the log line of a request that matched no route, and
