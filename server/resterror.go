@@ -74,12 +74,14 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 		// first, as the interceptor does, so an unknown caller learns
 		// nothing about the request's shape.
 		principal, authErr := g.ic.authorizeIn(ctx, method, account)
+		logged := st.Err()
 		if authErr != nil {
 			st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
 			keepChallenge(r.Context(), authErr)
 			tooBig = false
+			logged = authErr // the log's level tells a caller refused from AWS refusing backupd
 		}
-		g.ic.record(ctx, method, account, region, principal, call.start, st.Err(), nil, nil)
+		g.ic.record(ctx, method, account, region, principal, call.start, logged, nil, nil)
 	}
 	if tooBig {
 		writeStatus(w, st, http.StatusRequestEntityTooLarge)

@@ -442,6 +442,12 @@ func TestCallersAreCheckedFirst(t *testing.T) {
 	if logs := f.logs.String(); !strings.Contains(logs, `"principal":"orders"`) || strings.Contains(logs, "orders-token") {
 		t.Errorf("log lacks the principal, or holds the token:\n%s", logs)
 	}
+	// A caller refused is its own mistake, at INFO, whether or not the
+	// gateway found the request malformed first; ERROR is for AWS
+	// refusing backupd.
+	if logs := f.logText(); strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("a caller's refusal logged at ERROR:\n%s", logs)
+	}
 
 	// A gRPC request that cannot be decoded names no account: a known
 	// caller is told it is malformed, an unknown one is refused.
