@@ -42,6 +42,15 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 		defer cancel()
 		return do(ctx)
 	}
+	// The caller waits no longer than a run may take, and a moment for
+	// its result: waiting on another replica's claim, it would otherwise
+	// wait out the claim's lease, past the REST write timeout and the
+	// shutdown drain.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.defaultTimeout+resultSlack {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.defaultTimeout+resultSlack)
+		defer cancel()
+	}
 	var zero Resp
 	fp, err := fingerprint(norm())
 	if err != nil {
@@ -114,6 +123,10 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 	}
 	return out, nil
 }
+
+// resultSlack is how much longer than its run a request_id caller waits,
+// so that a run that ends at its deadline is still answered.
+const resultSlack = time.Second
 
 // errPanic stands for a request_id run's panic once it is recovered and
 // logged with its stack.

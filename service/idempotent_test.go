@@ -208,3 +208,36 @@ func TestDeadlineIsBoundedByDefaultTimeout(t *testing.T) {
 		})
 	}
 }
+
+// heldClaim stands for a request_id claimed by another replica that
+// stopped: Do waits until the claim's lease ends, or ctx does.
+type heldClaim struct{ lease time.Duration }
+
+func (h heldClaim) Do(ctx context.Context, _ idempotency.Key, _ idempotency.Fingerprint, _ func() ([]byte, error)) ([]byte, error) {
+	select {
+	case <-time.After(h.lease):
+		return nil, &idempotency.OutcomeUnknownError{}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A repeat waiting on another replica's claim waits no longer than
+// DefaultTimeout and a moment, however long its own deadline: not the
+// claim's lease, which outlasts the REST write timeout and the drain.
+func TestRepeatWaitsNoLongerThanDefaultTimeout(t *testing.T) {
+	const def = 200 * time.Millisecond
+	s := New(Options{DefaultTimeout: def, Idempotency: heldClaim{lease: 10 * time.Second}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	start := time.Now()
+	_, err := runOnce(ctx, s, func(context.Context) (*backupv1.CreateBackupResponse, error) {
+		return &backupv1.CreateBackupResponse{}, nil
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want DeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("the repeat waited %v, with DefaultTimeout %v", waited, def)
+	}
+}
