@@ -14,7 +14,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -241,18 +240,26 @@ func Parse(r io.Reader) (*Config, error) {
 	var c Config
 	// Unknown keys and values of the wrong type come as one TypeError,
 	// after the rest of the file is decoded: they are reported with what
-	// Validate finds in the rest, all at once.
+	// Validate finds in the rest, all at once. A repeated key is not: yaml
+	// leaves out the mapping that holds it.
 	var typeErrs []error
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		te, ok := errors.AsType[*yaml.TypeError](err)
 		if !ok {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		duplicate := false
 		for _, e := range te.Errors {
 			if m := unknownKeyRe.FindStringSubmatch(e); m != nil {
 				e = fmt.Sprintf("%s: %s is not a configuration key here (see the README's example)", m[1], m[2])
 			}
+			duplicate = duplicate || strings.Contains(e, "already defined") || strings.Contains(e, "already set")
 			typeErrs = append(typeErrs, errors.New(e))
+		}
+		if duplicate {
+			// yaml drops the whole mapping that repeats a key: what
+			// Validate would say of its absence is not so.
+			return nil, errors.Join(typeErrs...)
 		}
 	}
 	c.ApplyDefaults()
@@ -283,9 +290,9 @@ func (c *Config) ApplyDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 25 * time.Second
 	}
-	defaults := DefaultLimits()
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
+		defaults := DefaultLimits() // each account its own values
 		setDefault(&a.DefaultRegion, c.DefaultRegion)
 		if len(a.AllowedRegions) == 0 {
 			a.AllowedRegions = []string{a.DefaultRegion}
@@ -300,17 +307,17 @@ func (c *Config) ApplyDefaults() {
 
 // unknownKeyRe matches yaml's report of an unknown key, which names Go
 // types rather than the file's sections.
-var unknownKeyRe = regexp.MustCompile(`^(line \d+): field (\S+) not found in type `)
+var unknownKeyRe = regexp.MustCompile(`^(line \d+): field (.+) not found in type \S+$`)
 
 // validListenAddr reports whether addr is a TCP listen address: an
-// optional host and a port number.
+// optional host and a port, a number or a service name net.Listen knows.
 func validListenAddr(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
 	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	return err == nil && n <= 65535
+	_, err = net.LookupPort("tcp", port)
+	return err == nil
 }
 
 func setDefault(s *string, v string) {
@@ -356,7 +363,7 @@ func (c *Config) Validate() error {
 	}
 	for _, l := range []struct{ name, addr string }{{"listen.grpc", c.Listen.GRPC}, {"listen.http", c.Listen.HTTP}} {
 		if !validListenAddr(l.addr) {
-			bad(l.name, `must be host:port or :port, with a port of 0-65535, such as ":9090"; got %q`, l.addr)
+			bad(l.name, `must be host:port or :port, with a port of 0-65535 (or a service name), such as ":9090"; got %q`, l.addr)
 		}
 	}
 	if !ValidRegion(c.DefaultRegion) {

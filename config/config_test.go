@@ -57,6 +57,8 @@ func TestParseInvalid(t *testing.T) {
 		want []string // every substring must appear in the error
 	}{
 		{"no accounts", "listen: {grpc: ':1', http: ':2'}\n", []string{"accounts: must list at least one account"}},
+		{"unknown key with a space", "bogus key: 1\naccounts: []\n", []string{"line 1: bogus key is not a configuration key here"}},
+		{"repeated key", "listen: {grpc: \":1\"}\nlisten: {grpc: \":2\"}\n", []string{`mapping key "listen" already defined`}},
 		{"unknown key", "acounts: []\n", []string{"line 1: acounts is not a configuration key here", "accounts: must list at least one account"}},
 		{"redis settings without the redis backend", `
 shared_state: {redis: {address: "redis:6379"}}
@@ -125,8 +127,8 @@ accounts:
 			"accounts[1].limits.list_backups: must be a rate per second in (0, 10000]; got 0",
 			"line 2: bogus_key is not a configuration key here",
 			"bogus_limit is not a configuration key here",
-			`listen.http: must be host:port or :port, with a port of 0-65535, such as ":9090"; got "nonsense"`,
-			`listen.grpc: must be host:port or :port, with a port of 0-65535, such as ":9090"; got ":99999"`,
+			`listen.http: must be host:port or :port, with a port of 0-65535 (or a service name), such as ":9090"; got "nonsense"`,
+			`listen.grpc: must be host:port or :port, with a port of 0-65535 (or a service name), such as ":9090"; got ":99999"`,
 			`accounts[2].id: "111111111111" is already configured at accounts[1]`,
 			"accounts[2].role_arn: must be an IAM role ARN",
 		}},
@@ -189,5 +191,27 @@ func TestListsAreFresh(t *testing.T) {
 	ops[0], rpcs[0], *lim.CreateBackup = "Changed", "Changed", 1
 	if Operations()[0] != OpCreateBackup || RPCs()[0] != "CreateBackup" || DefaultLimits().Rate(OpCreateBackup) != 50 {
 		t.Errorf("a change to a returned list is seen by the next caller: %v %v %v", Operations(), RPCs(), DefaultLimits())
+	}
+}
+
+// yaml leaves out the mapping that repeats a key; the problems its absence
+// would raise are not reported, since they are not so.
+func TestRepeatedKeyAlone(t *testing.T) {
+	_, err := Parse(strings.NewReader("listen: {grpc: \":1\"}\nlisten: {grpc: \":2\"}\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n"))
+	if err == nil || !strings.Contains(err.Error(), "already defined") || strings.Contains(err.Error(), "accounts") {
+		t.Errorf("err = %v; want the repeated key alone", err)
+	}
+}
+
+// Accounts that take the default limits do not share them.
+func TestDefaultLimitsAreEachAccounts(t *testing.T) {
+	c, err := Parse(strings.NewReader("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n" +
+		"  - id: \"222222222222\"\n    role_arn: arn:aws:iam::222222222222:role/x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	*c.Accounts[0].Limits.CreateBackup = 1
+	if got := c.Accounts[1].Limits.Rate(OpCreateBackup); got != 50 {
+		t.Errorf("a change to one account's limit changed another's to %g", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/callers"
@@ -82,11 +83,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	overrideListen(cfg, listen)
+	if err := overrideListen(cfg, listen); err != nil {
+		return err
+	}
 	logger := newLogger(cfg.Log, stderr)
 	if cfg.ShutdownTimeout < cfg.UpstreamTimeout {
 		logger.Warn("shutdown_timeout is shorter than upstream_timeout: a request in flight at SIGTERM may be cut off before AWS answers it",
 			slog.Duration("shutdown_timeout", cfg.ShutdownTimeout), slog.Duration("upstream_timeout", cfg.UpstreamTimeout))
+	}
+	if cfg.MaxWait >= cfg.UpstreamTimeout {
+		logger.Warn("max_wait is not shorter than upstream_timeout, which bounds every request: a request over the rate is refused at upstream_timeout, not max_wait",
+			slog.Duration("max_wait", cfg.MaxWait), slog.Duration("upstream_timeout", cfg.UpstreamTimeout))
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion))
 	if err != nil {
@@ -95,13 +102,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	return serve(ctx, cfg, awsCfg, logger)
 }
 
-func overrideListen(cfg *config.Config, listen config.Listen) {
+// overrideListen puts the flags' listener addresses in cfg, and checks
+// them as the file's are checked.
+func overrideListen(cfg *config.Config, listen config.Listen) error {
+	if listen == (config.Listen{}) {
+		return nil
+	}
 	if listen.GRPC != "" {
 		cfg.Listen.GRPC = listen.GRPC
 	}
 	if listen.HTTP != "" {
 		cfg.Listen.HTTP = listen.HTTP
 	}
+	return cfg.Validate()
 }
 
 // runSandbox serves the fake on loopback and points the real SDK path at it.
@@ -117,7 +130,9 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 	defer fakeSrv.Close()
 
 	cfg := sandbox.DemoConfig(demo)
-	overrideListen(cfg, listen)
+	if err := overrideListen(cfg, listen); err != nil {
+		return err
+	}
 	if err := sandbox.LoopbackOnly(cfg.Listen); err != nil {
 		return err
 	}
@@ -203,7 +218,13 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	// through the drain.
 	health.SetReady(true)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
+	g.Go(func() error {
+		// Stopped already when a signal came during start-up.
+		if err := grpcSrv.Serve(grpcLis); !errors.Is(err, grpc.ErrServerStopped) {
+			return err
+		}
+		return nil
+	})
 	g.Go(func() error {
 		if err := server.Serve(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return err
