@@ -226,7 +226,13 @@ func (retriedDelete) HandleInitialize(ctx context.Context, in middleware.Initial
 	middleware.InitializeOutput, middleware.Metadata, error,
 ) {
 	d := &deleteAttempts{}
-	out, md, err := next.HandleInitialize(context.WithValue(ctx, deleteKey{}, d), in)
+	ctx = context.WithValue(ctx, deleteKey{}, d)
+	if _, ok := ctx.Value(submitKey{}).(*time.Time); !ok {
+		// So that an attempt that never got a connection (a failed
+		// dial or TLS handshake) is known not to have been sent.
+		ctx = WithSubmitTime(ctx, new(time.Time))
+	}
+	out, md, err := next.HandleInitialize(ctx, in)
 	if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone && d.unanswered {
 		err = &DeletedEarlierError{Err: err}
 	}

@@ -441,3 +441,50 @@ func TestDeleteRetriedAfterAnUnansweredAttempt(t *testing.T) {
 		})
 	}
 }
+
+// closeFirst closes the first connection it accepts at once, before any
+// TLS handshake: an attempt that never had a connection.
+type closeFirst struct {
+	net.Listener
+	closed atomic.Bool
+}
+
+func (l *closeFirst) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil && l.closed.CompareAndSwap(false, true) {
+		c.Close()
+		return l.Listener.Accept()
+	}
+	return c, err
+}
+
+// A DeleteBackup whose first attempt failed its TLS handshake sent
+// nothing: the retry's not-found is plain BackupNotFound.
+func TestDeleteRetriedAfterAFailedHandshake(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#BackupNotFoundException","message":"Backup not found"}`))
+	}))
+	srv.Listener = &closeFirst{Listener: srv.Listener}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	r, err := New(Options{
+		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), HTTPClient: srv.Client()},
+		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+		Roles:    staticRoles{},
+		Limiter:  &countingLimiter{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := r.Resolve("111111111111", "")
+	_, err = target.DynamoDB.DeleteBackup(context.Background(), &dynamodb.DeleteBackupInput{
+		BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")})
+	if _, ok := errors.AsType[*types.BackupNotFoundException](err); !ok {
+		t.Fatalf("err = %v, want BackupNotFound after a retry", err)
+	}
+	if _, deleted := errors.AsType[*DeletedEarlierError](err); deleted {
+		t.Errorf("err = %v; the failed handshake sent nothing, so nothing may have been deleted", err)
+	}
+}
