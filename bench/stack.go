@@ -489,7 +489,7 @@ func sandboxConfig(demo []sandbox.Account, createRate float64) *config.Config {
 			RoleARN:       roleARN(a.ID),
 			ExternalID:    a.ExternalID,
 			DefaultRegion: a.Region,
-			Limits:        config.Limits{CreateBackup: &createRate},
+			Limits:        config.Limits{CreateBackup: new(createRate)},
 		})
 	}
 	cfg.ApplyDefaults()

@@ -136,9 +136,10 @@ func TestShutdownSignalledDrainsInOrder(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- f.s.Run(true) }()
 
-	time.Sleep(20 * time.Millisecond)
-	if f.s.Health.Ready(context.Background()) {
-		t.Error("ready during the drain delay")
+	for deadline := time.Now().Add(2 * time.Second); f.s.Health.Ready(context.Background()); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still ready 2 s into the shutdown")
+		}
 	}
 	select {
 	case <-w.called:

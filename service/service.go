@@ -177,8 +177,8 @@ func (s *Server) resolve(ctx context.Context, accountID, region, regionField str
 // withDeadline bounds a call by the caller's deadline, but by no more than
 // DefaultTimeout: nothing backupd waits for (its limiter, STS, DynamoDB
 // and the SDK's retries) needs longer, and a longer one would outlast the
-// REST write timeout, the Redis lease of a request_id and the shutdown
-// drain, answering no one.
+// REST write timeout and the shutdown drain, answering no one. (A call
+// with a request_id is bounded in once.)
 func (s *Server) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= s.defaultTimeout {
 		return ctx, func() {}
