@@ -14,13 +14,15 @@
 // measured. Each slice is bounded by its share of -d or -n, and by -timeout
 // in any case, so loadgen always stops by itself.
 //
-// With -target all it then measures the targets once more taking turns
-// call by call: each caller makes one call of every target, in a new
-// random order each time, so that every target runs with the same code
-// and data in the CPU's caches as the others. Within a slice a floor runs
-// alone, its code hot from its previous call, which no request that also
-// makes the other round trip enjoys; taking turns by call measures backupd
-// and its floors under the same conditions (BENCHMARKS.md).
+// With -target all it then measures the targets at concurrency 1 once
+// more, taking turns call by call: one caller makes one call of every
+// target, in a new random order each time, so that every target runs with
+// the same code and data in the CPU's caches as the others. Within a slice
+// a floor runs alone, its code hot from its previous call, which no
+// request that also makes the other round trip enjoys; taking turns by
+// call measures backupd and its floors under the same conditions
+// (BENCHMARKS.md). Only at concurrency 1: with callers queueing for the
+// CPU, a call's latency in a mixed run is the queue's more than its own.
 package main
 
 import (
@@ -214,16 +216,16 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 	if !stack.External {
 		fmt.Fprintf(stdout, "\nAssumeRole calls after warm-up: %d\n", stack.Fake.AssumeRoleCalls()-assumed)
 	}
-	if !slices.Equal(opts.targets, allOrder) {
+	if !slices.Equal(opts.targets, allOrder) || !slices.Contains(opts.conc, 1) {
 		return failed
 	}
 	fmt.Fprintln(stdout, "\nRatios, targets taking turns slice by slice:")
-	printRatios(stdout, results, opts.conc)
+	printRatios(stdout, results, opts.conc, "each measured alone in its slices")
 	interleaved, err := measureByCall(ctx, stack, opts)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nTargets taking turns call by call (each caller: one call of every target, in random order; per call = mean latency / concurrency):\n")
+	fmt.Fprintf(stdout, "\nTargets taking turns call by call at concurrency 1 (one call of every target, in random order; per call = mean latency):\n")
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tconc\tcalls\terrors\tper call\tp50\tp99\t")
 	for _, r := range interleaved {
@@ -236,63 +238,52 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "\nRatios, targets taking turns call by call:")
-	printRatios(stdout, interleaved, opts.conc)
+	printRatios(stdout, interleaved, []int{1}, "each call among calls of every target")
 	return failed
 }
 
-// measureByCall measures every target of allOrder at each concurrency
-// with the targets taking turns call by call, for -d or -n per target in
-// all, in -rounds slices with the fake emptied between them. A result's
-// elapsed is its calls' total latency over the concurrency, so that its
-// per call is the mean latency over the concurrency: at concurrency 1
-// the mean latency, and under queueing an estimate of wall time per call.
+// measureByCall measures every target of allOrder at concurrency 1 with
+// the targets taking turns call by call, for -d or -n per target in all,
+// in -rounds slices with the fake emptied between them. A result's
+// elapsed is its calls' total latency, so that its per call is the mean
+// latency.
 func measureByCall(ctx context.Context, stack *bench.Stack, opts options) ([]*result, error) {
 	calls := make([]func(context.Context) error, len(allOrder))
+	byTarget := make([]*result, len(allOrder))
 	for i, t := range allOrder {
 		calls[i] = stack.Call(t)
+		byTarget[i] = &result{target: t, conc: 1}
 	}
-	var results []*result
-	for _, c := range opts.conc {
-		byTarget := make([]*result, len(allOrder))
-		for i, t := range allOrder {
-			byTarget[i] = &result{target: t, conc: c}
+	for round := range opts.rounds {
+		if _, err := stack.Prune(ctx); err != nil {
+			return nil, err
 		}
-		for round := range opts.rounds {
-			if _, err := stack.Prune(ctx); err != nil {
-				return nil, err
-			}
-			sctx, cancel := context.WithTimeout(ctx, opts.timeout)
-			if opts.warmup > 0 {
-				driveByCall(sctx, calls, c, time.Now().Add(opts.warmup), 0)
-			}
-			runtime.GC()
-			deadline, n := sliceBound(opts, round, len(allOrder))
-			ws := driveByCall(sctx, calls, c, deadline, n)
-			err := sctx.Err()
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("targets by call at concurrency %d did not finish: %w", c, err)
-			}
-			for _, w := range ws {
-				for i, r := range byTarget {
-					r.add(w[i])
-				}
-			}
+		sctx, cancel := context.WithTimeout(ctx, opts.timeout)
+		if opts.warmup > 0 {
+			driveByCall(sctx, calls, time.Now().Add(opts.warmup), 0)
 		}
-		for _, r := range byTarget {
-			if r.calls == 0 {
-				return nil, fmt.Errorf("%s by call at concurrency %d made no call", r.target, r.conc)
-			}
-			var total time.Duration
-			for _, d := range r.latencies {
-				total += d
-			}
-			r.elapsed = total / time.Duration(c)
-			slices.Sort(r.latencies)
+		runtime.GC()
+		deadline, n := sliceBound(opts, round, len(allOrder))
+		w := driveByCall(sctx, calls, deadline, n)
+		err := sctx.Err()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("targets by call did not finish: %w", err)
 		}
-		results = append(results, byTarget...)
+		for i, r := range byTarget {
+			r.add(w[i])
+		}
 	}
-	return results, nil
+	for _, r := range byTarget {
+		if r.calls == 0 {
+			return nil, fmt.Errorf("%s by call made no call", r.target)
+		}
+		for _, d := range r.latencies {
+			r.elapsed += d
+		}
+		slices.Sort(r.latencies)
+	}
+	return byTarget, nil
 }
 
 // sliceBound is the end of a round's slice, or its number of calls
@@ -309,36 +300,25 @@ func sliceBound(opts options, round, targets int) (time.Time, int) {
 	return time.Time{}, n
 }
 
-// driveByCall runs c callers that each make one call of every target, in
-// a new random order each cycle, until deadline (when not zero), until n
-// cycles have started (when n > 0), or until ctx ends. It returns, per
-// caller, what happened to each target's calls.
-func driveByCall(ctx context.Context, calls []func(context.Context) error, c int, deadline time.Time, n int) [][]worker {
-	ws := make([][]worker, c)
-	var started atomic.Int64
-	var wg sync.WaitGroup
-	for i := range ws {
-		ws[i] = make([]worker, len(calls))
-		order := make([]int, len(calls))
-		for j := range order {
-			order[j] = j
-		}
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				if n > 0 && started.Add(1) > int64(n) {
-					return
-				}
-				if !deadline.IsZero() && !time.Now().Before(deadline) {
-					return
-				}
-				rand.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
-				for _, j := range order {
-					ws[i][j].call(ctx, calls[j])
-				}
-			}
-		})
+// driveByCall makes one call of every target, in a new random order each
+// cycle, until deadline (when not zero), until n cycles are done (when
+// n > 0), or until ctx ends. It returns what happened to each target's
+// calls.
+func driveByCall(ctx context.Context, calls []func(context.Context) error, deadline time.Time, n int) []worker {
+	ws := make([]worker, len(calls))
+	order := make([]int, len(calls))
+	for i := range order {
+		order[i] = i
 	}
-	wg.Wait()
+	for cycle := 0; ctx.Err() == nil && (n == 0 || cycle < n); cycle++ {
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			break
+		}
+		rand.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+		for _, j := range order {
+			ws[j].call(ctx, calls[j])
+		}
+	}
 	return ws
 }
 
@@ -347,10 +327,10 @@ func driveByCall(ctx context.Context, calls []func(context.Context) error, c int
 // floor two ways: the two floors measured apart and added (the issue's
 // arithmetic), and measured together (target floors: one caller making
 // both calls back to back). results holds every target of allOrder at
-// every concurrency.
-func printRatios(w io.Writer, results []*result, conc []int) {
+// every concurrency of conc; apart says how the floors were measured.
+func printRatios(w io.Writer, results []*result, conc []int, apart string) {
 	fmt.Fprintln(w, "\nbackupd's own = grpc - floor; targets: own/floor <= 25%, rest/grpc <= 1.5")
-	fmt.Fprintln(w, "floor apart = direct-sdk + bare-grpc, each measured alone; floor together = target floors, both calls back to back")
+	fmt.Fprintf(w, "floor apart = direct-sdk + bare-grpc, %s; floor together = target floors, both calls back to back\n", apart)
 	fmt.Fprintln(w, "code only = grpc - bare-proxy: backupd's own minus the cost of chaining the floors")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "conc\tmeasure\tfloor apart\town\town/apart\tfloor together\town\town/together\tcode only\trest/grpc\tgrpc - grpc-nolog\t")
