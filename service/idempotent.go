@@ -51,27 +51,35 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 		ctx, cancel = context.WithTimeout(ctx, s.defaultTimeout+resultSlack)
 		defer cancel()
 	}
-	var zero Resp
 	fp, err := fingerprint(norm())
 	if err != nil {
+		var zero Resp
 		return zero, err
 	}
-	type result struct {
-		kept []byte
-		mine Resp // set when this call ran the request
-		ran  bool
-		err  error
-	}
-	// Do runs on its own goroutine, so that the caller is answered at its
-	// deadline (DEADLINE_EXCEEDED) while a run it started goes on to its
-	// end and keeps its result for the caller's retry. Shutdown waits for
-	// it (Server.Wait).
-	done := make(chan result, 1)
+	done := detach(ctx, s, op, idempotency.Key{Account: account, RequestID: requestID}, fp, do)
+	return answer(ctx, op, done)
+}
+
+// runResult is what a request_id run, or the store, answered.
+type runResult[Resp proto.Message] struct {
+	kept []byte
+	mine Resp // set when this call ran the request
+	ran  bool
+	err  error
+}
+
+// detach runs the request through the idempotency store on a goroutine of
+// its own, so that the caller is answered at its deadline
+// (DEADLINE_EXCEEDED) while a run it started goes on to its end and keeps
+// its result for the caller's retry. Shutdown waits for it (Server.Wait).
+func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key idempotency.Key, fp idempotency.Fingerprint,
+	do func(context.Context) (Resp, error)) <-chan runResult[Resp] {
+	done := make(chan runResult[Resp], 1)
 	s.detached.Add(1)
 	go func() {
 		defer s.detached.Done()
 		GrowStack()
-		var res result
+		var res runResult[Resp]
 		defer func() {
 			// Out of the caller's goroutine, a panic would end the
 			// process: it is this request's INTERNAL error instead.
@@ -83,25 +91,40 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 			}
 			done <- res
 		}()
-		res.kept, res.err = s.idem.Do(ctx, idempotency.Key{Account: account, RequestID: requestID}, fp, func() ([]byte, error) {
+		res.kept, res.err = s.idem.Do(ctx, key, fp, func() ([]byte, error) {
 			res.ran = true
-			// DefaultTimeout, whatever the caller's deadline: long enough
-			// to finish for a caller that gave up early, and within the
-			// Redis lease of its claim (at least twice as long).
-			runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.defaultTimeout)
-			defer cancel()
-			resp, err := do(runCtx)
+			resp, err := runDetached(ctx, s, op, key.Account, do)
 			if err != nil {
-				if mayHaveActed(err) {
-					return nil, idempotency.Final(outcomeUnknown(op, account, err))
-				}
 				return nil, err
 			}
 			res.mine = resp
 			return proto.Marshal(resp)
 		})
 	}()
-	var r result
+	return done
+}
+
+// runDetached runs do with upstream_timeout whatever the caller's deadline:
+// long enough to finish for a caller that gave up early, and within the
+// Redis lease of its claim (at least twice as long). A failure after which
+// DynamoDB may have acted is kept as final: repeats get OUTCOME_UNKNOWN
+// rather than a second run.
+func runDetached[Resp proto.Message](ctx context.Context, s *Server, op, account string, do func(context.Context) (Resp, error)) (Resp, error) {
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.defaultTimeout)
+	defer cancel()
+	resp, err := do(runCtx)
+	if err != nil && mayHaveActed(err) {
+		err = idempotency.Final(outcomeUnknown(op, account, err))
+	}
+	return resp, err
+}
+
+// answer waits for the run's result, or for the caller's deadline, and
+// gives the caller its response: its own when this call ran the request,
+// the kept one decoded otherwise.
+func answer[Resp proto.Message](ctx context.Context, op string, done <-chan runResult[Resp]) (Resp, error) {
+	var zero Resp
+	var r runResult[Resp]
 	select {
 	case r = <-done:
 	case <-ctx.Done():
