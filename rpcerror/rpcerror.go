@@ -99,58 +99,78 @@ func (m mapped) status(req Request) *status.Status {
 const maxViolations = 20
 
 func mapErr(err error, req Request) mapped {
+	if m, ok := mapOurs(err); ok {
+		return m
+	}
+	return mapUpstream(err)
+}
+
+// mapOurs maps backupd's own refusals: the caller's credentials and
+// rights, the request's fields, the account's configuration and rate, the
+// request_id, and the shared state.
+func mapOurs(err error) (mapped, bool) {
 	var (
-		invalid    *service.InvalidArgumentError
-		unsure     *accounts.OutcomeUnknownError
-		deleted    *accounts.DeletedEarlierError
-		unanswered *service.UnansweredError
-		unknown    *accounts.NotConfiguredError
-		region     *accounts.RegionNotAllowedError
-		limited    *ratelimit.LimitedError
-		assume     *auth.AssumeRoleError
-		api        smithy.APIError
-		maxTries   *retry.MaxAttemptsError
-		canceled   *aws.RequestCanceledError
-		netErr     net.Error
-		respError  *awshttp.ResponseError
-		reused     *idempotency.ConflictError
-		replayed   *idempotency.OutcomeUnknownError
-		shared     *sharedstate.UnavailableError
-		anonymous  *callers.UnauthenticatedError
-		denied     *callers.DeniedError
+		invalid   *service.InvalidArgumentError
+		unknown   *accounts.NotConfiguredError
+		region    *accounts.RegionNotAllowedError
+		limited   *ratelimit.LimitedError
+		reused    *idempotency.ConflictError
+		replayed  *idempotency.OutcomeUnknownError
+		shared    *sharedstate.UnavailableError
+		anonymous *callers.UnauthenticatedError
+		denied    *callers.DeniedError
 	)
 	switch {
 	case errors.As(err, &anonymous):
-		return mapped{code: codes.Unauthenticated, reason: "UNAUTHENTICATED", msg: anonymous.Error()}
+		return mapped{code: codes.Unauthenticated, reason: "UNAUTHENTICATED", msg: anonymous.Error()}, true
 	case errors.As(err, &denied):
 		return mapped{code: codes.PermissionDenied, reason: "CALLER_NOT_ALLOWED", msg: denied.Error() +
-			"; ask backupd's operators to allow it", meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}
+			"; ask backupd's operators to allow it", meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
 	case errors.As(err, &invalid):
 		vs, msg := invalid.Violations, invalid.Error()
 		if n := len(vs); n > maxViolations {
 			vs = vs[:maxViolations]
 			msg = fmt.Sprintf("%s; and %d more", (&service.InvalidArgumentError{Violations: vs}).Error(), n-maxViolations)
 		}
-		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: msg, violations: vs}
+		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: msg, violations: vs}, true
 	case errors.As(err, &region):
 		msg := region.Error()
 		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,
-			violations: []service.FieldViolation{{Field: cmp.Or(region.Field, "region"), Description: msg}}}
+			violations: []service.FieldViolation{{Field: cmp.Or(region.Field, "region"), Description: msg}}}, true
 	case errors.As(err, &unknown):
 		return mapped{code: codes.NotFound, reason: "ACCOUNT_NOT_CONFIGURED",
-			msg: fmt.Sprintf("account %s is not configured in backupd; ask its operators to add it", unknown.AccountID)}
+			msg: fmt.Sprintf("account %s is not configured in backupd; ask its operators to add it", unknown.AccountID)}, true
 	case errors.As(err, &limited):
 		return mapped{code: codes.ResourceExhausted, reason: "RATE_LIMITED", retryAfter: limited.RetryAfter,
 			msg:  fmt.Sprintf("%s calls for account %s in %s are over the account's rate; retry after %s", limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter),
-			meta: map[string]string{"operation": limited.Key.Operation, "region": limited.Key.Region}}
+			meta: map[string]string{"operation": limited.Key.Operation, "region": limited.Key.Region}}, true
 	case errors.As(err, &reused):
 		return mapped{code: codes.AlreadyExists, reason: "REQUEST_ID_REUSED", msg: reused.Error(),
-			violations: []service.FieldViolation{{Field: "request_id", Description: reused.Error()}}}
+			violations: []service.FieldViolation{{Field: "request_id", Description: reused.Error()}}}, true
 	case errors.As(err, &replayed):
-		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}
+		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}, true
 	case errors.As(err, &shared):
 		return mapped{code: codes.Unavailable, reason: "SHARED_STATE_UNAVAILABLE", retryAfter: DefaultRetryAfter,
-			msg: "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate or the request_id; nothing was sent to AWS; retry later"}
+			msg: "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate or the request_id; nothing was sent to AWS; retry later"}, true
+	}
+	return mapped{}, false
+}
+
+// mapUpstream maps what STS and DynamoDB did, or did not do in time; the
+// order matters, since one may wrap another.
+func mapUpstream(err error) mapped {
+	var (
+		unsure     *accounts.OutcomeUnknownError
+		deleted    *accounts.DeletedEarlierError
+		unanswered *service.UnansweredError
+		assume     *auth.AssumeRoleError
+		api        smithy.APIError
+		maxTries   *retry.MaxAttemptsError
+		canceled   *aws.RequestCanceledError
+		netErr     net.Error
+		respError  *awshttp.ResponseError
+	)
+	switch {
 	case errors.As(err, &unsure): // before the deadline: an unknown outcome may wrap one
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
 			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
