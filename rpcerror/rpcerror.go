@@ -55,7 +55,7 @@ func Status(err error, req Request) (st *status.Status, internal bool) {
 	if s, ok := status.FromError(err); ok {
 		return s, false
 	}
-	m := mapErr(err, req)
+	m := mapErr(err)
 	return m.status(req), m.code == codes.Internal
 }
 
@@ -98,7 +98,7 @@ func (m mapped) status(req Request) *status.Status {
 // request made of mistakes cannot make an answer many times its size.
 const maxViolations = 20
 
-func mapErr(err error, req Request) mapped {
+func mapErr(err error) mapped {
 	if m, ok := mapOurs(err); ok {
 		return m
 	}
