@@ -127,6 +127,10 @@ func (e *AssumeRoleError) Unwrap() error { return e.Err }
 // STS again, three times over.
 func (e *AssumeRoleError) RetryableError() bool { return false }
 
+// NotSent says the call was not made: without credentials nothing reached
+// DynamoDB.
+func (e *AssumeRoleError) NotSent() bool { return true }
+
 // Denied reports whether STS refused the role (as opposed to failing to
 // answer): the trust policy, ExternalId or backupd's own identity is wrong.
 func (e *AssumeRoleError) Denied() bool {

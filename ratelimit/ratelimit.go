@@ -43,6 +43,9 @@ func (e *LimitedError) Error() string {
 // caller, not the SDK, decides when to come back.
 func (e *LimitedError) RetryableError() bool { return false }
 
+// NotSent says the call was not made: nothing reached DynamoDB.
+func (e *LimitedError) NotSent() bool { return true }
+
 // DefaultGuard is the slack added to every one-second window. Calls leave
 // backupd evenly spaced, but reach DynamoDB with network and scheduling
 // jitter; spacing N calls over 1s+guard keeps N+1 of them from landing in
@@ -68,6 +71,9 @@ func (e *InterruptedError) Error() string {
 }
 
 func (e *InterruptedError) Unwrap() error { return e.Err }
+
+// NotSent says the call was not made: nothing reached DynamoDB.
+func (e *InterruptedError) NotSent() bool { return true }
 
 // Options configures a Local limiter.
 type Options struct {

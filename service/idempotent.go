@@ -12,10 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
-	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/idempotency"
-	"github.com/backupd/backupd/ratelimit"
-	"github.com/backupd/backupd/sharedstate"
 )
 
 // Idempotency runs a request once per key and answers repeats with the
@@ -177,26 +174,27 @@ func (s *Server) Wait(ctx context.Context) error {
 	return nil
 }
 
+// unsent is an error that says its call was not made: nothing reached
+// DynamoDB (the limiter refused it or was still waiting, STS gave no
+// credentials, Redis could not be asked).
+type unsent interface {
+	error
+	NotSent() bool
+}
+
 // mayHaveActed reports whether a failed call may still have been done by
 // DynamoDB: its outcome is unknown, or the detached run's own deadline
 // passed after the call left the limiter, Redis and STS behind. A deadline
-// that passed while the call waited for its turn comes as a
-// ratelimit.InterruptedError: nothing was sent.
+// that passed while the call waited for its turn comes as an error that
+// says it was not sent.
 func mayHaveActed(err error) bool {
-	var (
-		unsent  *notSentError
-		unsure  *accounts.OutcomeUnknownError
-		limited *ratelimit.LimitedError
-		waiting *ratelimit.InterruptedError
-		assume  *auth.AssumeRoleError
-		shared  *sharedstate.UnavailableError
-	)
-	switch {
-	case errors.As(err, &unsent):
+	if _, ok := errors.AsType[*notSentError](err); ok {
 		return false
-	case errors.As(err, &unsure):
+	}
+	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); ok {
 		return true
-	case errors.As(err, &limited), errors.As(err, &waiting), errors.As(err, &assume), errors.As(err, &shared):
+	}
+	if u, ok := errors.AsType[unsent](err); ok && u.NotSent() {
 		return false
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)

@@ -58,6 +58,9 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 // limiter could not admit.
 func (e *UnavailableError) RetryableError() bool { return false }
 
+// NotSent says the call was not made: backupd refuses before AWS.
+func (e *UnavailableError) NotSent() bool { return true }
+
 // RedisLogger writes go-redis' own messages (a pool that cannot dial,
 // say) into backupd's log as warnings, instead of plain text beside its
 // JSON lines. go-redis takes it through redis.SetLogger.
