@@ -105,6 +105,16 @@ func mapErr(err error) mapped {
 	return mapUpstream(err)
 }
 
+// Refusal reports whether err is backupd's own refusal (the caller's
+// credentials or rights, a field, the account's configuration or rate,
+// the request_id, the shared state), rather than what STS or DynamoDB
+// answered: the log tells a caller's refusal from AWS refusing backupd,
+// and backupd's limit from AWS throttling it.
+func Refusal(err error) bool {
+	_, ok := mapOurs(err)
+	return ok
+}
+
 // mapOurs maps backupd's own refusals: the caller's credentials and
 // rights, the request's fields, the account's configuration and rate, the
 // request_id, and the shared state.

@@ -24,9 +24,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
-	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/reqlog"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/service"
@@ -221,7 +219,7 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 			code = codes.DeadlineExceeded
 			err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
 		}
-		level = levelOf(code, internal, err)
+		level = levelOf(code, internal, rpcerror.Refusal(err))
 	}
 	l := requestLine{method: method, caller: caller(ctx), account: account, region: region,
 		principal: principal, code: code, level: level, err: err}
@@ -244,22 +242,19 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 // backupd's role), WARN for AWS
 // throttling backupd after its retries and for deadlines that passed
 // (slowness upstream), INFO for the caller's own mistakes and for
-// backupd's own limit doing its job. The error's detail is logged from
-// WARN up.
-func levelOf(code codes.Code, internal bool, err error) slog.Level {
+// backupd's own limit doing its job. refusal says the error is backupd's
+// own refusal (rpcerror.Refusal), not AWS's answer. The error's detail is
+// logged from WARN up.
+func levelOf(code codes.Code, internal, refusal bool) slog.Level {
 	switch {
 	case internal || code == codes.Unavailable:
 		return slog.LevelError
 	case code == codes.DeadlineExceeded:
 		return slog.LevelWarn
-	case code == codes.PermissionDenied:
-		if _, caller := errors.AsType[*callers.DeniedError](err); !caller {
-			return slog.LevelError
-		}
-	case code == codes.ResourceExhausted:
-		if _, ours := errors.AsType[*ratelimit.LimitedError](err); !ours {
-			return slog.LevelWarn
-		}
+	case code == codes.PermissionDenied && !refusal:
+		return slog.LevelError
+	case code == codes.ResourceExhausted && !refusal:
+		return slog.LevelWarn
 	}
 	return slog.LevelInfo
 }
