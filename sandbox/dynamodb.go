@@ -490,23 +490,9 @@ func (c *ddbCall) listBackups() *ddbError {
 	default:
 		return validationErr("1 validation error detected: Value '" + in.BackupType + "' at 'backupType' failed to satisfy constraint: Member must satisfy enum value set: [USER, SYSTEM, AWS_BACKUP, ALL]")
 	}
-	lower, upper := int64(-1<<63), int64(1<<63-1) // [lower, upper) in ms
-	if in.TimeRangeLowerBound != "" {
-		ms, ok := epochMillis(string(in.TimeRangeLowerBound))
-		if !ok {
-			return validationErr("TimeRangeLowerBound is not a timestamp: " + string(in.TimeRangeLowerBound))
-		}
-		lower = ms
-	}
-	if in.TimeRangeUpperBound != "" {
-		ms, ok := epochMillis(string(in.TimeRangeUpperBound))
-		if !ok {
-			return validationErr("TimeRangeUpperBound is not a timestamp: " + string(in.TimeRangeUpperBound))
-		}
-		upper = ms
-	}
-	if lower >= upper {
-		return validationErr("TimeRangeLowerBound must be earlier than TimeRangeUpperBound")
+	lower, upper, derr := timeRange(in.TimeRangeLowerBound, in.TimeRangeUpperBound)
+	if derr != nil {
+		return derr
 	}
 	var tableName string
 	if in.TableName != "" {
@@ -529,35 +515,10 @@ func (c *ddbCall) listBackups() *ddbError {
 		startMS, startARN = ms, in.ExclusiveStartBackupArn
 	}
 
-	page := make([]*backup, 0, min(limit, 16))
-	more := false
+	var page []*backup
+	var more bool
 	if st := c.f.region(c.account, c.region, false); st != nil && user {
-		st.mu.RLock()
-		// Start after the exclusive start, or at the lower bound; the ARN
-		// need not exist any more, so a deletion never breaks paging.
-		i, _ := searchBackups(st.ordered, lower, "")
-		if startARN != "" {
-			j, found := searchBackups(st.ordered, startMS, startARN)
-			if found {
-				j++
-			}
-			i = max(i, j)
-		}
-		for ; i < len(st.ordered); i++ {
-			b := st.ordered[i]
-			if b.ms >= upper {
-				break
-			}
-			if tableName != "" && b.src.name != tableName {
-				continue
-			}
-			if len(page) == limit {
-				more = true
-				break
-			}
-			page = append(page, b)
-		}
-		st.mu.RUnlock()
+		page, more = st.page(lower, upper, startMS, startARN, tableName, limit)
 	}
 	c.w.array("BackupSummaries")
 	for _, b := range page {
@@ -568,6 +529,63 @@ func (c *ddbCall) listBackups() *ddbError {
 		c.w.str("LastEvaluatedBackupArn", page[len(page)-1].arn)
 	}
 	return nil
+}
+
+// timeRange is ListBackups' [lower, upper) in milliseconds; a bound left
+// out is open.
+func timeRange(lowerBound, upperBound json.Number) (lower, upper int64, derr *ddbError) {
+	lower, upper = int64(-1<<63), int64(1<<63-1)
+	if lowerBound != "" {
+		ms, ok := epochMillis(string(lowerBound))
+		if !ok {
+			return 0, 0, validationErr("TimeRangeLowerBound is not a timestamp: " + string(lowerBound))
+		}
+		lower = ms
+	}
+	if upperBound != "" {
+		ms, ok := epochMillis(string(upperBound))
+		if !ok {
+			return 0, 0, validationErr("TimeRangeUpperBound is not a timestamp: " + string(upperBound))
+		}
+		upper = ms
+	}
+	if lower >= upper {
+		return 0, 0, validationErr("TimeRangeLowerBound must be earlier than TimeRangeUpperBound")
+	}
+	return lower, upper, nil
+}
+
+// page is up to limit backups created in [lower, upper), of tableName
+// when it is set, after the exclusive start (startMS, startARN) when it is
+// set, and whether more follow.
+func (st *regionState) page(lower, upper, startMS int64, startARN, tableName string, limit int) ([]*backup, bool) {
+	page := make([]*backup, 0, min(limit, 16))
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	// Start after the exclusive start, or at the lower bound; the ARN
+	// need not exist any more, so a deletion never breaks paging.
+	i, _ := searchBackups(st.ordered, lower, "")
+	if startARN != "" {
+		j, found := searchBackups(st.ordered, startMS, startARN)
+		if found {
+			j++
+		}
+		i = max(i, j)
+	}
+	for ; i < len(st.ordered); i++ {
+		b := st.ordered[i]
+		if b.ms >= upper {
+			break
+		}
+		if tableName != "" && b.src.name != tableName {
+			continue
+		}
+		if len(page) == limit {
+			return page, true
+		}
+		page = append(page, b)
+	}
+	return page, false
 }
 
 // searchBackups returns the position of (ms, arn) in ordered and whether a
