@@ -139,23 +139,29 @@ func (c *ddbCall) kmsKeyARN(in *sseIn) (string, *ddbError) {
 	}
 }
 
+// attrDefIn is an attribute definition of CreateTable's input.
+type attrDefIn struct {
+	AttributeName string
+	AttributeType string
+}
+
+// streamIn is CreateTable's StreamSpecification.
+type streamIn struct {
+	StreamEnabled  bool
+	StreamViewType string
+}
+
 func (c *ddbCall) createTable() *ddbError {
 	var in struct {
-		TableName            string
-		AttributeDefinitions []struct {
-			AttributeName string
-			AttributeType string
-		}
+		TableName              string
+		AttributeDefinitions   []attrDefIn
 		KeySchema              []keySchemaIn
 		GlobalSecondaryIndexes []indexIn
 		LocalSecondaryIndexes  []indexIn
 		BillingMode            string
 		ProvisionedThroughput  *throughputIn
-		StreamSpecification    *struct {
-			StreamEnabled  bool
-			StreamViewType string
-		}
-		SSESpecification *sseIn
+		StreamSpecification    *streamIn
+		SSESpecification       *sseIn
 	}
 	if derr := c.decode(&in); derr != nil {
 		return derr
@@ -184,51 +190,17 @@ func (c *ddbCall) createTable() *ddbError {
 	if t.rcu, t.wcu, derr = parseThroughput("ProvisionedThroughput", in.ProvisionedThroughput, t.billing); derr != nil {
 		return derr
 	}
-	for _, a := range in.AttributeDefinitions {
-		switch {
-		case a.AttributeName == "":
-			return invalidParam("AttributeDefinitions: AttributeName is required")
-		case a.AttributeType != "S" && a.AttributeType != "N" && a.AttributeType != "B":
-			return invalidParam("AttributeDefinitions: AttributeType of " + a.AttributeName + " must be S, N or B")
-		case slices.ContainsFunc(t.attrs, func(d attrDef) bool { return d.name == a.AttributeName }):
-			return invalidParam("AttributeDefinitions: " + a.AttributeName + " is defined twice")
-		}
-		t.attrs = append(t.attrs, attrDef{a.AttributeName, a.AttributeType})
+	if t.attrs, derr = parseAttributes(in.AttributeDefinitions); derr != nil {
+		return derr
 	}
-	if len(in.GlobalSecondaryIndexes) > 20 || len(in.LocalSecondaryIndexes) > 5 {
-		return invalidParam("a table has at most 20 global and 5 local secondary indexes")
-	}
-	indexNames := make(map[string]bool)
-	for _, g := range in.GlobalSecondaryIndexes {
-		ix, derr := parseIndex("GlobalSecondaryIndexes", g, indexNames)
-		if derr != nil {
-			return derr
-		}
-		if ix.rcu, ix.wcu, derr = parseThroughput("GlobalSecondaryIndexes["+g.IndexName+"]", g.ProvisionedThroughput, t.billing); derr != nil {
-			return derr
-		}
-		t.gsis = append(t.gsis, ix)
-	}
-	for _, l := range in.LocalSecondaryIndexes {
-		ix, derr := parseIndex("LocalSecondaryIndexes", l, indexNames)
-		if derr != nil {
-			return derr
-		}
-		if derr := checkLSIKeys(t.keys, ix); derr != nil {
-			return derr
-		}
-		t.lsis = append(t.lsis, ix)
+	if derr := t.addIndexes(in.GlobalSecondaryIndexes, in.LocalSecondaryIndexes); derr != nil {
+		return derr
 	}
 	if derr := checkAttributesUsed(t); derr != nil {
 		return derr
 	}
-	if s := in.StreamSpecification; s != nil && s.StreamEnabled {
-		switch s.StreamViewType {
-		case "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY":
-			t.streamView = s.StreamViewType
-		default:
-			return invalidParam("StreamViewType must be NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES or KEYS_ONLY when StreamEnabled is true")
-		}
+	if t.streamView, derr = parseStream(in.StreamSpecification); derr != nil {
+		return derr
 	}
 	if t.kmsKeyARN, derr = c.kmsKeyARN(in.SSESpecification); derr != nil {
 		return derr
@@ -246,6 +218,66 @@ func (c *ddbCall) createTable() *ddbError {
 	}
 	writeTableDescription(c.w, "TableDescription", t, t.status)
 	return nil
+}
+
+// parseAttributes checks CreateTable's attribute definitions.
+func parseAttributes(in []attrDefIn) ([]attrDef, *ddbError) {
+	var attrs []attrDef
+	for _, a := range in {
+		switch {
+		case a.AttributeName == "":
+			return nil, invalidParam("AttributeDefinitions: AttributeName is required")
+		case a.AttributeType != "S" && a.AttributeType != "N" && a.AttributeType != "B":
+			return nil, invalidParam("AttributeDefinitions: AttributeType of " + a.AttributeName + " must be S, N or B")
+		case slices.ContainsFunc(attrs, func(d attrDef) bool { return d.name == a.AttributeName }):
+			return nil, invalidParam("AttributeDefinitions: " + a.AttributeName + " is defined twice")
+		}
+		attrs = append(attrs, attrDef{a.AttributeName, a.AttributeType})
+	}
+	return attrs, nil
+}
+
+// addIndexes checks CreateTable's secondary indexes, against the table's
+// keys and billing mode, and adds them to t.
+func (t *table) addIndexes(gsis, lsis []indexIn) *ddbError {
+	if len(gsis) > 20 || len(lsis) > 5 {
+		return invalidParam("a table has at most 20 global and 5 local secondary indexes")
+	}
+	names := make(map[string]bool)
+	for _, g := range gsis {
+		ix, derr := parseIndex("GlobalSecondaryIndexes", g, names)
+		if derr != nil {
+			return derr
+		}
+		if ix.rcu, ix.wcu, derr = parseThroughput("GlobalSecondaryIndexes["+g.IndexName+"]", g.ProvisionedThroughput, t.billing); derr != nil {
+			return derr
+		}
+		t.gsis = append(t.gsis, ix)
+	}
+	for _, l := range lsis {
+		ix, derr := parseIndex("LocalSecondaryIndexes", l, names)
+		if derr != nil {
+			return derr
+		}
+		if derr := checkLSIKeys(t.keys, ix); derr != nil {
+			return derr
+		}
+		t.lsis = append(t.lsis, ix)
+	}
+	return nil
+}
+
+// parseStream is the stream view type CreateTable's StreamSpecification
+// asks for; empty for none.
+func parseStream(in *streamIn) (string, *ddbError) {
+	if in == nil || !in.StreamEnabled {
+		return "", nil
+	}
+	switch in.StreamViewType {
+	case "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY":
+		return in.StreamViewType, nil
+	}
+	return "", invalidParam("StreamViewType must be NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES or KEYS_ONLY when StreamEnabled is true")
 }
 
 // parseIndex checks an index's name, keys and projection; names collects
