@@ -161,23 +161,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Close()
 		}
 	}()
-
-	// The fake, served as runSandbox serves it.
 	demo := sandbox.DemoAccounts()
-	s.Fake = sandbox.New(sandbox.Options{Accounts: demo})
-	fakeURL := opts.FakeURL
-	s.External = fakeURL != ""
-	if !s.External {
-		fakeSrv := httptest.NewUnstartedServer(s.Fake)
-		fakeSrv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				s.fakeConns.Add(1)
-			}
-		}
-		fakeSrv.Start()
-		s.closers = append(s.closers, fakeSrv.Close)
-		fakeURL = fakeSrv.URL
-	}
+	fakeURL := s.startFake(demo, opts.FakeURL)
 	cfg := sandboxConfig(demo, opts.CreateBackupRate)
 	awsCfg := aws.Config{
 		Region:       cfg.DefaultRegion,
@@ -186,11 +171,45 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	// direct-sdk uses the same pooled HTTP client as backupd.
 	awsCfg.HTTPClient = accounts.PooledHTTPClient(awsCfg.HTTPClient)
+	if err := s.startBackupd(ctx, cfg, awsCfg); err != nil {
+		return nil, err
+	}
+	s.direct = newDirectClient(awsCfg)
+	if err := s.startFloors(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.warmUp(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
-	// backupd, as cmd/backupd's serve wires it.
+// startFake serves the fake as runSandbox serves it, unless one runs at
+// external, and returns its URL.
+func (s *Stack) startFake(demo []sandbox.Account, external string) string {
+	s.Fake = sandbox.New(sandbox.Options{Accounts: demo})
+	s.External = external != ""
+	if s.External {
+		return external
+	}
+	fakeSrv := httptest.NewUnstartedServer(s.Fake)
+	fakeSrv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.fakeConns.Add(1)
+		}
+	}
+	fakeSrv.Start()
+	s.closers = append(s.closers, fakeSrv.Close)
+	return fakeSrv.URL
+}
+
+// startBackupd serves backupd as cmd/backupd's serve wires it, over gRPC
+// and REST, plus the same service behind a second gRPC server whose
+// logger drops every record (grpc-nolog), and dials both.
+func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws.Config) error {
 	registry, err := s.newRegistry(cfg, awsCfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	health := server.NewHealth()
 	// JSON at level info, as cmd/backupd logs by default, to io.Discard:
@@ -198,19 +217,16 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
 	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: s.metrics}
-	grpcSrv := server.NewGRPC(srvOpts, health)
-	grpcLis, err := s.serveGRPC(grpcSrv)
-	if err != nil {
-		return nil, err
+	if s.GRPCAddr, err = s.serveGRPC(server.NewGRPC(srvOpts, health)); err != nil {
+		return err
 	}
-	s.GRPCAddr = grpcLis
 	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, s.metrics.Handler())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("HTTP listener: %w", err)
+		return fmt.Errorf("HTTP listener: %w", err)
 	}
 	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, nil)
 	go func() { _ = httpSrv.Serve(httpLis) }()
@@ -218,25 +234,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.HTTPURL = "http://" + httpLis.Addr().String()
 	health.SetReady(true)
 
-	// The same service, registry and metrics behind a second gRPC server
-	// whose logger drops every record: the two differ by the log line.
+	// The two gRPC servers differ by the log line.
 	quiet := slog.New(slog.DiscardHandler)
 	quietSvc := service.New(service.Options{Accounts: registry, Logger: quiet, DefaultTimeout: cfg.UpstreamTimeout})
 	quietAddr, err := s.serveGRPC(server.NewGRPC(server.Options{Service: quietSvc, Logger: quiet, Metrics: s.metrics}, health))
 	if err != nil {
-		return nil, err
+		return err
 	}
-
-	// Clients.
-	conn, err := s.dial(s.GRPCAddr)
-	if err != nil {
-		return nil, err
+	if s.grpcClient, err = s.client(s.GRPCAddr); err != nil {
+		return err
 	}
-	s.grpcClient = backupv1.NewBackupServiceClient(conn)
-	if conn, err = s.dial(quietAddr); err != nil {
-		return nil, err
+	if s.quietClient, err = s.client(quietAddr); err != nil {
+		return err
 	}
-	s.quietClient = backupv1.NewBackupServiceClient(conn)
 	// The load generator's own transport keeps a connection per caller, so
 	// REST figures do not include connection set-up.
 	transport := &http.Transport{
@@ -248,34 +258,38 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.closers = append(s.closers, transport.CloseIdleConnections)
 	s.restClient = &http.Client{Transport: transport}
 	s.restURL = s.HTTPURL + "/v1/accounts/" + Account + "/tables/" + Table + "/backups"
-	s.direct = newDirectClient(awsCfg)
+	return nil
+}
 
-	// The bare stub answers what backupd answered.
+// startFloors serves the bare stub, which answers what backupd answered,
+// and the bare proxy, which makes the direct-sdk call first, on plain
+// grpc.NewServer()s, and dials both.
+func (s *Stack) startFloors(ctx context.Context) error {
 	resp, err := s.grpcClient.CreateBackup(ctx, s.grpcReq)
 	if err != nil {
-		return nil, fmt.Errorf("warm-up over gRPC: %w", err)
+		return fmt.Errorf("warm-up over gRPC: %w", err)
 	}
 	s.GRPCResponseBytes = proto.Size(resp)
 	bare := grpc.NewServer()
 	backupv1.RegisterBackupServiceServer(bare, &stub{resp: resp})
 	if s.BareAddr, err = s.serveGRPC(bare); err != nil {
-		return nil, err
+		return err
 	}
-	if conn, err = s.dial(s.BareAddr); err != nil {
-		return nil, err
+	if s.bareClient, err = s.client(s.BareAddr); err != nil {
+		return err
 	}
-	s.bareClient = backupv1.NewBackupServiceClient(conn)
 	proxy := grpc.NewServer()
 	backupv1.RegisterBackupServiceServer(proxy, &stub{resp: resp, before: s.callDirect})
 	proxyAddr, err := s.serveGRPC(proxy)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if conn, err = s.dial(proxyAddr); err != nil {
-		return nil, err
-	}
-	s.proxyClient = backupv1.NewBackupServiceClient(conn)
+	s.proxyClient, err = s.client(proxyAddr)
+	return err
+}
 
+// warmUp makes one call of every target, and measures REST's response.
+func (s *Stack) warmUp(ctx context.Context) error {
 	s.callFuncs = map[Target]func(context.Context) error{
 		GRPC:      func(ctx context.Context) error { return s.callGRPC(ctx, s.grpcClient) },
 		GRPCNoLog: func(ctx context.Context) error { return s.callGRPC(ctx, s.quietClient) },
@@ -287,13 +301,21 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	for _, t := range Targets() {
 		if err := s.callFuncs[t](ctx); err != nil {
-			return nil, fmt.Errorf("warm-up of %s: %w", t, err)
+			return fmt.Errorf("warm-up of %s: %w", t, err)
 		}
 	}
-	if s.RESTResponseBytes, err = s.restSize(ctx); err != nil {
+	var err error
+	s.RESTResponseBytes, err = s.restSize(ctx)
+	return err
+}
+
+// client dials addr and returns a BackupService client on it.
+func (s *Stack) client(addr string) (backupv1.BackupServiceClient, error) {
+	conn, err := s.dial(addr)
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return backupv1.NewBackupServiceClient(conn), nil
 }
 
 // callFloors makes a direct-sdk call, then a bare-grpc round trip.
