@@ -255,16 +255,7 @@ func TestSequentialCallsReuseTheirConnection(t *testing.T) {
 			return countingConn{c, &writes}, err
 		}
 	})
-	r, err := New(Options{
-		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), HTTPClient: PooledHTTPClient(client)},
-		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
-		Roles:    staticRoles{},
-		Limiter:  &countingLimiter{},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, _ := r.Resolve("111111111111", "")
+	target := targetWith(t, srv.URL, PooledHTTPClient(client))
 	const calls = 1000
 	for range calls {
 		if _, err := target.DynamoDB.ListBackups(context.Background(), &dynamodb.ListBackupsInput{TableName: aws.String("Orders")}); err != nil {
@@ -469,17 +460,8 @@ func TestDeleteRetriedAfterAFailedHandshake(t *testing.T) {
 	srv.Listener = &closeFirst{Listener: srv.Listener}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	r, err := New(Options{
-		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), HTTPClient: srv.Client()},
-		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
-		Roles:    staticRoles{},
-		Limiter:  &countingLimiter{},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, _ := r.Resolve("111111111111", "")
-	_, err = target.DynamoDB.DeleteBackup(context.Background(), &dynamodb.DeleteBackupInput{
+	target := targetWith(t, srv.URL, srv.Client())
+	_, err := target.DynamoDB.DeleteBackup(context.Background(), &dynamodb.DeleteBackupInput{
 		BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")})
 	if _, ok := errors.AsType[*types.BackupNotFoundException](err); !ok {
 		t.Fatalf("err = %v, want BackupNotFound after a retry", err)
@@ -487,4 +469,24 @@ func TestDeleteRetriedAfterAFailedHandshake(t *testing.T) {
 	if _, deleted := errors.AsType[*DeletedEarlierError](err); deleted {
 		t.Errorf("err = %v; the failed handshake sent nothing, so nothing may have been deleted", err)
 	}
+}
+
+// targetWith resolves account 111111111111's client in us-east-1, on
+// endpoint through client.
+func targetWith(t *testing.T, endpoint string, client aws.HTTPClient) Target {
+	t.Helper()
+	r, err := New(Options{
+		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), HTTPClient: client},
+		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+		Roles:    staticRoles{},
+		Limiter:  &countingLimiter{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := r.Resolve("111111111111", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target
 }

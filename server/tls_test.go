@@ -138,14 +138,7 @@ func TestTLSCertificateRotates(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, httpAddr := serveTLS(t, cfg)
-	get := func(roots *x509.CertPool) error {
-		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-		resp, err := client.Get("https://" + httpAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
-	}
+	get := healthzOver(httpAddr)
 	if err := get(first.Pool); err != nil {
 		t.Fatalf("first certificate: %v", err)
 	}
@@ -176,14 +169,7 @@ func TestTLSBrokenRotationIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, httpAddr := serveTLS(t, cfg)
-	get := func(roots *x509.CertPool) error {
-		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-		resp, err := client.Get("https://" + httpAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
-	}
+	get := healthzOver(httpAddr)
 	later := time.Now().Add(time.Minute)
 	if err := os.WriteFile(first.CertFile, []byte("half written"), 0o600); err != nil {
 		t.Fatal(err)
@@ -228,5 +214,17 @@ func rotate(t *testing.T, from, to testenv.TLSFiles, mtime time.Time) {
 		if err := os.Chtimes(f[1], mtime, mtime); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// healthzOver returns a GET of /healthz at addr over TLS, trusting roots.
+func healthzOver(addr string) func(roots *x509.CertPool) error {
+	return func(roots *x509.CertPool) error {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+		resp, err := client.Get("https://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
 	}
 }
