@@ -30,8 +30,9 @@ const MaxBodyBytes = 64 << 10
 func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.Handler) (http.Handler, error) {
 	ic := newInterceptor(opts)
 	g := &gateway{ic: ic}
+	strict := newStrictJSON()
 	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, newStrictJSON()),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, strict),
 		// Keeps %2F inside a path segment, so an escaped backup ARN is
 		// captured whole as {backup_arn}.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptSlash),
@@ -67,14 +68,17 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
-	api := track(gw)
-	mux.Handle("/", api)
+	mux.Handle("/", track(gw))
+	// http.ServeMux would redirect a path that is not clean to the cleaned
+	// one, unlogged, and a client that follows a 307 sends its POST again
+	// there; the gateway could match it, with "." or ".." for a path
+	// parameter. Such a path is a route the API does not have.
+	unclean := track(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.routingError(r.Context(), gw, strict, w, r, http.StatusNotFound)
+	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if cleanPath(r.URL.Path) != r.URL.Path {
-			// http.ServeMux would redirect to the cleaned path, unlogged,
-			// and a client that follows a 307 sends its POST again
-			// there: such a path is a route the API does not have.
-			api.ServeHTTP(w, r)
+			unclean.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)

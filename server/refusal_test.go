@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -333,6 +334,8 @@ func TestUncleanPathsAreNotRedirected(t *testing.T) {
 		{"POST", "/v1/./accounts/111111111111/tables/Orders/backups"},
 		{"GET", "/./healthz"},
 		{"GET", "/v1/accounts/111111111111/../111111111111/backups"},
+		{"GET", "/v1/backups/.."},
+		{"DELETE", "/v1/backups/%2E%2E"},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			f := newFixture(t)
@@ -343,7 +346,8 @@ func TestUncleanPathsAreNotRedirected(t *testing.T) {
 			if got := f.stub.called(); got != nil {
 				t.Errorf("the service was called with %v", got)
 			}
-			if logs := f.logText(); !strings.Contains(logs, `"route":"`+tt.method+" "+tt.path+`"`) {
+			decoded, _ := url.PathUnescape(tt.path)
+			if logs := f.logText(); !strings.Contains(logs, `"route":"`+tt.method+" "+decoded+`"`) {
 				t.Errorf("not logged:\n%s", logs)
 			}
 		})
