@@ -173,6 +173,7 @@ func mapUpstream(err error) mapped {
 		unsure     *accounts.OutcomeUnknownError
 		deleted    *accounts.DeletedEarlierError
 		unanswered *service.UnansweredError
+		running    *service.StillRunningError
 		assume     *auth.AssumeRoleError
 		api        smithy.APIError
 		maxTries   *retry.MaxAttemptsError
@@ -190,7 +191,11 @@ func mapUpstream(err error) mapped {
 	case errors.As(err, &unanswered):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
-				"repeat it with the same request_id, or check (ListBackups, GetBackup) before trying again", unanswered.Operation)}
+				"check (ListBackups, GetBackup) before trying again (with a request_id, a repeat is answered with the first one's result)", unanswered.Operation)}
+	case errors.As(err, &running):
+		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+
+				"repeat the request with the same request_id to get its result", running.Operation)}
 	case errors.Is(err, context.DeadlineExceeded):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}

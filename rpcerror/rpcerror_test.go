@@ -126,6 +126,8 @@ func TestStatus(t *testing.T) {
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "upstream_timeout", "may or may not"},
 		{"deadline passed after CreateBackup was sent", &service.UnansweredError{Operation: "CreateBackup", Err: fmt.Errorf("op: %w", context.DeadlineExceeded)},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "after CreateBackup was sent to DynamoDB, before it answered: it may or may not have been done", ""},
+		{"deadline passed while a request_id run goes on", &service.StillRunningError{Operation: "CreateBackup", Err: context.DeadlineExceeded},
+			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "goes on under its request_id: repeat the request with the same request_id to get its result", ""},
 		{"canceled", context.Canceled, codes.Canceled, "CANCELED", "", 0, "", ""},
 		{"anything unexpected", errors.New("secret detail AKIAEXAMPLE"), codes.Internal, "INTERNAL", "", 0, "internal error", "AKIA"},
 	}

@@ -128,6 +128,9 @@ func answer[Resp proto.Message](ctx context.Context, op string, done <-chan runR
 		select {
 		case r = <-done: // finished as the deadline passed: answer it
 		default:
+			if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
+				return zero, &StillRunningError{Operation: op, Err: err}
+			}
 			return zero, ctx.Err()
 		}
 	}
@@ -222,6 +225,20 @@ func (e *notSentError) Error() string {
 	return e.err.Error() + " (DynamoDB did not act on it: no attempt left backupd, or each one that did was refused)"
 }
 func (e *notSentError) Unwrap() error { return e.err }
+
+// StillRunningError says the caller's deadline passed while its
+// request_id's run went on: a repeat with the same request_id gets the
+// run's result.
+type StillRunningError struct {
+	Operation string
+	Err       error
+}
+
+func (e *StillRunningError) Error() string {
+	return fmt.Sprintf("%s still running under its request_id when the deadline passed: %v", e.Operation, e.Err)
+}
+
+func (e *StillRunningError) Unwrap() error { return e.Err }
 
 // UnansweredError says the deadline passed after a CreateBackup or a
 // restore had left for DynamoDB: it may or may not have been done.
