@@ -16,11 +16,11 @@
 //
 // With -target all it then measures the targets at concurrency 1 once
 // more, taking turns call by call: one caller makes one call of every
-// target, in a new random order each time, so that every target runs with
-// the same code and data in the CPU's caches as the others. Within a slice
-// a floor runs alone, its code hot from its previous call, which no
-// request that also makes the other round trip enjoys; taking turns by
-// call measures backupd and its floors under the same conditions
+// target, in a new random order each time. Within a slice a floor runs
+// alone, its code hot from its previous call, which no request that also
+// makes the other round trip enjoys; taken by call, each floor mostly
+// follows another round trip and pays the switch, as backupd's path does
+// inside every call, and the floors add up to what target floors costs
 // (BENCHMARKS.md). Only at concurrency 1: with callers queueing for the
 // CPU, a call's latency in a mixed run is the queue's more than its own.
 package main
@@ -238,7 +238,7 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "\nRatios, targets taking turns call by call:")
-	printRatios(stdout, interleaved, []int{1}, "each call among calls of every target")
+	printRatios(stdout, interleaved, []int{1}, "each call among calls of every target, so mostly after another round trip (not the issue's floors alone)")
 	return failed
 }
 
