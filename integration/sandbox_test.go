@@ -93,6 +93,15 @@ func TestSandboxMode(t *testing.T) {
 	}
 }
 
+// A max_wait that upstream_timeout, which bounds every request, makes
+// moot is started with, and warned of.
+func TestStartWarnsOfMaxWaitPastUpstreamTimeout(t *testing.T) {
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: "111111111111"}}, MaxWait: 2 * time.Second, UpstreamTimeout: time.Second})
+	if !strings.Contains(inst.logs.String(), `"level":"WARN","msg":"max_wait is not shorter than upstream_timeout`) {
+		t.Errorf("no warning:\n%s", inst.logs.String())
+	}
+}
+
 func TestStartRefusesBadConfig(t *testing.T) {
 	path := t.TempDir() + "/bad.yaml"
 	writeFile(t, path, "accounts:\n  - id: \"123\"\n    role_arn: nope\nmax_wait: -1s\nbogus_key: 1\n")
