@@ -186,15 +186,13 @@ type Limits struct {
 // rates.
 func DefaultLimits() Limits {
 	return Limits{
-		CreateBackup:           ptr(50.0),
-		DescribeBackup:         ptr(10.0),
-		DeleteBackup:           ptr(10.0),
-		ListBackups:            ptr(5.0),
-		RestoreTableFromBackup: ptr(10.0),
+		CreateBackup:           new(50.0),
+		DescribeBackup:         new(10.0),
+		DeleteBackup:           new(10.0),
+		ListBackups:            new(5.0),
+		RestoreTableFromBackup: new(10.0),
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // Rate returns the per-second rate for op, or 0 for an unknown op or one
 // whose rate is not set.

@@ -43,11 +43,8 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 	// its result: waiting on another replica's claim, it would otherwise
 	// wait out the claim's lease, past the REST write timeout and the
 	// shutdown drain.
-	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.defaultTimeout+resultSlack {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.defaultTimeout+resultSlack)
-		defer cancel()
-	}
+	ctx, cancel := capDeadline(ctx, s.defaultTimeout+resultSlack)
+	defer cancel()
 	fp, err := fingerprint(norm())
 	if err != nil {
 		var zero Resp

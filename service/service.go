@@ -180,8 +180,14 @@ func (s *Server) resolve(ctx context.Context, accountID, region, regionField str
 // REST write timeout and the shutdown drain, answering no one. (A call
 // with a request_id is bounded in once.)
 func (s *Server) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= s.defaultTimeout {
+	return capDeadline(ctx, s.defaultTimeout)
+}
+
+// capDeadline gives ctx a deadline no later than limit from now: its own
+// when that is sooner, so that no timer is made for it.
+func capDeadline(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= limit {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, s.defaultTimeout)
+	return context.WithTimeout(ctx, limit)
 }
