@@ -3,7 +3,7 @@
 # Runs every backupd test with the services the tests need. It:
 #   1. installs missing system tools (scripts/ensure-tools.sh: redis-server,
 #      gcc for -race, python3-venv);
-#   2. creates .venv/ with the pinned moto[server] from
+#   2. creates .venv/ with the pinned moto[server] and grpcio-tools from
 #      scripts/requirements-test.txt (reused while the pins are unchanged);
 #   3. starts redis-server (no persistence) and moto_server, each on a free
 #      loopback port, and waits until both answer;
@@ -11,6 +11,7 @@
 #        BACKUPD_TEST_REDIS_ADDR=127.0.0.1:PORT
 #        BACKUPD_TEST_MOTO_URL=http://127.0.0.1:PORT
 #        BACKUPD_TEST_MOTO_SERVER=.venv/bin/moto_server (absolute path)
+#        BACKUPD_TEST_PYTHON=.venv/bin/python (absolute path)
 #        AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 #      (any other AWS_* variable of the caller is removed from the tests'
 #      environment, so a developer's real profile can never be used);
@@ -47,7 +48,8 @@ want_stamp="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1) $(python3 -c 'import sy
 venv_ok() {
 	[[ -x "$VENV/bin/python" && -x "$VENV/bin/moto_server" && -f "$STAMP" ]] &&
 		[[ "$(cat "$STAMP")" == "$want_stamp" ]] &&
-		[[ "$("$VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" == "$moto_pin" ]]
+		[[ "$("$VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" == "$moto_pin" ]] &&
+		"$VENV/bin/python" -c 'import grpc_tools.protoc, grpc_status' 2>/dev/null
 }
 
 if ! venv_ok; then
@@ -197,6 +199,8 @@ export BACKUPD_TEST_MOTO_URL="http://127.0.0.1:$MOTO_PORT"
 # For tests that need a moto of their own (testenv.StartMoto), e.g. to turn
 # on moto's IAM enforcement, which is global to one server.
 export BACKUPD_TEST_MOTO_SERVER="$VENV/bin/moto_server"
+# For tests of the clients other teams generate (grpcio-tools, grpcio-status).
+export BACKUPD_TEST_PYTHON="$PY"
 read -r -a pkgs <<<"${BACKUPD_TEST_PKGS:-./...}"
 
 log "go test -race -count=1 -timeout 20m $* ${pkgs[*]}"

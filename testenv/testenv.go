@@ -52,6 +52,7 @@ const (
 	MotoURLEnv    = "BACKUPD_TEST_MOTO_URL"
 	RedisAddrEnv  = "BACKUPD_TEST_REDIS_ADDR"
 	MotoServerEnv = "BACKUPD_TEST_MOTO_SERVER"
+	PythonEnv     = "BACKUPD_TEST_PYTHON"
 )
 
 // CI reports whether the tests run in CI (CI=true or another true value of
@@ -68,6 +69,15 @@ func CI() bool {
 func MotoURL(t testing.TB) string {
 	t.Helper()
 	return need(t, MotoURLEnv, "moto server")
+}
+
+// Python returns the test virtualenv's python, which has grpcio-tools and
+// grpcio-status (scripts/requirements-test.txt), for tests of clients other
+// teams generate. When it is not set, the test is skipped, or fails under
+// CI=true.
+func Python(t testing.TB) string {
+	t.Helper()
+	return need(t, PythonEnv, "test virtualenv's python")
 }
 
 // RedisAddr returns the host:port of the redis-server started by
