@@ -73,11 +73,24 @@ func TestPageToken(t *testing.T) {
 		"truncated":     {scope, tok[:len(tok)-4]},
 		"not base64":    {scope, "!!!"},
 		"empty-ish":     {scope, "AA"},
+		// Anyone can build a token: its ARN must be one the listing returns.
+		"built with another account's ARN": {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:222222222222:table/Orders/backup/01700000000000-abcdef12")},
+		"built with another region's ARN":  {scope, encodePageToken(scope, "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12")},
+		"built with another table's ARN":   {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:111111111111:table/Customers/backup/01700000000000-abcdef12")},
+		"built with the table's ARN":       {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders")},
+		"built with another service's ARN": {scope, encodePageToken(scope, "arn:aws:s3:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12")},
+		"built with no ARN":                {scope, encodePageToken(scope, "x")},
+		"built with a long string":         {scope, encodePageToken(scope, strings.Repeat("a", 5000))},
 	}
 	for name, tt := range tests {
 		if _, err := decodePageToken(tt.scope, tt.token); err == nil {
 			t.Errorf("%s: token accepted", name)
 		}
+	}
+	// AWS Backup's recovery points name no table.
+	const recoveryPoint = "arn:aws:backup:us-east-1:111111111111:recovery-point:e7a1ae2a-3a40-4a9b-8f4e-7c2d1b1c9f00"
+	if got, err := decodePageToken(scope, encodePageToken(scope, recoveryPoint)); err != nil || got != recoveryPoint {
+		t.Errorf("AWS Backup recovery point: %q, %v", got, err)
 	}
 }
 

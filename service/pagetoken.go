@@ -7,6 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"strings"
+
+	awsarn "github.com/aws/aws-sdk-go-v2/aws/arn"
 )
 
 // Page tokens carry DynamoDB's LastEvaluatedBackupArn to the caller and back.
@@ -14,7 +17,11 @@ import (
 // filters of the listing that made them: a token reused with other filters
 // or altered is refused rather than silently listing the wrong thing. They
 // grant nothing (every request is checked on its own), so they need no
-// secret and work across replicas.
+// secret and work across replicas. Without a secret anyone can build one,
+// so the ARN a token carries must also be a backup ARN in the listing's
+// account, region and table: a hand-made token cannot send DynamoDB
+// another account's ARN (refused as backupd's role lacking access) or a
+// malformed one (refused in DynamoDB's words, not as a bad page_token).
 
 const pageTokenVersion = 1
 
@@ -62,8 +69,33 @@ func decodePageToken(scope listScope, token string) (string, error) {
 		return "", errBadPageToken
 	}
 	d := scope.digest()
-	if !bytes.Equal(body[1:9], d[:8]) {
+	if !bytes.Equal(body[1:9], d[:8]) || !scope.holds(string(body[9:])) {
 		return "", errBadPageToken
 	}
 	return string(body[9:]), nil
+}
+
+// maxBackupARN is the longest BackupArn DynamoDB's API allows.
+const maxBackupARN = 1024
+
+// holds reports whether backupARN is one the listing can return: an ARN in
+// its account and region, and a backup of its table when it names one.
+// AWS Backup's recovery points (BACKUP_TYPE_FILTER_AWS_BACKUP or ALL) may
+// be listed with ARNs of service "backup", which name no table.
+func (s listScope) holds(backupARN string) bool {
+	a, err := awsarn.Parse(backupARN)
+	if err != nil || len(backupARN) > maxBackupARN || a.AccountID != s.account || a.Region != s.region {
+		return false
+	}
+	switch a.Service {
+	case "dynamodb":
+		prefix := "table/"
+		if s.table != "" {
+			prefix += s.table + "/backup/"
+		}
+		return strings.HasPrefix(a.Resource, prefix)
+	case "backup":
+		return true
+	}
+	return false
 }
