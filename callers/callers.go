@@ -21,7 +21,9 @@ import (
 type UnauthenticatedError struct {
 	// Missing: no authorization header at all. OtherScheme: one that is
 	// not "Bearer <token>" (Basic, say), or that could not be read.
-	Missing, OtherScheme bool
+	// Repeated: more than one, which a proxy may have added or reordered,
+	// so which one counts would be up to the path the request took.
+	Missing, OtherScheme, Repeated bool
 }
 
 func (e *UnauthenticatedError) Error() string {
@@ -30,6 +32,8 @@ func (e *UnauthenticatedError) Error() string {
 		return `no caller credentials: send the header "authorization: Bearer <token>"`
 	case e.OtherScheme:
 		return `the authorization header holds no bearer token backupd can read: send "authorization: Bearer <token>" (printable ASCII)`
+	case e.Repeated:
+		return `more than one authorization header: send exactly one, "authorization: Bearer <token>"`
 	}
 	return "the caller's bearer token is not one backupd knows"
 }
@@ -43,8 +47,11 @@ func (e *UnauthenticatedError) Error() string {
 // does not know. The description is fixed text, so it is always a valid
 // quoted-string and never repeats the token.
 func (e *UnauthenticatedError) Challenge() string {
-	if e.Missing || e.OtherScheme {
+	switch {
+	case e.Missing || e.OtherScheme:
 		return `Bearer realm="backupd"`
+	case e.Repeated:
+		return `Bearer realm="backupd", error="invalid_request", error_description="send exactly one authorization header"`
 	}
 	return `Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`
 }
@@ -57,7 +64,13 @@ type DeniedError struct {
 }
 
 func (e *DeniedError) Error() string {
-	return fmt.Sprintf("caller %s may not call %s in account %s", e.Caller, e.Operation, e.AccountID)
+	if e.AccountID == "" {
+		// A malformed account_id or backup_arn: the caller may only act in
+		// the accounts it is allowed, and this request names none.
+		return fmt.Sprintf("caller %s may call %s only in accounts it is allowed, and the request names no valid account (in account_id, or in backup_arn as arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/backup/BACKUP_ID)",
+			e.Caller, e.Operation)
+	}
+	return fmt.Sprintf("caller %s may not call %s in account %s; ask backupd's operators to allow it", e.Caller, e.Operation, e.AccountID)
 }
 
 // Authorizer holds the configured callers. A nil *Authorizer lets every
@@ -147,8 +160,11 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 // bearer returns the request's bearer token, or why it has none.
 func bearer(ctx context.Context) (string, *UnauthenticatedError) {
 	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
-	if len(vals) == 0 || vals[0] == "" {
+	switch {
+	case len(vals) == 0 || len(vals) == 1 && vals[0] == "":
 		return "", &UnauthenticatedError{Missing: true}
+	case len(vals) > 1:
+		return "", &UnauthenticatedError{Repeated: true}
 	}
 	scheme, token, _ := strings.Cut(vals[0], " ")
 	token = strings.TrimLeft(token, " ") // RFC 6750: one or more spaces

@@ -38,12 +38,19 @@ func TestAuthorize(t *testing.T) {
 		{"other account", "Bearer orders-token", "CreateBackup", "222222222222", "orders", &DeniedError{}, false},
 		{"other operation", "Bearer orders-token", "DeleteBackup", "111111111111", "orders", &DeniedError{}, false},
 		{"no account named", "Bearer orders-token", "CreateBackup", "", "orders", &DeniedError{}, false},
+		// Which of two headers counts would depend on the proxies between.
+		{"two headers", "Bearer orders-token\nBearer guess", "CreateBackup", "111111111111", "", &UnauthenticatedError{Repeated: true}, false},
+		{"the same header twice", "Bearer orders-token\nBearer orders-token", "CreateBackup", "111111111111", "", &UnauthenticatedError{Repeated: true}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			if tt.header != "" {
-				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", tt.header))
+				md := metadata.MD{}
+				for _, v := range strings.Split(tt.header, "\n") {
+					md.Append("authorization", v)
+				}
+				ctx = metadata.NewIncomingContext(ctx, md)
 			}
 			got, err := a.Authorize(ctx, tt.op, tt.acct)
 			if got != tt.wantCaller {
@@ -57,7 +64,8 @@ func TestAuthorize(t *testing.T) {
 					t.Errorf("err = %v, want none", err)
 				}
 			case *UnauthenticatedError:
-				if !errors.As(err, &ue) || ue.Missing != tt.missing || ue.OtherScheme != tt.wantErr.(*UnauthenticatedError).OtherScheme {
+				if !errors.As(err, &ue) || ue.Missing != tt.missing || ue.OtherScheme != tt.wantErr.(*UnauthenticatedError).OtherScheme ||
+					ue.Repeated != tt.wantErr.(*UnauthenticatedError).Repeated {
 					t.Errorf("err = %v, want UnauthenticatedError (missing %v)", err, tt.missing)
 				}
 			case *DeniedError:
@@ -154,5 +162,26 @@ func TestChallenge(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDeniedErrorSaysWhatToDo: a caller refused an account it names is
+// sent to the operators; one whose request names no valid account is told
+// that, not refused "in account " with a blank.
+func TestDeniedErrorSaysWhatToDo(t *testing.T) {
+	tests := []struct {
+		err           DeniedError
+		want, notWant string
+	}{
+		{DeniedError{Caller: "orders", Operation: "GetBackup", AccountID: "222222222222"},
+			"caller orders may not call GetBackup in account 222222222222; ask backupd's operators", "no valid account"},
+		{DeniedError{Caller: "orders", Operation: "GetBackup"},
+			"the request names no valid account (in account_id, or in backup_arn", "in account ;"},
+	}
+	for _, tt := range tests {
+		msg := tt.err.Error()
+		if !strings.Contains(msg, tt.want) || strings.Contains(msg, tt.notWant) {
+			t.Errorf("%+v: %q; want %q and not %q", tt.err, msg, tt.want, tt.notWant)
+		}
 	}
 }

@@ -58,6 +58,10 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 	if err != nil {
 		t.Fatalf("platform in account B: %v", err)
 	}
+	twice := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer platform-token", "authorization", "Bearer guess")
+	if _, err := create(twice, a); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("gRPC with two authorization values: %v", err)
+	}
 	// The ARN's account is authorized like account_id.
 	_, err = inst.client.GetBackup(as("orders-token"), &backupv1.GetBackupRequest{BackupArn: inB.GetBackupDetails().GetBackupArn()})
 	if status.Code(err) != codes.PermissionDenied {
@@ -72,10 +76,15 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 		{"orders-token", "POST", "/v1/accounts/" + b + "/tables/Orders/backups", `{"backupName":"rest"}`, http.StatusForbidden},
 		{"orders-token", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusForbidden},
 		{"platform-token", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusOK},
+		// Two headers are refused whichever comes first.
+		{"platform-token,guess", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusUnauthorized},
+		{"guess,platform-token", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusUnauthorized},
 	} {
-		var header http.Header
-		if tt.token != "" {
-			header = http.Header{"Authorization": {"Bearer " + tt.token}}
+		header := http.Header{}
+		for tok := range strings.SplitSeq(tt.token, ",") {
+			if tok != "" {
+				header.Add("Authorization", "Bearer "+tok)
+			}
 		}
 		if code, _, body := inst.restWith(t, tt.method, tt.path, tt.body, header); code != tt.want {
 			t.Errorf("REST %s %s as %q: %d %s, want %d", tt.method, tt.path, tt.token, code, body, tt.want)

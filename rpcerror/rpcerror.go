@@ -134,8 +134,8 @@ func mapOurs(err error) (mapped, bool) {
 	case errors.As(err, &anonymous):
 		return mapped{code: codes.Unauthenticated, reason: "UNAUTHENTICATED", msg: anonymous.Error()}, true
 	case errors.As(err, &denied):
-		return mapped{code: codes.PermissionDenied, reason: "CALLER_NOT_ALLOWED", msg: denied.Error() +
-			"; ask backupd's operators to allow it", meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
+		return mapped{code: codes.PermissionDenied, reason: "CALLER_NOT_ALLOWED", msg: denied.Error(),
+			meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
 	case errors.As(err, &invalid):
 		vs, msg := invalid.Violations, invalid.Error()
 		if n := len(vs); n > maxViolations {

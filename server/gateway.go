@@ -99,14 +99,13 @@ func cleanPath(p string) string {
 }
 
 // forwardedHeader passes on, as gRPC metadata, only the request headers the
-// service reads: caller credentials and a request id for correlation. The
-// default forwards every standard header, which costs allocations on every
-// call and hands the service headers nobody reads.
+// service reads besides Authorization, which the gateway always passes on
+// as "authorization" itself (forwarding it here too would make every token
+// arrive twice): a request id for correlation. The default forwards every
+// standard header, which costs allocations on every call and hands the
+// service headers nobody reads.
 func forwardedHeader(key string) (string, bool) {
-	switch key {
-	case "Authorization":
-		return "authorization", true
-	case "X-Request-Id":
+	if key == "X-Request-Id" {
 		return "x-request-id", true
 	}
 	return "", false
