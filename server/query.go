@@ -258,9 +258,10 @@ func accepts(fd protoreflect.FieldDescriptor) string {
 }
 
 // queryFields lists the parameters a route takes: msg's fields that are not
-// bound from its path.
+// bound from its path, named as the OpenAPI description names them
+// (lowerCamelCase, like the body's fields; the proto names work too).
 func queryFields(msg proto.Message, filter *utilities.DoubleArray) string {
 	return unboundFields(msg.ProtoReflect().Descriptor(),
 		func(n protoreflect.Name) bool { return filter.HasCommonPrefix([]string{string(n)}) },
-		func(fd protoreflect.FieldDescriptor) string { return string(fd.Name()) })
+		func(fd protoreflect.FieldDescriptor) string { return fd.JSONName() })
 }

@@ -42,7 +42,7 @@ func TestListQuery(t *testing.T) {
 		{name: "short enum name", query: "backupType=ALL",
 			fields: []string{"backup_type"}, rules: []string{"must be one of BACKUP_TYPE_FILTER_USER, BACKUP_TYPE_FILTER_SYSTEM, BACKUP_TYPE_FILTER_AWS_BACKUP, BACKUP_TYPE_FILTER_ALL; got \"ALL\""}},
 		{name: "unknown parameter", query: "tablename=Orders",
-			fields: []string{"tablename"}, rules: []string{"is not a query parameter of this route; it takes region, table_name, backup_type"}},
+			fields: []string{"tablename"}, rules: []string{"is not a query parameter of this route; it takes region, tableName, backupType"}},
 		{name: "not an integer", query: "pageSize=ten",
 			fields: []string{"page_size"}, rules: []string{"must be an integer; got \"ten\""}},
 		{name: "offsets without a colon, as generated Python clients send them", query: "timeRangeLowerBound=2026-01-02T15:04:05.353798%2B0000&time_range_upper_bound=2026-01-02T17:04:05-0200",
