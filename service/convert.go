@@ -120,6 +120,16 @@ func (s *Server) backupDescription(d *types.BackupDescription) *backupv1.BackupD
 	}
 }
 
+// billingMode is DynamoDB's billing mode, or PROVISIONED when it names none
+// for a table with provisioned capacity: DynamoDB leaves the mode out for
+// tables that have always been provisioned.
+func (s *Server) billingMode(mode types.BillingMode, capacity *types.ProvisionedThroughput) backupv1.BillingMode {
+	if mode == "" && capacity != nil && (aws.ToInt64(capacity.ReadCapacityUnits) > 0 || aws.ToInt64(capacity.WriteCapacityUnits) > 0) {
+		return backupv1.BillingMode_BILLING_MODE_PROVISIONED
+	}
+	return enumValue(s, "BillingMode", string(mode), billingModes)
+}
+
 func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.SourceTableDetails {
 	if d == nil {
 		return nil
@@ -131,7 +141,7 @@ func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.Sourc
 		TableSizeBytes:        d.TableSizeBytes,
 		ItemCount:             d.ItemCount,
 		KeySchema:             s.keySchema(d.KeySchema),
-		BillingMode:           enumValue(s, "BillingMode", string(d.BillingMode), billingModes),
+		BillingMode:           s.billingMode(d.BillingMode, d.ProvisionedThroughput),
 		ProvisionedThroughput: throughput(d.ProvisionedThroughput),
 		TableCreationDateTime: ts(d.TableCreationDateTime),
 	}
@@ -253,9 +263,15 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 		TableSizeBytes:        t.TableSizeBytes,
 		SseDescription:        s.sse(t.SSEDescription),
 	}
+	var mode types.BillingMode
 	if t.BillingModeSummary != nil {
-		out.BillingMode = enumValue(s, "BillingMode", string(t.BillingModeSummary.BillingMode), billingModes)
+		mode = t.BillingModeSummary.BillingMode
 	}
+	var capacity *types.ProvisionedThroughput
+	if p := t.ProvisionedThroughput; p != nil {
+		capacity = &types.ProvisionedThroughput{ReadCapacityUnits: p.ReadCapacityUnits, WriteCapacityUnits: p.WriteCapacityUnits}
+	}
+	out.BillingMode = s.billingMode(mode, capacity)
 	for _, g := range t.GlobalSecondaryIndexes {
 		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, &backupv1.GlobalSecondaryIndex{
 			IndexName: aws.ToString(g.IndexName), KeySchema: s.keySchema(g.KeySchema),

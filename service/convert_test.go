@@ -54,6 +54,43 @@ func TestBackupDetailsConversion(t *testing.T) {
 	}
 }
 
+// TestBillingMode: DynamoDB leaves the billing mode out for tables that
+// have always been provisioned; their capacity tells.
+func TestBillingMode(t *testing.T) {
+	s := New(Options{Logger: slog.New(slog.DiscardHandler)})
+	capacity := func(r, w int64) *types.ProvisionedThroughput {
+		return &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(r), WriteCapacityUnits: aws.Int64(w)}
+	}
+	tests := []struct {
+		name     string
+		mode     types.BillingMode
+		capacity *types.ProvisionedThroughput
+		want     backupv1.BillingMode
+	}{
+		{"on demand", types.BillingModePayPerRequest, capacity(0, 0), backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST},
+		{"provisioned, said", types.BillingModeProvisioned, capacity(5, 5), backupv1.BillingMode_BILLING_MODE_PROVISIONED},
+		{"provisioned, not said", "", capacity(5, 1), backupv1.BillingMode_BILLING_MODE_PROVISIONED},
+		{"no mode, no capacity", "", capacity(0, 0), backupv1.BillingMode_BILLING_MODE_UNSPECIFIED},
+		{"nothing at all", "", nil, backupv1.BillingMode_BILLING_MODE_UNSPECIFIED},
+	}
+	for _, tt := range tests {
+		if got := s.billingMode(tt.mode, tt.capacity); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+		src := s.sourceTableDetails(&types.SourceTableDetails{BillingMode: tt.mode, ProvisionedThroughput: tt.capacity})
+		table := &types.TableDescription{}
+		if tt.mode != "" {
+			table.BillingModeSummary = &types.BillingModeSummary{BillingMode: tt.mode}
+		}
+		if c := tt.capacity; c != nil {
+			table.ProvisionedThroughput = &types.ProvisionedThroughputDescription{ReadCapacityUnits: c.ReadCapacityUnits, WriteCapacityUnits: c.WriteCapacityUnits}
+		}
+		if src.GetBillingMode() != tt.want || s.tableDescription(table).GetBillingMode() != tt.want {
+			t.Errorf("%s: source table %v, restored table %v; want %v", tt.name, src.GetBillingMode(), s.tableDescription(table).GetBillingMode(), tt.want)
+		}
+	}
+}
+
 func TestPageToken(t *testing.T) {
 	scope := listScope{account: "111111111111", region: "us-east-1", table: "Orders", backupType: "USER"}
 	const last = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"

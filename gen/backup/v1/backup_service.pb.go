@@ -239,7 +239,10 @@ func (KeyType) EnumDescriptor() ([]byte, []int) {
 	return file_backup_v1_backup_service_proto_rawDescGZIP(), []int{3}
 }
 
-// BillingMode is how a table's reads and writes are charged.
+// BillingMode is how a table's reads and writes are charged. DynamoDB
+// leaves the mode out for a table that has always been provisioned;
+// backupd reports a table without a mode but with provisioned capacity as
+// PROVISIONED, and one with neither as UNSPECIFIED.
 type BillingMode int32
 
 const (
