@@ -236,26 +236,37 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 		meta["aws_request_id"] = requestID
 	}
 	msg := api.ErrorMessage()
+	if msg == "" {
+		msg = api.ErrorCode()
+	}
 	m := mapped{meta: meta, msg: msg}
 	switch code := api.ErrorCode(); code {
 	case "ValidationException", "InvalidRestoreTimeException":
 		m.code, m.reason = codes.InvalidArgument, "DYNAMODB_VALIDATION"
+		m.msg = "DynamoDB refused the request as invalid: " + msg +
+			" (DynamoDB names the request's fields in PascalCase: TargetTableName for target_table_name)"
 	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException":
 		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
 		m.msg = "DynamoDB refused backupd's role in this account (" + code + "); " +
 			"ask backupd's operators to check the role's permissions policy"
 	case "TableNotFoundException", "ResourceNotFoundException":
 		m.code, m.reason = codes.NotFound, "TABLE_NOT_FOUND"
+		m.msg = msg + "; the table must exist in the account and region the request names (the account's default region when region is empty)"
 	case "BackupNotFoundException":
 		m.code, m.reason = codes.NotFound, "BACKUP_NOT_FOUND"
+		m.msg = msg + "; ListBackups gives the ARNs of the account's backups"
 	case "TableAlreadyExistsException":
 		m.code, m.reason = codes.AlreadyExists, "TABLE_ALREADY_EXISTS"
+		m.msg = msg + "; choose another target_table_name"
 	case "TableInUseException", "ResourceInUseException":
 		m.code, m.reason = codes.FailedPrecondition, "TABLE_IN_USE"
+		m.msg = msg + "; retry once the table's current operation has ended"
 	case "BackupInUseException":
 		m.code, m.reason = codes.FailedPrecondition, "BACKUP_IN_USE"
+		m.msg = msg + "; retry once the backup's current operation has ended"
 	case "ContinuousBackupsUnavailableException":
 		m.code, m.reason = codes.FailedPrecondition, "BACKUPS_UNAVAILABLE"
+		m.msg = msg + "; backups of this table are not available yet, retry later"
 	case "LimitExceededException", "ThrottlingException", "RequestLimitExceeded", "ProvisionedThroughputExceededException":
 		m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
 	default:
@@ -266,9 +277,6 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 		}
 		m.code, m.reason = codes.Internal, "INTERNAL"
 		m.msg = "internal error; the details are in backupd's log"
-	}
-	if m.msg == "" {
-		m.msg = api.ErrorCode()
 	}
 	return m
 }
