@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -143,7 +144,8 @@ func (l *Redis) quarantine(interval time.Duration) time.Duration {
 
 // Wait returns when the call for k may go, or a *LimitedError at once when
 // its turn lies beyond MaxWait or the context's deadline, a
-// *sharedstate.UnavailableError when Redis fails, or an *InterruptedError
+// *sharedstate.UnavailableError when Redis fails or answers too slowly
+// to place the call's turn (more than the guard), or an *InterruptedError
 // when the context ends while waiting, Redis' answer included. A turn
 // given up while waiting is not given back: the rate is then undershot,
 // never exceeded.
@@ -153,18 +155,47 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
 	until := l.patience(ctx, l.now())
+	var slow time.Duration // how long Redis took, when a turn was given up for that
 	for waited := false; ; waited = true {
-		delay, err := l.take(ctx, k, interval, max(until.Sub(l.now()), 0))
+		asked := l.now()
+		delay, err := l.take(ctx, k, interval, max(until.Sub(asked), 0))
+		took := l.now().Sub(asked)
+		var limited *LimitedError
 		switch {
+		case errors.As(err, &limited) && slow > 0:
+			return l.tooSlow(k, slow)
 		case err != nil:
 			return err
+		case delay == 0 && l.guard > 0 && took > l.guard:
+			// The turn was now when Redis gave it, at some moment in the
+			// time it took: too long ago to be sure the call would not
+			// crowd other replicas' calls. Queue again, while the call
+			// may wait.
+			if !l.now().Before(until) {
+				return l.tooSlow(k, took)
+			}
+			slow = took
+			continue
 		case delay == 0:
 			return l.admit(k, waited)
 		}
-		if stale, err := l.await(ctx, k, delay); err != nil || !stale {
+		stale, err := l.await(ctx, k, asked, delay)
+		if err != nil || !stale {
 			return err
 		}
+		if l.guard > 0 && took > l.guard {
+			slow = took
+		}
 	}
+}
+
+// tooSlow refuses a call whose turns all came from answers that took
+// Redis longer than the guard: when within that time Redis gave a turn
+// is not known, so when it would be due is not either. Nothing was sent.
+func (l *Redis) tooSlow(k Key, took time.Duration) error {
+	return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
+		"Redis took %s to give a turn for %s, more than the %s the rate's spacing can absorb",
+		took.Round(time.Millisecond), k, l.guard)}
 }
 
 // take asks Redis for the next turn of k within budget and returns how far

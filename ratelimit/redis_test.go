@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -295,5 +296,60 @@ func BenchmarkRedisTurn(b *testing.B) {
 		if err := l.Wait(ctx, keyA); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// laggingRedis answers every script late by lag, as a Redis behind a slow
+// link or an overloaded proxy does: the turn is given at once, the answer
+// arrives lag later.
+type laggingRedis struct {
+	redis.Scripter
+	lag time.Duration
+}
+
+func (r laggingRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	defer time.Sleep(r.lag)
+	return r.Scripter.EvalSha(ctx, sha1, keys, args...)
+}
+
+func (r laggingRedis) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	defer time.Sleep(r.lag)
+	return r.Scripter.Eval(ctx, script, keys, args...)
+}
+
+// TestRedisSlowAnswersPlaceNoTurn: a turn is placed by when Redis gave it,
+// which a replica knows only to within the time Redis took to answer. A
+// replica whose answers take longer than the guard would send its calls
+// that late after their turns, into other replicas' seconds (a helper's
+// fault proxy saw 64 calls in one second with 400 ms answers), so it sends
+// none and says Redis is too slow; one whose answers take less goes on.
+func TestRedisSlowAnswersPlaceNoTurn(t *testing.T) {
+	tests := []struct {
+		lag  time.Duration
+		slow bool
+	}{
+		{150 * time.Millisecond, true},
+		{20 * time.Millisecond, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.lag.String(), func(t *testing.T) {
+			prefix := testenv.RedisPrefix(t)
+			testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+			l := NewRedis(laggingRedis{testRedis(t), tt.lag}, prefix,
+				Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 500 * time.Millisecond}, nil)
+			for i := range 3 {
+				err := l.Wait(context.Background(), keyA)
+				_, unavailable := errors.AsType[*sharedstate.UnavailableError](err)
+				switch {
+				case tt.slow && !unavailable:
+					t.Fatalf("call %d with answers %s late: %v; want Redis too slow", i, tt.lag, err)
+				case !tt.slow && err != nil:
+					t.Fatalf("call %d with answers %s late: %v; want its turn", i, tt.lag, err)
+				}
+				if tt.slow && !strings.Contains(err.Error(), "more than the 100ms the rate's spacing can absorb") {
+					t.Errorf("message %q does not say why", err)
+				}
+			}
+		})
 	}
 }
