@@ -87,6 +87,10 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 		claim, _ := json.Marshal(record{Fingerprint: want, Owner: owner, LeaseUntil: leaseUntil.UnixMilli()})
 		ok, err := s.client.SetNX(ctx, k, claim, s.ttl).Result()
 		if err != nil {
+			// Redis may have done the SET NX whose answer failed (a timeout
+			// while it was stalled): drop the claim if it is there, so that
+			// the retry the refusal asks for can run. Nothing was sent.
+			s.settleLater(ctx, claimed{key: key, k: k, owner: owner, fp: want, leaseUntil: leaseUntil}, "")
 			return nil, unavailable(ctx, err)
 		}
 		if ok {
@@ -163,22 +167,26 @@ func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error))
 // the claim, and after that they get OutcomeUnknownError, which is safe,
 // if not always true.
 func (s *Redis) settle(ctx context.Context, c claimed, next string) {
-	ctx = context.WithoutCancel(ctx)
-	err := s.trySettle(ctx, c, next)
-	if err == nil {
-		return
+	if s.trySettle(context.WithoutCancel(ctx), c, next) != nil {
+		s.settleLater(ctx, c, next)
 	}
+}
+
+// settleLater settles c in the background, trying until its lease ends.
+func (s *Redis) settleLater(ctx context.Context, c claimed, next string) {
+	ctx = context.WithoutCancel(ctx)
 	s.settling.Add(1)
 	go func() {
 		defer s.settling.Done()
+		var err error
 		for pause := 100 * time.Millisecond; time.Now().Add(pause).Before(c.leaseUntil); pause = min(2*pause, 2*time.Second) {
 			time.Sleep(pause)
 			if err = s.trySettle(ctx, c, next); err == nil {
 				return
 			}
 		}
-		s.log.LogAttrs(ctx, slog.LevelError, "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN",
-			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("error", err.Error()))
+		s.log.LogAttrs(ctx, slog.LevelError, "request_id: Redis failed while its claim was settled; if the claim is there, repeats answer OUTCOME_UNKNOWN until its 24 h end",
+			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.Any("error", err))
 	}()
 }
 

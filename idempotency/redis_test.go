@@ -237,3 +237,34 @@ func TestRedisLeadsItsOwnClaim(t *testing.T) {
 		t.Errorf("Do: %q, %v after %d runs; want the run's answer after 1", resp, err, c.runs.Load())
 	}
 }
+
+// TestRedisFailedClaimIsDropped: a SET NX whose answer failed (a timeout
+// while Redis was stalled) may have been done. The caller is told nothing
+// was sent and to retry, so the claim must not outlive the refusal: left
+// there, the retry would wait out its lease and then be told the outcome
+// is unknown for 24 hours, though nothing ever ran.
+func TestRedisFailedClaimIsDropped(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	var lost atomic.Bool
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		err := next(ctx, cmd)
+		if _, ok := cmd.(*redis.BoolCmd); ok && err == nil && lost.CompareAndSwap(false, true) {
+			cmd.SetErr(errors.New("i/o timeout")) // done by Redis, its answer lost
+			return cmd.Err()
+		}
+		return err
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := &counter{resp: []byte("ran")}
+	_, err := s.Do(ctx, key, fpA, c.run)
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || c.runs.Load() != 0 {
+		t.Fatalf("Do with its claim's answer lost: %v after %d runs; want Redis unavailable, nothing run", err, c.runs.Load())
+	}
+	if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
+		t.Errorf("the retry: %q, %v after %d runs; want it run once", resp, err, c.runs.Load())
+	}
+	if err := s.Wait(ctx); err != nil {
+		t.Error(err)
+	}
+}

@@ -195,7 +195,8 @@ func mapUpstream(err error) mapped {
 	case errors.As(err, &running):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+
-				"repeat the request with the same request_id to get its result", running.Operation)}
+				"repeat the request with the same request_id to get its result "+
+				"(OUTCOME_UNKNOWN if the replica running it stopped before it finished)", running.Operation)}
 	case errors.Is(err, context.DeadlineExceeded):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
