@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -87,14 +88,32 @@ func (r *Roles) Credentials(accountID string) (aws.CredentialsProvider, bool) {
 	return p, ok
 }
 
+// When a refresh fails, the credentials the cache holds are kept while they
+// are valid for longer than keepValidFor, and STS is asked again after
+// retryRefreshAfter: an STS outage in the minutes before expiry, when the
+// cache refreshes, then fails no request, and the requests that arrive
+// meanwhile do not each call STS.
+const (
+	keepValidFor      = time.Minute
+	retryRefreshAfter = 15 * time.Second
+)
+
 // assumer marks failures as role-assumption failures of one account, so the
 // error mapping can tell "STS refused us" from "DynamoDB refused us" without
-// parsing messages.
+// parsing messages. Its cache calls it for one refresh at a time.
 type assumer struct {
 	account  string
 	provider aws.CredentialsProvider
 	timeout  time.Duration
 	observer Observer
+
+	mu sync.Mutex
+	// expires is when the last credentials STS gave really expire (the
+	// cache holds them with an earlier time, to refresh before).
+	expires time.Time
+	// retryAt, when set, is when to ask STS again: the credentials of a
+	// failed refresh are kept until then, not refreshed early.
+	retryAt time.Time
 }
 
 func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
@@ -106,6 +125,42 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	}
 	if err != nil {
 		return aws.Credentials{}, &AssumeRoleError{AccountID: a.account, Err: err}
+	}
+	a.mu.Lock()
+	a.expires, a.retryAt = creds.Expires, time.Time{}
+	a.mu.Unlock()
+	return creds, nil
+}
+
+// HandleFailToRefresh is called by the cache when Retrieve failed: it
+// keeps prev, the credentials the cache holds, while they are valid for
+// longer than keepValidFor, until STS is asked again retryRefreshAfter from
+// now. Otherwise it returns err.
+func (a *assumer) HandleFailToRefresh(_ context.Context, prev aws.Credentials, err error) (aws.Credentials, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	if !prev.HasKeys() || !prev.CanExpire || a.expires.Sub(now) < keepValidFor+retryRefreshAfter {
+		return aws.Credentials{}, err
+	}
+	a.retryAt = now.Add(retryRefreshAfter)
+	prev.Expires = a.expires
+	return prev, nil
+}
+
+// AdjustExpiresBy is how the cache moves expiry earlier, to refresh
+// before it (by d, negative): as usual for new credentials, and for kept
+// ones to retryAt.
+func (a *assumer) AdjustExpiresBy(creds aws.Credentials, d time.Duration) (aws.Credentials, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !creds.CanExpire {
+		return creds, nil
+	}
+	if !a.retryAt.IsZero() {
+		creds.Expires = a.retryAt
+	} else {
+		creds.Expires = creds.Expires.Add(d)
 	}
 	return creds, nil
 }

@@ -21,6 +21,14 @@ type fakeSTS struct {
 	mu    sync.Mutex
 	last  *sts.AssumeRoleInput
 	err   error
+	// lifetime of the credentials it gives; zero means an hour.
+	lifetime time.Duration
+}
+
+func (f *fakeSTS) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
 }
 
 func (f *fakeSTS) AssumeRole(_ context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
@@ -28,14 +36,18 @@ func (f *fakeSTS) AssumeRole(_ context.Context, in *sts.AssumeRoleInput, _ ...fu
 	time.Sleep(10 * time.Millisecond) // let concurrent callers pile up
 	f.mu.Lock()
 	f.last = in
+	err, lifetime := f.err, f.lifetime
 	f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
+	if err != nil {
+		return nil, err
+	}
+	if lifetime == 0 {
+		lifetime = time.Hour
 	}
 	return &sts.AssumeRoleOutput{
 		Credentials: &types.Credentials{
 			AccessKeyId: aws.String("ASIAEXAMPLE"), SecretAccessKey: aws.String("secret"), SessionToken: aws.String("token"),
-			Expiration: aws.Time(time.Now().Add(time.Hour)),
+			Expiration: aws.Time(time.Now().Add(lifetime)),
 		},
 		AssumedRoleUser: &types.AssumedRoleUser{Arn: aws.String("arn:aws:sts::111111111111:assumed-role/backupd/backupd"), AssumedRoleId: aws.String("AROA:backupd")},
 	}, nil
@@ -95,6 +107,49 @@ func TestAssumeRoleErrorClassification(t *testing.T) {
 			}
 			if are.Denied() != tt.denied {
 				t.Errorf("Denied() = %v, want %v", are.Denied(), tt.denied)
+			}
+		})
+	}
+}
+
+// TestFailedRefreshKeepsValidCredentials: the cache refreshes credentials
+// in the five minutes before they expire. When STS fails then, requests
+// go on with the credentials held while they are valid for over a minute,
+// and STS is asked again 15 s later, not by every request meanwhile;
+// credentials too close to their end are not kept.
+func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
+	tests := []struct {
+		lifetime time.Duration
+		kept     bool
+	}{
+		{4 * time.Minute, true},
+		{70 * time.Second, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.lifetime.String(), func(t *testing.T) {
+			// Credentials that expire within the refresh window are due
+			// for refresh at once, as every credential is in its last
+			// five minutes.
+			stub := &fakeSTS{lifetime: tt.lifetime}
+			p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+				{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+			}).Credentials("111111111111")
+			ctx := context.Background()
+			if _, err := p.Retrieve(ctx); err != nil {
+				t.Fatal(err)
+			}
+			stub.fail(&smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "STS is down", Fault: smithy.FaultServer})
+			for range 20 {
+				c, err := p.Retrieve(ctx)
+				if tt.kept && (err != nil || c.AccessKeyID != "ASIAEXAMPLE") {
+					t.Fatalf("during the outage: %v, %v; want the credentials held", c.AccessKeyID, err)
+				}
+				if !tt.kept && err == nil {
+					t.Fatalf("credentials %s from their end were kept", tt.lifetime)
+				}
+			}
+			if n, want := stub.calls.Load(), int32(2); tt.kept && n != want {
+				t.Errorf("STS was asked %d times for 21 retrievals; want %d: the first, and one failed refresh", n, want)
 			}
 		})
 	}
