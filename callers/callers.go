@@ -41,17 +41,15 @@ func (e *UnauthenticatedError) Error() string {
 // Challenge is the WWW-Authenticate value of the request's 401 over REST,
 // an RFC 6750 (section 3) challenge, so that an HTTP client can tell
 // "send a token" from "your token is not accepted" without parsing prose:
-// the bare realm when no credentials came or came in another scheme, as
-// the RFC asks of a request that did not know it needed a bearer token,
+// the bare realm when no credentials came, came in another scheme, or
+// came twice, as the RFC asks of a request that did not know it needed a
+// bearer token (its invalid_request would make the answer a 400),
 // and error="invalid_token" when the header held a bearer token backupd
 // does not know. The description is fixed text, so it is always a valid
 // quoted-string and never repeats the token.
 func (e *UnauthenticatedError) Challenge() string {
-	switch {
-	case e.Missing || e.OtherScheme:
+	if e.Missing || e.OtherScheme || e.Repeated {
 		return `Bearer realm="backupd"`
-	case e.Repeated:
-		return `Bearer realm="backupd", error="invalid_request", error_description="send exactly one authorization header"`
 	}
 	return `Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`
 }
@@ -61,9 +59,14 @@ type DeniedError struct {
 	Caller    string
 	Operation string
 	AccountID string
+	// AnyAccount: the caller may not call Operation in any account.
+	AnyAccount bool
 }
 
 func (e *DeniedError) Error() string {
+	if e.AnyAccount {
+		return fmt.Sprintf("caller %s may not call %s; ask backupd's operators to allow it", e.Caller, e.Operation)
+	}
 	if e.AccountID == "" {
 		// A malformed account_id or backup_arn: the caller may only act in
 		// the accounts it is allowed, and this request names none.
@@ -151,7 +154,10 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 	if !ok {
 		return "", &UnauthenticatedError{}
 	}
-	if (c.operations != nil && !c.operations[operation]) || (c.accounts != nil && !c.accounts[account]) {
+	if c.operations != nil && !c.operations[operation] {
+		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account, AnyAccount: true}
+	}
+	if c.accounts != nil && !c.accounts[account] {
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account}
 	}
 	return c.name, nil

@@ -36,7 +36,7 @@ func TestAuthorize(t *testing.T) {
 		{"bearer without token", "Bearer ", "CreateBackup", "111111111111", "", &UnauthenticatedError{OtherScheme: true}, false},
 		{"bearer alone", "Bearer", "CreateBackup", "111111111111", "", &UnauthenticatedError{OtherScheme: true}, false},
 		{"other account", "Bearer orders-token", "CreateBackup", "222222222222", "orders", &DeniedError{}, false},
-		{"other operation", "Bearer orders-token", "DeleteBackup", "111111111111", "orders", &DeniedError{}, false},
+		{"other operation", "Bearer orders-token", "DeleteBackup", "111111111111", "orders", &DeniedError{AnyAccount: true}, false},
 		{"no account named", "Bearer orders-token", "CreateBackup", "", "orders", &DeniedError{}, false},
 		// Which of two headers counts would depend on the proxies between.
 		{"two headers", "Bearer orders-token\nBearer guess", "CreateBackup", "111111111111", "", &UnauthenticatedError{Repeated: true}, false},
@@ -69,7 +69,8 @@ func TestAuthorize(t *testing.T) {
 					t.Errorf("err = %v, want UnauthenticatedError (missing %v)", err, tt.missing)
 				}
 			case *DeniedError:
-				if !errors.As(err, &de) || de.Caller != "orders" || de.Operation != tt.op || de.AccountID != tt.acct {
+				if !errors.As(err, &de) || de.Caller != "orders" || de.Operation != tt.op || de.AccountID != tt.acct ||
+					de.AnyAccount != tt.wantErr.(*DeniedError).AnyAccount {
 					t.Errorf("err = %#v, want DeniedError for %s in %q", err, tt.op, tt.acct)
 				}
 			}
@@ -177,6 +178,9 @@ func TestDeniedErrorSaysWhatToDo(t *testing.T) {
 			"caller orders may not call GetBackup in account 222222222222; ask backupd's operators", "no valid account"},
 		{DeniedError{Caller: "orders", Operation: "GetBackup"},
 			"the request names no valid account (in account_id, or in backup_arn", "in account ;"},
+		// Not allowed the operation at all: which account is beside the point.
+		{DeniedError{Caller: "orders", Operation: "DeleteBackup", AnyAccount: true},
+			"caller orders may not call DeleteBackup; ask backupd's operators", "account"},
 	}
 	for _, tt := range tests {
 		msg := tt.err.Error()

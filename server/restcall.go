@@ -101,17 +101,28 @@ func track(next http.Handler) http.Handler {
 // (forwardedHeader) within what metadata may hold, printable ASCII. The
 // gateway would drop another value with a plain-text line of its own in
 // the log, and a token dropped that way would read as no token at all:
-// a request without a token may pass in the sandbox. An Authorization
-// value that is not printable ASCII is made one that no caller has, so it
-// is refused as an unknown token; an unreadable X-Request-Id is dropped.
+// a request without a token may pass in the sandbox, and a second one
+// dropped would leave the first to pass alone. Each Authorization value
+// that is not printable ASCII is made one that no caller has, so it is
+// refused as an unknown token, and as many values arrive as were sent; an
+// unreadable X-Request-Id is dropped.
 func metadataSafe(h http.Header) {
-	if v := h.Get("Authorization"); v != "" && !printableASCII(v) {
-		h.Set("Authorization", "unreadable")
+	if vs := h.Values("Authorization"); slices.ContainsFunc(vs, unreadable) {
+		safe := make([]string, len(vs))
+		for i, v := range vs {
+			safe[i] = v
+			if unreadable(v) {
+				safe[i] = "unreadable"
+			}
+		}
+		h["Authorization"] = safe
 	}
-	if v := h.Get("X-Request-Id"); v != "" && !printableASCII(v) {
+	if slices.ContainsFunc(h.Values("X-Request-Id"), unreadable) {
 		h.Del("X-Request-Id")
 	}
 }
+
+func unreadable(v string) bool { return !printableASCII(v) }
 
 func printableASCII(s string) bool {
 	for i := range len(s) {

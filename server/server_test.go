@@ -492,6 +492,11 @@ func TestUnauthorizedChallenge(t *testing.T) {
 			realm, `the authorization header holds no bearer token backupd can read: send "authorization: Bearer <token>" (printable ASCII)`},
 		{"unreadable token", "Bearer secret-caf\xc3\xa9", "GET", "/v1/accounts/111111111111/backups", "",
 			realm, `the authorization header holds no bearer token backupd can read: send "authorization: Bearer <token>" (printable ASCII)`},
+		// Two headers, one unreadable: neither counts, whichever comes first.
+		{"two tokens, the second unreadable", "Bearer orders-token\nBearer secret-caf\xc3\xa9", "GET", "/v1/accounts/111111111111/backups", "",
+			realm, `more than one authorization header: send exactly one, "authorization: Bearer <token>"`},
+		{"two tokens, the first unreadable", "Bearer secret-caf\xc3\xa9\nBearer orders-token", "GET", "/v1/accounts/111111111111/backups", "",
+			realm, `more than one authorization header: send exactly one, "authorization: Bearer <token>"`},
 		// Refused by the gateway's error handler, before the interceptor.
 		{"no token, bad query", "", "GET", "/v1/accounts/111111111111/backups?bogus=1", "",
 			realm, `no caller credentials: send the header "authorization: Bearer <token>"`},
@@ -504,8 +509,10 @@ func TestUnauthorizedChallenge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tt.auth != "" {
-				r.Header.Set("Authorization", tt.auth)
+			for v := range strings.SplitSeq(tt.auth, "\n") {
+				if v != "" {
+					r.Header.Add("Authorization", v)
+				}
 			}
 			resp, err := http.DefaultClient.Do(r)
 			if err != nil {
