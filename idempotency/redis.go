@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -44,13 +45,16 @@ type Redis struct {
 	// settleTimeout bounds one try to settle a claim once its run has ended.
 	settleTimeout time.Duration
 	settling      sync.WaitGroup
+	// drops holds a token for each claim being dropped (dropLater).
+	drops chan struct{}
 }
 
 // NewRedis returns a store under prefix in client whose results live for
 // TTL; lease bounds how long a run may take before repeats stop waiting
 // for it. log hears of results that could not be kept.
 func NewRedis(client redis.Cmdable, prefix string, lease time.Duration, log *slog.Logger) *Redis {
-	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, log: log, settleTimeout: 5 * time.Second}
+	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, log: log, settleTimeout: 5 * time.Second,
+		drops: make(chan struct{}, maxDrops)}
 }
 
 // record is what Redis holds for one request.
@@ -87,10 +91,9 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 		claim, _ := json.Marshal(record{Fingerprint: want, Owner: owner, LeaseUntil: leaseUntil.UnixMilli()})
 		ok, err := s.client.SetNX(ctx, k, claim, s.ttl).Result()
 		if err != nil {
-			// Redis may have done the SET NX whose answer failed (a timeout
-			// while it was stalled): drop the claim if it is there, so that
-			// the retry the refusal asks for can run. Nothing was sent.
-			s.settleLater(ctx, claimed{key: key, k: k, owner: owner, fp: want, leaseUntil: leaseUntil}, "")
+			if mayHaveReached(err) {
+				s.dropLater(claimed{key: key, k: k, owner: owner, fp: want, leaseUntil: leaseUntil})
+			}
 			return nil, unavailable(ctx, err)
 		}
 		if ok {
@@ -167,36 +170,75 @@ func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error))
 // the claim, and after that they get OutcomeUnknownError, which is safe,
 // if not always true.
 func (s *Redis) settle(ctx context.Context, c claimed, next string) {
-	if s.trySettle(context.WithoutCancel(ctx), c, next) != nil {
-		s.settleLater(ctx, c, next)
-	}
-}
-
-// settleLater settles c in the background, trying until its lease ends.
-func (s *Redis) settleLater(ctx context.Context, c claimed, next string) {
 	ctx = context.WithoutCancel(ctx)
+	_, err := s.trySettle(ctx, c, next)
+	if err == nil {
+		return
+	}
 	s.settling.Add(1)
 	go func() {
 		defer s.settling.Done()
-		var err error
 		for pause := 100 * time.Millisecond; time.Now().Add(pause).Before(c.leaseUntil); pause = min(2*pause, 2*time.Second) {
 			time.Sleep(pause)
-			if err = s.trySettle(ctx, c, next); err == nil {
+			if _, err = s.trySettle(ctx, c, next); err == nil {
 				return
 			}
 		}
-		s.log.LogAttrs(ctx, slog.LevelError, "request_id: Redis failed while its claim was settled; if the claim is there, repeats answer OUTCOME_UNKNOWN until its 24 h end",
-			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.Any("error", err))
+		s.log.LogAttrs(ctx, slog.LevelError, "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN",
+			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("error", err.Error()))
 	}()
+}
+
+// maxDrops bounds the claims being dropped at once (dropLater): while Redis
+// stalls, every request's claim fails.
+const maxDrops = 256
+
+// dropLater drops the claim c of a SET NX whose answer failed, in the
+// background. The caller was told nothing was sent and to retry, and the
+// retry must not find the claim: it would wait out the lease and then be
+// told the outcome is unknown for 24 hours, though nothing ran. Redis may
+// do the SET NX late (it was stalled with the command queued), so the
+// drop is tried until the claim's lease ends, not only once. The claim
+// carries an owner token of its own, so no other request's claim is
+// touched. Drops beyond maxDrops, and those left at shutdown, are given
+// up: such a claim ends as OUTCOME_UNKNOWN, safe if not true.
+func (s *Redis) dropLater(c claimed) {
+	select {
+	case s.drops <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-s.drops }()
+		for pause := 50 * time.Millisecond; time.Now().Add(pause).Before(c.leaseUntil); pause = min(2*pause, 2*time.Second) {
+			time.Sleep(pause)
+			if done, err := s.trySettle(context.Background(), c, ""); err == nil && done {
+				return
+			}
+		}
+	}()
+}
+
+// mayHaveReached reports whether a command that failed with err may have
+// reached Redis: not when no connection was had.
+func mayHaveReached(err error) bool {
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial",
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed):
+		return false
+	}
+	return true
 }
 
 // trySettle settles the claim once, bounded by settleTimeout from now: a
 // run may have taken as long as the request's deadline. A claim that is no
-// longer c's is left alone.
-func (s *Redis) trySettle(ctx context.Context, c claimed, next string) error {
+// longer c's, or not there, is left alone; done says whether it was c's.
+func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (done bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
 	defer cancel()
-	return settle.Run(ctx, s.client, []string{c.k}, c.owner, next, s.ttl.Milliseconds()).Err()
+	n, err := settle.Run(ctx, s.client, []string{c.k}, c.owner, next, s.ttl.Milliseconds()).Int()
+	return n == 1, err
 }
 
 // Wait waits until the claims whose settling Redis made fail are settled
