@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -155,47 +154,47 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
 	until := l.patience(ctx, l.now())
-	var slow time.Duration // how long Redis took, when a turn was given up for that
-	for waited := false; ; waited = true {
+	for waited, slowBefore := false, false; ; waited = true {
 		asked := l.now()
 		delay, err := l.take(ctx, k, interval, max(until.Sub(asked), 0))
-		took := l.now().Sub(asked)
-		var limited *LimitedError
-		switch {
-		case errors.As(err, &limited) && slow > 0:
-			return l.tooSlow(k, slow)
-		case err != nil:
+		if err != nil {
 			return err
-		case delay == 0 && l.guard > 0 && took > l.guard:
-			// The turn was now when Redis gave it, at some moment in the
-			// time it took: too long ago to be sure the call would not
-			// crowd other replicas' calls. Queue again, while the call
-			// may wait.
-			if !l.now().Before(until) {
+		}
+		if took := l.now().Sub(asked); l.tooLong(took) {
+			// When Redis gave the turn is known only to within took, more
+			// than the guard can absorb beside the jitter it is for: the
+			// call could land in another replica's second. The turn is
+			// given up (the rate undershoots), and the call queues again
+			// once, in case the slowness was a passing stall.
+			if slowBefore {
 				return l.tooSlow(k, took)
 			}
-			slow = took
+			slowBefore = true
 			continue
-		case delay == 0:
+		}
+		slowBefore = false
+		if delay == 0 {
 			return l.admit(k, waited)
 		}
-		stale, err := l.await(ctx, k, asked, delay)
-		if err != nil || !stale {
+		if stale, err := l.await(ctx, k, asked, delay); err != nil || !stale {
 			return err
-		}
-		if l.guard > 0 && took > l.guard {
-			slow = took
 		}
 	}
 }
 
-// tooSlow refuses a call whose turns all came from answers that took
-// Redis longer than the guard: when within that time Redis gave a turn
-// is not known, so when it would be due is not either. Nothing was sent.
+// tooLong reports whether Redis took too long to answer for its turn to be
+// placed: over half the guard, whose other half is for the jitter between
+// a turn and the call's arrival at DynamoDB.
+func (l *Redis) tooLong(took time.Duration) bool {
+	return l.guard > 0 && took > l.guard/2
+}
+
+// tooSlow refuses a call whose two turns in a row came in answers too
+// slow to place them (tooLong). Nothing was sent.
 func (l *Redis) tooSlow(k Key, took time.Duration) error {
 	return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
 		"Redis took %s to give a turn for %s, more than the %s the rate's spacing can absorb",
-		took.Round(time.Millisecond), k, l.guard)}
+		took.Round(time.Millisecond), k, l.guard/2)}
 }
 
 // take asks Redis for the next turn of k within budget and returns how far

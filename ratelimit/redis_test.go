@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -299,55 +300,74 @@ func BenchmarkRedisTurn(b *testing.B) {
 	}
 }
 
-// laggingRedis answers every script late by lag, as a Redis behind a slow
-// link or an overloaded proxy does: the turn is given at once, the answer
-// arrives lag later.
+// laggingRedis answers scripts late, as a Redis behind a slow link or an
+// overloaded proxy does: the turn is given at once, the answer arrives
+// later, by lags in turn, then by the last of them.
 type laggingRedis struct {
 	redis.Scripter
-	lag time.Duration
+	mu   sync.Mutex
+	lags []time.Duration
 }
 
-func (r laggingRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	defer time.Sleep(r.lag)
+func (r *laggingRedis) lag() {
+	r.mu.Lock()
+	d := r.lags[0]
+	if len(r.lags) > 1 {
+		r.lags = r.lags[1:]
+	}
+	r.mu.Unlock()
+	time.Sleep(d)
+}
+
+func (r *laggingRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	defer r.lag()
 	return r.Scripter.EvalSha(ctx, sha1, keys, args...)
 }
 
-func (r laggingRedis) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	defer time.Sleep(r.lag)
+func (r *laggingRedis) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	defer r.lag()
 	return r.Scripter.Eval(ctx, script, keys, args...)
 }
 
 // TestRedisSlowAnswersPlaceNoTurn: a turn is placed by when Redis gave it,
 // which a replica knows only to within the time Redis took to answer. A
-// replica whose answers take longer than the guard would send its calls
-// that late after their turns, into other replicas' seconds (a helper's
-// fault proxy saw 64 calls in one second with 400 ms answers), so it sends
-// none and says Redis is too slow; one whose answers take less goes on.
+// replica whose answers take longer than half the guard would send its
+// calls that late after their turns, into other replicas' seconds (a fault
+// proxy saw 64 calls in one second with 400 ms answers), so after two such
+// answers in a row it sends nothing and says Redis is too slow; one slow
+// answer alone (a passing stall) costs a turn, not the call.
 func TestRedisSlowAnswersPlaceNoTurn(t *testing.T) {
 	tests := []struct {
-		lag  time.Duration
+		name string
+		lags []time.Duration
 		slow bool
 	}{
-		{150 * time.Millisecond, true},
-		{20 * time.Millisecond, false},
+		{"150 ms answers", []time.Duration{150 * time.Millisecond}, true},
+		{"60 ms answers", []time.Duration{60 * time.Millisecond}, true},
+		{"20 ms answers", []time.Duration{20 * time.Millisecond}, false},
+		{"one stall", []time.Duration{0, 150 * time.Millisecond, 0}, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.lag.String(), func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			prefix := testenv.RedisPrefix(t)
 			testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
-			l := NewRedis(laggingRedis{testRedis(t), tt.lag}, prefix,
+			// The script is loaded first, so that the lags fall on turns.
+			if err := takeTurn.Load(context.Background(), testRedis(t)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			l := NewRedis(&laggingRedis{Scripter: testRedis(t), lags: tt.lags}, prefix,
 				Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 500 * time.Millisecond}, nil)
+			// Back to back, each call but the first waits for its turn.
 			for i := range 3 {
 				err := l.Wait(context.Background(), keyA)
 				_, unavailable := errors.AsType[*sharedstate.UnavailableError](err)
 				switch {
 				case tt.slow && !unavailable:
-					t.Fatalf("call %d with answers %s late: %v; want Redis too slow", i, tt.lag, err)
-				case !tt.slow && err != nil:
-					t.Fatalf("call %d with answers %s late: %v; want its turn", i, tt.lag, err)
-				}
-				if tt.slow && !strings.Contains(err.Error(), "more than the 100ms the rate's spacing can absorb") {
+					t.Fatalf("call %d: %v; want Redis too slow", i, err)
+				case tt.slow && !strings.Contains(err.Error(), "more than the 50ms the rate's spacing can absorb"):
 					t.Errorf("message %q does not say why", err)
+				case !tt.slow && err != nil:
+					t.Fatalf("call %d: %v; want its turn", i, err)
 				}
 			}
 		})
