@@ -93,9 +93,14 @@ func (r *Roles) Credentials(accountID string) (aws.CredentialsProvider, bool) {
 // retryRefreshAfter: an STS outage in the minutes before expiry, when the
 // cache refreshes, then fails no request, and the requests that arrive
 // meanwhile do not each call STS.
+// A refresh while the held credentials could be kept waits at most
+// keptRefreshTimeout: the cache holds every request of the account while
+// it refreshes, and an STS that hangs would hold them for the full
+// timeout, over and over.
 const (
-	keepValidFor      = time.Minute
-	retryRefreshAfter = 15 * time.Second
+	keepValidFor       = time.Minute
+	retryRefreshAfter  = 15 * time.Second
+	keptRefreshTimeout = 3 * time.Second
 )
 
 // assumer marks failures as role-assumption failures of one account, so the
@@ -117,7 +122,13 @@ type assumer struct {
 }
 
 func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	timeout := a.timeout
+	a.mu.Lock()
+	if a.keepable(time.Now().Add(keptRefreshTimeout)) {
+		timeout = min(timeout, keptRefreshTimeout)
+	}
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	creds, err := a.provider.Retrieve(ctx)
 	if a.observer != nil {
@@ -140,12 +151,19 @@ func (a *assumer) HandleFailToRefresh(_ context.Context, prev aws.Credentials, e
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
-	if !prev.HasKeys() || !prev.CanExpire || a.expires.Sub(now) < keepValidFor+retryRefreshAfter {
+	if !prev.HasKeys() || !prev.CanExpire || !a.keepable(now) {
 		return aws.Credentials{}, err
 	}
 	a.retryAt = now.Add(retryRefreshAfter)
 	prev.Expires = a.expires
 	return prev, nil
+}
+
+// keepable reports whether the last credentials, kept at t after a failed
+// refresh, would still be valid for keepValidFor when STS is next asked.
+// The caller holds a.mu.
+func (a *assumer) keepable(t time.Time) bool {
+	return a.expires.Sub(t) >= keepValidFor+retryRefreshAfter
 }
 
 // AdjustExpiresBy is how the cache moves expiry earlier, to refresh

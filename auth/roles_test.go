@@ -23,6 +23,8 @@ type fakeSTS struct {
 	err   error
 	// lifetime of the credentials it gives; zero means an hour.
 	lifetime time.Duration
+	// budget is how long the last call had, by its context's deadline.
+	budget time.Duration
 }
 
 func (f *fakeSTS) fail(err error) {
@@ -31,11 +33,12 @@ func (f *fakeSTS) fail(err error) {
 	f.err = err
 }
 
-func (f *fakeSTS) AssumeRole(_ context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+func (f *fakeSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
 	f.calls.Add(1)
+	dl, _ := ctx.Deadline()
 	time.Sleep(10 * time.Millisecond) // let concurrent callers pile up
 	f.mu.Lock()
-	f.last = in
+	f.last, f.budget = in, time.Until(dl)+10*time.Millisecond
 	err, lifetime := f.err, f.lifetime
 	f.mu.Unlock()
 	if err != nil {
@@ -150,6 +153,15 @@ func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
 			}
 			if n, want := stub.calls.Load(), int32(2); tt.kept && n != want {
 				t.Errorf("STS was asked %d times for 21 retrievals; want %d: the first, and one failed refresh", n, want)
+			}
+			// The cache holds the account's requests while it refreshes:
+			// with credentials to fall back on, an STS that hangs may not
+			// hold them for the full timeout.
+			stub.mu.Lock()
+			budget := stub.budget
+			stub.mu.Unlock()
+			if want := keptRefreshTimeout; tt.kept && budget > want || !tt.kept && budget <= want {
+				t.Errorf("the failed refresh could take %s; want at most %s only when credentials can be kept", budget.Round(time.Millisecond), want)
 			}
 		})
 	}
