@@ -245,7 +245,7 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 	case "ValidationException", "InvalidRestoreTimeException":
 		m.code, m.reason = codes.InvalidArgument, "DYNAMODB_VALIDATION"
 		m.msg = "DynamoDB refused the request as invalid: " + msg +
-			" (DynamoDB names the request's fields in PascalCase: TargetTableName for target_table_name)"
+			" (DynamoDB spells the request's fields in PascalCase: BackupName is backup_name)"
 	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException":
 		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
 		m.msg = "DynamoDB refused backupd's role in this account (" + code + "); " +

@@ -89,11 +89,8 @@ func (s listScope) holds(backupARN string) bool {
 	}
 	switch a.Service {
 	case "dynamodb":
-		prefix := "table/"
-		if s.table != "" {
-			prefix += s.table + "/backup/"
-		}
-		return strings.HasPrefix(a.Resource, prefix)
+		table, rest, ok := strings.Cut(strings.TrimPrefix(a.Resource, "table/"), "/backup/")
+		return ok && rest != "" && strings.HasPrefix(a.Resource, "table/") && (s.table == "" || table == s.table)
 	case "backup":
 		return true
 	}
