@@ -71,11 +71,15 @@ type record struct {
 }
 
 // settle replaces (ARGV[2] not empty) or deletes a claim, if ARGV[1] still
-// owns it.
+// owns it. A result is also kept when the claim is gone: Redis lost it
+// (restarted empty, flushed) while the request ran, and repeats that come
+// once it has ended should find its result, not run it again.
 var settle = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-if not v or cjson.decode(v)['owner'] ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+if v and cjson.decode(v)['owner'] ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end
+if not v then return 0 end
+redis.call('DEL', KEYS[1])
 return 1
 `)
 

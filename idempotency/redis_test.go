@@ -300,3 +300,26 @@ func TestMayHaveReached(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisKeepsAResultItsClaimLost: Redis lost the claim (restarted empty,
+// flushed) while the request ran; its result is kept all the same, so a
+// repeat once it has ended gets it instead of running it again.
+func TestRedisKeepsAResultItsClaimLost(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { direct.Close() })
+	ctx := context.Background()
+	c := &counter{resp: []byte("first")}
+	run := func() ([]byte, error) {
+		if err := direct.Del(ctx, s[0].prefix+key.Account+":"+key.RequestID).Err(); err != nil {
+			t.Error(err)
+		}
+		return c.run()
+	}
+	if resp, err := s[0].Do(ctx, key, fpA, run); err != nil || string(resp) != "first" {
+		t.Fatalf("first: %q, %v", resp, err)
+	}
+	if resp, err := s[1].Do(ctx, key, fpA, c.run); err != nil || string(resp) != "first" || c.runs.Load() != 1 {
+		t.Errorf("repeat after the run: %q, %v after %d runs; want the first's answer after 1", resp, err, c.runs.Load())
+	}
+}
