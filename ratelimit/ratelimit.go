@@ -147,31 +147,27 @@ func (p policy) patience(ctx context.Context, now time.Time) time.Time {
 	return end
 }
 
-// await sleeps delay, until a turn that was delay away when it was given,
-// and records the wait, or returns an *InterruptedError when ctx ends
-// first. The turn was given at some moment from asked (when the caller
-// asked for it) to now, so sleeping delay from now never goes early, and
-// the turn lies no earlier than asked+delay. await reports the turn stale
-// when the sleep ended more than the guard after that: the process was
-// paused (a stopped container, CPU throttling), or the answer that gave
-// the turn was slow to arrive, and the calls it releases together, or
-// late among other replicas' calls, would crowd one second, so the caller
-// must queue again.
-func (p policy) await(ctx context.Context, k Key, asked time.Time, delay time.Duration) (stale bool, err error) {
-	if err := p.sleep(ctx, delay); err != nil {
+// await sleeps until due, a turn's time by this process's clock, and
+// records the wait, or returns an *InterruptedError when ctx ends first. It
+// reports the turn stale when the sleep ended more than slack after due:
+// the process was paused (a stopped container, CPU throttling), and the
+// calls it releases together would crowd one second, so the caller must
+// queue again. slack is the guard, less what placing the turn may be off.
+func (p policy) await(ctx context.Context, k Key, due time.Time, slack time.Duration) (stale bool, err error) {
+	if err := p.sleep(ctx, due.Sub(p.now())); err != nil {
 		return false, &InterruptedError{Key: k, Err: err}
 	}
-	if p.late(asked.Add(delay)) {
+	if p.lateBy(due, slack) {
 		return true, nil
 	}
 	p.observe(k, Waited)
 	return false, nil
 }
 
-// late reports whether a turn that lies no earlier than due is more than
-// the guard behind now.
-func (p policy) late(due time.Time) bool {
-	return p.guard > 0 && p.now().Sub(due) > p.guard
+// lateBy reports whether now is more than slack past due, when there is a
+// guard.
+func (p policy) lateBy(due time.Time, slack time.Duration) bool {
+	return p.guard > 0 && p.now().Sub(due) > slack
 }
 
 // admit records a call let go at once: admitted, or waited when it had
@@ -245,7 +241,7 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 			r.CancelAt(now)
 			return l.refuse(k, delay)
 		}
-		stale, err := l.await(ctx, k, now, delay)
+		stale, err := l.await(ctx, k, now.Add(delay), l.guard)
 		if err != nil {
 			r.CancelAt(l.now())
 			return err

@@ -35,8 +35,9 @@ import (
 // naming another; KEYS[4] keeps the run_id reported.
 //
 // ARGV[1], ARGV[2]: the spacing between calls and the budget, in µs.
-// Returns {1, delay, lost, run_id} for a reserved slot delay µs from now,
-// {0, delay, lost, run_id} for a refusal.
+// Returns {1, delay, lost, run_id, now} for a reserved slot delay µs from
+// now (Redis' clock, µs since the epoch), {0, delay, lost, run_id, now}
+// for a refusal.
 var takeTurn = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -73,9 +74,9 @@ local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now then slot = now end
 if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]) end
 local delay = slot - now
-if delay > budget then return {0, delay, lost, run} end
+if delay > budget then return {0, delay, lost, run, now} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
-return {1, delay, lost, run}
+return {1, delay, lost, run, now}
 `)
 
 // Redis limits calls across every replica that shares one Redis server and
@@ -99,6 +100,9 @@ type Redis struct {
 	// turn from, or found the marker on at start; nil before.
 	server atomic.Pointer[string]
 	lost   func()
+	// clock places Redis' clock, by which turns are given, against this
+	// process's.
+	clock redisClock
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
@@ -144,7 +148,7 @@ func (l *Redis) quarantine(interval time.Duration) time.Duration {
 // Wait returns when the call for k may go, or a *LimitedError at once when
 // its turn lies beyond MaxWait or the context's deadline, a
 // *sharedstate.UnavailableError when Redis fails or answers too slowly
-// to place the call's turn (more than the guard), or an *InterruptedError
+// to place turns (placeClock), or an *InterruptedError
 // when the context ends while waiting, Redis' answer included. A turn
 // given up while waiting is not given back: the rate is then undershot,
 // never exceeded.
@@ -154,89 +158,121 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
 	until := l.patience(ctx, l.now())
-	for waited, slowBefore := false, false; ; waited = true {
+	if err := l.placeClock(ctx, k); err != nil {
+		return err
+	}
+	for waited := false; ; waited = true {
 		asked := l.now()
-		delay, err := l.take(ctx, k, interval, max(until.Sub(asked), 0))
+		delay, redisNow, err := l.take(ctx, k, interval, max(until.Sub(asked), 0))
 		if err != nil {
 			return err
 		}
-		if took := l.now().Sub(asked); l.tooLong(took) {
-			// When Redis gave the turn is known only to within took, more
-			// than the guard can absorb beside the jitter it is for: the
-			// call could land in another replica's second. The turn is
-			// given up (the rate undershoots), and the call queues again
-			// once, in case the slowness was a passing stall.
-			if slowBefore {
-				return l.tooSlow(k, took)
+		offset, uncertainty := l.clock.observe(asked, l.now(), redisNow)
+		// The turn, by this process's clock: off by up to uncertainty
+		// either way, which the guard must absorb on top of the lateness.
+		due, slack := redisNow.Add(delay-offset), l.guard-2*uncertainty
+		if !due.After(l.now()) {
+			if l.lateBy(due, slack) {
+				continue // long past: queue again
 			}
-			slowBefore = true
-			continue
-		}
-		slowBefore = false
-		if delay == 0 {
 			return l.admit(k, waited)
 		}
-		if stale, err := l.await(ctx, k, asked, delay); err != nil || !stale {
+		if stale, err := l.await(ctx, k, due, slack); err != nil || !stale {
 			return err
 		}
 	}
 }
 
-// tooLong reports whether Redis took too long to answer for its turn to be
-// placed: over half the guard, whose other half is for the jitter between
-// a turn and the call's arrival at DynamoDB.
-func (l *Redis) tooLong(took time.Duration) bool {
-	return l.guard > 0 && took > l.guard/2
+// maxUncertainty is how far off Redis' clock may be placed for a turn to
+// be given: a quarter of the guard, as a turn placed that far off either
+// way takes half the guard, and the other half is for the jitter between
+// the turn and the call's arrival at DynamoDB.
+func (l *Redis) maxUncertainty() time.Duration { return l.guard / 4 }
+
+// placeClock makes sure Redis' clock is placed closely enough to place a
+// turn, asking Redis its time if no recent exchange did: a replica whose
+// answers all take too long (a slow link, an overloaded Redis) would send
+// its calls off their turns, into other replicas' seconds, so it takes no
+// turn and the call is refused, with nothing sent and no turn used up.
+func (l *Redis) placeClock(ctx context.Context, k Key) error {
+	if l.guard <= 0 || l.clock.uncertainty(l.now()) <= l.maxUncertainty() {
+		return nil
+	}
+	asked := l.now()
+	us, err := redisTime.Run(ctx, l.client, nil).Int64()
+	if err != nil {
+		return l.failed(ctx, k, fmt.Errorf("read Redis' clock: %w", err))
+	}
+	_, uncertainty := l.clock.observe(asked, l.now(), time.UnixMicro(us))
+	if uncertainty > l.maxUncertainty() {
+		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
+			"Redis answers too slowly to place a turn for %s: its clock is known only to within %s, more than the %s a turn may be off",
+			k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
+	}
+	return nil
 }
 
-// tooSlow refuses a call whose two turns in a row came in answers too
-// slow to place them (tooLong). Nothing was sent.
-func (l *Redis) tooSlow(k Key, took time.Duration) error {
-	return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
-		"Redis took %s to give a turn for %s, more than the %s the rate's spacing can absorb",
-		took.Round(time.Millisecond), k, l.guard/2)}
-}
+// redisTime reads Redis' clock, in µs since the epoch.
+var redisTime = redis.NewScript(`
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000000 + tonumber(t[2])
+`)
 
 // take asks Redis for the next turn of k within budget and returns how far
-// off it is, or the refusal.
-func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration) (time.Duration, error) {
+// off it is and Redis' clock when it was given, or the refusal.
+func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration) (time.Duration, time.Time, error) {
 	mine := ""
 	if p := l.server.Load(); p != nil {
 		mine = *p
 	}
 	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported"},
 		interval.Microseconds(), budget.Microseconds(), mine, l.quarantine(interval).Microseconds()).Slice()
-	ok, delay, lost, run, perr := turn(res)
+	t, perr := turn(res)
 	if err == nil {
 		err = perr
 	}
-	if err != nil && ctx.Err() != nil {
-		// The caller's deadline, not Redis: nothing reached AWS.
-		return 0, &InterruptedError{Key: k, Err: ctx.Err()}
-	}
 	if err != nil {
-		return 0, &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("take a turn for %s: %w", k, err)}
+		return 0, time.Time{}, l.failed(ctx, k, fmt.Errorf("take a turn for %s: %w", k, err))
 	}
-	if run != mine {
-		l.server.Store(&run)
+	if t.run != mine {
+		l.server.Store(&t.run)
 	}
-	if lost && l.lost != nil {
+	if t.lost && l.lost != nil {
 		l.lost()
 	}
-	if !ok {
-		return 0, l.refuse(k, delay)
+	if !t.granted {
+		return 0, time.Time{}, l.refuse(k, t.delay)
 	}
-	return delay, nil
+	return t.delay, t.now, nil
+}
+
+// failed is the error of a call to Redis that failed: the caller's
+// deadline when it has passed, Redis otherwise. Nothing reached AWS.
+func (l *Redis) failed(ctx context.Context, k Key, err error) error {
+	if ctx.Err() != nil {
+		return &InterruptedError{Key: k, Err: ctx.Err()}
+	}
+	return &sharedstate.UnavailableError{Op: "rate limit", Err: err}
+}
+
+// turnAnswer is takeTurn's answer.
+type turnAnswer struct {
+	granted, lost bool
+	delay         time.Duration
+	run           string
+	now           time.Time // Redis' clock
 }
 
 // turn reads takeTurn's answer.
-func turn(res []any) (ok bool, delay time.Duration, lost bool, run string, err error) {
-	if len(res) != 4 {
-		return false, 0, false, "", fmt.Errorf("unexpected answer %v", res)
+func turn(res []any) (turnAnswer, error) {
+	if len(res) != 5 {
+		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
 	}
 	granted, _ := res[0].(int64)
 	us, _ := res[1].(int64)
 	found, _ := res[2].(int64)
-	run, _ = res[3].(string)
-	return granted == 1, time.Duration(us) * time.Microsecond, found == 1, run, nil
+	run, _ := res[3].(string)
+	now, _ := res[4].(int64)
+	return turnAnswer{granted: granted == 1, delay: time.Duration(us) * time.Microsecond, lost: found == 1,
+		run: run, now: time.UnixMicro(now)}, nil
 }

@@ -301,74 +301,89 @@ func BenchmarkRedisTurn(b *testing.B) {
 }
 
 // laggingRedis answers scripts late, as a Redis behind a slow link or an
-// overloaded proxy does: the turn is given at once, the answer arrives
-// later, by lags in turn, then by the last of them.
+// overloaded proxy does: the script runs at once, its answer arrives later,
+// by lags in turn, then by the last of them. With queued set, the turn
+// script instead waits that long before it runs, as a command does behind
+// others for a pooled connection, and its answer comes at once.
 type laggingRedis struct {
 	redis.Scripter
-	mu   sync.Mutex
-	lags []time.Duration
+	queued bool
+	mu     sync.Mutex
+	lags   []time.Duration
 }
 
-func (r *laggingRedis) lag() {
+func (r *laggingRedis) lag() time.Duration {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	d := r.lags[0]
 	if len(r.lags) > 1 {
 		r.lags = r.lags[1:]
 	}
-	r.mu.Unlock()
-	time.Sleep(d)
+	return d
 }
 
 func (r *laggingRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	defer r.lag()
+	if r.queued {
+		if sha1 == takeTurn.Hash() {
+			time.Sleep(r.lag())
+		}
+		return r.Scripter.EvalSha(ctx, sha1, keys, args...)
+	}
+	defer func() { time.Sleep(r.lag()) }()
 	return r.Scripter.EvalSha(ctx, sha1, keys, args...)
 }
 
-func (r *laggingRedis) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	defer r.lag()
-	return r.Scripter.Eval(ctx, script, keys, args...)
-}
-
-// TestRedisSlowAnswersPlaceNoTurn: a turn is placed by when Redis gave it,
-// which a replica knows only to within the time Redis took to answer. A
-// replica whose answers take longer than half the guard would send its
-// calls that late after their turns, into other replicas' seconds (a fault
-// proxy saw 64 calls in one second with 400 ms answers), so after two such
-// answers in a row it sends nothing and says Redis is too slow; one slow
-// answer alone (a passing stall) costs a turn, not the call.
-func TestRedisSlowAnswersPlaceNoTurn(t *testing.T) {
+// TestRedisPlacesTurnsByRedisClock: a turn is given by Redis' clock, which
+// a replica places against its own to within half the round trip of its
+// fastest recent exchange. A replica whose answers all take longer than
+// half the guard would send its calls that far off their turns, into other
+// replicas' seconds (a fault proxy saw 64 calls in one second with 400 ms
+// answers): it takes no turn and says Redis is too slow. A slow exchange
+// among fast ones (a stall) or a command that waited for a connection
+// places its turn as well as the fast ones.
+func TestRedisPlacesTurnsByRedisClock(t *testing.T) {
 	tests := []struct {
-		name string
-		lags []time.Duration
-		slow bool
+		name   string
+		queued bool
+		lags   []time.Duration
+		slow   bool
 	}{
-		{"150 ms answers", []time.Duration{150 * time.Millisecond}, true},
-		{"60 ms answers", []time.Duration{60 * time.Millisecond}, true},
-		{"20 ms answers", []time.Duration{20 * time.Millisecond}, false},
-		{"one stall", []time.Duration{0, 150 * time.Millisecond, 0}, false},
+		{"150 ms answers", false, []time.Duration{150 * time.Millisecond}, true},
+		{"60 ms answers", false, []time.Duration{60 * time.Millisecond}, true},
+		{"20 ms answers", false, []time.Duration{20 * time.Millisecond}, false},
+		{"one stall", false, []time.Duration{0, 150 * time.Millisecond, 0}, false},
+		{"150 ms waits for a connection", true, []time.Duration{150 * time.Millisecond}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prefix := testenv.RedisPrefix(t)
 			testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
-			// The script is loaded first, so that the lags fall on turns.
-			if err := takeTurn.Load(context.Background(), testRedis(t)).Err(); err != nil {
-				t.Fatal(err)
+			// The scripts are loaded first, so that the lags fall on them.
+			for _, sc := range []*redis.Script{takeTurn, redisTime} {
+				if err := sc.Load(context.Background(), testRedis(t)).Err(); err != nil {
+					t.Fatal(err)
+				}
 			}
-			l := NewRedis(&laggingRedis{Scripter: testRedis(t), lags: tt.lags}, prefix,
-				Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 500 * time.Millisecond}, nil)
-			// Back to back, each call but the first waits for its turn.
+			l := NewRedis(&laggingRedis{Scripter: testRedis(t), queued: tt.queued, lags: tt.lags}, prefix,
+				Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 2 * time.Second}, nil)
 			for i := range 3 {
 				err := l.Wait(context.Background(), keyA)
 				_, unavailable := errors.AsType[*sharedstate.UnavailableError](err)
 				switch {
 				case tt.slow && !unavailable:
 					t.Fatalf("call %d: %v; want Redis too slow", i, err)
-				case tt.slow && !strings.Contains(err.Error(), "more than the 50ms the rate's spacing can absorb"):
+				case tt.slow && !strings.Contains(err.Error(), "more than the 25ms a turn may be off"):
 					t.Errorf("message %q does not say why", err)
 				case !tt.slow && err != nil:
 					t.Fatalf("call %d: %v; want its turn", i, err)
 				}
+			}
+			taken, err := testRedis(t).Exists(context.Background(), l.prefix+keyA.String()).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.slow && taken != 0 {
+				t.Error("a replica too slow to place turns took one, which other replicas lose")
 			}
 		})
 	}

@@ -1,0 +1,46 @@
+package ratelimit
+
+import (
+	"testing"
+	"time"
+)
+
+// TestRedisClockKeepsItsBestExchange: Redis' clock is placed by the
+// exchange that places it best, allowing for age; a slow exchange does not
+// loosen it, and an old one gives way to a fresh one.
+func TestRedisClockKeepsItsBestExchange(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0)
+	const ahead = 3 * time.Second // Redis' clock runs this far ahead
+	// exchange returns the sent and received times of an exchange that
+	// left at at, waited before before Redis read its clock and after after.
+	exchange := func(at time.Duration, before, after time.Duration) (sent, recv, redisNow time.Time) {
+		sent = base.Add(at)
+		return sent, sent.Add(before + after), sent.Add(before + ahead)
+	}
+	var c redisClock
+	if u := c.uncertainty(base); u < time.Hour {
+		t.Fatalf("an unmeasured clock is placed to within %s", u)
+	}
+	steps := []struct {
+		name                string
+		at, before, after   time.Duration
+		wantOffset, wantUnc time.Duration
+	}{
+		{"first, 10 ms each way", 0, 10 * time.Millisecond, 10 * time.Millisecond, ahead, 10 * time.Millisecond},
+		// Queued 200 ms for a connection: placed no worse than before.
+		{"waited for a connection", 100 * time.Millisecond, 200 * time.Millisecond, 0, ahead, 10*time.Millisecond + 280*time.Microsecond},
+		{"fast", time.Second, time.Millisecond, time.Millisecond, ahead, time.Millisecond},
+		// 40 s later the fast one may have drifted 40 ms: a 20 ms one wins.
+		{"old best gives way", 41 * time.Second, 10 * time.Millisecond, 10 * time.Millisecond, ahead, 10 * time.Millisecond},
+	}
+	for _, s := range steps {
+		sent, recv, redisNow := exchange(s.at, s.before, s.after)
+		offset, unc := c.observe(sent, recv, redisNow)
+		if d := offset - s.wantOffset; d < -unc || d > unc {
+			t.Errorf("%s: offset %s, want %s within %s", s.name, offset, s.wantOffset, unc)
+		}
+		if unc != s.wantUnc {
+			t.Errorf("%s: uncertainty %s, want %s", s.name, unc, s.wantUnc)
+		}
+	}
+}
