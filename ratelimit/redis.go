@@ -34,7 +34,10 @@ import (
 // tell: one whose replica saw another server, or that found KEYS[3]
 // naming another; KEYS[4] keeps the run_id reported.
 //
-// ARGV[1], ARGV[2]: the spacing between calls and the budget, in µs.
+// ARGV[1]: the spacing between calls, in µs. ARGV[2]: the latest slot the
+// caller can wait for, by Redis' clock (µs since the epoch). ARGV[5]: the
+// lead, in µs: no slot sooner than that after now, so that the answer
+// reaches a replica whose answers are slow to arrive before its turn does.
 // Returns {1, delay, lost, run_id, now} for a reserved slot delay µs from
 // now (Redis' clock, µs since the epoch), {0, delay, lost, run_id, now}
 // for a refusal.
@@ -42,7 +45,7 @@ var takeTurn = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local budget = tonumber(ARGV[2])
+local latest = tonumber(ARGV[2])
 local mine = ARGV[3]
 local info = redis.call('INFO', 'server')
 local run = string.match(info, 'run_id:(%w+)') or ''
@@ -71,10 +74,10 @@ if from and from > mark then mark = from end
 if not markv or (from and mark == from) then redis.call('SET', KEYS[2], mark) end
 if known ~= run then redis.call('SET', KEYS[3], run) end
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
-if slot < now then slot = now end
+if slot < now + tonumber(ARGV[5]) then slot = now + tonumber(ARGV[5]) end
 if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]) end
 local delay = slot - now
-if delay > budget then return {0, delay, lost, run, now} end
+if slot > latest then return {0, delay, lost, run, now} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
 return {1, delay, lost, run, now}
 `)
@@ -163,17 +166,22 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	}
 	for waited := false; ; waited = true {
 		asked := l.now()
-		delay, redisNow, err := l.take(ctx, k, interval, max(until.Sub(asked), 0))
+		offset, _, lead := l.clock.read(asked)
+		if lead < l.guard/10 {
+			lead = 0 // a fast link's: the turn's lateness absorbs it
+		}
+		delay, redisNow, err := l.take(ctx, k, interval, until.Add(offset), lead)
 		if err != nil {
 			return err
 		}
 		offset, uncertainty := l.clock.observe(asked, l.now(), redisNow)
-		// The turn, by this process's clock: off by up to uncertainty
-		// either way, which the guard must absorb on top of the lateness.
-		due, slack := redisNow.Add(delay-offset), l.guard-2*uncertainty
+		// The turn, by this process's clock, is off by up to uncertainty
+		// either way; that and the lateness must fit in half the guard,
+		// the other half being for jitter on the way to DynamoDB.
+		due, slack := redisNow.Add(delay-offset), l.guard/2-2*uncertainty
 		if !due.After(l.now()) {
 			if l.lateBy(due, slack) {
-				continue // long past: queue again
+				continue // the answer came after the turn: queue again
 			}
 			return l.admit(k, waited)
 		}
@@ -184,10 +192,10 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 }
 
 // maxUncertainty is how far off Redis' clock may be placed for a turn to
-// be given: a quarter of the guard, as a turn placed that far off either
-// way takes half the guard, and the other half is for the jitter between
-// the turn and the call's arrival at DynamoDB.
-func (l *Redis) maxUncertainty() time.Duration { return l.guard / 4 }
+// be given: an eighth of the guard, as a turn placed that far off either
+// way takes a quarter, leaving another quarter for lateness and half for
+// the jitter between the turn and the call's arrival at DynamoDB.
+func (l *Redis) maxUncertainty() time.Duration { return l.guard / 8 }
 
 // placeClock makes sure Redis' clock is placed closely enough to place a
 // turn, asking Redis its time if no recent exchange did: a replica whose
@@ -195,7 +203,7 @@ func (l *Redis) maxUncertainty() time.Duration { return l.guard / 4 }
 // its calls off their turns, into other replicas' seconds, so it takes no
 // turn and the call is refused, with nothing sent and no turn used up.
 func (l *Redis) placeClock(ctx context.Context, k Key) error {
-	if l.guard <= 0 || l.clock.uncertainty(l.now()) <= l.maxUncertainty() {
+	if _, uncertainty, _ := l.clock.read(l.now()); uncertainty <= l.maxUncertainty() || l.guard <= 0 && l.clock.placed() {
 		return nil
 	}
 	asked := l.now()
@@ -204,7 +212,7 @@ func (l *Redis) placeClock(ctx context.Context, k Key) error {
 		return l.failed(ctx, k, fmt.Errorf("read Redis' clock: %w", err))
 	}
 	_, uncertainty := l.clock.observe(asked, l.now(), time.UnixMicro(us))
-	if uncertainty > l.maxUncertainty() {
+	if l.guard > 0 && uncertainty > l.maxUncertainty() {
 		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
 			"Redis answers too slowly to place a turn for %s: its clock is known only to within %s, more than the %s a turn may be off",
 			k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
@@ -218,15 +226,16 @@ local t = redis.call('TIME')
 return tonumber(t[1]) * 1000000 + tonumber(t[2])
 `)
 
-// take asks Redis for the next turn of k within budget and returns how far
+// take asks Redis for the next turn of k, at least lead from when Redis
+// gives it and no later than latest (by Redis' clock), and returns how far
 // off it is and Redis' clock when it was given, or the refusal.
-func (l *Redis) take(ctx context.Context, k Key, interval, budget time.Duration) (time.Duration, time.Time, error) {
+func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest time.Time, lead time.Duration) (time.Duration, time.Time, error) {
 	mine := ""
 	if p := l.server.Load(); p != nil {
 		mine = *p
 	}
 	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported"},
-		interval.Microseconds(), budget.Microseconds(), mine, l.quarantine(interval).Microseconds()).Slice()
+		interval.Microseconds(), latest.UnixMicro(), mine, l.quarantine(interval).Microseconds(), lead.Microseconds()).Slice()
 	t, perr := turn(res)
 	if err == nil {
 		err = perr

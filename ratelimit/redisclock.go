@@ -21,11 +21,26 @@ const clockDrift = time.Millisecond
 // and so a turn is placed as well as the fastest recent exchange allows,
 // however long the exchange that gave it took (a wait for a pooled
 // connection, a Redis that stalled while the command was queued).
+//
+// It also keeps how long Redis' answers take to arrive after Redis gave
+// them (the lead): a turn must lie at least that far ahead for its answer
+// to arrive before it does. A replica on a slow link then gets turns as
+// far ahead as its answers are late and sends its calls on time, instead
+// of receiving turns already past.
 type redisClock struct {
 	mu   sync.Mutex
 	best sample
 	has  bool
+	// lead is the latest answers' delay after Redis gave them, as of
+	// leadAt; it falls by leadDecay a second, and any later answer's
+	// delay raises it.
+	lead   time.Duration
+	leadAt time.Time
 }
+
+// leadDecay is how fast the lead falls once answers come sooner: a
+// stall's lead is gone in a few seconds.
+const leadDecay = 100 * time.Millisecond
 
 // sample is one exchange's measure of Redis' clock minus this process's.
 type sample struct {
@@ -51,16 +66,33 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (offset, uncertaint
 	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) {
 		c.best, c.has = s, true
 	}
+	// When Redis answered, by this process's clock, and how long the
+	// answer took to arrive from then.
+	late := max(recv.Sub(redisNow.Add(-c.best.offset)), 0)
+	c.lead, c.leadAt = max(late, c.leadNow(recv)), recv
 	return c.best.offset, c.best.uncertainty(recv)
 }
 
-// uncertainty is how far off the clock may be at now; a clock that has
-// never been measured may be off by any amount.
-func (c *redisClock) uncertainty(now time.Time) time.Duration {
+// leadNow is the lead as it has fallen by now. The caller holds c.mu.
+func (c *redisClock) leadNow(now time.Time) time.Duration {
+	fallen := time.Duration(float64(max(now.Sub(c.leadAt), 0)) * float64(leadDecay) / float64(time.Second))
+	return max(c.lead-fallen, 0)
+}
+
+// read returns the clock's offset, how far off it may be at now (any
+// amount when it was never measured), and the lead a turn needs.
+func (c *redisClock) read(now time.Time) (offset, uncertainty, lead time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.has {
-		return time.Duration(1<<63 - 1)
+		return 0, time.Duration(1<<63 - 1), 0
 	}
-	return c.best.uncertainty(now)
+	return c.best.offset, c.best.uncertainty(now), c.leadNow(now)
+}
+
+// placed reports whether the clock was ever measured.
+func (c *redisClock) placed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.has
 }

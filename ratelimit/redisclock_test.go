@@ -18,7 +18,7 @@ func TestRedisClockKeepsItsBestExchange(t *testing.T) {
 		return sent, sent.Add(before + after), sent.Add(before + ahead)
 	}
 	var c redisClock
-	if u := c.uncertainty(base); u < time.Hour {
+	if _, u, _ := c.read(base); u < time.Hour {
 		t.Fatalf("an unmeasured clock is placed to within %s", u)
 	}
 	steps := []struct {
@@ -41,6 +41,32 @@ func TestRedisClockKeepsItsBestExchange(t *testing.T) {
 		}
 		if unc != s.wantUnc {
 			t.Errorf("%s: uncertainty %s, want %s", s.name, unc, s.wantUnc)
+		}
+	}
+}
+
+// TestRedisClockLead: the lead follows how late answers arrive after Redis
+// gave them, and falls once they come sooner.
+func TestRedisClockLead(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0)
+	var c redisClock
+	// A fast exchange places the clock (Redis 3 s ahead).
+	c.observe(base, base.Add(2*time.Millisecond), base.Add(time.Millisecond+3*time.Second))
+	// Then an answer that arrives 150 ms after Redis gave it.
+	sent := base.Add(time.Second)
+	c.observe(sent, sent.Add(151*time.Millisecond), sent.Add(time.Millisecond+3*time.Second))
+	tests := []struct {
+		after time.Duration
+		want  time.Duration
+	}{
+		{0, 150 * time.Millisecond},
+		{time.Second, 50 * time.Millisecond},
+		{3 * time.Second, 0},
+	}
+	for _, tt := range tests {
+		_, _, lead := c.read(sent.Add(151*time.Millisecond + tt.after))
+		if d := lead - tt.want; d < -2*time.Millisecond || d > 2*time.Millisecond {
+			t.Errorf("%s after: lead %s, want about %s", tt.after, lead, tt.want)
 		}
 	}
 }
