@@ -161,7 +161,12 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
 	until := l.patience(ctx, l.now())
-	if err := l.placeClock(ctx, k); err != nil {
+	// Redis is asked within the call's patience: a slow Redis, with calls
+	// queued for its pooled connections, would keep a refusal waiting
+	// several of its answers.
+	rctx, cancel := context.WithDeadline(ctx, until.Add(l.guard))
+	defer cancel()
+	if err := l.placeClock(rctx, ctx, k); err != nil {
 		return err
 	}
 	for waited := false; ; waited = true {
@@ -170,7 +175,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		if lead < l.guard/10 {
 			lead = 0 // a fast link's: the turn's lateness absorbs it
 		}
-		delay, redisNow, err := l.take(ctx, k, interval, until.Add(offset), lead)
+		delay, redisNow, err := l.take(rctx, ctx, k, interval, until.Add(offset), lead)
 		if err != nil {
 			return err
 		}
@@ -198,16 +203,16 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 func (l *Redis) maxUncertainty() time.Duration { return l.guard / 8 }
 
 // placeClock makes sure Redis' clock is placed closely enough to place a
-// turn, asking Redis its time if no recent exchange did: a replica whose
+// turn, asking Redis its time (within rctx) if no recent exchange did: a replica whose
 // answers all take too long (a slow link, an overloaded Redis) would send
 // its calls off their turns, into other replicas' seconds, so it takes no
 // turn and the call is refused, with nothing sent and no turn used up.
-func (l *Redis) placeClock(ctx context.Context, k Key) error {
+func (l *Redis) placeClock(rctx, ctx context.Context, k Key) error {
 	if _, uncertainty, _ := l.clock.read(l.now()); uncertainty <= l.maxUncertainty() || l.guard <= 0 && l.clock.placed() {
 		return nil
 	}
 	asked := l.now()
-	us, err := redisTime.Run(ctx, l.client, nil).Int64()
+	us, err := redisTime.Run(rctx, l.client, nil).Int64()
 	if err != nil {
 		return l.failed(ctx, k, fmt.Errorf("read Redis' clock: %w", err))
 	}
@@ -226,15 +231,16 @@ local t = redis.call('TIME')
 return tonumber(t[1]) * 1000000 + tonumber(t[2])
 `)
 
-// take asks Redis for the next turn of k, at least lead from when Redis
-// gives it and no later than latest (by Redis' clock), and returns how far
-// off it is and Redis' clock when it was given, or the refusal.
-func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest time.Time, lead time.Duration) (time.Duration, time.Time, error) {
+// take asks Redis, within rctx, for the next turn of k, at least lead from
+// when Redis gives it and no later than latest (by Redis' clock), and
+// returns how far off it is and Redis' clock when it was given, or the
+// refusal. ctx is the caller's.
+func (l *Redis) take(rctx, ctx context.Context, k Key, interval time.Duration, latest time.Time, lead time.Duration) (time.Duration, time.Time, error) {
 	mine := ""
 	if p := l.server.Load(); p != nil {
 		mine = *p
 	}
-	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported"},
+	res, err := takeTurn.Run(rctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported"},
 		interval.Microseconds(), latest.UnixMicro(), mine, l.quarantine(interval).Microseconds(), lead.Microseconds()).Slice()
 	t, perr := turn(res)
 	if err == nil {
@@ -256,7 +262,8 @@ func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest 
 }
 
 // failed is the error of a call to Redis that failed: the caller's
-// deadline when it has passed, Redis otherwise. Nothing reached AWS.
+// deadline when it has passed, Redis otherwise (failing, or not answering
+// within the call's patience). Nothing reached AWS.
 func (l *Redis) failed(ctx context.Context, k Key, err error) error {
 	if ctx.Err() != nil {
 		return &InterruptedError{Key: k, Err: ctx.Err()}

@@ -329,12 +329,42 @@ func (r *laggingRedis) EvalSha(ctx context.Context, sha1 string, keys []string, 
 	}
 	if r.queued {
 		if sha1 == takeTurn.Hash() {
-			time.Sleep(r.lag())
+			if err := sleep(ctx, r.lag()); err != nil {
+				return failedCmd(ctx, err)
+			}
 		}
 		return r.Scripter.EvalSha(ctx, sha1, keys, args...)
 	}
-	defer func() { time.Sleep(r.lag()) }()
-	return r.Scripter.EvalSha(ctx, sha1, keys, args...)
+	cmd := r.Scripter.EvalSha(ctx, sha1, keys, args...)
+	if err := sleep(ctx, r.lag()); err != nil {
+		return failedCmd(ctx, err) // the answer lost to the caller's deadline
+	}
+	return cmd
+}
+
+func failedCmd(ctx context.Context, err error) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(err)
+	return cmd
+}
+
+// TestRedisAsksWithinPatience: a call does not wait for Redis longer than
+// it may wait for its turn; a Redis that answers later refuses it, nothing
+// sent.
+func TestRedisAsksWithinPatience(t *testing.T) {
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	if err := takeTurn.Load(context.Background(), testRedis(t)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const late = 2 * time.Second
+	l := NewRedis(&laggingRedis{Scripter: testRedis(t), lags: []time.Duration{0, late}}, prefix,
+		Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 300 * time.Millisecond}, nil)
+	start := time.Now()
+	err := l.Wait(context.Background(), keyA)
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || time.Since(start) >= late {
+		t.Errorf("Wait on a Redis answering %s late: %v after %s; want Redis unavailable within the call's patience", late, err, time.Since(start).Round(time.Millisecond))
+	}
 }
 
 // TestRedisPlacesTurnsByRedisClock: a turn is given by Redis' clock, which
