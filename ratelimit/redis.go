@@ -139,6 +139,18 @@ func (l *Redis) Prime(ctx context.Context) error {
 	if run != "" {
 		l.server.Store(&run)
 	}
+	// Loaded now, the scripts take one round trip (EVALSHA) from the first
+	// call on, and the first calls find Redis' clock placed: an exchange
+	// of two round trips would place it no better than a slow link.
+	for _, script := range []*redis.Script{takeTurn, redisTime} {
+		if err := script.Load(ctx, l.client).Err(); err != nil {
+			return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("load the rate-limit scripts: %w", err)}
+		}
+	}
+	asked := l.now()
+	if us, err := redisTime.Run(ctx, l.client, nil).Int64(); err == nil {
+		l.clock.observe(asked, l.now(), time.UnixMicro(us))
+	}
 	return nil
 }
 
@@ -166,24 +178,30 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	// several of its answers.
 	rctx, cancel := context.WithDeadline(ctx, until.Add(l.guard))
 	defer cancel()
-	if err := l.placeClock(rctx, ctx, k); err != nil {
-		return err
-	}
 	for waited := false; ; waited = true {
-		asked := l.now()
-		offset, _, lead := l.clock.read(asked)
-		if lead < l.guard/10 {
-			lead = 0 // a fast link's: the turn's lateness absorbs it
+		if err := l.placeClock(rctx, ctx, k); err != nil {
+			return err
 		}
-		delay, redisNow, err := l.take(rctx, ctx, k, interval, until.Add(offset), lead)
+		asked := l.now()
+		place, uncertainty, lead, _ := l.clock.read(asked)
+		// The latest turn the call can wait for, by Redis' clock, early
+		// by as much as that clock may be off, so as not to be late.
+		latest := place.redis(until).Add(-uncertainty)
+		delay, redisNow, err := l.take(rctx, ctx, k, interval, latest, l.leadFor(lead))
 		if err != nil {
 			return err
 		}
-		offset, uncertainty := l.clock.observe(asked, l.now(), redisNow)
+		place, _ = l.clock.observe(asked, l.now(), redisNow)
+		due := place.local(redisNow.Add(delay))
 		// The turn, by this process's clock, is off by up to uncertainty
-		// either way; that and the lateness must fit in half the guard,
-		// the other half being for jitter on the way to DynamoDB.
-		due, slack := redisNow.Add(delay-offset), l.guard/2-2*uncertainty
+		// either way. Every call goes out from maxUncertainty early to
+		// slack+uncertainty late: within half the guard, the other half
+		// being for jitter on the way to DynamoDB.
+		uncertainty = place.uncertainty(due)
+		if l.guard > 0 && uncertainty > l.maxUncertainty() {
+			return l.tooSlow(k, uncertainty)
+		}
+		slack := l.guard/2 - l.maxUncertainty() - uncertainty
 		if !due.After(l.now()) {
 			if l.lateBy(due, slack) {
 				continue // the answer came after the turn: queue again
@@ -196,19 +214,32 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	}
 }
 
+// leadFor is how far ahead to ask for a turn, for answers that arrive lead
+// after Redis gave them: none for a fast link's, which the turn's slack
+// absorbs, and at most half of MaxWait, so that one answer held up (a
+// stalled Redis) does not refuse every call for seconds after.
+func (l *Redis) leadFor(lead time.Duration) time.Duration {
+	if lead < l.guard/10 {
+		return 0
+	}
+	return min(lead, l.maxWait/2)
+}
+
 // maxUncertainty is how far off Redis' clock may be placed for a turn to
-// be given: an eighth of the guard, as a turn placed that far off either
-// way takes a quarter, leaving another quarter for lateness and half for
-// the jitter between the turn and the call's arrival at DynamoDB.
+// be given: an eighth of the guard. A call then goes out from an eighth of
+// the guard early to three eighths late at most (await's slack), half the
+// guard in all, and the other half is for the jitter between the turn and
+// the call's arrival at DynamoDB.
 func (l *Redis) maxUncertainty() time.Duration { return l.guard / 8 }
 
 // placeClock makes sure Redis' clock is placed closely enough to place a
-// turn, asking Redis its time (within rctx) if no recent exchange did: a replica whose
-// answers all take too long (a slow link, an overloaded Redis) would send
-// its calls off their turns, into other replicas' seconds, so it takes no
-// turn and the call is refused, with nothing sent and no turn used up.
+// turn, asking Redis its time (within rctx) if no recent exchange did: a
+// replica whose answers all take too long (a slow link, an overloaded
+// Redis) would send its calls off their turns, into other replicas'
+// seconds, so it takes no turn and the call is refused, with nothing sent
+// and no turn used up.
 func (l *Redis) placeClock(rctx, ctx context.Context, k Key) error {
-	if _, uncertainty, _ := l.clock.read(l.now()); uncertainty <= l.maxUncertainty() || l.guard <= 0 && l.clock.placed() {
+	if _, uncertainty, _, ok := l.clock.read(l.now()); ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty()) {
 		return nil
 	}
 	asked := l.now()
@@ -216,13 +247,18 @@ func (l *Redis) placeClock(rctx, ctx context.Context, k Key) error {
 	if err != nil {
 		return l.failed(ctx, k, fmt.Errorf("read Redis' clock: %w", err))
 	}
-	_, uncertainty := l.clock.observe(asked, l.now(), time.UnixMicro(us))
-	if l.guard > 0 && uncertainty > l.maxUncertainty() {
-		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
-			"Redis answers too slowly to place a turn for %s: its clock is known only to within %s, more than the %s a turn may be off",
-			k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
+	if _, uncertainty := l.clock.observe(asked, l.now(), time.UnixMicro(us)); l.guard > 0 && uncertainty > l.maxUncertainty() {
+		return l.tooSlow(k, uncertainty)
 	}
 	return nil
+}
+
+// tooSlow refuses a call whose turn cannot be placed within
+// maxUncertainty. Nothing was sent.
+func (l *Redis) tooSlow(k Key, uncertainty time.Duration) error {
+	return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
+		"Redis answers too slowly to place a turn for %s: its clock is known only to within %s, more than the %s a turn may be off",
+		k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
 }
 
 // redisTime reads Redis' clock, in µs since the epoch.
@@ -251,6 +287,9 @@ func (l *Redis) take(rctx, ctx context.Context, k Key, interval time.Duration, l
 	}
 	if t.run != mine {
 		l.server.Store(&t.run)
+		if mine != "" {
+			l.clock.reset() // another server's clock
+		}
 	}
 	if t.lost && l.lost != nil {
 		l.lost()

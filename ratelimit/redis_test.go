@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -357,13 +358,17 @@ func TestRedisAsksWithinPatience(t *testing.T) {
 	if err := takeTurn.Load(context.Background(), testRedis(t)).Err(); err != nil {
 		t.Fatal(err)
 	}
-	const late = 2 * time.Second
-	l := NewRedis(&laggingRedis{Scripter: testRedis(t), lags: []time.Duration{0, late}}, prefix,
-		Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 300 * time.Millisecond}, nil)
+	const late, maxWait = 3 * time.Second, time.Second
+	scripter := &laggingRedis{Scripter: testRedis(t), lags: []time.Duration{0, late}}
+	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait}, nil)
 	start := time.Now()
 	err := l.Wait(context.Background(), keyA)
-	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || time.Since(start) >= late {
-		t.Errorf("Wait on a Redis answering %s late: %v after %s; want Redis unavailable within the call's patience", late, err, time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	// max_wait and the guard, and room for a loaded machine: well short
+	// of the answer, or of twice max_wait.
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || scripter.turns.Load() != 1 || took > maxWait+DefaultGuard+300*time.Millisecond {
+		t.Errorf("Wait on a Redis answering %s late: %v after %s and %d turns asked; want Redis unavailable within the call's patience, after one",
+			late, err, took.Round(time.Millisecond), scripter.turns.Load())
 	}
 }
 
@@ -384,7 +389,7 @@ func TestRedisPlacesTurnsByRedisClock(t *testing.T) {
 	}{
 		{"150 ms answers", false, []time.Duration{150 * time.Millisecond}, true},
 		{"60 ms answers", false, []time.Duration{60 * time.Millisecond}, true},
-		{"20 ms answers", false, []time.Duration{20 * time.Millisecond}, false},
+		{"8 ms answers", false, []time.Duration{8 * time.Millisecond}, false},
 		{"one stall", false, []time.Duration{0, 150 * time.Millisecond, 0}, false},
 		{"150 ms waits for a connection", true, []time.Duration{150 * time.Millisecond}, false},
 		// Placed by a fast exchange, then every answer arrives 150 ms
@@ -429,4 +434,80 @@ func TestRedisPlacesTurnsByRedisClock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeRedisServer gives turns as takeTurn does (without its watch for lost
+// data) by a clock skew ahead of this process's, for TestRedisSendsOnTurn.
+type fakeRedisServer struct {
+	skew time.Duration
+	mu   sync.Mutex
+	next map[string]int64 // each key's next free slot, µs by its clock
+}
+
+// fakeLink is one replica's connection to a fakeRedisServer: each request
+// takes req to arrive and each answer reply. It remembers the last turn it
+// carried. Only EvalSha is served.
+type fakeLink struct {
+	redis.Scripter
+	srv        *fakeRedisServer
+	req, reply time.Duration
+	mu         sync.Mutex
+	lastTurn   time.Time // by the server's clock
+}
+
+func (f *fakeLink) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	time.Sleep(f.req)
+	defer time.Sleep(f.reply)
+	now := time.Now().Add(f.srv.skew).UnixMicro()
+	switch sha1 {
+	case redisTime.Hash():
+		return redis.NewCmdResult(now, nil)
+	case takeTurn.Hash():
+		interval, latest, lead := args[0].(int64), args[1].(int64), args[4].(int64)
+		f.srv.mu.Lock()
+		defer f.srv.mu.Unlock()
+		slot := max(f.srv.next[keys[0]], now+lead)
+		if slot > latest {
+			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now}, nil)
+		}
+		f.srv.next[keys[0]] = slot + interval
+		f.mu.Lock()
+		f.lastTurn = time.UnixMicro(slot)
+		f.mu.Unlock()
+		return redis.NewCmdResult([]any{int64(1), slot - now, int64(0), "fake", now}, nil)
+	}
+	return redis.NewCmdResult(nil, fmt.Errorf("fakeLink: unknown script %s", sha1))
+}
+
+// TestRedisSendsOnTurn: two replicas share a Redis whose clock runs 3 s
+// ahead of theirs, one close by and one whose answers take 15 ms to
+// arrive. Each call goes out when Redis' clock reaches its turn: no more
+// than an eighth of the guard early (how far off the clock may be placed)
+// and, allowing for this test's own scheduling, not far late.
+func TestRedisSendsOnTurn(t *testing.T) {
+	srv := &fakeRedisServer{skew: 3 * time.Second, next: map[string]int64{}}
+	links := []*fakeLink{{srv: srv}, {srv: srv, req: 2 * time.Millisecond, reply: 15 * time.Millisecond}}
+	maxEarly := DefaultGuard / 8
+	const calls = 30
+	var wg sync.WaitGroup
+	for i, link := range links {
+		l := NewRedis(link, "p:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 10 * time.Second}, nil)
+		wg.Go(func() {
+			for n := range calls {
+				if err := l.Wait(context.Background(), keyA); err != nil {
+					t.Errorf("replica %d, call %d: %v", i, n, err)
+					return
+				}
+				sent := time.Now()
+				link.mu.Lock()
+				turn := link.lastTurn.Add(-srv.skew) // by this process's clock
+				link.mu.Unlock()
+				if off := sent.Sub(turn); off < -maxEarly || off > 3*maxEarly+100*time.Millisecond {
+					t.Errorf("replica %d, call %d went out %s after its turn; want from %s early to about %s late",
+						i, n, off.Round(time.Millisecond), maxEarly, 3*maxEarly)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -11,16 +11,21 @@ import (
 // less as it ages, never more than it should be.
 const clockDrift = time.Millisecond
 
+// leadDecay is how fast the lead falls once answers come sooner: a
+// stall's lead is gone in a few seconds.
+const leadDecay = 100 * time.Millisecond
+
 // redisClock places Redis' clock against this process's. Turns are given
 // by Redis' clock, and a replica must send its call when Redis' clock
-// reaches the turn; how far off that is locally, it learns from the
-// offset between the clocks. Each exchange with Redis measures it: Redis
-// read its clock at some moment between the request leaving and the
-// answer arriving, so the offset is known to within half the round trip.
-// The clock keeps the exchange that places it best, allowing for its age,
-// and so a turn is placed as well as the fastest recent exchange allows,
-// however long the exchange that gave it took (a wait for a pooled
-// connection, a Redis that stalled while the command was queued).
+// reaches the turn; when that is here, it learns from its exchanges with
+// Redis: Redis read its clock at some moment between the request leaving
+// and the answer arriving, so each exchange places it to within half the
+// round trip. The clock keeps the exchange that places it best, allowing
+// for its age, and so a turn is placed as well as the fastest recent
+// exchange allows, however long the exchange that gave it took (a wait
+// for a pooled connection, a Redis that stalled while the command was
+// queued). Turns are placed by this process's monotonic clock, so a step
+// of its wall clock does not move them.
 //
 // It also keeps how long Redis' answers take to arrive after Redis gave
 // them (the lead): a turn must lie at least that far ahead for its answer
@@ -38,39 +43,41 @@ type redisClock struct {
 	leadAt time.Time
 }
 
-// leadDecay is how fast the lead falls once answers come sooner: a
-// stall's lead is gone in a few seconds.
-const leadDecay = 100 * time.Millisecond
-
-// sample is one exchange's measure of Redis' clock minus this process's.
+// sample is one exchange's placing of Redis' clock: Redis read redisMid
+// at mid, by this process's clock, give or take half of rtt.
 type sample struct {
-	offset time.Duration
-	rtt    time.Duration
-	at     time.Time // when it was taken, by this process's clock
+	mid      time.Time // with its monotonic reading
+	redisMid time.Time
+	rtt      time.Duration
 }
 
-// uncertainty is how far off s may be at now.
-func (s sample) uncertainty(now time.Time) time.Duration {
-	age := max(now.Sub(s.at), 0)
+// local is when, by this process's clock, Redis' clock reads t.
+func (s sample) local(t time.Time) time.Time { return s.mid.Add(t.Sub(s.redisMid)) }
+
+// redis is what Redis' clock reads at t, by this process's clock.
+func (s sample) redis(t time.Time) time.Time { return s.redisMid.Add(t.Sub(s.mid)) }
+
+// uncertainty is how far off s may be at t.
+func (s sample) uncertainty(t time.Time) time.Duration {
+	age := max(t.Sub(s.mid), 0)
 	return s.rtt/2 + time.Duration(float64(age)*float64(clockDrift)/float64(time.Second))
 }
 
 // observe takes an exchange that left at sent and was answered at recv,
-// with Redis' clock reading redisNow, and returns the offset the clock now
-// holds and how far off it may be.
-func (c *redisClock) observe(sent, recv, redisNow time.Time) (offset, uncertainty time.Duration) {
+// with Redis' clock reading redisNow, and returns the placing the clock
+// now holds and how far off it may be at recv.
+func (c *redisClock) observe(sent, recv, redisNow time.Time) (sample, time.Duration) {
 	rtt := recv.Sub(sent)
-	s := sample{offset: redisNow.Sub(sent.Add(rtt / 2)), rtt: rtt, at: recv}
+	s := sample{mid: sent.Add(rtt / 2), redisMid: redisNow, rtt: rtt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) {
 		c.best, c.has = s, true
 	}
-	// When Redis answered, by this process's clock, and how long the
-	// answer took to arrive from then.
-	late := max(recv.Sub(redisNow.Add(-c.best.offset)), 0)
+	// How long the answer took to arrive after Redis gave it.
+	late := max(recv.Sub(c.best.local(redisNow)), 0)
 	c.lead, c.leadAt = max(late, c.leadNow(recv)), recv
-	return c.best.offset, c.best.uncertainty(recv)
+	return c.best, c.best.uncertainty(recv)
 }
 
 // leadNow is the lead as it has fallen by now. The caller holds c.mu.
@@ -79,20 +86,21 @@ func (c *redisClock) leadNow(now time.Time) time.Duration {
 	return max(c.lead-fallen, 0)
 }
 
-// read returns the clock's offset, how far off it may be at now (any
-// amount when it was never measured), and the lead a turn needs.
-func (c *redisClock) read(now time.Time) (offset, uncertainty, lead time.Duration) {
+// read returns the clock's placing, how far off it may be at now, and the
+// lead a turn needs; ok is false when the clock was never placed.
+func (c *redisClock) read(now time.Time) (s sample, uncertainty, lead time.Duration, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.has {
-		return 0, time.Duration(1<<63 - 1), 0
+		return sample{}, 0, 0, false
 	}
-	return c.best.offset, c.best.uncertainty(now), c.leadNow(now)
+	return c.best, c.best.uncertainty(now), c.leadNow(now), true
 }
 
-// placed reports whether the clock was ever measured.
-func (c *redisClock) placed() bool {
+// reset forgets the clock: another server gives the turns now (a
+// failover), whose clock is not the one placed.
+func (c *redisClock) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.has
+	c.has, c.lead = false, 0
 }
