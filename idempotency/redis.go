@@ -224,12 +224,15 @@ func (s *Redis) dropLater(c claimed) {
 }
 
 // mayHaveReached reports whether a command that failed with err may have
-// reached Redis: not when no connection was had.
+// reached Redis: not when no connection was had. The caller's context
+// ending is such a case too: the client (ContextTimeoutEnabled off) heeds
+// it only while it waits for a pooled connection.
 func mayHaveReached(err error) bool {
 	var op *net.OpError
 	switch {
 	case errors.As(err, &op) && op.Op == "dial",
-		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed):
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
 	}
 	return true

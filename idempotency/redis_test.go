@@ -292,7 +292,9 @@ func TestMayHaveReached(t *testing.T) {
 		{"client closed", redis.ErrClosed, false},
 		{"read timeout", &net.OpError{Op: "read", Err: errors.New("i/o timeout")}, true},
 		{"connection reset", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true},
-		{"deadline", context.DeadlineExceeded, true},
+		// The client heeds the context only while it waits for a connection.
+		{"deadline", context.DeadlineExceeded, false},
+		{"canceled", context.Canceled, false},
 	}
 	for _, tt := range tests {
 		if got := mayHaveReached(tt.err); got != tt.want {

@@ -115,7 +115,9 @@ type Redis struct {
 // restarted or failed over: the request_ids kept there may be lost with
 // it.
 func NewRedis(client redis.Scripter, prefix string, opts Options, lost func()) *Redis {
-	return &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", lost: lost}
+	l := &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", lost: lost}
+	l.clock.maxLead = l.maxWait / 2
+	return l
 }
 
 // serverOfMarker is the server's run_id when the state marker is there,
@@ -179,15 +181,22 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	rctx, cancel := context.WithDeadline(ctx, until.Add(l.guard))
 	defer cancel()
 	for waited := false; ; waited = true {
-		if err := l.placeClock(rctx, ctx, k); err != nil {
+		if err := l.placeClock(rctx, ctx, k, until); err != nil {
 			return err
 		}
 		asked := l.now()
-		place, uncertainty, lead, _ := l.clock.read(asked)
+		place, uncertainty, lead, ok := l.clock.read(asked)
+		if !ok {
+			continue // forgotten since (a failover): place it again
+		}
 		// The latest turn the call can wait for, by Redis' clock, early
-		// by as much as that clock may be off, so as not to be late.
-		latest := place.redis(until).Add(-uncertainty)
-		delay, redisNow, err := l.take(rctx, ctx, k, interval, latest, l.leadFor(lead))
+		// by as much as that clock may be off, so as not to be late, and
+		// no later than the clock is placed closely enough.
+		latest := until
+		if l.guard > 0 {
+			latest = earliest(until, place.placesUntil(l.maxUncertainty()))
+		}
+		delay, redisNow, err := l.take(rctx, ctx, k, interval, place.redis(latest).Add(-uncertainty), l.leadFor(lead))
 		if err != nil {
 			return err
 		}
@@ -214,6 +223,13 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	}
 }
 
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // leadFor is how far ahead to ask for a turn, for answers that arrive lead
 // after Redis gave them: none for a fast link's, which the turn's slack
 // absorbs, and at most half of MaxWait, so that one answer held up (a
@@ -233,13 +249,19 @@ func (l *Redis) leadFor(lead time.Duration) time.Duration {
 func (l *Redis) maxUncertainty() time.Duration { return l.guard / 8 }
 
 // placeClock makes sure Redis' clock is placed closely enough to place a
-// turn, asking Redis its time (within rctx) if no recent exchange did: a
+// turn until the call can wait no longer (until), asking Redis its time
+// (within rctx) if no recent exchange did: a
 // replica whose answers all take too long (a slow link, an overloaded
 // Redis) would send its calls off their turns, into other replicas'
 // seconds, so it takes no turn and the call is refused, with nothing sent
 // and no turn used up.
-func (l *Redis) placeClock(rctx, ctx context.Context, k Key) error {
-	if _, uncertainty, _, ok := l.clock.read(l.now()); ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty()) {
+func (l *Redis) placeClock(rctx, ctx context.Context, k Key, until time.Time) error {
+	now := l.now()
+	place, uncertainty, _, ok := l.clock.read(now)
+	// A placing over a second old is renewed when it would not last
+	// until the call can wait no longer: a turn must not lie past it.
+	lasts := now.Sub(place.mid) < time.Second || !place.placesUntil(l.maxUncertainty()).Before(until)
+	if ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty() && lasts) {
 		return nil
 	}
 	asked := l.now()

@@ -41,6 +41,8 @@ type redisClock struct {
 	// delay raises it.
 	lead   time.Duration
 	leadAt time.Time
+	// maxLead caps the lead, when not zero.
+	maxLead time.Duration
 }
 
 // sample is one exchange's placing of Redis' clock: Redis read redisMid
@@ -63,6 +65,12 @@ func (s sample) uncertainty(t time.Time) time.Duration {
 	return s.rtt/2 + time.Duration(float64(age)*float64(clockDrift)/float64(time.Second))
 }
 
+// placesUntil is the last moment, by this process's clock, at which s is
+// off by no more than bound.
+func (s sample) placesUntil(bound time.Duration) time.Time {
+	return s.mid.Add(time.Duration(float64(bound-s.rtt/2) * float64(time.Second) / float64(clockDrift)))
+}
+
 // observe takes an exchange that left at sent and was answered at recv,
 // with Redis' clock reading redisNow, and returns the placing the clock
 // now holds and how far off it may be at recv.
@@ -71,13 +79,25 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (sample, time.Durat
 	s := sample{mid: sent.Add(rtt / 2), redisMid: redisNow, rtt: rtt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) {
+	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) || !c.agrees(s) {
 		c.best, c.has = s, true
 	}
 	// How long the answer took to arrive after Redis gave it.
 	late := max(recv.Sub(c.best.local(redisNow)), 0)
 	c.lead, c.leadAt = max(late, c.leadNow(recv)), recv
+	if c.maxLead > 0 {
+		c.lead = min(c.lead, c.maxLead)
+	}
 	return c.best, c.best.uncertainty(recv)
+}
+
+// agrees reports whether s fits what the best sample says Redis' clock
+// read at s.mid. One that does not means that clock stepped (or another
+// server answers): the best sample places it no longer. The caller holds
+// c.mu.
+func (c *redisClock) agrees(s sample) bool {
+	d := s.redisMid.Sub(c.best.redis(s.mid))
+	return d.Abs() <= s.rtt/2+c.best.uncertainty(s.mid)
 }
 
 // leadNow is the lead as it has fallen by now. The caller holds c.mu.

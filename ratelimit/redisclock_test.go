@@ -74,3 +74,38 @@ func TestRedisClockLead(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisClockFollowsAStep: an exchange that the best placing cannot
+// explain (Redis' clock stepped, or another server answers) replaces it,
+// though it was slower; one it explains does not.
+func TestRedisClockFollowsAStep(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0)
+	var c redisClock
+	c.observe(base, base.Add(2*time.Millisecond), base.Add(time.Millisecond+3*time.Second))
+	sent := base.Add(time.Second)
+	// Slower, and in line with the best: kept out.
+	place, _ := c.observe(sent, sent.Add(20*time.Millisecond), sent.Add(10*time.Millisecond+3*time.Second))
+	if got := place.redis(sent).Sub(sent); got < 3*time.Second-2*time.Millisecond || got > 3*time.Second+2*time.Millisecond {
+		t.Fatalf("a slower exchange in line moved the placing to %s ahead", got)
+	}
+	// Redis' clock stepped 500 ms back: followed.
+	sent = base.Add(2 * time.Second)
+	place, _ = c.observe(sent, sent.Add(20*time.Millisecond), sent.Add(10*time.Millisecond+2500*time.Millisecond))
+	if got := place.redis(sent).Sub(sent); got < 2490*time.Millisecond || got > 2510*time.Millisecond {
+		t.Errorf("after Redis' clock stepped, placed %s ahead; want 2.5 s", got)
+	}
+}
+
+// TestSamplePlacesUntil: a placing off by 1 ms (a 2 ms round trip) stays
+// within 12.5 ms for 11.5 s, at 1 ms a second.
+func TestSamplePlacesUntil(t *testing.T) {
+	mid := time.Unix(1_800_000_000, 0)
+	s := sample{mid: mid, rtt: 2 * time.Millisecond}
+	until := s.placesUntil(12500 * time.Microsecond)
+	if got := until.Sub(mid); got != 11500*time.Millisecond {
+		t.Errorf("placesUntil = mid + %s, want 11.5s", got)
+	}
+	if u := s.uncertainty(until); u != 12500*time.Microsecond {
+		t.Errorf("uncertainty at placesUntil = %s, want 12.5ms", u)
+	}
+}
