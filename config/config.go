@@ -331,7 +331,6 @@ func defaultRate(r **float64, v *float64) {
 }
 
 var (
-	accountIDRe = regexp.MustCompile(`^[0-9]{12}$`)
 	// regionRe is the shape every AWS region has: a two-letter area, one
 	// or more words, and a number of one or two digits (us-east-1,
 	// ap-southeast-3, us-gov-west-1, cn-north-1, il-central-1). No region
@@ -345,7 +344,17 @@ var (
 
 // ValidAccountID reports whether id is an AWS account id: exactly 12
 // digits. The configuration and every request are held to this one rule.
-func ValidAccountID(id string) bool { return accountIDRe.MatchString(id) }
+func ValidAccountID(id string) bool {
+	if len(id) != 12 {
+		return false
+	}
+	for i := range len(id) {
+		if id[i] < '0' || id[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidRegion reports whether r has the shape of an AWS region, such as
 // us-east-1 or us-gov-west-1. The configuration and every request are held

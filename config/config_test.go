@@ -215,3 +215,14 @@ func TestDefaultLimitsAreEachAccounts(t *testing.T) {
 		t.Errorf("a change to one account's limit changed another's to %g", got)
 	}
 }
+
+func TestValidAccountID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"111111111111": true, "11111111111": false, "1111111111111": false,
+		"11111111111a": false, "": false, " 11111111111": false, "١١١١١١١١١١١١": false,
+	} {
+		if got := ValidAccountID(id); got != want {
+			t.Errorf("ValidAccountID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}

@@ -90,18 +90,17 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 	want := hex.EncodeToString(fp[:])
 	pause := 10 * time.Millisecond
 	for {
-		owner := rand.Text()
-		leaseUntil := time.Now().Add(s.lease)
-		claim, _ := json.Marshal(record{Fingerprint: want, Owner: owner, LeaseUntil: leaseUntil.UnixMilli()})
+		mine := claimed{key: key, k: k, owner: rand.Text(), fp: want, leaseUntil: time.Now().Add(s.lease)}
+		claim, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: mine.leaseUntil.UnixMilli()})
 		ok, err := s.client.SetNX(ctx, k, claim, s.ttl).Result()
 		if err != nil {
 			if mayHaveReached(err) {
-				s.dropLater(claimed{key: key, k: k, owner: owner, fp: want, leaseUntil: leaseUntil})
+				s.dropLater(mine)
 			}
 			return nil, unavailable(ctx, err)
 		}
 		if ok {
-			return s.lead(ctx, claimed{key: key, k: k, owner: owner, fp: want, leaseUntil: leaseUntil}, run)
+			return s.lead(ctx, mine, run)
 		}
 		b, err := s.client.Get(ctx, k).Bytes()
 		if errors.Is(err, redis.Nil) {
@@ -115,10 +114,10 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 			return nil, &sharedstate.UnavailableError{Op: "idempotency", Err: fmt.Errorf("unreadable record: %w", err)}
 		}
 		switch {
-		case r.Owner == owner:
+		case r.Owner == mine.owner:
 			// This call's own claim: the client resent a SET NX whose
 			// answer was lost after Redis had done it.
-			return s.lead(ctx, claimed{key: key, k: k, owner: owner, fp: want, leaseUntil: leaseUntil}, run)
+			return s.lead(ctx, mine, run)
 		case r.Fingerprint != want:
 			return nil, &ConflictError{Key: key}
 		case r.Done && r.Unknown:
@@ -182,11 +181,8 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	s.settling.Add(1)
 	go func() {
 		defer s.settling.Done()
-		for pause := 100 * time.Millisecond; time.Now().Add(pause).Before(c.leaseUntil); pause = min(2*pause, 2*time.Second) {
-			time.Sleep(pause)
-			if _, err = s.trySettle(ctx, c, next); err == nil {
-				return
-			}
+		if untilLease(c, 100*time.Millisecond, func() bool { _, err = s.trySettle(ctx, c, next); return err == nil }) {
+			return
 		}
 		s.log.LogAttrs(ctx, slog.LevelError, "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN",
 			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("error", err.Error()))
@@ -214,13 +210,24 @@ func (s *Redis) dropLater(c claimed) {
 	}
 	go func() {
 		defer func() { <-s.drops }()
-		for pause := 50 * time.Millisecond; time.Now().Add(pause).Before(c.leaseUntil); pause = min(2*pause, 2*time.Second) {
-			time.Sleep(pause)
-			if done, err := s.trySettle(context.Background(), c, ""); err == nil && done {
-				return
-			}
-		}
+		untilLease(c, 50*time.Millisecond, func() bool {
+			done, err := s.trySettle(context.Background(), c, "")
+			return err == nil && done
+		})
 	}()
+}
+
+// untilLease calls try after pause, then after pauses doubling to 2 s,
+// until it succeeds or c's lease would end first, and reports whether it
+// succeeded.
+func untilLease(c claimed, pause time.Duration, try func() bool) bool {
+	for ; time.Now().Add(pause).Before(c.leaseUntil); pause = min(2*pause, 2*time.Second) {
+		time.Sleep(pause)
+		if try() {
+			return true
+		}
+	}
+	return false
 }
 
 // mayHaveReached reports whether a command that failed with err may have

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -178,17 +179,15 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	// Redis is asked within the call's patience: a slow Redis, with calls
 	// queued for its pooled connections, would keep a refusal waiting
 	// several of its answers.
-	rctx, cancel := context.WithDeadline(ctx, until.Add(l.guard))
+	rctx, cancel := context.WithDeadlineCause(ctx, until.Add(l.guard), errPatienceOver)
 	defer cancel()
 	for waited := false; ; waited = true {
-		if err := l.placeClock(rctx, ctx, k, until); err != nil {
+		place, err := l.placeClock(rctx, k, until)
+		if err != nil {
 			return err
 		}
 		asked := l.now()
-		place, uncertainty, lead, ok := l.clock.read(asked)
-		if !ok {
-			continue // forgotten since (a failover): place it again
-		}
+		uncertainty, lead := place.uncertainty(asked), l.clock.currentLead(asked)
 		// The latest turn the call can wait for, by Redis' clock, early
 		// by as much as that clock may be off, so as not to be late, and
 		// no later than the clock is placed closely enough.
@@ -196,7 +195,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		if l.guard > 0 {
 			latest = earliest(until, place.placesUntil(l.maxUncertainty()))
 		}
-		delay, redisNow, err := l.take(rctx, ctx, k, interval, place.redis(latest).Add(-uncertainty), l.leadFor(lead))
+		delay, redisNow, err := l.take(rctx, k, interval, place.redis(latest).Add(-uncertainty), l.leadFor(lead))
 		if err != nil {
 			return err
 		}
@@ -231,14 +230,13 @@ func earliest(a, b time.Time) time.Time {
 }
 
 // leadFor is how far ahead to ask for a turn, for answers that arrive lead
-// after Redis gave them: none for a fast link's, which the turn's slack
-// absorbs, and at most half of MaxWait, so that one answer held up (a
-// stalled Redis) does not refuse every call for seconds after.
+// after Redis gave them (the clock caps it at half of MaxWait): none for a
+// fast link's, which the turn's slack absorbs.
 func (l *Redis) leadFor(lead time.Duration) time.Duration {
 	if lead < l.guard/10 {
 		return 0
 	}
-	return min(lead, l.maxWait/2)
+	return lead
 }
 
 // maxUncertainty is how far off Redis' clock may be placed for a turn to
@@ -248,31 +246,31 @@ func (l *Redis) leadFor(lead time.Duration) time.Duration {
 // the call's arrival at DynamoDB.
 func (l *Redis) maxUncertainty() time.Duration { return l.guard / 8 }
 
-// placeClock makes sure Redis' clock is placed closely enough to place a
-// turn until the call can wait no longer (until), asking Redis its time
-// (within rctx) if no recent exchange did: a
+// placeClock returns Redis' clock placed closely enough to place a turn
+// until the call can wait no longer (until), asking Redis its time if no
+// recent exchange placed it: a
 // replica whose answers all take too long (a slow link, an overloaded
 // Redis) would send its calls off their turns, into other replicas'
 // seconds, so it takes no turn and the call is refused, with nothing sent
 // and no turn used up.
-func (l *Redis) placeClock(rctx, ctx context.Context, k Key, until time.Time) error {
+func (l *Redis) placeClock(ctx context.Context, k Key, until time.Time) (sample, error) {
 	now := l.now()
-	place, uncertainty, _, ok := l.clock.read(now)
+	place, uncertainty, ok := l.clock.read(now)
 	// A placing over a second old is renewed when it would not last
 	// until the call can wait no longer: a turn must not lie past it.
 	lasts := now.Sub(place.mid) < time.Second || !place.placesUntil(l.maxUncertainty()).Before(until)
 	if ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty() && lasts) {
-		return nil
+		return place, nil
 	}
-	asked := l.now()
-	us, err := redisTime.Run(rctx, l.client, nil).Int64()
+	us, err := redisTime.Run(ctx, l.client, nil).Int64()
 	if err != nil {
-		return l.failed(ctx, k, fmt.Errorf("read Redis' clock: %w", err))
+		return sample{}, l.failed(ctx, k, fmt.Errorf("read Redis' clock: %w", err))
 	}
-	if _, uncertainty := l.clock.observe(asked, l.now(), time.UnixMicro(us)); l.guard > 0 && uncertainty > l.maxUncertainty() {
-		return l.tooSlow(k, uncertainty)
+	place, uncertainty = l.clock.observe(now, l.now(), time.UnixMicro(us))
+	if l.guard > 0 && uncertainty > l.maxUncertainty() {
+		return sample{}, l.tooSlow(k, uncertainty)
 	}
-	return nil
+	return place, nil
 }
 
 // tooSlow refuses a call whose turn cannot be placed within
@@ -289,16 +287,15 @@ local t = redis.call('TIME')
 return tonumber(t[1]) * 1000000 + tonumber(t[2])
 `)
 
-// take asks Redis, within rctx, for the next turn of k, at least lead from
-// when Redis gives it and no later than latest (by Redis' clock), and
-// returns how far off it is and Redis' clock when it was given, or the
-// refusal. ctx is the caller's.
-func (l *Redis) take(rctx, ctx context.Context, k Key, interval time.Duration, latest time.Time, lead time.Duration) (time.Duration, time.Time, error) {
+// take asks Redis for the next turn of k, at least lead from when Redis
+// gives it and no later than latest (by Redis' clock), and returns how far
+// off it is and Redis' clock when it was given, or the refusal.
+func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest time.Time, lead time.Duration) (time.Duration, time.Time, error) {
 	mine := ""
 	if p := l.server.Load(); p != nil {
 		mine = *p
 	}
-	res, err := takeTurn.Run(rctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported"},
+	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported"},
 		interval.Microseconds(), latest.UnixMicro(), mine, l.quarantine(interval).Microseconds(), lead.Microseconds()).Slice()
 	t, perr := turn(res)
 	if err == nil {
@@ -326,11 +323,15 @@ func (l *Redis) take(rctx, ctx context.Context, k Key, interval time.Duration, l
 // deadline when it has passed, Redis otherwise (failing, or not answering
 // within the call's patience). Nothing reached AWS.
 func (l *Redis) failed(ctx context.Context, k Key, err error) error {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errPatienceOver) {
 		return &InterruptedError{Key: k, Err: ctx.Err()}
 	}
 	return &sharedstate.UnavailableError{Op: "rate limit", Err: err}
 }
+
+// errPatienceOver ends the asking of Redis for a call that can wait no
+// longer: Redis too slow, not the caller's deadline.
+var errPatienceOver = errors.New("Redis did not answer while the call could wait")
 
 // turnAnswer is takeTurn's answer.
 type turnAnswer struct {

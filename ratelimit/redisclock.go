@@ -106,15 +106,22 @@ func (c *redisClock) leadNow(now time.Time) time.Duration {
 	return max(c.lead-fallen, 0)
 }
 
-// read returns the clock's placing, how far off it may be at now, and the
-// lead a turn needs; ok is false when the clock was never placed.
-func (c *redisClock) read(now time.Time) (s sample, uncertainty, lead time.Duration, ok bool) {
+// read returns the clock's placing and how far off it may be at now; ok is
+// false when the clock was never placed.
+func (c *redisClock) read(now time.Time) (s sample, uncertainty time.Duration, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.has {
-		return sample{}, 0, 0, false
+		return sample{}, 0, false
 	}
-	return c.best, c.best.uncertainty(now), c.leadNow(now), true
+	return c.best, c.best.uncertainty(now), true
+}
+
+// currentLead is the lead a turn asked for at now needs.
+func (c *redisClock) currentLead(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leadNow(now)
 }
 
 // reset forgets the clock: another server gives the turns now (a

@@ -123,17 +123,26 @@ func (s *Server) backupDescription(d *types.BackupDescription) *backupv1.BackupD
 // billingMode is DynamoDB's billing mode, or PROVISIONED when it names none
 // for a table with provisioned capacity: DynamoDB leaves the mode out for
 // tables that have always been provisioned.
-func (s *Server) billingMode(mode types.BillingMode, capacity *types.ProvisionedThroughput) backupv1.BillingMode {
-	if mode == "" && capacity != nil && (aws.ToInt64(capacity.ReadCapacityUnits) > 0 || aws.ToInt64(capacity.WriteCapacityUnits) > 0) {
+func (s *Server) billingMode(mode types.BillingMode, readUnits, writeUnits *int64) backupv1.BillingMode {
+	if mode == "" && (aws.ToInt64(readUnits) > 0 || aws.ToInt64(writeUnits) > 0) {
 		return backupv1.BillingMode_BILLING_MODE_PROVISIONED
 	}
 	return enumValue(s, "BillingMode", string(mode), billingModes)
+}
+
+// capacity is p's read and write units, nil when p is.
+func capacity(p *types.ProvisionedThroughput) (readUnits, writeUnits *int64) {
+	if p == nil {
+		return nil, nil
+	}
+	return p.ReadCapacityUnits, p.WriteCapacityUnits
 }
 
 func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.SourceTableDetails {
 	if d == nil {
 		return nil
 	}
+	readUnits, writeUnits := capacity(d.ProvisionedThroughput)
 	return &backupv1.SourceTableDetails{
 		TableName:             aws.ToString(d.TableName),
 		TableId:               aws.ToString(d.TableId),
@@ -141,7 +150,7 @@ func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.Sourc
 		TableSizeBytes:        d.TableSizeBytes,
 		ItemCount:             d.ItemCount,
 		KeySchema:             s.keySchema(d.KeySchema),
-		BillingMode:           s.billingMode(d.BillingMode, d.ProvisionedThroughput),
+		BillingMode:           s.billingMode(d.BillingMode, readUnits, writeUnits),
 		ProvisionedThroughput: throughput(d.ProvisionedThroughput),
 		TableCreationDateTime: ts(d.TableCreationDateTime),
 	}
@@ -267,11 +276,11 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 	if t.BillingModeSummary != nil {
 		mode = t.BillingModeSummary.BillingMode
 	}
-	var capacity *types.ProvisionedThroughput
+	var readUnits, writeUnits *int64
 	if p := t.ProvisionedThroughput; p != nil {
-		capacity = &types.ProvisionedThroughput{ReadCapacityUnits: p.ReadCapacityUnits, WriteCapacityUnits: p.WriteCapacityUnits}
+		readUnits, writeUnits = p.ReadCapacityUnits, p.WriteCapacityUnits
 	}
-	out.BillingMode = s.billingMode(mode, capacity)
+	out.BillingMode = s.billingMode(mode, readUnits, writeUnits)
 	for _, g := range t.GlobalSecondaryIndexes {
 		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, &backupv1.GlobalSecondaryIndex{
 			IndexName: aws.ToString(g.IndexName), KeySchema: s.keySchema(g.KeySchema),

@@ -58,7 +58,7 @@ func TestBackupDetailsConversion(t *testing.T) {
 // have always been provisioned; their capacity tells.
 func TestBillingMode(t *testing.T) {
 	s := New(Options{Logger: slog.New(slog.DiscardHandler)})
-	capacity := func(r, w int64) *types.ProvisionedThroughput {
+	provisioned := func(r, w int64) *types.ProvisionedThroughput {
 		return &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(r), WriteCapacityUnits: aws.Int64(w)}
 	}
 	tests := []struct {
@@ -67,14 +67,15 @@ func TestBillingMode(t *testing.T) {
 		capacity *types.ProvisionedThroughput
 		want     backupv1.BillingMode
 	}{
-		{"on demand", types.BillingModePayPerRequest, capacity(0, 0), backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST},
-		{"provisioned, said", types.BillingModeProvisioned, capacity(5, 5), backupv1.BillingMode_BILLING_MODE_PROVISIONED},
-		{"provisioned, not said", "", capacity(5, 1), backupv1.BillingMode_BILLING_MODE_PROVISIONED},
-		{"no mode, no capacity", "", capacity(0, 0), backupv1.BillingMode_BILLING_MODE_UNSPECIFIED},
+		{"on demand", types.BillingModePayPerRequest, provisioned(0, 0), backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST},
+		{"provisioned, said", types.BillingModeProvisioned, provisioned(5, 5), backupv1.BillingMode_BILLING_MODE_PROVISIONED},
+		{"provisioned, not said", "", provisioned(5, 1), backupv1.BillingMode_BILLING_MODE_PROVISIONED},
+		{"no mode, no capacity", "", provisioned(0, 0), backupv1.BillingMode_BILLING_MODE_UNSPECIFIED},
 		{"nothing at all", "", nil, backupv1.BillingMode_BILLING_MODE_UNSPECIFIED},
 	}
 	for _, tt := range tests {
-		if got := s.billingMode(tt.mode, tt.capacity); got != tt.want {
+		readUnits, writeUnits := capacity(tt.capacity)
+		if got := s.billingMode(tt.mode, readUnits, writeUnits); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 		src := s.sourceTableDetails(&types.SourceTableDetails{BillingMode: tt.mode, ProvisionedThroughput: tt.capacity})

@@ -195,6 +195,10 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	}
 	grpcSrv := server.NewGRPC(srvOpts, health)
 
+	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, m.Handler())
+	if err != nil {
+		return err
+	}
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
 		return fmt.Errorf("gRPC listener: %w", err)
@@ -203,12 +207,6 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	if err != nil {
 		grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
-	}
-	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, m.Handler())
-	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
-		return err
 	}
 	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, srvOpts.TLS)
 
