@@ -197,6 +197,10 @@ func mapUpstream(err error) mapped {
 			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+
 				"repeat the request with the same request_id to get its result "+
 				"(OUTCOME_UNKNOWN if the replica running it stopped before it finished)", running.Operation)}
+	case errors.Is(err, context.DeadlineExceeded) && notSent(err):
+		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+			msg: "the deadline passed before the request was sent to DynamoDB: nothing was done; retry with a longer deadline " +
+				"(the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
@@ -214,6 +218,16 @@ func mapUpstream(err error) mapped {
 			msg: "DynamoDB could not be reached or kept failing; retry later"}
 	}
 	return mapped{code: codes.Internal, reason: "INTERNAL", msg: "internal error; the details are in backupd's log"}
+}
+
+// notSent reports whether err says that no attempt of the call can have
+// reached DynamoDB (service marks CreateBackup and restore calls so).
+func notSent(err error) bool {
+	u, ok := errors.AsType[interface {
+		error
+		NotSent() bool
+	}](err)
+	return ok && u.NotSent()
 }
 
 func mapAssume(e *auth.AssumeRoleError) mapped {
@@ -245,7 +259,7 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 	case "ValidationException", "InvalidRestoreTimeException":
 		m.code, m.reason = codes.InvalidArgument, "DYNAMODB_VALIDATION"
 		m.msg = "DynamoDB refused the request as invalid: " + msg +
-			" (DynamoDB spells the request's fields in PascalCase: BackupName is backup_name)"
+			" (DynamoDB names fields in PascalCase; backupd names them in snake_case, or lowerCamelCase over REST)"
 	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException":
 		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
 		m.msg = "DynamoDB refused backupd's role in this account (" + code + "); " +

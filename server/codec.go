@@ -63,7 +63,10 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return err
 	}
 	proto.Reset(m)
-	st, _ := status.New(codes.InvalidArgument, "malformed request: the message could not be decoded: "+err.Error()).
+	detail, _ := protoDetail(err.Error())
+	st, _ := status.New(codes.InvalidArgument, fmt.Sprintf("malformed request: the message could not be decoded as %s (%s); "+
+		"send it with a client generated from backupd's proto (proto/backup/v1)",
+		m.ProtoReflect().Descriptor().FullName(), detail)).
 		WithDetails(errorInfo("MALFORMED_REQUEST", ""))
 	c.keep(m, st)
 	return nil

@@ -39,7 +39,7 @@ func TestUndecodableRequest(t *testing.T) {
 		want string // a part of the message
 	}{
 		{"invalid UTF-8 in backup_name", append(append(str(1, "111111111111"), str(3, "Orders")...), str(4, "ab\xff\xfecd")...), "invalid UTF-8"},
-		{"truncated", []byte{0x0a, 0x20, 'x'}, "could not be decoded"},
+		{"truncated", []byte{0x0a, 0x20, 'x'}, "could not be decoded as backup.v1.CreateBackupRequest (cannot parse invalid wire-format data); send it with a client generated"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -242,10 +243,14 @@ func accepts(fd protoreflect.FieldDescriptor) string {
 			}
 		}
 		return "must be one of " + strings.Join(names, ", ")
-	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
-		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
-		protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		return "must be an integer"
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return fmt.Sprintf("must be an integer from %d to %d", math.MinInt32, math.MaxInt32)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return fmt.Sprintf("must be an integer from %d to %d", math.MinInt64, math.MaxInt64)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return fmt.Sprintf("must be an integer from 0 to %d", math.MaxUint32)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return fmt.Sprintf("must be an integer from 0 to %d", uint64(math.MaxUint64))
 	case protoreflect.BoolKind:
 		return "must be true or false"
 	case protoreflect.MessageKind:

@@ -54,7 +54,7 @@ func TestRESTRefusals(t *testing.T) {
 			body:   `{"targetTableName":"Copy","provisionedThroughputOverride":{"readCapacityUnits":"x"},"globalSecondaryIndexOverride":{"indexes":[{"indexName":"a"},{"colour":"red"}]}}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"global_secondary_index_override.indexes[1].colour", "provisioned_throughput_override.read_capacity_units"},
-			rules:  []string{"is not a field of global_secondary_index_override.indexes[1]", `must be an integer; got "x"`}},
+			rules:  []string{"is not a field of global_secondary_index_override.indexes[1]", `must be an integer from -9223372036854775808 to 9223372036854775807; got "x"`}},
 		{name: "malformed JSON", method: "POST", path: create, body: `{"backupName":`,
 			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111"},
 		{name: "body too large", method: "POST", path: create, body: `{"backupName":"` + strings.Repeat("x", MaxBodyBytes) + `"}`,

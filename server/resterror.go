@@ -115,12 +115,25 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{AccountID: account})
 		return st
 	}
-	withInfo, err := status.New(codes.InvalidArgument, "malformed request: "+echo(st.Message(), 1024)).
+	msg := st.Message()
+	if detail, ok := protoDetail(msg); ok { // protojson could not decode the body
+		msg = "the body is not one JSON object of the request's fields (" + detail +
+			"); send one JSON object, its fields named in lowerCamelCase as the OpenAPI description lists them"
+	}
+	withInfo, err := status.New(codes.InvalidArgument, "malformed request: "+echo(msg, 1024)).
 		WithDetails(errorInfo("MALFORMED_REQUEST", account))
 	if err != nil {
 		return st
 	}
 	return withInfo
+}
+
+// protoDetail is what a protobuf error message says after its "proto:"
+// prefix, which the protobuf module follows with a space or, at random, a
+// no-break space (so that no one depends on its text).
+func protoDetail(msg string) (string, bool) {
+	detail, ok := strings.CutPrefix(msg, "proto:")
+	return strings.TrimLeft(detail, " \u00a0"), ok
 }
 
 // pathTarget names, for the log, the account and region of a REST request's

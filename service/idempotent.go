@@ -223,6 +223,10 @@ func (e *notSentError) Error() string {
 }
 func (e *notSentError) Unwrap() error { return e.err }
 
+// NotSent tells the error mapping that DynamoDB cannot have acted on the
+// call, so a caller whose deadline passed knows it may simply retry.
+func (e *notSentError) NotSent() bool { return true }
+
 // StillRunningError says the caller's deadline passed while its
 // request_id's run went on: a repeat with the same request_id gets the
 // run's result.

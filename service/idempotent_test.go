@@ -41,6 +41,34 @@ func TestMayHaveActed(t *testing.T) {
 	}
 }
 
+// TestSendErrorSaysWhetherSent checks what the error mapping reads to tell
+// a caller whose deadline passed whether DynamoDB may have acted.
+func TestSendErrorSaysWhetherSent(t *testing.T) {
+	deadline := fmt.Errorf("operation error DynamoDB: CreateBackup: %w", context.DeadlineExceeded)
+	tests := []struct {
+		name       string
+		submitted  time.Time
+		notSent    bool
+		unanswered bool
+	}{
+		{"never submitted", time.Time{}, true, false},
+		{"submitted", time.Unix(1700000000, 0), false, true},
+	}
+	for _, tt := range tests {
+		err := sendError("CreateBackup", deadline, tt.submitted)
+		u, ok := errors.AsType[unsent](err)
+		if got := ok && u.NotSent(); got != tt.notSent {
+			t.Errorf("%s: NotSent = %v, want %v (%v)", tt.name, got, tt.notSent, err)
+		}
+		if _, got := errors.AsType[*UnansweredError](err); got != tt.unanswered {
+			t.Errorf("%s: UnansweredError = %v, want %v (%v)", tt.name, got, tt.unanswered, err)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v no longer wraps the deadline", tt.name, err)
+		}
+	}
+}
+
 func TestOutcomeUnknownWrapsOnce(t *testing.T) {
 	unsure := &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Err: errors.New("connection reset")}
 	tests := []struct {
