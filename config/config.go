@@ -431,6 +431,25 @@ func (c *Config) Validate() error {
 	return errors.Join(ps...)
 }
 
+// Warnings lists what in c is allowed but likely a mistake, for the log
+// at start: settings that undo one another, and a service open to anyone
+// who reaches it.
+func (c *Config) Warnings() []string {
+	var ws []string
+	if c.ShutdownTimeout < c.UpstreamTimeout {
+		ws = append(ws, fmt.Sprintf("shutdown_timeout is shorter than upstream_timeout: a request in flight at SIGTERM "+
+			"may be cut off before AWS answers it (shutdown_timeout %s, upstream_timeout %s)", c.ShutdownTimeout, c.UpstreamTimeout))
+	}
+	if c.MaxWait >= c.UpstreamTimeout {
+		ws = append(ws, fmt.Sprintf("max_wait is not shorter than upstream_timeout, which bounds every request: a request over "+
+			"the rate is refused at upstream_timeout, not max_wait (max_wait %s, upstream_timeout %s)", c.MaxWait, c.UpstreamTimeout))
+	}
+	if len(c.Callers) == 0 {
+		ws = append(ws, "no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")
+	}
+	return ws
+}
+
 var tokenHashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func (c *Config) validateCallers(ps *problems, accounts map[string]int) {

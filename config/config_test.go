@@ -184,6 +184,50 @@ func TestREADMEExample(t *testing.T) {
 	}
 }
 
+func TestWarnings(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(readme), "## Configuration")
+	_, rest, _ = strings.Cut(rest, "```yaml\n")
+	block, _, _ := strings.Cut(rest, "```")
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   []string // the warnings' beginnings, in order
+	}{
+		{"the README's example", func(*Config) {}, nil},
+		{"shutdown_timeout below upstream_timeout", func(c *Config) { c.ShutdownTimeout = c.UpstreamTimeout - time.Second },
+			[]string{"shutdown_timeout is shorter than upstream_timeout"}},
+		{"max_wait equal to upstream_timeout", func(c *Config) { c.MaxWait = c.UpstreamTimeout },
+			[]string{"max_wait is not shorter than upstream_timeout"}},
+		{"no callers", func(c *Config) { c.Callers = nil }, []string{"no callers configured"}},
+		{"all three", func(c *Config) {
+			c.UpstreamTimeout, c.Callers = c.ShutdownTimeout+time.Second, nil
+			c.MaxWait = c.UpstreamTimeout
+		},
+			[]string{"shutdown_timeout", "max_wait", "no callers"}},
+	}
+	for _, tt := range tests {
+		c, err := Parse(strings.NewReader(block))
+		if err != nil {
+			t.Fatalf("README example: %v", err)
+		}
+		tt.change(c)
+		got := c.Warnings()
+		if len(got) != len(tt.want) {
+			t.Errorf("%s: warnings %q, want %d", tt.name, got, len(tt.want))
+			continue
+		}
+		for i, w := range tt.want {
+			if !strings.HasPrefix(got[i], w) {
+				t.Errorf("%s: warning %d = %q, want it to begin %q", tt.name, i, got[i], w)
+			}
+		}
+	}
+}
+
 // The exported lists are copies: a caller that changes one changes no one
 // else's, nor what Validate accepts.
 func TestListsAreFresh(t *testing.T) {

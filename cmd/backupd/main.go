@@ -87,13 +87,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
-	if cfg.ShutdownTimeout < cfg.UpstreamTimeout {
-		logger.Warn("shutdown_timeout is shorter than upstream_timeout: a request in flight at SIGTERM may be cut off before AWS answers it",
-			slog.Duration("shutdown_timeout", cfg.ShutdownTimeout), slog.Duration("upstream_timeout", cfg.UpstreamTimeout))
-	}
-	if cfg.MaxWait >= cfg.UpstreamTimeout {
-		logger.Warn("max_wait is not shorter than upstream_timeout, which bounds every request: a request over the rate is refused at upstream_timeout, not max_wait",
-			slog.Duration("max_wait", cfg.MaxWait), slog.Duration("upstream_timeout", cfg.UpstreamTimeout))
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion))
 	if err != nil {
@@ -190,8 +185,6 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		srvOpts.Authorizer = callers.NewAllowingAnonymous(cfg.Callers)
 	case len(cfg.Callers) > 0:
 		srvOpts.Authorizer = callers.New(cfg.Callers)
-	default:
-		logger.Warn("no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")
 	}
 	grpcSrv := server.NewGRPC(srvOpts, health)
 
