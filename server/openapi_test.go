@@ -239,3 +239,65 @@ func TestOpenAPIDeclaresRequestRules(t *testing.T) {
 		t.Errorf("info %+v: want a title and version v1", spec.Info)
 	}
 }
+
+// TestOpenAPIForGeneratedClients: what clients generated from the
+// description need to talk to any backupd. It names no scheme, so a
+// client uses the one of the URL it is given (go-swagger picks https when
+// both are listed, and then fails on a plaintext backupd such as the
+// sandbox). Every field that may be absent is x-nullable, so that
+// generators that would make it a plain value (go-swagger's time and
+// int64) keep absence apart from zero.
+func TestOpenAPIForGeneratedClients(t *testing.T) {
+	raw, err := os.ReadFile(openapiFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Schemes     []string
+		Definitions map[string]struct {
+			Properties map[string]struct {
+				Nullable bool `json:"x-nullable"`
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Schemes != nil {
+		t.Errorf("schemes = %q, want none", doc.Schemes)
+	}
+	nullable := func(def, prop string) {
+		t.Helper()
+		p, ok := doc.Definitions[def].Properties[prop]
+		if !ok {
+			t.Errorf("%s.%s: not in the description", def, prop)
+		} else if !p.Nullable {
+			t.Errorf("%s.%s: not x-nullable", def, prop)
+		}
+	}
+	checked := 0
+	var walk func(prefix string, msgs protoreflect.MessageDescriptors)
+	walk = func(prefix string, msgs protoreflect.MessageDescriptors) {
+		for i := range msgs.Len() {
+			m := msgs.Get(i)
+			name := prefix + string(m.Name()) // protoc-gen-openapiv2's legacy names
+			if _, ok := doc.Definitions[name]; ok {
+				for j := range m.Fields().Len() {
+					if f := m.Fields().Get(j); f.HasOptionalKeyword() {
+						nullable(name, f.JSONName())
+						checked++
+					}
+				}
+			}
+			walk(name, m.Messages())
+		}
+	}
+	walk("v1", backupv1.File_backup_v1_backup_service_proto.Messages())
+	if checked < 4 {
+		t.Errorf("%d proto3 optional fields found in the description's definitions, want the sizes and counts (4 or more)", checked)
+	}
+	// Timestamps DynamoDB leaves out.
+	nullable("v1BackupDetails", "backupExpiryDateTime")
+	nullable("v1BackupSummary", "backupExpiryDateTime")
+	nullable("v1SseDescription", "inaccessibleEncryptionDateTime")
+}
