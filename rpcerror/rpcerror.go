@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -294,6 +295,18 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 		m.msg = "internal error; the details are in backupd's log"
 	}
 	return m
+}
+
+// signedSecret matches what an AWS error may quote of a signed request
+// (a signature mismatch's canonical request, a presigned URL): the session
+// token, and the credential and signature of SigV4.
+var signedSecret = regexp.MustCompile(`(?i)(x-amz-security-token\s*[:=]\s*|x-amz-credential=|x-amz-signature=|credential=|signature=)[^\s,&'"\\]+`)
+
+// LogText is err's text for backupd's log: AWS's own messages are kept
+// there for whoever runs backupd, but not the session token, credential
+// or signature of the request they may quote.
+func LogText(err error) string {
+	return signedSecret.ReplaceAllString(err.Error(), "${1}[redacted]")
 }
 
 func awsRequestID(err error) string {

@@ -185,3 +185,42 @@ func TestStatusAWSRequestID(t *testing.T) {
 }
 
 func strPtr(s string) *string { return &s }
+
+func TestLogTextRedactsSignedSecrets(t *testing.T) {
+	tests := []struct {
+		name, in string
+		keep     []string // parts that must stay
+		drop     []string // secrets that must go
+	}{
+		{"signature mismatch quoting the canonical request",
+			"operation error DynamoDB: ListBackups, https response error StatusCode: 400, RequestID: R1, api error InvalidSignatureException: " +
+				"The request signature we calculated does not match the signature you provided. The Canonical String for this request should have been\n" +
+				"'POST\n/\n\ncontent-type:application/x-amz-json-1.0\nhost:dynamodb.us-east-1.amazonaws.com\nx-amz-date:20261126T064500Z\n" +
+				"x-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN/+=\nx-amz-target:DynamoDB_20120810.ListBackups\n'",
+			[]string{"InvalidSignatureException", "RequestID: R1", "x-amz-security-token:[redacted]", "x-amz-target:DynamoDB_20120810.ListBackups"},
+			[]string{"IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN"}},
+		{"an Authorization header",
+			"Authorization: AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEKEY/20261126/us-east-1/sts/aws4_request, SignedHeaders=host;x-amz-date, Signature=0123abcdef",
+			[]string{"SignedHeaders=host;x-amz-date", "Credential=[redacted]", "Signature=[redacted]"},
+			[]string{"ASIAEXAMPLEKEY", "0123abcdef"}},
+		{"a presigned query",
+			"GET /?X-Amz-Credential=ASIAEXAMPLEKEY%2F20261126&X-Amz-Security-Token=TOKENEXAMPLE&X-Amz-Signature=beef",
+			[]string{"X-Amz-Credential=[redacted]&X-Amz-Security-Token=[redacted]&X-Amz-Signature=[redacted]"},
+			[]string{"ASIAEXAMPLEKEY", "TOKENEXAMPLE", "beef"}},
+		{"nothing signed", "operation error DynamoDB: CreateBackup, TableNotFoundException: Table not found: Orders",
+			[]string{"operation error DynamoDB: CreateBackup, TableNotFoundException: Table not found: Orders"}, nil},
+	}
+	for _, tt := range tests {
+		got := LogText(errors.New(tt.in))
+		for _, k := range tt.keep {
+			if !strings.Contains(got, k) {
+				t.Errorf("%s: %q lacks %q", tt.name, got, k)
+			}
+		}
+		for _, d := range tt.drop {
+			if strings.Contains(got, d) {
+				t.Errorf("%s: %q keeps the secret %q", tt.name, got, d)
+			}
+		}
+	}
+}

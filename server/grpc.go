@@ -323,7 +323,7 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 		attrs = append(attrs, slog.String("x_request_id", echo(v[0], maxRequestIDEcho)))
 	}
 	if l.level >= slog.LevelWarn && l.err != nil {
-		attrs = append(attrs, slog.String("error", l.err.Error()))
+		attrs = append(attrs, slog.String("error", rpcerror.LogText(l.err)))
 	}
 	i.log.LogAttrs(ctx, l.level, "request", attrs...)
 	if i.metrics != nil {

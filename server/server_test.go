@@ -775,3 +775,21 @@ func TestRESTCallerIsTheConnectionsPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestLogRedactsSignedSecrets: an AWS error that quotes the signed request
+// reaches the log without its session token.
+func TestLogRedactsSignedSecrets(t *testing.T) {
+	f := newFixture(t)
+	f.stub.mu.Lock()
+	f.stub.err = errors.New("api error InvalidSignatureException: The Canonical String for this request should have been\n" +
+		"'POST\n/\nx-amz-security-token:SESSIONTOKENSECRET\n'")
+	f.stub.mu.Unlock()
+	_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "nightly"})
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("CreateBackup: %v, want INTERNAL", err)
+	}
+	logs := f.logText()
+	if !strings.Contains(logs, `x-amz-security-token:[redacted]`) || strings.Contains(logs, "SESSIONTOKENSECRET") {
+		t.Errorf("log %s: want the error with its session token redacted", logs)
+	}
+}
