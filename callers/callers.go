@@ -158,6 +158,9 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account, AnyAccount: true}
 	}
 	if c.accounts != nil && !c.accounts[account] {
+		if !config.ValidAccountID(account) {
+			account = "" // the message says the request names no valid account, and echoes none
+		}
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account}
 	}
 	return c.name, nil

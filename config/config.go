@@ -359,7 +359,11 @@ func ValidAccountID(id string) bool {
 // ValidRegion reports whether r has the shape of an AWS region, such as
 // us-east-1 or us-gov-west-1. The configuration and every request are held
 // to this one rule, so no configured region is one a request may not name.
-func ValidRegion(r string) bool { return regionRe.MatchString(r) }
+func ValidRegion(r string) bool { return len(r) <= maxRegionLength && regionRe.MatchString(r) }
+
+// maxRegionLength bounds a region: the rule bounds neither its words'
+// count nor their length, and the longest real region is half this.
+const maxRegionLength = 32
 
 // Validate reports every problem in c, one per line, each naming its field.
 func (c *Config) Validate() error {

@@ -32,15 +32,10 @@ func accountOrNone(a string) string {
 	return a
 }
 
-// maxRegionEcho bounds a region in a log line: the region rule bounds its
-// words' count and length by nothing, and every real region is far shorter.
-const maxRegionEcho = 32
-
 // regionOrNone is r, a region for a log line, when it is one
-// (config.ValidRegion) of at most maxRegionEcho bytes; otherwise it is
-// left out.
+// (config.ValidRegion, which bounds its length); otherwise it is left out.
 func regionOrNone(r string) string {
-	if len(r) > maxRegionEcho || !config.ValidRegion(r) {
+	if !config.ValidRegion(r) {
 		return ""
 	}
 	return r

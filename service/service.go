@@ -149,7 +149,7 @@ func checkTableRef(vs *violations, field, ref, account, region string) tableRef 
 	if a.Account != account {
 		vs.add(field, "is a table ARN of account %s; it must be in account_id %s", a.Account, Quote(account))
 	}
-	if region != "" && a.Region != region {
+	if region != "" && config.ValidRegion(region) && a.Region != region { // an invalid region has a violation of its own
 		vs.add(field, "is a table ARN in region %s; it must be in region %s", a.Region, region)
 	}
 	t.name = a.Table

@@ -53,6 +53,10 @@ func TestValidateCreate(t *testing.T) {
 		{"backup name dotdot slash", func(r *backupv1.CreateBackupRequest) { r.BackupName = "../etc" }, "backup_name", "a-z A-Z 0-9"},
 		{"request id 129", func(r *backupv1.CreateBackupRequest) { r.RequestId = strings.Repeat("r", 129) }, "request_id", "at most 128"},
 		{"request id control char", func(r *backupv1.CreateBackupRequest) { r.RequestId = "abc\n" }, "request_id", "printable ASCII"},
+		{"a long region with a table ARN", func(r *backupv1.CreateBackupRequest) {
+			r.Region = "us-" + strings.Repeat("a", 100000) + "-1"
+			r.TableName = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders"
+		}, "region", "AWS region"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,8 +76,9 @@ func TestValidateCreate(t *testing.T) {
 			if len(ia.Violations) != 1 || ia.Violations[0].Field != tt.field {
 				t.Fatalf("violations = %+v, want one on %s", ia.Violations, tt.field)
 			}
-			if d := ia.Violations[0].Description; !strings.Contains(d, tt.msgHas) || !strings.HasPrefix(d, tt.field) {
-				t.Errorf("description %q: want it to start with %q and contain %q", d, tt.field, tt.msgHas)
+			if d := ia.Violations[0].Description; !strings.Contains(d, tt.msgHas) || !strings.HasPrefix(d, tt.field) || len(d) > 512 {
+				t.Errorf("description %.600q (%d bytes): want it to start with %q, contain %q, and echo at most a bounded part of the request",
+					d, len(d), tt.field, tt.msgHas)
 			}
 		})
 	}
@@ -172,6 +177,8 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 		{"US-EAST-1", false},
 		{"u-east-1", false},
 		{"us-east-1 ", false},
+		{"us-" + strings.Repeat("a", 27) + "-1", true},  // 32 bytes
+		{"us-" + strings.Repeat("a", 28) + "-1", false}, // 33: no region is that long, and its echoes would grow with it
 	}
 	for _, tt := range regions {
 		yaml := fmt.Sprintf("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    default_region: %q\n", tt.region)
