@@ -63,6 +63,16 @@ const (
 	maxRecvMsgSize  = 4 << 20
 )
 
+// maxHeaderListBytes bounds a call's metadata as the HTTP listener bounds
+// a request's headers; grpc-go's default of 16 MiB let a caller without a
+// token make the server hold that much per call. maxStreams bounds the
+// calls in flight on one connection, as HTTP/2 servers do (Go's net/http
+// takes 250); a client past it waits for a stream to end.
+const (
+	maxHeaderListBytes = 64 << 10
+	maxStreams         = 250
+)
+
 // NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
 // reflection registered. Every unary call passes through one interceptor
 // that recovers panics, maps errors to status and writes the request's log
@@ -75,6 +85,8 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		grpc.ForceServerCodecV2(ic.codec),
 		grpc.UnknownServiceHandler(ic.unknown),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.MaxHeaderListSize(maxHeaderListBytes),
+		grpc.MaxConcurrentStreams(maxStreams),
 		// Static flow-control windows as large as the largest request
 		// taken turn off grpc-go's bandwidth-delay estimation, whose PING
 		// goes out on its own write with each request that arrives on a

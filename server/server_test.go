@@ -793,3 +793,21 @@ func TestLogRedactsSignedSecrets(t *testing.T) {
 		t.Errorf("log %s: want the error with its session token redacted", logs)
 	}
 }
+
+// TestMetadataIsBounded: the server tells clients its limit on a call's
+// metadata (64 KiB, as the HTTP listener's headers), so a call past it is
+// refused before it is sent; one within it goes through.
+func TestMetadataIsBounded(t *testing.T) {
+	f := newFixture(t)
+	req := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "nightly"}
+	for _, tt := range []struct {
+		pad  int
+		code codes.Code
+	}{{60 << 10, codes.OK}, {70 << 10, codes.Internal}, {1 << 20, codes.Internal}} {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "x-pad", strings.Repeat("a", tt.pad))
+		_, err := f.client.CreateBackup(ctx, req)
+		if status.Code(err) != tt.code || (err != nil && !strings.Contains(err.Error(), "maximum size (65536 bytes) set by server")) {
+			t.Errorf("%d bytes of metadata: %v, want %s", tt.pad, err, tt.code)
+		}
+	}
+}
