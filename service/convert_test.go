@@ -114,14 +114,16 @@ func TestPageToken(t *testing.T) {
 		"not base64":    {scope, "!!!"},
 		"empty-ish":     {scope, "AA"},
 		// Anyone can build a token: its ARN must be one the listing returns.
-		"built with another account's ARN":       {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:222222222222:table/Orders/backup/01700000000000-abcdef12")},
-		"built with another region's ARN":        {scope, encodePageToken(scope, "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12")},
-		"built with another table's ARN":         {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:111111111111:table/Customers/backup/01700000000000-abcdef12")},
-		"built with the table's ARN":             {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders")},
-		"built with another service's ARN":       {scope, encodePageToken(scope, "arn:aws:s3:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12")},
-		"built with a table ARN, no table named": {noTable, encodePageToken(noTable, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders")},
-		"built with no ARN":                      {scope, encodePageToken(scope, "x")},
-		"built with a long string":               {scope, encodePageToken(scope, strings.Repeat("a", 5000))},
+		"built with another account's ARN":         {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:222222222222:table/Orders/backup/01700000000000-abcdef12")},
+		"built with another region's ARN":          {scope, encodePageToken(scope, "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12")},
+		"built with another table's ARN":           {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:111111111111:table/Customers/backup/01700000000000-abcdef12")},
+		"built with the table's ARN":               {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders")},
+		"built with another service's ARN":         {scope, encodePageToken(scope, "arn:aws:s3:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12")},
+		"built with a table ARN, no table named":   {noTable, encodePageToken(noTable, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders")},
+		"built with no ARN":                        {scope, encodePageToken(scope, "x")},
+		"built with a path out of another account": {noTable, encodePageToken(noTable, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/x/../../222222222222")},
+		"built with a bad backup id":               {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/\u0000")},
+		"built with a long string":                 {scope, encodePageToken(scope, strings.Repeat("a", 5000))},
 	}
 	for name, tt := range tests {
 		if _, err := decodePageToken(tt.scope, tt.token); err == nil {

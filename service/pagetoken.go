@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
-	"strings"
 
 	awsarn "github.com/aws/aws-sdk-go-v2/aws/arn"
 )
@@ -88,9 +87,10 @@ func (s listScope) holds(backupARN string) bool {
 		return false
 	}
 	switch a.Service {
-	case "dynamodb":
-		table, rest, ok := strings.Cut(strings.TrimPrefix(a.Resource, "table/"), "/backup/")
-		return ok && rest != "" && strings.HasPrefix(a.Resource, "table/") && (s.table == "" || table == s.table)
+	case "dynamodb": // a backup ARN as GetBackup takes one
+		var vs violations
+		b, ok := parseARN(&vs, "page_token", backupARN, true)
+		return ok && len(vs) == 0 && (s.table == "" || b.Table == s.table)
 	case "backup":
 		return true
 	}

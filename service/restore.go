@@ -2,6 +2,8 @@ package service
 
 import (
 	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -111,9 +113,34 @@ func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *typ
 		if sse.GetSseType() != backupv1.SseType_SSE_TYPE_KMS {
 			vs.add(field+".kms_master_key_id", "is only allowed with sse_type KMS")
 		}
+		if len(k) > maxKMSKeyID || strings.IndexFunc(k, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+			vs.add(field+".kms_master_key_id", "must be a KMS key id, alias or ARN: at most %d ASCII characters, without spaces; got %s",
+				maxKMSKeyID, Quote(k))
+		}
 		out.KMSMasterKeyId = aws.String(k)
 	}
 	return out
+}
+
+// Bounds of what a restore names, from DynamoDB's API reference: a KMS key
+// ARN is at most 2048 characters; an INCLUDE projection names 1-20
+// attributes; an attribute name is 1-255 bytes.
+const (
+	maxKMSKeyID        = 2048
+	maxNonKeyAttrs     = 20
+	maxAttributeLength = 255
+)
+
+// checkAttributeName holds a key or projected attribute's name to
+// DynamoDB's length, and refuses control characters, which no attribute a
+// restore can name has.
+func checkAttributeName(vs *violations, field, name string) {
+	switch {
+	case len(name) < 1 || len(name) > maxAttributeLength:
+		vs.add(field, "must be 1-%d bytes; got %d", maxAttributeLength, len(name))
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		vs.add(field, "must have no control characters; got %s", Quote(name))
+	}
 }
 
 func checkKeySchema(vs *violations, field string, ks []*backupv1.KeySchemaElement) []types.KeySchemaElement {
@@ -123,9 +150,7 @@ func checkKeySchema(vs *violations, field string, ks []*backupv1.KeySchemaElemen
 	out := make([]types.KeySchemaElement, 0, len(ks))
 	for i, k := range ks {
 		f := fieldIndex(field, i)
-		if n := len(k.GetAttributeName()); n < 1 || n > 255 {
-			vs.add(f+".attribute_name", "must be 1-255 bytes; got %d", n)
-		}
+		checkAttributeName(vs, f+".attribute_name", k.GetAttributeName())
 		kt := types.KeyTypeHash
 		switch {
 		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_RANGE && i == 1:
@@ -146,8 +171,15 @@ func checkProjection(vs *violations, field string, p *backupv1.Projection) *type
 	case backupv1.ProjectionType_PROJECTION_TYPE_KEYS_ONLY:
 		return &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
 	case backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE:
-		if len(p.GetNonKeyAttributes()) == 0 {
+		switch n := len(p.GetNonKeyAttributes()); {
+		case n == 0:
 			vs.add(field+".non_key_attributes", "must name at least one attribute with projection_type INCLUDE")
+		case n > maxNonKeyAttrs:
+			vs.add(field+".non_key_attributes", "must name at most %d attributes; got %d", maxNonKeyAttrs, n)
+		default:
+			for i, a := range p.GetNonKeyAttributes() {
+				checkAttributeName(vs, fieldIndex(field+".non_key_attributes", i), a)
+			}
 		}
 		return &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: p.GetNonKeyAttributes()}
 	}

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,6 +14,10 @@ func TestValidateRestore(t *testing.T) {
 	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
 	hash := []*backupv1.KeySchemaElement{{AttributeName: "pk", KeyType: backupv1.KeyType_KEY_TYPE_HASH}}
 	all := &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_ALL}
+	twenty := make([]string, 20)
+	for i := range twenty {
+		twenty[i] = "attr é " + strconv.Itoa(i) // any UTF-8 but control characters
+	}
 	tests := []struct {
 		name   string
 		req    *backupv1.RestoreTableFromBackupRequest
@@ -30,6 +35,9 @@ func TestValidateRestore(t *testing.T) {
 			}},
 			LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{},
 		}, "", nil},
+		{"20 projected attributes", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", KeySchema: hash,
+				Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE, NonKeyAttributes: twenty}}}}}, "", nil},
 		{"missing target", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn}, "target_table_name", nil},
 		{"bad target", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "a b"}, "target_table_name", nil},
 		{"zero throughput", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
@@ -51,6 +59,24 @@ func TestValidateRestore(t *testing.T) {
 			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", KeySchema: hash,
 				Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE}}}}},
 			"global_secondary_index_override.indexes[0].projection.non_key_attributes", nil},
+		{"KMS key id with a newline", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_KMS, KmsMasterKeyId: "alias/x\n"}},
+			"sse_specification_override.kms_master_key_id", nil},
+		{"KMS key id too long", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_KMS, KmsMasterKeyId: strings.Repeat("k", 2049)}},
+			"sse_specification_override.kms_master_key_id", nil},
+		{"21 projected attributes", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", KeySchema: hash,
+				Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE, NonKeyAttributes: make([]string, 21)}}}}},
+			"global_secondary_index_override.indexes[0].projection.non_key_attributes", nil},
+		{"a projected attribute with a NUL", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", KeySchema: hash,
+				Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE, NonKeyAttributes: []string{"total", "\x00"}}}}}},
+			"global_secondary_index_override.indexes[0].projection.non_key_attributes[1]", nil},
+		{"a key attribute with a control character", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", Projection: all,
+				KeySchema: []*backupv1.KeySchemaElement{{AttributeName: "\x01\n", KeyType: backupv1.KeyType_KEY_TYPE_HASH}}}}}},
+			"global_secondary_index_override.indexes[0].key_schema[0].attribute_name", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
