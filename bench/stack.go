@@ -228,7 +228,7 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 	if err != nil {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, nil)
+	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, nil, nil)
 	go func() { _ = httpSrv.Serve(httpLis) }()
 	s.closers = append(s.closers, func() { _ = httpSrv.Close() })
 	s.HTTPURL = "http://" + httpLis.Addr().String()

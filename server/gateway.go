@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	stdlog "log"
+	"log/slog"
 	"net"
 	"net/http"
 	"path"
@@ -114,9 +116,16 @@ func forwardedHeader(key string) (string, bool) {
 // NewHTTPServer wraps h in an http.Server with every timeout set, so a slow
 // or idle client cannot hold a connection open forever. writeTimeout must
 // cover the longest request, upstream call included. tlsCfg, when not nil,
-// serves HTTPS (see Serve).
-func NewHTTPServer(h http.Handler, writeTimeout time.Duration, tlsCfg *tls.Config) *http.Server {
+// serves HTTPS (see Serve). log, when not nil, takes net/http's own
+// messages (a failed TLS handshake, say) as warnings, in the same format as
+// every other line, instead of plain text on stderr.
+func NewHTTPServer(h http.Handler, writeTimeout time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+	var errorLog *stdlog.Logger
+	if log != nil {
+		errorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	}
 	return &http.Server{
+		ErrorLog:          errorLog,
 		Handler:           h,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -74,7 +74,7 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 	}
 	go func() { _ = grpcSrv.Serve(grpcLis) }()
 	t.Cleanup(grpcSrv.Stop)
-	httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil)
+	httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

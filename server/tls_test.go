@@ -37,7 +37,7 @@ func serveTLS(t *testing.T, cfg *tls.Config) (grpcAddr, httpAddr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := NewHTTPServer(handler, time.Minute, cfg)
+	hs := NewHTTPServer(handler, time.Minute, cfg, discard())
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -226,5 +226,38 @@ func healthzOver(addr string) func(roots *x509.CertPool) error {
 			resp.Body.Close()
 		}
 		return err
+	}
+}
+
+// TestHTTPServerLogsInBackupdsFormat: net/http's own messages, such as a
+// failed TLS handshake, are lines of backupd's log, not plain text.
+func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	cfg, err := LoadTLS(files.CertFile, files.KeyFile, "", discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedWriter{w: &strings.Builder{}}
+	hs := NewHTTPServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = Serve(hs, hl) }()
+	t.Cleanup(func() { hs.Close() })
+	if resp, err := http.Get("http://" + hl.Addr().String() + "/healthz"); err == nil {
+		resp.Body.Close() // plain HTTP to an HTTPS listener: the server answers 400 and logs the handshake
+	}
+	want := `"level":"WARN","msg":"http: TLS handshake error from 127.0.0.1:`
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		logs.mu.Lock()
+		got := logs.w.(*strings.Builder).String()
+		logs.mu.Unlock()
+		if strings.Contains(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log %q: want a JSON line %s", got, want)
+		}
 	}
 }

@@ -201,7 +201,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, srvOpts.TLS)
+	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, srvOpts.TLS, logger)
 
 	// Ready before the shutdown below can start: a signal that came
 	// during start-up then finds it ready and turns it off, rather than
