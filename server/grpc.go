@@ -66,11 +66,13 @@ const (
 // maxHeaderListBytes bounds a call's metadata as the HTTP listener bounds
 // a request's headers; grpc-go's default of 16 MiB let a caller without a
 // token make the server hold that much per call. maxStreams bounds the
-// calls in flight on one connection, as HTTP/2 servers do (Go's net/http
-// takes 250); a client past it waits for a stream to end.
+// calls in flight on one connection (a client past it waits for a stream
+// to end): far above Go's net/http HTTP/2 default of 250, as a caller's
+// calls may each wait up to max_wait for their account's turn, yet with
+// the metadata bound it caps what one connection holds at 64 MiB.
 const (
 	maxHeaderListBytes = 64 << 10
-	maxStreams         = 250
+	maxStreams         = 1000
 )
 
 // NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
