@@ -231,15 +231,17 @@ func untilLease(c claimed, pause time.Duration, try func() bool) bool {
 }
 
 // mayHaveReached reports whether a command that failed with err may have
-// reached Redis: not when no connection was had. The caller's context
-// ending is such a case too: the client (ContextTimeoutEnabled off) heeds
-// it only while it waits for a pooled connection.
+// reached Redis: not when its last attempt had no connection (a refused
+// dial, no pooled connection free, the client closed), judged by that
+// attempt alone. The caller's context ending counts as reached: go-redis
+// retries a read timeout once, and the context can end while it waits to
+// retry, after the first attempt went out. A needless drop costs a slot
+// for the lease and touches no other request's claim.
 func mayHaveReached(err error) bool {
 	var op *net.OpError
 	switch {
 	case errors.As(err, &op) && op.Op == "dial",
-		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed),
-		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed):
 		return false
 	}
 	return true

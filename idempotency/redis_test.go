@@ -3,6 +3,7 @@ package idempotency
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -246,8 +247,16 @@ func TestRedisLeadsItsOwnClaim(t *testing.T) {
 // retry would wait out its lease and then be told the outcome is unknown
 // for 24 hours, though nothing ever ran.
 func TestRedisFailedClaimIsDropped(t *testing.T) {
-	for _, late := range []time.Duration{0, 200 * time.Millisecond} {
-		t.Run("done after "+late.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		late   time.Duration
+		failed error // what the SET NX answers, having been done
+	}{
+		{0, errors.New("i/o timeout")},
+		{200 * time.Millisecond, errors.New("i/o timeout")},
+		{0, context.DeadlineExceeded}, // the context ended while go-redis waited to retry it
+	} {
+		late := tc.late
+		t.Run(fmt.Sprintf("done after %s, then %v", late, tc.failed), func(t *testing.T) {
 			s := redisStores(t, 1, time.Minute)[0]
 			direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 			t.Cleanup(func() { direct.Close() })
@@ -263,7 +272,7 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 				} else {
 					time.AfterFunc(late, do)
 				}
-				cmd.SetErr(errors.New("i/o timeout"))
+				cmd.SetErr(tc.failed)
 				return cmd.Err()
 			}))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -292,9 +301,9 @@ func TestMayHaveReached(t *testing.T) {
 		{"client closed", redis.ErrClosed, false},
 		{"read timeout", &net.OpError{Op: "read", Err: errors.New("i/o timeout")}, true},
 		{"connection reset", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true},
-		// The client heeds the context only while it waits for a connection.
-		{"deadline", context.DeadlineExceeded, false},
-		{"canceled", context.Canceled, false},
+		// The context may end while go-redis waits to retry a command sent.
+		{"deadline", context.DeadlineExceeded, true},
+		{"canceled", context.Canceled, true},
 	}
 	for _, tt := range tests {
 		if got := mayHaveReached(tt.err); got != tt.want {
