@@ -174,6 +174,7 @@ func mapUpstream(err error) mapped {
 		unsure     *accounts.OutcomeUnknownError
 		deleted    *accounts.DeletedEarlierError
 		unanswered *service.UnansweredError
+		unsent     *service.NotSentError
 		running    *service.StillRunningError
 		assume     *auth.AssumeRoleError
 		api        smithy.APIError
@@ -198,7 +199,7 @@ func mapUpstream(err error) mapped {
 			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+
 				"repeat the request with the same request_id to get its result "+
 				"(OUTCOME_UNKNOWN if the replica running it stopped before it finished)", running.Operation)}
-	case errors.Is(err, context.DeadlineExceeded) && notSent(err):
+	case errors.Is(err, context.DeadlineExceeded) && errors.As(err, &unsent):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: "the deadline passed before the request was sent to DynamoDB: nothing was done; retry with a longer deadline " +
 				"(the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
@@ -219,16 +220,6 @@ func mapUpstream(err error) mapped {
 			msg: "DynamoDB could not be reached or kept failing; retry later"}
 	}
 	return mapped{code: codes.Internal, reason: "INTERNAL", msg: "internal error; the details are in backupd's log"}
-}
-
-// notSent reports whether err says that no attempt of the call can have
-// reached DynamoDB (service marks CreateBackup and restore calls so).
-func notSent(err error) bool {
-	u, ok := errors.AsType[interface {
-		error
-		NotSent() bool
-	}](err)
-	return ok && u.NotSent()
 }
 
 func mapAssume(e *auth.AssumeRoleError) mapped {

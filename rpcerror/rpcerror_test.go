@@ -124,8 +124,11 @@ func TestStatus(t *testing.T) {
 		{"request_id reused", &idempotency.ConflictError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
 			codes.AlreadyExists, "REQUEST_ID_REUSED", "request_id", 0, "req-1", ""},
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "upstream_timeout", "may or may not"},
-		{"deadline passed before the call was sent", fmt.Errorf("op: %w", &ratelimit.InterruptedError{Err: context.DeadlineExceeded}),
+		{"deadline passed before CreateBackup was sent", &service.NotSentError{Err: fmt.Errorf("op: %w", &ratelimit.InterruptedError{Err: context.DeadlineExceeded})},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "before the request was sent to DynamoDB: nothing was done", "may or may not"},
+		// The limiter's error speaks of one attempt: an earlier one may have gone out (a retried DeleteBackup).
+		{"deadline passed waiting for a retry's turn", fmt.Errorf("op: %w", &ratelimit.InterruptedError{Err: context.DeadlineExceeded}),
+			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "the deadline passed before AWS answered", "nothing was done"},
 		{"deadline passed after CreateBackup was sent", &service.UnansweredError{Operation: "CreateBackup", Err: fmt.Errorf("op: %w", context.DeadlineExceeded)},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "after CreateBackup was sent to DynamoDB, before it answered: it may or may not have been done", ""},
 		{"deadline passed while a request_id run goes on", &service.StillRunningError{Operation: "CreateBackup", Err: context.DeadlineExceeded},

@@ -188,7 +188,7 @@ type unsent interface {
 // that passed while the call waited for its turn comes as an error that
 // says it was not sent.
 func mayHaveActed(err error) bool {
-	if _, ok := errors.AsType[*notSentError](err); ok {
+	if _, ok := errors.AsType[*NotSentError](err); ok {
 		return false
 	}
 	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); ok {
@@ -206,26 +206,25 @@ func mayHaveActed(err error) bool {
 func sendError(op string, err error, submitted time.Time) error {
 	switch {
 	case submitted.IsZero():
-		return &notSentError{err}
+		return &NotSentError{Err: err}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &UnansweredError{Operation: op, Err: err}
 	}
 	return err
 }
 
-// notSentError is the error of a call that failed before any attempt that
-// DynamoDB could have acted on left backupd (waiting for STS, say): a
-// request_id run that ends with it is forgotten, and its repeat runs again.
-type notSentError struct{ err error }
+// NotSentError is the error of a CreateBackup or restore that failed
+// before any attempt that DynamoDB could have acted on left backupd
+// (waiting for STS, say): a request_id run that ends with it is forgotten,
+// and its repeat runs again; a caller whose deadline passed is told
+// nothing was done. It speaks of the whole call, where an error that says
+// NotSent (the limiter's, STS's) speaks of one attempt.
+type NotSentError struct{ Err error }
 
-func (e *notSentError) Error() string {
-	return e.err.Error() + " (DynamoDB did not act on it: no attempt left backupd, or each one that did was refused)"
+func (e *NotSentError) Error() string {
+	return e.Err.Error() + " (DynamoDB did not act on it: no attempt left backupd, or each one that did was refused)"
 }
-func (e *notSentError) Unwrap() error { return e.err }
-
-// NotSent tells the error mapping that DynamoDB cannot have acted on the
-// call, so a caller whose deadline passed knows it may simply retry.
-func (e *notSentError) NotSent() bool { return true }
+func (e *NotSentError) Unwrap() error { return e.Err }
 
 // StillRunningError says the caller's deadline passed while its
 // request_id's run went on: a repeat with the same request_id gets the

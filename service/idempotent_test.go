@@ -56,8 +56,7 @@ func TestSendErrorSaysWhetherSent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := sendError("CreateBackup", deadline, tt.submitted)
-		u, ok := errors.AsType[unsent](err)
-		if got := ok && u.NotSent(); got != tt.notSent {
+		if _, got := errors.AsType[*NotSentError](err); got != tt.notSent {
 			t.Errorf("%s: NotSent = %v, want %v (%v)", tt.name, got, tt.notSent, err)
 		}
 		if _, got := errors.AsType[*UnansweredError](err); got != tt.unanswered {
