@@ -138,14 +138,12 @@ func BenchmarkCreateBackupByCall(b *testing.B) {
 	total := make([]time.Duration, len(order))
 	perm := rand.Perm(len(order))
 	for b.Loop() {
-		rand.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
-		for _, i := range perm {
-			start := time.Now()
-			if err := calls[i](ctx); err != nil {
+		bench.CallEach(ctx, calls, perm, func(i int, took time.Duration, err error) {
+			if err != nil {
 				b.Fatal(err)
 			}
-			total[i] += time.Since(start)
-		}
+			total[i] += took
+		})
 	}
 	mean := map[bench.Target]float64{}
 	for i, t := range order {

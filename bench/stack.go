@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -330,6 +331,19 @@ func (s *Stack) callFloors(ctx context.Context) error {
 // for an unknown target.
 func (s *Stack) Call(t Target) func(context.Context) error {
 	return s.callFuncs[t]
+}
+
+// CallEach makes one call of each of calls, in a new random order kept in
+// perm (a permutation of their indexes, shuffled in place), and tells
+// record how long each took: the targets taking turns call by call, as
+// loadgen and BenchmarkCreateBackupByCall take them.
+func CallEach(ctx context.Context, calls []func(context.Context) error, perm []int, record func(i int, took time.Duration, err error)) {
+	rand.Shuffle(len(perm), func(a, b int) { perm[a], perm[b] = perm[b], perm[a] })
+	for _, i := range perm {
+		start := time.Now()
+		err := calls[i](ctx)
+		record(i, time.Since(start), err)
+	}
 }
 
 // LimiterWaits counts the calls that backupd's rate limiter made wait for
