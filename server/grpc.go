@@ -233,7 +233,7 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 			code = codes.DeadlineExceeded
 			err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
 		}
-		level = levelOf(code, internal, rpcerror.Refusal(err))
+		level = levelOf(code, internal, err)
 	}
 	l := requestLine{method: method, caller: caller(ctx), account: account, region: region,
 		principal: principal, code: code, level: level, err: err}
@@ -256,18 +256,18 @@ func (i *interceptor) record(ctx context.Context, method, account, region, princ
 // backupd's role), WARN for AWS
 // throttling backupd after its retries and for deadlines that passed
 // (slowness upstream), INFO for the caller's own mistakes and for
-// backupd's own limit doing its job. refusal says the error is backupd's
-// own refusal (rpcerror.Refusal), not AWS's answer. The error's detail is
-// logged from WARN up.
-func levelOf(code codes.Code, internal, refusal bool) slog.Level {
+// backupd's own limit doing its job. For the codes that both give, err
+// tells backupd's own refusal (rpcerror.Refusal) from AWS's answer; it is
+// asked only then. The error's detail is logged from WARN up.
+func levelOf(code codes.Code, internal bool, err error) slog.Level {
 	switch {
 	case internal || code == codes.Unavailable:
 		return slog.LevelError
 	case code == codes.DeadlineExceeded:
 		return slog.LevelWarn
-	case code == codes.PermissionDenied && !refusal:
+	case code == codes.PermissionDenied && !rpcerror.Refusal(err):
 		return slog.LevelError
-	case code == codes.ResourceExhausted && !refusal:
+	case code == codes.ResourceExhausted && !rpcerror.Refusal(err):
 		return slog.LevelWarn
 	}
 	return slog.LevelInfo

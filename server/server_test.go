@@ -29,7 +29,6 @@ import (
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/ratelimit"
-	"github.com/backupd/backupd/rpcerror"
 )
 
 // stub records what reached the service and answers with err when set.
@@ -708,7 +707,7 @@ func TestLevelOf(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := levelOf(tt.code, tt.internal, rpcerror.Refusal(tt.err)); got != tt.want {
+			if got := levelOf(tt.code, tt.internal, tt.err); got != tt.want {
 				t.Errorf("levelOf = %v, want %v", got, tt.want)
 			}
 		})
