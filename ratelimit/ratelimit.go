@@ -152,7 +152,9 @@ func (p policy) patience(ctx context.Context, now time.Time) time.Time {
 // reports the turn stale when the sleep ended more than slack after due:
 // the process was paused (a stopped container, CPU throttling), and the
 // calls it releases together would crowd one second, so the caller must
-// queue again. slack is the guard, less what placing the turn may be off.
+// queue again. slack is how late past due a sleep may end: the guard for
+// Local, less for Redis, whose turns are placed only so closely (see
+// Redis.Wait).
 func (p policy) await(ctx context.Context, k Key, due time.Time, slack time.Duration) (stale bool, err error) {
 	if err := p.sleep(ctx, due.Sub(p.now())); err != nil {
 		return false, &InterruptedError{Key: k, Err: err}

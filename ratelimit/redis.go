@@ -13,8 +13,8 @@ import (
 )
 
 // takeTurn reserves the next free slot of a key, by Redis' own clock (so
-// replicas' clocks need not agree), unless it lies beyond the caller's
-// budget. KEYS[1]: the key's next free slot, in µs since the epoch.
+// replicas' clocks need not agree), unless it lies beyond ARGV[2], the
+// latest slot the caller can wait for. KEYS[1]: the key's next free slot, in µs since the epoch.
 //
 // KEYS[2], the state marker, never expires. Its value is the time from
 // which, for ARGV[4] µs, no slot is given, so that turns replicas took
@@ -47,6 +47,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local latest = tonumber(ARGV[2])
+local lead = tonumber(ARGV[5])
 local mine = ARGV[3]
 local info = redis.call('INFO', 'server')
 local run = string.match(info, 'run_id:(%w+)') or ''
@@ -75,7 +76,7 @@ if from and from > mark then mark = from end
 if not markv or (from and mark == from) then redis.call('SET', KEYS[2], mark) end
 if known ~= run then redis.call('SET', KEYS[3], run) end
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
-if slot < now + tonumber(ARGV[5]) then slot = now + tonumber(ARGV[5]) end
+if slot < now + lead then slot = now + lead end
 if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]) end
 local delay = slot - now
 if slot > latest then return {0, delay, lost, run, now} end
@@ -110,8 +111,9 @@ type Redis struct {
 }
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
-// under prefix in client. Turns are given by Redis' clock; opts.Now only
-// measures the caller's patience and whether a sleep ended late. lost,
+// under prefix in client. Turns are given by Redis' clock; opts.Now also
+// times each exchange with Redis, which places that clock and so each
+// turn: with a real Redis it must be a real clock. lost,
 // when not nil, is called when a call finds that Redis lost data,
 // restarted or failed over: the request_ids kept there may be lost with
 // it.
@@ -150,10 +152,7 @@ func (l *Redis) Prime(ctx context.Context) error {
 			return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("load the rate-limit scripts: %w", err)}
 		}
 	}
-	asked := l.now()
-	if us, err := redisTime.Run(ctx, l.client, nil).Int64(); err == nil {
-		l.clock.observe(asked, l.now(), time.UnixMicro(us))
-	}
+	_, _, _ = l.readClock(ctx) // a failure here is the first call's to report
 	return nil
 }
 
@@ -164,7 +163,8 @@ func (l *Redis) quarantine(interval time.Duration) time.Duration {
 }
 
 // Wait returns when the call for k may go, or a *LimitedError at once when
-// its turn lies beyond MaxWait or the context's deadline, a
+// its turn lies beyond MaxWait or the context's deadline (or beyond how
+// long Redis' clock stays placed within maxUncertainty), a
 // *sharedstate.UnavailableError when Redis fails or answers too slowly
 // to place turns (placeClock), or an *InterruptedError
 // when the context ends while waiting, Redis' answer included. A turn
@@ -246,9 +246,10 @@ func (l *Redis) leadFor(lead time.Duration) time.Duration {
 // the call's arrival at DynamoDB.
 func (l *Redis) maxUncertainty() time.Duration { return l.guard / 8 }
 
-// placeClock returns Redis' clock placed closely enough to place a turn
-// until the call can wait no longer (until), asking Redis its time if no
-// recent exchange placed it: a
+// placeClock returns Redis' clock placed within maxUncertainty, asking
+// Redis its time when no recent exchange placed it so, or when a placing
+// over a second old would not last until the call can wait no longer
+// (until): a
 // replica whose answers all take too long (a slow link, an overloaded
 // Redis) would send its calls off their turns, into other replicas'
 // seconds, so it takes no turn and the call is refused, with nothing sent
@@ -262,11 +263,10 @@ func (l *Redis) placeClock(ctx context.Context, k Key, until time.Time) (sample,
 	if ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty() && lasts) {
 		return place, nil
 	}
-	us, err := redisTime.Run(ctx, l.client, nil).Int64()
+	place, uncertainty, err := l.readClock(ctx)
 	if err != nil {
-		return sample{}, l.failed(ctx, k, fmt.Errorf("read Redis' clock: %w", err))
+		return sample{}, l.failed(ctx, k, err)
 	}
-	place, uncertainty = l.clock.observe(now, l.now(), time.UnixMicro(us))
 	if l.guard > 0 && uncertainty > l.maxUncertainty() {
 		return sample{}, l.tooSlow(k, uncertainty)
 	}
@@ -279,6 +279,17 @@ func (l *Redis) tooSlow(k Key, uncertainty time.Duration) error {
 	return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
 		"Redis answers too slowly to place a turn for %s: its clock is known only to within %s, more than the %s a turn may be off",
 		k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
+}
+
+// readClock asks Redis its time and places its clock by the exchange.
+func (l *Redis) readClock(ctx context.Context) (sample, time.Duration, error) {
+	asked := l.now()
+	us, err := redisTime.Run(ctx, l.client, nil).Int64()
+	if err != nil {
+		return sample{}, 0, fmt.Errorf("read Redis' clock: %w", err)
+	}
+	place, uncertainty := l.clock.observe(asked, l.now(), time.UnixMicro(us))
+	return place, uncertainty, nil
 }
 
 // redisTime reads Redis' clock, in µs since the epoch.

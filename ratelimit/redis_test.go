@@ -45,8 +45,8 @@ func testRedis(tb testing.TB) *redis.Client {
 // TestRedisSpacesTurnsAcrossReplicas: two limiters sharing one Redis stand
 // for two replicas; 120 calls through them in turn get 120 turns 22 ms
 // apart, so no one-second window holds more than 50. The limiters do not
-// sleep: each call's turn is the moment Redis answered plus the delay it
-// gave, which keeps the test exact and fast. (Calls from many goroutines at
+// sleep: each call's turn is Redis' time when it answered plus the delay
+// it gave, on this process's clock, which keeps the test exact and fast. (Calls from many goroutines at
 // once are proven end to end in integration.TestReplicasShareTheRateLimit.)
 func TestRedisSpacesTurnsAcrossReplicas(t *testing.T) {
 	prefix := testenv.RedisPrefix(t)
@@ -331,21 +331,15 @@ func (r *laggingRedis) EvalSha(ctx context.Context, sha1 string, keys []string, 
 	if r.queued {
 		if sha1 == takeTurn.Hash() {
 			if err := sleep(ctx, r.lag()); err != nil {
-				return failedCmd(ctx, err)
+				return redis.NewCmdResult(nil, err)
 			}
 		}
 		return r.Scripter.EvalSha(ctx, sha1, keys, args...)
 	}
 	cmd := r.Scripter.EvalSha(ctx, sha1, keys, args...)
 	if err := sleep(ctx, r.lag()); err != nil {
-		return failedCmd(ctx, err) // the answer lost to the caller's deadline
+		return redis.NewCmdResult(nil, err) // the answer lost to the caller's deadline
 	}
-	return cmd
-}
-
-func failedCmd(ctx context.Context, err error) *redis.Cmd {
-	cmd := redis.NewCmd(ctx)
-	cmd.SetErr(err)
 	return cmd
 }
 

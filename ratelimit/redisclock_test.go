@@ -39,9 +39,6 @@ func TestRedisClockKeepsItsBestExchange(t *testing.T) {
 		if d := place.redis(recv).Sub(recv) - s.wantOffset; d < -unc || d > unc {
 			t.Errorf("%s: Redis' clock placed %s ahead, want %s within %s", s.name, place.redis(recv).Sub(recv), s.wantOffset, unc)
 		}
-		if back := place.local(place.redis(recv)); !back.Equal(recv) {
-			t.Errorf("%s: local(redis(t)) = %s, want %s", s.name, back, recv)
-		}
 		// (plus the drift of its age: 1 ms a second)
 		if d := unc - s.wantUnc; d < 0 || d > 100*time.Microsecond {
 			t.Errorf("%s: uncertainty %s, want %s", s.name, unc, s.wantUnc)
@@ -49,13 +46,19 @@ func TestRedisClockKeepsItsBestExchange(t *testing.T) {
 	}
 }
 
+// placedAhead is a clock placed by one fast exchange (a 2 ms round trip)
+// with Redis' clock 3 s ahead, and when that exchange left.
+func placedAhead() (*redisClock, time.Time) {
+	base := time.Unix(1_800_000_000, 0)
+	c := &redisClock{}
+	c.observe(base, base.Add(2*time.Millisecond), base.Add(time.Millisecond+3*time.Second))
+	return c, base
+}
+
 // TestRedisClockLead: the lead follows how late answers arrive after Redis
 // gave them, and falls once they come sooner.
 func TestRedisClockLead(t *testing.T) {
-	base := time.Unix(1_800_000_000, 0)
-	var c redisClock
-	// A fast exchange places the clock (Redis 3 s ahead).
-	c.observe(base, base.Add(2*time.Millisecond), base.Add(time.Millisecond+3*time.Second))
+	c, base := placedAhead()
 	// Then an answer that arrives 150 ms after Redis gave it.
 	sent := base.Add(time.Second)
 	c.observe(sent, sent.Add(151*time.Millisecond), sent.Add(time.Millisecond+3*time.Second))
@@ -79,9 +82,7 @@ func TestRedisClockLead(t *testing.T) {
 // explain (Redis' clock stepped, or another server answers) replaces it,
 // though it was slower; one it explains does not.
 func TestRedisClockFollowsAStep(t *testing.T) {
-	base := time.Unix(1_800_000_000, 0)
-	var c redisClock
-	c.observe(base, base.Add(2*time.Millisecond), base.Add(time.Millisecond+3*time.Second))
+	c, base := placedAhead()
 	sent := base.Add(time.Second)
 	// Slower, and in line with the best (Redis read its clock 15 ms into
 	// 20): kept out. Taken, it would place Redis' clock 5 ms further ahead.
