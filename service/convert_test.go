@@ -103,6 +103,9 @@ func TestPageToken(t *testing.T) {
 	other.lower = 1
 	noTable := scope
 	noTable.table = ""
+	awsBackup := scope // a listing of AWS Backup's backups, which it may list by recovery point
+	awsBackup.backupType = "AWS_BACKUP"
+	const recoveryPoint = "arn:aws:backup:us-east-1:111111111111:recovery-point:e7a1ae2a-3a40-4a9b-8f4e-7c2d1b1c9f00"
 	tests := map[string]struct {
 		scope listScope
 		token string
@@ -123,7 +126,9 @@ func TestPageToken(t *testing.T) {
 		"built with no ARN":                        {scope, encodePageToken(scope, "x")},
 		"built with a path out of another account": {noTable, encodePageToken(noTable, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/x/../../222222222222")},
 		"built with a bad backup id":               {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/\u0000")},
-		"built with a long string":                 {scope, encodePageToken(scope, strings.Repeat("a", 5000))},
+		"built with a recovery point, USER listed": {scope, encodePageToken(scope, recoveryPoint)},
+		"built with a long recovery point":         {awsBackup, encodePageToken(awsBackup, recoveryPoint+strings.Repeat("a", 1024))},
+		"built with a recovery point's odd bytes":  {awsBackup, encodePageToken(awsBackup, recoveryPoint+"/../\n")},
 	}
 	for name, tt := range tests {
 		if _, err := decodePageToken(tt.scope, tt.token); err == nil {
@@ -131,8 +136,7 @@ func TestPageToken(t *testing.T) {
 		}
 	}
 	// AWS Backup's recovery points name no table.
-	const recoveryPoint = "arn:aws:backup:us-east-1:111111111111:recovery-point:e7a1ae2a-3a40-4a9b-8f4e-7c2d1b1c9f00"
-	if got, err := decodePageToken(scope, encodePageToken(scope, recoveryPoint)); err != nil || got != recoveryPoint {
+	if got, err := decodePageToken(awsBackup, encodePageToken(awsBackup, recoveryPoint)); err != nil || got != recoveryPoint {
 		t.Errorf("AWS Backup recovery point: %q, %v", got, err)
 	}
 }

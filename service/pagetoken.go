@@ -7,8 +7,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"strings"
 
 	awsarn "github.com/aws/aws-sdk-go-v2/aws/arn"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // Page tokens carry DynamoDB's LastEvaluatedBackupArn to the caller and back.
@@ -77,22 +79,23 @@ func decodePageToken(scope listScope, token string) (string, error) {
 // maxBackupARN is the longest BackupArn DynamoDB's API allows.
 const maxBackupARN = 1024
 
-// holds reports whether backupARN is one the listing can return: an ARN in
-// its account and region, and a backup of its table when it names one.
-// AWS Backup's recovery points (BACKUP_TYPE_FILTER_AWS_BACKUP or ALL) may
-// be listed with ARNs of service "backup", which name no table.
+// holds reports whether backupARN is one the listing can return: a backup
+// ARN GetBackup takes, in its account and region and of its table when it
+// names one, or, for listings of AWS_BACKUP or ALL backups, an AWS Backup
+// recovery point of its account and region (which names no table).
 func (s listScope) holds(backupARN string) bool {
 	a, err := awsarn.Parse(backupARN)
-	if err != nil || len(backupARN) > maxBackupARN || a.AccountID != s.account || a.Region != s.region {
+	if err != nil || a.AccountID != s.account || a.Region != s.region {
 		return false
 	}
 	switch a.Service {
-	case "dynamodb": // a backup ARN as GetBackup takes one
+	case "dynamodb":
 		var vs violations
 		b, ok := parseARN(&vs, "page_token", backupARN, true)
-		return ok && len(vs) == 0 && (s.table == "" || b.Table == s.table)
+		return ok && (s.table == "" || b.Table == s.table)
 	case "backup":
-		return true
+		return (s.backupType == string(types.BackupTypeFilterAwsBackup) || s.backupType == string(types.BackupTypeFilterAll)) &&
+			len(backupARN) <= maxBackupARN && strings.HasPrefix(a.Resource, "recovery-point:") && visibleASCII(a.Resource)
 	}
 	return false
 }

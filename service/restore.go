@@ -113,7 +113,7 @@ func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *typ
 		if sse.GetSseType() != backupv1.SseType_SSE_TYPE_KMS {
 			vs.add(field+".kms_master_key_id", "is only allowed with sse_type KMS")
 		}
-		if len(k) > maxKMSKeyID || strings.IndexFunc(k, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		if len(k) > maxKMSKeyID || !visibleASCII(k) {
 			vs.add(field+".kms_master_key_id", "must be a KMS key id, alias or ARN: at most %d ASCII characters, without spaces; got %s",
 				maxKMSKeyID, Quote(k))
 		}

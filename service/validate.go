@@ -87,6 +87,11 @@ func checkName(vs *violations, field, name string) {
 	}
 }
 
+// visibleASCII reports whether s is printable ASCII without spaces.
+func visibleASCII(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r > '~' }) < 0
+}
+
 func checkRequestID(vs *violations, field, id string) {
 	if len(id) > maxRequestID {
 		vs.add(field, "must be at most %d printable ASCII characters; got %d", maxRequestID, len(id))
