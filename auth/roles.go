@@ -88,9 +88,9 @@ func (r *Roles) Credentials(accountID string) (aws.CredentialsProvider, bool) {
 	return p, ok
 }
 
-// When a refresh fails, the credentials the cache holds are kept while they
-// are valid for longer than keepValidFor, and STS is asked again after
-// retryRefreshAfter: an STS outage in the minutes before expiry, when the
+// When a refresh fails, the credentials the cache holds are kept while
+// they would still be valid for keepValidFor when STS is asked again,
+// retryRefreshAfter later: an STS outage in the minutes before expiry, when the
 // cache refreshes, then fails no request, and the requests that arrive
 // meanwhile do not each call STS.
 // A refresh while the held credentials could be kept waits at most
@@ -144,9 +144,10 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 }
 
 // HandleFailToRefresh is called by the cache when Retrieve failed: it
-// keeps prev, the credentials the cache holds, while they are valid for
-// longer than keepValidFor, until STS is asked again retryRefreshAfter from
-// now. Otherwise it returns err.
+// keeps prev, the credentials the cache holds, until STS is asked again
+// retryRefreshAfter from now, when they would still be valid for
+// keepValidFor (keepable). Otherwise it returns err. The cache then moves
+// their expiry to that retry (AdjustExpiresBy).
 func (a *assumer) HandleFailToRefresh(_ context.Context, prev aws.Credentials, err error) (aws.Credentials, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -155,7 +156,6 @@ func (a *assumer) HandleFailToRefresh(_ context.Context, prev aws.Credentials, e
 		return aws.Credentials{}, err
 	}
 	a.retryAt = now.Add(retryRefreshAfter)
-	prev.Expires = a.expires
 	return prev, nil
 }
 

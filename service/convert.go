@@ -121,28 +121,20 @@ func (s *Server) backupDescription(d *types.BackupDescription) *backupv1.BackupD
 }
 
 // billingMode is DynamoDB's billing mode, or PROVISIONED when it names none
-// for a table with provisioned capacity: DynamoDB leaves the mode out for
-// tables that have always been provisioned.
-func (s *Server) billingMode(mode types.BillingMode, readUnits, writeUnits *int64) backupv1.BillingMode {
-	if mode == "" && (aws.ToInt64(readUnits) > 0 || aws.ToInt64(writeUnits) > 0) {
+// for a table with provisioned capacity (pt, as converted): DynamoDB leaves
+// the mode out for tables that have always been provisioned.
+func (s *Server) billingMode(mode types.BillingMode, pt *backupv1.ProvisionedThroughput) backupv1.BillingMode {
+	if mode == "" && (pt.GetReadCapacityUnits() > 0 || pt.GetWriteCapacityUnits() > 0) {
 		return backupv1.BillingMode_BILLING_MODE_PROVISIONED
 	}
 	return enumValue(s, "BillingMode", string(mode), billingModes)
-}
-
-// capacity is p's read and write units, nil when p is.
-func capacity(p *types.ProvisionedThroughput) (readUnits, writeUnits *int64) {
-	if p == nil {
-		return nil, nil
-	}
-	return p.ReadCapacityUnits, p.WriteCapacityUnits
 }
 
 func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.SourceTableDetails {
 	if d == nil {
 		return nil
 	}
-	readUnits, writeUnits := capacity(d.ProvisionedThroughput)
+	pt := throughput(d.ProvisionedThroughput)
 	return &backupv1.SourceTableDetails{
 		TableName:             aws.ToString(d.TableName),
 		TableId:               aws.ToString(d.TableId),
@@ -150,8 +142,8 @@ func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.Sourc
 		TableSizeBytes:        d.TableSizeBytes,
 		ItemCount:             d.ItemCount,
 		KeySchema:             s.keySchema(d.KeySchema),
-		BillingMode:           s.billingMode(d.BillingMode, readUnits, writeUnits),
-		ProvisionedThroughput: throughput(d.ProvisionedThroughput),
+		BillingMode:           s.billingMode(d.BillingMode, pt),
+		ProvisionedThroughput: pt,
 		TableCreationDateTime: ts(d.TableCreationDateTime),
 	}
 }
@@ -276,11 +268,7 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 	if t.BillingModeSummary != nil {
 		mode = t.BillingModeSummary.BillingMode
 	}
-	var readUnits, writeUnits *int64
-	if p := t.ProvisionedThroughput; p != nil {
-		readUnits, writeUnits = p.ReadCapacityUnits, p.WriteCapacityUnits
-	}
-	out.BillingMode = s.billingMode(mode, readUnits, writeUnits)
+	out.BillingMode = s.billingMode(mode, out.ProvisionedThroughput)
 	for _, g := range t.GlobalSecondaryIndexes {
 		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, &backupv1.GlobalSecondaryIndex{
 			IndexName: aws.ToString(g.IndexName), KeySchema: s.keySchema(g.KeySchema),

@@ -74,8 +74,7 @@ func TestBillingMode(t *testing.T) {
 		{"nothing at all", "", nil, backupv1.BillingMode_BILLING_MODE_UNSPECIFIED},
 	}
 	for _, tt := range tests {
-		readUnits, writeUnits := capacity(tt.capacity)
-		if got := s.billingMode(tt.mode, readUnits, writeUnits); got != tt.want {
+		if got := s.billingMode(tt.mode, throughput(tt.capacity)); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 		src := s.sourceTableDetails(&types.SourceTableDetails{BillingMode: tt.mode, ProvisionedThroughput: tt.capacity})
