@@ -23,6 +23,10 @@ import (
 // MaxBodyBytes bounds a REST request body; larger ones get 413.
 const MaxBodyBytes = 64 << 10
 
+// maxHeaderBytes bounds a request's headers, over HTTP and as gRPC
+// metadata alike.
+const maxHeaderBytes = 64 << 10
+
 // NewHTTPHandler serves the REST API, /healthz, /readyz and, when metrics
 // is not nil, GET /metrics. The REST API calls opts.Service in process,
 // through the same interceptor as NewGRPC's server (inProcess), so a REST
@@ -132,7 +136,7 @@ func NewHTTPServer(h http.Handler, writeTimeout time.Duration, tlsCfg *tls.Confi
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 	}
 }
 

@@ -63,17 +63,14 @@ const (
 	maxRecvMsgSize  = 4 << 20
 )
 
-// maxHeaderListBytes bounds a call's metadata as the HTTP listener bounds
-// a request's headers; grpc-go's default of 16 MiB let a caller without a
-// token make the server hold that much per call. maxStreams bounds the
-// calls in flight on one connection (a client past it waits for a stream
-// to end): far above Go's net/http HTTP/2 default of 250, as a caller's
-// calls may each wait up to max_wait for their account's turn, yet with
-// the metadata bound it caps what one connection holds at 64 MiB.
-const (
-	maxHeaderListBytes = 64 << 10
-	maxStreams         = 1000
-)
+// maxStreams bounds the calls in flight on one gRPC connection (a client
+// past it waits for a stream to end): far above Go's net/http HTTP/2
+// default of 250, as a caller's calls may each wait up to max_wait for
+// their account's turn, yet with a call's metadata bounded as the HTTP
+// listener's headers (maxHeaderBytes; grpc-go's default of 16 MiB let a
+// caller without a token make the server hold that much per call) it caps
+// what one connection holds at 64 MiB.
+const maxStreams = 1000
 
 // NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
 // reflection registered. Every unary call passes through one interceptor
@@ -87,7 +84,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		grpc.ForceServerCodecV2(ic.codec),
 		grpc.UnknownServiceHandler(ic.unknown),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
-		grpc.MaxHeaderListSize(maxHeaderListBytes),
+		grpc.MaxHeaderListSize(maxHeaderBytes),
 		grpc.MaxConcurrentStreams(maxStreams),
 		// Static flow-control windows as large as the largest request
 		// taken turn off grpc-go's bandwidth-delay estimation, whose PING

@@ -107,15 +107,11 @@ func track(next http.Handler) http.Handler {
 // refused as an unknown token, and as many values arrive as were sent; an
 // unreadable X-Request-Id is dropped.
 func metadataSafe(h http.Header) {
-	if vs := h.Values("Authorization"); slices.ContainsFunc(vs, unreadable) {
-		safe := make([]string, len(vs))
-		for i, v := range vs {
-			safe[i] = v
-			if unreadable(v) {
-				safe[i] = "unreadable"
-			}
+	vs := h.Values("Authorization") // the header's own values, replaced in place
+	for i, v := range vs {
+		if unreadable(v) {
+			vs[i] = "unreadable"
 		}
-		h["Authorization"] = safe
 	}
 	if slices.ContainsFunc(h.Values("X-Request-Id"), unreadable) {
 		h.Del("X-Request-Id")

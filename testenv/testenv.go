@@ -8,6 +8,7 @@
 //	BACKUPD_TEST_MOTO_URL    e.g. http://127.0.0.1:41234
 //	BACKUPD_TEST_REDIS_ADDR  e.g. 127.0.0.1:41235
 //	BACKUPD_TEST_MOTO_SERVER the moto_server executable in .venv/
+//	BACKUPD_TEST_PYTHON      the python of .venv/ (grpcio-tools, openapi-spec-validator)
 //
 // and, for the test process only, AWS_ACCESS_KEY_ID=testing,
 // AWS_SECRET_ACCESS_KEY=testing and AWS_REGION=us-east-1.

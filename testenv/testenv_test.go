@@ -47,6 +47,7 @@ func TestMissingServiceSkipsOutsideCIAndFailsInCI(t *testing.T) {
 		for name, get := range map[string]func(testing.TB) string{
 			MotoURLEnv:   MotoURL,
 			RedisAddrEnv: RedisAddr,
+			PythonEnv:    Python,
 		} {
 			t.Run(name+"/CI="+tc.ci, func(t *testing.T) {
 				t.Setenv("CI", tc.ci)
