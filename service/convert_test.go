@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
@@ -205,6 +206,70 @@ func TestValidateList(t *testing.T) {
 			ia, ok := err.(*InvalidArgumentError)
 			if !ok || ia.Violations[0].Field != tt.field {
 				t.Errorf("err = %v, want a violation of %s", err, tt.field)
+			}
+		})
+	}
+}
+
+// DynamoDB keeps backup times to the millisecond and the SDK cuts a bound
+// to the millisecond, so bounds are rounded up to keep "at or after the
+// lower bound" and "before the upper bound" exact.
+func TestValidateListTimeBounds(t *testing.T) {
+	at := func(s string) *timestamppb.Timestamp {
+		ts, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return timestamppb.New(ts)
+	}
+	tests := []struct {
+		name         string
+		lower, upper *timestamppb.Timestamp
+		wantLower    string // what DynamoDB is sent; "" for none
+		wantUpper    string
+		violation    string // a rule of time_range_upper_bound, or ""
+	}{
+		{name: "none"},
+		{name: "whole milliseconds kept", lower: at("2026-11-26T07:35:03.844Z"), upper: at("2026-11-26T07:35:04Z"),
+			wantLower: "2026-11-26T07:35:03.844Z", wantUpper: "2026-11-26T07:35:04Z"},
+		{name: "lower inside a millisecond rounds up", lower: at("2026-11-26T07:35:03.8441Z"),
+			wantLower: "2026-11-26T07:35:03.845Z"},
+		{name: "upper inside a millisecond rounds up", upper: at("2026-11-26T07:35:03.844000001Z"),
+			wantUpper: "2026-11-26T07:35:03.845Z"},
+		{name: "before 1970 rounds up too", lower: at("1969-12-31T23:59:59.9995Z"),
+			wantLower: "1970-01-01T00:00:00Z"},
+		{name: "one millisecond apart", lower: at("2026-11-26T07:35:03.8441Z"), upper: at("2026-11-26T07:35:03.8451Z"),
+			wantLower: "2026-11-26T07:35:03.845Z", wantUpper: "2026-11-26T07:35:03.846Z"},
+		{name: "apart within one millisecond", lower: at("2026-11-26T07:35:03.8441Z"), upper: at("2026-11-26T07:35:03.8449Z"),
+			violation: "must be after time_range_lower_bound by a millisecond or more, DynamoDB's precision; got 2026-11-26T07:35:03.8441Z and 2026-11-26T07:35:03.8449Z"},
+		{name: "reversed", lower: at("2026-11-26T08:00:00Z"), upper: at("2026-11-26T07:00:00Z"),
+			violation: "must be after time_range_lower_bound by a millisecond or more, DynamoDB's precision; got 2026-11-26T08:00:00Z and 2026-11-26T07:00:00Z"},
+	}
+	format := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111",
+				TimeRangeLowerBound: tt.lower, TimeRangeUpperBound: tt.upper})
+			if tt.violation != "" {
+				ia, ok := err.(*InvalidArgumentError)
+				if !ok || len(ia.Violations) != 1 || ia.Violations[0].Field != "time_range_upper_bound" || ia.Violations[0].Description != "time_range_upper_bound "+tt.violation {
+					t.Fatalf("err = %v, want the violation %q of time_range_upper_bound", err, tt.violation)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := format(in.TimeRangeLowerBound); got != tt.wantLower {
+				t.Errorf("lower bound sent %q, want %q", got, tt.wantLower)
+			}
+			if got := format(in.TimeRangeUpperBound); got != tt.wantUpper {
+				t.Errorf("upper bound sent %q, want %q", got, tt.wantUpper)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/config"
@@ -133,22 +134,17 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 		vs.add("backup_type", "must be BACKUP_TYPE_FILTER_USER, BACKUP_TYPE_FILTER_SYSTEM, BACKUP_TYPE_FILTER_AWS_BACKUP or BACKUP_TYPE_FILTER_ALL; got %d", req.GetBackupType())
 	}
 	in.BackupType, scope.backupType = bt, string(bt)
-	lower, upper := req.GetTimeRangeLowerBound(), req.GetTimeRangeUpperBound()
-	if lower != nil {
-		if err := lower.CheckValid(); err != nil {
-			vs.add("time_range_lower_bound", "is not a valid timestamp: %v", err)
-		}
-		in.TimeRangeLowerBound, scope.lower = aws.Time(lower.AsTime()), lower.AsTime().UnixNano()
+	lower, lowerOK := timeBound(&vs, "time_range_lower_bound", req.GetTimeRangeLowerBound())
+	if lowerOK {
+		in.TimeRangeLowerBound, scope.lower = aws.Time(lower), lower.UnixNano()
 	}
-	if upper != nil {
-		if err := upper.CheckValid(); err != nil {
-			vs.add("time_range_upper_bound", "is not a valid timestamp: %v", err)
-		}
-		in.TimeRangeUpperBound, scope.upper = aws.Time(upper.AsTime()), upper.AsTime().UnixNano()
+	upper, upperOK := timeBound(&vs, "time_range_upper_bound", req.GetTimeRangeUpperBound())
+	if upperOK {
+		in.TimeRangeUpperBound, scope.upper = aws.Time(upper), upper.UnixNano()
 	}
-	if lower != nil && upper != nil && !lower.AsTime().Before(upper.AsTime()) {
-		vs.add("time_range_upper_bound", "must be after time_range_lower_bound (%s); got %s",
-			lower.AsTime().Format("2006-01-02T15:04:05Z07:00"), upper.AsTime().Format("2006-01-02T15:04:05Z07:00"))
+	if lowerOK && upperOK && !lower.Before(upper) {
+		vs.add("time_range_upper_bound", "must be after time_range_lower_bound by a millisecond or more, DynamoDB's precision; got %s and %s",
+			req.GetTimeRangeLowerBound().AsTime().Format(time.RFC3339Nano), req.GetTimeRangeUpperBound().AsTime().Format(time.RFC3339Nano))
 	}
 	size := int32(defaultPageSize)
 	if req.PageSize != nil {
@@ -159,6 +155,26 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 	}
 	in.Limit = aws.Int32(size)
 	return in, scope, regionField, vs.err()
+}
+
+// timeBound checks a ListBackups time bound and rounds it up to the
+// millisecond. DynamoDB keeps backup times to the millisecond, and the SDK
+// sends a bound to the millisecond by cutting off the rest, which would
+// take in a backup made in the bound's own millisecond but before it;
+// rounding up keeps "at or after" and "before" exact.
+func timeBound(vs *violations, field string, ts *timestamppb.Timestamp) (time.Time, bool) {
+	if ts == nil {
+		return time.Time{}, false
+	}
+	if err := ts.CheckValid(); err != nil {
+		vs.add(field, "is not a valid timestamp: %v", err)
+		return time.Time{}, false
+	}
+	t := ts.AsTime()
+	if ms := t.Truncate(time.Millisecond); ms.Before(t) {
+		return ms.Add(time.Millisecond), true
+	}
+	return t, true
 }
 
 // normRestore is what a restore's repeat must match: the request without
