@@ -158,8 +158,8 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	path := service.Quote(r.URL.Path)
 	code, reason := codes.NotFound, "ROUTE_NOT_FOUND"
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", r.Method, path)
-	if arn, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/backups/"); ok && strings.Contains(arn, "/") {
-		msg = fmt.Sprintf("no route for %s %s: a backup ARN goes in the path as one segment, with each / escaped as %%2F", r.Method, path)
+	if hint := escapeHint(r.URL.EscapedPath()); hint != "" {
+		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", r.Method, path, hint)
 	}
 	var account, region string
 	if httpStatus == http.StatusMethodNotAllowed {
@@ -182,6 +182,24 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		return
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// escapeHint names the ARN that an unmatched escaped path seems to carry
+// with its slashes unescaped: a backup ARN in /v1/backups/…, a table ARN
+// in /v1/accounts/{account_id}/tables/…. It is "" for other paths.
+func escapeHint(escapedPath string) string {
+	if arn, ok := strings.CutPrefix(escapedPath, "/v1/backups/"); ok && strings.Contains(arn, "/") {
+		return "a backup ARN"
+	}
+	if rest, ok := strings.CutPrefix(escapedPath, "/v1/accounts/"); ok {
+		_, table, ok := strings.Cut(rest, "/tables/")
+		lower := strings.ToLower(table)
+		isARN := strings.HasPrefix(lower, "arn:") || strings.HasPrefix(lower, "arn%3a")
+		if ok && isARN && strings.Count(table, "/") > 1 {
+			return "a table ARN"
+		}
+	}
+	return ""
 }
 
 // logRouting writes the log line of a request that matched no route, and

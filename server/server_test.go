@@ -267,6 +267,8 @@ func TestGatewayErrors(t *testing.T) {
 		{"streamed body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, true, 413, "", "BODY_TOO_LARGE", ""},
 		{"no route", nil, "/v2/nothing", ``, false, 404, "", "ROUTE_NOT_FOUND", ""},
 		{"unescaped backup ARN", nil, "/v1/backups/" + arn + ":restore", `{}`, false, 404, "", "ROUTE_NOT_FOUND", "each / escaped as %2F"},
+		{"unescaped table ARN", nil, "/v1/accounts/111111111111/tables/arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backups", `{}`, false, 404, "", "ROUTE_NOT_FOUND",
+			"a table ARN goes in the path as one segment, with each / escaped as %2F"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -807,6 +809,26 @@ func TestMetadataIsBounded(t *testing.T) {
 		_, err := f.client.CreateBackup(ctx, req)
 		if status.Code(err) != tt.code || (err != nil && !strings.Contains(err.Error(), "maximum size (65536 bytes) set by server")) {
 			t.Errorf("%d bytes of metadata: %v, want %s", tt.pad, err, tt.code)
+		}
+	}
+}
+
+func TestEscapeHint(t *testing.T) {
+	const table = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders"
+	tests := []struct {
+		path, want string
+	}{
+		{"/v1/backups/" + table + "/backup/01700000000000-abcdef12", "a backup ARN"},
+		{"/v1/backups/" + strings.ReplaceAll(table, "/", "%2F") + "%2Fbackup%2F01700000000000-abcdef12", ""},
+		{"/v1/accounts/111111111111/tables/" + table + "/backups", "a table ARN"},
+		{"/v1/accounts/111111111111/tables/" + strings.ReplaceAll(table, ":", "%3A") + "/backups", "a table ARN"},
+		{"/v1/accounts/111111111111/tables/" + strings.ReplaceAll(table, "/", "%2F") + "/backups", ""},
+		{"/v1/accounts/111111111111/tables/Orders/backups/extra", ""},
+		{"/v2/nothing", ""},
+	}
+	for _, tt := range tests {
+		if got := escapeHint(tt.path); got != tt.want {
+			t.Errorf("escapeHint(%q) = %q, want %q", tt.path, got, tt.want)
 		}
 	}
 }
