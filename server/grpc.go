@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -103,7 +104,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	}
 	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
-	healthpb.RegisterHealthServer(s, h.grpc)
+	h.register(s)
 	reflection.Register(s)
 	return s
 }
@@ -442,14 +443,64 @@ const maxForwardedEcho = 256
 // Health tracks readiness for grpc.health.v1 and /readyz together.
 type Health struct {
 	grpc *health.Server
+	// stopping is closed when the servers stop taking work (EndWatches).
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 // NewHealth starts NOT_SERVING until SetReady(true).
 func NewHealth() *Health {
-	h := &Health{grpc: health.NewServer()}
+	h := &Health{grpc: health.NewServer(), stopping: make(chan struct{})}
 	h.SetReady(false)
 	return h
 }
+
+// EndWatches ends every grpc.health.v1 Watch stream, and refuses new ones:
+// a Watch lasts as long as its client keeps it (gRPC client-side health
+// checking keeps one on each connection), and the graceful stop that
+// follows would otherwise wait for it until the shutdown timeout.
+func (h *Health) EndWatches() {
+	h.stopOnce.Do(func() { close(h.stopping) })
+}
+
+// register serves grpc.health.v1 on s.
+func (h *Health) register(s *grpc.Server) {
+	healthpb.RegisterHealthServer(s, healthService{h.grpc, h})
+}
+
+// healthService is grpc-go's health service with Watch streams that end
+// when the servers stop taking work (Health.EndWatches).
+type healthService struct {
+	*health.Server
+	h *Health
+}
+
+func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.h.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := s.Server.Watch(req, watchStream{stream, ctx})
+	select {
+	case <-s.h.stopping:
+		return status.Error(codes.Unavailable, "backupd is shutting down; watch another replica")
+	default:
+		return err
+	}
+}
+
+// watchStream is a Watch stream whose context ends at shutdown too.
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (w watchStream) Context() context.Context { return w.ctx }
 
 // SetReady flips every service's health status.
 func (h *Health) SetReady(ready bool) {

@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -72,6 +75,8 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	health := NewHealth()
+	health.register(grpcSrv)
 	go func() { _ = grpcSrv.Serve(grpcLis) }()
 	t.Cleanup(grpcSrv.Stop)
 	httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
@@ -86,7 +91,6 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.conn.Close() })
-	health := NewHealth()
 	health.SetReady(true)
 	f.s = Shutdown{Health: health, HTTP: httpSrv, GRPC: grpcSrv, Service: &waiter{called: make(chan struct{})},
 		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), DrainDelay: 50 * time.Millisecond, Timeout: 5 * time.Second}
@@ -201,4 +205,35 @@ func TestShutdownTimesOut(t *testing.T) {
 			t.Errorf("Run = %v; want shutdown timed out: context deadline exceeded", err)
 		}
 	})
+}
+
+// A grpc.health.v1 Watch lasts as long as its client keeps it; the
+// shutdown tells it NOT_SERVING, then ends it, rather than waiting for it
+// until the timeout.
+func TestShutdownEndsHealthWatches(t *testing.T) {
+	f := newShutdownFixture(t)
+	f.s.Timeout = 3 * time.Second
+	stream, err := healthpb.NewHealthClient(f.conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := stream.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first Watch answer %v, %v; want SERVING", resp, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.s.Run(true) }()
+	if resp, err := stream.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("Watch answer after the signal %v, %v; want NOT_SERVING", resp, err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("Watch ended with %v; want UNAVAILABLE", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("Run still waiting 2 s after the watch ended")
+	}
 }
