@@ -7,9 +7,12 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"regexp"
@@ -82,6 +85,32 @@ type TLS struct {
 
 // Enabled reports whether the listeners serve TLS.
 func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// checkFiles reads the files the listeners load at start, so that one
+// that is missing, unreadable or not what it should be is listed with
+// every other problem, not found alone once they are mended.
+func (t TLS) checkFiles(bad func(field, format string, args ...any)) {
+	read := func(field, path string) []byte {
+		if path == "" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			bad(field, "cannot be read: %v", err)
+			return nil
+		}
+		return b
+	}
+	cert, key := read("tls.cert_file", t.CertFile), read("tls.key_file", t.KeyFile)
+	if cert != nil && key != nil {
+		if _, err := tls.X509KeyPair(cert, key); err != nil {
+			bad("tls", "cert_file and key_file must hold a PEM certificate and its private key: %v", err)
+		}
+	}
+	if ca := read("tls.client_ca_file", t.ClientCAFile); ca != nil && !x509.NewCertPool().AppendCertsFromPEM(ca) {
+		bad("tls.client_ca_file", "must hold PEM certificates; it holds none")
+	}
+}
 
 // problems collects configuration errors, each naming its field.
 type problems []error
@@ -235,7 +264,7 @@ func Parse(r io.Reader) (*Config, error) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var c Config
+	c := Config{UpstreamTimeout: unsetDuration, MaxWait: unsetDuration, ShutdownTimeout: unsetDuration}
 	// Unknown keys and values of the wrong type come as one TypeError,
 	// after the rest of the file is decoded: they are reported with what
 	// Validate finds in the rest, all at once. A repeated key is not: yaml
@@ -260,11 +289,46 @@ func Parse(r io.Reader) (*Config, error) {
 			return nil, errors.Join(typeErrs...)
 		}
 	}
+	zeros := c.explicitZeros()
 	c.ApplyDefaults()
-	if err := errors.Join(append(typeErrs, c.Validate())...); err != nil {
+	if err := errors.Join(append(append(typeErrs, zeros...), c.Validate())...); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// unsetDuration marks, while a file is decoded, a duration that has a
+// default and that the file leaves out, so that a 0 the file writes is not
+// taken for "unset" (see explicitZeros).
+const unsetDuration = time.Duration(math.MinInt64)
+
+// explicitZeros resets the durations the file left out to 0, which
+// ApplyDefaults fills in, and reports those the file set to 0: none of
+// them works at 0 (no time for any request, no wait for a turn, no drain),
+// and replacing the operator's 0 by the default would do what was not
+// asked without saying so.
+func (c *Config) explicitZeros() []error {
+	var defaults Config
+	defaults.ApplyDefaults()
+	var ps problems
+	bad := ps.at("")
+	for _, d := range []struct {
+		name     string
+		v        *time.Duration
+		fallback time.Duration
+	}{
+		{"upstream_timeout", &c.UpstreamTimeout, defaults.UpstreamTimeout},
+		{"max_wait", &c.MaxWait, defaults.MaxWait},
+		{"shutdown_timeout", &c.ShutdownTimeout, defaults.ShutdownTimeout},
+	} {
+		switch *d.v {
+		case unsetDuration:
+			*d.v = 0
+		case 0:
+			bad(d.name, "must be more than 0; leave it out for the default of %s", d.fallback)
+		}
+	}
+	return ps
 }
 
 // ApplyDefaults fills every unset field with its default.
@@ -419,6 +483,7 @@ func (c *Config) Validate() error {
 	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
 		bad("tls.client_ca_file", "needs cert_file and key_file: client certificates are checked over TLS only")
 	}
+	c.TLS.checkFiles(bad)
 	if len(c.Accounts) == 0 {
 		bad("accounts", "must list at least one account")
 	}

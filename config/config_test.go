@@ -2,9 +2,12 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backupd/backupd/testenv"
 )
 
 const validYAML = `
@@ -162,6 +165,19 @@ func TestSnake(t *testing.T) {
 // TestREADMEExample parses the configuration example of the README, so the
 // documentation cannot drift from what backupd accepts.
 func TestREADMEExample(t *testing.T) {
+	c, err := Parse(strings.NewReader(readmeExample(t)))
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if c.SharedState.Backend != BackendMemory || len(c.Accounts) != 1 {
+		t.Errorf("README example parsed as %+v", c)
+	}
+}
+
+// readmeExample is the configuration example of the README, its TLS
+// files replaced by ones that exist: Parse reads them.
+func readmeExample(t *testing.T) string {
+	t.Helper()
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -175,23 +191,18 @@ func TestREADMEExample(t *testing.T) {
 	if !ok || !ok2 {
 		t.Fatal("README's Configuration section has no yaml block")
 	}
-	c, err := Parse(strings.NewReader(block))
-	if err != nil {
-		t.Fatalf("README example: %v", err)
+	files := testenv.SelfSignedTLS(t)
+	for from, to := range map[string]string{"/etc/backupd/tls.crt": files.CertFile, "/etc/backupd/tls.key": files.KeyFile} {
+		if !strings.Contains(block, from) {
+			t.Fatalf("README example names no %s", from)
+		}
+		block = strings.ReplaceAll(block, from, to)
 	}
-	if c.SharedState.Backend != BackendMemory || len(c.Accounts) != 1 {
-		t.Errorf("README example parsed as %+v", c)
-	}
+	return block
 }
 
 func TestWarnings(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, _ := strings.Cut(string(readme), "## Configuration")
-	_, rest, _ = strings.Cut(rest, "```yaml\n")
-	block, _, _ := strings.Cut(rest, "```")
+	block := readmeExample(t)
 	tests := []struct {
 		name   string
 		change func(*Config)
@@ -268,5 +279,82 @@ func TestValidAccountID(t *testing.T) {
 		if got := ValidAccountID(id); got != want {
 			t.Errorf("ValidAccountID(%q) = %v, want %v", id, got, want)
 		}
+	}
+}
+
+// Every TLS file is read at parse time, so that a missing or wrong one is
+// listed with the configuration's other problems.
+func TestParseChecksTLSFiles(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	other := testenv.SelfSignedTLS(t)
+	notPEM := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsYAML := func(cert, key, ca string) string {
+		return validYAML + "tls: {cert_file: " + cert + ", key_file: " + key + ", client_ca_file: '" + ca + "'}\n"
+	}
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every substring must appear in the error; none: valid
+	}{
+		{"a pair and a CA", tlsYAML(files.CertFile, files.KeyFile, files.CertFile), nil},
+		{"every file missing, with another problem", tlsYAML("/nonexistent/tls.crt", "/nonexistent/tls.key", "/nonexistent/ca.pem") + "log: {format: xml}\n", []string{
+			"tls.cert_file: cannot be read: open /nonexistent/tls.crt: no such file or directory",
+			"tls.key_file: cannot be read: open /nonexistent/tls.key",
+			"tls.client_ca_file: cannot be read: open /nonexistent/ca.pem",
+			`log.format: must be "json" or "text"`,
+		}},
+		{"a key of another certificate", tlsYAML(files.CertFile, other.KeyFile, ""), []string{
+			"tls: cert_file and key_file must hold a PEM certificate and its private key: tls: private key does not match public key",
+		}},
+		{"a CA file without certificates", tlsYAML(files.CertFile, files.KeyFile, notPEM), []string{
+			"tls.client_ca_file: must hold PEM certificates; it holds none",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tt.yaml))
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Parse succeeded; want error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q; got:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// A duration the file sets to 0 is refused, not replaced by its default;
+// one it leaves out takes the default.
+func TestParseExplicitZeroDurations(t *testing.T) {
+	c, err := Parse(strings.NewReader(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UpstreamTimeout != 20*time.Second || c.ShutdownTimeout != 25*time.Second || c.MaxWait != 2*time.Second {
+		t.Errorf("durations %s, %s, %s; want 20s, 25s and the file's 2s", c.UpstreamTimeout, c.ShutdownTimeout, c.MaxWait)
+	}
+	for _, tt := range []struct{ key, want string }{
+		{"upstream_timeout", "upstream_timeout: must be more than 0; leave it out for the default of 20s"},
+		{"max_wait", "max_wait: must be more than 0; leave it out for the default of 1s"},
+		{"shutdown_timeout", "shutdown_timeout: must be more than 0; leave it out for the default of 25s"},
+	} {
+		yaml := strings.Replace(validYAML, "max_wait: 2s\n", "", 1) + tt.key + ": 0s\n"
+		if _, err := Parse(strings.NewReader(yaml)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: 0s: Parse error %v; want %q", tt.key, err, tt.want)
+		}
+	}
+	if _, err := Parse(strings.NewReader(strings.Replace(validYAML, "drain_delay: 5s", "drain_delay: 0s", 1))); err != nil {
+		t.Errorf("drain_delay: 0s, its default, refused: %v", err)
 	}
 }
