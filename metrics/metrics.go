@@ -51,7 +51,7 @@ func New() *Metrics {
 		}, []string{"account", "region", "operation", "outcome"}),
 		attemptDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "backupd_dynamodb_attempt_duration_seconds",
-			Help:    "Time from an attempt's admission by the limiter to DynamoDB's answer: signing, and credentials when they are refreshed, included.",
+			Help:    "Time from an attempt's admission by the limiter to DynamoDB's answer, signing included; an attempt has its credentials before the limiter admits it, so an STS refresh is not in it.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"operation"}),
 		assumeRole: prometheus.NewCounterVec(prometheus.CounterOpts{
