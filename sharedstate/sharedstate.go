@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -63,19 +64,74 @@ func (e *UnavailableError) NotSent() bool { return true }
 
 // RedisLogger writes go-redis' own messages (a pool that cannot dial,
 // say) into backupd's log as warnings, instead of plain text beside its
-// JSON lines. go-redis takes it through redis.SetLogger.
+// JSON lines. go-redis takes it through redis.SetLogger. While Redis is
+// down go-redis says the same thing for every request, which would bury
+// the log's one line per request: each kind of message (its format) is
+// written at most once per interval, and the next one of its kind says
+// how many were left out.
 type RedisLogger struct {
-	Log *slog.Logger
+	log   *slog.Logger
+	every time.Duration
+
+	mu    sync.Mutex
+	kinds map[string]*messageKind
+}
+
+// messageKind is when a kind of message was last written, and how many
+// of it were left out since.
+type messageKind struct {
+	last    time.Time
+	leftOut int
+}
+
+// maxMessageKinds bounds the kinds RedisLogger keeps track of; go-redis'
+// formats are constants, far fewer than this.
+const maxMessageKinds = 64
+
+// NewRedisLogger returns a RedisLogger that writes each kind of message
+// at most once in 10 s.
+func NewRedisLogger(log *slog.Logger) *RedisLogger {
+	return &RedisLogger{log: log, every: 10 * time.Second, kinds: make(map[string]*messageKind)}
 }
 
 // Printf is the one method of go-redis' logger interface, so that
 // redis.SetLogger takes a RedisLogger. go-redis calls it for events of its
 // own, mostly trouble that no command's error shows (a pool that cannot
 // dial, a bad connection dropped, a recovered panic). Its messages carry
-// no level, so each is logged as one warning, formatted as go-redis
-// formats it.
-func (l RedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.Log.WarnContext(ctx, fmt.Sprintf(format, v...)) // go-redis starts its messages with "redis: "
+// no level, so each is logged as a warning, formatted as go-redis formats
+// it.
+func (l *RedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	leftOut, ok := l.admit(format, time.Now())
+	if !ok {
+		return
+	}
+	var attrs []slog.Attr
+	if leftOut > 0 {
+		attrs = append(attrs, slog.Int("left_out", leftOut))
+	}
+	l.log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf(format, v...), attrs...) // go-redis starts its messages with "redis: "
+}
+
+// admit reports whether a message of the kind format may be written at
+// now, and how many of its kind were left out before it.
+func (l *RedisLogger) admit(format string, now time.Time) (leftOut int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := l.kinds[format]
+	if k == nil {
+		if len(l.kinds) >= maxMessageKinds {
+			return 0, true
+		}
+		k = &messageKind{}
+		l.kinds[format] = k
+	}
+	if !k.last.IsZero() && now.Sub(k.last) < l.every {
+		k.leftOut++
+		return 0, false
+	}
+	leftOut = k.leftOut
+	k.last, k.leftOut = now, 0
+	return leftOut, true
 }
 
 // Refused reports whether err, from a first command, says Redis refused

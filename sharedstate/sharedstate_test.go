@@ -1,12 +1,17 @@
 package sharedstate
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
@@ -82,3 +87,43 @@ type redisError string
 
 func (e redisError) Error() string { return string(e) }
 func (redisError) RedisError()     {}
+
+// While Redis is down go-redis says the same for every request: the log
+// keeps one line of each kind per interval, and the next says how many it
+// left out.
+func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	l.every = time.Hour
+	ctx := context.Background()
+	for i := range 5 {
+		l.Printf(ctx, "redis: connection pool: failed to dial after %d attempts: %v", i+1, errors.New("connection refused"))
+	}
+	l.Printf(ctx, "redis: discarding bad PubSub connection: %v", errors.New("EOF"))
+	l.kinds["redis: connection pool: failed to dial after %d attempts: %v"].last = time.Now().Add(-2 * time.Hour) // the interval has passed
+	l.Printf(ctx, "redis: connection pool: failed to dial after %d attempts: %v", 6, errors.New("connection refused"))
+
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var r struct {
+			Level, Msg string
+			LeftOut    *int `json:"left_out"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		left := "-"
+		if r.LeftOut != nil {
+			left = strconv.Itoa(*r.LeftOut)
+		}
+		got = append(got, r.Level+" "+r.Msg+" left_out="+left)
+	}
+	want := []string{
+		"WARN redis: connection pool: failed to dial after 1 attempts: connection refused left_out=-",
+		"WARN redis: discarding bad PubSub connection: EOF left_out=-",
+		"WARN redis: connection pool: failed to dial after 6 attempts: connection refused left_out=4",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	// go-redis keeps its logger in a package variable: one for the whole
 	// process, not one per client. So it is set here, once, before any
 	// client exists, and not where the Redis client is built.
-	redis.SetLogger(sharedstate.RedisLogger{Log: logger})
+	redis.SetLogger(sharedstate.NewRedisLogger(logger))
 	m := metrics.New()
 	limiter, idem, closeState, err := sharedState(ctx, cfg, m, logger)
 	if err != nil {
