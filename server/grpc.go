@@ -29,6 +29,12 @@ import (
 	"github.com/backupd/backupd/reqlog"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/service"
+
+	// gzip-compressed requests are read, and answered compressed alike:
+	// some callers' gRPC stacks compress, and grpc-go refuses what no
+	// registered compressor reads. The decompressed message is bounded as
+	// an uncompressed one is (MaxRecvMsgSize, then the codec's 1 MiB).
+	_ "google.golang.org/grpc/encoding/gzip"
 )
 
 // Options configures the gRPC server.
