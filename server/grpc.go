@@ -405,8 +405,31 @@ func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerIn
 	if err != nil {
 		return principal, nil, err
 	}
-	resp, err = handler(ctx, req)
+	hctx, cancel := keepTimeToAnswer(ctx)
+	defer cancel()
+	resp, err = handler(hctx, req)
 	return principal, resp, err
+}
+
+// maxAnswerTime bounds the time keepTimeToAnswer keeps back.
+const maxAnswerTime = 100 * time.Millisecond
+
+// keepTimeToAnswer ends the handler's work a little before the caller's
+// deadline: a tenth of the time left, at most maxAnswerTime. A gRPC client
+// ends the call itself at its deadline, so an answer sent at that moment
+// is never read, and with it what the answer says (whether a CreateBackup
+// was sent, that a request_id run goes on). Work detached from the
+// caller (a request_id run) keeps its own deadline.
+func keepTimeToAnswer(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	keep := min(time.Until(dl)/10, maxAnswerTime)
+	if keep <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, dl.Add(-keep))
 }
 
 // target names the account and region a request asked for, for the log when

@@ -575,10 +575,10 @@ func TestHealth(t *testing.T) {
 func TestRESTDeadlineHeader(t *testing.T) {
 	tests := []struct {
 		header string
-		want   time.Duration // 0: no deadline
+		want   time.Duration // the handler's, after the time kept to answer; 0: no deadline
 	}{
-		{"5S", 5 * time.Second},
-		{"1500m", 1500 * time.Millisecond},
+		{"5S", 5*time.Second - maxAnswerTime},
+		{"1500m", 1400 * time.Millisecond},
 		{"", 0},
 	}
 	for _, tt := range tests {
@@ -608,7 +608,7 @@ func TestRESTDeadlineHeader(t *testing.T) {
 			case tt.want == 0 && !dl.IsZero():
 				t.Errorf("deadline %s without a Grpc-Timeout header", dl.Sub(sent))
 			case tt.want != 0 && (dl.Before(sent.Add(tt.want)) || dl.After(done.Add(tt.want))):
-				t.Errorf("deadline %s after sending, want %s after the server got the request", dl.Sub(sent), tt.want)
+				t.Errorf("handler's deadline %s after sending, want %s after the server got the request", dl.Sub(sent), tt.want)
 			}
 		})
 	}
@@ -746,6 +746,57 @@ func TestCallerDeadlineIsLoggedAsADeadline(t *testing.T) {
 	}
 	if got := f.observed.counted(); !slices.Contains(got, "/backup.v1.BackupService/GetBackup DeadlineExceeded") || slices.Contains(got, "/backup.v1.BackupService/GetBackup Canceled") {
 		t.Errorf("counted %v; want DeadlineExceeded, never Canceled", got)
+	}
+}
+
+// The server answers a little before the caller's deadline, so that a
+// gRPC client, which ends the call at its deadline, reads backupd's
+// answer (its ErrorInfo and message) rather than making up its own.
+func TestDeadlineAnswerReachesTheCaller(t *testing.T) {
+	f := newFixture(t)
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second) // 100 ms kept to answer
+		_, err := f.client.GetBackup(ctx, &backupv1.GetBackupRequest{BackupArn: slowARN})
+		cancel()
+		st := status.Convert(err)
+		if st.Code() != codes.DeadlineExceeded || len(st.Details()) == 0 {
+			t.Fatalf("client got %v with details %v; want backupd's DEADLINE_EXCEEDED with its ErrorInfo", st, st.Details())
+		}
+		if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "DEADLINE_EXCEEDED" {
+			t.Errorf("details %v; want ErrorInfo DEADLINE_EXCEEDED", st.Details())
+		}
+	}
+}
+
+func TestKeepTimeToAnswer(t *testing.T) {
+	tests := []struct {
+		name   string
+		left   time.Duration // 0: no deadline
+		sooner time.Duration // how much sooner the handler's deadline is
+	}{
+		{"no deadline", 0, 0},
+		{"a tenth of a short deadline", 200 * time.Millisecond, 20 * time.Millisecond},
+		{"at most 100 ms", 30 * time.Second, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.left > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.left)
+				defer cancel()
+			}
+			hctx, cancel := keepTimeToAnswer(ctx)
+			defer cancel()
+			dl, ok := ctx.Deadline()
+			hdl, hok := hctx.Deadline()
+			if ok != hok {
+				t.Fatalf("deadline set %v, handler's %v", ok, hok)
+			}
+			if got := dl.Sub(hdl); ok && (got < tt.sooner-5*time.Millisecond || got > tt.sooner+time.Millisecond) {
+				t.Errorf("handler's deadline %v sooner; want about %v", got, tt.sooner)
+			}
+		})
 	}
 }
 
