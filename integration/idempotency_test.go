@@ -192,10 +192,13 @@ func TestRequestIDSurvivesFaults(t *testing.T) {
 	t.Run("caller deadline passes while DynamoDB works", func(t *testing.T) {
 		a, db, inst, creates := slowInstance(t, moto, 1500*time.Millisecond)
 		req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "patient", RequestId: "slow-1"}
-		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		short, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		if _, err := inst.client.CreateBackup(short, req); status.Code(err) != codes.DeadlineExceeded {
-			t.Fatalf("first call: %v, want DeadlineExceeded", err)
+		// backupd answers before the client's own deadline ends the call
+		// (100 ms of this one), so the caller reads what happened.
+		_, err := inst.client.CreateBackup(short, req)
+		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || !strings.Contains(st.Message(), "it goes on under its request_id") {
+			t.Fatalf("first call: %v, want backupd's DeadlineExceeded saying the run goes on", err)
 		}
 		resp, err := inst.client.CreateBackup(ctx, req)
 		if err != nil || resp.GetBackupDetails().GetBackupName() != "patient" {
