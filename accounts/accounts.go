@@ -170,10 +170,8 @@ func (g *gate) register(stack *middleware.Stack) error {
 	if err := stack.Finalize.Insert(g, "GetIdentity", middleware.After); err != nil {
 		return err
 	}
-	if stack.ID() == config.OpDeleteBackup {
-		if err := stack.Initialize.Add(retriedDelete{}, middleware.After); err != nil {
-			return err
-		}
+	if err := stack.Initialize.Add(followAttempts{delete: stack.ID() == config.OpDeleteBackup}, middleware.After); err != nil {
+		return err
 	}
 	return stack.Deserialize.Add(wire{}, middleware.After)
 }
@@ -184,7 +182,11 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	middleware.FinalizeOutput, middleware.Metadata, error,
 ) {
 	key := ratelimit.Key{Account: g.account, Region: g.region, Operation: awsmiddleware.GetOperationName(ctx)}
+	call, _ := ctx.Value(attemptsKey{}).(*attempts)
 	if err := g.limiter.Wait(ctx, key); err != nil {
+		if call != nil && call.failed != nil {
+			err = &RetryNotMadeError{Failed: call.failed, Limit: err}
+		}
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 	}
 	sent := time.Now()
@@ -201,43 +203,74 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	if err != nil && left && outcomeUnknown(err) {
 		if !idempotent[key.Operation] {
 			err = &OutcomeUnknownError{Operation: key.Operation, AccountID: g.account, Err: err}
-		} else if d, ok := ctx.Value(deleteKey{}).(*deleteAttempts); ok {
-			d.unanswered = true
+		} else if call != nil {
+			call.unanswered = true
 		}
+	}
+	if call != nil {
+		call.failed = err
 	}
 	return out, md, err
 }
 
-// retriedDelete follows one DeleteBackup call across its attempts. When an
-// attempt went unanswered (a dropped connection, a 5xx) DynamoDB may have
-// deleted the backup, and the retry then finds none: that BackupNotFound
-// becomes a DeletedEarlierError, so the caller is not told plainly that
-// there was nothing to delete.
-type retriedDelete struct{}
+// followAttempts follows one call across its attempts, for what the gate
+// tells of them:
+//   - a retry the limiter does not admit (its turn comes too late for the
+//     deadline, say) fails with the error of the attempt it would have
+//     repeated (RetryNotMadeError), not as if the call had been over the
+//     account's rate;
+//   - when a DeleteBackup attempt went unanswered (a dropped connection, a
+//     5xx) DynamoDB may have deleted the backup, and the retry then finds
+//     none: that BackupNotFound becomes a DeletedEarlierError, so the
+//     caller is not told plainly that there was nothing to delete.
+type followAttempts struct {
+	delete bool // the call is a DeleteBackup
+}
 
-type deleteKey struct{}
+type attemptsKey struct{}
 
-// deleteAttempts is what the gate tells retriedDelete of one call.
-type deleteAttempts struct{ unanswered bool }
+// attempts is what the gate tells followAttempts of one call.
+type attempts struct {
+	failed     error // the last attempt's error
+	unanswered bool  // an attempt went unanswered
+}
 
-func (retriedDelete) ID() string { return "backupd.RetriedDelete" }
+func (followAttempts) ID() string { return "backupd.FollowAttempts" }
 
-func (retriedDelete) HandleInitialize(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
+func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
 	middleware.InitializeOutput, middleware.Metadata, error,
 ) {
-	d := &deleteAttempts{}
-	ctx = context.WithValue(ctx, deleteKey{}, d)
-	if _, ok := ctx.Value(submitKey{}).(*time.Time); !ok {
+	call := &attempts{}
+	ctx = context.WithValue(ctx, attemptsKey{}, call)
+	if _, ok := ctx.Value(submitKey{}).(*time.Time); f.delete && !ok {
 		// So that an attempt that never got a connection (a failed
 		// dial or TLS handshake) is known not to have been sent.
 		ctx = WithSubmitTime(ctx, new(time.Time))
 	}
 	out, md, err := next.HandleInitialize(ctx, in)
-	if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone && d.unanswered {
+	if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone && f.delete && call.unanswered {
 		err = &DeletedEarlierError{Err: err}
 	}
 	return out, md, err
 }
+
+// RetryNotMadeError is the error of an attempt whose retry the limiter did
+// not admit: the call fails for what DynamoDB answered (throttling, a 5xx),
+// which is what the caller is told, and the limiter's reason is kept for
+// the log.
+type RetryNotMadeError struct {
+	Failed error // the last attempt's error
+	Limit  error // why the limiter did not admit its retry
+}
+
+func (e *RetryNotMadeError) Error() string {
+	return fmt.Sprintf("%v (not retried: %v)", e.Failed, e.Limit)
+}
+
+func (e *RetryNotMadeError) Unwrap() error { return e.Failed }
+
+// RetryableError stops the SDK's retryer: the limiter has refused.
+func (e *RetryNotMadeError) RetryableError() bool { return false }
 
 // DeletedEarlierError says a DeleteBackup found no backup after an earlier
 // attempt of the same call went unanswered: that attempt may have deleted

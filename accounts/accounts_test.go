@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
@@ -34,13 +35,14 @@ type countingLimiter struct {
 	mu     sync.Mutex
 	keys   []ratelimit.Key
 	refuse bool
+	admit  int // when > 0, refuse every turn after this many
 }
 
 func (l *countingLimiter) Wait(_ context.Context, k ratelimit.Key) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.keys = append(l.keys, k)
-	if l.refuse {
+	if l.refuse || l.admit > 0 && len(l.keys) > l.admit {
 		return &ratelimit.LimitedError{Key: k, RetryAfter: time.Second}
 	}
 	return nil
@@ -138,6 +140,55 @@ func TestRefusedAttemptIsNeitherSentNorRetried(t *testing.T) {
 	}
 	if calls.Load() != 0 || len(lim.keys) != 1 {
 		t.Errorf("%d HTTP calls and %d gate checks; want 0 and 1", calls.Load(), len(lim.keys))
+	}
+}
+
+// A retry the limiter does not admit fails with what DynamoDB answered
+// the attempt before it: the call was not over the account's rate, and
+// its caller must not be told it was.
+func TestRetryNotAdmittedFailsWithTheAttemptsError(t *testing.T) {
+	arn := aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")
+	tests := []struct {
+		name     string
+		failure  failure
+		call     func(context.Context, *dynamodb.Client) error
+		wantCode string
+	}{
+		{"DescribeBackup after a 500", serverError, func(ctx context.Context, c *dynamodb.Client) error {
+			_, err := c.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: arn})
+			return err
+		}, "InternalServerError"},
+		{"DeleteBackup after a 500", serverError, func(ctx context.Context, c *dynamodb.Client) error {
+			_, err := c.DeleteBackup(ctx, &dynamodb.DeleteBackupInput{BackupArn: arn})
+			return err
+		}, "InternalServerError"},
+		{"CreateBackup after throttling", throttle, func(ctx context.Context, c *dynamodb.Client) error {
+			_, err := c.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+			return err
+		}, "ThrottlingException"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, calls := flakyDynamoDB(t, 5, tt.failure)
+			lim := &countingLimiter{admit: 1}
+			target, err := newRegistry(t, srv.URL, lim).Resolve("111111111111", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = tt.call(context.Background(), target.DynamoDB)
+			if api, ok := errors.AsType[smithy.APIError](err); !ok || api.ErrorCode() != tt.wantCode {
+				t.Errorf("err = %v; want DynamoDB's %s", err, tt.wantCode)
+			}
+			if _, ok := errors.AsType[*RetryNotMadeError](err); !ok {
+				t.Errorf("err = %v; want a RetryNotMadeError", err)
+			}
+			if _, limited := errors.AsType[*ratelimit.LimitedError](err); limited {
+				t.Errorf("err = %v reads as the limiter's refusal", err)
+			}
+			if calls.Load() != 1 || len(lim.keys) != 2 {
+				t.Errorf("%d HTTP calls and %d turns asked; want 1 and 2", calls.Load(), len(lim.keys))
+			}
+		})
 	}
 }
 

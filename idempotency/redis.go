@@ -26,7 +26,7 @@ type OutcomeUnknownError struct {
 
 func (e *OutcomeUnknownError) Error() string {
 	return fmt.Sprintf("the first request with request_id %q in account %s may or may not have been done; "+
-		"check (ListBackups, GetBackup) before trying again with a new request_id", e.Key.RequestID, e.Key.Account)
+		"check (ListBackups and GetBackup for a CreateBackup; the target table, with DynamoDB's DescribeTable, for a restore) before trying again with a new request_id", e.Key.RequestID, e.Key.Account)
 }
 
 // Redis keeps results in Redis, shared by every replica that names the same

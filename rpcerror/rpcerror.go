@@ -187,13 +187,13 @@ func mapUpstream(err error) mapped {
 	case errors.As(err, &unsure): // before the deadline: an unknown outcome may wrap one
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
 			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
-				"check (ListBackups, GetBackup) before trying again", unsure.Operation, unsure.AccountID)}
+				"%s before trying again", unsure.Operation, unsure.AccountID, howToCheck(unsure.Operation))}
 	case errors.As(err, &assume): // before the deadline: STS's own timeout is not the caller's deadline
 		return mapAssume(assume)
 	case errors.As(err, &unanswered):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
-				"check (ListBackups, GetBackup) before trying again (with a request_id, a repeat is answered with the first one's result)", unanswered.Operation)}
+				"%s before trying again (with a request_id, a repeat is answered with the first one's result)", unanswered.Operation, howToCheck(unanswered.Operation))}
 	case errors.As(err, &running):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+
@@ -229,6 +229,15 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 	}
 	return mapped{code: codes.Unavailable, reason: "STS_UNAVAILABLE", retryAfter: DefaultRetryAfter,
 		msg: fmt.Sprintf("STS could not issue credentials for account %s; retry later", e.AccountID)}
+}
+
+// howToCheck says how a caller finds out whether a CreateBackup or a
+// restore whose outcome is unknown was done.
+func howToCheck(op string) string {
+	if op == "RestoreTableFromBackup" {
+		return "check whether the target table exists (DynamoDB's DescribeTable in that account)"
+	}
+	return "check (ListBackups, GetBackup)"
 }
 
 // mapAPI maps DynamoDB's own errors. DynamoDB's messages describe the
@@ -276,6 +285,7 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 		m.msg = msg + "; backups of this table are not available yet, retry later"
 	case "LimitExceededException", "ThrottlingException", "RequestLimitExceeded", "ProvisionedThroughputExceededException":
 		m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
+		m.msg = msg + "; DynamoDB throttled this account's calls through backupd's retries: retry after the RetryInfo delay"
 	default:
 		if api.ErrorFault() == smithy.FaultServer {
 			m.code, m.reason, m.retryAfter = codes.Unavailable, "DYNAMODB_UNAVAILABLE", DefaultRetryAfter

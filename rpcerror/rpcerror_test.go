@@ -98,7 +98,17 @@ func TestStatus(t *testing.T) {
 			codes.ResourceExhausted, "RATE_LIMITED", "", 1500 * time.Millisecond, "retry after 1.5s", ""},
 		{"DynamoDB LimitExceeded after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.LimitExceededException{Message: strPtr("too many")})},
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "too many", ""},
-		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "", ""},
+		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter,
+			"slow down; DynamoDB throttled this account's calls through backupd's retries: retry after the RetryInfo delay", ""},
+		// The limiter did not admit the SDK's retry: the caller hears what DynamoDB answered, not of a rate it was never over.
+		{"DynamoDB 5xx, its retry not admitted", &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DescribeBackup", Err: &accounts.RetryNotMadeError{
+			Failed: sdkErr(&types.InternalServerError{Message: strPtr("boom")}),
+			Limit:  &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "DescribeBackup"}, RetryAfter: 50 * time.Millisecond}}},
+			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", "over the account's rate"},
+		{"DynamoDB throttling, its retry not admitted", &accounts.RetryNotMadeError{
+			Failed: sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}),
+			Limit:  &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: 50 * time.Millisecond}},
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "DynamoDB throttled", "over the account's rate"},
 		{"STS did not answer within its timeout", &smithy.OperationError{ServiceID: "DynamoDB", Err: &auth.AssumeRoleError{AccountID: "111111111111",
 			Err: fmt.Errorf("operation error STS: AssumeRole: %w", context.DeadlineExceeded)}},
 			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
@@ -111,7 +121,7 @@ func TestStatus(t *testing.T) {
 		{"CreateBackup outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Err: errors.New("connection reset by peer")},
 			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
 		{"restore outcome unknown after a deadline", &accounts.OutcomeUnknownError{Operation: "RestoreTableFromBackup", AccountID: "111111111111", Err: fmt.Errorf("op: %w", context.DeadlineExceeded)},
-			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
+			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not have been done; check whether the target table exists (DynamoDB's DescribeTable", "ListBackups"},
 		{"repeat of a request whose outcome is unknown", &idempotency.OutcomeUnknownError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
 			codes.Unavailable, "OUTCOME_UNKNOWN", "", 0, "may or may not", ""},
 		{"Redis unavailable to the limiter", &smithy.OperationError{ServiceID: "DynamoDB", Err: &sharedstate.UnavailableError{Op: "rate limit",
