@@ -46,6 +46,16 @@ func ts(t *time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(*t)
 }
 
+// backupSize is a backup's size, absent while it is not known: DynamoDB
+// answers a CreateBackup with the backup CREATING and a size of 0, which
+// is no size at all.
+func backupSize(size *int64, status types.BackupStatus) *int64 {
+	if status == types.BackupStatusCreating && aws.ToInt64(size) == 0 {
+		return nil
+	}
+	return size
+}
+
 func (s *Server) backupDetails(d *types.BackupDetails) *backupv1.BackupDetails {
 	if d == nil {
 		return nil
@@ -53,7 +63,7 @@ func (s *Server) backupDetails(d *types.BackupDetails) *backupv1.BackupDetails {
 	return &backupv1.BackupDetails{
 		BackupArn:              aws.ToString(d.BackupArn),
 		BackupName:             aws.ToString(d.BackupName),
-		BackupSizeBytes:        d.BackupSizeBytes,
+		BackupSizeBytes:        backupSize(d.BackupSizeBytes, d.BackupStatus),
 		BackupStatus:           enumValue(s, "BackupStatus", string(d.BackupStatus), backupStatuses),
 		BackupType:             enumValue(s, "BackupType", string(d.BackupType), backupTypes),
 		BackupCreationDateTime: ts(d.BackupCreationDateTime),
@@ -244,7 +254,7 @@ func (s *Server) backupSummary(b *types.BackupSummary) *backupv1.BackupSummary {
 		BackupExpiryDateTime:   ts(b.BackupExpiryDateTime),
 		BackupStatus:           enumValue(s, "BackupStatus", string(b.BackupStatus), backupStatuses),
 		BackupType:             enumValue(s, "BackupType", string(b.BackupType), backupTypes),
-		BackupSizeBytes:        b.BackupSizeBytes,
+		BackupSizeBytes:        backupSize(b.BackupSizeBytes, b.BackupStatus),
 	}
 }
 

@@ -29,6 +29,11 @@ func TestBackupDetailsConversion(t *testing.T) {
 			backupv1.BackupStatus_BACKUP_STATUS_AVAILABLE, aws.Int64(42), ""},
 		{"creating, size unknown", types.BackupDetails{BackupStatus: types.BackupStatusCreating},
 			backupv1.BackupStatus_BACKUP_STATUS_CREATING, nil, ""},
+		// DynamoDB's answer to CreateBackup: a size of 0 while creating.
+		{"creating, size 0", types.BackupDetails{BackupStatus: types.BackupStatusCreating, BackupSizeBytes: aws.Int64(0)},
+			backupv1.BackupStatus_BACKUP_STATUS_CREATING, nil, ""},
+		{"available and empty", types.BackupDetails{BackupStatus: types.BackupStatusAvailable, BackupSizeBytes: aws.Int64(0)},
+			backupv1.BackupStatus_BACKUP_STATUS_AVAILABLE, aws.Int64(0), ""},
 		{"a status DynamoDB adds later", types.BackupDetails{BackupStatus: "FROZEN"},
 			backupv1.BackupStatus_BACKUP_STATUS_UNSPECIFIED, nil, "value=FROZEN"},
 	}
