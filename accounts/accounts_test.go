@@ -1,12 +1,15 @@
 package accounts
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
@@ -540,4 +544,36 @@ func targetWith(t *testing.T, endpoint string, client aws.HTTPClient) Target {
 		t.Fatal(err)
 	}
 	return target
+}
+
+func TestSDKLogger(t *testing.T) {
+	var buf bytes.Buffer
+	l := SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Logf(logging.Warn, "falling back to IMDSv1: %v", "token refused")
+	l.Logf(logging.Debug, "request %d", 7)
+	want := `"level":"WARN","msg":"AWS SDK: falling back to IMDSv1: token refused"` + "\n" + `"level":"DEBUG","msg":"AWS SDK: request 7"`
+	var got []string
+	for line := range strings.Lines(buf.String()) {
+		_, rest, _ := strings.Cut(strings.TrimSpace(line), `","`) // past the time
+		got = append(got, `"`+strings.TrimSuffix(rest, "}"))
+	}
+	if strings.Join(got, "\n") != want {
+		t.Errorf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+}
+
+func TestCheckCredentials(t *testing.T) {
+	none := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{}, errors.New("no EC2 IMDS role found")
+	})
+	some := credentials.NewStaticCredentialsProvider("AKID", "secret", "")
+	if err := CheckCredentials(context.Background(), aws.Config{Credentials: none}); err == nil || !strings.Contains(err.Error(), "no EC2 IMDS role found") {
+		t.Errorf("without credentials: %v; want the chain's reason", err)
+	}
+	if err := CheckCredentials(context.Background(), aws.Config{}); err == nil {
+		t.Error("without a provider: no error")
+	}
+	if err := CheckCredentials(context.Background(), aws.Config{Credentials: some}); err != nil {
+		t.Errorf("with credentials: %v", err)
+	}
 }

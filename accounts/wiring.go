@@ -2,15 +2,19 @@ package accounts
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
@@ -127,4 +131,33 @@ func (c inMemoryBodies) Do(req *http.Request) (*http.Response, error) {
 
 type readOnlyBody struct {
 	io.ReadCloser
+}
+
+// SDKLogger writes the AWS SDK's own messages (such as falling back to
+// IMDSv1 for backupd's credentials) into backupd's log, instead of plain
+// text beside its JSON lines.
+func SDKLogger(log *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		level := slog.LevelWarn
+		if c == logging.Debug {
+			level = slog.LevelDebug
+		}
+		log.Log(context.Background(), level, "AWS SDK: "+fmt.Sprintf(format, v...))
+	})
+}
+
+// CheckCredentials asks for backupd's own AWS credentials once, at start,
+// so that a machine with none (no role, no environment) is told of at once
+// and plainly: requests would otherwise only fail, each as
+// STS_UNAVAILABLE, with the reason in their log lines.
+func CheckCredentials(ctx context.Context, awsCfg aws.Config) error {
+	if awsCfg.Credentials == nil {
+		return fmt.Errorf("no AWS credentials provider")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := awsCfg.Credentials.Retrieve(ctx); err != nil {
+		return fmt.Errorf("backupd's own AWS credentials: %w", err)
+	}
+	return nil
 }

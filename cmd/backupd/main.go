@@ -90,10 +90,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, w := range cfg.Warnings() {
 		logger.Warn(w)
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion))
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion), awsconfig.WithLogger(accounts.SDKLogger(logger)))
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
 	}
+	// In the background, not fatal: the chain may take seconds to give up
+	// (a metadata service that does not answer), health probes should
+	// find the process meanwhile, and a role may come later.
+	go func() {
+		if err := accounts.CheckCredentials(ctx, awsCfg); err != nil {
+			logger.Error("no AWS credentials for backupd itself: every request fails (STS_UNAVAILABLE) until the SDK's default chain finds some",
+				slog.String("error", err.Error()))
+		}
+	}()
 	return serve(ctx, cfg, awsCfg, logger)
 }
 
