@@ -184,7 +184,9 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	key := ratelimit.Key{Account: g.account, Region: g.region, Operation: awsmiddleware.GetOperationName(ctx)}
 	call, _ := ctx.Value(attemptsKey{}).(*attempts)
 	if err := g.limiter.Wait(ctx, key); err != nil {
-		if call != nil && call.failed != nil {
+		// Only the rate's refusal: the caller's end, or Redis failing,
+		// is what the caller is told of, whatever came before.
+		if call != nil && call.failed != nil && isLimited(err) {
 			err = &RetryNotMadeError{Failed: call.failed, Limit: err}
 		}
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, err
@@ -254,10 +256,10 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 	return out, md, err
 }
 
-// RetryNotMadeError is the error of an attempt whose retry the limiter did
-// not admit: the call fails for what DynamoDB answered (throttling, a 5xx),
-// which is what the caller is told, and the limiter's reason is kept for
-// the log.
+// RetryNotMadeError is the error of an attempt whose retry the limiter
+// refused (its turn came too late for the deadline): the call fails for
+// what DynamoDB answered (throttling, a 5xx), which is what the caller is
+// told, and the limiter's refusal is kept for the log.
 type RetryNotMadeError struct {
 	Failed error // the last attempt's error
 	Limit  error // why the limiter did not admit its retry

@@ -3,12 +3,14 @@ package accounts
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,7 @@ import (
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/sharedstate"
 )
 
 type staticRoles struct{}
@@ -39,7 +42,8 @@ type countingLimiter struct {
 	mu     sync.Mutex
 	keys   []ratelimit.Key
 	refuse bool
-	admit  int // when > 0, refuse every turn after this many
+	admit  int   // when > 0, refuse every turn after this many
+	fail   error // what a refused turn answers; a LimitedError when nil
 }
 
 func (l *countingLimiter) Wait(_ context.Context, k ratelimit.Key) error {
@@ -47,6 +51,9 @@ func (l *countingLimiter) Wait(_ context.Context, k ratelimit.Key) error {
 	defer l.mu.Unlock()
 	l.keys = append(l.keys, k)
 	if l.refuse || l.admit > 0 && len(l.keys) > l.admit {
+		if l.fail != nil {
+			return l.fail
+		}
 		return &ratelimit.LimitedError{Key: k, RetryAfter: time.Second}
 	}
 	return nil
@@ -191,6 +198,34 @@ func TestRetryNotAdmittedFailsWithTheAttemptsError(t *testing.T) {
 			}
 			if calls.Load() != 1 || len(lim.keys) != 2 {
 				t.Errorf("%d HTTP calls and %d turns asked; want 1 and 2", calls.Load(), len(lim.keys))
+			}
+		})
+	}
+}
+
+// A retry's wait that ends for another reason than the rate (the caller
+// left, Redis failed) fails with that reason, not DynamoDB's answer to the
+// attempt before: the caller's status and the log must tell.
+func TestRetryWaitEndedOtherwiseKeepsItsReason(t *testing.T) {
+	redisDown := &sharedstate.UnavailableError{Op: "rate limit", Err: errors.New("connection refused")}
+	for _, fail := range []error{
+		&ratelimit.InterruptedError{Err: context.Canceled},
+		&ratelimit.InterruptedError{Err: context.DeadlineExceeded},
+		redisDown,
+	} {
+		t.Run(fail.Error(), func(t *testing.T) {
+			srv, _ := flakyDynamoDB(t, 5, serverError)
+			target, err := newRegistry(t, srv.URL, &countingLimiter{admit: 1, fail: fail}).Resolve("111111111111", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = target.DynamoDB.DescribeBackup(context.Background(), &dynamodb.DescribeBackupInput{
+				BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")})
+			if !errors.Is(err, fail) {
+				t.Errorf("err = %v; want the wait's own %v", err, fail)
+			}
+			if _, wrapped := errors.AsType[*RetryNotMadeError](err); wrapped {
+				t.Errorf("err = %v is a RetryNotMadeError", err)
 			}
 		})
 	}
@@ -551,29 +586,47 @@ func TestSDKLogger(t *testing.T) {
 	l := SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	l.Logf(logging.Warn, "falling back to IMDSv1: %v", "token refused")
 	l.Logf(logging.Debug, "request %d", 7)
-	want := `"level":"WARN","msg":"AWS SDK: falling back to IMDSv1: token refused"` + "\n" + `"level":"DEBUG","msg":"AWS SDK: request 7"`
 	var got []string
 	for line := range strings.Lines(buf.String()) {
-		_, rest, _ := strings.Cut(strings.TrimSpace(line), `","`) // past the time
-		got = append(got, `"`+strings.TrimSuffix(rest, "}"))
+		var r struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		got = append(got, r.Level+" "+r.Msg)
 	}
-	if strings.Join(got, "\n") != want {
-		t.Errorf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	want := []string{"WARN AWS SDK: falling back to IMDSv1: token refused", "DEBUG AWS SDK: request 7"}
+	if !slices.Equal(got, want) {
+		t.Errorf("log %q, want %q", got, want)
 	}
 }
 
 func TestCheckCredentials(t *testing.T) {
-	none := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-		return aws.Credentials{}, errors.New("no EC2 IMDS role found")
-	})
-	some := credentials.NewStaticCredentialsProvider("AKID", "secret", "")
-	if err := CheckCredentials(context.Background(), aws.Config{Credentials: none}); err == nil || !strings.Contains(err.Error(), "no EC2 IMDS role found") {
-		t.Errorf("without credentials: %v; want the chain's reason", err)
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		creds   aws.CredentialsProvider
+		wantErr string // a part of the error; "" for none
+	}{
+		{"credentials found", context.Background(), credentials.NewStaticCredentialsProvider("AKID", "secret", ""), ""},
+		{"none in the chain", context.Background(), aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{}, errors.New("no EC2 IMDS role found")
+		}), "no EC2 IMDS role found"},
+		{"no provider", context.Background(), nil, "no AWS credentials provider"},
+		{"start-up canceled", canceled, aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
+			return aws.Credentials{}, ctx.Err()
+		}), "context canceled"},
 	}
-	if err := CheckCredentials(context.Background(), aws.Config{}); err == nil {
-		t.Error("without a provider: no error")
-	}
-	if err := CheckCredentials(context.Background(), aws.Config{Credentials: some}); err != nil {
-		t.Errorf("with credentials: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckCredentials(tt.ctx, aws.Config{Credentials: tt.creds})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("err = %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("err = %v; want it to say %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -285,7 +285,7 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 		m.msg = msg + "; backups of this table are not available yet, retry later"
 	case "LimitExceededException", "ThrottlingException", "RequestLimitExceeded", "ProvisionedThroughputExceededException":
 		m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
-		m.msg = msg + "; DynamoDB throttled this account's calls through backupd's retries: retry after the RetryInfo delay"
+		m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no turn left for one before the deadline): retry later"
 	default:
 		if api.ErrorFault() == smithy.FaultServer {
 			m.code, m.reason, m.retryAfter = codes.Unavailable, "DYNAMODB_UNAVAILABLE", DefaultRetryAfter

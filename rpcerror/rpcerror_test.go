@@ -99,7 +99,7 @@ func TestStatus(t *testing.T) {
 		{"DynamoDB LimitExceeded after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.LimitExceededException{Message: strPtr("too many")})},
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "too many", ""},
 		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter,
-			"slow down; DynamoDB throttled this account's calls through backupd's retries: retry after the RetryInfo delay", ""},
+			"slow down; DynamoDB throttled this account's calls (after backupd's retries, or with no turn left for one before the deadline): retry later", ""},
 		// The limiter did not admit the SDK's retry: the caller hears what DynamoDB answered, not of a rate it was never over.
 		{"DynamoDB 5xx, its retry not admitted", &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DescribeBackup", Err: &accounts.RetryNotMadeError{
 			Failed: sdkErr(&types.InternalServerError{Message: strPtr("boom")}),
