@@ -3,6 +3,7 @@ package accounts
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -152,11 +153,15 @@ func SDKLogger(log *slog.Logger) logging.Logger {
 // STS_UNAVAILABLE, with the reason in their log lines.
 func CheckCredentials(ctx context.Context, awsCfg aws.Config) error {
 	if awsCfg.Credentials == nil {
-		return fmt.Errorf("no AWS credentials provider")
+		return errors.New("no AWS credentials provider")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	const patience = 10 * time.Second
+	cctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
-	if _, err := awsCfg.Credentials.Retrieve(ctx); err != nil {
+	if _, err := awsCfg.Credentials.Retrieve(cctx); err != nil {
+		if ctx.Err() == nil && cctx.Err() != nil {
+			return fmt.Errorf("backupd's own AWS credentials: none found within %v: %w", patience, err)
+		}
 		return fmt.Errorf("backupd's own AWS credentials: %w", err)
 	}
 	return nil

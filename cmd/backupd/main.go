@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// (a metadata service that does not answer), health probes should
 	// find the process meanwhile, and a role may come later.
 	go func() {
-		if err := accounts.CheckCredentials(ctx, awsCfg); err != nil {
+		if err := accounts.CheckCredentials(ctx, awsCfg); err != nil && ctx.Err() == nil {
 			logger.Error("no AWS credentials for backupd itself: every request fails (STS_UNAVAILABLE) until the SDK's default chain finds some",
 				slog.String("error", err.Error()))
 		}
