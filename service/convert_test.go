@@ -232,7 +232,7 @@ func TestValidateListTimeBounds(t *testing.T) {
 		lower, upper *timestamppb.Timestamp
 		wantLower    string // what DynamoDB is sent; "" for none
 		wantUpper    string
-		violation    string // a rule of time_range_upper_bound, or ""
+		violation    string // the one violation's description, or ""
 	}{
 		{name: "none"},
 		{name: "whole milliseconds kept", lower: at("2026-11-26T07:35:03.844Z"), upper: at("2026-11-26T07:35:04Z"),
@@ -241,14 +241,20 @@ func TestValidateListTimeBounds(t *testing.T) {
 			wantLower: "2026-11-26T07:35:03.845Z"},
 		{name: "upper inside a millisecond rounds up", upper: at("2026-11-26T07:35:03.844000001Z"),
 			wantUpper: "2026-11-26T07:35:03.845Z"},
-		{name: "before 1970 rounds up too", lower: at("1969-12-31T23:59:59.9995Z"),
-			wantLower: "1970-01-01T00:00:00Z"},
+		{name: "the first instant taken", lower: at("1970-01-01T00:00:00Z"), upper: at("2200-01-01T00:00:00Z"),
+			wantLower: "1970-01-01T00:00:00Z", wantUpper: "2200-01-01T00:00:00Z"},
+		{name: "straddling a millisecond", lower: at("2026-11-26T07:35:03.8449Z"), upper: at("2026-11-26T07:35:03.8451Z"),
+			wantLower: "2026-11-26T07:35:03.845Z", wantUpper: "2026-11-26T07:35:03.846Z"},
 		{name: "one millisecond apart", lower: at("2026-11-26T07:35:03.8441Z"), upper: at("2026-11-26T07:35:03.8451Z"),
 			wantLower: "2026-11-26T07:35:03.845Z", wantUpper: "2026-11-26T07:35:03.846Z"},
 		{name: "apart within one millisecond", lower: at("2026-11-26T07:35:03.8441Z"), upper: at("2026-11-26T07:35:03.8449Z"),
-			violation: "must be after time_range_lower_bound by a millisecond or more, DynamoDB's precision; got 2026-11-26T07:35:03.8441Z and 2026-11-26T07:35:03.8449Z"},
+			violation: "time_range_upper_bound must fall in a later millisecond than time_range_lower_bound (DynamoDB keeps backup times to the millisecond); got 2026-11-26T07:35:03.8441Z and 2026-11-26T07:35:03.8449Z"},
+		{name: "before 1970", lower: at("1969-12-31T23:59:59.9995Z"),
+			violation: "time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got 1969-12-31T23:59:59.9995Z"},
+		{name: "past the nanoseconds' range", upper: at("3000-01-01T00:00:00Z"),
+			violation: "time_range_upper_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got 3000-01-01T00:00:00Z"},
 		{name: "reversed", lower: at("2026-11-26T08:00:00Z"), upper: at("2026-11-26T07:00:00Z"),
-			violation: "must be after time_range_lower_bound by a millisecond or more, DynamoDB's precision; got 2026-11-26T08:00:00Z and 2026-11-26T07:00:00Z"},
+			violation: "time_range_upper_bound must fall in a later millisecond than time_range_lower_bound (DynamoDB keeps backup times to the millisecond); got 2026-11-26T08:00:00Z and 2026-11-26T07:00:00Z"},
 	}
 	format := func(t *time.Time) string {
 		if t == nil {
@@ -262,8 +268,8 @@ func TestValidateListTimeBounds(t *testing.T) {
 				TimeRangeLowerBound: tt.lower, TimeRangeUpperBound: tt.upper})
 			if tt.violation != "" {
 				ia, ok := err.(*InvalidArgumentError)
-				if !ok || len(ia.Violations) != 1 || ia.Violations[0].Field != "time_range_upper_bound" || ia.Violations[0].Description != "time_range_upper_bound "+tt.violation {
-					t.Fatalf("err = %v, want the violation %q of time_range_upper_bound", err, tt.violation)
+				if !ok || len(ia.Violations) != 1 || !strings.HasPrefix(tt.violation, ia.Violations[0].Field+" ") || ia.Violations[0].Description != tt.violation {
+					t.Fatalf("err = %v, want the one violation %q", err, tt.violation)
 				}
 				return
 			}
@@ -275,6 +281,31 @@ func TestValidateListTimeBounds(t *testing.T) {
 			}
 			if got := format(in.TimeRangeUpperBound); got != tt.wantUpper {
 				t.Errorf("upper bound sent %q, want %q", got, tt.wantUpper)
+			}
+		})
+	}
+}
+
+// ListBackups' summaries leave a CREATING backup's size of 0 out, as
+// GetBackup's details do.
+func TestBackupSummarySize(t *testing.T) {
+	s := New(Options{})
+	tests := []struct {
+		name   string
+		status types.BackupStatus
+		size   *int64
+		want   *int64
+	}{
+		{"creating, size 0", types.BackupStatusCreating, aws.Int64(0), nil},
+		{"creating, no size", types.BackupStatusCreating, nil, nil},
+		{"available and empty", types.BackupStatusAvailable, aws.Int64(0), aws.Int64(0)},
+		{"available", types.BackupStatusAvailable, aws.Int64(42), aws.Int64(42)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := s.backupSummary(&types.BackupSummary{BackupStatus: tt.status, BackupSizeBytes: tt.size, BackupType: types.BackupTypeUser}).BackupSizeBytes
+			if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+				t.Errorf("size = %v, want %v", got, tt.want)
 			}
 		})
 	}

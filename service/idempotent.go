@@ -31,7 +31,8 @@ type Idempotency interface {
 // The first run is detached from its caller's cancellation: once DynamoDB
 // may have the call, it runs to its end and its result is kept, so a caller
 // that gave up and retries gets the backup it already has, not a second.
-// The caller itself is answered at its deadline, over REST too.
+// The caller itself is answered by its deadline (just before it: see
+// server's keepTimeToAnswer), over REST too.
 func once[Resp proto.Message](ctx context.Context, s *Server, op, account, requestID string, norm func() proto.Message,
 	do func(context.Context) (Resp, error)) (Resp, error) {
 	if requestID == "" {
@@ -63,7 +64,7 @@ type runResult[Resp proto.Message] struct {
 }
 
 // detach runs the request through the idempotency store on a goroutine of
-// its own, so that the caller is answered at its deadline
+// its own, so that the caller is answered by its deadline
 // (DEADLINE_EXCEEDED) while a run it started goes on to its end and keeps
 // its result for the caller's retry. Shutdown waits for it (Server.Wait).
 func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key idempotency.Key, fp idempotency.Fingerprint,

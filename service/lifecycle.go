@@ -143,7 +143,7 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 		in.TimeRangeUpperBound, scope.upper = aws.Time(upper), upper.UnixNano()
 	}
 	if lowerOK && upperOK && !lower.Before(upper) {
-		vs.add("time_range_upper_bound", "must be after time_range_lower_bound by a millisecond or more, DynamoDB's precision; got %s and %s",
+		vs.add("time_range_upper_bound", "must fall in a later millisecond than time_range_lower_bound (DynamoDB keeps backup times to the millisecond); got %s and %s",
 			req.GetTimeRangeLowerBound().AsTime().Format(time.RFC3339Nano), req.GetTimeRangeUpperBound().AsTime().Format(time.RFC3339Nano))
 	}
 	size := int32(defaultPageSize)
@@ -156,6 +156,14 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 	in.Limit = aws.Int32(size)
 	return in, scope, regionField, vs.err()
 }
+
+// The time bounds a ListBackups takes: DynamoDB's backups are younger,
+// and a later bound would overflow the nanoseconds since 1970 that page
+// tokens and the SDK count in.
+var (
+	minTimeBound = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTimeBound = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // timeBound checks a ListBackups time bound and rounds it up to the
 // millisecond. DynamoDB keeps backup times to the millisecond, and the SDK
@@ -171,6 +179,10 @@ func timeBound(vs *violations, field string, ts *timestamppb.Timestamp) (time.Ti
 		return time.Time{}, false
 	}
 	t := ts.AsTime()
+	if t.Before(minTimeBound) || t.After(maxTimeBound) {
+		vs.add(field, "must be between %s and %s; got %s", minTimeBound.Format(time.RFC3339), maxTimeBound.Format(time.RFC3339), t.Format(time.RFC3339Nano))
+		return time.Time{}, false
+	}
 	if ms := t.Truncate(time.Millisecond); ms.Before(t) {
 		return ms.Add(time.Millisecond), true
 	}
