@@ -430,6 +430,7 @@ func ValidRegion(r string) bool { return len(r) <= maxRegionLength && regionRe.M
 const maxRegionLength = 32
 
 // Validate reports every problem in c, one per line, each naming its field.
+// It reads the TLS files, so that one that will not load is among them.
 func (c *Config) Validate() error {
 	var ps problems
 	bad := ps.at("")
@@ -450,10 +451,13 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"upstream_timeout", c.UpstreamTimeout}, {"max_wait", c.MaxWait}, {"shutdown_timeout", c.ShutdownTimeout}, {"drain_delay", c.DrainDelay}} {
+	}{{"upstream_timeout", c.UpstreamTimeout}, {"max_wait", c.MaxWait}, {"shutdown_timeout", c.ShutdownTimeout}} {
 		if d.v < 0 {
-			bad(d.name, "must not be negative; got %s", d.v)
+			bad(d.name, "must be more than 0; got %s", d.v)
 		}
+	}
+	if c.DrainDelay < 0 {
+		bad("drain_delay", "must not be negative; got %s", c.DrainDelay)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format", `must be "json" or "text"; got %q`, c.Log.Format)

@@ -121,7 +121,7 @@ accounts:
 `, []string{
 			`default_region: must be an AWS region such as us-east-1; got "nowhere"`,
 			`log.format: must be "json" or "text"; got "xml"`,
-			"max_wait: must not be negative",
+			"max_wait: must be more than 0; got -1s",
 			`accounts[0].id: must be exactly 12 digits (quote it in YAML); got "12345"`,
 			"accounts[1].role_arn: names account 222222222222 but the account id is \"111111111111\"",
 			"accounts[1].external_id: must be 2-1224 characters",

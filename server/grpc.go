@@ -29,12 +29,6 @@ import (
 	"github.com/backupd/backupd/reqlog"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/service"
-
-	// gzip-compressed requests are read, and answered compressed alike:
-	// some callers' gRPC stacks compress, and grpc-go refuses what no
-	// registered compressor reads. The decompressed message is bounded as
-	// an uncompressed one is (MaxRecvMsgSize, then the codec's 1 MiB).
-	_ "google.golang.org/grpc/encoding/gzip"
 )
 
 // Options configures the gRPC server.
@@ -517,6 +511,10 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 	err := s.Server.Watch(req, watchStream{stream, ctx})
 	select {
 	case <-s.h.stopping:
+		// grpc-go's Watch may have ended before it sent the NOT_SERVING
+		// that the shutdown set a moment earlier (with no drain delay):
+		// the watcher hears it here, then the end.
+		_ = stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
 		return status.Error(codes.Unavailable, "backupd is shutting down; watch another replica")
 	default:
 		return err

@@ -771,17 +771,18 @@ func TestDeadlineAnswerReachesTheCaller(t *testing.T) {
 func TestKeepTimeToAnswer(t *testing.T) {
 	tests := []struct {
 		name   string
-		left   time.Duration // 0: no deadline
+		left   time.Duration // 0: no deadline; below 0: passed
 		sooner time.Duration // how much sooner the handler's deadline is
 	}{
 		{"no deadline", 0, 0},
+		{"a deadline passed", -time.Second, 0},
 		{"a tenth of a short deadline", 200 * time.Millisecond, 20 * time.Millisecond},
 		{"at most 100 ms", 30 * time.Second, 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			if tt.left > 0 {
+			if tt.left != 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, tt.left)
 				defer cancel()

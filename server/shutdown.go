@@ -39,8 +39,8 @@ type Shutdown struct {
 // then stops taking work and drains REST and gRPC together: health Watch
 // streams end, both listeners close at once, and in-flight requests, and
 // the request_id runs their callers left, get the shutdown timeout to
-// finish. Not signalled
-// (a listener failed), there is no one to give the drain delay to.
+// finish. Not signalled (a listener failed), there is no one to give the
+// drain delay to.
 func (s Shutdown) Run(signalled bool) error {
 	s.Health.SetReady(false)
 	if signalled && s.DrainDelay > 0 {

@@ -68,7 +68,7 @@ func (e *UnavailableError) NotSent() bool { return true }
 // down go-redis says the same thing for every request, which would bury
 // the log's one line per request: each kind of message (its format) is
 // written at most once per interval, and the next one of its kind says
-// how many were left out.
+// how many were left out. Make one with NewRedisLogger.
 type RedisLogger struct {
 	log   *slog.Logger
 	every time.Duration
