@@ -118,12 +118,25 @@ func forwardedHeader(key string) (string, bool) {
 }
 
 // NewHTTPServer wraps h in an http.Server with every timeout set, so a slow
-// or idle client cannot hold a connection open forever. writeTimeout must
-// cover the longest request, upstream call included. tlsCfg, when not nil,
-// serves HTTPS (see Serve). log, when not nil, takes net/http's own
-// messages (a failed TLS handshake, say) as warnings, in the same format as
-// every other line, instead of plain text on stderr.
-func NewHTTPServer(h http.Handler, writeTimeout time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+// or idle client cannot hold a connection open forever. handling bounds a
+// request's work once its body is in, upstream call included. tlsCfg,
+// when not nil, serves HTTPS (see Serve). log, when not nil, takes
+// net/http's own messages (a failed TLS handshake, say) as warnings, in
+// the same format as every other line, instead of plain text on stderr.
+func NewHTTPServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+	return newHTTPServer(h, bodyReadTimeout, handling, tlsCfg, log)
+}
+
+// bodyReadTimeout bounds reading a request, body included: 64 KiB at most.
+const bodyReadTimeout = 30 * time.Second
+
+// newHTTPServer is NewHTTPServer with the time a request may take to
+// arrive. net/http starts the write deadline once a request's headers are
+// read, so the body's arrival comes out of it: it is the read timeout plus
+// handling, or a request whose body came slowly would run and its answer
+// be cut off, and one whose body never came would be closed without its
+// 400.
+func newHTTPServer(h http.Handler, read, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	var errorLog *stdlog.Logger
 	if log != nil {
 		errorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
@@ -133,8 +146,8 @@ func NewHTTPServer(h http.Handler, writeTimeout time.Duration, tlsCfg *tls.Confi
 		Handler:           h,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      writeTimeout,
+		ReadTimeout:       read,
+		WriteTimeout:      read + handling,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}

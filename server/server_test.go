@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -882,5 +883,47 @@ func TestEscapeHint(t *testing.T) {
 		if got := escapeHint(tt.path); got != tt.want {
 			t.Errorf("escapeHint(%q) = %q, want %q", tt.path, got, tt.want)
 		}
+	}
+}
+
+// net/http starts the write deadline once the headers are read: a body
+// that arrives slowly, within the read timeout, still gets its answer
+// when its handling takes the whole handling time after it.
+func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
+	const read, handling = 400 * time.Millisecond, 300 * time.Millisecond
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		time.Sleep(handling - 50*time.Millisecond)
+		_, _ = io.WriteString(w, "done")
+	}), read, handling, nil, nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = Serve(srv, lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(read - 100*time.Millisecond) // the body's last byte comes late, within the read timeout
+	if _, err := io.WriteString(conn, "}"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "done" {
+		t.Errorf("answer %d %q, want 200 done", resp.StatusCode, body)
 	}
 }
