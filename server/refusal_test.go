@@ -61,7 +61,11 @@ func TestRESTRefusals(t *testing.T) {
 			status: 413, reason: "BODY_TOO_LARGE", account: "111111111111"},
 		{name: "bad deadline header", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"5s"}},
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
-			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be 1-8 digits and a unit, H M S m u or n (5S is five seconds); got "5s"`}},
+			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be given once, as 1-8 digits and a unit, H M S m u or n (5S is five seconds); got "5s"`}},
+		// grpc-gateway would read only the first.
+		{name: "deadline header given twice", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"5S", "xx"}},
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be given once, as 1-8 digits and a unit, H M S m u or n (5S is five seconds); got "5S, xx"`}},
 		{name: "query on create", method: "POST", path: create + "?region=eu-west-1", body: `{"backupName":"nightly"}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"region"}, rules: []string{"is not a query parameter of this route; it takes none"}},

@@ -184,8 +184,10 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 		// grpc-gateway refuses a malformed deadline before it names the
 		// RPC, so the request would go unlogged; it is refused in the
 		// interceptor instead (restRefusal).
-		if v := r.Header.Get(grpcTimeoutHeader); v != "" && !validTimeout(v) {
-			call.badTimeout = v
+		if vs := r.Header.Values(grpcTimeoutHeader); len(vs) > 1 || len(vs) == 1 && vs[0] != "" && !validTimeout(vs[0]) {
+			// grpc-gateway reads only the first of several; the caller
+			// meant one, and which is not for backupd to guess.
+			call.badTimeout = strings.Join(vs, ", ")
 			r.Header.Del(grpcTimeoutHeader)
 		}
 		next(w, r, params)
@@ -275,7 +277,7 @@ func restRefusal(ctx context.Context, method string) error {
 	var vs []service.FieldViolation
 	if call.badTimeout != "" {
 		vs = append(vs, service.FieldViolation{Field: grpcTimeoutHeader, Description: fmt.Sprintf(
-			"%s header must be 1-8 digits and a unit, H M S m u or n (5S is five seconds); got %s",
+			"%s header must be given once, as 1-8 digits and a unit, H M S m u or n (5S is five seconds); got %s",
 			grpcTimeoutHeader, service.Quote(call.badTimeout))})
 	}
 	if call.query != "" && method != backupv1.BackupService_ListBackups_FullMethodName {
