@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -466,14 +465,15 @@ const maxForwardedEcho = 256
 // Health tracks readiness for grpc.health.v1 and /readyz together.
 type Health struct {
 	grpc *health.Server
-	// stopping is closed when the servers stop taking work (EndWatches).
-	stopping chan struct{}
-	stopOnce sync.Once
+	// stopped ends when the servers stop taking work (EndWatches).
+	stopped context.Context
+	stop    context.CancelFunc
 }
 
 // NewHealth starts NOT_SERVING until SetReady(true).
 func NewHealth() *Health {
-	h := &Health{grpc: health.NewServer(), stopping: make(chan struct{})}
+	h := &Health{grpc: health.NewServer()}
+	h.stopped, h.stop = context.WithCancel(context.Background())
 	h.SetReady(false)
 	return h
 }
@@ -482,9 +482,7 @@ func NewHealth() *Health {
 // a Watch lasts as long as its client keeps it (gRPC client-side health
 // checking keeps one on each connection), and the graceful stop that
 // follows would otherwise wait for it until the shutdown timeout.
-func (h *Health) EndWatches() {
-	h.stopOnce.Do(func() { close(h.stopping) })
-}
+func (h *Health) EndWatches() { h.stop() }
 
 // register serves grpc.health.v1 on s.
 func (h *Health) register(s *grpc.Server) {
@@ -501,24 +499,16 @@ type healthService struct {
 func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	go func() {
-		select {
-		case <-s.h.stopping:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	defer context.AfterFunc(s.h.stopped, cancel)()
 	err := s.Server.Watch(req, watchStream{stream, ctx})
-	select {
-	case <-s.h.stopping:
+	if s.h.stopped.Err() != nil {
 		// grpc-go's Watch may have ended before it sent the NOT_SERVING
 		// that the shutdown set a moment earlier (with no drain delay):
 		// the watcher hears it here, then the end.
 		_ = stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
 		return status.Error(codes.Unavailable, "backupd is shutting down; watch another replica")
-	default:
-		return err
 	}
+	return err
 }
 
 // watchStream is a Watch stream whose context ends at shutdown too.
