@@ -468,11 +468,22 @@ type Health struct {
 	// stopped ends when the servers stop taking work (EndWatches).
 	stopped context.Context
 	stop    context.CancelFunc
+	// watches holds a token for each Watch stream open (maxWatches).
+	watches chan struct{}
 }
+
+// Health calls need no caller token, so what one may hold is bounded: the
+// service name it names (backupd serves two short ones), and the Watch
+// streams open at once, each a goroutine held for as long as its client
+// keeps it.
+const (
+	maxHealthServiceName = 256
+	maxWatches           = 1024
+)
 
 // NewHealth starts NOT_SERVING until SetReady(true).
 func NewHealth() *Health {
-	h := &Health{grpc: health.NewServer()}
+	h := &Health{grpc: health.NewServer(), watches: make(chan struct{}, maxWatches)}
 	h.stopped, h.stop = context.WithCancel(context.Background())
 	h.SetReady(false)
 	return h
@@ -496,7 +507,31 @@ type healthService struct {
 	h *Health
 }
 
+// Check is grpc-go's, for a service name of a bounded length.
+func (s healthService) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	if err := checkHealthServiceName(req.GetService()); err != nil {
+		return nil, err
+	}
+	return s.Server.Check(ctx, req)
+}
+
+func checkHealthServiceName(name string) error {
+	if len(name) > maxHealthServiceName {
+		return status.Errorf(codes.InvalidArgument, "service must be at most %d bytes; got %d", maxHealthServiceName, len(name))
+	}
+	return nil
+}
+
 func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	if err := checkHealthServiceName(req.GetService()); err != nil {
+		return err
+	}
+	select {
+	case s.h.watches <- struct{}{}:
+		defer func() { <-s.h.watches }()
+	default:
+		return status.Errorf(codes.ResourceExhausted, "%d health watches are open already; poll Check instead", cap(s.h.watches))
+	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.h.stopped, cancel)()

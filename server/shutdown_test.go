@@ -272,3 +272,41 @@ func TestHealthWatchAfterEndWatches(t *testing.T) {
 		}
 	}
 }
+
+// Health calls need no token: the service name they name and the Watch
+// streams open at once are bounded.
+func TestHealthCallsAreBounded(t *testing.T) {
+	f := newShutdownFixture(t)
+	f.s.Health.watches = make(chan struct{}, 2)
+	health := healthpb.NewHealthClient(f.conn)
+	long := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", maxHealthServiceName+1)}
+	if _, err := health.Check(context.Background(), long); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Check of a long name: %v; want InvalidArgument", err)
+	}
+	if stream, err := health.Watch(context.Background(), long); err == nil {
+		if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("Watch of a long name: %v; want InvalidArgument", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 2 {
+		stream, err := health.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatalf("watch %d: %v", i, err)
+		}
+	}
+	stream, err := health.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a third watch: %v; want ResourceExhausted", err)
+	}
+	if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("Check while the watches are full: %v", err)
+	}
+}
