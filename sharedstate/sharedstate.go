@@ -101,7 +101,8 @@ func NewRedisLogger(log *slog.Logger) *RedisLogger {
 // no level, so each is logged as a warning, formatted as go-redis formats
 // it.
 func (l *RedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	leftOut, ok := l.admit(format, time.Now())
+	msg := fmt.Sprintf(format, v...)
+	leftOut, ok := l.admit(kindOf(format, msg), time.Now())
 	if !ok {
 		return
 	}
@@ -109,7 +110,22 @@ func (l *RedisLogger) Printf(ctx context.Context, format string, v ...any) {
 	if leftOut > 0 {
 		attrs = append(attrs, slog.Int("left_out", leftOut))
 	}
-	l.log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf(format, v...), attrs...) // go-redis starts its messages with "redis: "
+	l.log.LogAttrs(ctx, slog.LevelWarn, msg, attrs...) // go-redis starts its messages with "redis: "
+}
+
+// kindOf is a message's kind: its format, or, for go-redis' messages
+// formatted elsewhere and passed as "%s" (its circuit breaker's, its
+// maintenance notifications'), their first words, so that one such message
+// does not take the others' turn.
+func kindOf(format, msg string) string {
+	if format != "%s" {
+		return format
+	}
+	const prefix = 40
+	if len(msg) > prefix {
+		msg = msg[:prefix]
+	}
+	return format + msg
 }
 
 // admit reports whether a message of the kind format may be written at

@@ -100,6 +100,9 @@ func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 		l.Printf(ctx, "redis: connection pool: failed to dial after %d attempts: %v", i+1, errors.New("connection refused"))
 	}
 	l.Printf(ctx, "redis: discarding bad PubSub connection: %v", errors.New("EOF"))
+	// Messages go-redis formats itself come as "%s": each is its own kind.
+	l.Printf(ctx, "%s", "redis: circuit breaker opened for endpoint 10.0.0.1:6379")
+	l.Printf(ctx, "%s", "redis: maintenance notification: MOVING to 10.0.0.2:6379")
 	l.kinds["redis: connection pool: failed to dial after %d attempts: %v"].last = time.Now().Add(-2 * time.Hour) // the interval has passed
 	l.Printf(ctx, "redis: connection pool: failed to dial after %d attempts: %v", 6, errors.New("connection refused"))
 
@@ -121,6 +124,8 @@ func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 	want := []string{
 		"WARN redis: connection pool: failed to dial after 1 attempts: connection refused left_out=-",
 		"WARN redis: discarding bad PubSub connection: EOF left_out=-",
+		"WARN redis: circuit breaker opened for endpoint 10.0.0.1:6379 left_out=-",
+		"WARN redis: maintenance notification: MOVING to 10.0.0.2:6379 left_out=-",
 		"WARN redis: connection pool: failed to dial after 6 attempts: connection refused left_out=4",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
