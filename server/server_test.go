@@ -890,13 +890,13 @@ func TestEscapeHint(t *testing.T) {
 // that arrives slowly, within the read timeout, still gets its answer
 // when its handling takes the whole handling time after it.
 func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
-	const read, handling = 400 * time.Millisecond, 300 * time.Millisecond
+	const read, handling = time.Second, 600 * time.Millisecond
 	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadAll(r.Body); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		time.Sleep(handling - 50*time.Millisecond)
+		time.Sleep(handling - 100*time.Millisecond)
 		_, _ = io.WriteString(w, "done")
 	}), read, handling, nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -914,7 +914,7 @@ func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
 	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(read - 100*time.Millisecond) // the body's last byte comes late, within the read timeout
+	time.Sleep(read - 300*time.Millisecond) // the body's last byte comes late, within the read timeout
 	if _, err := io.WriteString(conn, "}"); err != nil {
 		t.Fatal(err)
 	}

@@ -283,10 +283,12 @@ func TestHealthCallsAreBounded(t *testing.T) {
 	if _, err := health.Check(context.Background(), long); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("Check of a long name: %v; want InvalidArgument", err)
 	}
-	if stream, err := health.Watch(context.Background(), long); err == nil {
-		if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument {
-			t.Errorf("Watch of a long name: %v; want InvalidArgument", err)
-		}
+	longWatch, err := health.Watch(context.Background(), long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := longWatch.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Watch of a long name: %v; want InvalidArgument", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -128,18 +128,18 @@ func kindOf(format, msg string) string {
 	return format + msg
 }
 
-// admit reports whether a message of the kind format may be written at
-// now, and how many of its kind were left out before it.
-func (l *RedisLogger) admit(format string, now time.Time) (leftOut int, ok bool) {
+// admit reports whether a message of the kind may be written at now, and
+// how many of its kind were left out before it.
+func (l *RedisLogger) admit(kind string, now time.Time) (leftOut int, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := l.kinds[format]
+	k := l.kinds[kind]
 	if k == nil {
 		if len(l.kinds) >= maxMessageKinds {
 			return 0, true
 		}
 		k = &messageKind{}
-		l.kinds[format] = k
+		l.kinds[kind] = k
 	}
 	if !k.last.IsZero() && now.Sub(k.last) < l.every {
 		k.leftOut++
