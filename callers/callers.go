@@ -140,19 +140,9 @@ func set(l []string) map[string]bool {
 // Authorize names the caller of ctx's request and checks that it may call
 // operation (an RPC name such as CreateBackup) in account.
 func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (string, error) {
-	if a == nil {
-		return "", nil
-	}
-	token, refused := bearer(ctx)
-	switch {
-	case refused != nil && refused.Missing && a.anonymous:
-		return "", nil
-	case refused != nil:
-		return "", refused
-	}
-	c, ok := a.byHash[sha256.Sum256([]byte(token))]
-	if !ok {
-		return "", &UnauthenticatedError{}
+	c, err := a.identify(ctx)
+	if c == nil || err != nil {
+		return "", err
 	}
 	if c.operations != nil && !c.operations[operation] {
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account, AnyAccount: true}
@@ -164,6 +154,35 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account}
 	}
 	return c.name, nil
+}
+
+// Authenticate checks only that ctx's request comes from a known caller,
+// or from none where that is allowed: what can be told from its headers,
+// before its body is read. Authorize still decides the call.
+func (a *Authorizer) Authenticate(ctx context.Context) error {
+	_, err := a.identify(ctx)
+	return err
+}
+
+// identify returns the caller of ctx's request; nil and no error when
+// requests pass unnamed (a nil Authorizer, or no token where that is
+// allowed).
+func (a *Authorizer) identify(ctx context.Context) (*caller, error) {
+	if a == nil {
+		return nil, nil
+	}
+	token, refused := bearer(ctx)
+	switch {
+	case refused != nil && refused.Missing && a.anonymous:
+		return nil, nil
+	case refused != nil:
+		return nil, refused
+	}
+	c, ok := a.byHash[sha256.Sum256([]byte(token))]
+	if !ok {
+		return nil, &UnauthenticatedError{}
+	}
+	return c, nil
 }
 
 // bearer returns the request's bearer token, or why it has none.

@@ -54,6 +54,13 @@ func TestAuthorize(t *testing.T) {
 				ctx = metadata.NewIncomingContext(ctx, md)
 			}
 			got, err := a.Authorize(ctx, tt.op, tt.acct)
+			// Authenticate, which runs before a REST body is read,
+			// refuses exactly the requests Authorize refuses as
+			// unauthenticated, with the same error.
+			_, unauthenticated := tt.wantErr.(*UnauthenticatedError)
+			if aerr := a.Authenticate(ctx); (aerr != nil) != unauthenticated || aerr != nil && aerr.Error() != err.Error() {
+				t.Errorf("Authenticate = %v, want an error: %v (Authorize: %v)", aerr, unauthenticated, err)
+			}
 			if got != tt.wantCaller {
 				t.Errorf("caller = %q, want %q", got, tt.wantCaller)
 			}
@@ -91,6 +98,9 @@ func TestNoCallersLetsEveryoneThrough(t *testing.T) {
 	if caller, err := a.Authorize(context.Background(), "DeleteBackup", "111111111111"); caller != "" || err != nil {
 		t.Errorf("nil Authorizer: %q, %v", caller, err)
 	}
+	if err := a.Authenticate(context.Background()); err != nil {
+		t.Errorf("nil Authorizer: Authenticate = %v", err)
+	}
 }
 
 // TestAnonymousInTheSandbox: with NewAllowingAnonymous a request without a
@@ -106,6 +116,12 @@ func TestAnonymousInTheSandbox(t *testing.T) {
 	var de *DeniedError
 	if caller, err := a.Authorize(context.Background(), "CreateBackup", "222222222222"); caller != "" || err != nil {
 		t.Errorf("no token: %q, %v; want through unnamed", caller, err)
+	}
+	if err := a.Authenticate(context.Background()); err != nil {
+		t.Errorf("no token: Authenticate = %v; want through", err)
+	}
+	if err := a.Authenticate(with("Bearer guess")); !errors.As(err, &ue) {
+		t.Errorf("unknown token: Authenticate = %v; want UnauthenticatedError", err)
 	}
 	if caller, err := a.Authorize(with("Bearer reader-token"), "GetBackup", "111111111111"); caller != "reader" || err != nil {
 		t.Errorf("reader: %q, %v", caller, err)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -44,9 +45,12 @@ type Options struct {
 }
 
 // Authorizer names a request's caller and checks that it may call
-// operation in account (package callers).
+// operation in account (package callers). Authenticate checks only the
+// caller, so that a REST request from an unknown one is refused from its
+// headers, before its body is read.
 type Authorizer interface {
 	Authorize(ctx context.Context, operation, account string) (caller string, err error)
+	Authenticate(ctx context.Context) error
 }
 
 // RequestObserver counts answered requests (package metrics).
@@ -190,6 +194,17 @@ func (i *interceptor) authorizeIn(ctx context.Context, method, account string) (
 		return "", nil
 	}
 	return i.authz.Authorize(ctx, op, account)
+}
+
+// authenticate checks a REST request's caller from its Authorization
+// headers alone, as authorize would from the metadata the gateway makes
+// of them.
+func (i *interceptor) authenticate(r *http.Request) error {
+	if i.authz == nil {
+		return nil
+	}
+	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
+	return i.authz.Authenticate(metadata.NewIncomingContext(r.Context(), md))
 }
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -85,7 +85,7 @@ func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		call := &restCall{start: time.Now(), remote: host, forwardedFor: r.Header.Get("X-Forwarded-For"),
-			query: r.URL.RawQuery, hasBody: hasBody(r)}
+			query: r.URL.RawQuery}
 		metadataSafe(r.Header)
 		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
 		if r.ContentLength > MaxBodyBytes {
@@ -190,8 +190,31 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			call.badTimeout = strings.Join(vs, ", ")
 			r.Header.Del(grpcTimeoutHeader)
 		}
+		if r.ContentLength != 0 && g.ic.authenticate(r) != nil {
+			// An unknown caller is refused from its headers: its body,
+			// which may come slowly or never, is not waited for, and
+			// the interceptor refuses the request as ever.
+			r.Body = http.NoBody
+			closeUnread(w, r)
+		}
+		call.hasBody = hasBody(r)
 		next(w, r, params)
 	}
+}
+
+// closeUnread closes an HTTP/1 connection once it has answered a request
+// whose body backupd leaves unread. net/http would otherwise read what is
+// left of the body, before the answer and again after it, to keep the
+// connection: a body that comes slowly or never would hold the answer, or
+// the connection, for the whole read timeout. Over HTTP/2 only the stream
+// ends, and net/http resets it itself.
+func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 1 {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	// Nothing more is read from this connection.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // endsInVerb reports whether an escaped path's last segment ends in what

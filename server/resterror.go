@@ -177,6 +177,9 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	}
 	st, _ := status.New(code, msg).WithDetails(errorInfo(reason, account))
 	g.logRouting(r, code, account, region)
+	if r.ContentLength != 0 {
+		closeUnread(w, r) // no route reads it
+	}
 	if httpStatus == http.StatusMethodNotAllowed {
 		writeStatus(w, st, httpStatus)
 		return

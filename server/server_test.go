@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -925,5 +926,93 @@ func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(body) != "done" {
 		t.Errorf("answer %d %q, want 200 done", resp.StatusCode, body)
+	}
+}
+
+// TestUnknownCallerIsRefusedBeforeItsBody: a REST request from a caller
+// backupd does not know is answered from its headers, without waiting for
+// a body that may come slowly or never, and its connection is closed
+// rather than read to the body's end; the refusal is logged and counted as
+// ever. A known caller's body is waited for, and a route that does not
+// exist is answered without its body too.
+func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	const create = "/v1/accounts/111111111111/tables/Orders/backups"
+	tests := []struct {
+		name, method, path, headers string
+		want                        int
+	}{
+		{"unknown token", "POST", create, "Authorization: Bearer wrong\r\n", 401},
+		{"no token", "POST", create, "", 401},
+		{"unknown token, waiting for 100-continue", "POST", create, "Authorization: Bearer wrong\r\nExpect: 100-continue\r\n", 401},
+		{"unknown token, chunked GET", "GET", "/v1/accounts/111111111111/backups", "Authorization: Bearer wrong\r\n", 401},
+		{"no such route", "POST", "/v1/nothing", "Authorization: Bearer orders-token\r\n", 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// The test server has no read timeout: without the refusal
+			// from the headers, the answer would never come.
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			length := "Content-Length: 100\r\n"
+			if tt.method == "GET" {
+				length = "Transfer-Encoding: chunked\r\n"
+			}
+			if _, err := io.WriteString(conn, tt.method+" "+tt.path+" HTTP/1.1\r\nHost: x\r\n"+tt.headers+length+"\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer before the body: %v", err)
+			}
+			_, _ = io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.want || !resp.Close {
+				t.Errorf("answer %d, Connection %q; want %d and close", resp.StatusCode, resp.Header.Get("Connection"), tt.want)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("connection still open after the answer: %v", err)
+			}
+		})
+	}
+	if f.stub.called() != nil {
+		t.Errorf("a refused request reached the service: %v", f.stub.called())
+	}
+	counted := f.observed.counted()
+	if n := slices.Index(counted, backupv1.BackupService_CreateBackup_FullMethodName+" Unauthenticated"); n < 0 {
+		t.Errorf("refusals not counted under CreateBackup: %q", counted)
+	}
+
+	// A known caller's body is waited for.
+	conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	const body = `{"backupName":"late"}`
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer orders-token\r\nContent-Length: %d\r\n\r\n", create, len(body))
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the body in a later packet
+	if _, err := io.WriteString(conn, body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got, _ := f.stub.called().(*backupv1.CreateBackupRequest)
+	if resp.StatusCode != 200 || resp.Close || got.GetBackupName() != "late" {
+		t.Errorf("known caller: %d (close %v), service got %v; want 200 with the body's name, connection kept", resp.StatusCode, resp.Close, got)
 	}
 }
