@@ -71,8 +71,18 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
+	ops := []string{"/healthz", "/readyz"}
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
+		ops = append(ops, "/metrics")
+	}
+	for _, p := range ops {
+		// Without this, another method would fall through to the
+		// gateway, whose 404 says the path does not exist.
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, fmt.Sprintf("method %s is not allowed on %s; it takes GET and HEAD", r.Method, p), http.StatusMethodNotAllowed)
+		})
 	}
 	mux.Handle("/", track(gw))
 	// http.ServeMux would redirect a path that is not clean to the cleaned

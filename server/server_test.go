@@ -569,6 +569,15 @@ func TestHealth(t *testing.T) {
 	if resp, _ := f.do(t, "GET", "/healthz", nil); resp.StatusCode != 200 {
 		t.Errorf("/healthz = %d", resp.StatusCode)
 	}
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		if resp, _ := f.do(t, "HEAD", p, nil); resp.StatusCode == 405 || resp.StatusCode == 404 {
+			t.Errorf("HEAD %s = %d", p, resp.StatusCode)
+		}
+		resp, body := f.do(t, "POST", p, nil)
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" || !strings.Contains(string(body), "takes GET") {
+			t.Errorf("POST %s = %d, Allow %q, %s; want 405 naming GET", p, resp.StatusCode, resp.Header.Get("Allow"), body)
+		}
+	}
 }
 
 // TestRESTDeadlineHeader: a REST caller sets its deadline with the
