@@ -999,6 +999,26 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 		t.Errorf("refusals not counted under CreateBackup: %q", counted)
 	}
 
+	// Over HTTP/2 the refusal comes before a body that never ends, too.
+	h2 := httptest.NewUnstartedServer(f.http.Config.Handler)
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	defer h2.Close()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest("POST", h2.URL+create, pr)
+	req.Header.Set("Authorization", "Bearer wrong")
+	client := h2.Client()
+	client.Timeout = 10 * time.Second
+	if resp, err := client.Do(req); err != nil {
+		t.Errorf("HTTP/2: no answer before the body: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.StatusCode != 401 {
+			t.Errorf("HTTP/2: %s %d, want HTTP/2 401", resp.Proto, resp.StatusCode)
+		}
+	}
+
 	// A known caller's body is waited for.
 	conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
 	if err != nil {
