@@ -187,7 +187,7 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 		// Only the rate's refusal: the caller's end, or Redis failing,
 		// is what the caller is told of, whatever came before.
 		if call != nil && call.failed != nil && isLimited(err) {
-			err = &RetryNotMadeError{Failed: call.failed, Limit: err}
+			err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
 		}
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 	}
@@ -218,9 +218,11 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 // followAttempts follows one call across its attempts, for what the gate
 // tells of them:
 //   - a retry the limiter does not admit (its turn comes too late for the
-//     deadline, say) fails with the error of the attempt it would have
-//     repeated (RetryNotMadeError), not as if the call had been over the
-//     account's rate;
+//     deadline, say), or that the deadline cuts off while it waits (for
+//     its turn, or in the SDK's backoff), fails with the error of the
+//     attempt it would have repeated (RetryNotMadeError): the caller hears
+//     that DynamoDB throttled or failed, not that it was over the
+//     account's rate or that nothing was sent;
 //   - when a DeleteBackup attempt went unanswered (a dropped connection, a
 //     5xx) DynamoDB may have deleted the backup, and the retry then finds
 //     none: that BackupNotFound becomes a DeletedEarlierError, so the
@@ -250,23 +252,27 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 		ctx = WithSubmitTime(ctx, new(time.Time))
 	}
 	out, md, err := next.HandleInitialize(ctx, in)
+	if call.failed != nil && errors.Is(err, context.DeadlineExceeded) && !errors.Is(call.failed, context.DeadlineExceeded) {
+		err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
+	}
 	if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone && f.delete && call.unanswered {
 		err = &DeletedEarlierError{Err: err}
 	}
 	return out, md, err
 }
 
-// RetryNotMadeError is the error of an attempt whose retry the limiter
-// refused (its turn came too late for the deadline): the call fails for
-// what DynamoDB answered (throttling, a 5xx), which is what the caller is
-// told, and the limiter's refusal is kept for the log.
+// RetryNotMadeError is the error of an attempt whose retry was not made:
+// the limiter refused it (its turn came too late for the deadline), or
+// the deadline passed while it waited. The call fails for what DynamoDB
+// answered (throttling, a 5xx), which is what the caller is told, and why
+// the retry was not made is kept for the log.
 type RetryNotMadeError struct {
-	Failed error // the last attempt's error
-	Limit  error // why the limiter did not admit its retry
+	Failed  error // the last attempt's error
+	Stopped error // why its retry was not made
 }
 
 func (e *RetryNotMadeError) Error() string {
-	return fmt.Sprintf("%v (not retried: %v)", e.Failed, e.Limit)
+	return fmt.Sprintf("%v (not retried: %v)", e.Failed, e.Stopped)
 }
 
 func (e *RetryNotMadeError) Unwrap() error { return e.Failed }

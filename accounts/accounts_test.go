@@ -67,6 +67,7 @@ const (
 	serverError                   // 500 InternalServerError: it may have acted
 	dropConnection                // the request arrived, no answer came back
 	unavailable                   // 503 with an error code the SDK does not know: it may have acted
+	throttleLong                  // throttle, asking for a retry only after 5 s (X-Amz-Retry-After)
 )
 
 // flakyDynamoDB fails the first `failures` calls as f says, then answers.
@@ -77,7 +78,10 @@ func flakyDynamoDB(t *testing.T, failures int32, f failure) (*httptest.Server, *
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 		if n <= failures {
 			switch f {
-			case throttle:
+			case throttle, throttleLong:
+				if f == throttleLong {
+					w.Header().Set("X-Amz-Retry-After", "5000")
+				}
 				w.WriteHeader(http.StatusBadRequest)
 				_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}`))
 			case serverError:
@@ -203,14 +207,56 @@ func TestRetryNotAdmittedFailsWithTheAttemptsError(t *testing.T) {
 	}
 }
 
-// A retry's wait that ends for another reason than the rate (the caller
-// left, Redis failed) fails with that reason, not DynamoDB's answer to the
-// attempt before: the caller's status and the log must tell.
+// A retry the deadline cuts off, in its wait for a turn or in the SDK's
+// backoff, fails with what DynamoDB answered the attempt before it: the
+// call was sent and refused, and the caller must not be told that nothing
+// was sent, or only that time ran out.
+func TestRetryCutOffByTheDeadlineFailsWithTheAttemptsError(t *testing.T) {
+	tests := []struct {
+		name    string
+		failure failure
+		lim     *countingLimiter
+		timeout time.Duration // the call's deadline; 0: none
+	}{
+		// No deadline, so the backoff always ends: the limiter answers
+		// as it does when the deadline passes during the wait.
+		{"waiting for its turn", throttle, &countingLimiter{admit: 1, fail: &ratelimit.InterruptedError{Err: context.DeadlineExceeded}}, 0},
+		{"in the SDK's backoff", throttleLong, &countingLimiter{}, 300 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, calls := flakyDynamoDB(t, 5, tt.failure)
+			target, err := newRegistry(t, srv.URL, tt.lim).Resolve("111111111111", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			if tt.timeout > 0 {
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+			}
+			defer cancel()
+			_, err = target.DynamoDB.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+			if api, ok := errors.AsType[smithy.APIError](err); !ok || api.ErrorCode() != "ThrottlingException" {
+				t.Errorf("err = %v; want DynamoDB's ThrottlingException", err)
+			}
+			if _, ok := errors.AsType[*RetryNotMadeError](err); !ok || errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("err = %v; want a RetryNotMadeError that is not the deadline's", err)
+			}
+			if calls.Load() != 1 || len(tt.lim.keys) < 2 && tt.timeout == 0 {
+				t.Errorf("%d HTTP calls, %d turns asked; want 1 (and a turn asked for the retry when the limiter ends the wait)", calls.Load(), len(tt.lim.keys))
+			}
+		})
+	}
+}
+
+// A retry's wait that ends for another reason than the rate or the
+// deadline (the caller left, Redis failed) fails with that reason, not
+// DynamoDB's answer to the attempt before: the caller's status and the log
+// must tell.
 func TestRetryWaitEndedOtherwiseKeepsItsReason(t *testing.T) {
 	redisDown := &sharedstate.UnavailableError{Op: "rate limit", Err: errors.New("connection refused")}
 	for _, fail := range []error{
 		&ratelimit.InterruptedError{Err: context.Canceled},
-		&ratelimit.InterruptedError{Err: context.DeadlineExceeded},
 		redisDown,
 	} {
 		t.Run(fail.Error(), func(t *testing.T) {

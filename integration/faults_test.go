@@ -30,6 +30,12 @@ func faultyDynamoDB(t *testing.T, moto string, fail func(w http.ResponseWriter))
 // other calls pass through to moto.
 func onCreateBackup(t *testing.T, moto string, handle func(w http.ResponseWriter, r *http.Request, toMoto http.Handler)) (string, *atomic.Int32) {
 	t.Helper()
+	return onOperation(t, moto, "CreateBackup", handle)
+}
+
+// onOperation is onCreateBackup for DynamoDB's operation op.
+func onOperation(t *testing.T, moto, op string, handle func(w http.ResponseWriter, r *http.Request, toMoto http.Handler)) (string, *atomic.Int32) {
+	t.Helper()
 	u, err := url.Parse(moto)
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +43,7 @@ func onCreateBackup(t *testing.T, moto string, handle func(w http.ResponseWriter
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	var creates atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".CreateBackup") {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), "."+op) {
 			creates.Add(1)
 			handle(w, r, proxy)
 			return
@@ -107,6 +113,78 @@ func TestFaults(t *testing.T) {
 			}
 			if n := creates.Load() - before; !tt.calls(n) {
 				t.Errorf("%d CreateBackup calls reached DynamoDB for one REST request", n)
+			}
+		})
+	}
+}
+
+// TestFailuresPastTheDeadline: when DynamoDB keeps failing until the
+// caller's deadline cuts the SDK's retries short, the caller hears what
+// DynamoDB answered (throttling: 429 and when to come back; a 503 with an
+// error code the SDK does not model: 503), not that the deadline passed
+// before anything was sent.
+func TestFailuresPastTheDeadline(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	answer := func(status int, code string, retryAfterMS string) func(http.ResponseWriter, *http.Request, http.Handler) {
+		return func(w http.ResponseWriter, _ *http.Request, _ http.Handler) {
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			if retryAfterMS != "" {
+				w.Header().Set("X-Amz-Retry-After", retryAfterMS) // the SDK waits this long before its retry
+			}
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#` + code + `","message":"` + code + `"}`))
+		}
+	}
+	tests := []struct {
+		name       string
+		op         string
+		fail       func(http.ResponseWriter, *http.Request, http.Handler)
+		code       codes.Code
+		reason     string
+		httpStatus int
+		calls      func(n int32) bool
+	}{
+		{"CreateBackup throttled, its retry past the deadline", "CreateBackup", answer(400, "ThrottlingException", "5000"),
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", 429, func(n int32) bool { return n == 1 }},
+		{"DescribeBackup failing with ServiceUnavailable", "DescribeBackup", answer(503, "ServiceUnavailable", ""),
+			codes.Unavailable, "DYNAMODB_UNAVAILABLE", 503, func(n int32) bool { return n >= 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testenv.UniqueAccountID(t)
+			ddb, calls := onOperation(t, moto, tt.op, tt.fail)
+			inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+				Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+			backupARN := "arn:aws:dynamodb:us-east-1:" + a + ":table/Orders/backup/01700000000000-abcdef12"
+			call := func(ctx context.Context) error {
+				if tt.op == "CreateBackup" {
+					_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "b-1"})
+					return err
+				}
+				_, err := inst.client.GetBackup(ctx, &backupv1.GetBackupRequest{BackupArn: backupARN})
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			st := status.Convert(call(ctx))
+			if st.Code() != tt.code || reasonOf(st) != tt.reason || retryDelay(st) <= 0 {
+				t.Errorf("gRPC: %v (reason %s, retry %s); want %s %s with RetryInfo", st.Err(), reasonOf(st), retryDelay(st), tt.code, tt.reason)
+			}
+			if n := calls.Load(); !tt.calls(n) {
+				t.Errorf("%d %s calls reached DynamoDB for one request", n, tt.op)
+			}
+
+			before := calls.Load()
+			method, path, body := "GET", "/v1/backups/"+url.PathEscape(backupARN), ""
+			if tt.op == "CreateBackup" {
+				method, path, body = "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"b-2"}`
+			}
+			code, h, resp := inst.restWith(t, method, path, body, http.Header{"Grpc-Timeout": {"3S"}})
+			if code != tt.httpStatus || decodeRESTError(t, resp).reason() != tt.reason || h.Get("Retry-After") == "" {
+				t.Errorf("REST: %d Retry-After %q %s; want %d %s with Retry-After", code, h.Get("Retry-After"), resp, tt.httpStatus, tt.reason)
+			}
+			if n := calls.Load() - before; !tt.calls(n) {
+				t.Errorf("%d %s calls reached DynamoDB for one REST request", n, tt.op)
 			}
 		})
 	}

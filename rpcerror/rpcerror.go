@@ -209,12 +209,12 @@ func mapUpstream(err error) mapped {
 	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
 		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
 	case errors.As(err, &deleted) && errors.As(err, &api):
-		m := mapAPI(api, awsRequestID(err))
+		m := mapAPI(api, awsRequestID(err), httpStatus(err))
 		m.msg = "the backup was not found, but an earlier attempt of this DeleteBackup went unanswered and may have deleted it; " +
 			"it is gone either way (DynamoDB: " + m.msg + ")"
 		return m
 	case errors.As(err, &api):
-		return mapAPI(api, awsRequestID(err))
+		return mapAPI(api, awsRequestID(err), httpStatus(err))
 	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:
 		return mapped{code: codes.Unavailable, reason: "DYNAMODB_UNAVAILABLE", retryAfter: DefaultRetryAfter,
 			msg: "DynamoDB could not be reached or kept failing; retry later"}
@@ -240,13 +240,14 @@ func howToCheck(op string) string {
 	return "check (ListBackups, GetBackup)"
 }
 
-// mapAPI maps DynamoDB's own errors. DynamoDB's messages describe the
+// mapAPI maps DynamoDB's own errors; httpStatus is the answer's status, 0
+// when unknown. DynamoDB's messages describe the
 // request, so they are passed on, except when it refuses backupd's
 // credentials: those messages name backupd's role and session ("User:
 // arn:aws:sts::…:assumed-role/…"), and a signature mismatch's may quote
 // the signed request, so the caller gets a fixed message and the log the
 // rest.
-func mapAPI(api smithy.APIError, requestID string) mapped {
+func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	meta := map[string]string{}
 	if requestID != "" {
 		meta["aws_request_id"] = requestID
@@ -285,9 +286,11 @@ func mapAPI(api smithy.APIError, requestID string) mapped {
 		m.msg = msg + "; backups of this table are not available yet, retry later"
 	case "LimitExceededException", "ThrottlingException", "RequestLimitExceeded", "ProvisionedThroughputExceededException":
 		m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
-		m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no turn left for one before the deadline): retry later"
+		m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline): retry later"
 	default:
-		if api.ErrorFault() == smithy.FaultServer {
+		// An error code the SDK does not model (ServiceUnavailable,
+		// InternalFailure) is a server fault by its status alone.
+		if api.ErrorFault() == smithy.FaultServer || httpStatus >= 500 {
 			m.code, m.reason, m.retryAfter = codes.Unavailable, "DYNAMODB_UNAVAILABLE", DefaultRetryAfter
 			m.msg = "DynamoDB failed (" + code + "); retry later"
 			return m
@@ -308,6 +311,15 @@ var signedSecret = regexp.MustCompile(`(?i)(x-amz-security-token\s*[:=]\s*|x-amz
 // or signature of the request they may quote.
 func LogText(err error) string {
 	return signedSecret.ReplaceAllString(err.Error(), "${1}[redacted]")
+}
+
+// httpStatus is the status of the HTTP answer err carries, 0 when none.
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
 }
 
 func awsRequestID(err error) string {

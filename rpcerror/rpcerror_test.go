@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -56,6 +57,13 @@ func sdkErr(err error) error {
 	return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "CreateBackup", Err: resp}
 }
 
+// sdkErrStatus is sdkErr for an answer of the given HTTP status.
+func sdkErrStatus(err error, status int) error {
+	e := sdkErr(err).(*smithy.OperationError)
+	e.Err.(*awshttp.ResponseError).Response.StatusCode = status
+	return e
+}
+
 func TestStatus(t *testing.T) {
 	denied := &auth.AssumeRoleError{AccountID: "111111111111", Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: "User arn:aws:iam::999:user/x is not authorized"}}
 	tests := []struct {
@@ -99,15 +107,15 @@ func TestStatus(t *testing.T) {
 		{"DynamoDB LimitExceeded after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.LimitExceededException{Message: strPtr("too many")})},
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "too many", ""},
 		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter,
-			"slow down; DynamoDB throttled this account's calls (after backupd's retries, or with no turn left for one before the deadline): retry later", ""},
+			"slow down; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline): retry later", ""},
 		// The limiter did not admit the SDK's retry: the caller hears what DynamoDB answered, not of a rate it was never over.
 		{"DynamoDB 5xx, its retry not admitted", &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DescribeBackup", Err: &accounts.RetryNotMadeError{
-			Failed: sdkErr(&types.InternalServerError{Message: strPtr("boom")}),
-			Limit:  &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "DescribeBackup"}, RetryAfter: 50 * time.Millisecond}}},
+			Failed:  sdkErr(&types.InternalServerError{Message: strPtr("boom")}),
+			Stopped: &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "DescribeBackup"}, RetryAfter: 50 * time.Millisecond}}},
 			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", "over the account's rate"},
 		{"DynamoDB throttling, its retry not admitted", &accounts.RetryNotMadeError{
-			Failed: sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}),
-			Limit:  &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: 50 * time.Millisecond}},
+			Failed:  sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}),
+			Stopped: &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: 50 * time.Millisecond}},
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "DynamoDB throttled", "over the account's rate"},
 		{"STS did not answer within its timeout", &smithy.OperationError{ServiceID: "DynamoDB", Err: &auth.AssumeRoleError{AccountID: "111111111111",
 			Err: fmt.Errorf("operation error STS: AssumeRole: %w", context.DeadlineExceeded)}},
@@ -116,6 +124,18 @@ func TestStatus(t *testing.T) {
 			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
 		{"DynamoDB 5xx after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.InternalServerError{Message: strPtr("boom")})},
 			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", ""},
+		// Error codes the SDK does not model are server faults by their 5xx.
+		{"DynamoDB ServiceUnavailable after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErrStatus(&smithy.GenericAPIError{Code: "ServiceUnavailable"}, 503)},
+			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "ServiceUnavailable", ""},
+		{"DynamoDB InternalFailure after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErrStatus(&smithy.GenericAPIError{Code: "InternalFailure"}, 500)},
+			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "InternalFailure", ""},
+		{"DynamoDB error code unknown, 4xx", sdkErrStatus(&smithy.GenericAPIError{Code: "SomethingNew"}, 400),
+			codes.Internal, "INTERNAL", "", 0, "internal error", ""},
+		// The deadline cut off the SDK's backoff before a retry.
+		{"DynamoDB throttling, the deadline before its retry", &accounts.RetryNotMadeError{
+			Failed:  sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}),
+			Stopped: &aws.RequestCanceledError{Err: context.DeadlineExceeded}},
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "DynamoDB throttled", "canceled"},
 		{"DynamoDB unreachable", &smithy.OperationError{ServiceID: "DynamoDB", Err: &net.OpError{Op: "dial", Err: errors.New("refused")}},
 			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "", ""},
 		{"CreateBackup outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Err: errors.New("connection reset by peer")},
