@@ -81,7 +81,7 @@ func checkName(vs *violations, field, name string) {
 	case name == "":
 		vs.add(field, "is required; it %s", nameRule)
 	case len(name) < 3 || len(name) > 255:
-		vs.add(field, "%s; got %d characters", nameRule, len(name))
+		vs.add(field, "%s; got %d", nameRule, len(name)) // as DESIGN.md words it
 	case !nameRe.MatchString(name):
 		vs.add(field, "%s; got %s", nameRule, Quote(name))
 	}

@@ -33,8 +33,8 @@ func TestValidateCreate(t *testing.T) {
 		{"account with letters", func(r *backupv1.CreateBackupRequest) { r.AccountId = "11111111111a" }, "account_id", "exactly 12 digits"},
 		{"bad region", func(r *backupv1.CreateBackupRequest) { r.Region = "mars" }, "region", "AWS region"},
 		{"missing table", func(r *backupv1.CreateBackupRequest) { r.TableName = "" }, "table_name", "is required"},
-		{"table 2 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = "ab" }, "table_name", "got 2 characters"},
-		{"table 256 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = strings.Repeat("a", 256) }, "table_name", "got 256 characters"},
+		{"table 2 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = "ab" }, "table_name", "got 2"},
+		{"table 256 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = strings.Repeat("a", 256) }, "table_name", "got 256"},
 		{"table with space", func(r *backupv1.CreateBackupRequest) { r.TableName = "my table" }, "table_name", "a-z A-Z 0-9"},
 		{"table with slash", func(r *backupv1.CreateBackupRequest) { r.TableName = "a/b/c" }, "table_name", "a-z A-Z 0-9"},
 		{"table unicode", func(r *backupv1.CreateBackupRequest) { r.TableName = "tablé" }, "table_name", "a-z A-Z 0-9"},
@@ -48,7 +48,7 @@ func TestValidateCreate(t *testing.T) {
 			r.TableName = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
 		}, "table_name", "extra path segments"},
 		{"missing backup name", func(r *backupv1.CreateBackupRequest) { r.BackupName = "" }, "backup_name", "is required"},
-		{"backup name 2 chars", func(r *backupv1.CreateBackupRequest) { r.BackupName = "ab" }, "backup_name", "3-255 characters of a-z A-Z 0-9 _ . -; got 2 characters"},
+		{"backup name 2 chars", func(r *backupv1.CreateBackupRequest) { r.BackupName = "ab" }, "backup_name", "3-255 characters of a-z A-Z 0-9 _ . -; got 2"},
 		{"backup name 256 chars", func(r *backupv1.CreateBackupRequest) { r.BackupName = strings.Repeat("b", 256) }, "backup_name", "got 256"},
 		{"backup name dotdot slash", func(r *backupv1.CreateBackupRequest) { r.BackupName = "../etc" }, "backup_name", "a-z A-Z 0-9"},
 		{"request id 129", func(r *backupv1.CreateBackupRequest) { r.RequestId = strings.Repeat("r", 129) }, "request_id", "at most 128"},
@@ -81,6 +81,15 @@ func TestValidateCreate(t *testing.T) {
 					d, len(d), tt.field, tt.msgHas)
 			}
 		})
+	}
+}
+
+// DESIGN.md gives this message as its example, word for word.
+func TestValidateCreateSpeaksAsDesignSays(t *testing.T) {
+	_, err := validateCreate(&backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "ab"})
+	const want = "backup_name must be 3-255 characters of a-z A-Z 0-9 _ . -; got 2"
+	if ia, ok := err.(*InvalidArgumentError); !ok || len(ia.Violations) != 1 || ia.Violations[0].Description != want || err.Error() != want {
+		t.Errorf("err = %v; want %q", err, want)
 	}
 }
 
