@@ -176,6 +176,10 @@ func badInputs(a, b string) []badInput {
 		{"table ARN of another account", ok(func(r *backupv1.CreateBackupRequest) {
 			r.TableName = "arn:aws:dynamodb:us-east-1:" + b + ":table/Orders"
 		}), "table_name"},
+		// No region: the account's default, which the ARN must be in too.
+		{"table ARN of another region than the default", ok(func(r *backupv1.CreateBackupRequest) {
+			r.TableName = "arn:aws:dynamodb:us-west-2:" + a + ":table/Orders"
+		}), "table_name"},
 		{"account 11 digits", ok(func(r *backupv1.CreateBackupRequest) { r.AccountId = "12345678901" }), "account_id"},
 		{"account 13 digits", ok(func(r *backupv1.CreateBackupRequest) { r.AccountId = "1234567890123" }), "account_id"},
 		{"account with letters", ok(func(r *backupv1.CreateBackupRequest) { r.AccountId = "12345678901x" }), "account_id"},

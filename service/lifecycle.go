@@ -76,12 +76,15 @@ var backupTypeFilters = map[backupv1.BackupTypeFilter]types.BackupTypeFilter{
 
 // ListBackups pages through the backups of one account and region.
 func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
-	in, scope, regionField, err := validateList(req)
+	in, scope, table, err := validateList(req)
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.resolve(ctx, req.GetAccountId(), scope.region, regionField)
+	target, err := s.resolve(ctx, req.GetAccountId(), req.GetRegion(), "region")
 	if err != nil {
+		return nil, err
+	}
+	if err := table.inRegion(target.Region); err != nil {
 		return nil, err
 	}
 	scope.region = target.Region
@@ -111,23 +114,23 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 }
 
 // validateList checks a ListBackups request and returns the DynamoDB input,
-// the listing's scope (which its page tokens carry) and the request field
-// that named the region.
-func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput, listScope, string, error) {
+// the listing's scope (which its page tokens carry) and the table filter.
+func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput, listScope, tableRef, error) {
 	var vs violations
 	checkAccountID(&vs, "account_id", req.GetAccountId())
 	checkRegion(&vs, "region", req.GetRegion())
 	in := &dynamodb.ListBackupsInput{}
 	scope := listScope{account: req.GetAccountId(), region: req.GetRegion()}
-	regionField := "region"
+	var table tableRef
 	if t := req.GetTableName(); t != "" {
 		in.TableName = aws.String(t)
-		ref := checkTableRef(&vs, "table_name", t, req.GetAccountId(), req.GetRegion())
+		table = checkTableRef(&vs, "table_name", t, req.GetAccountId(), req.GetRegion())
 		// The token is bound to the table by name, as normCreate binds a
 		// request_id: Orders and its ARN list the same backups, so a
 		// token from one works with the other. The ARN's account and
-		// region are the request's (checkTableRef), which the scope holds.
-		scope.table, scope.region, regionField = ref.name, ref.region, ref.regionField
+		// region are the request's (checkTableRef, inRegion), which the
+		// scope holds.
+		scope.table = table.name
 	}
 	bt, ok := backupTypeFilters[req.GetBackupType()]
 	if !ok {
@@ -154,7 +157,7 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 		}
 	}
 	in.Limit = aws.Int32(size)
-	return in, scope, regionField, vs.err()
+	return in, scope, table, vs.err()
 }
 
 // The time bounds a ListBackups takes: DynamoDB's backups are younger,

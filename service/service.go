@@ -78,8 +78,11 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.resolve(ctx, req.GetAccountId(), table.region, table.regionField)
+	target, err := s.resolve(ctx, req.GetAccountId(), req.GetRegion(), "region")
 	if err != nil {
+		return nil, err
+	}
+	if err := table.inRegion(target.Region); err != nil {
 		return nil, err
 	}
 	return once(ctx, s, config.OpCreateBackup, target.AccountID, req.GetRequestId(),
@@ -127,17 +130,18 @@ func validateCreate(req *backupv1.CreateBackupRequest) (tableRef, error) {
 }
 
 // tableRef is a request's table: as the caller gave it (a name or an ARN),
-// the table's name, and the region to act in with the request field that
-// named it (an empty region means the account's default).
+// the table's name, and, for an ARN, its region and the request field
+// that gave it.
 type tableRef struct {
-	ref, name           string
-	region, regionField string
+	ref, name        string
+	arnRegion, field string
 }
 
 // checkTableRef accepts a table name or a table ARN of the request's account
-// (and region, when one is given; otherwise the ARN's region is used).
+// and region. When the request names no region, the ARN's is checked
+// once the account's default is known (inRegion).
 func checkTableRef(vs *violations, field, ref, account, region string) tableRef {
-	t := tableRef{ref: ref, name: ref, region: region, regionField: "region"}
+	t := tableRef{ref: ref, name: ref}
 	if len(ref) < 4 || ref[:4] != "arn:" {
 		checkName(vs, field, ref)
 		return t
@@ -152,11 +156,21 @@ func checkTableRef(vs *violations, field, ref, account, region string) tableRef 
 	if region != "" && config.ValidRegion(region) && a.Region != region { // an invalid region has a violation of its own
 		vs.add(field, "is a table ARN in region %s; it must be in region %s", a.Region, region)
 	}
-	t.name = a.Table
-	if region == "" {
-		t.region, t.regionField = a.Region, field
-	}
+	t.name, t.arnRegion, t.field = a.Table, a.Region, field
 	return t
+}
+
+// inRegion checks that a table ARN is in the region the request acts in,
+// the account's default when the request names none: as with a name, the
+// region field decides, and the ARN must agree.
+func (t tableRef) inRegion(region string) error {
+	if t.arnRegion == "" || t.arnRegion == region {
+		return nil
+	}
+	var vs violations
+	vs.add(t.field, "is a table ARN in region %s; it must be in region %s, the account's default, as region is empty: set region to %s to act there",
+		t.arnRegion, region, t.arnRegion)
+	return vs.err()
 }
 
 // resolve finds where the request acts and notes it for the request's log line.

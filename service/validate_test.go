@@ -146,19 +146,35 @@ func TestCheckTableRef(t *testing.T) {
 	tests := []struct {
 		name, ref, region string
 		want              tableRef
+		// actIn is the region the request acts in once resolved (the
+		// account's default when region is empty); inRegion's
+		// violation, if any, contains wantErr.
+		actIn, wantErr string
 	}{
-		{"name, default region", "Orders", "", tableRef{ref: "Orders", name: "Orders", region: "", regionField: "region"}},
-		{"name, region given", "Orders", "eu-west-1", tableRef{ref: "Orders", name: "Orders", region: "eu-west-1", regionField: "region"}},
-		// The ARN decides the region, so a region it names that is not
-		// allowed is the ARN's fault.
-		{"ARN, no region", arn, "", tableRef{ref: arn, name: "Orders", region: "eu-west-1", regionField: "table_name"}},
-		{"ARN, same region given", arn, "eu-west-1", tableRef{ref: arn, name: "Orders", region: "eu-west-1", regionField: "region"}},
+		{"name, default region", "Orders", "", tableRef{ref: "Orders", name: "Orders"}, "us-east-1", ""},
+		{"name, region given", "Orders", "eu-west-1", tableRef{ref: "Orders", name: "Orders"}, "eu-west-1", ""},
+		{"ARN, same region given", arn, "eu-west-1", tableRef{ref: arn, name: "Orders", arnRegion: "eu-west-1", field: "table_name"}, "eu-west-1", ""},
+		{"ARN in the default region, no region", arn, "", tableRef{ref: arn, name: "Orders", arnRegion: "eu-west-1", field: "table_name"}, "eu-west-1", ""},
+		// As DESIGN.md has it, the table ARN must be in the request's
+		// region, the account's default when region is empty: the ARN
+		// does not choose another.
+		{"ARN in another region than the default, no region", arn, "", tableRef{ref: arn, name: "Orders", arnRegion: "eu-west-1", field: "table_name"}, "us-east-1",
+			"table_name is a table ARN in region eu-west-1; it must be in region us-east-1, the account's default, as region is empty: set region to eu-west-1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var vs violations
-			if got := checkTableRef(&vs, "table_name", tt.ref, "111111111111", tt.region); got != tt.want || len(vs) != 0 {
+			got := checkTableRef(&vs, "table_name", tt.ref, "111111111111", tt.region)
+			if got != tt.want || len(vs) != 0 {
 				t.Errorf("checkTableRef(%q, %q) = %+v, %v; want %+v", tt.ref, tt.region, got, vs, tt.want)
+			}
+			err := got.inRegion(tt.actIn)
+			ia, _ := err.(*InvalidArgumentError)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("inRegion(%s) = %v; want none", tt.actIn, err)
+			case tt.wantErr != "" && (ia == nil || len(ia.Violations) != 1 || ia.Violations[0].Field != "table_name" || !strings.Contains(ia.Violations[0].Description, tt.wantErr)):
+				t.Errorf("inRegion(%s) = %v; want a table_name violation containing %q", tt.actIn, err, tt.wantErr)
 			}
 		})
 	}
