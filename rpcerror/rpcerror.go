@@ -185,9 +185,13 @@ func mapUpstream(err error) mapped {
 	)
 	switch {
 	case errors.As(err, &unsure): // before the deadline: an unknown outcome may wrap one
-		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
+		m := mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
 			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
 				"%s before trying again", unsure.Operation, unsure.AccountID, howToCheck(unsure.Operation))}
+		if id := awsRequestID(err); id != "" { // a 5xx's, for AWS support
+			m.meta = map[string]string{"aws_request_id": id}
+		}
+		return m
 	case errors.As(err, &assume): // before the deadline: STS's own timeout is not the caller's deadline
 		return mapAssume(assume)
 	case errors.As(err, &unanswered):

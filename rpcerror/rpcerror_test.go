@@ -207,14 +207,25 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// The AWS request id, which AWS support asks for, is in the ErrorInfo of
+// DynamoDB's answers, a 5xx whose outcome is unknown included.
 func TestStatusAWSRequestID(t *testing.T) {
-	st, _ := Status(sdkErr(&types.TableNotFoundException{Message: strPtr("x")}), Request{})
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetMetadata()["aws_request_id"] == "REQ-123" {
-			return
+	for name, err := range map[string]error{
+		"table not found": sdkErr(&types.TableNotFoundException{Message: strPtr("x")}),
+		"outcome unknown": &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111",
+			Err: sdkErrStatus(&types.InternalServerError{Message: strPtr("boom")}, 500)},
+	} {
+		st, _ := Status(err, Request{})
+		found := false
+		for _, d := range st.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetMetadata()["aws_request_id"] == "REQ-123" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no aws_request_id in %v", name, st.Details())
 		}
 	}
-	t.Errorf("no aws_request_id in %v", st.Details())
 }
 
 func strPtr(s string) *string { return &s }
