@@ -136,7 +136,7 @@ func TestOpenAPIDeclaresAuth(t *testing.T) {
 
 // TestOpenAPIDeclaresErrors: each operation declares the statuses the
 // gateway answers it with (README "Errors"), each with the google.rpc.Status
-// body, and Retry-After where RetryInfo can set it.
+// body, Retry-After where RetryInfo can set it, and a 401's challenge.
 func TestOpenAPIDeclaresErrors(t *testing.T) {
 	spec := loadOpenAPI(t)
 	svc := backupv1.File_backup_v1_backup_service_proto.Services().ByName("BackupService")
@@ -158,6 +158,9 @@ func TestOpenAPIDeclaresErrors(t *testing.T) {
 				continue
 			case resp.Schema == nil || resp.Schema.Ref != "#/definitions/rpcStatus":
 				t.Errorf("%s: %d response schema %+v, want rpcStatus", method, code, resp.Schema)
+			}
+			if _, ok := resp.Headers["Www-Authenticate"]; code == http.StatusUnauthorized && !ok {
+				t.Errorf("%s: 401 declares no WWW-Authenticate header (headers %+v)", method, resp.Headers)
 			}
 			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
 				if h, ok := resp.Headers["Retry-After"]; !ok || h.Type != "integer" {
@@ -303,4 +306,55 @@ func TestOpenAPIForGeneratedClients(t *testing.T) {
 	nullable("v1BackupDetails", "backupExpiryDateTime")
 	nullable("v1BackupSummary", "backupExpiryDateTime")
 	nullable("v1SseDescription", "inaccessibleEncryptionDateTime")
+}
+
+// TestOpenAPIRequiredIsWhatResponsesHold: a response definition lists as
+// required exactly the fields an answer always holds: every field without
+// presence (strictJSON writes them also when empty), and the ones backupd
+// always sets itself; never a field DynamoDB may leave out, or a client
+// generated with required fields (pydantic, say) would refuse the answer.
+func TestOpenAPIRequiredIsWhatResponsesHold(t *testing.T) {
+	spec := loadOpenAPI(t)
+	setByBackupd := map[string]bool{
+		"v1CreateBackupResponse.consistency":       true,
+		"v1ConsistencyWindow.includesWritesBefore": true,
+		"v1ConsistencyWindow.excludesWritesAfter":  true,
+	}
+	responseOnly := []protoreflect.Message{
+		(&backupv1.CreateBackupResponse{}).ProtoReflect(), (&backupv1.ConsistencyWindow{}).ProtoReflect(),
+		(&backupv1.BackupDetails{}).ProtoReflect(), (&backupv1.ListBackupsResponse{}).ProtoReflect(),
+		(&backupv1.BackupSummary{}).ProtoReflect(), (&backupv1.SourceTableDetails{}).ProtoReflect(),
+		(&backupv1.SourceTableFeatureDetails{}).ProtoReflect(), (&backupv1.TableDescription{}).ProtoReflect(),
+		(&backupv1.RestoreSummary{}).ProtoReflect(),
+	}
+	for _, m := range responseOnly {
+		md := m.Descriptor()
+		def := "v1" + string(md.Name())
+		required := map[string]bool{}
+		for _, r := range spec.Definitions[def].Required {
+			required[r] = true
+		}
+		// An empty message as the gateway writes it: what is always there.
+		raw, err := newStrictJSON().Marshal(m.Interface())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var written map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &written); err != nil {
+			t.Fatal(err)
+		}
+		for i := range md.Fields().Len() {
+			f := md.Fields().Get(i)
+			name := f.JSONName()
+			_, always := written[name]
+			always = always || setByBackupd[def+"."+name]
+			if required[name] != always {
+				t.Errorf("%s.%s: required %v in the description, but always in an answer: %v", def, name, required[name], always)
+			}
+			delete(required, name)
+		}
+		for r := range required {
+			t.Errorf("%s: required %s is not a field", def, r)
+		}
+	}
 }

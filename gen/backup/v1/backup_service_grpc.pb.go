@@ -34,9 +34,6 @@ const (
 // AWS accounts. For every call backupd assumes its configured role in the
 // target account, keeps the account under its per-operation rate limit and
 // calls DynamoDB on the caller's behalf.
-//
-// HTTP bindings live in backup_service.yaml (grpc-gateway API configuration),
-// so this file needs no google.api annotations.
 type BackupServiceClient interface {
 	// CreateBackup starts an on-demand backup of one table (DynamoDB CreateBackup).
 	CreateBackup(ctx context.Context, in *CreateBackupRequest, opts ...grpc.CallOption) (*CreateBackupResponse, error)
@@ -118,9 +115,6 @@ func (c *backupServiceClient) RestoreTableFromBackup(ctx context.Context, in *Re
 // AWS accounts. For every call backupd assumes its configured role in the
 // target account, keeps the account under its per-operation rate limit and
 // calls DynamoDB on the caller's behalf.
-//
-// HTTP bindings live in backup_service.yaml (grpc-gateway API configuration),
-// so this file needs no google.api annotations.
 type BackupServiceServer interface {
 	// CreateBackup starts an on-demand backup of one table (DynamoDB CreateBackup).
 	CreateBackup(context.Context, *CreateBackupRequest) (*CreateBackupResponse, error)
