@@ -184,8 +184,9 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	key := ratelimit.Key{Account: g.account, Region: g.region, Operation: awsmiddleware.GetOperationName(ctx)}
 	call, _ := ctx.Value(attemptsKey{}).(*attempts)
 	if err := g.limiter.Wait(ctx, key); err != nil {
-		// Only the rate's refusal: the caller's end, or Redis failing,
-		// is what the caller is told of, whatever came before.
+		// The rate's refusal is made the attempt's error here; the
+		// deadline's, in followAttempts; the caller leaving, or Redis
+		// failing, is what the caller is told of, whatever came before.
 		if call != nil && call.failed != nil && isLimited(err) {
 			err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
 		}
@@ -252,7 +253,10 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 		ctx = WithSubmitTime(ctx, new(time.Time))
 	}
 	out, md, err := next.HandleInitialize(ctx, in)
-	if call.failed != nil && errors.Is(err, context.DeadlineExceeded) && !errors.Is(call.failed, context.DeadlineExceeded) {
+	// Only the call's own deadline: STS's timeout for a retry's fresh
+	// credentials is STS's failure, and must read as one.
+	if call.failed != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(call.failed, context.DeadlineExceeded) {
 		err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
 	}
 	if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone && f.delete && call.unanswered {
@@ -263,9 +267,10 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 
 // RetryNotMadeError is the error of an attempt whose retry was not made:
 // the limiter refused it (its turn came too late for the deadline), or
-// the deadline passed while it waited. The call fails for what DynamoDB
-// answered (throttling, a 5xx), which is what the caller is told, and why
-// the retry was not made is kept for the log.
+// the call's deadline passed while it waited. The call fails for what the
+// attempt failed with (DynamoDB's throttling or 5xx, a dropped
+// connection), which is what the caller is told, and why the retry was
+// not made is kept for the log.
 type RetryNotMadeError struct {
 	Failed  error // the last attempt's error
 	Stopped error // why its retry was not made
@@ -277,7 +282,7 @@ func (e *RetryNotMadeError) Error() string {
 
 func (e *RetryNotMadeError) Unwrap() error { return e.Failed }
 
-// RetryableError stops the SDK's retryer: the limiter has refused.
+// RetryableError stops the SDK's retryer: the retry is not to be made.
 func (e *RetryNotMadeError) RetryableError() bool { return false }
 
 // DeletedEarlierError says a DeleteBackup found no backup after an earlier

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -44,19 +45,26 @@ type countingLimiter struct {
 	refuse bool
 	admit  int   // when > 0, refuse every turn after this many
 	fail   error // what a refused turn answers; a LimitedError when nil
+	// hold makes a refused turn wait for the call's end and answer as
+	// the limiter does then.
+	hold bool
 }
 
-func (l *countingLimiter) Wait(_ context.Context, k ratelimit.Key) error {
+func (l *countingLimiter) Wait(ctx context.Context, k ratelimit.Key) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.keys = append(l.keys, k)
-	if l.refuse || l.admit > 0 && len(l.keys) > l.admit {
-		if l.fail != nil {
-			return l.fail
-		}
-		return &ratelimit.LimitedError{Key: k, RetryAfter: time.Second}
+	refused := l.refuse || l.admit > 0 && len(l.keys) > l.admit
+	l.mu.Unlock()
+	switch {
+	case !refused:
+		return nil
+	case l.hold:
+		<-ctx.Done()
+		return &ratelimit.InterruptedError{Key: k, Err: ctx.Err()}
+	case l.fail != nil:
+		return l.fail
 	}
-	return nil
+	return &ratelimit.LimitedError{Key: k, RetryAfter: time.Second}
 }
 
 // failure is how a fake DynamoDB fails an attempt.
@@ -218,10 +226,11 @@ func TestRetryCutOffByTheDeadlineFailsWithTheAttemptsError(t *testing.T) {
 		lim     *countingLimiter
 		timeout time.Duration // the call's deadline; 0: none
 	}{
-		// No deadline, so the backoff always ends: the limiter answers
-		// as it does when the deadline passes during the wait.
-		{"waiting for its turn", throttle, &countingLimiter{admit: 1, fail: &ratelimit.InterruptedError{Err: context.DeadlineExceeded}}, 0},
-		{"in the SDK's backoff", throttleLong, &countingLimiter{}, 300 * time.Millisecond},
+		// The SDK's first backoff is under 2 s, so the deadline passes
+		// while the retry waits for its turn.
+		{"waiting for its turn", throttle, &countingLimiter{admit: 1, hold: true}, 3 * time.Second},
+		// DynamoDB asks for 5 s before the retry.
+		{"in the SDK's backoff", throttleLong, &countingLimiter{}, time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,10 +239,7 @@ func TestRetryCutOffByTheDeadlineFailsWithTheAttemptsError(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			if tt.timeout > 0 {
-				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
-			}
+			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
 			defer cancel()
 			_, err = target.DynamoDB.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
 			if api, ok := errors.AsType[smithy.APIError](err); !ok || api.ErrorCode() != "ThrottlingException" {
@@ -242,10 +248,46 @@ func TestRetryCutOffByTheDeadlineFailsWithTheAttemptsError(t *testing.T) {
 			if _, ok := errors.AsType[*RetryNotMadeError](err); !ok || errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("err = %v; want a RetryNotMadeError that is not the deadline's", err)
 			}
-			if calls.Load() != 1 || len(tt.lim.keys) < 2 && tt.timeout == 0 {
-				t.Errorf("%d HTTP calls, %d turns asked; want 1 (and a turn asked for the retry when the limiter ends the wait)", calls.Load(), len(tt.lim.keys))
+			if calls.Load() != 1 || tt.lim.hold && len(tt.lim.keys) != 2 {
+				t.Errorf("%d HTTP calls, %d turns asked; want 1 (and a turn asked for the retry when it waits for one)", calls.Load(), len(tt.lim.keys))
 			}
 		})
+	}
+}
+
+// expiringCreds gives credentials that last 50 ms, then fails as STS does
+// when AssumeRole outlasts its own timeout.
+type expiringCreds struct{ n atomic.Int32 }
+
+func (c *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
+	if c.n.Add(1) == 1 {
+		return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "secret", CanExpire: true, Expires: time.Now().Add(50 * time.Millisecond)}, nil
+	}
+	return aws.Credentials{}, &auth.AssumeRoleError{AccountID: "111111111111", Err: fmt.Errorf("operation error STS: AssumeRole: %w", context.DeadlineExceeded)}
+}
+
+type expiringRoles struct{ creds *expiringCreds }
+
+func (r expiringRoles) Credentials(string) (aws.CredentialsProvider, bool) { return r.creds, true }
+
+// STS's own timeout, on a retry that needs fresh credentials while the
+// call's deadline is far, is STS's failure: it is not taken for the
+// deadline cutting the retry off.
+func TestRetrysSTSTimeoutIsSTSs(t *testing.T) {
+	srv, _ := flakyDynamoDB(t, 5, serverError)
+	target, err := newRegistryWithRoles(t, srv.URL, &countingLimiter{}, expiringRoles{&expiringCreds{}}).Resolve("111111111111", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = target.DynamoDB.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{
+		BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")})
+	if _, ok := errors.AsType[*auth.AssumeRoleError](err); !ok {
+		t.Errorf("err = %v; want STS's AssumeRoleError", err)
+	}
+	if _, wrapped := errors.AsType[*RetryNotMadeError](err); wrapped {
+		t.Errorf("err = %v is a RetryNotMadeError", err)
 	}
 }
 

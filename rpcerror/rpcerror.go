@@ -245,12 +245,11 @@ func howToCheck(op string) string {
 }
 
 // mapAPI maps DynamoDB's own errors; httpStatus is the answer's status, 0
-// when unknown. DynamoDB's messages describe the
-// request, so they are passed on, except when it refuses backupd's
-// credentials: those messages name backupd's role and session ("User:
-// arn:aws:sts::…:assumed-role/…"), and a signature mismatch's may quote
-// the signed request, so the caller gets a fixed message and the log the
-// rest.
+// when unknown. DynamoDB's messages describe the request, so they are
+// passed on, except when it refuses backupd's credentials: those messages
+// name backupd's role and session ("User: arn:aws:sts::…:assumed-role/…"),
+// and a signature mismatch's may quote the signed request, so the caller
+// gets a fixed message and the log the rest.
 func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	meta := map[string]string{}
 	if requestID != "" {
