@@ -79,10 +79,9 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	for _, p := range ops {
 		// Without this, another method would fall through to the
 		// gateway, whose 404 says the path does not exist.
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, fmt.Sprintf("method %s is not allowed on %s; it takes GET and HEAD", r.Method, p), http.StatusMethodNotAllowed)
-		})
+		mux.Handle(p, track(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			g.notAllowed(w, r, "GET, HEAD")
+		})))
 	}
 	mux.Handle("/", track(gw))
 	// http.ServeMux would redirect a path that is not clean to the cleaned

@@ -187,6 +187,21 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
 }
 
+// notAllowed answers a method that an endpoint beside the API (health,
+// metrics) does not take, as routingError answers one an API route does
+// not take: logged and counted under "unknown", and without waiting for a
+// body.
+func (g *gateway) notAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, service.Quote(r.URL.Path), allow)
+	st, _ := status.New(codes.Unimplemented, msg).WithDetails(errorInfo("METHOD_NOT_ALLOWED", ""))
+	g.logRouting(r, codes.Unimplemented, "", "")
+	if r.ContentLength != 0 {
+		closeUnread(w, r)
+	}
+	w.Header().Set("Allow", allow)
+	writeStatus(w, st, http.StatusMethodNotAllowed)
+}
+
 // escapeHint names the ARN that an unmatched escaped path seems to carry
 // with its slashes unescaped: a backup ARN in /v1/backups/…, a table ARN
 // in /v1/accounts/{account_id}/tables/…. It is "" for other paths.

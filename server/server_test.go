@@ -574,8 +574,9 @@ func TestHealth(t *testing.T) {
 			t.Errorf("HEAD %s = %d", p, resp.StatusCode)
 		}
 		resp, body := f.do(t, "POST", p, nil)
-		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" || !strings.Contains(string(body), "takes GET") {
-			t.Errorf("POST %s = %d, Allow %q, %s; want 405 naming GET", p, resp.StatusCode, resp.Header.Get("Allow"), body)
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" || !strings.Contains(string(body), "takes GET, HEAD") ||
+			!strings.Contains(string(body), "METHOD_NOT_ALLOWED") {
+			t.Errorf("POST %s = %d, Allow %q, %s; want 405 naming GET, with reason METHOD_NOT_ALLOWED", p, resp.StatusCode, resp.Header.Get("Allow"), body)
 		}
 	}
 }
@@ -953,15 +954,20 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 	tests := []struct {
 		name, method, path, headers string
 		want                        int
+		counted                     string // the request's one count, as "method code"
 	}{
-		{"unknown token", "POST", create, "Authorization: Bearer wrong\r\n", 401},
-		{"no token", "POST", create, "", 401},
-		{"unknown token, waiting for 100-continue", "POST", create, "Authorization: Bearer wrong\r\nExpect: 100-continue\r\n", 401},
-		{"unknown token, chunked GET", "GET", "/v1/accounts/111111111111/backups", "Authorization: Bearer wrong\r\n", 401},
-		{"no such route", "POST", "/v1/nothing", "Authorization: Bearer orders-token\r\n", 404},
+		{"unknown token", "POST", create, "Authorization: Bearer wrong\r\n", 401, backupv1.BackupService_CreateBackup_FullMethodName + " Unauthenticated"},
+		{"no token", "POST", create, "", 401, backupv1.BackupService_CreateBackup_FullMethodName + " Unauthenticated"},
+		{"unknown token, waiting for 100-continue", "POST", create, "Authorization: Bearer wrong\r\nExpect: 100-continue\r\n", 401,
+			backupv1.BackupService_CreateBackup_FullMethodName + " Unauthenticated"},
+		{"unknown token, chunked GET", "GET", "/v1/accounts/111111111111/backups", "Authorization: Bearer wrong\r\n", 401,
+			backupv1.BackupService_ListBackups_FullMethodName + " Unauthenticated"},
+		{"no such route", "POST", "/v1/nothing", "Authorization: Bearer orders-token\r\n", 404, "unknown NotFound"},
+		{"a method health does not take", "POST", "/healthz", "", 405, "unknown Unimplemented"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			counted, lines := len(f.observed.counted()), strings.Count(f.logText(), `"msg":"request"`)
 			conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -989,14 +995,17 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 			if _, err := br.ReadByte(); err != io.EOF {
 				t.Errorf("connection still open after the answer: %v", err)
 			}
+			// Counted and logged before the answer was written: once.
+			if got := f.observed.counted()[counted:]; len(got) != 1 || got[0] != tt.counted {
+				t.Errorf("counted %q; want once, %q", got, tt.counted)
+			}
+			if n := strings.Count(f.logText(), `"msg":"request"`) - lines; n != 1 {
+				t.Errorf("%d request lines logged; want 1", n)
+			}
 		})
 	}
 	if f.stub.called() != nil {
 		t.Errorf("a refused request reached the service: %v", f.stub.called())
-	}
-	counted := f.observed.counted()
-	if n := slices.Index(counted, backupv1.BackupService_CreateBackup_FullMethodName+" Unauthenticated"); n < 0 {
-		t.Errorf("refusals not counted under CreateBackup: %q", counted)
 	}
 
 	// Over HTTP/2 the refusal comes before a body that never ends, too.
