@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -1052,5 +1053,25 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 	got, _ := f.stub.called().(*backupv1.CreateBackupRequest)
 	if resp.StatusCode != 200 || resp.Close || got.GetBackupName() != "late" {
 		t.Errorf("known caller: %d (close %v), service got %v; want 200 with the body's name, connection kept", resp.StatusCode, resp.Close, got)
+	}
+}
+
+// TestInProcessServesEveryMethod: the REST gateway's in-process server
+// passes every BackupService method to the service. One it lacked would be
+// served by the embedded UnimplementedBackupServiceServer, and its REST
+// route would answer UNIMPLEMENTED while gRPC works.
+func TestInProcessServesEveryMethod(t *testing.T) {
+	st := &stub{}
+	srv := reflect.ValueOf(inProcess(st, newInterceptor(Options{Logger: slog.New(slog.DiscardHandler)})))
+	for _, m := range backupv1.BackupService_ServiceDesc.Methods {
+		method := srv.MethodByName(m.MethodName)
+		req := reflect.New(method.Type().In(1).Elem())
+		out := method.Call([]reflect.Value{reflect.ValueOf(context.Background()), req})
+		if err, _ := out[1].Interface().(error); err != nil {
+			t.Errorf("%s: %v", m.MethodName, err)
+		}
+		if got := st.called(); got != req.Interface() {
+			t.Errorf("%s: the service got %v, not the request", m.MethodName, got)
+		}
 	}
 }
