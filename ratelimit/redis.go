@@ -357,11 +357,16 @@ func turn(res []any) (turnAnswer, error) {
 	if len(res) != 5 {
 		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
 	}
-	granted, _ := res[0].(int64)
-	us, _ := res[1].(int64)
-	found, _ := res[2].(int64)
-	run, _ := res[3].(string)
-	now, _ := res[4].(int64)
+	granted, ok1 := res[0].(int64)
+	us, ok2 := res[1].(int64)
+	found, ok3 := res[2].(int64)
+	run, ok4 := res[3].(string)
+	now, ok5 := res[4].(int64)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+		// Not read as a refusal with no delay, which would have the
+		// call ask again at once, over and over.
+		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
+	}
 	return turnAnswer{granted: granted == 1, delay: time.Duration(us) * time.Microsecond, lost: found == 1,
 		run: run, now: time.UnixMicro(now)}, nil
 }
