@@ -75,7 +75,8 @@ func (e *InterruptedError) Unwrap() error { return e.Err }
 // NotSent says the call was not made: nothing reached DynamoDB.
 func (e *InterruptedError) NotSent() bool { return true }
 
-// Options configures a Local limiter.
+// Options configures a limiter, in process (NewLocal) or shared in Redis
+// (NewRedis).
 type Options struct {
 	// Rates are calls per second per key; a key that is not here is refused.
 	Rates map[Key]float64

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
@@ -206,7 +207,7 @@ func (f *Fake) signatureMatches(r *http.Request, body []byte, a *sigV4, p *princ
 	if i < 0 {
 		return false
 	}
-	return constantTimeEqual(computed[i+len("Signature="):], a.signature)
+	return subtle.ConstantTimeCompare([]byte(computed[i+len("Signature="):]), []byte(a.signature)) == 1
 }
 
 // listContainsFold reports whether the ';'-separated list contains name,
@@ -220,17 +221,6 @@ func listContainsFold(list, name string) bool {
 		}
 	}
 	return false
-}
-
-func constantTimeEqual(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	var d byte
-	for i := 0; i < len(a); i++ {
-		d |= a[i] ^ b[i]
-	}
-	return d == 0
 }
 
 // minSweep is the credential count below which expired credentials are

@@ -31,7 +31,8 @@ import (
 	"github.com/backupd/backupd/service"
 )
 
-// Options configures the gRPC server.
+// Options configures the gRPC server and the REST handler alike, so both
+// serve the same service through the same interceptor.
 type Options struct {
 	Service backupv1.BackupServiceServer
 	Logger  *slog.Logger

@@ -59,7 +59,7 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.DefaultTimeout == 0 {
-		opts.DefaultTimeout = 30 * time.Second
+		opts.DefaultTimeout = 20 * time.Second // config's upstream_timeout default
 	}
 	if opts.Idempotency == nil {
 		opts.Idempotency = idempotency.NewMemory()
@@ -117,8 +117,9 @@ func (s *Server) createBackup(ctx context.Context, target accounts.Target, table
 	}, nil
 }
 
-// validateCreate checks every field and returns the table name or ARN to
-// send and the region to act in (empty: the account's default).
+// validateCreate checks every field and returns the table the request
+// names; a table ARN's region is checked once the region to act in is
+// known (tableRef.inRegion).
 func validateCreate(req *backupv1.CreateBackupRequest) (tableRef, error) {
 	var vs violations
 	checkAccountID(&vs, "account_id", req.GetAccountId())

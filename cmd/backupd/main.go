@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -145,7 +146,7 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 	logger.Warn("SANDBOX MODE: backupd talks to an in-process fake of STS and DynamoDB, not to AWS; "+
 		"nothing here is real or persistent. Listeners are bound to loopback.",
 		slog.String("fake_endpoint", endpoint), slog.String("grpc", cfg.Listen.GRPC), slog.String("http", cfg.Listen.HTTP),
-		slog.String("accounts", "111111111111, 222222222222"),
+		slog.String("accounts", demoIDs(demo)),
 		slog.String("callers", "no token needed; a token that is sent is checked: demo callers sandbox-admin and sandbox-reader, their tokens in the README"))
 	awsCfg := aws.Config{
 		Region:       cfg.DefaultRegion,
@@ -153,6 +154,15 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 		BaseEndpoint: aws.String(endpoint),
 	}
 	return serve(ctx, cfg, awsCfg, logger)
+}
+
+// demoIDs lists the sandbox's accounts for its banner.
+func demoIDs(demo []sandbox.Account) string {
+	ids := make([]string, len(demo))
+	for i, a := range demo {
+		ids[i] = a.ID
+	}
+	return strings.Join(ids, ", ")
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
