@@ -347,7 +347,7 @@ func outcomeUnknown(err error) bool {
 func refused(err error) bool {
 	var api smithy.APIError
 	if errors.As(err, &api) {
-		if throttled[api.ErrorCode()] {
+		if Throttling(api.ErrorCode()) {
 			return true
 		}
 		var resp *awshttp.ResponseError
@@ -364,6 +364,11 @@ func isLimited(err error) bool {
 	var le *ratelimit.LimitedError
 	return errors.As(err, &le)
 }
+
+// Throttling reports whether DynamoDB's error code says it throttled the
+// call: refused it without acting on it. backupd's mapping and its retry
+// bookkeeping both read it, so they cannot disagree.
+func Throttling(code string) bool { return throttled[code] }
 
 // throttled lists DynamoDB's refusals that say the call was not acted on.
 var throttled = map[string]bool{

@@ -29,6 +29,7 @@ import (
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/service"
@@ -238,7 +239,7 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 // howToCheck says how a caller finds out whether a CreateBackup or a
 // restore whose outcome is unknown was done.
 func howToCheck(op string) string {
-	if op == "RestoreTableFromBackup" {
+	if op == config.OpRestoreTableFromBackup {
 		return "check whether the target table exists (DynamoDB's DescribeTable in that account)"
 	}
 	return "check (ListBackups, GetBackup)"
@@ -287,10 +288,12 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	case "ContinuousBackupsUnavailableException":
 		m.code, m.reason = codes.FailedPrecondition, "BACKUPS_UNAVAILABLE"
 		m.msg = msg + "; backups of this table are not available yet, retry later"
-	case "LimitExceededException", "ThrottlingException", "RequestLimitExceeded", "ProvisionedThroughputExceededException":
-		m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
-		m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline): retry later"
 	default:
+		if accounts.Throttling(code) {
+			m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
+			m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline): retry later"
+			return m
+		}
 		// An error code the SDK does not model (ServiceUnavailable,
 		// InternalFailure) is a server fault by its status alone.
 		if api.ErrorFault() == smithy.FaultServer || httpStatus >= 500 {
