@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// Health tracks readiness for grpc.health.v1 and /readyz together.
+type Health struct {
+	grpc *health.Server
+	// stopped ends when the servers stop taking work (EndWatches).
+	stopped context.Context
+	stop    context.CancelFunc
+	// watches holds a token for each Watch stream open (maxWatches).
+	watches chan struct{}
+}
+
+// Health calls need no caller token, so what one may hold is bounded: the
+// service name it names (backupd serves two short ones), and the Watch
+// streams open at once, each a goroutine held for as long as its client
+// keeps it.
+const (
+	maxHealthServiceName = 256
+	maxWatches           = 1024
+)
+
+// NewHealth starts NOT_SERVING until SetReady(true).
+func NewHealth() *Health {
+	h := &Health{grpc: health.NewServer(), watches: make(chan struct{}, maxWatches)}
+	h.stopped, h.stop = context.WithCancel(context.Background())
+	h.SetReady(false)
+	return h
+}
+
+// EndWatches ends every grpc.health.v1 Watch stream, and refuses new ones:
+// a Watch lasts as long as its client keeps it (gRPC client-side health
+// checking keeps one on each connection), and the graceful stop that
+// follows would otherwise wait for it until the shutdown timeout.
+func (h *Health) EndWatches() { h.stop() }
+
+// register serves grpc.health.v1 on s.
+func (h *Health) register(s *grpc.Server) {
+	healthpb.RegisterHealthServer(s, healthService{h.grpc, h})
+}
+
+// healthService is grpc-go's health service with Watch streams that end
+// when the servers stop taking work (Health.EndWatches).
+type healthService struct {
+	*health.Server
+	h *Health
+}
+
+// Check is grpc-go's, for a service name of a bounded length.
+func (s healthService) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	if err := checkHealthServiceName(req.GetService()); err != nil {
+		return nil, err
+	}
+	return s.Server.Check(ctx, req)
+}
+
+func checkHealthServiceName(name string) error {
+	if len(name) > maxHealthServiceName {
+		return status.Errorf(codes.InvalidArgument, "service must be at most %d bytes; got %d", maxHealthServiceName, len(name))
+	}
+	return nil
+}
+
+func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	if err := checkHealthServiceName(req.GetService()); err != nil {
+		return err
+	}
+	select {
+	case s.h.watches <- struct{}{}:
+		defer func() { <-s.h.watches }()
+	default:
+		return status.Errorf(codes.ResourceExhausted, "%d health watches are open already; poll Check instead", cap(s.h.watches))
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer context.AfterFunc(s.h.stopped, cancel)()
+	err := s.Server.Watch(req, watchStream{stream, ctx})
+	if s.h.stopped.Err() != nil {
+		// grpc-go's Watch may have ended before it sent the NOT_SERVING
+		// that the shutdown set a moment earlier (with no drain delay):
+		// the watcher hears it here, then the end.
+		_ = stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
+		return status.Error(codes.Unavailable, "backupd is shutting down; watch another replica")
+	}
+	return err
+}
+
+// watchStream is a Watch stream whose context ends at shutdown too.
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (w watchStream) Context() context.Context { return w.ctx }
+
+// SetReady flips every service's health status.
+func (h *Health) SetReady(ready bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	h.grpc.SetServingStatus("", st)
+	h.grpc.SetServingStatus(backupv1.BackupService_ServiceDesc.ServiceName, st)
+}
+
+// Ready reports the overall status.
+func (h *Health) Ready(ctx context.Context) bool {
+	resp, err := h.grpc.Check(ctx, &healthpb.HealthCheckRequest{})
+	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+}

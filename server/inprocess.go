@@ -1,0 +1,61 @@
+package server
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// inProcess returns svc behind ic, the same interceptor as NewGRPC's
+// server's, for the REST gateway to call directly: a REST request is
+// recovered, mapped and logged exactly like a gRPC one, without being
+// encoded again and sent through an in-memory HTTP/2 connection.
+func inProcess(svc backupv1.BackupServiceServer, ic *interceptor) backupv1.BackupServiceServer {
+	return &intercepted{svc: svc, ic: ic.unary}
+}
+
+type intercepted struct {
+	backupv1.UnimplementedBackupServiceServer
+	svc backupv1.BackupServiceServer
+	ic  grpc.UnaryServerInterceptor
+}
+
+func (s *intercepted) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
+	return call(ctx, s, backupv1.BackupService_CreateBackup_FullMethodName, req, s.svc.CreateBackup)
+}
+
+func (s *intercepted) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+	return call(ctx, s, backupv1.BackupService_GetBackup_FullMethodName, req, s.svc.GetBackup)
+}
+
+func (s *intercepted) ListBackups(ctx context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
+	return call(ctx, s, backupv1.BackupService_ListBackups_FullMethodName, req, s.svc.ListBackups)
+}
+
+func (s *intercepted) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
+	return call(ctx, s, backupv1.BackupService_DeleteBackup_FullMethodName, req, s.svc.DeleteBackup)
+}
+
+func (s *intercepted) RestoreTableFromBackup(ctx context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
+	return call(ctx, s, backupv1.BackupService_RestoreTableFromBackup_FullMethodName, req, s.svc.RestoreTableFromBackup)
+}
+
+// call runs method through the interceptor, as grpc-go's generated
+// handlers do.
+func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req *Req,
+	handle func(context.Context, *Req) (*Resp, error)) (*Resp, error) {
+	markIntercepted(ctx)
+	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
+	resp, err := s.ic(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		if err := restRefusal(ctx, method); err != nil {
+			return nil, err
+		}
+		return handle(ctx, req.(*Req))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*Resp), nil
+}

@@ -1,0 +1,341 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/reqlog"
+	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
+)
+
+// interceptor is what every BackupService call passes through, over gRPC
+// and REST alike: it authorizes the call, recovers a panic, maps the
+// error to the caller's status, writes the request's one log line and
+// counts it.
+type interceptor struct {
+	log     *slog.Logger
+	metrics RequestObserver
+	authz   Authorizer
+	// codec holds the gRPC requests that could not be decoded; nil for
+	// REST, which the gateway decodes.
+	codec *deferringCodec
+}
+
+func newInterceptor(opts Options) *interceptor {
+	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer}
+}
+
+var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"
+
+// authorize checks a BackupService call before it runs: who calls, and
+// whether they may call this operation in the account the request names
+// (by account_id, or by the backup ARN's account).
+func (i *interceptor) authorize(ctx context.Context, method string, req any) (string, error) {
+	account, _ := target(req)
+	return i.authorizeIn(ctx, method, account)
+}
+
+// authorizeIn is authorize for a request known only by its account.
+func (i *interceptor) authorizeIn(ctx context.Context, method, account string) (string, error) {
+	op, ok := strings.CutPrefix(method, servicePrefix)
+	if !ok || i.authz == nil {
+		return "", nil
+	}
+	return i.authz.Authorize(ctx, op, account)
+}
+
+// authenticate checks a REST request's caller from its Authorization
+// headers alone, as authorize would from the metadata the gateway makes
+// of them.
+func (i *interceptor) authenticate(r *http.Request) error {
+	if i.authz == nil {
+		return nil
+	}
+	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
+	return i.authz.Authenticate(metadata.NewIncomingContext(r.Context(), md))
+}
+
+func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	service.GrowStack()
+	ctx, fields := reqlog.New(ctx)
+	principal, resp, err := i.run(ctx, req, info, handler)
+	if info.FullMethod == healthpb.Health_Check_FullMethodName {
+		return resp, err
+	}
+	account, region := fields.Account, fields.Region
+	if account == "" {
+		account, region = target(req)
+	}
+	if st := i.record(ctx, info.FullMethod, account, region, principal, start, err, req, resp); st != nil {
+		return nil, st.Err()
+	}
+	return resp, nil
+}
+
+// record maps err to the status the caller gets, writes the request's log
+// line and counts it. It returns nil when err is nil. req and resp, when
+// not nil, give the line the request's request_id and the backup it made
+// or named, which is what a caller's support ticket asks about.
+func (i *interceptor) record(ctx context.Context, method, account, region, principal string, start time.Time, err error, req, resp any) *status.Status {
+	account, region = accountOrNone(account), regionOrNone(region)
+	code, level := codes.OK, slog.LevelInfo
+	var st *status.Status
+	if err != nil {
+		var internal bool
+		st, internal = rpcerror.Status(err, rpcerror.Request{AccountID: account})
+		code = st.Code()
+		if code == codes.Canceled && deadlineDue(ctx) {
+			// A gRPC client cancels the stream as its deadline passes,
+			// a moment before the server's own timer would: the line
+			// and the metrics say what happened, and so does the
+			// error, which says only that the context was canceled.
+			code = codes.DeadlineExceeded
+			err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
+		}
+		level = levelOf(code, internal, err)
+	}
+	l := requestLine{method: method, caller: caller(ctx), account: account, region: region,
+		principal: principal, code: code, level: level, err: err}
+	if r, ok := req.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
+		l.requestID = echo(r.GetRequestId(), maxRequestIDEcho)
+	}
+	if r, ok := req.(interface{ GetBackupArn() string }); ok && r.GetBackupArn() != "" {
+		l.backupARN = echo(r.GetBackupArn(), maxARNEcho)
+	} else if r, ok := resp.(interface {
+		GetBackupDetails() *backupv1.BackupDetails
+	}); ok && r.GetBackupDetails() != nil {
+		l.backupARN = r.GetBackupDetails().GetBackupArn()
+	}
+	i.write(ctx, l, start)
+	return st
+}
+
+// levelOf is the level of a failed request's log line: ERROR for what
+// operators must look at (a bug, AWS or Redis unreachable, AWS refusing
+// backupd's role), WARN for AWS
+// throttling backupd after its retries and for deadlines that passed
+// (slowness upstream), INFO for the caller's own mistakes and for
+// backupd's own limit doing its job. For the codes that both give, err
+// tells backupd's own refusal (rpcerror.Refusal) from AWS's answer; it is
+// asked only then. The error's detail is logged from WARN up.
+func levelOf(code codes.Code, internal bool, err error) slog.Level {
+	switch {
+	case internal || code == codes.Unavailable:
+		return slog.LevelError
+	case code == codes.DeadlineExceeded:
+		return slog.LevelWarn
+	case code == codes.PermissionDenied && !rpcerror.Refusal(err):
+		return slog.LevelError
+	case code == codes.ResourceExhausted && !rpcerror.Refusal(err):
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
+// deadlineDue reports whether ctx's deadline has passed or is due within
+// a few milliseconds.
+func deadlineDue(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < 50*time.Millisecond
+}
+
+// maxRequestIDEcho bounds the request_id a log line repeats: a valid one
+// is at most 128 characters, an invalid one is cut there.
+const maxRequestIDEcho = 128
+
+// maxARNEcho bounds the backup ARN a log line repeats from a request: a
+// valid one is well under it.
+const maxARNEcho = 512
+
+// requestLine is what a request's log line says.
+type requestLine struct {
+	method, caller, account, region, principal string
+	code                                       codes.Code
+	level                                      slog.Level
+	err                                        error // logged at level error
+	// route names a REST request that matched no route; such requests, and
+	// calls of methods backupd does not serve, are counted under the
+	// method "unknown", so callers cannot add label values.
+	route   string
+	unknown bool
+	// requestID is the request's request_id; backupARN the backup it made
+	// or named. Empty when it has none.
+	requestID, backupARN string
+}
+
+// write writes a request's log line and counts it.
+func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time) {
+	d := time.Since(start)
+	var buf [13]slog.Attr
+	attrs := append(buf[:0], slog.String("method", l.method))
+	if l.route != "" {
+		attrs = append(attrs, slog.String("route", l.route))
+	}
+	attrs = append(attrs,
+		slog.String("caller", l.caller),
+		slog.String("account", l.account),
+		slog.String("region", l.region),
+		slog.String("code", l.code.String()),
+		slog.Duration("duration", d))
+	if l.principal != "" {
+		attrs = append(attrs, slog.String("principal", l.principal))
+	}
+	if l.requestID != "" {
+		attrs = append(attrs, slog.String("request_id", l.requestID))
+	}
+	if l.backupARN != "" {
+		attrs = append(attrs, slog.String("backup_arn", l.backupARN))
+	}
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok && call.forwardedFor != "" {
+		// Behind a proxy the connection's peer is the proxy; the client
+		// is in here, as the proxy (or the client itself) wrote it.
+		attrs = append(attrs, slog.String("forwarded_for", echo(call.forwardedFor, maxForwardedEcho)))
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) == 1 && v[0] != "" {
+		// The caller's id for correlation (X-Request-Id over REST).
+		attrs = append(attrs, slog.String("x_request_id", echo(v[0], maxRequestIDEcho)))
+	}
+	if l.level >= slog.LevelWarn && l.err != nil {
+		attrs = append(attrs, slog.String("error", rpcerror.LogText(l.err)))
+	}
+	i.log.LogAttrs(ctx, l.level, "request", attrs...)
+	if i.metrics != nil {
+		label := l.method
+		if l.unknown {
+			label = "unknown"
+		}
+		i.metrics.ObserveRequest(label, l.code, d)
+	}
+}
+
+// maxMethodEcho bounds how much of an unknown method's name a log line
+// or an error repeats.
+const maxMethodEcho = 128
+
+// unknown answers a call to a method backupd does not serve, UNIMPLEMENTED
+// as grpc-go would, but logged and counted like every other call: under
+// the method "unknown" in the metrics, so callers cannot add label values.
+func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
+	start := time.Now()
+	method, _ := grpc.MethodFromServerStream(stream)
+	method = echo(method, maxMethodEcho)
+	st, _ := status.Newf(codes.Unimplemented, "backupd serves no method %s; see backup.v1.BackupService", method).
+		WithDetails(errorInfo("UNKNOWN_METHOD", ""))
+	i.write(stream.Context(), requestLine{method: method, caller: caller(stream.Context()),
+		code: codes.Unimplemented, unknown: true}, start)
+	return st.Err()
+}
+
+// denied reports whether err refuses a known caller (PERMISSION_DENIED),
+// rather than one backupd does not know.
+func denied(err error) bool {
+	st, _ := rpcerror.Status(err, rpcerror.Request{})
+	return st.Code() == codes.PermissionDenied
+}
+
+// errPanic stands for a handler's panic once it is recovered and logged:
+// like any unexpected error, it is mapped to INTERNAL, logged on the
+// request's line and counted.
+var errPanic = errors.New("panic in handler; the stack is in the log line before")
+
+// run authorizes the call and runs its handler, turning a panic of either
+// into errPanic after logging it with its stack.
+func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (
+	principal string, resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			i.log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("method", info.FullMethod),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			resp, err = nil, errPanic
+		}
+	}()
+	undecodable := i.codec.take(req)
+	principal, err = i.authorize(ctx, info.FullMethod, req)
+	keepChallenge(ctx, err)
+	if undecodable != nil && (err == nil || denied(err)) {
+		// An undecodable request names no account; a known caller is
+		// told what is wrong with it rather than refused that account.
+		return principal, nil, undecodable
+	}
+	if err != nil {
+		return principal, nil, err
+	}
+	hctx, cancel := keepTimeToAnswer(ctx)
+	defer cancel()
+	resp, err = handler(hctx, req)
+	return principal, resp, err
+}
+
+// maxAnswerTime bounds the time keepTimeToAnswer keeps back.
+const maxAnswerTime = 100 * time.Millisecond
+
+// keepTimeToAnswer ends the handler's work a little before the caller's
+// deadline: a tenth of the time left, at most maxAnswerTime. A gRPC client
+// ends the call itself at its deadline, so an answer sent at that moment
+// is never read, and with it what the answer says (whether a CreateBackup
+// was sent, that a request_id run goes on). Work detached from the
+// caller (a request_id run) keeps its own deadline.
+func keepTimeToAnswer(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	keep := min(time.Until(dl)/10, maxAnswerTime)
+	if keep <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, dl.Add(-keep))
+}
+
+// target names the account and region a request asked for, for the log when
+// the handler did not get as far as resolving them: from account_id/region,
+// or from the backup ARN.
+func target(req any) (account, region string) {
+	if r, ok := req.(interface {
+		GetAccountId() string
+		GetRegion() string
+	}); ok {
+		return r.GetAccountId(), r.GetRegion()
+	}
+	if r, ok := req.(interface{ GetBackupArn() string }); ok {
+		parts := strings.SplitN(r.GetBackupArn(), ":", 6)
+		if len(parts) == 6 {
+			return parts[4], parts[3]
+		}
+	}
+	return "", ""
+}
+
+// caller identifies who sent the request: the gRPC peer's address, or for
+// a REST request, which has no gRPC peer, the host of its connection's
+// peer. Not the X-Forwarded-For the gateway passes on, whose first
+// address is whatever the client wrote.
+func caller(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok {
+		return p.Addr.String()
+	}
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+		return "rest:" + call.remote
+	}
+	return ""
+}
+
+// maxForwardedEcho bounds the X-Forwarded-For a log line repeats: a chain
+// of a few proxies' addresses fits.
+const maxForwardedEcho = 256
