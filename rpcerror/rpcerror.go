@@ -39,6 +39,28 @@ import (
 // Domain is the ErrorInfo domain of every backupd error.
 const Domain = "backupd"
 
+// The reasons of the refusals backupd's servers make on their own, before
+// a request reaches the service (RequestError).
+const (
+	ReasonBodyTooLarge     = "BODY_TOO_LARGE"
+	ReasonMalformed        = "MALFORMED_REQUEST"
+	ReasonRouteNotFound    = "ROUTE_NOT_FOUND"
+	ReasonMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	ReasonUnknownMethod    = "UNKNOWN_METHOD"
+)
+
+// RequestError is a request the gRPC server or the REST gateway refuses on
+// its own, before the service sees it: too large, undecodable, or for a
+// route or method backupd does not have. It is mapped here like every
+// other error, so its status has the same details.
+type RequestError struct {
+	Code   codes.Code
+	Reason string // one of the Reason constants
+	Msg    string
+}
+
+func (e *RequestError) Error() string { return e.Msg }
+
 // DefaultRetryAfter is suggested when AWS throttles or fails without saying
 // when to come back.
 const DefaultRetryAfter = time.Second
@@ -131,8 +153,11 @@ func mapOurs(err error) (mapped, bool) {
 		shared    *sharedstate.UnavailableError
 		anonymous *callers.UnauthenticatedError
 		denied    *callers.DeniedError
+		request   *RequestError
 	)
 	switch {
+	case errors.As(err, &request):
+		return mapped{code: request.Code, reason: request.Reason, msg: request.Msg}, true
 	case errors.As(err, &anonymous):
 		return mapped{code: codes.Unauthenticated, reason: "UNAUTHENTICATED", msg: anonymous.Error()}, true
 	case errors.As(err, &denied):

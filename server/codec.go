@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
 )
 
 // deferringCodec is grpc-go's proto codec, except that a BackupService
@@ -53,8 +54,8 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ours := v.(proto.Message)
 	ours = ours && m.ProtoReflect().Descriptor().ParentFile() == backupv1.File_backup_v1_backup_service_proto
 	if n := data.Len(); ours && n > maxRequestBytes {
-		st, _ := status.New(codes.InvalidArgument, fmt.Sprintf("request message must be at most %d bytes; got %d", maxRequestBytes, n)).
-			WithDetails(errorInfo("BODY_TOO_LARGE", ""))
+		st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.InvalidArgument, Reason: rpcerror.ReasonBodyTooLarge,
+			Msg: fmt.Sprintf("request message must be at most %d bytes; got %d", maxRequestBytes, n)}, rpcerror.Request{})
 		c.keep(m, st)
 		return nil
 	}
@@ -64,10 +65,10 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	proto.Reset(m)
 	detail, _ := protoDetail(err.Error())
-	st, _ := status.New(codes.InvalidArgument, fmt.Sprintf("malformed request: the message could not be decoded as %s (%s); "+
-		"send it with a client generated from backupd's proto (proto/backup/v1)",
-		m.ProtoReflect().Descriptor().FullName(), detail)).
-		WithDetails(errorInfo("MALFORMED_REQUEST", ""))
+	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.InvalidArgument, Reason: rpcerror.ReasonMalformed,
+		Msg: fmt.Sprintf("malformed request: the message could not be decoded as %s (%s); "+
+			"send it with a client generated from backupd's proto (proto/backup/v1)",
+			m.ProtoReflect().Descriptor().FullName(), detail)}, rpcerror.Request{})
 	c.keep(m, st)
 	return nil
 }

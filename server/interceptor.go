@@ -235,8 +235,8 @@ func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	start := time.Now()
 	method, _ := grpc.MethodFromServerStream(stream)
 	method = echo(method, maxMethodEcho)
-	st, _ := status.Newf(codes.Unimplemented, "backupd serves no method %s; see backup.v1.BackupService", method).
-		WithDetails(errorInfo("UNKNOWN_METHOD", ""))
+	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod,
+		Msg: fmt.Sprintf("backupd serves no method %s; see backup.v1.BackupService", method)}, rpcerror.Request{})
 	i.write(stream.Context(), requestLine{method: method, caller: caller(stream.Context()),
 		code: codes.Unimplemented, unknown: true}, start)
 	return st.Err()

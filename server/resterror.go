@@ -20,20 +20,16 @@ import (
 	"github.com/backupd/backupd/service"
 )
 
-// tooLarge is the status of a REST body over MaxBodyBytes.
-func tooLarge(account string) *status.Status {
-	st := status.New(codes.InvalidArgument, fmt.Sprintf("request body must be at most %d bytes", MaxBodyBytes))
-	st, _ = st.WithDetails(errorInfo("BODY_TOO_LARGE", account))
+// refusal is the status of a request the gateway refuses on its own, in
+// account when the request names one.
+func refusal(code codes.Code, reason, msg, account string) *status.Status {
+	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: code, Reason: reason, Msg: msg}, rpcerror.Request{AccountID: account})
 	return st
 }
 
-// errorInfo is the ErrorInfo of an error the gateway makes itself.
-func errorInfo(reason, account string) *errdetails.ErrorInfo {
-	info := &errdetails.ErrorInfo{Domain: rpcerror.Domain, Reason: reason}
-	if account != "" {
-		info.Metadata = map[string]string{"account_id": account}
-	}
-	return info
+// tooLarge is the status of a REST body over MaxBodyBytes.
+func tooLarge(account string) *status.Status {
+	return refusal(codes.InvalidArgument, rpcerror.ReasonBodyTooLarge, fmt.Sprintf("request body must be at most %d bytes", MaxBodyBytes), account)
 }
 
 func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
@@ -120,12 +116,7 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 		msg = "the body is not one JSON object of the request's fields (" + detail +
 			"); send one JSON object, its fields named in lowerCamelCase as the OpenAPI description lists them"
 	}
-	withInfo, err := status.New(codes.InvalidArgument, "malformed request: "+echo(msg, 1024)).
-		WithDetails(errorInfo("MALFORMED_REQUEST", account))
-	if err != nil {
-		return st
-	}
-	return withInfo
+	return refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, "malformed request: "+echo(msg, 1024), account)
 }
 
 // protoDetail is what a protobuf error message says after its "proto:"
@@ -156,7 +147,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		return
 	}
 	path := service.Quote(r.URL.Path)
-	code, reason := codes.NotFound, "ROUTE_NOT_FOUND"
+	code, reason := codes.NotFound, rpcerror.ReasonRouteNotFound
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", r.Method, path)
 	if hint := escapeHint(r.URL.EscapedPath()); hint != "" {
 		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", r.Method, path, hint)
@@ -166,7 +157,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		methods, params, verb := g.allowed(r)
 		account, region = pathTarget(params)
 		w.Header().Set("Allow", strings.Join(methods, ", "))
-		code, reason = codes.Unimplemented, "METHOD_NOT_ALLOWED"
+		code, reason = codes.Unimplemented, rpcerror.ReasonMethodNotAllowed
 		msg = fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, path, strings.Join(methods, ", "))
 		switch {
 		case verb == "restore":
@@ -175,7 +166,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 			msg += "; a restore is POST …{backup_arn}:restore, with the colon before restore unescaped"
 		}
 	}
-	st, _ := status.New(code, msg).WithDetails(errorInfo(reason, account))
+	st := refusal(code, reason, msg, account)
 	g.logRouting(r, code, account, region)
 	if r.ContentLength != 0 {
 		closeUnread(w, r) // no route reads it
@@ -193,7 +184,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 // body.
 func (g *gateway) notAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, service.Quote(r.URL.Path), allow)
-	st, _ := status.New(codes.Unimplemented, msg).WithDetails(errorInfo("METHOD_NOT_ALLOWED", ""))
+	st := refusal(codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, msg, "")
 	g.logRouting(r, codes.Unimplemented, "", "")
 	if r.ContentLength != 0 {
 		closeUnread(w, r)
