@@ -89,7 +89,7 @@ func (t TLS) Enabled() bool { return t.CertFile != "" }
 // checkFiles reads the files the listeners load at start, so that one
 // that is missing, unreadable or not what it should be is listed with
 // every other problem, not found alone once they are mended.
-func (t TLS) checkFiles(bad func(field, format string, args ...any)) {
+func (t TLS) checkFiles(bad reporter) {
 	read := func(field, path string) []byte {
 		if path == "" {
 			return nil
@@ -434,6 +434,20 @@ const maxRegionLength = 32
 func (c *Config) Validate() error {
 	var ps problems
 	bad := ps.at("")
+	c.validateServing(bad)
+	c.SharedState.validate(bad)
+	c.TLS.validate(bad)
+	seen := c.validateAccounts(&ps)
+	c.validateCallers(&ps, seen)
+	return errors.Join(ps...)
+}
+
+// reporter records one problem with a field.
+type reporter = func(field, format string, args ...any)
+
+// validateServing checks how backupd serves: listeners, region, session
+// name, durations and log.
+func (c *Config) validateServing(bad reporter) {
 	if c.Listen.GRPC == c.Listen.HTTP {
 		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
 	}
@@ -465,29 +479,41 @@ func (c *Config) Validate() error {
 	if !slogLevelOK(c.Log.Level) {
 		bad("log.level", `must be debug, info, warn or error; got %q`, c.Log.Level)
 	}
-	switch c.SharedState.Backend {
+}
+
+func (s SharedState) validate(bad reporter) {
+	switch s.Backend {
 	case BackendMemory:
 		// Replicas would each keep their own limits and request_ids.
-		if r := c.SharedState.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.DB != 0 || r.TLS {
+		if r := s.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.DB != 0 || r.TLS {
 			bad("shared_state.redis", `is set, but backend is "memory", which does not use it: set backend: redis, or remove the redis section`)
 		}
 	case BackendRedis:
-		if _, _, err := net.SplitHostPort(c.SharedState.Redis.Address); err != nil {
-			bad("shared_state.redis.address", "must be host:port for backend redis; got %q", c.SharedState.Redis.Address)
+		if _, _, err := net.SplitHostPort(s.Redis.Address); err != nil {
+			bad("shared_state.redis.address", "must be host:port for backend redis; got %q", s.Redis.Address)
 		}
-		if c.SharedState.Redis.DB < 0 {
-			bad("shared_state.redis.db", "must not be negative; got %d", c.SharedState.Redis.DB)
+		if s.Redis.DB < 0 {
+			bad("shared_state.redis.db", "must not be negative; got %d", s.Redis.DB)
 		}
 	default:
-		bad("shared_state.backend", `must be "memory" or "redis"; got %q`, c.SharedState.Backend)
+		bad("shared_state.backend", `must be "memory" or "redis"; got %q`, s.Backend)
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+}
+
+func (t TLS) validate(bad reporter) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
 		bad("tls", "cert_file and key_file must be set together")
 	}
-	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
+	if t.ClientCAFile != "" && t.CertFile == "" {
 		bad("tls.client_ca_file", "needs cert_file and key_file: client certificates are checked over TLS only")
 	}
-	c.TLS.checkFiles(bad)
+	t.checkFiles(bad)
+}
+
+// validateAccounts checks each account, and returns where each id is
+// configured, for the callers' account lists.
+func (c *Config) validateAccounts(ps *problems) map[string]int {
+	bad := ps.at("")
 	if len(c.Accounts) == 0 {
 		bad("accounts", "must list at least one account")
 	}
@@ -500,8 +526,7 @@ func (c *Config) Validate() error {
 		seen[a.ID] = i
 		a.validate(ps.at(p + "."))
 	}
-	c.validateCallers(&ps, seen)
-	return errors.Join(ps...)
+	return seen
 }
 
 // Warnings lists what in c is allowed but likely a mistake, for the log
