@@ -135,6 +135,21 @@ func TestPageToken(t *testing.T) {
 		"built with a long recovery point":         {awsBackup, encodePageToken(awsBackup, recoveryPoint+strings.Repeat("a", 1024))},
 		"built with a recovery point's odd bytes":  {awsBackup, encodePageToken(awsBackup, recoveryPoint+"/../\n")},
 	}
+	// Other spellings of the same bytes, which base64's decoder takes.
+	tests["with a line break"] = struct {
+		scope listScope
+		token string
+	}{scope, tok[:10] + "\n" + tok[10:]}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	if len(tok)%4 != 0 { // the last character has bits the bytes do not use
+		last := strings.IndexByte(alphabet, tok[len(tok)-1])
+		tests["other unused bits"] = struct {
+			scope listScope
+			token string
+		}{scope, tok[:len(tok)-1] + string(alphabet[last^1])}
+	} else {
+		t.Fatalf("token %q has no unused bits to vary; make the ARN one byte longer", tok)
+	}
 	for name, tt := range tests {
 		if _, err := decodePageToken(tt.scope, tt.token); err == nil {
 			t.Errorf("%s: token accepted", name)

@@ -61,7 +61,9 @@ func encodePageToken(scope listScope, lastARN string) string {
 // the token is malformed, altered, or from another listing.
 func decodePageToken(scope listScope, token string) (string, error) {
 	buf, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(buf) < 1+8+1+8 || buf[0] != pageTokenVersion {
+	// The decoder takes other spellings of the same bytes (line breaks,
+	// other trailing bits): a token is only the one encodePageToken wrote.
+	if err != nil || len(buf) < 1+8+1+8 || buf[0] != pageTokenVersion || base64.RawURLEncoding.EncodeToString(buf) != token {
 		return "", errBadPageToken
 	}
 	body, sum := buf[:len(buf)-8], buf[len(buf)-8:]
