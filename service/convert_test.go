@@ -134,6 +134,8 @@ func TestPageToken(t *testing.T) {
 		"built with a recovery point, USER listed": {scope, encodePageToken(scope, recoveryPoint)},
 		"built with a long recovery point":         {awsBackup, encodePageToken(awsBackup, recoveryPoint+strings.Repeat("a", 1024))},
 		"built with a recovery point's odd bytes":  {awsBackup, encodePageToken(awsBackup, recoveryPoint+"/../\n")},
+		"built with a recovery point of no id":     {awsBackup, encodePageToken(awsBackup, "arn:aws:backup:us-east-1:111111111111:recovery-point:")},
+		"built with a recovery point elsewhere":    {awsBackup, encodePageToken(awsBackup, strings.Replace(recoveryPoint, "arn:aws:", "arn:aws-cn:", 1))},
 	}
 	// Other spellings of the same bytes, which base64's decoder takes.
 	tests["with a line break"] = struct {

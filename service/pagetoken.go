@@ -96,8 +96,10 @@ func (s listScope) holds(backupARN string) bool {
 		b, ok := parseARN(&vs, "page_token", backupARN, true)
 		return ok && (s.table == "" || b.Table == s.table)
 	case "backup":
+		inPartition, known := partitionRegions[a.Partition]
+		id, isPoint := strings.CutPrefix(a.Resource, "recovery-point:")
 		return (s.backupType == string(types.BackupTypeFilterAwsBackup) || s.backupType == string(types.BackupTypeFilterAll)) &&
-			len(backupARN) <= maxBackupARN && strings.HasPrefix(a.Resource, "recovery-point:") && visibleASCII(a.Resource)
+			known && inPartition(a.Region) && isPoint && id != "" && len(backupARN) <= maxBackupARN && visibleASCII(a.Resource)
 	}
 	return false
 }
