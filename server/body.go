@@ -46,7 +46,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 			seen[fd.Number()] = key
 		}
 		if fd == nil {
-			field := prefix + shorten(key)
+			field := prefix + keyName(key)
 			vs = append(vs, service.FieldViolation{Field: field, Description: fmt.Sprintf(
 				"%s is not a field of %s; it takes %s", field, objectName(prefix), bodyFields(md, bound))})
 			continue

@@ -108,7 +108,7 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 	for _, key := range keys {
 		fd, name := lookupField(md, key)
 		if fd == nil {
-			field := queryKey(key)
+			field := keyName(key)
 			vs = append(vs, service.FieldViolation{
 				Field:       field,
 				Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", field, queryFields(msg, filter)),
@@ -158,9 +158,9 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 	return vs
 }
 
-// queryKey names a query parameter in an error: shortened, and quoted
-// when its name is empty.
-func queryKey(key string) string {
+// keyName names a query parameter or a body key in an error: shortened,
+// and quoted when it is empty, so a field violation never names "".
+func keyName(key string) string {
 	if key == "" {
 		return `""`
 	}

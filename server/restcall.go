@@ -306,8 +306,8 @@ func restRefusal(ctx context.Context, method string) error {
 	if call.query != "" && method != backupv1.BackupService_ListBackups_FullMethodName {
 		values, err := url.ParseQuery(call.query)
 		for _, key := range slices.Sorted(maps.Keys(values)) {
-			vs = append(vs, service.FieldViolation{Field: queryKey(key), Description: fmt.Sprintf(
-				"%s is not a query parameter of this route; it takes none", queryKey(key))})
+			vs = append(vs, service.FieldViolation{Field: keyName(key), Description: fmt.Sprintf(
+				"%s is not a query parameter of this route; it takes none", keyName(key))})
 		}
 		if len(values) == 0 && err != nil {
 			vs = append(vs, service.FieldViolation{Field: "query", Description: fmt.Sprintf(
