@@ -429,6 +429,13 @@ func ValidRegion(r string) bool { return len(r) <= maxRegionLength && regionRe.M
 // count nor their length, and the longest real region is half this.
 const maxRegionLength = 32
 
+// The rates a limit may have, per second: one call in about 17 minutes,
+// up to 10000 calls.
+const (
+	minRate = 0.001
+	maxRate = 10000.0
+)
+
 // Validate reports every problem in c, one per line, each naming its field.
 // It reads the TLS files, so that one that will not load is among them.
 func (c *Config) Validate() error {
@@ -614,8 +621,11 @@ func (a Account) validate(bad func(field, format string, args ...any)) {
 		bad("default_region", "%q must be one of allowed_regions %v", a.DefaultRegion, a.AllowedRegions)
 	}
 	for _, op := range operations {
-		if r := a.Limits.Rate(op); r <= 0 || r > 10000 {
-			bad("limits."+snake(op), "must be a rate per second in (0, 10000]; got %g", r)
+		// Written so NaN fails too; below the least rate a call's spacing
+		// (1/rate) would overflow time.Duration, which the limiter reads
+		// as no limit at all.
+		if r := a.Limits.Rate(op); !(r >= minRate && r <= maxRate) {
+			bad("limits."+snake(op), "must be a rate per second from %g to %g; got %g", minRate, maxRate, r)
 		}
 	}
 }

@@ -101,6 +101,18 @@ callers:
 			"shared_state.redis.db: must not be negative; got -1",
 		}},
 		{"negative drain delay", "drain_delay: -5s\n", []string{"drain_delay: must not be negative; got -5s"}},
+		// NaN passes a plain r <= 0 || r > max, and a tiny rate's spacing
+		// overflows: either would turn the account's limit off.
+		{"rates that are not rates", `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/x
+    limits: {create_backup: .nan, list_backups: 1e-300, delete_backup: .inf}
+`, []string{
+			"accounts[0].limits.create_backup: must be a rate per second from 0.001 to 10000; got NaN",
+			"accounts[0].limits.list_backups: must be a rate per second from 0.001 to 10000; got 1e-300",
+			"accounts[0].limits.delete_backup: must be a rate per second from 0.001 to 10000; got +Inf",
+		}},
 		{"many problems at once", `
 bogus_key: 1
 listen: {http: "nonsense", grpc: ":99999"}
@@ -126,8 +138,8 @@ accounts:
 			"accounts[1].role_arn: names account 222222222222 but the account id is \"111111111111\"",
 			"accounts[1].external_id: must be 2-1224 characters",
 			`accounts[1].default_region: "eu-west-1" must be one of allowed_regions [us-east-1]`,
-			"accounts[1].limits.create_backup: must be a rate per second in (0, 10000]; got -3",
-			"accounts[1].limits.list_backups: must be a rate per second in (0, 10000]; got 0",
+			"accounts[1].limits.create_backup: must be a rate per second from 0.001 to 10000; got -3",
+			"accounts[1].limits.list_backups: must be a rate per second from 0.001 to 10000; got 0",
 			"line 2: bogus_key is not a configuration key here",
 			"bogus_limit is not a configuration key here",
 			`listen.http: must be host:port or :port, with a port of 0-65535 (or a service name), such as ":9090"; got "nonsense"`,

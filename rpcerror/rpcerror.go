@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -98,7 +99,9 @@ func (m mapped) status(req Request) *status.Status {
 		meta["account_id"] = req.AccountID
 	}
 	for k, v := range m.meta {
-		meta[k] = v
+		// An AWS request id or message is not checked to be UTF-8, and
+		// a detail that is not could not be encoded at all.
+		meta[k] = strings.ToValidUTF8(v, "\uFFFD")
 	}
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Domain: Domain, Reason: m.reason, Metadata: meta}}
 	if len(m.violations) > 0 {
@@ -111,7 +114,7 @@ func (m mapped) status(req Request) *status.Status {
 	if m.retryAfter > 0 {
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(m.retryAfter)})
 	}
-	st, err := status.New(m.code, m.msg).WithDetails(details...)
+	st, err := status.New(m.code, strings.ToValidUTF8(m.msg, "\uFFFD")).WithDetails(details...)
 	if err != nil {
 		return status.New(m.code, m.msg)
 	}

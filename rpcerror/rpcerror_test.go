@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -227,6 +228,26 @@ func TestStatusAWSRequestID(t *testing.T) {
 		if !found {
 			t.Errorf("%s: no aws_request_id in %v", name, st.Details())
 		}
+	}
+}
+
+// A detail that is not UTF-8 (an AWS request id, say) cannot be encoded:
+// it is made valid, and the status keeps its ErrorInfo.
+func TestStatusKeepsDetailsOfInvalidUTF8(t *testing.T) {
+	err := &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "CreateBackup", Err: &awshttp.ResponseError{
+		ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 400}},
+			Err: &types.TableNotFoundException{Message: strPtr("no table \xff")}},
+		RequestID: "REQ-\xff",
+	}}
+	st, _ := Status(err, Request{})
+	var info *errdetails.ErrorInfo
+	for _, d := range st.Details() {
+		if i, ok := d.(*errdetails.ErrorInfo); ok {
+			info = i
+		}
+	}
+	if info == nil || info.GetReason() != "TABLE_NOT_FOUND" || info.GetMetadata()["aws_request_id"] != "REQ-\uFFFD" || !utf8.ValidString(st.Message()) {
+		t.Errorf("status %v, ErrorInfo %v; want TABLE_NOT_FOUND with the request id made valid", st, info)
 	}
 }
 

@@ -148,9 +148,10 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	}
 	path := service.Quote(r.URL.Path)
 	code, reason := codes.NotFound, rpcerror.ReasonRouteNotFound
-	msg := fmt.Sprintf("no route for %s %s; see the API reference", r.Method, path)
+	method := echo(r.Method, maxMethodEcho) // a method may be up to the 64 KiB of the headers
+	msg := fmt.Sprintf("no route for %s %s; see the API reference", method, path)
 	if hint := escapeHint(r.URL.EscapedPath()); hint != "" {
-		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", r.Method, path, hint)
+		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", method, path, hint)
 	}
 	var account, region string
 	if httpStatus == http.StatusMethodNotAllowed {
@@ -158,7 +159,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		account, region = pathTarget(params)
 		w.Header().Set("Allow", strings.Join(methods, ", "))
 		code, reason = codes.Unimplemented, rpcerror.ReasonMethodNotAllowed
-		msg = fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, path, strings.Join(methods, ", "))
+		msg = fmt.Sprintf("method %s is not allowed on %s; it takes %s", method, path, strings.Join(methods, ", "))
 		switch {
 		case verb == "restore":
 			msg += "; a restore is POST …{backup_arn}:restore, and GET and DELETE take …{backup_arn} without :restore"
@@ -183,7 +184,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 // not take: logged and counted under "unknown", and without waiting for a
 // body.
 func (g *gateway) notAllowed(w http.ResponseWriter, r *http.Request, allow string) {
-	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", r.Method, service.Quote(r.URL.Path), allow)
+	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", echo(r.Method, maxMethodEcho), service.Quote(r.URL.Path), allow)
 	st := refusal(codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, msg, "")
 	g.logRouting(r, codes.Unimplemented, "", "")
 	if r.ContentLength != 0 {

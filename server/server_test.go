@@ -1075,3 +1075,16 @@ func TestInProcessServesEveryMethod(t *testing.T) {
 		}
 	}
 }
+
+// TestLongMethodIsNotRepeatedWhole: an HTTP method may be as long as the
+// headers allow; a 404 or 405 names it cut short, as the log does.
+func TestLongMethodIsNotRepeatedWhole(t *testing.T) {
+	f := newFixture(t)
+	method := strings.Repeat("M", 20000)
+	for _, path := range []string{"/nope", "/healthz", "/v1/backups/x"} {
+		resp, body := f.do(t, method, path, nil)
+		if resp.StatusCode != 404 && resp.StatusCode != 405 || len(body) > 2048 {
+			t.Errorf("%s: %d with a %d-byte body; want 404 or 405, short", path, resp.StatusCode, len(body))
+		}
+	}
+}
