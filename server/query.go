@@ -115,6 +115,16 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 			})
 			continue
 		}
+		if parent, _, dotted := strings.Cut(name, "."); dotted {
+			// grpc-gateway would set the timestamp from both it and its
+			// parts, in map order: the filter would change from one
+			// request to the next.
+			if pfd := md.Fields().ByName(protoreflect.Name(parent)); pfd != nil && isTimestamp(pfd) {
+				vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+					"%s is a part of %s, which takes one RFC 3339 timestamp: give it whole, as %s", name, parent, pfd.JSONName())})
+				continue
+			}
+		}
 		same := spellings[name]
 		if same[0] != key {
 			continue // judged with its first spelling

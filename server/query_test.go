@@ -62,6 +62,12 @@ func TestListQuery(t *testing.T) {
 			fields: []string{"page_size"}, rules: []string{"must be given once; got 3 values, as pageSize and page_size"}},
 		{name: "a timestamp in both spellings", query: "timeRangeLowerBound=2026-01-02T15:04:05Z&time_range_lower_bound=2026-01-02T15:04:05Z",
 			fields: []string{"time_range_lower_bound"}, rules: []string{"must be given once; got 2 values, as timeRangeLowerBound and time_range_lower_bound"}},
+		// Set from both in map order, the bound would change from one
+		// request to the next.
+		{name: "a timestamp and a part of it", query: "timeRangeLowerBound=2026-01-02T15:04:05Z&timeRangeLowerBound.seconds=5",
+			fields: []string{"time_range_lower_bound.seconds"}, rules: []string{"is a part of time_range_lower_bound, which takes one RFC 3339 timestamp: give it whole, as timeRangeLowerBound"}},
+		{name: "a part of a timestamp alone", query: "time_range_upper_bound.nanos=5",
+			fields: []string{"time_range_upper_bound.nanos"}, rules: []string{"is a part of time_range_upper_bound"}},
 		{name: "the path's account in both spellings", query: "accountId=111111111111&account_id=111111111111",
 			fields: []string{"account_id"}, rules: []string{"comes from the path; leave it out of the query"}},
 		{name: "a long unknown name is shortened", query: strings.Repeat("k", 100) + "=1",
