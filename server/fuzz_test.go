@@ -419,9 +419,6 @@ func checkPathReachedService(t *testing.T, escaped string, called any, desc stri
 			t.Errorf("%T got backup_arn %q from path %q; %s", req, got, escaped, desc)
 		}
 	}
-	// Known to fail when fuzzed: a path or query value of invalid UTF-8
-	// reaches the service over REST, where gRPC's codec would refuse the
-	// request as malformed (the service's validation refuses it too).
 	if m, ok := called.(proto.Message); ok {
 		if _, err := proto.Marshal(m); err != nil {
 			t.Errorf("the service got a request gRPC could not carry (%v): %v; %s", err, m, desc)

@@ -38,6 +38,13 @@ func TestRESTRefusals(t *testing.T) {
 		{name: "unknown body field", method: "POST", path: create, body: `{"backupName":"nightly","bogus":1}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"bogus"}, rules: []string{"is not a field of the request body; it takes region, backupName, requestId"}},
+		// gRPC refuses a string that is not UTF-8 as malformed; so does REST.
+		{name: "a path value not UTF-8", method: "GET", path: "/v1/backups/%80",
+			status: 400, reason: "INVALID_ARGUMENT",
+			fields: []string{"backup_arn"}, rules: []string{`must be UTF-8 text once unescaped; got "\x80"`}},
+		{name: "a query value not UTF-8", method: "GET", path: "/v1/accounts/111111111111/backups?tableName=%80",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"tableName"}, rules: []string{`must be UTF-8 text once unescaped; got "\x80"`}},
 		{name: "empty body key", method: "POST", path: create, body: `{"backupName":"nightly","":1}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{`""`}, rules: []string{"is not a field of the request body; it takes region, backupName, requestId"}},

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
@@ -314,6 +315,7 @@ func restRefusal(ctx context.Context, method string) error {
 				"query is not taken by this route; got %s", service.Quote(call.query))})
 		}
 	}
+	vs = append(vs, notText(call)...)
 	if call.hasBody && !takesBody[method] {
 		vs = append(vs, service.FieldViolation{Field: "body",
 			Description: "body is not taken by this route: its parameters are in the path (and, for ListBackups, the query)"})
@@ -323,4 +325,28 @@ func restRefusal(ctx context.Context, method string) error {
 		return nil
 	}
 	return &service.InvalidArgumentError{Violations: vs}
+}
+
+// notText lists the path and query values that are not UTF-8 once
+// unescaped (%80, say). gRPC refuses such a string as a malformed
+// message; over REST the gateway would hand it to the service.
+func notText(call *restCall) []service.FieldViolation {
+	var vs []service.FieldViolation
+	for _, name := range slices.Sorted(maps.Keys(call.params)) {
+		if v := call.params[name]; !utf8.ValidString(v) {
+			vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+				"%s must be UTF-8 text once unescaped; got %s", name, service.Quote(v))})
+		}
+	}
+	values, _ := url.ParseQuery(call.query)
+	for _, key := range slices.Sorted(maps.Keys(values)) {
+		for _, v := range values[key] {
+			if !utf8.ValidString(key) || !utf8.ValidString(v) {
+				vs = append(vs, service.FieldViolation{Field: keyName(key), Description: fmt.Sprintf(
+					"%s must be UTF-8 text once unescaped; got %s", keyName(key), service.Quote(v))})
+				break
+			}
+		}
+	}
+	return vs
 }
