@@ -1,6 +1,7 @@
 package rpcerror
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -89,8 +90,8 @@ func FuzzStatus(f *testing.F) {
 			if len(message) >= 8 && strings.Contains(msg, message) {
 				t.Errorf("%s repeats AWS's message %q: %q", reason, message, msg)
 			}
-			for _, m := range signedSecret.FindAllStringSubmatch(msg, -1) {
-				t.Errorf("%s message carries %q: %q", reason, m[0], msg)
+			if LogText(errors.New(msg)) != msg {
+				t.Errorf("%s message carries a signed secret: %q", reason, msg)
 			}
 		}
 		if len(msg) > len(message)+len(code)+1024 {

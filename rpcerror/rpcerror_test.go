@@ -274,6 +274,12 @@ func TestLogTextRedactsSignedSecrets(t *testing.T) {
 			"GET /?X-Amz-Credential=ASIAEXAMPLEKEY%2F20261126&X-Amz-Security-Token=TOKENEXAMPLE&X-Amz-Signature=beef",
 			[]string{"X-Amz-Credential=[redacted]&X-Amz-Security-Token=[redacted]&X-Amz-Signature=[redacted]"},
 			[]string{"ASIAEXAMPLEKEY", "TOKENEXAMPLE", "beef"}},
+		// One key's value must not take in the next key and leave its
+		// value whole (found by fuzzing).
+		{"a key right after a key",
+			"X-AmZ-seCuritY-token:X-Amz-Security-Token: SECRETVALUE0",
+			[]string{"X-Amz-Security-Token: [redacted]"},
+			[]string{"SECRETVALUE0"}},
 		{"nothing signed", "operation error DynamoDB: CreateBackup, TableNotFoundException: Table not found: Orders",
 			[]string{"operation error DynamoDB: CreateBackup, TableNotFoundException: Table not found: Orders"}, nil},
 	}
