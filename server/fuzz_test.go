@@ -16,7 +16,6 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -51,26 +50,6 @@ const (
 	maxFuzzLogLine     = 16 << 10
 )
 
-// countingObserver counts the requests the handler observed.
-type countingObserver struct {
-	mu sync.Mutex
-	n  []string
-}
-
-func (o *countingObserver) ObserveRequest(method string, code codes.Code, _ time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.n = append(o.n, method+" "+code.String())
-}
-
-func (o *countingObserver) take() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	n := o.n
-	o.n = nil
-	return n
-}
-
 // notConfigured resolves no account: the real service then validates a
 // request and answers NOT_FOUND, without AWS.
 type notConfigured struct{}
@@ -83,7 +62,7 @@ func (notConfigured) Resolve(account, _ string) (accounts.Target, error) {
 type fuzzHandler struct {
 	h        http.Handler
 	stub     *stub // nil for the real service
-	observed *countingObserver
+	observed *observed
 	logs     *lockedWriter
 	buf      *bytes.Buffer
 }
@@ -92,7 +71,7 @@ const fuzzToken = "orders-token"
 
 func newFuzzHandler(tb testing.TB, mode int) *fuzzHandler {
 	tb.Helper()
-	fh := &fuzzHandler{observed: &countingObserver{}, buf: &bytes.Buffer{}}
+	fh := &fuzzHandler{observed: &observed{}, buf: &bytes.Buffer{}}
 	fh.logs = &lockedWriter{w: fh.buf}
 	opts := Options{Logger: slog.New(slog.NewJSONHandler(fh.logs, nil)), Metrics: fh.observed}
 	switch mode {

@@ -204,13 +204,13 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 }
 
 // closeUnread closes an HTTP/1 connection once it has answered a request
-// whose body backupd leaves unread. net/http would otherwise read what is
-// left of the body, before the answer and again after it, to keep the
-// connection: a body that comes slowly or never would hold the answer, or
-// the connection, for the whole read timeout. Over HTTP/2 only the stream
-// ends, and net/http resets it itself.
+// whose body, if it has one, backupd leaves unread. net/http would
+// otherwise read what is left of the body, before the answer and again
+// after it, to keep the connection: a body that comes slowly or never
+// would hold the answer, or the connection, for the whole read timeout.
+// Over HTTP/2 only the stream ends, and net/http resets it itself.
 func closeUnread(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor != 1 {
+	if r.ProtoMajor != 1 || r.ContentLength == 0 {
 		return
 	}
 	w.Header().Set("Connection", "close")
@@ -330,23 +330,28 @@ func restRefusal(ctx context.Context, method string) error {
 // notText lists the path and query values that are not UTF-8 once
 // unescaped (%80, say). gRPC refuses such a string as a malformed
 // message; over REST the gateway would hand it to the service.
+// It allocates nothing for a request whose values are all text.
 func notText(call *restCall) []service.FieldViolation {
 	var vs []service.FieldViolation
-	for _, name := range slices.Sorted(maps.Keys(call.params)) {
-		if v := call.params[name]; !utf8.ValidString(v) {
-			vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
-				"%s must be UTF-8 text once unescaped; got %s", name, service.Quote(v))})
+	add := func(field, got string) {
+		vs = append(vs, service.FieldViolation{Field: field, Description: fmt.Sprintf(
+			"%s must be UTF-8 text once unescaped; got %s", field, service.Quote(got))})
+	}
+	for name, v := range call.params {
+		if !utf8.ValidString(v) {
+			add(name, v)
 		}
 	}
-	values, _ := url.ParseQuery(call.query)
-	for _, key := range slices.Sorted(maps.Keys(values)) {
-		for _, v := range values[key] {
-			if !utf8.ValidString(key) || !utf8.ValidString(v) {
-				vs = append(vs, service.FieldViolation{Field: keyName(key), Description: fmt.Sprintf(
-					"%s must be UTF-8 text once unescaped; got %s", keyName(key), service.Quote(v))})
-				break
+	if call.query != "" {
+		values, _ := url.ParseQuery(call.query)
+		for key, vals := range values {
+			if bad := slices.IndexFunc(vals, func(v string) bool { return !utf8.ValidString(v) }); bad >= 0 {
+				add(keyName(key), vals[bad])
+			} else if !utf8.ValidString(key) {
+				add(keyName(key), key)
 			}
 		}
 	}
+	slices.SortFunc(vs, func(a, b service.FieldViolation) int { return strings.Compare(a.Field, b.Field) })
 	return vs
 }

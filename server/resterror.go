@@ -169,9 +169,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	}
 	st := refusal(code, reason, msg, account)
 	g.logRouting(r, code, account, region)
-	if r.ContentLength != 0 {
-		closeUnread(w, r) // no route reads it
-	}
+	closeUnread(w, r) // no route reads its body
 	if httpStatus == http.StatusMethodNotAllowed {
 		writeStatus(w, st, httpStatus)
 		return
@@ -187,9 +185,7 @@ func (g *gateway) notAllowed(w http.ResponseWriter, r *http.Request, allow strin
 	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", echo(r.Method, maxMethodEcho), service.Quote(r.URL.Path), allow)
 	st := refusal(codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, msg, "")
 	g.logRouting(r, codes.Unimplemented, "", "")
-	if r.ContentLength != 0 {
-		closeUnread(w, r)
-	}
+	closeUnread(w, r)
 	w.Header().Set("Allow", allow)
 	writeStatus(w, st, http.StatusMethodNotAllowed)
 }

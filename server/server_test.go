@@ -118,6 +118,15 @@ func (o *observed) counted() []string {
 	return slices.Clone(o.calls)
 }
 
+// take is counted, forgetting what it returns.
+func (o *observed) take() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	calls := o.calls
+	o.calls = nil
+	return calls
+}
+
 // called reports the request that reached the stub service, if any.
 func (s *stub) called() any {
 	s.mu.Lock()
