@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -176,42 +175,8 @@ type instance struct {
 	http     *http.Client
 	conn     *grpc.ClientConn
 	client   backupv1.BackupServiceClient
-	logs     *lockedBuffer
+	logs     *testenv.Buffer
 	done     chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Lines returns the log lines that contain every one of subs.
-func (l *lockedBuffer) Lines(subs ...string) []string {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(l.String()))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-lines:
-	for sc.Scan() {
-		for _, s := range subs {
-			if !strings.Contains(sc.Text(), s) {
-				continue lines
-			}
-		}
-		out = append(out, sc.Text())
-	}
-	return out
 }
 
 // account is one account in a test's backupd config.
@@ -296,7 +261,7 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 // is not nil. At cleanup the process gets SIGTERM.
 func startProcess(t *testing.T, grpcAddr, httpAddr string, clientTLS *tls.Config, env []string, args ...string) *instance {
 	t.Helper()
-	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, http: http.DefaultClient, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, http: http.DefaultClient, logs: &testenv.Buffer{}, done: make(chan error, 1)}
 	creds := insecure.NewCredentials()
 	if clientTLS != nil {
 		inst.httpURL = "https://" + httpAddr

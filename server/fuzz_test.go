@@ -36,6 +36,7 @@ import (
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/service"
+	"github.com/backupd/backupd/testenv"
 )
 
 // Fuzz tests of the REST front: the whole HTTP handler, and the helpers
@@ -63,16 +64,14 @@ type fuzzHandler struct {
 	h        http.Handler
 	stub     *stub // nil for the real service
 	observed *observed
-	logs     *lockedWriter
-	buf      *bytes.Buffer
+	logs     *testenv.Buffer
 }
 
 const fuzzToken = "orders-token"
 
 func newFuzzHandler(tb testing.TB, mode int) *fuzzHandler {
 	tb.Helper()
-	fh := &fuzzHandler{observed: &observed{}, buf: &bytes.Buffer{}}
-	fh.logs = &lockedWriter{w: fh.buf}
+	fh := &fuzzHandler{observed: &observed{}, logs: &testenv.Buffer{}}
 	opts := Options{Logger: slog.New(slog.NewJSONHandler(fh.logs, nil)), Metrics: fh.observed}
 	switch mode {
 	case 0:
@@ -208,9 +207,7 @@ func FuzzHTTPHandler(f *testing.F) {
 			fh.stub.mu.Unlock()
 		}
 		fh.observed.take()
-		fh.logs.mu.Lock()
-		fh.buf.Reset()
-		fh.logs.mu.Unlock()
+		fh.logs.Reset()
 
 		// The path as the gateway routes it (UnescapingModeAllExceptSlash):
 		// RawPath, which EscapedPath gives up when it holds a character
@@ -329,9 +326,7 @@ func FuzzHTTPHandler(f *testing.F) {
 // of bounded length.
 func checkLogLines(t *testing.T, fh *fuzzHandler, desc string) {
 	t.Helper()
-	fh.logs.mu.Lock()
-	text := fh.buf.String()
-	fh.logs.mu.Unlock()
+	text := fh.logs.String()
 	requests := 0
 	for line := range strings.Lines(text) {
 		var m map[string]any

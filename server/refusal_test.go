@@ -361,7 +361,7 @@ func TestUncleanPathsAreNotRedirected(t *testing.T) {
 				t.Errorf("the service was called with %v", got)
 			}
 			decoded, _ := url.PathUnescape(tt.path)
-			if logs := f.logText(); !strings.Contains(logs, `"route":"`+tt.method+" "+decoded+`"`) {
+			if logs := f.logs.String(); !strings.Contains(logs, `"route":"`+tt.method+" "+decoded+`"`) {
 				t.Errorf("not logged:\n%s", logs)
 			}
 		})

@@ -32,6 +32,7 @@ import (
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/testenv"
 )
 
 // stub records what reached the service and answers with err when set.
@@ -91,8 +92,7 @@ type fixture struct {
 	stub   *stub
 	health *Health
 	http   *httptest.Server
-	logs   *bytes.Buffer
-	logw   *lockedWriter
+	logs   *testenv.Buffer
 	client backupv1.BackupServiceClient
 	conn   *grpc.ClientConn
 	// observed is the server's RequestObserver.
@@ -152,9 +152,8 @@ func newFixture(t *testing.T) *fixture {
 // newFixtureWith lets set change the server's options before it starts.
 func newFixtureWith(t *testing.T, set func(*Options)) *fixture {
 	t.Helper()
-	f := &fixture{stub: &stub{}, health: NewHealth(), logs: &bytes.Buffer{}, observed: &observed{}}
-	f.logw = &lockedWriter{w: f.logs}
-	logger := slog.New(slog.NewJSONHandler(f.logw, nil))
+	f := &fixture{stub: &stub{}, health: NewHealth(), logs: &testenv.Buffer{}, observed: &observed{}}
+	logger := slog.New(slog.NewJSONHandler(f.logs, nil))
 	opts := Options{Service: f.stub, Logger: logger, Metrics: f.observed}
 	set(&opts)
 	srv := NewGRPC(opts, f.health)
@@ -178,25 +177,6 @@ func newFixtureWith(t *testing.T, set func(*Options)) *fixture {
 	f.http = httptest.NewServer(h)
 	t.Cleanup(f.http.Close)
 	return f
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-// logText is the log so far, read under the writer's lock: for a test that
-// reads while requests may still be logging.
-func (f *fixture) logText() string {
-	f.logw.mu.Lock()
-	defer f.logw.mu.Unlock()
-	return f.logs.String()
 }
 
 func (f *fixture) do(t *testing.T, method, path string, body io.Reader) (*http.Response, []byte) {
@@ -460,7 +440,7 @@ func TestCallersAreCheckedFirst(t *testing.T) {
 	// A caller refused is its own mistake, at INFO, whether or not the
 	// gateway found the request malformed first; ERROR is for AWS
 	// refusing backupd.
-	if logs := f.logText(); strings.Contains(logs, `"level":"ERROR"`) {
+	if logs := f.logs.String(); strings.Contains(logs, `"level":"ERROR"`) {
 		t.Errorf("a caller's refusal logged at ERROR:\n%s", logs)
 	}
 
@@ -752,10 +732,10 @@ func TestCallerDeadlineIsLoggedAsADeadline(t *testing.T) {
 		}
 	}
 	// The server's lines may lag the client's error a little.
-	for deadline := time.Now().Add(5 * time.Second); strings.Count(f.logText(), `"code":"DeadlineExceeded"`) < 5 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(f.logs.String(), `"code":"DeadlineExceeded"`) < 5 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
-	logs := f.logText()
+	logs := f.logs.String()
 	if n := strings.Count(logs, `"code":"DeadlineExceeded"`); n != 5 || strings.Contains(logs, `"code":"Canceled"`) {
 		t.Errorf("%d of 5 lines say DeadlineExceeded:\n%s", n, logs)
 	}
@@ -840,7 +820,7 @@ func TestRESTCallerIsTheConnectionsPeer(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			logs := f.logText()
+			logs := f.logs.String()
 			if !strings.Contains(logs, `"caller":"rest:127.0.0.1"`) || strings.Contains(logs, `"caller":"rest:6.6.6.6`) {
 				t.Errorf("caller not the connection's peer:\n%.400s", logs)
 			}
@@ -863,7 +843,7 @@ func TestLogRedactsSignedSecrets(t *testing.T) {
 	if status.Code(err) != codes.Internal {
 		t.Fatalf("CreateBackup: %v, want INTERNAL", err)
 	}
-	logs := f.logText()
+	logs := f.logs.String()
 	if !strings.Contains(logs, `x-amz-security-token:[redacted]`) || strings.Contains(logs, "SESSIONTOKENSECRET") {
 		t.Errorf("log %s: want the error with its session token redacted", logs)
 	}
@@ -977,7 +957,7 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			counted, lines := len(f.observed.counted()), strings.Count(f.logText(), `"msg":"request"`)
+			counted, lines := len(f.observed.counted()), strings.Count(f.logs.String(), `"msg":"request"`)
 			conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -1009,7 +989,7 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 			if got := f.observed.counted()[counted:]; len(got) != 1 || got[0] != tt.counted {
 				t.Errorf("counted %q; want once, %q", got, tt.counted)
 			}
-			if n := strings.Count(f.logText(), `"msg":"request"`) - lines; n != 1 {
+			if n := strings.Count(f.logs.String(), `"msg":"request"`) - lines; n != 1 {
 				t.Errorf("%d request lines logged; want 1", n)
 			}
 		})

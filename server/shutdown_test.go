@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backupd/backupd/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -43,14 +43,12 @@ type shutdownFixture struct {
 	conn    *grpc.ClientConn
 	release chan struct{}
 	held    chan struct{} // a call reached the handler
-	logs    *lockedWriter
-	buf     *bytes.Buffer
+	logs    *testenv.Buffer
 }
 
 func newShutdownFixture(t *testing.T) *shutdownFixture {
 	t.Helper()
-	f := &shutdownFixture{release: make(chan struct{}), held: make(chan struct{}, 1), buf: &bytes.Buffer{}}
-	f.logs = &lockedWriter{w: f.buf}
+	f := &shutdownFixture{release: make(chan struct{}), held: make(chan struct{}, 1), logs: &testenv.Buffer{}}
 	t.Cleanup(func() {
 		select {
 		case <-f.release:
@@ -98,16 +96,10 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 	return f
 }
 
-func (f *shutdownFixture) logText() string {
-	f.logs.mu.Lock()
-	defer f.logs.mu.Unlock()
-	return f.buf.String()
-}
-
 // messages are the log's msg values, in order.
 func (f *shutdownFixture) messages() []string {
 	var msgs []string
-	for _, line := range strings.Split(strings.TrimSpace(f.logText()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
 		var r struct{ Msg string }
 		if err := json.Unmarshal([]byte(line), &r); err == nil {
 			msgs = append(msgs, r.Msg)

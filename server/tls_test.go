@@ -162,8 +162,7 @@ func TestTLSCertificateRotates(t *testing.T) {
 func TestTLSBrokenRotationIsLogged(t *testing.T) {
 	first := testenv.SelfSignedTLS(t)
 	const interval = 200 * time.Millisecond
-	var buf strings.Builder
-	logs := &lockedWriter{w: &buf}
+	logs := &testenv.Buffer{}
 	cfg, err := loadTLS(first.CertFile, first.KeyFile, "", interval, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -189,13 +188,12 @@ func TestTLSBrokenRotationIsLogged(t *testing.T) {
 	if err := get(second.Pool); err != nil {
 		t.Errorf("the next good pair is not served: %v", err)
 	}
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
-	if n := strings.Count(buf.String(), `"level":"ERROR","msg":"tls: the certificate files changed but cannot be loaded`); n != 1 {
-		t.Errorf("%d ERROR lines, want 1:\n%s", n, buf.String())
+	buf := logs.String()
+	if n := strings.Count(buf, `"level":"ERROR","msg":"tls: the certificate files changed but cannot be loaded`); n != 1 {
+		t.Errorf("%d ERROR lines, want 1:\n%s", n, buf)
 	}
-	if !strings.Contains(buf.String(), `"level":"INFO","msg":"tls: the certificate files load again"`) {
-		t.Errorf("the recovery is not logged:\n%s", buf.String())
+	if !strings.Contains(buf, `"level":"INFO","msg":"tls: the certificate files load again"`) {
+		t.Errorf("the recovery is not logged:\n%s", buf)
 	}
 }
 
@@ -237,7 +235,7 @@ func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedWriter{w: &strings.Builder{}}
+	logs := &testenv.Buffer{}
 	hs := NewHTTPServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -250,9 +248,7 @@ func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
 	}
 	want := `"level":"WARN","msg":"http: TLS handshake error from 127.0.0.1:`
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		logs.mu.Lock()
-		got := logs.w.(*strings.Builder).String()
-		logs.mu.Unlock()
+		got := logs.String()
 		if strings.Contains(got, want) {
 			return
 		}

@@ -179,7 +179,7 @@ func startMoto(t testing.TB, bin string) (string, error) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
-	out := &syncBuffer{}
+	out := &Buffer{}
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -221,21 +221,48 @@ func startMoto(t testing.TB, bin string) (string, error) {
 	return url, nil
 }
 
-type syncBuffer struct {
+// Buffer is a bytes.Buffer that a server may write to while the test reads
+// it: the sink for a log or a child process's output that the test
+// inspects before the writer has stopped.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns everything written so far.
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Reset forgets everything written so far.
+func (b *Buffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
+}
+
+// Lines returns the lines written so far that contain every one of subs.
+func (b *Buffer) Lines(subs ...string) []string {
+	var out []string
+lines:
+	for line := range strings.Lines(b.String()) {
+		line = strings.TrimSuffix(line, "\n")
+		for _, s := range subs {
+			if !strings.Contains(line, s) {
+				continue lines
+			}
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 func need(t testing.TB, env, what string) string {
