@@ -82,48 +82,76 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if account == "" {
 		account, region = target(req)
 	}
-	if st := i.record(ctx, info.FullMethod, account, region, principal, start, err, req, resp); st != nil {
+	done := finished{method: info.FullMethod, account: account, region: region, principal: principal,
+		start: start, err: err, req: req, resp: resp}
+	if st := i.record(ctx, done); st != nil {
 		return nil, st.Err()
 	}
 	return resp, nil
 }
 
-// record maps err to the status the caller gets, writes the request's log
-// line and counts it. It returns nil when err is nil. req and resp, when
-// not nil, give the line the request's request_id and the backup it made
-// or named, which is what a caller's support ticket asks about.
-func (i *interceptor) record(ctx context.Context, method, account, region, principal string, start time.Time, err error, req, resp any) *status.Status {
-	account, region = accountOrNone(account), regionOrNone(region)
-	code, level := codes.OK, slog.LevelInfo
+// finished is a call as record learns of it.
+type finished struct {
+	method, account, region, principal string
+	start                              time.Time
+	err                                error
+	// req and resp, when not nil, give the log line the request's
+	// request_id and the backup it made or named, which is what a
+	// caller's support ticket asks about.
+	req, resp any
+}
+
+// record maps the call's error to the status the caller gets, writes the
+// request's log line and counts it. It returns nil when the call did not
+// fail.
+func (i *interceptor) record(ctx context.Context, c finished) *status.Status {
+	l := requestLine{method: c.method, caller: caller(ctx), account: accountOrNone(c.account), region: regionOrNone(c.region),
+		principal: c.principal, code: codes.OK, level: slog.LevelInfo,
+		requestID: requestIDOf(c.req), backupARN: backupARNOf(c.req, c.resp)}
 	var st *status.Status
-	if err != nil {
-		var internal bool
-		st, internal = rpcerror.Status(err, rpcerror.Request{AccountID: account})
-		code = st.Code()
-		if code == codes.Canceled && deadlineDue(ctx) {
-			// A gRPC client cancels the stream as its deadline passes,
-			// a moment before the server's own timer would: the line
-			// and the metrics say what happened, and so does the
-			// error, which says only that the context was canceled.
-			code = codes.DeadlineExceeded
-			err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
-		}
-		level = levelOf(code, internal, err)
+	if c.err != nil {
+		st = l.fail(ctx, c.err)
 	}
-	l := requestLine{method: method, caller: caller(ctx), account: account, region: region,
-		principal: principal, code: code, level: level, err: err}
-	if r, ok := req.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
-		l.requestID = echo(r.GetRequestId(), maxRequestIDEcho)
-	}
-	if r, ok := req.(interface{ GetBackupArn() string }); ok && r.GetBackupArn() != "" {
-		l.backupARN = echo(r.GetBackupArn(), maxARNEcho)
-	} else if r, ok := resp.(interface {
-		GetBackupDetails() *backupv1.BackupDetails
-	}); ok && r.GetBackupDetails() != nil {
-		l.backupARN = r.GetBackupDetails().GetBackupArn()
-	}
-	i.write(ctx, l, start)
+	i.write(ctx, l, c.start)
 	return st
+}
+
+// fail maps err to the status the caller gets, and sets the line's code,
+// level and error from it.
+func (l *requestLine) fail(ctx context.Context, err error) *status.Status {
+	st, internal := rpcerror.Status(err, rpcerror.Request{AccountID: l.account})
+	l.code = st.Code()
+	if l.code == codes.Canceled && deadlineDue(ctx) {
+		// A gRPC client cancels the stream as its deadline passes, a
+		// moment before the server's own timer would: the line and the
+		// metrics say what happened, and so does the error, which says
+		// only that the context was canceled.
+		l.code = codes.DeadlineExceeded
+		err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
+	}
+	l.level, l.err = levelOf(l.code, internal, err), err
+	return st
+}
+
+// requestIDOf is the request's request_id, cut short, or "".
+func requestIDOf(req any) string {
+	if r, ok := req.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
+		return echo(r.GetRequestId(), maxRequestIDEcho)
+	}
+	return ""
+}
+
+// backupARNOf is the backup the request named or the response made, or "".
+func backupARNOf(req, resp any) string {
+	if r, ok := req.(interface{ GetBackupArn() string }); ok && r.GetBackupArn() != "" {
+		return echo(r.GetBackupArn(), maxARNEcho)
+	}
+	if r, ok := resp.(interface {
+		GetBackupDetails() *backupv1.BackupDetails
+	}); ok {
+		return r.GetBackupDetails().GetBackupArn()
+	}
+	return ""
 }
 
 // levelOf is the level of a failed request's log line: ERROR for what

@@ -77,7 +77,7 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 			tooBig = false
 			logged = authErr // the log's level tells a caller refused from AWS refusing backupd
 		}
-		g.ic.record(ctx, method, account, region, principal, call.start, logged, nil, nil)
+		g.ic.record(ctx, finished{method: method, account: account, region: region, principal: principal, start: call.start, err: logged})
 	}
 	if tooBig {
 		writeStatus(w, st, http.StatusRequestEntityTooLarge)
