@@ -1,30 +1,22 @@
 package accounts
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
-	"github.com/aws/smithy-go/logging"
 
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
@@ -404,64 +396,6 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 	}
 }
 
-// Sequential calls reuse one connection, and each request leaves in one
-// write: headers and body together. Without inMemoryBodies, net/http wrote
-// the SDK's body apart from the headers, and about 2% of calls dropped
-// their connection (smithy-go's WriteTo racing net/http's writer).
-func TestSequentialCallsReuseTheirConnection(t *testing.T) {
-	var conns atomic.Int32
-	var badBodies atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if body, err := io.ReadAll(r.Body); err != nil || string(body) != `{"TableName":"Orders"}` {
-			badBodies.Add(1)
-		}
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		_, _ = w.Write([]byte(`{"BackupSummaries":[]}`))
-	}))
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	var writes atomic.Int32
-	client := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
-		var d net.Dialer
-		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			return countingConn{c, &writes}, err
-		}
-	})
-	target := targetWith(t, srv.URL, PooledHTTPClient(client))
-	const calls = 1000
-	for range calls {
-		if _, err := target.DynamoDB.ListBackups(context.Background(), &dynamodb.ListBackupsInput{TableName: aws.String("Orders")}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := conns.Load(); n != 1 {
-		t.Errorf("%d sequential calls opened %d connections, want 1", calls, n)
-	}
-	if n := writes.Load(); n != calls {
-		t.Errorf("%d calls took %d writes, want one each", calls, n)
-	}
-	if n := badBodies.Load(); n != 0 {
-		t.Errorf("%d requests arrived without their whole body", n)
-	}
-}
-
-// countingConn counts its writes.
-type countingConn struct {
-	net.Conn
-	writes *atomic.Int32
-}
-
-func (c countingConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
-}
-
 // slowRoles hands out credentials only when the call's context ends: STS
 // did not answer in time.
 type slowRoles struct{}
@@ -667,54 +601,4 @@ func targetWith(t *testing.T, endpoint string, client aws.HTTPClient) Target {
 		t.Fatal(err)
 	}
 	return target
-}
-
-func TestSDKLogger(t *testing.T) {
-	var buf bytes.Buffer
-	l := SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	l.Logf(logging.Warn, "falling back to IMDSv1: %v", "token refused")
-	l.Logf(logging.Debug, "request %d", 7)
-	var got []string
-	for line := range strings.Lines(buf.String()) {
-		var r struct{ Level, Msg string }
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		got = append(got, r.Level+" "+r.Msg)
-	}
-	want := []string{"WARN AWS SDK: falling back to IMDSv1: token refused", "DEBUG AWS SDK: request 7"}
-	if !slices.Equal(got, want) {
-		t.Errorf("log %q, want %q", got, want)
-	}
-}
-
-func TestCheckCredentials(t *testing.T) {
-	canceled, cancel := context.WithCancel(context.Background())
-	cancel()
-	tests := []struct {
-		name    string
-		ctx     context.Context
-		creds   aws.CredentialsProvider
-		wantErr string // a part of the error; "" for none
-	}{
-		{"credentials found", context.Background(), credentials.NewStaticCredentialsProvider("AKID", "secret", ""), ""},
-		{"none in the chain", context.Background(), aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{}, errors.New("no EC2 IMDS role found")
-		}), "no EC2 IMDS role found"},
-		{"no provider", context.Background(), nil, "no AWS credentials provider"},
-		{"start-up canceled", canceled, aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
-			return aws.Credentials{}, ctx.Err()
-		}), "context canceled"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := CheckCredentials(tt.ctx, aws.Config{Credentials: tt.creds})
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("err = %v", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("err = %v; want it to say %q", err, tt.wantErr)
-			}
-		})
-	}
 }

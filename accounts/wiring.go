@@ -1,23 +1,13 @@
 package accounts
 
 import (
-	"bytes"
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"time"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/smithy-go/logging"
 
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
 )
@@ -34,7 +24,7 @@ type Observers interface {
 // DynamoDB clients gated by lim, all sharing one pooled HTTP client. obs
 // may be nil.
 func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter, obs Observers) (*Registry, error) {
-	awsCfg.HTTPClient = PooledHTTPClient(awsCfg.HTTPClient)
+	awsCfg.HTTPClient = awsbase.PooledHTTPClient(awsCfg.HTTPClient)
 	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = awsratelimit.None })
 	})
@@ -63,106 +53,4 @@ func Rates(accounts []config.Account) map[ratelimit.Key]float64 {
 		}
 	}
 	return rates
-}
-
-// Idle connections kept per DynamoDB host and in all. The SDK's default of
-// 10 per host makes a busy account open (and in production TLS-handshake) a
-// new connection for about every other call once more than 10 are in
-// flight; with account-based endpoints every account is its own host.
-const (
-	maxIdleConnsPerHost = 128
-	maxIdleConns        = 1024
-)
-
-// PooledHTTPClient returns c (the SDK's buildable client, or a new one when
-// c is nil) with enough idle connections for concurrent calls. Other HTTP
-// clients are returned unchanged: their owner chose their pooling.
-func PooledHTTPClient(c aws.HTTPClient) aws.HTTPClient {
-	bc, ok := c.(*awshttp.BuildableClient)
-	if c == nil {
-		bc, ok = awshttp.NewBuildableClient(), true
-	}
-	if !ok {
-		return c
-	}
-	return inMemoryBodies{bc.WithTransportOptions(func(t *http.Transport) {
-		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
-		t.MaxIdleConns = max(t.MaxIdleConns, maxIdleConns)
-	})}
-}
-
-// maxInMemoryBody is the largest request body inMemoryBodies reads ahead.
-// The DynamoDB backup API's JSON bodies are a few hundred bytes.
-const maxInMemoryBody = 64 << 10
-
-// inMemoryBodies hands net/http request bodies it can see are in memory.
-// The SDK's body is its own stream type, which net/http cannot tell from a
-// slow reader, so it writes the headers and the body as two packets (two
-// syscalls, and two reads and wake-ups at the server) for every call. A
-// bytes.Reader lets it write the request in one, and GetBody lets it resend
-// a request whose pooled connection turned out closed before a byte was
-// written. Reading the SDK's stream here also keeps its WriteTo, which
-// answers io.EOF once the SDK has closed it, out of net/http's write loop:
-// when that close raced the loop, the transport took the EOF for a failed
-// body and dropped a healthy connection (about 2% of calls). Bodies of
-// unknown or large size are passed on with only Read and Close.
-type inMemoryBodies struct {
-	aws.HTTPClient
-}
-
-func (c inMemoryBodies) Do(req *http.Request) (*http.Response, error) {
-	if req.Body == nil || req.Body == http.NoBody {
-		return c.HTTPClient.Do(req)
-	}
-	r := *req
-	if n := req.ContentLength; n > 0 && n <= maxInMemoryBody {
-		body := make([]byte, n)
-		_, err := io.ReadFull(req.Body, body)
-		req.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read request body: %w", err)
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	} else {
-		r.Body = readOnlyBody{req.Body}
-	}
-	return c.HTTPClient.Do(&r)
-}
-
-type readOnlyBody struct {
-	io.ReadCloser
-}
-
-// SDKLogger writes the AWS SDK's own messages (such as falling back to
-// IMDSv1 for backupd's credentials) into backupd's log, instead of plain
-// text beside its JSON lines.
-func SDKLogger(log *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
-		level := slog.LevelWarn
-		if c == logging.Debug {
-			level = slog.LevelDebug
-		}
-		log.Log(context.Background(), level, "AWS SDK: "+fmt.Sprintf(format, v...))
-	})
-}
-
-// CheckCredentials asks for backupd's own AWS credentials once, at start,
-// so that a machine with none (no role, no environment) is told of at once
-// and plainly: requests would otherwise only fail, each as
-// STS_UNAVAILABLE, with the reason in their log lines.
-func CheckCredentials(ctx context.Context, awsCfg aws.Config) error {
-	if awsCfg.Credentials == nil {
-		return errors.New("no AWS credentials provider")
-	}
-	const patience = 10 * time.Second
-	cctx, cancel := context.WithTimeout(ctx, patience)
-	defer cancel()
-	if _, err := awsCfg.Credentials.Retrieve(cctx); err != nil {
-		if ctx.Err() == nil && cctx.Err() != nil {
-			return fmt.Errorf("backupd's own AWS credentials: none found within %v: %w", patience, err)
-		}
-		return fmt.Errorf("backupd's own AWS credentials: %w", err)
-	}
-	return nil
 }

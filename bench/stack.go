@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/metrics"
@@ -171,7 +172,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		BaseEndpoint: aws.String(fakeURL),
 	}
 	// direct-sdk uses the same pooled HTTP client as backupd.
-	awsCfg.HTTPClient = accounts.PooledHTTPClient(awsCfg.HTTPClient)
+	awsCfg.HTTPClient = awsbase.PooledHTTPClient(awsCfg.HTTPClient)
 	if err := s.startBackupd(ctx, cfg, awsCfg); err != nil {
 		return nil, err
 	}

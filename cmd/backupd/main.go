@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/idempotency"
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, w := range cfg.Warnings() {
 		logger.Warn(w)
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion), awsconfig.WithLogger(accounts.SDKLogger(logger)))
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion), awsconfig.WithLogger(awsbase.SDKLogger(logger)))
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
 	}
@@ -99,7 +100,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// (a metadata service that does not answer), health probes should
 	// find the process meanwhile, and a role may come later.
 	go func() {
-		if err := accounts.CheckCredentials(ctx, awsCfg); err != nil && ctx.Err() == nil {
+		if err := awsbase.CheckCredentials(ctx, awsCfg); err != nil && ctx.Err() == nil {
 			logger.Error("no AWS credentials for backupd itself: every request fails (STS_UNAVAILABLE) until the SDK's default chain finds some",
 				slog.String("error", err.Error()))
 		}
