@@ -26,6 +26,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -158,7 +159,35 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 	}
 	defer stack.Close()
 	assumed := stack.Fake.AssumeRoleCalls()
+	printHeader(stdout, opts, stack)
+	results, err := measureAll(ctx, stack, opts)
+	if err != nil {
+		return err
+	}
+	failed, err := printResults(stdout, results, stack.External)
+	if err != nil {
+		return err
+	}
+	if !stack.External {
+		fmt.Fprintf(stdout, "\nAssumeRole calls after warm-up: %d\n", stack.Fake.AssumeRoleCalls()-assumed)
+	}
+	if !slices.Equal(opts.targets, allOrder) {
+		return failed
+	}
+	fmt.Fprintln(stdout, "\nRatios, targets taking turns slice by slice:")
+	printRatios(stdout, results, opts.conc, "each measured alone in its slices")
+	if !slices.Contains(opts.conc, 1) {
+		return failed // taking turns call by call is measured at concurrency 1
+	}
+	byCallFailed, err := loadByCall(ctx, stack, opts, stdout)
+	if err != nil {
+		return err
+	}
+	return cmp.Or(failed, byCallFailed)
+}
 
+// printHeader says what the run measures, and on what.
+func printHeader(stdout io.Writer, opts options, stack *bench.Stack) {
 	limit := "-d " + opts.duration.String()
 	if opts.requests > 0 {
 		limit = "-n " + strconv.Itoa(opts.requests)
@@ -175,7 +204,11 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "fake: %s, in another process (its AssumeRole calls and connections are not counted)\n", opts.fakeURL)
 	}
 	fmt.Fprintln(stdout)
+}
 
+// measureAll measures every target at every concurrency, the targets
+// taking turns slice by slice within each concurrency's rounds.
+func measureAll(ctx context.Context, stack *bench.Stack, opts options) ([]*result, error) {
 	var results []*result
 	for _, c := range opts.conc {
 		byTarget := make([]*result, len(opts.targets))
@@ -185,7 +218,7 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 		for round := range opts.rounds {
 			for _, r := range byTarget {
 				if err := measure(ctx, stack, opts, r, round); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
@@ -194,13 +227,17 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 		}
 		results = append(results, byTarget...)
 	}
+	return results, nil
+}
 
+// printResults prints one row per target and concurrency; failed says
+// which target's calls failed first, if any did.
+func printResults(stdout io.Writer, results []*result, external bool) (failed, err error) {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tconc\tcalls\terrors\treq/s\tper call\tp50\tp99\tCPU/call\tallocs/call\tB/call\tlimiter waits\tnew conns to fake\t")
-	var failed error
 	for _, r := range results {
 		dials := strconv.FormatInt(r.dials, 10)
-		if stack.External {
+		if external {
 			dials = "n/a"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", r.target, r.conc, r.calls, r.errs, r.rate(),
@@ -210,26 +247,18 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 			failed = fmt.Errorf("%s at concurrency %d: %d of %d calls failed; first: %w", r.target, r.conc, r.errs, r.calls, r.firstErr)
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if !stack.External {
-		fmt.Fprintf(stdout, "\nAssumeRole calls after warm-up: %d\n", stack.Fake.AssumeRoleCalls()-assumed)
-	}
-	if !slices.Equal(opts.targets, allOrder) {
-		return failed
-	}
-	fmt.Fprintln(stdout, "\nRatios, targets taking turns slice by slice:")
-	printRatios(stdout, results, opts.conc, "each measured alone in its slices")
-	if !slices.Contains(opts.conc, 1) {
-		return failed // taking turns call by call is measured at concurrency 1
-	}
+	return failed, tw.Flush()
+}
+
+// loadByCall measures and prints the targets taking turns call by call at
+// concurrency 1; failed says which target's calls failed first, if any did.
+func loadByCall(ctx context.Context, stack *bench.Stack, opts options, stdout io.Writer) (failed, err error) {
 	interleaved, err := measureByCall(ctx, stack, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(stdout, "\nTargets taking turns call by call at concurrency 1 (one call of every target, in random order; per call = mean latency):\n")
-	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tconc\tcalls\terrors\tper call\tp50\tp99\t")
 	for _, r := range interleaved {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.target, r.conc, r.calls, r.errs, us(r.perCall()), us(r.percentile(0.50)), us(r.percentile(0.99)))
@@ -238,11 +267,11 @@ func load(ctx context.Context, opts options, stdout io.Writer) error {
 		}
 	}
 	if err := tw.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintln(stdout, "\nRatios, targets taking turns call by call:")
 	printRatios(stdout, interleaved, []int{1}, "each call among calls of every target, so mostly after another round trip (not the issue's floors alone)")
-	return failed
+	return failed, nil
 }
 
 // measureByCall measures every target of allOrder at concurrency 1 with
