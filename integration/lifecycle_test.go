@@ -3,9 +3,11 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -274,8 +276,10 @@ func proto32(v int32) *int32 { return &v }
 
 // moto ignores ListBackups' Limit, ExclusiveStartBackupArn, time range and
 // type filters, and leaves SourceTableFeatureDetails out of DescribeBackup.
-// Paging, those filters and the index details are therefore proven against
-// the sandbox fake, still through the real binary and the real SDK over HTTP.
+// Paging as DynamoDB does it, those filters and the index details are
+// therefore proven against the sandbox fake, still through the real binary
+// and the real SDK over HTTP; TestListBackupsOnMotoHoldsItsPages shows
+// backupd holding moto's answers to the request itself.
 func startOnSandbox(t *testing.T, accounts ...sandbox.Account) (*instance, *sandbox.Fake) {
 	t.Helper()
 	fake := sandbox.New(sandbox.Options{Accounts: accounts})
@@ -518,5 +522,78 @@ func TestEachOperationHasItsOwnLimit(t *testing.T) {
 	// CreateBackup has its own limiter: it is not held up by ListBackups'.
 	if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Missing", BackupName: "x-1"}); status.Code(err) != codes.NotFound {
 		t.Errorf("CreateBackup after the ListBackups flood: %v", err)
+	}
+}
+
+// moto answers ListBackups with every backup of the table, whatever the
+// Limit, start and filters: backupd still answers at most page_size
+// summaries, pages on from the last one without gap or repeat, and keeps
+// to the filters.
+func TestListBackupsOnMotoHoldsItsPages(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	createTable(t, asAccount(t, moto, a), "Many")
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(moto)})
+	ctx := context.Background()
+	const backups = 25
+	made := map[string]bool{}
+	var first time.Time
+	for i := range backups {
+		resp, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Many", BackupName: fmt.Sprintf("many-%02d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made[resp.GetBackupDetails().GetBackupArn()] = true
+		if i == 0 {
+			first = resp.GetBackupDetails().GetBackupCreationDateTime().AsTime()
+		}
+	}
+
+	seen := map[string]bool{}
+	var sizes []int
+	token := ""
+	for range backups {
+		resp, err := inst.client.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: a, TableName: "Many", PageSize: proto32(10), PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(resp.GetBackupSummaries()))
+		for _, s := range resp.GetBackupSummaries() {
+			if seen[s.GetBackupArn()] || !made[s.GetBackupArn()] {
+				t.Errorf("page %d: %s repeated or not made here", len(sizes), s.GetBackupArn())
+			}
+			seen[s.GetBackupArn()] = true
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if !slices.Equal(sizes, []int{10, 10, 5}) || len(seen) != backups {
+		t.Errorf("pages of %v holding %d backups; want pages of [10 10 5] holding all %d", sizes, len(seen), backups)
+	}
+
+	code, _, body := inst.rest(t, "GET", "/v1/accounts/"+a+"/backups?tableName=Many&pageSize=7", "")
+	var page struct {
+		BackupSummaries []json.RawMessage `json:"backupSummaries"`
+		NextPageToken   string            `json:"nextPageToken"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &page) != nil || len(page.BackupSummaries) != 7 || page.NextPageToken == "" {
+		t.Errorf("REST pageSize=7: %d, %d summaries, token %q", code, len(page.BackupSummaries), page.NextPageToken)
+	}
+
+	for _, tt := range []struct {
+		name string
+		req  *backupv1.ListBackupsRequest
+		want int
+	}{
+		{"system backups", &backupv1.ListBackupsRequest{AccountId: a, BackupType: backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_SYSTEM}, 0},
+		{"made before the first", &backupv1.ListBackupsRequest{AccountId: a, TimeRangeUpperBound: timestamppb.New(first)}, 0},
+		{"made from the first on", &backupv1.ListBackupsRequest{AccountId: a, TimeRangeLowerBound: timestamppb.New(first), PageSize: proto32(100)}, backups},
+		{"another table", &backupv1.ListBackupsRequest{AccountId: a, TableName: "None"}, 0},
+	} {
+		resp, err := inst.client.ListBackups(ctx, tt.req)
+		if err != nil || len(resp.GetBackupSummaries()) != tt.want {
+			t.Errorf("%s: %d summaries, %v; want %d", tt.name, len(resp.GetBackupSummaries()), err, tt.want)
+		}
 	}
 }

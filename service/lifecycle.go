@@ -103,11 +103,12 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 	if err != nil {
 		return nil, err
 	}
-	resp := &backupv1.ListBackupsResponse{BackupSummaries: make([]*backupv1.BackupSummary, 0, len(out.BackupSummaries))}
-	for i := range out.BackupSummaries {
-		resp.BackupSummaries = append(resp.BackupSummaries, s.backupSummary(&out.BackupSummaries[i]))
+	page, last := heldPage(in, out)
+	resp := &backupv1.ListBackupsResponse{BackupSummaries: make([]*backupv1.BackupSummary, 0, len(page))}
+	for i := range page {
+		resp.BackupSummaries = append(resp.BackupSummaries, s.backupSummary(&page[i]))
 	}
-	if last := aws.ToString(out.LastEvaluatedBackupArn); last != "" {
+	if last != "" {
 		resp.NextPageToken = encodePageToken(scope, last)
 	}
 	return resp, nil

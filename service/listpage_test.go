@@ -1,0 +1,88 @@
+package service
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+func TestHeldPage(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	sum := func(arn, table string, typ types.BackupType, created time.Time) types.BackupSummary {
+		return types.BackupSummary{BackupArn: aws.String(arn), TableName: aws.String(table),
+			TableArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/" + table), BackupType: typ, BackupCreationDateTime: aws.Time(created)}
+	}
+	// Five backups of Orders a millisecond apart, and one of another table
+	// and type.
+	var all []types.BackupSummary
+	for i := range 5 {
+		all = append(all, sum(string(rune('a'+i)), "Orders", types.BackupTypeUser, t0.Add(time.Duration(i)*time.Millisecond)))
+	}
+	all = append(all, sum("sys", "Other", types.BackupTypeSystem, t0.Add(10*time.Millisecond)))
+	input := func(set func(*dynamodb.ListBackupsInput)) *dynamodb.ListBackupsInput {
+		in := &dynamodb.ListBackupsInput{Limit: aws.Int32(100), BackupType: types.BackupTypeFilterAll}
+		if set != nil {
+			set(in)
+		}
+		return in
+	}
+	tests := []struct {
+		name     string
+		in       *dynamodb.ListBackupsInput
+		upstream []types.BackupSummary
+		lastIn   string // DynamoDB's LastEvaluatedBackupArn
+		want     string // the ARNs held, in order
+		wantLast string
+	}{
+		{"a page DynamoDB held itself is unchanged", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(2) }),
+			all[:2], "b", "ab", "b"},
+		{"a page over the limit is cut and goes on after its last", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(2) }),
+			all, "", "ab", "b"},
+		{"a page exactly at the limit with nothing after ends", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(6) }),
+			all, "", "abcdesys", ""},
+		{"a page that repeats the start is read from after it", input(func(in *dynamodb.ListBackupsInput) {
+			in.Limit, in.ExclusiveStartBackupArn = aws.Int32(2), aws.String("b")
+		}), all, "", "cd", "d"},
+		{"the last page after the start", input(func(in *dynamodb.ListBackupsInput) { in.ExclusiveStartBackupArn = aws.String("d") }),
+			all, "", "esys", ""},
+		{"the table filter, by name", input(func(in *dynamodb.ListBackupsInput) { in.TableName = aws.String("Other") }),
+			all, "", "sys", ""},
+		{"the table filter, by ARN", input(func(in *dynamodb.ListBackupsInput) {
+			in.TableName = aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Other")
+		}), all, "", "sys", ""},
+		{"the type filter", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = types.BackupTypeFilterUser }),
+			all, "", "abcde", ""},
+		{"the type filter, none of the type", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = types.BackupTypeFilterAwsBackup }),
+			all, "", "", ""},
+		{"time bounds: lower at or after (a millisecond's parsing error kept), upper before",
+			input(func(in *dynamodb.ListBackupsInput) {
+				in.TimeRangeLowerBound, in.TimeRangeUpperBound = aws.Time(t0.Add(2*time.Millisecond)), aws.Time(t0.Add(4*time.Millisecond))
+			}), all, "", "bcd", ""},
+		{"filters before the limit", input(func(in *dynamodb.ListBackupsInput) {
+			in.Limit, in.TimeRangeLowerBound = aws.Int32(2), aws.Time(t0.Add(3*time.Millisecond))
+		}), all, "", "cd", "d"},
+		{"what a summary leaves out is not held against it", input(func(in *dynamodb.ListBackupsInput) {
+			in.TableName, in.BackupType, in.TimeRangeUpperBound = aws.String("Orders"), types.BackupTypeFilterUser, aws.Time(t0)
+		}), []types.BackupSummary{{BackupArn: aws.String("bare")}}, "", "bare", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &dynamodb.ListBackupsOutput{BackupSummaries: slices.Clone(tt.upstream)}
+			if tt.lastIn != "" {
+				out.LastEvaluatedBackupArn = aws.String(tt.lastIn)
+			}
+			page, last := heldPage(tt.in, out)
+			var got string
+			for _, b := range page {
+				got += aws.ToString(b.BackupArn)
+			}
+			if got != tt.want || last != tt.wantLast {
+				t.Errorf("heldPage = %q, last %q; want %q, last %q", got, last, tt.want, tt.wantLast)
+			}
+		})
+	}
+}
