@@ -382,6 +382,17 @@ func validListenAddr(addr string) bool {
 	return err == nil
 }
 
+// anyPort reports whether addr asks for a port the system picks (port 0),
+// which two listeners can both ask for.
+func anyPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	n, err := net.LookupPort("tcp", port)
+	return err == nil && n == 0
+}
+
 func setDefault(s *string, v string) {
 	if *s == "" {
 		*s = v
@@ -455,7 +466,7 @@ type reporter = func(field, format string, args ...any)
 // validateServing checks how backupd serves: listeners, region, session
 // name, durations and log.
 func (c *Config) validateServing(bad reporter) {
-	if c.Listen.GRPC == c.Listen.HTTP {
+	if c.Listen.GRPC == c.Listen.HTTP && !anyPort(c.Listen.GRPC) {
 		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
 	}
 	for _, l := range []struct{ name, addr string }{{"listen.grpc", c.Listen.GRPC}, {"listen.http", c.Listen.HTTP}} {

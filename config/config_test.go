@@ -51,6 +51,11 @@ func TestParseValid(t *testing.T) {
 	if err != nil || r.SharedState.Backend != BackendRedis || r.SharedState.Redis.Address != "redis.internal:6379" || r.SharedState.Redis.DB != 2 {
 		t.Errorf("redis backend: %+v, %v", r, err)
 	}
+	// Both listeners on ports the system picks (for tests, say).
+	anyPorts := strings.Replace(validYAML, "grpc: 127.0.0.1:9090\n  http: 127.0.0.1:8080", "grpc: 127.0.0.1:0\n  http: 127.0.0.1:0", 1)
+	if p, err := Parse(strings.NewReader(anyPorts)); err != nil || p.Listen.GRPC != "127.0.0.1:0" || p.Listen.HTTP != "127.0.0.1:0" {
+		t.Errorf("both listeners on port 0: %+v, %v", p, err)
+	}
 }
 
 func TestParseInvalid(t *testing.T) {
@@ -101,6 +106,8 @@ callers:
 			"shared_state.redis.db: must not be negative; got -1",
 		}},
 		{"negative drain delay", "drain_delay: -5s\n", []string{"drain_delay: must not be negative; got -5s"}},
+		{"one address for both listeners", "listen: {grpc: '127.0.0.1:9000', http: '127.0.0.1:9000'}\n",
+			[]string{`listen: grpc and http must differ; both are "127.0.0.1:9000"`}},
 		// NaN passes a plain r <= 0 || r > max, and a tiny rate's spacing
 		// overflows: either would turn the account's limit off.
 		{"rates that are not rates", `

@@ -219,8 +219,9 @@ func freePort(t *testing.T) string {
 func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	t.Helper()
 	var cfg strings.Builder
-	grpcAddr, httpAddr := freePort(t), freePort(t)
-	fmt.Fprintf(&cfg, "listen: {grpc: %q, http: %q}\nshutdown_timeout: 30s\n", grpcAddr, httpAddr)
+	// Ports backupd's listeners get from the system, read from its log:
+	// a port picked free here could be taken before backupd binds it.
+	cfg.WriteString("listen: {grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\"}\nshutdown_timeout: 30s\n")
 	if opts.MaxWait > 0 {
 		fmt.Fprintf(&cfg, "max_wait: %s\n", opts.MaxWait)
 	}
@@ -253,20 +254,20 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startProcess(t, grpcAddr, httpAddr, clientTLS, opts.Env, "--config", path)
+	return startProcess(t, clientTLS, opts.Env, "--config", path)
 }
 
-// startProcess runs the binary with args and env, waits until it is ready
-// and connects a gRPC client, over TLS trusting clientTLS's roots when it
-// is not nil. At cleanup the process gets SIGTERM.
-func startProcess(t *testing.T, grpcAddr, httpAddr string, clientTLS *tls.Config, env []string, args ...string) *instance {
+// startProcess runs the binary with args and env, learns its listeners'
+// addresses from its log, waits until it is ready and connects a gRPC
+// client, over TLS trusting clientTLS's roots when it is not nil. At
+// cleanup the process gets SIGTERM.
+func startProcess(t *testing.T, clientTLS *tls.Config, env []string, args ...string) *instance {
 	t.Helper()
-	inst := &instance{grpcAddr: grpcAddr, httpURL: "http://" + httpAddr, http: http.DefaultClient, logs: &testenv.Buffer{}, done: make(chan error, 1)}
-	creds := insecure.NewCredentials()
+	inst := &instance{http: http.DefaultClient, logs: &testenv.Buffer{}, done: make(chan error, 1)}
+	creds, scheme := insecure.NewCredentials(), "http://"
 	if clientTLS != nil {
-		inst.httpURL = "https://" + httpAddr
 		inst.http = &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
-		creds = grpccreds.NewTLS(clientTLS)
+		creds, scheme = grpccreds.NewTLS(clientTLS), "https://"
 	}
 	inst.cmd = exec.Command(binary, args...)
 	inst.cmd.Env = append(os.Environ(), env...)
@@ -288,6 +289,8 @@ func startProcess(t *testing.T, grpcAddr, httpAddr string, clientTLS *tls.Config
 			t.Logf("backupd log:\n%s", inst.logs.String())
 		}
 	})
+	grpcAddr, httpAddr := inst.servingAddrs(t)
+	inst.grpcAddr, inst.httpURL = grpcAddr, scheme+httpAddr
 	inst.waitReady(t)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -296,6 +299,35 @@ func startProcess(t *testing.T, grpcAddr, httpAddr string, clientTLS *tls.Config
 	t.Cleanup(func() { conn.Close() })
 	inst.conn, inst.client = conn, backupv1.NewBackupServiceClient(conn)
 	return inst
+}
+
+// servingRe finds a listener's address in backupd's "backupd serving"
+// line, logged as JSON ("grpc":"127.0.0.1:41234") or text
+// (grpc=127.0.0.1:41234).
+var servingRe = regexp.MustCompile(`(?:"(grpc|http)":"|\b(grpc|http)=)([^",\s]+)`)
+
+// servingAddrs waits for the line in which backupd says where it serves.
+func (inst *instance) servingAddrs(t *testing.T) (grpcAddr, httpAddr string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-inst.done:
+			t.Fatalf("backupd exited during start: %v\n%s", err, inst.logs.String())
+		default:
+		}
+		if lines := inst.logs.Lines("backupd serving"); len(lines) > 0 {
+			addrs := map[string]string{}
+			for _, m := range servingRe.FindAllStringSubmatch(lines[0], -1) {
+				addrs[m[1]+m[2]] = m[3]
+			}
+			if addrs["grpc"] == "" || addrs["http"] == "" {
+				t.Fatalf("no listener addresses in %q", lines[0])
+			}
+			return addrs["grpc"], addrs["http"]
+		}
+	}
+	t.Fatalf("backupd did not say where it serves within 20s\n%s", inst.logs.String())
+	return "", ""
 }
 
 func (inst *instance) waitReady(t *testing.T) {

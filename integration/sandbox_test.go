@@ -22,8 +22,7 @@ import (
 // The README's first command, on free ports: the whole lifecycle against the
 // embedded sandbox, over REST as the README shows it, plus gRPC health.
 func TestSandboxMode(t *testing.T) {
-	grpcAddr, httpAddr := freePort(t), freePort(t)
-	inst := startProcess(t, grpcAddr, httpAddr, nil, nil, "--sandbox", "--grpc-listen", grpcAddr, "--http-listen", httpAddr)
+	inst := startProcess(t, nil, nil, "--sandbox", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	if !strings.Contains(inst.logs.String(), "SANDBOX MODE") {
 		t.Errorf("no sandbox banner in the log:\n%s", inst.logs.String())
 	}
