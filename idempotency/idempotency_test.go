@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -109,67 +110,70 @@ func TestDo(t *testing.T) {
 // TestConcurrentRepeatsRunOnce sends 50 repeats at once: one runs, the
 // others wait for it and get its response.
 func TestConcurrentRepeatsRunOnce(t *testing.T) {
-	m := NewMemory()
-	release := make(chan struct{})
-	var runs atomic.Int32
-	run := func() ([]byte, error) {
-		runs.Add(1)
-		<-release
-		return []byte("only"), nil
-	}
-	var wg sync.WaitGroup
-	resps := make([]string, 50)
-	for i := range resps {
-		wg.Go(func() {
-			resp, err := m.Do(context.Background(), key, fpA, run)
-			if err != nil {
-				t.Error(err)
-			}
-			resps[i] = string(resp)
-		})
-	}
-	for runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond) // let the others reach the wait
-	close(release)
-	wg.Wait()
-	if got := runs.Load(); got != 1 {
-		t.Errorf("runs = %d, want 1", got)
-	}
-	for i, r := range resps {
-		if r != "only" {
-			t.Errorf("caller %d got %q", i, r)
+	synctest.Test(t, func(t *testing.T) {
+		m := NewMemory()
+		release := make(chan struct{})
+		var runs atomic.Int32
+		run := func() ([]byte, error) {
+			runs.Add(1)
+			<-release
+			return []byte("only"), nil
 		}
-	}
+		var wg sync.WaitGroup
+		resps := make([]string, 50)
+		for i := range resps {
+			wg.Go(func() {
+				resp, err := m.Do(context.Background(), key, fpA, run)
+				if err != nil {
+					t.Error(err)
+				}
+				resps[i] = string(resp)
+			})
+		}
+		synctest.Wait() // one caller runs, and every other one waits for it
+		if got := runs.Load(); got != 1 {
+			t.Errorf("runs while the first is running = %d, want 1", got)
+		}
+		close(release)
+		wg.Wait()
+		if got := runs.Load(); got != 1 {
+			t.Errorf("runs = %d, want 1", got)
+		}
+		for i, r := range resps {
+			if r != "only" {
+				t.Errorf("caller %d got %q", i, r)
+			}
+		}
+	})
 }
 
 // TestWaiterRunsAfterDefiniteFailure: a repeat waiting on a first run that
 // fails without acting runs the request itself.
 func TestWaiterRunsAfterDefiniteFailure(t *testing.T) {
-	m := NewMemory()
-	started, release := make(chan struct{}), make(chan struct{})
-	go func() {
-		_, _ = m.Do(context.Background(), key, fpA, func() ([]byte, error) {
-			close(started)
-			<-release
-			return nil, errors.New("throttled before acting")
-		})
-	}()
-	<-started
-	done := make(chan []byte)
-	go func() {
-		resp, err := m.Do(context.Background(), key, fpA, func() ([]byte, error) { return []byte("second"), nil })
-		if err != nil {
-			t.Error(err)
+	synctest.Test(t, func(t *testing.T) {
+		m := NewMemory()
+		release := make(chan struct{})
+		go func() {
+			_, _ = m.Do(context.Background(), key, fpA, func() ([]byte, error) {
+				<-release
+				return nil, errors.New("throttled before acting")
+			})
+		}()
+		synctest.Wait() // the first run has begun
+		done := make(chan []byte)
+		go func() {
+			resp, err := m.Do(context.Background(), key, fpA, func() ([]byte, error) { return []byte("second"), nil })
+			if err != nil {
+				t.Error(err)
+			}
+			done <- resp
+		}()
+		synctest.Wait() // the repeat waits for the first run
+		close(release)
+		if got := <-done; string(got) != "second" {
+			t.Errorf("waiter got %q, want its own run's response", got)
 		}
-		done <- resp
-	}()
-	time.Sleep(10 * time.Millisecond)
-	close(release)
-	if got := <-done; string(got) != "second" {
-		t.Errorf("waiter got %q, want its own run's response", got)
-	}
+	})
 }
 
 func TestWaitBoundedByContext(t *testing.T) {
