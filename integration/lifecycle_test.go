@@ -537,15 +537,23 @@ func TestListBackupsOnMotoHoldsItsPages(t *testing.T) {
 	ctx := context.Background()
 	const backups = 25
 	made := map[string]bool{}
-	var first time.Time
+	var first, eleventh time.Time
 	for i := range backups {
+		if i == 10 {
+			// Well clear of the tenth, whose time the SDK may read up to
+			// a millisecond early.
+			time.Sleep(20 * time.Millisecond)
+		}
 		resp, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Many", BackupName: fmt.Sprintf("many-%02d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		made[resp.GetBackupDetails().GetBackupArn()] = true
-		if i == 0 {
+		switch i {
+		case 0:
 			first = resp.GetBackupDetails().GetBackupCreationDateTime().AsTime()
+		case 10:
+			eleventh = resp.GetBackupDetails().GetBackupCreationDateTime().AsTime()
 		}
 	}
 
@@ -589,6 +597,8 @@ func TestListBackupsOnMotoHoldsItsPages(t *testing.T) {
 		{"system backups", &backupv1.ListBackupsRequest{AccountId: a, BackupType: backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_SYSTEM}, 0},
 		{"made before the first", &backupv1.ListBackupsRequest{AccountId: a, TimeRangeUpperBound: timestamppb.New(first)}, 0},
 		{"made from the first on", &backupv1.ListBackupsRequest{AccountId: a, TimeRangeLowerBound: timestamppb.New(first), PageSize: proto32(100)}, backups},
+		{"made from the eleventh on", &backupv1.ListBackupsRequest{AccountId: a, TimeRangeLowerBound: timestamppb.New(eleventh)}, backups - 10},
+		{"made before the eleventh", &backupv1.ListBackupsRequest{AccountId: a, TimeRangeUpperBound: timestamppb.New(eleventh)}, 10},
 		{"another table", &backupv1.ListBackupsRequest{AccountId: a, TableName: "None"}, 0},
 	} {
 		resp, err := inst.client.ListBackups(ctx, tt.req)

@@ -103,7 +103,7 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 	if err != nil {
 		return nil, err
 	}
-	page, last := heldPage(in, out)
+	page, last := heldPage(in, table.name, out)
 	resp := &backupv1.ListBackupsResponse{BackupSummaries: make([]*backupv1.BackupSummary, 0, len(page))}
 	for i := range page {
 		resp.BackupSummaries = append(resp.BackupSummaries, s.backupSummary(&page[i]))

@@ -33,41 +33,55 @@ func TestHeldPage(t *testing.T) {
 	tests := []struct {
 		name     string
 		in       *dynamodb.ListBackupsInput
+		table    string // the table the request names
 		upstream []types.BackupSummary
 		lastIn   string // DynamoDB's LastEvaluatedBackupArn
 		want     string // the ARNs held, in order
 		wantLast string
 	}{
-		{"a page DynamoDB held itself is unchanged", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(2) }),
+		{"a page DynamoDB held itself is unchanged", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(2) }), "",
 			all[:2], "b", "ab", "b"},
-		{"a page over the limit is cut and goes on after its last", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(2) }),
+		{"a page DynamoDB held itself, with a start, filters and a time parsed a millisecond early, is unchanged",
+			input(func(in *dynamodb.ListBackupsInput) {
+				in.Limit, in.ExclusiveStartBackupArn, in.BackupType = aws.Int32(2), aws.String("a"), types.BackupTypeFilterUser
+				in.TableName, in.TimeRangeLowerBound = aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Orders"), aws.Time(t0.Add(2*time.Millisecond))
+			}), "Orders", all[1:3], "c", "bc", "c"},
+		{"a page over the limit is cut and goes on after its last", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(2) }), "",
 			all, "", "ab", "b"},
-		{"a page exactly at the limit with nothing after ends", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(6) }),
+		{"a page exactly at the limit with nothing after ends", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(6) }), "",
 			all, "", "abcdesys", ""},
 		{"a page that repeats the start is read from after it", input(func(in *dynamodb.ListBackupsInput) {
 			in.Limit, in.ExclusiveStartBackupArn = aws.Int32(2), aws.String("b")
-		}), all, "", "cd", "d"},
-		{"the last page after the start", input(func(in *dynamodb.ListBackupsInput) { in.ExclusiveStartBackupArn = aws.String("d") }),
+		}), "", all, "", "cd", "d"},
+		{"the last page after the start", input(func(in *dynamodb.ListBackupsInput) { in.ExclusiveStartBackupArn = aws.String("d") }), "",
 			all, "", "esys", ""},
-		{"the table filter, by name", input(func(in *dynamodb.ListBackupsInput) { in.TableName = aws.String("Other") }),
+		{"a page that ignores the start ends rather than loops", input(func(in *dynamodb.ListBackupsInput) {
+			in.Limit, in.ExclusiveStartBackupArn = aws.Int32(2), aws.String("b")
+		}), "", all[:2], "b", "", ""},
+		{"the table filter, given by name", input(func(in *dynamodb.ListBackupsInput) { in.TableName = aws.String("Other") }), "Other",
 			all, "", "sys", ""},
-		{"the table filter, by ARN", input(func(in *dynamodb.ListBackupsInput) {
-			in.TableName = aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Other")
-		}), all, "", "sys", ""},
-		{"the type filter", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = types.BackupTypeFilterUser }),
+		{"the table filter, given by an ARN of another partition", input(func(in *dynamodb.ListBackupsInput) {
+			in.TableName = aws.String("arn:aws-cn:dynamodb:cn-north-1:111111111111:table/Other")
+		}), "Other", all, "", "sys", ""},
+		{"the table filter, on a summary with only the table's ARN", nil, "Orders",
+			[]types.BackupSummary{{BackupArn: aws.String("x"), TableArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Other")},
+				{BackupArn: aws.String("y"), TableArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Orders")}}, "", "y", ""},
+		{"the type filter", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = types.BackupTypeFilterUser }), "",
 			all, "", "abcde", ""},
-		{"the type filter, none of the type", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = types.BackupTypeFilterAwsBackup }),
+		{"no type filter is DynamoDB's default, USER", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = "" }), "",
+			all, "", "abcde", ""},
+		{"the type filter, none of the type", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = types.BackupTypeFilterAwsBackup }), "",
 			all, "", "", ""},
-		{"time bounds: lower at or after (a millisecond's parsing error kept), upper before",
+		{"time bounds: lower at or after (and a millisecond before, which may be a time parsed early), upper before",
 			input(func(in *dynamodb.ListBackupsInput) {
 				in.TimeRangeLowerBound, in.TimeRangeUpperBound = aws.Time(t0.Add(2*time.Millisecond)), aws.Time(t0.Add(4*time.Millisecond))
-			}), all, "", "bcd", ""},
+			}), "", all, "", "bcd", ""},
 		{"filters before the limit", input(func(in *dynamodb.ListBackupsInput) {
 			in.Limit, in.TimeRangeLowerBound = aws.Int32(2), aws.Time(t0.Add(3*time.Millisecond))
-		}), all, "", "cd", "d"},
+		}), "", all, "", "cd", "d"},
 		{"what a summary leaves out is not held against it", input(func(in *dynamodb.ListBackupsInput) {
 			in.TableName, in.BackupType, in.TimeRangeUpperBound = aws.String("Orders"), types.BackupTypeFilterUser, aws.Time(t0)
-		}), []types.BackupSummary{{BackupArn: aws.String("bare")}}, "", "bare", ""},
+		}), "Orders", []types.BackupSummary{{BackupArn: aws.String("bare")}}, "", "bare", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,7 +89,11 @@ func TestHeldPage(t *testing.T) {
 			if tt.lastIn != "" {
 				out.LastEvaluatedBackupArn = aws.String(tt.lastIn)
 			}
-			page, last := heldPage(tt.in, out)
+			in := tt.in
+			if in == nil {
+				in = input(nil)
+			}
+			page, last := heldPage(in, tt.table, out)
 			var got string
 			for _, b := range page {
 				got += aws.ToString(b.BackupArn)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,20 @@ func TestStartMotoIsPrivate(t *testing.T) {
 	}
 	if got := assumeRoleStatus(t, shared); got != http.StatusOK {
 		t.Errorf("shared moto: AssumeRole status %d, want 200", got)
+	}
+}
+
+func TestBufferLines(t *testing.T) {
+	var b Buffer
+	fmt.Fprintf(&b, "one a\ntwo a b\nthree b\n")
+	if got := b.Lines("a"); !slices.Equal(got, []string{"one a", "two a b"}) {
+		t.Errorf(`Lines("a") = %q`, got)
+	}
+	if got := b.Lines("a", "b"); !slices.Equal(got, []string{"two a b"}) {
+		t.Errorf(`Lines("a", "b") = %q`, got)
+	}
+	b.Reset()
+	if got := b.Lines(); len(got) != 0 || b.String() != "" {
+		t.Errorf("after Reset: %q, %q", got, b.String())
 	}
 }
