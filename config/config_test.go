@@ -188,7 +188,7 @@ func TestREADMEExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README example: %v", err)
 	}
-	if c.SharedState.Backend != BackendMemory || len(c.Accounts) != 1 {
+	if c.SharedState.Backend != BackendMemory || len(c.Accounts) != 1 || !c.TLS.Enabled() || len(c.Callers) != 1 {
 		t.Errorf("README example parsed as %+v", c)
 	}
 }
@@ -210,6 +210,7 @@ func readmeExample(t *testing.T) string {
 	if !ok || !ok2 {
 		t.Fatal("README's Configuration section has no yaml block")
 	}
+	block = uncommentTLS(block)
 	files := testenv.SelfSignedTLS(t)
 	for from, to := range map[string]string{"/etc/backupd/tls.crt": files.CertFile, "/etc/backupd/tls.key": files.KeyFile} {
 		if !strings.Contains(block, from) {
@@ -218,6 +219,25 @@ func readmeExample(t *testing.T) string {
 		block = strings.ReplaceAll(block, from, to)
 	}
 	return block
+}
+
+// uncommentTLS turns the README's commented-out tls section on, so that
+// what it shows is parsed too.
+func uncommentTLS(block string) string {
+	var out strings.Builder
+	inTLS := false
+	for line := range strings.Lines(block) {
+		switch {
+		case strings.HasPrefix(line, "# tls:"):
+			line, inTLS = strings.TrimPrefix(line, "# "), true
+		case inTLS && strings.HasPrefix(line, "#   "):
+			line = "  " + strings.TrimPrefix(line, "#   ")
+		default:
+			inTLS = false
+		}
+		out.WriteString(line)
+	}
+	return out.String()
 }
 
 func TestWarnings(t *testing.T) {

@@ -191,7 +191,7 @@ func mapOurs(err error) (mapped, bool) {
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}, true
 	case errors.As(err, &shared):
 		return mapped{code: codes.Unavailable, reason: "SHARED_STATE_UNAVAILABLE", retryAfter: DefaultRetryAfter,
-			msg: "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate or the request_id; nothing was sent to AWS; retry later"}, true
+			msg: "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate or the request_id; nothing was sent to DynamoDB; retry later"}, true
 	}
 	return mapped{}, false
 }
