@@ -154,7 +154,7 @@ func newHTTPServer(h http.Handler, read, handling time.Duration, tlsCfg *tls.Con
 		ErrorLog:          errorLog,
 		Handler:           h,
 		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: handshakeTimeout,
 		ReadTimeout:       read,
 		WriteTimeout:      read + handling,
 		IdleTimeout:       2 * time.Minute,

@@ -64,6 +64,10 @@ const (
 // what one connection holds at 64 MiB.
 const maxStreams = 1000
 
+// handshakeTimeout bounds a new connection's handshake on both listeners
+// (the HTTP listener's ReadHeaderTimeout, for a request's headers).
+const handshakeTimeout = 5 * time.Second
+
 // NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
 // reflection registered. Every unary call passes through one interceptor
 // that recovers panics, maps errors to status and writes the request's log
@@ -72,6 +76,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	ic := newInterceptor(opts)
 	ic.codec = newDeferringCodec()
 	sopts := []grpc.ServerOption{
+		grpc.InTapHandle(ic.tap),
 		grpc.UnaryInterceptor(ic.unary),
 		grpc.ForceServerCodecV2(ic.codec),
 		grpc.UnknownServiceHandler(ic.unknown),
@@ -84,11 +89,18 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		// quiet connection, and whose ACK the server then reads: one write
 		// and about two reads more per call (BENCHMARKS.md). backupd's
 		// messages are small, so the window it would grow to is never
-		// needed, and 1 MiB per connection bounds what a client can send
-		// ahead of backupd reading it.
+		// needed. (The window does not bound what a stream may hold:
+		// grpc-go widens it to take a whole message of up to
+		// maxRecvMsgSize, read before any interceptor runs, which is why
+		// tap refuses an unknown caller before that.)
 		grpc.StaticStreamWindowSize(maxRequestBytes),
 		grpc.StaticConnWindowSize(maxRequestBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// A connection must finish its handshake (TLS, and HTTP/2's
+		// preface and settings) in as long as the HTTP listener gives a
+		// request's headers. grpc-go's default of 120 s let a connection
+		// that sends nothing hold a shutdown that long, past its timeout.
+		grpc.ConnectionTimeout(handshakeTimeout),
 	}
 	if opts.TLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))

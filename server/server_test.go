@@ -1077,3 +1077,109 @@ func TestLongMethodIsNotRepeatedWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownGRPCCallerIsRefusedBeforeItsMessage: a gRPC call from a caller
+// backupd does not know is refused when its stream opens, without waiting
+// for a request that may come slowly or never, and logged and counted
+// once; a method backupd does not serve is counted as "unknown". A known
+// caller's stream waits for its request.
+func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	// open starts a call and sends no request: it blocks for its answer,
+	// which comes only from a refusal made before the request is read.
+	open := func(token, method string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if token != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		}
+		stream, err := f.conn.NewStream(ctx, desc, method)
+		if err != nil {
+			return err
+		}
+		return stream.RecvMsg(&backupv1.CreateBackupResponse{})
+	}
+	const create = "/backup.v1.BackupService/CreateBackup"
+	for _, tt := range []struct {
+		name, token, method, counted string
+		reason                       string
+	}{
+		{"no token", "", create, create + " Unauthenticated", "UNAUTHENTICATED"},
+		{"an unknown token", "nobody", create, create + " Unauthenticated", "UNAUTHENTICATED"},
+		{"a method backupd does not serve", "nobody", "/backup.v1.BackupService/Nope", "unknown Unauthenticated", "UNAUTHENTICATED"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f.observed.take()
+			err := open(tt.token, tt.method)
+			st := status.Convert(err)
+			if st.Code() != codes.Unauthenticated || reasonOf(st) != tt.reason {
+				t.Fatalf("got %v; want Unauthenticated with reason %s, before any request", err, tt.reason)
+			}
+			if counted := f.observed.take(); !slices.Equal(counted, []string{tt.counted}) {
+				t.Errorf("counted %q, want %q once", counted, tt.counted)
+			}
+		})
+	}
+	if f.stub.called() != nil {
+		t.Errorf("a refused call reached the service: %v", f.stub.called())
+	}
+	if logs := f.logs.String(); strings.Count(logs, `"code":"Unauthenticated"`) != 3 {
+		t.Errorf("want 3 Unauthenticated request lines:\n%s", logs)
+	}
+
+	// A known caller's stream is not refused: it waits for the request.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer orders-token")
+	stream, err := f.conn.NewStream(ctx, desc, create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.RecvMsg(&backupv1.CreateBackupResponse{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a known caller's unsent request: %v; want it waited for until the deadline", err)
+	}
+}
+
+// reasonOf is the reason of st's ErrorInfo, or "".
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// TestSilentConnectionDoesNotHoldTheStop: a connection that never sends
+// its HTTP/2 preface (a port scanner's, say) is dropped after the
+// handshake timeout, so a graceful stop does not wait grpc-go's default of
+// 120 s for it, past any shutdown_timeout.
+func TestSilentConnectionDoesNotHoldTheStop(t *testing.T) {
+	srv := NewGRPC(Options{Service: &stub{}, Logger: discard()}, NewHealth())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	silent, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(100 * time.Millisecond) // the server has taken the connection
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(60 * time.Second):
+		srv.Stop()
+		t.Fatal("GracefulStop still waits for a connection that sent nothing")
+	}
+}
