@@ -30,6 +30,9 @@ type Options struct {
 	Authorizer Authorizer
 	// TLS, when set, serves gRPC over TLS (see LoadTLS).
 	TLS *tls.Config
+	// requestArrival, when not zero, stands in for requestArrivalTimeout
+	// (for tests).
+	requestArrival time.Duration
 }
 
 // Authorizer names a request's caller and checks that it may call
@@ -78,6 +81,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	sopts := []grpc.ServerOption{
 		grpc.InTapHandle(ic.tap),
 		grpc.UnaryInterceptor(ic.unary),
+		grpc.StreamInterceptor(ic.stream),
 		grpc.ForceServerCodecV2(ic.codec),
 		grpc.UnknownServiceHandler(ic.unknown),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,10 +35,14 @@ type interceptor struct {
 	// codec holds the gRPC requests that could not be decoded; nil for
 	// REST, which the gateway decodes.
 	codec *deferringCodec
+	// arrival bounds the wait for the request of a call that takes no
+	// caller token (see tap).
+	arrival time.Duration
 }
 
 func newInterceptor(opts Options) *interceptor {
-	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer}
+	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer,
+		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout)}
 }
 
 var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"
@@ -73,6 +78,9 @@ func (i *interceptor) authenticate(r *http.Request) error {
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	service.GrowStack()
+	if !strings.HasPrefix(info.FullMethod, servicePrefix) {
+		requestArrived(ctx) // a health check's
+	}
 	ctx, fields := reqlog.New(ctx)
 	principal, resp, err := i.run(ctx, req, info, handler)
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
@@ -261,6 +269,7 @@ const maxMethodEcho = 128
 // the method "unknown" in the metrics, so callers cannot add label values.
 func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	start := time.Now()
+	requestArrived(stream.Context()) // none is read
 	method, _ := grpc.MethodFromServerStream(stream)
 	method = echo(method, maxMethodEcho)
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod,

@@ -1183,3 +1183,42 @@ func TestSilentConnectionDoesNotHoldTheStop(t *testing.T) {
 		t.Fatal("GracefulStop still waits for a connection that sent nothing")
 	}
 }
+
+// TestTokenlessCallsMustSendTheirRequest: a call that takes no caller token
+// (a health check, a health watch, reflection) whose request does not
+// arrive within the arrival bound is canceled, so what grpc-go read of it
+// is let go; one whose request came in time goes on, a watch for as long
+// as it likes.
+func TestTokenlessCallsMustSendTheirRequest(t *testing.T) {
+	const arrival = 200 * time.Millisecond
+	f := newFixtureWith(t, func(o *Options) { o.requestArrival = arrival })
+	f.health.SetReady(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, method := range []string{healthpb.Health_Check_FullMethodName, healthpb.Health_Watch_FullMethodName,
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"} {
+		stream, err := f.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No request is sent: only the arrival bound ends the call.
+		if err := stream.RecvMsg(&healthpb.HealthCheckResponse{}); status.Code(err) != codes.Canceled {
+			t.Errorf("%s without its request: %v; want Canceled by the arrival bound", method, err)
+		}
+	}
+	if _, err := healthpb.NewHealthClient(f.conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("a health check with its request: %v", err)
+	}
+	watch, err := healthpb.NewHealthClient(f.conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("watch: %v, %v", resp, err)
+	}
+	time.Sleep(2 * arrival) // past the bound: the watch goes on
+	f.health.SetReady(false)
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("watch past the arrival bound: %v, %v; want it still serving changes", resp, err)
+	}
+}

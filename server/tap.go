@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/tap"
 
@@ -19,8 +21,15 @@ import (
 // it does not know is refused there, logged and counted, as the REST
 // gateway refuses one from its headers alone; a known caller goes on to
 // the interceptor, which authorizes it for the account its request names.
+//
+// The calls that take no caller token (grpc.health.v1, reflection) get a
+// time bound instead: their first request must arrive within i.arrival,
+// or the call is canceled and what it read let go.
 func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if i.authz == nil || !strings.HasPrefix(info.FullMethodName, servicePrefix) {
+	if !strings.HasPrefix(info.FullMethodName, servicePrefix) {
+		return i.boundArrival(ctx), nil
+	}
+	if i.authz == nil {
 		return ctx, nil
 	}
 	start := time.Now()
@@ -48,3 +57,48 @@ var served = func() map[string]bool {
 	}
 	return m
 }()
+
+// requestArrivalTimeout bounds the wait for the first request of a call
+// that takes no caller token: as long as an HTTP request's body may take.
+const requestArrivalTimeout = bodyReadTimeout
+
+// errRequestLate cancels a call whose request did not arrive in time.
+var errRequestLate = errors.New("the request did not arrive within its time")
+
+type arrivalKey struct{}
+
+// boundArrival returns ctx, canceled unless requestArrived is called for
+// it within i.arrival.
+func (i *interceptor) boundArrival(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := time.AfterFunc(i.arrival, func() { cancel(errRequestLate) })
+	return context.WithValue(ctx, arrivalKey{}, t)
+}
+
+// requestArrived lifts ctx's arrival bound, if it has one.
+func requestArrived(ctx context.Context) {
+	if t, ok := ctx.Value(arrivalKey{}).(*time.Timer); ok {
+		t.Stop()
+	}
+}
+
+// stream passes a streaming call's first request on to requestArrived.
+func (i *interceptor) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if _, ok := ss.Context().Value(arrivalKey{}).(*time.Timer); ok {
+		ss = &arrivalStream{ServerStream: ss}
+	}
+	return handler(srv, ss)
+}
+
+// arrivalStream lifts its call's arrival bound once a request arrives.
+type arrivalStream struct {
+	grpc.ServerStream
+}
+
+func (s *arrivalStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err == nil {
+		requestArrived(s.Context())
+	}
+	return err
+}
