@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -30,9 +31,9 @@ type Options struct {
 	Authorizer Authorizer
 	// TLS, when set, serves gRPC over TLS (see LoadTLS).
 	TLS *tls.Config
-	// requestArrival, when not zero, stands in for requestArrivalTimeout
-	// (for tests).
-	requestArrival time.Duration
+	// requestArrival and connectionIdle, when not zero, stand in for
+	// requestArrivalTimeout and maxConnectionIdle (for tests).
+	requestArrival, connectionIdle time.Duration
 }
 
 // Authorizer names a request's caller and checks that it may call
@@ -67,6 +68,9 @@ const (
 // what one connection holds at 64 MiB.
 const maxStreams = 1000
 
+// maxConnectionIdle is how long a gRPC connection may go without a call.
+const maxConnectionIdle = 5 * time.Minute
+
 // handshakeTimeout bounds a new connection's handshake on both listeners
 // (the HTTP listener's ReadHeaderTimeout, for a request's headers).
 const handshakeTimeout = 5 * time.Second
@@ -100,6 +104,10 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		grpc.StaticStreamWindowSize(maxRequestBytes),
 		grpc.StaticConnWindowSize(maxRequestBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// A connection with no call for this long is sent GOAWAY, as the
+		// HTTP listener closes an idle one: a client reconnects when it
+		// calls again, and one that went away holds nothing.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cmp.Or(opts.connectionIdle, maxConnectionIdle)}),
 		// A connection must finish its handshake (TLS, and HTTP/2's
 		// preface and settings) in as long as the HTTP listener gives a
 		// request's headers. grpc-go's default of 120 s let a connection

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -1220,5 +1221,29 @@ func TestTokenlessCallsMustSendTheirRequest(t *testing.T) {
 	f.health.SetReady(false)
 	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("watch past the arrival bound: %v, %v; want it still serving changes", resp, err)
+	}
+}
+
+// TestIdleConnectionIsSentAway: a gRPC connection with no call for the
+// idle time is sent GOAWAY, and its client reconnects for its next call.
+func TestIdleConnectionIsSentAway(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) { o.connectionIdle = 200 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}
+	if _, err := f.client.CreateBackup(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if f.conn.GetState() != connectivity.Ready {
+		t.Fatalf("after a call: %s, want READY", f.conn.GetState())
+	}
+	// The server's GOAWAY turns the client's connection IDLE.
+	for st := f.conn.GetState(); st == connectivity.Ready; st = f.conn.GetState() {
+		if !f.conn.WaitForStateChange(ctx, st) {
+			t.Fatal("the idle connection was not sent away")
+		}
+	}
+	if _, err := f.client.CreateBackup(ctx, req); err != nil {
+		t.Errorf("the call after: %v", err)
 	}
 }
