@@ -31,9 +31,10 @@ type Options struct {
 	Authorizer Authorizer
 	// TLS, when set, serves gRPC over TLS (see LoadTLS).
 	TLS *tls.Config
-	// requestArrival and connectionIdle, when not zero, stand in for
-	// requestArrivalTimeout and maxConnectionIdle (for tests).
-	requestArrival, connectionIdle time.Duration
+	// requestArrival, connectionIdle and handshake, when not zero, stand
+	// in for requestArrivalTimeout, maxConnectionIdle and
+	// handshakeTimeout (for tests).
+	requestArrival, connectionIdle, handshake time.Duration
 }
 
 // Authorizer names a request's caller and checks that it may call
@@ -112,7 +113,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		// preface and settings) in as long as the HTTP listener gives a
 		// request's headers. grpc-go's default of 120 s let a connection
 		// that sends nothing hold a shutdown that long, past its timeout.
-		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.ConnectionTimeout(cmp.Or(opts.handshake, handshakeTimeout)),
 	}
 	if opts.TLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))

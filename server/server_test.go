@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -1160,18 +1161,19 @@ func reasonOf(st *status.Status) string {
 // handshake timeout, so a graceful stop does not wait grpc-go's default of
 // 120 s for it, past any shutdown_timeout.
 func TestSilentConnectionDoesNotHoldTheStop(t *testing.T) {
-	srv := NewGRPC(Options{Service: &stub{}, Logger: discard()}, NewHealth())
+	srv := NewGRPC(Options{Service: &stub{}, Logger: discard(), handshake: 200 * time.Millisecond}, NewHealth())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(lis) }()
+	accepted := &acceptSignal{Listener: lis, accepted: make(chan struct{})}
+	go func() { _ = srv.Serve(accepted) }()
 	silent, err := net.Dial("tcp", lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	time.Sleep(100 * time.Millisecond) // the server has taken the connection
+	<-accepted.accepted // the server holds the connection in its handshake
 	stopped := make(chan struct{})
 	go func() {
 		srv.GracefulStop()
@@ -1179,10 +1181,25 @@ func TestSilentConnectionDoesNotHoldTheStop(t *testing.T) {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(60 * time.Second):
+	case <-time.After(10 * time.Second): // grpc-go's own default is 120 s
 		srv.Stop()
 		t.Fatal("GracefulStop still waits for a connection that sent nothing")
 	}
+}
+
+// acceptSignal closes accepted once it has accepted a connection.
+type acceptSignal struct {
+	net.Listener
+	accepted chan struct{}
+	once     sync.Once
+}
+
+func (l *acceptSignal) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.once.Do(func() { close(l.accepted) })
+	}
+	return c, err
 }
 
 // TestTokenlessCallsMustSendTheirRequest: a call that takes no caller token
@@ -1234,9 +1251,6 @@ func TestIdleConnectionIsSentAway(t *testing.T) {
 	if _, err := f.client.CreateBackup(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if f.conn.GetState() != connectivity.Ready {
-		t.Fatalf("after a call: %s, want READY", f.conn.GetState())
-	}
 	// The server's GOAWAY turns the client's connection IDLE.
 	for st := f.conn.GetState(); st == connectivity.Ready; st = f.conn.GetState() {
 		if !f.conn.WaitForStateChange(ctx, st) {
@@ -1245,5 +1259,51 @@ func TestIdleConnectionIsSentAway(t *testing.T) {
 	}
 	if _, err := f.client.CreateBackup(ctx, req); err != nil {
 		t.Errorf("the call after: %v", err)
+	}
+}
+
+// TestArrivalBoundEndsWithItsCall: a call that ends before its request
+// arrives stops its arrival timer, which would otherwise hold the call's
+// context (its metadata included) until it fired.
+func TestArrivalBoundEndsWithItsCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		i := &interceptor{arrival: time.Hour}
+		ctx, cancel := context.WithCancel(context.Background())
+		timer := i.boundArrival(ctx).Value(arrivalKey{}).(*time.Timer)
+		cancel() // the call ends: reset, refused, or its request undecodable
+		synctest.Wait()
+		if timer.Stop() {
+			t.Error("the arrival timer is still armed after its call ended")
+		}
+	})
+}
+
+// TestUnknownCallerWithAFarDeadlineIsRefusedOnceItsRequestIsIn: grpc-go
+// keeps a stream refused when it opens until its deadline, so an unknown
+// caller whose deadline lies past the arrival bound is refused by the
+// interceptor instead, and its call is canceled if its request does not
+// arrive within the bound.
+func TestUnknownCallerWithAFarDeadlineIsRefusedOnceItsRequestIsIn(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.requestArrival = 200 * time.Millisecond
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer nobody")
+	req := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}
+	if _, err := f.client.CreateBackup(ctx, req); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("with its request: %v; want Unauthenticated", err)
+	}
+	stream, err := f.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/backup.v1.BackupService/CreateBackup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.RecvMsg(&backupv1.CreateBackupResponse{}); status.Code(err) != codes.Canceled {
+		t.Errorf("without its request: %v; want Canceled by the arrival bound", err)
+	}
+	if f.stub.called() != nil {
+		t.Errorf("a refused call reached the service: %v", f.stub.called())
 	}
 }

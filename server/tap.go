@@ -24,7 +24,14 @@ import (
 //
 // The calls that take no caller token (grpc.health.v1, reflection) get a
 // time bound instead: their first request must arrive within i.arrival,
-// or the call is canceled and what it read let go.
+// or the call is canceled and what it read let go. So does an unknown
+// caller's call whose deadline lies further out: grpc-go keeps a refused
+// stream's deadline timer, and its context, until the deadline passes
+// (grpc/grpc-go#2976), which the caller chooses; such a call is refused by
+// the interceptor instead, once its request is in.
+//
+// The tap runs under the connection's lock, so a refusal's log line is
+// written there too: a log writer that blocks holds up that connection.
 func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if !strings.HasPrefix(info.FullMethodName, servicePrefix) {
 		return i.boundArrival(ctx), nil
@@ -37,6 +44,9 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	err := i.authz.Authenticate(mdCtx)
 	if err == nil {
 		return ctx, nil
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > i.arrival {
+		return i.boundArrival(ctx), nil
 	}
 	method, known := info.FullMethodName, served[info.FullMethodName]
 	if !known {
@@ -72,6 +82,10 @@ type arrivalKey struct{}
 func (i *interceptor) boundArrival(ctx context.Context) context.Context {
 	ctx, cancel := context.WithCancelCause(ctx)
 	t := time.AfterFunc(i.arrival, func() { cancel(errRequestLate) })
+	// A call that ends first (reset, refused, or its request undecodable)
+	// stops the timer, which would otherwise hold the call's context, its
+	// metadata included, until it fires.
+	context.AfterFunc(ctx, func() { t.Stop() })
 	return context.WithValue(ctx, arrivalKey{}, t)
 }
 
