@@ -374,23 +374,25 @@ var unknownKeyRe = regexp.MustCompile(`^(line \d+): field (.+) not found in type
 // validListenAddr reports whether addr is a TCP listen address: an
 // optional host and a port, a number or a service name net.Listen knows.
 func validListenAddr(addr string) bool {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	_, err = net.LookupPort("tcp", port)
-	return err == nil
+	_, ok := listenPort(addr)
+	return ok
 }
 
 // anyPort reports whether addr asks for a port the system picks (port 0),
 // which two listeners can both ask for.
 func anyPort(addr string) bool {
+	port, ok := listenPort(addr)
+	return ok && port == 0
+}
+
+// listenPort is the port of a listen address, by number or service name.
+func listenPort(addr string) (int, bool) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return false
+		return 0, false
 	}
 	n, err := net.LookupPort("tcp", port)
-	return err == nil && n == 0
+	return n, err == nil
 }
 
 func setDefault(s *string, v string) {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/tap"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -40,8 +39,7 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 		return ctx, nil
 	}
 	start := time.Now()
-	mdCtx := metadata.NewIncomingContext(ctx, info.Header)
-	err := i.authz.Authenticate(mdCtx)
+	err := i.authz.Authenticate(ctx) // grpc-go has put the call's metadata in ctx
 	if err == nil {
 		return ctx, nil
 	}
@@ -52,10 +50,9 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	if !known {
 		method = echo(method, maxMethodEcho)
 	}
-	line := requestLine{method: method, caller: caller(ctx), account: accountOrNone(""), region: regionOrNone(""),
-		unknown: !known}
-	st := line.fail(mdCtx, err)
-	i.write(mdCtx, line, start)
+	line := requestLine{method: method, caller: caller(ctx), unknown: !known} // no account: the request is unread
+	st := line.fail(ctx, err)
+	i.write(ctx, line, start)
 	return ctx, st.Err()
 }
 
