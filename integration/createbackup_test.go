@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -577,16 +579,45 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 			record(name, err)
 		}()
 	}
+	// A REST body that is still arriving when the drain begins is given
+	// up on, 503 SHUTTING_DOWN, rather than holding the drain for the
+	// 30 s a body may take, past the 25 s shutdown timeout.
+	trickle := make(chan *http.Response, 1)
+	go func() {
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		req, _ := http.NewRequest("POST", inst.httpURL+"/v1/accounts/"+a+"/tables/Drain/backups", pr)
+		req.ContentLength = 100
+		go func() { _, _ = io.WriteString(pw, `{"backupName":"trickle"`) }()
+		resp, err := inst.http.Do(req)
+		if err != nil {
+			t.Errorf("trickling body: %v", err)
+		}
+		trickle <- resp
+	}()
 	time.Sleep(700 * time.Millisecond) // about 14 done, the rest waiting their turn
+	stopped := time.Now()
 	if err := inst.stop(t); err != nil {
 		t.Errorf("backupd exit after SIGTERM: %v; want exit 0", err)
 	}
+	t.Logf("backupd exited %s after SIGTERM", time.Since(stopped).Round(time.Millisecond))
 	wg.Wait()
 	if len(failures) > 0 {
 		t.Errorf("%d requests lost to SIGTERM: %v", len(failures), failures)
 	}
-	if names := backupNames(t, db, "Drain"); len(names) != ok || ok != grpcN+restN {
+	if resp := <-trickle; resp != nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !bytes.Contains(body, []byte(`"SHUTTING_DOWN"`)) {
+			t.Errorf("trickling body: %d, Retry-After %q, %s; want 503 SHUTTING_DOWN with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	names := backupNames(t, db, "Drain")
+	if len(names) != ok || ok != grpcN+restN {
 		t.Errorf("%d requests succeeded, moto holds %d backups; want %d of each", ok, len(names), grpcN+restN)
+	}
+	if names["trickle"] != "" {
+		t.Error("the request whose body never arrived made a backup")
 	}
 }
 

@@ -48,16 +48,20 @@ const (
 	ReasonRouteNotFound    = "ROUTE_NOT_FOUND"
 	ReasonMethodNotAllowed = "METHOD_NOT_ALLOWED"
 	ReasonUnknownMethod    = "UNKNOWN_METHOD"
+	ReasonShuttingDown     = "SHUTTING_DOWN"
 )
 
 // RequestError is a request the gRPC server or the REST gateway refuses on
 // its own, before the service sees it: too large, undecodable, or for a
-// route or method backupd does not have. It is mapped here like every
-// other error, so its status has the same details.
+// route or method backupd does not have, or arriving as it shuts down. It
+// is mapped here like every other error, so its status has the same
+// details.
 type RequestError struct {
 	Code   codes.Code
 	Reason string // one of the Reason constants
 	Msg    string
+	// RetryAfter, when not zero, says when to come back (RetryInfo).
+	RetryAfter time.Duration
 }
 
 func (e *RequestError) Error() string { return e.Msg }
@@ -160,7 +164,7 @@ func mapOurs(err error) (mapped, bool) {
 	)
 	switch {
 	case errors.As(err, &request):
-		return mapped{code: request.Code, reason: request.Reason, msg: request.Msg}, true
+		return mapped{code: request.Code, reason: request.Reason, msg: request.Msg, retryAfter: request.RetryAfter}, true
 	case errors.As(err, &anonymous):
 		return mapped{code: codes.Unauthenticated, reason: "UNAUTHENTICATED", msg: anonymous.Error()}, true
 	case errors.As(err, &denied):

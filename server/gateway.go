@@ -133,11 +133,18 @@ func forwardedHeader(key string) (string, bool) {
 // net/http's own messages (a failed TLS handshake, say) as warnings, in
 // the same format as every other line, instead of plain text on stderr.
 func NewHTTPServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
-	return newHTTPServer(h, bodyReadTimeout, handling, tlsCfg, log)
+	srv := newHTTPServer(h, bodyReadTimeout, handling, tlsCfg, log)
+	newBodyReads(drainBodyGrace).watch(srv)
+	return srv
 }
 
 // bodyReadTimeout bounds reading a request, body included: 64 KiB at most.
 const bodyReadTimeout = 30 * time.Second
+
+// drainBodyGrace is how long a REST body still arriving when the server
+// shuts down has left to arrive: a body sent at once is in within
+// milliseconds.
+const drainBodyGrace = time.Second
 
 // newHTTPServer is NewHTTPServer with the time a request may take to
 // arrive. net/http starts the write deadline once a request's headers are

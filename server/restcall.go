@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +49,9 @@ type restCall struct {
 	// challenge is the WWW-Authenticate challenge of a request refused as
 	// unauthenticated (keepChallenge).
 	challenge string
+	// bodyLate is set when the body did not arrive in time, and cutShort
+	// when that time was cut short by the server's shutdown.
+	bodyLate, cutShort bool
 }
 
 // takesBody lists the methods whose route takes a JSON body.
@@ -82,18 +86,26 @@ type restCallKey struct{}
 // declared, or when reading passes the limit. grpc-gateway turns read
 // errors into InvalidArgument, so the error handler learns of the overflow
 // from the restCall, and logs and counts the request under its method.
+// A body still arriving when the server shuts down is cut short
+// (bodyReads).
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		call := &restCall{start: time.Now(), remote: host, forwardedFor: r.Header.Get("X-Forwarded-For"),
 			query: r.URL.RawQuery}
 		metadataSafe(r.Header)
-		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
+		body := &limitedBody{call: call}
 		if r.ContentLength > MaxBodyBytes {
-			r.Body = &limitedBody{ReadCloser: declaredTooLarge{r.Body}, call: call}
+			body.ReadCloser = declaredTooLarge{r.Body}
 		} else {
-			r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxBodyBytes), call: call}
+			body.ReadCloser = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+			if r.ContentLength != 0 {
+				body.reads, body.w = bodyReadsOf(r.Context()), w
+			}
 		}
+		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
+		r.Body = body
+		defer body.answered()
 		next.ServeHTTP(w, r)
 	})
 }
@@ -274,18 +286,47 @@ func (w challengeWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// limitedBody is a REST request's body: it records in call a read that
+// passed MaxBodyBytes, and, when reads is not nil, is cut short if it is
+// still arriving when the server shuts down (bodyReads).
 type limitedBody struct {
 	io.ReadCloser
-	call *restCall
+	call  *restCall
+	reads *bodyReads
+	w     http.ResponseWriter // its request's, to set the read deadline
+	// started is set at the first read; watched and deadline are
+	// guarded by reads.mu.
+	started, watched, deadline bool
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.reads != nil && !b.started {
+		b.started = true
+		b.reads.start(b)
+	}
 	n, err := b.ReadCloser.Read(p)
+	if err == nil {
+		return n, nil
+	}
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		b.call.tooLarge = true
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.call.bodyLate = true
+	}
+	if b.reads != nil {
+		b.reads.end(b, err)
 	}
 	return n, err
+}
+
+// answered records that the body's request was answered, read to its end
+// or not.
+func (b *limitedBody) answered() {
+	if b.reads != nil && b.started {
+		b.reads.end(b, nil)
+	}
 }
 
 // restRefusal checks what grpc-gateway lets pass on a REST request without

@@ -32,6 +32,15 @@ func tooLarge(account string) *status.Status {
 	return refusal(codes.InvalidArgument, rpcerror.ReasonBodyTooLarge, fmt.Sprintf("request body must be at most %d bytes", MaxBodyBytes), account)
 }
 
+// shuttingDown is the status of a REST request whose body had not arrived
+// when the server began to shut down, and was given up on.
+func shuttingDown(account string) *status.Status {
+	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
+		Msg:        "backupd is shutting down and the request's body had not arrived: nothing was done; send the request again",
+		RetryAfter: rpcerror.DefaultRetryAfter}, rpcerror.Request{AccountID: account})
+	return st
+}
+
 func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
 	body, err := newStrictJSON().Marshal(st.Proto())
 	if err != nil {
@@ -62,6 +71,11 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 	switch {
 	case tooBig:
 		st = tooLarge(account)
+	case call.cutShort:
+		st = shuttingDown(account)
+	case call.bodyLate:
+		st = refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, fmt.Sprintf(
+			"the request body did not arrive within %s of the request's start; send it whole, at once", bodyReadTimeout), account)
 	case len(st.Details()) == 0 && st.Code() == codes.InvalidArgument:
 		st = malformed(ctx, r, call, st, account)
 	}

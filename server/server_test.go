@@ -931,6 +931,40 @@ func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
 	}
 }
 
+// TestLateBodyIsNamed: a REST body that has not arrived by the read
+// timeout is refused with a message that says so, rather than with the
+// connection's "i/o timeout" and its addresses.
+func TestLateBodyIsNamed(t *testing.T) {
+	f := newFixture(t)
+	srv := newHTTPServer(f.http.Config.Handler, 300*time.Millisecond, time.Second, nil, nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = Serve(srv, lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte("did not arrive within")) || bytes.Contains(body, []byte("127.0.0.1")) {
+		t.Errorf("late body: %d %s; want 400 saying the body did not arrive in time", resp.StatusCode, body)
+	}
+	if f.stub.called() != nil {
+		t.Errorf("a request without its body reached the service: %v", f.stub.called())
+	}
+}
+
 // TestUnknownCallerIsRefusedBeforeItsBody: a REST request from a caller
 // backupd does not know is answered from its headers, without waiting for
 // a body that may come slowly or never, and its connection is closed
