@@ -12,6 +12,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -153,9 +154,12 @@ func (p policy) patience(ctx context.Context, now time.Time) time.Time {
 // reports the turn stale when the sleep ended more than slack after due:
 // the process was paused (a stopped container, CPU throttling), and the
 // calls it releases together would crowd one second, so the caller must
-// queue again. slack is how late past due a sleep may end: the guard for
-// Local, less for Redis, whose turns are placed only so closely (see
-// Redis.Wait).
+// queue again. slack is how late past due a sleep may end: half the guard
+// for Local, the other half being for jitter on the way to DynamoDB (a
+// turn sent the whole guard late, and the turn a second and a guard after
+// it sent on time, would be a second apart with the rate's number of calls
+// between them); less for Redis, whose turns are placed only so closely
+// (see Redis.Wait).
 func (p policy) await(ctx context.Context, k Key, due time.Time, slack time.Duration) (stale bool, err error) {
 	if err := p.sleep(ctx, due.Sub(p.now())); err != nil {
 		return false, &InterruptedError{Key: k, Err: err}
@@ -209,17 +213,53 @@ func (opts Options) guard() time.Duration {
 }
 
 // Local limits calls within one process. Its map is built once and only read
-// afterwards, so Wait takes no lock of its own.
+// afterwards, so Wait takes no lock for it.
 type Local struct {
 	policy
-	limiters map[Key]*rate.Limiter
+	limiters map[Key]*turns
+}
+
+// turns hands out one key's turns. rate.Limiter takes the time of each
+// reservation from its caller, and a time earlier than the last one's
+// moves its clock back: the gap is then counted again as time in which
+// turns went by, and the calls after it come closer together than the
+// rate. A caller that read the clock, then waited for the CPU or for the
+// limiter's lock while another reserved, would pass such a time. So the
+// clock is read, never earlier than the last reading, under turns' own
+// lock.
+type turns struct {
+	mu   sync.Mutex
+	lim  *rate.Limiter
+	last time.Time
+}
+
+// reserve takes the next turn, and returns it with the time it was taken.
+func (t *turns) reserve(now func() time.Time) (*rate.Reservation, time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at := t.nowLocked(now)
+	return t.lim.ReserveN(at, 1), at
+}
+
+// cancel gives r back, as far as no later turn was taken after it.
+func (t *turns) cancel(r *rate.Reservation, now func() time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r.CancelAt(t.nowLocked(now))
+}
+
+func (t *turns) nowLocked(now func() time.Time) time.Time {
+	if at := now(); at.After(t.last) {
+		t.last = at
+	}
+	return t.last
 }
 
 // NewLocal builds a limiter for every key in opts.Rates.
 func NewLocal(opts Options) *Local {
-	l := &Local{policy: newPolicy(opts), limiters: make(map[Key]*rate.Limiter, len(opts.Rates))}
+	l := &Local{policy: newPolicy(opts), limiters: make(map[Key]*turns, len(opts.Rates))}
 	for k, d := range l.spacing {
-		l.limiters[k] = rate.NewLimiter(rate.Every(d), 1)
+		l.limiters[k] = &turns{lim: rate.NewLimiter(rate.Every(d), 1)}
 	}
 	return l
 }
@@ -228,25 +268,26 @@ func NewLocal(opts Options) *Local {
 // its turn lies beyond MaxWait or the context's deadline, or an
 // *InterruptedError when the context ends while waiting.
 func (l *Local) Wait(ctx context.Context, k Key) error {
-	lim, ok := l.limiters[k]
+	t, ok := l.limiters[k]
 	if !ok {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
 	until := l.patience(ctx, l.now())
 	for waited := false; ; waited = true {
-		now := l.now()
-		r := lim.ReserveN(now, 1)
+		r, now := t.reserve(l.now)
 		delay := r.DelayFrom(now)
 		switch {
 		case delay == 0:
 			return l.admit(k, waited)
 		case now.Add(delay).After(until):
-			r.CancelAt(now)
+			t.cancel(r, l.now)
 			return l.refuse(k, delay)
 		}
-		stale, err := l.await(ctx, k, now.Add(delay), l.guard)
+		// Half the guard for the wake-up, as for Redis, the other half
+		// for jitter on the way to DynamoDB.
+		stale, err := l.await(ctx, k, now.Add(delay), l.guard/2)
 		if err != nil {
-			r.CancelAt(l.now())
+			t.cancel(r, l.now)
 			return err
 		}
 		if !stale {

@@ -211,3 +211,81 @@ func testStaleTurnsQueueAgain(t *testing.T, mk func(Options) waiter) {
 func TestStaleTurnsQueueAgain(t *testing.T) {
 	testStaleTurnsQueueAgain(t, func(o Options) waiter { return NewLocal(o) })
 }
+
+// TestClockReadingsNeverGoBack: a caller that read the clock, then lost the
+// CPU (or waited for the lock) while others took turns, must not move the
+// limiter's clock back: x/time/rate would count the gap again as time in
+// which turns went by, and bring the later calls closer than the rate.
+// Here every tenth caller's reading is 25 ms old.
+func TestClockReadingsNeverGoBack(t *testing.T) {
+	base := time.Now().Add(time.Hour)
+	cur := base
+	var due []time.Time
+	l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Hour,
+		Now: func() time.Time { return cur },
+		Sleep: func(_ context.Context, d time.Duration) error {
+			due = append(due, cur.Add(d))
+			return nil
+		}})
+	for i := range 201 {
+		cur = base.Add(time.Duration(i) * 5 * time.Millisecond)
+		if i%10 == 0 && i > 0 {
+			cur = cur.Add(-25 * time.Millisecond)
+		}
+		if err := l.Wait(context.Background(), keyA); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			due = append(due, cur) // admitted at once
+		}
+	}
+	slices.SortFunc(due, time.Time.Compare)
+	for i := 50; i < len(due); i++ {
+		// Turns are reckoned in float64 tokens: a nanosecond either way.
+		if span := due[i].Sub(due[i-50]); span < time.Second+DefaultGuard-time.Microsecond {
+			t.Fatalf("turns %d..%d span %s: 51 calls within one second and a guard", i-50, i, span)
+		}
+	}
+}
+
+// TestLateWakeUpQueuesAgain: a turn whose sleep ends more than half the
+// guard late is stale, and its call queues again (the other half of the
+// guard is for jitter on the way to DynamoDB). Queued again with no one
+// ahead, it goes at once, but the next call's turn is then a whole spacing
+// after it; a turn used late leaves the next one where it was, already
+// past.
+func TestLateWakeUpQueuesAgain(t *testing.T) {
+	tests := []struct {
+		late       time.Duration
+		wantQueued bool
+	}{
+		{DefaultGuard / 4, false},
+		{DefaultGuard / 2, false},
+		{DefaultGuard/2 + time.Millisecond, true},
+		{DefaultGuard, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.late.String(), func(t *testing.T) {
+			c := &fakeClock{t: time.Now().Add(time.Hour)}
+			sleeps := 0
+			l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Now: c.now,
+				Sleep: func(ctx context.Context, d time.Duration) error {
+					if sleeps++; sleeps == 1 {
+						d += tt.late
+					}
+					return c.sleep(ctx, d)
+				}})
+			var went []time.Time
+			for range 3 { // the first goes at once, the second wakes late
+				if err := l.Wait(context.Background(), keyA); err != nil {
+					t.Fatal(err)
+				}
+				went = append(went, c.now())
+			}
+			gap := went[2].Sub(went[1])
+			if queued := gap >= spacing(50, DefaultGuard)-time.Microsecond; queued != tt.wantQueued {
+				t.Errorf("woken %s late: the next call went %s after; want queued again %v", tt.late, gap, tt.wantQueued)
+			}
+		})
+	}
+}
