@@ -15,7 +15,7 @@ import (
 // Health tracks readiness for grpc.health.v1 and /readyz together.
 type Health struct {
 	grpc *health.Server
-	// stopped ends when the servers stop taking work (EndWatches).
+	// stopped ends when the servers stop taking work (EndStreams).
 	stopped context.Context
 	stop    context.CancelFunc
 	// watches holds a token for each Watch stream open (maxWatches).
@@ -39,11 +39,12 @@ func NewHealth() *Health {
 	return h
 }
 
-// EndWatches ends every grpc.health.v1 Watch stream, and refuses new ones:
-// a Watch lasts as long as its client keeps it (gRPC client-side health
-// checking keeps one on each connection), and the graceful stop that
-// follows would otherwise wait for it until the shutdown timeout.
-func (h *Health) EndWatches() { h.stop() }
+// EndStreams ends every grpc.health.v1 Watch stream and reflection stream,
+// and refuses new ones: such a stream lasts as long as its client keeps it
+// (gRPC client-side health checking keeps a Watch on each connection, and
+// a gRPC GUI its reflection stream), and the graceful stop that follows
+// would otherwise wait for it until the shutdown timeout.
+func (h *Health) EndStreams() { h.stop() }
 
 // register serves grpc.health.v1 on s.
 func (h *Health) register(s *grpc.Server) {
@@ -51,7 +52,7 @@ func (h *Health) register(s *grpc.Server) {
 }
 
 // healthService is grpc-go's health service with Watch streams that end
-// when the servers stop taking work (Health.EndWatches).
+// when the servers stop taking work (Health.EndStreams).
 type healthService struct {
 	*health.Server
 	h *Health
@@ -85,24 +86,37 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.h.stopped, cancel)()
-	err := s.Server.Watch(req, watchStream{stream, ctx})
+	ws := &watchStream{Health_WatchServer: stream, ctx: ctx}
+	err := s.Server.Watch(req, ws)
 	if s.h.stopped.Err() != nil {
 		// grpc-go's Watch may have ended before it sent the NOT_SERVING
 		// that the shutdown set a moment earlier (with no drain delay):
 		// the watcher hears it here, then the end.
-		_ = stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
+		if ws.last != healthpb.HealthCheckResponse_NOT_SERVING {
+			_ = stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
+		}
 		return status.Error(codes.Unavailable, "backupd is shutting down; watch another replica")
 	}
 	return err
 }
 
-// watchStream is a Watch stream whose context ends at shutdown too.
+// watchStream is a Watch stream whose context ends at shutdown too, and
+// that remembers the last status it sent.
 type watchStream struct {
 	healthpb.Health_WatchServer
-	ctx context.Context
+	ctx  context.Context
+	last healthpb.HealthCheckResponse_ServingStatus
 }
 
-func (w watchStream) Context() context.Context { return w.ctx }
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+func (w *watchStream) Send(resp *healthpb.HealthCheckResponse) error {
+	err := w.Health_WatchServer.Send(resp)
+	if err == nil {
+		w.last = resp.GetStatus()
+	}
+	return err
+}
 
 // SetReady flips every service's health status.
 func (h *Health) SetReady(ready bool) {

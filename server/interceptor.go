@@ -38,6 +38,9 @@ type interceptor struct {
 	// arrival bounds the wait for the request of a call that takes no
 	// caller token (see tap).
 	arrival time.Duration
+	// stopping ends when the gRPC server stops taking work, and with it
+	// every reflection stream (Health.EndStreams); nil for REST.
+	stopping context.Context
 }
 
 func newInterceptor(opts Options) *interceptor {

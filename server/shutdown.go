@@ -37,7 +37,7 @@ type Shutdown struct {
 
 // Run says not ready, keeps serving for the drain delay when signalled,
 // then stops taking work and drains REST and gRPC together: health Watch
-// streams end, both listeners close at once, and in-flight requests, and
+// and reflection streams end, both listeners close at once, and in-flight requests, and
 // the request_id runs their callers left, get the shutdown timeout to
 // finish. Not signalled (a listener failed), there is no one to give the
 // drain delay to.
@@ -50,7 +50,7 @@ func (s Shutdown) Run(signalled bool) error {
 	s.Logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", s.Timeout))
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
 	defer cancel()
-	s.Health.EndWatches()
+	s.Health.EndStreams()
 	done := make(chan struct{})
 	go func() {
 		s.GRPC.GracefulStop()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionalphapb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -221,18 +224,9 @@ func TestShutdownEndsHealthWatches(t *testing.T) {
 			if resp, err := stream.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 				t.Fatalf("Watch answer after the signal %v, %v; want NOT_SERVING", resp, err)
 			}
-			// A repeated NOT_SERVING may come before the end.
-			for {
-				resp, err := stream.Recv()
-				if err != nil {
-					if status.Code(err) != codes.Unavailable {
-						t.Errorf("Watch ended with %v; want UNAVAILABLE", err)
-					}
-					break
-				}
-				if resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
-					t.Fatalf("Watch answer %v during the shutdown", resp)
-				}
+			// Then the end, without NOT_SERVING again.
+			if resp, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+				t.Errorf("Watch after NOT_SERVING: %v, %v; want its end, UNAVAILABLE", resp, err)
 			}
 			select {
 			case err := <-done:
@@ -248,9 +242,9 @@ func TestShutdownEndsHealthWatches(t *testing.T) {
 
 // A Watch that starts once the servers stop taking work is refused at once
 // rather than held open.
-func TestHealthWatchAfterEndWatches(t *testing.T) {
+func TestHealthWatchAfterEndStreams(t *testing.T) {
 	f := newShutdownFixture(t)
-	f.s.Health.EndWatches()
+	f.s.Health.EndStreams()
 	stream, err := healthpb.NewHealthClient(f.conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -302,5 +296,79 @@ func TestHealthCallsAreBounded(t *testing.T) {
 	}
 	if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Errorf("Check while the watches are full: %v", err)
+	}
+}
+
+// A reflection stream lasts as long as its client keeps it (a gRPC GUI
+// keeps one open); the shutdown ends it, rather than waiting for it until
+// the timeout, exiting 1 and leaving the request_id runs unwaited for.
+func TestShutdownEndsReflectionStreams(t *testing.T) {
+	tests := []struct {
+		name string
+		open func(context.Context, *grpc.ClientConn) (func() error, error) // one round trip, then the next Recv
+	}{
+		{"v1", func(ctx context.Context, conn *grpc.ClientConn) (func() error, error) {
+			stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+				return nil, err
+			}
+			if _, err := stream.Recv(); err != nil {
+				return nil, err
+			}
+			return func() error { _, err := stream.Recv(); return err }, nil
+		}},
+		{"v1alpha", func(ctx context.Context, conn *grpc.ClientConn) (func() error, error) {
+			stream, err := reflectionalphapb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+			if err != nil {
+				return nil, err
+			}
+			//lint:ignore SA1019 grpc-go still serves v1alpha, and older clients ask it
+			if err := stream.Send(&reflectionalphapb.ServerReflectionRequest{MessageRequest: &reflectionalphapb.ServerReflectionRequest_ListServices{}}); err != nil {
+				return nil, err
+			}
+			if _, err := stream.Recv(); err != nil {
+				return nil, err
+			}
+			return func() error { _, err := stream.Recv(); return err }, nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHealth()
+			srv := NewGRPC(Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, h)
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = srv.Serve(lis) }()
+			t.Cleanup(srv.Stop)
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			next, err := tt.open(context.Background(), conn)
+			if err != nil {
+				t.Fatalf("reflection round trip: %v", err)
+			}
+			svc := &waiter{called: make(chan struct{})}
+			s := Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv, Service: svc,
+				Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Timeout: 3 * time.Second}
+			start := time.Now()
+			if err := s.Run(false); err != nil {
+				t.Errorf("Run: %v after %s; want the stream ended and nil", err, time.Since(start).Round(time.Millisecond))
+			}
+			select {
+			case <-svc.called:
+			default:
+				t.Error("the request_id runs were not waited for")
+			}
+			if err := next(); status.Code(err) != codes.Unavailable {
+				t.Errorf("the open reflection stream got %v; want UNAVAILABLE", err)
+			}
+		})
 	}
 }

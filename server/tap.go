@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -93,13 +95,47 @@ func requestArrived(ctx context.Context) {
 	}
 }
 
-// stream passes a streaming call's first request on to requestArrived.
-func (i *interceptor) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+// stream passes a streaming call's first request on to requestArrived, and
+// ends a reflection stream when the server stops taking work.
+func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if _, ok := ss.Context().Value(arrivalKey{}).(*time.Timer); ok {
 		ss = &arrivalStream{ServerStream: ss}
 	}
+	if i.stopping != nil && strings.HasPrefix(info.FullMethod, reflectionPrefix) {
+		ss = &stoppingStream{ServerStream: ss, stopping: i.stopping}
+	}
 	return handler(srv, ss)
 }
+
+// reflectionPrefix starts the full method names of gRPC reflection, v1 and
+// v1alpha.
+const reflectionPrefix = "/grpc.reflection."
+
+// stoppingStream is a stream whose wait for its next request ends when
+// stopping does: grpc-go's reflection service waits for requests for as
+// long as its client keeps the stream, and the graceful stop would wait
+// for it. Each wait runs in a goroutine of its own, which grpc-go ends when
+// the call ends; reflection streams are few.
+type stoppingStream struct {
+	grpc.ServerStream
+	stopping context.Context
+}
+
+func (s *stoppingStream) RecvMsg(m any) error {
+	if s.stopping.Err() != nil {
+		return errStopping
+	}
+	received := make(chan error, 1)
+	go func() { received <- s.ServerStream.RecvMsg(m) }()
+	select {
+	case err := <-received:
+		return err
+	case <-s.stopping.Done():
+		return errStopping
+	}
+}
+
+var errStopping = status.Error(codes.Unavailable, "backupd is shutting down; reconnect to another replica")
 
 // arrivalStream lifts its call's arrival bound once a request arrives.
 type arrivalStream struct {
