@@ -260,11 +260,15 @@ func mapUpstream(err error) mapped {
 }
 
 func mapAssume(e *auth.AssumeRoleError) mapped {
+	var meta map[string]string
+	if id := awsRequestID(e); id != "" { // STS's, for AWS support
+		meta = map[string]string{"aws_request_id": id}
+	}
 	if e.Denied() {
-		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED",
+		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
 			msg: fmt.Sprintf("STS refused backupd's role in account %s; check the role's trust policy and ExternalId", e.AccountID)}
 	}
-	return mapped{code: codes.Unavailable, reason: "STS_UNAVAILABLE", retryAfter: DefaultRetryAfter,
+	return mapped{code: codes.Unavailable, reason: "STS_UNAVAILABLE", retryAfter: DefaultRetryAfter, meta: meta,
 		msg: fmt.Sprintf("STS could not issue credentials for account %s; retry later", e.AccountID)}
 }
 
@@ -298,10 +302,17 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		m.code, m.reason = codes.InvalidArgument, "DYNAMODB_VALIDATION"
 		m.msg = "DynamoDB refused the request as invalid: " + msg +
 			" (DynamoDB names fields in PascalCase; backupd names them in snake_case, or lowerCamelCase over REST)"
-	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException":
+	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+		"IncompleteSignatureException", "MissingAuthenticationTokenException":
 		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
 		m.msg = "DynamoDB refused backupd's role in this account (" + code + "); " +
 			"ask backupd's operators to check the role's permissions policy"
+	case "ExpiredTokenException":
+		// backupd renews its credentials before they expire by its own
+		// clock; AWS finding them expired says that clock is behind.
+		m.code, m.reason, m.retryAfter = codes.Unavailable, "CREDENTIALS_EXPIRED", DefaultRetryAfter
+		m.msg = "DynamoDB found backupd's credentials for this account expired (ExpiredTokenException): " +
+			"nothing was done; retry later, and ask backupd's operators to check its clock"
 	case "TableNotFoundException", "ResourceNotFoundException":
 		m.code, m.reason = codes.NotFound, "TABLE_NOT_FOUND"
 		m.msg = msg + "; the table must exist in the account and region the request names (the account's default region when region is empty)"

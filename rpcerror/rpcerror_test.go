@@ -92,6 +92,12 @@ func TestStatus(t *testing.T) {
 		{"DynamoDB signature mismatch", sdkErr(&smithy.GenericAPIError{Code: "InvalidSignatureException",
 			Message: "The request signature we calculated does not match. The Canonical String for this request should have been 'POST / x-amz-security-token:IQoJ...'"}),
 			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(InvalidSignatureException)", "x-amz-security-token"},
+		{"DynamoDB incomplete signature", sdkErr(&smithy.GenericAPIError{Code: "IncompleteSignatureException", Message: "Authorization header requires 'Signature'"}),
+			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(IncompleteSignatureException)", "Authorization header"},
+		{"DynamoDB missing token", sdkErr(&smithy.GenericAPIError{Code: "MissingAuthenticationTokenException", Message: "Request is missing Authentication Token"}),
+			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(MissingAuthenticationTokenException)", ""},
+		{"DynamoDB expired token", sdkErr(&smithy.GenericAPIError{Code: "ExpiredTokenException", Message: "The security token included in the request is expired"}),
+			codes.Unavailable, "CREDENTIALS_EXPIRED", "", DefaultRetryAfter, "nothing was done; retry later", ""},
 		{"account not configured", fmt.Errorf("resolve: %w", &accounts.NotConfiguredError{AccountID: "333333333333"}), codes.NotFound, "ACCOUNT_NOT_CONFIGURED", "", 0, "333333333333", ""},
 		{"table not found", sdkErr(&types.TableNotFoundException{Message: strPtr("Table not found: Orders")}), codes.NotFound, "TABLE_NOT_FOUND", "", 0, "Table not found: Orders; the table must exist in the account and region", ""},
 		{"backup not found", sdkErr(&types.BackupNotFoundException{Message: strPtr("no backup")}), codes.NotFound, "BACKUP_NOT_FOUND", "", 0, "no backup; ListBackups gives", ""},
@@ -211,12 +217,14 @@ func TestStatus(t *testing.T) {
 }
 
 // The AWS request id, which AWS support asks for, is in the ErrorInfo of
-// DynamoDB's answers, a 5xx whose outcome is unknown included.
+// DynamoDB's and STS's answers, a 5xx whose outcome is unknown included.
 func TestStatusAWSRequestID(t *testing.T) {
 	for name, err := range map[string]error{
 		"table not found": sdkErr(&types.TableNotFoundException{Message: strPtr("x")}),
 		"outcome unknown": &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111",
 			Err: sdkErrStatus(&types.InternalServerError{Message: strPtr("boom")}, 500)},
+		"STS refused the role": &auth.AssumeRoleError{AccountID: "111111111111", Err: sdkErrStatus(&smithy.GenericAPIError{Code: "AccessDenied"}, 403)},
+		"STS failed":           &auth.AssumeRoleError{AccountID: "111111111111", Err: sdkErrStatus(&smithy.GenericAPIError{Code: "InternalFailure"}, 500)},
 	} {
 		st, _ := Status(err, Request{})
 		found := false
