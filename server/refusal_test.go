@@ -34,6 +34,7 @@ func TestRESTRefusals(t *testing.T) {
 		account                  string // the ErrorInfo's account_id; "" for none
 		fields                   []string
 		rules                    []string
+		msgHas                   string // in the message, when set
 	}{
 		{name: "unknown body field", method: "POST", path: create, body: `{"backupName":"nightly","bogus":1}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
@@ -67,15 +68,21 @@ func TestRESTRefusals(t *testing.T) {
 			rules:  []string{"is not a field of global_secondary_index_override.indexes[1]", `must be an integer from -9223372036854775808 to 9223372036854775807; got "x"`}},
 		{name: "malformed JSON", method: "POST", path: create, body: `{"backupName":`,
 			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111"},
+		{name: "compressed body", method: "POST", path: create, body: "\x1f\x8b\x08\x00\x00\x00\x00\x00", header: http.Header{"Content-Encoding": {"gzip"}},
+			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111", msgHas: `Content-Encoding "gzip", which backupd does not take`},
 		{name: "body too large", method: "POST", path: create, body: `{"backupName":"` + strings.Repeat("x", MaxBodyBytes) + `"}`,
 			status: 413, reason: "BODY_TOO_LARGE", account: "111111111111"},
 		{name: "bad deadline header", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"5s"}},
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
-			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be given once, as 1-8 digits and a unit, H M S m u or n (5S is five seconds); got "5s"`}},
+			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be given once, as 1-8 digits, not all 0, and a unit, H M S m u or n (5S is five seconds); got "5s"`}},
+		// grpc-gateway would take it for no deadline at all.
+		{name: "zero deadline header", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"000S"}},
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be given once, as 1-8 digits, not all 0, and a unit, H M S m u or n (5S is five seconds); got "000S"`}},
 		// grpc-gateway would read only the first.
 		{name: "deadline header given twice", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"5S", "xx"}},
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
-			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be given once, as 1-8 digits and a unit, H M S m u or n (5S is five seconds); got "5S, xx"`}},
+			fields: []string{"Grpc-Timeout"}, rules: []string{`header must be given once, as 1-8 digits, not all 0, and a unit, H M S m u or n (5S is five seconds); got "5S, xx"`}},
 		{name: "query on create", method: "POST", path: create + "?region=eu-west-1", body: `{"backupName":"nightly"}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"region"}, rules: []string{"is not a query parameter of this route; it takes none"}},
@@ -149,6 +156,9 @@ func TestRESTRefusals(t *testing.T) {
 			}
 			if len(st.Details) == 0 || st.Details[0].Reason != tt.reason || st.Details[0].Metadata["account_id"] != tt.account {
 				t.Fatalf("details %+v, want reason %s and account_id %q", st.Details, tt.reason, tt.account)
+			}
+			if !strings.Contains(st.Message, tt.msgHas) {
+				t.Errorf("message %q, want it to say %q", st.Message, tt.msgHas)
 			}
 			if len(tt.fields) == 0 {
 				if len(st.Details) != 1 {

@@ -64,18 +64,21 @@ var takesBody = map[string]bool{
 const grpcTimeoutHeader = "Grpc-Timeout"
 
 // validTimeout reports whether v is a gRPC timeout: 1 to 8 digits and a
-// unit, H M S m u or n.
+// unit, H M S m u or n. Zero, a deadline already past, is refused too:
+// grpc-gateway would take it for none.
 func validTimeout(v string) bool {
 	n := len(v) - 1
 	if n < 1 || n > 8 || !strings.ContainsRune("HMSmun", rune(v[n])) {
 		return false
 	}
+	zero := true
 	for i := range n {
 		if v[i] < '0' || v[i] > '9' {
 			return false
 		}
+		zero = zero && v[i] == '0'
 	}
-	return true
+	return !zero
 }
 
 type restCallKey struct{}
@@ -342,7 +345,7 @@ func restRefusal(ctx context.Context, method string) error {
 	var vs []service.FieldViolation
 	if call.badTimeout != "" {
 		vs = append(vs, service.FieldViolation{Field: grpcTimeoutHeader, Description: fmt.Sprintf(
-			"%s header must be given once, as 1-8 digits and a unit, H M S m u or n (5S is five seconds); got %s",
+			"%s header must be given once, as 1-8 digits, not all 0, and a unit, H M S m u or n (5S is five seconds); got %s",
 			grpcTimeoutHeader, service.Quote(call.badTimeout))})
 	}
 	if call.query != "" && method != backupv1.BackupService_ListBackups_FullMethodName {
