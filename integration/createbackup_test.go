@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -618,6 +619,34 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}
 	if names["trickle"] != "" {
 		t.Error("the request whose body never arrived made a backup")
+	}
+}
+
+// TestShutdownTimeoutIsLogged: a drain that outlasts shutdown_timeout (here
+// a REST body still arriving, which has a second left, against a 300 ms
+// timeout) ends the process with exit 1, and says so in the log, in the
+// log's format, not in a plain line beside it.
+func TestShutdownTimeoutIsLogged(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, _ := newAccount(t, moto, "Orders")
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, ShutdownTimeout: 300 * time.Millisecond, Env: motoEnv(moto)})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(inst.httpURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/accounts/%s/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{", a)
+	time.Sleep(200 * time.Millisecond) // the request is in, its body being read
+	if err := inst.stop(t); err == nil {
+		t.Error("backupd exited 0 after its drain timed out; want 1")
+	}
+	if lines := inst.logs.Lines(`"level":"ERROR"`, `"msg":"backupd stopped"`, `shutdown timed out`); len(lines) != 1 {
+		t.Errorf("%d JSON lines saying the shutdown timed out; want 1:\n%s", len(lines), inst.logs.String())
+	}
+	for line := range strings.Lines(inst.logs.String()) {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("a line not in the log's format: %q", line)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -193,6 +194,8 @@ type instanceOptions struct {
 	DrainDelay time.Duration
 	// UpstreamTimeout is the config's upstream_timeout; 0: default.
 	UpstreamTimeout time.Duration
+	// ShutdownTimeout is the config's shutdown_timeout; 0: 30s.
+	ShutdownTimeout time.Duration
 	Env             []string // extra environment, e.g. AWS_ENDPOINT_URL=...
 	// Redis, when set, is the address of the shared-state Redis, used
 	// under RedisPrefix.
@@ -221,7 +224,7 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	var cfg strings.Builder
 	// Ports backupd's listeners get from the system, read from its log:
 	// a port picked free here could be taken before backupd binds it.
-	cfg.WriteString("listen: {grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\"}\nshutdown_timeout: 30s\n")
+	fmt.Fprintf(&cfg, "listen: {grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\"}\nshutdown_timeout: %s\n", cmp.Or(opts.ShutdownTimeout, 30*time.Second))
 	if opts.MaxWait > 0 {
 		fmt.Fprintf(&cfg, "max_wait: %s\n", opts.MaxWait)
 	}

@@ -57,11 +57,16 @@ func (s Shutdown) Run(signalled bool) error {
 		close(done)
 	}()
 	httpErr := s.HTTP.Shutdown(ctx)
+	timedOut := errors.Is(httpErr, context.DeadlineExceeded)
 	select {
 	case <-done:
 	case <-ctx.Done():
 		s.GRPC.Stop()
 		<-done
+		timedOut = true
+	}
+	if timedOut {
+		_ = s.HTTP.Close()
 		return errors.New("shutdown timed out; in-flight requests were cut off")
 	}
 	if httpErr != nil {

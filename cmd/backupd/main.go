@@ -45,7 +45,9 @@ func main() {
 		return // -h: the usage is printed, and asking for it is no failure
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "backupd:", err)
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "backupd:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -251,8 +253,18 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	})
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
 		slog.Bool("tls", srvOpts.TLS != nil), slog.Int("accounts", len(cfg.Accounts)))
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		logger.Error("backupd stopped", slog.String("error", err.Error()))
+		return loggedError{err}
+	}
+	return nil
 }
+
+// loggedError is a failure of a running backupd, already in its log: main
+// exits 1 without writing it again, in another format, beside the log.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
 
 // sharedState builds the limiter and the idempotency store on the
 // configured backend.
