@@ -31,8 +31,8 @@ func (e *OutcomeUnknownError) Error() string {
 
 // Redis keeps results in Redis, shared by every replica that names the same
 // server and key prefix, so a repeat may reach any replica. A request is
-// claimed with SET NX; the claim holds a lease for as long as a run may
-// take. A repeat that finds a claim whose lease ran out, because the
+// claimed with SET NX, done only if Redis gets to it within claimWithin;
+// the claim holds a lease for as long as a run may take. A repeat that finds a claim whose lease ran out, because the
 // replica running it stopped, gets OutcomeUnknownError, never a second run.
 // When Redis cannot be reached, Do refuses with a
 // sharedstate.UnavailableError rather than risk running twice.
@@ -47,14 +47,97 @@ type Redis struct {
 	settling      sync.WaitGroup
 	// drops holds a token for each claim being dropped (dropLater).
 	drops chan struct{}
+	// claimWithin is how long after it is sent, by Redis' clock, a claim
+	// may still be done (claim).
+	claimWithin time.Duration
+	// clock is what this replica last saw of Redis' clock.
+	clock redisClock
 }
+
+// claimWithin bounds when Redis may still do a claim: a SET NX queued in a
+// stalled Redis, or on a link that stopped, could otherwise be done long
+// after its caller was told nothing was sent, and stand, unrun, for 24
+// hours, its repeats told the outcome is unknown. Commands answer within a
+// second or two, or fail.
+const claimWithin = 3 * time.Second
 
 // NewRedis returns a store under prefix in client whose results live for
 // TTL; lease bounds how long a run may take before repeats stop waiting
 // for it. log hears of results that could not be kept.
 func NewRedis(client redis.Cmdable, prefix string, lease time.Duration, log *slog.Logger) *Redis {
 	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, log: log, settleTimeout: 5 * time.Second,
-		drops: make(chan struct{}, maxDrops)}
+		drops: make(chan struct{}, maxDrops), claimWithin: claimWithin}
+}
+
+// redisClock follows Redis' clock from the times its scripts answer with,
+// so that a deadline for Redis is set by Redis' clock, whatever this
+// host's says.
+type redisClock struct {
+	mu    sync.Mutex
+	redis time.Time // Redis' time when last seen
+	local time.Time // this replica's, with its monotonic reading, then
+}
+
+// now is Redis' time now, as far as this replica can tell: ok is false
+// before it has seen Redis' clock.
+func (c *redisClock) now() (t time.Time, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.local.IsZero() {
+		return time.Time{}, false
+	}
+	return c.redis.Add(time.Since(c.local)), true
+}
+
+func (c *redisClock) saw(redisNow time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.redis, c.local = redisNow, time.Now()
+}
+
+// claimScript does SET NX (ARGV[1], for ARGV[2] ms) unless Redis' clock
+// has passed ARGV[3] (Unix ms): a claim Redis gets to too late is not
+// done. It answers whether it set the key (1), found it (0) or came too
+// late (-1), and Redis' time in ms.
+var claimScript = redis.NewScript(claimScriptSource)
+
+const claimScriptSource = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now > tonumber(ARGV[3]) then return {-1, now} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, now} end
+return {0, now}
+`
+
+// errClaimLate says Redis got to a claim only after its time: it was not
+// done.
+var errClaimLate = errors.New("Redis did the claim only after its time, so not at all: Redis stalled, or was slow to answer")
+
+// claim does the SET NX of c's record, if Redis gets to it within
+// claimWithin of now by Redis' clock.
+func (s *Redis) claim(ctx context.Context, c claimed, record []byte) (bool, error) {
+	redisNow, ok := s.clock.now()
+	if !ok {
+		t, err := s.client.Time(ctx).Result()
+		if err != nil {
+			return false, err
+		}
+		s.clock.saw(t)
+		redisNow = t
+	}
+	by := redisNow.Add(s.claimWithin).UnixMilli()
+	res, err := claimScript.Run(ctx, s.client, []string{c.k}, record, s.ttl.Milliseconds(), by).Int64Slice()
+	if err != nil {
+		return false, err
+	}
+	if len(res) != 2 {
+		return false, fmt.Errorf("claim script answered %v", res)
+	}
+	s.clock.saw(time.UnixMilli(res[1]))
+	if res[0] < 0 {
+		return false, errClaimLate
+	}
+	return res[0] == 1, nil
 }
 
 // record is what Redis holds for one request.
@@ -92,9 +175,9 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 	for {
 		mine := claimed{key: key, k: k, owner: rand.Text(), fp: want, leaseUntil: time.Now().Add(s.lease)}
 		claim, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: mine.leaseUntil.UnixMilli()})
-		ok, err := s.client.SetNX(ctx, k, claim, s.ttl).Result()
+		ok, err := s.claim(ctx, mine, claim)
 		if err != nil {
-			if mayHaveReached(err) {
+			if !errors.Is(err, errClaimLate) && mayHaveReached(err) {
 				s.dropLater(mine)
 			}
 			return nil, unavailable(ctx, err)
@@ -197,8 +280,9 @@ const maxDrops = 256
 // background. The caller was told nothing was sent and to retry, and the
 // retry must not find the claim: it would wait out the lease and then be
 // told the outcome is unknown for 24 hours, though nothing ran. Redis may
-// do the SET NX late (it was stalled with the command queued), so the
-// drop is tried until the claim's lease ends, not only once. The claim
+// do the SET NX late (it was stalled with the command queued), within
+// claimWithin (later, the claim script does nothing), so the drop is tried
+// until the claim's lease ends, not only once. The claim
 // carries an owner token of its own, so no other request's claim is
 // touched. Drops beyond maxDrops, and those left at shutdown, are given
 // up: such a claim ends as OUTCOME_UNKNOWN, safe if not true.

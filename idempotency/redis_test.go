@@ -227,8 +227,10 @@ func TestRedisLeadsItsOwnClaim(t *testing.T) {
 	var lost atomic.Bool
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		err := next(ctx, cmd)
-		if b, ok := cmd.(*redis.BoolCmd); ok && err == nil && lost.CompareAndSwap(false, true) {
-			b.SetVal(false)
+		if isClaim(cmd) && err == nil && lost.CompareAndSwap(false, true) {
+			c := cmd.(*redis.Cmd)
+			res, _ := c.Slice() // set (1), Redis' time
+			c.SetVal([]any{int64(0), res[1]})
 		}
 		return err
 	}))
@@ -262,11 +264,10 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 			t.Cleanup(func() { direct.Close() })
 			var failed atomic.Bool
 			s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
-				if _, ok := cmd.(*redis.BoolCmd); !ok || !failed.CompareAndSwap(false, true) {
+				if !isClaim(cmd) || !failed.CompareAndSwap(false, true) {
 					return next(ctx, cmd)
 				}
-				args := cmd.Args() // set key value ex ttl nx
-				do := func() { direct.SetNX(context.Background(), args[1].(string), args[2], TTL) }
+				do := func() { redoClaim(t, direct, cmd) }
 				if late == 0 {
 					do()
 				} else {
@@ -332,5 +333,53 @@ func TestRedisKeepsAResultItsClaimLost(t *testing.T) {
 	}
 	if resp, err := s[1].Do(ctx, key, fpA, c.run); err != nil || string(resp) != "first" || c.runs.Load() != 1 {
 		t.Errorf("repeat after the run: %q, %v after %d runs; want the first's answer after 1", resp, err, c.runs.Load())
+	}
+}
+
+// isClaim reports whether cmd runs the claim script.
+func isClaim(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	return len(args) > 1 && (cmd.Name() == "evalsha" && args[1] == claimScript.Hash() || cmd.Name() == "eval" && args[1] == claimScriptSource)
+}
+
+// redoClaim runs the claim cmd carries, with its arguments, on client.
+func redoClaim(t *testing.T, client *redis.Client, cmd redis.Cmder) {
+	args := cmd.Args() // evalsha sha 1 key record ttl by
+	if err := claimScript.Run(context.Background(), client, []string{args[3].(string)}, args[4:]...).Err(); err != nil {
+		t.Errorf("claim done late: %v", err)
+	}
+}
+
+// TestRedisLateClaimIsNotDone: a claim Redis gets to only after its time
+// (a stall longer than the drops of failed claims are tried, or more
+// failed claims than are dropped) is not done at all, so a retry finds no
+// claim to wait for and runs.
+func TestRedisLateClaimIsNotDone(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	s.claimWithin = 100 * time.Millisecond
+	s.drops = make(chan struct{}) // no drops: the late claim must not land at all
+	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { direct.Close() })
+	var held atomic.Pointer[redis.Cmder]
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if !isClaim(cmd) || !held.CompareAndSwap(nil, &cmd) {
+			return next(ctx, cmd)
+		}
+		cmd.SetErr(errors.New("i/o timeout"))
+		return cmd.Err()
+	}))
+	ctx := context.Background()
+	c := &counter{resp: []byte("ran")}
+	if _, err := s.Do(ctx, key, fpA, c.run); err == nil {
+		t.Fatal("Do with its claim's answer lost succeeded")
+	}
+	time.Sleep(300 * time.Millisecond)
+	redoClaim(t, direct, *held.Load()) // Redis gets to the claim now
+	k := s.prefix + key.Account + ":" + key.RequestID
+	if n, err := direct.Exists(ctx, k).Result(); err != nil || n != 0 {
+		t.Fatalf("a claim done %s after it was sent: %d keys, %v; want none", 300*time.Millisecond, n, err)
+	}
+	if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
+		t.Errorf("the retry: %q, %v after %d runs; want it run once", resp, err, c.runs.Load())
 	}
 }
