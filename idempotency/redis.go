@@ -113,18 +113,29 @@ return {0, now}
 // done.
 var errClaimLate = errors.New("Redis did the claim only after its time, so not at all: Redis stalled, or was slow to answer")
 
-// claim does the SET NX of c's record, if Redis gets to it within
-// claimWithin of now by Redis' clock.
-func (s *Redis) claim(ctx context.Context, c claimed, record []byte) (bool, error) {
-	redisNow, ok := s.clock.now()
-	if !ok {
-		t, err := s.client.Time(ctx).Result()
-		if err != nil {
-			return false, err
-		}
-		s.clock.saw(t)
-		redisNow = t
+// redisNow is Redis' time now, asked of Redis the first time.
+func (s *Redis) redisNow(ctx context.Context) (time.Time, error) {
+	if t, ok := s.clock.now(); ok {
+		return t, nil
 	}
+	t, err := s.client.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, err
+	}
+	s.clock.saw(t)
+	return t, nil
+}
+
+// leaseOver reports whether the running claim r's lease has ended, by
+// Redis' clock.
+func (s *Redis) leaseOver(r record) bool {
+	now, _ := s.clock.now() // seen at the claim before
+	return now.UnixMilli() > r.LeaseUntil
+}
+
+// claim does the SET NX of c's record, if Redis gets to it within
+// claimWithin of redisNow, by Redis' clock.
+func (s *Redis) claim(ctx context.Context, c claimed, record []byte, redisNow time.Time) (bool, error) {
 	by := redisNow.Add(s.claimWithin).UnixMilli()
 	res, err := claimScript.Run(ctx, s.client, []string{c.k}, record, s.ttl.Milliseconds(), by).Int64Slice()
 	if err != nil {
@@ -144,7 +155,8 @@ func (s *Redis) claim(ctx context.Context, c claimed, record []byte) (bool, erro
 type record struct {
 	Done        bool   `json:"done"`
 	Fingerprint string `json:"fp"`
-	// Owner and LeaseUntil (Unix ms) belong to a running claim.
+	// Owner and LeaseUntil (Unix ms by Redis' clock, which every replica
+	// follows, whatever its own says) belong to a running claim.
 	Owner      string `json:"owner,omitempty"`
 	LeaseUntil int64  `json:"lease_until,omitempty"`
 	// Response is a done request's response; Unknown marks one that ended
@@ -173,9 +185,13 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 	want := hex.EncodeToString(fp[:])
 	pause := 10 * time.Millisecond
 	for {
+		redisNow, err := s.redisNow(ctx)
+		if err != nil {
+			return nil, unavailable(ctx, err)
+		}
 		mine := claimed{key: key, k: k, owner: rand.Text(), fp: want, leaseUntil: time.Now().Add(s.lease)}
-		claim, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: mine.leaseUntil.UnixMilli()})
-		ok, err := s.claim(ctx, mine, claim)
+		claim, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: redisNow.Add(s.lease).UnixMilli()})
+		ok, err := s.claim(ctx, mine, claim, redisNow)
 		if err != nil {
 			if !errors.Is(err, errClaimLate) && mayHaveReached(err) {
 				s.dropLater(mine)
@@ -207,7 +223,7 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 			return nil, &OutcomeUnknownError{Key: key}
 		case r.Done:
 			return r.Response, nil
-		case time.Now().UnixMilli() > r.LeaseUntil:
+		case s.leaseOver(r):
 			return nil, &OutcomeUnknownError{Key: key}
 		}
 		select {
