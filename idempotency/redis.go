@@ -98,15 +98,18 @@ func (c *redisClock) saw(redisNow time.Time) {
 // claimScript does SET NX (ARGV[1], for ARGV[2] ms) unless Redis' clock
 // has passed ARGV[3] (Unix ms): a claim Redis gets to too late is not
 // done. It answers whether it set the key (1), found it (0) or came too
-// late (-1), and Redis' time in ms.
+// late to set it (-1), and Redis' time in ms. A key found is answered as
+// found however late: it may be this call's own claim, done in time by a
+// first send whose answer was lost and resent, which Do must then lead.
 var claimScript = redis.NewScript(claimScriptSource)
 
 const claimScriptSource = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, now} end
 if now > tonumber(ARGV[3]) then return {-1, now} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, now} end
-return {0, now}
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, now}
 `
 
 // errClaimLate says Redis got to a claim only after its time: it was not

@@ -123,7 +123,9 @@ func TestRedisLeaseRunsOut(t *testing.T) {
 	}()
 	<-started
 	var ue *OutcomeUnknownError
-	_, err := s[1].Do(context.Background(), key, fpA, func() ([]byte, error) { t.Error("ran twice"); return nil, nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // fail, not hang, should the lease never end
+	defer cancel()
+	_, err := s[1].Do(ctx, key, fpA, func() ([]byte, error) { t.Error("ran twice"); return nil, nil })
 	if !errors.As(err, &ue) {
 		t.Errorf("repeat past the lease: %v; want OutcomeUnknownError", err)
 	}
@@ -381,5 +383,31 @@ func TestRedisLateClaimIsNotDone(t *testing.T) {
 	}
 	if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
 		t.Errorf("the retry: %q, %v after %d runs; want it run once", resp, err, c.runs.Load())
+	}
+}
+
+// TestRedisResentLateClaimIsLed: go-redis resends a command whose answer
+// timed out. When the first send set the claim in time and the resend
+// reaches Redis after the claim's time, the resend must find the claim,
+// this call's own, and lead it, rather than answer too late and leave the
+// claim standing with nobody to run it.
+func TestRedisResentLateClaimIsLed(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	s.claimWithin = 100 * time.Millisecond
+	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { direct.Close() })
+	var first atomic.Bool
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if isClaim(cmd) && first.CompareAndSwap(false, true) {
+			redoClaim(t, direct, cmd)          // the first send, done in time, its answer lost
+			time.Sleep(300 * time.Millisecond) // the resend comes after the claim's time
+		}
+		return next(ctx, cmd)
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := &counter{resp: []byte("ran")}
+	if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
+		t.Errorf("Do: %q, %v after %d runs; want its own claim led, run once", resp, err, c.runs.Load())
 	}
 }

@@ -213,7 +213,11 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			r.Body = http.NoBody
 			closeUnread(w, r)
 		}
-		call.hasBody = hasBody(r)
+		if call.hasBody = hasBody(r); call.hasBody {
+			// Refused unread (restRefusal): net/http would otherwise read
+			// the rest before the answer, for as long as it takes to come.
+			closeUnread(w, r)
+		}
 		next(w, r, params)
 	}
 }

@@ -965,6 +965,40 @@ func TestLateBodyIsNamed(t *testing.T) {
 	}
 }
 
+// TestBodyOnARouteWithoutOneIsRefusedUnread: a GET or DELETE with a body
+// is refused without reading the body, and its connection closed: net/http
+// would otherwise read the rest before the answer, for as long as it
+// takes to come (the test server has no read timeout: forever), and hold
+// a shutdown's drain that long.
+func TestBodyOnARouteWithoutOneIsRefusedUnread(t *testing.T) {
+	f := newFixture(t)
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	for _, method := range []string{"GET", "DELETE"} {
+		t.Run(method, func(t *testing.T) {
+			conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(conn, method+" /v1/backups/"+escaped+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer before the body's end: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest || !resp.Close || !bytes.Contains(body, []byte("body is not taken by this route")) {
+				t.Errorf("%d (close %v) %s; want 400 refusing the body, connection closed", resp.StatusCode, resp.Close, body)
+			}
+		})
+	}
+	if f.stub.called() != nil {
+		t.Errorf("a request with a body reached the service: %v", f.stub.called())
+	}
+}
+
 // TestUnknownCallerIsRefusedBeforeItsBody: a REST request from a caller
 // backupd does not know is answered from its headers, without waiting for
 // a body that may come slowly or never, and its connection is closed
