@@ -103,6 +103,13 @@ const (
 	keptRefreshTimeout = 3 * time.Second
 )
 
+// failureHoldOff is how long a failed AssumeRole answers for itself when
+// there are no credentials to keep: requests that arrive meanwhile get its
+// error at once, rather than each asking an STS that is down or refusing
+// (each ask being three attempts). It is the RetryInfo STS_UNAVAILABLE
+// gives.
+const failureHoldOff = time.Second
+
 // assumer marks failures as role-assumption failures of one account, so the
 // error mapping can tell "STS refused us" from "DynamoDB refused us" without
 // parsing messages. Its cache calls it for one refresh at a time.
@@ -119,11 +126,19 @@ type assumer struct {
 	// retryAt, when set, is when to ask STS again: the credentials of a
 	// failed refresh are kept until then, not refreshed early.
 	retryAt time.Time
+	// failed answers for the last AssumeRole until failedUntil.
+	failed      error
+	failedUntil time.Time
 }
 
 func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	timeout := a.timeout
 	a.mu.Lock()
+	if time.Now().Before(a.failedUntil) {
+		err := a.failed
+		a.mu.Unlock()
+		return aws.Credentials{}, err
+	}
 	if a.keepable(time.Now().Add(keptRefreshTimeout)) {
 		timeout = min(timeout, keptRefreshTimeout)
 	}
@@ -134,12 +149,16 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	if a.observer != nil {
 		a.observer.ObserveAssumeRole(a.account, err)
 	}
-	if err != nil {
-		return aws.Credentials{}, &AssumeRoleError{AccountID: a.account, Err: err}
-	}
 	a.mu.Lock()
-	a.expires, a.retryAt = creds.Expires, time.Time{}
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	if err != nil {
+		err = &AssumeRoleError{AccountID: a.account, Err: err}
+		if !a.keepable(time.Now()) {
+			a.failed, a.failedUntil = err, time.Now().Add(failureHoldOff)
+		}
+		return aws.Credentials{}, err
+	}
+	a.expires, a.retryAt, a.failed, a.failedUntil = creds.Expires, time.Time{}, nil, time.Time{}
 	return creds, nil
 }
 

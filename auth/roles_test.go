@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -165,4 +166,35 @@ func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFailedAssumeRoleAnswersForItself: with no credentials to keep, a
+// failed AssumeRole answers the requests of the next second itself, rather
+// than each asking an STS that is down or refusing; STS is asked again
+// after that.
+func TestFailedAssumeRoleAnswersForItself(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &fakeSTS{err: &smithy.GenericAPIError{Code: "ServiceUnavailable", Fault: smithy.FaultServer}}
+		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+		}).Credentials("111111111111")
+		ctx := context.Background()
+		for i := range 20 {
+			if _, err := p.Retrieve(ctx); !errors.As(err, new(*AssumeRoleError)) {
+				t.Fatalf("retrieval %d: %v; want the AssumeRoleError", i, err)
+			}
+			time.Sleep(failureHoldOff / 40)
+		}
+		if n := stub.calls.Load(); n != 1 {
+			t.Errorf("STS was asked %d times in half a second after it failed; want once", n)
+		}
+		time.Sleep(failureHoldOff)
+		stub.fail(nil)
+		if c, err := p.Retrieve(ctx); err != nil || c.AccessKeyID != "ASIAEXAMPLE" {
+			t.Errorf("after the hold-off: %v, %v; want STS asked again, and its credentials", c.AccessKeyID, err)
+		}
+		if n := stub.calls.Load(); n != 2 {
+			t.Errorf("STS was asked %d times; want twice", n)
+		}
+	})
 }
