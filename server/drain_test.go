@@ -46,22 +46,12 @@ func TestSlowBodyIsCutShortAtShutdown(t *testing.T) {
 	srv := newHTTPServer(f.http.Config.Handler, 20*time.Second, 10*time.Second, nil, nil)
 	reads := newBodyReads(grace)
 	reads.watch(srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = Serve(srv, lis) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	addr := serveHTTP(t, srv)
 
 	const path = "/v1/accounts/111111111111/tables/Orders/backups"
 	send := func(body string, declared int) (net.Conn, *bufio.Reader) {
 		t.Helper()
-		conn, err := net.Dial("tcp", lis.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+		conn := dialRaw(t, addr)
 		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", path, declared, body)
 		return conn, bufio.NewReader(conn)
 	}

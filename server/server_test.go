@@ -889,6 +889,33 @@ func TestEscapeHint(t *testing.T) {
 	}
 }
 
+// serveHTTP serves srv on a loopback port until the test ends, and
+// returns its address.
+func serveHTTP(t *testing.T, srv *http.Server) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = Serve(srv, lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return lis.Addr().String()
+}
+
+// dialRaw opens a TCP connection to addr for a hand-written request, closed
+// when the test ends, with a deadline so that a missing answer fails the
+// test rather than hanging it.
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
+}
+
 // net/http starts the write deadline once the headers are read: a body
 // that arrives slowly, within the read timeout, still gets its answer
 // when its handling takes the whole handling time after it.
@@ -902,18 +929,7 @@ func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
 		time.Sleep(handling - 100*time.Millisecond)
 		_, _ = io.WriteString(w, "done")
 	}), read, handling, nil, nil)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = Serve(srv, lis) }()
-	t.Cleanup(func() { _ = srv.Close() })
-
-	conn, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialRaw(t, serveHTTP(t, srv))
 	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{"); err != nil {
 		t.Fatal(err)
 	}
@@ -937,18 +953,7 @@ func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
 func TestLateBodyIsNamed(t *testing.T) {
 	f := newFixture(t)
 	srv := newHTTPServer(f.http.Config.Handler, 300*time.Millisecond, time.Second, nil, nil)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = Serve(srv, lis) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	conn, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialRaw(t, serveHTTP(t, srv))
 	if _, err := io.WriteString(conn, "POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"); err != nil {
 		t.Fatal(err)
 	}
@@ -975,12 +980,7 @@ func TestBodyOnARouteWithoutOneIsRefusedUnread(t *testing.T) {
 	escaped := strings.ReplaceAll(arn, "/", "%2F")
 	for _, method := range []string{"GET", "DELETE"} {
 		t.Run(method, func(t *testing.T) {
-			conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			conn := dialRaw(t, f.http.Listener.Addr().String())
 			if _, err := io.WriteString(conn, method+" /v1/backups/"+escaped+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"); err != nil {
 				t.Fatal(err)
 			}
