@@ -26,6 +26,7 @@ import (
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/sharedstate"
 )
 
 // NotConfiguredError means backupd has no role in the account, so it cannot
@@ -186,9 +187,14 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	if err := g.limiter.Wait(ctx, key); err != nil {
 		// The rate's refusal is made the attempt's error here; the
 		// deadline's, in followAttempts; the caller leaving, or Redis
-		// failing, is what the caller is told of, whatever came before.
-		if call != nil && call.failed != nil && isLimited(err) {
-			err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
+		// failing, is what the caller is told of, whatever came before,
+		// Redis failing with word of the attempt that went before.
+		if call != nil && call.failed != nil {
+			if isLimited(err) {
+				err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
+			} else if errors.As(err, new(*sharedstate.UnavailableError)) {
+				err = &RetryStoppedError{Stopped: err}
+			}
 		}
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 	}
@@ -284,6 +290,20 @@ func (e *RetryNotMadeError) Unwrap() error { return e.Failed }
 
 // RetryableError stops the SDK's retryer: the retry is not to be made.
 func (e *RetryNotMadeError) RetryableError() bool { return false }
+
+// RetryStoppedError is a retry that Redis failing stopped, after an
+// earlier attempt of the call was sent to DynamoDB: the caller is told of
+// Redis, but not that nothing was sent.
+type RetryStoppedError struct{ Stopped error }
+
+func (e *RetryStoppedError) Error() string {
+	return fmt.Sprintf("retry not made after a failed attempt: %v", e.Stopped)
+}
+
+func (e *RetryStoppedError) Unwrap() error { return e.Stopped }
+
+// RetryableError stops the SDK's retryer: the retry is not to be made.
+func (e *RetryStoppedError) RetryableError() bool { return false }
 
 // DeletedEarlierError says a DeleteBackup found no backup after an earlier
 // attempt of the same call went unanswered: that attempt may have deleted

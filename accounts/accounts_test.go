@@ -286,13 +286,18 @@ func TestRetrysSTSTimeoutIsSTSs(t *testing.T) {
 // A retry's wait that ends for another reason than the rate or the
 // deadline (the caller left, Redis failed) fails with that reason, not
 // DynamoDB's answer to the attempt before: the caller's status and the log
-// must tell.
+// must tell. Redis failing is marked as stopping a retry, so that the
+// caller is not told that nothing was sent.
 func TestRetryWaitEndedOtherwiseKeepsItsReason(t *testing.T) {
 	redisDown := &sharedstate.UnavailableError{Op: "rate limit", Err: errors.New("connection refused")}
-	for _, fail := range []error{
-		&ratelimit.InterruptedError{Err: context.Canceled},
-		redisDown,
+	for _, tt := range []struct {
+		fail    error
+		stopped bool // marked as a retry Redis stopped
+	}{
+		{&ratelimit.InterruptedError{Err: context.Canceled}, false},
+		{redisDown, true},
 	} {
+		fail := tt.fail
 		t.Run(fail.Error(), func(t *testing.T) {
 			srv, _ := flakyDynamoDB(t, 5, serverError)
 			target, err := newRegistry(t, srv.URL, &countingLimiter{admit: 1, fail: fail}).Resolve("111111111111", "")
@@ -306,6 +311,9 @@ func TestRetryWaitEndedOtherwiseKeepsItsReason(t *testing.T) {
 			}
 			if _, wrapped := errors.AsType[*RetryNotMadeError](err); wrapped {
 				t.Errorf("err = %v is a RetryNotMadeError", err)
+			}
+			if _, stopped := errors.AsType[*RetryStoppedError](err); stopped != tt.stopped {
+				t.Errorf("err = %v: a RetryStoppedError %v, want %v", err, stopped, tt.stopped)
 			}
 		})
 	}

@@ -194,8 +194,11 @@ func mapOurs(err error) (mapped, bool) {
 	case errors.As(err, &replayed):
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}, true
 	case errors.As(err, &shared):
-		return mapped{code: codes.Unavailable, reason: "SHARED_STATE_UNAVAILABLE", retryAfter: DefaultRetryAfter,
-			msg: "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate or the request_id; nothing was sent to DynamoDB; retry later"}, true
+		msg := "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate or the request_id; nothing was sent to DynamoDB; retry later"
+		if errors.As(err, new(*accounts.RetryStoppedError)) {
+			msg = "backupd's shared state (Redis) became unavailable before it could retry the call, whose attempt before had failed at DynamoDB; retry later"
+		}
+		return mapped{code: codes.Unavailable, reason: "SHARED_STATE_UNAVAILABLE", retryAfter: DefaultRetryAfter, msg: msg}, true
 	}
 	return mapped{}, false
 }
