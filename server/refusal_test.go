@@ -69,7 +69,12 @@ func TestRESTRefusals(t *testing.T) {
 		{name: "malformed JSON", method: "POST", path: create, body: `{"backupName":`,
 			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111"},
 		{name: "compressed body", method: "POST", path: create, body: "\x1f\x8b\x08\x00\x00\x00\x00\x00", header: http.Header{"Content-Encoding": {"gzip"}},
-			status: 400, reason: "MALFORMED_REQUEST", account: "111111111111", msgHas: `Content-Encoding "gzip", which backupd does not take`},
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"Content-Encoding"}, rules: []string{`header is not taken: send the body uncompressed, without it; got "gzip"`}},
+		// Refused whatever the body holds: it says it is other than it is.
+		{name: "plain body said to be compressed", method: "POST", path: restore, body: `{"targetTableName":"Copy"}`, header: http.Header{"Content-Encoding": {"identity, br"}},
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"Content-Encoding"}, rules: []string{`header is not taken: send the body uncompressed, without it; got "identity, br"`}},
 		{name: "body too large", method: "POST", path: create, body: `{"backupName":"` + strings.Repeat("x", MaxBodyBytes) + `"}`,
 			status: 413, reason: "BODY_TOO_LARGE", account: "111111111111"},
 		{name: "bad deadline header", method: "POST", path: create, body: `{"backupName":"nightly"}`, header: http.Header{"Grpc-Timeout": {"5s"}},
@@ -194,6 +199,18 @@ func TestRESTBodiesTaken(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("body %q: %d %s", body, resp.StatusCode, got)
 		}
+	}
+	// A body said to be identity-encoded is a plain body.
+	f := newFixture(t)
+	req, _ := http.NewRequest("POST", f.http.URL+"/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"nightly"}`))
+	req.Header.Set("Content-Encoding", "identity")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("Content-Encoding identity: %d, want 200", resp.StatusCode)
 	}
 }
 

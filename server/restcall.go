@@ -42,8 +42,9 @@ type restCall struct {
 	// bodyViolations are the fields protojson refused in the body, and
 	// pathConflicts the path fields the body says otherwise of.
 	bodyViolations, pathConflicts []service.FieldViolation
-	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout.
-	badTimeout string
+	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout,
+	// and badEncoding a Content-Encoding other than identity.
+	badTimeout, badEncoding string
 	// hasBody is set when a GET or DELETE request has a body.
 	hasBody bool
 	// challenge is the WWW-Authenticate challenge of a request refused as
@@ -136,6 +137,19 @@ func metadataSafe(h http.Header) {
 
 func unreadable(v string) bool { return !printableASCII(v) }
 
+// identityOnly reports whether Content-Encoding values vs say the body is
+// not encoded: none, or identity.
+func identityOnly(vs []string) bool {
+	for _, v := range vs {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func printableASCII(s string) bool {
 	for i := range len(s) {
 		if s[i] < 0x20 || s[i] > 0x7e {
@@ -210,6 +224,14 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			// An unknown caller is refused from its headers: its body,
 			// which may come slowly or never, is not waited for, and
 			// the interceptor refuses the request as ever.
+			r.Body = http.NoBody
+			closeUnread(w, r)
+		}
+		if vs := r.Header.Values("Content-Encoding"); r.ContentLength != 0 && !identityOnly(vs) {
+			// A body backupd cannot decode, or that says it is other
+			// than it is: refused unread, in the interceptor
+			// (restRefusal), whatever it holds.
+			call.badEncoding = strings.Join(vs, ", ")
 			r.Body = http.NoBody
 			closeUnread(w, r)
 		}
@@ -347,6 +369,10 @@ func restRefusal(ctx context.Context, method string) error {
 		return nil
 	}
 	var vs []service.FieldViolation
+	if call.badEncoding != "" {
+		vs = append(vs, service.FieldViolation{Field: "Content-Encoding", Description: fmt.Sprintf(
+			"Content-Encoding header is not taken: send the body uncompressed, without it; got %s", service.Quote(call.badEncoding))})
+	}
 	if call.badTimeout != "" {
 		vs = append(vs, service.FieldViolation{Field: grpcTimeoutHeader, Description: fmt.Sprintf(
 			"%s header must be given once, as 1-8 digits, not all 0, and a unit, H M S m u or n (5S is five seconds); got %s",

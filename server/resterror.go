@@ -126,10 +126,6 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 		return st
 	}
 	msg := st.Message()
-	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		return refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, fmt.Sprintf(
-			"the body is sent with Content-Encoding %s, which backupd does not take; send it uncompressed", service.Quote(enc)), account)
-	}
 	if detail, ok := protoDetail(msg); ok { // protojson could not decode the body
 		msg = "the body is not one JSON object of the request's fields (" + detail +
 			"); send one JSON object, its fields named in lowerCamelCase as the OpenAPI description lists them"

@@ -1204,9 +1204,11 @@ type SourceTableFeatureDetails struct {
 	state                  protoimpl.MessageState  `protogen:"open.v1"`
 	GlobalSecondaryIndexes []*GlobalSecondaryIndex `protobuf:"bytes,1,rep,name=global_secondary_indexes,json=globalSecondaryIndexes,proto3" json:"global_secondary_indexes,omitempty"`
 	LocalSecondaryIndexes  []*LocalSecondaryIndex  `protobuf:"bytes,2,rep,name=local_secondary_indexes,json=localSecondaryIndexes,proto3" json:"local_secondary_indexes,omitempty"`
-	// Absent when the table had no stream settings.
+	// The table's stream settings (stream_enabled false for a table
+	// without a stream); absent when DynamoDB gives none.
 	StreamDescription *StreamSpecification `protobuf:"bytes,3,opt,name=stream_description,json=streamDescription,proto3" json:"stream_description,omitempty"`
-	// Absent when the table had no TTL settings.
+	// The table's TTL settings (DISABLED for a table without TTL); absent
+	// when DynamoDB gives none.
 	TimeToLiveDescription *TimeToLiveDescription `protobuf:"bytes,4,opt,name=time_to_live_description,json=timeToLiveDescription,proto3" json:"time_to_live_description,omitempty"`
 	// Absent when the table used the default encryption.
 	SseDescription *SseDescription `protobuf:"bytes,5,opt,name=sse_description,json=sseDescription,proto3" json:"sse_description,omitempty"`
