@@ -40,7 +40,7 @@ func (s *holdingService) CreateBackup(ctx context.Context, req *backupv1.CreateB
 // whose body was in before, are served to the end, however long their
 // handling takes.
 func TestSlowBodyIsCutShortAtShutdown(t *testing.T) {
-	const grace, hold = 300 * time.Millisecond, 800 * time.Millisecond
+	const grace, hold = 500 * time.Millisecond, 1200 * time.Millisecond
 	svc := &holdingService{hold: hold}
 	f := newFixtureWith(t, func(o *Options) { o.Service = svc })
 	srv := newHTTPServer(f.http.Config.Handler, 20*time.Second, 10*time.Second, nil, nil)
@@ -84,7 +84,7 @@ func TestSlowBodyIsCutShortAtShutdown(t *testing.T) {
 		defer cancel()
 		shut <- srv.Shutdown(ctx)
 	}()
-	time.Sleep(grace / 3)
+	time.Sleep(grace / 5) // the rest of the late body, well within the grace period
 	if _, err := io.WriteString(lateConn, late[5:]); err != nil {
 		t.Fatal(err)
 	}
