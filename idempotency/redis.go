@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -136,11 +135,10 @@ func (s *Redis) leaseOver(r record) bool {
 	return now.UnixMilli() > r.LeaseUntil
 }
 
-// claim does the SET NX of c's record, if Redis gets to it within
-// claimWithin of redisNow, by Redis' clock.
-func (s *Redis) claim(ctx context.Context, c claimed, record []byte, redisNow time.Time) (bool, error) {
-	by := redisNow.Add(s.claimWithin).UnixMilli()
-	res, err := claimScript.Run(ctx, s.client, []string{c.k}, record, s.ttl.Milliseconds(), by).Int64Slice()
+// claim does the SET NX of c's record, if Redis gets to it by c.by, by
+// Redis' clock.
+func (s *Redis) claim(ctx context.Context, c claimed, record []byte) (bool, error) {
+	res, err := claimScript.Run(ctx, s.client, []string{c.k}, record, s.ttl.Milliseconds(), c.by).Int64Slice()
 	if err != nil {
 		return false, err
 	}
@@ -192,11 +190,16 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 		if err != nil {
 			return nil, unavailable(ctx, err)
 		}
-		mine := claimed{key: key, k: k, owner: rand.Text(), fp: want, leaseUntil: time.Now().Add(s.lease)}
+		mine := claimed{key: key, k: k, owner: rand.Text(), fp: want, leaseUntil: time.Now().Add(s.lease),
+			by: redisNow.Add(s.claimWithin).UnixMilli()}
 		claim, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: redisNow.Add(s.lease).UnixMilli()})
-		ok, err := s.claim(ctx, mine, claim, redisNow)
+		ok, err := s.claim(ctx, mine, claim)
 		if err != nil {
-			if !errors.Is(err, errClaimLate) && mayHaveReached(err) {
+			// Any send of the claim may have been done, however the
+			// last failed (go-redis resends a command whose answer
+			// timed out, and the resend may find no connection), unless
+			// Redis said it came too late.
+			if !errors.Is(err, errClaimLate) {
 				s.dropLater(mine)
 			}
 			return nil, unavailable(ctx, err)
@@ -244,6 +247,8 @@ type claimed struct {
 	k, owner   string
 	fp         string
 	leaseUntil time.Time
+	// by is when, by Redis' clock (Unix ms), Redis may last do the claim.
+	by int64
 }
 
 // lead runs the request it claimed and settles the claim: the response, or
@@ -292,19 +297,34 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 }
 
 // maxDrops bounds the claims being dropped at once (dropLater): while Redis
-// stalls, every request's claim fails.
-const maxDrops = 256
+// stalls, or its answers are lost, every request's claim fails. A drop
+// ends once Redis answers it, within claimWithin of its failure, unless
+// Redis stays away.
+const maxDrops = 4096
 
-// dropLater drops the claim c of a SET NX whose answer failed, in the
-// background. The caller was told nothing was sent and to retry, and the
-// retry must not find the claim: it would wait out the lease and then be
-// told the outcome is unknown for 24 hours, though nothing ran. Redis may
-// do the SET NX late (it was stalled with the command queued), within
-// claimWithin (later, the claim script does nothing), so the drop is tried
-// until the claim's lease ends, not only once. The claim
-// carries an owner token of its own, so no other request's claim is
-// touched. Drops beyond maxDrops, and those left at shutdown, are given
-// up: such a claim ends as OUTCOME_UNKNOWN, safe if not true.
+// dropScript deletes a claim if ARGV[1] still owns it, and answers whether
+// it did (1, else 0) and Redis' time in ms.
+var dropScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v)['owner'] == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return {1, now}
+end
+return {0, now}
+`)
+
+// dropLater drops the claim c whose claim failed, in the background. The
+// caller was told nothing was sent and to retry, and the retry must not
+// find the claim: it would wait out the lease and then be told the
+// outcome is unknown for 24 hours, though nothing ran. Redis may do the
+// claim late (it was stalled with the command queued), but not after c.by
+// (the claim script then does nothing), so the drop is tried until it
+// deletes the claim or Redis' clock has passed c.by, or c's lease ends.
+// The claim carries an owner token of its own, so no other request's
+// claim is touched. Drops beyond maxDrops, and those left at shutdown, are
+// given up: such a claim ends as OUTCOME_UNKNOWN, safe if not true.
 func (s *Redis) dropLater(c claimed) {
 	select {
 	case s.drops <- struct{}{}:
@@ -314,8 +334,10 @@ func (s *Redis) dropLater(c claimed) {
 	go func() {
 		defer func() { <-s.drops }()
 		untilLease(c, 50*time.Millisecond, func() bool {
-			done, err := s.trySettle(context.Background(), c, "")
-			return err == nil && done
+			ctx, cancel := context.WithTimeout(context.Background(), s.settleTimeout)
+			defer cancel()
+			res, err := dropScript.Run(ctx, s.client, []string{c.k}, c.owner).Int64Slice()
+			return err == nil && len(res) == 2 && (res[0] == 1 || res[1] > c.by)
 		})
 	}()
 }
@@ -331,23 +353,6 @@ func untilLease(c claimed, pause time.Duration, try func() bool) bool {
 		}
 	}
 	return false
-}
-
-// mayHaveReached reports whether a command that failed with err may have
-// reached Redis: not when its last attempt had no connection (a refused
-// dial, no pooled connection free, the client closed), judged by that
-// attempt alone. The caller's context ending counts as reached: go-redis
-// retries a read timeout once, and the context can end while it waits to
-// retry, after the first attempt went out. A needless drop costs a slot
-// for the lease and touches no other request's claim.
-func mayHaveReached(err error) bool {
-	var op *net.OpError
-	switch {
-	case errors.As(err, &op) && op.Op == "dial",
-		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed):
-		return false
-	}
-	return true
 }
 
 // trySettle settles the claim once, bounded by settleTimeout from now: a

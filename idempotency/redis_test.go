@@ -258,6 +258,11 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 		{0, errors.New("i/o timeout")},
 		{200 * time.Millisecond, errors.New("i/o timeout")},
 		{0, context.DeadlineExceeded}, // the context ended while go-redis waited to retry it
+		// go-redis' resend of a claim whose answer timed out found no
+		// connection free: the error is the resend's, the claim the
+		// first send's.
+		{0, redis.ErrPoolTimeout},
+		{0, &net.OpError{Op: "dial", Err: errors.New("connection refused")}},
 	} {
 		late := tc.late
 		t.Run(fmt.Sprintf("done after %s, then %v", late, tc.failed), func(t *testing.T) {
@@ -290,28 +295,6 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 				t.Errorf("the retry: %q, %v after %d runs; want it run once", resp, err, c.runs.Load())
 			}
 		})
-	}
-}
-
-func TestMayHaveReached(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"refused dial", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, false},
-		{"no connection free", redis.ErrPoolTimeout, false},
-		{"client closed", redis.ErrClosed, false},
-		{"read timeout", &net.OpError{Op: "read", Err: errors.New("i/o timeout")}, true},
-		{"connection reset", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true},
-		// The context may end while go-redis waits to retry a command sent.
-		{"deadline", context.DeadlineExceeded, true},
-		{"canceled", context.Canceled, true},
-	}
-	for _, tt := range tests {
-		if got := mayHaveReached(tt.err); got != tt.want {
-			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
-		}
 	}
 }
 
@@ -409,5 +392,32 @@ func TestRedisResentLateClaimIsLed(t *testing.T) {
 	c := &counter{resp: []byte("ran")}
 	if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
 		t.Errorf("Do: %q, %v after %d runs; want its own claim led, run once", resp, err, c.runs.Load())
+	}
+}
+
+// TestRedisDropEndsOnceTheClaimCannotBeDone: the drop of a failed claim
+// that Redis never did ends once Redis' clock has passed the claim's time,
+// rather than asking Redis until the lease ends: while Redis' answers are
+// lost, thousands of claims fail, and each is dropped.
+func TestRedisDropEndsOnceTheClaimCannotBeDone(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	s.claimWithin = 100 * time.Millisecond
+	var failed atomic.Bool
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if !isClaim(cmd) || !failed.CompareAndSwap(false, true) {
+			return next(ctx, cmd)
+		}
+		cmd.SetErr(errors.New("i/o timeout")) // never done
+		return cmd.Err()
+	}))
+	if _, err := s.Do(context.Background(), key, fpA, (&counter{}).run); err == nil {
+		t.Fatal("Do with its claim failed succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.drops) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the drop still running 5 s after its claim's time of %s", s.claimWithin)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
