@@ -58,11 +58,11 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	}
 	g.mux = gw
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /healthz", unreadBody(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("GET /readyz", unreadBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		if !h.Ready(r.Context()) {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -70,10 +70,10 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
-	})
+	})))
 	ops := []string{"/healthz", "/readyz"}
 	if metrics != nil {
-		mux.Handle("GET /metrics", metrics)
+		mux.Handle("GET /metrics", unreadBody(metrics))
 		ops = append(ops, "/metrics")
 	}
 	for _, p := range ops {
@@ -98,6 +98,19 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		}
 		mux.ServeHTTP(w, r)
 	}), nil
+}
+
+// unreadBody answers GET requests that need no body, and take no token,
+// without reading one they may have: net/http would otherwise read it to
+// its end before the answer, for as long as it takes to come, holding a
+// shutdown's drain. The connection is closed after the answer.
+func unreadBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			closeUnread(w, r)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // cleanPath is p as http.ServeMux would redirect it: rooted, without

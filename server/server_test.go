@@ -999,6 +999,30 @@ func TestBodyOnARouteWithoutOneIsRefusedUnread(t *testing.T) {
 	}
 }
 
+// TestHealthAnswersWithoutABodyTheyDoNotTake: /healthz, /readyz and
+// /metrics, which take no token, answer a GET with a body that never ends
+// at once, and close its connection, rather than read the body first.
+func TestHealthAnswersWithoutABodyTheyDoNotTake(t *testing.T) {
+	f := newFixture(t)
+	f.health.SetReady(true)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		t.Run(path, func(t *testing.T) {
+			conn := dialRaw(t, f.http.Listener.Addr().String())
+			if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer before the body's end: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !resp.Close {
+				t.Errorf("%d (close %v); want 200, connection closed", resp.StatusCode, resp.Close)
+			}
+		})
+	}
+}
+
 // TestUnknownCallerIsRefusedBeforeItsBody: a REST request from a caller
 // backupd does not know is answered from its headers, without waiting for
 // a body that may come slowly or never, and its connection is closed
