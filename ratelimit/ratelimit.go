@@ -233,14 +233,6 @@ type turns struct {
 	last time.Time
 }
 
-// reserve takes the next turn, and returns it with the time it was taken.
-func (t *turns) reserve(now func() time.Time) (*rate.Reservation, time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	at := t.nowLocked(now)
-	return t.lim.ReserveN(at, 1), at
-}
-
 // cancel gives r back, as far as no later turn was taken after it.
 func (t *turns) cancel(r *rate.Reservation, now func() time.Time) {
 	t.mu.Lock()
@@ -274,7 +266,12 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 	}
 	until := l.patience(ctx, l.now())
 	for waited := false; ; waited = true {
-		r, now := t.reserve(l.now)
+		// The turn is taken here, not in a method of turns, so that
+		// its reservation stays on the stack.
+		t.mu.Lock()
+		now := t.nowLocked(l.now)
+		r := t.lim.ReserveN(now, 1)
+		t.mu.Unlock()
 		delay := r.DelayFrom(now)
 		switch {
 		case delay == 0:
