@@ -183,6 +183,8 @@ func backupARNOf(req, resp any) string {
 // asked only then. The error's detail is logged from WARN up.
 func levelOf(code codes.Code, internal bool, err error) slog.Level {
 	switch {
+	case code == codes.Unavailable && errors.Is(err, errShuttingDown):
+		return slog.LevelInfo // backupd's own shutdown, as it should go
 	case internal || code == codes.Unavailable:
 		return slog.LevelError
 	case code == codes.DeadlineExceeded:

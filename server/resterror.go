@@ -35,11 +35,13 @@ func tooLarge(account string) *status.Status {
 // shuttingDown is the status of a REST request whose body had not arrived
 // when the server began to shut down, and was given up on.
 func shuttingDown(account string) *status.Status {
-	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
-		Msg:        "backupd is shutting down and the request's body had not arrived: nothing was done; send the request again",
-		RetryAfter: rpcerror.DefaultRetryAfter}, rpcerror.Request{AccountID: account})
+	st, _ := rpcerror.Status(errShuttingDown, rpcerror.Request{AccountID: account})
 	return st
 }
+
+var errShuttingDown = &rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
+	Msg:        "backupd is shutting down and the request's body had not arrived: nothing was done; send the request again",
+	RetryAfter: rpcerror.DefaultRetryAfter}
 
 func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
 	body, err := newStrictJSON().Marshal(st.Proto())
@@ -85,6 +87,9 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 		// nothing about the request's shape.
 		principal, authErr := g.ic.authorizeIn(ctx, method, account)
 		logged := st.Err()
+		if call.cutShort {
+			logged = errShuttingDown // logged as the shutdown's, not as a fault
+		}
 		if authErr != nil {
 			st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
 			keepChallenge(r.Context(), authErr)

@@ -707,6 +707,7 @@ func TestLevelOf(t *testing.T) {
 		{"DynamoDB throttling after retries", codes.ResourceExhausted, false, errors.New("ThrottlingException"), slog.LevelWarn},
 		{"deadline", codes.DeadlineExceeded, false, context.DeadlineExceeded, slog.LevelWarn},
 		{"AWS unreachable", codes.Unavailable, false, errors.New("dial"), slog.LevelError},
+		{"a REST body cut short by the shutdown", codes.Unavailable, false, errShuttingDown, slog.LevelInfo},
 		{"a bug", codes.Internal, true, errors.New("nil map"), slog.LevelError},
 		{"AWS refuses backupd's role", codes.PermissionDenied, false, errors.New("AccessDeniedException"), slog.LevelError},
 		{"a caller not allowed", codes.PermissionDenied, false, &callers.DeniedError{Caller: "orders"}, slog.LevelInfo},
