@@ -83,7 +83,7 @@ const handshakeTimeout = 5 * time.Second
 func NewGRPC(opts Options, h *Health) *grpc.Server {
 	ic := newInterceptor(opts)
 	ic.codec = newDeferringCodec()
-	ic.stopping, ic.calls = h.stopped, &h.calls
+	ic.stopping = h.stopped
 	sopts := []grpc.ServerOption{
 		grpc.InTapHandle(ic.tap),
 		grpc.UnaryInterceptor(ic.unary),

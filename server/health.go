@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,10 +20,6 @@ type Health struct {
 	stop    context.CancelFunc
 	// watches holds a token for each Watch stream open (maxWatches).
 	watches chan struct{}
-	// calls counts the gRPC calls being handled, so that the shutdown
-	// can tell when all that is left are calls whose request never came
-	// (Shutdown.endUnarrived).
-	calls atomic.Int64
 }
 
 // Health calls need no caller token, so what one may hold is bounded: the

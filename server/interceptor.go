@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -42,9 +41,6 @@ type interceptor struct {
 	// stopping ends when the gRPC server stops taking work, and with it
 	// every reflection stream (Health.EndStreams); nil for REST.
 	stopping context.Context
-	// calls counts the gRPC calls being handled (Health.calls); nil for
-	// REST.
-	calls *atomic.Int64
 }
 
 func newInterceptor(opts Options) *interceptor {
@@ -84,10 +80,6 @@ func (i *interceptor) authenticate(r *http.Request) error {
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	if i.calls != nil {
-		i.calls.Add(1)
-		defer i.calls.Add(-1)
-	}
 	service.GrowStack()
 	if !strings.HasPrefix(info.FullMethod, servicePrefix) {
 		requestArrived(ctx) // a health check's

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,8 +33,6 @@ type Shutdown struct {
 	DrainDelay time.Duration
 	// Timeout bounds the drain of in-flight requests and of Service.
 	Timeout time.Duration
-	// grace, when not zero, stands in for drainGrace (for tests).
-	grace time.Duration
 }
 
 // Run says not ready, keeps serving for the drain delay when signalled,
@@ -59,7 +56,6 @@ func (s Shutdown) Run(signalled bool) error {
 		s.GRPC.GracefulStop()
 		close(done)
 	}()
-	go s.endUnarrived(ctx, done)
 	httpErr := s.HTTP.Shutdown(ctx)
 	timedOut := errors.Is(httpErr, context.DeadlineExceeded)
 	select {
@@ -81,36 +77,4 @@ func (s Shutdown) Run(signalled bool) error {
 	}
 	s.Logger.Info("stopped")
 	return nil
-}
-
-// endUnarrived stops the gRPC server once no gRPC call has been handled
-// for the grace period while the graceful stop still waits. What it waits
-// for then are calls whose request message has not arrived (a client
-// that opened a call and stalled, or never means to send): they would
-// hold the drain until its timeout, and backupd would exit 1 without
-// waiting for the request_id runs, as a REST body still arriving would
-// (bodyReads). They end UNAVAILABLE; nothing was done for them.
-func (s Shutdown) endUnarrived(ctx context.Context, done <-chan struct{}) {
-	grace := cmp.Or(s.grace, drainGrace)
-	tick := time.NewTicker(grace / 10)
-	defer tick.Stop()
-	idleSince := time.Now()
-	for {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			if s.Health.calls.Load() != 0 {
-				idleSince = now
-				continue
-			}
-			if now.Sub(idleSince) >= grace {
-				s.Logger.Info("shutting down: ending the gRPC calls whose request has not arrived", slog.Duration("grace", grace))
-				s.GRPC.Stop()
-				return
-			}
-		}
-	}
 }

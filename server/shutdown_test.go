@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -371,64 +370,5 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 				t.Errorf("the open reflection stream got %v; want UNAVAILABLE", err)
 			}
 		})
-	}
-}
-
-// TestShutdownEndsCallsWhoseRequestNeverCame: a gRPC call opened but whose
-// request message never comes (a health Check, a BackupService call) would
-// hold the graceful stop to its timeout; once no call has been handled for
-// the grace period, the rest are ended UNAVAILABLE. A call being handled
-// meanwhile, for longer than the grace period, finishes.
-func TestShutdownEndsCallsWhoseRequestNeverCame(t *testing.T) {
-	const grace, hold = 200 * time.Millisecond, 600 * time.Millisecond
-	h := NewHealth()
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	srv := NewGRPC(Options{Service: &holdingService{hold: hold}, Logger: logger}, h)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx := context.Background()
-	var silent []grpc.ClientStream
-	for _, method := range []string{healthpb.Health_Check_FullMethodName, backupv1.BackupService_CreateBackup_FullMethodName} {
-		stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
-		if err != nil {
-			t.Fatal(err)
-		}
-		silent = append(silent, stream)
-	}
-	handled := make(chan error, 1)
-	go func() {
-		_, err := backupv1.NewBackupServiceClient(conn).CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "held"})
-		handled <- err
-	}()
-	for deadline := time.Now().Add(5 * time.Second); h.calls.Load() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the held call did not reach its handler")
-		}
-	}
-	s := Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv,
-		Service: &waiter{called: make(chan struct{})}, Logger: logger, Timeout: 5 * time.Second, grace: grace}
-	start := time.Now()
-	if err := s.Run(false); err != nil {
-		t.Errorf("Run: %v after %s; want the silent calls ended and nil", err, time.Since(start).Round(time.Millisecond))
-	}
-	if d := time.Since(start); d > hold+grace+time.Second {
-		t.Errorf("the shutdown took %s; want about %s, the held call's and the grace period", d, hold+grace)
-	}
-	if err := <-handled; err != nil {
-		t.Errorf("the call being handled: %v; want it finished", err)
-	}
-	for i, stream := range silent {
-		if err := stream.RecvMsg(&emptypb.Empty{}); status.Code(err) != codes.Unavailable {
-			t.Errorf("silent call %d got %v; want UNAVAILABLE", i, err)
-		}
 	}
 }
