@@ -1360,15 +1360,45 @@ func TestIdleConnectionIsSentAway(t *testing.T) {
 // context (its metadata included) until it fired.
 func TestArrivalBoundEndsWithItsCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		i := &interceptor{arrival: time.Hour}
+		stopping, stop := context.WithCancel(context.Background())
+		defer stop()
+		i := &interceptor{arrival: time.Hour, stopping: stopping}
 		ctx, cancel := context.WithCancel(context.Background())
-		timer := i.boundArrival(ctx).Value(arrivalKey{}).(*time.Timer)
+		a := i.boundArrival(ctx).Value(arrivalKey{}).(*arrival)
 		cancel() // the call ends: reset, refused, or its request undecodable
 		synctest.Wait()
-		if timer.Stop() {
-			t.Error("the arrival timer is still armed after its call ended")
+		if a.timer.Stop() || a.stopDrain() {
+			t.Error("the arrival timer, or its watch on the stop, is still armed after its call ended")
 		}
 	})
+}
+
+// TestArrivalBoundShortensAtTheStop: when the server stops taking work, a
+// call still waiting for its request (one that takes no token: a health
+// check) has drainBodyGrace left, rather than the 30 s that would hold the
+// graceful stop past shutdown_timeout; one whose request arrived goes on.
+func TestArrivalBoundShortensAtTheStop(t *testing.T) {
+	for _, arrived := range []bool{false, true} {
+		t.Run(fmt.Sprintf("arrived %v", arrived), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stopping, stop := context.WithCancel(context.Background())
+				i := &interceptor{arrival: requestArrivalTimeout, stopping: stopping}
+				ctx := i.boundArrival(context.Background())
+				if arrived {
+					requestArrived(ctx)
+				}
+				time.Sleep(time.Second)
+				stop()
+				time.Sleep(drainBodyGrace + time.Millisecond)
+				if canceled := ctx.Err() != nil; canceled == arrived {
+					t.Errorf("%s after the stop: canceled %v; want %v", drainBodyGrace, canceled, !arrived)
+				}
+				if !arrived && !errors.Is(context.Cause(ctx), errRequestLate) {
+					t.Errorf("canceled by %v; want errRequestLate", context.Cause(ctx))
+				}
+			})
+		})
+	}
 }
 
 // TestUnknownCallerWithAFarDeadlineIsRefusedOnceItsRequestIsIn: grpc-go

@@ -372,3 +372,41 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownEndsSilentHealthChecks: a health Check (which takes no
+// token) opened and left without its request would hold the graceful stop
+// for its 30 s arrival bound, past shutdown_timeout; at the stop it has
+// drainBodyGrace left, and the shutdown ends well within its timeout.
+func TestShutdownEndsSilentHealthChecks(t *testing.T) {
+	h := NewHealth()
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	srv := NewGRPC(Options{Service: &stub{}, Logger: logger}, h)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, healthpb.Health_Check_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the call's headers reach the server; its request never comes
+	s := Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv,
+		Service: &waiter{called: make(chan struct{})}, Logger: logger, Timeout: 10 * time.Second}
+	start := time.Now()
+	if err := s.Run(false); err != nil {
+		t.Errorf("Run: %v after %s; want the silent check ended and nil", err, time.Since(start).Round(time.Millisecond))
+	}
+	if d := time.Since(start); d > drainBodyGrace+2*time.Second {
+		t.Errorf("the shutdown took %s; want about %s", d.Round(time.Millisecond), drainBodyGrace)
+	}
+	if err := stream.RecvMsg(&healthpb.HealthCheckResponse{}); err == nil {
+		t.Error("the silent check was answered; want it ended")
+	}
+}

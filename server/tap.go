@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -77,28 +78,63 @@ var errRequestLate = errors.New("the request did not arrive within its time")
 type arrivalKey struct{}
 
 // boundArrival returns ctx, canceled unless requestArrived is called for
-// it within i.arrival.
+// it within i.arrival, or within drainGrace of the server's stop taking
+// work (a call still waiting for its request would hold the graceful stop
+// to its timeout).
 func (i *interceptor) boundArrival(ctx context.Context) context.Context {
 	ctx, cancel := context.WithCancelCause(ctx)
-	t := time.AfterFunc(i.arrival, func() { cancel(errRequestLate) })
+	a := &arrival{}
+	a.timer = time.AfterFunc(i.arrival, func() { cancel(errRequestLate) })
+	if i.stopping != nil {
+		a.stopDrain = context.AfterFunc(i.stopping, a.drain)
+	}
 	// A call that ends first (reset, refused, or its request undecodable)
 	// stops the timer, which would otherwise hold the call's context, its
 	// metadata included, until it fires.
-	context.AfterFunc(ctx, func() { t.Stop() })
-	return context.WithValue(ctx, arrivalKey{}, t)
+	context.AfterFunc(ctx, a.arrived)
+	return context.WithValue(ctx, arrivalKey{}, a)
+}
+
+// arrival is a call's bound on its request's arrival.
+type arrival struct {
+	timer     *time.Timer
+	stopDrain func() bool // nil without a stop to follow
+
+	mu   sync.Mutex
+	done bool // the request arrived, or the call ended
+}
+
+// arrived lifts the bound.
+func (a *arrival) arrived() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.done = true
+	a.timer.Stop()
+	if a.stopDrain != nil {
+		a.stopDrain()
+	}
+}
+
+// drain leaves a request not yet arrived drainGrace to arrive.
+func (a *arrival) drain() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.done {
+		a.timer.Reset(drainBodyGrace)
+	}
 }
 
 // requestArrived lifts ctx's arrival bound, if it has one.
 func requestArrived(ctx context.Context) {
-	if t, ok := ctx.Value(arrivalKey{}).(*time.Timer); ok {
-		t.Stop()
+	if a, ok := ctx.Value(arrivalKey{}).(*arrival); ok {
+		a.arrived()
 	}
 }
 
 // stream passes a streaming call's first request on to requestArrived, and
 // ends a reflection stream when the server stops taking work.
 func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if _, ok := ss.Context().Value(arrivalKey{}).(*time.Timer); ok {
+	if _, ok := ss.Context().Value(arrivalKey{}).(*arrival); ok {
 		ss = &arrivalStream{ServerStream: ss}
 	}
 	if i.stopping != nil && strings.HasPrefix(info.FullMethod, reflectionPrefix) {
