@@ -212,6 +212,10 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 			continue // settled and dropped since the SETNX: claim again
 		}
 		if err != nil {
+			// The claim found may be this call's own, done by a first
+			// send whose answer was lost: the caller is told nothing was
+			// sent, so it must not stand.
+			s.dropLater(mine)
 			return nil, unavailable(ctx, err)
 		}
 		var r record

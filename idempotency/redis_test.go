@@ -421,3 +421,35 @@ func TestRedisDropEndsOnceTheClaimCannotBeDone(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRedisFoundOwnClaimThenGetFails: the first send of a claim was done,
+// its answer lost, and go-redis' resend found the claim; the GET that
+// would have shown it to be this call's own then failed. The caller is
+// told nothing was sent, so the claim is dropped, and the retry runs.
+func TestRedisFoundOwnClaimThenGetFails(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	s.claimWithin = 100 * time.Millisecond
+	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { direct.Close() })
+	var claimed, got atomic.Bool
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		switch {
+		case isClaim(cmd) && claimed.CompareAndSwap(false, true):
+			redoClaim(t, direct, cmd) // the first send, done, its answer lost; the resend finds it
+		case cmd.Name() == "get" && got.CompareAndSwap(false, true):
+			cmd.SetErr(errors.New("i/o timeout"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := &counter{resp: []byte("ran")}
+	if _, err := s.Do(ctx, key, fpA, c.run); err == nil {
+		t.Fatal("Do whose GET failed succeeded")
+	}
+	time.Sleep(300 * time.Millisecond) // the drop runs, past the claim's time
+	if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
+		t.Errorf("the retry: %q, %v after %d runs; want it run once", resp, err, c.runs.Load())
+	}
+}
