@@ -333,17 +333,30 @@ func (s *Redis) dropLater(c claimed) {
 	select {
 	case s.drops <- struct{}{}:
 	default:
+		s.givenUp(c, fmt.Sprintf("%d failed claims are being dropped already", maxDrops))
 		return
 	}
 	go func() {
 		defer func() { <-s.drops }()
-		untilLease(c, 50*time.Millisecond, func() bool {
+		dropped := untilLease(c, 50*time.Millisecond, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), s.settleTimeout)
 			defer cancel()
 			res, err := dropScript.Run(ctx, s.client, []string{c.k}, c.owner).Int64Slice()
 			return err == nil && len(res) == 2 && (res[0] == 1 || res[1] > c.by)
 		})
+		if !dropped {
+			s.givenUp(c, "Redis did not answer before the claim's lease ended")
+		}
 	}()
+}
+
+// givenUp logs a failed claim whose drop was given up: if Redis did it,
+// its request_id answers OUTCOME_UNKNOWN until its 24 h end, though its
+// caller was told nothing was sent, and this line is where to find why.
+func (s *Redis) givenUp(c claimed, why string) {
+	s.log.LogAttrs(context.Background(), slog.LevelWarn,
+		"request_id: a failed claim was not dropped; if Redis did it, repeats answer OUTCOME_UNKNOWN until its 24 h end",
+		slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("why", why))
 }
 
 // untilLease calls try after pause, then after pauses doubling to 2 s,

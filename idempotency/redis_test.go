@@ -453,3 +453,27 @@ func TestRedisFoundOwnClaimThenGetFails(t *testing.T) {
 		t.Errorf("the retry: %q, %v after %d runs; want it run once", resp, err, c.runs.Load())
 	}
 }
+
+// TestRedisDropGivenUpIsLogged: a failed claim that cannot be dropped (too
+// many being dropped already) is logged with its request_id, since its
+// repeats may answer OUTCOME_UNKNOWN though its caller was told nothing was
+// sent.
+func TestRedisDropGivenUpIsLogged(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	logs := &testenv.Buffer{}
+	s.log = slog.New(slog.NewJSONHandler(logs, nil))
+	s.drops = make(chan struct{}) // no room
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if !isClaim(cmd) {
+			return next(ctx, cmd)
+		}
+		cmd.SetErr(errors.New("i/o timeout"))
+		return cmd.Err()
+	}))
+	if _, err := s.Do(context.Background(), key, fpA, (&counter{}).run); err == nil {
+		t.Fatal("Do with its claim failed succeeded")
+	}
+	if lines := logs.Lines(`"level":"WARN"`, `"request_id":"`+key.RequestID+`"`, "not dropped"); len(lines) != 1 {
+		t.Errorf("want one WARN line naming the request_id; log:\n%s", logs.String())
+	}
+}
