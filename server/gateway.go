@@ -147,17 +147,17 @@ func forwardedHeader(key string) (string, bool) {
 // the same format as every other line, instead of plain text on stderr.
 func NewHTTPServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	srv := newHTTPServer(h, bodyReadTimeout, handling, tlsCfg, log)
-	newBodyReads(drainBodyGrace).watch(srv)
+	newBodyReads(drainGrace).watch(srv)
 	return srv
 }
 
 // bodyReadTimeout bounds reading a request, body included: 64 KiB at most.
 const bodyReadTimeout = 30 * time.Second
 
-// drainBodyGrace is how long a REST body still arriving when the server
-// shuts down has left to arrive: a body sent at once is in within
-// milliseconds.
-const drainBodyGrace = time.Second
+// drainGrace is how long a request still arriving when the servers shut
+// down has left to arrive: a REST body, or the request of a gRPC call
+// that takes no token. One sent at once is in within milliseconds.
+const drainGrace = time.Second
 
 // newHTTPServer is NewHTTPServer with the time a request may take to
 // arrive. net/http starts the write deadline once a request's headers are

@@ -1375,7 +1375,7 @@ func TestArrivalBoundEndsWithItsCall(t *testing.T) {
 
 // TestArrivalBoundShortensAtTheStop: when the server stops taking work, a
 // call still waiting for its request (one that takes no token: a health
-// check) has drainBodyGrace left, rather than the 30 s that would hold the
+// check) has drainGrace left, rather than the 30 s that would hold the
 // graceful stop past shutdown_timeout; one whose request arrived goes on.
 func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 	for _, arrived := range []bool{false, true} {
@@ -1389,9 +1389,9 @@ func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 				}
 				time.Sleep(time.Second)
 				stop()
-				time.Sleep(drainBodyGrace + time.Millisecond)
+				time.Sleep(drainGrace + time.Millisecond)
 				if canceled := ctx.Err() != nil; canceled == arrived {
-					t.Errorf("%s after the stop: canceled %v; want %v", drainBodyGrace, canceled, !arrived)
+					t.Errorf("%s after the stop: canceled %v; want %v", drainGrace, canceled, !arrived)
 				}
 				if !arrived && !errors.Is(context.Cause(ctx), errRequestLate) {
 					t.Errorf("canceled by %v; want errRequestLate", context.Cause(ctx))

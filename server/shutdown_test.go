@@ -376,7 +376,7 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 // TestShutdownEndsSilentHealthChecks: a health Check (which takes no
 // token) opened and left without its request would hold the graceful stop
 // for its 30 s arrival bound, past shutdown_timeout; at the stop it has
-// drainBodyGrace left, and the shutdown ends well within its timeout.
+// drainGrace left, and the shutdown ends well within its timeout.
 func TestShutdownEndsSilentHealthChecks(t *testing.T) {
 	h := NewHealth()
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -403,8 +403,8 @@ func TestShutdownEndsSilentHealthChecks(t *testing.T) {
 	if err := s.Run(false); err != nil {
 		t.Errorf("Run: %v after %s; want the silent check ended and nil", err, time.Since(start).Round(time.Millisecond))
 	}
-	if d := time.Since(start); d > drainBodyGrace+2*time.Second {
-		t.Errorf("the shutdown took %s; want about %s", d.Round(time.Millisecond), drainBodyGrace)
+	if d := time.Since(start); d > drainGrace+2*time.Second {
+		t.Errorf("the shutdown took %s; want about %s", d.Round(time.Millisecond), drainGrace)
 	}
 	if err := stream.RecvMsg(&healthpb.HealthCheckResponse{}); err == nil {
 		t.Error("the silent check was answered; want it ended")

@@ -120,7 +120,7 @@ func (a *arrival) drain() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.done {
-		a.timer.Reset(drainBodyGrace)
+		a.timer.Reset(drainGrace)
 	}
 }
 
