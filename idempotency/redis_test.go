@@ -274,7 +274,7 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 				if !isClaim(cmd) || !failed.CompareAndSwap(false, true) {
 					return next(ctx, cmd)
 				}
-				do := func() { redoClaim(t, direct, cmd) }
+				do := func() { redoClaim(t, direct, cmd, 1) }
 				if late == 0 {
 					do()
 				} else {
@@ -327,11 +327,16 @@ func isClaim(cmd redis.Cmder) bool {
 	return len(args) > 1 && (cmd.Name() == "evalsha" && args[1] == claimScript.Hash() || cmd.Name() == "eval" && args[1] == claimScriptSource)
 }
 
-// redoClaim runs the claim cmd carries, with its arguments, on client.
-func redoClaim(t *testing.T, client *redis.Client, cmd redis.Cmder) {
+// redoClaim runs the claim cmd carries, with its arguments, on client, as
+// Redis would have done it then, and checks that Redis answered want: 1
+// (set), 0 (found) or -1 (too late). A redo answered otherwise than the
+// test means (one slowed past the claim's time, say) would leave the test
+// passing without going down its path.
+func redoClaim(t *testing.T, client *redis.Client, cmd redis.Cmder, want int64) {
 	args := cmd.Args() // evalsha sha 1 key record ttl by
-	if err := claimScript.Run(context.Background(), client, []string{args[3].(string)}, args[4:]...).Err(); err != nil {
-		t.Errorf("claim done late: %v", err)
+	res, err := claimScript.Run(context.Background(), client, []string{args[3].(string)}, args[4:]...).Int64Slice()
+	if err != nil || len(res) != 2 || res[0] != want {
+		t.Errorf("claim redone: %v, %v; want %d first", res, err, want)
 	}
 }
 
@@ -359,7 +364,7 @@ func TestRedisLateClaimIsNotDone(t *testing.T) {
 		t.Fatal("Do with its claim's answer lost succeeded")
 	}
 	time.Sleep(300 * time.Millisecond)
-	redoClaim(t, direct, *held.Load()) // Redis gets to the claim now
+	redoClaim(t, direct, *held.Load(), -1) // Redis gets to the claim now, too late
 	k := s.prefix + key.Account + ":" + key.RequestID
 	if n, err := direct.Exists(ctx, k).Result(); err != nil || n != 0 {
 		t.Fatalf("a claim done %s after it was sent: %d keys, %v; want none", 300*time.Millisecond, n, err)
@@ -376,14 +381,14 @@ func TestRedisLateClaimIsNotDone(t *testing.T) {
 // claim standing with nobody to run it.
 func TestRedisResentLateClaimIsLed(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
-	s.claimWithin = 100 * time.Millisecond
+	s.claimWithin = time.Second
 	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { direct.Close() })
 	var first atomic.Bool
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		if isClaim(cmd) && first.CompareAndSwap(false, true) {
-			redoClaim(t, direct, cmd)          // the first send, done in time, its answer lost
-			time.Sleep(300 * time.Millisecond) // the resend comes after the claim's time
+			redoClaim(t, direct, cmd, 1)        // the first send, done in time, its answer lost
+			time.Sleep(1500 * time.Millisecond) // the resend comes after the claim's time
 		}
 		return next(ctx, cmd)
 	}))
@@ -428,14 +433,14 @@ func TestRedisDropEndsOnceTheClaimCannotBeDone(t *testing.T) {
 // told nothing was sent, so the claim is dropped, and the retry runs.
 func TestRedisFoundOwnClaimThenGetFails(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
-	s.claimWithin = 100 * time.Millisecond
+	s.claimWithin = time.Second
 	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { direct.Close() })
 	var claimed, got atomic.Bool
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		switch {
 		case isClaim(cmd) && claimed.CompareAndSwap(false, true):
-			redoClaim(t, direct, cmd) // the first send, done, its answer lost; the resend finds it
+			redoClaim(t, direct, cmd, 1) // the first send, done, its answer lost; the resend finds it
 		case cmd.Name() == "get" && got.CompareAndSwap(false, true):
 			cmd.SetErr(errors.New("i/o timeout"))
 			return cmd.Err()
