@@ -31,8 +31,9 @@ func (e *OutcomeUnknownError) Error() string {
 // Redis keeps results in Redis, shared by every replica that names the same
 // server and key prefix, so a repeat may reach any replica. A request is
 // claimed with SET NX, done only if Redis gets to it within claimWithin;
-// the claim holds a lease for as long as a run may take. A repeat that finds a claim whose lease ran out, because the
-// replica running it stopped, gets OutcomeUnknownError, never a second run.
+// the claim holds a lease for as long as a run may take. A repeat that
+// finds a claim whose lease ran out, because the replica running it
+// stopped, gets OutcomeUnknownError, never a second run.
 // When Redis cannot be reached, Do refuses with a
 // sharedstate.UnavailableError rather than risk running twice.
 type Redis struct {
@@ -102,9 +103,14 @@ func (c *redisClock) saw(redisNow time.Time) {
 // first send whose answer was lost and resent, which Do must then lead.
 var claimScript = redis.NewScript(claimScriptSource)
 
-const claimScriptSource = `
+// redisNowMs sets the Lua variable now to Redis' time in ms, which the
+// scripts answer with, for redisClock.
+const redisNowMs = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+const claimScriptSource = redisNowMs + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, now} end
 if now > tonumber(ARGV[3]) then return {-1, now} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -308,9 +314,7 @@ const maxDrops = 4096
 
 // dropScript deletes a claim if ARGV[1] still owns it, and answers whether
 // it did (1, else 0) and Redis' time in ms.
-var dropScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+var dropScript = redis.NewScript(redisNowMs + `
 local v = redis.call('GET', KEYS[1])
 if v and cjson.decode(v)['owner'] == ARGV[1] then
   redis.call('DEL', KEYS[1])

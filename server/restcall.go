@@ -224,16 +224,14 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			// An unknown caller is refused from its headers: its body,
 			// which may come slowly or never, is not waited for, and
 			// the interceptor refuses the request as ever.
-			r.Body = http.NoBody
-			closeUnread(w, r)
+			leaveBody(w, r)
 		}
 		if vs := r.Header.Values("Content-Encoding"); r.ContentLength != 0 && !identityOnly(vs) {
 			// A body backupd cannot decode, or that says it is other
 			// than it is: refused unread, in the interceptor
 			// (restRefusal), whatever it holds.
 			call.badEncoding = strings.Join(vs, ", ")
-			r.Body = http.NoBody
-			closeUnread(w, r)
+			leaveBody(w, r)
 		}
 		if call.hasBody = hasBody(r); call.hasBody {
 			// Refused unread (restRefusal): net/http would otherwise read
@@ -257,6 +255,13 @@ func closeUnread(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Connection", "close")
 	// Nothing more is read from this connection.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
+// leaveBody takes r as having no body, and closes its connection once it
+// has answered, its body unread (closeUnread).
+func leaveBody(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.NoBody
+	closeUnread(w, r)
 }
 
 // endsInVerb reports whether an escaped path's last segment ends in what

@@ -37,9 +37,9 @@ type Shutdown struct {
 
 // Run says not ready, keeps serving for the drain delay when signalled,
 // then stops taking work and drains REST and gRPC together: health Watch
-// and reflection streams end, both listeners close at once, and in-flight requests, and
-// the request_id runs their callers left, get the shutdown timeout to
-// finish. Not signalled (a listener failed), there is no one to give the
+// and reflection streams end, both listeners close at once, and in-flight
+// requests, and the request_id runs their callers left, get the shutdown
+// timeout to finish. Not signalled (a listener failed), there is no one to give the
 // drain delay to.
 func (s Shutdown) Run(signalled bool) error {
 	s.Health.SetReady(false)
