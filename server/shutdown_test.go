@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
-	reflectionalphapb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -299,86 +298,11 @@ func TestHealthCallsAreBounded(t *testing.T) {
 	}
 }
 
-// A reflection stream lasts as long as its client keeps it (a gRPC GUI
-// keeps one open); the shutdown ends it, rather than waiting for it until
-// the timeout, exiting 1 and leaving the request_id runs unwaited for.
-func TestShutdownEndsReflectionStreams(t *testing.T) {
-	tests := []struct {
-		name string
-		open func(context.Context, *grpc.ClientConn) (func() error, error) // one round trip, then the next Recv
-	}{
-		{"v1", func(ctx context.Context, conn *grpc.ClientConn) (func() error, error) {
-			stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
-				return nil, err
-			}
-			if _, err := stream.Recv(); err != nil {
-				return nil, err
-			}
-			return func() error { _, err := stream.Recv(); return err }, nil
-		}},
-		{"v1alpha", func(ctx context.Context, conn *grpc.ClientConn) (func() error, error) {
-			stream, err := reflectionalphapb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
-			if err != nil {
-				return nil, err
-			}
-			//lint:ignore SA1019 grpc-go still serves v1alpha, and older clients ask it
-			if err := stream.Send(&reflectionalphapb.ServerReflectionRequest{MessageRequest: &reflectionalphapb.ServerReflectionRequest_ListServices{}}); err != nil {
-				return nil, err
-			}
-			if _, err := stream.Recv(); err != nil {
-				return nil, err
-			}
-			return func() error { _, err := stream.Recv(); return err }, nil
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := NewHealth()
-			srv := NewGRPC(Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, h)
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() { _ = srv.Serve(lis) }()
-			t.Cleanup(srv.Stop)
-			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			next, err := tt.open(context.Background(), conn)
-			if err != nil {
-				t.Fatalf("reflection round trip: %v", err)
-			}
-			svc := &waiter{called: make(chan struct{})}
-			s := Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv, Service: svc,
-				Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Timeout: 3 * time.Second}
-			start := time.Now()
-			if err := s.Run(false); err != nil {
-				t.Errorf("Run: %v after %s; want the stream ended and nil", err, time.Since(start).Round(time.Millisecond))
-			}
-			select {
-			case <-svc.called:
-			default:
-				t.Error("the request_id runs were not waited for")
-			}
-			if err := next(); status.Code(err) != codes.Unavailable {
-				t.Errorf("the open reflection stream got %v; want UNAVAILABLE", err)
-			}
-		})
-	}
-}
-
-// TestShutdownEndsSilentHealthChecks: a health Check (which takes no
-// token) opened and left without its request would hold the graceful stop
-// for its 30 s arrival bound, past shutdown_timeout; at the stop it has
-// drainGrace left, and the shutdown ends well within its timeout.
-func TestShutdownEndsSilentHealthChecks(t *testing.T) {
-	h := NewHealth()
+// servingGRPC serves NewGRPC's server with h on loopback until the test
+// ends, and returns it, its Shutdown (a 10 s timeout, no HTTP traffic), the
+// Service it waits for, and a client connection.
+func servingGRPC(t *testing.T, h *Health) (Shutdown, *waiter, *grpc.ClientConn) {
+	t.Helper()
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	srv := NewGRPC(Options{Service: &stub{}, Logger: logger}, h)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -391,14 +315,61 @@ func TestShutdownEndsSilentHealthChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	svc := &waiter{called: make(chan struct{})}
+	return Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv, Service: svc,
+		Logger: logger, Timeout: 10 * time.Second}, svc, conn
+}
+
+// A reflection stream lasts as long as its client keeps it (a gRPC GUI
+// keeps one open); the shutdown ends it, rather than waiting for it until
+// the timeout, exiting 1 and leaving the request_id runs unwaited for.
+// v1alpha's messages are v1's on the wire, so both are spoken with v1's.
+func TestShutdownEndsReflectionStreams(t *testing.T) {
+	for _, method := range []string{
+		reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName,
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+	} {
+		t.Run(method, func(t *testing.T) {
+			s, svc, conn := servingGRPC(t, NewHealth())
+			stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp := &reflectionpb.ServerReflectionResponse{}
+			if err := stream.SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.RecvMsg(resp); err != nil || len(resp.GetListServicesResponse().GetService()) == 0 {
+				t.Fatalf("reflection round trip: %v, %v", resp, err)
+			}
+			start := time.Now()
+			if err := s.Run(false); err != nil {
+				t.Errorf("Run: %v after %s; want the stream ended and nil", err, time.Since(start).Round(time.Millisecond))
+			}
+			select {
+			case <-svc.called:
+			default:
+				t.Error("the request_id runs were not waited for")
+			}
+			if err := stream.RecvMsg(resp); status.Code(err) != codes.Unavailable {
+				t.Errorf("the open reflection stream got %v; want UNAVAILABLE", err)
+			}
+		})
+	}
+}
+
+// TestShutdownEndsSilentHealthChecks: a health Check (which takes no
+// token) opened and left without its request would hold the graceful stop
+// for its 30 s arrival bound, past shutdown_timeout; at the stop it has
+// drainGrace left, and the shutdown ends well within its timeout.
+func TestShutdownEndsSilentHealthChecks(t *testing.T) {
+	s, _, conn := servingGRPC(t, NewHealth())
 	stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, healthpb.Health_Check_FullMethodName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // the call's headers reach the server; its request never comes
-	s := Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv,
-		Service: &waiter{called: make(chan struct{})}, Logger: logger, Timeout: 10 * time.Second}
 	start := time.Now()
 	if err := s.Run(false); err != nil {
 		t.Errorf("Run: %v after %s; want the silent check ended and nil", err, time.Since(start).Round(time.Millisecond))
