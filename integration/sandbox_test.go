@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -126,5 +128,36 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	out, err = exec.CommandContext(ctx, binary, "--config", path).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Redis refused backupd's credentials or database") || strings.Contains(string(out), "hunter2") {
 		t.Errorf("a Redis password refused at start: %v\n%s", err, out)
+	}
+}
+
+// TestStartFailureIsLogged: a failure to start once the log is set up (here
+// the gRPC port in use) is a line of the log, in its format, not a plain
+// line beside it.
+func TestStartFailureIsLogged(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	path := t.TempDir() + "/config.yaml"
+	writeFile(t, path, fmt.Sprintf("listen: {grpc: %q, http: %q}\n"+
+		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", taken.Addr(), freePort(t)))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--config", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("backupd started on a port in use:\n%s", stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	var last struct{ Level, Msg, Error string }
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatalf("the last line is not a JSON log line (%v):\n%s", err, stderr.String())
+	}
+	if last.Level != "ERROR" || last.Msg != "backupd could not start" ||
+		!strings.Contains(last.Error, "gRPC listener") || !strings.Contains(last.Error, "address already in use") {
+		t.Errorf("last line = %+v; want an ERROR saying the gRPC listener's address is in use", last)
 	}
 }

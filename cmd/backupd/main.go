@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 				slog.String("error", err.Error()))
 		}
 	}()
-	return serve(ctx, cfg, awsCfg, logger)
+	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger))
 }
 
 // overrideListen puts the flags' listener addresses in cfg, and checks
@@ -156,7 +156,19 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 		Credentials:  credentials.StaticCredentialsProvider{Value: fake.BaseCredentials()},
 		BaseEndpoint: aws.String(endpoint),
 	}
-	return serve(ctx, cfg, awsCfg, logger)
+	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger))
+}
+
+// logStartFailure writes a failure to start (a listener's port in use, a
+// TLS key that does not load) to the log once there is one, so that it
+// reaches whoever reads the log, in its format, rather than only as a
+// plain line beside it.
+func logStartFailure(logger *slog.Logger, err error) error {
+	if err == nil || errors.As(err, new(loggedError)) {
+		return err
+	}
+	logger.Error("backupd could not start", slog.String("error", err.Error()))
+	return loggedError{err}
 }
 
 // demoIDs lists the sandbox's accounts for its banner.
