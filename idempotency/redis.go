@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -44,8 +45,10 @@ type Redis struct {
 	log    *slog.Logger
 	// settleTimeout bounds one try to settle a claim once its run has ended.
 	settleTimeout time.Duration
-	settling      sync.WaitGroup
-	// drops holds a token for each claim being dropped (dropLater).
+	// settling is the claims being settled in the background (settle),
+	// dropping those being dropped (dropLater).
+	settling, dropping Going
+	// drops holds a token for each claim being dropped.
 	drops chan struct{}
 	// claimWithin is how long after it is sent, by Redis' clock, a claim
 	// may still be done (claim).
@@ -295,15 +298,21 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	if err == nil {
 		return
 	}
-	s.settling.Add(1)
+	s.settling.Add(c.key)
 	go func() {
-		defer s.settling.Done()
+		defer s.settling.Done(c.key)
 		if untilLease(c, 100*time.Millisecond, func() bool { _, err = s.trySettle(ctx, c, next); return err == nil }) {
 			return
 		}
-		s.log.LogAttrs(ctx, slog.LevelError, "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN",
-			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("error", err.Error()))
+		s.unkept(c.key, err.Error())
 	}()
+}
+
+// unkept logs a result that Redis did not keep: its request_id answers
+// OUTCOME_UNKNOWN until its 24 h end.
+func (s *Redis) unkept(k Key, why string) {
+	s.log.LogAttrs(context.Background(), slog.LevelError, "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN",
+		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("error", why))
 }
 
 // maxDrops bounds the claims being dropped at once (dropLater): while Redis
@@ -337,11 +346,15 @@ func (s *Redis) dropLater(c claimed) {
 	select {
 	case s.drops <- struct{}{}:
 	default:
-		s.givenUp(c, fmt.Sprintf("%d failed claims are being dropped already", maxDrops))
+		s.givenUp(c.key, fmt.Sprintf("%d failed claims are being dropped already", maxDrops))
 		return
 	}
+	s.dropping.Add(c.key)
 	go func() {
-		defer func() { <-s.drops }()
+		defer func() {
+			s.dropping.Done(c.key)
+			<-s.drops
+		}()
 		dropped := untilLease(c, 50*time.Millisecond, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), s.settleTimeout)
 			defer cancel()
@@ -349,7 +362,7 @@ func (s *Redis) dropLater(c claimed) {
 			return err == nil && len(res) == 2 && (res[0] == 1 || res[1] > c.by)
 		})
 		if !dropped {
-			s.givenUp(c, "Redis did not answer before the claim's lease ended")
+			s.givenUp(c.key, "Redis did not answer before the claim's lease ended")
 		}
 	}()
 }
@@ -357,10 +370,10 @@ func (s *Redis) dropLater(c claimed) {
 // givenUp logs a failed claim whose drop was given up: if Redis did it,
 // its request_id answers OUTCOME_UNKNOWN until its 24 h end, though its
 // caller was told nothing was sent, and this line is where to find why.
-func (s *Redis) givenUp(c claimed, why string) {
+func (s *Redis) givenUp(k Key, why string) {
 	s.log.LogAttrs(context.Background(), slog.LevelWarn,
 		"request_id: a failed claim was not dropped; if Redis did it, repeats answer OUTCOME_UNKNOWN until its 24 h end",
-		slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("why", why))
+		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("why", why))
 }
 
 // untilLease calls try after pause, then after pauses doubling to 2 s,
@@ -386,20 +399,23 @@ func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (done boo
 	return n == 1, err
 }
 
-// Wait waits until the claims whose settling Redis made fail are settled
-// or given up, or ctx ends: shutdown calls it after the request_id runs.
+// Wait waits until the claims whose settling or making Redis failed are
+// settled or dropped, or given up, or until ctx ends: shutdown calls it
+// after the request_id runs. Those it cannot wait for are logged as given
+// up, by request_id.
 func (s *Redis) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.settling.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("request_id results still being kept in Redis: %w", ctx.Err())
+	unsettled, err := s.settling.Wait(ctx)
+	for _, k := range unsettled {
+		s.unkept(k, "backupd shut down first")
 	}
+	undropped, derr := s.dropping.Wait(ctx)
+	for _, k := range undropped {
+		s.givenUp(k, "backupd shut down first")
+	}
+	if err = cmp.Or(err, derr); err != nil {
+		return fmt.Errorf("request_id claims still being settled or dropped in Redis: %w", err)
+	}
+	return nil
 }
 
 func unavailable(ctx context.Context, err error) error {

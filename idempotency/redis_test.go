@@ -482,3 +482,53 @@ func TestRedisDropGivenUpIsLogged(t *testing.T) {
 		t.Errorf("want one WARN line naming the request_id; log:\n%s", logs.String())
 	}
 }
+
+// TestRedisWaitNamesWhatShutdownLeaves: a shutdown that cannot wait for
+// Redis to come back names each request_id whose result Redis has yet to
+// keep, or whose failed claim it has yet to drop: an operator then knows
+// which requests will answer OUTCOME_UNKNOWN.
+func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	logs := &testenv.Buffer{}
+	s.log = slog.New(slog.NewJSONHandler(logs, nil))
+	var down atomic.Bool // every command fails while it is set
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if down.Load() {
+			cmd.SetErr(errors.New("connection refused"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}))
+	t.Cleanup(func() { // Redis back: what was left settles, and ends
+		down.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Wait(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	unsettled, undropped := Key{Account: key.Account, RequestID: "unsettled"}, Key{Account: key.Account, RequestID: "undropped"}
+	run := func() ([]byte, error) {
+		down.Store(true) // Redis fails as the run ends, and stays away
+		return []byte("kept"), nil
+	}
+	if resp, err := s.Do(context.Background(), unsettled, fpA, run); err != nil || string(resp) != "kept" {
+		t.Fatalf("run: %q, %v; want its own answer", resp, err)
+	}
+	if _, err := s.Do(context.Background(), undropped, fpA, (&counter{}).run); err == nil {
+		t.Fatal("Do with Redis down succeeded")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := s.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with Redis down: %v; want the deadline", err)
+	}
+	for _, want := range [][]string{
+		{`"level":"ERROR"`, `"request_id":"unsettled"`, "backupd shut down first"},
+		{`"level":"WARN"`, `"request_id":"undropped"`, "backupd shut down first"},
+	} {
+		if lines := logs.Lines(want...); len(lines) != 1 {
+			t.Errorf("want one line with %q; log:\n%s", want, logs.String())
+		}
+	}
+}

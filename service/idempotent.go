@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -70,9 +71,9 @@ type runResult[Resp proto.Message] struct {
 func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key idempotency.Key, fp idempotency.Fingerprint,
 	do func(context.Context) (Resp, error)) <-chan runResult[Resp] {
 	done := make(chan runResult[Resp], 1)
-	s.detached.Add(1)
+	s.detached.Add(key)
 	go func() {
-		defer s.detached.Done()
+		defer s.detached.Done(key)
 		GrowStack()
 		var res runResult[Resp]
 		defer func() {
@@ -157,20 +158,20 @@ var errPanic = errors.New("panic in a request_id run; the stack is in the log")
 // result, or ctx has: shutdown calls it after the servers have drained, so
 // that a run whose caller gave up still keeps its result. A store that
 // keeps results in the background (Redis, when it failed) is waited for
-// too.
+// too. The runs it cannot wait for are logged, by request_id: their
+// results are lost.
 func (s *Server) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.detached.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("request_id runs still going: %w", ctx.Err())
+	going, err := s.detached.Wait(ctx)
+	for _, k := range going {
+		s.log.LogAttrs(ctx, slog.LevelError, "request_id: backupd shut down before the run ended; its result is not kept, "+
+			"and whether DynamoDB acted on it is not known", slog.String("account", k.Account), slog.String("request_id", k.RequestID))
 	}
 	if w, ok := s.idem.(interface{ Wait(context.Context) error }); ok {
-		return w.Wait(ctx)
+		// At once when ctx has ended, logging what it leaves.
+		err = cmp.Or(err, w.Wait(ctx))
+	}
+	if err != nil {
+		return fmt.Errorf("request_id runs or results still going: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sharedstate"
+	"github.com/backupd/backupd/testenv"
 )
 
 func TestMayHaveActed(t *testing.T) {
@@ -137,11 +139,13 @@ func runOnce(ctx context.Context, s *Server, do func(context.Context) (*backupv1
 }
 
 // TestOnceAnswersAtTheDeadline: the caller is answered at its deadline
-// while the run goes on; Wait waits for the run, and the retry gets its
-// result without a second run.
+// while the run goes on; Wait waits for the run (one that cannot wait
+// names its request_id, whose result would be lost), and the retry gets
+// its result without a second run.
 func TestOnceAnswersAtTheDeadline(t *testing.T) {
 	kept := idempotency.NewMemory()
-	s := New(Options{DefaultTimeout: time.Minute, Idempotency: kept})
+	logs := &testenv.Buffer{}
+	s := New(Options{DefaultTimeout: time.Minute, Idempotency: kept, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	release := make(chan struct{})
 	var runs atomic.Int32
 	do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
@@ -163,6 +167,9 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 	defer cancelWait()
 	if err := s.Wait(waitShort); err == nil {
 		t.Error("Wait returned while the run was still going")
+	}
+	if lines := logs.Lines(`"level":"ERROR"`, `"account":"111111111111"`, `"request_id":"rid"`, "shut down before the run ended"); len(lines) != 1 {
+		t.Errorf("want one ERROR line naming the run's request_id; log:\n%s", logs.String())
 	}
 	close(release)
 	if err := s.Wait(context.Background()); err != nil {

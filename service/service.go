@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -47,8 +46,8 @@ type Server struct {
 	log            *slog.Logger
 	defaultTimeout time.Duration
 	idem           Idempotency
-	// detached counts the request_id runs still going (see once).
-	detached sync.WaitGroup
+	// detached is the request_id runs still going (see once).
+	detached idempotency.Going
 }
 
 var _ backupv1.BackupServiceServer = (*Server)(nil)
