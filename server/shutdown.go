@@ -67,6 +67,9 @@ func (s Shutdown) Run(signalled bool) error {
 	}
 	if timedOut {
 		_ = s.HTTP.Close()
+		// ctx has ended: Wait returns at once, having logged the
+		// request_id runs it leaves, whose results are lost.
+		_ = s.Service.Wait(ctx)
 		return errors.New("shutdown timed out; in-flight requests were cut off")
 	}
 	if httpErr != nil {

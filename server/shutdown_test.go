@@ -23,13 +23,16 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// waiter is a Shutdown.Service that records when it was waited for.
+// waiter is a Shutdown.Service that records when it was waited for, and
+// whether its context had ended by then.
 type waiter struct {
 	block  bool
 	called chan struct{}
+	late   bool
 }
 
 func (w *waiter) Wait(ctx context.Context) error {
+	w.late = ctx.Err() != nil
 	close(w.called)
 	if w.block {
 		<-ctx.Done()
@@ -185,10 +188,15 @@ func TestShutdownTimesOut(t *testing.T) {
 		if err := <-held; err == nil {
 			t.Error("the held call succeeded; want it cut off by Stop")
 		}
+		// Waited for with the time up, so that it names the request_id
+		// runs it leaves.
 		select {
 		case <-f.s.Service.(*waiter).called:
-			t.Error("Service.Wait was called after the servers timed out")
+			if !f.s.Service.(*waiter).late {
+				t.Error("Service.Wait was given time after the servers timed out")
+			}
 		default:
+			t.Error("Service.Wait was not called after the servers timed out")
 		}
 	})
 	t.Run("request_id runs", func(t *testing.T) {
