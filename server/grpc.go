@@ -84,6 +84,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	ic := newInterceptor(opts)
 	ic.codec = newDeferringCodec()
 	ic.stopping = h.stopped
+	ic.awaiting = newAwaiting(ic, h.stopped)
 	sopts := []grpc.ServerOption{
 		grpc.InTapHandle(ic.tap),
 		grpc.UnaryInterceptor(ic.unary),

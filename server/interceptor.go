@@ -41,6 +41,9 @@ type interceptor struct {
 	// stopping ends when the gRPC server stops taking work, and with it
 	// every reflection stream (Health.EndStreams); nil for REST.
 	stopping context.Context
+	// awaiting holds the BackupService calls whose request has yet to
+	// arrive, for the drain; nil for REST.
+	awaiting *awaiting
 }
 
 func newInterceptor(opts Options) *interceptor {
@@ -81,9 +84,7 @@ func (i *interceptor) authenticate(r *http.Request) error {
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	service.GrowStack()
-	if !strings.HasPrefix(info.FullMethod, servicePrefix) {
-		requestArrived(ctx) // a health check's
-	}
+	i.requestArrived(ctx)
 	ctx, fields := reqlog.New(ctx)
 	principal, resp, err := i.run(ctx, req, info, handler)
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
@@ -274,7 +275,7 @@ const maxMethodEcho = 128
 // the method "unknown" in the metrics, so callers cannot add label values.
 func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	start := time.Now()
-	requestArrived(stream.Context()) // none is read
+	i.requestArrived(stream.Context()) // none is read
 	method, _ := grpc.MethodFromServerStream(stream)
 	method = echo(method, maxMethodEcho)
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod,

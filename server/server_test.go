@@ -1385,7 +1385,7 @@ func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 				i := &interceptor{arrival: requestArrivalTimeout, stopping: stopping}
 				ctx := i.boundArrival(context.Background())
 				if arrived {
-					requestArrived(ctx)
+					i.requestArrived(ctx)
 				}
 				time.Sleep(time.Second)
 				stop()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -367,25 +368,35 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 	}
 }
 
-// TestShutdownEndsSilentHealthChecks: a health Check (which takes no
-// token) opened and left without its request would hold the graceful stop
-// for its 30 s arrival bound, past shutdown_timeout; at the stop it has
-// drainGrace left, and the shutdown ends well within its timeout.
-func TestShutdownEndsSilentHealthChecks(t *testing.T) {
-	s, _, conn := servingGRPC(t, NewHealth())
-	stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, healthpb.Health_Check_FullMethodName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond) // the call's headers reach the server; its request never comes
-	start := time.Now()
-	if err := s.Run(false); err != nil {
-		t.Errorf("Run: %v after %s; want the silent check ended and nil", err, time.Since(start).Round(time.Millisecond))
-	}
-	if d := time.Since(start); d > drainGrace+2*time.Second {
-		t.Errorf("the shutdown took %s; want about %s", d.Round(time.Millisecond), drainGrace)
-	}
-	if err := stream.RecvMsg(&healthpb.HealthCheckResponse{}); err == nil {
-		t.Error("the silent check was answered; want it ended")
+// TestShutdownEndsSilentCalls: a call opened and left without its request
+// would hold the graceful stop until shutdown_timeout cuts every call off
+// (a health Check, which takes no token, for its 30 s arrival bound; a
+// BackupService call for as long as its caller keeps it). At the stop it
+// has drainGrace left for its request, then ends.
+func TestShutdownEndsSilentCalls(t *testing.T) {
+	for _, method := range []string{healthpb.Health_Check_FullMethodName, backupv1.BackupService_CreateBackup_FullMethodName} {
+		t.Run(method, func(t *testing.T) {
+			s, svc, conn := servingGRPC(t, NewHealth())
+			stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // the call's headers reach the server; its request never comes
+			start := time.Now()
+			if err := s.Run(false); err != nil {
+				t.Errorf("Run: %v after %s; want the silent call ended and nil", err, time.Since(start).Round(time.Millisecond))
+			}
+			if d := time.Since(start); d > drainGrace+2*time.Second {
+				t.Errorf("the shutdown took %s; want about %s", d.Round(time.Millisecond), drainGrace)
+			}
+			select {
+			case <-svc.called:
+			default:
+				t.Error("the request_id runs were not waited for")
+			}
+			if err := stream.RecvMsg(&healthpb.HealthCheckResponse{}); status.Code(err) != codes.Canceled {
+				t.Errorf("the silent call got %v; want it ended, CANCELLED", err)
+			}
+		})
 	}
 }

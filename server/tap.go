@@ -22,7 +22,8 @@ import (
 // connection takes, for as long as the message stays unfinished. A caller
 // it does not know is refused there, logged and counted, as the REST
 // gateway refuses one from its headers alone; a known caller goes on to
-// the interceptor, which authorizes it for the account its request names.
+// the interceptor, which authorizes it for the account its request names,
+// and is held until its request arrives, for the drain (awaiting).
 //
 // The calls that take no caller token (grpc.health.v1, reflection) get a
 // time bound instead: their first request must arrive within i.arrival,
@@ -38,13 +39,13 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	if !strings.HasPrefix(info.FullMethodName, servicePrefix) {
 		return i.boundArrival(ctx), nil
 	}
-	if i.authz == nil {
-		return ctx, nil
-	}
 	start := time.Now()
-	err := i.authz.Authenticate(ctx) // grpc-go has put the call's metadata in ctx
+	var err error
+	if i.authz != nil {
+		err = i.authz.Authenticate(ctx) // grpc-go has put the call's metadata in ctx
+	}
 	if err == nil {
-		return ctx, nil
+		return i.holdUntilArrival(ctx, info.FullMethodName), nil
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > i.arrival {
 		return i.boundArrival(ctx), nil
@@ -57,6 +58,16 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	st := line.fail(ctx, err)
 	i.write(ctx, line, start)
 	return ctx, st.Err()
+}
+
+// holdUntilArrival returns the context of a BackupService call that may
+// go on to its request: held by i.awaiting until the request arrives, or,
+// once the drain has begun, bound as a call that takes no token is.
+func (i *interceptor) holdUntilArrival(ctx context.Context, method string) context.Context {
+	if i.awaiting == nil || i.stopping.Err() != nil {
+		return i.boundArrival(ctx)
+	}
+	return i.awaiting.hold(ctx, method)
 }
 
 // served holds the full names of the BackupService methods backupd serves.
@@ -124,10 +135,14 @@ func (a *arrival) drain() {
 	}
 }
 
-// requestArrived lifts ctx's arrival bound, if it has one.
-func requestArrived(ctx context.Context) {
+// requestArrived lifts ctx's arrival bound, or lets go of its call held
+// by i.awaiting, if it has either.
+func (i *interceptor) requestArrived(ctx context.Context) {
 	if a, ok := ctx.Value(arrivalKey{}).(*arrival); ok {
 		a.arrived()
+	}
+	if i.awaiting != nil {
+		i.awaiting.arrived(ctx)
 	}
 }
 
@@ -135,7 +150,7 @@ func requestArrived(ctx context.Context) {
 // ends a reflection stream when the server stops taking work.
 func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if _, ok := ss.Context().Value(arrivalKey{}).(*arrival); ok {
-		ss = &arrivalStream{ServerStream: ss}
+		ss = &arrivalStream{ServerStream: ss, arrived: i.requestArrived}
 	}
 	if i.stopping != nil && strings.HasPrefix(info.FullMethod, reflectionPrefix) {
 		ss = &stoppingStream{ServerStream: ss, stopping: i.stopping}
@@ -176,12 +191,13 @@ var errStopping = status.Error(codes.Unavailable, "backupd is shutting down; rec
 // arrivalStream lifts its call's arrival bound once a request arrives.
 type arrivalStream struct {
 	grpc.ServerStream
+	arrived func(context.Context)
 }
 
 func (s *arrivalStream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
 	if err == nil {
-		requestArrived(s.Context())
+		s.arrived(s.Context())
 	}
 	return err
 }
