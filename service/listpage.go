@@ -2,13 +2,16 @@ package service
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	smithytime "github.com/aws/smithy-go/time"
 )
 
 // heldPage holds the page DynamoDB returned to what the ListBackups asked
@@ -45,11 +48,9 @@ func heldPage(in *dynamodb.ListBackupsInput, table string, out *dynamodb.ListBac
 }
 
 // inFilters reports whether a summary is of the table (when the request
-// names one) and within the type and time filters. What a summary leaves
-// out is not held against it. The SDK reads DynamoDB's creation times
-// (seconds with a fraction) as a float cut to the millisecond, which can
-// come out a millisecond early: a summary up to a millisecond before the
-// lower bound is kept, since it may be a backup made at the bound itself.
+// names one) and within the type and time filters, to the millisecond, as
+// DynamoDB keeps backup times. What a summary leaves out is not held
+// against it.
 func inFilters(in *dynamodb.ListBackupsInput, table string, b *types.BackupSummary) bool {
 	if name := summaryTable(b); table != "" && name != "" && name != table {
 		return false
@@ -58,14 +59,45 @@ func inFilters(in *dynamodb.ListBackupsInput, table string, b *types.BackupSumma
 	if want != types.BackupTypeFilterAll && b.BackupType != "" && string(b.BackupType) != string(want) {
 		return false
 	}
-	created := b.BackupCreationDateTime
-	if created == nil {
-		return true
+	read := b.BackupCreationDateTime
+	return read == nil || inTimeRange(in.TimeRangeLowerBound, in.TimeRangeUpperBound, *read)
+}
+
+// inTimeRange reports whether a backup the SDK read as made at read was
+// made at or after lower and before upper (nil for no bound). It may have
+// been made a millisecond later (sdkReads); where only that millisecond
+// is in the range, it counts when that is what DynamoDB sent, and so the
+// other way round.
+func inTimeRange(lower, upper *time.Time, read time.Time) bool {
+	in := func(t time.Time) bool {
+		return (lower == nil || !t.Before(*lower)) && (upper == nil || t.Before(*upper))
 	}
-	if in.TimeRangeLowerBound != nil && created.Add(time.Millisecond).Before(*in.TimeRangeLowerBound) {
-		return false
+	next := read.Add(time.Millisecond)
+	switch inRead, inNext := in(read), in(next); {
+	case inRead == inNext:
+		return inRead
+	case inRead:
+		// Unless only next reads as read (and neither does, for an
+		// upstream that does not send milliseconds: read is taken).
+		return sdkReads(read).Equal(read) || !sdkReads(next).Equal(read)
+	default:
+		return sdkReads(next).Equal(read)
 	}
-	return in.TimeRangeUpperBound == nil || created.Before(*in.TimeRangeUpperBound)
+}
+
+// sdkReads is the time the SDK reads for a backup time DynamoDB sent as t:
+// epoch seconds to the millisecond, which the SDK reads as a float
+// (smithytime.ParseEpochSeconds). That comes out a millisecond low for
+// some times (from 2038-01-19 to 2039-09-07, for one: the float's error,
+// times 1000, outgrows half the product's last place), so a summary read
+// at t may have been made at t+1ms (TestInTimeRange).
+func sdkReads(t time.Time) time.Time {
+	ms := t.UnixMilli()
+	f, err := strconv.ParseFloat(fmt.Sprintf("%d.%03d", ms/1000, ms%1000), 64)
+	if err != nil {
+		return t
+	}
+	return smithytime.ParseEpochSeconds(f)
 }
 
 // summaryTable is the name of a summary's table, from its name or its ARN

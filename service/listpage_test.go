@@ -41,10 +41,10 @@ func TestHeldPage(t *testing.T) {
 	}{
 		{"a page DynamoDB held itself is unchanged", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(2) }), "",
 			all[:2], "b", "ab", "b"},
-		{"a page DynamoDB held itself, with a start, filters and a time parsed a millisecond early, is unchanged",
+		{"a page DynamoDB held itself, with a start and filters, is unchanged",
 			input(func(in *dynamodb.ListBackupsInput) {
 				in.Limit, in.ExclusiveStartBackupArn, in.BackupType = aws.Int32(2), aws.String("a"), types.BackupTypeFilterUser
-				in.TableName, in.TimeRangeLowerBound = aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Orders"), aws.Time(t0.Add(2*time.Millisecond))
+				in.TableName, in.TimeRangeLowerBound = aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Orders"), aws.Time(t0.Add(time.Millisecond))
 			}), "Orders", all[1:3], "c", "bc", "c"},
 		{"a page over the limit is cut and goes on after its last", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(2) }), "",
 			all, "", "ab", "b"},
@@ -72,13 +72,13 @@ func TestHeldPage(t *testing.T) {
 			all, "", "abcde", ""},
 		{"the type filter, none of the type", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = types.BackupTypeFilterAwsBackup }), "",
 			all, "", "", ""},
-		{"time bounds: lower at or after (and a millisecond before, which may be a time parsed early), upper before",
+		{"time bounds: lower at or after, upper before, to the millisecond",
 			input(func(in *dynamodb.ListBackupsInput) {
 				in.TimeRangeLowerBound, in.TimeRangeUpperBound = aws.Time(t0.Add(2*time.Millisecond)), aws.Time(t0.Add(4*time.Millisecond))
-			}), "", all, "", "bcd", ""},
+			}), "", all, "", "cd", ""},
 		{"filters before the limit", input(func(in *dynamodb.ListBackupsInput) {
 			in.Limit, in.TimeRangeLowerBound = aws.Int32(2), aws.Time(t0.Add(3*time.Millisecond))
-		}), "", all, "", "cd", "d"},
+		}), "", all, "", "de", "e"},
 		{"what a summary leaves out is not held against it", input(func(in *dynamodb.ListBackupsInput) {
 			in.TableName, in.BackupType, in.TimeRangeUpperBound = aws.String("Orders"), types.BackupTypeFilterUser, aws.Time(t0)
 		}), "Orders", []types.BackupSummary{{BackupArn: aws.String("bare")}}, "", "bare", ""},
@@ -102,5 +102,55 @@ func TestHeldPage(t *testing.T) {
 				t.Errorf("heldPage = %q, last %q; want %q, last %q", got, last, tt.want, tt.wantLast)
 			}
 		})
+	}
+}
+
+// TestInTimeRange: a backup is held to the time bounds to the millisecond,
+// as DynamoDB sends its time and the SDK reads it: exactly in this era (a
+// millisecond's allowance for an early reading had let in backups from the
+// millisecond before the lower bound), a millisecond low for some times
+// from 2038-01-19 on, where what was sent decides, and where either
+// millisecond reads the same, the backup is given the benefit of the
+// doubt.
+func TestInTimeRange(t *testing.T) {
+	ms := time.Millisecond
+	now := time.Date(2026, 11, 26, 16, 48, 18, 933_000_000, time.UTC)
+	// In 2038, a time read a millisecond low that only the next one reads
+	// as (early), and one that both it and the next read as (either).
+	var early, either time.Time
+	for at := time.Date(2038, 1, 19, 3, 14, 8, 0, time.UTC); early.IsZero() || either.IsZero(); at = at.Add(ms) {
+		readsItself, nextReadsAs := sdkReads(at).Equal(at), sdkReads(at.Add(ms)).Equal(at)
+		if !readsItself && nextReadsAs && early.IsZero() {
+			early = at
+		}
+		if readsItself && nextReadsAs && either.IsZero() {
+			either = at
+		}
+	}
+	tests := []struct {
+		name         string
+		read         time.Time
+		lower, upper time.Time
+		want         bool
+	}{
+		{"read at the lower bound", now, now, now.Add(time.Hour), true},
+		{"read a millisecond before the lower bound", now.Add(-ms), now, now.Add(time.Hour), false},
+		{"read a millisecond before the upper bound", now.Add(-ms), now.Add(-time.Hour), now, true},
+		{"read at the upper bound", now, now.Add(-time.Hour), now, false},
+		{"read low, sent at the lower bound", early, early.Add(ms), early.Add(time.Hour), true},
+		{"read low, sent at the upper bound", early, early.Add(-time.Hour), early.Add(ms), false},
+		{"sent at or before the lower bound: the doubt counts for it", either, either.Add(ms), either.Add(time.Hour), true},
+		{"sent before or at the upper bound: the doubt counts for it", either, either.Add(-time.Hour), either.Add(ms), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := inTimeRange(&tt.lower, &tt.upper, tt.read); got != tt.want {
+				t.Errorf("read %s in [%s, %s): %v, want %v", tt.read.Format(time.RFC3339Nano),
+					tt.lower.Format(time.RFC3339Nano), tt.upper.Format(time.RFC3339Nano), got, tt.want)
+			}
+		})
+	}
+	if got := inTimeRange(nil, nil, now); !got {
+		t.Error("no bounds: out of range")
 	}
 }
