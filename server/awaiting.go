@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // awaiting holds the BackupService calls whose request has yet to arrive,
@@ -25,6 +27,9 @@ type awaiting struct {
 	// swept is how many calls the map held after its last sweep of the
 	// calls that ended without a request (reset by their callers).
 	swept int
+	// cut is set once the drain's grace has passed: a call held after
+	// that gets a grace of its own.
+	cut bool
 }
 
 // awaitingCall is a call's context until its request arrives.
@@ -33,7 +38,16 @@ type awaitingCall struct {
 	cancel context.CancelFunc
 	method string
 	start  time.Time
+	// state is waiting until either the request's arrival or the cut
+	// claims the call: the other then leaves it alone.
+	state atomic.Int32
 }
+
+const (
+	waiting int32 = iota
+	arrivedFirst
+	cutFirst
+)
 
 type awaitingKey struct{}
 
@@ -48,17 +62,21 @@ func (c *awaitingCall) Value(key any) any {
 // ends.
 func newAwaiting(i *interceptor, stopping context.Context) *awaiting {
 	a := &awaiting{i: i, calls: make(map[*awaitingCall]struct{})}
-	context.AfterFunc(stopping, func() { time.AfterFunc(drainGrace, a.cut) })
+	context.AfterFunc(stopping, func() { time.AfterFunc(drainGrace, a.cutAll) })
 	return a
 }
 
-// hold returns ctx, to be canceled if the drain's grace passes before
-// arrived is called for it.
+// hold returns the context of a call of method, to be canceled if the
+// drain's grace passes before arrived is called for it.
 func (a *awaiting) hold(ctx context.Context, method string) context.Context {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &awaitingCall{Context: ctx, cancel: cancel, method: method, start: time.Now()}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.cut {
+		time.AfterFunc(drainGrace, func() { a.cutOne(c) })
+		return c
+	}
 	if len(a.calls) >= 2*a.swept+64 {
 		for other := range a.calls {
 			if other.Err() != nil {
@@ -71,28 +89,50 @@ func (a *awaiting) hold(ctx context.Context, method string) context.Context {
 	return c
 }
 
-// arrived lets go of ctx's call, if it is held: its request is in.
-func (a *awaiting) arrived(ctx context.Context) {
+// arrived lets go of ctx's call, if it is held: its request is in. It
+// reports false when the drain cut the call first: the call must then not
+// run, and the cut has logged it.
+func (a *awaiting) arrived(ctx context.Context) bool {
 	c, ok := ctx.Value(awaitingKey{}).(*awaitingCall)
 	if !ok {
-		return
+		return true
+	}
+	if !c.state.CompareAndSwap(waiting, arrivedFirst) {
+		return c.state.Load() != cutFirst
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.calls, c)
+	return true
 }
 
-// cut cancels the calls still without a request, and logs each.
-func (a *awaiting) cut() {
+// cutAll cuts the calls still without a request.
+func (a *awaiting) cutAll() {
 	a.mu.Lock()
 	calls := a.calls
-	a.calls = make(map[*awaitingCall]struct{})
+	a.calls, a.cut = nil, true
 	a.mu.Unlock()
 	for c := range calls {
-		if c.Err() != nil {
-			continue // ended already
-		}
-		c.cancel()
-		a.i.write(c, requestLine{method: c.method, caller: caller(c), code: codes.Canceled, level: slog.LevelInfo}, c.start)
+		a.cutOne(c)
 	}
 }
+
+// cutOne cancels c and logs it, unless its request arrived first or it
+// ended.
+func (a *awaiting) cutOne(c *awaitingCall) {
+	if c.Err() != nil || !c.state.CompareAndSwap(waiting, cutFirst) {
+		return
+	}
+	c.cancel()
+	method, known := c.method, served[c.method]
+	if !known {
+		method = echo(method, maxMethodEcho)
+	}
+	a.i.write(c, requestLine{method: method, caller: caller(c), unknown: !known, code: codes.Canceled,
+		level: slog.LevelWarn, err: errCutAtDrain}, c.start)
+}
+
+// errCutAtDrain is what a call cut at the drain is logged with, and what
+// one whose request arrived just as it was cut is answered.
+var errCutAtDrain = status.Error(codes.Canceled,
+	"backupd is shutting down and the call's request did not arrive within the drain's grace; nothing was done: send it again")

@@ -13,9 +13,9 @@ import (
 
 // TestAwaitingCallsAreCutAtTheDrain: at the stop, a BackupService call
 // still without its request has drainGrace left for it, then is canceled
-// and logged; one whose request arrived, or that ended first, is left
-// alone, and so is a call opened after the stop, which gets the same
-// grace.
+// and logged once; one whose request arrived, or that ended first, is left
+// alone. A call opened as the stop began gets the same grace, and one
+// opened after the cut a grace of its own.
 func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &testenv.Buffer{}
@@ -25,7 +25,9 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 		method := backupv1.BackupService_CreateBackup_FullMethodName
 		silent := i.holdUntilArrival(context.Background(), method)
 		arrived := i.holdUntilArrival(context.Background(), method)
-		i.requestArrived(arrived)
+		if !i.requestArrived(arrived) {
+			t.Fatal("a request arriving before the stop was refused")
+		}
 		parent, reset := context.WithCancel(context.Background())
 		i.holdUntilArrival(parent, method) // reset by its caller
 		reset()
@@ -44,10 +46,57 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 		if arrived.Err() != nil {
 			t.Error("a call whose request arrived was canceled")
 		}
-		if lines := logs.Lines(`"method":"`+method+`"`, `"code":"Canceled"`); len(lines) != 1 {
-			t.Errorf("want one line for the call cut off (the reset one was answered by grpc-go); log:\n%s", logs.String())
+		if i.requestArrived(silent) {
+			t.Error("the request of a call cut at the drain was let through")
+		}
+		afterCut := i.holdUntilArrival(context.Background(), method)
+		time.Sleep(drainGrace - time.Millisecond)
+		if afterCut.Err() != nil {
+			t.Fatal("a call opened after the cut was canceled before its own grace ended")
+		}
+		time.Sleep(2 * time.Millisecond)
+		if afterCut.Err() == nil {
+			t.Error("a call opened after the cut outlived its grace")
+		}
+		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"code":"Canceled"`, "drain's grace"); len(lines) != 3 {
+			t.Errorf("want one line for each of the 3 calls cut off, none for the reset one; log:\n%s", logs.String())
 		}
 	})
+}
+
+// TestAwaitingArrivalAndCutRace: a request arriving as the drain cuts its
+// call is either let through, and its call never canceled, or refused and
+// logged by the cut alone; never both, never neither.
+func TestAwaitingArrivalAndCutRace(t *testing.T) {
+	logs := &testenv.Buffer{}
+	stopping, stop := context.WithCancel(context.Background())
+	i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), stopping: stopping}
+	i.awaiting = newAwaiting(i, stopping)
+	const n = 2000
+	calls := make([]context.Context, n)
+	for k := range calls {
+		calls[k] = i.holdUntilArrival(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName)
+	}
+	let := make(chan bool, n)
+	for _, c := range calls {
+		go func() { let <- i.requestArrived(c) }()
+	}
+	i.awaiting.cutAll()
+	refused := 0
+	for range n {
+		if !<-let {
+			refused++
+		}
+	}
+	for k, c := range calls {
+		if i.awaiting.arrived(c) && c.Err() != nil {
+			t.Fatalf("call %d: let through, then canceled", k)
+		}
+	}
+	if lines := logs.Lines(`"code":"Canceled"`); len(lines) != refused {
+		t.Errorf("%d calls refused, %d logged; want each refused call logged once", refused, len(lines))
+	}
+	stop()
 }
 
 // TestAwaitingForgetsEndedCalls: calls reset before their request came

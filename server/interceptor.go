@@ -84,7 +84,9 @@ func (i *interceptor) authenticate(r *http.Request) error {
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	service.GrowStack()
-	i.requestArrived(ctx)
+	if !i.requestArrived(ctx) {
+		return nil, errCutAtDrain
+	}
 	ctx, fields := reqlog.New(ctx)
 	principal, resp, err := i.run(ctx, req, info, handler)
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
@@ -275,7 +277,9 @@ const maxMethodEcho = 128
 // the method "unknown" in the metrics, so callers cannot add label values.
 func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	start := time.Now()
-	i.requestArrived(stream.Context()) // none is read
+	if !i.requestArrived(stream.Context()) { // none is read
+		return errCutAtDrain
+	}
 	method, _ := grpc.MethodFromServerStream(stream)
 	method = echo(method, maxMethodEcho)
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod,

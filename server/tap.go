@@ -61,11 +61,10 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 }
 
 // holdUntilArrival returns the context of a BackupService call that may
-// go on to its request: held by i.awaiting until the request arrives, or,
-// once the drain has begun, bound as a call that takes no token is.
+// go on to its request, held by i.awaiting until the request arrives.
 func (i *interceptor) holdUntilArrival(ctx context.Context, method string) context.Context {
-	if i.awaiting == nil || i.stopping.Err() != nil {
-		return i.boundArrival(ctx)
+	if i.awaiting == nil {
+		return ctx
 	}
 	return i.awaiting.hold(ctx, method)
 }
@@ -136,14 +135,13 @@ func (a *arrival) drain() {
 }
 
 // requestArrived lifts ctx's arrival bound, or lets go of its call held
-// by i.awaiting, if it has either.
-func (i *interceptor) requestArrived(ctx context.Context) {
+// by i.awaiting, if it has either. It reports false for a call the drain
+// cut as its request arrived: the call must not run, and is logged.
+func (i *interceptor) requestArrived(ctx context.Context) bool {
 	if a, ok := ctx.Value(arrivalKey{}).(*arrival); ok {
 		a.arrived()
 	}
-	if i.awaiting != nil {
-		i.awaiting.arrived(ctx)
-	}
+	return i.awaiting == nil || i.awaiting.arrived(ctx)
 }
 
 // stream passes a streaming call's first request on to requestArrived, and
@@ -191,7 +189,7 @@ var errStopping = status.Error(codes.Unavailable, "backupd is shutting down; rec
 // arrivalStream lifts its call's arrival bound once a request arrives.
 type arrivalStream struct {
 	grpc.ServerStream
-	arrived func(context.Context)
+	arrived func(context.Context) bool
 }
 
 func (s *arrivalStream) RecvMsg(m any) error {
