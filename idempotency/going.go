@@ -12,18 +12,24 @@ import (
 // names the request_ids of the work it could not wait for: their results
 // are lost, and those lines are where an operator finds which.
 type Going struct {
-	wg   sync.WaitGroup
 	mu   sync.Mutex
 	keys map[Key]int
+	n    int
+	// idle is closed when n falls to 0; nil while n is 0. (A WaitGroup
+	// may not be added to from 0 while a Wait that gave up on it still
+	// waits, and work can start as shutdown gives up.)
+	idle chan struct{}
 }
 
 // Add counts work on k as going.
 func (g *Going) Add(k Key) {
-	g.wg.Add(1)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.keys == nil {
 		g.keys = make(map[Key]int)
+	}
+	if g.n++; g.n == 1 {
+		g.idle = make(chan struct{})
 	}
 	g.keys[k]++
 }
@@ -31,28 +37,35 @@ func (g *Going) Add(k Key) {
 // Done counts work on k, started by Add, as ended.
 func (g *Going) Done(k Key) {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.keys[k]--; g.keys[k] <= 0 {
 		delete(g.keys, k)
 	}
-	g.mu.Unlock()
-	g.wg.Done()
+	if g.n--; g.n == 0 {
+		close(g.idle)
+		g.idle = nil
+	}
 }
 
 // Wait waits until no work is going, or until ctx ends; it then returns
 // the keys of the work still going, in order, and ctx's error.
 func (g *Going) Wait(ctx context.Context) ([]Key, error) {
-	done := make(chan struct{})
-	go func() {
-		g.wg.Wait()
-		close(done)
-	}()
+	g.mu.Lock()
+	idle := g.idle
+	g.mu.Unlock()
+	if idle == nil {
+		return nil, nil
+	}
 	select {
-	case <-done:
+	case <-idle:
 		return nil, nil
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.n == 0 {
+		return nil, nil
+	}
 	still := make([]Key, 0, len(g.keys))
 	for k := range g.keys {
 		still = append(still, k)

@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion), awsconfig.WithLogger(awsbase.SDKLogger(logger)))
 	if err != nil {
-		return fmt.Errorf("load AWS configuration: %w", err)
+		return logStartFailure(logger, fmt.Errorf("load AWS configuration: %w", err))
 	}
 	// In the background, not fatal: the chain may take seconds to give up
 	// (a metadata service that does not answer), health probes should
