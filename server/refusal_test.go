@@ -306,6 +306,46 @@ func TestVerbPathTakesOnlyItsMethod(t *testing.T) {
 	}
 }
 
+// TestNothingBeforeTheVerb: /v1/backups/:restore is the restore's path
+// with an empty backup_arn (a script whose $ARN came out empty): POST is
+// told backup_arn is required, GET and DELETE that the path is the
+// restore's, rather than POST that it takes only GET and DELETE, or GET
+// and DELETE handing the service the ARN ":restore".
+func TestNothingBeforeTheVerb(t *testing.T) {
+	tests := []struct {
+		method  string
+		status  int
+		allow   string
+		message string
+	}{
+		{"POST", 400, "", "backup_arn is required: it goes in the path, before :restore"},
+		{"GET", 405, "POST", "it takes POST; a restore is POST"},
+		{"DELETE", 405, "POST", "it takes POST; a restore is POST"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			f := newFixture(t)
+			resp, body := f.do(t, tt.method, "/v1/backups/:restore", nil)
+			if resp.StatusCode != tt.status || resp.Header.Get("Allow") != tt.allow {
+				t.Fatalf("%d, Allow %q; want %d and %q: %s", resp.StatusCode, resp.Header.Get("Allow"), tt.status, tt.allow, body)
+			}
+			if called := f.stub.called(); called != nil {
+				t.Errorf("the service was called with %v", called)
+			}
+			var st restStatus
+			if err := json.Unmarshal(body, &st); err != nil || !strings.Contains(st.Message, tt.message) {
+				t.Fatalf("body %s (%v); want a message with %q", body, err, tt.message)
+			}
+			if tt.status == 400 && (len(st.Details) != 2 || len(st.Details[1].FieldViolations) != 1 || st.Details[1].FieldViolations[0].Field != "backup_arn") {
+				t.Errorf("body %s; want one field violation, of backup_arn", body)
+			}
+			if counted := f.observed.counted(); len(counted) != 1 || !strings.HasPrefix(counted[0], "unknown ") {
+				t.Errorf("counted %q, want once under unknown", counted)
+			}
+		})
+	}
+}
+
 // TestTakesBodyFollowsTheHTTPRules keeps takesBody equal to the HTTP rules
 // that grpc-gateway is generated from: the methods whose rule has a body.
 func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {

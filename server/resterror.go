@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -175,6 +177,10 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	var account, region string
 	if httpStatus == http.StatusMethodNotAllowed {
 		methods, params, verb := g.allowed(r)
+		if slices.Contains(methods, r.Method) {
+			g.emptyBeforeVerb(w, r, params, verb)
+			return
+		}
 		account, region = pathTarget(params)
 		w.Header().Set("Allow", strings.Join(methods, ", "))
 		code, reason = codes.Unimplemented, rpcerror.ReasonMethodNotAllowed
@@ -194,6 +200,24 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		return
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// emptyBeforeVerb answers a request to a verb route whose last variable,
+// before the verb, is empty (POST /v1/backups/:restore): the variable is
+// required, as the service would say of an empty field, rather than the
+// method not allowed on the path of the routes the request did match.
+func (g *gateway) emptyBeforeVerb(w http.ResponseWriter, r *http.Request, params map[string]string, verb string) {
+	var vs []service.FieldViolation
+	for name, value := range params {
+		if value == "" {
+			vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+				"%s is required: it goes in the path, before :%s", name, verb)})
+		}
+	}
+	st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{})
+	g.logRouting(r, codes.InvalidArgument, "", "")
+	closeUnread(w, r)
+	writeStatus(w, st, http.StatusBadRequest)
 }
 
 // notAllowed answers a method that an endpoint beside the API (health,
@@ -257,14 +281,40 @@ type probe struct {
 // ends in a route's verb is that route's path: a route without the verb
 // matches it too, its last variable taking in the verb (GET
 // /v1/backups/{backup_arn} matches …:restore), but only the methods of
-// the routes with the verb are listed.
+// the routes with the verb are listed. A verb with nothing before it
+// (/v1/backups/:restore) is the path of the verb's route with its last
+// variable empty, which no route matches: that route's methods are listed,
+// and empty is the variable it names.
 func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]string, verb string) {
+	methods, params, verb = g.probe(r, r.URL.Path, r.URL.RawPath)
+	escaped := r.URL.EscapedPath()
+	if seg := escaped[strings.LastIndexByte(escaped, '/')+1:]; verb == "" && strings.HasPrefix(seg, ":") && endsInVerb(escaped) {
+		cut := len(escaped) - len(seg)
+		filled, err := url.PathUnescape(escaped[:cut] + "_" + seg)
+		if err != nil {
+			return methods, params, verb
+		}
+		if vm, vp, v := g.probe(r, filled, escaped[:cut]+"_"+seg); v != "" {
+			for name, value := range vp {
+				if value == "_" {
+					vp[name] = ""
+				}
+			}
+			return vm, vp, v
+		}
+	}
+	return methods, params, verb
+}
+
+// probe is allowed for one path, escaped as rawPath.
+func (g *gateway) probe(r *http.Request, path, rawPath string) (methods []string, params map[string]string, verb string) {
 	var plain []string
 	var plainParams map[string]string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		p := &probe{}
 		pr := r.Clone(context.WithValue(r.Context(), probeKey{}, p))
 		pr.Method, pr.Body, pr.ContentLength = m, http.NoBody, 0
+		pr.URL.Path, pr.URL.RawPath = path, rawPath
 		g.mux.ServeHTTP(discardResponse{}, pr)
 		switch {
 		case !p.matched:
