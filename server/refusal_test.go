@@ -308,26 +308,55 @@ func TestVerbPathTakesOnlyItsMethod(t *testing.T) {
 
 // TestNothingBeforeTheVerb: /v1/backups/:restore is the restore's path
 // with an empty backup_arn (a script whose $ARN came out empty): POST is
-// told backup_arn is required, GET and DELETE that the path is the
-// restore's, rather than POST that it takes only GET and DELETE, or GET
-// and DELETE handing the service the ARN ":restore".
+// the restore with backup_arn empty, its caller checked first as over
+// gRPC, then told backup_arn is required; GET and DELETE are told that the
+// path is the restore's. Not POST told that the path takes only GET and
+// DELETE, nor GET and DELETE handing the service the ARN ":restore".
 func TestNothingBeforeTheVerb(t *testing.T) {
+	restore := backupv1.BackupService_RestoreTableFromBackup_FullMethodName
 	tests := []struct {
-		method  string
-		status  int
-		allow   string
-		message string
+		name, method, token string
+		status              int
+		allow               string
+		message             string
+		counted             string
 	}{
-		{"POST", 400, "", "backup_arn is required: it goes in the path, before :restore"},
-		{"GET", 405, "POST", "it takes POST; a restore is POST"},
-		{"DELETE", 405, "POST", "it takes POST; a restore is POST"},
+		{"POST", "POST", "", 400, "", "backup_arn is required: it goes in the path, before :restore", restore + " InvalidArgument"},
+		{"GET", "GET", "", 405, "POST", "it takes POST; a restore is POST", "unknown Unimplemented"},
+		{"DELETE", "DELETE", "", 405, "POST", "it takes POST; a restore is POST", "unknown Unimplemented"},
+		{"POST, callers configured, no token", "POST", "-", 401, "", "", restore + " Unauthenticated"},
+		{"POST, a caller of one account", "POST", "one-account", 403, "", "", restore + " PermissionDenied"},
+		{"POST, a caller of every account", "POST", "any-account", 400, "", "backup_arn is required", restore + " InvalidArgument"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.method, func(t *testing.T) {
-			f := newFixture(t)
-			resp, body := f.do(t, tt.method, "/v1/backups/:restore", nil)
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixtureWith(t, func(o *Options) {
+				if tt.token != "" {
+					o.Authorizer = callers.New([]config.Caller{
+						{Name: "one", TokenSHA256: callers.HashToken("one-account"), Accounts: []string{"111111111111"},
+							Operations: []string{"RestoreTableFromBackup"}},
+						{Name: "any", TokenSHA256: callers.HashToken("any-account"), Accounts: []string{config.Any}, Operations: []string{"RestoreTableFromBackup"}},
+					})
+				}
+			})
+			req, err := http.NewRequest(tt.method, f.http.URL+"/v1/backups/:restore", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.token != "" && tt.token != "-" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != tt.status || resp.Header.Get("Allow") != tt.allow {
 				t.Fatalf("%d, Allow %q; want %d and %q: %s", resp.StatusCode, resp.Header.Get("Allow"), tt.status, tt.allow, body)
+			}
+			if tt.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without a Bearer challenge: %q", resp.Header.Get("WWW-Authenticate"))
 			}
 			if called := f.stub.called(); called != nil {
 				t.Errorf("the service was called with %v", called)
@@ -339,8 +368,8 @@ func TestNothingBeforeTheVerb(t *testing.T) {
 			if tt.status == 400 && (len(st.Details) != 2 || len(st.Details[1].FieldViolations) != 1 || st.Details[1].FieldViolations[0].Field != "backup_arn") {
 				t.Errorf("body %s; want one field violation, of backup_arn", body)
 			}
-			if counted := f.observed.counted(); len(counted) != 1 || !strings.HasPrefix(counted[0], "unknown ") {
-				t.Errorf("counted %q, want once under unknown", counted)
+			if counted := f.observed.counted(); !slices.Equal(counted, []string{tt.counted}) {
+				t.Errorf("counted %q, want %q", counted, tt.counted)
 			}
 		})
 	}

@@ -203,22 +203,42 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 }
 
 // emptyBeforeVerb answers a request to a verb route whose last variable,
-// before the verb, is empty (POST /v1/backups/:restore): the variable is
-// required, as the service would say of an empty field, rather than the
-// method not allowed on the path of the routes the request did match.
+// before the verb, is empty (POST /v1/backups/:restore): as the route's
+// RPC with that field empty, whose caller is checked first and which is
+// then refused as the service refuses an empty field, logged and counted
+// under its method; not as the method not allowed on the path of the
+// routes the request did match.
 func (g *gateway) emptyBeforeVerb(w http.ResponseWriter, r *http.Request, params map[string]string, verb string) {
-	var vs []service.FieldViolation
-	for name, value := range params {
-		if value == "" {
-			vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
-				"%s is required: it goes in the path, before :%s", name, verb)})
-		}
+	method, ok := verbMethods[verb]
+	if !ok {
+		_, m := runtime.MarshalerForRequest(g.mux, r)
+		g.routingError(r.Context(), g.mux, m, w, r, http.StatusNotFound)
+		return
 	}
-	st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{})
-	g.logRouting(r, codes.InvalidArgument, "", "")
+	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
+	ctx := metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": r.Header.Values("Authorization")})
+	principal, err := g.ic.authorizeIn(ctx, method, "")
+	if err == nil {
+		var vs []service.FieldViolation
+		for name, value := range params {
+			if value == "" {
+				vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+					"%s is required: it goes in the path, before :%s", name, verb)})
+			}
+		}
+		err = &service.InvalidArgumentError{Violations: vs}
+	}
+	keepChallenge(r.Context(), err)
+	st := g.ic.record(ctx, finished{method: method, principal: principal, start: call.start, err: err})
 	closeUnread(w, r)
-	writeStatus(w, st, http.StatusBadRequest)
+	if st.Code() == codes.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", cmp.Or(call.challenge, `Bearer realm="backupd"`))
+	}
+	writeStatus(w, st, runtime.HTTPStatusFromCode(st.Code()))
 }
+
+// verbMethods are the RPCs of the routes with a custom verb, by verb.
+var verbMethods = map[string]string{"restore": backupv1.BackupService_RestoreTableFromBackup_FullMethodName}
 
 // notAllowed answers a method that an endpoint beside the API (health,
 // metrics) does not take, as routingError answers one an API route does
