@@ -120,3 +120,30 @@ func TestAwaitingForgetsEndedCalls(t *testing.T) {
 		t.Errorf("%d calls held after 10000 ended (open one kept: %v); want the open one and few others", n, kept)
 	}
 }
+
+// TestLateRequestOfAnUnknownCallerIsLogged: a BackupService call of a
+// caller backupd does not know, whose deadline lies further out than the
+// arrival bound (so the interceptor is to refuse it once its request is
+// in), is logged when it is canceled for a request that never came, as a
+// call cut at the drain is; a health check's is not a request's line.
+func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &testenv.Buffer{}
+		stopping, stop := context.WithCancel(context.Background())
+		i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: requestArrivalTimeout, stopping: stopping}
+		method := backupv1.BackupService_CreateBackup_FullMethodName
+		silent := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:1"})
+		arrived := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:2"})
+		i.requestArrived(arrived)
+		health := i.boundArrival(context.Background(), nil)
+		stop()
+		time.Sleep(drainGrace + time.Millisecond)
+		if silent.Err() == nil || health.Err() == nil || arrived.Err() != nil {
+			t.Fatalf("canceled: silent %v, health check %v, arrived %v; want the first two", silent.Err(), health.Err(), arrived.Err())
+		}
+		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"caller":"127.0.0.1:1"`, `"code":"Canceled"`, "did not arrive in time"); len(lines) != 1 ||
+			len(logs.Lines(`"msg":"request"`)) != 1 {
+			t.Errorf("want one line, for the silent call; log:\n%s", logs.String())
+		}
+	})
+}

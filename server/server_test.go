@@ -1364,7 +1364,7 @@ func TestArrivalBoundEndsWithItsCall(t *testing.T) {
 		defer stop()
 		i := &interceptor{arrival: time.Hour, stopping: stopping}
 		ctx, cancel := context.WithCancel(context.Background())
-		a := i.boundArrival(ctx).Value(arrivalKey{}).(*arrival)
+		a := i.boundArrival(ctx, nil).Value(arrivalKey{}).(*arrival)
 		cancel() // the call ends: reset, refused, or its request undecodable
 		synctest.Wait()
 		if a.timer.Stop() || a.stopDrain() {
@@ -1383,7 +1383,7 @@ func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				stopping, stop := context.WithCancel(context.Background())
 				i := &interceptor{arrival: requestArrivalTimeout, stopping: stopping}
-				ctx := i.boundArrival(context.Background())
+				ctx := i.boundArrival(context.Background(), nil)
 				if arrived {
 					i.requestArrived(ctx)
 				}

@@ -2,7 +2,8 @@ package server
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,7 @@ import (
 // written there too: a log writer that blocks holds up that connection.
 func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if !strings.HasPrefix(info.FullMethodName, servicePrefix) {
-		return i.boundArrival(ctx), nil
+		return i.boundArrival(ctx, nil), nil
 	}
 	start := time.Now()
 	var err error
@@ -47,14 +48,14 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	if err == nil {
 		return i.holdUntilArrival(ctx, info.FullMethodName), nil
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > i.arrival {
-		return i.boundArrival(ctx), nil
-	}
 	method, known := info.FullMethodName, served[info.FullMethodName]
 	if !known {
 		method = echo(method, maxMethodEcho)
 	}
 	line := requestLine{method: method, caller: caller(ctx), unknown: !known} // no account: the request is unread
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > i.arrival {
+		return i.boundArrival(ctx, &line), nil
+	}
 	st := line.fail(ctx, err)
 	i.write(ctx, line, start)
 	return ctx, st.Err()
@@ -83,7 +84,8 @@ var served = func() map[string]bool {
 const requestArrivalTimeout = bodyReadTimeout
 
 // errRequestLate cancels a call whose request did not arrive in time.
-var errRequestLate = errors.New("the request did not arrive within its time")
+var errRequestLate = fmt.Errorf("the request did not arrive in time: within %s of the call's start, or %s once backupd began to shut down",
+	requestArrivalTimeout, drainGrace)
 
 type arrivalKey struct{}
 
@@ -91,10 +93,23 @@ type arrivalKey struct{}
 // it within i.arrival, or within drainGrace of the server's stop taking
 // work (a call still waiting for its request would hold the graceful stop
 // to its timeout).
-func (i *interceptor) boundArrival(ctx context.Context) context.Context {
+//
+// line, when not nil, is the log line of a BackupService call, which is
+// logged when its request does not arrive in time.
+func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) context.Context {
+	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	a := &arrival{}
-	a.timer = time.AfterFunc(i.arrival, func() { cancel(errRequestLate) })
+	a.timer = time.AfterFunc(i.arrival, func() {
+		if !a.late() {
+			return
+		}
+		cancel(errRequestLate)
+		if line != nil {
+			line.code, line.level, line.err = codes.Canceled, slog.LevelWarn, errRequestLate
+			i.write(ctx, *line, start)
+		}
+	})
 	if i.stopping != nil {
 		a.stopDrain = context.AfterFunc(i.stopping, a.drain)
 	}
@@ -111,7 +126,7 @@ type arrival struct {
 	stopDrain func() bool // nil without a stop to follow
 
 	mu   sync.Mutex
-	done bool // the request arrived, or the call ended
+	done bool // the request arrived, the call ended, or it was too late
 }
 
 // arrived lifts the bound.
@@ -123,6 +138,18 @@ func (a *arrival) arrived() {
 	if a.stopDrain != nil {
 		a.stopDrain()
 	}
+}
+
+// late reports whether the request has yet to arrive, and marks the call
+// as one whose request came too late.
+func (a *arrival) late() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return false
+	}
+	a.done = true
+	return true
 }
 
 // drain leaves a request not yet arrived drainGrace to arrive.
