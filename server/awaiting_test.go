@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"testing/synctest"
@@ -25,7 +26,7 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 		method := backupv1.BackupService_CreateBackup_FullMethodName
 		silent := i.holdUntilArrival(context.Background(), method)
 		arrived := i.holdUntilArrival(context.Background(), method)
-		if !i.requestArrived(arrived) {
+		if i.requestArrived(arrived) != nil {
 			t.Fatal("a request arriving before the stop was refused")
 		}
 		parent, reset := context.WithCancel(context.Background())
@@ -46,7 +47,7 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 		if arrived.Err() != nil {
 			t.Error("a call whose request arrived was canceled")
 		}
-		if i.requestArrived(silent) {
+		if i.requestArrived(silent) == nil {
 			t.Error("the request of a call cut at the drain was let through")
 		}
 		afterCut := i.holdUntilArrival(context.Background(), method)
@@ -79,7 +80,7 @@ func TestAwaitingArrivalAndCutRace(t *testing.T) {
 	}
 	let := make(chan bool, n)
 	for _, c := range calls {
-		go func() { let <- i.requestArrived(c) }()
+		go func() { let <- i.requestArrived(c) == nil }()
 	}
 	i.awaiting.cutAll()
 	refused := 0
@@ -140,6 +141,9 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 		time.Sleep(drainGrace + time.Millisecond)
 		if silent.Err() == nil || health.Err() == nil || arrived.Err() != nil {
 			t.Fatalf("canceled: silent %v, health check %v, arrived %v; want the first two", silent.Err(), health.Err(), arrived.Err())
+		}
+		if err := i.requestArrived(silent); !errors.Is(err, errRequestLateStatus) {
+			t.Errorf("the request of a call its bound ended, arriving then: %v; want it refused", err)
 		}
 		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"caller":"127.0.0.1:1"`, `"code":"Canceled"`, "did not arrive in time"); len(lines) != 1 ||
 			len(logs.Lines(`"msg":"request"`)) != 1 {

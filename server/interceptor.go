@@ -84,8 +84,8 @@ func (i *interceptor) authenticate(r *http.Request) error {
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	service.GrowStack()
-	if !i.requestArrived(ctx) {
-		return nil, errCutAtDrain
+	if err := i.requestArrived(ctx); err != nil {
+		return nil, err
 	}
 	ctx, fields := reqlog.New(ctx)
 	principal, resp, err := i.run(ctx, req, info, handler)
@@ -277,8 +277,8 @@ const maxMethodEcho = 128
 // the method "unknown" in the metrics, so callers cannot add label values.
 func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	start := time.Now()
-	if !i.requestArrived(stream.Context()) { // none is read
-		return errCutAtDrain
+	if err := i.requestArrived(stream.Context()); err != nil { // none is read
+		return err
 	}
 	method, _ := grpc.MethodFromServerStream(stream)
 	method = echo(method, maxMethodEcho)

@@ -87,6 +87,10 @@ const requestArrivalTimeout = bodyReadTimeout
 var errRequestLate = fmt.Errorf("the request did not arrive in time: within %s of the call's start, or %s once backupd began to shut down",
 	requestArrivalTimeout, drainGrace)
 
+// errRequestLateStatus answers a call whose request arrived just as its
+// bound ended it.
+var errRequestLateStatus = status.Error(codes.Canceled, errRequestLate.Error())
+
 type arrivalKey struct{}
 
 // boundArrival returns ctx, canceled unless requestArrived is called for
@@ -116,7 +120,7 @@ func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) conte
 	// A call that ends first (reset, refused, or its request undecodable)
 	// stops the timer, which would otherwise hold the call's context, its
 	// metadata included, until it fires.
-	context.AfterFunc(ctx, a.arrived)
+	context.AfterFunc(ctx, func() { a.arrived() })
 	return context.WithValue(ctx, arrivalKey{}, a)
 }
 
@@ -125,19 +129,25 @@ type arrival struct {
 	timer     *time.Timer
 	stopDrain func() bool // nil without a stop to follow
 
-	mu   sync.Mutex
-	done bool // the request arrived, the call ended, or it was too late
+	mu      sync.Mutex
+	done    bool // the request arrived, the call ended, or it was too late
+	wasLate bool
 }
 
-// arrived lifts the bound.
-func (a *arrival) arrived() {
+// arrived lifts the bound. It reports false when the bound had ended the
+// call first.
+func (a *arrival) arrived() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.wasLate {
+		return false
+	}
 	a.done = true
 	a.timer.Stop()
 	if a.stopDrain != nil {
 		a.stopDrain()
 	}
+	return true
 }
 
 // late reports whether the request has yet to arrive, and marks the call
@@ -148,7 +158,7 @@ func (a *arrival) late() bool {
 	if a.done {
 		return false
 	}
-	a.done = true
+	a.done, a.wasLate = true, true
 	return true
 }
 
@@ -162,13 +172,17 @@ func (a *arrival) drain() {
 }
 
 // requestArrived lifts ctx's arrival bound, or lets go of its call held
-// by i.awaiting, if it has either. It reports false for a call the drain
-// cut as its request arrived: the call must not run, and is logged.
-func (i *interceptor) requestArrived(ctx context.Context) bool {
-	if a, ok := ctx.Value(arrivalKey{}).(*arrival); ok {
-		a.arrived()
+// by i.awaiting, if it has either. It returns the call's error when the
+// bound or the drain ended the call as its request arrived: the call must
+// not run, and has been logged.
+func (i *interceptor) requestArrived(ctx context.Context) error {
+	if a, ok := ctx.Value(arrivalKey{}).(*arrival); ok && !a.arrived() {
+		return errRequestLateStatus
 	}
-	return i.awaiting == nil || i.awaiting.arrived(ctx)
+	if i.awaiting != nil && !i.awaiting.arrived(ctx) {
+		return errCutAtDrain
+	}
+	return nil
 }
 
 // stream passes a streaming call's first request on to requestArrived, and
@@ -216,13 +230,13 @@ var errStopping = status.Error(codes.Unavailable, "backupd is shutting down; rec
 // arrivalStream lifts its call's arrival bound once a request arrives.
 type arrivalStream struct {
 	grpc.ServerStream
-	arrived func(context.Context) bool
+	arrived func(context.Context) error
 }
 
 func (s *arrivalStream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
 	if err == nil {
-		s.arrived(s.Context())
+		err = s.arrived(s.Context()) // an error when the bound ended the call first
 	}
 	return err
 }
