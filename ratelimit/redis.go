@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,7 +109,28 @@ type Redis struct {
 	// clock places Redis' clock, by which turns are given, against this
 	// process's.
 	clock redisClock
+	// renewal is the exchange placing Redis' clock in flight, nil when
+	// none is: calls that find the clock's placing too old or too loose
+	// at once (a burst after an idle spell) share it, instead of each
+	// asking Redis over its own pooled connection, all of which then
+	// wait on each other and on the burst and come back too slowly.
+	renewMu sync.Mutex
+	renewal *renewal
 }
+
+// renewal is one exchange placing Redis' clock; done is closed when it
+// ends, with err its failure.
+type renewal struct {
+	done chan struct{}
+	err  error
+}
+
+// placeTries is how many exchanges a call may take part in to place Redis'
+// clock before it is refused as too slow: the first after an idle spell
+// is timed with the burst that follows it (a pool of connections taken at
+// once, a scheduler busy with every other call of the burst), the next
+// ones are not.
+const placeTries = 3
 
 // NewRedis builds a limiter for every key in opts.Rates whose turns live
 // under prefix in client. Turns are given by Redis' clock; opts.Now also
@@ -249,28 +271,67 @@ func (l *Redis) maxUncertainty() time.Duration { return l.guard / 8 }
 // placeClock returns Redis' clock placed within maxUncertainty, asking
 // Redis its time when no recent exchange placed it so, or when a placing
 // over a second old would not last until the call can wait no longer
-// (until): a
-// replica whose answers all take too long (a slow link, an overloaded
-// Redis) would send its calls off their turns, into other replicas'
-// seconds, so it takes no turn and the call is refused, with nothing sent
-// and no turn used up.
+// (until). A replica whose answers all take too long (a slow link, an
+// overloaded Redis) would send its calls off their turns, into other
+// replicas' seconds, so it takes no turn and the call is refused, with
+// nothing sent and no turn used up.
+//
+// Calls that find the clock to be placed at once (a burst after an idle
+// spell, the placing aged past maxUncertainty) share one exchange
+// (renew), and try again, up to placeTries exchanges, when it came back
+// too slowly: each asking Redis over a pooled connection of its own, all
+// of them waiting on each other and on the burst, they had come back in
+// 35 to 160 ms and refused the whole burst, with Redis answering in
+// under a millisecond.
 func (l *Redis) placeClock(ctx context.Context, k Key, until time.Time) (sample, error) {
-	now := l.now()
-	place, uncertainty, ok := l.clock.read(now)
-	// A placing over a second old is renewed when it would not last
-	// until the call can wait no longer: a turn must not lie past it.
-	lasts := now.Sub(place.mid) < time.Second || !place.placesUntil(l.maxUncertainty()).Before(until)
-	if ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty() && lasts) {
-		return place, nil
+	for try := 0; ; try++ {
+		now := l.now()
+		place, uncertainty, ok := l.clock.read(now)
+		// A placing over a second old is renewed when it would not last
+		// until the call can wait no longer: a turn must not lie past it.
+		lasts := now.Sub(place.mid) < time.Second || !place.placesUntil(l.maxUncertainty()).Before(until)
+		if ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty() && lasts) {
+			return place, nil
+		}
+		if try == placeTries {
+			return sample{}, l.tooSlow(k, uncertainty)
+		}
+		// Another call's context, ending the exchange it led, is no
+		// failure of Redis: the next try asks again.
+		if err := l.renew(ctx); err != nil && (ctx.Err() != nil || !isContextErr(err)) {
+			return sample{}, l.failed(ctx, k, err)
+		}
 	}
-	place, uncertainty, err := l.readClock(ctx)
-	if err != nil {
-		return sample{}, l.failed(ctx, k, err)
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// renew places Redis' clock anew: it asks Redis its time, or waits for
+// the exchange another call has in flight. It returns that exchange's
+// failure, or the context's.
+func (l *Redis) renew(ctx context.Context) error {
+	l.renewMu.Lock()
+	r := l.renewal
+	if r == nil {
+		r = &renewal{done: make(chan struct{})}
+		l.renewal = r
+		l.renewMu.Unlock()
+		_, _, r.err = l.readClock(ctx)
+		l.renewMu.Lock()
+		l.renewal = nil
+		l.renewMu.Unlock()
+		close(r.done)
+		return r.err
 	}
-	if l.guard > 0 && uncertainty > l.maxUncertainty() {
-		return sample{}, l.tooSlow(k, uncertainty)
+	l.renewMu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return place, nil
 }
 
 // tooSlow refuses a call whose turn cannot be placed within

@@ -525,3 +525,61 @@ func TestRedisSendsOnTurn(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// burstRedis answers the clock script late while a burst is under way
+// (until busyUntil), as a replica's exchanges come back when its own
+// burst of calls holds its pool and its scheduler, and at once after.
+type burstRedis struct {
+	redis.Scripter
+	busyUntil time.Time
+	times     atomic.Int32 // clock scripts run
+}
+
+func (r *burstRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	cmd := r.Scripter.EvalSha(ctx, sha1, keys, args...)
+	if sha1 == redisTime.Hash() {
+		r.times.Add(1)
+		if time.Now().Before(r.busyUntil) {
+			if err := sleep(ctx, 60*time.Millisecond); err != nil {
+				return redis.NewCmdResult(nil, err)
+			}
+		}
+	}
+	return cmd
+}
+
+// TestRedisBurstAfterIdlePlacesTheClockOnce: a burst of calls that finds
+// Redis' clock unplaced (as after an idle spell, when its placing has
+// aged past maxUncertainty) asks Redis its time once, not once a call,
+// and an exchange slowed by the burst itself is tried again rather than
+// refusing every call of the burst as "Redis answers too slowly".
+func TestRedisBurstAfterIdlePlacesTheClockOnce(t *testing.T) {
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	for _, sc := range []*redis.Script{takeTurn, redisTime} {
+		if err := sc.Load(context.Background(), testRedis(t)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scripter := &burstRedis{Scripter: testRedis(t), busyUntil: time.Now().Add(40 * time.Millisecond)}
+	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 1000}, MaxWait: 5 * time.Second,
+		Sleep: func(context.Context, time.Duration) error { return nil }}, nil)
+	const calls = 50
+	var wg sync.WaitGroup
+	var slow atomic.Int32
+	for range calls {
+		wg.Go(func() {
+			err := l.Wait(context.Background(), keyA)
+			if _, ok := errors.AsType[*sharedstate.UnavailableError](err); ok {
+				slow.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := slow.Load(); n > 0 {
+		t.Errorf("%d of %d calls refused as Redis too slow; want none", n, calls)
+	}
+	if n := scripter.times.Load(); n > placeTries {
+		t.Errorf("Redis asked its time %d times for a burst of %d calls; want at most %d", n, calls, placeTries)
+	}
+}
