@@ -296,34 +296,36 @@ func (l *Redis) placeClock(ctx context.Context, k Key, until time.Time) (sample,
 		if try == placeTries {
 			return sample{}, l.tooSlow(k, uncertainty)
 		}
-		// Another call's context, ending the exchange it led, is no
-		// failure of Redis: the next try asks again.
-		if err := l.renew(ctx); err != nil && (ctx.Err() != nil || !isContextErr(err)) {
+		if err := l.renew(ctx); err != nil {
 			return sample{}, l.failed(ctx, k, err)
 		}
 	}
 }
 
-func isContextErr(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-}
+// renewBound bounds an exchange placing Redis' clock, which no call's
+// context ends (renew).
+const renewBound = 5 * time.Second
 
-// renew places Redis' clock anew: it asks Redis its time, or waits for
-// the exchange another call has in flight. It returns that exchange's
-// failure, or the context's.
+// renew places Redis' clock anew: it asks Redis its time, or joins the
+// exchange in flight. The exchange runs apart from every call's context,
+// so that a call that can wait no longer does not end it for the others;
+// each call waits for it within its own. It returns the exchange's
+// failure, or the call's context's.
 func (l *Redis) renew(ctx context.Context) error {
 	l.renewMu.Lock()
 	r := l.renewal
 	if r == nil {
 		r = &renewal{done: make(chan struct{})}
 		l.renewal = r
-		l.renewMu.Unlock()
-		_, _, r.err = l.readClock(ctx)
-		l.renewMu.Lock()
-		l.renewal = nil
-		l.renewMu.Unlock()
-		close(r.done)
-		return r.err
+		go func() {
+			xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewBound)
+			defer cancel()
+			_, _, r.err = l.readClock(xctx)
+			l.renewMu.Lock()
+			l.renewal = nil
+			l.renewMu.Unlock()
+			close(r.done)
+		}()
 	}
 	l.renewMu.Unlock()
 	select {

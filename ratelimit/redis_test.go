@@ -583,3 +583,72 @@ func TestRedisBurstAfterIdlePlacesTheClockOnce(t *testing.T) {
 		t.Errorf("Redis asked its time %d times for a burst of %d calls; want at most %d", n, calls, placeTries)
 	}
 }
+
+// clockRedis runs the clock script through fn.
+type clockRedis struct {
+	redis.Scripter
+	fn    func(ctx context.Context) error // nil: answer at once
+	times atomic.Int32
+}
+
+func (r *clockRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	if sha1 == redisTime.Hash() {
+		r.times.Add(1)
+		if err := r.fn(ctx); err != nil {
+			return redis.NewCmdResult(nil, err)
+		}
+	}
+	return r.Scripter.EvalSha(ctx, sha1, keys, args...)
+}
+
+// TestRedisClockExchangeOutlivesItsLeader: the exchange placing Redis'
+// clock for a burst is no call's own: a call that can wait no longer
+// leaves it, and the calls that share it still get it; and a failure of
+// Redis fails the call at once, with what failed, even one that reads as
+// a deadline (a dial's i/o timeout), rather than being taken for a
+// call's context and asked again until "too slow".
+func TestRedisClockExchangeOutlivesItsLeader(t *testing.T) {
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	for _, sc := range []*redis.Script{takeTurn, redisTime} {
+		if err := sc.Load(context.Background(), testRedis(t)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := Options{Rates: map[Key]float64{keyA: 1000}, MaxWait: 5 * time.Second, Sleep: func(context.Context, time.Duration) error { return nil }}
+
+	t.Run("leader leaves", func(t *testing.T) {
+		scripter := &clockRedis{Scripter: testRedis(t), fn: func(ctx context.Context) error { return sleep(ctx, 15*time.Millisecond) }}
+		l := NewRedis(scripter, prefix, opts, nil)
+		leaderCtx, leave := context.WithCancel(context.Background())
+		defer leave()
+		leader := make(chan error, 1)
+		go func() { leader <- l.Wait(leaderCtx, keyA) }()
+		time.Sleep(2 * time.Millisecond) // the leader's exchange is in flight
+		follower := make(chan error, 1)
+		go func() { follower <- l.Wait(context.Background(), keyA) }()
+		time.Sleep(3 * time.Millisecond)
+		leave() // the caller gave up
+		if err := <-follower; err != nil {
+			t.Errorf("a call sharing the exchange of a call that left: %v; want its turn", err)
+		}
+		if err := <-leader; err == nil {
+			t.Error("the call that left got its turn")
+		}
+		if n := scripter.times.Load(); n > placeTries {
+			t.Errorf("Redis asked its time %d times; want at most %d", n, placeTries)
+		}
+	})
+	t.Run("Redis fails", func(t *testing.T) {
+		errDial := fmt.Errorf("dial tcp 10.0.0.1:6379: i/o timeout: %w", context.DeadlineExceeded)
+		scripter := &clockRedis{Scripter: testRedis(t), fn: func(context.Context) error { return errDial }}
+		l := NewRedis(scripter, prefix, opts, nil)
+		err := l.Wait(context.Background(), keyA)
+		if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || !strings.Contains(err.Error(), "dial tcp") {
+			t.Errorf("Wait: %v; want Redis unavailable, saying the dial failed", err)
+		}
+		if n := scripter.times.Load(); n != 1 {
+			t.Errorf("Redis asked its time %d times; want once", n)
+		}
+	})
+}
