@@ -346,6 +346,7 @@ func TestNothingBeforeTheVerb(t *testing.T) {
 			if tt.token != "" && tt.token != "-" {
 				req.Header.Set("Authorization", "Bearer "+tt.token)
 			}
+			req.Header.Set("X-Request-Id", "corr-1")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -370,6 +371,9 @@ func TestNothingBeforeTheVerb(t *testing.T) {
 			}
 			if counted := f.observed.counted(); !slices.Equal(counted, []string{tt.counted}) {
 				t.Errorf("counted %q, want %q", counted, tt.counted)
+			}
+			if lines := f.logs.Lines(`"x_request_id":"corr-1"`); len(lines) != 1 {
+				t.Errorf("want the request's line with its X-Request-Id; log:\n%s", f.logs.String())
 			}
 		})
 	}

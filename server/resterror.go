@@ -216,7 +216,11 @@ func (g *gateway) emptyBeforeVerb(w http.ResponseWriter, r *http.Request, params
 		return
 	}
 	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
-	ctx := metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": r.Header.Values("Authorization")})
+	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
+	if id := r.Header.Get("X-Request-Id"); id != "" {
+		md.Set("x-request-id", id) // the log line's correlation id, as logRouting gives it
+	}
+	ctx := metadata.NewIncomingContext(r.Context(), md)
 	principal, err := g.ic.authorizeIn(ctx, method, "")
 	if err == nil {
 		var vs []service.FieldViolation

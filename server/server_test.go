@@ -1356,21 +1356,31 @@ func TestIdleConnectionIsSentAway(t *testing.T) {
 }
 
 // TestArrivalBoundEndsWithItsCall: a call that ends before its request
-// arrives stops its arrival timer, which would otherwise hold the call's
-// context (its metadata included) until it fired.
+// arrives, or that its bound ends, stops its arrival timer and its watch
+// on the stop, which would otherwise hold the call's context (its metadata
+// included) until the timer fired, or until the server stops.
 func TestArrivalBoundEndsWithItsCall(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		stopping, stop := context.WithCancel(context.Background())
-		defer stop()
-		i := &interceptor{arrival: time.Hour, stopping: stopping}
-		ctx, cancel := context.WithCancel(context.Background())
-		a := i.boundArrival(ctx, nil).Value(arrivalKey{}).(*arrival)
-		cancel() // the call ends: reset, refused, or its request undecodable
-		synctest.Wait()
-		if a.timer.Stop() || a.stopDrain() {
-			t.Error("the arrival timer, or its watch on the stop, is still armed after its call ended")
-		}
-	})
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ended by its bound %v", late), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stopping, stop := context.WithCancel(context.Background())
+				defer stop()
+				i := &interceptor{arrival: time.Hour, stopping: stopping}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				a := i.boundArrival(ctx, nil).Value(arrivalKey{}).(*arrival)
+				if late {
+					time.Sleep(time.Hour + time.Millisecond)
+				} else {
+					cancel() // the call ends: reset, refused, or its request undecodable
+				}
+				synctest.Wait()
+				if a.timer.Stop() || a.stopDrain() {
+					t.Error("the arrival timer, or its watch on the stop, is still armed after its call ended")
+				}
+			})
+		})
+	}
 }
 
 // TestArrivalBoundShortensAtTheStop: when the server stops taking work, a

@@ -139,15 +139,14 @@ type arrival struct {
 func (a *arrival) arrived() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.wasLate {
-		return false
-	}
 	a.done = true
+	// Also for a call the bound ended: the watch on the stop would
+	// otherwise hold it, its context included, until the server stops.
 	a.timer.Stop()
 	if a.stopDrain != nil {
 		a.stopDrain()
 	}
-	return true
+	return !a.wasLate
 }
 
 // late reports whether the request has yet to arrive, and marks the call
