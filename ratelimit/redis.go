@@ -116,6 +116,7 @@ type Redis struct {
 	// wait on each other and on the burst and come back too slowly.
 	renewMu sync.Mutex
 	renewal *renewal
+	renewed atomic.Uint64 // exchanges done
 }
 
 // renewal is one exchange placing Redis' clock; done is closed when it
@@ -285,6 +286,7 @@ func (l *Redis) maxUncertainty() time.Duration { return l.guard / 8 }
 // under a millisecond.
 func (l *Redis) placeClock(ctx context.Context, k Key, until time.Time) (sample, error) {
 	for try := 0; ; try++ {
+		seen := l.renewed.Load()
 		now := l.now()
 		place, uncertainty, ok := l.clock.read(now)
 		// A placing over a second old is renewed when it would not last
@@ -296,7 +298,7 @@ func (l *Redis) placeClock(ctx context.Context, k Key, until time.Time) (sample,
 		if try == placeTries {
 			return sample{}, l.tooSlow(k, uncertainty)
 		}
-		if err := l.renew(ctx); err != nil {
+		if err := l.renew(ctx, seen); err != nil {
 			return sample{}, l.failed(ctx, k, err)
 		}
 	}
@@ -311,8 +313,16 @@ const renewBound = 5 * time.Second
 // so that a call that can wait no longer does not end it for the others;
 // each call waits for it within its own. It returns the exchange's
 // failure, or the call's context's.
-func (l *Redis) renew(ctx context.Context) error {
+//
+// seen is how many exchanges had been done when the call read the clock:
+// one done since then has placed it anew, to be read again, not asked
+// for once more.
+func (l *Redis) renew(ctx context.Context, seen uint64) error {
 	l.renewMu.Lock()
+	if l.renewed.Load() != seen {
+		l.renewMu.Unlock()
+		return nil
+	}
 	r := l.renewal
 	if r == nil {
 		r = &renewal{done: make(chan struct{})}
@@ -323,6 +333,7 @@ func (l *Redis) renew(ctx context.Context) error {
 			_, _, r.err = l.readClock(xctx)
 			l.renewMu.Lock()
 			l.renewal = nil
+			l.renewed.Add(1)
 			l.renewMu.Unlock()
 			close(r.done)
 		}()
