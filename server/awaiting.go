@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -128,8 +129,9 @@ func (a *awaiting) cutOne(c *awaitingCall) {
 	if !known {
 		method = echo(method, maxMethodEcho)
 	}
-	a.i.write(c, requestLine{method: method, caller: caller(c), unknown: !known, code: codes.Canceled,
-		level: slog.LevelWarn, err: errCutAtDrain}, c.start)
+	principal, _ := a.i.authorizeIn(c, c.method, "") // its caller's name: the tap knew it
+	a.i.write(c, requestLine{method: method, caller: caller(c), principal: principal, unknown: !known, code: codes.Canceled,
+		level: slog.LevelWarn, err: errors.New(status.Convert(errCutAtDrain).Message())}, c.start)
 }
 
 // errCutAtDrain is what a call cut at the drain is logged with, and what

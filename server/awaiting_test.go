@@ -3,13 +3,17 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/testenv"
+	"google.golang.org/grpc/metadata"
 )
 
 // TestAwaitingCallsAreCutAtTheDrain: at the stop, a BackupService call
@@ -100,6 +104,24 @@ func TestAwaitingArrivalAndCutRace(t *testing.T) {
 	stop()
 }
 
+// TestAwaitingCutNamesTheCaller: the line of a call cut at the drain
+// names its caller, whom the tap knew by its token.
+func TestAwaitingCutNamesTheCaller(t *testing.T) {
+	logs := &testenv.Buffer{}
+	stopping, stop := context.WithCancel(context.Background())
+	defer stop()
+	i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), stopping: stopping,
+		authz: callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup"}}})}
+	i.awaiting = newAwaiting(i, stopping)
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer orders-token"))
+	i.holdUntilArrival(ctx, backupv1.BackupService_CreateBackup_FullMethodName)
+	i.awaiting.cutAll()
+	if lines := logs.Lines(`"principal":"orders"`, `"code":"Canceled"`); len(lines) != 1 {
+		t.Errorf("want the cut call's line naming its caller; log:\n%s", logs.String())
+	}
+}
+
 // TestAwaitingForgetsEndedCalls: calls reset before their request came
 // are swept out, so the calls held stay bounded by those still open.
 func TestAwaitingForgetsEndedCalls(t *testing.T) {
@@ -150,4 +172,32 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 			t.Errorf("want one line, for the silent call; log:\n%s", logs.String())
 		}
 	})
+}
+
+// TestCutOffCallsAreLoggedAsTheCallerSawThem: a call cut off by the
+// shutdown's timeout ends with its context canceled, as one its caller
+// left does; its line says what its caller got as the connection closed,
+// UNAVAILABLE at WARN, rather than CANCELLED at INFO. Before the cut off,
+// a canceled call is its caller's doing.
+func TestCutOffCallsAreLoggedAsTheCallerSawThem(t *testing.T) {
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cut off %v", cut), func(t *testing.T) {
+			logs := &testenv.Buffer{}
+			h := NewHealth()
+			i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), cutOff: h.cutOff}
+			if cut {
+				h.CutOff()
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			st := i.record(ctx, finished{method: backupv1.BackupService_CreateBackup_FullMethodName, start: time.Now(), err: context.Canceled})
+			want := []string{`"level":"INFO"`, `"code":"Canceled"`}
+			if cut {
+				want = []string{`"level":"WARN"`, `"code":"Unavailable"`, "cut off by shutdown_timeout"}
+			}
+			if st == nil || len(logs.Lines(want...)) != 1 {
+				t.Errorf("want a line with %q; log:\n%s", want, logs.String())
+			}
+		})
+	}
 }

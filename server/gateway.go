@@ -35,6 +35,7 @@ const maxHeaderBytes = 64 << 10
 // malformed body or query) is logged and counted by the error handler.
 func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.Handler) (http.Handler, error) {
 	ic := newInterceptor(opts)
+	ic.cutOff = h.cutOff
 	g := &gateway{ic: ic}
 	strict := newStrictJSON()
 	gw := runtime.NewServeMux(

@@ -83,7 +83,7 @@ const handshakeTimeout = 5 * time.Second
 func NewGRPC(opts Options, h *Health) *grpc.Server {
 	ic := newInterceptor(opts)
 	ic.codec = newDeferringCodec()
-	ic.stopping = h.stopped
+	ic.stopping, ic.cutOff = h.stopped, h.cutOff
 	ic.awaiting = newAwaiting(ic, h.stopped)
 	sopts := []grpc.ServerOption{
 		grpc.InTapHandle(ic.tap),

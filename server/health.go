@@ -18,6 +18,10 @@ type Health struct {
 	// stopped ends when the servers stop taking work (EndStreams).
 	stopped context.Context
 	stop    context.CancelFunc
+	// cutOff ends when the shutdown's timeout cuts in-flight calls off
+	// (CutOff).
+	cutOff context.Context
+	cut    context.CancelFunc
 	// watches holds a token for each Watch stream open (maxWatches).
 	watches chan struct{}
 }
@@ -35,6 +39,7 @@ const (
 func NewHealth() *Health {
 	h := &Health{grpc: health.NewServer(), watches: make(chan struct{}, maxWatches)}
 	h.stopped, h.stop = context.WithCancel(context.Background())
+	h.cutOff, h.cut = context.WithCancel(context.Background())
 	h.SetReady(false)
 	return h
 }
@@ -45,6 +50,12 @@ func NewHealth() *Health {
 // a gRPC GUI its reflection stream), and the graceful stop that follows
 // would otherwise wait for it until the shutdown timeout.
 func (h *Health) EndStreams() { h.stop() }
+
+// CutOff marks the calls still in flight as cut off by the shutdown's
+// timeout, before the servers close their connections: their handlers see
+// their contexts canceled, and their log lines say what the callers got
+// (UNAVAILABLE), not CANCELLED as from a caller that left.
+func (h *Health) CutOff() { h.cut() }
 
 // register serves grpc.health.v1 on s.
 func (h *Health) register(s *grpc.Server) {

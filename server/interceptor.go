@@ -44,6 +44,9 @@ type interceptor struct {
 	// awaiting holds the BackupService calls whose request has yet to
 	// arrive, for the drain; nil for REST.
 	awaiting *awaiting
+	// cutOff ends when the shutdown's timeout cuts in-flight calls off
+	// (Health.CutOff); nil for none.
+	cutOff context.Context
 }
 
 func newInterceptor(opts Options) *interceptor {
@@ -125,6 +128,10 @@ func (i *interceptor) record(ctx context.Context, c finished) *status.Status {
 	var st *status.Status
 	if c.err != nil {
 		st = l.fail(ctx, c.err)
+		if l.code == codes.Canceled && i.cutOff != nil && i.cutOff.Err() != nil && ctx.Err() != nil {
+			// What the caller got as its connection closed.
+			l.code, l.level, l.err = codes.Unavailable, slog.LevelWarn, errCutOffAtShutdown
+		}
 	}
 	i.write(ctx, l, c.start)
 	return st

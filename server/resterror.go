@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -40,6 +41,11 @@ func shuttingDown(account string) *status.Status {
 	st, _ := rpcerror.Status(errShuttingDown, rpcerror.Request{AccountID: account})
 	return st
 }
+
+// errCutOffAtShutdown is what a call cut off by the shutdown's timeout is
+// logged with.
+var errCutOffAtShutdown = errors.New("cut off by shutdown_timeout: backupd closed the connection before the call ended; " +
+	"the caller got UNAVAILABLE, and whether DynamoDB acted on the call is not known")
 
 var errShuttingDown = &rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
 	Msg:        "backupd is shutting down and the request's body had not arrived: nothing was done; send the request again",

@@ -58,9 +58,13 @@ func (s Shutdown) Run(signalled bool) error {
 	}()
 	httpErr := s.HTTP.Shutdown(ctx)
 	timedOut := errors.Is(httpErr, context.DeadlineExceeded)
+	if timedOut {
+		s.Health.CutOff()
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():
+		s.Health.CutOff()
 		s.GRPC.Stop()
 		<-done
 		timedOut = true

@@ -158,6 +158,9 @@ func TestShutdownSignalledDrainsInOrder(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	if f.s.Health.cutOff.Err() != nil {
+		t.Error("calls were marked cut off by a shutdown that did not time out")
+	}
 	want := []string{"shutting down: not ready; serving on for the drain delay", "shutting down: draining in-flight requests", "stopped"}
 	if got := f.messages(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("log messages %q; want %q", got, want)
@@ -188,6 +191,9 @@ func TestShutdownTimesOut(t *testing.T) {
 		}
 		if err := <-held; err == nil {
 			t.Error("the held call succeeded; want it cut off by Stop")
+		}
+		if f.s.Health.cutOff.Err() == nil {
+			t.Error("the calls cut off were not marked so, for their log lines")
 		}
 		// Waited for with the time up, so that it names the request_id
 		// runs it leaves.
