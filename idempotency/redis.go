@@ -45,9 +45,10 @@ type Redis struct {
 	log    *slog.Logger
 	// settleTimeout bounds one try to settle a claim once its run has ended.
 	settleTimeout time.Duration
-	// settling is the claims being settled in the background (settle),
-	// dropping those being dropped (dropLater).
-	settling, dropping Going
+	// settling is the results being kept in the background (settle),
+	// forgetting the claims of runs that did nothing being dropped there,
+	// dropping the failed claims being dropped (dropLater).
+	settling, forgetting, dropping Going
 	// drops holds a token for each claim being dropped.
 	drops chan struct{}
 	// claimWithin is how long after it is sent, by Redis' clock, a claim
@@ -298,20 +299,29 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	if err == nil {
 		return
 	}
-	s.settling.Add(c.key)
+	going, forget := &s.settling, next == ""
+	if forget {
+		going = &s.forgetting
+	}
+	going.Add(c.key)
 	go func() {
-		defer s.settling.Done(c.key)
+		defer going.Done(c.key)
 		if untilLease(c, 100*time.Millisecond, func() bool { _, err = s.trySettle(ctx, c, next); return err == nil }) {
 			return
 		}
-		s.unkept(c.key, err.Error())
+		s.unkept(c.key, forget, err.Error())
 	}()
 }
 
-// unkept logs a result that Redis did not keep: its request_id answers
-// OUTCOME_UNKNOWN until its 24 h end.
-func (s *Redis) unkept(k Key, why string) {
-	s.log.LogAttrs(context.Background(), slog.LevelError, "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN",
+// unkept logs a claim that Redis did not settle: its request_id answers
+// OUTCOME_UNKNOWN until its 24 h end, whether the run's result was to be
+// kept, or the run did nothing and its claim was to be dropped (forget).
+func (s *Redis) unkept(k Key, forget bool, why string) {
+	msg := "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN"
+	if forget {
+		msg = "request_id: Redis failed while the claim of a request that did nothing was dropped; until its 24 h end, repeats answer OUTCOME_UNKNOWN"
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelError, msg,
 		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("error", why))
 }
 
@@ -406,8 +416,13 @@ func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (done boo
 func (s *Redis) Wait(ctx context.Context) error {
 	unsettled, err := s.settling.Wait(ctx)
 	for _, k := range unsettled {
-		s.unkept(k, "backupd shut down first")
+		s.unkept(k, false, "backupd shut down first")
 	}
+	unforgotten, ferr := s.forgetting.Wait(ctx)
+	for _, k := range unforgotten {
+		s.unkept(k, true, "backupd shut down first")
+	}
+	err = cmp.Or(err, ferr)
 	undropped, derr := s.dropping.Wait(ctx)
 	for _, k := range undropped {
 		s.givenUp(k, "backupd shut down first")

@@ -508,12 +508,22 @@ func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
 		}
 	})
 	unsettled, undropped := Key{Account: key.Account, RequestID: "unsettled"}, Key{Account: key.Account, RequestID: "undropped"}
+	unforgotten := Key{Account: key.Account, RequestID: "unforgotten"}
 	run := func() ([]byte, error) {
 		down.Store(true) // Redis fails as the run ends, and stays away
 		return []byte("kept"), nil
 	}
 	if resp, err := s.Do(context.Background(), unsettled, fpA, run); err != nil || string(resp) != "kept" {
 		t.Fatalf("run: %q, %v; want its own answer", resp, err)
+	}
+	down.Store(false)
+	errDefinite := errors.New("table not found")
+	failing := func() ([]byte, error) {
+		down.Store(true)
+		return nil, errDefinite // did nothing: its claim is to be dropped
+	}
+	if _, err := s.Do(context.Background(), unforgotten, fpA, failing); !errors.Is(err, errDefinite) {
+		t.Fatalf("run: %v; want its own error", err)
 	}
 	if _, err := s.Do(context.Background(), undropped, fpA, (&counter{}).run); err == nil {
 		t.Fatal("Do with Redis down succeeded")
@@ -524,7 +534,8 @@ func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
 		t.Fatalf("Wait with Redis down: %v; want the deadline", err)
 	}
 	for _, want := range [][]string{
-		{`"level":"ERROR"`, `"request_id":"unsettled"`, "backupd shut down first"},
+		{`"level":"ERROR"`, `"request_id":"unsettled"`, "while the result was kept", "backupd shut down first"},
+		{`"level":"ERROR"`, `"request_id":"unforgotten"`, "a request that did nothing was dropped", "backupd shut down first"},
 		{`"level":"WARN"`, `"request_id":"undropped"`, "backupd shut down first"},
 	} {
 		if lines := logs.Lines(want...); len(lines) != 1 {
