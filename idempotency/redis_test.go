@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -491,16 +492,23 @@ func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
 	logs := &testenv.Buffer{}
 	s.log = slog.New(slog.NewJSONHandler(logs, nil))
-	var down atomic.Bool // every command fails while it is set
+	// Redis fails every command on a request_id once it is marked down
+	// (each stays so, whatever the others do), and none once back is set.
+	var down sync.Map
+	var back atomic.Bool
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
-		if down.Load() {
-			cmd.SetErr(errors.New("connection refused"))
-			return cmd.Err()
+		for _, arg := range cmd.Args() {
+			if a, ok := arg.(string); ok && !back.Load() {
+				if _, isDown := down.Load(a[strings.LastIndexByte(a, ':')+1:]); isDown {
+					cmd.SetErr(errors.New("connection refused"))
+					return cmd.Err()
+				}
+			}
 		}
 		return next(ctx, cmd)
 	}))
 	t.Cleanup(func() { // Redis back: what was left settles, and ends
-		down.Store(false)
+		back.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.Wait(ctx); err != nil {
@@ -510,21 +518,21 @@ func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
 	unsettled, undropped := Key{Account: key.Account, RequestID: "unsettled"}, Key{Account: key.Account, RequestID: "undropped"}
 	unforgotten := Key{Account: key.Account, RequestID: "unforgotten"}
 	run := func() ([]byte, error) {
-		down.Store(true) // Redis fails as the run ends, and stays away
+		down.Store("unsettled", true) // Redis fails as the run ends, and stays away
 		return []byte("kept"), nil
 	}
 	if resp, err := s.Do(context.Background(), unsettled, fpA, run); err != nil || string(resp) != "kept" {
 		t.Fatalf("run: %q, %v; want its own answer", resp, err)
 	}
-	down.Store(false)
 	errDefinite := errors.New("table not found")
 	failing := func() ([]byte, error) {
-		down.Store(true)
+		down.Store("unforgotten", true)
 		return nil, errDefinite // did nothing: its claim is to be dropped
 	}
 	if _, err := s.Do(context.Background(), unforgotten, fpA, failing); !errors.Is(err, errDefinite) {
 		t.Fatalf("run: %v; want its own error", err)
 	}
+	down.Store("undropped", true)
 	if _, err := s.Do(context.Background(), undropped, fpA, (&counter{}).run); err == nil {
 		t.Fatal("Do with Redis down succeeded")
 	}

@@ -618,7 +618,14 @@ func TestRedisClockExchangeOutlivesItsLeader(t *testing.T) {
 	opts := Options{Rates: map[Key]float64{keyA: 1000}, MaxWait: 5 * time.Second, Sleep: func(context.Context, time.Duration) error { return nil }}
 
 	t.Run("leader leaves", func(t *testing.T) {
-		scripter := &clockRedis{Scripter: testRedis(t), fn: func(ctx context.Context) error { return sleep(ctx, 15*time.Millisecond) }}
+		var ended atomic.Int32 // exchanges a context ended
+		scripter := &clockRedis{Scripter: testRedis(t), fn: func(ctx context.Context) error {
+			err := sleep(ctx, 15*time.Millisecond)
+			if err != nil {
+				ended.Add(1)
+			}
+			return err
+		}}
 		l := NewRedis(scripter, prefix, opts, nil)
 		leaderCtx, leave := context.WithCancel(context.Background())
 		defer leave()
@@ -634,6 +641,9 @@ func TestRedisClockExchangeOutlivesItsLeader(t *testing.T) {
 		}
 		if err := <-leader; err == nil {
 			t.Error("the call that left got its turn")
+		}
+		if n := ended.Load(); n != 0 {
+			t.Errorf("%d exchanges ended with the call that led them; want none", n)
 		}
 		if n := scripter.times.Load(); n > placeTries {
 			t.Errorf("Redis asked its time %d times; want at most %d", n, placeTries)

@@ -406,3 +406,45 @@ func TestShutdownEndsSilentCalls(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownCutOffIsLogged: a call still in its handler when the
+// drain's timeout ends is cut off as the server closes its connection;
+// its line says what its caller got, UNAVAILABLE, because the cut off is
+// marked before the server closes the connection that cancels the call.
+func TestShutdownCutOffIsLogged(t *testing.T) {
+	logs := &testenv.Buffer{}
+	h := NewHealth()
+	srv := NewGRPC(Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}, h)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	held := make(chan error, 1)
+	go func() {
+		// Waits in its handler until its context ends (the stub).
+		_, err := backupv1.NewBackupServiceClient(conn).GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: slowARN})
+		held <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // in the handler
+	s := Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv,
+		Service: &waiter{called: make(chan struct{})}, Logger: slog.New(slog.DiscardHandler), Timeout: 200 * time.Millisecond}
+	if err := s.Run(false); err == nil {
+		t.Fatal("Run: nil; want the drain timed out")
+	}
+	if err := <-held; status.Code(err) != codes.Unavailable {
+		t.Errorf("the call cut off got %v; want UNAVAILABLE", err)
+	}
+	want := []string{`"method":"/backup.v1.BackupService/GetBackup"`, `"level":"WARN"`, `"code":"Unavailable"`, "cut off by shutdown_timeout"}
+	for deadline := time.Now().Add(5 * time.Second); len(logs.Lines(want...)) != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("want the cut-off call's line with %q; log:\n%s", want, logs.String())
+		}
+	}
+}
