@@ -618,29 +618,43 @@ func TestRedisClockExchangeOutlivesItsLeader(t *testing.T) {
 	opts := Options{Rates: map[Key]float64{keyA: 1000}, MaxWait: 5 * time.Second, Sleep: func(context.Context, time.Duration) error { return nil }}
 
 	t.Run("leader leaves", func(t *testing.T) {
+		// The first exchange is held until the test lets it go, however
+		// slowly the test runs, and ends early only if its context does;
+		// later ones (a retry: the held one comes back too slowly to place
+		// the clock) answer at once.
+		started, release := make(chan struct{}), make(chan struct{})
+		var first sync.Once
 		var ended atomic.Int32 // exchanges a context ended
 		scripter := &clockRedis{Scripter: testRedis(t), fn: func(ctx context.Context) error {
-			err := sleep(ctx, 15*time.Millisecond)
-			if err != nil {
+			first.Do(func() { close(started) })
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
 				ended.Add(1)
 			}
-			return err
+			return ctx.Err()
 		}}
 		l := NewRedis(scripter, prefix, opts, nil)
 		leaderCtx, leave := context.WithCancel(context.Background())
 		defer leave()
 		leader := make(chan error, 1)
 		go func() { leader <- l.Wait(leaderCtx, keyA) }()
-		time.Sleep(2 * time.Millisecond) // the leader's exchange is in flight
-		follower := make(chan error, 1)
-		go func() { follower <- l.Wait(context.Background(), keyA) }()
-		time.Sleep(3 * time.Millisecond)
-		leave() // the caller gave up
-		if err := <-follower; err != nil {
-			t.Errorf("a call sharing the exchange of a call that left: %v; want its turn", err)
+		select {
+		case <-started: // the leader's exchange is in flight
+		case <-time.After(5 * time.Second):
+			t.Fatal("the leader asked Redis nothing")
 		}
+		leave() // the caller gave up
 		if err := <-leader; err == nil {
 			t.Error("the call that left got its turn")
+		}
+		follower := make(chan error, 1)
+		go func() { follower <- l.Wait(context.Background(), keyA) }()
+		close(release)
+		if err := <-follower; err != nil {
+			t.Errorf("a call after the leader left: %v; want its turn", err)
 		}
 		if n := ended.Load(); n != 0 {
 			t.Errorf("%d exchanges ended with the call that led them; want none", n)
