@@ -509,7 +509,15 @@ func (s SharedState) validate(bad reporter) {
 			bad("shared_state.redis", `is set, but backend is "memory", which does not use it: set backend: redis, or remove the redis section`)
 		}
 	case BackendRedis:
-		if _, _, err := net.SplitHostPort(s.Redis.Address); err != nil {
+		switch _, _, err := net.SplitHostPort(s.Redis.Address); {
+		case strings.ContainsAny(s.Redis.Address, "@/"):
+			// A URL (redis://user:password@host:port) or credentials
+			// before the host: not repeated, as it may hold a password,
+			// which would otherwise reach the error and every log line
+			// naming the address.
+			bad("shared_state.redis.address", "must be host:port for backend redis, without a scheme or credentials "+
+				"(put them in username and password); the value given is not repeated, as it may hold a password")
+		case err != nil:
 			bad("shared_state.redis.address", "must be host:port for backend redis; got %q", s.Redis.Address)
 		}
 		if s.Redis.DB < 0 {

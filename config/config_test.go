@@ -105,6 +105,12 @@ callers:
 			`shared_state.redis.address: must be host:port for backend redis; got ""`,
 			"shared_state.redis.db: must not be negative; got -1",
 		}},
+		// A password in the address would reach the error, and every log
+		// line naming the address: refused, and not repeated.
+		{"redis URL with a password", "shared_state: {backend: redis, redis: {address: 'redis://:not-a-hash-secret@redis:6379'}}\n",
+			[]string{"shared_state.redis.address: must be host:port for backend redis, without a scheme or credentials"}},
+		{"redis credentials before the host", "shared_state: {backend: redis, redis: {address: 'not-a-hash-secret@redis:6379'}}\n",
+			[]string{"shared_state.redis.address: must be host:port for backend redis, without a scheme or credentials"}},
 		{"negative drain delay", "drain_delay: -5s\n", []string{"drain_delay: must not be negative; got -5s"}},
 		{"one address for both listeners", "listen: {grpc: '127.0.0.1:9000', http: '127.0.0.1:9000'}\n",
 			[]string{`listen: grpc and http must differ; both are "127.0.0.1:9000"`}},
