@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -169,7 +171,7 @@ const drainGrace = time.Second
 func newHTTPServer(h http.Handler, read, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	var errorLog *stdlog.Logger
 	if log != nil {
-		errorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+		errorLog = stdlog.New(&cappedLog{log: log, every: 10 * time.Second}, "", 0)
 	}
 	return &http.Server{
 		ErrorLog:          errorLog,
@@ -241,4 +243,40 @@ func (m *strictJSON) Unmarshal(data []byte, v any) error {
 		return protojson.Unmarshal(data, msg)
 	}
 	return m.JSONPb.Unmarshal(data, v)
+}
+
+// cappedLog writes net/http's own messages as warnings, a failed TLS
+// handshake at most once per every, with how many were left out since the
+// last: each connection that does not finish its handshake (a plaintext
+// client, one without a client certificate, or a tcpSocket probe, which
+// connects and closes) gives one, and anyone who can reach the port could
+// otherwise fill the log with them.
+type cappedLog struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu      sync.Mutex
+	last    time.Time
+	leftOut int
+}
+
+func (c *cappedLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	var attrs []slog.Attr
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		c.mu.Lock()
+		now := time.Now()
+		if !c.last.IsZero() && now.Sub(c.last) < c.every {
+			c.leftOut++
+			c.mu.Unlock()
+			return len(p), nil
+		}
+		if c.leftOut > 0 {
+			attrs = append(attrs, slog.Int("left_out", c.leftOut))
+		}
+		c.last, c.leftOut = now, 0
+		c.mu.Unlock()
+	}
+	c.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
+	return len(p), nil
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -256,4 +258,28 @@ func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
 			t.Fatalf("log %q: want a JSON line %s", got, want)
 		}
 	}
+}
+
+// TestFailedHandshakesAreCapped: a failed TLS handshake is logged at most
+// once every 10 s, with how many were left out since; net/http's other
+// messages are all logged.
+func TestFailedHandshakesAreCapped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &testenv.Buffer{}
+		c := stdlog.New(&cappedLog{log: slog.New(slog.NewJSONHandler(logs, nil)), every: 10 * time.Second}, "", 0)
+		for i := range 5 {
+			c.Printf("http: TLS handshake error from 127.0.0.1:%d: EOF", 1000+i)
+		}
+		c.Printf("http: Accept error: too many open files; retrying in 5ms")
+		c.Printf("http: Accept error: too many open files; retrying in 10ms")
+		time.Sleep(10 * time.Second)
+		c.Printf("http: TLS handshake error from 127.0.0.1:2000: EOF")
+		handshakes := logs.Lines(`"level":"WARN"`, "TLS handshake error")
+		if len(handshakes) != 2 || strings.Contains(handshakes[0], "left_out") || !strings.Contains(handshakes[1], `"left_out":4`) {
+			t.Errorf("handshake lines %q; want the first, then one with left_out 4", handshakes)
+		}
+		if n := len(logs.Lines(`"level":"WARN"`, "Accept error")); n != 2 {
+			t.Errorf("%d other lines; want both", n)
+		}
+	})
 }
