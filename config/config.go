@@ -197,6 +197,9 @@ type Account struct {
 	DefaultRegion  string   `yaml:"default_region"`
 	AllowedRegions []string `yaml:"allowed_regions"`
 	Limits         Limits   `yaml:"limits"`
+	// inheritsRegion marks an account whose regions come from the
+	// top-level default_region, where a problem with it is reported.
+	inheritsRegion bool
 }
 
 // Limits are per-second call rates per (account, region, operation). Nil
@@ -355,6 +358,7 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
 		defaults := DefaultLimits() // each account its own values
+		a.inheritsRegion = a.DefaultRegion == "" && len(a.AllowedRegions) == 0
 		setDefault(&a.DefaultRegion, c.DefaultRegion)
 		if len(a.AllowedRegions) == 0 {
 			a.AllowedRegions = []string{a.DefaultRegion}
@@ -628,6 +632,22 @@ func (a Account) validate(bad func(field, format string, args ...any)) {
 		// Never echo the ExternalId: it is a shared secret with the account owner.
 		bad("external_id", "must be 2-1224 characters of a-z A-Z 0-9 + = , . @ : / _ -")
 	}
+	// Regions inherited from a top-level default_region that is wrong are
+	// that field's problem, reported there once.
+	if !a.inheritsRegion || ValidRegion(a.DefaultRegion) {
+		a.validateRegions(bad)
+	}
+	for _, op := range operations {
+		// Written so NaN fails too; below the least rate a call's spacing
+		// (1/rate) would overflow time.Duration, which the limiter reads
+		// as no limit at all.
+		if r := a.Limits.Rate(op); !(r >= minRate && r <= maxRate) {
+			bad("limits."+snake(op), "must be a rate per second from %g to %g; got %g", minRate, maxRate, r)
+		}
+	}
+}
+
+func (a Account) validateRegions(bad func(field, format string, args ...any)) {
 	if !ValidRegion(a.DefaultRegion) {
 		bad("default_region", "must be an AWS region such as us-east-1; got %q", a.DefaultRegion)
 	}
@@ -640,14 +660,6 @@ func (a Account) validate(bad func(field, format string, args ...any)) {
 	}
 	if !allowed {
 		bad("default_region", "%q must be one of allowed_regions %v", a.DefaultRegion, a.AllowedRegions)
-	}
-	for _, op := range operations {
-		// Written so NaN fails too; below the least rate a call's spacing
-		// (1/rate) would overflow time.Duration, which the limiter reads
-		// as no limit at all.
-		if r := a.Limits.Rate(op); !(r >= minRate && r <= maxRate) {
-			bad("limits."+snake(op), "must be a rate per second from %g to %g; got %g", minRate, maxRate, r)
-		}
 	}
 }
 

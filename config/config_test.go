@@ -403,3 +403,36 @@ func TestParseExplicitZeroDurations(t *testing.T) {
 		t.Errorf("drain_delay: 0s, its default, refused: %v", err)
 	}
 }
+
+// TestWrongDefaultRegionIsReportedOnce: a wrong top-level default_region
+// is reported there, not again for every account that inherits it; an
+// account's own regions, and the inheriting account's other fields, are
+// still checked.
+func TestWrongDefaultRegionIsReportedOnce(t *testing.T) {
+	_, err := Parse(strings.NewReader(`
+default_region: us-east-99x
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/x
+    limits: {create_backup: -1}
+  - id: "222222222222"
+    role_arn: arn:aws:iam::222222222222:role/x
+    default_region: nowhere
+`))
+	if err == nil {
+		t.Fatal("Parse succeeded; want error")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`default_region: must be an AWS region such as us-east-1; got "us-east-99x"`,
+		"accounts[0].limits.create_backup: must be a rate per second",
+		`accounts[1].default_region: must be an AWS region such as us-east-1; got "nowhere"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q; got:\n%s", want, msg)
+		}
+	}
+	if n := strings.Count(msg, "us-east-99x"); n != 1 || strings.Contains(msg, "accounts[0].default_region") || strings.Contains(msg, "accounts[0].allowed_regions") {
+		t.Errorf("the top-level default_region is reported %d times, or again for the account inheriting it:\n%s", n, msg)
+	}
+}
