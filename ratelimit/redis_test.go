@@ -412,14 +412,7 @@ func TestRedisPlacesTurnsByRedisClock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			prefix := testenv.RedisPrefix(t)
-			testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
-			// The scripts are loaded first, so that the lags fall on them.
-			for _, sc := range []*redis.Script{takeTurn, redisTime} {
-				if err := sc.Load(context.Background(), testRedis(t)).Err(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			prefix := scriptedPrefix(t) // the scripts loaded first, so that the lags fall on them
 			scripter := &laggingRedis{Scripter: testRedis(t), queued: tt.queued, lags: tt.lags}
 			l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 2 * time.Second}, nil)
 			for i := range 3 {
@@ -554,13 +547,7 @@ func (r *burstRedis) EvalSha(ctx context.Context, sha1 string, keys []string, ar
 // and an exchange slowed by the burst itself is tried again rather than
 // refusing every call of the burst as "Redis answers too slowly".
 func TestRedisBurstAfterIdlePlacesTheClockOnce(t *testing.T) {
-	prefix := testenv.RedisPrefix(t)
-	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
-	for _, sc := range []*redis.Script{takeTurn, redisTime} {
-		if err := sc.Load(context.Background(), testRedis(t)).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	prefix := scriptedPrefix(t)
 	scripter := &burstRedis{Scripter: testRedis(t), busyUntil: time.Now().Add(40 * time.Millisecond)}
 	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 1000}, MaxWait: 5 * time.Second,
 		Sleep: func(context.Context, time.Duration) error { return nil }}, nil)
@@ -608,13 +595,7 @@ func (r *clockRedis) EvalSha(ctx context.Context, sha1 string, keys []string, ar
 // a deadline (a dial's i/o timeout), rather than being taken for a
 // call's context and asked again until "too slow".
 func TestRedisClockExchangeOutlivesItsLeader(t *testing.T) {
-	prefix := testenv.RedisPrefix(t)
-	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
-	for _, sc := range []*redis.Script{takeTurn, redisTime} {
-		if err := sc.Load(context.Background(), testRedis(t)).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	prefix := scriptedPrefix(t)
 	opts := Options{Rates: map[Key]float64{keyA: 1000}, MaxWait: 5 * time.Second, Sleep: func(context.Context, time.Duration) error { return nil }}
 
 	t.Run("leader leaves", func(t *testing.T) {
@@ -675,4 +656,20 @@ func TestRedisClockExchangeOutlivesItsLeader(t *testing.T) {
 			t.Errorf("Redis asked its time %d times; want once", n)
 		}
 	})
+}
+
+// scriptedPrefix is a key prefix of t's own on the test Redis, established
+// as a deployment leaves it, with the limiter's scripts loaded, so that a
+// test's wrapped client runs them at once (EVALSHA) rather than loading
+// them on its first calls.
+func scriptedPrefix(t *testing.T) string {
+	t.Helper()
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	for _, sc := range []*redis.Script{takeTurn, redisTime} {
+		if err := sc.Load(context.Background(), testRedis(t)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return prefix
 }

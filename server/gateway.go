@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/logcap"
 )
 
 // MaxBodyBytes bounds a REST request body; larger ones get 413.
@@ -171,7 +171,7 @@ const drainGrace = time.Second
 func newHTTPServer(h http.Handler, read, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	var errorLog *stdlog.Logger
 	if log != nil {
-		errorLog = stdlog.New(&cappedLog{log: log, every: 10 * time.Second}, "", 0)
+		errorLog = stdlog.New(cappedLog{log: log, cap: logcap.New(10 * time.Second)}, "", 0)
 	}
 	return &http.Server{
 		ErrorLog:          errorLog,
@@ -246,36 +246,28 @@ func (m *strictJSON) Unmarshal(data []byte, v any) error {
 }
 
 // cappedLog writes net/http's own messages as warnings, a failed TLS
-// handshake at most once per every, with how many were left out since the
-// last: each connection that does not finish its handshake (a plaintext
-// client, one without a client certificate, or a tcpSocket probe, which
-// connects and closes) gives one, and anyone who can reach the port could
-// otherwise fill the log with them.
+// handshake at most once per interval (cap), with how many were left out
+// since the last: each connection that does not finish its handshake (a
+// plaintext client, one without a client certificate, or a tcpSocket
+// probe, which connects and closes) gives one, and anyone who can reach
+// the port could otherwise fill the log with them.
 type cappedLog struct {
-	log   *slog.Logger
-	every time.Duration
-
-	mu      sync.Mutex
-	last    time.Time
-	leftOut int
+	log *slog.Logger
+	cap *logcap.Capper
 }
 
-func (c *cappedLog) Write(p []byte) (int, error) {
+// handshakeError starts net/http's message for a failed TLS handshake.
+const handshakeError = "http: TLS handshake error"
+
+func (c cappedLog) Write(p []byte) (int, error) {
 	msg := strings.TrimSuffix(string(p), "\n")
 	var attrs []slog.Attr
-	if strings.HasPrefix(msg, "http: TLS handshake error") {
-		c.mu.Lock()
-		now := time.Now()
-		if !c.last.IsZero() && now.Sub(c.last) < c.every {
-			c.leftOut++
-			c.mu.Unlock()
+	if strings.HasPrefix(msg, handshakeError) {
+		leftOut, ok := c.cap.Admit(handshakeError, time.Now())
+		if !ok {
 			return len(p), nil
 		}
-		if c.leftOut > 0 {
-			attrs = append(attrs, slog.Int("left_out", c.leftOut))
-		}
-		c.last, c.leftOut = now, 0
-		c.mu.Unlock()
+		attrs = logcap.LeftOut(leftOut)
 	}
 	c.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
 	return len(p), nil

@@ -318,22 +318,25 @@ type probe struct {
 func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]string, verb string) {
 	methods, params, verb = g.probe(r, r.URL.Path, r.URL.RawPath)
 	escaped := r.URL.EscapedPath()
-	if seg := escaped[strings.LastIndexByte(escaped, '/')+1:]; verb == "" && strings.HasPrefix(seg, ":") && endsInVerb(escaped) {
-		cut := len(escaped) - len(seg)
-		filled, err := url.PathUnescape(escaped[:cut] + "_" + seg)
-		if err != nil {
-			return methods, params, verb
-		}
-		if vm, vp, v := g.probe(r, filled, escaped[:cut]+"_"+seg); v != "" {
-			for name, value := range vp {
-				if value == "_" {
-					vp[name] = ""
-				}
-			}
-			return vm, vp, v
+	seg := escaped[strings.LastIndexByte(escaped, '/')+1:]
+	if verb != "" || !strings.HasPrefix(seg, ":") || !endsInVerb(escaped) {
+		return methods, params, verb
+	}
+	raw := escaped[:len(escaped)-len(seg)] + "_" + seg // the variable filled, to find its route
+	filled, err := url.PathUnescape(raw)
+	if err != nil {
+		return methods, params, verb
+	}
+	vm, vp, v := g.probe(r, filled, raw)
+	if v == "" {
+		return methods, params, verb
+	}
+	for name, value := range vp {
+		if value == "_" {
+			vp[name] = ""
 		}
 	}
-	return methods, params, verb
+	return vm, vp, v
 }
 
 // probe is allowed for one path, escaped as rawPath.

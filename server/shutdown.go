@@ -58,18 +58,17 @@ func (s Shutdown) Run(signalled bool) error {
 	}()
 	httpErr := s.HTTP.Shutdown(ctx)
 	timedOut := errors.Is(httpErr, context.DeadlineExceeded)
-	if timedOut {
-		s.Health.CutOff()
-	}
 	select {
 	case <-done:
 	case <-ctx.Done():
-		s.Health.CutOff()
-		s.GRPC.Stop()
-		<-done
 		timedOut = true
 	}
 	if timedOut {
+		// Marked before the connections close, so that the calls cut
+		// off are logged as their callers see them.
+		s.Health.CutOff()
+		s.GRPC.Stop() // nothing left to stop if gRPC drained in time
+		<-done
 		_ = s.HTTP.Close()
 		// ctx has ended: Wait returns at once, having logged the
 		// request_id runs it leaves, whose results are lost.

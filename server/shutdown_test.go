@@ -314,11 +314,11 @@ func TestHealthCallsAreBounded(t *testing.T) {
 }
 
 // servingGRPC serves NewGRPC's server with h on loopback until the test
-// ends, and returns it, its Shutdown (a 10 s timeout, no HTTP traffic), the
-// Service it waits for, and a client connection.
-func servingGRPC(t *testing.T, h *Health) (Shutdown, *waiter, *grpc.ClientConn) {
+// ends, logging to logs, and returns it, its Shutdown (a 10 s timeout, no
+// HTTP traffic), the Service it waits for, and a client connection.
+func servingGRPC(t *testing.T, h *Health, logs io.Writer) (Shutdown, *waiter, *grpc.ClientConn) {
 	t.Helper()
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	srv := NewGRPC(Options{Service: &stub{}, Logger: logger}, h)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -346,7 +346,7 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 	} {
 		t.Run(method, func(t *testing.T) {
-			s, svc, conn := servingGRPC(t, NewHealth())
+			s, svc, conn := servingGRPC(t, NewHealth(), io.Discard)
 			stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
 			if err != nil {
 				t.Fatal(err)
@@ -382,7 +382,7 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 func TestShutdownEndsSilentCalls(t *testing.T) {
 	for _, method := range []string{healthpb.Health_Check_FullMethodName, backupv1.BackupService_CreateBackup_FullMethodName} {
 		t.Run(method, func(t *testing.T) {
-			s, svc, conn := servingGRPC(t, NewHealth())
+			s, svc, conn := servingGRPC(t, NewHealth(), io.Discard)
 			stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
 			if err != nil {
 				t.Fatal(err)
@@ -413,19 +413,8 @@ func TestShutdownEndsSilentCalls(t *testing.T) {
 // marked before the server closes the connection that cancels the call.
 func TestShutdownCutOffIsLogged(t *testing.T) {
 	logs := &testenv.Buffer{}
-	h := NewHealth()
-	srv := NewGRPC(Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}, h)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	s, _, conn := servingGRPC(t, NewHealth(), logs)
+	s.Timeout = 200 * time.Millisecond
 	held := make(chan error, 1)
 	go func() {
 		// Waits in its handler until its context ends (the stub).
@@ -433,8 +422,6 @@ func TestShutdownCutOffIsLogged(t *testing.T) {
 		held <- err
 	}()
 	time.Sleep(200 * time.Millisecond) // in the handler
-	s := Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv,
-		Service: &waiter{called: make(chan struct{})}, Logger: slog.New(slog.DiscardHandler), Timeout: 200 * time.Millisecond}
 	if err := s.Run(false); err == nil {
 		t.Fatal("Run: nil; want the drain timed out")
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/backupd/backupd/logcap"
 	"github.com/backupd/backupd/testenv"
 )
 
@@ -266,7 +267,7 @@ func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
 func TestFailedHandshakesAreCapped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &testenv.Buffer{}
-		c := stdlog.New(&cappedLog{log: slog.New(slog.NewJSONHandler(logs, nil)), every: 10 * time.Second}, "", 0)
+		c := stdlog.New(cappedLog{log: slog.New(slog.NewJSONHandler(logs, nil)), cap: logcap.New(10 * time.Second)}, "", 0)
 		for i := range 5 {
 			c.Printf("http: TLS handshake error from 127.0.0.1:%d: EOF", 1000+i)
 		}

@@ -8,12 +8,12 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/logcap"
 )
 
 // NewRedisClient returns a client of the configured server. It connects
@@ -70,28 +70,15 @@ func (e *UnavailableError) NotSent() bool { return true }
 // written at most once per interval, and the next one of its kind says
 // how many were left out. Make one with NewRedisLogger.
 type RedisLogger struct {
-	log   *slog.Logger
-	every time.Duration
-
-	mu    sync.Mutex
-	kinds map[string]*messageKind
+	log *slog.Logger
+	cap *logcap.Capper
+	now func() time.Time
 }
-
-// messageKind is when a kind of message was last written, and how many
-// of it were left out since.
-type messageKind struct {
-	last    time.Time
-	leftOut int
-}
-
-// maxMessageKinds bounds the kinds RedisLogger keeps track of; go-redis'
-// formats are constants, far fewer than this.
-const maxMessageKinds = 64
 
 // NewRedisLogger returns a RedisLogger that writes each kind of message
 // at most once in 10 s.
 func NewRedisLogger(log *slog.Logger) *RedisLogger {
-	return &RedisLogger{log: log, every: 10 * time.Second, kinds: make(map[string]*messageKind)}
+	return &RedisLogger{log: log, cap: logcap.New(10 * time.Second), now: time.Now}
 }
 
 // Printf is the one method of go-redis' logger interface, so that
@@ -102,15 +89,11 @@ func NewRedisLogger(log *slog.Logger) *RedisLogger {
 // it.
 func (l *RedisLogger) Printf(ctx context.Context, format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	leftOut, ok := l.admit(kindOf(format, msg), time.Now())
+	leftOut, ok := l.cap.Admit(kindOf(format, msg), l.now())
 	if !ok {
 		return
 	}
-	var attrs []slog.Attr
-	if leftOut > 0 {
-		attrs = append(attrs, slog.Int("left_out", leftOut))
-	}
-	l.log.LogAttrs(ctx, slog.LevelWarn, msg, attrs...) // go-redis starts its messages with "redis: "
+	l.log.LogAttrs(ctx, slog.LevelWarn, msg, logcap.LeftOut(leftOut)...) // go-redis starts its messages with "redis: "
 }
 
 // kindOf is a message's kind: its format, or, for go-redis' messages
@@ -126,28 +109,6 @@ func kindOf(format, msg string) string {
 		msg = msg[:prefix]
 	}
 	return format + msg
-}
-
-// admit reports whether a message of the kind may be written at now, and
-// how many of its kind were left out before it.
-func (l *RedisLogger) admit(kind string, now time.Time) (leftOut int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	k := l.kinds[kind]
-	if k == nil {
-		if len(l.kinds) >= maxMessageKinds {
-			return 0, true
-		}
-		k = &messageKind{}
-		l.kinds[kind] = k
-	}
-	if !k.last.IsZero() && now.Sub(k.last) < l.every {
-		k.leftOut++
-		return 0, false
-	}
-	leftOut = k.leftOut
-	k.last, k.leftOut = now, 0
-	return leftOut, true
 }
 
 // Refused reports whether err, from a first command, says Redis refused

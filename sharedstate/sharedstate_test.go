@@ -94,7 +94,8 @@ func (redisError) RedisError()     {}
 func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 	var buf bytes.Buffer
 	l := NewRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
-	l.every = time.Hour
+	now := time.Now()
+	l.now = func() time.Time { return now }
 	ctx := context.Background()
 	for i := range 5 {
 		l.Printf(ctx, "redis: connection pool: failed to dial after %d attempts: %v", i+1, errors.New("connection refused"))
@@ -103,7 +104,7 @@ func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 	// Messages go-redis formats itself come as "%s": each is its own kind.
 	l.Printf(ctx, "%s", "redis: circuit breaker opened for endpoint 10.0.0.1:6379")
 	l.Printf(ctx, "%s", "redis: maintenance notification: MOVING to 10.0.0.2:6379")
-	l.kinds["redis: connection pool: failed to dial after %d attempts: %v"].last = time.Now().Add(-2 * time.Hour) // the interval has passed
+	now = now.Add(10 * time.Second) // the interval has passed
 	l.Printf(ctx, "redis: connection pool: failed to dial after %d attempts: %v", 6, errors.New("connection refused"))
 
 	var got []string
