@@ -179,6 +179,62 @@ accounts:
 	}
 }
 
+// TestParseWrongTypes: a value of the wrong type is named by its key, with
+// what the key wants, and reported once: not again by Validate for the
+// zero yaml leaves in its place, nor for what it holds.
+func TestParseWrongTypes(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		want    []string
+		notWant []string
+	}{
+		{"rate", "accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    limits:\n      create_backup: fast\n",
+			[]string{"accounts[0].limits.create_backup: must be a number; got `fast` (line 5)"},
+			[]string{"got 0", "cannot unmarshal"}},
+		{"duration and list", "upstream_timeout: soon\nmax_wait: [1]\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    allowed_regions: us-east-1\n",
+			[]string{
+				"upstream_timeout: must be a duration such as 500ms, 10s or 1m; got `soon` (line 1)",
+				"max_wait: must be a duration such as 500ms, 10s or 1m; got a list (line 2)",
+				"accounts[0].allowed_regions: must be a list of strings; got `us-east-1` (line 6)",
+			},
+			[]string{"allowed_regions: must list"}},
+		{"flow mapping names the inner key", "listen: {grpc: [1], http: x}\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n",
+			[]string{"listen.grpc: must be a string; got a list (line 1)", `listen.http: must be host:port`},
+			[]string{"listen.grpc: must be host:port"}},
+		{"two wrong values on one line keep yaml's words", "listen: {grpc: [1], http: [2]}\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n",
+			[]string{"line 1: cannot unmarshal !!seq into string"},
+			nil},
+		{"mistyped id hides its consequences", "accounts:\n  - id: [111111111111]\n    role_arn: arn:aws:iam::111111111111:role/x\n  - 7\n",
+			[]string{"accounts[0].id: must be a string; got a list (line 2)", "accounts[1]: must be a mapping; got `7` (line 4)"},
+			[]string{"exactly 12 digits", "names account", "accounts[1].id", "accounts[1].role_arn"}},
+		{"a mapping for a list, holding a list", "accounts:\n  bogus: []\n",
+			[]string{"accounts: must be a list; got a mapping (line 2)"},
+			[]string{"bogus"}},
+		{"redis settings", "shared_state:\n  backend: redis\n  redis:\n    address: 127.0.0.1:6379\n    db: zero\n    tls: maybe\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n",
+			[]string{"shared_state.redis.db: must be a whole number; got `zero` (line 5)", "shared_state.redis.tls: must be true or false; got `maybe` (line 6)"},
+			nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tt.yaml))
+			if err == nil {
+				t.Fatal("Parse succeeded; want error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q; got:\n%v", w, err)
+				}
+			}
+			for _, nw := range tt.notWant {
+				if strings.Contains(err.Error(), nw) {
+					t.Errorf("error has %q; got:\n%v", nw, err)
+				}
+			}
+		})
+	}
+}
+
 func TestSnake(t *testing.T) {
 	for op, want := range map[string]string{OpCreateBackup: "create_backup", OpRestoreTableFromBackup: "restore_table_from_backup"} {
 		if got := snake(op); got != want {
