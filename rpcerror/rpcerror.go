@@ -271,8 +271,23 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
 			msg: fmt.Sprintf("STS refused backupd's role in account %s; check the role's trust policy and ExternalId", e.AccountID)}
 	}
+	if api, ok := errors.AsType[smithy.APIError](e); ok && stsRefusedAsInvalid(api.ErrorCode(), httpStatus(e)) {
+		// A retry would be refused the same way: the request backupd
+		// builds from its configuration (the role, its session) is wrong.
+		return mapped{code: codes.Internal, reason: "INTERNAL", meta: meta,
+			msg: fmt.Sprintf("STS refused backupd's request for its role in account %s as invalid (%s); "+
+				"backupd's configuration of the account needs attention; the details are in backupd's log", e.AccountID, api.ErrorCode())}
+	}
 	return mapped{code: codes.Unavailable, reason: "STS_UNAVAILABLE", retryAfter: DefaultRetryAfter, meta: meta,
 		msg: fmt.Sprintf("STS could not issue credentials for account %s; retry later", e.AccountID)}
+}
+
+// stsRefusedAsInvalid reports whether STS answered a client error other
+// than throttling: ValidationError, say, when the session asked for is
+// longer than the role allows.
+func stsRefusedAsInvalid(code string, status int) bool {
+	_, throttled := retry.DefaultThrottleErrorCodes[code]
+	return status >= 400 && status < 500 && !throttled
 }
 
 // howToCheck says how a caller finds out whether a CreateBackup or a
