@@ -180,6 +180,7 @@ func FuzzHTTPHandler(f *testing.F) {
 		{0, "POST", "/healthz", "", "", "", "", "x", false},
 		{0, "GET", "/readyz", "", "", "", "", "", false},
 		{0, "GET", "//v1/./backups/..", "", "", "", "", "", false},
+		{0, "POST", "/v1/accounts/111111111111/tables/Orders%2F/backups", "", "", "", "", `{"backupName":"nightly"}`, false},
 		{0, "GET", "/v1/backups/arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/1-a", "", "", "", "", "", false},
 		{0, "POST", "/v1/accounts/111111111111/tables/Orders/backups", "", "", "", "", `{"backupName":"\u00e9", "requestId": 5}`, false},
 		{1, "POST", "/v1/accounts/111111111111/tables/Orders/backups", "Bearer " + fuzzToken, "", "", "", `{"backupName":"nightly"}`, false},

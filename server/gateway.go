@@ -86,7 +86,8 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 			g.notAllowed(w, r, "GET, HEAD")
 		})))
 	}
-	mux.Handle("/", track(gw))
+	api := track(gw)
+	mux.Handle("/", api)
 	// http.ServeMux would redirect a path that is not clean to the cleaned
 	// one, unlogged, and a client that follows a 307 sends its POST again
 	// there; the gateway could match it, with "." or ".." for a path
@@ -95,11 +96,18 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		g.routingError(r.Context(), gw, strict, w, r, http.StatusNotFound)
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if cleanPath(r.URL.Path) != r.URL.Path {
+		switch {
+		case cleanPath(r.URL.EscapedPath()) != r.URL.EscapedPath():
 			unclean.ServeHTTP(w, r)
-			return
+		case cleanPath(r.URL.Path) != r.URL.Path:
+			// Only escaped characters (a %2F at a segment's end, an
+			// escaped "..") make it unclean: they are inside one segment,
+			// a path parameter, which the service then judges (400 naming
+			// the field). http.ServeMux would redirect it.
+			api.ServeHTTP(w, r)
+		default:
+			mux.ServeHTTP(w, r)
 		}
-		mux.ServeHTTP(w, r)
 	}), nil
 }
 
