@@ -231,7 +231,7 @@ func (e *AssumeRoleError) Denied() bool {
 		return false
 	}
 	switch api.ErrorCode() {
-	case "AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "ExpiredToken",
+	case "AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
 		"RegionDisabledException", "MalformedPolicyDocument", "PackedPolicyTooLarge",
 		"SignatureDoesNotMatch", "UnrecognizedClientException":
 		return true

@@ -318,16 +318,63 @@ func retryDelay(st *status.Status) time.Duration {
 // An STS that refuses every role, as STS does when the trust policy or the
 // ExternalId does not match.
 func refusingSTS(t *testing.T) string {
+	return stsAnswering(t, http.StatusForbidden, "AccessDenied",
+		"User: arn:aws:iam::000000000000:user/backupd is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::x:role/backupd")
+}
+
+// stsAnswering is an STS that answers every call with the given error.
+func stsAnswering(t *testing.T, status int, code, msg string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(http.StatusForbidden)
-		fmt.Fprint(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code>`+
-			`<Message>User: arn:aws:iam::000000000000:user/backupd is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::x:role/backupd</Message>`+
-			`</Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>`)
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>%s</Code>`+
+			`<Message>%s</Message></Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>`, code, msg)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// STS refusing AssumeRole as invalid is a fault of backupd's configuration
+// that a retry meets again: INTERNAL naming the account, without RetryInfo.
+// STS throttling is worth a retry.
+func TestSTSRefusingTheRequestIsNotRetryable(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	for _, tt := range []struct {
+		status       int
+		code         string
+		want         codes.Code
+		reason       string
+		httpStatus   int
+		wantRetryFor bool
+	}{
+		{http.StatusBadRequest, "ValidationError", codes.Internal, "INTERNAL", http.StatusInternalServerError, false},
+		{http.StatusBadRequest, "Throttling", codes.Unavailable, "STS_UNAVAILABLE", http.StatusServiceUnavailable, true},
+	} {
+		t.Run(tt.code, func(t *testing.T) {
+			a := testenv.UniqueAccountID(t)
+			inst := startBackupd(t, instanceOptions{
+				Accounts: []account{{ID: a, ExternalID: "very-secret-external-id"}},
+				Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + moto,
+					"AWS_ENDPOINT_URL_STS=" + stsAnswering(t, tt.status, tt.code, "1 validation error detected")},
+			})
+			_, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "b-1"})
+			st := status.Convert(err)
+			if st.Code() != tt.want || reasonOf(st) != tt.reason || !strings.Contains(st.Message(), a) {
+				t.Errorf("gRPC err = %v; want %v %s naming %s", err, tt.want, tt.reason, a)
+			}
+			if got := retryDelay(st) > 0; got != tt.wantRetryFor {
+				t.Errorf("RetryInfo given: %v, want %v", got, tt.wantRetryFor)
+			}
+			code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"b-1"}`)
+			if code != tt.httpStatus {
+				t.Errorf("REST: %d %s; want %d", code, body, tt.httpStatus)
+			}
+			if strings.Contains(st.Message()+string(body)+inst.logs.String(), "very-secret-external-id") {
+				t.Error("the ExternalId is revealed")
+			}
+		})
+	}
 }
 
 func TestRoleRefusedBySTSIsPermissionDenied(t *testing.T) {

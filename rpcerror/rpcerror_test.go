@@ -65,6 +65,14 @@ func sdkErrStatus(err error, status int) error {
 	return e
 }
 
+// stsErr is an AssumeRoleError as backupd gets it: STS's answer of the
+// given status to operation op.
+func stsErr(op string, err error, status int) error {
+	e := sdkErrStatus(err, status).(*smithy.OperationError)
+	e.ServiceID, e.OperationName = "STS", op
+	return &auth.AssumeRoleError{AccountID: "111111111111", Err: e}
+}
+
 func TestStatus(t *testing.T) {
 	denied := &auth.AssumeRoleError{AccountID: "111111111111", Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: "User arn:aws:iam::999:user/x is not authorized"}}
 	tests := []struct {
@@ -130,14 +138,21 @@ func TestStatus(t *testing.T) {
 		{"STS did not answer within its timeout", &smithy.OperationError{ServiceID: "DynamoDB", Err: &auth.AssumeRoleError{AccountID: "111111111111",
 			Err: fmt.Errorf("operation error STS: AssumeRole: %w", context.DeadlineExceeded)}},
 			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
-		{"STS refuses the request as invalid", &auth.AssumeRoleError{AccountID: "111111111111",
-			Err: sdkErrStatus(&smithy.GenericAPIError{Code: "ValidationError", Message: "The requested DurationSeconds exceeds the MaxSessionDuration"}, 400)},
+		{"STS refuses AssumeRole as invalid", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "ValidationError", Message: "The requested DurationSeconds exceeds the MaxSessionDuration"}, 400),
 			codes.Internal, "INTERNAL", "", 0, "STS refused backupd's request for its role in account 111111111111 as invalid (ValidationError)", "DurationSeconds"},
-		{"STS throttles", &auth.AssumeRoleError{AccountID: "111111111111",
-			Err: sdkErrStatus(&smithy.GenericAPIError{Code: "Throttling", Message: "Rate exceeded"}, 400)},
+		{"STS refuses backupd's own web identity call as invalid", &auth.AssumeRoleError{AccountID: "111111111111",
+			Err: &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole",
+				Err: fmt.Errorf("failed to refresh cached credentials, %w", stsErr("AssumeRoleWithWebIdentity", &smithy.GenericAPIError{Code: "ValidationError"}, 400).(*auth.AssumeRoleError).Err)}},
 			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
-		{"STS 5xx", &auth.AssumeRoleError{AccountID: "111111111111",
-			Err: sdkErrStatus(&smithy.GenericAPIError{Code: "InternalFailure"}, 500)},
+		{"STS throttles", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "Throttling", Message: "Rate exceeded"}, 400),
+			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
+		{"STS times out the request", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "RequestTimeout"}, 400),
+			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
+		{"STS cannot reach the identity provider", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "IDPCommunicationError"}, 400),
+			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
+		{"STS finds backupd's own token expired", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "ExpiredTokenException"}, 400),
+			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "111111111111", ""},
+		{"STS 5xx", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "InternalFailure"}, 500),
 			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
 		{"STS unreachable", &auth.AssumeRoleError{AccountID: "111111111111", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}},
 			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
