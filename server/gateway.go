@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -96,8 +97,11 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		g.routingError(r.Context(), gw, strict, w, r, http.StatusNotFound)
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The path as the gateway splits it: RawPath, which EscapedPath
+		// would give up for one Go finds not escaped well (a "|" in it).
+		sent := cmp.Or(r.URL.RawPath, r.URL.Path)
 		switch {
-		case cleanPath(r.URL.EscapedPath()) != r.URL.EscapedPath():
+		case cleanPath(sent) != sent:
 			unclean.ServeHTTP(w, r)
 		case cleanPath(r.URL.Path) != r.URL.Path:
 			// Only escaped characters (a %2F at a segment's end, an
