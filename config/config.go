@@ -6,7 +6,6 @@
 package config
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -15,14 +14,10 @@ import (
 	"math"
 	"net"
 	"os"
-	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Operation names DynamoDB calls that backupd rate limits; they match the SDK's
@@ -267,180 +262,16 @@ func Parse(r io.Reader) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	c := Config{UpstreamTimeout: unsetDuration, MaxWait: unsetDuration, ShutdownTimeout: unsetDuration}
-	// Unknown keys and values of the wrong type come as one TypeError,
-	// after the rest of the file is decoded: they are reported with what
-	// Validate finds in the rest, all at once. A repeated key is not: yaml
-	// leaves out the mapping that holds it.
-	var typeErrs []error
-	var mistyped []string // paths of the values reported as of the wrong type
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		te, ok := errors.AsType[*yaml.TypeError](err)
-		if !ok {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		duplicate := false
-		values := typedValues(data)
-		for _, e := range te.Errors {
-			if m := unknownKeyRe.FindStringSubmatch(e); m != nil {
-				e = fmt.Sprintf("%s: %s is not a configuration key here (see the README's example)", m[1], m[2])
-			} else if path, named, ok := explain(e, values); ok {
-				e = named
-				mistyped = append(mistyped, path)
-			}
-			duplicate = duplicate || strings.Contains(e, "already defined") || strings.Contains(e, "already set")
-			typeErrs = append(typeErrs, errors.New(e))
-		}
-		if duplicate {
-			// yaml drops the whole mapping that repeats a key: what
-			// Validate would say of its absence is not so.
-			return nil, errors.Join(typeErrs...)
-		}
+	c, typeErrs, mistyped, err := decode(data)
+	if err != nil {
+		return nil, err
 	}
 	zeros := c.explicitZeros()
 	c.ApplyDefaults()
 	if err := errors.Join(append(append(typeErrs, zeros...), besides(c.Validate(), mistyped)...)...); err != nil {
 		return nil, err
 	}
-	return &c, nil
-}
-
-// typeErrorRe matches yaml's report of a value of the wrong type, which
-// names the line but not the key, and Go's types rather than the file's.
-var typeErrorRe = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
-
-// wantedKinds says in the file's terms what a Go type wants.
-var wantedKinds = map[string]string{
-	"float64":       "a number",
-	"int":           "a whole number",
-	"bool":          "true or false",
-	"string":        "a string",
-	"[]string":      "a list of strings",
-	"time.Duration": "a duration such as 500ms, 10s or 1m",
-}
-
-// typedValue is a value of the file at a key path, with the Go type it
-// decodes into.
-type typedValue struct {
-	line   int
-	kind   yaml.Kind
-	path   string
-	goType string
-}
-
-// typedValues lists the values of data under the keys Config knows, with
-// their paths (accounts[0].limits.create_backup) and the Go types yaml
-// decodes them into: what yaml's report of a wrong type names.
-func typedValues(data []byte) []typedValue {
-	var doc yaml.Node
-	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
-		return nil
-	}
-	var vs []typedValue
-	walkTyped(doc.Content[0], "", reflect.TypeFor[Config](), &vs)
-	return vs
-}
-
-func walkTyped(n *yaml.Node, path string, t reflect.Type, vs *[]typedValue) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem() // yaml decodes into what a pointer points at
-	}
-	if path != "" {
-		*vs = append(*vs, typedValue{n.Line, n.Kind, path, t.String()})
-	}
-	switch {
-	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
-		for i, item := range n.Content {
-			walkTyped(item, fmt.Sprintf("%s[%d]", path, i), t.Elem(), vs)
-		}
-	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
-			f, ok := yamlField(t, key)
-			if !ok {
-				continue // reported as not a configuration key
-			}
-			if path != "" {
-				key = path + "." + key
-			}
-			walkTyped(n.Content[i+1], key, f.Type, vs)
-		}
-	}
-}
-
-// yamlField is t's field that the key names in a file.
-func yamlField(t reflect.Type, key string) (reflect.StructField, bool) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key && f.IsExported() {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
-
-// explain rewrites yaml's report of a value of the wrong type to name the
-// key and what it wants, keeping the line; ok is false unless exactly one
-// value of the file fits the report.
-func explain(e string, vs []typedValue) (path, named string, ok bool) {
-	m := typeErrorRe.FindStringSubmatch(e)
-	if m == nil {
-		return "", "", false
-	}
-	line, _ := strconv.Atoi(m[1])
-	// yaml cuts a long value at a byte count, which may split a character.
-	kind, got := yaml.ScalarNode, "`"+strings.ToValidUTF8(m[3], "")+"`"
-	switch m[2] {
-	case "seq":
-		kind, got = yaml.SequenceNode, "a list"
-	case "map":
-		kind, got = yaml.MappingNode, "a mapping"
-	}
-	for _, v := range vs {
-		if v.line == line && v.kind == kind && v.goType == m[4] {
-			if path != "" {
-				return "", "", false
-			}
-			path = v.path
-		}
-	}
-	if path == "" {
-		return "", "", false
-	}
-	want, known := wantedKinds[m[4]]
-	switch {
-	case known:
-	case strings.HasPrefix(m[4], "[]"):
-		want = "a list"
-	default:
-		want = "a mapping"
-	}
-	return path, fmt.Sprintf("%s: must be %s; got %s (line %d)", path, want, got, line), true
-}
-
-// besides returns the problems in err (an errors.Join) except those of
-// the mistyped paths and what they hold: yaml leaves such a value at its
-// zero, which is not what the file wrote, and the type error names it.
-func besides(err error, mistyped []string) []error {
-	if err == nil {
-		return nil
-	}
-	all := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		all = j.Unwrap()
-	}
-	return slices.DeleteFunc(all, func(e error) bool {
-		field, _, _ := strings.Cut(e.Error(), ":")
-		return slices.ContainsFunc(mistyped, func(p string) bool { return within(field, p) })
-	})
-}
-
-// within reports whether the key path is parent or lies inside it.
-func within(path, parent string) bool {
-	rest, ok := strings.CutPrefix(path, parent)
-	return ok && (parent == "" || rest == "" || rest[0] == '.' || rest[0] == '[')
+	return c, nil
 }
 
 // unsetDuration marks, while a file is decoded, a duration that has a
