@@ -45,6 +45,9 @@ type Redis struct {
 	log    *slog.Logger
 	// settleTimeout bounds one try to settle a claim once its run has ended.
 	settleTimeout time.Duration
+	// settleFor is how long a claim that Redis failed to settle or drop
+	// is tried again, at least until its lease ends (persist).
+	settleFor time.Duration
 	// settling is the results being kept in the background (settle),
 	// forgetting the claims of runs that did nothing being dropped there,
 	// dropping the failed claims being dropped (dropLater).
@@ -69,7 +72,7 @@ const claimWithin = 3 * time.Second
 // TTL; lease bounds how long a run may take before repeats stop waiting
 // for it. log hears of results that could not be kept.
 func NewRedis(client redis.Cmdable, prefix string, lease time.Duration, log *slog.Logger) *Redis {
-	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, log: log, settleTimeout: 5 * time.Second,
+	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, log: log, settleTimeout: 5 * time.Second, settleFor: settleFor,
 		drops: make(chan struct{}, maxDrops), claimWithin: claimWithin}
 }
 
@@ -290,9 +293,9 @@ func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error))
 // settle replaces the claim c with next, or drops it when next is empty.
 // It runs even when the caller has gone, the result being for its retry.
 // When Redis fails it goes on trying in the background, without holding
-// up the answer, until the claim's lease ends: until then repeats wait for
-// the claim, and after that they get OutcomeUnknownError, which is safe,
-// if not always true.
+// up the answer (persist): until it succeeds repeats wait for the claim,
+// and after its lease they get OutcomeUnknownError, which is safe, if not
+// always true.
 func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	ctx = context.WithoutCancel(ctx)
 	_, err := s.trySettle(ctx, c, next)
@@ -306,7 +309,7 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	going.Add(c.key)
 	go func() {
 		defer going.Done(c.key)
-		if untilLease(c, 100*time.Millisecond, func() bool { _, err = s.trySettle(ctx, c, next); return err == nil }) {
+		if s.persist(c, 100*time.Millisecond, func() bool { _, err = s.trySettle(ctx, c, next); return err == nil }) {
 			return
 		}
 		s.unkept(c.key, forget, err.Error())
@@ -324,6 +327,12 @@ func (s *Redis) unkept(k Key, forget bool, why string) {
 	s.log.LogAttrs(context.Background(), slog.LevelError, msg,
 		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("error", why))
 }
+
+// settleFor is how long a replica goes on trying to settle or drop a claim
+// that Redis failed: long enough to outlast a network partition or a
+// Redis failover, short enough that a replica does not hold thousands of
+// tries for hours.
+const settleFor = 10 * time.Minute
 
 // maxDrops bounds the claims being dropped at once (dropLater): while Redis
 // stalls, or its answers are lost, every request's claim fails. A drop
@@ -365,14 +374,14 @@ func (s *Redis) dropLater(c claimed) {
 			s.dropping.Done(c.key)
 			<-s.drops
 		}()
-		dropped := untilLease(c, 50*time.Millisecond, func() bool {
+		dropped := s.persist(c, 50*time.Millisecond, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), s.settleTimeout)
 			defer cancel()
 			res, err := dropScript.Run(ctx, s.client, []string{c.k}, c.owner).Int64Slice()
 			return err == nil && len(res) == 2 && (res[0] == 1 || res[1] > c.by)
 		})
 		if !dropped {
-			s.givenUp(c.key, "Redis did not answer before the claim's lease ended")
+			s.givenUp(c.key, fmt.Sprintf("Redis did not answer within %s", max(s.lease, s.settleFor)))
 		}
 	}()
 }
@@ -386,11 +395,18 @@ func (s *Redis) givenUp(k Key, why string) {
 		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("why", why))
 }
 
-// untilLease calls try after pause, then after pauses doubling to 2 s,
-// until it succeeds or c's lease would end first, and reports whether it
-// succeeded.
-func untilLease(c claimed, pause time.Duration, try func() bool) bool {
-	for ; time.Now().Add(pause).Before(c.leaseUntil); pause = min(2*pause, 2*time.Second) {
+// persist calls try after pause, then after pauses doubling to 2 s,
+// until it succeeds, or until c's lease and settleFor from now have both
+// run out, and reports whether it succeeded. Settling or dropping a claim
+// after its lease is safe, and better than leaving it: repeats then get
+// the result, or run, instead of OUTCOME_UNKNOWN for 24 hours (a replica
+// cut off from Redis for longer than the lease, say).
+func (s *Redis) persist(c claimed, pause time.Duration, try func() bool) bool {
+	until := time.Now().Add(s.settleFor)
+	if c.leaseUntil.After(until) {
+		until = c.leaseUntil
+	}
+	for ; time.Now().Add(pause).Before(until); pause = min(2*pause, 2*time.Second) {
 		time.Sleep(pause)
 		if try() {
 			return true

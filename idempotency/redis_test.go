@@ -299,6 +299,62 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 	}
 }
 
+// TestRedisDropOutlastsTheLease: a replica cut off from Redis for longer
+// than the lease, after a claim whose answer was lost, still drops the
+// claim once Redis is back: its caller was told nothing was sent, and a
+// retry on another replica runs instead of answering OUTCOME_UNKNOWN for
+// 24 hours. The same holds for a result kept after the lease.
+func TestRedisDropOutlastsTheLease(t *testing.T) {
+	for _, kept := range []bool{false, true} {
+		t.Run(fmt.Sprintf("result kept %v", kept), func(t *testing.T) {
+			const lease = 300 * time.Millisecond
+			s := redisStores(t, 2, lease)
+			a, b := s[0], s[1]
+			a.settleFor = 3 * time.Second
+			direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+			t.Cleanup(func() { direct.Close() })
+			var down atomic.Bool // every command of a's fails while it is set
+			a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+				switch {
+				case !kept && isClaim(cmd):
+					redoClaim(t, direct, cmd, 1) // Redis does the claim, and its answer is lost
+					down.Store(true)
+				case down.Load():
+				default:
+					return next(ctx, cmd)
+				}
+				cmd.SetErr(errors.New("i/o timeout"))
+				return cmd.Err()
+			}))
+			c := &counter{resp: []byte("ran")}
+			run := func() ([]byte, error) {
+				down.Store(true) // Redis goes away as the run ends
+				return c.run()
+			}
+			first, err := a.Do(context.Background(), key, fpA, run)
+			if kept && (err != nil || string(first) != "ran") {
+				t.Fatalf("first: %q, %v; want the run's answer", first, err)
+			}
+			time.Sleep(2 * lease) // the lease is over, Redis still away from a
+			down.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			wantRuns := int32(1)
+			for {
+				resp, err := b.Do(ctx, key, fpA, c.run)
+				if _, unknown := errors.AsType[*OutcomeUnknownError](err); unknown && ctx.Err() == nil {
+					time.Sleep(50 * time.Millisecond) // a's next try is yet to come
+					continue
+				}
+				if err != nil || string(resp) != "ran" || c.runs.Load() != wantRuns {
+					t.Errorf("repeat on another replica: %q, %v after %d runs; want %q after %d", resp, err, c.runs.Load(), "ran", wantRuns)
+				}
+				return
+			}
+		})
+	}
+}
+
 // TestRedisKeepsAResultItsClaimLost: Redis lost the claim (restarted empty,
 // flushed) while the request ran; its result is kept all the same, so a
 // repeat once it has ended gets it instead of running it again.
