@@ -67,6 +67,11 @@ func TestFaults(t *testing.T) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#LimitExceededException","message":"Too many concurrent control plane operations"}`))
 	}
+	// Not DynamoDB, but a proxy between may answer so.
+	emptySuccess := func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write([]byte(`{}`))
+	}
 	tests := []struct {
 		name       string
 		fail       func(http.ResponseWriter)
@@ -78,6 +83,8 @@ func TestFaults(t *testing.T) {
 		calls      func(n int32) bool // how many CreateBackups may reach DynamoDB per request
 	}{
 		{"connection dropped after CreateBackup was sent", dropConnection, false, codes.Unavailable, "OUTCOME_UNKNOWN", 503, false,
+			func(n int32) bool { return n == 1 }},
+		{"a success without the backup's details", emptySuccess, false, codes.Unavailable, "OUTCOME_UNKNOWN", 503, false,
 			func(n int32) bool { return n == 1 }},
 		{"DynamoDB LimitExceeded after retries", throttle, false, codes.ResourceExhausted, "DYNAMODB_THROTTLED", 429, true,
 			func(n int32) bool { return n > 1 }},

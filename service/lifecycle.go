@@ -218,6 +218,9 @@ func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.Resto
 			if err != nil {
 				return nil, sendError(config.OpRestoreTableFromBackup, err, submitted)
 			}
+			if out.TableDescription == nil || aws.ToString(out.TableDescription.TableName) == "" {
+				return nil, answerLacks(config.OpRestoreTableFromBackup, target.AccountID, "the new table's description")
+			}
 			return &backupv1.RestoreTableFromBackupResponse{TableDescription: s.tableDescription(out.TableDescription)}, nil
 		})
 }

@@ -7,6 +7,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -91,6 +92,15 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 		})
 }
 
+// answerLacks is the error of a call DynamoDB answered as done without
+// what it answers with: not DynamoDB, but something between (a proxy) may
+// answer so. Whether it was done is not known, and for a request_id that
+// is kept, as for any other answer that leaves it unknown.
+func answerLacks(op, account, what string) error {
+	return &accounts.OutcomeUnknownError{Operation: op, AccountID: account,
+		Err: fmt.Errorf("DynamoDB's answer of success lacks %s", what)}
+}
+
 // normCreate is what a CreateBackup's repeat must match: where it acts,
 // the table by name (its name and its ARN are the same table), and the
 // backup's name; not its request_id.
@@ -106,6 +116,9 @@ func (s *Server) createBackup(ctx context.Context, target accounts.Target, table
 	})
 	if err != nil {
 		return nil, sendError(config.OpCreateBackup, err, submitted)
+	}
+	if out.BackupDetails == nil || aws.ToString(out.BackupDetails.BackupArn) == "" {
+		return nil, answerLacks(config.OpCreateBackup, target.AccountID, "the backup's ARN")
 	}
 	return &backupv1.CreateBackupResponse{
 		BackupDetails: s.backupDetails(out.BackupDetails),
