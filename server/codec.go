@@ -5,16 +5,20 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
 )
 
 // deferringCodec is grpc-go's proto codec, except that a BackupService
@@ -64,6 +68,12 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return err
 	}
 	proto.Reset(m)
+	if vs := invalidUTF8(m.ProtoReflect().Descriptor(), data.Materialize(), ""); len(vs) > 0 {
+		// Named as REST names them: the caller learns which field.
+		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{})
+		c.keep(m, st)
+		return nil
+	}
 	detail, _ := protoDetail(err.Error())
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.InvalidArgument, Reason: rpcerror.ReasonMalformed,
 		Msg: fmt.Sprintf("malformed request: the message could not be decoded as %s (%s); "+
@@ -111,4 +121,44 @@ func (c *deferringCodec) sweep() {
 		}
 		return true
 	})
+}
+
+// invalidUTF8 finds the string fields of the wire-format message b (of
+// md) that are not valid UTF-8, nested messages' too, which protobuf
+// refuses without naming them.
+func invalidUTF8(md protoreflect.MessageDescriptor, b []byte, prefix string) []service.FieldViolation {
+	var vs []service.FieldViolation
+	seen := map[protowire.Number]int{} // elements of a list so far
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return vs
+		}
+		b = b[n:]
+		fd := md.Fields().ByNumber(num)
+		if fd == nil || typ != protowire.BytesType || (fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.MessageKind) {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return vs
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return vs
+		}
+		b = b[n:]
+		name := prefix + string(fd.Name())
+		if fd.IsList() {
+			name = fmt.Sprintf("%s[%d]", name, seen[num])
+			seen[num]++
+		}
+		switch {
+		case fd.Kind() == protoreflect.MessageKind:
+			vs = append(vs, invalidUTF8(fd.Message(), v, name+".")...)
+		case !utf8.Valid(v):
+			vs = append(vs, service.FieldViolation{Field: name, Description: name + " must be valid UTF-8"})
+		}
+	}
+	return vs
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -34,12 +35,16 @@ func (rawCodec) Name() string { return "proto" }
 func TestUndecodableRequest(t *testing.T) {
 	str := func(field byte, s string) []byte { return append([]byte{field<<3 | 2, byte(len(s))}, s...) }
 	tests := []struct {
-		name string
-		msg  []byte
-		want string // a part of the message
+		name   string
+		msg    []byte
+		want   string // a part of the message
+		reason string
+		field  string // the field violation's, if one is wanted
 	}{
-		{"invalid UTF-8 in backup_name", append(append(str(1, "111111111111"), str(3, "Orders")...), str(4, "ab\xff\xfecd")...), "invalid UTF-8"},
-		{"truncated", []byte{0x0a, 0x20, 'x'}, "could not be decoded as backup.v1.CreateBackupRequest (cannot parse invalid wire-format data); send it with a client generated"},
+		{"invalid UTF-8 in backup_name", append(append(str(1, "111111111111"), str(3, "Orders")...), str(4, "ab\xff\xfecd")...),
+			"backup_name must be valid UTF-8", "INVALID_ARGUMENT", "backup_name"},
+		{"truncated", []byte{0x0a, 0x20, 'x'}, "could not be decoded as backup.v1.CreateBackupRequest (cannot parse invalid wire-format data); send it with a client generated",
+			"MALFORMED_REQUEST", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,8 +56,14 @@ func TestUndecodableRequest(t *testing.T) {
 			if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tt.want) {
 				t.Fatalf("status %v, want InvalidArgument naming %q", st, tt.want)
 			}
-			if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "MALFORMED_REQUEST" {
-				t.Errorf("details %v, want ErrorInfo MALFORMED_REQUEST", st.Details())
+			if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != tt.reason {
+				t.Errorf("details %v, want ErrorInfo %s", st.Details(), tt.reason)
+			}
+			if tt.field != "" {
+				if br, ok := st.Details()[len(st.Details())-1].(*errdetails.BadRequest); !ok || len(br.GetFieldViolations()) != 1 ||
+					br.GetFieldViolations()[0].GetField() != tt.field {
+					t.Errorf("details %v, want a violation of %s", st.Details(), tt.field)
+				}
 			}
 			if last := f.stub.called(); last != nil {
 				t.Errorf("the service was called with %v", last)
@@ -65,6 +76,35 @@ func TestUndecodableRequest(t *testing.T) {
 				t.Errorf("no log line: %s", logs)
 			}
 		})
+	}
+}
+
+// TestInvalidUTF8NamesTheField: invalid UTF-8 in nested and repeated
+// string fields is named by the field's path, as REST names it.
+func TestInvalidUTF8NamesTheField(t *testing.T) {
+	req := &backupv1.RestoreTableFromBackupRequest{
+		BackupArn:       "arn",
+		TargetTableName: "Copy\x01",
+		GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{
+			{IndexName: "ok"}, {IndexName: "gsi\x01", KeySchema: []*backupv1.KeySchemaElement{{AttributeName: "a"}, {AttributeName: "b\x01"}}},
+		}},
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.ReplaceAll(b, []byte("\x01"), []byte("\xff")) // invalid UTF-8, same length
+	if proto.Unmarshal(b, &backupv1.RestoreTableFromBackupRequest{}) == nil {
+		t.Fatal("protobuf took the invalid UTF-8")
+	}
+	var got []string
+	for _, v := range invalidUTF8(req.ProtoReflect().Descriptor(), b, "") {
+		got = append(got, v.Field)
+	}
+	want := []string{"target_table_name", "global_secondary_index_override.indexes[1].index_name",
+		"global_secondary_index_override.indexes[1].key_schema[1].attribute_name"}
+	if !slices.Equal(got, want) {
+		t.Errorf("violations of %q, want %q", got, want)
 	}
 }
 
