@@ -316,13 +316,16 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	}()
 }
 
-// unkept logs a claim that Redis did not settle: its request_id answers
-// OUTCOME_UNKNOWN until its 24 h end, whether the run's result was to be
-// kept, or the run did nothing and its claim was to be dropped (forget).
+// unkept logs a claim that Redis did not settle, as far as backupd knows:
+// its request_id answers OUTCOME_UNKNOWN until its 24 h end, whether the
+// run's result was to be kept, or the run did nothing and its claim was to
+// be dropped (forget).
 func (s *Redis) unkept(k Key, forget bool, why string) {
-	msg := "request_id: Redis failed while the result was kept; until its 24 h end, repeats answer OUTCOME_UNKNOWN"
+	// Redis may have done the last try whose answer was lost: say "unless".
+	msg := "request_id: Redis failed while the result was kept; unless its last try was done, repeats answer OUTCOME_UNKNOWN until its 24 h end"
 	if forget {
-		msg = "request_id: Redis failed while the claim of a request that did nothing was dropped; until its 24 h end, repeats answer OUTCOME_UNKNOWN"
+		msg = "request_id: Redis failed while the claim of a request that did nothing was dropped; " +
+			"unless its last try was done, repeats answer OUTCOME_UNKNOWN until its 24 h end"
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelError, msg,
 		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("error", why))
