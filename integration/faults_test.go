@@ -196,3 +196,31 @@ func TestFailuresPastTheDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestSuccessWithoutItsSubjectIsRefused: an answer of success without
+// what it answers with (a proxy between backupd and DynamoDB may send
+// one) is not passed on as an empty success: a GetBackup without the
+// backup is INTERNAL, with the REST body's fields the OpenAPI description
+// calls required then absent for good reason.
+func TestSuccessWithoutItsSubjectIsRefused(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	ddb, calls := onOperation(t, moto, "DescribeBackup", func(w http.ResponseWriter, _ *http.Request, _ http.Handler) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write([]byte(`{}`))
+	})
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+		Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+	backupARN := "arn:aws:dynamodb:us-east-1:" + a + ":table/Orders/backup/01700000000000-abcdef12"
+	got, err := inst.client.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: backupARN})
+	if st := status.Convert(err); st.Code() != codes.Internal || reasonOf(st) != "INTERNAL" {
+		t.Errorf("gRPC: %v, %v; want INTERNAL", got, err)
+	}
+	code, _, body := inst.rest(t, "GET", "/v1/backups/"+url.PathEscape(backupARN), "")
+	if code != http.StatusInternalServerError || decodeRESTError(t, body).reason() != "INTERNAL" {
+		t.Errorf("REST: %d %s; want 500 INTERNAL", code, body)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d DescribeBackup calls for two requests", n)
+	}
+}

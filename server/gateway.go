@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -219,6 +221,17 @@ type strictJSON struct {
 // means unknown.
 func newStrictJSON() *strictJSON {
 	return &strictJSON{runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitDefaultValues: true}}}
+}
+
+// Marshal writes an error's google.rpc.Status without its empty fields: a
+// detail's field newer than a client's copy of google/rpc (BadRequest's
+// FieldViolation.reason, say) makes a strict JSON parser refuse the whole
+// body, and empty it says nothing.
+func (m *strictJSON) Marshal(v any) ([]byte, error) {
+	if st, ok := v.(*spb.Status); ok {
+		return protojson.MarshalOptions{}.Marshal(st)
+	}
+	return m.JSONPb.Marshal(v)
 }
 
 // NewDecoder keeps, in the request's restCall, the field violations of the

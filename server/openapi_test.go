@@ -315,13 +315,19 @@ func TestOpenAPIForGeneratedClients(t *testing.T) {
 // generated with required fields (pydantic, say) would refuse the answer.
 func TestOpenAPIRequiredIsWhatResponsesHold(t *testing.T) {
 	spec := loadOpenAPI(t)
+	// The service refuses an answer of DynamoDB without the backup, its
+	// description or the restored table (service.answerLacks).
 	setByBackupd := map[string]bool{
-		"v1CreateBackupResponse.consistency":       true,
-		"v1ConsistencyWindow.includesWritesBefore": true,
-		"v1ConsistencyWindow.excludesWritesAfter":  true,
+		"v1CreateBackupResponse.consistency":                true,
+		"v1CreateBackupResponse.backupDetails":              true,
+		"v1ConsistencyWindow.includesWritesBefore":          true,
+		"v1ConsistencyWindow.excludesWritesAfter":           true,
+		"v1GetBackupResponse.backupDescription":             true,
+		"v1RestoreTableFromBackupResponse.tableDescription": true,
 	}
 	responseOnly := []protoreflect.Message{
 		(&backupv1.CreateBackupResponse{}).ProtoReflect(), (&backupv1.ConsistencyWindow{}).ProtoReflect(),
+		(&backupv1.GetBackupResponse{}).ProtoReflect(), (&backupv1.RestoreTableFromBackupResponse{}).ProtoReflect(),
 		(&backupv1.BackupDetails{}).ProtoReflect(), (&backupv1.ListBackupsResponse{}).ProtoReflect(),
 		(&backupv1.BackupSummary{}).ProtoReflect(), (&backupv1.SourceTableDetails{}).ProtoReflect(),
 		(&backupv1.SourceTableFeatureDetails{}).ProtoReflect(), (&backupv1.TableDescription{}).ProtoReflect(),

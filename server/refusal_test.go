@@ -499,6 +499,28 @@ func backupARN(req any) string {
 	return r.GetBackupArn()
 }
 
+// TestErrorBodiesLeaveOutEmptyFields: an error's JSON body writes no empty
+// field of its details: a field newer than the caller's copy of
+// google/rpc (BadRequest's FieldViolation.reason, empty here) would make
+// a strict parser (protobuf's json_format with googleapis-common-protos
+// before 1.67) refuse the whole body. Responses still write theirs.
+func TestErrorBodiesLeaveOutEmptyFields(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"nightly","colour":"red"}`))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"fieldViolations":[{"field":"colour"`) {
+		t.Fatalf("%d %s; want 400 with a violation of colour", resp.StatusCode, body)
+	}
+	for _, empty := range []string{`""`, `{}`, `[]`, `"localizedMessage"`} {
+		if strings.Contains(string(body), empty) {
+			t.Errorf("the body writes an empty field (%s): %s", empty, body)
+		}
+	}
+	_, body = f.do(t, "GET", "/v1/accounts/111111111111/backups", nil)
+	if !strings.Contains(string(body), `"nextPageToken":""`) {
+		t.Errorf("a response leaves out an empty field: %s", body)
+	}
+}
+
 // A path that is not clean ("//", "/./", "/../") is a route the API does
 // not have: 404 ROUTE_NOT_FOUND, logged and counted, where http.ServeMux
 // would answer an unlogged redirect that a client follows with its POST.

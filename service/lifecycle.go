@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -47,6 +48,11 @@ func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) 
 		&dynamodb.DescribeBackupInput{BackupArn: aws.String(req.GetBackupArn())}, (*dynamodb.Client).DescribeBackup)
 	if err != nil {
 		return nil, err
+	}
+	if out.BackupDescription == nil || out.BackupDescription.BackupDetails == nil {
+		// Not DynamoDB, but something between may answer so: INTERNAL,
+		// rather than a description that describes nothing.
+		return nil, errors.New("DescribeBackup: DynamoDB's answer of success lacks the backup's description")
 	}
 	return &backupv1.GetBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
 }
