@@ -192,6 +192,28 @@ redis.call('DEL', KEYS[1])
 return 1
 `)
 
+// markUnknownScript replaces the claim ARGV[1], if it is still there
+// unchanged, by the record ARGV[2], keeping its time to live, and answers
+// whether it did.
+var markUnknownScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+`)
+
+// markUnknown makes the claim r (read as raw) whose lease is over an
+// unknown outcome for good, before a repeat is told so: the claim's
+// owner, cut off from Redis, may yet settle or drop it (persist), and a
+// request_id answered OUTCOME_UNKNOWN must not run later, after its caller
+// has made the backup again under another request_id. The record has no
+// owner, so the owner's late tries leave it alone. marked is false when
+// the claim changed since it was read.
+func (s *Redis) markUnknown(ctx context.Context, k string, raw []byte, r record) (marked bool, err error) {
+	unknown, _ := json.Marshal(record{Done: true, Fingerprint: r.Fingerprint, Unknown: true})
+	n, err := markUnknownScript.Run(ctx, s.client, []string{k}, raw, unknown).Int()
+	return n == 1, err
+}
+
 // Do is Memory.Do across replicas; see Memory.Do. A Final error is kept as
 // an OutcomeUnknownError for repeats.
 func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]byte, error)) ([]byte, error) {
@@ -247,7 +269,14 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 		case r.Done:
 			return r.Response, nil
 		case s.leaseOver(r):
-			return nil, &OutcomeUnknownError{Key: key}
+			marked, err := s.markUnknown(ctx, k, b, r)
+			if err != nil {
+				return nil, unavailable(ctx, err)
+			}
+			if marked {
+				return nil, &OutcomeUnknownError{Key: key}
+			}
+			continue // settled since it was read
 		}
 		select {
 		case <-time.After(pause):
