@@ -171,11 +171,11 @@ func mapOurs(err error) (mapped, bool) {
 		return mapped{code: codes.PermissionDenied, reason: "CALLER_NOT_ALLOWED", msg: denied.Error(),
 			meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
 	case errors.As(err, &invalid):
-		vs, msg := invalid.Violations, invalid.Error()
+		vs, more := invalid.Violations, invalid.More
 		if n := len(vs); n > maxViolations {
-			vs = vs[:maxViolations]
-			msg = fmt.Sprintf("%s; and %d more", (&service.InvalidArgumentError{Violations: vs}).Error(), n-maxViolations)
+			vs, more = vs[:maxViolations], more+n-maxViolations
 		}
+		msg := (&service.InvalidArgumentError{Violations: vs, More: more}).Error()
 		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: msg, violations: vs}, true
 	case errors.As(err, &region):
 		msg := region.Error()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,9 +69,10 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return err
 	}
 	proto.Reset(m)
-	if vs := invalidUTF8(m.ProtoReflect().Descriptor(), data.Materialize(), ""); len(vs) > 0 {
+	w := utf8Walk{limit: namedViolations}
+	if w.walk(m.ProtoReflect().Descriptor(), data.Materialize()); len(w.vs) > 0 {
 		// Named as REST names them: the caller learns which field.
-		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{})
+		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: w.vs, More: w.more}, rpcerror.Request{})
 		c.keep(m, st)
 		return nil
 	}
@@ -123,42 +125,79 @@ func (c *deferringCodec) sweep() {
 	})
 }
 
-// invalidUTF8 finds the string fields of the wire-format message b (of
-// md) that are not valid UTF-8, nested messages' too, which protobuf
-// refuses without naming them.
-func invalidUTF8(md protoreflect.MessageDescriptor, b []byte, prefix string) []service.FieldViolation {
-	var vs []service.FieldViolation
-	seen := map[protowire.Number]int{} // elements of a list so far
+// namedViolations bounds the invalid strings of a request that are named
+// one by one, as many as an error carries (rpcerror): the walk runs before
+// the caller is authenticated, and a 1 MiB request may hold 200 000.
+const namedViolations = 20
+
+// utf8Walk finds the string fields of a wire-format message that are not
+// valid UTF-8, nested messages' too, which protobuf refuses without
+// naming them: the first limit as field violations, the rest counted.
+type utf8Walk struct {
+	vs    []service.FieldViolation
+	more  int
+	limit int
+	at    []fieldAt // the fields the walk is in
+}
+
+// walk walks the message b of md, found at w.at (empty for the request's
+// own fields), which is spelled out only when a violation names it.
+func (w *utf8Walk) walk(md protoreflect.MessageDescriptor, b []byte) {
+	var seen [16]int // elements of a list so far, by field number; backupd's messages have fewer fields
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return vs
+			return
 		}
 		b = b[n:]
 		fd := md.Fields().ByNumber(num)
-		if fd == nil || typ != protowire.BytesType || (fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.MessageKind) {
+		if fd == nil || int(num) >= len(seen) || typ != protowire.BytesType ||
+			(fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.MessageKind) {
 			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return vs
+				return
 			}
 			b = b[n:]
 			continue
 		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return vs
+			return
 		}
 		b = b[n:]
-		name := prefix + string(fd.Name())
-		if fd.IsList() {
-			name = fmt.Sprintf("%s[%d]", name, seen[num])
-			seen[num]++
-		}
+		w.at = append(w.at, fieldAt{fd: fd, i: seen[num]})
+		seen[num]++
 		switch {
 		case fd.Kind() == protoreflect.MessageKind:
-			vs = append(vs, invalidUTF8(fd.Message(), v, name+".")...)
-		case !utf8.Valid(v):
-			vs = append(vs, service.FieldViolation{Field: name, Description: name + " must be valid UTF-8"})
+			w.walk(fd.Message(), v)
+		case utf8.Valid(v):
+		case len(w.vs) < w.limit:
+			name := w.path()
+			w.vs = append(w.vs, service.FieldViolation{Field: name, Description: name + " must be valid UTF-8"})
+		default:
+			w.more++
+		}
+		w.at = w.at[:len(w.at)-1]
+	}
+}
+
+// fieldAt is a field of a request, the i-th of its list.
+type fieldAt struct {
+	fd protoreflect.FieldDescriptor
+	i  int
+}
+
+// path is the path of the field the walk is at
+// (global_secondary_index_override.indexes[1].index_name).
+func (w *utf8Walk) path() string {
+	var b strings.Builder
+	for j, f := range w.at {
+		if j > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(string(f.fd.Name()))
+		if f.fd.IsList() {
+			fmt.Fprintf(&b, "[%d]", f.i)
 		}
 	}
-	return vs
+	return b.String()
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
 )
 
 // rawCodec sends a test's bytes as the request, whatever they hold.
@@ -97,14 +100,41 @@ func TestInvalidUTF8NamesTheField(t *testing.T) {
 	if proto.Unmarshal(b, &backupv1.RestoreTableFromBackupRequest{}) == nil {
 		t.Fatal("protobuf took the invalid UTF-8")
 	}
+	w := utf8Walk{limit: namedViolations}
+	w.walk(req.ProtoReflect().Descriptor(), b)
 	var got []string
-	for _, v := range invalidUTF8(req.ProtoReflect().Descriptor(), b, "") {
+	for _, v := range w.vs {
 		got = append(got, v.Field)
 	}
 	want := []string{"target_table_name", "global_secondary_index_override.indexes[1].index_name",
 		"global_secondary_index_override.indexes[1].key_schema[1].attribute_name"}
 	if !slices.Equal(got, want) {
 		t.Errorf("violations of %q, want %q", got, want)
+	}
+}
+
+// TestInvalidUTF8NamesTheFirstOnly: a request full of invalid strings
+// names as many as an error carries and counts the rest; the walk runs
+// before the caller is authenticated.
+func TestInvalidUTF8NamesTheFirstOnly(t *testing.T) {
+	req := &backupv1.RestoreTableFromBackupRequest{GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{}}
+	for range 5000 {
+		req.GlobalSecondaryIndexOverride.Indexes = append(req.GlobalSecondaryIndexOverride.Indexes, &backupv1.GlobalSecondaryIndex{IndexName: "\x7f\x7f\x7f"})
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.ReplaceAll(b, []byte("\x7f\x7f\x7f"), []byte("\xff\xff\xff"))
+	w := utf8Walk{limit: namedViolations}
+	w.walk(req.ProtoReflect().Descriptor(), b)
+	if len(w.vs) != namedViolations || w.more != 5000-namedViolations ||
+		w.vs[namedViolations-1].Field != fmt.Sprintf("global_secondary_index_override.indexes[%d].index_name", namedViolations-1) {
+		t.Fatalf("%d named (%v), %d more; want %d named, %d more", len(w.vs), w.vs, w.more, namedViolations, 5000-namedViolations)
+	}
+	st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: w.vs, More: w.more}, rpcerror.Request{})
+	if !strings.HasSuffix(st.Message(), fmt.Sprintf("; and %d more", 5000-namedViolations)) {
+		t.Errorf("message %q, want it to end with the count of the rest", st.Message())
 	}
 }
 

@@ -18,12 +18,18 @@ type FieldViolation struct {
 // before any AWS call, so bad input changes nothing.
 type InvalidArgumentError struct {
 	Violations []FieldViolation
+	// More counts the violations found beyond Violations and left out,
+	// so that a request with a great many costs no more to answer.
+	More int
 }
 
 func (e *InvalidArgumentError) Error() string {
-	parts := make([]string, len(e.Violations))
+	parts := make([]string, len(e.Violations), len(e.Violations)+1)
 	for i, v := range e.Violations {
 		parts[i] = v.Description
+	}
+	if e.More > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more", e.More))
 	}
 	return strings.Join(parts, "; ")
 }
