@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -26,22 +27,30 @@ func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool,
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	err = dec.Decode(c)
-	if err == nil || errors.Is(err, io.EOF) {
-		return c, nil, nil, nil
-	}
-	te, ok := errors.AsType[*yaml.TypeError](err)
-	if !ok {
-		return nil, nil, nil, fmt.Errorf("config: %w", err)
+	var te *yaml.TypeError
+	if err != nil && !errors.Is(err, io.EOF) {
+		var ok bool
+		if te, ok = errors.AsType[*yaml.TypeError](err); !ok {
+			return nil, nil, nil, fmt.Errorf("config: %w", err)
+		}
 	}
 	var doc yaml.Node
 	_ = yaml.Unmarshal(data, &doc) // it decoded above
-	w := typedWalk{values: map[typedKey][]string{}}
+	w := typedWalk{values: map[typedKey][]string{}, empty: map[string]int{}}
 	if len(doc.Content) > 0 {
 		w.walk(doc.Content[0], "", reflect.TypeFor[Config]())
 	}
+	if te == nil && len(w.empty) == 0 {
+		return c, nil, nil, nil
+	}
 	duplicate, seen := false, map[string]bool{}
 	mistyped = map[string]bool{}
-	for _, e := range te.Errors {
+	for _, path := range slices.Sorted(maps.Keys(w.empty)) {
+		// yaml leaves an empty element of a list out without a word.
+		problems = append(problems, fmt.Errorf("%s: is empty (line %d); give it a value or remove its -", path, w.empty[path]))
+		mistyped[path] = true
+	}
+	for _, e := range typeErrors(te) {
 		if seen[e] {
 			// yaml reports an alias's wrong value once per use, and
 			// several values on one line alike.
@@ -62,6 +71,14 @@ func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool,
 	if duplicate {
 		return nil, nil, nil, errors.Join(problems...)
 	}
+	if w.shared && w.dropped {
+		// With anchors, aliases or merge keys a list may stand at
+		// several paths: the placeholders put into it for one may not
+		// fit another, so the file is not decoded again, and as the
+		// indices after a dropped element are moved up, nothing is held
+		// back.
+		return c, problems, nil, nil
+	}
 	if w.dropped {
 		// yaml leaves a list's element of the wrong kind out, and moves
 		// the rest up: decoded again with a zero in its place, each
@@ -72,13 +89,21 @@ func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool,
 	return c, problems, mistyped, nil
 }
 
+// typeErrors are te's messages; none for a nil te.
+func typeErrors(te *yaml.TypeError) []string {
+	if te == nil {
+		return nil
+	}
+	return te.Errors
+}
+
 func unsetConfig() *Config {
 	return &Config{UpstreamTimeout: unsetDuration, MaxWait: unsetDuration, ShutdownTimeout: unsetDuration}
 }
 
 // typeErrorRe matches yaml's report of a value of the wrong type, which
 // names the line but not the key, and Go's types rather than the file's.
-var typeErrorRe = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+var typeErrorRe = regexp.MustCompile("(?s)^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
 
 // wantedKinds says in the file's terms what a Go type wants.
 var wantedKinds = map[string]string{
@@ -104,8 +129,13 @@ type typedKey struct {
 type typedWalk struct {
 	values map[typedKey][]string
 	// dropped is set when a list holds an element of the wrong kind,
-	// which yaml leaves out; the walk puts a null in its place.
+	// which yaml leaves out; the walk puts a zero in its place.
 	dropped bool
+	// empty holds the lines of the empty elements of lists by path, which
+	// yaml leaves out without a word.
+	empty map[string]int
+	// shared is set when the file has anchors, aliases or merge keys.
+	shared bool
 }
 
 func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type) {
@@ -113,8 +143,9 @@ func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type) {
 		t = t.Elem() // yaml decodes into what a pointer points at
 	}
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+		n, w.shared = n.Alias, true
 	}
+	w.shared = w.shared || n.Anchor != ""
 	if path != "" {
 		k := typedKey{n.Line, n.Kind, t.String()}
 		if l := w.values[k]; len(l) == 0 || l[len(l)-1] != path {
@@ -124,45 +155,66 @@ func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type) {
 	switch {
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
 			if !fits(item, t.Elem()) {
-				w.walk(item, fmt.Sprintf("%s[%d]", path, i), t.Elem())
+				if item.Kind == yaml.ScalarNode && item.ShortTag() == "!!null" {
+					w.empty[p] = item.Line
+				}
+				w.walk(item, p, t.Elem())
 				n.Content[i] = placeholder(t.Elem(), item)
 				w.dropped = true
 				continue
 			}
-			w.walk(item, fmt.Sprintf("%s[%d]", path, i), t.Elem())
+			w.walk(item, p, t.Elem())
 		}
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, value := n.Content[i], n.Content[i+1]
-			if key.Tag == "!!merge" {
-				w.walkMerged(value, path, t)
-				continue
-			}
-			f, ok := yamlField(t, key.Value)
-			if !ok {
-				continue // reported as not a configuration key
-			}
-			p := key.Value
-			if path != "" {
-				p = path + "." + p
-			}
-			w.walk(value, p, f.Type)
-		}
+		w.walkMapping(n, path, t, map[string]bool{})
 	}
 }
 
-// walkMerged walks the mappings a merge key ("<<") brings into a mapping.
-func (w *typedWalk) walkMerged(n *yaml.Node, path string, t reflect.Type) {
+// walkMapping walks the keys of the mapping n but those in set, which a
+// mapping merging n sets itself, then the mappings n merges ("<<"): as in
+// yaml, a key a mapping sets wins over a merged one, and the first merged
+// mapping over the later ones.
+func (w *typedWalk) walkMapping(n *yaml.Node, path string, t reflect.Type, set map[string]bool) {
+	var merged []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, value := n.Content[i], n.Content[i+1]
+		if key.Tag == "!!merge" {
+			w.shared = true
+			merged = append(merged, value)
+			continue
+		}
+		if set[key.Value] {
+			continue
+		}
+		set[key.Value] = true
+		f, ok := yamlField(t, key.Value)
+		if !ok {
+			continue // reported as not a configuration key
+		}
+		p := key.Value
+		if path != "" {
+			p = path + "." + p
+		}
+		w.walk(value, p, f.Type)
+	}
+	for _, m := range merged {
+		w.walkMerged(m, path, t, set)
+	}
+}
+
+// walkMerged walks the mappings a merge key brings into a mapping.
+func (w *typedWalk) walkMerged(n *yaml.Node, path string, t reflect.Type, set map[string]bool) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
-		w.walk(n, path, t)
+		w.walkMapping(n, path, t, set)
 	case yaml.SequenceNode:
 		for _, m := range n.Content {
-			w.walkMerged(m, path, t)
+			w.walkMerged(m, path, t, set)
 		}
 	}
 }
