@@ -162,20 +162,30 @@ accounts:
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(strings.NewReader(tt.yaml))
-			if err == nil {
-				t.Fatal("Parse succeeded; want error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q; got:\n%v", w, err)
-				}
-			}
-			if strings.Contains(err.Error(), "bad id with spaces") || strings.Contains(err.Error(), "not-a-hash-secret") {
-				t.Errorf("error echoes the ExternalId: %v", err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.yaml, tt.want, nil) })
+	}
+}
+
+// checkParseError parses a file Parse must refuse, and checks that its
+// error says every want and no notWant, and echoes no ExternalId.
+func checkParseError(t *testing.T, yaml string, want, notWant []string) {
+	t.Helper()
+	_, err := Parse(strings.NewReader(yaml))
+	if err == nil {
+		t.Fatal("Parse succeeded; want error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q; got:\n%v", w, err)
+		}
+	}
+	for _, nw := range notWant {
+		if strings.Contains(err.Error(), nw) {
+			t.Errorf("error has %q; got:\n%v", nw, err)
+		}
+	}
+	if strings.Contains(err.Error(), "bad id with spaces") || strings.Contains(err.Error(), "not-a-hash-secret") {
+		t.Errorf("error echoes the ExternalId: %v", err)
 	}
 }
 
@@ -249,22 +259,7 @@ func TestParseWrongTypes(t *testing.T) {
 			nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(strings.NewReader(tt.yaml))
-			if err == nil {
-				t.Fatal("Parse succeeded; want error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q; got:\n%v", w, err)
-				}
-			}
-			for _, nw := range tt.notWant {
-				if strings.Contains(err.Error(), nw) {
-					t.Errorf("error has %q; got:\n%v", nw, err)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.yaml, tt.want, tt.notWant) })
 	}
 }
 
