@@ -36,9 +36,9 @@ func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool,
 	}
 	var doc yaml.Node
 	_ = yaml.Unmarshal(data, &doc) // it decoded above
-	w := typedWalk{values: map[typedKey][]string{}, empty: map[string]int{}}
+	w := typedWalk{values: map[typedKey][]typedValue{}, empty: map[string]int{}}
 	if len(doc.Content) > 0 {
-		w.walk(doc.Content[0], "", reflect.TypeFor[Config]())
+		w.walk(doc.Content[0], "", reflect.TypeFor[Config](), false)
 	}
 	if te == nil && len(w.empty) == 0 {
 		return c, nil, nil, nil
@@ -71,12 +71,12 @@ func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool,
 	if duplicate {
 		return nil, nil, nil, errors.Join(problems...)
 	}
-	if w.shared && w.dropped {
-		// With anchors, aliases or merge keys a list may stand at
-		// several paths: the placeholders put into it for one may not
-		// fit another, so the file is not decoded again, and as the
-		// indices after a dropped element are moved up, nothing is held
-		// back.
+	if w.sharedDropped {
+		// A list that an anchor, alias or merge key may put at several
+		// paths lost an element: a placeholder put into it for one path
+		// may not fit another, so the file is not decoded again, and as
+		// the indices after a dropped element are moved up, nothing is
+		// held back.
 		return c, problems, nil, nil
 	}
 	if w.dropped {
@@ -127,61 +127,80 @@ type typedKey struct {
 // typedWalk finds the key paths (accounts[0].limits.create_backup) of the
 // values in a file under the keys Config knows.
 type typedWalk struct {
-	values map[typedKey][]string
+	values map[typedKey][]typedValue
 	// dropped is set when a list holds an element of the wrong kind,
 	// which yaml leaves out; the walk puts a zero in its place.
 	dropped bool
+	// sharedDropped is set when such a list is one that an anchor, alias
+	// or merge key may put at several paths: the walk leaves it alone.
+	sharedDropped bool
 	// empty holds the lines of the empty elements of lists by path, which
 	// yaml leaves out without a word.
 	empty map[string]int
-	// shared is set when the file has anchors, aliases or merge keys.
-	shared bool
 }
 
-func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type) {
+// typedValue is a value of the file at a key path.
+type typedValue struct {
+	path string
+	n    *yaml.Node
+	t    reflect.Type
+}
+
+// walk walks the value n at path, which yaml decodes into t; shared says
+// whether an anchor, alias or merge key may put n at other paths too.
+func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type, shared bool) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem() // yaml decodes into what a pointer points at
 	}
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n, w.shared = n.Alias, true
-	}
-	w.shared = w.shared || n.Anchor != ""
+	n, shared = resolve(n, shared)
 	if path != "" {
 		k := typedKey{n.Line, n.Kind, t.String()}
-		if l := w.values[k]; len(l) == 0 || l[len(l)-1] != path {
-			w.values[k] = append(l, path)
+		if l := w.values[k]; len(l) == 0 || l[len(l)-1].path != path {
+			w.values[k] = append(l, typedValue{path, n, t})
 		}
 	}
 	switch {
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			if !fits(item, t.Elem()) {
-				if item.Kind == yaml.ScalarNode && item.ShortTag() == "!!null" {
-					w.empty[p] = item.Line
-				}
-				w.walk(item, p, t.Elem())
-				n.Content[i] = placeholder(t.Elem(), item)
-				w.dropped = true
+			if fits(item, t.Elem()) {
+				w.walk(item, p, t.Elem(), shared)
 				continue
 			}
-			w.walk(item, p, t.Elem())
+			if v, _ := resolve(item, false); v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null" {
+				w.empty[p] = item.Line
+			}
+			w.walk(item, p, t.Elem(), shared)
+			w.dropped = true
+			if shared {
+				w.sharedDropped = true
+				continue
+			}
+			n.Content[i] = placeholder(t.Elem(), item)
 		}
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
-		w.walkMapping(n, path, t, map[string]bool{})
+		w.walkMapping(n, path, t, map[string]bool{}, shared)
 	}
+}
+
+// resolve is the node an alias n stands for, or n; shared is set when n
+// is an alias or carries an anchor, which other aliases may name.
+func resolve(n *yaml.Node, shared bool) (*yaml.Node, bool) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias, true
+	}
+	return n, shared || n.Anchor != ""
 }
 
 // walkMapping walks the keys of the mapping n but those in set, which a
 // mapping merging n sets itself, then the mappings n merges ("<<"): as in
 // yaml, a key a mapping sets wins over a merged one, and the first merged
 // mapping over the later ones.
-func (w *typedWalk) walkMapping(n *yaml.Node, path string, t reflect.Type, set map[string]bool) {
+func (w *typedWalk) walkMapping(n *yaml.Node, path string, t reflect.Type, set map[string]bool, shared bool) {
 	var merged []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, value := n.Content[i], n.Content[i+1]
 		if key.Tag == "!!merge" {
-			w.shared = true
 			merged = append(merged, value)
 			continue
 		}
@@ -197,21 +216,20 @@ func (w *typedWalk) walkMapping(n *yaml.Node, path string, t reflect.Type, set m
 		if path != "" {
 			p = path + "." + p
 		}
-		w.walk(value, p, f.Type)
+		w.walk(value, p, f.Type, shared)
 	}
 	for _, m := range merged {
 		w.walkMerged(m, path, t, set)
 	}
 }
 
-// walkMerged walks the mappings a merge key brings into a mapping.
+// walkMerged walks the mappings a merge key brings into a mapping: what
+// they hold is shared.
 func (w *typedWalk) walkMerged(n *yaml.Node, path string, t reflect.Type, set map[string]bool) {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n, _ = resolve(n, true)
 	switch n.Kind {
 	case yaml.MappingNode:
-		w.walkMapping(n, path, t, set)
+		w.walkMapping(n, path, t, set, true)
 	case yaml.SequenceNode:
 		for _, m := range n.Content {
 			w.walkMerged(m, path, t, set)
@@ -298,7 +316,7 @@ func (w *typedWalk) explain(e string) (paths []string, named string) {
 	case "map":
 		kind, got = yaml.MappingNode, "a mapping"
 	}
-	paths = w.values[typedKey{line, kind, m[4]}]
+	paths = w.wrong(typedKey{line, kind, m[4]})
 	if len(paths) != 1 {
 		return paths, e
 	}
@@ -311,6 +329,19 @@ func (w *typedWalk) explain(e string) (paths []string, named string) {
 		want = "a mapping"
 	}
 	return paths, fmt.Sprintf("%s: must be %s; got %s (line %d)", paths[0], want, got, line)
+}
+
+// wrong returns the paths of the values that fit k and that yaml cannot
+// decode: several values of one type may start on one line (flow style),
+// and one value may stand at several paths (an alias's, a merged one's).
+func (w *typedWalk) wrong(k typedKey) []string {
+	var paths []string
+	for _, v := range w.values[k] {
+		if v.n.Decode(reflect.New(v.t).Interface()) != nil {
+			paths = append(paths, v.path)
+		}
+	}
+	return paths
 }
 
 // besides returns the problems in err (an errors.Join) except those of
