@@ -43,31 +43,7 @@ func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool,
 	if te == nil && len(w.empty) == 0 {
 		return c, nil, nil, nil
 	}
-	duplicate, seen := false, map[string]bool{}
-	mistyped = map[string]bool{}
-	for _, path := range slices.Sorted(maps.Keys(w.empty)) {
-		// yaml leaves an empty element of a list out without a word.
-		problems = append(problems, fmt.Errorf("%s: is empty (line %d); give it a value or remove its -", path, w.empty[path]))
-		mistyped[path] = true
-	}
-	for _, e := range typeErrors(te) {
-		if seen[e] {
-			// yaml reports an alias's wrong value once per use, and
-			// several values on one line alike.
-			continue
-		}
-		seen[e] = true
-		if m := unknownKeyRe.FindStringSubmatch(e); m != nil {
-			e = fmt.Sprintf("%s: %s is not a configuration key here (see the README's example)", m[1], m[2])
-		} else if paths, named := w.explain(e); len(paths) > 0 {
-			e = named
-			for _, p := range paths {
-				mistyped[p] = true
-			}
-		}
-		duplicate = duplicate || strings.Contains(e, "already defined") || strings.Contains(e, "already set")
-		problems = append(problems, errors.New(e))
-	}
+	problems, mistyped, duplicate := w.problems(te)
 	if duplicate {
 		return nil, nil, nil, errors.Join(problems...)
 	}
@@ -89,12 +65,40 @@ func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool,
 	return c, problems, mistyped, nil
 }
 
-// typeErrors are te's messages; none for a nil te.
-func typeErrors(te *yaml.TypeError) []string {
-	if te == nil {
-		return nil
+// problems are the file's empty list elements, and yaml's reports in te
+// (nil when it had none) named by their keys where the walk can tell,
+// with the paths of the values they name; duplicate is set when a key is
+// repeated.
+func (w *typedWalk) problems(te *yaml.TypeError) (problems []error, mistyped map[string]bool, duplicate bool) {
+	mistyped = map[string]bool{}
+	for _, path := range slices.Sorted(maps.Keys(w.empty)) {
+		// yaml leaves an empty element of a list out without a word.
+		problems = append(problems, fmt.Errorf("%s: is empty (line %d); give it a value or remove its -", path, w.empty[path]))
+		mistyped[path] = true
 	}
-	return te.Errors
+	if te == nil {
+		return problems, mistyped, false
+	}
+	seen := map[string]bool{}
+	for _, e := range te.Errors {
+		if seen[e] {
+			// yaml reports an alias's wrong value once per use, and
+			// several values on one line alike.
+			continue
+		}
+		seen[e] = true
+		if m := unknownKeyRe.FindStringSubmatch(e); m != nil {
+			e = fmt.Sprintf("%s: %s is not a configuration key here (see the README's example)", m[1], m[2])
+		} else if paths, named := w.explain(e); len(paths) > 0 {
+			e = named
+			for _, p := range paths {
+				mistyped[p] = true
+			}
+		}
+		duplicate = duplicate || strings.Contains(e, "already defined") || strings.Contains(e, "already set")
+		problems = append(problems, errors.New(e))
+	}
+	return problems, mistyped, duplicate
 }
 
 func unsetConfig() *Config {
