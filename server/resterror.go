@@ -44,8 +44,8 @@ func shuttingDown(account string) *status.Status {
 
 // errCutOffAtShutdown is what a call cut off by the shutdown's timeout is
 // logged with.
-var errCutOffAtShutdown = errors.New("cut off by shutdown_timeout: backupd closed the connection before the call ended; " +
-	"the caller got UNAVAILABLE, and whether DynamoDB acted on the call is not known")
+var errCutOffAtShutdown = errors.New("cut off by shutdown_timeout: backupd closed the connection before the call ended " +
+	"(a gRPC caller got UNAVAILABLE, a REST caller no answer); if the call had reached DynamoDB, whether it acted is not known")
 
 var errShuttingDown = &rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
 	Msg:        "backupd is shutting down and the request's body had not arrived: nothing was done; send the request again",
