@@ -125,9 +125,9 @@ func (m mapped) status(req Request) *status.Status {
 	return st
 }
 
-// maxViolations bounds the field violations one error carries, so that a
+// MaxViolations bounds the field violations one error carries, so that a
 // request made of mistakes cannot make an answer many times its size.
-const maxViolations = 20
+const MaxViolations = 20
 
 func mapErr(err error) mapped {
 	if m, ok := mapOurs(err); ok {
@@ -172,8 +172,8 @@ func mapOurs(err error) (mapped, bool) {
 			meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
 	case errors.As(err, &invalid):
 		vs, more := invalid.Violations, invalid.More
-		if n := len(vs); n > maxViolations {
-			vs, more = vs[:maxViolations], more+n-maxViolations
+		if n := len(vs); n > MaxViolations {
+			vs, more = vs[:MaxViolations], more+n-MaxViolations
 		}
 		msg := (&service.InvalidArgumentError{Violations: vs, More: more}).Error()
 		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: msg, violations: vs}, true

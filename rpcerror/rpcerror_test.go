@@ -44,8 +44,8 @@ func TestStatusBoundsViolations(t *testing.T) {
 			n = len(br.GetFieldViolations())
 		}
 	}
-	if n != maxViolations || !strings.HasSuffix(st.Message(), "f19 is not a field; and 30 more") {
-		t.Errorf("%d violations, message %q; want %d and the count of the rest", n, st.Message(), maxViolations)
+	if n != MaxViolations || !strings.HasSuffix(st.Message(), "f19 is not a field; and 30 more") {
+		t.Errorf("%d violations, message %q; want %d and the count of the rest", n, st.Message(), MaxViolations)
 	}
 }
 

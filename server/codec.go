@@ -69,20 +69,25 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return err
 	}
 	proto.Reset(m)
-	w := utf8Walk{limit: namedViolations}
-	if w.walk(m.ProtoReflect().Descriptor(), data.Materialize()); len(w.vs) > 0 {
-		// Named as REST names them: the caller learns which field.
+	c.keep(m, undecodable(m.ProtoReflect().Descriptor(), data, err))
+	return nil
+}
+
+// undecodable is the status of a request of md that protobuf could not
+// decode: the strings that are not UTF-8, each named as REST names them,
+// or else what protobuf said.
+func undecodable(md protoreflect.MessageDescriptor, data mem.BufferSlice, err error) *status.Status {
+	w := utf8Walk{limit: rpcerror.MaxViolations}
+	if w.walk(md, data.Materialize()); len(w.vs) > 0 {
 		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: w.vs, More: w.more}, rpcerror.Request{})
-		c.keep(m, st)
-		return nil
+		return st
 	}
 	detail, _ := protoDetail(err.Error())
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.InvalidArgument, Reason: rpcerror.ReasonMalformed,
 		Msg: fmt.Sprintf("malformed request: the message could not be decoded as %s (%s); "+
 			"send it with a client generated from backupd's proto (proto/backup/v1)",
-			m.ProtoReflect().Descriptor().FullName(), detail)}, rpcerror.Request{})
-	c.keep(m, st)
-	return nil
+			md.FullName(), detail)}, rpcerror.Request{})
+	return st
 }
 
 func (c *deferringCodec) keep(m proto.Message, st *status.Status) {
@@ -125,14 +130,11 @@ func (c *deferringCodec) sweep() {
 	})
 }
 
-// namedViolations bounds the invalid strings of a request that are named
-// one by one, as many as an error carries (rpcerror): the walk runs before
-// the caller is authenticated, and a 1 MiB request may hold 200 000.
-const namedViolations = 20
-
 // utf8Walk finds the string fields of a wire-format message that are not
 // valid UTF-8, nested messages' too, which protobuf refuses without
-// naming them: the first limit as field violations, the rest counted.
+// naming them: the first limit as field violations, the rest counted, so
+// that a request of a great many (a 1 MiB request may hold 200 000), read
+// before its caller is authenticated, costs no more than one of a few.
 type utf8Walk struct {
 	vs    []service.FieldViolation
 	more  int
@@ -143,7 +145,7 @@ type utf8Walk struct {
 // walk walks the message b of md, found at w.at (empty for the request's
 // own fields), which is spelled out only when a violation names it.
 func (w *utf8Walk) walk(md protoreflect.MessageDescriptor, b []byte) {
-	var seen [16]int // elements of a list so far, by field number; backupd's messages have fewer fields
+	var seen [walkedFields]int // elements of a list so far, by field number
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -179,6 +181,11 @@ func (w *utf8Walk) walk(md protoreflect.MessageDescriptor, b []byte) {
 		w.at = w.at[:len(w.at)-1]
 	}
 }
+
+// walkedFields bounds the field numbers the walk looks into: backupd's
+// messages have none higher (TestWalkedFieldsCoverTheProto), and an array
+// counts a list's elements without an allocation.
+const walkedFields = 16
 
 // fieldAt is a field of a request, the i-th of its list.
 type fieldAt struct {

@@ -14,11 +14,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
-	"github.com/backupd/backupd/service"
 )
 
 // rawCodec sends a test's bytes as the request, whatever they hold.
@@ -83,25 +83,25 @@ func TestUndecodableRequest(t *testing.T) {
 }
 
 // TestInvalidUTF8NamesTheField: invalid UTF-8 in nested and repeated
-// string fields is named by the field's path, as REST names it.
+// string fields is named by the field's path, as REST names it; a nested
+// message that is not well formed is passed over, and the walk goes on
+// beside it.
 func TestInvalidUTF8NamesTheField(t *testing.T) {
-	req := &backupv1.RestoreTableFromBackupRequest{
-		BackupArn:       "arn",
-		TargetTableName: "Copy\x01",
-		GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{
-			{IndexName: "ok"}, {IndexName: "gsi\x01", KeySchema: []*backupv1.KeySchemaElement{{AttributeName: "a"}, {AttributeName: "b\x01"}}},
-		}},
+	field := func(b []byte, num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
 	}
-	b, err := proto.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = bytes.ReplaceAll(b, []byte("\x01"), []byte("\xff")) // invalid UTF-8, same length
+	keyAttr := func(name string) []byte { return field(nil, 1, []byte(name)) }
+	index0 := field(nil, 1, []byte("ok"))
+	index1 := field(nil, 1, []byte("gsi\xff"))
+	index1 = field(index1, 2, []byte{0x0a, 0x05, 'a'}) // key_schema[0]: a string of 5 bytes that holds 1
+	index1 = field(index1, 2, keyAttr("b\xff"))        // key_schema[1]
+	selection := field(field(nil, 1, index0), 1, index1)
+	b := field(field(field(nil, 1, []byte("arn")), 2, []byte("Copy\xff")), 7, selection)
 	if proto.Unmarshal(b, &backupv1.RestoreTableFromBackupRequest{}) == nil {
-		t.Fatal("protobuf took the invalid UTF-8")
+		t.Fatal("protobuf took the request")
 	}
-	w := utf8Walk{limit: namedViolations}
-	w.walk(req.ProtoReflect().Descriptor(), b)
+	w := utf8Walk{limit: rpcerror.MaxViolations}
+	w.walk((&backupv1.RestoreTableFromBackupRequest{}).ProtoReflect().Descriptor(), b)
 	var got []string
 	for _, v := range w.vs {
 		got = append(got, v.Field)
@@ -113,28 +113,50 @@ func TestInvalidUTF8NamesTheField(t *testing.T) {
 	}
 }
 
-// TestInvalidUTF8NamesTheFirstOnly: a request full of invalid strings
-// names as many as an error carries and counts the rest; the walk runs
-// before the caller is authenticated.
+// TestInvalidUTF8NamesTheFirstOnly: a request full of invalid strings is
+// answered with as many violations as an error carries and a count of the
+// rest: the codec reads it before the caller is authenticated.
 func TestInvalidUTF8NamesTheFirstOnly(t *testing.T) {
+	const n = 5000
 	req := &backupv1.RestoreTableFromBackupRequest{GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{}}
-	for range 5000 {
+	for range n {
 		req.GlobalSecondaryIndexOverride.Indexes = append(req.GlobalSecondaryIndexOverride.Indexes, &backupv1.GlobalSecondaryIndex{IndexName: "\x7f\x7f\x7f"})
 	}
 	b, err := proto.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = bytes.ReplaceAll(b, []byte("\x7f\x7f\x7f"), []byte("\xff\xff\xff"))
-	w := utf8Walk{limit: namedViolations}
-	w.walk(req.ProtoReflect().Descriptor(), b)
-	if len(w.vs) != namedViolations || w.more != 5000-namedViolations ||
-		w.vs[namedViolations-1].Field != fmt.Sprintf("global_secondary_index_override.indexes[%d].index_name", namedViolations-1) {
-		t.Fatalf("%d named (%v), %d more; want %d named, %d more", len(w.vs), w.vs, w.more, namedViolations, 5000-namedViolations)
+	b = bytes.ReplaceAll(b, []byte("\x7f\x7f\x7f"), []byte("\xff\xff\xff")) // no tag or length is 0x7f here
+	c := newDeferringCodec()
+	got := &backupv1.RestoreTableFromBackupRequest{}
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, got); err != nil {
+		t.Fatalf("Unmarshal: %v; want the status kept for the interceptor", err)
 	}
-	st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: w.vs, More: w.more}, rpcerror.Request{})
-	if !strings.HasSuffix(st.Message(), fmt.Sprintf("; and %d more", 5000-namedViolations)) {
-		t.Errorf("message %q, want it to end with the count of the rest", st.Message())
+	st := status.Convert(c.take(got))
+	var vs []*errdetails.BadRequest_FieldViolation
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			vs = br.GetFieldViolations()
+		}
+	}
+	last := fmt.Sprintf("global_secondary_index_override.indexes[%d].index_name", rpcerror.MaxViolations-1)
+	if st.Code() != codes.InvalidArgument || len(vs) != rpcerror.MaxViolations || vs[len(vs)-1].GetField() != last ||
+		!strings.HasSuffix(st.Message(), fmt.Sprintf("; and %d more", n-rpcerror.MaxViolations)) {
+		t.Errorf("status %v with %d violations; want INVALID_ARGUMENT, %d violations up to %s, and the rest counted", st, len(vs), rpcerror.MaxViolations, last)
+	}
+}
+
+// TestWalkedFieldsCoverTheProto: the UTF-8 walk looks into every field of
+// backupd's messages; a field numbered past it would be passed over.
+func TestWalkedFieldsCoverTheProto(t *testing.T) {
+	msgs := backupv1.File_backup_v1_backup_service_proto.Messages()
+	for i := range msgs.Len() {
+		fields := msgs.Get(i).Fields()
+		for j := range fields.Len() {
+			if f := fields.Get(j); int(f.Number()) >= walkedFields {
+				t.Errorf("%s is numbered %d; the walk looks at fields below %d", f.FullName(), f.Number(), walkedFields)
+			}
+		}
 	}
 }
 
