@@ -46,7 +46,7 @@ type Redis struct {
 	// settleTimeout bounds one try to settle a claim once its run has ended.
 	settleTimeout time.Duration
 	// settleFor is how long a claim that Redis failed to settle or drop
-	// is tried again, at least until its lease ends (persist).
+	// is tried again, at least until its lease ends (keepTrying).
 	settleFor time.Duration
 	// settling is the results being kept in the background (settle),
 	// forgetting the claims of runs that did nothing being dropped there,
@@ -180,11 +180,13 @@ type record struct {
 }
 
 // settle replaces (ARGV[2] not empty) or deletes a claim, if ARGV[1] still
-// owns it. A result is also kept when the claim is gone: Redis lost it
+// owns it, and answers 1 when it did, or an earlier try whose answer was
+// lost did. A result is also kept when the claim is gone: Redis lost it
 // (restarted empty, flushed) while the request ran, and repeats that come
 // once it has ended should find its result, not run it again.
 var settle = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
+if v and v == ARGV[2] then return 1 end
 if v and cjson.decode(v)['owner'] ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end
 if not v then return 0 end
@@ -203,7 +205,7 @@ return 1
 
 // markUnknown makes the claim r (read as raw) whose lease is over an
 // unknown outcome for good, before a repeat is told so: the claim's
-// owner, cut off from Redis, may yet settle or drop it (persist), and a
+// owner, cut off from Redis, may yet settle or drop it (keepTrying), and a
 // request_id answered OUTCOME_UNKNOWN must not run later, after its caller
 // has made the backup again under another request_id. The record has no
 // owner, so the owner's late tries leave it alone. marked is false when
@@ -276,7 +278,7 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 			if marked {
 				return nil, &OutcomeUnknownError{Key: key}
 			}
-			continue // settled since it was read
+			continue // settled, or made an unknown outcome by another repeat, since it was read
 		}
 		select {
 		case <-time.After(pause):
@@ -322,13 +324,16 @@ func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error))
 // settle replaces the claim c with next, or drops it when next is empty.
 // It runs even when the caller has gone, the result being for its retry.
 // When Redis fails it goes on trying in the background, without holding
-// up the answer (persist): until it succeeds repeats wait for the claim,
-// and after its lease they get OutcomeUnknownError, which is safe, if not
-// always true.
+// up the answer (keepTrying): until the claim's lease ends repeats wait
+// for it, and after that they make it an unknown outcome, which a later
+// try then leaves alone (refused).
 func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	ctx = context.WithoutCancel(ctx)
-	_, err := s.trySettle(ctx, c, next)
+	done, err := s.trySettle(ctx, c, next)
 	if err == nil {
+		if !done && next != "" {
+			s.refused(c.key)
+		}
 		return
 	}
 	going, forget := &s.settling, next == ""
@@ -338,11 +343,24 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	going.Add(c.key)
 	go func() {
 		defer going.Done(c.key)
-		if s.persist(c, 100*time.Millisecond, func() bool { _, err = s.trySettle(ctx, c, next); return err == nil }) {
+		if s.keepTrying(c, 100*time.Millisecond, func() bool { done, err = s.trySettle(ctx, c, next); return err == nil }) {
+			if !done && !forget {
+				s.refused(c.key)
+			}
 			return
 		}
 		s.unkept(c.key, forget, err.Error())
 	}()
+}
+
+// refused logs a result that backupd held and Redis did not keep: a
+// repeat past the claim's lease had made it an unknown outcome first, and
+// was told so. The request_id answers OUTCOME_UNKNOWN until its 24 h end;
+// this line is where to find that it was done.
+func (s *Redis) refused(k Key) {
+	s.log.LogAttrs(context.Background(), slog.LevelWarn,
+		"request_id: the result was not kept, as a repeat past the claim's lease had been told OUTCOME_UNKNOWN first; repeats answer so until its 24 h end",
+		slog.String("account", k.Account), slog.String("request_id", k.RequestID))
 }
 
 // unkept logs a claim that Redis did not settle, as far as backupd knows:
@@ -389,7 +407,9 @@ return {0, now}
 // outcome is unknown for 24 hours, though nothing ran. Redis may do the
 // claim late (it was stalled with the command queued), but not after c.by
 // (the claim script then does nothing), so the drop is tried until it
-// deletes the claim or Redis' clock has passed c.by, or c's lease ends.
+// deletes the claim or finds Redis' clock past c.by, for as long as
+// keepTrying allows. A repeat that made the claim an unknown outcome
+// first, past its lease, wins: the drop leaves its record alone.
 // The claim carries an owner token of its own, so no other request's
 // claim is touched. Drops beyond maxDrops, and those left at shutdown, are
 // given up: such a claim ends as OUTCOME_UNKNOWN, safe if not true.
@@ -406,14 +426,14 @@ func (s *Redis) dropLater(c claimed) {
 			s.dropping.Done(c.key)
 			<-s.drops
 		}()
-		dropped := s.persist(c, 50*time.Millisecond, func() bool {
+		dropped := s.keepTrying(c, 50*time.Millisecond, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), s.settleTimeout)
 			defer cancel()
 			res, err := dropScript.Run(ctx, s.client, []string{c.k}, c.owner).Int64Slice()
 			return err == nil && len(res) == 2 && (res[0] == 1 || res[1] > c.by)
 		})
 		if !dropped {
-			s.givenUp(c.key, fmt.Sprintf("Redis did not answer within %s", max(s.lease, s.settleFor)))
+			s.givenUp(c.key, "Redis did not drop the claim, or answer that it could not be done, before backupd gave up trying")
 		}
 	}()
 }
@@ -427,13 +447,13 @@ func (s *Redis) givenUp(k Key, why string) {
 		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("why", why))
 }
 
-// persist calls try after pause, then after pauses doubling to 2 s,
+// keepTrying calls try after pause, then after pauses doubling to 2 s,
 // until it succeeds, or until c's lease and settleFor from now have both
 // run out, and reports whether it succeeded. Settling or dropping a claim
 // after its lease is safe, and better than leaving it: repeats then get
 // the result, or run, instead of OUTCOME_UNKNOWN for 24 hours (a replica
 // cut off from Redis for longer than the lease, say).
-func (s *Redis) persist(c claimed, pause time.Duration, try func() bool) bool {
+func (s *Redis) keepTrying(c claimed, pause time.Duration, try func() bool) bool {
 	until := time.Now().Add(s.settleFor)
 	if c.leaseUntil.After(until) {
 		until = c.leaseUntil

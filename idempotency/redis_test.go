@@ -316,7 +316,9 @@ func TestRedisDropOutlastsTheLease(t *testing.T) {
 			const lease = 300 * time.Millisecond
 			s := redisStores(t, 2, lease)
 			a, b := s[0], s[1]
-			a.settleFor = 3 * time.Second
+			a.settleFor = time.Minute // a.Wait returns at the try that succeeds
+			logs := &testenv.Buffer{}
+			a.log = slog.New(slog.NewJSONHandler(logs, nil))
 			direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 			t.Cleanup(func() { direct.Close() })
 			var down atomic.Bool // every command of a's fails while it is set
@@ -341,7 +343,7 @@ func TestRedisDropOutlastsTheLease(t *testing.T) {
 			if tc.kept && (err != nil || string(first) != "ran") {
 				t.Fatalf("first: %q, %v; want the run's answer", first, err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			time.Sleep(2 * lease) // the lease is over, Redis still away from a
 			if tc.repeatDuringOutage {
@@ -363,7 +365,57 @@ func TestRedisDropOutlastsTheLease(t *testing.T) {
 			case err != nil || string(resp) != "ran" || c.runs.Load() != 1:
 				t.Errorf("repeat once a is back: %q, %v after %d runs; want %q after 1", resp, err, c.runs.Load(), "ran")
 			}
+			// A result a held and Redis refused is logged with its request_id.
+			wantRefused := 0
+			if tc.kept && tc.repeatDuringOutage {
+				wantRefused = 1
+			}
+			if lines := logs.Lines(`"level":"WARN"`, `"request_id":"`+key.RequestID+`"`, "the result was not kept"); len(lines) != wantRefused {
+				t.Errorf("%d lines of a refused result, want %d; log:\n%s", len(lines), wantRefused, logs.String())
+			}
 		})
+	}
+}
+
+// TestRedisSettleWhoseAnswerWasLost: a settle Redis did, whose answer was
+// lost, is done when tried again, and logged as neither refused nor
+// unkept.
+func TestRedisSettleWhoseAnswerWasLost(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	a, b := s[0], s[1]
+	logs := &testenv.Buffer{}
+	a.log = slog.New(slog.NewJSONHandler(logs, nil))
+	var lost atomic.Bool
+	a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		args := cmd.Args()
+		isSettle := len(args) > 1 && (cmd.Name() == "evalsha" && args[1] == settle.Hash() || cmd.Name() == "eval")
+		if !isSettle || isClaim(cmd) || lost.Load() {
+			return next(ctx, cmd)
+		}
+		if err := next(ctx, cmd); err != nil { // not done (NOSCRIPT, say)
+			return err
+		}
+		lost.Store(true)                      // Redis did it...
+		cmd.SetErr(errors.New("i/o timeout")) // ...and its answer is lost
+		return cmd.Err()
+	}))
+	c := &counter{resp: []byte("ran")}
+	if resp, err := a.Do(context.Background(), key, fpA, c.run); err != nil || string(resp) != "ran" {
+		t.Fatalf("Do: %q, %v", resp, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !lost.Load() {
+		t.Fatal("no settle's answer was lost")
+	}
+	if resp, err := b.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
+		t.Errorf("repeat: %q, %v after %d runs; want the result, run once", resp, err, c.runs.Load())
+	}
+	if lines := logs.Lines(`"request_id":"` + key.RequestID + `"`); len(lines) != 0 {
+		t.Errorf("logged: %s", logs.String())
 	}
 }
 
