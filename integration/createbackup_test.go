@@ -335,10 +335,11 @@ func stsAnswering(t *testing.T, status int, code, msg string) string {
 	return srv.URL
 }
 
-// STS refusing AssumeRole as invalid is a fault of backupd's configuration
-// that a retry meets again: INTERNAL naming the account, without RetryInfo.
-// STS throttling is worth a retry.
-func TestSTSRefusingTheRequestIsNotRetryable(t *testing.T) {
+// TestSTSInvalidOrThrottled: STS refusing AssumeRole as invalid is a
+// fault of backupd's configuration that a retry meets again: INTERNAL
+// naming the account, without RetryInfo. STS throttling is worth a retry:
+// STS_UNAVAILABLE with RetryInfo.
+func TestSTSInvalidOrThrottled(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	for _, tt := range []struct {
 		status       int

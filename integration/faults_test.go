@@ -67,11 +67,6 @@ func TestFaults(t *testing.T) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#LimitExceededException","message":"Too many concurrent control plane operations"}`))
 	}
-	// Not DynamoDB, but a proxy between may answer so.
-	emptySuccess := func(w http.ResponseWriter) {
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		_, _ = w.Write([]byte(`{}`))
-	}
 	tests := []struct {
 		name       string
 		fail       func(http.ResponseWriter)
@@ -200,27 +195,57 @@ func TestFailuresPastTheDeadline(t *testing.T) {
 // TestSuccessWithoutItsSubjectIsRefused: an answer of success without
 // what it answers with (a proxy between backupd and DynamoDB may send
 // one) is not passed on as an empty success: a GetBackup without the
-// backup is INTERNAL, with the REST body's fields the OpenAPI description
-// calls required then absent for good reason.
+// backup is INTERNAL, and a restore without the new table is
+// OUTCOME_UNKNOWN (DynamoDB may have made it). The OpenAPI description
+// calls those fields required.
 func TestSuccessWithoutItsSubjectIsRefused(t *testing.T) {
 	moto := testenv.MotoURL(t)
-	a := testenv.UniqueAccountID(t)
-	ddb, calls := onOperation(t, moto, "DescribeBackup", func(w http.ResponseWriter, _ *http.Request, _ http.Handler) {
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		_, _ = w.Write([]byte(`{}`))
-	})
-	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
-		Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
-	backupARN := "arn:aws:dynamodb:us-east-1:" + a + ":table/Orders/backup/01700000000000-abcdef12"
-	got, err := inst.client.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: backupARN})
-	if st := status.Convert(err); st.Code() != codes.Internal || reasonOf(st) != "INTERNAL" {
-		t.Errorf("gRPC: %v, %v; want INTERNAL", got, err)
+	backupARN := func(a string) string {
+		return "arn:aws:dynamodb:us-east-1:" + a + ":table/Orders/backup/01700000000000-abcdef12"
 	}
-	code, _, body := inst.rest(t, "GET", "/v1/backups/"+url.PathEscape(backupARN), "")
-	if code != http.StatusInternalServerError || decodeRESTError(t, body).reason() != "INTERNAL" {
-		t.Errorf("REST: %d %s; want 500 INTERNAL", code, body)
+	for _, tt := range []struct {
+		op         string
+		call       func(c backupv1.BackupServiceClient, a string) error
+		method     string
+		path, body func(a string) string
+		code       codes.Code
+		reason     string
+		httpStatus int
+	}{
+		{"DescribeBackup", func(c backupv1.BackupServiceClient, a string) error {
+			_, err := c.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: backupARN(a)})
+			return err
+		}, "GET", func(a string) string { return "/v1/backups/" + url.PathEscape(backupARN(a)) }, func(string) string { return "" },
+			codes.Internal, "INTERNAL", http.StatusInternalServerError},
+		{"RestoreTableFromBackup", func(c backupv1.BackupServiceClient, a string) error {
+			_, err := c.RestoreTableFromBackup(context.Background(), &backupv1.RestoreTableFromBackupRequest{BackupArn: backupARN(a), TargetTableName: "Copy"})
+			return err
+		}, "POST", func(a string) string { return "/v1/backups/" + url.PathEscape(backupARN(a)) + ":restore" },
+			func(string) string { return `{"targetTableName":"Copy2"}` },
+			codes.Unavailable, "OUTCOME_UNKNOWN", http.StatusServiceUnavailable},
+	} {
+		t.Run(tt.op, func(t *testing.T) {
+			a := testenv.UniqueAccountID(t)
+			ddb, calls := onOperation(t, moto, tt.op, func(w http.ResponseWriter, _ *http.Request, _ http.Handler) { emptySuccess(w) })
+			inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+				Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+			if st := status.Convert(tt.call(inst.client, a)); st.Code() != tt.code || reasonOf(st) != tt.reason {
+				t.Errorf("gRPC: %v; want %v %s", st.Err(), tt.code, tt.reason)
+			}
+			code, _, body := inst.rest(t, tt.method, tt.path(a), tt.body(a))
+			if code != tt.httpStatus || decodeRESTError(t, body).reason() != tt.reason {
+				t.Errorf("REST: %d %s; want %d %s", code, body, tt.httpStatus, tt.reason)
+			}
+			if n := calls.Load(); n != 2 {
+				t.Errorf("%d %s calls for two requests", n, tt.op)
+			}
+		})
 	}
-	if n := calls.Load(); n != 2 {
-		t.Errorf("%d DescribeBackup calls for two requests", n)
-	}
+}
+
+// emptySuccess answers a DynamoDB call with success and nothing in it:
+// not DynamoDB, but a proxy between may answer so.
+func emptySuccess(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	_, _ = w.Write([]byte(`{}`))
 }

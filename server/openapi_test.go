@@ -316,7 +316,8 @@ func TestOpenAPIForGeneratedClients(t *testing.T) {
 func TestOpenAPIRequiredIsWhatResponsesHold(t *testing.T) {
 	spec := loadOpenAPI(t)
 	// The service refuses an answer of DynamoDB without the backup, its
-	// description or the restored table (service.answerLacks).
+	// description or the restored table (service.answerLacks, and
+	// GetBackup's own check).
 	setByBackupd := map[string]bool{
 		"v1CreateBackupResponse.consistency":                true,
 		"v1CreateBackupResponse.backupDetails":              true,

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
@@ -483,21 +485,23 @@ func TestEscapedCharactersStayInTheirSegment(t *testing.T) {
 	}
 }
 
-func tableName(req any) string {
-	r, _ := req.(interface{ GetTableName() string })
-	if r == nil {
-		return "(not called)"
+// calledField reads the named string field of the request the service
+// got, if it got one.
+func calledField(name protoreflect.Name) func(any) string {
+	return func(req any) string {
+		m, ok := req.(proto.Message)
+		if !ok || m == nil {
+			return "(not called)"
+		}
+		r := m.ProtoReflect()
+		return r.Get(r.Descriptor().Fields().ByName(name)).String()
 	}
-	return r.GetTableName()
 }
 
-func backupARN(req any) string {
-	r, _ := req.(interface{ GetBackupArn() string })
-	if r == nil {
-		return "(not called)"
-	}
-	return r.GetBackupArn()
-}
+var (
+	tableName = calledField("table_name")
+	backupARN = calledField("backup_arn")
+)
 
 // TestErrorBodiesLeaveOutEmptyFields: an error's JSON body writes no empty
 // field of its details: a field newer than the caller's copy of
