@@ -262,13 +262,13 @@ func Parse(r io.Reader) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, typeErrs, mistyped, err := decode(data)
+	c, rep, err := decode(data)
 	if err != nil {
 		return nil, err
 	}
 	zeros := c.explicitZeros()
 	c.ApplyDefaults()
-	if err := errors.Join(append(append(typeErrs, zeros...), besides(c.Validate(), mistyped)...)...); err != nil {
+	if err := errors.Join(append(append(rep.problems, zeros...), rep.without(c.Validate())...)...); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -11,27 +11,39 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
 
+// typeReport is what decoding a file found besides what Validate finds:
+// unknown keys, values of the wrong type and empty list elements, each
+// named by its key where the file allows, with the paths of the values
+// they name. yaml leaves a zero in such a value's place, which is not what
+// the file wrote.
+type typeReport struct {
+	problems []error
+	// mistyped are the paths whose problems Validate would report again
+	// for the zero; nil when they cannot be told (a shared list lost an
+	// element, moving the rest up).
+	mistyped map[string]bool
+}
+
 // decode decodes data strictly (unknown keys are errors) into a Config
-// whose durations the file leaves out are unsetDuration. Unknown keys and
-// values of the wrong type come back as problems, named by their key
-// where the file allows, with the paths of the mistyped values: yaml
-// leaves a zero in their place, which is not what the file wrote. A
-// repeated key or a file that is not YAML is err: yaml then leaves out
-// whole mappings, and what Validate would say of them is not so.
-func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool, err error) {
-	c = unsetConfig()
+// whose durations the file leaves out are unsetDuration, and reports what
+// yaml found wrong. A repeated key or a file that is not YAML is err: yaml
+// then leaves out whole mappings, and what Validate would say of them is
+// not so.
+func decode(data []byte) (*Config, typeReport, error) {
+	c := unsetConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	err = dec.Decode(c)
+	err := dec.Decode(c)
 	var te *yaml.TypeError
 	if err != nil && !errors.Is(err, io.EOF) {
 		var ok bool
 		if te, ok = errors.AsType[*yaml.TypeError](err); !ok {
-			return nil, nil, nil, fmt.Errorf("config: %w", err)
+			return nil, typeReport{}, fmt.Errorf("config: %w", err)
 		}
 	}
 	var doc yaml.Node
@@ -41,43 +53,43 @@ func decode(data []byte) (c *Config, problems []error, mistyped map[string]bool,
 		w.walk(doc.Content[0], "", reflect.TypeFor[Config](), false)
 	}
 	if te == nil && len(w.empty) == 0 {
-		return c, nil, nil, nil
+		return c, typeReport{}, nil
 	}
-	problems, mistyped, duplicate := w.problems(te)
-	if duplicate {
-		return nil, nil, nil, errors.Join(problems...)
-	}
-	if w.sharedDropped {
-		// A list that an anchor, alias or merge key may put at several
-		// paths lost an element: a placeholder put into it for one path
-		// may not fit another, so the file is not decoded again, and as
-		// the indices after a dropped element are moved up, nothing is
-		// held back.
-		return c, problems, nil, nil
-	}
-	if w.dropped {
-		// yaml leaves a list's element of the wrong kind out, and moves
-		// the rest up: decoded again with a zero in its place, each
-		// element keeps the index the file gives it, which Validate names.
+	rep, duplicate := w.report(te)
+	switch {
+	case duplicate:
+		return nil, typeReport{}, errors.Join(rep.problems...)
+	case w.sharedDropped:
+		// A placeholder put into a shared list for one path may not fit
+		// another: the file is not decoded again, and the indices after
+		// the dropped element are moved up.
+		rep.mistyped = nil
+	case w.dropped:
+		// Decoded again with a zero in the dropped elements' places,
+		// each element keeps the index the file gives it, which Validate
+		// names.
 		c = unsetConfig()
 		_ = doc.Decode(c) // its problems are those found above
 	}
-	return c, problems, mistyped, nil
+	return c, rep, nil
 }
 
-// problems are the file's empty list elements, and yaml's reports in te
-// (nil when it had none) named by their keys where the walk can tell,
-// with the paths of the values they name; duplicate is set when a key is
-// repeated.
-func (w *typedWalk) problems(te *yaml.TypeError) (problems []error, mistyped map[string]bool, duplicate bool) {
-	mistyped = map[string]bool{}
+func unsetConfig() *Config {
+	return &Config{UpstreamTimeout: unsetDuration, MaxWait: unsetDuration, ShutdownTimeout: unsetDuration}
+}
+
+// report names the file's empty list elements, and yaml's reports in te
+// (nil when it had none) by their keys where the walk can tell; duplicate
+// is set when a key is repeated.
+func (w *typedWalk) report(te *yaml.TypeError) (rep typeReport, duplicate bool) {
+	rep.mistyped = map[string]bool{}
 	for _, path := range slices.Sorted(maps.Keys(w.empty)) {
 		// yaml leaves an empty element of a list out without a word.
-		problems = append(problems, fmt.Errorf("%s: is empty (line %d); give it a value or remove its -", path, w.empty[path]))
-		mistyped[path] = true
+		rep.problems = append(rep.problems, fmt.Errorf("%s: is empty (line %d); give it a value or remove its -", path, w.empty[path]))
+		rep.mistyped[path] = true
 	}
 	if te == nil {
-		return problems, mistyped, false
+		return rep, false
 	}
 	seen := map[string]bool{}
 	for _, e := range te.Errors {
@@ -92,32 +104,50 @@ func (w *typedWalk) problems(te *yaml.TypeError) (problems []error, mistyped map
 		} else if paths, named := w.explain(e); len(paths) > 0 {
 			e = named
 			for _, p := range paths {
-				mistyped[p] = true
+				rep.mistyped[p] = true
 			}
 		}
 		duplicate = duplicate || strings.Contains(e, "already defined") || strings.Contains(e, "already set")
-		problems = append(problems, errors.New(e))
+		rep.problems = append(rep.problems, errors.New(e))
 	}
-	return problems, mistyped, duplicate
+	return rep, duplicate
 }
 
-func unsetConfig() *Config {
-	return &Config{UpstreamTimeout: unsetDuration, MaxWait: unsetDuration, ShutdownTimeout: unsetDuration}
+// without returns the problems in err (an errors.Join) except those of the
+// mistyped paths and what they hold: the zero yaml left there, not what
+// the file wrote.
+func (rep typeReport) without(err error) []error {
+	if err == nil {
+		return nil
+	}
+	all := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		all = j.Unwrap()
+	}
+	return slices.DeleteFunc(all, func(e error) bool {
+		field, _, _ := strings.Cut(e.Error(), ":")
+		return within(field, rep.mistyped)
+	})
+}
+
+// within reports whether the key path (accounts[0].limits) is one of
+// paths or lies inside one.
+func within(path string, paths map[string]bool) bool {
+	for {
+		if paths[path] {
+			return true
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i <= 0 {
+			return false
+		}
+		path = path[:i]
+	}
 }
 
 // typeErrorRe matches yaml's report of a value of the wrong type, which
 // names the line but not the key, and Go's types rather than the file's.
 var typeErrorRe = regexp.MustCompile("(?s)^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
-
-// wantedKinds says in the file's terms what a Go type wants.
-var wantedKinds = map[string]string{
-	"float64":       "a number",
-	"int":           "a whole number",
-	"bool":          "true or false",
-	"string":        "a string",
-	"[]string":      "a list of strings",
-	"time.Duration": "a duration such as 500ms, 10s or 1m",
-}
 
 // typedKey is what yaml's report of a wrong type says of a value: the line
 // it starts on (an alias's value starts at its anchor), its kind, and the
@@ -153,9 +183,7 @@ type typedValue struct {
 // walk walks the value n at path, which yaml decodes into t; shared says
 // whether an anchor, alias or merge key may put n at other paths too.
 func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type, shared bool) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem() // yaml decodes into what a pointer points at
-	}
+	t = pointee(t)
 	n, shared = resolve(n, shared)
 	if path != "" {
 		k := typedKey{n.Line, n.Kind, t.String()}
@@ -167,14 +195,13 @@ func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type, shared bool)
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
+			w.walk(item, p, t.Elem(), shared)
 			if fits(item, t.Elem()) {
-				w.walk(item, p, t.Elem(), shared)
 				continue
 			}
 			if v, _ := resolve(item, false); v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null" {
 				w.empty[p] = item.Line
 			}
-			w.walk(item, p, t.Elem(), shared)
 			w.dropped = true
 			if shared {
 				w.sharedDropped = true
@@ -185,6 +212,15 @@ func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type, shared bool)
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
 		w.walkMapping(n, path, t, map[string]bool{}, shared)
 	}
+}
+
+// pointee is what yaml decodes into for a value of type t: what a pointer
+// points at.
+func pointee(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
 }
 
 // resolve is the node an alias n stands for, or n; shared is set when n
@@ -245,9 +281,7 @@ func (w *typedWalk) walkMerged(n *yaml.Node, path string, t reflect.Type, set ma
 // leaves out one whose kind cannot be decoded into t at all, and a null
 // unless t has a nil.
 func fits(n *yaml.Node, t reflect.Type) bool {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n, _ = resolve(n, false)
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		switch t.Kind() {
 		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface:
@@ -255,10 +289,7 @@ func fits(n *yaml.Node, t reflect.Type) bool {
 		}
 		return false
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
+	switch t = pointee(t); t.Kind() {
 	case reflect.Struct, reflect.Map:
 		return n.Kind == yaml.MappingNode
 	case reflect.Slice:
@@ -272,10 +303,7 @@ func fits(n *yaml.Node, t reflect.Type) bool {
 // the zero of t, which yaml keeps, at the element's place in the file.
 func placeholder(t reflect.Type, at *yaml.Node) *yaml.Node {
 	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Line: at.Line, Column: at.Column}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
+	switch t = pointee(t); t.Kind() {
 	case reflect.Struct, reflect.Map:
 		n.Kind, n.Tag = yaml.MappingNode, "!!map"
 	case reflect.Slice:
@@ -320,62 +348,49 @@ func (w *typedWalk) explain(e string) (paths []string, named string) {
 	case "map":
 		kind, got = yaml.MappingNode, "a mapping"
 	}
-	paths = w.wrong(typedKey{line, kind, m[4]})
-	if len(paths) != 1 {
+	wrong := w.wrong(typedKey{line, kind, m[4]})
+	for _, v := range wrong {
+		paths = append(paths, v.path)
+	}
+	if len(wrong) != 1 {
 		return paths, e
 	}
-	want, known := wantedKinds[m[4]]
-	switch {
-	case known:
-	case strings.HasPrefix(m[4], "[]"):
-		want = "a list"
-	default:
-		want = "a mapping"
-	}
-	return paths, fmt.Sprintf("%s: must be %s; got %s (line %d)", paths[0], want, got, line)
+	return paths, fmt.Sprintf("%s: must be %s; got %s (line %d)", paths[0], wanted(wrong[0].t), got, line)
 }
 
-// wrong returns the paths of the values that fit k and that yaml cannot
-// decode: several values of one type may start on one line (flow style),
-// and one value may stand at several paths (an alias's, a merged one's).
-func (w *typedWalk) wrong(k typedKey) []string {
-	var paths []string
+// wrong returns the values that fit k and that yaml cannot decode:
+// several values of one type may start on one line (flow style), and one
+// value may stand at several paths (an alias's, a merged one's).
+func (w *typedWalk) wrong(k typedKey) []typedValue {
+	var vs []typedValue
 	for _, v := range w.values[k] {
 		if v.n.Decode(reflect.New(v.t).Interface()) != nil {
-			paths = append(paths, v.path)
+			vs = append(vs, v)
 		}
 	}
-	return paths
+	return vs
 }
 
-// besides returns the problems in err (an errors.Join) except those of
-// the mistyped paths and what they hold: yaml leaves such a value at its
-// zero, which is not what the file wrote, and the type error names it.
-func besides(err error, mistyped map[string]bool) []error {
-	if err == nil {
-		return nil
+// wanted says in the file's terms what a value of type t must be.
+func wanted(t reflect.Type) string {
+	if t == reflect.TypeFor[time.Duration]() {
+		return "a duration such as 500ms, 10s or 1m"
 	}
-	all := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		all = j.Unwrap()
-	}
-	return slices.DeleteFunc(all, func(e error) bool {
-		field, _, _ := strings.Cut(e.Error(), ":")
-		return within(field, mistyped)
-	})
-}
-
-// within reports whether the key path (accounts[0].limits) is one of
-// paths or lies inside one.
-func within(path string, paths map[string]bool) bool {
-	for {
-		if paths[path] {
-			return true
+	switch t.Kind() {
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		if pointee(t.Elem()).Kind() == reflect.String {
+			return "a list of strings"
 		}
-		i := strings.LastIndexAny(path, ".[")
-		if i <= 0 {
-			return false
-		}
-		path = path[:i]
+		return "a list"
 	}
+	return "a mapping"
 }
