@@ -219,66 +219,24 @@ func (s *Redis) markUnknown(ctx context.Context, k string, raw []byte, r record)
 // Do is Memory.Do across replicas; see Memory.Do. A Final error is kept as
 // an OutcomeUnknownError for repeats.
 func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]byte, error)) ([]byte, error) {
-	k := s.prefix + key.Account + ":" + key.RequestID
 	want := hex.EncodeToString(fp[:])
 	pause := 10 * time.Millisecond
 	for {
-		redisNow, err := s.redisNow(ctx)
+		mine, ok, err := s.tryClaim(ctx, key, want)
 		if err != nil {
-			return nil, unavailable(ctx, err)
-		}
-		mine := claimed{key: key, k: k, owner: rand.Text(), fp: want, leaseUntil: time.Now().Add(s.lease),
-			by: redisNow.Add(s.claimWithin).UnixMilli()}
-		claim, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: redisNow.Add(s.lease).UnixMilli()})
-		ok, err := s.claim(ctx, mine, claim)
-		if err != nil {
-			// Any send of the claim may have been done, however the
-			// last failed (go-redis resends a command whose answer
-			// timed out, and the resend may find no connection), unless
-			// Redis said it came too late.
-			if !errors.Is(err, errClaimLate) {
-				s.dropLater(mine)
-			}
-			return nil, unavailable(ctx, err)
+			return nil, err
 		}
 		if ok {
 			return s.lead(ctx, mine, run)
 		}
-		b, err := s.client.Get(ctx, k).Bytes()
-		if errors.Is(err, redis.Nil) {
-			continue // settled and dropped since the SETNX: claim again
-		}
-		if err != nil {
-			// The claim found may be this call's own, done by a first
-			// send whose answer was lost: the caller is told nothing was
-			// sent, so it must not stand.
-			s.dropLater(mine)
-			return nil, unavailable(ctx, err)
-		}
-		var r record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, &sharedstate.UnavailableError{Op: "idempotency", Err: fmt.Errorf("unreadable record: %w", err)}
-		}
-		switch {
-		case r.Owner == mine.owner:
-			// This call's own claim: the client resent a SET NX whose
-			// answer was lost after Redis had done it.
+		then, resp, err := s.found(ctx, mine)
+		switch then {
+		case answer:
+			return resp, err
+		case leadOwn:
 			return s.lead(ctx, mine, run)
-		case r.Fingerprint != want:
-			return nil, &ConflictError{Key: key}
-		case r.Done && r.Unknown:
-			return nil, &OutcomeUnknownError{Key: key}
-		case r.Done:
-			return r.Response, nil
-		case s.leaseOver(r):
-			marked, err := s.markUnknown(ctx, k, b, r)
-			if err != nil {
-				return nil, unavailable(ctx, err)
-			}
-			if marked {
-				return nil, &OutcomeUnknownError{Key: key}
-			}
-			continue // settled, or made an unknown outcome by another repeat, since it was read
+		case claimAgain:
+			continue
 		}
 		select {
 		case <-time.After(pause):
@@ -287,6 +245,81 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 		}
 		pause = min(2*pause, 200*time.Millisecond)
 	}
+}
+
+// tryClaim claims key for a run of the request whose fingerprint is want,
+// and reports whether it did.
+func (s *Redis) tryClaim(ctx context.Context, key Key, want string) (mine claimed, ok bool, err error) {
+	redisNow, err := s.redisNow(ctx)
+	if err != nil {
+		return claimed{}, false, unavailable(ctx, err)
+	}
+	mine = claimed{key: key, k: s.prefix + key.Account + ":" + key.RequestID, owner: rand.Text(), fp: want,
+		leaseUntil: time.Now().Add(s.lease), by: redisNow.Add(s.claimWithin).UnixMilli()}
+	claim, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: redisNow.Add(s.lease).UnixMilli()})
+	ok, err = s.claim(ctx, mine, claim)
+	if err != nil {
+		// Any send of the claim may have been done, however the last
+		// failed (go-redis resends a command whose answer timed out, and
+		// the resend may find no connection), unless Redis said it came
+		// too late.
+		if !errors.Is(err, errClaimLate) {
+			s.dropLater(mine)
+		}
+		return mine, false, unavailable(ctx, err)
+	}
+	return mine, ok, nil
+}
+
+// then is what Do does with what a claim found.
+type then int
+
+const (
+	answer     then = iota // answer with found's response and error
+	leadOwn                // run the request under its own claim
+	claimAgain             // the record went away: claim again
+	waitFor                // another replica runs the request: wait for it
+)
+
+// found reads the record that stopped mine's claim and says what to do.
+func (s *Redis) found(ctx context.Context, mine claimed) (then, []byte, error) {
+	b, err := s.client.Get(ctx, mine.k).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return claimAgain, nil, nil // settled and dropped since the SETNX
+	}
+	if err != nil {
+		// The claim found may be this call's own, done by a first send
+		// whose answer was lost: the caller is told nothing was sent,
+		// so it must not stand.
+		s.dropLater(mine)
+		return answer, nil, unavailable(ctx, err)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return answer, nil, &sharedstate.UnavailableError{Op: "idempotency", Err: fmt.Errorf("unreadable record: %w", err)}
+	}
+	switch {
+	case r.Owner == mine.owner:
+		// This call's own claim: the client resent a SET NX whose answer
+		// was lost after Redis had done it.
+		return leadOwn, nil, nil
+	case r.Fingerprint != mine.fp:
+		return answer, nil, &ConflictError{Key: mine.key}
+	case r.Done && r.Unknown:
+		return answer, nil, &OutcomeUnknownError{Key: mine.key}
+	case r.Done:
+		return answer, r.Response, nil
+	case s.leaseOver(r):
+		marked, err := s.markUnknown(ctx, mine.k, b, r)
+		switch {
+		case err != nil:
+			return answer, nil, unavailable(ctx, err)
+		case marked:
+			return answer, nil, &OutcomeUnknownError{Key: mine.key}
+		}
+		return claimAgain, nil, nil // settled, or made an unknown outcome by another repeat, since it was read
+	}
+	return waitFor, nil, nil
 }
 
 // claimed is a claim this replica holds.
