@@ -181,13 +181,20 @@ type record struct {
 
 // settle replaces (ARGV[2] not empty) or deletes a claim, if ARGV[1] still
 // owns it, and answers 1 when it did, or an earlier try whose answer was
-// lost did. A result is also kept when the claim is gone: Redis lost it
+// lost did; otherwise 2 when the record is an unknown outcome (a repeat
+// past the lease made it so), and 0 for another run's claim or result. A result is also kept when the claim is gone: Redis lost it
 // (restarted empty, flushed) while the request ran, and repeats that come
 // once it has ended should find its result, not run it again.
 var settle = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v and v == ARGV[2] then return 1 end
-if v and cjson.decode(v)['owner'] ~= ARGV[1] then return 0 end
+if v then
+  local r = cjson.decode(v)
+  if r['owner'] ~= ARGV[1] then
+    if r['done'] and r['unknown'] and not r['resp'] then return 2 end
+    return 0
+  end
+end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end
 if not v then return 0 end
 redis.call('DEL', KEYS[1])
@@ -362,11 +369,9 @@ func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error))
 // try then leaves alone (refused).
 func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	ctx = context.WithoutCancel(ctx)
-	done, err := s.trySettle(ctx, c, next)
+	outcome, err := s.trySettle(ctx, c, next)
 	if err == nil {
-		if !done && next != "" {
-			s.refused(c.key)
-		}
+		s.refused(c.key, next, outcome)
 		return
 	}
 	going, forget := &s.settling, next == ""
@@ -376,23 +381,32 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 	going.Add(c.key)
 	go func() {
 		defer going.Done(c.key)
-		if s.keepTrying(c, 100*time.Millisecond, func() bool { done, err = s.trySettle(ctx, c, next); return err == nil }) {
-			if !done && !forget {
-				s.refused(c.key)
-			}
+		if s.keepTrying(c, 100*time.Millisecond, func() bool { outcome, err = s.trySettle(ctx, c, next); return err == nil }) {
+			s.refused(c.key, next, outcome)
 			return
 		}
 		s.unkept(c.key, forget, err.Error())
 	}()
 }
 
-// refused logs a result that backupd held and Redis did not keep: a
-// repeat past the claim's lease had made it an unknown outcome first, and
-// was told so. The request_id answers OUTCOME_UNKNOWN until its 24 h end;
-// this line is where to find that it was done.
-func (s *Redis) refused(k Key) {
-	s.log.LogAttrs(context.Background(), slog.LevelWarn,
-		"request_id: the result was not kept, as a repeat past the claim's lease had been told OUTCOME_UNKNOWN first; repeats answer so until its 24 h end",
+// refused logs a result (next) that backupd held and Redis did not keep,
+// as the settle script's outcome says: a repeat past the claim's lease had
+// made the record an unknown outcome first, and was told so; or Redis lost
+// the claim (restarted empty, flushed) and holds another run's claim or
+// result, which repeats answer with, and the request may have run twice.
+// This line is where to find what was done. A forget refused is not
+// logged: the claim is gone either way.
+func (s *Redis) refused(k Key, next string, outcome int) {
+	var msg string
+	switch {
+	case next == "" || outcome == settled:
+		return
+	case outcome == settledUnknown:
+		msg = "request_id: the result was not kept, as a repeat past the claim's lease had been told OUTCOME_UNKNOWN first; repeats answer so until its 24 h end"
+	default:
+		msg = "request_id: the result was not kept, as Redis holds another run's claim or result (it lost this run's claim): repeats answer with that one, and the request may have run twice"
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelWarn, msg,
 		slog.String("account", k.Account), slog.String("request_id", k.RequestID))
 }
 
@@ -500,14 +514,20 @@ func (s *Redis) keepTrying(c claimed, pause time.Duration, try func() bool) bool
 	return false
 }
 
+// The settle script's outcomes.
+const (
+	settledElsewhere = 0 // the record is another run's claim or result
+	settled          = 1 // done, by this try or an earlier one
+	settledUnknown   = 2 // the record is an unknown outcome a repeat made
+)
+
 // trySettle settles the claim once, bounded by settleTimeout from now: a
 // run may have taken as long as the request's deadline. A claim that is no
-// longer c's, or not there, is left alone; done says whether it was c's.
-func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (done bool, err error) {
+// longer c's, or not there, is left alone; outcome says which.
+func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (outcome int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
 	defer cancel()
-	n, err := settle.Run(ctx, s.client, []string{c.k}, c.owner, next, s.ttl.Milliseconds()).Int()
-	return n == 1, err
+	return settle.Run(ctx, s.client, []string{c.k}, c.owner, next, s.ttl.Milliseconds()).Int()
 }
 
 // Wait waits until the claims whose settling or making Redis failed are

@@ -447,6 +447,40 @@ func TestRedisKeepsAResultItsClaimLost(t *testing.T) {
 	}
 }
 
+// TestRedisResultAfterAnotherRunIsLogged: Redis lost a run's claim and
+// another replica ran the request meanwhile and kept its result: the first
+// run's result is not kept over it, and the line logged says so, that the
+// request may have run twice, and not that a repeat was told the outcome
+// was unknown.
+func TestRedisResultAfterAnotherRunIsLogged(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	a, b := s[0], s[1]
+	logs := &testenv.Buffer{}
+	a.log = slog.New(slog.NewJSONHandler(logs, nil))
+	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { direct.Close() })
+	ctx := context.Background()
+	runA := func() ([]byte, error) {
+		if err := direct.Del(ctx, a.prefix+key.Account+":"+key.RequestID).Err(); err != nil {
+			t.Error(err)
+		}
+		if resp, err := b.Do(ctx, key, fpA, func() ([]byte, error) { return []byte("b ran"), nil }); err != nil || string(resp) != "b ran" {
+			t.Errorf("b: %q, %v; want its own run", resp, err)
+		}
+		return []byte("a ran"), nil
+	}
+	if resp, err := a.Do(ctx, key, fpA, runA); err != nil || string(resp) != "a ran" {
+		t.Fatalf("a: %q, %v", resp, err)
+	}
+	if resp, err := b.Do(ctx, key, fpA, func() ([]byte, error) { return nil, errors.New("ran again") }); err != nil || string(resp) != "b ran" {
+		t.Errorf("repeat: %q, %v; want b's result", resp, err)
+	}
+	lines := logs.Lines(`"level":"WARN"`, `"request_id":"`+key.RequestID+`"`, "another run's claim or result", "may have run twice")
+	if len(lines) != 1 || strings.Contains(logs.String(), "OUTCOME_UNKNOWN first") {
+		t.Errorf("want one WARN line saying another run's result is kept; log:\n%s", logs.String())
+	}
+}
+
 // isClaim reports whether cmd runs the claim script.
 func isClaim(cmd redis.Cmder) bool {
 	args := cmd.Args()
