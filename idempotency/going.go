@@ -14,8 +14,7 @@ import (
 type Going struct {
 	mu   sync.Mutex
 	keys map[Key]int
-	n    int
-	// idle is closed when n falls to 0; nil while n is 0. (A WaitGroup
+	// idle is closed when keys empties; nil while it is empty. (A WaitGroup
 	// may not be added to from 0 while a Wait that gave up on it still
 	// waits, and work can start as shutdown gives up.)
 	idle chan struct{}
@@ -28,7 +27,7 @@ func (g *Going) Add(k Key) {
 	if g.keys == nil {
 		g.keys = make(map[Key]int)
 	}
-	if g.n++; g.n == 1 {
+	if len(g.keys) == 0 {
 		g.idle = make(chan struct{})
 	}
 	g.keys[k]++
@@ -41,7 +40,7 @@ func (g *Going) Done(k Key) {
 	if g.keys[k]--; g.keys[k] <= 0 {
 		delete(g.keys, k)
 	}
-	if g.n--; g.n == 0 {
+	if len(g.keys) == 0 {
 		close(g.idle)
 		g.idle = nil
 	}
@@ -63,7 +62,7 @@ func (g *Going) Wait(ctx context.Context) ([]Key, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.n == 0 {
+	if len(g.keys) == 0 {
 		return nil, nil
 	}
 	still := make([]Key, 0, len(g.keys))

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/backupd/backupd/sharedstate"
 )
@@ -114,16 +114,8 @@ type Redis struct {
 	// at once (a burst after an idle spell) share it, instead of each
 	// asking Redis over its own pooled connection, all of which then
 	// wait on each other and on the burst and come back too slowly.
-	renewMu sync.Mutex
-	renewal *renewal
+	renewal singleflight.Group
 	renewed atomic.Uint64 // exchanges done
-}
-
-// renewal is one exchange placing Redis' clock; done is closed when it
-// ends, with err its failure.
-type renewal struct {
-	done chan struct{}
-	err  error
 }
 
 // placeTries is how many exchanges a call may take part in to place Redis'
@@ -318,30 +310,19 @@ const renewBound = 5 * time.Second
 // one done since then has placed it anew, to be read again, not asked
 // for once more.
 func (l *Redis) renew(ctx context.Context, seen uint64) error {
-	l.renewMu.Lock()
-	if l.renewed.Load() != seen {
-		l.renewMu.Unlock()
-		return nil
-	}
-	r := l.renewal
-	if r == nil {
-		r = &renewal{done: make(chan struct{})}
-		l.renewal = r
-		go func() {
-			xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewBound)
-			defer cancel()
-			_, _, r.err = l.readClock(xctx)
-			l.renewMu.Lock()
-			l.renewal = nil
-			l.renewed.Add(1)
-			l.renewMu.Unlock()
-			close(r.done)
-		}()
-	}
-	l.renewMu.Unlock()
+	ch := l.renewal.DoChan("", func() (any, error) {
+		if l.renewed.Load() != seen {
+			return nil, nil // placed anew since the caller read the clock
+		}
+		defer l.renewed.Add(1)
+		xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewBound)
+		defer cancel()
+		_, _, err := l.readClock(xctx)
+		return nil, err
+	})
 	select {
-	case <-r.done:
-		return r.err
+	case r := <-ch:
+		return r.Err
 	case <-ctx.Done():
 		return ctx.Err()
 	}

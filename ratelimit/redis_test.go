@@ -519,28 +519,6 @@ func TestRedisSendsOnTurn(t *testing.T) {
 	wg.Wait()
 }
 
-// burstRedis answers the clock script late while a burst is under way
-// (until busyUntil), as a replica's exchanges come back when its own
-// burst of calls holds its pool and its scheduler, and at once after.
-type burstRedis struct {
-	redis.Scripter
-	busyUntil time.Time
-	times     atomic.Int32 // clock scripts run
-}
-
-func (r *burstRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	cmd := r.Scripter.EvalSha(ctx, sha1, keys, args...)
-	if sha1 == redisTime.Hash() {
-		r.times.Add(1)
-		if time.Now().Before(r.busyUntil) {
-			if err := sleep(ctx, 60*time.Millisecond); err != nil {
-				return redis.NewCmdResult(nil, err)
-			}
-		}
-	}
-	return cmd
-}
-
 // TestRedisBurstAfterIdlePlacesTheClockOnce: a burst of calls that finds
 // Redis' clock unplaced (as after an idle spell, when its placing has
 // aged past maxUncertainty) asks Redis its time once, not once a call,
@@ -548,7 +526,13 @@ func (r *burstRedis) EvalSha(ctx context.Context, sha1 string, keys []string, ar
 // refusing every call of the burst as "Redis answers too slowly".
 func TestRedisBurstAfterIdlePlacesTheClockOnce(t *testing.T) {
 	prefix := scriptedPrefix(t)
-	scripter := &burstRedis{Scripter: testRedis(t), busyUntil: time.Now().Add(40 * time.Millisecond)}
+	busyUntil := time.Now().Add(40 * time.Millisecond) // the clock script answers late while the burst is under way
+	scripter := &clockRedis{Scripter: testRedis(t), fn: func(ctx context.Context) error {
+		if time.Now().Before(busyUntil) {
+			return sleep(ctx, 60*time.Millisecond)
+		}
+		return nil
+	}}
 	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 1000}, MaxWait: 5 * time.Second,
 		Sleep: func(context.Context, time.Duration) error { return nil }}, nil)
 	const calls = 50

@@ -2,9 +2,7 @@ package service
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -92,12 +90,7 @@ func inTimeRange(lower, upper *time.Time, read time.Time) bool {
 // times 1000, outgrows half the product's last place), so a summary read
 // at t may have been made at t+1ms (TestInTimeRange).
 func sdkReads(t time.Time) time.Time {
-	ms := t.UnixMilli()
-	f, err := strconv.ParseFloat(fmt.Sprintf("%d.%03d", ms/1000, ms%1000), 64)
-	if err != nil {
-		return t
-	}
-	return smithytime.ParseEpochSeconds(f)
+	return smithytime.ParseEpochSeconds(float64(t.UnixMilli()) / 1000)
 }
 
 // summaryTable is the name of a summary's table, from its name or its ARN

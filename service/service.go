@@ -97,8 +97,7 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 // answer so. Whether it was done is not known, and for a request_id that
 // is kept, as for any other answer that leaves it unknown.
 func answerLacks(op, account, what string) error {
-	return &accounts.OutcomeUnknownError{Operation: op, AccountID: account,
-		Err: fmt.Errorf("DynamoDB's answer of success lacks %s", what)}
+	return outcomeUnknown(op, account, fmt.Errorf("DynamoDB's answer of success lacks %s", what))
 }
 
 // normCreate is what a CreateBackup's repeat must match: where it acts,
