@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
@@ -146,17 +147,34 @@ func TestInvalidUTF8NamesTheFirstOnly(t *testing.T) {
 	}
 }
 
-// TestWalkedFieldsCoverTheProto: the UTF-8 walk looks into every field of
-// backupd's messages; a field numbered past it would be passed over.
+// TestWalkedFieldsCoverTheProto: the UTF-8 walk looks into every field a
+// request can hold, nested ones too; a field numbered past it would be
+// passed over.
 func TestWalkedFieldsCoverTheProto(t *testing.T) {
-	msgs := backupv1.File_backup_v1_backup_service_proto.Messages()
-	for i := range msgs.Len() {
-		fields := msgs.Get(i).Fields()
+	seen := map[protoreflect.FullName]bool{}
+	var check func(md protoreflect.MessageDescriptor)
+	check = func(md protoreflect.MessageDescriptor) {
+		if seen[md.FullName()] {
+			return
+		}
+		seen[md.FullName()] = true
+		fields := md.Fields()
 		for j := range fields.Len() {
-			if f := fields.Get(j); int(f.Number()) >= walkedFields {
+			f := fields.Get(j)
+			if int(f.Number()) >= walkedFields {
 				t.Errorf("%s is numbered %d; the walk looks at fields below %d", f.FullName(), f.Number(), walkedFields)
 			}
+			if f.Kind() == protoreflect.MessageKind {
+				check(f.Message())
+			}
 		}
+	}
+	methods := backupv1.File_backup_v1_backup_service_proto.Services().ByName("BackupService").Methods()
+	for i := range methods.Len() {
+		check(methods.Get(i).Input())
+	}
+	if len(seen) < methods.Len() {
+		t.Errorf("%d messages checked, want every request's", len(seen))
 	}
 }
 

@@ -105,7 +105,7 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		switch {
 		case cleanPath(sent) != sent:
 			unclean.ServeHTTP(w, r)
-		case cleanPath(r.URL.Path) != r.URL.Path:
+		case r.URL.RawPath != "" && cleanPath(r.URL.Path) != r.URL.Path:
 			// Only escaped characters (a %2F at a segment's end, an
 			// escaped "..") make it unclean: they are inside one segment,
 			// a path parameter, which the service then judges (400 naming

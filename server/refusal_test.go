@@ -394,6 +394,7 @@ func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {
 			Rules []struct {
 				Selector string `yaml:"selector"`
 				Body     string `yaml:"body"`
+				Post     string `yaml:"post"`
 			} `yaml:"rules"`
 		} `yaml:"http"`
 	}
@@ -407,6 +408,12 @@ func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {
 		method := "/" + strings.Replace(r.Selector, ".BackupService.", ".BackupService/", 1)
 		if takesBody[method] != (r.Body != "") {
 			t.Errorf("%s: takesBody %v, but its rule's body is %q", method, takesBody[method], r.Body)
+		}
+		// A route with a verb is answered before the verb by verbMethods.
+		if i := strings.LastIndex(r.Post, "}:"); i >= 0 {
+			if verb := r.Post[i+2:]; verbMethods[verb] != method {
+				t.Errorf("%s: verbMethods[%q] is %q", method, verb, verbMethods[verb])
+			}
 		}
 	}
 }

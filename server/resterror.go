@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
@@ -52,7 +53,7 @@ var errShuttingDown = &rpcerror.RequestError{Code: codes.Unavailable, Reason: rp
 	RetryAfter: rpcerror.DefaultRetryAfter}
 
 func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
-	body, err := newStrictJSON().Marshal(st.Proto())
+	body, err := protojson.Marshal(st.Proto())
 	if err != nil {
 		code, body = http.StatusInternalServerError, []byte(`{"code":13,"message":"internal error"}`)
 	}
