@@ -194,9 +194,6 @@ type Account struct {
 	DefaultRegion  string   `yaml:"default_region"`
 	AllowedRegions []string `yaml:"allowed_regions"`
 	Limits         Limits   `yaml:"limits"`
-	// inheritsRegion marks an account whose regions come from the
-	// top-level default_region, where a problem with it is reported.
-	inheritsRegion bool
 }
 
 // Limits are per-second call rates per (account, region, operation). Nil
@@ -332,7 +329,6 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
 		defaults := DefaultLimits() // each account its own values
-		a.inheritsRegion = a.DefaultRegion == "" && len(a.AllowedRegions) == 0
 		setDefault(&a.DefaultRegion, c.DefaultRegion)
 		if len(a.AllowedRegions) == 0 {
 			a.AllowedRegions = []string{a.DefaultRegion}
@@ -530,7 +526,9 @@ func (c *Config) validateAccounts(ps *problems) map[string]int {
 			bad(p+".id", "%q is already configured at accounts[%d]", a.ID, j)
 		}
 		seen[a.ID] = i
-		a.validate(ps.at(p + "."))
+		// An account's region that is the top-level default_region, when
+		// that is wrong, is that field's problem, reported there once.
+		a.validate(ps.at(p+"."), !ValidRegion(c.DefaultRegion) && a.DefaultRegion == c.DefaultRegion)
 	}
 	return seen
 }
@@ -593,7 +591,9 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 	}
 }
 
-func (a Account) validate(bad func(field, format string, args ...any)) {
+// validate reports a's problems; inherited marks a default_region that is
+// the top-level one, and wrong there.
+func (a Account) validate(bad func(field, format string, args ...any), inherited bool) {
 	if !ValidAccountID(a.ID) {
 		bad("id", "must be exactly 12 digits (quote it in YAML); got %q", a.ID)
 	}
@@ -606,11 +606,7 @@ func (a Account) validate(bad func(field, format string, args ...any)) {
 		// Never echo the ExternalId: it is a shared secret with the account owner.
 		bad("external_id", "must be 2-1224 characters of a-z A-Z 0-9 + = , . @ : / _ -")
 	}
-	// Regions inherited from a top-level default_region that is wrong are
-	// that field's problem, reported there once.
-	if !a.inheritsRegion || ValidRegion(a.DefaultRegion) {
-		a.validateRegions(bad)
-	}
+	a.validateRegions(bad, inherited)
 	for _, op := range operations {
 		// Written so NaN fails too; below the least rate a call's spacing
 		// (1/rate) would overflow time.Duration, which the limiter reads
@@ -621,13 +617,13 @@ func (a Account) validate(bad func(field, format string, args ...any)) {
 	}
 }
 
-func (a Account) validateRegions(bad func(field, format string, args ...any)) {
-	if !ValidRegion(a.DefaultRegion) {
+func (a Account) validateRegions(bad func(field, format string, args ...any), inherited bool) {
+	if !inherited && !ValidRegion(a.DefaultRegion) {
 		bad("default_region", "must be an AWS region such as us-east-1; got %q", a.DefaultRegion)
 	}
-	allowed := false
+	allowed := inherited
 	for j, r := range a.AllowedRegions {
-		if !ValidRegion(r) {
+		if !ValidRegion(r) && !(inherited && r == a.DefaultRegion) {
 			bad(fmt.Sprintf("allowed_regions[%d]", j), "must be an AWS region such as us-east-1; got %q", r)
 		}
 		allowed = allowed || r == a.DefaultRegion

@@ -263,6 +263,10 @@ func TestParseWrongTypes(t *testing.T) {
 		{"two values of one type on one line, one wrong", "accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    limits: {create_backup: x, list_backups: 0}\n",
 			[]string{"accounts[0].limits.create_backup: must be a number; got `x` (line 4)", "accounts[0].limits.list_backups: must be a rate per second from 0.001 to 10000; got 0"},
 			[]string{"accounts[0].limits.create_backup: must be a rate"}},
+		{"a wrong top-level default_region, reported once", "default_region: us-east-99x\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    limits: {create_backup: -1}\n  - id: \"222222222222\"\n    role_arn: arn:aws:iam::222222222222:role/x\n    default_region: nowhere\n  - id: \"333333333333\"\n    role_arn: arn:aws:iam::333333333333:role/x\n    allowed_regions: [us-east-1, bogus]\n",
+			[]string{`default_region: must be an AWS region such as us-east-1; got "us-east-99x"`, "accounts[0].limits.create_backup: must be a rate per second",
+				`accounts[1].default_region: must be an AWS region such as us-east-1; got "nowhere"`, `accounts[2].allowed_regions[1]: must be an AWS region such as us-east-1; got "bogus"`},
+			[]string{"accounts[0].default_region", "accounts[0].allowed_regions", "accounts[2].default_region"}},
 		{"redis settings", "shared_state:\n  backend: redis\n  redis:\n    address: 127.0.0.1:6379\n    db: zero\n    tls: maybe\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n",
 			[]string{"shared_state.redis.db: must be a whole number; got `zero` (line 5)", "shared_state.redis.tls: must be true or false; got `maybe` (line 6)"},
 			nil},
@@ -497,35 +501,3 @@ func TestParseExplicitZeroDurations(t *testing.T) {
 	}
 }
 
-// TestWrongDefaultRegionIsReportedOnce: a wrong top-level default_region
-// is reported there, not again for every account that inherits it; an
-// account's own regions, and the inheriting account's other fields, are
-// still checked.
-func TestWrongDefaultRegionIsReportedOnce(t *testing.T) {
-	_, err := Parse(strings.NewReader(`
-default_region: us-east-99x
-accounts:
-  - id: "111111111111"
-    role_arn: arn:aws:iam::111111111111:role/x
-    limits: {create_backup: -1}
-  - id: "222222222222"
-    role_arn: arn:aws:iam::222222222222:role/x
-    default_region: nowhere
-`))
-	if err == nil {
-		t.Fatal("Parse succeeded; want error")
-	}
-	msg := err.Error()
-	for _, want := range []string{
-		`default_region: must be an AWS region such as us-east-1; got "us-east-99x"`,
-		"accounts[0].limits.create_backup: must be a rate per second",
-		`accounts[1].default_region: must be an AWS region such as us-east-1; got "nowhere"`,
-	} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("error lacks %q; got:\n%s", want, msg)
-		}
-	}
-	if n := strings.Count(msg, "us-east-99x"); n != 1 || strings.Contains(msg, "accounts[0].default_region") || strings.Contains(msg, "accounts[0].allowed_regions") {
-		t.Errorf("the top-level default_region is reported %d times, or again for the account inheriting it:\n%s", n, msg)
-	}
-}
