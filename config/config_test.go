@@ -500,4 +500,3 @@ func TestParseExplicitZeroDurations(t *testing.T) {
 		t.Errorf("drain_delay: 0s, its default, refused: %v", err)
 	}
 }
-
