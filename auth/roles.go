@@ -223,6 +223,23 @@ func (e *AssumeRoleError) RetryableError() bool { return false }
 // DynamoDB.
 func (e *AssumeRoleError) NotSent() bool { return true }
 
+// Invalid reports whether STS refused the AssumeRole call itself as
+// invalid (ValidationError: the session asked for is longer than the role
+// allows, say), which a retry meets again. Other client errors are not
+// the request's own (throttling, timeouts, STS's trouble with an identity
+// provider, refusals of the credentials backupd itself holds).
+func (e *AssumeRoleError) Invalid() bool {
+	op, ok := errors.AsType[*smithy.OperationError](e.Err)
+	if !ok || op.OperationName != "AssumeRole" {
+		return false
+	}
+	if _, nested := errors.AsType[*smithy.OperationError](op.Err); nested {
+		return false // the call that fetched backupd's own credentials failed
+	}
+	api, ok := errors.AsType[smithy.APIError](op.Err)
+	return ok && api.ErrorCode() == "ValidationError"
+}
+
 // Denied reports whether STS refused the role (as opposed to failing to
 // answer): the trust policy, ExternalId or backupd's own identity is wrong.
 func (e *AssumeRoleError) Denied() bool {

@@ -259,7 +259,7 @@ func mapUpstream(err error) mapped {
 		return mapped{code: codes.Unavailable, reason: "DYNAMODB_UNAVAILABLE", retryAfter: DefaultRetryAfter,
 			msg: "DynamoDB could not be reached or kept failing; retry later"}
 	}
-	return mapped{code: codes.Internal, reason: "INTERNAL", msg: "internal error; the details are in backupd's log"}
+	return mapped{code: codes.Internal, reason: "INTERNAL", msg: internalMsg}
 }
 
 func mapAssume(e *auth.AssumeRoleError) mapped {
@@ -271,33 +271,17 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
 			msg: fmt.Sprintf("STS refused backupd's role in account %s; check the role's trust policy and ExternalId", e.AccountID)}
 	}
-	if assumeRoleInvalid(e) {
-		// A retry would be refused the same way: the request backupd
-		// builds from its configuration (the role, its session) is wrong.
-		return mapped{code: codes.Internal, reason: "INTERNAL", meta: meta,
-			msg: fmt.Sprintf("STS refused backupd's request for its role in account %s as invalid (ValidationError); "+
-				"backupd's configuration of the account needs attention; the details are in backupd's log", e.AccountID)}
+	if e.Invalid() {
+		// A retry would be refused the same way; DESIGN's INTERNAL: the
+		// details (the account, STS's code) are in the log.
+		return mapped{code: codes.Internal, reason: "INTERNAL", meta: meta, msg: internalMsg}
 	}
 	return mapped{code: codes.Unavailable, reason: "STS_UNAVAILABLE", retryAfter: DefaultRetryAfter, meta: meta,
 		msg: fmt.Sprintf("STS could not issue credentials for account %s; retry later", e.AccountID)}
 }
 
-// assumeRoleInvalid reports whether STS refused the AssumeRole call
-// itself as invalid (ValidationError: the session asked for is longer than
-// the role allows, say). Other client errors are not the request's own
-// (throttling, timeouts, STS's trouble with an identity provider,
-// refusals of the credentials backupd itself holds).
-func assumeRoleInvalid(e *auth.AssumeRoleError) bool {
-	op, ok := errors.AsType[*smithy.OperationError](e)
-	if !ok || op.OperationName != "AssumeRole" {
-		return false
-	}
-	if _, nested := errors.AsType[*smithy.OperationError](op.Err); nested {
-		return false // the call that fetched backupd's own credentials failed
-	}
-	api, ok := errors.AsType[smithy.APIError](op.Err)
-	return ok && api.ErrorCode() == "ValidationError"
-}
+// internalMsg is INTERNAL's message: generic, as DESIGN says.
+const internalMsg = "internal error; the details are in backupd's log"
 
 // howToCheck says how a caller finds out whether a CreateBackup or a
 // restore whose outcome is unknown was done.

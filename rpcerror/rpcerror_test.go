@@ -139,7 +139,7 @@ func TestStatus(t *testing.T) {
 			Err: fmt.Errorf("operation error STS: AssumeRole: %w", context.DeadlineExceeded)}},
 			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
 		{"STS refuses AssumeRole as invalid", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "ValidationError", Message: "The requested DurationSeconds exceeds the MaxSessionDuration"}, 400),
-			codes.Internal, "INTERNAL", "", 0, "STS refused backupd's request for its role in account 111111111111 as invalid (ValidationError)", "DurationSeconds"},
+			codes.Internal, "INTERNAL", "", 0, "internal error; the details are in backupd's log", "DurationSeconds"},
 		{"STS refuses backupd's own web identity call as invalid", &auth.AssumeRoleError{AccountID: "111111111111",
 			Err: &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole",
 				Err: fmt.Errorf("failed to refresh cached credentials, %w", stsErr("AssumeRoleWithWebIdentity", &smithy.GenericAPIError{Code: "ValidationError"}, 400).(*auth.AssumeRoleError).Err)}},
