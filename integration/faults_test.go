@@ -207,7 +207,8 @@ func TestSuccessWithoutItsSubjectIsRefused(t *testing.T) {
 		op         string
 		call       func(c backupv1.BackupServiceClient, a string) error
 		method     string
-		path, body func(a string) string
+		path       func(a string) string
+		body       string
 		code       codes.Code
 		reason     string
 		httpStatus int
@@ -215,13 +216,13 @@ func TestSuccessWithoutItsSubjectIsRefused(t *testing.T) {
 		{"DescribeBackup", func(c backupv1.BackupServiceClient, a string) error {
 			_, err := c.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: backupARN(a)})
 			return err
-		}, "GET", func(a string) string { return "/v1/backups/" + url.PathEscape(backupARN(a)) }, func(string) string { return "" },
+		}, "GET", func(a string) string { return "/v1/backups/" + url.PathEscape(backupARN(a)) }, "",
 			codes.Internal, "INTERNAL", http.StatusInternalServerError},
 		{"RestoreTableFromBackup", func(c backupv1.BackupServiceClient, a string) error {
 			_, err := c.RestoreTableFromBackup(context.Background(), &backupv1.RestoreTableFromBackupRequest{BackupArn: backupARN(a), TargetTableName: "Copy"})
 			return err
 		}, "POST", func(a string) string { return "/v1/backups/" + url.PathEscape(backupARN(a)) + ":restore" },
-			func(string) string { return `{"targetTableName":"Copy2"}` },
+			`{"targetTableName":"Copy2"}`,
 			codes.Unavailable, "OUTCOME_UNKNOWN", http.StatusServiceUnavailable},
 	} {
 		t.Run(tt.op, func(t *testing.T) {
@@ -232,7 +233,7 @@ func TestSuccessWithoutItsSubjectIsRefused(t *testing.T) {
 			if st := status.Convert(tt.call(inst.client, a)); st.Code() != tt.code || reasonOf(st) != tt.reason {
 				t.Errorf("gRPC: %v; want %v %s", st.Err(), tt.code, tt.reason)
 			}
-			code, _, body := inst.rest(t, tt.method, tt.path(a), tt.body(a))
+			code, _, body := inst.rest(t, tt.method, tt.path(a), tt.body)
 			if code != tt.httpStatus || decodeRESTError(t, body).reason() != tt.reason {
 				t.Errorf("REST: %d %s; want %d %s", code, body, tt.httpStatus, tt.reason)
 			}
