@@ -125,16 +125,16 @@ func (a *awaiting) cutOne(c *awaitingCall) {
 		return
 	}
 	c.cancel()
-	method, known := c.method, served[c.method]
-	if !known {
-		method = echo(method, maxMethodEcho)
-	}
+	method, known := methodLabel(c.method)
 	principal, _ := a.i.authorizeIn(c, c.method, "") // its caller's name: the tap knew it
 	a.i.write(c, requestLine{method: method, caller: caller(c), principal: principal, unknown: !known, code: codes.Canceled,
-		level: slog.LevelWarn, err: errors.New(status.Convert(errCutAtDrain).Message())}, c.start)
+		level: slog.LevelWarn, err: errCutAtDrain}, c.start)
 }
 
-// errCutAtDrain is what a call cut at the drain is logged with, and what
-// one whose request arrived just as it was cut is answered.
-var errCutAtDrain = status.Error(codes.Canceled,
-	"backupd is shutting down and the call's request did not arrive within the drain's grace; nothing was done: send it again")
+// errCutAtDrain is what a call cut at the drain is logged with;
+// errCutAtDrainStatus answers one whose request arrived just as it was cut.
+var (
+	errCutAtDrain = errors.New(
+		"backupd is shutting down and the call's request did not arrive within the drain's grace; nothing was done: send it again")
+	errCutAtDrainStatus = status.Error(codes.Canceled, errCutAtDrain.Error())
+)

@@ -48,10 +48,7 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	if err == nil {
 		return i.holdUntilArrival(ctx, info.FullMethodName), nil
 	}
-	method, known := info.FullMethodName, served[info.FullMethodName]
-	if !known {
-		method = echo(method, maxMethodEcho)
-	}
+	method, known := methodLabel(info.FullMethodName)
 	line := requestLine{method: method, caller: caller(ctx), unknown: !known} // no account: the request is unread
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > i.arrival {
 		return i.boundArrival(ctx, &line), nil
@@ -78,6 +75,16 @@ var served = func() map[string]bool {
 	}
 	return m
 }()
+
+// methodLabel is how a call of the full method name is logged: the name
+// of a method backupd serves (known), or a caller's name for one it does
+// not, cut short.
+func methodLabel(full string) (label string, known bool) {
+	if served[full] {
+		return full, true
+	}
+	return echo(full, maxMethodEcho), false
+}
 
 // requestArrivalTimeout bounds the wait for the first request of a call
 // that takes no caller token: as long as an HTTP request's body may take.
@@ -179,7 +186,7 @@ func (i *interceptor) requestArrived(ctx context.Context) error {
 		return errRequestLateStatus
 	}
 	if i.awaiting != nil && !i.awaiting.arrived(ctx) {
-		return errCutAtDrain
+		return errCutAtDrainStatus
 	}
 	return nil
 }
