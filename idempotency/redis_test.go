@@ -268,8 +268,7 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 		late := tc.late
 		t.Run(fmt.Sprintf("done after %s, then %v", late, tc.failed), func(t *testing.T) {
 			s := redisStores(t, 1, time.Minute)[0]
-			direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-			t.Cleanup(func() { direct.Close() })
+			direct := directRedis(t)
 			var failed atomic.Bool
 			s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 				if !isClaim(cmd) || !failed.CompareAndSwap(false, true) {
@@ -317,10 +316,8 @@ func TestRedisDropOutlastsTheLease(t *testing.T) {
 			s := redisStores(t, 2, lease)
 			a, b := s[0], s[1]
 			a.settleFor = time.Minute // a.Wait returns at the try that succeeds
-			logs := &testenv.Buffer{}
-			a.log = slog.New(slog.NewJSONHandler(logs, nil))
-			direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-			t.Cleanup(func() { direct.Close() })
+			logs := captureLog(a)
+			direct := directRedis(t)
 			var down atomic.Bool // every command of a's fails while it is set
 			a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 				switch {
@@ -383,8 +380,7 @@ func TestRedisDropOutlastsTheLease(t *testing.T) {
 func TestRedisSettleWhoseAnswerWasLost(t *testing.T) {
 	s := redisStores(t, 2, time.Minute)
 	a, b := s[0], s[1]
-	logs := &testenv.Buffer{}
-	a.log = slog.New(slog.NewJSONHandler(logs, nil))
+	logs := captureLog(a)
 	var lost atomic.Bool
 	a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		args := cmd.Args()
@@ -429,8 +425,7 @@ func isUnknown(err error) bool {
 // repeat once it has ended gets it instead of running it again.
 func TestRedisKeepsAResultItsClaimLost(t *testing.T) {
 	s := redisStores(t, 2, time.Minute)
-	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	t.Cleanup(func() { direct.Close() })
+	direct := directRedis(t)
 	ctx := context.Background()
 	c := &counter{resp: []byte("first")}
 	run := func() ([]byte, error) {
@@ -455,10 +450,8 @@ func TestRedisKeepsAResultItsClaimLost(t *testing.T) {
 func TestRedisResultAfterAnotherRunIsLogged(t *testing.T) {
 	s := redisStores(t, 2, time.Minute)
 	a, b := s[0], s[1]
-	logs := &testenv.Buffer{}
-	a.log = slog.New(slog.NewJSONHandler(logs, nil))
-	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	t.Cleanup(func() { direct.Close() })
+	logs := captureLog(a)
+	direct := directRedis(t)
 	ctx := context.Background()
 	runA := func() ([]byte, error) {
 		if err := direct.Del(ctx, a.prefix+key.Account+":"+key.RequestID).Err(); err != nil {
@@ -508,8 +501,7 @@ func TestRedisLateClaimIsNotDone(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
 	s.claimWithin = 100 * time.Millisecond
 	s.drops = make(chan struct{}) // no drops: the late claim must not land at all
-	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	t.Cleanup(func() { direct.Close() })
+	direct := directRedis(t)
 	var held atomic.Pointer[redis.Cmder]
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		if !isClaim(cmd) || !held.CompareAndSwap(nil, &cmd) {
@@ -542,8 +534,7 @@ func TestRedisLateClaimIsNotDone(t *testing.T) {
 func TestRedisResentLateClaimIsLed(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
 	s.claimWithin = time.Second
-	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	t.Cleanup(func() { direct.Close() })
+	direct := directRedis(t)
 	var first atomic.Bool
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		if isClaim(cmd) && first.CompareAndSwap(false, true) {
@@ -594,8 +585,7 @@ func TestRedisDropEndsOnceTheClaimCannotBeDone(t *testing.T) {
 func TestRedisFoundOwnClaimThenGetFails(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
 	s.claimWithin = time.Second
-	direct := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	t.Cleanup(func() { direct.Close() })
+	direct := directRedis(t)
 	var claimed, got atomic.Bool
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		switch {
@@ -625,8 +615,7 @@ func TestRedisFoundOwnClaimThenGetFails(t *testing.T) {
 // sent.
 func TestRedisDropGivenUpIsLogged(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
-	logs := &testenv.Buffer{}
-	s.log = slog.New(slog.NewJSONHandler(logs, nil))
+	logs := captureLog(s)
 	s.drops = make(chan struct{}) // no room
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		if !isClaim(cmd) {
@@ -649,8 +638,7 @@ func TestRedisDropGivenUpIsLogged(t *testing.T) {
 // which requests will answer OUTCOME_UNKNOWN.
 func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
-	logs := &testenv.Buffer{}
-	s.log = slog.New(slog.NewJSONHandler(logs, nil))
+	logs := captureLog(s)
 	// Redis fails every command on a request_id once it is marked down
 	// (each stays so, whatever the others do), and none once back is set.
 	var down sync.Map
@@ -709,4 +697,20 @@ func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
 			t.Errorf("want one line with %q; log:\n%s", want, logs.String())
 		}
 	}
+}
+
+// captureLog makes s log as JSON into the buffer it returns.
+func captureLog(s *Redis) *testenv.Buffer {
+	logs := &testenv.Buffer{}
+	s.log = slog.New(slog.NewJSONHandler(logs, nil))
+	return logs
+}
+
+// directRedis is a client of the test's Redis beside the stores', to act
+// on Redis as no store would.
+func directRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { c.Close() })
+	return c
 }
