@@ -31,12 +31,13 @@ func (e *OutcomeUnknownError) Error() string {
 
 // Redis keeps results in Redis, shared by every replica that names the same
 // server and key prefix, so a repeat may reach any replica. A request is
-// claimed with SET NX, done only if Redis gets to it within claimWithin;
-// the claim holds a lease for as long as a run may take. A repeat that
-// finds a claim whose lease ran out, because the replica running it
-// stopped, gets OutcomeUnknownError, never a second run.
-// When Redis cannot be reached, Do refuses with a
-// sharedstate.UnavailableError rather than risk running twice.
+// claimed by a script that sets its key where nothing stands
+// (claimScript), done only if Redis gets to it within claimWithin; the
+// claim holds a lease for as long as a run may take. A repeat that finds a
+// claim whose lease ran out, because the replica running it stopped, gets
+// OutcomeUnknownError, never a second run. When Redis cannot be reached,
+// Do refuses with a sharedstate.UnavailableError rather than risk running
+// twice.
 type Redis struct {
 	client redis.Cmdable
 	prefix string
@@ -61,7 +62,7 @@ type Redis struct {
 	clock redisClock
 }
 
-// claimWithin bounds when Redis may still do a claim: a SET NX queued in a
+// claimWithin bounds when Redis may still do a claim: a claim queued in a
 // stalled Redis, or on a link that stopped, could otherwise be done long
 // after its caller was told nothing was sent, and stand, unrun, for 24
 // hours, its repeats told the outcome is unknown. Commands answer within a
@@ -102,12 +103,16 @@ func (c *redisClock) saw(redisNow time.Time) {
 	c.redis, c.local = redisNow, time.Now()
 }
 
-// claimScript does SET NX (ARGV[1], for ARGV[2] ms) unless Redis' clock
-// has passed ARGV[3] (Unix ms): a claim Redis gets to too late is not
-// done. It answers whether it set the key (1), found it (0) or came too
-// late to set it (-1), and Redis' time in ms. A key found is answered as
-// found however late: it may be this call's own claim, done in time by a
-// first send whose answer was lost and resent, which Do must then lead.
+// claimScript sets the claim (ARGV[1], for ARGV[2] ms) where no record
+// stands, unless Redis' clock has passed ARGV[3] (Unix ms): one step, as
+// SET NX is, and a claim Redis gets to too late is not
+// done. It answers what it did (a claim… constant) and Redis' time in ms,
+// and, when it found another request's record, that record. A key found is
+// answered however late: it may be this call's own claim (owner ARGV[4]),
+// done in time by a first send whose answer was lost and resent, which Do
+// must then lead. A running claim of the same request (fingerprint
+// ARGV[5]) whose lease is over by Redis' clock is made an unknown outcome
+// for good, in the same step (see claimMarked).
 var claimScript = redis.NewScript(claimScriptSource)
 
 // redisNowMs sets the Lua variable now to Redis' time in ms, which the
@@ -118,11 +123,37 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
 const claimScriptSource = redisNowMs + `
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, now} end
+local v = redis.call('GET', KEYS[1])
+if v then
+  local read, r = pcall(cjson.decode, v)
+  if not read or type(r) ~= 'table' then return {0, now, v} end
+  if r['owner'] == ARGV[4] then return {2, now} end
+  if not r['done'] and r['fp'] == ARGV[5] and r['lease_until'] and now > tonumber(r['lease_until']) then
+    redis.call('SET', KEYS[1], cjson.encode({done = true, fp = r['fp'], unknown = true}), 'KEEPTTL')
+    return {3, now}
+  end
+  return {0, now, v}
+end
 if now > tonumber(ARGV[3]) then return {-1, now} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, now}
 `
+
+// What the claim script did.
+const (
+	claimLate  = -1 // Redis' clock had passed the claim's time: nothing done
+	claimFound = 0  // another request's record stands; the script answers it
+	claimSet   = 1  // the claim is set
+	claimOwn   = 2  // the claim is this call's own, set by an earlier send
+	// claimMarked: a claim of the same request whose lease had run out
+	// (the replica running it stopped, or was cut off from Redis) is now
+	// an unknown outcome with no owner, before the repeat is told so. Its
+	// owner may yet settle or drop it (keepTrying), and a request_id
+	// answered OUTCOME_UNKNOWN must not run later, after its caller has
+	// made the backup again under another request_id: the record's owner
+	// being gone, those late tries leave it alone.
+	claimMarked = 3
+)
 
 // errClaimLate says Redis got to a claim only after its time: it was not
 // done.
@@ -141,28 +172,46 @@ func (s *Redis) redisNow(ctx context.Context) (time.Time, error) {
 	return t, nil
 }
 
-// leaseOver reports whether the running claim r's lease has ended, by
-// Redis' clock.
-func (s *Redis) leaseOver(r record) bool {
-	now, _ := s.clock.now() // seen at the claim before
-	return now.UnixMilli() > r.LeaseUntil
+// claim runs the claim script for c with its record, if Redis gets to
+// it by c.by, by Redis' clock, and answers what the script did and the
+// record it found.
+func (s *Redis) claim(ctx context.Context, c claimed, rec []byte) (did int64, found []byte, err error) {
+	res, err := claimScript.Run(ctx, s.client, []string{c.k}, rec, s.ttl.Milliseconds(), c.by, c.owner, c.fp).Slice()
+	if err != nil {
+		return 0, nil, err
+	}
+	did, now, found, err := claimAnswer(res)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.clock.saw(time.UnixMilli(now))
+	if did == claimLate {
+		return 0, nil, errClaimLate
+	}
+	return did, found, nil
 }
 
-// claim does the SET NX of c's record, if Redis gets to it by c.by, by
-// Redis' clock.
-func (s *Redis) claim(ctx context.Context, c claimed, record []byte) (bool, error) {
-	res, err := claimScript.Run(ctx, s.client, []string{c.k}, record, s.ttl.Milliseconds(), c.by).Int64Slice()
-	if err != nil {
-		return false, err
+// claimAnswer reads the claim script's answer.
+func claimAnswer(res []any) (did, now int64, found []byte, err error) {
+	if len(res) < 2 || len(res) > 3 {
+		return 0, 0, nil, fmt.Errorf("claim script answered %v", res)
 	}
-	if len(res) != 2 {
-		return false, fmt.Errorf("claim script answered %v", res)
+	did, ok1 := res[0].(int64)
+	now, ok2 := res[1].(int64)
+	if !ok1 || !ok2 {
+		return 0, 0, nil, fmt.Errorf("claim script answered %v", res)
 	}
-	s.clock.saw(time.UnixMilli(res[1]))
-	if res[0] < 0 {
-		return false, errClaimLate
+	if did != claimFound {
+		return did, now, nil, nil
 	}
-	return res[0] == 1, nil
+	if len(res) != 3 {
+		return 0, 0, nil, fmt.Errorf("claim script found a record and answered %v", res)
+	}
+	v, ok := res[2].(string)
+	if !ok {
+		return 0, 0, nil, fmt.Errorf("claim script found a record and answered %v", res)
+	}
+	return did, now, []byte(v), nil
 }
 
 // record is what Redis holds for one request.
@@ -189,7 +238,8 @@ var settle = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v and v == ARGV[2] then return 1 end
 if v then
-  local r = cjson.decode(v)
+  local read, r = pcall(cjson.decode, v)
+  if not read or type(r) ~= 'table' then return 0 end
   if r['owner'] ~= ARGV[1] then
     if r['done'] and r['unknown'] and not r['resp'] then return 2 end
     return 0
@@ -201,49 +251,22 @@ redis.call('DEL', KEYS[1])
 return 1
 `)
 
-// markUnknownScript replaces the claim ARGV[1], if it is still there
-// unchanged, by the record ARGV[2], keeping its time to live, and answers
-// whether it did.
-var markUnknownScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-return 1
-`)
-
-// markUnknown makes the claim r (read as raw) whose lease is over an
-// unknown outcome for good, before a repeat is told so: the claim's
-// owner, cut off from Redis, may yet settle or drop it (keepTrying), and a
-// request_id answered OUTCOME_UNKNOWN must not run later, after its caller
-// has made the backup again under another request_id. The record has no
-// owner, so the owner's late tries leave it alone. marked is false when
-// the claim changed since it was read.
-func (s *Redis) markUnknown(ctx context.Context, k string, raw []byte, r record) (marked bool, err error) {
-	unknown, _ := json.Marshal(record{Done: true, Fingerprint: r.Fingerprint, Unknown: true})
-	n, err := markUnknownScript.Run(ctx, s.client, []string{k}, raw, unknown).Int()
-	return n == 1, err
-}
-
 // Do is Memory.Do across replicas; see Memory.Do. A Final error is kept as
 // an OutcomeUnknownError for repeats.
 func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]byte, error)) ([]byte, error) {
 	want := hex.EncodeToString(fp[:])
 	pause := 10 * time.Millisecond
 	for {
-		mine, ok, err := s.tryClaim(ctx, key, want)
+		mine, did, found, err := s.tryClaim(ctx, key, want)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			return s.lead(ctx, mine, run)
-		}
-		then, resp, err := s.found(ctx, mine)
+		then, resp, err := judge(mine, did, found)
 		switch then {
 		case answer:
 			return resp, err
 		case leadOwn:
 			return s.lead(ctx, mine, run)
-		case claimAgain:
-			continue
 		}
 		select {
 		case <-time.After(pause):
@@ -255,16 +278,16 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 }
 
 // tryClaim claims key for a run of the request whose fingerprint is want,
-// and reports whether it did.
-func (s *Redis) tryClaim(ctx context.Context, key Key, want string) (mine claimed, ok bool, err error) {
+// and says what the claim did and the record it found, if any.
+func (s *Redis) tryClaim(ctx context.Context, key Key, want string) (mine claimed, did int64, found []byte, err error) {
 	redisNow, err := s.redisNow(ctx)
 	if err != nil {
-		return claimed{}, false, unavailable(ctx, err)
+		return claimed{}, 0, nil, unavailable(ctx, err)
 	}
 	mine = claimed{key: key, k: s.prefix + key.Account + ":" + key.RequestID, owner: rand.Text(), fp: want,
 		leaseUntil: time.Now().Add(s.lease), by: redisNow.Add(s.claimWithin).UnixMilli()}
-	claim, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: redisNow.Add(s.lease).UnixMilli()})
-	ok, err = s.claim(ctx, mine, claim)
+	rec, _ := json.Marshal(record{Fingerprint: want, Owner: mine.owner, LeaseUntil: redisNow.Add(s.lease).UnixMilli()})
+	did, found, err = s.claim(ctx, mine, rec)
 	if err != nil {
 		// Any send of the claim may have been done, however the last
 		// failed (go-redis resends a command whose answer timed out, and
@@ -273,58 +296,40 @@ func (s *Redis) tryClaim(ctx context.Context, key Key, want string) (mine claime
 		if !errors.Is(err, errClaimLate) {
 			s.dropLater(mine)
 		}
-		return mine, false, unavailable(ctx, err)
+		return mine, 0, nil, unavailable(ctx, err)
 	}
-	return mine, ok, nil
+	return mine, did, found, nil
 }
 
-// then is what Do does with what a claim found.
+// then is what Do does with what a claim did.
 type then int
 
 const (
-	answer     then = iota // answer with found's response and error
-	leadOwn                // run the request under its own claim
-	claimAgain             // the record went away: claim again
-	waitFor                // another replica runs the request: wait for it
+	answer  then = iota // answer with judge's response and error
+	leadOwn             // run the request under its own claim
+	waitFor             // another replica runs the request: wait for it
 )
 
-// found reads the record that stopped mine's claim and says what to do.
-func (s *Redis) found(ctx context.Context, mine claimed) (then, []byte, error) {
-	b, err := s.client.Get(ctx, mine.k).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return claimAgain, nil, nil // settled and dropped since the SETNX
-	}
-	if err != nil {
-		// The claim found may be this call's own, done by a first send
-		// whose answer was lost: the caller is told nothing was sent,
-		// so it must not stand.
-		s.dropLater(mine)
-		return answer, nil, unavailable(ctx, err)
+// judge says what to do with what mine's claim did and the record it
+// found.
+func judge(mine claimed, did int64, found []byte) (then, []byte, error) {
+	switch did {
+	case claimSet, claimOwn:
+		return leadOwn, nil, nil
+	case claimMarked:
+		return answer, nil, &OutcomeUnknownError{Key: mine.key}
 	}
 	var r record
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := json.Unmarshal(found, &r); err != nil {
 		return answer, nil, &sharedstate.UnavailableError{Op: "idempotency", Err: fmt.Errorf("unreadable record: %w", err)}
 	}
 	switch {
-	case r.Owner == mine.owner:
-		// This call's own claim: the client resent a SET NX whose answer
-		// was lost after Redis had done it.
-		return leadOwn, nil, nil
 	case r.Fingerprint != mine.fp:
 		return answer, nil, &ConflictError{Key: mine.key}
 	case r.Done && r.Unknown:
 		return answer, nil, &OutcomeUnknownError{Key: mine.key}
 	case r.Done:
 		return answer, r.Response, nil
-	case s.leaseOver(r):
-		marked, err := s.markUnknown(ctx, mine.k, b, r)
-		switch {
-		case err != nil:
-			return answer, nil, unavailable(ctx, err)
-		case marked:
-			return answer, nil, &OutcomeUnknownError{Key: mine.key}
-		}
-		return claimAgain, nil, nil // settled, or made an unknown outcome by another repeat, since it was read
 	}
 	return waitFor, nil, nil
 }
@@ -441,7 +446,9 @@ const maxDrops = 4096
 // it did (1, else 0) and Redis' time in ms.
 var dropScript = redis.NewScript(redisNowMs + `
 local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v)['owner'] == ARGV[1] then
+if not v then return {0, now} end
+local read, r = pcall(cjson.decode, v)
+if read and type(r) == 'table' and r['owner'] == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return {1, now}
 end

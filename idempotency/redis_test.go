@@ -1,11 +1,15 @@
 package idempotency
 
 import (
+	"cmp"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -225,17 +229,15 @@ func TestRedisSettlesAfterAnOutage(t *testing.T) {
 // lease runs out.
 func TestRedisLeadsItsOwnClaim(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
-	// The first SET NX looks refused after Redis did it: what a client that
-	// resends a command whose answer timed out sees.
+	direct := directRedis(t)
+	// The first send of the claim is done, its answer lost; go-redis
+	// resends it, and the resend finds the claim.
 	var lost atomic.Bool
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
-		err := next(ctx, cmd)
-		if isClaim(cmd) && err == nil && lost.CompareAndSwap(false, true) {
-			c := cmd.(*redis.Cmd)
-			res, _ := c.Slice() // set (1), Redis' time
-			c.SetVal([]any{int64(0), res[1]})
+		if isClaim(cmd) && lost.CompareAndSwap(false, true) {
+			redoClaim(t, direct, cmd, claimSet)
 		}
-		return err
+		return next(ctx, cmd)
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -274,7 +276,7 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 				if !isClaim(cmd) || !failed.CompareAndSwap(false, true) {
 					return next(ctx, cmd)
 				}
-				do := func() { redoClaim(t, direct, cmd, 1) }
+				do := func() { redoClaim(t, direct, cmd, claimSet) }
 				if late == 0 {
 					do()
 				} else {
@@ -322,7 +324,7 @@ func TestRedisDropOutlastsTheLease(t *testing.T) {
 			a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 				switch {
 				case !tc.kept && isClaim(cmd):
-					redoClaim(t, direct, cmd, 1) // Redis does the claim, and its answer is lost
+					redoClaim(t, direct, cmd, claimSet) // Redis does the claim, and its answer is lost
 					down.Store(true)
 				case down.Load():
 				default:
@@ -481,14 +483,18 @@ func isClaim(cmd redis.Cmder) bool {
 }
 
 // redoClaim runs the claim cmd carries, with its arguments, on client, as
-// Redis would have done it then, and checks that Redis answered want: 1
-// (set), 0 (found) or -1 (too late). A redo answered otherwise than the
+// Redis would have done it then, and checks that the script did want
+// (claimSet, claimLate, ...). A redo answered otherwise than the
 // test means (one slowed past the claim's time, say) would leave the test
 // passing without going down its path.
 func redoClaim(t *testing.T, client *redis.Client, cmd redis.Cmder, want int64) {
-	args := cmd.Args() // evalsha sha 1 key record ttl by
-	res, err := claimScript.Run(context.Background(), client, []string{args[3].(string)}, args[4:]...).Int64Slice()
-	if err != nil || len(res) != 2 || res[0] != want {
+	args := cmd.Args() // evalsha sha 1 key record ttl by owner fingerprint
+	res, err := claimScript.Run(context.Background(), client, []string{args[3].(string)}, args[4:]...).Slice()
+	if err != nil {
+		t.Errorf("claim redone: %v", err)
+		return
+	}
+	if did, _, _, err := claimAnswer(res); err != nil || did != want {
 		t.Errorf("claim redone: %v, %v; want %d first", res, err, want)
 	}
 }
@@ -516,7 +522,7 @@ func TestRedisLateClaimIsNotDone(t *testing.T) {
 		t.Fatal("Do with its claim's answer lost succeeded")
 	}
 	time.Sleep(300 * time.Millisecond)
-	redoClaim(t, direct, *held.Load(), -1) // Redis gets to the claim now, too late
+	redoClaim(t, direct, *held.Load(), claimLate) // Redis gets to the claim now, too late
 	k := s.prefix + key.Account + ":" + key.RequestID
 	if n, err := direct.Exists(ctx, k).Result(); err != nil || n != 0 {
 		t.Fatalf("a claim done %s after it was sent: %d keys, %v; want none", 300*time.Millisecond, n, err)
@@ -538,7 +544,7 @@ func TestRedisResentLateClaimIsLed(t *testing.T) {
 	var first atomic.Bool
 	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		if isClaim(cmd) && first.CompareAndSwap(false, true) {
-			redoClaim(t, direct, cmd, 1)        // the first send, done in time, its answer lost
+			redoClaim(t, direct, cmd, claimSet) // the first send, done in time, its answer lost
 			time.Sleep(1500 * time.Millisecond) // the resend comes after the claim's time
 		}
 		return next(ctx, cmd)
@@ -575,37 +581,6 @@ func TestRedisDropEndsOnceTheClaimCannotBeDone(t *testing.T) {
 			t.Fatalf("the drop still running 5 s after its claim's time of %s", s.claimWithin)
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// TestRedisFoundOwnClaimThenGetFails: the first send of a claim was done,
-// its answer lost, and go-redis' resend found the claim; the GET that
-// would have shown it to be this call's own then failed. The caller is
-// told nothing was sent, so the claim is dropped, and the retry runs.
-func TestRedisFoundOwnClaimThenGetFails(t *testing.T) {
-	s := redisStores(t, 1, time.Minute)[0]
-	s.claimWithin = time.Second
-	direct := directRedis(t)
-	var claimed, got atomic.Bool
-	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
-		switch {
-		case isClaim(cmd) && claimed.CompareAndSwap(false, true):
-			redoClaim(t, direct, cmd, 1) // the first send, done, its answer lost; the resend finds it
-		case cmd.Name() == "get" && got.CompareAndSwap(false, true):
-			cmd.SetErr(errors.New("i/o timeout"))
-			return cmd.Err()
-		}
-		return next(ctx, cmd)
-	}))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := &counter{resp: []byte("ran")}
-	if _, err := s.Do(ctx, key, fpA, c.run); err == nil {
-		t.Fatal("Do whose GET failed succeeded")
-	}
-	time.Sleep(300 * time.Millisecond) // the drop runs, past the claim's time
-	if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
-		t.Errorf("the retry: %q, %v after %d runs; want it run once", resp, err, c.runs.Load())
 	}
 }
 
@@ -713,4 +688,98 @@ func directRedis(t *testing.T) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestRedisClaimFindsARecord: what a claim does with each record it can
+// find under its request_id, in one step: the record is answered, waited
+// for, or, for a claim of the same request whose lease is over by Redis'
+// clock, made an unknown outcome that keeps its time to live.
+func TestRedisClaimFindsARecord(t *testing.T) {
+	ctx := context.Background()
+	direct := directRedis(t)
+	redisNow, err := direct.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func(fp Fingerprint, leaseFromNow time.Duration) string {
+		b, _ := json.Marshal(record{Fingerprint: hex.EncodeToString(fp[:]), Owner: "another", LeaseUntil: redisNow.Add(leaseFromNow).UnixMilli()})
+		return string(b)
+	}
+	done, _ := json.Marshal(record{Done: true, Fingerprint: hex.EncodeToString(fpA[:]), Response: []byte("kept")})
+	unknown, _ := json.Marshal(record{Done: true, Fingerprint: hex.EncodeToString(fpA[:]), Unknown: true})
+	for _, tc := range []struct {
+		name, stored string
+		wantResp     string
+		wantErr      func(error) bool
+		// wantStored is the record after the claim; empty means unchanged.
+		wantStored string
+	}{
+		{name: "a result", stored: string(done), wantResp: "kept", wantErr: func(err error) bool { return err == nil }},
+		{name: "an unknown outcome", stored: string(unknown), wantErr: isUnknown},
+		{name: "another request's claim past its lease", stored: running(fpB, -time.Second), wantErr: isConflict},
+		{name: "a running claim of the same request", stored: running(fpA, time.Minute),
+			wantErr: func(err error) bool { return errors.Is(err, context.DeadlineExceeded) }},
+		{name: "a claim of the same request past its lease", stored: running(fpA, -time.Second),
+			wantErr: isUnknown, wantStored: string(unknown)},
+		{name: "not JSON", stored: "garbage", wantErr: func(err error) bool {
+			var ue *sharedstate.UnavailableError
+			return errors.As(err, &ue) && strings.Contains(err.Error(), "unreadable record")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := redisStores(t, 1, time.Minute)[0]
+			k := s.prefix + key.Account + ":" + key.RequestID
+			if err := direct.Set(ctx, k, tc.stored, time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+			waiting, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			c := &counter{resp: []byte("ran")}
+			resp, err := s.Do(waiting, key, fpA, c.run)
+			if string(resp) != tc.wantResp || !tc.wantErr(err) || c.runs.Load() != 0 {
+				t.Errorf("Do: %q, %v after %d runs", resp, err, c.runs.Load())
+			}
+			want := cmp.Or(tc.wantStored, tc.stored)
+			got, err := direct.Get(ctx, k).Result()
+			var r, w record
+			if err != nil || (got != want && (json.Unmarshal([]byte(got), &r) != nil || json.Unmarshal([]byte(want), &w) != nil || !reflect.DeepEqual(r, w))) {
+				t.Errorf("record after the claim: %s, %v; want %s", got, err, want)
+			}
+			if ttl, err := direct.PTTL(ctx, k).Result(); err != nil || ttl < 59*time.Minute {
+				t.Errorf("time to live after the claim: %v, %v; want the hour it had", ttl, err)
+			}
+		})
+	}
+}
+
+func isConflict(err error) bool {
+	var ce *ConflictError
+	return errors.As(err, &ce)
+}
+
+// TestRedisScriptsTakeAnyRecord: a record that is not one of backupd's
+// (written by hand, or by another program under the prefix) is another
+// run's to each script, not a script error: a settle or drop that failed
+// on it would be tried again for settleFor.
+func TestRedisScriptsTakeAnyRecord(t *testing.T) {
+	ctx := context.Background()
+	direct := directRedis(t)
+	k := testenv.RedisPrefix(t) + "idempotency:any"
+	for _, stored := range []string{"garbage", "5", `"text"`, "[]", `{"owner":7}`} {
+		if err := direct.Set(ctx, k, stored, time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := settle.Run(ctx, direct, []string{k}, "owner", `{"done":true}`, 1000).Int(); err != nil || n != settledElsewhere {
+			t.Errorf("settle on %s: %d, %v; want %d", stored, n, err, settledElsewhere)
+		}
+		if n, err := settle.Run(ctx, direct, []string{k}, "owner", "", 1000).Int(); err != nil || n != settledElsewhere {
+			t.Errorf("forget on %s: %d, %v; want %d", stored, n, err, settledElsewhere)
+		}
+		if res, err := dropScript.Run(ctx, direct, []string{k}, "owner").Int64Slice(); err != nil || len(res) != 2 || res[0] != 0 {
+			t.Errorf("drop on %s: %v, %v; want not dropped", stored, res, err)
+		}
+		if got, err := direct.Get(ctx, k).Result(); err != nil || got != stored {
+			t.Errorf("record after the scripts: %q, %v; want %q unchanged", got, err, stored)
+		}
+	}
 }
