@@ -303,7 +303,9 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 			"and the latest request_id results it held may be gone, so repeats of those requests may run again")
 	}
 	limiter := ratelimit.NewRedis(client, rc.KeyPrefix, opts, lost)
-	if err := limiter.Prime(pingCtx); err != nil {
+	primeCtx, cancelPrime := context.WithTimeout(ctx, 3*time.Second) // its own 3 s, whatever the ping took
+	defer cancelPrime()
+	if err := limiter.Prime(primeCtx); err != nil {
 		logger.Warn("shared state: not marked yet", slog.String("error", err.Error()))
 	}
 	return limiter, idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
