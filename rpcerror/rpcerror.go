@@ -49,6 +49,8 @@ const (
 	ReasonMethodNotAllowed = "METHOD_NOT_ALLOWED"
 	ReasonUnknownMethod    = "UNKNOWN_METHOD"
 	ReasonShuttingDown     = "SHUTTING_DOWN"
+	ReasonRequestLate      = "REQUEST_NOT_ARRIVED"
+	ReasonTooManyWatches   = "TOO_MANY_WATCHES"
 )
 
 // RequestError is a request the gRPC server or the REST gateway refuses on

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/backupd/backupd/rpcerror"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // awaiting holds the BackupService calls whose request has yet to arrive,
@@ -136,5 +136,5 @@ func (a *awaiting) cutOne(c *awaitingCall) {
 var (
 	errCutAtDrain = errors.New(
 		"backupd is shutting down and the call's request did not arrive within the drain's grace; nothing was done: send it again")
-	errCutAtDrainStatus = status.Error(codes.Canceled, errCutAtDrain.Error())
+	errCutAtDrainStatus = refused(&rpcerror.RequestError{Code: codes.Canceled, Reason: rpcerror.ReasonShuttingDown, Msg: errCutAtDrain.Error()})
 )

@@ -12,8 +12,11 @@ import (
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/testenv"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // TestAwaitingCallsAreCutAtTheDrain: at the stop, a BackupService call
@@ -51,8 +54,8 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 		if arrived.Err() != nil {
 			t.Error("a call whose request arrived was canceled")
 		}
-		if i.requestArrived(silent) == nil {
-			t.Error("the request of a call cut at the drain was let through")
+		if err := i.requestArrived(silent); status.Code(err) != codes.Canceled || reasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
+			t.Errorf("the request of a call cut at the drain: %v; want it refused, Canceled %s", err, rpcerror.ReasonShuttingDown)
 		}
 		afterCut := i.holdUntilArrival(context.Background(), method)
 		time.Sleep(drainGrace - time.Millisecond)
@@ -164,7 +167,7 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 		if silent.Err() == nil || health.Err() == nil || arrived.Err() != nil {
 			t.Fatalf("canceled: silent %v, health check %v, arrived %v; want the first two", silent.Err(), health.Err(), arrived.Err())
 		}
-		if err := i.requestArrived(silent); !errors.Is(err, errRequestLateStatus) {
+		if err := i.requestArrived(silent); !errors.Is(err, errRequestLateStatus) || reasonOf(status.Convert(err)) != rpcerror.ReasonRequestLate {
 			t.Errorf("the request of a call its bound ended, arriving then: %v; want it refused", err)
 		}
 		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"caller":"127.0.0.1:1"`, `"code":"Canceled"`, "did not arrive in time"); len(lines) != 1 ||

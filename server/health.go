@@ -2,14 +2,16 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
 )
 
 // Health tracks readiness for grpc.health.v1 and /readyz together.
@@ -79,7 +81,9 @@ func (s healthService) Check(ctx context.Context, req *healthpb.HealthCheckReque
 
 func checkHealthServiceName(name string) error {
 	if len(name) > maxHealthServiceName {
-		return status.Errorf(codes.InvalidArgument, "service must be at most %d bytes; got %d", maxHealthServiceName, len(name))
+		msg := fmt.Sprintf("service must be at most %d bytes; got %d", maxHealthServiceName, len(name))
+		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: []service.FieldViolation{{Field: "service", Description: msg}}}, rpcerror.Request{})
+		return st.Err()
 	}
 	return nil
 }
@@ -92,7 +96,8 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 	case s.h.watches <- struct{}{}:
 		defer func() { <-s.h.watches }()
 	default:
-		return status.Errorf(codes.ResourceExhausted, "%d health watches are open already; poll Check instead", cap(s.h.watches))
+		return refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: rpcerror.ReasonTooManyWatches,
+			Msg: fmt.Sprintf("%d health watches are open already; poll Check instead", cap(s.h.watches)), RetryAfter: rpcerror.DefaultRetryAfter})
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -106,7 +111,7 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 		if ws.last != healthpb.HealthCheckResponse_NOT_SERVING {
 			_ = stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
 		}
-		return status.Error(codes.Unavailable, "backupd is shutting down; watch another replica")
+		return errWatchStopping
 	}
 	return err
 }
@@ -144,3 +149,7 @@ func (h *Health) Ready(ctx context.Context) bool {
 	resp, err := h.grpc.Check(ctx, &healthpb.HealthCheckRequest{})
 	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 }
+
+// errWatchStopping ends the health watches at shutdown.
+var errWatchStopping = refused(&rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
+	Msg: "backupd is shutting down; watch another replica", RetryAfter: rpcerror.DefaultRetryAfter})

@@ -31,6 +31,13 @@ func refusal(code codes.Code, reason, msg, account string) *status.Status {
 	return st
 }
 
+// refused is the error of a gRPC call the server refuses on its own, with
+// the details every backupd status carries.
+func refused(e *rpcerror.RequestError) error {
+	st, _ := rpcerror.Status(e, rpcerror.Request{})
+	return st.Err()
+}
+
 // tooLarge is the status of a REST body over MaxBodyBytes.
 func tooLarge(account string) *status.Status {
 	return refusal(codes.InvalidArgument, rpcerror.ReasonBodyTooLarge, fmt.Sprintf("request body must be at most %d bytes", MaxBodyBytes), account)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -239,8 +240,8 @@ func TestShutdownEndsHealthWatches(t *testing.T) {
 				t.Fatalf("Watch answer after the signal %v, %v; want NOT_SERVING", resp, err)
 			}
 			// Then the end, without NOT_SERVING again.
-			if resp, err := stream.Recv(); status.Code(err) != codes.Unavailable {
-				t.Errorf("Watch after NOT_SERVING: %v, %v; want its end, UNAVAILABLE", resp, err)
+			if resp, err := stream.Recv(); status.Code(err) != codes.Unavailable || reasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
+				t.Errorf("Watch after NOT_SERVING: %v, %v; want its end, UNAVAILABLE SHUTTING_DOWN", resp, err)
 			}
 			select {
 			case err := <-done:
@@ -265,8 +266,8 @@ func TestHealthWatchAfterEndStreams(t *testing.T) {
 	}
 	for {
 		if _, err := stream.Recv(); err != nil {
-			if status.Code(err) != codes.Unavailable {
-				t.Errorf("Watch ended with %v; want UNAVAILABLE", err)
+			if status.Code(err) != codes.Unavailable || reasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
+				t.Errorf("Watch ended with %v; want UNAVAILABLE SHUTTING_DOWN", err)
 			}
 			return
 		}
@@ -280,8 +281,9 @@ func TestHealthCallsAreBounded(t *testing.T) {
 	f.s.Health.watches = make(chan struct{}, 2)
 	health := healthpb.NewHealthClient(f.conn)
 	long := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", maxHealthServiceName+1)}
-	if _, err := health.Check(context.Background(), long); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("Check of a long name: %v; want InvalidArgument", err)
+	_, err := health.Check(context.Background(), long)
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || reasonOf(st) != "INVALID_ARGUMENT" || !strings.Contains(fmt.Sprint(st.Details()), `field:"service"`) {
+		t.Errorf("Check of a long name: %v, details %v; want InvalidArgument naming service", err, st.Details())
 	}
 	longWatch, err := health.Watch(context.Background(), long)
 	if err != nil {
@@ -305,8 +307,8 @@ func TestHealthCallsAreBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("a third watch: %v; want ResourceExhausted", err)
+	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted || reasonOf(status.Convert(err)) != rpcerror.ReasonTooManyWatches {
+		t.Errorf("a third watch: %v; want ResourceExhausted %s", err, rpcerror.ReasonTooManyWatches)
 	}
 	if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Errorf("Check while the watches are full: %v", err)
@@ -367,8 +369,8 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 			default:
 				t.Error("the request_id runs were not waited for")
 			}
-			if err := stream.RecvMsg(resp); status.Code(err) != codes.Unavailable {
-				t.Errorf("the open reflection stream got %v; want UNAVAILABLE", err)
+			if err := stream.RecvMsg(resp); status.Code(err) != codes.Unavailable || reasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
+				t.Errorf("the open reflection stream got %v; want UNAVAILABLE SHUTTING_DOWN", err)
 			}
 		})
 	}

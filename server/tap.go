@@ -10,10 +10,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
 )
 
 // tap checks a BackupService call's caller when its stream opens, before
@@ -96,7 +96,7 @@ var errRequestLate = fmt.Errorf("the request did not arrive in time: within %s o
 
 // errRequestLateStatus answers a call whose request arrived just as its
 // bound ended it.
-var errRequestLateStatus = status.Error(codes.Canceled, errRequestLate.Error())
+var errRequestLateStatus = refused(&rpcerror.RequestError{Code: codes.Canceled, Reason: rpcerror.ReasonRequestLate, Msg: errRequestLate.Error()})
 
 type arrivalKey struct{}
 
@@ -231,7 +231,8 @@ func (s *stoppingStream) RecvMsg(m any) error {
 	}
 }
 
-var errStopping = status.Error(codes.Unavailable, "backupd is shutting down; reconnect to another replica")
+var errStopping = refused(&rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
+	Msg: "backupd is shutting down; reconnect to another replica", RetryAfter: rpcerror.DefaultRetryAfter})
 
 // arrivalStream lifts its call's arrival bound once a request arrives.
 type arrivalStream struct {
