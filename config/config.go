@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -145,6 +146,11 @@ type Caller struct {
 }
 
 // The shared-state backends.
+// DefaultUpstreamTimeout bounds a request that sets no deadline. It is
+// under shutdown_timeout's default, so a request in flight at SIGTERM ends
+// before the drain does.
+const DefaultUpstreamTimeout = 20 * time.Second
+
 const (
 	// BackendMemory keeps state in the process: right for one replica.
 	BackendMemory = "memory"
@@ -316,9 +322,7 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.SharedState.Backend, BackendMemory)
 	setDefault(&c.SharedState.Redis.KeyPrefix, "backupd:")
 	if c.UpstreamTimeout == 0 {
-		// Under shutdown_timeout, so a request in flight at SIGTERM ends
-		// before the drain does.
-		c.UpstreamTimeout = 20 * time.Second
+		c.UpstreamTimeout = DefaultUpstreamTimeout
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = time.Second
@@ -470,7 +474,7 @@ func (c *Config) validateServing(bad reporter) {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format", `must be "json" or "text"; got %q`, c.Log.Format)
 	}
-	if !slogLevelOK(c.Log.Level) {
+	if _, ok := c.Log.SlogLevel(); !ok {
 		bad("log.level", `must be debug, info, warn or error; got %q`, c.Log.Level)
 	}
 }
@@ -640,12 +644,21 @@ func orPlaceholder(id string) string {
 	return "123456789012"
 }
 
-func slogLevelOK(l string) bool {
-	switch strings.ToLower(l) {
-	case "debug", "info", "warn", "error":
-		return true
+// SlogLevel is log.level as slog's; ok is false for a level backupd does
+// not take. Validate and the logger both read the level here, so that they
+// cannot disagree on a spelling (slog alone takes "info+2").
+func (l Log) SlogLevel() (level slog.Level, ok bool) {
+	switch strings.ToLower(l.Level) {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
 	}
-	return false
+	return slog.LevelInfo, false
 }
 
 // snake turns an operation name into its YAML key: CreateBackup -> create_backup.

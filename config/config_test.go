@@ -1,6 +1,7 @@
 package config
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -498,5 +499,26 @@ func TestParseExplicitZeroDurations(t *testing.T) {
 	}
 	if _, err := Parse(strings.NewReader(strings.Replace(validYAML, "drain_delay: 5s", "drain_delay: 0s", 1))); err != nil {
 		t.Errorf("drain_delay: 0s, its default, refused: %v", err)
+	}
+}
+
+func TestSlogLevel(t *testing.T) {
+	for _, tt := range []struct {
+		level string
+		want  slog.Level
+		ok    bool
+	}{
+		{"debug", slog.LevelDebug, true},
+		{"info", slog.LevelInfo, true},
+		{"WARN", slog.LevelWarn, true},
+		{"Error", slog.LevelError, true},
+		{"info+2", slog.LevelInfo, false}, // slog's own parser takes it; backupd's docs do not
+		{"trace", slog.LevelInfo, false},
+		{"", slog.LevelInfo, false},
+	} {
+		got, ok := Log{Level: tt.level}.SlogLevel()
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("SlogLevel(%q) = %v, %v; want %v, %v", tt.level, got, ok, tt.want, tt.ok)
+		}
 	}
 }

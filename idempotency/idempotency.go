@@ -187,6 +187,10 @@ func (m *Memory) expire() {
 	m.expiring = m.expiring[n:]
 }
 
+// Wait returns at once: Memory keeps every result before Do returns, and
+// nothing in the background.
+func (m *Memory) Wait(context.Context) error { return nil }
+
 // len reports how many requests the store holds, running or kept.
 func (m *Memory) len() int {
 	m.mu.Lock()

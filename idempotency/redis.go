@@ -561,9 +561,12 @@ func (s *Redis) Wait(ctx context.Context) error {
 	return nil
 }
 
+// unavailable is the error of a Redis command that failed: the caller's
+// own end when ctx has ended (the command's failure kept in its text),
+// else Redis being unavailable.
 func unavailable(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("idempotency: %w", ctx.Err())
+		return fmt.Errorf("idempotency: %w (Redis: %v)", ctx.Err(), err)
 	}
 	return &sharedstate.UnavailableError{Op: "idempotency", Err: err}
 }

@@ -358,7 +358,7 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 			return m
 		}
 		m.code, m.reason = codes.Internal, "INTERNAL"
-		m.msg = "internal error; the details are in backupd's log"
+		m.msg = internalMsg
 	}
 	return m
 }

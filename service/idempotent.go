@@ -21,6 +21,9 @@ import (
 // caller's goroutine before it returns.
 type Idempotency interface {
 	Do(ctx context.Context, key idempotency.Key, fp idempotency.Fingerprint, run func() ([]byte, error)) ([]byte, error)
+	// Wait waits until the results the store keeps in the background
+	// (Redis, when it failed) are kept, or ctx has ended.
+	Wait(ctx context.Context) error
 }
 
 // once does a request that must not be done twice (CreateBackup, restore).
@@ -166,10 +169,8 @@ func (s *Server) Wait(ctx context.Context) error {
 		s.log.LogAttrs(ctx, slog.LevelError, "request_id: backupd shut down before the run ended; its result is not kept, "+
 			"and whether DynamoDB acted on it is not known", slog.String("account", k.Account), slog.String("request_id", k.RequestID))
 	}
-	if w, ok := s.idem.(interface{ Wait(context.Context) error }); ok {
-		// At once when ctx has ended, logging what it leaves.
-		err = cmp.Or(err, w.Wait(ctx))
-	}
+	// At once when ctx has ended, logging what it leaves.
+	err = cmp.Or(err, s.idem.Wait(ctx))
 	if err != nil {
 		return fmt.Errorf("request_id runs or results still going: %w", err)
 	}

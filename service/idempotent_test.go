@@ -248,6 +248,8 @@ func TestDeadlineIsBoundedByDefaultTimeout(t *testing.T) {
 // stopped: Do waits until the claim's lease ends, or ctx does.
 type heldClaim struct{ lease time.Duration }
 
+func (heldClaim) Wait(context.Context) error { return nil }
+
 func (h heldClaim) Do(ctx context.Context, _ idempotency.Key, _ idempotency.Fingerprint, _ func() ([]byte, error)) ([]byte, error) {
 	select {
 	case <-time.After(h.lease):

@@ -59,7 +59,7 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.DefaultTimeout == 0 {
-		opts.DefaultTimeout = 20 * time.Second // config's upstream_timeout default
+		opts.DefaultTimeout = config.DefaultUpstreamTimeout
 	}
 	if opts.Idempotency == nil {
 		opts.Idempotency = idempotency.NewMemory()
