@@ -29,7 +29,7 @@ type Options struct {
 	// Authorizer decides who may make each BackupService call; nil lets
 	// everyone make every call.
 	Authorizer Authorizer
-	// TLS, when set, serves gRPC over TLS (see LoadTLS).
+	// TLS, when set, serves gRPC over TLS (see certreload.TLSConfig).
 	TLS *tls.Config
 	// requestArrival, connectionIdle and handshake, when not zero, stand
 	// in for requestArrivalTimeout, maxConnectionIdle and

@@ -3,12 +3,10 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/backupd/backupd/certreload"
 	"github.com/backupd/backupd/logcap"
 	"github.com/backupd/backupd/testenv"
 )
@@ -52,7 +51,7 @@ func serveTLS(t *testing.T, cfg *tls.Config) (grpcAddr, httpAddr string) {
 
 func TestTLS(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
-	cfg, err := LoadTLS(files.CertFile, files.KeyFile, "", discard())
+	cfg, err := certreload.TLSConfig(files.CertFile, files.KeyFile, "", discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +89,7 @@ func TestTLS(t *testing.T) {
 
 func TestMutualTLS(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
-	cfg, err := LoadTLS(files.CertFile, files.KeyFile, files.CertFile, discard()) // the test CA signs itself
+	cfg, err := certreload.TLSConfig(files.CertFile, files.KeyFile, files.CertFile, discard()) // the test CA signs itself
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,126 +114,13 @@ func TestMutualTLS(t *testing.T) {
 	}
 }
 
-func TestLoadTLSErrors(t *testing.T) {
-	files := testenv.SelfSignedTLS(t)
-	for _, tt := range []struct{ cert, key, ca string }{
-		{"/nonexistent.crt", files.KeyFile, ""},
-		{files.CertFile, files.CertFile, ""},
-		{files.CertFile, files.KeyFile, "/nonexistent-ca.pem"},
-		{files.CertFile, files.KeyFile, files.KeyFile},
-	} {
-		if _, err := LoadTLS(tt.cert, tt.key, tt.ca, discard()); err == nil {
-			t.Errorf("LoadTLS(%q, %q, %q) succeeded", tt.cert, tt.key, tt.ca)
-		}
-	}
-}
-
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// TestTLSCertificateRotates: new certificate files are served from the next
-// handshake after the check interval, without a restart.
-func TestTLSCertificateRotates(t *testing.T) {
-	first := testenv.SelfSignedTLS(t)
-	const interval = 2 * time.Second
-	cfg, err := loadTLS(first.CertFile, first.KeyFile, "", interval, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, httpAddr := serveTLS(t, cfg)
-	get := healthzOver(httpAddr)
-	if err := get(first.Pool); err != nil {
-		t.Fatalf("first certificate: %v", err)
-	}
-	second := testenv.SelfSignedTLS(t)
-	rotate(t, second, first, time.Now().Add(time.Minute)) // a modification time surely different
-	if err := get(first.Pool); err != nil {
-		t.Fatalf("the old certificate was not served until the check interval passed: %v", err)
-	}
-	time.Sleep(interval + 100*time.Millisecond)
-	if err := get(second.Pool); err != nil {
-		t.Errorf("rotated certificate: %v", err)
-	}
-	if err := get(first.Pool); err == nil {
-		t.Error("the old certificate is still served")
-	}
-}
-
-// A rotation that leaves files that do not load keeps the previous
-// certificate in service and says so once, at ERROR; the next good pair is
-// served again.
-func TestTLSBrokenRotationIsLogged(t *testing.T) {
-	first := testenv.SelfSignedTLS(t)
-	const interval = 200 * time.Millisecond
-	logs := &testenv.Buffer{}
-	cfg, err := loadTLS(first.CertFile, first.KeyFile, "", interval, slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, httpAddr := serveTLS(t, cfg)
-	get := healthzOver(httpAddr)
-	later := time.Now().Add(time.Minute)
-	if err := os.WriteFile(first.CertFile, []byte("half written"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(first.CertFile, later, later); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		time.Sleep(interval + 50*time.Millisecond)
-		if err := get(first.Pool); err != nil {
-			t.Fatalf("the previous certificate is not served: %v", err)
-		}
-	}
-	second := testenv.SelfSignedTLS(t)
-	rotate(t, second, first, later.Add(time.Minute))
-	time.Sleep(interval + 50*time.Millisecond)
-	if err := get(second.Pool); err != nil {
-		t.Errorf("the next good pair is not served: %v", err)
-	}
-	buf := logs.String()
-	if n := strings.Count(buf, `"level":"ERROR","msg":"tls: the certificate files changed but cannot be loaded`); n != 1 {
-		t.Errorf("%d ERROR lines, want 1:\n%s", n, buf)
-	}
-	if !strings.Contains(buf, `"level":"INFO","msg":"tls: the certificate files load again"`) {
-		t.Errorf("the recovery is not logged:\n%s", buf)
-	}
-}
-
-// rotate copies the certificate and key of from over those of to, with
-// modification time mtime.
-func rotate(t *testing.T, from, to testenv.TLSFiles, mtime time.Time) {
-	t.Helper()
-	for _, f := range [][2]string{{from.CertFile, to.CertFile}, {from.KeyFile, to.KeyFile}} {
-		b, err := os.ReadFile(f[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(f[1], b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(f[1], mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// healthzOver returns a GET of /healthz at addr over TLS, trusting roots.
-func healthzOver(addr string) func(roots *x509.CertPool) error {
-	return func(roots *x509.CertPool) error {
-		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-		resp, err := client.Get("https://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
-	}
-}
 
 // TestHTTPServerLogsInBackupdsFormat: net/http's own messages, such as a
 // failed TLS handshake, are lines of backupd's log, not plain text.
 func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
-	cfg, err := LoadTLS(files.CertFile, files.KeyFile, "", discard())
+	cfg, err := certreload.TLSConfig(files.CertFile, files.KeyFile, "", discard())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/certreload"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/metrics"
@@ -209,7 +210,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	health := server.NewHealth()
 	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: m}
 	if cfg.TLS.Enabled() {
-		if srvOpts.TLS, err = server.LoadTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, logger); err != nil {
+		if srvOpts.TLS, err = certreload.TLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, logger); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,8 @@
-package server
+// Package certreload serves TLS from certificate files that operators
+// rotate in place: the files are read again when they change, so a renewed
+// certificate is served without a restart, and a rotation that leaves
+// files that do not load keeps the previous certificate in service.
+package certreload
 
 import (
 	"crypto/tls"
@@ -15,17 +19,17 @@ import (
 // files changed.
 const certCheckInterval = 10 * time.Second
 
-// LoadTLS reads the listeners' certificate and key. With clientCAFile set,
+// TLSConfig reads the listeners' certificate and key. With clientCAFile set,
 // every client must present a certificate signed by that CA (mutual TLS).
 // The certificate is read again when its files change, so a rotated
 // certificate is served from the next handshakes on, without a restart.
 // A rotated pair that fails to load is logged, at ERROR, and the previous
 // certificate stays in service.
-func LoadTLS(certFile, keyFile, clientCAFile string, logger *slog.Logger) (*tls.Config, error) {
-	return loadTLS(certFile, keyFile, clientCAFile, certCheckInterval, logger)
+func TLSConfig(certFile, keyFile, clientCAFile string, logger *slog.Logger) (*tls.Config, error) {
+	return tlsConfig(certFile, keyFile, clientCAFile, certCheckInterval, logger)
 }
 
-func loadTLS(certFile, keyFile, clientCAFile string, interval time.Duration, logger *slog.Logger) (*tls.Config, error) {
+func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, logger *slog.Logger) (*tls.Config, error) {
 	r := &certReloader{certFile: certFile, keyFile: keyFile, interval: interval, log: logger}
 	if err := r.load(); err != nil {
 		return nil, err

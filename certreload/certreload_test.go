@@ -1,0 +1,148 @@
+package certreload
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backupd/backupd/testenv"
+)
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestTLSConfigErrors(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	for _, tt := range []struct{ name, cert, key, ca, want string }{
+		{"no certificate file", "/nonexistent.crt", files.KeyFile, "", "nonexistent.crt"},
+		{"a certificate for a key", files.CertFile, files.CertFile, "", "load cert_file and key_file"},
+		{"no client CA file", files.CertFile, files.KeyFile, "/nonexistent-ca.pem", "client_ca_file"},
+		{"a key for a client CA", files.CertFile, files.KeyFile, files.KeyFile, "client_ca_file holds no PEM certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := TLSConfig(tt.cert, tt.key, tt.ca, discard()); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("TLSConfig(%q, %q, %q): %v; want an error saying %q", tt.cert, tt.key, tt.ca, err, tt.want)
+			}
+		})
+	}
+}
+
+// serving accepts TLS connections with cfg on loopback until the test
+// ends, and returns a handshake with it that trusts roots.
+func serving(t *testing.T, cfg *tls.Config) func(roots *x509.CertPool) error {
+	t.Helper()
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	return func(roots *x509.CertPool) error {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", lis.Addr().String(),
+			&tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+}
+
+// TestCertificateRotates: new certificate files are served from the next
+// handshake after the check interval, without a restart.
+func TestCertificateRotates(t *testing.T) {
+	first := testenv.SelfSignedTLS(t)
+	const interval = 2 * time.Second
+	cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	handshake := serving(t, cfg)
+	if err := handshake(first.Pool); err != nil {
+		t.Fatalf("first certificate: %v", err)
+	}
+	second := testenv.SelfSignedTLS(t)
+	rotate(t, second, first, time.Now().Add(time.Minute)) // a modification time surely different
+	if err := handshake(first.Pool); err != nil {
+		t.Fatalf("the old certificate was not served until the check interval passed: %v", err)
+	}
+	time.Sleep(interval + 100*time.Millisecond)
+	if err := handshake(second.Pool); err != nil {
+		t.Errorf("rotated certificate: %v", err)
+	}
+	if err := handshake(first.Pool); err == nil {
+		t.Error("the old certificate is still served")
+	}
+}
+
+// A rotation that leaves files that do not load keeps the previous
+// certificate in service and says so once, at ERROR; the next good pair is
+// served again.
+func TestBrokenRotationIsLogged(t *testing.T) {
+	first := testenv.SelfSignedTLS(t)
+	const interval = 200 * time.Millisecond
+	logs := &testenv.Buffer{}
+	cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	handshake := serving(t, cfg)
+	later := time.Now().Add(time.Minute)
+	if err := os.WriteFile(first.CertFile, []byte("half written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(first.CertFile, later, later); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		time.Sleep(interval + 50*time.Millisecond)
+		if err := handshake(first.Pool); err != nil {
+			t.Fatalf("the previous certificate is not served: %v", err)
+		}
+	}
+	second := testenv.SelfSignedTLS(t)
+	rotate(t, second, first, later.Add(time.Minute))
+	time.Sleep(interval + 50*time.Millisecond)
+	if err := handshake(second.Pool); err != nil {
+		t.Errorf("the next good pair is not served: %v", err)
+	}
+	buf := logs.String()
+	if n := strings.Count(buf, `"level":"ERROR","msg":"tls: the certificate files changed but cannot be loaded`); n != 1 {
+		t.Errorf("%d ERROR lines, want 1:\n%s", n, buf)
+	}
+	if !strings.Contains(buf, `"level":"INFO","msg":"tls: the certificate files load again"`) {
+		t.Errorf("the recovery is not logged:\n%s", buf)
+	}
+}
+
+// rotate copies the certificate and key of from over those of to, with
+// modification time mtime.
+func rotate(t *testing.T, from, to testenv.TLSFiles, mtime time.Time) {
+	t.Helper()
+	for _, f := range [][2]string{{from.CertFile, to.CertFile}, {from.KeyFile, to.KeyFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(f[1], mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
