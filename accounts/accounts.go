@@ -185,18 +185,7 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	key := ratelimit.Key{Account: g.account, Region: g.region, Operation: awsmiddleware.GetOperationName(ctx)}
 	call, _ := ctx.Value(attemptsKey{}).(*attempts)
 	if err := g.limiter.Wait(ctx, key); err != nil {
-		// The rate's refusal is made the attempt's error here; the
-		// deadline's, in followAttempts; the caller leaving, or Redis
-		// failing, is what the caller is told of, whatever came before,
-		// Redis failing with word of the attempt that went before.
-		if call != nil && call.failed != nil {
-			if isLimited(err) {
-				err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
-			} else if errors.As(err, new(*sharedstate.UnavailableError)) {
-				err = &RetryStoppedError{Stopped: err}
-			}
-		}
-		return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+		return middleware.FinalizeOutput{}, middleware.Metadata{}, notAdmitted(call, err)
 	}
 	sent := time.Now()
 	at, _ := ctx.Value(submitKey{}).(*time.Time)
@@ -205,21 +194,55 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	}
 	out, md, err := next.HandleFinalize(ctx, in)
 	g.observe(key.Operation, err, sent)
-	if err != nil && at != nil && refused(err) {
-		*at = time.Time{}
-	}
-	left := at == nil || !at.IsZero() // without a submit time, assume it left
-	if err != nil && left && outcomeUnknown(err) {
-		if !idempotent[key.Operation] {
-			err = &OutcomeUnknownError{Operation: key.Operation, AccountID: g.account, Err: err}
-		} else if call != nil {
-			call.unanswered = true
-		}
-	}
+	err = g.answered(key.Operation, call, at, err)
 	if call != nil {
 		call.failed = err
 	}
 	return out, md, err
+}
+
+// notAdmitted is the error of an attempt the limiter did not let go. The
+// rate's refusal is made the attempt's error here; the deadline's, in
+// followAttempts. The caller leaving, or Redis failing, is what the caller
+// is told of, whatever came before, Redis failing with word of the attempt
+// that went before.
+func notAdmitted(call *attempts, err error) error {
+	if call == nil || call.failed == nil {
+		return err
+	}
+	if isLimited(err) {
+		return &RetryNotMadeError{Failed: call.failed, Stopped: err}
+	}
+	if errors.As(err, new(*sharedstate.UnavailableError)) {
+		return &RetryStoppedError{Stopped: err}
+	}
+	return err
+}
+
+// answered is the error of an attempt that was sent, as the caller is to
+// hear it: one that left (at, the submit time, set by wire; without one,
+// assume it left) and got no definite answer is an unknown outcome for an
+// operation that is not idempotent, and marks the call unanswered for one
+// that is. An attempt DynamoDB certainly did not act on (refused) clears
+// its submit time.
+func (g *gate) answered(op string, call *attempts, at *time.Time, err error) error {
+	if err == nil {
+		return nil
+	}
+	if at != nil && refused(err) {
+		*at = time.Time{}
+	}
+	left := at == nil || !at.IsZero()
+	if !left || !outcomeUnknown(err) {
+		return err
+	}
+	if !idempotent[op] {
+		return &OutcomeUnknownError{Operation: op, AccountID: g.account, Err: err}
+	}
+	if call != nil {
+		call.unanswered = true
+	}
+	return err
 }
 
 // followAttempts follows one call across its attempts, for what the gate
