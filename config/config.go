@@ -34,6 +34,20 @@ const (
 // operations lists every rate-limited operation; read only.
 var operations = []string{OpCreateBackup, OpDescribeBackup, OpDeleteBackup, OpListBackups, OpRestoreTableFromBackup}
 
+// limitOf gives each operation its field in Limits and its default rate,
+// DynamoDB's documented per-account control-plane rate: the one place,
+// with the Op constant and the Limits field, that an operation is added.
+var limitOf = map[string]struct {
+	field       func(*Limits) **float64
+	defaultRate float64
+}{
+	OpCreateBackup:           {func(l *Limits) **float64 { return &l.CreateBackup }, 50},
+	OpDescribeBackup:         {func(l *Limits) **float64 { return &l.DescribeBackup }, 10},
+	OpDeleteBackup:           {func(l *Limits) **float64 { return &l.DeleteBackup }, 10},
+	OpListBackups:            {func(l *Limits) **float64 { return &l.ListBackups }, 5},
+	OpRestoreTableFromBackup: {func(l *Limits) **float64 { return &l.RestoreTableFromBackup }, 10},
+}
+
 // Operations returns every rate-limited operation, a fresh slice the
 // caller may change.
 func Operations() []string { return slices.Clone(operations) }
@@ -217,35 +231,21 @@ type Limits struct {
 // DefaultLimits returns DynamoDB's documented per-account control-plane
 // rates.
 func DefaultLimits() Limits {
-	return Limits{
-		CreateBackup:           new(50.0),
-		DescribeBackup:         new(10.0),
-		DeleteBackup:           new(10.0),
-		ListBackups:            new(5.0),
-		RestoreTableFromBackup: new(10.0),
+	var l Limits
+	for _, op := range operations {
+		*limitOf[op].field(&l) = new(limitOf[op].defaultRate)
 	}
+	return l
 }
 
 // Rate returns the per-second rate for op, or 0 for an unknown op or one
 // whose rate is not set.
 func (l Limits) Rate(op string) float64 {
-	var r *float64
-	switch op {
-	case OpCreateBackup:
-		r = l.CreateBackup
-	case OpDescribeBackup:
-		r = l.DescribeBackup
-	case OpDeleteBackup:
-		r = l.DeleteBackup
-	case OpListBackups:
-		r = l.ListBackups
-	case OpRestoreTableFromBackup:
-		r = l.RestoreTableFromBackup
-	}
-	if r == nil {
+	lim, ok := limitOf[op]
+	if !ok || *lim.field(&l) == nil {
 		return 0
 	}
-	return *r
+	return **lim.field(&l)
 }
 
 // Load reads, defaults and validates the file at path.
@@ -332,16 +332,15 @@ func (c *Config) ApplyDefaults() {
 	}
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
-		defaults := DefaultLimits() // each account its own values
 		setDefault(&a.DefaultRegion, c.DefaultRegion)
 		if len(a.AllowedRegions) == 0 {
 			a.AllowedRegions = []string{a.DefaultRegion}
 		}
-		defaultRate(&a.Limits.CreateBackup, defaults.CreateBackup)
-		defaultRate(&a.Limits.DescribeBackup, defaults.DescribeBackup)
-		defaultRate(&a.Limits.DeleteBackup, defaults.DeleteBackup)
-		defaultRate(&a.Limits.ListBackups, defaults.ListBackups)
-		defaultRate(&a.Limits.RestoreTableFromBackup, defaults.RestoreTableFromBackup)
+		for _, op := range operations {
+			if r := limitOf[op].field(&a.Limits); *r == nil {
+				*r = new(limitOf[op].defaultRate) // each account its own value
+			}
+		}
 	}
 }
 
@@ -376,12 +375,6 @@ func listenPort(addr string) (int, bool) {
 func setDefault(s *string, v string) {
 	if *s == "" {
 		*s = v
-	}
-}
-
-func defaultRate(r **float64, v *float64) {
-	if *r == nil {
-		*r = v
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -520,5 +521,37 @@ func TestSlogLevel(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("SlogLevel(%q) = %v, %v; want %v, %v", tt.level, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestLimitOfCoversLimits: every operation has its own Limits field, whose
+// YAML key is the operation's, and the rate DESIGN.md documents for it.
+func TestLimitOfCoversLimits(t *testing.T) {
+	documented := map[string]float64{OpCreateBackup: 50, OpDescribeBackup: 10, OpDeleteBackup: 10, OpListBackups: 5, OpRestoreTableFromBackup: 10}
+	var l Limits
+	for i, op := range operations {
+		lim, ok := limitOf[op]
+		if !ok {
+			t.Fatalf("operation %s has no limit", op)
+		}
+		*lim.field(&l) = new(float64(i + 1))
+		if lim.defaultRate != documented[op] || DefaultLimits().Rate(op) != documented[op] {
+			t.Errorf("%s: default rate %g; want %g", op, lim.defaultRate, documented[op])
+		}
+	}
+	v := reflect.ValueOf(l)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if v.Field(i).IsNil() {
+			t.Errorf("Limits.%s belongs to no operation", f.Name)
+			continue
+		}
+		op := operations[int(v.Field(i).Elem().Float())-1]
+		if key := strings.Split(f.Tag.Get("yaml"), ",")[0]; key != snake(op) || f.Name != op {
+			t.Errorf("Limits.%s (yaml %q) is the field of %s", f.Name, key, op)
+		}
+	}
+	if len(limitOf) != len(operations) {
+		t.Errorf("%d limits for %d operations", len(limitOf), len(operations))
 	}
 }
