@@ -1,13 +1,14 @@
 package certreload
 
 import (
+	"bytes"
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/backupd/backupd/testenv"
@@ -31,60 +32,55 @@ func TestTLSConfigErrors(t *testing.T) {
 	}
 }
 
-// serving accepts TLS connections with cfg on loopback until the test
-// ends, and returns a handshake with it that trusts roots.
-func serving(t *testing.T, cfg *tls.Config) func(roots *x509.CertPool) error {
+// serving returns a check that cfg serves the certificate in files, as
+// they were when it was asked for the check: rotate copies over them.
+func serving(t *testing.T, cfg *tls.Config) func(files testenv.TLSFiles) func() error {
 	t.Helper()
-	lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lis.Close() })
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.(*tls.Conn).Handshake()
-			}()
-		}
-	}()
-	return func(roots *x509.CertPool) error {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", lis.Addr().String(),
-			&tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+	return func(files testenv.TLSFiles) func() error {
+		want, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		return c.Close()
+		return func() error {
+			got, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got.Certificate[0], want.Certificate[0]) {
+				return errors.New("another certificate is served")
+			}
+			return nil
+		}
 	}
 }
 
 // TestCertificateRotates: new certificate files are served from the next
 // handshake after the check interval, without a restart.
-func TestCertificateRotates(t *testing.T) {
+func TestCertificateRotates(t *testing.T) { synctest.Test(t, testCertificateRotates) }
+
+func testCertificateRotates(t *testing.T) {
 	first := testenv.SelfSignedTLS(t)
 	const interval = 2 * time.Second
 	cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	handshake := serving(t, cfg)
-	if err := handshake(first.Pool); err != nil {
+	serves := serving(t, cfg)
+	first1 := serves(first)
+	if err := first1(); err != nil {
 		t.Fatalf("first certificate: %v", err)
 	}
 	second := testenv.SelfSignedTLS(t)
+	second1 := serves(second)
 	rotate(t, second, first, time.Now().Add(time.Minute)) // a modification time surely different
-	if err := handshake(first.Pool); err != nil {
+	if err := first1(); err != nil {
 		t.Fatalf("the old certificate was not served until the check interval passed: %v", err)
 	}
 	time.Sleep(interval + 100*time.Millisecond)
-	if err := handshake(second.Pool); err != nil {
+	if err := second1(); err != nil {
 		t.Errorf("rotated certificate: %v", err)
 	}
-	if err := handshake(first.Pool); err == nil {
+	if err := first1(); err == nil {
 		t.Error("the old certificate is still served")
 	}
 }
@@ -92,7 +88,9 @@ func TestCertificateRotates(t *testing.T) {
 // A rotation that leaves files that do not load keeps the previous
 // certificate in service and says so once, at ERROR; the next good pair is
 // served again.
-func TestBrokenRotationIsLogged(t *testing.T) {
+func TestBrokenRotationIsLogged(t *testing.T) { synctest.Test(t, testBrokenRotationIsLogged) }
+
+func testBrokenRotationIsLogged(t *testing.T) {
 	first := testenv.SelfSignedTLS(t)
 	const interval = 200 * time.Millisecond
 	logs := &testenv.Buffer{}
@@ -100,7 +98,8 @@ func TestBrokenRotationIsLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handshake := serving(t, cfg)
+	serves := serving(t, cfg)
+	first1 := serves(first)
 	later := time.Now().Add(time.Minute)
 	if err := os.WriteFile(first.CertFile, []byte("half written"), 0o600); err != nil {
 		t.Fatal(err)
@@ -110,14 +109,15 @@ func TestBrokenRotationIsLogged(t *testing.T) {
 	}
 	for range 3 {
 		time.Sleep(interval + 50*time.Millisecond)
-		if err := handshake(first.Pool); err != nil {
+		if err := first1(); err != nil {
 			t.Fatalf("the previous certificate is not served: %v", err)
 		}
 	}
 	second := testenv.SelfSignedTLS(t)
+	second1 := serves(second)
 	rotate(t, second, first, later.Add(time.Minute))
 	time.Sleep(interval + 50*time.Millisecond)
-	if err := handshake(second.Pool); err != nil {
+	if err := second1(); err != nil {
 		t.Errorf("the next good pair is not served: %v", err)
 	}
 	buf := logs.String()
