@@ -61,9 +61,11 @@ type Limiter interface {
 	Wait(ctx context.Context, key ratelimit.Key) error
 }
 
-// CredentialSource gives an account's (cached) credentials.
+// CredentialSource gives an account's (cached) credentials, and hears when
+// DynamoDB refused them as expired, so that the next attempt gets new ones.
 type CredentialSource interface {
 	Credentials(accountID string) (aws.CredentialsProvider, bool)
+	Expired(accountID string)
 }
 
 // Options configures a Registry.
@@ -123,7 +125,8 @@ func New(opts Options) (*Registry, error) {
 }
 
 func newClient(opts Options, account, region string, creds aws.CredentialsProvider) *dynamodb.Client {
-	gate := &gate{limiter: opts.Limiter, observer: opts.Observer, account: account, region: region}
+	gate := &gate{limiter: opts.Limiter, observer: opts.Observer, account: account, region: region,
+		expired: func() { opts.Roles.Expired(account) }}
 	return dynamodb.NewFromConfig(opts.AWS, func(o *dynamodb.Options) {
 		o.Region = region
 		o.Credentials = creds
@@ -133,6 +136,9 @@ func newClient(opts Options, account, region string, creds aws.CredentialsProvid
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = opts.MaxAttempts
 			so.RateLimiter = awsratelimit.None
+			// Refused before it was acted on, and retried with the new
+			// credentials the gate asked for (gate.expired).
+			so.Retryables = append(slices.Clone(so.Retryables), retry.RetryableErrorCode{Codes: map[string]struct{}{expiredToken: {}}})
 		})
 		o.APIOptions = append(slices.Clone(o.APIOptions), gate.register)
 	})
@@ -165,7 +171,14 @@ type gate struct {
 	observer Observer
 	account  string
 	region   string
+	// expired tells the account's credentials that DynamoDB refused them
+	// as expired.
+	expired func()
 }
+
+// expiredToken is DynamoDB's refusal of credentials it holds expired:
+// backupd's cache held them valid, its clock being behind AWS's.
+const expiredToken = "ExpiredTokenException"
 
 func (g *gate) register(stack *middleware.Stack) error {
 	if err := stack.Finalize.Insert(g, "GetIdentity", middleware.After); err != nil {
@@ -194,6 +207,9 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	}
 	out, md, err := next.HandleFinalize(ctx, in)
 	g.observe(key.Operation, err, sent)
+	if api, ok := errors.AsType[smithy.APIError](err); ok && api.ErrorCode() == expiredToken {
+		g.expired()
+	}
 	err = g.answered(key.Operation, call, at, err)
 	if call != nil {
 		call.failed = err

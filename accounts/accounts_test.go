@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,10 +22,14 @@ import (
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/sharedstate"
+	"github.com/backupd/backupd/testenv"
 )
 
 type staticRoles struct{}
+
+func (staticRoles) Expired(string) {}
 
 func (staticRoles) Credentials(string) (aws.CredentialsProvider, bool) {
 	return credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""), true
@@ -260,6 +265,8 @@ func (c *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
 
 type expiringRoles struct{ creds *expiringCreds }
 
+func (expiringRoles) Expired(string) {}
+
 func (r expiringRoles) Credentials(string) (aws.CredentialsProvider, bool) { return r.creds, true }
 
 // STS's own timeout, on a retry that needs fresh credentials while the
@@ -408,6 +415,8 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 // did not answer in time.
 type slowRoles struct{}
 
+func (slowRoles) Expired(string) {}
+
 func (slowRoles) Credentials(string) (aws.CredentialsProvider, bool) {
 	return aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
 		<-ctx.Done()
@@ -458,6 +467,8 @@ func TestSubmitTimeSaysWhetherDynamoDBMayHaveActed(t *testing.T) {
 
 // failingRoles is STS refusing to answer: every retrieval fails, counted.
 type failingRoles struct{ calls *atomic.Int32 }
+
+func (failingRoles) Expired(string) {}
 
 func (r failingRoles) Credentials(account string) (aws.CredentialsProvider, bool) {
 	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
@@ -609,4 +620,54 @@ func targetWith(t *testing.T, endpoint string, client aws.HTTPClient) Target {
 		t.Fatal(err)
 	}
 	return target
+}
+
+// TestExpiredCredentialsAreAssumedAgain: DynamoDB refuses as expired the
+// credentials the cache holds valid (this host's clock is behind AWS's).
+// The call is retried with the role assumed again, and succeeds without a
+// second backup; later calls use the new credentials.
+func TestExpiredCredentialsAreAssumedAgain(t *testing.T) {
+	var ahead atomic.Int64 // how far the fake's clock is ahead of this host's
+	fake := sandbox.New(sandbox.Options{Accounts: sandbox.DemoAccounts(),
+		Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	awsCfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.StaticCredentialsProvider{Value: fake.BaseCredentials()}}
+	logs := &testenv.Buffer{}
+	reg, err := NewFromConfig(sandbox.DemoConfig(sandbox.DemoAccounts()), awsCfg, &countingLimiter{}, nil,
+		slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := reg.Resolve("111111111111", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := func(name string) error {
+		_, err := target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{
+			TableName: aws.String("Orders"), BackupName: aws.String(name)})
+		return err
+	}
+	if err := backup("before"); err != nil || fake.AssumeRoleCalls() != 1 {
+		t.Fatalf("first backup: %v after %d AssumeRole calls", err, fake.AssumeRoleCalls())
+	}
+	// The hour's credentials have expired by AWS's clock; by this host's,
+	// the cache would keep them for 55 minutes more.
+	ahead.Store(int64(time.Hour + time.Minute))
+	for _, name := range []string{"after", "later"} {
+		if err := backup(name); err != nil || fake.AssumeRoleCalls() != 2 {
+			t.Errorf("backup %q: %v after %d AssumeRole calls; want it done, the role assumed once more", name, err, fake.AssumeRoleCalls())
+		}
+	}
+	out, err := target.DynamoDB.ListBackups(context.Background(), &dynamodb.ListBackupsInput{TableName: aws.String("Orders")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.BackupSummaries) != 3 {
+		t.Errorf("ListBackups: %d backups; want 3, one per call", len(out.BackupSummaries))
+	}
+	if lines := logs.Lines(`"level":"WARN"`, `"account":"111111111111"`, "expired before backupd's clock did"); len(lines) != 1 {
+		t.Errorf("want one WARN line; log:\n%s", logs.String())
+	}
 }

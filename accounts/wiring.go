@@ -1,6 +1,8 @@
 package accounts
 
 import (
+	"log/slog"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -22,8 +24,8 @@ type Observers interface {
 // NewFromConfig builds the registry backupd runs with: every configured
 // account's role assumed through STS with awsCfg's own credentials, its
 // DynamoDB clients gated by lim, all sharing one pooled HTTP client. obs
-// may be nil.
-func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter, obs Observers) (*Registry, error) {
+// and logger may be nil.
+func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter, obs Observers, logger *slog.Logger) (*Registry, error) {
 	awsCfg.HTTPClient = awsbase.PooledHTTPClient(awsCfg.HTTPClient)
 	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = awsratelimit.None })
@@ -33,7 +35,7 @@ func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter, obs Obser
 		roles[i] = auth.Role{AccountID: a.ID, RoleARN: a.RoleARN, ExternalID: a.ExternalID}
 	}
 	opts := Options{AWS: awsCfg, Accounts: cfg.Accounts, Limiter: lim}
-	authOpts := auth.Options{STS: stsClient, SessionName: cfg.RoleSessionName}
+	authOpts := auth.Options{STS: stsClient, SessionName: cfg.RoleSessionName, Logger: logger}
 	if obs != nil {
 		opts.Observer, authOpts.Observer = obs, obs
 	}

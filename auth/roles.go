@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -38,6 +39,10 @@ type Options struct {
 	Timeout time.Duration
 	// Observer is told of every AssumeRole call; nil means none.
 	Observer Observer
+	// Logger hears of refreshes that failed while the held credentials
+	// still serve, and of credentials DynamoDB found expired early: both
+	// warn of trouble before requests fail. Nil means none.
+	Logger *slog.Logger
 }
 
 // Observer counts AssumeRole calls (package metrics).
@@ -45,10 +50,19 @@ type Observer interface {
 	ObserveAssumeRole(account string, err error)
 }
 
-// Roles holds one credentials cache per account. Built once at start and
-// only read afterwards.
+// Roles holds one credentials cache per account. Built once at start; the
+// map is only read afterwards.
 type Roles struct {
-	providers map[string]aws.CredentialsProvider
+	accounts map[string]*cached
+	log      *slog.Logger
+}
+
+// cached is one account's credentials cache.
+type cached struct {
+	cache *aws.CredentialsCache
+	mu    sync.Mutex
+	// invalidated is when Expired last dropped the cache's credentials.
+	invalidated time.Time
 }
 
 // NewRoles builds a cached AssumeRole provider for every role. Nothing is
@@ -63,7 +77,10 @@ func NewRoles(opts Options, roles []Role) *Roles {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	r := &Roles{providers: make(map[string]aws.CredentialsProvider, len(roles))}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Roles{log: opts.Logger, accounts: make(map[string]*cached, len(roles))}
 	for _, role := range roles {
 		assume := stscreds.NewAssumeRoleProvider(opts.STS, role.RoleARN, func(o *stscreds.AssumeRoleOptions) {
 			o.RoleSessionName = opts.SessionName
@@ -72,20 +89,50 @@ func NewRoles(opts Options, roles []Role) *Roles {
 				o.ExternalID = aws.String(role.ExternalID)
 			}
 		})
-		r.providers[role.AccountID] = aws.NewCredentialsCache(
-			&assumer{account: role.AccountID, provider: assume, timeout: opts.Timeout, observer: opts.Observer},
+		r.accounts[role.AccountID] = &cached{cache: aws.NewCredentialsCache(
+			&assumer{account: role.AccountID, provider: assume, timeout: opts.Timeout, observer: opts.Observer, log: opts.Logger},
 			func(o *aws.CredentialsCacheOptions) {
 				o.ExpiryWindow = opts.RefreshBefore
 				o.ExpiryWindowJitterFrac = 0.2 // spread refreshes of many accounts
-			})
+			})}
 	}
 	return r
 }
 
 // Credentials returns the account's cached credentials provider.
 func (r *Roles) Credentials(accountID string) (aws.CredentialsProvider, bool) {
-	p, ok := r.providers[accountID]
-	return p, ok
+	c, ok := r.accounts[accountID]
+	if !ok {
+		return nil, false
+	}
+	return c.cache, true
+}
+
+// reassumeEvery bounds how often Expired drops an account's credentials:
+// the calls in flight when they expired all fail, and the first drop has
+// done what every later one would.
+const reassumeEvery = 10 * time.Second
+
+// Expired says DynamoDB refused the account's credentials as expired
+// (ExpiredTokenException) while the cache held them valid: backupd's clock
+// is behind AWS's, so the cache would refresh only after they had expired,
+// failing every call of the account in between, every hour. The cache
+// drops them, and the next call assumes the role again; at most once every
+// reassumeEvery.
+func (r *Roles) Expired(accountID string) {
+	c, ok := r.accounts[accountID]
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); now.Sub(c.invalidated) >= reassumeEvery {
+		c.invalidated = now
+		c.cache.Invalidate()
+		r.log.LogAttrs(context.Background(), slog.LevelWarn,
+			"DynamoDB found the account's credentials expired before backupd's clock did; assuming the role again (check this host's clock)",
+			slog.String("account", accountID))
+	}
 }
 
 // When a refresh fails, the credentials the cache holds are kept while
@@ -118,6 +165,7 @@ type assumer struct {
 	provider aws.CredentialsProvider
 	timeout  time.Duration
 	observer Observer
+	log      *slog.Logger
 
 	mu sync.Mutex
 	// expires is when the last credentials STS gave really expire (the
@@ -175,7 +223,21 @@ func (a *assumer) HandleFailToRefresh(_ context.Context, prev aws.Credentials, e
 		return aws.Credentials{}, err
 	}
 	a.retryAt = now.Add(retryRefreshAfter)
+	a.log.LogAttrs(context.Background(), slog.LevelWarn,
+		"STS did not refresh the account's credentials; the held ones serve until they are about to expire, and STS is asked again",
+		slog.String("account", a.account), slog.Time("expires", a.expires), slog.Duration("retry_in", retryRefreshAfter),
+		slog.String("error", failure(err)))
 	return prev, nil
+}
+
+// failure names what went wrong with an AssumeRole for the log: STS's
+// error code when it answered (its message may quote the signed request),
+// else the error, which then never reached STS or got no answer.
+func failure(err error) string {
+	if api, ok := errors.AsType[smithy.APIError](err); ok {
+		return "STS answered " + api.ErrorCode()
+	}
+	return err.Error()
 }
 
 // keepable reports whether the last credentials, kept at t after a failed

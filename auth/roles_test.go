@@ -3,7 +3,9 @@ package auth
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,7 +137,8 @@ func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
 			// for refresh at once, as every credential is in its last
 			// five minutes.
 			stub := &fakeSTS{lifetime: tt.lifetime}
-			p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+			var logs strings.Builder
+			p, _ := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, []Role{
 				{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
 			}).Credentials("111111111111")
 			ctx := context.Background()
@@ -154,6 +157,16 @@ func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
 			}
 			if n, want := stub.calls.Load(), int32(2); tt.kept && n != want {
 				t.Errorf("STS was asked %d times for 21 retrievals; want %d: the first, and one failed refresh", n, want)
+			}
+			// A refresh that failed while the held credentials serve is
+			// logged, naming the account and STS's code only (its message
+			// may quote the signed request); one that fails requests is
+			// logged with them.
+			warned := strings.Count(logs.String(), `"level":"WARN","msg":"STS did not refresh the account's credentials`)
+			if tt.kept && (warned != 1 || !strings.Contains(logs.String(), `"account":"111111111111"`) ||
+				!strings.Contains(logs.String(), `"error":"STS answered ServiceUnavailable"`) || strings.Contains(logs.String(), "STS is down")) ||
+				!tt.kept && warned != 0 {
+				t.Errorf("log:\n%s", logs.String())
 			}
 			// The cache holds the account's requests while it refreshes:
 			// with credentials to fall back on, an STS that hangs may not
@@ -195,6 +208,38 @@ func TestFailedAssumeRoleAnswersForItself(t *testing.T) {
 		}
 		if n := stub.calls.Load(); n != 2 {
 			t.Errorf("STS was asked %d times; want twice", n)
+		}
+	})
+}
+
+// TestExpiredAssumesAgain: credentials DynamoDB refused as expired are
+// dropped, so the next retrieval assumes the role again; the calls in flight
+// with them, failing together, drop them once every reassumeEvery.
+func TestExpiredAssumesAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &fakeSTS{}
+		var logs strings.Builder
+		roles := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, []Role{
+			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+		})
+		p, _ := roles.Credentials("111111111111")
+		retrieve := func(want int32) {
+			t.Helper()
+			if _, err := p.Retrieve(context.Background()); err != nil || stub.calls.Load() != want {
+				t.Errorf("Retrieve: %v after %d AssumeRole calls; want %d", err, stub.calls.Load(), want)
+			}
+		}
+		retrieve(1)
+		roles.Expired("111111111111")
+		retrieve(2)
+		roles.Expired("111111111111") // a call in flight with the old ones
+		retrieve(2)
+		time.Sleep(reassumeEvery)
+		roles.Expired("111111111111")
+		retrieve(3)
+		roles.Expired("999999999999") // no such account: nothing to drop
+		if n := strings.Count(logs.String(), `"level":"WARN"`); n != 2 {
+			t.Errorf("%d WARN lines; want one per drop:\n%s", n, logs.String())
 		}
 	})
 }

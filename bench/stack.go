@@ -476,7 +476,7 @@ func (s *Stack) newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Re
 		Rates:    accounts.Rates(cfg.Accounts),
 		MaxWait:  cfg.MaxWait,
 		Observer: waitCounter{Metrics: s.metrics, waits: &s.waits},
-	}), s.metrics)
+	}), s.metrics, nil)
 }
 
 // waitCounter passes the limiter's decisions on to the metrics and counts

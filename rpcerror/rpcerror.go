@@ -322,7 +322,9 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 			"ask backupd's operators to check the role's permissions policy"
 	case "ExpiredTokenException":
 		// backupd renews its credentials before they expire by its own
-		// clock; AWS finding them expired says that clock is behind.
+		// clock; AWS finding them expired says that clock is behind. The
+		// call was retried with the role assumed again (accounts' gate),
+		// and was refused still.
 		m.code, m.reason, m.retryAfter = codes.Unavailable, "CREDENTIALS_EXPIRED", DefaultRetryAfter
 		m.msg = "DynamoDB found backupd's credentials for this account expired (ExpiredTokenException): " +
 			"nothing was done; retry later, and ask backupd's operators to check its clock"

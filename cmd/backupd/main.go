@@ -202,7 +202,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		return err
 	}
 	defer closeState()
-	registry, err := accounts.NewFromConfig(cfg, awsCfg, limiter, m)
+	registry, err := accounts.NewFromConfig(cfg, awsCfg, limiter, m, logger)
 	if err != nil {
 		return err
 	}
