@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 )
@@ -74,6 +75,10 @@ type Memory struct {
 
 	mu      sync.Mutex
 	entries map[Key]*entry
+	// peak is the most entries held since entries was made: Go maps keep
+	// their buckets after deletes, so once expiry has emptied most of a
+	// large map, the rest is moved to a fresh one (expire).
+	peak int
 	// expiring lists kept entries in the order they were kept, which is
 	// the order they expire in, since every entry lives for ttl.
 	expiring []expiry
@@ -142,6 +147,7 @@ func (m *Memory) claim(key Key, fp Fingerprint) (e *entry, lead bool) {
 	}
 	e = &entry{fingerprint: fp, done: make(chan struct{})}
 	m.entries[key] = e
+	m.peak = max(m.peak, len(m.entries))
 	return e, true
 }
 
@@ -185,14 +191,24 @@ func (m *Memory) expire() {
 	}
 	clear(m.expiring[:n]) // let the expired results be collected
 	m.expiring = m.expiring[n:]
+	if m.peak >= shrinkFrom && len(m.entries) < m.peak/4 {
+		fresh := make(map[Key]*entry, len(m.entries))
+		maps.Copy(fresh, m.entries)
+		m.entries, m.peak = fresh, len(fresh)
+	}
 }
+
+// shrinkFrom is the least peak at which expire moves the entries left to a
+// fresh map: below it the buckets kept are worth less than the copy.
+const shrinkFrom = 4096
 
 // Wait returns at once: Memory keeps every result before Do returns, and
 // nothing in the background.
 func (m *Memory) Wait(context.Context) error { return nil }
 
-// len reports how many requests the store holds, running or kept.
-func (m *Memory) len() int {
+// Len reports how many requests the store holds, running or kept: the
+// metric backupd_request_ids_held, since each costs heap for TTL.
+func (m *Memory) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire()

@@ -3,6 +3,8 @@ package idempotency
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,11 +217,47 @@ func TestExpiredEntriesAreDropped(t *testing.T) {
 	}
 	// The clock now stands 1000 steps after the first; request i expires
 	// 500 steps after it was made, so requests 501..999 remain.
-	if got := m.len(); got != 499 {
+	if got := m.Len(); got != 499 {
 		t.Errorf("len = %d after 1000 requests spread over two TTLs, want 499", got)
 	}
 	c.Advance(TTL)
-	if got := m.len(); got != 0 {
+	if got := m.Len(); got != 0 {
 		t.Errorf("len = %d after every TTL passed, want 0", got)
+	}
+}
+
+// TestExpiryShrinksTheMap: once expiry has emptied most of a large map, the
+// entries left move to a fresh one, which Go sizes for them, rather than
+// the buckets of the day's peak being held for good.
+func TestExpiryShrinksTheMap(t *testing.T) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	m := newMemory(c.Now, TTL)
+	keep := func(id string) {
+		t.Helper()
+		if _, err := m.Do(context.Background(), Key{Account: "111111111111", RequestID: id}, fpA, func() ([]byte, error) { return []byte("x"), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 * shrinkFrom {
+		keep(fmt.Sprint("burst-", i))
+	}
+	c.Advance(TTL / 2)
+	for i := range 100 {
+		keep(fmt.Sprint("later-", i))
+	}
+	before := m.entries
+	c.Advance(TTL / 2) // the burst expires
+	if got := m.Len(); got != 100 {
+		t.Fatalf("Len = %d once the burst expired; want the 100 kept later", got)
+	}
+	if reflect.ValueOf(m.entries).UnsafePointer() == reflect.ValueOf(before).UnsafePointer() || m.peak != 100 {
+		t.Errorf("the burst's map is still held (peak %d)", m.peak)
+	}
+	resp, err := m.Do(context.Background(), Key{Account: "111111111111", RequestID: "later-0"}, fpA, func() ([]byte, error) {
+		t.Error("a repeat ran again")
+		return nil, nil
+	})
+	if err != nil || string(resp) != "x" {
+		t.Errorf("a repeat after the move: %q, %v; want the kept result", resp, err)
 	}
 }

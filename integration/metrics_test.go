@@ -25,8 +25,8 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a, CreateRate: 1}}, MaxWait: 1200 * time.Millisecond, Env: motoEnv(moto)})
 	ctx := context.Background()
 
-	// Admitted at once, over gRPC.
-	if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "first"}); err != nil {
+	// Admitted at once, over gRPC; its result is held for its request_id.
+	if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "first", RequestId: "metrics-first"}); err != nil {
 		t.Fatal(err)
 	}
 	// Waits its turn (1.1 s at 1/s with the limiter's guard), then moto
@@ -85,6 +85,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		{"backupd_dynamodb_attempts_total", attempt("ok"), 1 + ok},
 		{"backupd_dynamodb_attempts_total", attempt("TableNotFoundException"), 1},
 		{"backupd_sts_assume_role_total", map[string]string{"account": a, "outcome": "ok"}, 1},
+		{"backupd_request_ids_held", nil, 1},
 	} {
 		if got := metricValue(string(body), tt.name, tt.labels); got != float64(tt.want) {
 			t.Errorf("%s%v = %v, want %d", tt.name, tt.labels, got, tt.want)
@@ -93,9 +94,17 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 }
 
 // metricValue finds the sample of name whose labels include labels in
-// Prometheus' text format, or -1.
+// Prometheus' text format (with no labels, the sample of name without
+// any), or -1.
 func metricValue(body, name string, labels map[string]string) float64 {
 	for _, line := range strings.Split(body, "\n") {
+		if value, ok := strings.CutPrefix(line, name+" "); ok && labels == nil {
+			f, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				return -1
+			}
+			return f
+		}
 		rest, ok := strings.CutPrefix(line, name+"{")
 		if !ok {
 			continue

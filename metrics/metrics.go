@@ -64,6 +64,17 @@ func New() *Metrics {
 	return m
 }
 
+// HoldRequestIDs exposes held, how many request_id results the process
+// holds (the memory backend), read at each scrape: each costs heap for 24
+// hours, and a caller that sends a new request_id with every retry makes
+// them grow at its accounts' rates.
+func (m *Metrics) HoldRequestIDs(held func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "backupd_request_ids_held",
+		Help: "request_id results this process holds for repeats (memory backend), running requests included; each is kept 24 h.",
+	}, func() float64 { return float64(held()) }))
+}
+
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

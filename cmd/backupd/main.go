@@ -284,7 +284,9 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	accounts.Limiter, service.Idempotency, func(), error) {
 	opts := ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Observer: m}
 	if cfg.SharedState.Backend != config.BackendRedis {
-		return ratelimit.NewLocal(opts), idempotency.NewMemory(), func() {}, nil
+		kept := idempotency.NewMemory()
+		m.HoldRequestIDs(kept.Len)
+		return ratelimit.NewLocal(opts), kept, func() {}, nil
 	}
 	rc := cfg.SharedState.Redis
 	client := sharedstate.NewRedisClient(rc)
