@@ -723,21 +723,35 @@ func TestDrainDelayKeepsServing(t *testing.T) {
 func TestSecondSignalEndsTheDrain(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a, _ := newAccount(t, moto, "Orders")
-	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, DrainDelay: time.Minute, Env: motoEnv(moto)})
-	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	// Wait until the first signal was taken: /readyz turns 503.
-	inst.waitReadyz(t, http.StatusServiceUnavailable, 10*time.Second)
-	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-inst.done:
-		if err == nil {
-			t.Error("backupd exited 0 on a second SIGTERM; want it ended by the signal")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("a second SIGTERM did not end the one-minute drain delay")
+	for _, tc := range []struct {
+		name         string
+		sig          syscall.Signal
+		ignoreSIGINT bool
+	}{
+		{"SIGTERM", syscall.SIGTERM, false},
+		{"SIGINT", syscall.SIGINT, false},
+		// A job a script starts in the background: SIGINT ignored from
+		// the start, with no default action to go back to.
+		{"SIGINT ignored at start", syscall.SIGINT, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, DrainDelay: time.Minute, Env: motoEnv(moto), IgnoreSIGINT: tc.ignoreSIGINT})
+			if err := inst.cmd.Process.Signal(tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			// Wait until the first signal was taken: /readyz turns 503.
+			inst.waitReadyz(t, http.StatusServiceUnavailable, 10*time.Second)
+			if err := inst.cmd.Process.Signal(tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-inst.done:
+				if err == nil {
+					t.Errorf("backupd exited 0 on a second %s; want it ended by the signal", tc.name)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("a second %s did not end the one-minute drain delay", tc.name)
+			}
+		})
 	}
 }

@@ -206,6 +206,9 @@ type instanceOptions struct {
 	Callers string
 	// TLS, when set, serves both listeners with this certificate.
 	TLS *testenv.TLSFiles
+	// IgnoreSIGINT starts backupd with SIGINT ignored, as a shell script
+	// starts a job in the background.
+	IgnoreSIGINT bool
 }
 
 func freePort(t *testing.T) string {
@@ -258,6 +261,9 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if opts.IgnoreSIGINT {
+		return startCommand(t, clientTLS, opts.Env, exec.Command("/bin/sh", "-c", `trap '' INT; exec "$0" "$@"`, binary, "--config", path))
+	}
 	return startProcess(t, clientTLS, opts.Env, "--config", path)
 }
 
@@ -267,13 +273,19 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 // cleanup the process gets SIGTERM.
 func startProcess(t *testing.T, clientTLS *tls.Config, env []string, args ...string) *instance {
 	t.Helper()
+	return startCommand(t, clientTLS, env, exec.Command(binary, args...))
+}
+
+// startCommand is startProcess for a command that runs the binary.
+func startCommand(t *testing.T, clientTLS *tls.Config, env []string, cmd *exec.Cmd) *instance {
+	t.Helper()
 	inst := &instance{http: http.DefaultClient, logs: &testenv.Buffer{}, done: make(chan error, 1)}
 	creds, scheme := insecure.NewCredentials(), "http://"
 	if clientTLS != nil {
 		inst.http = &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
 		creds, scheme = grpccreds.NewTLS(clientTLS), "https://"
 	}
-	inst.cmd = exec.Command(binary, args...)
+	inst.cmd = cmd
 	inst.cmd.Env = append(os.Environ(), env...)
 	inst.cmd.Stdout, inst.cmd.Stderr = inst.logs, inst.logs
 	if err := inst.cmd.Start(); err != nil {

@@ -67,19 +67,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if (*configPath == "") == !*sandboxMode {
 		return errors.New("give exactly one of --config FILE or --sandbox")
 	}
-	signalled, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	// The first signal starts the drain; a second one ends the process at
-	// once, the signals' default action, cutting the drain short. The drain
-	// (ctx's end) starts only once that action is back, so a second signal
-	// sent as soon as the drain shows (/readyz 503) is never swallowed.
+	// The first signal starts the drain (ctx's end); a second one ends the
+	// process at once, cutting the drain short. Both are caught from here
+	// on, so a second signal sent as soon as the drain shows (/readyz 503)
+	// is never swallowed.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	parent := ctx
 	ctx, drain := context.WithCancel(context.WithoutCancel(ctx))
 	defer drain()
-	go func() {
-		<-signalled.Done()
-		stop()
-		drain()
-	}()
+	go onSignals(parent, sigs, drain)
 
 	if *sandboxMode {
 		return runSandbox(ctx, listen, stderr)
@@ -188,6 +186,29 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// onSignals starts the drain at the first signal, or when parent ends,
+// and ends the process at the second with the signal's default action. A
+// signal ignored when backupd started (SIGINT, for a job a script started
+// in the background) has no action to go back to and would be ignored
+// again: backupd then exits as the signal would have ended it.
+func onSignals(parent context.Context, sigs <-chan os.Signal, drain func()) {
+	select {
+	case <-sigs:
+	case <-parent.Done():
+	}
+	drain()
+	sig := <-sigs
+	signal.Reset(sig)
+	if self, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = self.Signal(sig)
+	}
+	code := 1
+	if s, ok := sig.(syscall.Signal); ok {
+		code = 128 + int(s)
+	}
+	os.Exit(code)
 }
 
 // serve wires the parts and runs both listeners until ctx ends, then drains.
