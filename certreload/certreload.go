@@ -1,7 +1,8 @@
 // Package certreload serves TLS from certificate files that operators
 // rotate in place: the files are read again when they change, so a renewed
-// certificate is served without a restart, and a rotation that leaves
-// files that do not load keeps the previous certificate in service.
+// certificate, or a new client CA, is used without a restart, and a
+// rotation that leaves files that do not load keeps the previous ones in
+// service.
 package certreload
 
 import (
@@ -11,34 +12,69 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
 
-// certCheckInterval is how often a handshake looks whether the certificate
-// files changed.
+// certCheckInterval is how often a handshake looks whether the files
+// changed.
 const certCheckInterval = 10 * time.Second
 
 // TLSConfig reads the listeners' certificate and key. With clientCAFile set,
 // every client must present a certificate signed by that CA (mutual TLS).
-// The certificate is read again when its files change, so a rotated
-// certificate is served from the next handshakes on, without a restart.
-// A rotated pair that fails to load is logged, at ERROR, and the previous
-// certificate stays in service.
+// The files are read again when they change, so a rotated certificate or
+// CA is used from the next handshakes on, without a restart. A rotated
+// file that fails to load is logged, at ERROR, and the previous
+// certificate or CA stays in service.
 func TLSConfig(certFile, keyFile, clientCAFile string, logger *slog.Logger) (*tls.Config, error) {
 	return tlsConfig(certFile, keyFile, clientCAFile, certCheckInterval, logger)
 }
 
 func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, logger *slog.Logger) (*tls.Config, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile, interval: interval, log: logger}
-	if err := r.load(); err != nil {
+	cert := &reloader[*tls.Certificate]{files: []string{certFile, keyFile}, interval: interval, log: logger,
+		what: "the certificate files", kept: "the previous certificate is still served",
+		parse: func() (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("tls: load cert_file and key_file: %w", err)
+			}
+			return &c, nil
+		}}
+	if err := cert.load(); err != nil {
 		return nil, err
 	}
-	cfg := &tls.Config{GetCertificate: r.certificate, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert.get(), nil },
+		MinVersion:     tls.VersionTLS12,
+	}
 	if clientCAFile == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(clientCAFile)
+	// Each handshake takes the config holding the current CAs.
+	base := cfg.Clone()
+	base.ClientAuth = tls.RequireAndVerifyClientCert
+	ca := &reloader[*tls.Config]{files: []string{clientCAFile}, interval: interval, log: logger,
+		what: "client_ca_file", kept: "the previous CAs still verify clients",
+		parse: func() (*tls.Config, error) {
+			pool, err := readCAs(clientCAFile)
+			if err != nil {
+				return nil, err
+			}
+			c := base.Clone()
+			c.ClientCAs = pool
+			return c, nil
+		}}
+	if err := ca.load(); err != nil {
+		return nil, err
+	}
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return ca.get(), nil }
+	return cfg, nil
+}
+
+func readCAs(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("tls: client_ca_file: %w", err)
 	}
@@ -46,79 +82,80 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, errors.New("tls: client_ca_file holds no PEM certificate")
 	}
-	cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	return cfg, nil
+	return pool, nil
 }
 
-// certReloader serves the certificate in certFile and keyFile, reading them
-// again when their modification times change. A pair that fails to load
-// (half written, say) leaves the previous certificate in service.
-type certReloader struct {
-	certFile, keyFile string
-	interval          time.Duration
-	log               *slog.Logger
+// reloader serves what parse makes of files, making it again when their
+// modification times change, at most once an interval. Files that fail to
+// load (half written, say) leave the previous value in service.
+type reloader[T any] struct {
+	files    []string
+	parse    func() (T, error)
+	interval time.Duration
+	log      *slog.Logger
+	// what names the files in the log; kept says what serves meanwhile.
+	what, kept string
 
 	mu      sync.Mutex
-	cert    *tls.Certificate
-	stamp   [2]time.Time // the files' modification times when cert was read
+	value   T
+	stamp   []time.Time // the files' modification times when value was made
 	checked time.Time
 	failed  string // the last reload's error, logged once
 }
 
-func (r *certReloader) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (r *reloader[T]) get() T {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if time.Since(r.checked) >= r.interval {
 		r.reloadLocked()
 	}
-	return r.cert, nil
+	return r.value
 }
 
 // reloadLocked reads the files again if they changed. On failure the
-// previous certificate stays, and operators are told once per error, so
-// that a broken rotation is seen before the old certificate expires.
-func (r *certReloader) reloadLocked() {
+// previous value stays, and operators are told once per error, so that a
+// broken rotation is seen before the old certificate expires.
+func (r *reloader[T]) reloadLocked() {
 	err := r.loadLocked()
 	switch {
 	case err != nil && err.Error() != r.failed:
 		r.failed = err.Error()
-		r.log.Error("tls: the certificate files changed but cannot be loaded; the previous certificate is still served",
-			slog.String("error", r.failed))
+		r.log.Error("tls: "+r.what+" changed but cannot be loaded; "+r.kept, slog.String("error", r.failed))
 	case err == nil && r.failed != "":
 		r.failed = ""
-		r.log.Info("tls: the certificate files load again")
+		r.log.Info("tls: " + r.what + " load again")
 	}
 }
 
-func (r *certReloader) load() error {
+func (r *reloader[T]) load() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.loadLocked()
 }
 
-func (r *certReloader) loadLocked() error {
+func (r *reloader[T]) loadLocked() error {
 	r.checked = time.Now()
-	stamp, err := modTimes(r.certFile, r.keyFile)
+	stamp, err := modTimes(r.files)
 	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+		return fmt.Errorf("tls: %s: %w", r.what, err)
 	}
-	if r.cert != nil && stamp == r.stamp {
+	if r.stamp != nil && slices.Equal(stamp, r.stamp) {
 		return nil
 	}
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	v, err := r.parse()
 	if err != nil {
-		return fmt.Errorf("tls: load cert_file and key_file: %w", err)
+		return err
 	}
-	r.cert, r.stamp = &cert, stamp
+	r.value, r.stamp = v, stamp
 	return nil
 }
 
-func modTimes(certFile, keyFile string) ([2]time.Time, error) {
-	var t [2]time.Time
-	for i, f := range []string{certFile, keyFile} {
+func modTimes(files []string) ([]time.Time, error) {
+	t := make([]time.Time, len(files))
+	for i, f := range files {
 		fi, err := os.Stat(f)
 		if err != nil {
-			return t, err
+			return nil, err
 		}
 		t[i] = fi.ModTime()
 	}

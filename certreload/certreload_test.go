@@ -3,9 +3,11 @@ package certreload
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -133,16 +135,85 @@ func testBrokenRotationIsLogged(t *testing.T) {
 // modification time mtime.
 func rotate(t *testing.T, from, to testenv.TLSFiles, mtime time.Time) {
 	t.Helper()
-	for _, f := range [][2]string{{from.CertFile, to.CertFile}, {from.KeyFile, to.KeyFile}} {
-		b, err := os.ReadFile(f[0])
-		if err != nil {
-			t.Fatal(err)
+	copyFile(t, from.CertFile, to.CertFile, mtime)
+	copyFile(t, from.KeyFile, to.KeyFile, mtime)
+}
+
+// TestClientCARotates: a new client_ca_file verifies clients from the next
+// handshake after the check interval; one that does not load keeps the
+// previous CAs, and says so once.
+func TestClientCARotates(t *testing.T) { synctest.Test(t, testClientCARotates) }
+
+func testClientCARotates(t *testing.T) {
+	server, first, second := testenv.SelfSignedTLS(t), testenv.SelfSignedTLS(t), testenv.SelfSignedTLS(t)
+	const interval = 2 * time.Second
+	logs := &testenv.Buffer{}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	copyFile(t, first.CertFile, caFile, time.Now()) // each test certificate signs itself
+	cfg, err := tlsConfig(server.CertFile, server.KeyFile, caFile, interval, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifies := func(client testenv.TLSFiles) bool {
+		t.Helper()
+		c, err := cfg.GetConfigForClient(&tls.ClientHelloInfo{})
+		if err != nil || c.ClientAuth != tls.RequireAndVerifyClientCert {
+			t.Fatalf("config for a client: %v, %v", c, err)
 		}
-		if err := os.WriteFile(f[1], b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(f[1], mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
+		leaf := certificate(t, client)
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: c.ClientCAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		return err == nil
+	}
+	if !verifies(first) || verifies(second) {
+		t.Fatal("the first CA does not verify its clients alone")
+	}
+	copyFile(t, second.CertFile, caFile, time.Now().Add(time.Minute))
+	if !verifies(first) {
+		t.Fatal("the new CA was taken before the check interval passed")
+	}
+	time.Sleep(interval)
+	if verifies(first) || !verifies(second) {
+		t.Error("the rotated CA does not verify clients in the old one's place")
+	}
+	if err := os.WriteFile(caFile, []byte("half written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(caFile, time.Now().Add(2*time.Minute), time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(interval)
+	if !verifies(second) {
+		t.Error("a CA file that does not load replaced the previous CAs")
+	}
+	if n := strings.Count(logs.String(), `"level":"ERROR","msg":"tls: client_ca_file changed but cannot be loaded; the previous CAs still verify clients"`); n != 1 {
+		t.Errorf("%d ERROR lines, want 1:\n%s", n, logs.String())
+	}
+}
+
+func certificate(t *testing.T, files testenv.TLSFiles) *x509.Certificate {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
+}
+
+// copyFile copies from over to, with modification time mtime.
+func copyFile(t *testing.T, from, to string, mtime time.Time) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(to, mtime, mtime); err != nil {
+		t.Fatal(err)
 	}
 }
