@@ -51,9 +51,12 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	if clientCAFile == "" {
 		return cfg, nil
 	}
-	// Each handshake takes the config holding the current CAs.
+	// Each handshake takes the config holding the current CAs. net/http,
+	// unlike grpc-go, does not add its protocols to a config given per
+	// client, so they are named here.
 	base := cfg.Clone()
 	base.ClientAuth = tls.RequireAndVerifyClientCert
+	base.NextProtos = []string{"h2", "http/1.1"}
 	ca := &reloader[*tls.Config]{files: []string{clientCAFile}, interval: interval, log: logger,
 		what: "client_ca_file", kept: "the previous CAs still verify clients",
 		parse: func() (*tls.Config, error) {

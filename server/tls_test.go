@@ -93,24 +93,42 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, httpAddr := serveTLS(t, cfg)
+	grpcAddr, httpAddr := serveTLS(t, cfg)
 	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	get := func(c *tls.Config) error {
-		client := &http.Client{Transport: &http.Transport{TLSClientConfig: c}}
-		resp, err := client.Get("https://" + httpAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
+	check := func(c *tls.Config) error {
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(c)))
+		if err != nil {
+			return err
 		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
 	}
-	if err := get(&tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}); err == nil {
+	if err := check(&tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}); err == nil {
+		t.Error("a gRPC client without a certificate was served")
+	}
+	if err := check(&tls.Config{RootCAs: files.Pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+		t.Errorf("a gRPC client with a certificate: %v", err)
+	}
+	get := func(c *tls.Config) (proto int, err error) {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: c, ForceAttemptHTTP2: true}}
+		resp, err := client.Get("https://" + httpAddr + "/healthz")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.ProtoMajor, nil
+	}
+	if _, err := get(&tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}); err == nil {
 		t.Error("a client without a certificate was served")
 	}
-	if err := get(&tls.Config{RootCAs: files.Pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
-		t.Errorf("a client with a certificate: %v", err)
+	if proto, err := get(&tls.Config{RootCAs: files.Pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil || proto != 2 {
+		t.Errorf("a client with a certificate: HTTP/%d, %v; want HTTP/2", proto, err)
 	}
 }
 
