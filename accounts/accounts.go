@@ -209,6 +209,11 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	g.observe(key.Operation, err, sent)
 	if api, ok := errors.AsType[smithy.APIError](err); ok && api.ErrorCode() == expiredToken {
 		g.expired()
+		if call != nil && call.expired {
+			err = &expiredAgainError{err: err}
+		} else if call != nil {
+			call.expired = true
+		}
 	}
 	err = g.answered(key.Operation, call, at, err)
 	if call != nil {
@@ -283,7 +288,18 @@ type attemptsKey struct{}
 type attempts struct {
 	failed     error // the last attempt's error
 	unanswered bool  // an attempt went unanswered
+	expired    bool  // an attempt was refused with credentials DynamoDB holds expired
 }
+
+// expiredAgainError stops the retries of a call whose credentials DynamoDB
+// refused as expired a second time: the first refusal was retried with
+// the role assumed again, and further attempts would only take the
+// account's turns.
+type expiredAgainError struct{ err error }
+
+func (e *expiredAgainError) Error() string        { return e.err.Error() }
+func (e *expiredAgainError) Unwrap() error        { return e.err }
+func (e *expiredAgainError) RetryableError() bool { return false }
 
 func (followAttempts) ID() string { return "backupd.FollowAttempts" }
 

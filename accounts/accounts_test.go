@@ -68,11 +68,12 @@ func (l *countingLimiter) Wait(ctx context.Context, k ratelimit.Key) error {
 type failure int
 
 const (
-	throttle       failure = iota // 400 ThrottlingException: DynamoDB refused, did nothing
-	serverError                   // 500 InternalServerError: it may have acted
-	dropConnection                // the request arrived, no answer came back
-	unavailable                   // 503 with an error code the SDK does not know: it may have acted
-	throttleLong                  // throttle, asking for a retry only after 5 s (X-Amz-Retry-After)
+	throttle           failure = iota // 400 ThrottlingException: DynamoDB refused, did nothing
+	serverError                       // 500 InternalServerError: it may have acted
+	dropConnection                    // the request arrived, no answer came back
+	unavailable                       // 503 with an error code the SDK does not know: it may have acted
+	throttleLong                      // throttle, asking for a retry only after 5 s (X-Amz-Retry-After)
+	expiredCredentials                // 400 ExpiredTokenException: the credentials are expired, by DynamoDB's clock
 )
 
 // flakyDynamoDB fails the first `failures` calls as f says, then answers.
@@ -95,6 +96,9 @@ func flakyDynamoDB(t *testing.T, failures int32, f failure) (*httptest.Server, *
 			case dropConnection:
 				conn, _, _ := w.(http.Hijacker).Hijack()
 				conn.Close()
+			case expiredCredentials:
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"__type":"com.amazon.coral.service#ExpiredTokenException","message":"The security token included in the request is expired"}`))
 			case unavailable:
 				w.WriteHeader(http.StatusServiceUnavailable)
 				_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable","message":"try later"}`))
@@ -669,5 +673,52 @@ func TestExpiredCredentialsAreAssumedAgain(t *testing.T) {
 	}
 	if lines := logs.Lines(`"level":"WARN"`, `"account":"111111111111"`, "expired before backupd's clock did"); len(lines) != 1 {
 		t.Errorf("want one WARN line; log:\n%s", logs.String())
+	}
+}
+
+// countingRoles is staticRoles that counts the refusals of its credentials
+// as expired.
+type countingRoles struct {
+	staticRoles
+	expired atomic.Int32
+}
+
+func (r *countingRoles) Expired(string) { r.expired.Add(1) }
+
+// TestExpiredTokenIsRetriedOnce: a call whose credentials DynamoDB refuses
+// as expired is retried once, with the role assumed again; refused again,
+// it fails with DynamoDB's refusal rather than taking the account's turns
+// for the rest of its attempts.
+func TestExpiredTokenIsRetriedOnce(t *testing.T) {
+	for _, tt := range []struct {
+		failures  int32
+		wantErr   bool
+		wantCalls int32
+	}{
+		{1, false, 2}, // refused once: retried, done
+		{99, true, 2}, // refused for good: one retry only
+	} {
+		t.Run(fmt.Sprint(tt.failures, " refusals"), func(t *testing.T) {
+			srv, calls := flakyDynamoDB(t, tt.failures, expiredCredentials)
+			roles := &countingRoles{}
+			lim := &countingLimiter{}
+			target, err := newRegistryWithRoles(t, srv.URL, lim, roles).Resolve("111111111111", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+			if (err != nil) != tt.wantErr || calls.Load() != tt.wantCalls || len(lim.keys) != int(tt.wantCalls) {
+				t.Errorf("CreateBackup: %v after %d attempts, %d turns; want error %v after %d", err, calls.Load(), len(lim.keys), tt.wantErr, tt.wantCalls)
+			}
+			if api, ok := errors.AsType[smithy.APIError](err); tt.wantErr && (!ok || api.ErrorCode() != "ExpiredTokenException") {
+				t.Errorf("err = %v; want DynamoDB's ExpiredTokenException", err)
+			}
+			if _, unsure := errors.AsType[*OutcomeUnknownError](err); unsure {
+				t.Errorf("err = %v: a refusal taken for an unknown outcome", err)
+			}
+			if n := roles.expired.Load(); n != min(tt.failures, tt.wantCalls) {
+				t.Errorf("the credentials were reported expired %d times; want once per refusal", n)
+			}
+		})
 	}
 }

@@ -59,8 +59,9 @@ type Roles struct {
 
 // cached is one account's credentials cache.
 type cached struct {
-	cache *aws.CredentialsCache
-	mu    sync.Mutex
+	cache   *aws.CredentialsCache
+	assumer *assumer
+	mu      sync.Mutex
 	// invalidated is when Expired last dropped the cache's credentials.
 	invalidated time.Time
 }
@@ -89,12 +90,11 @@ func NewRoles(opts Options, roles []Role) *Roles {
 				o.ExternalID = aws.String(role.ExternalID)
 			}
 		})
-		r.accounts[role.AccountID] = &cached{cache: aws.NewCredentialsCache(
-			&assumer{account: role.AccountID, provider: assume, timeout: opts.Timeout, observer: opts.Observer, log: opts.Logger},
-			func(o *aws.CredentialsCacheOptions) {
-				o.ExpiryWindow = opts.RefreshBefore
-				o.ExpiryWindowJitterFrac = 0.2 // spread refreshes of many accounts
-			})}
+		a := &assumer{account: role.AccountID, provider: assume, timeout: opts.Timeout, observer: opts.Observer, log: opts.Logger}
+		r.accounts[role.AccountID] = &cached{assumer: a, cache: aws.NewCredentialsCache(a, func(o *aws.CredentialsCacheOptions) {
+			o.ExpiryWindow = opts.RefreshBefore
+			o.ExpiryWindowJitterFrac = 0.2 // spread refreshes of many accounts
+		})}
 	}
 	return r
 }
@@ -128,6 +128,7 @@ func (r *Roles) Expired(accountID string) {
 	defer c.mu.Unlock()
 	if now := time.Now(); now.Sub(c.invalidated) >= reassumeEvery {
 		c.invalidated = now
+		c.assumer.refused()
 		c.cache.Invalidate()
 		r.log.LogAttrs(context.Background(), slog.LevelWarn,
 			"DynamoDB found the account's credentials expired before backupd's clock did; assuming the role again (check this host's clock)",
@@ -238,6 +239,16 @@ func failure(err error) string {
 		return "STS answered " + api.ErrorCode()
 	}
 	return err.Error()
+}
+
+// refused forgets when the last credentials expire: DynamoDB refused
+// them as expired, so they are not kept after a failed refresh, even one
+// under way (keepable), and a failed AssumeRole answers for itself as when
+// there are none (failureHoldOff).
+func (a *assumer) refused() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.expires, a.retryAt = time.Time{}, time.Time{}
 }
 
 // keepable reports whether the last credentials, kept at t after a failed

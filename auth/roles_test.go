@@ -243,3 +243,46 @@ func TestExpiredAssumesAgain(t *testing.T) {
 		}
 	})
 }
+
+// TestExpiredCredentialsAreNotKept: credentials DynamoDB refused as
+// expired are not kept by a refresh that fails, even one under way when
+// they were refused; with none to keep, a failed AssumeRole answers for
+// itself for failureHoldOff and has the full timeout, as when there are
+// no credentials at all.
+func TestExpiredCredentialsAreNotKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &fakeSTS{lifetime: 4 * time.Minute} // in the refresh window: every retrieval refreshes
+		roles := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+		})
+		p, _ := roles.Credentials("111111111111")
+		if _, err := p.Retrieve(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		stub.fail(&smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "STS is down", Fault: smithy.FaultServer})
+		refreshed := make(chan error, 1)
+		go func() {
+			_, err := p.Retrieve(context.Background()) // a refresh, failing after 10 ms
+			refreshed <- err
+		}()
+		time.Sleep(5 * time.Millisecond)
+		roles.Expired("111111111111") // while it runs
+		if err := <-refreshed; err == nil {
+			t.Error("a refresh that failed kept the credentials DynamoDB had refused")
+		}
+		calls := stub.calls.Load()
+		if c, err := p.Retrieve(context.Background()); err == nil || stub.calls.Load() != calls {
+			t.Errorf("a retrieval within failureHoldOff: %v, %v after %d more calls; want the failure again, without asking STS", c.AccessKeyID, err, stub.calls.Load()-calls)
+		}
+		time.Sleep(failureHoldOff)
+		if _, err := p.Retrieve(context.Background()); err == nil {
+			t.Error("after failureHoldOff: credentials; want STS's failure")
+		}
+		stub.mu.Lock()
+		budget := stub.budget
+		stub.mu.Unlock()
+		if n := stub.calls.Load(); n != calls+1 || budget <= keptRefreshTimeout {
+			t.Errorf("after failureHoldOff: %d AssumeRole calls with %s; want one, with the full timeout", n-calls, budget)
+		}
+	})
+}
