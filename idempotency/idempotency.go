@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -195,6 +196,9 @@ func (m *Memory) expire() {
 		fresh := make(map[Key]*entry, len(m.entries))
 		maps.Copy(fresh, m.entries)
 		m.entries, m.peak = fresh, len(fresh)
+		// The slice's array, too, would be held until appends used up
+		// what lies beyond its end.
+		m.expiring = slices.Clone(m.expiring)
 	}
 }
 

@@ -253,6 +253,9 @@ func TestExpiryShrinksTheMap(t *testing.T) {
 	if reflect.ValueOf(m.entries).UnsafePointer() == reflect.ValueOf(before).UnsafePointer() || m.peak != 100 {
 		t.Errorf("the burst's map is still held (peak %d)", m.peak)
 	}
+	if c := cap(m.expiring); c > 4*len(m.expiring) {
+		t.Errorf("the expiry list holds room for %d entries after the burst; want about the %d left", c, len(m.expiring))
+	}
 	resp, err := m.Do(context.Background(), Key{Account: "111111111111", RequestID: "later-0"}, fpA, func() ([]byte, error) {
 		t.Error("a repeat ran again")
 		return nil, nil
