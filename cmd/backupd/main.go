@@ -71,13 +71,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// process at once, cutting the drain short. Both are caught from here
 	// on, so a second signal sent as soon as the drain shows (/readyz 503)
 	// is never swallowed.
+	ignored := map[os.Signal]bool{syscall.SIGTERM: signal.Ignored(syscall.SIGTERM), syscall.SIGINT: signal.Ignored(syscall.SIGINT)}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	parent := ctx
 	ctx, drain := context.WithCancel(context.WithoutCancel(ctx))
 	defer drain()
-	go onSignals(parent, sigs, drain)
+	go onSignals(parent, sigs, ignored, drain)
 
 	if *sandboxMode {
 		return runSandbox(ctx, listen, stderr)
@@ -189,24 +190,27 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 // onSignals starts the drain at the first signal, or when parent ends,
-// and ends the process at the second with the signal's default action. A
-// signal ignored when backupd started (SIGINT, for a job a script started
-// in the background) has no action to go back to and would be ignored
-// again: backupd then exits as the signal would have ended it.
-func onSignals(parent context.Context, sigs <-chan os.Signal, drain func()) {
+// and ends the process at the second with the signal's default action, so
+// that a supervisor sees it killed by the signal. A signal ignored when
+// backupd started (SIGINT, for a job a script started in the background)
+// has no action to go back to: backupd then exits with the status a shell
+// gives a process the signal ended.
+func onSignals(parent context.Context, sigs <-chan os.Signal, ignored map[os.Signal]bool, drain func()) {
 	select {
 	case <-sigs:
 	case <-parent.Done():
 	}
 	drain()
 	sig := <-sigs
-	signal.Reset(sig)
-	if self, err := os.FindProcess(os.Getpid()); err == nil {
-		_ = self.Signal(sig)
-	}
 	code := 1
 	if s, ok := sig.(syscall.Signal); ok {
 		code = 128 + int(s)
+	}
+	if !ignored[sig] {
+		signal.Reset(sig)
+		if self, err := os.FindProcess(os.Getpid()); err == nil && self.Signal(sig) == nil {
+			time.Sleep(time.Second) // the signal ends the process first
+		}
 	}
 	os.Exit(code)
 }
