@@ -71,7 +71,9 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	if err := ca.load(); err != nil {
 		return nil, err
 	}
-	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	// Should a handshake ever go without the per-client config, the first
+	// CAs, never the system's, verify the client.
+	cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, ca.get().ClientCAs
 	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return ca.get(), nil }
 	return cfg, nil
 }

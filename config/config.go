@@ -159,12 +159,12 @@ type Caller struct {
 	Operations []string `yaml:"operations"`
 }
 
-// The shared-state backends.
 // DefaultUpstreamTimeout bounds a request that sets no deadline. It is
 // under shutdown_timeout's default, so a request in flight at SIGTERM ends
 // before the drain does.
 const DefaultUpstreamTimeout = 20 * time.Second
 
+// The shared-state backends.
 const (
 	// BackendMemory keeps state in the process: right for one replica.
 	BackendMemory = "memory"

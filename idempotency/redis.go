@@ -128,7 +128,8 @@ if v then
   local read, r = pcall(cjson.decode, v)
   if not read or type(r) ~= 'table' then return {0, now, v} end
   if r['owner'] == ARGV[4] then return {2, now} end
-  if not r['done'] and r['fp'] == ARGV[5] and r['lease_until'] and now > tonumber(r['lease_until']) then
+  local lease = tonumber(r['lease_until'])
+  if not r['done'] and r['fp'] == ARGV[5] and lease and now > lease then
     redis.call('SET', KEYS[1], cjson.encode({done = true, fp = r['fp'], unknown = true}), 'KEEPTTL')
     return {3, now}
   end

@@ -765,7 +765,8 @@ func TestRedisScriptsTakeAnyRecord(t *testing.T) {
 	ctx := context.Background()
 	direct := directRedis(t)
 	k := testenv.RedisPrefix(t) + "idempotency:any"
-	for _, stored := range []string{"garbage", "5", `"text"`, "[]", `{"owner":7}`} {
+	fp := hex.EncodeToString(fpA[:])
+	for _, stored := range []string{"garbage", "5", `"text"`, "[]", `{"owner":7}`, `{"fp":"` + fp + `","lease_until":"soon"}`, `{"fp":"` + fp + `","lease_until":null}`} {
 		if err := direct.Set(ctx, k, stored, time.Hour).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -777,6 +778,10 @@ func TestRedisScriptsTakeAnyRecord(t *testing.T) {
 		}
 		if res, err := dropScript.Run(ctx, direct, []string{k}, "owner").Int64Slice(); err != nil || len(res) != 2 || res[0] != 0 {
 			t.Errorf("drop on %s: %v, %v; want not dropped", stored, res, err)
+		}
+		res, err := claimScript.Run(ctx, direct, []string{k}, `{"fp":"`+fp+`"}`, 1000, time.Now().Add(time.Hour).UnixMilli(), "owner", fp).Slice()
+		if did, _, found, aerr := claimAnswer(res); err != nil || aerr != nil || did != claimFound || string(found) != stored {
+			t.Errorf("claim on %s: %v, %v; want the record found and answered", stored, res, cmp.Or(err, aerr))
 		}
 		if got, err := direct.Get(ctx, k).Result(); err != nil || got != stored {
 			t.Errorf("record after the scripts: %q, %v; want %q unchanged", got, err, stored)
