@@ -58,17 +58,7 @@ func TestTLS(t *testing.T) {
 	grpcAddr, httpAddr := serveTLS(t, cfg)
 	client := &tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}
 
-	check := func(creds credentials.TransportCredentials) error {
-		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(creds))
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err
-	}
+	check := func(creds credentials.TransportCredentials) error { return healthCheckOver(grpcAddr, creds) }
 	if err := check(credentials.NewTLS(client)); err != nil {
 		t.Errorf("gRPC over TLS: %v", err)
 	}
@@ -98,17 +88,7 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(c *tls.Config) error {
-		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(c)))
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err
-	}
+	check := func(c *tls.Config) error { return healthCheckOver(grpcAddr, credentials.NewTLS(c)) }
 	if err := check(&tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}); err == nil {
 		t.Error("a gRPC client without a certificate was served")
 	}
@@ -130,6 +110,20 @@ func TestMutualTLS(t *testing.T) {
 	if proto, err := get(&tls.Config{RootCAs: files.Pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil || proto != 2 {
 		t.Errorf("a client with a certificate: HTTP/%d, %v; want HTTP/2", proto, err)
 	}
+}
+
+// healthCheckOver makes a gRPC health Check of the server at addr with
+// creds.
+func healthCheckOver(addr string, creds credentials.TransportCredentials) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
