@@ -232,51 +232,84 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		return err
 	}
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: idem})
+	srvOpts, err := serverOptions(cfg, svc, m, logger)
+	if err != nil {
+		return err
+	}
 	health := server.NewHealth()
-	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: m}
-	if cfg.TLS.Enabled() {
-		if srvOpts.TLS, err = certreload.TLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, logger); err != nil {
-			return err
-		}
-	}
-	switch {
-	case len(cfg.Callers) > 0 && cfg.AnonymousCallers:
-		srvOpts.Authorizer = callers.NewAllowingAnonymous(cfg.Callers)
-	case len(cfg.Callers) > 0:
-		srvOpts.Authorizer = callers.New(cfg.Callers)
-	}
 	grpcSrv := server.NewGRPC(srvOpts, health)
-
 	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, m.Handler())
 	if err != nil {
 		return err
 	}
-	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
+	grpcLis, httpLis, err := listen(cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("gRPC listener: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", cfg.Listen.HTTP)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("HTTP listener: %w", err)
+		return err
 	}
 	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, srvOpts.TLS, logger)
-
-	// Ready before the shutdown below can start: a signal that came
-	// during start-up then finds it ready and turns it off, rather than
-	// being followed by a SetReady(true) that would answer 200 on /readyz
+	// Ready before the shutdown can start: a signal that came during
+	// start-up then finds it ready and turns it off, rather than being
+	// followed by a SetReady(true) that would answer 200 on /readyz
 	// through the drain.
 	health.SetReady(true)
+	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
+		slog.Bool("tls", srvOpts.TLS != nil), slog.Int("accounts", len(cfg.Accounts)))
+	err = runServers(ctx, grpcLis, httpLis, server.Shutdown{Health: health, HTTP: httpSrv, GRPC: grpcSrv, Service: svc,
+		Logger: logger, DrainDelay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout})
+	if err != nil {
+		logger.Error("backupd stopped", slog.String("error", err.Error()))
+		return loggedError{err}
+	}
+	return nil
+}
+
+// serverOptions are the servers' options: the service, the listeners'
+// TLS and the callers' authorizer, as the configuration says.
+func serverOptions(cfg *config.Config, svc *service.Server, m *metrics.Metrics, logger *slog.Logger) (server.Options, error) {
+	opts := server.Options{Service: svc, Logger: logger, Metrics: m}
+	if cfg.TLS.Enabled() {
+		tlsCfg, err := certreload.TLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, logger)
+		if err != nil {
+			return server.Options{}, err
+		}
+		opts.TLS = tlsCfg
+	}
+	switch {
+	case len(cfg.Callers) > 0 && cfg.AnonymousCallers:
+		opts.Authorizer = callers.NewAllowingAnonymous(cfg.Callers)
+	case len(cfg.Callers) > 0:
+		opts.Authorizer = callers.New(cfg.Callers)
+	}
+	return opts, nil
+}
+
+// listen opens both listeners, or neither.
+func listen(l config.Listen) (grpcLis, httpLis net.Listener, err error) {
+	grpcLis, err = net.Listen("tcp", l.GRPC)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gRPC listener: %w", err)
+	}
+	httpLis, err = net.Listen("tcp", l.HTTP)
+	if err != nil {
+		grpcLis.Close()
+		return nil, nil, fmt.Errorf("HTTP listener: %w", err)
+	}
+	return grpcLis, httpLis, nil
+}
+
+// runServers serves both listeners until ctx ends (a signal) or one of
+// them fails, then runs the shutdown.
+func runServers(ctx context.Context, grpcLis, httpLis net.Listener, shutdown server.Shutdown) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		// Stopped already when a signal came during start-up.
-		if err := grpcSrv.Serve(grpcLis); !errors.Is(err, grpc.ErrServerStopped) {
+		if err := shutdown.GRPC.Serve(grpcLis); !errors.Is(err, grpc.ErrServerStopped) {
 			return err
 		}
 		return nil
 	})
 	g.Go(func() error {
-		if err := server.Serve(httpSrv, httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := server.Serve(shutdown.HTTP, httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -285,16 +318,9 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		<-gctx.Done()
 		// A signal ended ctx; a listener that failed ended only gctx,
 		// and then there is no one to give the drain delay to.
-		return server.Shutdown{Health: health, HTTP: httpSrv, GRPC: grpcSrv, Service: svc, Logger: logger,
-			DrainDelay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout}.Run(ctx.Err() != nil)
+		return shutdown.Run(ctx.Err() != nil)
 	})
-	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
-		slog.Bool("tls", srvOpts.TLS != nil), slog.Int("accounts", len(cfg.Accounts)))
-	if err := g.Wait(); err != nil {
-		logger.Error("backupd stopped", slog.String("error", err.Error()))
-		return loggedError{err}
-	}
-	return nil
+	return g.Wait()
 }
 
 // loggedError is a failure of a running backupd, already in its log: main
