@@ -43,6 +43,43 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	ic.cutOff = h.cutOff
 	g := &gateway{ic: ic}
 	strict := newStrictJSON()
+	gw, err := g.newMux(ctx, opts, strict)
+	if err != nil {
+		return nil, err
+	}
+	g.mux = gw
+	api := track(gw)
+	mux := g.operations(h, metrics)
+	mux.Handle("/", api)
+	// http.ServeMux would redirect a path that is not clean to the cleaned
+	// one, unlogged, and a client that follows a 307 sends its POST again
+	// there; the gateway could match it, with "." or ".." for a path
+	// parameter. Such a path is a route the API does not have.
+	unclean := track(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.routingError(r.Context(), gw, strict, w, r, http.StatusNotFound)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The path as the gateway splits it: RawPath, which EscapedPath
+		// would give up for one Go finds not escaped well (a "|" in it).
+		sent := cmp.Or(r.URL.RawPath, r.URL.Path)
+		switch {
+		case cleanPath(sent) != sent:
+			unclean.ServeHTTP(w, r)
+		case r.URL.RawPath != "" && cleanPath(r.URL.Path) != r.URL.Path:
+			// Only escaped characters (a %2F at a segment's end, an
+			// escaped "..") make it unclean: they are inside one segment,
+			// a path parameter, which the service then judges (400 naming
+			// the field). http.ServeMux would redirect it.
+			api.ServeHTTP(w, r)
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	}), nil
+}
+
+// newMux is the REST gateway, reaching the service through the
+// interceptor, in process.
+func (g *gateway) newMux(ctx context.Context, opts Options, strict *strictJSON) (*runtime.ServeMux, error) {
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, strict),
 		// Keeps %2F inside a path segment, so an escaped backup ARN is
@@ -59,10 +96,15 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		// past whatever rules a proxy keeps per method.
 		runtime.WithDisablePathLengthFallback(),
 	)
-	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, ic)); err != nil {
+	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, g.ic)); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
 	}
-	g.mux = gw
+	return gw, nil
+}
+
+// operations serves the operators' endpoints (health, readiness and,
+// when set, metrics): GET and HEAD only, without a caller token.
+func (g *gateway) operations(h *Health, metrics http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", unreadBody(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -89,32 +131,7 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 			g.notAllowed(w, r, "GET, HEAD")
 		})))
 	}
-	api := track(gw)
-	mux.Handle("/", api)
-	// http.ServeMux would redirect a path that is not clean to the cleaned
-	// one, unlogged, and a client that follows a 307 sends its POST again
-	// there; the gateway could match it, with "." or ".." for a path
-	// parameter. Such a path is a route the API does not have.
-	unclean := track(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.routingError(r.Context(), gw, strict, w, r, http.StatusNotFound)
-	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The path as the gateway splits it: RawPath, which EscapedPath
-		// would give up for one Go finds not escaped well (a "|" in it).
-		sent := cmp.Or(r.URL.RawPath, r.URL.Path)
-		switch {
-		case cleanPath(sent) != sent:
-			unclean.ServeHTTP(w, r)
-		case r.URL.RawPath != "" && cleanPath(r.URL.Path) != r.URL.Path:
-			// Only escaped characters (a %2F at a segment's end, an
-			// escaped "..") make it unclean: they are inside one segment,
-			// a path parameter, which the service then judges (400 naming
-			// the field). http.ServeMux would redirect it.
-			api.ServeHTTP(w, r)
-		default:
-			mux.ServeHTTP(w, r)
-		}
-	}), nil
+	return mux
 }
 
 // unreadBody answers GET requests that need no body, and take no token,
