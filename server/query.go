@@ -93,79 +93,88 @@ const maxKeyEcho = 64
 // as it is when one spelling is repeated: the default parser refuses it
 // with no more than a "duplicate field" line.
 func queryViolations(msg proto.Message, values url.Values, filter *utilities.DoubleArray, probe bool) []service.FieldViolation {
-	var (
-		vs     []service.FieldViolation
-		parser runtime.DefaultQueryParser
-	)
-	md := msg.ProtoReflect().Descriptor()
+	q := queryCheck{msg: msg, md: msg.ProtoReflect().Descriptor(), values: values, filter: filter, probe: probe,
+		spellings: make(map[string][]string)}
 	keys := slices.Sorted(maps.Keys(values))
-	spellings := make(map[string][]string) // the keys that name each field
 	for _, key := range keys {
-		if fd, name := lookupField(md, key); fd != nil {
-			spellings[name] = append(spellings[name], key)
+		if fd, name := lookupField(q.md, key); fd != nil {
+			q.spellings[name] = append(q.spellings[name], key)
 		}
 	}
+	var vs []service.FieldViolation
 	for _, key := range keys {
-		fd, name := lookupField(md, key)
-		if fd == nil {
-			field := keyName(key)
-			vs = append(vs, service.FieldViolation{
-				Field:       field,
-				Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", field, queryFields(msg, filter)),
-			})
-			continue
-		}
-		if parent, _, dotted := strings.Cut(name, "."); dotted {
-			// grpc-gateway would set the timestamp from both it and its
-			// parts, in map order: the filter would change from one
-			// request to the next.
-			if pfd := md.Fields().ByName(protoreflect.Name(parent)); pfd != nil && isTimestamp(pfd) {
-				vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
-					"%s is a part of %s, which takes one RFC 3339 timestamp: give it whole, as %s", name, parent, pfd.JSONName())})
-				continue
-			}
-		}
-		same := spellings[name]
-		if same[0] != key {
-			continue // judged with its first spelling
-		}
-		if filter.HasCommonPrefix(strings.Split(name, ".")) {
-			vs = append(vs, service.FieldViolation{
-				Field:       name,
-				Description: fmt.Sprintf("%s comes from the path; leave it out of the query", name),
-			})
-			continue
-		}
-		given := url.Values{}
-		var n int
-		for _, k := range same {
-			given[k] = values[k]
-			n += len(values[k])
-		}
-		if n > 1 && fd.Cardinality() != protoreflect.Repeated {
-			desc := fmt.Sprintf("%s must be given once; got %d values", name, n)
-			if len(same) > 1 {
-				desc += ", as " + strings.Join(same, " and ")
-			}
-			vs = append(vs, service.FieldViolation{Field: name, Description: desc})
-			continue
-		}
-		if probe && parser.Parse(msg.ProtoReflect().New().Interface(), given, filter) != nil {
-			var got []string
-			for _, k := range same {
-				got = append(got, values[k]...)
-			}
-			hint := ""
-			if fd.Kind() == protoreflect.MessageKind && strings.Contains(strings.Join(got, ","), " ") {
-				hint = " (a + in a URL query reads as a space: send it as %2B)"
-			}
-			vs = append(vs, service.FieldViolation{
-				Field:       name,
-				Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd), service.Quote(strings.Join(got, ",")), hint),
-			})
+		if v, bad := q.judge(key); bad {
+			vs = append(vs, v)
 		}
 	}
 	return vs
+}
+
+// queryCheck is what queryViolations judges each query key against.
+type queryCheck struct {
+	msg    proto.Message
+	md     protoreflect.MessageDescriptor
+	values url.Values
+	filter *utilities.DoubleArray
+	probe  bool
+	// spellings are the keys that name each field, sorted.
+	spellings map[string][]string
+}
+
+// judge says what is wrong with key, if anything. A field given under
+// several spellings is judged once, with its first.
+func (q *queryCheck) judge(key string) (service.FieldViolation, bool) {
+	fd, name := lookupField(q.md, key)
+	if fd == nil {
+		field := keyName(key)
+		return service.FieldViolation{
+			Field:       field,
+			Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", field, queryFields(q.msg, q.filter)),
+		}, true
+	}
+	if parent, _, dotted := strings.Cut(name, "."); dotted {
+		// grpc-gateway would set the timestamp from both it and its
+		// parts, in map order: the filter would change from one
+		// request to the next.
+		if pfd := q.md.Fields().ByName(protoreflect.Name(parent)); pfd != nil && isTimestamp(pfd) {
+			return service.FieldViolation{Field: name, Description: fmt.Sprintf(
+				"%s is a part of %s, which takes one RFC 3339 timestamp: give it whole, as %s", name, parent, pfd.JSONName())}, true
+		}
+	}
+	same := q.spellings[name]
+	switch {
+	case same[0] != key:
+		return service.FieldViolation{}, false // judged with its first spelling
+	case q.filter.HasCommonPrefix(strings.Split(name, ".")):
+		return service.FieldViolation{
+			Field:       name,
+			Description: fmt.Sprintf("%s comes from the path; leave it out of the query", name),
+		}, true
+	}
+	given, got := url.Values{}, []string(nil)
+	for _, k := range same {
+		given[k] = q.values[k]
+		got = append(got, q.values[k]...)
+	}
+	if len(got) > 1 && fd.Cardinality() != protoreflect.Repeated {
+		desc := fmt.Sprintf("%s must be given once; got %d values", name, len(got))
+		if len(same) > 1 {
+			desc += ", as " + strings.Join(same, " and ")
+		}
+		return service.FieldViolation{Field: name, Description: desc}, true
+	}
+	var parser runtime.DefaultQueryParser
+	if !q.probe || parser.Parse(q.msg.ProtoReflect().New().Interface(), given, q.filter) == nil {
+		return service.FieldViolation{}, false
+	}
+	hint := ""
+	if fd.Kind() == protoreflect.MessageKind && strings.Contains(strings.Join(got, ","), " ") {
+		hint = " (a + in a URL query reads as a space: send it as %2B)"
+	}
+	return service.FieldViolation{
+		Field:       name,
+		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd), service.Quote(strings.Join(got, ",")), hint),
+	}, true
 }
 
 // keyName names a query parameter or a body key in an error: shortened,
