@@ -29,6 +29,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/idempotency"
@@ -95,7 +96,7 @@ type mapped struct {
 	reason     string
 	msg        string
 	meta       map[string]string
-	violations []service.FieldViolation
+	violations []badrequest.Violation
 	retryAfter time.Duration
 }
 
@@ -153,7 +154,7 @@ func Refusal(err error) bool {
 // request_id, and the shared state.
 func mapOurs(err error) (mapped, bool) {
 	var (
-		invalid   *service.InvalidArgumentError
+		invalid   *badrequest.Error
 		unknown   *accounts.NotConfiguredError
 		region    *accounts.RegionNotAllowedError
 		limited   *ratelimit.LimitedError
@@ -177,12 +178,12 @@ func mapOurs(err error) (mapped, bool) {
 		if n := len(vs); n > MaxViolations {
 			vs, more = vs[:MaxViolations], more+n-MaxViolations
 		}
-		msg := (&service.InvalidArgumentError{Violations: vs, More: more}).Error()
+		msg := (&badrequest.Error{Violations: vs, More: more}).Error()
 		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: msg, violations: vs}, true
 	case errors.As(err, &region):
 		msg := region.Error()
 		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,
-			violations: []service.FieldViolation{{Field: cmp.Or(region.Field, "region"), Description: msg}}}, true
+			violations: []badrequest.Violation{{Field: cmp.Or(region.Field, "region"), Description: msg}}}, true
 	case errors.As(err, &unknown):
 		return mapped{code: codes.NotFound, reason: "ACCOUNT_NOT_CONFIGURED",
 			msg: fmt.Sprintf("account %s is not configured in backupd; ask its operators to add it", unknown.AccountID)}, true
@@ -192,7 +193,7 @@ func mapOurs(err error) (mapped, bool) {
 			meta: map[string]string{"operation": limited.Key.Operation, "region": limited.Key.Region}}, true
 	case errors.As(err, &reused):
 		return mapped{code: codes.AlreadyExists, reason: "REQUEST_ID_REUSED", msg: reused.Error(),
-			violations: []service.FieldViolation{{Field: "request_id", Description: reused.Error()}}}, true
+			violations: []badrequest.Violation{{Field: "request_id", Description: reused.Error()}}}, true
 	case errors.As(err, &replayed):
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}, true
 	case errors.As(err, &shared):

@@ -22,6 +22,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
@@ -32,12 +33,12 @@ import (
 // TestStatusBoundsViolations: an error with very many field violations
 // carries the first 20, and its message says how many more there were.
 func TestStatusBoundsViolations(t *testing.T) {
-	var vs []service.FieldViolation
+	var vs []badrequest.Violation
 	for i := range 50 {
 		f := fmt.Sprintf("f%d", i)
-		vs = append(vs, service.FieldViolation{Field: f, Description: f + " is not a field"})
+		vs = append(vs, badrequest.Violation{Field: f, Description: f + " is not a field"})
 	}
-	st, _ := Status(&service.InvalidArgumentError{Violations: vs}, Request{})
+	st, _ := Status(&badrequest.Error{Violations: vs}, Request{})
 	var n int
 	for _, d := range st.Details() {
 		if br, ok := d.(*errdetails.BadRequest); ok {
@@ -85,7 +86,7 @@ func TestStatus(t *testing.T) {
 		msgHas    string
 		msgHasNot string
 	}{
-		{"field fails validation", &service.InvalidArgumentError{Violations: []service.FieldViolation{{Field: "backup_name", Description: "backup_name must be 3-255 characters; got 2"}}},
+		{"field fails validation", &badrequest.Error{Violations: []badrequest.Violation{{Field: "backup_name", Description: "backup_name must be 3-255 characters; got 2"}}},
 			codes.InvalidArgument, "INVALID_ARGUMENT", "backup_name", 0, "got 2", ""},
 		{"region not allowed", &accounts.RegionNotAllowedError{AccountID: "111111111111", Region: "eu-west-1", Allowed: []string{"us-east-1"}},
 			codes.InvalidArgument, "REGION_NOT_ALLOWED", "region", 0, `region "eu-west-1" is not allowed for account 111111111111`, ""},

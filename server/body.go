@@ -9,12 +9,11 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/backupd/backupd/badrequest"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
-
-	"github.com/backupd/backupd/service"
 )
 
 // bodyViolations finds what protojson refused in a JSON body for md: the
@@ -23,23 +22,23 @@ import (
 // names the fields the route takes from its path, which the body may not
 // set. It returns nil when the body is not a JSON object: protojson's own
 // message then says what is wrong with the JSON.
-func bodyViolations(md protoreflect.MessageDescriptor, data []byte, bound map[string]string) []service.FieldViolation {
+func bodyViolations(md protoreflect.MessageDescriptor, data []byte, bound map[string]string) []badrequest.Violation {
 	return objectViolations(md, data, "", bound)
 }
 
-func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix string, bound map[string]string) []service.FieldViolation {
+func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix string, bound map[string]string) []badrequest.Violation {
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(data, &obj) != nil {
 		return nil
 	}
-	var vs []service.FieldViolation
+	var vs []badrequest.Violation
 	seen := map[protoreflect.FieldNumber]string{}
 	for _, key := range slices.Sorted(maps.Keys(obj)) {
 		fd := fieldByName(md, key)
 		if fd != nil {
 			if other, ok := seen[fd.Number()]; ok {
 				name := prefix + string(fd.Name())
-				vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+				vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
 					"%s is given twice, as %s and %s; give it once", name, shorten(other), shorten(key))})
 				continue
 			}
@@ -47,7 +46,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		}
 		if fd == nil {
 			field := prefix + keyName(key)
-			vs = append(vs, service.FieldViolation{Field: field, Description: fmt.Sprintf(
+			vs = append(vs, badrequest.Violation{Field: field, Description: fmt.Sprintf(
 				"%s is not a field of %s; it takes %s", field, objectName(prefix), bodyFields(md, bound))})
 			continue
 		}
@@ -58,9 +57,9 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		}
 		switch {
 		case !utf8.Valid(obj[key]):
-			vs = append(vs, service.FieldViolation{Field: name, Description: name + " must be valid UTF-8"})
+			vs = append(vs, badrequest.Violation{Field: name, Description: name + " must be valid UTF-8"})
 		case !fits(md, key, obj[key]):
-			vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+			vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
 				"%s %s; got %s", name, accepts(fd), rawJSON(obj[key]))})
 		}
 	}
@@ -69,7 +68,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 
 // nestedViolations looks into a value that is an object, or a list of
 // objects, of one of backupd's own messages.
-func nestedViolations(fd protoreflect.FieldDescriptor, value json.RawMessage, name string) []service.FieldViolation {
+func nestedViolations(fd protoreflect.FieldDescriptor, value json.RawMessage, name string) []badrequest.Violation {
 	if fd.Kind() != protoreflect.MessageKind || fd.IsMap() || isWellKnown(fd.Message()) {
 		return nil
 	}
@@ -80,11 +79,11 @@ func nestedViolations(fd protoreflect.FieldDescriptor, value json.RawMessage, na
 	if json.Unmarshal(value, &elems) != nil {
 		return nil
 	}
-	var vs []service.FieldViolation
+	var vs []badrequest.Violation
 	for i, e := range elems {
 		elem := fmt.Sprintf("%s[%d]", name, i)
 		if t := bytes.TrimSpace(e); len(t) == 0 || t[0] != '{' {
-			vs = append(vs, service.FieldViolation{Field: elem, Description: fmt.Sprintf("%s must be an object; got %s", elem, rawJSON(e))})
+			vs = append(vs, badrequest.Violation{Field: elem, Description: fmt.Sprintf("%s must be an object; got %s", elem, rawJSON(e))})
 			continue
 		}
 		vs = append(vs, objectViolations(fd.Message(), e, elem+".", nil)...)
@@ -163,8 +162,8 @@ func shorten(key string) string {
 // the path win without a word, so a body naming another account or table
 // would be acted on where the path says. The decoder calls it before the
 // gateway copies the path into msg.
-func pathConflicts(msg proto.Message, params map[string]string) []service.FieldViolation {
-	var vs []service.FieldViolation
+func pathConflicts(msg proto.Message, params map[string]string) []badrequest.Violation {
+	var vs []badrequest.Violation
 	m := msg.ProtoReflect()
 	for p := range params {
 		fd := m.Descriptor().Fields().ByName(protoreflect.Name(p))
@@ -172,11 +171,11 @@ func pathConflicts(msg proto.Message, params map[string]string) []service.FieldV
 			continue
 		}
 		if got := m.Get(fd).String(); got != params[p] {
-			vs = append(vs, service.FieldViolation{Field: p, Description: fmt.Sprintf(
+			vs = append(vs, badrequest.Violation{Field: p, Description: fmt.Sprintf(
 				"%s is %s in the path but %s in the body; leave it out of the body", p, quoteWhole(params[p]), quoteWhole(got))})
 		}
 	}
-	slices.SortFunc(vs, func(a, b service.FieldViolation) int { return strings.Compare(a.Field, b.Field) })
+	slices.SortFunc(vs, func(a, b badrequest.Violation) int { return strings.Compare(a.Field, b.Field) })
 	return vs
 }
 
@@ -186,10 +185,10 @@ const maxWholeEcho = 1024
 
 // quoteWhole quotes s whole when it is no longer than maxWholeEcho, so
 // that two ARNs that differ only in their last characters read apart;
-// service.Quote would cut them at 64 bytes.
+// badrequest.Quote would cut them at 64 bytes.
 func quoteWhole(s string) string {
 	if len(s) > maxWholeEcho {
-		return service.Quote(s)
+		return badrequest.Quote(s)
 	}
 	return fmt.Sprintf("%q", s)
 }

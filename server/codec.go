@@ -17,9 +17,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
-	"github.com/backupd/backupd/service"
 )
 
 // deferringCodec is grpc-go's proto codec, except that a BackupService
@@ -79,7 +79,7 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 func undecodable(md protoreflect.MessageDescriptor, data mem.BufferSlice, err error) *status.Status {
 	w := utf8Walk{limit: rpcerror.MaxViolations}
 	if w.walk(md, data.Materialize()); len(w.vs) > 0 {
-		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: w.vs, More: w.more}, rpcerror.Request{})
+		st, _ := rpcerror.Status(&badrequest.Error{Violations: w.vs, More: w.more}, rpcerror.Request{})
 		return st
 	}
 	detail, _ := protoDetail(err.Error())
@@ -136,7 +136,7 @@ func (c *deferringCodec) sweep() {
 // that a request of a great many (a 1 MiB request may hold 200 000), read
 // before its caller is authenticated, costs no more than one of a few.
 type utf8Walk struct {
-	vs    []service.FieldViolation
+	vs    []badrequest.Violation
 	more  int
 	limit int
 	at    []fieldAt // the fields the walk is in
@@ -174,7 +174,7 @@ func (w *utf8Walk) walk(md protoreflect.MessageDescriptor, b []byte) {
 		case utf8.Valid(v):
 		case len(w.vs) < w.limit:
 			name := w.path()
-			w.vs = append(w.vs, service.FieldViolation{Field: name, Description: name + " must be valid UTF-8"})
+			w.vs = append(w.vs, badrequest.Violation{Field: name, Description: name + " must be valid UTF-8"})
 		default:
 			w.more++
 		}

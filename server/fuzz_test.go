@@ -32,6 +32,7 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -431,7 +432,7 @@ func FuzzQueryParser(f *testing.F) {
 				t.Fatalf("query %q parsed as %v (%v), then as %v (%v)", rawQuery, msg, err, again, err2)
 			}
 		}
-		if ia, ok := errors.AsType[*service.InvalidArgumentError](err); ok {
+		if ia, ok := errors.AsType[*badrequest.Error](err); ok {
 			for _, v := range ia.Violations {
 				fd, name := lookupField(md, v.Field)
 				known := fd != nil && name == v.Field
@@ -594,7 +595,7 @@ func FuzzPathHelpers(f *testing.F) {
 		if !utf8.ValidString(e) || len(e) > int(n)+3+len(s) || len(s) > int(n) && len(e) > 3*int(n)+3 {
 			t.Errorf("echo(%q, %d) = %q", s, n, e)
 		}
-		if q := service.Quote(s); !utf8.ValidString(q) || len(q) > 4*64+40 {
+		if q := badrequest.Quote(s); !utf8.ValidString(q) || len(q) > 4*64+40 {
 			t.Errorf("Quote(%q) = %q (%d bytes)", s, q, len(q))
 		}
 		h := http.Header{}

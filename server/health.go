@@ -9,9 +9,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
-	"github.com/backupd/backupd/service"
 )
 
 // Health tracks readiness for grpc.health.v1 and /readyz together.
@@ -82,7 +82,7 @@ func (s healthService) Check(ctx context.Context, req *healthpb.HealthCheckReque
 func checkHealthServiceName(name string) error {
 	if len(name) > maxHealthServiceName {
 		msg := fmt.Sprintf("service must be at most %d bytes; got %d", maxHealthServiceName, len(name))
-		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: []service.FieldViolation{{Field: "service", Description: msg}}}, rpcerror.Request{})
+		st, _ := rpcerror.Status(&badrequest.Error{Violations: []badrequest.Violation{{Field: "service", Description: msg}}}, rpcerror.Request{})
 		return st.Err()
 	}
 	return nil

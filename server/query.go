@@ -10,13 +10,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/backupd/backupd/badrequest"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
-
-	"github.com/backupd/backupd/service"
 )
 
 // queryParser is grpc-gateway's query parser with two changes that make a
@@ -37,7 +36,7 @@ func (p *queryParser) Parse(msg proto.Message, values url.Values, filter *utilit
 		// The generated gateway code keeps only this error's text;
 		// gateway.handleError finds the violations again
 		// (requestViolations).
-		return &service.InvalidArgumentError{Violations: vs}
+		return &badrequest.Error{Violations: vs}
 	}
 	return err
 }
@@ -92,7 +91,7 @@ const maxKeyEcho = 64
 // both its spellings (?pageSize=1&page_size=2) is one field given twice,
 // as it is when one spelling is repeated: the default parser refuses it
 // with no more than a "duplicate field" line.
-func queryViolations(msg proto.Message, values url.Values, filter *utilities.DoubleArray, probe bool) []service.FieldViolation {
+func queryViolations(msg proto.Message, values url.Values, filter *utilities.DoubleArray, probe bool) []badrequest.Violation {
 	q := queryCheck{msg: msg, md: msg.ProtoReflect().Descriptor(), values: values, filter: filter, probe: probe,
 		spellings: make(map[string][]string)}
 	keys := slices.Sorted(maps.Keys(values))
@@ -101,7 +100,7 @@ func queryViolations(msg proto.Message, values url.Values, filter *utilities.Dou
 			q.spellings[name] = append(q.spellings[name], key)
 		}
 	}
-	var vs []service.FieldViolation
+	var vs []badrequest.Violation
 	for _, key := range keys {
 		if v, bad := q.judge(key); bad {
 			vs = append(vs, v)
@@ -123,11 +122,11 @@ type queryCheck struct {
 
 // judge says what is wrong with key, if anything. A field given under
 // several spellings is judged once, with its first.
-func (q *queryCheck) judge(key string) (service.FieldViolation, bool) {
+func (q *queryCheck) judge(key string) (badrequest.Violation, bool) {
 	fd, name := lookupField(q.md, key)
 	if fd == nil {
 		field := keyName(key)
-		return service.FieldViolation{
+		return badrequest.Violation{
 			Field:       field,
 			Description: fmt.Sprintf("%s is not a query parameter of this route; it takes %s", field, queryFields(q.msg, q.filter)),
 		}, true
@@ -137,16 +136,16 @@ func (q *queryCheck) judge(key string) (service.FieldViolation, bool) {
 		// parts, in map order: the filter would change from one
 		// request to the next.
 		if pfd := q.md.Fields().ByName(protoreflect.Name(parent)); pfd != nil && isTimestamp(pfd) {
-			return service.FieldViolation{Field: name, Description: fmt.Sprintf(
+			return badrequest.Violation{Field: name, Description: fmt.Sprintf(
 				"%s is a part of %s, which takes one RFC 3339 timestamp: give it whole, as %s", name, parent, pfd.JSONName())}, true
 		}
 	}
 	same := q.spellings[name]
 	switch {
 	case same[0] != key:
-		return service.FieldViolation{}, false // judged with its first spelling
+		return badrequest.Violation{}, false // judged with its first spelling
 	case q.filter.HasCommonPrefix(strings.Split(name, ".")):
-		return service.FieldViolation{
+		return badrequest.Violation{
 			Field:       name,
 			Description: fmt.Sprintf("%s comes from the path; leave it out of the query", name),
 		}, true
@@ -161,19 +160,19 @@ func (q *queryCheck) judge(key string) (service.FieldViolation, bool) {
 		if len(same) > 1 {
 			desc += ", as " + strings.Join(same, " and ")
 		}
-		return service.FieldViolation{Field: name, Description: desc}, true
+		return badrequest.Violation{Field: name, Description: desc}, true
 	}
 	var parser runtime.DefaultQueryParser
 	if !q.probe || parser.Parse(q.msg.ProtoReflect().New().Interface(), given, q.filter) == nil {
-		return service.FieldViolation{}, false
+		return badrequest.Violation{}, false
 	}
 	hint := ""
 	if fd.Kind() == protoreflect.MessageKind && strings.Contains(strings.Join(got, ","), " ") {
 		hint = " (a + in a URL query reads as a space: send it as %2B)"
 	}
-	return service.FieldViolation{
+	return badrequest.Violation{
 		Field:       name,
-		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd), service.Quote(strings.Join(got, ",")), hint),
+		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd), badrequest.Quote(strings.Join(got, ",")), hint),
 	}, true
 }
 
@@ -189,7 +188,7 @@ func keyName(key string) string {
 // requestViolations is queryViolations for the REST request r whose RPC
 // grpc-gateway recorded in ctx and whose path parameters call holds, or nil
 // when they are unknown.
-func requestViolations(ctx context.Context, r *http.Request, call *restCall) []service.FieldViolation {
+func requestViolations(ctx context.Context, r *http.Request, call *restCall) []badrequest.Violation {
 	method, ok := runtime.RPCMethod(ctx)
 	if !ok || r.URL.RawQuery == "" {
 		return nil

@@ -18,8 +18,8 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
+	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
-	"github.com/backupd/backupd/service"
 )
 
 // restCall follows one REST request through the gateway, for the error
@@ -41,7 +41,7 @@ type restCall struct {
 	query string
 	// bodyViolations are the fields protojson refused in the body, and
 	// pathConflicts the path fields the body says otherwise of.
-	bodyViolations, pathConflicts []service.FieldViolation
+	bodyViolations, pathConflicts []badrequest.Violation
 	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout,
 	// and badEncoding a Content-Encoding other than identity.
 	badTimeout, badEncoding string
@@ -373,48 +373,48 @@ func restRefusal(ctx context.Context, method string) error {
 	if !ok {
 		return nil
 	}
-	var vs []service.FieldViolation
+	var vs []badrequest.Violation
 	if call.badEncoding != "" {
-		vs = append(vs, service.FieldViolation{Field: "Content-Encoding", Description: fmt.Sprintf(
-			"Content-Encoding header is not taken: send the body uncompressed, without it; got %s", service.Quote(call.badEncoding))})
+		vs = append(vs, badrequest.Violation{Field: "Content-Encoding", Description: fmt.Sprintf(
+			"Content-Encoding header is not taken: send the body uncompressed, without it; got %s", badrequest.Quote(call.badEncoding))})
 	}
 	if call.badTimeout != "" {
-		vs = append(vs, service.FieldViolation{Field: grpcTimeoutHeader, Description: fmt.Sprintf(
+		vs = append(vs, badrequest.Violation{Field: grpcTimeoutHeader, Description: fmt.Sprintf(
 			"%s header must be given once, as 1-8 digits, not all 0, and a unit, H M S m u or n (5S is five seconds); got %s",
-			grpcTimeoutHeader, service.Quote(call.badTimeout))})
+			grpcTimeoutHeader, badrequest.Quote(call.badTimeout))})
 	}
 	if call.query != "" && method != backupv1.BackupService_ListBackups_FullMethodName {
 		values, err := url.ParseQuery(call.query)
 		for _, key := range slices.Sorted(maps.Keys(values)) {
-			vs = append(vs, service.FieldViolation{Field: keyName(key), Description: fmt.Sprintf(
+			vs = append(vs, badrequest.Violation{Field: keyName(key), Description: fmt.Sprintf(
 				"%s is not a query parameter of this route; it takes none", keyName(key))})
 		}
 		if len(values) == 0 && err != nil {
-			vs = append(vs, service.FieldViolation{Field: "query", Description: fmt.Sprintf(
-				"query is not taken by this route; got %s", service.Quote(call.query))})
+			vs = append(vs, badrequest.Violation{Field: "query", Description: fmt.Sprintf(
+				"query is not taken by this route; got %s", badrequest.Quote(call.query))})
 		}
 	}
 	vs = append(vs, notText(call)...)
 	if call.hasBody && !takesBody[method] {
-		vs = append(vs, service.FieldViolation{Field: "body",
+		vs = append(vs, badrequest.Violation{Field: "body",
 			Description: "body is not taken by this route: its parameters are in the path (and, for ListBackups, the query)"})
 	}
 	vs = append(vs, call.pathConflicts...)
 	if len(vs) == 0 {
 		return nil
 	}
-	return &service.InvalidArgumentError{Violations: vs}
+	return &badrequest.Error{Violations: vs}
 }
 
 // notText lists the path and query values that are not UTF-8 once
 // unescaped (%80, say). gRPC refuses such a string as a malformed
 // message; over REST the gateway would hand it to the service.
 // It allocates nothing for a request whose values are all text.
-func notText(call *restCall) []service.FieldViolation {
-	var vs []service.FieldViolation
+func notText(call *restCall) []badrequest.Violation {
+	var vs []badrequest.Violation
 	add := func(field, got string) {
-		vs = append(vs, service.FieldViolation{Field: field, Description: fmt.Sprintf(
-			"%s must be UTF-8 text once unescaped; got %s", field, service.Quote(got))})
+		vs = append(vs, badrequest.Violation{Field: field, Description: fmt.Sprintf(
+			"%s must be UTF-8 text once unescaped; got %s", field, badrequest.Quote(got))})
 	}
 	for name, v := range call.params {
 		if !utf8.ValidString(v) {
@@ -431,6 +431,6 @@ func notText(call *restCall) []service.FieldViolation {
 			}
 		}
 	}
-	slices.SortFunc(vs, func(a, b service.FieldViolation) int { return strings.Compare(a.Field, b.Field) })
+	slices.SortFunc(vs, func(a, b badrequest.Violation) int { return strings.Compare(a.Field, b.Field) })
 	return vs
 }

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
-	"github.com/backupd/backupd/service"
 )
 
 // refusal is the status of a request the gateway refuses on its own, in
@@ -143,7 +143,7 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 		vs = requestViolations(ctx, r, call)
 	}
 	if len(vs) > 0 {
-		st, _ := rpcerror.Status(&service.InvalidArgumentError{Violations: vs}, rpcerror.Request{AccountID: account})
+		st, _ := rpcerror.Status(&badrequest.Error{Violations: vs}, rpcerror.Request{AccountID: account})
 		return st
 	}
 	msg := st.Message()
@@ -181,7 +181,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	if _, ok := r.Context().Value(probeKey{}).(*probe); ok {
 		return
 	}
-	path := service.Quote(r.URL.Path)
+	path := badrequest.Quote(r.URL.Path)
 	code, reason := codes.NotFound, rpcerror.ReasonRouteNotFound
 	method := echo(r.Method, maxMethodEcho) // a method may be up to the 64 KiB of the headers
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", method, path)
@@ -237,14 +237,14 @@ func (g *gateway) emptyBeforeVerb(w http.ResponseWriter, r *http.Request, params
 	ctx := metadata.NewIncomingContext(r.Context(), md)
 	principal, err := g.ic.authorizeIn(ctx, method, "")
 	if err == nil {
-		var vs []service.FieldViolation
+		var vs []badrequest.Violation
 		for name, value := range params {
 			if value == "" {
-				vs = append(vs, service.FieldViolation{Field: name, Description: fmt.Sprintf(
+				vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
 					"%s is required: it goes in the path, before :%s", name, verb)})
 			}
 		}
-		err = &service.InvalidArgumentError{Violations: vs}
+		err = &badrequest.Error{Violations: vs}
 	}
 	keepChallenge(r.Context(), err)
 	st := g.ic.record(ctx, finished{method: method, principal: principal, start: call.start, err: err})
@@ -263,7 +263,7 @@ var verbMethods = map[string]string{"restore": backupv1.BackupService_RestoreTab
 // not take: logged and counted under "unknown", and without waiting for a
 // body.
 func (g *gateway) notAllowed(w http.ResponseWriter, r *http.Request, allow string) {
-	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", echo(r.Method, maxMethodEcho), service.Quote(r.URL.Path), allow)
+	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", echo(r.Method, maxMethodEcho), badrequest.Quote(r.URL.Path), allow)
 	st := refusal(codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, msg, "")
 	g.logRouting(r, codes.Unimplemented, "", "")
 	closeUnread(w, r)

@@ -3,6 +3,7 @@ package service
 import (
 	"strings"
 
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/config"
 )
 
@@ -39,22 +40,22 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 	}
 	parts := strings.SplitN(s, ":", 6)
 	if len(parts) != 6 || parts[0] != "arn" {
-		vs.add(field, "must be a DynamoDB ARN of the form %s; got %s", shape, Quote(s))
+		vs.add(field, "must be a DynamoDB ARN of the form %s; got %s", shape, badrequest.Quote(s))
 		return arn{}, false
 	}
 	a := arn{Partition: parts[1], Region: parts[3], Account: parts[4]}
 	inPartition, known := partitionRegions[a.Partition]
 	switch {
 	case !known:
-		vs.add(field, "has partition %s; want aws, aws-cn or aws-us-gov", Quote(a.Partition))
+		vs.add(field, "has partition %s; want aws, aws-cn or aws-us-gov", badrequest.Quote(a.Partition))
 	case parts[2] != "dynamodb":
-		vs.add(field, "names service %s; want a dynamodb ARN", Quote(parts[2]))
+		vs.add(field, "names service %s; want a dynamodb ARN", badrequest.Quote(parts[2]))
 	case !config.ValidRegion(a.Region):
-		vs.add(field, "has region %s; want an AWS region such as us-east-1", Quote(a.Region))
+		vs.add(field, "has region %s; want an AWS region such as us-east-1", badrequest.Quote(a.Region))
 	case !inPartition(a.Region):
 		vs.add(field, "has region %s, which is not in partition %s", a.Region, a.Partition)
 	case !config.ValidAccountID(a.Account):
-		vs.add(field, "has account id %s; want exactly 12 digits", Quote(a.Account))
+		vs.add(field, "has account id %s; want exactly 12 digits", badrequest.Quote(a.Account))
 	default:
 		return a, parseResource(vs, field, parts[5], wantBackup, shape, &a)
 	}
@@ -64,7 +65,7 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 func parseResource(vs *violations, field, res string, wantBackup bool, shape string, a *arn) bool {
 	segs := strings.Split(res, "/")
 	if segs[0] != "table" || len(segs) < 2 {
-		vs.add(field, "has resource %s; want %s", Quote(res), shape[strings.LastIndex(shape, ":")+1:])
+		vs.add(field, "has resource %s; want %s", badrequest.Quote(res), shape[strings.LastIndex(shape, ":")+1:])
 		return false
 	}
 	a.Table = segs[1]
@@ -82,11 +83,11 @@ func parseResource(vs *violations, field, res string, wantBackup bool, shape str
 	case len(segs) == 2:
 		vs.add(field, "is a table ARN; want a backup ARN (…/backup/BACKUP_ID)")
 	case len(segs) != 4 || segs[2] != "backup":
-		vs.add(field, "has resource %s; want table/TABLE/backup/BACKUP_ID", Quote(res))
+		vs.add(field, "has resource %s; want table/TABLE/backup/BACKUP_ID", badrequest.Quote(res))
 	case strings.HasSuffix(segs[3], ":restore"):
 		vs.add(field, "ends in \":restore\": a restore is POST /v1/backups/{backup_arn}:restore, with the colon unescaped")
 	case !backupIDOK(segs[3]):
-		vs.add(field, "has backup id %s; want digits, a dash and hex digits such as 01700000000000-abcdef12", Quote(segs[3]))
+		vs.add(field, "has backup id %s; want digits, a dash and hex digits such as 01700000000000-abcdef12", badrequest.Quote(segs[3]))
 	default:
 		a.BackupID = segs[3]
 		return true

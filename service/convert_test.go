@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -225,7 +226,7 @@ func TestValidateList(t *testing.T) {
 				}
 				return
 			}
-			ia, ok := err.(*InvalidArgumentError)
+			ia, ok := err.(*badrequest.Error)
 			if !ok || ia.Violations[0].Field != tt.field {
 				t.Errorf("err = %v, want a violation of %s", err, tt.field)
 			}
@@ -284,7 +285,7 @@ func TestValidateListTimeBounds(t *testing.T) {
 			in, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111",
 				TimeRangeLowerBound: tt.lower, TimeRangeUpperBound: tt.upper})
 			if tt.violation != "" {
-				ia, ok := err.(*InvalidArgumentError)
+				ia, ok := err.(*badrequest.Error)
 				if !ok || len(ia.Violations) != 1 || !strings.HasPrefix(tt.violation, ia.Violations[0].Field+" ") || ia.Violations[0].Description != tt.violation {
 					t.Fatalf("err = %v, want the one violation %q", err, tt.violation)
 				}

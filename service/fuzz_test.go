@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
@@ -33,20 +34,20 @@ const (
 )
 
 // checkViolations holds err, when it is one, to what every violation
-// must be: an *InvalidArgumentError whose violations each name a field
+// must be: an *badrequest.Error whose violations each name a field
 // that fieldOK accepts, start with that field's name, and are short,
 // valid UTF-8.
-func checkViolations(t *testing.T, err error, fieldOK func(string) bool) []FieldViolation {
+func checkViolations(t *testing.T, err error, fieldOK func(string) bool) []badrequest.Violation {
 	t.Helper()
 	if err == nil {
 		return nil
 	}
-	ia, ok := errors.AsType[*InvalidArgumentError](err)
+	ia, ok := errors.AsType[*badrequest.Error](err)
 	if !ok {
-		t.Fatalf("error %T %v is not an *InvalidArgumentError", err, err)
+		t.Fatalf("error %T %v is not an *badrequest.Error", err, err)
 	}
 	if len(ia.Violations) == 0 {
-		t.Fatalf("InvalidArgumentError without violations")
+		t.Fatalf("badrequest.Error without violations")
 	}
 	for _, v := range ia.Violations {
 		if !fieldOK(v.Field) {

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -115,7 +116,7 @@ func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *typ
 		}
 		if len(k) > maxKMSKeyID || !visibleASCII(k) {
 			vs.add(field+".kms_master_key_id", "must be a KMS key id, alias or ARN: at most %d ASCII characters, without spaces; got %s",
-				maxKMSKeyID, Quote(k))
+				maxKMSKeyID, badrequest.Quote(k))
 		}
 		out.KMSMasterKeyId = aws.String(k)
 	}
@@ -139,7 +140,7 @@ func checkAttributeName(vs *violations, field, name string) {
 	case len(name) < 1 || len(name) > maxAttributeLength:
 		vs.add(field, "must be 1-%d bytes; got %d", maxAttributeLength, len(name))
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		vs.add(field, "must have no control characters; got %s", Quote(name))
+		vs.add(field, "must have no control characters; got %s", badrequest.Quote(name))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/idempotency"
@@ -163,7 +164,7 @@ func checkTableRef(vs *violations, field, ref, account, region string) tableRef 
 		return t
 	}
 	if a.Account != account {
-		vs.add(field, "is a table ARN of account %s; it must be in account_id %s", a.Account, Quote(account))
+		vs.add(field, "is a table ARN of account %s; it must be in account_id %s", a.Account, badrequest.Quote(account))
 	}
 	if region != "" && config.ValidRegion(region) && a.Region != region { // an invalid region has a violation of its own
 		vs.add(field, "is a table ARN in region %s; it must be in region %s", a.Region, region)

@@ -5,79 +5,44 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/config"
 )
 
-// FieldViolation is one field that broke one rule.
-type FieldViolation struct {
-	Field       string
-	Description string
-}
-
-// InvalidArgumentError lists every bad field of a request. It is returned
-// before any AWS call, so bad input changes nothing.
-type InvalidArgumentError struct {
-	Violations []FieldViolation
-	// More counts the violations found beyond Violations and left out,
-	// so that a request with a great many costs no more to answer.
-	More int
-}
-
-func (e *InvalidArgumentError) Error() string {
-	parts := make([]string, len(e.Violations), len(e.Violations)+1)
-	for i, v := range e.Violations {
-		parts[i] = v.Description
-	}
-	if e.More > 0 {
-		parts = append(parts, fmt.Sprintf("and %d more", e.More))
-	}
-	return strings.Join(parts, "; ")
-}
-
 // violations collects field problems; its zero value is ready to use.
-type violations []FieldViolation
+type violations []badrequest.Violation
 
 func (vs *violations) add(field, format string, args ...any) {
-	*vs = append(*vs, FieldViolation{Field: field, Description: field + " " + fmt.Sprintf(format, args...)})
+	*vs = append(*vs, badrequest.Violation{Field: field, Description: field + " " + fmt.Sprintf(format, args...)})
 }
 
 func (vs violations) err() error {
 	if len(vs) == 0 {
 		return nil
 	}
-	return &InvalidArgumentError{Violations: vs}
+	return &badrequest.Error{Violations: vs}
 }
 
 var nameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
 
 const (
-	nameRule      = "must be 3-255 characters of a-z A-Z 0-9 _ . -"
-	maxRequestID  = 128
-	maxEchoLength = 64
+	nameRule     = "must be 3-255 characters of a-z A-Z 0-9 _ . -"
+	maxRequestID = 128
 )
-
-// Quote shows a bad value in a message, shortened so a huge input cannot
-// flood a response or a log line.
-func Quote(s string) string {
-	if len(s) > maxEchoLength {
-		return fmt.Sprintf("%q... (%d bytes)", s[:maxEchoLength], len(s))
-	}
-	return fmt.Sprintf("%q", s)
-}
 
 func checkAccountID(vs *violations, field, id string) {
 	switch {
 	case id == "":
 		vs.add(field, "is required: the 12-digit AWS account id")
 	case !config.ValidAccountID(id):
-		vs.add(field, "must be exactly 12 digits; got %s", Quote(id))
+		vs.add(field, "must be exactly 12 digits; got %s", badrequest.Quote(id))
 	}
 }
 
 // checkRegion accepts an empty region (the account's default applies).
 func checkRegion(vs *violations, field, region string) {
 	if region != "" && !config.ValidRegion(region) {
-		vs.add(field, "must be an AWS region such as us-east-1; got %s", Quote(region))
+		vs.add(field, "must be an AWS region such as us-east-1; got %s", badrequest.Quote(region))
 	}
 }
 
@@ -89,7 +54,7 @@ func checkName(vs *violations, field, name string) {
 	case len(name) < 3 || len(name) > 255:
 		vs.add(field, "%s; got %d", nameRule, len(name)) // as DESIGN.md words it
 	case !nameRe.MatchString(name):
-		vs.add(field, "%s; got %s", nameRule, Quote(name))
+		vs.add(field, "%s; got %s", nameRule, badrequest.Quote(name))
 	}
 }
 

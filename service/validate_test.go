@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
@@ -69,9 +70,9 @@ func TestValidateCreate(t *testing.T) {
 				}
 				return
 			}
-			ia, ok := err.(*InvalidArgumentError)
+			ia, ok := err.(*badrequest.Error)
 			if !ok {
-				t.Fatalf("err = %v, want *InvalidArgumentError", err)
+				t.Fatalf("err = %v, want *badrequest.Error", err)
 			}
 			if len(ia.Violations) != 1 || ia.Violations[0].Field != tt.field {
 				t.Fatalf("violations = %+v, want one on %s", ia.Violations, tt.field)
@@ -88,14 +89,14 @@ func TestValidateCreate(t *testing.T) {
 func TestValidateCreateSpeaksAsDesignSays(t *testing.T) {
 	_, err := validateCreate(&backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "ab"})
 	const want = "backup_name must be 3-255 characters of a-z A-Z 0-9 _ . -; got 2"
-	if ia, ok := err.(*InvalidArgumentError); !ok || len(ia.Violations) != 1 || ia.Violations[0].Description != want || err.Error() != want {
+	if ia, ok := err.(*badrequest.Error); !ok || len(ia.Violations) != 1 || ia.Violations[0].Description != want || err.Error() != want {
 		t.Errorf("err = %v; want %q", err, want)
 	}
 }
 
 func TestValidateCreateReportsEveryField(t *testing.T) {
 	_, err := validateCreate(&backupv1.CreateBackupRequest{AccountId: "1", TableName: "x", BackupName: "y", RequestId: strings.Repeat("z", 200)})
-	ia, ok := err.(*InvalidArgumentError)
+	ia, ok := err.(*badrequest.Error)
 	if !ok || len(ia.Violations) != 4 {
 		t.Fatalf("err = %v, want 4 violations", err)
 	}
@@ -169,7 +170,7 @@ func TestCheckTableRef(t *testing.T) {
 				t.Errorf("checkTableRef(%q, %q) = %+v, %v; want %+v", tt.ref, tt.region, got, vs, tt.want)
 			}
 			err := got.inRegion(tt.actIn)
-			ia, _ := err.(*InvalidArgumentError)
+			ia, _ := err.(*badrequest.Error)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Errorf("inRegion(%s) = %v; want none", tt.actIn, err)

@@ -1,0 +1,49 @@
+// Package badrequest is a request's field problems, as backupd reports
+// them: one violation per bad field, named by its path, with the rule it
+// broke (google.rpc.BadRequest on the wire). The service's validation and
+// the servers' checks of what they decode both make them; package rpcerror
+// maps them to INVALID_ARGUMENT.
+package badrequest
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Violation is one field that broke one rule.
+type Violation struct {
+	Field       string
+	Description string
+}
+
+// Error lists every bad field of a request. It is returned before any AWS
+// call, so bad input changes nothing.
+type Error struct {
+	Violations []Violation
+	// More counts the violations found beyond Violations and left out,
+	// so that a request with a great many costs no more to answer.
+	More int
+}
+
+func (e *Error) Error() string {
+	parts := make([]string, len(e.Violations), len(e.Violations)+1)
+	for i, v := range e.Violations {
+		parts[i] = v.Description
+	}
+	if e.More > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more", e.More))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// maxEcho bounds how much of a bad value Quote shows.
+const maxEcho = 64
+
+// Quote shows a bad value in a message, shortened so a huge input cannot
+// flood a response or a log line.
+func Quote(s string) string {
+	if len(s) > maxEcho {
+		return fmt.Sprintf("%q... (%d bytes)", s[:maxEcho], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
