@@ -324,8 +324,9 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	case "ExpiredTokenException":
 		// backupd renews its credentials before they expire by its own
 		// clock; AWS finding them expired says that clock is behind. The
-		// call was retried with the role assumed again (accounts' gate),
-		// and was refused still.
+		// call's one retry with the role assumed again (accounts' gate)
+		// was refused too, or could not be made (a RetryNotMadeError, over
+		// the rate or past the deadline, carries this refusal).
 		m.code, m.reason, m.retryAfter = codes.Unavailable, "CREDENTIALS_EXPIRED", DefaultRetryAfter
 		m.msg = "DynamoDB found backupd's credentials for this account expired (ExpiredTokenException): " +
 			"nothing was done; retry later, and ask backupd's operators to check its clock"
