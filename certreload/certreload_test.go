@@ -167,6 +167,12 @@ func testClientCARotates(t *testing.T) {
 	if !verifies(first) || verifies(second) {
 		t.Fatal("the first CA does not verify its clients alone")
 	}
+	// Should a handshake go without the per-client config, the outer one
+	// verifies clients against the same CAs, not the system's.
+	if c, _ := cfg.GetConfigForClient(&tls.ClientHelloInfo{}); cfg.ClientAuth != tls.RequireAndVerifyClientCert ||
+		cfg.ClientCAs == nil || !cfg.ClientCAs.Equal(c.ClientCAs) {
+		t.Error("the outer config does not verify clients against the CA file")
+	}
 	copyFile(t, second.CertFile, caFile, time.Now().Add(time.Minute))
 	if !verifies(first) {
 		t.Fatal("the new CA was taken before the check interval passed")
