@@ -9,11 +9,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/backupd/backupd/badrequest"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/backupd/backupd/badrequest"
 )
 
 // bodyViolations finds what protojson refused in a JSON body for md: the

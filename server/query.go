@@ -10,12 +10,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/backupd/backupd/badrequest"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/backupd/backupd/badrequest"
 )
 
 // queryParser is grpc-gateway's query parser with two changes that make a

@@ -34,7 +34,7 @@ const (
 )
 
 // checkViolations holds err, when it is one, to what every violation
-// must be: an *badrequest.Error whose violations each name a field
+// must be: a *badrequest.Error whose violations each name a field
 // that fieldOK accepts, start with that field's name, and are short,
 // valid UTF-8.
 func checkViolations(t *testing.T, err error, fieldOK func(string) bool) []badrequest.Violation {

@@ -58,9 +58,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path to the YAML configuration")
 	sandboxMode := fs.Bool("sandbox", false, "run against an in-process fake of STS and DynamoDB, on loopback, with demo accounts")
-	var listen config.Listen
-	fs.StringVar(&listen.GRPC, "grpc-listen", "", "override the gRPC listener address (host:port)")
-	fs.StringVar(&listen.HTTP, "http-listen", "", "override the HTTP listener address (host:port)")
+	var flagListen config.Listen
+	fs.StringVar(&flagListen.GRPC, "grpc-listen", "", "override the gRPC listener address (host:port)")
+	fs.StringVar(&flagListen.HTTP, "http-listen", "", "override the HTTP listener address (host:port)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,13 +81,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	go onSignals(parent, sigs, ignored, drain)
 
 	if *sandboxMode {
-		return runSandbox(ctx, listen, stderr)
+		return runSandbox(ctx, flagListen, stderr)
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
 	}
-	if err := overrideListen(cfg, listen); err != nil {
+	if err := overrideListen(cfg, flagListen); err != nil {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
@@ -112,21 +112,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 // overrideListen puts the flags' listener addresses in cfg, and checks
 // them as the file's are checked.
-func overrideListen(cfg *config.Config, listen config.Listen) error {
-	if listen == (config.Listen{}) {
+func overrideListen(cfg *config.Config, l config.Listen) error {
+	if l == (config.Listen{}) {
 		return nil
 	}
-	if listen.GRPC != "" {
-		cfg.Listen.GRPC = listen.GRPC
+	if l.GRPC != "" {
+		cfg.Listen.GRPC = l.GRPC
 	}
-	if listen.HTTP != "" {
-		cfg.Listen.HTTP = listen.HTTP
+	if l.HTTP != "" {
+		cfg.Listen.HTTP = l.HTTP
 	}
 	return cfg.Validate()
 }
 
 // runSandbox serves the fake on loopback and points the real SDK path at it.
-func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) error {
+func runSandbox(ctx context.Context, flagListen config.Listen, stderr io.Writer) error {
 	demo := sandbox.DemoAccounts()
 	fake := sandbox.New(sandbox.Options{Accounts: demo})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -138,7 +138,7 @@ func runSandbox(ctx context.Context, listen config.Listen, stderr io.Writer) err
 	defer fakeSrv.Close()
 
 	cfg := sandbox.DemoConfig(demo)
-	if err := overrideListen(cfg, listen); err != nil {
+	if err := overrideListen(cfg, flagListen); err != nil {
 		return err
 	}
 	if err := sandbox.LoopbackOnly(cfg.Listen); err != nil {
