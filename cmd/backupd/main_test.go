@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/server"
+)
+
+// TestListenOpensBothOrNeither: when the HTTP address cannot be had, the
+// gRPC listener already opened is closed again, so a restart can take it.
+func TestListenOpensBothOrNeither(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr := free.Addr().String()
+	free.Close()
+	if _, _, err := listen(config.Listen{GRPC: grpcAddr, HTTP: taken.Addr().String()}); err == nil {
+		t.Fatal("listen on a taken HTTP address succeeded")
+	}
+	again, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		t.Fatalf("the gRPC address is still held after listen failed: %v", err)
+	}
+	again.Close()
+}
+
+type noRuns struct{}
+
+func (noRuns) Wait(context.Context) error { return nil }
+
+// TestRunServersStopsWhenAListenerFails: a listener that fails ends both
+// servers through the shutdown, without the drain delay that only a
+// signal gets, and its error is what runServers returns.
+func TestRunServersStopsWhenAListenerFails(t *testing.T) {
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcLis.Close() // gRPC's Serve fails at once
+	health := server.NewHealth()
+	health.SetReady(true)
+	httpSrv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: time.Second}
+	done := make(chan error, 1)
+	go func() {
+		done <- runServers(context.Background(), grpcLis, httpLis, server.Shutdown{Health: health, HTTP: httpSrv,
+			GRPC: grpc.NewServer(), Service: noRuns{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			DrainDelay: time.Hour, Timeout: 5 * time.Second})
+	}()
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, grpc.ErrServerStopped) {
+			t.Errorf("runServers: %v; want the failed listener's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("runServers still running 10 s after its gRPC listener failed (the drain delay is an hour)")
+	}
+	if health.Ready(context.Background()) {
+		t.Error("still ready after the shutdown")
+	}
+	if _, err := http.Get("http://" + httpLis.Addr().String() + "/"); err == nil {
+		t.Error("the HTTP server still answers after the shutdown")
+	}
+}
