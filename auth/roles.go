@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/smithy-go"
+	"github.com/backupd/backupd/redact"
 )
 
 // Role is one account's role as configured; it never comes from a request.
@@ -233,12 +234,14 @@ func (a *assumer) HandleFailToRefresh(_ context.Context, prev aws.Credentials, e
 
 // failure names what went wrong with an AssumeRole for the log: STS's
 // error code when it answered (its message may quote the signed request),
-// else the error, which then never reached STS or got no answer.
+// else the error, which then never reached STS or got no answer, without
+// the secrets a credential provider's error may quote (backupd's own
+// credentials, failing, can be what printed them).
 func failure(err error) string {
 	if api, ok := errors.AsType[smithy.APIError](err); ok {
 		return "STS answered " + api.ErrorCode()
 	}
-	return err.Error()
+	return redact.Secrets(err.Error())
 }
 
 // refused forgets when the last credentials expire: DynamoDB refused

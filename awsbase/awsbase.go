@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go/logging"
+	"github.com/backupd/backupd/redact"
 )
 
 // Idle connections kept per DynamoDB host and in all. The SDK's default of
@@ -97,7 +98,7 @@ func SDKLogger(log *slog.Logger) logging.Logger {
 		if c == logging.Debug {
 			level = slog.LevelDebug
 		}
-		log.Log(context.Background(), level, "AWS SDK: "+fmt.Sprintf(format, v...))
+		log.Log(context.Background(), level, "AWS SDK: "+redact.Secrets(fmt.Sprintf(format, v...)))
 	})
 }
 

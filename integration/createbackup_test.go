@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -758,5 +760,44 @@ func TestSecondSignalEndsTheDrain(t *testing.T) {
 				t.Fatalf("a second %s did not end the one-minute drain delay", tc.name)
 			}
 		})
+	}
+}
+
+// TestOwnCredentialsStayOutOfTheLog: the SDK quotes what a
+// credential_process printed when it cannot parse it; a helper that
+// prints a notice before its JSON makes that backupd's own secret key
+// and session token. The start-up check's line and the request's line
+// name the failure without them.
+func TestOwnCredentialsStayOutOfTheLog(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	const secret, token = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYOWNSECRET", "IQoJb3JpZ2luX2VjOWNSESSIONTOKEN"
+	dir := t.TempDir()
+	script := filepath.Join(dir, "credentials.sh")
+	body := "#!/bin/sh\necho 'notice: using a cached session'\n" +
+		`echo '{"Version":1,"AccessKeyId":"AKIAOWNEXAMPLE","SecretAccessKey":"` + secret + `","SessionToken":"` + token + `"}'` + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "config")
+	if err := os.WriteFile(config, []byte("[default]\ncredential_process = "+script+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := newAccount(t, moto, "Orders")
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: append(motoEnv(moto),
+		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "AWS_CONFIG_FILE="+config,
+		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "none"))})
+	if code, _, resp := inst.rest(t, "GET", "/v1/accounts/"+a+"/backups", ""); code != http.StatusServiceUnavailable || !strings.Contains(string(resp), "STS_UNAVAILABLE") {
+		t.Fatalf("ListBackups without credentials: %d %s; want 503 STS_UNAVAILABLE", code, resp)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(inst.logs.Lines("no AWS credentials for backupd itself")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	logs := inst.logs.String()
+	if strings.Contains(logs, secret) || strings.Contains(logs, token) {
+		t.Errorf("the log holds backupd's own secret key or session token:\n%s", logs)
+	}
+	if lines := inst.logs.Lines("process output", "[redacted]"); len(lines) < 2 {
+		t.Errorf("want the start-up check's line and the request's line, each naming the failure; log:\n%s", logs)
 	}
 }

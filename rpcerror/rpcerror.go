@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 	"time"
 
@@ -34,6 +33,7 @@ import (
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/sharedstate"
 )
@@ -367,43 +367,10 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	return m
 }
 
-// secretKey matches what names a secret in what an AWS error may quote of
-// a signed request (a signature mismatch's canonical request, a presigned
-// URL): the session token, and the credential and signature of SigV4.
-var secretKey = regexp.MustCompile(`(?i)x-amz-security-token\s*[:=]\s*|x-amz-credential=|x-amz-signature=|credential=|signature=`)
-
-// valueEnd ends a secret's value.
-const valueEnd = " \t\r\n\v\f,&'\"\\"
-
-// LogText is err's text for backupd's log: AWS's own messages are kept
-// there for whoever runs backupd, but not the session token, credential
-// or signature of the request they may quote. Each value runs to the
-// next delimiter or the next key, so that one key's value cannot take in
-// the key of another and leave that one's value whole.
+// LogText is err's text for backupd's log, without the secrets it may
+// quote (package redact).
 func LogText(err error) string {
-	s := err.Error()
-	keys := secretKey.FindAllStringIndex(s, -1)
-	if keys == nil {
-		return s
-	}
-	var b strings.Builder
-	last := 0
-	for i, k := range keys {
-		end := len(s)
-		if i+1 < len(keys) {
-			end = keys[i+1][0]
-		}
-		if j := strings.IndexAny(s[k[1]:end], valueEnd); j >= 0 {
-			end = k[1] + j
-		}
-		b.WriteString(s[last:k[1]])
-		if end > k[1] {
-			b.WriteString("[redacted]")
-		}
-		last = end
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return redact.Secrets(err.Error())
 }
 
 // httpStatus is the status of the HTTP answer err carries, 0 when none.
