@@ -28,7 +28,7 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &testenv.Buffer{}
 		stopping, stop := context.WithCancel(context.Background())
-		i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: requestArrivalTimeout, stopping: stopping}
+		i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: requestArrivalTimeout, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
 		i.awaiting = newAwaiting(i, stopping)
 		method := backupv1.BackupService_CreateBackup_FullMethodName
 		silent := i.holdUntilArrival(context.Background(), method)
@@ -156,7 +156,7 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &testenv.Buffer{}
 		stopping, stop := context.WithCancel(context.Background())
-		i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: requestArrivalTimeout, stopping: stopping}
+		i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: requestArrivalTimeout, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
 		method := backupv1.BackupService_CreateBackup_FullMethodName
 		silent := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:1"})
 		arrived := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:2"})
@@ -202,5 +202,57 @@ func TestCutOffCallsAreLoggedAsTheCallerSawThem(t *testing.T) {
 				t.Errorf("want a line with %q; log:\n%s", want, logs.String())
 			}
 		})
+	}
+}
+
+// TestUnvouchedCallsAreBounded: no more than maxUnvouched calls without a
+// known caller wait their full bound for their request at once; the next
+// has unvouchedArrival, is canceled and logged then, and a place is given
+// back when a request arrives or a call ends.
+func TestUnvouchedCallsAreBounded(t *testing.T) {
+	logs := &testenv.Buffer{}
+	i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: time.Hour, unvouched: make(chan struct{}, maxUnvouched)}
+	method := backupv1.BackupService_CreateBackup_FullMethodName
+	waiting := make([]context.Context, maxUnvouched)
+	ends := make([]context.CancelFunc, maxUnvouched)
+	for n := range waiting {
+		var ctx context.Context
+		ctx, ends[n] = context.WithCancel(context.Background())
+		defer ends[n]()
+		waiting[n] = i.boundArrival(ctx, nil)
+		if waiting[n].Err() != nil {
+			t.Fatalf("call %d of %d canceled", n+1, maxUnvouched)
+		}
+	}
+	over := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:1"})
+	select {
+	case <-over.Done():
+		if !errors.Is(context.Cause(over), errTooManyUnvouched) {
+			t.Fatalf("call %d: %v; want it canceled as one over the bound", maxUnvouched+1, context.Cause(over))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("call %d not canceled %s after it began; want it within %s", maxUnvouched+1, 5*time.Second, unvouchedArrival)
+	}
+	warned := func() int {
+		return len(logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"code":"Canceled"`, "waiting for their request already"))
+	}
+	for deadline := time.Now().Add(5 * time.Second); warned() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // written just after the cancel
+	}
+	if warned() != 1 {
+		t.Errorf("want one WARN line for the call over the bound; log:\n%s", logs.String())
+	}
+	if err := i.requestArrived(waiting[0]); err != nil { // a request arrives
+		t.Fatal(err)
+	}
+	ends[1]() // a call ends
+	deadline := time.Now().Add(5 * time.Second)
+	for len(i.unvouched) > maxUnvouched-2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // the call's end runs its AfterFunc on a goroutine of its own
+	}
+	for n := range 2 {
+		if ctx := i.boundArrival(context.Background(), nil); ctx.Err() != nil {
+			t.Errorf("call %d after two places were given back: canceled", n+1)
+		}
 	}
 }

@@ -38,6 +38,9 @@ type interceptor struct {
 	// arrival bounds the wait for the request of a call that takes no
 	// caller token (see tap).
 	arrival time.Duration
+	// unvouched holds a token for each such call whose request has yet to
+	// arrive (boundArrival).
+	unvouched chan struct{}
 	// stopping ends when the gRPC server stops taking work, and with it
 	// every reflection stream (Health.EndStreams); nil for REST.
 	stopping context.Context
@@ -51,7 +54,7 @@ type interceptor struct {
 
 func newInterceptor(opts Options) *interceptor {
 	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer,
-		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout)}
+		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout), unvouched: make(chan struct{}, maxUnvouched)}
 }
 
 var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"

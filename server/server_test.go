@@ -1365,7 +1365,7 @@ func TestArrivalBoundEndsWithItsCall(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				stopping, stop := context.WithCancel(context.Background())
 				defer stop()
-				i := &interceptor{arrival: time.Hour, stopping: stopping}
+				i := &interceptor{arrival: time.Hour, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				a := i.boundArrival(ctx, nil).Value(arrivalKey{}).(*arrival)
@@ -1392,7 +1392,7 @@ func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 		t.Run(fmt.Sprintf("arrived %v", arrived), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				stopping, stop := context.WithCancel(context.Background())
-				i := &interceptor{arrival: requestArrivalTimeout, stopping: stopping}
+				i := &interceptor{arrival: requestArrivalTimeout, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
 				ctx := i.boundArrival(context.Background(), nil)
 				if arrived {
 					i.requestArrived(ctx)

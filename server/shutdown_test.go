@@ -437,3 +437,50 @@ func TestShutdownCutOffIsLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestUnvouchedStreamsOverTheBoundAreCanceled: over the wire, reflection
+// streams that hold their request back take the places of maxUnvouched;
+// the next gets CANCELED at once, and a health Check still works once a
+// place is given back.
+func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
+	_, _, conn := servingGRPC(t, NewHealth(), io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	method := reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName
+	held := make([]grpc.ClientStream, maxUnvouched)
+	for n := range held {
+		s, err := conn.NewStream(ctx, desc, method)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[n] = s
+	}
+	// Each holds its place once the server has its headers; the last
+	// waits until the others are in, by a round trip after them.
+	time.Sleep(200 * time.Millisecond)
+	over, err := conn.NewStream(ctx, desc, method)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- over.RecvMsg(&reflectionpb.ServerReflectionResponse{}) }()
+	select {
+	case err := <-got:
+		if status.Code(err) != codes.Canceled {
+			t.Errorf("the stream over the bound: %v; want CANCELED", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream over the bound is still open after 10 s")
+	}
+	// A request arrives on a held stream: its place is given back.
+	if err := held[0].SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := held[0].RecvMsg(&reflectionpb.ServerReflectionResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("a health Check after a place was given back: %v", err)
+	}
+}

@@ -110,14 +110,23 @@ type arrivalKey struct{}
 func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) context.Context {
 	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
-	a := &arrival{}
-	a.timer = time.AfterFunc(i.arrival, func() {
+	a := &arrival{release: func() { <-i.unvouched }}
+	wait, lateErr := i.arrival, errRequestLate
+	select {
+	case i.unvouched <- struct{}{}:
+	default:
+		// Over the bound, a call has a moment for its request rather
+		// than none: canceled in the tap, grpc-go would keep its stream's
+		// deadline timer (see tap).
+		a.release, wait, lateErr = func() {}, unvouchedArrival, errTooManyUnvouched
+	}
+	a.timer = time.AfterFunc(wait, func() {
 		if !a.late() {
 			return
 		}
-		cancel(errRequestLate)
+		cancel(lateErr)
 		if line != nil {
-			line.code, line.level, line.err = codes.Canceled, slog.LevelWarn, errRequestLate
+			line.code, line.level, line.err = codes.Canceled, slog.LevelWarn, lateErr
 			i.write(ctx, *line, start)
 		}
 	})
@@ -131,10 +140,30 @@ func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) conte
 	return context.WithValue(ctx, arrivalKey{}, a)
 }
 
+// maxUnvouched bounds the calls that take no caller token, or whose caller
+// backupd does not know, that may wait their full arrival bound for their
+// request at once: grpc-go reads a whole message of up to maxRecvMsgSize
+// before any interceptor runs, and without a bound anyone could make
+// backupd hold that much on each of many streams of many connections.
+// Such calls' requests are small and come at once (a health Check, a
+// reflection query), so the bound is reached only by calls that hold
+// their requests back; the calls beyond it get unvouchedArrival.
+const (
+	maxUnvouched     = 32
+	unvouchedArrival = 100 * time.Millisecond
+)
+
+// errTooManyUnvouched cancels a call beyond maxUnvouched whose request did
+// not arrive within unvouchedArrival.
+var errTooManyUnvouched = fmt.Errorf("%d calls without a known caller were waiting for their request already, and this one's did not arrive within %s",
+	maxUnvouched, unvouchedArrival)
+
 // arrival is a call's bound on its request's arrival.
 type arrival struct {
 	timer     *time.Timer
 	stopDrain func() bool // nil without a stop to follow
+	release   func()      // gives up the call's place among the unvouched
+	released  sync.Once
 
 	mu      sync.Mutex
 	done    bool // the request arrived, the call ended, or it was too late
@@ -147,6 +176,7 @@ func (a *arrival) arrived() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.done = true
+	a.released.Do(a.release)
 	// Also for a call the bound ended: the watch on the stop would
 	// otherwise hold it, its context included, until the server stops.
 	a.timer.Stop()
