@@ -52,6 +52,7 @@ const (
 	ReasonShuttingDown     = "SHUTTING_DOWN"
 	ReasonRequestLate      = "REQUEST_NOT_ARRIVED"
 	ReasonTooManyWatches   = "TOO_MANY_WATCHES"
+	ReasonTooManyStreams   = "TOO_MANY_STREAMS"
 )
 
 // RequestError is a request the gRPC server or the REST gateway refuses on

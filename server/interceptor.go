@@ -41,6 +41,8 @@ type interceptor struct {
 	// unvouched holds a token for each such call whose request has yet to
 	// arrive (boundArrival).
 	unvouched chan struct{}
+	// reflecting holds a token for each open reflection stream.
+	reflecting chan struct{}
 	// stopping ends when the gRPC server stops taking work, and with it
 	// every reflection stream (Health.EndStreams); nil for REST.
 	stopping context.Context
@@ -54,7 +56,8 @@ type interceptor struct {
 
 func newInterceptor(opts Options) *interceptor {
 	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer,
-		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout), unvouched: make(chan struct{}, maxUnvouched)}
+		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout), unvouched: make(chan struct{}, maxUnvouched),
+		reflecting: make(chan struct{}, maxReflections)}
 }
 
 var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"

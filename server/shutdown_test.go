@@ -484,3 +484,45 @@ func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
 		t.Errorf("a health Check after a place was given back: %v", err)
 	}
 }
+
+// TestReflectionStreamsAreBounded: reflection takes no token and a stream
+// lasts as long as its client keeps it; beyond maxReflections open at once
+// a new one is refused, RESOURCE_EXHAUSTED, until one closes.
+func TestReflectionStreamsAreBounded(t *testing.T) {
+	_, _, conn := servingGRPC(t, NewHealth(), io.Discard)
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	method := reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName
+	open := func(ctx context.Context) error {
+		s, err := conn.NewStream(ctx, desc, method)
+		if err != nil {
+			return err
+		}
+		if err := s.SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			return err
+		}
+		return s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for n := range maxReflections - 1 {
+		if err := open(ctx); err != nil {
+			t.Fatalf("stream %d: %v", n+1, err)
+		}
+	}
+	last, closeLast := context.WithCancel(ctx)
+	if err := open(last); err != nil {
+		t.Fatalf("stream %d: %v", maxReflections, err)
+	}
+	err := open(ctx)
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || reasonOf(st) != rpcerror.ReasonTooManyStreams {
+		t.Fatalf("stream %d: %v; want RESOURCE_EXHAUSTED %s", maxReflections+1, err, rpcerror.ReasonTooManyStreams)
+	}
+	closeLast()
+	deadline := time.Now().Add(5 * time.Second)
+	for err = open(ctx); err != nil && time.Now().Before(deadline); err = open(ctx) {
+		time.Sleep(10 * time.Millisecond) // the closed stream's handler ends on the server's side
+	}
+	if err != nil {
+		t.Errorf("a stream after one closed: %v", err)
+	}
+}

@@ -227,11 +227,27 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	if _, ok := ss.Context().Value(arrivalKey{}).(*arrival); ok {
 		ss = &arrivalStream{ServerStream: ss, arrived: i.requestArrived}
 	}
-	if i.stopping != nil && strings.HasPrefix(info.FullMethod, reflectionPrefix) {
-		ss = &stoppingStream{ServerStream: ss, stopping: i.stopping}
+	if strings.HasPrefix(info.FullMethod, reflectionPrefix) {
+		select {
+		case i.reflecting <- struct{}{}:
+			defer func() { <-i.reflecting }()
+		default:
+			return errTooManyReflections
+		}
+		if i.stopping != nil {
+			ss = &stoppingStream{ServerStream: ss, stopping: i.stopping}
+		}
 	}
 	return handler(srv, ss)
 }
+
+// maxReflections bounds the reflection streams open at once: they take no
+// token and last as long as their client keeps them (a gRPC GUI keeps one
+// open), each holding a goroutine and its buffers. Tools use one or two.
+const maxReflections = 64
+
+var errTooManyReflections = refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: rpcerror.ReasonTooManyStreams,
+	Msg: fmt.Sprintf("%d reflection streams are open already; close one, or try again later", maxReflections), RetryAfter: rpcerror.DefaultRetryAfter})
 
 // reflectionPrefix starts the full method names of gRPC reflection, v1 and
 // v1alpha.
