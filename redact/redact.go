@@ -12,20 +12,21 @@ import (
 
 // secretKey matches what names a secret: the session token, credential
 // and signature of SigV4 as a signed request carries them, and the secret
-// key and session token of credentials as JSON (credential_process, the
-// container and instance metadata services) or INI (shared files) write
-// them.
+// key and tokens of credentials as JSON (credential_process, the container
+// and instance metadata services, the SSO cache), XML (STS), INI and
+// environment assignments (shared files, export-credentials) or Go's %+v
+// write them. A value that follows, quoted or not, is the secret.
 var secretKey = regexp.MustCompile(`(?i)x-amz-security-token\s*[:=]\s*|x-amz-credential=|x-amz-signature=|credential=|signature=|` +
-	`\\?"(?:secretaccesskey|sessiontoken|token|secret_access_key|session_token)\\?"\s*:\s*\\?"?|` +
-	`aws_secret_access_key\s*=\s*|aws_session_token\s*=\s*|aws_security_token\s*=\s*`)
+	`<(?:secretaccesskey|sessiontoken)>|` +
+	`\\?["']?\b(?:aws_)?(?:secret_?access_?key|session_?token|security_?token|token|access_?token|refresh_?token|client_?secret)\\?["']?\s*[:=]\s*`)
 
-// valueEnd ends a secret's value.
-const valueEnd = " \t\r\n\v\f,&'\"\\"
+// valueEnd ends a value that is not quoted.
+const valueEnd = " \t\r\n\v\f,&'\"\\<"
 
-// Secrets is s with the value of every secret it names replaced. Each
-// value runs to the next delimiter or the next key, so that one key's
-// value cannot take in the key of another and leave that one's value
-// whole.
+// Secrets is s with the value of every secret it names replaced. A quoted
+// value runs to its closing quote; another to the next delimiter; either
+// at most to the next key, so that one key's value cannot take in the key
+// of another and leave that one's value whole.
 func Secrets(s string) string {
 	keys := secretKey.FindAllStringIndex(s, -1)
 	if keys == nil {
@@ -34,19 +35,47 @@ func Secrets(s string) string {
 	var b strings.Builder
 	last := 0
 	for i, k := range keys {
-		end := len(s)
+		limit := len(s)
 		if i+1 < len(keys) {
-			end = keys[i+1][0]
+			limit = keys[i+1][0]
 		}
-		if j := strings.IndexAny(s[k[1]:end], valueEnd); j >= 0 {
-			end = k[1] + j
-		}
-		b.WriteString(s[last:k[1]])
-		if end > k[1] {
+		start, end := valueSpan(s[:limit], k[1])
+		b.WriteString(s[last:start])
+		if end > start {
 			b.WriteString("[redacted]")
 		}
 		last = end
 	}
 	b.WriteString(s[last:])
 	return b.String()
+}
+
+// valueSpan is where the value that begins at i in s lies: inside its
+// quotes (", ', or \" within a quoted text), past the escapes they hold,
+// or up to a delimiter.
+func valueSpan(s string, i int) (start, end int) {
+	rest := s[i:]
+	switch {
+	case strings.HasPrefix(rest, `\"`):
+		start = i + 2
+		if j := strings.Index(s[start:], `\"`); j >= 0 {
+			return start, start + j
+		}
+		return start, len(s)
+	case strings.HasPrefix(rest, `"`), strings.HasPrefix(rest, "'"):
+		quote := rest[0]
+		for j := i + 1; j < len(s); j++ {
+			switch s[j] {
+			case '\\':
+				j++
+			case quote:
+				return i + 1, j
+			}
+		}
+		return i + 1, len(s)
+	}
+	if j := strings.IndexAny(rest, valueEnd); j >= 0 {
+		return i, i + j
+	}
+	return i, len(s)
 }
