@@ -1411,6 +1411,23 @@ func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 	}
 }
 
+// TestArrivalBoundIsNotLengthenedByTheStop: the drain gives a request not
+// yet arrived drainGrace, or what is left of its bound if that is less (a
+// call over maxUnvouched has unvouchedArrival).
+func TestArrivalBoundIsNotLengthenedByTheStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stopping, stop := context.WithCancel(context.Background())
+		i := &interceptor{arrival: 300 * time.Millisecond, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
+		ctx := i.boundArrival(context.Background(), nil)
+		time.Sleep(100 * time.Millisecond)
+		stop()
+		time.Sleep(250 * time.Millisecond)
+		if !errors.Is(context.Cause(ctx), errRequestLate) {
+			t.Errorf("350 ms into a 300 ms bound, the stop 100 ms in: %v; want errRequestLate", context.Cause(ctx))
+		}
+	})
+}
+
 // TestUnknownCallerWithAFarDeadlineIsRefusedOnceItsRequestIsIn: grpc-go
 // keeps a stream refused when it opens until its deadline, so an unknown
 // caller whose deadline lies past the arrival bound is refused by the

@@ -480,8 +480,17 @@ func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
 	if err := held[0].RecvMsg(&reflectionpb.ServerReflectionResponse{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
-		t.Errorf("a health Check after a place was given back: %v", err)
+	// The place given back lets a new stream wait past unvouchedArrival.
+	late, err := conn.NewStream(ctx, desc, method)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * unvouchedArrival)
+	if err := late.SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := late.RecvMsg(&reflectionpb.ServerReflectionResponse{}); err != nil {
+		t.Errorf("a stream whose request came %s late, after a place was given back: %v", 3*unvouchedArrival, err)
 	}
 }
 

@@ -120,6 +120,7 @@ func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) conte
 		// deadline timer (see tap).
 		a.release, wait, lateErr = func() {}, unvouchedArrival, errTooManyUnvouched
 	}
+	a.due = start.Add(wait)
 	a.timer = time.AfterFunc(wait, func() {
 		if !a.late() {
 			return
@@ -164,6 +165,7 @@ type arrival struct {
 	stopDrain func() bool // nil without a stop to follow
 	release   func()      // gives up the call's place among the unvouched
 	released  sync.Once
+	due       time.Time // when the bound ends, unless the drain shortens it
 
 	mu      sync.Mutex
 	done    bool // the request arrived, the call ended, or it was too late
@@ -198,11 +200,12 @@ func (a *arrival) late() bool {
 	return true
 }
 
-// drain leaves a request not yet arrived drainGrace to arrive.
+// drain leaves a request not yet arrived drainGrace to arrive, or what is
+// left of its bound if that is less.
 func (a *arrival) drain() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.done {
+	if !a.done && time.Until(a.due) > drainGrace {
 		a.timer.Reset(drainGrace)
 	}
 }
