@@ -53,6 +53,7 @@ const (
 	ReasonRequestLate      = "REQUEST_NOT_ARRIVED"
 	ReasonTooManyWatches   = "TOO_MANY_WATCHES"
 	ReasonTooManyStreams   = "TOO_MANY_STREAMS"
+	ReasonIdleStream       = "IDLE_STREAM"
 )
 
 // RequestError is a request the gRPC server or the REST gateway refuses on

@@ -31,10 +31,10 @@ type Options struct {
 	Authorizer Authorizer
 	// TLS, when set, serves gRPC over TLS (see certreload.TLSConfig).
 	TLS *tls.Config
-	// requestArrival, connectionIdle and handshake, when not zero, stand
-	// in for requestArrivalTimeout, maxConnectionIdle and
-	// handshakeTimeout (for tests).
-	requestArrival, connectionIdle, handshake time.Duration
+	// requestArrival, connectionIdle, handshake and reflectionIdle, when
+	// not zero, stand in for requestArrivalTimeout, maxConnectionIdle,
+	// handshakeTimeout and reflectionIdle (for tests).
+	requestArrival, connectionIdle, handshake, reflectionIdle time.Duration
 }
 
 // Authorizer names a request's caller and checks that it may call

@@ -43,6 +43,9 @@ type interceptor struct {
 	unvouched chan struct{}
 	// reflecting holds a token for each open reflection stream.
 	reflecting chan struct{}
+	// reflectionIdle ends a reflection stream that sends no request for
+	// that long.
+	reflectionIdle time.Duration
 	// stopping ends when the gRPC server stops taking work, and with it
 	// every reflection stream (Health.EndStreams); nil for REST.
 	stopping context.Context
@@ -57,7 +60,7 @@ type interceptor struct {
 func newInterceptor(opts Options) *interceptor {
 	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer,
 		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout), unvouched: make(chan struct{}, maxUnvouched),
-		reflecting: make(chan struct{}, maxReflections)}
+		reflecting: make(chan struct{}, maxReflections), reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}
 }
 
 var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"

@@ -535,3 +535,34 @@ func TestReflectionStreamsAreBounded(t *testing.T) {
 		t.Errorf("a stream after one closed: %v", err)
 	}
 }
+
+// TestIdleReflectionStreamsEnd: a reflection stream that sends no request
+// for reflectionIdle is ended, so that streams kept open without use do
+// not hold the maxReflections places.
+func TestIdleReflectionStreamsEnd(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) { o.reflectionIdle = 300 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // fail, not hang, should it stay open
+	defer cancel()
+	s, err := f.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
+		reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func() error {
+		if err := s.SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			return err
+		}
+		return s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
+	}
+	for range 3 { // questions closer together than the bound keep it open
+		if err := ask(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	err = s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
+	if st := status.Convert(err); st.Code() != codes.Unavailable || reasonOf(st) != rpcerror.ReasonIdleStream {
+		t.Errorf("an idle reflection stream: %v after %s; want UNAVAILABLE %s", err, time.Since(start).Round(time.Millisecond), rpcerror.ReasonIdleStream)
+	}
+}

@@ -238,7 +238,7 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 			return errTooManyReflections
 		}
 		if i.stopping != nil {
-			ss = &stoppingStream{ServerStream: ss, stopping: i.stopping}
+			ss = &stoppingStream{ServerStream: ss, stopping: i.stopping, idle: i.reflectionIdle}
 		}
 	}
 	return handler(srv, ss)
@@ -257,13 +257,16 @@ var errTooManyReflections = refused(&rpcerror.RequestError{Code: codes.ResourceE
 const reflectionPrefix = "/grpc.reflection."
 
 // stoppingStream is a stream whose wait for its next request ends when
-// stopping does: grpc-go's reflection service waits for requests for as
-// long as its client keeps the stream, and the graceful stop would wait
-// for it. Each wait runs in a goroutine of its own, which grpc-go ends when
-// the call ends; reflection streams are few.
+// stopping does, or after idle: grpc-go's reflection service waits for
+// requests for as long as its client keeps the stream, and the graceful
+// stop would wait for it, and streams kept without a request would keep
+// the maxReflections places from others. Each wait runs in a goroutine of
+// its own, which grpc-go ends when the call ends; reflection streams are
+// few.
 type stoppingStream struct {
 	grpc.ServerStream
 	stopping context.Context
+	idle     time.Duration
 }
 
 func (s *stoppingStream) RecvMsg(m any) error {
@@ -272,13 +275,24 @@ func (s *stoppingStream) RecvMsg(m any) error {
 	}
 	received := make(chan error, 1)
 	go func() { received <- s.ServerStream.RecvMsg(m) }()
+	idle := time.NewTimer(s.idle)
+	defer idle.Stop()
 	select {
 	case err := <-received:
 		return err
 	case <-s.stopping.Done():
 		return errStopping
+	case <-idle.C:
+		return errReflectionIdle
 	}
 }
+
+// reflectionIdle is how long a reflection stream may go without a request:
+// a tool asks its questions at once, and opens a new stream for more.
+const reflectionIdle = 2 * time.Minute
+
+var errReflectionIdle = refused(&rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonIdleStream,
+	Msg: fmt.Sprintf("the reflection stream sent no request for %s; open a new one", reflectionIdle)})
 
 var errStopping = refused(&rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
 	Msg: "backupd is shutting down; reconnect to another replica", RetryAfter: rpcerror.DefaultRetryAfter})
