@@ -209,9 +209,10 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	g.observe(key.Operation, err, sent)
 	if api, ok := errors.AsType[smithy.APIError](err); ok && api.ErrorCode() == expiredToken {
 		g.expired()
-		if call != nil && call.expired {
-			err = &expiredAgainError{err: err}
-		} else if call != nil {
+		if call != nil {
+			if call.expired {
+				err = &expiredAgainError{err: err}
+			}
 			call.expired = true
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/smithy-go"
+
 	"github.com/backupd/backupd/redact"
 )
 
@@ -241,7 +242,7 @@ func failure(err error) string {
 	if api, ok := errors.AsType[smithy.APIError](err); ok {
 		return "STS answered " + api.ErrorCode()
 	}
-	return redact.Secrets(err.Error())
+	return redact.Error(err)
 }
 
 // refused forgets when the last credentials expire: DynamoDB refused

@@ -50,6 +50,9 @@ func Secrets(s string) string {
 	return b.String()
 }
 
+// Error is err's text for the log, with its secrets taken out (Secrets).
+func Error(err error) string { return Secrets(err.Error()) }
+
 // valueSpan is where the value that begins at i in s lies: inside its
 // quotes (", ', or \" within a quoted text), past the escapes they hold,
 // or up to a delimiter.

@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -45,4 +46,73 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("Secrets(%q) = %q; want it unchanged", keep, out)
 		}
 	}
+}
+
+// TestSecretsOfSignedRequests: what an AWS error quotes of a signed request
+// keeps everything but its secrets.
+func TestSecretsOfSignedRequests(t *testing.T) {
+	tests := []struct {
+		name, in string
+		keep     []string // parts that must stay
+		drop     []string // secrets that must go
+	}{
+		{"signature mismatch quoting the canonical request",
+			"operation error DynamoDB: ListBackups, https response error StatusCode: 400, RequestID: R1, api error InvalidSignatureException: " +
+				"The request signature we calculated does not match the signature you provided. The Canonical String for this request should have been\n" +
+				"'POST\n/\n\ncontent-type:application/x-amz-json-1.0\nhost:dynamodb.us-east-1.amazonaws.com\nx-amz-date:20261126T064500Z\n" +
+				"x-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN/+=\nx-amz-target:DynamoDB_20120810.ListBackups\n'",
+			[]string{"InvalidSignatureException", "RequestID: R1", "x-amz-security-token:[redacted]", "x-amz-target:DynamoDB_20120810.ListBackups"},
+			[]string{"IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN"}},
+		{"an Authorization header",
+			"Authorization: AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEKEY/20261126/us-east-1/sts/aws4_request, SignedHeaders=host;x-amz-date, Signature=0123abcdef",
+			[]string{"SignedHeaders=host;x-amz-date", "Credential=[redacted]", "Signature=[redacted]"},
+			[]string{"ASIAEXAMPLEKEY", "0123abcdef"}},
+		{"a presigned query",
+			"GET /?X-Amz-Credential=ASIAEXAMPLEKEY%2F20261126&X-Amz-Security-Token=TOKENEXAMPLE&X-Amz-Signature=beef",
+			[]string{"X-Amz-Credential=[redacted]&X-Amz-Security-Token=[redacted]&X-Amz-Signature=[redacted]"},
+			[]string{"ASIAEXAMPLEKEY", "TOKENEXAMPLE", "beef"}},
+		// One key's value must not take in the next key and leave its
+		// value whole (found by fuzzing).
+		{"a key right after a key",
+			"X-AmZ-seCuritY-token:X-Amz-Security-Token: SECRETVALUE0",
+			[]string{"X-Amz-Security-Token: [redacted]"},
+			[]string{"SECRETVALUE0"}},
+		{"nothing signed", "operation error DynamoDB: CreateBackup, TableNotFoundException: Table not found: Orders",
+			[]string{"operation error DynamoDB: CreateBackup, TableNotFoundException: Table not found: Orders"}, nil},
+	}
+	for _, tt := range tests {
+		got := Error(errors.New(tt.in))
+		for _, k := range tt.keep {
+			if !strings.Contains(got, k) {
+				t.Errorf("%s: %q lacks %q", tt.name, got, k)
+			}
+		}
+		for _, d := range tt.drop {
+			if strings.Contains(got, d) {
+				t.Errorf("%s: %q keeps the secret %q", tt.name, got, d)
+			}
+		}
+	}
+}
+
+// FuzzSecrets: Secrets is idempotent, and a credential, signature or
+// session token in any of the forms SigV4 writes them is gone from it.
+func FuzzSecrets(f *testing.F) {
+	f.Add("The Canonical String for this request should have been\n'POST\n/\n\nx-amz-security-token:", "IQoJb3JpZ2luX2VjEXAMPLE/+=", "\n'", uint8(0))
+	f.Add("Authorization: AWS4-HMAC-SHA256 ", "AKIAEXAMPLE/20260101/us-east-1/dynamodb/aws4_request", ", SignedHeaders=host", uint8(2))
+	f.Add("https://x/?", "abcdef0123456789", "&X-Amz-Date=1", uint8(4))
+	f.Fuzz(func(t *testing.T, before, secret, after string, form uint8) {
+		forms := []string{"x-amz-security-token:", "X-Amz-Security-Token: ", "Credential=", "Signature=", "X-Amz-Signature=", "X-Amz-Credential=", "X-Amz-Security-Token="}
+		out := Secrets(before + secret + after)
+		if again := Secrets(out); again != out {
+			t.Errorf("Secrets not idempotent: %q -> %q", out, again)
+		}
+		if len(secret) < 8 || strings.ContainsAny(secret, " \t\r\n\v\f,&'\"\\<") {
+			return
+		}
+		s := before + forms[int(form)%len(forms)] + secret + after
+		if out := Secrets(s); strings.Contains(out, secret) && !strings.Contains(before+after, secret) {
+			t.Errorf("Secrets(%q) = %q keeps the secret", s, out)
+		}
+	})
 }

@@ -33,7 +33,6 @@ import (
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
-	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/sharedstate"
 )
@@ -367,12 +366,6 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		m.msg = internalMsg
 	}
 	return m
-}
-
-// LogText is err's text for backupd's log, without the secrets it may
-// quote (package redact).
-func LogText(err error) string {
-	return redact.Secrets(err.Error())
 }
 
 // httpStatus is the status of the HTTP answer err carries, 0 when none.

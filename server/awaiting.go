@@ -8,8 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/backupd/backupd/rpcerror"
 	"google.golang.org/grpc/codes"
+
+	"github.com/backupd/backupd/rpcerror"
 )
 
 // awaiting holds the BackupService calls whose request has yet to arrive,

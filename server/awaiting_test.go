@@ -9,14 +9,15 @@ import (
 	"testing/synctest"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/testenv"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 // TestAwaitingCallsAreCutAtTheDrain: at the stop, a BackupService call

@@ -82,8 +82,7 @@ func (s healthService) Check(ctx context.Context, req *healthpb.HealthCheckReque
 func checkHealthServiceName(name string) error {
 	if len(name) > maxHealthServiceName {
 		msg := fmt.Sprintf("service must be at most %d bytes; got %d", maxHealthServiceName, len(name))
-		st, _ := rpcerror.Status(&badrequest.Error{Violations: []badrequest.Violation{{Field: "service", Description: msg}}}, rpcerror.Request{})
-		return st.Err()
+		return refused(&badrequest.Error{Violations: []badrequest.Violation{{Field: "service", Description: msg}}})
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/reqlog"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/service"
@@ -272,7 +273,7 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 		attrs = append(attrs, slog.String("x_request_id", echo(v[0], maxRequestIDEcho)))
 	}
 	if l.level >= slog.LevelWarn && l.err != nil {
-		attrs = append(attrs, slog.String("error", rpcerror.LogText(l.err)))
+		attrs = append(attrs, slog.String("error", redact.Error(l.err)))
 	}
 	i.log.LogAttrs(ctx, l.level, "request", attrs...)
 	if i.metrics != nil {

@@ -31,10 +31,11 @@ func refusal(code codes.Code, reason, msg, account string) *status.Status {
 	return st
 }
 
-// refused is the error of a gRPC call the server refuses on its own, with
-// the details every backupd status carries.
-func refused(e *rpcerror.RequestError) error {
-	st, _ := rpcerror.Status(e, rpcerror.Request{})
+// refused is the error of a gRPC call the server refuses on its own
+// (a *rpcerror.RequestError, or a request's bad fields), with the details
+// every backupd status carries.
+func refused(err error) error {
+	st, _ := rpcerror.Status(err, rpcerror.Request{})
 	return st.Err()
 }
 

@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	backupv1 "github.com/backupd/backupd/gen/backup/v1"
-	"github.com/backupd/backupd/rpcerror"
-	"github.com/backupd/backupd/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,6 +20,10 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/testenv"
 )
 
 // waiter is a Shutdown.Service that records when it was waited for, and

@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	go func() {
 		if err := awsbase.CheckCredentials(ctx, awsCfg); err != nil && ctx.Err() == nil {
 			logger.Error("no AWS credentials for backupd itself: every request fails (STS_UNAVAILABLE) until the SDK's default chain finds some",
-				slog.String("error", redact.Secrets(err.Error())))
+				slog.String("error", redact.Error(err)))
 		}
 	}()
 	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger))
@@ -168,7 +168,7 @@ func logStartFailure(logger *slog.Logger, err error) error {
 	if err == nil || errors.As(err, new(loggedError)) {
 		return err
 	}
-	logger.Error("backupd could not start", slog.String("error", redact.Secrets(err.Error())))
+	logger.Error("backupd could not start", slog.String("error", redact.Error(err)))
 	return loggedError{err}
 }
 
@@ -258,7 +258,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	err = runServers(ctx, grpcLis, httpLis, server.Shutdown{Health: health, HTTP: httpSrv, GRPC: grpcSrv, Service: svc,
 		Logger: logger, DrainDelay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout})
 	if err != nil {
-		logger.Error("backupd stopped", slog.String("error", redact.Secrets(err.Error())))
+		logger.Error("backupd stopped", slog.String("error", redact.Error(err)))
 		return loggedError{err}
 	}
 	return nil
