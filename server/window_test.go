@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/metrics"
 	"sync"
 	"testing"
 
@@ -102,4 +103,44 @@ func (c *recordingConn) Write(p []byte) (int, error) {
 	c.l.buf.Write(p)
 	c.l.mu.Unlock()
 	return c.Conn.Write(p)
+}
+
+// TestCallsRunOnReusedGoroutines makes calls one after another and counts
+// the goroutines the process starts meanwhile: the server's stream workers
+// take them, so far fewer than one per call (grpc-go's default starts one
+// for every call, whose stack then grows again).
+func TestCallsRunOnReusedGoroutines(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewGRPC(Options{Service: &stub{}, Logger: discard()}, NewHealth())
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := backupv1.NewBackupServiceClient(conn)
+	call := func() {
+		if _, err := client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call() // the connection's own goroutines start here
+	const calls = 200
+	before := goroutinesCreated()
+	for range calls {
+		call()
+	}
+	if created := goroutinesCreated() - before; created >= calls/2 {
+		t.Errorf("%d sequential calls started %d goroutines; want far fewer than one per call", calls, created)
+	}
+}
+
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
