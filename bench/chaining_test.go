@@ -9,7 +9,8 @@ import (
 
 // BenchmarkChainingCost takes apart why the floors chained (bare-proxy) cost
 // more than the floors measured one after the other: the SDK call on a
-// fresh goroutine per call, as grpc-go runs each handler, with and without
+// fresh goroutine per call, as grpc-go runs each handler by default (and
+// backupd's server when all its stream workers are busy), with and without
 // its stack grown first (service.GrowStack), versus on the benchmark's own;
 // the rest is the threads that park while one hop waits
 // for the other and must be woken again.

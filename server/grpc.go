@@ -122,7 +122,8 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		// goroutine's small stack grew twice per call, once reading the
 		// request and once in GrowStack, each a copy of every frame: 13 µs
 		// of CPU per call at concurrency 1 in a profile (BENCHMARKS.md). A
-		// worker keeps its grown stack from one call to the next.
+		// worker keeps its grown stack from one call to the next, until a
+		// GC finds it idle and halves it.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
 	if opts.TLS != nil {

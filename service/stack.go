@@ -2,8 +2,9 @@ package service
 
 // stackReserve is how much stack GrowStack claims for a handler. The
 // SDK's call path (its middleware stack and DynamoDB's endpoint rules) runs
-// about 30 KiB deep; grpc-go starts each handler on a fresh goroutine with
-// a small stack.
+// about 30 KiB deep. A handler's goroutine may start with a small stack:
+// grpc-go runs a call on a new goroutine when none of its stream workers is
+// free, and the GC halves the stack of a worker it finds idle.
 const stackReserve = 32 << 10
 
 // GrowStack grows the calling goroutine's stack in one step while it is
