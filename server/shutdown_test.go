@@ -65,8 +65,10 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 		}
 	})
 	// Like backupd's handlers, the held call ends when its context does:
-	// GracefulStop waits for the handlers even after Stop.
-	grpcSrv := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+	// GracefulStop waits for the handlers even after Stop. One stream
+	// worker, as NewGRPC has per CPU: a Watch or held call takes it, and
+	// the calls beside it run on goroutines of their own.
+	grpcSrv := grpc.NewServer(grpc.NumStreamWorkers(1), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
 		if err := ss.RecvMsg(&emptypb.Empty{}); err != nil {
 			return err
 		}
