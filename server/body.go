@@ -61,7 +61,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 			vs = append(vs, badrequest.Violation{Field: name, Description: name + " must be valid UTF-8"})
 		case !fits(md, key, obj[key]):
 			vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
-				"%s %s; got %s", name, accepts(fd), rawJSON(obj[key]))})
+				"%s %s; got %s", name, accepts(fd, string(obj[key])), rawJSON(obj[key]))})
 		}
 	}
 	return vs

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -173,7 +172,7 @@ func (q *queryCheck) judge(key string) (badrequest.Violation, bool) {
 	}
 	return badrequest.Violation{
 		Field:       name,
-		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd), badrequest.Quote(strings.Join(got, ",")), hint),
+		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd, strings.Join(got, ",")), badrequest.Quote(strings.Join(got, ",")), hint),
 	}, true
 }
 
@@ -242,8 +241,8 @@ func lookupField(md protoreflect.MessageDescriptor, key string) (protoreflect.Fi
 }
 
 // accepts describes the values a field takes in a query string or a JSON
-// body.
-func accepts(fd protoreflect.FieldDescriptor) string {
+// body, given the value it refused, got.
+func accepts(fd protoreflect.FieldDescriptor, got string) string {
 	switch {
 	case fd.IsMap():
 		return "must be an object"
@@ -262,14 +261,11 @@ func accepts(fd protoreflect.FieldDescriptor) string {
 			}
 		}
 		return "must be one of " + strings.Join(names, ", ")
-	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
-		return fmt.Sprintf("must be an integer from %d to %d", math.MinInt32, math.MaxInt32)
-	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		return fmt.Sprintf("must be an integer from %d to %d", math.MinInt64, math.MaxInt64)
-	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
-		return fmt.Sprintf("must be an integer from 0 to %d", math.MaxUint32)
-	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		return fmt.Sprintf("must be an integer from 0 to %d", uint64(math.MaxUint64))
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
+		protoreflect.Uint32Kind, protoreflect.Fixed32Kind,
+		protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return integerRule(fd.Kind(), got)
 	case protoreflect.BoolKind:
 		return "must be true or false"
 	case protoreflect.MessageKind:
@@ -279,6 +275,26 @@ func accepts(fd protoreflect.FieldDescriptor) string {
 		return "must be an object"
 	}
 	return "has a value of the wrong type"
+}
+
+// integerRule says why got is no value of an integer field of kind k: not
+// an integer, or out of the range of the field's type. That range is not
+// the rule a caller must follow (page_size takes 1 to 100, which the
+// service says once the value parses), so it is not spelled out as one.
+func integerRule(k protoreflect.Kind, got string) string {
+	digits := strings.TrimPrefix(strings.Trim(got, `"`), "-")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return "must be an integer"
+	}
+	switch k {
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return "is out of range for a 32-bit integer"
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return "is out of range for an unsigned 32-bit integer"
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return "is out of range for an unsigned 64-bit integer"
+	}
+	return "is out of range for a 64-bit integer"
 }
 
 // queryFields lists the parameters a route takes: msg's fields that are not
