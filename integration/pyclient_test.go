@@ -31,16 +31,7 @@ func TestGeneratedPythonClient(t *testing.T) {
 		t.Fatalf("grpc_tools.protoc: %v\n%s", err, out)
 	}
 
-	a, _ := newAccount(t, moto, "Orders")
-	slow, _ := newAccount(t, moto, "Orders")
-	inst := startBackupd(t, instanceOptions{
-		Accounts: []account{{ID: a}, {ID: slow, CreateRate: 0.2}},
-		Env:      motoEnv(moto),
-		Callers: `callers:
-  - {name: platform, token_sha256: ` + callers.HashToken("py-platform") + `, accounts: ["*"], operations: ["*"]}
-  - {name: reader, token_sha256: ` + callers.HashToken("py-reader") + `, accounts: ["` + a + `"], operations: [GetBackup, ListBackups]}
-`,
-	})
+	inst, a, slow := startForClient(t, moto, "py-platform", "py-reader")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -64,6 +55,26 @@ func TestGeneratedPythonClient(t *testing.T) {
 		t.Fatalf("the generated Python client's tests failed: %v\n%s\nbackupd's log:\n%s", err, out, inst.logs)
 	}
 	t.Logf("%s", out)
+}
+
+// startForClient starts backupd on moto for a generated client's checks:
+// account a and account slow, whose CreateBackup rate is 0.2 a second,
+// each with table Orders; callers platform (token platform, every
+// operation in every account) and reader (token reader, GetBackup and
+// ListBackups in a).
+func startForClient(t *testing.T, moto, platform, reader string) (inst *instance, a, slow string) {
+	t.Helper()
+	a, _ = newAccount(t, moto, "Orders")
+	slow, _ = newAccount(t, moto, "Orders")
+	inst = startBackupd(t, instanceOptions{
+		Accounts: []account{{ID: a}, {ID: slow, CreateRate: 0.2}},
+		Env:      motoEnv(moto),
+		Callers: `callers:
+  - {name: platform, token_sha256: ` + callers.HashToken(platform) + `, accounts: ["*"], operations: ["*"]}
+  - {name: reader, token_sha256: ` + callers.HashToken(reader) + `, accounts: ["` + a + `"], operations: [GetBackup, ListBackups]}
+`,
+	})
+	return inst, a, slow
 }
 
 // TestOpenAPIDescriptionValidates checks the OpenAPI description REST

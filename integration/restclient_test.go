@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/testenv"
 )
 
@@ -51,16 +50,7 @@ func TestGeneratedRESTClient(t *testing.T) {
 	goCmd("tool", "swagger", "generate", "client", "--quiet", "--spec", spec, "--target", dir, "--name", "backupd")
 	goCmd("build", "-o", "restclient", ".")
 
-	a, _ := newAccount(t, moto, "Orders")
-	slow, _ := newAccount(t, moto, "Orders")
-	inst := startBackupd(t, instanceOptions{
-		Accounts: []account{{ID: a}, {ID: slow, CreateRate: 0.2}},
-		Env:      motoEnv(moto),
-		Callers: `callers:
-  - {name: platform, token_sha256: ` + callers.HashToken("rest-platform") + `, accounts: ["*"], operations: ["*"]}
-  - {name: reader, token_sha256: ` + callers.HashToken("rest-reader") + `, accounts: ["` + a + `"], operations: [GetBackup, ListBackups]}
-`,
-	})
+	inst, a, slow := startForClient(t, moto, "rest-platform", "rest-reader")
 	run := exec.CommandContext(ctx, filepath.Join(dir, "restclient"), "-url", inst.httpURL,
 		"-token", "rest-platform", "-reader-token", "rest-reader",
 		"-account", a, "-slow-account", slow, "-table", "Orders")
