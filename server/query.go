@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -262,9 +264,7 @@ func accepts(fd protoreflect.FieldDescriptor, got string) string {
 		}
 		return "must be one of " + strings.Join(names, ", ")
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
-		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
-		protoreflect.Uint32Kind, protoreflect.Fixed32Kind,
-		protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
 		return integerRule(fd.Kind(), got)
 	case protoreflect.BoolKind:
 		return "must be true or false"
@@ -277,24 +277,21 @@ func accepts(fd protoreflect.FieldDescriptor, got string) string {
 	return "has a value of the wrong type"
 }
 
-// integerRule says why got is no value of an integer field of kind k: not
-// an integer, or out of the range of the field's type. That range is not
-// the rule a caller must follow (page_size takes 1 to 100, which the
-// service says once the value parses), so it is not spelled out as one.
+// integerRule says why got is no value of an integer field of kind k
+// (int32 or int64, the kinds backupd's API has): not an integer, or out of
+// the range of the field's type. That range is not the rule a caller must
+// follow (page_size takes 1 to 100, which the service says once the value
+// parses), so it is not spelled out as one.
 func integerRule(k protoreflect.Kind, got string) string {
-	digits := strings.TrimPrefix(strings.Trim(got, `"`), "-")
-	if digits == "" || strings.Trim(digits, "0123456789") != "" {
-		return "must be an integer"
+	bits, typ := 64, "a 64-bit integer"
+	if k == protoreflect.Int32Kind || k == protoreflect.Sint32Kind || k == protoreflect.Sfixed32Kind {
+		bits, typ = 32, "a 32-bit integer"
 	}
-	switch k {
-	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
-		return "is out of range for a 32-bit integer"
-	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
-		return "is out of range for an unsigned 32-bit integer"
-	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		return "is out of range for an unsigned 64-bit integer"
+	// JSON takes an integer quoted too.
+	if _, err := strconv.ParseInt(strings.Trim(got, `"`), 10, bits); errors.Is(err, strconv.ErrRange) {
+		return "is out of range for " + typ
 	}
-	return "is out of range for a 64-bit integer"
+	return "must be an integer"
 }
 
 // queryFields lists the parameters a route takes: msg's fields that are not
