@@ -157,11 +157,15 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 }
 
 // Authenticate checks only that ctx's request comes from a known caller,
-// or from none where that is allowed: what can be told from its headers,
-// before its body is read. Authorize still decides the call.
-func (a *Authorizer) Authenticate(ctx context.Context) error {
-	_, err := a.identify(ctx)
-	return err
+// or from none where that is allowed, and names it ("" for none): what can
+// be told from its headers, before its body is read. Authorize still
+// decides the call.
+func (a *Authorizer) Authenticate(ctx context.Context) (string, error) {
+	c, err := a.identify(ctx)
+	if c == nil || err != nil {
+		return "", err
+	}
+	return c.name, nil
 }
 
 // identify returns the caller of ctx's request; nil and no error when

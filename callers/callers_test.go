@@ -56,10 +56,15 @@ func TestAuthorize(t *testing.T) {
 			got, err := a.Authorize(ctx, tt.op, tt.acct)
 			// Authenticate, which runs before a REST body is read,
 			// refuses exactly the requests Authorize refuses as
-			// unauthenticated, with the same error.
+			// unauthenticated, with the same error, and names the
+			// caller of the others as Authorize does.
 			_, unauthenticated := tt.wantErr.(*UnauthenticatedError)
-			if aerr := a.Authenticate(ctx); (aerr != nil) != unauthenticated || aerr != nil && aerr.Error() != err.Error() {
+			acaller, aerr := a.Authenticate(ctx)
+			if (aerr != nil) != unauthenticated || aerr != nil && aerr.Error() != err.Error() {
 				t.Errorf("Authenticate = %v, want an error: %v (Authorize: %v)", aerr, unauthenticated, err)
+			}
+			if acaller != tt.wantCaller {
+				t.Errorf("Authenticate named %q, want %q", acaller, tt.wantCaller)
 			}
 			if got != tt.wantCaller {
 				t.Errorf("caller = %q, want %q", got, tt.wantCaller)
@@ -98,8 +103,8 @@ func TestNoCallersLetsEveryoneThrough(t *testing.T) {
 	if caller, err := a.Authorize(context.Background(), "DeleteBackup", "111111111111"); caller != "" || err != nil {
 		t.Errorf("nil Authorizer: %q, %v", caller, err)
 	}
-	if err := a.Authenticate(context.Background()); err != nil {
-		t.Errorf("nil Authorizer: Authenticate = %v", err)
+	if caller, err := a.Authenticate(context.Background()); caller != "" || err != nil {
+		t.Errorf("nil Authorizer: Authenticate = %q, %v", caller, err)
 	}
 }
 
@@ -117,11 +122,14 @@ func TestAnonymousInTheSandbox(t *testing.T) {
 	if caller, err := a.Authorize(context.Background(), "CreateBackup", "222222222222"); caller != "" || err != nil {
 		t.Errorf("no token: %q, %v; want through unnamed", caller, err)
 	}
-	if err := a.Authenticate(context.Background()); err != nil {
-		t.Errorf("no token: Authenticate = %v; want through", err)
+	if caller, err := a.Authenticate(context.Background()); caller != "" || err != nil {
+		t.Errorf("no token: Authenticate = %q, %v; want through unnamed", caller, err)
 	}
-	if err := a.Authenticate(with("Bearer guess")); !errors.As(err, &ue) {
+	if _, err := a.Authenticate(with("Bearer guess")); !errors.As(err, &ue) {
 		t.Errorf("unknown token: Authenticate = %v; want UnauthenticatedError", err)
+	}
+	if caller, err := a.Authenticate(with("Bearer reader-token")); caller != "reader" || err != nil {
+		t.Errorf("reader: Authenticate = %q, %v; want reader", caller, err)
 	}
 	if caller, err := a.Authorize(with("Bearer reader-token"), "GetBackup", "111111111111"); caller != "reader" || err != nil {
 		t.Errorf("reader: %q, %v", caller, err)

@@ -39,12 +39,13 @@ type Options struct {
 }
 
 // Authorizer names a request's caller and checks that it may call
-// operation in account (package callers). Authenticate checks only the
-// caller, so that a REST request from an unknown one is refused from its
-// headers, before its body is read.
+// operation in account (package callers). Authenticate checks and names
+// only the caller ("" for none, where requests may come without a token),
+// so that a REST request from an unknown one is refused from its headers,
+// before its body is read.
 type Authorizer interface {
 	Authorize(ctx context.Context, operation, account string) (caller string, err error)
-	Authenticate(ctx context.Context) error
+	Authenticate(ctx context.Context) (caller string, err error)
 }
 
 // RequestObserver counts answered requests (package metrics).
@@ -131,7 +132,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	}
 	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
-	h.register(s)
+	h.register(s, opts.Authorizer)
 	reflection.Register(s)
 	return s
 }

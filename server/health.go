@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,22 +25,57 @@ type Health struct {
 	// (CutOff).
 	cutOff context.Context
 	cut    context.CancelFunc
-	// watches holds a token for each Watch stream open (maxWatches).
-	watches chan struct{}
+	// watches counts the Watch streams open.
+	watches *watchSlots
 }
 
 // Health calls need no caller token, so what one may hold is bounded: the
 // service name it names (backupd serves two short ones), and the Watch
 // streams open at once, each a goroutine held for as long as its client
-// keeps it.
+// keeps it: maxWatches for each caller that presents its token, and
+// maxWatches for all the others together. gRPC client-side health
+// checking keeps a Watch on each connection and takes a refused one for
+// an unhealthy server, so streams held by whoever can reach the port
+// must not take the places of callers backupd knows.
 const (
 	maxHealthServiceName = 256
 	maxWatches           = 1024
 )
 
+// watchSlots bounds the Watch streams open at once, per caller ("" for
+// streams without a known caller's token). Callers come from the
+// configuration, so the map stays small.
+type watchSlots struct {
+	mu   sync.Mutex
+	held map[string]int
+	max  int
+}
+
+func newWatchSlots(max int) *watchSlots { return &watchSlots{held: map[string]int{}, max: max} }
+
+// take claims a place for caller's stream, unless caller holds them all.
+func (w *watchSlots) take(caller string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.held[caller] >= w.max {
+		return false
+	}
+	w.held[caller]++
+	return true
+}
+
+// give gives back a place take claimed.
+func (w *watchSlots) give(caller string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.held[caller]--; w.held[caller] == 0 {
+		delete(w.held, caller)
+	}
+}
+
 // NewHealth starts NOT_SERVING until SetReady(true).
 func NewHealth() *Health {
-	h := &Health{grpc: health.NewServer(), watches: make(chan struct{}, maxWatches)}
+	h := &Health{grpc: health.NewServer(), watches: newWatchSlots(maxWatches)}
 	h.stopped, h.stop = context.WithCancel(context.Background())
 	h.cutOff, h.cut = context.WithCancel(context.Background())
 	h.SetReady(false)
@@ -59,16 +95,23 @@ func (h *Health) EndStreams() { h.stop() }
 // (UNAVAILABLE), not CANCELLED as from a caller that left.
 func (h *Health) CutOff() { h.cut() }
 
-// register serves grpc.health.v1 on s.
-func (h *Health) register(s *grpc.Server) {
-	healthpb.RegisterHealthServer(s, healthService{h.grpc, h})
+// register serves grpc.health.v1 on s; authn, when not nil, names the
+// caller of a Watch, whose streams are then bounded apart from others'.
+func (h *Health) register(s *grpc.Server, authn authenticator) {
+	healthpb.RegisterHealthServer(s, healthService{h.grpc, h, authn})
+}
+
+// authenticator names a request's caller from its metadata (Authorizer).
+type authenticator interface {
+	Authenticate(ctx context.Context) (caller string, err error)
 }
 
 // healthService is grpc-go's health service with Watch streams that end
 // when the servers stop taking work (Health.EndStreams).
 type healthService struct {
 	*health.Server
-	h *Health
+	h     *Health
+	authn authenticator
 }
 
 // Check is grpc-go's, for a service name of a bounded length.
@@ -91,13 +134,16 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 	if err := checkHealthServiceName(req.GetService()); err != nil {
 		return err
 	}
-	select {
-	case s.h.watches <- struct{}{}:
-		defer func() { <-s.h.watches }()
-	default:
+	caller := s.caller(stream.Context())
+	if !s.h.watches.take(caller) {
+		msg := fmt.Sprintf("%d health watches without a caller's token are open already; poll Check instead, or send your token", s.h.watches.max)
+		if caller != "" {
+			msg = fmt.Sprintf("%d health watches of caller %s are open already; poll Check instead", s.h.watches.max, caller)
+		}
 		return refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: rpcerror.ReasonTooManyWatches,
-			Msg: fmt.Sprintf("%d health watches are open already; poll Check instead", cap(s.h.watches)), RetryAfter: rpcerror.DefaultRetryAfter})
+			Msg: msg, RetryAfter: rpcerror.DefaultRetryAfter})
 	}
+	defer s.h.watches.give(caller)
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.h.stopped, cancel)()
@@ -113,6 +159,20 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 		return errWatchStopping
 	}
 	return err
+}
+
+// caller names the caller whose token a Watch presents, or "" for one that
+// presents none, or one backupd does not know: a Watch takes no token, so
+// such a stream is not refused, only bounded with the others like it.
+func (s healthService) caller(ctx context.Context) string {
+	if s.authn == nil {
+		return ""
+	}
+	c, err := s.authn.Authenticate(ctx)
+	if err != nil {
+		return ""
+	}
+	return c
 }
 
 // watchStream is a Watch stream whose context ends at shutdown too, and

@@ -91,7 +91,8 @@ func (i *interceptor) authenticate(r *http.Request) error {
 		return nil
 	}
 	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
-	return i.authz.Authenticate(metadata.NewIncomingContext(r.Context(), md))
+	_, err := i.authz.Authenticate(metadata.NewIncomingContext(r.Context(), md))
+	return err
 }
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -17,10 +17,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/testenv"
@@ -85,7 +88,7 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 		t.Fatal(err)
 	}
 	health := NewHealth()
-	health.register(grpcSrv)
+	health.register(grpcSrv, nil)
 	go func() { _ = grpcSrv.Serve(grpcLis) }()
 	t.Cleanup(grpcSrv.Stop)
 	httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
@@ -281,7 +284,7 @@ func TestHealthWatchAfterEndStreams(t *testing.T) {
 // streams open at once are bounded.
 func TestHealthCallsAreBounded(t *testing.T) {
 	f := newShutdownFixture(t)
-	f.s.Health.watches = make(chan struct{}, 2)
+	f.s.Health.watches = newWatchSlots(2)
 	health := healthpb.NewHealthClient(f.conn)
 	long := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", maxHealthServiceName+1)}
 	_, err := health.Check(context.Background(), long)
@@ -569,5 +572,57 @@ func TestIdleReflectionStreamsEnd(t *testing.T) {
 	err = s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
 	if st := status.Convert(err); st.Code() != codes.Unavailable || reasonOf(st) != rpcerror.ReasonIdleStream {
 		t.Errorf("an idle reflection stream: %v after %s; want UNAVAILABLE %s", err, time.Since(start).Round(time.Millisecond), rpcerror.ReasonIdleStream)
+	}
+}
+
+// TestHealthWatchesAreBoundedPerCaller: a Watch takes no token, but one
+// that presents a caller's token is bounded apart from the others, so
+// that streams held by whoever can reach the port do not take the places
+// of callers backupd knows (gRPC client-side health checking takes a
+// refused Watch for an unhealthy server). A token backupd does not know
+// counts as none.
+func TestHealthWatchesAreBoundedPerCaller(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{
+			{Name: "orders", TokenSHA256: callers.HashToken("orders-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
+			{Name: "audit", TokenSHA256: callers.HashToken("audit-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
+		})
+	})
+	f.health.watches = newWatchSlots(2)
+	f.health.SetReady(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	health := healthpb.NewHealthClient(f.conn)
+	watch := func(token string) error {
+		wctx := ctx
+		if token != "" {
+			wctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		}
+		stream, err := health.Watch(wctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = stream.Recv()
+		return err
+	}
+	steps := []struct {
+		name, token string
+		refused     bool
+	}{
+		{"first without a token", "", false},
+		{"second without a token", "", false},
+		{"third without a token", "", true},
+		{"an unknown token, which counts as none", "guess", true},
+		{"a caller's, beside the full tokenless ones", "orders-token", false},
+		{"the caller's second", "orders-token", false},
+		{"the caller's third", "orders-token", true},
+		{"another caller's", "audit-token", false},
+	}
+	for _, s := range steps {
+		err := watch(s.token)
+		refused := status.Code(err) == codes.ResourceExhausted && reasonOf(status.Convert(err)) == rpcerror.ReasonTooManyWatches
+		if refused != s.refused || err != nil && !refused {
+			t.Errorf("%s: %v; want refused %v", s.name, err, s.refused)
+		}
 	}
 }

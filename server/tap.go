@@ -43,7 +43,7 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	start := time.Now()
 	var err error
 	if i.authz != nil {
-		err = i.authz.Authenticate(ctx) // grpc-go has put the call's metadata in ctx
+		_, err = i.authz.Authenticate(ctx) // grpc-go has put the call's metadata in ctx
 	}
 	if err == nil {
 		return i.holdUntilArrival(ctx, info.FullMethodName), nil
