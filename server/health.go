@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -26,7 +25,7 @@ type Health struct {
 	cutOff context.Context
 	cut    context.CancelFunc
 	// watches counts the Watch streams open.
-	watches *watchSlots
+	watches *streamSlots
 }
 
 // Health calls need no caller token, so what one may hold is bounded: the
@@ -42,40 +41,9 @@ const (
 	maxWatches           = 1024
 )
 
-// watchSlots bounds the Watch streams open at once, per caller ("" for
-// streams without a known caller's token). Callers come from the
-// configuration, so the map stays small.
-type watchSlots struct {
-	mu   sync.Mutex
-	held map[string]int
-	max  int
-}
-
-func newWatchSlots(max int) *watchSlots { return &watchSlots{held: map[string]int{}, max: max} }
-
-// take claims a place for caller's stream, unless caller holds them all.
-func (w *watchSlots) take(caller string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.held[caller] >= w.max {
-		return false
-	}
-	w.held[caller]++
-	return true
-}
-
-// give gives back a place take claimed.
-func (w *watchSlots) give(caller string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.held[caller]--; w.held[caller] == 0 {
-		delete(w.held, caller)
-	}
-}
-
 // NewHealth starts NOT_SERVING until SetReady(true).
 func NewHealth() *Health {
-	h := &Health{grpc: health.NewServer(), watches: newWatchSlots(maxWatches)}
+	h := &Health{grpc: health.NewServer(), watches: newStreamSlots(maxWatches)}
 	h.stopped, h.stop = context.WithCancel(context.Background())
 	h.cutOff, h.cut = context.WithCancel(context.Background())
 	h.SetReady(false)
@@ -99,11 +67,6 @@ func (h *Health) CutOff() { h.cut() }
 // caller of a Watch, whose streams are then bounded apart from others'.
 func (h *Health) register(s *grpc.Server, authn authenticator) {
 	healthpb.RegisterHealthServer(s, healthService{h.grpc, h, authn})
-}
-
-// authenticator names a request's caller from its metadata (Authorizer).
-type authenticator interface {
-	Authenticate(ctx context.Context) (caller string, err error)
 }
 
 // healthService is grpc-go's health service with Watch streams that end
@@ -134,7 +97,7 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 	if err := checkHealthServiceName(req.GetService()); err != nil {
 		return err
 	}
-	caller := s.caller(stream.Context())
+	caller := callerOf(s.authn, stream.Context())
 	if !s.h.watches.take(caller) {
 		msg := fmt.Sprintf("%d health watches without a caller's token are open already; poll Check instead, or send your token", s.h.watches.max)
 		if caller != "" {
@@ -159,20 +122,6 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 		return errWatchStopping
 	}
 	return err
-}
-
-// caller names the caller whose token a Watch presents, or "" for one that
-// presents none, or one backupd does not know: a Watch takes no token, so
-// such a stream is not refused, only bounded with the others like it.
-func (s healthService) caller(ctx context.Context) string {
-	if s.authn == nil {
-		return ""
-	}
-	c, err := s.authn.Authenticate(ctx)
-	if err != nil {
-		return ""
-	}
-	return c
 }
 
 // watchStream is a Watch stream whose context ends at shutdown too, and

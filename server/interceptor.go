@@ -42,8 +42,8 @@ type interceptor struct {
 	// unvouched holds a token for each such call whose request has yet to
 	// arrive (boundArrival).
 	unvouched chan struct{}
-	// reflecting holds a token for each open reflection stream.
-	reflecting chan struct{}
+	// reflecting counts the open reflection streams.
+	reflecting *streamSlots
 	// reflectionIdle ends a reflection stream that sends no request for
 	// that long.
 	reflectionIdle time.Duration
@@ -61,7 +61,7 @@ type interceptor struct {
 func newInterceptor(opts Options) *interceptor {
 	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer,
 		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout), unvouched: make(chan struct{}, maxUnvouched),
-		reflecting: make(chan struct{}, maxReflections), reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}
+		reflecting: newStreamSlots(maxReflections), reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}
 }
 
 var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"

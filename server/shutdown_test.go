@@ -284,7 +284,7 @@ func TestHealthWatchAfterEndStreams(t *testing.T) {
 // streams open at once are bounded.
 func TestHealthCallsAreBounded(t *testing.T) {
 	f := newShutdownFixture(t)
-	f.s.Health.watches = newWatchSlots(2)
+	f.s.Health.watches = newStreamSlots(2)
 	health := healthpb.NewHealthClient(f.conn)
 	long := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", maxHealthServiceName+1)}
 	_, err := health.Check(context.Background(), long)
@@ -588,7 +588,7 @@ func TestHealthWatchesAreBoundedPerCaller(t *testing.T) {
 			{Name: "audit", TokenSHA256: callers.HashToken("audit-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
 		})
 	})
-	f.health.watches = newWatchSlots(2)
+	f.health.watches = newStreamSlots(2)
 	f.health.SetReady(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -621,6 +621,55 @@ func TestHealthWatchesAreBoundedPerCaller(t *testing.T) {
 	for _, s := range steps {
 		err := watch(s.token)
 		refused := status.Code(err) == codes.ResourceExhausted && reasonOf(status.Convert(err)) == rpcerror.ReasonTooManyWatches
+		if refused != s.refused || err != nil && !refused {
+			t.Errorf("%s: %v; want refused %v", s.name, err, s.refused)
+		}
+	}
+}
+
+// TestReflectionStreamsAreBoundedPerCaller: reflection streams that
+// present a caller's token are bounded apart from the others, as health
+// watches are; a token backupd does not know counts as none.
+func TestReflectionStreamsAreBoundedPerCaller(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{
+			{Name: "orders", TokenSHA256: callers.HashToken("orders-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
+		})
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func(token string) error {
+		sctx := ctx
+		if token != "" {
+			sctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		}
+		s, err := f.conn.NewStream(sctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
+			reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName)
+		if err != nil {
+			return err
+		}
+		// io.EOF: the server refused the stream before the request went
+		// out; RecvMsg has its status.
+		if err := s.SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
+	}
+	for n := range maxReflections {
+		if err := open(""); err != nil {
+			t.Fatalf("stream %d without a token: %v", n+1, err)
+		}
+	}
+	for _, s := range []struct {
+		name, token string
+		refused     bool
+	}{
+		{"one more without a token", "", true},
+		{"an unknown token, which counts as none", "guess", true},
+		{"a caller's, beside the full tokenless ones", "orders-token", false},
+	} {
+		err := open(s.token)
+		refused := status.Code(err) == codes.ResourceExhausted && reasonOf(status.Convert(err)) == rpcerror.ReasonTooManyStreams
 		if refused != s.refused || err != nil && !refused {
 			t.Errorf("%s: %v; want refused %v", s.name, err, s.refused)
 		}

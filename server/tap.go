@@ -231,12 +231,11 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 		ss = &arrivalStream{ServerStream: ss, arrived: i.requestArrived}
 	}
 	if strings.HasPrefix(info.FullMethod, reflectionPrefix) {
-		select {
-		case i.reflecting <- struct{}{}:
-			defer func() { <-i.reflecting }()
-		default:
-			return errTooManyReflections
+		caller := callerOf(i.authz, ss.Context())
+		if !i.reflecting.take(caller) {
+			return tooManyReflections(caller, i.reflecting.max)
 		}
+		defer i.reflecting.give(caller)
 		if i.stopping != nil {
 			ss = &stoppingStream{ServerStream: ss, stopping: i.stopping, idle: i.reflectionIdle}
 		}
@@ -244,13 +243,23 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return handler(srv, ss)
 }
 
-// maxReflections bounds the reflection streams open at once: they take no
-// token and last as long as their client keeps them (a gRPC GUI keeps one
-// open), each holding a goroutine and its buffers. Tools use one or two.
+// maxReflections bounds the reflection streams open at once, for each
+// caller that sends its token with them and for all others together
+// (streamSlots): they take no token and last as long as their client
+// keeps them (a gRPC GUI keeps one open), each holding a goroutine and its
+// buffers. Tools use one or two.
 const maxReflections = 64
 
-var errTooManyReflections = refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: rpcerror.ReasonTooManyStreams,
-	Msg: fmt.Sprintf("%d reflection streams are open already; close one, or try again later", maxReflections), RetryAfter: rpcerror.DefaultRetryAfter})
+// tooManyReflections refuses a reflection stream of caller ("" for none)
+// over the max it may hold.
+func tooManyReflections(caller string, max int) error {
+	msg := fmt.Sprintf("%d reflection streams without a caller's token are open already; close one, try again later, or send your token", max)
+	if caller != "" {
+		msg = fmt.Sprintf("%d reflection streams of caller %s are open already; close one, or try again later", max, caller)
+	}
+	return refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: rpcerror.ReasonTooManyStreams,
+		Msg: msg, RetryAfter: rpcerror.DefaultRetryAfter})
+}
 
 // reflectionPrefix starts the full method names of gRPC reflection, v1 and
 // v1alpha.
