@@ -61,7 +61,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 			vs = append(vs, badrequest.Violation{Field: name, Description: name + " must be valid UTF-8"})
 		case !fits(md, key, obj[key]):
 			vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
-				"%s %s; got %s", name, accepts(fd, string(obj[key])), rawJSON(obj[key]))})
+				"%s %s; got %s", name, accepts(fd, jsonText(obj[key]), true), rawJSON(obj[key]))})
 		}
 	}
 	return vs
@@ -99,6 +99,15 @@ func rawJSON(v json.RawMessage) string {
 		return fmt.Sprintf("%s (%d bytes)", echo(string(v), maxKeyEcho), len(v))
 	}
 	return echo(string(v), maxKeyEcho)
+}
+
+// jsonText is v as text: a string's contents, or v itself.
+func jsonText(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	return string(v)
 }
 
 // fits reports whether protojson takes value for the field key names.

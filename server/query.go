@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -174,7 +175,7 @@ func (q *queryCheck) judge(key string) (badrequest.Violation, bool) {
 	}
 	return badrequest.Violation{
 		Field:       name,
-		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd, strings.Join(got, ",")), badrequest.Quote(strings.Join(got, ",")), hint),
+		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd, strings.Join(got, ","), false), badrequest.Quote(strings.Join(got, ",")), hint),
 	}, true
 }
 
@@ -243,8 +244,8 @@ func lookupField(md protoreflect.MessageDescriptor, key string) (protoreflect.Fi
 }
 
 // accepts describes the values a field takes in a query string or a JSON
-// body, given the value it refused, got.
-func accepts(fd protoreflect.FieldDescriptor, got string) string {
+// body (inJSON), given the value it refused as text, got.
+func accepts(fd protoreflect.FieldDescriptor, got string, inJSON bool) string {
 	switch {
 	case fd.IsMap():
 		return "must be an object"
@@ -265,7 +266,7 @@ func accepts(fd protoreflect.FieldDescriptor, got string) string {
 		return "must be one of " + strings.Join(names, ", ")
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
 		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		return integerRule(fd.Kind(), got)
+		return integerRule(fd.Kind(), got, inJSON)
 	case protoreflect.BoolKind:
 		return "must be true or false"
 	case protoreflect.MessageKind:
@@ -277,18 +278,29 @@ func accepts(fd protoreflect.FieldDescriptor, got string) string {
 	return "has a value of the wrong type"
 }
 
-// integerRule says why got is no value of an integer field of kind k
-// (int32 or int64, the kinds backupd's API has): not an integer, or out of
-// the range of the field's type. That range is not the rule a caller must
-// follow (page_size takes 1 to 100, which the service says once the value
-// parses), so it is not spelled out as one.
-func integerRule(k protoreflect.Kind, got string) string {
+// integerRule says why got, a value as text (a JSON string's contents,
+// for one), is no value of an integer field of kind k (int32 or int64, the
+// kinds backupd's API has): a whole number out of the range of the field's
+// type (in digits, or in a JSON body also as a number such as 1e20, which
+// protojson takes), or else not an integer. That range is not the rule a caller must follow (page_size takes
+// 1 to 100, which the service says once the value parses), so it is not
+// spelled out as one.
+func integerRule(k protoreflect.Kind, got string, inJSON bool) string {
 	bits, typ := 64, "a 64-bit integer"
 	if k == protoreflect.Int32Kind || k == protoreflect.Sint32Kind || k == protoreflect.Sfixed32Kind {
 		bits, typ = 32, "a 32-bit integer"
 	}
-	// JSON takes an integer quoted too.
-	if _, err := strconv.ParseInt(strings.Trim(got, `"`), 10, bits); errors.Is(err, strconv.ErrRange) {
+	outOfRange := false
+	if digits := strings.TrimLeft(got, "+-"); len(got)-len(digits) <= 1 && digits != "" && strings.Trim(digits, "0123456789") == "" {
+		// ParseInt reports a range error before it looks past the digits
+		// that overflow, so the form is checked first.
+		_, err := strconv.ParseInt(got, 10, bits)
+		outOfRange = errors.Is(err, strconv.ErrRange)
+	} else if f, err := strconv.ParseFloat(got, 64); inJSON && err == nil && !math.IsInf(f, 0) && f == math.Trunc(f) {
+		limit := math.Ldexp(1, bits-1) // -limit is the least value, limit-1 the greatest
+		outOfRange = f < -limit || f >= limit
+	}
+	if outOfRange {
 		return "is out of range for " + typ
 	}
 	return "must be an integer"
