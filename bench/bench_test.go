@@ -154,3 +154,20 @@ func BenchmarkCreateBackupByCall(b *testing.B) {
 	b.ReportMetric(100*(mean[bench.GRPC]-apart)/apart, "own/by-call-%")
 	b.ReportMetric(mean[bench.REST]/mean[bench.GRPC], "rest/grpc")
 }
+
+// BenchmarkCreateBackupRequestID makes one call at a time over gRPC, each
+// with a request_id not sent before: grpc's path plus what idempotency
+// adds (the in-process store's claim and result, and the call's detached
+// run). Compare it with BenchmarkCreateBackup/grpc of the same run.
+func BenchmarkCreateBackupRequestID(b *testing.B) {
+	ctx := b.Context()
+	prune(b)
+	cpu := startCPU()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := stack.CallWithRequestID(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -138,6 +139,7 @@ type Stack struct {
 	fakeConns atomic.Int64
 	closers   []func()
 	callFuncs map[Target]func(context.Context) error
+	requestID atomic.Int64 // the last request_id CallWithRequestID sent
 }
 
 // restBody is CreateBackupRequest as REST sends it: the account and table
@@ -397,6 +399,19 @@ func (s *Stack) Close() {
 		s.closers[i]()
 	}
 	s.closers = nil
+}
+
+// CallWithRequestID makes one CreateBackup call to backupd over gRPC, as
+// the GRPC target does, with a request_id not sent before, as a caller
+// that makes its calls safe to retry sends them: the in-process request_id
+// store keeps each result, and the call runs detached from its handler,
+// so a caller that gives up does not lose its outcome. GRPC minus it is
+// what idempotency costs.
+func (s *Stack) CallWithRequestID(ctx context.Context) error {
+	req := &backupv1.CreateBackupRequest{AccountId: Account, TableName: Table, BackupName: "bench",
+		RequestId: "bench-" + strconv.FormatInt(s.requestID.Add(1), 10)}
+	_, err := s.grpcClient.CreateBackup(ctx, req)
+	return err
 }
 
 func (s *Stack) callGRPC(ctx context.Context, c backupv1.BackupServiceClient) error {
