@@ -43,7 +43,8 @@ const (
 
 // NewHealth starts NOT_SERVING until SetReady(true).
 func NewHealth() *Health {
-	h := &Health{grpc: health.NewServer(), watches: newStreamSlots(maxWatches)}
+	h := &Health{grpc: health.NewServer(),
+		watches: newStreamSlots(maxWatches, "health watches", "poll Check instead", rpcerror.ReasonTooManyWatches)}
 	h.stopped, h.stop = context.WithCancel(context.Background())
 	h.cutOff, h.cut = context.WithCancel(context.Background())
 	h.SetReady(false)
@@ -97,14 +98,9 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 	if err := checkHealthServiceName(req.GetService()); err != nil {
 		return err
 	}
-	caller := callerOf(s.authn, stream.Context())
+	caller := callerOf(stream.Context(), s.authn)
 	if !s.h.watches.take(caller) {
-		msg := fmt.Sprintf("%d health watches without a caller's token are open already; poll Check instead, or send your token", s.h.watches.max)
-		if caller != "" {
-			msg = fmt.Sprintf("%d health watches of caller %s are open already; poll Check instead", s.h.watches.max, caller)
-		}
-		return refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: rpcerror.ReasonTooManyWatches,
-			Msg: msg, RetryAfter: rpcerror.DefaultRetryAfter})
+		return s.h.watches.refusal(caller)
 	}
 	defer s.h.watches.give(caller)
 	ctx, cancel := context.WithCancel(stream.Context())

@@ -61,7 +61,8 @@ type interceptor struct {
 func newInterceptor(opts Options) *interceptor {
 	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer,
 		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout), unvouched: make(chan struct{}, maxUnvouched),
-		reflecting: newStreamSlots(maxReflections), reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}
+		reflecting:     newStreamSlots(maxReflections, "reflection streams", "close one or try again later", rpcerror.ReasonTooManyStreams),
+		reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}
 }
 
 var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"

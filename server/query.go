@@ -169,13 +169,14 @@ func (q *queryCheck) judge(key string) (badrequest.Violation, bool) {
 	if !q.probe || parser.Parse(q.msg.ProtoReflect().New().Interface(), given, q.filter) == nil {
 		return badrequest.Violation{}, false
 	}
+	value := strings.Join(got, ",")
 	hint := ""
-	if fd.Kind() == protoreflect.MessageKind && strings.Contains(strings.Join(got, ","), " ") {
+	if fd.Kind() == protoreflect.MessageKind && strings.Contains(value, " ") {
 		hint = " (a + in a URL query reads as a space: send it as %2B)"
 	}
 	return badrequest.Violation{
 		Field:       name,
-		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd, strings.Join(got, ","), false), badrequest.Quote(strings.Join(got, ",")), hint),
+		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd, value, false), badrequest.Quote(value), hint),
 	}, true
 }
 
@@ -282,9 +283,9 @@ func accepts(fd protoreflect.FieldDescriptor, got string, inJSON bool) string {
 // for one), is no value of an integer field of kind k (int32 or int64, the
 // kinds backupd's API has): a whole number out of the range of the field's
 // type (in digits, or in a JSON body also as a number such as 1e20, which
-// protojson takes), or else not an integer. That range is not the rule a caller must follow (page_size takes
-// 1 to 100, which the service says once the value parses), so it is not
-// spelled out as one.
+// protojson takes), or else not an integer. That range is not the rule a
+// caller must follow (page_size takes 1 to 100, which the service says
+// once the value parses), so it is not spelled out as one.
 func integerRule(k protoreflect.Kind, got string, inJSON bool) string {
 	bits, typ := 64, "a 64-bit integer"
 	if k == protoreflect.Int32Kind || k == protoreflect.Sint32Kind || k == protoreflect.Sfixed32Kind {

@@ -284,7 +284,7 @@ func TestHealthWatchAfterEndStreams(t *testing.T) {
 // streams open at once are bounded.
 func TestHealthCallsAreBounded(t *testing.T) {
 	f := newShutdownFixture(t)
-	f.s.Health.watches = newStreamSlots(2)
+	f.s.Health.watches.max = 2
 	health := healthpb.NewHealthClient(f.conn)
 	long := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", maxHealthServiceName+1)}
 	_, err := health.Check(context.Background(), long)
@@ -505,38 +505,24 @@ func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
 // a new one is refused, RESOURCE_EXHAUSTED, until one closes.
 func TestReflectionStreamsAreBounded(t *testing.T) {
 	_, _, conn := servingGRPC(t, NewHealth(), io.Discard)
-	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
-	method := reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName
-	open := func(ctx context.Context) error {
-		s, err := conn.NewStream(ctx, desc, method)
-		if err != nil {
-			return err
-		}
-		// io.EOF: the server ended the stream (as it refuses one over the
-		// bound) before the request went out; RecvMsg has its status.
-		if err := s.SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		return s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for n := range maxReflections - 1 {
-		if err := open(ctx); err != nil {
+		if err := listServices(ctx, conn); err != nil {
 			t.Fatalf("stream %d: %v", n+1, err)
 		}
 	}
 	last, closeLast := context.WithCancel(ctx)
-	if err := open(last); err != nil {
+	if err := listServices(last, conn); err != nil {
 		t.Fatalf("stream %d: %v", maxReflections, err)
 	}
-	err := open(ctx)
+	err := listServices(ctx, conn)
 	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || reasonOf(st) != rpcerror.ReasonTooManyStreams {
 		t.Fatalf("stream %d: %v; want RESOURCE_EXHAUSTED %s", maxReflections+1, err, rpcerror.ReasonTooManyStreams)
 	}
 	closeLast()
 	deadline := time.Now().Add(5 * time.Second)
-	for err = open(ctx); err != nil && time.Now().Before(deadline); err = open(ctx) {
+	for err = listServices(ctx, conn); err != nil && time.Now().Before(deadline); err = listServices(ctx, conn) {
 		time.Sleep(10 * time.Millisecond) // the closed stream's handler ends on the server's side
 	}
 	if err != nil {
@@ -588,17 +574,13 @@ func TestHealthWatchesAreBoundedPerCaller(t *testing.T) {
 			{Name: "audit", TokenSHA256: callers.HashToken("audit-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
 		})
 	})
-	f.health.watches = newStreamSlots(2)
+	f.health.watches.max = 2
 	f.health.SetReady(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	health := healthpb.NewHealthClient(f.conn)
 	watch := func(token string) error {
-		wctx := ctx
-		if token != "" {
-			wctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-		}
-		stream, err := health.Watch(wctx, &healthpb.HealthCheckRequest{})
+		stream, err := health.Watch(withToken(ctx, token), &healthpb.HealthCheckRequest{})
 		if err != nil {
 			return err
 		}
@@ -638,23 +620,7 @@ func TestReflectionStreamsAreBoundedPerCaller(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	open := func(token string) error {
-		sctx := ctx
-		if token != "" {
-			sctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-		}
-		s, err := f.conn.NewStream(sctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
-			reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName)
-		if err != nil {
-			return err
-		}
-		// io.EOF: the server refused the stream before the request went
-		// out; RecvMsg has its status.
-		if err := s.SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		return s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
-	}
+	open := func(token string) error { return listServices(withToken(ctx, token), f.conn) }
 	for n := range maxReflections {
 		if err := open(""); err != nil {
 			t.Fatalf("stream %d without a token: %v", n+1, err)
@@ -674,4 +640,29 @@ func TestReflectionStreamsAreBoundedPerCaller(t *testing.T) {
 			t.Errorf("%s: %v; want refused %v", s.name, err, s.refused)
 		}
 	}
+}
+
+// listServices opens a reflection stream on conn and asks it for the
+// services, leaving it open until ctx ends.
+func listServices(ctx context.Context, conn *grpc.ClientConn) error {
+	s, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
+		reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName)
+	if err != nil {
+		return err
+	}
+	// io.EOF: the server ended the stream (as it refuses one over the
+	// bound) before the request went out; RecvMsg has its status.
+	if err := s.SendMsg(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
+}
+
+// withToken is ctx with token as the bearer token of its calls, when not
+// empty.
+func withToken(ctx context.Context, token string) context.Context {
+	if token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }

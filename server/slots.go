@@ -2,7 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sync"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/backupd/backupd/rpcerror"
 )
 
 // streamSlots bounds the streams of one kind that take no token (health
@@ -15,9 +20,14 @@ type streamSlots struct {
 	mu   sync.Mutex
 	held map[string]int
 	max  int
+	// kind names the streams ("health watches"), advice what to do when
+	// they are refused, and reason the refusal's ErrorInfo reason.
+	kind, advice, reason string
 }
 
-func newStreamSlots(max int) *streamSlots { return &streamSlots{held: map[string]int{}, max: max} }
+func newStreamSlots(max int, kind, advice, reason string) *streamSlots {
+	return &streamSlots{held: map[string]int{}, max: max, kind: kind, advice: advice, reason: reason}
+}
 
 // take claims a place for caller's stream, unless caller holds them all.
 func (s *streamSlots) take(caller string) bool {
@@ -39,6 +49,16 @@ func (s *streamSlots) give(caller string) {
 	}
 }
 
+// refusal refuses a stream of caller ("" for none) that take did not let
+// open.
+func (s *streamSlots) refusal(caller string) error {
+	msg := fmt.Sprintf("%d %s without a caller's token are open already; %s, or send your token", s.max, s.kind, s.advice)
+	if caller != "" {
+		msg = fmt.Sprintf("%d %s of caller %s are open already; %s", s.max, s.kind, caller, s.advice)
+	}
+	return refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: s.reason, Msg: msg, RetryAfter: rpcerror.DefaultRetryAfter})
+}
+
 // authenticator names a request's caller from its metadata (Authorizer).
 type authenticator interface {
 	Authenticate(ctx context.Context) (caller string, err error)
@@ -48,7 +68,7 @@ type authenticator interface {
 // one that presents none, or one backupd does not know: these streams take
 // no token, so such a stream is not refused, only bounded with the others
 // like it.
-func callerOf(authn authenticator, ctx context.Context) string {
+func callerOf(ctx context.Context, authn authenticator) string {
 	if authn == nil {
 		return ""
 	}

@@ -231,9 +231,9 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 		ss = &arrivalStream{ServerStream: ss, arrived: i.requestArrived}
 	}
 	if strings.HasPrefix(info.FullMethod, reflectionPrefix) {
-		caller := callerOf(i.authz, ss.Context())
+		caller := callerOf(ss.Context(), i.authz)
 		if !i.reflecting.take(caller) {
-			return tooManyReflections(caller, i.reflecting.max)
+			return i.reflecting.refusal(caller)
 		}
 		defer i.reflecting.give(caller)
 		if i.stopping != nil {
@@ -249,17 +249,6 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 // keeps them (a gRPC GUI keeps one open), each holding a goroutine and its
 // buffers. Tools use one or two.
 const maxReflections = 64
-
-// tooManyReflections refuses a reflection stream of caller ("" for none)
-// over the max it may hold.
-func tooManyReflections(caller string, max int) error {
-	msg := fmt.Sprintf("%d reflection streams without a caller's token are open already; close one, try again later, or send your token", max)
-	if caller != "" {
-		msg = fmt.Sprintf("%d reflection streams of caller %s are open already; close one, or try again later", max, caller)
-	}
-	return refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: rpcerror.ReasonTooManyStreams,
-		Msg: msg, RetryAfter: rpcerror.DefaultRetryAfter})
-}
 
 // reflectionPrefix starts the full method names of gRPC reflection, v1 and
 // v1alpha.
