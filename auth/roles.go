@@ -63,9 +63,6 @@ type Roles struct {
 type cached struct {
 	cache   *aws.CredentialsCache
 	assumer *assumer
-	mu      sync.Mutex
-	// invalidated is when Expired last dropped the cache's credentials.
-	invalidated time.Time
 }
 
 // NewRoles builds a cached AssumeRole provider for every role. Nothing is
@@ -123,19 +120,13 @@ const reassumeEvery = 10 * time.Second
 // reassumeEvery.
 func (r *Roles) Expired(accountID string) {
 	c, ok := r.accounts[accountID]
-	if !ok {
+	if !ok || !c.assumer.refused(time.Now()) {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := time.Now(); now.Sub(c.invalidated) >= reassumeEvery {
-		c.invalidated = now
-		c.assumer.refused()
-		c.cache.Invalidate()
-		r.log.LogAttrs(context.Background(), slog.LevelWarn,
-			"DynamoDB found the account's credentials expired before backupd's clock did; assuming the role again (check this host's clock)",
-			slog.String("account", accountID))
-	}
+	c.cache.Invalidate()
+	r.log.LogAttrs(context.Background(), slog.LevelWarn,
+		"DynamoDB found the account's credentials expired before backupd's clock did; assuming the role again (check this host's clock)",
+		slog.String("account", accountID))
 }
 
 // When a refresh fails, the credentials the cache holds are kept while
@@ -180,6 +171,8 @@ type assumer struct {
 	// failed answers for the last AssumeRole until failedUntil.
 	failed      error
 	failedUntil time.Time
+	// refusedAt is when refused last took DynamoDB's refusal.
+	refusedAt time.Time
 }
 
 func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
@@ -248,11 +241,16 @@ func failure(err error) string {
 // refused forgets when the last credentials expire: DynamoDB refused
 // them as expired, so they are not kept after a failed refresh, even one
 // under way (keepable), and a failed AssumeRole answers for itself as when
-// there are none (failureHoldOff).
-func (a *assumer) refused() {
+// there are none (failureHoldOff). It takes a refusal at now at most once
+// every reassumeEvery, and reports whether it took this one.
+func (a *assumer) refused(now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.expires, a.retryAt = time.Time{}, time.Time{}
+	if now.Sub(a.refusedAt) < reassumeEvery {
+		return false
+	}
+	a.refusedAt, a.expires, a.retryAt = now, time.Time{}, time.Time{}
+	return true
 }
 
 // keepable reports whether the last credentials, kept at t after a failed

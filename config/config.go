@@ -228,16 +228,6 @@ type Limits struct {
 	RestoreTableFromBackup *float64 `yaml:"restore_table_from_backup"`
 }
 
-// DefaultLimits returns DynamoDB's documented per-account control-plane
-// rates.
-func DefaultLimits() Limits {
-	var l Limits
-	for _, op := range operations {
-		*limitOf[op].field(&l) = new(limitOf[op].defaultRate)
-	}
-	return l
-}
-
 // Rate returns the per-second rate for op, or 0 for an unknown op or one
 // whose rate is not set.
 func (l Limits) Rate(op string) float64 {

@@ -384,12 +384,13 @@ func TestWarnings(t *testing.T) {
 }
 
 // The exported lists are copies: a caller that changes one changes no one
-// else's, nor what Validate accepts.
+// else's, nor what Validate accepts. (TestDefaultLimitsAreEachAccounts
+// does the same for the limits.)
 func TestListsAreFresh(t *testing.T) {
-	ops, rpcs, lim := Operations(), RPCs(), DefaultLimits()
-	ops[0], rpcs[0], *lim.CreateBackup = "Changed", "Changed", 1
-	if Operations()[0] != OpCreateBackup || RPCs()[0] != "CreateBackup" || DefaultLimits().Rate(OpCreateBackup) != 50 {
-		t.Errorf("a change to a returned list is seen by the next caller: %v %v %v", Operations(), RPCs(), DefaultLimits())
+	ops, rpcs := Operations(), RPCs()
+	ops[0], rpcs[0] = "Changed", "Changed"
+	if Operations()[0] != OpCreateBackup || RPCs()[0] != "CreateBackup" {
+		t.Errorf("a change to a returned list is seen by the next caller: %v %v", Operations(), RPCs())
 	}
 }
 
@@ -528,6 +529,8 @@ func TestSlogLevel(t *testing.T) {
 // YAML key is the operation's, and the rate DESIGN.md documents for it.
 func TestLimitOfCoversLimits(t *testing.T) {
 	documented := map[string]float64{OpCreateBackup: 50, OpDescribeBackup: 10, OpDeleteBackup: 10, OpListBackups: 5, OpRestoreTableFromBackup: 10}
+	defaults := Config{Accounts: []Account{{}}}
+	defaults.ApplyDefaults()
 	var l Limits
 	for i, op := range operations {
 		lim, ok := limitOf[op]
@@ -535,7 +538,7 @@ func TestLimitOfCoversLimits(t *testing.T) {
 			t.Fatalf("operation %s has no limit", op)
 		}
 		*lim.field(&l) = new(float64(i + 1))
-		if lim.defaultRate != documented[op] || DefaultLimits().Rate(op) != documented[op] {
+		if lim.defaultRate != documented[op] || defaults.Accounts[0].Limits.Rate(op) != documented[op] {
 			t.Errorf("%s: default rate %g; want %g", op, lim.defaultRate, documented[op])
 		}
 	}
