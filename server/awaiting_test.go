@@ -29,7 +29,8 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &testenv.Buffer{}
 		stopping, stop := context.WithCancel(context.Background())
-		i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: requestArrivalTimeout, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
+		i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+		i.stopping = stopping
 		i.awaiting = newAwaiting(i, stopping)
 		method := backupv1.BackupService_CreateBackup_FullMethodName
 		silent := i.holdUntilArrival(context.Background(), method)
@@ -157,7 +158,8 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &testenv.Buffer{}
 		stopping, stop := context.WithCancel(context.Background())
-		i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: requestArrivalTimeout, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
+		i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+		i.stopping = stopping
 		method := backupv1.BackupService_CreateBackup_FullMethodName
 		silent := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:1"})
 		arrived := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:2"})
@@ -212,7 +214,7 @@ func TestCutOffCallsAreLoggedAsTheCallerSawThem(t *testing.T) {
 // back when a request arrives or a call ends.
 func TestUnvouchedCallsAreBounded(t *testing.T) {
 	logs := &testenv.Buffer{}
-	i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), arrival: time.Hour, unvouched: make(chan struct{}, maxUnvouched)}
+	i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), requestArrival: time.Hour})
 	method := backupv1.BackupService_CreateBackup_FullMethodName
 	waiting := make([]context.Context, maxUnvouched)
 	ends := make([]context.CancelFunc, maxUnvouched)

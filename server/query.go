@@ -153,20 +153,27 @@ func (q *queryCheck) judge(key string) (badrequest.Violation, bool) {
 			Description: fmt.Sprintf("%s comes from the path; leave it out of the query", name),
 		}, true
 	}
-	given, got := url.Values{}, []string(nil)
+	n := 0
 	for _, k := range same {
-		given[k] = q.values[k]
-		got = append(got, q.values[k]...)
+		n += len(q.values[k])
 	}
-	if len(got) > 1 && fd.Cardinality() != protoreflect.Repeated {
-		desc := fmt.Sprintf("%s must be given once; got %d values", name, len(got))
+	if n > 1 && fd.Cardinality() != protoreflect.Repeated {
+		desc := fmt.Sprintf("%s must be given once; got %d values", name, n)
 		if len(same) > 1 {
 			desc += ", as " + strings.Join(same, " and ")
 		}
 		return badrequest.Violation{Field: name, Description: desc}, true
 	}
+	if !q.probe {
+		return badrequest.Violation{}, false // the query parsed as a whole
+	}
+	given, got := url.Values{}, []string(nil)
+	for _, k := range same {
+		given[k] = q.values[k]
+		got = append(got, q.values[k]...)
+	}
 	var parser runtime.DefaultQueryParser
-	if !q.probe || parser.Parse(q.msg.ProtoReflect().New().Interface(), given, q.filter) == nil {
+	if parser.Parse(q.msg.ProtoReflect().New().Interface(), given, q.filter) == nil {
 		return badrequest.Violation{}, false
 	}
 	value := strings.Join(got, ",")

@@ -1365,7 +1365,8 @@ func TestArrivalBoundEndsWithItsCall(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				stopping, stop := context.WithCancel(context.Background())
 				defer stop()
-				i := &interceptor{arrival: time.Hour, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
+				i := newInterceptor(Options{requestArrival: time.Hour})
+				i.stopping = stopping
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				a := i.boundArrival(ctx, nil).Value(arrivalKey{}).(*arrival)
@@ -1392,7 +1393,8 @@ func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 		t.Run(fmt.Sprintf("arrived %v", arrived), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				stopping, stop := context.WithCancel(context.Background())
-				i := &interceptor{arrival: requestArrivalTimeout, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
+				i := newInterceptor(Options{})
+				i.stopping = stopping
 				ctx := i.boundArrival(context.Background(), nil)
 				if arrived {
 					i.requestArrived(ctx)
@@ -1417,7 +1419,8 @@ func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 func TestArrivalBoundIsNotLengthenedByTheStop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stopping, stop := context.WithCancel(context.Background())
-		i := &interceptor{arrival: 300 * time.Millisecond, stopping: stopping, unvouched: make(chan struct{}, maxUnvouched)}
+		i := newInterceptor(Options{requestArrival: 300 * time.Millisecond})
+		i.stopping = stopping
 		ctx := i.boundArrival(context.Background(), nil)
 		time.Sleep(100 * time.Millisecond)
 		stop()

@@ -110,15 +110,16 @@ type arrivalKey struct{}
 func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) context.Context {
 	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
-	a := &arrival{release: func() { <-i.unvouched }}
+	a := &arrival{}
 	wait, lateErr := i.arrival, errRequestLate
 	select {
 	case i.unvouched <- struct{}{}:
+		a.release = func() { <-i.unvouched }
 	default:
 		// Over the bound, a call has a moment for its request rather
 		// than none: canceled in the tap, grpc-go would keep its stream's
 		// deadline timer (see tap).
-		a.release, wait, lateErr = func() {}, unvouchedArrival, errTooManyUnvouched
+		wait, lateErr = unvouchedArrival, errTooManyUnvouched
 	}
 	a.due = start.Add(wait)
 	a.timer = time.AfterFunc(wait, func() {
@@ -163,11 +164,12 @@ var errTooManyUnvouched = fmt.Errorf("%d calls without a known caller were waiti
 type arrival struct {
 	timer     *time.Timer
 	stopDrain func() bool // nil without a stop to follow
-	release   func()      // gives up the call's place among the unvouched
-	released  sync.Once
-	due       time.Time // when the bound ends, unless the drain shortens it
+	due       time.Time   // when the bound ends, unless the drain shortens it
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// release gives up the call's place among the unvouched; nil for a
+	// call without one, or once given up.
+	release func()
 	done    bool // the request arrived, the call ended, or it was too late
 	wasLate bool
 }
@@ -178,7 +180,10 @@ func (a *arrival) arrived() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.done = true
-	a.released.Do(a.release)
+	if a.release != nil {
+		a.release()
+		a.release = nil
+	}
 	// Also for a call the bound ended: the watch on the stop would
 	// otherwise hold it, its context included, until the server stops.
 	a.timer.Stop()
@@ -236,9 +241,7 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 			return i.reflecting.refusal(caller)
 		}
 		defer i.reflecting.give(caller)
-		if i.stopping != nil {
-			ss = &stoppingStream{ServerStream: ss, stopping: i.stopping, idle: i.reflectionIdle}
-		}
+		ss = &stoppingStream{ServerStream: ss, stopping: i.stopping, idle: i.reflectionIdle}
 	}
 	return handler(srv, ss)
 }
