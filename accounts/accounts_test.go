@@ -21,6 +21,7 @@ import (
 
 	"github.com/backupd/backupd/auth"
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/sharedstate"
@@ -412,6 +413,34 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 				t.Errorf("retried call failed: %v", err)
 			}
 		})
+	}
+}
+
+// A 5xx whose error code is not a name (here not even UTF-8; a proxy in
+// front of DynamoDB may answer anything) is an unknown outcome like any
+// other 5xx, counted by the metrics, and sent once: the attempt's
+// observer, which runs after DynamoDB may have acted, must not panic.
+func TestOddErrorCodeOfA5xxIsAnUnknownOutcome(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("X-Amzn-ErrorType", "Internal\xffError")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(srv.Close)
+	r, err := New(Options{
+		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL)},
+		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+		Roles:    staticRoles{}, Limiter: &countingLimiter{}, Observer: metrics.New(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := r.Resolve("111111111111", "")
+	_, err = target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+	if _, ok := errors.AsType[*OutcomeUnknownError](err); !ok || calls.Load() != 1 {
+		t.Errorf("err = %v after %d calls; want an unknown outcome after 1", err, calls.Load())
 	}
 }
 

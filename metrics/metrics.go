@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/smithy-go"
@@ -112,9 +113,31 @@ func Outcome(err error) string {
 	case err == nil:
 		return "ok"
 	case errors.As(err, &api):
-		return api.ErrorCode()
+		return errorCode(api.ErrorCode())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
 	}
 	return "transport_error"
+}
+
+// maxErrorCode bounds an error code kept as a label; AWS's longest are
+// under 50 characters.
+const maxErrorCode = 64
+
+// errorCode is code as a label value, or "unrecognized_error_code" when
+// it is not a short name of letters, digits and "_.:#-". The code comes
+// from the answer (a header or the body), which a proxy in front of AWS
+// may fill with anything: a label value that is not UTF-8 makes the
+// Prometheus client panic, after the call was made, and a free-form one
+// would grow the series without bound.
+func errorCode(code string) string {
+	if code == "" || len(code) > maxErrorCode {
+		return "unrecognized_error_code"
+	}
+	for _, c := range []byte(code) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.:#-", c) >= 0) {
+			return "unrecognized_error_code"
+		}
+	}
+	return code
 }

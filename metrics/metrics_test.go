@@ -25,6 +25,12 @@ func TestOutcome(t *testing.T) {
 		{fmt.Errorf("op: %w", context.DeadlineExceeded), "canceled"},
 		{context.Canceled, "canceled"},
 		{errors.New("connection reset by peer"), "transport_error"},
+		{&smithy.GenericAPIError{Code: "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"}, "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"},
+		{&smithy.GenericAPIError{Code: "Internal\xffError"}, "unrecognized_error_code"},
+		{&smithy.GenericAPIError{Code: "Internal Error"}, "unrecognized_error_code"},
+		{&smithy.GenericAPIError{Code: ""}, "unrecognized_error_code"},
+		{&smithy.GenericAPIError{Code: strings.Repeat("E", 65)}, "unrecognized_error_code"},
+		{&smithy.GenericAPIError{Code: strings.Repeat("E", 64)}, strings.Repeat("E", 64)},
 	}
 	for _, tt := range tests {
 		if got := Outcome(tt.err); got != tt.want {

@@ -184,14 +184,23 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 }
 
 // TestOncePanic: a run's panic is its request's error, not the process's
-// end.
+// end. It may have come after DynamoDB acted (in decoding the answer, in
+// an observer of the attempt), so the request_id keeps an unknown outcome
+// and its repeat does not run the request again.
 func TestOncePanic(t *testing.T) {
-	s := New(Options{})
-	_, err := runOnce(context.Background(), s, func(context.Context) (*backupv1.CreateBackupResponse, error) {
+	s := New(Options{Idempotency: idempotency.NewMemory()})
+	var runs atomic.Int32
+	do := func(context.Context) (*backupv1.CreateBackupResponse, error) {
+		runs.Add(1)
 		panic("boom")
-	})
-	if !errors.Is(err, errPanic) {
-		t.Errorf("err = %v, want errPanic", err)
+	}
+	_, err := runOnce(context.Background(), s, do)
+	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); !ok || !errors.Is(err, errPanic) {
+		t.Errorf("err = %v, want an unknown outcome of errPanic", err)
+	}
+	_, err = runOnce(context.Background(), s, do)
+	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); !ok || runs.Load() != 1 {
+		t.Errorf("repeat: err = %v after %d runs; want the kept unknown outcome after 1", err, runs.Load())
 	}
 }
 
