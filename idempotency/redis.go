@@ -322,7 +322,7 @@ func judge(mine claimed, did int64, found []byte) (then, []byte, error) {
 	}
 	var r record
 	if err := json.Unmarshal(found, &r); err != nil {
-		return answer, nil, &sharedstate.UnavailableError{Op: "idempotency", Err: fmt.Errorf("unreadable record: %w", err)}
+		return answer, nil, &sharedstate.UnavailableError{Op: sharedstate.OpIdempotency, Err: fmt.Errorf("unreadable record: %w", err)}
 	}
 	switch {
 	case r.Fingerprint != mine.fp:
@@ -569,5 +569,5 @@ func unavailable(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("idempotency: %w (Redis: %v)", ctx.Err(), err)
 	}
-	return &sharedstate.UnavailableError{Op: "idempotency", Err: err}
+	return &sharedstate.UnavailableError{Op: sharedstate.OpIdempotency, Err: err}
 }

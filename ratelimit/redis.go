@@ -154,7 +154,7 @@ return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
 func (l *Redis) Prime(ctx context.Context) error {
 	run, err := serverOfMarker.Run(ctx, l.client, []string{l.marker}).Text()
 	if err != nil {
-		return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("look for the shared state: %w", err)}
+		return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: fmt.Errorf("look for the shared state: %w", err)}
 	}
 	if run != "" {
 		l.server.Store(&run)
@@ -164,7 +164,7 @@ func (l *Redis) Prime(ctx context.Context) error {
 	// of two round trips would place it no better than a slow link.
 	for _, script := range []*redis.Script{takeTurn, redisTime} {
 		if err := script.Load(ctx, l.client).Err(); err != nil {
-			return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf("load the rate-limit scripts: %w", err)}
+			return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: fmt.Errorf("load the rate-limit scripts: %w", err)}
 		}
 	}
 	_, _, _ = l.readClock(ctx) // a failure here is the first call's to report
@@ -331,7 +331,7 @@ func (l *Redis) renew(ctx context.Context, seen uint64) error {
 // tooSlow refuses a call whose turn cannot be placed within
 // maxUncertainty. Nothing was sent.
 func (l *Redis) tooSlow(k Key, uncertainty time.Duration) error {
-	return &sharedstate.UnavailableError{Op: "rate limit", Err: fmt.Errorf(
+	return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: fmt.Errorf(
 		"Redis answers too slowly to place a turn for %s: its clock is known only to within %s, more than the %s a turn may be off",
 		k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
 }
@@ -392,7 +392,7 @@ func (l *Redis) failed(ctx context.Context, k Key, err error) error {
 	if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errPatienceOver) {
 		return &InterruptedError{Key: k, Err: ctx.Err()}
 	}
-	return &sharedstate.UnavailableError{Op: "rate limit", Err: err}
+	return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: err}
 }
 
 // errPatienceOver ends the asking of Redis for a call that can wait no

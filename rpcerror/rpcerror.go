@@ -198,9 +198,16 @@ func mapOurs(err error) (mapped, bool) {
 	case errors.As(err, &replayed):
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}, true
 	case errors.As(err, &shared):
-		msg := "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate or the request_id; nothing was sent to DynamoDB; retry later"
-		if errors.As(err, new(*accounts.RetryStoppedError)) {
+		msg := "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate; nothing was sent to DynamoDB; retry later"
+		switch {
+		case errors.As(err, new(*accounts.RetryStoppedError)):
 			msg = "backupd's shared state (Redis) became unavailable before it could retry the call, whose attempt before had failed at DynamoDB; retry later"
+		case shared.Op == sharedstate.OpIdempotency:
+			// This call sent nothing, but another with its request_id
+			// (on another replica, or one Redis forgot in a restart)
+			// may have.
+			msg = "backupd's shared state (Redis) is unavailable, so it cannot check the request_id: this call sent nothing to DynamoDB, " +
+				"but another call with the same request_id may have; retry later with the same request_id, not a new one"
 		}
 		return mapped{code: codes.Unavailable, reason: "SHARED_STATE_UNAVAILABLE", retryAfter: DefaultRetryAfter, msg: msg}, true
 	}

@@ -44,10 +44,16 @@ func NewRedisClient(c config.Redis) *redis.Client {
 // whether a request_id was seen before, and refuses the request rather than
 // guess. It names the operation, never the server's credentials.
 type UnavailableError struct {
-	// Op is what backupd was doing: "rate limit", "idempotency".
+	// Op is what backupd was doing: OpRateLimit or OpIdempotency.
 	Op  string
 	Err error
 }
+
+// The operations an UnavailableError names.
+const (
+	OpRateLimit   = "rate limit"
+	OpIdempotency = "idempotency"
+)
 
 func (e *UnavailableError) Error() string {
 	return fmt.Sprintf("shared state (Redis) unavailable for %s: %v", e.Op, e.Err)
