@@ -43,7 +43,9 @@ import (
 // Returns {1, delay, lost, run_id, now} for a reserved slot delay µs from
 // now (Redis' clock, µs since the epoch), {0, delay, lost, run_id, now}
 // for a refusal.
-var takeTurn = redis.NewScript(`
+var takeTurn = redis.NewScript(takeTurnSource)
+
+const takeTurnSource = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -83,7 +85,7 @@ local delay = slot - now
 if slot > latest then return {0, delay, lost, run, now} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
 return {1, delay, lost, run, now}
-`)
+`
 
 // Redis limits calls across every replica that shares one Redis server and
 // key prefix: each key's next free slot lives in Redis and is taken
@@ -210,11 +212,25 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 		if l.guard > 0 {
 			latest = earliest(until, place.placesUntil(l.maxUncertainty()))
 		}
-		delay, redisNow, err := l.take(rctx, k, interval, place.redis(latest).Add(-uncertainty), l.leadFor(lead))
+		t, err := l.take(rctx, k, interval, place.redis(latest).Add(-uncertainty), l.leadFor(lead))
 		if err != nil {
 			return err
 		}
-		place, _ = l.clock.observe(asked, l.now(), redisNow)
+		place, _, stepped := l.clock.observe(asked, l.now(), t.now)
+		if stepped {
+			// The turns given before the step are still sent when they
+			// were due; this one, given by the stepped clock, would be
+			// due among them: given up, and every replica holds its
+			// turns (holdTurns).
+			if err := l.hold(rctx, k); err != nil {
+				return err
+			}
+			continue
+		}
+		if !t.granted {
+			return l.refuse(k, t.delay)
+		}
+		delay, redisNow := t.delay, t.now
 		due := place.local(redisNow.Add(delay))
 		// The turn, by this process's clock, is off by up to uncertainty
 		// either way. Every call goes out from maxUncertainty early to
@@ -336,27 +352,68 @@ func (l *Redis) tooSlow(k Key, uncertainty time.Duration) error {
 		k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
 }
 
-// readClock asks Redis its time and places its clock by the exchange.
+// readClock asks Redis its time and places its clock by the exchange,
+// holding every replica's turns when that clock stepped forward (hold).
 func (l *Redis) readClock(ctx context.Context) (sample, time.Duration, error) {
 	asked := l.now()
 	us, err := redisTime.Run(ctx, l.client, nil).Int64()
 	if err != nil {
 		return sample{}, 0, fmt.Errorf("read Redis' clock: %w", err)
 	}
-	place, uncertainty := l.clock.observe(asked, l.now(), time.UnixMicro(us))
+	place, uncertainty, stepped := l.clock.observe(asked, l.now(), time.UnixMicro(us))
+	if stepped {
+		if err := l.holdTurns(ctx); err != nil {
+			return sample{}, 0, err
+		}
+	}
 	return place, uncertainty, nil
 }
 
+// holdTurns sets the state marker to Redis' time now, unless it marks a
+// later time already: takeTurn then gives no turn for the quarantine from
+// now, as after a loss of data.
+var holdTurns = redis.NewScript(holdTurnsSource)
+
+const holdTurnsSource = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if now > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], now) end
+return now
+`
+
+// holdTurns holds every replica's turns for the quarantine when Redis'
+// clock stepped forward. Turns are kept in Redis as times on its clock,
+// while each replica sends its calls by its own: the turns given before
+// the step are still sent when they were due, and those given after it
+// would be placed by the stepped clock, as much sooner, among them.
+func (l *Redis) holdTurns(ctx context.Context) error {
+	if err := holdTurns.Run(ctx, l.client, []string{l.marker}).Err(); err != nil {
+		return fmt.Errorf("hold the turns after Redis' clock stepped forward: %w", err)
+	}
+	return nil
+}
+
+// hold is holdTurns for a call of k.
+func (l *Redis) hold(ctx context.Context, k Key) error {
+	if err := l.holdTurns(ctx); err != nil {
+		return l.failed(ctx, k, err)
+	}
+	return nil
+}
+
 // redisTime reads Redis' clock, in µs since the epoch.
-var redisTime = redis.NewScript(`
+var redisTime = redis.NewScript(redisTimeSource)
+
+const redisTimeSource = `
 local t = redis.call('TIME')
 return tonumber(t[1]) * 1000000 + tonumber(t[2])
-`)
+`
 
 // take asks Redis for the next turn of k, at least lead from when Redis
-// gives it and no later than latest (by Redis' clock), and returns how far
-// off it is and Redis' clock when it was given, or the refusal.
-func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest time.Time, lead time.Duration) (time.Duration, time.Time, error) {
+// gives it and no later than latest (by Redis' clock), and answers whether
+// it was given, how far off it is (or the first one free, when it was
+// not) and Redis' clock when Redis answered.
+func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest time.Time, lead time.Duration) (turnAnswer, error) {
 	mine := ""
 	if p := l.server.Load(); p != nil {
 		mine = *p
@@ -368,7 +425,7 @@ func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest 
 		err = perr
 	}
 	if err != nil {
-		return 0, time.Time{}, l.failed(ctx, k, fmt.Errorf("take a turn for %s: %w", k, err))
+		return turnAnswer{}, l.failed(ctx, k, fmt.Errorf("take a turn for %s: %w", k, err))
 	}
 	if t.run != mine {
 		l.server.Store(&t.run)
@@ -379,10 +436,7 @@ func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest 
 	if t.lost && l.lost != nil {
 		l.lost()
 	}
-	if !t.granted {
-		return 0, time.Time{}, l.refuse(k, t.delay)
-	}
-	return t.delay, t.now, nil
+	return t, nil
 }
 
 // failed is the error of a call to Redis that failed: the caller's

@@ -73,13 +73,17 @@ func (s sample) placesUntil(bound time.Duration) time.Time {
 
 // observe takes an exchange that left at sent and was answered at recv,
 // with Redis' clock reading redisNow, and returns the placing the clock
-// now holds and how far off it may be at recv.
-func (c *redisClock) observe(sent, recv, redisNow time.Time) (sample, time.Duration) {
+// now holds and how far off it may be at recv, and whether Redis' clock
+// stepped forward since the placing before: further than the two
+// exchanges' uncertainties explain.
+func (c *redisClock) observe(sent, recv, redisNow time.Time) (place sample, uncertainty time.Duration, steppedForward bool) {
 	rtt := recv.Sub(sent)
 	s := sample{mid: sent.Add(rtt / 2), redisMid: redisNow, rtt: rtt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) || !c.agrees(s) {
+	off := c.has && !c.agrees(s)
+	steppedForward = off && s.redisMid.After(c.best.redis(s.mid))
+	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) || off {
 		c.best, c.has = s, true
 	}
 	// How long the answer took to arrive after Redis gave it.
@@ -88,7 +92,7 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (sample, time.Durat
 	if c.maxLead > 0 {
 		c.lead = min(c.lead, c.maxLead)
 	}
-	return c.best, c.best.uncertainty(recv)
+	return c.best, c.best.uncertainty(recv), steppedForward
 }
 
 // agrees reports whether s fits what the best sample says Redis' clock

@@ -35,7 +35,7 @@ func TestRedisClockKeepsItsBestExchange(t *testing.T) {
 	}
 	for _, s := range steps {
 		sent, recv, redisNow := exchange(s.at, s.before, s.after)
-		place, unc := c.observe(sent, recv, redisNow)
+		place, unc, _ := c.observe(sent, recv, redisNow)
 		if d := place.redis(recv).Sub(recv) - s.wantOffset; d < -unc || d > unc {
 			t.Errorf("%s: Redis' clock placed %s ahead, want %s within %s", s.name, place.redis(recv).Sub(recv), s.wantOffset, unc)
 		}
@@ -86,15 +86,21 @@ func TestRedisClockFollowsAStep(t *testing.T) {
 	sent := base.Add(time.Second)
 	// Slower, and in line with the best (Redis read its clock 15 ms into
 	// 20): kept out. Taken, it would place Redis' clock 5 ms further ahead.
-	place, _ := c.observe(sent, sent.Add(20*time.Millisecond), sent.Add(15*time.Millisecond+3*time.Second))
-	if got := place.redis(sent).Sub(sent); got < 3*time.Second-2*time.Millisecond || got > 3*time.Second+2*time.Millisecond {
-		t.Fatalf("a slower exchange in line moved the placing to %s ahead", got)
+	place, _, stepped := c.observe(sent, sent.Add(20*time.Millisecond), sent.Add(15*time.Millisecond+3*time.Second))
+	if got := place.redis(sent).Sub(sent); got < 3*time.Second-2*time.Millisecond || got > 3*time.Second+2*time.Millisecond || stepped {
+		t.Fatalf("a slower exchange in line moved the placing to %s ahead (a step: %v)", got, stepped)
 	}
-	// Redis' clock stepped 500 ms back: followed.
+	// Redis' clock stepped 500 ms back: followed, and not a step forward.
 	sent = base.Add(2 * time.Second)
-	place, _ = c.observe(sent, sent.Add(20*time.Millisecond), sent.Add(10*time.Millisecond+2500*time.Millisecond))
-	if got := place.redis(sent).Sub(sent); got < 2490*time.Millisecond || got > 2510*time.Millisecond {
-		t.Errorf("after Redis' clock stepped, placed %s ahead; want 2.5 s", got)
+	place, _, stepped = c.observe(sent, sent.Add(20*time.Millisecond), sent.Add(10*time.Millisecond+2500*time.Millisecond))
+	if got := place.redis(sent).Sub(sent); got < 2490*time.Millisecond || got > 2510*time.Millisecond || stepped {
+		t.Errorf("after Redis' clock stepped back, placed %s ahead (a step forward: %v); want 2.5 s", got, stepped)
+	}
+	// Then 700 ms forward: followed, and a step forward.
+	sent = base.Add(3 * time.Second)
+	place, _, stepped = c.observe(sent, sent.Add(20*time.Millisecond), sent.Add(10*time.Millisecond+3200*time.Millisecond))
+	if got := place.redis(sent).Sub(sent); got < 3190*time.Millisecond || got > 3210*time.Millisecond || !stepped {
+		t.Errorf("after Redis' clock stepped forward, placed %s ahead (a step forward: %v); want 3.2 s and a step", got, stepped)
 	}
 }
 
