@@ -59,6 +59,13 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		switch {
 		case !utf8.Valid(obj[key]):
 			vs = append(vs, badrequest.Violation{Field: name, Description: name + " must be valid UTF-8"})
+		case stringFor(fd, obj[key]) && !fits(md, key, obj[key]):
+			// A string protojson refuses all the same: encoding/json
+			// takes an escape of half a surrogate pair (\uD800) as
+			// U+FFFD; protojson refuses it as invalid UTF-8, which the
+			// raw bytes are not.
+			vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
+				"%s must be valid UTF-8: a \\uD800-\\uDFFF escape must be one half of a surrogate pair; got %s", name, rawJSON(obj[key]))})
 		case !fits(md, key, obj[key]):
 			vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
 				"%s %s; got %s", name, accepts(fd, jsonText(obj[key]), true), rawJSON(obj[key]))})
@@ -90,6 +97,13 @@ func nestedViolations(fd protoreflect.FieldDescriptor, value json.RawMessage, na
 		vs = append(vs, objectViolations(fd.Message(), e, elem+".", nil)...)
 	}
 	return vs
+}
+
+// stringFor reports whether v is a JSON string given for a singular string
+// field.
+func stringFor(fd protoreflect.FieldDescriptor, v json.RawMessage) bool {
+	var s string
+	return fd.Kind() == protoreflect.StringKind && !fd.IsList() && json.Unmarshal(v, &s) == nil
 }
 
 // rawJSON shows a JSON value as the caller wrote it, shortened: a string

@@ -265,7 +265,7 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		if !ok {
 			return m.JSONPb.Unmarshal(data, v)
 		}
-		if len(bytes.TrimSpace(data)) == 0 {
+		if len(bytes.Trim(data, jsonSpace)) == 0 {
 			return io.EOF // an empty body is an empty request
 		}
 		err = protojson.Unmarshal(data, msg)
@@ -279,6 +279,10 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		return err
 	})
 }
+
+// jsonSpace is JSON's whitespace (RFC 8259): not \v, \f or Unicode's
+// spaces, which bytes.TrimSpace also takes.
+const jsonSpace = " \t\r\n"
 
 func (m *strictJSON) Unmarshal(data []byte, v any) error {
 	if msg, ok := v.(proto.Message); ok {

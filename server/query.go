@@ -220,7 +220,8 @@ func requestViolations(ctx context.Context, r *http.Request, call *restCall) []b
 	for p := range call.params {
 		bound = append(bound, strings.Split(p, "."))
 	}
-	return queryViolations(mt.New().Interface(), r.URL.Query(), utilities.NewDoubleArray(bound), true)
+	msg := mt.New().Interface()
+	return queryViolations(msg, withColonOffsets(msg, r.URL.Query()), utilities.NewDoubleArray(bound), true)
 }
 
 // lookupField finds the field a query key names, by proto or JSON name,

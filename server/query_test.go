@@ -58,6 +58,8 @@ func TestListQuery(t *testing.T) {
 		{name: "offsets without a colon, as generated Python clients send them", query: "timeRangeLowerBound=2026-01-02T15:04:05.353798%2B0000&time_range_upper_bound=2026-01-02T17:04:05-0200",
 			want: &backupv1.ListBackupsRequest{AccountId: "111111111111",
 				TimeRangeLowerBound: ts(t, "2026-01-02T15:04:05.353798Z"), TimeRangeUpperBound: ts(t, "2026-01-02T19:04:05Z")}},
+		{name: "a colonless offset beside a bad parameter is not blamed", query: "timeRangeLowerBound=2026-01-02T15:04:05%2B0100&pageSize=abc",
+			fields: []string{"page_size"}, rules: []string{"must be an integer; got \"abc\""}},
 		{name: "a colonless offset elsewhere is left alone", query: "tableName=Orders-0000",
 			want: &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "Orders-0000"}},
 		{name: "not a timestamp", query: "timeRangeUpperBound=yesterday",

@@ -170,14 +170,17 @@ func hasBody(r *http.Request) bool {
 		return r.ContentLength > 0
 	}
 	var first [1]byte
-	n, _ := io.ReadFull(r.Body, first[:])
+	n, err := io.ReadFull(r.Body, first[:])
 	if n > 0 {
 		r.Body = struct {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(first[:n]), r.Body), r.Body}
 	}
-	return n > 0
+	// A body that did not end cleanly (it did not arrive within the read
+	// timeout, say) is not an empty one: the call must not go on as if it
+	// had none.
+	return n > 0 || !errors.Is(err, io.EOF)
 }
 
 // declaredTooLarge is the body of a request whose Content-Length is over

@@ -971,6 +971,62 @@ func TestLateBodyIsNamed(t *testing.T) {
 	}
 }
 
+// TestUnendedBodyOfARouteWithoutOneIsRefused: a GET or DELETE whose
+// chunked body has not ended by the read timeout is refused as a body the
+// route does not take, before the service: not sent on as a call without
+// a body, whose context the timeout happened to have ended.
+func TestUnendedBodyOfARouteWithoutOneIsRefused(t *testing.T) {
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	for _, method := range []string{"GET", "DELETE"} {
+		t.Run(method, func(t *testing.T) {
+			f := newFixture(t)
+			srv := newHTTPServer(f.http.Config.Handler, 300*time.Millisecond, time.Second, nil, nil)
+			conn := dialRaw(t, serveHTTP(t, srv))
+			if _, err := io.WriteString(conn, method+" /v1/backups/"+escaped+" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest || f.stub.called() != nil {
+				t.Errorf("%d %s, service called with %v; want 400 and no call", resp.StatusCode, body, f.stub.called())
+			}
+			if strings.Contains(f.logs.String(), `"code":"Canceled"`) {
+				t.Errorf("the log says Canceled where the answer is 400:\n%s", f.logs.String())
+			}
+		})
+	}
+}
+
+// TestBodyTextRefusals: bodies protojson refuses for reasons
+// encoding/json, which names the violations, does not see.
+func TestBodyTextRefusals(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		// Not JSON's whitespace: not an empty body.
+		{"vertical tab", "\v", "MALFORMED_REQUEST"},
+		{"form feed", "\f", "MALFORMED_REQUEST"},
+		{"no-break space", "\u00a0", "MALFORMED_REQUEST"},
+		{"next line", "\u0085", "MALFORMED_REQUEST"},
+		{"lone surrogate", `{"backupName":"abc\ud800"}`, "backup_name must be valid UTF-8: a \\\\uD800-\\\\uDFFF escape must be one half of a surrogate pair"},
+	}
+	f := newFixture(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(tt.body))
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tt.want) {
+				t.Errorf("%d %s; want 400 with %s", resp.StatusCode, body, tt.want)
+			}
+		})
+	}
+	if f.stub.called() != nil {
+		t.Errorf("a refused body reached the service: %v", f.stub.called())
+	}
+}
+
 // TestBodyOnARouteWithoutOneIsRefusedUnread: a GET or DELETE with a body
 // is refused without reading the body, and its connection closed: net/http
 // would otherwise read the rest before the answer, for as long as it
