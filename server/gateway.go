@@ -182,6 +182,7 @@ func forwardedHeader(key string) (string, bool) {
 func NewHTTPServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	srv := newHTTPServer(h, bodyReadTimeout, handling, tlsCfg, log)
 	newBodyReads(drainGrace).watch(srv)
+	closeNewOnShutdown(srv)
 	return srv
 }
 

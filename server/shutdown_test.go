@@ -224,6 +224,63 @@ func TestShutdownTimesOut(t *testing.T) {
 	})
 }
 
+// TestShutdownClosesSilentConnections: a connection that has sent
+// nothing (a pool's spare, a port probe), or over HTTP one whose request
+// has not all arrived, carries no call that the servers would still
+// serve: the drain does not wait for it. grpc-go waited for its
+// handshake, net/http until it was 5 s old, past the 1 s timeout, which
+// then reported calls cut off.
+func TestShutdownClosesSilentConnections(t *testing.T) {
+	for _, which := range []string{"grpc", "http", "http, request begun"} {
+		t.Run(which, func(t *testing.T) {
+			grpcSrv := grpc.NewServer(grpc.ConnectionTimeout(handshakeTimeout)) // as NewGRPC's
+			grpcLis := quietListener(t)
+			go func() { _ = grpcSrv.Serve(grpcLis) }()
+			t.Cleanup(grpcSrv.Stop)
+			httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
+			httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = Serve(httpSrv, httpLis) }()
+			t.Cleanup(func() { httpSrv.Close() })
+			addr := grpcLis.Addr().String()
+			if which != "grpc" {
+				addr = httpLis.Addr().String()
+			}
+			silent := dialRaw(t, addr)
+			if which == "http, request begun" {
+				if _, err := io.WriteString(silent, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // accepted
+			h := NewHealth()
+			h.SetReady(true)
+			s := Shutdown{Health: h, HTTP: httpSrv, GRPC: grpcSrv, Service: &waiter{called: make(chan struct{})},
+				GRPCListener: grpcLis, Logger: slog.New(slog.DiscardHandler), Timeout: time.Second}
+			start := time.Now()
+			if err := s.Run(false); err != nil {
+				t.Errorf("Run = %v after %s; want nil, nothing in flight", err, time.Since(start).Round(time.Millisecond))
+			}
+			// (A gRPC server sends its settings first.)
+			_ = silent.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.ReadAll(silent); err != nil {
+				t.Errorf("the connection was not closed: %v", err)
+			}
+		})
+	}
+}
+
+func quietListener(t *testing.T) *QuietListener {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewQuietListener(lis)
+}
+
 // A grpc.health.v1 Watch lasts as long as its client keeps it; the
 // shutdown tells it NOT_SERVING, then ends it, rather than waiting for it
 // until the timeout.
