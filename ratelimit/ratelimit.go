@@ -33,6 +33,9 @@ type LimitedError struct {
 	// RetryAfter is how long until the calls already admitted have drained
 	// to this point; coming back after it, the call would pass at once.
 	RetryAfter time.Duration
+	// Held says the turns are held back after the shared state lost data
+	// or Redis' clock stepped (Redis), not taken by calls over the rate.
+	Held bool
 }
 
 func (e *LimitedError) Error() string {
@@ -188,10 +191,11 @@ func (p policy) admit(k Key, waited bool) error {
 	return nil
 }
 
-// refuse records and returns the refusal of a call whose turn is delay away.
-func (p policy) refuse(k Key, delay time.Duration) error {
+// refuse records and returns the refusal of a call whose turn is delay
+// away, held there or not (LimitedError.Held).
+func (p policy) refuse(k Key, delay time.Duration, held bool) error {
 	p.observe(k, Refused)
-	return &LimitedError{Key: k, RetryAfter: delay.Round(time.Millisecond) + time.Millisecond}
+	return &LimitedError{Key: k, RetryAfter: delay.Round(time.Millisecond) + time.Millisecond, Held: held}
 }
 
 // observe tells the observer, when there is one, of a decision for k.
@@ -278,7 +282,7 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 			return l.admit(k, waited)
 		case now.Add(delay).After(until):
 			t.cancel(r, l.now)
-			return l.refuse(k, delay)
+			return l.refuse(k, delay, false)
 		}
 		// Half the guard for the wake-up, as for Redis, the other half
 		// for jitter on the way to DynamoDB.

@@ -40,9 +40,10 @@ import (
 // caller can wait for, by Redis' clock (µs since the epoch). ARGV[5]: the
 // lead, in µs: no slot sooner than that after now, so that the answer
 // reaches a replica whose answers are slow to arrive before its turn does.
-// Returns {1, delay, lost, run_id, now} for a reserved slot delay µs from
-// now (Redis' clock, µs since the epoch), {0, delay, lost, run_id, now}
-// for a refusal.
+// Returns {1, delay, lost, run_id, now, held} for a reserved slot delay
+// µs from now (Redis' clock, µs since the epoch), {0, delay, lost, run_id,
+// now, held} for a refusal; held is 1 when the marker put the slot where
+// it is.
 var takeTurn = redis.NewScript(takeTurnSource)
 
 const takeTurnSource = `
@@ -80,11 +81,12 @@ if not markv or (from and mark == from) then redis.call('SET', KEYS[2], mark) en
 if known ~= run then redis.call('SET', KEYS[3], run) end
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now + lead then slot = now + lead end
-if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]) end
+local held = 0
+if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]); held = 1 end
 local delay = slot - now
-if slot > latest then return {0, delay, lost, run, now} end
+if slot > latest then return {0, delay, lost, run, now, held} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
-return {1, delay, lost, run, now}
+return {1, delay, lost, run, now, held}
 `
 
 // Redis limits calls across every replica that shares one Redis server and
@@ -228,7 +230,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			continue
 		}
 		if !t.granted {
-			return l.refuse(k, t.delay)
+			return l.refuse(k, t.delay, t.held)
 		}
 		delay, redisNow := t.delay, t.now
 		due := place.local(redisNow.Add(delay))
@@ -456,14 +458,17 @@ var errPatienceOver = errors.New("Redis did not answer while the call could wait
 // turnAnswer is takeTurn's answer.
 type turnAnswer struct {
 	granted, lost bool
-	delay         time.Duration
-	run           string
-	now           time.Time // Redis' clock
+	// held says the hold after a loss of data or a step of Redis'
+	// clock put the turn where it is.
+	held  bool
+	delay time.Duration
+	run   string
+	now   time.Time // Redis' clock
 }
 
 // turn reads takeTurn's answer.
 func turn(res []any) (turnAnswer, error) {
-	if len(res) != 5 {
+	if len(res) != 6 {
 		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
 	}
 	granted, ok1 := res[0].(int64)
@@ -471,11 +476,12 @@ func turn(res []any) (turnAnswer, error) {
 	found, ok3 := res[2].(int64)
 	run, ok4 := res[3].(string)
 	now, ok5 := res[4].(int64)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+	held, ok6 := res[5].(int64)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
 		// Not read as a refusal with no delay, which would have the
 		// call ask again at once, over and over.
 		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
 	}
 	return turnAnswer{granted: granted == 1, delay: time.Duration(us) * time.Microsecond, lost: found == 1,
-		run: run, now: time.UnixMicro(now)}, nil
+		run: run, now: time.UnixMicro(now), held: held == 1}, nil
 }

@@ -126,8 +126,8 @@ func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 		t.Fatalf("first two: %v; want both admitted (the second after 220 ms)", errs[:2])
 	}
 	var le *LimitedError
-	if !errors.As(errs[2], &le) || le.RetryAfter < 300*time.Millisecond || le.RetryAfter > 450*time.Millisecond {
-		t.Errorf("third: %v; want a LimitedError about 440 ms out", errs[2])
+	if !errors.As(errs[2], &le) || le.RetryAfter < 300*time.Millisecond || le.RetryAfter > 450*time.Millisecond || le.Held {
+		t.Errorf("third: %v (held %v); want a LimitedError about 440 ms out, not held", errs[2], le != nil && le.Held)
 	}
 	want := decisions{keyA.String() + ":" + Admitted, keyA.String() + ":" + Waited, keyA.String() + ":" + Refused}
 	if !slices.Equal(got, want) {
@@ -234,8 +234,8 @@ func TestRedisQuarantineAfterARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := b.Wait(ctx, keyA)
-	if le, ok := errors.AsType[*LimitedError](err); !ok || le.RetryAfter < maxWait || lost.Load() != 1 {
-		t.Errorf("first call after a restart: %v, %d losses; want a refusal at least %s out and one loss", err, lost.Load(), maxWait)
+	if le, ok := errors.AsType[*LimitedError](err); !ok || le.RetryAfter < maxWait || !le.Held || lost.Load() != 1 {
+		t.Errorf("first call after a restart: %v, %d losses; want a refusal held at least %s out and one loss", err, lost.Load(), maxWait)
 	}
 	time.Sleep(maxWait + 50*time.Millisecond)
 	if err := a.Wait(ctx, keyA); err != nil || lost.Load() != 1 {
@@ -475,13 +475,13 @@ func (f *fakeLink) EvalSha(ctx context.Context, sha1 string, keys []string, args
 		defer f.srv.mu.Unlock()
 		slot := max(f.srv.next[keys[0]], now+lead)
 		if slot > latest {
-			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now}, nil)
+			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now, int64(0)}, nil)
 		}
 		f.srv.next[keys[0]] = slot + interval
 		f.mu.Lock()
 		f.lastTurn = time.UnixMicro(slot)
 		f.mu.Unlock()
-		return redis.NewCmdResult([]any{int64(1), slot - now, int64(0), "fake", now}, nil)
+		return redis.NewCmdResult([]any{int64(1), slot - now, int64(0), "fake", now, int64(0)}, nil)
 	}
 	return redis.NewCmdResult(nil, fmt.Errorf("fakeLink: unknown script %s", sha1))
 }

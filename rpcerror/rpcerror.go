@@ -189,8 +189,13 @@ func mapOurs(err error) (mapped, bool) {
 		return mapped{code: codes.NotFound, reason: "ACCOUNT_NOT_CONFIGURED",
 			msg: fmt.Sprintf("account %s is not configured in backupd; ask its operators to add it", unknown.AccountID)}, true
 	case errors.As(err, &limited):
-		return mapped{code: codes.ResourceExhausted, reason: "RATE_LIMITED", retryAfter: limited.RetryAfter,
-			msg:  fmt.Sprintf("%s calls for account %s in %s are over the account's rate; retry after %s", limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter),
+		msg := fmt.Sprintf("%s calls for account %s in %s are over the account's rate; retry after %s", limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter)
+		if limited.Held {
+			msg = fmt.Sprintf("%s calls for account %s in %s are held back while backupd's shared rate limit recovers "+
+				"(Redis restarted or its clock stepped, and turns given before may still be going out); retry after %s",
+				limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter)
+		}
+		return mapped{code: codes.ResourceExhausted, reason: "RATE_LIMITED", retryAfter: limited.RetryAfter, msg: msg,
 			meta: map[string]string{"operation": limited.Key.Operation, "region": limited.Key.Region}}, true
 	case errors.As(err, &reused):
 		return mapped{code: codes.AlreadyExists, reason: "REQUEST_ID_REUSED", msg: reused.Error(),
