@@ -541,6 +541,10 @@ func (c *Config) Warnings() []string {
 
 var tokenHashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
+// emptyTokenSHA256 is the SHA-256 of "" (what `echo -n | sha256sum` gives
+// when $TOKEN was unset).
+const emptyTokenSHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 	names, tokens := map[string]int{}, map[string]int{}
 	for i, cl := range c.Callers {
@@ -557,6 +561,8 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 			bad("token_sha256", "must be the 64 lowercase hex digits of the token's SHA-256 (sha256sum)")
 		} else if j, dup := tokens[cl.TokenSHA256]; dup {
 			bad("token_sha256", "is the same as callers[%d]'s; every caller needs its own token", j)
+		} else if cl.TokenSHA256 == emptyTokenSHA256 {
+			bad("token_sha256", "is the SHA-256 of an empty token, which no request can send; hash the caller's token (printf %%s \"$TOKEN\" | sha256sum)")
 		}
 		tokens[cl.TokenSHA256] = i
 		if len(cl.Accounts) == 0 {

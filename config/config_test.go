@@ -100,6 +100,32 @@ callers:
 			"callers[1].operations: must list operations",
 			"callers[2].token_sha256: is the same as callers[1]'s",
 		}},
+		{"the empty token's hash", `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/x
+callers:
+  - name: orders
+    token_sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+    accounts: ["*"]
+    operations: ["*"]
+`, []string{"callers[0].token_sha256: is the SHA-256 of an empty token"}},
+		// Its callers would be left out without a word: no authentication.
+		{"two YAML documents", `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/x
+---
+callers:
+  - name: orders
+    token_sha256: 5553ba1f8337a96125bf614250f78788ab617dfc4aa19ee94d4306f18711dcb1
+    accounts: ["*"]
+    operations: ["*"]
+`, []string{"config: a second YAML document begins at line 5; backupd reads one"}},
+		{"two YAML documents, the first with a problem", "max_wait: -1s\n---\nlisten: {grpc: ':1'}\n",
+			[]string{"a second YAML document begins at line 2", "max_wait: must be more than 0; got -1s"}},
+		{"two YAML documents, the second not YAML", "max_wait: 1s\n---\n{bad\n",
+			[]string{"a second YAML document follows, which backupd would not read, and it is not YAML either"}},
 		{"half a TLS config", "tls: {cert_file: /etc/backupd/tls.crt, client_ca_file: ca.pem}\n", []string{"tls: cert_file and key_file must be set together"}},
 		{"client CA without TLS", "tls: {client_ca_file: ca.pem}\n", []string{"tls.client_ca_file: needs cert_file and key_file"}},
 		{"unknown backend", "shared_state: {backend: etcd}\n", []string{`shared_state.backend: must be "memory" or "redis"; got "etcd"`}},

@@ -46,6 +46,10 @@ func decode(data []byte) (*Config, typeReport, error) {
 			return nil, typeReport{}, fmt.Errorf("config: %w", err)
 		}
 	}
+	var more []error
+	if err := oneDocument(dec); err != nil {
+		more = append(more, err)
+	}
 	var doc yaml.Node
 	_ = yaml.Unmarshal(data, &doc) // it decoded above
 	w := typedWalk{values: map[typedKey][]typedValue{}, empty: map[string]int{}}
@@ -53,9 +57,10 @@ func decode(data []byte) (*Config, typeReport, error) {
 		w.walk(doc.Content[0], "", reflect.TypeFor[Config](), false)
 	}
 	if te == nil && len(w.empty) == 0 {
-		return c, typeReport{}, nil
+		return c, typeReport{problems: more}, nil
 	}
 	rep, duplicate := w.report(te)
+	rep.problems = append(more, rep.problems...)
 	switch {
 	case duplicate:
 		return nil, typeReport{}, errors.Join(rep.problems...)
@@ -72,6 +77,24 @@ func decode(data []byte) (*Config, typeReport, error) {
 		_ = doc.Decode(c) // its problems are those found above
 	}
 	return c, rep, nil
+}
+
+// oneDocument refuses a file whose documents after the one decoded hold
+// anything: yaml reads one document at a time, and a second one (after
+// "---") would be left out without a word, its callers with it. An empty
+// one (a "---" that ends the file) leaves nothing out.
+func oneDocument(dec *yaml.Decoder) error {
+	for {
+		var next yaml.Node
+		switch err := dec.Decode(&next); {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return fmt.Errorf("config: a second YAML document follows, which backupd would not read, and it is not YAML either: %w", err)
+		case len(next.Content) > 0 && next.Content[0].Tag != "!!null":
+			return fmt.Errorf("config: a second YAML document begins at line %d; backupd reads one: remove the ---, or join the documents", next.Line)
+		}
+	}
 }
 
 func unsetConfig() *Config {
