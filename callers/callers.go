@@ -198,6 +198,11 @@ func bearer(ctx context.Context) (string, *UnauthenticatedError) {
 	case len(vals) > 1:
 		return "", &UnauthenticatedError{Repeated: true}
 	}
+	if !printableASCII(vals[0]) {
+		// As over REST, where such a value is not passed on: a token
+		// that works over one transport works over both.
+		return "", &UnauthenticatedError{OtherScheme: true}
+	}
 	scheme, token, _ := strings.Cut(vals[0], " ")
 	token = strings.TrimLeft(token, " ") // RFC 6750: one or more spaces
 	switch {
@@ -207,4 +212,15 @@ func bearer(ctx context.Context) (string, *UnauthenticatedError) {
 		return "", &UnauthenticatedError{OtherScheme: true}
 	}
 	return token, nil
+}
+
+// printableASCII reports whether s holds only printable ASCII, as a
+// bearer token does (RFC 6750's b64token, and spaces before it).
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

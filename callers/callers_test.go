@@ -17,6 +17,9 @@ func TestAuthorize(t *testing.T) {
 	a := New([]config.Caller{
 		{Name: "orders", TokenSHA256: HashToken("orders-token"), Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup", "GetBackup"}},
 		{Name: "platform", TokenSHA256: HashToken("platform-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
+		// A token REST cannot carry (it is not printable ASCII) does
+		// not work over gRPC either.
+		{Name: "odd", TokenSHA256: HashToken("t\xe9\tk"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
 	})
 	tests := []struct {
 		name       string
@@ -35,6 +38,7 @@ func TestAuthorize(t *testing.T) {
 		{"not a bearer token", "Basic b3JkZXJzOng=", "CreateBackup", "111111111111", "", &UnauthenticatedError{OtherScheme: true}, false},
 		{"bearer without token", "Bearer ", "CreateBackup", "111111111111", "", &UnauthenticatedError{OtherScheme: true}, false},
 		{"bearer alone", "Bearer", "CreateBackup", "111111111111", "", &UnauthenticatedError{OtherScheme: true}, false},
+		{"a token not printable ASCII", "Bearer t\xe9\tk", "CreateBackup", "111111111111", "", &UnauthenticatedError{OtherScheme: true}, false},
 		{"other account", "Bearer orders-token", "CreateBackup", "222222222222", "orders", &DeniedError{}, false},
 		{"other operation", "Bearer orders-token", "DeleteBackup", "111111111111", "orders", &DeniedError{AnyAccount: true}, false},
 		{"no account named", "Bearer orders-token", "CreateBackup", "", "orders", &DeniedError{}, false},

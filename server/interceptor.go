@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/reqlog"
@@ -308,11 +309,11 @@ func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	return st.Err()
 }
 
-// denied reports whether err refuses a known caller (PERMISSION_DENIED),
-// rather than one backupd does not know.
-func denied(err error) bool {
-	st, _ := rpcerror.Status(err, rpcerror.Request{})
-	return st.Code() == codes.PermissionDenied
+// deniedAccount reports whether err refuses the caller the account a
+// request names, not the operation in every account.
+func deniedAccount(err error) bool {
+	d, ok := errors.AsType[*callers.DeniedError](err)
+	return ok && !d.AnyAccount
 }
 
 // errPanic stands for a handler's panic once it is recovered and logged:
@@ -334,9 +335,11 @@ func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerIn
 	undecodable := i.codec.take(req)
 	principal, err = i.authorize(ctx, info.FullMethod, req)
 	keepChallenge(ctx, err)
-	if undecodable != nil && (err == nil || denied(err)) {
+	if undecodable != nil && (err == nil || deniedAccount(err)) {
 		// An undecodable request names no account; a known caller is
 		// told what is wrong with it rather than refused that account.
+		// One refused the operation in every account is refused, as
+		// over REST.
 		return principal, nil, undecodable
 	}
 	if err != nil {

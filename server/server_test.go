@@ -458,6 +458,15 @@ func TestCallersAreCheckedFirst(t *testing.T) {
 	if status.Code(err) != codes.Unauthenticated {
 		t.Errorf("undecodable request without a token: %v, want Unauthenticated", err)
 	}
+	// Refused the operation in every account, the caller is refused
+	// whatever its request holds, as over REST.
+	err = f.conn.Invoke(withToken, backupv1.BackupService_DeleteBackup_FullMethodName, undecodable, &out, grpc.ForceCodec(rawCodec{}))
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("undecodable request of an operation the caller may not call: %v, want PermissionDenied", err)
+	}
+	if got := rest("Bearer orders-token", "DELETE", "/v1/backups/"+strings.ReplaceAll(arn, "/", "%2F")+"?bogus=1", ""); got != http.StatusForbidden {
+		t.Errorf("REST: malformed request of an operation the caller may not call: %d, want 403", got)
+	}
 }
 
 // TestUnauthorizedChallenge: a REST 401 carries an RFC 6750 challenge in
