@@ -39,6 +39,9 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 			if err != nil {
 				return nil, fmt.Errorf("tls: load cert_file and key_file: %w", err)
 			}
+			if err := inValidity(c.Leaf, time.Now()); err != nil {
+				return nil, err
+			}
 			return &c, nil
 		}}
 	if err := cert.load(); err != nil {
@@ -76,6 +79,21 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, ca.get().ClientCAs
 	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return ca.get(), nil }
 	return cfg, nil
+}
+
+// inValidity refuses a certificate outside its validity period at now,
+// which every client would refuse: a rotation to one (an old file put
+// back, a new one dated ahead of this host's clock) keeps the previous
+// certificate, and, the files not changing, is tried again at each check
+// until its period begins.
+func inValidity(c *x509.Certificate, now time.Time) error {
+	switch {
+	case now.After(c.NotAfter):
+		return fmt.Errorf("tls: cert_file's certificate expired at %s", c.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(c.NotBefore):
+		return fmt.Errorf("tls: cert_file's certificate is not valid before %s (check this host's clock)", c.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 func readCAs(file string) (*x509.CertPool, error) {

@@ -20,11 +20,13 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestTLSConfigErrors(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
+	expired := testenv.SelfSignedTLSValid(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
 	for _, tt := range []struct{ name, cert, key, ca, want string }{
 		{"no certificate file", "/nonexistent.crt", files.KeyFile, "", "nonexistent.crt"},
 		{"a certificate for a key", files.CertFile, files.CertFile, "", "load cert_file and key_file"},
 		{"no client CA file", files.CertFile, files.KeyFile, "/nonexistent-ca.pem", "client_ca_file"},
 		{"a key for a client CA", files.CertFile, files.KeyFile, files.KeyFile, "client_ca_file holds no PEM certificate"},
+		{"an expired certificate", expired.CertFile, expired.KeyFile, "", "cert_file's certificate expired at"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := TLSConfig(tt.cert, tt.key, tt.ca, discard()); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -128,6 +130,47 @@ func testBrokenRotationIsLogged(t *testing.T) {
 	}
 	if !strings.Contains(buf, `"level":"INFO","msg":"tls: the certificate files load again"`) {
 		t.Errorf("the recovery is not logged:\n%s", buf)
+	}
+}
+
+// A rotation to a certificate outside its validity period keeps the
+// previous one in service, and says so; one not yet valid is served once
+// its period begins, the files unchanged.
+func TestRotationOutsideValidityIsKept(t *testing.T) {
+	synctest.Test(t, testRotationOutsideValidityIsKept)
+}
+
+func testRotationOutsideValidityIsKept(t *testing.T) {
+	first := testenv.SelfSignedTLS(t)
+	const interval = 200 * time.Millisecond
+	logs := &testenv.Buffer{}
+	cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serves := serving(t, cfg)
+	first1 := serves(first)
+	expired := testenv.SelfSignedTLSValid(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	rotate(t, expired, first, time.Now().Add(time.Minute))
+	time.Sleep(interval + 50*time.Millisecond)
+	if err := first1(); err != nil {
+		t.Fatalf("an expired certificate replaced the good one: %v", err)
+	}
+	ahead := testenv.SelfSignedTLSValid(t, time.Now().Add(time.Second), time.Now().Add(time.Hour))
+	ahead1 := serves(ahead)
+	rotate(t, ahead, first, time.Now().Add(2*time.Minute))
+	time.Sleep(interval + 50*time.Millisecond)
+	if err := first1(); err != nil {
+		t.Fatalf("a certificate not yet valid replaced the good one: %v", err)
+	}
+	time.Sleep(time.Second)
+	if err := ahead1(); err != nil {
+		t.Errorf("the certificate is not served once valid: %v", err)
+	}
+	for _, want := range []string{"cert_file's certificate expired at", "cert_file's certificate is not valid before"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, logs.String())
+		}
 	}
 }
 

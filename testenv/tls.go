@@ -22,8 +22,16 @@ type TLSFiles struct {
 	Pool              *x509.CertPool
 }
 
-// SelfSignedTLS makes a fresh certificate and key in t's temporary directory.
+// SelfSignedTLS makes a fresh certificate and key in t's temporary
+// directory, valid from an hour ago for two hours.
 func SelfSignedTLS(t testing.TB) TLSFiles {
+	t.Helper()
+	return SelfSignedTLSValid(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+// SelfSignedTLSValid is SelfSignedTLS with a certificate valid from
+// notBefore to notAfter.
+func SelfSignedTLSValid(t testing.TB, notBefore, notAfter time.Time) TLSFiles {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -32,8 +40,8 @@ func SelfSignedTLS(t testing.TB) TLSFiles {
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(time.Now().UnixNano()),
 		Subject:               pkix.Name{CommonName: "backupd test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:              []string{"localhost"},
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
