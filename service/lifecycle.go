@@ -49,12 +49,18 @@ func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) 
 	if err != nil {
 		return nil, err
 	}
-	if out.BackupDescription == nil || out.BackupDescription.BackupDetails == nil {
-		// Not DynamoDB, but something between may answer so: INTERNAL,
-		// rather than a description that describes nothing.
+	if lacksDescription(out.BackupDescription) {
 		return nil, errors.New("DescribeBackup: DynamoDB's answer of success lacks the backup's description")
 	}
 	return &backupv1.GetBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
+}
+
+// lacksDescription reports whether an answer of success holds no backup
+// description: not DynamoDB, but something between may answer so, and
+// the call is then INTERNAL rather than answered with a description that
+// describes nothing.
+func lacksDescription(d *types.BackupDescription) bool {
+	return d == nil || d.BackupDetails == nil
 }
 
 // DeleteBackup deletes one backup.
@@ -63,6 +69,9 @@ func (s *Server) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupReq
 		&dynamodb.DeleteBackupInput{BackupArn: aws.String(req.GetBackupArn())}, (*dynamodb.Client).DeleteBackup)
 	if err != nil {
 		return nil, err
+	}
+	if lacksDescription(out.BackupDescription) {
+		return nil, errors.New("DeleteBackup: DynamoDB's answer of success lacks the backup's description (the backup was deleted)")
 	}
 	return &backupv1.DeleteBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
 }
@@ -79,6 +88,9 @@ var backupTypeFilters = map[backupv1.BackupTypeFilter]types.BackupTypeFilter{
 	backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_AWS_BACKUP:  types.BackupTypeFilterAwsBackup,
 	backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_ALL:         types.BackupTypeFilterAll,
 }
+
+// badPageToken is the rule a page_token breaks.
+const badPageToken = "is not a token from a listing with this account, region and filters, or was altered; start again without one"
 
 // ListBackups pages through the backups of one account and region.
 func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
@@ -98,7 +110,7 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 		start, err := decodePageToken(scope, req.GetPageToken())
 		if err != nil {
 			var vs violations
-			vs.add("page_token", "is not a token from a listing with this account, region and filters, or was altered; start again without one")
+			vs.add("page_token", badPageToken)
 			return nil, vs.err()
 		}
 		in.ExclusiveStartBackupArn = aws.String(start)
@@ -164,6 +176,14 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 		}
 	}
 	in.Limit = aws.Int32(size)
+	if t := req.GetPageToken(); t != "" {
+		// Whether it is this listing's is known once the region is:
+		// here, whether it is a token at all, so that it is named
+		// beside the other fields' violations.
+		if _, err := pageTokenBody(t); err != nil {
+			vs.add("page_token", badPageToken)
+		}
+	}
 	return in, scope, table, vs.err()
 }
 

@@ -60,22 +60,33 @@ func encodePageToken(scope listScope, lastARN string) string {
 // decodePageToken returns the ARN to start after, or errBadPageToken when
 // the token is malformed, altered, or from another listing.
 func decodePageToken(scope listScope, token string) (string, error) {
-	buf, err := base64.RawURLEncoding.DecodeString(token)
-	// The decoder takes other spellings of the same bytes (line breaks,
-	// other trailing bits): a token is only the one encodePageToken wrote.
-	if err != nil || len(buf) < 1+8+1+8 || buf[0] != pageTokenVersion || base64.RawURLEncoding.EncodeToString(buf) != token {
-		return "", errBadPageToken
-	}
-	body, sum := buf[:len(buf)-8], buf[len(buf)-8:]
-	want := sha256.Sum256(body)
-	if binary.BigEndian.Uint64(sum) != binary.BigEndian.Uint64(want[:8]) {
-		return "", errBadPageToken
+	body, err := pageTokenBody(token)
+	if err != nil {
+		return "", err
 	}
 	d := scope.digest()
 	if !bytes.Equal(body[1:9], d[:8]) || !scope.holds(string(body[9:])) {
 		return "", errBadPageToken
 	}
 	return string(body[9:]), nil
+}
+
+// pageTokenBody returns what the token encodes, or errBadPageToken when it
+// is malformed or altered: whatever the listing, it is no token
+// encodePageToken wrote.
+func pageTokenBody(token string) ([]byte, error) {
+	buf, err := base64.RawURLEncoding.DecodeString(token)
+	// The decoder takes other spellings of the same bytes (line breaks,
+	// other trailing bits): a token is only the one encodePageToken wrote.
+	if err != nil || len(buf) < 1+8+1+8 || buf[0] != pageTokenVersion || base64.RawURLEncoding.EncodeToString(buf) != token {
+		return nil, errBadPageToken
+	}
+	body, sum := buf[:len(buf)-8], buf[len(buf)-8:]
+	want := sha256.Sum256(body)
+	if binary.BigEndian.Uint64(sum) != binary.BigEndian.Uint64(want[:8]) {
+		return nil, errBadPageToken
+	}
+	return body, nil
 }
 
 // maxBackupARN is the longest BackupArn DynamoDB's API allows.

@@ -1,0 +1,70 @@
+package service
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/badrequest"
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+)
+
+// answering resolves every account to a DynamoDB client of one fake that
+// answers each operation as answers says.
+type answering struct{ c *dynamodb.Client }
+
+func (a answering) Resolve(account, region string) (accounts.Target, error) {
+	return accounts.Target{AccountID: account, Region: "us-east-1", DynamoDB: a.c}, nil
+}
+
+func answeringServer(t *testing.T, answers map[string]string) *Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "DynamoDB_20120810.")
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write([]byte(answers[op]))
+	}))
+	t.Cleanup(srv.Close)
+	c := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: aws.AnonymousCredentials{}})
+	return New(Options{Accounts: answering{c}})
+}
+
+// An answer of success without the backup's description (not DynamoDB's,
+// a proxy's) is an error, not a response that describes nothing.
+func TestAnswerWithoutADescription(t *testing.T) {
+	s := answeringServer(t, map[string]string{"DeleteBackup": `{}`, "DescribeBackup": `{}`})
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	if resp, err := s.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: arn}); err == nil {
+		t.Errorf("GetBackup = %v; want an error", resp)
+	}
+	if resp, err := s.DeleteBackup(context.Background(), &backupv1.DeleteBackupRequest{BackupArn: arn}); err == nil {
+		t.Errorf("DeleteBackup = %v; want an error", resp)
+	}
+}
+
+// A page token that is no token is named beside the other bad fields;
+// one from another listing, once the region is known (TestPageToken).
+func TestValidateListNamesEveryField(t *testing.T) {
+	_, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: aws.Int32(0), PageToken: "garbage"})
+	var fields []string
+	if br, ok := err.(*badrequest.Error); ok {
+		for _, v := range br.Violations {
+			fields = append(fields, v.Field)
+		}
+	}
+	if !slices.Equal(fields, []string{"page_size", "page_token"}) {
+		t.Errorf("violations of %v (%v); want page_size and page_token", fields, err)
+	}
+	scope := listScope{account: "111111111111", region: "eu-west-1", backupType: "USER"}
+	token := encodePageToken(scope, "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12")
+	if _, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111", PageToken: token}); err != nil {
+		t.Errorf("a token of a listing: %v", err)
+	}
+}
