@@ -8,6 +8,7 @@ package redact
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // secretKey matches what names a secret: the session token, credential
@@ -15,10 +16,12 @@ import (
 // key and tokens of credentials as JSON (credential_process, the container
 // and instance metadata services, the SSO cache), XML (STS), INI and
 // environment assignments (shared files, export-credentials) or Go's %+v
-// write them. A value that follows, quoted or not, is the secret.
+// write them, and AssumeRole's ExternalId as its request carries it (an
+// emulator or proxy may quote the request it refused). A value that
+// follows, quoted or not, is the secret.
 var secretKey = regexp.MustCompile(`(?i)x-amz-security-token\s*[:=]\s*|x-amz-credential=|x-amz-signature=|credential=|signature=|` +
-	`<(?:secretaccesskey|sessiontoken)>|` +
-	`\\?["']?\b(?:aws_)?(?:secret_?access_?key|session_?token|security_?token|token|access_?token|refresh_?token|client_?secret)\\?["']?\s*[:=]\s*`)
+	`<(?:secretaccesskey|sessiontoken|externalid)>|` +
+	`\\?["']?\b(?:aws_)?(?:secret_?access_?key|session_?token|security_?token|token|access_?token|refresh_?token|client_?secret|externalid)\\?["']?\s*[:=]\s*`)
 
 // valueEnd ends a value that is not quoted.
 const valueEnd = " \t\r\n\v\f,&'\"\\<"
@@ -50,8 +53,24 @@ func Secrets(s string) string {
 	return b.String()
 }
 
-// Error is err's text for the log, with its secrets taken out (Secrets).
-func Error(err error) string { return Secrets(err.Error()) }
+// MaxError bounds Error's text: an AWS message, or a proxy's that
+// pretends to be one, may run to megabytes, each a log line.
+const MaxError = 4096
+
+// Error is err's text for the log, with its secrets taken out (Secrets),
+// then cut to MaxError bytes on a character boundary: cut after, so that
+// a cut never parts a key from its value.
+func Error(err error) string {
+	s := Secrets(err.Error())
+	if len(s) <= MaxError {
+		return s
+	}
+	cut := MaxError
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
 
 // valueSpan is where the value that begins at i in s lies: inside its
 // quotes (", ', or \" within a quoted text), past the escapes they hold,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSecrets(t *testing.T) {
@@ -23,6 +24,9 @@ func TestSecrets(t *testing.T) {
 		{"XML", "<Credentials><AccessKeyId>ASIAEXAMPLE</AccessKeyId><SecretAccessKey>" + secret + "</SecretAccessKey><SessionToken>" + secret + "</SessionToken></Credentials>"},
 		{"Go %+v", "{AccessKeyID:ASIAEXAMPLE SecretAccessKey:" + secret + " SessionToken:" + secret + " Source:x}"},
 		{"SSO cache", `{"accessToken":"` + secret + `","refreshToken":"` + secret + `","clientSecret":"` + secret + `"}`},
+		// An emulator or proxy that quotes the AssumeRole it refused.
+		{"ExternalId in a query", "not authorized; request was Action=AssumeRole&ExternalId=" + secret + "&RoleArn=arn:aws:iam::111111111111:role/x"},
+		{"ExternalId as JSON and XML", `{"ExternalId":"` + secret + `"} <ExternalId>` + secret + `</ExternalId>`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			out := Secrets(tt.in)
@@ -41,6 +45,9 @@ func TestSecrets(t *testing.T) {
 		`{"AccessKeyId":"AKIAEXAMPLE","Version":1}`,
 		"the request's token was refused",
 		`{"NextToken":"abc","TokenCount":3}`,
+		// backupd's own words for its configuration, which a start
+		// failure's log line may carry.
+		"accounts[1].external_id: must be 2-1224 characters",
 	} {
 		if out := Secrets(keep); out != keep {
 			t.Errorf("Secrets(%q) = %q; want it unchanged", keep, out)
@@ -115,4 +122,17 @@ func FuzzSecrets(f *testing.F) {
 			t.Errorf("Secrets(%q) = %q keeps the secret", s, out)
 		}
 	})
+}
+
+// TestErrorIsBounded: an error's text for the log is cut, after its
+// secrets are out: an AWS message (or a proxy's) may run to megabytes.
+func TestErrorIsBounded(t *testing.T) {
+	long := errors.New(strings.Repeat("é", MaxError) + " SessionToken=" + strings.Repeat("s", 100))
+	out := Error(long)
+	if len(out) > MaxError+len("...") || !utf8.ValidString(out) || !strings.HasSuffix(out, "...") {
+		t.Errorf("Error of %d bytes = %d bytes (valid UTF-8 %v); want at most %d, cut on a character", len(long.Error()), len(out), utf8.ValidString(out), MaxError)
+	}
+	if short := errors.New("api error TableNotFoundException: Table not found: Orders"); Error(short) != short.Error() {
+		t.Errorf("Error(%q) = %q; want it whole", short, Error(short))
+	}
 }

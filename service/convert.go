@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,9 +22,21 @@ func enumValue[E ~int32](s *Server, kind, v string, m map[string]E) E {
 	e, ok := m[v]
 	if !ok {
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, "unknown DynamoDB enum value",
-			slog.String("enum", kind), slog.String("value", v))
+			slog.String("enum", kind), slog.String("value", shortValue(v)))
 	}
 	return e
+}
+
+// maxValueEcho bounds an unknown enum value in its log line: DynamoDB's
+// are short names, and an answer that is not DynamoDB's may hold anything.
+const maxValueEcho = 64
+
+// shortValue is v cut to maxValueEcho bytes, as valid UTF-8.
+func shortValue(v string) string {
+	if len(v) > maxValueEcho {
+		v = v[:maxValueEcho] + "..."
+	}
+	return strings.ToValidUTF8(v, "\uFFFD")
 }
 
 var (

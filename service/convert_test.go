@@ -37,6 +37,9 @@ func TestBackupDetailsConversion(t *testing.T) {
 			backupv1.BackupStatus_BACKUP_STATUS_AVAILABLE, aws.Int64(0), ""},
 		{"a status DynamoDB adds later", types.BackupDetails{BackupStatus: "FROZEN"},
 			backupv1.BackupStatus_BACKUP_STATUS_UNSPECIFIED, nil, "value=FROZEN"},
+		// Not DynamoDB's: logged cut short, not a line of 100 KB.
+		{"a status that is no name", types.BackupDetails{BackupStatus: types.BackupStatus(strings.Repeat("X", 100_000))},
+			backupv1.BackupStatus_BACKUP_STATUS_UNSPECIFIED, nil, "value=" + strings.Repeat("X", 64) + "...\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
