@@ -510,7 +510,8 @@ func TestRateLimitKeepsEveryWindowAtFifty(t *testing.T) {
 func TestRateLimitRefusalOverGRPCAndREST(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a := testenv.UniqueAccountID(t)
-	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(moto)})
+	rec := newRecorder(t, moto)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(rec.URL)})
 	const n = 120
 	type result struct {
 		code       codes.Code
@@ -555,9 +556,17 @@ func TestRateLimitRefusalOverGRPCAndREST(t *testing.T) {
 		}
 	}
 	t.Logf("of %d requests at once: %d admitted, %d refused over gRPC, %d over REST", 2*n, admitted, grpcLimited, restLimited)
-	// 240 requests at 50/s with a 1s wait: about 51 admitted, the rest refused.
-	if grpcLimited == 0 || restLimited == 0 || admitted < 40 || admitted > 60 {
-		t.Errorf("admitted %d, refused %d over gRPC and %d over REST", admitted, grpcLimited, restLimited)
+	// 240 requests at 50/s with a 1s wait: about 46 admitted, the rest
+	// refused; more when they arrive spread out (a loaded machine), but
+	// never more than 50 in a second at DynamoDB.
+	var times []time.Time
+	for _, c := range rec.Calls("CreateBackup") {
+		times = append(times, c.At)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	if grpcLimited == 0 || restLimited == 0 || admitted < 40 || len(times) != admitted || busiestSecond(times) > 50 {
+		t.Errorf("admitted %d (%d calls reached DynamoDB, at most %d in one second), refused %d over gRPC and %d over REST",
+			admitted, len(times), busiestSecond(times), grpcLimited, restLimited)
 	}
 	// REST requests are logged by the same interceptor as gRPC ones.
 	if lines := inst.logs.Lines(`"method":"/backup.v1.BackupService/CreateBackup"`, `"caller":"rest:`, `"code":"ResourceExhausted"`, `"account":"`+a+`","region":"us-east-1"`); len(lines) != restLimited {
@@ -603,9 +612,8 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			name := "r-" + strconv.Itoa(i)
-			code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Drain/backups", `{"backupName":"`+name+`"}`)
-			var err error
-			if code != http.StatusOK {
+			code, _, body, err := inst.tryREST("POST", "/v1/accounts/"+a+"/tables/Drain/backups", `{"backupName":"`+name+`"}`, nil)
+			if err == nil && code != http.StatusOK {
 				err = fmt.Errorf("%d %s", code, body)
 			}
 			record(name, err)
@@ -615,10 +623,14 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	// up on, 503 SHUTTING_DOWN, rather than holding the drain for the
 	// 30 s a body may take, past the 25 s shutdown timeout.
 	trickle := make(chan *http.Response, 1)
+	// Bounded, so that a drain that drops the request fails the test
+	// rather than leave it waiting for an answer that never comes.
+	trickleCtx, cancelTrickle := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancelTrickle()
 	go func() {
 		pr, pw := io.Pipe()
 		defer pw.Close()
-		req, _ := http.NewRequest("POST", inst.httpURL+"/v1/accounts/"+a+"/tables/Drain/backups", pr)
+		req, _ := http.NewRequestWithContext(trickleCtx, "POST", inst.httpURL+"/v1/accounts/"+a+"/tables/Drain/backups", pr)
 		req.ContentLength = 100
 		go func() { _, _ = io.WriteString(pw, `{"backupName":"trickle"`) }()
 		resp, err := inst.http.Do(req)

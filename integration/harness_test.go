@@ -412,13 +412,23 @@ func (inst *instance) rest(t *testing.T, method, path, body string) (int, http.H
 // not, depending on the binary, so that nobody depends on its spacing.
 func (inst *instance) restWith(t *testing.T, method, path, body string, header http.Header) (int, http.Header, []byte) {
 	t.Helper()
+	code, h, b, err := inst.tryREST(method, path, body, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, h, b
+}
+
+// tryREST is restWith for a goroutine other than the test's, which must
+// not call t.Fatal: a request that gets no answer is its error.
+func (inst *instance) tryREST(method, path, body string, header http.Header) (int, http.Header, []byte, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, inst.httpURL+path, rd)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range header {
@@ -426,18 +436,18 @@ func (inst *instance) restWith(t *testing.T, method, path, body string, header h
 	}
 	resp, err := inst.http.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}
 	var compact bytes.Buffer
 	if json.Compact(&compact, b) == nil {
 		b = compact.Bytes()
 	}
-	return resp.StatusCode, resp.Header, b
+	return resp.StatusCode, resp.Header, b, nil
 }
 
 // motoEnv points backupd's SDK at url for both STS and DynamoDB.

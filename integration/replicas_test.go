@@ -150,9 +150,11 @@ func TestRedisGone(t *testing.T) {
 		t.Errorf("%d CreateBackup calls reached DynamoDB while Redis was down", n)
 	}
 	// The Redis that comes back is empty: backupd notices the loss and
-	// gives no turn until the turns taken before it can have passed, then
-	// serves again.
+	// gives no turn until the turns taken before it can have passed
+	// (max_wait from Redis' start), then serves again.
+	back := time.Now()
 	startRedis(t, opts.Redis)
+	before = len(rec.Calls("CreateBackup"))
 	err := create("after", "after-1")
 	if st := status.Convert(err); err != nil && (st.Code() != codes.ResourceExhausted || retryDelay(st) <= 0) {
 		t.Fatalf("right after Redis came back: %v; want success or RESOURCE_EXHAUSTED with RetryInfo", err)
@@ -162,6 +164,12 @@ func TestRedisGone(t *testing.T) {
 	}
 	if err != nil {
 		t.Errorf("after Redis came back, and the wait it asked for: %v", err)
+	}
+	const maxWait = time.Second // the default
+	for _, c := range rec.Calls("CreateBackup")[before:] {
+		if c.At.Before(back.Add(maxWait)) {
+			t.Errorf("a CreateBackup reached DynamoDB %s after Redis came back; want none before max_wait (%s)", c.At.Sub(back), maxWait)
+		}
 	}
 	if !strings.Contains(inst.logs.String(), "Redis restarted, failed over or lost backupd's data") {
 		t.Errorf("the log does not say Redis lost its data:\n%s", inst.logs.String())
@@ -174,6 +182,11 @@ func TestRedisGone(t *testing.T) {
 // CreateBackup reaches DynamoDB until Redis has been up for max_wait.
 func TestRedisBackEmptyHoldsTurns(t *testing.T) {
 	opts, a, rec, stopRedis := onPrivateRedis(t, "empty:")
+	// Long enough that the new replica is up, and its call sent, well
+	// within it, also on a loaded machine: a call sent after the hold
+	// would prove nothing.
+	const maxWait = 5 * time.Second
+	opts.MaxWait = maxWait
 	old := startBackupd(t, opts)
 	ctx := context.Background()
 	if _, err := old.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "before"}); err != nil {
@@ -184,11 +197,13 @@ func TestRedisBackEmptyHoldsTurns(t *testing.T) {
 	startRedis(t, opts.Redis)
 	fresh := startBackupd(t, opts) // has never seen the old Redis
 	before := len(rec.Calls("CreateBackup"))
+	if late := time.Since(restarted); late > maxWait/2 {
+		t.Fatalf("the new replica took %s to start; the call would come after most of the hold and prove little", late)
+	}
 	_, err := fresh.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "after"})
 	if st := status.Convert(err); err != nil && (st.Code() != codes.ResourceExhausted || retryDelay(st) <= 0) {
 		t.Fatalf("first call through the new replica: %v; want success after the hold, or RESOURCE_EXHAUSTED with RetryInfo", err)
 	}
-	const maxWait = time.Second // the default
 	for _, c := range rec.Calls("CreateBackup")[before:] {
 		if c.At.Before(restarted.Add(maxWait)) {
 			t.Errorf("a CreateBackup reached DynamoDB %s after Redis was restarted; want none before max_wait (%s)", c.At.Sub(restarted), maxWait)

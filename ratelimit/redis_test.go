@@ -378,9 +378,9 @@ func TestRedisAsksWithinPatience(t *testing.T) {
 	start := time.Now()
 	err := l.Wait(context.Background(), keyA)
 	took := time.Since(start)
-	// max_wait and the guard, and room for a loaded machine: well short
-	// of the answer, or of twice max_wait.
-	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || scripter.turns.Load() != 1 || took > maxWait+DefaultGuard+300*time.Millisecond {
+	// max_wait and the guard, and a second's room for a loaded machine
+	// under -race: short of the answer, 3 s late.
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || scripter.turns.Load() != 1 || took > maxWait+DefaultGuard+time.Second {
 		t.Errorf("Wait on a Redis answering %s late: %v after %s and %d turns asked; want Redis unavailable within the call's patience, after one",
 			late, err, took.Round(time.Millisecond), scripter.turns.Load())
 	}
