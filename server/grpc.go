@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
@@ -127,9 +128,13 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		// GC finds it idle and halves it.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
+	creds := insecure.NewCredentials()
 	if opts.TLS != nil {
-		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+		creds = credentials.NewTLS(opts.TLS)
 	}
+	quiet := newQuietConns()
+	closeQuietWhenStopped(h.stopped, quiet)
+	sopts = append(sopts, grpc.Creds(quietCredentials{creds, quiet}))
 	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
 	h.register(s, opts.Authorizer)

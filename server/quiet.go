@@ -1,72 +1,70 @@
 package server
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+
+	"google.golang.org/grpc/credentials"
 )
 
-// QuietListener is a gRPC listener whose connections that have sent
-// nothing yet are closed at shutdown (CloseQuiet). grpc-go's GracefulStop,
-// and Stop, wait for every connection still in its handshake, up to the
-// handshake timeout: one a client opened and sent nothing on (a pool's
-// spare, a port probe) held the drain that long, past a shorter
-// shutdown_timeout, which then reported calls cut off that did not exist.
-// Such a connection carries no call (grpc-go would close it once its
-// handshake was done, the server stopping), and its client sees it closed
-// before it sent a byte.
-type QuietListener struct {
-	net.Listener
+// quietConns tracks the gRPC server's connections that have sent nothing
+// yet, to close them when the servers stop taking work. grpc-go's
+// GracefulStop, and Stop, wait for every connection still in its
+// handshake, up to the handshake timeout: one a client opened and sent
+// nothing on (a pool's spare, a port probe) held the drain that long, past
+// a shorter shutdown_timeout, which then reported calls cut off that did
+// not exist. Such a connection carries no call (grpc-go would close it
+// once its handshake was done, the server stopping), and its client sees
+// it closed before it sent a byte.
+type quietConns struct {
 	mu     sync.Mutex
 	quiet  map[*quietConn]struct{}
 	closed bool
 }
 
-// NewQuietListener wraps lis.
-func NewQuietListener(lis net.Listener) *QuietListener {
-	return &QuietListener{Listener: lis, quiet: map[*quietConn]struct{}{}}
+func newQuietConns() *quietConns {
+	return &quietConns{quiet: map[*quietConn]struct{}{}}
 }
 
-// Accept accepts a connection, closed at once once CloseQuiet has run.
-func (l *QuietListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	qc := &quietConn{Conn: c, l: l}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		c.Close()
+// track returns raw to read through, tracked until its first byte; closed
+// at once once closeQuiet has run.
+func (q *quietConns) track(raw net.Conn) net.Conn {
+	c := &quietConn{Conn: raw, q: q}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		raw.Close()
 	} else {
-		l.quiet[qc] = struct{}{}
+		q.quiet[c] = struct{}{}
 	}
-	return qc, nil
+	return c
 }
 
-// CloseQuiet closes the connections that have sent nothing yet, and every
-// one accepted from now on.
-func (l *QuietListener) CloseQuiet() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closed = true
-	for c := range l.quiet {
+// closeQuiet closes the connections that have sent nothing yet, and every
+// one tracked from now on.
+func (q *quietConns) closeQuiet() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	for c := range q.quiet {
 		c.Conn.Close()
 	}
-	clear(l.quiet)
+	clear(q.quiet)
 }
 
-func (l *QuietListener) forget(c *quietConn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.quiet, c)
+func (q *quietConns) forget(c *quietConn) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.quiet, c)
 }
 
-// quietConn leaves its listener's quiet set with its first byte read.
+// quietConn leaves its tracker with its first byte read.
 type quietConn struct {
 	net.Conn
-	l     *QuietListener
+	q     *quietConns
 	heard atomic.Bool
 }
 
@@ -74,16 +72,38 @@ func (c *quietConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && !c.heard.Load() {
 		c.heard.Store(true)
-		c.l.forget(c)
+		c.q.forget(c)
 	}
 	return n, err
 }
 
 func (c *quietConn) Close() error {
 	if !c.heard.Load() {
-		c.l.forget(c)
+		c.q.forget(c)
 	}
 	return c.Conn.Close()
+}
+
+// quietCredentials tracks each connection from its handshake on: the
+// handshake (TLS, or none) reads through the tracked connection, while
+// grpc-go keeps the raw one for its socket options (TCP_USER_TIMEOUT),
+// which a listener handing out wrapped connections would lose.
+type quietCredentials struct {
+	credentials.TransportCredentials
+	q *quietConns
+}
+
+func (c quietCredentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return c.TransportCredentials.ServerHandshake(c.q.track(raw))
+}
+
+func (c quietCredentials) Clone() credentials.TransportCredentials {
+	return quietCredentials{c.TransportCredentials.Clone(), c.q}
+}
+
+// closeQuietWhenStopped closes q's quiet connections once stopped ends.
+func closeQuietWhenStopped(stopped context.Context, q *quietConns) {
+	context.AfterFunc(stopped, q.closeQuiet)
 }
 
 // closeNewOnShutdown closes, when srv shuts down, the connections that

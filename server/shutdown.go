@@ -29,9 +29,6 @@ type Shutdown struct {
 	// request_id runs whose callers left keep their results.
 	Service interface{ Wait(context.Context) error }
 	Logger  *slog.Logger
-	// GRPCListener, when set, is GRPC's listener: its connections that
-	// have sent nothing are closed as the drain starts.
-	GRPCListener *QuietListener
 	// DrainDelay is how long to keep serving, not ready, after a signal.
 	DrainDelay time.Duration
 	// Timeout bounds the drain of in-flight requests and of Service.
@@ -54,9 +51,6 @@ func (s Shutdown) Run(signalled bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
 	defer cancel()
 	s.Health.EndStreams()
-	if s.GRPCListener != nil {
-		s.GRPCListener.CloseQuiet()
-	}
 	done := make(chan struct{})
 	go func() {
 		s.GRPC.GracefulStop()

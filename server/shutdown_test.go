@@ -233,8 +233,12 @@ func TestShutdownTimesOut(t *testing.T) {
 func TestShutdownClosesSilentConnections(t *testing.T) {
 	for _, which := range []string{"grpc", "http", "http, request begun"} {
 		t.Run(which, func(t *testing.T) {
-			grpcSrv := grpc.NewServer(grpc.ConnectionTimeout(handshakeTimeout)) // as NewGRPC's
-			grpcLis := quietListener(t)
+			h := NewHealth()
+			grpcSrv := NewGRPC(Options{Service: &stub{}, Logger: discard()}, h)
+			grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
 			go func() { _ = grpcSrv.Serve(grpcLis) }()
 			t.Cleanup(grpcSrv.Stop)
 			httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
@@ -255,10 +259,9 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 				}
 			}
 			time.Sleep(100 * time.Millisecond) // accepted
-			h := NewHealth()
 			h.SetReady(true)
 			s := Shutdown{Health: h, HTTP: httpSrv, GRPC: grpcSrv, Service: &waiter{called: make(chan struct{})},
-				GRPCListener: grpcLis, Logger: slog.New(slog.DiscardHandler), Timeout: time.Second}
+				Logger: slog.New(slog.DiscardHandler), Timeout: time.Second}
 			start := time.Now()
 			if err := s.Run(false); err != nil {
 				t.Errorf("Run = %v after %s; want nil, nothing in flight", err, time.Since(start).Round(time.Millisecond))
@@ -270,15 +273,6 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			}
 		})
 	}
-}
-
-func quietListener(t *testing.T) *QuietListener {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return NewQuietListener(lis)
 }
 
 // A grpc.health.v1 Watch lasts as long as its client keeps it; the

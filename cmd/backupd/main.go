@@ -256,7 +256,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
 		slog.Bool("tls", srvOpts.TLS != nil), slog.Int("accounts", len(cfg.Accounts)))
 	err = runServers(ctx, grpcLis, httpLis, server.Shutdown{Health: health, HTTP: httpSrv, GRPC: grpcSrv, Service: svc,
-		GRPCListener: grpcLis, Logger: logger, DrainDelay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout})
+		Logger: logger, DrainDelay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout})
 	if err != nil {
 		logger.Error("backupd stopped", slog.String("error", redact.Error(err)))
 		return loggedError{err}
@@ -285,17 +285,17 @@ func serverOptions(cfg *config.Config, svc *service.Server, m *metrics.Metrics, 
 }
 
 // listen opens both listeners, or neither.
-func listen(l config.Listen) (grpcLis *server.QuietListener, httpLis net.Listener, err error) {
-	g, err := net.Listen("tcp", l.GRPC)
+func listen(l config.Listen) (grpcLis, httpLis net.Listener, err error) {
+	grpcLis, err = net.Listen("tcp", l.GRPC)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gRPC listener: %w", err)
 	}
-	h, err := net.Listen("tcp", l.HTTP)
+	httpLis, err = net.Listen("tcp", l.HTTP)
 	if err != nil {
-		g.Close()
+		grpcLis.Close()
 		return nil, nil, fmt.Errorf("HTTP listener: %w", err)
 	}
-	return server.NewQuietListener(g), h, nil
+	return grpcLis, httpLis, nil
 }
 
 // runServers serves both listeners until ctx ends (a signal) or one of
