@@ -41,10 +41,23 @@ func PooledHTTPClient(c aws.HTTPClient) aws.HTTPClient {
 	if !ok {
 		return c
 	}
-	return inMemoryBodies{bc.WithTransportOptions(func(t *http.Transport) {
+	pooled := bc.WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
 		t.MaxIdleConns = max(t.MaxIdleConns, maxIdleConns)
-	})}
+	})
+	hc, ok := pooled.Freeze().(*http.Client)
+	if !ok {
+		return inMemoryBodies{pooled}
+	}
+	// The SDK's client follows a 307 or 308 when net/http can send the
+	// body again, which it cannot with the SDK's own body type:
+	// DynamoDB's calls are never redirected. inMemoryBodies gives every
+	// body a GetBody, which would have a redirect (from a proxy, say)
+	// followed inside one attempt: sent twice on one turn of the rate
+	// limit, unsigned for the other host.
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return inMemoryBodies{&noRedirect}
 }
 
 // maxInMemoryBody is the largest request body inMemoryBodies reads ahead.

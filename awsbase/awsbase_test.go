@@ -85,6 +85,31 @@ func (c countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// TestRedirectIsNotFollowed: a 307 (a proxy's; DynamoDB does not
+// redirect) is the attempt's answer, as with the SDK's own client, not
+// followed to another host inside one attempt.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	var reached atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(other.Close)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	c := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), HTTPClient: PooledHTTPClient(nil),
+		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", "TOKEN"),
+		Retryer:     aws.NopRetryer{}})
+	_, err := c.DescribeBackup(context.Background(), &dynamodb.DescribeBackupInput{BackupArn: aws.String("arn")})
+	var re *awshttp.ResponseError
+	if !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusTemporaryRedirect || reached.Load() != 0 {
+		t.Errorf("err = %v, other host reached %d times; want the 307 as the answer, not followed", err, reached.Load())
+	}
+}
+
 func TestSDKLogger(t *testing.T) {
 	var buf bytes.Buffer
 	l := SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
