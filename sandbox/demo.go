@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
@@ -53,12 +54,13 @@ func DemoConfig(demo []Account) *config.Config {
 // lets requests without a token act in its accounts, so it must not be
 // reachable from other hosts.
 func LoopbackOnly(l config.Listen) error {
+	var errs []error
 	for _, addr := range []string{l.GRPC, l.HTTP} {
 		if !isLoopback(addr) {
-			return fmt.Errorf("the sandbox listens on loopback only; %q is not a loopback address", addr)
+			errs = append(errs, fmt.Errorf("the sandbox listens on loopback only; %q is not a loopback address", addr))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func isLoopback(addr string) bool {

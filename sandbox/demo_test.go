@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/backupd/backupd/callers"
@@ -51,5 +52,10 @@ func TestLoopbackOnly(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("LoopbackOnly(%q, %q) = %v; want ok %v", tt.grpc, tt.http, err, tt.ok)
 		}
+	}
+	// Both are named, not only the first.
+	err := sandbox.LoopbackOnly(config.Listen{GRPC: "0.0.0.0:9090", HTTP: "0.0.0.0:8080"})
+	if err == nil || !strings.Contains(err.Error(), `"0.0.0.0:9090"`) || !strings.Contains(err.Error(), `"0.0.0.0:8080"`) {
+		t.Errorf("LoopbackOnly of two addresses off loopback: %v; want both named", err)
 	}
 }

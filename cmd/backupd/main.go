@@ -65,6 +65,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		// The flags after it would be left unread without a word.
+		return fmt.Errorf("unexpected argument %q: backupd takes only flags (see -h)", fs.Arg(0))
+	}
 	if (*configPath == "") == !*sandboxMode {
 		return errors.New("give exactly one of --config FILE or --sandbox")
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +80,20 @@ func TestRunServersStopsWhenAListenerFails(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + httpLis.Addr().String() + "/"); err == nil {
 		t.Error("the HTTP server still answers after the shutdown")
+	}
+}
+
+// TestRunRefusesArguments: an argument that is not a flag is refused, not
+// left unread with every flag after it (a --grpc-listen that would not
+// take effect).
+func TestRunRefusesArguments(t *testing.T) {
+	var stderr strings.Builder
+	// Canceled: were the argument not refused, the sandbox would start
+	// (on ports of its own) and stop at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := run(ctx, []string{"--sandbox", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "stray"}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "stray"`) {
+		t.Errorf("run with a stray argument: %v; want it refused", err)
 	}
 }
