@@ -801,8 +801,11 @@ func TestOwnCredentialsStayOutOfTheLog(t *testing.T) {
 	if code, _, resp := inst.rest(t, "GET", "/v1/accounts/"+a+"/backups", ""); code != http.StatusServiceUnavailable || !strings.Contains(string(resp), "STS_UNAVAILABLE") {
 		t.Fatalf("ListBackups without credentials: %d %s; want 503 STS_UNAVAILABLE", code, resp)
 	}
+	// Both lines come through backupd's stderr, copied into inst.logs as
+	// they arrive: waited for, not read at once.
 	deadline := time.Now().Add(15 * time.Second)
-	for len(inst.logs.Lines("no AWS credentials for backupd itself")) == 0 && time.Now().Before(deadline) {
+	for (len(inst.logs.Lines("no AWS credentials for backupd itself")) == 0 || len(inst.logs.Lines("process output", "[redacted]")) < 2) &&
+		time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	logs := inst.logs.String()
