@@ -198,6 +198,17 @@ type Listen struct {
 	HTTP string `yaml:"http"`
 }
 
+// Override puts l's addresses that are set (flags') in c, in place of
+// the file's: a Parse override.
+func (l Listen) Override(c *Config) {
+	if l.GRPC != "" {
+		c.Listen.GRPC = l.GRPC
+	}
+	if l.HTTP != "" {
+		c.Listen.HTTP = l.HTTP
+	}
+}
+
 // Log selects the log format: "json" in production, "text" for people.
 type Log struct {
 	Format string `yaml:"format"`
@@ -238,19 +249,20 @@ func (l Limits) Rate(op string) float64 {
 	return **lim.field(&l)
 }
 
-// Load reads, defaults and validates the file at path.
-func Load(path string) (*Config, error) {
+// Load reads, defaults, overrides and validates the file at path (Parse).
+func Load(path string, overrides ...func(*Config)) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	return Parse(f)
+	return Parse(f, overrides...)
 }
 
 // Parse decodes YAML strictly (unknown keys are errors), applies defaults
-// and validates. The error lists every problem found.
-func Parse(r io.Reader) (*Config, error) {
+// and overrides (what flags set), then validates. The error lists every
+// problem found, the overrides' with the file's.
+func Parse(r io.Reader, overrides ...func(*Config)) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -261,6 +273,9 @@ func Parse(r io.Reader) (*Config, error) {
 	}
 	zeros := c.explicitZeros()
 	c.ApplyDefaults()
+	for _, o := range overrides {
+		o(c)
+	}
 	if err := errors.Join(append(append(rep.problems, zeros...), rep.without(c.Validate())...)...); err != nil {
 		return nil, err
 	}

@@ -584,3 +584,20 @@ func TestLimitOfCoversLimits(t *testing.T) {
 		t.Errorf("%d limits for %d operations", len(limitOf), len(operations))
 	}
 }
+
+// TestParseOverrides: the flags' listener addresses replace the file's
+// before validation, so their problems are listed with the file's, and a
+// bad address the flag replaces is not.
+func TestParseOverrides(t *testing.T) {
+	const file = "listen: {grpc: 'nonsense', http: ':8080'}\n"
+	_, err := Parse(strings.NewReader(file), Listen{GRPC: "127.0.0.1:9090", HTTP: "bad-flag"}.Override)
+	if err == nil || !strings.Contains(err.Error(), "accounts: must list at least one account") ||
+		!strings.Contains(err.Error(), `listen.http: must be host:port or :port`) || !strings.Contains(err.Error(), `got "bad-flag"`) ||
+		strings.Contains(err.Error(), "nonsense") {
+		t.Errorf("Parse with overrides: %v; want the file's and the flag's problems together, not the replaced address's", err)
+	}
+	c, err := Parse(strings.NewReader(file+"accounts: [{id: '111111111111', role_arn: 'arn:aws:iam::111111111111:role/x'}]\n"), Listen{GRPC: "127.0.0.1:9090"}.Override)
+	if err != nil || c.Listen.GRPC != "127.0.0.1:9090" || c.Listen.HTTP != ":8080" {
+		t.Errorf("Parse with an override: %+v, %v; want grpc from the flag, http from the file", c.Listen, err)
+	}
+}

@@ -88,11 +88,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *sandboxMode {
 		return runSandbox(ctx, flagListen, stderr)
 	}
-	cfg, err := config.Load(*configPath)
+	cfg, err := config.Load(*configPath, flagListen.Override)
 	if err != nil {
-		return err
-	}
-	if err := overrideListen(cfg, flagListen); err != nil {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
@@ -115,21 +112,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger))
 }
 
-// overrideListen puts the flags' listener addresses in cfg, and checks
-// them as the file's are checked.
-func overrideListen(cfg *config.Config, l config.Listen) error {
-	if l == (config.Listen{}) {
-		return nil
-	}
-	if l.GRPC != "" {
-		cfg.Listen.GRPC = l.GRPC
-	}
-	if l.HTTP != "" {
-		cfg.Listen.HTTP = l.HTTP
-	}
-	return cfg.Validate()
-}
-
 // runSandbox serves the fake on loopback and points the real SDK path at it.
 func runSandbox(ctx context.Context, flagListen config.Listen, stderr io.Writer) error {
 	demo := sandbox.DemoAccounts()
@@ -143,10 +125,8 @@ func runSandbox(ctx context.Context, flagListen config.Listen, stderr io.Writer)
 	defer fakeSrv.Close()
 
 	cfg := sandbox.DemoConfig(demo)
-	if err := overrideListen(cfg, flagListen); err != nil {
-		return err
-	}
-	if err := sandbox.LoopbackOnly(cfg.Listen); err != nil {
+	flagListen.Override(cfg)
+	if err := errors.Join(cfg.Validate(), sandbox.LoopbackOnly(cfg.Listen)); err != nil {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
