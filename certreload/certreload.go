@@ -6,6 +6,7 @@
 package certreload
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -109,8 +110,8 @@ func readCAs(file string) (*x509.CertPool, error) {
 }
 
 // reloader serves what parse makes of files, making it again when their
-// modification times change, at most once an interval. Files that fail to
-// load (half written, say) leave the previous value in service.
+// contents change, at most once an interval. Files that fail to load
+// (half written, say) leave the previous value in service.
 type reloader[T any] struct {
 	files    []string
 	parse    func() (T, error)
@@ -121,7 +122,7 @@ type reloader[T any] struct {
 
 	mu      sync.Mutex
 	value   T
-	stamp   []time.Time // the files' modification times when value was made
+	stamp   [][sha256.Size]byte // the files' contents' hashes when value was made
 	checked time.Time
 	failed  string // the last reload's error, logged once
 }
@@ -158,7 +159,7 @@ func (r *reloader[T]) load() error {
 
 func (r *reloader[T]) loadLocked() error {
 	r.checked = time.Now()
-	stamp, err := modTimes(r.files)
+	stamp, err := contentHashes(r.files)
 	if err != nil {
 		return fmt.Errorf("tls: %s: %w", r.what, err)
 	}
@@ -173,14 +174,17 @@ func (r *reloader[T]) loadLocked() error {
 	return nil
 }
 
-func modTimes(files []string) ([]time.Time, error) {
-	t := make([]time.Time, len(files))
+// contentHashes are the files' contents' hashes: a rotation that keeps
+// a file's modification time (cp -p, rsync -t, a coarse file system) is
+// seen as well. The files are a few KiB, read once an interval.
+func contentHashes(files []string) ([][sha256.Size]byte, error) {
+	h := make([][sha256.Size]byte, len(files))
 	for i, f := range files {
-		fi, err := os.Stat(f)
+		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
-		t[i] = fi.ModTime()
+		h[i] = sha256.Sum256(b)
 	}
-	return t, nil
+	return h, nil
 }

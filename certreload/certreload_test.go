@@ -89,6 +89,30 @@ func testCertificateRotates(t *testing.T) {
 	}
 }
 
+// TestRotationKeepingTheModificationTimeIsSeen: files copied over with
+// the old ones' modification time (cp -p, rsync -t) are read again too.
+func TestRotationKeepingTheModificationTimeIsSeen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		first := testenv.SelfSignedTLS(t)
+		const interval = 200 * time.Millisecond
+		cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(first.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := testenv.SelfSignedTLS(t)
+		second1 := serving(t, cfg)(second)
+		rotate(t, second, first, fi.ModTime())
+		time.Sleep(interval + 50*time.Millisecond)
+		if err := second1(); err != nil {
+			t.Errorf("files rotated with the old modification time: %v", err)
+		}
+	})
+}
+
 // A rotation that leaves files that do not load keeps the previous
 // certificate in service and says so once, at ERROR; the next good pair is
 // served again.

@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,7 +50,7 @@ func New() *Metrics {
 		}, []string{"account", "region", "operation", "decision"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_dynamodb_attempts_total",
-			Help: "Attempts sent to DynamoDB, retries included, by outcome: ok, DynamoDB's error code, canceled, or transport_error.",
+			Help: "Attempts sent to DynamoDB, retries included, by outcome: ok, DynamoDB's error code, canceled, http_<status> (an answer with no error code), or transport_error (no answer).",
 		}, []string{"account", "region", "operation", "outcome"}),
 		attemptDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "backupd_dynamodb_attempt_duration_seconds",
@@ -57,7 +59,7 @@ func New() *Metrics {
 		}, []string{"operation"}),
 		assumeRole: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_sts_assume_role_total",
-			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, canceled (no answer within backupd's bound), or transport_error.",
+			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, canceled (no answer within backupd's bound), http_<status> (an answer with no error code), or transport_error (no answer).",
 		}, []string{"account", "outcome"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole,
@@ -105,10 +107,14 @@ func (m *Metrics) ObserveAssumeRole(account string, err error) {
 }
 
 // Outcome names how an AWS call ended: "ok", the service's error code,
-// "canceled" when its deadline passed or it was canceled, or
-// "transport_error" when no answer came.
+// "canceled" when its deadline passed or it was canceled, "http_<status>"
+// when an answer came without an error code the SDK could read (a proxy's
+// HTML page, say), or "transport_error" when no answer came.
 func Outcome(err error) string {
-	var api smithy.APIError
+	var (
+		api  smithy.APIError
+		resp *smithyhttp.ResponseError
+	)
 	switch {
 	case err == nil:
 		return "ok"
@@ -116,6 +122,8 @@ func Outcome(err error) string {
 		return errorCode(api.ErrorCode())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
+	case errors.As(err, &resp) && resp.HTTPStatusCode() >= 100 && resp.HTTPStatusCode() <= 599:
+		return "http_" + strconv.Itoa(resp.HTTPStatusCode())
 	}
 	return "transport_error"
 }

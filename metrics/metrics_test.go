@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 )
@@ -25,6 +27,9 @@ func TestOutcome(t *testing.T) {
 		{fmt.Errorf("op: %w", context.DeadlineExceeded), "canceled"},
 		{context.Canceled, "canceled"},
 		{errors.New("connection reset by peer"), "transport_error"},
+		// An answer whose error code the SDK could not read.
+		{fmt.Errorf("op: %w", &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 503}},
+			Err: errors.New("failed to decode response body")}), "http_503"},
 		{&smithy.GenericAPIError{Code: "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"}, "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"},
 		{&smithy.GenericAPIError{Code: "Internal\xffError"}, "unrecognized_error_code"},
 		{&smithy.GenericAPIError{Code: "Internal Error"}, "unrecognized_error_code"},

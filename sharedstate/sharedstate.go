@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -114,7 +115,14 @@ func kindOf(format, msg string) string {
 	if len(msg) > prefix {
 		msg = msg[:prefix]
 	}
-	return format + msg
+	// Without its digits: a message that names a connection
+	// ("conn[1234] ...") is one kind whichever connection it names.
+	return format + strings.Map(func(r rune) rune {
+		if '0' <= r && r <= '9' {
+			return -1
+		}
+		return r
+	}, msg)
 }
 
 // Refused reports whether err, from a first command, says Redis refused

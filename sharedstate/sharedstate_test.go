@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -104,6 +105,10 @@ func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 	// Messages go-redis formats itself come as "%s": each is its own kind.
 	l.Printf(ctx, "%s", "redis: circuit breaker opened for endpoint 10.0.0.1:6379")
 	l.Printf(ctx, "%s", "redis: maintenance notification: MOVING to 10.0.0.2:6379")
+	// One kind whichever connection it names.
+	for i := range 3 {
+		l.Printf(ctx, "%s", fmt.Sprintf("conn[%d] handoff failed", 1000+i))
+	}
 	now = now.Add(10 * time.Second) // the interval has passed
 	l.Printf(ctx, "redis: connection pool: failed to dial after %d attempts: %v", 6, errors.New("connection refused"))
 
@@ -127,6 +132,7 @@ func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 		"WARN redis: discarding bad PubSub connection: EOF left_out=-",
 		"WARN redis: circuit breaker opened for endpoint 10.0.0.1:6379 left_out=-",
 		"WARN redis: maintenance notification: MOVING to 10.0.0.2:6379 left_out=-",
+		"WARN conn[1000] handoff failed left_out=-",
 		"WARN redis: connection pool: failed to dial after 6 attempts: connection refused left_out=4",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
