@@ -196,7 +196,10 @@ func (c *ddbCall) resolveTable(field, v string) (string, *ddbError) {
 
 // backupRef parses a BackupArn parameter. It returns the creation time in
 // Unix milliseconds encoded in the ARN, which places it in ListBackups'
-// order even after the backup is gone.
+// order even after the backup is gone. It takes the ids backupd takes
+// (digits, a dash, hex in either case), which moto answers as not found
+// when it has none such, rather than refusing those the fake would not
+// make.
 func (c *ddbCall) backupRef(field, v string) (ms int64, here bool, derr *ddbError) {
 	if v == "" {
 		return 0, false, validationErr("1 validation error detected: Value null at '" + field + "' failed to satisfy constraint: Member must not be null")
@@ -216,7 +219,7 @@ func (c *ddbCall) backupRef(field, v string) (ms int64, here bool, derr *ddbErro
 	if ok {
 		var err error
 		ms, err = strconv.ParseInt(digits, 10, 64)
-		ok = err == nil && len(digits) >= 13 && ms >= 0 && isHex(suffix)
+		ok = err == nil && ms >= 0 && isHex(suffix)
 	}
 	if !ok {
 		return 0, false, validationErr("Invalid BackupArn: " + v)
@@ -233,7 +236,7 @@ func isHex(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
 			return false
 		}
 	}

@@ -528,6 +528,17 @@ func TestErrorsAsTheSDKTypesThem(t *testing.T) {
 			code: "BackupNotFoundException", target: new(*types.BackupNotFoundException),
 		},
 		{
+			// An id backupd takes (any digits, hex in either case): not
+			// found, as moto answers, rather than refused.
+			name: "DescribeBackup of an unusual id",
+			call: func(ctx context.Context, c *dynamodb.Client) error {
+				_, err := c.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{
+					BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/123-ABCDEF12")})
+				return err
+			},
+			code: "BackupNotFoundException", target: new(*types.BackupNotFoundException),
+		},
+		{
 			name: "RestoreTableFromBackup onto an existing table",
 			call: func(ctx context.Context, c *dynamodb.Client) error {
 				_, err := c.RestoreTableFromBackup(ctx, &dynamodb.RestoreTableFromBackupInput{BackupArn: backup.BackupDetails.BackupArn, TargetTableName: aws.String("Customers")})
