@@ -40,7 +40,13 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 			if err != nil {
 				return nil, fmt.Errorf("tls: load cert_file and key_file: %w", err)
 			}
-			if err := inValidity(c.Leaf, time.Now()); err != nil {
+			leaf := c.Leaf // nil with GODEBUG x509keypairleaf=0
+			if leaf == nil {
+				if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+					return nil, fmt.Errorf("tls: cert_file: %w", err)
+				}
+			}
+			if err := inValidity(leaf, time.Now()); err != nil {
 				return nil, err
 			}
 			return &c, nil
@@ -176,7 +182,8 @@ func (r *reloader[T]) loadLocked() error {
 
 // contentHashes are the files' contents' hashes: a rotation that keeps
 // a file's modification time (cp -p, rsync -t, a coarse file system) is
-// seen as well. The files are a few KiB, read once an interval.
+// seen as well. The files are a few KiB, read once an interval, by the
+// handshake that finds the interval past.
 func contentHashes(files []string) ([][sha256.Size]byte, error) {
 	h := make([][sha256.Size]byte, len(files))
 	for i, f := range files {

@@ -166,7 +166,7 @@ func (l *Redis) Prime(ctx context.Context) error {
 	// Loaded now, the scripts take one round trip (EVALSHA) from the first
 	// call on, and the first calls find Redis' clock placed: an exchange
 	// of two round trips would place it no better than a slow link.
-	for _, script := range []*redis.Script{takeTurn, redisTime} {
+	for _, script := range []*redis.Script{takeTurn, redisTime, holdTurns} {
 		if err := script.Load(ctx, l.client).Err(); err != nil {
 			return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: fmt.Errorf("load the rate-limit scripts: %w", err)}
 		}

@@ -17,8 +17,8 @@ import (
 // nothing on (a pool's spare, a port probe) held the drain that long, past
 // a shorter shutdown_timeout, which then reported calls cut off that did
 // not exist. Such a connection carries no call (grpc-go would close it
-// once its handshake was done, the server stopping), and its client sees
-// it closed before it sent a byte.
+// once its handshake was done, the server stopping): its client sees it
+// closed before backupd read a byte of it.
 type quietConns struct {
 	mu     sync.Mutex
 	quiet  map[*quietConn]struct{}
@@ -61,7 +61,9 @@ func (q *quietConns) forget(c *quietConn) {
 	delete(q.quiet, c)
 }
 
-// quietConn leaves its tracker with its first byte read.
+// quietConn leaves its tracker with its first byte read, or its first
+// failed read (grpc-go may close the raw connection under it, not this
+// one).
 type quietConn struct {
 	net.Conn
 	q     *quietConns
@@ -70,7 +72,7 @@ type quietConn struct {
 
 func (c *quietConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && !c.heard.Load() {
+	if (n > 0 || err != nil) && !c.heard.Load() {
 		c.heard.Store(true)
 		c.q.forget(c)
 	}
