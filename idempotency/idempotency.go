@@ -152,12 +152,14 @@ func (m *Memory) claim(key Key, fp Fingerprint) (e *entry, lead bool) {
 	return e, true
 }
 
-// lead runs the request for e and settles e, even if run panics.
+// lead runs the request for e and settles e, even if run panics: then as
+// an unknown outcome, the panic having perhaps come after the request was
+// done (in decoding its answer, say), so that no repeat runs it again.
 func (m *Memory) lead(key Key, e *entry, run func() ([]byte, error)) (resp []byte, err error) {
 	settled := false
 	defer func() {
-		if !settled { // run panicked: forget the entry and let waiters run again
-			m.settle(key, e, nil, nil, false)
+		if !settled {
+			m.settle(key, e, nil, &OutcomeUnknownError{Key: key}, true)
 		}
 	}()
 	resp, err = run()

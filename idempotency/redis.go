@@ -347,12 +347,14 @@ type claimed struct {
 
 // lead runs the request it claimed and settles the claim: the response, or
 // the Final error, is kept; another error drops the claim so a repeat runs
-// again. If run panics the claim is dropped too.
+// again. If run panics the claim is kept as an unknown outcome, as Memory
+// keeps it.
 func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error)) (resp []byte, err error) {
 	settled := false
 	defer func() {
 		if !settled {
-			s.settle(ctx, c, "")
+			b, _ := json.Marshal(record{Done: true, Fingerprint: c.fp, Unknown: true})
+			s.settle(ctx, c, string(b))
 		}
 	}()
 	resp, err = run()

@@ -788,3 +788,17 @@ func TestRedisScriptsTakeAnyRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisPanicIsAnUnknownOutcome: as in Memory, a run that panicked is
+// kept as an unknown outcome, on every replica, not run again.
+func TestRedisPanicIsAnUnknownOutcome(t *testing.T) {
+	stores := redisStores(t, 2, time.Minute)
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = stores[0].Do(context.Background(), key, fpA, func() ([]byte, error) { panic("boom") })
+	}()
+	_, err := stores[1].Do(context.Background(), key, fpA, func() ([]byte, error) { t.Error("ran again after a panic"); return nil, nil })
+	if _, ok := errors.AsType[*OutcomeUnknownError](err); !ok {
+		t.Errorf("repeat on another replica after a panic: %v; want an unknown outcome", err)
+	}
+}

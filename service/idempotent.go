@@ -82,26 +82,17 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key i
 		defer func() {
 			// Out of the caller's goroutine, a panic would end the
 			// process: it is this request's INTERNAL error instead.
-			// The idempotency store has settled its entry by now.
+			// The idempotency store has kept an unknown outcome for
+			// its repeats by now.
 			if p := recover(); p != nil {
-				s.logPanic(ctx, op, p)
+				s.log.LogAttrs(ctx, slog.LevelError, "panic in a request_id run", slog.String("operation", op),
+					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 				res.err = errPanic
 			}
 			done <- res
 		}()
-		res.kept, res.err = s.idem.Do(ctx, key, fp, func() (kept []byte, err error) {
+		res.kept, res.err = s.idem.Do(ctx, key, fp, func() ([]byte, error) {
 			res.ran = true
-			defer func() {
-				// The panic may have come after DynamoDB acted (in
-				// the answer's decoding, or in an observer of the
-				// attempt): kept as an unknown outcome, so that no
-				// repeat makes a second backup. The store would
-				// forget a run that panicked.
-				if p := recover(); p != nil {
-					s.logPanic(ctx, op, p)
-					kept, err = nil, idempotency.Final(outcomeUnknown(op, key.Account, errPanic))
-				}
-			}()
 			resp, err := runDetached(ctx, s, op, key.Account, do)
 			if err != nil {
 				return nil, err
@@ -111,12 +102,6 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key i
 		})
 	}()
 	return done
-}
-
-// logPanic logs a request_id run's panic with its stack.
-func (s *Server) logPanic(ctx context.Context, op string, p any) {
-	s.log.LogAttrs(ctx, slog.LevelError, "panic in a request_id run", slog.String("operation", op),
-		slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 }
 
 // runDetached runs do with upstream_timeout whatever the caller's deadline:
