@@ -198,7 +198,7 @@ func bearer(ctx context.Context) (string, *UnauthenticatedError) {
 	case len(vals) > 1:
 		return "", &UnauthenticatedError{Repeated: true}
 	}
-	if !printableASCII(vals[0]) {
+	if !PrintableASCII(vals[0]) {
 		// As over REST, where such a value is not passed on: a token
 		// that works over one transport works over both.
 		return "", &UnauthenticatedError{OtherScheme: true}
@@ -214,9 +214,10 @@ func bearer(ctx context.Context) (string, *UnauthenticatedError) {
 	return token, nil
 }
 
-// printableASCII reports whether s holds only printable ASCII, as a
-// bearer token does (RFC 6750's b64token, and spaces before it).
-func printableASCII(s string) bool {
+// PrintableASCII reports whether s holds only printable ASCII, as a
+// bearer token does (RFC 6750's b64token, and spaces before it), and as
+// gRPC metadata may (the REST gateway's headers become metadata).
+func PrintableASCII(s string) bool {
 	for i := range len(s) {
 		if s[i] < 0x20 || s[i] > 0x7e {
 			return false

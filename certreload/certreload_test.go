@@ -121,11 +121,7 @@ func TestBrokenRotationIsLogged(t *testing.T) { synctest.Test(t, testBrokenRotat
 func testBrokenRotationIsLogged(t *testing.T) {
 	first := testenv.SelfSignedTLS(t)
 	const interval = 200 * time.Millisecond
-	logs := &testenv.Buffer{}
-	cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, logs := logged(t, first, interval)
 	serves := serving(t, cfg)
 	first1 := serves(first)
 	later := time.Now().Add(time.Minute)
@@ -167,11 +163,7 @@ func TestRotationOutsideValidityIsKept(t *testing.T) {
 func testRotationOutsideValidityIsKept(t *testing.T) {
 	first := testenv.SelfSignedTLS(t)
 	const interval = 200 * time.Millisecond
-	logs := &testenv.Buffer{}
-	cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, logs := logged(t, first, interval)
 	serves := serving(t, cfg)
 	first1 := serves(first)
 	expired := testenv.SelfSignedTLSValid(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
@@ -196,6 +188,18 @@ func testRotationOutsideValidityIsKept(t *testing.T) {
 			t.Errorf("the log does not say %q:\n%s", want, logs.String())
 		}
 	}
+}
+
+// logged is the TLS configuration of files, checked every interval, and
+// the JSON log it writes.
+func logged(t *testing.T, files testenv.TLSFiles, interval time.Duration) (*tls.Config, *testenv.Buffer) {
+	t.Helper()
+	logs := &testenv.Buffer{}
+	cfg, err := tlsConfig(files.CertFile, files.KeyFile, "", interval, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, logs
 }
 
 // rotate copies the certificate and key of from over those of to, with

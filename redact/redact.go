@@ -1,8 +1,10 @@
-// Package redact takes secrets out of text bound for backupd's log: AWS's
-// error messages are kept there for whoever runs backupd, but they may
-// quote a signed request (a signature mismatch quotes the canonical
-// request, session token included), and the SDK's credential providers may
-// quote what a credential process printed or a metadata service answered.
+// Package redact makes text fit for backupd's log and errors. It takes
+// secrets out: AWS's error messages are kept in the log for whoever runs
+// backupd, but they may quote a signed request (a signature mismatch
+// quotes the canonical request, session token included), and the SDK's
+// credential providers may quote what a credential process printed or a
+// metadata service answered. And it bounds text from outside backupd (a
+// caller's, AWS's) that a log line or an error repeats (Cut).
 package redact
 
 import (
@@ -58,18 +60,24 @@ func Secrets(s string) string {
 const MaxError = 4096
 
 // Error is err's text for the log, with its secrets taken out (Secrets),
-// then cut to MaxError bytes on a character boundary: cut after, so that
-// a cut never parts a key from its value.
-func Error(err error) string {
-	s := Secrets(err.Error())
-	if len(s) <= MaxError {
-		return s
+// then cut to MaxError bytes (Cut): cut after, so that a cut never parts
+// a key from its value.
+func Error(err error) string { return Cut(Secrets(err.Error()), MaxError) }
+
+// Cut bounds text that a log line or an error repeats from outside
+// backupd (a caller's, AWS's): at most max bytes, cut on a character
+// boundary and marked "...", with invalid UTF-8 replaced. A status whose
+// text or metadata is not UTF-8 cannot be encoded: grpc-go then drops its
+// details, and the REST gateway answers 500.
+func Cut(s string, max int) string {
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
 	}
-	cut := MaxError
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // valueSpan is where the value that begins at i in s lies: inside its

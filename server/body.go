@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/backupd/backupd/badrequest"
+	"github.com/backupd/backupd/redact"
 )
 
 // bodyViolations finds what protojson refused in a JSON body for md: the
@@ -110,9 +111,9 @@ func stringFor(fd protoreflect.FieldDescriptor, v json.RawMessage) bool {
 // keeps its quotes, so 123 and "123" read apart.
 func rawJSON(v json.RawMessage) string {
 	if len(v) > maxKeyEcho {
-		return fmt.Sprintf("%s (%d bytes)", echo(string(v), maxKeyEcho), len(v))
+		return fmt.Sprintf("%s (%d bytes)", redact.Cut(string(v), maxKeyEcho), len(v))
 	}
-	return echo(string(v), maxKeyEcho)
+	return redact.Cut(string(v), maxKeyEcho)
 }
 
 // jsonText is v as text: a string's contents, or v itself.
@@ -178,7 +179,7 @@ func unboundFields(md protoreflect.MessageDescriptor, bound func(protoreflect.Na
 
 // shorten bounds how much of a caller's key an error repeats.
 func shorten(key string) string {
-	return echo(key, maxKeyEcho)
+	return redact.Cut(key, maxKeyEcho)
 }
 
 // pathConflicts lists the path fields that the decoded body msg sets to

@@ -36,6 +36,7 @@ import (
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/testenv"
 )
@@ -439,7 +440,7 @@ func FuzzQueryParser(f *testing.F) {
 				_, given := values[v.Field]
 				shortened := strings.HasSuffix(v.Field, "...") || v.Field == `""`
 				for k := range values {
-					shortened = shortened || v.Field == echo(k, maxKeyEcho) // invalid UTF-8 replaced
+					shortened = shortened || v.Field == redact.Cut(k, maxKeyEcho) // invalid UTF-8 replaced
 				}
 				if !known && !given && !shortened {
 					t.Errorf("violation names %q, neither a field nor a key given; %q", v.Field, rawQuery)
@@ -591,9 +592,9 @@ func FuzzPathHelpers(f *testing.F) {
 		if want := regexp.MustCompile(`:[A-Za-z0-9_]+$`).MatchString(seg); endsInVerb(s) != want {
 			t.Errorf("endsInVerb(%q) = %v", s, endsInVerb(s))
 		}
-		e := echo(s, int(n))
+		e := redact.Cut(s, int(n))
 		if !utf8.ValidString(e) || len(e) > int(n)+3+len(s) || len(s) > int(n) && len(e) > 3*int(n)+3 {
-			t.Errorf("echo(%q, %d) = %q", s, n, e)
+			t.Errorf("redact.Cut(%q, %d) = %q", s, n, e)
 		}
 		if q := badrequest.Quote(s); !utf8.ValidString(q) || len(q) > 4*64+40 {
 			t.Errorf("Quote(%q) = %q (%d bytes)", s, q, len(q))
@@ -603,11 +604,11 @@ func FuzzPathHelpers(f *testing.F) {
 		h.Add("Authorization", "Bearer ok")
 		h.Add("X-Request-Id", s)
 		metadataSafe(h)
-		if vs := h.Values("Authorization"); len(vs) != 2 || !printableASCII(vs[0]) {
+		if vs := h.Values("Authorization"); len(vs) != 2 || !callers.PrintableASCII(vs[0]) {
 			t.Errorf("metadataSafe left Authorization %q", vs)
 		}
 		for _, v := range h.Values("X-Request-Id") {
-			if !printableASCII(v) {
+			if !callers.PrintableASCII(v) {
 				t.Errorf("metadataSafe left X-Request-Id %q", v)
 			}
 		}

@@ -170,7 +170,7 @@ func (l *requestLine) fail(ctx context.Context, err error) *status.Status {
 // requestIDOf is the request's request_id, cut short, or "".
 func requestIDOf(req any) string {
 	if r, ok := req.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
-		return echo(r.GetRequestId(), maxRequestIDEcho)
+		return redact.Cut(r.GetRequestId(), maxRequestIDEcho)
 	}
 	return ""
 }
@@ -178,7 +178,7 @@ func requestIDOf(req any) string {
 // backupARNOf is the backup the request named or the response made, or "".
 func backupARNOf(req, resp any) string {
 	if r, ok := req.(interface{ GetBackupArn() string }); ok && r.GetBackupArn() != "" {
-		return echo(r.GetBackupArn(), maxARNEcho)
+		return redact.Cut(r.GetBackupArn(), maxARNEcho)
 	}
 	if r, ok := resp.(interface {
 		GetBackupDetails() *backupv1.BackupDetails
@@ -269,11 +269,11 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok && call.forwardedFor != "" {
 		// Behind a proxy the connection's peer is the proxy; the client
 		// is in here, as the proxy (or the client itself) wrote it.
-		attrs = append(attrs, slog.String("forwarded_for", echo(call.forwardedFor, maxForwardedEcho)))
+		attrs = append(attrs, slog.String("forwarded_for", redact.Cut(call.forwardedFor, maxForwardedEcho)))
 	}
 	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) == 1 && v[0] != "" {
 		// The caller's id for correlation (X-Request-Id over REST).
-		attrs = append(attrs, slog.String("x_request_id", echo(v[0], maxRequestIDEcho)))
+		attrs = append(attrs, slog.String("x_request_id", redact.Cut(v[0], maxRequestIDEcho)))
 	}
 	if l.level >= slog.LevelWarn && l.err != nil {
 		attrs = append(attrs, slog.String("error", redact.Error(l.err)))
@@ -301,7 +301,7 @@ func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 		return err
 	}
 	method, _ := grpc.MethodFromServerStream(stream)
-	method = echo(method, maxMethodEcho)
+	method = redact.Cut(method, maxMethodEcho)
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod,
 		Msg: fmt.Sprintf("backupd serves no method %s; see backup.v1.BackupService", method)}, rpcerror.Request{})
 	i.write(stream.Context(), requestLine{method: method, caller: caller(stream.Context()),

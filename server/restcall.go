@@ -19,6 +19,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
 	"github.com/backupd/backupd/badrequest"
+	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -135,7 +136,7 @@ func metadataSafe(h http.Header) {
 	}
 }
 
-func unreadable(v string) bool { return !printableASCII(v) }
+func unreadable(v string) bool { return !callers.PrintableASCII(v) }
 
 // identityOnly reports whether Content-Encoding values vs say the body is
 // not encoded: none, or identity.
@@ -145,15 +146,6 @@ func identityOnly(vs []string) bool {
 			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
 				return false
 			}
-		}
-	}
-	return true
-}
-
-func printableASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
 		}
 	}
 	return true

@@ -21,6 +21,7 @@ import (
 
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rpcerror"
 )
 
@@ -152,7 +153,7 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 		msg = "the body is not one JSON object of the request's fields (" + detail +
 			"); send one JSON object, its fields named in lowerCamelCase as the OpenAPI description lists them"
 	}
-	return refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, "malformed request: "+echo(msg, 1024), account)
+	return refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, "malformed request: "+redact.Cut(msg, 1024), account)
 }
 
 // protoDetail is what a protobuf error message says after its "proto:"
@@ -184,7 +185,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	}
 	path := badrequest.Quote(r.URL.Path)
 	code, reason := codes.NotFound, rpcerror.ReasonRouteNotFound
-	method := echo(r.Method, maxMethodEcho) // a method may be up to the 64 KiB of the headers
+	method := redact.Cut(r.Method, maxMethodEcho) // a method may be up to the 64 KiB of the headers
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", method, path)
 	if hint := escapeHint(r.URL.EscapedPath()); hint != "" {
 		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", method, path, hint)
@@ -264,7 +265,7 @@ var verbMethods = map[string]string{"restore": backupv1.BackupService_RestoreTab
 // not take: logged and counted under "unknown", and without waiting for a
 // body.
 func (g *gateway) notAllowed(w http.ResponseWriter, r *http.Request, allow string) {
-	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", echo(r.Method, maxMethodEcho), badrequest.Quote(r.URL.Path), allow)
+	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", redact.Cut(r.Method, maxMethodEcho), badrequest.Quote(r.URL.Path), allow)
 	st := refusal(codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, msg, "")
 	g.logRouting(r, codes.Unimplemented, "", "")
 	closeUnread(w, r)
@@ -299,7 +300,7 @@ func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region s
 		// No route ran, so the gateway did not turn the header into metadata.
 		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("x-request-id", id))
 	}
-	g.ic.write(ctx, requestLine{method: "unknown", route: echo(r.Method+" "+r.URL.Path, maxMethodEcho),
+	g.ic.write(ctx, requestLine{method: "unknown", route: redact.Cut(r.Method+" "+r.URL.Path, maxMethodEcho),
 		caller: "rest:" + call.remote, account: account, region: region, code: code, unknown: true}, call.start)
 }
 

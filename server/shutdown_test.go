@@ -242,15 +242,9 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			go func() { _ = grpcSrv.Serve(grpcLis) }()
 			t.Cleanup(grpcSrv.Stop)
 			httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
-			httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() { _ = Serve(httpSrv, httpLis) }()
-			t.Cleanup(func() { httpSrv.Close() })
 			addr := grpcLis.Addr().String()
-			if which != "grpc" {
-				addr = httpLis.Addr().String()
+			if httpAddr := serveHTTP(t, httpSrv); which != "grpc" {
+				addr = httpAddr
 			}
 			silent := dialRaw(t, addr)
 			if which == "http, request begun" {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rpcerror"
 )
 
@@ -54,7 +55,7 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 		}
 		// grpc-go would refuse it before any interceptor, unlogged.
 		err = &rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonCompressed,
-			Msg: fmt.Sprintf("backupd takes requests uncompressed; grpc-encoding %s is not one it decompresses: call without a compressor", echo(enc, maxMethodEcho))}
+			Msg: fmt.Sprintf("backupd takes requests uncompressed; grpc-encoding %s is not one it decompresses: call without a compressor", redact.Cut(enc, maxMethodEcho))}
 	}
 	method, known := methodLabel(info.FullMethodName)
 	line := requestLine{method: method, caller: caller(ctx), unknown: !known} // no account: the request is unread
@@ -110,7 +111,7 @@ func methodLabel(full string) (label string, known bool) {
 	if served[full] {
 		return full, true
 	}
-	return echo(full, maxMethodEcho), false
+	return redact.Cut(full, maxMethodEcho), false
 }
 
 // requestArrivalTimeout bounds the wait for the first request of a call

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/redact"
 )
 
 // enumValue maps a DynamoDB enum string to ours. DynamoDB may add values; an
@@ -22,7 +22,7 @@ func enumValue[E ~int32](s *Server, kind, v string, m map[string]E) E {
 	e, ok := m[v]
 	if !ok {
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, "unknown DynamoDB enum value",
-			slog.String("enum", kind), slog.String("value", shortValue(v)))
+			slog.String("enum", kind), slog.String("value", redact.Cut(v, maxValueEcho)))
 	}
 	return e
 }
@@ -30,14 +30,6 @@ func enumValue[E ~int32](s *Server, kind, v string, m map[string]E) E {
 // maxValueEcho bounds an unknown enum value in its log line: DynamoDB's
 // are short names, and an answer that is not DynamoDB's may hold anything.
 const maxValueEcho = 64
-
-// shortValue is v cut to maxValueEcho bytes, as valid UTF-8.
-func shortValue(v string) string {
-	if len(v) > maxValueEcho {
-		v = v[:maxValueEcho] + "..."
-	}
-	return strings.ToValidUTF8(v, "\uFFFD")
-}
 
 var (
 	backupStatuses = map[string]backupv1.BackupStatus{
