@@ -298,10 +298,15 @@ func (l *Redis) placeClock(ctx context.Context, k Key, until time.Time) (sample,
 	for try := 0; ; try++ {
 		seen := l.renewed.Load()
 		now := l.now()
-		place, uncertainty, ok := l.clock.read(now)
+		place, uncertainty, latest, ok := l.clock.read(now)
 		// A placing over a second old is renewed when it would not last
 		// until the call can wait no longer: a turn must not lie past it.
-		lasts := now.Sub(place.mid) < time.Second || !place.placesUntil(l.maxUncertainty()).Before(until)
+		// Not when an exchange within the second did not place the clock
+		// better (a flood's, queued behind the others): asking again
+		// would place it no better, and the turn is taken within the
+		// placing that stands (Wait's latest).
+		lasts := now.Sub(place.mid) < time.Second || now.Sub(latest) < time.Second ||
+			!place.placesUntil(l.maxUncertainty()).Before(until)
 		if ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty() && lasts) {
 			return place, nil
 		}

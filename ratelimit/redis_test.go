@@ -519,6 +519,48 @@ func TestRedisSendsOnTurn(t *testing.T) {
 	wg.Wait()
 }
 
+// TestRedisKeepsAnOldPlacingBetterThanNewOnes: Redis' clock was placed
+// by a fast exchange over a second ago, and every exchange since is
+// slower (a flood queued on the connections, as in
+// integration.TestReplicasShareTheRateLimit), so the old placing stays
+// the best one. A call that may wait a minute, longer than any placing
+// lasts, asks Redis its time once more and then takes its turn by the
+// placing it has, rather than asking again and again and being refused as
+// "Redis answers too slowly"; and the next calls do not ask again within
+// the second.
+func TestRedisKeepsAnOldPlacingBetterThanNewOnes(t *testing.T) {
+	srv := &fakeRedisServer{next: map[string]int64{}}
+	link := &countingLink{fakeLink: fakeLink{srv: srv}}
+	l := NewRedis(link, "p:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Minute}, nil)
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	link.req, link.reply = 3*time.Millisecond, 3*time.Millisecond
+	link.times.Store(0)
+	for i := range 5 {
+		if err := l.Wait(context.Background(), keyA); err != nil {
+			t.Fatalf("call %d: %v; want its turn", i, err)
+		}
+	}
+	if n := link.times.Load(); n != 1 {
+		t.Errorf("Redis asked its time %d times for 5 calls; want once", n)
+	}
+}
+
+// countingLink is a fakeLink that counts the exchanges asking Redis' time.
+type countingLink struct {
+	fakeLink
+	times atomic.Int32
+}
+
+func (c *countingLink) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	if sha1 == redisTime.Hash() {
+		c.times.Add(1)
+	}
+	return c.fakeLink.EvalSha(ctx, sha1, keys, args...)
+}
+
 // TestRedisBurstAfterIdlePlacesTheClockOnce: a burst of calls that finds
 // Redis' clock unplaced (as after an idle spell, when its placing has
 // aged past maxUncertainty) asks Redis its time once, not once a call,

@@ -36,6 +36,9 @@ type redisClock struct {
 	mu   sync.Mutex
 	best sample
 	has  bool
+	// latest is when the latest exchange was observed, by this process's
+	// clock; best may be older, when no exchange since placed it better.
+	latest time.Time
 	// lead is the latest answers' delay after Redis gave them, as of
 	// leadAt; it falls by leadDecay a second, and any later answer's
 	// delay raises it.
@@ -81,6 +84,7 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (place sample, unce
 	s := sample{mid: sent.Add(rtt / 2), redisMid: redisNow, rtt: rtt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.latest = recv
 	off := c.has && !c.agrees(s)
 	steppedForward = off && s.redisMid.After(c.best.redis(s.mid))
 	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) || off {
@@ -110,15 +114,16 @@ func (c *redisClock) leadNow(now time.Time) time.Duration {
 	return max(c.lead-fallen, 0)
 }
 
-// read returns the clock's placing and how far off it may be at now; ok is
-// false when the clock was never placed.
-func (c *redisClock) read(now time.Time) (s sample, uncertainty time.Duration, ok bool) {
+// read returns the clock's placing, how far off it may be at now, and
+// when the latest exchange was observed; ok is false when the clock was
+// never placed.
+func (c *redisClock) read(now time.Time) (s sample, uncertainty time.Duration, latest time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.has {
-		return sample{}, 0, false
+		return sample{}, 0, time.Time{}, false
 	}
-	return c.best, c.best.uncertainty(now), true
+	return c.best, c.best.uncertainty(now), c.latest, true
 }
 
 // currentLead is the lead a turn asked for at now needs.

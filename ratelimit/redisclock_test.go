@@ -18,7 +18,7 @@ func TestRedisClockKeepsItsBestExchange(t *testing.T) {
 		return sent, sent.Add(before + after), sent.Add(before + ahead)
 	}
 	var c redisClock
-	if _, _, ok := c.read(base); ok {
+	if _, _, _, ok := c.read(base); ok {
 		t.Fatal("an unmeasured clock is placed")
 	}
 	steps := []struct {
