@@ -104,7 +104,10 @@ type mapped struct {
 
 func (m mapped) status(req Request) *status.Status {
 	meta := map[string]string{}
-	if req.AccountID != "" {
+	// An unknown caller is told nothing of the request: over gRPC its
+	// token is checked before the request is read, and REST answers the
+	// same body.
+	if req.AccountID != "" && m.code != codes.Unauthenticated {
 		meta["account_id"] = req.AccountID
 	}
 	for k, v := range m.meta {
