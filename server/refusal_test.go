@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -400,9 +401,81 @@ func TestNothingBeforeTheVerb(t *testing.T) {
 	}
 }
 
-// TestTakesBodyFollowsTheHTTPRules keeps takesBody equal to the HTTP rules
-// that grpc-gateway is generated from: the methods whose rule has a body.
-func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {
+// TestEmptyPathVariables: a path whose variable is an empty segment
+// (a script whose $TABLE came out empty) is the route's RPC with that
+// field empty: its caller checked first, as over gRPC, then told which
+// fields are required; not a path no route takes.
+func TestEmptyPathVariables(t *testing.T) {
+	create, list := backupv1.BackupService_CreateBackup_FullMethodName, backupv1.BackupService_ListBackups_FullMethodName
+	tests := []struct {
+		name, method, path, token string
+		status                    int
+		fields                    []string
+		counted                   string
+	}{
+		{"empty table", "POST", "/v1/accounts/111111111111/tables//backups", "", 400, []string{"table_name"}, create + " InvalidArgument"},
+		{"empty account", "GET", "/v1/accounts//backups", "", 400, []string{"account_id"}, list + " InvalidArgument"},
+		{"both empty", "POST", "/v1/accounts//tables//backups", "", 400, []string{"account_id", "table_name"}, create + " InvalidArgument"},
+		{"empty table, no token", "POST", "/v1/accounts/111111111111/tables//backups", "-", 401, nil, create + " Unauthenticated"},
+		{"empty table, a caller of that account", "POST", "/v1/accounts/111111111111/tables//backups", "one-account", 400, []string{"table_name"}, create + " InvalidArgument"},
+		{"empty table, a caller of another account", "POST", "/v1/accounts/222222222222/tables//backups", "one-account", 403, nil, create + " PermissionDenied"},
+		{"no route even so", "GET", "/v1//backups", "", 404, nil, "unknown NotFound"},
+		{"another method", "DELETE", "/v1/accounts/111111111111/tables//backups", "", 404, nil, "unknown NotFound"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixtureWith(t, func(o *Options) {
+				if tt.token != "" {
+					o.Authorizer = callers.New([]config.Caller{{Name: "one", TokenSHA256: callers.HashToken("one-account"),
+						Accounts: []string{"111111111111"}, Operations: []string{config.Any}}})
+				}
+			})
+			req, err := http.NewRequest(tt.method, f.http.URL+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.token != "" && tt.token != "-" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("%d; want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			if called := f.stub.called(); called != nil {
+				t.Errorf("the service was called with %v", called)
+			}
+			var st restStatus
+			if err := json.Unmarshal(body, &st); err != nil {
+				t.Fatalf("body %s: %v", body, err)
+			}
+			var fields []string
+			for _, d := range st.Details {
+				for _, v := range d.FieldViolations {
+					fields = append(fields, v.Field)
+					if !strings.Contains(v.Description, "is required: it goes in the path") {
+						t.Errorf("violation %q does not say where the field goes", v.Description)
+					}
+				}
+			}
+			if !slices.Equal(fields, tt.fields) {
+				t.Errorf("field violations of %q; want %q: %s", fields, tt.fields, body)
+			}
+			if counted := f.observed.counted(); !slices.Equal(counted, []string{tt.counted}) {
+				t.Errorf("counted %q, want %q", counted, tt.counted)
+			}
+		})
+	}
+}
+
+// TestRoutesFollowTheHTTPRules keeps takesBody and routeMethods equal to
+// the HTTP rules that grpc-gateway is generated from: the methods whose
+// rule has a body, and each rule's method and path.
+func TestRoutesFollowTheHTTPRules(t *testing.T) {
 	raw, err := os.ReadFile("../proto/backup/v1/backup_service.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +485,9 @@ func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {
 			Rules []struct {
 				Selector string `yaml:"selector"`
 				Body     string `yaml:"body"`
+				Get      string `yaml:"get"`
 				Post     string `yaml:"post"`
+				Delete   string `yaml:"delete"`
 			} `yaml:"rules"`
 		} `yaml:"http"`
 	}
@@ -422,17 +497,20 @@ func TestTakesBodyFollowsTheHTTPRules(t *testing.T) {
 	if len(svc.HTTP.Rules) != len(backupv1.BackupService_ServiceDesc.Methods) {
 		t.Fatalf("%d HTTP rules for %d methods", len(svc.HTTP.Rules), len(backupv1.BackupService_ServiceDesc.Methods))
 	}
+	routes := map[string]string{}
 	for _, r := range svc.HTTP.Rules {
 		method := "/" + strings.Replace(r.Selector, ".BackupService.", ".BackupService/", 1)
 		if takesBody[method] != (r.Body != "") {
 			t.Errorf("%s: takesBody %v, but its rule's body is %q", method, takesBody[method], r.Body)
 		}
-		// A route with a verb is answered before the verb by verbMethods.
-		if i := strings.LastIndex(r.Post, "}:"); i >= 0 {
-			if verb := r.Post[i+2:]; verbMethods[verb] != method {
-				t.Errorf("%s: verbMethods[%q] is %q", method, verb, verbMethods[verb])
+		for verb, path := range map[string]string{"GET": r.Get, "POST": r.Post, "DELETE": r.Delete} {
+			if path != "" {
+				routes[verb+" "+path] = method
 			}
 		}
+	}
+	if !maps.Equal(routes, routeMethods) {
+		t.Errorf("routeMethods = %v; the HTTP rules say %v", routeMethods, routes)
 	}
 }
 

@@ -195,6 +195,7 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 		pattern, _ := runtime.HTTPPattern(r.Context())
 		if p, ok := r.Context().Value(probeKey{}).(*probe); ok {
 			p.matched, p.verb, p.params = true, pattern.Verb(), params
+			p.template = strings.ReplaceAll(pattern.String(), "=*}", "}")
 			return
 		}
 		if pattern.Verb() == "" && endsInVerb(r.URL.EscapedPath()) {

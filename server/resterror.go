@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -190,13 +191,13 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	if hint := escapeHint(r.URL.EscapedPath()); hint != "" {
 		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", method, path, hint)
 	}
+	if rpc, params, verb, ok := g.emptyVariables(r); ok {
+		g.emptyPathFields(w, r, rpc, params, verb)
+		return
+	}
 	var account, region string
 	if httpStatus == http.StatusMethodNotAllowed {
 		methods, params, verb := g.allowed(r)
-		if slices.Contains(methods, r.Method) {
-			g.emptyBeforeVerb(w, r, params, verb)
-			return
-		}
 		account, region = pathTarget(params)
 		w.Header().Set("Allow", strings.Join(methods, ", "))
 		code, reason = codes.Unimplemented, rpcerror.ReasonMethodNotAllowed
@@ -218,38 +219,38 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
 }
 
-// emptyBeforeVerb answers a request to a verb route whose last variable,
-// before the verb, is empty (POST /v1/backups/:restore): as the route's
-// RPC with that field empty, whose caller is checked first and which is
-// then refused as the service refuses an empty field, logged and counted
-// under its method; not as the method not allowed on the path of the
+// emptyPathFields answers a request whose route has an empty variable,
+// which grpc-gateway does not match (POST /v1/backups/:restore, POST
+// /v1/accounts/111111111111/tables//backups, a script whose $ARN or
+// $TABLE came out empty): as the route's RPC with those fields empty, whose
+// caller is checked first and which is then refused as the service
+// refuses an empty field, logged and counted under its method; not as a
+// path no route takes, or the method not allowed on the path of the
 // routes the request did match.
-func (g *gateway) emptyBeforeVerb(w http.ResponseWriter, r *http.Request, params map[string]string, verb string) {
-	method, ok := verbMethods[verb]
-	if !ok {
-		_, m := runtime.MarshalerForRequest(g.mux, r)
-		g.routingError(r.Context(), g.mux, m, w, r, http.StatusNotFound)
-		return
-	}
+func (g *gateway) emptyPathFields(w http.ResponseWriter, r *http.Request, method string, params map[string]string, verb string) {
 	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
 	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
 	if id := r.Header.Get("X-Request-Id"); id != "" {
 		md.Set("x-request-id", id) // the log line's correlation id, as logRouting gives it
 	}
 	ctx := metadata.NewIncomingContext(r.Context(), md)
-	principal, err := g.ic.authorizeIn(ctx, method, "")
+	account := params["account_id"] // a backup ARN's is empty
+	principal, err := g.ic.authorizeIn(ctx, method, account)
 	if err == nil {
+		where := "it goes in the path"
+		if verb != "" {
+			where += ", before :" + verb
+		}
 		var vs []badrequest.Violation
-		for name, value := range params {
-			if value == "" {
-				vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
-					"%s is required: it goes in the path, before :%s", name, verb)})
+		for _, name := range slices.Sorted(maps.Keys(params)) {
+			if params[name] == "" {
+				vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf("%s is required: %s", name, where)})
 			}
 		}
 		err = &badrequest.Error{Violations: vs}
 	}
 	keepChallenge(r.Context(), err)
-	st := g.ic.record(ctx, finished{method: method, principal: principal, start: call.start, err: err})
+	st := g.ic.record(ctx, finished{method: method, account: account, principal: principal, start: call.start, err: err})
 	closeUnread(w, r)
 	if st.Code() == codes.Unauthenticated {
 		w.Header().Set("WWW-Authenticate", cmp.Or(call.challenge, `Bearer realm="backupd"`))
@@ -257,8 +258,60 @@ func (g *gateway) emptyBeforeVerb(w http.ResponseWriter, r *http.Request, params
 	writeStatus(w, st, runtime.HTTPStatusFromCode(st.Code()))
 }
 
-// verbMethods are the RPCs of the routes with a custom verb, by verb.
-var verbMethods = map[string]string{"restore": backupv1.BackupService_RestoreTableFromBackup_FullMethodName}
+// emptySegment stands in a path for an empty variable while the router is
+// asked which route the path names (emptyVariables): a NUL, which no
+// path parameter backupd takes may hold.
+const emptySegment = "%00"
+
+// emptyVariables finds the route of r's method that r's path names once
+// its empty segments are filled: one between two slashes, or before a
+// verb (/v1/backups/:restore). It returns the route's RPC, its path
+// parameters (the empty ones as ""), and its verb; ok is false when no
+// route takes the path so, or none of its variables is empty.
+func (g *gateway) emptyVariables(r *http.Request) (rpc string, params map[string]string, verb string, ok bool) {
+	escaped := r.URL.EscapedPath()
+	segs := strings.Split(escaped, "/")
+	filled := false
+	for i := 1; i < len(segs); i++ {
+		last := i == len(segs)-1
+		switch {
+		case segs[i] == "" && !last:
+			segs[i], filled = emptySegment, true
+		case last && strings.HasPrefix(segs[i], ":") && endsInVerb(escaped):
+			segs[i], filled = emptySegment+segs[i], true
+		}
+	}
+	if !filled {
+		return "", nil, "", false
+	}
+	raw := strings.Join(segs, "/")
+	path, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", nil, "", false
+	}
+	p := g.match(r, r.Method, path, raw)
+	rpc, known := routeMethods[r.Method+" "+p.template]
+	if !p.matched || !known || strings.HasSuffix(escaped, ":"+p.verb) != (p.verb != "") {
+		return "", nil, "", false
+	}
+	empty := false
+	for name, value := range p.params {
+		if value == "\x00" {
+			p.params[name], empty = "", true
+		}
+	}
+	return rpc, p.params, p.verb, empty
+}
+
+// routeMethods are the RPCs of the REST routes, by method and path
+// template, as proto/backup/v1/backup_service.yaml binds them.
+var routeMethods = map[string]string{
+	"POST /v1/accounts/{account_id}/tables/{table_name}/backups": backupv1.BackupService_CreateBackup_FullMethodName,
+	"GET /v1/backups/{backup_arn}":                               backupv1.BackupService_GetBackup_FullMethodName,
+	"GET /v1/accounts/{account_id}/backups":                      backupv1.BackupService_ListBackups_FullMethodName,
+	"DELETE /v1/backups/{backup_arn}":                            backupv1.BackupService_DeleteBackup_FullMethodName,
+	"POST /v1/backups/{backup_arn}:restore":                      backupv1.BackupService_RestoreTableFromBackup_FullMethodName,
+}
 
 // notAllowed answers a method that an endpoint beside the API (health,
 // metrics) does not take, as routingError answers one an API route does
@@ -312,6 +365,9 @@ type probe struct {
 	matched bool
 	params  map[string]string
 	verb    string
+	// template is the route's path as its HTTP rule writes it
+	// (/v1/backups/{backup_arn}:restore).
+	template string
 }
 
 // allowed lists the methods r's path has a route for, and the path
@@ -354,11 +410,7 @@ func (g *gateway) probe(r *http.Request, path, rawPath string) (methods []string
 	var plain []string
 	var plainParams map[string]string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		p := &probe{}
-		pr := r.Clone(context.WithValue(r.Context(), probeKey{}, p))
-		pr.Method, pr.Body, pr.ContentLength = m, http.NoBody, 0
-		pr.URL.Path, pr.URL.RawPath = path, rawPath
-		g.mux.ServeHTTP(discardResponse{}, pr)
+		p := g.match(r, m, path, rawPath)
 		switch {
 		case !p.matched:
 		case p.verb != "":
@@ -377,6 +429,17 @@ func (g *gateway) probe(r *http.Request, path, rawPath string) (methods []string
 		return plain, plainParams, ""
 	}
 	return methods, params, verb
+}
+
+// match asks the gateway's router which route of method takes path,
+// escaped as rawPath; a probe stops at the match (keepPathParams).
+func (g *gateway) match(r *http.Request, method, path, rawPath string) *probe {
+	p := &probe{}
+	pr := r.Clone(context.WithValue(r.Context(), probeKey{}, p))
+	pr.Method, pr.Body, pr.ContentLength = method, http.NoBody, 0
+	pr.URL.Path, pr.URL.RawPath = path, rawPath
+	g.mux.ServeHTTP(discardResponse{}, pr)
+	return p
 }
 
 // discardResponse is a ResponseWriter that keeps nothing.
