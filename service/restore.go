@@ -110,9 +110,14 @@ func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *typ
 	default:
 		vs.add(field+".sse_type", "must be SSE_TYPE_AES256 or SSE_TYPE_KMS; got %d", sse.GetSseType())
 	}
+	if !sse.GetEnabled() && (sse.GetSseType() == backupv1.SseType_SSE_TYPE_KMS || sse.GetKmsMasterKeyId() != "") {
+		// DynamoDB takes SSE off as a request for its AWS owned key: it
+		// would restore without the key asked for, or refuse the key.
+		vs.add(field+".enabled", "must be true with sse_type SSE_TYPE_KMS or a kms_master_key_id; without it the table is encrypted with an AWS owned key")
+	}
 	if k := sse.GetKmsMasterKeyId(); k != "" {
 		if sse.GetSseType() != backupv1.SseType_SSE_TYPE_KMS {
-			vs.add(field+".kms_master_key_id", "is only allowed with sse_type KMS")
+			vs.add(field+".kms_master_key_id", "is only allowed with sse_type SSE_TYPE_KMS")
 		}
 		if len(k) > maxKMSKeyID || !visibleASCII(k) {
 			vs.add(field+".kms_master_key_id", "must be a KMS key id, alias or ARN: at most %d ASCII characters, without spaces; got %s",

@@ -12,8 +12,18 @@ import (
 // violations collects field problems; its zero value is ready to use.
 type violations []badrequest.Violation
 
+// add records what is wrong with field. A field found wrong twice (a
+// table ARN of another account and region) keeps one violation, which
+// says both: google.rpc.BadRequest has one per bad field.
 func (vs *violations) add(field, format string, args ...any) {
-	*vs = append(*vs, badrequest.Violation{Field: field, Description: field + " " + fmt.Sprintf(format, args...)})
+	msg := fmt.Sprintf(format, args...)
+	for i := range *vs {
+		if (*vs)[i].Field == field {
+			(*vs)[i].Description += "; and it " + msg
+			return
+		}
+	}
+	*vs = append(*vs, badrequest.Violation{Field: field, Description: field + " " + msg})
 }
 
 func (vs violations) err() error {

@@ -245,3 +245,14 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 		}
 	}
 }
+
+// A field wrong in two ways has one violation that says both, as
+// google.rpc.BadRequest has one per bad field.
+func TestOneViolationPerField(t *testing.T) {
+	var vs violations
+	checkTableRef(&vs, "table_name", "arn:aws:dynamodb:us-west-2:222222222222:table/Orders", "111111111111", "us-east-1")
+	if len(vs) != 1 || vs[0].Field != "table_name" ||
+		!strings.Contains(vs[0].Description, "account 222222222222") || !strings.Contains(vs[0].Description, "and it is a table ARN in region us-west-2") {
+		t.Errorf("violations %+v; want one on table_name naming both its account and its region", vs)
+	}
+}

@@ -1779,10 +1779,12 @@ func (x *SseDescription) GetInaccessibleEncryptionDateTime() *timestamppb.Timest
 
 // SseSpecification asks for a table's server-side encryption in a restore.
 type SseSpecification struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Enabled bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
-	SseType SseType                `protobuf:"varint,2,opt,name=sse_type,json=sseType,proto3,enum=backup.v1.SseType" json:"sse_type,omitempty"`
-	// A KMS key id, alias or ARN; only with SSE_TYPE_KMS.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// true for a KMS key (sse_type SSE_TYPE_KMS, and kms_master_key_id or the
+	// AWS managed key); false for an AWS owned key, DynamoDB's default.
+	Enabled bool    `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	SseType SseType `protobuf:"varint,2,opt,name=sse_type,json=sseType,proto3,enum=backup.v1.SseType" json:"sse_type,omitempty"`
+	// A KMS key id, alias or ARN; only with SSE_TYPE_KMS and enabled.
 	KmsMasterKeyId string `protobuf:"bytes,3,opt,name=kms_master_key_id,json=kmsMasterKeyId,proto3" json:"kms_master_key_id,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
