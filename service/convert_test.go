@@ -109,7 +109,9 @@ func TestPageToken(t *testing.T) {
 		t.Fatalf("round trip = %q, %v", got, err)
 	}
 	other := scope
-	other.lower = 1
+	other.lower = timeBoundScope{set: true, nanos: 1}
+	epoch := scope // a bound at the epoch is a bound
+	epoch.upper = timeBoundScope{set: true}
 	noTable := scope
 	noTable.table = ""
 	awsBackup := scope // a listing of AWS Backup's backups, which it may list by recovery point
@@ -119,12 +121,13 @@ func TestPageToken(t *testing.T) {
 		scope listScope
 		token string
 	}{
-		"other filters": {other, tok},
-		"other account": {listScope{account: "222222222222", region: "us-east-1", table: "Orders", backupType: "USER"}, tok},
-		"flipped byte":  {scope, tok[:10] + string(tok[10]^1) + tok[11:]},
-		"truncated":     {scope, tok[:len(tok)-4]},
-		"not base64":    {scope, "!!!"},
-		"empty-ish":     {scope, "AA"},
+		"other filters":        {other, tok},
+		"a bound at the epoch": {epoch, tok},
+		"other account":        {listScope{account: "222222222222", region: "us-east-1", table: "Orders", backupType: "USER"}, tok},
+		"flipped byte":         {scope, tok[:10] + string(tok[10]^1) + tok[11:]},
+		"truncated":            {scope, tok[:len(tok)-4]},
+		"not base64":           {scope, "!!!"},
+		"empty-ish":            {scope, "AA"},
 		// Anyone can build a token: its ARN must be one the listing returns.
 		"built with another account's ARN":         {scope, encodePageToken(scope, "arn:aws:dynamodb:us-east-1:222222222222:table/Orders/backup/01700000000000-abcdef12")},
 		"built with another region's ARN":          {scope, encodePageToken(scope, "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12")},

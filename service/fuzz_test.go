@@ -190,7 +190,8 @@ func FuzzPageToken(f *testing.F) {
 	f.Add(fuzzAccount, "us-east-1", "", uint8(0), int64(0), int64(0), fuzzTableARN, good[:len(good)-2], uint16(0), uint8(0))
 	f.Fuzz(func(t *testing.T, account, region, table string, bt uint8, lower, upper int64, lastARN, token string, pos uint16, flip uint8) {
 		types := []string{"USER", "SYSTEM", "AWS_BACKUP", "ALL"}
-		scope := listScope{account: account, region: region, table: table, backupType: types[int(bt)%len(types)], lower: lower, upper: upper}
+		bound := func(v int64) timeBoundScope { return timeBoundScope{set: v != 0, nanos: v} } // 0 for unset
+		scope := listScope{account: account, region: region, table: table, backupType: types[int(bt)%len(types)], lower: bound(lower), upper: bound(upper)}
 
 		tok := encodePageToken(scope, lastARN)
 		got, err := decodePageToken(scope, tok)
@@ -284,10 +285,10 @@ func FuzzValidateList(f *testing.F) {
 		if req.GetTableName() != "" && (scope.table != table.name || !nameOK(table.name)) {
 			t.Errorf("table %q: scope %q, ref %+v", req.GetTableName(), scope.table, table)
 		}
-		bound := func(name string, ts *timestamppb.Timestamp, got *time.Time, inScope int64) {
+		bound := func(name string, ts *timestamppb.Timestamp, got *time.Time, inScope timeBoundScope) {
 			if ts == nil {
-				if got != nil || inScope != 0 {
-					t.Errorf("%s absent, but sent as %v (scope %d)", name, got, inScope)
+				if got != nil || inScope.set {
+					t.Errorf("%s absent, but sent as %v (scope %v)", name, got, inScope)
 				}
 				return
 			}
@@ -298,8 +299,8 @@ func FuzzValidateList(f *testing.F) {
 			if got.Before(want) || got.Sub(want) >= time.Millisecond || !got.Equal(got.Truncate(time.Millisecond)) {
 				t.Errorf("%s %v sent as %v", name, want, got)
 			}
-			if got.UnixNano() != inScope {
-				t.Errorf("%s sent as %v, scope holds %d", name, got, inScope)
+			if !inScope.set || got.UnixNano() != inScope.nanos {
+				t.Errorf("%s sent as %v, scope holds %v", name, got, inScope)
 			}
 		}
 		bound("lower", req.GetTimeRangeLowerBound(), in.TimeRangeLowerBound, scope.lower)

@@ -158,11 +158,11 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 	in.BackupType, scope.backupType = bt, string(bt)
 	lower, lowerOK := timeBound(&vs, "time_range_lower_bound", req.GetTimeRangeLowerBound())
 	if lowerOK {
-		in.TimeRangeLowerBound, scope.lower = aws.Time(lower), lower.UnixNano()
+		in.TimeRangeLowerBound, scope.lower = aws.Time(lower), timeBoundScope{set: true, nanos: lower.UnixNano()}
 	}
 	upper, upperOK := timeBound(&vs, "time_range_upper_bound", req.GetTimeRangeUpperBound())
 	if upperOK {
-		in.TimeRangeUpperBound, scope.upper = aws.Time(upper), upper.UnixNano()
+		in.TimeRangeUpperBound, scope.upper = aws.Time(upper), timeBoundScope{set: true, nanos: upper.UnixNano()}
 	}
 	if lowerOK && upperOK && !lower.Before(upper) {
 		vs.add("time_range_upper_bound", "must fall in a later millisecond than time_range_lower_bound (DynamoDB keeps backup times to the millisecond); got %s and %s",

@@ -31,13 +31,28 @@ var errBadPageToken = errors.New("bad page token")
 // listScope is what a page token is bound to.
 type listScope struct {
 	account, region, table, backupType string
-	lower, upper                       int64 // unix nanos; 0 when unset
+	lower, upper                       timeBoundScope
+}
+
+// timeBoundScope is a time bound of a listing: unset, or set at unix
+// nanos (the epoch included, which is not the same listing as no bound).
+type timeBoundScope struct {
+	set   bool
+	nanos int64
+}
+
+// String is how the digest spells it: "0" when unset, as tokens without
+// bounds were before a bound at the epoch told apart; "=nanos" when set.
+func (b timeBoundScope) String() string {
+	if !b.set {
+		return "0"
+	}
+	return "=" + strconv.FormatInt(b.nanos, 10)
 }
 
 func (s listScope) digest() [sha256.Size]byte {
 	var b bytes.Buffer
-	for _, f := range []string{s.account, s.region, s.table, s.backupType,
-		strconv.FormatInt(s.lower, 10), strconv.FormatInt(s.upper, 10)} {
+	for _, f := range []string{s.account, s.region, s.table, s.backupType, s.lower.String(), s.upper.String()} {
 		b.WriteString(f)
 		b.WriteByte(0)
 	}
