@@ -14,8 +14,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/redact"
+	"github.com/backupd/backupd/service"
 )
 
 // bodyViolations finds what protojson refused in a JSON body for md: the
@@ -73,6 +76,56 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		}
 	}
 	return vs
+}
+
+// alsoWrong lists what else is wrong with a body that protojson refused
+// for the fields named: what the RPC's own validation refuses in the rest
+// of the request (its other fields and the path's), as it would if those
+// fields were right. Violations of the fields named, and of those inside
+// them, are left out: a field of the wrong type is not also missing.
+func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, params map[string]string) []badrequest.Violation {
+	var obj map[string]json.RawMessage
+	if len(named) == 0 || json.Unmarshal(data, &obj) != nil {
+		return nil
+	}
+	md := msg.ProtoReflect().Descriptor()
+	bad := map[string]bool{}
+	for _, v := range named {
+		bad[topField(v.Field)] = true
+	}
+	for key := range obj {
+		if fd := fieldByName(md, key); fd == nil || bad[string(fd.Name())] {
+			delete(obj, key)
+		}
+	}
+	rest, err := json.Marshal(obj)
+	if err != nil {
+		return nil
+	}
+	partial := msg.ProtoReflect().New().Interface()
+	if protojson.Unmarshal(rest, partial) != nil {
+		return nil
+	}
+	for name, value := range params {
+		if runtime.PopulateFieldFromPath(partial, name, value) != nil {
+			return nil
+		}
+	}
+	var more []badrequest.Violation
+	for _, v := range service.Violations(partial) {
+		if !bad[topField(v.Field)] {
+			more = append(more, v)
+		}
+	}
+	return more
+}
+
+// topField is the request field a violation's field path starts in.
+func topField(path string) string {
+	if i := strings.IndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+	return path
 }
 
 // nestedViolations looks into a value that is an object, or a list of

@@ -701,3 +701,53 @@ func TestCompressedRequestIsRefusedAndLogged(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyOfWrongTypesAndWrongValues: a body with a field of the wrong
+// type is also told what else is wrong with the request, its path
+// included, as a request with only wrong values is: one violation per
+// bad field, and a field of the wrong type is not also called missing.
+func TestBodyOfWrongTypesAndWrongValues(t *testing.T) {
+	const restore = "/v1/backups/arn:aws:dynamodb:us-east-1:111111111111:table%2FOrders%2Fbackup%2F01700000000000-abcdef12:restore"
+	tests := []struct {
+		name, path, body string
+		fields           []string
+	}{
+		{"wrong type and a rule broken", "/v1/accounts/111111111111/tables/Orders/backups",
+			`{"backupName":5,"requestId":"` + strings.Repeat("r", 129) + `"}`, []string{"backup_name", "request_id"}},
+		{"wrong type alone", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":5}`, []string{"backup_name"}},
+		{"unknown field and a missing one", "/v1/accounts/111111111111/tables/Orders/backups", `{"bogus":1}`, []string{"bogus", "backup_name"}},
+		{"wrong type and a bad path", "/v1/accounts/1111/tables/a%20b/backups", `{"backupName":[]}`, []string{"backup_name", "account_id", "table_name"}},
+		{"restore: nested wrong type and a bad target", restore,
+			`{"targetTableName":"x","sseSpecificationOverride":{"enabled":"yes"}}`, []string{"sse_specification_override.enabled", "target_table_name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			resp, err := http.Post(f.http.URL+tt.path, "application/json", strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("%d; want 400: %s", resp.StatusCode, body)
+			}
+			if called := f.stub.called(); called != nil {
+				t.Errorf("the service was called with %v", called)
+			}
+			var st restStatus
+			if err := json.Unmarshal(body, &st); err != nil {
+				t.Fatalf("body %s: %v", body, err)
+			}
+			var fields []string
+			for _, d := range st.Details {
+				for _, v := range d.FieldViolations {
+					fields = append(fields, v.Field)
+				}
+			}
+			if !slices.Equal(fields, tt.fields) {
+				t.Errorf("field violations of %q; want %q: %s", fields, tt.fields, body)
+			}
+		})
+	}
+}
