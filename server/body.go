@@ -106,6 +106,13 @@ func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, par
 	if protojson.Unmarshal(rest, partial) != nil {
 		return nil
 	}
+	return validationBeside(partial, params, bad)
+}
+
+// validationBeside is what the RPC's own validation refuses in partial,
+// a request read in part, once the path's parameters are in it, but for
+// the fields already found bad.
+func validationBeside(partial proto.Message, params map[string]string, bad map[string]bool) []badrequest.Violation {
 	for name, value := range params {
 		if runtime.PopulateFieldFromPath(partial, name, value) != nil {
 			return nil

@@ -221,7 +221,33 @@ func requestViolations(ctx context.Context, r *http.Request, call *restCall) []b
 		bound = append(bound, strings.Split(p, "."))
 	}
 	msg := mt.New().Interface()
-	return queryViolations(msg, withColonOffsets(msg, r.URL.Query()), utilities.NewDoubleArray(bound), true)
+	values, filter := withColonOffsets(msg, r.URL.Query()), utilities.NewDoubleArray(bound)
+	vs := queryViolations(msg, values, filter, true)
+	return append(vs, alsoWrongInQuery(msg, values, filter, vs, call.params)...)
+}
+
+// alsoWrongInQuery is alsoWrong for a query: what the RPC's own
+// validation refuses in the parameters that could be read, and in the
+// path's.
+func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.DoubleArray, named []badrequest.Violation, params map[string]string) []badrequest.Violation {
+	if len(named) == 0 {
+		return nil
+	}
+	bad := map[string]bool{}
+	for _, v := range named {
+		bad[topField(v.Field)] = true
+	}
+	rest := url.Values{}
+	for key, vals := range values {
+		if fd, name := lookupField(msg.ProtoReflect().Descriptor(), key); fd != nil && !bad[topField(name)] {
+			rest[key] = vals
+		}
+	}
+	partial := msg.ProtoReflect().New().Interface()
+	if new(runtime.DefaultQueryParser).Parse(partial, rest, filter) != nil {
+		return nil
+	}
+	return validationBeside(partial, params, bad)
 }
 
 // lookupField finds the field a query key names, by proto or JSON name,

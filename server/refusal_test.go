@@ -702,8 +702,8 @@ func TestCompressedRequestIsRefusedAndLogged(t *testing.T) {
 	}
 }
 
-// TestBodyOfWrongTypesAndWrongValues: a body with a field of the wrong
-// type is also told what else is wrong with the request, its path
+// TestBodyOfWrongTypesAndWrongValues: a body or query with a field of the
+// wrong type is also told what else is wrong with the request, its path
 // included, as a request with only wrong values is: one violation per
 // bad field, and a field of the wrong type is not also called missing.
 func TestBodyOfWrongTypesAndWrongValues(t *testing.T) {
@@ -719,11 +719,20 @@ func TestBodyOfWrongTypesAndWrongValues(t *testing.T) {
 		{"wrong type and a bad path", "/v1/accounts/1111/tables/a%20b/backups", `{"backupName":[]}`, []string{"backup_name", "account_id", "table_name"}},
 		{"restore: nested wrong type and a bad target", restore,
 			`{"targetTableName":"x","sseSpecificationOverride":{"enabled":"yes"}}`, []string{"sse_specification_override.enabled", "target_table_name"}},
+		// A query, its body empty.
+		{"query: wrong type and a rule broken", "/v1/accounts/111111111111/backups?pageSize=abc&tableName=a%20b", "", []string{"page_size", "table_name"}},
+		{"query: unknown parameter and a bad path", "/v1/accounts/1/backups?bogus=1", "", []string{"bogus", "account_id"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			resp, err := http.Post(f.http.URL+tt.path, "application/json", strings.NewReader(tt.body))
+			var resp *http.Response
+			var err error
+			if tt.body == "" {
+				resp, err = http.Get(f.http.URL + tt.path)
+			} else {
+				resp, err = http.Post(f.http.URL+tt.path, "application/json", strings.NewReader(tt.body))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,15 +11,17 @@ import (
 
 // Violations lists what the RPC that takes req would refuse in its fields,
 // as its own validation does before it looks up the account. The REST
-// gateway asks it of the part of a body that it could read, so that a
-// body with a field of the wrong type is told at once what else is wrong
-// with it, as one with only wrong values is. Only the RPCs that take a
-// body are known; for the others it returns nil.
+// gateway asks it of the part of a body or query that it could read, so
+// that a request with a field of the wrong type is told at once what else
+// is wrong with it, as one with only wrong values is. Only the RPCs that
+// take a body or a query are known; for the others it returns nil.
 func Violations(req proto.Message) []badrequest.Violation {
 	var err error
 	switch r := req.(type) {
 	case *backupv1.CreateBackupRequest:
 		_, err = validateCreate(r)
+	case *backupv1.ListBackupsRequest:
+		_, _, _, err = validateList(r)
 	case *backupv1.RestoreTableFromBackupRequest:
 		var vs violations
 		validateRestore(&vs, r)

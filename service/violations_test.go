@@ -22,6 +22,7 @@ func TestViolations(t *testing.T) {
 		{"create", &backupv1.CreateBackupRequest{AccountId: "1", TableName: "Orders", BackupName: "a b"}, []string{"account_id", "backup_name"}},
 		{"valid restore", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy"}, nil},
 		{"restore", &backupv1.RestoreTableFromBackupRequest{BackupArn: "arn:nope", RequestId: "\x01"}, []string{"target_table_name", "request_id", "backup_arn"}},
+		{"list", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "a b", PageToken: "x"}, []string{"table_name", "page_token"}},
 		{"an RPC without a body", &backupv1.GetBackupRequest{}, nil},
 	}
 	for _, tt := range tests {
