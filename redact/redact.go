@@ -25,14 +25,29 @@ var secretKey = regexp.MustCompile(`(?i)x-amz-security-token\s*[:=]\s*|x-amz-cre
 	`<(?:secretaccesskey|sessiontoken|externalid)>|` +
 	`\\?["']?\b(?:aws_)?(?:secret_?access_?key|session_?token|security_?token|token|access_?token|refresh_?token|client_?secret|externalid)\\?["']?\s*[:=]\s*`)
 
-// valueEnd ends a value that is not quoted.
-const valueEnd = " \t\r\n\v\f,&'\"\\<"
+// valueEnd ends a value that is not quoted. An ExternalId may hold a
+// comma (IAM takes [\w+=,.@:/-]), so its value runs past one
+// (externalIDEnd).
+const (
+	valueEnd      = " \t\r\n\v\f,&'\"\\<"
+	externalIDEnd = " \t\r\n\v\f&'\"\\<"
+)
+
+// quotedValue matches what AWS's validation messages quote of a
+// request's ExternalId: "Value 'the id' at 'externalId' failed to
+// satisfy constraint". The value comes before the key's name.
+var quotedValue = regexp.MustCompile(`(?i)\bvalue\s+'([^']*)'\s+at\s+'[^']*externalid'`)
 
 // Secrets is s with the value of every secret it names replaced. A quoted
 // value runs to its closing quote; another to the next delimiter; either
 // at most to the next key, so that one key's value cannot take in the key
 // of another and leave that one's value whole.
 func Secrets(s string) string {
+	s = quotedValue.ReplaceAllStringFunc(s, func(m string) string {
+		open := strings.IndexByte(m, '\'')
+		close := open + 1 + strings.IndexByte(m[open+1:], '\'')
+		return m[:open+1] + "[redacted]" + m[close:]
+	})
 	keys := secretKey.FindAllStringIndex(s, -1)
 	if keys == nil {
 		return s
@@ -44,7 +59,11 @@ func Secrets(s string) string {
 		if i+1 < len(keys) {
 			limit = keys[i+1][0]
 		}
-		start, end := valueSpan(s[:limit], k[1])
+		delimiters := valueEnd
+		if strings.Contains(strings.ToLower(s[k[0]:k[1]]), "externalid") {
+			delimiters = externalIDEnd
+		}
+		start, end := valueSpan(s[:limit], k[1], delimiters)
 		b.WriteString(s[last:start])
 		if end > start {
 			b.WriteString("[redacted]")
@@ -83,7 +102,7 @@ func Cut(s string, max int) string {
 // valueSpan is where the value that begins at i in s lies: inside its
 // quotes (", ', or \" within a quoted text), past the escapes they hold,
 // or up to a delimiter.
-func valueSpan(s string, i int) (start, end int) {
+func valueSpan(s string, i int, delimiters string) (start, end int) {
 	rest := s[i:]
 	switch {
 	case strings.HasPrefix(rest, `\"`):
@@ -104,7 +123,7 @@ func valueSpan(s string, i int) (start, end int) {
 		}
 		return i + 1, len(s)
 	}
-	if j := strings.IndexAny(rest, valueEnd); j >= 0 {
+	if j := strings.IndexAny(rest, delimiters); j >= 0 {
 		return i, i + j
 	}
 	return i, len(s)

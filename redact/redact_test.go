@@ -40,7 +40,19 @@ func TestSecrets(t *testing.T) {
 			}
 		})
 	}
+	// An ExternalId may hold what ends other values (a comma), and AWS's
+	// validation messages quote it before its name.
+	const externalID = "ExtSecret-7b3c,Q@z=9"
+	for _, in := range []string{
+		"api error ValidationError: 1 validation error detected: Value '" + externalID + "' at 'externalId' failed to satisfy constraint",
+		"<ExternalId>" + externalID + "</ExternalId> and ExternalId=" + externalID + "&RoleArn=x",
+	} {
+		if out := Secrets(in); strings.Contains(out, "Q@z") || strings.Contains(out, "7b3c") {
+			t.Errorf("Secrets(%q) = %q; want the ExternalId redacted whole", in, out)
+		}
+	}
 	for _, keep := range []string{
+		"api error ValidationError: Value 'arn:aws:iam::1:role/x' at 'roleArn' failed to satisfy constraint",
 		"operation error DynamoDB: CreateBackup, api error TableNotFoundException: Table not found: Orders",
 		`{"AccessKeyId":"AKIAEXAMPLE","Version":1}`,
 		"the request's token was refused",

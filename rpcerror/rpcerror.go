@@ -33,6 +33,7 @@ import (
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/sharedstate"
 )
@@ -312,6 +313,9 @@ func howToCheck(op string) string {
 	return "check (ListBackups, GetBackup)"
 }
 
+// maxAWSMessage bounds what of DynamoDB's message a caller's error quotes.
+const maxAWSMessage = 1024
+
 // mapAPI maps DynamoDB's own errors; httpStatus is the answer's status, 0
 // when unknown. DynamoDB's messages describe the request, so they are
 // passed on, except when it refuses backupd's credentials: those messages
@@ -323,9 +327,12 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	if requestID != "" {
 		meta["aws_request_id"] = requestID
 	}
-	msg := api.ErrorMessage()
+	// What reaches the caller of the message is what the log keeps of it:
+	// an endpoint between (a proxy, an emulator) may quote the signed
+	// request, and a message may run to megabytes.
+	msg := redact.Cut(redact.Secrets(api.ErrorMessage()), maxAWSMessage)
 	if msg == "" {
-		msg = api.ErrorCode()
+		msg = redact.Cut(api.ErrorCode(), maxAWSMessage)
 	}
 	m := mapped{meta: meta, msg: msg}
 	switch code := api.ErrorCode(); code {

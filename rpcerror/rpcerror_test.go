@@ -253,6 +253,23 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// DynamoDB's message reaches the caller with what the log leaves out of
+// it left out: an endpoint between may quote the signed request, and a
+// message may run to megabytes.
+func TestStatusRedactsAWSMessages(t *testing.T) {
+	const token = "AssumedSessionTok-XYZ-987"
+	for name, err := range map[string]error{
+		"validation": sdkErr(&smithy.GenericAPIError{Code: "ValidationException", Message: "bad request POST / X-Amz-Security-Token: " + token + " Signature=abc123"}),
+		"not found":  sdkErr(&types.TableNotFoundException{Message: strPtr("no table; x-amz-security-token=" + token)}),
+		"long":       sdkErr(&smithy.GenericAPIError{Code: "ValidationException", Message: strings.Repeat("x", 1<<20)}),
+	} {
+		st, _ := Status(err, Request{})
+		if strings.Contains(st.Message(), token) || strings.Contains(st.Message(), "abc123") || len(st.Message()) > 2*maxAWSMessage {
+			t.Errorf("%s: message %.200q (%d bytes) quotes a secret or runs long", name, st.Message(), len(st.Message()))
+		}
+	}
+}
+
 // The AWS request id, which AWS support asks for, is in the ErrorInfo of
 // DynamoDB's and STS's answers, a 5xx whose outcome is unknown included.
 func TestStatusAWSRequestID(t *testing.T) {
