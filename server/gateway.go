@@ -59,6 +59,8 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		g.routingError(r.Context(), gw, strict, w, r, http.StatusNotFound)
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.handling.Add(1)
+		defer h.handling.Add(-1)
 		// The path as the gateway splits it: RawPath, which EscapedPath
 		// would give up for one Go finds not escaped well (a "|" in it).
 		sent := cmp.Or(r.URL.RawPath, r.URL.Path)

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -26,6 +28,10 @@ type Health struct {
 	cut    context.CancelFunc
 	// watches counts the Watch streams open.
 	watches *streamSlots
+	// handling counts the REST requests in their handlers
+	// (NewHTTPHandler), which a shutdown that cut them off waits for
+	// (AwaitHandlers).
+	handling atomic.Int64
 }
 
 // Health calls need no caller token, so what one may hold is bounded: the
@@ -63,6 +69,21 @@ func (h *Health) EndStreams() { h.stop() }
 // their contexts canceled, and their log lines say what the callers got
 // (UNAVAILABLE), not CANCELLED as from a caller that left.
 func (h *Health) CutOff() { h.cut() }
+
+// AwaitHandlers waits, at most bound, for the REST requests still in their
+// handlers. Once the shutdown's timeout has closed their connections,
+// net/http no longer waits for them, and a handler that has just seen its
+// context canceled may not yet have written its request's log line when
+// backupd exits; grpc-go's Stop waits for its own. It reports whether
+// they all returned.
+func (h *Health) AwaitHandlers(bound time.Duration) bool {
+	for deadline := time.Now().Add(bound); h.handling.Load() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
 
 // register serves grpc.health.v1 on s; authn, when not nil, names the
 // caller of a Watch, whose streams are then bounded apart from others'.

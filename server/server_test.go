@@ -67,16 +67,24 @@ func (s *stub) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReque
 }
 
 func (s *stub) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
-	if req.GetBackupArn() == slowARN { // waits for the caller's deadline
+	switch req.GetBackupArn() {
+	case slowARN: // waits for the caller's deadline
 		<-ctx.Done()
+		return nil, ctx.Err()
+	case lingeringARN: // and then takes a while to return, as an SDK call unwinding
+		<-ctx.Done()
+		time.Sleep(300 * time.Millisecond)
 		return nil, ctx.Err()
 	}
 	return &backupv1.GetBackupResponse{}, s.record(req)
 }
 
 // slowARN is a backup the stub's GetBackup answers only when the call's
-// context ends.
-const slowARN = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-510e510e"
+// context ends; lingeringARN one it answers 300 ms after that.
+const (
+	slowARN      = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-510e510e"
+	lingeringARN = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-11119e11"
+)
 
 func (s *stub) ListBackups(_ context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
 	return &backupv1.ListBackupsResponse{}, s.record(req)

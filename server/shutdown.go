@@ -35,6 +35,11 @@ type Shutdown struct {
 	Timeout time.Duration
 }
 
+// handlersAfterClose bounds the wait for REST handlers once their
+// connections are closed: their contexts are canceled, so they return at
+// once but for their log line and metrics.
+const handlersAfterClose = 2 * time.Second
+
 // Run says not ready, keeps serving for the drain delay when signalled,
 // then stops taking work and drains REST and gRPC together: health Watch
 // and reflection streams end, both listeners close at once, and in-flight
@@ -70,6 +75,10 @@ func (s Shutdown) Run(signalled bool) error {
 		s.GRPC.Stop() // nothing left to stop if gRPC drained in time
 		<-done
 		_ = s.HTTP.Close()
+		if !s.Health.AwaitHandlers(handlersAfterClose) {
+			s.Logger.Warn("shutting down: REST requests still in their handlers after their connections closed; their log lines may be missing",
+				slog.Duration("waited", handlersAfterClose))
+		}
 		// ctx has ended: Wait returns at once, having logged the
 		// request_id runs it leaves, whose results are lost.
 		_ = s.Service.Wait(ctx)

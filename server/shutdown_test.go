@@ -489,6 +489,47 @@ func TestShutdownCutOffIsLogged(t *testing.T) {
 	}
 }
 
+// TestShutdownCutOffRESTIsLogged: a REST request cut off by the timeout
+// has its log line written before Run returns and backupd exits, though
+// its handler takes a while to return once its connection is closed:
+// net/http's Close does not wait for handlers.
+func TestShutdownCutOffRESTIsLogged(t *testing.T) {
+	logs := &testenv.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	h := NewHealth()
+	handler, err := NewHTTPHandler(context.Background(), Options{Service: &stub{}, Logger: logger}, h, http.NotFoundHandler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpSrv := NewHTTPServer(handler, time.Minute, nil, nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = Serve(httpSrv, lis) }()
+	grpcSrv := grpc.NewServer()
+	s := Shutdown{Health: h, HTTP: httpSrv, GRPC: grpcSrv, Service: &waiter{called: make(chan struct{})},
+		Logger: logger, Timeout: 200 * time.Millisecond}
+	go func() {
+		resp, err := http.Get("http://" + lis.Addr().String() + "/v1/backups/" + strings.ReplaceAll(lingeringARN, "/", "%2F"))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); h.handling.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request did not reach its handler")
+		}
+	}
+	if err := s.Run(false); err == nil {
+		t.Fatal("Run: nil; want the drain timed out")
+	}
+	want := []string{`"method":"/backup.v1.BackupService/GetBackup"`, `"code":"Unavailable"`, "cut off by shutdown_timeout"}
+	if len(logs.Lines(want...)) != 1 {
+		t.Errorf("when Run returned, no line of the cut-off request with %q; log:\n%s", want, logs.String())
+	}
+}
+
 // TestUnvouchedStreamsOverTheBoundAreCanceled: over the wire, reflection
 // streams that hold their request back take the places of maxUnvouched;
 // the next gets CANCELED at once, and a health Check still works once a
