@@ -54,7 +54,6 @@ const (
 	ReasonTooManyWatches   = "TOO_MANY_WATCHES"
 	ReasonTooManyStreams   = "TOO_MANY_STREAMS"
 	ReasonIdleStream       = "IDLE_STREAM"
-	ReasonCompressed       = "COMPRESSED_REQUEST"
 )
 
 // RequestError is a request the gRPC server or the REST gateway refuses on

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -13,20 +11,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
-	"github.com/backupd/backupd/testenv"
 )
 
 // TestRESTRefusals shows the REST requests that grpc-gateway would take in
@@ -652,51 +644,6 @@ func TestUncleanPathsAreNotRedirected(t *testing.T) {
 			decoded, _ := url.PathUnescape(tt.path)
 			if logs := f.logs.String(); !strings.Contains(logs, `"route":"`+tt.method+" "+decoded+`"`) {
 				t.Errorf("not logged:\n%s", logs)
-			}
-		})
-	}
-}
-
-// TestCompressedRequestIsRefusedAndLogged: a call whose messages come
-// compressed with an encoding grpc-go cannot decompress is refused, as
-// grpc-go would refuse it before any interceptor, but logged and counted
-// like every other refusal; one whose deadline lies beyond the request's
-// arrival bound is left to grpc-go (a tap refusal would keep its context
-// until the deadline), as is one without compression.
-func TestCompressedRequestIsRefusedAndLogged(t *testing.T) {
-	tests := []struct {
-		name     string
-		encoding string
-		deadline time.Duration // 0: none
-		refused  bool
-	}{
-		{"unknown encoding", "x-unknown", 0, true},
-		{"gzip, which backupd does not decompress", "gzip", time.Second, true},
-		{"identity", "identity", 0, false},
-		{"none", "", 0, false},
-		{"a far deadline", "x-unknown", time.Hour, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			logs := &testenv.Buffer{}
-			i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-			ctx := context.Background()
-			if tt.deadline > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
-				defer cancel()
-			}
-			md := metadata.MD{}
-			if tt.encoding != "" {
-				md.Set("grpc-encoding", tt.encoding)
-			}
-			_, err := i.tap(ctx, &tap.Info{FullMethodName: backupv1.BackupService_CreateBackup_FullMethodName, Header: md})
-			st, _ := status.FromError(err)
-			if got := err != nil; got != tt.refused || tt.refused && (st.Code() != codes.Unimplemented || !strings.Contains(st.Message(), "takes requests uncompressed")) {
-				t.Fatalf("tap = %v; want refused %v, UNIMPLEMENTED", err, tt.refused)
-			}
-			if logged := strings.Contains(logs.String(), `"code":"Unimplemented"`); logged != tt.refused {
-				t.Errorf("logged %v, want %v:\n%s", logged, tt.refused, logs.String())
 			}
 		})
 	}

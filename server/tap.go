@@ -10,8 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/tap"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -49,13 +47,7 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 		_, err = i.authz.Authenticate(ctx) // grpc-go has put the call's metadata in ctx
 	}
 	if err == nil {
-		enc := compressedWith(info.Header)
-		if enc == "" || i.farDeadline(ctx) {
-			return i.holdUntilArrival(ctx, info.FullMethodName), nil
-		}
-		// grpc-go would refuse it before any interceptor, unlogged.
-		err = &rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonCompressed,
-			Msg: fmt.Sprintf("backupd takes requests uncompressed; grpc-encoding %s is not one it decompresses: call without a compressor", redact.Cut(enc, maxMethodEcho))}
+		return i.holdUntilArrival(ctx, info.FullMethodName), nil
 	}
 	method, known := methodLabel(info.FullMethodName)
 	line := requestLine{method: method, caller: caller(ctx), unknown: !known} // no account: the request is unread
@@ -73,17 +65,6 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 func (i *interceptor) farDeadline(ctx context.Context) bool {
 	dl, ok := ctx.Deadline()
 	return ok && time.Until(dl) > i.arrival
-}
-
-// compressedWith is the encoding a call's messages come compressed with,
-// when grpc-go has no decompressor for it (and refuses the call before any
-// interceptor), or "".
-func compressedWith(md metadata.MD) string {
-	v := md.Get("grpc-encoding")
-	if len(v) == 0 || v[0] == "" || v[0] == encoding.Identity || encoding.GetCompressor(v[0]) != nil {
-		return ""
-	}
-	return v[0]
 }
 
 // holdUntilArrival returns the context of a BackupService call that may
