@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/smithy-go"
@@ -29,12 +30,23 @@ type Metrics struct {
 	attempts   *prometheus.CounterVec
 	attemptDur *prometheus.HistogramVec
 	assumeRole *prometheus.CounterVec
+	// codes are the AWS error codes labels have named, at most
+	// maxErrorCodes (outcome).
+	codesMu sync.Mutex
+	codes   map[string]bool
 }
+
+// maxErrorCodes bounds the AWS error codes the outcome label names. The
+// codes come from the answers, which an endpoint between (a proxy) may
+// fill with anything: each new one would be a series per account. DynamoDB
+// and STS answer a few dozen.
+const maxErrorCodes = 100
 
 // New registers backupd's metrics, with the Go runtime's and the process's.
 func New() *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:   prometheus.NewRegistry(),
+		codes: map[string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_requests_total",
 			Help: "Requests answered, by gRPC method (REST requests under the method they map to) and status code.",
@@ -53,9 +65,10 @@ func New() *Metrics {
 			Help: "Attempts sent to DynamoDB, retries included, by outcome: ok, DynamoDB's error code, canceled, http_<status> (an answer with no error code), or transport_error (no answer).",
 		}, []string{"account", "region", "operation", "outcome"}),
 		attemptDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "backupd_dynamodb_attempt_duration_seconds",
-			Help:    "Time from an attempt's admission by the limiter to DynamoDB's answer, signing included; an attempt has its credentials before the limiter admits it, so an STS refresh is not in it.",
-			Buckets: prometheus.DefBuckets,
+			Name: "backupd_dynamodb_attempt_duration_seconds",
+			Help: "Time from an attempt's admission by the limiter to DynamoDB's answer, signing included; an attempt has its credentials before the limiter admits it, so an STS refresh is not in it.",
+			// Up to the longest upstream_timeout an attempt may take.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30},
 		}, []string{"operation"}),
 		assumeRole: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_sts_assume_role_total",
@@ -97,14 +110,36 @@ func (m *Metrics) ObserveLimit(account, region, operation, decision string) {
 
 // ObserveAttempt counts one attempt DynamoDB answered, or failed to.
 func (m *Metrics) ObserveAttempt(account, region, operation string, err error, d time.Duration) {
-	m.attempts.WithLabelValues(account, region, operation, Outcome(err)).Inc()
+	m.attempts.WithLabelValues(account, region, operation, m.outcome(err)).Inc()
 	m.attemptDur.WithLabelValues(operation).Observe(d.Seconds())
 }
 
 // ObserveAssumeRole counts one AssumeRole call for account.
 func (m *Metrics) ObserveAssumeRole(account string, err error) {
-	m.assumeRole.WithLabelValues(account, Outcome(err)).Inc()
+	m.assumeRole.WithLabelValues(account, m.outcome(err)).Inc()
 }
+
+// outcome is Outcome as a label value: an error code beyond the first
+// maxErrorCodes seen is unrecognized_error_code.
+func (m *Metrics) outcome(err error) string {
+	o := Outcome(err)
+	if err == nil || o == "canceled" || o == "transport_error" || o == unrecognized || strings.HasPrefix(o, "http_") {
+		return o
+	}
+	m.codesMu.Lock()
+	defer m.codesMu.Unlock()
+	if !m.codes[o] {
+		if len(m.codes) >= maxErrorCodes {
+			return unrecognized
+		}
+		m.codes[o] = true
+	}
+	return o
+}
+
+// unrecognized labels an error code that is not one (errorCode), or one
+// over maxErrorCodes.
+const unrecognized = "unrecognized_error_code"
 
 // Outcome names how an AWS call ended: "ok", the service's error code,
 // "canceled" when its deadline passed or it was canceled, "http_<status>"
@@ -119,6 +154,11 @@ func Outcome(err error) string {
 	case err == nil:
 		return "ok"
 	case errors.As(err, &api):
+		if api.ErrorCode() == "UnknownError" && errors.As(err, &resp) {
+			// smithy's name for an answer that named no code (an empty
+			// 5xx): no code DynamoDB or STS gave.
+			return "http_" + strconv.Itoa(resp.HTTPStatusCode())
+		}
 		return errorCode(api.ErrorCode())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
@@ -140,11 +180,11 @@ const maxErrorCode = 64
 // would grow the series without bound.
 func errorCode(code string) string {
 	if code == "" || len(code) > maxErrorCode {
-		return "unrecognized_error_code"
+		return unrecognized
 	}
 	for _, c := range []byte(code) {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.:#-", c) >= 0) {
-			return "unrecognized_error_code"
+			return unrecognized
 		}
 	}
 	return code

@@ -36,11 +36,33 @@ func TestOutcome(t *testing.T) {
 		{&smithy.GenericAPIError{Code: ""}, "unrecognized_error_code"},
 		{&smithy.GenericAPIError{Code: strings.Repeat("E", 65)}, "unrecognized_error_code"},
 		{&smithy.GenericAPIError{Code: strings.Repeat("E", 64)}, strings.Repeat("E", 64)},
+		// smithy's code for an answer that named none (an empty 5xx).
+		{fmt.Errorf("op: %w", &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 500}},
+			Err: &smithy.GenericAPIError{Code: "UnknownError", Message: "UnknownError"}}), "http_500"},
 	}
 	for _, tt := range tests {
 		if got := Outcome(tt.err); got != tt.want {
 			t.Errorf("Outcome(%v) = %q, want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+// The error codes the outcome label names are bounded: an endpoint
+// between may answer a new one with every call.
+func TestOutcomeLabelsAreBounded(t *testing.T) {
+	m := New()
+	for i := range maxErrorCodes + 50 {
+		m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: fmt.Sprintf("Code%d", i)}, time.Millisecond)
+	}
+	m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: "Code0"}, time.Millisecond)
+	if n := testutil.CollectAndCount(m.attempts); n != maxErrorCodes+1 {
+		t.Errorf("%d outcome series; want %d codes and unrecognized_error_code", n, maxErrorCodes+1)
+	}
+	if got := testutil.ToFloat64(m.attempts.WithLabelValues("111111111111", "us-east-1", "CreateBackup", unrecognized)); got != 50 {
+		t.Errorf("unrecognized_error_code counted %v; want the 50 codes over the bound", got)
+	}
+	if got := testutil.ToFloat64(m.attempts.WithLabelValues("111111111111", "us-east-1", "CreateBackup", "Code0")); got != 2 {
+		t.Errorf("Code0 counted %v; want 2: a code seen keeps its label", got)
 	}
 }
 

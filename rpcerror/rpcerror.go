@@ -381,7 +381,11 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		// InternalFailure) is a server fault by its status alone.
 		if api.ErrorFault() == smithy.FaultServer || httpStatus >= 500 {
 			m.code, m.reason, m.retryAfter = codes.Unavailable, "DYNAMODB_UNAVAILABLE", DefaultRetryAfter
-			m.msg = "DynamoDB failed (" + code + "); retry later"
+			what := redact.Cut(code, 64)
+			if code == "UnknownError" && httpStatus > 0 {
+				what = fmt.Sprintf("HTTP %d without an error code", httpStatus) // smithy's name for none
+			}
+			m.msg = "DynamoDB failed (" + what + "); retry later"
 			return m
 		}
 		m.code, m.reason = codes.Internal, "INTERNAL"

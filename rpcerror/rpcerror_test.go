@@ -166,6 +166,8 @@ func TestStatus(t *testing.T) {
 			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "ServiceUnavailable", ""},
 		{"DynamoDB InternalFailure after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErrStatus(&smithy.GenericAPIError{Code: "InternalFailure"}, 500)},
 			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "InternalFailure", ""},
+		{"DynamoDB empty 5xx after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErrStatus(&smithy.GenericAPIError{Code: "UnknownError", Message: "UnknownError"}, 500)},
+			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "DynamoDB failed (HTTP 500 without an error code)", ""},
 		{"DynamoDB error code unknown, 4xx", sdkErrStatus(&smithy.GenericAPIError{Code: "SomethingNew"}, 400),
 			codes.Internal, "INTERNAL", "", 0, "internal error", ""},
 		// The deadline cut off the SDK's backoff before a retry.
