@@ -99,6 +99,11 @@ func (i *interceptor) authenticate(r *http.Request) error {
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+		// A REST request is timed from its arrival, its body's reading
+		// included, as are those refused before they reach here.
+		start = call.start
+	}
 	service.GrowStack()
 	if err := i.requestArrived(ctx); err != nil {
 		return nil, err
