@@ -80,25 +80,20 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 
 // alsoWrong lists what else is wrong with a body that protojson refused
 // for the fields named: what the RPC's own validation refuses in the rest
-// of the request (its other fields and the path's), as it would if those
-// fields were right. Violations of the fields named, and of those inside
-// them, are left out: a field of the wrong type is not also missing.
+// of the request (its other fields, nested ones too, and the path's), as
+// it would if those fields were right, and a body field that contradicts
+// the path. Violations of the fields named, and of those inside them, are
+// left out: a field of the wrong type is not also missing.
 func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, params map[string]string) []badrequest.Violation {
 	var obj map[string]json.RawMessage
 	if len(named) == 0 || json.Unmarshal(data, &obj) != nil {
 		return nil
 	}
-	md := msg.ProtoReflect().Descriptor()
 	bad := map[string]bool{}
 	for _, v := range named {
-		bad[topField(v.Field)] = true
+		bad[v.Field] = true
 	}
-	for key := range obj {
-		if fd := fieldByName(md, key); fd == nil || bad[string(fd.Name())] {
-			delete(obj, key)
-		}
-	}
-	rest, err := json.Marshal(obj)
+	rest, err := json.Marshal(pruned(msg.ProtoReflect().Descriptor(), obj, "", bad))
 	if err != nil {
 		return nil
 	}
@@ -106,33 +101,79 @@ func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, par
 	if protojson.Unmarshal(rest, partial) != nil {
 		return nil
 	}
-	return validationBeside(partial, params, bad)
+	conflicts := pathConflicts(partial, params)
+	return append(conflicts, validationBeside(partial, params, append(named, conflicts...))...)
+}
+
+// pruned is obj, a JSON object of a message md at path prefix, without
+// the keys that name no field or a field bad holds, inside nested objects
+// too; an element of a list that bad holds becomes an empty object.
+func pruned(md protoreflect.MessageDescriptor, obj map[string]json.RawMessage, prefix string, bad map[string]bool) map[string]json.RawMessage {
+	for key, raw := range obj {
+		fd := fieldByName(md, key)
+		if fd == nil || bad[prefix+string(fd.Name())] {
+			delete(obj, key)
+			continue
+		}
+		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() || isWellKnown(fd.Message()) {
+			continue
+		}
+		name := prefix + string(fd.Name())
+		if !fd.IsList() {
+			var inner map[string]json.RawMessage
+			if json.Unmarshal(raw, &inner) == nil && inner != nil {
+				obj[key], _ = json.Marshal(pruned(fd.Message(), inner, name+".", bad))
+			}
+			continue
+		}
+		var elems []json.RawMessage
+		if json.Unmarshal(raw, &elems) != nil {
+			continue
+		}
+		for i, e := range elems {
+			elem := fmt.Sprintf("%s[%d]", name, i)
+			var inner map[string]json.RawMessage
+			switch {
+			case bad[elem]:
+				elems[i] = json.RawMessage("{}")
+			case json.Unmarshal(e, &inner) == nil && inner != nil:
+				elems[i], _ = json.Marshal(pruned(fd.Message(), inner, elem+".", bad))
+			}
+		}
+		obj[key], _ = json.Marshal(elems)
+	}
+	return obj
 }
 
 // validationBeside is what the RPC's own validation refuses in partial,
 // a request read in part, once the path's parameters are in it, but for
-// the fields already found bad.
-func validationBeside(partial proto.Message, params map[string]string, bad map[string]bool) []badrequest.Violation {
+// the fields already named.
+func validationBeside(partial proto.Message, params map[string]string, named []badrequest.Violation) []badrequest.Violation {
 	for name, value := range params {
 		if runtime.PopulateFieldFromPath(partial, name, value) != nil {
 			return nil
 		}
 	}
-	var more []badrequest.Violation
-	for _, v := range service.Violations(partial) {
-		if !bad[topField(v.Field)] {
-			more = append(more, v)
-		}
-	}
-	return more
+	return beside(named, service.Violations(partial))
 }
 
-// topField is the request field a violation's field path starts in.
-func topField(path string) string {
-	if i := strings.IndexAny(path, ".["); i >= 0 {
-		return path[:i]
+// beside is more without the violations of a field named, or of a field
+// inside one: a field of the wrong type is not also missing, nor is one
+// inside it.
+func beside(named, more []badrequest.Violation) []badrequest.Violation {
+	var out []badrequest.Violation
+	for _, v := range more {
+		if !slices.ContainsFunc(named, func(n badrequest.Violation) bool { return within(v.Field, n.Field) }) {
+			out = append(out, v)
+		}
 	}
-	return path
+	return out
+}
+
+// within reports whether the field path field is outer or lies inside it.
+func within(field, outer string) bool {
+	rest, ok := strings.CutPrefix(field, outer)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
 }
 
 // nestedViolations looks into a value that is an object, or a list of

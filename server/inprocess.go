@@ -2,10 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
+	"slices"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/service"
 )
 
 // inProcess returns svc behind ic, the same interceptor as NewGRPC's
@@ -50,7 +55,7 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
 	resp, err := s.ic(ctx, req, info, func(ctx context.Context, req any) (any, error) {
 		if err := restRefusal(ctx, method); err != nil {
-			return nil, err
+			return nil, alsoRefused(ctx, err, req.(proto.Message))
 		}
 		return handle(ctx, req.(*Req))
 	})
@@ -58,4 +63,25 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 		return nil, err
 	}
 	return resp.(*Resp), nil
+}
+
+// alsoRefused adds to restRefusal's violations what the RPC's own
+// validation refuses in the request's other fields, so that a request
+// with several problems is told them all, as over gRPC: unless the body
+// was refused unread (compressed), whose fields would all read as
+// missing.
+func alsoRefused(ctx context.Context, err error, req proto.Message) error {
+	bad, ok := errors.AsType[*badrequest.Error](err)
+	if call, rest := ctx.Value(restCallKey{}).(*restCall); !ok || !rest || call.badEncoding != "" {
+		return err
+	}
+	named := slices.Clone(bad.Violations)
+	md := req.ProtoReflect().Descriptor()
+	for _, v := range bad.Violations {
+		// A query key names its field by the spelling it was sent in.
+		if fd, name := lookupField(md, v.Field); fd != nil && name != v.Field {
+			named = append(named, badrequest.Violation{Field: name})
+		}
+	}
+	return &badrequest.Error{Violations: append(bad.Violations, beside(named, service.Violations(req))...)}
 }

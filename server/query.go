@@ -204,6 +204,22 @@ func requestViolations(ctx context.Context, r *http.Request, call *restCall) []b
 	if !ok || r.URL.RawQuery == "" {
 		return nil
 	}
+	msg := requestOf(method)
+	if msg == nil {
+		return nil
+	}
+	var bound [][]string
+	for p := range call.params {
+		bound = append(bound, strings.Split(p, "."))
+	}
+	values, filter := withColonOffsets(msg, r.URL.Query()), utilities.NewDoubleArray(bound)
+	vs := queryViolations(msg, values, filter, true)
+	return append(vs, alsoWrongInQuery(msg, values, filter, vs, call.params)...)
+}
+
+// requestOf is a new, empty request of the gRPC method (its full name),
+// or nil for a method backupd's protos do not have.
+func requestOf(method string) proto.Message {
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")))
 	if err != nil {
 		return nil
@@ -216,14 +232,7 @@ func requestViolations(ctx context.Context, r *http.Request, call *restCall) []b
 	if err != nil {
 		return nil
 	}
-	var bound [][]string
-	for p := range call.params {
-		bound = append(bound, strings.Split(p, "."))
-	}
-	msg := mt.New().Interface()
-	values, filter := withColonOffsets(msg, r.URL.Query()), utilities.NewDoubleArray(bound)
-	vs := queryViolations(msg, values, filter, true)
-	return append(vs, alsoWrongInQuery(msg, values, filter, vs, call.params)...)
+	return mt.New().Interface()
 }
 
 // alsoWrongInQuery is alsoWrong for a query: what the RPC's own
@@ -233,13 +242,10 @@ func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.Do
 	if len(named) == 0 {
 		return nil
 	}
-	bad := map[string]bool{}
-	for _, v := range named {
-		bad[topField(v.Field)] = true
-	}
 	rest := url.Values{}
 	for key, vals := range values {
-		if fd, name := lookupField(msg.ProtoReflect().Descriptor(), key); fd != nil && !bad[topField(name)] {
+		if fd, name := lookupField(msg.ProtoReflect().Descriptor(), key); fd != nil &&
+			!slices.ContainsFunc(named, func(n badrequest.Violation) bool { return within(name, n.Field) }) {
 			rest[key] = vals
 		}
 	}
@@ -247,7 +253,7 @@ func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.Do
 	if new(runtime.DefaultQueryParser).Parse(partial, rest, filter) != nil {
 		return nil
 	}
-	return validationBeside(partial, params, bad)
+	return validationBeside(partial, params, named)
 }
 
 // lookupField finds the field a query key names, by proto or JSON name,

@@ -67,7 +67,9 @@ func TestRESTRefusals(t *testing.T) {
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"account_id"}, rules: []string{`is "111111111111" in the path but "222222222222" in the body`}},
 		{name: "nested wrong type and unknown field in a list", method: "POST", path: restore,
-			body:   `{"targetTableName":"Copy","provisionedThroughputOverride":{"readCapacityUnits":"x"},"globalSecondaryIndexOverride":{"indexes":[{"indexName":"a"},{"colour":"red"}]}}`,
+			body: `{"targetTableName":"Copy","provisionedThroughputOverride":{"readCapacityUnits":"x","writeCapacityUnits":5},"globalSecondaryIndexOverride":{"indexes":[` +
+				`{"indexName":"ByA","keySchema":[{"attributeName":"a","keyType":"KEY_TYPE_HASH"}],"projection":{"projectionType":"PROJECTION_TYPE_ALL"}},` +
+				`{"indexName":"ByB","keySchema":[{"attributeName":"b","keyType":"KEY_TYPE_HASH"}],"projection":{"projectionType":"PROJECTION_TYPE_ALL"},"colour":"red"}]}}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"global_secondary_index_override.indexes[1].colour", "provisioned_throughput_override.read_capacity_units"},
 			rules:  []string{"is not a field of global_secondary_index_override.indexes[1]", `must be an integer; got "x"`}},
@@ -413,7 +415,9 @@ func TestEmptyPathVariables(t *testing.T) {
 		{"empty table, a caller of that account", "POST", "/v1/accounts/111111111111/tables//backups", "one-account", 400, []string{"table_name"}, create + " InvalidArgument"},
 		{"empty table, a caller of another account", "POST", "/v1/accounts/222222222222/tables//backups", "one-account", 403, nil, create + " PermissionDenied"},
 		{"no route even so", "GET", "/v1//backups", "", 404, nil, "unknown NotFound"},
-		{"another method", "DELETE", "/v1/accounts/111111111111/tables//backups", "", 404, nil, "unknown NotFound"},
+		{"another method", "DELETE", "/v1/accounts/111111111111/tables//backups", "", 405, nil, "unknown Unimplemented"},
+		{"a bad path parameter beside the empty one", "POST", "/v1/accounts/abc/tables//backups", "", 400, []string{"table_name", "account_id"}, create + " InvalidArgument"},
+		{"a NUL path parameter is not an empty one", "POST", "/v1/accounts/%00/tables//backups", "", 400, []string{"table_name", "account_id"}, create + " InvalidArgument"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -450,7 +454,7 @@ func TestEmptyPathVariables(t *testing.T) {
 			for _, d := range st.Details {
 				for _, v := range d.FieldViolations {
 					fields = append(fields, v.Field)
-					if !strings.Contains(v.Description, "is required: it goes in the path") {
+					if strings.Contains(v.Description, "is required") && !strings.Contains(v.Description, "is required: it goes in the path") {
 						t.Errorf("violation %q does not say where the field goes", v.Description)
 					}
 				}
@@ -667,6 +671,20 @@ func TestBodyOfWrongTypesAndWrongValues(t *testing.T) {
 		{"wrong type and a bad path", "/v1/accounts/1111/tables/a%20b/backups", `{"backupName":[]}`, []string{"backup_name", "account_id", "table_name"}},
 		{"restore: nested wrong type and a bad target", restore,
 			`{"targetTableName":"x","sseSpecificationOverride":{"enabled":"yes"}}`, []string{"sse_specification_override.enabled", "target_table_name"}},
+		{"restore: an unknown key beside a rule broken in the same override", restore,
+			`{"targetTableName":"T1x","sseSpecificationOverride":{"sseType":"SSE_TYPE_KMS","kmsMasterKeyId":"alias/k","bogus":1}}`,
+			[]string{"sse_specification_override.bogus", "sse_specification_override.enabled"}},
+		{"restore: a wrong type beside a rule broken in the same override", restore,
+			`{"targetTableName":"T1x","provisionedThroughputOverride":{"readCapacityUnits":"x","writeCapacityUnits":0}}`,
+			[]string{"provisioned_throughput_override.read_capacity_units", "provisioned_throughput_override.write_capacity_units"}},
+		{"a wrong type beside a body that contradicts the path", "/v1/accounts/111111111111/tables/Orders/backups",
+			`{"backupName":"ok1","accountId":"222222222222","region":5}`, []string{"region", "account_id"}},
+		// Refused by the REST checks in the interceptor (restRefusal).
+		{"a query on a route that takes none, beside a rule broken", "/v1/accounts/111111111111/tables/Orders/backups?foo=1",
+			`{"backupName":"a"}`, []string{"foo", "backup_name"}},
+		{"a body that contradicts the path, beside a rule broken", "/v1/accounts/111111111111/tables/Orders/backups",
+			`{"backupName":"a","accountId":"222222222222"}`, []string{"account_id", "backup_name"}},
+		{"a query on GetBackup, beside a bad ARN", "/v1/backups/not-an-arn?foo=1", "", []string{"foo", "backup_arn"}},
 		// A query, its body empty.
 		{"query: wrong type and a rule broken", "/v1/accounts/111111111111/backups?pageSize=abc&tableName=a%20b", "", []string{"page_size", "table_name"}},
 		{"query: unknown parameter and a bad path", "/v1/accounts/1/backups?bogus=1", "", []string{"bogus", "account_id"}},

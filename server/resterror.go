@@ -24,6 +24,7 @@ import (
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
 )
 
 // refusal is the status of a request the gateway refuses on its own, in
@@ -195,6 +196,15 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		g.emptyPathFields(w, r, rpc, params, verb)
 		return
 	}
+	if httpStatus == http.StatusNotFound {
+		// A route's path with a variable empty, asked with a method the
+		// route does not take, is that route's, as when it is filled.
+		if _, _, filled := fillEmpty(r.URL.EscapedPath()); filled {
+			if methods, _, _ := g.allowed(r); len(methods) > 0 {
+				httpStatus = http.StatusMethodNotAllowed
+			}
+		}
+	}
 	var account, region string
 	if httpStatus == http.StatusMethodNotAllowed {
 		methods, params, verb := g.allowed(r)
@@ -247,7 +257,7 @@ func (g *gateway) emptyPathFields(w http.ResponseWriter, r *http.Request, method
 				vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf("%s is required: %s", name, where)})
 			}
 		}
-		err = &badrequest.Error{Violations: vs}
+		err = &badrequest.Error{Violations: append(vs, filledPathViolations(method, params)...)}
 	}
 	keepChallenge(r.Context(), err)
 	st := g.ic.record(ctx, finished{method: method, account: account, principal: principal, start: call.start, err: err})
@@ -258,49 +268,91 @@ func (g *gateway) emptyPathFields(w http.ResponseWriter, r *http.Request, method
 	writeStatus(w, st, runtime.HTTPStatusFromCode(st.Code()))
 }
 
-// emptySegment stands in a path for an empty variable while the router is
-// asked which route the path names (emptyVariables): a NUL, which no
-// path parameter backupd takes may hold.
-const emptySegment = "%00"
+// filledPathViolations is what method's own validation refuses in the
+// path parameters that are not empty. The body and query are left unread,
+// so the request's other fields are not judged: they would read as
+// missing.
+func filledPathViolations(method string, params map[string]string) []badrequest.Violation {
+	req := requestOf(method)
+	if req == nil {
+		return nil
+	}
+	var filled []string
+	for name, value := range params {
+		if value != "" {
+			if runtime.PopulateFieldFromPath(req, name, value) != nil {
+				return nil
+			}
+			filled = append(filled, name)
+		}
+	}
+	var vs []badrequest.Violation
+	for _, v := range service.Violations(req) {
+		if slices.ContainsFunc(filled, func(name string) bool { return within(v.Field, name) }) {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
 
-// emptyVariables finds the route of r's method that r's path names once
-// its empty segments are filled: one between two slashes, or before a
-// verb (/v1/backups/:restore). It returns the route's RPC, its path
-// parameters (the empty ones as ""), and its verb; ok is false when no
-// route takes the path so, or none of its variables is empty.
-func (g *gateway) emptyVariables(r *http.Request) (rpc string, params map[string]string, verb string, ok bool) {
-	escaped := r.URL.EscapedPath()
+// emptySegment stands in a path for an empty variable while the router is
+// asked which route the path names (fillEmpty): NULs around a name, which
+// no path parameter backupd takes holds.
+const (
+	emptySegment = "%00empty%00"
+	emptyValue   = "\x00empty\x00"
+)
+
+// fillEmpty is the escaped path with its empty segments filled: one
+// between two slashes, or before a verb (/v1/backups/:restore). ok is
+// false when it has none.
+func fillEmpty(escaped string) (path, raw string, ok bool) {
 	segs := strings.Split(escaped, "/")
-	filled := false
 	for i := 1; i < len(segs); i++ {
 		last := i == len(segs)-1
 		switch {
 		case segs[i] == "" && !last:
-			segs[i], filled = emptySegment, true
+			segs[i], ok = emptySegment, true
 		case last && strings.HasPrefix(segs[i], ":") && endsInVerb(escaped):
-			segs[i], filled = emptySegment+segs[i], true
+			segs[i], ok = emptySegment+segs[i], true
 		}
 	}
-	if !filled {
-		return "", nil, "", false
+	if !ok {
+		return "", "", false
 	}
-	raw := strings.Join(segs, "/")
+	raw = strings.Join(segs, "/")
 	path, err := url.PathUnescape(raw)
-	if err != nil {
+	return path, raw, err == nil
+}
+
+// emptyVariables finds the route of r's method that r's path names once
+// its empty segments are filled (fillEmpty). It returns the route's RPC,
+// its path parameters (the empty ones as ""), and its verb; ok is false
+// when no route of r's method takes the path so, or none of its variables
+// is empty.
+func (g *gateway) emptyVariables(r *http.Request) (rpc string, params map[string]string, verb string, ok bool) {
+	path, raw, ok := fillEmpty(r.URL.EscapedPath())
+	if !ok {
 		return "", nil, "", false
 	}
 	p := g.match(r, r.Method, path, raw)
 	rpc, known := routeMethods[r.Method+" "+p.template]
-	if !p.matched || !known || strings.HasSuffix(escaped, ":"+p.verb) != (p.verb != "") {
+	if !p.matched || !known || strings.HasSuffix(r.URL.EscapedPath(), ":"+p.verb) != (p.verb != "") {
 		return "", nil, "", false
 	}
-	empty := false
-	for name, value := range p.params {
-		if value == "\x00" {
-			p.params[name], empty = "", true
+	return rpc, p.params, p.verb, emptied(p.params)
+}
+
+// emptied sets the parameters fillEmpty filled to "", and reports whether
+// there were any.
+func emptied(params map[string]string) bool {
+	any := false
+	for name, value := range params {
+		if value == emptyValue {
+			params[name], any = "", true
 		}
 	}
-	return rpc, p.params, p.verb, empty
+	return any
 }
 
 // routeMethods are the RPCs of the REST routes, by method and path
@@ -384,6 +436,14 @@ type probe struct {
 func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]string, verb string) {
 	methods, params, verb = g.probe(r, r.URL.Path, r.URL.RawPath)
 	escaped := r.URL.EscapedPath()
+	if len(methods) == 0 {
+		// A path with a variable empty is its route's path.
+		if path, raw, ok := fillEmpty(escaped); ok {
+			methods, params, verb = g.probe(r, path, raw)
+			emptied(params)
+			return methods, params, verb
+		}
+	}
 	seg := escaped[strings.LastIndexByte(escaped, '/')+1:]
 	if verb != "" || !strings.HasPrefix(seg, ":") || !endsInVerb(escaped) {
 		return methods, params, verb

@@ -13,8 +13,7 @@ import (
 // as its own validation does before it looks up the account. The REST
 // gateway asks it of the part of a body or query that it could read, so
 // that a request with a field of the wrong type is told at once what else
-// is wrong with it, as one with only wrong values is. Only the RPCs that
-// take a body or a query are known; for the others it returns nil.
+// is wrong with it, as one with only wrong values is.
 func Violations(req proto.Message) []badrequest.Violation {
 	var err error
 	switch r := req.(type) {
@@ -22,6 +21,14 @@ func Violations(req proto.Message) []badrequest.Violation {
 		_, err = validateCreate(r)
 	case *backupv1.ListBackupsRequest:
 		_, _, _, err = validateList(r)
+	case *backupv1.GetBackupRequest:
+		var vs violations
+		parseARN(&vs, "backup_arn", r.GetBackupArn(), true)
+		err = vs.err()
+	case *backupv1.DeleteBackupRequest:
+		var vs violations
+		parseARN(&vs, "backup_arn", r.GetBackupArn(), true)
+		err = vs.err()
 	case *backupv1.RestoreTableFromBackupRequest:
 		var vs violations
 		validateRestore(&vs, r)

@@ -23,7 +23,9 @@ func TestViolations(t *testing.T) {
 		{"valid restore", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy"}, nil},
 		{"restore", &backupv1.RestoreTableFromBackupRequest{BackupArn: "arn:nope", RequestId: "\x01"}, []string{"target_table_name", "request_id", "backup_arn"}},
 		{"list", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "a b", PageToken: "x"}, []string{"table_name", "page_token"}},
-		{"an RPC without a body", &backupv1.GetBackupRequest{}, nil},
+		{"get", &backupv1.GetBackupRequest{BackupArn: "nope"}, []string{"backup_arn"}},
+		{"valid delete", &backupv1.DeleteBackupRequest{BackupArn: arn}, nil},
+		{"delete", &backupv1.DeleteBackupRequest{}, []string{"backup_arn"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
