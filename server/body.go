@@ -38,8 +38,19 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 	}
 	var vs []badrequest.Violation
 	seen := map[protoreflect.FieldNumber]string{}
+	repeated := repeatedKeys(data)
 	for _, key := range slices.Sorted(maps.Keys(obj)) {
 		fd := fieldByName(md, key)
+		if repeated[key] {
+			// encoding/json keeps the last; protojson refuses the body.
+			name := prefix + keyName(key)
+			if fd != nil {
+				name, seen[fd.Number()] = prefix+string(fd.Name()), key
+			}
+			vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
+				"%s is given twice, as %s both times; give it once", name, shorten(key))})
+			continue
+		}
 		if fd != nil {
 			if other, ok := seen[fd.Number()]; ok {
 				name := prefix + string(fd.Name())
@@ -76,6 +87,35 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		}
 	}
 	return vs
+}
+
+// repeatedKeys are the keys given more than once in the JSON object data
+// (not in the objects inside it).
+func repeatedKeys(data []byte) map[string]bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	count := map[string]int{}
+	var repeated map[string]bool
+	for dec.More() {
+		t, err := dec.Token()
+		key, ok := t.(string)
+		if err != nil || !ok {
+			return repeated
+		}
+		if count[key]++; count[key] == 2 {
+			if repeated == nil {
+				repeated = map[string]bool{}
+			}
+			repeated[key] = true
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return repeated
+		}
+	}
+	return repeated
 }
 
 // alsoWrong lists what else is wrong with a body that protojson refused

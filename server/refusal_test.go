@@ -679,6 +679,11 @@ func TestBodyOfWrongTypesAndWrongValues(t *testing.T) {
 			[]string{"provisioned_throughput_override.read_capacity_units", "provisioned_throughput_override.write_capacity_units"}},
 		{"a wrong type beside a body that contradicts the path", "/v1/accounts/111111111111/tables/Orders/backups",
 			`{"backupName":"ok1","accountId":"222222222222","region":5}`, []string{"region", "account_id"}},
+		{"a key given twice", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"ok1","backupName":"ok2"}`, []string{"backup_name"}},
+		{"a key given twice beside a wrong type", "/v1/accounts/111111111111/tables/Orders/backups",
+			`{"backupName":"ok1","backupName":"a","region":5}`, []string{"backup_name", "region"}},
+		{"a nested key given twice", restore, `{"targetTableName":"Copy","sseSpecificationOverride":{"enabled":true,"enabled":false}}`,
+			[]string{"sse_specification_override.enabled"}},
 		// Refused by the REST checks in the interceptor (restRefusal).
 		{"a query on a route that takes none, beside a rule broken", "/v1/accounts/111111111111/tables/Orders/backups?foo=1",
 			`{"backupName":"a"}`, []string{"foo", "backup_name"}},
