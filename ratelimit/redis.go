@@ -301,10 +301,11 @@ func (l *Redis) placeClock(ctx context.Context, k Key, until time.Time) (sample,
 		place, uncertainty, latest, ok := l.clock.read(now)
 		// A placing over a second old is renewed when it would not last
 		// until the call can wait no longer: a turn must not lie past it.
-		// Not when an exchange within the second did not place the clock
-		// better (a flood's, queued behind the others): asking again
-		// would place it no better, and the turn is taken within the
-		// placing that stands (Wait's latest).
+		// Not when Redis was asked its time within the second and that
+		// did not place the clock better (its answer queued behind a
+		// flood's): asking again at once would place it no better, and
+		// the turn is taken within the placing that stands (Wait's
+		// latest).
 		lasts := now.Sub(place.mid) < time.Second || now.Sub(latest) < time.Second ||
 			!place.placesUntil(l.maxUncertainty()).Before(until)
 		if ok && (l.guard <= 0 || uncertainty <= l.maxUncertainty() && lasts) {
@@ -367,7 +368,9 @@ func (l *Redis) readClock(ctx context.Context) (sample, time.Duration, error) {
 	if err != nil {
 		return sample{}, 0, fmt.Errorf("read Redis' clock: %w", err)
 	}
-	place, uncertainty, stepped := l.clock.observe(asked, l.now(), time.UnixMicro(us))
+	recv := l.now()
+	place, uncertainty, stepped := l.clock.observe(asked, recv, time.UnixMicro(us))
+	l.clock.renewedAt(recv)
 	if stepped {
 		if err := l.holdTurns(ctx); err != nil {
 			return sample{}, 0, err

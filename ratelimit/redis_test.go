@@ -548,6 +548,42 @@ func TestRedisKeepsAnOldPlacingBetterThanNewOnes(t *testing.T) {
 	}
 }
 
+// TestRedisRenewsAnOldPlacingUnderSteadyTraffic: turns' exchanges, slower
+// than the one that placed Redis' clock, do not place it better, and do
+// not count as asking Redis its time: under steady traffic a placing over
+// a second old that would not last the calls' max_wait is still renewed,
+// about once a second, so that it does not age out under them (calls
+// whose turn lay past it would be refused as over the limit).
+func TestRedisRenewsAnOldPlacingUnderSteadyTraffic(t *testing.T) {
+	srv := &fakeRedisServer{next: map[string]int64{}}
+	link := &slowTakeLink{countingLink: countingLink{fakeLink: fakeLink{srv: srv}}, take: 3 * time.Millisecond}
+	l := NewRedis(link, "p:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Minute}, nil)
+	for stop := time.Now().Add(1500 * time.Millisecond); time.Now().Before(stop); {
+		if err := l.Wait(context.Background(), keyA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := link.times.Load(); n < 2 {
+		t.Errorf("Redis asked its time %d times in 1.5 s of steady calls; want the placing renewed after its first second", n)
+	}
+}
+
+// slowTakeLink is a countingLink whose turns take take each way, longer
+// than an exchange asking Redis' time: a turn's answer waits behind the
+// others' (Lua scripts on pooled connections).
+type slowTakeLink struct {
+	countingLink
+	take time.Duration
+}
+
+func (s *slowTakeLink) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	if sha1 == takeTurn.Hash() {
+		time.Sleep(s.take)
+		defer time.Sleep(s.take)
+	}
+	return s.countingLink.EvalSha(ctx, sha1, keys, args...)
+}
+
 // countingLink is a fakeLink that counts the exchanges asking Redis' time.
 type countingLink struct {
 	fakeLink

@@ -36,8 +36,11 @@ type redisClock struct {
 	mu   sync.Mutex
 	best sample
 	has  bool
-	// latest is when the latest exchange was observed, by this process's
-	// clock; best may be older, when no exchange since placed it better.
+	// latest is when Redis last answered an exchange asking its time
+	// (renewedAt), by this process's clock; best may be older, when no
+	// exchange since placed it better. A turn's exchange is not one: it
+	// is timed with the queue of turns, and would keep a placing from
+	// ever being renewed under steady traffic.
 	latest time.Time
 	// lead is the latest answers' delay after Redis gave them, as of
 	// leadAt; it falls by leadDecay a second, and any later answer's
@@ -84,7 +87,6 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (place sample, unce
 	s := sample{mid: sent.Add(rtt / 2), redisMid: redisNow, rtt: rtt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.latest = recv
 	off := c.has && !c.agrees(s)
 	steppedForward = off && s.redisMid.After(c.best.redis(s.mid))
 	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) || off {
@@ -115,7 +117,7 @@ func (c *redisClock) leadNow(now time.Time) time.Duration {
 }
 
 // read returns the clock's placing, how far off it may be at now, and
-// when the latest exchange was observed; ok is false when the clock was
+// when Redis was last asked its time; ok is false when the clock was
 // never placed.
 func (c *redisClock) read(now time.Time) (s sample, uncertainty time.Duration, latest time.Time, ok bool) {
 	c.mu.Lock()
@@ -124,6 +126,14 @@ func (c *redisClock) read(now time.Time) (s sample, uncertainty time.Duration, l
 		return sample{}, 0, time.Time{}, false
 	}
 	return c.best, c.best.uncertainty(now), c.latest, true
+}
+
+// renewedAt notes when an exchange asking Redis its time (readClock) was
+// answered.
+func (c *redisClock) renewedAt(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.latest = t
 }
 
 // currentLead is the lead a turn asked for at now needs.
