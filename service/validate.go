@@ -14,10 +14,13 @@ type violations []badrequest.Violation
 
 // add records what is wrong with field. A field found wrong twice (a
 // table ARN of another account and region) keeps one violation, which
-// says both: google.rpc.BadRequest has one per bad field.
+// says both: google.rpc.BadRequest has one per bad field. A field is
+// looked for among the first mergeWithin violations only, so that a
+// request of thousands of bad index overrides costs time in proportion
+// to its size (the answer shows rpcerror.MaxViolations of them).
 func (vs *violations) add(field, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	for i := range *vs {
+	for i := range min(len(*vs), mergeWithin) {
 		if (*vs)[i].Field == field {
 			(*vs)[i].Description += "; and it " + msg
 			return
@@ -25,6 +28,10 @@ func (vs *violations) add(field, format string, args ...any) {
 	}
 	*vs = append(*vs, badrequest.Violation{Field: field, Description: field + " " + msg})
 }
+
+// mergeWithin bounds the violations add looks through, above the
+// rpcerror.MaxViolations an answer shows.
+const mergeWithin = 64
 
 func (vs violations) err() error {
 	if len(vs) == 0 {

@@ -256,3 +256,22 @@ func TestOneViolationPerField(t *testing.T) {
 		t.Errorf("violations %+v; want one on table_name naming both its account and its region", vs)
 	}
 }
+
+// A restore of thousands of bad index overrides is judged in time in
+// proportion to its size: each violation is merged with its field's
+// among the first ones only.
+func BenchmarkValidateManyIndexes(b *testing.B) {
+	for _, n := range []int{1000, 16000} {
+		req := &backupv1.RestoreTableFromBackupRequest{GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{
+			Indexes: make([]*backupv1.GlobalSecondaryIndex, n)}}
+		for i := range req.GlobalSecondaryIndexOverride.Indexes {
+			req.GlobalSecondaryIndexOverride.Indexes[i] = &backupv1.GlobalSecondaryIndex{}
+		}
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				var vs violations
+				validateRestore(&vs, req)
+			}
+		})
+	}
+}
