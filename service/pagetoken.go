@@ -41,13 +41,15 @@ type timeBoundScope struct {
 	nanos int64
 }
 
-// String is how the digest spells it: "0" when unset, as tokens without
-// bounds were before a bound at the epoch told apart; "=nanos" when set.
+// String is how the digest spells it: the nanos, as tokens spelled every
+// bound before a bound at the epoch was told from none (so that they stay
+// good across an upgrade), "0" when unset, and "=0" at the epoch, the one
+// spelling that was ambiguous.
 func (b timeBoundScope) String() string {
-	if !b.set {
-		return "0"
+	if b.set && b.nanos == 0 {
+		return "=0"
 	}
-	return "=" + strconv.FormatInt(b.nanos, 10)
+	return strconv.FormatInt(b.nanos, 10)
 }
 
 func (s listScope) digest() [sha256.Size]byte {
