@@ -122,8 +122,8 @@ func (m *Metrics) ObserveAssumeRole(account string, err error) {
 // outcome is Outcome as a label value: an error code beyond the first
 // maxErrorCodes seen is unrecognized_error_code.
 func (m *Metrics) outcome(err error) string {
-	o := Outcome(err)
-	if err == nil || o == "canceled" || o == "transport_error" || o == unrecognized || strings.HasPrefix(o, "http_") {
+	o, code := outcomeOf(err)
+	if !code || o == unrecognized {
 		return o
 	}
 	m.codesMu.Lock()
@@ -146,26 +146,41 @@ const unrecognized = "unrecognized_error_code"
 // when an answer came without an error code the SDK could read (a proxy's
 // HTML page, say), or "transport_error" when no answer came.
 func Outcome(err error) string {
+	o, _ := outcomeOf(err)
+	return o
+}
+
+// outcomeOf is Outcome, and whether it is an error code from the answer
+// (which outcome bounds) rather than one of a few fixed names or an HTTP
+// status.
+func outcomeOf(err error) (outcome string, code bool) {
 	var (
 		api  smithy.APIError
 		resp *smithyhttp.ResponseError
 	)
+	status := func() (string, bool) {
+		if errors.As(err, &resp) && resp.HTTPStatusCode() >= 100 && resp.HTTPStatusCode() <= 599 {
+			return "http_" + strconv.Itoa(resp.HTTPStatusCode()), true
+		}
+		return "", false
+	}
 	switch {
 	case err == nil:
-		return "ok"
+		return "ok", false
 	case errors.As(err, &api):
-		if api.ErrorCode() == "UnknownError" && errors.As(err, &resp) {
+		if s, ok := status(); ok && api.ErrorCode() == "UnknownError" {
 			// smithy's name for an answer that named no code (an empty
 			// 5xx): no code DynamoDB or STS gave.
-			return "http_" + strconv.Itoa(resp.HTTPStatusCode())
+			return s, false
 		}
-		return errorCode(api.ErrorCode())
+		return errorCode(api.ErrorCode()), true
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "canceled"
-	case errors.As(err, &resp) && resp.HTTPStatusCode() >= 100 && resp.HTTPStatusCode() <= 599:
-		return "http_" + strconv.Itoa(resp.HTTPStatusCode())
+		return "canceled", false
 	}
-	return "transport_error"
+	if s, ok := status(); ok {
+		return s, false
+	}
+	return "transport_error", false
 }
 
 // maxErrorCode bounds an error code kept as a label; AWS's longest are

@@ -52,7 +52,11 @@ func TestOutcome(t *testing.T) {
 func TestOutcomeLabelsAreBounded(t *testing.T) {
 	m := New()
 	for i := range maxErrorCodes + 50 {
-		m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: fmt.Sprintf("Code%d", i)}, time.Millisecond)
+		code := fmt.Sprintf("Code%d", i)
+		if i%2 == 1 {
+			code = fmt.Sprintf("http_%d", i) // a code an answer gave, spelled as a status
+		}
+		m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: code}, time.Millisecond)
 	}
 	m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: "Code0"}, time.Millisecond)
 	if n := testutil.CollectAndCount(m.attempts); n != maxErrorCodes+1 {
