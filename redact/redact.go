@@ -45,8 +45,8 @@ var quotedValue = regexp.MustCompile(`(?i)\bvalue\s+'([^']*)'\s+at\s+'[^']*exter
 func Secrets(s string) string {
 	s = quotedValue.ReplaceAllStringFunc(s, func(m string) string {
 		open := strings.IndexByte(m, '\'')
-		close := open + 1 + strings.IndexByte(m[open+1:], '\'')
-		return m[:open+1] + "[redacted]" + m[close:]
+		end := open + 1 + strings.IndexByte(m[open+1:], '\'')
+		return m[:open+1] + "[redacted]" + m[end:]
 	})
 	keys := secretKey.FindAllStringIndex(s, -1)
 	if keys == nil {

@@ -29,8 +29,9 @@ func GrowStack() {
 	}
 }
 
-// touchReserve is never set: it keeps the compiler from dropping
-// GrowStack's frame, which it cannot prove is never used.
+// touchReserve is never set, and holds no state: it is a package
+// variable only because the compiler cannot prove one false, and so keeps
+// GrowStack's frame, which it would drop behind a constant false.
 var touchReserve bool
 
 // keep stops the compiler from dropping GrowStack's array.

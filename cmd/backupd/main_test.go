@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/server"
@@ -95,5 +96,17 @@ func TestRunRefusesArguments(t *testing.T) {
 	err := run(ctx, []string{"--sandbox", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "stray"}, &stderr)
 	if err == nil || !strings.Contains(err.Error(), `unexpected argument "stray"`) {
 		t.Errorf("run with a stray argument: %v; want it refused", err)
+	}
+}
+
+// The binary registers no gRPC decompressor, as the README says: grpc-go
+// decompresses a request before any interceptor, so a few KiB of gzip
+// from a caller would make the server hold megabytes for each stream. A
+// dependency that imported grpc/encoding/gzip would turn it on unseen.
+func TestNoGRPCDecompressor(t *testing.T) {
+	for _, name := range []string{"gzip", "deflate", "snappy", "zstd"} {
+		if encoding.GetCompressor(name) != nil {
+			t.Errorf("a %s compressor is registered in backupd's binary", name)
+		}
 	}
 }
