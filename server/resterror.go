@@ -337,7 +337,7 @@ func (g *gateway) emptyVariables(r *http.Request) (rpc string, params map[string
 	}
 	p := g.match(r, r.Method, path, raw)
 	rpc, known := routeMethods[r.Method+" "+p.template]
-	if !p.matched || !known || strings.HasSuffix(r.URL.EscapedPath(), ":"+p.verb) != (p.verb != "") {
+	if !p.matched || !known {
 		return "", nil, "", false
 	}
 	return rpc, p.params, p.verb, emptied(p.params)
