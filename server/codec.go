@@ -20,6 +20,7 @@ import (
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
 )
 
 // deferringCodec is grpc-go's proto codec, except that a BackupService
@@ -69,17 +70,28 @@ func (c *deferringCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return err
 	}
 	proto.Reset(m)
-	c.keep(m, undecodable(m.ProtoReflect().Descriptor(), data, err))
+	c.keep(m, undecodable(m, data, err))
 	return nil
 }
 
-// undecodable is the status of a request of md that protobuf could not
+// undecodable is the status of a request like m that protobuf could not
 // decode: the strings that are not UTF-8, each named as REST names them,
-// or else what protobuf said.
-func undecodable(md protoreflect.MessageDescriptor, data mem.BufferSlice, err error) *status.Status {
+// beside what the RPC's own validation refuses in its other fields; or
+// else what protobuf said.
+func undecodable(m proto.Message, data mem.BufferSlice, err error) *status.Status {
+	md := m.ProtoReflect().Descriptor()
+	raw := data.Materialize()
 	w := utf8Walk{limit: rpcerror.MaxViolations}
-	if w.walk(md, data.Materialize()); len(w.vs) > 0 {
-		st, _ := rpcerror.Status(&badrequest.Error{Violations: w.vs, More: w.more}, rpcerror.Request{})
+	if w.walk(md, raw); len(w.vs) > 0 {
+		vs := w.vs
+		// The codec runs before the interceptor knows the caller: the
+		// rest is judged for a request of REST's size at most, whose
+		// violations of UTF-8 were all named.
+		if valid := m.ProtoReflect().New().Interface(); w.more == 0 && len(raw) <= MaxBodyBytes &&
+			proto.Unmarshal(validUTF8(md, raw), valid) == nil {
+			vs = append(vs, beside(vs, service.Violations(valid))...)
+		}
+		st, _ := rpcerror.Status(&badrequest.Error{Violations: vs, More: w.more}, rpcerror.Request{})
 		return st
 	}
 	detail, _ := protoDetail(err.Error())
@@ -180,6 +192,44 @@ func (w *utf8Walk) walk(md protoreflect.MessageDescriptor, b []byte) {
 		}
 		w.at = w.at[:len(w.at)-1]
 	}
+}
+
+// validUTF8 is the wire-format message b of md with every string field
+// that is not UTF-8, nested ones too, made valid (its bad bytes replaced
+// by U+FFFD), so that the rest of the request can be decoded and judged.
+// A field it cannot read is kept as it is.
+func validUTF8(md protoreflect.MessageDescriptor, b []byte) []byte {
+	var out []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return append(out, b...)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return append(out, b...)
+		}
+		field := b[:n+m]
+		b = b[n+m:]
+		fd := md.Fields().ByNumber(num)
+		if fd == nil || typ != protowire.BytesType || (fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.MessageKind) {
+			out = append(out, field...)
+			continue
+		}
+		v, _ := protowire.ConsumeBytes(field[n:])
+		switch {
+		case fd.Kind() == protoreflect.MessageKind:
+			v = validUTF8(fd.Message(), v)
+		case utf8.Valid(v):
+			out = append(out, field...)
+			continue
+		default:
+			v = []byte(strings.ToValidUTF8(string(v), "\uFFFD"))
+		}
+		out = protowire.AppendTag(out, num, typ)
+		out = protowire.AppendBytes(out, v)
+	}
+	return out
 }
 
 // walkedFields bounds the field numbers the walk looks into: backupd's

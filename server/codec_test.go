@@ -83,6 +83,32 @@ func TestUndecodableRequest(t *testing.T) {
 	}
 }
 
+// TestInvalidUTF8BesideOtherViolations: a gRPC request with strings
+// that are not UTF-8 is also told what else is wrong with its other
+// fields, as the same request over REST is: one violation per bad field.
+func TestInvalidUTF8BesideOtherViolations(t *testing.T) {
+	str := func(field byte, s string) []byte { return append([]byte{field<<3 | 2, byte(len(s))}, s...) }
+	msg := slices.Concat(str(1, "abc"), str(3, "\xffOrders"), str(4, "a"), str(5, "\xc3"))
+	f := newFixture(t)
+	var out []byte
+	err := f.conn.Invoke(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName, msg, &out, grpc.ForceCodec(rawCodec{}))
+	st := status.Convert(err)
+	var fields []string
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	if want := []string{"table_name", "request_id", "account_id", "backup_name"}; st.Code() != codes.InvalidArgument || !slices.Equal(fields, want) {
+		t.Errorf("%v with violations of %q; want INVALID_ARGUMENT with %q", st.Code(), fields, want)
+	}
+	if last := f.stub.called(); last != nil {
+		t.Errorf("the service was called with %v", last)
+	}
+}
+
 // TestInvalidUTF8NamesTheField: invalid UTF-8 in nested and repeated
 // string fields is named by the field's path, as REST names it; a nested
 // message that is not well formed is passed over, and the walk goes on

@@ -274,8 +274,8 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		err = protojson.Unmarshal(data, msg)
 		if lb, ok := r.(*limitedBody); ok {
 			if err != nil {
-				vs := bodyViolations(msg.ProtoReflect().Descriptor(), data, lb.call.params)
-				lb.call.bodyViolations = append(vs, alsoWrong(msg, data, vs, lb.call.params)...)
+				lb.call.bodyViolations = bodyViolations(msg.ProtoReflect().Descriptor(), data, lb.call.params)
+				lb.call.refusedBody = &refusedBody{msg: msg, data: data}
 			} else {
 				lb.call.pathConflicts = pathConflicts(msg, lb.call.params)
 			}

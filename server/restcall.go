@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
@@ -43,6 +44,9 @@ type restCall struct {
 	// bodyViolations are the fields protojson refused in the body, and
 	// pathConflicts the path fields the body says otherwise of.
 	bodyViolations, pathConflicts []badrequest.Violation
+	// refusedBody is the body protojson refused, kept so that what else is
+	// wrong with it is found once its caller is known (alsoWrong).
+	refusedBody *refusedBody
 	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout,
 	// and badEncoding a Content-Encoding other than identity.
 	badTimeout, badEncoding string
@@ -429,4 +433,10 @@ func notText(call *restCall) []badrequest.Violation {
 	}
 	slices.SortFunc(vs, func(a, b badrequest.Violation) int { return strings.Compare(a.Field, b.Field) })
 	return vs
+}
+
+// refusedBody is a body protojson refused, as a request like msg.
+type refusedBody struct {
+	msg  proto.Message
+	data []byte
 }

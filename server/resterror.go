@@ -98,14 +98,21 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 	case call.bodyLate:
 		st = refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, fmt.Sprintf(
 			"the request body did not arrive within %s of the request's start; send it whole, at once", bodyReadTimeout), account)
-	case len(st.Details()) == 0 && st.Code() == codes.InvalidArgument:
+	}
+	// Refused before the interceptor: the caller is still checked first,
+	// as the interceptor does, so an unknown caller learns nothing about
+	// the request's shape, and costs no more than the reading of it.
+	method, checked := runtime.RPCMethod(ctx)
+	checked = checked && !call.intercepted
+	var principal string
+	var authErr error
+	if checked {
+		principal, authErr = g.ic.authorizeIn(ctx, method, account)
+	}
+	if !tooBig && !call.cutShort && !call.bodyLate && authErr == nil && len(st.Details()) == 0 && st.Code() == codes.InvalidArgument {
 		st = malformed(ctx, r, call, st, account)
 	}
-	if method, ok := runtime.RPCMethod(ctx); ok && !call.intercepted {
-		// Refused before the interceptor: the caller is still checked
-		// first, as the interceptor does, so an unknown caller learns
-		// nothing about the request's shape.
-		principal, authErr := g.ic.authorizeIn(ctx, method, account)
+	if checked {
 		logged := st.Err()
 		if call.cutShort {
 			logged = errShuttingDown // logged as the shutdown's, not as a fault
@@ -143,6 +150,9 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 // are found again here, or were kept by the decoder.
 func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status, account string) *status.Status {
 	vs := call.bodyViolations
+	if len(vs) > 0 && call.refusedBody != nil {
+		vs = append(vs, alsoWrong(call.refusedBody.msg, call.refusedBody.data, vs, call.params)...)
+	}
 	if len(vs) == 0 {
 		vs = requestViolations(ctx, r, call)
 	}
