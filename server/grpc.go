@@ -36,7 +36,7 @@ type Options struct {
 	// requestArrival, connectionIdle, handshake and reflectionIdle, when
 	// not zero, stand in for requestArrivalTimeout, maxConnectionIdle,
 	// handshakeTimeout and reflectionIdle (for tests).
-	requestArrival, connectionIdle, handshake, reflectionIdle time.Duration
+	requestArrival, connectionIdle, connectionAge, handshake, reflectionIdle time.Duration
 }
 
 // Authorizer names a request's caller and checks that it may call
@@ -74,6 +74,14 @@ const maxStreams = 1000
 
 // maxConnectionIdle is how long a gRPC connection may go without a call.
 const maxConnectionIdle = 5 * time.Minute
+
+// maxConnectionAge is how long a gRPC connection may last (grpc-go adds
+// up to 10% at random), and maxConnectionAgeGrace how long its calls in
+// flight then have: longer than a call's wait and upstream_timeout.
+const (
+	maxConnectionAge      = time.Hour
+	maxConnectionAgeGrace = 2 * time.Minute
+)
 
 // handshakeTimeout bounds a new connection's handshake on both listeners
 // (the HTTP listener's ReadHeaderTimeout, for a request's headers).
@@ -113,7 +121,13 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 		// A connection with no call for this long is sent GOAWAY, as the
 		// HTTP listener closes an idle one: a client reconnects when it
 		// calls again, and one that went away holds nothing.
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cmp.Or(opts.connectionIdle, maxConnectionIdle)}),
+		// And every connection is sent GOAWAY at an age, its calls given a
+		// grace to finish: a client whose certificate's CA was taken out
+		// of client_ca_file (certreload applies it to new connections
+		// only) is cut off within the age, and clients spread over new
+		// replicas.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cmp.Or(opts.connectionIdle, maxConnectionIdle),
+			MaxConnectionAge: cmp.Or(opts.connectionAge, maxConnectionAge), MaxConnectionAgeGrace: maxConnectionAgeGrace}),
 		// A connection must finish its handshake (TLS, and HTTP/2's
 		// preface and settings) in as long as the HTTP listener gives a
 		// request's headers. grpc-go's default of 120 s let a connection

@@ -1428,6 +1428,37 @@ func TestIdleConnectionIsSentAway(t *testing.T) {
 	}
 }
 
+// TestOldConnectionIsSentAway: a gRPC connection kept busy is still sent
+// GOAWAY at its age, and its client's calls go on over a new one, none
+// failing.
+func TestOldConnectionIsSentAway(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) { o.connectionAge = 300 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}
+	if _, err := f.client.CreateBackup(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	left := make(chan struct{})
+	go func() {
+		if f.conn.WaitForStateChange(ctx, connectivity.Ready) {
+			close(left)
+		}
+	}()
+	for sent := false; !sent; {
+		select {
+		case <-left:
+			sent = true
+		case <-ctx.Done():
+			t.Fatal("a busy connection was not sent away at its age")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if _, err := f.client.CreateBackup(ctx, req); err != nil {
+			t.Fatalf("a call while the connection aged: %v", err)
+		}
+	}
+}
+
 // TestArrivalBoundEndsWithItsCall: a call that ends before its request
 // arrives, or that its bound ends, stops its arrival timer and its watch
 // on the stop, which would otherwise hold the call's context (its metadata
