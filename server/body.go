@@ -38,6 +38,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 	}
 	var vs []badrequest.Violation
 	seen := map[protoreflect.FieldNumber]string{}
+	reported := map[protoreflect.FieldNumber]bool{} // given twice: one violation per field
 	repeated := repeatedKeys(data)
 	for _, key := range slices.Sorted(maps.Keys(obj)) {
 		fd := fieldByName(md, key)
@@ -46,6 +47,7 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 			name := prefix + keyName(key)
 			if fd != nil {
 				name, seen[fd.Number()] = prefix+string(fd.Name()), key
+				reported[fd.Number()] = true
 			}
 			vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
 				"%s is given twice, as %s both times; give it once", name, shorten(key))})
@@ -53,9 +55,12 @@ func objectViolations(md protoreflect.MessageDescriptor, data []byte, prefix str
 		}
 		if fd != nil {
 			if other, ok := seen[fd.Number()]; ok {
-				name := prefix + string(fd.Name())
-				vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
-					"%s is given twice, as %s and %s; give it once", name, shorten(other), shorten(key))})
+				if !reported[fd.Number()] {
+					name := prefix + string(fd.Name())
+					vs = append(vs, badrequest.Violation{Field: name, Description: fmt.Sprintf(
+						"%s is given twice, as %s and %s; give it once", name, shorten(other), shorten(key))})
+					reported[fd.Number()] = true
+				}
 				continue
 			}
 			seen[fd.Number()] = key

@@ -440,7 +440,8 @@ func FuzzQueryParser(f *testing.F) {
 				_, given := values[v.Field]
 				shortened := strings.HasSuffix(v.Field, "...") || v.Field == `""`
 				for k := range values {
-					shortened = shortened || v.Field == redact.Cut(k, maxKeyEcho) // invalid UTF-8 replaced
+					shortened = shortened || v.Field == redact.Cut(k, maxKeyEcho) || // invalid UTF-8 replaced
+						v.Field == keyName(k) // quoted, as it reads as a field's path
 				}
 				if !known && !given && !shortened {
 					t.Errorf("violation names %q, neither a field nor a key given; %q", v.Field, rawQuery)

@@ -188,10 +188,12 @@ func (q *queryCheck) judge(key string) (badrequest.Violation, bool) {
 }
 
 // keyName names a query parameter or a body key in an error: shortened,
-// and quoted when it is empty, so a field violation never names "".
+// and quoted when it is empty, so a field violation never names "", or
+// when it could read as a field's path (a.b, a[0]), so that an unknown
+// key is never named as a field that is there.
 func keyName(key string) string {
-	if key == "" {
-		return `""`
+	if key == "" || strings.ContainsAny(key, `.[]"`) {
+		return strconv.Quote(shorten(key))
 	}
 	return shorten(key)
 }

@@ -684,6 +684,11 @@ func TestBodyOfWrongTypesAndWrongValues(t *testing.T) {
 			`{"backupName":"ok1","backupName":"a","region":5}`, []string{"backup_name", "region"}},
 		{"a nested key given twice", restore, `{"targetTableName":"Copy","sseSpecificationOverride":{"enabled":true,"enabled":false}}`,
 			[]string{"sse_specification_override.enabled"}},
+		{"a key given twice and in its other spelling", "/v1/accounts/111111111111/tables/Orders/backups",
+			`{"backupName":"ok1","backupName":"ok2","backup_name":"ok3"}`, []string{"backup_name"}},
+		{"an unknown key spelled as a nested field's path", restore,
+			`{"targetTableName":"Copy","provisionedThroughputOverride":{"readCapacityUnits":0,"writeCapacityUnits":5},"provisioned_throughput_override.read_capacity_units":1}`,
+			[]string{`"provisioned_throughput_override.read_capacity_units"`, "provisioned_throughput_override.read_capacity_units"}},
 		// Refused by the REST checks in the interceptor (restRefusal).
 		{"a query on a route that takes none, beside a rule broken", "/v1/accounts/111111111111/tables/Orders/backups?foo=1",
 			`{"backupName":"a"}`, []string{"foo", "backup_name"}},
