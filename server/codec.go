@@ -86,8 +86,9 @@ func undecodable(m proto.Message, data mem.BufferSlice, err error) *status.Statu
 		vs := w.vs
 		// The codec runs before the interceptor knows the caller: the
 		// rest is judged for a request of REST's size at most, whose
-		// violations of UTF-8 were all named.
-		if valid := m.ProtoReflect().New().Interface(); w.more == 0 && len(raw) <= MaxBodyBytes &&
+		// violations of UTF-8 were all named, and by the same paths
+		// (not one whose message field came twice, merged).
+		if valid := m.ProtoReflect().New().Interface(); w.more == 0 && !w.merged && len(raw) <= MaxBodyBytes &&
 			proto.Unmarshal(validUTF8(md, raw), valid) == nil {
 			vs = append(vs, beside(vs, service.Violations(valid))...)
 		}
@@ -152,6 +153,10 @@ type utf8Walk struct {
 	more  int
 	limit int
 	at    []fieldAt // the fields the walk is in
+	// merged is set when a message field that is not a list comes more
+	// than once, which protobuf merges into one: the walk then names
+	// the lists inside it by each occurrence's own count.
+	merged bool
 }
 
 // walk walks the message b of md, found at w.at (empty for the request's
@@ -179,6 +184,7 @@ func (w *utf8Walk) walk(md protoreflect.MessageDescriptor, b []byte) {
 		}
 		b = b[n:]
 		w.at = append(w.at, fieldAt{fd: fd, i: seen[num]})
+		w.merged = w.merged || fd.Kind() == protoreflect.MessageKind && !fd.IsList() && seen[num] > 0
 		seen[num]++
 		switch {
 		case fd.Kind() == protoreflect.MessageKind:

@@ -107,6 +107,27 @@ func TestInvalidUTF8BesideOtherViolations(t *testing.T) {
 	if last := f.stub.called(); last != nil {
 		t.Errorf("the service was called with %v", last)
 	}
+
+	// A message field that is not a list, sent twice, is merged by
+	// protobuf, whose lists inside it then count otherwise than the
+	// walk's: only the strings that are not UTF-8 are named.
+	gsi := func(name string) []byte {
+		b, _ := proto.Marshal(&backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: name}}})
+		return protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), b)
+	}
+	twice := slices.Concat(str(1, "arn"), str(2, "Copy"), gsi("ByA"), gsi("\xff\xfeZZ"))
+	err = f.conn.Invoke(context.Background(), backupv1.BackupService_RestoreTableFromBackup_FullMethodName, twice, &out, grpc.ForceCodec(rawCodec{}))
+	fields = nil
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	if want := []string{"global_secondary_index_override.indexes[0].index_name"}; !slices.Equal(fields, want) {
+		t.Errorf("a message field sent twice: violations of %q; want only %q", fields, want)
+	}
 }
 
 // TestInvalidUTF8NamesTheField: invalid UTF-8 in nested and repeated
