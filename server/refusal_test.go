@@ -689,6 +689,8 @@ func TestBodyOfWrongTypesAndWrongValues(t *testing.T) {
 		{"an unknown key spelled as a nested field's path", restore,
 			`{"targetTableName":"Copy","provisionedThroughputOverride":{"readCapacityUnits":0,"writeCapacityUnits":5},"provisioned_throughput_override.read_capacity_units":1}`,
 			[]string{`"provisioned_throughput_override.read_capacity_units"`, "provisioned_throughput_override.read_capacity_units"}},
+		{"a query on a route that takes none, beside a wrong type", "/v1/accounts/111111111111/tables/Orders/backups?foo=1",
+			`{"backupName":5}`, []string{"backup_name", "foo"}},
 		// Refused by the REST checks in the interceptor (restRefusal).
 		{"a query on a route that takes none, beside a rule broken", "/v1/accounts/111111111111/tables/Orders/backups?foo=1",
 			`{"backupName":"a"}`, []string{"foo", "backup_name"}},

@@ -157,6 +157,14 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 		vs = requestViolations(ctx, r, call)
 	}
 	if len(vs) > 0 {
+		// And what the interceptor's REST checks would have named (a
+		// query on a route that takes none, a bad Grpc-Timeout), which
+		// a refused body never reaches.
+		if method, ok := runtime.RPCMethod(ctx); ok {
+			if bad, ok := errors.AsType[*badrequest.Error](restRefusal(r.Context(), method)); ok {
+				vs = append(vs, beside(vs, bad.Violations)...)
+			}
+		}
 		st, _ := rpcerror.Status(&badrequest.Error{Violations: vs}, rpcerror.Request{AccountID: account})
 		return st
 	}
