@@ -42,6 +42,19 @@ func (e *ConflictError) Error() string {
 		"send a new request_id for a new request", e.Key.RequestID, int(TTL.Hours()), e.Key.Account)
 }
 
+// WaitEndedError says a repeat stopped waiting for the first request with
+// its request_id, which goes on: the repeat's context ended (Err).
+type WaitEndedError struct {
+	Key Key
+	Err error
+}
+
+func (e *WaitEndedError) Error() string {
+	return fmt.Sprintf("waiting for the first request with request_id %q: %v", e.Key.RequestID, e.Err)
+}
+
+func (e *WaitEndedError) Unwrap() error { return e.Err }
+
 // Final marks err as the request's result: repeats get it too instead of
 // running the request again. Use it for failures after which the request
 // may have been done, where running it again could do it twice. Other
@@ -127,7 +140,7 @@ func (m *Memory) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]
 		select {
 		case <-e.done:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the first request with request_id %q: %w", key.RequestID, ctx.Err())
+			return nil, &WaitEndedError{Key: key, Err: ctx.Err()}
 		}
 		if e.kept {
 			return e.resp, e.err

@@ -272,7 +272,7 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]b
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the first request with request_id %q: %w", key.RequestID, ctx.Err())
+			return nil, &WaitEndedError{Key: key, Err: ctx.Err()}
 		}
 		pause = min(2*pause, 200*time.Millisecond)
 	}

@@ -137,6 +137,11 @@ func answer[Resp proto.Message](ctx context.Context, op string, done <-chan runR
 			return zero, ctx.Err()
 		}
 	}
+	if w, ok := errors.AsType[*idempotency.WaitEndedError](r.err); ok && errors.Is(w.Err, context.DeadlineExceeded) {
+		// A repeat whose wait for another call's run ended with its
+		// deadline, as the deadline's own case above: the run goes on.
+		return zero, &StillRunningError{Operation: op, Err: w.Err}
+	}
 	switch {
 	case r.err != nil:
 		return zero, r.err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/ratelimit"
@@ -180,6 +181,22 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 	resp, err := runOnce(context.Background(), New(Options{Idempotency: kept}), do)
 	if err != nil || resp.GetBackupDetails().GetBackupName() != "b1" || runs.Load() != 1 {
 		t.Errorf("retry: %v, %v after %d runs; want the kept result of one run", resp, err, runs.Load())
+	}
+}
+
+// A repeat whose wait for another call's run ends with its deadline is
+// told that the run goes on, as one answered by the deadline itself: the
+// store's answer and the deadline may come together, and either may be
+// taken.
+func TestAnswerOfAWaitEndedByTheDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done()
+	done := make(chan runResult[*backupv1.CreateBackupResponse], 1)
+	done <- runResult[*backupv1.CreateBackupResponse]{err: &idempotency.WaitEndedError{Err: ctx.Err()}}
+	_, err := answer(ctx, config.OpCreateBackup, done)
+	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("answer = %v; want DeadlineExceeded saying the run goes on", err)
 	}
 }
 
