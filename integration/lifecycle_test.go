@@ -529,6 +529,45 @@ func TestEachOperationHasItsOwnLimit(t *testing.T) {
 // Limit, start and filters: backupd still answers at most page_size
 // summaries, pages on from the last one without gap or repeat, and keeps
 // to the filters.
+// TestListBackupsOnMotoAfterADeletedStart: moto answers every backup of
+// a table at once, ignoring paging; when the backup a page token reads on
+// after was deleted, the next page goes on from where it was, rather than
+// from the table's first backup again.
+func TestListBackupsOnMotoAfterADeletedStart(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	createTable(t, asAccount(t, moto, a), "Paged")
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, Env: motoEnv(moto)})
+	ctx := context.Background()
+	var made []string
+	for i := range 6 {
+		time.Sleep(2 * time.Millisecond) // each in a millisecond of its own, as its ARN tells
+		resp, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Paged", BackupName: fmt.Sprintf("paged-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, resp.GetBackupDetails().GetBackupArn())
+	}
+	first, err := inst.client.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: a, TableName: "Paged", PageSize: proto32(2)})
+	if err != nil || len(first.GetBackupSummaries()) != 2 || first.GetNextPageToken() == "" {
+		t.Fatalf("first page: %v, %v", first, err)
+	}
+	if _, err := inst.client.DeleteBackup(ctx, &backupv1.DeleteBackupRequest{BackupArn: first.GetBackupSummaries()[1].GetBackupArn()}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := inst.client.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: a, TableName: "Paged", PageSize: proto32(2), PageToken: first.GetNextPageToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range next.GetBackupSummaries() {
+		got = append(got, s.GetBackupArn())
+	}
+	if want := made[2:4]; !slices.Equal(got, want) {
+		t.Errorf("the page after a deleted start holds %q; want %q, the two after it", got, want)
+	}
+}
+
 func TestListBackupsOnMotoHoldsItsPages(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a := testenv.UniqueAccountID(t)

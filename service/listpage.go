@@ -3,6 +3,7 @@ package service
 import (
 	"cmp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,14 +22,22 @@ import (
 // backup of the table at once) would otherwise have backupd answer more
 // than page_size summaries, the same ones on every page, or backups the
 // caller filtered out. A page cut short continues after its last summary.
-// Such an upstream still lists from the first backup again when the start
-// backup was deleted in between: it is not in the page to read on from.
+// When the start backup was deleted in between, it is not in the page to
+// read on from: an upstream that answered more than the limit (so ignores
+// paging) is read on from the start's creation time, which its ARN
+// carries; one that answered within the limit cannot be told from
+// DynamoDB, and may repeat summaries.
 func heldPage(in *dynamodb.ListBackupsInput, table string, out *dynamodb.ListBackupsOutput) (page []types.BackupSummary, last string) {
 	page = out.BackupSummaries
 	start := aws.ToString(in.ExclusiveStartBackupArn)
 	if start != "" {
 		if i := slices.IndexFunc(page, func(b types.BackupSummary) bool { return aws.ToString(b.BackupArn) == start }); i >= 0 {
 			page = page[i+1:]
+		} else if at, ok := backupMillis(start); ok && len(page) > int(aws.ToInt32(in.Limit)) && aws.ToInt32(in.Limit) > 0 {
+			page = slices.DeleteFunc(slices.Clone(page), func(b types.BackupSummary) bool {
+				made, ok := backupMillis(aws.ToString(b.BackupArn))
+				return ok && made < at
+			})
 		}
 	}
 	page = slices.DeleteFunc(page, func(b types.BackupSummary) bool { return !inFilters(in, table, &b) })
@@ -101,4 +110,19 @@ func summaryTable(b *types.BackupSummary) string {
 	}
 	_, name, _ := strings.Cut(aws.ToString(b.TableArn), ":table/")
 	return name
+}
+
+// backupMillis is when a backup was made, in Unix milliseconds, as its
+// ARN's id begins (…/backup/01700000000000-abcdef12).
+func backupMillis(arn string) (int64, bool) {
+	i := strings.LastIndex(arn, "/backup/")
+	if i < 0 {
+		return 0, false
+	}
+	id, _, ok := strings.Cut(arn[i+len("/backup/"):], "-")
+	if !ok {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(id, 10, 64)
+	return ms, err == nil
 }

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -112,6 +113,34 @@ func TestHeldPage(t *testing.T) {
 // from 2038-01-19 on, where what was sent decides, and where either
 // millisecond reads the same, the backup is given the benefit of the
 // doubt.
+// An upstream that ignores paging (moto answers every backup of the
+// table at once) and whose start backup was deleted since the last page
+// is read on from the start's creation time, not from its first backup
+// again; one that answered within the limit is left as it answered.
+func TestHeldPageAfterADeletedStart(t *testing.T) {
+	arn := func(ms int) string {
+		return fmt.Sprintf("arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/%014d-abcdef12", 1700000000000+ms)
+	}
+	var all []types.BackupSummary
+	for _, ms := range []int{1, 3, 4, 5} { // the backup made at 2 was deleted
+		all = append(all, types.BackupSummary{BackupArn: aws.String(arn(ms)), TableName: aws.String("Orders"), BackupType: types.BackupTypeUser})
+	}
+	in := &dynamodb.ListBackupsInput{Limit: aws.Int32(2), ExclusiveStartBackupArn: aws.String(arn(2)), BackupType: types.BackupTypeFilterAll}
+	page, last := heldPage(in, "", &dynamodb.ListBackupsOutput{BackupSummaries: all})
+	var got []string
+	for _, b := range page {
+		got = append(got, aws.ToString(b.BackupArn))
+	}
+	if want := []string{arn(3), arn(4)}; !slices.Equal(got, want) || last != arn(4) {
+		t.Errorf("page %q, last %q; want %q and %q", got, last, want, arn(4))
+	}
+	// Within the limit: DynamoDB's own page after the start, kept whole.
+	page, _ = heldPage(in, "", &dynamodb.ListBackupsOutput{BackupSummaries: all[:1]})
+	if len(page) != 1 {
+		t.Errorf("a page within the limit was changed: %v", page)
+	}
+}
+
 func TestInTimeRange(t *testing.T) {
 	ms := time.Millisecond
 	now := time.Date(2026, 11, 26, 16, 48, 18, 933_000_000, time.UTC)
