@@ -103,12 +103,14 @@ func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *typ
 	out := &types.SSESpecification{Enabled: aws.Bool(sse.GetEnabled())}
 	switch sse.GetSseType() {
 	case backupv1.SseType_SSE_TYPE_UNSPECIFIED:
-	case backupv1.SseType_SSE_TYPE_AES256:
-		out.SSEType = types.SSETypeAes256
 	case backupv1.SseType_SSE_TYPE_KMS:
 		out.SSEType = types.SSETypeKms
+	case backupv1.SseType_SSE_TYPE_AES256:
+		// A table's description may say AES256 (an AWS owned key); a
+		// request may not: KMS is the only type DynamoDB takes.
+		vs.add(field+".sse_type", "must be SSE_TYPE_KMS, the only type DynamoDB takes, or unset (with enabled false, an AWS owned key); got SSE_TYPE_AES256")
 	default:
-		vs.add(field+".sse_type", "must be SSE_TYPE_AES256 or SSE_TYPE_KMS; got %d", sse.GetSseType())
+		vs.add(field+".sse_type", "must be SSE_TYPE_KMS, or unset; got %d", sse.GetSseType())
 	}
 	if !sse.GetEnabled() && (sse.GetSseType() == backupv1.SseType_SSE_TYPE_KMS || sse.GetKmsMasterKeyId() != "") {
 		// DynamoDB takes SSE off as a request for its AWS owned key: it

@@ -48,6 +48,8 @@ func TestValidateRestore(t *testing.T) {
 		{"unknown billing mode", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy", BillingModeOverride: 9}, "billing_mode_override", nil},
 		{"KMS key without KMS", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
 			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_AES256, KmsMasterKeyId: "k"}}, "sse_specification_override.kms_master_key_id", nil},
+		{"AES256, which DynamoDB does not take", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_AES256}}, "sse_specification_override.sse_type", nil},
 		{"KMS without enabled", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
 			SseSpecificationOverride: &backupv1.SseSpecification{SseType: backupv1.SseType_SSE_TYPE_KMS}}, "sse_specification_override.enabled", nil},
 		{"KMS key without enabled", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",

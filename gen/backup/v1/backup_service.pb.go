@@ -1782,7 +1782,8 @@ type SseSpecification struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// true for a KMS key (sse_type SSE_TYPE_KMS, and kms_master_key_id or the
 	// AWS managed key); false for an AWS owned key, DynamoDB's default.
-	Enabled bool    `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// SSE_TYPE_KMS or unset: DynamoDB takes no other for a table.
 	SseType SseType `protobuf:"varint,2,opt,name=sse_type,json=sseType,proto3,enum=backup.v1.SseType" json:"sse_type,omitempty"`
 	// A KMS key id, alias or ARN; only with SSE_TYPE_KMS and enabled.
 	KmsMasterKeyId string `protobuf:"bytes,3,opt,name=kms_master_key_id,json=kmsMasterKeyId,proto3" json:"kms_master_key_id,omitempty"`
@@ -2227,7 +2228,7 @@ type RestoreTableFromBackupRequest struct {
 	BillingModeOverride BillingMode `protobuf:"varint,4,opt,name=billing_mode_override,json=billingModeOverride,proto3,enum=backup.v1.BillingMode" json:"billing_mode_override,omitempty"`
 	// Provisioned capacity of the new table (with provisioned billing).
 	ProvisionedThroughputOverride *ProvisionedThroughput `protobuf:"bytes,5,opt,name=provisioned_throughput_override,json=provisionedThroughputOverride,proto3" json:"provisioned_throughput_override,omitempty"`
-	// Encryption of the new table; absent keeps the default.
+	// Encryption of the new table; absent leaves it to DynamoDB's restore.
 	SseSpecificationOverride *SseSpecification `protobuf:"bytes,6,opt,name=sse_specification_override,json=sseSpecificationOverride,proto3" json:"sse_specification_override,omitempty"`
 	// When present, the global secondary indexes the new table gets, each a
 	// full definition of one of the backup's indexes (see
