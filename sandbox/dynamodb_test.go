@@ -22,6 +22,38 @@ import (
 
 var backupARNPattern = regexp.MustCompile(`^arn:aws:dynamodb:([a-z0-9-]+):(\d{12}):table/([a-zA-Z0-9_.-]{3,255})/backup/(\d{14})-[0-9a-f]{8}$`)
 
+// TestDemoBackupsShowEachPartOfATable: a backup of the demo Events table
+// describes its local secondary index and its stream, and one of Orders
+// its global secondary index, so that a caller of the sandbox sees each
+// part of a backup's description filled.
+func TestDemoBackupsShowEachPartOfATable(t *testing.T) {
+	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts()})
+	ctx := t.Context()
+	db := e.dynamo(e.assumed("111111111111", ""), "us-east-1")
+	describe := func(table string) *types.SourceTableFeatureDetails {
+		out, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String(table), BackupName: aws.String("parts")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, err := db.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: out.BackupDetails.BackupArn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return desc.BackupDescription.SourceTableFeatureDetails
+	}
+	events := describe("Events")
+	if len(events.LocalSecondaryIndexes) != 1 || aws.ToString(events.LocalSecondaryIndexes[0].IndexName) != "ByType" ||
+		len(events.LocalSecondaryIndexes[0].KeySchema) != 2 || events.LocalSecondaryIndexes[0].Projection.ProjectionType != types.ProjectionTypeKeysOnly {
+		t.Errorf("Events' local indexes: %+v; want ByType on pk and lsi1sk, keys only", events.LocalSecondaryIndexes)
+	}
+	if s := events.StreamDescription; s == nil || !aws.ToBool(s.StreamEnabled) || s.StreamViewType != types.StreamViewTypeNewAndOldImages {
+		t.Errorf("Events' stream: %+v; want new and old images", s)
+	}
+	if orders := describe("Orders"); len(orders.GlobalSecondaryIndexes) != 1 || orders.StreamDescription == nil || aws.ToBool(orders.StreamDescription.StreamEnabled) {
+		t.Errorf("Orders: %+v; want its one global index and no stream", orders)
+	}
+}
+
 func TestBackupsStayInTheirAccount(t *testing.T) {
 	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts()})
 	ctx := t.Context()

@@ -114,6 +114,12 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "duplicate table", change: func(a *Account) { a.Tables = append(a.Tables, a.Tables[0]) }, want: "listed twice"},
 		{name: "no hash key", change: func(a *Account) { a.Tables[0].HashKey = "" }, want: "HashKey"},
 		{name: "bad status", change: func(a *Account) { a.Tables[0].Status = "SLEEPING" }, want: "Status"},
+		{name: "LSI without a range key", change: func(a *Account) { a.Tables[0].LSIs = []string{"ByType"} }, want: "LSIs need a RangeKey"},
+		{name: "bad LSI name", change: func(a *Account) { a.Tables[0].RangeKey, a.Tables[0].LSIs = "sk", []string{"x"} }, want: "LSIs[0]"},
+		{name: "bad stream view", change: func(a *Account) { a.Tables[0].StreamView = "ALL" }, want: "StreamView"},
+		{name: "LSI and stream", change: func(a *Account) {
+			a.Tables[0].RangeKey, a.Tables[0].LSIs, a.Tables[0].StreamView = "sk", []string{"ByType"}, "KEYS_ONLY"
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

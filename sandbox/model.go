@@ -154,6 +154,12 @@ func tableFromSpec(spec TableSpec, account, region string, created time.Time) *t
 		t.attrs = append(t.attrs, attrDef{attr, "S"})
 		t.gsis = append(t.gsis, index{name: name, keys: []keyElement{{attr, "HASH"}}, proj: projection{typ: "ALL"}})
 	}
+	for i, name := range spec.LSIs {
+		attr := "lsi" + strconv.Itoa(i+1) + "sk"
+		t.attrs = append(t.attrs, attrDef{attr, "S"})
+		t.lsis = append(t.lsis, index{name: name, keys: []keyElement{{spec.HashKey, "HASH"}, {attr, "RANGE"}}, proj: projection{typ: "KEYS_ONLY"}})
+	}
+	t.streamView = spec.StreamView
 	return t
 }
 

@@ -24,6 +24,7 @@ package sandbox
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,15 @@ type TableSpec struct {
 	// a hash attribute named gsi<i>pk and projects ALL attributes: backups
 	// carry index definitions, so demo tables should have some.
 	GSIs []string
+
+	// LSIs names local secondary indexes, which need a RangeKey. The i-th
+	// one (from 1) sorts on an attribute named lsi<i>sk and projects the
+	// keys only.
+	LSIs []string
+
+	// StreamView is the table's stream view type (NEW_AND_OLD_IMAGES,
+	// say); empty means no stream.
+	StreamView string
 
 	// ItemCount and SizeBytes are what DescribeTable reports, and what a
 	// backup of the table records. There is no item data behind them.
@@ -213,8 +223,10 @@ func (f *Fake) AssumeRoleCalls() int {
 // DemoAccounts returns the accounts `backupd --sandbox` starts with:
 // 111111111111 and 222222222222, each with the role "backupd-sandbox" (no
 // ExternalID) and the tables Orders (hash pk, range sk, GSI ByCustomer),
-// Customers and Events in us-east-1. The two accounts differ in their sizes
-// so that a caller can tell them apart.
+// Customers and Events (hash pk, range ts, LSI ByType, a stream of new and
+// old images) in us-east-1, so that backups show each part of a table's
+// description. The two accounts differ in their sizes so that a caller can
+// tell them apart.
 func DemoAccounts() []Account {
 	demo := func(id string, scale int64) Account {
 		return Account{
@@ -224,7 +236,8 @@ func DemoAccounts() []Account {
 			Tables: []TableSpec{
 				{Name: "Orders", HashKey: "pk", RangeKey: "sk", GSIs: []string{"ByCustomer"}, ItemCount: 1200 * scale, SizeBytes: 480_000 * scale},
 				{Name: "Customers", HashKey: "customerId", ItemCount: 300 * scale, SizeBytes: 96_000 * scale},
-				{Name: "Events", HashKey: "pk", RangeKey: "ts", ItemCount: 25_000 * scale, SizeBytes: 5_000_000 * scale},
+				{Name: "Events", HashKey: "pk", RangeKey: "ts", LSIs: []string{"ByType"}, StreamView: "NEW_AND_OLD_IMAGES",
+					ItemCount: 25_000 * scale, SizeBytes: 5_000_000 * scale},
 			},
 		}
 	}
@@ -270,6 +283,17 @@ func (o Options) Validate() error {
 				if !isName(g) {
 					add("accounts[%d].tables[%d].GSIs[%d]: index name must be 3-255 characters of a-z A-Z 0-9 _ . -; got %q", i, j, k, g)
 				}
+			}
+			for k, l := range t.LSIs {
+				if !isName(l) {
+					add("accounts[%d].tables[%d].LSIs[%d]: index name must be 3-255 characters of a-z A-Z 0-9 _ . -; got %q", i, j, k, l)
+				}
+			}
+			if len(t.LSIs) > 0 && t.RangeKey == "" {
+				add("accounts[%d].tables[%d]: LSIs need a RangeKey", i, j)
+			}
+			if !slices.Contains([]string{"", "KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}, t.StreamView) {
+				add("accounts[%d].tables[%d]: StreamView must be KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES or empty; got %q", i, j, t.StreamView)
 			}
 			if t.ItemCount < 0 || t.SizeBytes < 0 {
 				add("accounts[%d].tables[%d]: ItemCount and SizeBytes must not be negative", i, j)
