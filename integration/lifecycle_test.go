@@ -525,10 +525,6 @@ func TestEachOperationHasItsOwnLimit(t *testing.T) {
 	}
 }
 
-// moto answers ListBackups with every backup of the table, whatever the
-// Limit, start and filters: backupd still answers at most page_size
-// summaries, pages on from the last one without gap or repeat, and keeps
-// to the filters.
 // TestListBackupsOnMotoAfterADeletedStart: moto answers every backup of
 // a table at once, ignoring paging; when the backup a page token reads on
 // after was deleted, the next page goes on from where it was, rather than
@@ -568,6 +564,10 @@ func TestListBackupsOnMotoAfterADeletedStart(t *testing.T) {
 	}
 }
 
+// moto answers ListBackups with every backup of the table, whatever the
+// Limit, start and filters: backupd still answers at most page_size
+// summaries, pages on from the last one without gap or repeat, and keeps
+// to the filters.
 func TestListBackupsOnMotoHoldsItsPages(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a := testenv.UniqueAccountID(t)

@@ -117,6 +117,13 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "LSI without a range key", change: func(a *Account) { a.Tables[0].LSIs = []string{"ByType"} }, want: "LSIs need a RangeKey"},
 		{name: "bad LSI name", change: func(a *Account) { a.Tables[0].RangeKey, a.Tables[0].LSIs = "sk", []string{"x"} }, want: "LSIs[0]"},
 		{name: "bad stream view", change: func(a *Account) { a.Tables[0].StreamView = "ALL" }, want: "StreamView"},
+		{name: "six LSIs", change: func(a *Account) {
+			a.Tables[0].RangeKey, a.Tables[0].LSIs = "sk", []string{"Ix1", "Ix2", "Ix3", "Ix4", "Ix5", "Ix6"}
+		}, want: "at most 5 LSIs"},
+		{name: "an LSI named as a GSI", change: func(a *Account) {
+			a.Tables[0].RangeKey, a.Tables[0].GSIs, a.Tables[0].LSIs = "sk", []string{"ByType"}, []string{"ByType"}
+		}, want: "given twice"},
+		{name: "a key named as an index's", change: func(a *Account) { a.Tables[0].RangeKey = "lsi1sk" }, want: "the name of an index's key"},
 		{name: "LSI and stream", change: func(a *Account) {
 			a.Tables[0].RangeKey, a.Tables[0].LSIs, a.Tables[0].StreamView = "sk", []string{"ByType"}, "KEYS_ONLY"
 		}},

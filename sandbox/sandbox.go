@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -292,6 +293,17 @@ func (o Options) Validate() error {
 			if len(t.LSIs) > 0 && t.RangeKey == "" {
 				add("accounts[%d].tables[%d]: LSIs need a RangeKey", i, j)
 			}
+			if len(t.LSIs) > 5 {
+				add("accounts[%d].tables[%d]: at most 5 LSIs, as DynamoDB allows; got %d", i, j, len(t.LSIs))
+			}
+			if dup := repeatedName(append(slices.Clone(t.GSIs), t.LSIs...)); dup != "" {
+				add("accounts[%d].tables[%d]: index name %q is given twice", i, j, dup)
+			}
+			for _, key := range []string{t.HashKey, t.RangeKey} {
+				if generatedKey(key) {
+					add("accounts[%d].tables[%d]: key %q has the name of an index's key (gsi<i>pk, lsi<i>sk)", i, j, key)
+				}
+			}
 			if !slices.Contains([]string{"", "KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}, t.StreamView) {
 				add("accounts[%d].tables[%d]: StreamView must be KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES or empty; got %q", i, j, t.StreamView)
 			}
@@ -396,4 +408,31 @@ func isRegion(s string) bool {
 		}
 	}
 	return true
+}
+
+// repeatedName is a name given twice in names, or "".
+func repeatedName(names []string) string {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if seen[n] {
+			return n
+		}
+		seen[n] = true
+	}
+	return ""
+}
+
+// generatedKey reports whether key is named as the keys tableFromSpec
+// makes for its indexes (gsi1pk, lsi2sk), which it would define twice.
+func generatedKey(key string) bool {
+	for _, affix := range [][2]string{{"gsi", "pk"}, {"lsi", "sk"}} {
+		if n, ok := strings.CutPrefix(key, affix[0]); ok {
+			if n, ok := strings.CutSuffix(n, affix[1]); ok {
+				if _, err := strconv.Atoi(n); err == nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

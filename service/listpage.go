@@ -25,8 +25,9 @@ import (
 // When the start backup was deleted in between, it is not in the page to
 // read on from: an upstream that answered more than the limit (so ignores
 // paging) is read on from the start's creation time, which its ARN
-// carries; one that answered within the limit cannot be told from
-// DynamoDB, and may repeat summaries.
+// carries, that millisecond included (a backup made in it may repeat,
+// none is skipped); one that answered within the limit cannot be told
+// from DynamoDB, and may repeat summaries.
 func heldPage(in *dynamodb.ListBackupsInput, table string, out *dynamodb.ListBackupsOutput) (page []types.BackupSummary, last string) {
 	page = out.BackupSummaries
 	start := aws.ToString(in.ExclusiveStartBackupArn)

@@ -106,13 +106,6 @@ func TestHeldPage(t *testing.T) {
 	}
 }
 
-// TestInTimeRange: a backup is held to the time bounds to the millisecond,
-// as DynamoDB sends its time and the SDK reads it: exactly in this era (a
-// millisecond's allowance for an early reading had let in backups from the
-// millisecond before the lower bound), a millisecond low for some times
-// from 2038-01-19 on, where what was sent decides, and where either
-// millisecond reads the same, the backup is given the benefit of the
-// doubt.
 // An upstream that ignores paging (moto answers every backup of the
 // table at once) and whose start backup was deleted since the last page
 // is read on from the start's creation time, not from its first backup
@@ -141,6 +134,13 @@ func TestHeldPageAfterADeletedStart(t *testing.T) {
 	}
 }
 
+// TestInTimeRange: a backup is held to the time bounds to the millisecond,
+// as DynamoDB sends its time and the SDK reads it: exactly in this era (a
+// millisecond's allowance for an early reading had let in backups from the
+// millisecond before the lower bound), a millisecond low for some times
+// from 2038-01-19 on, where what was sent decides, and where either
+// millisecond reads the same, the backup is given the benefit of the
+// doubt.
 func TestInTimeRange(t *testing.T) {
 	ms := time.Millisecond
 	now := time.Date(2026, 11, 26, 16, 48, 18, 933_000_000, time.UTC)

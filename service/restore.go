@@ -108,7 +108,7 @@ func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *typ
 	case backupv1.SseType_SSE_TYPE_AES256:
 		// A table's description may say AES256 (an AWS owned key); a
 		// request may not: KMS is the only type DynamoDB takes.
-		vs.add(field+".sse_type", "must be SSE_TYPE_KMS, the only type DynamoDB takes, or unset (with enabled false, an AWS owned key); got SSE_TYPE_AES256")
+		vs.add(field+".sse_type", "must be SSE_TYPE_KMS, the only type DynamoDB takes, or unset; got SSE_TYPE_AES256")
 	default:
 		vs.add(field+".sse_type", "must be SSE_TYPE_KMS, or unset; got %d", sse.GetSseType())
 	}
