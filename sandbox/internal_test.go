@@ -114,15 +114,16 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "duplicate table", change: func(a *Account) { a.Tables = append(a.Tables, a.Tables[0]) }, want: "listed twice"},
 		{name: "no hash key", change: func(a *Account) { a.Tables[0].HashKey = "" }, want: "HashKey"},
 		{name: "bad status", change: func(a *Account) { a.Tables[0].Status = "SLEEPING" }, want: "Status"},
-		{name: "LSI without a range key", change: func(a *Account) { a.Tables[0].LSIs = []string{"ByType"} }, want: "LSIs need a RangeKey"},
-		{name: "bad LSI name", change: func(a *Account) { a.Tables[0].RangeKey, a.Tables[0].LSIs = "sk", []string{"x"} }, want: "LSIs[0]"},
+		{name: "LSI without a range key", change: func(a *Account) { a.Tables[0].LSIs = []string{"ByType"} }, want: "does not have a range key"},
+		{name: "bad LSI name", change: func(a *Account) { a.Tables[0].RangeKey, a.Tables[0].LSIs = "sk", []string{"x"} }, want: "indexName"},
 		{name: "bad stream view", change: func(a *Account) { a.Tables[0].StreamView = "ALL" }, want: "StreamView"},
+		{name: "bad GSI name", change: func(a *Account) { a.Tables[0].GSIs = []string{"x"} }, want: "indexName"},
 		{name: "six LSIs", change: func(a *Account) {
 			a.Tables[0].RangeKey, a.Tables[0].LSIs = "sk", []string{"Ix1", "Ix2", "Ix3", "Ix4", "Ix5", "Ix6"}
-		}, want: "at most 5 LSIs"},
+		}, want: "at most 20 global and 5 local"},
 		{name: "an LSI named as a GSI", change: func(a *Account) {
 			a.Tables[0].RangeKey, a.Tables[0].GSIs, a.Tables[0].LSIs = "sk", []string{"ByType"}, []string{"ByType"}
-		}, want: "given twice"},
+		}, want: "duplicate index name"},
 		{name: "a key named as an index's", change: func(a *Account) { a.Tables[0].RangeKey = "lsi1sk" }, want: "the name of an index's key"},
 		{name: "LSI and stream", change: func(a *Account) {
 			a.Tables[0].RangeKey, a.Tables[0].LSIs, a.Tables[0].StreamView = "sk", []string{"ByType"}, "KEYS_ONLY"

@@ -132,7 +132,10 @@ func backupARN(tableARN string, ms int64) string {
 	return string(b)
 }
 
-func tableFromSpec(spec TableSpec, account, region string, created time.Time) *table {
+// tableFromSpec makes the table spec describes. Its indexes pass the
+// checks CreateTable's do (addIndexes): Options.Validate reports their
+// error, so New never meets one.
+func tableFromSpec(spec TableSpec, account, region string, created time.Time) (*table, *ddbError) {
 	t := &table{
 		name:    spec.Name,
 		id:      newUUID(),
@@ -149,18 +152,20 @@ func tableFromSpec(spec TableSpec, account, region string, created time.Time) *t
 		t.attrs = append(t.attrs, attrDef{spec.RangeKey, "S"})
 		t.keys = append(t.keys, keyElement{spec.RangeKey, "RANGE"})
 	}
+	var gsis, lsis []indexIn
 	for i, name := range spec.GSIs {
 		attr := "gsi" + strconv.Itoa(i+1) + "pk"
 		t.attrs = append(t.attrs, attrDef{attr, "S"})
-		t.gsis = append(t.gsis, index{name: name, keys: []keyElement{{attr, "HASH"}}, proj: projection{typ: "ALL"}})
+		gsis = append(gsis, indexIn{IndexName: name, KeySchema: []keySchemaIn{{attr, "HASH"}}, Projection: &projectionIn{ProjectionType: "ALL"}})
 	}
 	for i, name := range spec.LSIs {
 		attr := "lsi" + strconv.Itoa(i+1) + "sk"
 		t.attrs = append(t.attrs, attrDef{attr, "S"})
-		t.lsis = append(t.lsis, index{name: name, keys: []keyElement{{spec.HashKey, "HASH"}, {attr, "RANGE"}}, proj: projection{typ: "KEYS_ONLY"}})
+		lsis = append(lsis, indexIn{IndexName: name, KeySchema: []keySchemaIn{{spec.HashKey, "HASH"}, {attr, "RANGE"}},
+			Projection: &projectionIn{ProjectionType: "KEYS_ONLY"}})
 	}
 	t.streamView = spec.StreamView
-	return t
+	return t, t.addIndexes(gsis, lsis)
 }
 
 // Writers of DynamoDB's shapes, field names as in the API reference.

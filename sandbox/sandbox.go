@@ -198,7 +198,7 @@ func New(opts Options) *Fake {
 
 		st := f.region(a.ID, a.Region, true)
 		for _, spec := range a.Tables {
-			t := tableFromSpec(spec, a.ID, a.Region, created)
+			t, _ := tableFromSpec(spec, a.ID, a.Region, created) // its error is Validate's
 			st.tables[t.name] = t
 		}
 	}
@@ -280,24 +280,11 @@ func (o Options) Validate() error {
 			if t.HashKey == "" {
 				add("accounts[%d].tables[%d]: HashKey is required", i, j)
 			}
-			for k, g := range t.GSIs {
-				if !isName(g) {
-					add("accounts[%d].tables[%d].GSIs[%d]: index name must be 3-255 characters of a-z A-Z 0-9 _ . -; got %q", i, j, k, g)
+			if t.HashKey != "" {
+				// The indexes, as CreateTable would take them.
+				if _, derr := tableFromSpec(t, a.ID, a.Region, time.Time{}); derr != nil {
+					add("accounts[%d].tables[%d]: %s", i, j, derr.msg)
 				}
-			}
-			for k, l := range t.LSIs {
-				if !isName(l) {
-					add("accounts[%d].tables[%d].LSIs[%d]: index name must be 3-255 characters of a-z A-Z 0-9 _ . -; got %q", i, j, k, l)
-				}
-			}
-			if len(t.LSIs) > 0 && t.RangeKey == "" {
-				add("accounts[%d].tables[%d]: LSIs need a RangeKey", i, j)
-			}
-			if len(t.LSIs) > 5 {
-				add("accounts[%d].tables[%d]: at most 5 LSIs, as DynamoDB allows; got %d", i, j, len(t.LSIs))
-			}
-			if dup := repeatedName(append(slices.Clone(t.GSIs), t.LSIs...)); dup != "" {
-				add("accounts[%d].tables[%d]: index name %q is given twice", i, j, dup)
 			}
 			for _, key := range []string{t.HashKey, t.RangeKey} {
 				if generatedKey(key) {
@@ -408,18 +395,6 @@ func isRegion(s string) bool {
 		}
 	}
 	return true
-}
-
-// repeatedName is a name given twice in names, or "".
-func repeatedName(names []string) string {
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		if seen[n] {
-			return n
-		}
-		seen[n] = true
-	}
-	return ""
 }
 
 // generatedKey reports whether key is named as the keys tableFromSpec

@@ -93,14 +93,7 @@ func TestInvalidUTF8BesideOtherViolations(t *testing.T) {
 	var out []byte
 	err := f.conn.Invoke(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName, msg, &out, grpc.ForceCodec(rawCodec{}))
 	st := status.Convert(err)
-	var fields []string
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				fields = append(fields, v.GetField())
-			}
-		}
-	}
+	fields := violatedFields(st)
 	if want := []string{"table_name", "request_id", "account_id", "backup_name"}; st.Code() != codes.InvalidArgument || !slices.Equal(fields, want) {
 		t.Errorf("%v with violations of %q; want INVALID_ARGUMENT with %q", st.Code(), fields, want)
 	}
@@ -117,17 +110,23 @@ func TestInvalidUTF8BesideOtherViolations(t *testing.T) {
 	}
 	twice := slices.Concat(str(1, "arn"), str(2, "Copy"), gsi("ByA"), gsi("\xff\xfeZZ"))
 	err = f.conn.Invoke(context.Background(), backupv1.BackupService_RestoreTableFromBackup_FullMethodName, twice, &out, grpc.ForceCodec(rawCodec{}))
-	fields = nil
-	for _, d := range status.Convert(err).Details() {
+	fields = violatedFields(status.Convert(err))
+	if want := []string{"global_secondary_index_override.indexes[0].index_name"}; !slices.Equal(fields, want) {
+		t.Errorf("a message field sent twice: violations of %q; want only %q", fields, want)
+	}
+}
+
+// violatedFields are the fields a gRPC status's BadRequest names, in order.
+func violatedFields(st *status.Status) []string {
+	var fields []string
+	for _, d := range st.Details() {
 		if br, ok := d.(*errdetails.BadRequest); ok {
 			for _, v := range br.GetFieldViolations() {
 				fields = append(fields, v.GetField())
 			}
 		}
 	}
-	if want := []string{"global_secondary_index_override.indexes[0].index_name"}; !slices.Equal(fields, want) {
-		t.Errorf("a message field sent twice: violations of %q; want only %q", fields, want)
-	}
+	return fields
 }
 
 // TestInvalidUTF8NamesTheField: invalid UTF-8 in nested and repeated

@@ -438,29 +438,15 @@ func TestEmptyPathVariables(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != tt.status {
-				t.Fatalf("%d; want %d: %s", resp.StatusCode, tt.status, body)
-			}
-			if called := f.stub.called(); called != nil {
-				t.Errorf("the service was called with %v", called)
-			}
-			var st restStatus
-			if err := json.Unmarshal(body, &st); err != nil {
-				t.Fatalf("body %s: %v", body, err)
-			}
 			var fields []string
-			for _, d := range st.Details {
-				for _, v := range d.FieldViolations {
-					fields = append(fields, v.Field)
-					if strings.Contains(v.Description, "is required") && !strings.Contains(v.Description, "is required: it goes in the path") {
-						t.Errorf("violation %q does not say where the field goes", v.Description)
-					}
+			for _, v := range refusedViolations(t, f, resp, tt.status) {
+				fields = append(fields, v.Field)
+				if strings.Contains(v.Description, "is required") && !strings.Contains(v.Description, "is required: it goes in the path") {
+					t.Errorf("violation %q does not say where the field goes", v.Description)
 				}
 			}
 			if !slices.Equal(fields, tt.fields) {
-				t.Errorf("field violations of %q; want %q: %s", fields, tt.fields, body)
+				t.Errorf("field violations of %q; want %q", fields, tt.fields)
 			}
 			if counted := f.observed.counted(); !slices.Equal(counted, []string{tt.counted}) {
 				t.Errorf("counted %q, want %q", counted, tt.counted)
@@ -714,29 +700,39 @@ func TestBodyOfWrongTypesAndWrongValues(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusBadRequest {
-				t.Fatalf("%d; want 400: %s", resp.StatusCode, body)
-			}
-			if called := f.stub.called(); called != nil {
-				t.Errorf("the service was called with %v", called)
-			}
-			var st restStatus
-			if err := json.Unmarshal(body, &st); err != nil {
-				t.Fatalf("body %s: %v", body, err)
-			}
 			var fields []string
-			for _, d := range st.Details {
-				for _, v := range d.FieldViolations {
-					fields = append(fields, v.Field)
-				}
+			for _, v := range refusedViolations(t, f, resp, http.StatusBadRequest) {
+				fields = append(fields, v.Field)
 			}
 			if !slices.Equal(fields, tt.fields) {
-				t.Errorf("field violations of %q; want %q: %s", fields, tt.fields, body)
+				t.Errorf("field violations of %q; want %q", fields, tt.fields)
 			}
 		})
 	}
+}
+
+// refusedViolations reads a REST answer that must have status and must not
+// have reached the service, and returns the field violations of its body,
+// in order.
+func refusedViolations(t *testing.T, f *fixture, resp *http.Response, status int) []fieldViolation {
+	t.Helper()
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("%d; want %d: %s", resp.StatusCode, status, body)
+	}
+	if called := f.stub.called(); called != nil {
+		t.Errorf("the service was called with %v", called)
+	}
+	var st restStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("body %s: %v", body, err)
+	}
+	var vs []fieldViolation
+	for _, d := range st.Details {
+		vs = append(vs, d.FieldViolations...)
+	}
+	return vs
 }
 
 // TestRESTDurationCountsTheBody: a REST request's log line and duration

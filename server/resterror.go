@@ -447,40 +447,29 @@ type probe struct {
 // ends in a route's verb is that route's path: a route without the verb
 // matches it too, its last variable taking in the verb (GET
 // /v1/backups/{backup_arn} matches …:restore), but only the methods of
-// the routes with the verb are listed. A verb with nothing before it
-// (/v1/backups/:restore) is the path of the verb's route with its last
-// variable empty, which no route matches: that route's methods are listed,
-// and empty is the variable it names.
+// the routes with the verb are listed. A path with a variable empty, such
+// as a verb with nothing before it (/v1/backups/:restore), is the path of
+// its route with that variable filled (fillEmpty), which no route matches
+// as it is: that route's methods are listed, and empty is the variable it
+// names.
 func (g *gateway) allowed(r *http.Request) (methods []string, params map[string]string, verb string) {
 	methods, params, verb = g.probe(r, r.URL.Path, r.URL.RawPath)
 	escaped := r.URL.EscapedPath()
-	if len(methods) == 0 {
-		// A path with a variable empty is its route's path.
-		if path, raw, ok := fillEmpty(escaped); ok {
-			methods, params, verb = g.probe(r, path, raw)
-			emptied(params)
-			return methods, params, verb
-		}
-	}
 	seg := escaped[strings.LastIndexByte(escaped, '/')+1:]
-	if verb != "" || !strings.HasPrefix(seg, ":") || !endsInVerb(escaped) {
+	beforeVerb := verb == "" && strings.HasPrefix(seg, ":") && endsInVerb(escaped)
+	if len(methods) > 0 && !beforeVerb {
 		return methods, params, verb
 	}
-	raw := escaped[:len(escaped)-len(seg)] + "_" + seg // the variable filled, to find its route
-	filled, err := url.PathUnescape(raw)
-	if err != nil {
+	path, raw, ok := fillEmpty(escaped)
+	if !ok {
 		return methods, params, verb
 	}
-	vm, vp, v := g.probe(r, filled, raw)
-	if v == "" {
-		return methods, params, verb
+	fm, fp, fv := g.probe(r, path, raw)
+	if len(methods) > 0 && fv == "" {
+		return methods, params, verb // a route without the verb took it in; none with it matched
 	}
-	for name, value := range vp {
-		if value == "_" {
-			vp[name] = ""
-		}
-	}
-	return vm, vp, v
+	emptied(fp)
+	return fm, fp, fv
 }
 
 // probe is allowed for one path, escaped as rawPath.

@@ -144,13 +144,16 @@ func (s *stub) called() any {
 	return s.last
 }
 
+// fieldViolation is a google.rpc.BadRequest field violation in JSON.
+type fieldViolation struct{ Field, Description string }
+
 // restStatus is the JSON body of a REST error.
 type restStatus struct {
 	Message string
 	Details []struct {
 		Reason          string
 		Metadata        map[string]string
-		FieldViolations []struct{ Field, Description string }
+		FieldViolations []fieldViolation
 	}
 }
 
