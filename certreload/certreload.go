@@ -35,8 +35,8 @@ func TLSConfig(certFile, keyFile, clientCAFile string, logger *slog.Logger) (*tl
 func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, logger *slog.Logger) (*tls.Config, error) {
 	cert := &reloader[*tls.Certificate]{files: []string{certFile, keyFile}, interval: interval, log: logger,
 		what: "the certificate files", kept: "the previous certificate is still served",
-		parse: func() (*tls.Certificate, error) {
-			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		parse: func(contents [][]byte) (*tls.Certificate, error) {
+			c, err := tls.X509KeyPair(contents[0], contents[1])
 			if err != nil {
 				return nil, fmt.Errorf("tls: load cert_file and key_file: %w", err)
 			}
@@ -69,10 +69,10 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	base.NextProtos = []string{"h2", "http/1.1"}
 	ca := &reloader[*tls.Config]{files: []string{clientCAFile}, interval: interval, log: logger,
 		what: "client_ca_file", kept: "the previous CAs still verify clients",
-		parse: func() (*tls.Config, error) {
-			pool, err := readCAs(clientCAFile)
-			if err != nil {
-				return nil, err
+		parse: func(contents [][]byte) (*tls.Config, error) {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(contents[0]) {
+				return nil, errors.New("tls: client_ca_file holds no PEM certificate")
 			}
 			c := base.Clone()
 			c.ClientCAs = pool
@@ -103,50 +103,55 @@ func inValidity(c *x509.Certificate, now time.Time) error {
 	return nil
 }
 
-func readCAs(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("tls: client_ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("tls: client_ca_file holds no PEM certificate")
-	}
-	return pool, nil
-}
-
 // reloader serves what parse makes of files, making it again when their
 // contents change, at most once an interval. Files that fail to load
-// (half written, say) leave the previous value in service.
+// (half written, say) leave the previous value in service. The files are
+// read without the lock held: while one handshake reads them, perhaps
+// from a mount that stalls, every other one is served the value in
+// service.
 type reloader[T any] struct {
-	files    []string
-	parse    func() (T, error)
+	files []string
+	// parse makes the value of the files' contents, read once for both
+	// the hashes and the value, so that the hashes describe the value.
+	parse    func(contents [][]byte) (T, error)
 	interval time.Duration
 	log      *slog.Logger
 	// what names the files in the log; kept says what serves meanwhile.
 	what, kept string
 
-	mu      sync.Mutex
-	value   T
-	stamp   [][sha256.Size]byte // the files' contents' hashes when value was made
-	checked time.Time
-	failed  string // the last reload's error, logged once
+	mu        sync.Mutex
+	value     T
+	stamp     [][sha256.Size]byte // the files' contents' hashes when value was made
+	checked   time.Time
+	reloading bool   // a handshake is reading the files
+	failed    string // the last reload's error, logged once
 }
 
+// get is the value in service. The handshake that finds the interval past
+// reads the files and is served what they hold.
 func (r *reloader[T]) get() T {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.checked) >= r.interval {
-		r.reloadLocked()
+	if r.reloading || time.Since(r.checked) < r.interval {
+		return r.value
 	}
+	r.reloading, r.checked = true, time.Now()
+	stamp := r.stamp
+	r.mu.Unlock()
+	v, newStamp, err := r.read(stamp)
+	r.mu.Lock()
+	r.reloading = false
+	if err == nil && newStamp != nil {
+		r.value, r.stamp = v, newStamp
+	}
+	r.report(err)
 	return r.value
 }
 
-// reloadLocked reads the files again if they changed. On failure the
-// previous value stays, and operators are told once per error, so that a
-// broken rotation is seen before the old certificate expires.
-func (r *reloader[T]) reloadLocked() {
-	err := r.loadLocked()
+// report tells operators of a failed reload once per error, so that a
+// broken rotation is seen before the old certificate expires, and of the
+// first reload that works again.
+func (r *reloader[T]) report(err error) {
 	switch {
 	case err != nil && err.Error() != r.failed:
 		r.failed = err.Error()
@@ -157,41 +162,37 @@ func (r *reloader[T]) reloadLocked() {
 	}
 }
 
+// load makes the first value.
 func (r *reloader[T]) load() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.loadLocked()
-}
-
-func (r *reloader[T]) loadLocked() error {
-	r.checked = time.Now()
-	stamp, err := contentHashes(r.files)
-	if err != nil {
-		return fmt.Errorf("tls: %s: %w", r.what, err)
-	}
-	if r.stamp != nil && slices.Equal(stamp, r.stamp) {
-		return nil
-	}
-	v, err := r.parse()
+	v, stamp, err := r.read(nil)
 	if err != nil {
 		return err
 	}
-	r.value, r.stamp = v, stamp
+	r.value, r.stamp, r.checked = v, stamp, time.Now()
 	return nil
 }
 
-// contentHashes are the files' contents' hashes: a rotation that keeps
-// a file's modification time (cp -p, rsync -t, a coarse file system) is
-// seen as well. The files are a few KiB, read once an interval, by the
-// handshake that finds the interval past.
-func contentHashes(files []string) ([][sha256.Size]byte, error) {
-	h := make([][sha256.Size]byte, len(files))
-	for i, f := range files {
+// read reads the files and, when their contents' hashes differ from
+// stamp, parses them: it returns a nil stamp when they did not change.
+// The hashes see a rotation that keeps a file's modification time (cp
+// -p, rsync -t, a coarse file system) as well.
+func (r *reloader[T]) read(stamp [][sha256.Size]byte) (T, [][sha256.Size]byte, error) {
+	var zero T
+	contents := make([][]byte, len(r.files))
+	hashes := make([][sha256.Size]byte, len(r.files))
+	for i, f := range r.files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, err
+			return zero, nil, fmt.Errorf("tls: %s: %w", r.what, err)
 		}
-		h[i] = sha256.Sum256(b)
+		contents[i], hashes[i] = b, sha256.Sum256(b)
 	}
-	return h, nil
+	if stamp != nil && slices.Equal(hashes, stamp) {
+		return zero, nil, nil
+	}
+	v, err := r.parse(contents)
+	if err != nil {
+		return zero, nil, err
+	}
+	return v, hashes, nil
 }
