@@ -83,7 +83,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	parent := ctx
 	ctx, drain := context.WithCancel(context.WithoutCancel(ctx))
 	defer drain()
-	go onSignals(parent, sigs, ignored, drain)
+	returned := make(chan struct{})
+	defer close(returned)
+	go onSignals(parent, returned, sigs, ignored, drain)
 
 	if *sandboxMode {
 		return runSandbox(ctx, flagListen, stderr)
@@ -179,14 +181,21 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // that a supervisor sees it killed by the signal. A signal ignored when
 // backupd started (SIGINT, for a job a script started in the background)
 // has no action to go back to: backupd then exits with the status a shell
-// gives a process the signal ended.
-func onSignals(parent context.Context, sigs <-chan os.Signal, ignored map[os.Signal]bool, drain func()) {
+// gives a process the signal ended. It returns when run has returned.
+func onSignals(parent context.Context, returned <-chan struct{}, sigs <-chan os.Signal, ignored map[os.Signal]bool, drain func()) {
 	select {
 	case <-sigs:
 	case <-parent.Done():
+	case <-returned:
+		return
 	}
 	drain()
-	sig := <-sigs
+	var sig os.Signal
+	select {
+	case sig = <-sigs:
+	case <-returned:
+		return
+	}
 	code := 1
 	if s, ok := sig.(syscall.Signal); ok {
 		code = 128 + int(s)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,32 @@ func TestRunRefusesArguments(t *testing.T) {
 	err := run(ctx, []string{"--sandbox", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "stray"}, &stderr)
 	if err == nil || !strings.Contains(err.Error(), `unexpected argument "stray"`) {
 		t.Errorf("run with a stray argument: %v; want it refused", err)
+	}
+}
+
+// TestRunLeavesNoSignalGoroutine: run's signal watcher ends with run,
+// whether run returns on an error or after a drain, and not only with the
+// process.
+func TestRunLeavesNoSignalGoroutine(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	for range 5 {
+		if err := run(ctx, []string{"--config", "/nonexistent/backupd.yaml"}, io.Discard); err == nil {
+			t.Fatal("run with a missing config file succeeded")
+		}
+	}
+	cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		n := strings.Count(stacks, "backupd.onSignals(")
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d signal watchers still run after their run returned", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
