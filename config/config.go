@@ -192,11 +192,26 @@ type Redis struct {
 	TLS       bool   `yaml:"tls"`
 }
 
-// Listen holds the listener addresses.
+// Listen holds the listener addresses, and how many connections they
+// hold open at once, both listeners together: a connection costs a file
+// descriptor before its client has said who it is.
 type Listen struct {
 	GRPC string `yaml:"grpc"`
 	HTTP string `yaml:"http"`
+	// MaxConnections bounds the open connections in all;
+	// MaxConnectionsPerIP, those from one IP address, so that one client
+	// cannot take them all. Keep MaxConnections well under the process's
+	// open-file limit (ulimit -n), which also holds backupd's own
+	// connections to STS, DynamoDB and Redis.
+	MaxConnections      *int `yaml:"max_connections"`
+	MaxConnectionsPerIP *int `yaml:"max_connections_per_ip"`
 }
+
+// Defaults of Listen's limits.
+const (
+	DefaultMaxConnections      = 10000
+	DefaultMaxConnectionsPerIP = 1000
+)
 
 // Override puts l's addresses that are set (flags') in c, in place of
 // the file's: a Parse override.
@@ -320,6 +335,12 @@ func (c *Config) explicitZeros() []error {
 func (c *Config) ApplyDefaults() {
 	setDefault(&c.Listen.GRPC, ":9090")
 	setDefault(&c.Listen.HTTP, ":8080")
+	if c.Listen.MaxConnections == nil {
+		c.Listen.MaxConnections = new(DefaultMaxConnections)
+	}
+	if c.Listen.MaxConnectionsPerIP == nil {
+		c.Listen.MaxConnectionsPerIP = new(DefaultMaxConnectionsPerIP)
+	}
 	setDefault(&c.DefaultRegion, "us-east-1")
 	setDefault(&c.RoleSessionName, "backupd")
 	setDefault(&c.Log.Format, "json")
@@ -450,6 +471,16 @@ func (c *Config) validateServing(bad reporter) {
 	for _, l := range []struct{ name, addr string }{{"listen.grpc", c.Listen.GRPC}, {"listen.http", c.Listen.HTTP}} {
 		if !validListenAddr(l.addr) {
 			bad(l.name, `must be host:port or :port, with a port of 0-65535 (or a service name), such as ":9090"; got %q`, l.addr)
+		}
+	}
+	for _, l := range []struct {
+		name     string
+		v        *int
+		fallback int
+	}{{"listen.max_connections", c.Listen.MaxConnections, DefaultMaxConnections},
+		{"listen.max_connections_per_ip", c.Listen.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP}} {
+		if l.v != nil && *l.v < 1 {
+			bad(l.name, "must be at least 1; leave it out for the default of %d; got %d", l.fallback, *l.v)
 		}
 	}
 	if !ValidRegion(c.DefaultRegion) {

@@ -49,6 +49,13 @@ func TestParseValid(t *testing.T) {
 	if c.SharedState.Backend != BackendMemory || c.SharedState.Redis.KeyPrefix != "backupd:" {
 		t.Errorf("shared_state defaults: %+v", c.SharedState)
 	}
+	if *c.Listen.MaxConnections != DefaultMaxConnections || *c.Listen.MaxConnectionsPerIP != DefaultMaxConnectionsPerIP {
+		t.Errorf("connection limits: %d and %d per IP; want the defaults", *c.Listen.MaxConnections, *c.Listen.MaxConnectionsPerIP)
+	}
+	limited := strings.Replace(validYAML, "http: 127.0.0.1:8080", "http: 127.0.0.1:8080\n  max_connections: 500\n  max_connections_per_ip: 20", 1)
+	if l, err := Parse(strings.NewReader(limited)); err != nil || *l.Listen.MaxConnections != 500 || *l.Listen.MaxConnectionsPerIP != 20 {
+		t.Errorf("connection limits set: %+v, %v", l.Listen, err)
+	}
 	r, err := Parse(strings.NewReader(validYAML + "shared_state: {backend: redis, redis: {address: 'redis.internal:6379', password: hunter2, db: 2}}\n"))
 	if err != nil || r.SharedState.Backend != BackendRedis || r.SharedState.Redis.Address != "redis.internal:6379" || r.SharedState.Redis.DB != 2 {
 		t.Errorf("redis backend: %+v, %v", r, err)
@@ -67,6 +74,9 @@ func TestParseInvalid(t *testing.T) {
 		want []string // every substring must appear in the error
 	}{
 		{"no accounts", "listen: {grpc: ':1', http: ':2'}\n", []string{"accounts: must list at least one account"}},
+		{"connection limits under 1", "listen: {max_connections: 0, max_connections_per_ip: -1}\naccounts: []\n", []string{
+			"listen.max_connections: must be at least 1; leave it out for the default of 10000; got 0",
+			"listen.max_connections_per_ip: must be at least 1; leave it out for the default of 1000; got -1"}},
 		{"unknown key with a space", "bogus key: 1\naccounts: []\n", []string{"line 1: bogus key is not a configuration key here"}},
 		{"repeated key", "listen: {grpc: \":1\"}\nlisten: {grpc: \":2\"}\n", []string{`mapping key "listen" already defined`}},
 		{"unknown key", "acounts: []\n", []string{"line 1: acounts is not a configuration key here", "accounts: must list at least one account"}},

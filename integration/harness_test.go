@@ -209,6 +209,9 @@ type instanceOptions struct {
 	// IgnoreSIGINT starts backupd with SIGINT ignored, as a shell script
 	// starts a job in the background.
 	IgnoreSIGINT bool
+	// Listen is more of the config's listen mapping, as YAML flow
+	// entries ("max_connections: 5").
+	Listen string
 }
 
 func freePort(t *testing.T) string {
@@ -228,7 +231,11 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 	var cfg strings.Builder
 	// Ports backupd's listeners get from the system, read from its log:
 	// a port picked free here could be taken before backupd binds it.
-	fmt.Fprintf(&cfg, "listen: {grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\"}\nshutdown_timeout: %s\n", cmp.Or(opts.ShutdownTimeout, 30*time.Second))
+	listen := `grpc: "127.0.0.1:0", http: "127.0.0.1:0"`
+	if opts.Listen != "" {
+		listen += ", " + opts.Listen
+	}
+	fmt.Fprintf(&cfg, "listen: {%s}\nshutdown_timeout: %s\n", listen, cmp.Or(opts.ShutdownTimeout, 30*time.Second))
 	if opts.MaxWait > 0 {
 		fmt.Fprintf(&cfg, "max_wait: %s\n", opts.MaxWait)
 	}

@@ -23,13 +23,14 @@ import (
 
 // Metrics holds backupd's collectors in a registry of their own.
 type Metrics struct {
-	reg        *prometheus.Registry
-	requests   *prometheus.CounterVec
-	duration   *prometheus.HistogramVec
-	limiter    *prometheus.CounterVec
-	attempts   *prometheus.CounterVec
-	attemptDur *prometheus.HistogramVec
-	assumeRole *prometheus.CounterVec
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	limiter      *prometheus.CounterVec
+	attempts     *prometheus.CounterVec
+	attemptDur   *prometheus.HistogramVec
+	assumeRole   *prometheus.CounterVec
+	connsRefused *prometheus.CounterVec
 	// codes are the AWS error codes labels have named, at most
 	// maxErrorCodes (outcome).
 	codesMu sync.Mutex
@@ -74,8 +75,12 @@ func New() *Metrics {
 			Name: "backupd_sts_assume_role_total",
 			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, canceled (no answer within backupd's bound), http_<status> (an answer with no error code), or transport_error (no answer).",
 		}, []string{"account", "outcome"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backupd_connections_refused_total",
+			Help: "Connections closed as soon as they were accepted, both listeners' together, by the limit they would have gone over: total (max_connections) or per_ip (max_connections_per_ip).",
+		}, []string{"limit"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole,
+	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole, m.connsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -89,6 +94,21 @@ func (m *Metrics) HoldRequestIDs(held func() int) {
 		Name: "backupd_request_ids_held",
 		Help: "request_id results this process holds for repeats (memory backend), running requests included; each is kept 24 h.",
 	}, func() float64 { return float64(held()) }))
+}
+
+// CountConnections exposes open, how many connections both listeners
+// hold open, read at each scrape.
+func (m *Metrics) CountConnections(open func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "backupd_connections_open",
+		Help: "Connections both listeners hold open; max_connections bounds them.",
+	}, func() float64 { return float64(open()) }))
+}
+
+// ObserveConnRefused counts a connection closed as soon as it was
+// accepted, over the limit named: "total" or "per_ip".
+func (m *Metrics) ObserveConnRefused(limit string) {
+	m.connsRefused.WithLabelValues(limit).Inc()
 }
 
 // Handler serves the metrics in Prometheus' text format.

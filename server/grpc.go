@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -33,6 +34,9 @@ type Options struct {
 	Authorizer Authorizer
 	// TLS, when set, serves gRPC over TLS (see certreload.TLSConfig).
 	TLS *tls.Config
+	// Conns, when set, bounds the gRPC listener's open connections (the
+	// HTTP listener's are bounded by listening through it).
+	Conns *connlimit.Limiter
 	// requestArrival, connectionIdle, handshake and reflectionIdle, when
 	// not zero, stand in for requestArrivalTimeout, maxConnectionIdle,
 	// handshakeTimeout and reflectionIdle (for tests).
@@ -148,7 +152,11 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	}
 	quiet := newQuietConns()
 	closeQuietWhenStopped(h.stopped, quiet)
-	sopts = append(sopts, grpc.Creds(quietCredentials{creds, quiet}))
+	creds = quietCredentials{creds, quiet}
+	if opts.Conns != nil {
+		creds = limitedCredentials{creds, opts.Conns}
+	}
+	sopts = append(sopts, grpc.Creds(creds))
 	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
 	h.register(s, opts.Authorizer)

@@ -31,6 +31,7 @@ import (
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/certreload"
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/connlimit"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
@@ -230,6 +231,8 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	if err != nil {
 		return err
 	}
+	srvOpts.Conns = connlimit.New(connlimit.Limits{Total: *cfg.Listen.MaxConnections, PerIP: *cfg.Listen.MaxConnectionsPerIP}, m, logger)
+	m.CountConnections(srvOpts.Conns.Open)
 	health := server.NewHealth()
 	grpcSrv := server.NewGRPC(srvOpts, health)
 	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, m.Handler())
@@ -240,6 +243,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	if err != nil {
 		return err
 	}
+	httpLis = srvOpts.Conns.Listener(httpLis)
 	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, srvOpts.TLS, logger)
 	// Ready before the shutdown can start: a signal that came during
 	// start-up then finds it ready and turns it off, rather than being
