@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
+
+	"github.com/backupd/backupd/connlimit"
 )
 
 // Metrics holds backupd's collectors in a registry of their own.
@@ -82,6 +84,11 @@ func New() *Metrics {
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole, m.connsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Both limits' series exist from the start, at 0, so that an alert
+	// on their rise has something to compare with.
+	for _, limit := range []string{connlimit.OverTotal, connlimit.OverPerIP} {
+		m.connsRefused.WithLabelValues(limit)
+	}
 	return m
 }
 

@@ -79,6 +79,8 @@ func TestObserve(t *testing.T) {
 	m.ObserveLimit("111111111111", "us-east-1", "CreateBackup", "refused")
 	m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: "ThrottlingException"}, time.Millisecond)
 	m.ObserveAssumeRole("111111111111", nil)
+	m.ObserveConnRefused("per_ip")
+	m.CountConnections(func() int { return 7 })
 
 	for _, tt := range []struct {
 		name string
@@ -102,6 +104,9 @@ func TestObserve(t *testing.T) {
 	for _, want := range []string{
 		`backupd_request_duration_seconds_count{method="` + method + `"} 3`,
 		`backupd_dynamodb_attempt_duration_seconds_count{operation="CreateBackup"} 1`,
+		`backupd_connections_refused_total{limit="per_ip"} 1`,
+		`backupd_connections_refused_total{limit="total"} 0`, // there before the first refusal
+		"backupd_connections_open 7",
 		"go_goroutines ",
 		"process_cpu_seconds_total ",
 	} {
