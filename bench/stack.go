@@ -30,6 +30,7 @@ import (
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
@@ -220,7 +221,9 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 	// every record is formatted, then dropped.
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
-	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: s.metrics}
+	// Connections counted as cmd/backupd counts them, with its default limits.
+	conns := connlimit.New(connlimit.Limits{Total: config.DefaultMaxConnections, PerIP: config.DefaultMaxConnectionsPerIP}, s.metrics, logger)
+	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: s.metrics, Conns: conns}
 	if s.GRPCAddr, err = s.serveGRPC(server.NewGRPC(srvOpts, health)); err != nil {
 		return err
 	}
@@ -232,6 +235,7 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 	if err != nil {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
+	httpLis = conns.Listener(httpLis)
 	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, nil, nil)
 	go func() { _ = httpSrv.Serve(httpLis) }()
 	s.closers = append(s.closers, func() { _ = httpSrv.Close() })
@@ -241,7 +245,7 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 	// The two gRPC servers differ by the log line.
 	quiet := slog.New(slog.DiscardHandler)
 	quietSvc := service.New(service.Options{Accounts: registry, Logger: quiet, DefaultTimeout: cfg.UpstreamTimeout})
-	quietAddr, err := s.serveGRPC(server.NewGRPC(server.Options{Service: quietSvc, Logger: quiet, Metrics: s.metrics}, health))
+	quietAddr, err := s.serveGRPC(server.NewGRPC(server.Options{Service: quietSvc, Logger: quiet, Metrics: s.metrics, Conns: conns}, health))
 	if err != nil {
 		return err
 	}
