@@ -9,6 +9,7 @@
 package connlimit
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,11 +45,16 @@ type Limiter struct {
 	observer Observer
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	open    int
-	perIP   map[netip.Addr]int
-	refused int       // since the last log line
-	logged  time.Time // when refusals were last logged
+	mu    sync.Mutex
+	open  int
+	perIP map[netip.Addr]int
+	// Refusals since the last log line, and the last one's limit and
+	// address, for the next line.
+	refused  int
+	last     string
+	lastFrom netip.Addr
+	logged   time.Time // when refusals were last logged
+	pending  bool      // a log line is due
 }
 
 // New returns a Limiter of limits; observer may be nil.
@@ -69,7 +75,6 @@ func (l *Limiter) Open() int {
 func (l *Limiter) Admit(addr net.Addr) (release func(), ok bool) {
 	ip := ipOf(addr)
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	reason := ""
 	switch {
 	case l.open >= l.limits.Total:
@@ -78,11 +83,14 @@ func (l *Limiter) Admit(addr net.Addr) (release func(), ok bool) {
 		reason = OverPerIP
 	}
 	if reason != "" {
-		l.refuseLocked(reason, ip)
+		line := l.refuseLocked(reason, ip)
+		l.mu.Unlock()
+		l.warn(line)
 		return nil, false
 	}
 	l.open++
 	l.perIP[ip]++
+	l.mu.Unlock()
 	var once sync.Once
 	return func() { once.Do(func() { l.release(ip) }) }, true
 }
@@ -96,16 +104,48 @@ func (l *Limiter) release(ip netip.Addr) {
 	}
 }
 
-func (l *Limiter) refuseLocked(reason string, ip netip.Addr) {
+// refuseLocked counts a refusal, and returns the log line to write now:
+// the first refusal's at once, then, at most once per logEvery, one
+// counting those since the last, written when it is due, so that the
+// count of a burst is in the log within logEvery of it.
+func (l *Limiter) refuseLocked(reason string, ip netip.Addr) []slog.Attr {
 	if l.observer != nil {
 		l.observer.ObserveConnRefused(reason)
 	}
 	l.refused++
-	if now := time.Now(); now.Sub(l.logged) >= logEvery {
-		l.log.Warn("connections refused: too many open", slog.Int("refused", l.refused), slog.String("last_from", ip.String()),
-			slog.String("limit", reason), slog.Int("open", l.open), slog.Int("max_connections", l.limits.Total),
-			slog.Int("max_connections_per_ip", l.limits.PerIP))
-		l.refused, l.logged = 0, now
+	l.last, l.lastFrom = reason, ip
+	if l.pending {
+		return nil
+	}
+	if wait := logEvery - time.Since(l.logged); wait > 0 {
+		l.pending = true
+		time.AfterFunc(wait, l.logDue)
+		return nil
+	}
+	return l.lineLocked()
+}
+
+// logDue writes the line of the refusals since the last one.
+func (l *Limiter) logDue() {
+	l.mu.Lock()
+	l.pending = false
+	line := l.lineLocked()
+	l.mu.Unlock()
+	l.warn(line)
+}
+
+func (l *Limiter) lineLocked() []slog.Attr {
+	line := []slog.Attr{slog.Int("refused", l.refused), slog.String("limit", l.last), slog.String("last_from", l.lastFrom.String()),
+		slog.Int("open", l.open), slog.Int("max_connections", l.limits.Total), slog.Int("max_connections_per_ip", l.limits.PerIP)}
+	l.refused, l.logged = 0, time.Now()
+	return line
+}
+
+// warn writes line, without the lock held: a log writer that stalls
+// holds up no connection.
+func (l *Limiter) warn(line []slog.Attr) {
+	if line != nil {
+		l.log.LogAttrs(context.Background(), slog.LevelWarn, "connections refused: too many open", line...)
 	}
 }
 

@@ -1,7 +1,6 @@
 package connlimit
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
@@ -9,7 +8,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/backupd/backupd/testenv"
 )
 
 type refusals map[string]int
@@ -76,27 +78,43 @@ func TestReleaseFreesTheSlotOnce(t *testing.T) {
 	other()
 }
 
-// TestRefusalsAreLoggedNowAndThen: a flood of refused connections is one
-// log line per logEvery, which names the limit and how many were refused.
-func TestRefusalsAreLoggedNowAndThen(t *testing.T) {
-	var logs bytes.Buffer
-	l := New(Limits{Total: 1, PerIP: 1}, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+// TestRefusalsAreLoggedNowAndThen: a flood of refused connections is
+// one log line at once, then one per logEvery at most, and the count of a
+// burst is written within logEvery of it, not at the next refusal.
+func TestRefusalsAreLoggedNowAndThen(t *testing.T) { synctest.Test(t, testRefusalsAreLoggedNowAndThen) }
+
+func testRefusalsAreLoggedNowAndThen(t *testing.T) {
+	logs := &testenv.Buffer{}
+	l := New(Limits{Total: 1, PerIP: 1}, nil, slog.New(slog.NewTextHandler(logs, nil)))
 	l.Admit(tcp("10.0.0.1"))
+	lines := func() []string {
+		synctest.Wait()
+		return strings.Split(strings.TrimSpace(logs.String()), "\n")
+	}
 	for range 100 {
 		l.Admit(tcp("10.0.0.9"))
 	}
-	if n := strings.Count(logs.String(), "connections refused"); n != 1 {
-		t.Fatalf("%d log lines for 100 refusals in a moment; want 1:\n%s", n, logs.String())
+	got := lines()
+	if len(got) != 1 || !strings.Contains(got[0], "refused=1 ") {
+		t.Fatalf("log after 100 refusals in a moment: %q; want one line, for the first", got)
 	}
-	for _, want := range []string{"limit=total", "max_connections=1", "last_from=10.0.0.9"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("log line %q does not say %s", logs.String(), want)
+	for _, want := range []string{"level=WARN", "limit=total", "max_connections=1", "last_from=10.0.0.9"} {
+		if !strings.Contains(got[0], want) {
+			t.Errorf("log line %q does not say %s", got[0], want)
 		}
 	}
-	l.logged = l.logged.Add(-logEvery)
-	l.Admit(tcp("10.0.0.9"))
-	if !strings.Contains(logs.String(), "refused=100") {
-		t.Errorf("the next line does not count the 99 refused since the last one and its own:\n%s", logs.String())
+	time.Sleep(logEvery)
+	if got := lines(); len(got) != 2 || !strings.Contains(got[1], "refused=99 ") {
+		t.Fatalf("log %s after the burst: %q; want a second line counting the other 99", logEvery, got)
+	}
+	time.Sleep(10 * logEvery)
+	if got := lines(); len(got) != 2 {
+		t.Errorf("lines logged with no refusal since: %q", got)
+	}
+	// Long after the last line, a refusal is logged at once again.
+	l.Admit(tcp("10.0.0.8"))
+	if got := lines(); len(got) != 3 || !strings.Contains(got[2], "refused=1 ") || !strings.Contains(got[2], "last_from=10.0.0.8") {
+		t.Errorf("log after a lone refusal: %q; want a third line for it", got)
 	}
 }
 

@@ -231,6 +231,9 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	if err != nil {
 		return err
 	}
+	if w := connlimit.FileLimitWarning(*cfg.Listen.MaxConnections); w != "" {
+		logger.Warn(w)
+	}
 	srvOpts.Conns = connlimit.New(connlimit.Limits{Total: *cfg.Listen.MaxConnections, PerIP: *cfg.Listen.MaxConnectionsPerIP}, m, logger)
 	m.CountConnections(srvOpts.Conns.Open)
 	health := server.NewHealth()
