@@ -76,16 +76,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// The first signal starts the drain (ctx's end); a second one ends the
 	// process at once, cutting the drain short. Both are caught from here
 	// on, so a second signal sent as soon as the drain shows (/readyz 503)
-	// is never swallowed.
+	// is never swallowed: the watcher ends only after signal.Stop, from
+	// when a signal has its default action again.
 	ignored := map[os.Signal]bool{syscall.SIGTERM: signal.Ignored(syscall.SIGTERM), syscall.SIGINT: signal.Ignored(syscall.SIGINT)}
+	returned := make(chan struct{})
+	defer close(returned)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	parent := ctx
 	ctx, drain := context.WithCancel(context.WithoutCancel(ctx))
 	defer drain()
-	returned := make(chan struct{})
-	defer close(returned)
 	go onSignals(parent, returned, sigs, ignored, drain)
 
 	if *sandboxMode {
