@@ -33,7 +33,8 @@ const (
 // BackupService creates and manages Amazon DynamoDB on-demand backups in many
 // AWS accounts. For every call backupd assumes its configured role in the
 // target account, keeps the account under its per-operation rate limit and
-// calls DynamoDB on the caller's behalf.
+// calls DynamoDB on the caller's behalf. Its enums mirror DynamoDB's: a value
+// DynamoDB adds later reads as the enum's UNSPECIFIED value, never an error.
 type BackupServiceClient interface {
 	// CreateBackup starts an on-demand backup of one table (DynamoDB CreateBackup).
 	CreateBackup(ctx context.Context, in *CreateBackupRequest, opts ...grpc.CallOption) (*CreateBackupResponse, error)
@@ -114,7 +115,8 @@ func (c *backupServiceClient) RestoreTableFromBackup(ctx context.Context, in *Re
 // BackupService creates and manages Amazon DynamoDB on-demand backups in many
 // AWS accounts. For every call backupd assumes its configured role in the
 // target account, keeps the account under its per-operation rate limit and
-// calls DynamoDB on the caller's behalf.
+// calls DynamoDB on the caller's behalf. Its enums mirror DynamoDB's: a value
+// DynamoDB adds later reads as the enum's UNSPECIFIED value, never an error.
 type BackupServiceServer interface {
 	// CreateBackup starts an on-demand backup of one table (DynamoDB CreateBackup).
 	CreateBackup(context.Context, *CreateBackupRequest) (*CreateBackupResponse, error)
