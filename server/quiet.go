@@ -7,18 +7,22 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc/credentials"
 )
 
-// quietConns tracks the gRPC server's connections that have sent nothing
-// yet, to close them when the servers stop taking work. grpc-go's
-// GracefulStop, and Stop, wait for every connection still in its
-// handshake, up to the handshake timeout: one a client opened and sent
-// nothing on (a pool's spare, a port probe) held the drain that long, past
-// a shorter shutdown_timeout, which then reported calls cut off that did
-// not exist. Such a connection carries no call (grpc-go would close it
-// once its handshake was done, the server stopping): its client sees it
-// closed before backupd read a byte of it.
+// quietConns tracks the gRPC server's connections that carry no HTTP/2
+// connection yet (in their TLS handshake, or before their client's
+// preface and first frame have all arrived), to close them when the
+// servers stop taking work. grpc-go's GracefulStop, and Stop, wait for
+// every connection still in its handshake, up to the handshake timeout:
+// one a client opened and sent nothing on (a pool's spare, a port probe),
+// or stalled in the middle of TLS or of its preface, held the drain that
+// long, past a shorter shutdown_timeout, which then reported calls cut off
+// that did not exist. Such a connection carries no call (grpc-go would
+// close it once its handshake was done, the server stopping): its client
+// sees it closed before backupd read a call from it. One whose HTTP/2
+// connection is made is drained by grpc-go (GOAWAY), not closed.
 type quietConns struct {
 	mu     sync.Mutex
 	quiet  map[*quietConn]struct{}
@@ -29,9 +33,9 @@ func newQuietConns() *quietConns {
 	return &quietConns{quiet: map[*quietConn]struct{}{}}
 }
 
-// track returns raw to read through, tracked until its first byte; closed
-// at once once closeQuiet has run.
-func (q *quietConns) track(raw net.Conn) net.Conn {
+// track returns raw to read through, tracked until its HTTP/2 connection
+// is made (prefaceWatch); closed at once once closeQuiet has run.
+func (q *quietConns) track(raw net.Conn) *quietConn {
 	c := &quietConn{Conn: raw, q: q}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -43,8 +47,8 @@ func (q *quietConns) track(raw net.Conn) net.Conn {
 	return c
 }
 
-// closeQuiet closes the connections that have sent nothing yet, and every
-// one tracked from now on.
+// closeQuiet closes the connections that carry no HTTP/2 connection yet,
+// and every one tracked from now on.
 func (q *quietConns) closeQuiet() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -61,9 +65,9 @@ func (q *quietConns) forget(c *quietConn) {
 	delete(q.quiet, c)
 }
 
-// quietConn leaves its tracker with its first byte read, or its first
-// failed read (grpc-go may close the raw connection under it, not this
-// one).
+// quietConn leaves its tracker when its HTTP/2 connection is made
+// (prefaceWatch), with its first failed read (grpc-go may close the raw
+// connection under it, not this one), or when it closes.
 type quietConn struct {
 	net.Conn
 	q     *quietConns
@@ -72,19 +76,61 @@ type quietConn struct {
 
 func (c *quietConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if (n > 0 || err != nil) && !c.heard.Load() {
-		c.heard.Store(true)
-		c.q.forget(c)
+	if err != nil {
+		c.leave()
 	}
 	return n, err
 }
 
 func (c *quietConn) Close() error {
-	if !c.heard.Load() {
-		c.q.forget(c)
-	}
+	c.leave()
 	return c.Conn.Close()
 }
+
+// leave takes c out of its tracker, once.
+func (c *quietConn) leave() {
+	if !c.heard.Swap(true) {
+		c.q.forget(c)
+	}
+}
+
+// prefaceWatch reads a gRPC connection above its TLS, and takes it out of
+// its tracker once the client's HTTP/2 preface and first frame (its
+// SETTINGS) have arrived: then grpc-go has made the HTTP/2 connection, and
+// drains it. It is read by grpc-go's one reader goroutine.
+type prefaceWatch struct {
+	net.Conn
+	quiet *quietConn
+	head  [len(http2.ClientPreface) + 3]byte // the preface and the first frame's length
+	read  int                                // bytes read, counted until the frame's end
+}
+
+func (w *prefaceWatch) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if w.quiet != nil && w.made(p[:n]) {
+		w.quiet.leave()
+		w.quiet = nil
+	}
+	return n, err
+}
+
+// made counts b and reports whether the preface and the first frame have
+// all been read.
+func (w *prefaceWatch) made(b []byte) bool {
+	if w.read < len(w.head) {
+		copy(w.head[w.read:], b)
+	}
+	w.read += len(b)
+	if w.read < len(w.head) {
+		return false
+	}
+	l := w.head[len(http2.ClientPreface):]
+	frameLen := int(l[0])<<16 | int(l[1])<<8 | int(l[2])
+	return w.read >= len(http2.ClientPreface)+frameHeaderLen+frameLen
+}
+
+// frameHeaderLen is the length of an HTTP/2 frame's header.
+const frameHeaderLen = 9
 
 // quietCredentials tracks each connection from its handshake on: the
 // handshake (TLS, or none) reads through the tracked connection, while
@@ -96,7 +142,12 @@ type quietCredentials struct {
 }
 
 func (c quietCredentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return c.TransportCredentials.ServerHandshake(c.q.track(raw))
+	quiet := c.q.track(raw)
+	conn, info, err := c.TransportCredentials.ServerHandshake(quiet)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &prefaceWatch{Conn: conn, quiet: quiet}, info, nil
 }
 
 func (c quietCredentials) Clone() credentials.TransportCredentials {

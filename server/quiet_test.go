@@ -1,31 +1,92 @@
 package server
 
 import (
+	"bytes"
+	"io"
 	"net"
 	"testing"
+
+	"golang.org/x/net/http2"
 )
 
-// TestQuietConnsForgetConnectionsThatEnded: a connection leaves the
-// tracker with its first byte, or with a failed read (grpc-go may close
-// the raw connection under the tracked one), so that none is kept until
-// shutdown.
-func TestQuietConnsForgetConnectionsThatEnded(t *testing.T) {
-	q := newQuietConns()
-	for _, send := range []bool{true, false} {
-		server, client := net.Pipe()
-		c := q.track(server)
-		go func() {
-			if send {
-				_, _ = client.Write([]byte("x"))
+// TestQuietConnsTrackUntilTheHTTP2ConnectionIsMade: a connection leaves
+// the tracker once its client's preface and first frame have arrived,
+// however the reads split them, or with a failed read (grpc-go may close
+// the raw connection under the tracked one), or when it closes; one that
+// sent part of them, or a TLS handshake's bytes only, stays, to be closed
+// at shutdown.
+func TestQuietConnsTrackUntilTheHTTP2ConnectionIsMade(t *testing.T) {
+	var settings bytes.Buffer
+	settings.WriteString(http2.ClientPreface)
+	if err := http2.NewFramer(&settings, nil).WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	whole := settings.Bytes()
+	tests := []struct {
+		name    string
+		send    []byte
+		readBuf int  // how much each read takes
+		close   bool // the client closes after sending
+		tracked bool
+	}{
+		{"preface and SETTINGS in one read", whole, 4096, false, false},
+		{"preface and SETTINGS a byte at a time", whole, 1, false, false},
+		{"preface and SETTINGS and more", append(bytes.Clone(whole), 0, 0, 4, 8), 4096, false, false},
+		{"preface alone", whole[:len(http2.ClientPreface)], 4096, false, true},
+		{"SETTINGS cut short", whole[:len(whole)-1], 4096, false, true},
+		{"nothing, then closed by the client", nil, 4096, true, false},
+		{"part of the preface, then closed by the client", whole[:5], 4096, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newQuietConns()
+			server, client := net.Pipe()
+			defer server.Close()
+			c := q.track(server)
+			w := &prefaceWatch{Conn: c, quiet: c}
+			go func() {
+				if len(tt.send) > 0 {
+					_, _ = client.Write(tt.send)
+				}
+				if tt.close {
+					client.Close()
+				}
+			}()
+			buf := make([]byte, tt.readBuf)
+			for got := 0; got < len(tt.send); {
+				n, err := w.Read(buf)
+				got += n
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.close {
+				if _, err := w.Read(buf); err != io.EOF {
+					t.Fatalf("read after the client closed: %v; want EOF", err)
+				}
+			}
+			q.mu.Lock()
+			n := len(q.quiet)
+			q.mu.Unlock()
+			if (n == 1) != tt.tracked {
+				t.Errorf("%d connections tracked; want tracked: %v", n, tt.tracked)
 			}
 			client.Close()
-		}()
-		_, _ = c.Read(make([]byte, 1))
-		server.Close() // the raw connection, as grpc-go may close it
+		})
 	}
+}
+
+// TestQuietConnLeavesWhenClosed: a connection closed by grpc-go leaves the
+// tracker, so that none is kept until shutdown.
+func TestQuietConnLeavesWhenClosed(t *testing.T) {
+	q := newQuietConns()
+	server, client := net.Pipe()
+	defer client.Close()
+	c := q.track(server)
+	c.Close()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if n := len(q.quiet); n != 0 {
-		t.Errorf("%d connections still tracked; want none", n)
+		t.Errorf("%d connections still tracked after Close; want none", n)
 	}
 }

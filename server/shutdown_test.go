@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +11,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -224,17 +227,38 @@ func TestShutdownTimesOut(t *testing.T) {
 	})
 }
 
-// TestShutdownClosesSilentConnections: a connection that has sent
-// nothing (a pool's spare, a port probe), or over HTTP one whose request
-// has not all arrived, carries no call that the servers would still
-// serve: the drain does not wait for it. grpc-go waited for its
-// handshake, net/http until it was 5 s old, past the 1 s timeout, which
-// then reported calls cut off.
+// TestShutdownClosesSilentConnections: a connection that carries no call
+// the servers would still serve does not hold the drain: one that has sent
+// nothing (a pool's spare, a port probe), a gRPC one whose TLS handshake
+// is done or whose HTTP/2 preface has not all arrived, or over HTTP one
+// whose request has not all arrived. grpc-go waited for its handshake,
+// net/http until it was 5 s old, past the 1 s timeout, which then
+// reported calls cut off.
 func TestShutdownClosesSilentConnections(t *testing.T) {
-	for _, which := range []string{"grpc", "http", "http, request begun"} {
-		t.Run(which, func(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name      string
+		http, tls bool
+		send      string
+	}{
+		{"grpc", false, false, ""},
+		{"grpc, preface begun", false, false, http2.ClientPreface[:10]},
+		{"grpc over TLS, handshake done", false, true, ""},
+		{"grpc over TLS, preface begun", false, true, http2.ClientPreface},
+		{"http", true, false, ""},
+		{"http, request begun", true, false, "GET / HTTP/1.1\r\nHost: x\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			h := NewHealth()
-			grpcSrv := NewGRPC(Options{Service: &stub{}, Logger: discard()}, h)
+			opts := Options{Service: &stub{}, Logger: discard()}
+			if tt.tls {
+				opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+			}
+			grpcSrv := NewGRPC(opts, h)
 			grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -243,14 +267,19 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			t.Cleanup(grpcSrv.Stop)
 			httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
 			addr := grpcLis.Addr().String()
-			if httpAddr := serveHTTP(t, httpSrv); which != "grpc" {
+			if httpAddr := serveHTTP(t, httpSrv); tt.http {
 				addr = httpAddr
 			}
 			silent := dialRaw(t, addr)
-			if which == "http, request begun" {
-				if _, err := io.WriteString(silent, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+			if tt.tls {
+				tc := tls.Client(silent, &tls.Config{RootCAs: files.Pool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}})
+				if err := tc.Handshake(); err != nil {
 					t.Fatal(err)
 				}
+				silent = tc
+			}
+			if _, err := io.WriteString(silent, tt.send); err != nil {
+				t.Fatal(err)
 			}
 			time.Sleep(100 * time.Millisecond) // accepted
 			h.SetReady(true)
@@ -262,7 +291,7 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			}
 			// (A gRPC server sends its settings first.)
 			_ = silent.SetReadDeadline(time.Now().Add(2 * time.Second))
-			if _, err := io.ReadAll(silent); err != nil {
+			if _, err := io.ReadAll(silent); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 				t.Errorf("the connection was not closed: %v", err)
 			}
 		})
