@@ -1,12 +1,17 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 
 	"github.com/backupd/backupd/connlimit"
+	"github.com/backupd/backupd/logcap"
 )
 
 // limitedCredentials counts each gRPC connection in a connlimit.Limiter
@@ -40,4 +45,33 @@ func (c limitedCredentials) ServerHandshake(raw net.Conn) (_ net.Conn, _ credent
 
 func (c limitedCredentials) Clone() credentials.TransportCredentials {
 	return limitedCredentials{c.TransportCredentials.Clone(), c.conns}
+}
+
+// loggedCredentials writes a failed TLS handshake on the gRPC listener to
+// the log, as net/http does on the HTTP listener (cappedLog): at most
+// once per interval, with how many were left out since, since anyone who
+// can reach the port could otherwise fill the log. Without it a client
+// refused for its certificate (mutual TLS) left no trace at the server.
+type loggedCredentials struct {
+	credentials.TransportCredentials
+	log *slog.Logger
+	cap *logcap.Capper
+}
+
+// grpcHandshakeError starts the line of a failed handshake.
+const grpcHandshakeError = "grpc: TLS handshake error"
+
+func (c loggedCredentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err != nil {
+		if leftOut, ok := c.cap.Admit(grpcHandshakeError, time.Now()); ok {
+			c.log.LogAttrs(context.Background(), slog.LevelWarn, fmt.Sprintf("%s from %s: %v", grpcHandshakeError, raw.RemoteAddr(), err),
+				logcap.LeftOut(leftOut)...)
+		}
+	}
+	return conn, info, err
+}
+
+func (c loggedCredentials) Clone() credentials.TransportCredentials {
+	return loggedCredentials{c.TransportCredentials.Clone(), c.log, c.cap}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/logcap"
 )
 
 // Options configures the gRPC server and the REST handler alike, so both
@@ -148,7 +149,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	}
 	creds := insecure.NewCredentials()
 	if opts.TLS != nil {
-		creds = credentials.NewTLS(opts.TLS)
+		creds = loggedCredentials{credentials.NewTLS(opts.TLS), opts.Logger, logcap.New(10 * time.Second)}
 	}
 	quiet := newQuietConns()
 	closeQuietWhenStopped(h.stopped, quiet)

@@ -112,6 +112,40 @@ func TestMutualTLS(t *testing.T) {
 	}
 }
 
+// TestGRPCFailedHandshakesAreLogged: a client the gRPC listener refuses in
+// its TLS handshake (here for want of a client certificate) is logged, as
+// on the HTTP listener, and a run of them is one line per 10 s.
+func TestGRPCFailedHandshakesAreLogged(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	cfg, err := certreload.TLSConfig(files.CertFile, files.KeyFile, files.CertFile, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.Buffer{}
+	srv := NewGRPC(Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(logs, nil)), TLS: cfg}, NewHealth())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	noCert := credentials.NewTLS(&tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12})
+	for range 3 {
+		if err := healthCheckOver(lis.Addr().String(), noCert); err == nil {
+			t.Fatal("a gRPC client without a certificate was served")
+		}
+	}
+	want := `"level":"WARN","msg":"grpc: TLS handshake error from 127.0.0.1:`
+	for deadline := time.Now().Add(5 * time.Second); len(logs.Lines(want)) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log %q: want a JSON line %s", logs.String(), want)
+		}
+	}
+	if n := len(logs.Lines(want)); n != 1 {
+		t.Errorf("%d lines for 3 refused clients in a moment; want 1:\n%s", n, logs.String())
+	}
+}
+
 // healthCheckOver makes a gRPC health Check of the server at addr with
 // creds.
 func healthCheckOver(addr string, creds credentials.TransportCredentials) error {
