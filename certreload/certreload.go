@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,20 +37,7 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	cert := &reloader[*tls.Certificate]{files: []string{certFile, keyFile}, interval: interval, log: logger,
 		what: "the certificate files", kept: "the previous certificate is still served",
 		parse: func(contents [][]byte) (*tls.Certificate, error) {
-			c, err := tls.X509KeyPair(contents[0], contents[1])
-			if err != nil {
-				return nil, fmt.Errorf("tls: load cert_file and key_file: %w", err)
-			}
-			leaf := c.Leaf // nil with GODEBUG x509keypairleaf=0
-			if leaf == nil {
-				if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-					return nil, fmt.Errorf("tls: cert_file: %w", err)
-				}
-			}
-			if err := inValidity(leaf, time.Now()); err != nil {
-				return nil, err
-			}
-			return &c, nil
+			return KeyPair(contents[0], contents[1], time.Now())
 		}}
 	if err := cert.load(); err != nil {
 		return nil, err
@@ -70,9 +58,9 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	ca := &reloader[*tls.Config]{files: []string{clientCAFile}, interval: interval, log: logger,
 		what: "client_ca_file", kept: "the previous CAs still verify clients",
 		parse: func(contents [][]byte) (*tls.Config, error) {
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(contents[0]) {
-				return nil, errors.New("tls: client_ca_file holds no PEM certificate")
+			pool, err := CAs(contents[0], time.Now())
+			if err != nil {
+				return nil, err
 			}
 			c := base.Clone()
 			c.ClientCAs = pool
@@ -88,19 +76,67 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	return cfg, nil
 }
 
-// inValidity refuses a certificate outside its validity period at now,
-// which every client would refuse: a rotation to one (an old file put
-// back, a new one dated ahead of this host's clock) keeps the previous
-// certificate, and, the files not changing, is tried again at each check
-// until its period begins.
-func inValidity(c *x509.Certificate, now time.Time) error {
-	switch {
-	case now.After(c.NotAfter):
-		return fmt.Errorf("tls: cert_file's certificate expired at %s", c.NotAfter.UTC().Format(time.RFC3339))
-	case now.Before(c.NotBefore):
-		return fmt.Errorf("tls: cert_file's certificate is not valid before %s (check this host's clock)", c.NotBefore.UTC().Format(time.RFC3339))
+// KeyPair is the certificate and key of certPEM and keyPEM, refused
+// outside the certificate's validity period at now, which every client
+// would refuse: a rotation to one (an old file put back, a new one dated
+// ahead of this host's clock) keeps the previous certificate, and, the
+// files not changing, is tried again at each check until its period
+// begins.
+func KeyPair(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) {
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load cert_file and key_file: %w", err)
 	}
-	return nil
+	leaf := c.Leaf // nil with GODEBUG x509keypairleaf=0
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("tls: cert_file: %w", err)
+		}
+	}
+	switch {
+	case now.After(leaf.NotAfter):
+		return nil, fmt.Errorf("tls: cert_file's certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(leaf.NotBefore):
+		return nil, fmt.Errorf("tls: cert_file's certificate is not valid before %s (check this host's clock)", leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return &c, nil
+}
+
+// CAs is the pool of the certificates in pemCerts, refused when none is
+// within its validity period at now: no client certificate would then
+// verify, and every client would be refused. (A file that holds an expired
+// CA beside its successor, during a rotation, is fine.)
+func CAs(pemCerts []byte, now time.Time) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	var latest time.Time // the latest end of a validity period seen
+	valid := false
+	for rest := pemCerts; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			continue // as AppendCertsFromPEM skips it
+		}
+		pool.AddCert(c)
+		valid = valid || (!now.Before(c.NotBefore) && !now.After(c.NotAfter))
+		if c.NotAfter.After(latest) {
+			latest = c.NotAfter
+		}
+	}
+	switch {
+	case latest.IsZero():
+		return nil, errors.New("tls: client_ca_file holds no PEM certificate")
+	case valid:
+		return pool, nil
+	case now.After(latest):
+		return nil, fmt.Errorf("tls: client_ca_file's certificates have all expired, the last at %s", latest.UTC().Format(time.RFC3339))
+	}
+	return nil, errors.New("tls: client_ca_file holds no certificate valid yet (check this host's clock)")
 }
 
 // reloader serves what parse makes of files, making it again when their

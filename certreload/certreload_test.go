@@ -27,10 +27,50 @@ func TestTLSConfigErrors(t *testing.T) {
 		{"no client CA file", files.CertFile, files.KeyFile, "/nonexistent-ca.pem", "client_ca_file"},
 		{"a key for a client CA", files.CertFile, files.KeyFile, files.KeyFile, "client_ca_file holds no PEM certificate"},
 		{"an expired certificate", expired.CertFile, expired.KeyFile, "", "cert_file's certificate expired at"},
+		{"an expired client CA", files.CertFile, files.KeyFile, expired.CertFile, "client_ca_file's certificates have all expired, the last at"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := TLSConfig(tt.cert, tt.key, tt.ca, discard()); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("TLSConfig(%q, %q, %q): %v; want an error saying %q", tt.cert, tt.key, tt.ca, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCAs: a CA file is taken when one of its certificates is valid now,
+// which a rotation needs (the old CA beside its successor), and refused
+// when none is: no client certificate would verify.
+func TestCAs(t *testing.T) {
+	now := time.Now()
+	valid := testenv.SelfSignedTLS(t)
+	expiredAt := now.Add(-time.Hour)
+	expired := testenv.SelfSignedTLSValid(t, now.Add(-2*time.Hour), expiredAt)
+	future := testenv.SelfSignedTLSValid(t, now.Add(time.Hour), now.Add(2*time.Hour))
+	read := func(f testenv.TLSFiles) []byte {
+		b, err := os.ReadFile(f.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tt := range []struct {
+		name string
+		pem  []byte
+		want string // the error; "" for none
+	}{
+		{"a valid CA", read(valid), ""},
+		{"an expired CA beside a valid one", append(read(expired), read(valid)...), ""},
+		{"an expired CA alone", read(expired), "certificates have all expired, the last at " + expiredAt.UTC().Format(time.RFC3339)},
+		{"a CA not valid yet", read(future), "holds no certificate valid yet"},
+		{"no certificate", []byte("not a certificate"), "holds no PEM certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pool, err := CAs(tt.pem, now)
+			switch {
+			case tt.want == "" && (err != nil || pool == nil):
+				t.Errorf("CAs: %v, %v; want a pool", pool, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("CAs: %v; want an error saying %q", err, tt.want)
 			}
 		})
 	}

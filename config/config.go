@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/backupd/backupd/certreload"
 )
 
 // Operation names DynamoDB calls that backupd rate limits; they match the SDK's
@@ -113,14 +115,21 @@ func (t TLS) checkFiles(bad reporter) {
 		}
 		return b
 	}
+	now := time.Now()
 	cert, key := read("tls.cert_file", t.CertFile), read("tls.key_file", t.KeyFile)
 	if cert != nil && key != nil {
 		if _, err := tls.X509KeyPair(cert, key); err != nil {
 			bad("tls", "cert_file and key_file must hold a PEM certificate and its private key: %v", err)
+		} else if _, err := certreload.KeyPair(cert, key, now); err != nil {
+			bad("tls.cert_file", "%v", strings.TrimPrefix(err.Error(), "tls: "))
 		}
 	}
-	if ca := read("tls.client_ca_file", t.ClientCAFile); ca != nil && !x509.NewCertPool().AppendCertsFromPEM(ca) {
-		bad("tls.client_ca_file", "must hold PEM certificates; it holds none")
+	if ca := read("tls.client_ca_file", t.ClientCAFile); ca != nil {
+		if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+			bad("tls.client_ca_file", "must hold PEM certificates; it holds none")
+		} else if _, err := certreload.CAs(ca, now); err != nil {
+			bad("tls.client_ca_file", "%v", strings.TrimPrefix(err.Error(), "tls: "))
+		}
 	}
 }
 

@@ -472,6 +472,11 @@ func TestParseChecksTLSFiles(t *testing.T) {
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	expired := testenv.SelfSignedTLSValid(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	if err := os.WriteFile(bundle, append(must(os.ReadFile(expired.CertFile)), must(os.ReadFile(files.CertFile))...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tlsYAML := func(cert, key, ca string) string {
 		return validYAML + "tls: {cert_file: " + cert + ", key_file: " + key + ", client_ca_file: '" + ca + "'}\n"
 	}
@@ -493,6 +498,13 @@ func TestParseChecksTLSFiles(t *testing.T) {
 		{"a CA file without certificates", tlsYAML(files.CertFile, files.KeyFile, notPEM), []string{
 			"tls.client_ca_file: must hold PEM certificates; it holds none",
 		}},
+		// Every client would refuse the first, and every client
+		// certificate fail to verify against the second.
+		{"an expired certificate and an expired CA", tlsYAML(expired.CertFile, expired.KeyFile, expired.CertFile), []string{
+			"tls.cert_file: cert_file's certificate expired at ",
+			"tls.client_ca_file: client_ca_file's certificates have all expired, the last at ",
+		}},
+		{"an expired CA beside its successor", tlsYAML(files.CertFile, files.KeyFile, bundle), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -610,4 +622,11 @@ func TestParseOverrides(t *testing.T) {
 	if err != nil || c.Listen.GRPC != "127.0.0.1:9090" || c.Listen.HTTP != ":8080" {
 		t.Errorf("Parse with an override: %+v, %v; want grpc from the flag, http from the file", c.Listen, err)
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
