@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,7 +64,9 @@ const grpcHandshakeError = "grpc: TLS handshake error"
 
 func (c loggedCredentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
-	if err != nil {
+	// A connection closed under its handshake was closed by backupd
+	// (closeQuiet, at the drain): not the client's failure.
+	if err != nil && !errors.Is(err, net.ErrClosed) {
 		if leftOut, ok := c.cap.Admit(grpcHandshakeError, time.Now()); ok {
 			c.log.LogAttrs(context.Background(), slog.LevelWarn, fmt.Sprintf("%s from %s: %v", grpcHandshakeError, raw.RemoteAddr(), err),
 				logcap.LeftOut(leftOut)...)

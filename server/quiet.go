@@ -40,6 +40,7 @@ func (q *quietConns) track(raw net.Conn) *quietConn {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
+		c.state.Store(cut)
 		raw.Close()
 	} else {
 		q.quiet[c] = struct{}{}
@@ -54,7 +55,9 @@ func (q *quietConns) closeQuiet() {
 	defer q.mu.Unlock()
 	q.closed = true
 	for c := range q.quiet {
-		c.Conn.Close()
+		if c.state.CompareAndSwap(quiet, cut) {
+			c.Conn.Close()
+		}
 	}
 	clear(q.quiet)
 }
@@ -67,12 +70,20 @@ func (q *quietConns) forget(c *quietConn) {
 
 // quietConn leaves its tracker when its HTTP/2 connection is made
 // (prefaceWatch), with its first failed read (grpc-go may close the raw
-// connection under it, not this one), or when it closes.
+// connection under it, not this one), or when it closes. Its state says
+// which came first: that, or closeQuiet cutting it.
 type quietConn struct {
 	net.Conn
 	q     *quietConns
-	heard atomic.Bool
+	state atomic.Int32
 }
+
+// A quietConn's states.
+const (
+	quiet int32 = iota // tracked
+	heard              // left its tracker: grpc-go serves and drains it
+	cut                // closed by closeQuiet
+)
 
 func (c *quietConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
@@ -87,17 +98,28 @@ func (c *quietConn) Close() error {
 	return c.Conn.Close()
 }
 
-// leave takes c out of its tracker, once.
-func (c *quietConn) leave() {
-	if !c.heard.Swap(true) {
+// leave takes c out of its tracker, once, and reports whether it left
+// before closeQuiet cut it.
+func (c *quietConn) leave() bool {
+	if c.state.CompareAndSwap(quiet, heard) {
 		c.q.forget(c)
+		return true
 	}
+	return c.state.Load() == heard
 }
 
 // prefaceWatch reads a gRPC connection above its TLS, and takes it out of
 // its tracker once the client's HTTP/2 preface and first frame (its
 // SETTINGS) have arrived: then grpc-go has made the HTTP/2 connection, and
 // drains it. It is read by grpc-go's one reader goroutine.
+//
+// A client may send its first call right behind its preface, and TLS may
+// have read all of it into its buffer with the handshake: once closeQuiet
+// has cut the connection, nothing more is handed to grpc-go, and the read
+// that completes the first frame hands it over only if the connection
+// left its tracker first. Otherwise grpc-go could serve a call read from
+// the buffer on a connection already closed, whose answer its client
+// would never get.
 type prefaceWatch struct {
 	net.Conn
 	quiet *quietConn
@@ -106,9 +128,17 @@ type prefaceWatch struct {
 }
 
 func (w *prefaceWatch) Read(p []byte) (int, error) {
+	if w.quiet == nil {
+		return w.Conn.Read(p)
+	}
+	if w.quiet.state.Load() == cut {
+		return 0, net.ErrClosed
+	}
 	n, err := w.Conn.Read(p)
-	if w.quiet != nil && w.made(p[:n]) {
-		w.quiet.leave()
+	if w.made(p[:n]) {
+		if !w.quiet.leave() {
+			return 0, net.ErrClosed
+		}
 		w.quiet = nil
 	}
 	return n, err

@@ -90,3 +90,76 @@ func TestQuietConnLeavesWhenClosed(t *testing.T) {
 		t.Errorf("%d connections still tracked after Close; want none", n)
 	}
 }
+
+// bufferedConn stands for a TLS connection that read its client's first
+// call into its buffer with the handshake: its reads go on from the
+// buffer after its Close. during, when set, runs inside the next read.
+type bufferedConn struct {
+	net.Conn
+	buf    *bytes.Reader
+	during func()
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) {
+	if f := b.during; f != nil {
+		b.during = nil
+		f()
+	}
+	return b.buf.Read(p)
+}
+
+func (b *bufferedConn) Close() error { return nil }
+
+// TestCutConnectionHandsNoCallOver: once closeQuiet has cut a connection,
+// before or while the read that completes its first frame, that read and
+// the ones after hand grpc-go nothing: the call behind the preface, in
+// TLS's buffer, is not served on a connection whose client would never
+// get the answer. One that left its tracker first is served.
+func TestCutConnectionHandsNoCallOver(t *testing.T) {
+	var stream bytes.Buffer
+	stream.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(&stream, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x82}, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		cut    string // "before", "during" the read of the first frame, or "after"
+		served bool
+	}{
+		{"cut before the first frame is read", "before", false},
+		{"cut while the first frame is read", "during", false},
+		{"cut after the first frame was read", "after", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newQuietConns()
+			server, client := net.Pipe()
+			defer client.Close()
+			raw := &bufferedConn{Conn: server, buf: bytes.NewReader(stream.Bytes())}
+			c := q.track(raw)
+			w := &prefaceWatch{Conn: c, quiet: c}
+			if _, err := io.ReadFull(w, make([]byte, len(http2.ClientPreface))); err != nil {
+				t.Fatal(err)
+			}
+			switch tt.cut {
+			case "before":
+				q.closeQuiet()
+			case "during":
+				raw.during = q.closeQuiet
+			}
+			n, err := w.Read(make([]byte, 4096))
+			if tt.cut == "after" {
+				q.closeQuiet()
+			}
+			if served := n > 0 && err == nil; served != tt.served {
+				t.Errorf("read of the first frame: %d bytes, %v; want them handed over: %v", n, err, tt.served)
+			}
+			if n, err := w.Read(make([]byte, 4096)); !tt.served && (n > 0 || err == nil) {
+				t.Errorf("read after the cut: %d bytes, %v; want none, and an error", n, err)
+			}
+		})
+	}
+}
