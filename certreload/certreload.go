@@ -115,12 +115,12 @@ func CAs(pemCerts []byte, now time.Time) (*x509.CertPool, error) {
 		if block, rest = pem.Decode(rest); block == nil {
 			break
 		}
-		if block.Type != "CERTIFICATE" {
-			continue
+		if block.Type != "CERTIFICATE" || len(block.Headers) != 0 {
+			continue // as AppendCertsFromPEM skips it
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			continue // as AppendCertsFromPEM skips it
+			continue // likewise
 		}
 		pool.AddCert(c)
 		valid = valid || (!now.Before(c.NotBefore) && !now.After(c.NotAfter))

@@ -63,6 +63,9 @@ func TestCAs(t *testing.T) {
 		{"an expired CA alone", read(expired), "certificates have all expired, the last at " + expiredAt.UTC().Format(time.RFC3339)},
 		{"a CA not valid yet", read(future), "holds no certificate valid yet"},
 		{"no certificate", []byte("not a certificate"), "holds no PEM certificate"},
+		// x509.CertPool.AppendCertsFromPEM skips a block with headers, as
+		// the config's check at start does.
+		{"a valid CA in a block with headers", bytes.Replace(read(valid), []byte("-----\n"), []byte("-----\nProc-Type: 4,ENCRYPTED\n\n"), 1), "holds no PEM certificate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pool, err := CAs(tt.pem, now)

@@ -121,14 +121,14 @@ func (t TLS) checkFiles(bad reporter) {
 		if _, err := tls.X509KeyPair(cert, key); err != nil {
 			bad("tls", "cert_file and key_file must hold a PEM certificate and its private key: %v", err)
 		} else if _, err := certreload.KeyPair(cert, key, now); err != nil {
-			bad("tls.cert_file", "%v", strings.TrimPrefix(err.Error(), "tls: "))
+			bad("tls", "%v", strings.TrimPrefix(err.Error(), "tls: "))
 		}
 	}
 	if ca := read("tls.client_ca_file", t.ClientCAFile); ca != nil {
 		if !x509.NewCertPool().AppendCertsFromPEM(ca) {
 			bad("tls.client_ca_file", "must hold PEM certificates; it holds none")
 		} else if _, err := certreload.CAs(ca, now); err != nil {
-			bad("tls.client_ca_file", "%v", strings.TrimPrefix(err.Error(), "tls: "))
+			bad("tls", "%v", strings.TrimPrefix(err.Error(), "tls: "))
 		}
 	}
 }

@@ -501,8 +501,8 @@ func TestParseChecksTLSFiles(t *testing.T) {
 		// Every client would refuse the first, and every client
 		// certificate fail to verify against the second.
 		{"an expired certificate and an expired CA", tlsYAML(expired.CertFile, expired.KeyFile, expired.CertFile), []string{
-			"tls.cert_file: cert_file's certificate expired at ",
-			"tls.client_ca_file: client_ca_file's certificates have all expired, the last at ",
+			"tls: cert_file's certificate expired at ",
+			"tls: client_ca_file's certificates have all expired, the last at ",
 		}},
 		{"an expired CA beside its successor", tlsYAML(files.CertFile, files.KeyFile, bundle), nil},
 	}
