@@ -85,7 +85,7 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 func KeyPair(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) {
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("tls: load cert_file and key_file: %w", err)
+		return nil, &NotKeyPairError{Err: err}
 	}
 	leaf := c.Leaf // nil with GODEBUG x509keypairleaf=0
 	if leaf == nil {
@@ -101,6 +101,16 @@ func KeyPair(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) {
 	}
 	return &c, nil
 }
+
+// NotKeyPairError says that cert_file and key_file do not hold a PEM
+// certificate and its private key; Err says why.
+type NotKeyPairError struct{ Err error }
+
+func (e *NotKeyPairError) Error() string { return "tls: load cert_file and key_file: " + e.Err.Error() }
+func (e *NotKeyPairError) Unwrap() error { return e.Err }
+
+// ErrNoCAs says that a client_ca_file holds no PEM certificate.
+var ErrNoCAs = errors.New("tls: client_ca_file holds no PEM certificate")
 
 // CAs is the pool of the certificates in pemCerts, refused when none is
 // within its validity period at now: no client certificate would then
@@ -130,7 +140,7 @@ func CAs(pemCerts []byte, now time.Time) (*x509.CertPool, error) {
 	}
 	switch {
 	case latest.IsZero():
-		return nil, errors.New("tls: client_ca_file holds no PEM certificate")
+		return nil, ErrNoCAs
 	case valid:
 		return pool, nil
 	case now.After(latest):

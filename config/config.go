@@ -6,8 +6,6 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -118,16 +116,18 @@ func (t TLS) checkFiles(bad reporter) {
 	now := time.Now()
 	cert, key := read("tls.cert_file", t.CertFile), read("tls.key_file", t.KeyFile)
 	if cert != nil && key != nil {
-		if _, err := tls.X509KeyPair(cert, key); err != nil {
-			bad("tls", "cert_file and key_file must hold a PEM certificate and its private key: %v", err)
-		} else if _, err := certreload.KeyPair(cert, key, now); err != nil {
-			bad("tls", "%v", strings.TrimPrefix(err.Error(), "tls: "))
+		if _, err := certreload.KeyPair(cert, key, now); err != nil {
+			if pair, ok := errors.AsType[*certreload.NotKeyPairError](err); ok {
+				bad("tls", "cert_file and key_file must hold a PEM certificate and its private key: %v", pair.Err)
+			} else {
+				bad("tls", "%v", strings.TrimPrefix(err.Error(), "tls: "))
+			}
 		}
 	}
 	if ca := read("tls.client_ca_file", t.ClientCAFile); ca != nil {
-		if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+		if _, err := certreload.CAs(ca, now); errors.Is(err, certreload.ErrNoCAs) {
 			bad("tls.client_ca_file", "must hold PEM certificates; it holds none")
-		} else if _, err := certreload.CAs(ca, now); err != nil {
+		} else if err != nil {
 			bad("tls", "%v", strings.TrimPrefix(err.Error(), "tls: "))
 		}
 	}
