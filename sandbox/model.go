@@ -132,9 +132,9 @@ func backupARN(tableARN string, ms int64) string {
 	return string(b)
 }
 
-// tableFromSpec makes the table spec describes. Its indexes pass the
-// checks CreateTable's do (addIndexes): Options.Validate reports their
-// error, so New never meets one.
+// tableFromSpec makes the table spec describes. Its indexes and stream
+// pass the checks CreateTable's do (addIndexes, parseStream):
+// Options.Validate reports their error, so New never meets one.
 func tableFromSpec(spec TableSpec, account, region string, created time.Time) (*table, *ddbError) {
 	t := &table{
 		name:    spec.Name,
@@ -164,7 +164,11 @@ func tableFromSpec(spec TableSpec, account, region string, created time.Time) (*
 		lsis = append(lsis, indexIn{IndexName: name, KeySchema: []keySchemaIn{{spec.HashKey, "HASH"}, {attr, "RANGE"}},
 			Projection: &projectionIn{ProjectionType: "KEYS_ONLY"}})
 	}
-	t.streamView = spec.StreamView
+	view, derr := parseStream(&streamIn{StreamEnabled: spec.StreamView != "", StreamViewType: spec.StreamView})
+	if derr != nil {
+		return t, derr
+	}
+	t.streamView = view
 	return t, t.addIndexes(gsis, lsis)
 }
 

@@ -24,7 +24,6 @@ package sandbox
 import (
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -290,9 +289,6 @@ func (o Options) Validate() error {
 				if generatedKey(key) {
 					add("accounts[%d].tables[%d]: key %q has the name of an index's key (gsi<i>pk, lsi<i>sk)", i, j, key)
 				}
-			}
-			if !slices.Contains([]string{"", "KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"}, t.StreamView) {
-				add("accounts[%d].tables[%d]: StreamView must be KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES or empty; got %q", i, j, t.StreamView)
 			}
 			if t.ItemCount < 0 || t.SizeBytes < 0 {
 				add("accounts[%d].tables[%d]: ItemCount and SizeBytes must not be negative", i, j)
