@@ -274,7 +274,6 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		err = protojson.Unmarshal(data, msg)
 		if lb, ok := r.(*limitedBody); ok {
 			if err != nil {
-				lb.call.bodyViolations = bodyViolations(msg.ProtoReflect().Descriptor(), data, lb.call.params)
 				lb.call.refusedBody = &refusedBody{msg: msg, data: data}
 			} else {
 				lb.call.pathConflicts = pathConflicts(msg, lb.call.params)

@@ -41,11 +41,11 @@ type restCall struct {
 	intercepted bool
 	// query is the URL's raw query.
 	query string
-	// bodyViolations are the fields protojson refused in the body, and
-	// pathConflicts the path fields the body says otherwise of.
-	bodyViolations, pathConflicts []badrequest.Violation
-	// refusedBody is the body protojson refused, kept so that what else is
-	// wrong with it is found once its caller is known (alsoWrong).
+	// pathConflicts are the path fields the body says otherwise of.
+	pathConflicts []badrequest.Violation
+	// refusedBody is the body protojson refused, kept so that what is
+	// wrong with it is worked out only once its caller is known
+	// (malformed): an unknown caller costs no more than the reading of it.
 	refusedBody *refusedBody
 	// badTimeout is a Grpc-Timeout header that is not a gRPC timeout,
 	// and badEncoding a Content-Encoding other than identity.

@@ -147,11 +147,14 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 // fields, wrong types, bad path or query values) an ErrorInfo, and field
 // violations when it can name the fields. Its generated code keeps only
 // the text of the decoder's and queryParser's errors, so the violations
-// are found again here, or were kept by the decoder.
+// are found again here, the body's from what the decoder kept of it.
 func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status, account string) *status.Status {
-	vs := call.bodyViolations
-	if len(vs) > 0 && call.refusedBody != nil {
-		vs = append(vs, alsoWrong(call.refusedBody.msg, call.refusedBody.data, vs, call.params)...)
+	var vs []badrequest.Violation
+	if rb := call.refusedBody; rb != nil {
+		vs = bodyViolations(rb.msg.ProtoReflect().Descriptor(), rb.data, call.params)
+		if len(vs) > 0 {
+			vs = append(vs, alsoWrong(rb.msg, rb.data, vs, call.params)...)
+		}
 	}
 	if len(vs) == 0 {
 		vs = requestViolations(ctx, r, call)
