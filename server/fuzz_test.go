@@ -495,7 +495,11 @@ func FuzzBodyViolations(f *testing.F) {
 		call := &restCall{params: params}
 		dec := newStrictJSON().NewDecoder(&limitedBody{ReadCloser: io.NopCloser(bytes.NewReader(data)), call: call})
 		err := dec.Decode(msg)
-		for _, v := range append(call.bodyViolations, call.pathConflicts...) {
+		var refused []badrequest.Violation
+		if rb := call.refusedBody; rb != nil {
+			refused = bodyViolations(rb.msg.ProtoReflect().Descriptor(), rb.data, call.params)
+		}
+		for _, v := range append(refused, call.pathConflicts...) {
 			if v.Field == "" || len(v.Description) > maxFuzzDescription || !utf8.ValidString(v.Description) || !utf8.ValidString(v.Field) {
 				t.Errorf("violation %q of %d bytes: %.300q", v.Field, len(v.Description), v.Description)
 			}
@@ -505,7 +509,7 @@ func FuzzBodyViolations(f *testing.F) {
 			if !bodyFieldPath(md, v.Field) && !strings.HasSuffix(v.Field, "...") {
 				named := false // an unknown key, as the violation names it after its object's path
 				for k := range unknownKeys(data) {
-					named = named || strings.HasSuffix(v.Field, shorten(k)) || k == "" && strings.HasSuffix(v.Field, `""`)
+					named = named || strings.HasSuffix(v.Field, keyName(k)) // quoted as the violation quotes it
 				}
 				if !named {
 					t.Errorf("violation names %q, neither a field nor a key of the body %q", v.Field, data)
