@@ -146,7 +146,7 @@ func (m *Metrics) ObserveAssumeRole(account string, err error) {
 	m.assumeRole.WithLabelValues(account, m.outcome(err)).Inc()
 }
 
-// outcome is Outcome as a label value: an error code beyond the first
+// outcome is outcomeOf as a label value: an error code beyond the first
 // maxErrorCodes seen is unrecognized_error_code.
 func (m *Metrics) outcome(err error) string {
 	o, code := outcomeOf(err)
@@ -168,18 +168,12 @@ func (m *Metrics) outcome(err error) string {
 // over maxErrorCodes.
 const unrecognized = "unrecognized_error_code"
 
-// Outcome names how an AWS call ended: "ok", the service's error code,
+// outcomeOf names how an AWS call ended: "ok", the service's error code,
 // "canceled" when its deadline passed or it was canceled, "http_<status>"
 // when an answer came without an error code the SDK could read (a proxy's
-// HTML page, say), or "transport_error" when no answer came.
-func Outcome(err error) string {
-	o, _ := outcomeOf(err)
-	return o
-}
-
-// outcomeOf is Outcome, and whether it is an error code from the answer
-// (which outcome bounds) rather than one of a few fixed names or an HTTP
-// status.
+// HTML page, say), or "transport_error" when no answer came; and whether
+// it is an error code from the answer (which outcome bounds) rather than
+// one of a few fixed names or an HTTP status.
 func outcomeOf(err error) (outcome string, code bool) {
 	var (
 		api  smithy.APIError

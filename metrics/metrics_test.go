@@ -41,8 +41,8 @@ func TestOutcome(t *testing.T) {
 			Err: &smithy.GenericAPIError{Code: "UnknownError", Message: "UnknownError"}}), "http_500"},
 	}
 	for _, tt := range tests {
-		if got := Outcome(tt.err); got != tt.want {
-			t.Errorf("Outcome(%v) = %q, want %q", tt.err, got, tt.want)
+		if got, _ := outcomeOf(tt.err); got != tt.want {
+			t.Errorf("outcomeOf(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
 }
