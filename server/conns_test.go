@@ -3,12 +3,10 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -34,18 +32,12 @@ func TestGRPCConnectionsAreLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pem, err := os.ReadFile(files.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
 	for _, tt := range []struct {
 		name        string
 		tls, client *tls.Config
 	}{
 		{"plaintext", nil, nil},
-		{"TLS", &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: roots, NextProtos: []string{"h2"}}},
+		{"TLS", &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: files.Pool, NextProtos: []string{"h2"}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			conns := connlimit.New(connlimit.Limits{Total: 100, PerIP: 2}, nil, slog.New(slog.DiscardHandler))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"maps"
@@ -463,8 +464,12 @@ func TestRoutesFollowTheHTTPRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every key known, so that a rule of another kind (put, patch,
+	// additional_bindings) fails here rather than going unchecked.
 	var svc struct {
-		HTTP struct {
+		Type          string `yaml:"type"`
+		ConfigVersion int    `yaml:"config_version"`
+		HTTP          struct {
 			Rules []struct {
 				Selector string `yaml:"selector"`
 				Body     string `yaml:"body"`
@@ -474,7 +479,9 @@ func TestRoutesFollowTheHTTPRules(t *testing.T) {
 			} `yaml:"rules"`
 		} `yaml:"http"`
 	}
-	if err := yaml.Unmarshal(raw, &svc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&svc); err != nil {
 		t.Fatal(err)
 	}
 	if len(svc.HTTP.Rules) != len(backupv1.BackupService_ServiceDesc.Methods) {

@@ -241,23 +241,26 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		name      string
-		http, tls bool
-		send      string
+		name string
+		http bool
+		// serverTLS serves gRPC over TLS; tls has the client finish its
+		// handshake first.
+		serverTLS, tls bool
+		send           string
 	}{
-		{"grpc", false, false, ""},
-		{"grpc, preface begun", false, false, http2.ClientPreface[:10]},
-		{"grpc over TLS, handshake begun", false, false, "\x16\x03\x01\x00\xff\x01"},
-		{"grpc over TLS, handshake done", false, true, ""},
-		{"grpc over TLS, preface begun", false, true, http2.ClientPreface},
-		{"http", true, false, ""},
-		{"http, request begun", true, false, "GET / HTTP/1.1\r\nHost: x\r\n"},
+		{"grpc", false, false, false, ""},
+		{"grpc, preface begun", false, false, false, http2.ClientPreface[:10]},
+		{"grpc over TLS, handshake begun", false, true, false, "\x16\x03\x01\x00\xff\x01"},
+		{"grpc over TLS, handshake done", false, true, true, ""},
+		{"grpc over TLS, preface begun", false, true, true, http2.ClientPreface},
+		{"http", true, false, false, ""},
+		{"http, request begun", true, false, false, "GET / HTTP/1.1\r\nHost: x\r\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := NewHealth()
 			logs := &testenv.Buffer{}
 			opts := Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
-			if tt.tls || strings.Contains(tt.name, "TLS") {
+			if tt.serverTLS {
 				opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 			}
 			grpcSrv := NewGRPC(opts, h)
