@@ -21,17 +21,13 @@ func Violations(req proto.Message) []badrequest.Violation {
 		_, err = validateCreate(r)
 	case *backupv1.ListBackupsRequest:
 		_, _, _, err = validateList(r)
-	case *backupv1.GetBackupRequest:
-		var vs violations
-		parseARN(&vs, "backup_arn", r.GetBackupArn(), true)
-		err = vs.err()
-	case *backupv1.DeleteBackupRequest:
-		var vs violations
-		parseARN(&vs, "backup_arn", r.GetBackupArn(), true)
-		err = vs.err()
 	case *backupv1.RestoreTableFromBackupRequest:
 		var vs violations
 		validateRestore(&vs, r)
+		parseARN(&vs, "backup_arn", r.GetBackupArn(), true)
+		err = vs.err()
+	case interface{ GetBackupArn() string }: // GetBackup's and DeleteBackup's (a restore's is above)
+		var vs violations
 		parseARN(&vs, "backup_arn", r.GetBackupArn(), true)
 		err = vs.err()
 	}
