@@ -388,10 +388,7 @@ func target(req any) (account, region string) {
 		return r.GetAccountId(), r.GetRegion()
 	}
 	if r, ok := req.(interface{ GetBackupArn() string }); ok {
-		parts := strings.SplitN(r.GetBackupArn(), ":", 6)
-		if len(parts) == 6 {
-			return parts[4], parts[3]
-		}
+		return service.ARNTarget(r.GetBackupArn())
 	}
 	return "", ""
 }

@@ -191,7 +191,7 @@ func protoDetail(msg string) (string, bool) {
 // path: its {account_id}, or the account and region of its {backup_arn}.
 func pathTarget(params map[string]string) (account, region string) {
 	if arn, ok := params["backup_arn"]; ok {
-		account, region = target(&backupv1.GetBackupRequest{BackupArn: arn})
+		account, region = service.ARNTarget(arn)
 	} else {
 		account = params["account_id"]
 	}

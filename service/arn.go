@@ -26,6 +26,32 @@ var partitionRegions = map[string]func(string) bool{
 	"aws-us-gov": func(r string) bool { return strings.HasPrefix(r, "us-gov-") },
 }
 
+// The fields of an ARN that name where it acts.
+const (
+	arnRegion  = 3
+	arnAccount = 4
+)
+
+// arnFields splits s at its first five colons: an ARN has six fields,
+// and the last, the resource, may hold colons of its own.
+func arnFields(s string) ([]string, bool) {
+	parts := strings.SplitN(s, ":", 6)
+	return parts, len(parts) == 6
+}
+
+// ARNTarget is the account and region an ARN names, read as the service
+// reads them before it checks the rest: authorization and the log must
+// see the account the call would act in. Both are "" when s has too few
+// fields to name them; an ARN that names them but is otherwise invalid
+// is still refused by the service, after authorization.
+func ARNTarget(s string) (account, region string) {
+	parts, ok := arnFields(s)
+	if !ok {
+		return "", ""
+	}
+	return parts[arnAccount], parts[arnRegion]
+}
+
 // parseARN checks s strictly and names the first wrong part in a violation
 // of field. wantBackup selects backup ARNs (…:table/T/backup/ID) over table
 // ARNs (…:table/T).
@@ -38,12 +64,12 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 		vs.add(field, "is required: a DynamoDB ARN of the form %s", shape)
 		return arn{}, false
 	}
-	parts := strings.SplitN(s, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" {
+	parts, ok := arnFields(s)
+	if !ok || parts[0] != "arn" {
 		vs.add(field, "must be a DynamoDB ARN of the form %s; got %s", shape, badrequest.Quote(s))
 		return arn{}, false
 	}
-	a := arn{Partition: parts[1], Region: parts[3], Account: parts[4]}
+	a := arn{Partition: parts[1], Region: parts[arnRegion], Account: parts[arnAccount]}
 	inPartition, known := partitionRegions[a.Partition]
 	switch {
 	case !known:

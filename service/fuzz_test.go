@@ -130,8 +130,9 @@ func FuzzValidateCreate(f *testing.F) {
 func nameOK(s string) bool { return len(s) >= 3 && len(s) <= 255 && nameRe.MatchString(s) }
 
 // FuzzParseARN: no panic; at most one violation, of the field asked
-// for; an ARN it accepts is exactly the one its parts spell, and one
-// the SDK's parser reads the same way.
+// for; an ARN it accepts is exactly the one its parts spell, one the
+// SDK's parser reads the same way, and one whose account and region
+// ARNTarget (what authorization sees) reads the same way too.
 func FuzzParseARN(f *testing.F) {
 	for _, s := range []string{fuzzBackupARN, fuzzTableARN,
 		"arn:aws-us-gov:dynamodb:us-gov-west-1:111111111111:table/T-1/backup/1-a",
@@ -152,6 +153,9 @@ func FuzzParseARN(f *testing.F) {
 		checkViolations(t, vs.err(), oneOf("backup_arn"))
 		if !ok {
 			return
+		}
+		if account, region := ARNTarget(s); account != a.Account || region != a.Region {
+			t.Errorf("accepted %q in account %s, region %s; ARNTarget reads account %q, region %q", s, a.Account, a.Region, account, region)
 		}
 		built := "arn:" + a.Partition + ":dynamodb:" + a.Region + ":" + a.Account + ":table/" + a.Table
 		if wantBackup {
