@@ -3,14 +3,12 @@ package callers
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/metadata"
 
 	"github.com/backupd/backupd/config"
-	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
 func TestAuthorize(t *testing.T) {
@@ -146,20 +144,6 @@ func TestAnonymousInTheSandbox(t *testing.T) {
 	}
 	if _, err := a.Authorize(with("Basic eDp5"), "GetBackup", "111111111111"); !errors.As(err, &ue) {
 		t.Errorf("malformed header: %v; want UnauthenticatedError", err)
-	}
-}
-
-// TestRPCsAreTheServiceMethods keeps the operations a caller may be allowed
-// (config.RPCs()) equal to what BackupService serves.
-func TestRPCsAreTheServiceMethods(t *testing.T) {
-	var served []string
-	for _, m := range backupv1.BackupService_ServiceDesc.Methods {
-		served = append(served, m.MethodName)
-	}
-	slices.Sort(served)
-	want := slices.Sorted(slices.Values(config.RPCs()))
-	if !slices.Equal(served, want) {
-		t.Errorf("BackupService serves %v; config.RPCs lists %v", served, want)
 	}
 }
 

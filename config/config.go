@@ -147,10 +147,6 @@ func (ps *problems) at(prefix string) func(field, format string, args ...any) {
 // rpcs names the BackupService methods a caller may be allowed; read only.
 var rpcs = []string{"CreateBackup", "GetBackup", "ListBackups", "DeleteBackup", "RestoreTableFromBackup"}
 
-// RPCs returns the BackupService methods a caller may be allowed, a fresh
-// slice the caller may change.
-func RPCs() []string { return slices.Clone(rpcs) }
-
 // Any, in a caller's accounts or operations, allows every one.
 const Any = "*"
 

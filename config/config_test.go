@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/testenv"
 )
 
@@ -419,14 +421,27 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
-// The exported lists are copies: a caller that changes one changes no one
+// The exported list is a copy: a caller that changes it changes no one
 // else's, nor what Validate accepts. (TestDefaultLimitsAreEachAccounts
 // does the same for the limits.)
 func TestListsAreFresh(t *testing.T) {
-	ops, rpcs := Operations(), RPCs()
-	ops[0], rpcs[0] = "Changed", "Changed"
-	if Operations()[0] != OpCreateBackup || RPCs()[0] != "CreateBackup" {
-		t.Errorf("a change to a returned list is seen by the next caller: %v %v", Operations(), RPCs())
+	ops := Operations()
+	ops[0] = "Changed"
+	if Operations()[0] != OpCreateBackup {
+		t.Errorf("a change to a returned list is seen by the next caller: %v", Operations())
+	}
+}
+
+// TestRPCsAreTheServiceMethods keeps the operations a caller may be
+// allowed equal to what BackupService serves.
+func TestRPCsAreTheServiceMethods(t *testing.T) {
+	var served []string
+	for _, m := range backupv1.BackupService_ServiceDesc.Methods {
+		served = append(served, m.MethodName)
+	}
+	slices.Sort(served)
+	if want := slices.Sorted(slices.Values(rpcs)); !slices.Equal(served, want) {
+		t.Errorf("BackupService serves %v; a caller may be allowed %v", served, want)
 	}
 }
 

@@ -349,7 +349,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		return nil, nil, nil, fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
 	} else if err != nil {
 		// Not fatal: requests are refused (UNAVAILABLE) until Redis answers.
-		logger.Error("shared state: Redis does not answer yet", slog.String("address", rc.Address), slog.String("error", err.Error()))
+		logger.Error("shared state: Redis does not answer yet", slog.String("address", rc.Address), slog.String("error", redact.Error(err)))
 	}
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := max(2*cfg.UpstreamTimeout, time.Minute)
@@ -361,7 +361,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	primeCtx, cancelPrime := context.WithTimeout(ctx, 3*time.Second) // its own 3 s, whatever the ping took
 	defer cancelPrime()
 	if err := limiter.Prime(primeCtx); err != nil {
-		logger.Warn("shared state: not marked yet", slog.String("error", err.Error()))
+		logger.Warn("shared state: not marked yet", slog.String("error", redact.Error(err)))
 	}
 	return limiter, idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
 		func() { _ = client.Close() }, nil
