@@ -407,6 +407,36 @@ func TestBackupRoundTrip(t *testing.T) {
 	}
 }
 
+// TestDemoTableWithManagedKey: Customers is encrypted with the account's
+// AWS managed key, so its description and its backups' say so.
+func TestDemoTableWithManagedKey(t *testing.T) {
+	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts()})
+	ctx := t.Context()
+	db := e.in("222222222222")
+	const key = "arn:aws:kms:us-east-1:222222222222:alias/aws/dynamodb"
+	sseOK := func(d *types.SSEDescription) bool {
+		return d != nil && d.Status == types.SSEStatusEnabled && d.SSEType == types.SSETypeKms && aws.ToString(d.KMSMasterKeyArn) == key
+	}
+	table, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("Customers")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sseOK(table.Table.SSEDescription) {
+		t.Errorf("Customers' SSEDescription = %+v; want KMS with %s", table.Table.SSEDescription, key)
+	}
+	out, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("Customers"), BackupName: aws.String("keys")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := db.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: out.BackupDetails.BackupArn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sse := desc.BackupDescription.SourceTableFeatureDetails.SSEDescription; !sseOK(sse) {
+		t.Errorf("backup of Customers: SSEDescription = %+v; want KMS with %s", sse, key)
+	}
+}
+
 // A table created through the API with every feature a backup carries; its
 // backup outlives it and restores.
 func TestCreatedTableBackupOutlivesTable(t *testing.T) {

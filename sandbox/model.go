@@ -148,6 +148,9 @@ func tableFromSpec(spec TableSpec, account, region string, created time.Time) (*
 		items:   spec.ItemCount,
 		size:    spec.SizeBytes,
 	}
+	if spec.ManagedKey {
+		t.kmsKeyARN = managedKeyARN(region, account)
+	}
 	if spec.RangeKey != "" {
 		t.attrs = append(t.attrs, attrDef{spec.RangeKey, "S"})
 		t.keys = append(t.keys, keyElement{spec.RangeKey, "RANGE"})
@@ -219,6 +222,12 @@ func writeThroughputDescription(w *jsonWriter, rcu, wcu int64) {
 	w.int("ReadCapacityUnits", rcu)
 	w.int("WriteCapacityUnits", wcu)
 	w.close()
+}
+
+// managedKeyARN is the KMS key a table encrypted with the account's AWS
+// managed key names, as the fake names it.
+func managedKeyARN(region, account string) string {
+	return "arn:aws:kms:" + region + ":" + account + ":alias/aws/dynamodb"
 }
 
 func writeSSEDescription(w *jsonWriter, t *table) {

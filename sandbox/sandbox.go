@@ -102,6 +102,12 @@ type TableSpec struct {
 	ItemCount int64
 	SizeBytes int64
 
+	// ManagedKey encrypts the table with the account's AWS managed key
+	// (alias/aws/dynamodb), so that its description and its backups' have
+	// an SSEDescription; false means an AWS owned key, DynamoDB's
+	// default, for which DynamoDB describes none.
+	ManagedKey bool
+
 	// Status is the table status; empty means ACTIVE. CREATING, UPDATING or
 	// DELETING make CreateBackup fail with TableInUseException, which is
 	// otherwise unreachable because every fake operation completes at once.
@@ -223,9 +229,9 @@ func (f *Fake) AssumeRoleCalls() int {
 // DemoAccounts returns the accounts `backupd --sandbox` starts with:
 // 111111111111 and 222222222222, each with the role "backupd-sandbox" (no
 // ExternalID) and the tables Orders (hash pk, range sk, GSI ByCustomer),
-// Customers and Events (hash pk, range ts, LSI ByType, a stream of new and
-// old images) in us-east-1, so that backups show each part of a table's
-// description. The two accounts differ in their sizes so that a caller can
+// Customers (encrypted with the AWS managed key) and Events (hash pk,
+// range ts, LSI ByType, a stream of new and old images) in us-east-1, so
+// that backups show each part of a table's description. The two accounts differ in their sizes so that a caller can
 // tell them apart.
 func DemoAccounts() []Account {
 	demo := func(id string, scale int64) Account {
@@ -235,7 +241,7 @@ func DemoAccounts() []Account {
 			Region:   "us-east-1",
 			Tables: []TableSpec{
 				{Name: "Orders", HashKey: "pk", RangeKey: "sk", GSIs: []string{"ByCustomer"}, ItemCount: 1200 * scale, SizeBytes: 480_000 * scale},
-				{Name: "Customers", HashKey: "customerId", ItemCount: 300 * scale, SizeBytes: 96_000 * scale},
+				{Name: "Customers", HashKey: "customerId", ManagedKey: true, ItemCount: 300 * scale, SizeBytes: 96_000 * scale},
 				{Name: "Events", HashKey: "pk", RangeKey: "ts", LSIs: []string{"ByType"}, StreamView: "NEW_AND_OLD_IMAGES",
 					ItemCount: 25_000 * scale, SizeBytes: 5_000_000 * scale},
 			},

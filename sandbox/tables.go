@@ -129,7 +129,7 @@ func (c *ddbCall) kmsKeyARN(in *sseIn) (string, *ddbError) {
 	prefix := "arn:aws:kms:" + c.region + ":" + c.account + ":"
 	switch id := in.KMSMasterKeyId; {
 	case id == "":
-		return prefix + "alias/aws/dynamodb", nil
+		return managedKeyARN(c.region, c.account), nil
 	case strings.HasPrefix(id, "arn:"):
 		return id, nil
 	case strings.HasPrefix(id, "alias/"):
