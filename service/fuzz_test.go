@@ -405,7 +405,7 @@ func FuzzValidateRestore(f *testing.F) {
 			return
 		}
 		var vs violations
-		in := validateRestore(&vs, req)
+		in := checkRestore(&vs, req)
 		checkViolations(t, vs.err(), func(field string) bool { return fieldPathIn(req.ProtoReflect(), field) })
 		if len(vs) > 0 {
 			return

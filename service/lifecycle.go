@@ -16,14 +16,13 @@ import (
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
-// resolveARN validates a backup ARN and finds the client of its account and
-// region: the ARN decides where backupd acts.
-func (s *Server) resolveARN(ctx context.Context, vs *violations, field, backupARN string) (accounts.Target, error) {
-	a, ok := parseARN(vs, field, backupARN, true)
-	if err := vs.err(); err != nil || !ok {
-		return accounts.Target{}, err
-	}
-	return s.resolve(ctx, a.Account, a.Region, field)
+// validateBackupARN checks the one field of a GetBackup or a
+// DeleteBackup, the backup ARN, which decides the account and region to
+// act in: the handlers' checks and Violations'.
+func validateBackupARN(backupARN string) (arn, error) {
+	var vs violations
+	a, _ := parseARN(&vs, "backup_arn", backupARN, true)
+	return a, vs.err()
 }
 
 // onBackup makes call, one DynamoDB call with input in, on the backup that
@@ -32,8 +31,11 @@ func (s *Server) resolveARN(ctx context.Context, vs *violations, field, backupAR
 // this and the conversion of the answer.
 func onBackup[In, Out any](ctx context.Context, s *Server, backupARN string, in *In,
 	call func(*dynamodb.Client, context.Context, *In, ...func(*dynamodb.Options)) (*Out, error)) (*Out, error) {
-	var vs violations
-	target, err := s.resolveARN(ctx, &vs, "backup_arn", backupARN)
+	a, err := validateBackupARN(backupARN)
+	if err != nil {
+		return nil, err
+	}
+	target, err := s.resolve(ctx, a.Account, a.Region, "backup_arn")
 	if err != nil {
 		return nil, err
 	}
@@ -230,9 +232,11 @@ func normRestore(req *backupv1.RestoreTableFromBackupRequest) proto.Message {
 // RestoreTableFromBackup creates a new table from a backup in the backup's
 // account and region.
 func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
-	var vs violations
-	in := validateRestore(&vs, req)
-	target, err := s.resolveARN(ctx, &vs, "backup_arn", req.GetBackupArn())
+	in, a, err := validateRestore(req)
+	if err != nil {
+		return nil, err
+	}
+	target, err := s.resolve(ctx, a.Account, a.Region, "backup_arn")
 	if err != nil {
 		return nil, err
 	}

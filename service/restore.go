@@ -13,8 +13,19 @@ import (
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
-// validateRestore checks the target and overrides and builds DynamoDB's input.
-func validateRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest) *dynamodb.RestoreTableFromBackupInput {
+// validateRestore checks every field of a restore and returns DynamoDB's
+// input and the backup ARN, which decides the account and region to act
+// in: the handler's checks and Violations'.
+func validateRestore(req *backupv1.RestoreTableFromBackupRequest) (*dynamodb.RestoreTableFromBackupInput, arn, error) {
+	var vs violations
+	in := checkRestore(&vs, req)
+	a, _ := parseARN(&vs, "backup_arn", req.GetBackupArn(), true)
+	return in, a, vs.err()
+}
+
+// checkRestore checks a restore's target and overrides and builds
+// DynamoDB's input.
+func checkRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest) *dynamodb.RestoreTableFromBackupInput {
 	checkName(vs, "target_table_name", req.GetTargetTableName())
 	checkRequestID(vs, "request_id", req.GetRequestId())
 	in := &dynamodb.RestoreTableFromBackupInput{

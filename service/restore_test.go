@@ -87,7 +87,7 @@ func TestValidateRestore(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var vs violations
-			in := validateRestore(&vs, tt.req)
+			in := checkRestore(&vs, tt.req)
 			if tt.field == "" {
 				if len(vs) != 0 {
 					t.Fatalf("valid request refused: %v", vs)
@@ -124,7 +124,7 @@ func TestIndexOverrideViolationOrder(t *testing.T) {
 		LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{Indexes: []*backupv1.LocalSecondaryIndex{{IndexName: "y"}}},
 	}
 	var vs violations
-	validateRestore(&vs, req)
+	checkRestore(&vs, req)
 	var got []string
 	for _, v := range vs {
 		got = append(got, v.Field)

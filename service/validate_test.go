@@ -270,7 +270,7 @@ func BenchmarkValidateManyIndexes(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for b.Loop() {
 				var vs violations
-				validateRestore(&vs, req)
+				checkRestore(&vs, req)
 			}
 		})
 	}

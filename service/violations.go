@@ -9,8 +9,9 @@ import (
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
-// Violations lists what the RPC that takes req would refuse in its fields,
-// as its own validation does before it looks up the account. The REST
+// Violations lists what the RPC that takes req would refuse in its fields:
+// it calls the validation that RPC's handler makes before it looks up the
+// account, so that REST and gRPC callers are told the same. The REST
 // gateway asks it of the part of a body or query that it could read, so
 // that a request with a field of the wrong type is told at once what else
 // is wrong with it, as one with only wrong values is.
@@ -22,14 +23,9 @@ func Violations(req proto.Message) []badrequest.Violation {
 	case *backupv1.ListBackupsRequest:
 		_, _, _, err = validateList(r)
 	case *backupv1.RestoreTableFromBackupRequest:
-		var vs violations
-		validateRestore(&vs, r)
-		parseARN(&vs, "backup_arn", r.GetBackupArn(), true)
-		err = vs.err()
+		_, _, err = validateRestore(r)
 	case interface{ GetBackupArn() string }: // GetBackup's and DeleteBackup's (a restore's is above)
-		var vs violations
-		parseARN(&vs, "backup_arn", r.GetBackupArn(), true)
-		err = vs.err()
+		_, err = validateBackupARN(r.GetBackupArn())
 	}
 	if bad, ok := errors.AsType[*badrequest.Error](err); ok {
 		return bad.Violations

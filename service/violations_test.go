@@ -1,18 +1,68 @@
 package service
 
 import (
+	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
-// Violations names what each RPC's own validation refuses, in the same
-// fields, and nothing for a valid request.
+// unconfigured resolves no account: a request its handler lets through
+// its validation fails there, before any DynamoDB call.
+type unconfigured struct{}
+
+func (unconfigured) Resolve(account, _ string) (accounts.Target, error) {
+	return accounts.Target{}, &accounts.NotConfiguredError{AccountID: account}
+}
+
+// handlerViolations calls the handler of req's RPC and returns the
+// violations of its INVALID_ARGUMENT, nil when its validation let req
+// through (to the account's lookup, which s refuses).
+func handlerViolations(t *testing.T, s *Server, req proto.Message) []badrequest.Violation {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	switch r := req.(type) {
+	case *backupv1.CreateBackupRequest:
+		_, err = s.CreateBackup(ctx, r)
+	case *backupv1.ListBackupsRequest:
+		_, err = s.ListBackups(ctx, r)
+	case *backupv1.RestoreTableFromBackupRequest:
+		_, err = s.RestoreTableFromBackup(ctx, r)
+	case *backupv1.GetBackupRequest:
+		_, err = s.GetBackup(ctx, r)
+	case *backupv1.DeleteBackupRequest:
+		_, err = s.DeleteBackup(ctx, r)
+	default:
+		t.Fatalf("no handler for %T", req)
+	}
+	if bad, ok := errors.AsType[*badrequest.Error](err); ok {
+		return bad.Violations
+	}
+	if _, ok := errors.AsType[*accounts.NotConfiguredError](err); !ok {
+		t.Fatalf("handler: %v; want its violations or the account's lookup", err)
+	}
+	return nil
+}
+
+// Violations names what each RPC's handler refuses, in the same fields,
+// words and order (REST and gRPC callers are told the same), and nothing
+// for a valid request.
 func TestViolations(t *testing.T) {
-	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	const (
+		arn      = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+		tableARN = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders"
+	)
+	hash := []*backupv1.KeySchemaElement{{AttributeName: "pk", KeyType: backupv1.KeyType_KEY_TYPE_HASH}}
 	tests := []struct {
 		name   string
 		req    proto.Message
@@ -20,21 +70,58 @@ func TestViolations(t *testing.T) {
 	}{
 		{"valid create", &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "nightly"}, nil},
 		{"create", &backupv1.CreateBackupRequest{AccountId: "1", TableName: "Orders", BackupName: "a b"}, []string{"account_id", "backup_name"}},
+		{"empty create", &backupv1.CreateBackupRequest{}, []string{"account_id", "table_name", "backup_name"}},
+		{"create of another account's table in another region", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "eu-west-1",
+			TableName: "arn:aws:dynamodb:us-west-2:222222222222:table/Orders", BackupName: "nightly", RequestId: strings.Repeat("r", 129)},
+			[]string{"table_name", "request_id"}},
+		{"create in a bad region", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "mars-1", TableName: "Orders", BackupName: "nightly"}, []string{"region"}},
 		{"valid restore", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy"}, nil},
 		{"restore", &backupv1.RestoreTableFromBackupRequest{BackupArn: "arn:nope", RequestId: "\x01"}, []string{"target_table_name", "request_id", "backup_arn"}},
+		{"restore of a table ARN", &backupv1.RestoreTableFromBackupRequest{BackupArn: tableARN, TargetTableName: "Copy"}, []string{"backup_arn"}},
+		{"restore with bad overrides", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn + ":restore", TargetTableName: "Copy",
+			BillingModeOverride:           backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST,
+			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 1},
+			SseSpecificationOverride:      &backupv1.SseSpecification{SseType: backupv1.SseType_SSE_TYPE_AES256},
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{
+				{IndexName: "ix", KeySchema: hash}}},
+			LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{Indexes: []*backupv1.LocalSecondaryIndex{{Projection: &backupv1.Projection{}}}},
+		}, []string{
+			"provisioned_throughput_override.write_capacity_units", "provisioned_throughput_override", "sse_specification_override.sse_type",
+			"global_secondary_index_override.indexes[0].index_name", "global_secondary_index_override.indexes[0].projection.projection_type",
+			"local_secondary_index_override.indexes[0].index_name", "local_secondary_index_override.indexes[0].key_schema",
+			"local_secondary_index_override.indexes[0].projection.projection_type", "backup_arn",
+		}},
+		{"valid list", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: tableARN, PageSize: aws.Int32(100)}, nil},
 		{"list", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "a b", PageToken: "x"}, []string{"table_name", "page_token"}},
+		{"empty list", &backupv1.ListBackupsRequest{}, []string{"account_id"}},
+		{"list of every bad field", &backupv1.ListBackupsRequest{AccountId: "12", Region: "nowhere", BackupType: 9,
+			TimeRangeLowerBound: &timestamppb.Timestamp{Nanos: -1}, TimeRangeUpperBound: timestamppb.New(maxTimeBound.AddDate(1, 0, 0)),
+			PageSize: aws.Int32(101)},
+			[]string{"account_id", "region", "backup_type", "time_range_lower_bound", "time_range_upper_bound", "page_size"}},
+		{"list of a time range backwards", &backupv1.ListBackupsRequest{AccountId: "111111111111",
+			TimeRangeLowerBound: timestamppb.New(minTimeBound.AddDate(50, 0, 0)), TimeRangeUpperBound: timestamppb.New(minTimeBound.AddDate(40, 0, 0)),
+			PageSize: aws.Int32(0)},
+			[]string{"time_range_upper_bound", "page_size"}},
 		{"get", &backupv1.GetBackupRequest{BackupArn: "nope"}, []string{"backup_arn"}},
+		{"valid get", &backupv1.GetBackupRequest{BackupArn: arn}, nil},
+		{"get of a table ARN", &backupv1.GetBackupRequest{BackupArn: tableARN}, []string{"backup_arn"}},
 		{"valid delete", &backupv1.DeleteBackupRequest{BackupArn: arn}, nil},
 		{"delete", &backupv1.DeleteBackupRequest{}, []string{"backup_arn"}},
+		{"delete in another partition", &backupv1.DeleteBackupRequest{BackupArn: strings.Replace(arn, "arn:aws:", "arn:aws-cn:", 1)}, []string{"backup_arn"}},
 	}
+	s := New(Options{Accounts: unconfigured{}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			listed := Violations(tt.req)
 			var fields []string
-			for _, v := range Violations(tt.req) {
+			for _, v := range listed {
 				fields = append(fields, v.Field)
 			}
 			if !slices.Equal(fields, tt.fields) {
 				t.Errorf("violations of %v; want %v", fields, tt.fields)
+			}
+			if handled := handlerViolations(t, s, tt.req); !slices.Equal(listed, handled) {
+				t.Errorf("Violations lists\n%v\nthe handler refuses with\n%v", listed, handled)
 			}
 		})
 	}
