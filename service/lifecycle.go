@@ -100,11 +100,8 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.resolve(ctx, req.GetAccountId(), req.GetRegion(), "region")
+	target, err := s.resolveTable(ctx, req.GetAccountId(), req.GetRegion(), table)
 	if err != nil {
-		return nil, err
-	}
-	if err := table.inRegion(target.Region); err != nil {
 		return nil, err
 	}
 	scope.region = target.Region

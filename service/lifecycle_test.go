@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -66,5 +67,22 @@ func TestValidateListNamesEveryField(t *testing.T) {
 	token := encodePageToken(scope, "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12")
 	if _, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111", PageToken: token}); err != nil {
 		t.Errorf("a token of a listing: %v", err)
+	}
+}
+
+// A table ARN outside the account's default region, in a request that
+// names no region, is refused by CreateBackup and ListBackups alike once
+// that region is known, before any DynamoDB call.
+func TestTableARNOutsideTheDefaultRegion(t *testing.T) {
+	s := answeringServer(t, nil)
+	const table = "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders"
+	_, errCreate := s.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: table, BackupName: "nightly"})
+	_, errList := s.ListBackups(context.Background(), &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: table})
+	for op, err := range map[string]error{"CreateBackup": errCreate, "ListBackups": errList} {
+		bad, ok := errors.AsType[*badrequest.Error](err)
+		if !ok || len(bad.Violations) != 1 || bad.Violations[0].Field != "table_name" ||
+			!strings.Contains(bad.Violations[0].Description, "it must be in region us-east-1, the account's default") {
+			t.Errorf("%s: %v; want a table_name violation naming the default region", op, err)
+		}
 	}
 }

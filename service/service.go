@@ -79,11 +79,8 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.resolve(ctx, req.GetAccountId(), req.GetRegion(), "region")
+	target, err := s.resolveTable(ctx, req.GetAccountId(), req.GetRegion(), table)
 	if err != nil {
-		return nil, err
-	}
-	if err := table.inRegion(target.Region); err != nil {
 		return nil, err
 	}
 	return once(ctx, s, config.OpCreateBackup, target.AccountID, req.GetRequestId(),
@@ -198,6 +195,20 @@ func (s *Server) resolve(ctx context.Context, accountID, region, regionField str
 		return target, err
 	}
 	reqlog.SetTarget(ctx, target.AccountID, target.Region)
+	return target, nil
+}
+
+// resolveTable finds where a request that names a table (table, which
+// may be an ARN) acts: in accountID and region, the account's default
+// region when region is empty, which a table ARN must then be in too.
+func (s *Server) resolveTable(ctx context.Context, accountID, region string, table tableRef) (accounts.Target, error) {
+	target, err := s.resolve(ctx, accountID, region, "region")
+	if err != nil {
+		return accounts.Target{}, err
+	}
+	if err := table.inRegion(target.Region); err != nil {
+		return accounts.Target{}, err
+	}
 	return target, nil
 }
 
