@@ -138,52 +138,84 @@ func validateList(req *backupv1.ListBackupsRequest) (*dynamodb.ListBackupsInput,
 	checkAccountID(&vs, "account_id", req.GetAccountId())
 	checkRegion(&vs, "region", req.GetRegion())
 	in := &dynamodb.ListBackupsInput{}
-	scope := listScope{account: req.GetAccountId(), region: req.GetRegion()}
 	var table tableRef
 	if t := req.GetTableName(); t != "" {
 		in.TableName = aws.String(t)
 		table = checkTableRef(&vs, "table_name", t, req.GetAccountId(), req.GetRegion())
-		// The token is bound to the table by name, as normCreate binds a
-		// request_id: Orders and its ARN list the same backups, so a
-		// token from one works with the other. The ARN's account and
-		// region are the request's (checkTableRef, inRegion), which the
-		// scope holds.
-		scope.table = table.name
 	}
-	bt, ok := backupTypeFilters[req.GetBackupType()]
-	if !ok {
-		vs.add("backup_type", "must be BACKUP_TYPE_FILTER_USER, BACKUP_TYPE_FILTER_SYSTEM, BACKUP_TYPE_FILTER_AWS_BACKUP or BACKUP_TYPE_FILTER_ALL; got %d", req.GetBackupType())
-	}
-	in.BackupType, scope.backupType = bt, string(bt)
-	lower, lowerOK := timeBound(&vs, "time_range_lower_bound", req.GetTimeRangeLowerBound())
-	if lowerOK {
-		in.TimeRangeLowerBound, scope.lower = aws.Time(lower), timeBoundScope{set: true, nanos: lower.UnixNano()}
-	}
-	upper, upperOK := timeBound(&vs, "time_range_upper_bound", req.GetTimeRangeUpperBound())
-	if upperOK {
-		in.TimeRangeUpperBound, scope.upper = aws.Time(upper), timeBoundScope{set: true, nanos: upper.UnixNano()}
-	}
-	if lowerOK && upperOK && !lower.Before(upper) {
-		vs.add("time_range_upper_bound", "must fall in a later millisecond than time_range_lower_bound (DynamoDB keeps backup times to the millisecond); got %s and %s",
-			req.GetTimeRangeLowerBound().AsTime().Format(time.RFC3339Nano), req.GetTimeRangeUpperBound().AsTime().Format(time.RFC3339Nano))
-	}
-	size := int32(defaultPageSize)
-	if req.PageSize != nil {
-		size = req.GetPageSize()
-		if size < 1 || size > maxPageSize {
-			vs.add("page_size", "must be between 1 and %d (absent means %d); got %d", maxPageSize, defaultPageSize, size)
-		}
-	}
-	in.Limit = aws.Int32(size)
-	if t := req.GetPageToken(); t != "" {
-		// Whether it is this listing's is known once the region is:
-		// here, whether it is a token at all, so that it is named
-		// beside the other fields' violations.
-		if _, err := pageTokenBody(t); err != nil {
-			vs.add("page_token", badPageToken)
-		}
-	}
+	in.BackupType = backupTypeFilter(&vs, req.GetBackupType())
+	in.TimeRangeLowerBound, in.TimeRangeUpperBound = timeRange(&vs, req.GetTimeRangeLowerBound(), req.GetTimeRangeUpperBound())
+	in.Limit = aws.Int32(pageSize(&vs, req.PageSize))
+	checkPageTokenForm(&vs, req.GetPageToken())
+	// The token is bound to the table by name, as normCreate binds a
+	// request_id: Orders and its ARN list the same backups, so a token
+	// from one works with the other. The ARN's account and region are the
+	// request's (checkTableRef, inRegion), which the scope holds.
+	scope := listScope{account: req.GetAccountId(), region: req.GetRegion(), table: table.name, backupType: string(in.BackupType),
+		lower: boundScope(in.TimeRangeLowerBound), upper: boundScope(in.TimeRangeUpperBound)}
 	return in, scope, table, vs.err()
+}
+
+// backupTypeFilter checks a ListBackups backup type and returns it in
+// DynamoDB's terms.
+func backupTypeFilter(vs *violations, f backupv1.BackupTypeFilter) types.BackupTypeFilter {
+	bt, ok := backupTypeFilters[f]
+	if !ok {
+		vs.add("backup_type", "must be BACKUP_TYPE_FILTER_USER, BACKUP_TYPE_FILTER_SYSTEM, BACKUP_TYPE_FILTER_AWS_BACKUP or BACKUP_TYPE_FILTER_ALL; got %d", f)
+	}
+	return bt
+}
+
+// checkPageTokenForm checks what of a page token can be known before the
+// region is: whether it is a token at all, so that it is named beside the
+// other fields' violations. Whether it is this listing's is checked in
+// ListBackups.
+func checkPageTokenForm(vs *violations, token string) {
+	if token == "" {
+		return
+	}
+	if _, err := pageTokenBody(token); err != nil {
+		vs.add("page_token", badPageToken)
+	}
+}
+
+// pageSize checks a ListBackups page size and returns it, the default
+// when absent.
+func pageSize(vs *violations, size *int32) int32 {
+	if size == nil {
+		return defaultPageSize
+	}
+	if *size < 1 || *size > maxPageSize {
+		vs.add("page_size", "must be between 1 and %d (absent means %d); got %d", maxPageSize, defaultPageSize, *size)
+	}
+	return *size
+}
+
+// timeRange checks a ListBackups time range, each bound (timeBound) and
+// that the upper one falls after the lower, and returns the bounds
+// DynamoDB is sent, nil for one absent or wrong.
+func timeRange(vs *violations, lowerTS, upperTS *timestamppb.Timestamp) (lower, upper *time.Time) {
+	l, lowerOK := timeBound(vs, "time_range_lower_bound", lowerTS)
+	u, upperOK := timeBound(vs, "time_range_upper_bound", upperTS)
+	if lowerOK && upperOK && !l.Before(u) {
+		vs.add("time_range_upper_bound", "must fall in a later millisecond than time_range_lower_bound (DynamoDB keeps backup times to the millisecond); got %s and %s",
+			lowerTS.AsTime().Format(time.RFC3339Nano), upperTS.AsTime().Format(time.RFC3339Nano))
+	}
+	if lowerOK {
+		lower = &l
+	}
+	if upperOK {
+		upper = &u
+	}
+	return lower, upper
+}
+
+// boundScope is a time bound as a listing's scope holds it.
+func boundScope(t *time.Time) timeBoundScope {
+	if t == nil {
+		return timeBoundScope{}
+	}
+	return timeBoundScope{set: true, nanos: t.UnixNano()}
 }
 
 // The time bounds a ListBackups takes: DynamoDB's backups are younger,
