@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,11 +26,11 @@ func validateBackupARN(backupARN string) (arn, error) {
 	return a, vs.err()
 }
 
-// onBackup makes call, one DynamoDB call with input in, on the backup that
-// backupARN names: in the ARN's account and region, once the ARN is
-// valid, under the request's deadline. GetBackup and DeleteBackup are
-// this and the conversion of the answer.
-func onBackup[In, Out any](ctx context.Context, s *Server, backupARN string, in *In,
+// onBackup makes call, DynamoDB's operation op with input in, on the
+// backup that backupARN names: in the ARN's account and region, once the
+// ARN is valid, under the request's deadline. GetBackup and DeleteBackup
+// are this and the conversion of the answer.
+func onBackup[In, Out any](ctx context.Context, s *Server, op, backupARN string, in *In,
 	call func(*dynamodb.Client, context.Context, *In, ...func(*dynamodb.Options)) (*Out, error)) (*Out, error) {
 	a, err := validateBackupARN(backupARN)
 	if err != nil {
@@ -41,12 +42,23 @@ func onBackup[In, Out any](ctx context.Context, s *Server, backupARN string, in 
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
-	return call(target.DynamoDB, ctx, in)
+	out, err := call(target.DynamoDB, ctx, in)
+	if err != nil {
+		return nil, callError(op, target, err)
+	}
+	return out, nil
+}
+
+// callError is the error of op, a DynamoDB call made in target's account
+// and region, which it names for the log; rpcerror maps it by what it
+// wraps.
+func callError(op string, target accounts.Target, err error) error {
+	return fmt.Errorf("%s in account %s, region %s: %w", op, target.AccountID, target.Region, err)
 }
 
 // GetBackup describes one backup.
 func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
-	out, err := onBackup(ctx, s, req.GetBackupArn(),
+	out, err := onBackup(ctx, s, config.OpDescribeBackup, req.GetBackupArn(),
 		&dynamodb.DescribeBackupInput{BackupArn: aws.String(req.GetBackupArn())}, (*dynamodb.Client).DescribeBackup)
 	if err != nil {
 		return nil, err
@@ -67,7 +79,7 @@ func lacksDescription(d *types.BackupDescription) bool {
 
 // DeleteBackup deletes one backup.
 func (s *Server) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
-	out, err := onBackup(ctx, s, req.GetBackupArn(),
+	out, err := onBackup(ctx, s, config.OpDeleteBackup, req.GetBackupArn(),
 		&dynamodb.DeleteBackupInput{BackupArn: aws.String(req.GetBackupArn())}, (*dynamodb.Client).DeleteBackup)
 	if err != nil {
 		return nil, err
@@ -118,7 +130,7 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 	defer cancel()
 	out, err := target.DynamoDB.ListBackups(ctx, in)
 	if err != nil {
-		return nil, err
+		return nil, callError(config.OpListBackups, target, err)
 	}
 	page, last := heldPage(in, table.name, out)
 	resp := &backupv1.ListBackupsResponse{BackupSummaries: make([]*backupv1.BackupSummary, 0, len(page))}

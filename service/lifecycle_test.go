@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/badrequest"
@@ -18,7 +19,8 @@ import (
 )
 
 // answering resolves every account to a DynamoDB client of one fake that
-// answers each operation as answers says.
+// answers each operation as answers says: with status 400 when the answer
+// names an error (__type), as DynamoDB's do, else 200.
 type answering struct{ c *dynamodb.Client }
 
 func (a answering) Resolve(account, region string) (accounts.Target, error) {
@@ -30,6 +32,9 @@ func answeringServer(t *testing.T, answers map[string]string) *Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "DynamoDB_20120810.")
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		if strings.Contains(answers[op], `"__type"`) {
+			w.WriteHeader(http.StatusBadRequest)
+		}
 		_, _ = w.Write([]byte(answers[op]))
 	}))
 	t.Cleanup(srv.Close)
@@ -83,6 +88,34 @@ func TestTableARNOutsideTheDefaultRegion(t *testing.T) {
 		if !ok || len(bad.Violations) != 1 || bad.Violations[0].Field != "table_name" ||
 			!strings.Contains(bad.Violations[0].Description, "it must be in region us-east-1, the account's default") {
 			t.Errorf("%s: %v; want a table_name violation naming the default region", op, err)
+		}
+	}
+}
+
+// DynamoDB's refusal of a GetBackup, DeleteBackup or ListBackups comes
+// back naming the operation, account and region, for the log, and
+// wrapping DynamoDB's error, which rpcerror maps.
+func TestDynamoDBErrorsNameTheCall(t *testing.T) {
+	const notFound = `{"__type":"com.amazonaws.dynamodb.v20120810#BackupNotFoundException","message":"Backup not found"}`
+	s := answeringServer(t, map[string]string{"DescribeBackup": notFound, "DeleteBackup": notFound,
+		"ListBackups": `{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"boom"}`})
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	ctx := context.Background()
+	_, errGet := s.GetBackup(ctx, &backupv1.GetBackupRequest{BackupArn: arn})
+	_, errDelete := s.DeleteBackup(ctx, &backupv1.DeleteBackupRequest{BackupArn: arn})
+	_, errList := s.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: aws.Int32(1)})
+	tests := []struct {
+		op      string
+		err     error
+		wrapsOK bool
+	}{
+		{"DescribeBackup", errGet, errors.As(errGet, new(*types.BackupNotFoundException))},
+		{"DeleteBackup", errDelete, errors.As(errDelete, new(*types.BackupNotFoundException))},
+		{"ListBackups", errList, errors.As(errList, new(*types.InternalServerError))},
+	}
+	for _, tt := range tests {
+		if want := tt.op + " in account 111111111111, region us-east-1: "; tt.err == nil || !strings.HasPrefix(tt.err.Error(), want) || !tt.wrapsOK {
+			t.Errorf("%s: %v; want it to start %q and wrap DynamoDB's error", tt.op, tt.err, want)
 		}
 	}
 }
