@@ -196,8 +196,9 @@ func TestFailuresPastTheDeadline(t *testing.T) {
 // what it answers with (a proxy between backupd and DynamoDB may send
 // one) is not passed on as an empty success: a GetBackup without the
 // backup is INTERNAL, and a restore without the new table is
-// OUTCOME_UNKNOWN (DynamoDB may have made it). The OpenAPI description
-// calls those fields required.
+// OUTCOME_UNKNOWN (DynamoDB may have made it), as is a DeleteBackup
+// without the deleted backup (the answer says it was deleted). The
+// OpenAPI description calls those fields required.
 func TestSuccessWithoutItsSubjectIsRefused(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	backupARN := func(a string) string {
@@ -218,6 +219,11 @@ func TestSuccessWithoutItsSubjectIsRefused(t *testing.T) {
 			return err
 		}, "GET", func(a string) string { return "/v1/backups/" + url.PathEscape(backupARN(a)) }, "",
 			codes.Internal, "INTERNAL", http.StatusInternalServerError},
+		{"DeleteBackup", func(c backupv1.BackupServiceClient, a string) error {
+			_, err := c.DeleteBackup(context.Background(), &backupv1.DeleteBackupRequest{BackupArn: backupARN(a)})
+			return err
+		}, "DELETE", func(a string) string { return "/v1/backups/" + url.PathEscape(backupARN(a)) }, "",
+			codes.Unavailable, "OUTCOME_UNKNOWN", http.StatusServiceUnavailable},
 		{"RestoreTableFromBackup", func(c backupv1.BackupServiceClient, a string) error {
 			_, err := c.RestoreTableFromBackup(context.Background(), &backupv1.RestoreTableFromBackupRequest{BackupArn: backupARN(a), TargetTableName: "Copy"})
 			return err

@@ -27,26 +27,26 @@ func validateBackupARN(backupARN string) (arn, error) {
 }
 
 // onBackup makes call, DynamoDB's operation op with input in, on the
-// backup that backupARN names: in the ARN's account and region, once the
-// ARN is valid, under the request's deadline. GetBackup and DeleteBackup
-// are this and the conversion of the answer.
+// backup that backupARN names: in the ARN's account and region (target),
+// once the ARN is valid, under the request's deadline. GetBackup and
+// DeleteBackup are this and the conversion of the answer.
 func onBackup[In, Out any](ctx context.Context, s *Server, op, backupARN string, in *In,
-	call func(*dynamodb.Client, context.Context, *In, ...func(*dynamodb.Options)) (*Out, error)) (*Out, error) {
+	call func(*dynamodb.Client, context.Context, *In, ...func(*dynamodb.Options)) (*Out, error)) (*Out, accounts.Target, error) {
 	a, err := validateBackupARN(backupARN)
 	if err != nil {
-		return nil, err
+		return nil, accounts.Target{}, err
 	}
 	target, err := s.resolve(ctx, a.Account, a.Region, "backup_arn")
 	if err != nil {
-		return nil, err
+		return nil, accounts.Target{}, err
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
 	out, err := call(target.DynamoDB, ctx, in)
 	if err != nil {
-		return nil, callError(op, target, err)
+		return nil, target, callError(op, target, err)
 	}
-	return out, nil
+	return out, target, nil
 }
 
 // callError is the error of op, a DynamoDB call made in target's account
@@ -58,34 +58,40 @@ func callError(op string, target accounts.Target, err error) error {
 
 // GetBackup describes one backup.
 func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
-	out, err := onBackup(ctx, s, config.OpDescribeBackup, req.GetBackupArn(),
+	out, target, err := onBackup(ctx, s, config.OpDescribeBackup, req.GetBackupArn(),
 		&dynamodb.DescribeBackupInput{BackupArn: aws.String(req.GetBackupArn())}, (*dynamodb.Client).DescribeBackup)
 	if err != nil {
 		return nil, err
 	}
 	if lacksDescription(out.BackupDescription) {
-		return nil, errors.New("DescribeBackup: DynamoDB's answer of success lacks the backup's description")
+		return nil, callError(config.OpDescribeBackup, target, errors.New("DynamoDB's answer of success lacks the backup's description"))
 	}
 	return &backupv1.GetBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
 }
 
 // lacksDescription reports whether an answer of success holds no backup
 // description: not DynamoDB, but something between may answer so, and
-// the call is then INTERNAL rather than answered with a description that
-// describes nothing.
+// the call then fails rather than being answered with a description that
+// describes nothing: INTERNAL for a DescribeBackup, an unknown outcome for
+// a DeleteBackup (answerLacks).
 func lacksDescription(d *types.BackupDescription) bool {
 	return d == nil || d.BackupDetails == nil
 }
 
 // DeleteBackup deletes one backup.
 func (s *Server) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
-	out, err := onBackup(ctx, s, config.OpDeleteBackup, req.GetBackupArn(),
+	out, target, err := onBackup(ctx, s, config.OpDeleteBackup, req.GetBackupArn(),
 		&dynamodb.DeleteBackupInput{BackupArn: aws.String(req.GetBackupArn())}, (*dynamodb.Client).DeleteBackup)
 	if err != nil {
 		return nil, err
 	}
 	if lacksDescription(out.BackupDescription) {
-		return nil, errors.New("DeleteBackup: DynamoDB's answer of success lacks the backup's description (the backup was deleted)")
+		// The answer says the backup was deleted, but one this short is
+		// not DynamoDB's: as for a CreateBackup or a restore, the caller
+		// is told the outcome is unknown and to look (a GetBackup then
+		// finds the backup gone), not INTERNAL, whose retry would be
+		// refused as BACKUP_NOT_FOUND.
+		return nil, answerLacks(config.OpDeleteBackup, target.AccountID, "the backup's description (it says the backup was deleted)")
 	}
 	return &backupv1.DeleteBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
 }

@@ -43,15 +43,21 @@ func answeringServer(t *testing.T, answers map[string]string) *Server {
 }
 
 // An answer of success without the backup's description (not DynamoDB's,
-// a proxy's) is an error, not a response that describes nothing.
+// a proxy's) is an error, not a response that describes nothing: for a
+// GetBackup one that names the call (INTERNAL), for a DeleteBackup, which
+// the answer says was done, an unknown outcome (OUTCOME_UNKNOWN), as for
+// a CreateBackup or a restore.
 func TestAnswerWithoutADescription(t *testing.T) {
 	s := answeringServer(t, map[string]string{"DeleteBackup": `{}`, "DescribeBackup": `{}`})
 	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
-	if resp, err := s.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: arn}); err == nil {
-		t.Errorf("GetBackup = %v; want an error", resp)
+	resp, err := s.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: arn})
+	if _, unknown := errors.AsType[*accounts.OutcomeUnknownError](err); err == nil || unknown ||
+		err.Error() != "DescribeBackup in account 111111111111, region us-east-1: DynamoDB's answer of success lacks the backup's description" {
+		t.Errorf("GetBackup = %v, %v; want an error that names the call", resp, err)
 	}
-	if resp, err := s.DeleteBackup(context.Background(), &backupv1.DeleteBackupRequest{BackupArn: arn}); err == nil {
-		t.Errorf("DeleteBackup = %v; want an error", resp)
+	deleted, err := s.DeleteBackup(context.Background(), &backupv1.DeleteBackupRequest{BackupArn: arn})
+	if unknown, ok := errors.AsType[*accounts.OutcomeUnknownError](err); !ok || unknown.Operation != "DeleteBackup" || unknown.AccountID != "111111111111" {
+		t.Errorf("DeleteBackup = %v, %v; want an unknown outcome of DeleteBackup in account 111111111111", deleted, err)
 	}
 }
 
