@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/backupd/backupd/badrequest"
@@ -352,5 +353,42 @@ func TestBackupSummarySize(t *testing.T) {
 				t.Errorf("size = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A backup's source table and a restored table describe their indexes in
+// types of their own; the same index converts alike from either, and no
+// index converts to none.
+func TestIndexesConvertAlikeFromEitherDescription(t *testing.T) {
+	s := New(Options{})
+	name, pk := aws.String("ByCustomer"), []types.KeySchemaElement{{AttributeName: aws.String("customer"), KeyType: types.KeyTypeHash}}
+	projection := &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
+	source := s.sourceTableFeatures(&types.SourceTableFeatureDetails{
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndexInfo{{IndexName: name, KeySchema: pk, Projection: projection,
+			ProvisionedThroughput: &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(5), WriteCapacityUnits: aws.Int64(6)}}},
+		LocalSecondaryIndexes: []types.LocalSecondaryIndexInfo{{IndexName: name, KeySchema: pk, Projection: projection}},
+	})
+	restored := s.tableDescription(&types.TableDescription{
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndexDescription{{IndexName: name, KeySchema: pk, Projection: projection, IndexSizeBytes: aws.Int64(1),
+			ProvisionedThroughput: &types.ProvisionedThroughputDescription{ReadCapacityUnits: aws.Int64(5), WriteCapacityUnits: aws.Int64(6)}}},
+		LocalSecondaryIndexes: []types.LocalSecondaryIndexDescription{{IndexName: name, KeySchema: pk, Projection: projection, ItemCount: aws.Int64(1)}},
+	})
+	wantGSI := &backupv1.GlobalSecondaryIndex{IndexName: "ByCustomer",
+		KeySchema:             []*backupv1.KeySchemaElement{{AttributeName: "customer", KeyType: backupv1.KeyType_KEY_TYPE_HASH}},
+		Projection:            &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_KEYS_ONLY},
+		ProvisionedThroughput: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 5, WriteCapacityUnits: 6}}
+	wantLSI := &backupv1.LocalSecondaryIndex{IndexName: wantGSI.IndexName, KeySchema: wantGSI.KeySchema, Projection: wantGSI.Projection}
+	for what, got := range map[string][]*backupv1.GlobalSecondaryIndex{"source": source.GetGlobalSecondaryIndexes(), "restored": restored.GetGlobalSecondaryIndexes()} {
+		if len(got) != 1 || !proto.Equal(got[0], wantGSI) {
+			t.Errorf("%s table's GSIs %v; want [%v]", what, got, wantGSI)
+		}
+	}
+	for what, got := range map[string][]*backupv1.LocalSecondaryIndex{"source": source.GetLocalSecondaryIndexes(), "restored": restored.GetLocalSecondaryIndexes()} {
+		if len(got) != 1 || !proto.Equal(got[0], wantLSI) {
+			t.Errorf("%s table's LSIs %v; want [%v]", what, got, wantLSI)
+		}
+	}
+	if none := s.tableDescription(&types.TableDescription{}); none.GlobalSecondaryIndexes != nil || none.LocalSecondaryIndexes != nil {
+		t.Errorf("a table without indexes has %v and %v", none.GlobalSecondaryIndexes, none.LocalSecondaryIndexes)
 	}
 }
