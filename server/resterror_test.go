@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/config"
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
+)
+
+// TestHandleError pins what the gateway's error handler answers, logs and
+// counts for each refusal it makes on its own (a body too large, cut
+// short by the shutdown or late, and grpc-gateway's decoding errors),
+// whether the caller may make the call or not, and for errors that
+// passed through the interceptor, which the handler only writes.
+func TestHandleError(t *testing.T) {
+	const (
+		create  = backupv1.BackupService_CreateBackup_FullMethodName
+		mine    = "111111111111" // the caller's account
+		another = "222222222222"
+		realm   = `Bearer realm="backupd"`
+		invalid = `Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`
+	)
+	limited, _ := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(1500 * time.Millisecond)})
+	decoding := status.Error(codes.InvalidArgument, "type mismatch, parameter: page_size")
+	detailed, _ := status.New(codes.InvalidArgument, "bad").WithDetails(&errdetails.ErrorInfo{Reason: "INVALID_ARGUMENT", Domain: "backupd"})
+	tests := []struct {
+		name    string
+		call    restCall // its flags, challenge and intercepted
+		account string   // the path's account_id
+		token   string   // the caller's bearer token; "" for none
+		noRPC   bool     // the context names no RPC method
+		err     error    // what grpc-gateway hands the handler
+		status  int
+		reason  string // the body's ErrorInfo reason
+		// retryAfter and challenge are the Retry-After and
+		// WWW-Authenticate headers; "" for none.
+		retryAfter, challenge string
+		// logged is the request's log line as "code level", and counted
+		// its count; "" when it is left to the interceptor.
+		logged, counted string
+	}{
+		{name: "too large", call: restCall{tooLarge: true}, account: mine, token: "mine", err: decoding,
+			status: 413, reason: "BODY_TOO_LARGE", logged: "InvalidArgument INFO", counted: create + " InvalidArgument"},
+		{name: "too large, caller of another account", call: restCall{tooLarge: true}, account: another, token: "mine", err: decoding,
+			status: 403, reason: "CALLER_NOT_ALLOWED", logged: "PermissionDenied INFO", counted: create + " PermissionDenied"},
+		{name: "too large, unknown caller", call: restCall{tooLarge: true}, account: mine, token: "wrong", err: decoding,
+			status: 401, reason: "UNAUTHENTICATED", challenge: invalid, logged: "Unauthenticated INFO", counted: create + " Unauthenticated"},
+		{name: "too large, no RPC", call: restCall{tooLarge: true}, account: mine, token: "mine", noRPC: true, err: decoding,
+			status: 413, reason: "BODY_TOO_LARGE"},
+		{name: "cut short", call: restCall{cutShort: true}, account: mine, token: "mine", err: decoding,
+			status: 503, reason: "SHUTTING_DOWN", retryAfter: "1", logged: "Unavailable INFO", counted: create + " Unavailable"},
+		{name: "cut short, caller of another account", call: restCall{cutShort: true}, account: another, token: "mine", err: decoding,
+			status: 403, reason: "CALLER_NOT_ALLOWED", logged: "PermissionDenied INFO", counted: create + " PermissionDenied"},
+		{name: "too large and cut short", call: restCall{tooLarge: true, cutShort: true}, account: mine, token: "mine", err: decoding,
+			status: 413, reason: "BODY_TOO_LARGE", logged: "Unavailable INFO", counted: create + " Unavailable"},
+		{name: "late", call: restCall{bodyLate: true}, account: mine, token: "mine", err: decoding,
+			status: 400, reason: "MALFORMED_REQUEST", logged: "InvalidArgument INFO", counted: create + " InvalidArgument"},
+		{name: "late, caller of another account", call: restCall{bodyLate: true}, account: another, token: "mine", err: decoding,
+			status: 403, reason: "CALLER_NOT_ALLOWED", logged: "PermissionDenied INFO", counted: create + " PermissionDenied"},
+		{name: "decoding error", account: mine, token: "mine", err: decoding,
+			status: 400, reason: "MALFORMED_REQUEST", logged: "InvalidArgument INFO", counted: create + " InvalidArgument"},
+		{name: "decoding error, no token", account: mine, err: decoding,
+			status: 401, reason: "UNAUTHENTICATED", challenge: realm, logged: "Unauthenticated INFO", counted: create + " Unauthenticated"},
+		{name: "decoding error, no RPC", account: mine, token: "mine", noRPC: true, err: decoding,
+			status: 400, reason: "MALFORMED_REQUEST"},
+		{name: "an error with details", account: mine, token: "mine", err: detailed.Err(),
+			status: 400, reason: "INVALID_ARGUMENT", logged: "InvalidArgument INFO", counted: create + " InvalidArgument"},
+		{name: "intercepted, rate limited", call: restCall{intercepted: true}, account: mine, token: "mine", err: limited.Err(),
+			status: 429, retryAfter: "2"},
+		{name: "intercepted, decoding error", call: restCall{intercepted: true}, account: mine, token: "mine", err: decoding,
+			status: 400, reason: "MALFORMED_REQUEST"},
+		{name: "intercepted, unauthenticated", call: restCall{intercepted: true, challenge: invalid}, account: mine,
+			err: status.Error(codes.Unauthenticated, "who?"), status: 401, challenge: invalid},
+		{name: "intercepted, unauthenticated without a challenge", call: restCall{intercepted: true}, account: mine,
+			err: status.Error(codes.Unauthenticated, "who?"), status: 401, challenge: realm},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs, observed := &testenv.Buffer{}, &observed{}
+			opts := Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Metrics: observed,
+				Authorizer: callers.New([]config.Caller{{Name: "mine", TokenSHA256: callers.HashToken("mine"),
+					Accounts: []string{mine}, Operations: []string{config.Any}}})}
+			g := &gateway{ic: newInterceptor(opts)}
+			strict := newStrictJSON()
+			mux, err := g.newMux(context.Background(), opts, strict)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.mux = mux
+
+			call := tt.call
+			call.start, call.remote = time.Now(), "192.0.2.1"
+			call.params = map[string]string{"account_id": tt.account, "table_name": "Orders"}
+			r := httptest.NewRequest("POST", "/v1/accounts/"+tt.account+"/tables/Orders/backups", nil)
+			if tt.token != "" {
+				r.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, &call))
+			ctx := r.Context()
+			if !tt.noRPC {
+				ctx, err = runtime.AnnotateIncomingContext(ctx, mux, r, create,
+					runtime.WithHTTPPathPattern("/v1/accounts/{account_id}/tables/{table_name}/backups"))
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			w := httptest.NewRecorder()
+			g.handleError(ctx, mux, strict, w, r, tt.err)
+
+			if w.Code != tt.status {
+				t.Errorf("status %d, want %d: %s", w.Code, tt.status, w.Body)
+			}
+			if got := w.Header().Get("Content-Type"); got != "application/json" {
+				t.Errorf("Content-Type %q, want application/json", got)
+			}
+			if got := w.Header().Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tt.retryAfter)
+			}
+			if got := w.Header().Values("WWW-Authenticate"); len(got) > 1 || w.Header().Get("WWW-Authenticate") != tt.challenge {
+				t.Errorf("WWW-Authenticate %q, want %q", got, tt.challenge)
+			}
+			var st restStatus
+			if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil || st.Message == "" {
+				t.Fatalf("body is not a status (%v): %s", err, w.Body)
+			}
+			var reason string
+			if len(st.Details) > 0 {
+				reason = st.Details[0].Reason
+			}
+			if reason != tt.reason {
+				t.Errorf("reason %q, want %q: %s", reason, tt.reason, w.Body)
+			}
+			var lines []string
+			for _, l := range logs.Lines(`"msg":"request"`) {
+				var line struct{ Code, Level string }
+				if err := json.Unmarshal([]byte(l), &line); err != nil {
+					t.Fatal(err)
+				}
+				lines = append(lines, line.Code+" "+line.Level)
+			}
+			if want := nonEmpty(tt.logged); !slices.Equal(lines, want) {
+				t.Errorf("logged %q, want %q:\n%s", lines, want, logs)
+			}
+			if counted, want := observed.counted(), nonEmpty(tt.counted); !slices.Equal(counted, want) {
+				t.Errorf("counted %q, want %q", counted, want)
+			}
+		})
+	}
+}
+
+// nonEmpty is []string{s}, or nil for "".
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
