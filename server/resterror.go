@@ -88,47 +88,71 @@ type gateway struct {
 func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
 	account, region := pathTarget(call.params)
-	st := status.Convert(err)
-	tooBig := call.tooLarge
+	line, authErr, checked := g.checkCaller(ctx, call, account, region)
+	keepChallenge(r.Context(), authErr)
+	st, logged, tooBig := errorStatus(ctx, r, call, err, authErr, account)
+	if checked {
+		line.err = logged
+		g.ic.record(ctx, line)
+	}
+	if tooBig {
+		writeStatus(w, st, http.StatusRequestEntityTooLarge)
+		return
+	}
+	writeError(ctx, mux, m, w, r, st, call.challenge)
+}
+
+// checkCaller checks the caller of a request refused before it reached
+// the interceptor, as the interceptor does, so that an unknown caller
+// learns nothing about the request's shape and costs no more than the
+// reading of it. It returns the request's log record, its err left to
+// fill, and the caller's refusal; checked is false when the interceptor
+// has checked, logged and counted the request, or ctx names no RPC.
+func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, region string) (line finished, authErr error, checked bool) {
+	method, ok := runtime.RPCMethod(ctx)
+	if !ok || call.intercepted {
+		return finished{}, nil, false
+	}
+	principal, authErr := g.ic.authorizeIn(ctx, method, account)
+	return finished{method: method, account: account, region: region, principal: principal, start: call.start}, authErr, true
+}
+
+// errorStatus is the status a REST error is answered with, the error its
+// log line is made from, and whether it is answered 413 rather than as
+// its code maps. A caller refused (authErr) is told only that; otherwise
+// a body the gateway gave up on (too large, cut short by the shutdown, or
+// late) is named, and grpc-gateway's own decoding errors are made
+// malformed's.
+func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, authErr error, account string) (st *status.Status, logged error, tooBig bool) {
 	switch {
-	case tooBig:
+	case authErr != nil:
+		st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
+		return st, authErr, false // the log's level tells a caller refused from AWS refusing backupd
+	case call.tooLarge:
 		st = tooLarge(account)
 	case call.cutShort:
 		st = shuttingDown(account)
 	case call.bodyLate:
 		st = refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, fmt.Sprintf(
 			"the request body did not arrive within %s of the request's start; send it whole, at once", bodyReadTimeout), account)
-	}
-	// Refused before the interceptor: the caller is still checked first,
-	// as the interceptor does, so an unknown caller learns nothing about
-	// the request's shape, and costs no more than the reading of it.
-	method, checked := runtime.RPCMethod(ctx)
-	checked = checked && !call.intercepted
-	var principal string
-	var authErr error
-	if checked {
-		principal, authErr = g.ic.authorizeIn(ctx, method, account)
-	}
-	if !tooBig && !call.cutShort && !call.bodyLate && authErr == nil && len(st.Details()) == 0 && st.Code() == codes.InvalidArgument {
-		st = malformed(ctx, r, call, st, account)
-	}
-	if checked {
-		logged := st.Err()
-		if call.cutShort {
-			logged = errShuttingDown // logged as the shutdown's, not as a fault
+	default:
+		st = status.Convert(err)
+		if len(st.Details()) == 0 && st.Code() == codes.InvalidArgument {
+			st = malformed(ctx, r, call, st, account)
 		}
-		if authErr != nil {
-			st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
-			keepChallenge(r.Context(), authErr)
-			tooBig = false
-			logged = authErr // the log's level tells a caller refused from AWS refusing backupd
-		}
-		g.ic.record(ctx, finished{method: method, account: account, region: region, principal: principal, start: call.start, err: logged})
 	}
-	if tooBig {
-		writeStatus(w, st, http.StatusRequestEntityTooLarge)
-		return
+	logged = st.Err()
+	if call.cutShort {
+		logged = errShuttingDown // logged as the shutdown's, not as a fault
 	}
+	return st, logged, call.tooLarge
+}
+
+// writeError writes st as grpc-gateway's default error handler does, with
+// Retry-After from its RetryInfo, and a 401's challenge (or the bare
+// realm, should a refusal ever come without one) as WWW-Authenticate
+// rather than the status message.
+func writeError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, st *status.Status, challenge string) {
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok {
 			secs := math.Ceil(ri.GetRetryDelay().AsDuration().Seconds())
@@ -136,9 +160,7 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 		}
 	}
 	if st.Code() == codes.Unauthenticated {
-		// RFC 6750's challenge rather than the message; the bare realm
-		// should a refusal ever come without one.
-		w = challengeWriter{ResponseWriter: w, challenge: cmp.Or(call.challenge, `Bearer realm="backupd"`)}
+		w = challengeWriter{ResponseWriter: w, challenge: cmp.Or(challenge, `Bearer realm="backupd"`)}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
 }
