@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -321,20 +320,13 @@ func deniedAccount(err error) bool {
 	return ok && !d.AnyAccount
 }
 
-// errPanic stands for a handler's panic once it is recovered and logged:
-// like any unexpected error, it is mapped to INTERNAL, logged on the
-// request's line and counted.
-var errPanic = errors.New("panic in handler; the stack is in the log line before")
-
 // run authorizes the call and runs its handler, turning a panic of either
-// into errPanic after logging it with its stack.
+// into service.ErrPanic after logging it with its stack.
 func (i *interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (
 	principal string, resp any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			i.log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("method", info.FullMethod),
-				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			resp, err = nil, errPanic
+			resp, err = nil, service.Recovered(ctx, i.log, p, slog.String("method", info.FullMethod))
 		}
 	}()
 	undecodable := i.codec.take(req)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -85,9 +84,7 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key i
 			// The idempotency store has kept an unknown outcome for
 			// its repeats by now.
 			if p := recover(); p != nil {
-				s.log.LogAttrs(ctx, slog.LevelError, "panic in a request_id run", slog.String("operation", op),
-					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-				res.err = errPanic
+				res.err = Recovered(ctx, s.log, p, slog.String("operation", op))
 			}
 			done <- res
 		}()
@@ -158,10 +155,6 @@ func answer[Resp proto.Message](ctx context.Context, op string, done <-chan runR
 // resultSlack is how much longer than its run a request_id caller waits,
 // so that a run that ends at its deadline is still answered.
 const resultSlack = time.Second
-
-// errPanic stands for a request_id run's panic once it is recovered and
-// logged with its stack.
-var errPanic = errors.New("panic in a request_id run; the stack is in the log")
 
 // Wait waits until every detached request_id run has ended and kept its
 // result, or ctx has: shutdown calls it after the servers have drained, so

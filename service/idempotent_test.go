@@ -203,17 +203,22 @@ func TestAnswerOfAWaitEndedByTheDeadline(t *testing.T) {
 // TestOncePanic: a run's panic is its request's error, not the process's
 // end. It may have come after DynamoDB acted (in decoding the answer, in
 // an observer of the attempt), so the request_id keeps an unknown outcome
-// and its repeat does not run the request again.
+// and its repeat does not run the request again. The panic is logged with
+// its stack, as the server's interceptor logs a handler's.
 func TestOncePanic(t *testing.T) {
-	s := New(Options{Idempotency: idempotency.NewMemory()})
+	logs := &testenv.Buffer{}
+	s := New(Options{Idempotency: idempotency.NewMemory(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	var runs atomic.Int32
 	do := func(context.Context) (*backupv1.CreateBackupResponse, error) {
 		runs.Add(1)
 		panic("boom")
 	}
 	_, err := runOnce(context.Background(), s, do)
-	if !errors.Is(err, errPanic) {
-		t.Errorf("err = %v, want errPanic", err)
+	if !errors.Is(err, ErrPanic) {
+		t.Errorf("err = %v, want ErrPanic", err)
+	}
+	if lines := logs.Lines(`"level":"ERROR","msg":"panic in handler","operation":"CreateBackup","panic":"boom","stack":"goroutine `); len(lines) != 1 {
+		t.Errorf("want the panic logged once with its stack; log:\n%s", logs)
 	}
 	_, err = runOnce(context.Background(), s, do)
 	if _, ok := errors.AsType[*idempotency.OutcomeUnknownError](err); !ok || runs.Load() != 1 {
