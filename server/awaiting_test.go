@@ -214,7 +214,7 @@ func TestCutOffCallsAreLoggedAsTheCallerSawThem(t *testing.T) {
 // back when a request arrives or a call ends.
 func TestUnvouchedCallsAreBounded(t *testing.T) {
 	logs := &testenv.Buffer{}
-	i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), requestArrival: time.Hour})
+	i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), testKnobs: testKnobs{requestArrival: time.Hour}})
 	method := backupv1.BackupService_CreateBackup_FullMethodName
 	waiting := make([]context.Context, maxUnvouched)
 	ends := make([]context.CancelFunc, maxUnvouched)

@@ -38,9 +38,15 @@ type Options struct {
 	// Conns, when set, bounds the gRPC listener's open connections (the
 	// HTTP listener's are bounded by listening through it).
 	Conns *connlimit.Limiter
-	// requestArrival, connectionIdle, handshake and reflectionIdle, when
-	// not zero, stand in for requestArrivalTimeout, maxConnectionIdle,
-	// handshakeTimeout and reflectionIdle (for tests).
+	testKnobs
+}
+
+// testKnobs shorten the server's fixed timeouts, for tests: each, when
+// not zero, stands in for its constant (requestArrival for
+// requestArrivalTimeout, connectionIdle for maxConnectionIdle,
+// connectionAge for maxConnectionAge, handshake for handshakeTimeout,
+// reflectionIdle for reflectionIdle).
+type testKnobs struct {
 	requestArrival, connectionIdle, connectionAge, handshake, reflectionIdle time.Duration
 }
 

@@ -1330,7 +1330,7 @@ func reasonOf(st *status.Status) string {
 // handshake timeout, so a graceful stop does not wait grpc-go's default of
 // 120 s for it, past any shutdown_timeout.
 func TestSilentConnectionDoesNotHoldTheStop(t *testing.T) {
-	srv := NewGRPC(Options{Service: &stub{}, Logger: discard(), handshake: 200 * time.Millisecond}, NewHealth())
+	srv := NewGRPC(Options{Service: &stub{}, Logger: discard(), testKnobs: testKnobs{handshake: 200 * time.Millisecond}}, NewHealth())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -1472,7 +1472,7 @@ func TestArrivalBoundEndsWithItsCall(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				stopping, stop := context.WithCancel(context.Background())
 				defer stop()
-				i := newInterceptor(Options{requestArrival: time.Hour})
+				i := newInterceptor(Options{testKnobs: testKnobs{requestArrival: time.Hour}})
 				i.stopping = stopping
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
@@ -1526,7 +1526,7 @@ func TestArrivalBoundShortensAtTheStop(t *testing.T) {
 func TestArrivalBoundIsNotLengthenedByTheStop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stopping, stop := context.WithCancel(context.Background())
-		i := newInterceptor(Options{requestArrival: 300 * time.Millisecond})
+		i := newInterceptor(Options{testKnobs: testKnobs{requestArrival: 300 * time.Millisecond}})
 		i.stopping = stopping
 		ctx := i.boundArrival(context.Background(), nil)
 		time.Sleep(100 * time.Millisecond)
