@@ -180,15 +180,14 @@ func (p policy) lateBy(due time.Time, slack time.Duration) bool {
 	return p.guard > 0 && p.now().Sub(due) > slack
 }
 
-// admit records a call let go at once: admitted, or waited when it had
-// queued before (its first turn went stale).
-func (p policy) admit(k Key, waited bool) error {
+// admitted records a call let go at once: admitted, or waited when it
+// had queued before (its first turn went stale).
+func (p policy) admitted(k Key, waited bool) {
 	if waited {
 		p.observe(k, Waited)
 	} else {
 		p.observe(k, Admitted)
 	}
-	return nil
 }
 
 // refuse records and returns the refusal of a call whose turn is delay
@@ -279,7 +278,8 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 		delay := r.DelayFrom(now)
 		switch {
 		case delay == 0:
-			return l.admit(k, waited)
+			l.admitted(k, waited)
+			return nil
 		case now.Add(delay).After(until):
 			t.cancel(r, l.now)
 			return l.refuse(k, delay, false)

@@ -247,7 +247,8 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			if l.lateBy(due, slack) {
 				continue // the answer came after the turn: queue again
 			}
-			return l.admit(k, waited)
+			l.admitted(k, waited)
+			return nil
 		}
 		if stale, err := l.await(ctx, k, due, slack); err != nil || !stale {
 			return err
