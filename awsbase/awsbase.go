@@ -1,7 +1,8 @@
 // Package awsbase builds what every AWS client of backupd shares: the
 // HTTP client, pooled for calls to many accounts' endpoints at once; the
-// SDK's own log, written into backupd's; and the check, at start, that
-// backupd has credentials of its own to assume roles with.
+// SDK's own log, written into backupd's; the check, at start, that
+// backupd has credentials of its own to assume roles with; and the stack
+// an SDK call runs on.
 package awsbase
 
 import (

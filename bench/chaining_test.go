@@ -4,14 +4,14 @@ import (
 	"context"
 	"testing"
 
-	"github.com/backupd/backupd/service"
+	"github.com/backupd/backupd/awsbase"
 )
 
 // BenchmarkChainingCost takes apart why the floors chained (bare-proxy) cost
 // more than the floors measured one after the other: the SDK call on a
 // fresh goroutine per call, as grpc-go runs each handler by default (and
 // backupd's server when all its stream workers are busy), with and without
-// its stack grown first (service.GrowStack), versus on the benchmark's own;
+// its stack grown first (awsbase.GrowStack), versus on the benchmark's own;
 // the rest is the threads that park while one hop waits
 // for the other and must be woken again.
 func BenchmarkChainingCost(b *testing.B) {
@@ -34,7 +34,7 @@ func BenchmarkChainingCost(b *testing.B) {
 		grow func()
 	}{
 		{"direct-fresh-goroutine", func() {}},
-		{"direct-fresh-goroutine-grown", service.GrowStack}, // as backupd's interceptor does
+		{"direct-fresh-goroutine-grown", awsbase.GrowStack}, // as backupd's interceptor does
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			for b.Loop() {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/redact"
@@ -103,7 +104,7 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		// included, as are those refused before they reach here.
 		start = call.start
 	}
-	service.GrowStack()
+	awsbase.GrowStack()
 	if err := i.requestArrived(ctx); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/idempotency"
 )
 
@@ -76,7 +77,7 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key i
 	s.detached.Add(key)
 	go func() {
 		defer s.detached.Done(key)
-		GrowStack()
+		awsbase.GrowStack()
 		var res runResult[Resp]
 		defer func() {
 			// Out of the caller's goroutine, a panic would end the

@@ -1,6 +1,6 @@
-package service
+package awsbase
 
-// stackReserve is how much stack GrowStack claims for a handler. The
+// stackReserve is how much stack GrowStack claims for an SDK call. The
 // SDK's call path (its middleware stack and DynamoDB's endpoint rules) runs
 // about 30 KiB deep. A handler's goroutine may start with a small stack:
 // grpc-go runs a call on a new goroutine when none of its stream workers is
