@@ -201,6 +201,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	rctx, cancel := context.WithDeadlineCause(ctx, until.Add(l.guard), errPatienceOver)
 	defer cancel()
 	for waited := false; ; waited = true {
+		epoch := l.clock.currentEpoch()
 		place, err := l.placeClock(rctx, k, until)
 		if err != nil {
 			return err
@@ -227,6 +228,14 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			if err := l.hold(rctx, k); err != nil {
 				return err
 			}
+			continue
+		}
+		if l.clock.currentEpoch() != epoch {
+			// Another call found the clock stepped (or another server
+			// answering) while this one's turn was asked for by the
+			// placing before: the turn may be due among those given
+			// before the step. Given up; the call that found the step
+			// holds the turns.
 			continue
 		}
 		if !t.granted {

@@ -49,6 +49,11 @@ type redisClock struct {
 	leadAt time.Time
 	// maxLead caps the lead, when not zero.
 	maxLead time.Duration
+	// epoch counts the placings given up: each time an exchange found
+	// Redis' clock off the best placing (it stepped), and each reset. A
+	// turn asked for by a placing of an earlier epoch may be off by the
+	// step.
+	epoch uint64
 }
 
 // sample is one exchange's placing of Redis' clock: Redis read redisMid
@@ -89,6 +94,9 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (place sample, unce
 	defer c.mu.Unlock()
 	off := c.has && !c.agrees(s)
 	steppedForward = off && s.redisMid.After(c.best.redis(s.mid))
+	if off {
+		c.epoch++
+	}
 	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) || off {
 		c.best, c.has = s, true
 	}
@@ -149,4 +157,12 @@ func (c *redisClock) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.has, c.lead = false, 0
+	c.epoch++
+}
+
+// currentEpoch is the epoch of the placing read now.
+func (c *redisClock) currentEpoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
 }

@@ -3,7 +3,10 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,4 +101,115 @@ func TestRedisClockStepForwardHoldsTheTurns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisClockStepSeenByConcurrentCalls: calls in flight together when
+// Redis' clock steps forward all get turns from the stepped clock, but
+// only the first answer read disagrees with the placing they were asked
+// by; the others then agree with the stepped placing that replaced it.
+// Each gives up its turn all the same (the clock's epoch moved), so none
+// is due among the turns queued before the step, and no two are closer
+// than half the spacing. Without that, 15 of 16 calls got turns, 13 of
+// them among the queue's, 3 ms apart. The calls' scripts all run before
+// any answer is read (barrierRedis).
+func TestRedisClockStepSeenByConcurrentCalls(t *testing.T) {
+	const queued, inFlight = 20, 16
+	client := testRedis(t)
+	withRedisClockOffset(t, client)
+	var turns lockedTurns
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	br := &barrierRedis{Scripter: client, done: make(chan struct{})}
+	l := NewRedis(br, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
+	ctx := context.Background()
+	if err := l.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for turns.len() < queued {
+		if err := l.Wait(ctx, keyA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queueEnd := turns.sorted()[queued-1]
+	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	br.n.Store(inFlight)
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Go(func() { _ = l.Wait(ctx, keyA) })
+	}
+	wg.Wait()
+	all := turns.sorted()
+	for i := 1; i < len(all); i++ {
+		if gap := all[i].Sub(all[i-1]); gap < spacing(50, DefaultGuard)/2 {
+			t.Errorf("two turns %s apart (spacing %s)", gap, spacing(50, DefaultGuard))
+		}
+	}
+	for _, at := range all[queued:] {
+		if at.Before(queueEnd) {
+			t.Errorf("a turn at %s, after the step, is due among the queue's (its last at %s)",
+				at.Format("15:04:05.000"), queueEnd.Format("15:04:05.000"))
+		}
+	}
+}
+
+// lockedTurns records when each call's turn is due, from any goroutine.
+type lockedTurns struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (l *lockedTurns) sleep(_ context.Context, d time.Duration) error {
+	l.add(time.Now().Add(d))
+	return nil
+}
+
+func (l *lockedTurns) ObserveLimit(_, _, _, decision string) {
+	if decision == Admitted {
+		l.add(time.Now())
+	}
+}
+
+func (l *lockedTurns) add(at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at = append(l.at, at)
+}
+
+func (l *lockedTurns) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.at)
+}
+
+func (l *lockedTurns) sorted() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.SortedFunc(slices.Values(l.at), time.Time.Compare)
+}
+
+// barrierRedis runs every turn script it is asked, and answers none until
+// n have run (or 20 ms have passed): n calls in flight at once, as under
+// load.
+type barrierRedis struct {
+	redis.Scripter
+	n    atomic.Int32
+	ran  atomic.Int32
+	done chan struct{}
+	once sync.Once
+}
+
+func (r *barrierRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	cmd := r.Scripter.EvalSha(ctx, sha1, keys, args...)
+	if n := r.n.Load(); sha1 == takeTurn.Hash() && n > 0 {
+		if r.ran.Add(1) == n {
+			r.once.Do(func() { close(r.done) })
+		}
+		select {
+		case <-r.done:
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return cmd
 }
