@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/redis/go-redis/v9"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/testenv"
@@ -228,12 +231,12 @@ func onPrivateRedis(t *testing.T, prefix string) (opts instanceOptions, accountI
 	return opts, accountID, rec, stopRedis
 }
 
-// startRedis runs a private redis-server on addr until the test ends, and
-// returns a function that stops it early.
-func startRedis(t *testing.T, addr string) func() {
+// startRedis runs a private redis-server on addr, with args beside its
+// own, until the test ends, and returns a function that stops it early.
+func startRedis(t *testing.T, addr string, args ...string) func() {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	cmd := exec.Command("redis-server", append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, args...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v", err)
 	}
@@ -253,5 +256,35 @@ func startRedis(t *testing.T, addr string) func() {
 		if time.Now().After(deadline) {
 			t.Fatalf("redis-server did not listen on %s", addr)
 		}
+	}
+}
+
+// TestStartRefusesAnEvictingRedis: a Redis with a maxmemory and an
+// eviction policy (volatile-lru, the managed services' default) may drop
+// a request_id's result, whose repeat would then make a second backup:
+// the start fails and says what to set. The same Redis with noeviction
+// is taken.
+func TestStartRefusesAnEvictingRedis(t *testing.T) {
+	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
+	addr := freePort(t)
+	startRedis(t, addr, "--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru")
+	path := t.TempDir() + "/config.yaml"
+	writeFile(t, path, fmt.Sprintf("listen: {grpc: %q, http: %q}\nshared_state: {backend: redis, redis: {address: %q}}\n"+
+		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", freePort(t), freePort(t), addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "--config", path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "maxmemory-policy volatile-lru") || !strings.Contains(string(out), "set maxmemory-policy noeviction") {
+		t.Fatalf("backupd on a Redis that may evict its keys: %v\n%s", err, out)
+	}
+
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	if err := client.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: "111111111111"}}, Redis: addr, RedisPrefix: testenv.RedisPrefix(t)})
+	if !strings.Contains(inst.logs.String(), "shared state in Redis") {
+		t.Errorf("backupd on a Redis with noeviction did not take it:\n%s", inst.logs.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -137,4 +138,55 @@ func Refused(err error) bool {
 		}
 	}
 	return false
+}
+
+// MayEvictError says the Redis server drops keys when its memory is full:
+// it has a maxmemory and an eviction policy other than noeviction. Every
+// key backupd keeps there expires, so every one may go, under any such
+// policy: a request_id's result, whose repeat would then make a second
+// backup, or a turn, which would let calls past the rate, with nothing
+// to tell that they went. Under noeviction a full Redis refuses writes
+// instead, and backupd refuses requests (UNAVAILABLE) with nothing sent.
+type MayEvictError struct {
+	Policy    string
+	MaxMemory int64 // bytes
+}
+
+func (e *MayEvictError) Error() string {
+	return fmt.Sprintf("Redis may evict backupd's keys (maxmemory %d bytes, maxmemory-policy %s): an evicted request_id result lets a repeat make a second backup; set maxmemory-policy noeviction",
+		e.MaxMemory, e.Policy)
+}
+
+// infoReader is what CheckEviction asks of a Redis client.
+type infoReader interface {
+	Info(ctx context.Context, section ...string) *redis.StringCmd
+}
+
+// CheckEviction reads the server's memory settings (INFO memory) and
+// returns a *MayEvictError when it may evict keys. A server without a
+// maxmemory evicts none, whatever its policy.
+func CheckEviction(ctx context.Context, c infoReader) error {
+	info, err := c.Info(ctx, "memory").Result()
+	if err != nil {
+		return fmt.Errorf("read Redis' memory settings (INFO memory): %w", err)
+	}
+	policy, maxMemory := infoField(info, "maxmemory_policy"), infoField(info, "maxmemory")
+	n, err := strconv.ParseInt(maxMemory, 10, 64)
+	if err != nil || policy == "" {
+		return fmt.Errorf("read Redis' memory settings: INFO memory gives maxmemory %q, maxmemory_policy %q", maxMemory, policy)
+	}
+	if n > 0 && policy != "noeviction" {
+		return &MayEvictError{Policy: policy, MaxMemory: n}
+	}
+	return nil
+}
+
+// infoField is the value of field in INFO's "field:value" lines, or "".
+func infoField(info, field string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

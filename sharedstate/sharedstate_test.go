@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/testenv"
@@ -137,5 +138,64 @@ func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// fakeInfo answers INFO memory with its text, or its error.
+type fakeInfo struct {
+	text string
+	err  error
+}
+
+func (f fakeInfo) Info(ctx context.Context, _ ...string) *redis.StringCmd {
+	cmd := redis.NewStringCmd(ctx, "info", "memory")
+	cmd.SetVal(f.text)
+	cmd.SetErr(f.err)
+	return cmd
+}
+
+// TestCheckEviction: a server with a maxmemory and any policy but
+// noeviction may evict backupd's keys; one without a maxmemory, or with
+// noeviction, may not; an INFO that cannot be read or lacks the fields
+// is an error of its own.
+func TestCheckEviction(t *testing.T) {
+	info := func(maxMemory, policy string) string {
+		return "# Memory\r\nused_memory:1048576\r\nmaxmemory:" + maxMemory + "\r\nmaxmemory_human:4.00M\r\nmaxmemory_policy:" + policy + "\r\n"
+	}
+	tests := []struct {
+		name  string
+		info  fakeInfo
+		evict bool
+		err   bool
+	}{
+		{"no maxmemory", fakeInfo{text: info("0", "volatile-lru")}, false, false},
+		{"noeviction", fakeInfo{text: info("4194304", "noeviction")}, false, false},
+		{"volatile-lru", fakeInfo{text: info("4194304", "volatile-lru")}, true, true},
+		{"allkeys-lfu", fakeInfo{text: info("4194304", "allkeys-lfu")}, true, true},
+		{"volatile-ttl", fakeInfo{text: info("1", "volatile-ttl")}, true, true},
+		{"fields missing", fakeInfo{text: "# Memory\r\nused_memory:1\r\n"}, false, true},
+		{"INFO refused", fakeInfo{err: errors.New("NOPERM this user has no permissions to run the 'info' command")}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckEviction(t.Context(), tt.info)
+			mayEvict, ok := errors.AsType[*MayEvictError](err)
+			if ok != tt.evict || (err != nil) != tt.err {
+				t.Fatalf("CheckEviction = %v; want eviction %v, an error %v", err, tt.evict, tt.err)
+			}
+			if ok && (!strings.Contains(err.Error(), mayEvict.Policy) || !strings.Contains(err.Error(), "noeviction")) {
+				t.Errorf("message %q names neither the policy nor the fix", err)
+			}
+		})
+	}
+}
+
+// TestCheckEvictionReadsARealServer: the test's redis-server, run
+// without a maxmemory, evicts nothing, as INFO memory says.
+func TestCheckEvictionReadsARealServer(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { client.Close() })
+	if err := CheckEviction(t.Context(), client); err != nil {
+		t.Fatalf("CheckEviction of the test's Redis: %v", err)
 	}
 }

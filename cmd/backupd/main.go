@@ -343,13 +343,8 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	}
 	rc := cfg.SharedState.Redis
 	client := sharedstate.NewRedisClient(rc)
-	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if err := client.Ping(pingCtx).Err(); sharedstate.Refused(err) {
-		return nil, nil, nil, fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
-	} else if err != nil {
-		// Not fatal: requests are refused (UNAVAILABLE) until Redis answers.
-		logger.Error("shared state: Redis does not answer yet", slog.String("address", rc.Address), slog.String("error", redact.Error(err)))
+	if err := checkRedis(ctx, client, rc.Address, logger); err != nil {
+		return nil, nil, nil, err
 	}
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := max(2*cfg.UpstreamTimeout, time.Minute)
@@ -365,4 +360,29 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	}
 	return limiter, idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
 		func() { _ = client.Close() }, nil
+}
+
+// checkRedis fails the start for a Redis that refuses backupd's
+// credentials or database, or that may evict backupd's keys: mistakes
+// that waiting will not mend. A Redis that does not answer yet is logged,
+// not fatal: requests are refused (UNAVAILABLE) until it answers.
+func checkRedis(ctx context.Context, client *redis.Client, addr string, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := client.Ping(ctx).Err()
+	switch {
+	case sharedstate.Refused(err):
+		return fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
+	case err != nil:
+		logger.Error("shared state: Redis does not answer yet", slog.String("address", addr), slog.String("error", redact.Error(err)))
+		return nil
+	}
+	err = sharedstate.CheckEviction(ctx, client)
+	if _, ok := errors.AsType[*sharedstate.MayEvictError](err); ok {
+		return fmt.Errorf("shared_state.redis: %w", err)
+	}
+	if err != nil {
+		logger.Error("shared state: could not tell whether Redis may evict backupd's keys", slog.String("error", redact.Error(err)))
+	}
+	return nil
 }
