@@ -21,10 +21,10 @@ import (
 // which, for ARGV[4] µs, no slot is given, so that turns replicas took
 // before a loss of data pass first. The script reads the server's run_id
 // and start time (INFO server):
-//   - a Redis back empty (no marker): no turn until ARGV[4] after the
-//     server started (at the latest it can have, as uptime counts whole
-//     seconds), whoever asks first; on a Redis up for longer, as on a
-//     first start, that has passed;
+//   - no marker (a Redis back empty or flushed, or a first start, which
+//     cannot be told apart): no turn until ARGV[4] from now, whoever asks
+//     first, a replica that never saw the marker too: turns taken before
+//     a flush may still be going out;
 //   - a run_id other than the one KEYS[3] keeps (a Redis back from a
 //     snapshot, or a promoted replica, which keep the marker but may have
 //     lost the latest turns): no turn until ARGV[4] from now, as when the
@@ -73,7 +73,9 @@ if known and known ~= run then
 elseif not markv and mine ~= '' and mine == run then
   lost = 1
   from = now
-elseif other or not markv then
+elseif not markv then
+  from = now
+elseif other then
   from = started
 end
 if from and from > mark then mark = from end

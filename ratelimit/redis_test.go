@@ -735,3 +735,64 @@ func scriptedPrefix(t *testing.T) string {
 	}
 	return prefix
 }
+
+// TestRedisFlushFirstSeenByANewReplica: backupd's keys are gone from a
+// Redis that did not restart (an operator's FLUSHDB) while replica a has
+// a second of turns queued. The first to ask after it is a replica that
+// never saw the marker, which cannot tell the flush from a first start:
+// it holds the turns all the same, so none of its turns is due among a's,
+// and no one-second window holds more than the rate. Taken for a first
+// start, its turns came at once, 81 in one second.
+func TestRedisFlushFirstSeenByANewReplica(t *testing.T) {
+	ctx := context.Background()
+	client := testRedis(t)
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	var turns turnLog
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}
+	a := NewRedis(client, prefix, opts, nil)
+	if err := a.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 40 {
+		if err := a.Wait(ctx, keyA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := client.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := NewRedis(client, prefix, opts, nil)
+	if err := b.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	limited, ok := errors.AsType[*LimitedError](b.Wait(ctx, keyA))
+	if !ok || !limited.Held {
+		t.Fatalf("the new replica's first turn after the flush: %v; want it held", limited)
+	}
+	for range 40 {
+		_ = b.Wait(ctx, keyA)
+		_ = a.Wait(ctx, keyA)
+	}
+	if most := mostInOneSecond(turns); most > 50 {
+		t.Errorf("%d turns in one second after the flush; want at most 50", most)
+	}
+}
+
+// mostInOneSecond is the most turns that fall in any one-second window.
+func mostInOneSecond(turns turnLog) int {
+	all := slices.SortedFunc(slices.Values(turns), time.Time.Compare)
+	most := 0
+	for i := range all {
+		n := 0
+		for j := i; j < len(all) && all[j].Sub(all[i]) < time.Second; j++ {
+			n++
+		}
+		most = max(most, n)
+	}
+	return most
+}

@@ -99,9 +99,8 @@ func RedisPrefix(t testing.TB) string {
 // EstablishRedis gives the Redis at addr, under prefix, the state backupd's
 // rate limiter (package ratelimit) leaves on a deployment that has run on
 // it before: its state marker and the server's run_id. Without it, the
-// first turns on a Redis up for less than max_wait wait until it has been
-// (a restart cannot be told from a first start), and scripts/test.sh
-// starts Redis just before the tests.
+// first turn is held for max_wait, and every turn with it: a first start
+// cannot be told from a Redis that lost backupd's state.
 func EstablishRedis(tb testing.TB, addr, prefix string) {
 	tb.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
