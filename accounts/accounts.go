@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http/httptrace"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
@@ -65,7 +67,7 @@ type Limiter interface {
 // DynamoDB refused them as expired, so that the next attempt gets new ones.
 type CredentialSource interface {
 	Credentials(accountID string) (aws.CredentialsProvider, bool)
-	Expired(accountID string)
+	Expired(accountID, accessKeyID string)
 }
 
 // Options configures a Registry.
@@ -126,7 +128,7 @@ func New(opts Options) (*Registry, error) {
 
 func newClient(opts Options, account, region string, creds aws.CredentialsProvider) *dynamodb.Client {
 	gate := &gate{limiter: opts.Limiter, observer: opts.Observer, account: account, region: region,
-		expired: func() { opts.Roles.Expired(account) }}
+		expired: func(accessKeyID string) { opts.Roles.Expired(account, accessKeyID) }}
 	return dynamodb.NewFromConfig(opts.AWS, func(o *dynamodb.Options) {
 		o.Region = region
 		o.Credentials = creds
@@ -171,9 +173,9 @@ type gate struct {
 	observer Observer
 	account  string
 	region   string
-	// expired tells the account's credentials that DynamoDB refused them
-	// as expired.
-	expired func()
+	// expired tells the account's credentials that DynamoDB refused those
+	// of an access key as expired.
+	expired func(accessKeyID string)
 }
 
 // expiredToken is DynamoDB's refusal of credentials it holds expired:
@@ -208,7 +210,7 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	out, md, err := next.HandleFinalize(ctx, in)
 	g.observe(key.Operation, err, sent)
 	if api, ok := errors.AsType[smithy.APIError](err); ok && api.ErrorCode() == expiredToken {
-		g.expired()
+		g.expired(signedWith(in))
 		if call != nil {
 			if call.expired {
 				err = &expiredAgainError{err: err}
@@ -221,6 +223,22 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 		call.failed = err
 	}
 	return out, md, err
+}
+
+// signedWith is the access key id an attempt was signed with, from its
+// SigV4 Authorization header ("AWS4-HMAC-SHA256 Credential=KEY/..."),
+// which the signer below the gate wrote; "" when it has none.
+func signedWith(in middleware.FinalizeInput) string {
+	req, ok := in.Request.(*smithyhttp.Request)
+	if !ok {
+		return ""
+	}
+	_, credential, ok := strings.Cut(req.Header.Get("Authorization"), "Credential=")
+	if !ok {
+		return ""
+	}
+	key, _, _ := strings.Cut(credential, "/")
+	return key
 }
 
 // notAdmitted is the error of an attempt the limiter did not let go. The

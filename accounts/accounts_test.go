@@ -30,7 +30,7 @@ import (
 
 type staticRoles struct{}
 
-func (staticRoles) Expired(string) {}
+func (staticRoles) Expired(string, string) {}
 
 func (staticRoles) Credentials(string) (aws.CredentialsProvider, bool) {
 	return credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""), true
@@ -270,7 +270,7 @@ func (c *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
 
 type expiringRoles struct{ creds *expiringCreds }
 
-func (expiringRoles) Expired(string) {}
+func (expiringRoles) Expired(string, string) {}
 
 func (r expiringRoles) Credentials(string) (aws.CredentialsProvider, bool) { return r.creds, true }
 
@@ -448,7 +448,7 @@ func TestOddErrorCodeOfA5xxIsAnUnknownOutcome(t *testing.T) {
 // did not answer in time.
 type slowRoles struct{}
 
-func (slowRoles) Expired(string) {}
+func (slowRoles) Expired(string, string) {}
 
 func (slowRoles) Credentials(string) (aws.CredentialsProvider, bool) {
 	return aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
@@ -508,7 +508,7 @@ func TestSubmitTimeSaysWhetherDynamoDBMayHaveActed(t *testing.T) {
 // failingRoles is STS refusing to answer: every retrieval fails, counted.
 type failingRoles struct{ calls *atomic.Int32 }
 
-func (failingRoles) Expired(string) {}
+func (failingRoles) Expired(string, string) {}
 
 func (r failingRoles) Credentials(account string) (aws.CredentialsProvider, bool) {
 	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
@@ -713,18 +713,26 @@ func TestExpiredCredentialsAreAssumedAgain(t *testing.T) {
 }
 
 // countingRoles is staticRoles that counts the refusals of its credentials
-// as expired.
+// as expired, and keeps the access keys they name.
 type countingRoles struct {
 	staticRoles
 	expired atomic.Int32
+	mu      sync.Mutex
+	keys    []string
 }
 
-func (r *countingRoles) Expired(string) { r.expired.Add(1) }
+func (r *countingRoles) Expired(_, accessKeyID string) {
+	r.expired.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keys = append(r.keys, accessKeyID)
+}
 
 // TestExpiredTokenIsRetriedOnce: a call whose credentials DynamoDB refuses
 // as expired is retried once, with the role assumed again; refused again,
 // it fails with DynamoDB's refusal rather than taking the account's turns
-// for the rest of its attempts.
+// for the rest of its attempts. Each refusal names the access key the
+// refused attempt was signed with.
 func TestExpiredTokenIsRetriedOnce(t *testing.T) {
 	for _, tt := range []struct {
 		failures  int32
@@ -754,6 +762,11 @@ func TestExpiredTokenIsRetriedOnce(t *testing.T) {
 			}
 			if n := roles.expired.Load(); n != min(tt.failures, tt.wantCalls) {
 				t.Errorf("the credentials were reported expired %d times; want once per refusal", n)
+			}
+			for _, key := range roles.keys {
+				if key != "AKID" {
+					t.Errorf("a refusal reported of access key %q; want AKID, which signed the attempt", key)
+				}
 			}
 		})
 	}

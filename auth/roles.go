@@ -112,15 +112,18 @@ func (r *Roles) Credentials(accountID string) (aws.CredentialsProvider, bool) {
 // done what every later one would.
 const reassumeEvery = 10 * time.Second
 
-// Expired says DynamoDB refused the account's credentials as expired
-// (ExpiredTokenException) while the cache held them valid: backupd's clock
-// is behind AWS's, so the cache would refresh only after they had expired,
-// failing every call of the account in between, every hour. The cache
-// drops them, and the next call assumes the role again; at most once every
-// reassumeEvery.
-func (r *Roles) Expired(accountID string) {
+// Expired says DynamoDB refused the account's credentials of access key
+// accessKeyID as expired (ExpiredTokenException) while the cache held
+// them valid: backupd's clock is behind AWS's, so the cache would refresh
+// only after they had expired, failing every call of the account in
+// between, every hour. The cache drops them, and the next call assumes
+// the role again; at most once every reassumeEvery. A refusal of
+// credentials STS has replaced since (a call signed with them before the
+// drop, sent after it) drops nothing; one of an unknown key ("") is taken
+// as of the credentials held.
+func (r *Roles) Expired(accountID, accessKeyID string) {
 	c, ok := r.accounts[accountID]
-	if !ok || !c.assumer.refused(time.Now()) {
+	if !ok || !c.assumer.refused(time.Now(), accessKeyID) {
 		return
 	}
 	c.cache.Invalidate()
@@ -173,6 +176,8 @@ type assumer struct {
 	failedUntil time.Time
 	// refusedAt is when refused last took DynamoDB's refusal.
 	refusedAt time.Time
+	// key is the access key id of the last credentials STS gave.
+	key string
 }
 
 func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
@@ -203,6 +208,7 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 		return aws.Credentials{}, err
 	}
 	a.expires, a.retryAt, a.failed, a.failedUntil = creds.Expires, time.Time{}, nil, time.Time{}
+	a.key = creds.AccessKeyID
 	return creds, nil
 }
 
@@ -239,14 +245,15 @@ func failure(err error) string {
 }
 
 // refused forgets when the last credentials expire: DynamoDB refused
-// them as expired, so they are not kept after a failed refresh, even one
-// under way (keepable), and a failed AssumeRole answers for itself as when
-// there are none (failureHoldOff). It takes a refusal at now at most once
-// every reassumeEvery, and reports whether it took this one.
-func (a *assumer) refused(now time.Time) bool {
+// them (of access key key) as expired, so they are not kept after a failed
+// refresh, even one under way (keepable), and a failed AssumeRole answers
+// for itself as when there are none (failureHoldOff). It takes a refusal
+// at now at most once every reassumeEvery, and only of the last
+// credentials STS gave, and reports whether it took this one.
+func (a *assumer) refused(now time.Time, key string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if now.Sub(a.refusedAt) < reassumeEvery {
+	if key != "" && key != a.key || now.Sub(a.refusedAt) < reassumeEvery {
 		return false
 	}
 	a.refusedAt, a.expires, a.retryAt = now, time.Time{}, time.Time{}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -36,8 +37,9 @@ func (f *fakeSTS) fail(err error) {
 	f.err = err
 }
 
+// AssumeRole gives keys ASIAEXAMPLE1, ASIAEXAMPLE2, ..., one per call.
 func (f *fakeSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
-	f.calls.Add(1)
+	call := f.calls.Add(1)
 	dl, _ := ctx.Deadline()
 	time.Sleep(10 * time.Millisecond) // let concurrent callers pile up
 	f.mu.Lock()
@@ -52,7 +54,7 @@ func (f *fakeSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...
 	}
 	return &sts.AssumeRoleOutput{
 		Credentials: &types.Credentials{
-			AccessKeyId: aws.String("ASIAEXAMPLE"), SecretAccessKey: aws.String("secret"), SessionToken: aws.String("token"),
+			AccessKeyId: aws.String(fmt.Sprint("ASIAEXAMPLE", call)), SecretAccessKey: aws.String("secret"), SessionToken: aws.String("token"),
 			Expiration: aws.Time(time.Now().Add(lifetime)),
 		},
 		AssumedRoleUser: &types.AssumedRoleUser{Arn: aws.String("arn:aws:sts::111111111111:assumed-role/backupd/backupd"), AssumedRoleId: aws.String("AROA:backupd")},
@@ -73,7 +75,7 @@ func TestConcurrentRetrievalsAssumeOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if c, err := p.Retrieve(context.Background()); err != nil || c.AccessKeyID != "ASIAEXAMPLE" {
+			if c, err := p.Retrieve(context.Background()); err != nil || !strings.HasPrefix(c.AccessKeyID, "ASIAEXAMPLE") {
 				t.Errorf("Retrieve = %v, %v", c, err)
 			}
 		}()
@@ -148,7 +150,7 @@ func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
 			stub.fail(&smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "STS is down", Fault: smithy.FaultServer})
 			for range 20 {
 				c, err := p.Retrieve(ctx)
-				if tt.kept && (err != nil || c.AccessKeyID != "ASIAEXAMPLE") {
+				if tt.kept && (err != nil || !strings.HasPrefix(c.AccessKeyID, "ASIAEXAMPLE")) {
 					t.Fatalf("during the outage: %v, %v; want the credentials held", c.AccessKeyID, err)
 				}
 				if !tt.kept && err == nil {
@@ -203,7 +205,7 @@ func TestFailedAssumeRoleAnswersForItself(t *testing.T) {
 		}
 		time.Sleep(failureHoldOff)
 		stub.fail(nil)
-		if c, err := p.Retrieve(ctx); err != nil || c.AccessKeyID != "ASIAEXAMPLE" {
+		if c, err := p.Retrieve(ctx); err != nil || !strings.HasPrefix(c.AccessKeyID, "ASIAEXAMPLE") {
 			t.Errorf("after the hold-off: %v, %v; want STS asked again, and its credentials", c.AccessKeyID, err)
 		}
 		if n := stub.calls.Load(); n != 2 {
@@ -214,7 +216,9 @@ func TestFailedAssumeRoleAnswersForItself(t *testing.T) {
 
 // TestExpiredAssumesAgain: credentials DynamoDB refused as expired are
 // dropped, so the next retrieval assumes the role again; the calls in flight
-// with them, failing together, drop them once every reassumeEvery.
+// with them, failing together, drop them once every reassumeEvery, and a
+// refusal of credentials replaced since drops nothing, however late it
+// comes.
 func TestExpiredAssumesAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{}
@@ -230,15 +234,20 @@ func TestExpiredAssumesAgain(t *testing.T) {
 			}
 		}
 		retrieve(1)
-		roles.Expired("111111111111")
+		roles.Expired("111111111111", "ASIAEXAMPLE1")
 		retrieve(2)
-		roles.Expired("111111111111") // a call in flight with the old ones
+		roles.Expired("111111111111", "ASIAEXAMPLE1") // a call in flight with the old ones
 		retrieve(2)
 		time.Sleep(reassumeEvery)
-		roles.Expired("111111111111")
+		roles.Expired("111111111111", "ASIAEXAMPLE1") // one that waited its turn with them
+		retrieve(2)
+		roles.Expired("111111111111", "ASIAEXAMPLE2")
 		retrieve(3)
-		roles.Expired("999999999999") // no such account: nothing to drop
-		if n := strings.Count(logs.String(), `"level":"WARN"`); n != 2 {
+		time.Sleep(reassumeEvery)
+		roles.Expired("111111111111", "") // of a key not known: the held ones
+		retrieve(4)
+		roles.Expired("999999999999", "ASIAEXAMPLE4") // no such account: nothing to drop
+		if n := strings.Count(logs.String(), `"level":"WARN"`); n != 3 {
 			t.Errorf("%d WARN lines; want one per drop:\n%s", n, logs.String())
 		}
 	})
@@ -266,7 +275,7 @@ func TestExpiredCredentialsAreNotKept(t *testing.T) {
 			refreshed <- err
 		}()
 		time.Sleep(5 * time.Millisecond)
-		roles.Expired("111111111111") // while it runs
+		roles.Expired("111111111111", "ASIAEXAMPLE1") // while it runs
 		if err := <-refreshed; err == nil {
 			t.Error("a refresh that failed kept the credentials DynamoDB had refused")
 		}
