@@ -56,43 +56,69 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := watchSignals(ctx)
+	defer stop()
+	if f.sandbox {
+		return runSandbox(ctx, f.listen, stderr)
+	}
+	return runConfig(ctx, f.configPath, f.listen, stderr)
+}
+
+// flags are backupd's command line.
+type flags struct {
+	configPath string
+	sandbox    bool
+	listen     config.Listen // overrides of the listeners' addresses
+}
+
+func parseFlags(args []string, stderr io.Writer) (flags, error) {
+	var f flags
 	fs := flag.NewFlagSet("backupd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "path to the YAML configuration")
-	sandboxMode := fs.Bool("sandbox", false, "run against an in-process fake of STS and DynamoDB, on loopback, with demo accounts")
-	var flagListen config.Listen
-	fs.StringVar(&flagListen.GRPC, "grpc-listen", "", "override the gRPC listener address (host:port)")
-	fs.StringVar(&flagListen.HTTP, "http-listen", "", "override the HTTP listener address (host:port)")
+	fs.StringVar(&f.configPath, "config", "", "path to the YAML configuration")
+	fs.BoolVar(&f.sandbox, "sandbox", false, "run against an in-process fake of STS and DynamoDB, on loopback, with demo accounts")
+	fs.StringVar(&f.listen.GRPC, "grpc-listen", "", "override the gRPC listener address (host:port)")
+	fs.StringVar(&f.listen.HTTP, "http-listen", "", "override the HTTP listener address (host:port)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flags{}, err
 	}
 	if fs.NArg() > 0 {
 		// The flags after it would be left unread without a word.
-		return fmt.Errorf("unexpected argument %q: backupd takes only flags (see -h)", fs.Arg(0))
+		return flags{}, fmt.Errorf("unexpected argument %q: backupd takes only flags (see -h)", fs.Arg(0))
 	}
-	if (*configPath == "") == !*sandboxMode {
-		return errors.New("give exactly one of --config FILE or --sandbox")
+	if (f.configPath == "") == !f.sandbox {
+		return flags{}, errors.New("give exactly one of --config FILE or --sandbox")
 	}
-	// The first signal starts the drain (ctx's end); a second one ends the
-	// process at once, cutting the drain short. Both are caught from here
-	// on, so a second signal sent as soon as the drain shows (/readyz 503)
-	// is never swallowed: the watcher ends only after signal.Stop, from
-	// when a signal has its default action again.
+	return f, nil
+}
+
+// watchSignals returns a context that ends at the first SIGTERM or SIGINT,
+// which starts the drain; a second one ends the process at once, cutting
+// the drain short. Both are caught from here on, so a second signal sent
+// as soon as the drain shows (/readyz 503) is never swallowed: the watcher
+// ends only after stop's signal.Stop, from when a signal has its default
+// action again.
+func watchSignals(ctx context.Context) (drainCtx context.Context, stop func()) {
 	ignored := map[os.Signal]bool{syscall.SIGTERM: signal.Ignored(syscall.SIGTERM), syscall.SIGINT: signal.Ignored(syscall.SIGINT)}
 	returned := make(chan struct{})
-	defer close(returned)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	parent := ctx
-	ctx, drain := context.WithCancel(context.WithoutCancel(ctx))
-	defer drain()
-	go onSignals(parent, returned, sigs, ignored, drain)
-
-	if *sandboxMode {
-		return runSandbox(ctx, flagListen, stderr)
+	drainCtx, drain := context.WithCancel(context.WithoutCancel(ctx))
+	go onSignals(ctx, returned, sigs, ignored, drain)
+	return drainCtx, func() {
+		drain()
+		signal.Stop(sigs)
+		close(returned)
 	}
-	cfg, err := config.Load(*configPath, flagListen.Override)
+}
+
+// runConfig serves the configuration at path.
+func runConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
+	cfg, err := config.Load(path, listen.Override)
 	if err != nil {
 		return err
 	}
