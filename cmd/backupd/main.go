@@ -244,16 +244,16 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	// client exists, and not where the Redis client is built.
 	redis.SetLogger(sharedstate.NewRedisLogger(logger))
 	m := metrics.New()
-	limiter, idem, closeState, err := sharedState(ctx, cfg, m, logger)
+	shared, err := sharedState(ctx, cfg, m, logger)
 	if err != nil {
 		return err
 	}
-	defer closeState()
-	registry, err := accounts.NewFromConfig(cfg, awsCfg, limiter, m, logger)
+	defer shared.close()
+	registry, err := accounts.NewFromConfig(cfg, awsCfg, shared.limiter, m, logger)
 	if err != nil {
 		return err
 	}
-	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: idem})
+	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: shared.results})
 	srvOpts, err := serverOptions(cfg, svc, m, logger)
 	if err != nil {
 		return err
@@ -357,20 +357,27 @@ type loggedError struct{ error }
 
 func (e loggedError) Unwrap() error { return e.error }
 
-// sharedState builds the limiter and the idempotency store on the
-// configured backend.
-func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (
-	accounts.Limiter, service.Idempotency, func(), error) {
+// stateBackend is what the replicas share, or one process keeps: the rate
+// limiter, the results of requests with a request_id, and what closes
+// them.
+type stateBackend struct {
+	limiter accounts.Limiter
+	results service.Idempotency
+	close   func()
+}
+
+// sharedState builds the state on the configured backend.
+func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (stateBackend, error) {
 	opts := ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Observer: m}
 	if cfg.SharedState.Backend != config.BackendRedis {
 		kept := idempotency.NewMemory()
 		m.HoldRequestIDs(kept.Len)
-		return ratelimit.NewLocal(opts), kept, func() {}, nil
+		return stateBackend{limiter: ratelimit.NewLocal(opts), results: kept, close: func() {}}, nil
 	}
 	rc := cfg.SharedState.Redis
 	client := sharedstate.NewRedisClient(rc)
 	if err := checkRedis(ctx, client, rc.Address, logger); err != nil {
-		return nil, nil, nil, err
+		return stateBackend{}, err
 	}
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := max(2*cfg.UpstreamTimeout, time.Minute)
@@ -384,8 +391,8 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	if err := limiter.Prime(primeCtx); err != nil {
 		logger.Warn("shared state: not marked yet", slog.String("error", redact.Error(err)))
 	}
-	return limiter, idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
-		func() { _ = client.Close() }, nil
+	return stateBackend{limiter: limiter, results: idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
+		close: func() { _ = client.Close() }}, nil
 }
 
 // checkRedis fails the start for a Redis that refuses backupd's
