@@ -133,9 +133,46 @@ func (m mapped) status(req Request) *status.Status {
 	return st
 }
 
-// MaxViolations bounds the field violations one error carries, so that a
+// MaxViolations bounds the field violations one error carries, and
+// maxViolationBytes the bytes of their fields and descriptions, so that a
 // request made of mistakes cannot make an answer many times its size.
-const MaxViolations = 20
+// maxMessageBytes bounds the violations the message repeats. Over gRPC
+// the message and the details travel in the trailers, the message twice
+// (grpc-message, and in grpc-status-details-bin, base64), which must stay
+// within the 8 KiB of metadata gRPC clients take by default: grpc-java
+// refuses more, and grpcio drops such an answer at random. These bounds
+// keep them under about 6 KiB.
+const (
+	MaxViolations     = 20
+	maxViolationBytes = 2048
+	maxMessageBytes   = 1024
+)
+
+// boundViolations keeps the first of vs within MaxViolations and
+// maxViolationBytes (the first always), and counts the rest in more.
+func boundViolations(vs []badrequest.Violation, more int) ([]badrequest.Violation, int) {
+	size := 0
+	for i, v := range vs {
+		size += len(v.Field) + len(v.Description)
+		if i > 0 && (i == MaxViolations || size > maxViolationBytes) {
+			return vs[:i], more + len(vs) - i
+		}
+	}
+	return vs, more
+}
+
+// violationsMessage repeats the first of vs within maxMessageBytes (the
+// first always), and counts the rest, those the details carry included.
+func violationsMessage(vs []badrequest.Violation, more int) string {
+	size := 0
+	for i, v := range vs {
+		size += len(v.Description) + len("; ")
+		if i > 0 && size > maxMessageBytes {
+			return (&badrequest.Error{Violations: vs[:i], More: more + len(vs) - i}).Error()
+		}
+	}
+	return (&badrequest.Error{Violations: vs, More: more}).Error()
+}
 
 func mapErr(err error) mapped {
 	if m, ok := mapOurs(err); ok {
@@ -179,12 +216,8 @@ func mapOurs(err error) (mapped, bool) {
 		return mapped{code: codes.PermissionDenied, reason: "CALLER_NOT_ALLOWED", msg: denied.Error(),
 			meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
 	case errors.As(err, &invalid):
-		vs, more := invalid.Violations, invalid.More
-		if n := len(vs); n > MaxViolations {
-			vs, more = vs[:MaxViolations], more+n-MaxViolations
-		}
-		msg := (&badrequest.Error{Violations: vs, More: more}).Error()
-		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: msg, violations: vs}, true
+		vs, more := boundViolations(invalid.Violations, invalid.More)
+		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: violationsMessage(vs, more), violations: vs}, true
 	case errors.As(err, &region):
 		msg := region.Error()
 		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,

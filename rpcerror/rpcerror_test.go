@@ -2,6 +2,7 @@ package rpcerror
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
@@ -47,6 +49,47 @@ func TestStatusBoundsViolations(t *testing.T) {
 	}
 	if n != MaxViolations || !strings.HasSuffix(st.Message(), "f19 is not a field; and 30 more") {
 		t.Errorf("%d violations, message %q; want %d and the count of the rest", n, st.Message(), MaxViolations)
+	}
+}
+
+// TestStatusFitsInTrailers: however many long violations an error has,
+// its message and details, as gRPC sends them in the trailers (the message
+// in grpc-message, and again in grpc-status-details-bin, base64), stay
+// well within the 8 KiB of metadata gRPC clients take by default; the
+// details carry the first violations, the message repeats the first of
+// those and counts every one it leaves out.
+func TestStatusFitsInTrailers(t *testing.T) {
+	for _, n := range []int{1, 5, 30, 5000} {
+		t.Run(fmt.Sprint(n, " violations"), func(t *testing.T) {
+			var vs []badrequest.Violation
+			for i := range n {
+				field := fmt.Sprintf("global_secondary_index_override.indexes[%d].index_name", i)
+				vs = append(vs, badrequest.Violation{Field: field,
+					Description: field + " must be 3-255 characters of a-z A-Z 0-9 _ . -; got " + badrequest.Quote(strings.Repeat("x", 256))})
+			}
+			st, _ := Status(&badrequest.Error{Violations: vs}, Request{})
+			b, err := proto.Marshal(st.Proto())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if size := len(st.Message()) + base64.RawStdEncoding.EncodedLen(len(b)); size > 6<<10 {
+				t.Errorf("trailers of about %d bytes; want at most 6 KiB", size)
+			}
+			var carried int
+			for _, d := range st.Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok {
+					carried = len(br.GetFieldViolations())
+				}
+			}
+			listed := strings.Count(st.Message(), " must be ")
+			if carried == 0 || listed == 0 || listed > carried {
+				t.Errorf("%d violations carried, %d in the message; want at least one, the message's among them", carried, listed)
+			}
+			if left := n - listed; left > 0 && !strings.HasSuffix(st.Message(), fmt.Sprintf("; and %d more", left)) ||
+				left == 0 && strings.Contains(st.Message(), " more") {
+				t.Errorf("message %q for %d violations, %d listed: want the rest counted", st.Message(), n, listed)
+			}
+		})
 	}
 }
 

@@ -30,10 +30,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/rpcerror"
+	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/testenv"
 )
 
@@ -1565,5 +1568,46 @@ func TestUnknownCallerWithAFarDeadlineIsRefusedOnceItsRequestIsIn(t *testing.T) 
 	}
 	if f.stub.called() != nil {
 		t.Errorf("a refused call reached the service: %v", f.stub.called())
+	}
+}
+
+// TestLargeRefusalFitsDefaultClients: a restore whose every index override
+// breaks its rules is refused with INVALID_ARGUMENT and its field
+// violations, which a client holding gRPC's default limit of 8 KiB on the
+// metadata it receives (grpc-java's; grpcio's soft limit) reads. The
+// message and the details travel in the trailers; bounded by count alone
+// they came to about 11 KB, and such a client got INTERNAL or
+// RESOURCE_EXHAUSTED without the violations.
+func TestLargeRefusalFitsDefaultClients(t *testing.T) {
+	f := newFixture(t)
+	req := &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+		GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{}}
+	for range 30 {
+		req.GlobalSecondaryIndexOverride.Indexes = append(req.GlobalSecondaryIndexOverride.Indexes,
+			&backupv1.GlobalSecondaryIndex{IndexName: strings.Repeat("x", 256)})
+	}
+	vs := service.Violations(req)
+	if len(vs) <= rpcerror.MaxViolations {
+		t.Fatalf("the request breaks %d rules; want more than an error carries", len(vs))
+	}
+	f.stub.mu.Lock()
+	f.stub.err = &badrequest.Error{Violations: vs}
+	f.stub.mu.Unlock()
+	conn, err := grpc.NewClient(f.conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithMaxHeaderListSize(8<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = backupv1.NewBackupServiceClient(conn).RestoreTableFromBackup(t.Context(), req)
+	st := status.Convert(err)
+	var carried []*errdetails.BadRequest_FieldViolation
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			carried = br.GetFieldViolations()
+		}
+	}
+	if st.Code() != codes.InvalidArgument || len(carried) == 0 || !strings.Contains(st.Message(), " more") {
+		t.Fatalf("status %s %.200q with %d violations; want INVALID_ARGUMENT with violations, and the rest counted", st.Code(), st.Message(), len(carried))
 	}
 }
