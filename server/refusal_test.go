@@ -400,7 +400,9 @@ func TestNothingBeforeTheVerb(t *testing.T) {
 // TestEmptyPathVariables: a path whose variable is an empty segment
 // (a script whose $TABLE came out empty) is the route's RPC with that
 // field empty: its caller checked first, as over gRPC, then told which
-// fields are required; not a path no route takes.
+// fields are required; not a path no route takes. So is one whose
+// variable is a dot segment (. or .., sent as is by a client that does
+// not remove them), with that value, which its field's rule refuses.
 func TestEmptyPathVariables(t *testing.T) {
 	create, list := backupv1.BackupService_CreateBackup_FullMethodName, backupv1.BackupService_ListBackups_FullMethodName
 	tests := []struct {
@@ -419,6 +421,10 @@ func TestEmptyPathVariables(t *testing.T) {
 		{"another method", "DELETE", "/v1/accounts/111111111111/tables//backups", "", 405, nil, "unknown Unimplemented"},
 		{"a bad path parameter beside the empty one", "POST", "/v1/accounts/abc/tables//backups", "", 400, []string{"table_name", "account_id"}, create + " InvalidArgument"},
 		{"a NUL path parameter is not an empty one", "POST", "/v1/accounts/%00/tables//backups", "", 400, []string{"table_name", "account_id"}, create + " InvalidArgument"},
+		{"a table of ..", "POST", "/v1/accounts/111111111111/tables/../backups", "", 400, []string{"table_name"}, create + " InvalidArgument"},
+		{"a table of .", "POST", "/v1/accounts/111111111111/tables/./backups", "", 400, []string{"table_name"}, create + " InvalidArgument"},
+		{"an account of .. and an empty table", "POST", "/v1/accounts/../tables//backups", "", 400, []string{"table_name", "account_id"}, create + " InvalidArgument"},
+		{"a table of .., a caller of another account", "POST", "/v1/accounts/222222222222/tables/../backups", "one-account", 403, nil, create + " PermissionDenied"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -340,15 +340,22 @@ func filledPathViolations(method string, params map[string]string) []badrequest.
 
 // emptySegment stands in a path for an empty variable while the router is
 // asked which route the path names (fillEmpty): NULs around a name, which
-// no path parameter backupd takes holds.
+// no path parameter backupd takes holds. dotSegment and dotDotSegment
+// stand in for a variable of "." or "..", which the router does not take
+// either: a path's dot segments, which most clients remove before
+// sending (RFC 3986), and which reach backupd only from those that do not.
 const (
-	emptySegment = "%00empty%00"
-	emptyValue   = "\x00empty\x00"
+	emptySegment  = "%00empty%00"
+	emptyValue    = "\x00empty\x00"
+	dotSegment    = "%00dot%00"
+	dotValue      = "\x00dot\x00"
+	dotDotSegment = "%00dotdot%00"
+	dotDotValue   = "\x00dotdot\x00"
 )
 
 // fillEmpty is the escaped path with its empty segments filled: one
-// between two slashes, or before a verb (/v1/backups/:restore). ok is
-// false when it has none.
+// between two slashes, or before a verb (/v1/backups/:restore); and its
+// dot segments (. and ..) too. ok is false when it has none.
 func fillEmpty(escaped string) (path, raw string, ok bool) {
 	segs := strings.Split(escaped, "/")
 	for i := 1; i < len(segs); i++ {
@@ -358,6 +365,10 @@ func fillEmpty(escaped string) (path, raw string, ok bool) {
 			segs[i], ok = emptySegment, true
 		case last && strings.HasPrefix(segs[i], ":") && endsInVerb(escaped):
 			segs[i], ok = emptySegment+segs[i], true
+		case segs[i] == ".":
+			segs[i], ok = dotSegment, true
+		case segs[i] == "..":
+			segs[i], ok = dotDotSegment, true
 		}
 	}
 	if !ok {
@@ -386,17 +397,20 @@ func (g *gateway) emptyVariables(r *http.Request) (rpc string, params map[string
 	return rpc, p.params, p.verb, emptied(p.params)
 }
 
-// emptied sets the parameters fillEmpty filled to "", and reports whether
-// there were any.
+// emptied sets the parameters fillEmpty filled to what they stood for
+// ("", "." or ".."), and reports whether there were any.
 func emptied(params map[string]string) bool {
 	any := false
 	for name, value := range params {
-		if value == emptyValue {
-			params[name], any = "", true
+		if v, ok := filledValues[value]; ok {
+			params[name], any = v, true
 		}
 	}
 	return any
 }
+
+// filledValues are the values fillEmpty's segments stand for.
+var filledValues = map[string]string{emptyValue: "", dotValue: ".", dotDotValue: ".."}
 
 // routeMethods are the RPCs of the REST routes, by method and path
 // template, as proto/backup/v1/backup_service.yaml binds them.
