@@ -192,18 +192,24 @@ func (a *Authorizer) identify(ctx context.Context) (*caller, error) {
 // bearer returns the request's bearer token, or why it has none.
 func bearer(ctx context.Context) (string, *UnauthenticatedError) {
 	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
-	switch {
-	case len(vals) == 0 || len(vals) == 1 && vals[0] == "":
-		return "", &UnauthenticatedError{Missing: true}
-	case len(vals) > 1:
+	if len(vals) > 1 {
 		return "", &UnauthenticatedError{Repeated: true}
 	}
-	if !PrintableASCII(vals[0]) {
-		// As over REST, where such a value is not passed on: a token
-		// that works over one transport works over both.
+	// Spaces and tabs around the value are no part of it, as HTTP takes
+	// them off a header's value before the REST gateway sees it: a header
+	// that works over one transport works over both.
+	var v string
+	if len(vals) == 1 {
+		v = strings.Trim(vals[0], " \t")
+	}
+	if v == "" {
+		return "", &UnauthenticatedError{Missing: true}
+	}
+	if !PrintableASCII(v) {
+		// As over REST, where such a value is not passed on.
 		return "", &UnauthenticatedError{OtherScheme: true}
 	}
-	scheme, token, _ := strings.Cut(vals[0], " ")
+	scheme, token, _ := strings.Cut(v, " ")
 	token = strings.TrimLeft(token, " ") // RFC 6750: one or more spaces
 	switch {
 	case !strings.EqualFold(scheme, "Bearer"), token == "":

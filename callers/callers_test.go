@@ -30,6 +30,8 @@ func TestAuthorize(t *testing.T) {
 		{"allowed", "Bearer orders-token", "CreateBackup", "111111111111", "orders", nil, false},
 		{"scheme in any case", "bearer orders-token", "GetBackup", "111111111111", "orders", nil, false},
 		{"more than one space", "Bearer   orders-token", "GetBackup", "111111111111", "orders", nil, false},
+		{"spaces and tabs around, as HTTP drops them", " \tBearer orders-token \t", "GetBackup", "111111111111", "orders", nil, false},
+		{"spaces alone", "  ", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, true},
 		{"wildcards", "Bearer platform-token", "DeleteBackup", "222222222222", "platform", nil, false},
 		{"no header", "", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, true},
 		{"unknown token", "Bearer guess", "CreateBackup", "111111111111", "", &UnauthenticatedError{}, false},
