@@ -103,6 +103,13 @@ const handshakeTimeout = 5 * time.Second
 // that recovers panics, maps errors to status and writes the request's log
 // line, so gRPC and REST callers are treated the same.
 func NewGRPC(opts Options, h *Health) *grpc.Server {
+	s, _ := newGRPC(opts, h)
+	return s
+}
+
+// newGRPC is NewGRPC, with the server's interceptor, whose state tests
+// read.
+func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 	ic := newInterceptor(opts)
 	ic.codec = newDeferringCodec()
 	ic.stopping, ic.cutOff = h.stopped, h.cutOff
@@ -168,5 +175,5 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
 	h.register(s, opts.Authorizer)
 	reflection.Register(s)
-	return s
+	return s, ic
 }

@@ -49,6 +49,9 @@ type stub struct {
 	boom bool
 	// deadline is the last CreateBackup's context deadline, if it had one.
 	deadline time.Time
+	// entered, when not nil, is sent to (when it has room) as a GetBackup
+	// of slowARN or lingeringARN begins to wait in the handler.
+	entered chan struct{}
 }
 
 func (s *stub) record(req any) error {
@@ -72,14 +75,25 @@ func (s *stub) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReque
 func (s *stub) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
 	switch req.GetBackupArn() {
 	case slowARN: // waits for the caller's deadline
+		s.enter()
 		<-ctx.Done()
 		return nil, ctx.Err()
 	case lingeringARN: // and then takes a while to return, as an SDK call unwinding
+		s.enter()
 		<-ctx.Done()
 		time.Sleep(300 * time.Millisecond)
 		return nil, ctx.Err()
 	}
 	return &backupv1.GetBackupResponse{}, s.record(req)
+}
+
+// enter tells entered, if set and it has room, that a call is in the
+// handler.
+func (s *stub) enter() {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
 }
 
 // slowARN is a backup the stub's GetBackup answers only when the call's

@@ -27,6 +27,7 @@ import (
 
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/testenv"
@@ -259,7 +260,9 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := NewHealth()
 			logs := &testenv.Buffer{}
-			opts := Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
+			// Counts the connections accepted on either listener.
+			conns := connlimit.New(connlimit.Limits{Total: 100, PerIP: 100}, nil, slog.New(slog.DiscardHandler))
+			opts := Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Conns: conns}
 			if tt.serverTLS {
 				opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 			}
@@ -272,8 +275,14 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			t.Cleanup(grpcSrv.Stop)
 			httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
 			addr := grpcLis.Addr().String()
-			if httpAddr := serveHTTP(t, httpSrv); tt.http {
-				addr = httpAddr
+			httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = Serve(httpSrv, conns.Listener(httpLis)) }()
+			t.Cleanup(func() { _ = httpSrv.Close() })
+			if tt.http {
+				addr = httpLis.Addr().String()
 			}
 			silent := dialRaw(t, addr)
 			if tt.tls {
@@ -286,7 +295,7 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			if _, err := io.WriteString(silent, tt.send); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(100 * time.Millisecond) // accepted
+			waitOpen(t, conns, 1) // accepted
 			h.SetReady(true)
 			s := Shutdown{Health: h, HTTP: httpSrv, GRPC: grpcSrv, Service: &waiter{called: make(chan struct{})},
 				Logger: slog.New(slog.DiscardHandler), Timeout: time.Second}
@@ -404,27 +413,60 @@ func TestHealthCallsAreBounded(t *testing.T) {
 	}
 }
 
+// servedGRPC is NewGRPC's server as servingGRPC serves it.
+type servedGRPC struct {
+	s    Shutdown // a 10 s timeout, no HTTP traffic
+	svc  *waiter  // the Service s waits for
+	conn *grpc.ClientConn
+	stub *stub        // the BackupService; its entered has room for one
+	ic   *interceptor // the server's interceptor, whose state tests poll
+}
+
 // servingGRPC serves NewGRPC's server with h on loopback until the test
-// ends, logging to logs, and returns it, its Shutdown (a 10 s timeout, no
-// HTTP traffic), the Service it waits for, and a client connection.
-func servingGRPC(t *testing.T, h *Health, logs io.Writer) (Shutdown, *waiter, *grpc.ClientConn) {
+// ends, logging to logs.
+func servingGRPC(t *testing.T, h *Health, logs io.Writer) servedGRPC {
 	t.Helper()
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	srv := NewGRPC(Options{Service: &stub{}, Logger: logger}, h)
+	g := servedGRPC{svc: &waiter{called: make(chan struct{})}, stub: &stub{entered: make(chan struct{}, 1)}}
+	var srv *grpc.Server
+	srv, g.ic = newGRPC(Options{Service: g.stub, Logger: logger}, h)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	g.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	svc := &waiter{called: make(chan struct{})}
-	return Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv, Service: svc,
-		Logger: logger, Timeout: 10 * time.Second}, svc, conn
+	t.Cleanup(func() { g.conn.Close() })
+	g.s = Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv, Service: g.svc,
+		Logger: logger, Timeout: 10 * time.Second}
+	return g
+}
+
+// waiting is how many calls the interceptor holds until their request
+// arrives: calls without a caller token, by their arrival bound, and
+// BackupService calls, for the drain.
+func (i *interceptor) waiting() int {
+	i.awaiting.mu.Lock()
+	defer i.awaiting.mu.Unlock()
+	return len(i.unvouched) + len(i.awaiting.calls)
+}
+
+// waitUntil polls cond until it holds, failing the test if it does not
+// within 10 s: what another goroutine or the server does is waited for,
+// not slept on, which fails on a loaded machine.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10 s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // A reflection stream lasts as long as its client keeps it (a gRPC GUI
@@ -437,8 +479,9 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 	} {
 		t.Run(method, func(t *testing.T) {
-			s, svc, conn := servingGRPC(t, NewHealth(), io.Discard)
-			stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+			g := servingGRPC(t, NewHealth(), io.Discard)
+			s, svc := g.s, g.svc
+			stream, err := g.conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -473,12 +516,14 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 func TestShutdownEndsSilentCalls(t *testing.T) {
 	for _, method := range []string{healthpb.Health_Check_FullMethodName, backupv1.BackupService_CreateBackup_FullMethodName} {
 		t.Run(method, func(t *testing.T) {
-			s, svc, conn := servingGRPC(t, NewHealth(), io.Discard)
-			stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+			g := servingGRPC(t, NewHealth(), io.Discard)
+			s, svc := g.s, g.svc
+			stream, err := g.conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(200 * time.Millisecond) // the call's headers reach the server; its request never comes
+			// The call's headers reach the server; its request never comes.
+			waitUntil(t, "the server holds the call for its request", func() bool { return g.ic.waiting() == 1 })
 			start := time.Now()
 			if err := s.Run(false); err != nil {
 				t.Errorf("Run: %v after %s; want the silent call ended and nil", err, time.Since(start).Round(time.Millisecond))
@@ -504,15 +549,20 @@ func TestShutdownEndsSilentCalls(t *testing.T) {
 // marked before the server closes the connection that cancels the call.
 func TestShutdownCutOffIsLogged(t *testing.T) {
 	logs := &testenv.Buffer{}
-	s, _, conn := servingGRPC(t, NewHealth(), logs)
+	g := servingGRPC(t, NewHealth(), logs)
+	s := g.s
 	s.Timeout = 200 * time.Millisecond
 	held := make(chan error, 1)
 	go func() {
 		// Waits in its handler until its context ends (the stub).
-		_, err := backupv1.NewBackupServiceClient(conn).GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: slowARN})
+		_, err := backupv1.NewBackupServiceClient(g.conn).GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: slowARN})
 		held <- err
 	}()
-	time.Sleep(200 * time.Millisecond) // in the handler
+	select {
+	case <-g.stub.entered: // in the handler
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not reach its handler within 10 s")
+	}
 	if err := s.Run(false); err == nil {
 		t.Fatal("Run: nil; want the drain timed out")
 	}
@@ -573,7 +623,8 @@ func TestShutdownCutOffRESTIsLogged(t *testing.T) {
 // the next gets CANCELED at once, and a health Check still works once a
 // place is given back.
 func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
-	_, _, conn := servingGRPC(t, NewHealth(), io.Discard)
+	g := servingGRPC(t, NewHealth(), io.Discard)
+	conn := g.conn
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
@@ -586,9 +637,9 @@ func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
 		}
 		held[n] = s
 	}
-	// Each holds its place once the server has its headers; the last
-	// waits until the others are in, by a round trip after them.
-	time.Sleep(200 * time.Millisecond)
+	// Each holds its place once the server has its headers.
+	waitUntil(t, fmt.Sprintf("the %d streams hold the places of maxUnvouched", maxUnvouched),
+		func() bool { return len(g.ic.unvouched) == maxUnvouched })
 	over, err := conn.NewStream(ctx, desc, method)
 	if err != nil {
 		t.Fatal(err)
@@ -628,7 +679,7 @@ func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
 // lasts as long as its client keeps it; beyond maxReflections open at once
 // a new one is refused, RESOURCE_EXHAUSTED, until one closes.
 func TestReflectionStreamsAreBounded(t *testing.T) {
-	_, _, conn := servingGRPC(t, NewHealth(), io.Discard)
+	conn := servingGRPC(t, NewHealth(), io.Discard).conn
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for n := range maxReflections - 1 {
