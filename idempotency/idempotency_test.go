@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,22 @@ func (c *counter) run() ([]byte, error) {
 	c.runs.Add(1)
 	time.Sleep(c.delay)
 	return c.resp, c.err
+}
+
+// TestResultsAreKeptADay pins the retention the API promises (README,
+// backup_service.proto): a request_id answers its repeats for 24 hours, in
+// either store.
+func TestResultsAreKeptADay(t *testing.T) {
+	const day = 24 * time.Hour
+	if TTL != day {
+		t.Errorf("TTL = %v; want %v", TTL, day)
+	}
+	if got := NewMemory().ttl; got != day {
+		t.Errorf("NewMemory keeps results for %v; want %v", got, day)
+	}
+	if got := NewRedis(nil, "x:", time.Minute, slog.New(slog.DiscardHandler)).ttl; got != day {
+		t.Errorf("NewRedis keeps results for %v; want %v", got, day)
+	}
 }
 
 func TestDo(t *testing.T) {

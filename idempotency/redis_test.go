@@ -151,6 +151,31 @@ func TestRedisTTL(t *testing.T) {
 	}
 }
 
+// TestRedisKeepsRecordsADay: a settled record, a result or an unknown
+// outcome, lives in Redis for TTL's 24 hours with the store NewRedis
+// makes (TestRedisTTL shortens the TTL to see it expire).
+func TestRedisKeepsRecordsADay(t *testing.T) {
+	ctx := context.Background()
+	s := redisStores(t, 1, time.Minute)[0]
+	direct := directRedis(t)
+	for _, tc := range []struct {
+		name string
+		run  *counter
+	}{
+		{"a result", &counter{resp: []byte("x")}},
+		{"an unknown outcome", &counter{err: Final(errors.New("connection reset after sending"))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := Key{Account: key.Account, RequestID: tc.name}
+			_, _ = s.Do(ctx, k, fpA, tc.run.run)
+			ttl, err := direct.PTTL(ctx, s.prefix+k.Account+":"+k.RequestID).Result()
+			if err != nil || ttl < 24*time.Hour-time.Minute || ttl > 24*time.Hour {
+				t.Errorf("the settled record's time to live: %v, %v; want about 24 h", ttl, err)
+			}
+		})
+	}
+}
+
 func TestRedisDown(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer client.Close()
