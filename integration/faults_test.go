@@ -92,7 +92,10 @@ func TestFaults(t *testing.T) {
 			ddb, creates := faultyDynamoDB(t, moto, tt.fail)
 			sts := moto
 			if tt.stsDown {
-				sts = "http://" + freePort(t) // nothing listens there
+				// Nothing listens on port 1 (privileged, and assigned to no
+				// service in use), as TestRedisDown has it; a port found
+				// free and closed could be taken by another process.
+				sts = "http://127.0.0.1:1"
 			}
 			inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
 				Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + sts}})
