@@ -45,10 +45,13 @@ func TestMissingServiceSkipsOutsideCIAndFailsInCI(t *testing.T) {
 		{"true", "fatal"},
 		{"1", "fatal"},
 	} {
+		// fakeTB does not end the test as Skip and Fatal do: StartMoto goes
+		// on past the refusal with no executable, which only fails.
 		for name, get := range map[string]func(testing.TB) string{
-			MotoURLEnv:   MotoURL,
-			RedisAddrEnv: RedisAddr,
-			PythonEnv:    Python,
+			MotoURLEnv:    MotoURL,
+			RedisAddrEnv:  RedisAddr,
+			PythonEnv:     Python,
+			MotoServerEnv: StartMoto,
 		} {
 			t.Run(name+"/CI="+tc.ci, func(t *testing.T) {
 				t.Setenv("CI", tc.ci)
