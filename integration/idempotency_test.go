@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,25 +23,86 @@ import (
 	"github.com/backupd/backupd/testenv"
 )
 
+// firstCreateBackupHeld stands between backupd and moto and holds the
+// first CreateBackup for hold before passing it on; later ones, and every
+// other call, pass at once. released tells when the hold ended.
+func firstCreateBackupHeld(t *testing.T, moto string, hold time.Duration) (url string, released func() time.Time) {
+	t.Helper()
+	var n atomic.Int32
+	var mu sync.Mutex
+	var at time.Time
+	url, _ = onCreateBackup(t, moto, func(w http.ResponseWriter, r *http.Request, toMoto http.Handler) {
+		if n.Add(1) == 1 {
+			time.Sleep(hold)
+			mu.Lock()
+			at = time.Now()
+			mu.Unlock()
+		}
+		toMoto.ServeHTTP(w, r)
+	})
+	return url, func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return at
+	}
+}
+
+// timedCall is one call of a burst: when it was sent and answered.
+type timedCall struct {
+	name       string
+	sent, done time.Time
+}
+
+// wantAllWaited checks that every call of a burst sent at once with one
+// request_id, while the first CreateBackup was held for hold, was answered
+// only once the hold had ended (released), having waited most of it: each
+// arrived while the first run was going and waited for its result, none
+// ran the request again or failed fast.
+func wantAllWaited(t *testing.T, calls []timedCall, hold time.Duration, released time.Time) {
+	t.Helper()
+	if released.IsZero() {
+		t.Fatal("no CreateBackup was held: the burst never reached DynamoDB")
+	}
+	for _, c := range calls {
+		if took := c.done.Sub(c.sent); took < hold*3/4 || c.done.Before(released) {
+			t.Errorf("%s answered %v after it was sent, %v before the held CreateBackup went on; want it to wait out the %v hold",
+				c.name, took.Round(time.Millisecond), released.Sub(c.done).Round(time.Millisecond), hold)
+		}
+	}
+}
+
 // TestRequestIDMakesOneBackup repeats one CreateBackup with the same
 // request_id, 30 times at once over gRPC and REST and then again later, and
 // proves that moto saw one CreateBackup, holds one backup, and every repeat
-// got the first response.
+// got the first response. The first CreateBackup is held on its way to
+// DynamoDB, so that every repeat of the burst arrives while it runs, and
+// waits for it.
 func TestRequestIDMakesOneBackup(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a, dbA := newAccount(t, moto, "Orders")
 	b, dbB := newAccount(t, moto, "Orders")
-	rec := newRecorder(t, moto)
+	const hold = 2 * time.Second
+	held, released := firstCreateBackupHeld(t, moto, hold)
+	rec := newRecorder(t, held)
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, Env: motoEnv(rec.URL)})
 	ctx := context.Background()
 	const rid = "6f1c2a7e-9d4b-4c1e-8a3f-1b2c3d4e5f60"
 	req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "once", RequestId: rid}
 
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var calls []timedCall
+	timed := func(name string, sent time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, timedCall{name: name, sent: sent, done: time.Now()})
+	}
 	arns := make(chan string, 30)
-	for range 20 {
+	for i := range 20 {
 		wg.Go(func() {
+			sent := time.Now()
 			resp, err := inst.client.CreateBackup(ctx, req)
+			timed("gRPC call "+strconv.Itoa(i), sent)
 			if err != nil {
 				t.Errorf("gRPC repeat: %v", err)
 				return
@@ -48,14 +110,16 @@ func TestRequestIDMakesOneBackup(t *testing.T) {
 			arns <- resp.GetBackupDetails().GetBackupArn()
 		})
 	}
-	for range 10 {
+	for i := range 10 {
 		wg.Go(func() {
-			code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"once","requestId":"`+rid+`"}`)
+			sent := time.Now()
+			code, _, body, err := inst.tryREST("POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"once","requestId":"`+rid+`"}`, nil)
+			timed("REST call "+strconv.Itoa(i), sent)
 			var r struct {
 				BackupDetails struct{ BackupArn string } `json:"backupDetails"`
 			}
-			if code != http.StatusOK || json.Unmarshal(body, &r) != nil {
-				t.Errorf("REST repeat: %d %s", code, body)
+			if err != nil || code != http.StatusOK || json.Unmarshal(body, &r) != nil {
+				t.Errorf("REST repeat: %d %s %v", code, body, err)
 				return
 			}
 			arns <- r.BackupDetails.BackupArn
@@ -73,6 +137,7 @@ func TestRequestIDMakesOneBackup(t *testing.T) {
 	if n := len(rec.Calls("CreateBackup")); n != 1 {
 		t.Errorf("moto saw %d CreateBackup calls for one request_id, want 1", n)
 	}
+	wantAllWaited(t, calls, hold, released())
 	if names := backupNames(t, dbA, "Orders"); len(names) != 1 || names["once"] == "" {
 		t.Errorf("account A holds %v, want the one backup", names)
 	}

@@ -89,19 +89,28 @@ func TestReplicasShareTheRateLimit(t *testing.T) {
 }
 
 // TestReplicasShareRequestIDs sends one request_id to two replicas at once:
-// one backup, one answer.
+// one backup, one answer. The first CreateBackup is held on its way to
+// DynamoDB, so that every repeat, on either replica, arrives while it runs
+// and waits for it.
 func TestReplicasShareRequestIDs(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a, db := newAccount(t, moto, "Orders")
-	rec := newRecorder(t, moto)
+	const hold = 2 * time.Second
+	held, released := firstCreateBackupHeld(t, moto, hold)
+	rec := newRecorder(t, held)
 	insts := replicas(t, 2, rec, []account{{ID: a}})
 	req := &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "shared", RequestId: "shared-1"}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	arns := map[string]int{}
+	var calls []timedCall
 	for i := range 20 {
 		wg.Go(func() {
+			sent := time.Now()
 			resp, err := insts[i%2].client.CreateBackup(context.Background(), req)
+			mu.Lock()
+			calls = append(calls, timedCall{name: fmt.Sprintf("call %d on replica %d", i, i%2), sent: sent, done: time.Now()})
+			mu.Unlock()
 			if err != nil {
 				t.Errorf("replica %d: %v", i%2, err)
 				return
@@ -118,6 +127,7 @@ func TestReplicasShareRequestIDs(t *testing.T) {
 	if n := len(rec.Calls("CreateBackup")); n != 1 {
 		t.Errorf("moto saw %d CreateBackup calls, want 1", n)
 	}
+	wantAllWaited(t, calls, hold, released())
 	if names := backupNames(t, db, "Orders"); len(names) != 1 {
 		t.Errorf("moto holds %v, want one backup", names)
 	}
