@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -460,13 +461,18 @@ func TestRateLimitKeepsEveryWindowAtFifty(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Flood", BackupName: "f-" + strconv.Itoa(i)})
+			name := "f-" + strconv.Itoa(i)
+			_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Flood", BackupName: name, RequestId: name})
 			if err != nil {
 				errs <- err
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // the flood is queued
+	// The flood is queued: all of it is in backupd (each request has a
+	// request_id of its own, held from its arrival), and A's turns are
+	// being handed out.
+	inst.waitMetric(t, "backupd_request_ids_held", nil, n)
+	inst.waitMetric(t, "backupd_ratelimit_decisions_total", map[string]string{"account": a, "operation": "CreateBackup", "decision": "waited"}, 1)
 	var bDone time.Time
 	if _, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: b, TableName: "Quiet", BackupName: "q-1"}); err != nil {
 		t.Errorf("account B during A's flood: %v", err)
@@ -577,13 +583,19 @@ func TestRateLimitRefusalOverGRPCAndREST(t *testing.T) {
 	}
 }
 
+// TestSIGTERMDrainsInFlightRequests sends SIGTERM once every request of a
+// burst is in backupd and most still wait their turn at the limiter: each
+// is answered, and made its backup, before backupd exits 0. Each request
+// carries a request_id of its own, so that backupd_request_ids_held, which
+// counts a request as soon as the service has it, tells when all are in.
 func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a := testenv.UniqueAccountID(t)
 	db := asAccount(t, moto, a)
 	createTable(t, db, "Drain")
+	rec := newRecorder(t, moto)
 	// 20/s and a long wait: the burst is still queued when SIGTERM comes.
-	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a, CreateRate: 20}}, MaxWait: time.Minute, Env: motoEnv(moto)})
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a, CreateRate: 20}}, MaxWait: time.Minute, Env: motoEnv(rec.URL)})
 	const grpcN, restN = 40, 20
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -598,12 +610,46 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		}
 		ok++
 	}
+	// A REST body that is still arriving when the drain begins is given
+	// up on, 503 SHUTTING_DOWN, rather than holding the drain for the
+	// 30 s a body may take, past the 25 s shutdown timeout. It is sent
+	// first, and the burst once backupd has its connection.
+	inst.waitConnections(t, 1)
+	trickle := make(chan *http.Response, 1)
+	// Bounded, so that a drain that drops the request fails the test
+	// rather than leave it waiting for an answer that never comes.
+	trickleCtx, cancelTrickle := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancelTrickle()
+	// The rest of the body is never sent: the pipe ends once backupd has
+	// exited, or the client, which waits for its body's write to end
+	// before it returns an error, would wait forever on a connection
+	// backupd dropped.
+	exited := make(chan struct{})
+	go func() {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequestWithContext(trickleCtx, "POST", inst.httpURL+"/v1/accounts/"+a+"/tables/Drain/backups", pr)
+		req.ContentLength = 100
+		go func() {
+			_, _ = io.WriteString(pw, `{"backupName":"trickle"`)
+			select {
+			case <-exited:
+			case <-trickleCtx.Done():
+			}
+			pw.CloseWithError(errors.New("backupd has exited"))
+		}()
+		resp, err := inst.http.Do(req)
+		if err != nil {
+			t.Errorf("trickling body: %v", err)
+		}
+		trickle <- resp
+	}()
+	inst.waitConnections(t, 2)
 	for i := range grpcN {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			name := "g-" + strconv.Itoa(i)
-			_, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Drain", BackupName: name})
+			_, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Drain", BackupName: name, RequestId: "drain-" + name})
 			record(name, err)
 		}()
 	}
@@ -612,36 +658,25 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			name := "r-" + strconv.Itoa(i)
-			code, _, body, err := inst.tryREST("POST", "/v1/accounts/"+a+"/tables/Drain/backups", `{"backupName":"`+name+`"}`, nil)
+			code, _, body, err := inst.tryREST("POST", "/v1/accounts/"+a+"/tables/Drain/backups", `{"backupName":"`+name+`","requestId":"drain-`+name+`"}`, nil)
 			if err == nil && code != http.StatusOK {
 				err = fmt.Errorf("%d %s", code, body)
 			}
 			record(name, err)
 		}()
 	}
-	// A REST body that is still arriving when the drain begins is given
-	// up on, 503 SHUTTING_DOWN, rather than holding the drain for the
-	// 30 s a body may take, past the 25 s shutdown timeout.
-	trickle := make(chan *http.Response, 1)
-	// Bounded, so that a drain that drops the request fails the test
-	// rather than leave it waiting for an answer that never comes.
-	trickleCtx, cancelTrickle := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancelTrickle()
-	go func() {
-		pr, pw := io.Pipe()
-		defer pw.Close()
-		req, _ := http.NewRequestWithContext(trickleCtx, "POST", inst.httpURL+"/v1/accounts/"+a+"/tables/Drain/backups", pr)
-		req.ContentLength = 100
-		go func() { _, _ = io.WriteString(pw, `{"backupName":"trickle"`) }()
-		resp, err := inst.http.Do(req)
-		if err != nil {
-			t.Errorf("trickling body: %v", err)
-		}
-		trickle <- resp
-	}()
-	time.Sleep(700 * time.Millisecond) // about 14 done, the rest waiting their turn
+	inst.waitMetric(t, "backupd_request_ids_held", nil, grpcN+restN)
 	stopped := time.Now()
-	if err := inst.stop(t); err != nil {
+	inst.terminate(t)
+	// Read after the signal: at most as many had reached DynamoDB when it came.
+	if sent := len(rec.Calls("CreateBackup")); sent >= grpcN+restN {
+		t.Fatalf("all %d requests had reached DynamoDB at SIGTERM: none was in flight", sent)
+	} else {
+		t.Logf("at SIGTERM %d of %d requests were still waiting their turn", grpcN+restN-sent, grpcN+restN)
+	}
+	err := inst.exited(t)
+	close(exited)
+	if err != nil {
 		t.Errorf("backupd exit after SIGTERM: %v; want exit 0", err)
 	}
 	t.Logf("backupd exited %s after SIGTERM", time.Since(stopped).Round(time.Millisecond))
@@ -673,13 +708,15 @@ func TestShutdownTimeoutIsLogged(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a, _ := newAccount(t, moto, "Orders")
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}}, ShutdownTimeout: 300 * time.Millisecond, Env: motoEnv(moto)})
+	inst.waitConnections(t, 1)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(inst.httpURL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// The request is in, its body being read, once backupd has its connection.
 	fmt.Fprintf(conn, "POST /v1/accounts/%s/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{", a)
-	time.Sleep(200 * time.Millisecond) // the request is in, its body being read
+	inst.waitConnections(t, 2)
 	if err := inst.stop(t); err == nil {
 		t.Error("backupd exited 0 after its drain timed out; want 1")
 	}

@@ -396,15 +396,82 @@ func (inst *instance) waitReadyz(t *testing.T, want int, within time.Duration) {
 // stop sends SIGTERM and returns the exit error (nil for exit 0).
 func (inst *instance) stop(t *testing.T) error {
 	t.Helper()
+	inst.terminate(t)
+	return inst.exited(t)
+}
+
+// terminate sends SIGTERM; exited waits for its end.
+func (inst *instance) terminate(t *testing.T) {
+	t.Helper()
 	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// exited waits up to 40 s for the process to end and returns the exit
+// error (nil for exit 0).
+func (inst *instance) exited(t *testing.T) error {
+	t.Helper()
 	select {
 	case err := <-inst.done:
 		return err
 	case <-time.After(40 * time.Second):
 		t.Fatal("backupd did not exit within 40s of SIGTERM")
 		return nil
+	}
+}
+
+// metric is the sample of name whose labels include labels (none: the
+// sample without labels) on backupd's GET /metrics, or -1. Each scrape
+// comes on a connection of its own, closed after it, so that
+// backupd_connections_open counts it as one and holds no idle one of the
+// test's (see waitConnections).
+func (inst *instance) metric(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	req, err := http.NewRequest("GET", inst.httpURL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Close = true
+	resp, err := inst.http.Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	return metricValue(string(body), name, labels)
+}
+
+// waitMetric polls /metrics until the sample of name with labels is at
+// least want, and fails the test when it is not within 10 s.
+func (inst *instance) waitMetric(t *testing.T, name string, labels map[string]string, want float64) {
+	t.Helper()
+	inst.waitFor(t, name, labels, func(got float64) bool { return got >= want })
+}
+
+// waitConnections polls /metrics until backupd holds want connections
+// open, the scrape's own among them, and fails the test when it does not
+// within 10 s. The test's idle keep-alive connections are closed first:
+// with no gRPC call made yet, want 1 is then the scrape alone.
+func (inst *instance) waitConnections(t *testing.T, want int) {
+	t.Helper()
+	inst.http.CloseIdleConnections()
+	inst.waitFor(t, "backupd_connections_open", nil, func(got float64) bool { return got == float64(want) })
+}
+
+func (inst *instance) waitFor(t *testing.T, name string, labels map[string]string, ok func(float64) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got := inst.metric(t, name, labels)
+		if ok(got) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v is still %v after 10s", name, labels, got)
+		}
 	}
 }
 
