@@ -2,17 +2,26 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -130,4 +139,188 @@ func TestTLSListeners(t *testing.T) {
 	if _, err := healthpb.NewHealthClient(plain).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
 		t.Error("plaintext gRPC answered on the TLS listener")
 	}
+}
+
+// TestEveryRouteRefusesUnknownAndDisallowedCallers calls every
+// BackupService method, over gRPC and over REST by its HTTP rule, with
+// requests valid but for their caller: without a token and with an unknown
+// one (UNAUTHENTICATED, 401), and as a caller allowed every other operation
+// in the account, or this one in another account only (CALLER_NOT_ALLOWED,
+// 403). None reaches STS or DynamoDB. The same requests as a caller allowed
+// everything are not refused, so that only the caller was refused. The
+// methods come from the service descriptor: a new RPC without a request
+// here fails the test.
+func TestEveryRouteRefusesUnknownAndDisallowedCallers(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, _ := newAccount(t, moto, "Orders")
+	b, _ := newAccount(t, moto, "Orders")
+	arn := "arn:aws:dynamodb:us-east-1:" + a + ":table/Orders/backup/01700000000000-abcdef12"
+	requests := map[string]proto.Message{
+		"CreateBackup":           &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "authz"},
+		"GetBackup":              &backupv1.GetBackupRequest{BackupArn: arn},
+		"ListBackups":            &backupv1.ListBackupsRequest{AccountId: a},
+		"DeleteBackup":           &backupv1.DeleteBackupRequest{BackupArn: arn},
+		"RestoreTableFromBackup": &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Restored"},
+	}
+	rules := httpRules(t)
+	methods := backupv1.BackupService_ServiceDesc.Methods
+	var cfg strings.Builder
+	cfg.WriteString("callers:\n")
+	fmt.Fprintf(&cfg, "  - {name: platform, token_sha256: %s, accounts: [\"*\"], operations: [\"*\"]}\n", callers.HashToken("platform-token"))
+	fmt.Fprintf(&cfg, "  - {name: elsewhere, token_sha256: %s, accounts: [%q], operations: [\"*\"]}\n", callers.HashToken("elsewhere-token"), b)
+	for _, m := range methods {
+		var others []string
+		for _, o := range methods {
+			if o.MethodName != m.MethodName {
+				others = append(others, o.MethodName)
+			}
+		}
+		fmt.Fprintf(&cfg, "  - {name: not-%s, token_sha256: %s, accounts: [%q], operations: [%s]}\n",
+			m.MethodName, callers.HashToken("not-"+m.MethodName), a, strings.Join(others, ", "))
+	}
+	rec := newRecorder(t, moto)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}, {ID: b}}, Env: motoEnv(rec.URL), Callers: cfg.String()})
+
+	routes := map[string]restCall{}
+	for _, m := range methods {
+		req, ok := requests[m.MethodName]
+		if !ok {
+			t.Fatalf("no request for BackupService.%s: add one", m.MethodName)
+		}
+		rule, ok := rules[m.MethodName]
+		if !ok {
+			t.Fatalf("no HTTP rule for BackupService.%s", m.MethodName)
+		}
+		routes[m.MethodName] = restRoute(t, rule, req)
+	}
+	const unauthenticated, denied = "UNAUTHENTICATED", "CALLER_NOT_ALLOWED"
+	for _, m := range methods {
+		for _, c := range []struct {
+			caller, token string
+			code          codes.Code
+			status        int
+			reason        string
+		}{
+			{"no token", "", codes.Unauthenticated, http.StatusUnauthorized, unauthenticated},
+			{"an unknown token", "guess", codes.Unauthenticated, http.StatusUnauthorized, unauthenticated},
+			{"a caller of another account", "elsewhere-token", codes.PermissionDenied, http.StatusForbidden, denied},
+			{"a caller of every other operation", "not-" + m.MethodName, codes.PermissionDenied, http.StatusForbidden, denied},
+		} {
+			ctx := context.Background()
+			header := http.Header{}
+			if c.token != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token)
+				header.Set("Authorization", "Bearer "+c.token)
+			}
+			err := invoke(ctx, inst, m.MethodName, requests[m.MethodName])
+			if st := status.Convert(err); st.Code() != c.code || reasonOf(st) != c.reason {
+				t.Errorf("gRPC %s with %s: %v; want %v %s", m.MethodName, c.caller, err, c.code, c.reason)
+			}
+			r := routes[m.MethodName]
+			code, _, body := inst.restWith(t, r.verb, r.path, r.body, header)
+			if code != c.status || decodeRESTError(t, body).reason() != c.reason {
+				t.Errorf("REST %s %s (%s) with %s: %d %s; want %d %s", r.verb, r.path, m.MethodName, c.caller, code, body, c.status, c.reason)
+			}
+		}
+	}
+	if calls := rec.Calls(""); len(calls) != 0 {
+		t.Errorf("refused callers' requests reached AWS: %v", calls)
+	}
+
+	// The same requests from a caller allowed everything pass the caller
+	// checks: their answers, whatever they are, are not the caller's.
+	platform := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer platform-token")
+	for _, m := range methods {
+		if code := status.Code(invoke(platform, inst, m.MethodName, requests[m.MethodName])); code == codes.Unauthenticated || code == codes.PermissionDenied || code == codes.InvalidArgument {
+			t.Errorf("gRPC %s as platform: %v; want the request to pass validation and the caller checks", m.MethodName, code)
+		}
+		r := routes[m.MethodName]
+		if code, _, body := inst.restWith(t, r.verb, r.path, r.body, http.Header{"Authorization": {"Bearer platform-token"}}); code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusBadRequest || code == http.StatusNotFound && decodeRESTError(t, body).reason() == "ROUTE_NOT_FOUND" {
+			t.Errorf("REST %s %s as platform: %d %s; want the request to pass routing, validation and the caller checks", r.verb, r.path, code, body)
+		}
+	}
+}
+
+// invoke calls BackupService's method with req over inst's gRPC connection.
+func invoke(ctx context.Context, inst *instance, method string, req proto.Message) error {
+	desc, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(backupv1.BackupService_ServiceDesc.ServiceName))
+	if err != nil {
+		return err
+	}
+	out, err := protoregistry.GlobalTypes.FindMessageByName(desc.(protoreflect.ServiceDescriptor).Methods().ByName(protoreflect.Name(method)).Output().FullName())
+	if err != nil {
+		return err
+	}
+	return inst.conn.Invoke(ctx, "/"+backupv1.BackupService_ServiceDesc.ServiceName+"/"+method, req, out.New().Interface())
+}
+
+// httpRule is one of the service's HTTP bindings (proto/backup/v1/backup_service.yaml).
+type httpRule struct {
+	Selector                      string
+	Get, Post, Put, Patch, Delete string
+	Body                          string
+}
+
+// httpRules reads the service's HTTP bindings, by method name.
+func httpRules(t *testing.T) map[string]httpRule {
+	t.Helper()
+	raw, err := os.ReadFile("../proto/backup/v1/backup_service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		HTTP struct{ Rules []httpRule } `yaml:"http"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	rules := map[string]httpRule{}
+	for _, r := range doc.HTTP.Rules {
+		method, ok := strings.CutPrefix(r.Selector, backupv1.BackupService_ServiceDesc.ServiceName+".")
+		if !ok {
+			t.Fatalf("HTTP rule for %s, outside %s", r.Selector, backupv1.BackupService_ServiceDesc.ServiceName)
+		}
+		rules[method] = r
+	}
+	return rules
+}
+
+// restCall is a REST request: its HTTP method, path and body.
+type restCall struct{ verb, path, body string }
+
+var pathVarRe = regexp.MustCompile(`\{([a-z_]+)\}`)
+
+// restRoute is req as the REST request rule maps it to: its path's
+// variables filled from req's fields, path-escaped, and with body "*" the
+// other fields as JSON. A GET or DELETE request must set no field
+// outside its path.
+func restRoute(t *testing.T, rule httpRule, req proto.Message) (r restCall) {
+	t.Helper()
+	for verb, path := range map[string]string{"GET": rule.Get, "POST": rule.Post, "PUT": rule.Put, "PATCH": rule.Patch, "DELETE": rule.Delete} {
+		if path != "" {
+			r.verb, r.path = verb, path
+		}
+	}
+	rest := proto.Clone(req).ProtoReflect()
+	fields := rest.Descriptor().Fields()
+	r.path = pathVarRe.ReplaceAllStringFunc(r.path, func(v string) string {
+		f := fields.ByName(protoreflect.Name(strings.Trim(v, "{}")))
+		if f == nil {
+			t.Fatalf("%s: no field %s in %s", rule.Selector, v, rest.Descriptor().FullName())
+		}
+		value := rest.Get(f).String()
+		rest.Clear(f)
+		return url.PathEscape(value)
+	})
+	body, err := protojson.Marshal(rest.Interface())
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case rule.Body == "*":
+		r.body = string(body)
+	case string(body) != "{}":
+		t.Fatalf("%s: fields %s outside the path of a request without a body", rule.Selector, body)
+	}
+	return r
 }
