@@ -33,6 +33,7 @@ type Metrics struct {
 	attemptDur   *prometheus.HistogramVec
 	assumeRole   *prometheus.CounterVec
 	connsRefused *prometheus.CounterVec
+	inFlight     prometheus.Gauge
 	// codes are the AWS error codes labels have named, at most
 	// maxErrorCodes (outcome).
 	codesMu sync.Mutex
@@ -81,8 +82,12 @@ func New() *Metrics {
 			Name: "backupd_connections_refused_total",
 			Help: "Connections closed as soon as they were accepted, both listeners' together, by the limit they would have gone over: total (max_connections) or per_ip (max_connections_per_ip).",
 		}, []string{"limit"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "backupd_requests_in_flight",
+			Help: "BackupService requests in their handler, gRPC and REST alike: those a shutdown's drain waits for.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole, m.connsRefused,
+	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole, m.connsRefused, m.inFlight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both limits' series exist from the start, at 0, so that an alert
 	// on their rise has something to compare with.
@@ -127,6 +132,11 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) ObserveRequest(method string, code codes.Code, d time.Duration) {
 	m.requests.WithLabelValues(method, code.String()).Inc()
 	m.duration.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// InFlight moves the count of requests in their handler by delta.
+func (m *Metrics) InFlight(delta int) {
+	m.inFlight.Add(float64(delta))
 }
 
 // ObserveLimit counts one decision of the limiter: "admitted", "waited" or

@@ -60,9 +60,11 @@ type Authorizer interface {
 	Authenticate(ctx context.Context) (caller string, err error)
 }
 
-// RequestObserver counts answered requests (package metrics).
+// RequestObserver counts answered requests, and those in their handler
+// (package metrics).
 type RequestObserver interface {
 	ObserveRequest(method string, code codes.Code, d time.Duration)
+	InFlight(delta int)
 }
 
 // maxRequestBytes bounds a gRPC request, far above any valid one:

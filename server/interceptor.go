@@ -108,6 +108,10 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if err := i.requestArrived(ctx); err != nil {
 		return nil, err
 	}
+	if i.metrics != nil && strings.HasPrefix(info.FullMethod, servicePrefix) {
+		i.metrics.InFlight(1)
+		defer i.metrics.InFlight(-1)
+	}
 	ctx, fields := reqlog.New(ctx)
 	principal, resp, err := i.run(ctx, req, info, handler)
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {

@@ -128,8 +128,22 @@ type fixture struct {
 
 // observed records what the interceptor told its RequestObserver.
 type observed struct {
-	mu    sync.Mutex
-	calls []string
+	mu       sync.Mutex
+	calls    []string
+	inFlight int
+}
+
+func (o *observed) InFlight(delta int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.inFlight += delta
+}
+
+// handling is how many requests are in their handler.
+func (o *observed) handling() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.inFlight
 }
 
 func (o *observed) ObserveRequest(method string, code codes.Code, _ time.Duration) {
@@ -1628,5 +1642,46 @@ func TestLargeRefusalFitsDefaultClients(t *testing.T) {
 	}
 	if st.Code() != codes.InvalidArgument || len(carried) == 0 || !strings.Contains(st.Message(), " more") {
 		t.Fatalf("status %s %.200q with %d violations; want INVALID_ARGUMENT with violations, and the rest counted", st.Code(), st.Message(), len(carried))
+	}
+}
+
+// TestRequestsInFlightAreCounted: a BackupService call over gRPC or REST
+// counts as in flight while in its handler, and not once answered; a
+// health check does not count.
+func TestRequestsInFlightAreCounted(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	held := make(chan error, 2)
+	go func() {
+		_, err := f.client.GetBackup(ctx, &backupv1.GetBackupRequest{BackupArn: slowARN}) // answered when ctx ends
+		held <- err
+	}()
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", f.http.URL+"/v1/backups/"+strings.ReplaceAll(slowARN, "/", "%2F"), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		held <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); f.observed.handling() != 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests in flight; want the 2 held in their handler", f.observed.handling())
+		}
+	}
+	if _, err := healthpb.NewHealthClient(f.conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.observed.handling(); n != 2 {
+		t.Errorf("%d in flight with a health check; want 2", n)
+	}
+	cancel()
+	<-held
+	<-held
+	for deadline := time.Now().Add(5 * time.Second); f.observed.handling() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests in flight once answered; want none", f.observed.handling())
+		}
 	}
 }
