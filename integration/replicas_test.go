@@ -258,13 +258,22 @@ func startRedis(t *testing.T, addr string, args ...string) func() {
 		}
 	}
 	t.Cleanup(stop)
+	// The server that answers must be this one: freePort's port may have
+	// been taken meanwhile, and this redis-server then exits while another
+	// process answers there.
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer client.Close()
+	want := "process_id:" + strconv.Itoa(cmd.Process.Pid)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
+		info, err := client.Info(context.Background(), "server").Result()
+		if err == nil {
+			if !strings.Contains(info, want+"\r\n") {
+				t.Fatalf("another server answers on %s, not the redis-server started there", addr)
+			}
 			return stop
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not listen on %s", addr)
+			t.Fatalf("redis-server did not answer on %s: %v", addr, err)
 		}
 	}
 }
