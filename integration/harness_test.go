@@ -69,6 +69,7 @@ type call struct {
 	Op        string // DynamoDB operation or STS Action
 	AccessKey string
 	Role      string // the RoleArn of an AssumeRole
+	Body      []byte // the JSON request body of a DynamoDB call
 }
 
 // recorder is a reverse proxy in front of moto that records every call and
@@ -131,6 +132,8 @@ func newRecorder(t *testing.T, target string) *recorder {
 		}
 		if target := req.Header.Get("X-Amz-Target"); target != "" {
 			c.Op = target[strings.LastIndexByte(target, '.')+1:]
+			c.Body, _ = io.ReadAll(req.Body)
+			req.Body = io.NopCloser(bytes.NewReader(c.Body))
 		} else {
 			body, _ := io.ReadAll(req.Body)
 			req.Body = io.NopCloser(bytes.NewReader(body))
