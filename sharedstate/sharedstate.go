@@ -6,6 +6,7 @@ package sharedstate
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -189,4 +190,32 @@ func infoField(info, field string) string {
 		}
 	}
 	return ""
+}
+
+// WatchEviction checks the server's memory settings every interval until
+// ctx ends, and calls report with a *MayEvictError each time it finds a
+// policy that may evict backupd's keys where the check before found
+// none: CheckEviction at start does not see a policy changed later (an
+// operator's CONFIG SET, a managed service's parameter group). A check
+// that cannot be made reports nothing; the requests of a Redis that does
+// not answer are refused anyway.
+func WatchEviction(ctx context.Context, c infoReader, every time.Duration, report func(error)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	evicting := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := CheckEviction(ctx, c)
+		_, now := errors.AsType[*MayEvictError](err)
+		if now && !evicting {
+			report(err)
+		}
+		if now || err == nil {
+			evicting = now
+		}
+	}
 }

@@ -10,8 +10,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -198,4 +200,60 @@ func TestCheckEvictionReadsARealServer(t *testing.T) {
 	if err := CheckEviction(t.Context(), client); err != nil {
 		t.Fatalf("CheckEviction of the test's Redis: %v", err)
 	}
+}
+
+// switchingInfo answers INFO memory with the text set last.
+type switchingInfo struct {
+	mu   sync.Mutex
+	text string
+}
+
+func (s *switchingInfo) set(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.text = text
+}
+
+func (s *switchingInfo) Info(ctx context.Context, _ ...string) *redis.StringCmd {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd := redis.NewStringCmd(ctx, "info", "memory")
+	cmd.SetVal(s.text)
+	return cmd
+}
+
+// TestWatchEvictionReportsAPolicyChangedLater: a policy that may evict,
+// set after start, is reported once, and again only after it was undone
+// and set once more.
+func TestWatchEvictionReportsAPolicyChangedLater(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const safe, evicting = "maxmemory:4194304\r\nmaxmemory_policy:noeviction\r\n", "maxmemory:4194304\r\nmaxmemory_policy:allkeys-lru\r\n"
+		info := &switchingInfo{text: safe}
+		var reports []error
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			WatchEviction(ctx, info, time.Minute, func(err error) { reports = append(reports, err) })
+		}()
+		step := func(text string, want int) {
+			t.Helper()
+			info.set(text)
+			time.Sleep(time.Minute)
+			synctest.Wait()
+			if len(reports) != want {
+				t.Fatalf("%d reports; want %d", len(reports), want)
+			}
+		}
+		step(safe, 0)
+		step(evicting, 1)
+		step(evicting, 1)
+		step(safe, 1)
+		step(evicting, 2)
+		if _, ok := errors.AsType[*MayEvictError](reports[1]); !ok {
+			t.Errorf("report %v; want a *MayEvictError", reports[1])
+		}
+		cancel()
+		<-done
+	})
 }

@@ -379,6 +379,10 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	if err := checkRedis(ctx, client, rc.Address, logger); err != nil {
 		return stateBackend{}, err
 	}
+	go sharedstate.WatchEviction(ctx, client, evictionCheckEvery, func(err error) {
+		logger.Error("shared state: Redis may now evict backupd's keys, and with them request_id results (a repeat would make a second backup) and rate-limit turns",
+			slog.String("error", redact.Error(err)))
+	})
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := max(2*cfg.UpstreamTimeout, time.Minute)
 	lost := func() {
@@ -394,6 +398,10 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	return stateBackend{limiter: limiter, results: idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
 		close: func() { _ = client.Close() }}, nil
 }
+
+// evictionCheckEvery is how often backupd reads Redis' memory settings
+// again after start, for a policy changed since.
+const evictionCheckEvery = time.Minute
 
 // checkRedis fails the start for a Redis that refuses backupd's
 // credentials or database, or that may evict backupd's keys: mistakes
