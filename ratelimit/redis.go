@@ -227,17 +227,26 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			// were due; this one, given by the stepped clock, would be
 			// due among them: given up, and every replica holds its
 			// turns (holdTurns).
-			if err := l.hold(rctx, k); err != nil {
+			err := l.hold(rctx, k)
+			l.clock.held()
+			if err != nil {
 				return err
 			}
 			continue
 		}
-		if l.clock.currentEpoch() != epoch {
+		if off, wait := l.clock.unsettled(epoch); off {
 			// Another call found the clock stepped (or another server
-			// answering) while this one's turn was asked for by the
-			// placing before: the turn may be due among those given
-			// before the step. Given up; the call that found the step
-			// holds the turns.
+			// answering) while this one's turn was asked for, or holds
+			// the turns still: the turn, given by the stepped clock
+			// before the hold reached Redis, may be due among those
+			// given before the step. Given up, once the hold is in.
+			if wait != nil {
+				select {
+				case <-wait:
+				case <-rctx.Done():
+					return l.failed(rctx, k, context.Cause(rctx))
+				}
+			}
 			continue
 		}
 		if !t.granted {
@@ -384,7 +393,9 @@ func (l *Redis) readClock(ctx context.Context) (sample, time.Duration, error) {
 	place, uncertainty, stepped := l.clock.observe(asked, recv, time.UnixMicro(us))
 	l.clock.renewedAt(recv)
 	if stepped {
-		if err := l.holdTurns(ctx); err != nil {
+		err := l.holdTurns(ctx)
+		l.clock.held()
+		if err != nil {
 			return sample{}, 0, err
 		}
 	}

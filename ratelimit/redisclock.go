@@ -50,10 +50,16 @@ type redisClock struct {
 	// maxLead caps the lead, when not zero.
 	maxLead time.Duration
 	// epoch counts the placings given up: each time an exchange found
-	// Redis' clock off the best placing (it stepped), and each reset. A
-	// turn asked for by a placing of an earlier epoch may be off by the
-	// step.
+	// Redis' clock off the best placing (it stepped), each reset, and each
+	// hold that ended. A turn asked for by a placing of an earlier epoch
+	// may be off by the step.
 	epoch uint64
+	// holds counts the holds of the turns (holdTurns) under way, from the
+	// exchange that found the clock stepped forward to the hold's answer:
+	// meanwhile Redis still gives turns by the stepped clock, unheld, and
+	// none may be used. settled is closed when the last of them ends.
+	holds   int
+	settled chan struct{}
 }
 
 // sample is one exchange's placing of Redis' clock: Redis read redisMid
@@ -96,6 +102,13 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (place sample, unce
 	steppedForward = off && s.redisMid.After(c.best.redis(s.mid))
 	if off {
 		c.epoch++
+	}
+	if steppedForward {
+		// The caller holds the turns, and says when it is done (held).
+		c.holds++
+		if c.settled == nil {
+			c.settled = make(chan struct{})
+		}
 	}
 	if !c.has || s.uncertainty(recv) <= c.best.uncertainty(recv) || off {
 		c.best, c.has = s, true
@@ -165,4 +178,26 @@ func (c *redisClock) currentEpoch() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.epoch
+}
+
+// held ends a hold that observe's finding of a forward step started,
+// whether or not it reached Redis.
+func (c *redisClock) held() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holds--
+	c.epoch++
+	if c.holds == 0 {
+		close(c.settled)
+		c.settled = nil
+	}
+}
+
+// unsettled reports whether a turn asked for at epoch may be off by a
+// step: the placing changed since, or a hold is under way. wait, when not
+// nil, is closed once no hold is.
+func (c *redisClock) unsettled(epoch uint64) (off bool, wait <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch != epoch || c.holds > 0, c.settled
 }

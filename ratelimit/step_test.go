@@ -213,3 +213,82 @@ func (r *barrierRedis) EvalSha(ctx context.Context, sha1 string, keys []string, 
 	}
 	return cmd
 }
+
+// TestRedisTurnWhileAHoldIsUnderWay: a call that starts after another
+// found Redis' clock stepped forward, but before that call's hold reached
+// Redis, is placed by the stepped clock and gets an unheld turn, due among
+// the turns queued before the step. It gives it up, waits for the hold,
+// and asks again. Without that, its turn came 8 ms from one of the
+// queue's. The hold's script is kept from Redis until the call is done
+// (holdBlocker).
+func TestRedisTurnWhileAHoldIsUnderWay(t *testing.T) {
+	const queued = 20
+	client := testRedis(t)
+	withRedisClockOffset(t, client)
+	var turns lockedTurns
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	hb := &holdBlocker{Scripter: client, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	l := NewRedis(hb, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
+	ctx := context.Background()
+	if err := l.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for turns.len() < queued {
+		if err := l.Wait(ctx, keyA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queueEnd := turns.sorted()[queued-1]
+	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	holder := make(chan error, 1)
+	go func() { holder <- l.Wait(ctx, keyA) }() // finds the step; its hold is kept back
+	<-hb.entered
+	late := make(chan error, 1)
+	go func() { late <- l.Wait(ctx, keyA) }() // starts while the hold is under way
+	lateDone := false
+	select {
+	case err := <-late:
+		lateDone = true
+		t.Errorf("a call during the hold returned (%v) before the hold reached Redis", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(hb.release)
+	<-holder
+	if !lateDone {
+		<-late
+	}
+	all := turns.sorted()
+	for i := 1; i < len(all); i++ {
+		if gap := all[i].Sub(all[i-1]); gap < spacing(50, DefaultGuard)/2 {
+			t.Errorf("two turns %s apart (spacing %s)", gap, spacing(50, DefaultGuard))
+		}
+	}
+	for _, at := range all[queued:] {
+		if at.Before(queueEnd) {
+			t.Errorf("a turn at %s, after the step, is due among the queue's (its last at %s)",
+				at.Format("15:04:05.000"), queueEnd.Format("15:04:05.000"))
+		}
+	}
+}
+
+// holdBlocker runs every script but holdTurns at once; holdTurns waits
+// for release, after telling entered.
+type holdBlocker struct {
+	redis.Scripter
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *holdBlocker) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	if sha == holdTurns.Hash() {
+		select {
+		case h.entered <- struct{}{}:
+		default:
+		}
+		<-h.release
+	}
+	return h.Scripter.EvalSha(ctx, sha, keys, args...)
+}
