@@ -379,10 +379,16 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	if err := checkRedis(ctx, client, rc.Address, logger); err != nil {
 		return stateBackend{}, err
 	}
-	go sharedstate.WatchEviction(ctx, client, evictionCheckEvery, func(err error) {
-		logger.Error("shared state: Redis may now evict backupd's keys, and with them request_id results (a repeat would make a second backup) and rate-limit turns",
-			slog.String("error", redact.Error(err)))
-	})
+	// The watcher ends before the client closes (close, below).
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		sharedstate.WatchEviction(watchCtx, client, evictionCheckEvery, func(err error) {
+			logger.Error("shared state: Redis may now evict backupd's keys, and with them request_id results (a repeat would make a second backup) and rate-limit turns",
+				slog.String("error", redact.Error(err)))
+		})
+	}()
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := max(2*cfg.UpstreamTimeout, time.Minute)
 	lost := func() {
@@ -396,7 +402,11 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		logger.Warn("shared state: not marked yet", slog.String("error", redact.Error(err)))
 	}
 	return stateBackend{limiter: limiter, results: idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
-		close: func() { _ = client.Close() }}, nil
+		close: func() {
+			stopWatch()
+			<-watched
+			_ = client.Close()
+		}}, nil
 }
 
 // evictionCheckEvery is how often backupd reads Redis' memory settings
