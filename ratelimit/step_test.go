@@ -130,7 +130,6 @@ func TestRedisClockStepSeenByConcurrentCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	queueEnd := turns.sorted()[queued-1]
 	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -140,18 +139,7 @@ func TestRedisClockStepSeenByConcurrentCalls(t *testing.T) {
 		wg.Go(func() { _ = l.Wait(ctx, keyA) })
 	}
 	wg.Wait()
-	all := turns.sorted()
-	for i := 1; i < len(all); i++ {
-		if gap := all[i].Sub(all[i-1]); gap < spacing(50, DefaultGuard)/2 {
-			t.Errorf("two turns %s apart (spacing %s)", gap, spacing(50, DefaultGuard))
-		}
-	}
-	for _, at := range all[queued:] {
-		if at.Before(queueEnd) {
-			t.Errorf("a turn at %s, after the step, is due among the queue's (its last at %s)",
-				at.Format("15:04:05.000"), queueEnd.Format("15:04:05.000"))
-		}
-	}
+	turns.checkAfterStep(t, queued, 50)
 }
 
 // lockedTurns records when each call's turn is due, from any goroutine.
@@ -183,10 +171,27 @@ func (l *lockedTurns) len() int {
 	return len(l.at)
 }
 
-func (l *lockedTurns) sorted() []time.Time {
+// checkAfterStep holds the turns to a rate per second after a step of
+// Redis' clock: no two closer than half the spacing, and none of those
+// after the first queued (recorded before the step) due before the last
+// of those.
+func (l *lockedTurns) checkAfterStep(t *testing.T, queued int, rate float64) {
+	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return slices.SortedFunc(slices.Values(l.at), time.Time.Compare)
+	queueEnd := l.at[queued-1]
+	all := slices.SortedFunc(slices.Values(l.at), time.Time.Compare)
+	for i := 1; i < len(all); i++ {
+		if gap := all[i].Sub(all[i-1]); gap < spacing(rate, DefaultGuard)/2 {
+			t.Errorf("two turns %s apart (spacing %s)", gap, spacing(rate, DefaultGuard))
+		}
+	}
+	for _, at := range l.at[queued:] { // in the order given, not sorted among the queue's
+		if at.Before(queueEnd) {
+			t.Errorf("a turn at %s, after the step, is due among the queue's (its last at %s)",
+				at.Format("15:04:05.000"), queueEnd.Format("15:04:05.000"))
+		}
+	}
 }
 
 // barrierRedis runs every turn script it is asked, and answers none until
@@ -239,7 +244,6 @@ func TestRedisTurnWhileAHoldIsUnderWay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	queueEnd := turns.sorted()[queued-1]
 	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -260,18 +264,7 @@ func TestRedisTurnWhileAHoldIsUnderWay(t *testing.T) {
 	if !lateDone {
 		<-late
 	}
-	all := turns.sorted()
-	for i := 1; i < len(all); i++ {
-		if gap := all[i].Sub(all[i-1]); gap < spacing(50, DefaultGuard)/2 {
-			t.Errorf("two turns %s apart (spacing %s)", gap, spacing(50, DefaultGuard))
-		}
-	}
-	for _, at := range all[queued:] {
-		if at.Before(queueEnd) {
-			t.Errorf("a turn at %s, after the step, is due among the queue's (its last at %s)",
-				at.Format("15:04:05.000"), queueEnd.Format("15:04:05.000"))
-		}
-	}
+	turns.checkAfterStep(t, queued, 50)
 }
 
 // holdBlocker runs every script but holdTurns at once; holdTurns waits
