@@ -171,8 +171,12 @@ func (s *Server) sourceTableFeatures(d *types.SourceTableFeatureDetails) *backup
 		TimeToLiveDescription: s.ttl(d.TimeToLiveDescription),
 		SseDescription:        s.sse(d.SSEDescription),
 	}
-	out.GlobalSecondaryIndexes = globalIndexes(s, d.GlobalSecondaryIndexes)
-	out.LocalSecondaryIndexes = localIndexes(s, d.LocalSecondaryIndexes)
+	for _, g := range d.GlobalSecondaryIndexes {
+		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, s.globalIndex(g.IndexName, g.KeySchema, g.Projection, throughput(g.ProvisionedThroughput)))
+	}
+	for _, l := range d.LocalSecondaryIndexes {
+		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, s.localIndex(l.IndexName, l.KeySchema, l.Projection))
+	}
 	if st := d.StreamDescription; st != nil {
 		out.StreamDescription = &backupv1.StreamSpecification{
 			StreamEnabled:  aws.ToBool(st.StreamEnabled),
@@ -182,51 +186,16 @@ func (s *Server) sourceTableFeatures(d *types.SourceTableFeatureDetails) *backup
 	return out
 }
 
-// globalIndexes converts the global secondary indexes of a backup's
-// source table (…Info) or of a table (…Description): DynamoDB describes
-// them in a type for each, whose fields backupd answers with are the
-// same but for the throughput's type. None is nil, as DynamoDB answers.
-func globalIndexes[G types.GlobalSecondaryIndexInfo | types.GlobalSecondaryIndexDescription](s *Server, gs []G) []*backupv1.GlobalSecondaryIndex {
-	var out []*backupv1.GlobalSecondaryIndex
-	for _, g := range gs {
-		var (
-			name *string
-			ks   []types.KeySchemaElement
-			p    *types.Projection
-			pt   *backupv1.ProvisionedThroughput
-		)
-		switch g := any(g).(type) {
-		case types.GlobalSecondaryIndexInfo:
-			name, ks, p, pt = g.IndexName, g.KeySchema, g.Projection, throughput(g.ProvisionedThroughput)
-		case types.GlobalSecondaryIndexDescription:
-			name, ks, p, pt = g.IndexName, g.KeySchema, g.Projection, throughputDescription(g.ProvisionedThroughput)
-		}
-		out = append(out, &backupv1.GlobalSecondaryIndex{IndexName: aws.ToString(name), KeySchema: s.keySchema(ks),
-			Projection: s.projection(p), ProvisionedThroughput: pt})
-	}
-	return out
+// globalIndex and localIndex convert a secondary index of a backup's
+// source table (DynamoDB's …Info) or of a table (…Description): two types
+// for each kind of index, whose fields backupd answers with are the same
+// but for the throughput's type, which the caller converts.
+func (s *Server) globalIndex(name *string, ks []types.KeySchemaElement, p *types.Projection, pt *backupv1.ProvisionedThroughput) *backupv1.GlobalSecondaryIndex {
+	return &backupv1.GlobalSecondaryIndex{IndexName: aws.ToString(name), KeySchema: s.keySchema(ks), Projection: s.projection(p), ProvisionedThroughput: pt}
 }
 
-// localIndexes converts the local secondary indexes of a backup's source
-// table (…Info) or of a table (…Description), as globalIndexes does the
-// global ones.
-func localIndexes[L types.LocalSecondaryIndexInfo | types.LocalSecondaryIndexDescription](s *Server, ls []L) []*backupv1.LocalSecondaryIndex {
-	var out []*backupv1.LocalSecondaryIndex
-	for _, l := range ls {
-		var (
-			name *string
-			ks   []types.KeySchemaElement
-			p    *types.Projection
-		)
-		switch l := any(l).(type) {
-		case types.LocalSecondaryIndexInfo:
-			name, ks, p = l.IndexName, l.KeySchema, l.Projection
-		case types.LocalSecondaryIndexDescription:
-			name, ks, p = l.IndexName, l.KeySchema, l.Projection
-		}
-		out = append(out, &backupv1.LocalSecondaryIndex{IndexName: aws.ToString(name), KeySchema: s.keySchema(ks), Projection: s.projection(p)})
-	}
-	return out
+func (s *Server) localIndex(name *string, ks []types.KeySchemaElement, p *types.Projection) *backupv1.LocalSecondaryIndex {
+	return &backupv1.LocalSecondaryIndex{IndexName: aws.ToString(name), KeySchema: s.keySchema(ks), Projection: s.projection(p)}
 }
 
 func (s *Server) keySchema(ks []types.KeySchemaElement) []*backupv1.KeySchemaElement {
@@ -322,8 +291,12 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 		mode = t.BillingModeSummary.BillingMode
 	}
 	out.BillingMode = s.billingMode(mode, out.ProvisionedThroughput)
-	out.GlobalSecondaryIndexes = globalIndexes(s, t.GlobalSecondaryIndexes)
-	out.LocalSecondaryIndexes = localIndexes(s, t.LocalSecondaryIndexes)
+	for _, g := range t.GlobalSecondaryIndexes {
+		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, s.globalIndex(g.IndexName, g.KeySchema, g.Projection, throughputDescription(g.ProvisionedThroughput)))
+	}
+	for _, l := range t.LocalSecondaryIndexes {
+		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, s.localIndex(l.IndexName, l.KeySchema, l.Projection))
+	}
 	if r := t.RestoreSummary; r != nil {
 		out.RestoreSummary = &backupv1.RestoreSummary{
 			SourceBackupArn:   aws.ToString(r.SourceBackupArn),
