@@ -28,10 +28,7 @@ import (
 // that fails its handshake, or that its client closes, frees its place.
 func TestGRPCConnectionsAreLimited(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
-	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := files.Certificate(t)
 	for _, tt := range []struct {
 		name        string
 		tls, client *tls.Config

@@ -237,10 +237,7 @@ func TestShutdownTimesOut(t *testing.T) {
 // reported calls cut off.
 func TestShutdownClosesSilentConnections(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
-	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := files.Certificate(t)
 	for _, tt := range []struct {
 		name string
 		http bool

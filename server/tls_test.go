@@ -84,10 +84,7 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	grpcAddr, httpAddr := serveTLS(t, cfg)
-	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := files.Certificate(t)
 	check := func(c *tls.Config) error { return healthCheckOver(grpcAddr, credentials.NewTLS(c)) }
 	if err := check(&tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}); err == nil {
 		t.Error("a gRPC client without a certificate was served")

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -20,6 +21,16 @@ import (
 type TLSFiles struct {
 	CertFile, KeyFile string
 	Pool              *x509.CertPool
+}
+
+// Certificate loads the certificate and its key, as a server presents them.
+func (f TLSFiles) Certificate(t testing.TB) tls.Certificate {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }
 
 // SelfSignedTLS makes a fresh certificate and key in t's temporary
