@@ -277,7 +277,7 @@ func (g *gate) answered(op string, call *attempts, at *time.Time, err error) err
 		return err
 	}
 	if !idempotent[op] {
-		return &OutcomeUnknownError{Operation: op, AccountID: g.account, Err: err}
+		return &OutcomeUnknownError{Operation: op, AccountID: g.account, Region: g.region, Err: err}
 	}
 	if call != nil {
 		call.unanswered = true
@@ -479,11 +479,12 @@ var throttled = map[string]bool{
 type OutcomeUnknownError struct {
 	Operation string
 	AccountID string
+	Region    string
 	Err       error
 }
 
 func (e *OutcomeUnknownError) Error() string {
-	return fmt.Sprintf("%s in account %s: outcome unknown: %v", e.Operation, e.AccountID, e.Err)
+	return fmt.Sprintf("%s in account %s, region %s: outcome unknown: %v", e.Operation, e.AccountID, e.Region, e.Err)
 }
 
 func (e *OutcomeUnknownError) Unwrap() error { return e.Err }

@@ -409,6 +409,9 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 			if errors.As(err, &unknown) != tt.unknown {
 				t.Errorf("err = %v; want outcome unknown: %v", err, tt.unknown)
 			}
+			if unknown != nil && (unknown.AccountID != target.AccountID || unknown.Region != target.Region) {
+				t.Errorf("outcome unknown in account %q, region %q; want %q, %q", unknown.AccountID, unknown.Region, target.AccountID, target.Region)
+			}
 			if !tt.unknown && err != nil {
 				t.Errorf("retried call failed: %v", err)
 			}

@@ -275,8 +275,8 @@ func mapUpstream(err error) mapped {
 	switch {
 	case errors.As(err, &unsure): // before the deadline: an unknown outcome may wrap one
 		m := mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
-			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s definitively: it may or may not have been done; "+
-				"%s before trying again", unsure.Operation, unsure.AccountID, howToCheck(unsure.Operation))}
+			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s, region %s, definitively: it may or may not have been done; "+
+				"%s before trying again", unsure.Operation, unsure.AccountID, unsure.Region, howToCheck(unsure.Operation))}
 		if id := awsRequestID(err); id != "" { // a 5xx's, for AWS support
 			m.meta = map[string]string{"aws_request_id": id}
 		}

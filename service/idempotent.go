@@ -37,7 +37,7 @@ type Idempotency interface {
 // that gave up and retries gets the backup it already has, not a second.
 // The caller itself is answered by its deadline (just before it: see
 // server's keepTimeToAnswer), over REST too.
-func once[Resp proto.Message](ctx context.Context, s *Server, op, account, requestID string, norm func() proto.Message,
+func once[Resp proto.Message](ctx context.Context, s *Server, op string, target accounts.Target, requestID string, norm func() proto.Message,
 	do func(context.Context) (Resp, error)) (Resp, error) {
 	if requestID == "" {
 		ctx, cancel := s.withDeadline(ctx)
@@ -55,7 +55,7 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op, account, reque
 		var zero Resp
 		return zero, err
 	}
-	done := detach(ctx, s, op, idempotency.Key{Account: account, RequestID: requestID}, fp, do)
+	done := detach(ctx, s, op, target, requestID, fp, do)
 	return answer(ctx, op, done)
 }
 
@@ -71,8 +71,9 @@ type runResult[Resp proto.Message] struct {
 // its own, so that the caller is answered by its deadline
 // (DEADLINE_EXCEEDED) while a run it started goes on to its end and keeps
 // its result for the caller's retry. Shutdown waits for it (Server.Wait).
-func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key idempotency.Key, fp idempotency.Fingerprint,
+func detach[Resp proto.Message](ctx context.Context, s *Server, op string, target accounts.Target, requestID string, fp idempotency.Fingerprint,
 	do func(context.Context) (Resp, error)) <-chan runResult[Resp] {
+	key := idempotency.Key{Account: target.AccountID, RequestID: requestID}
 	done := make(chan runResult[Resp], 1)
 	s.detached.Add(key)
 	go func() {
@@ -91,7 +92,7 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key i
 		}()
 		res.kept, res.err = s.idem.Do(ctx, key, fp, func() ([]byte, error) {
 			res.ran = true
-			resp, err := runDetached(ctx, s, op, key.Account, do)
+			resp, err := runDetached(ctx, s, op, target, do)
 			if err != nil {
 				return nil, err
 			}
@@ -107,12 +108,12 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, key i
 // Redis lease of its claim (at least twice as long). A failure after which
 // DynamoDB may have acted is kept as final: repeats get OUTCOME_UNKNOWN
 // rather than a second run.
-func runDetached[Resp proto.Message](ctx context.Context, s *Server, op, account string, do func(context.Context) (Resp, error)) (Resp, error) {
+func runDetached[Resp proto.Message](ctx context.Context, s *Server, op string, target accounts.Target, do func(context.Context) (Resp, error)) (Resp, error) {
 	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.defaultTimeout)
 	defer cancel()
 	resp, err := do(runCtx)
 	if err != nil && mayHaveActed(err) {
-		err = idempotency.Final(outcomeUnknown(op, account, err))
+		err = idempotency.Final(outcomeUnknown(op, target, err))
 	}
 	return resp, err
 }
@@ -258,11 +259,11 @@ func (e *UnansweredError) Unwrap() error { return e.Err }
 
 // outcomeUnknown is err as an *accounts.OutcomeUnknownError: err itself
 // when it already is one, so that its message says so once.
-func outcomeUnknown(op, account string, err error) error {
+func outcomeUnknown(op string, target accounts.Target, err error) error {
 	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); ok {
 		return err
 	}
-	return &accounts.OutcomeUnknownError{Operation: op, AccountID: account, Err: err}
+	return &accounts.OutcomeUnknownError{Operation: op, AccountID: target.AccountID, Region: target.Region, Err: err}
 }
 
 // fingerprint hashes a request's type and parameters. The request_id is

@@ -72,19 +72,19 @@ func TestSendErrorSaysWhetherSent(t *testing.T) {
 }
 
 func TestOutcomeUnknownWrapsOnce(t *testing.T) {
-	unsure := &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Err: errors.New("connection reset")}
+	unsure := &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "eu-west-1", Err: errors.New("connection reset")}
 	tests := []struct {
 		name string
 		err  error
 		want string
 	}{
 		{"already unknown", fmt.Errorf("operation error DynamoDB: %w", unsure),
-			"operation error DynamoDB: CreateBackup in account 111111111111: outcome unknown: connection reset"},
+			"operation error DynamoDB: CreateBackup in account 111111111111, region eu-west-1: outcome unknown: connection reset"},
 		{"deadline", context.DeadlineExceeded,
-			"CreateBackup in account 111111111111: outcome unknown: context deadline exceeded"},
+			"CreateBackup in account 111111111111, region eu-west-1: outcome unknown: context deadline exceeded"},
 	}
 	for _, tt := range tests {
-		err := outcomeUnknown("CreateBackup", "111111111111", tt.err)
+		err := outcomeUnknown("CreateBackup", accounts.Target{AccountID: "111111111111", Region: "eu-west-1"}, tt.err)
 		if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); !ok || err.Error() != tt.want {
 			t.Errorf("%s: outcomeUnknown = %q, want an OutcomeUnknownError %q", tt.name, err, tt.want)
 		}
@@ -136,7 +136,7 @@ func runOnce(ctx context.Context, s *Server, do func(context.Context) (*backupv1
 	norm := func() proto.Message {
 		return &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1"}
 	}
-	return once(ctx, s, "CreateBackup", "111111111111", "rid", norm, do)
+	return once(ctx, s, "CreateBackup", accounts.Target{AccountID: "111111111111", Region: "eu-west-1"}, "rid", norm, do)
 }
 
 // TestOnceAnswersAtTheDeadline: the caller is answered at its deadline
@@ -265,7 +265,7 @@ func TestDeadlineIsBoundedByDefaultTimeout(t *testing.T) {
 				return &backupv1.CreateBackupResponse{}, nil
 			}
 			norm := func() proto.Message { return &backupv1.CreateBackupRequest{AccountId: "111111111111"} }
-			if _, err := once(ctx, s, "CreateBackup", "111111111111", tt.requestID, norm, do); err != nil {
+			if _, err := once(ctx, s, "CreateBackup", accounts.Target{AccountID: "111111111111", Region: "eu-west-1"}, tt.requestID, norm, do); err != nil {
 				t.Fatal(err)
 			}
 			if got > tt.want || got < tt.want-time.Second {

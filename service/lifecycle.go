@@ -91,7 +91,7 @@ func (s *Server) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupReq
 		// is told the outcome is unknown and to look (a GetBackup then
 		// finds the backup gone), not INTERNAL, whose retry would be
 		// refused as BACKUP_NOT_FOUND.
-		return nil, answerLacks(config.OpDeleteBackup, target.AccountID, "the backup's description (it says the backup was deleted)")
+		return nil, answerLacks(config.OpDeleteBackup, target, "the backup's description (it says the backup was deleted)")
 	}
 	return &backupv1.DeleteBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
 }
@@ -287,7 +287,7 @@ func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.Resto
 	if err != nil {
 		return nil, err
 	}
-	return once(ctx, s, config.OpRestoreTableFromBackup, target.AccountID, req.GetRequestId(),
+	return once(ctx, s, config.OpRestoreTableFromBackup, target, req.GetRequestId(),
 		func() proto.Message { return normRestore(req) },
 		func(ctx context.Context) (*backupv1.RestoreTableFromBackupResponse, error) {
 			var submitted time.Time
@@ -296,7 +296,7 @@ func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.Resto
 				return nil, sendError(config.OpRestoreTableFromBackup, err, submitted)
 			}
 			if out.TableDescription == nil || aws.ToString(out.TableDescription.TableName) == "" {
-				return nil, answerLacks(config.OpRestoreTableFromBackup, target.AccountID, "the new table's description")
+				return nil, answerLacks(config.OpRestoreTableFromBackup, target, "the new table's description")
 			}
 			return &backupv1.RestoreTableFromBackupResponse{TableDescription: s.tableDescription(out.TableDescription)}, nil
 		})

@@ -83,7 +83,7 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 	if err != nil {
 		return nil, err
 	}
-	return once(ctx, s, config.OpCreateBackup, target.AccountID, req.GetRequestId(),
+	return once(ctx, s, config.OpCreateBackup, target, req.GetRequestId(),
 		func() proto.Message { return normCreate(target, table, req.GetBackupName()) },
 		func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
 			return s.createBackup(ctx, target, table.ref, req.GetBackupName())
@@ -94,8 +94,8 @@ func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupReq
 // what it answers with: not DynamoDB, but something between (a proxy) may
 // answer so. Whether it was done is not known, and for a request_id that
 // is kept, as for any other answer that leaves it unknown.
-func answerLacks(op, account, what string) error {
-	return outcomeUnknown(op, account, fmt.Errorf("DynamoDB's answer of success lacks %s", what))
+func answerLacks(op string, target accounts.Target, what string) error {
+	return outcomeUnknown(op, target, fmt.Errorf("DynamoDB's answer of success lacks %s", what))
 }
 
 // normCreate is what a CreateBackup's repeat must match: where it acts,
@@ -115,7 +115,7 @@ func (s *Server) createBackup(ctx context.Context, target accounts.Target, table
 		return nil, sendError(config.OpCreateBackup, err, submitted)
 	}
 	if out.BackupDetails == nil || aws.ToString(out.BackupDetails.BackupArn) == "" {
-		return nil, answerLacks(config.OpCreateBackup, target.AccountID, "the backup's ARN")
+		return nil, answerLacks(config.OpCreateBackup, target, "the backup's ARN")
 	}
 	return &backupv1.CreateBackupResponse{
 		BackupDetails: s.backupDetails(out.BackupDetails),
