@@ -234,6 +234,11 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", method, path)
 	if hint := escapeHint(r.URL.EscapedPath()); hint != "" {
 		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", method, path, hint)
+	} else if strings.Contains(r.URL.EscapedPath(), "//") {
+		// A base URL ending in / joined to a path starting with / makes
+		// one; the message would otherwise look like a valid route's.
+		msg = fmt.Sprintf("no route for %s %s: the path has an empty segment (//); "+
+			"if the base URL ends in /, drop that / or the path's first", method, path)
 	}
 	if rpc, params, verb, ok := g.emptyVariables(r); ok {
 		g.emptyPathFields(w, r, rpc, params, verb)
