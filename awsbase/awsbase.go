@@ -8,11 +8,13 @@ package awsbase
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,6 +47,21 @@ func PooledHTTPClient(c aws.HTTPClient) aws.HTTPClient {
 	pooled := bc.WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
 		t.MaxIdleConns = max(t.MaxIdleConns, maxIdleConns)
+		// HTTP/1.1 only. With the GetBody inMemoryBodies gives every
+		// body, net/http's HTTP/2 transport resends a request whose
+		// body it wrote whole when the peer resets the stream with
+		// PROTOCOL_ERROR (an endpoint or proxy that speaks HTTP/2):
+		// a CreateBackup DynamoDB may have acted on, sent again
+		// inside one attempt, on one turn of the rate limit, and
+		// answered as one success. Over HTTP/1.1 net/http resends
+		// only a request of which nothing was written.
+		t.ForceAttemptHTTP2 = false
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP1(true)
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		if t.TLSClientConfig != nil {
+			t.TLSClientConfig.NextProtos = slices.DeleteFunc(slices.Clone(t.TLSClientConfig.NextProtos), func(p string) bool { return p == "h2" })
+		}
 	})
 	hc, ok := pooled.Freeze().(*http.Client)
 	if !ok {
