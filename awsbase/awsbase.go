@@ -8,7 +8,6 @@ package awsbase
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,11 +53,12 @@ func PooledHTTPClient(c aws.HTTPClient) aws.HTTPClient {
 		// a CreateBackup DynamoDB may have acted on, sent again
 		// inside one attempt, on one turn of the rate limit, and
 		// answered as one success. Over HTTP/1.1 net/http resends
-		// only a request of which nothing was written.
-		t.ForceAttemptHTTP2 = false
+		// only a request of which nothing was written. The transport
+		// the SDK hands over is a clone of one that has set HTTP/2 up
+		// already, h2 in its TLS config's ALPN included: that goes too,
+		// or a server would choose h2 for a client that speaks HTTP/1.1.
 		t.Protocols = new(http.Protocols)
 		t.Protocols.SetHTTP1(true)
-		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		if t.TLSClientConfig != nil {
 			t.TLSClientConfig.NextProtos = slices.DeleteFunc(slices.Clone(t.TLSClientConfig.NextProtos), func(p string) bool { return p == "h2" })
 		}
