@@ -30,7 +30,18 @@ import (
 //     lost the latest turns): no turn until ARGV[4] from now, as when the
 //     restart happened is not known;
 //   - the marker gone from the server this replica saw (ARGV[3]) without
-//     a restart: likewise from now.
+//     a restart: likewise from now;
+//   - a server whose data is older than what this replica saw: KEYS[5]
+//     counts the holds for a loss or a change of server, and a server
+//     that counts fewer than ARGV[6] (the count this replica last saw) is
+//     one that failed over and was then answering again with the data it
+//     had kept (a primary back from a partition, an endpoint flipping
+//     back): its run_id is the one its marker keeps, as if nothing had
+//     happened, while another server gave the turns since. Likewise from
+//     now, and reported.
+//
+// Every hold from now counts one more than both counts (KEYS[5]), which
+// the answer gives back (gen).
 //
 // A loss is reported (lost) once per server, by the first call that can
 // tell: one whose replica saw another server, or that found KEYS[3]
@@ -40,10 +51,10 @@ import (
 // caller can wait for, by Redis' clock (µs since the epoch). ARGV[5]: the
 // lead, in µs: no slot sooner than that after now, so that the answer
 // reaches a replica whose answers are slow to arrive before its turn does.
-// Returns {1, delay, lost, run_id, now, held} for a reserved slot delay
-// µs from now (Redis' clock, µs since the epoch), {0, delay, lost, run_id,
-// now, held} for a refusal; held is 1 when the marker put the slot where
-// it is.
+// Returns {1, delay, lost, run_id, now, held, gen} for a reserved slot
+// delay µs from now (Redis' clock, µs since the epoch), {0, delay, lost,
+// run_id, now, held, gen} for a refusal; held is 1 when the marker put the
+// slot where it is.
 var takeTurn = redis.NewScript(takeTurnSource)
 
 const takeTurnSource = `
@@ -62,6 +73,8 @@ local known = redis.call('GET', KEYS[3])
 local markv = redis.call('GET', KEYS[2])
 local mark = tonumber(markv or '0')
 local lost = 0
+local gen = tonumber(redis.call('GET', KEYS[5]) or '0')
+local seen = tonumber(ARGV[6]) or 0
 local other = (known and known ~= run) or (mine ~= '' and mine ~= run)
 if other and redis.call('GET', KEYS[4]) ~= run then
   lost = 1
@@ -75,8 +88,16 @@ elseif not markv and mine ~= '' and mine == run then
   from = now
 elseif not markv then
   from = now
+elseif seen > gen then
+  lost = 1
+  redis.call('SET', KEYS[4], run)
+  from = now
 elseif other then
   from = started
+end
+if from == now then
+  gen = math.max(gen, seen) + 1
+  redis.call('SET', KEYS[5], gen)
 end
 if from and from > mark then mark = from end
 if not markv or (from and mark == from) then redis.call('SET', KEYS[2], mark) end
@@ -86,9 +107,9 @@ if slot < now + lead then slot = now + lead end
 local held = 0
 if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]); held = 1 end
 local delay = slot - now
-if slot > latest then return {0, delay, lost, run, now, held} end
+if slot > latest then return {0, delay, lost, run, now, held, gen} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
-return {1, delay, lost, run, now, held}
+return {1, delay, lost, run, now, held, gen}
 `
 
 // Redis limits calls across every replica that shares one Redis server and
@@ -111,7 +132,11 @@ type Redis struct {
 	// server is the run_id of the Redis server this replica last took a
 	// turn from, or found the marker on at start; nil before.
 	server atomic.Pointer[string]
-	lost   func()
+	// gen is the count of holds for a loss or a change of server that
+	// Redis last answered with (takeTurn's KEYS[5]): a server counting
+	// fewer is one this replica left, answering again with older data.
+	gen  atomic.Int64
+	lost func()
 	// clock places Redis' clock, by which turns are given, against this
 	// process's.
 	clock redisClock
@@ -451,8 +476,8 @@ func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest 
 	if p := l.server.Load(); p != nil {
 		mine = *p
 	}
-	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported"},
-		interval.Microseconds(), latest.UnixMicro(), mine, l.quarantine(interval).Microseconds(), lead.Microseconds()).Slice()
+	res, err := takeTurn.Run(ctx, l.client, []string{l.prefix + k.String(), l.marker, l.marker + ":run_id", l.marker + ":reported", l.marker + ":gen"},
+		interval.Microseconds(), latest.UnixMicro(), mine, l.quarantine(interval).Microseconds(), lead.Microseconds(), l.gen.Load()).Slice()
 	t, perr := turn(res)
 	if err == nil {
 		err = perr
@@ -460,6 +485,7 @@ func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest 
 	if err != nil {
 		return turnAnswer{}, l.failed(ctx, k, fmt.Errorf("take a turn for %s: %w", k, err))
 	}
+	l.gen.Store(t.gen)
 	if t.run != mine {
 		l.server.Store(&t.run)
 		if mine != "" {
@@ -495,11 +521,12 @@ type turnAnswer struct {
 	delay time.Duration
 	run   string
 	now   time.Time // Redis' clock
+	gen   int64     // the holds for a loss or a change of server, counted
 }
 
 // turn reads takeTurn's answer.
 func turn(res []any) (turnAnswer, error) {
-	if len(res) != 6 {
+	if len(res) != 7 {
 		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
 	}
 	granted, ok1 := res[0].(int64)
@@ -508,11 +535,12 @@ func turn(res []any) (turnAnswer, error) {
 	run, ok4 := res[3].(string)
 	now, ok5 := res[4].(int64)
 	held, ok6 := res[5].(int64)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
+	gen, ok7 := res[6].(int64)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 {
 		// Not read as a refusal with no delay, which would have the
 		// call ask again at once, over and over.
 		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
 	}
 	return turnAnswer{granted: granted == 1, delay: time.Duration(us) * time.Microsecond, lost: found == 1,
-		run: run, now: time.UnixMicro(now), held: held == 1}, nil
+		run: run, now: time.UnixMicro(now), held: held == 1, gen: gen}, nil
 }

@@ -476,13 +476,13 @@ func (f *fakeLink) EvalSha(ctx context.Context, sha1 string, keys []string, args
 		defer f.srv.mu.Unlock()
 		slot := max(f.srv.next[keys[0]], now+lead)
 		if slot > latest {
-			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now, int64(0)}, nil)
+			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now, int64(0), int64(0)}, nil)
 		}
 		f.srv.next[keys[0]] = slot + interval
 		f.mu.Lock()
 		f.lastTurn = time.UnixMicro(slot)
 		f.mu.Unlock()
-		return redis.NewCmdResult([]any{int64(1), slot - now, int64(0), "fake", now, int64(0)}, nil)
+		return redis.NewCmdResult([]any{int64(1), slot - now, int64(0), "fake", now, int64(0), int64(0)}, nil)
 	}
 	return redis.NewCmdResult(nil, fmt.Errorf("fakeLink: unknown script %s", sha1))
 }
