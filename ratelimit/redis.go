@@ -166,6 +166,9 @@ const placeTries = 3
 func NewRedis(client redis.Scripter, prefix string, opts Options, lost func()) *Redis {
 	l := &Redis{policy: newPolicy(opts), client: client, prefix: prefix + "ratelimit:", marker: prefix + "state", lost: lost}
 	l.clock.maxLead = l.maxWait / 2
+	if l.guard > 0 {
+		l.clock.stepBound = l.maxUncertainty()
+	}
 	return l
 }
 

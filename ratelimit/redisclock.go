@@ -60,6 +60,13 @@ type redisClock struct {
 	// none may be used. settled is closed when the last of them ends.
 	holds   int
 	settled chan struct{}
+	// stepBound, when not zero, bounds the drift an old placing is allowed
+	// when an exchange is checked against it (agrees): a placing unused
+	// for minutes would otherwise take a step of Redis' clock as big as
+	// its drift allowance (600 ms after ten minutes) for drift, and place
+	// its turns by the stepped clock among those other replicas queued by
+	// the clock before. Drift that large is a step's to hold for.
+	stepBound time.Duration
 }
 
 // sample is one exchange's placing of Redis' clock: Redis read redisMid
@@ -128,7 +135,11 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (place sample, unce
 // c.mu.
 func (c *redisClock) agrees(s sample) bool {
 	d := s.redisMid.Sub(c.best.redis(s.mid))
-	return d.Abs() <= s.rtt/2+c.best.uncertainty(s.mid)
+	off := c.best.uncertainty(s.mid)
+	if c.stepBound > 0 {
+		off = min(off, c.best.rtt/2+c.stepBound)
+	}
+	return d.Abs() <= s.rtt/2+off
 }
 
 // leadNow is the lead as it has fallen by now. The caller holds c.mu.

@@ -285,3 +285,52 @@ func (h *holdBlocker) EvalSha(ctx context.Context, sha string, keys []string, ar
 	}
 	return h.Scripter.EvalSha(ctx, sha, keys, args...)
 }
+
+// TestRedisClockStepFoundByAnIdleReplica: a replica whose placing of
+// Redis' clock is ten minutes old, allowed 600 ms of drift, finds the clock
+// 500 ms ahead when a call comes, while another replica's queue holds a
+// second of turns given before the step. Taken for drift, the step placed
+// its ten turns by the stepped clock among the queue's, 6 ms from them (51
+// turns in 880 ms); a placing is allowed no more drift than a turn may be
+// off when an exchange is checked against it, and the step is held for.
+func TestRedisClockStepFoundByAnIdleReplica(t *testing.T) {
+	const queued = 45
+	client := testRedis(t)
+	withRedisClockOffset(t, client)
+	var turns lockedTurns
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}
+	ctx := context.Background()
+	a := NewRedis(client, prefix, opts, nil)
+	b := NewRedis(testRedis(t), prefix, opts, nil)
+	for _, l := range []*Redis{a, b} {
+		if err := l.Prime(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b's last exchange with Redis was ten minutes ago.
+	b.clock.mu.Lock()
+	b.clock.best.mid = b.clock.best.mid.Add(-10 * time.Minute)
+	b.clock.best.redisMid = b.clock.best.redisMid.Add(-10 * time.Minute)
+	b.clock.mu.Unlock()
+	for turns.len() < queued {
+		if err := a.Wait(ctx, keyA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := client.Set(ctx, offsetKey, (500 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		err := b.Wait(ctx, keyA)
+		if le, ok := errors.AsType[*LimitedError](err); ok && le.Held {
+			time.Sleep(le.RetryAfter)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	turns.checkAfterStep(t, queued, 50)
+}
