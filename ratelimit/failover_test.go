@@ -74,53 +74,86 @@ func ownRedis(t *testing.T) *redis.Client {
 // replica saw b, and without the count of holds (takeTurn's KEYS[5]) took
 // a for a server another replica had already held for: ten turns at once,
 // each 5 ms from one of b's.
-func TestRedisQuarantineAfterFailingBack(t *testing.T) {
-	ctx := context.Background()
-	a, b := testRedis(t), ownRedis(t)
-	prefix := testenv.RedisPrefix(t)
-	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
-	var turns lockedTurns
-	var lost atomic.Int32
-	sw := &switchingRedis{}
-	sw.to.Store(a)
-	l := NewRedis(sw, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, func() { lost.Add(1) })
-	if err := l.Prime(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Wait(ctx, keyA); err != nil {
-		t.Fatal(err)
-	}
+// failingBack is a failover of the test Redis (a) to a server of the
+// test's own (b, a's replica, promoted), through which sw reaches them.
+type failingBack struct {
+	a, b   *redis.Client
+	sw     *switchingRedis
+	prefix string
+}
+
+func newFailingBack(t *testing.T) *failingBack {
+	t.Helper()
+	f := &failingBack{a: testRedis(t), b: ownRedis(t), sw: &switchingRedis{}, prefix: testenv.RedisPrefix(t)}
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), f.prefix)
+	f.sw.to.Store(f.a)
+	return f
+}
+
+// failOver makes b a replica of a until it holds a's state, promotes it,
+// and sends every command to it.
+func (f *failingBack) failOver(ctx context.Context, t *testing.T) {
+	t.Helper()
 	host, port, _ := strings.Cut(testenv.RedisAddr(t), ":")
-	if err := b.ReplicaOf(ctx, host, port).Err(); err != nil {
+	if err := f.b.ReplicaOf(ctx, host, port).Err(); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if n, _ := b.Exists(ctx, prefix+"state").Result(); n == 1 {
+		if n, _ := f.b.Exists(ctx, f.prefix+"state").Result(); n == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("b did not replicate a")
 		}
 	}
-	if err := b.ReplicaOf(ctx, "NO", "ONE").Err(); err != nil {
+	if err := f.b.ReplicaOf(ctx, "NO", "ONE").Err(); err != nil {
 		t.Fatal(err)
 	}
-	sw.to.Store(b)
-	const queued = 46 // the turn on a, and a second of b's
-	for turns.len() < queued {
+	f.sw.to.Store(f.b)
+}
+
+// queue takes turns of l until turns holds n, waiting out holds.
+func queue(ctx context.Context, t *testing.T, l *Redis, turns *lockedTurns, n int) {
+	t.Helper()
+	for turns.len() < n {
 		err := l.Wait(ctx, keyA)
 		if le, ok := errors.AsType[*LimitedError](err); ok && le.Held {
-			time.Sleep(le.RetryAfter) // b's hold after the failover
+			time.Sleep(le.RetryAfter)
 			continue
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestRedisQuarantineAfterFailingBack: Redis fails over from a to b (b,
+// a's replica, promoted), and back to a, which kept its data and never
+// restarted (a primary back from a partition, an endpoint flipping back).
+// a's marker names a's own run_id, as if nothing had happened, while b
+// gave a second of turns since; a's slot for the key is from before. The
+// replica saw b, and without the count of holds (takeTurn's KEYS[5]) took
+// a for a server another replica had already held for: ten turns at once,
+// each 5 ms from one of b's.
+func TestRedisQuarantineAfterFailingBack(t *testing.T) {
+	ctx := context.Background()
+	f := newFailingBack(t)
+	var turns lockedTurns
+	var lost atomic.Int32
+	l := NewRedis(f.sw, f.prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, func() { lost.Add(1) })
+	if err := l.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Wait(ctx, keyA); err != nil {
+		t.Fatal(err)
+	}
+	f.failOver(ctx, t)
+	const queued = 46 // the turn on a, and a second of b's
+	queue(ctx, t, l, &turns, queued)
 	if lost.Load() != 1 {
 		t.Fatalf("%d losses reported on the failover to b; want 1", lost.Load())
 	}
-	sw.to.Store(a)
+	f.sw.to.Store(f.a)
 	for range 10 {
 		err := l.Wait(ctx, keyA)
 		if le, ok := errors.AsType[*LimitedError](err); err != nil && (!ok || !le.Held) {
@@ -132,6 +165,45 @@ func TestRedisQuarantineAfterFailingBack(t *testing.T) {
 	}
 	turns.mu.Lock()
 	turns.at = turns.at[1:] // the turn on a before the failover, long past
+	turns.mu.Unlock()
+	turns.checkAfterStep(t, queued-1, 50)
+}
+
+// TestRedisQuarantineAfterFailingBackSeenFirstByANewReplica: as above, but
+// the first turn back on a is a replica's that started on b after its
+// hold and took no turn there: it knows the count of holds from Prime.
+func TestRedisQuarantineAfterFailingBackSeenFirstByANewReplica(t *testing.T) {
+	ctx := context.Background()
+	f := newFailingBack(t)
+	var turns lockedTurns
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}
+	first := NewRedis(f.sw, f.prefix, opts, nil)
+	if err := first.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Wait(ctx, keyA); err != nil {
+		t.Fatal(err)
+	}
+	f.failOver(ctx, t)
+	const queued = 46
+	queue(ctx, t, first, &turns, queued)
+	var lost atomic.Int32
+	started := NewRedis(f.sw, f.prefix, opts, func() { lost.Add(1) })
+	if err := started.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.sw.to.Store(f.a)
+	for range 10 {
+		err := started.Wait(ctx, keyA)
+		if le, ok := errors.AsType[*LimitedError](err); err != nil && (!ok || !le.Held) {
+			t.Fatalf("back on a: %v; want a turn, or a refusal for the hold", err)
+		}
+	}
+	if lost.Load() != 1 {
+		t.Errorf("%d losses reported by the replica that started on b; want 1", lost.Load())
+	}
+	turns.mu.Lock()
+	turns.at = turns.at[1:]
 	turns.mu.Unlock()
 	turns.checkAfterStep(t, queued-1, 50)
 }

@@ -172,11 +172,12 @@ func NewRedis(client redis.Scripter, prefix string, opts Options, lost func()) *
 	return l
 }
 
-// serverOfMarker is the server's run_id when the state marker is there,
-// and empty when it is not.
+// serverOfMarker is the server's run_id when the state marker (KEYS[1])
+// is there, and empty when it is not, with the count of holds (KEYS[2]).
 var serverOfMarker = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return '' end
-return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', gen} end
+return {string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or '', gen}
 `)
 
 // Prime looks, at start, for the state marker in Redis: a replica that
@@ -186,13 +187,20 @@ return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
 // cannot tell a first start from a Redis that lost its data, but a
 // replica that saw the marker can.
 func (l *Redis) Prime(ctx context.Context) error {
-	run, err := serverOfMarker.Run(ctx, l.client, []string{l.marker}).Text()
+	res, err := serverOfMarker.Run(ctx, l.client, []string{l.marker, l.marker + ":gen"}).Slice()
+	run, gen, perr := markerAnswer(res)
+	if err == nil {
+		err = perr
+	}
 	if err != nil {
 		return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: fmt.Errorf("look for the shared state: %w", err)}
 	}
 	if run != "" {
 		l.server.Store(&run)
 	}
+	// A replica whose first turn comes after a failover back to a server
+	// with older data tells it by this count, as one that took turns does.
+	l.gen.Store(gen)
 	// Loaded now, the scripts take one round trip (EVALSHA) from the first
 	// call on, and the first calls find Redis' clock placed: an exchange
 	// of two round trips would place it no better than a slow link.
@@ -525,6 +533,19 @@ type turnAnswer struct {
 	run   string
 	now   time.Time // Redis' clock
 	gen   int64     // the holds for a loss or a change of server, counted
+}
+
+// markerAnswer reads serverOfMarker's answer.
+func markerAnswer(res []any) (run string, gen int64, err error) {
+	if len(res) != 2 {
+		return "", 0, fmt.Errorf("unexpected answer %v", res)
+	}
+	run, ok1 := res[0].(string)
+	gen, ok2 := res[1].(int64)
+	if !ok1 || !ok2 {
+		return "", 0, fmt.Errorf("unexpected answer %v", res)
+	}
+	return run, gen, nil
 }
 
 // turn reads takeTurn's answer.
