@@ -17,6 +17,7 @@ import (
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/logcap"
+	"github.com/backupd/backupd/redact"
 )
 
 // NewRedisClient returns a client of the configured server. It connects
@@ -95,9 +96,10 @@ func NewRedisLogger(log *slog.Logger) *RedisLogger {
 // own, mostly trouble that no command's error shows (a pool that cannot
 // dial, a bad connection dropped, a recovered panic). Its messages carry
 // no level, so each is logged as a warning, formatted as go-redis formats
-// it.
+// it, with any secret it names taken out (its re-authentication
+// messages may quote what a credentials provider gave).
 func (l *RedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	msg := fmt.Sprintf(format, v...)
+	msg := redact.Secrets(fmt.Sprintf(format, v...))
 	leftOut, ok := l.cap.Admit(kindOf(format, msg), l.now())
 	if !ok {
 		return

@@ -143,6 +143,17 @@ func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 	}
 }
 
+// A go-redis message that quotes a secret (a credentials provider's token
+// in a re-authentication error, say) is logged without it.
+func TestRedisLoggerTakesSecretsOut(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	l.Printf(context.Background(), "redis: re-authentication failed: %v", errors.New(`provider answered {"access_token": "eyJhbGciOi.secret"}`))
+	if strings.Contains(buf.String(), "eyJhbGciOi") || !strings.Contains(buf.String(), "[redacted]") {
+		t.Errorf("log line %s; want the token redacted", buf.String())
+	}
+}
+
 // fakeInfo answers INFO memory with its text, or its error.
 type fakeInfo struct {
 	text string
