@@ -14,14 +14,15 @@ import (
 )
 
 // secretKey matches what names a secret: the session token, credential
-// and signature of SigV4 as a signed request carries them, and the secret
+// and signature of SigV4 as a signed request carries them (a presigned
+// URL's also when it is itself escaped into another URL), and the secret
 // key and tokens of credentials as JSON (credential_process, the container
 // and instance metadata services, the SSO cache), XML (STS), INI and
 // environment assignments (shared files, export-credentials) or Go's %+v
 // write them, and AssumeRole's ExternalId as its request carries it (an
 // emulator or proxy may quote the request it refused). A value that
 // follows, quoted or not, is the secret.
-var secretKey = regexp.MustCompile(`(?i)x-amz-security-token\s*[:=]\s*|x-amz-credential=|x-amz-signature=|credential=|signature=|` +
+var secretKey = regexp.MustCompile(`(?i)x-amz-security-token(?:\s*[:=]\s*|%3d)|x-amz-credential(?:=|%3d)|x-amz-signature(?:=|%3d)|credential=|signature=|` +
 	`<(?:secretaccesskey|sessiontoken|externalid)>|` +
 	`\\?["']?\b(?:aws_)?(?:secret_?access_?key|session_?token|security_?token|token|access_?token|refresh_?token|client_?secret|externalid)\\?["']?\s*[:=]\s*`)
 

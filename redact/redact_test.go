@@ -2,6 +2,7 @@ package redact
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -13,6 +14,7 @@ func TestSecrets(t *testing.T) {
 		{"canonical request", "The Canonical String for this request should have been\n'POST\n/\n\nx-amz-security-token:" + secret + "\n'"},
 		{"authorization header", "Authorization: AWS4-HMAC-SHA256 Credential=" + secret + ", SignedHeaders=host, Signature=" + secret},
 		{"presigned URL", "https://sts/?X-Amz-Credential=" + secret + "&X-Amz-Signature=" + secret + "&X-Amz-Security-Token=" + secret},
+		{"presigned URL escaped into another", "https://proxy/?next=" + url.QueryEscape("https://sts/?X-Amz-Security-Token="+secret+"&X-Amz-Signature="+secret+"&X-Amz-Credential="+secret)},
 		{"credential_process output", `parse failed of process output: notice: cached\n{"Version":1,"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"` + secret + `","SessionToken":"` + secret + `"}`},
 		{"quoted JSON", `output: "{\"SecretAccessKey\":\"` + secret + `\",\"SessionToken\": \"` + secret + `\"}"`},
 		{"metadata service JSON", `{"Code":"Success","AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"` + secret + `","Token":"` + secret + `"}`},
