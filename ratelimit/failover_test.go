@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -66,14 +65,6 @@ func ownRedis(t *testing.T) *redis.Client {
 	}
 }
 
-// TestRedisQuarantineAfterFailingBack: Redis fails over from a to b (b,
-// a's replica, promoted), and back to a, which kept its data and never
-// restarted (a primary back from a partition, an endpoint flipping back).
-// a's marker names a's own run_id, as if nothing had happened, while b
-// gave a second of turns since; a's slot for the key is from before. The
-// replica saw b, and without the count of holds (takeTurn's KEYS[5]) took
-// a for a server another replica had already held for: ten turns at once,
-// each 5 ms from one of b's.
 // failingBack is a failover of the test Redis (a) to a server of the
 // test's own (b, a's replica, promoted), through which sw reaches them.
 type failingBack struct {
@@ -112,18 +103,12 @@ func (f *failingBack) failOver(ctx context.Context, t *testing.T) {
 	f.sw.to.Store(f.b)
 }
 
-// queue takes turns of l until turns holds n, waiting out holds.
+// queue has l take turns until turns holds n, sleeping out the hold
+// after the failover.
 func queue(ctx context.Context, t *testing.T, l *Redis, turns *lockedTurns, n int) {
 	t.Helper()
 	for turns.len() < n {
-		err := l.Wait(ctx, keyA)
-		if le, ok := errors.AsType[*LimitedError](err); ok && le.Held {
-			time.Sleep(le.RetryAfter)
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		waitOutHolds(ctx, t, l, 1)
 	}
 }
 
@@ -141,9 +126,7 @@ func TestRedisQuarantineAfterFailingBack(t *testing.T) {
 	var turns lockedTurns
 	var lost atomic.Int32
 	l := NewRedis(f.sw, f.prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, func() { lost.Add(1) })
-	if err := l.Prime(ctx); err != nil {
-		t.Fatal(err)
-	}
+	primed(ctx, t, l)
 	if err := l.Wait(ctx, keyA); err != nil {
 		t.Fatal(err)
 	}
@@ -154,18 +137,11 @@ func TestRedisQuarantineAfterFailingBack(t *testing.T) {
 		t.Fatalf("%d losses reported on the failover to b; want 1", lost.Load())
 	}
 	f.sw.to.Store(f.a)
-	for range 10 {
-		err := l.Wait(ctx, keyA)
-		if le, ok := errors.AsType[*LimitedError](err); err != nil && (!ok || !le.Held) {
-			t.Fatalf("back on a: %v; want a turn, or a refusal for the hold", err)
-		}
-	}
+	turnsOrHolds(ctx, t, l, 10) // back on a
 	if lost.Load() != 2 {
 		t.Errorf("%d losses reported; want 2, one for each server that answered anew", lost.Load())
 	}
-	turns.mu.Lock()
-	turns.at = turns.at[1:] // the turn on a before the failover, long past
-	turns.mu.Unlock()
+	turns.dropFirst() // the turn on a before the failover, long past
 	turns.checkAfterStep(t, queued-1, 50)
 }
 
@@ -178,9 +154,7 @@ func TestRedisQuarantineAfterFailingBackSeenFirstByANewReplica(t *testing.T) {
 	var turns lockedTurns
 	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}
 	first := NewRedis(f.sw, f.prefix, opts, nil)
-	if err := first.Prime(ctx); err != nil {
-		t.Fatal(err)
-	}
+	primed(ctx, t, first)
 	if err := first.Wait(ctx, keyA); err != nil {
 		t.Fatal(err)
 	}
@@ -189,21 +163,12 @@ func TestRedisQuarantineAfterFailingBackSeenFirstByANewReplica(t *testing.T) {
 	queue(ctx, t, first, &turns, queued)
 	var lost atomic.Int32
 	started := NewRedis(f.sw, f.prefix, opts, func() { lost.Add(1) })
-	if err := started.Prime(ctx); err != nil {
-		t.Fatal(err)
-	}
+	primed(ctx, t, started)
 	f.sw.to.Store(f.a)
-	for range 10 {
-		err := started.Wait(ctx, keyA)
-		if le, ok := errors.AsType[*LimitedError](err); err != nil && (!ok || !le.Held) {
-			t.Fatalf("back on a: %v; want a turn, or a refusal for the hold", err)
-		}
-	}
+	turnsOrHolds(ctx, t, started, 10) // back on a
 	if lost.Load() != 1 {
 		t.Errorf("%d losses reported by the replica that started on b; want 1", lost.Load())
 	}
-	turns.mu.Lock()
-	turns.at = turns.at[1:]
-	turns.mu.Unlock()
+	turns.dropFirst()
 	turns.checkAfterStep(t, queued-1, 50)
 }

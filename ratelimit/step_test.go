@@ -122,14 +122,8 @@ func TestRedisClockStepSeenByConcurrentCalls(t *testing.T) {
 	br := &barrierRedis{Scripter: client, done: make(chan struct{})}
 	l := NewRedis(br, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
 	ctx := context.Background()
-	if err := l.Prime(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for turns.len() < queued {
-		if err := l.Wait(ctx, keyA); err != nil {
-			t.Fatal(err)
-		}
-	}
+	primed(ctx, t, l)
+	takeTurns(ctx, t, l, &turns, queued)
 	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +163,64 @@ func (l *lockedTurns) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.at)
+}
+
+// dropFirst forgets the first turn recorded (one long past, taken before
+// the queue a check looks at).
+func (l *lockedTurns) dropFirst() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at = l.at[1:]
+}
+
+// primed primes each limiter, as a replica does at start.
+func primed(ctx context.Context, t *testing.T, ls ...*Redis) {
+	t.Helper()
+	for _, l := range ls {
+		if err := l.Prime(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// takeTurns has l take turns until turns holds n; any refusal fails the
+// test.
+func takeTurns(ctx context.Context, t *testing.T, l *Redis, turns *lockedTurns, n int) {
+	t.Helper()
+	for turns.len() < n {
+		if err := l.Wait(ctx, keyA); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitOutHolds makes n calls of l; after a refusal for a hold of the
+// turns it sleeps the hold out before the next. Any other refusal fails
+// the test.
+func waitOutHolds(ctx context.Context, t *testing.T, l *Redis, n int) {
+	t.Helper()
+	for range n {
+		err := l.Wait(ctx, keyA)
+		if le, ok := errors.AsType[*LimitedError](err); ok && le.Held {
+			time.Sleep(le.RetryAfter)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// turnsOrHolds makes n calls of l, each of which must get a turn or a
+// refusal for a hold of the turns.
+func turnsOrHolds(ctx context.Context, t *testing.T, l *Redis, n int) {
+	t.Helper()
+	for range n {
+		err := l.Wait(ctx, keyA)
+		if le, ok := errors.AsType[*LimitedError](err); err != nil && (!ok || !le.Held) {
+			t.Fatalf("%v; want a turn, or a refusal for the hold", err)
+		}
+	}
 }
 
 // checkAfterStep holds the turns to a rate per second after a step of
@@ -236,14 +288,8 @@ func TestRedisTurnWhileAHoldIsUnderWay(t *testing.T) {
 	hb := &holdBlocker{Scripter: client, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	l := NewRedis(hb, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
 	ctx := context.Background()
-	if err := l.Prime(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for turns.len() < queued {
-		if err := l.Wait(ctx, keyA); err != nil {
-			t.Fatal(err)
-		}
-	}
+	primed(ctx, t, l)
+	takeTurns(ctx, t, l, &turns, queued)
 	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -304,33 +350,16 @@ func TestRedisClockStepFoundByAnIdleReplica(t *testing.T) {
 	ctx := context.Background()
 	a := NewRedis(client, prefix, opts, nil)
 	b := NewRedis(testRedis(t), prefix, opts, nil)
-	for _, l := range []*Redis{a, b} {
-		if err := l.Prime(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	primed(ctx, t, a, b)
 	// b's last exchange with Redis was ten minutes ago.
 	b.clock.mu.Lock()
 	b.clock.best.mid = b.clock.best.mid.Add(-10 * time.Minute)
 	b.clock.best.redisMid = b.clock.best.redisMid.Add(-10 * time.Minute)
 	b.clock.mu.Unlock()
-	for turns.len() < queued {
-		if err := a.Wait(ctx, keyA); err != nil {
-			t.Fatal(err)
-		}
-	}
+	takeTurns(ctx, t, a, &turns, queued)
 	if err := client.Set(ctx, offsetKey, (500 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for range 10 {
-		err := b.Wait(ctx, keyA)
-		if le, ok := errors.AsType[*LimitedError](err); ok && le.Held {
-			time.Sleep(le.RetryAfter)
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitOutHolds(ctx, t, b, 10)
 	turns.checkAfterStep(t, queued, 50)
 }
