@@ -2,8 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -41,30 +39,6 @@ func (s *switchingRedis) ScriptLoad(ctx context.Context, script string) *redis.S
 	return s.to.Load().ScriptLoad(ctx, script)
 }
 
-// ownRedis starts a redis-server of the test's own, on a unix socket, for
-// a test that fails the shared one over to it (the executable
-// scripts/test.sh runs).
-func ownRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	dir := t.TempDir() // where a replica keeps the data it is sent
-	sock := filepath.Join(dir, "redis.sock")
-	cmd := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--dir", dir, "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := redis.NewClient(&redis.Options{Network: "unix", Addr: sock})
-	t.Cleanup(func() { c.Close() })
-	for i := 0; ; i++ {
-		if err := c.Ping(context.Background()).Err(); err == nil {
-			return c
-		} else if i == 100 {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // failingBack is a failover of the test Redis (a) to a server of the
 // test's own (b, a's replica, promoted), through which sw reaches them.
 type failingBack struct {
@@ -75,7 +49,7 @@ type failingBack struct {
 
 func newFailingBack(t *testing.T) *failingBack {
 	t.Helper()
-	f := &failingBack{a: testRedis(t), b: ownRedis(t), sw: &switchingRedis{}, prefix: testenv.RedisPrefix(t)}
+	f := &failingBack{a: testRedis(t), b: testenv.StartRedis(t, false).Client, sw: &switchingRedis{}, prefix: testenv.RedisPrefix(t)}
 	testenv.EstablishRedis(t, testenv.RedisAddr(t), f.prefix)
 	f.sw.to.Store(f.a)
 	return f
