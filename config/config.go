@@ -195,7 +195,23 @@ type Redis struct {
 	// deployments can share one server.
 	KeyPrefix string `yaml:"key_prefix"`
 	TLS       bool   `yaml:"tls"`
+	// WaitReplicas, when above 0, is how many of the server's replicas
+	// must hold a request_id's claim before its request runs (Redis'
+	// WAIT, for up to WaitTimeout): Redis sends writes on to its replicas
+	// after answering them, so a failover to one otherwise loses the
+	// claims and results of its last moments, and their repeats run again.
+	WaitReplicas int           `yaml:"wait_replicas"`
+	WaitTimeout  time.Duration `yaml:"wait_timeout"`
 }
+
+// DefaultWaitTimeout is how long a request waits for Redis' replicas to
+// confirm its claim when wait_replicas is set: replicas answer within a
+// millisecond or two when they are up.
+const DefaultWaitTimeout = 500 * time.Millisecond
+
+// maxWaitTimeout bounds wait_timeout: a request with a request_id waits
+// that long for a replica that is down before it is refused.
+const maxWaitTimeout = 10 * time.Second
 
 // Listen holds the listener addresses, and how many connections they
 // hold open at once, both listeners together: a connection costs a file
@@ -325,6 +341,7 @@ func (c *Config) explicitZeros() []error {
 		{"upstream_timeout", &c.UpstreamTimeout, defaults.UpstreamTimeout},
 		{"max_wait", &c.MaxWait, defaults.MaxWait},
 		{"shutdown_timeout", &c.ShutdownTimeout, defaults.ShutdownTimeout},
+		{"shared_state.redis.wait_timeout", &c.SharedState.Redis.WaitTimeout, defaults.SharedState.Redis.WaitTimeout},
 	} {
 		switch *d.v {
 		case unsetDuration:
@@ -360,6 +377,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 25 * time.Second
+	}
+	if c.SharedState.Redis.WaitTimeout == 0 {
+		c.SharedState.Redis.WaitTimeout = DefaultWaitTimeout
 	}
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
@@ -517,7 +537,7 @@ func (s SharedState) validate(bad reporter) {
 	switch s.Backend {
 	case BackendMemory:
 		// Replicas would each keep their own limits and request_ids.
-		if r := s.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.DB != 0 || r.TLS {
+		if r := s.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.DB != 0 || r.TLS || r.WaitReplicas != 0 || r.WaitTimeout != DefaultWaitTimeout {
 			bad("shared_state.redis", `is set, but backend is "memory", which does not use it: set backend: redis, or remove the redis section`)
 		}
 	case BackendRedis:
@@ -534,6 +554,14 @@ func (s SharedState) validate(bad reporter) {
 		}
 		if s.Redis.DB < 0 {
 			bad("shared_state.redis.db", "must not be negative; got %d", s.Redis.DB)
+		}
+		if s.Redis.WaitReplicas < 0 {
+			bad("shared_state.redis.wait_replicas", "must not be negative; got %d", s.Redis.WaitReplicas)
+		}
+		// WAIT takes whole milliseconds, and 0 waits for ever. The
+		// Redis client's read timeout is 1 s longer, whatever this is.
+		if w := s.Redis.WaitTimeout; w < time.Millisecond || w > maxWaitTimeout {
+			bad("shared_state.redis.wait_timeout", "must be from 1ms to %s; got %s", maxWaitTimeout, w)
 		}
 	default:
 		bad("shared_state.backend", `must be "memory" or "redis"; got %q`, s.Backend)

@@ -62,6 +62,13 @@ func TestParseValid(t *testing.T) {
 	if err != nil || r.SharedState.Backend != BackendRedis || r.SharedState.Redis.Address != "redis.internal:6379" || r.SharedState.Redis.DB != 2 {
 		t.Errorf("redis backend: %+v, %v", r, err)
 	}
+	if r.SharedState.Redis.WaitReplicas != 0 || r.SharedState.Redis.WaitTimeout != DefaultWaitTimeout {
+		t.Errorf("redis wait_replicas %d, wait_timeout %s; want 0 and the default", r.SharedState.Redis.WaitReplicas, r.SharedState.Redis.WaitTimeout)
+	}
+	w, err := Parse(strings.NewReader(validYAML + "shared_state: {backend: redis, redis: {address: 'redis:6379', wait_replicas: 2, wait_timeout: 50ms}}\n"))
+	if err != nil || w.SharedState.Redis.WaitReplicas != 2 || w.SharedState.Redis.WaitTimeout != 50*time.Millisecond {
+		t.Errorf("redis wait_replicas: %+v, %v", w, err)
+	}
 	// Both listeners on ports the system picks (for tests, say).
 	anyPorts := strings.Replace(validYAML, "grpc: 127.0.0.1:9090\n  http: 127.0.0.1:8080", "grpc: 127.0.0.1:0\n  http: 127.0.0.1:0", 1)
 	if p, err := Parse(strings.NewReader(anyPorts)); err != nil || p.Listen.GRPC != "127.0.0.1:0" || p.Listen.HTTP != "127.0.0.1:0" {
@@ -145,6 +152,16 @@ callers:
 			`shared_state.redis.address: must be host:port for backend redis; got ""`,
 			"shared_state.redis.db: must not be negative; got -1",
 		}},
+		{"redis waits out of range", "shared_state: {backend: redis, redis: {address: 'redis:6379', wait_replicas: -1, wait_timeout: 11s}}\n", []string{
+			"shared_state.redis.wait_replicas: must not be negative; got -1",
+			"shared_state.redis.wait_timeout: must be from 1ms to 10s; got 11s",
+		}},
+		{"redis wait under a millisecond", "shared_state: {backend: redis, redis: {address: 'redis:6379', wait_replicas: 1, wait_timeout: 500us}}\n",
+			[]string{"shared_state.redis.wait_timeout: must be from 1ms to 10s; got 500µs"}},
+		{"redis wait of 0", "shared_state: {backend: redis, redis: {address: 'redis:6379', wait_replicas: 1, wait_timeout: 0s}}\n",
+			[]string{"shared_state.redis.wait_timeout: must be more than 0; leave it out for the default of 500ms"}},
+		{"redis replicas without the redis backend", "shared_state: {redis: {wait_replicas: 1}}\n",
+			[]string{`shared_state.redis: is set, but backend is "memory"`}},
 		// A password in the address would reach the error, and every log
 		// line naming the address: refused, and not repeated.
 		{"redis URL with a password", "shared_state: {backend: redis, redis: {address: 'redis://:not-a-hash-secret@redis:6379'}}\n",

@@ -98,7 +98,8 @@ func oneDocument(dec *yaml.Decoder) error {
 }
 
 func unsetConfig() *Config {
-	return &Config{UpstreamTimeout: unsetDuration, MaxWait: unsetDuration, ShutdownTimeout: unsetDuration}
+	return &Config{UpstreamTimeout: unsetDuration, MaxWait: unsetDuration, ShutdownTimeout: unsetDuration,
+		SharedState: SharedState{Redis: Redis{WaitTimeout: unsetDuration}}}
 }
 
 // report names the file's empty list elements, and yaml's reports in te

@@ -60,6 +60,12 @@ type Redis struct {
 	claimWithin time.Duration
 	// clock is what this replica last saw of Redis' clock.
 	clock redisClock
+	// replicas, when above 0, is how many of the server's replicas must
+	// hold a claim before its request runs (ConfirmOnReplicas), asked by
+	// waiter, up to replicaWait each time.
+	replicas    int
+	replicaWait time.Duration
+	waiter      redis.Cmdable
 }
 
 // claimWithin bounds when Redis may still do a claim: a claim queued in a
@@ -75,6 +81,51 @@ const claimWithin = 3 * time.Second
 func NewRedis(client redis.Cmdable, prefix string, lease time.Duration, log *slog.Logger) *Redis {
 	return &Redis{client: client, prefix: prefix + "idempotency:", ttl: TTL, lease: lease, log: log, settleTimeout: 5 * time.Second, settleFor: settleFor,
 		drops: make(chan struct{}, maxDrops), claimWithin: claimWithin}
+}
+
+// ConfirmOnReplicas makes s run a request only once n of the Redis
+// server's replicas hold its claim, as Redis' WAIT tells within wait, and
+// log a result they do not confirm in time. Redis sends writes to its
+// replicas after it has answered them, so without this a failover to a
+// replica loses the claims and results of its last moments, and repeats
+// of those requests run again. A claim not confirmed is dropped and its
+// request refused (UNAVAILABLE), nothing sent. waiter reaches the same
+// server as s's client, with a read timeout longer than wait. Call it
+// before the first Do.
+func (s *Redis) ConfirmOnReplicas(waiter redis.Cmdable, n int, wait time.Duration) {
+	s.waiter, s.replicas, s.replicaWait = waiter, n, max(wait, time.Millisecond) // WAIT 0 waits for ever
+}
+
+// unconfirmedError says Redis' replicas did not confirm a claim in time.
+type unconfirmedError struct {
+	acked, want int64
+	wait        time.Duration
+	err         error // WAIT's own failure, if any
+}
+
+func (e *unconfirmedError) Error() string {
+	msg := fmt.Sprintf("%d of the %d Redis replicas that must hold a request_id's claim before its request runs (shared_state.redis.wait_replicas) confirmed it within %s", e.acked, e.want, e.wait)
+	if e.err != nil {
+		msg += fmt.Sprintf(" (WAIT: %v)", e.err)
+	}
+	return msg
+}
+
+// runConfirmed runs script and then WAIT in one pipeline, on one
+// connection, so that WAIT counts the replicas that hold what the script
+// wrote. It answers the script's command and how many replicas
+// confirmed, or WAIT's error beside the count 0.
+func (s *Redis) runConfirmed(ctx context.Context, script *redis.Script, keys []string, args ...any) (*redis.Cmd, int64, error) {
+	var ran *redis.Cmd
+	var wait *redis.Cmd
+	_, _ = s.waiter.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ran = script.Eval(ctx, p, keys, args...)
+		// Pipeliner has no Wait method: WAIT numreplicas timeout-in-ms.
+		wait = p.Do(ctx, "wait", s.replicas, s.replicaWait.Milliseconds())
+		return nil
+	})
+	acked, err := wait.Int64()
+	return ran, acked, err
 }
 
 // redisClock follows Redis' clock from the times its scripts answer with,
@@ -177,7 +228,16 @@ func (s *Redis) redisNow(ctx context.Context) (time.Time, error) {
 // it by c.by, by Redis' clock, and answers what the script did and the
 // record it found.
 func (s *Redis) claim(ctx context.Context, c claimed, rec []byte) (did int64, found []byte, err error) {
-	res, err := claimScript.Run(ctx, s.client, []string{c.k}, rec, s.ttl.Milliseconds(), c.by, c.owner, c.fp).Slice()
+	keys, args := []string{c.k}, []any{rec, s.ttl.Milliseconds(), c.by, c.owner, c.fp}
+	var ran *redis.Cmd
+	var acked int64
+	var waitErr error
+	if s.replicas > 0 {
+		ran, acked, waitErr = s.runConfirmed(ctx, claimScript, keys, args...)
+	} else {
+		ran = claimScript.Run(ctx, s.client, keys, args...)
+	}
+	res, err := ran.Slice()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -186,8 +246,11 @@ func (s *Redis) claim(ctx context.Context, c claimed, rec []byte) (did int64, fo
 		return 0, nil, err
 	}
 	s.clock.saw(time.UnixMilli(now))
-	if did == claimLate {
+	switch {
+	case did == claimLate:
 		return 0, nil, errClaimLate
+	case (did == claimSet || did == claimOwn) && acked < int64(s.replicas):
+		return 0, nil, &unconfirmedError{acked: acked, want: int64(s.replicas), wait: s.replicaWait, err: waitErr}
 	}
 	return did, found, nil
 }
@@ -537,7 +600,19 @@ const (
 func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (outcome int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
 	defer cancel()
-	return settle.Run(ctx, s.client, []string{c.k}, c.owner, next, s.ttl.Milliseconds()).Int()
+	keys, args := []string{c.k}, []any{c.owner, next, s.ttl.Milliseconds()}
+	if s.replicas == 0 {
+		return settle.Run(ctx, s.client, keys, args...).Int()
+	}
+	ran, acked, waitErr := s.runConfirmed(ctx, settle, keys, args...)
+	outcome, err = ran.Int()
+	if err == nil && next != "" && outcome == settled && acked < int64(s.replicas) {
+		why := &unconfirmedError{acked: acked, want: int64(s.replicas), wait: s.replicaWait, err: waitErr}
+		s.log.LogAttrs(context.Background(), slog.LevelWarn,
+			"request_id: the result is kept, but fewer of Redis' replicas than wait_replicas confirmed it: a failover to one that lacks it would lose it, and a repeat would run the request again",
+			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("why", why.Error()))
+	}
+	return outcome, err
 }
 
 // Wait waits until the claims whose settling or making Redis failed are

@@ -205,6 +205,8 @@ type instanceOptions struct {
 	// under RedisPrefix.
 	Redis       string
 	RedisPrefix string
+	// RedisWaitReplicas is the config's shared_state.redis.wait_replicas.
+	RedisWaitReplicas int
 	// Callers is the config's callers section, as YAML; empty: none.
 	Callers string
 	// TLS, when set, serves both listeners with this certificate.
@@ -249,7 +251,8 @@ func startBackupd(t *testing.T, opts instanceOptions) *instance {
 		fmt.Fprintf(&cfg, "upstream_timeout: %s\n", opts.UpstreamTimeout)
 	}
 	if opts.Redis != "" {
-		fmt.Fprintf(&cfg, "shared_state: {backend: redis, redis: {address: %q, key_prefix: %q}}\n", opts.Redis, opts.RedisPrefix)
+		fmt.Fprintf(&cfg, "shared_state: {backend: redis, redis: {address: %q, key_prefix: %q, wait_replicas: %d}}\n",
+			opts.Redis, opts.RedisPrefix, opts.RedisWaitReplicas)
 	}
 	cfg.WriteString(opts.Callers)
 	var clientTLS *tls.Config

@@ -278,6 +278,60 @@ func startRedis(t *testing.T, addr string, args ...string) func() {
 	}
 }
 
+// TestRequestIDsWaitForARedisReplica: with wait_replicas 1, a request
+// with a request_id runs only once a replica of Redis holds its claim.
+// With no replica connected, the start says so, such requests are refused
+// UNAVAILABLE, the log naming the setting, and reach no AWS; requests without a
+// request_id go on. Once a replica connects, they run.
+func TestRequestIDsWaitForARedisReplica(t *testing.T) {
+	opts, a, rec, _ := onPrivateRedis(t, "waits:")
+	opts.RedisWaitReplicas = 1
+	inst := startBackupd(t, opts)
+	if lines := inst.logs.Lines("not enough Redis replicas", "wait_replicas is 1"); len(lines) != 1 {
+		t.Errorf("the start does not say Redis lacks the replica wait_replicas asks for:\n%s", inst.logs.String())
+	}
+	ctx := context.Background()
+	create := func(name, rid string) error {
+		_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: name, RequestId: rid})
+		return err
+	}
+	err := create("unconfirmed", "waits-1")
+	if st := status.Convert(err); st.Code() != codes.Unavailable || reasonOf(st) != "SHARED_STATE_UNAVAILABLE" || retryDelay(st) <= 0 {
+		t.Fatalf("request_id with no Redis replica: %v (reason %s); want UNAVAILABLE SHARED_STATE_UNAVAILABLE with RetryInfo", err, reasonOf(st))
+	}
+	if lines := inst.logs.Lines(`"request_id":"waits-1"`, "0 of the 1 Redis replicas", "wait_replicas"); len(lines) != 1 {
+		t.Errorf("the request's log line does not say no replica confirmed its claim:\n%s", inst.logs.String())
+	}
+	if n := len(rec.Calls("CreateBackup")); n != 0 {
+		t.Fatalf("%d CreateBackup calls reached DynamoDB for a claim no replica held", n)
+	}
+	if err := create("no-request-id", ""); err != nil {
+		t.Fatalf("without a request_id, with no Redis replica: %v", err)
+	}
+
+	primary := redis.NewClient(&redis.Options{Addr: opts.Redis})
+	defer primary.Close()
+	// Feed the replica at once, not after Redis' default 5 s.
+	if err := primary.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	replica := freePort(t)
+	host, port, _ := net.SplitHostPort(opts.Redis)
+	startRedis(t, replica, "--replicaof", host, port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err = create("confirmed", "waits-1")
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("request_id with a Redis replica: %v", err)
+	}
+	if n := len(rec.Calls("CreateBackup")); n != 2 {
+		t.Errorf("moto saw %d CreateBackup calls, want 2", n)
+	}
+}
+
 // TestStartRefusesAnEvictingRedis: a Redis with a maxmemory and an
 // eviction policy (volatile-lru, the managed services' default) may drop
 // a request_id's result, whose repeat would then make a second backup:

@@ -184,6 +184,37 @@ func CheckEviction(ctx context.Context, c infoReader) error {
 	return nil
 }
 
+// FewReplicasError says the Redis server has fewer replicas connected
+// than wait_replicas asks to hold each request_id's claim: until more
+// connect, requests with a request_id are refused.
+type FewReplicasError struct {
+	Connected, Want int
+}
+
+func (e *FewReplicasError) Error() string {
+	return fmt.Sprintf("Redis has %d replicas connected and shared_state.redis.wait_replicas is %d: requests with a request_id are refused (UNAVAILABLE) until %d hold their claims",
+		e.Connected, e.Want, e.Want)
+}
+
+// CheckReplicas reads how many replicas the server has (INFO
+// replication) and returns a *FewReplicasError when they are fewer than
+// want.
+func CheckReplicas(ctx context.Context, c infoReader, want int) error {
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return fmt.Errorf("read Redis' replicas (INFO replication): %w", err)
+	}
+	field := infoField(info, "connected_slaves")
+	n, err := strconv.Atoi(field)
+	if err != nil {
+		return fmt.Errorf("read Redis' replicas: INFO replication gives connected_slaves %q", field)
+	}
+	if n < want {
+		return &FewReplicasError{Connected: n, Want: want}
+	}
+	return nil
+}
+
 // infoField is the value of field in INFO's "field:value" lines, or "".
 func infoField(info, field string) string {
 	for line := range strings.Lines(info) {

@@ -203,6 +203,41 @@ func TestCheckEviction(t *testing.T) {
 	}
 }
 
+// TestCheckReplicas: a server with fewer replicas connected than asked
+// for is reported with both numbers; an INFO that cannot be read, or
+// lacks the field, is an error of its own.
+func TestCheckReplicas(t *testing.T) {
+	info := func(n string) string {
+		return "# Replication\r\nrole:master\r\nconnected_slaves:" + n + "\r\nmaster_failover_state:no-failover\r\n"
+	}
+	tests := []struct {
+		name string
+		info fakeInfo
+		want int
+		few  bool
+		err  bool
+	}{
+		{"enough", fakeInfo{text: info("2")}, 2, false, false},
+		{"more", fakeInfo{text: info("3")}, 1, false, false},
+		{"too few", fakeInfo{text: info("1")}, 2, true, true},
+		{"none", fakeInfo{text: info("0")}, 1, true, true},
+		{"field missing", fakeInfo{text: "# Replication\r\nrole:master\r\n"}, 1, false, true},
+		{"INFO refused", fakeInfo{err: errors.New("NOPERM this user has no permissions to run the 'info' command")}, 1, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckReplicas(t.Context(), tt.info, tt.want)
+			few, ok := errors.AsType[*FewReplicasError](err)
+			if ok != tt.few || (err != nil) != tt.err {
+				t.Fatalf("CheckReplicas = %v; want too few %v, an error %v", err, tt.few, tt.err)
+			}
+			if ok && (few.Want != tt.want || !strings.Contains(err.Error(), "wait_replicas is "+strconv.Itoa(tt.want))) {
+				t.Errorf("message %q does not name wait_replicas %d", err, tt.want)
+			}
+		})
+	}
+}
+
 // TestCheckEvictionReadsARealServer: the test's redis-server, run
 // without a maxmemory, evicts nothing, as INFO memory says.
 func TestCheckEvictionReadsARealServer(t *testing.T) {

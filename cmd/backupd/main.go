@@ -376,7 +376,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	}
 	rc := cfg.SharedState.Redis
 	client := sharedstate.NewRedisClient(rc)
-	if err := checkRedis(ctx, client, rc.Address, logger); err != nil {
+	if err := checkRedis(ctx, client, rc, logger); err != nil {
 		return stateBackend{}, err
 	}
 	// The watcher ends before the client closes (close, below).
@@ -401,7 +401,13 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	if err := limiter.Prime(primeCtx); err != nil {
 		logger.Warn("shared state: not marked yet", slog.String("error", redact.Error(err)))
 	}
-	return stateBackend{limiter: limiter, results: idempotency.NewRedis(client, rc.KeyPrefix, lease, logger),
+	results := idempotency.NewRedis(client, rc.KeyPrefix, lease, logger)
+	if rc.WaitReplicas > 0 {
+		// WAIT goes in a pipeline, which reads within the client's read
+		// timeout: the waiting client's is a second longer than the wait.
+		results.ConfirmOnReplicas(client.WithTimeout(time.Second+rc.WaitTimeout), rc.WaitReplicas, rc.WaitTimeout)
+	}
+	return stateBackend{limiter: limiter, results: results,
 		close: func() {
 			stopWatch()
 			<-watched
@@ -417,7 +423,7 @@ const evictionCheckEvery = time.Minute
 // credentials or database, or that may evict backupd's keys: mistakes
 // that waiting will not mend. A Redis that does not answer yet is logged,
 // not fatal: requests are refused (UNAVAILABLE) until it answers.
-func checkRedis(ctx context.Context, client *redis.Client, addr string, logger *slog.Logger) error {
+func checkRedis(ctx context.Context, client *redis.Client, cfg config.Redis, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	err := client.Ping(ctx).Err()
@@ -425,8 +431,13 @@ func checkRedis(ctx context.Context, client *redis.Client, addr string, logger *
 	case sharedstate.Refused(err):
 		return fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
 	case err != nil:
-		logger.Error("shared state: Redis does not answer yet", slog.String("address", addr), slog.String("error", redact.Error(err)))
+		logger.Error("shared state: Redis does not answer yet", slog.String("address", cfg.Address), slog.String("error", redact.Error(err)))
 		return nil
+	}
+	if want := cfg.WaitReplicas; want > 0 {
+		if err := sharedstate.CheckReplicas(ctx, client, want); err != nil {
+			logger.Error("shared state: not enough Redis replicas", slog.String("error", redact.Error(err)))
+		}
 	}
 	err = sharedstate.CheckEviction(ctx, client)
 	if _, ok := errors.AsType[*sharedstate.MayEvictError](err); ok {
