@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // BenchmarkMemoryKeep reports what the in-process store holds per kept
@@ -12,7 +13,7 @@ import (
 // response, the size of a CreateBackupResponse) and ns per Do.
 func BenchmarkMemoryKeep(b *testing.B) {
 	resp := make([]byte, 200)
-	run := func() ([]byte, error) { return append([]byte(nil), resp...), nil }
+	run := func(time.Time) ([]byte, error) { return append([]byte(nil), resp...), nil }
 	m := NewMemory()
 	var before, after runtime.MemStats
 	runtime.GC()

@@ -128,7 +128,12 @@ func newMemory(now func() time.Time, ttl time.Duration) *Memory {
 // ctx allows. When run fails with an error that is not Final, the entry is
 // dropped and the next repeat runs again. A repeat whose fingerprint
 // differs gets a ConflictError.
-func (m *Memory) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]byte, error)) ([]byte, error) {
+//
+// run is given the time by which it must have ended, or the zero time
+// when it has none (Memory waits for a run however long it takes): past
+// it, a store whose claims hold a lease (Redis) answers repeats that the
+// outcome is unknown, and a run that acted after that could act twice.
+func (m *Memory) Do(ctx context.Context, key Key, fp Fingerprint, run func(until time.Time) ([]byte, error)) ([]byte, error) {
 	for {
 		e, lead := m.claim(key, fp)
 		if e.fingerprint != fp {
@@ -168,14 +173,14 @@ func (m *Memory) claim(key Key, fp Fingerprint) (e *entry, lead bool) {
 // lead runs the request for e and settles e, even if run panics: then as
 // an unknown outcome, the panic having perhaps come after the request was
 // done (in decoding its answer, say), so that no repeat runs it again.
-func (m *Memory) lead(key Key, e *entry, run func() ([]byte, error)) (resp []byte, err error) {
+func (m *Memory) lead(key Key, e *entry, run func(time.Time) ([]byte, error)) (resp []byte, err error) {
 	settled := false
 	defer func() {
 		if !settled {
 			m.settle(key, e, nil, &OutcomeUnknownError{Key: key}, true)
 		}
 	}()
-	resp, err = run()
+	resp, err = run(time.Time{})
 	kept, _, err := outcome(err)
 	m.settle(key, e, resp, err, kept)
 	settled = true

@@ -50,7 +50,7 @@ type counter struct {
 	delay time.Duration // how long each run takes
 }
 
-func (c *counter) run() ([]byte, error) {
+func (c *counter) run(time.Time) ([]byte, error) {
 	c.runs.Add(1)
 	time.Sleep(c.delay)
 	return c.resp, c.err
@@ -133,7 +133,7 @@ func TestConcurrentRepeatsRunOnce(t *testing.T) {
 		m := NewMemory()
 		release := make(chan struct{})
 		var runs atomic.Int32
-		run := func() ([]byte, error) {
+		run := func(time.Time) ([]byte, error) {
 			runs.Add(1)
 			<-release
 			return []byte("only"), nil
@@ -173,7 +173,7 @@ func TestWaiterRunsAfterDefiniteFailure(t *testing.T) {
 		m := NewMemory()
 		release := make(chan struct{})
 		go func() {
-			_, _ = m.Do(context.Background(), key, fpA, func() ([]byte, error) {
+			_, _ = m.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
 				<-release
 				return nil, errors.New("throttled before acting")
 			})
@@ -181,7 +181,7 @@ func TestWaiterRunsAfterDefiniteFailure(t *testing.T) {
 		synctest.Wait() // the first run has begun
 		done := make(chan []byte)
 		go func() {
-			resp, err := m.Do(context.Background(), key, fpA, func() ([]byte, error) { return []byte("second"), nil })
+			resp, err := m.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { return []byte("second"), nil })
 			if err != nil {
 				t.Error(err)
 			}
@@ -200,12 +200,12 @@ func TestWaitBoundedByContext(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	defer close(release)
 	go func() {
-		_, _ = m.Do(context.Background(), key, fpA, func() ([]byte, error) { close(started); <-release; return nil, nil })
+		_, _ = m.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { close(started); <-release; return nil, nil })
 	}()
 	<-started
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := m.Do(ctx, key, fpA, func() ([]byte, error) { t.Error("ran while the first was running"); return nil, nil }); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := m.Do(ctx, key, fpA, func(time.Time) ([]byte, error) { t.Error("ran while the first was running"); return nil, nil }); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want the deadline", err)
 	}
 }
@@ -217,9 +217,9 @@ func TestPanicIsAnUnknownOutcome(t *testing.T) {
 	m := NewMemory()
 	func() {
 		defer func() { _ = recover() }()
-		_, _ = m.Do(context.Background(), key, fpA, func() ([]byte, error) { panic("boom") })
+		_, _ = m.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { panic("boom") })
 	}()
-	resp, err := m.Do(context.Background(), key, fpA, func() ([]byte, error) { t.Error("ran again after a panic"); return nil, nil })
+	resp, err := m.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { t.Error("ran again after a panic"); return nil, nil })
 	if _, ok := errors.AsType[*OutcomeUnknownError](err); !ok {
 		t.Errorf("after a panic: %q, %v; want an unknown outcome", resp, err)
 	}
@@ -230,7 +230,7 @@ func TestExpiredEntriesAreDropped(t *testing.T) {
 	m := newMemory(c.Now, TTL)
 	for i := range 1000 {
 		k := Key{Account: "111111111111", RequestID: string(rune('a'+i%26)) + time.Duration(i).String()}
-		if _, err := m.Do(context.Background(), k, fpA, func() ([]byte, error) { return []byte("x"), nil }); err != nil {
+		if _, err := m.Do(context.Background(), k, fpA, func(time.Time) ([]byte, error) { return []byte("x"), nil }); err != nil {
 			t.Fatal(err)
 		}
 		c.Advance(TTL / 500)
@@ -254,7 +254,7 @@ func TestExpiryShrinksTheMap(t *testing.T) {
 	m := newMemory(c.Now, TTL)
 	keep := func(id string) {
 		t.Helper()
-		if _, err := m.Do(context.Background(), Key{Account: "111111111111", RequestID: id}, fpA, func() ([]byte, error) { return []byte("x"), nil }); err != nil {
+		if _, err := m.Do(context.Background(), Key{Account: "111111111111", RequestID: id}, fpA, func(time.Time) ([]byte, error) { return []byte("x"), nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -276,7 +276,7 @@ func TestExpiryShrinksTheMap(t *testing.T) {
 	if c := cap(m.expiring); c > 4*len(m.expiring) {
 		t.Errorf("the expiry list holds room for %d entries after the burst; want about the %d left", c, len(m.expiring))
 	}
-	resp, err := m.Do(context.Background(), Key{Account: "111111111111", RequestID: "later-0"}, fpA, func() ([]byte, error) {
+	resp, err := m.Do(context.Background(), Key{Account: "111111111111", RequestID: "later-0"}, fpA, func(time.Time) ([]byte, error) {
 		t.Error("a repeat ran again")
 		return nil, nil
 	})

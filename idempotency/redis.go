@@ -317,7 +317,7 @@ return 1
 
 // Do is Memory.Do across replicas; see Memory.Do. A Final error is kept as
 // an OutcomeUnknownError for repeats.
-func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func() ([]byte, error)) ([]byte, error) {
+func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func(until time.Time) ([]byte, error)) ([]byte, error) {
 	want := hex.EncodeToString(fp[:])
 	pause := 10 * time.Millisecond
 	for {
@@ -398,6 +398,12 @@ func judge(mine claimed, did int64, found []byte) (then, []byte, error) {
 	return waitFor, nil, nil
 }
 
+// leaseMargin is how long before its claim's lease a run must have ended:
+// a repeat finds the lease over by Redis' clock, which this replica
+// follows to within milliseconds, and this replica's clock may run a
+// little slower than Redis' over the lease.
+const leaseMargin = time.Second
+
 // claimed is a claim this replica holds.
 type claimed struct {
 	key        Key
@@ -408,11 +414,13 @@ type claimed struct {
 	by int64
 }
 
-// lead runs the request it claimed and settles the claim: the response, or
+// lead runs the request it claimed, to end before the claim's lease
+// does (counted from before the claim was sent, whatever stalled this
+// process since), and settles the claim: the response, or
 // the Final error, is kept; another error drops the claim so a repeat runs
 // again. If run panics the claim is kept as an unknown outcome, as Memory
 // keeps it.
-func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error)) (resp []byte, err error) {
+func (s *Redis) lead(ctx context.Context, c claimed, run func(time.Time) ([]byte, error)) (resp []byte, err error) {
 	settled := false
 	defer func() {
 		if !settled {
@@ -420,7 +428,7 @@ func (s *Redis) lead(ctx context.Context, c claimed, run func() ([]byte, error))
 			s.settle(ctx, c, string(b))
 		}
 	}()
-	resp, err = run()
+	resp, err = run(c.leaseUntil.Add(-leaseMargin))
 	kept, final, err := outcome(err)
 	next := ""
 	if kept {

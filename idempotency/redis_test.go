@@ -77,6 +77,27 @@ func TestRedisDo(t *testing.T) {
 	}
 }
 
+// TestRunIsToldWhenItsClaimEnds: a Redis run must end a margin before its
+// claim's lease, counted from before the claim was sent, so that a
+// process stalled since the claim cannot act after its repeats were told
+// the outcome is unknown; a Memory run has no such end.
+func TestRunIsToldWhenItsClaimEnds(t *testing.T) {
+	const lease = 5 * time.Second
+	var until time.Time
+	run := func(u time.Time) ([]byte, error) { until = u; return []byte("r"), nil }
+	before := time.Now()
+	if _, err := redisStores(t, 1, lease)[0].Do(context.Background(), key, fpA, run); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	if until.Before(before.Add(lease-leaseMargin)) || until.After(after.Add(lease-leaseMargin)) {
+		t.Errorf("Redis run told to end %s after Do began; want %s (the lease less %s)", until.Sub(before), lease-leaseMargin, leaseMargin)
+	}
+	if _, err := NewMemory().Do(context.Background(), key, fpA, run); err != nil || !until.IsZero() {
+		t.Errorf("Memory run told to end at %v (%v); want no end", until, err)
+	}
+}
+
 // TestRedisSettlesALongRun: a run that takes longer than settling may
 // still keeps its result; the time to settle starts when the run ends.
 func TestRedisSettlesALongRun(t *testing.T) {
@@ -97,7 +118,7 @@ func TestRedisSettlesALongRun(t *testing.T) {
 func TestRedisConcurrentRepeatsAcrossReplicasRunOnce(t *testing.T) {
 	s := redisStores(t, 2, time.Minute)
 	var runs atomic.Int32
-	run := func() ([]byte, error) {
+	run := func(time.Time) ([]byte, error) {
 		runs.Add(1)
 		time.Sleep(100 * time.Millisecond)
 		return []byte("only"), nil
@@ -124,13 +145,13 @@ func TestRedisLeaseRunsOut(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	defer close(release)
 	go func() {
-		_, _ = s[0].Do(context.Background(), key, fpA, func() ([]byte, error) { close(started); <-release; return nil, nil })
+		_, _ = s[0].Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { close(started); <-release; return nil, nil })
 	}()
 	<-started
 	var ue *OutcomeUnknownError
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // fail, not hang, should the lease never end
 	defer cancel()
-	_, err := s[1].Do(ctx, key, fpA, func() ([]byte, error) { t.Error("ran twice"); return nil, nil })
+	_, err := s[1].Do(ctx, key, fpA, func(time.Time) ([]byte, error) { t.Error("ran twice"); return nil, nil })
 	if !errors.As(err, &ue) {
 		t.Errorf("repeat past the lease: %v; want OutcomeUnknownError", err)
 	}
@@ -180,7 +201,7 @@ func TestRedisDown(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer client.Close()
 	var ue *sharedstate.UnavailableError
-	_, err := NewRedis(client, "x:", time.Minute, slog.New(slog.DiscardHandler)).Do(context.Background(), key, fpA, func() ([]byte, error) {
+	_, err := NewRedis(client, "x:", time.Minute, slog.New(slog.DiscardHandler)).Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
 		t.Error("ran without Redis")
 		return nil, nil
 	})
@@ -227,10 +248,10 @@ func TestRedisSettlesAfterAnOutage(t *testing.T) {
 				}
 				return next(ctx, cmd)
 			}))
-			run := func() ([]byte, error) {
+			run := func(time.Time) ([]byte, error) {
 				down.Store(true)                                                   // Redis fails as the run ends...
 				time.AfterFunc(300*time.Millisecond, func() { down.Store(false) }) // ...and is back soon
-				return tt.c.run()
+				return tt.c.run(time.Time{})
 			}
 			first, err := a.Do(context.Background(), key, fpA, run)
 			if string(first) != string(tt.c.resp) || !errors.Is(err, tt.c.err) {
@@ -359,9 +380,9 @@ func TestRedisDropOutlastsTheLease(t *testing.T) {
 				return cmd.Err()
 			}))
 			c := &counter{resp: []byte("ran")}
-			run := func() ([]byte, error) {
+			run := func(time.Time) ([]byte, error) {
 				down.Store(true) // Redis goes away as the run ends
-				return c.run()
+				return c.run(time.Time{})
 			}
 			first, err := a.Do(context.Background(), key, fpA, run)
 			if tc.kept && (err != nil || string(first) != "ran") {
@@ -455,11 +476,11 @@ func TestRedisKeepsAResultItsClaimLost(t *testing.T) {
 	direct := directRedis(t)
 	ctx := context.Background()
 	c := &counter{resp: []byte("first")}
-	run := func() ([]byte, error) {
+	run := func(time.Time) ([]byte, error) {
 		if err := direct.Del(ctx, s[0].prefix+key.Account+":"+key.RequestID).Err(); err != nil {
 			t.Error(err)
 		}
-		return c.run()
+		return c.run(time.Time{})
 	}
 	if resp, err := s[0].Do(ctx, key, fpA, run); err != nil || string(resp) != "first" {
 		t.Fatalf("first: %q, %v", resp, err)
@@ -480,11 +501,11 @@ func TestRedisResultAfterAnotherRunIsLogged(t *testing.T) {
 	logs := captureLog(a)
 	direct := directRedis(t)
 	ctx := context.Background()
-	runA := func() ([]byte, error) {
+	runA := func(time.Time) ([]byte, error) {
 		if err := direct.Del(ctx, a.prefix+key.Account+":"+key.RequestID).Err(); err != nil {
 			t.Error(err)
 		}
-		if resp, err := b.Do(ctx, key, fpA, func() ([]byte, error) { return []byte("b ran"), nil }); err != nil || string(resp) != "b ran" {
+		if resp, err := b.Do(ctx, key, fpA, func(time.Time) ([]byte, error) { return []byte("b ran"), nil }); err != nil || string(resp) != "b ran" {
 			t.Errorf("b: %q, %v; want its own run", resp, err)
 		}
 		return []byte("a ran"), nil
@@ -492,7 +513,7 @@ func TestRedisResultAfterAnotherRunIsLogged(t *testing.T) {
 	if resp, err := a.Do(ctx, key, fpA, runA); err != nil || string(resp) != "a ran" {
 		t.Fatalf("a: %q, %v", resp, err)
 	}
-	if resp, err := b.Do(ctx, key, fpA, func() ([]byte, error) { return nil, errors.New("ran again") }); err != nil || string(resp) != "b ran" {
+	if resp, err := b.Do(ctx, key, fpA, func(time.Time) ([]byte, error) { return nil, errors.New("ran again") }); err != nil || string(resp) != "b ran" {
 		t.Errorf("repeat: %q, %v; want b's result", resp, err)
 	}
 	lines := logs.Lines(`"level":"WARN"`, `"request_id":"`+key.RequestID+`"`, "another run's claim or result", "may have run twice")
@@ -664,7 +685,7 @@ func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
 	})
 	unsettled, undropped := Key{Account: key.Account, RequestID: "unsettled"}, Key{Account: key.Account, RequestID: "undropped"}
 	unforgotten := Key{Account: key.Account, RequestID: "unforgotten"}
-	run := func() ([]byte, error) {
+	run := func(time.Time) ([]byte, error) {
 		down.Store("unsettled", true) // Redis fails as the run ends, and stays away
 		return []byte("kept"), nil
 	}
@@ -672,7 +693,7 @@ func TestRedisWaitNamesWhatShutdownLeaves(t *testing.T) {
 		t.Fatalf("run: %q, %v; want its own answer", resp, err)
 	}
 	errDefinite := errors.New("table not found")
-	failing := func() ([]byte, error) {
+	failing := func(time.Time) ([]byte, error) {
 		down.Store("unforgotten", true)
 		return nil, errDefinite // did nothing: its claim is to be dropped
 	}
@@ -820,9 +841,9 @@ func TestRedisPanicIsAnUnknownOutcome(t *testing.T) {
 	stores := redisStores(t, 2, time.Minute)
 	func() {
 		defer func() { _ = recover() }()
-		_, _ = stores[0].Do(context.Background(), key, fpA, func() ([]byte, error) { panic("boom") })
+		_, _ = stores[0].Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { panic("boom") })
 	}()
-	_, err := stores[1].Do(context.Background(), key, fpA, func() ([]byte, error) { t.Error("ran again after a panic"); return nil, nil })
+	_, err := stores[1].Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { t.Error("ran again after a panic"); return nil, nil })
 	if _, ok := errors.AsType[*OutcomeUnknownError](err); !ok {
 		t.Errorf("repeat on another replica after a panic: %v; want an unknown outcome", err)
 	}

@@ -71,7 +71,7 @@ func TestRedisRunsOnlyOnceItsReplicaHoldsTheClaim(t *testing.T) {
 	ctx := context.Background()
 	key := Key{Account: "111111111111", RequestID: "r1"}
 	runs := 0
-	run := func() ([]byte, error) { runs++; return []byte("backup-1"), nil }
+	run := func(time.Time) ([]byte, error) { runs++; return []byte("backup-1"), nil }
 
 	resume := stop(t, replica)
 	_, err := s.Do(ctx, key, fpA, run)
@@ -115,7 +115,7 @@ func TestRedisLogsAResultItsReplicaDidNotConfirm(t *testing.T) {
 	s, _, replica := replicated(t)
 	logs := captureLog(s)
 	key := Key{Account: "111111111111", RequestID: "r2"}
-	resp, err := s.Do(context.Background(), key, fpA, func() ([]byte, error) {
+	resp, err := s.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
 		stop(t, replica)
 		return []byte("backup-2"), nil
 	})

@@ -20,7 +20,7 @@ import (
 // first result (package idempotency). Do calls run, if at all, on the
 // caller's goroutine before it returns.
 type Idempotency interface {
-	Do(ctx context.Context, key idempotency.Key, fp idempotency.Fingerprint, run func() ([]byte, error)) ([]byte, error)
+	Do(ctx context.Context, key idempotency.Key, fp idempotency.Fingerprint, run func(until time.Time) ([]byte, error)) ([]byte, error)
 	// Wait waits until the results the store keeps in the background
 	// (Redis, when it failed) are kept, or ctx has ended.
 	Wait(ctx context.Context) error
@@ -90,9 +90,9 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, targe
 			}
 			done <- res
 		}()
-		res.kept, res.err = s.idem.Do(ctx, key, fp, func() ([]byte, error) {
+		res.kept, res.err = s.idem.Do(ctx, key, fp, func(until time.Time) ([]byte, error) {
 			res.ran = true
-			resp, err := runDetached(ctx, s, op, target, do)
+			resp, err := runDetached(ctx, s, op, target, until, do)
 			if err != nil {
 				return nil, err
 			}
@@ -104,13 +104,21 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, targe
 }
 
 // runDetached runs do with upstream_timeout whatever the caller's deadline:
-// long enough to finish for a caller that gave up early, and within the
-// Redis lease of its claim (at least twice as long). A failure after which
-// DynamoDB may have acted is kept as final: repeats get OUTCOME_UNKNOWN
-// rather than a second run.
-func runDetached[Resp proto.Message](ctx context.Context, s *Server, op string, target accounts.Target, do func(context.Context) (Resp, error)) (Resp, error) {
+// long enough to finish for a caller that gave up early. It ends by until
+// too, when the store sets one: the Redis lease of its claim, at least
+// twice as long, counted from the claim, so that a process stalled between
+// the claim and now does not call DynamoDB after repeats were told the
+// outcome is unknown. A failure after which DynamoDB may have acted is kept
+// as final: repeats get OUTCOME_UNKNOWN rather than a second run.
+func runDetached[Resp proto.Message](ctx context.Context, s *Server, op string, target accounts.Target, until time.Time,
+	do func(context.Context) (Resp, error)) (Resp, error) {
 	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.defaultTimeout)
 	defer cancel()
+	if !until.IsZero() {
+		var cancelLease context.CancelFunc
+		runCtx, cancelLease = context.WithDeadline(runCtx, until)
+		defer cancelLease()
+	}
 	resp, err := do(runCtx)
 	if err != nil && mayHaveActed(err) {
 		err = idempotency.Final(outcomeUnknown(op, target, err))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/smithy-go"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
@@ -281,7 +282,7 @@ type heldClaim struct{ lease time.Duration }
 
 func (heldClaim) Wait(context.Context) error { return nil }
 
-func (h heldClaim) Do(ctx context.Context, _ idempotency.Key, _ idempotency.Fingerprint, _ func() ([]byte, error)) ([]byte, error) {
+func (h heldClaim) Do(ctx context.Context, _ idempotency.Key, _ idempotency.Fingerprint, _ func(time.Time) ([]byte, error)) ([]byte, error) {
 	select {
 	case <-time.After(h.lease):
 		return nil, &idempotency.OutcomeUnknownError{}
@@ -307,5 +308,44 @@ func TestRepeatWaitsNoLongerThanDefaultTimeout(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
 		t.Errorf("the repeat waited %v, with DefaultTimeout %v", waited, def)
+	}
+}
+
+// TestDetachedRunEndsByItsClaim: a request_id run takes upstream_timeout
+// whatever its caller's deadline, but ends by the time its store's claim
+// ends, when that comes first: a process stalled between the claim and
+// the run must not call DynamoDB after repeats were told the outcome is
+// unknown.
+func TestDetachedRunEndsByItsClaim(t *testing.T) {
+	const upstream = time.Minute
+	s := &Server{defaultTimeout: upstream}
+	soon := time.Now().Add(time.Second)
+	for _, tt := range []struct {
+		name  string
+		until time.Time
+		want  func(start time.Time) (earliest, latest time.Time)
+	}{
+		{"no claim end", time.Time{}, func(start time.Time) (time.Time, time.Time) {
+			return start.Add(upstream), time.Now().Add(upstream)
+		}},
+		{"claim ends first", soon, func(time.Time) (time.Time, time.Time) { return soon, soon }},
+		{"claim ends later", time.Now().Add(2 * upstream), func(start time.Time) (time.Time, time.Time) {
+			return start.Add(upstream), time.Now().Add(upstream)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond) // the caller's: not the run's
+			defer cancel()
+			start := time.Now()
+			var deadline time.Time
+			_, err := runDetached(ctx, s, "CreateBackup", accounts.Target{}, tt.until, func(ctx context.Context) (*emptypb.Empty, error) {
+				deadline, _ = ctx.Deadline()
+				return &emptypb.Empty{}, nil
+			})
+			earliest, latest := tt.want(start)
+			if err != nil || deadline.Before(earliest) || deadline.After(latest) {
+				t.Errorf("run's deadline %s from its start (%v); want %s to %s", deadline.Sub(start), err, earliest.Sub(start), latest.Sub(start))
+			}
+		})
 	}
 }
