@@ -15,6 +15,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -313,9 +314,39 @@ func Parse(r io.Reader, overrides ...func(*Config)) (*Config, error) {
 		o(c)
 	}
 	if err := errors.Join(append(append(rep.problems, zeros...), rep.without(c.Validate())...)...); err != nil {
-		return nil, err
+		return nil, c.withoutSecrets(err)
 	}
 	return c, nil
+}
+
+// withoutSecrets takes the file's secrets (the Redis password, the
+// ExternalIds) out of err's problems, where another field quotes them: a
+// YAML alias (address: *pw) or a value pasted into the wrong key puts a
+// secret where a problem echoes the value it got, with %q or in
+// backquotes. The problem names the field that holds it instead.
+func (c *Config) withoutSecrets(err error) error {
+	type secret struct{ field, value string }
+	secrets := []secret{{"shared_state.redis.password", c.SharedState.Redis.Password}}
+	for i, a := range c.Accounts {
+		secrets = append(secrets, secret{fmt.Sprintf("accounts[%d].external_id", i), a.ExternalID})
+	}
+	msg := err.Error()
+	redacted := msg
+	for _, s := range secrets {
+		if s.value == "" {
+			continue
+		}
+		said := "(the value of " + s.field + ", not repeated)"
+		redacted = strings.ReplaceAll(redacted, strconv.Quote(s.value), said)
+		redacted = strings.ReplaceAll(redacted, "`"+s.value+"`", said)
+		if len(s.value) > 10 { // yaml quotes a long value's first 7 bytes (explain)
+			redacted = strings.ReplaceAll(redacted, "`"+strings.ToValidUTF8(s.value[:7], "")+"...`", said)
+		}
+	}
+	if redacted == msg {
+		return err
+	}
+	return errors.New(redacted)
 }
 
 // unsetDuration marks, while a file is decoded, a duration that has a

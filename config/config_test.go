@@ -662,3 +662,42 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestParseDoesNotRepeatSecrets: a secret that another field holds too (a
+// YAML alias, a value pasted under the wrong key) is not echoed in that
+// field's problem, whole or cut as yaml cuts long values; the problem
+// names where the secret belongs instead.
+func TestParseDoesNotRepeatSecrets(t *testing.T) {
+	const password, externalID = "hunter2-not-a-hash", "ext-id-secret"
+	yaml := `
+shared_state:
+  backend: redis
+  redis:
+    password: &pw ` + password + `
+    address: *pw
+    db: *pw
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/backupd
+    external_id: ` + externalID + `
+    default_region: ` + externalID + `
+`
+	_, err := Parse(strings.NewReader(yaml))
+	if err == nil {
+		t.Fatal("Parse took a bad config")
+	}
+	for _, leak := range []string{password, password[:7], externalID, externalID[:7]} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("the error repeats %q:\n%v", leak, err)
+		}
+	}
+	for _, want := range []string{
+		"shared_state.redis.address: must be host:port for backend redis; got (the value of shared_state.redis.password, not repeated)",
+		"shared_state.redis.db: must be a whole number; got (the value of shared_state.redis.password, not repeated)",
+		"accounts[0].default_region: must be an AWS region such as us-east-1; got (the value of accounts[0].external_id, not repeated)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q:\n%v", want, err)
+		}
+	}
+}
