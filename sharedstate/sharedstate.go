@@ -23,6 +23,22 @@ import (
 // NewRedisClient returns a client of the configured server. It connects
 // lazily: a server that is down at start fails requests, not the start.
 func NewRedisClient(c config.Redis) *redis.Client {
+	return redis.NewClient(redisOptions(c))
+}
+
+// NewWaitingRedisClient returns a client of the configured server for
+// the commands that wait for its replicas (WAIT, up to wait_timeout): its
+// read timeout is that much longer than NewRedisClient's, and it has a
+// pool of its own, so that while a replica is down, requests waiting for
+// it hold none of the connections that every other request's rate-limit
+// turn needs.
+func NewWaitingRedisClient(c config.Redis) *redis.Client {
+	opts := redisOptions(c)
+	opts.ReadTimeout += c.WaitTimeout
+	return redis.NewClient(opts)
+}
+
+func redisOptions(c config.Redis) *redis.Options {
 	opts := &redis.Options{
 		Addr:         c.Address,
 		Username:     c.Username,
@@ -40,7 +56,7 @@ func NewRedisClient(c config.Redis) *redis.Client {
 	if c.TLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	return redis.NewClient(opts)
+	return opts
 }
 
 // UnavailableError says Redis could not be reached or answered an error.

@@ -40,6 +40,23 @@ func TestUnavailableErrorStopsTheSDKRetrying(t *testing.T) {
 	}
 }
 
+// TestWaitingRedisClient: the client that waits for replicas reads for
+// wait_timeout longer than the others, whose reads stay short so that a
+// Redis that stops answering fails requests fast.
+func TestWaitingRedisClient(t *testing.T) {
+	c := config.Redis{Address: "redis:6379", Username: "backupd", Password: "pw", DB: 2, WaitReplicas: 1, WaitTimeout: 700 * time.Millisecond}
+	plain, waiting := NewRedisClient(c), NewWaitingRedisClient(c)
+	defer plain.Close()
+	defer waiting.Close()
+	p, w := plain.Options(), waiting.Options()
+	if p.ReadTimeout != time.Second || w.ReadTimeout != time.Second+c.WaitTimeout {
+		t.Errorf("read timeouts %s and %s (waiting); want 1s and 1.7s", p.ReadTimeout, w.ReadTimeout)
+	}
+	if w.Addr != p.Addr || w.Username != p.Username || w.Password != p.Password || w.DB != p.DB || w.MaxRetries != p.MaxRetries {
+		t.Errorf("the waiting client reaches %+v; want the server the other reaches, %+v", w, p)
+	}
+}
+
 func TestNewRedisClientKeepsThePasswordOutOfErrors(t *testing.T) {
 	addr := testenv.WrongPassRedis(t)
 	c := NewRedisClient(config.Redis{Address: addr, Password: "hunter2-secret", DB: 3})

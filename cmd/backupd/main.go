@@ -402,16 +402,18 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		logger.Warn("shared state: not marked yet", slog.String("error", redact.Error(err)))
 	}
 	results := idempotency.NewRedis(client, rc.KeyPrefix, lease, logger)
+	closeWaiter := func() {}
 	if rc.WaitReplicas > 0 {
-		// WAIT goes in a pipeline, which reads within the client's read
-		// timeout: the waiting client's is a second longer than the wait.
-		results.ConfirmOnReplicas(client.WithTimeout(time.Second+rc.WaitTimeout), rc.WaitReplicas, rc.WaitTimeout)
+		waiter := sharedstate.NewWaitingRedisClient(rc)
+		closeWaiter = func() { _ = waiter.Close() }
+		results.ConfirmOnReplicas(waiter, rc.WaitReplicas, rc.WaitTimeout)
 	}
 	return stateBackend{limiter: limiter, results: results,
 		close: func() {
 			stopWatch()
 			<-watched
 			_ = client.Close()
+			closeWaiter()
 		}}, nil
 }
 
