@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -217,7 +218,13 @@ func mapOurs(err error) (mapped, bool) {
 			meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
 	case errors.As(err, &invalid):
 		vs, more := boundViolations(invalid.Violations, invalid.More)
-		return mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: violationsMessage(vs, more), violations: vs}, true
+		m := mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: violationsMessage(vs, more), violations: vs}
+		if more > 0 {
+			// The message counts what it leaves out, those the details
+			// carry among them: this is what the details leave out.
+			m.meta = map[string]string{"omitted_violations": strconv.Itoa(more)}
+		}
+		return m, true
 	case errors.As(err, &region):
 		msg := region.Error()
 		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,

@@ -33,7 +33,8 @@ import (
 )
 
 // TestStatusBoundsViolations: an error with very many field violations
-// carries the first 20, and its message says how many more there were.
+// carries the first 20, and its message and its ErrorInfo say how many
+// more there were.
 func TestStatusBoundsViolations(t *testing.T) {
 	var vs []badrequest.Violation
 	for i := range 50 {
@@ -42,13 +43,26 @@ func TestStatusBoundsViolations(t *testing.T) {
 	}
 	st, _ := Status(&badrequest.Error{Violations: vs}, Request{})
 	var n int
+	var omitted string
 	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			n = len(br.GetFieldViolations())
+		switch d := d.(type) {
+		case *errdetails.BadRequest:
+			n = len(d.GetFieldViolations())
+		case *errdetails.ErrorInfo:
+			omitted = d.GetMetadata()["omitted_violations"]
 		}
 	}
 	if n != MaxViolations || !strings.HasSuffix(st.Message(), "f19 is not a field; and 30 more") {
 		t.Errorf("%d violations, message %q; want %d and the count of the rest", n, st.Message(), MaxViolations)
+	}
+	if omitted != "30" {
+		t.Errorf("ErrorInfo metadata omitted_violations %q; want 30, the violations the details leave out", omitted)
+	}
+	st, _ = Status(&badrequest.Error{Violations: vs[:2]}, Request{})
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetMetadata()["omitted_violations"] != "" {
+			t.Errorf("ErrorInfo metadata %v for 2 violations, all carried; want no omitted_violations", info.GetMetadata())
+		}
 	}
 }
 
