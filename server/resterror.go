@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -197,9 +198,17 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 	if detail, ok := protoDetail(msg); ok { // protojson could not decode the body
 		msg = "the body is not one JSON object of the request's fields (" + detail +
 			"); send one JSON object, its fields named in lowerCamelCase as the OpenAPI description lists them"
+		if rb := call.refusedBody; rb != nil && bytes.HasPrefix(rb.data, utf8BOM) {
+			// protojson's own words would quote the mark, which no
+			// terminal shows.
+			msg = "the body starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow; send the JSON without it"
+		}
 	}
 	return refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, "malformed request: "+redact.Cut(msg, 1024), account)
 }
+
+// utf8BOM is the byte order mark some Windows tools write before UTF-8.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
 // protoDetail is what a protobuf error message says after its "proto:"
 // prefix, which the protobuf module follows with a space or, at random, a

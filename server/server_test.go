@@ -298,6 +298,8 @@ func TestGatewayErrors(t *testing.T) {
 		{"precondition", status.Error(codes.FailedPrecondition, "in use"), "/v1/accounts/111111111111/tables/Orders/backups", `{}`, false, 400, "", "", ""},
 		{"unknown field", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"nope":1}`, false, 400, "", "INVALID_ARGUMENT", "nope is not a field"},
 		{"trailing data", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{} {}`, false, 400, "", "MALFORMED_REQUEST", "is not one JSON object of the request's fields (syntax error (line 1:4): unexpected token {); send one JSON object"},
+		{"byte order mark", nil, "/v1/accounts/111111111111/tables/Orders/backups", "\uFEFF{\"backupName\":\"x\"}", false, 400, "", "MALFORMED_REQUEST",
+			"the body starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow; send the JSON without it"},
 		{"truncated JSON", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"`, false, 400, "", "MALFORMED_REQUEST", "(unexpected EOF); send one JSON object"},
 		{"declared body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, false, 413, "", "BODY_TOO_LARGE", ""},
 		{"streamed body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, true, 413, "", "BODY_TOO_LARGE", ""},
