@@ -114,18 +114,24 @@ func (e *unconfirmedError) Error() string {
 // runConfirmed runs script and then WAIT in one pipeline, on one
 // connection, so that WAIT counts the replicas that hold what the script
 // wrote. It answers the script's command and how many replicas
-// confirmed, or WAIT's error beside the count 0.
-func (s *Redis) runConfirmed(ctx context.Context, script *redis.Script, keys []string, args ...any) (*redis.Cmd, int64, error) {
-	var ran *redis.Cmd
-	var wait *redis.Cmd
+// confirmed within wait, or WAIT's error beside the count 0. WAIT ends by
+// ctx's deadline: the client does not heed it (no ContextTimeoutEnabled),
+// and a request whose caller has gone would otherwise hold its
+// connection, and its answer, for the whole wait_timeout.
+func (s *Redis) runConfirmed(ctx context.Context, script *redis.Script, keys []string, args ...any) (ran *redis.Cmd, n int64, wait time.Duration, err error) {
+	wait = s.replicaWait
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = max(min(wait, time.Until(deadline)).Truncate(time.Millisecond), time.Millisecond) // WAIT 0 waits for ever
+	}
+	var acked *redis.Cmd
 	_, _ = s.waiter.Pipelined(ctx, func(p redis.Pipeliner) error {
 		ran = script.Eval(ctx, p, keys, args...)
 		// Pipeliner has no Wait method: WAIT numreplicas timeout-in-ms.
-		wait = p.Do(ctx, "wait", s.replicas, s.replicaWait.Milliseconds())
+		acked = p.Do(ctx, "wait", s.replicas, wait.Milliseconds())
 		return nil
 	})
-	acked, err := wait.Int64()
-	return ran, acked, err
+	n, err = acked.Int64()
+	return ran, n, wait, err
 }
 
 // redisClock follows Redis' clock from the times its scripts answer with,
@@ -231,9 +237,10 @@ func (s *Redis) claim(ctx context.Context, c claimed, rec []byte) (did int64, fo
 	keys, args := []string{c.k}, []any{rec, s.ttl.Milliseconds(), c.by, c.owner, c.fp}
 	var ran *redis.Cmd
 	var acked int64
+	var waited time.Duration
 	var waitErr error
 	if s.replicas > 0 {
-		ran, acked, waitErr = s.runConfirmed(ctx, claimScript, keys, args...)
+		ran, acked, waited, waitErr = s.runConfirmed(ctx, claimScript, keys, args...)
 	} else {
 		ran = claimScript.Run(ctx, s.client, keys, args...)
 	}
@@ -250,7 +257,7 @@ func (s *Redis) claim(ctx context.Context, c claimed, rec []byte) (did int64, fo
 	case did == claimLate:
 		return 0, nil, errClaimLate
 	case (did == claimSet || did == claimOwn) && acked < int64(s.replicas):
-		return 0, nil, &unconfirmedError{acked: acked, want: int64(s.replicas), wait: s.replicaWait, err: waitErr}
+		return 0, nil, &unconfirmedError{acked: acked, want: int64(s.replicas), wait: waited, err: waitErr}
 	}
 	return did, found, nil
 }
@@ -612,10 +619,10 @@ func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (outcome 
 	if s.replicas == 0 {
 		return settle.Run(ctx, s.client, keys, args...).Int()
 	}
-	ran, acked, waitErr := s.runConfirmed(ctx, settle, keys, args...)
+	ran, acked, waited, waitErr := s.runConfirmed(ctx, settle, keys, args...)
 	outcome, err = ran.Int()
 	if err == nil && next != "" && outcome == settled && acked < int64(s.replicas) {
-		why := &unconfirmedError{acked: acked, want: int64(s.replicas), wait: s.replicaWait, err: waitErr}
+		why := &unconfirmedError{acked: acked, want: int64(s.replicas), wait: waited, err: waitErr}
 		s.log.LogAttrs(context.Background(), slog.LevelWarn,
 			"request_id: the result is kept, but fewer of Redis' replicas than wait_replicas confirmed it: a failover to one that lacks it would lose it, and a repeat would run the request again",
 			slog.String("account", c.key.Account), slog.String("request_id", c.key.RequestID), slog.String("why", why.Error()))

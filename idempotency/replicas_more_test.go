@@ -244,3 +244,52 @@ func TestRedisWaitsLeaveTheClientItsConnections(t *testing.T) {
 		t.Fatalf("a command beside %d WAITs: %v; want an answer (a shared pool times out)", burst, err)
 	}
 }
+
+// TestRedisWaitEndsWithTheRequest: a request whose deadline is shorter
+// than wait_timeout waits for its replica no longer than its deadline,
+// nothing run: WAIT is sent with the time left, not held for the whole
+// wait_timeout after its caller has gone (up to 10 s, a connection of the
+// waiter's held all along).
+func TestRedisWaitEndsWithTheRequest(t *testing.T) {
+	s, _, _, replica, _ := replicatedThrough(t, 3*time.Second)
+	var mu sync.Mutex
+	var waits []int64 // the WAITs' timeouts, in ms
+	s.waiter.(*redis.Client).AddHook(pipelineHook(func(cmds []redis.Cmder) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range cmds {
+			if c.Name() == "wait" {
+				waits = append(waits, c.Args()[2].(int64))
+			}
+		}
+	}))
+	stop(t, replica)
+	const deadline = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	ran := false
+	_, err := s.Do(ctx, Key{Account: "111111111111", RequestID: "short"}, fpA, func(time.Time) ([]byte, error) { ran = true; return nil, nil })
+	mu.Lock()
+	defer mu.Unlock()
+	if err == nil || ran || len(waits) == 0 {
+		t.Fatalf("Do with a %s deadline and its replica stopped = %v, ran %v, %d WAITs; want an error, nothing run", deadline, err, ran, len(waits))
+	}
+	for _, ms := range waits {
+		if ms < 1 || ms > deadline.Milliseconds() {
+			t.Errorf("WAIT for %d ms; want 1 to %d, the time the request had left", ms, deadline.Milliseconds())
+		}
+	}
+}
+
+// pipelineHook is a go-redis hook that sees each pipeline's commands
+// before they are sent.
+type pipelineHook func(cmds []redis.Cmder)
+
+func (h pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h(cmds)
+		return next(ctx, cmds)
+	}
+}
