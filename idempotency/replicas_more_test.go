@@ -118,20 +118,7 @@ func replicatedThrough(t *testing.T, wait time.Duration) (s *Redis, client *redi
 	if err := replica.Client.ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(link.port())).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var acked *redis.Cmd
-		_, _ = primary.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, "replicated", "1", 0)
-			acked = p.Do(ctx, "wait", 1, 100)
-			return nil
-		})
-		if n, _ := acked.Int(); n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replica did not confirm a write within 10 s")
-		}
-	}
+	confirms(t, primary)
 	rc := config.Redis{Address: "127.0.0.1:" + strconv.Itoa(primary.Port), WaitReplicas: 1, WaitTimeout: wait}
 	client, waiter := sharedstate.NewRedisClient(rc), sharedstate.NewWaitingRedisClient(rc)
 	t.Cleanup(func() { client.Close(); waiter.Close() })
