@@ -437,6 +437,11 @@ func checkRedis(ctx context.Context, client *redis.Client, cfg config.Redis, log
 		return nil
 	}
 	if want := cfg.WaitReplicas; want > 0 {
+		// WAIT 0 0 answers at once. A user Redis refuses WAIT would have
+		// every request with a request_id refused, for good.
+		if err := client.Do(ctx, "wait", 0, 0).Err(); sharedstate.Refused(err) {
+			return fmt.Errorf("shared_state.redis: wait_replicas is %d, but Redis refuses backupd's user the WAIT command (grant it +wait): %w", want, err)
+		}
 		if err := sharedstate.CheckReplicas(ctx, client, want); err != nil {
 			logger.Error("shared state: not enough Redis replicas", slog.String("error", redact.Error(err)))
 		}

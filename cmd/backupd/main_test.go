@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,9 @@ import (
 	"google.golang.org/grpc/encoding"
 
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/server"
+	"github.com/backupd/backupd/testenv"
 )
 
 // TestListenOpensBothOrNeither: when the HTTP address cannot be had, the
@@ -136,4 +139,39 @@ func TestNoGRPCDecompressor(t *testing.T) {
 			t.Errorf("a %s compressor is registered in backupd's binary", name)
 		}
 	}
+}
+
+// TestStartRefusesARedisUserWithoutWait: with wait_replicas, every
+// request with a request_id needs WAIT; a Redis user that may not run it
+// (NOPERM) would have each such request refused UNAVAILABLE, with
+// RetryInfo, for as long as backupd runs, a mistake waiting does not
+// mend, as a refused password is: the start refuses it, as it refuses
+// the password, and names the setting.
+func TestStartRefusesARedisUserWithoutWait(t *testing.T) {
+	r := testenv.StartRedis(t, true)
+	ctx := context.Background()
+	if err := r.Client.Do(ctx, "acl", "setuser", "backupd", "on", ">secret", "~*", "+@all", "-wait").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{SharedState: config.SharedState{Backend: config.BackendRedis, Redis: config.Redis{
+		Address: "127.0.0.1:" + strconv.Itoa(r.Port), Username: "backupd", Password: "secret",
+		KeyPrefix: "backupd:", WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond,
+	}}}
+	state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.DiscardHandler))
+	if err == nil {
+		state.close()
+		t.Fatal("sharedState started with a Redis user that may not run WAIT")
+	}
+	if !strings.Contains(err.Error(), "WAIT") || !strings.Contains(err.Error(), "wait_replicas") {
+		t.Errorf("sharedState = %v; want it to name WAIT and wait_replicas", err)
+	}
+	// Granted WAIT, the same user starts, though no replica is connected.
+	if err := r.Client.Do(ctx, "acl", "setuser", "backupd", "+wait").Err(); err != nil {
+		t.Fatal(err)
+	}
+	state, err = sharedState(ctx, cfg, metrics.New(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("sharedState with WAIT granted = %v", err)
+	}
+	state.close()
 }
