@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -243,10 +244,12 @@ func onPrivateRedis(t *testing.T, prefix string) (opts instanceOptions, accountI
 
 // startRedis runs a private redis-server on addr, with args beside its
 // own, until the test ends, and returns a function that stops it early.
+// Its directory is the test's own: a replica saves there the data it is
+// sent, which would otherwise land in this package's source.
 func startRedis(t *testing.T, addr string, args ...string) func() {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("redis-server", append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, args...)...)
+	cmd := exec.Command("redis-server", append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v", err)
 	}
@@ -275,6 +278,31 @@ func startRedis(t *testing.T, addr string, args ...string) func() {
 		if time.Now().After(deadline) {
 			t.Fatalf("redis-server did not answer on %s: %v", addr, err)
 		}
+	}
+}
+
+// TestStartRedisLeavesNothingInTheTree: a replica that startRedis runs
+// keeps the data it is sent, an RDB file, in its directory; the test's
+// working directory is this package's source, where a dump.rdb would be
+// left, and committed.
+func TestStartRedisLeavesNothingInTheTree(t *testing.T) {
+	primary, replica := freePort(t), freePort(t)
+	startRedis(t, primary, "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(primary)
+	startRedis(t, replica, "--replicaof", host, port)
+	c := redis.NewClient(&redis.Options{Addr: replica})
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		info, _ := c.Info(context.Background(), "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica did not sync within 10 s")
+		}
+	}
+	if _, err := os.Stat("dump.rdb"); err == nil {
+		t.Fatal("dump.rdb is in the package's directory")
 	}
 }
 
