@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,5 +280,56 @@ func (h pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		h(cmds)
 		return next(ctx, cmds)
+	}
+}
+
+// TestRedisWaitsForTwoReplicas: with wait_replicas 2 and one of the two
+// replicas stopped, the request is refused, nothing run; its retry, sent
+// at once, while the refused claim may still stand, waits for the drop
+// rather than being told OUTCOME_UNKNOWN, and runs once both replicas
+// confirm; a failover to either keeps its result.
+func TestRedisWaitsForTwoReplicas(t *testing.T) {
+	ctx := context.Background()
+	primary := testenv.StartRedis(t, true)
+	replicas := []*testenv.OwnRedis{testenv.StartRedis(t, false), testenv.StartRedis(t, false)}
+	for _, r := range replicas {
+		if err := r.Client.ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(primary.Port)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var acked *redis.Cmd
+		_, _ = primary.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "replicated", "1", 0)
+			acked = p.Do(ctx, "wait", 2, 100)
+			return nil
+		})
+		if n, _ := acked.Int(); n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replicas did not confirm a write within 10 s")
+		}
+	}
+	prefix := testenv.RedisPrefix(t)
+	s := NewRedis(primary.Client, prefix, time.Minute, slog.New(slog.DiscardHandler))
+	s.ConfirmOnReplicas(primary.Client.WithTimeout(3*time.Second), 2, time.Second)
+	key := Key{Account: "111111111111", RequestID: "two"}
+	var runs atomic.Int32
+	run := func() ([]byte, error) { runs.Add(1); return []byte("backup"), nil }
+
+	resume := stop(t, replicas[1])
+	if _, err := s.Do(ctx, key, fpA, run); err == nil || !strings.Contains(err.Error(), "1 of the 2 Redis replicas") || runs.Load() != 0 {
+		t.Fatalf("Do with one of two replicas stopped = %v after %d runs; want 1 of the 2 confirmed, nothing run", err, runs.Load())
+	}
+	resume()
+	if resp, err := s.Do(ctx, key, fpA, run); err != nil || string(resp) != "backup" || runs.Load() != 1 {
+		t.Fatalf("retry at once = %q, %v after %d runs; want backup after 1 run", resp, err, runs.Load())
+	}
+	for i, r := range replicas {
+		after := NewRedis(r.Client, prefix, time.Minute, slog.New(slog.DiscardHandler))
+		if resp, err := after.Do(ctx, key, fpA, run); err != nil || string(resp) != "backup" || runs.Load() != 1 {
+			t.Errorf("repeat on replica %d = %q, %v after %d runs; want backup after 1 run", i, resp, err, runs.Load())
+		}
 	}
 }
