@@ -616,7 +616,10 @@ func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (outcome 
 	ctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
 	defer cancel()
 	keys, args := []string{c.k}, []any{c.owner, next, s.ttl.Milliseconds()}
-	if s.replicas == 0 {
+	if s.replicas == 0 || next == "" {
+		// A dropped claim needs no replica: a failover that brings it
+		// back leaves repeats told OUTCOME_UNKNOWN, never a second run,
+		// and a run that did nothing should not wait to say so.
 		return settle.Run(ctx, s.client, keys, args...).Int()
 	}
 	ran, acked, waited, waitErr := s.runConfirmed(ctx, settle, keys, args...)

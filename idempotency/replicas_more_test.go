@@ -316,7 +316,7 @@ func TestRedisWaitsForTwoReplicas(t *testing.T) {
 	s.ConfirmOnReplicas(primary.Client.WithTimeout(3*time.Second), 2, time.Second)
 	key := Key{Account: "111111111111", RequestID: "two"}
 	var runs atomic.Int32
-	run := func() ([]byte, error) { runs.Add(1); return []byte("backup"), nil }
+	run := func(time.Time) ([]byte, error) { runs.Add(1); return []byte("backup"), nil }
 
 	resume := stop(t, replicas[1])
 	if _, err := s.Do(ctx, key, fpA, run); err == nil || !strings.Contains(err.Error(), "1 of the 2 Redis replicas") || runs.Load() != 0 {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -133,5 +134,41 @@ func TestRedisLogsAResultItsReplicaDidNotConfirm(t *testing.T) {
 	}
 	if lines := logs.Lines(`"level":"WARN"`, `"request_id":"r2"`, "0 of the 1 Redis replicas"); len(lines) != 1 {
 		t.Errorf("want one warning naming r2 and the replicas that confirmed the result; log:\n%s", logs.String())
+	}
+}
+
+// TestRedisDropsAClaimWithoutWaiting: a run that failed for sure drops
+// its claim without waiting for the replicas, which, stopped, would hold
+// its answer for wait_timeout: a claim a failover brings back answers
+// OUTCOME_UNKNOWN, never a second run.
+func TestRedisDropsAClaimWithoutWaiting(t *testing.T) {
+	s, primary, replica := replicated(t)
+	var mu sync.Mutex
+	waits := 0
+	s.waiter.(*redis.Client).AddHook(pipelineHook(func(cmds []redis.Cmder) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range cmds {
+			if c.Name() == "wait" {
+				waits++
+			}
+		}
+	}))
+	failed := errors.New("table not found")
+	key := Key{Account: "111111111111", RequestID: "r3"}
+	_, err := s.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
+		stop(t, replica)
+		return nil, failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("Do = %v; want the run's failure", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if waits != 1 {
+		t.Errorf("%d WAITs sent; want 1, for the claim only", waits)
+	}
+	if n, _ := primary.Client.Exists(context.Background(), s.prefix+key.Account+":"+key.RequestID).Result(); n != 0 {
+		t.Error("the claim of the run that failed is still there")
 	}
 }

@@ -208,25 +208,32 @@ type FewReplicasError struct {
 }
 
 func (e *FewReplicasError) Error() string {
-	return fmt.Sprintf("Redis has %d replicas connected and shared_state.redis.wait_replicas is %d: requests with a request_id are refused (UNAVAILABLE) until %d hold their claims",
+	return fmt.Sprintf("Redis has %d replicas online and shared_state.redis.wait_replicas is %d: requests with a request_id are refused (UNAVAILABLE) until %d hold their claims",
 		e.Connected, e.Want, e.Want)
 }
 
-// CheckReplicas reads how many replicas the server has (INFO
+// CheckReplicas reads how many replicas the server streams to (INFO
 // replication) and returns a *FewReplicasError when they are fewer than
-// want.
+// want. A replica still syncing is connected but confirms nothing yet, so
+// only those online count, as WAIT counts them.
 func CheckReplicas(ctx context.Context, c infoReader, want int) error {
 	info, err := c.Info(ctx, "replication").Result()
 	if err != nil {
 		return fmt.Errorf("read Redis' replicas (INFO replication): %w", err)
 	}
 	field := infoField(info, "connected_slaves")
-	n, err := strconv.Atoi(field)
+	connected, err := strconv.Atoi(field)
 	if err != nil {
 		return fmt.Errorf("read Redis' replicas: INFO replication gives connected_slaves %q", field)
 	}
-	if n < want {
-		return &FewReplicasError{Connected: n, Want: want}
+	online := 0
+	for i := range connected {
+		if strings.Contains(infoField(info, "slave"+strconv.Itoa(i)), "state=online") {
+			online++
+		}
+	}
+	if online < want {
+		return &FewReplicasError{Connected: online, Want: want}
 	}
 	return nil
 }

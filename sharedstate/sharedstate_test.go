@@ -224,8 +224,12 @@ func TestCheckEviction(t *testing.T) {
 // for is reported with both numbers; an INFO that cannot be read, or
 // lacks the field, is an error of its own.
 func TestCheckReplicas(t *testing.T) {
-	info := func(n string) string {
-		return "# Replication\r\nrole:master\r\nconnected_slaves:" + n + "\r\nmaster_failover_state:no-failover\r\n"
+	info := func(n string, states ...string) string {
+		s := "# Replication\r\nrole:master\r\nconnected_slaves:" + n + "\r\n"
+		for i, state := range states {
+			s += fmt.Sprintf("slave%d:ip=10.0.0.%d,port=6379,state=%s,offset=8191,lag=0\r\n", i, i+2, state)
+		}
+		return s + "master_failover_state:no-failover\r\n"
 	}
 	tests := []struct {
 		name string
@@ -234,9 +238,10 @@ func TestCheckReplicas(t *testing.T) {
 		few  bool
 		err  bool
 	}{
-		{"enough", fakeInfo{text: info("2")}, 2, false, false},
-		{"more", fakeInfo{text: info("3")}, 1, false, false},
-		{"too few", fakeInfo{text: info("1")}, 2, true, true},
+		{"enough", fakeInfo{text: info("2", "online", "online")}, 2, false, false},
+		{"more", fakeInfo{text: info("3", "online", "online", "online")}, 1, false, false},
+		{"too few", fakeInfo{text: info("1", "online")}, 2, true, true},
+		{"one still syncing", fakeInfo{text: info("2", "online", "wait_bgsave")}, 2, true, true},
 		{"none", fakeInfo{text: info("0")}, 1, true, true},
 		{"field missing", fakeInfo{text: "# Replication\r\nrole:master\r\n"}, 1, false, true},
 		{"INFO refused", fakeInfo{err: errors.New("NOPERM this user has no permissions to run the 'info' command")}, 1, false, true},
