@@ -19,8 +19,34 @@ import (
 func validateRestore(req *backupv1.RestoreTableFromBackupRequest) (*dynamodb.RestoreTableFromBackupInput, arn, error) {
 	var vs violations
 	in := checkRestore(&vs, req)
-	a, _ := parseARN(&vs, "backup_arn", req.GetBackupArn(), true)
+	a, ok := parseARN(&vs, "backup_arn", req.GetBackupArn(), true)
+	if k := req.GetSseSpecificationOverride().GetKmsMasterKeyId(); ok && strings.HasPrefix(k, "arn:") {
+		checkKMSKeyARN(&vs, "sse_specification_override.kms_master_key_id", k, a)
+	}
 	return in, a, vs.err()
+}
+
+// checkKMSKeyARN checks that a key named by its ARN (or its alias's) is a
+// KMS key of the backup's account and region: the restored table lives
+// there, and DynamoDB takes keys of its own region only. A key of another
+// account is refused as a table ARN of another account is: the caller is
+// authorized for the backup's account, not for whatever else it names.
+func checkKMSKeyARN(vs *violations, field, key string, backup arn) {
+	parts, ok := arnFields(key)
+	switch {
+	case !ok || parts[2] != "kms":
+		vs.add(field, "must be a KMS key id, alias, or the ARN of a KMS key or alias (arn:%s:kms:%s:%s:key/ID); got %s",
+			backup.Partition, backup.Region, backup.Account, badrequest.Quote(key))
+	case parts[1] != backup.Partition:
+		vs.add(field, "names a key of partition %s; the restored table is in partition %s, the backup_arn's, and DynamoDB takes keys of its own region only",
+			badrequest.Quote(parts[1]), backup.Partition)
+	case parts[arnRegion] != backup.Region:
+		vs.add(field, "names a key in region %s; the restored table is in %s, the backup_arn's region, and DynamoDB takes keys of its own region only",
+			badrequest.Quote(parts[arnRegion]), backup.Region)
+	case parts[arnAccount] != backup.Account:
+		vs.add(field, "names a key of account %s; a restore acts in account %s, the backup_arn's, and takes keys of that account only",
+			badrequest.Quote(parts[arnAccount]), backup.Account)
+	}
 }
 
 // checkRestore checks a restore's target and overrides and builds
