@@ -55,6 +55,11 @@ func TestSandboxMode(t *testing.T) {
 	if code, _, _ := inst.rest(t, "GET", p, ""); code != http.StatusNotFound {
 		t.Errorf("GET after DELETE: %d", code)
 	}
+	// Busy is always being updated: a table in use, as the README says.
+	code, _, body = inst.rest(t, "POST", "/v1/accounts/111111111111/tables/Busy/backups", `{"backupName":"busy"}`)
+	if code != http.StatusBadRequest || decodeRESTError(t, body).reason() != "TABLE_IN_USE" {
+		t.Errorf("backup of Busy: %d %s; want 400 TABLE_IN_USE", code, body)
+	}
 
 	if h, err := healthpb.NewHealthClient(inst.conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health: %v %v", h, err)

@@ -528,7 +528,7 @@ func TestTablesListAndLifecycle(t *testing.T) {
 		}
 		names = append(names, page.TableNames...)
 	}
-	want := []string{"Customers", "Events", "Orders", "t-one", "t-three", "t-two"}
+	want := []string{"Busy", "Customers", "Events", "Orders", "t-one", "t-three", "t-two"}
 	if !slices.Equal(names, want) {
 		t.Errorf("ListTables = %v, want %v", names, want)
 	}
@@ -548,9 +548,7 @@ func TestTablesListAndLifecycle(t *testing.T) {
 // Each error reaches the SDK as DynamoDB sends it: modelled errors as their
 // typed values, the rest with their codes.
 func TestErrorsAsTheSDKTypesThem(t *testing.T) {
-	accounts := sandbox.DemoAccounts()
-	accounts[0].Tables = append(accounts[0].Tables, sandbox.TableSpec{Name: "Busy", HashKey: "pk", Status: "UPDATING"})
-	e := start(t, sandbox.Options{Accounts: accounts})
+	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts()}) // Busy is UPDATING
 	ctx := t.Context()
 	db := e.in("111111111111")
 	backup, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("Orders"), BackupName: aws.String("err-test")})

@@ -231,7 +231,8 @@ func (f *Fake) AssumeRoleCalls() int {
 // ExternalID) and the tables Orders (hash pk, range sk, GSI ByCustomer),
 // Customers (encrypted with the AWS managed key) and Events (hash pk,
 // range ts, LSI ByType, a stream of new and old images) in us-east-1, so
-// that backups show each part of a table's description. The two accounts differ in their sizes so that a caller can
+// that backups show each part of a table's description, and Busy, whose
+// status stays UPDATING, so that its backups fail as a table in use's do. The two accounts differ in their sizes so that a caller can
 // tell them apart.
 func DemoAccounts() []Account {
 	demo := func(id string, scale int64) Account {
@@ -244,6 +245,9 @@ func DemoAccounts() []Account {
 				{Name: "Customers", HashKey: "customerId", ManagedKey: true, ItemCount: 300 * scale, SizeBytes: 96_000 * scale},
 				{Name: "Events", HashKey: "pk", RangeKey: "ts", LSIs: []string{"ByType"}, StreamView: "NEW_AND_OLD_IMAGES",
 					ItemCount: 25_000 * scale, SizeBytes: 5_000_000 * scale},
+				// Always being updated, so that a caller can try how it
+				// handles a table in use (FAILED_PRECONDITION).
+				{Name: "Busy", HashKey: "pk", Status: "UPDATING", ItemCount: 10 * scale, SizeBytes: 2_000 * scale},
 			},
 		}
 	}
