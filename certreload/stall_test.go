@@ -18,12 +18,6 @@ func TestStalledReadLeavesOtherHandshakesServed(t *testing.T) {
 	if err := syscall.Mkfifo(file, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Held open for writing, so that a read waits for data until it is
-	// closed.
-	stall, err := os.OpenFile(file, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := &reloader[string]{files: []string{file}, interval: time.Hour, log: discard(), value: "old",
 		parse: func(contents [][]byte) (string, error) { return string(contents[0]), nil }}
 	reloaded := make(chan string)
@@ -44,6 +38,15 @@ func TestStalledReadLeavesOtherHandshakesServed(t *testing.T) {
 		t.Fatal("a handshake waited for another one's stalled read of the files")
 	}
 
+	// Nobody had the FIFO open for writing, so the read stalled in its
+	// open. Opening it for writing waits for that reader in turn: the
+	// write cannot come before the reader is there, and be lost with the
+	// pipe when it is closed (the test's open for reading and writing
+	// did, once, and the read then waited for ever).
+	stall, err := os.OpenFile(file, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := stall.WriteString("new"); err != nil {
 		t.Fatal(err)
 	}
