@@ -339,8 +339,13 @@ func (c *Config) withoutSecrets(err error) error {
 		said := "(the value of " + s.field + ", not repeated)"
 		redacted = strings.ReplaceAll(redacted, strconv.Quote(s.value), said)
 		redacted = strings.ReplaceAll(redacted, "`"+s.value+"`", said)
-		if len(s.value) > 10 { // yaml quotes a long value's first 7 bytes (explain)
+		// A key that is an alias of the secret is named bare.
+		redacted = strings.ReplaceAll(redacted, ": "+s.value+" is not a configuration key", ": "+said+" is not a configuration key")
+		if len(s.value) > 10 { // yaml quotes a long value's first 7 bytes
+			// explain drops a character the cut splits; yaml's own
+			// words, kept when a value stands at several paths, do not.
 			redacted = strings.ReplaceAll(redacted, "`"+strings.ToValidUTF8(s.value[:7], "")+"...`", said)
+			redacted = strings.ReplaceAll(redacted, "`"+s.value[:7]+"...`", said)
 		}
 	}
 	if redacted == msg {
@@ -732,7 +737,9 @@ func (a Account) validateRegions(bad func(field, format string, args ...any), in
 		allowed = allowed || r == a.DefaultRegion
 	}
 	if !allowed {
-		bad("default_region", "%q must be one of allowed_regions %v", a.DefaultRegion, a.AllowedRegions)
+		// %q quotes each region, as every other problem quotes a value,
+		// so that withoutSecrets finds a secret among them.
+		bad("default_region", "%q must be one of allowed_regions %q", a.DefaultRegion, a.AllowedRegions)
 	}
 }
 

@@ -207,7 +207,7 @@ accounts:
 			`accounts[0].id: must be exactly 12 digits (quote it in YAML); got "12345"`,
 			"accounts[1].role_arn: names account 222222222222 but the account id is \"111111111111\"",
 			"accounts[1].external_id: must be 2-1224 characters",
-			`accounts[1].default_region: "eu-west-1" must be one of allowed_regions [us-east-1]`,
+			`accounts[1].default_region: "eu-west-1" must be one of allowed_regions ["us-east-1"]`,
 			"accounts[1].limits.create_backup: must be a rate per second from 0.001 to 10000; got -3",
 			"accounts[1].limits.list_backups: must be a rate per second from 0.001 to 10000; got 0",
 			"line 2: bogus_key is not a configuration key here",
@@ -698,6 +698,46 @@ accounts:
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+// TestParseDoesNotRepeatSecretsElsewhere: the paths of the problems that
+// TestParseDoesNotRepeatSecrets leaves out: a list echoed with %v
+// (allowed_regions), problems reported beside a duplicate key, a key
+// that is an alias of a secret, and a long value that yaml cuts inside a
+// character, when the alias stands at two paths and yaml's words stay.
+func TestParseDoesNotRepeatSecretsElsewhere(t *testing.T) {
+	const password, externalID = "hunteré-pass", "ext-id-secret"
+	config := func(extra string) string {
+		return `
+shared_state:
+  backend: redis
+  redis:
+    address: 127.0.0.1:6379
+    password: &pw ` + password + `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/backupd
+    external_id: &ext ` + externalID + `
+    default_region: us-east-1
+` + extra
+	}
+	for name, yaml := range map[string]string{
+		"allowed_regions": config("    allowed_regions: [*ext]\n"),
+		"duplicate key":   config("    default_region: us-west-2\nupstream_timeout: *pw\n"),
+		"alias as a key":  config("    *ext : 1\n"),
+		"cut character":   config("    limits: {create_backup: *pw, list_backups: *pw}\n"),
+	} {
+		_, err := Parse(strings.NewReader(yaml))
+		if err == nil {
+			t.Errorf("%s: Parse took a bad config", name)
+			continue
+		}
+		for _, leak := range []string{password[:6], externalID[:6]} {
+			if strings.Contains(err.Error(), leak) {
+				t.Errorf("%s: the error repeats %q:\n%v", name, leak, err)
+			}
 		}
 	}
 }

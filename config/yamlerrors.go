@@ -63,7 +63,9 @@ func decode(data []byte) (*Config, typeReport, error) {
 	rep.problems = append(more, rep.problems...)
 	switch {
 	case duplicate:
-		return nil, typeReport{}, errors.Join(rep.problems...)
+		// Not validated further, but the problems yaml found may still
+		// echo a secret.
+		return nil, typeReport{}, c.withoutSecrets(errors.Join(rep.problems...))
 	case w.sharedDropped:
 		// A placeholder put into a shared list for one path may not fit
 		// another: the file is not decoded again, and the indices after
