@@ -198,10 +198,10 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 	if detail, ok := protoDetail(msg); ok { // protojson could not decode the body
 		msg = "the body is not one JSON object of the request's fields (" + detail +
 			"); send one JSON object, its fields named in lowerCamelCase as the OpenAPI description lists them"
-		if rb := call.refusedBody; rb != nil && bytes.HasPrefix(rb.data, utf8BOM) {
-			// protojson's own words would quote the mark, which no
-			// terminal shows.
-			msg = "the body starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow; send the JSON without it"
+		if rb := call.refusedBody; rb != nil {
+			if m := byteOrderMark(rb.data); m != "" {
+				msg = m
+			}
 		}
 	}
 	return refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, "malformed request: "+redact.Cut(msg, 1024), account)
@@ -209,6 +209,23 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 
 // utf8BOM is the byte order mark some Windows tools write before UTF-8.
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// byteOrderMark says what is wrong with a body that begins with a byte
+// order mark, or "": protojson's own words would quote the mark, which no
+// terminal shows, or the U+FFFD it makes of UTF-16's. Windows tools write
+// UTF-16 with a mark (PowerShell 5's Out-File) as readily as UTF-8 with
+// one, and a script may put whitespace before either.
+func byteOrderMark(body []byte) string {
+	switch {
+	case bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), utf8BOM):
+		return "the body starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow; send the JSON without it"
+	case bytes.HasPrefix(body, []byte{0xFF, 0xFE}):
+		return "the body starts with a UTF-16 byte order mark (bytes FF FE): it is not UTF-8, which JSON must be; send it as UTF-8, without a mark"
+	case bytes.HasPrefix(body, []byte{0xFE, 0xFF}):
+		return "the body starts with a UTF-16 byte order mark (bytes FE FF): it is not UTF-8, which JSON must be; send it as UTF-8, without a mark"
+	}
+	return ""
+}
 
 // protoDetail is what a protobuf error message says after its "proto:"
 // prefix, which the protobuf module follows with a space or, at random, a

@@ -300,6 +300,13 @@ func TestGatewayErrors(t *testing.T) {
 		{"trailing data", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{} {}`, false, 400, "", "MALFORMED_REQUEST", "is not one JSON object of the request's fields (syntax error (line 1:4): unexpected token {); send one JSON object"},
 		{"byte order mark", nil, "/v1/accounts/111111111111/tables/Orders/backups", "\uFEFF{\"backupName\":\"x\"}", false, 400, "", "MALFORMED_REQUEST",
 			"the body starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow; send the JSON without it"},
+		// What Windows PowerShell 5's Out-File writes: UTF-16 with its mark.
+		{"UTF-16LE body", nil, "/v1/accounts/111111111111/tables/Orders/backups", "\xFF\xFE{\x00}\x00", false, 400, "", "MALFORMED_REQUEST",
+			"the body starts with a UTF-16 byte order mark (bytes FF FE): it is not UTF-8, which JSON must be; send it as UTF-8, without a mark"},
+		{"UTF-16BE body", nil, "/v1/accounts/111111111111/tables/Orders/backups", "\xFE\xFF\x00{\x00}", false, 400, "", "MALFORMED_REQUEST",
+			"the body starts with a UTF-16 byte order mark (bytes FE FF): it is not UTF-8, which JSON must be; send it as UTF-8, without a mark"},
+		{"byte order mark after spaces", nil, "/v1/accounts/111111111111/tables/Orders/backups", " \n\uFEFF{\"backupName\":\"x\"}", false, 400, "", "MALFORMED_REQUEST",
+			"the body starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow; send the JSON without it"},
 		{"truncated JSON", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"x"`, false, 400, "", "MALFORMED_REQUEST", "(unexpected EOF); send one JSON object"},
 		{"declared body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, false, 413, "", "BODY_TOO_LARGE", ""},
 		{"streamed body too large", nil, "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"` + strings.Repeat("x", 70000) + `"}`, true, 413, "", "BODY_TOO_LARGE", ""},
