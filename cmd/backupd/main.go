@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -390,7 +391,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		})
 	}()
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
-	lease := max(2*cfg.UpstreamTimeout, time.Minute)
+	lease := requestIDLease(cfg.UpstreamTimeout)
 	lost := func() {
 		logger.Error("shared state: Redis restarted, failed over or lost backupd's data: no rate-limit turn is given for max_wait, " +
 			"and the latest request_id results it held may be gone, so repeats of those requests may run again")
@@ -454,4 +455,17 @@ func checkRedis(ctx context.Context, client *redis.Client, cfg config.Redis, log
 		logger.Error("shared state: could not tell whether Redis may evict backupd's keys", slog.String("error", redact.Error(err)))
 	}
 	return nil
+}
+
+// requestIDLease is how long a request_id claim in Redis holds off
+// repeats: twice upstream_timeout, which bounds a run, and at least a
+// minute, saturating rather than overflowing for an upstream_timeout
+// past half of time.Duration's range, which config accepts: the run ends
+// a second before the lease, and an overflowed lease of 1 min would cut
+// every run at 59 s.
+func requestIDLease(upstreamTimeout time.Duration) time.Duration {
+	if upstreamTimeout > math.MaxInt64/2 {
+		return math.MaxInt64
+	}
+	return max(2*upstreamTimeout, time.Minute)
 }
