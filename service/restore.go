@@ -20,7 +20,9 @@ func validateRestore(req *backupv1.RestoreTableFromBackupRequest) (*dynamodb.Res
 	var vs violations
 	in := checkRestore(&vs, req)
 	a, ok := parseARN(&vs, "backup_arn", req.GetBackupArn(), true)
-	if k := req.GetSseSpecificationOverride().GetKmsMasterKeyId(); ok && strings.HasPrefix(k, "arn:") {
+	// In any case: whatever DynamoDB makes of ARN:…, it must not name
+	// another account's key.
+	if k := req.GetSseSpecificationOverride().GetKmsMasterKeyId(); ok && len(k) >= 4 && strings.EqualFold(k[:4], "arn:") {
 		checkKMSKeyARN(&vs, "sse_specification_override.kms_master_key_id", k, a)
 	}
 	return in, a, vs.err()

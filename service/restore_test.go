@@ -189,6 +189,7 @@ func TestRestoreKMSKeyARN(t *testing.T) {
 		{"arn:aws-cn:kms:us-east-1:111111111111:key/1234abcd", `names a key of partition "aws-cn"; the restored table is in partition aws`},
 		{"arn:aws:s3:us-east-1:111111111111:key/1234abcd", "must be a KMS key id, alias, or the ARN of a KMS key or alias"},
 		{"arn:aws:kms:us-east-1", "must be a KMS key id, alias, or the ARN of a KMS key or alias"},
+		{"ARN:aws:kms:us-east-1:222222222222:key/1234abcd", `names a key of account "222222222222"`},
 	} {
 		t.Run(tt.key, func(t *testing.T) {
 			_, _, err := validateRestore(&backupv1.RestoreTableFromBackupRequest{BackupArn: backup, TargetTableName: "Copy",
