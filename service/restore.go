@@ -20,8 +20,7 @@ func validateRestore(req *backupv1.RestoreTableFromBackupRequest) (*dynamodb.Res
 	var vs violations
 	in := checkRestore(&vs, req)
 	a, ok := parseARN(&vs, "backup_arn", req.GetBackupArn(), true)
-	// In any case: whatever DynamoDB makes of ARN:…, it must not name
-	// another account's key.
+	// "arn:" in any case, as a caller may write it.
 	if k := req.GetSseSpecificationOverride().GetKmsMasterKeyId(); ok && len(k) >= 4 && strings.EqualFold(k[:4], "arn:") {
 		checkKMSKeyARN(&vs, "sse_specification_override.kms_master_key_id", k, a)
 	}
@@ -29,25 +28,22 @@ func validateRestore(req *backupv1.RestoreTableFromBackupRequest) (*dynamodb.Res
 }
 
 // checkKMSKeyARN checks that a key named by its ARN (or its alias's) is a
-// KMS key of the backup's account and region: the restored table lives
-// there, and DynamoDB takes keys of its own region only. A key of another
-// account is refused as a table ARN of another account is: the caller is
-// authorized for the backup's account, not for whatever else it names.
+// KMS key of the backup's partition and region: the restored table lives
+// there, and DynamoDB takes keys of its own region only. Another
+// account's key is left to KMS: its key policy decides whether the
+// backup's account may use it, and backupd acts in that account alone.
 func checkKMSKeyARN(vs *violations, field, key string, backup arn) {
 	parts, ok := arnFields(key)
 	switch {
 	case !ok || parts[2] != "kms":
-		vs.add(field, "must be a KMS key id, alias, or the ARN of a KMS key or alias (arn:%s:kms:%s:%s:key/ID); got %s",
-			backup.Partition, backup.Region, backup.Account, badrequest.Quote(key))
+		vs.add(field, "must be a KMS key id, alias, or the ARN of a KMS key or alias (arn:%s:kms:%s:ACCOUNT:key/ID); got %s",
+			backup.Partition, backup.Region, badrequest.Quote(key))
 	case parts[1] != backup.Partition:
 		vs.add(field, "names a key of partition %s; the restored table is in partition %s, the backup_arn's, and DynamoDB takes keys of its own region only",
 			badrequest.Quote(parts[1]), backup.Partition)
 	case parts[arnRegion] != backup.Region:
 		vs.add(field, "names a key in region %s; the restored table is in %s, the backup_arn's region, and DynamoDB takes keys of its own region only",
 			badrequest.Quote(parts[arnRegion]), backup.Region)
-	case parts[arnAccount] != backup.Account:
-		vs.add(field, "names a key of account %s; a restore acts in account %s, the backup_arn's, and takes keys of that account only",
-			badrequest.Quote(parts[arnAccount]), backup.Account)
 	}
 }
 

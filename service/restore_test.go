@@ -172,8 +172,8 @@ func TestSourceTableFeaturesConversion(t *testing.T) {
 }
 
 // TestRestoreKMSKeyARN: a KMS key named by its ARN, or its alias's, must
-// be of the backup's partition, region and account; a key id or alias
-// name is DynamoDB's to resolve in that account.
+// be of the backup's partition and region; a key id or alias name is
+// DynamoDB's to resolve, and another account's key KMS's to allow.
 func TestRestoreKMSKeyARN(t *testing.T) {
 	const backup = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
 	for _, tt := range []struct {
@@ -184,12 +184,12 @@ func TestRestoreKMSKeyARN(t *testing.T) {
 		{"arn:aws:kms:us-east-1:111111111111:alias/backups", ""},
 		{"1234abcd-12ab-34cd-56ef-1234567890ab", ""},
 		{"alias/backups", ""},
-		{"arn:aws:kms:us-east-1:222222222222:key/1234abcd", `names a key of account "222222222222"; a restore acts in account 111111111111`},
+		{"arn:aws:kms:us-east-1:222222222222:key/1234abcd", ""}, // its key policy's to allow
 		{"arn:aws:kms:eu-west-1:111111111111:key/1234abcd", `names a key in region "eu-west-1"; the restored table is in us-east-1`},
 		{"arn:aws-cn:kms:us-east-1:111111111111:key/1234abcd", `names a key of partition "aws-cn"; the restored table is in partition aws`},
 		{"arn:aws:s3:us-east-1:111111111111:key/1234abcd", "must be a KMS key id, alias, or the ARN of a KMS key or alias"},
 		{"arn:aws:kms:us-east-1", "must be a KMS key id, alias, or the ARN of a KMS key or alias"},
-		{"ARN:aws:kms:us-east-1:222222222222:key/1234abcd", `names a key of account "222222222222"`},
+		{"ARN:aws:kms:eu-west-1:111111111111:key/1234abcd", `names a key in region "eu-west-1"`},
 	} {
 		t.Run(tt.key, func(t *testing.T) {
 			_, _, err := validateRestore(&backupv1.RestoreTableFromBackupRequest{BackupArn: backup, TargetTableName: "Copy",
