@@ -60,6 +60,21 @@ func TestSandboxMode(t *testing.T) {
 	if code != http.StatusBadRequest || decodeRESTError(t, body).reason() != "TABLE_IN_USE" {
 		t.Errorf("backup of Busy: %d %s; want 400 TABLE_IN_USE", code, body)
 	}
+	// Slow's backups are CREATING, with no size, for a while, and in use.
+	code, _, body = inst.rest(t, "POST", "/v1/accounts/111111111111/tables/Slow/backups", `{"backupName":"slow"}`)
+	var slow struct {
+		BackupDetails struct {
+			BackupArn, BackupStatus string
+			BackupSizeBytes         *string
+		} `json:"backupDetails"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &slow) != nil || slow.BackupDetails.BackupStatus != "BACKUP_STATUS_CREATING" || slow.BackupDetails.BackupSizeBytes != nil {
+		t.Errorf("backup of Slow: %d %s; want 200, BACKUP_STATUS_CREATING and no backupSizeBytes", code, body)
+	}
+	code, _, body = inst.rest(t, "DELETE", "/v1/backups/"+escapeARN(slow.BackupDetails.BackupArn), "")
+	if code != http.StatusBadRequest || decodeRESTError(t, body).reason() != "BACKUP_IN_USE" {
+		t.Errorf("delete of a backup of Slow being made: %d %s; want 400 BACKUP_IN_USE", code, body)
+	}
 
 	if h, err := healthpb.NewHealthClient(inst.conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health: %v %v", h, err)

@@ -93,11 +93,11 @@ func (f *Fake) serveDynamoDB(w http.ResponseWriter, r *http.Request, target stri
 		case "CreateBackup":
 			derr = c.createBackup()
 		case "DescribeBackup":
-			derr = c.answerBackup(false, "AVAILABLE")
+			derr = c.answerBackup(false)
 		case "ListBackups":
 			derr = c.listBackups()
 		case "DeleteBackup":
-			derr = c.answerBackup(true, "DELETED")
+			derr = c.answerBackup(true)
 		case "RestoreTableFromBackup":
 			derr = c.restoreTableFromBackup()
 		default:
@@ -405,7 +405,7 @@ func (c *ddbCall) createBackup() *ddbError {
 	case t.status != statusActive:
 		derr = ddbErr(nsDynamoDB, "TableInUseException", "Table is in "+t.status+" state: "+name)
 	default:
-		b.src = t
+		b.src, b.ready = t, now.Add(t.backupTakes)
 		for b.arn == "" || st.backups[b.arn] != nil {
 			b.arn = backupARN(t.arn, b.ms)
 		}
@@ -415,7 +415,7 @@ func (c *ddbCall) createBackup() *ddbError {
 	if derr != nil {
 		return derr
 	}
-	writeBackupDetails(c.w, b, "AVAILABLE")
+	writeBackupDetails(c.w, b, b.status(now))
 	return nil
 }
 
@@ -423,18 +423,28 @@ type backupARNInput struct {
 	BackupArn string
 }
 
-// answerBackup is DescribeBackup (remove false, status AVAILABLE) and
-// DeleteBackup (remove true, status DELETED): it finds the backup the
-// input names, removing it when remove is set, and writes its
-// description with status.
-func (c *ddbCall) answerBackup(remove bool, status string) *ddbError {
+// answerBackup is DescribeBackup (remove false) and DeleteBackup (remove
+// true): it finds the backup the input names, removing it when remove is
+// set, and writes its description: with its status, or DELETED. A backup
+// still being made cannot be deleted (BackupInUseException).
+func (c *ddbCall) answerBackup(remove bool) *ddbError {
 	var in backupARNInput
 	if derr := c.decode(&in); derr != nil {
 		return derr
 	}
-	b, derr := c.lookupBackup(in.BackupArn, remove)
+	b, derr := c.lookupBackup(in.BackupArn, false)
 	if derr != nil {
 		return derr
+	}
+	status := b.status(c.f.clock())
+	if remove {
+		if status == "CREATING" {
+			return backupInUse()
+		}
+		if b, derr = c.lookupBackup(in.BackupArn, true); derr != nil {
+			return derr
+		}
+		status = "DELETED"
 	}
 	writeBackupDescription(c.w, b, status)
 	return nil
@@ -524,8 +534,9 @@ func (c *ddbCall) listBackups() *ddbError {
 		page, more = st.page(lower, upper, startMS, startARN, tableName, limit)
 	}
 	c.w.array("BackupSummaries")
+	now := c.f.clock()
 	for _, b := range page {
-		writeBackupSummary(c.w, b)
+		writeBackupSummary(c.w, b, now)
 	}
 	c.w.closeArray()
 	if more {

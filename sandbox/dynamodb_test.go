@@ -528,7 +528,7 @@ func TestTablesListAndLifecycle(t *testing.T) {
 		}
 		names = append(names, page.TableNames...)
 	}
-	want := []string{"Busy", "Customers", "Events", "Orders", "t-one", "t-three", "t-two"}
+	want := []string{"Busy", "Customers", "Events", "Orders", "Slow", "t-one", "t-three", "t-two"}
 	if !slices.Equal(names, want) {
 		t.Errorf("ListTables = %v, want %v", names, want)
 	}
@@ -762,4 +762,59 @@ func keysEqual(a, b []types.KeySchemaElement) bool {
 func near(got, want time.Time) bool {
 	d := got.Sub(want)
 	return d > -2*time.Millisecond && d < 2*time.Millisecond
+}
+
+// TestBackupTakesTime: a backup of the demo table Slow is CREATING, with
+// no size, for DemoBackupTakes, in CreateBackup's, DescribeBackup's and
+// ListBackups' answers; deleting it or restoring from it meanwhile fails
+// with BackupInUseException, as in DynamoDB; then it is AVAILABLE with
+// its size, and can be restored and deleted.
+func TestBackupTakesTime(t *testing.T) {
+	clock := newClock(time.Now().UTC().Truncate(time.Millisecond), 0)
+	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts(), Now: clock.Now})
+	ctx := t.Context()
+	db := e.in("111111111111")
+	out, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("Slow"), BackupName: aws.String("slow")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := out.BackupDetails.BackupArn
+	if d := out.BackupDetails; d.BackupStatus != types.BackupStatusCreating || d.BackupSizeBytes != nil {
+		t.Errorf("CreateBackup of Slow: %s, size %v; want CREATING with no size", d.BackupStatus, d.BackupSizeBytes)
+	}
+	status := func() (types.BackupStatus, *int64, types.BackupStatus, *int64) {
+		t.Helper()
+		desc, err := db.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: arn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := db.ListBackups(ctx, &dynamodb.ListBackupsInput{TableName: aws.String("Slow")})
+		if err != nil || len(list.BackupSummaries) != 1 {
+			t.Fatalf("ListBackups: %v, %v", list, err)
+		}
+		d, s := desc.BackupDescription.BackupDetails, list.BackupSummaries[0]
+		return d.BackupStatus, d.BackupSizeBytes, s.BackupStatus, s.BackupSizeBytes
+	}
+	if ds, dsize, ls, lsize := status(); ds != types.BackupStatusCreating || dsize != nil || ls != types.BackupStatusCreating || lsize != nil {
+		t.Errorf("while being made: described %s (size %v), listed %s (size %v); want CREATING, no size", ds, dsize, ls, lsize)
+	}
+	var inUse *types.BackupInUseException
+	if _, err := db.DeleteBackup(ctx, &dynamodb.DeleteBackupInput{BackupArn: arn}); !errors.As(err, &inUse) {
+		t.Errorf("DeleteBackup while being made: %v; want BackupInUseException", err)
+	}
+	restore := &dynamodb.RestoreTableFromBackupInput{BackupArn: arn, TargetTableName: aws.String("SlowCopy")}
+	if _, err := db.RestoreTableFromBackup(ctx, restore); !errors.As(err, &inUse) {
+		t.Errorf("RestoreTableFromBackup while being made: %v; want BackupInUseException", err)
+	}
+
+	clock.Advance(sandbox.DemoBackupTakes)
+	if ds, dsize, ls, lsize := status(); ds != types.BackupStatusAvailable || aws.ToInt64(dsize) != 20_000 || ls != types.BackupStatusAvailable || aws.ToInt64(lsize) != 20_000 {
+		t.Errorf("once made: described %s (size %v), listed %s (size %v); want AVAILABLE, 20000 bytes", ds, dsize, ls, lsize)
+	}
+	if _, err := db.RestoreTableFromBackup(ctx, restore); err != nil {
+		t.Errorf("RestoreTableFromBackup once made: %v", err)
+	}
+	if _, err := db.DeleteBackup(ctx, &dynamodb.DeleteBackupInput{BackupArn: arn}); err != nil {
+		t.Errorf("DeleteBackup once made: %v", err)
+	}
 }

@@ -52,6 +52,7 @@ type table struct {
 	streamView    string // empty: no stream
 	kmsKeyARN     string // empty: encrypted with an AWS owned key, as by default
 	restore       *restoreSummary
+	backupTakes   time.Duration // how long its backups stay CREATING
 }
 
 type restoreSummary struct {
@@ -64,8 +65,23 @@ type backup struct {
 	arn, name string
 	ms        int64 // creation time in Unix milliseconds; orders backups
 	created   time.Time
+	ready     time.Time // when it is AVAILABLE; CREATING before
 	typ       string
 	src       *table
+}
+
+// status is the backup's status at now: CREATING until it is ready.
+func (b *backup) status(now time.Time) string {
+	if now.Before(b.ready) {
+		return "CREATING"
+	}
+	return "AVAILABLE"
+}
+
+// backupInUse is DynamoDB's answer to deleting or restoring a backup that
+// is still being made.
+func backupInUse() *ddbError {
+	return ddbErr(nsDynamoDB, "BackupInUseException", "Backup is being created; try again once it is AVAILABLE")
 }
 
 // regionState holds one account's tables and backups in one region. Each has
@@ -147,6 +163,8 @@ func tableFromSpec(spec TableSpec, account, region string, created time.Time) (*
 		billing: billingPPR,
 		items:   spec.ItemCount,
 		size:    spec.SizeBytes,
+
+		backupTakes: spec.BackupTakes,
 	}
 	if spec.ManagedKey {
 		t.kmsKeyARN = managedKeyARN(region, account)
@@ -319,11 +337,15 @@ func streamLabel(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000")
 }
 
+// writeBackupDetails writes a backup's details with status: a backup
+// being made has no size yet, as DynamoDB gives none.
 func writeBackupDetails(w *jsonWriter, b *backup, status string) {
 	w.object("BackupDetails")
 	w.str("BackupArn", b.arn)
 	w.str("BackupName", b.name)
-	w.int("BackupSizeBytes", b.src.size)
+	if status != "CREATING" {
+		w.int("BackupSizeBytes", b.src.size)
+	}
 	w.str("BackupStatus", status)
 	w.str("BackupType", b.typ)
 	w.time("BackupCreationDateTime", b.created)
@@ -382,8 +404,9 @@ func writeBackupDescription(w *jsonWriter, b *backup, status string) {
 	w.close()
 }
 
-func writeBackupSummary(w *jsonWriter, b *backup) {
+func writeBackupSummary(w *jsonWriter, b *backup, now time.Time) {
 	t := b.src
+	status := b.status(now)
 	w.open()
 	w.str("TableName", t.name)
 	w.str("TableId", t.id)
@@ -391,8 +414,10 @@ func writeBackupSummary(w *jsonWriter, b *backup) {
 	w.str("BackupArn", b.arn)
 	w.str("BackupName", b.name)
 	w.time("BackupCreationDateTime", b.created)
-	w.str("BackupStatus", "AVAILABLE")
+	w.str("BackupStatus", status)
 	w.str("BackupType", b.typ)
-	w.int("BackupSizeBytes", t.size)
+	if status != "CREATING" {
+		w.int("BackupSizeBytes", t.size)
+	}
 	w.close()
 }

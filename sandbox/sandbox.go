@@ -112,6 +112,13 @@ type TableSpec struct {
 	// DELETING make CreateBackup fail with TableInUseException, which is
 	// otherwise unreachable because every fake operation completes at once.
 	Status string
+
+	// BackupTakes is how long each backup of the table stays CREATING,
+	// its size not yet known, before it is AVAILABLE; 0 means none, as
+	// every other fake operation completes at once. While it is CREATING,
+	// deleting it or restoring from it fails with BackupInUseException,
+	// as in DynamoDB.
+	BackupTakes time.Duration
 }
 
 // Fake is an in-process AWS STS and DynamoDB backup API. It is an
@@ -226,13 +233,18 @@ func (f *Fake) AssumeRoleCalls() int {
 	return int(f.assumeRoleCalls.Load())
 }
 
+// DemoBackupTakes is how long a backup of the demo table Slow stays
+// CREATING: long enough to poll it, short enough to wait for.
+const DemoBackupTakes = 10 * time.Second
+
 // DemoAccounts returns the accounts `backupd --sandbox` starts with:
 // 111111111111 and 222222222222, each with the role "backupd-sandbox" (no
 // ExternalID) and the tables Orders (hash pk, range sk, GSI ByCustomer),
 // Customers (encrypted with the AWS managed key) and Events (hash pk,
 // range ts, LSI ByType, a stream of new and old images) in us-east-1, so
-// that backups show each part of a table's description, and Busy, whose
-// status stays UPDATING, so that its backups fail as a table in use's do. The two accounts differ in their sizes so that a caller can
+// that backups show each part of a table's description; Busy, whose
+// status stays UPDATING, so that its backups fail as a table in use's do;
+// and Slow, whose backups stay CREATING for DemoBackupTakes. The two accounts differ in their sizes so that a caller can
 // tell them apart.
 func DemoAccounts() []Account {
 	demo := func(id string, scale int64) Account {
@@ -248,6 +260,9 @@ func DemoAccounts() []Account {
 				// Always being updated, so that a caller can try how it
 				// handles a table in use (FAILED_PRECONDITION).
 				{Name: "Busy", HashKey: "pk", Status: "UPDATING", ItemCount: 10 * scale, SizeBytes: 2_000 * scale},
+				// Backed up as DynamoDB backs up, over time, so that a
+				// caller can try its polling, and a backup in use.
+				{Name: "Slow", HashKey: "pk", BackupTakes: DemoBackupTakes, ItemCount: 50 * scale, SizeBytes: 20_000 * scale},
 			},
 		}
 	}
@@ -307,6 +322,9 @@ func (o Options) Validate() error {
 			case "", statusActive, "CREATING", "UPDATING", "DELETING":
 			default:
 				add("accounts[%d].tables[%d]: Status must be empty, ACTIVE, CREATING, UPDATING or DELETING; got %q", i, j, t.Status)
+			}
+			if t.BackupTakes < 0 {
+				add("accounts[%d].tables[%d]: BackupTakes must not be negative; got %s", i, j, t.BackupTakes)
 			}
 		}
 	}

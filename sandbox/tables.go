@@ -363,6 +363,9 @@ func (c *ddbCall) restoreTableFromBackup() *ddbError {
 	}
 	src := b.src
 	now := c.f.clock()
+	if b.status(now) == "CREATING" {
+		return backupInUse()
+	}
 	t := &table{
 		name:    in.TargetTableName,
 		id:      newUUID(),
