@@ -404,6 +404,10 @@ func (c *ddbCall) createBackup() *ddbError {
 		derr = tableNotFound(in.TableName)
 	case t.status != statusActive:
 		derr = ddbErr(nsDynamoDB, "TableInUseException", "Table is in "+t.status+" state: "+name)
+	case st.creating(t, now):
+		// DynamoDB takes one backup of a table at a time: another
+		// CreateBackup meanwhile is BackupInUseException.
+		derr = backupInUse()
 	default:
 		b.src, b.ready = t, now.Add(t.backupTakes)
 		for b.arn == "" || st.backups[b.arn] != nil {

@@ -818,3 +818,28 @@ func TestBackupTakesTime(t *testing.T) {
 		t.Errorf("DeleteBackup once made: %v", err)
 	}
 }
+
+// TestCreateBackupWhileOneIsBeingMade: DynamoDB refuses a CreateBackup of
+// a table whose backup is still CREATING with BackupInUseException ("another
+// ongoing conflicting backup control plane operation on the table"), so
+// the fake's Slow must too, or a client tried against the sandbox never
+// meets it; once the first is AVAILABLE, another backup is taken.
+func TestCreateBackupWhileOneIsBeingMade(t *testing.T) {
+	clock := newClock(time.Now().UTC().Truncate(time.Millisecond), 0)
+	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts(), Now: clock.Now})
+	ctx := t.Context()
+	db := e.in("111111111111")
+	in := &dynamodb.CreateBackupInput{TableName: aws.String("Slow"), BackupName: aws.String("slow")}
+	if _, err := db.CreateBackup(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(sandbox.DemoBackupTakes - time.Millisecond)
+	var inUse *types.BackupInUseException
+	if _, err := db.CreateBackup(ctx, in); !errors.As(err, &inUse) {
+		t.Errorf("CreateBackup while another is being made: %v; want BackupInUseException", err)
+	}
+	clock.Advance(time.Millisecond)
+	if _, err := db.CreateBackup(ctx, in); err != nil {
+		t.Errorf("CreateBackup once the first is made: %v", err)
+	}
+}

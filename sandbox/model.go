@@ -81,7 +81,7 @@ func (b *backup) status(now time.Time) string {
 // backupInUse is DynamoDB's answer to deleting or restoring a backup that
 // is still being made.
 func backupInUse() *ddbError {
-	return ddbErr(nsDynamoDB, "BackupInUseException", "Backup is being created; try again once it is AVAILABLE")
+	return ddbErr(nsDynamoDB, "BackupInUseException", "There is another ongoing conflicting backup control plane operation on the table. The backup is either being created, deleted or restored to a table.")
 }
 
 // regionState holds one account's tables and backups in one region. Each has
@@ -108,6 +108,20 @@ func backupOrder(b *backup, ms int64, arn string) int {
 		return c
 	}
 	return cmp.Compare(b.arn, arn)
+}
+
+// creating reports whether a backup of t is CREATING at now; st.mu is
+// held. Only a table with BackupTakes has any, so the others skip the scan.
+func (st *regionState) creating(t *table, now time.Time) bool {
+	if t.backupTakes == 0 {
+		return false
+	}
+	for _, b := range st.backups {
+		if b.src == t && b.status(now) == "CREATING" {
+			return true
+		}
+	}
+	return false
 }
 
 // insert adds b; the caller holds mu.

@@ -116,8 +116,8 @@ type TableSpec struct {
 	// BackupTakes is how long each backup of the table stays CREATING,
 	// its size not yet known, before it is AVAILABLE; 0 means none, as
 	// every other fake operation completes at once. While it is CREATING,
-	// deleting it or restoring from it fails with BackupInUseException,
-	// as in DynamoDB.
+	// deleting it or restoring from it, or another backup of the table,
+	// fails with BackupInUseException, as in DynamoDB.
 	BackupTakes time.Duration
 }
 
