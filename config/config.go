@@ -319,10 +319,6 @@ func Parse(r io.Reader, overrides ...func(*Config)) (*Config, error) {
 	return c, nil
 }
 
-// minEmbeddedSecret is the shortest secret withoutSecrets finds inside a
-// longer value.
-const minEmbeddedSecret = 8
-
 // withoutSecrets takes the file's secrets (the Redis password, the
 // ExternalIds) out of err's problems, where another field quotes them: a
 // YAML alias (address: *pw) or a value pasted into the wrong key puts a
@@ -350,15 +346,6 @@ func (c *Config) withoutSecrets(err error) error {
 			// words, kept when a value stands at several paths, do not.
 			redacted = strings.ReplaceAll(redacted, "`"+strings.ToValidUTF8(s.value[:7], "")+"...`", said)
 			redacted = strings.ReplaceAll(redacted, "`"+s.value[:7]+"...`", said)
-		}
-		// Inside a longer value (address: redis-hunter2:6379), as the
-		// value or as %q escapes it; a short secret is left, as it would
-		// match ordinary words.
-		if len(s.value) >= minEmbeddedSecret {
-			inner := strconv.Quote(s.value)
-			inner = inner[1 : len(inner)-1]
-			redacted = strings.ReplaceAll(redacted, inner, "[the value of "+s.field+"]")
-			redacted = strings.ReplaceAll(redacted, s.value, "[the value of "+s.field+"]")
 		}
 	}
 	if redacted == msg {
