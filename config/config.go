@@ -341,7 +341,9 @@ func (c *Config) withoutSecrets(err error) error {
 		redacted = strings.ReplaceAll(redacted, "`"+s.value+"`", said)
 		// A key that is an alias of the secret is named bare.
 		redacted = strings.ReplaceAll(redacted, ": "+s.value+" is not a configuration key", ": "+said+" is not a configuration key")
-		if len(s.value) > 10 { // yaml quotes a long value's first 7 bytes
+		// yaml quotes a value over 10 bytes by its first 7: a secret
+		// of 7 or more bytes that begins a longer value shows so too.
+		if len(s.value) >= 7 {
 			// explain drops a character the cut splits; yaml's own
 			// words, kept when a value stands at several paths, do not.
 			redacted = strings.ReplaceAll(redacted, "`"+strings.ToValidUTF8(s.value[:7], "")+"...`", said)
