@@ -115,13 +115,13 @@ func (l *replLink) cut() {
 func replicatedThrough(t *testing.T, wait time.Duration) (s *Redis, client *redis.Client, primary, replica *testenv.OwnRedis, link *replLink) {
 	t.Helper()
 	ctx := context.Background()
-	primary, replica = testenv.StartRedis(t, true), testenv.StartRedis(t, false)
+	primary, replica = testenv.StartRedis(t, testenv.FreeAddr(t)), testenv.StartRedis(t, "")
 	link = newReplLink(t, primary.Port)
 	if err := replica.Client.ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(link.port())).Err(); err != nil {
 		t.Fatal(err)
 	}
 	confirms(t, primary)
-	rc := config.Redis{Address: "127.0.0.1:" + strconv.Itoa(primary.Port), WaitReplicas: 1, WaitTimeout: wait}
+	rc := config.Redis{Address: primary.Addr, WaitReplicas: 1, WaitTimeout: wait}
 	client, waiter := sharedstate.NewRedisClient(rc), sharedstate.NewWaitingRedisClient(rc)
 	t.Cleanup(func() { client.Close(); waiter.Close() })
 	s = NewRedis(client, testenv.RedisPrefix(t), time.Minute, slog.New(slog.DiscardHandler))
@@ -134,7 +134,7 @@ func replicatedThrough(t *testing.T, wait time.Duration) (s *Redis, client *redi
 // key appears.
 func stallWhenSet(t *testing.T, primary *testenv.OwnRedis, key string, d time.Duration) (stalled <-chan struct{}) {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(primary.Port), ReadTimeout: -1})
+	c := redis.NewClient(&redis.Options{Addr: primary.Addr, ReadTimeout: -1})
 	t.Cleanup(func() { c.Close() })
 	done := make(chan struct{})
 	go func() {
@@ -290,8 +290,8 @@ func (h pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // confirm; a failover to either keeps its result.
 func TestRedisWaitsForTwoReplicas(t *testing.T) {
 	ctx := context.Background()
-	primary := testenv.StartRedis(t, true)
-	replicas := []*testenv.OwnRedis{testenv.StartRedis(t, false), testenv.StartRedis(t, false)}
+	primary := testenv.StartRedis(t, testenv.FreeAddr(t))
+	replicas := []*testenv.OwnRedis{testenv.StartRedis(t, ""), testenv.StartRedis(t, "")}
 	for _, r := range replicas {
 		if err := r.Client.ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(primary.Port)).Err(); err != nil {
 			t.Fatal(err)

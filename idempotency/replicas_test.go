@@ -23,7 +23,7 @@ import (
 func replicated(t *testing.T) (s *Redis, primary, replica *testenv.OwnRedis) {
 	t.Helper()
 	ctx := context.Background()
-	primary, replica = testenv.StartRedis(t, true), testenv.StartRedis(t, false)
+	primary, replica = testenv.StartRedis(t, testenv.FreeAddr(t)), testenv.StartRedis(t, "")
 	if err := replica.Client.ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(primary.Port)).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -217,16 +216,6 @@ type instanceOptions struct {
 	// Listen is more of the config's listen mapping, as YAML flow
 	// entries ("max_connections: 5").
 	Listen string
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // startBackupd writes a config, starts the binary and waits until /readyz

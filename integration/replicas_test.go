@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,7 +165,7 @@ func TestRedisGone(t *testing.T) {
 	// gives no turn until the turns taken before it can have passed
 	// (max_wait from Redis' start), then serves again.
 	back := time.Now()
-	startRedis(t, opts.Redis)
+	testenv.StartRedis(t, opts.Redis)
 	before = len(rec.Calls("CreateBackup"))
 	err := create("after", "after-1")
 	if st := status.Convert(err); err != nil && (st.Code() != codes.ResourceExhausted || retryDelay(st) <= 0) {
@@ -208,7 +206,7 @@ func TestRedisBackEmptyHoldsTurns(t *testing.T) {
 	}
 	stopRedis()
 	restarted := time.Now()
-	startRedis(t, opts.Redis)
+	testenv.StartRedis(t, opts.Redis)
 	fresh := startBackupd(t, opts) // has never seen the old Redis
 	before := len(rec.Calls("CreateBackup"))
 	if late := time.Since(restarted); late > maxWait/2 {
@@ -234,76 +232,12 @@ func onPrivateRedis(t *testing.T, prefix string) (opts instanceOptions, accountI
 	moto := testenv.MotoURL(t)
 	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
 	accountID, _ = newAccount(t, moto, "Orders")
-	addr := freePort(t)
-	stopRedis = startRedis(t, addr)
+	r := testenv.StartRedis(t, testenv.FreeAddr(t))
+	addr := r.Addr
 	testenv.EstablishRedis(t, addr, prefix)
 	rec = newRecorder(t, moto)
 	opts = instanceOptions{Accounts: []account{{ID: accountID}}, Env: motoEnv(rec.URL), Redis: addr, RedisPrefix: prefix}
-	return opts, accountID, rec, stopRedis
-}
-
-// startRedis runs a private redis-server on addr, with args beside its
-// own, until the test ends, and returns a function that stops it early.
-// Its directory is the test's own: a replica saves there the data it is
-// sent, which would otherwise land in this package's source.
-func startRedis(t *testing.T, addr string, args ...string) func() {
-	t.Helper()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("redis-server", append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	var stopped atomic.Bool
-	stop := func() {
-		if stopped.CompareAndSwap(false, true) {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(stop)
-	// The server that answers must be this one: freePort's port may have
-	// been taken meanwhile, and this redis-server then exits while another
-	// process answers there.
-	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-	defer client.Close()
-	want := "process_id:" + strconv.Itoa(cmd.Process.Pid)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		info, err := client.Info(context.Background(), "server").Result()
-		if err == nil {
-			if !strings.Contains(info, want+"\r\n") {
-				t.Fatalf("another server answers on %s, not the redis-server started there", addr)
-			}
-			return stop
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not answer on %s: %v", addr, err)
-		}
-	}
-}
-
-// TestStartRedisLeavesNothingInTheTree: a replica that startRedis runs
-// keeps the data it is sent, an RDB file, in its directory; the test's
-// working directory is this package's source, where a dump.rdb would be
-// left, and committed.
-func TestStartRedisLeavesNothingInTheTree(t *testing.T) {
-	primary, replica := freePort(t), freePort(t)
-	startRedis(t, primary, "--repl-diskless-sync-delay", "0")
-	host, port, _ := net.SplitHostPort(primary)
-	startRedis(t, replica, "--replicaof", host, port)
-	c := redis.NewClient(&redis.Options{Addr: replica})
-	defer c.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		info, _ := c.Info(context.Background(), "replication").Result()
-		if strings.Contains(info, "master_link_status:up") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replica did not sync within 10 s")
-		}
-	}
-	if _, err := os.Stat("dump.rdb"); err == nil {
-		t.Fatal("dump.rdb is in the package's directory")
-	}
+	return opts, accountID, rec, r.Stop
 }
 
 // TestRequestIDsWaitForARedisReplica: with wait_replicas 1, a request
@@ -334,15 +268,8 @@ func TestRequestIDsWaitForARedisReplica(t *testing.T) {
 		t.Fatalf("without a request_id, with no Redis replica: %v", err)
 	}
 
-	primary := redis.NewClient(&redis.Options{Addr: opts.Redis})
-	defer primary.Close()
-	// Feed the replica at once, not after Redis' default 5 s.
-	if err := primary.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
-		t.Fatal(err)
-	}
-	replica := freePort(t)
 	host, port, _ := net.SplitHostPort(opts.Redis)
-	startRedis(t, replica, "--replicaof", host, port)
+	testenv.StartRedis(t, "", "--replicaof", host, port)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		err = create("confirmed", "waits-1")
 		if err == nil || time.Now().After(deadline) {
@@ -372,11 +299,11 @@ func TestRequestIDsWaitForARedisReplica(t *testing.T) {
 // is taken.
 func TestStartRefusesAnEvictingRedis(t *testing.T) {
 	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
-	addr := freePort(t)
-	startRedis(t, addr, "--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru")
+	addr := testenv.FreeAddr(t)
+	testenv.StartRedis(t, addr, "--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru")
 	path := t.TempDir() + "/config.yaml"
 	writeFile(t, path, fmt.Sprintf("listen: {grpc: %q, http: %q}\nshared_state: {backend: redis, redis: {address: %q}}\n"+
-		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", freePort(t), freePort(t), addr))
+		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", testenv.FreeAddr(t), testenv.FreeAddr(t), addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, binary, "--config", path).CombinedOutput()

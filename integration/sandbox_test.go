@@ -142,7 +142,7 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	// A password Redis refuses is a mistake waiting will not mend: the
 	// start fails, and names no password.
 	writeFile(t, path, fmt.Sprintf("listen: {grpc: %q, http: %q}\nshared_state: {backend: redis, redis: {address: %q, password: hunter2-secret}}\n"+
-		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", freePort(t), freePort(t), testenv.WrongPassRedis(t)))
+		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.WrongPassRedis(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err = exec.CommandContext(ctx, binary, "--config", path).CombinedOutput()
@@ -162,7 +162,7 @@ func TestStartFailureIsLogged(t *testing.T) {
 	defer taken.Close()
 	path := t.TempDir() + "/config.yaml"
 	writeFile(t, path, fmt.Sprintf("listen: {grpc: %q, http: %q}\n"+
-		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", taken.Addr(), freePort(t)))
+		"accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/backupd\n", taken.Addr(), testenv.FreeAddr(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, "--config", path)

@@ -49,7 +49,7 @@ type failingBack struct {
 
 func newFailingBack(t *testing.T) *failingBack {
 	t.Helper()
-	f := &failingBack{a: testRedis(t), b: testenv.StartRedis(t, false).Client, sw: &switchingRedis{}, prefix: testenv.RedisPrefix(t)}
+	f := &failingBack{a: testRedis(t), b: testenv.StartRedis(t, "").Client, sw: &switchingRedis{}, prefix: testenv.RedisPrefix(t)}
 	testenv.EstablishRedis(t, testenv.RedisAddr(t), f.prefix)
 	f.sw.to.Store(f.a)
 	return f

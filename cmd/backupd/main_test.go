@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,13 +147,13 @@ func TestNoGRPCDecompressor(t *testing.T) {
 // mend, as a refused password is: the start refuses it, as it refuses
 // the password, and names the setting.
 func TestStartRefusesARedisUserWithoutWait(t *testing.T) {
-	r := testenv.StartRedis(t, true)
+	r := testenv.StartRedis(t, testenv.FreeAddr(t))
 	ctx := context.Background()
 	if err := r.Client.Do(ctx, "acl", "setuser", "backupd", "on", ">secret", "~*", "+@all", "-wait").Err(); err != nil {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{SharedState: config.SharedState{Backend: config.BackendRedis, Redis: config.Redis{
-		Address: "127.0.0.1:" + strconv.Itoa(r.Port), Username: "backupd", Password: "secret",
+		Address: r.Addr, Username: "backupd", Password: "secret",
 		KeyPrefix: "backupd:", WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond,
 	}}}
 	state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.DiscardHandler))
