@@ -114,11 +114,8 @@ func TestRedisClockStepForwardHoldsTheTurns(t *testing.T) {
 // any answer is read (barrierRedis).
 func TestRedisClockStepSeenByConcurrentCalls(t *testing.T) {
 	const queued, inFlight = 20, 16
-	client := testRedis(t)
-	withRedisClockOffset(t, client)
+	client, prefix := steppable(t)
 	var turns lockedTurns
-	prefix := testenv.RedisPrefix(t)
-	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
 	br := &barrierRedis{Scripter: client, done: make(chan struct{})}
 	l := NewRedis(br, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
 	ctx := context.Background()
@@ -280,11 +277,8 @@ func (r *barrierRedis) EvalSha(ctx context.Context, sha1 string, keys []string, 
 // (holdBlocker).
 func TestRedisTurnWhileAHoldIsUnderWay(t *testing.T) {
 	const queued = 20
-	client := testRedis(t)
-	withRedisClockOffset(t, client)
+	client, prefix := steppable(t)
 	var turns lockedTurns
-	prefix := testenv.RedisPrefix(t)
-	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
 	hb := &holdBlocker{Scripter: client, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	l := NewRedis(hb, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
 	ctx := context.Background()
@@ -341,11 +335,8 @@ func (h *holdBlocker) EvalSha(ctx context.Context, sha string, keys []string, ar
 // off when an exchange is checked against it, and the step is held for.
 func TestRedisClockStepFoundByAnIdleReplica(t *testing.T) {
 	const queued = 45
-	client := testRedis(t)
-	withRedisClockOffset(t, client)
+	client, prefix := steppable(t)
 	var turns lockedTurns
-	prefix := testenv.RedisPrefix(t)
-	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
 	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}
 	ctx := context.Background()
 	a := NewRedis(client, prefix, opts, nil)
@@ -362,4 +353,15 @@ func TestRedisClockStepFoundByAnIdleReplica(t *testing.T) {
 	}
 	waitOutHolds(ctx, t, b, 10)
 	turns.checkAfterStep(t, queued, 50)
+}
+
+// steppable is the test Redis, whose clock a test steps through offsetKey
+// (withRedisClockOffset), and a prefix of t's own on it, established.
+func steppable(t *testing.T) (client *redis.Client, prefix string) {
+	t.Helper()
+	client = testRedis(t)
+	withRedisClockOffset(t, client)
+	prefix = testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	return client, prefix
 }
