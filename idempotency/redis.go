@@ -93,7 +93,7 @@ func NewRedis(client redis.Cmdable, prefix string, lease time.Duration, log *slo
 // server as s's client, with a read timeout longer than wait. Call it
 // before the first Do.
 func (s *Redis) ConfirmOnReplicas(waiter redis.Cmdable, n int, wait time.Duration) {
-	s.waiter, s.replicas, s.replicaWait = waiter, n, max(wait, time.Millisecond) // WAIT 0 waits for ever
+	s.waiter, s.replicas, s.replicaWait = waiter, n, wait
 }
 
 // unconfirmedError says Redis' replicas did not confirm a claim in time.
@@ -121,8 +121,9 @@ func (e *unconfirmedError) Error() string {
 func (s *Redis) runConfirmed(ctx context.Context, script *redis.Script, keys []string, args ...any) (ran *redis.Cmd, n int64, wait time.Duration, err error) {
 	wait = s.replicaWait
 	if deadline, ok := ctx.Deadline(); ok {
-		wait = max(min(wait, time.Until(deadline)).Truncate(time.Millisecond), time.Millisecond) // WAIT 0 waits for ever
+		wait = min(wait, time.Until(deadline))
 	}
+	wait = max(wait.Truncate(time.Millisecond), time.Millisecond) // WAIT takes ms, and 0 waits for ever
 	var acked *redis.Cmd
 	_, _ = s.waiter.Pipelined(ctx, func(p redis.Pipeliner) error {
 		ran = script.Eval(ctx, p, keys, args...)
@@ -624,7 +625,7 @@ func (s *Redis) trySettle(ctx context.Context, c claimed, next string) (outcome 
 	}
 	ran, acked, waited, waitErr := s.runConfirmed(ctx, settle, keys, args...)
 	outcome, err = ran.Int()
-	if err == nil && next != "" && outcome == settled && acked < int64(s.replicas) {
+	if err == nil && outcome == settled && acked < int64(s.replicas) {
 		why := &unconfirmedError{acked: acked, want: int64(s.replicas), wait: waited, err: waitErr}
 		s.log.LogAttrs(context.Background(), slog.LevelWarn,
 			"request_id: the result is kept, but fewer of Redis' replicas than wait_replicas confirmed it: a failover to one that lacks it would lose it, and a repeat would run the request again",

@@ -219,10 +219,8 @@ func byteOrderMark(body []byte) string {
 	switch {
 	case bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), utf8BOM):
 		return "the body starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow; send the JSON without it"
-	case bytes.HasPrefix(body, []byte{0xFF, 0xFE}):
-		return "the body starts with a UTF-16 byte order mark (bytes FF FE): it is not UTF-8, which JSON must be; send it as UTF-8, without a mark"
-	case bytes.HasPrefix(body, []byte{0xFE, 0xFF}):
-		return "the body starts with a UTF-16 byte order mark (bytes FE FF): it is not UTF-8, which JSON must be; send it as UTF-8, without a mark"
+	case bytes.HasPrefix(body, []byte{0xFF, 0xFE}), bytes.HasPrefix(body, []byte{0xFE, 0xFF}):
+		return fmt.Sprintf("the body starts with a UTF-16 byte order mark (bytes % X): it is not UTF-8, which JSON must be; send it as UTF-8, without a mark", body[:2])
 	}
 	return ""
 }

@@ -200,16 +200,16 @@ func CheckEviction(ctx context.Context, c infoReader) error {
 	return nil
 }
 
-// FewReplicasError says the Redis server has fewer replicas connected
-// than wait_replicas asks to hold each request_id's claim: until more
-// connect, requests with a request_id are refused.
+// FewReplicasError says the Redis server has fewer replicas online than
+// wait_replicas asks to hold each request_id's claim: until more are,
+// requests with a request_id are refused.
 type FewReplicasError struct {
-	Connected, Want int
+	Online, Want int
 }
 
 func (e *FewReplicasError) Error() string {
 	return fmt.Sprintf("Redis has %d replicas online and shared_state.redis.wait_replicas is %d: requests with a request_id are refused (UNAVAILABLE) until %d hold their claims",
-		e.Connected, e.Want, e.Want)
+		e.Online, e.Want, e.Want)
 }
 
 // CheckReplicas reads how many replicas the server streams to (INFO
@@ -233,7 +233,7 @@ func CheckReplicas(ctx context.Context, c infoReader, want int) error {
 		}
 	}
 	if online < want {
-		return &FewReplicasError{Connected: online, Want: want}
+		return &FewReplicasError{Online: online, Want: want}
 	}
 	return nil
 }

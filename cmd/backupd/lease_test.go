@@ -11,7 +11,7 @@ import (
 // overflowed to a negative for one above ~146 years (config takes up to
 // ~292), and the lease fell back to 1 min, cutting every run at 59 s.
 func TestRequestIDLease(t *testing.T) {
-	for _, ut := range []time.Duration{time.Second, 20 * time.Second, time.Hour, 2_000_000 * time.Hour, 1<<63 - 1} {
+	for _, ut := range []time.Duration{time.Second, 20 * time.Second, time.Hour, 2_000_000 * time.Hour, (1<<63-1)/2 + 1} {
 		if l := requestIDLease(ut); l < ut+time.Second || l < time.Minute {
 			t.Errorf("upstream_timeout %s: lease %s", ut, l)
 		}
