@@ -429,33 +429,27 @@ type backupARNInput struct {
 
 // answerBackup is DescribeBackup (remove false) and DeleteBackup (remove
 // true): it finds the backup the input names, removing it when remove is
-// set, and writes its description: with its status, or DELETED. A backup
-// still being made cannot be deleted (BackupInUseException).
+// set, and writes its description: with its status, or DELETED.
 func (c *ddbCall) answerBackup(remove bool) *ddbError {
 	var in backupARNInput
 	if derr := c.decode(&in); derr != nil {
 		return derr
 	}
-	b, derr := c.lookupBackup(in.BackupArn, false)
+	b, derr := c.lookupBackup(in.BackupArn, remove)
 	if derr != nil {
 		return derr
 	}
-	status := b.status(c.f.clock())
-	if remove {
-		if status == "CREATING" {
-			return backupInUse()
-		}
-		if b, derr = c.lookupBackup(in.BackupArn, true); derr != nil {
-			return derr
-		}
-		status = "DELETED"
+	status := backupDeleted
+	if !remove {
+		status = b.status(c.f.clock())
 	}
 	writeBackupDescription(c.w, b, status)
 	return nil
 }
 
 // lookupBackup finds a backup of the caller's account and region, removing
-// it when remove is set.
+// it when remove is set: one still being made cannot be removed
+// (BackupInUseException).
 func (c *ddbCall) lookupBackup(arn string, remove bool) (*backup, *ddbError) {
 	_, here, derr := c.backupRef("backupArn", arn)
 	if derr != nil {
@@ -468,7 +462,12 @@ func (c *ddbCall) lookupBackup(arn string, remove bool) (*backup, *ddbError) {
 	var b *backup
 	if remove {
 		st.mu.Lock()
-		if b = st.backups[arn]; b != nil {
+		b = st.backups[arn]
+		switch {
+		case b == nil:
+		case b.creating(c.f.clock()):
+			derr = backupInUse()
+		default:
 			st.remove(b)
 		}
 		st.mu.Unlock()
@@ -477,7 +476,10 @@ func (c *ddbCall) lookupBackup(arn string, remove bool) (*backup, *ddbError) {
 		b = st.backups[arn]
 		st.mu.RUnlock()
 	}
-	if b == nil {
+	switch {
+	case derr != nil:
+		return nil, derr
+	case b == nil:
 		return nil, backupNotFound(arn)
 	}
 	return b, nil

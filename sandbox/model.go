@@ -15,6 +15,11 @@ const (
 	billingPPR     = "PAY_PER_REQUEST"
 	billingProv    = "PROVISIONED"
 	backupTypeUser = "USER"
+
+	// A backup's statuses.
+	backupCreating  = "CREATING"
+	backupAvailable = "AVAILABLE"
+	backupDeleted   = "DELETED"
 )
 
 type keyElement struct {
@@ -70,12 +75,15 @@ type backup struct {
 	src       *table
 }
 
+// creating reports whether the backup is still being made at now.
+func (b *backup) creating(now time.Time) bool { return now.Before(b.ready) }
+
 // status is the backup's status at now: CREATING until it is ready.
 func (b *backup) status(now time.Time) string {
-	if now.Before(b.ready) {
-		return "CREATING"
+	if b.creating(now) {
+		return backupCreating
 	}
-	return "AVAILABLE"
+	return backupAvailable
 }
 
 // backupInUse is DynamoDB's answer to deleting or restoring a backup that
@@ -117,7 +125,7 @@ func (st *regionState) creating(t *table, now time.Time) bool {
 		return false
 	}
 	for _, b := range st.backups {
-		if b.src == t && b.status(now) == "CREATING" {
+		if b.src == t && b.creating(now) {
 			return true
 		}
 	}
@@ -357,7 +365,7 @@ func writeBackupDetails(w *jsonWriter, b *backup, status string) {
 	w.object("BackupDetails")
 	w.str("BackupArn", b.arn)
 	w.str("BackupName", b.name)
-	if status != "CREATING" {
+	if status != backupCreating {
 		w.int("BackupSizeBytes", b.src.size)
 	}
 	w.str("BackupStatus", status)
@@ -430,7 +438,7 @@ func writeBackupSummary(w *jsonWriter, b *backup, now time.Time) {
 	w.time("BackupCreationDateTime", b.created)
 	w.str("BackupStatus", status)
 	w.str("BackupType", b.typ)
-	if status != "CREATING" {
+	if status != backupCreating {
 		w.int("BackupSizeBytes", t.size)
 	}
 	w.close()

@@ -363,7 +363,7 @@ func (c *ddbCall) restoreTableFromBackup() *ddbError {
 	}
 	src := b.src
 	now := c.f.clock()
-	if b.status(now) == "CREATING" {
+	if b.creating(now) {
 		return backupInUse()
 	}
 	t := &table{
