@@ -1,0 +1,95 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/backupd/backupd/redact"
+)
+
+// AWSMiddleware adds to an AWS SDK client's middleware stack (as one of
+// aws.Config's APIOptions) a client span around each operation, named
+// as the AWS SDK names it ("DynamoDB.CreateBackup"), and inside it a
+// span around each attempt, which the operation's retries, a wait for
+// credentials and a wait for the rate limit fall in.
+func (t *Tracing) AWSMiddleware(stack *middleware.Stack) error {
+	if err := stack.Initialize.Add(&operationSpan{tracer: t.tracer}, middleware.After); err != nil {
+		return err
+	}
+	return stack.Finalize.Insert(&attemptSpan{tracer: t.tracer}, "Retry", middleware.After)
+}
+
+// operationSpan spans an operation, from the end of its initialization
+// (the SDK's service metadata set) to its result.
+type operationSpan struct{ tracer trace.Tracer }
+
+func (*operationSpan) ID() string { return "backupd.TraceOperation" }
+
+// attemptsKey holds the number of an operation's attempts so far.
+type attemptsKey struct{}
+
+func (s *operationSpan) HandleInitialize(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
+	middleware.InitializeOutput, middleware.Metadata, error,
+) {
+	service, op := awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)
+	ctx, span := s.tracer.Start(ctx, service+"."+op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("rpc.system.name", "aws-api"),
+		attribute.String("rpc.method", service+"/"+op),
+		attribute.String("cloud.region", awsmiddleware.GetRegion(ctx))))
+	defer span.End()
+	attempts := new(int)
+	out, md, err := next.HandleInitialize(context.WithValue(ctx, attemptsKey{}, attempts), in)
+	span.SetAttributes(attribute.Int("aws.attempts", *attempts))
+	if id, ok := awsmiddleware.GetRequestIDMetadata(md); ok {
+		span.SetAttributes(attribute.String("aws.request_id", id))
+	}
+	failed(span, err)
+	return out, md, err
+}
+
+// attemptSpan spans one attempt of an operation, from the retry loop's
+// turn to the answer.
+type attemptSpan struct{ tracer trace.Tracer }
+
+func (*attemptSpan) ID() string { return "backupd.TraceAttempt" }
+
+func (s *attemptSpan) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+	middleware.FinalizeOutput, middleware.Metadata, error,
+) {
+	n := 1
+	if attempts, ok := ctx.Value(attemptsKey{}).(*int); ok {
+		*attempts++
+		n = *attempts
+	}
+	ctx, span := s.tracer.Start(ctx, "attempt", trace.WithAttributes(attribute.Int("aws.attempt", n)))
+	defer span.End()
+	out, md, err := next.HandleFinalize(ctx, in)
+	if resp, ok := awsmiddleware.GetRawResponse(md).(*smithyhttp.Response); ok && resp != nil {
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	}
+	if id, ok := awsmiddleware.GetRequestIDMetadata(md); ok {
+		span.SetAttributes(attribute.String("aws.request_id", id))
+	}
+	failed(span, err)
+	return out, md, err
+}
+
+// failed marks span as failed with err, if not nil: its AWS error code,
+// and its message with anything secret-shaped taken out.
+func failed(span trace.Span, err error) {
+	if err == nil {
+		return
+	}
+	if api, ok := errors.AsType[smithy.APIError](err); ok {
+		span.SetAttributes(attribute.String("aws.error_code", api.ErrorCode()))
+	}
+	span.SetStatus(codes.Error, redact.Error(err))
+}

@@ -1,0 +1,249 @@
+package tracing
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// otlpClient sends spans to a collector as OTLP over HTTP, in protobuf,
+// configured by OpenTelemetry's variables for the OTLP exporter.
+// OpenTelemetry's own OTLP/HTTP client (otlptracehttp) is not used: its
+// configuration code, shared with the gRPC exporter, imports grpc-go's
+// gzip codec, which registers itself for the whole process, backupd's
+// gRPC server included. That server would then decompress a caller's
+// message before any interceptor sees it, up to 4 MiB a stream from a
+// few KiB, where it now refuses compressed messages unread.
+type otlpClient struct {
+	endpoint string
+	headers  http.Header
+	timeout  time.Duration
+	gzip     bool
+	http     *http.Client
+}
+
+// Defaults of OpenTelemetry's OTLP exporter specification.
+const (
+	defaultEndpoint = "http://localhost:4318/v1/traces"
+	defaultTimeout  = 10 * time.Second
+	// maxAttempts bounds the sends of one batch the collector could not
+	// take for now (429, 502, 503, 504, or no answer), within the timeout.
+	maxAttempts = 3
+)
+
+// newOTLPClient reads the exporter's variables, the traces' own
+// (OTEL_EXPORTER_OTLP_TRACES_*) before the general ones.
+func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
+	c := &otlpClient{headers: http.Header{}, timeout: defaultTimeout}
+	var errs []error
+	get := func(suffix string) (name, value string) {
+		name = "OTEL_EXPORTER_OTLP_TRACES_" + suffix
+		if v := getenv(name); v != "" {
+			return name, v
+		}
+		name = "OTEL_EXPORTER_OTLP_" + suffix
+		return name, getenv(name)
+	}
+	endpoint, err := otlpEndpoint(getenv)
+	errs = append(errs, err)
+	c.endpoint = endpoint
+	if name, v := get("HEADERS"); v != "" {
+		errs = append(errs, parseHeaders(c.headers, name, v))
+	}
+	if name, v := get("TIMEOUT"); v != "" {
+		ms, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || ms <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a number of milliseconds above 0; got %q", name, v))
+		}
+		c.timeout = time.Duration(ms) * time.Millisecond
+	}
+	switch name, v := get("COMPRESSION"); strings.TrimSpace(v) {
+	case "", "none":
+	case "gzip":
+		c.gzip = true
+	default:
+		errs = append(errs, fmt.Errorf("%s must be gzip or none; got %q", name, v))
+	}
+	tlsCfg, err := otlpTLS(get)
+	errs = append(errs, err)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = tlsCfg
+	c.http = &http.Client{Transport: transport}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// otlpEndpoint is the URL spans are posted to: the traces' endpoint as
+// it is, or the general one with /v1/traces after it.
+func otlpEndpoint(getenv func(string) string) (string, error) {
+	name, v := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	if v == "" {
+		name, v = "OTEL_EXPORTER_OTLP_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+		if v == "" {
+			return defaultEndpoint, nil
+		}
+		v = strings.TrimSuffix(v, "/") + "/v1/traces"
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// The URL may hold a password: it is not repeated.
+		return "", fmt.Errorf("%s must be an http:// or https:// URL with a host", name)
+	}
+	return v, nil
+}
+
+// parseHeaders adds to h the headers v lists as key=value pairs, comma
+// separated, values percent-encoded. The values (a collector's API key)
+// are not repeated in an error.
+func parseHeaders(h http.Header, name, v string) error {
+	for i, pair := range strings.Split(v, ",") {
+		key, value, ok := strings.Cut(pair, "=")
+		key = strings.TrimSpace(key)
+		decoded, err := url.PathUnescape(strings.TrimSpace(value))
+		if !ok || key == "" || err != nil {
+			return fmt.Errorf("%s must be comma-separated key=value pairs, values percent-encoded; entry %d is not", name, i+1)
+		}
+		h.Add(key, decoded)
+	}
+	return nil
+}
+
+// otlpTLS is the TLS configuration the variables ask for: a CA file to
+// trust, and a client certificate and key; nil for the system's roots
+// and none.
+func otlpTLS(get func(string) (string, string)) (*tls.Config, error) {
+	caName, caFile := get("CERTIFICATE")
+	certName, certFile := get("CLIENT_CERTIFICATE")
+	keyName, keyFile := get("CLIENT_KEY")
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", caName, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: %s holds no PEM certificate", caName, caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("%s and %s must be set together", certName, keyName)
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s, %s: %w", certName, keyName, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func (c *otlpClient) Start(context.Context) error { return nil }
+
+func (c *otlpClient) Stop(context.Context) error {
+	c.http.CloseIdleConnections()
+	return nil
+}
+
+// UploadTraces posts spans, sending them again while the collector
+// answers that it cannot take them for now, within the timeout.
+func (c *otlpClient) UploadTraces(ctx context.Context, spans []*tracepb.ResourceSpans) error {
+	body, err := c.encode(spans)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		again, err := c.post(ctx, body)
+		if err == nil || !again || attempt == maxAttempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
+	}
+}
+
+func (c *otlpClient) encode(spans []*tracepb.ResourceSpans) ([]byte, error) {
+	body, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: spans})
+	if err != nil || !c.gzip {
+		return body, err
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// post sends one export request. again reports whether the failure is
+// one to try again after: no answer, or an answer that the collector is
+// busy or unavailable.
+func (c *otlpClient) post(ctx context.Context, body []byte) (again bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return false, err
+	}
+	for k, vs := range c.headers {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	if c.gzip {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return true, fmt.Errorf("traces export: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode/100 == 2:
+		return false, partialSuccess(answer, err)
+	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusBadGateway,
+		resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+		return true, fmt.Errorf("traces export: the collector answered %s", resp.Status)
+	}
+	return false, fmt.Errorf("traces export: the collector answered %s", resp.Status)
+}
+
+// partialSuccess is the error of a collector's answer that took only
+// some of the spans, or nil.
+func partialSuccess(answer []byte, readErr error) error {
+	var out coltracepb.ExportTraceServiceResponse
+	if readErr != nil || proto.Unmarshal(answer, &out) != nil {
+		return nil // taken; what it said about them is unreadable
+	}
+	if ps := out.GetPartialSuccess(); ps.GetRejectedSpans() > 0 {
+		return fmt.Errorf("traces export: the collector rejected %d spans: %s", ps.GetRejectedSpans(), ps.GetErrorMessage())
+	}
+	return nil
+}

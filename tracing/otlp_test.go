@@ -1,0 +1,200 @@
+package tracing
+
+import (
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestOTLPClientConfig(t *testing.T) {
+	pem := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(pem, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		endpoint string
+		wantErr  string
+		secret   string // never in the error
+	}{
+		{name: "default", endpoint: defaultEndpoint},
+		{name: "general endpoint gets the path", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318/"},
+			endpoint: "https://collector:4318/v1/traces"},
+		{name: "traces endpoint as it is", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4318",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/custom"}, endpoint: "http://collector:4318/custom"},
+		{name: "endpoint without scheme", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"},
+			wantErr: "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL with a host"},
+		{name: "endpoint's password not repeated", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://u:hunter22@collector"},
+			wantErr: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT must be", secret: "hunter22"},
+		{name: "headers", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%20def, x-team=backups"}, endpoint: defaultEndpoint},
+		{name: "headers' value not repeated", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=s3cr3tkey,novalue"},
+			wantErr: "OTEL_EXPORTER_OTLP_TRACES_HEADERS must be comma-separated key=value pairs, values percent-encoded; entry 2 is not", secret: "s3cr3tkey"},
+		{name: "bad escape", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t%zz"},
+			wantErr: "entry 1 is not", secret: "s3cr3t"},
+		{name: "timeout", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}, endpoint: defaultEndpoint},
+		{name: "timeout not a number", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"},
+			wantErr: `OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds above 0; got "10s"`},
+		{name: "compression", env: map[string]string{"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"},
+			wantErr: `OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none; got "zstd"`},
+		{name: "CA file missing", env: map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem"},
+			wantErr: "OTEL_EXPORTER_OTLP_CERTIFICATE: open /nonexistent/ca.pem"},
+		{name: "CA file without a certificate", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": pem},
+			wantErr: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: " + pem + " holds no PEM certificate"},
+		{name: "client certificate without key", env: map[string]string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": pem},
+			wantErr: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY must be set together"},
+		{name: "every problem at once", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "-1", "OTEL_EXPORTER_OTLP_COMPRESSION": "br"},
+			wantErr: "OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds above 0; got \"-1\"\nOTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := newOTLPClient(envOf(tc.env))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				if tc.secret != "" && strings.Contains(err.Error(), tc.secret) {
+					t.Fatalf("err repeats the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.endpoint != tc.endpoint {
+				t.Errorf("endpoint %q, want %q", c.endpoint, tc.endpoint)
+			}
+		})
+	}
+	c, err := newOTLPClient(envOf(map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%20def, x-team=backups", "OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.headers.Get("Api-Key") != "abc def" || c.headers.Get("X-Team") != "backups" || c.timeout != 2500*time.Millisecond {
+		t.Fatalf("headers %v, timeout %v", c.headers, c.timeout)
+	}
+}
+
+// fakeCollector answers export requests with the statuses it is given in
+// turn (200 once they run out), and keeps the requests it read.
+type fakeCollector struct {
+	mu       sync.Mutex
+	statuses []int
+	answer   *coltracepb.ExportTraceServiceResponse
+	got      []*http.Request
+	bodies   []*coltracepb.ExportTraceServiceRequest
+}
+
+func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	raw, _ := io.ReadAll(body)
+	req := &coltracepb.ExportTraceServiceRequest{}
+	if err := proto.Unmarshal(raw, req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.got, f.bodies = append(f.got, r), append(f.bodies, req)
+	if len(f.statuses) > 0 {
+		status := f.statuses[0]
+		f.statuses = f.statuses[1:]
+		if status != http.StatusOK {
+			w.WriteHeader(status)
+			return
+		}
+	}
+	out, _ := proto.Marshal(f.answer)
+	_, _ = w.Write(out)
+}
+
+var someSpans = []*tracepb.ResourceSpans{{ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{{Name: "CreateBackup"}}}}}}
+
+func TestOTLPClientUpload(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		gzip     bool
+		statuses []int
+		answer   *coltracepb.ExportTraceServiceResponse
+		sends    int
+		wantErr  string
+	}{
+		{name: "taken", sends: 1},
+		{name: "gzip", gzip: true, sends: 1},
+		{name: "busy, then taken", statuses: []int{http.StatusServiceUnavailable, http.StatusTooManyRequests}, sends: 3},
+		{name: "busy every time", statuses: []int{503, 503, 503, 503}, sends: maxAttempts, wantErr: "the collector answered 503 Service Unavailable"},
+		{name: "refused, not sent again", statuses: []int{http.StatusBadRequest}, sends: 1, wantErr: "the collector answered 400 Bad Request"},
+		{name: "partly taken", answer: &coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{
+			RejectedSpans: 1, ErrorMessage: "too old"}}, sends: 1, wantErr: "the collector rejected 1 spans: too old"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeCollector{statuses: tc.statuses, answer: tc.answer}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			env := map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": srv.URL + "/v1/traces", "OTEL_EXPORTER_OTLP_HEADERS": "api-key=k1"}
+			if tc.gzip {
+				env["OTEL_EXPORTER_OTLP_COMPRESSION"] = "gzip"
+			}
+			c, err := newOTLPClient(envOf(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.UploadTraces(context.Background(), someSpans)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.got) != tc.sends {
+				t.Fatalf("%d sends, want %d", len(f.got), tc.sends)
+			}
+			r := f.got[0]
+			if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" || r.Header.Get("Api-Key") != "k1" {
+				t.Errorf("request %s %v", r.URL.Path, r.Header)
+			}
+			if got := (r.Header.Get("Content-Encoding") == "gzip"); got != tc.gzip {
+				t.Errorf("gzip %v, want %v", got, tc.gzip)
+			}
+			if name := f.bodies[0].GetResourceSpans()[0].GetScopeSpans()[0].GetSpans()[0].GetName(); name != "CreateBackup" {
+				t.Errorf("span %q sent", name)
+			}
+		})
+	}
+}
+
+// TestOTLPClientTimeout: a collector that does not answer holds an
+// upload no longer than the exporter's timeout.
+func TestOTLPClientTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	c, err := newOTLPClient(envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL, "OTEL_EXPORTER_OTLP_TIMEOUT": "100"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UploadTraces(context.Background(), someSpans); err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("err = %v, want the deadline's", err)
+	}
+}

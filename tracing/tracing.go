@@ -1,0 +1,226 @@
+// Package tracing sends spans of backupd's requests, and of the AWS calls
+// each makes, to an OpenTelemetry collector, so that a caller's trace
+// shows where its backup's time went: the wait for its account's turn,
+// each DynamoDB attempt, an STS refresh. It is off unless the
+// environment names an OTLP endpoint, with OpenTelemetry's own variables
+// (OTEL_EXPORTER_OTLP_ENDPOINT and the rest), as the AWS SDK's endpoint
+// comes from AWS_ENDPOINT_URL: a collector is part of where backupd
+// runs, not of what it serves.
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/stats"
+
+	"github.com/backupd/backupd/logcap"
+	"github.com/backupd/backupd/redact"
+)
+
+// Name is the instrumentation scope of backupd's own spans.
+const Name = "github.com/backupd/backupd/tracing"
+
+// Tracing is the tracer provider spans go to, and the handlers and SDK
+// middleware that make them.
+type Tracing struct {
+	provider   *sdktrace.TracerProvider
+	propagator propagation.TextMapPropagator
+	tracer     trace.Tracer
+	// Endpoint is the URL spans are posted to.
+	Endpoint string
+	// Protocol is the OTLP protocol spans are sent with: http/protobuf.
+	Protocol string
+}
+
+// FromEnv returns the tracing the environment asks for, or nil when it
+// asks for none: no OTLP endpoint named (OTEL_EXPORTER_OTLP_ENDPOINT,
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) and OTEL_TRACES_EXPORTER not
+// "otlp", or OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none. A
+// variable it cannot follow is an error naming it, so that a start
+// meant to trace does not run without. It reads the exporter's
+// variables (otlpClient); the SDK reads the rest (OTEL_SERVICE_NAME,
+// OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_*).
+func FromEnv(ctx context.Context) (*Tracing, error) {
+	return fromEnv(ctx, os.Getenv)
+}
+
+func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) {
+	on, err := enabled(getenv)
+	if err != nil || !on {
+		return nil, err
+	}
+	protocol, protocolErr := protocolOf(getenv)
+	client, clientErr := newOTLPClient(getenv)
+	if err := errors.Join(protocolErr, checkSampler(getenv), clientErr); err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	exporter, err := otlptrace.New(ctx, client)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: OTLP exporter: %w", err)
+	}
+	res, err := resource.New(ctx,
+		resource.WithAttributes(semconv.ServiceName("backupd")),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
+		resource.WithTelemetrySDK())
+	if err != nil {
+		return nil, fmt.Errorf("tracing: resource: %w", err)
+	}
+	provider := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
+	return &Tracing{
+		provider:   provider,
+		propagator: propagation.TraceContext{},
+		tracer:     provider.Tracer(Name),
+		Endpoint:   client.endpoint,
+		Protocol:   protocol,
+	}, nil
+}
+
+// enabled reports whether the environment asks for traces.
+func enabled(getenv func(string) string) (bool, error) {
+	if v := getenv("OTEL_SDK_DISABLED"); v != "" {
+		disabled, err := strconv.ParseBool(v)
+		if err != nil {
+			return false, fmt.Errorf("tracing: OTEL_SDK_DISABLED must be true or false; got %q", v)
+		}
+		if disabled {
+			return false, nil
+		}
+	}
+	switch v := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); v {
+	case "none":
+		return false, nil
+	case "otlp":
+		return true, nil
+	case "":
+		return firstSet(getenv, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT") != "", nil
+	default:
+		return false, fmt.Errorf("tracing: OTEL_TRACES_EXPORTER must be otlp or none (backupd sends spans over OTLP only); got %q", v)
+	}
+}
+
+// protocolOf is the OTLP protocol the environment names, which must be
+// http/protobuf, OpenTelemetry's default: OTLP's gRPC exporter would
+// register grpc-go's gzip codec for the whole process (see otlpClient).
+func protocolOf(getenv func(string) string) (string, error) {
+	name := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	v := getenv(name)
+	if v == "" {
+		name = "OTEL_EXPORTER_OTLP_PROTOCOL"
+		v = getenv(name)
+	}
+	if v != "" && v != "http/protobuf" {
+		return "", fmt.Errorf("%s must be http/protobuf (backupd sends OTLP over HTTP; a collector takes it on port 4318); got %q", name, v)
+	}
+	return "http/protobuf", nil
+}
+
+// checkSampler refuses a sampler the SDK would replace, with a message
+// on stderr, by its default (every trace whose parent is sampled).
+func checkSampler(getenv func(string) string) error {
+	name := getenv("OTEL_TRACES_SAMPLER")
+	switch name {
+	case "", "always_on", "always_off", "parentbased_always_on", "parentbased_always_off":
+		return nil
+	case "traceidratio", "parentbased_traceidratio":
+	default:
+		return fmt.Errorf("OTEL_TRACES_SAMPLER must be one of always_on, always_off, traceidratio, "+
+			"parentbased_always_on, parentbased_always_off, parentbased_traceidratio; got %q", name)
+	}
+	arg := getenv("OTEL_TRACES_SAMPLER_ARG")
+	if arg == "" {
+		return nil // the SDK's default ratio, 1
+	}
+	if r, err := strconv.ParseFloat(arg, 64); err != nil || r < 0 || r > 1 {
+		return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1 for %s; got %q", name, arg)
+	}
+	return nil
+}
+
+func firstSet(getenv func(string) string, names ...string) string {
+	for _, n := range names {
+		if v := getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Shutdown sends the spans still held and stops the exporter; ctx bounds
+// how long it may take.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	return t.provider.Shutdown(ctx)
+}
+
+// GRPCStatsHandler makes a server span of every gRPC call but health
+// checks and reflection, the child of the span its caller sent in
+// traceparent metadata.
+func (t *Tracing) GRPCStatsHandler() stats.Handler {
+	return otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(t.provider),
+		otelgrpc.WithPropagators(t.propagator),
+		otelgrpc.WithMeterProvider(noop.NewMeterProvider()), // backupd's metrics are Prometheus'
+		otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+			return !strings.HasPrefix(info.FullMethodName, "/"+grpc_health_v1.Health_ServiceDesc.ServiceName+"/") &&
+				!strings.HasPrefix(info.FullMethodName, "/grpc.reflection.")
+		}))
+}
+
+// HTTPHandler makes a server span of every request h serves that traced
+// reports true of, the child of the span its caller sent in a traceparent
+// header. The span is named by the request's method until the REST call
+// it makes names its route.
+func (t *Tracing) HTTPHandler(h http.Handler, traced func(*http.Request) bool) http.Handler {
+	return otelhttp.NewHandler(h, "backupd",
+		otelhttp.WithTracerProvider(t.provider),
+		otelhttp.WithPropagators(t.propagator),
+		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
+		otelhttp.WithFilter(traced),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+}
+
+// ErrorHandler logs what OpenTelemetry could not do (a batch of spans the
+// collector did not take, a span dropped from a full queue), at most
+// once every 10 s: a collector that is down would otherwise add a line
+// with every batch.
+func ErrorHandler(logger *slog.Logger) otel.ErrorHandler {
+	capper := logcap.New(10 * time.Second)
+	return otel.ErrorHandlerFunc(func(err error) {
+		leftOut, ok := capper.Admit("tracing", time.Now())
+		if !ok {
+			return
+		}
+		logger.LogAttrs(context.Background(), slog.LevelWarn, "tracing: OpenTelemetry failed; spans may be lost",
+			append([]slog.Attr{slog.String("error", redact.Error(err))}, logcap.LeftOut(leftOut)...)...)
+	})
+}
+
+// LoggedEndpoint is where spans go, for the start's log line: without a
+// password or query it may carry.
+func (t *Tracing) LoggedEndpoint() string {
+	u, err := url.Parse(t.Endpoint)
+	if err != nil {
+		return ""
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.Redacted()
+}

@@ -1,0 +1,152 @@
+package tracing
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/middleware"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+func TestFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		on      bool
+		wantErr string // in the error, which names the variable
+	}{
+		{name: "nothing set", env: nil},
+		{name: "endpoint", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, on: true},
+		{name: "traces endpoint", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, on: true},
+		{name: "otlp exporter named, default endpoint", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, on: true},
+		{name: "http/protobuf named", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, on: true},
+		{name: "grpc", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+			wantErr: `OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf (backupd sends OTLP over HTTP; a collector takes it on port 4318); got "grpc"`},
+		{name: "sampler ratio", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}, on: true},
+		{name: "exporter none", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"}},
+		{name: "sdk disabled", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"}},
+		{name: "sdk not disabled", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "false"}, on: true},
+		{name: "sdk disabled unreadable", env: map[string]string{"OTEL_SDK_DISABLED": "yes please"}, wantErr: "OTEL_SDK_DISABLED must be true or false"},
+		{name: "other exporter", env: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, wantErr: `OTEL_TRACES_EXPORTER must be otlp or none (backupd sends spans over OTLP only); got "zipkin"`},
+		{name: "json protocol", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+			wantErr: `OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf`},
+		{name: "traces protocol wins", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "thrift"},
+			wantErr: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL must be http/protobuf (backupd sends OTLP over HTTP; a collector takes it on port 4318); got "thrift"`},
+		{name: "unknown sampler", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "xray"}, wantErr: `OTEL_TRACES_SAMPLER must be one of`},
+		{name: "ratio over 1", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+			wantErr: `OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1 for traceidratio; got "1.5"`},
+		{name: "ratio not a number", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"},
+			wantErr: `OTEL_TRACES_SAMPLER_ARG must be a ratio`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := fromEnv(context.Background(), func(k string) string { return tc.env[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tr != nil; got != tc.on {
+				t.Fatalf("tracing on = %v, want %v", got, tc.on)
+			}
+			if tr != nil {
+				if err := tr.Shutdown(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoggedEndpointHidesPassword(t *testing.T) {
+	tr := &Tracing{Endpoint: "https://user:s3cret@collector:4318/v1/traces"}
+	if got := tr.LoggedEndpoint(); strings.Contains(got, "s3cret") || !strings.Contains(got, "collector:4318") {
+		t.Fatalf("LoggedEndpoint() = %q", got)
+	}
+}
+
+// canned answers every request with status and body, as DynamoDB would.
+type canned struct {
+	status int
+	body   string
+}
+
+func (c canned) Do(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: c.status, Request: r,
+		Header: http.Header{"Content-Type": {"application/x-amz-json-1.0"}, "X-Amzn-Requestid": {"REQ-1"}},
+		Body:   io.NopCloser(bytes.NewReader([]byte(c.body)))}, nil
+}
+
+// TestAWSMiddlewareSpans checks the spans of an operation DynamoDB
+// answers with an error: a client span with the error's code and a
+// status without the secret the message quotes, and an attempt under it.
+func TestAWSMiddlewareSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tr := &Tracing{provider: provider, tracer: provider.Tracer(Name)}
+	client := dynamodb.NewFromConfig(aws.Config{
+		Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		BaseEndpoint: aws.String("http://dynamodb.test"),
+		HTTPClient: canned{status: 400, body: `{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",` +
+			`"message":"Requested resource not found: X-Amz-Security-Token=SESSIONSECRET"}`},
+		APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware},
+	})
+	_, err := client.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("Orders"), BackupName: aws.String("b")})
+	if err == nil {
+		t.Fatal("CreateBackup succeeded against a 400")
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2 (operation, attempt)", len(spans))
+	}
+	attempt, op := spans[0], spans[1]
+	if op.Name() != "DynamoDB.CreateBackup" || attempt.Name() != "attempt" {
+		t.Fatalf("spans %q, %q", op.Name(), attempt.Name())
+	}
+	if attempt.Parent().SpanID() != op.SpanContext().SpanID() {
+		t.Error("attempt span is not the operation's child")
+	}
+	attrs := map[string]string{}
+	for _, a := range op.Attributes() {
+		attrs[string(a.Key)] = a.Value.String()
+	}
+	for k, want := range map[string]string{"rpc.method": "DynamoDB/CreateBackup", "cloud.region": "eu-west-1",
+		"aws.error_code": "ResourceNotFoundException", "aws.request_id": "REQ-1", "aws.attempts": "1"} {
+		if attrs[k] != want {
+			t.Errorf("operation span %s = %q, want %q", k, attrs[k], want)
+		}
+	}
+	if op.Status().Code != codes.Error || attempt.Status().Code != codes.Error {
+		t.Errorf("statuses %v, %v; want errors", op.Status(), attempt.Status())
+	}
+	if strings.Contains(op.Status().Description, "SESSIONSECRET") {
+		t.Errorf("status quotes the secret: %q", op.Status().Description)
+	}
+}
+
+// TestFromEnvListsEveryProblem: a start with several variables wrong is
+// told them all, each naming its variable.
+func TestFromEnvListsEveryProblem(t *testing.T) {
+	_, err := fromEnv(context.Background(), envOf(map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+		"OTEL_TRACES_SAMPLER": "sometimes", "OTEL_EXPORTER_OTLP_COMPRESSION": "br"}))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"tracing: OTEL_EXPORTER_OTLP_PROTOCOL must be", "\nOTEL_TRACES_SAMPLER must be", "\nOTEL_EXPORTER_OTLP_COMPRESSION must be"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
