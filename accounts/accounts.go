@@ -25,6 +25,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
@@ -202,6 +203,8 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	if err := g.limiter.Wait(ctx, key); err != nil {
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, notAdmitted(call, err)
 	}
+	// With tracing on, the attempt's span shows when its turn came.
+	trace.SpanFromContext(ctx).AddEvent("admitted by the rate limit")
 	sent := time.Now()
 	at, _ := ctx.Value(submitKey{}).(*time.Time)
 	if at != nil {

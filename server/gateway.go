@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,7 +59,7 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	unclean := track(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.routingError(r.Context(), gw, strict, w, r, http.StatusNotFound)
 	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return traced(opts.Tracing, func(w http.ResponseWriter, r *http.Request) {
 		h.handling.Add(1)
 		defer h.handling.Add(-1)
 		// The path as the gateway splits it: RawPath, which EscapedPath
@@ -78,6 +79,23 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		}
 	}), nil
 }
+
+// traced is h making a span of every request, when t is set, but those
+// of the operators' endpoints, which are not logged either.
+func traced(t Tracing, h http.HandlerFunc) http.Handler {
+	if t == nil {
+		return h
+	}
+	// http.ServeMux sets the Pattern of the request it is given, in
+	// place, and otelhttp names the span by a request's Pattern once the
+	// handler returns: the mux below gets a copy, so that the name the
+	// REST call gave its span (annotate) stays.
+	copied := func(w http.ResponseWriter, r *http.Request) { h(w, r.WithContext(r.Context())) }
+	return t.HTTPHandler(http.HandlerFunc(copied), func(r *http.Request) bool { return !slices.Contains(operatorPaths, r.URL.Path) })
+}
+
+// operatorPaths are the paths of the operators' endpoints.
+var operatorPaths = []string{"/healthz", "/readyz", "/metrics"}
 
 // newMux is the REST gateway, reaching the service through the
 // interceptor, in process.

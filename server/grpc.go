@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 
 	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -38,7 +40,17 @@ type Options struct {
 	// Conns, when set, bounds the gRPC listener's open connections (the
 	// HTTP listener's are bounded by listening through it).
 	Conns *connlimit.Limiter
+	// Tracing, when set, makes a span of every call over gRPC and REST
+	// but health checks and reflection (package tracing).
+	Tracing Tracing
 	testKnobs
+}
+
+// Tracing makes the server spans of gRPC calls and of REST requests.
+type Tracing interface {
+	GRPCStatsHandler() stats.Handler
+	// HTTPHandler makes spans of the requests traced reports true of.
+	HTTPHandler(h http.Handler, traced func(*http.Request) bool) http.Handler
 }
 
 // testKnobs shorten the server's fixed timeouts, for tests: each, when
@@ -173,6 +185,9 @@ func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 		creds = limitedCredentials{creds, opts.Conns}
 	}
 	sopts = append(sopts, grpc.Creds(creds))
+	if opts.Tracing != nil {
+		sopts = append(sopts, grpc.StatsHandler(opts.Tracing.GRPCStatsHandler()))
+	}
 	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
 	h.register(s, opts.Authorizer)

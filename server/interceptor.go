@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -255,7 +258,7 @@ type requestLine struct {
 // write writes a request's log line and counts it.
 func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time) {
 	d := time.Since(start)
-	var buf [13]slog.Attr
+	var buf [14]slog.Attr
 	attrs := append(buf[:0], slog.String("method", l.method))
 	if l.route != "" {
 		attrs = append(attrs, slog.String("route", l.route))
@@ -284,9 +287,15 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 		// The caller's id for correlation (X-Request-Id over REST).
 		attrs = append(attrs, slog.String("x_request_id", redact.Cut(v[0], maxRequestIDEcho)))
 	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		// The trace the request's span is in (with tracing on), to go
+		// from the line to the trace and back.
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+	}
 	if l.level >= slog.LevelWarn && l.err != nil {
 		attrs = append(attrs, slog.String("error", redact.Error(l.err)))
 	}
+	annotate(ctx, l)
 	i.log.LogAttrs(ctx, l.level, "request", attrs...)
 	if i.metrics != nil {
 		label := l.method
@@ -294,6 +303,31 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 			label = "unknown"
 		}
 		i.metrics.ObserveRequest(label, l.code, d)
+	}
+}
+
+// annotate gives the request's span, when one is recorded, what its log
+// line says of the request, and names a REST request's span by its
+// method and route, as HTTP servers' spans are named.
+func annotate(ctx context.Context, l requestLine) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(attribute.String("backupd.account", l.account), attribute.String("backupd.region", l.region),
+		attribute.String("backupd.code", l.code.String()))
+	for _, a := range []struct{ key, value string }{
+		{"backupd.principal", l.principal}, {"backupd.request_id", l.requestID}, {"backupd.backup_arn", l.backupARN},
+	} {
+		if a.value != "" {
+			span.SetAttributes(attribute.String(a.key, a.value))
+		}
+	}
+	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+		if route, ok := runtime.HTTPPathPattern(ctx); ok {
+			span.SetName(call.method + " " + route)
+			span.SetAttributes(attribute.String("http.route", route))
+		}
 	}
 }
 

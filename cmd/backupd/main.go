@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -41,6 +43,7 @@ import (
 	"github.com/backupd/backupd/server"
 	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/sharedstate"
+	"github.com/backupd/backupd/tracing"
 )
 
 func main() {
@@ -250,6 +253,14 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		return err
 	}
 	defer shared.close()
+	tr, err := startTracing(ctx, logger)
+	if err != nil {
+		return err
+	}
+	if tr != nil {
+		defer stopTracing(tr, logger)
+		awsCfg.APIOptions = append(slices.Clone(awsCfg.APIOptions), tr.AWSMiddleware)
+	}
 	registry, err := accounts.NewFromConfig(cfg, awsCfg, shared.limiter, m, logger)
 	if err != nil {
 		return err
@@ -258,6 +269,9 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	srvOpts, err := serverOptions(cfg, svc, m, logger)
 	if err != nil {
 		return err
+	}
+	if tr != nil {
+		srvOpts.Tracing = tr
 	}
 	if w := connlimit.FileLimitWarning(*cfg.Listen.MaxConnections); w != "" {
 		logger.Warn(w)
@@ -291,6 +305,33 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	}
 	return nil
 }
+
+// startTracing starts sending spans when the environment names an OTLP
+// endpoint (package tracing), and returns nil when it names none.
+func startTracing(ctx context.Context, logger *slog.Logger) (*tracing.Tracing, error) {
+	tr, err := tracing.FromEnv(ctx)
+	if err != nil || tr == nil {
+		return nil, err
+	}
+	// OpenTelemetry reports a failed export to a handler it keeps in a
+	// package variable, as go-redis keeps its logger: set once, here.
+	otel.SetErrorHandler(tracing.ErrorHandler(logger))
+	logger.Info("tracing: spans go to an OpenTelemetry collector", slog.String("endpoint", tr.LoggedEndpoint()),
+		slog.String("protocol", tr.Protocol))
+	return tr, nil
+}
+
+// stopTracing sends the spans still held, for at most tracingFlushTimeout.
+func stopTracing(tr *tracing.Tracing, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		logger.Warn("tracing: spans not sent at exit", slog.String("error", redact.Error(err)))
+	}
+}
+
+// tracingFlushTimeout bounds how long the exit waits for the collector.
+const tracingFlushTimeout = 5 * time.Second
 
 // serverOptions are the servers' options: the service, the listeners'
 // TLS and the callers' authorizer, as the configuration says.
