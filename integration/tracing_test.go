@@ -139,7 +139,7 @@ func TestTracesReachTheCollector(t *testing.T) {
 	col := newCollector(t)
 	const token = "tracing-caller-token"
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
-		Env: append(motoEnv(moto), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="+col.URL+"/v1/traces", "OTEL_BSP_SCHEDULE_DELAY=50"),
+		Env:     append(motoEnv(moto), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="+col.URL+"/v1/traces", "OTEL_BSP_SCHEDULE_DELAY=50"),
 		Callers: "callers:\n  - {name: tracer, token_sha256: " + callers.HashToken(token) + `, accounts: ["*"], operations: ["*"]}` + "\n"})
 
 	// Health checks and the operators' endpoints are not traced, as they
