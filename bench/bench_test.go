@@ -3,13 +3,17 @@ package bench_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/backupd/backupd/bench"
+	"github.com/backupd/backupd/tracing"
 )
 
 // stack is shared by every benchmark and test of the package, so that all
@@ -170,4 +174,45 @@ func BenchmarkCreateBackupRequestID(b *testing.B) {
 		}
 	}
 	cpu.report(b)
+}
+
+// BenchmarkCreateBackupTraced makes one call at a time over gRPC and
+// REST to a backupd of its own that traces every call (tracing on, every
+// trace sampled, as by default), its spans sent to a collector that
+// takes and drops them: what tracing adds to a call. Compare it with
+// BenchmarkCreateBackup/grpc and /rest of the same run.
+func BenchmarkCreateBackupTraced(b *testing.B) {
+	collector := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer collector.Close()
+	b.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector.URL+"/v1/traces")
+	tr, err := tracing.FromEnv(b.Context())
+	if err != nil || tr == nil {
+		b.Fatalf("tracing: %v", err)
+	}
+	defer func() { _ = tr.Shutdown(context.Background()) }()
+	traced, err := bench.Start(b.Context(), bench.Options{Tracing: tr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer traced.Close()
+	for _, t := range []bench.Target{bench.GRPC, bench.REST} {
+		call := traced.Call(t)
+		b.Run(string(t), func(b *testing.B) {
+			ctx := b.Context()
+			if _, err := traced.Prune(ctx); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			cpu := startCPU()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := call(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu.report(b)
+		})
+	}
 }

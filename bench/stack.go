@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/server"
 	"github.com/backupd/backupd/service"
+	"github.com/backupd/backupd/tracing"
 )
 
 // Target is one way of making a CreateBackup call.
@@ -99,6 +101,10 @@ type Options struct {
 	// fake_endpoint), used instead of one in this process. Its counters are
 	// then out of sight: see [Stack.External].
 	FakeURL string
+	// Tracing, when set, has backupd's targets (grpc, grpc-nolog, rest)
+	// trace every call, as backupd does with an OTLP endpoint in its
+	// environment; the floors are not traced.
+	Tracing *tracing.Tracing
 }
 
 // Stack is the sandbox fake and backupd wired to it, as `backupd --sandbox`
@@ -176,7 +182,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	// direct-sdk uses the same pooled HTTP client as backupd.
 	awsCfg.HTTPClient = awsbase.PooledHTTPClient(awsCfg.HTTPClient)
-	if err := s.startBackupd(ctx, cfg, awsCfg); err != nil {
+	if err := s.startBackupd(ctx, cfg, awsCfg, opts.Tracing); err != nil {
 		return nil, err
 	}
 	s.direct = newDirectClient(awsCfg)
@@ -211,7 +217,10 @@ func (s *Stack) startFake(demo []sandbox.Account, external string) string {
 // startBackupd serves backupd as cmd/backupd's serve wires it, over gRPC
 // and REST, plus the same service behind a second gRPC server whose
 // logger drops every record (grpc-nolog), and dials both.
-func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws.Config) error {
+func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws.Config, tr *tracing.Tracing) error {
+	if tr != nil {
+		awsCfg.APIOptions = append(slices.Clone(awsCfg.APIOptions), tr.AWSMiddleware)
+	}
 	registry, err := s.newRegistry(cfg, awsCfg)
 	if err != nil {
 		return err
@@ -224,6 +233,9 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 	// Connections counted as cmd/backupd counts them, with its default limits.
 	conns := connlimit.New(connlimit.Limits{Total: config.DefaultMaxConnections, PerIP: config.DefaultMaxConnectionsPerIP}, s.metrics, logger)
 	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: s.metrics, Conns: conns}
+	if tr != nil {
+		srvOpts.Tracing = tr
+	}
 	if s.GRPCAddr, err = s.serveGRPC(server.NewGRPC(srvOpts, health)); err != nil {
 		return err
 	}
@@ -245,7 +257,9 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 	// The two gRPC servers differ by the log line.
 	quiet := slog.New(slog.DiscardHandler)
 	quietSvc := service.New(service.Options{Accounts: registry, Logger: quiet, DefaultTimeout: cfg.UpstreamTimeout})
-	quietAddr, err := s.serveGRPC(server.NewGRPC(server.Options{Service: quietSvc, Logger: quiet, Metrics: s.metrics, Conns: conns}, health))
+	quietOpts := srvOpts
+	quietOpts.Service, quietOpts.Logger = quietSvc, quiet
+	quietAddr, err := s.serveGRPC(server.NewGRPC(quietOpts, health))
 	if err != nil {
 		return err
 	}
