@@ -85,14 +85,15 @@ func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) 
 	if err != nil {
 		return nil, fmt.Errorf("tracing: resource: %w", err)
 	}
-	provider := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
-	return &Tracing{
-		provider:   provider,
-		propagator: propagation.TraceContext{},
-		tracer:     provider.Tracer(Name),
-		Endpoint:   client.endpoint,
-		Protocol:   protocol,
-	}, nil
+	t := New(sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res)))
+	t.Endpoint, t.Protocol = client.endpoint, protocol
+	return t, nil
+}
+
+// New returns tracing whose spans go to provider, with W3C trace context
+// propagated: FromEnv's, with the provider it builds, or a test's.
+func New(provider *sdktrace.TracerProvider) *Tracing {
+	return &Tracing{provider: provider, propagator: propagation.TraceContext{}, tracer: provider.Tracer(Name)}
 }
 
 // enabled reports whether the environment asks for traces.

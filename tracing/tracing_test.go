@@ -95,7 +95,7 @@ func (c canned) Do(r *http.Request) (*http.Response, error) {
 func TestAWSMiddlewareSpans(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	tr := &Tracing{provider: provider, tracer: provider.Tracer(Name)}
+	tr := New(provider)
 	client := dynamodb.NewFromConfig(aws.Config{
 		Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
 		BaseEndpoint: aws.String("http://dynamodb.test"),
