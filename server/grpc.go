@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -23,6 +25,7 @@ import (
 	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/logcap"
+	"github.com/backupd/backupd/redact"
 )
 
 // Options configures the gRPC server and the REST handler alike, so both
@@ -185,12 +188,51 @@ func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 		creds = limitedCredentials{creds, opts.Conns}
 	}
 	sopts = append(sopts, grpc.Creds(creds))
+	var traced *otherMethods
 	if opts.Tracing != nil {
-		sopts = append(sopts, grpc.StatsHandler(opts.Tracing.GRPCStatsHandler()))
+		traced = &otherMethods{Handler: opts.Tracing.GRPCStatsHandler()}
+		sopts = append(sopts, grpc.StatsHandler(traced))
 	}
 	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
 	h.register(s, opts.Authorizer)
 	reflection.Register(s)
+	if traced != nil {
+		traced.served = servedMethods(s)
+	}
 	return s, ic
+}
+
+// otherMethods is a stats handler that hands its own a call of a method
+// the server does not serve as one of the method _OTHER, as OpenTelemetry
+// names it, and gives the call's span the name the caller sent, cut
+// short, as rpc.method_original: the span's name and rpc.method would
+// otherwise be whatever a caller sent, up to the headers' 64 KiB.
+type otherMethods struct {
+	stats.Handler
+	// served holds the full names of the methods the server serves; set
+	// once they are registered, before it serves.
+	served map[string]bool
+}
+
+func (h *otherMethods) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if h.served[info.FullMethodName] {
+		return h.Handler.TagRPC(ctx, info)
+	}
+	other := *info
+	other.FullMethodName = "/_OTHER"
+	ctx = h.Handler.TagRPC(ctx, &other)
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("rpc.method_original", redact.Cut(info.FullMethodName, maxMethodEcho)))
+	return ctx
+}
+
+// servedMethods are the full names of the methods s serves.
+func servedMethods(s *grpc.Server) map[string]bool {
+	served := map[string]bool{}
+	for service, info := range s.GetServiceInfo() {
+		for _, m := range info.Methods {
+			served["/"+service+"/"+m.Name] = true
+		}
+	}
+	return served
 }

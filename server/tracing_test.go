@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,17 +12,100 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/tracing"
 )
 
-// newTracedFixture is newFixture with tracing on, its spans recorded.
-func newTracedFixture(t *testing.T) (*fixture, *tracetest.SpanRecorder) {
+// newTracedFixture is newFixture with tracing on, its spans passed on
+// as they end.
+func newTracedFixture(t *testing.T) (*fixture, spanEnds) {
 	t.Helper()
-	rec := tracetest.NewSpanRecorder()
-	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	return newFixtureWith(t, func(o *Options) { o.Tracing = tracing.New(provider) }), rec
+	ends := make(spanEnds, 100)
+	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(ends))
+	return newFixtureWith(t, func(o *Options) { o.Tracing = tracing.New(provider) }), ends
+}
+
+// spanEnds is a span processor that passes on each span as it ends.
+type spanEnds chan sdktrace.ReadOnlySpan
+
+func (spanEnds) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (c spanEnds) OnEnd(s sdktrace.ReadOnlySpan)                 { c <- s }
+func (spanEnds) Shutdown(context.Context) error                  { return nil }
+func (spanEnds) ForceFlush(context.Context) error                { return nil }
+
+// next is the next span to end.
+func (c spanEnds) next(t *testing.T) sdktrace.ReadOnlySpan {
+	t.Helper()
+	select {
+	case s := <-c:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no span ended")
+		return nil
+	}
+}
+
+// attr is the span's attribute key as text, or "".
+func attr(s sdktrace.ReadOnlySpan, key string) string {
+	for _, a := range s.Attributes() {
+		if string(a.Key) == key {
+			return a.Value.String()
+		}
+	}
+	return ""
+}
+
+// TestTracedSpanNames: each REST request is a span named by its method
+// and route; one that matches no route by
+// its method alone, or HTTP for a method HTTP does not define; a gRPC
+// call by its method, or _OTHER for one backupd does not serve. A name
+// the caller chose is not repeated whole: a method may run to the
+// headers' 64 KiB. Health checks and the operators' endpoints make none.
+func TestTracedSpanNames(t *testing.T) {
+	f, ends := newTracedFixture(t)
+	escaped := strings.ReplaceAll(arn, "/", "%2F")
+	long := strings.Repeat("M", 20000)
+	for _, tt := range []struct{ method, path, body, span string }{
+		{"POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"b1"}`, "POST /v1/accounts/{account_id}/tables/{table_name}/backups"},
+		{"GET", "/v1/accounts/111111111111/backups", "", "GET /v1/accounts/{account_id}/backups"},
+		{"GET", "/v1/backups/" + escaped, "", "GET /v1/backups/{backup_arn}"},
+		{"DELETE", "/v1/backups/" + escaped, "", "DELETE /v1/backups/{backup_arn}"},
+		{"POST", "/v1/backups/" + escaped + ":restore", `{"targetTableName":"Restored"}`, "POST /v1/backups/{backup_arn}:restore"},
+		{"GET", "/healthz", "", ""},
+		{"GET", "/v2/nothing", "", "GET"},
+		{"PUT", "/v1/backups/" + escaped, "", "PUT"},
+		{long, "/nope", "", "HTTP"},
+		{"GET", "/metrics", "", ""},
+		{long, "/v1/backups/" + escaped, "", "HTTP"},
+	} {
+		resp, _ := f.do(t, tt.method, tt.path, strings.NewReader(tt.body))
+		if tt.span == "" {
+			continue // the next request's span is the next to end
+		}
+		if s := ends.next(t); s.Name() != tt.span {
+			t.Errorf("%.20s %s (%d): span %.100q (%d bytes); want %q", tt.method, tt.path, resp.StatusCode, s.Name(), len(s.Name()), tt.span)
+		}
+	}
+
+	if _, err := healthpb.NewHealthClient(f.conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ method, span, rpcMethod, original string }{
+		{backupv1.BackupService_CreateBackup_FullMethodName, "backup.v1.BackupService/CreateBackup", "backup.v1.BackupService/CreateBackup", ""},
+		{"/backup.v1.BackupService/Nope", "_OTHER", "_OTHER", "/backup.v1.BackupService/Nope"},
+		{"/backup.v1.BackupService/" + long, "_OTHER", "_OTHER", "/backup.v1.BackupService/" + long[:maxMethodEcho-len("/backup.v1.BackupService/")] + "..."},
+	} {
+		err := f.conn.Invoke(context.Background(), tt.method, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1"},
+			&backupv1.CreateBackupResponse{})
+		s := ends.next(t)
+		if s.Name() != tt.span || attr(s, "rpc.method") != tt.rpcMethod || attr(s, "rpc.method_original") != tt.original {
+			t.Errorf("%.60s (%v): span %.100q (%d bytes), rpc.method %.100q, rpc.method_original %.100q; want %q, %q, %q",
+				tt.method, status.Code(err), s.Name(), len(s.Name()), attr(s, "rpc.method"), attr(s, "rpc.method_original"), tt.span, tt.rpcMethod, tt.original)
+		}
+	}
 }
 
 // TestTracedBodyTooLargeIsAnsweredAtOnce: with tracing on, a REST body

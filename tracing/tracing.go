@@ -189,14 +189,27 @@ func (t *Tracing) GRPCStatsHandler() stats.Handler {
 // HTTPHandler makes a server span of every request h serves that traced
 // reports true of, the child of the span its caller sent in a traceparent
 // header. The span is named by the request's method until the REST call
-// it makes names its route.
+// it makes names its route; a method HTTP does not define, which a
+// caller may make as long as the headers' 64 KiB, is named HTTP, as
+// OpenTelemetry names it.
 func (t *Tracing) HTTPHandler(h http.Handler, traced func(*http.Request) bool) http.Handler {
 	return otelhttp.NewHandler(h, "backupd",
 		otelhttp.WithTracerProvider(t.provider),
 		otelhttp.WithPropagators(t.propagator),
 		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
 		otelhttp.WithFilter(traced),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if !httpMethods[r.Method] {
+				return "HTTP"
+			}
+			return r.Method
+		}))
+}
+
+// httpMethods are the methods HTTP defines (RFC 9110, RFC 5789).
+var httpMethods = map[string]bool{
+	http.MethodConnect: true, http.MethodDelete: true, http.MethodGet: true, http.MethodHead: true,
+	http.MethodOptions: true, http.MethodPatch: true, http.MethodPost: true, http.MethodPut: true, http.MethodTrace: true,
 }
 
 // ErrorHandler logs what OpenTelemetry could not do (a batch of spans the
