@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -323,13 +322,28 @@ func annotate(ctx context.Context, l requestLine) {
 			span.SetAttributes(attribute.String(a.key, a.value))
 		}
 	}
-	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
-		if route, ok := runtime.HTTPPathPattern(ctx); ok {
-			span.SetName(call.method + " " + route)
-			span.SetAttributes(attribute.String("http.route", route))
+	if _, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+		// The route of the RPC the line names: also of a request the
+		// gateway did not match for a path variable left empty
+		// (emptyPathFields), which is answered as its route's.
+		if r, ok := restRoutes[l.method]; ok {
+			span.SetName(r.name)
+			span.SetAttributes(attribute.String("http.route", r.template))
 		}
 	}
 }
+
+// restRoutes are the REST routes by the RPC each calls (routeMethods):
+// the span name of a request of the route, its method and path template,
+// and the template.
+var restRoutes = func() map[string]struct{ name, template string } {
+	m := map[string]struct{ name, template string }{}
+	for route, rpc := range routeMethods {
+		_, template, _ := strings.Cut(route, " ")
+		m[rpc] = struct{ name, template string }{route, template}
+	}
+	return m
+}()
 
 // maxMethodEcho bounds how much of an unknown method's name a log line
 // or an error repeats.

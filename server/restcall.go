@@ -28,8 +28,6 @@ import (
 // handler.
 type restCall struct {
 	start time.Time
-	// method is the request's HTTP method.
-	method string
 	// remote is the host of the connection's peer, and forwardedFor the
 	// request's X-Forwarded-For, which any client can set: the log names
 	// the caller by the first and shows the second beside it.
@@ -102,7 +100,7 @@ type restCallKey struct{}
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		call := &restCall{start: time.Now(), method: r.Method, remote: host, forwardedFor: r.Header.Get("X-Forwarded-For"),
+		call := &restCall{start: time.Now(), remote: host, forwardedFor: r.Header.Get("X-Forwarded-For"),
 			query: r.URL.RawQuery}
 		metadataSafe(r.Header)
 		body := &limitedBody{call: call}

@@ -59,7 +59,8 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 }
 
 // TestTracedSpanNames: each REST request is a span named by its method
-// and route; one that matches no route by
+// and route, the route's that its log line names by the RPC too (one
+// with a path variable empty among them); one that matches no route by
 // its method alone, or HTTP for a method HTTP does not define; a gRPC
 // call by its method, or _OTHER for one backupd does not serve. A name
 // the caller chose is not repeated whole: a method may run to the
@@ -74,6 +75,8 @@ func TestTracedSpanNames(t *testing.T) {
 		{"GET", "/v1/backups/" + escaped, "", "GET /v1/backups/{backup_arn}"},
 		{"DELETE", "/v1/backups/" + escaped, "", "DELETE /v1/backups/{backup_arn}"},
 		{"POST", "/v1/backups/" + escaped + ":restore", `{"targetTableName":"Restored"}`, "POST /v1/backups/{backup_arn}:restore"},
+		{"POST", "/v1/backups/:restore", `{}`, "POST /v1/backups/{backup_arn}:restore"},
+		{"POST", "/v1/accounts/111111111111/tables//backups", `{}`, "POST /v1/accounts/{account_id}/tables/{table_name}/backups"},
 		{"GET", "/healthz", "", ""},
 		{"GET", "/v2/nothing", "", "GET"},
 		{"PUT", "/v1/backups/" + escaped, "", "PUT"},
