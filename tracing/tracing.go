@@ -85,7 +85,11 @@ func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) 
 	if err != nil {
 		return nil, fmt.Errorf("tracing: resource: %w", err)
 	}
-	t := New(sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res)))
+	limits := sdktrace.NewSpanLimits() // the environment's
+	if firstSet(getenv, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT") == "" {
+		limits.AttributeValueLengthLimit = maxAttributeValue
+	}
+	t := New(sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res), sdktrace.WithRawSpanLimits(limits)))
 	t.Endpoint, t.Protocol = client.endpoint, protocol
 	return t, nil
 }
@@ -95,6 +99,17 @@ func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) 
 func New(provider *sdktrace.TracerProvider) *Tracing {
 	return &Tracing{provider: provider, propagator: propagation.TraceContext{}, tracer: provider.Tracer(Name)}
 }
+
+// maxAttributeValue bounds a span attribute's value, unless the
+// environment sets a bound (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+// OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT): OpenTelemetry's default is none,
+// and net/http's spans repeat what a caller sent (url.path,
+// user_agent.original, http.request.method_original), each up to the
+// headers' 64 KiB, for every request, a route's or not, a caller's
+// backupd knows or not; the exporter's queue holds 2048 spans, and sends
+// them 512 to a request, which a collector refuses whole past its own
+// bound on a request's size. backupd's own attributes are well under it.
+const maxAttributeValue = 1024
 
 // enabled reports whether the environment asks for traces.
 func enabled(getenv func(string) string) (bool, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -148,5 +149,55 @@ func TestFromEnvListsEveryProblem(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// TestFromEnvBoundsAttributes: a span holds at most maxAttributeValue
+// bytes of each attribute, unless the environment sets a limit of its
+// own: what a caller sends (a path, a User-Agent, an HTTP method) may run
+// to the headers' 64 KiB, and the exporter's queue holds 2048 spans.
+func TestFromEnvBoundsAttributes(t *testing.T) {
+	long := strings.Repeat("x", 20000)
+	for _, tc := range []struct {
+		name  string
+		limit string // OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT
+		want  int
+	}{
+		{name: "default", want: maxAttributeValue},
+		{name: "the environment's", limit: "5000", want: 5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			collector := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			defer collector.Close()
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+			if tc.limit != "" {
+				t.Setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", tc.limit)
+			}
+			tr, err := FromEnv(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Shutdown(context.Background())
+			rec := tracetest.NewSpanRecorder()
+			tr.provider.RegisterSpanProcessor(rec)
+			h := tr.HTTPHandler(http.NotFoundHandler(), func(*http.Request) bool { return true })
+			req := httptest.NewRequest("M"+long, "/"+long, nil)
+			req.Header.Set("User-Agent", long)
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			spans := rec.Ended()
+			if len(spans) != 1 {
+				t.Fatalf("%d spans, want 1", len(spans))
+			}
+			longest := 0
+			for _, a := range spans[0].Attributes() {
+				if n := len(a.Value.String()); n > tc.want {
+					t.Errorf("%s holds %d bytes; want at most %d", a.Key, n, tc.want)
+				}
+				longest = max(longest, len(a.Value.String()))
+			}
+			if longest != tc.want {
+				t.Errorf("longest attribute %d bytes; want %d, cut there", longest, tc.want)
+			}
+		})
 	}
 }
