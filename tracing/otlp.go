@@ -221,7 +221,13 @@ func (c *otlpClient) post(ctx context.Context, body []byte) (again bool, err err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("traces export: %w", err)
+		// Without the URL, which net/http's error quotes with its
+		// query, where a collector's key may be. (The exporter puts
+		// "traces export: " before the error.)
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			return true, ue.Err
+		}
+		return true, err
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -230,9 +236,9 @@ func (c *otlpClient) post(ctx context.Context, body []byte) (again bool, err err
 		return false, partialSuccess(answer, err)
 	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusBadGateway,
 		resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
-		return true, fmt.Errorf("traces export: the collector answered %s", resp.Status)
+		return true, fmt.Errorf("the collector answered %s", resp.Status)
 	}
-	return false, fmt.Errorf("traces export: the collector answered %s", resp.Status)
+	return false, fmt.Errorf("the collector answered %s", resp.Status)
 }
 
 // partialSuccess is the error of a collector's answer that took only
@@ -243,7 +249,7 @@ func partialSuccess(answer []byte, readErr error) error {
 		return nil // taken; what it said about them is unreadable
 	}
 	if ps := out.GetPartialSuccess(); ps.GetRejectedSpans() > 0 {
-		return fmt.Errorf("traces export: the collector rejected %d spans: %s", ps.GetRejectedSpans(), ps.GetErrorMessage())
+		return fmt.Errorf("the collector rejected %d spans: %s", ps.GetRejectedSpans(), ps.GetErrorMessage())
 	}
 	return nil
 }

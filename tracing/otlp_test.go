@@ -1,9 +1,12 @@
 package tracing
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -196,5 +200,43 @@ func TestOTLPClientTimeout(t *testing.T) {
 	}
 	if err := c.UploadTraces(context.Background(), someSpans); err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("err = %v, want the deadline's", err)
+	}
+}
+
+// TestExportFailureLogHidesTheEndpointsSecrets: the warning of an export
+// that failed (a collector down) repeats neither the endpoint's password
+// nor its query, which the start's line leaves out too (LoggedEndpoint),
+// and says once what failed.
+func TestExportFailureLogHidesTheEndpointsSecrets(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := lis.Addr().String()
+	lis.Close()
+	tr, err := fromEnv(context.Background(), envOf(map[string]string{
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://user:hunter22@" + down + "/v1/traces?api_key=s3cr3tkey",
+		"OTEL_EXPORTER_OTLP_TIMEOUT":         "100",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	otel.SetErrorHandler(ErrorHandler(slog.New(slog.NewJSONHandler(&logs, nil))))
+	defer otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
+	_, span := tr.tracer.Start(context.Background(), "CreateBackup")
+	span.End()
+	_ = tr.Shutdown(context.Background()) // sends the span, and fails
+	got := logs.String()
+	if !strings.Contains(got, "connection refused") {
+		t.Fatalf("no export failure logged:\n%s", got)
+	}
+	for _, secret := range []string{"hunter22", "s3cr3tkey"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("the log repeats %q:\n%s", secret, got)
+		}
+	}
+	if strings.Count(got, "traces export") != 1 {
+		t.Errorf("want the failure named once:\n%s", got)
 	}
 }
