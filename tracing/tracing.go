@@ -113,14 +113,14 @@ const maxAttributeValue = 1024
 
 // enabled reports whether the environment asks for traces.
 func enabled(getenv func(string) string) (bool, error) {
-	if v := getenv("OTEL_SDK_DISABLED"); v != "" {
-		disabled, err := strconv.ParseBool(v)
-		if err != nil {
-			return false, fmt.Errorf("tracing: OTEL_SDK_DISABLED must be true or false; got %q", v)
-		}
-		if disabled {
-			return false, nil
-		}
+	// OpenTelemetry's booleans are true or false in any case, and any
+	// other value false (strconv.ParseBool's 1 and t are not true). Such
+	// a value is refused: it may well have been meant as true.
+	switch v := strings.TrimSpace(getenv("OTEL_SDK_DISABLED")); {
+	case strings.EqualFold(v, "true"):
+		return false, nil
+	case v != "" && !strings.EqualFold(v, "false"):
+		return false, fmt.Errorf("tracing: OTEL_SDK_DISABLED must be true or false; got %q", v)
 	}
 	switch v := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); v {
 	case "none":

@@ -37,6 +37,12 @@ func TestFromEnv(t *testing.T) {
 		{name: "sdk disabled", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"}},
 		{name: "sdk not disabled", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "false"}, on: true},
 		{name: "sdk disabled unreadable", env: map[string]string{"OTEL_SDK_DISABLED": "yes please"}, wantErr: "OTEL_SDK_DISABLED must be true or false"},
+		// The specification's booleans: true or false in any case;
+		// another value is not true, which backupd does not guess at.
+		{name: "sdk disabled in capitals", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "tRUE"}},
+		{name: "sdk not disabled in capitals", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "False"}, on: true},
+		{name: "sdk disabled 1", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "1"},
+			wantErr: `OTEL_SDK_DISABLED must be true or false; got "1"`},
 		{name: "other exporter", env: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, wantErr: `OTEL_TRACES_EXPORTER must be otlp or none (backupd sends spans over OTLP only); got "zipkin"`},
 		{name: "json protocol", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
 			wantErr: `OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf`},
