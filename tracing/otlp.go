@@ -18,6 +18,7 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -117,7 +118,9 @@ func parseHeaders(h http.Header, name, v string) error {
 		key, value, ok := strings.Cut(pair, "=")
 		key = strings.TrimSpace(key)
 		decoded, err := url.PathUnescape(strings.TrimSpace(value))
-		if !ok || key == "" || err != nil {
+		// net/http would refuse to send what is not a header, and every
+		// export would fail.
+		if !ok || !httpguts.ValidHeaderFieldName(key) || err != nil || !httpguts.ValidHeaderFieldValue(decoded) {
 			return fmt.Errorf("%s must be comma-separated key=value pairs, values percent-encoded; entry %d is not", name, i+1)
 		}
 		h.Add(key, decoded)

@@ -50,6 +50,11 @@ func TestOTLPClientConfig(t *testing.T) {
 			wantErr: "OTEL_EXPORTER_OTLP_TRACES_HEADERS must be comma-separated key=value pairs, values percent-encoded; entry 2 is not", secret: "s3cr3tkey"},
 		{name: "bad escape", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t%zz"},
 			wantErr: "entry 1 is not", secret: "s3cr3t"},
+		// Headers net/http would refuse to send, each export failing.
+		{name: "key not a header name", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "x-team=backups,api key=s3cr3tkey"},
+			wantErr: "entry 2 is not", secret: "s3cr3tkey"},
+		{name: "value not a header value", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t%0Akey"},
+			wantErr: "entry 1 is not", secret: "s3cr3t"},
 		{name: "timeout", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}, endpoint: defaultEndpoint},
 		{name: "timeout not a number", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"},
 			wantErr: `OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds above 0; got "10s"`},
