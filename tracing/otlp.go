@@ -92,20 +92,23 @@ func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
 }
 
 // otlpEndpoint is the URL spans are posted to: the traces' endpoint as
-// it is, or the general one with /v1/traces after it.
+// it is, or the general one with /v1/traces after its path.
 func otlpEndpoint(getenv func(string) string) (string, error) {
 	name, v := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-	if v == "" {
+	general := v == ""
+	if general {
 		name, v = "OTEL_EXPORTER_OTLP_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 		if v == "" {
 			return defaultEndpoint, nil
 		}
-		v = strings.TrimSuffix(v, "/") + "/v1/traces"
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// The URL may hold a password: it is not repeated.
 		return "", fmt.Errorf("%s must be an http:// or https:// URL with a host", name)
+	}
+	if general {
+		return u.JoinPath("v1/traces").String(), nil // before a query it may have
 	}
 	return v, nil
 }

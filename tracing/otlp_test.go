@@ -55,6 +55,8 @@ func TestOTLPClientConfig(t *testing.T) {
 			wantErr: "entry 2 is not", secret: "s3cr3tkey"},
 		{name: "value not a header value", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t%0Akey"},
 			wantErr: "entry 1 is not", secret: "s3cr3t"},
+		{name: "general endpoint with a query", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318/otlp/?tenant=backups"},
+			endpoint: "https://collector:4318/otlp/v1/traces?tenant=backups"},
 		{name: "timeout", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}, endpoint: defaultEndpoint},
 		{name: "timeout not a number", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"},
 			wantErr: `OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds above 0; got "10s"`},
