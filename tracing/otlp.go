@@ -84,7 +84,11 @@ func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
 	errs = append(errs, err)
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tlsCfg
-	c.http = &http.Client{Transport: transport}
+	// A redirect is not followed: net/http would send a 301's or 302's
+	// POST again as a GET, without the spans, and take its answer for
+	// their receipt; and another host would get the headers, a
+	// collector's key among them. The 3xx is a failed export.
+	c.http = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

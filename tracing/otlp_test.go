@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,5 +247,38 @@ func TestExportFailureLogHidesTheEndpointsSecrets(t *testing.T) {
 	}
 	if strings.Count(got, "traces export") != 1 {
 		t.Errorf("want the failure named once:\n%s", got)
+	}
+}
+
+// TestOTLPClientDoesNotFollowRedirects: a collector's redirect is a
+// failed export, not followed: net/http would send a 301's or 302's POST
+// again as a GET without its spans, taking whatever answered it for the
+// spans' receipt, and another host's the headers, a collector's key
+// among them.
+func TestOTLPClientDoesNotFollowRedirects(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			elsewhere.Store(0)
+			var sends atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sends.Add(1)
+				http.Redirect(w, r, other.URL+"/v1/traces", status)
+			}))
+			defer srv.Close()
+			c, err := newOTLPClient(envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL, "OTEL_EXPORTER_OTLP_HEADERS": "api-key=k1"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.UploadTraces(context.Background(), someSpans)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("the collector answered %d", status)) {
+				t.Errorf("err = %v; want the redirect's", err)
+			}
+			if sends.Load() != 1 || elsewhere.Load() != 0 {
+				t.Errorf("%d sends, %d elsewhere; want 1, none elsewhere", sends.Load(), elsewhere.Load())
+			}
+		})
 	}
 }
