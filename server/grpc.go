@@ -192,6 +192,7 @@ func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 	if opts.Tracing != nil {
 		traced = &otherMethods{Handler: opts.Tracing.GRPCStatsHandler()}
 		sopts = append(sopts, grpc.StatsHandler(traced))
+		ic.refusals = traced
 	}
 	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/backupd/backupd/awsbase"
@@ -59,6 +60,9 @@ type interceptor struct {
 	// cutOff ends when the shutdown's timeout cuts in-flight calls off
 	// (Health.CutOff); nil for none.
 	cutOff context.Context
+	// refusals, with tracing on, makes the spans of the gRPC calls the
+	// tap refuses, which grpc-go gives to no stats handler; nil without.
+	refusals stats.Handler
 }
 
 func newInterceptor(opts Options) *interceptor {

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/tap"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -54,8 +55,16 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	if i.farDeadline(ctx) {
 		return i.boundArrival(ctx, &line), nil
 	}
+	if i.refusals != nil {
+		// grpc-go gives a call the tap refuses to no stats handler: its
+		// span is made here, and its line names its trace, as over REST.
+		ctx = i.refusals.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: info.FullMethodName})
+	}
 	st := line.fail(ctx, err)
 	i.write(ctx, line, start)
+	if i.refusals != nil {
+		i.refusals.HandleRPC(ctx, &stats.End{BeginTime: start, EndTime: time.Now(), Error: st.Err()})
+	}
 	return ctx, st.Err()
 }
 

@@ -12,20 +12,27 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/tracing"
 )
 
-// newTracedFixture is newFixture with tracing on, its spans passed on
-// as they end.
-func newTracedFixture(t *testing.T) (*fixture, spanEnds) {
+// newTracedFixture is newFixtureWith with tracing on, its spans passed
+// on as they end.
+func newTracedFixture(t *testing.T, set func(*Options)) (*fixture, spanEnds) {
 	t.Helper()
 	ends := make(spanEnds, 100)
 	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(ends))
-	return newFixtureWith(t, func(o *Options) { o.Tracing = tracing.New(provider) }), ends
+	return newFixtureWith(t, func(o *Options) {
+		o.Tracing = tracing.New(provider)
+		set(o)
+	}), ends
 }
 
 // spanEnds is a span processor that passes on each span as it ends.
@@ -66,7 +73,7 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 // the caller chose is not repeated whole: a method may run to the
 // headers' 64 KiB. Health checks and the operators' endpoints make none.
 func TestTracedSpanNames(t *testing.T) {
-	f, ends := newTracedFixture(t)
+	f, ends := newTracedFixture(t, func(*Options) {})
 	escaped := strings.ReplaceAll(arn, "/", "%2F")
 	long := strings.Repeat("M", 20000)
 	for _, tt := range []struct{ method, path, body, span string }{
@@ -116,7 +123,7 @@ func TestTracedSpanNames(t *testing.T) {
 // does, and its connection closed, as without: not once the rest of a
 // body that never ends has been read.
 func TestTracedBodyTooLargeIsAnsweredAtOnce(t *testing.T) {
-	f, _ := newTracedFixture(t)
+	f, _ := newTracedFixture(t, func(*Options) {})
 	conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -137,5 +144,39 @@ func TestTracedBodyTooLargeIsAnsweredAtOnce(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
 		t.Errorf("answer %d (close %v); want 413, connection closed", resp.StatusCode, resp.Close)
+	}
+}
+
+// TestTracedRefusalOfAnUnknownGRPCCaller: a gRPC call refused for its
+// caller when its stream opens, before grpc-go makes the call's span, is
+// a span too, in the caller's trace, as the same refusal over REST is;
+// and its log line names the trace.
+func TestTracedRefusalOfAnUnknownGRPCCaller(t *testing.T) {
+	f, ends := newTracedFixture(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	const traceID, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for _, tt := range []struct{ method, span string }{
+		{backupv1.BackupService_CreateBackup_FullMethodName, "backup.v1.BackupService/CreateBackup"},
+		{"/backup.v1.BackupService/Nope", "_OTHER"},
+	} {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer nobody",
+			"traceparent", "00-"+traceID+"-"+parent+"-01")
+		err := f.conn.Invoke(ctx, tt.method, &backupv1.CreateBackupRequest{}, &backupv1.CreateBackupResponse{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("%s: %v; want Unauthenticated", tt.method, err)
+		}
+		s := ends.next(t)
+		if s.Name() != tt.span || s.SpanContext().TraceID().String() != traceID || s.Parent().SpanID().String() != parent ||
+			attr(s, "backupd.code") != "Unauthenticated" || attr(s, "rpc.response.status_code") != "UNAUTHENTICATED" {
+			t.Errorf("%s: span %q in trace %s under %s, backupd.code %q, rpc.response.status_code %q; want %q in trace %s under %s, Unauthenticated",
+				tt.method, s.Name(), s.SpanContext().TraceID(), s.Parent().SpanID(), attr(s, "backupd.code"), attr(s, "rpc.response.status_code"),
+				tt.span, traceID, parent)
+		}
+	}
+	if lines := f.logs.Lines(`"code":"Unauthenticated"`); len(lines) != 2 || !strings.Contains(lines[0], `"trace_id":"`+traceID+`"`) ||
+		!strings.Contains(lines[1], `"trace_id":"`+traceID+`"`) {
+		t.Errorf("want 2 refusals logged with the trace:\n%s", f.logs.String())
 	}
 }
