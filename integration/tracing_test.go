@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -278,5 +281,44 @@ func TestNoTracesWithoutAnEndpoint(t *testing.T) {
 	}
 	if len(lines) != 1 || strings.Contains(lines[0], "trace_id") || strings.Contains(inst.logs.String(), "tracing:") {
 		t.Fatalf("tracing without an endpoint:\n%s", inst.logs.String())
+	}
+}
+
+// TestTracedBodyTooLargeIsAnsweredAtOnce: with tracing on, a REST body
+// sent chunked that passes 64 KiB is answered 413 as it does, its
+// connection closed, as without tracing: not once backupd's read timeout
+// has ended a body that does not end. The request is in the caller's
+// trace, named by its route.
+func TestTracedBodyTooLargeIsAnsweredAtOnce(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a, _ := newAccount(t, moto, "Orders")
+	col := newCollector(t)
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+		Env: append(motoEnv(moto), "OTEL_EXPORTER_OTLP_ENDPOINT="+col.URL, "OTEL_BSP_SCHEDULE_DELAY=50")})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(inst.httpURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Well within the read timeout (30 s), which would end the body.
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	chunk := `{"backupName":"` + strings.Repeat("x", 70000) + `"}`
+	go func() {
+		// The body's first chunk, and no last one.
+		_, _ = fmt.Fprintf(conn, "POST /v1/accounts/%s/tables/Orders/backups HTTP/1.1\r\nHost: backupd\r\nTransfer-Encoding: chunked\r\n"+
+			"Traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n%x\r\n%s\r\n", a, len(chunk), chunk)
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer before the body's end: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
+		t.Errorf("answer %d (close %v); want 413, connection closed", resp.StatusCode, resp.Close)
+	}
+	const route = "POST /v1/accounts/{account_id}/tables/{table_name}/backups"
+	spans := col.trace(t, mustHex(t, "0af7651916cd43dd8448eb211c80319c"), route)
+	if got := attr(one(spans, route).GetAttributes(), "http.response.status_code"); got != "int_value:413" {
+		t.Errorf("span's http.response.status_code = %q, want 413", got)
 	}
 }
