@@ -186,14 +186,21 @@ func (c *otlpClient) UploadTraces(ctx context.Context, spans []*tracepb.Resource
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		again, err := c.post(ctx, body)
+		again, after, err := c.post(ctx, body)
 		if err == nil || !again || attempt == maxAttempts {
 			return err
+		}
+		wait := time.Duration(attempt) * 500 * time.Millisecond
+		if after > 0 {
+			wait = after // the collector's Retry-After
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return err // no time left to send it again
 		}
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -216,11 +223,11 @@ func (c *otlpClient) encode(spans []*tracepb.ResourceSpans) ([]byte, error) {
 
 // post sends one export request. again reports whether the failure is
 // one to try again after: no answer, or an answer that the collector is
-// busy or unavailable.
-func (c *otlpClient) post(ctx context.Context, body []byte) (again bool, err error) {
+// busy or unavailable, with after the time its Retry-After asks for.
+func (c *otlpClient) post(ctx context.Context, body []byte) (again bool, after time.Duration, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	for k, vs := range c.headers {
 		req.Header[k] = vs
@@ -235,20 +242,35 @@ func (c *otlpClient) post(ctx context.Context, body []byte) (again bool, err err
 		// query, where a collector's key may be. (The exporter puts
 		// "traces export: " before the error.)
 		if ue, ok := errors.AsType[*url.Error](err); ok {
-			return true, ue.Err
+			return true, 0, ue.Err
 		}
-		return true, err
+		return true, 0, err
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	switch {
 	case resp.StatusCode/100 == 2:
-		return false, partialSuccess(answer, err)
+		return false, 0, partialSuccess(answer, err)
 	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusBadGateway,
 		resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
-		return true, fmt.Errorf("the collector answered %s", resp.Status)
+		return true, retryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("the collector answered %s", resp.Status)
 	}
-	return false, fmt.Errorf("the collector answered %s", resp.Status)
+	return false, 0, fmt.Errorf("the collector answered %s", resp.Status)
+}
+
+// retryAfter is the wait a Retry-After header asks for, in seconds or
+// until a date; 0 when it asks for none.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return max(time.Until(at), 0)
+	}
+	return 0
 }
 
 // partialSuccess is the error of a collector's answer that took only

@@ -106,9 +106,12 @@ func TestOTLPClientConfig(t *testing.T) {
 type fakeCollector struct {
 	mu       sync.Mutex
 	statuses []int
-	answer   *coltracepb.ExportTraceServiceResponse
-	got      []*http.Request
-	bodies   []*coltracepb.ExportTraceServiceRequest
+	// retryAfter, when set, is the Retry-After of every answer that is
+	// not 200.
+	retryAfter string
+	answer     *coltracepb.ExportTraceServiceResponse
+	got        []*http.Request
+	bodies     []*coltracepb.ExportTraceServiceRequest
 }
 
 func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -134,6 +137,9 @@ func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status := f.statuses[0]
 		f.statuses = f.statuses[1:]
 		if status != http.StatusOK {
+			if f.retryAfter != "" {
+				w.Header().Set("Retry-After", f.retryAfter)
+			}
 			w.WriteHeader(status)
 			return
 		}
@@ -278,6 +284,40 @@ func TestOTLPClientDoesNotFollowRedirects(t *testing.T) {
 			}
 			if sends.Load() != 1 || elsewhere.Load() != 0 {
 				t.Errorf("%d sends, %d elsewhere; want 1, none elsewhere", sends.Load(), elsewhere.Load())
+			}
+		})
+	}
+}
+
+// TestOTLPClientHeedsRetryAfter: a collector that asks for more time than
+// the batch has left is not sent the batch again; one that asks for a
+// second within it is.
+func TestOTLPClientHeedsRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		retryAfter string
+		sends      int
+	}{
+		{name: "a minute, past the timeout", retryAfter: "60", sends: 1},
+		{name: "a date past the timeout", retryAfter: time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), sends: 1},
+		{name: "a second", retryAfter: "1", sends: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeCollector{statuses: []int{http.StatusServiceUnavailable}, retryAfter: tc.retryAfter}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			c, err := newOTLPClient(envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL, "OTEL_EXPORTER_OTLP_TIMEOUT": "3000"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.UploadTraces(context.Background(), someSpans)
+			if tc.sends == 1 && (err == nil || !strings.Contains(err.Error(), "503")) || tc.sends > 1 && err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.got) != tc.sends {
+				t.Fatalf("%d sends, want %d", len(f.got), tc.sends)
 			}
 		})
 	}

@@ -71,7 +71,7 @@ func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) 
 	}
 	protocol, protocolErr := protocolOf(getenv)
 	client, clientErr := newOTLPClient(getenv)
-	if err := errors.Join(protocolErr, checkSampler(getenv), clientErr); err != nil {
+	if err := errors.Join(protocolErr, checkSampler(getenv), checkWholeNumbers(getenv), clientErr); err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	exporter, err := otlptrace.New(ctx, client)
@@ -170,6 +170,30 @@ func checkSampler(getenv func(string) string) error {
 		return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1 for %s; got %q", name, arg)
 	}
 	return nil
+}
+
+// wholeNumbers are the SDK's variables that hold a whole number (of
+// milliseconds, spans or bytes), which it would replace by its default,
+// silently, when they hold anything else.
+var wholeNumbers = []string{
+	"OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+	"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+	"OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_EVENT_COUNT_LIMIT", "OTEL_SPAN_LINK_COUNT_LIMIT",
+	"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+}
+
+// checkWholeNumbers refuses a variable of wholeNumbers that is set to
+// something else.
+func checkWholeNumbers(getenv func(string) string) error {
+	var errs []error
+	for _, name := range wholeNumbers {
+		if v := getenv(name); v != "" {
+			if _, err := strconv.Atoi(strings.TrimSpace(v)); err != nil {
+				errs = append(errs, fmt.Errorf("%s must be a whole number; got %q", name, v))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func firstSet(getenv func(string) string, names ...string) string {
