@@ -41,17 +41,8 @@ func BenchmarkCreateBackup(b *testing.B) {
 	for _, t := range order {
 		call := stack.Call(t)
 		b.Run(string(t), func(b *testing.B) {
-			ctx := b.Context()
-			prune(b)
 			waits := stack.LimiterWaits()
-			cpu := startCPU()
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := call(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu.report(b)
+			serially(b, stack, call)
 			b.ReportMetric(float64(stack.LimiterWaits()-waits)/float64(b.N), "waits/op")
 		})
 	}
@@ -92,10 +83,28 @@ func BenchmarkCreateBackupParallel(b *testing.B) {
 	}
 }
 
+// serially makes call one at a time on s, from a pruned heap, and
+// reports its CPU time and allocations.
+func serially(b *testing.B, s *bench.Stack, call func(context.Context) error) {
+	ctx := b.Context()
+	pruneStack(b, s)
+	cpu := startCPU()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := call(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+}
+
 // prune empties the fake's store and collects garbage, so that every
 // measurement starts with the same heap (see bench.Stack.Prune).
-func prune(b *testing.B) {
-	if _, err := stack.Prune(b.Context()); err != nil {
+func prune(b *testing.B) { pruneStack(b, stack) }
+
+// pruneStack is prune for s.
+func pruneStack(b *testing.B, s *bench.Stack) {
+	if _, err := s.Prune(b.Context()); err != nil {
 		b.Fatal(err)
 	}
 	runtime.GC()
@@ -199,20 +208,6 @@ func BenchmarkCreateBackupTraced(b *testing.B) {
 	defer traced.Close()
 	for _, t := range []bench.Target{bench.GRPC, bench.REST} {
 		call := traced.Call(t)
-		b.Run(string(t), func(b *testing.B) {
-			ctx := b.Context()
-			if _, err := traced.Prune(ctx); err != nil {
-				b.Fatal(err)
-			}
-			runtime.GC()
-			cpu := startCPU()
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := call(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu.report(b)
-		})
+		b.Run(string(t), func(b *testing.B) { serially(b, traced, call) })
 	}
 }
