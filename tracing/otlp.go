@@ -52,35 +52,27 @@ const (
 func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
 	c := &otlpClient{headers: http.Header{}, timeout: defaultTimeout}
 	var errs []error
-	get := func(suffix string) (name, value string) {
-		name = "OTEL_EXPORTER_OTLP_TRACES_" + suffix
-		if v := getenv(name); v != "" {
-			return name, v
-		}
-		name = "OTEL_EXPORTER_OTLP_" + suffix
-		return name, getenv(name)
-	}
 	endpoint, err := otlpEndpoint(getenv)
 	errs = append(errs, err)
 	c.endpoint = endpoint
-	if name, v := get("HEADERS"); v != "" {
+	if name, v := exporterVar(getenv, "HEADERS"); v != "" {
 		errs = append(errs, parseHeaders(c.headers, name, v))
 	}
-	if name, v := get("TIMEOUT"); v != "" {
+	if name, v := exporterVar(getenv, "TIMEOUT"); v != "" {
 		ms, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || ms <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be a number of milliseconds above 0; got %q", name, v))
 		}
 		c.timeout = time.Duration(ms) * time.Millisecond
 	}
-	switch name, v := get("COMPRESSION"); strings.TrimSpace(v) {
+	switch name, v := exporterVar(getenv, "COMPRESSION"); strings.TrimSpace(v) {
 	case "", "none":
 	case "gzip":
 		c.gzip = true
 	default:
 		errs = append(errs, fmt.Errorf("%s must be gzip or none; got %q", name, v))
 	}
-	tlsCfg, err := otlpTLS(get)
+	tlsCfg, err := otlpTLS(getenv)
 	errs = append(errs, err)
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tlsCfg
@@ -98,20 +90,16 @@ func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
 // otlpEndpoint is the URL spans are posted to: the traces' endpoint as
 // it is, or the general one with /v1/traces after its path.
 func otlpEndpoint(getenv func(string) string) (string, error) {
-	name, v := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-	general := v == ""
-	if general {
-		name, v = "OTEL_EXPORTER_OTLP_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
-		if v == "" {
-			return defaultEndpoint, nil
-		}
+	name, v := exporterVar(getenv, "ENDPOINT")
+	if v == "" {
+		return defaultEndpoint, nil
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// The URL may hold a password: it is not repeated.
 		return "", fmt.Errorf("%s must be an http:// or https:// URL with a host", name)
 	}
-	if general {
+	if name == "OTEL_EXPORTER_OTLP_ENDPOINT" {
 		return u.JoinPath("v1/traces").String(), nil // before a query it may have
 	}
 	return v, nil
@@ -138,10 +126,10 @@ func parseHeaders(h http.Header, name, v string) error {
 // otlpTLS is the TLS configuration the variables ask for: a CA file to
 // trust, and a client certificate and key; nil for the system's roots
 // and none.
-func otlpTLS(get func(string) (string, string)) (*tls.Config, error) {
-	caName, caFile := get("CERTIFICATE")
-	certName, certFile := get("CLIENT_CERTIFICATE")
-	keyName, keyFile := get("CLIENT_KEY")
+func otlpTLS(getenv func(string) string) (*tls.Config, error) {
+	caName, caFile := exporterVar(getenv, "CERTIFICATE")
+	certName, certFile := exporterVar(getenv, "CLIENT_CERTIFICATE")
+	keyName, keyFile := exporterVar(getenv, "CLIENT_KEY")
 	if caFile == "" && certFile == "" && keyFile == "" {
 		return nil, nil
 	}

@@ -48,9 +48,11 @@ type Tracing struct {
 	tracer     trace.Tracer
 	// Endpoint is the URL spans are posted to.
 	Endpoint string
-	// Protocol is the OTLP protocol spans are sent with: http/protobuf.
-	Protocol string
 }
+
+// Protocol is the OTLP protocol backupd sends spans with, the only one
+// it supports (see otlpClient).
+const Protocol = "http/protobuf"
 
 // FromEnv returns the tracing the environment asks for, or nil when it
 // asks for none: no OTLP endpoint named (OTEL_EXPORTER_OTLP_ENDPOINT,
@@ -69,9 +71,8 @@ func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) 
 	if err != nil || !on {
 		return nil, err
 	}
-	protocol, protocolErr := protocolOf(getenv)
 	client, clientErr := newOTLPClient(getenv)
-	if err := errors.Join(protocolErr, checkSampler(getenv), checkWholeNumbers(getenv), clientErr); err != nil {
+	if err := errors.Join(checkProtocol(getenv), checkSampler(getenv), checkWholeNumbers(getenv), clientErr); err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	exporter, err := otlptrace.New(ctx, client)
@@ -86,11 +87,11 @@ func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) 
 		return nil, fmt.Errorf("tracing: resource: %w", err)
 	}
 	limits := sdktrace.NewSpanLimits() // the environment's
-	if firstSet(getenv, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT") == "" {
+	if _, v := lookup(getenv, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"); v == "" {
 		limits.AttributeValueLengthLimit = maxAttributeValue
 	}
 	t := New(sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res), sdktrace.WithRawSpanLimits(limits)))
-	t.Endpoint, t.Protocol = client.endpoint, protocol
+	t.Endpoint = client.endpoint
 	return t, nil
 }
 
@@ -128,26 +129,21 @@ func enabled(getenv func(string) string) (bool, error) {
 	case "otlp":
 		return true, nil
 	case "":
-		return firstSet(getenv, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT") != "", nil
+		_, endpoint := exporterVar(getenv, "ENDPOINT")
+		return endpoint != "", nil
 	default:
 		return false, fmt.Errorf("tracing: OTEL_TRACES_EXPORTER must be otlp or none (backupd sends spans over OTLP only); got %q", v)
 	}
 }
 
-// protocolOf is the OTLP protocol the environment names, which must be
-// http/protobuf, OpenTelemetry's default: OTLP's gRPC exporter would
-// register grpc-go's gzip codec for the whole process (see otlpClient).
-func protocolOf(getenv func(string) string) (string, error) {
-	name := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-	v := getenv(name)
-	if v == "" {
-		name = "OTEL_EXPORTER_OTLP_PROTOCOL"
-		v = getenv(name)
+// checkProtocol refuses an OTLP protocol other than Protocol,
+// OpenTelemetry's default: OTLP's gRPC exporter would register grpc-go's
+// gzip codec for the whole process (see otlpClient).
+func checkProtocol(getenv func(string) string) error {
+	if name, v := exporterVar(getenv, "PROTOCOL"); v != "" && v != Protocol {
+		return fmt.Errorf("%s must be %s (backupd sends OTLP over HTTP; a collector takes it on port 4318); got %q", name, Protocol, v)
 	}
-	if v != "" && v != "http/protobuf" {
-		return "", fmt.Errorf("%s must be http/protobuf (backupd sends OTLP over HTTP; a collector takes it on port 4318); got %q", name, v)
-	}
-	return "http/protobuf", nil
+	return nil
 }
 
 // checkSampler refuses a sampler the SDK would replace, with a message
@@ -196,13 +192,22 @@ func checkWholeNumbers(getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-func firstSet(getenv func(string) string, names ...string) string {
-	for _, n := range names {
-		if v := getenv(n); v != "" {
-			return v
+// lookup returns the first of names that getenv sets, and its value; the
+// last of names and "" when it sets none of them.
+func lookup(getenv func(string) string, names ...string) (name, value string) {
+	for _, name = range names {
+		if value = getenv(name); value != "" {
+			return name, value
 		}
 	}
-	return ""
+	return name, ""
+}
+
+// exporterVar is the OTLP exporter's variable of the given suffix
+// (ENDPOINT, HEADERS, ...): its OTEL_EXPORTER_OTLP_TRACES_ form when set,
+// else its general OTEL_EXPORTER_OTLP_ form.
+func exporterVar(getenv func(string) string, suffix string) (name, value string) {
+	return lookup(getenv, "OTEL_EXPORTER_OTLP_TRACES_"+suffix, "OTEL_EXPORTER_OTLP_"+suffix)
 }
 
 // Shutdown sends the spans still held and stops the exporter; ctx bounds

@@ -317,7 +317,7 @@ func startTracing(ctx context.Context, logger *slog.Logger) (*tracing.Tracing, e
 	// package variable, as go-redis keeps its logger: set once, here.
 	otel.SetErrorHandler(tracing.ErrorHandler(logger))
 	logger.Info("tracing: spans go to an OpenTelemetry collector", slog.String("endpoint", tr.LoggedEndpoint()),
-		slog.String("protocol", tr.Protocol))
+		slog.String("protocol", tracing.Protocol))
 	return tr, nil
 }
 
