@@ -74,17 +74,22 @@ func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
 	}
 	tlsCfg, err := otlpTLS(getenv)
 	errs = append(errs, err)
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = tlsCfg
-	// A redirect is not followed: net/http would send a 301's or 302's
-	// POST again as a GET, without the spans, and take its answer for
-	// their receipt; and another host would get the headers, a
-	// collector's key among them. The 3xx is a failed export.
-	c.http = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	c.http = exportHTTPClient(tlsCfg)
 	return c, nil
+}
+
+// exportHTTPClient is the HTTP client of the exports, with tlsCfg (nil
+// for the default). It follows no redirect: net/http would send a 301's
+// or 302's POST again as a GET, without the spans, and take its answer
+// for their receipt; and another host would get the headers, a
+// collector's key among them. The 3xx is a failed export.
+func exportHTTPClient(tlsCfg *tls.Config) *http.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = tlsCfg
+	return &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // otlpEndpoint is the URL spans are posted to: the traces' endpoint as
