@@ -104,7 +104,7 @@ func New(provider *sdktrace.TracerProvider) *Tracing {
 // maxAttributeValue bounds a span attribute's value, unless the
 // environment sets a bound (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
 // OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT): OpenTelemetry's default is none,
-// and net/http's spans repeat what a caller sent (url.path,
+// and otelhttp's spans repeat what a caller sent (url.path,
 // user_agent.original, http.request.method_original), each up to the
 // headers' 64 KiB, for every request, a route's or not, a caller's
 // backupd knows or not; the exporter's queue holds 2048 spans, and sends
@@ -257,9 +257,9 @@ var httpMethods = map[string]bool{
 }
 
 // ErrorHandler logs what OpenTelemetry could not do (a batch of spans the
-// collector did not take, a span dropped from a full queue), at most
-// once every 10 s: a collector that is down would otherwise add a line
-// with every batch.
+// collector did not take), at most once every 10 s: a collector that is
+// down would otherwise add a line with every batch. A span dropped from
+// a full queue is not reported to it: the SDK only counts those.
 func ErrorHandler(logger *slog.Logger) otel.ErrorHandler {
 	capper := logcap.New(10 * time.Second)
 	return otel.ErrorHandlerFunc(func(err error) {
