@@ -258,7 +258,8 @@ type requestLine struct {
 	requestID, backupARN string
 }
 
-// write writes a request's log line and counts it.
+// write writes a request's log line and counts it; with tracing on, the
+// request's span gets what the line says too (annotate).
 func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time) {
 	d := time.Since(start)
 	var buf [14]slog.Attr
@@ -330,21 +331,20 @@ func annotate(ctx context.Context, l requestLine) {
 		// The route of the RPC the line names: also of a request the
 		// gateway did not match for a path variable left empty
 		// (emptyPathFields), which is answered as its route's.
-		if r, ok := restRoutes[l.method]; ok {
-			span.SetName(r.name)
-			span.SetAttributes(attribute.String("http.route", r.template))
+		if route, ok := restRoutes[l.method]; ok {
+			_, template, _ := strings.Cut(route, " ")
+			span.SetName(route)
+			span.SetAttributes(attribute.String("http.route", template))
 		}
 	}
 }
 
-// restRoutes are the REST routes by the RPC each calls (routeMethods):
-// the span name of a request of the route, its method and path template,
-// and the template.
-var restRoutes = func() map[string]struct{ name, template string } {
-	m := map[string]struct{ name, template string }{}
+// restRoutes is routeMethods the other way round: the REST route (method
+// and path template) of each RPC.
+var restRoutes = func() map[string]string {
+	m := make(map[string]string, len(routeMethods))
 	for route, rpc := range routeMethods {
-		_, template, _ := strings.Cut(route, " ")
-		m[rpc] = struct{ name, template string }{route, template}
+		m[rpc] = route
 	}
 	return m
 }()
