@@ -80,8 +80,9 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	}), nil
 }
 
-// traced is h making a span of every request, when t is set, but those
-// of the operators' endpoints, which are not logged either.
+// traced is h, making a span of every request when t is set but of those
+// to the operators' endpoints (operatorPaths): as health checks over
+// gRPC, they are not traced, whatever their method.
 func traced(t Tracing, h http.HandlerFunc) http.Handler {
 	if t == nil {
 		return h

@@ -44,7 +44,8 @@ type Options struct {
 	// HTTP listener's are bounded by listening through it).
 	Conns *connlimit.Limiter
 	// Tracing, when set, makes a span of every call over gRPC and REST
-	// but health checks and reflection (package tracing).
+	// but health checks, reflection and the operators' endpoints
+	// (package tracing).
 	Tracing Tracing
 	testKnobs
 }
@@ -188,26 +189,26 @@ func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 		creds = limitedCredentials{creds, opts.Conns}
 	}
 	sopts = append(sopts, grpc.Creds(creds))
-	var traced *otherMethods
+	var spans *otherMethods
 	if opts.Tracing != nil {
-		traced = &otherMethods{Handler: opts.Tracing.GRPCStatsHandler()}
-		sopts = append(sopts, grpc.StatsHandler(traced))
-		ic.refusals = traced
+		spans = &otherMethods{Handler: opts.Tracing.GRPCStatsHandler()}
+		sopts = append(sopts, grpc.StatsHandler(spans))
+		ic.refusals = spans
 	}
 	s := grpc.NewServer(sopts...)
 	backupv1.RegisterBackupServiceServer(s, opts.Service)
 	h.register(s, opts.Authorizer)
 	reflection.Register(s)
-	if traced != nil {
-		traced.served = servedMethods(s)
+	if spans != nil {
+		spans.served = servedMethods(s)
 	}
 	return s, ic
 }
 
-// otherMethods is a stats handler that hands its own a call of a method
-// the server does not serve as one of the method _OTHER, as OpenTelemetry
-// names it, and gives the call's span the name the caller sent, cut
-// short, as rpc.method_original: the span's name and rpc.method would
+// otherMethods wraps the tracing's stats handler so that a call of a
+// method the server does not serve is traced as one of the method
+// _OTHER, as OpenTelemetry names it, with the name the caller sent, cut
+// short, in rpc.method_original: the span's name and rpc.method would
 // otherwise be whatever a caller sent, up to the headers' 64 KiB.
 type otherMethods struct {
 	stats.Handler
