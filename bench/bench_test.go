@@ -61,7 +61,7 @@ func BenchmarkCreateBackupParallel(b *testing.B) {
 		call := stack.Call(t)
 		b.Run(string(t), func(b *testing.B) {
 			ctx := b.Context()
-			prune(b)
+			prune(b, stack)
 			waits, conns := stack.LimiterWaits(), stack.FakeConns()
 			b.ReportAllocs()
 			b.SetParallelism(perProc)
@@ -87,7 +87,7 @@ func BenchmarkCreateBackupParallel(b *testing.B) {
 // reports its CPU time and allocations.
 func serially(b *testing.B, s *bench.Stack, call func(context.Context) error) {
 	ctx := b.Context()
-	pruneStack(b, s)
+	prune(b, s)
 	cpu := startCPU()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -98,12 +98,9 @@ func serially(b *testing.B, s *bench.Stack, call func(context.Context) error) {
 	cpu.report(b)
 }
 
-// prune empties the fake's store and collects garbage, so that every
+// prune empties s's fake's store and collects garbage, so that every
 // measurement starts with the same heap (see bench.Stack.Prune).
-func prune(b *testing.B) { pruneStack(b, stack) }
-
-// pruneStack is prune for s.
-func pruneStack(b *testing.B, s *bench.Stack) {
+func prune(b *testing.B, s *bench.Stack) {
 	if _, err := s.Prune(b.Context()); err != nil {
 		b.Fatal(err)
 	}
@@ -147,7 +144,7 @@ func BenchmarkCreateBackupByCall(b *testing.B) {
 		calls[i] = stack.Call(t)
 	}
 	ctx := b.Context()
-	prune(b)
+	prune(b, stack)
 	total := make([]time.Duration, len(order))
 	perm := rand.Perm(len(order))
 	for b.Loop() {
@@ -174,7 +171,7 @@ func BenchmarkCreateBackupByCall(b *testing.B) {
 // run). Compare it with BenchmarkCreateBackup/grpc of the same run.
 func BenchmarkCreateBackupRequestID(b *testing.B) {
 	ctx := b.Context()
-	prune(b)
+	prune(b, stack)
 	cpu := startCPU()
 	b.ReportAllocs()
 	for b.Loop() {
