@@ -233,7 +233,7 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 	// Connections counted as cmd/backupd counts them, with its default limits.
 	conns := connlimit.New(connlimit.Limits{Total: config.DefaultMaxConnections, PerIP: config.DefaultMaxConnectionsPerIP}, s.metrics, logger)
 	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: s.metrics, Conns: conns}
-	if tr != nil {
+	if tr != nil { // a nil *tracing.Tracing would be a Tracing that is not nil
 		srvOpts.Tracing = tr
 	}
 	if s.GRPCAddr, err = s.serveGRPC(server.NewGRPC(srvOpts, health)); err != nil {

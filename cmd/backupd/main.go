@@ -270,7 +270,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	if err != nil {
 		return err
 	}
-	if tr != nil {
+	if tr != nil { // a nil *tracing.Tracing would be a Tracing that is not nil
 		srvOpts.Tracing = tr
 	}
 	if w := connlimit.FileLimitWarning(*cfg.Listen.MaxConnections); w != "" {
