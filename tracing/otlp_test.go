@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +37,8 @@ func TestOTLPClientConfig(t *testing.T) {
 		name     string
 		env      map[string]string
 		endpoint string
+		headers  http.Header   // when set, the headers every export sends
+		timeout  time.Duration // when set, the timeout of an upload
 		wantErr  string
 		secret   string // never in the error
 	}{
@@ -47,7 +51,10 @@ func TestOTLPClientConfig(t *testing.T) {
 			wantErr: "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL with a host"},
 		{name: "endpoint's password not repeated", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://u:hunter22@collector"},
 			wantErr: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT must be", secret: "hunter22"},
-		{name: "headers", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%20def, x-team=backups"}, endpoint: defaultEndpoint},
+		{name: "headers", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%20def, x-team=backups"}, endpoint: defaultEndpoint,
+			headers: http.Header{"Api-Key": {"abc def"}, "X-Team": {"backups"}}},
+		{name: "traces headers win", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=general", "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=traces"},
+			endpoint: defaultEndpoint, headers: http.Header{"Api-Key": {"traces"}}},
 		{name: "headers' value not repeated", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=s3cr3tkey,novalue"},
 			wantErr: "OTEL_EXPORTER_OTLP_TRACES_HEADERS must be comma-separated key=value pairs, values percent-encoded; entry 2 is not", secret: "s3cr3tkey"},
 		{name: "bad escape", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t%zz"},
@@ -59,7 +66,8 @@ func TestOTLPClientConfig(t *testing.T) {
 			wantErr: "entry 1 is not", secret: "s3cr3t"},
 		{name: "general endpoint with a query", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318/otlp/?tenant=backups"},
 			endpoint: "https://collector:4318/otlp/v1/traces?tenant=backups"},
-		{name: "timeout", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}, endpoint: defaultEndpoint},
+		{name: "default timeout", endpoint: defaultEndpoint, timeout: defaultTimeout},
+		{name: "timeout", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}, endpoint: defaultEndpoint, timeout: 2500 * time.Millisecond},
 		{name: "timeout not a number", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"},
 			wantErr: `OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds above 0; got "10s"`},
 		{name: "compression", env: map[string]string{"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"},
@@ -90,14 +98,13 @@ func TestOTLPClientConfig(t *testing.T) {
 			if c.endpoint != tc.endpoint {
 				t.Errorf("endpoint %q, want %q", c.endpoint, tc.endpoint)
 			}
+			if tc.headers != nil && !maps.EqualFunc(c.headers, tc.headers, slices.Equal) {
+				t.Errorf("headers %v, want %v", c.headers, tc.headers)
+			}
+			if tc.timeout != 0 && c.timeout != tc.timeout {
+				t.Errorf("timeout %v, want %v", c.timeout, tc.timeout)
+			}
 		})
-	}
-	c, err := newOTLPClient(envOf(map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%20def, x-team=backups", "OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.headers.Get("Api-Key") != "abc def" || c.headers.Get("X-Team") != "backups" || c.timeout != 2500*time.Millisecond {
-		t.Fatalf("headers %v, timeout %v", c.headers, c.timeout)
 	}
 }
 
@@ -237,8 +244,8 @@ func TestExportFailureLogHidesTheEndpointsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
+	defer otel.SetErrorHandler(otel.GetErrorHandler())
 	otel.SetErrorHandler(ErrorHandler(slog.New(slog.NewJSONHandler(&logs, nil))))
-	defer otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
 	_, span := tr.tracer.Start(context.Background(), "CreateBackup")
 	span.End()
 	_ = tr.Shutdown(context.Background()) // sends the span, and fails
