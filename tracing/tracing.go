@@ -149,8 +149,9 @@ func checkProtocol(getenv func(string) string) error {
 // checkSampler refuses a sampler the SDK would replace, with a message
 // on stderr, by its default (every trace whose parent is sampled).
 func checkSampler(getenv func(string) string) error {
+	// Trimmed and in any case, as the SDK reads them.
 	name := getenv("OTEL_TRACES_SAMPLER")
-	switch name {
+	switch strings.ToLower(strings.TrimSpace(name)) {
 	case "", "always_on", "always_off", "parentbased_always_on", "parentbased_always_off":
 		return nil
 	case "traceidratio", "parentbased_traceidratio":
@@ -159,10 +160,10 @@ func checkSampler(getenv func(string) string) error {
 			"parentbased_always_on, parentbased_always_off, parentbased_traceidratio; got %q", name)
 	}
 	arg := getenv("OTEL_TRACES_SAMPLER_ARG")
-	if arg == "" {
+	if strings.TrimSpace(arg) == "" {
 		return nil // the SDK's default ratio, 1
 	}
-	if r, err := strconv.ParseFloat(arg, 64); err != nil || r < 0 || r > 1 {
+	if r, err := strconv.ParseFloat(strings.TrimSpace(arg), 64); err != nil || r < 0 || r > 1 {
 		return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1 for %s; got %q", name, arg)
 	}
 	return nil
@@ -184,7 +185,8 @@ func checkWholeNumbers(getenv func(string) string) error {
 	var errs []error
 	for _, name := range wholeNumbers {
 		if v := getenv(name); v != "" {
-			if _, err := strconv.Atoi(strings.TrimSpace(v)); err != nil {
+			// Taken as the SDK takes it, untrimmed: it replaces " 200".
+			if _, err := strconv.Atoi(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s must be a whole number; got %q", name, v))
 			}
 		}

@@ -54,6 +54,12 @@ func TestFromEnv(t *testing.T) {
 		{name: "batch delay", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "200"}, on: true},
 		{name: "batch delay with a unit", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "5s"},
 			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number; got "5s"`},
+		// The SDK does not trim them: it would replace " 200" by its default.
+		{name: "batch delay with a space", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": " 200"},
+			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number; got " 200"`},
+		// The SDK takes a sampler in any case, and trims it and its ratio.
+		{name: "sampler in capitals, ratio with spaces", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp",
+			"OTEL_TRACES_SAMPLER": " ParentBased_TraceIDRatio", "OTEL_TRACES_SAMPLER_ARG": " 0.5 "}, on: true},
 		{name: "attribute limit not a number", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "1k"},
 			wantErr: `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT must be a whole number; got "1k"`},
 		{name: "ratio not a number", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"},
