@@ -163,7 +163,7 @@ func checkSampler(getenv func(string) string) error {
 	if strings.TrimSpace(arg) == "" {
 		return nil // the SDK's default ratio, 1
 	}
-	if r, err := strconv.ParseFloat(strings.TrimSpace(arg), 64); err != nil || r < 0 || r > 1 {
+	if r, err := strconv.ParseFloat(strings.TrimSpace(arg), 64); err != nil || !(r >= 0 && r <= 1) { // NaN too
 		return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1 for %s; got %q", name, arg)
 	}
 	return nil

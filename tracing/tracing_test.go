@@ -51,6 +51,8 @@ func TestFromEnv(t *testing.T) {
 		{name: "unknown sampler", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "xray"}, wantErr: `OTEL_TRACES_SAMPLER must be one of`},
 		{name: "ratio over 1", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
 			wantErr: `OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1 for traceidratio; got "1.5"`},
+		{name: "ratio not a number at all", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "NaN"},
+			wantErr: `OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1 for traceidratio; got "NaN"`},
 		{name: "batch delay", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "200"}, on: true},
 		{name: "batch delay with a unit", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "5s"},
 			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number; got "5s"`},
