@@ -18,8 +18,9 @@ import (
 // AWSMiddleware adds to an AWS SDK client's middleware stack (as one of
 // aws.Config's APIOptions) a client span around each operation, named
 // as the AWS SDK names it ("DynamoDB.CreateBackup"), and inside it a
-// span around each attempt, which the operation's retries, a wait for
-// credentials and a wait for the rate limit fall in.
+// span around each attempt, the first and each retry: an attempt's wait
+// for credentials (an STS call's span) and for the rate limit fall in
+// its span, so that the trace shows which attempt waited.
 func (t *Tracing) AWSMiddleware(stack *middleware.Stack) error {
 	if err := stack.Initialize.Add(&operationSpan{tracer: t.tracer}, middleware.After); err != nil {
 		return err
