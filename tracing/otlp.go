@@ -65,7 +65,7 @@ func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
 		}
 		c.timeout = time.Duration(ms) * time.Millisecond
 	}
-	switch name, v := exporterVar(getenv, "COMPRESSION"); strings.TrimSpace(v) {
+	switch name, v := exporterVar(getenv, "COMPRESSION"); strings.ToLower(strings.TrimSpace(v)) {
 	case "", "none":
 	case "gzip":
 		c.gzip = true

@@ -123,7 +123,9 @@ func enabled(getenv func(string) string) (bool, error) {
 	case v != "" && !strings.EqualFold(v, "false"):
 		return false, fmt.Errorf("tracing: OTEL_SDK_DISABLED must be true or false; got %q", v)
 	}
-	switch v := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); v {
+	// Enumerated values are matched in any case, as OpenTelemetry's
+	// configuration specification asks.
+	switch v := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); strings.ToLower(v) {
 	case "none":
 		return false, nil
 	case "otlp":
@@ -140,7 +142,7 @@ func enabled(getenv func(string) string) (bool, error) {
 // OpenTelemetry's default: OTLP's gRPC exporter would register grpc-go's
 // gzip codec for the whole process (see otlpClient).
 func checkProtocol(getenv func(string) string) error {
-	if name, v := exporterVar(getenv, "PROTOCOL"); v != "" && v != Protocol {
+	if name, v := exporterVar(getenv, "PROTOCOL"); v != "" && !strings.EqualFold(strings.TrimSpace(v), Protocol) {
 		return fmt.Errorf("%s must be %s (backupd sends OTLP over HTTP; a collector takes it on port 4318); got %q", name, Protocol, v)
 	}
 	return nil
