@@ -89,7 +89,10 @@ func failed(span trace.Span, err error) {
 	if err == nil {
 		return
 	}
-	if api, ok := errors.AsType[smithy.APIError](err); ok {
+	// "UnknownError" is smithy's name for an answer that named no code
+	// (an empty 5xx): the attempt's http.response.status_code says what
+	// came, as the metrics' http_<status> does.
+	if api, ok := errors.AsType[smithy.APIError](err); ok && api.ErrorCode() != "UnknownError" {
 		span.SetAttributes(attribute.String("aws.error_code", api.ErrorCode()))
 	}
 	span.SetStatus(codes.Error, redact.Error(err))

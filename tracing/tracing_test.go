@@ -231,3 +231,37 @@ func TestFromEnvBoundsAttributes(t *testing.T) {
 		})
 	}
 }
+
+// TestAWSMiddlewareSpansOfAnAnswerWithoutACode: an empty 503 gives the
+// operation no aws.error_code (smithy would name it UnknownError), and
+// its attempt the status that came.
+func TestAWSMiddlewareSpansOfAnAnswerWithoutACode(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	client := dynamodb.NewFromConfig(aws.Config{
+		Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		BaseEndpoint: aws.String("http://dynamodb.test"), RetryMaxAttempts: 1,
+		HTTPClient: canned{status: 503}, APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware},
+	})
+	if _, err := client.DescribeBackup(context.Background(), &dynamodb.DescribeBackupInput{BackupArn: aws.String("arn")}); err == nil {
+		t.Fatal("DescribeBackup succeeded against a 503")
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2 (operation, attempt)", len(spans))
+	}
+	for _, a := range spans[1].Attributes() {
+		if a.Key == "aws.error_code" {
+			t.Errorf("operation span has aws.error_code %q", a.Value.AsString())
+		}
+	}
+	status := ""
+	for _, a := range spans[0].Attributes() {
+		if a.Key == "http.response.status_code" {
+			status = a.Value.String()
+		}
+	}
+	if status != "503" || spans[1].Status().Code != codes.Error {
+		t.Errorf("attempt's status code %q, operation's status %v; want 503, an error", status, spans[1].Status())
+	}
+}
