@@ -2,6 +2,7 @@ package service
 
 import (
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -126,6 +127,10 @@ func FuzzValidateCreate(f *testing.F) {
 		}
 	})
 }
+
+// nameRe is DynamoDB's name rule as a regular expression: an oracle
+// for checkName's loop.
+var nameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
 
 func nameOK(s string) bool { return len(s) >= 3 && len(s) <= 255 && nameRe.MatchString(s) }
 
@@ -485,4 +490,20 @@ func fieldPathIn(m protoreflect.Message, path string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzNameChars: checkName's loop takes exactly the names the regular
+// expression of DynamoDB's rule takes.
+func FuzzNameChars(f *testing.F) {
+	for _, s := range []string{"Orders", "my-table_1.0", "a b", "a/b", "Ωmega", "tab\x00le", "..", "x\xff", "Z9-", "`", "[", "@", "{", "a+b", "a,b", "a:b", "a^b", "a~b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if s == "" {
+			return // refused before, as required
+		}
+		if got, want := nameChars(s), nameRe.MatchString(s); got != want {
+			t.Errorf("nameChars(%q) = %v, the rule says %v", s, got, want)
+		}
+	})
 }

@@ -2,7 +2,6 @@ package service
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/backupd/backupd/badrequest"
@@ -40,8 +39,6 @@ func (vs violations) err() error {
 	return &badrequest.Error{Violations: vs}
 }
 
-var nameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
-
 const (
 	nameRule     = "must be 3-255 characters of a-z A-Z 0-9 _ . -"
 	maxRequestID = 128
@@ -70,9 +67,22 @@ func checkName(vs *violations, field, name string) {
 		vs.add(field, "is required; it %s", nameRule)
 	case len(name) < 3 || len(name) > 255:
 		vs.add(field, "%s; got %d", nameRule, len(name)) // as DESIGN.md words it
-	case !nameRe.MatchString(name):
+	case !nameChars(name):
 		vs.add(field, "%s; got %s", nameRule, badrequest.Quote(name))
 	}
+}
+
+// nameChars reports whether s holds only a-z A-Z 0-9 _ . -: a loop, as a
+// regular expression took about 1 µs a name on every request.
+func nameChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // visibleASCII reports whether s is printable ASCII without spaces.
