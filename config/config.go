@@ -468,12 +468,6 @@ func setDefault(s *string, v string) {
 }
 
 var (
-	// regionRe is the shape every AWS region has: a two-letter area, one
-	// or more words, and a number of one or two digits (us-east-1,
-	// ap-southeast-3, us-gov-west-1, cn-north-1, il-central-1). No region
-	// has a number above 9 yet; two digits leave room, three do not look
-	// like a region.
-	regionRe      = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 	roleARNRe     = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
 	externalIDRe  = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
 	sessionNameRe = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
@@ -493,10 +487,38 @@ func ValidAccountID(id string) bool {
 	return true
 }
 
-// ValidRegion reports whether r has the shape of an AWS region, such as
-// us-east-1 or us-gov-west-1. The configuration and every request are held
-// to this one rule, so no configured region is one a request may not name.
-func ValidRegion(r string) bool { return len(r) <= maxRegionLength && regionRe.MatchString(r) }
+// ValidRegion reports whether r has the shape every AWS region has: a
+// two-letter area, one or more words, and a number of one or two digits
+// (us-east-1, ap-southeast-3, us-gov-west-1, cn-north-1, il-central-1).
+// No region has a number above 9 yet; two digits leave room, three do not
+// look like a region. The configuration and every request are held to
+// this one rule, so no configured region is one a request may not name.
+// It is a loop, not a regular expression, as every request's log line
+// asks it: the expression took about 2.5 µs.
+func ValidRegion(r string) bool {
+	if len(r) > maxRegionLength {
+		return false
+	}
+	area, rest, ok := strings.Cut(r, "-")
+	if !ok || len(area) != 2 || !lowerWord(area) {
+		return false
+	}
+	for words := 0; ; words++ {
+		w, after, more := strings.Cut(rest, "-")
+		if !more { // the number
+			return words > 0 && len(w) >= 1 && len(w) <= 2 && strings.Trim(w, "0123456789") == ""
+		}
+		if !lowerWord(w) {
+			return false
+		}
+		rest = after
+	}
+}
+
+// lowerWord reports whether w is one or more of a-z.
+func lowerWord(w string) bool {
+	return w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyz") == ""
+}
 
 // maxRegionLength bounds a region: the rule bounds neither its words'
 // count nor their length, and the longest real region is half this.
