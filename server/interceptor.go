@@ -292,7 +292,8 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 		// The caller's id for correlation (X-Request-Id over REST).
 		attrs = append(attrs, slog.String("x_request_id", redact.Cut(v[0], maxRequestIDEcho)))
 	}
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+	span := trace.SpanFromContext(ctx) // with tracing off, a no-op span
+	if sc := span.SpanContext(); sc.IsValid() {
 		// The trace the request's span is in (with tracing on), to go
 		// from the line to the trace and back.
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
@@ -300,7 +301,7 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 	if l.level >= slog.LevelWarn && l.err != nil {
 		attrs = append(attrs, slog.String("error", redact.Error(l.err)))
 	}
-	annotate(ctx, l)
+	annotate(ctx, span, l)
 	logLine(ctx, i.log, now, l.level, attrs)
 	if i.metrics != nil {
 		label := l.method
@@ -327,8 +328,7 @@ func logLine(ctx context.Context, log *slog.Logger, now time.Time, level slog.Le
 // annotate gives the request's span, when one is recorded, what its log
 // line says of the request, and names a REST request's span by its
 // method and route, as HTTP servers' spans are named.
-func annotate(ctx context.Context, l requestLine) {
-	span := trace.SpanFromContext(ctx)
+func annotate(ctx context.Context, span trace.Span, l requestLine) {
 	if !span.IsRecording() {
 		return
 	}
