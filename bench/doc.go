@@ -39,13 +39,15 @@
 //   - grpc-nolog: backupd over gRPC with slog.DiscardHandler, which drops
 //     each record before formatting it: grpc minus grpc-nolog is what the
 //     log line costs.
-//   - bare-proxy: the two floors chained as backupd chains them, a stub on
-//     a plain grpc.NewServer whose handler makes the direct-sdk call and
-//     answers the canned response. It has everything backupd has except
-//     backupd's code: grpc minus bare-proxy is what that code costs, while
-//     bare-proxy minus the two floors is what chaining them costs (the SDK
-//     call on a fresh goroutine per RPC, whose stack must grow; one more
-//     hand-off between goroutines and sockets).
+//   - bare-proxy: the two floors chained as backupd chains them, a stub
+//     whose handler makes the direct-sdk call and answers the canned
+//     response, on a grpc-go server with backupd's transport settings
+//     (static HTTP/2 windows, stream workers, the handler's stack grown
+//     first). It has everything backupd has except backupd's code: grpc
+//     minus bare-proxy is what that code costs, while bare-proxy minus the
+//     two floors is what chaining them costs (one more hand-off between
+//     goroutines and sockets, and the caller's HTTP/2 PING answered on
+//     its own while the DynamoDB call is out).
 //   - floors: both floors made by one caller back to back, not chained.
 //     Measured apart, each floor runs alone with its code and data hot in
 //     the CPU's caches, which no request doing both gets; floors is what

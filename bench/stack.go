@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -59,12 +60,12 @@ const (
 	// records before formatting them: GRPC minus it is the log line's cost.
 	GRPCNoLog Target = "grpc-nolog"
 	// BareProxy is the two floors chained, as backupd chains them: a stub
-	// BackupService on a plain grpc-go server whose handler makes the
-	// direct-sdk call and then answers the canned response. GRPC minus it
-	// is what backupd's own code (interceptor, log, validation, limiter,
-	// conversion) costs, without the cost of the chaining itself. Its
-	// server keeps grpc-go's default flow control, so GRPC minus it also
-	// counts what backupd's static HTTP/2 windows save.
+	// BackupService whose handler makes the direct-sdk call and then
+	// answers the canned response, on a grpc-go server with backupd's
+	// transport settings (static HTTP/2 windows, stream workers, the
+	// handler's stack grown first) and nothing else. GRPC minus it is what
+	// backupd's own code (interceptor, log, validation, limiter,
+	// conversion, metrics) costs, without the cost of the chaining itself.
 	BareProxy Target = "bare-proxy"
 	// Floors is both floors done by one caller back to back, not chained:
 	// a direct-sdk call, then a bare-grpc round trip. Measured apart, each
@@ -284,8 +285,8 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 }
 
 // startFloors serves the bare stub, which answers what backupd answered,
-// and the bare proxy, which makes the direct-sdk call first, on plain
-// grpc.NewServer()s, and dials both.
+// on a plain grpc.NewServer(), and the bare proxy, which makes the
+// direct-sdk call first, and dials both.
 func (s *Stack) startFloors(ctx context.Context) error {
 	resp, err := s.grpcClient.CreateBackup(ctx, s.grpcReq)
 	if err != nil {
@@ -300,8 +301,16 @@ func (s *Stack) startFloors(ctx context.Context) error {
 	if s.bareClient, err = s.client(s.BareAddr); err != nil {
 		return err
 	}
-	proxy := grpc.NewServer()
-	backupv1.RegisterBackupServiceServer(proxy, &stub{resp: resp, before: s.callDirect})
+	// backupd's server's settings that bear on speed (server.NewGRPC):
+	// with grpc-go's defaults the proxy would pay for bandwidth-delay
+	// PINGs and fresh goroutines' stack growth that backupd does not.
+	proxy := grpc.NewServer(grpc.StaticStreamWindowSize(1<<20), grpc.StaticConnWindowSize(1<<20),
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	callDirect := func(ctx context.Context) error {
+		awsbase.GrowStack()
+		return s.callDirect(ctx)
+	}
+	backupv1.RegisterBackupServiceServer(proxy, &stub{resp: resp, before: callDirect})
 	proxyAddr, err := s.serveGRPC(proxy)
 	if err != nil {
 		return err
