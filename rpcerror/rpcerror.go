@@ -236,7 +236,7 @@ func mapOurs(err error) (mapped, bool) {
 		msg := fmt.Sprintf("%s calls for account %s in %s are over the account's rate; retry after %s", limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter)
 		if limited.Held {
 			msg = fmt.Sprintf("%s calls for account %s in %s are held back while backupd's shared rate limit recovers "+
-				"(Redis restarted or its clock stepped, and turns given before may still be going out); retry after %s",
+				"(after a first start on this Redis, a Redis restart or failover, or a step of its clock, turns given before may still be going out); retry after %s",
 				limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter)
 		}
 		return mapped{code: codes.ResourceExhausted, reason: "RATE_LIMITED", retryAfter: limited.RetryAfter, msg: msg,
@@ -247,7 +247,7 @@ func mapOurs(err error) (mapped, bool) {
 	case errors.As(err, &replayed):
 		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}, true
 	case errors.As(err, &shared):
-		msg := "backupd's shared state (Redis) is unavailable, so it cannot check the account's rate; nothing was sent to DynamoDB; retry later"
+		msg := "backupd's shared state (Redis) is unavailable or did not answer in time, so it cannot check the account's rate; nothing was sent to DynamoDB; retry later"
 		switch {
 		case errors.As(err, new(*accounts.RetryStoppedError)):
 			msg = "backupd's shared state (Redis) became unavailable before it could retry the call, whose attempt before had failed at DynamoDB; retry later"
@@ -255,7 +255,7 @@ func mapOurs(err error) (mapped, bool) {
 			// This call sent nothing, but another with its request_id
 			// (on another replica, or one Redis forgot in a restart)
 			// may have.
-			msg = "backupd's shared state (Redis) is unavailable, so it cannot check the request_id: this call sent nothing to DynamoDB, " +
+			msg = "backupd's shared state (Redis) is unavailable or did not answer in time, so it cannot check the request_id: this call sent nothing to DynamoDB, " +
 				"but another call with the same request_id may have; retry later with the same request_id, not a new one"
 		}
 		return mapped{code: codes.Unavailable, reason: "SHARED_STATE_UNAVAILABLE", retryAfter: DefaultRetryAfter, msg: msg}, true
