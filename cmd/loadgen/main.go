@@ -8,8 +8,9 @@
 //	loadgen -fake http://127.0.0.1:PORT  # the fake of a running `backupd --sandbox`, in its own process
 //
 // The time of each (target, concurrency) pair is split into -rounds slices,
-// and the targets take turns slice by slice, so that a machine that slows
-// down or speeds up during the run affects every target alike. Before each
+// and the targets take turns slice by slice, in a new random order each
+// round, so that a machine that slows down or speeds up during the run
+// affects every target alike. Before each
 // slice the fake's store is emptied and a short warm-up runs, neither
 // measured. Each slice is bounded by its share of -d or -n, and by -timeout
 // in any case, so loadgen always stops by itself.
@@ -207,7 +208,8 @@ func printHeader(stdout io.Writer, opts options, stack *bench.Stack) {
 }
 
 // measureAll measures every target at every concurrency, the targets
-// taking turns slice by slice within each concurrency's rounds.
+// taking turns slice by slice, in a random order, within each
+// concurrency's rounds.
 func measureAll(ctx context.Context, stack *bench.Stack, opts options) ([]*result, error) {
 	var results []*result
 	for _, c := range opts.conc {
@@ -216,8 +218,10 @@ func measureAll(ctx context.Context, stack *bench.Stack, opts options) ([]*resul
 			byTarget[i] = &result{target: t, conc: c}
 		}
 		for round := range opts.rounds {
-			for _, r := range byTarget {
-				if err := measure(ctx, stack, opts, r, round); err != nil {
+			// A new order each round, so that no target always runs
+			// after the same one, or first after a GC of the last.
+			for _, i := range rand.Perm(len(byTarget)) {
+				if err := measure(ctx, stack, opts, byTarget[i], round); err != nil {
 					return nil, err
 				}
 			}
