@@ -10,10 +10,10 @@
 // The time of each (target, concurrency) pair is split into -rounds slices,
 // and the targets take turns slice by slice, in a new random order each
 // round, so that a machine that slows down or speeds up during the run
-// affects every target alike. Before each
-// slice the fake's store is emptied and a short warm-up runs, neither
-// measured. Each slice is bounded by its share of -d or -n, and by -timeout
-// in any case, so loadgen always stops by itself.
+// affects every target alike. Before each slice the fake's store is
+// emptied and a short warm-up runs, neither measured. Each slice is bounded
+// by its share of -d or -n, and by -timeout in any case, so loadgen always
+// stops by itself.
 //
 // With -target all it then measures the targets at concurrency 1 once
 // more, taking turns call by call: one caller makes one call of every
