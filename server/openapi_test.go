@@ -324,6 +324,8 @@ func TestOpenAPIRequiredIsWhatResponsesHold(t *testing.T) {
 		"v1ConsistencyWindow.includesWritesBefore":          true,
 		"v1ConsistencyWindow.excludesWritesAfter":           true,
 		"v1GetBackupResponse.backupDescription":             true,
+		"v1DeleteBackupResponse.backupDescription":          true,
+		"v1BackupDescription.backupDetails":                 true,
 		"v1RestoreTableFromBackupResponse.tableDescription": true,
 	}
 	responseOnly := []protoreflect.Message{
@@ -332,7 +334,9 @@ func TestOpenAPIRequiredIsWhatResponsesHold(t *testing.T) {
 		(&backupv1.BackupDetails{}).ProtoReflect(), (&backupv1.ListBackupsResponse{}).ProtoReflect(),
 		(&backupv1.BackupSummary{}).ProtoReflect(), (&backupv1.SourceTableDetails{}).ProtoReflect(),
 		(&backupv1.SourceTableFeatureDetails{}).ProtoReflect(), (&backupv1.TableDescription{}).ProtoReflect(),
-		(&backupv1.RestoreSummary{}).ProtoReflect(),
+		(&backupv1.RestoreSummary{}).ProtoReflect(), (&backupv1.DeleteBackupResponse{}).ProtoReflect(),
+		(&backupv1.BackupDescription{}).ProtoReflect(), (&backupv1.StreamSpecification{}).ProtoReflect(),
+		(&backupv1.TimeToLiveDescription{}).ProtoReflect(), (&backupv1.SseDescription{}).ProtoReflect(),
 	}
 	for _, m := range responseOnly {
 		md := m.Descriptor()
