@@ -327,6 +327,10 @@ func TestParseWrongTypes(t *testing.T) {
 		{"redis settings", "shared_state:\n  backend: redis\n  redis:\n    address: 127.0.0.1:6379\n    db: zero\n    tls: maybe\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n",
 			[]string{"shared_state.redis.db: must be a whole number; got `zero` (line 5)", "shared_state.redis.tls: must be true or false; got `maybe` (line 6)"},
 			nil},
+		{"whole numbers written with a fraction or an exponent, which yaml would cut", "listen: {max_connections: 0.5, max_connections_per_ip: 1e3}\nshared_state:\n  backend: redis\n  redis:\n    address: 127.0.0.1:6379\n    db: 1.7\n    wait_replicas: 0.9\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n",
+			[]string{"listen.max_connections: must be a whole number; got 0.5 (line 1)", "listen.max_connections_per_ip: must be a whole number; got 1e3 (line 1)",
+				"shared_state.redis.db: must be a whole number; got 1.7 (line 6)", "shared_state.redis.wait_replicas: must be a whole number; got 0.9 (line 7)"},
+			[]string{"got 0;", "at least 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.yaml, tt.want, tt.notWant) })

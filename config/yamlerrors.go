@@ -56,7 +56,7 @@ func decode(data []byte) (*Config, typeReport, error) {
 	if len(doc.Content) > 0 {
 		w.walk(doc.Content[0], "", reflect.TypeFor[Config](), false)
 	}
-	if te == nil && len(w.empty) == 0 {
+	if te == nil && len(w.empty) == 0 && len(w.fractional()) == 0 {
 		return c, typeReport{problems: more}, nil
 	}
 	rep, duplicate := w.report(te)
@@ -113,6 +113,12 @@ func (w *typedWalk) report(te *yaml.TypeError) (rep typeReport, duplicate bool) 
 		// yaml leaves an empty element of a list out without a word.
 		rep.problems = append(rep.problems, fmt.Errorf("%s: is empty (line %d); give it a value or remove its -", path, w.empty[path]))
 		rep.mistyped[path] = true
+	}
+	for _, v := range w.fractional() {
+		// yaml decodes 1.5 into a whole-number field as 1, without a
+		// word: the file asked for something backupd does not do.
+		rep.problems = append(rep.problems, fmt.Errorf("%s: must be %s; got %s (line %d)", v.path, wanted(v.t), v.n.Value, v.n.Line))
+		rep.mistyped[v.path] = true
 	}
 	if te == nil {
 		return rep, false
@@ -395,6 +401,33 @@ func (w *typedWalk) wrong(k typedKey) []typedValue {
 		}
 	}
 	return vs
+}
+
+// fractional returns, by path, the values of whole-number fields that the
+// file writes as numbers with a fraction or an exponent (1.5, 1e3), which
+// yaml cuts to a whole number rather than report.
+func (w *typedWalk) fractional() []typedValue {
+	var vs []typedValue
+	for _, l := range w.values {
+		for _, v := range l {
+			if isWhole(v.t) && v.n.Kind == yaml.ScalarNode && v.n.ShortTag() == "!!float" {
+				vs = append(vs, v)
+			}
+		}
+	}
+	slices.SortFunc(vs, func(a, b typedValue) int { return strings.Compare(a.path, b.path) })
+	return vs
+}
+
+// isWhole reports whether t is a whole-number field's type (durations
+// have their own form, which yaml checks).
+func isWhole(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return t != reflect.TypeFor[time.Duration]()
+	}
+	return false
 }
 
 // wanted says in the file's terms what a value of type t must be.
