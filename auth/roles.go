@@ -322,6 +322,22 @@ func (e *AssumeRoleError) Invalid() bool {
 	return ok && api.ErrorCode() == "ValidationError"
 }
 
+// OwnCredentialsRefused reports whether STS refused the credentials
+// backupd signed the AssumeRole call with (unknown, expired, or a secret
+// that does not match the key), rather than the role: what to fix is then
+// backupd's own identity, not the account's trust policy.
+func (e *AssumeRoleError) OwnCredentialsRefused() bool {
+	api, ok := errors.AsType[smithy.APIError](e.Err)
+	if !ok {
+		return false
+	}
+	switch api.ErrorCode() {
+	case "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "UnrecognizedClientException":
+		return true
+	}
+	return false
+}
+
 // Denied reports whether STS refused the role (as opposed to failing to
 // answer): the trust policy, ExternalId or backupd's own identity is wrong.
 func (e *AssumeRoleError) Denied() bool {

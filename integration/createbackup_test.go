@@ -346,14 +346,17 @@ func TestSTSRefusals(t *testing.T) {
 		reason     string
 		httpStatus int
 		retry      bool
-		named      bool // the message names the account
+		named      bool   // the message names the account
+		fix        string // what the message says to check
 	}{
 		{http.StatusForbidden, "AccessDenied", "User: arn:aws:iam::000000000000:user/backupd is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::x:role/backupd",
-			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", http.StatusForbidden, false, true},
+			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", http.StatusForbidden, false, true, "trust policy"},
+		{http.StatusForbidden, "InvalidClientTokenId", "The security token included in the request is invalid.",
+			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", http.StatusForbidden, false, true, "backupd's own AWS credentials"},
 		{http.StatusBadRequest, "ValidationError", "1 validation error detected",
-			codes.Internal, "INTERNAL", http.StatusInternalServerError, false, false},
+			codes.Internal, "INTERNAL", http.StatusInternalServerError, false, false, ""},
 		{http.StatusBadRequest, "Throttling", "Rate exceeded",
-			codes.Unavailable, "STS_UNAVAILABLE", http.StatusServiceUnavailable, true, true},
+			codes.Unavailable, "STS_UNAVAILABLE", http.StatusServiceUnavailable, true, true, ""},
 	} {
 		t.Run(tt.code, func(t *testing.T) {
 			a := testenv.UniqueAccountID(t)
@@ -365,6 +368,9 @@ func TestSTSRefusals(t *testing.T) {
 			st := status.Convert(err)
 			if st.Code() != tt.want || reasonOf(st) != tt.reason || strings.Contains(st.Message(), a) != tt.named {
 				t.Errorf("gRPC err = %v; want %v %s, naming %s: %v", err, tt.want, tt.reason, a, tt.named)
+			}
+			if !strings.Contains(st.Message(), tt.fix) {
+				t.Errorf("gRPC message %q does not say to check %q", st.Message(), tt.fix)
 			}
 			if got := retryDelay(st) > 0; got != tt.retry {
 				t.Errorf("RetryInfo given: %v, want %v", got, tt.retry)

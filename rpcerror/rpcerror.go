@@ -327,6 +327,11 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 	if id := awsRequestID(e); id != "" { // STS's, for AWS support
 		meta = map[string]string{"aws_request_id": id}
 	}
+	if e.OwnCredentialsRefused() {
+		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
+			msg: fmt.Sprintf("STS refused the credentials backupd assumes roles with, so it could not assume its role in account %s; "+
+				"ask backupd's operators to check backupd's own AWS credentials", e.AccountID)}
+	}
 	if e.Denied() {
 		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
 			msg: fmt.Sprintf("STS refused backupd's role in account %s; check the role's trust policy and ExternalId", e.AccountID)}
