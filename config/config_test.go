@@ -89,6 +89,8 @@ func TestParseInvalid(t *testing.T) {
 		{"unknown key with a space", "bogus key: 1\naccounts: []\n", []string{"line 1: bogus key is not a configuration key here"}},
 		{"repeated key", "listen: {grpc: \":1\"}\nlisten: {grpc: \":2\"}\n", []string{`mapping key "listen" already defined`}},
 		{"unknown key", "acounts: []\n", []string{"line 1: acounts is not a configuration key here", "accounts: must list at least one account"}},
+		{"unknown keys in sections", "listen:\n  grpc: 127.0.0.1:9090\n  bogus: 1\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    limits: {create_backup: 5, bogus_limit: 3}\n",
+			[]string{"listen: bogus is not a configuration key here (line 3;", "accounts[0].limits: bogus_limit is not a configuration key here (line 7;"}},
 		{"redis settings without the redis backend", `
 shared_state: {redis: {address: "redis:6379"}}
 accounts:

@@ -52,7 +52,7 @@ func decode(data []byte) (*Config, typeReport, error) {
 	}
 	var doc yaml.Node
 	_ = yaml.Unmarshal(data, &doc) // it decoded above
-	w := typedWalk{values: map[typedKey][]typedValue{}, empty: map[string]int{}}
+	w := typedWalk{values: map[typedKey][]typedValue{}, empty: map[string]int{}, unknown: map[unknownKey][]string{}}
 	if len(doc.Content) > 0 {
 		w.walk(doc.Content[0], "", reflect.TypeFor[Config](), false)
 	}
@@ -132,7 +132,7 @@ func (w *typedWalk) report(te *yaml.TypeError) (rep typeReport, duplicate bool) 
 		}
 		seen[e] = true
 		if m := unknownKeyRe.FindStringSubmatch(e); m != nil {
-			e = fmt.Sprintf("%s: %s is not a configuration key here (see the README's example)", m[1], m[2])
+			e = w.nameUnknown(m[1], m[2])
 		} else if paths, named := w.explain(e); len(paths) > 0 {
 			e = named
 			for _, p := range paths {
@@ -143,6 +143,16 @@ func (w *typedWalk) report(te *yaml.TypeError) (rep typeReport, duplicate bool) 
 		rep.problems = append(rep.problems, errors.New(e))
 	}
 	return rep, duplicate
+}
+
+// nameUnknown names a key Config does not know (yaml's report says "line
+// N" and the key), by the section that holds it where the walk can tell.
+func (w *typedWalk) nameUnknown(line, key string) string {
+	n, _ := strconv.Atoi(strings.TrimPrefix(line, "line "))
+	if sections := w.unknown[unknownKey{n, key}]; len(sections) == 1 && sections[0] != "" {
+		return fmt.Sprintf("%s: %s is not a configuration key here (%s; see the README's example)", sections[0], key, line)
+	}
+	return fmt.Sprintf("%s: %s is not a configuration key here (see the README's example)", line, key)
 }
 
 // without returns the problems in err (an errors.Join) except those of the
@@ -203,6 +213,15 @@ type typedWalk struct {
 	// empty holds the lines of the empty elements of lists by path, which
 	// yaml leaves out without a word.
 	empty map[string]int
+	// unknown holds the paths of the mappings that hold each key Config
+	// does not know (more than one when the mapping is shared).
+	unknown map[unknownKey][]string
+}
+
+// unknownKey is a key Config does not know, where the file writes it.
+type unknownKey struct {
+	line int
+	key  string
 }
 
 // typedValue is a value of the file at a key path.
@@ -282,7 +301,10 @@ func (w *typedWalk) walkMapping(n *yaml.Node, path string, t reflect.Type, set m
 		set[key.Value] = true
 		f, ok := yamlField(t, key.Value)
 		if !ok {
-			continue // reported as not a configuration key
+			// yaml reports it by its line alone; report names its section.
+			at := unknownKey{key.Line, key.Value}
+			w.unknown[at] = append(w.unknown[at], path)
+			continue
 		}
 		p := key.Value
 		if path != "" {
