@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/backupd/backupd/certreload"
 )
@@ -680,6 +682,21 @@ func (c *Config) Warnings() []string {
 
 var tokenHashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
+// maxCallerName bounds a caller's name, which every log line of its
+// requests and every refusal it gets repeats.
+const maxCallerName = 128
+
+// callerName reports whether name is fit to stand in a log line and an
+// error: valid UTF-8, at most maxCallerName characters, no control
+// characters (a newline or an escape sequence that a terminal or a log
+// viewer would act on).
+func callerName(name string) bool {
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxCallerName {
+		return false
+	}
+	return !strings.ContainsFunc(name, unicode.IsControl)
+}
+
 // emptyTokenSHA256 is the SHA-256 of "" (what `echo -n | sha256sum` gives
 // when $TOKEN was unset).
 const emptyTokenSHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -690,6 +707,9 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 		bad := ps.at(fmt.Sprintf("callers[%d].", i))
 		if cl.Name == "" {
 			bad("name", "must be set; it names the caller in logs")
+		} else if !callerName(cl.Name) {
+			bad("name", "must be at most %d characters, none of them a control character: it names the caller in logs and errors; got %q",
+				maxCallerName, cl.Name)
 		} else if j, dup := names[cl.Name]; dup {
 			bad("name", "%q is already used by callers[%d]", cl.Name, j)
 		}

@@ -121,6 +121,27 @@ callers:
 			"callers[1].operations: must list operations",
 			"callers[2].token_sha256: is the same as callers[1]'s",
 		}},
+		{"callers' names unfit for a log line", `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/x
+callers:
+  - name: "orders\e[31m"
+    token_sha256: 1111111111111111111111111111111111111111111111111111111111111111
+    accounts: ["*"]
+    operations: ["*"]
+  - name: "` + strings.Repeat("n", 129) + `"
+    token_sha256: 2222222222222222222222222222222222222222222222222222222222222222
+    accounts: ["*"]
+    operations: ["*"]
+  - name: "` + strings.Repeat("é", 128) + `"
+    token_sha256: 3333333333333333333333333333333333333333333333333333333333333333
+    accounts: ["*"]
+    operations: ["*"]
+`, []string{
+			`callers[0].name: must be at most 128 characters, none of them a control character: it names the caller in logs and errors; got "orders\x1b[31m"`,
+			"callers[1].name: must be at most 128 characters",
+		}},
 		{"the empty token's hash", `
 accounts:
   - id: "111111111111"
@@ -744,6 +765,26 @@ accounts:
 			if strings.Contains(err.Error(), leak) {
 				t.Errorf("%s: the error repeats %q:\n%v", name, leak, err)
 			}
+		}
+	}
+}
+
+func TestCallerName(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"orders-service", true},
+		{"équipe paiements", true},
+		{strings.Repeat("é", 128), true},
+		{strings.Repeat("n", 129), false},
+		{"orders\n", false},
+		{"orders\x1b[31m", false},
+		{"orders\u0085", false},
+		{"orders\xff", false},
+	} {
+		if got := callerName(tt.name); got != tt.ok {
+			t.Errorf("callerName(%q) = %v, want %v", tt.name, got, tt.ok)
 		}
 	}
 }
