@@ -354,6 +354,12 @@ func TestParseWrongTypes(t *testing.T) {
 			[]string{"listen.max_connections: must be a whole number; got 0.5 (line 1)", "listen.max_connections_per_ip: must be a whole number; got 1e3 (line 1)",
 				"shared_state.redis.db: must be a whole number; got 1.7 (line 6)", "shared_state.redis.wait_replicas: must be a whole number; got 0.9 (line 7)"},
 			[]string{"got 0;", "at least 1"}},
+		{"two wrong values of one type on one line", "accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    limits: {create_backup: x, list_backups: y}\n",
+			[]string{"accounts[0].limits.create_backup: must be a number; got `x` (line 4)", "accounts[0].limits.list_backups: must be a number; got `y` (line 4)"},
+			[]string{"cannot unmarshal"}},
+		{"a whole number too large to cut, reported once", "shared_state:\n  backend: redis\n  redis:\n    address: 127.0.0.1:6379\n    db: 1e30\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n",
+			[]string{"shared_state.redis.db: must be a whole number; got `1e30` (line 5)"},
+			[]string{"got 1e30 (line 5)", "cannot unmarshal"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.yaml, tt.want, tt.notWant) })

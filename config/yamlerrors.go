@@ -403,6 +403,13 @@ func (w *typedWalk) explain(e string) (paths []string, named string) {
 		kind, got = yaml.MappingNode, "a mapping"
 	}
 	wrong := w.wrong(typedKey{line, kind, m[4]})
+	if len(wrong) > 1 && kind == yaml.ScalarNode {
+		// Several wrong values on one line (flow style): the one yaml
+		// quotes, when it quotes it whole.
+		if same := slices.DeleteFunc(slices.Clone(wrong), func(v typedValue) bool { return v.n.Value != m[3] }); len(same) == 1 {
+			wrong = same
+		}
+	}
 	for _, v := range wrong {
 		paths = append(paths, v.path)
 	}
@@ -432,7 +439,8 @@ func (w *typedWalk) fractional() []typedValue {
 	var vs []typedValue
 	for _, l := range w.values {
 		for _, v := range l {
-			if isWhole(v.t) && v.n.Kind == yaml.ScalarNode && v.n.ShortTag() == "!!float" {
+			// One yaml cannot decode (.inf, 1e30) it reports itself.
+			if isWhole(v.t) && v.n.Kind == yaml.ScalarNode && v.n.ShortTag() == "!!float" && v.n.Decode(reflect.New(v.t).Interface()) == nil {
 				vs = append(vs, v)
 			}
 		}
