@@ -107,3 +107,15 @@ func TestWithoutSecretsCutValue(t *testing.T) {
 		wants: []string{"shared_state.redis.db: must be a whole number"},
 	}})
 }
+
+// TestWithoutSecretsFractionalValue: a password that reads as a number
+// with a fraction, put into a whole-number field by an alias, is not
+// repeated by the report that it is not whole.
+func TestWithoutSecretsFractionalValue(t *testing.T) {
+	checkSecretCases(t, []secretCase{{
+		name:  "password 31.4159 as db",
+		yaml:  "shared_state:\n  backend: redis\n  redis:\n    password: &p 31.4159\n    address: localhost:6379\n    db: *p\n" + secretsAccount,
+		leaks: []string{"31.4159", "4159"},
+		wants: []string{"shared_state.redis.db: must be a whole number; got (the value of shared_state.redis.password, not repeated)"},
+	}})
+}

@@ -117,7 +117,7 @@ func (w *typedWalk) report(te *yaml.TypeError) (rep typeReport, duplicate bool) 
 	for _, v := range w.fractional() {
 		// yaml decodes 1.5 into a whole-number field as 1, without a
 		// word: the file asked for something backupd does not do.
-		rep.problems = append(rep.problems, fmt.Errorf("%s: must be %s; got %s (line %d)", v.path, wanted(v.t), v.n.Value, v.n.Line))
+		rep.problems = append(rep.problems, fmt.Errorf("%s: must be %s; got `%s` (line %d)", v.path, wanted(v.t), v.n.Value, v.n.Line))
 		rep.mistyped[v.path] = true
 	}
 	if te == nil {
