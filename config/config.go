@@ -751,8 +751,11 @@ func (a Account) validate(bad func(field, format string, args ...any), inherited
 	}
 	if m := roleARNRe.FindStringSubmatch(a.RoleARN); m == nil {
 		bad("role_arn", "must be an IAM role ARN such as arn:aws:iam::%s:role/backupd", orPlaceholder(a.ID))
-	} else if m[2] != a.ID && ValidAccountID(a.ID) {
-		bad("role_arn", "names account %s but the account id is %q; a role must live in its own account", m[2], a.ID)
+	} else {
+		if m[2] != a.ID && ValidAccountID(a.ID) {
+			bad("role_arn", "names account %s but the account id is %q; a role must live in its own account", m[2], a.ID)
+		}
+		a.validatePartition(bad, m[1])
 	}
 	if n := len(a.ExternalID); n != 0 && (n < 2 || n > 1224 || !externalIDRe.MatchString(a.ExternalID)) {
 		// Never echo the ExternalId: it is a shared secret with the account owner.
@@ -785,6 +788,37 @@ func (a Account) validateRegions(bad func(field, format string, args ...any), in
 		// so that withoutSecrets finds a secret among them.
 		bad("default_region", "%q must be one of allowed_regions %q", a.DefaultRegion, a.AllowedRegions)
 	}
+}
+
+// validatePartition reports a's regions that are not in partition, the
+// role's: an account, its role and its regions are in one partition, and
+// STS and DynamoDB of another refuse the role.
+func (a Account) validatePartition(bad func(field, format string, args ...any), partition string) {
+	check := func(field, r string) {
+		if p := regionPartition(r); ValidRegion(r) && p != partition {
+			bad(field, "%q is a region of partition %s, but role_arn is in %s; an account's regions are in its role's partition", r, p, partition)
+		}
+	}
+	check("default_region", a.DefaultRegion)
+	for j, r := range a.AllowedRegions {
+		if r != a.DefaultRegion {
+			check(fmt.Sprintf("allowed_regions[%d]", j), r)
+		}
+	}
+}
+
+// regionPartition is the AWS partition of region r, by the prefixes AWS
+// gives its partitions' regions.
+func regionPartition(r string) string {
+	for _, p := range []struct{ prefix, partition string }{
+		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-iso-", "aws-iso"}, {"us-isob-", "aws-iso-b"},
+		{"us-isof-", "aws-iso-f"}, {"eu-isoe-", "aws-iso-e"},
+	} {
+		if strings.HasPrefix(r, p.prefix) {
+			return p.partition
+		}
+	}
+	return "aws"
 }
 
 func orPlaceholder(id string) string {

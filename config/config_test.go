@@ -121,6 +121,19 @@ callers:
 			"callers[1].operations: must list operations",
 			"callers[2].token_sha256: is the same as callers[1]'s",
 		}},
+		{"regions of another partition than the role's", `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws-cn:iam::111111111111:role/x
+    default_region: us-east-1
+    allowed_regions: [us-east-1, cn-north-1, us-gov-west-1]
+  - id: "222222222222"
+    role_arn: arn:aws-us-gov:iam::222222222222:role/x
+`, []string{
+			`accounts[0].default_region: "us-east-1" is a region of partition aws, but role_arn is in aws-cn`,
+			`accounts[0].allowed_regions[2]: "us-gov-west-1" is a region of partition aws-us-gov, but role_arn is in aws-cn`,
+			`accounts[1].default_region: "us-east-1" is a region of partition aws, but role_arn is in aws-us-gov`,
+		}},
 		{"callers' names unfit for a log line", `
 accounts:
   - id: "111111111111"
@@ -792,5 +805,37 @@ func TestCallerName(t *testing.T) {
 		if got := callerName(tt.name); got != tt.ok {
 			t.Errorf("callerName(%q) = %v, want %v", tt.name, got, tt.ok)
 		}
+	}
+}
+
+func TestRegionPartition(t *testing.T) {
+	for r, want := range map[string]string{
+		"us-east-1": "aws", "eu-west-1": "aws", "il-central-1": "aws", "us-gov-west-1": "aws-us-gov", "cn-north-1": "aws-cn",
+		"cn-northwest-1": "aws-cn", "us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eu-isoe-west-1": "aws-iso-e",
+	} {
+		if got := regionPartition(r); got != want {
+			t.Errorf("regionPartition(%q) = %q, want %q", r, got, want)
+		}
+	}
+}
+
+// TestPartitionsAccepted: an account of each partition backupd takes
+// parses with that partition's regions.
+func TestPartitionsAccepted(t *testing.T) {
+	_, err := Parse(strings.NewReader(`
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws-cn:iam::111111111111:role/x
+    default_region: cn-north-1
+    allowed_regions: [cn-north-1, cn-northwest-1]
+  - id: "222222222222"
+    role_arn: arn:aws-us-gov:iam::222222222222:role/x
+    default_region: us-gov-west-1
+  - id: "333333333333"
+    role_arn: arn:aws:iam::333333333333:role/x
+    allowed_regions: [us-east-1, eu-west-1]
+`))
+	if err != nil {
+		t.Fatal(err)
 	}
 }
