@@ -207,10 +207,6 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 		{"us-" + strings.Repeat("a", 28) + "-1", false}, // 33: no region is that long, and its echoes would grow with it
 	}
 	for _, tt := range regions {
-		yaml := fmt.Sprintf("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n    default_region: %q\n", tt.region)
-		_, cfgErr := config.Parse(strings.NewReader(yaml))
-		var vs violations
-		checkRegion(&vs, "region", tt.region)
 		partition := "aws"
 		switch {
 		case strings.HasPrefix(tt.region, "cn-"):
@@ -218,6 +214,11 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 		case strings.HasPrefix(tt.region, "us-gov-"):
 			partition = "aws-us-gov"
 		}
+		// The account's role is in its regions' partition.
+		yaml := fmt.Sprintf("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:%s:iam::111111111111:role/x\n    default_region: %q\n", partition, tt.region)
+		_, cfgErr := config.Parse(strings.NewReader(yaml))
+		var vs violations
+		checkRegion(&vs, "region", tt.region)
 		var arnVs violations
 		_, arnOK := parseARN(&arnVs, "backup_arn", "arn:"+partition+":dynamodb:"+tt.region+":111111111111:table/Orders/backup/01700000000000-abcdef12", true)
 		if got := []bool{config.ValidRegion(tt.region), cfgErr == nil, len(vs) == 0, arnOK && len(arnVs) == 0}; slices.Contains(got, !tt.ok) {
