@@ -437,6 +437,48 @@ func TestDemoTableWithManagedKey(t *testing.T) {
 	}
 }
 
+// TestDemoProvisionedTable: Inventory is provisioned, its global index
+// too, and a backup of it and a restore from that backup carry the
+// capacity, as DynamoDB's do; a restore can make it on-demand.
+func TestDemoProvisionedTable(t *testing.T) {
+	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts()})
+	ctx := t.Context()
+	db := e.in("111111111111")
+	provisioned := func(what string, mode *types.BillingModeSummary, pt *types.ProvisionedThroughputDescription, gsis []types.GlobalSecondaryIndexDescription) {
+		t.Helper()
+		if mode == nil || mode.BillingMode != types.BillingModeProvisioned || aws.ToInt64(pt.ReadCapacityUnits) != 5 || aws.ToInt64(pt.WriteCapacityUnits) != 5 {
+			t.Errorf("%s: billing %+v, throughput %+v; want PROVISIONED 5/5", what, mode, pt)
+		}
+		if len(gsis) != 1 || aws.ToInt64(gsis[0].ProvisionedThroughput.ReadCapacityUnits) != 5 || aws.ToInt64(gsis[0].ProvisionedThroughput.WriteCapacityUnits) != 5 {
+			t.Errorf("%s: global indexes %+v; want ByWarehouse at 5/5", what, gsis)
+		}
+	}
+	table, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("Inventory")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	provisioned("Inventory", table.Table.BillingModeSummary, table.Table.ProvisionedThroughput, table.Table.GlobalSecondaryIndexes)
+	out, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("Inventory"), BackupName: aws.String("stock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := db.RestoreTableFromBackup(ctx, &dynamodb.RestoreTableFromBackupInput{BackupArn: out.BackupDetails.BackupArn,
+		TargetTableName: aws.String("InventoryRestored")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := restored.TableDescription
+	provisioned("the restored table", r.BillingModeSummary, r.ProvisionedThroughput, r.GlobalSecondaryIndexes)
+	onDemand, err := db.RestoreTableFromBackup(ctx, &dynamodb.RestoreTableFromBackupInput{BackupArn: out.BackupDetails.BackupArn,
+		TargetTableName: aws.String("InventoryOnDemand"), BillingModeOverride: types.BillingModePayPerRequest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := onDemand.TableDescription.BillingModeSummary; m == nil || m.BillingMode != types.BillingModePayPerRequest {
+		t.Errorf("restored with PAY_PER_REQUEST: billing %+v", m)
+	}
+}
+
 // A table created through the API with every feature a backup carries; its
 // backup outlives it and restores.
 func TestCreatedTableBackupOutlivesTable(t *testing.T) {
@@ -528,7 +570,7 @@ func TestTablesListAndLifecycle(t *testing.T) {
 		}
 		names = append(names, page.TableNames...)
 	}
-	want := []string{"Busy", "Customers", "Events", "Orders", "Slow", "t-one", "t-three", "t-two"}
+	want := []string{"Busy", "Customers", "Events", "Inventory", "Orders", "Slow", "t-one", "t-three", "t-two"}
 	if !slices.Equal(names, want) {
 		t.Errorf("ListTables = %v, want %v", names, want)
 	}

@@ -183,6 +183,8 @@ func tableFromSpec(spec TableSpec, account, region string, created time.Time) (*
 		attrs:   []attrDef{{spec.HashKey, "S"}},
 		keys:    []keyElement{{spec.HashKey, "HASH"}},
 		billing: billingPPR,
+		rcu:     spec.ReadCapacity,
+		wcu:     spec.WriteCapacity,
 		items:   spec.ItemCount,
 		size:    spec.SizeBytes,
 
@@ -195,11 +197,20 @@ func tableFromSpec(spec TableSpec, account, region string, created time.Time) (*
 		t.attrs = append(t.attrs, attrDef{spec.RangeKey, "S"})
 		t.keys = append(t.keys, keyElement{spec.RangeKey, "RANGE"})
 	}
+	var capacity *throughputIn
+	if spec.ReadCapacity != 0 || spec.WriteCapacity != 0 {
+		t.billing = billingProv
+		capacity = &throughputIn{ReadCapacityUnits: &t.rcu, WriteCapacityUnits: &t.wcu}
+		if _, _, derr := parseThroughput("ProvisionedThroughput", capacity, billingProv); derr != nil {
+			return t, derr
+		}
+	}
 	var gsis, lsis []indexIn
 	for i, name := range spec.GSIs {
 		attr := "gsi" + strconv.Itoa(i+1) + "pk"
 		t.attrs = append(t.attrs, attrDef{attr, "S"})
-		gsis = append(gsis, indexIn{IndexName: name, KeySchema: []keySchemaIn{{attr, "HASH"}}, Projection: &projectionIn{ProjectionType: "ALL"}})
+		gsis = append(gsis, indexIn{IndexName: name, KeySchema: []keySchemaIn{{attr, "HASH"}}, Projection: &projectionIn{ProjectionType: "ALL"},
+			ProvisionedThroughput: capacity})
 	}
 	for i, name := range spec.LSIs {
 		attr := "lsi" + strconv.Itoa(i+1) + "sk"

@@ -113,6 +113,11 @@ type TableSpec struct {
 	// otherwise unreachable because every fake operation completes at once.
 	Status string
 
+	// ReadCapacity and WriteCapacity, when both are set, make the table
+	// PROVISIONED with that capacity, and each of its global secondary
+	// indexes with the same; zero means on-demand (PAY_PER_REQUEST).
+	ReadCapacity, WriteCapacity int64
+
 	// BackupTakes is how long each backup of the table stays CREATING,
 	// its size not yet known, before it is AVAILABLE; 0 means none, as
 	// every other fake operation completes at once. While it is CREATING,
@@ -240,9 +245,10 @@ const DemoBackupTakes = 10 * time.Second
 // DemoAccounts returns the accounts `backupd --sandbox` starts with:
 // 111111111111 and 222222222222, each with the role "backupd-sandbox" (no
 // ExternalID) and the tables Orders (hash pk, range sk, GSI ByCustomer),
-// Customers (encrypted with the AWS managed key) and Events (hash pk,
-// range ts, LSI ByType, a stream of new and old images) in us-east-1, so
-// that backups show each part of a table's description; Busy, whose
+// Customers (encrypted with the AWS managed key), Events (hash pk,
+// range ts, LSI ByType, a stream of new and old images) and Inventory
+// (hash sku, GSI ByWarehouse, provisioned at 5/5) in us-east-1, so that
+// backups show each part of a table's description; Busy, whose
 // status stays UPDATING, so that its backups fail as a table in use's do;
 // and Slow, whose backups stay CREATING for DemoBackupTakes. The two accounts differ in their sizes so that a caller can
 // tell them apart.
@@ -257,6 +263,10 @@ func DemoAccounts() []Account {
 				{Name: "Customers", HashKey: "customerId", ManagedKey: true, ItemCount: 300 * scale, SizeBytes: 96_000 * scale},
 				{Name: "Events", HashKey: "pk", RangeKey: "ts", LSIs: []string{"ByType"}, StreamView: "NEW_AND_OLD_IMAGES",
 					ItemCount: 25_000 * scale, SizeBytes: 5_000_000 * scale},
+				// Provisioned, so that a caller can try restoring a
+				// backup with capacity, and the overrides' rules for it.
+				{Name: "Inventory", HashKey: "sku", GSIs: []string{"ByWarehouse"}, ReadCapacity: 5, WriteCapacity: 5,
+					ItemCount: 800 * scale, SizeBytes: 160_000 * scale},
 				// Always being updated, so that a caller can try how it
 				// handles a table in use (FAILED_PRECONDITION).
 				{Name: "Busy", HashKey: "pk", Status: "UPDATING", ItemCount: 10 * scale, SizeBytes: 2_000 * scale},
