@@ -441,6 +441,16 @@ var unknownKeyRe = regexp.MustCompile(`^(line \d+): field (.+) not found in type
 
 // validListenAddr reports whether addr is a TCP listen address: an
 // optional host and a port, a number or a service name net.Listen knows.
+// CheckListenAddr says what is wrong with addr as a listener's address,
+// or nil: for a command line to name its own flag, where the
+// configuration names listen.grpc or listen.http.
+func CheckListenAddr(addr string) error {
+	if !validListenAddr(addr) {
+		return fmt.Errorf(`must be host:port or :port, with a port of 0-65535 (or a service name), such as ":9090"; got %q`, addr)
+	}
+	return nil
+}
+
 func validListenAddr(addr string) bool {
 	_, ok := listenPort(addr)
 	return ok
@@ -556,8 +566,8 @@ func (c *Config) validateServing(bad reporter) {
 		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
 	}
 	for _, l := range []struct{ name, addr string }{{"listen.grpc", c.Listen.GRPC}, {"listen.http", c.Listen.HTTP}} {
-		if !validListenAddr(l.addr) {
-			bad(l.name, `must be host:port or :port, with a port of 0-65535 (or a service name), such as ":9090"; got %q`, l.addr)
+		if err := CheckListenAddr(l.addr); err != nil {
+			bad(l.name, "%v", err)
 		}
 	}
 	for _, l := range []struct {

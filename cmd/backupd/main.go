@@ -122,8 +122,9 @@ func watchSignals(ctx context.Context) (drainCtx context.Context, stop func()) {
 
 // runConfig serves the configuration at path.
 func runConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
+	listen, flagErr := checkListenFlags(listen)
 	cfg, err := config.Load(path, listen.Override)
-	if err != nil {
+	if err := errors.Join(flagErr, err); err != nil {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
@@ -146,6 +147,27 @@ func runConfig(ctx context.Context, path string, listen config.Listen, stderr io
 	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger))
 }
 
+// checkListenFlags reports the listener flags' values that are not
+// addresses, by the flags' names, and returns the flags without them:
+// the configuration's own addresses are then checked, and its other
+// problems reported, beside them.
+func checkListenFlags(l config.Listen) (config.Listen, error) {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		addr *string
+	}{{"--grpc-listen", &l.GRPC}, {"--http-listen", &l.HTTP}} {
+		if *f.addr == "" {
+			continue
+		}
+		if err := config.CheckListenAddr(*f.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+			*f.addr = ""
+		}
+	}
+	return l, errors.Join(errs...)
+}
+
 // runSandbox serves the fake on loopback and points the real SDK path at it.
 func runSandbox(ctx context.Context, flagListen config.Listen, stderr io.Writer) error {
 	demo := sandbox.DemoAccounts()
@@ -159,8 +181,9 @@ func runSandbox(ctx context.Context, flagListen config.Listen, stderr io.Writer)
 	defer fakeSrv.Close()
 
 	cfg := sandbox.DemoConfig(demo)
+	flagListen, flagErr := checkListenFlags(flagListen)
 	flagListen.Override(cfg)
-	if err := errors.Join(cfg.Validate(), sandbox.LoopbackOnly(cfg.Listen)); err != nil {
+	if err := errors.Join(flagErr, cfg.Validate(), sandbox.LoopbackOnly(cfg.Listen)); err != nil {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -99,6 +100,43 @@ func TestRunRefusesArguments(t *testing.T) {
 	err := run(ctx, []string{"--sandbox", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "stray"}, &stderr)
 	if err == nil || !strings.Contains(err.Error(), `unexpected argument "stray"`) {
 		t.Errorf("run with a stray argument: %v; want it refused", err)
+	}
+}
+
+// TestRunNamesBadListenFlags: a listener flag's value that is not an
+// address is reported by the flag's name, not as the configuration's
+// field, beside the configuration's own problems.
+func TestRunNamesBadListenFlags(t *testing.T) {
+	cfg := t.TempDir() + "/backupd.yaml"
+	if err := os.WriteFile(cfg, []byte("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\nmax_wait: -1s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // were the flags taken, the service would stop at once
+	for _, tt := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"sandbox", []string{"--sandbox", "--grpc-listen", "nonsense", "--http-listen", "127.0.0.1:0"},
+			[]string{`--grpc-listen: must be host:port or :port, with a port of 0-65535 (or a service name), such as ":9090"; got "nonsense"`}},
+		{"config", []string{"--config", cfg, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:99999"},
+			[]string{`--http-listen: must be host:port or :port`, `got "127.0.0.1:99999"`, "max_wait: must be more than 0"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(ctx, tt.args, io.Discard)
+			if err == nil {
+				t.Fatal("run took a bad listener flag")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "listen.grpc") || strings.Contains(err.Error(), "listen.http") {
+				t.Errorf("error names the configuration's field for a flag's value: %v", err)
+			}
+		})
 	}
 }
 
