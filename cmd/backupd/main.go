@@ -66,16 +66,42 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ctx, stop := watchSignals(ctx)
 	defer stop()
-	if f.sandbox {
+	switch {
+	case f.check:
+		return checkConfig(ctx, f.configPath, f.listen, stderr)
+	case f.sandbox:
 		return runSandbox(ctx, f.listen, stderr)
 	}
 	return runConfig(ctx, f.configPath, f.listen, stderr)
+}
+
+// checkConfig reads the configuration and the environment's tracing
+// variables as a start would, reports their warnings, and serves nothing:
+// for a deployment's pipeline to refuse a file before it reaches a
+// replica.
+func checkConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
+	listen, flagErr := checkListenFlags(listen)
+	cfg, err := config.Load(path, listen.Override)
+	tr, trErr := tracing.FromEnv(ctx)
+	if tr != nil {
+		_ = tr.Shutdown(ctx) // nothing was traced
+	}
+	if err := errors.Join(flagErr, err, trErr); err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "backupd: warning: %s\n", w)
+	}
+	fmt.Fprintf(stderr, "backupd: %s is a configuration backupd accepts (accounts: %d, callers: %d); "+
+		"Redis, AWS and an OTLP collector are not contacted: that is for the start\n", path, len(cfg.Accounts), len(cfg.Callers))
+	return nil
 }
 
 // flags are backupd's command line.
 type flags struct {
 	configPath string
 	sandbox    bool
+	check      bool          // check the configuration, and serve nothing
 	listen     config.Listen // overrides of the listeners' addresses
 }
 
@@ -87,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.BoolVar(&f.sandbox, "sandbox", false, "run against an in-process fake of STS and DynamoDB, on loopback, with demo accounts")
 	fs.StringVar(&f.listen.GRPC, "grpc-listen", "", "override the gRPC listener address (host:port)")
 	fs.StringVar(&f.listen.HTTP, "http-listen", "", "override the HTTP listener address (host:port)")
+	fs.BoolVar(&f.check, "check-config", false, "with --config: check the configuration, report its problems or warnings, and exit without serving")
 	if err := fs.Parse(args); err != nil {
 		return flags{}, err
 	}
@@ -96,6 +123,9 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	}
 	if (f.configPath == "") == !f.sandbox {
 		return flags{}, errors.New("give exactly one of --config FILE or --sandbox")
+	}
+	if f.check && f.sandbox {
+		return flags{}, errors.New("--check-config checks a --config FILE; the sandbox's configuration is built in")
 	}
 	return f, nil
 }

@@ -140,6 +140,67 @@ func TestRunNamesBadListenFlags(t *testing.T) {
 	}
 }
 
+// TestCheckConfig: --check-config reports what a start would refuse, and
+// of a configuration a start would take, its warnings, and serves
+// nothing.
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, yaml string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "listen: {grpc: \"127.0.0.1:1\", http: \"127.0.0.1:2\"}\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\n")
+	bad := write("bad.yaml", "accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::222222222222:role/x\nmax_wait: -1s\n")
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		env     []string
+		wantErr []string
+		wantOut []string
+	}{
+		{"accepted, with its warning", []string{"--config", good, "--check-config"}, nil,
+			nil, []string{"warning: no callers configured", "is a configuration backupd accepts (accounts: 1, callers: 0)"}},
+		{"every problem", []string{"--config", bad, "--check-config"}, nil,
+			[]string{"accounts[0].role_arn: names account 222222222222", "max_wait: must be more than 0"}, nil},
+		{"a bad flag", []string{"--config", good, "--check-config", "--http-listen", "nonsense"}, nil,
+			[]string{"--http-listen: must be host:port"}, nil},
+		{"tracing the start would refuse", []string{"--config", good, "--check-config"},
+			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"},
+			[]string{"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf"}, nil},
+		{"not the sandbox", []string{"--sandbox", "--check-config"}, nil,
+			[]string{"--check-config checks a --config FILE"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, kv := range tt.env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			var out strings.Builder
+			// Canceled: a start that served would stop at once, without
+			// the check's words.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := run(ctx, tt.args, &out)
+			if (err != nil) != (len(tt.wantErr) > 0) {
+				t.Fatalf("run = %v; want an error: %v", err, len(tt.wantErr) > 0)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q: %s", w, out.String())
+				}
+			}
+		})
+	}
+}
+
 // TestRunLeavesNoSignalGoroutine: run's signal watcher ends with run,
 // whether run returns on an error or after a drain, and not only with the
 // process.
