@@ -439,8 +439,6 @@ func (c *Config) ApplyDefaults() {
 // types rather than the file's sections.
 var unknownKeyRe = regexp.MustCompile(`^(line \d+): field (.+) not found in type \S+$`)
 
-// validListenAddr reports whether addr is a TCP listen address: an
-// optional host and a port, a number or a service name net.Listen knows.
 // CheckListenAddr says what is wrong with addr as a listener's address,
 // or nil: for a command line to name its own flag, where the
 // configuration names listen.grpc or listen.http.
@@ -451,6 +449,8 @@ func CheckListenAddr(addr string) error {
 	return nil
 }
 
+// validListenAddr reports whether addr is a TCP listen address: an
+// optional host and a port, a number or a service name net.Listen knows.
 func validListenAddr(addr string) bool {
 	_, ok := listenPort(addr)
 	return ok
@@ -805,7 +805,7 @@ func (a Account) validateRegions(bad func(field, format string, args ...any), in
 // STS and DynamoDB of another refuse the role.
 func (a Account) validatePartition(bad func(field, format string, args ...any), partition string) {
 	check := func(field, r string) {
-		if p := regionPartition(r); ValidRegion(r) && p != partition {
+		if p := RegionPartition(r); ValidRegion(r) && p != partition {
 			bad(field, "%q is a region of partition %s, but role_arn is in %s; an account's regions are in its role's partition", r, p, partition)
 		}
 	}
@@ -817,9 +817,17 @@ func (a Account) validatePartition(bad func(field, format string, args ...any), 
 	}
 }
 
-// regionPartition is the AWS partition of region r, by the prefixes AWS
-// gives its partitions' regions.
-func regionPartition(r string) string {
+// KnownPartition reports whether p is a partition backupd acts in: those
+// of the roles it takes (roleARNRe). A DynamoDB ARN of another is refused.
+func KnownPartition(p string) bool {
+	return p == "aws" || p == "aws-cn" || p == "aws-us-gov"
+}
+
+// RegionPartition is the AWS partition of region r, by the prefixes AWS
+// gives its partitions' regions. The configuration holds an account's
+// regions to its role's partition, and the service a DynamoDB ARN's region
+// to the ARN's partition, by this one rule.
+func RegionPartition(r string) string {
 	for _, p := range []struct{ prefix, partition string }{
 		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-iso-", "aws-iso"}, {"us-isob-", "aws-iso-b"},
 		{"us-isof-", "aws-iso-f"}, {"eu-isoe-", "aws-iso-e"},

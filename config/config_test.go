@@ -813,8 +813,8 @@ func TestRegionPartition(t *testing.T) {
 		"us-east-1": "aws", "eu-west-1": "aws", "il-central-1": "aws", "us-gov-west-1": "aws-us-gov", "cn-north-1": "aws-cn",
 		"cn-northwest-1": "aws-cn", "us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eu-isoe-west-1": "aws-iso-e",
 	} {
-		if got := regionPartition(r); got != want {
-			t.Errorf("regionPartition(%q) = %q, want %q", r, got, want)
+		if got := RegionPartition(r); got != want {
+			t.Errorf("RegionPartition(%q) = %q, want %q", r, got, want)
 		}
 	}
 }

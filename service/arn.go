@@ -16,14 +16,10 @@ type arn struct {
 	BackupID  string // empty for a table ARN
 }
 
-// partitionRegions gives each partition backupd accepts and the region
-// prefix its regions carry, so aws-cn:us-east-1 is caught as a mismatch.
-var partitionRegions = map[string]func(string) bool{
-	"aws": func(r string) bool {
-		return !strings.HasPrefix(r, "cn-") && !strings.HasPrefix(r, "us-gov-")
-	},
-	"aws-cn":     func(r string) bool { return strings.HasPrefix(r, "cn-") },
-	"aws-us-gov": func(r string) bool { return strings.HasPrefix(r, "us-gov-") },
+// inKnownPartition reports whether partition is one backupd acts in and
+// region one of its, so that aws-cn:us-east-1 is caught as a mismatch.
+func inKnownPartition(partition, region string) bool {
+	return config.KnownPartition(partition) && config.RegionPartition(region) == partition
 }
 
 // The fields of an ARN that name where it acts.
@@ -70,15 +66,14 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 		return arn{}, false
 	}
 	a := arn{Partition: parts[1], Region: parts[arnRegion], Account: parts[arnAccount]}
-	inPartition, known := partitionRegions[a.Partition]
 	switch {
-	case !known:
+	case !config.KnownPartition(a.Partition):
 		vs.add(field, "has partition %s; want aws, aws-cn or aws-us-gov", badrequest.Quote(a.Partition))
 	case parts[2] != "dynamodb":
 		vs.add(field, "names service %s; want a dynamodb ARN", badrequest.Quote(parts[2]))
 	case !config.ValidRegion(a.Region):
 		vs.add(field, "has region %s; want an AWS region such as us-east-1", badrequest.Quote(a.Region))
-	case !inPartition(a.Region):
+	case !inKnownPartition(a.Partition, a.Region):
 		vs.add(field, "has region %s, which is not in partition %s", a.Region, a.Partition)
 	case !config.ValidAccountID(a.Account):
 		vs.add(field, "has account id %s; want exactly 12 digits", badrequest.Quote(a.Account))

@@ -242,8 +242,7 @@ func checkListedARN(t *testing.T, scope listScope, s string) {
 		t.Errorf("token with ARN %q accepted for scope %+v", s, scope)
 		return
 	}
-	inPartition, known := partitionRegions[a.Partition]
-	if !known || !config.ValidRegion(a.Region) || !inPartition(a.Region) {
+	if !config.ValidRegion(a.Region) || !inKnownPartition(a.Partition, a.Region) {
 		t.Errorf("token with ARN %q accepted: partition %q and region %q are not AWS's", s, a.Partition, a.Region)
 	}
 	if a.Service == "backup" && strings.TrimPrefix(a.Resource, "recovery-point:") == "" {

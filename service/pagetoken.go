@@ -124,10 +124,9 @@ func (s listScope) holds(backupARN string) bool {
 		b, ok := parseARN(&vs, "page_token", backupARN, true)
 		return ok && (s.table == "" || b.Table == s.table)
 	case "backup":
-		inPartition, known := partitionRegions[a.Partition]
 		id, isPoint := strings.CutPrefix(a.Resource, "recovery-point:")
 		return (s.backupType == string(types.BackupTypeFilterAwsBackup) || s.backupType == string(types.BackupTypeFilterAll)) &&
-			known && inPartition(a.Region) && isPoint && id != "" && len(backupARN) <= maxBackupARN && visibleASCII(a.Resource)
+			inKnownPartition(a.Partition, a.Region) && isPoint && id != "" && len(backupARN) <= maxBackupARN && visibleASCII(a.Resource)
 	}
 	return false
 }

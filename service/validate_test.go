@@ -116,6 +116,8 @@ func TestParseARN(t *testing.T) {
 		{"table not backup", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders", "is a table ARN"},
 		{"bad partition", "arn:aws-mars:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "partition"},
 		{"region not in partition", "arn:aws-cn:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "not in partition aws-cn"},
+		{"a china region in aws", "arn:aws:dynamodb:cn-north-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "not in partition aws"},
+		{"an isolated region in aws", "arn:aws:dynamodb:us-iso-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "not in partition aws"},
 		{"bad region", "arn:aws:dynamodb:useast1:111111111111:table/Orders/backup/01700000000000-abcdef12", "has region"},
 		{"short account", "arn:aws:dynamodb:us-east-1:11111111111:table/Orders/backup/01700000000000-abcdef12", "account id"},
 		{"long account", "arn:aws:dynamodb:us-east-1:1111111111111:table/Orders/backup/01700000000000-abcdef12", "account id"},
