@@ -170,16 +170,7 @@ func BenchmarkCreateBackupByCall(b *testing.B) {
 // adds (the in-process store's claim and result, and the call's detached
 // run). Compare it with BenchmarkCreateBackup/grpc of the same run.
 func BenchmarkCreateBackupRequestID(b *testing.B) {
-	ctx := b.Context()
-	prune(b, stack)
-	cpu := startCPU()
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := stack.CallWithRequestID(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cpu.report(b)
+	serially(b, stack, stack.CallWithRequestID)
 }
 
 // BenchmarkCreateBackupTraced makes one call at a time over gRPC and

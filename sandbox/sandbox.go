@@ -113,9 +113,10 @@ type TableSpec struct {
 	// otherwise unreachable because every fake operation completes at once.
 	Status string
 
-	// ReadCapacity and WriteCapacity, when both are set, make the table
+	// ReadCapacity and WriteCapacity, set both or neither, make the table
 	// PROVISIONED with that capacity, and each of its global secondary
-	// indexes with the same; zero means on-demand (PAY_PER_REQUEST).
+	// indexes with the same; both zero mean on-demand (PAY_PER_REQUEST),
+	// and one alone is refused, as CreateTable refuses it.
 	ReadCapacity, WriteCapacity int64
 
 	// BackupTakes is how long each backup of the table stays CREATING,

@@ -95,8 +95,15 @@ func traced(t Tracing, h http.HandlerFunc) http.Handler {
 	return t.HTTPHandler(http.HandlerFunc(copied), func(r *http.Request) bool { return !slices.Contains(operatorPaths, r.URL.Path) })
 }
 
-// operatorPaths are the paths of the operators' endpoints.
-var operatorPaths = []string{"/healthz", "/readyz", "/metrics"}
+// The operators' endpoints' paths.
+const (
+	healthzPath = "/healthz"
+	readyzPath  = "/readyz"
+	metricsPath = "/metrics"
+)
+
+// operatorPaths are the paths of the operators' endpoints (operations).
+var operatorPaths = []string{healthzPath, readyzPath, metricsPath}
 
 // newMux is the REST gateway, reaching the service through the
 // interceptor, in process.
@@ -126,26 +133,30 @@ func (g *gateway) newMux(ctx context.Context, opts Options, strict *strictJSON) 
 // operations serves the operators' endpoints (health, readiness and,
 // when set, metrics): GET and HEAD only, without a caller token.
 func (g *gateway) operations(h *Health, metrics http.Handler) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", unreadBody(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, "ok\n")
-	})))
-	mux.Handle("GET /readyz", unreadBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		if !h.Ready(r.Context()) {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, "not ready\n")
-			return
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})))
-	ops := []string{"/healthz", "/readyz"}
-	if metrics != nil {
-		mux.Handle("GET /metrics", unreadBody(metrics))
-		ops = append(ops, "/metrics")
+	endpoints := map[string]http.Handler{
+		healthzPath: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, "ok\n")
+		}),
+		readyzPath: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			if !h.Ready(r.Context()) {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, "not ready\n")
+				return
+			}
+			_, _ = io.WriteString(w, "ready\n")
+		}),
 	}
-	for _, p := range ops {
+	if metrics != nil {
+		endpoints[metricsPath] = metrics
+	}
+	mux := http.NewServeMux()
+	for _, p := range operatorPaths {
+		if endpoints[p] == nil {
+			continue
+		}
+		mux.Handle("GET "+p, unreadBody(endpoints[p]))
 		// Without this, another method would fall through to the
 		// gateway, whose 404 says the path does not exist.
 		mux.Handle(p, track(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

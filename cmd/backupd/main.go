@@ -80,13 +80,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // for a deployment's pipeline to refuse a file before it reaches a
 // replica.
 func checkConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
-	listen, flagErr := checkListenFlags(listen)
-	cfg, err := config.Load(path, listen.Override)
+	cfg, err := loadConfig(path, listen)
 	tr, trErr := tracing.FromEnv(ctx)
 	if tr != nil {
 		_ = tr.Shutdown(ctx) // nothing was traced
 	}
-	if err := errors.Join(flagErr, err, trErr); err != nil {
+	if err := errors.Join(err, trErr); err != nil {
 		return err
 	}
 	for _, w := range cfg.Warnings() {
@@ -152,9 +151,8 @@ func watchSignals(ctx context.Context) (drainCtx context.Context, stop func()) {
 
 // runConfig serves the configuration at path.
 func runConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
-	listen, flagErr := checkListenFlags(listen)
-	cfg, err := config.Load(path, listen.Override)
-	if err := errors.Join(flagErr, err); err != nil {
+	cfg, err := loadConfig(path, listen)
+	if err != nil {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
@@ -175,6 +173,18 @@ func runConfig(ctx context.Context, path string, listen config.Listen, stderr io
 		}
 	}()
 	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger))
+}
+
+// loadConfig loads the configuration at path with the listener flags'
+// addresses in place of its own, reporting the flags' problems by their
+// names beside the file's.
+func loadConfig(path string, listen config.Listen) (*config.Config, error) {
+	listen, flagErr := checkListenFlags(listen)
+	cfg, err := config.Load(path, listen.Override)
+	if err := errors.Join(flagErr, err); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // checkListenFlags reports the listener flags' values that are not
