@@ -288,8 +288,10 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 		// is in here, as the proxy (or the client itself) wrote it.
 		attrs = append(attrs, slog.String("forwarded_for", redact.Cut(call.forwardedFor, maxForwardedEcho)))
 	}
-	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) == 1 && v[0] != "" {
-		// The caller's id for correlation (X-Request-Id over REST).
+	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) == 1 && v[0] != "" && !unreadable(v[0]) {
+		// The caller's id for correlation (X-Request-Id over REST), left
+		// out when it is not printable ASCII, as over REST (metadataSafe):
+		// a line must not carry characters that disguise it on a terminal.
 		attrs = append(attrs, slog.String("x_request_id", redact.Cut(v[0], maxRequestIDEcho)))
 	}
 	span := trace.SpanFromContext(ctx) // with tracing off, a no-op span
