@@ -43,7 +43,7 @@ func decode(data []byte) (*Config, typeReport, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		var ok bool
 		if te, ok = errors.AsType[*yaml.TypeError](err); !ok {
-			return nil, typeReport{}, fmt.Errorf("config: %w", err)
+			return nil, typeReport{}, notDecoded(data, err)
 		}
 	}
 	var more []error
@@ -79,6 +79,65 @@ func decode(data []byte) (*Config, typeReport, error) {
 		_ = doc.Decode(c) // its problems are those found above
 	}
 	return c, rep, nil
+}
+
+// notDecoded reports err, a failure to decode data that is not one of
+// yaml's TypeErrors: data is not YAML, or a value does not fit the tag the
+// file gave it ("password: !!int s3cret"). yaml names such a value, which
+// may be a secret, and not its line: each is named here by its key and
+// line instead, and any other value yaml quotes is left out.
+func notDecoded(data []byte, err error) error {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return fmt.Errorf("config: %w", err) // not YAML: yaml's words quote no value
+	}
+	var problems []error
+	for _, n := range walkTagged(&doc, "", nil) {
+		var v any
+		if n.node.Decode(&v) != nil {
+			problems = append(problems, fmt.Errorf("%s: its value does not fit its tag %s (line %d); remove the tag", n.path, n.node.Tag, n.node.Line))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.Join(problems...)
+	}
+	return fmt.Errorf("config: %s", quoted.ReplaceAllLiteralString(err.Error(), "(a value, not repeated)"))
+}
+
+// quoted is a value as yaml's messages quote it.
+var quoted = regexp.MustCompile("`[^`]*`")
+
+type taggedNode struct {
+	path string
+	node *yaml.Node
+}
+
+// walkTagged appends to found the scalars below n that carry a tag the
+// file wrote, with their paths.
+func walkTagged(n *yaml.Node, path string, found []taggedNode) []taggedNode {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			found = walkTagged(c, path, found)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			found = walkTagged(c, fmt.Sprintf("%s[%d]", path, i), found)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			found = walkTagged(n.Content[i+1], p, found)
+		}
+	case yaml.ScalarNode:
+		if n.Style&yaml.TaggedStyle != 0 {
+			found = append(found, taggedNode{path, n})
+		}
+	}
+	return found
 }
 
 // oneDocument refuses a file whose documents after the one decoded hold
