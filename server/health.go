@@ -38,7 +38,8 @@ type Health struct {
 // service name it names (backupd serves two short ones), and the Watch
 // streams open at once, each a goroutine held for as long as its client
 // keeps it: maxWatches for each caller that presents its token, and
-// maxWatches for all the others together. gRPC client-side health
+// maxWatches for all the others together, a quarter of them from one
+// client address (streamSlots). gRPC client-side health
 // checking keeps a Watch on each connection and takes a refused one for
 // an unhealthy server, so streams held by whoever can reach the port
 // must not take the places of callers backupd knows.
@@ -120,15 +121,16 @@ func (s healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 		return err
 	}
 	caller := callerOf(stream.Context(), s.authn)
-	if !s.h.watches.take(caller) {
-		return s.h.watches.refusal(caller)
+	release, err := s.h.watches.take(stream.Context(), caller)
+	if err != nil {
+		return err
 	}
-	defer s.h.watches.give(caller)
+	defer release()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.h.stopped, cancel)()
 	ws := &watchStream{Health_WatchServer: stream, ctx: ctx}
-	err := s.Server.Watch(req, ws)
+	err = s.Server.Watch(req, ws)
 	if s.h.stopped.Err() != nil {
 		// grpc-go's Watch may have ended before it sent the NOT_SERVING
 		// that the shutdown set a moment earlier (with no drain delay):

@@ -373,7 +373,7 @@ func TestHealthWatchAfterEndStreams(t *testing.T) {
 // streams open at once are bounded.
 func TestHealthCallsAreBounded(t *testing.T) {
 	f := newShutdownFixture(t)
-	f.s.Health.watches.max = 2
+	f.s.Health.watches.setBounds(2, 2)
 	health := healthpb.NewHealthClient(f.conn)
 	long := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", maxHealthServiceName+1)}
 	_, err := health.Check(context.Background(), long)
@@ -621,6 +621,9 @@ func TestShutdownCutOffRESTIsLogged(t *testing.T) {
 // place is given back.
 func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
 	g := servingGRPC(t, NewHealth(), io.Discard)
+	// All from one address: not refused by that address's bound on
+	// reflection streams first.
+	g.ic.reflecting.setBounds(maxReflections, maxReflections)
 	conn := g.conn
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -673,24 +676,26 @@ func TestUnvouchedStreamsOverTheBoundAreCanceled(t *testing.T) {
 }
 
 // TestReflectionStreamsAreBounded: reflection takes no token and a stream
-// lasts as long as its client keeps it; beyond maxReflections open at once
-// a new one is refused, RESOURCE_EXHAUSTED, until one closes.
+// lasts as long as its client keeps it; beyond the bound of one client
+// address (a quarter of maxReflections) a new one is refused,
+// RESOURCE_EXHAUSTED, until one closes.
 func TestReflectionStreamsAreBounded(t *testing.T) {
 	conn := servingGRPC(t, NewHealth(), io.Discard).conn
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for n := range maxReflections - 1 {
+	const bound = maxReflections / 4
+	for n := range bound - 1 {
 		if err := listServices(ctx, conn); err != nil {
 			t.Fatalf("stream %d: %v", n+1, err)
 		}
 	}
 	last, closeLast := context.WithCancel(ctx)
 	if err := listServices(last, conn); err != nil {
-		t.Fatalf("stream %d: %v", maxReflections, err)
+		t.Fatalf("stream %d: %v", bound, err)
 	}
 	err := listServices(ctx, conn)
 	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || reasonOf(st) != rpcerror.ReasonTooManyStreams {
-		t.Fatalf("stream %d: %v; want RESOURCE_EXHAUSTED %s", maxReflections+1, err, rpcerror.ReasonTooManyStreams)
+		t.Fatalf("stream %d: %v; want RESOURCE_EXHAUSTED %s", bound+1, err, rpcerror.ReasonTooManyStreams)
 	}
 	closeLast()
 	deadline := time.Now().Add(5 * time.Second)
@@ -738,7 +743,7 @@ func TestIdleReflectionStreamsEnd(t *testing.T) {
 // that streams held by whoever can reach the port do not take the places
 // of callers backupd knows (gRPC client-side health checking takes a
 // refused Watch for an unhealthy server). A token backupd does not know
-// counts as none.
+// counts as none. Of the tokenless ones, one client address holds a part.
 func TestHealthWatchesAreBoundedPerCaller(t *testing.T) {
 	f := newFixtureWith(t, func(o *Options) {
 		o.Authorizer = callers.New([]config.Caller{
@@ -746,12 +751,13 @@ func TestHealthWatchesAreBoundedPerCaller(t *testing.T) {
 			{Name: "audit", TokenSHA256: callers.HashToken("audit-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
 		})
 	})
-	f.health.watches.max = 2
+	f.health.watches.setBounds(3, 2)
 	f.health.SetReady(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	health := healthpb.NewHealthClient(f.conn)
-	watch := func(token string) error {
+	fromA := healthpb.NewHealthClient(f.conn)
+	fromB := healthpb.NewHealthClient(connFrom(t, f.conn.Target(), "127.0.0.2"))
+	watch := func(health healthpb.HealthClient, token string) error {
 		stream, err := health.Watch(withToken(ctx, token), &healthpb.HealthCheckRequest{})
 		if err != nil {
 			return err
@@ -759,26 +765,47 @@ func TestHealthWatchesAreBoundedPerCaller(t *testing.T) {
 		_, err = stream.Recv()
 		return err
 	}
+	const byAddress, byAll = "from this client's address", "3 health watches without a caller's token are open already;"
 	steps := []struct {
-		name, token string
-		refused     bool
+		name    string
+		from    healthpb.HealthClient
+		token   string
+		refusal string // what the refusal says; "" for none
 	}{
-		{"first without a token", "", false},
-		{"second without a token", "", false},
-		{"third without a token", "", true},
-		{"an unknown token, which counts as none", "guess", true},
-		{"a caller's, beside the full tokenless ones", "orders-token", false},
-		{"the caller's second", "orders-token", false},
-		{"the caller's third", "orders-token", true},
-		{"another caller's", "audit-token", false},
+		{"first without a token", fromA, "", ""},
+		{"second without a token", fromA, "", ""},
+		{"third without a token from one address", fromA, "", byAddress},
+		{"an unknown token, which counts as none", fromA, "guess", byAddress},
+		{"without a token from another address", fromB, "", ""},
+		{"beyond the bound of all without a token", fromB, "", byAll},
+		{"a caller's, beside the full tokenless ones", fromA, "orders-token", ""},
+		{"the caller's second", fromA, "orders-token", ""},
+		{"the caller's third, more than an address's tokenless ones", fromA, "orders-token", ""},
+		{"the caller's fourth", fromB, "orders-token", "3 health watches of caller orders are open already"},
+		{"another caller's", fromA, "audit-token", ""},
 	}
 	for _, s := range steps {
-		err := watch(s.token)
-		refused := status.Code(err) == codes.ResourceExhausted && reasonOf(status.Convert(err)) == rpcerror.ReasonTooManyWatches
-		if refused != s.refused || err != nil && !refused {
-			t.Errorf("%s: %v; want refused %v", s.name, err, s.refused)
+		err := watch(s.from, s.token)
+		st := status.Convert(err)
+		refused := st.Code() == codes.ResourceExhausted && reasonOf(st) == rpcerror.ReasonTooManyWatches
+		if refused != (s.refusal != "") || err != nil && !refused || !strings.Contains(st.Message(), s.refusal) {
+			t.Errorf("%s: %v; want refused %v (%q)", s.name, err, s.refusal != "", s.refusal)
 		}
 	}
+}
+
+// connFrom dials target from the loopback address ip, a client address of
+// its own.
+func connFrom(t *testing.T, target, ip string) *grpc.ClientConn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // TestReflectionStreamsAreBoundedPerCaller: reflection streams that
@@ -792,24 +819,37 @@ func TestReflectionStreamsAreBoundedPerCaller(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	open := func(token string) error { return listServices(withToken(ctx, token), f.conn) }
-	for n := range maxReflections {
-		if err := open(""); err != nil {
-			t.Fatalf("stream %d without a token: %v", n+1, err)
+	// Four client addresses hold the tokenless places between them, a
+	// quarter each.
+	conns := []*grpc.ClientConn{f.conn}
+	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		conns = append(conns, connFrom(t, f.conn.Target(), ip))
+	}
+	open := func(conn *grpc.ClientConn, token string) error { return listServices(withToken(ctx, token), conn) }
+	for i, conn := range conns[:4] {
+		for n := range maxReflections / 4 {
+			if err := open(conn, ""); err != nil {
+				t.Fatalf("stream %d without a token from address %d: %v", n+1, i+1, err)
+			}
 		}
 	}
+	const byAddress, byAll = "16 reflection streams without a caller's token are open already from this client's address", "64 reflection streams without a caller's token are open already;"
 	for _, s := range []struct {
-		name, token string
-		refused     bool
+		name    string
+		conn    *grpc.ClientConn
+		token   string
+		refusal string // what the refusal says; "" for none
 	}{
-		{"one more without a token", "", true},
-		{"an unknown token, which counts as none", "guess", true},
-		{"a caller's, beside the full tokenless ones", "orders-token", false},
+		{"one more without a token from an address", conns[0], "", byAddress},
+		{"one more without a token from a fifth address", conns[4], "", byAll},
+		{"an unknown token, which counts as none", conns[4], "guess", byAll},
+		{"a caller's, beside the full tokenless ones", conns[0], "orders-token", ""},
 	} {
-		err := open(s.token)
-		refused := status.Code(err) == codes.ResourceExhausted && reasonOf(status.Convert(err)) == rpcerror.ReasonTooManyStreams
-		if refused != s.refused || err != nil && !refused {
-			t.Errorf("%s: %v; want refused %v", s.name, err, s.refused)
+		err := open(s.conn, s.token)
+		st := status.Convert(err)
+		refused := st.Code() == codes.ResourceExhausted && reasonOf(st) == rpcerror.ReasonTooManyStreams
+		if refused != (s.refusal != "") || err != nil && !refused || !strings.Contains(st.Message(), s.refusal) {
+			t.Errorf("%s: %v; want refused %v (%q)", s.name, err, s.refusal != "", s.refusal)
 		}
 	}
 }

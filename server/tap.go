@@ -255,10 +255,11 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	}
 	if strings.HasPrefix(info.FullMethod, reflectionPrefix) {
 		caller := callerOf(ss.Context(), i.authz)
-		if !i.reflecting.take(caller) {
-			return i.reflecting.refusal(caller)
+		release, err := i.reflecting.take(ss.Context(), caller)
+		if err != nil {
+			return err
 		}
-		defer i.reflecting.give(caller)
+		defer release()
 		ss = &stoppingStream{ServerStream: ss, stopping: i.stopping, idle: i.reflectionIdle}
 	}
 	return handler(srv, ss)
