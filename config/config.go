@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"slices"
@@ -687,7 +688,28 @@ func (c *Config) Warnings() []string {
 	if len(c.Callers) == 0 {
 		ws = append(ws, "no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")
 	}
+	if open := c.beyondLoopback(); len(c.Callers) > 0 && !c.TLS.Enabled() && len(open) > 0 {
+		ws = append(ws, fmt.Sprintf("callers' tokens cross the network in the clear: no tls is configured, and %s; "+
+			"configure tls, unless a proxy or mesh encrypts every connection to backupd", strings.Join(open, " and ")))
+	}
 	return ws
+}
+
+// beyondLoopback names the listeners that take connections from beyond
+// this host: those not bound to a loopback address.
+func (c *Config) beyondLoopback() []string {
+	var open []string
+	for _, l := range []struct{ name, addr string }{{"listen.grpc", c.Listen.GRPC}, {"listen.http", c.Listen.HTTP}} {
+		host, _, err := net.SplitHostPort(l.addr)
+		if err != nil || host == "localhost" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+			continue
+		}
+		open = append(open, fmt.Sprintf("%s (%q) takes connections from beyond this host", l.name, l.addr))
+	}
+	return open
 }
 
 var tokenHashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -466,6 +466,12 @@ func TestWarnings(t *testing.T) {
 		{"max_wait equal to upstream_timeout", func(c *Config) { c.MaxWait = c.UpstreamTimeout },
 			[]string{"max_wait is not shorter than upstream_timeout"}},
 		{"no callers", func(c *Config) { c.Callers = nil }, []string{"no callers configured"}},
+		{"callers without tls on every interface", func(c *Config) { c.TLS = TLS{} },
+			[]string{`callers' tokens cross the network in the clear: no tls is configured, and listen.grpc (":9090") takes connections from beyond this host and listen.http (":8080") takes`}},
+		{"callers without tls, one listener on loopback", func(c *Config) { c.TLS, c.Listen.GRPC, c.Listen.HTTP = TLS{}, "127.0.0.1:9090", "10.0.0.7:8080" },
+			[]string{`callers' tokens cross the network in the clear: no tls is configured, and listen.http ("10.0.0.7:8080") takes`}},
+		{"callers without tls, both listeners on loopback", func(c *Config) { c.TLS, c.Listen.GRPC, c.Listen.HTTP = TLS{}, "[::1]:9090", "localhost:8080" }, nil},
+		{"no callers and no tls", func(c *Config) { c.TLS, c.Callers = TLS{}, nil }, []string{"no callers configured"}},
 		{"all three", func(c *Config) {
 			c.UpstreamTimeout, c.Callers = c.ShutdownTimeout+time.Second, nil
 			c.MaxWait = c.UpstreamTimeout
