@@ -55,6 +55,8 @@ const (
 	ReasonTooManyWatches   = "TOO_MANY_WATCHES"
 	ReasonTooManyStreams   = "TOO_MANY_STREAMS"
 	ReasonIdleStream       = "IDLE_STREAM"
+	// ReasonCanceled is also that of a call whose caller canceled it.
+	ReasonCanceled = "CANCELED"
 )
 
 // RequestError is a request the gRPC server or the REST gateway refuses on
@@ -307,7 +309,7 @@ func mapUpstream(err error) mapped {
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
 	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
-		return mapped{code: codes.Canceled, reason: "CANCELED", msg: "the request was canceled"}
+		return mapped{code: codes.Canceled, reason: ReasonCanceled, msg: "the request was canceled"}
 	case errors.As(err, &deleted) && errors.As(err, &api):
 		m := mapAPI(api, awsRequestID(err), httpStatus(err))
 		m.msg = "the backup was not found, but an earlier attempt of this DeleteBackup went unanswered and may have deleted it; " +

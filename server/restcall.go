@@ -58,6 +58,9 @@ type restCall struct {
 	// bodyLate is set when the body did not arrive in time, and cutShort
 	// when that time was cut short by the server's shutdown.
 	bodyLate, cutShort bool
+	// bodyEnded is set when the body ended before all of it arrived: the
+	// client went away mid-body, or sent less than it announced.
+	bodyEnded bool
 }
 
 // takesBody lists the methods whose route takes a JSON body.
@@ -363,6 +366,8 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 		b.call.tooLarge = true
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		b.call.bodyLate = true
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		b.call.bodyEnded = true
 	}
 	if b.reads != nil {
 		b.reads.end(b, err)

@@ -121,8 +121,8 @@ func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, regi
 // errorStatus is the status a REST error is answered with, the error its
 // log line is made from, and whether it is answered 413 rather than as
 // its code maps. A caller refused (authErr) is told only that; otherwise
-// a body the gateway gave up on (too large, cut short by the shutdown, or
-// late) is named, and grpc-gateway's own decoding errors are made
+// a body the gateway gave up on (too large, cut short by the shutdown,
+// late, or ended early) is named, and grpc-gateway's own decoding errors are made
 // malformed's.
 func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, authErr error, account string) (st *status.Status, logged error, tooBig bool) {
 	switch {
@@ -136,6 +136,12 @@ func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, auth
 	case call.bodyLate:
 		st = refusal(codes.InvalidArgument, rpcerror.ReasonMalformed, fmt.Sprintf(
 			"the request body did not arrive within %s of the request's start; send it whole, at once", bodyReadTimeout), account)
+	case call.bodyEnded:
+		// Counted with the calls whose callers left, not as a caller's
+		// mistake: the client that closed its connection hears nothing.
+		st = refusal(codes.Canceled, rpcerror.ReasonCanceled, "the request body ended before all of it arrived "+
+			"(short of its Content-Length, or without a chunked body's last chunk): the client closed the connection "+
+			"or sent less than it announced; nothing was done", account)
 	default:
 		st = status.Convert(err)
 		if len(st.Details()) == 0 && st.Code() == codes.InvalidArgument {

@@ -1136,6 +1136,48 @@ func TestBodyOnARouteWithoutOneIsRefusedUnread(t *testing.T) {
 	}
 }
 
+// TestBodyEndedEarlyIsCountedAsCanceled: a REST body that ends before all
+// of it arrived (its client closed the connection mid-body, or sent less
+// than it announced) is logged and counted as a call its caller left,
+// CANCELLED, not as a malformed request: a dashboard of callers' mistakes
+// must not count clients that went away. A client still listening hears
+// the same.
+func TestBodyEndedEarlyIsCountedAsCanceled(t *testing.T) {
+	f := newFixture(t)
+	const create = "/v1/accounts/111111111111/tables/Orders/backups"
+	for _, tt := range []struct{ name, request string }{
+		{"short of its Content-Length", "POST " + create + " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"backupName\":\"abc\""},
+		{"a chunked body without its last chunk", "POST " + create + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"bac\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f.observed.take()
+			conn := dialRaw(t, f.http.Listener.Addr().String())
+			if _, err := io.WriteString(conn, tt.request); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			var st restStatus
+			if err := json.Unmarshal(body, &st); err != nil || len(st.Details) == 0 || st.Details[0].Reason != rpcerror.ReasonCanceled ||
+				!strings.Contains(st.Message, "the request body ended before all of it arrived") {
+				t.Errorf("%d %s; want the body's early end, reason %s", resp.StatusCode, body, rpcerror.ReasonCanceled)
+			}
+			if got := f.observed.take(); !slices.Equal(got, []string{backupv1.BackupService_CreateBackup_FullMethodName + " Canceled"}) {
+				t.Errorf("counted %q; want the call counted as Canceled", got)
+			}
+			if f.stub.called() != nil {
+				t.Errorf("the request reached the service: %v", f.stub.called())
+			}
+		})
+	}
+}
+
 // TestHealthAnswersWithoutABodyTheyDoNotTake: /healthz, /readyz and
 // /metrics, which take no token, answer a GET with a body that never ends
 // at once, and close its connection, rather than read the body first.
