@@ -688,7 +688,7 @@ func (c *Config) Warnings() []string {
 	if len(c.Callers) == 0 {
 		ws = append(ws, "no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")
 	}
-	if open := c.beyondLoopback(); len(c.Callers) > 0 && !c.TLS.Enabled() && len(open) > 0 {
+	if open := c.beyondLoopback(); len(open) > 0 && len(c.Callers) > 0 && !c.TLS.Enabled() {
 		ws = append(ws, fmt.Sprintf("callers' tokens cross the network in the clear: no tls is configured, and %s; "+
 			"configure tls, unless a proxy or mesh encrypts every connection to backupd", strings.Join(open, " and ")))
 	}

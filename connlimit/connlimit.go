@@ -73,7 +73,7 @@ func (l *Limiter) Open() int {
 // over a limit. A counted connection is uncounted by release, which may
 // be called more than once.
 func (l *Limiter) Admit(addr net.Addr) (release func(), ok bool) {
-	ip := ipOf(addr)
+	ip := IP(addr)
 	l.mu.Lock()
 	reason := ""
 	switch {
@@ -149,9 +149,10 @@ func (l *Limiter) warn(line []slog.Attr) {
 	}
 }
 
-// ipOf is addr's IP address; the zero address, one count for all, for an
-// address that is not TCP's.
-func ipOf(addr net.Addr) netip.Addr {
+// IP is the client address that bounds per client count addr as: its IP
+// address, an IPv4-mapped one as IPv4; the zero address, one count for
+// all, for an address that is not TCP's.
+func IP(addr net.Addr) netip.Addr {
 	if a, ok := addr.(*net.TCPAddr); ok {
 		return a.AddrPort().Addr().Unmap()
 	}

@@ -122,8 +122,8 @@ func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, regi
 // log line is made from, and whether it is answered 413 rather than as
 // its code maps. A caller refused (authErr) is told only that; otherwise
 // a body the gateway gave up on (too large, cut short by the shutdown,
-// late, or ended early) is named, and grpc-gateway's own decoding errors are made
-// malformed's.
+// late, or ended early) is named, and grpc-gateway's own decoding errors
+// are made malformed's.
 func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, authErr error, account string) (st *status.Status, logged error, tooBig bool) {
 	switch {
 	case authErr != nil:

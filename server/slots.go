@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 
+	"github.com/backupd/backupd/connlimit"
 	"github.com/backupd/backupd/rpcerror"
 )
 
@@ -86,18 +87,14 @@ func (s *streamSlots) refusal(caller string, fromAddr bool) error {
 	return refused(&rpcerror.RequestError{Code: codes.ResourceExhausted, Reason: s.reason, Msg: msg, RetryAfter: rpcerror.DefaultRetryAfter})
 }
 
-// clientAddr is the IP address of the client of ctx's stream, the zero
-// Addr when it has none (a Unix socket, say).
+// clientAddr is the address of the client of ctx's stream, as the
+// connection limits count it.
 func clientAddr(ctx context.Context) netip.Addr {
 	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
+	if !ok {
 		return netip.Addr{}
 	}
-	ap, err := netip.ParseAddrPort(p.Addr.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
+	return connlimit.IP(p.Addr)
 }
 
 // authenticator names a request's caller from its metadata (Authorizer).
