@@ -22,7 +22,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	gatewayv1 "github.com/backupd/backupd/gen/gateway/backup/v1"
 	"github.com/backupd/backupd/logcap"
 )
 
@@ -124,7 +124,7 @@ func (g *gateway) newMux(ctx context.Context, opts Options, strict *strictJSON) 
 		// past whatever rules a proxy keeps per method.
 		runtime.WithDisablePathLengthFallback(),
 	)
-	if err := backupv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, g.ic)); err != nil {
+	if err := gatewayv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, g.ic)); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
 	}
 	return gw, nil

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 
+	extBackupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
@@ -35,9 +36,9 @@ var (
 	_ = metadata.Join
 )
 
-func request_BackupService_CreateBackup_0(ctx context.Context, marshaler runtime.Marshaler, client BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_BackupService_CreateBackup_0(ctx context.Context, marshaler runtime.Marshaler, client extBackupv1.BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateBackupRequest
+		protoReq extBackupv1.CreateBackupRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -67,9 +68,9 @@ func request_BackupService_CreateBackup_0(ctx context.Context, marshaler runtime
 	return msg, metadata, err
 }
 
-func local_request_BackupService_CreateBackup_0(ctx context.Context, marshaler runtime.Marshaler, server BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_BackupService_CreateBackup_0(ctx context.Context, marshaler runtime.Marshaler, server extBackupv1.BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateBackupRequest
+		protoReq extBackupv1.CreateBackupRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -96,9 +97,9 @@ func local_request_BackupService_CreateBackup_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func request_BackupService_GetBackup_0(ctx context.Context, marshaler runtime.Marshaler, client BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_BackupService_GetBackup_0(ctx context.Context, marshaler runtime.Marshaler, client extBackupv1.BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetBackupRequest
+		protoReq extBackupv1.GetBackupRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -117,9 +118,9 @@ func request_BackupService_GetBackup_0(ctx context.Context, marshaler runtime.Ma
 	return msg, metadata, err
 }
 
-func local_request_BackupService_GetBackup_0(ctx context.Context, marshaler runtime.Marshaler, server BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_BackupService_GetBackup_0(ctx context.Context, marshaler runtime.Marshaler, server extBackupv1.BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetBackupRequest
+		protoReq extBackupv1.GetBackupRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -137,9 +138,9 @@ func local_request_BackupService_GetBackup_0(ctx context.Context, marshaler runt
 
 var filter_BackupService_ListBackups_0 = &utilities.DoubleArray{Encoding: map[string]int{"account_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
-func request_BackupService_ListBackups_0(ctx context.Context, marshaler runtime.Marshaler, client BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_BackupService_ListBackups_0(ctx context.Context, marshaler runtime.Marshaler, client extBackupv1.BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListBackupsRequest
+		protoReq extBackupv1.ListBackupsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -164,9 +165,9 @@ func request_BackupService_ListBackups_0(ctx context.Context, marshaler runtime.
 	return msg, metadata, err
 }
 
-func local_request_BackupService_ListBackups_0(ctx context.Context, marshaler runtime.Marshaler, server BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_BackupService_ListBackups_0(ctx context.Context, marshaler runtime.Marshaler, server extBackupv1.BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListBackupsRequest
+		protoReq extBackupv1.ListBackupsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -188,9 +189,9 @@ func local_request_BackupService_ListBackups_0(ctx context.Context, marshaler ru
 	return msg, metadata, err
 }
 
-func request_BackupService_DeleteBackup_0(ctx context.Context, marshaler runtime.Marshaler, client BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_BackupService_DeleteBackup_0(ctx context.Context, marshaler runtime.Marshaler, client extBackupv1.BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq DeleteBackupRequest
+		protoReq extBackupv1.DeleteBackupRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -209,9 +210,9 @@ func request_BackupService_DeleteBackup_0(ctx context.Context, marshaler runtime
 	return msg, metadata, err
 }
 
-func local_request_BackupService_DeleteBackup_0(ctx context.Context, marshaler runtime.Marshaler, server BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_BackupService_DeleteBackup_0(ctx context.Context, marshaler runtime.Marshaler, server extBackupv1.BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq DeleteBackupRequest
+		protoReq extBackupv1.DeleteBackupRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -227,9 +228,9 @@ func local_request_BackupService_DeleteBackup_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func request_BackupService_RestoreTableFromBackup_0(ctx context.Context, marshaler runtime.Marshaler, client BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_BackupService_RestoreTableFromBackup_0(ctx context.Context, marshaler runtime.Marshaler, client extBackupv1.BackupServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RestoreTableFromBackupRequest
+		protoReq extBackupv1.RestoreTableFromBackupRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -251,9 +252,9 @@ func request_BackupService_RestoreTableFromBackup_0(ctx context.Context, marshal
 	return msg, metadata, err
 }
 
-func local_request_BackupService_RestoreTableFromBackup_0(ctx context.Context, marshaler runtime.Marshaler, server BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_BackupService_RestoreTableFromBackup_0(ctx context.Context, marshaler runtime.Marshaler, server extBackupv1.BackupServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RestoreTableFromBackupRequest
+		protoReq extBackupv1.RestoreTableFromBackupRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -277,7 +278,7 @@ func local_request_BackupService_RestoreTableFromBackup_0(ctx context.Context, m
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterBackupServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterBackupServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server BackupServiceServer) error {
+func RegisterBackupServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extBackupv1.BackupServiceServer) error {
 	mux.Handle(http.MethodPost, pattern_BackupService_CreateBackup_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -409,15 +410,15 @@ func RegisterBackupServiceHandlerFromEndpoint(ctx context.Context, mux *runtime.
 // RegisterBackupServiceHandler registers the http handlers for service BackupService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterBackupServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterBackupServiceHandlerClient(ctx, mux, NewBackupServiceClient(conn))
+	return RegisterBackupServiceHandlerClient(ctx, mux, extBackupv1.NewBackupServiceClient(conn))
 }
 
 // RegisterBackupServiceHandlerClient registers the http handlers for service BackupService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "BackupServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "BackupServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extBackupv1.BackupServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extBackupv1.BackupServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "BackupServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterBackupServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client BackupServiceClient) error {
+// "extBackupv1.BackupServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterBackupServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extBackupv1.BackupServiceClient) error {
 	mux.Handle(http.MethodPost, pattern_BackupService_CreateBackup_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
