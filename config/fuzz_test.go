@@ -47,6 +47,7 @@ callers:
 	f.Add([]byte("accounts:\n  - id: \"111111111111\"\n    id: \"222222222222\"\n"))
 	f.Add([]byte("listen: {grpc: ':http', http: '[::1]:99999'}\nmax_wait: -1s\ndrain_delay: 1h\nnope: 1\naccounts: [{id: '111111111111', role_arn: 'arn:aws:iam::111111111111:role/r', allowed_regions: [eu-west-1]}]"))
 	f.Add([]byte("&a [*a]"))
+	f.Add([]byte("shared_state: {backend: redis, redis: {address: 'h:1', password: !!int s3cret-pw}}\naccounts: [{id: !!int x, role_arn: arn:aws:iam::1:role/x, allowed_regions: [\"\u00e9\", !!bool y]}]\n"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Parse reads the TLS files a configuration names: keep it away

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -43,7 +44,7 @@ func decode(data []byte) (*Config, typeReport, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		var ok bool
 		if te, ok = errors.AsType[*yaml.TypeError](err); !ok {
-			return nil, typeReport{}, notDecoded(data, err)
+			return decodeUntagged(data, err)
 		}
 	}
 	var more []error
@@ -81,28 +82,82 @@ func decode(data []byte) (*Config, typeReport, error) {
 	return c, rep, nil
 }
 
-// notDecoded reports err, a failure to decode data that is not one of
+// decodeUntagged handles err, a failure to decode data that is not one of
 // yaml's TypeErrors: data is not YAML, or a value does not fit the tag the
 // file gave it ("password: !!int s3cret"). yaml names such a value, which
-// may be a secret, and not its line: each is named here by its key and
-// line instead, and any other value yaml quotes is left out.
-func notDecoded(data []byte, err error) error {
+// may be a secret, and not its line, and decodes nothing more: each is
+// named here by its key and line instead, and data is decoded again
+// without those tags, so that the file's other problems are reported with
+// them. Any other value yaml quotes is left out.
+func decodeUntagged(data []byte, err error) (*Config, typeReport, error) {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil {
-		return fmt.Errorf("config: %w", err) // not YAML: yaml's words quote no value
+		return nil, typeReport{}, fmt.Errorf("config: %w", err) // not YAML: yaml's words quote no value
 	}
+	untagged := bytes.Split(bytes.Clone(data), []byte("\n"))
 	var problems []error
+	paths := map[string]bool{}
+	blanked := true // every bad tag: decoded again, the file would fail again
 	for _, n := range walkTagged(&doc, "", nil) {
 		var v any
-		if n.node.Decode(&v) != nil {
+		if n.node.Decode(&v) == nil {
+			continue
+		}
+		switch {
+		case n.path == "": // the whole file is the tagged value
+			problems = append(problems, fmt.Errorf("config: the file's value does not fit its tag %s (line %d); remove the tag", n.node.Tag, n.node.Line))
+		case !keyPath.MatchString(n.path): // under a key no configuration has
+			problems = append(problems, fmt.Errorf("line %d: a value does not fit its tag %s; remove the tag", n.node.Line, n.node.Tag))
+		default:
 			problems = append(problems, fmt.Errorf("%s: its value does not fit its tag %s (line %d); remove the tag", n.path, n.node.Tag, n.node.Line))
 		}
+		paths[n.path] = true
+		blanked = blankTag(untagged[n.node.Line-1], n.node.Column-1) && blanked
 	}
-	if len(problems) > 0 {
-		return errors.Join(problems...)
+	if len(problems) == 0 {
+		return nil, typeReport{}, fmt.Errorf("config: %s", quoted.ReplaceAllLiteralString(err.Error(), "(a value, not repeated)"))
 	}
-	return fmt.Errorf("config: %s", quoted.ReplaceAllLiteralString(err.Error(), "(a value, not repeated)"))
+	if !blanked {
+		return nil, typeReport{}, errors.Join(problems...)
+	}
+	c, rep, err := decode(bytes.Join(untagged, []byte("\n")))
+	if err != nil {
+		return nil, typeReport{}, errors.Join(append(problems, err)...)
+	}
+	// What the values say without their tags is the tags' problem.
+	rep.problems = slices.DeleteFunc(rep.problems, func(e error) bool {
+		field, _, _ := strings.Cut(e.Error(), ":")
+		return within(field, paths)
+	})
+	rep.problems = append(problems, rep.problems...)
+	if rep.mistyped == nil {
+		rep.mistyped = map[string]bool{}
+	}
+	maps.Copy(rep.mistyped, paths)
+	return c, rep, nil
 }
+
+// blankTag overwrites with spaces the tag that starts at the column'th
+// character of line (yaml counts characters, not bytes) and runs to the
+// next blank, so that the line's other positions stay where they were. It
+// reports whether a tag (a "!") stood there.
+func blankTag(line []byte, column int) bool {
+	i := 0
+	for ; column > 0 && i < len(line); column-- {
+		_, size := utf8.DecodeRune(line[i:])
+		i += size
+	}
+	if i >= len(line) || line[i] != '!' {
+		return false
+	}
+	for ; i < len(line) && line[i] != ' ' && line[i] != '\t' && line[i] != '\r'; i++ {
+		line[i] = ' '
+	}
+	return true
+}
+
+// keyPath is a path of keys of the shape configuration keys have.
+var keyPath = regexp.MustCompile(`^[a-z_0-9]+(\[\d+\])?(\.[a-z_0-9]+(\[\d+\])?)*$`)
 
 // quoted is a value as yaml's messages quote it.
 var quoted = regexp.MustCompile("`[^`]*`")
