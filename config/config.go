@@ -232,6 +232,12 @@ type Listen struct {
 	MaxConnectionsPerIP *int `yaml:"max_connections_per_ip"`
 }
 
+// addresses are the listeners' addresses, each with its key, for the
+// problems and warnings that name them.
+func (l Listen) addresses() []struct{ name, addr string } {
+	return []struct{ name, addr string }{{"listen.grpc", l.GRPC}, {"listen.http", l.HTTP}}
+}
+
 // Defaults of Listen's limits.
 const (
 	DefaultMaxConnections      = 10000
@@ -566,7 +572,7 @@ func (c *Config) validateServing(bad reporter) {
 	if c.Listen.GRPC == c.Listen.HTTP && !anyPort(c.Listen.GRPC) {
 		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
 	}
-	for _, l := range []struct{ name, addr string }{{"listen.grpc", c.Listen.GRPC}, {"listen.http", c.Listen.HTTP}} {
+	for _, l := range c.Listen.addresses() {
 		if err := CheckListenAddr(l.addr); err != nil {
 			bad(l.name, "%v", err)
 		}
@@ -699,7 +705,7 @@ func (c *Config) Warnings() []string {
 // this host: those not bound to a loopback address.
 func (c *Config) beyondLoopback() []string {
 	var open []string
-	for _, l := range []struct{ name, addr string }{{"listen.grpc", c.Listen.GRPC}, {"listen.http", c.Listen.HTTP}} {
+	for _, l := range c.Listen.addresses() {
 		host, _, err := net.SplitHostPort(l.addr)
 		if err != nil || host == "localhost" {
 			continue

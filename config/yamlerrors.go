@@ -177,15 +177,11 @@ func walkTagged(n *yaml.Node, path string, found []taggedNode) []taggedNode {
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			found = walkTagged(c, fmt.Sprintf("%s[%d]", path, i), found)
+			found = walkTagged(c, elementPath(path, i), found)
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if path != "" {
-				p = path + "." + p
-			}
-			found = walkTagged(n.Content[i+1], p, found)
+			found = walkTagged(n.Content[i+1], keyPathOf(path, n.Content[i].Value), found)
 		}
 	case yaml.ScalarNode:
 		if n.Style&yaml.TaggedStyle != 0 {
@@ -193,6 +189,20 @@ func walkTagged(n *yaml.Node, path string, found []taggedNode) []taggedNode {
 		}
 	}
 	return found
+}
+
+// keyPathOf is the path of key in the mapping at path (accounts[0] and
+// id make accounts[0].id), as problems name values.
+func keyPathOf(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// elementPath is the path of the i'th element of the list at path.
+func elementPath(path string, i int) string {
+	return fmt.Sprintf("%s[%d]", path, i)
 }
 
 // oneDocument refuses a file whose documents after the one decoded hold
@@ -359,7 +369,7 @@ func (w *typedWalk) walk(n *yaml.Node, path string, t reflect.Type, shared bool)
 	switch {
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
+			p := elementPath(path, i)
 			w.walk(item, p, t.Elem(), shared)
 			if fits(item, t.Elem()) {
 				continue
@@ -420,11 +430,7 @@ func (w *typedWalk) walkMapping(n *yaml.Node, path string, t reflect.Type, set m
 			w.unknown[at] = append(w.unknown[at], path)
 			continue
 		}
-		p := key.Value
-		if path != "" {
-			p = path + "." + p
-		}
-		w.walk(value, p, f.Type, shared)
+		w.walk(value, keyPathOf(path, key.Value), f.Type, shared)
 	}
 	for _, m := range merged {
 		w.walkMerged(m, path, t, set)

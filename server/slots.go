@@ -58,6 +58,7 @@ func (s *streamSlots) take(ctx context.Context, caller string) (release func(), 
 	return func() { s.give(caller, addr) }, nil
 }
 
+// give gives back the place take claimed for caller from addr.
 func (s *streamSlots) give(caller string, addr netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

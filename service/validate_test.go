@@ -209,14 +209,8 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 		{"us-" + strings.Repeat("a", 28) + "-1", false}, // 33: no region is that long, and its echoes would grow with it
 	}
 	for _, tt := range regions {
-		partition := "aws"
-		switch {
-		case strings.HasPrefix(tt.region, "cn-"):
-			partition = "aws-cn"
-		case strings.HasPrefix(tt.region, "us-gov-"):
-			partition = "aws-us-gov"
-		}
 		// The account's role is in its regions' partition.
+		partition := config.RegionPartition(tt.region)
 		yaml := fmt.Sprintf("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:%s:iam::111111111111:role/x\n    default_region: %q\n", partition, tt.region)
 		_, cfgErr := config.Parse(strings.NewReader(yaml))
 		var vs violations
