@@ -116,7 +116,7 @@ const badPageToken = "is not a token from a listing with this account, region an
 func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
 	in, scope, table, err := validateList(req)
 	if err != nil {
-		return nil, err
+		return nil, s.withTargetViolations(err, req.GetAccountId(), req.GetRegion(), "region", table)
 	}
 	target, err := s.resolveTable(ctx, req.GetAccountId(), req.GetRegion(), table)
 	if err != nil {
@@ -281,7 +281,7 @@ func normRestore(req *backupv1.RestoreTableFromBackupRequest) proto.Message {
 func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
 	in, a, err := validateRestore(req)
 	if err != nil {
-		return nil, err
+		return nil, s.withTargetViolations(err, a.Account, a.Region, "backup_arn", tableRef{})
 	}
 	target, err := s.resolve(ctx, a.Account, a.Region, "backup_arn")
 	if err != nil {

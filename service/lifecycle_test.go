@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/badrequest"
@@ -124,4 +125,100 @@ func TestDynamoDBErrorsNameTheCall(t *testing.T) {
 			t.Errorf("%s: %v; want it to start %q and wrap DynamoDB's error", tt.op, tt.err, want)
 		}
 	}
+}
+
+// regional configures account 111111111111 with default region us-east-1
+// and us-east-1 and eu-west-1 allowed, as accounts.Registry would.
+type regional struct{}
+
+func (regional) Resolve(account, region string) (accounts.Target, error) {
+	if account != "111111111111" {
+		return accounts.Target{}, &accounts.NotConfiguredError{AccountID: account}
+	}
+	switch region {
+	case "":
+		region = "us-east-1"
+	case "us-east-1", "eu-west-1":
+	default:
+		return accounts.Target{}, &accounts.RegionNotAllowedError{AccountID: account, Region: region, Allowed: []string{"us-east-1", "eu-west-1"}}
+	}
+	return accounts.Target{AccountID: account, Region: region}, nil
+}
+
+// A request with a bad field and a region the account does not allow (in
+// region, in a backup ARN, or a table ARN outside the default region) is
+// told of each bad field at once, as google.rpc.BadRequest promises, not
+// of the region only once the other fields are right; an account that is
+// not configured, or a region field that is itself bad, leaves the
+// violations as validation found them.
+func TestRegionViolationsBesideTheOthers(t *testing.T) {
+	const (
+		farBackup = "arn:aws:dynamodb:us-west-2:111111111111:table/Orders/backup/01700000000000-abcdef12"
+		euTable   = "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders"
+		euTable2  = "arn:aws:dynamodb:eu-west-1:222222222222:table/Orders"
+	)
+	tests := []struct {
+		name string
+		req  proto.Message
+		want []string // fields, in order
+		also string   // a description's part
+	}{
+		{"create: region not allowed", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "us-west-2", TableName: "Orders", BackupName: "x"},
+			[]string{"backup_name", "region"}, `region "us-west-2" is not allowed for account 111111111111`},
+		{"create: table ARN outside the default region", &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: euTable, BackupName: "x"},
+			[]string{"backup_name", "table_name"}, "it must be in region us-east-1, the account's default"},
+		{"create: table ARN of another account, outside the default region", &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: euTable2, BackupName: "x"},
+			[]string{"table_name", "backup_name"}, "; and it is a table ARN in region eu-west-1"},
+		{"create: table ARN in the region named", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "eu-west-1", TableName: euTable, BackupName: "x"},
+			[]string{"backup_name"}, ""},
+		{"create: account not configured", &backupv1.CreateBackupRequest{AccountId: "333333333333", Region: "us-west-2", TableName: "Orders", BackupName: "x"},
+			[]string{"backup_name"}, ""},
+		{"create: bad region shape", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "moon", TableName: "Orders", BackupName: "x"},
+			[]string{"region", "backup_name"}, ""},
+		{"list: region not allowed", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-west-2", PageSize: aws.Int32(0)},
+			[]string{"page_size", "region"}, `region "us-west-2" is not allowed`},
+		{"list: table ARN outside the default region", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: euTable, PageSize: aws.Int32(0)},
+			[]string{"page_size", "table_name"}, "the account's default"},
+		{"restore: backup ARN's region not allowed", &backupv1.RestoreTableFromBackupRequest{BackupArn: farBackup, TargetTableName: "x"},
+			[]string{"target_table_name", "backup_arn"}, `backup_arn names region "us-west-2", which is not allowed`},
+	}
+	s := New(Options{Accounts: regional{}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vs := handlerViolationsOf(t, s, tt.req)
+			var fields []string
+			for _, v := range vs {
+				fields = append(fields, v.Field)
+			}
+			if !slices.Equal(fields, tt.want) {
+				t.Errorf("violations of %v (%v); want %v", fields, vs, tt.want)
+			}
+			if tt.also != "" && !slices.ContainsFunc(vs, func(v badrequest.Violation) bool { return strings.Contains(v.Description, tt.also) }) {
+				t.Errorf("violations %v; want one that says %q", vs, tt.also)
+			}
+		})
+	}
+}
+
+// handlerViolationsOf calls the handler of req's RPC and returns the
+// violations of its INVALID_ARGUMENT.
+func handlerViolationsOf(t *testing.T, s *Server, req proto.Message) []badrequest.Violation {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	switch r := req.(type) {
+	case *backupv1.CreateBackupRequest:
+		_, err = s.CreateBackup(ctx, r)
+	case *backupv1.ListBackupsRequest:
+		_, err = s.ListBackups(ctx, r)
+	case *backupv1.RestoreTableFromBackupRequest:
+		_, err = s.RestoreTableFromBackup(ctx, r)
+	default:
+		t.Fatalf("no handler for %T", req)
+	}
+	bad, ok := errors.AsType[*badrequest.Error](err)
+	if !ok {
+		t.Fatalf("handler: %v; want field violations", err)
+	}
+	return bad.Violations
 }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -77,7 +79,7 @@ const consistencySlack = time.Minute
 func (s *Server) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
 	table, err := validateCreate(req)
 	if err != nil {
-		return nil, err
+		return nil, s.withTargetViolations(err, req.GetAccountId(), req.GetRegion(), "region", table)
 	}
 	target, err := s.resolveTable(ctx, req.GetAccountId(), req.GetRegion(), table)
 	if err != nil {
@@ -196,6 +198,46 @@ func (s *Server) resolve(ctx context.Context, accountID, region, regionField str
 	}
 	reqlog.SetTarget(ctx, target.AccountID, target.Region)
 	return target, nil
+}
+
+// withTargetViolations completes err, the violations of a request's
+// fields, with those that only the account's configuration tells: a
+// region the account does not allow (named by regionField, the field it
+// came from) and, when the request names no region, a table ARN outside
+// the account's default one. A request with several bad fields is then
+// told of each at once, as google.rpc.BadRequest promises, not of the
+// region only once the others are right. err is returned as it is when
+// it is no field violation, when the account id or the region field is
+// itself bad, or when the account is not configured (NOT_FOUND, told once
+// the fields are right).
+func (s *Server) withTargetViolations(err error, accountID, region, regionField string, table tableRef) error {
+	bad, ok := errors.AsType[*badrequest.Error](err)
+	if !ok || !config.ValidAccountID(accountID) || (region != "" && !config.ValidRegion(region)) {
+		return err
+	}
+	for _, v := range bad.Violations {
+		if v.Field == regionField {
+			return err
+		}
+	}
+	target, rerr := s.accounts.Resolve(accountID, region)
+	var more []badrequest.Violation
+	if e, isRegion := errors.AsType[*accounts.RegionNotAllowedError](rerr); isRegion {
+		e.Field = regionField
+		more = []badrequest.Violation{{Field: regionField, Description: e.Error()}}
+	} else if rerr == nil && region == "" {
+		if tb, isBad := errors.AsType[*badrequest.Error](table.inRegion(target.Region)); isBad {
+			more = tb.Violations
+		}
+	}
+	if len(more) == 0 {
+		return err
+	}
+	vs := violations(slices.Clone(bad.Violations))
+	for _, m := range more {
+		vs.add(m.Field, "%s", strings.TrimPrefix(m.Description, m.Field+" "))
+	}
+	return &badrequest.Error{Violations: vs, More: bad.More}
 }
 
 // resolveTable finds where a request that names a table (table, which
