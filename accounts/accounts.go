@@ -253,7 +253,7 @@ func notAdmitted(call *attempts, err error) error {
 	if call == nil || call.failed == nil {
 		return err
 	}
-	if isLimited(err) {
+	if isLimited(err) || errors.As(err, new(*ratelimit.TooLateError)) {
 		return &RetryNotMadeError{Failed: call.failed, Stopped: err}
 	}
 	if errors.As(err, new(*sharedstate.UnavailableError)) {

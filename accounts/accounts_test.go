@@ -178,24 +178,29 @@ func TestRetryNotAdmittedFailsWithTheAttemptsError(t *testing.T) {
 		failure  failure
 		call     func(context.Context, *dynamodb.Client) error
 		wantCode string
+		refusal  error // the limiter's; a LimitedError when nil
 	}{
 		{"DescribeBackup after a 500", serverError, func(ctx context.Context, c *dynamodb.Client) error {
 			_, err := c.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: arn})
 			return err
-		}, "InternalServerError"},
+		}, "InternalServerError", nil},
 		{"DeleteBackup after a 500", serverError, func(ctx context.Context, c *dynamodb.Client) error {
 			_, err := c.DeleteBackup(ctx, &dynamodb.DeleteBackupInput{BackupArn: arn})
 			return err
-		}, "InternalServerError"},
+		}, "InternalServerError", nil},
 		{"CreateBackup after throttling", throttle, func(ctx context.Context, c *dynamodb.Client) error {
 			_, err := c.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
 			return err
-		}, "ThrottlingException"},
+		}, "ThrottlingException", nil},
+		{"CreateBackup after throttling, too late for its retry", throttle, func(ctx context.Context, c *dynamodb.Client) error {
+			_, err := c.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+			return err
+		}, "ThrottlingException", &ratelimit.TooLateError{Lead: SendLead}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, calls := flakyDynamoDB(t, 5, tt.failure)
-			lim := &countingLimiter{admit: 1}
+			lim := &countingLimiter{admit: 1, fail: tt.refusal}
 			target, err := newRegistry(t, srv.URL, lim).Resolve("111111111111", "")
 			if err != nil {
 				t.Fatal(err)
@@ -207,7 +212,7 @@ func TestRetryNotAdmittedFailsWithTheAttemptsError(t *testing.T) {
 			if _, ok := errors.AsType[*RetryNotMadeError](err); !ok {
 				t.Errorf("err = %v; want a RetryNotMadeError", err)
 			}
-			if _, limited := errors.AsType[*ratelimit.LimitedError](err); limited {
+			if _, limited := errors.AsType[*ratelimit.LimitedError](err); limited || errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("err = %v reads as the limiter's refusal", err)
 			}
 			if calls.Load() != 1 || len(lim.keys) != 2 {

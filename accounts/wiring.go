@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsratelimit "github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -55,4 +56,25 @@ func Rates(accounts []config.Account) map[ratelimit.Key]float64 {
 		}
 	}
 	return rates
+}
+
+// SendLead is how long before its deadline a CreateBackup or a restore
+// must leave backupd at the latest. Sent later, DynamoDB would most likely
+// not answer in time, and the caller would be told that a backup or a
+// table may or may not have been made (and, retrying without a
+// request_id, could make a second one); refused at once, the caller is
+// told that nothing was done. The operations that may be repeated safely
+// are sent until the deadline itself.
+const SendLead = 50 * time.Millisecond
+
+// Leads gives the limiter SendLead for each operation that is not
+// idempotent (ratelimit.Options.Lead).
+func Leads() map[string]time.Duration {
+	leads := map[string]time.Duration{}
+	for _, op := range config.Operations() {
+		if !idempotent[op] {
+			leads[op] = SendLead
+		}
+	}
+	return leads
 }

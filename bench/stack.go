@@ -517,6 +517,7 @@ func (s *Stack) newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Re
 	return accounts.NewFromConfig(cfg, awsCfg, ratelimit.NewLocal(ratelimit.Options{
 		Rates:    accounts.Rates(cfg.Accounts),
 		MaxWait:  cfg.MaxWait,
+		Lead:     accounts.Leads(),
 		Observer: waitCounter{Metrics: s.metrics, waits: &s.waits},
 	}), s.metrics, nil)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/backupd/backupd/accounts"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/testenv"
 )
@@ -192,6 +194,43 @@ func TestFailuresPastTheDeadline(t *testing.T) {
 				t.Errorf("%d %s calls reached DynamoDB for one REST request", n, tt.op)
 			}
 		})
+	}
+}
+
+// TestTooLittleTimeLeftIsNotSent: a CreateBackup whose caller leaves it
+// less than accounts.SendLead before its deadline is not sent, so
+// DynamoDB cannot make a backup that the caller is told may or may not
+// exist: DEADLINE_EXCEEDED (504 over REST), saying that nothing was done.
+// The same call with time to spare, made first so that the account's
+// credentials are at hand, reaches DynamoDB.
+func TestTooLittleTimeLeftIsNotSent(t *testing.T) {
+	moto := testenv.MotoURL(t)
+	a := testenv.UniqueAccountID(t)
+	ddb, calls := onOperation(t, moto, "CreateBackup", func(w http.ResponseWriter, r *http.Request, toMoto http.Handler) {
+		toMoto.ServeHTTP(w, r)
+	})
+	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: a}},
+		Env: []string{"AWS_ENDPOINT_URL_DYNAMODB=" + ddb, "AWS_ENDPOINT_URL_STS=" + moto}})
+	create := func(timeout time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, err := inst.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "b-1"})
+		return err
+	}
+	if st := status.Convert(create(3 * time.Second)); st.Code() != codes.NotFound || calls.Load() != 1 {
+		t.Fatalf("with 3s left: %v after %d calls reached DynamoDB; want NOT_FOUND (no such table in moto) after one", st.Err(), calls.Load())
+	}
+	short := accounts.SendLead * 4 / 5
+	if st := status.Convert(create(short)); st.Code() != codes.DeadlineExceeded || !strings.Contains(st.Message(), "nothing was done") {
+		t.Errorf("gRPC with %s left: %v; want DEADLINE_EXCEEDED saying nothing was done", short, st.Err())
+	}
+	code, _, resp := inst.restWith(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"b-2"}`,
+		http.Header{"Grpc-Timeout": {strconv.FormatInt(short.Milliseconds(), 10) + "m"}})
+	if code != http.StatusGatewayTimeout || !strings.Contains(string(resp), "nothing was done") {
+		t.Errorf("REST with %s left: %d %s; want 504 saying nothing was done", short, code, resp)
+	}
+	if n := calls.Load() - 1; n != 0 {
+		t.Errorf("%d CreateBackup calls reached DynamoDB with less than %s left; want none", n, accounts.SendLead)
 	}
 }
 

@@ -79,6 +79,29 @@ func (e *InterruptedError) Unwrap() error { return e.Err }
 // NotSent says the call was not made: nothing reached DynamoDB.
 func (e *InterruptedError) NotSent() bool { return true }
 
+// TooLateError refuses a call that arrives with less than its operation's
+// lead (Options.Lead) left before its deadline: sent, it would most likely
+// not be answered in time, and for an operation DynamoDB cannot be asked
+// twice (CreateBackup) the caller would be told that a backup may or may
+// not exist. It unwraps to context.DeadlineExceeded, the caller's status.
+type TooLateError struct {
+	Key  Key
+	Lead time.Duration
+}
+
+func (e *TooLateError) Error() string {
+	return fmt.Sprintf("%s for account %s in %s not sent: less than %s of its deadline was left, too little for DynamoDB to answer in time",
+		e.Key.Operation, e.Key.Account, e.Key.Region, e.Lead)
+}
+
+func (e *TooLateError) Unwrap() error { return context.DeadlineExceeded }
+
+// RetryableError tells the AWS SDK's retryer not to retry: no time is left.
+func (e *TooLateError) RetryableError() bool { return false }
+
+// NotSent says the call was not made: nothing reached DynamoDB.
+func (e *TooLateError) NotSent() bool { return true }
+
 // Options configures a limiter, in process (NewLocal) or shared in Redis
 // (NewRedis).
 type Options struct {
@@ -87,6 +110,12 @@ type Options struct {
 	// MaxWait bounds how long a call waits its turn (further bounded by the
 	// context's deadline).
 	MaxWait time.Duration
+	// Lead is, per operation, how long before its context's deadline a
+	// call must go at the latest: a turn later than that is refused as
+	// one beyond the deadline, and a call arriving later than that is
+	// refused at once (TooLateError). Operations not here may go until
+	// the deadline itself.
+	Lead map[string]time.Duration
 	// Guard is added to the one-second window; zero means DefaultGuard,
 	// negative means none.
 	Guard time.Duration
@@ -114,6 +143,7 @@ const (
 type policy struct {
 	spacing  map[Key]time.Duration
 	maxWait  time.Duration
+	lead     map[string]time.Duration
 	guard    time.Duration
 	now      func() time.Time
 	sleep    func(ctx context.Context, d time.Duration) error
@@ -122,7 +152,7 @@ type policy struct {
 
 func newPolicy(opts Options) policy {
 	guard := opts.guard()
-	p := policy{spacing: make(map[Key]time.Duration, len(opts.Rates)), maxWait: opts.MaxWait, guard: guard,
+	p := policy{spacing: make(map[Key]time.Duration, len(opts.Rates)), maxWait: opts.MaxWait, lead: opts.Lead, guard: guard,
 		now: opts.Now, sleep: opts.Sleep, observer: opts.Observer}
 	if p.now == nil {
 		p.now = time.Now
@@ -142,14 +172,25 @@ func spacing(perSecond float64, guard time.Duration) time.Duration {
 	return time.Duration(float64(time.Second+guard) / perSecond)
 }
 
-// patience is until when a call arriving at now may wait: MaxWait, bounded
-// by the context's deadline.
-func (p policy) patience(ctx context.Context, now time.Time) time.Time {
+// patience is until when a call for k arriving at now may wait: MaxWait,
+// bounded by the context's deadline less the operation's lead. A call
+// arriving past that bound gets a *TooLateError when the bound is its
+// lead's.
+func (p policy) patience(ctx context.Context, k Key, now time.Time) (time.Time, error) {
 	end := now.Add(p.maxWait)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(end) {
-		return dl
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return end, nil
 	}
-	return end
+	lead := p.lead[k.Operation]
+	if lead > 0 && dl.Sub(now) < lead {
+		// Not the rate's refusal: the decisions observed leave it out.
+		return time.Time{}, &TooLateError{Key: k, Lead: lead}
+	}
+	if dl = dl.Add(-lead); dl.Before(end) {
+		return dl, nil
+	}
+	return end, nil
 }
 
 // await sleeps until due, a turn's time by this process's clock, and
@@ -267,7 +308,10 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 	if !ok {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
-	until := l.patience(ctx, l.now())
+	until, err := l.patience(ctx, k, l.now())
+	if err != nil {
+		return err
+	}
 	for waited := false; ; waited = true {
 		// The turn is taken here, not in a method of turns, so that
 		// its reservation stays on the stack.

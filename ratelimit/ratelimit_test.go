@@ -110,6 +110,60 @@ func TestWaitBoundedByDeadline(t *testing.T) {
 	}
 }
 
+// TestLeadBeforeDeadline: an operation with a lead goes no later than
+// the lead before its deadline. A call whose turn comes later is refused
+// as one beyond its deadline; one arriving with less than the lead left is
+// refused at once (TooLateError) and takes no turn, so the next call goes
+// at once. Turns come every 22 ms (50/s), the first at 0.
+func TestLeadBeforeDeadline(t *testing.T) {
+	tests := []struct {
+		name     string
+		lead     map[string]time.Duration
+		deadline time.Duration
+		granted  int // of 20 calls
+		tooLate  bool
+	}{
+		{"no lead: turns until the deadline", nil, 100 * time.Millisecond, 5, false},
+		{"lead: turns until the lead before it", map[string]time.Duration{keyA.Operation: 50 * time.Millisecond}, 100 * time.Millisecond, 3, false},
+		{"another operation's lead", map[string]time.Duration{"DeleteBackup": 50 * time.Millisecond}, 100 * time.Millisecond, 5, false},
+		{"less than the lead left: none", map[string]time.Duration{keyA.Operation: 50 * time.Millisecond}, 49 * time.Millisecond, 0, true},
+		{"the lead left exactly: the first", map[string]time.Duration{keyA.Operation: 50 * time.Millisecond}, 50 * time.Millisecond, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeClock{t: time.Now().Add(time.Hour)}
+			var got decisions
+			l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Lead: tt.lead, Now: c.now,
+				Sleep: func(context.Context, time.Duration) error { return nil }, Observer: &got})
+			ctx, cancel := context.WithDeadline(context.Background(), c.now().Add(tt.deadline))
+			defer cancel()
+			granted, late := 0, 0
+			for range 20 {
+				err := l.Wait(ctx, keyA)
+				if err == nil {
+					granted++
+				}
+				if tl, ok := errors.AsType[*TooLateError](err); ok {
+					late++
+					if tl.Key != keyA || !errors.Is(err, context.DeadlineExceeded) || !tl.NotSent() {
+						t.Errorf("refusal %v: want one for key A, unwrapping to context.DeadlineExceeded, not sent", err)
+					}
+				} else if err != nil && !errors.As(err, new(*LimitedError)) {
+					t.Errorf("refusal %v: want a LimitedError", err)
+				}
+			}
+			if granted != tt.granted || (late == 20) != tt.tooLate || (late != 0) != tt.tooLate {
+				t.Errorf("granted %d, too late %d of 20; want %d granted, all too late: %v", granted, late, tt.granted, tt.tooLate)
+			}
+			if tt.tooLate {
+				if err := l.Wait(context.Background(), keyA); err != nil || got[len(got)-1] != keyA.String()+":"+Admitted || len(got) != 1 {
+					t.Errorf("a call without a deadline after the refusals: %v, decisions %v; want it admitted at once, the refusals not counted", err, got)
+				}
+			}
+		})
+	}
+}
+
 func TestKeysAreIndependent(t *testing.T) {
 	c := &fakeClock{t: time.Now().Add(time.Hour)}
 	l := newTestLimiter(c, time.Second, false)

@@ -232,7 +232,10 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	if !ok {
 		return fmt.Errorf("ratelimit: no rate configured for %s", k)
 	}
-	until := l.patience(ctx, l.now())
+	until, err := l.patience(ctx, k, l.now())
+	if err != nil {
+		return err
+	}
 	// Redis is asked within the call's patience: a slow Redis, with calls
 	// queued for its pooled connections, would keep a refusal waiting
 	// several of its answers.

@@ -136,6 +136,34 @@ func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 	}
 }
 
+// TestRedisLeadBeforeDeadline: a call arriving with less than its
+// operation's lead left is refused before a turn is asked for, and one
+// whose turn comes later than the lead before its deadline is refused as
+// one beyond it, as by Local (TestLeadBeforeDeadline).
+func TestRedisLeadBeforeDeadline(t *testing.T) {
+	var got decisions
+	l := redisLimiter(t, testenv.RedisPrefix(t), Options{Rates: map[Key]float64{keyA: 5}, MaxWait: time.Second, Observer: &got,
+		Lead: map[string]time.Duration{keyA.Operation: 100 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(ctx, keyA); !errors.As(err, new(*TooLateError)) {
+		t.Fatalf("Wait with 90ms left and a 100ms lead: %v; want a TooLateError", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	first := l.Wait(ctx, keyA)
+	// The next turn is 220 ms out: within the deadline, but not within
+	// the lead before it.
+	second := l.Wait(ctx, keyA)
+	if first != nil || !errors.As(second, new(*LimitedError)) {
+		t.Errorf("then with 300ms left: %v, %v; want the first admitted, no turn having been taken, and the second refused", first, second)
+	}
+	want := decisions{keyA.String() + ":" + Admitted, keyA.String() + ":" + Refused}
+	if !slices.Equal(got, want) {
+		t.Errorf("decisions = %v, want %v", got, want)
+	}
+}
+
 func TestRedisDownRefuses(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer client.Close()

@@ -274,6 +274,7 @@ func mapUpstream(err error) mapped {
 		unanswered *service.UnansweredError
 		unsent     *service.NotSentError
 		running    *service.StillRunningError
+		late       *ratelimit.TooLateError
 		assume     *auth.AssumeRoleError
 		api        smithy.APIError
 		maxTries   *retry.MaxAttemptsError
@@ -301,6 +302,10 @@ func mapUpstream(err error) mapped {
 			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+
 				"repeat the request with the same request_id to get its result "+
 				"(OUTCOME_UNKNOWN if the replica running it stopped before it finished)", running.Operation)}
+	case errors.As(err, &late):
+		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+			msg: fmt.Sprintf("%s was not sent to DynamoDB: less than %s of the deadline was left, too little for DynamoDB to answer in time; "+
+				"nothing was done: retry with a longer deadline", late.Key.Operation, late.Lead)}
 	case errors.Is(err, context.DeadlineExceeded) && errors.As(err, &unsent):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: "the deadline passed before the request was sent to DynamoDB: nothing was done; retry with a longer deadline " +

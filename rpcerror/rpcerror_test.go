@@ -261,6 +261,9 @@ func TestStatus(t *testing.T) {
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "upstream_timeout", "may or may not"},
 		{"deadline passed before CreateBackup was sent", &service.NotSentError{Err: fmt.Errorf("op: %w", &ratelimit.InterruptedError{Err: context.DeadlineExceeded})},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "before the request was sent to DynamoDB: nothing was done", "may or may not"},
+		{"too little time left to send CreateBackup", &service.NotSentError{Err: fmt.Errorf("op: %w",
+			&ratelimit.TooLateError{Key: ratelimit.Key{Operation: "CreateBackup"}, Lead: 50 * time.Millisecond})},
+			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "CreateBackup was not sent to DynamoDB: less than 50ms of the deadline was left", "may or may not"},
 		// The limiter's error speaks of one attempt: an earlier one may have gone out (a retried DeleteBackup).
 		{"deadline passed waiting for a retry's turn", fmt.Errorf("op: %w", &ratelimit.InterruptedError{Err: context.DeadlineExceeded}),
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "the deadline passed before AWS answered", "nothing was done"},

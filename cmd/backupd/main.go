@@ -473,7 +473,7 @@ type stateBackend struct {
 
 // sharedState builds the state on the configured backend.
 func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (stateBackend, error) {
-	opts := ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Observer: m}
+	opts := ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Lead: accounts.Leads(), Observer: m}
 	if cfg.SharedState.Backend != config.BackendRedis {
 		kept := idempotency.NewMemory()
 		m.HoldRequestIDs(kept.Len)
