@@ -12,6 +12,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -152,7 +153,7 @@ type policy struct {
 
 func newPolicy(opts Options) policy {
 	guard := opts.guard()
-	p := policy{spacing: make(map[Key]time.Duration, len(opts.Rates)), maxWait: opts.MaxWait, lead: opts.Lead, guard: guard,
+	p := policy{spacing: make(map[Key]time.Duration, len(opts.Rates)), maxWait: opts.MaxWait, lead: maps.Clone(opts.Lead), guard: guard,
 		now: opts.Now, sleep: opts.Sleep, observer: opts.Observer}
 	if p.now == nil {
 		p.now = time.Now
