@@ -124,7 +124,9 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		return resp, err
 	}
 	account, region := fields.Account, fields.Region
-	if account == "" {
+	if account == "" && !unauthenticated(err) {
+		// An unknown caller's line names no account, over REST as over
+		// gRPC, where tap refuses the call before its message is read.
 		account, region = target(req)
 	}
 	done := finished{method: info.FullMethod, account: account, region: region, principal: principal,

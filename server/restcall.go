@@ -312,6 +312,13 @@ func markIntercepted(ctx context.Context) {
 // its 401 (callers.UnauthenticatedError).
 type challenger interface{ Challenge() string }
 
+// unauthenticated reports whether err refuses an unknown caller: one
+// with a challenge for its 401.
+func unauthenticated(err error) bool {
+	var c challenger
+	return err != nil && errors.As(err, &c)
+}
+
 // keepChallenge records, for the error handler, the challenge of a REST
 // request the authorizer refused: the status that reaches the handler
 // keeps only the message, which grpc-gateway would copy into

@@ -1783,3 +1783,33 @@ func rawGRPC(t *testing.T, addr, method string, h http.Header, msg proto.Message
 	}
 	return resp.Trailer.Get("Grpc-Status")
 }
+
+// TestUnknownCallerLoggedAlike: a request from a caller backupd does not
+// know is logged alike over gRPC, where tap refuses it before its message
+// is read, and over REST, whose path names an account: neither line names
+// the account or region the unknown caller wrote.
+func TestUnknownCallerLoggedAlike(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "eu-west-1", TableName: "Orders", BackupName: "x"})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("gRPC: %v; want Unauthenticated", err)
+	}
+	if resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"x","region":"eu-west-1"}`)); resp.StatusCode != 401 {
+		t.Fatalf("REST: %d %s; want 401", resp.StatusCode, body)
+	}
+	type line struct{ Method, Account, Region, Code, Principal string }
+	var lines []line
+	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+		var got line
+		if err := json.Unmarshal([]byte(l), &got); err == nil && strings.Contains(l, `"msg":"request"`) {
+			lines = append(lines, got)
+		}
+	}
+	want := line{Method: backupv1.BackupService_CreateBackup_FullMethodName, Code: "Unauthenticated"}
+	if len(lines) != 2 || lines[0] != want || lines[1] != want {
+		t.Errorf("request lines %+v; want two, each %+v", lines, want)
+	}
+}
