@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,7 +137,7 @@ func TestReplicasShareRequestIDs(t *testing.T) {
 // refused UNAVAILABLE with RetryInfo, nothing reaches DynamoDB, and service
 // resumes when Redis is back.
 func TestRedisGone(t *testing.T) {
-	opts, a, rec, stopRedis := onPrivateRedis(t, "gone:")
+	opts, a, rec, r := onPrivateRedis(t, "gone:")
 	inst := startBackupd(t, opts)
 	ctx := context.Background()
 	create := func(name, rid string) error {
@@ -146,7 +147,7 @@ func TestRedisGone(t *testing.T) {
 	if err := create("before", ""); err != nil {
 		t.Fatalf("with Redis up: %v", err)
 	}
-	stopRedis()
+	r.Stop()
 	before := len(rec.Calls("CreateBackup"))
 	for _, rid := range []string{"", "with-id"} {
 		err := create("during", rid)
@@ -188,12 +189,41 @@ func TestRedisGone(t *testing.T) {
 	}
 }
 
+// TestStalledRedisAnswersByTheDeadline: with Redis stopped (SIGSTOP: it
+// keeps its connections and answers nothing), a request is answered by
+// its deadline, not after the Redis client's 1 s read timeout, and
+// nothing reaches DynamoDB.
+func TestStalledRedisAnswersByTheDeadline(t *testing.T) {
+	opts, a, rec, r := onPrivateRedis(t, "stalled:")
+	inst := startBackupd(t, opts)
+	if _, err := inst.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "before"}); err != nil {
+		t.Fatalf("with Redis up: %v", err)
+	}
+	if err := r.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Process.Signal(syscall.SIGCONT) })
+	before := len(rec.Calls("CreateBackup"))
+	const readTimeout = time.Second // sharedstate's
+	for _, body := range []string{`{"backupName":"during"}`, `{"backupName":"during","requestId":"stalled-1"}`} {
+		start := time.Now()
+		code, _, resp := inst.restWith(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", body, http.Header{"Grpc-Timeout": {"300m"}})
+		took := time.Since(start)
+		if code != http.StatusGatewayTimeout || took >= readTimeout {
+			t.Errorf("%s with Redis stopped and a 300 ms deadline: %d after %s %s; want 504 within the deadline", body, code, took.Round(time.Millisecond), resp)
+		}
+	}
+	if n := len(rec.Calls("CreateBackup")) - before; n != 0 {
+		t.Errorf("%d CreateBackup calls reached DynamoDB while Redis was stopped", n)
+	}
+}
+
 // TestRedisBackEmptyHoldsTurns: a replica that starts after Redis came
 // back empty cannot tell a restart from a first start, but the turns the
 // other replicas took before the restart may still be going out; so no
 // CreateBackup reaches DynamoDB until Redis has been up for max_wait.
 func TestRedisBackEmptyHoldsTurns(t *testing.T) {
-	opts, a, rec, stopRedis := onPrivateRedis(t, "empty:")
+	opts, a, rec, r := onPrivateRedis(t, "empty:")
 	// Long enough that the new replica is up, and its call sent, well
 	// within it, also on a loaded machine: a call sent after the hold
 	// would prove nothing.
@@ -204,7 +234,7 @@ func TestRedisBackEmptyHoldsTurns(t *testing.T) {
 	if _, err := old.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: a, TableName: "Orders", BackupName: "before"}); err != nil {
 		t.Fatalf("before the restart: %v", err)
 	}
-	stopRedis()
+	r.Stop()
 	restarted := time.Now()
 	testenv.StartRedis(t, opts.Redis)
 	fresh := startBackupd(t, opts) // has never seen the old Redis
@@ -227,17 +257,17 @@ func TestRedisBackEmptyHoldsTurns(t *testing.T) {
 // state of an established deployment under prefix (testenv.EstablishRedis), and
 // returns the options of a backupd that acts through it in a new account,
 // with table Orders, whose calls rec records; and what stops that Redis.
-func onPrivateRedis(t *testing.T, prefix string) (opts instanceOptions, accountID string, rec *recorder, stopRedis func()) {
+func onPrivateRedis(t *testing.T, prefix string) (opts instanceOptions, accountID string, rec *recorder, r *testenv.OwnRedis) {
 	t.Helper()
 	moto := testenv.MotoURL(t)
 	testenv.RedisAddr(t) // the environment has Redis, so redis-server is installed
 	accountID, _ = newAccount(t, moto, "Orders")
-	r := testenv.StartRedis(t, testenv.FreeAddr(t))
+	r = testenv.StartRedis(t, testenv.FreeAddr(t))
 	addr := r.Addr
 	testenv.EstablishRedis(t, addr, prefix)
 	rec = newRecorder(t, moto)
 	opts = instanceOptions{Accounts: []account{{ID: accountID}}, Env: motoEnv(rec.URL), Redis: addr, RedisPrefix: prefix}
-	return opts, accountID, rec, r.Stop
+	return opts, accountID, rec, r
 }
 
 // TestRequestIDsWaitForARedisReplica: with wait_replicas 1, a request

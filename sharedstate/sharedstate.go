@@ -23,7 +23,15 @@ import (
 // NewRedisClient returns a client of the configured server. It connects
 // lazily: a server that is down at start fails requests, not the start.
 func NewRedisClient(c config.Redis) *redis.Client {
-	return redis.NewClient(redisOptions(c))
+	opts := redisOptions(c)
+	// A command ends by its context's deadline (the request's, or how
+	// long a call may wait for its turn), not only by the read timeout:
+	// a Redis that stalls (stopped, or swapping) would otherwise hold a
+	// request up to a second past its caller's deadline. A command cut
+	// off so is an answer lost, as at the read timeout: its connection is
+	// closed, and backupd treats the command as maybe done.
+	opts.ContextTimeoutEnabled = true
+	return redis.NewClient(opts)
 }
 
 // NewWaitingRedisClient returns a client of the configured server for
