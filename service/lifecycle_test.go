@@ -185,7 +185,7 @@ func TestRegionViolationsBesideTheOthers(t *testing.T) {
 	s := New(Options{Accounts: regional{}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vs := handlerViolationsOf(t, s, tt.req)
+			vs := handlerViolations(t, s, tt.req)
 			var fields []string
 			for _, v := range vs {
 				fields = append(fields, v.Field)
@@ -198,27 +198,4 @@ func TestRegionViolationsBesideTheOthers(t *testing.T) {
 			}
 		})
 	}
-}
-
-// handlerViolationsOf calls the handler of req's RPC and returns the
-// violations of its INVALID_ARGUMENT.
-func handlerViolationsOf(t *testing.T, s *Server, req proto.Message) []badrequest.Violation {
-	t.Helper()
-	ctx := context.Background()
-	var err error
-	switch r := req.(type) {
-	case *backupv1.CreateBackupRequest:
-		_, err = s.CreateBackup(ctx, r)
-	case *backupv1.ListBackupsRequest:
-		_, err = s.ListBackups(ctx, r)
-	case *backupv1.RestoreTableFromBackupRequest:
-		_, err = s.RestoreTableFromBackup(ctx, r)
-	default:
-		t.Fatalf("no handler for %T", req)
-	}
-	bad, ok := errors.AsType[*badrequest.Error](err)
-	if !ok {
-		t.Fatalf("handler: %v; want field violations", err)
-	}
-	return bad.Violations
 }
