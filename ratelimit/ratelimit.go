@@ -114,8 +114,10 @@ type Options struct {
 	// Lead is, per operation, how long before its context's deadline a
 	// call must go at the latest: a turn later than that is refused as
 	// one beyond the deadline, and a call arriving later than that is
-	// refused at once (TooLateError). Operations not here may go until
-	// the deadline itself.
+	// refused at once (TooLateError), as is one that reaches its turn
+	// later than that (a sleep that ended late, Redis' answer after the
+	// turn), its turn given up. Operations not here may go until the
+	// deadline itself.
 	Lead map[string]time.Duration
 	// Guard is added to the one-second window; zero means DefaultGuard,
 	// negative means none.
@@ -212,8 +214,27 @@ func (p policy) await(ctx context.Context, k Key, due time.Time, slack time.Dura
 	if p.lateBy(due, slack) {
 		return true, nil
 	}
+	if err := p.tooLate(ctx, k); err != nil {
+		return false, err
+	}
 	p.observe(k, Waited)
 	return false, nil
+}
+
+// tooLate refuses a call for k that would go now with less than its
+// operation's lead left before ctx's deadline (a *TooLateError), and
+// returns nil when it may go. Its turn lay within the lead (patience), but
+// was reached late: a sleep that ended late, or Redis' answer that came
+// after the turn, within the slack a turn may still go by.
+func (p policy) tooLate(ctx context.Context, k Key) error {
+	lead := p.lead[k.Operation]
+	if lead <= 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(p.now()) < lead {
+		return &TooLateError{Key: k, Lead: lead}
+	}
+	return nil
 }
 
 // lateBy reports whether now is more than slack past due, when there is a
@@ -323,6 +344,10 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 		delay := r.DelayFrom(now)
 		switch {
 		case delay == 0:
+			if err := l.tooLate(ctx, k); err != nil {
+				t.cancel(r, l.now)
+				return err
+			}
 			l.admitted(k, waited)
 			return nil
 		case now.Add(delay).After(until):

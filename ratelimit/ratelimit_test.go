@@ -343,3 +343,28 @@ func TestLateWakeUpQueuesAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestLeadHeldWhenTheWakeUpIsLate: a call whose turn lies within the lead
+// before its deadline, but whose sleep ends late (a stalled process, a
+// busy scheduler: within the slack that still lets a turn go), is not let
+// go with less than its lead left: it is refused as too late, nothing
+// sent, and its turn given back.
+func TestLeadHeldWhenTheWakeUpIsLate(t *testing.T) {
+	c := &fakeClock{t: time.Now().Add(time.Hour)}
+	const late = 40 * time.Millisecond // under the half guard a turn may be late by
+	l := NewLocal(Options{Rates: map[Key]float64{keyA: 5}, MaxWait: time.Second, Lead: map[string]time.Duration{keyA.Operation: 50 * time.Millisecond},
+		Now: c.now, Sleep: func(ctx context.Context, d time.Duration) error { c.t = c.t.Add(d + late); return nil }})
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	// The next turn is 220 ms out, 30 ms before the lead: within it.
+	ctx, cancel := context.WithDeadline(context.Background(), c.now().Add(300*time.Millisecond))
+	defer cancel()
+	err := l.Wait(ctx, keyA)
+	if dl, _ := ctx.Deadline(); err == nil {
+		t.Fatalf("a call woken %s late was let go with %s of its deadline left; want a TooLateError, under the 50ms lead", late, dl.Sub(c.now()))
+	}
+	if _, ok := errors.AsType[*TooLateError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("refusal %v: want a TooLateError", err)
+	}
+}

@@ -306,6 +306,9 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			if l.lateBy(due, slack) {
 				continue // the answer came after the turn: queue again
 			}
+			if err := l.tooLate(ctx, k); err != nil {
+				return err
+			}
 			l.admitted(k, waited)
 			return nil
 		}

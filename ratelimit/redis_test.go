@@ -840,3 +840,34 @@ func mostInOneSecond(turns turnLog) int {
 	}
 	return most
 }
+
+// TestRedisLeadHeldWhenTheWakeUpIsLate: as TestLeadHeldWhenTheWakeUpIsLate,
+// for turns given by Redis.
+func TestRedisLeadHeldWhenTheWakeUpIsLate(t *testing.T) {
+	const late = 20 * time.Millisecond // under the slack a turn may be late by
+	l := redisLimiter(t, testenv.RedisPrefix(t), Options{Rates: map[Key]float64{keyA: 5}, MaxWait: time.Second,
+		Lead:  map[string]time.Duration{keyA.Operation: 100 * time.Millisecond},
+		Sleep: func(ctx context.Context, d time.Duration) error { return sleep(ctx, d+late) }})
+	for {
+		// A fresh prefix's turns may be held back at first.
+		err := l.Wait(context.Background(), keyA)
+		if err == nil {
+			break
+		}
+		le, ok := errors.AsType[*LimitedError](err)
+		if !ok || !le.Held {
+			t.Fatalf("first call: %v", err)
+		}
+		time.Sleep(le.RetryAfter)
+	}
+	// The next turn is 220 ms out: 10 ms before the lead.
+	ctx, cancel := context.WithTimeout(context.Background(), 330*time.Millisecond)
+	defer cancel()
+	err := l.Wait(ctx, keyA)
+	if dl, _ := ctx.Deadline(); err == nil {
+		t.Fatalf("a call woken %s late was let go with %s of its deadline left; want a TooLateError, under the 100ms lead", late, time.Until(dl).Round(time.Millisecond))
+	}
+	if _, ok := errors.AsType[*TooLateError](err); !ok {
+		t.Errorf("refusal %v: want a TooLateError", err)
+	}
+}
