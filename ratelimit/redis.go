@@ -266,9 +266,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			// were due; this one, given by the stepped clock, would be
 			// due among them: given up, and every replica holds its
 			// turns (holdTurns).
-			err := l.hold(rctx, k)
-			l.clock.held()
-			if err != nil {
+			if err := l.hold(rctx, k); err != nil {
 				return err
 			}
 			continue
@@ -468,12 +466,33 @@ func (l *Redis) holdTurns(ctx context.Context) error {
 	return nil
 }
 
-// hold is holdTurns for a call of k.
+// hold is holdTurns for a call of k, and ends the hold its exchange
+// started (redisClock.held) once Redis has answered it. The hold runs
+// apart from the call's context, bounded as an exchange placing the clock
+// is (renew): the client ends a command by its context's deadline, and a
+// hold cut off so, by a call that can wait no longer, would be ended
+// (held) before Redis had it, the other calls then taking turns by the
+// stepped clock, unheld; or, its context ended before it was written,
+// never be sent, and no later exchange would find the step again. The
+// call waits for it within its own context.
 func (l *Redis) hold(ctx context.Context, k Key) error {
-	if err := l.holdTurns(ctx); err != nil {
-		return l.failed(ctx, k, err)
+	done := make(chan error, 1)
+	go func() {
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewBound)
+		defer cancel()
+		err := l.holdTurns(hctx)
+		l.clock.held()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return l.failed(ctx, k, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return l.failed(ctx, k, context.Cause(ctx))
 	}
-	return nil
 }
 
 // redisTime reads Redis' clock, in µs since the epoch.

@@ -365,3 +365,73 @@ func steppable(t *testing.T) (client *redis.Client, prefix string) {
 	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
 	return client, prefix
 }
+
+// slowHold is a client whose hold of the turns (holdTurns) waits delay
+// before it is sent, as one held up on its way to a slow Redis would.
+type slowHold struct {
+	*redis.Client
+	delay time.Duration
+}
+
+func (c slowHold) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	if sha == holdTurns.Hash() {
+		time.Sleep(c.delay)
+	}
+	return c.Client.EvalSha(ctx, sha, keys, args...)
+}
+
+// TestRedisHoldOutlastsTheCall: the hold of the turns that a call's turn
+// found Redis' clock stepped forward for reaches Redis even when the
+// call's deadline passes first: the call is answered by its deadline, and
+// the hold goes on. Cut off with the call (the client ends a command by
+// its context's deadline), it was never made, and no later exchange finds
+// the step again: the turns given by the stepped clock went unheld.
+func TestRedisHoldOutlastsTheCall(t *testing.T) {
+	client := testRedis(t)
+	withRedisClockOffset(t, client)
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	var turns turnLog
+	l := NewRedis(slowHold{client, 200 * time.Millisecond}, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second,
+		Sleep: turns.sleep, Observer: &turns}, nil)
+	ctx := context.Background()
+	if err := l.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for len(turns) < 3 {
+		err := l.Wait(ctx, keyA)
+		if le, ok := errors.AsType[*LimitedError](err); ok && len(turns) == 0 {
+			time.Sleep(le.RetryAfter) // a Redis just started holds its first turns
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := client.Get(ctx, prefix+"state").Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const step = 5 * time.Second
+	if err := client.Set(ctx, offsetKey, step.Microseconds(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = l.Wait(short, keyA)
+	if took := time.Since(start); err == nil || took > 180*time.Millisecond {
+		t.Errorf("the call whose turn found the step, with a 100ms deadline: %v after %s; want a refusal by its deadline", err, took)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		mark, err := client.Get(ctx, prefix+"state").Int64()
+		if err == nil && mark >= before+step.Microseconds() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the state marker is %d (%d before the step of %s): the turns were not held", mark, before, step)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
