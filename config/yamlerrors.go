@@ -57,10 +57,11 @@ func decode(data []byte) (*Config, typeReport, error) {
 	if len(doc.Content) > 0 {
 		w.walk(doc.Content[0], "", reflect.TypeFor[Config](), false)
 	}
-	if te == nil && len(w.empty) == 0 && len(w.fractional()) == 0 {
+	frac := w.fractional()
+	if te == nil && len(w.empty) == 0 && len(frac) == 0 {
 		return c, typeReport{problems: more}, nil
 	}
-	rep, duplicate := w.report(te)
+	rep, duplicate := w.report(te, frac)
 	rep.problems = append(more, rep.problems...)
 	switch {
 	case duplicate:
@@ -228,17 +229,18 @@ func unsetConfig() *Config {
 		SharedState: SharedState{Redis: Redis{WaitTimeout: unsetDuration}}}
 }
 
-// report names the file's empty list elements, and yaml's reports in te
+// report names the file's empty list elements, its fractional values of
+// whole-number fields (frac, from fractional), and yaml's reports in te
 // (nil when it had none) by their keys where the walk can tell; duplicate
 // is set when a key is repeated.
-func (w *typedWalk) report(te *yaml.TypeError) (rep typeReport, duplicate bool) {
+func (w *typedWalk) report(te *yaml.TypeError, frac []typedValue) (rep typeReport, duplicate bool) {
 	rep.mistyped = map[string]bool{}
 	for _, path := range slices.Sorted(maps.Keys(w.empty)) {
 		// yaml leaves an empty element of a list out without a word.
 		rep.problems = append(rep.problems, fmt.Errorf("%s: is empty (line %d); give it a value or remove its -", path, w.empty[path]))
 		rep.mistyped[path] = true
 	}
-	for _, v := range w.fractional() {
+	for _, v := range frac {
 		// yaml decodes 1.5 into a whole-number field as 1, without a
 		// word: the file asked for something backupd does not do.
 		rep.problems = append(rep.problems, fmt.Errorf("%s: must be %s; got `%s` (line %d)", v.path, wanted(v.t), v.n.Value, v.n.Line))

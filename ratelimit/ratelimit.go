@@ -177,21 +177,16 @@ func spacing(perSecond float64, guard time.Duration) time.Duration {
 
 // patience is until when a call for k arriving at now may wait: MaxWait,
 // bounded by the context's deadline less the operation's lead. A call
-// arriving past that bound gets a *TooLateError when the bound is its
-// lead's.
+// arriving with less than its lead left gets a *TooLateError (tooLate).
 func (p policy) patience(ctx context.Context, k Key, now time.Time) (time.Time, error) {
+	if err := p.tooLate(ctx, k, now); err != nil {
+		return time.Time{}, err
+	}
 	end := now.Add(p.maxWait)
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return end, nil
-	}
-	lead := p.lead[k.Operation]
-	if lead > 0 && dl.Sub(now) < lead {
-		// Not the rate's refusal: the decisions observed leave it out.
-		return time.Time{}, &TooLateError{Key: k, Lead: lead}
-	}
-	if dl = dl.Add(-lead); dl.Before(end) {
-		return dl, nil
+	if dl, ok := ctx.Deadline(); ok {
+		if dl = dl.Add(-p.lead[k.Operation]); dl.Before(end) {
+			return dl, nil
+		}
 	}
 	return end, nil
 }
@@ -214,24 +209,26 @@ func (p policy) await(ctx context.Context, k Key, due time.Time, slack time.Dura
 	if p.lateBy(due, slack) {
 		return true, nil
 	}
-	if err := p.tooLate(ctx, k); err != nil {
+	if err := p.tooLate(ctx, k, p.now()); err != nil {
 		return false, err
 	}
 	p.observe(k, Waited)
 	return false, nil
 }
 
-// tooLate refuses a call for k that would go now with less than its
+// tooLate refuses a call for k that would go at now with less than its
 // operation's lead left before ctx's deadline (a *TooLateError), and
-// returns nil when it may go. Its turn lay within the lead (patience), but
-// was reached late: a sleep that ended late, or Redis' answer that came
-// after the turn, within the slack a turn may still go by.
-func (p policy) tooLate(ctx context.Context, k Key) error {
+// returns nil when it may go: on arrival, and again when a turn within
+// the lead (patience) was reached late (a sleep that ended late, or
+// Redis' answer that came after the turn, within the slack a turn may
+// still go by). Not the rate's refusal: the decisions observed leave it
+// out.
+func (p policy) tooLate(ctx context.Context, k Key, now time.Time) error {
 	lead := p.lead[k.Operation]
 	if lead <= 0 {
 		return nil
 	}
-	if dl, ok := ctx.Deadline(); ok && dl.Sub(p.now()) < lead {
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) < lead {
 		return &TooLateError{Key: k, Lead: lead}
 	}
 	return nil
@@ -344,9 +341,13 @@ func (l *Local) Wait(ctx context.Context, k Key) error {
 		delay := r.DelayFrom(now)
 		switch {
 		case delay == 0:
-			if err := l.tooLate(ctx, k); err != nil {
-				t.cancel(r, l.now)
-				return err
+			// patience checked the lead on arrival; a turn queued again
+			// (stale) is checked anew.
+			if waited {
+				if err := l.tooLate(ctx, k, now); err != nil {
+					t.cancel(r, l.now)
+					return err
+				}
 			}
 			l.admitted(k, waited)
 			return nil

@@ -304,7 +304,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			if l.lateBy(due, slack) {
 				continue // the answer came after the turn: queue again
 			}
-			if err := l.tooLate(ctx, k); err != nil {
+			if err := l.tooLate(ctx, k, l.now()); err != nil {
 				return err
 			}
 			l.admitted(k, waited)

@@ -110,6 +110,22 @@ func (l *turnLog) ObserveLimit(_, _, _, decision string) {
 	}
 }
 
+// fill has l's limiter w take turns for keyA until l holds n, first
+// waiting out the hold a Redis just started puts on its first turns.
+func (l *turnLog) fill(t *testing.T, w waiter, n int) {
+	t.Helper()
+	for len(*l) < n {
+		err := w.Wait(context.Background(), keyA)
+		if le, ok := errors.AsType[*LimitedError](err); ok && len(*l) == 0 {
+			time.Sleep(le.RetryAfter) // a Redis just started holds its first turns
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestRedisRefusesBeyondMaxWait: three calls in a row, whose waits are not
 // slept, take the turns now, +220 ms and +440 ms (5/s); with a 300 ms max
 // wait the third is refused. The turns drain in real time while the calls

@@ -65,16 +65,7 @@ func TestRedisClockStepForwardHoldsTheTurns(t *testing.T) {
 			var turns turnLog
 			l := redisLimiter(t, testenv.RedisPrefix(t), Options{MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns})
 			ctx := context.Background()
-			for len(turns) < 45 {
-				err := l.Wait(ctx, keyA)
-				if le, ok := errors.AsType[*LimitedError](err); ok && len(turns) == 0 {
-					time.Sleep(le.RetryAfter) // a Redis just started holds its first turns
-					continue
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			turns.fill(t, l, 45)
 			queueEnd := turns[len(turns)-1]
 			if err := client.Set(ctx, offsetKey, step.Microseconds(), 0).Err(); err != nil {
 				t.Fatal(err)
@@ -398,16 +389,7 @@ func TestRedisHoldOutlastsTheCall(t *testing.T) {
 	if err := l.Prime(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for len(turns) < 3 {
-		err := l.Wait(ctx, keyA)
-		if le, ok := errors.AsType[*LimitedError](err); ok && len(turns) == 0 {
-			time.Sleep(le.RetryAfter) // a Redis just started holds its first turns
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	turns.fill(t, l, 3)
 	before, err := client.Get(ctx, prefix+"state").Int64()
 	if err != nil {
 		t.Fatal(err)

@@ -73,7 +73,7 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 		vs.add(field, "names service %s; want a dynamodb ARN", badrequest.Quote(parts[2]))
 	case !config.ValidRegion(a.Region):
 		vs.add(field, "has region %s; want an AWS region such as us-east-1", badrequest.Quote(a.Region))
-	case !inKnownPartition(a.Partition, a.Region):
+	case config.RegionPartition(a.Region) != a.Partition: // a known partition (above)
 		vs.add(field, "has region %s, which is not in partition %s", a.Region, a.Partition)
 	case !config.ValidAccountID(a.Account):
 		vs.add(field, "has account id %s; want exactly 12 digits", badrequest.Quote(a.Account))
