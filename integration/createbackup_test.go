@@ -245,6 +245,12 @@ func TestCreateBackupRefusesBadInputWithoutCallingAWS(t *testing.T) {
 		{"unknown JSON field", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name","colour":"blue"}`, 400, "colour is not a field of the request body"},
 		{"wrong JSON type", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":42}`, 400, "backup_name must be a string"},
 		{"query parameter", "/v1/accounts/" + a + "/tables/Orders/backups?region=us-east-1", `{"backupName":"valid-name"}`, 400, "region is not a query parameter"},
+		// Every bad field at once, the region the account does not allow
+		// among them, though the body or query could not be read whole.
+		{"wrong JSON type and a region not allowed", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":42,"region":"eu-west-1"}`, 400,
+			`backup_name must be a string; got 42; region "eu-west-1" is not allowed for account ` + a},
+		{"query parameter and a region not allowed", "/v1/accounts/" + a + "/tables/Orders/backups?colour=blue", `{"backupName":"valid-name","region":"eu-west-1"}`, 400,
+			`colour is not a query parameter of this route; it takes none; region "eu-west-1" is not allowed for account ` + a},
 		{"body names another account", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name","accountId":"123456789012"}`, 400, "in the path but"},
 		{"trailing garbage", "/v1/accounts/" + a + "/tables/Orders/backups", `{"backupName":"valid-name"} trailing`, 400, "malformed request"},
 		{"not JSON", "/v1/accounts/" + a + "/tables/Orders/backups", `backupName=valid`, 400, "malformed request"},

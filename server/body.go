@@ -18,7 +18,6 @@ import (
 
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/redact"
-	"github.com/backupd/backupd/service"
 )
 
 // bodyViolations finds what protojson refused in a JSON body for md: the
@@ -129,7 +128,8 @@ func repeatedKeys(data []byte) map[string]bool {
 // it would if those fields were right, and a body field that contradicts
 // the path. Violations of the fields named, and of those inside them, are
 // left out: a field of the wrong type is not also missing.
-func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, params map[string]string) []badrequest.Violation {
+func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, params map[string]string,
+	violations func(proto.Message) []badrequest.Violation) []badrequest.Violation {
 	var obj map[string]json.RawMessage
 	if len(named) == 0 || json.Unmarshal(data, &obj) != nil {
 		return nil
@@ -147,7 +147,7 @@ func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, par
 		return nil
 	}
 	conflicts := pathConflicts(partial, params)
-	return append(conflicts, validationBeside(partial, params, append(named, conflicts...))...)
+	return append(conflicts, validationBeside(partial, params, append(named, conflicts...), violations)...)
 }
 
 // pruned is obj, a JSON object of a message md at path prefix, without
@@ -193,13 +193,14 @@ func pruned(md protoreflect.MessageDescriptor, obj map[string]json.RawMessage, p
 // validationBeside is what the RPC's own validation refuses in partial,
 // a request read in part, once the path's parameters are in it, but for
 // the fields already named.
-func validationBeside(partial proto.Message, params map[string]string, named []badrequest.Violation) []badrequest.Violation {
+func validationBeside(partial proto.Message, params map[string]string, named []badrequest.Violation,
+	violations func(proto.Message) []badrequest.Violation) []badrequest.Violation {
 	for name, value := range params {
 		if runtime.PopulateFieldFromPath(partial, name, value) != nil {
 			return nil
 		}
 	}
-	return beside(named, service.Violations(partial))
+	return beside(named, violations(partial))
 }
 
 // beside is more without the violations of a field named, or of a field

@@ -10,7 +10,6 @@ import (
 
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
-	"github.com/backupd/backupd/service"
 )
 
 // inProcess returns svc behind ic, the same interceptor as NewGRPC's
@@ -18,13 +17,14 @@ import (
 // recovered, mapped and logged exactly like a gRPC one, without being
 // encoded again and sent through an in-memory HTTP/2 connection.
 func inProcess(svc backupv1.BackupServiceServer, ic *interceptor) backupv1.BackupServiceServer {
-	return &intercepted{svc: svc, ic: ic.unary}
+	return &intercepted{svc: svc, ic: ic.unary, violations: ic.violations}
 }
 
 type intercepted struct {
 	backupv1.UnimplementedBackupServiceServer
-	svc backupv1.BackupServiceServer
-	ic  grpc.UnaryServerInterceptor
+	svc        backupv1.BackupServiceServer
+	ic         grpc.UnaryServerInterceptor
+	violations func(proto.Message) []badrequest.Violation
 }
 
 func (s *intercepted) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
@@ -55,7 +55,7 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
 	resp, err := s.ic(ctx, req, info, func(ctx context.Context, req any) (any, error) {
 		if err := restRefusal(ctx, method); err != nil {
-			return nil, alsoRefused(ctx, err, req.(proto.Message))
+			return nil, alsoRefused(ctx, err, req.(proto.Message), s.violations)
 		}
 		return handle(ctx, req.(*Req))
 	})
@@ -70,7 +70,7 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 // with several problems is told them all, as over gRPC: unless the body
 // was refused unread (compressed), whose fields would all read as
 // missing.
-func alsoRefused(ctx context.Context, err error, req proto.Message) error {
+func alsoRefused(ctx context.Context, err error, req proto.Message, violations func(proto.Message) []badrequest.Violation) error {
 	bad, ok := errors.AsType[*badrequest.Error](err)
 	if call, rest := ctx.Value(restCallKey{}).(*restCall); !ok || !rest || call.badEncoding != "" {
 		return err
@@ -83,5 +83,5 @@ func alsoRefused(ctx context.Context, err error, req proto.Message) error {
 			named = append(named, badrequest.Violation{Field: name})
 		}
 	}
-	return &badrequest.Error{Violations: append(bad.Violations, beside(named, service.Violations(req))...)}
+	return &badrequest.Error{Violations: append(bad.Violations, beside(named, violations(req))...)}
 }

@@ -19,8 +19,10 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/awsbase"
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/redact"
@@ -63,10 +65,28 @@ type interceptor struct {
 	// refusals, with tracing on, makes the spans of the gRPC calls the
 	// tap refuses, which grpc-go gives to no stats handler; nil without.
 	refusals stats.Handler
+	// violations names what a request's RPC refuses in its fields, for
+	// REST requests read only in part: the service's own validation, the
+	// account's configuration included when the service offers it
+	// (fieldChecker). It is asked only once the caller may act in the
+	// request's account, as what it says of an account's regions is for
+	// those callers alone.
+	violations func(proto.Message) []badrequest.Violation
+}
+
+// fieldChecker is a service that names the fields of a request its
+// configuration refuses (a region the account does not allow) beside
+// those the fields' own rules refuse (service.Server).
+type fieldChecker interface {
+	Violations(req proto.Message) []badrequest.Violation
 }
 
 func newInterceptor(opts Options) *interceptor {
-	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer,
+	violations := service.Violations
+	if fc, ok := opts.Service.(fieldChecker); ok {
+		violations = fc.Violations
+	}
+	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer, violations: violations,
 		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout), unvouched: make(chan struct{}, maxUnvouched),
 		reflecting:     newStreamSlots(maxReflections, "reflection streams", "close one or try again later", rpcerror.ReasonTooManyStreams),
 		reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}

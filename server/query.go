@@ -201,7 +201,7 @@ func keyName(key string) string {
 // requestViolations is queryViolations for the REST request r whose RPC
 // grpc-gateway recorded in ctx and whose path parameters call holds, or nil
 // when they are unknown.
-func requestViolations(ctx context.Context, r *http.Request, call *restCall) []badrequest.Violation {
+func requestViolations(ctx context.Context, r *http.Request, call *restCall, violations func(proto.Message) []badrequest.Violation) []badrequest.Violation {
 	method, ok := runtime.RPCMethod(ctx)
 	if !ok || r.URL.RawQuery == "" {
 		return nil
@@ -216,7 +216,7 @@ func requestViolations(ctx context.Context, r *http.Request, call *restCall) []b
 	}
 	values, filter := withColonOffsets(msg, r.URL.Query()), utilities.NewDoubleArray(bound)
 	vs := queryViolations(msg, values, filter, true)
-	return append(vs, alsoWrongInQuery(msg, values, filter, vs, call.params)...)
+	return append(vs, alsoWrongInQuery(msg, values, filter, vs, call.params, violations)...)
 }
 
 // requestOf is a new, empty request of the gRPC method (its full name),
@@ -240,7 +240,8 @@ func requestOf(method string) proto.Message {
 // alsoWrongInQuery is alsoWrong for a query: what the RPC's own
 // validation refuses in the parameters that could be read, and in the
 // path's.
-func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.DoubleArray, named []badrequest.Violation, params map[string]string) []badrequest.Violation {
+func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.DoubleArray, named []badrequest.Violation,
+	params map[string]string, violations func(proto.Message) []badrequest.Violation) []badrequest.Violation {
 	if len(named) == 0 {
 		return nil
 	}
@@ -255,7 +256,7 @@ func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.Do
 	if new(runtime.DefaultQueryParser).Parse(partial, rest, filter) != nil {
 		return nil
 	}
-	return validationBeside(partial, params, named)
+	return validationBeside(partial, params, named, violations)
 }
 
 // lookupField finds the field a query key names, by proto or JSON name,

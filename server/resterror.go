@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -91,7 +92,7 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 	account, region := pathTarget(call.params)
 	line, authErr, checked := g.checkCaller(ctx, call, account, region)
 	keepChallenge(r.Context(), authErr)
-	st, logged, tooBig := errorStatus(ctx, r, call, err, authErr, account)
+	st, logged, tooBig := errorStatus(ctx, r, call, err, authErr, account, g.ic.violations)
 	if checked {
 		line.err = logged
 		g.ic.record(ctx, line)
@@ -124,7 +125,8 @@ func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, regi
 // a body the gateway gave up on (too large, cut short by the shutdown,
 // late, or ended early) is named, and grpc-gateway's own decoding errors
 // are made malformed's.
-func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, authErr error, account string) (st *status.Status, logged error, tooBig bool) {
+func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, authErr error, account string,
+	violations func(proto.Message) []badrequest.Violation) (st *status.Status, logged error, tooBig bool) {
 	switch {
 	case authErr != nil:
 		st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
@@ -145,7 +147,7 @@ func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, auth
 	default:
 		st = status.Convert(err)
 		if len(st.Details()) == 0 && st.Code() == codes.InvalidArgument {
-			st = malformed(ctx, r, call, st, account)
+			st = malformed(ctx, r, call, st, account, violations)
 		}
 	}
 	logged = st.Err()
@@ -177,16 +179,17 @@ func writeError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 // violations when it can name the fields. Its generated code keeps only
 // the text of the decoder's and queryParser's errors, so the violations
 // are found again here, the body's from what the decoder kept of it.
-func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status, account string) *status.Status {
+func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status, account string,
+	violations func(proto.Message) []badrequest.Violation) *status.Status {
 	var vs []badrequest.Violation
 	if rb := call.refusedBody; rb != nil {
 		vs = bodyViolations(rb.msg.ProtoReflect().Descriptor(), rb.data, call.params)
 		if len(vs) > 0 {
-			vs = append(vs, alsoWrong(rb.msg, rb.data, vs, call.params)...)
+			vs = append(vs, alsoWrong(rb.msg, rb.data, vs, call.params, violations)...)
 		}
 	}
 	if len(vs) == 0 {
-		vs = requestViolations(ctx, r, call)
+		vs = requestViolations(ctx, r, call, violations)
 	}
 	if len(vs) > 0 {
 		// And what the interceptor's REST checks would have named (a

@@ -29,6 +29,19 @@ func (unconfigured) Resolve(account, _ string) (accounts.Target, error) {
 // through (to the account's lookup, which s refuses).
 func handlerViolations(t *testing.T, s *Server, req proto.Message) []badrequest.Violation {
 	t.Helper()
+	err := handlerError(t, s, req)
+	if bad, ok := errors.AsType[*badrequest.Error](err); ok {
+		return bad.Violations
+	}
+	if _, ok := errors.AsType[*accounts.NotConfiguredError](err); !ok {
+		t.Fatalf("handler: %v; want its violations or the account's lookup", err)
+	}
+	return nil
+}
+
+// handlerError is the error of the handler of req's RPC.
+func handlerError(t *testing.T, s *Server, req proto.Message) error {
+	t.Helper()
 	ctx := context.Background()
 	var err error
 	switch r := req.(type) {
@@ -45,13 +58,7 @@ func handlerViolations(t *testing.T, s *Server, req proto.Message) []badrequest.
 	default:
 		t.Fatalf("no handler for %T", req)
 	}
-	if bad, ok := errors.AsType[*badrequest.Error](err); ok {
-		return bad.Violations
-	}
-	if _, ok := errors.AsType[*accounts.NotConfiguredError](err); !ok {
-		t.Fatalf("handler: %v; want its violations or the account's lookup", err)
-	}
-	return nil
+	return err
 }
 
 // Violations names what each RPC's handler refuses, in the same fields,
@@ -125,4 +132,68 @@ func TestViolations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Server.Violations also names what the account's configuration refuses,
+// as the handler does: a region the account does not allow, in region or
+// in a backup ARN, and a table ARN outside the default region, beside the
+// other bad fields, and alone when they are right (the gateway asks it of
+// a request whose other fields it could not read). An account that is not
+// configured is no field's fault.
+func TestServerViolations(t *testing.T) {
+	const (
+		farBackup = "arn:aws:dynamodb:us-west-2:111111111111:table/Orders/backup/01700000000000-abcdef12"
+		euTable   = "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders"
+	)
+	tests := []struct {
+		name   string
+		req    proto.Message
+		fields []string
+	}{
+		{"create: region not allowed", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "us-west-2", TableName: "Orders", BackupName: "nightly"},
+			[]string{"region"}},
+		{"create: region not allowed, beside a bad name", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "us-west-2", TableName: "Orders", BackupName: "x"},
+			[]string{"backup_name", "region"}},
+		{"create: table ARN outside the default region", &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: euTable, BackupName: "nightly"},
+			[]string{"table_name"}},
+		{"create: valid", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "eu-west-1", TableName: euTable, BackupName: "nightly"}, nil},
+		{"create: account not configured", &backupv1.CreateBackupRequest{AccountId: "333333333333", Region: "us-west-2", TableName: "Orders", BackupName: "nightly"}, nil},
+		{"list: region not allowed", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-west-2"}, []string{"region"}},
+		{"list: table ARN outside the default region", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: euTable}, []string{"table_name"}},
+		{"get: backup ARN's region not allowed", &backupv1.GetBackupRequest{BackupArn: farBackup}, []string{"backup_arn"}},
+		{"delete: backup ARN's region not allowed", &backupv1.DeleteBackupRequest{BackupArn: farBackup}, []string{"backup_arn"}},
+		{"restore: backup ARN's region not allowed", &backupv1.RestoreTableFromBackupRequest{BackupArn: farBackup, TargetTableName: "Copy"},
+			[]string{"backup_arn"}},
+		{"restore: and a bad target", &backupv1.RestoreTableFromBackupRequest{BackupArn: farBackup, TargetTableName: "x"},
+			[]string{"target_table_name", "backup_arn"}},
+	}
+	s := New(Options{Accounts: regional{}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			listed := s.Violations(tt.req)
+			var fields []string
+			for _, v := range listed {
+				fields = append(fields, v.Field)
+			}
+			if !slices.Equal(fields, tt.fields) {
+				t.Fatalf("violations of %v (%v); want %v", fields, listed, tt.fields)
+			}
+			if tt.fields == nil {
+				return // the handler would go on to DynamoDB, which regional has none of
+			}
+			if handled := refusedFields(t, s, tt.req); !slices.Equal(listed, handled) {
+				t.Errorf("Violations lists\n%v\nthe handler refuses with\n%v", listed, handled)
+			}
+		})
+	}
+}
+
+// refusedFields is handlerViolations, with a region the account does not
+// allow as the one violation the handler names it by.
+func refusedFields(t *testing.T, s *Server, req proto.Message) []badrequest.Violation {
+	t.Helper()
+	if e, ok := errors.AsType[*accounts.RegionNotAllowedError](handlerError(t, s, req)); ok {
+		return []badrequest.Violation{{Field: e.Field, Description: e.Error()}}
+	}
+	return handlerViolations(t, s, req)
 }
