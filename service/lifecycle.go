@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
@@ -116,7 +118,7 @@ const badPageToken = "is not a token from a listing with this account, region an
 func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
 	in, scope, table, err := validateList(req)
 	if err != nil {
-		return nil, s.withTargetViolations(err, req.GetAccountId(), req.GetRegion(), "region", table)
+		return nil, s.withTokenViolation(s.withTargetViolations(err, req.GetAccountId(), req.GetRegion(), "region", table), req, scope)
 	}
 	target, err := s.resolveTable(ctx, req.GetAccountId(), req.GetRegion(), table)
 	if err != nil {
@@ -147,6 +149,30 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 		resp.NextPageToken = encodePageToken(scope, last)
 	}
 	return resp, nil
+}
+
+// withTokenViolation completes err, the violations of a ListBackups
+// request, with its page_token when that is another listing's and the
+// listing itself is right: when page_size is the only other field named.
+// A bad account, region, table or filter leaves the token unjudged, as it
+// may well be the listing meant.
+func (s *Server) withTokenViolation(err error, req *backupv1.ListBackupsRequest, scope listScope) error {
+	bad, ok := errors.AsType[*badrequest.Error](err)
+	if !ok || req.GetPageToken() == "" ||
+		slices.ContainsFunc(bad.Violations, func(v badrequest.Violation) bool { return v.Field != "page_size" }) {
+		return err
+	}
+	target, rerr := s.accounts.Resolve(req.GetAccountId(), req.GetRegion())
+	if rerr != nil {
+		return err
+	}
+	scope.region = target.Region
+	if _, derr := decodePageToken(scope, req.GetPageToken()); derr == nil {
+		return err
+	}
+	vs := violations(slices.Clone(bad.Violations))
+	vs.add("page_token", badPageToken)
+	return &badrequest.Error{Violations: vs, More: bad.More}
 }
 
 // validateList checks a ListBackups request and returns the DynamoDB input,

@@ -145,6 +145,50 @@ func (regional) Resolve(account, region string) (accounts.Target, error) {
 	return accounts.Target{AccountID: account, Region: region}, nil
 }
 
+// A page_token from another listing is named beside a bad page_size, the
+// one field outside the listing, as gRPC's BadRequest promises; beside a
+// bad account, region, table or filter it is left unjudged, as it may be
+// of the listing meant.
+func TestPageTokenBesideTheOthers(t *testing.T) {
+	const last = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	orders := encodePageToken(listScope{account: "111111111111", region: "us-east-1", table: "Orders", backupType: "USER"}, last)
+	every := encodePageToken(listScope{account: "111111111111", region: "us-east-1", backupType: "USER"}, last)
+	tests := []struct {
+		name string
+		req  *backupv1.ListBackupsRequest
+		want []string
+	}{
+		{"another listing's token", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: aws.Int32(0), PageToken: orders},
+			[]string{"page_size", "page_token"}},
+		{"this listing's token, in the default region", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "Orders", PageSize: aws.Int32(0), PageToken: orders},
+			[]string{"page_size"}},
+		{"this listing's token, its region named", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-east-1", TableName: "Orders", PageSize: aws.Int32(0), PageToken: orders},
+			[]string{"page_size"}},
+		{"another region's token", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "eu-west-1", TableName: "Orders", PageSize: aws.Int32(0), PageToken: orders},
+			[]string{"page_size", "page_token"}},
+		{"beside a bad table", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "a b", PageSize: aws.Int32(0), PageToken: every},
+			[]string{"table_name", "page_size"}},
+		{"beside a bad filter", &backupv1.ListBackupsRequest{AccountId: "111111111111", BackupType: 9, PageSize: aws.Int32(0), PageToken: orders},
+			[]string{"backup_type", "page_size"}},
+		{"beside a region not allowed", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-west-2", PageSize: aws.Int32(0), PageToken: every},
+			[]string{"page_size", "region"}},
+		{"in an account not configured", &backupv1.ListBackupsRequest{AccountId: "333333333333", PageSize: aws.Int32(0), PageToken: every},
+			[]string{"page_size"}},
+	}
+	s := New(Options{Accounts: regional{}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var fields []string
+			for _, v := range handlerViolations(t, s, tt.req) {
+				fields = append(fields, v.Field)
+			}
+			if !slices.Equal(fields, tt.want) {
+				t.Errorf("violations of %v; want %v", fields, tt.want)
+			}
+		})
+	}
+}
+
 // A request with a bad field and a region the account does not allow (in
 // region, in a backup ARN, or a table ARN outside the default region) is
 // told of each bad field at once, as google.rpc.BadRequest promises, not

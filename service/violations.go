@@ -38,7 +38,10 @@ func Violations(req proto.Message) []badrequest.Violation {
 // gRPC codec ask it of a request they could read only in part (a field
 // of the wrong type, a string that is not UTF-8, a query the route does
 // not take), so that such a request too is told of every bad field at
-// once, the region among them, as DESIGN.md's BadRequest promises.
+// once, the region among them, as DESIGN.md's BadRequest promises. It
+// does not judge whether a page_token is of the listing, as ListBackups
+// does beside a bad page_size: a request read in part may lack the filter
+// the token was made with.
 func (s *Server) Violations(req proto.Message) []badrequest.Violation {
 	var err error
 	switch r := req.(type) {
