@@ -128,8 +128,7 @@ func repeatedKeys(data []byte) map[string]bool {
 // it would if those fields were right, and a body field that contradicts
 // the path. Violations of the fields named, and of those inside them, are
 // left out: a field of the wrong type is not also missing.
-func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, params map[string]string,
-	violations func(proto.Message) []badrequest.Violation) []badrequest.Violation {
+func alsoWrong(msg proto.Message, data []byte, named []badrequest.Violation, params map[string]string, violations fieldRules) []badrequest.Violation {
 	var obj map[string]json.RawMessage
 	if len(named) == 0 || json.Unmarshal(data, &obj) != nil {
 		return nil
@@ -193,8 +192,7 @@ func pruned(md protoreflect.MessageDescriptor, obj map[string]json.RawMessage, p
 // validationBeside is what the RPC's own validation refuses in partial,
 // a request read in part, once the path's parameters are in it, but for
 // the fields already named.
-func validationBeside(partial proto.Message, params map[string]string, named []badrequest.Violation,
-	violations func(proto.Message) []badrequest.Violation) []badrequest.Violation {
+func validationBeside(partial proto.Message, params map[string]string, named []badrequest.Violation, violations fieldRules) []badrequest.Violation {
 	for name, value := range params {
 		if runtime.PopulateFieldFromPath(partial, name, value) != nil {
 			return nil

@@ -24,7 +24,7 @@ type intercepted struct {
 	backupv1.UnimplementedBackupServiceServer
 	svc        backupv1.BackupServiceServer
 	ic         grpc.UnaryServerInterceptor
-	violations func(proto.Message) []badrequest.Violation
+	violations fieldRules
 }
 
 func (s *intercepted) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
@@ -70,7 +70,7 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 // with several problems is told them all, as over gRPC: unless the body
 // was refused unread (compressed), whose fields would all read as
 // missing.
-func alsoRefused(ctx context.Context, err error, req proto.Message, violations func(proto.Message) []badrequest.Violation) error {
+func alsoRefused(ctx context.Context, err error, req proto.Message, violations fieldRules) error {
 	bad, ok := errors.AsType[*badrequest.Error](err)
 	if call, rest := ctx.Value(restCallKey{}).(*restCall); !ok || !rest || call.badEncoding != "" {
 		return err

@@ -71,8 +71,12 @@ type interceptor struct {
 	// (fieldChecker). It is asked only once the caller may act in the
 	// request's account, as what it says of an account's regions is for
 	// those callers alone.
-	violations func(proto.Message) []badrequest.Violation
+	violations fieldRules
 }
+
+// fieldRules names what a request's RPC refuses in its fields: one
+// field violation per bad field.
+type fieldRules func(req proto.Message) []badrequest.Violation
 
 // fieldChecker is a service that names the fields of a request its
 // configuration refuses (a region the account does not allow) beside
@@ -82,7 +86,7 @@ type fieldChecker interface {
 }
 
 func newInterceptor(opts Options) *interceptor {
-	violations := service.Violations
+	violations := fieldRules(service.Violations)
 	if fc, ok := opts.Service.(fieldChecker); ok {
 		violations = fc.Violations
 	}

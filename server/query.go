@@ -201,7 +201,7 @@ func keyName(key string) string {
 // requestViolations is queryViolations for the REST request r whose RPC
 // grpc-gateway recorded in ctx and whose path parameters call holds, or nil
 // when they are unknown.
-func requestViolations(ctx context.Context, r *http.Request, call *restCall, violations func(proto.Message) []badrequest.Violation) []badrequest.Violation {
+func requestViolations(ctx context.Context, r *http.Request, call *restCall, violations fieldRules) []badrequest.Violation {
 	method, ok := runtime.RPCMethod(ctx)
 	if !ok || r.URL.RawQuery == "" {
 		return nil
@@ -240,8 +240,7 @@ func requestOf(method string) proto.Message {
 // alsoWrongInQuery is alsoWrong for a query: what the RPC's own
 // validation refuses in the parameters that could be read, and in the
 // path's.
-func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.DoubleArray, named []badrequest.Violation,
-	params map[string]string, violations func(proto.Message) []badrequest.Violation) []badrequest.Violation {
+func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.DoubleArray, named []badrequest.Violation, params map[string]string, violations fieldRules) []badrequest.Violation {
 	if len(named) == 0 {
 		return nil
 	}

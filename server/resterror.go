@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -125,8 +124,7 @@ func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, regi
 // a body the gateway gave up on (too large, cut short by the shutdown,
 // late, or ended early) is named, and grpc-gateway's own decoding errors
 // are made malformed's.
-func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, authErr error, account string,
-	violations func(proto.Message) []badrequest.Violation) (st *status.Status, logged error, tooBig bool) {
+func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, authErr error, account string, violations fieldRules) (st *status.Status, logged error, tooBig bool) {
 	switch {
 	case authErr != nil:
 		st, _ = rpcerror.Status(authErr, rpcerror.Request{AccountID: account})
@@ -179,8 +177,7 @@ func writeError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 // violations when it can name the fields. Its generated code keeps only
 // the text of the decoder's and queryParser's errors, so the violations
 // are found again here, the body's from what the decoder kept of it.
-func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status, account string,
-	violations func(proto.Message) []badrequest.Violation) *status.Status {
+func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.Status, account string, violations fieldRules) *status.Status {
 	var vs []badrequest.Violation
 	if rb := call.refusedBody; rb != nil {
 		vs = bodyViolations(rb.msg.ProtoReflect().Descriptor(), rb.data, call.params)
