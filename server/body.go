@@ -198,7 +198,7 @@ func validationBeside(partial proto.Message, params map[string]string, named []b
 			return nil
 		}
 	}
-	return beside(named, violations(partial))
+	return beside(named, violations(partial, named...))
 }
 
 // beside is more without the violations of a field named, or of a field

@@ -83,5 +83,5 @@ func alsoRefused(ctx context.Context, err error, req proto.Message, violations f
 			named = append(named, badrequest.Violation{Field: name})
 		}
 	}
-	return &badrequest.Error{Violations: append(bad.Violations, beside(named, violations(req))...)}
+	return &badrequest.Error{Violations: append(bad.Violations, beside(named, violations(req, named...))...)}
 }

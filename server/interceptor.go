@@ -75,18 +75,22 @@ type interceptor struct {
 }
 
 // fieldRules names what a request's RPC refuses in its fields: one
-// field violation per bad field.
-type fieldRules func(req proto.Message) []badrequest.Violation
+// field violation per bad field. unread are the violations of the fields
+// the gateway could not read, which req holds empty: they are not named
+// again, nor is what depends on them judged (a table ARN by a region).
+type fieldRules func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
 
 // fieldChecker is a service that names the fields of a request its
 // configuration refuses (a region the account does not allow) beside
 // those the fields' own rules refuse (service.Server).
 type fieldChecker interface {
-	Violations(req proto.Message) []badrequest.Violation
+	Violations(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
 }
 
 func newInterceptor(opts Options) *interceptor {
-	violations := fieldRules(service.Violations)
+	violations := fieldRules(func(req proto.Message, _ ...badrequest.Violation) []badrequest.Violation {
+		return service.Violations(req)
+	})
 	if fc, ok := opts.Service.(fieldChecker); ok {
 		violations = fc.Violations
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,8 +16,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -168,4 +173,96 @@ func nonEmpty(s string) []string {
 		return nil
 	}
 	return []string{s}
+}
+
+// checking is a service whose field rules name the region of every
+// request, as service.Server names one its account does not allow, and
+// record the fields the gateway told them it could not read.
+type checking struct {
+	*stub
+	mu     sync.Mutex
+	unread [][]string
+}
+
+func (c *checking) Violations(_ proto.Message, unread ...badrequest.Violation) []badrequest.Violation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var fields []string
+	for _, v := range unread {
+		fields = append(fields, v.Field)
+	}
+	c.unread = append(c.unread, fields)
+	return []badrequest.Violation{{Field: "region", Description: "region is not allowed for this account"}}
+}
+
+func (c *checking) asked() [][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.unread)
+}
+
+// A REST request the gateway can read only in part is judged by the
+// service's own field rules, its account's configuration included, with
+// the fields it could not read named to them, so that every bad field is
+// told at once; but only once its caller may act in the account: a
+// caller refused it learns nothing of the account.
+func TestGatewayAsksTheServiceRules(t *testing.T) {
+	svc := &checking{stub: &stub{}}
+	f := newFixtureWith(t, func(o *Options) {
+		o.Service = svc
+		o.Authorizer = callers.New([]config.Caller{
+			{Name: "mine", TokenSHA256: callers.HashToken("mine"), Accounts: []string{"111111111111"}, Operations: []string{config.Any}},
+		})
+	})
+	create := "/v1/accounts/111111111111/tables/Orders/backups"
+	tests := []struct {
+		name, token, method, path, body string
+		status                          int
+		fields, unread                  []string
+	}{
+		{"wrong JSON type", "mine", "POST", create, `{"backupName":42}`, 400, []string{"backup_name", "region"}, []string{"backup_name"}},
+		{"query on a route that takes none", "mine", "POST", create + "?colour=blue", `{"backupName":"valid-name"}`, 400,
+			[]string{"colour", "region"}, []string{"colour"}},
+		{"unreadable query", "mine", "GET", "/v1/accounts/111111111111/backups?pageSize=abc", "", 400, []string{"page_size", "region"}, []string{"page_size"}},
+		{"no token", "", "POST", "/v1/accounts/222222222222/tables/Orders/backups?colour=blue", `{"backupName":42}`, 401, nil, nil},
+		{"a caller not allowed the account", "mine", "POST", "/v1/accounts/222222222222/tables/Orders/backups", `{"backupName":42}`, 403, nil, nil},
+		{"a caller not allowed the account, with a query", "mine", "GET", "/v1/accounts/222222222222/backups?pageSize=abc", "", 403, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(svc.asked())
+			req, err := http.NewRequest(tt.method, f.http.URL+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var st restStatus
+			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+				t.Fatal(err)
+			}
+			var fields []string
+			for _, d := range st.Details {
+				for _, v := range d.FieldViolations {
+					fields = append(fields, v.Field)
+				}
+			}
+			if resp.StatusCode != tt.status || !slices.Equal(fields, tt.fields) {
+				t.Errorf("status %d, field violations %v (%s); want %d and %v", resp.StatusCode, fields, st.Message, tt.status, tt.fields)
+			}
+			asked := svc.asked()[before:]
+			switch {
+			case tt.unread == nil && len(asked) > 0:
+				t.Errorf("the service's rules were asked %v for a refused caller", asked)
+			case tt.unread != nil && (len(asked) != 1 || !slices.Equal(asked[0], tt.unread)):
+				t.Errorf("the service's rules were asked with unread fields %v; want once, with %v", asked, tt.unread)
+			}
+		})
+	}
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"errors"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -34,40 +35,52 @@ func Violations(req proto.Message) []badrequest.Violation {
 
 // Violations is the package's Violations and what the handler adds from
 // the account's configuration: a region the account does not allow, and
-// a table ARN outside the account's default region. The gateway and the
-// gRPC codec ask it of a request they could read only in part (a field
-// of the wrong type, a string that is not UTF-8, a query the route does
-// not take), so that such a request too is told of every bad field at
-// once, the region among them, as DESIGN.md's BadRequest promises. It
-// does not judge whether a page_token is of the listing, as ListBackups
-// does beside a bad page_size: a request read in part may lack the filter
-// the token was made with.
-func (s *Server) Violations(req proto.Message) []badrequest.Violation {
+// a table ARN outside the account's default region. The REST gateway asks
+// it of a request it could read only in part (a field of the wrong type, a
+// query it could not parse, a query or body the route does not take), once
+// the caller may act in the account, so that such a request too is told
+// of every bad field at once, the region among them, as DESIGN.md's
+// BadRequest promises. It judges whether a page_token is of the listing
+// as ListBackups does, when page_size is the only other field named (read
+// or not): a request with another field unread may lack the filter the
+// token was made with.
+//
+// unread are the violations of the fields the gateway could not read (of
+// the wrong type, given twice): req holds them empty, so what the
+// account's configuration says of them, or of the fields judged by them
+// (a table ARN by the region), is not said; they are not returned.
+func (s *Server) Violations(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation {
 	var err error
 	switch r := req.(type) {
 	case *backupv1.CreateBackupRequest:
 		table, verr := validateCreate(r)
-		err = s.withTargetViolations(orNone(verr), r.GetAccountId(), r.GetRegion(), "region", table)
+		err = s.withTargetViolations(seeded(unread, verr), r.GetAccountId(), r.GetRegion(), "region", table)
 	case *backupv1.ListBackupsRequest:
-		_, _, table, verr := validateList(r)
-		err = s.withTargetViolations(orNone(verr), r.GetAccountId(), r.GetRegion(), "region", table)
+		_, scope, table, verr := validateList(r)
+		err = s.withTargetViolations(seeded(unread, verr), r.GetAccountId(), r.GetRegion(), "region", table)
+		// As the handler does beside a bad page_size, the one field
+		// outside the listing: a page_size that was not read included.
+		err = s.withTokenViolation(err, r, scope)
 	case *backupv1.RestoreTableFromBackupRequest:
 		_, a, verr := validateRestore(r)
-		err = s.withTargetViolations(orNone(verr), a.Account, a.Region, "backup_arn", tableRef{})
+		err = s.withTargetViolations(seeded(unread, verr), a.Account, a.Region, "backup_arn", tableRef{})
 	case interface{ GetBackupArn() string }:
 		a, verr := validateBackupARN(r.GetBackupArn())
-		err = s.withTargetViolations(orNone(verr), a.Account, a.Region, "backup_arn", tableRef{})
+		err = s.withTargetViolations(seeded(unread, verr), a.Account, a.Region, "backup_arn", tableRef{})
 	}
-	return violationsOf(err)
+	vs := violationsOf(err)
+	return vs[min(len(unread), len(vs)):]
 }
 
-// orNone is err, or a field violation error that names no field when err
-// is nil, for withTargetViolations to add the account's to.
-func orNone(err error) error {
-	if err == nil {
-		return &badrequest.Error{}
+// seeded is a field violation error of unread and then err's, for
+// withTargetViolations to add the account's to: it judges no field
+// already named, nor a table ARN by a region that was not read.
+func seeded(unread []badrequest.Violation, err error) error {
+	bad := &badrequest.Error{Violations: slices.Clone(unread)}
+	if e, ok := errors.AsType[*badrequest.Error](err); ok {
+		bad.Violations, bad.More = append(bad.Violations, e.Violations...), e.More
 	}
-	return err
+	return bad
 }
 
 func violationsOf(err error) []badrequest.Violation {

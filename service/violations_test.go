@@ -197,3 +197,28 @@ func refusedFields(t *testing.T, s *Server, req proto.Message) []badrequest.Viol
 	}
 	return handlerViolations(t, s, req)
 }
+
+// A region the gateway could not read (of the wrong type, given twice)
+// is named by the gateway alone: the table ARN is not judged against
+// the default region, which the caller did not ask for.
+func TestServerViolationsBesideAnUnreadRegion(t *testing.T) {
+	s := New(Options{Accounts: regional{}})
+	euTable := "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders"
+	unread := badrequest.Violation{Field: "region", Description: "region must be a string; got 5"}
+	for _, req := range []proto.Message{
+		&backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: euTable, BackupName: "nightly"},
+		&backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: euTable},
+	} {
+		if vs := s.Violations(req, unread); len(vs) != 0 {
+			t.Errorf("%T: violations %v beside an unread region; want none", req, vs)
+		}
+		if vs := s.Violations(req); len(vs) != 1 || vs[0].Field != "table_name" {
+			t.Errorf("%T: violations %v; want table_name's", req, vs)
+		}
+	}
+	// And a field named beside it is still told.
+	req := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: euTable, BackupName: "x"}
+	if vs := s.Violations(req, unread); len(vs) != 1 || vs[0].Field != "backup_name" {
+		t.Errorf("violations %v; want backup_name's", vs)
+	}
+}
