@@ -162,15 +162,7 @@ func TestRESTRefusals(t *testing.T) {
 			for k, v := range tt.header {
 				req.Header[k] = v
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var st restStatus
-			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-				t.Fatal(err)
-			}
+			resp, st := sendForStatus(t, req)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d: %+v", resp.StatusCode, tt.status, st)
 			}

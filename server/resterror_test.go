@@ -238,15 +238,7 @@ func TestGatewayAsksTheServiceRules(t *testing.T) {
 			if tt.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tt.token)
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var st restStatus
-			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-				t.Fatal(err)
-			}
+			resp, st := sendForStatus(t, req)
 			var fields []string
 			for _, d := range st.Details {
 				for _, v := range d.FieldViolations {

@@ -240,6 +240,21 @@ func (f *fixture) do(t *testing.T, method, path string, body io.Reader) (*http.R
 	return resp, compactJSON(b)
 }
 
+// sendForStatus sends req and reads its answer as an error status.
+func sendForStatus(t *testing.T, req *http.Request) (*http.Response, restStatus) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st restStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return resp, st
+}
+
 // compactJSON removes the spaces protojson puts after some colons and
 // commas, or not, depending on the binary; b unchanged when not JSON.
 func compactJSON(b []byte) []byte {
