@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -59,9 +60,11 @@ func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
 		errs = append(errs, parseHeaders(c.headers, name, v))
 	}
 	if name, v := exporterVar(getenv, "TIMEOUT"); v != "" {
-		ms, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || ms <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be a number of milliseconds above 0; got %q", name, v))
+		// As nanoseconds, more would wrap around and time every export out.
+		const most = math.MaxInt64 / int64(time.Millisecond)
+		ms, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || ms <= 0 || ms > most {
+			errs = append(errs, fmt.Errorf("%s must be a number of milliseconds from 1 to %d; got %q", name, most, v))
 		}
 		c.timeout = time.Duration(ms) * time.Millisecond
 	}

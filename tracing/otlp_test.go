@@ -69,7 +69,12 @@ func TestOTLPClientConfig(t *testing.T) {
 		{name: "default timeout", endpoint: defaultEndpoint, timeout: defaultTimeout},
 		{name: "timeout", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}, endpoint: defaultEndpoint, timeout: 2500 * time.Millisecond},
 		{name: "timeout not a number", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"},
-			wantErr: `OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds above 0; got "10s"`},
+			wantErr: `OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds from 1 to 9223372036854; got "10s"`},
+		// As nanoseconds it would wrap around, and every export time out.
+		{name: "timeout past its bound", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "9223372036855"},
+			wantErr: `OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds from 1 to 9223372036854; got "9223372036855"`},
+		{name: "timeout at its bound", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "9223372036854"}, endpoint: defaultEndpoint,
+			timeout: 9223372036854 * time.Millisecond},
 		{name: "compression", env: map[string]string{"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"},
 			wantErr: `OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none; got "zstd"`},
 		{name: "CA file missing", env: map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem"},
@@ -79,7 +84,7 @@ func TestOTLPClientConfig(t *testing.T) {
 		{name: "client certificate without key", env: map[string]string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": pem},
 			wantErr: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY must be set together"},
 		{name: "every problem at once", env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "-1", "OTEL_EXPORTER_OTLP_COMPRESSION": "br"},
-			wantErr: "OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds above 0; got \"-1\"\nOTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none"},
+			wantErr: "OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds from 1 to 9223372036854; got \"-1\"\nOTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := newOTLPClient(envOf(tc.env))

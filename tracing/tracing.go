@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -68,11 +69,13 @@ func FromEnv(ctx context.Context) (*Tracing, error) {
 
 func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) {
 	on, err := enabled(getenv)
-	if err != nil || !on {
-		return nil, err
+	if err == nil && !on {
+		return nil, nil
 	}
+	// With tracing asked for, or unclear, every variable is checked, so
+	// that the start names every problem at once.
 	client, clientErr := newOTLPClient(getenv)
-	if err := errors.Join(checkProtocol(getenv), checkSampler(getenv), checkWholeNumbers(getenv), clientErr); err != nil {
+	if err := errors.Join(err, checkProtocol(getenv), checkSampler(getenv), checkWholeNumbers(getenv), clientErr); err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	exporter, err := otlptrace.New(ctx, client)
@@ -112,29 +115,32 @@ func New(provider *sdktrace.TracerProvider) *Tracing {
 // bound on a request's size. backupd's own attributes are well under it.
 const maxAttributeValue = 1024
 
-// enabled reports whether the environment asks for traces.
+// enabled reports whether the environment asks for traces, and what
+// keeps it from saying.
 func enabled(getenv func(string) string) (bool, error) {
 	// OpenTelemetry's booleans are true or false in any case, and any
 	// other value false (strconv.ParseBool's 1 and t are not true). Such
 	// a value is refused: it may well have been meant as true.
+	var disabledErr error
 	switch v := strings.TrimSpace(getenv("OTEL_SDK_DISABLED")); {
 	case strings.EqualFold(v, "true"):
 		return false, nil
 	case v != "" && !strings.EqualFold(v, "false"):
-		return false, fmt.Errorf("tracing: OTEL_SDK_DISABLED must be true or false; got %q", v)
+		disabledErr = fmt.Errorf("OTEL_SDK_DISABLED must be true or false; got %q", v)
 	}
 	// Enumerated values are matched in any case, as OpenTelemetry's
 	// configuration specification asks.
 	switch v := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); strings.ToLower(v) {
 	case "none":
-		return false, nil
+		return false, disabledErr
 	case "otlp":
-		return true, nil
+		return true, disabledErr
 	case "":
 		_, endpoint := exporterVar(getenv, "ENDPOINT")
-		return endpoint != "", nil
+		return endpoint != "", disabledErr
 	default:
-		return false, fmt.Errorf("tracing: OTEL_TRACES_EXPORTER must be otlp or none (backupd sends spans over OTLP only); got %q", v)
+		return false, errors.Join(disabledErr,
+			fmt.Errorf("OTEL_TRACES_EXPORTER must be otlp or none (backupd sends spans over OTLP only); got %q", v))
 	}
 }
 
@@ -181,16 +187,38 @@ var wholeNumbers = []string{
 	"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
 }
 
+// bounded are the variables of wholeNumbers that the SDK cannot follow
+// outside 1 to their bound: it panics on a negative queue or batch size
+// and makes both at start, and it spins a core on a schedule delay of 0
+// or less, or of so many milliseconds that it wraps around.
+var bounded = map[string]int64{
+	"OTEL_BSP_SCHEDULE_DELAY":        math.MaxInt64 / int64(time.Millisecond),
+	"OTEL_BSP_MAX_QUEUE_SIZE":        maxBatchSpans,
+	"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": maxBatchSpans,
+}
+
+// maxBatchSpans bounds the span queue and batch sizes: the SDK's defaults
+// are 2048 and 512, and a queue of this many takes 16 MiB before a span
+// is in it.
+const maxBatchSpans = 1 << 20
+
 // checkWholeNumbers refuses a variable of wholeNumbers that is set to
-// something else.
+// something else, or a bounded one outside its bounds.
 func checkWholeNumbers(getenv func(string) string) error {
 	var errs []error
 	for _, name := range wholeNumbers {
-		if v := getenv(name); v != "" {
-			// Taken as the SDK takes it, untrimmed: it replaces " 200".
-			if _, err := strconv.Atoi(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s must be a whole number; got %q", name, v))
-			}
+		v := getenv(name)
+		if v == "" {
+			continue
+		}
+		// Taken as the SDK takes it, untrimmed: it replaces " 200".
+		n, err := strconv.ParseInt(v, 10, 64)
+		max, isBounded := bounded[name]
+		switch {
+		case err != nil && !isBounded:
+			errs = append(errs, fmt.Errorf("%s must be a whole number; got %q", name, v))
+		case isBounded && (err != nil || n < 1 || n > max):
+			errs = append(errs, fmt.Errorf("%s must be a whole number from 1 to %d; got %q", name, max, v))
 		}
 	}
 	return errors.Join(errs...)

@@ -58,10 +58,28 @@ func TestFromEnv(t *testing.T) {
 			wantErr: `OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1 for traceidratio; got "NaN"`},
 		{name: "batch delay", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "200"}, on: true},
 		{name: "batch delay with a unit", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "5s"},
-			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number; got "5s"`},
+			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number from 1 to 9223372036854; got "5s"`},
 		// The SDK does not trim them: it would replace " 200" by its default.
 		{name: "batch delay with a space", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": " 200"},
-			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number; got " 200"`},
+			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number from 1 to 9223372036854; got " 200"`},
+		// What the SDK cannot follow: it would spin a core on a delay of 0,
+		// or of one that wraps around as nanoseconds, and panic on a
+		// negative queue or batch size.
+		{name: "batch delay 0", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "0"},
+			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number from 1 to 9223372036854; got "0"`},
+		{name: "batch delay past its bound", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "9223372036855"},
+			wantErr: `OTEL_BSP_SCHEDULE_DELAY must be a whole number from 1 to 9223372036854; got "9223372036855"`},
+		{name: "batch delay at its bound", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "9223372036854"}, on: true},
+		{name: "negative queue and batch", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_MAX_QUEUE_SIZE": "-1", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "-5"},
+			wantErr: "OTEL_BSP_MAX_QUEUE_SIZE must be a whole number from 1 to 1048576; got \"-1\"\nOTEL_BSP_MAX_EXPORT_BATCH_SIZE must be a whole number from 1 to 1048576; got \"-5\""},
+		{name: "queue past its bound", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_MAX_QUEUE_SIZE": "1048577"},
+			wantErr: `OTEL_BSP_MAX_QUEUE_SIZE must be a whole number from 1 to 1048576; got "1048577"`},
+		{name: "queue and batch at their bound", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_MAX_QUEUE_SIZE": "1048576", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "1"}, on: true},
+		{name: "an export timeout of 0 is none", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_EXPORT_TIMEOUT": "0"}, on: true},
+		// Every problem at once, also when whether to trace is unclear.
+		{name: "sdk disabled unreadable, and more", env: map[string]string{"OTEL_SDK_DISABLED": "1", "OTEL_TRACES_EXPORTER": "zipkin", "OTEL_BSP_SCHEDULE_DELAY": "0"},
+			wantErr: "tracing: OTEL_SDK_DISABLED must be true or false; got \"1\"\nOTEL_TRACES_EXPORTER must be otlp or none (backupd sends spans over OTLP only); got \"zipkin\"\n" +
+				`OTEL_BSP_SCHEDULE_DELAY must be a whole number from 1 to 9223372036854; got "0"`},
 		// The SDK takes a sampler in any case, and trims it and its ratio.
 		{name: "sampler in capitals, ratio with spaces", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp",
 			"OTEL_TRACES_SAMPLER": " ParentBased_TraceIDRatio", "OTEL_TRACES_SAMPLER_ARG": " 0.5 "}, on: true},
