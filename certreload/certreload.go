@@ -38,6 +38,13 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 		what: "the certificate files", kept: "the previous certificate is still served",
 		parse: func(contents [][]byte) (*tls.Certificate, error) {
 			return KeyPair(contents[0], contents[1], time.Now())
+		},
+		stale: func(c *tls.Certificate, now time.Time) error {
+			if c.Leaf != nil && now.After(c.Leaf.NotAfter) {
+				return fmt.Errorf("tls: the certificate in service expired at %s and its files hold no newer one: every client refuses it; rotate cert_file and key_file",
+					c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+			}
+			return nil
 		}}
 	if err := cert.load(); err != nil {
 		return nil, err
@@ -92,6 +99,7 @@ func KeyPair(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) {
 		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
 			return nil, fmt.Errorf("tls: cert_file: %w", err)
 		}
+		c.Leaf = leaf
 	}
 	switch {
 	case now.After(leaf.NotAfter):
@@ -164,6 +172,9 @@ type reloader[T any] struct {
 	log      *slog.Logger
 	// what names the files in the log; kept says what serves meanwhile.
 	what, kept string
+	// stale, when set, says why the value in service is no longer fit to
+	// serve (a certificate that expired while its files did not change).
+	stale func(T, time.Time) error
 
 	mu        sync.Mutex
 	value     T
@@ -171,6 +182,7 @@ type reloader[T any] struct {
 	checked   time.Time
 	reloading bool   // a handshake is reading the files
 	failed    string // the last reload's error, logged once
+	staled    string // the value in service's last stale error, logged once
 }
 
 // get is the value in service. The handshake that finds the interval past
@@ -191,7 +203,22 @@ func (r *reloader[T]) get() T {
 		r.value, r.stamp = v, newStamp
 	}
 	r.report(err)
+	if r.stale != nil {
+		r.reportStale(r.stale(r.value, time.Now()))
+	}
 	return r.value
+}
+
+// reportStale logs, once, that the value in service is no longer fit to
+// serve, so that a certificate that expires in service is not silent.
+func (r *reloader[T]) reportStale(err error) {
+	switch {
+	case err != nil && err.Error() != r.staled:
+		r.staled = err.Error()
+		r.log.Error(r.staled)
+	case err == nil:
+		r.staled = ""
+	}
 }
 
 // report tells operators of a failed reload once per error, so that a
@@ -204,7 +231,7 @@ func (r *reloader[T]) report(err error) {
 		r.log.Error("tls: "+r.what+" changed but cannot be loaded; "+r.kept, slog.String("error", r.failed))
 	case err == nil && r.failed != "":
 		r.failed = ""
-		r.log.Info("tls: " + r.what + " load again")
+		r.log.Info("tls: " + r.what + " can be loaded again")
 	}
 }
 

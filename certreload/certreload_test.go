@@ -191,7 +191,7 @@ func testBrokenRotationIsLogged(t *testing.T) {
 	if n := strings.Count(buf, `"level":"ERROR","msg":"tls: the certificate files changed but cannot be loaded`); n != 1 {
 		t.Errorf("%d ERROR lines, want 1:\n%s", n, buf)
 	}
-	if !strings.Contains(buf, `"level":"INFO","msg":"tls: the certificate files load again"`) {
+	if !strings.Contains(buf, `"level":"INFO","msg":"tls: the certificate files can be loaded again"`) {
 		t.Errorf("the recovery is not logged:\n%s", buf)
 	}
 }
@@ -230,6 +230,51 @@ func testRotationOutsideValidityIsKept(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the log does not say %q:\n%s", want, logs.String())
 		}
+	}
+}
+
+// TestExpiryInServiceIsLogged: a certificate that expires in service, its
+// files unchanged, is said to at ERROR once, at the first check after;
+// every client refuses it, and a rotation is the cure. A valid one
+// rotated in is served, and ends it.
+func TestExpiryInServiceIsLogged(t *testing.T) { synctest.Test(t, testExpiryInServiceIsLogged) }
+
+func testExpiryInServiceIsLogged(t *testing.T) {
+	short := testenv.SelfSignedTLSValid(t, time.Now().Add(-time.Minute), time.Now().Add(time.Second))
+	const interval = 200 * time.Millisecond
+	cfg, logs := logged(t, short, interval)
+	serves := serving(t, cfg)
+	short1 := serves(short)
+	const expired = `"level":"ERROR","msg":"tls: the certificate in service expired at `
+	for range 3 {
+		time.Sleep(interval + 50*time.Millisecond)
+		if err := short1(); err != nil {
+			t.Fatalf("the certificate in service: %v", err)
+		}
+	}
+	if strings.Contains(logs.String(), expired) {
+		t.Fatalf("a certificate still valid is said to have expired:\n%s", logs.String())
+	}
+	for range 4 {
+		time.Sleep(interval + 50*time.Millisecond)
+		if err := short1(); err != nil {
+			t.Fatalf("the certificate in service, expired, with no other to serve: %v", err)
+		}
+	}
+	if n := strings.Count(logs.String(), expired); n != 1 {
+		t.Errorf("%d ERROR lines of the expiry, want 1:\n%s", n, logs.String())
+	}
+	next := testenv.SelfSignedTLS(t)
+	next1 := serves(next)
+	rotate(t, next, short, time.Now().Add(time.Minute))
+	time.Sleep(interval + 50*time.Millisecond)
+	if err := next1(); err != nil {
+		t.Errorf("the rotated certificate is not served: %v", err)
+	}
+	time.Sleep(interval + 50*time.Millisecond)
+	_ = next1()
+	if n := strings.Count(logs.String(), expired); n != 1 {
+		t.Errorf("%d ERROR lines of the expiry after a rotation, want 1:\n%s", n, logs.String())
 	}
 }
 
