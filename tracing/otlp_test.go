@@ -1,7 +1,6 @@
 package tracing
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"fmt"
@@ -24,6 +23,9 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/backupd/backupd/redact"
+	"github.com/backupd/backupd/testenv"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -241,6 +243,7 @@ func TestExportFailureLogHidesTheEndpointsSecrets(t *testing.T) {
 	}
 	down := lis.Addr().String()
 	lis.Close()
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "10") // the SDK reads it from the process's environment
 	tr, err := fromEnv(context.Background(), envOf(map[string]string{
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://user:hunter22@" + down + "/v1/traces?api_key=s3cr3tkey",
 		"OTEL_EXPORTER_OTLP_TIMEOUT":         "100",
@@ -248,12 +251,28 @@ func TestExportFailureLogHidesTheEndpointsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	logs := &testenv.Buffer{}
 	defer otel.SetErrorHandler(otel.GetErrorHandler())
-	otel.SetErrorHandler(ErrorHandler(slog.New(slog.NewJSONHandler(&logs, nil))))
+	otel.SetErrorHandler(ErrorHandler(slog.New(slog.NewJSONHandler(logs, nil))))
 	_, span := tr.tracer.Start(context.Background(), "CreateBackup")
 	span.End()
-	_ = tr.Shutdown(context.Background()) // sends the span, and fails
+	for start := time.Now(); !strings.Contains(logs.String(), "connection refused") && time.Since(start) < 10*time.Second; {
+		time.Sleep(10 * time.Millisecond) // the batch goes out within 10 ms, and fails
+	}
+	// The spans held at exit: their failure is Shutdown's error, which the
+	// exit logs (redacted as the handler's lines are), not left to the
+	// handler, which may be holding its lines back.
+	_, span = tr.tracer.Start(context.Background(), "GetBackup")
+	span.End()
+	if err := tr.Shutdown(context.Background()); err == nil || !strings.Contains(redact.Error(err), "connection refused") {
+		t.Errorf("Shutdown = %v; want the last export's failure", err)
+	} else {
+		for _, secret := range []string{"hunter22", "s3cr3tkey"} {
+			if strings.Contains(redact.Error(err), secret) {
+				t.Errorf("Shutdown's error, redacted, repeats %q: %s", secret, redact.Error(err))
+			}
+		}
+	}
 	got := logs.String()
 	if !strings.Contains(got, "connection refused") {
 		t.Fatalf("no export failure logged:\n%s", got)

@@ -243,9 +243,15 @@ func exporterVar(getenv func(string) string, suffix string) (name, value string)
 }
 
 // Shutdown sends the spans still held and stops the exporter; ctx bounds
-// how long it may take.
+// how long it may take. Its error is the last export's, when that failed:
+// the SDK's own shutdown hands it only to the error handler, whose lines
+// come at most once every 10 s, so that spans lost at exit went unsaid.
 func (t *Tracing) Shutdown(ctx context.Context) error {
-	return t.provider.Shutdown(ctx)
+	flushErr := t.provider.ForceFlush(ctx)
+	if err := t.provider.Shutdown(ctx); err != nil && flushErr == nil {
+		return err
+	}
+	return flushErr
 }
 
 // GRPCStatsHandler makes a server span of every gRPC call but health
