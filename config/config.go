@@ -675,7 +675,27 @@ func (c *Config) validateAccounts(ps *problems) map[string]int {
 		// that is wrong, is that field's problem, reported there once.
 		a.validate(ps.at(p+"."), !ValidRegion(c.DefaultRegion) && a.DefaultRegion == c.DefaultRegion)
 	}
+	if away := c.outsideHome(); ValidRegion(c.DefaultRegion) && len(c.Accounts) > 0 && len(away) == len(c.Accounts) {
+		bad("default_region", "%q (us-east-1 when not set) is a region of partition %s, but no account's is: backupd gets its own "+
+			"credentials and calls STS in default_region, and STS of one partition takes only that partition's credentials and roles; "+
+			"set default_region to a region of the accounts' partition, such as %s", c.DefaultRegion, RegionPartition(c.DefaultRegion),
+			c.Accounts[away[0]].DefaultRegion)
+	}
 	return seen
+}
+
+// outsideHome lists the accounts whose default region is valid and of
+// another partition than the top-level default_region's, where backupd
+// gets its own credentials and calls STS.
+func (c *Config) outsideHome() []int {
+	home := RegionPartition(c.DefaultRegion)
+	var away []int
+	for i, a := range c.Accounts {
+		if ValidRegion(a.DefaultRegion) && RegionPartition(a.DefaultRegion) != home {
+			away = append(away, i)
+		}
+	}
+	return away
 }
 
 // Warnings lists what in c is allowed but likely a mistake, for the log
@@ -690,6 +710,15 @@ func (c *Config) Warnings() []string {
 	if c.MaxWait >= c.UpstreamTimeout {
 		ws = append(ws, fmt.Sprintf("max_wait is not shorter than upstream_timeout, which bounds every request: a request over "+
 			"the rate is refused at upstream_timeout, not max_wait (max_wait %s, upstream_timeout %s)", c.MaxWait, c.UpstreamTimeout))
+	}
+	if away := c.outsideHome(); len(away) > 0 && len(away) < len(c.Accounts) {
+		ids := make([]string, len(away))
+		for i, j := range away {
+			ids[i] = c.Accounts[j].ID
+		}
+		ws = append(ws, fmt.Sprintf("accounts %s are of another partition than default_region %s (%s): backupd's own credentials "+
+			"belong to one partition, and STS of another refuses them, so every request to those accounts fails; "+
+			"run one backupd per partition", strings.Join(ids, ", "), c.DefaultRegion, RegionPartition(c.DefaultRegion)))
 	}
 	if len(c.Callers) == 0 {
 		ws = append(ws, "no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")

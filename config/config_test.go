@@ -477,6 +477,10 @@ func TestWarnings(t *testing.T) {
 			[]string{`callers' tokens cross the network in the clear: no tls is configured, and listen.http ("10.0.0.7:8080") takes`}},
 		{"callers without tls, both listeners on loopback", func(c *Config) { c.TLS, c.Listen.GRPC, c.Listen.HTTP = TLS{}, "[::1]:9090", "localhost:8080" }, nil},
 		{"no callers and no tls", func(c *Config) { c.TLS, c.Callers = TLS{}, nil }, []string{"no callers configured"}},
+		{"an account of another partition", func(c *Config) {
+			c.Accounts = append(c.Accounts, Account{ID: "999999999999", RoleARN: "arn:aws-cn:iam::999999999999:role/x",
+				DefaultRegion: "cn-north-1", AllowedRegions: []string{"cn-north-1"}})
+		}, []string{"accounts 999999999999 are of another partition than default_region us-east-1 (aws): backupd's own credentials belong to one partition"}},
 		{"all three", func(c *Config) {
 			c.UpstreamTimeout, c.Callers = c.ShutdownTimeout+time.Second, nil
 			c.MaxWait = c.UpstreamTimeout
@@ -855,5 +859,35 @@ accounts:
 `))
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDefaultRegionInTheAccountsPartition: backupd gets its own
+// credentials and calls STS in the top-level default_region, whose
+// partition's STS alone takes them: accounts all of another partition
+// need it set there.
+func TestDefaultRegionInTheAccountsPartition(t *testing.T) {
+	const china = `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws-cn:iam::111111111111:role/x
+    default_region: cn-north-1
+  - id: "222222222222"
+    role_arn: arn:aws-cn:iam::222222222222:role/x
+    default_region: cn-northwest-1
+`
+	_, err := Parse(strings.NewReader(china))
+	want := `default_region: "us-east-1" (us-east-1 when not set) is a region of partition aws, but no account's is: ` +
+		`backupd gets its own credentials and calls STS in default_region, and STS of one partition takes only that partition's ` +
+		`credentials and roles; set default_region to a region of the accounts' partition, such as cn-north-1`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v; want it to say %q", err, want)
+	}
+	c, err := Parse(strings.NewReader("default_region: cn-northwest-1\n" + china))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := c.Warnings(); slices.ContainsFunc(ws, func(w string) bool { return strings.Contains(w, "partition") }) {
+		t.Errorf("warnings %q; want none of partitions", ws)
 	}
 }
