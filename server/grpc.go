@@ -130,7 +130,7 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 	ic := newInterceptor(opts)
 	ic.codec = newDeferringCodec()
-	ic.stopping, ic.cutOff = h.stopped, h.cutOff
+	ic.stopping, ic.cutOff, ic.calls = h.stopped, h.cutOff, &h.calls
 	ic.awaiting = newAwaiting(ic, h.stopped)
 	sopts := []grpc.ServerOption{
 		grpc.InTapHandle(ic.tap),

@@ -32,7 +32,14 @@ type Health struct {
 	// (NewHTTPHandler), which a shutdown that cut them off waits for
 	// (AwaitHandlers).
 	handling atomic.Int64
+	// calls counts the gRPC calls in the interceptor (NewGRPC), which
+	// with handling tells a shutdown that times out whether it cuts off a
+	// request or only closes connections that carry none (busy).
+	calls atomic.Int64
 }
+
+// busy reports whether a REST request or gRPC call is being handled.
+func (h *Health) busy() bool { return h.handling.Load() > 0 || h.calls.Load() > 0 }
 
 // Health calls need no caller token, so what one may hold is bounded: the
 // service name it names (backupd serves two short ones), and the Watch

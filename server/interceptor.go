@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -56,6 +57,9 @@ type interceptor struct {
 	// stopping ends when the gRPC server stops taking work, and with it
 	// every reflection stream (Health.EndStreams); nil for REST.
 	stopping context.Context
+	// calls counts the calls in unary (Health.calls); nil for REST,
+	// whose requests the gateway counts.
+	calls *atomic.Int64
 	// awaiting holds the BackupService calls whose request has yet to
 	// arrive, for the drain; nil for REST.
 	awaiting *awaiting
@@ -139,6 +143,10 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		start = call.start
 	}
 	awsbase.GrowStack()
+	if i.calls != nil {
+		i.calls.Add(1)
+		defer i.calls.Add(-1)
+	}
 	if err := i.requestArrived(ctx); err != nil {
 		return nil, err
 	}

@@ -69,6 +69,10 @@ func (s Shutdown) Run(signalled bool) error {
 		timedOut = true
 	}
 	if timedOut {
+		// Only connections that carry no request (a client that does not
+		// close its own after GOAWAY, a frozen one) held the drain, or
+		// requests too, which are then cut off.
+		busy := s.Health.busy()
 		// Marked before the connections close, so that the calls cut
 		// off are logged as their callers see them.
 		s.Health.CutOff()
@@ -81,8 +85,13 @@ func (s Shutdown) Run(signalled bool) error {
 		}
 		// ctx has ended: Wait returns at once, having logged the
 		// request_id runs it leaves, whose results are lost.
-		_ = s.Service.Wait(ctx)
-		return errors.New("shutdown timed out; in-flight requests were cut off")
+		if err := s.Service.Wait(ctx); busy || err != nil {
+			return errors.New("shutdown timed out; in-flight requests were cut off")
+		}
+		s.Logger.Warn("shutting down: connections that carried no request were still open at the timeout; closed them",
+			slog.Duration("timeout", s.Timeout))
+		s.Logger.Info("stopped")
+		return nil
 	}
 	if httpErr != nil {
 		return fmt.Errorf("HTTP shutdown: %w", httpErr)

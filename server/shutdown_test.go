@@ -75,10 +75,13 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 	// GracefulStop waits for the handlers even after Stop. One stream
 	// worker, as NewGRPC has per CPU: a Watch or held call takes it, and
 	// the calls beside it run on goroutines of their own.
+	health := NewHealth()
 	grpcSrv := grpc.NewServer(grpc.NumStreamWorkers(1), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
 		if err := ss.RecvMsg(&emptypb.Empty{}); err != nil {
 			return err
 		}
+		health.calls.Add(1) // as NewGRPC's interceptor counts a call
+		defer health.calls.Add(-1)
 		f.held <- struct{}{}
 		select {
 		case <-f.release:
@@ -91,7 +94,6 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	health := NewHealth()
 	health.register(grpcSrv, nil)
 	go func() { _ = grpcSrv.Serve(grpcLis) }()
 	t.Cleanup(grpcSrv.Stop)
@@ -234,7 +236,10 @@ func TestShutdownTimesOut(t *testing.T) {
 // is done or whose HTTP/2 preface has not all arrived, or over HTTP one
 // whose request has not all arrived. grpc-go waited for its handshake,
 // net/http until it was 5 s old, past the 1 s timeout, which then
-// reported calls cut off.
+// reported calls cut off. A gRPC client that finished its handshake and
+// then froze holds the drain until the timeout (grpc-go waits 5 s for
+// its answer to the GOAWAY's PING): closed then, it is no request cut
+// off, and the shutdown says so.
 func TestShutdownClosesSilentConnections(t *testing.T) {
 	files := testenv.SelfSignedTLS(t)
 	cert := files.Certificate(t)
@@ -245,14 +250,17 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 		// handshake first.
 		serverTLS, tls bool
 		send           string
+		// atTimeout: the connection holds the drain until the timeout.
+		atTimeout bool
 	}{
-		{"grpc", false, false, false, ""},
-		{"grpc, preface begun", false, false, false, http2.ClientPreface[:10]},
-		{"grpc over TLS, handshake begun", false, true, false, "\x16\x03\x01\x00\xff\x01"},
-		{"grpc over TLS, handshake done", false, true, true, ""},
-		{"grpc over TLS, preface begun", false, true, true, http2.ClientPreface},
-		{"http", true, false, false, ""},
-		{"http, request begun", true, false, false, "GET / HTTP/1.1\r\nHost: x\r\n"},
+		{"grpc", false, false, false, "", false},
+		{"grpc, preface begun", false, false, false, http2.ClientPreface[:10], false},
+		{"grpc over TLS, handshake begun", false, true, false, "\x16\x03\x01\x00\xff\x01", false},
+		{"grpc over TLS, handshake done", false, true, true, "", false},
+		{"grpc over TLS, preface begun", false, true, true, http2.ClientPreface, false},
+		{"grpc, handshake done, then frozen", false, false, false, http2.ClientPreface + "\x00\x00\x00\x04\x00\x00\x00\x00\x00", true},
+		{"http", true, false, false, "", false},
+		{"http, request begun", true, false, false, "GET / HTTP/1.1\r\nHost: x\r\n", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := NewHealth()
@@ -294,11 +302,16 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			}
 			waitOpen(t, conns, 1) // accepted
 			h.SetReady(true)
+			shutdownLogs := &testenv.Buffer{}
 			s := Shutdown{Health: h, HTTP: httpSrv, GRPC: grpcSrv, Service: &waiter{called: make(chan struct{})},
-				Logger: slog.New(slog.DiscardHandler), Timeout: time.Second}
+				Logger: slog.New(slog.NewJSONHandler(shutdownLogs, nil)), Timeout: time.Second}
 			start := time.Now()
 			if err := s.Run(false); err != nil {
 				t.Errorf("Run = %v after %s; want nil, nothing in flight", err, time.Since(start).Round(time.Millisecond))
+			}
+			closedAtTimeout := len(shutdownLogs.Lines("connections that carried no request were still open at the timeout")) == 1
+			if closedAtTimeout != tt.atTimeout {
+				t.Errorf("closed at the timeout: %v, want %v:\n%s", closedAtTimeout, tt.atTimeout, shutdownLogs)
 			}
 			// (A gRPC server sends its settings first.)
 			_ = silent.SetReadDeadline(time.Now().Add(2 * time.Second))
