@@ -300,6 +300,9 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			if _, err := io.WriteString(silent, tt.send); err != nil {
 				t.Fatal(err)
 			}
+			if tt.atTimeout {
+				settingsAcked(t, silent) // the server has read the preface: the handshake is done
+			}
 			waitOpen(t, conns, 1) // accepted
 			h.SetReady(true)
 			shutdownLogs := &testenv.Buffer{}
@@ -890,4 +893,23 @@ func withToken(ctx context.Context, token string) context.Context {
 		return ctx
 	}
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// settingsAcked reads the frames a gRPC server sends on conn until it
+// acknowledges the client's SETTINGS, which it does once it has read the
+// client's preface and them.
+func settingsAcked(t *testing.T, conn net.Conn) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
+	fr := http2.NewFramer(io.Discard, conn)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no SETTINGS acknowledgement: %v", err)
+		}
+		if s, ok := f.(*http2.SettingsFrame); ok && s.IsAck() {
+			return
+		}
+	}
 }
