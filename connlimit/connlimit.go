@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -48,13 +49,12 @@ type Limiter struct {
 	mu    sync.Mutex
 	open  int
 	perIP map[netip.Addr]int
-	// Refusals since the last log line, and the last one's limit and
-	// address, for the next line.
-	refused  int
-	last     string
-	lastFrom netip.Addr
-	logged   time.Time // when refusals were last logged
-	pending  bool      // a log line is due
+	// Refusals since the last log line, by the limit they were over, and
+	// the last one's address, for the next line.
+	overTotal, overPerIP int
+	lastFrom             netip.Addr
+	logged               time.Time // when refusals were last logged
+	pending              bool      // a log line is due
 }
 
 // New returns a Limiter of limits; observer may be nil.
@@ -112,8 +112,12 @@ func (l *Limiter) refuseLocked(reason string, ip netip.Addr) []slog.Attr {
 	if l.observer != nil {
 		l.observer.ObserveConnRefused(reason)
 	}
-	l.refused++
-	l.last, l.lastFrom = reason, ip
+	if reason == OverTotal {
+		l.overTotal++
+	} else {
+		l.overPerIP++
+	}
+	l.lastFrom = ip
 	if l.pending {
 		return nil
 	}
@@ -135,9 +139,17 @@ func (l *Limiter) logDue() {
 }
 
 func (l *Limiter) lineLocked() []slog.Attr {
-	line := []slog.Attr{slog.Int("refused", l.refused), slog.String("limit", l.last), slog.String("last_from", l.lastFrom.String()),
+	var limits []string // those the refusals counted were over
+	if l.overPerIP > 0 {
+		limits = append(limits, OverPerIP)
+	}
+	if l.overTotal > 0 {
+		limits = append(limits, OverTotal)
+	}
+	line := []slog.Attr{slog.Int("refused", l.overTotal+l.overPerIP), slog.String("limit", strings.Join(limits, ",")),
+		slog.Int("over_total", l.overTotal), slog.Int("over_per_ip", l.overPerIP), slog.String("last_from", l.lastFrom.String()),
 		slog.Int("open", l.open), slog.Int("max_connections", l.limits.Total), slog.Int("max_connections_per_ip", l.limits.PerIP)}
-	l.refused, l.logged = 0, time.Now()
+	l.overTotal, l.overPerIP, l.logged = 0, 0, time.Now()
 	return line
 }
 

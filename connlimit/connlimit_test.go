@@ -118,6 +118,39 @@ func testRefusalsAreLoggedNowAndThen(t *testing.T) {
 	}
 }
 
+// TestRefusalsOfBothLimitsAreCountedApart: a line that counts refusals
+// over both limits names both, with each one's count, not the last's
+// limit for all of them.
+func TestRefusalsOfBothLimitsAreCountedApart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &testenv.Buffer{}
+		l := New(Limits{Total: 3, PerIP: 1}, nil, slog.New(slog.NewTextHandler(logs, nil)))
+		l.Admit(tcp("10.0.0.1"))
+		l.Admit(tcp("10.0.0.2"))
+		l.Admit(tcp("10.0.0.2")) // over per_ip: logged at once
+		l.Admit(tcp("10.0.0.2"))
+		l.Admit(tcp("10.0.0.2"))
+		l.Admit(tcp("10.0.0.3")) // the third open: total reached
+		l.Admit(tcp("10.0.0.4"))
+		l.Admit(tcp("10.0.0.5"))
+		l.Admit(tcp("10.0.0.6"))
+		time.Sleep(logEvery)
+		synctest.Wait()
+		got := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		if len(got) != 2 {
+			t.Fatalf("log: %q; want two lines", got)
+		}
+		for _, want := range []string{"refused=5 ", "limit=per_ip,total ", "over_total=3 ", "over_per_ip=2 ", "last_from=10.0.0.6"} {
+			if !strings.Contains(got[1], want) {
+				t.Errorf("second line %q does not say %s", got[1], want)
+			}
+		}
+		if !strings.Contains(got[0], "refused=1 limit=per_ip over_total=0 over_per_ip=1 ") {
+			t.Errorf("first line %q; want it to count the one per_ip refusal", got[0])
+		}
+	})
+}
+
 // TestListenerClosesWhatIsOverTheLimit: over real loopback connections,
 // the one over the limit is closed as soon as it is accepted, and the
 // listener goes on serving once a counted one closes.
