@@ -470,6 +470,34 @@ func anyPort(addr string) bool {
 	return ok && port == 0
 }
 
+// samePort reports whether listening on a and then b would fail for a
+// port taken: the same port, not 0, on the same host, or on every
+// interface for either (":9090", "0.0.0.0:9090", "[::]:9090"); "localhost"
+// is listened on as 127.0.0.1.
+func samePort(a, b string) bool {
+	pa, okA := listenPort(a)
+	pb, okB := listenPort(b)
+	if !okA || !okB || pa != pb || pa == 0 {
+		return false
+	}
+	ha, _, _ := net.SplitHostPort(a)
+	hb, _, _ := net.SplitHostPort(b)
+	canonical := func(h string) string {
+		if strings.EqualFold(h, "localhost") {
+			return "127.0.0.1"
+		}
+		if ip, err := netip.ParseAddr(h); err == nil {
+			if ip.IsUnspecified() {
+				return ""
+			}
+			return ip.Unmap().String()
+		}
+		return h
+	}
+	ha, hb = canonical(ha), canonical(hb)
+	return ha == "" || hb == "" || ha == hb
+}
+
 // listenPort is the port of a listen address, by number or service name.
 func listenPort(addr string) (int, bool) {
 	_, port, err := net.SplitHostPort(addr)
@@ -571,6 +599,8 @@ type reporter = func(field, format string, args ...any)
 func (c *Config) validateServing(bad reporter) {
 	if c.Listen.GRPC == c.Listen.HTTP && !anyPort(c.Listen.GRPC) {
 		bad("listen", "grpc and http must differ; both are %q", c.Listen.GRPC)
+	} else if samePort(c.Listen.GRPC, c.Listen.HTTP) {
+		bad("listen", "grpc %q and http %q would take the same port: give them different ports", c.Listen.GRPC, c.Listen.HTTP)
 	}
 	for _, l := range c.Listen.addresses() {
 		if err := CheckListenAddr(l.addr); err != nil {

@@ -207,6 +207,10 @@ callers:
 		{"negative drain delay", "drain_delay: -5s\n", []string{"drain_delay: must not be negative; got -5s"}},
 		{"one address for both listeners", "listen: {grpc: '127.0.0.1:9000', http: '127.0.0.1:9000'}\n",
 			[]string{`listen: grpc and http must differ; both are "127.0.0.1:9000"`}},
+		{"listeners on one port, one on every interface", "listen: {grpc: ':9000', http: '127.0.0.1:9000'}\n",
+			[]string{`listen: grpc ":9000" and http "127.0.0.1:9000" would take the same port: give them different ports`}},
+		{"listeners on one port of localhost", "listen: {grpc: 'localhost:9000', http: '127.0.0.1:9000'}\n",
+			[]string{`listen: grpc "localhost:9000" and http "127.0.0.1:9000" would take the same port`}},
 		// NaN passes a plain r <= 0 || r > max, and a tiny rate's spacing
 		// overflows: either would turn the account's limit off.
 		{"rates that are not rates", `
