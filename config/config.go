@@ -428,6 +428,12 @@ func (c *Config) ApplyDefaults() {
 	if c.SharedState.Redis.WaitTimeout == 0 {
 		c.SharedState.Redis.WaitTimeout = DefaultWaitTimeout
 	}
+	// Hex digits and the log's words in either case, as tools write them
+	// (PowerShell's Get-FileHash gives upper case).
+	for i := range c.Callers {
+		c.Callers[i].TokenSHA256 = strings.ToLower(c.Callers[i].TokenSHA256)
+	}
+	c.Log.Format = strings.ToLower(c.Log.Format)
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
 		setDefault(&a.DefaultRegion, c.DefaultRegion)
@@ -814,7 +820,7 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 		if !tokenHashRe.MatchString(cl.TokenSHA256) {
 			// Never echo it: it is as good as a token to someone who can
 			// reach backupd's configuration.
-			bad("token_sha256", "must be the 64 lowercase hex digits of the token's SHA-256 (sha256sum)")
+			bad("token_sha256", "must be the 64 hex digits of the token's SHA-256 (sha256sum)")
 		} else if j, dup := tokens[cl.TokenSHA256]; dup {
 			bad("token_sha256", "is the same as callers[%d]'s; every caller needs its own token", j)
 		} else if cl.TokenSHA256 == emptyTokenSHA256 {

@@ -113,7 +113,7 @@ callers:
     accounts: ["*"]
     operations: ["*"]
 `, []string{
-			"callers[0].token_sha256: must be the 64 lowercase hex digits",
+			"callers[0].token_sha256: must be the 64 hex digits",
 			`callers[0].accounts[0]: "333333333333" is not a configured account id`,
 			`callers[0].operations[0]: must be one of CreateBackup, GetBackup, ListBackups, DeleteBackup, RestoreTableFromBackup, or "*"; got "CreateBackups"`,
 			`callers[1].name: "a" is already used by callers[0]`,
@@ -893,5 +893,40 @@ accounts:
 	}
 	if ws := c.Warnings(); slices.ContainsFunc(ws, func(w string) bool { return strings.Contains(w, "partition") }) {
 		t.Errorf("warnings %q; want none of partitions", ws)
+	}
+}
+
+// TestCaseOfWordsAndDigits: a token's hash in upper-case hex (PowerShell's
+// Get-FileHash writes it so) and log words in capitals are taken, as the
+// log level is; two hashes that differ only in case are one token.
+func TestCaseOfWordsAndDigits(t *testing.T) {
+	const account = `
+accounts:
+  - id: "111111111111"
+    role_arn: arn:aws:iam::111111111111:role/x
+log: {format: TEXT, level: WARN}
+callers:
+  - name: orders
+    token_sha256: 5553BA1F8337A96125BF614250F78788AB617DFC4AA19EE94D4306F18711DCB1
+    accounts: ["*"]
+    operations: ["*"]
+`
+	c, err := Parse(strings.NewReader(account))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Callers[0].TokenSHA256; got != "5553ba1f8337a96125bf614250f78788ab617dfc4aa19ee94d4306f18711dcb1" {
+		t.Errorf("token_sha256 read as %q; want it in lower case", got)
+	}
+	if c.Log.Format != "text" {
+		t.Errorf("log.format read as %q; want text", c.Log.Format)
+	}
+	_, err = Parse(strings.NewReader(account + `  - name: billing
+    token_sha256: 5553ba1f8337a96125bf614250f78788ab617dfc4aa19ee94d4306f18711dcb1
+    accounts: ["*"]
+    operations: ["*"]
+`))
+	if err == nil || !strings.Contains(err.Error(), "callers[1].token_sha256: is the same as callers[0]'s") {
+		t.Errorf("err = %v; want the two hashes found one token", err)
 	}
 }
