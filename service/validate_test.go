@@ -209,9 +209,11 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 		{"us-" + strings.Repeat("a", 28) + "-1", false}, // 33: no region is that long, and its echoes would grow with it
 	}
 	for _, tt := range regions {
-		// The account's role is in its regions' partition.
+		// The account's role is in its regions' partition, and so is the
+		// default_region where backupd calls STS.
 		partition := config.RegionPartition(tt.region)
-		yaml := fmt.Sprintf("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:%s:iam::111111111111:role/x\n    default_region: %q\n", partition, tt.region)
+		yaml := fmt.Sprintf("default_region: %q\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:%s:iam::111111111111:role/x\n    default_region: %q\n",
+			tt.region, partition, tt.region)
 		_, cfgErr := config.Parse(strings.NewReader(yaml))
 		var vs violations
 		checkRegion(&vs, "region", tt.region)
