@@ -41,7 +41,7 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 		},
 		stale: func(c *tls.Certificate, now time.Time) error {
 			if c.Leaf != nil && now.After(c.Leaf.NotAfter) {
-				return fmt.Errorf("tls: the certificate in service expired at %s and its files hold no newer one: every client refuses it; rotate cert_file and key_file",
+				return fmt.Errorf("tls: the certificate in service expired at %s and no newer one could be loaded from its files: every client refuses it; rotate cert_file and key_file",
 					c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 			}
 			return nil

@@ -433,7 +433,9 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Callers {
 		c.Callers[i].TokenSHA256 = strings.ToLower(c.Callers[i].TokenSHA256)
 	}
-	c.Log.Format = strings.ToLower(c.Log.Format)
+	if f := strings.ToLower(c.Log.Format); f == "json" || f == "text" {
+		c.Log.Format = f // any other is refused as written
+	}
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
 		setDefault(&a.DefaultRegion, c.DefaultRegion)

@@ -921,6 +921,10 @@ callers:
 	if c.Log.Format != "text" {
 		t.Errorf("log.format read as %q; want text", c.Log.Format)
 	}
+	if _, err := Parse(strings.NewReader(strings.Replace(account, "TEXT", "XML", 1))); err == nil ||
+		!strings.Contains(err.Error(), `log.format: must be "json" or "text"; got "XML"`) {
+		t.Errorf("err = %v; want log.format refused as written", err)
+	}
 	_, err = Parse(strings.NewReader(account + `  - name: billing
     token_sha256: 5553ba1f8337a96125bf614250f78788ab617dfc4aa19ee94d4306f18711dcb1
     accounts: ["*"]

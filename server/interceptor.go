@@ -80,8 +80,10 @@ type interceptor struct {
 
 // fieldRules names what a request's RPC refuses in its fields: one
 // field violation per bad field. unread are the violations of the fields
-// the gateway could not read, which req holds empty: they are not named
-// again, nor is what depends on them judged (a table ARN by a region).
+// the gateway could not read, which req holds empty: they are not
+// returned, nor is what depends on them judged (a table ARN by a region);
+// but the fields' own rules may still name them (a backup_name sent as a
+// number reads as missing), so the caller drops those (beside).
 type fieldRules func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
 
 // fieldChecker is a service that names the fields of a request its

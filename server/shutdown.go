@@ -85,8 +85,12 @@ func (s Shutdown) Run(signalled bool) error {
 		}
 		// ctx has ended: Wait returns at once, having logged the
 		// request_id runs it leaves, whose results are lost.
-		if err := s.Service.Wait(ctx); busy || err != nil {
+		err := s.Service.Wait(ctx)
+		switch {
+		case busy:
 			return errors.New("shutdown timed out; in-flight requests were cut off")
+		case err != nil:
+			return fmt.Errorf("shutdown timed out: %w", err)
 		}
 		s.Logger.Warn("shutting down: connections that carried no request were still open at the timeout; closed them",
 			slog.Duration("timeout", s.Timeout))

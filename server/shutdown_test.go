@@ -895,6 +895,24 @@ func withToken(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
+// TestShutdownHeldByAConnectionReportsRunsLeft: a drain held to its
+// timeout by a frozen client's connection alone, no request in flight,
+// still fails when request_id runs are left at the timeout, whose results
+// are lost.
+func TestShutdownHeldByAConnectionReportsRunsLeft(t *testing.T) {
+	f := newShutdownFixture(t)
+	f.s.Service = &waiter{block: true, called: make(chan struct{})}
+	f.s.Timeout = 500 * time.Millisecond
+	frozen := dialRaw(t, f.conn.Target())
+	if _, err := io.WriteString(frozen, http2.ClientPreface+"\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
+		t.Fatal(err)
+	}
+	settingsAcked(t, frozen) // the handshake is done: the connection holds the drain
+	if err := f.s.Run(false); !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "shutdown timed out: ") {
+		t.Errorf("Run = %v; want shutdown timed out: the runs' context deadline exceeded", err)
+	}
+}
+
 // settingsAcked reads the frames a gRPC server sends on conn until it
 // acknowledges the client's SETTINGS, which it does once it has read the
 // client's preface and them.

@@ -222,3 +222,39 @@ func TestServerViolationsBesideAnUnreadRegion(t *testing.T) {
 		t.Errorf("violations %v; want backup_name's", vs)
 	}
 }
+
+// Server.Violations judges a ListBackups page_token beside a page_size
+// the gateway could not read, as the handler does beside a bad one; but
+// not beside another field it could not read, which the token's listing
+// may have named.
+func TestServerViolationsJudgeTheTokenBesideAnUnreadPageSize(t *testing.T) {
+	const last = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	orders := encodePageToken(listScope{account: "111111111111", region: "us-east-1", table: "Orders", backupType: "USER"}, last)
+	pageSize := badrequest.Violation{Field: "page_size", Description: `page_size must be an integer; got "abc"`}
+	tableName := badrequest.Violation{Field: "table_name", Description: "table_name is given twice"}
+	s := New(Options{Accounts: regional{}})
+	tests := []struct {
+		name   string
+		req    *backupv1.ListBackupsRequest
+		unread []badrequest.Violation
+		want   []string
+	}{
+		{"another listing's token", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageToken: orders},
+			[]badrequest.Violation{pageSize}, []string{"page_token"}},
+		{"this listing's token", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "Orders", PageToken: orders},
+			[]badrequest.Violation{pageSize}, nil},
+		{"beside an unread table", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageToken: orders},
+			[]badrequest.Violation{pageSize, tableName}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var fields []string
+			for _, v := range s.Violations(tt.req, tt.unread...) {
+				fields = append(fields, v.Field)
+			}
+			if !slices.Equal(fields, tt.want) {
+				t.Errorf("violations of %v; want %v", fields, tt.want)
+			}
+		})
+	}
+}

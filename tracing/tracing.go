@@ -188,14 +188,20 @@ var wholeNumbers = []string{
 }
 
 // bounded are the variables of wholeNumbers that the SDK cannot follow
-// outside 1 to their bound: it panics on a negative queue or batch size
-// and makes both at start, and it spins a core on a schedule delay of 0
-// or less, or of so many milliseconds that it wraps around.
-var bounded = map[string]int64{
-	"OTEL_BSP_SCHEDULE_DELAY":        math.MaxInt64 / int64(time.Millisecond),
-	"OTEL_BSP_MAX_QUEUE_SIZE":        maxBatchSpans,
-	"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": maxBatchSpans,
+// outside their bounds: it panics on a negative queue or batch size and
+// makes both at start, it spins a core on a schedule delay of 0 or less,
+// and a delay or export timeout of so many milliseconds that it wraps
+// around as nanoseconds spins it too or times every export out. (An
+// export timeout of 0 or less is none.)
+var bounded = map[string]struct{ least, most int64 }{
+	"OTEL_BSP_SCHEDULE_DELAY":        {1, maxMillis},
+	"OTEL_BSP_EXPORT_TIMEOUT":        {0, maxMillis},
+	"OTEL_BSP_MAX_QUEUE_SIZE":        {1, maxBatchSpans},
+	"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": {1, maxBatchSpans},
 }
+
+// maxMillis is the most milliseconds a time.Duration holds.
+const maxMillis = math.MaxInt64 / int64(time.Millisecond)
 
 // maxBatchSpans bounds the span queue and batch sizes: the SDK's defaults
 // are 2048 and 512, and a queue of this many takes 16 MiB before a span
@@ -213,12 +219,12 @@ func checkWholeNumbers(getenv func(string) string) error {
 		}
 		// Taken as the SDK takes it, untrimmed: it replaces " 200".
 		n, err := strconv.ParseInt(v, 10, 64)
-		max, isBounded := bounded[name]
+		b, isBounded := bounded[name]
 		switch {
 		case err != nil && !isBounded:
 			errs = append(errs, fmt.Errorf("%s must be a whole number; got %q", name, v))
-		case isBounded && (err != nil || n < 1 || n > max):
-			errs = append(errs, fmt.Errorf("%s must be a whole number from 1 to %d; got %q", name, max, v))
+		case isBounded && (err != nil || n < b.least || n > b.most):
+			errs = append(errs, fmt.Errorf("%s must be a whole number from %d to %d; got %q", name, b.least, b.most, v))
 		}
 	}
 	return errors.Join(errs...)
@@ -243,9 +249,11 @@ func exporterVar(getenv func(string) string, suffix string) (name, value string)
 }
 
 // Shutdown sends the spans still held and stops the exporter; ctx bounds
-// how long it may take. Its error is the last export's, when that failed:
-// the SDK's own shutdown hands it only to the error handler, whose lines
-// come at most once every 10 s, so that spans lost at exit went unsaid.
+// how long it may take, the flush and the stop together. Its error is
+// that of sending the spans held at exit, when it failed: the SDK's own
+// shutdown hands it only to the error handler, whose lines come at most
+// once every 10 s, so that spans lost at exit went unsaid. (An export the
+// batch's timer made before stays the handler's.)
 func (t *Tracing) Shutdown(ctx context.Context) error {
 	flushErr := t.provider.ForceFlush(ctx)
 	if err := t.provider.Shutdown(ctx); err != nil && flushErr == nil {

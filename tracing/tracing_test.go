@@ -76,6 +76,9 @@ func TestFromEnv(t *testing.T) {
 			wantErr: `OTEL_BSP_MAX_QUEUE_SIZE must be a whole number from 1 to 1048576; got "1048577"`},
 		{name: "queue and batch at their bound", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_MAX_QUEUE_SIZE": "1048576", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "1"}, on: true},
 		{name: "an export timeout of 0 is none", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_EXPORT_TIMEOUT": "0"}, on: true},
+		// As nanoseconds it would wrap around: 18446744073710 ms is 0.45 ms.
+		{name: "an export timeout past its bound", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_EXPORT_TIMEOUT": "18446744073710"},
+			wantErr: `OTEL_BSP_EXPORT_TIMEOUT must be a whole number from 0 to 9223372036854; got "18446744073710"`},
 		// Every problem at once, also when whether to trace is unclear.
 		{name: "sdk disabled unreadable, and more", env: map[string]string{"OTEL_SDK_DISABLED": "1", "OTEL_TRACES_EXPORTER": "zipkin", "OTEL_BSP_SCHEDULE_DELAY": "0"},
 			wantErr: "tracing: OTEL_SDK_DISABLED must be true or false; got \"1\"\nOTEL_TRACES_EXPORTER must be otlp or none (backupd sends spans over OTLP only); got \"zipkin\"\n" +
