@@ -714,26 +714,43 @@ func (c *Config) validateAccounts(ps *problems) map[string]int {
 		a.validate(ps.at(p+"."), !ValidRegion(c.DefaultRegion) && a.DefaultRegion == c.DefaultRegion)
 	}
 	if away := c.outsideHome(); ValidRegion(c.DefaultRegion) && len(c.Accounts) > 0 && len(away) == len(c.Accounts) {
-		bad("default_region", "%q (us-east-1 when not set) is a region of partition %s, but no account's is: backupd gets its own "+
+		bad("default_region", "%q (us-east-1 when not set) is a region of partition %s, but no account's role is: backupd gets its own "+
 			"credentials and calls STS in default_region, and STS of one partition takes only that partition's credentials and roles; "+
 			"set default_region to a region of the accounts' partition, such as %s", c.DefaultRegion, RegionPartition(c.DefaultRegion),
-			c.Accounts[away[0]].DefaultRegion)
+			regionOf(c.Accounts[away[0]]))
 	}
 	return seen
 }
 
-// outsideHome lists the accounts whose default region is valid and of
-// another partition than the top-level default_region's, where backupd
-// gets its own credentials and calls STS.
+// outsideHome lists the accounts whose role is of another partition than
+// the top-level default_region, where backupd gets its own credentials
+// and calls STS; by the role, so that an account that takes the default
+// region, and is told its partition is wrong, is counted too, and both
+// problems are told at once.
 func (c *Config) outsideHome() []int {
 	home := RegionPartition(c.DefaultRegion)
 	var away []int
 	for i, a := range c.Accounts {
-		if ValidRegion(a.DefaultRegion) && RegionPartition(a.DefaultRegion) != home {
+		if m := roleARNRe.FindStringSubmatch(a.RoleARN); m != nil && m[1] != home {
 			away = append(away, i)
 		}
 	}
 	return away
+}
+
+// regionOf is a region of a's role's partition: its default region when
+// that is one.
+func regionOf(a Account) string {
+	m := roleARNRe.FindStringSubmatch(a.RoleARN)
+	switch {
+	case m == nil || RegionPartition(a.DefaultRegion) == m[1]:
+		return a.DefaultRegion
+	case m[1] == "aws-cn":
+		return "cn-north-1"
+	case m[1] == "aws-us-gov":
+		return "us-gov-west-1"
+	}
+	return "us-east-1"
 }
 
 // Warnings lists what in c is allowed but likely a mistake, for the log

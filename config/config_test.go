@@ -881,11 +881,20 @@ accounts:
     default_region: cn-northwest-1
 `
 	_, err := Parse(strings.NewReader(china))
-	want := `default_region: "us-east-1" (us-east-1 when not set) is a region of partition aws, but no account's is: ` +
+	want := `default_region: "us-east-1" (us-east-1 when not set) is a region of partition aws, but no account's role is: ` +
 		`backupd gets its own credentials and calls STS in default_region, and STS of one partition takes only that partition's ` +
 		`credentials and roles; set default_region to a region of the accounts' partition, such as cn-north-1`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v; want it to say %q", err, want)
+	}
+	// Accounts that take the default region are told both problems at
+	// once: setting default_region fixes them all.
+	_, err = Parse(strings.NewReader(strings.ReplaceAll(china, "    default_region: cn-north-1\n", "")))
+	for _, want := range []string{`accounts[0].default_region: "us-east-1" is a region of partition aws, but role_arn is in aws-cn`,
+		`default_region: "us-east-1" (us-east-1 when not set) is a region of partition aws, but no account's role is`, "such as cn-north-1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v; want it to say %q", err, want)
+		}
 	}
 	c, err := Parse(strings.NewReader("default_region: cn-northwest-1\n" + china))
 	if err != nil {
