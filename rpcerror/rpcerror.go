@@ -293,6 +293,10 @@ func mapUpstream(err error) mapped {
 		return m
 	case errors.As(err, &assume): // before the deadline: STS's own timeout is not the caller's deadline
 		return mapAssume(assume)
+	case errors.As(err, &unanswered) && errors.Is(err, context.Canceled):
+		return mapped{code: codes.Canceled, reason: ReasonCanceled,
+			msg: fmt.Sprintf("the request was canceled after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
+				"%s before trying again", unanswered.Operation, howToCheck(unanswered.Operation))}
 	case errors.As(err, &unanswered):
 		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
 			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+

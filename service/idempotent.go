@@ -219,7 +219,7 @@ func sendError(op string, err error, submitted time.Time) error {
 	switch {
 	case submitted.IsZero():
 		return &NotSentError{Err: err}
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &UnansweredError{Operation: op, Err: err}
 	}
 	return err
@@ -252,15 +252,20 @@ func (e *StillRunningError) Error() string {
 
 func (e *StillRunningError) Unwrap() error { return e.Err }
 
-// UnansweredError says the deadline passed after a CreateBackup or a
-// restore had left for DynamoDB: it may or may not have been done.
+// UnansweredError says the deadline passed, or the caller canceled, after
+// a CreateBackup or a restore had left for DynamoDB: it may or may not
+// have been done, which the log line of a caller that left says too.
 type UnansweredError struct {
 	Operation string
 	Err       error
 }
 
 func (e *UnansweredError) Error() string {
-	return fmt.Sprintf("%s was sent to DynamoDB but not answered before the deadline: %v", e.Operation, e.Err)
+	end := "the deadline"
+	if errors.Is(e.Err, context.Canceled) {
+		end = "the call was canceled"
+	}
+	return fmt.Sprintf("%s was sent to DynamoDB but not answered before %s, and may or may not have been done: %v", e.Operation, end, e.Err)
 }
 
 func (e *UnansweredError) Unwrap() error { return e.Err }

@@ -49,25 +49,31 @@ func TestMayHaveActed(t *testing.T) {
 // a caller whose deadline passed whether DynamoDB may have acted.
 func TestSendErrorSaysWhetherSent(t *testing.T) {
 	deadline := fmt.Errorf("operation error DynamoDB: CreateBackup: %w", context.DeadlineExceeded)
+	canceled := fmt.Errorf("operation error DynamoDB: CreateBackup: %w", context.Canceled)
 	tests := []struct {
 		name       string
+		err        error
 		submitted  time.Time
 		notSent    bool
 		unanswered bool
 	}{
-		{"never submitted", time.Time{}, true, false},
-		{"submitted", time.Unix(1700000000, 0), false, true},
+		{"never submitted", deadline, time.Time{}, true, false},
+		{"submitted", deadline, time.Unix(1700000000, 0), false, true},
+		// A caller that left after the call went out is logged as one
+		// whose backup may exist.
+		{"canceled, never submitted", canceled, time.Time{}, true, false},
+		{"canceled after it was submitted", canceled, time.Unix(1700000000, 0), false, true},
 	}
 	for _, tt := range tests {
-		err := sendError("CreateBackup", deadline, tt.submitted)
+		err := sendError("CreateBackup", tt.err, tt.submitted)
 		if _, got := errors.AsType[*NotSentError](err); got != tt.notSent {
 			t.Errorf("%s: NotSent = %v, want %v (%v)", tt.name, got, tt.notSent, err)
 		}
 		if _, got := errors.AsType[*UnansweredError](err); got != tt.unanswered {
 			t.Errorf("%s: UnansweredError = %v, want %v (%v)", tt.name, got, tt.unanswered, err)
 		}
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("%s: %v no longer wraps the deadline", tt.name, err)
+		if !errors.Is(err, tt.err) {
+			t.Errorf("%s: %v no longer wraps %v", tt.name, err, tt.err)
 		}
 	}
 }
