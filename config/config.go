@@ -834,8 +834,9 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 				maxCallerName, cl.Name)
 		} else if j, dup := names[cl.Name]; dup {
 			bad("name", "%q is already used by callers[%d]", cl.Name, j)
+		} else {
+			names[cl.Name] = i // each repeat is told of the first
 		}
-		names[cl.Name] = i
 		if !tokenHashRe.MatchString(cl.TokenSHA256) {
 			// Never echo it: it is as good as a token to someone who can
 			// reach backupd's configuration.
@@ -844,8 +845,9 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 			bad("token_sha256", "is the same as callers[%d]'s; every caller needs its own token", j)
 		} else if cl.TokenSHA256 == emptyTokenSHA256 {
 			bad("token_sha256", "is the SHA-256 of an empty token, which no request can send; hash the caller's token (printf %%s \"$TOKEN\" | sha256sum)")
+		} else {
+			tokens[cl.TokenSHA256] = i
 		}
-		tokens[cl.TokenSHA256] = i
 		if len(cl.Accounts) == 0 {
 			bad("accounts", `must list account ids, or "*" for all`)
 		}

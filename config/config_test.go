@@ -943,3 +943,22 @@ callers:
 		t.Errorf("err = %v; want the two hashes found one token", err)
 	}
 }
+
+// TestRepeatsNameTheFirst: each repeat of a caller's name or token is
+// told of the first caller that has it, where the operator looks.
+func TestRepeatsNameTheFirst(t *testing.T) {
+	caller := func(name, hash string) string {
+		return "  - name: " + name + "\n    token_sha256: " + hash + "\n    accounts: [\"*\"]\n    operations: [\"*\"]\n"
+	}
+	const h1, h2 = "1111111111111111111111111111111111111111111111111111111111111111", "2222222222222222222222222222222222222222222222222222222222222222"
+	_, err := Parse(strings.NewReader("accounts:\n  - id: \"111111111111\"\n    role_arn: arn:aws:iam::111111111111:role/x\ncallers:\n" +
+		caller("a", h1) + caller("a", h2) + caller("a", h1) + caller("b", h1)))
+	for _, want := range []string{
+		`callers[1].name: "a" is already used by callers[0]`, `callers[2].name: "a" is already used by callers[0]`,
+		"callers[2].token_sha256: is the same as callers[0]'s", "callers[3].token_sha256: is the same as callers[0]'s",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v; want it to say %q", err, want)
+		}
+	}
+}
