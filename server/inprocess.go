@@ -17,14 +17,13 @@ import (
 // recovered, mapped and logged exactly like a gRPC one, without being
 // encoded again and sent through an in-memory HTTP/2 connection.
 func inProcess(svc backupv1.BackupServiceServer, ic *interceptor) backupv1.BackupServiceServer {
-	return &intercepted{svc: svc, ic: ic.unary, violations: ic.violations}
+	return &intercepted{svc: svc, ic: ic}
 }
 
 type intercepted struct {
 	backupv1.UnimplementedBackupServiceServer
-	svc        backupv1.BackupServiceServer
-	ic         grpc.UnaryServerInterceptor
-	violations fieldRules
+	svc backupv1.BackupServiceServer
+	ic  *interceptor
 }
 
 func (s *intercepted) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
@@ -53,9 +52,9 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 	handle func(context.Context, *Req) (*Resp, error)) (*Resp, error) {
 	markIntercepted(ctx)
 	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
-	resp, err := s.ic(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+	resp, err := s.ic.unary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
 		if err := restRefusal(ctx, method); err != nil {
-			return nil, alsoRefused(ctx, err, req.(proto.Message), s.violations)
+			return nil, alsoRefused(ctx, err, req.(proto.Message), s.ic.violations)
 		}
 		return handle(ctx, req.(*Req))
 	})

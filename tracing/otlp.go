@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -61,10 +60,9 @@ func newOTLPClient(getenv func(string) string) (*otlpClient, error) {
 	}
 	if name, v := exporterVar(getenv, "TIMEOUT"); v != "" {
 		// As nanoseconds, more would wrap around and time every export out.
-		const most = math.MaxInt64 / int64(time.Millisecond)
 		ms, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil || ms <= 0 || ms > most {
-			errs = append(errs, fmt.Errorf("%s must be a number of milliseconds from 1 to %d; got %q", name, most, v))
+		if err != nil || ms <= 0 || ms > maxMillis {
+			errs = append(errs, fmt.Errorf("%s must be a number of milliseconds from 1 to %d; got %q", name, maxMillis, v))
 		}
 		c.timeout = time.Duration(ms) * time.Millisecond
 	}

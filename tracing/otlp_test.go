@@ -237,20 +237,7 @@ func TestOTLPClientTimeout(t *testing.T) {
 // nor its query, which the start's line leaves out too (LoggedEndpoint),
 // and says once what failed.
 func TestExportFailureLogHidesTheEndpointsSecrets(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := lis.Addr().String()
-	lis.Close()
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "10") // the SDK reads it from the process's environment
-	tr, err := fromEnv(context.Background(), envOf(map[string]string{
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://user:hunter22@" + down + "/v1/traces?api_key=s3cr3tkey",
-		"OTEL_EXPORTER_OTLP_TIMEOUT":         "100",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := toADownCollector(t, "10")
 	logs := &testenv.Buffer{}
 	defer otel.SetErrorHandler(otel.GetErrorHandler())
 	otel.SetErrorHandler(ErrorHandler(slog.New(slog.NewJSONHandler(logs, nil))))
@@ -280,23 +267,10 @@ func TestExportFailureLogHidesTheEndpointsSecrets(t *testing.T) {
 // lines back. The batch's timer is an hour, so that only Shutdown sends
 // the span.
 func TestShutdownReturnsTheExitsExportFailure(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := lis.Addr().String()
-	lis.Close()
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000") // the SDK reads it from the process's environment
-	tr, err := fromEnv(context.Background(), envOf(map[string]string{
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://user:hunter22@" + down + "/v1/traces?api_key=s3cr3tkey",
-		"OTEL_EXPORTER_OTLP_TIMEOUT":         "100",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := toADownCollector(t, "3600000")
 	_, span := tr.tracer.Start(context.Background(), "GetBackup")
 	span.End()
-	err = tr.Shutdown(context.Background())
+	err := tr.Shutdown(context.Background())
 	if err == nil || !strings.Contains(redact.Error(err), "connection refused") {
 		t.Fatalf("Shutdown = %v; want the exit's export failure", err)
 	}
@@ -305,6 +279,29 @@ func TestShutdownReturnsTheExitsExportFailure(t *testing.T) {
 			t.Errorf("Shutdown's error, redacted, repeats %q: %s", secret, redact.Error(err))
 		}
 	}
+}
+
+// toADownCollector is tracing whose spans go to a collector that refuses
+// connections, at an endpoint with a password and a key in its query,
+// with the batch's timer at scheduleDelay milliseconds (which the SDK
+// reads from the process's environment).
+func toADownCollector(t *testing.T, scheduleDelay string) *Tracing {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := lis.Addr().String()
+	lis.Close()
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", scheduleDelay)
+	tr, err := fromEnv(context.Background(), envOf(map[string]string{
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://user:hunter22@" + down + "/v1/traces?api_key=s3cr3tkey",
+		"OTEL_EXPORTER_OTLP_TIMEOUT":         "100",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
 
 // TestOTLPClientDoesNotFollowRedirects: a collector's redirect is a
