@@ -834,7 +834,7 @@ func TestDrainDelayKeepsServing(t *testing.T) {
 }
 
 // TestSecondSignalEndsTheDrain: a second SIGTERM during the drain delay
-// ends backupd at once, by the signal's default action.
+// ends backupd at once, by the signal's default action, and says so.
 func TestSecondSignalEndsTheDrain(t *testing.T) {
 	moto := testenv.MotoURL(t)
 	a, _ := newAccount(t, moto, "Orders")
@@ -871,6 +871,10 @@ func TestSecondSignalEndsTheDrain(t *testing.T) {
 				}
 			case <-time.After(30 * time.Second):
 				t.Fatalf("a second %s did not end the one-minute drain delay", tc.name)
+			}
+			// The requests it cut off are not cut off unsaid.
+			if lines := inst.logs.Lines("a second " + strings.Fields(tc.name)[0] + " during the drain: exiting at once"); len(lines) != 1 {
+				t.Errorf("backupd told %d times of the second signal; want once:\n%s", len(lines), inst.logs.String())
 			}
 		})
 	}

@@ -53,9 +53,18 @@ func main() {
 	}
 	if err != nil {
 		if !errors.As(err, new(loggedError)) {
-			fmt.Fprintln(os.Stderr, "backupd:", err)
+			printError(os.Stderr, err)
 		}
 		os.Exit(1)
+	}
+}
+
+// printError writes err with each of its lines prefixed, so that every
+// problem of a configuration refused at start reads as backupd's when
+// stderr is mixed with other output.
+func printError(w io.Writer, err error) {
+	for line := range strings.Lines(err.Error()) {
+		fmt.Fprintln(w, "backupd:", strings.TrimSuffix(line, "\n"))
 	}
 }
 
@@ -64,7 +73,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := watchSignals(ctx)
+	ctx, stop := watchSignals(ctx, stderr)
 	defer stop()
 	switch {
 	case f.check:
@@ -134,14 +143,15 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 // the drain short. Both are caught from here on, so a second signal sent
 // as soon as the drain shows (/readyz 503) is never swallowed: the watcher
 // ends only after stop's signal.Stop, from when a signal has its default
-// action again.
-func watchSignals(ctx context.Context) (drainCtx context.Context, stop func()) {
+// action again. The second signal is told of on stderr before the
+// process ends, so that an exit with requests cut off is never silent.
+func watchSignals(ctx context.Context, stderr io.Writer) (drainCtx context.Context, stop func()) {
 	ignored := map[os.Signal]bool{syscall.SIGTERM: signal.Ignored(syscall.SIGTERM), syscall.SIGINT: signal.Ignored(syscall.SIGINT)}
 	returned := make(chan struct{})
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	drainCtx, drain := context.WithCancel(context.WithoutCancel(ctx))
-	go onSignals(ctx, returned, sigs, ignored, drain)
+	go onSignals(ctx, stderr, returned, sigs, ignored, drain)
 	return drainCtx, func() {
 		drain()
 		signal.Stop(sigs)
@@ -277,7 +287,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // backupd started (SIGINT, for a job a script started in the background)
 // has no action to go back to: backupd then exits with the status a shell
 // gives a process the signal ended. It returns when run has returned.
-func onSignals(parent context.Context, returned <-chan struct{}, sigs <-chan os.Signal, ignored map[os.Signal]bool, drain func()) {
+func onSignals(parent context.Context, stderr io.Writer, returned <-chan struct{}, sigs <-chan os.Signal, ignored map[os.Signal]bool, drain func()) {
 	select {
 	case <-sigs:
 	case <-parent.Done():
@@ -295,6 +305,7 @@ func onSignals(parent context.Context, returned <-chan struct{}, sigs <-chan os.
 	if s, ok := sig.(syscall.Signal); ok {
 		code = 128 + int(s)
 	}
+	fmt.Fprintf(stderr, "backupd: a second %s during the drain: exiting at once; requests still in flight are cut off\n", signalName(sig))
 	if !ignored[sig] {
 		signal.Reset(sig)
 		if self, err := os.FindProcess(os.Getpid()); err == nil && self.Signal(sig) == nil {
@@ -572,4 +583,16 @@ func requestIDLease(upstreamTimeout time.Duration) time.Duration {
 		return math.MaxInt64
 	}
 	return max(2*upstreamTimeout, time.Minute)
+}
+
+// signalName names the two signals backupd drains on as operators write
+// them; syscall's names ("terminated", "interrupt") read as prose.
+func signalName(sig os.Signal) string {
+	switch sig {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	}
+	return sig.String()
 }

@@ -273,3 +273,27 @@ func TestStartRefusesARedisUserWithoutWait(t *testing.T) {
 	}
 	state.close()
 }
+
+// TestPrintError: each problem of an error that joins several is its own
+// line with backupd's prefix, and no line is blank.
+func TestPrintError(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"one line", errors.New("give exactly one of --config FILE or --sandbox"),
+			"backupd: give exactly one of --config FILE or --sandbox\n"},
+		{"every problem of a config", errors.Join(errors.New(`accounts[0].id: must be exactly 12 digits; got "12345"`), errors.New("max_wait: must be more than 0")),
+			"backupd: accounts[0].id: must be exactly 12 digits; got \"12345\"\nbackupd: max_wait: must be more than 0\n"},
+		{"a trailing newline", errors.New("unreadable\n"), "backupd: unreadable\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			printError(&out, tt.err)
+			if out.String() != tt.want {
+				t.Errorf("printed %q; want %q", out.String(), tt.want)
+			}
+		})
+	}
+}
