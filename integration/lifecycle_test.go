@@ -235,7 +235,6 @@ func TestLifecycleRefusesBadInputWithoutCallingAWS(t *testing.T) {
 		req   *backupv1.ListBackupsRequest
 		field string
 	}{
-		{"page size 0", &backupv1.ListBackupsRequest{AccountId: a, PageSize: proto32(0)}, "page_size"},
 		{"page size 101", &backupv1.ListBackupsRequest{AccountId: a, PageSize: proto32(101)}, "page_size"},
 		{"page size negative", &backupv1.ListBackupsRequest{AccountId: a, PageSize: proto32(-5)}, "page_size"},
 		{"time bounds reversed", &backupv1.ListBackupsRequest{AccountId: a, TimeRangeLowerBound: lower, TimeRangeUpperBound: upper}, "time_range_upper_bound"},
@@ -251,7 +250,7 @@ func TestLifecycleRefusesBadInputWithoutCallingAWS(t *testing.T) {
 			}
 		})
 	}
-	for _, q := range []string{"pageSize=0", "pageSize=101", "pageSize=-1", "backupType=FOO", "pageSize=ten",
+	for _, q := range []string{"pageSize=101", "pageSize=-1", "backupType=FOO", "pageSize=ten",
 		"timeRangeLowerBound=2026-01-02T00:00:00Z&timeRangeUpperBound=2026-01-01T00:00:00Z"} {
 		t.Run("list/rest/"+q, func(t *testing.T) {
 			if code, _, body := inst.rest(t, "GET", "/v1/accounts/"+a+"/backups?"+q, ""); code != http.StatusBadRequest {
@@ -385,6 +384,24 @@ func TestListBackupsPagesWithoutGapOrRepeat(t *testing.T) {
 		}
 		if len(seen) != n {
 			t.Errorf("REST paging saw %d backups, want %d", len(seen), n)
+		}
+	})
+
+	t.Run("page size 0 or absent means 50", func(t *testing.T) {
+		for name, size := range map[string]*int32{"absent": nil, "0": proto32(0)} {
+			resp, err := inst.client.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: a, TableName: "Paged", PageSize: size})
+			if err != nil || len(resp.GetBackupSummaries()) != 50 || resp.GetNextPageToken() == "" {
+				t.Errorf("page size %s: %d summaries, token %q, %v; want 50 and a token", name, len(resp.GetBackupSummaries()), resp.GetNextPageToken(), err)
+			}
+		}
+		for _, q := range []string{"", "&pageSize=0"} {
+			code, _, body := inst.rest(t, "GET", "/v1/accounts/"+a+"/backups?tableName=Paged"+q, "")
+			var page struct {
+				BackupSummaries []json.RawMessage `json:"backupSummaries"`
+			}
+			if code != http.StatusOK || json.Unmarshal(body, &page) != nil || len(page.BackupSummaries) != 50 {
+				t.Errorf("REST %q: %d, %d summaries; want 200 and 50", q, code, len(page.BackupSummaries))
+			}
 		}
 	})
 

@@ -239,7 +239,8 @@ func TestValidateList(t *testing.T) {
 	}{
 		{"defaults", &backupv1.ListBackupsRequest{AccountId: "111111111111"}, "", 50},
 		{"page size 100", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: size(100)}, "", 100},
-		{"page size 0", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: size(0)}, "page_size", 0},
+		{"page size 0, the default", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: size(0)}, "", 50},
+		{"page size -1", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: size(-1)}, "page_size", 0},
 		{"page size 101", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: size(101)}, "page_size", 0},
 		{"unknown type", &backupv1.ListBackupsRequest{AccountId: "111111111111", BackupType: 7}, "backup_type", 0},
 		{"table ARN of other account", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "arn:aws:dynamodb:us-east-1:222222222222:table/T"}, "table_name", 0},

@@ -224,13 +224,14 @@ func checkPageTokenForm(vs *violations, token string) {
 }
 
 // pageSize checks a ListBackups page size and returns it, the default
-// when absent.
+// when absent or 0: many clients send 0 for a size left unset, and
+// Google's APIs (AIP-158) read 0 as "the server's default" too.
 func pageSize(vs *violations, size *int32) int32 {
-	if size == nil {
+	if size == nil || *size == 0 {
 		return defaultPageSize
 	}
 	if *size < 1 || *size > maxPageSize {
-		vs.add("page_size", "must be between 1 and %d (absent means %d); got %d", maxPageSize, defaultPageSize, *size)
+		vs.add("page_size", "must be between 1 and %d (0 or absent means %d); got %d", maxPageSize, defaultPageSize, *size)
 	}
 	return *size
 }

@@ -65,7 +65,7 @@ func TestAnswerWithoutADescription(t *testing.T) {
 // A page token that is no token is named beside the other bad fields;
 // one from another listing, once the region is known (TestPageToken).
 func TestValidateListNamesEveryField(t *testing.T) {
-	_, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: aws.Int32(0), PageToken: "garbage"})
+	_, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: aws.Int32(-1), PageToken: "garbage"})
 	var fields []string
 	if br, ok := err.(*badrequest.Error); ok {
 		for _, v := range br.Violations {
@@ -158,21 +158,21 @@ func TestPageTokenBesideTheOthers(t *testing.T) {
 		req  *backupv1.ListBackupsRequest
 		want []string
 	}{
-		{"another listing's token", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: aws.Int32(0), PageToken: orders},
+		{"another listing's token", &backupv1.ListBackupsRequest{AccountId: "111111111111", PageSize: aws.Int32(-1), PageToken: orders},
 			[]string{"page_size", "page_token"}},
-		{"this listing's token, in the default region", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "Orders", PageSize: aws.Int32(0), PageToken: orders},
+		{"this listing's token, in the default region", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "Orders", PageSize: aws.Int32(-1), PageToken: orders},
 			[]string{"page_size"}},
-		{"this listing's token, its region named", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-east-1", TableName: "Orders", PageSize: aws.Int32(0), PageToken: orders},
+		{"this listing's token, its region named", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-east-1", TableName: "Orders", PageSize: aws.Int32(-1), PageToken: orders},
 			[]string{"page_size"}},
-		{"another region's token", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "eu-west-1", TableName: "Orders", PageSize: aws.Int32(0), PageToken: orders},
+		{"another region's token", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "eu-west-1", TableName: "Orders", PageSize: aws.Int32(-1), PageToken: orders},
 			[]string{"page_size", "page_token"}},
-		{"beside a bad table", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "a b", PageSize: aws.Int32(0), PageToken: every},
+		{"beside a bad table", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "a b", PageSize: aws.Int32(-1), PageToken: every},
 			[]string{"table_name", "page_size"}},
-		{"beside a bad filter", &backupv1.ListBackupsRequest{AccountId: "111111111111", BackupType: 9, PageSize: aws.Int32(0), PageToken: orders},
+		{"beside a bad filter", &backupv1.ListBackupsRequest{AccountId: "111111111111", BackupType: 9, PageSize: aws.Int32(-1), PageToken: orders},
 			[]string{"backup_type", "page_size"}},
-		{"beside a region not allowed", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-west-2", PageSize: aws.Int32(0), PageToken: every},
+		{"beside a region not allowed", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-west-2", PageSize: aws.Int32(-1), PageToken: every},
 			[]string{"page_size", "region"}},
-		{"in an account not configured", &backupv1.ListBackupsRequest{AccountId: "333333333333", PageSize: aws.Int32(0), PageToken: every},
+		{"in an account not configured", &backupv1.ListBackupsRequest{AccountId: "333333333333", PageSize: aws.Int32(-1), PageToken: every},
 			[]string{"page_size"}},
 	}
 	s := New(Options{Accounts: regional{}})
@@ -219,9 +219,9 @@ func TestRegionViolationsBesideTheOthers(t *testing.T) {
 			[]string{"backup_name"}, ""},
 		{"create: bad region shape", &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "moon", TableName: "Orders", BackupName: "x"},
 			[]string{"region", "backup_name"}, ""},
-		{"list: region not allowed", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-west-2", PageSize: aws.Int32(0)},
+		{"list: region not allowed", &backupv1.ListBackupsRequest{AccountId: "111111111111", Region: "us-west-2", PageSize: aws.Int32(-1)},
 			[]string{"page_size", "region"}, `region "us-west-2" is not allowed`},
-		{"list: table ARN outside the default region", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: euTable, PageSize: aws.Int32(0)},
+		{"list: table ARN outside the default region", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: euTable, PageSize: aws.Int32(-1)},
 			[]string{"page_size", "table_name"}, "the account's default"},
 		{"restore: backup ARN's region not allowed", &backupv1.RestoreTableFromBackupRequest{BackupArn: farBackup, TargetTableName: "x"},
 			[]string{"target_table_name", "backup_arn"}, `backup_arn names region "us-west-2", which is not allowed`},

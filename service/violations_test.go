@@ -107,7 +107,7 @@ func TestViolations(t *testing.T) {
 			[]string{"account_id", "region", "backup_type", "time_range_lower_bound", "time_range_upper_bound", "page_size"}},
 		{"list of a time range backwards", &backupv1.ListBackupsRequest{AccountId: "111111111111",
 			TimeRangeLowerBound: timestamppb.New(minTimeBound.AddDate(50, 0, 0)), TimeRangeUpperBound: timestamppb.New(minTimeBound.AddDate(40, 0, 0)),
-			PageSize: aws.Int32(0)},
+			PageSize: aws.Int32(-1)},
 			[]string{"time_range_upper_bound", "page_size"}},
 		{"get", &backupv1.GetBackupRequest{BackupArn: "nope"}, []string{"backup_arn"}},
 		{"valid get", &backupv1.GetBackupRequest{BackupArn: arn}, nil},

@@ -1858,7 +1858,7 @@ type ListBackupsRequest struct {
 	TimeRangeLowerBound *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time_range_lower_bound,json=timeRangeLowerBound,proto3" json:"time_range_lower_bound,omitempty"`
 	// Only backups created before this instant.
 	TimeRangeUpperBound *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time_range_upper_bound,json=timeRangeUpperBound,proto3" json:"time_range_upper_bound,omitempty"`
-	// At most this many backups per page: 1-100; absent means 50.
+	// At most this many backups per page: 1-100; 0 or absent means 50.
 	PageSize *int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3,oneof" json:"page_size,omitempty"`
 	// The next_page_token of the previous page, unchanged; empty for the first
 	// page. It is only valid with the same account, region and filters.
