@@ -167,6 +167,41 @@ func Refused(err error) bool {
 	return false
 }
 
+// accessor is what CheckAccess asks of a Redis client.
+type accessor interface {
+	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
+	Get(ctx context.Context, key string) *redis.StringCmd
+	Exists(ctx context.Context, keys ...string) *redis.IntCmd
+	Del(ctx context.Context, keys ...string) *redis.IntCmd
+	Time(ctx context.Context) *redis.TimeCmd
+}
+
+// CheckAccess runs, on a key of its own under prefix, each plain command
+// backupd's requests send (SET, GET, EXISTS, DEL and TIME; the scripts'
+// commands are run by the rate limiter's Prime), and returns the first
+// failure, naming the command: with Refused, a Redis user whose ACL lacks
+// backupd's keys or one of those commands, which would have every request
+// refused for as long as backupd runs. The key expires within a minute
+// should its DEL fail.
+func CheckAccess(ctx context.Context, c accessor, prefix string) error {
+	key := prefix + "access-check"
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{
+		{"SET", func() error { return c.Set(ctx, key, "1", time.Minute).Err() }},
+		{"GET", func() error { return c.Get(ctx, key).Err() }},
+		{"EXISTS", func() error { return c.Exists(ctx, key).Err() }},
+		{"DEL", func() error { return c.Del(ctx, key).Err() }},
+		{"TIME", func() error { return c.Time(ctx).Err() }},
+	} {
+		if err := step.run(); err != nil {
+			return fmt.Errorf("%s %s: %w", step.name, key, err)
+		}
+	}
+	return nil
+}
+
 // MayEvictError says the Redis server drops keys when its memory is full:
 // it has a maxmemory and an eviction policy other than noeviction. Every
 // key backupd keeps there expires, so every one may go, under any such

@@ -490,21 +490,18 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		m.HoldRequestIDs(kept.Len)
 		return stateBackend{limiter: ratelimit.NewLocal(opts), results: kept, close: func() {}}, nil
 	}
+	return redisState(ctx, cfg, opts, logger)
+}
+
+// redisState builds the state the replicas share in Redis, once the
+// server has taken backupd's user and its commands (checkRedis).
+func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options, logger *slog.Logger) (stateBackend, error) {
 	rc := cfg.SharedState.Redis
 	client := sharedstate.NewRedisClient(rc)
 	if err := checkRedis(ctx, client, rc, logger); err != nil {
+		_ = client.Close()
 		return stateBackend{}, err
 	}
-	// The watcher ends before the client closes (close, below).
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		sharedstate.WatchEviction(watchCtx, client, evictionCheckEvery, func(err error) {
-			logger.Error("shared state: Redis may now evict backupd's keys, and with them request_id results (a repeat would make a second backup) and rate-limit turns",
-				slog.String("error", redact.Error(err)))
-		})
-	}()
 	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
 	lease := requestIDLease(cfg.UpstreamTimeout)
 	lost := func() {
@@ -514,9 +511,14 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	limiter := ratelimit.NewRedis(client, rc.KeyPrefix, opts, lost)
 	primeCtx, cancelPrime := context.WithTimeout(ctx, 3*time.Second) // its own 3 s, whatever the ping took
 	defer cancelPrime()
-	if err := limiter.Prime(primeCtx); err != nil {
+	if err := limiter.Prime(primeCtx); sharedstate.Refused(err) {
+		_ = client.Close()
+		return stateBackend{}, fmt.Errorf("shared_state.redis: Redis refuses backupd's user the rate limiter's scripts "+
+			"(its ACL needs EVAL, EVALSHA and SCRIPT, and the keys ~%s*): %w", rc.KeyPrefix, err)
+	} else if err != nil {
 		logger.Warn("shared state: not marked yet", slog.String("error", redact.Error(err)))
 	}
+	stopWatch := watchEviction(ctx, client, logger) // ends before the client closes (close, below)
 	results := idempotency.NewRedis(client, rc.KeyPrefix, lease, logger)
 	closeWaiter := func() {}
 	if rc.WaitReplicas > 0 {
@@ -527,10 +529,27 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	return stateBackend{limiter: limiter, results: results,
 		close: func() {
 			stopWatch()
-			<-watched
 			_ = client.Close()
 			closeWaiter()
 		}}, nil
+}
+
+// watchEviction logs, from now until stop returns, each time Redis'
+// memory settings come to allow evicting backupd's keys.
+func watchEviction(ctx context.Context, client *redis.Client, logger *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		sharedstate.WatchEviction(ctx, client, evictionCheckEvery, func(err error) {
+			logger.Error("shared state: Redis may now evict backupd's keys, and with them request_id results (a repeat would make a second backup) and rate-limit turns",
+				slog.String("error", redact.Error(err)))
+		})
+	}()
+	return func() {
+		cancel()
+		<-watched
+	}
 }
 
 // evictionCheckEvery is how often backupd reads Redis' memory settings
@@ -538,8 +557,8 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 const evictionCheckEvery = time.Minute
 
 // checkRedis fails the start for a Redis that refuses backupd's
-// credentials or database, or that may evict backupd's keys: mistakes
-// that waiting will not mend. A Redis that does not answer yet is logged,
+// credentials, database, keys or one of its commands, or that may evict
+// backupd's keys: mistakes that waiting will not mend. A Redis that does not answer yet is logged,
 // not fatal: requests are refused (UNAVAILABLE) until it answers.
 func checkRedis(ctx context.Context, client *redis.Client, cfg config.Redis, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -551,6 +570,12 @@ func checkRedis(ctx context.Context, client *redis.Client, cfg config.Redis, log
 	case err != nil:
 		logger.Error("shared state: Redis does not answer yet", slog.String("address", cfg.Address), slog.String("error", redact.Error(err)))
 		return nil
+	}
+	if err := sharedstate.CheckAccess(ctx, client, cfg.KeyPrefix); sharedstate.Refused(err) {
+		return fmt.Errorf("shared_state.redis: Redis refuses backupd's user a command or its keys "+
+			"(its ACL needs the keys ~%s* and the commands the README lists under Several replicas): %w", cfg.KeyPrefix, err)
+	} else if err != nil {
+		logger.Error("shared state: Redis did not take a first command", slog.String("address", cfg.Address), slog.String("error", redact.Error(err)))
 	}
 	if want := cfg.WaitReplicas; want > 0 {
 		// WAIT 0 0 answers at once. A user Redis refuses WAIT would have
@@ -565,6 +590,9 @@ func checkRedis(ctx context.Context, client *redis.Client, cfg config.Redis, log
 	err = sharedstate.CheckEviction(ctx, client)
 	if _, ok := errors.AsType[*sharedstate.MayEvictError](err); ok {
 		return fmt.Errorf("shared_state.redis: %w", err)
+	}
+	if sharedstate.Refused(err) {
+		return fmt.Errorf("shared_state.redis: Redis refuses backupd's user the INFO command, which tells whether it may evict backupd's keys (grant it +info): %w", err)
 	}
 	if err != nil {
 		logger.Error("shared state: could not tell whether Redis may evict backupd's keys", slog.String("error", redact.Error(err)))

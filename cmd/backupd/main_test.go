@@ -239,39 +239,55 @@ func TestNoGRPCDecompressor(t *testing.T) {
 	}
 }
 
-// TestStartRefusesARedisUserWithoutWait: with wait_replicas, every
-// request with a request_id needs WAIT; a Redis user that may not run it
-// (NOPERM) would have each such request refused UNAVAILABLE, with
-// RetryInfo, for as long as backupd runs, a mistake waiting does not
-// mend, as a refused password is: the start refuses it, as it refuses
-// the password, and names the setting.
-func TestStartRefusesARedisUserWithoutWait(t *testing.T) {
+// TestStartRefusesWhatARedisUsersACLDenies: a Redis user that may not
+// run one of the commands backupd's requests send, or touch its keys
+// (NOPERM), would have each request refused UNAVAILABLE, with RetryInfo,
+// for as long as backupd runs, while /readyz says ready: a mistake
+// waiting does not mend, as a refused password is. The start refuses it,
+// naming what to grant; the ACL the README gives starts.
+func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 	r := testenv.StartRedis(t, testenv.FreeAddr(t))
 	ctx := context.Background()
-	if err := r.Client.Do(ctx, "acl", "setuser", "backupd", "on", ">secret", "~*", "+@all", "-wait").Err(); err != nil {
-		t.Fatal(err)
+	readmeACL := []any{"~backupd:*", "+get", "+set", "+del", "+exists", "+eval", "+evalsha", "+script", "+time", "+info", "+@connection"}
+	for _, tt := range []struct {
+		name      string
+		acl       []any
+		prefix    string
+		replicas  int
+		wantError []string // nil: the start takes the user
+	}{
+		{"the README's ACL", readmeACL, "backupd:", 0, nil},
+		{"the README's ACL, with WAIT for wait_replicas", append(readmeACL, "+wait"), "backupd:", 1, nil},
+		{"a key prefix outside its keys", readmeACL, "team-a:", 0, []string{"~team-a:*", "NOPERM"}},
+		{"no GET", []any{"~*", "+@all", "-get"}, "backupd:", 0, []string{"GET backupd:access-check", "NOPERM"}},
+		{"no TIME", []any{"~*", "+@all", "-time"}, "backupd:", 0, []string{"TIME", "NOPERM"}},
+		{"no INFO", []any{"~*", "+@all", "-info"}, "backupd:", 0, []string{"INFO", "+info"}},
+		{"no EVAL", []any{"~*", "+@all", "-eval", "-evalsha"}, "backupd:", 0, []string{"scripts", "EVAL"}},
+		{"no WAIT, with wait_replicas", []any{"~*", "+@all", "-wait"}, "backupd:", 1, []string{"WAIT", "wait_replicas"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]any{"acl", "setuser", "backupd", "reset", "on", ">secret"}, tt.acl...)
+			if err := r.Client.Do(ctx, args...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			cfg := &config.Config{MaxWait: time.Second, SharedState: config.SharedState{Backend: config.BackendRedis, Redis: config.Redis{
+				Address: r.Addr, Username: "backupd", Password: "secret",
+				KeyPrefix: tt.prefix, WaitReplicas: tt.replicas, WaitTimeout: 100 * time.Millisecond,
+			}}}
+			state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.DiscardHandler))
+			if err == nil {
+				state.close()
+			}
+			if (err != nil) != (tt.wantError != nil) {
+				t.Fatalf("sharedState = %v; want an error: %v", err, tt.wantError != nil)
+			}
+			for _, w := range tt.wantError {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("sharedState = %v; want it to name %q", err, w)
+				}
+			}
+		})
 	}
-	cfg := &config.Config{SharedState: config.SharedState{Backend: config.BackendRedis, Redis: config.Redis{
-		Address: r.Addr, Username: "backupd", Password: "secret",
-		KeyPrefix: "backupd:", WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond,
-	}}}
-	state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.DiscardHandler))
-	if err == nil {
-		state.close()
-		t.Fatal("sharedState started with a Redis user that may not run WAIT")
-	}
-	if !strings.Contains(err.Error(), "WAIT") || !strings.Contains(err.Error(), "wait_replicas") {
-		t.Errorf("sharedState = %v; want it to name WAIT and wait_replicas", err)
-	}
-	// Granted WAIT, the same user starts, though no replica is connected.
-	if err := r.Client.Do(ctx, "acl", "setuser", "backupd", "+wait").Err(); err != nil {
-		t.Fatal(err)
-	}
-	state, err = sharedState(ctx, cfg, metrics.New(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("sharedState with WAIT granted = %v", err)
-	}
-	state.close()
 }
 
 // TestPrintError: each problem of an error that joins several is its own
