@@ -6,6 +6,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -199,6 +200,10 @@ type Redis struct {
 	// deployments can share one server.
 	KeyPrefix string `yaml:"key_prefix"`
 	TLS       bool   `yaml:"tls"`
+	// TLSCAFile, with TLS, names the PEM certificates of the CAs that
+	// Redis' certificate is checked against in place of the system's:
+	// for a Redis whose certificate a private CA signed. Read at start.
+	TLSCAFile string `yaml:"tls_ca_file"`
 	// WaitReplicas, when above 0, is how many of the server's replicas
 	// must hold a request_id's claim before its request runs (Redis'
 	// WAIT, for up to WaitTimeout): Redis sends writes on to its replicas
@@ -654,7 +659,8 @@ func (s SharedState) validate(bad reporter) {
 	switch s.Backend {
 	case BackendMemory:
 		// Replicas would each keep their own limits and request_ids.
-		if r := s.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.DB != 0 || r.TLS || r.WaitReplicas != 0 || r.WaitTimeout != DefaultWaitTimeout {
+		if r := s.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.DB != 0 || r.TLS || r.TLSCAFile != "" ||
+			r.WaitReplicas != 0 || r.WaitTimeout != DefaultWaitTimeout {
 			bad("shared_state.redis", `is set, but backend is "memory", which does not use it: set backend: redis, or remove the redis section`)
 		}
 	case BackendRedis:
@@ -680,9 +686,41 @@ func (s SharedState) validate(bad reporter) {
 		if w := s.Redis.WaitTimeout; w < time.Millisecond || w > maxWaitTimeout {
 			bad("shared_state.redis.wait_timeout", "must be from 1ms to %s; got %s", maxWaitTimeout, w)
 		}
+		s.Redis.checkCAFile(bad)
 	default:
 		bad("shared_state.backend", `must be "memory" or "redis"; got %q`, s.Backend)
 	}
+}
+
+// checkCAFile reports a tls_ca_file set without tls, or one that holds
+// no certificate that RedisCAs would take.
+func (r Redis) checkCAFile(bad reporter) {
+	if r.TLSCAFile == "" {
+		return
+	}
+	if !r.TLS {
+		bad("shared_state.redis.tls_ca_file", "needs tls: true: the CAs are for checking Redis' certificate over TLS")
+	}
+	if _, err := r.RootCAs(); err != nil {
+		bad("shared_state.redis.tls_ca_file", "%v", err)
+	}
+}
+
+// RootCAs returns the CAs of TLSCAFile, or nil, for the system's, when
+// it is not set.
+func (r Redis) RootCAs() (*x509.CertPool, error) {
+	if r.TLSCAFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(r.TLSCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("must hold PEM certificates; it holds none")
+	}
+	return pool, nil
 }
 
 func (t TLS) validate(bad reporter) {

@@ -584,6 +584,9 @@ func TestParseChecksTLSFiles(t *testing.T) {
 	tlsYAML := func(cert, key, ca string) string {
 		return validYAML + "tls: {cert_file: " + cert + ", key_file: " + key + ", client_ca_file: '" + ca + "'}\n"
 	}
+	redisYAML := func(tls, ca string) string {
+		return validYAML + "shared_state: {backend: redis, redis: {address: 'redis:6379', tls: " + tls + ", tls_ca_file: '" + ca + "'}}\n"
+	}
 	tests := []struct {
 		name string
 		yaml string
@@ -609,6 +612,17 @@ func TestParseChecksTLSFiles(t *testing.T) {
 			"tls: client_ca_file's certificates have all expired, the last at ",
 		}},
 		{"an expired CA beside its successor", tlsYAML(files.CertFile, files.KeyFile, bundle), nil},
+		{"Redis' CA", redisYAML("true", files.CertFile), nil},
+		{"Redis' CA without tls, missing", redisYAML("false", "/nonexistent/redis-ca.pem"), []string{
+			"shared_state.redis.tls_ca_file: needs tls: true",
+			"shared_state.redis.tls_ca_file: cannot be read: open /nonexistent/redis-ca.pem",
+		}},
+		{"Redis' CA file without certificates", redisYAML("true", notPEM), []string{
+			"shared_state.redis.tls_ca_file: must hold PEM certificates; it holds none",
+		}},
+		{"Redis' CA without the redis backend", validYAML + "shared_state: {redis: {tls_ca_file: '" + files.CertFile + "'}}\n", []string{
+			`shared_state.redis: is set, but backend is "memory"`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

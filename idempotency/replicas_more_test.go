@@ -122,7 +122,14 @@ func replicatedThrough(t *testing.T, wait time.Duration) (s *Redis, client *redi
 	}
 	confirms(t, primary)
 	rc := config.Redis{Address: primary.Addr, WaitReplicas: 1, WaitTimeout: wait}
-	client, waiter := sharedstate.NewRedisClient(rc), sharedstate.NewWaitingRedisClient(rc)
+	client, err := sharedstate.NewRedisClient(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := sharedstate.NewWaitingRedisClient(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { client.Close(); waiter.Close() })
 	s = NewRedis(client, testenv.RedisPrefix(t), time.Minute, slog.New(slog.DiscardHandler))
 	s.ConfirmOnReplicas(waiter, rc.WaitReplicas, rc.WaitTimeout)

@@ -22,8 +22,11 @@ import (
 
 // NewRedisClient returns a client of the configured server. It connects
 // lazily: a server that is down at start fails requests, not the start.
-func NewRedisClient(c config.Redis) *redis.Client {
-	opts := redisOptions(c)
+func NewRedisClient(c config.Redis) (*redis.Client, error) {
+	opts, err := redisOptions(c)
+	if err != nil {
+		return nil, err
+	}
 	// A command ends by its context's deadline (the request's, or how
 	// long a call may wait for its turn), not only by the read timeout:
 	// a Redis that stalls (stopped, or swapping) would otherwise hold a
@@ -31,7 +34,7 @@ func NewRedisClient(c config.Redis) *redis.Client {
 	// off so is an answer lost, as at the read timeout: its connection is
 	// closed, and backupd treats the command as maybe done.
 	opts.ContextTimeoutEnabled = true
-	return redis.NewClient(opts)
+	return redis.NewClient(opts), nil
 }
 
 // NewWaitingRedisClient returns a client of the configured server for
@@ -40,13 +43,16 @@ func NewRedisClient(c config.Redis) *redis.Client {
 // pool of its own, so that while a replica is down, requests waiting for
 // it hold none of the connections that every other request's rate-limit
 // turn needs.
-func NewWaitingRedisClient(c config.Redis) *redis.Client {
-	opts := redisOptions(c)
+func NewWaitingRedisClient(c config.Redis) (*redis.Client, error) {
+	opts, err := redisOptions(c)
+	if err != nil {
+		return nil, err
+	}
 	opts.ReadTimeout += c.WaitTimeout
-	return redis.NewClient(opts)
+	return redis.NewClient(opts), nil
 }
 
-func redisOptions(c config.Redis) *redis.Options {
+func redisOptions(c config.Redis) (*redis.Options, error) {
 	opts := &redis.Options{
 		Addr:         c.Address,
 		Username:     c.Username,
@@ -62,9 +68,14 @@ func redisOptions(c config.Redis) *redis.Options {
 		DialerRetries: 1,
 	}
 	if c.TLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		// Checked at load: an error here is a file changed since.
+		roots, err := c.RootCAs()
+		if err != nil {
+			return nil, fmt.Errorf("shared_state.redis.tls_ca_file: %w", err)
+		}
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	}
-	return opts
+	return opts, nil
 }
 
 // UnavailableError says Redis could not be reached or answered an error.

@@ -45,9 +45,7 @@ func TestUnavailableErrorStopsTheSDKRetrying(t *testing.T) {
 // Redis that stops answering fails requests fast.
 func TestWaitingRedisClient(t *testing.T) {
 	c := config.Redis{Address: "redis:6379", Username: "backupd", Password: "pw", DB: 2, WaitReplicas: 1, WaitTimeout: 700 * time.Millisecond}
-	plain, waiting := NewRedisClient(c), NewWaitingRedisClient(c)
-	defer plain.Close()
-	defer waiting.Close()
+	plain, waiting := client(t, NewRedisClient, c), client(t, NewWaitingRedisClient, c)
 	p, w := plain.Options(), waiting.Options()
 	if p.ReadTimeout != time.Second || w.ReadTimeout != time.Second+c.WaitTimeout {
 		t.Errorf("read timeouts %s and %s (waiting); want 1s and 1.7s", p.ReadTimeout, w.ReadTimeout)
@@ -59,8 +57,7 @@ func TestWaitingRedisClient(t *testing.T) {
 
 func TestNewRedisClientKeepsThePasswordOutOfErrors(t *testing.T) {
 	addr := testenv.WrongPassRedis(t)
-	c := NewRedisClient(config.Redis{Address: addr, Password: "hunter2-secret", DB: 3})
-	defer c.Close()
+	c := client(t, NewRedisClient, config.Redis{Address: addr, Password: "hunter2-secret", DB: 3})
 	if o := c.Options(); o.Addr != addr || o.Password != "hunter2-secret" || o.DB != 3 {
 		t.Errorf("options = %+v", o)
 	}
@@ -96,11 +93,21 @@ func TestRefused(t *testing.T) {
 		})
 	}
 	// And as the client returns it, from the stand-in that refuses the password.
-	c := NewRedisClient(config.Redis{Address: testenv.WrongPassRedis(t), Password: "x"})
-	defer c.Close()
+	c := client(t, NewRedisClient, config.Redis{Address: testenv.WrongPassRedis(t), Password: "x"})
 	if err := c.Ping(context.Background()).Err(); !Refused(err) {
 		t.Errorf("Refused(%v) = false for the client's own error", err)
 	}
+}
+
+// client is a client of c made by newClient, closed when t ends.
+func client(t *testing.T, newClient func(config.Redis) (*redis.Client, error), c config.Redis) *redis.Client {
+	t.Helper()
+	rc, err := newClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
 }
 
 // redisError is an error Redis answered, as go-redis reports one.

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -497,13 +498,22 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 // server has taken backupd's user and its commands (checkRedis).
 func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options, logger *slog.Logger) (stateBackend, error) {
 	rc := cfg.SharedState.Redis
-	client := sharedstate.NewRedisClient(rc)
-	if err := checkRedis(ctx, client, rc, logger); err != nil {
-		_ = client.Close()
+	client, waiter, err := redisClients(rc)
+	if err != nil {
 		return stateBackend{}, err
 	}
-	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix))
-	lease := requestIDLease(cfg.UpstreamTimeout)
+	closeClients := func() {
+		_ = client.Close()
+		if waiter != nil {
+			_ = waiter.Close()
+		}
+	}
+	if err := checkRedis(ctx, client, rc, logger); err != nil {
+		closeClients()
+		return stateBackend{}, err
+	}
+	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix),
+		slog.Bool("tls", rc.TLS), slog.String("username", rc.Username))
 	lost := func() {
 		logger.Error("shared state: Redis restarted, failed over or lost backupd's data: no rate-limit turn is given for max_wait, " +
 			"and the latest request_id results it held may be gone, so repeats of those requests may run again")
@@ -512,26 +522,36 @@ func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options,
 	primeCtx, cancelPrime := context.WithTimeout(ctx, 3*time.Second) // its own 3 s, whatever the ping took
 	defer cancelPrime()
 	if err := limiter.Prime(primeCtx); sharedstate.Refused(err) {
-		_ = client.Close()
+		closeClients()
 		return stateBackend{}, fmt.Errorf("shared_state.redis: Redis refuses backupd's user the rate limiter's scripts "+
 			"(its ACL needs EVAL, EVALSHA and SCRIPT, and the keys ~%s*): %w", rc.KeyPrefix, err)
 	} else if err != nil {
 		logger.Warn("shared state: not marked yet", slog.String("error", redact.Error(err)))
 	}
-	stopWatch := watchEviction(ctx, client, logger) // ends before the client closes (close, below)
-	results := idempotency.NewRedis(client, rc.KeyPrefix, lease, logger)
-	closeWaiter := func() {}
-	if rc.WaitReplicas > 0 {
-		waiter := sharedstate.NewWaitingRedisClient(rc)
-		closeWaiter = func() { _ = waiter.Close() }
+	results := idempotency.NewRedis(client, rc.KeyPrefix, requestIDLease(cfg.UpstreamTimeout), logger)
+	if waiter != nil {
 		results.ConfirmOnReplicas(waiter, rc.WaitReplicas, rc.WaitTimeout)
 	}
+	stopWatch := watchEviction(ctx, client, logger)
 	return stateBackend{limiter: limiter, results: results,
 		close: func() {
-			stopWatch()
-			_ = client.Close()
-			closeWaiter()
+			stopWatch() // before the client it reads through closes
+			closeClients()
 		}}, nil
+}
+
+// redisClients returns the client of the configured Redis, and with
+// wait_replicas the one that waits for its replicas; nil without.
+func redisClients(rc config.Redis) (client, waiter *redis.Client, err error) {
+	client, err = sharedstate.NewRedisClient(rc)
+	if err != nil || rc.WaitReplicas == 0 {
+		return client, nil, err
+	}
+	if waiter, err = sharedstate.NewWaitingRedisClient(rc); err != nil {
+		_ = client.Close()
+		return nil, nil, err
+	}
+	return client, waiter, nil
 }
 
 // watchEviction logs, from now until stop returns, each time Redis'
@@ -567,6 +587,13 @@ func checkRedis(ctx context.Context, client *redis.Client, cfg config.Redis, log
 	switch {
 	case sharedstate.Refused(err):
 		return fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
+	case errors.As(err, new(*tls.CertificateVerificationError)):
+		return fmt.Errorf("shared_state.redis: Redis' TLS certificate was not accepted "+
+			"(set tls_ca_file to the CA that signed it, and check that address names a host the certificate is for): %w", err)
+	case err != nil && cfg.TLS:
+		logger.Error("shared state: Redis does not answer yet (tls is on: a Redis port that does not speak TLS does not answer either)",
+			slog.String("address", cfg.Address), slog.String("error", redact.Error(err)))
+		return nil
 	case err != nil:
 		logger.Error("shared state: Redis does not answer yet", slog.String("address", cfg.Address), slog.String("error", redact.Error(err)))
 		return nil

@@ -290,6 +290,51 @@ func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 	}
 }
 
+// TestStartOverTLSToRedis: backupd checks Redis' certificate against
+// tls_ca_file when set, and against the system's CAs otherwise; one it
+// cannot verify fails the start, naming the setting, rather than leaving
+// a replica ready that refuses every request as Redis "not answering".
+func TestStartOverTLSToRedis(t *testing.T) {
+	files, other := testenv.SelfSignedTLS(t), testenv.SelfSignedTLS(t)
+	addr := testenv.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	testenv.StartRedis(t, "", "--tls-port", port, "--tls-cert-file", files.CertFile, "--tls-key-file", files.KeyFile, "--tls-auth-clients", "no")
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name      string
+		caFile    string
+		wantError []string // nil: the start takes the server
+	}{
+		{"its CA in tls_ca_file", files.CertFile, nil},
+		{"the system's CAs", "", []string{"tls_ca_file", "certificate"}},
+		{"another CA in tls_ca_file", other.CertFile, []string{"tls_ca_file", "certificate"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &config.Config{MaxWait: time.Second, SharedState: config.SharedState{Backend: config.BackendRedis, Redis: config.Redis{
+				Address: addr, KeyPrefix: "backupd:", TLS: true, TLSCAFile: tt.caFile,
+			}}}
+			var log strings.Builder
+			state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.NewTextHandler(&log, nil)))
+			if err == nil {
+				state.close()
+			}
+			if (err != nil) != (tt.wantError != nil) {
+				t.Fatalf("sharedState = %v; want an error: %v", err, tt.wantError != nil)
+			}
+			for _, w := range tt.wantError {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("sharedState = %v; want it to name %q", err, w)
+				}
+			}
+			// Taken, its checks and first commands ran over TLS
+			// without a failure to log.
+			if err == nil && (strings.Contains(log.String(), "level=WARN") || strings.Contains(log.String(), "level=ERROR")) {
+				t.Errorf("the start over TLS logged a failure:\n%s", log.String())
+			}
+		})
+	}
+}
+
 // TestPrintError: each problem of an error that joins several is its own
 // line with backupd's prefix, and no line is blank.
 func TestPrintError(t *testing.T) {
