@@ -75,9 +75,9 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		labels map[string]string
 		want   int
 	}{
-		{"backupd_requests_total", map[string]string{"method": create, "code": "OK"}, 1 + ok},
-		{"backupd_requests_total", map[string]string{"method": create, "code": "NotFound"}, 1},
-		{"backupd_requests_total", map[string]string{"method": create, "code": "ResourceExhausted"}, refused},
+		{"backupd_requests_total", map[string]string{"method": create, "code": "OK", "reason": ""}, 1 + ok},
+		{"backupd_requests_total", map[string]string{"method": create, "code": "NotFound", "reason": "TABLE_NOT_FOUND"}, 1},
+		{"backupd_requests_total", map[string]string{"method": create, "code": "ResourceExhausted", "reason": "RATE_LIMITED"}, refused},
 		{"backupd_request_duration_seconds_count", map[string]string{"method": create}, 5},
 		{"backupd_ratelimit_decisions_total", limit("admitted"), 1},
 		{"backupd_ratelimit_decisions_total", limit("waited"), 1 + ok},

@@ -53,8 +53,8 @@ func New() *Metrics {
 		codes: map[string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_requests_total",
-			Help: "Requests answered, by gRPC method (REST requests under the method they map to) and status code.",
-		}, []string{"method", "code"}),
+			Help: "Requests answered, by gRPC method (REST requests under the method they map to), status code and the reason of its ErrorInfo (empty for OK).",
+		}, []string{"method", "code", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "backupd_request_duration_seconds",
 			Help:    "Time from a request's arrival to its answer, limiter waits included.",
@@ -128,9 +128,11 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// ObserveRequest counts one answered request.
-func (m *Metrics) ObserveRequest(method string, code codes.Code, d time.Duration) {
-	m.requests.WithLabelValues(method, code.String()).Inc()
+// ObserveRequest counts one answered request. Its reason tells causes of
+// one code apart (Redis gone from DynamoDB failing, both UNAVAILABLE);
+// backupd's reasons are a fixed set, so the label's values are bounded.
+func (m *Metrics) ObserveRequest(method string, code codes.Code, reason string, d time.Duration) {
+	m.requests.WithLabelValues(method, code.String(), reason).Inc()
 	m.duration.WithLabelValues(method).Observe(d.Seconds())
 }
 

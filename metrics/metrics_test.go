@@ -73,9 +73,9 @@ func TestOutcomeLabelsAreBounded(t *testing.T) {
 func TestObserve(t *testing.T) {
 	m := New()
 	const method = "/backup.v1.BackupService/CreateBackup"
-	m.ObserveRequest(method, codes.OK, 3*time.Millisecond)
-	m.ObserveRequest(method, codes.OK, 4*time.Millisecond)
-	m.ObserveRequest(method, codes.ResourceExhausted, time.Second)
+	m.ObserveRequest(method, codes.OK, "", 3*time.Millisecond)
+	m.ObserveRequest(method, codes.OK, "", 4*time.Millisecond)
+	m.ObserveRequest(method, codes.ResourceExhausted, "RATE_LIMITED", time.Second)
 	m.ObserveLimit("111111111111", "us-east-1", "CreateBackup", "refused")
 	m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: "ThrottlingException"}, time.Millisecond)
 	m.ObserveAssumeRole("111111111111", nil)
@@ -87,8 +87,8 @@ func TestObserve(t *testing.T) {
 		got  float64
 		want float64
 	}{
-		{"OK requests", testutil.ToFloat64(m.requests.WithLabelValues(method, "OK")), 2},
-		{"refused requests", testutil.ToFloat64(m.requests.WithLabelValues(method, "ResourceExhausted")), 1},
+		{"OK requests", testutil.ToFloat64(m.requests.WithLabelValues(method, "OK", "")), 2},
+		{"refused requests", testutil.ToFloat64(m.requests.WithLabelValues(method, "ResourceExhausted", "RATE_LIMITED")), 1},
 		{"limiter refusals", testutil.ToFloat64(m.limiter.WithLabelValues("111111111111", "us-east-1", "CreateBackup", "refused")), 1},
 		{"throttled attempts", testutil.ToFloat64(m.attempts.WithLabelValues("111111111111", "us-east-1", "CreateBackup", "ThrottlingException")), 1},
 		{"AssumeRole calls", testutil.ToFloat64(m.assumeRole.WithLabelValues("111111111111", "ok")), 1},

@@ -96,6 +96,20 @@ func Status(err error, req Request) (st *status.Status, internal bool) {
 	return m.status(req), m.code == codes.Internal
 }
 
+// ReasonOf is the reason of st's ErrorInfo from backupd, "" for none:
+// what the request's log line and metrics name beside its code, which
+// alone cannot tell, say, Redis gone (SHARED_STATE_UNAVAILABLE) from
+// DynamoDB failing (DYNAMODB_UNAVAILABLE).
+func ReasonOf(st *status.Status) string {
+	for _, d := range st.Proto().GetDetails() {
+		info := &errdetails.ErrorInfo{}
+		if d.MessageIs(info) && d.UnmarshalTo(info) == nil && info.GetDomain() == Domain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
 type mapped struct {
 	code       codes.Code
 	reason     string

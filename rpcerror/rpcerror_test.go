@@ -20,7 +20,9 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
@@ -313,11 +315,41 @@ func TestStatus(t *testing.T) {
 			if info == nil || info.GetDomain() != Domain || info.GetReason() != tt.reason || info.GetMetadata()["account_id"] != wantAccount {
 				t.Errorf("ErrorInfo = %v, want domain %q reason %q with account_id %q", info, Domain, tt.reason, wantAccount)
 			}
+			if got := ReasonOf(st); got != tt.reason {
+				t.Errorf("ReasonOf = %q, want %q", got, tt.reason)
+			}
 			if field != tt.field {
 				t.Errorf("BadRequest field = %q, want %q", field, tt.field)
 			}
 			if retryAfter != tt.retry {
 				t.Errorf("RetryInfo delay = %s, want %s", retryAfter, tt.retry)
+			}
+		})
+	}
+}
+
+// TestReasonOf: a status without backupd's ErrorInfo, grpc-go's own or
+// another domain's, has no reason; the ErrorInfo need not come first.
+func TestReasonOf(t *testing.T) {
+	withDetails := func(details ...protoadapt.MessageV1) *status.Status {
+		st, err := status.New(codes.Unavailable, "x").WithDetails(details...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for _, tt := range []struct {
+		name string
+		st   *status.Status
+		want string
+	}{
+		{"none", status.New(codes.Unavailable, "connection closed"), ""},
+		{"another domain's", withDetails(&errdetails.ErrorInfo{Domain: "googleapis.com", Reason: "RATE_LIMIT_EXCEEDED"}), ""},
+		{"after a RetryInfo", withDetails(&errdetails.RetryInfo{}, &errdetails.ErrorInfo{Domain: Domain, Reason: "SHARED_STATE_UNAVAILABLE"}), "SHARED_STATE_UNAVAILABLE"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ReasonOf(tt.st); got != tt.want {
+				t.Errorf("ReasonOf = %q, want %q", got, tt.want)
 			}
 		})
 	}

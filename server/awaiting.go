@@ -129,7 +129,7 @@ func (a *awaiting) cutOne(c *awaitingCall) {
 	method, known := methodLabel(c.method)
 	principal, _ := a.i.authorizeIn(c, c.method, "") // its caller's name: the tap knew it
 	a.i.write(c, requestLine{method: method, caller: caller(c), principal: principal, unknown: !known, code: codes.Canceled,
-		level: slog.LevelWarn, err: errCutAtDrain}, c.start)
+		reason: rpcerror.ReasonShuttingDown, level: slog.LevelWarn, err: errCutAtDrain}, c.start)
 }
 
 // errCutAtDrain is what a call cut at the drain is logged with;

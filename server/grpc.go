@@ -79,7 +79,7 @@ type Authorizer interface {
 // RequestObserver counts answered requests, and those in their handler
 // (package metrics).
 type RequestObserver interface {
-	ObserveRequest(method string, code codes.Code, d time.Duration)
+	ObserveRequest(method string, code codes.Code, reason string, d time.Duration)
 	InFlight(delta int)
 }
 

@@ -198,7 +198,7 @@ func (i *interceptor) record(ctx context.Context, c finished) *status.Status {
 		st = l.fail(ctx, c.err)
 		if l.code == codes.Canceled && i.cutOff != nil && i.cutOff.Err() != nil && ctx.Err() != nil {
 			// What the caller got as its connection closed.
-			l.code, l.level, l.err = codes.Unavailable, slog.LevelWarn, errCutOffAtShutdown
+			l.code, l.reason, l.level, l.err = codes.Unavailable, rpcerror.ReasonShuttingDown, slog.LevelWarn, errCutOffAtShutdown
 		}
 	}
 	i.write(ctx, l, c.start)
@@ -209,13 +209,13 @@ func (i *interceptor) record(ctx context.Context, c finished) *status.Status {
 // level and error from it.
 func (l *requestLine) fail(ctx context.Context, err error) *status.Status {
 	st, internal := rpcerror.Status(err, rpcerror.Request{AccountID: l.account})
-	l.code = st.Code()
+	l.code, l.reason = st.Code(), rpcerror.ReasonOf(st)
 	if l.code == codes.Canceled && deadlineDue(ctx) {
 		// A gRPC client cancels the stream as its deadline passes, a
 		// moment before the server's own timer would: the line and the
 		// metrics say what happened, and so does the error, which says
 		// only that the context was canceled.
-		l.code = codes.DeadlineExceeded
+		l.code, l.reason = codes.DeadlineExceeded, "DEADLINE_EXCEEDED"
 		err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
 	}
 	l.level, l.err = levelOf(l.code, internal, err), err
@@ -286,8 +286,10 @@ const maxARNEcho = 512
 type requestLine struct {
 	method, caller, account, region, principal string
 	code                                       codes.Code
-	level                                      slog.Level
-	err                                        error // logged at level error
+	// reason is the ErrorInfo reason the caller got; "" for none.
+	reason string
+	level  slog.Level
+	err    error // logged at level error
 	// route names a REST request that matched no route; such requests, and
 	// calls of methods backupd does not serve, are counted under the
 	// method "unknown", so callers cannot add label values.
@@ -303,7 +305,7 @@ type requestLine struct {
 func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time) {
 	now := time.Now()
 	d := now.Sub(start)
-	var buf [14]slog.Attr
+	var buf [15]slog.Attr
 	attrs := append(buf[:0], slog.String("method", l.method))
 	if l.route != "" {
 		attrs = append(attrs, slog.String("route", l.route))
@@ -314,6 +316,9 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 		slog.String("region", l.region),
 		slog.String("code", l.code.String()),
 		slog.Duration("duration", d))
+	if l.reason != "" {
+		attrs = append(attrs, slog.String("reason", l.reason))
+	}
 	if l.principal != "" {
 		attrs = append(attrs, slog.String("principal", l.principal))
 	}
@@ -350,7 +355,7 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 		if l.unknown {
 			label = "unknown"
 		}
-		i.metrics.ObserveRequest(label, l.code, d)
+		i.metrics.ObserveRequest(label, l.code, l.reason, d)
 	}
 }
 
@@ -422,7 +427,7 @@ func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod,
 		Msg: fmt.Sprintf("backupd serves no method %s; see backup.v1.BackupService", method)}, rpcerror.Request{})
 	i.write(stream.Context(), requestLine{method: method, caller: caller(stream.Context()),
-		code: codes.Unimplemented, unknown: true}, start)
+		code: codes.Unimplemented, reason: rpcerror.ReasonUnknownMethod, unknown: true}, start)
 	return st.Err()
 }
 

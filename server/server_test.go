@@ -132,6 +132,7 @@ type fixture struct {
 type observed struct {
 	mu       sync.Mutex
 	calls    []string
+	reasons  []string // each call's reason, in the order of calls
 	inFlight int
 }
 
@@ -148,10 +149,11 @@ func (o *observed) handling() int {
 	return o.inFlight
 }
 
-func (o *observed) ObserveRequest(method string, code codes.Code, _ time.Duration) {
+func (o *observed) ObserveRequest(method string, code codes.Code, reason string, _ time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls = append(o.calls, method+" "+code.String())
+	o.reasons = append(o.reasons, reason)
 }
 
 // counted returns what was counted so far, as "method code".
@@ -391,6 +393,10 @@ func TestInterceptorLogsAndRecovers(t *testing.T) {
 	if got := f.observed.calls; strings.Join(got, "|") != strings.Join(wantObserved, "|") {
 		t.Errorf("metrics observed %q, want %q", got, wantObserved)
 	}
+	// The reason tells causes of one code apart, on dashboards too.
+	if got, want := f.observed.reasons, []string{"RATE_LIMITED", "INTERNAL", "RATE_LIMITED"}; !slices.Equal(got, want) {
+		t.Errorf("metrics observed reasons %q, want %q", got, want)
+	}
 	if resp, body := f.do(t, "GET", "/metrics", nil); resp.StatusCode != 200 || string(body) != "metrics here\n" {
 		t.Errorf("GET /metrics: %d %s", resp.StatusCode, body)
 	}
@@ -398,7 +404,8 @@ func TestInterceptorLogsAndRecovers(t *testing.T) {
 	for _, want := range []string{
 		`"caller":"rest:127.0.0.1"`,
 		`"msg":"request","method":"/backup.v1.BackupService/CreateBackup","caller":"127.0.0.1:`,
-		`"account":"111111111111","region":"us-east-1","code":"ResourceExhausted"`,
+		`"account":"111111111111","region":"us-east-1","code":"ResourceExhausted","duration":`,
+		`"reason":"RATE_LIMITED"`,
 		`"msg":"panic in handler","method":"/backup.v1.BackupService/GetBackup","panic":"boom"`,
 	} {
 		if !strings.Contains(logs, want) {
