@@ -59,6 +59,10 @@ const (
 	ReasonCanceled = "CANCELED"
 )
 
+// ReasonOutcomeUnknown is a CreateBackup or restore that may or may not
+// have been done: one a client must not simply send again.
+const ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
+
 // RequestError is a request the gRPC server or the REST gateway refuses on
 // its own, before the service sees it: too large, undecodable, or for a
 // route or method backupd does not have, or arriving as it shuts down. It
@@ -108,6 +112,17 @@ func ReasonOf(st *status.Status) string {
 		}
 	}
 	return ""
+}
+
+// RetryDelay is the delay of st's RetryInfo, and whether it has one.
+func RetryDelay(st *status.Status) (time.Duration, bool) {
+	for _, d := range st.Proto().GetDetails() {
+		info := &errdetails.RetryInfo{}
+		if d.MessageIs(info) && d.UnmarshalTo(info) == nil {
+			return info.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
 }
 
 type mapped struct {
@@ -261,7 +276,7 @@ func mapOurs(err error) (mapped, bool) {
 		return mapped{code: codes.AlreadyExists, reason: "REQUEST_ID_REUSED", msg: reused.Error(),
 			violations: []badrequest.Violation{{Field: "request_id", Description: reused.Error()}}}, true
 	case errors.As(err, &replayed):
-		return mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN", msg: replayed.Error()}, true
+		return mapped{code: codes.Unavailable, reason: ReasonOutcomeUnknown, msg: replayed.Error()}, true
 	case errors.As(err, &shared):
 		msg := "backupd's shared state (Redis) is unavailable or did not answer in time, so it cannot check the account's rate; nothing was sent to DynamoDB; retry later"
 		switch {
@@ -298,7 +313,7 @@ func mapUpstream(err error) mapped {
 	)
 	switch {
 	case errors.As(err, &unsure): // before the deadline: an unknown outcome may wrap one
-		m := mapped{code: codes.Unavailable, reason: "OUTCOME_UNKNOWN",
+		m := mapped{code: codes.Unavailable, reason: ReasonOutcomeUnknown,
 			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s, region %s, definitively: it may or may not have been done; "+
 				"%s before trying again", unsure.Operation, unsure.AccountID, unsure.Region, howToCheck(unsure.Operation))}
 		if id := awsRequestID(err); id != "" { // a 5xx's, for AWS support

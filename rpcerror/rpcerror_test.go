@@ -318,6 +318,9 @@ func TestStatus(t *testing.T) {
 			if got := ReasonOf(st); got != tt.reason {
 				t.Errorf("ReasonOf = %q, want %q", got, tt.reason)
 			}
+			if d, ok := RetryDelay(st); d != tt.retry || ok != (tt.retry != 0) {
+				t.Errorf("RetryDelay = %s, %v; want %s", d, ok, tt.retry)
+			}
 			if field != tt.field {
 				t.Errorf("BadRequest field = %q, want %q", field, tt.field)
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -170,9 +171,38 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	done := finished{method: info.FullMethod, account: account, region: region, principal: principal,
 		start: start, err: err, req: req, resp: resp}
 	if st := i.record(ctx, done); st != nil {
+		if _, rest := ctx.Value(restCallKey{}).(*restCall); !rest {
+			pushBack(ctx, st)
+		}
 		return nil, st.Err()
 	}
 	return resp, nil
+}
+
+// pushBackTrailer is gRPC's server pushback (gRFC A6): how long a
+// client's own retry (a service config's retryPolicy) waits before its
+// next attempt, in milliseconds, or, negative, that it makes none.
+const pushBackTrailer = "grpc-retry-pushback-ms"
+
+// pushBack sets the pushback trailer of a gRPC call's error: grpc-go's
+// retry reads no RetryInfo, so without it a retryPolicy would come back
+// on its own backoff, long before a rate-limit turn; and a policy that
+// retries UNAVAILABLE would repeat a CreateBackup or restore that may
+// have been done (OUTCOME_UNKNOWN), making a second backup, which a
+// negative pushback forbids.
+func pushBack(ctx context.Context, st *status.Status) {
+	var ms int64
+	switch {
+	case rpcerror.ReasonOf(st) == rpcerror.ReasonOutcomeUnknown:
+		ms = -1
+	default:
+		d, ok := rpcerror.RetryDelay(st)
+		if !ok {
+			return
+		}
+		ms = (d + time.Millisecond - 1).Milliseconds() // rounded up: never before the turn
+	}
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushBackTrailer, strconv.FormatInt(ms, 10)))
 }
 
 // finished is a call as record learns of it.

@@ -32,6 +32,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/aws/smithy-go"
+
+	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
@@ -45,10 +48,11 @@ import (
 // stub records what reached the service and answers with err when set.
 type stub struct {
 	backupv1.UnimplementedBackupServiceServer
-	mu   sync.Mutex
-	last any
-	err  error
-	boom bool
+	mu    sync.Mutex
+	last  any
+	calls int // requests that reached the service
+	err   error
+	boom  bool
 	// deadline is the last CreateBackup's context deadline, if it had one.
 	deadline time.Time
 	// entered, when not nil, is sent to (when it has room) as a GetBackup
@@ -60,6 +64,7 @@ func (s *stub) record(req any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last = req
+	s.calls++
 	if s.boom {
 		panic("boom")
 	}
@@ -410,6 +415,70 @@ func TestInterceptorLogsAndRecovers(t *testing.T) {
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+}
+
+// TestPushBackTellsGRPCRetries: grpc-go's own retry (a service config's
+// retryPolicy) reads the pushback trailer, not RetryInfo: it is set to
+// RetryInfo's delay, rounded up to the millisecond, and for an outcome
+// that may have been done to -1, which forbids the retry.
+func TestPushBackTellsGRPCRetries(t *testing.T) {
+	key := ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"rate limited", &ratelimit.LimitedError{Key: key, RetryAfter: 1500 * time.Millisecond}, []string{"1500"}},
+		{"rate limited, rounded up", &ratelimit.LimitedError{Key: key, RetryAfter: 1000*time.Millisecond + 400*time.Microsecond}, []string{"1001"}},
+		{"outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "us-east-1", Err: errors.New("500")}, []string{"-1"}},
+		{"table not found", &smithy.GenericAPIError{Code: "TableNotFoundException"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.stub.err = tt.err
+			var trailer metadata.MD
+			_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}, grpc.Trailer(&trailer))
+			if err == nil {
+				t.Fatal("CreateBackup succeeded")
+			}
+			if got := trailer.Get(pushBackTrailer); !slices.Equal(got, tt.want) {
+				t.Errorf("%s = %q, want %q (%v)", pushBackTrailer, got, tt.want, err)
+			}
+		})
+	}
+
+	// A client whose policy retries UNAVAILABLE sends an unknown outcome
+	// once, and a rate-limited call again.
+	f := newFixture(t)
+	conn, err := grpc.NewClient(f.conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"methodConfig": [{"name": [{"service": "backup.v1.BackupService"}], "retryPolicy": {
+			"maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.01s", "backoffMultiplier": 1,
+			"retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := backupv1.NewBackupServiceClient(conn)
+	for _, tt := range []struct {
+		err   error
+		calls int
+	}{
+		{&accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "us-east-1", Err: errors.New("500")}, 1},
+		{&ratelimit.LimitedError{Key: key, RetryAfter: 20 * time.Millisecond}, 3},
+	} {
+		f.stub.mu.Lock()
+		f.stub.err, f.stub.calls = tt.err, 0
+		f.stub.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"})
+		cancel()
+		f.stub.mu.Lock()
+		calls := f.stub.calls
+		f.stub.mu.Unlock()
+		if calls != tt.calls {
+			t.Errorf("%v: the service got %d calls, want %d", err, calls, tt.calls)
 		}
 	}
 }
