@@ -187,7 +187,10 @@ return {string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or '', gen}
 // cannot tell a first start from a Redis that lost its data, but a
 // replica that saw the marker can.
 func (l *Redis) Prime(ctx context.Context) error {
-	res, err := serverOfMarker.Run(ctx, l.client, []string{l.marker, l.marker + ":gen"}).Slice()
+	// EVAL, not EVALSHA first: a Redis user the ACL denies EVAL would
+	// pass while the script is cached, and fail every call once Redis
+	// restarts without it.
+	res, err := serverOfMarker.Eval(ctx, l.client, []string{l.marker, l.marker + ":gen"}).Slice()
 	run, gen, perr := markerAnswer(res)
 	if err == nil {
 		err = perr
@@ -209,7 +212,11 @@ func (l *Redis) Prime(ctx context.Context) error {
 			return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: fmt.Errorf("load the rate-limit scripts: %w", err)}
 		}
 	}
-	_, _, _ = l.readClock(ctx) // a failure here is the first call's to report
+	// By EVALSHA, as every call takes its turn. A failure here is the
+	// first call's to report, but for a user the ACL denies EVALSHA.
+	if _, _, err := l.readClock(ctx); sharedstate.Refused(err) {
+		return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: err}
+	}
 	return nil
 }
 

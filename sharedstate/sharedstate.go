@@ -5,6 +5,7 @@ package sharedstate
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -192,10 +193,11 @@ type accessor interface {
 // commands are run by the rate limiter's Prime), and returns the first
 // failure, naming the command: with Refused, a Redis user whose ACL lacks
 // backupd's keys or one of those commands, which would have every request
-// refused for as long as backupd runs. The key expires within a minute
-// should its DEL fail.
+// refused for as long as backupd runs. The key is this check's own, so
+// that replicas starting together do not take each other's away, and
+// expires within a minute should its DEL fail.
 func CheckAccess(ctx context.Context, c accessor, prefix string) error {
-	key := prefix + "access-check"
+	key := prefix + "access-check:" + rand.Text()
 	for _, step := range []struct {
 		name string
 		run  func() error

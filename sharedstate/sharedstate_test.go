@@ -332,3 +332,22 @@ func TestWatchEvictionReportsAPolicyChangedLater(t *testing.T) {
 		<-done
 	})
 }
+
+// TestCheckAccessOfReplicasStartingTogether: replicas that start at once
+// check their access each on a key of its own, so that none takes
+// another's away and reports a healthy Redis as failing.
+func TestCheckAccessOfReplicasStartingTogether(t *testing.T) {
+	r := testenv.StartRedis(t, "")
+	errs := make(chan error, 50)
+	for range cap(errs) {
+		go func() { errs <- CheckAccess(context.Background(), r.Client, "backupd:") }()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("CheckAccess = %v", err)
+		}
+	}
+	if keys, err := r.Client.Keys(context.Background(), "backupd:*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("keys left behind: %q, %v", keys, err)
+	}
+}

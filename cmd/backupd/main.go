@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -302,18 +301,39 @@ func onSignals(parent context.Context, stderr io.Writer, returned <-chan struct{
 	case <-returned:
 		return
 	}
+	endAtOnce(stderr, sig, ignored[sig], os.Exit)
+}
+
+// maxLastWords bounds the wait for the second signal's line: stderr may
+// be a pipe nobody reads (a stalled log shipper, often what held the
+// drain up), and the exit must not wait on it.
+const maxLastWords = 100 * time.Millisecond
+
+// endAtOnce ends the process at a second signal, after saying so on
+// stderr for at most maxLastWords: by the signal's default action, or,
+// for one ignored when backupd started, by exit with the status a shell
+// gives a process the signal ended.
+func endAtOnce(stderr io.Writer, sig os.Signal, ignored bool, exit func(int)) {
+	said := make(chan struct{})
+	go func() {
+		defer close(said)
+		fmt.Fprintf(stderr, "backupd: a second %s during the drain: exiting at once; requests still in flight are cut off\n", signalName(sig))
+	}()
+	select {
+	case <-said:
+	case <-time.After(maxLastWords):
+	}
 	code := 1
 	if s, ok := sig.(syscall.Signal); ok {
 		code = 128 + int(s)
 	}
-	fmt.Fprintf(stderr, "backupd: a second %s during the drain: exiting at once; requests still in flight are cut off\n", signalName(sig))
-	if !ignored[sig] {
+	if !ignored {
 		signal.Reset(sig)
 		if self, err := os.FindProcess(os.Getpid()); err == nil && self.Signal(sig) == nil {
 			time.Sleep(time.Second) // the signal ends the process first
 		}
 	}
-	os.Exit(code)
+	exit(code)
 }
 
 // serve wires the parts and runs both listeners until ctx ends, then drains.
@@ -508,7 +528,7 @@ func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options,
 			_ = waiter.Close()
 		}
 	}
-	if err := checkRedis(ctx, client, rc, logger); err != nil {
+	if err := sharedstate.CheckStart(ctx, client, rc, logger); err != nil {
 		closeClients()
 		return stateBackend{}, err
 	}
@@ -575,57 +595,6 @@ func watchEviction(ctx context.Context, client *redis.Client, logger *slog.Logge
 // evictionCheckEvery is how often backupd reads Redis' memory settings
 // again after start, for a policy changed since.
 const evictionCheckEvery = time.Minute
-
-// checkRedis fails the start for a Redis that refuses backupd's
-// credentials, database, keys or one of its commands, or that may evict
-// backupd's keys: mistakes that waiting will not mend. A Redis that does not answer yet is logged,
-// not fatal: requests are refused (UNAVAILABLE) until it answers.
-func checkRedis(ctx context.Context, client *redis.Client, cfg config.Redis, logger *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	err := client.Ping(ctx).Err()
-	switch {
-	case sharedstate.Refused(err):
-		return fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
-	case errors.As(err, new(*tls.CertificateVerificationError)):
-		return fmt.Errorf("shared_state.redis: Redis' TLS certificate was not accepted "+
-			"(set tls_ca_file to the CA that signed it, and check that address names a host the certificate is for): %w", err)
-	case err != nil && cfg.TLS:
-		logger.Error("shared state: Redis does not answer yet (tls is on: a Redis port that does not speak TLS does not answer either)",
-			slog.String("address", cfg.Address), slog.String("error", redact.Error(err)))
-		return nil
-	case err != nil:
-		logger.Error("shared state: Redis does not answer yet", slog.String("address", cfg.Address), slog.String("error", redact.Error(err)))
-		return nil
-	}
-	if err := sharedstate.CheckAccess(ctx, client, cfg.KeyPrefix); sharedstate.Refused(err) {
-		return fmt.Errorf("shared_state.redis: Redis refuses backupd's user a command or its keys "+
-			"(its ACL needs the keys ~%s* and the commands the README lists under Several replicas): %w", cfg.KeyPrefix, err)
-	} else if err != nil {
-		logger.Error("shared state: Redis did not take a first command", slog.String("address", cfg.Address), slog.String("error", redact.Error(err)))
-	}
-	if want := cfg.WaitReplicas; want > 0 {
-		// WAIT 0 0 answers at once. A user Redis refuses WAIT would have
-		// every request with a request_id refused, for good.
-		if err := client.Do(ctx, "wait", 0, 0).Err(); sharedstate.Refused(err) {
-			return fmt.Errorf("shared_state.redis: wait_replicas is %d, but Redis refuses backupd's user the WAIT command (grant it +wait): %w", want, err)
-		}
-		if err := sharedstate.CheckReplicas(ctx, client, want); err != nil {
-			logger.Error("shared state: not enough Redis replicas", slog.String("error", redact.Error(err)))
-		}
-	}
-	err = sharedstate.CheckEviction(ctx, client)
-	if _, ok := errors.AsType[*sharedstate.MayEvictError](err); ok {
-		return fmt.Errorf("shared_state.redis: %w", err)
-	}
-	if sharedstate.Refused(err) {
-		return fmt.Errorf("shared_state.redis: Redis refuses backupd's user the INFO command, which tells whether it may evict backupd's keys (grant it +info): %w", err)
-	}
-	if err != nil {
-		logger.Error("shared state: could not tell whether Redis may evict backupd's keys", slog.String("error", redact.Error(err)))
-	}
-	return nil
-}
 
 // requestIDLease is how long a request_id claim in Redis holds off
 // repeats: twice upstream_timeout, which bounds a run, and at least a

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -262,7 +263,8 @@ func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 		{"no GET", []any{"~*", "+@all", "-get"}, "backupd:", 0, []string{"GET backupd:access-check", "NOPERM"}},
 		{"no TIME", []any{"~*", "+@all", "-time"}, "backupd:", 0, []string{"TIME", "NOPERM"}},
 		{"no INFO", []any{"~*", "+@all", "-info"}, "backupd:", 0, []string{"INFO", "+info"}},
-		{"no EVAL", []any{"~*", "+@all", "-eval", "-evalsha"}, "backupd:", 0, []string{"scripts", "EVAL"}},
+		{"no EVAL", []any{"~*", "+@all", "-eval"}, "backupd:", 0, []string{"scripts", "EVAL"}},
+		{"no EVALSHA", []any{"~*", "+@all", "-evalsha"}, "backupd:", 0, []string{"scripts", "EVALSHA"}},
 		{"no WAIT, with wait_replicas", []any{"~*", "+@all", "-wait"}, "backupd:", 1, []string{"WAIT", "wait_replicas"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,7 +276,8 @@ func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 				Address: r.Addr, Username: "backupd", Password: "secret",
 				KeyPrefix: tt.prefix, WaitReplicas: tt.replicas, WaitTimeout: 100 * time.Millisecond,
 			}}}
-			state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.DiscardHandler))
+			var log strings.Builder
+			state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.NewTextHandler(&log, nil)))
 			if err == nil {
 				state.close()
 			}
@@ -284,6 +287,12 @@ func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 			for _, w := range tt.wantError {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("sharedState = %v; want it to name %q", err, w)
+				}
+			}
+			// No replica is connected: that is the one failure to log.
+			for line := range strings.Lines(log.String()) {
+				if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) && !strings.Contains(line, "not enough Redis replicas") {
+					t.Errorf("a start the ACL allows logged a failure: %s", line)
 				}
 			}
 		})
@@ -299,19 +308,24 @@ func TestStartOverTLSToRedis(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	testenv.StartRedis(t, "", "--tls-port", port, "--tls-cert-file", files.CertFile, "--tls-key-file", files.KeyFile, "--tls-auth-clients", "no")
+	plain := testenv.StartRedis(t, testenv.FreeAddr(t))
 	ctx := context.Background()
 	for _, tt := range []struct {
 		name      string
+		addr      string
 		caFile    string
 		wantError []string // nil: the start takes the server
+		wantLog   string   // the one failure a start taken logs; "": none
 	}{
-		{"its CA in tls_ca_file", files.CertFile, nil},
-		{"the system's CAs", "", []string{"tls_ca_file", "certificate"}},
-		{"another CA in tls_ca_file", other.CertFile, []string{"tls_ca_file", "certificate"}},
+		{"its CA in tls_ca_file", addr, files.CertFile, nil, ""},
+		{"the system's CAs", addr, "", []string{"tls_ca_file", "certificate"}, ""},
+		{"another CA in tls_ca_file", addr, other.CertFile, []string{"tls_ca_file", "certificate"}, ""},
+		// It does not answer a TLS client at all: as a Redis not up yet.
+		{"a port without TLS", plain.Addr, files.CertFile, nil, "Redis does not answer yet (tls is on"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := &config.Config{MaxWait: time.Second, SharedState: config.SharedState{Backend: config.BackendRedis, Redis: config.Redis{
-				Address: addr, KeyPrefix: "backupd:", TLS: true, TLSCAFile: tt.caFile,
+				Address: tt.addr, KeyPrefix: "backupd:", TLS: true, TLSCAFile: tt.caFile,
 			}}}
 			var log strings.Builder
 			state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.NewTextHandler(&log, nil)))
@@ -326,10 +340,18 @@ func TestStartOverTLSToRedis(t *testing.T) {
 					t.Errorf("sharedState = %v; want it to name %q", err, w)
 				}
 			}
-			// Taken, its checks and first commands ran over TLS
-			// without a failure to log.
-			if err == nil && (strings.Contains(log.String(), "level=WARN") || strings.Contains(log.String(), "level=ERROR")) {
-				t.Errorf("the start over TLS logged a failure:\n%s", log.String())
+			if err != nil {
+				return
+			}
+			for line := range strings.Lines(log.String()) {
+				failure := strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")
+				expected := tt.wantLog != "" && (strings.Contains(line, tt.wantLog) || strings.Contains(line, "not marked yet"))
+				if failure && !expected {
+					t.Errorf("the start logged a failure: %s", line)
+				}
+			}
+			if tt.wantLog != "" && !strings.Contains(log.String(), tt.wantLog) {
+				t.Errorf("the start's log lacks %q:\n%s", tt.wantLog, log.String())
 			}
 		})
 	}
@@ -357,4 +379,45 @@ func TestPrintError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEndAtOnceDoesNotWaitOnStderr: the second signal's line never holds
+// the exit up, though stderr be a pipe nobody reads; a stderr that takes
+// it gets it.
+func TestEndAtOnceDoesNotWaitOnStderr(t *testing.T) {
+	unread := blockedWriter(make(chan struct{}))
+	defer close(unread)
+	for _, tt := range []struct {
+		name   string
+		stderr io.Writer
+	}{
+		{"a pipe nobody reads", unread},
+		{"a stderr that takes it", &strings.Builder{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			exited := make(chan int, 1)
+			// Ignored from the start: no signal to send, only the exit.
+			go endAtOnce(tt.stderr, syscall.SIGTERM, true, func(code int) { exited <- code })
+			select {
+			case code := <-exited:
+				if code != 128+int(syscall.SIGTERM) {
+					t.Errorf("exit(%d); want %d", code, 128+int(syscall.SIGTERM))
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the exit waited on stderr")
+			}
+			if b, ok := tt.stderr.(*strings.Builder); ok && !strings.Contains(b.String(), "backupd: a second SIGTERM during the drain: exiting at once") {
+				t.Errorf("stderr got %q", b.String())
+			}
+		})
+	}
+}
+
+// blockedWriter is a stderr whose writes wait until it is closed, as
+// those to a full pipe wait for a reader.
+type blockedWriter chan struct{}
+
+func (w blockedWriter) Write(p []byte) (int, error) {
+	<-w
+	return len(p), nil
 }
