@@ -63,6 +63,9 @@ const (
 // have been done: one a client must not simply send again.
 const ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
 
+// ReasonDeadlineExceeded is a call whose deadline passed first.
+const ReasonDeadlineExceeded = "DEADLINE_EXCEEDED"
+
 // RequestError is a request the gRPC server or the REST gateway refuses on
 // its own, before the service sees it: too large, undecodable, or for a
 // route or method backupd does not have, or arriving as it shuts down. It
@@ -327,24 +330,24 @@ func mapUpstream(err error) mapped {
 			msg: fmt.Sprintf("the request was canceled after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
 				"%s before trying again", unanswered.Operation, howToCheck(unanswered.Operation))}
 	case errors.As(err, &unanswered):
-		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
 				"%s before trying again (with a request_id, a repeat is answered with the first one's result)", unanswered.Operation, howToCheck(unanswered.Operation))}
 	case errors.As(err, &running):
-		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+
 				"repeat the request with the same request_id to get its result "+
 				"(OUTCOME_UNKNOWN if the replica running it stopped before it finished)", running.Operation)}
 	case errors.As(err, &late):
-		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: fmt.Sprintf("%s was not sent to DynamoDB: less than %s of the deadline was left, too little for DynamoDB to answer in time; "+
 				"nothing was done: retry with a longer deadline", late.Key.Operation, late.Lead)}
 	case errors.Is(err, context.DeadlineExceeded) && errors.As(err, &unsent):
-		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: "the deadline passed before the request was sent to DynamoDB: nothing was done; retry with a longer deadline " +
 				"(the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
 	case errors.Is(err, context.DeadlineExceeded):
-		return mapped{code: codes.DeadlineExceeded, reason: "DEADLINE_EXCEEDED",
+		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: "the deadline passed before AWS answered (the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}
 	case errors.Is(err, context.Canceled) || errors.As(err, &canceled):
 		return mapped{code: codes.Canceled, reason: ReasonCanceled, msg: "the request was canceled"}

@@ -122,7 +122,7 @@ func TestAwaitingCutNamesTheCaller(t *testing.T) {
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer orders-token"))
 	i.holdUntilArrival(ctx, backupv1.BackupService_CreateBackup_FullMethodName)
 	i.awaiting.cutAll()
-	if lines := logs.Lines(`"principal":"orders"`, `"code":"Canceled"`); len(lines) != 1 {
+	if lines := logs.Lines(`"principal":"orders"`, `"code":"Canceled"`, `"reason":"SHUTTING_DOWN"`); len(lines) != 1 {
 		t.Errorf("want the cut call's line naming its caller; log:\n%s", logs.String())
 	}
 }
@@ -173,7 +173,7 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 		if err := i.requestArrived(silent); !errors.Is(err, errRequestLateStatus) || reasonOf(status.Convert(err)) != rpcerror.ReasonRequestLate {
 			t.Errorf("the request of a call its bound ended, arriving then: %v; want it refused", err)
 		}
-		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"caller":"127.0.0.1:1"`, `"code":"Canceled"`, "did not arrive in time"); len(lines) != 1 ||
+		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"caller":"127.0.0.1:1"`, `"code":"Canceled"`, `"reason":"REQUEST_NOT_ARRIVED"`, "did not arrive in time"); len(lines) != 1 ||
 			len(logs.Lines(`"msg":"request"`)) != 1 {
 			t.Errorf("want one line, for the silent call; log:\n%s", logs.String())
 		}

@@ -245,7 +245,7 @@ func (l *requestLine) fail(ctx context.Context, err error) *status.Status {
 		// moment before the server's own timer would: the line and the
 		// metrics say what happened, and so does the error, which says
 		// only that the context was canceled.
-		l.code, l.reason = codes.DeadlineExceeded, "DEADLINE_EXCEEDED"
+		l.code, l.reason = codes.DeadlineExceeded, rpcerror.ReasonDeadlineExceeded
 		err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
 	}
 	l.level, l.err = levelOf(l.code, internal, err), err

@@ -252,6 +252,12 @@ func TestMethodNotAllowedSaysWhich(t *testing.T) {
 	if !slices.Equal(counted, want) {
 		t.Errorf("counted %q, want %q", counted, want)
 	}
+	f.observed.mu.Lock()
+	reasons := slices.Clone(f.observed.reasons)
+	f.observed.mu.Unlock()
+	if want := []string{"METHOD_NOT_ALLOWED", "METHOD_NOT_ALLOWED", "METHOD_NOT_ALLOWED", "ROUTE_NOT_FOUND"}; !slices.Equal(reasons, want) {
+		t.Errorf("counted reasons %q, want %q", reasons, want)
+	}
 	logs := f.logs.String()
 	for _, line := range []string{`"route":"DELETE /v1/accounts/111111111111/backups","caller":"rest:127.0.0.1","account":"111111111111"`, `"route":"GET /v2/nothing"`} {
 		if !strings.Contains(logs, line) {

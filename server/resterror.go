@@ -298,7 +298,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		}
 	}
 	st := refusal(code, reason, msg, account)
-	g.logRouting(r, code, account, region)
+	g.logRouting(r, code, reason, account, region)
 	closeUnread(w, r) // no route reads its body
 	if httpStatus == http.StatusMethodNotAllowed {
 		writeStatus(w, st, httpStatus)
@@ -464,7 +464,7 @@ var routeMethods = map[string]string{
 func (g *gateway) notAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", redact.Cut(r.Method, maxMethodEcho), badrequest.Quote(r.URL.Path), allow)
 	st := refusal(codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, msg, "")
-	g.logRouting(r, codes.Unimplemented, "", "")
+	g.logRouting(r, codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, "", "")
 	closeUnread(w, r)
 	w.Header().Set("Allow", allow)
 	writeStatus(w, st, http.StatusMethodNotAllowed)
@@ -490,7 +490,7 @@ func escapeHint(escapedPath string) string {
 
 // logRouting writes the log line of a request that matched no route, and
 // counts it.
-func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region string) {
+func (g *gateway) logRouting(r *http.Request, code codes.Code, reason, account, region string) {
 	call := r.Context().Value(restCallKey{}).(*restCall)
 	ctx := r.Context()
 	if id := r.Header.Get("X-Request-Id"); id != "" {
@@ -498,7 +498,7 @@ func (g *gateway) logRouting(r *http.Request, code codes.Code, account, region s
 		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("x-request-id", id))
 	}
 	g.ic.write(ctx, requestLine{method: "unknown", route: redact.Cut(r.Method+" "+r.URL.Path, maxMethodEcho),
-		caller: "rest:" + call.remote, account: account, region: region, code: code, unknown: true}, call.start)
+		caller: "rest:" + call.remote, account: account, region: region, code: code, reason: reason, unknown: true}, call.start)
 }
 
 type probeKey struct{}

@@ -146,7 +146,7 @@ func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) conte
 		}
 		cancel(lateErr)
 		if line != nil {
-			line.code, line.level, line.err = codes.Canceled, slog.LevelWarn, lateErr
+			line.code, line.reason, line.level, line.err = codes.Canceled, rpcerror.ReasonRequestLate, slog.LevelWarn, lateErr
 			i.write(ctx, *line, start)
 		}
 	})
