@@ -333,6 +333,10 @@ func mapUpstream(err error) mapped {
 		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
 				"%s before trying again (with a request_id, a repeat is answered with the first one's result)", unanswered.Operation, howToCheck(unanswered.Operation))}
+	case errors.As(err, &running) && errors.Is(err, context.Canceled):
+		return mapped{code: codes.Canceled, reason: ReasonCanceled,
+			msg: fmt.Sprintf("the request was canceled before %s finished; it goes on under its request_id: "+
+				"repeat the request with the same request_id to get its result", running.Operation)}
 	case errors.As(err, &running):
 		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+

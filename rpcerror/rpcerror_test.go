@@ -274,6 +274,8 @@ func TestStatus(t *testing.T) {
 		{"deadline passed while a request_id run goes on", &service.StillRunningError{Operation: "CreateBackup", Err: context.DeadlineExceeded},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "goes on under its request_id: repeat the request with the same request_id to get its result", ""},
 		{"canceled", context.Canceled, codes.Canceled, "CANCELED", "", 0, "", ""},
+		{"canceled while a request_id run goes on", &service.StillRunningError{Operation: "CreateBackup", Err: context.Canceled},
+			codes.Canceled, "CANCELED", "", 0, "canceled before CreateBackup finished; it goes on under its request_id", ""},
 		{"canceled after CreateBackup was sent", &service.UnansweredError{Operation: "CreateBackup", Err: fmt.Errorf("op: %w", context.Canceled)},
 			codes.Canceled, "CANCELED", "", 0, "canceled after CreateBackup was sent to DynamoDB, before it answered: it may or may not have been done", ""},
 		{"a request a server refuses on its own", &RequestError{Code: codes.NotFound, Reason: ReasonRouteNotFound, Msg: "no route for GET /v2"},

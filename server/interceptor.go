@@ -289,6 +289,10 @@ func levelOf(code codes.Code, internal bool, err error) slog.Level {
 		return slog.LevelError
 	case code == codes.DeadlineExceeded:
 		return slog.LevelWarn
+	case code == codes.Canceled && (errors.As(err, new(*service.UnansweredError)) || errors.As(err, new(*service.StillRunningError))):
+		// Its caller left, but DynamoDB may have acted, or may yet:
+		// the line, with its error, is all that says so.
+		return slog.LevelWarn
 	case code == codes.PermissionDenied && !rpcerror.Refusal(err):
 		return slog.LevelError
 	case code == codes.ResourceExhausted && !rpcerror.Refusal(err):

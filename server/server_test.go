@@ -877,6 +877,11 @@ func TestLevelOf(t *testing.T) {
 		{"a bug", codes.Internal, true, errors.New("nil map"), slog.LevelError},
 		{"AWS refuses backupd's role", codes.PermissionDenied, false, errors.New("AccessDeniedException"), slog.LevelError},
 		{"a caller not allowed", codes.PermissionDenied, false, &callers.DeniedError{Caller: "orders"}, slog.LevelInfo},
+		{"canceled by its caller", codes.Canceled, false, context.Canceled, slog.LevelInfo},
+		{"canceled after a CreateBackup was sent", codes.Canceled, false,
+			&service.UnansweredError{Operation: "CreateBackup", Err: context.Canceled}, slog.LevelWarn},
+		{"canceled while its request_id run goes on", codes.Canceled, false,
+			&service.StillRunningError{Operation: "CreateBackup", Err: context.Canceled}, slog.LevelWarn},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -884,6 +889,30 @@ func TestLevelOf(t *testing.T) {
 				t.Errorf("levelOf = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCanceledAfterSendIsLoggedAsMaybeDone: a CreateBackup whose caller
+// left after it was sent, or while its request_id run goes on, gets no
+// answer: its WARN line, with the error, is what says that DynamoDB may
+// have acted, or may yet.
+func TestCanceledAfterSendIsLoggedAsMaybeDone(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		says string
+	}{
+		{&service.UnansweredError{Operation: "CreateBackup", Err: context.Canceled}, "may or may not have been done"},
+		{&service.StillRunningError{Operation: "CreateBackup", Err: context.Canceled}, "still running under its request_id when its caller canceled"},
+	} {
+		f := newFixture(t)
+		f.stub.err = tt.err
+		_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"})
+		if status.Code(err) != codes.Canceled {
+			t.Errorf("%v: want Canceled", err)
+		}
+		if lines := f.logs.Lines(`"level":"WARN"`, `"code":"Canceled"`, tt.says); len(lines) != 1 {
+			t.Errorf("want one WARN line saying %q; log:\n%s", tt.says, f.logs.String())
+		}
 	}
 }
 

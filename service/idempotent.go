@@ -138,10 +138,8 @@ func answer[Resp proto.Message](ctx context.Context, op string, done <-chan runR
 		select {
 		case r = <-done: // finished as the deadline passed: answer it
 		default:
-			if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
-				return zero, &StillRunningError{Operation: op, Err: err}
-			}
-			return zero, ctx.Err()
+			// Its caller's deadline passed, or it left: the run goes on.
+			return zero, &StillRunningError{Operation: op, Err: ctx.Err()}
 		}
 	}
 	if w, ok := errors.AsType[*idempotency.WaitEndedError](r.err); ok && errors.Is(w.Err, context.DeadlineExceeded) {
@@ -238,16 +236,20 @@ func (e *NotSentError) Error() string {
 }
 func (e *NotSentError) Unwrap() error { return e.Err }
 
-// StillRunningError says the caller's deadline passed while its
-// request_id's run went on: a repeat with the same request_id gets the
-// run's result.
+// StillRunningError says the caller's deadline passed, or the caller
+// canceled, while its request_id's run went on: a repeat with the same
+// request_id gets the run's result.
 type StillRunningError struct {
 	Operation string
 	Err       error
 }
 
 func (e *StillRunningError) Error() string {
-	return fmt.Sprintf("%s still running under its request_id when the deadline passed: %v", e.Operation, e.Err)
+	end := "the deadline passed"
+	if errors.Is(e.Err, context.Canceled) {
+		end = "its caller canceled"
+	}
+	return fmt.Sprintf("%s still running under its request_id when %s (a repeat with the same request_id gets its result): %v", e.Operation, end, e.Err)
 }
 
 func (e *StillRunningError) Unwrap() error { return e.Err }

@@ -207,6 +207,17 @@ func TestAnswerOfAWaitEndedByTheDeadline(t *testing.T) {
 	}
 }
 
+// A caller that cancels while its request_id run goes on is told, and
+// its line says, that the run goes on, as one whose deadline passed.
+func TestAnswerOfACallerThatLeft(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := answer(ctx, config.OpCreateBackup, make(chan runResult[*backupv1.CreateBackupResponse]))
+	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.Canceled) {
+		t.Errorf("answer = %v; want Canceled saying the run goes on", err)
+	}
+}
+
 // TestOncePanic: a run's panic is its request's error, not the process's
 // end. It may have come after DynamoDB acted (in decoding the answer, in
 // an observer of the attempt), so the request_id keeps an unknown outcome
