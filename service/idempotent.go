@@ -13,7 +13,9 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/awsbase"
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/idempotency"
+	"github.com/backupd/backupd/redact"
 )
 
 // Idempotency runs a request once per key and answers repeats with the
@@ -99,8 +101,39 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, targe
 			res.mine = resp
 			return proto.Marshal(resp)
 		})
+		if res.ran && ctx.Err() != nil {
+			logOrphanRun(ctx, s.log, op, target, requestID, res.mine, res.err)
+		}
 	}()
 	return done
+}
+
+// logOrphanRun logs how a request_id run ended after its caller left: its
+// request's own line was written when the caller was answered, and until
+// a repeat asks, this line is all that tells of a backup or table made,
+// or of a failure.
+func logOrphanRun(ctx context.Context, log *slog.Logger, op string, target accounts.Target, requestID string, resp proto.Message, err error) {
+	attrs := []slog.Attr{slog.String("operation", op), slog.String("account", target.AccountID), slog.String("region", target.Region),
+		slog.String("request_id", requestID)}
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "request_id: a run whose caller left ended in failure; repeats get it", append(attrs, slog.String("error", redact.Error(err)))...)
+		return
+	}
+	if arn := madeARN(resp); arn != "" {
+		attrs = append(attrs, slog.String("arn", arn))
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "request_id: a run whose caller left was done; repeats get its result", attrs...)
+}
+
+// madeARN is the backup a CreateBackup made, or the table a restore made.
+func madeARN(resp proto.Message) string {
+	switch r := resp.(type) {
+	case *backupv1.CreateBackupResponse:
+		return r.GetBackupDetails().GetBackupArn()
+	case *backupv1.RestoreTableFromBackupResponse:
+		return r.GetTableDescription().GetTableArn()
+	}
+	return ""
 }
 
 // runDetached runs do with upstream_timeout whatever the caller's deadline:

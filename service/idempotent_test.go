@@ -183,6 +183,10 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 	if err := s.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// The run that outlived its caller says how it ended.
+	if lines := logs.Lines(`"level":"INFO"`, `"request_id":"rid"`, "a run whose caller left was done"); len(lines) != 1 {
+		t.Errorf("want one line of the run's end; log:\n%s", logs.String())
+	}
 	// The retry, on a server sharing the store (a WaitGroup that was
 	// waited on is not added to again).
 	resp, err := runOnce(context.Background(), New(Options{Idempotency: kept}), do)
@@ -204,6 +208,30 @@ func TestAnswerOfAWaitEndedByTheDeadline(t *testing.T) {
 	_, err := answer(ctx, config.OpCreateBackup, done)
 	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("answer = %v; want DeadlineExceeded saying the run goes on", err)
+	}
+}
+
+// TestOrphanRunFailureIsLogged: a run that fails after its caller left
+// says so, with its error, though no caller is there to be told.
+func TestOrphanRunFailureIsLogged(t *testing.T) {
+	logs := &testenv.Buffer{}
+	s := New(Options{DefaultTimeout: time.Minute, Idempotency: idempotency.NewMemory(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	release := make(chan struct{})
+	do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+		<-release
+		return nil, &smithy.GenericAPIError{Code: "TableNotFoundException", Message: "Table not found: Orders"}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := runOnce(ctx, s, do); !errors.Is(err, context.Canceled) {
+		t.Fatalf("runOnce = %v; want Canceled", err)
+	}
+	close(release)
+	if err := s.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if lines := logs.Lines(`"level":"WARN"`, `"request_id":"rid"`, "a run whose caller left ended in failure", "TableNotFoundException"); len(lines) != 1 {
+		t.Errorf("want one WARN line of the run's failure; log:\n%s", logs.String())
 	}
 }
 
