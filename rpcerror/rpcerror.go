@@ -380,8 +380,13 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 				"ask backupd's operators to check backupd's own AWS credentials", e.AccountID)}
 	}
 	if e.Denied() {
+		hint := "check the role's trust policy and ExternalId"
+		if api, ok := errors.AsType[smithy.APIError](e); ok && api.ErrorCode() == "RegionDisabledException" {
+			hint = "STS is not activated in the region backupd calls it in (its default_region); " +
+				"an administrator activates it in the IAM account settings"
+		}
 		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
-			msg: fmt.Sprintf("STS refused backupd's role in account %s; check the role's trust policy and ExternalId", e.AccountID)}
+			msg: fmt.Sprintf("STS refused backupd's role in account %s; %s", e.AccountID, hint)}
 	}
 	if e.Invalid() {
 		// A retry would be refused the same way; DESIGN's INTERNAL: the
@@ -421,7 +426,8 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	// What reaches the caller of the message is what the log keeps of it:
 	// an endpoint between (a proxy, an emulator) may quote the signed
 	// request, and a message may run to megabytes.
-	msg := redact.Cut(redact.Secrets(api.ErrorMessage()), maxAWSMessage)
+	// Without its closing period, as backupd's own words follow it.
+	msg := strings.TrimSuffix(redact.Cut(redact.Secrets(api.ErrorMessage()), maxAWSMessage), ".")
 	if msg == "" {
 		msg = redact.Cut(api.ErrorCode(), maxAWSMessage)
 	}
@@ -466,7 +472,8 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	default:
 		if accounts.Throttling(code) {
 			m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
-			m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline): retry later"
+			m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline) " +
+				"and did nothing: retry later"
 			return m
 		}
 		// An error code the SDK does not model (ServiceUnavailable,

@@ -154,6 +154,9 @@ func TestStatus(t *testing.T) {
 		{"DynamoDB ValidationException", sdkErr(&smithy.GenericAPIError{Code: "ValidationException", Message: "bad name"}),
 			codes.InvalidArgument, "DYNAMODB_VALIDATION", "", 0, "DynamoDB refused the request as invalid: bad name", ""},
 		{"STS AccessDenied", fmt.Errorf("op: %w", denied), codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "111111111111", "arn:aws:iam"},
+		{"STS not activated in its region", fmt.Errorf("op: %w", &auth.AssumeRoleError{AccountID: "111111111111",
+			Err: &smithy.GenericAPIError{Code: "RegionDisabledException", Message: "STS is not activated in this region for account:111111111111"}}),
+			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "STS is not activated in the region backupd calls it in", "trust policy"},
 		{"DynamoDB AccessDenied", sdkErr(&smithy.GenericAPIError{Code: "AccessDeniedException",
 			Message: "User: arn:aws:sts::111111111111:assumed-role/backupd-prod/backupd is not authorized to perform: dynamodb:CreateBackup"}),
 			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "refused backupd's role in this account (AccessDeniedException)", "assumed-role"},
@@ -187,7 +190,9 @@ func TestStatus(t *testing.T) {
 		{"DynamoDB LimitExceeded after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.LimitExceededException{Message: strPtr("too many")})},
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "too many", ""},
 		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter,
-			"slow down; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline): retry later", ""},
+			"slow down; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline) and did nothing: retry later", ""},
+		{"DynamoDB throttling, its message a sentence", sdkErr(&smithy.GenericAPIError{Code: "ProvisionedThroughputExceededException", Message: "The level of configured provisioned throughput for the table was exceeded."}),
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "was exceeded; DynamoDB throttled", ".;"},
 		// The limiter did not admit the SDK's retry: the caller hears what DynamoDB answered, not of a rate it was never over.
 		{"DynamoDB 5xx, its retry not admitted", &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DescribeBackup", Err: &accounts.RetryNotMadeError{
 			Failed:  sdkErr(&types.InternalServerError{Message: strPtr("boom")}),
