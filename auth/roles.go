@@ -172,7 +172,7 @@ type assumer struct {
 	// failed refresh are kept until then, not refreshed early.
 	retryAt time.Time
 	// failed answers for the last AssumeRole until failedUntil.
-	failed      error
+	failed      *AssumeRoleError
 	failedUntil time.Time
 	// refusedAt is when refused last took DynamoDB's refusal.
 	refusedAt time.Time
@@ -184,9 +184,10 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	timeout := a.timeout
 	a.mu.Lock()
 	if time.Now().Before(a.failedUntil) {
-		err := a.failed
+		held := *a.failed
+		held.Held = true
 		a.mu.Unlock()
-		return aws.Credentials{}, err
+		return aws.Credentials{}, &held
 	}
 	if a.keepable(time.Now().Add(keptRefreshTimeout)) {
 		timeout = min(timeout, keptRefreshTimeout)
@@ -201,11 +202,11 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
-		err = &AssumeRoleError{AccountID: a.account, Err: err}
+		failed := &AssumeRoleError{AccountID: a.account, Err: err}
 		if !a.keepable(time.Now()) {
-			a.failed, a.failedUntil = err, time.Now().Add(failureHoldOff)
+			a.failed, a.failedUntil = failed, time.Now().Add(failureHoldOff)
 		}
-		return aws.Credentials{}, err
+		return aws.Credentials{}, failed
 	}
 	a.expires, a.retryAt, a.failed, a.failedUntil = creds.Expires, time.Time{}, nil, time.Time{}
 	a.key = creds.AccessKeyID
@@ -288,9 +289,16 @@ func (a *assumer) AdjustExpiresBy(creds aws.Credentials, d time.Duration) (aws.C
 type AssumeRoleError struct {
 	AccountID string
 	Err       error
+	// Held marks the failure of an AssumeRole moments ago, given again
+	// without asking STS (failureHoldOff): its log line must not read as
+	// a call of its own, with attempts of its own.
+	Held bool
 }
 
 func (e *AssumeRoleError) Error() string {
+	if e.Held {
+		return fmt.Sprintf("assume role in account %s: STS not asked again within %s of its last failure, which was: %v", e.AccountID, failureHoldOff, e.Err)
+	}
 	return fmt.Sprintf("assume role in account %s: %v", e.AccountID, e.Err)
 }
 

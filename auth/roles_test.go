@@ -195,8 +195,13 @@ func TestFailedAssumeRoleAnswersForItself(t *testing.T) {
 		}).Credentials("111111111111")
 		ctx := context.Background()
 		for i := range 20 {
-			if _, err := p.Retrieve(ctx); !errors.As(err, new(*AssumeRoleError)) {
+			_, err := p.Retrieve(ctx)
+			if !errors.As(err, new(*AssumeRoleError)) {
 				t.Fatalf("retrieval %d: %v; want the AssumeRoleError", i, err)
+			}
+			// The failure given again says it is one, not a call of its own.
+			if held := strings.Contains(err.Error(), "STS not asked again"); held != (i > 0) {
+				t.Errorf("retrieval %d: %v; want it to say it was held: %v", i, err, i > 0)
 			}
 			time.Sleep(failureHoldOff / 40)
 		}
