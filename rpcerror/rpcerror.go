@@ -382,8 +382,8 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 	if e.Denied() {
 		hint := "check the role's trust policy and ExternalId"
 		if api, ok := errors.AsType[smithy.APIError](e); ok && api.ErrorCode() == "RegionDisabledException" {
-			hint = "STS is not activated in the region backupd calls it in (its default_region); " +
-				"an administrator activates it in the IAM account settings"
+			hint = fmt.Sprintf("STS is not activated in the region backupd calls it in (backupd's top-level default_region); "+
+				"an administrator of account %s activates it in its IAM account settings", e.AccountID)
 		}
 		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
 			msg: fmt.Sprintf("STS refused backupd's role in account %s; %s", e.AccountID, hint)}

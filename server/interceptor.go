@@ -172,7 +172,7 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		start: start, err: err, req: req, resp: resp}
 	if st := i.record(ctx, done); st != nil {
 		if _, rest := ctx.Value(restCallKey{}).(*restCall); !rest {
-			pushBack(ctx, st)
+			pushBack(ctx, st, err)
 		}
 		return nil, st.Err()
 	}
@@ -188,12 +188,12 @@ const pushBackTrailer = "grpc-retry-pushback-ms"
 // retry reads no RetryInfo, so without it a retryPolicy would come back
 // on its own backoff, long before a rate-limit turn; and a policy that
 // retries UNAVAILABLE would repeat a CreateBackup or restore that may
-// have been done (OUTCOME_UNKNOWN), making a second backup, which a
-// negative pushback forbids.
-func pushBack(ctx context.Context, st *status.Status) {
+// have been done (OUTCOME_UNKNOWN, or sent and unanswered at the
+// deadline), making a second backup, which a negative pushback forbids.
+func pushBack(ctx context.Context, st *status.Status, err error) {
 	var ms int64
 	switch {
-	case rpcerror.ReasonOf(st) == rpcerror.ReasonOutcomeUnknown:
+	case rpcerror.ReasonOf(st) == rpcerror.ReasonOutcomeUnknown || errors.As(err, new(*service.UnansweredError)):
 		ms = -1
 	default:
 		d, ok := rpcerror.RetryDelay(st)

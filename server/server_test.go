@@ -433,6 +433,9 @@ func TestPushBackTellsGRPCRetries(t *testing.T) {
 		{"rate limited", &ratelimit.LimitedError{Key: key, RetryAfter: 1500 * time.Millisecond}, []string{"1500"}},
 		{"rate limited, rounded up", &ratelimit.LimitedError{Key: key, RetryAfter: 1000*time.Millisecond + 400*time.Microsecond}, []string{"1001"}},
 		{"outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "us-east-1", Err: errors.New("500")}, []string{"-1"}},
+		{"sent, unanswered at the deadline", &service.UnansweredError{Operation: "CreateBackup", Err: context.DeadlineExceeded}, []string{"-1"}},
+		// A repeat with the same request_id gets the run's result.
+		{"still running under its request_id", &service.StillRunningError{Operation: "CreateBackup", Err: context.DeadlineExceeded}, nil},
 		{"table not found", &smithy.GenericAPIError{Code: "TableNotFoundException"}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -466,19 +469,25 @@ func TestPushBackTellsGRPCRetries(t *testing.T) {
 		calls int
 	}{
 		{&accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "us-east-1", Err: errors.New("500")}, 1},
-		{&ratelimit.LimitedError{Key: key, RetryAfter: 20 * time.Millisecond}, 3},
+		{&ratelimit.LimitedError{Key: key, RetryAfter: 300 * time.Millisecond}, 3},
 	} {
 		f.stub.mu.Lock()
 		f.stub.err, f.stub.calls = tt.err, 0
 		f.stub.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
 		_, err := client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"})
+		took := time.Since(start)
 		cancel()
 		f.stub.mu.Lock()
 		calls := f.stub.calls
 		f.stub.mu.Unlock()
 		if calls != tt.calls {
 			t.Errorf("%v: the service got %d calls, want %d", err, calls, tt.calls)
+		}
+		// Each retry waited for the turn, not the policy's 10 ms.
+		if limited, ok := tt.err.(*ratelimit.LimitedError); ok && took < time.Duration(tt.calls-1)*limited.RetryAfter {
+			t.Errorf("%d attempts in %s; want each retry after the %s pushback", calls, took, limited.RetryAfter)
 		}
 	}
 }

@@ -394,3 +394,22 @@ func TestDetachedRunEndsByItsClaim(t *testing.T) {
 		})
 	}
 }
+
+// TestMadeARN: an orphan run's line names the backup a CreateBackup made
+// and the table a restore made.
+func TestMadeARN(t *testing.T) {
+	const backup, table = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01", "arn:aws:dynamodb:us-east-1:111111111111:table/Copy"
+	for _, tt := range []struct {
+		resp proto.Message
+		want string
+	}{
+		{&backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupArn: backup}}, backup},
+		{&backupv1.RestoreTableFromBackupResponse{TableDescription: &backupv1.TableDescription{TableArn: table}}, table},
+		{&backupv1.DeleteBackupResponse{}, ""},
+		{nil, ""},
+	} {
+		if got := madeARN(tt.resp); got != tt.want {
+			t.Errorf("madeARN(%T) = %q, want %q", tt.resp, got, tt.want)
+		}
+	}
+}

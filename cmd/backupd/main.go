@@ -515,7 +515,8 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 }
 
 // redisState builds the state the replicas share in Redis, once the
-// server has taken backupd's user and its commands (checkRedis).
+// server has taken backupd's user and its commands
+// (sharedstate.CheckStart).
 func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options, logger *slog.Logger) (stateBackend, error) {
 	rc := cfg.SharedState.Redis
 	client, waiter, err := redisClients(rc)
