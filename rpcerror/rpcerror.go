@@ -213,7 +213,12 @@ func mapErr(err error) mapped {
 	if m, ok := mapOurs(err); ok {
 		return m
 	}
-	return mapUpstream(err)
+	m := mapUpstream(err)
+	if op, ok := errors.AsType[*smithy.OperationError](err); ok && m.reason == "DYNAMODB_UNAVAILABLE" && op.Operation() == "DeleteBackup" {
+		// A retry is safe, but its answer would otherwise mislead.
+		m.msg += "; an attempt may have deleted the backup before DynamoDB failed: a retry answered BACKUP_NOT_FOUND means it is gone"
+	}
+	return m
 }
 
 // Refusal reports whether err is backupd's own refusal (the caller's
