@@ -162,6 +162,9 @@ func TestRedisGone(t *testing.T) {
 	if n := len(rec.Calls("CreateBackup")) - before; n != 0 {
 		t.Errorf("%d CreateBackup calls reached DynamoDB while Redis was down", n)
 	}
+	if up := inst.metric(t, "backupd_shared_state_up", nil); up != 0 || len(inst.logs.Lines("Redis stopped answering")) != 1 {
+		t.Errorf("with Redis down: backupd_shared_state_up %v; want 0, and one line saying so:\n%s", up, inst.logs.String())
+	}
 	// The Redis that comes back is empty: backupd notices the loss and
 	// gives no turn until the turns taken before it can have passed
 	// (max_wait from Redis' start), then serves again.
@@ -186,6 +189,9 @@ func TestRedisGone(t *testing.T) {
 	}
 	if !strings.Contains(inst.logs.String(), "Redis restarted, failed over or lost backupd's data") {
 		t.Errorf("the log does not say Redis lost its data:\n%s", inst.logs.String())
+	}
+	if up := inst.metric(t, "backupd_shared_state_up", nil); up != 1 || len(inst.logs.Lines("Redis answers again")) != 1 {
+		t.Errorf("with Redis back: backupd_shared_state_up %v; want 1, and one line saying so:\n%s", up, inst.logs.String())
 	}
 }
 

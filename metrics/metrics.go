@@ -128,6 +128,24 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
+// SharedStateUp makes the gauge of whether Redis answers backupd, and
+// returns its setter (sharedstate.Reachability's report). Only a Redis
+// backend has it.
+func (m *Metrics) SharedStateUp() func(up bool) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "backupd_shared_state_up",
+		Help: "1 while the Redis of the shared state answers backupd's commands, 0 while it does not (requests that need it are refused).",
+	})
+	m.reg.MustRegister(g)
+	return func(up bool) {
+		if up {
+			g.Set(1)
+		} else {
+			g.Set(0)
+		}
+	}
+}
+
 // ObserveRequest counts one answered request. Its reason tells causes of
 // one code apart (Redis gone from DynamoDB failing, both UNAVAILABLE);
 // backupd's reasons are a fixed set, so the label's values are bounded.

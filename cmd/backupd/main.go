@@ -511,17 +511,23 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 		m.HoldRequestIDs(kept.Len)
 		return stateBackend{limiter: ratelimit.NewLocal(opts), results: kept, close: func() {}}, nil
 	}
-	return redisState(ctx, cfg, opts, logger)
+	return redisState(ctx, cfg, opts, m, logger)
 }
 
 // redisState builds the state the replicas share in Redis, once the
 // server has taken backupd's user and its commands
 // (sharedstate.CheckStart).
-func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options, logger *slog.Logger) (stateBackend, error) {
+func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options, m *metrics.Metrics, logger *slog.Logger) (stateBackend, error) {
 	rc := cfg.SharedState.Redis
 	client, waiter, err := redisClients(rc)
 	if err != nil {
 		return stateBackend{}, err
+	}
+	// Before the start's checks, whose first answer, or none, it takes.
+	reach := sharedstate.NewReachability(logger, m.SharedStateUp())
+	client.AddHook(reach)
+	if waiter != nil {
+		waiter.AddHook(reach)
 	}
 	closeClients := func() {
 		_ = client.Close()
