@@ -162,25 +162,14 @@ func (l *Limiter) warn(line []slog.Attr) {
 }
 
 // IP is the client address that bounds per client count addr as: its IP
-// address, an IPv4-mapped one as IPv4; an IPv6 one by its /64, the
-// smallest network a host is given (one host may take any address of
-// its /64, so counted by address it would pass any bound alone); the
-// zero address, one count for all, for an address that is not TCP's.
+// address, an IPv4-mapped one as IPv4; the zero address, one count for
+// all, for an address that is not TCP's.
 func IP(addr net.Addr) netip.Addr {
-	a, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return netip.Addr{}
+	if a, ok := addr.(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
 	}
-	ip := a.AddrPort().Addr().Unmap()
-	if ip.Is6() {
-		return netip.PrefixFrom(ip, ipv6ClientBits).Masked().Addr()
-	}
-	return ip
+	return netip.Addr{}
 }
-
-// ipv6ClientBits is the prefix of an IPv6 address that IP counts as one
-// client.
-const ipv6ClientBits = 64
 
 // Conn is c counted until its first Close.
 func Conn(c net.Conn, release func()) net.Conn {
