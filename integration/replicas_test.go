@@ -162,7 +162,13 @@ func TestRedisGone(t *testing.T) {
 	if n := len(rec.Calls("CreateBackup")) - before; n != 0 {
 		t.Errorf("%d CreateBackup calls reached DynamoDB while Redis was down", n)
 	}
-	if up := inst.metric(t, "backupd_shared_state_up", nil); up != 0 || len(inst.logs.Lines("Redis stopped answering")) != 1 {
+	// Gone once its failures have lasted a second (one slow answer is
+	// not an outage).
+	time.Sleep(1100 * time.Millisecond)
+	if err := create("during-later", ""); status.Code(err) != codes.Unavailable {
+		t.Errorf("with Redis down a second: %v; want UNAVAILABLE", err)
+	}
+	if up := inst.metric(t, "backupd_shared_state_up", nil); up != 0 || len(inst.logs.Lines("Redis stopped serving")) != 1 {
 		t.Errorf("with Redis down: backupd_shared_state_up %v; want 0, and one line saying so:\n%s", up, inst.logs.String())
 	}
 	// The Redis that comes back is empty: backupd notices the loss and
@@ -190,7 +196,7 @@ func TestRedisGone(t *testing.T) {
 	if !strings.Contains(inst.logs.String(), "Redis restarted, failed over or lost backupd's data") {
 		t.Errorf("the log does not say Redis lost its data:\n%s", inst.logs.String())
 	}
-	if up := inst.metric(t, "backupd_shared_state_up", nil); up != 1 || len(inst.logs.Lines("Redis answers again")) != 1 {
+	if up := inst.metric(t, "backupd_shared_state_up", nil); up != 1 || len(inst.logs.Lines("Redis serves again")) != 1 {
 		t.Errorf("with Redis back: backupd_shared_state_up %v; want 1, and one line saying so:\n%s", up, inst.logs.String())
 	}
 }

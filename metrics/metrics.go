@@ -134,7 +134,7 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) SharedStateUp() func(up bool) {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "backupd_shared_state_up",
-		Help: "1 while the Redis of the shared state answers backupd's commands, 0 while it does not (requests that need it are refused).",
+		Help: "1 while the Redis of the shared state serves backupd's commands, 0 once it has failed them for a second (requests that need it are refused).",
 	})
 	m.reg.MustRegister(g)
 	return func(up bool) {

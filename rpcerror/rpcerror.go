@@ -66,6 +66,10 @@ const ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
 // ReasonDeadlineExceeded is a call whose deadline passed first.
 const ReasonDeadlineExceeded = "DEADLINE_EXCEEDED"
 
+// reasonDynamoDBUnavailable is DynamoDB unreachable, or failing, after
+// the SDK's retries.
+const reasonDynamoDBUnavailable = "DYNAMODB_UNAVAILABLE"
+
 // RequestError is a request the gRPC server or the REST gateway refuses on
 // its own, before the service sees it: too large, undecodable, or for a
 // route or method backupd does not have, or arriving as it shuts down. It
@@ -214,7 +218,7 @@ func mapErr(err error) mapped {
 		return m
 	}
 	m := mapUpstream(err)
-	if op, ok := errors.AsType[*smithy.OperationError](err); ok && m.reason == "DYNAMODB_UNAVAILABLE" && op.Operation() == "DeleteBackup" {
+	if op, ok := errors.AsType[*smithy.OperationError](err); ok && m.reason == reasonDynamoDBUnavailable && op.Operation() == "DeleteBackup" {
 		// A retry is safe, but its answer would otherwise mislead.
 		m.msg += "; an attempt may have deleted the backup before DynamoDB failed: a retry answered BACKUP_NOT_FOUND means it is gone"
 	}
@@ -368,7 +372,7 @@ func mapUpstream(err error) mapped {
 	case errors.As(err, &api):
 		return mapAPI(api, awsRequestID(err), httpStatus(err))
 	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:
-		return mapped{code: codes.Unavailable, reason: "DYNAMODB_UNAVAILABLE", retryAfter: DefaultRetryAfter,
+		return mapped{code: codes.Unavailable, reason: reasonDynamoDBUnavailable, retryAfter: DefaultRetryAfter,
 			msg: "DynamoDB could not be reached or kept failing; retry later"}
 	}
 	return mapped{code: codes.Internal, reason: "INTERNAL", msg: internalMsg}
@@ -484,7 +488,7 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		// An error code the SDK does not model (ServiceUnavailable,
 		// InternalFailure) is a server fault by its status alone.
 		if api.ErrorFault() == smithy.FaultServer || httpStatus >= 500 {
-			m.code, m.reason, m.retryAfter = codes.Unavailable, "DYNAMODB_UNAVAILABLE", DefaultRetryAfter
+			m.code, m.reason, m.retryAfter = codes.Unavailable, reasonDynamoDBUnavailable, DefaultRetryAfter
 			what := redact.Cut(code, 64)
 			if code == "UnknownError" && httpStatus > 0 {
 				what = fmt.Sprintf("HTTP %d without an error code", httpStatus) // smithy's name for none

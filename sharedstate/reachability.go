@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,19 +16,25 @@ import (
 )
 
 // Reachability tells, in the log and through report, when Redis stops
-// answering backupd and when it answers again: while it does not, every
+// serving backupd and when it serves again: while it does not, every
 // request that needs it is refused, and each request's own line says
 // only that it was. It watches every command and dial of the clients it
-// is added to (a go-redis hook).
+// is added to (a go-redis hook). Redis counts as gone once its failures
+// have lasted downAfter with no answer between, so that one slow answer
+// (a fork, a long script) does not flap the gauge and the log.
 type Reachability struct {
 	log    *slog.Logger
 	report func(up bool)
+	now    func() time.Time
 
 	// state is unknown (0), up or down: read by every command, written
 	// (under mu) only when it changes.
-	state     atomic.Int32
-	mu        sync.Mutex
-	downSince time.Time
+	state atomic.Int32
+	// failing is set, under mu, from the first failure after an answer.
+	failing atomic.Bool
+	mu      sync.Mutex
+	// failingSince is the first failure after the last answer.
+	failingSince time.Time
 }
 
 const (
@@ -35,88 +42,130 @@ const (
 	stateDown = 2
 )
 
+// downAfter is how long failures must last, with no answer between,
+// before Redis counts as gone.
+const downAfter = time.Second
+
 // NewReachability returns a Reachability that logs to log and calls
 // report (a gauge; nil for none) with each change.
 func NewReachability(log *slog.Logger, report func(up bool)) *Reachability {
 	if report == nil {
 		report = func(bool) {}
 	}
-	return &Reachability{log: log, report: report}
+	return &Reachability{log: log, report: report, now: time.Now}
 }
 
-// DialHook implements redis.Hook.
+// DialHook implements redis.Hook. A connection made says nothing of
+// Redis (a stopped server's kernel still accepts); one refused, or not
+// made within the dial timeout, that it is not there.
 func (r *Reachability) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := next(ctx, network, addr)
-		r.observe(err)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			r.failed(err)
+		}
 		return conn, err
 	}
 }
 
-// ProcessHook implements redis.Hook.
+// ProcessHook implements redis.Hook. The commands that set up a new
+// connection (HELLO, AUTH, CLIENT, SELECT) say nothing of whether Redis
+// serves: go-redis dials again after a READONLY, and the new
+// connection's HELLO would otherwise count as its answer.
 func (r *Reachability) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		r.observe(err)
+		if !connectionSetup[cmd.Name()] {
+			r.observe(ctx, err)
+		}
 		return err
 	}
 }
+
+// connectionSetup are the commands go-redis sends on a new connection.
+var connectionSetup = map[string]bool{"hello": true, "auth": true, "client": true, "select": true}
 
 // ProcessPipelineHook implements redis.Hook.
 func (r *Reachability) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		r.observe(err)
+		if !slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return !connectionSetup[c.Name()] }) {
+			return err // a new connection's set-up, as above
+		}
+		r.observe(ctx, err)
 		return err
 	}
 }
 
-// observe takes one command's or dial's outcome. An answer of Redis,
-// an error reply included, says it answers; a failure to reach it or
-// to read its answer in time (the read timeout), that it does not. A
-// command that ran out of its request's deadline, waited for a pooled
-// connection, or ran on a closed client says neither.
-func (r *Reachability) observe(err error) {
+// refusingStates are the error replies of a Redis that answers but
+// serves no command of backupd's: loading its data, a replica (an old
+// primary after a failover), without its primary, busy with a script,
+// or refusing writes after a failed save.
+var refusingStates = []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "MISCONF"}
+
+// observe takes one command's outcome. An answer, an error reply
+// included, says Redis serves, but for the replies of refusingStates; a
+// failure to reach it or to read its answer in time, that it does not.
+// A command whose own request's context ended says neither.
+func (r *Reachability) observe(ctx context.Context, err error) {
 	var reply redis.Error
 	switch {
-	case err == nil, errors.As(err, &reply):
-		r.set(true, nil)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
+	case err == nil:
+		r.answered()
+	case errors.As(err, &reply):
+		for _, state := range refusingStates {
+			if redis.HasErrorPrefix(err, state) {
+				r.failed(err)
+				return
+			}
+		}
+		r.answered()
+	case ctx.Err() != nil, errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
 	default:
-		r.set(false, err)
+		r.failed(err)
 	}
 }
 
-// set records the state, logging a change from a known one: the first
-// state is the start's to log (CheckStart).
-func (r *Reachability) set(up bool, err error) {
-	want := int32(stateDown)
-	if up {
-		want = stateUp
-	}
-	if r.state.Load() == want {
+// answered records that Redis served a command.
+func (r *Reachability) answered() {
+	if r.state.Load() == stateUp && !r.failing.Load() {
 		return
 	}
 	r.mu.Lock()
-	was := r.state.Load()
-	if was == want {
-		r.mu.Unlock()
+	defer r.mu.Unlock()
+	r.failing.Store(false)
+	was := r.state.Swap(stateUp)
+	if was == stateUp {
 		return
 	}
-	r.state.Store(want)
-	downSince := r.downSince
-	if !up {
-		r.downSince = time.Now()
+	r.report(true)
+	if was == stateDown {
+		r.log.Info("shared state: Redis serves again", slog.Duration("down_for", r.now().Sub(r.failingSince).Round(time.Millisecond)))
 	}
-	r.report(up)
-	r.mu.Unlock()
-	switch {
-	case was == 0:
-	case up:
-		r.log.Info("shared state: Redis answers again", slog.Duration("down_for", time.Since(downSince).Round(time.Millisecond)))
-	default:
-		r.log.Error("shared state: Redis stopped answering; requests that need it are refused (SHARED_STATE_UNAVAILABLE) until it answers again",
-			slog.String("error", redact.Error(err)))
+}
+
+// failed records a failure, and Redis gone once failures have lasted
+// downAfter with no answer between (at once at the start, whose own
+// check logs it).
+func (r *Reachability) failed(err error) {
+	if r.state.Load() == stateDown {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if !r.failing.Load() {
+		r.failing.Store(true)
+		r.failingSince = now
+	}
+	was := r.state.Load()
+	if was == stateDown || was == stateUp && now.Sub(r.failingSince) < downAfter {
+		return
+	}
+	r.state.Store(stateDown)
+	r.report(false)
+	if was == stateUp {
+		r.log.Error("shared state: Redis stopped serving backupd; requests that need it are refused (SHARED_STATE_UNAVAILABLE) until it serves again",
+			slog.Duration("failing_for", now.Sub(r.failingSince).Round(time.Millisecond)), slog.String("error", redact.Error(err)))
 	}
 }

@@ -5,71 +5,117 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/testenv"
 )
 
-// TestReachability: against a real redis-server stopped and started
-// again, the first answer is reported without a line (the start logs
-// its own), the loss of Redis and its return each once, with a line;
-// an error reply is an answer, and a command out of its own deadline
-// says nothing of Redis.
+// TestReachability: with backupd's own client options, against a real
+// redis-server: the first answer is reported without a line (the start
+// logs its own); an error reply is an answer, a command whose context
+// ended says nothing; failures count once they have lasted downAfter
+// with no answer between, whether Redis refuses to serve (READONLY),
+// is gone, or stalls (SIGSTOP: its kernel still accepts connections,
+// which say nothing); each loss and each return is one report and one
+// line.
 func TestReachability(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	r := testenv.StartRedis(t, addr)
 	logs := &testenv.Buffer{}
 	var mu sync.Mutex
 	var reports []bool
+	reported := func() []bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(reports)
+	}
 	reach := NewReachability(slog.New(slog.NewJSONHandler(logs, nil)), func(up bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		reports = append(reports, up)
 	})
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	clock := time.Now()
+	reach.now = func() time.Time { return clock }
+	c, err := NewRedisClient(config.Redis{Address: addr, KeyPrefix: "backupd:"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close()
 	c.AddHook(reach)
 	ctx := context.Background()
-
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Do(ctx, "nosuchcommand").Err(); err == nil {
-		t.Fatal("an unknown command was taken")
-	}
-	expired, cancel := context.WithCancel(ctx)
-	cancel()
-	_ = c.Ping(expired).Err()
-	mu.Lock()
-	if !slices.Equal(reports, []bool{true}) {
-		t.Errorf("after an answer, an error reply and a canceled command: reported %v; want [true]", reports)
-	}
-	mu.Unlock()
-	r.Stop()
-	for range 3 {
-		if err := c.Ping(ctx).Err(); err == nil {
-			t.Fatal("a stopped Redis answered")
+	step := func(name string, want []bool, do func()) {
+		t.Helper()
+		do()
+		if got := reported(); !slices.Equal(got, want) {
+			t.Fatalf("%s: reported %v; want %v\n%s", name, got, want, logs.String())
 		}
 	}
-	testenv.StartRedis(t, addr)
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis started again: %v", err)
-	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	if want := []bool{true, false, true}; !slices.Equal(reports, want) {
-		t.Errorf("reported %v; want %v", reports, want)
+	step("an answer, an error reply, a canceled command", []bool{true}, func() {
+		_ = c.Ping(ctx).Err()
+		_ = c.Do(ctx, "nosuchcommand").Err()
+		canceled, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = c.Ping(canceled).Err()
+	})
+	if err := r.Client.ReplicaOf(ctx, "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
 	}
-	if n := len(logs.Lines(`"level":"ERROR"`, "Redis stopped answering")); n != 1 {
-		t.Errorf("%d lines of Redis gone; want 1:\n%s", n, logs.String())
+	step("READONLY once, then an answer", []bool{true}, func() {
+		_ = c.Set(ctx, "backupd:x", 1, time.Minute).Err()
+		clock = clock.Add(2 * downAfter)
+		_ = c.Get(ctx, "backupd:x").Err()
+	})
+	step("READONLY for downAfter", []bool{true, false}, func() {
+		_ = c.Set(ctx, "backupd:x", 1, time.Minute).Err()
+		clock = clock.Add(downAfter)
+		_ = c.Set(ctx, "backupd:x", 1, time.Minute).Err()
+		_ = c.Set(ctx, "backupd:x", 1, time.Minute).Err()
+	})
+	if err := r.Client.ReplicaOf(ctx, "no", "one").Err(); err != nil {
+		t.Fatal(err)
 	}
-	if n := len(logs.Lines(`"level":"INFO"`, "Redis answers again", `"down_for"`)); n != 1 {
-		t.Errorf("%d lines of Redis back; want 1:\n%s", n, logs.String())
+	step("serving again", []bool{true, false, true}, func() { _ = c.Set(ctx, "backupd:x", 1, time.Minute).Err() })
+	step("stalled", []bool{true, false, true, false}, func() {
+		if err := r.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = r.Process.Signal(syscall.SIGCONT) }()
+		for range 3 {
+			if err := c.Ping(ctx).Err(); err == nil {
+				t.Fatal("a stopped Redis answered")
+			}
+			clock = clock.Add(downAfter)
+		}
+	})
+	step("serving after the stall", []bool{true, false, true, false, true}, func() {
+		if err := c.Ping(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	step("gone", []bool{true, false, true, false, true, false}, func() {
+		r.Stop()
+		for range 3 {
+			_ = c.Ping(ctx).Err()
+			clock = clock.Add(downAfter)
+		}
+	})
+	step("back", []bool{true, false, true, false, true, false, true}, func() {
+		testenv.StartRedis(t, addr)
+		if err := c.Ping(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n := len(logs.Lines(`"level":"ERROR"`, "Redis stopped serving", `"failing_for"`)); n != 3 {
+		t.Errorf("%d lines of Redis gone; want 3:\n%s", n, logs.String())
 	}
-	if n := len(logs.Lines(`"msg"`)); n != 2 {
-		t.Errorf("%d lines; want 2:\n%s", n, logs.String())
+	if n := len(logs.Lines(`"level":"INFO"`, "Redis serves again", `"down_for"`)); n != 3 {
+		t.Errorf("%d lines of Redis back; want 3:\n%s", n, logs.String())
+	}
+	if n := len(logs.Lines(`"msg"`)); n != 6 {
+		t.Errorf("%d lines; want 6:\n%s", n, logs.String())
 	}
 }
