@@ -693,7 +693,7 @@ func (s SharedState) validate(bad reporter) {
 }
 
 // checkCAFile reports a tls_ca_file set without tls, or one that holds
-// no certificate that RedisCAs would take.
+// no certificate that RootCAs would take.
 func (r Redis) checkCAFile(bad reporter) {
 	if r.TLSCAFile == "" {
 		return

@@ -122,11 +122,7 @@ func replicatedThrough(t *testing.T, wait time.Duration) (s *Redis, client *redi
 	}
 	confirms(t, primary)
 	rc := config.Redis{Address: primary.Addr, WaitReplicas: 1, WaitTimeout: wait}
-	client, err := sharedstate.NewRedisClient(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiter, err := sharedstate.NewWaitingRedisClient(rc)
+	client, waiter, err := sharedstate.NewRedisClients(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +213,7 @@ func TestRedisConfirmsAResentClaimOnItsReplica(t *testing.T) {
 // the client's pool, which the rate limiter uses for every request: a
 // burst of such requests must not leave it without a connection, or
 // requests without a request_id are refused too. The waiter of
-// sharedstate.NewWaitingRedisClient has a pool of its own.
+// sharedstate.NewRedisClients' waiter has a pool of its own.
 func TestRedisWaitsLeaveTheClientItsConnections(t *testing.T) {
 	wait := 5 * time.Second
 	s, client, _, replica, _ := replicatedThrough(t, wait)

@@ -56,7 +56,7 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 		if arrived.Err() != nil {
 			t.Error("a call whose request arrived was canceled")
 		}
-		if err := i.requestArrived(silent); status.Code(err) != codes.Canceled || reasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
+		if err := i.requestArrived(silent); status.Code(err) != codes.Canceled || rpcerror.ReasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
 			t.Errorf("the request of a call cut at the drain: %v; want it refused, Canceled %s", err, rpcerror.ReasonShuttingDown)
 		}
 		afterCut := i.holdUntilArrival(context.Background(), method)
@@ -170,7 +170,7 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 		if silent.Err() == nil || health.Err() == nil || arrived.Err() != nil {
 			t.Fatalf("canceled: silent %v, health check %v, arrived %v; want the first two", silent.Err(), health.Err(), arrived.Err())
 		}
-		if err := i.requestArrived(silent); !errors.Is(err, errRequestLateStatus) || reasonOf(status.Convert(err)) != rpcerror.ReasonRequestLate {
+		if err := i.requestArrived(silent); !errors.Is(err, errRequestLateStatus) || rpcerror.ReasonOf(status.Convert(err)) != rpcerror.ReasonRequestLate {
 			t.Errorf("the request of a call its bound ended, arriving then: %v; want it refused", err)
 		}
 		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"caller":"127.0.0.1:1"`, `"code":"Canceled"`, `"reason":"REQUEST_NOT_ARRIVED"`, "did not arrive in time"); len(lines) != 1 ||

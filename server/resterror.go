@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -160,11 +159,8 @@ func errorStatus(ctx context.Context, r *http.Request, call *restCall, err, auth
 // realm, should a refusal ever come without one) as WWW-Authenticate
 // rather than the status message.
 func writeError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, st *status.Status, challenge string) {
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			secs := math.Ceil(ri.GetRetryDelay().AsDuration().Seconds())
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(secs))))
-		}
+	if d, ok := rpcerror.RetryDelay(st); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
 	}
 	if st.Code() == codes.Unauthenticated {
 		w = challengeWriter{ResponseWriter: w, challenge: cmp.Or(challenge, `Bearer realm="backupd"`)}

@@ -1518,7 +1518,7 @@ func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
 			f.observed.take()
 			err := open(tt.token, tt.method)
 			st := status.Convert(err)
-			if st.Code() != codes.Unauthenticated || reasonOf(st) != tt.reason {
+			if st.Code() != codes.Unauthenticated || rpcerror.ReasonOf(st) != tt.reason {
 				t.Fatalf("got %v; want Unauthenticated with reason %s, before any request", err, tt.reason)
 			}
 			if counted := f.observed.take(); !slices.Equal(counted, []string{tt.counted}) {
@@ -1547,14 +1547,6 @@ func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
 }
 
 // reasonOf is the reason of st's ErrorInfo, or "".
-func reasonOf(st *status.Status) string {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
-		}
-	}
-	return ""
-}
 
 // TestSilentConnectionDoesNotHoldTheStop: a connection that never sends
 // its HTTP/2 preface (a port scanner's, say) is dropped after the

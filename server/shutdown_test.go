@@ -351,7 +351,7 @@ func TestShutdownEndsHealthWatches(t *testing.T) {
 				t.Fatalf("Watch answer after the signal %v, %v; want NOT_SERVING", resp, err)
 			}
 			// Then the end, without NOT_SERVING again.
-			if resp, err := stream.Recv(); status.Code(err) != codes.Unavailable || reasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
+			if resp, err := stream.Recv(); status.Code(err) != codes.Unavailable || rpcerror.ReasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
 				t.Errorf("Watch after NOT_SERVING: %v, %v; want its end, UNAVAILABLE SHUTTING_DOWN", resp, err)
 			}
 			select {
@@ -377,7 +377,7 @@ func TestHealthWatchAfterEndStreams(t *testing.T) {
 	}
 	for {
 		if _, err := stream.Recv(); err != nil {
-			if status.Code(err) != codes.Unavailable || reasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
+			if status.Code(err) != codes.Unavailable || rpcerror.ReasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
 				t.Errorf("Watch ended with %v; want UNAVAILABLE SHUTTING_DOWN", err)
 			}
 			return
@@ -393,7 +393,7 @@ func TestHealthCallsAreBounded(t *testing.T) {
 	health := healthpb.NewHealthClient(f.conn)
 	long := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", maxHealthServiceName+1)}
 	_, err := health.Check(context.Background(), long)
-	if st := status.Convert(err); st.Code() != codes.InvalidArgument || reasonOf(st) != "INVALID_ARGUMENT" || !strings.Contains(fmt.Sprint(st.Details()), `field:"service"`) {
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || rpcerror.ReasonOf(st) != "INVALID_ARGUMENT" || !strings.Contains(fmt.Sprint(st.Details()), `field:"service"`) {
 		t.Errorf("Check of a long name: %v, details %v; want InvalidArgument naming service", err, st.Details())
 	}
 	longWatch, err := health.Watch(context.Background(), long)
@@ -418,7 +418,7 @@ func TestHealthCallsAreBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted || reasonOf(status.Convert(err)) != rpcerror.ReasonTooManyWatches {
+	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted || rpcerror.ReasonOf(status.Convert(err)) != rpcerror.ReasonTooManyWatches {
 		t.Errorf("a third watch: %v; want ResourceExhausted %s", err, rpcerror.ReasonTooManyWatches)
 	}
 	if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
@@ -514,7 +514,7 @@ func TestShutdownEndsReflectionStreams(t *testing.T) {
 			default:
 				t.Error("the request_id runs were not waited for")
 			}
-			if err := stream.RecvMsg(resp); status.Code(err) != codes.Unavailable || reasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
+			if err := stream.RecvMsg(resp); status.Code(err) != codes.Unavailable || rpcerror.ReasonOf(status.Convert(err)) != rpcerror.ReasonShuttingDown {
 				t.Errorf("the open reflection stream got %v; want UNAVAILABLE SHUTTING_DOWN", err)
 			}
 		})
@@ -710,7 +710,7 @@ func TestReflectionStreamsAreBounded(t *testing.T) {
 		t.Fatalf("stream %d: %v", bound, err)
 	}
 	err := listServices(ctx, conn)
-	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || reasonOf(st) != rpcerror.ReasonTooManyStreams {
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || rpcerror.ReasonOf(st) != rpcerror.ReasonTooManyStreams {
 		t.Fatalf("stream %d: %v; want RESOURCE_EXHAUSTED %s", bound+1, err, rpcerror.ReasonTooManyStreams)
 	}
 	closeLast()
@@ -749,7 +749,7 @@ func TestIdleReflectionStreamsEnd(t *testing.T) {
 	}
 	start := time.Now()
 	err = s.RecvMsg(&reflectionpb.ServerReflectionResponse{})
-	if st := status.Convert(err); st.Code() != codes.Unavailable || reasonOf(st) != rpcerror.ReasonIdleStream {
+	if st := status.Convert(err); st.Code() != codes.Unavailable || rpcerror.ReasonOf(st) != rpcerror.ReasonIdleStream {
 		t.Errorf("an idle reflection stream: %v after %s; want UNAVAILABLE %s", err, time.Since(start).Round(time.Millisecond), rpcerror.ReasonIdleStream)
 	}
 }
@@ -803,7 +803,7 @@ func TestHealthWatchesAreBoundedPerCaller(t *testing.T) {
 	for _, s := range steps {
 		err := watch(s.from, s.token)
 		st := status.Convert(err)
-		refused := st.Code() == codes.ResourceExhausted && reasonOf(st) == rpcerror.ReasonTooManyWatches
+		refused := st.Code() == codes.ResourceExhausted && rpcerror.ReasonOf(st) == rpcerror.ReasonTooManyWatches
 		if refused != (s.refusal != "") || err != nil && !refused || !strings.Contains(st.Message(), s.refusal) {
 			t.Errorf("%s: %v; want refused %v (%q)", s.name, err, s.refusal != "", s.refusal)
 		}
@@ -863,7 +863,7 @@ func TestReflectionStreamsAreBoundedPerCaller(t *testing.T) {
 	} {
 		err := open(s.conn, s.token)
 		st := status.Convert(err)
-		refused := st.Code() == codes.ResourceExhausted && reasonOf(st) == rpcerror.ReasonTooManyStreams
+		refused := st.Code() == codes.ResourceExhausted && rpcerror.ReasonOf(st) == rpcerror.ReasonTooManyStreams
 		if refused != (s.refusal != "") || err != nil && !refused || !strings.Contains(st.Message(), s.refusal) {
 			t.Errorf("%s: %v; want refused %v (%q)", s.name, err, s.refusal != "", s.refusal)
 		}

@@ -39,11 +39,7 @@ func TestReachability(t *testing.T) {
 	})
 	clock := time.Now()
 	reach.now = func() time.Time { return clock }
-	c, err := NewRedisClient(config.Redis{Address: addr, KeyPrefix: "backupd:"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, _ := clients(t, config.Redis{Address: addr, KeyPrefix: "backupd:"})
 	c.AddHook(reach)
 	ctx := context.Background()
 	step := func(name string, want []bool, do func()) {

@@ -21,36 +21,35 @@ import (
 	"github.com/backupd/backupd/redact"
 )
 
-// NewRedisClient returns a client of the configured server. It connects
+// NewRedisClients returns the clients of the configured server, made of
+// one reading of its options (tls_ca_file included). Both connect
 // lazily: a server that is down at start fails requests, not the start.
-func NewRedisClient(c config.Redis) (*redis.Client, error) {
+//
+// client serves every command but WAIT. A command of it ends by its
+// context's deadline (the request's, or how long a call may wait for its
+// turn), not only by the read timeout: a Redis that stalls (stopped, or
+// swapping) would otherwise hold a request up to a second past its
+// caller's deadline. A command cut off so is an answer lost, as at the
+// read timeout: its connection is closed, and backupd treats the command
+// as maybe done.
+//
+// waiter, with wait_replicas only (nil without), runs the commands that
+// wait for the replicas (WAIT, up to wait_timeout): its read timeout is
+// that much longer, and it has a pool of its own, so that while a replica
+// is down, requests waiting for it hold none of the connections that
+// every other request's rate-limit turn needs.
+func NewRedisClients(c config.Redis) (client, waiter *redis.Client, err error) {
 	opts, err := redisOptions(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// A command ends by its context's deadline (the request's, or how
-	// long a call may wait for its turn), not only by the read timeout:
-	// a Redis that stalls (stopped, or swapping) would otherwise hold a
-	// request up to a second past its caller's deadline. A command cut
-	// off so is an answer lost, as at the read timeout: its connection is
-	// closed, and backupd treats the command as maybe done.
+	if c.WaitReplicas > 0 {
+		w := *opts
+		w.ReadTimeout += c.WaitTimeout
+		waiter = redis.NewClient(&w)
+	}
 	opts.ContextTimeoutEnabled = true
-	return redis.NewClient(opts), nil
-}
-
-// NewWaitingRedisClient returns a client of the configured server for
-// the commands that wait for its replicas (WAIT, up to wait_timeout): its
-// read timeout is that much longer than NewRedisClient's, and it has a
-// pool of its own, so that while a replica is down, requests waiting for
-// it hold none of the connections that every other request's rate-limit
-// turn needs.
-func NewWaitingRedisClient(c config.Redis) (*redis.Client, error) {
-	opts, err := redisOptions(c)
-	if err != nil {
-		return nil, err
-	}
-	opts.ReadTimeout += c.WaitTimeout
-	return redis.NewClient(opts), nil
+	return redis.NewClient(opts), waiter, nil
 }
 
 func redisOptions(c config.Redis) (*redis.Options, error) {

@@ -40,24 +40,32 @@ func TestUnavailableErrorStopsTheSDKRetrying(t *testing.T) {
 	}
 }
 
-// TestWaitingRedisClient: the client that waits for replicas reads for
-// wait_timeout longer than the others, whose reads stay short so that a
-// Redis that stops answering fails requests fast.
+// TestWaitingRedisClient: the client that waits for replicas, made only
+// with wait_replicas, reads for wait_timeout longer than the other, whose
+// reads stay short, and end by the request's deadline, so that a Redis
+// that stops answering fails requests fast.
 func TestWaitingRedisClient(t *testing.T) {
 	c := config.Redis{Address: "redis:6379", Username: "backupd", Password: "pw", DB: 2, WaitReplicas: 1, WaitTimeout: 700 * time.Millisecond}
-	plain, waiting := client(t, NewRedisClient, c), client(t, NewWaitingRedisClient, c)
+	plain, waiting := clients(t, c)
 	p, w := plain.Options(), waiting.Options()
 	if p.ReadTimeout != time.Second || w.ReadTimeout != time.Second+c.WaitTimeout {
 		t.Errorf("read timeouts %s and %s (waiting); want 1s and 1.7s", p.ReadTimeout, w.ReadTimeout)
+	}
+	if !p.ContextTimeoutEnabled || w.ContextTimeoutEnabled {
+		t.Errorf("commands end by their context's deadline: %v, and the waiting client's: %v; want true and false", p.ContextTimeoutEnabled, w.ContextTimeoutEnabled)
+	}
+	c.WaitReplicas = 0
+	if _, waiting := clients(t, c); waiting != nil {
+		t.Error("a waiting client without wait_replicas")
 	}
 	if w.Addr != p.Addr || w.Username != p.Username || w.Password != p.Password || w.DB != p.DB || w.MaxRetries != p.MaxRetries {
 		t.Errorf("the waiting client reaches %+v; want the server the other reaches, %+v", w, p)
 	}
 }
 
-func TestNewRedisClientKeepsThePasswordOutOfErrors(t *testing.T) {
+func TestNewRedisClientsKeepThePasswordOutOfErrors(t *testing.T) {
 	addr := testenv.WrongPassRedis(t)
-	c := client(t, NewRedisClient, config.Redis{Address: addr, Password: "hunter2-secret", DB: 3})
+	c, _ := clients(t, config.Redis{Address: addr, Password: "hunter2-secret", DB: 3})
 	if o := c.Options(); o.Addr != addr || o.Password != "hunter2-secret" || o.DB != 3 {
 		t.Errorf("options = %+v", o)
 	}
@@ -93,21 +101,26 @@ func TestRefused(t *testing.T) {
 		})
 	}
 	// And as the client returns it, from the stand-in that refuses the password.
-	c := client(t, NewRedisClient, config.Redis{Address: testenv.WrongPassRedis(t), Password: "x"})
+	c, _ := clients(t, config.Redis{Address: testenv.WrongPassRedis(t), Password: "x"})
 	if err := c.Ping(context.Background()).Err(); !Refused(err) {
 		t.Errorf("Refused(%v) = false for the client's own error", err)
 	}
 }
 
-// client is a client of c made by newClient, closed when t ends.
-func client(t *testing.T, newClient func(config.Redis) (*redis.Client, error), c config.Redis) *redis.Client {
+// clients are NewRedisClients' of c, closed when t ends.
+func clients(t *testing.T, c config.Redis) (client, waiter *redis.Client) {
 	t.Helper()
-	rc, err := newClient(c)
+	client, waiter, err := NewRedisClients(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rc.Close() })
-	return rc
+	t.Cleanup(func() {
+		client.Close()
+		if waiter != nil {
+			waiter.Close()
+		}
+	})
+	return client, waiter
 }
 
 // redisError is an error Redis answered, as go-redis reports one.

@@ -519,7 +519,7 @@ func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 // (sharedstate.CheckStart).
 func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options, m *metrics.Metrics, logger *slog.Logger) (stateBackend, error) {
 	rc := cfg.SharedState.Redis
-	client, waiter, err := redisClients(rc)
+	client, waiter, err := sharedstate.NewRedisClients(rc)
 	if err != nil {
 		return stateBackend{}, err
 	}
@@ -565,20 +565,6 @@ func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options,
 			stopWatch() // before the client it reads through closes
 			closeClients()
 		}}, nil
-}
-
-// redisClients returns the client of the configured Redis, and with
-// wait_replicas the one that waits for its replicas; nil without.
-func redisClients(rc config.Redis) (client, waiter *redis.Client, err error) {
-	client, err = sharedstate.NewRedisClient(rc)
-	if err != nil || rc.WaitReplicas == 0 {
-		return client, nil, err
-	}
-	if waiter, err = sharedstate.NewWaitingRedisClient(rc); err != nil {
-		_ = client.Close()
-		return nil, nil, err
-	}
-	return client, waiter, nil
 }
 
 // watchEviction logs, from now until stop returns, each time Redis'

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -277,24 +278,10 @@ func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 				Address: r.Addr, Username: "backupd", Password: "secret",
 				KeyPrefix: tt.prefix, WaitReplicas: tt.replicas, WaitTimeout: 100 * time.Millisecond,
 			}}}
-			var log strings.Builder
-			state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.NewTextHandler(&log, nil)))
-			if err == nil {
-				state.close()
-			}
-			if (err != nil) != (tt.wantError != nil) {
-				t.Fatalf("sharedState = %v; want an error: %v", err, tt.wantError != nil)
-			}
-			for _, w := range tt.wantError {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("sharedState = %v; want it to name %q", err, w)
-				}
-			}
 			// No replica is connected: that is the one failure to log.
-			for line := range strings.Lines(log.String()) {
-				if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) && !strings.Contains(line, "not enough Redis replicas") {
-					t.Errorf("a start the ACL allows logged a failure: %s", line)
-				}
+			_, failures := startFailures(t, cfg, tt.wantError, "not enough Redis replicas")
+			for _, line := range failures {
+				t.Errorf("a start the ACL allows logged a failure: %s", line)
 			}
 		})
 	}
@@ -310,7 +297,6 @@ func TestStartOverTLSToRedis(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 	testenv.StartRedis(t, "", "--tls-port", port, "--tls-cert-file", files.CertFile, "--tls-key-file", files.KeyFile, "--tls-auth-clients", "no")
 	plain := testenv.StartRedis(t, testenv.FreeAddr(t))
-	ctx := context.Background()
 	for _, tt := range []struct {
 		name      string
 		addr      string
@@ -328,34 +314,51 @@ func TestStartOverTLSToRedis(t *testing.T) {
 			cfg := &config.Config{MaxWait: time.Second, SharedState: config.SharedState{Backend: config.BackendRedis, Redis: config.Redis{
 				Address: tt.addr, KeyPrefix: "backupd:", TLS: true, TLSCAFile: tt.caFile,
 			}}}
-			var log strings.Builder
-			state, err := sharedState(ctx, cfg, metrics.New(), slog.New(slog.NewTextHandler(&log, nil)))
-			if err == nil {
-				state.close()
+			var expected []string // the failures the start may log
+			if tt.wantLog != "" {
+				expected = []string{tt.wantLog, "not marked yet"}
 			}
-			if (err != nil) != (tt.wantError != nil) {
-				t.Fatalf("sharedState = %v; want an error: %v", err, tt.wantError != nil)
+			log, failures := startFailures(t, cfg, tt.wantError, expected...)
+			for _, line := range failures {
+				t.Errorf("the start logged a failure: %s", line)
 			}
-			for _, w := range tt.wantError {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("sharedState = %v; want it to name %q", err, w)
-				}
-			}
-			if err != nil {
-				return
-			}
-			for line := range strings.Lines(log.String()) {
-				failure := strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")
-				expected := tt.wantLog != "" && (strings.Contains(line, tt.wantLog) || strings.Contains(line, "not marked yet"))
-				if failure && !expected {
-					t.Errorf("the start logged a failure: %s", line)
-				}
-			}
-			if tt.wantLog != "" && !strings.Contains(log.String(), tt.wantLog) {
-				t.Errorf("the start's log lacks %q:\n%s", tt.wantLog, log.String())
+			if tt.wantLog != "" && !strings.Contains(log, tt.wantLog) {
+				t.Errorf("the start's log lacks %q:\n%s", tt.wantLog, log)
 			}
 		})
 	}
+}
+
+// startFailures starts the shared state of cfg with its log captured,
+// closes what it started, and fails t unless the start's error names each
+// of wantError, or there is none when wantError is nil. It returns the
+// log, and the WARN and ERROR lines of a start taken that hold none of
+// expected.
+func startFailures(t *testing.T, cfg *config.Config, wantError []string, expected ...string) (log string, unexpected []string) {
+	t.Helper()
+	var b strings.Builder
+	state, err := sharedState(context.Background(), cfg, metrics.New(), slog.New(slog.NewTextHandler(&b, nil)))
+	if err == nil {
+		state.close()
+	}
+	if (err != nil) != (wantError != nil) {
+		t.Fatalf("sharedState = %v; want an error: %v", err, wantError != nil)
+	}
+	for _, w := range wantError {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("sharedState = %v; want it to name %q", err, w)
+		}
+	}
+	if err != nil {
+		return b.String(), nil
+	}
+	for line := range strings.Lines(b.String()) {
+		failure := strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")
+		if failure && !slices.ContainsFunc(expected, func(e string) bool { return strings.Contains(line, e) }) {
+			unexpected = append(unexpected, line)
+		}
+	}
+	return b.String(), unexpected
 }
 
 // TestPrintError: each problem of an error that joins several is its own
