@@ -579,6 +579,19 @@ func TestListBackupsOnMotoAfterADeletedStart(t *testing.T) {
 	if want := made[2:4]; !slices.Equal(got, want) {
 		t.Errorf("the page after a deleted start holds %q; want %q, the two after it", got, want)
 	}
+	// A page large enough for what is left: moto's answer is within the
+	// limit, and holds the backup made before the start as well.
+	rest, err := inst.client.ListBackups(ctx, &backupv1.ListBackupsRequest{AccountId: a, TableName: "Paged", PageSize: proto32(5), PageToken: first.GetNextPageToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, s := range rest.GetBackupSummaries() {
+		got = append(got, s.GetBackupArn())
+	}
+	if want := made[2:]; !slices.Equal(got, want) || rest.GetNextPageToken() != "" {
+		t.Errorf("the last page after a deleted start holds %q, next %q; want %q, the four after it, and no next page", got, rest.GetNextPageToken(), want)
+	}
 }
 
 // moto answers ListBackups with every backup of the table, whatever the

@@ -23,18 +23,23 @@ import (
 // than page_size summaries, the same ones on every page, or backups the
 // caller filtered out. A page cut short continues after its last summary.
 // When the start backup was deleted in between, it is not in the page to
-// read on from: an upstream that answered more than the limit (so ignores
-// paging) is read on from the start's creation time, which its ARN
-// carries, that millisecond included (a backup made in it may repeat,
-// none is skipped); one that answered within the limit cannot be told
-// from DynamoDB, and may repeat summaries.
+// read on from. An upstream that ignores the start is then read on from
+// the start's creation time, which its ARN carries, that millisecond
+// included (a backup made in it may repeat, none is skipped). It is told
+// from DynamoDB by answering more than the limit or, for one table,
+// backups made both before and after the start: DynamoDB answers only one
+// side of it, whether it orders a table's backups by time or by ARN
+// (which begins with the table's name, so an account's backups by ARN
+// are not in time order). An upstream that ignores the start and
+// answers only backups made before it (the start was the newest) cannot
+// be told from DynamoDB, and may repeat summaries.
 func heldPage(in *dynamodb.ListBackupsInput, table string, out *dynamodb.ListBackupsOutput) (page []types.BackupSummary, last string) {
 	page = out.BackupSummaries
 	start := aws.ToString(in.ExclusiveStartBackupArn)
 	if start != "" {
 		if i := slices.IndexFunc(page, func(b types.BackupSummary) bool { return aws.ToString(b.BackupArn) == start }); i >= 0 {
 			page = page[i+1:]
-		} else if at, ok := backupMillis(start); ok && len(page) > int(aws.ToInt32(in.Limit)) && aws.ToInt32(in.Limit) > 0 {
+		} else if at, ok := backupMillis(start); ok && ignoresStart(page, in.Limit, at, table != "") {
 			page = slices.DeleteFunc(slices.Clone(page), func(b types.BackupSummary) bool {
 				made, ok := backupMillis(aws.ToString(b.BackupArn))
 				return ok && made < at
@@ -53,6 +58,26 @@ func heldPage(in *dynamodb.ListBackupsInput, table string, out *dynamodb.ListBac
 		last = ""
 	}
 	return page, last
+}
+
+// ignoresStart reports whether an upstream's page, asked for after a
+// backup made at the millisecond at that is not in it, shows that the
+// upstream ignored the start: more summaries than the limit, or, in a
+// page of one table's backups, summaries made both before and after at.
+func ignoresStart(page []types.BackupSummary, limit *int32, at int64, oneTable bool) bool {
+	if n := aws.ToInt32(limit); n > 0 && len(page) > int(n) {
+		return true
+	}
+	if !oneTable {
+		return false
+	}
+	var before, after bool
+	for _, b := range page {
+		if made, ok := backupMillis(aws.ToString(b.BackupArn)); ok {
+			before, after = before || made < at, after || made > at
+		}
+	}
+	return before && after
 }
 
 // inFilters reports whether a summary is of the table (when the request

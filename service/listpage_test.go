@@ -109,28 +109,49 @@ func TestHeldPage(t *testing.T) {
 // An upstream that ignores paging (moto answers every backup of the
 // table at once) and whose start backup was deleted since the last page
 // is read on from the start's creation time, not from its first backup
-// again; one that answered within the limit is left as it answered.
+// again; a page that could be DynamoDB's own after the start is kept.
 func TestHeldPageAfterADeletedStart(t *testing.T) {
 	arn := func(ms int) string {
 		return fmt.Sprintf("arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/%014d-abcdef12", 1700000000000+ms)
 	}
-	var all []types.BackupSummary
-	for _, ms := range []int{1, 3, 4, 5} { // the backup made at 2 was deleted
-		all = append(all, types.BackupSummary{BackupArn: aws.String(arn(ms)), TableName: aws.String("Orders"), BackupType: types.BackupTypeUser})
+	summaries := func(ms ...int) []types.BackupSummary {
+		var s []types.BackupSummary
+		for _, m := range ms {
+			s = append(s, types.BackupSummary{BackupArn: aws.String(arn(m)), TableName: aws.String("Orders"), BackupType: types.BackupTypeUser})
+		}
+		return s
 	}
-	in := &dynamodb.ListBackupsInput{Limit: aws.Int32(2), ExclusiveStartBackupArn: aws.String(arn(2)), BackupType: types.BackupTypeFilterAll}
-	page, last := heldPage(in, "", &dynamodb.ListBackupsOutput{BackupSummaries: all})
-	var got []string
-	for _, b := range page {
-		got = append(got, aws.ToString(b.BackupArn))
+	// The backup made at 2 was deleted since it ended a page.
+	tests := []struct {
+		name     string
+		limit    int32
+		table    string
+		upstream []types.BackupSummary
+		want     []string
+		wantLast string
+	}{
+		{"over the limit: read on from the start's time", 2, "", summaries(1, 3, 4, 5), []string{arn(3), arn(4)}, arn(4)},
+		{"one table, within the limit, both sides of the start: read on from its time", 5, "Orders",
+			summaries(1, 3, 4, 5), []string{arn(3), arn(4), arn(5)}, ""},
+		{"one table, after the start only (DynamoDB, oldest first): kept", 5, "Orders",
+			summaries(3, 4), []string{arn(3), arn(4)}, ""},
+		{"one table, before the start only (DynamoDB, newest first): kept", 5, "Orders",
+			summaries(1), []string{arn(1)}, ""},
+		{"every table, within the limit: kept, as an account's backups by ARN straddle times", 5, "",
+			summaries(1, 3), []string{arn(1), arn(3)}, ""},
 	}
-	if want := []string{arn(3), arn(4)}; !slices.Equal(got, want) || last != arn(4) {
-		t.Errorf("page %q, last %q; want %q and %q", got, last, want, arn(4))
-	}
-	// Within the limit: DynamoDB's own page after the start, kept whole.
-	page, _ = heldPage(in, "", &dynamodb.ListBackupsOutput{BackupSummaries: all[:1]})
-	if len(page) != 1 {
-		t.Errorf("a page within the limit was changed: %v", page)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := &dynamodb.ListBackupsInput{Limit: aws.Int32(tt.limit), ExclusiveStartBackupArn: aws.String(arn(2)), BackupType: types.BackupTypeFilterAll}
+			page, last := heldPage(in, tt.table, &dynamodb.ListBackupsOutput{BackupSummaries: tt.upstream})
+			var got []string
+			for _, b := range page {
+				got = append(got, aws.ToString(b.BackupArn))
+			}
+			if !slices.Equal(got, tt.want) || last != tt.wantLast {
+				t.Errorf("page %q, last %q; want %q and %q", got, last, tt.want, tt.wantLast)
+			}
+		})
 	}
 }
 
