@@ -61,6 +61,17 @@ func backupSize(size *int64, status types.BackupStatus) *int64 {
 	return size
 }
 
+// tableCount is a table's item count or size, absent while it is not
+// known: DynamoDB answers a restore with the new table CREATING and 0 for
+// both, which would read as an empty table.
+func tableCount(n *int64, t *types.TableDescription) *int64 {
+	filling := t.TableStatus == types.TableStatusCreating || (t.RestoreSummary != nil && aws.ToBool(t.RestoreSummary.RestoreInProgress))
+	if filling && aws.ToInt64(n) == 0 {
+		return nil
+	}
+	return n
+}
+
 func (s *Server) backupDetails(d *types.BackupDetails) *backupv1.BackupDetails {
 	if d == nil {
 		return nil
@@ -282,8 +293,8 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 		CreationDateTime:      ts(t.CreationDateTime),
 		KeySchema:             s.keySchema(t.KeySchema),
 		ProvisionedThroughput: throughputDescription(t.ProvisionedThroughput),
-		ItemCount:             t.ItemCount,
-		TableSizeBytes:        t.TableSizeBytes,
+		ItemCount:             tableCount(t.ItemCount, t),
+		TableSizeBytes:        tableCount(t.TableSizeBytes, t),
 		SseDescription:        s.sse(t.SSEDescription),
 	}
 	var mode types.BillingMode

@@ -357,6 +357,38 @@ func TestBackupSummarySize(t *testing.T) {
 	}
 }
 
+// A restored table's item count and size of 0 while it is created or
+// restored are left out, as DynamoDB has not counted it yet.
+func TestRestoredTableCounts(t *testing.T) {
+	s := New(Options{})
+	restoring := &types.RestoreSummary{RestoreInProgress: aws.Bool(true)}
+	restored := &types.RestoreSummary{RestoreInProgress: aws.Bool(false)}
+	tests := []struct {
+		name    string
+		status  types.TableStatus
+		restore *types.RestoreSummary
+		n       *int64
+		want    *int64
+	}{
+		{"creating, 0", types.TableStatusCreating, nil, aws.Int64(0), nil},
+		{"active, restore in progress, 0", types.TableStatusActive, restoring, aws.Int64(0), nil},
+		{"creating, counted", types.TableStatusCreating, restoring, aws.Int64(7), aws.Int64(7)},
+		{"active and restored, empty", types.TableStatusActive, restored, aws.Int64(0), aws.Int64(0)},
+		{"active, none reported", types.TableStatusActive, nil, nil, nil},
+		{"active", types.TableStatusActive, nil, aws.Int64(42), aws.Int64(42)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := s.tableDescription(&types.TableDescription{TableStatus: tt.status, RestoreSummary: tt.restore, ItemCount: tt.n, TableSizeBytes: tt.n})
+			for field, got := range map[string]*int64{"item_count": d.ItemCount, "table_size_bytes": d.TableSizeBytes} {
+				if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+					t.Errorf("%s = %v, want %v", field, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
 // A backup's source table and a restored table describe their indexes in
 // types of their own; the same index converts alike from either, and no
 // index converts to none.

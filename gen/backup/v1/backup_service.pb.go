@@ -2482,9 +2482,11 @@ type TableDescription struct {
 	KeySchema             []*KeySchemaElement    `protobuf:"bytes,6,rep,name=key_schema,json=keySchema,proto3" json:"key_schema,omitempty"`
 	BillingMode           BillingMode            `protobuf:"varint,7,opt,name=billing_mode,json=billingMode,proto3,enum=backup.v1.BillingMode" json:"billing_mode,omitempty"`
 	ProvisionedThroughput *ProvisionedThroughput `protobuf:"bytes,8,opt,name=provisioned_throughput,json=provisionedThroughput,proto3" json:"provisioned_throughput,omitempty"`
-	// Absent when DynamoDB does not report it.
+	// Absent when DynamoDB does not report it, and while the table is
+	// created or restored, when DynamoDB reports 0 for a table it has not
+	// counted yet.
 	ItemCount *int64 `protobuf:"varint,9,opt,name=item_count,json=itemCount,proto3,oneof" json:"item_count,omitempty"`
-	// Absent when DynamoDB does not report it.
+	// Absent as item_count is.
 	TableSizeBytes         *int64                  `protobuf:"varint,10,opt,name=table_size_bytes,json=tableSizeBytes,proto3,oneof" json:"table_size_bytes,omitempty"`
 	GlobalSecondaryIndexes []*GlobalSecondaryIndex `protobuf:"bytes,11,rep,name=global_secondary_indexes,json=globalSecondaryIndexes,proto3" json:"global_secondary_indexes,omitempty"`
 	LocalSecondaryIndexes  []*LocalSecondaryIndex  `protobuf:"bytes,12,rep,name=local_secondary_indexes,json=localSecondaryIndexes,proto3" json:"local_secondary_indexes,omitempty"`
