@@ -299,7 +299,8 @@ func (g *gate) answered(op string, call *attempts, at *time.Time, err error) err
 //   - when a DeleteBackup attempt went unanswered (a dropped connection, a
 //     5xx) DynamoDB may have deleted the backup, and the retry then finds
 //     none: that BackupNotFound becomes a DeletedEarlierError, so the
-//     caller is not told plainly that there was nothing to delete.
+//     caller is not told plainly that there was nothing to delete; any
+//     other failure of such a call becomes a MayHaveDeletedError.
 type followAttempts struct {
 	delete bool // the call is a DeleteBackup
 }
@@ -342,8 +343,12 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 		!errors.Is(call.failed, context.DeadlineExceeded) {
 		err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
 	}
-	if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone && f.delete && call.unanswered {
-		err = &DeletedEarlierError{Err: err}
+	if f.delete && call.unanswered && err != nil {
+		if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone {
+			err = &DeletedEarlierError{Err: err}
+		} else {
+			err = &MayHaveDeletedError{Err: err}
+		}
 	}
 	return out, md, err
 }
@@ -392,6 +397,18 @@ func (e *DeletedEarlierError) Error() string {
 }
 
 func (e *DeletedEarlierError) Unwrap() error { return e.Err }
+
+// MayHaveDeletedError says a DeleteBackup failed after one of its attempts
+// went unanswered (a dropped connection, a 5xx): that attempt may have
+// deleted the backup, and a retry that finds none is then no surprise.
+// One whose attempts all went unsent or were refused says nothing of it.
+type MayHaveDeletedError struct{ Err error }
+
+func (e *MayHaveDeletedError) Error() string {
+	return fmt.Sprintf("%v (an unanswered attempt may have deleted the backup)", e.Err)
+}
+
+func (e *MayHaveDeletedError) Unwrap() error { return e.Err }
 
 // wire is the last middleware before the HTTP client. It records as the
 // submit time the moment the signed attempt gets its connection to

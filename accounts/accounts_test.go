@@ -612,6 +612,37 @@ func TestDeleteRetriedAfterAnUnansweredAttempt(t *testing.T) {
 	}
 }
 
+// A DeleteBackup that fails after an attempt went unanswered may have
+// deleted the backup, and says so (MayHaveDeletedError); one whose
+// attempts DynamoDB refused, or that never reached it, does not.
+func TestDeleteFailingAfterAnUnansweredAttempt(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close() // every dial refused
+	tests := []struct {
+		name     string
+		endpoint func(t *testing.T) string
+		want     bool
+	}{
+		{"every attempt 500", func(t *testing.T) string { srv, _ := flakyDynamoDB(t, 100, serverError); return srv.URL }, true},
+		{"every attempt dropped", func(t *testing.T) string { srv, _ := flakyDynamoDB(t, 100, dropConnection); return srv.URL }, true},
+		{"every attempt throttled", func(t *testing.T) string { srv, _ := flakyDynamoDB(t, 100, throttle); return srv.URL }, false},
+		{"no attempt reached DynamoDB", func(*testing.T) string { return closed.URL }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target, _ := newRegistry(t, tt.endpoint(t), &countingLimiter{}).Resolve("111111111111", "")
+			_, err := target.DynamoDB.DeleteBackup(context.Background(), &dynamodb.DeleteBackupInput{
+				BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")})
+			if err == nil {
+				t.Fatal("DeleteBackup succeeded")
+			}
+			if _, may := errors.AsType[*MayHaveDeletedError](err); may != tt.want {
+				t.Errorf("err = %v; want MayHaveDeletedError: %v", err, tt.want)
+			}
+		})
+	}
+}
+
 // closeFirst closes the first connection it accepts at once, before any
 // TLS handshake: an attempt that never had a connection.
 type closeFirst struct {

@@ -218,9 +218,9 @@ func mapErr(err error) mapped {
 		return m
 	}
 	m := mapUpstream(err)
-	if op, ok := errors.AsType[*smithy.OperationError](err); ok && m.reason == reasonDynamoDBUnavailable && op.Operation() == "DeleteBackup" {
+	if _, ok := errors.AsType[*accounts.MayHaveDeletedError](err); ok && m.code != codes.Internal {
 		// A retry is safe, but its answer would otherwise mislead.
-		m.msg += "; an attempt may have deleted the backup before DynamoDB failed: a retry answered BACKUP_NOT_FOUND means it is gone"
+		m.msg += "; an earlier attempt went unanswered and may have deleted the backup: a retry answered BACKUP_NOT_FOUND means it is gone"
 	}
 	return m
 }
