@@ -89,7 +89,7 @@ func NewRoles(opts Options, roles []Role) *Roles {
 				o.ExternalID = aws.String(role.ExternalID)
 			}
 		})
-		a := &assumer{account: role.AccountID, provider: assume, timeout: opts.Timeout, observer: opts.Observer, log: opts.Logger}
+		a := &assumer{account: role.AccountID, externalID: role.ExternalID, provider: assume, timeout: opts.Timeout, observer: opts.Observer, log: opts.Logger}
 		r.accounts[role.AccountID] = &cached{assumer: a, cache: aws.NewCredentialsCache(a, func(o *aws.CredentialsCacheOptions) {
 			o.ExpiryWindow = opts.RefreshBefore
 			o.ExpiryWindowJitterFrac = 0.2 // spread refreshes of many accounts
@@ -158,11 +158,12 @@ const failureHoldOff = time.Second
 // error mapping can tell "STS refused us" from "DynamoDB refused us" without
 // parsing messages. Its cache calls it for one refresh at a time.
 type assumer struct {
-	account  string
-	provider aws.CredentialsProvider
-	timeout  time.Duration
-	observer Observer
-	log      *slog.Logger
+	account    string
+	externalID string // kept out of its errors' text
+	provider   aws.CredentialsProvider
+	timeout    time.Duration
+	observer   Observer
+	log        *slog.Logger
 
 	mu sync.Mutex
 	// expires is when the last credentials STS gave really expire (the
@@ -202,7 +203,7 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
-		failed := &AssumeRoleError{AccountID: a.account, Err: err}
+		failed := &AssumeRoleError{AccountID: a.account, Err: err, externalID: a.externalID}
 		if !a.keepable(time.Now()) {
 			a.failed, a.failedUntil = failed, time.Now().Add(failureHoldOff)
 		}
@@ -293,13 +294,17 @@ type AssumeRoleError struct {
 	// without asking STS (failureHoldOff): its log line must not read as
 	// a call of its own, with attempts of its own.
 	Held bool
+	// externalID is the role's ExternalId, taken out of the text of Err:
+	// STS, an emulator or a proxy may quote the request it refused.
+	externalID string
 }
 
 func (e *AssumeRoleError) Error() string {
+	cause := redact.Value(e.Err.Error(), e.externalID)
 	if e.Held {
-		return fmt.Sprintf("assume role in account %s: STS not asked again within %s of its last failure, which was: %v", e.AccountID, failureHoldOff, e.Err)
+		return fmt.Sprintf("assume role in account %s: STS not asked again within %s of its last failure, which was: %s", e.AccountID, failureHoldOff, cause)
 	}
-	return fmt.Sprintf("assume role in account %s: %v", e.AccountID, e.Err)
+	return fmt.Sprintf("assume role in account %s: %s", e.AccountID, cause)
 }
 
 func (e *AssumeRoleError) Unwrap() error { return e.Err }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -299,4 +300,32 @@ func TestExpiredCredentialsAreNotKept(t *testing.T) {
 			t.Errorf("after failureHoldOff: %d AssumeRole calls with %s; want one, with the full timeout", n-calls, budget)
 		}
 	})
+}
+
+// An AssumeRole failure's text, which the log keeps, holds no copy of the
+// role's ExternalId, in whatever form STS, an emulator or a proxy quoted
+// it, also when the failure is given again without asking STS.
+func TestAssumeRoleErrorHoldsNoExternalID(t *testing.T) {
+	const id = "Ext+Id=Secret/42"
+	quoted := "the external id (" + id + ") is wrong; request Action=AssumeRole&ExternalId=" + url.QueryEscape(id) +
+		"; quoted: Action%3DAssumeRole%26ExternalId%3D" + url.QueryEscape(url.QueryEscape(id)) + "; path /" + url.PathEscape(id)
+	stub := &fakeSTS{err: &smithy.GenericAPIError{Code: "AccessDenied", Message: quoted}}
+	p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+		{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd", ExternalID: id},
+	}).Credentials("111111111111")
+	for i := range 2 {
+		_, err := p.Retrieve(context.Background())
+		if !errors.As(err, new(*AssumeRoleError)) {
+			t.Fatalf("retrieval %d: %v; want the AssumeRoleError", i, err)
+		}
+		text := fmt.Sprintf("%v", fmt.Errorf("operation error DynamoDB: CreateBackup: %w", err))
+		for _, form := range []string{id, url.QueryEscape(id), url.PathEscape(id), url.QueryEscape(url.QueryEscape(id)), "Secret"} {
+			if strings.Contains(text, form) {
+				t.Errorf("retrieval %d: the error holds the ExternalId as %q: %s", i, form, text)
+			}
+		}
+		if !strings.Contains(text, "is wrong") {
+			t.Errorf("retrieval %d: the error lost STS's words: %s", i, text)
+		}
+	}
 }

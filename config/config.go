@@ -337,7 +337,8 @@ func Parse(r io.Reader, overrides ...func(*Config)) (*Config, error) {
 // ExternalIds) out of err's problems, where another field quotes them: a
 // YAML alias (address: *pw) or a value pasted into the wrong key puts a
 // secret where a problem echoes the value it got, with %q or in
-// backquotes. The problem names the field that holds it instead.
+// backquotes. The problem names the field that holds it instead, also
+// for a quoted value that holds a secret beside other text.
 func (c *Config) withoutSecrets(err error) error {
 	type secret struct{ field, value string }
 	secrets := []secret{{"shared_state.redis.password", c.SharedState.Redis.Password}}
@@ -364,11 +365,25 @@ func (c *Config) withoutSecrets(err error) error {
 			redacted = strings.ReplaceAll(redacted, "`"+s.value[:7]+"...`", said)
 		}
 	}
+	// A secret within a longer quoted value (pasted beside other text)
+	// takes the whole value; text outside quotes is the message's own.
+	redacted = echoed.ReplaceAllStringFunc(redacted, func(v string) string {
+		for _, s := range secrets {
+			if q := strconv.Quote(s.value); len(s.value) >= 4 && strings.Contains(v, q[1:len(q)-1]) {
+				return "(a value holding that of " + s.field + ", not repeated)"
+			}
+		}
+		return v
+	})
 	if redacted == msg {
 		return err
 	}
 	return errors.New(redacted)
 }
+
+// echoed matches a value a problem echoes: as %q quotes it, or yaml's
+// messages (in backquotes).
+var echoed = regexp.MustCompile(`"(?:[^"\\]|\\.)*"` + "|`[^`]*`")
 
 // unsetDuration marks, while a file is decoded, a duration that has a
 // default and that the file leaves out, so that a 0 the file writes is not

@@ -814,6 +814,8 @@ accounts:
 		"duplicate key":   config("    default_region: us-west-2\nupstream_timeout: *pw\n"),
 		"alias as a key":  config("    *ext : 1\n"),
 		"cut character":   config("    limits: {create_backup: *pw, list_backups: *pw}\n"),
+		"within a longer value": config("role_session_name: \"" + externalID + " x\"\n" +
+			"callers:\n  - name: \"" + password + "\\x01\"\n    token_sha256: 0000000000000000000000000000000000000000000000000000000000000000\n"),
 	} {
 		_, err := Parse(strings.NewReader(yaml))
 		if err == nil {

@@ -39,8 +39,9 @@ const secretsAccount = "accounts:\n  - id: \"111111111111\"\n    role_arn: arn:a
 // TestWithoutSecretsOverlappingSecrets: a secret that begins another is
 // not taken out of the longer one's value, leaving its rest: only a whole
 // quoted value is matched. (A secret inside a longer value that is not
-// itself a secret is not found: matching raw text would cut holes in a
-// message's own words; see TestWithoutSecretsKeepsMessageWords.)
+// itself a secret takes that whole quoted value; text outside quotes is
+// left, as matching it would cut holes in a message's own words; see
+// TestWithoutSecretsKeepsMessageWords.)
 func TestWithoutSecretsOverlappingSecrets(t *testing.T) {
 	checkSecretCases(t, []secretCase{{
 		name: "password inside an external_id",

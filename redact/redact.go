@@ -8,6 +8,7 @@
 package redact
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -73,6 +74,23 @@ func Secrets(s string) string {
 	}
 	b.WriteString(s[last:])
 	return b.String()
+}
+
+// Value is s with every copy of secret, a value known to be secret,
+// replaced: as written, and URL-escaped once or twice (a query, or a
+// query quoted inside another). Secrets finds a value by the key before
+// it; an emulator or a proxy may quote one where no key names it ("the
+// external id X is wrong"). A secret shorter than 4 bytes is no secret
+// worth a garbled text, and is left.
+func Value(s, secret string) string {
+	if len(secret) < 4 {
+		return s
+	}
+	once := url.QueryEscape(secret)
+	for _, form := range []string{secret, once, url.PathEscape(secret), url.QueryEscape(once)} {
+		s = strings.ReplaceAll(s, form, "[redacted]")
+	}
+	return s
 }
 
 // MaxError bounds Error's text: an AWS message, or a proxy's that

@@ -150,3 +150,23 @@ func TestErrorIsBounded(t *testing.T) {
 		t.Errorf("Error(%q) = %q; want it whole", short, Error(short))
 	}
 }
+
+func TestValue(t *testing.T) {
+	const secret = "a+b=c/d@e"
+	tests := []struct{ name, in, secret, want string }{
+		{"as written", "the id a+b=c/d@e is wrong", secret, "the id [redacted] is wrong"},
+		{"query-escaped", "ExternalId=a%2Bb%3Dc%2Fd%40e&x=1", secret, "ExternalId=[redacted]&x=1"},
+		{"path-escaped", "/a+b=c%2Fd@e/", secret, "/[redacted]/"},
+		{"escaped twice", "q=ExternalId%3Da%252Bb%253Dc%252Fd%2540e", secret, "q=ExternalId%3D[redacted]"},
+		{"every copy", "x a+b=c/d@e y a+b=c/d@e", secret, "x [redacted] y [redacted]"},
+		{"too short to be worth it", "abc def", "abc", "abc def"},
+		{"none", "nothing here", secret, "nothing here"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Value(tt.in, tt.secret); got != tt.want {
+				t.Errorf("Value(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
