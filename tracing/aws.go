@@ -52,7 +52,7 @@ func (s *operationSpan) HandleInitialize(ctx context.Context, in middleware.Init
 	if id, ok := awsmiddleware.GetRequestIDMetadata(md); ok {
 		span.SetAttributes(attribute.String("aws.request_id", id))
 	}
-	failed(span, err)
+	failed(span, service, err)
 	return out, md, err
 }
 
@@ -79,21 +79,29 @@ func (s *attemptSpan) HandleFinalize(ctx context.Context, in middleware.Finalize
 	if id, ok := awsmiddleware.GetRequestIDMetadata(md); ok {
 		span.SetAttributes(attribute.String("aws.request_id", id))
 	}
-	failed(span, err)
+	failed(span, awsmiddleware.GetServiceID(ctx), err)
 	return out, md, err
 }
 
 // failed marks span as failed with err, if not nil: its AWS error code,
-// and its message with anything secret-shaped taken out.
-func failed(span trace.Span, err error) {
+// and its message with anything secret-shaped taken out. STS's message is
+// left out: STS, an emulator or a proxy may quote the AssumeRole it
+// refused, ExternalId and all, where no key names it (backupd's log has
+// it without, from auth.AssumeRoleError).
+func failed(span trace.Span, service string, err error) {
 	if err == nil {
 		return
 	}
 	// "UnknownError" is smithy's name for an answer that named no code
 	// (an empty 5xx): the attempt's http.response.status_code says what
 	// came, as the metrics' http_<status> does.
-	if api, ok := errors.AsType[smithy.APIError](err); ok && api.ErrorCode() != "UnknownError" {
+	api, isAPI := errors.AsType[smithy.APIError](err)
+	if isAPI && api.ErrorCode() != "UnknownError" {
 		span.SetAttributes(attribute.String("aws.error_code", api.ErrorCode()))
+	}
+	if isAPI && service == "STS" {
+		span.SetStatus(codes.Error, "STS answered "+api.ErrorCode())
+		return
 	}
 	span.SetStatus(codes.Error, redact.Error(err))
 }

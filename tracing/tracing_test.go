@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -284,5 +285,34 @@ func TestAWSMiddlewareSpansOfAnAnswerWithoutACode(t *testing.T) {
 	}
 	if status != "503" || spans[1].Status().Code != codes.Error {
 		t.Errorf("attempt's status code %q, operation's status %v; want 503, an error", status, spans[1].Status())
+	}
+}
+
+// TestAWSMiddlewareSpansOfSTS: an STS refusal's spans carry its code, not
+// its message, which may quote the AssumeRole's ExternalId where no key
+// names it.
+func TestAWSMiddlewareSpansOfSTS(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	client := sts.NewFromConfig(aws.Config{
+		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		BaseEndpoint: aws.String("http://sts.test"),
+		HTTPClient: canned{status: 403, body: `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>` +
+			`<Message>the external id (EXTIDSECRET) is wrong</Message></Error><RequestId>REQ-2</RequestId></ErrorResponse>`},
+		APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware},
+	})
+	_, err := client.AssumeRole(context.Background(), &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::111111111111:role/x"),
+		RoleSessionName: aws.String("backupd"), ExternalId: aws.String("EXTIDSECRET")})
+	if err == nil || !strings.Contains(err.Error(), "EXTIDSECRET") {
+		t.Fatalf("AssumeRole: %v; want the refusal quoting the ExternalId", err)
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2 (operation, attempt)", len(spans))
+	}
+	for _, s := range spans {
+		if s.Status().Code != codes.Error || s.Status().Description != "STS answered AccessDenied" {
+			t.Errorf("span %s: status %v; want an error saying STS's code only", s.Name(), s.Status())
+		}
 	}
 }
