@@ -100,8 +100,10 @@ func (r *Reachability) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // refusingStates are the error replies of a Redis that answers but
 // serves no command of backupd's: loading its data, a replica (an old
 // primary after a failover), without its primary, busy with a script,
-// or refusing writes after a failed save.
-var refusingStates = []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "MISCONF"}
+// refusing writes after a failed save or when full (OOM, under
+// noeviction), or refusing backupd's user (a Redis restarted without the
+// ACL it was given at runtime, or an ACL changed since backupd started).
+var refusingStates = []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "MISCONF", "OOM", "NOPERM", "WRONGPASS", "NOAUTH"}
 
 // observe takes one command's outcome. An answer, an error reply
 // included, says Redis serves, but for the replies of refusingStates; a

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/testenv"
 )
@@ -113,5 +115,72 @@ func TestReachability(t *testing.T) {
 	}
 	if n := len(logs.Lines(`"msg"`)); n != 6 {
 		t.Errorf("%d lines; want 6:\n%s", n, logs.String())
+	}
+}
+
+// TestReachabilityOfARedisThatRefusesBackupd: a Redis that answers every
+// command with a refusal (backupd's user denied a command, or gone, so
+// that new connections fail their AUTH; Redis full under noeviction)
+// does not serve backupd: it is reported gone once that has lasted
+// downAfter, and back once it serves again.
+func TestReachabilityOfARedisThatRefusesBackupd(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	r := testenv.StartRedis(t, addr)
+	ctx := context.Background()
+	if err := r.Client.Do(ctx, "acl", "setuser", "bk", "on", ">bk-password", "~*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var reports []bool
+	reach := NewReachability(slog.New(slog.DiscardHandler), func(up bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports = append(reports, up)
+	})
+	clock := time.Now()
+	reach.now = func() time.Time { return clock }
+	c, _ := clients(t, config.Redis{Address: addr, Username: "bk", Password: "bk-password", KeyPrefix: "backupd:"})
+	c.AddHook(reach)
+	admin := func(args ...any) {
+		t.Helper()
+		if err := r.Client.Do(ctx, args...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name          string
+		refuse, serve func()
+	}{
+		{"NOPERM", func() { admin("acl", "setuser", "bk", "-set") }, func() { admin("acl", "setuser", "bk", "+set") }},
+		{"OOM", func() { admin("config", "set", "maxmemory", "1") }, func() { admin("config", "set", "maxmemory", "0") }},
+		// Deleting the user closes its connections; the new ones fail
+		// their AUTH (WRONGPASS).
+		{"WRONGPASS", func() { admin("acl", "deluser", "bk") }, func() { admin("acl", "setuser", "bk", "on", ">bk-password", "~*", "+@all") }},
+	}
+	if err := c.Set(ctx, "backupd:x", 1, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{true}
+	for _, tt := range tests {
+		tt.refuse()
+		var last error
+		for range 3 {
+			last = c.Set(ctx, "backupd:x", 1, time.Minute).Err()
+			clock = clock.Add(downAfter)
+		}
+		if !redis.HasErrorPrefix(last, tt.name) {
+			t.Fatalf("%s: the refused SET failed with %v", tt.name, last)
+		}
+		tt.serve()
+		if err := c.Set(ctx, "backupd:x", 1, time.Minute).Err(); err != nil {
+			t.Fatalf("%s: SET once served again: %v", tt.name, err)
+		}
+		want = append(want, false, true)
+		mu.Lock()
+		got := slices.Clone(reports)
+		mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: reported %v; want %v", tt.name, got, want)
+		}
 	}
 }
