@@ -56,6 +56,9 @@ func checkReach(ctx context.Context, client *redis.Client, cfg config.Redis, log
 	switch {
 	case err == nil:
 		return true, nil
+	case redis.HasErrorPrefix(err, "NOPERM"):
+		return false, fmt.Errorf("shared_state.redis: Redis refuses backupd's user the PING command "+
+			"(grant it +ping, +hello and +auth, as the README's ACL line does): %w", err)
 	case Refused(err):
 		return false, fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
 	case errors.As(err, new(*tls.CertificateVerificationError)):

@@ -250,7 +250,7 @@ func TestNoGRPCDecompressor(t *testing.T) {
 func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 	r := testenv.StartRedis(t, testenv.FreeAddr(t))
 	ctx := context.Background()
-	readmeACL := []any{"~backupd:*", "+get", "+set", "+del", "+exists", "+eval", "+evalsha", "+script", "+time", "+info", "+@connection"}
+	readmeACL := readmeRedisACL(t)
 	for _, tt := range []struct {
 		name      string
 		acl       []any
@@ -263,6 +263,7 @@ func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 		{"a key prefix outside its keys", readmeACL, "team-a:", 0, []string{"~team-a:*", "NOPERM"}},
 		{"no GET", []any{"~*", "+@all", "-get"}, "backupd:", 0, []string{"GET backupd:access-check", "NOPERM"}},
 		{"no TIME", []any{"~*", "+@all", "-time"}, "backupd:", 0, []string{"TIME", "NOPERM"}},
+		{"no PING", []any{"~*", "+@all", "-ping"}, "backupd:", 0, []string{"PING", "+ping", "NOPERM"}},
 		{"no INFO", []any{"~*", "+@all", "-info"}, "backupd:", 0, []string{"INFO", "+info"}},
 		// The rows above loaded the scripts: EVALSHA alone would pass.
 		{"no EVAL, the scripts cached", []any{"~*", "+@all", "-eval"}, "backupd:", 0, []string{"scripts", "'eval'"}},
@@ -285,6 +286,28 @@ func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readmeRedisACL is the rules of the README's ACL SETUSER line for
+// backupd's Redis user, after its password.
+func readmeRedisACL(t *testing.T) []any {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prefix = "    ACL SETUSER backupd on >PASSWORD "
+	for line := range strings.Lines(string(readme)) {
+		if rules, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), prefix); ok {
+			var acl []any
+			for _, r := range strings.Fields(rules) {
+				acl = append(acl, r)
+			}
+			return acl
+		}
+	}
+	t.Fatalf("the README has no line %q", prefix)
+	return nil
 }
 
 // TestStartOverTLSToRedis: backupd checks Redis' certificate against
