@@ -97,11 +97,17 @@ func (s Shutdown) Run(signalled bool) error {
 		s.Logger.Info("stopped")
 		return nil
 	}
+	// The request_id runs are waited for, and those left logged, however
+	// the HTTP server's shutdown ended (its listener's close may fail).
+	var errs []error
 	if httpErr != nil {
-		return fmt.Errorf("HTTP shutdown: %w", httpErr)
+		errs = append(errs, fmt.Errorf("HTTP shutdown: %w", httpErr))
 	}
 	if err := s.Service.Wait(ctx); err != nil {
-		return fmt.Errorf("shutdown timed out: %w", err)
+		errs = append(errs, fmt.Errorf("shutdown timed out: %w", err))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	s.Logger.Info("stopped")
 	return nil

@@ -931,3 +931,46 @@ func settingsAcked(t *testing.T, conn net.Conn) {
 		}
 	}
 }
+
+// failingClose is a listener whose Close fails, as http.Server.Shutdown
+// then returns.
+type failingClose struct{ net.Listener }
+
+func (l failingClose) Close() error {
+	_ = l.Listener.Close()
+	return errors.New("close failed")
+}
+
+// An HTTP shutdown that fails for its listener still waits for the
+// request_id runs, which Service.Wait alone names in the log when they
+// are left, and fails with both.
+func TestShutdownWaitsForRunsWhenHTTPShutdownFails(t *testing.T) {
+	f := newShutdownFixture(t)
+	httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = Serve(httpSrv, failingClose{lis})
+	}()
+	t.Cleanup(func() { httpSrv.Close(); <-served })
+	// Served: its listener is the server's to close.
+	resp, err := http.Get("http://" + lis.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	f.s.HTTP, f.s.DrainDelay = httpSrv, 0
+	err = f.s.Run(false)
+	if err == nil || !strings.Contains(err.Error(), "close failed") {
+		t.Errorf("Run = %v; want the listener's failure", err)
+	}
+	select {
+	case <-f.s.Service.(*waiter).called:
+	default:
+		t.Error("Service.Wait was not called after the HTTP shutdown failed")
+	}
+}
