@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"net/http"
@@ -88,6 +89,10 @@ type gateway struct {
 func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
 	account, region := pathTarget(call.params)
+	if _, ok := status.FromError(err); !ok && call.intercepted {
+		g.unwritable(ctx, mux, m, w, r, err, account)
+		return
+	}
 	line, authErr, checked := g.checkCaller(ctx, call, account, region)
 	keepChallenge(r.Context(), authErr)
 	st, logged, tooBig := errorStatus(ctx, r, call, err, authErr, account, g.ic.violations)
@@ -115,6 +120,19 @@ func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, regi
 	}
 	principal, authErr := g.ic.authorizeIn(ctx, method, account)
 	return finished{method: method, account: account, region: region, principal: principal, start: call.start}, authErr, true
+}
+
+// unwritable answers a call the interceptor ran whose answer grpc-gateway
+// could not write (protojson refused it: a time out of its range, say).
+// The interceptor's line says how the call ended; this one that its
+// caller got INTERNAL, as DESIGN says of the unexpected, with the generic
+// message.
+func (g *gateway) unwritable(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error, account string) {
+	method, _ := runtime.RPCMethod(ctx)
+	g.ic.log.LogAttrs(ctx, slog.LevelError, "REST: the answer could not be written; the caller got INTERNAL",
+		slog.String("method", method), slog.String("account", account), slog.String("error", redact.Error(err)))
+	st, _ := rpcerror.Status(err, rpcerror.Request{AccountID: account})
+	writeError(ctx, mux, m, w, r, st, "")
 }
 
 // errorStatus is the status a REST error is answered with, the error its

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/aws/smithy-go"
 
@@ -527,6 +528,42 @@ func TestRESTPassesInterceptor(t *testing.T) {
 				t.Errorf("log lacks %s:\n%s", want, logs)
 			}
 		})
+	}
+}
+
+// unwritable answers GetBackup with a time protojson cannot write.
+type unwritable struct {
+	backupv1.UnimplementedBackupServiceServer
+}
+
+func (unwritable) GetBackup(context.Context, *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
+	return &backupv1.GetBackupResponse{BackupDescription: &backupv1.BackupDescription{BackupDetails: &backupv1.BackupDetails{
+		BackupArn: arn, BackupExpiryDateTime: &timestamppb.Timestamp{Seconds: 300000000000}}}}, nil
+}
+
+// TestRESTAnswerThatCannotBeWritten: an answer grpc-gateway cannot write
+// as JSON is answered INTERNAL with the generic message and an ErrorInfo,
+// as every unexpected failure is, and logged at ERROR; it was a 500 with
+// protojson's words, code UNKNOWN and no detail, logged only as OK.
+func TestRESTAnswerThatCannotBeWritten(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) { o.Service = unwritable{} })
+	resp, body := f.do(t, "GET", "/v1/backups/"+strings.ReplaceAll(arn, "/", "%2F"), nil)
+	var got struct {
+		Code    int
+		Message string
+		Details []struct {
+			Reason string
+		}
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("%d %s: %v", resp.StatusCode, body, err)
+	}
+	if resp.StatusCode != 500 || got.Code != int(codes.Internal) || strings.Contains(got.Message, "proto") ||
+		len(got.Details) != 1 || got.Details[0].Reason != "INTERNAL" {
+		t.Errorf("answered %d %s; want 500, INTERNAL with the generic message and its ErrorInfo", resp.StatusCode, body)
+	}
+	if lines := f.logs.Lines(`"level":"ERROR"`, "could not be written", "GetBackup", "seconds out of range"); len(lines) != 1 {
+		t.Errorf("want one ERROR line naming the method and protojson's error:\n%s", f.logs.String())
 	}
 }
 

@@ -44,11 +44,20 @@ var (
 	}
 )
 
-func ts(t *time.Time) *timestamppb.Timestamp {
+// ts is a time DynamoDB gave, absent when it gave none, and left out, with
+// a warning, when a Timestamp cannot hold it (before year 1 or after
+// 9999): REST could not write such an answer, and a gRPC caller's library
+// may refuse it.
+func (s *Server) ts(t *time.Time) *timestamppb.Timestamp {
 	if t == nil {
 		return nil
 	}
-	return timestamppb.New(*t)
+	out := timestamppb.New(*t)
+	if err := out.CheckValid(); err != nil {
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "DynamoDB time out of range; left out", slog.String("error", err.Error()))
+		return nil
+	}
+	return out
 }
 
 // backupSize is a backup's size, absent while it is not known: DynamoDB
@@ -82,8 +91,8 @@ func (s *Server) backupDetails(d *types.BackupDetails) *backupv1.BackupDetails {
 		BackupSizeBytes:        backupSize(d.BackupSizeBytes, d.BackupStatus),
 		BackupStatus:           enumValue(s, "BackupStatus", string(d.BackupStatus), backupStatuses),
 		BackupType:             enumValue(s, "BackupType", string(d.BackupType), backupTypes),
-		BackupCreationDateTime: ts(d.BackupCreationDateTime),
-		BackupExpiryDateTime:   ts(d.BackupExpiryDateTime),
+		BackupCreationDateTime: s.ts(d.BackupCreationDateTime),
+		BackupExpiryDateTime:   s.ts(d.BackupExpiryDateTime),
 	}
 }
 
@@ -170,7 +179,7 @@ func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.Sourc
 		KeySchema:             s.keySchema(d.KeySchema),
 		BillingMode:           s.billingMode(d.BillingMode, pt),
 		ProvisionedThroughput: pt,
-		TableCreationDateTime: ts(d.TableCreationDateTime),
+		TableCreationDateTime: s.ts(d.TableCreationDateTime),
 	}
 }
 
@@ -262,7 +271,7 @@ func (s *Server) sse(d *types.SSEDescription) *backupv1.SseDescription {
 		Status:                         enumValue(s, "SSEStatus", string(d.Status), sseStatuses),
 		SseType:                        enumValue(s, "SSEType", string(d.SSEType), sseTypes),
 		KmsMasterKeyArn:                aws.ToString(d.KMSMasterKeyArn),
-		InaccessibleEncryptionDateTime: ts(d.InaccessibleEncryptionDateTime),
+		InaccessibleEncryptionDateTime: s.ts(d.InaccessibleEncryptionDateTime),
 	}
 }
 
@@ -273,8 +282,8 @@ func (s *Server) backupSummary(b *types.BackupSummary) *backupv1.BackupSummary {
 		TableArn:               aws.ToString(b.TableArn),
 		BackupArn:              aws.ToString(b.BackupArn),
 		BackupName:             aws.ToString(b.BackupName),
-		BackupCreationDateTime: ts(b.BackupCreationDateTime),
-		BackupExpiryDateTime:   ts(b.BackupExpiryDateTime),
+		BackupCreationDateTime: s.ts(b.BackupCreationDateTime),
+		BackupExpiryDateTime:   s.ts(b.BackupExpiryDateTime),
 		BackupStatus:           enumValue(s, "BackupStatus", string(b.BackupStatus), backupStatuses),
 		BackupType:             enumValue(s, "BackupType", string(b.BackupType), backupTypes),
 		BackupSizeBytes:        backupSize(b.BackupSizeBytes, b.BackupStatus),
@@ -290,7 +299,7 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 		TableArn:              aws.ToString(t.TableArn),
 		TableId:               aws.ToString(t.TableId),
 		TableStatus:           enumValue(s, "TableStatus", string(t.TableStatus), tableStatuses),
-		CreationDateTime:      ts(t.CreationDateTime),
+		CreationDateTime:      s.ts(t.CreationDateTime),
 		KeySchema:             s.keySchema(t.KeySchema),
 		ProvisionedThroughput: throughputDescription(t.ProvisionedThroughput),
 		ItemCount:             tableCount(t.ItemCount, t),
@@ -312,7 +321,7 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 		out.RestoreSummary = &backupv1.RestoreSummary{
 			SourceBackupArn:   aws.ToString(r.SourceBackupArn),
 			SourceTableArn:    aws.ToString(r.SourceTableArn),
-			RestoreDateTime:   ts(r.RestoreDateTime),
+			RestoreDateTime:   s.ts(r.RestoreDateTime),
 			RestoreInProgress: aws.ToBool(r.RestoreInProgress),
 		}
 	}

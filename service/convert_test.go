@@ -17,6 +17,7 @@ import (
 
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/testenv"
 )
 
 func TestBackupDetailsConversion(t *testing.T) {
@@ -423,5 +424,20 @@ func TestIndexesConvertAlikeFromEitherDescription(t *testing.T) {
 	}
 	if none := s.tableDescription(&types.TableDescription{}); none.GlobalSecondaryIndexes != nil || none.LocalSecondaryIndexes != nil {
 		t.Errorf("a table without indexes has %v and %v", none.GlobalSecondaryIndexes, none.LocalSecondaryIndexes)
+	}
+}
+
+// A time a Timestamp cannot hold is left out, with a warning, rather than
+// making an answer REST cannot write.
+func TestTimeOutOfRange(t *testing.T) {
+	logs := &testenv.Buffer{}
+	s := New(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	in, far := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	got := s.backupSummary(&types.BackupSummary{BackupCreationDateTime: &in, BackupExpiryDateTime: &far})
+	if !got.GetBackupCreationDateTime().AsTime().Equal(in) || got.BackupExpiryDateTime != nil {
+		t.Errorf("creation %v, expiry %v; want %v and none", got.GetBackupCreationDateTime(), got.BackupExpiryDateTime, in)
+	}
+	if n := len(logs.Lines(`"level":"WARN"`, "out of range")); n != 1 {
+		t.Errorf("%d warnings; want 1:\n%s", n, logs.String())
 	}
 }
