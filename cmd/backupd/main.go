@@ -89,12 +89,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // for a deployment's pipeline to refuse a file before it reaches a
 // replica.
 func checkConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
-	cfg, err := loadConfig(path, listen)
-	tr, trErr := tracing.FromEnv(ctx)
-	if tr != nil {
-		_ = tr.Shutdown(ctx) // nothing was traced
-	}
-	if err := errors.Join(err, trErr); err != nil {
+	cfg, err := loadStart(ctx, path, listen)
+	if err != nil {
 		return err
 	}
 	for _, w := range cfg.Warnings() {
@@ -159,9 +155,24 @@ func watchSignals(ctx context.Context, stderr io.Writer) (drainCtx context.Conte
 	}
 }
 
+// loadStart reads the configuration at path and the environment's
+// tracing variables, and reports the problems of both together, as a
+// start and --check-config alike refuse them.
+func loadStart(ctx context.Context, path string, listen config.Listen) (*config.Config, error) {
+	cfg, err := loadConfig(path, listen)
+	tr, trErr := tracing.FromEnv(ctx)
+	if tr != nil {
+		_ = tr.Shutdown(ctx) // only read: nothing was traced
+	}
+	if err := errors.Join(err, trErr); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // runConfig serves the configuration at path.
 func runConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
-	cfg, err := loadConfig(path, listen)
+	cfg, err := loadStart(ctx, path, listen)
 	if err != nil {
 		return err
 	}

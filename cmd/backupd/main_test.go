@@ -172,6 +172,9 @@ func TestCheckConfig(t *testing.T) {
 		{"tracing the start would refuse", []string{"--config", good, "--check-config"},
 			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"},
 			[]string{"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf"}, nil},
+		{"a start: the file's problems and the tracing variables' together", []string{"--config", bad},
+			[]string{"OTEL_TRACES_EXPORTER=zipkin"},
+			[]string{"max_wait: must be more than 0", "OTEL_TRACES_EXPORTER must be otlp or none"}, nil},
 		{"not the sandbox", []string{"--sandbox", "--check-config"}, nil,
 			[]string{"--check-config checks a --config FILE"}, nil},
 	} {
