@@ -390,11 +390,16 @@ var echoed = regexp.MustCompile(`"(?:[^"\\]|\\.)*"` + "|`[^`]*`")
 // taken for "unset" (see explicitZeros).
 const unsetDuration = time.Duration(math.MinInt64)
 
+// unsetString marks, as unsetDuration does, a string with a default that
+// the file leaves out: a value no file would write.
+const unsetString = "\x00unset"
+
 // explicitZeros resets the durations the file left out to 0, which
 // ApplyDefaults fills in, and reports those the file set to 0: none of
 // them works at 0 (no time for any request, no wait for a turn, no drain),
 // and replacing the operator's 0 by the default would do what was not
-// asked without saying so.
+// asked without saying so. Likewise an empty Redis key prefix, which
+// would otherwise become the default one, shared with other deployments.
 func (c *Config) explicitZeros() []error {
 	var defaults Config
 	defaults.ApplyDefaults()
@@ -416,6 +421,13 @@ func (c *Config) explicitZeros() []error {
 		case 0:
 			bad(d.name, "must be more than 0; leave it out for the default of %s", d.fallback)
 		}
+	}
+	switch p := &c.SharedState.Redis.KeyPrefix; *p {
+	case unsetString:
+		*p = ""
+	case "":
+		bad("shared_state.redis.key_prefix", "must not be empty: backupd's keys would mix with every other key of the database; "+
+			"leave it out for the default of %q, or give each deployment sharing a Redis a prefix of its own", defaults.SharedState.Redis.KeyPrefix)
 	}
 	return ps
 }

@@ -196,6 +196,8 @@ callers:
 			[]string{"shared_state.redis.wait_timeout: must be from 1ms to 10s; got 500µs"}},
 		{"redis wait of 0", "shared_state: {backend: redis, redis: {address: 'redis:6379', wait_replicas: 1, wait_timeout: 0s}}\n",
 			[]string{"shared_state.redis.wait_timeout: must be more than 0; leave it out for the default of 500ms"}},
+		{"redis key prefix empty", "shared_state: {backend: redis, redis: {address: 'redis:6379', key_prefix: ''}}\n",
+			[]string{`shared_state.redis.key_prefix: must not be empty`, `leave it out for the default of "backupd:"`}},
 		{"redis replicas without the redis backend", "shared_state: {redis: {wait_replicas: 1}}\n",
 			[]string{`shared_state.redis: is set, but backend is "memory"`}},
 		// A password in the address would reach the error, and every log

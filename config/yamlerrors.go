@@ -226,7 +226,7 @@ func oneDocument(dec *yaml.Decoder) error {
 
 func unsetConfig() *Config {
 	return &Config{UpstreamTimeout: unsetDuration, MaxWait: unsetDuration, ShutdownTimeout: unsetDuration,
-		SharedState: SharedState{Redis: Redis{WaitTimeout: unsetDuration}}}
+		SharedState: SharedState{Redis: Redis{WaitTimeout: unsetDuration, KeyPrefix: unsetString}}}
 }
 
 // report names the file's empty list elements, its fractional values of
