@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,6 +121,25 @@ func TestStartWarnsOfMaxWaitPastUpstreamTimeout(t *testing.T) {
 	inst := startBackupd(t, instanceOptions{Accounts: []account{{ID: "111111111111"}}, MaxWait: 2 * time.Second, UpstreamTimeout: time.Second})
 	if !strings.Contains(inst.logs.String(), `"level":"WARN","msg":"max_wait is not shorter than upstream_timeout`) {
 		t.Errorf("no warning:\n%s", inst.logs.String())
+	}
+}
+
+// TestHangUpIsIgnored: a SIGHUP, which would end the process at once with
+// no drain, is logged and ignored.
+func TestHangUpIsIgnored(t *testing.T) {
+	inst := startProcess(t, nil, nil, "--sandbox", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	if err := inst.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(inst.logs.String(), "SIGHUP ignored") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(inst.logs.String(), "SIGHUP ignored") {
+		t.Errorf("no line of the SIGHUP:\n%s", inst.logs.String())
+	}
+	if code, _, body := inst.rest(t, "GET", "/readyz", ""); code != http.StatusOK {
+		t.Errorf("after SIGHUP, /readyz: %d %s", code, body)
 	}
 }
 

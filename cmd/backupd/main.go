@@ -349,6 +349,7 @@ func endAtOnce(stderr io.Writer, sig os.Signal, ignored bool, exit func(int)) {
 
 // serve wires the parts and runs both listeners until ctx ends, then drains.
 func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
+	defer ignoreHangUps(logger)()
 	// go-redis keeps its logger in a package variable: one for the whole
 	// process, not one per client. So it is set here, once, before any
 	// client exists, and not where the Redis client is built.
@@ -410,6 +411,32 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		return loggedError{err}
 	}
 	return nil
+}
+
+// ignoreHangUps keeps a SIGHUP, whose default ends the process at once
+// with no drain, from ending it: an operator may send one expecting a
+// reload, but backupd reloads its TLS certificates by itself and reads
+// its configuration only at start. Each one is logged. The returned func
+// stops the watch.
+func ignoreHangUps(logger *slog.Logger) (stop func()) {
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hups:
+				logger.Warn("SIGHUP ignored: backupd reloads its TLS certificates by itself, and reads its configuration only at start; " +
+					"to apply a changed configuration, restart it (SIGTERM drains)")
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hups)
+		close(done)
+	}
 }
 
 // startTracing starts sending spans when the environment names an OTLP
