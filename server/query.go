@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -178,7 +179,7 @@ func (q *queryCheck) judge(key string) (badrequest.Violation, bool) {
 	}
 	value := strings.Join(got, ",")
 	hint := ""
-	if fd.Kind() == protoreflect.MessageKind && strings.Contains(value, " ") {
+	if fd.Kind() == protoreflect.MessageKind && plusAsSpace.MatchString(value) {
 		hint = " (a + in a URL query reads as a space: send it as %2B)"
 	}
 	return badrequest.Violation{
@@ -186,6 +187,10 @@ func (q *queryCheck) judge(key string) (badrequest.Violation, bool) {
 		Description: fmt.Sprintf("%s %s; got %s%s", name, accepts(fd, value, false), badrequest.Quote(value), hint),
 	}, true
 }
+
+// plusAsSpace matches what a time's UTC offset (+01:00) becomes in a
+// query that sent its + unescaped: a space before a digit.
+var plusAsSpace = regexp.MustCompile(` [0-9]`)
 
 // keyName names a query parameter or a body key in an error: shortened,
 // and quoted when it is empty, so a field violation never names "", or

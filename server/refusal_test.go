@@ -39,8 +39,8 @@ func TestRESTRefusals(t *testing.T) {
 		reason                   string
 		account                  string // the ErrorInfo's account_id; "" for none
 		fields                   []string
-		rules                    []string
-		msgHas                   string // in the message, when set
+		rules                    []string // each description after its field: its start, or all of it when ending in $
+		msgHas                   string   // in the message, when set
 	}{
 		{name: "unknown body field", method: "POST", path: create, body: `{"backupName":"nightly","bogus":1}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
@@ -133,6 +133,9 @@ func TestRESTRefusals(t *testing.T) {
 		{name: "a timestamp whose + became a space", method: "GET", path: "/v1/accounts/111111111111/backups?timeRangeLowerBound=2026-01-02T15:04:05+01:00",
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"time_range_lower_bound"}, rules: []string{"must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z; got \"2026-01-02T15:04:05 01:00\" (a + in a URL query reads as a space: send it as %2B)"}},
+		{name: "a timestamp with a trailing space: no word of a +", method: "GET", path: "/v1/accounts/111111111111/backups?timeRangeLowerBound=2026-01-02T15:04:05Z%20",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"time_range_lower_bound"}, rules: []string{"must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z; got \"2026-01-02T15:04:05Z \"$"}},
 		{name: "invalid UTF-8 in a value", method: "POST", path: create, body: "{\"backupName\":\"\xff\xfe\"}",
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"backup_name"}, rules: []string{"must be valid UTF-8"}},
@@ -185,7 +188,8 @@ func TestRESTRefusals(t *testing.T) {
 				t.Fatalf("details %+v, want violations of %v", st.Details, tt.fields)
 			}
 			for i, v := range st.Details[1].FieldViolations {
-				if v.Field != tt.fields[i] || !strings.HasPrefix(v.Description, v.Field+" "+tt.rules[i]) {
+				rule, whole := strings.CutSuffix(tt.rules[i], "$")
+				if v.Field != tt.fields[i] || !strings.HasPrefix(v.Description, v.Field+" "+rule) || whole && v.Description != v.Field+" "+rule {
 					t.Errorf("violation %d = %+v, want field %s: %s", i, v, tt.fields[i], tt.rules[i])
 				}
 			}

@@ -62,7 +62,7 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 	}
 	parts, ok := arnFields(s)
 	if !ok || parts[0] != "arn" {
-		vs.add(field, "must be a DynamoDB ARN of the form %s; got %s", shape, badrequest.Quote(s))
+		vs.add(field, "must be a DynamoDB ARN of the form %s; got %s%s", shape, badrequest.Quote(s), escapedHint(s))
 		return arn{}, false
 	}
 	a := arn{Partition: parts[1], Region: parts[arnRegion], Account: parts[arnAccount]}
@@ -83,10 +83,19 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 	return arn{}, false
 }
 
+// escapedHint tells a caller who sent an ARN URL-escaped, as a REST path
+// takes it, in a field that takes it as it is.
+func escapedHint(s string) string {
+	if l := strings.ToLower(s); strings.Contains(l, "%2f") || strings.Contains(l, "%3a") {
+		return " (it looks URL-escaped: escape an ARN once, in a URL only; in a gRPC field or a JSON body send it as it is)"
+	}
+	return ""
+}
+
 func parseResource(vs *violations, field, res string, wantBackup bool, shape string, a *arn) bool {
 	segs := strings.Split(res, "/")
 	if segs[0] != "table" || len(segs) < 2 {
-		vs.add(field, "has resource %s; want %s", badrequest.Quote(res), shape[strings.LastIndex(shape, ":")+1:])
+		vs.add(field, "has resource %s; want %s%s", badrequest.Quote(res), shape[strings.LastIndex(shape, ":")+1:], escapedHint(res))
 		return false
 	}
 	a.Table = segs[1]
@@ -104,7 +113,7 @@ func parseResource(vs *violations, field, res string, wantBackup bool, shape str
 	case len(segs) == 2:
 		vs.add(field, "is a table ARN; want a backup ARN (…/backup/BACKUP_ID)")
 	case len(segs) != 4 || segs[2] != "backup":
-		vs.add(field, "has resource %s; want table/TABLE/backup/BACKUP_ID", badrequest.Quote(res))
+		vs.add(field, "has resource %s; want table/TABLE/backup/BACKUP_ID%s", badrequest.Quote(res), escapedHint(res))
 	case strings.HasSuffix(segs[3], ":restore"):
 		vs.add(field, "ends in \":restore\": a restore is POST /v1/backups/{backup_arn}:restore, with the colon unescaped")
 	case !backupIDOK(segs[3]):

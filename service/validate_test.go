@@ -126,6 +126,8 @@ func TestParseARN(t *testing.T) {
 		{"a restore route read as an ARN", good + ":restore", `ends in ":restore": a restore is POST`},
 		{"bad backup id", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/xyz", "backup id"},
 		{"not a table resource", "arn:aws:dynamodb:us-east-1:111111111111:global-table/Orders", "has resource"},
+		{"escaped as a REST path is", "arn:aws:dynamodb:us-east-1:111111111111:table%2FOrders%2Fbackup%2F01700000000000-abcdef12", "it looks URL-escaped"},
+		{"colons escaped too", "arn%3Aaws%3Adynamodb%3Aus-east-1%3A111111111111%3Atable%2FOrders", "it looks URL-escaped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
