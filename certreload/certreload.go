@@ -83,6 +83,19 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	return cfg, nil
 }
 
+// NotAfter is when the certificate cfg (from TLSConfig) serves now
+// expires; zero for a config without one.
+func NotAfter(cfg *tls.Config) time.Time {
+	if cfg == nil || cfg.GetCertificate == nil {
+		return time.Time{}
+	}
+	c, err := cfg.GetCertificate(nil)
+	if err != nil || c == nil || c.Leaf == nil {
+		return time.Time{}
+	}
+	return c.Leaf.NotAfter
+}
+
 // KeyPair is the certificate and key of certPEM and keyPEM, refused
 // outside the certificate's validity period at now, which every client
 // would refuse: a rotation to one (an old file put back, a new one dated

@@ -382,3 +382,29 @@ func copyFile(t *testing.T, from, to string, mtime time.Time) {
 		t.Fatal(err)
 	}
 }
+
+// NotAfter follows the certificate in service through a rotation; a
+// config without one has none.
+func TestNotAfter(t *testing.T) { synctest.Test(t, testNotAfter) }
+
+func testNotAfter(t *testing.T) {
+	now := time.Now()
+	firstEnd, secondEnd := now.Add(2*time.Hour).Truncate(time.Second), now.Add(5*time.Hour).Truncate(time.Second)
+	first := testenv.SelfSignedTLSValid(t, now.Add(-time.Hour), firstEnd)
+	const interval = 2 * time.Second
+	cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := NotAfter(cfg); !got.Equal(firstEnd) {
+		t.Errorf("NotAfter = %v, want %v", got, firstEnd)
+	}
+	rotate(t, testenv.SelfSignedTLSValid(t, now.Add(-time.Hour), secondEnd), first, time.Now().Add(time.Minute))
+	time.Sleep(interval + 100*time.Millisecond)
+	if got := NotAfter(cfg); !got.Equal(secondEnd) {
+		t.Errorf("NotAfter after the rotation = %v, want %v", got, secondEnd)
+	}
+	if got := NotAfter(nil); !got.IsZero() {
+		t.Errorf("NotAfter(nil) = %v", got)
+	}
+}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -122,6 +123,13 @@ func TestTLSListeners(t *testing.T) {
 	}
 	if code, _, body := inst.rest(t, "POST", "/v1/accounts/"+a+"/tables/Orders/backups", `{"backupName":"over-https"}`); code != http.StatusOK {
 		t.Errorf("HTTPS: %d %s", code, body)
+	}
+	leaf, err := x509.ParseCertificate(files.Certificate(t).Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := inst.metric(t, "backupd_tls_certificate_expiry_timestamp_seconds", nil); got != float64(leaf.NotAfter.Unix()) {
+		t.Errorf("backupd_tls_certificate_expiry_timestamp_seconds = %v, want %d", got, leaf.NotAfter.Unix())
 	}
 	if resp, err := http.Get("http://" + strings.TrimPrefix(inst.httpURL, "https://") + "/readyz"); err == nil {
 		resp.Body.Close()

@@ -117,6 +117,22 @@ func (m *Metrics) CountConnections(open func() int) {
 	}, func() float64 { return float64(open()) }))
 }
 
+// WatchCertificateExpiry exposes notAfter, when the listeners' certificate
+// in service expires, read at each scrape: a rotation that fails keeps the
+// old certificate serving, and an alert on this gauge comes before every
+// client refuses it. A zero time is exposed as 0.
+func (m *Metrics) WatchCertificateExpiry(notAfter func() time.Time) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "backupd_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the listeners' certificate in service expires, in seconds since the Unix epoch (with tls only).",
+	}, func() float64 {
+		if t := notAfter(); !t.IsZero() {
+			return float64(t.Unix())
+		}
+		return 0
+	}))
+}
+
 // ObserveConnRefused counts a connection closed as soon as it was
 // accepted, over the limit named: "total" or "per_ip".
 func (m *Metrics) ObserveConnRefused(limit string) {

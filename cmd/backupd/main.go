@@ -476,6 +476,7 @@ func serverOptions(cfg *config.Config, svc *service.Server, m *metrics.Metrics, 
 			return server.Options{}, err
 		}
 		opts.TLS = tlsCfg
+		m.WatchCertificateExpiry(func() time.Time { return certreload.NotAfter(tlsCfg) })
 	}
 	switch {
 	case len(cfg.Callers) > 0 && cfg.AnonymousCallers:
