@@ -129,13 +129,33 @@ func (l *Limiter) refuseLocked(reason string, ip netip.Addr) []slog.Attr {
 	return l.lineLocked()
 }
 
-// logDue writes the line of the refusals since the last one.
+// logDue writes the line of the refusals since the last one, unless
+// Flush wrote it.
 func (l *Limiter) logDue() {
 	l.mu.Lock()
 	l.pending = false
-	line := l.lineLocked()
+	line := l.unloggedLocked()
 	l.mu.Unlock()
 	l.warn(line)
+}
+
+// Flush writes the line of the refusals not logged yet, if any: at
+// shutdown, so that a burst's count does not end with the process
+// before its line was due.
+func (l *Limiter) Flush() {
+	l.mu.Lock()
+	line := l.unloggedLocked()
+	l.mu.Unlock()
+	l.warn(line)
+}
+
+// unloggedLocked is the line of the refusals since the last line, nil
+// for none.
+func (l *Limiter) unloggedLocked() []slog.Attr {
+	if l.overTotal+l.overPerIP == 0 {
+		return nil
+	}
+	return l.lineLocked()
 }
 
 func (l *Limiter) lineLocked() []slog.Attr {

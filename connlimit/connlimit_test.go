@@ -118,6 +118,32 @@ func testRefusalsAreLoggedNowAndThen(t *testing.T) {
 	}
 }
 
+// TestFlushWritesTheRefusalsNotLoggedYet: at shutdown, the count of the
+// refusals whose line was not due yet is written, once.
+func TestFlushWritesTheRefusalsNotLoggedYet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &testenv.Buffer{}
+		l := New(Limits{Total: 1, PerIP: 1}, nil, slog.New(slog.NewTextHandler(logs, nil)))
+		l.Admit(tcp("10.0.0.1"))
+		for range 3 {
+			l.Admit(tcp("10.0.0.9"))
+		}
+		l.Flush()
+		l.Flush()
+		lines := func() []string {
+			synctest.Wait()
+			return strings.Split(strings.TrimSpace(logs.String()), "\n")
+		}
+		if got := lines(); len(got) != 2 || !strings.Contains(got[0], "refused=1 ") || !strings.Contains(got[1], "refused=2 ") {
+			t.Fatalf("log %q; want the first refusal's line, then Flush's counting the other 2", got)
+		}
+		time.Sleep(2 * logEvery)
+		if got := lines(); len(got) != 2 {
+			t.Errorf("log %q; want no line after Flush's, the one that was due included", got)
+		}
+	})
+}
+
 // TestRefusalsOfBothLimitsAreCountedApart: a line that counts refusals
 // over both limits names both, with each one's count, not the last's
 // limit for all of them.

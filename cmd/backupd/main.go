@@ -384,6 +384,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		logger.Warn(w)
 	}
 	srvOpts.Conns = connlimit.New(connlimit.Limits{Total: *cfg.Listen.MaxConnections, PerIP: *cfg.Listen.MaxConnectionsPerIP}, m, logger)
+	defer srvOpts.Conns.Flush()
 	m.CountConnections(srvOpts.Conns.Open)
 	health := server.NewHealth()
 	grpcSrv := server.NewGRPC(srvOpts, health)
