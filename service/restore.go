@@ -74,16 +74,20 @@ func checkRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest) *
 	if sse := req.GetSseSpecificationOverride(); sse != nil {
 		in.SSESpecificationOverride = checkSSE(vs, "sse_specification_override", sse)
 	}
+	named := indexNames{}
 	if sel := req.GetGlobalSecondaryIndexOverride(); sel != nil {
 		in.GlobalSecondaryIndexOverride = make([]types.GlobalSecondaryIndex, 0, len(sel.GetIndexes()))
 		for i, g := range sel.GetIndexes() {
 			f := fieldIndex("global_secondary_index_override.indexes", i)
 			var idx types.GlobalSecondaryIndex
-			idx.IndexName, idx.KeySchema, idx.Projection = checkIndex(vs, f, g)
+			idx.IndexName, idx.KeySchema, idx.Projection = checkIndex(vs, named, f, g)
 			// Descriptions of on-demand tables carry 0/0 index throughput;
 			// a copied description means "none", not an error.
 			if pt := g.GetProvisionedThroughput(); pt != nil && (pt.GetReadCapacityUnits() != 0 || pt.GetWriteCapacityUnits() != 0) {
 				idx.ProvisionedThroughput = checkThroughput(vs, f+".provisioned_throughput", g.GetProvisionedThroughput())
+				if req.GetBillingModeOverride() == backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST {
+					vs.add(f+".provisioned_throughput", "must be absent with billing_mode_override PAY_PER_REQUEST")
+				}
 			}
 			in.GlobalSecondaryIndexOverride = append(in.GlobalSecondaryIndexOverride, idx)
 		}
@@ -91,12 +95,28 @@ func checkRestore(vs *violations, req *backupv1.RestoreTableFromBackupRequest) *
 	if sel := req.GetLocalSecondaryIndexOverride(); sel != nil {
 		in.LocalSecondaryIndexOverride = make([]types.LocalSecondaryIndex, 0, len(sel.GetIndexes()))
 		for i, l := range sel.GetIndexes() {
+			f := fieldIndex("local_secondary_index_override.indexes", i)
 			var idx types.LocalSecondaryIndex
-			idx.IndexName, idx.KeySchema, idx.Projection = checkIndex(vs, fieldIndex("local_secondary_index_override.indexes", i), l)
+			idx.IndexName, idx.KeySchema, idx.Projection = checkIndex(vs, named, f, l)
 			in.LocalSecondaryIndexOverride = append(in.LocalSecondaryIndexOverride, idx)
 		}
 	}
 	return in
+}
+
+// indexNames are the index names of a restore's overrides so far, each
+// with the field that named it first: a table's indexes, global and
+// local, have names of their own, which DynamoDB would otherwise refuse
+// with no field named.
+type indexNames map[string]string
+
+func (n indexNames) check(vs *violations, field, name string) {
+	if first, ok := n[name]; ok {
+		vs.add(field+".index_name", "repeats %s, the name of %s: a table's indexes, global and local, must have names of their own",
+			badrequest.Quote(name), first)
+		return
+	}
+	n[name] = field
 }
 
 // secondaryIndex is what a global and a local secondary index override
@@ -109,9 +129,13 @@ type secondaryIndex interface {
 
 // checkIndex checks what every index override at field has, in the
 // request's field order (name, key schema, projection), and returns it in
-// DynamoDB's types.
-func checkIndex(vs *violations, field string, idx secondaryIndex) (*string, []types.KeySchemaElement, *types.Projection) {
+// DynamoDB's types. A valid name is one of named, the restore's so far.
+func checkIndex(vs *violations, named indexNames, field string, idx secondaryIndex) (*string, []types.KeySchemaElement, *types.Projection) {
+	before := len(*vs)
 	checkName(vs, field+".index_name", idx.GetIndexName())
+	if len(*vs) == before {
+		named.check(vs, field, idx.GetIndexName())
+	}
 	return aws.String(idx.GetIndexName()),
 		checkKeySchema(vs, field+".key_schema", idx.GetKeySchema()),
 		checkProjection(vs, field+".projection", idx.GetProjection())
