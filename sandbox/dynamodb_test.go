@@ -364,19 +364,32 @@ func TestBackupRoundTrip(t *testing.T) {
 	}
 	td := restored.TableDescription
 	rs := td.RestoreSummary
-	if td.TableStatus != types.TableStatusActive || aws.ToString(td.TableName) != "Orders-restored" || aws.ToInt64(td.ItemCount) != 1200 ||
+	// Answered as DynamoDB answers a restore it has taken: CREATING, empty,
+	// the restore in progress, of the backup's time, its key by the key's
+	// ARN, not the alias's.
+	if td.TableStatus != types.TableStatusCreating || aws.ToString(td.TableName) != "Orders-restored" || aws.ToInt64(td.ItemCount) != 0 ||
+		aws.ToInt64(td.TableSizeBytes) != 0 || td.GlobalSecondaryIndexes[0].IndexStatus != types.IndexStatusCreating ||
 		td.BillingModeSummary.BillingMode != types.BillingModeProvisioned ||
 		aws.ToInt64(td.ProvisionedThroughput.ReadCapacityUnits) != 10 || aws.ToInt64(td.ProvisionedThroughput.WriteCapacityUnits) != 5 ||
 		len(td.GlobalSecondaryIndexes) != 1 || aws.ToInt64(td.GlobalSecondaryIndexes[0].ProvisionedThroughput.ReadCapacityUnits) != 3 ||
 		td.GlobalSecondaryIndexes[0].Projection.ProjectionType != types.ProjectionTypeKeysOnly ||
-		td.SSEDescription == nil || aws.ToString(td.SSEDescription.KMSMasterKeyArn) != "arn:aws:kms:us-east-1:111111111111:alias/backups" ||
+		td.SSEDescription == nil || !strings.HasPrefix(aws.ToString(td.SSEDescription.KMSMasterKeyArn), "arn:aws:kms:us-east-1:111111111111:key/") ||
 		rs == nil || aws.ToString(rs.SourceBackupArn) != *arn || aws.ToString(rs.SourceTableArn) != aws.ToString(orders.Table.TableArn) ||
-		aws.ToBool(rs.RestoreInProgress) || !near(aws.ToTime(rs.RestoreDateTime), t0) || aws.ToString(td.TableId) == tableID {
+		!aws.ToBool(rs.RestoreInProgress) || !aws.ToTime(rs.RestoreDateTime).Equal(aws.ToTime(desc.BackupDescription.BackupDetails.BackupCreationDateTime)) ||
+		aws.ToString(td.TableId) == tableID {
 		t.Errorf("restored TableDescription = %+v, RestoreSummary = %+v", td, rs)
 	}
+	// The fake restores at once.
 	again, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("Orders-restored")})
-	if err != nil || again.Table.RestoreSummary == nil || aws.ToString(again.Table.RestoreSummary.SourceBackupArn) != *arn {
+	if err != nil || again.Table.TableStatus != types.TableStatusActive || aws.ToInt64(again.Table.ItemCount) != 1200 ||
+		again.Table.RestoreSummary == nil || aws.ToString(again.Table.RestoreSummary.SourceBackupArn) != *arn || aws.ToBool(again.Table.RestoreSummary.RestoreInProgress) {
 		t.Errorf("DescribeTable of the restored table = %+v, %v", again, err)
+	}
+	// The alias's ARN names the same key as the alias.
+	byARN, err := db.RestoreTableFromBackup(ctx, &dynamodb.RestoreTableFromBackupInput{BackupArn: arn, TargetTableName: aws.String("Orders-restored-2"),
+		SSESpecificationOverride: &types.SSESpecification{Enabled: aws.Bool(true), SSEType: types.SSETypeKms, KMSMasterKeyId: aws.String("arn:aws:kms:us-east-1:111111111111:alias/backups")}})
+	if err != nil || aws.ToString(byARN.TableDescription.SSEDescription.KMSMasterKeyArn) != aws.ToString(td.SSEDescription.KMSMasterKeyArn) {
+		t.Errorf("restore with the alias's ARN: %v; key %v, want %s", err, byARN, aws.ToString(td.SSEDescription.KMSMasterKeyArn))
 	}
 
 	// Dropping every index drops their key attributes too.
@@ -413,13 +426,17 @@ func TestDemoTableWithManagedKey(t *testing.T) {
 	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts()})
 	ctx := t.Context()
 	db := e.in("222222222222")
-	const key = "arn:aws:kms:us-east-1:222222222222:alias/aws/dynamodb"
-	sseOK := func(d *types.SSEDescription) bool {
-		return d != nil && d.Status == types.SSEStatusEnabled && d.SSEType == types.SSETypeKms && aws.ToString(d.KMSMasterKeyArn) == key
-	}
 	table, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("Customers")})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A key's ARN, as DynamoDB names the AWS managed key, not its alias's.
+	key := aws.ToString(table.Table.SSEDescription.KMSMasterKeyArn)
+	if !strings.HasPrefix(key, "arn:aws:kms:us-east-1:222222222222:key/") || len(key) != len("arn:aws:kms:us-east-1:222222222222:key/")+36 {
+		t.Errorf("Customers' key %q; want the ARN of a key", key)
+	}
+	sseOK := func(d *types.SSEDescription) bool {
+		return d != nil && d.Status == types.SSEStatusEnabled && d.SSEType == types.SSETypeKms && aws.ToString(d.KMSMasterKeyArn) == key
 	}
 	if !sseOK(table.Table.SSEDescription) {
 		t.Errorf("Customers' SSEDescription = %+v; want KMS with %s", table.Table.SSEDescription, key)

@@ -12,6 +12,7 @@ import (
 
 const (
 	statusActive   = "ACTIVE"
+	statusCreating = "CREATING"
 	billingPPR     = "PAY_PER_REQUEST"
 	billingProv    = "PROVISIONED"
 	backupTypeUser = "USER"
@@ -276,9 +277,16 @@ func writeThroughputDescription(w *jsonWriter, rcu, wcu int64) {
 }
 
 // managedKeyARN is the KMS key a table encrypted with the account's AWS
-// managed key names, as the fake names it.
+// managed key names: the key of alias/aws/dynamodb.
 func managedKeyARN(region, account string) string {
-	return "arn:aws:kms:" + region + ":" + account + ":alias/aws/dynamodb"
+	return aliasKeyARN("aws", region, account, "alias/aws/dynamodb")
+}
+
+// aliasKeyARN is the ARN of the key alias names in an account and region:
+// DynamoDB describes a table's key by the key's ARN, never the alias's it
+// was given. The fake's key of an alias is always the same.
+func aliasKeyARN(partition, region, account, alias string) string {
+	return "arn:" + partition + ":kms:" + region + ":" + account + ":key/" + nameUUID(account+"/"+region+"/"+alias)
 }
 
 func writeSSEDescription(w *jsonWriter, t *table) {
@@ -294,6 +302,12 @@ func writeSSEDescription(w *jsonWriter, t *table) {
 
 // writeTableDescription writes a TableDescription under key.
 func writeTableDescription(w *jsonWriter, key string, t *table, status string) {
+	// A table CREATING (a restore just taken) is empty so far, its
+	// indexes CREATING too.
+	creating, indexStatus := status == statusCreating, statusActive
+	if creating {
+		indexStatus = statusCreating
+	}
 	w.object(key)
 	w.array("AttributeDefinitions")
 	for _, a := range t.attrs {
@@ -308,8 +322,13 @@ func writeTableDescription(w *jsonWriter, key string, t *table, status string) {
 	w.str("TableStatus", status)
 	w.time("CreationDateTime", t.created)
 	writeThroughputDescription(w, t.rcu, t.wcu)
-	w.int("TableSizeBytes", t.size)
-	w.int("ItemCount", t.items)
+	if creating {
+		w.int("TableSizeBytes", 0)
+		w.int("ItemCount", 0)
+	} else {
+		w.int("TableSizeBytes", t.size)
+		w.int("ItemCount", t.items)
+	}
 	w.str("TableArn", t.arn)
 	w.str("TableId", t.id)
 	w.object("BillingModeSummary")
@@ -335,7 +354,7 @@ func writeTableDescription(w *jsonWriter, key string, t *table, status string) {
 		for _, ix := range t.gsis {
 			w.open()
 			writeIndexHead(w, ix)
-			w.str("IndexStatus", statusActive)
+			w.str("IndexStatus", indexStatus)
 			writeThroughputDescription(w, ix.rcu, ix.wcu)
 			w.int("IndexSizeBytes", 0)
 			w.int("ItemCount", 0)
@@ -358,7 +377,7 @@ func writeTableDescription(w *jsonWriter, key string, t *table, status string) {
 		w.str("SourceBackupArn", r.backupARN)
 		w.str("SourceTableArn", r.tableARN)
 		w.time("RestoreDateTime", r.at)
-		w.bool("RestoreInProgress", false)
+		w.bool("RestoreInProgress", creating)
 		w.close()
 	}
 	writeSSEDescription(w, t)

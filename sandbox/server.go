@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -72,6 +73,17 @@ func newRequestID() string { return newUUID() }
 func newUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
+	return formatUUID(b)
+}
+
+// nameUUID is the UUID that name always gives: the fake's stand-in for an
+// id that AWS keeps for a name, such as the KMS key an alias points to.
+func nameUUID(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return formatUUID([16]byte(sum[:16]))
+}
+
+func formatUUID(b [16]byte) string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	var s [36]byte

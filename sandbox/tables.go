@@ -131,9 +131,13 @@ func (c *ddbCall) kmsKeyARN(in *sseIn) (string, *ddbError) {
 	case id == "":
 		return managedKeyARN(c.region, c.account), nil
 	case strings.HasPrefix(id, "arn:"):
+		// An alias's ARN names its key's; a key's ARN is the key's.
+		if parts := strings.SplitN(id, ":", 6); len(parts) == 6 && strings.HasPrefix(parts[5], "alias/") {
+			return aliasKeyARN(parts[1], parts[3], parts[4], parts[5]), nil
+		}
 		return id, nil
 	case strings.HasPrefix(id, "alias/"):
-		return prefix + id, nil
+		return aliasKeyARN("aws", c.region, c.account, id), nil
 	default:
 		return prefix + "key/" + id, nil
 	}
@@ -376,7 +380,8 @@ func (c *ddbCall) restoreTableFromBackup() *ddbError {
 		items:   src.items,
 		size:    src.size,
 		// Streams and TTL are not restored, as in DynamoDB.
-		restore: &restoreSummary{backupARN: b.arn, tableARN: src.arn, at: now},
+		// DynamoDB's restore time of a backup is the backup's time.
+		restore: &restoreSummary{backupARN: b.arn, tableARN: src.arn, at: b.created},
 	}
 	if t.billing, derr = parseBillingMode(in.BillingModeOverride, src.billing); derr != nil {
 		return derr
@@ -417,7 +422,9 @@ func (c *ddbCall) restoreTableFromBackup() *ddbError {
 	if exists {
 		return ddbErr(nsDynamoDB, "TableAlreadyExistsException", "Table already exists: "+t.name)
 	}
-	writeTableDescription(c.w, "TableDescription", t, t.status)
+	// Answered as DynamoDB answers a restore it has taken: the table
+	// CREATING, empty, the restore in progress. It is ACTIVE at once.
+	writeTableDescription(c.w, "TableDescription", t, statusCreating)
 	return nil
 }
 
