@@ -63,6 +63,10 @@ const (
 // have been done: one a client must not simply send again.
 const ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
 
+// ReasonQuotaExceeded is a call DynamoDB refused as over a standing quota
+// of the account, which retrying alone does not mend.
+const ReasonQuotaExceeded = "DYNAMODB_QUOTA_EXCEEDED"
+
 // ReasonDeadlineExceeded is a call whose deadline passed first.
 const ReasonDeadlineExceeded = "DEADLINE_EXCEEDED"
 
@@ -418,6 +422,16 @@ func howToCheck(op string) string {
 	return "check (ListBackups, GetBackup)"
 }
 
+// overQuota reports whether DynamoDB's LimitExceededException is over a
+// standing quota of the account ("There is a limit of 2500 tables per
+// subscriber"), which waiting does not mend, rather than over how many
+// table operations may run at once ("... simultaneous ..."), which it
+// does. DynamoDB tells them apart only in its message; one without a
+// message is taken as the passing kind.
+func overQuota(code, msg string) bool {
+	return code == "LimitExceededException" && msg != "" && msg != code && !strings.Contains(strings.ToLower(msg), "simultaneous")
+}
+
 // maxAWSMessage bounds what of DynamoDB's message a caller's error quotes.
 const maxAWSMessage = 1024
 
@@ -479,6 +493,12 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		m.code, m.reason = codes.FailedPrecondition, "BACKUPS_UNAVAILABLE"
 		m.msg = msg + "; backups of this table are not available yet, retry later"
 	default:
+		if overQuota(code, msg) {
+			m.code, m.reason, m.retryAfter = codes.ResourceExhausted, ReasonQuotaExceeded, DefaultRetryAfter
+			m.msg = msg + "; DynamoDB refused the call as over one of the account's quotas, and did nothing: it succeeds once the account " +
+				"is under that quota (fewer tables, say) or the quota is raised (AWS Service Quotas), not by retrying alone"
+			return m
+		}
 		if accounts.Throttling(code) {
 			m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
 			m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline) " +

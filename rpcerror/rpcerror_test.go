@@ -187,8 +187,14 @@ func TestStatus(t *testing.T) {
 			codes.ResourceExhausted, "RATE_LIMITED", "", 1500 * time.Millisecond, "are over the account's rate; retry after 1.5s", ""},
 		{"our rate limit, held after Redis restarted", &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: time.Second, Held: true},
 			codes.ResourceExhausted, "RATE_LIMITED", "", time.Second, "are held back while backupd's shared rate limit recovers", "over the account's rate"},
-		{"DynamoDB LimitExceeded after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.LimitExceededException{Message: strPtr("too many")})},
-			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "too many", ""},
+		{"DynamoDB LimitExceeded, too many table operations at once, after retries", &retry.MaxAttemptsError{Attempt: 5, Err: sdkErr(&types.LimitExceededException{
+			Message: strPtr("Subscriber limit exceeded: Only 10 tables can be created, updated, or deleted simultaneously")})},
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "simultaneously; DynamoDB throttled", ""},
+		{"DynamoDB LimitExceeded without a message", sdkErr(&types.LimitExceededException{}),
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "DynamoDB throttled", ""},
+		{"DynamoDB LimitExceeded over the account's table quota", sdkErr(&types.LimitExceededException{
+			Message: strPtr("Subscriber limit exceeded: There is a limit of 2500 tables per subscriber")}),
+			codes.ResourceExhausted, "DYNAMODB_QUOTA_EXCEEDED", "", DefaultRetryAfter, "2500 tables per subscriber; DynamoDB refused the call as over one of the account's quotas", "retry later"},
 		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter,
 			"slow down; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline) and did nothing: retry later", ""},
 		{"DynamoDB throttling, its message a sentence", sdkErr(&smithy.GenericAPIError{Code: "ProvisionedThroughputExceededException", Message: "The level of configured provisioned throughput for the table was exceeded."}),

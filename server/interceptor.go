@@ -189,11 +189,13 @@ const pushBackTrailer = "grpc-retry-pushback-ms"
 // on its own backoff, long before a rate-limit turn; and a policy that
 // retries UNAVAILABLE would repeat a CreateBackup or restore that may
 // have been done (OUTCOME_UNKNOWN, or sent and unanswered at the
-// deadline), making a second backup, which a negative pushback forbids.
+// deadline), making a second backup, which a negative pushback forbids,
+// as it does the retries of a call over an account's DynamoDB quota,
+// which would be refused the same way.
 func pushBack(ctx context.Context, st *status.Status, err error) {
 	var ms int64
-	switch {
-	case rpcerror.ReasonOf(st) == rpcerror.ReasonOutcomeUnknown || errors.As(err, new(*service.UnansweredError)):
+	switch reason := rpcerror.ReasonOf(st); {
+	case reason == rpcerror.ReasonOutcomeUnknown || reason == rpcerror.ReasonQuotaExceeded || errors.As(err, new(*service.UnansweredError)):
 		ms = -1
 	default:
 		d, ok := rpcerror.RetryDelay(st)

@@ -439,6 +439,9 @@ func TestPushBackTellsGRPCRetries(t *testing.T) {
 		// A repeat with the same request_id gets the run's result.
 		{"still running under its request_id", &service.StillRunningError{Operation: "CreateBackup", Err: context.DeadlineExceeded}, nil},
 		{"table not found", &smithy.GenericAPIError{Code: "TableNotFoundException"}, nil},
+		{"DynamoDB throttled", &smithy.GenericAPIError{Code: "LimitExceededException", Message: "Only 10 tables can be created, updated, or deleted simultaneously"}, []string{"1000"}},
+		// Refused the same way until the account is under its quota.
+		{"over the account's DynamoDB quota", &smithy.GenericAPIError{Code: "LimitExceededException", Message: "There is a limit of 2500 tables per subscriber"}, []string{"-1"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
