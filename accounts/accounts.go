@@ -141,7 +141,8 @@ func newClient(opts Options, account, region string, creds aws.CredentialsProvid
 			so.RateLimiter = awsratelimit.None
 			// Refused before it was acted on, and retried with the new
 			// credentials the gate asked for (gate.expired).
-			so.Retryables = append(slices.Clone(so.Retryables), retry.RetryableErrorCode{Codes: map[string]struct{}{expiredToken: {}}})
+			so.Retryables = append([]retry.IsErrorRetryable{overQuota}, so.Retryables...)
+			so.Retryables = append(so.Retryables, retry.RetryableErrorCode{Codes: map[string]struct{}{expiredToken: {}}})
 		})
 		o.APIOptions = append(slices.Clone(o.APIOptions), gate.register)
 	})
@@ -483,6 +484,26 @@ func isLimited(err error) bool {
 // call: refused it without acting on it. backupd's mapping and its retry
 // bookkeeping both read it, so they cannot disagree.
 func Throttling(code string) bool { return throttled[code] }
+
+// OverQuota reports whether DynamoDB's LimitExceededException is over a
+// standing quota of the account ("There is a limit of 2500 tables per
+// subscriber"), which waiting does not mend, rather than over how many
+// table operations may run at once ("... simultaneous ..."), which it
+// does. DynamoDB tells them apart only in its message; one without a
+// message is taken as the passing kind. The SDK does not retry it, and
+// backupd's mapping names it.
+func OverQuota(code, msg string) bool {
+	return code == "LimitExceededException" && msg != "" && !strings.Contains(strings.ToLower(msg), "simultaneous")
+}
+
+// overQuota stops the SDK's retries of a call over a quota: each would
+// be refused the same way, and take one of the account's turns.
+var overQuota = retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+	if api, ok := errors.AsType[smithy.APIError](err); ok && OverQuota(api.ErrorCode(), api.ErrorMessage()) {
+		return aws.FalseTernary
+	}
+	return aws.UnknownTernary
+})
 
 // throttled lists DynamoDB's refusals that say the call was not acted on.
 var throttled = map[string]bool{

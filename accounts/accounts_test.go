@@ -810,3 +810,36 @@ func TestExpiredTokenIsRetriedOnce(t *testing.T) {
 		})
 	}
 }
+
+// A LimitExceededException over a standing quota of the account is not
+// retried (each retry would be refused the same way, and take a turn);
+// one over table operations at once is, as throttling.
+func TestLimitExceededOverAQuotaIsNotRetried(t *testing.T) {
+	for _, tt := range []struct {
+		msg       string
+		wantCalls int32
+	}{
+		{"Subscriber limit exceeded: There is a limit of 2500 tables per subscriber", 1},
+		{"Subscriber limit exceeded: Only 10 tables can be created, updated, or deleted simultaneously", 2},
+	} {
+		t.Run(tt.msg, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+				if calls.Add(1) > 1 {
+					_, _ = w.Write([]byte(`{"TableDescription":{"TableName":"Copy","TableStatus":"CREATING"}}`))
+					return
+				}
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#LimitExceededException","message":"` + tt.msg + `"}`))
+			}))
+			t.Cleanup(srv.Close)
+			target, _ := newRegistry(t, srv.URL, &countingLimiter{}).Resolve("111111111111", "")
+			_, _ = target.DynamoDB.RestoreTableFromBackup(context.Background(), &dynamodb.RestoreTableFromBackupInput{
+				BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12"), TargetTableName: aws.String("Copy")})
+			if calls.Load() != tt.wantCalls {
+				t.Errorf("%d calls; want %d", calls.Load(), tt.wantCalls)
+			}
+		})
+	}
+}

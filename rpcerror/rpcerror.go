@@ -422,16 +422,6 @@ func howToCheck(op string) string {
 	return "check (ListBackups, GetBackup)"
 }
 
-// overQuota reports whether DynamoDB's LimitExceededException is over a
-// standing quota of the account ("There is a limit of 2500 tables per
-// subscriber"), which waiting does not mend, rather than over how many
-// table operations may run at once ("... simultaneous ..."), which it
-// does. DynamoDB tells them apart only in its message; one without a
-// message is taken as the passing kind.
-func overQuota(code, msg string) bool {
-	return code == "LimitExceededException" && msg != "" && msg != code && !strings.Contains(strings.ToLower(msg), "simultaneous")
-}
-
 // maxAWSMessage bounds what of DynamoDB's message a caller's error quotes.
 const maxAWSMessage = 1024
 
@@ -493,7 +483,7 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		m.code, m.reason = codes.FailedPrecondition, "BACKUPS_UNAVAILABLE"
 		m.msg = msg + "; backups of this table are not available yet, retry later"
 	default:
-		if overQuota(code, msg) {
+		if accounts.OverQuota(code, api.ErrorMessage()) {
 			m.code, m.reason, m.retryAfter = codes.ResourceExhausted, ReasonQuotaExceeded, DefaultRetryAfter
 			m.msg = msg + "; DynamoDB refused the call as over one of the account's quotas, and did nothing: it succeeds once the account " +
 				"is under that quota (fewer tables, say) or the quota is raised (AWS Service Quotas), not by retrying alone"
