@@ -441,7 +441,7 @@ func (l *Redis) readClock(ctx context.Context) (sample, time.Duration, error) {
 	l.clock.renewedAt(recv)
 	if stepped {
 		err := l.holdTurns(ctx)
-		l.clock.held()
+		l.clock.held(err == nil)
 		if err != nil {
 			return sample{}, 0, err
 		}
@@ -481,14 +481,15 @@ func (l *Redis) holdTurns(ctx context.Context) error {
 // (held) before Redis had it, the other calls then taking turns by the
 // stepped clock, unheld; or, its context ended before it was written,
 // never be sent, and no later exchange would find the step again. The
-// call waits for it within its own context.
+// call waits for it within its own context. A hold that fails is found
+// again by the next exchange (redisClock.held).
 func (l *Redis) hold(ctx context.Context, k Key) error {
 	done := make(chan error, 1)
 	go func() {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewBound)
 		defer cancel()
 		err := l.holdTurns(hctx)
-		l.clock.held()
+		l.clock.held(err == nil)
 		done <- err
 	}()
 	select {

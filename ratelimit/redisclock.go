@@ -60,6 +60,11 @@ type redisClock struct {
 	// none may be used. settled is closed when the last of them ends.
 	holds   int
 	settled chan struct{}
+	// beforeStep is the placing before the first step of the holds under
+	// way: a hold that fails puts it back, so that the next exchange
+	// finds the step again and holds the turns then, rather than the
+	// step being taken into the placing, unheld, for good.
+	beforeStep sample
 	// stepBound, when not zero, bounds the drift an old placing is allowed
 	// when an exchange is checked against it (agrees): a placing unused
 	// for minutes would otherwise take a step of Redis' clock as big as
@@ -112,6 +117,9 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (place sample, unce
 	}
 	if steppedForward {
 		// The caller holds the turns, and says when it is done (held).
+		if c.holds == 0 {
+			c.beforeStep = c.best
+		}
 		c.holds++
 		if c.settled == nil {
 			c.settled = make(chan struct{})
@@ -191,11 +199,16 @@ func (c *redisClock) currentEpoch() uint64 {
 	return c.epoch
 }
 
-// held ends a hold that observe's finding of a forward step started,
-// whether or not it reached Redis.
-func (c *redisClock) held() {
+// held ends a hold that observe's finding of a forward step started;
+// done says whether it reached Redis. One that did not puts back the
+// placing from before the step, which the next exchange then finds off
+// again, and holds the turns for.
+func (c *redisClock) held(done bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !done {
+		c.best, c.has = c.beforeStep, true
+	}
 	c.holds--
 	c.epoch++
 	if c.holds == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -415,5 +416,58 @@ func TestRedisHoldOutlastsTheCall(t *testing.T) {
 			t.Fatalf("the state marker is %d (%d before the step of %s): the turns were not held", mark, before, step)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// failingHold fails the next n holds of the turns (holdTurns), as a
+// Redis whose answer is lost (a timeout, a reset connection) does.
+type failingHold struct {
+	*redis.Client
+	n atomic.Int32
+}
+
+func (c *failingHold) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	if sha == holdTurns.Hash() && c.n.Add(-1) >= 0 {
+		return redis.NewCmdResult(nil, errors.New("i/o timeout"))
+	}
+	return c.Client.EvalSha(ctx, sha, keys, args...)
+}
+
+// TestRedisHoldThatFailsIsMadeAgain: the call that finds Redis' clock
+// stepped forward cannot get its hold of the turns to Redis (one command
+// failed, and go-redis' resend too). The step is not taken into the
+// placing unheld: the next exchange finds it again and holds the turns,
+// so no turn after the step is due among the queue's. Before, the 10
+// calls after it got turns at once by the stepped clock, all among the
+// queue's: 55 in one second at 50/s.
+func TestRedisHoldThatFailsIsMadeAgain(t *testing.T) {
+	for _, failures := range []int32{0, 2} {
+		t.Run(strconv.Itoa(int(failures))+" failed", func(t *testing.T) {
+			client, prefix := steppable(t)
+			var turns turnLog
+			fh := &failingHold{Client: client}
+			l := NewRedis(fh, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
+			ctx := context.Background()
+			primed(ctx, t, l)
+			turns.fill(t, l, 45)
+			queueEnd := turns[len(turns)-1]
+			if err := client.Set(ctx, offsetKey, (500 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			fh.n.Store(failures)
+			for range 11 {
+				_ = l.Wait(ctx, keyA) // refused while the turns are held
+			}
+			for i, at := range turns[45:] {
+				if at.Before(queueEnd) {
+					t.Errorf("turn %d after the step is due at %s, before the queue's last at %s", i, at.Format("15:04:05.000"), queueEnd.Format("15:04:05.000"))
+				}
+			}
+			for i := 50; i < len(turns); i++ {
+				if span := turns[i].Sub(turns[i-50]); span < time.Second {
+					t.Errorf("turns %d..%d span %s: 51 calls within one second", i-50, i, span)
+				}
+			}
+		})
 	}
 }
