@@ -177,10 +177,15 @@ func spacing(perSecond float64, guard time.Duration) time.Duration {
 
 // patience is until when a call for k arriving at now may wait: MaxWait,
 // bounded by the context's deadline less the operation's lead. A call
-// arriving with less than its lead left gets a *TooLateError (tooLate).
+// arriving with less than its lead left gets a *TooLateError (tooLate),
+// and one whose context has ended an *InterruptedError: a turn free at
+// once would otherwise go to a call that can no longer be sent.
 func (p policy) patience(ctx context.Context, k Key, now time.Time) (time.Time, error) {
 	if err := p.tooLate(ctx, k, now); err != nil {
 		return time.Time{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, &InterruptedError{Key: k, Err: context.Cause(ctx)}
 	}
 	end := now.Add(p.maxWait)
 	if dl, ok := ctx.Deadline(); ok {

@@ -11,7 +11,10 @@ import (
 
 // fakeClock is a clock that only moves when the limiter sleeps (or when the
 // test says so), so the tests are exact and instant.
-type fakeClock struct{ t time.Time }
+type fakeClock struct {
+	t      time.Time
+	cancel context.CancelFunc // when set, the next sleep is canceled (TestWaitCanceledReleasesTurn)
+}
 
 func (c *fakeClock) now() time.Time { return c.t }
 func (c *fakeClock) sleep(ctx context.Context, d time.Duration) error {
@@ -182,16 +185,73 @@ func TestWaitUnknownKey(t *testing.T) {
 	}
 }
 
+// TestWaitCanceledReleasesTurn: a call canceled while it waits for its
+// turn gives the turn back, and one whose context has ended before it
+// asks takes none: either way the next call's turn is the one after the
+// first call's, not a turn later.
 func TestWaitCanceledReleasesTurn(t *testing.T) {
-	l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second})
-	if err := l.Wait(context.Background(), keyA); err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name  string
+		wait  func(l *Local, c *fakeClock) error
+		spent time.Duration // the clock's time the canceled call took
+	}{
+		{"canceled while it waits", func(l *Local, c *fakeClock) error {
+			ctx, cancel := context.WithCancel(context.Background())
+			c.cancel = cancel
+			defer func() { c.cancel = nil }()
+			return l.Wait(ctx, keyA)
+		}, 10 * time.Millisecond},
+		{"ended before it asks", func(l *Local, _ *fakeClock) error {
+			ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			defer cancel()
+			return l.Wait(ctx, keyA)
+		}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeClock{t: time.Now()}
+			var slept []time.Duration
+			l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Now: c.now,
+				Sleep: func(ctx context.Context, d time.Duration) error {
+					if c.cancel != nil { // canceled 10 ms into its wait
+						c.t = c.t.Add(10 * time.Millisecond)
+						c.cancel()
+						return ctx.Err()
+					}
+					slept = append(slept, d)
+					return c.sleep(ctx, d)
+				}})
+			if err := l.Wait(context.Background(), keyA); err != nil {
+				t.Fatal(err)
+			}
+			err := tt.wait(l, c)
+			if ie, ok := errors.AsType[*InterruptedError](err); !ok || ie.Key != keyA {
+				t.Errorf("the canceled call: %v; want an InterruptedError for key A", err)
+			}
+			if err := l.Wait(context.Background(), keyA); err != nil {
+				t.Fatal(err)
+			}
+			if want := 22*time.Millisecond - tt.spent; len(slept) != 1 || (slept[0]-want).Abs() > time.Microsecond {
+				t.Errorf("the next call waited %v; want %v, the canceled call's turn", slept, want)
+			}
+		})
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := l.Wait(ctx, keyA)
-	if ie, ok := errors.AsType[*InterruptedError](err); !ok || ie.Key != keyA || !errors.Is(err, context.Canceled) {
-		t.Errorf("Wait with canceled context = %v; want an InterruptedError for key A wrapping context.Canceled", err)
+}
+
+// TestWaitAfterTheDeadlineTakesNoTurn: a call whose deadline has passed is
+// not given a turn free at once (it could no longer be sent), and the
+// next call gets that turn.
+func TestWaitAfterTheDeadlineTakesNoTurn(t *testing.T) {
+	c := &fakeClock{t: time.Now()}
+	var slept []time.Duration
+	l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Now: c.now,
+		Sleep: func(ctx context.Context, d time.Duration) error { slept = append(slept, d); return c.sleep(ctx, d) }})
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if err := l.Wait(ctx, keyA); !errors.As(err, new(*InterruptedError)) {
+		t.Errorf("a call past its deadline: %v; want an InterruptedError", err)
+	}
+	if err := l.Wait(context.Background(), keyA); err != nil || len(slept) != 0 {
+		t.Errorf("the next call: %v after waiting %v; want its turn at once", err, slept)
 	}
 }
 
