@@ -428,3 +428,19 @@ func TestLeadHeldWhenTheWakeUpIsLate(t *testing.T) {
 		t.Errorf("refusal %v: want a TooLateError", err)
 	}
 }
+
+// TestHoldCountOnlyGrows: an answer read late, from a server left since,
+// does not lower the count of holds a replica has seen.
+func TestHoldCountOnlyGrows(t *testing.T) {
+	var l Redis
+	for _, gen := range []int64{3, 5, 4, 0, 6} {
+		l.sawGen(gen)
+	}
+	if got := l.gen.Load(); got != 6 {
+		t.Errorf("count %d after 3, 5, 4, 0, 6; want 6", got)
+	}
+	l.sawGen(5)
+	if got := l.gen.Load(); got != 6 {
+		t.Errorf("count %d after a late 5; want 6", got)
+	}
+}

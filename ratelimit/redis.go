@@ -203,7 +203,7 @@ func (l *Redis) Prime(ctx context.Context) error {
 	}
 	// A replica whose first turn comes after a failover back to a server
 	// with older data tells it by this count, as one that took turns does.
-	l.gen.Store(gen)
+	l.sawGen(gen)
 	// Loaded now, the scripts take one round trip (EVALSHA) from the first
 	// call on, and the first calls find Redis' clock placed: an exchange
 	// of two round trips would place it no better than a slow link.
@@ -428,6 +428,15 @@ func (l *Redis) tooSlow(k Key, uncertainty time.Duration) error {
 		k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
 }
 
+// sawGen takes the count of holds an answer carried. The count only
+// grows: an answer read late, from a server this replica has since left
+// (sent before a failover), must not lower it, or a failover back to
+// that server would not be told by it.
+func (l *Redis) sawGen(gen int64) {
+	for seen := l.gen.Load(); gen > seen && !l.gen.CompareAndSwap(seen, gen); seen = l.gen.Load() {
+	}
+}
+
 // readClock asks Redis its time and places its clock by the exchange,
 // holding every replica's turns when that clock stepped forward (hold).
 func (l *Redis) readClock(ctx context.Context) (sample, time.Duration, error) {
@@ -529,7 +538,7 @@ func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest 
 	if err != nil {
 		return turnAnswer{}, l.failed(ctx, k, fmt.Errorf("take a turn for %s: %w", k, err))
 	}
-	l.gen.Store(t.gen)
+	l.sawGen(t.gen)
 	if t.run != mine {
 		l.server.Store(&t.run)
 		if mine != "" {
