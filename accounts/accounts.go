@@ -486,14 +486,17 @@ func isLimited(err error) bool {
 func Throttling(code string) bool { return throttled[code] }
 
 // OverQuota reports whether DynamoDB's LimitExceededException is over a
-// standing quota of the account ("There is a limit of 2500 tables per
-// subscriber"), which waiting does not mend, rather than over how many
-// table operations may run at once ("... simultaneous ..."), which it
-// does. DynamoDB tells them apart only in its message; one without a
-// message is taken as the passing kind. The SDK does not retry it, and
-// backupd's mapping names it.
+// standing quota of the account ("Subscriber limit exceeded: There is a
+// limit of 2500 tables per subscriber"), which waiting does not mend,
+// rather than over how many control-plane operations may run at once
+// ("Only 10 tables can be created, updated, or deleted simultaneously",
+// "Too many concurrent control plane operations"), which it does.
+// DynamoDB tells them apart only in its message, so only the quota's
+// words count as one: any other is taken as the passing kind, and
+// retried. The SDK does not retry a quota's, and backupd's mapping names
+// it.
 func OverQuota(code, msg string) bool {
-	return code == "LimitExceededException" && msg != "" && !strings.Contains(strings.ToLower(msg), "simultaneous")
+	return code == "LimitExceededException" && strings.Contains(strings.ToLower(msg), "there is a limit of")
 }
 
 // overQuota stops the SDK's retries of a call over a quota: each would

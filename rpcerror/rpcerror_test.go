@@ -192,6 +192,8 @@ func TestStatus(t *testing.T) {
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "simultaneously; DynamoDB throttled", ""},
 		{"DynamoDB LimitExceeded without a message", sdkErr(&types.LimitExceededException{}),
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "DynamoDB throttled", ""},
+		{"DynamoDB LimitExceeded, too many control-plane operations", sdkErr(&types.LimitExceededException{Message: strPtr("Too many concurrent control plane operations")}),
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "DynamoDB throttled", ""},
 		{"DynamoDB LimitExceeded over the account's table quota", sdkErr(&types.LimitExceededException{
 			Message: strPtr("Subscriber limit exceeded: There is a limit of 2500 tables per subscriber")}),
 			codes.ResourceExhausted, "DYNAMODB_QUOTA_EXCEEDED", "", DefaultRetryAfter, "2500 tables per subscriber; DynamoDB refused the call as over one of the account's quotas", "retry later"},
