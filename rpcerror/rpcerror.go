@@ -218,12 +218,13 @@ func violationsMessage(vs []badrequest.Violation, more int) string {
 }
 
 func mapErr(err error) mapped {
-	if m, ok := mapOurs(err); ok {
-		return m
+	m, ok := mapOurs(err)
+	if !ok {
+		m = mapUpstream(err)
 	}
-	m := mapUpstream(err)
+	// Whichever failed last (DynamoDB, or Redis stopping the retry), a
+	// retry is safe, but its answer would otherwise mislead.
 	if _, ok := errors.AsType[*accounts.MayHaveDeletedError](err); ok && m.code != codes.Internal {
-		// A retry is safe, but its answer would otherwise mislead.
 		m.msg += "; an earlier attempt went unanswered and may have deleted the backup: a retry answered BACKUP_NOT_FOUND means it is gone"
 	}
 	return m
@@ -484,7 +485,8 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		m.msg = msg + "; backups of this table are not available yet, retry later"
 	default:
 		if accounts.OverQuota(code, api.ErrorMessage()) {
-			m.code, m.reason, m.retryAfter = codes.ResourceExhausted, ReasonQuotaExceeded, DefaultRetryAfter
+			// No RetryInfo: no delay mends it.
+			m.code, m.reason = codes.ResourceExhausted, ReasonQuotaExceeded
 			m.msg = msg + "; DynamoDB refused the call as over one of the account's quotas, and did nothing: it succeeds once the account " +
 				"is under that quota (fewer tables, say) or the quota is raised (AWS Service Quotas), not by retrying alone"
 			return m

@@ -172,6 +172,9 @@ func TestStatus(t *testing.T) {
 		{"Redis failed a retry's turn", &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DeleteBackup",
 			Err: &accounts.RetryStoppedError{Stopped: &sharedstate.UnavailableError{Op: "rate limit", Err: errors.New("connection refused")}}},
 			codes.Unavailable, "SHARED_STATE_UNAVAILABLE", "", DefaultRetryAfter, "whose attempt before had failed at DynamoDB", "nothing was sent"},
+		{"Redis failed the retry of a DeleteBackup whose attempt went unanswered", &accounts.MayHaveDeletedError{Err: &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DeleteBackup",
+			Err: &accounts.RetryStoppedError{Stopped: &sharedstate.UnavailableError{Op: "rate limit", Err: errors.New("connection refused")}}}},
+			codes.Unavailable, "SHARED_STATE_UNAVAILABLE", "", DefaultRetryAfter, "may have deleted the backup", ""},
 		{"account not configured", fmt.Errorf("resolve: %w", &accounts.NotConfiguredError{AccountID: "333333333333"}), codes.NotFound, "ACCOUNT_NOT_CONFIGURED", "", 0, "333333333333", ""},
 		{"table not found", sdkErr(&types.TableNotFoundException{Message: strPtr("Table not found: Orders")}), codes.NotFound, "TABLE_NOT_FOUND", "", 0, "Table not found: Orders; the table must exist in the account and region", ""},
 		{"backup not found", sdkErr(&types.BackupNotFoundException{Message: strPtr("no backup")}), codes.NotFound, "BACKUP_NOT_FOUND", "", 0, "no backup; ListBackups gives", ""},
@@ -196,7 +199,7 @@ func TestStatus(t *testing.T) {
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "DynamoDB throttled", ""},
 		{"DynamoDB LimitExceeded over the account's table quota", sdkErr(&types.LimitExceededException{
 			Message: strPtr("Subscriber limit exceeded: There is a limit of 2500 tables per subscriber")}),
-			codes.ResourceExhausted, "DYNAMODB_QUOTA_EXCEEDED", "", DefaultRetryAfter, "2500 tables per subscriber; DynamoDB refused the call as over one of the account's quotas", "retry later"},
+			codes.ResourceExhausted, "DYNAMODB_QUOTA_EXCEEDED", "", 0, "2500 tables per subscriber; DynamoDB refused the call as over one of the account's quotas", "retry later"},
 		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter,
 			"slow down; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline) and did nothing: retry later", ""},
 		{"DynamoDB throttling, its message a sentence", sdkErr(&smithy.GenericAPIError{Code: "ProvisionedThroughputExceededException", Message: "The level of configured provisioned throughput for the table was exceeded."}),
