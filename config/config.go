@@ -369,7 +369,7 @@ func (c *Config) withoutSecrets(err error) error {
 	// takes the whole value; text outside quotes is the message's own.
 	redacted = echoed.ReplaceAllStringFunc(redacted, func(v string) string {
 		for _, s := range secrets {
-			if q := strconv.Quote(s.value); len(s.value) >= 4 && strings.Contains(v, q[1:len(q)-1]) {
+			if q := strconv.Quote(s.value); len(s.value) >= 4 && (strings.Contains(v, q[1:len(q)-1]) || cutBefore(v, s.value)) {
 				return "(a value holding that of " + s.field + ", not repeated)"
 			}
 		}
@@ -379,6 +379,23 @@ func (c *Config) withoutSecrets(err error) error {
 		return err
 	}
 	return errors.New(redacted)
+}
+
+// cutBefore reports whether v, a value yaml echoed cut to its first
+// characters (`abcdefg...`), ends in the first 3 or more of secret: the
+// value went on with the secret, which the cut would otherwise show the
+// start of.
+func cutBefore(v, secret string) bool {
+	shown, ok := strings.CutSuffix(strings.TrimPrefix(v, "`"), "...`")
+	if !ok || !strings.HasPrefix(v, "`") {
+		return false
+	}
+	for i := range len(shown) {
+		if rest := shown[i:]; len(rest) >= 3 && strings.HasPrefix(secret, rest) {
+			return true
+		}
+	}
+	return false
 }
 
 // echoed matches a value a problem echoes: as %q quotes it, or yaml's

@@ -109,6 +109,23 @@ func TestWithoutSecretsCutValue(t *testing.T) {
 	}})
 }
 
+// TestWithoutSecretsCutAfterOtherText: a secret pasted after other text
+// in a value yaml cuts to its first 7 characters shows its start in the
+// cut; that value is not repeated either.
+func TestWithoutSecretsCutAfterOtherText(t *testing.T) {
+	checkSecretCases(t, []secretCase{{
+		name:  "password after one character",
+		yaml:  "shared_state:\n  backend: redis\n  redis:\n    password: s3cretPassw0rd\n    address: localhost:6379\n    db: xs3cretPassw0rd\n" + secretsAccount,
+		leaks: []string{"s3cre", "3cret"},
+		wants: []string{"shared_state.redis.db: must be a whole number"},
+	}, {
+		name:  "password after two characters",
+		yaml:  "shared_state:\n  backend: redis\n  redis:\n    password: s3cretPassw0rd\n    address: localhost:6379\n    db: abs3cretPassw0rd\n" + secretsAccount,
+		leaks: []string{"s3cre", "3cre"},
+		wants: []string{"shared_state.redis.db: must be a whole number"},
+	}})
+}
+
 // TestWithoutSecretsFractionalValue: a password that reads as a number
 // with a fraction, put into a whole-number field by an alias, is not
 // repeated by the report that it is not whole.
