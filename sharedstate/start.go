@@ -57,8 +57,10 @@ func checkReach(ctx context.Context, client *redis.Client, cfg config.Redis, log
 	case err == nil:
 		return true, nil
 	case redis.HasErrorPrefix(err, "NOPERM"):
-		return false, fmt.Errorf("shared_state.redis: Redis refuses backupd's user the PING command "+
-			"(grant it +ping, +hello and +auth, as the README's ACL line does): %w", err)
+		// PING's, or that of a command setting up its connection: SELECT
+		// for a db other than 0.
+		return false, fmt.Errorf("shared_state.redis: Redis refuses backupd's user a command it needs "+
+			"(grant it +ping, and +select with a db other than 0, as the README's ACL line says): %w", err)
 	case Refused(err):
 		return false, fmt.Errorf("shared_state.redis: Redis refused backupd's credentials or database (check username, password and db): %w", err)
 	case errors.As(err, new(*tls.CertificateVerificationError)):

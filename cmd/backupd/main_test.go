@@ -253,25 +253,28 @@ func TestNoGRPCDecompressor(t *testing.T) {
 func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 	r := testenv.StartRedis(t, testenv.FreeAddr(t))
 	ctx := context.Background()
-	readmeACL := readmeRedisACL(t)
+	readmeACL := slices.Clip(readmeRedisACL(t)) // each row appends to it
 	for _, tt := range []struct {
 		name      string
 		acl       []any
 		prefix    string
 		replicas  int
+		db        int
 		wantError []string // nil: the start takes the user
 	}{
-		{"the README's ACL", readmeACL, "backupd:", 0, nil},
-		{"the README's ACL, with WAIT for wait_replicas", append(readmeACL, "+wait"), "backupd:", 1, nil},
-		{"a key prefix outside its keys", readmeACL, "team-a:", 0, []string{"~team-a:*", "NOPERM"}},
-		{"no GET", []any{"~*", "+@all", "-get"}, "backupd:", 0, []string{"GET backupd:access-check", "NOPERM"}},
-		{"no TIME", []any{"~*", "+@all", "-time"}, "backupd:", 0, []string{"TIME", "NOPERM"}},
-		{"no PING", []any{"~*", "+@all", "-ping"}, "backupd:", 0, []string{"PING", "+ping", "NOPERM"}},
-		{"no INFO", []any{"~*", "+@all", "-info"}, "backupd:", 0, []string{"INFO", "+info"}},
+		{"the README's ACL", readmeACL, "backupd:", 0, 0, nil},
+		{"the README's ACL, with WAIT for wait_replicas", append(readmeACL, "+wait"), "backupd:", 1, 0, nil},
+		{"a key prefix outside its keys", readmeACL, "team-a:", 0, 0, []string{"~team-a:*", "NOPERM"}},
+		{"no GET", []any{"~*", "+@all", "-get"}, "backupd:", 0, 0, []string{"GET backupd:access-check", "NOPERM"}},
+		{"no TIME", []any{"~*", "+@all", "-time"}, "backupd:", 0, 0, []string{"TIME", "NOPERM"}},
+		{"no PING", []any{"~*", "+@all", "-ping"}, "backupd:", 0, 0, []string{"+ping", "'ping'", "NOPERM"}},
+		{"the README's ACL with db 1, without SELECT", readmeACL, "backupd:", 0, 1, []string{"+select", "'select'", "NOPERM"}},
+		{"the README's ACL with db 1 and SELECT", append(readmeACL, "+select"), "backupd:", 0, 1, nil},
+		{"no INFO", []any{"~*", "+@all", "-info"}, "backupd:", 0, 0, []string{"INFO", "+info"}},
 		// The rows above loaded the scripts: EVALSHA alone would pass.
-		{"no EVAL, the scripts cached", []any{"~*", "+@all", "-eval"}, "backupd:", 0, []string{"scripts", "'eval'"}},
-		{"no EVALSHA", []any{"~*", "+@all", "-evalsha"}, "backupd:", 0, []string{"scripts", "'evalsha'"}},
-		{"no WAIT, with wait_replicas", []any{"~*", "+@all", "-wait"}, "backupd:", 1, []string{"WAIT", "wait_replicas"}},
+		{"no EVAL, the scripts cached", []any{"~*", "+@all", "-eval"}, "backupd:", 0, 0, []string{"scripts", "'eval'"}},
+		{"no EVALSHA", []any{"~*", "+@all", "-evalsha"}, "backupd:", 0, 0, []string{"scripts", "'evalsha'"}},
+		{"no WAIT, with wait_replicas", []any{"~*", "+@all", "-wait"}, "backupd:", 1, 0, []string{"WAIT", "wait_replicas"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]any{"acl", "setuser", "backupd", "reset", "on", ">secret"}, tt.acl...)
@@ -280,7 +283,7 @@ func TestStartRefusesWhatARedisUsersACLDenies(t *testing.T) {
 			}
 			cfg := &config.Config{MaxWait: time.Second, SharedState: config.SharedState{Backend: config.BackendRedis, Redis: config.Redis{
 				Address: r.Addr, Username: "backupd", Password: "secret",
-				KeyPrefix: tt.prefix, WaitReplicas: tt.replicas, WaitTimeout: 100 * time.Millisecond,
+				KeyPrefix: tt.prefix, WaitReplicas: tt.replicas, DB: tt.db, WaitTimeout: 100 * time.Millisecond,
 			}}}
 			// No replica is connected: that is the one failure to log.
 			_, failures := startFailures(t, cfg, tt.wantError, "not enough Redis replicas")
