@@ -433,7 +433,11 @@ func (l *Redis) tooSlow(k Key, uncertainty time.Duration) error {
 // (sent before a failover), must not lower it, or a failover back to
 // that server would not be told by it.
 func (l *Redis) sawGen(gen int64) {
-	for seen := l.gen.Load(); gen > seen && !l.gen.CompareAndSwap(seen, gen); seen = l.gen.Load() {
+	for {
+		seen := l.gen.Load()
+		if gen <= seen || l.gen.CompareAndSwap(seen, gen) {
+			return
+		}
 	}
 }
 

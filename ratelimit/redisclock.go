@@ -63,8 +63,10 @@ type redisClock struct {
 	// beforeStep is the placing before the first step of the holds under
 	// way: a hold that fails puts it back, so that the next exchange
 	// finds the step again and holds the turns then, rather than the
-	// step being taken into the placing, unheld, for good.
-	beforeStep sample
+	// step being taken into the placing, unheld, for good. A reset (a
+	// failover: another server's clock) forgets it.
+	beforeStep   sample
+	beforeStepOK bool
 	// stepBound, when not zero, bounds the drift an old placing is allowed
 	// when an exchange is checked against it (agrees): a placing unused
 	// for minutes would otherwise take a step of Redis' clock as big as
@@ -118,7 +120,7 @@ func (c *redisClock) observe(sent, recv, redisNow time.Time) (place sample, unce
 	if steppedForward {
 		// The caller holds the turns, and says when it is done (held).
 		if c.holds == 0 {
-			c.beforeStep = c.best
+			c.beforeStep, c.beforeStepOK = c.best, true
 		}
 		c.holds++
 		if c.settled == nil {
@@ -188,7 +190,7 @@ func (c *redisClock) currentLead(now time.Time) time.Duration {
 func (c *redisClock) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.has, c.lead = false, 0
+	c.has, c.lead, c.beforeStepOK = false, 0, false
 	c.epoch++
 }
 
@@ -206,7 +208,7 @@ func (c *redisClock) currentEpoch() uint64 {
 func (c *redisClock) held(done bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !done {
+	if !done && c.beforeStepOK {
 		c.best, c.has = c.beforeStep, true
 	}
 	c.holds--

@@ -117,3 +117,40 @@ func TestSamplePlacesUntil(t *testing.T) {
 		t.Errorf("uncertainty at placesUntil = %s, want 12.5ms", u)
 	}
 }
+
+// TestRedisClockFailedHoldPutsBackThePlacing: a hold that did not reach
+// Redis puts back the placing from before the step, so the next exchange
+// finds the step again; one that did keeps the stepped placing; and after
+// a reset (another server), a failed hold puts back nothing of the old
+// server's clock.
+func TestRedisClockFailedHoldPutsBackThePlacing(t *testing.T) {
+	step := func(c *redisClock, base time.Time, at time.Duration) bool {
+		sent := base.Add(at)
+		_, _, stepped := c.observe(sent, sent.Add(20*time.Millisecond), sent.Add(10*time.Millisecond+3700*time.Millisecond))
+		return stepped
+	}
+	for _, tt := range []struct {
+		name      string
+		done      bool
+		reset     bool
+		wantAgain bool // the next exchange finds the step again
+	}{
+		{"hold failed", false, false, true},
+		{"hold made", true, false, false},
+		{"hold failed after a reset", false, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, base := placedAhead() // 3 s ahead
+			if !step(c, base, time.Second) {
+				t.Fatal("a step of 700 ms forward was not found")
+			}
+			if tt.reset {
+				c.reset()
+			}
+			c.held(tt.done)
+			if again := step(c, base, 2*time.Second); again != tt.wantAgain {
+				t.Errorf("the next exchange found a step: %v; want %v", again, tt.wantAgain)
+			}
+		})
+	}
+}

@@ -225,9 +225,9 @@ func (i *interceptor) record(ctx context.Context, c finished) *status.Status {
 	l := requestLine{method: c.method, caller: caller(ctx), account: accountOrNone(c.account), region: regionOrNone(c.region),
 		principal: c.principal, code: codes.OK, level: slog.LevelInfo}
 	if !unauthenticated(c.err) {
-		// An unknown caller's line repeats nothing it sent, as it names
-		// no account: over gRPC, tap may refuse it before its message is
-		// read, and a backup ARN names an account.
+		// An unknown caller's line repeats nothing of its message, as it
+		// names no account: over gRPC, tap may refuse it before its
+		// message is read, and a backup ARN names an account.
 		l.requestID, l.backupARN = requestIDOf(c.req), backupARNOf(c.req, c.resp)
 	}
 	var st *status.Status
