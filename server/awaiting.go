@@ -1,8 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,14 @@ import (
 // until shutdown_timeout cuts every call off. A call that still has no
 // request then is canceled (grpc-go answers CANCELLED), logged and
 // counted; nothing was done for it.
+//
+// A known caller's request must also arrive within requestArrivalTimeout,
+// and within unvouchedArrival while more than maxAwaited calls wait for
+// theirs: grpc-go reads a whole message of up to maxRecvMsgSize before any
+// interceptor runs, and a caller that opens streams and leaves their
+// messages unfinished would otherwise make backupd hold that much on each,
+// for as long as the connection lasts. A sweep every sweepEvery ends such
+// calls (canceled, logged REQUEST_NOT_ARRIVED).
 //
 // Calls are not timed one by one: the only cost on the way of a call is
 // its cancelable context and two map operations.
@@ -49,6 +59,16 @@ const (
 	waiting int32 = iota
 	arrivedFirst
 	cutFirst
+	lateFirst
+)
+
+// maxAwaited is how many known callers' calls may wait for their request
+// for as long as requestArrivalTimeout: requests are small and come with
+// their calls, so more wait at once only when callers hold them back.
+// sweepEvery is how often the calls waiting are checked.
+const (
+	maxAwaited = 64
+	sweepEvery = 100 * time.Millisecond
 )
 
 type awaitingKey struct{}
@@ -65,7 +85,74 @@ func (c *awaitingCall) Value(key any) any {
 func newAwaiting(i *interceptor, stopping context.Context) *awaiting {
 	a := &awaiting{i: i, calls: make(map[*awaitingCall]struct{})}
 	context.AfterFunc(stopping, func() { time.AfterFunc(drainGrace, a.cutAll) })
+	go a.sweep(stopping)
 	return a
+}
+
+// sweep ends, every sweepEvery until stopping ends (the drain's cut
+// takes over), the calls whose request is late.
+func (a *awaiting) sweep(stopping context.Context) {
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stopping.Done():
+			return
+		case now := <-tick.C:
+			for _, c := range a.late(now) {
+				a.endLate(c)
+			}
+		}
+	}
+}
+
+// late takes out the calls whose request has not arrived within
+// i.arrival, or within unvouchedArrival while more than maxAwaited wait.
+func (a *awaiting) late(now time.Time) []lateCall {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.calls) == 0 {
+		return nil
+	}
+	crowded, bound := len(a.calls) > maxAwaited, cmp.Or(a.i.arrival, requestArrivalTimeout)
+	var late []lateCall
+	for c := range a.calls {
+		age := now.Sub(c.start)
+		switch {
+		case c.Err() != nil: // ended by its caller
+			delete(a.calls, c)
+		case age > bound:
+			delete(a.calls, c)
+			late = append(late, lateCall{c, errRequestLate})
+		case crowded && age > unvouchedArrival:
+			delete(a.calls, c)
+			late = append(late, lateCall{c, errTooManyAwaiting})
+		}
+	}
+	return late
+}
+
+// lateCall is a call whose request is late, and why it is ended.
+type lateCall struct {
+	*awaitingCall
+	why error
+}
+
+// errTooManyAwaiting ends a call whose request did not arrive within
+// unvouchedArrival while more than maxAwaited calls waited for theirs.
+var errTooManyAwaiting = fmt.Errorf("more than %d calls were waiting for their request, and this one's did not arrive within %s",
+	maxAwaited, unvouchedArrival)
+
+// endLate logs and cancels c, unless its request arrived first.
+func (a *awaiting) endLate(c lateCall) {
+	if !c.state.CompareAndSwap(waiting, lateFirst) {
+		return
+	}
+	method, known := methodLabel(c.method)
+	principal, _ := a.i.authorizeIn(c, c.method, "")
+	a.i.write(c, requestLine{method: method, caller: caller(c), principal: principal, unknown: !known, code: codes.Canceled,
+		reason: rpcerror.ReasonRequestLate, level: slog.LevelWarn, err: c.why}, c.start)
+	c.cancel()
 }
 
 // hold returns the context of a call of method, to be canceled if the
@@ -92,20 +179,27 @@ func (a *awaiting) hold(ctx context.Context, method string) context.Context {
 }
 
 // arrived lets go of ctx's call, if it is held: its request is in. It
-// reports false when the drain cut the call first: the call must then not
-// run, and the cut has logged it.
-func (a *awaiting) arrived(ctx context.Context) bool {
+// returns, when the drain's cut or the sweep of late calls ended the call
+// first, the status to answer it with: the call must then not run, and
+// its end has been logged.
+func (a *awaiting) arrived(ctx context.Context) error {
 	c, ok := ctx.Value(awaitingKey{}).(*awaitingCall)
 	if !ok {
-		return true
+		return nil
 	}
 	if !c.state.CompareAndSwap(waiting, arrivedFirst) {
-		return c.state.Load() != cutFirst
+		switch c.state.Load() {
+		case cutFirst:
+			return errCutAtDrainStatus
+		case lateFirst:
+			return errRequestLateStatus
+		}
+		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.calls, c)
-	return true
+	return nil
 }
 
 // cutAll cuts the calls still without a request.

@@ -99,7 +99,7 @@ func TestAwaitingArrivalAndCutRace(t *testing.T) {
 		}
 	}
 	for k, c := range calls {
-		if i.awaiting.arrived(c) && c.Err() != nil {
+		if i.awaiting.arrived(c) == nil && c.Err() != nil {
 			t.Fatalf("call %d: let through, then canceled", k)
 		}
 	}
@@ -257,5 +257,80 @@ func TestUnvouchedCallsAreBounded(t *testing.T) {
 		if ctx := i.boundArrival(context.Background(), nil); ctx.Err() != nil {
 			t.Errorf("call %d after two places were given back: canceled", n+1)
 		}
+	}
+}
+
+// TestAwaitingEndsLateRequests: a known caller's call whose request has not
+// arrived within the arrival bound is ended (canceled, logged
+// REQUEST_NOT_ARRIVED), and so are calls waiting longer than
+// unvouchedArrival while more than maxAwaited wait, until no more do:
+// grpc-go would hold a whole unfinished message for each, for as long as
+// the connection lasts.
+func TestAwaitingEndsLateRequests(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		arrival   time.Duration
+		calls     int
+		mayRemain int // calls left waiting for their request
+	}{
+		{"past the arrival bound", 300 * time.Millisecond, 3, 0},
+		{"more waiting than maxAwaited", time.Hour, 3 * maxAwaited, maxAwaited},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &testenv.Buffer{}
+			stopping, stop := context.WithCancel(context.Background())
+			defer stop()
+			i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), stopping: stopping, arrival: tt.arrival}
+			i.awaiting = newAwaiting(i, stopping)
+			calls := make([]context.Context, tt.calls)
+			for k := range calls {
+				calls[k] = i.holdUntilArrival(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName)
+			}
+			waiting := func() int {
+				n := 0
+				for _, c := range calls {
+					if c.Err() == nil {
+						n++
+					}
+				}
+				return n
+			}
+			if waiting() != tt.calls {
+				t.Fatal("a call was ended at once")
+			}
+			for deadline := time.Now().Add(5 * time.Second); waiting() > tt.mayRemain && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(3 * sweepEvery) // the sweep under way ends
+			if n := waiting(); n > tt.mayRemain {
+				t.Fatalf("%d calls still wait for their request; want at most %d", n, tt.mayRemain)
+			}
+			ended := 0
+			for k, c := range calls {
+				if c.Err() == nil {
+					continue
+				}
+				ended++
+				if err := i.requestArrived(c); status.Code(err) != codes.Canceled || rpcerror.ReasonOf(status.Convert(err)) != rpcerror.ReasonRequestLate {
+					t.Errorf("call %d's request, arriving late: %v; want CANCELLED %s", k, err, rpcerror.ReasonRequestLate)
+				}
+			}
+			if n := len(logs.Lines(`"code":"Canceled"`, rpcerror.ReasonRequestLate)); n != ended {
+				t.Errorf("%d lines of late requests for %d calls ended:\n%s", n, ended, logs.String())
+			}
+		})
+	}
+	// A call whose request comes at once is not ended.
+	stopping, stop := context.WithCancel(context.Background())
+	defer stop()
+	i := &interceptor{log: slog.New(slog.DiscardHandler), stopping: stopping, arrival: 300 * time.Millisecond}
+	i.awaiting = newAwaiting(i, stopping)
+	c := i.holdUntilArrival(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName)
+	if err := i.requestArrived(c); err != nil {
+		t.Fatalf("a request that came at once: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if c.Err() != nil {
+		t.Error("a call whose request arrived was ended")
 	}
 }

@@ -241,8 +241,8 @@ func (i *interceptor) requestArrived(ctx context.Context) error {
 	if a, ok := ctx.Value(arrivalKey{}).(*arrival); ok && !a.arrived() {
 		return errRequestLateStatus
 	}
-	if i.awaiting != nil && !i.awaiting.arrived(ctx) {
-		return errCutAtDrainStatus
+	if i.awaiting != nil {
+		return i.awaiting.arrived(ctx)
 	}
 	return nil
 }
