@@ -66,6 +66,12 @@ func Final(err error) error {
 	return &finalError{err: err}
 }
 
+// IsFinal reports whether err was marked Final: kept for repeats.
+func IsFinal(err error) bool {
+	_, ok := errors.AsType[*finalError](err)
+	return ok
+}
+
 type finalError struct{ err error }
 
 func (e *finalError) Error() string { return e.err.Error() }

@@ -63,10 +63,11 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op string, target 
 
 // runResult is what a request_id run, or the store, answered.
 type runResult[Resp proto.Message] struct {
-	kept []byte
-	mine Resp // set when this call ran the request
-	ran  bool
-	err  error
+	kept  []byte
+	mine  Resp // set when this call ran the request
+	ran   bool
+	final bool // the run's error is kept for repeats (idempotency.Final)
+	err   error
 }
 
 // detach runs the request through the idempotency store on a goroutine of
@@ -96,13 +97,14 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, targe
 			res.ran = true
 			resp, err := runDetached(ctx, s, op, target, until, do)
 			if err != nil {
+				res.final = idempotency.IsFinal(err)
 				return nil, err
 			}
 			res.mine = resp
 			return proto.Marshal(resp)
 		})
 		if res.ran && ctx.Err() != nil {
-			logOrphanRun(ctx, s.log, op, target, requestID, res.mine, res.err)
+			logOrphanRun(ctx, s.log, op, target, requestID, res.mine, res.err, res.final)
 		}
 	}()
 	return done
@@ -112,11 +114,16 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, targe
 // request's own line was written when the caller was answered, and until
 // a repeat asks, this line is all that tells of a backup or table made,
 // or of a failure.
-func logOrphanRun(ctx context.Context, log *slog.Logger, op string, target accounts.Target, requestID string, resp proto.Message, err error) {
+func logOrphanRun(ctx context.Context, log *slog.Logger, op string, target accounts.Target, requestID string, resp proto.Message, err error, kept bool) {
 	attrs := []slog.Attr{slog.String("operation", op), slog.String("account", target.AccountID), slog.String("region", target.Region),
 		slog.String("request_id", requestID)}
-	if err != nil {
+	switch {
+	case err != nil && kept:
 		log.LogAttrs(ctx, slog.LevelWarn, "request_id: a run whose caller left ended in failure; repeats get it", append(attrs, slog.String("error", redact.Error(err)))...)
+		return
+	case err != nil:
+		log.LogAttrs(ctx, slog.LevelWarn, "request_id: a run whose caller left ended in a failure after which nothing was done; "+
+			"it is not kept, and a repeat runs the request again", append(attrs, slog.String("error", redact.Error(err)))...)
 		return
 	}
 	if arn := madeARN(resp); arn != "" {

@@ -212,26 +212,41 @@ func TestAnswerOfAWaitEndedByTheDeadline(t *testing.T) {
 }
 
 // TestOrphanRunFailureIsLogged: a run that fails after its caller left
-// says so, with its error, though no caller is there to be told.
+// says so, with its error, though no caller is there to be told, and
+// whether repeats get that failure (it may have been done) or run the
+// request again (nothing was done, and the failure is not kept).
 func TestOrphanRunFailureIsLogged(t *testing.T) {
-	logs := &testenv.Buffer{}
-	s := New(Options{DefaultTimeout: time.Minute, Idempotency: idempotency.NewMemory(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-	release := make(chan struct{})
-	do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
-		<-release
-		return nil, &smithy.GenericAPIError{Code: "TableNotFoundException", Message: "Table not found: Orders"}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := runOnce(ctx, s, do); !errors.Is(err, context.Canceled) {
-		t.Fatalf("runOnce = %v; want Canceled", err)
-	}
-	close(release)
-	if err := s.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if lines := logs.Lines(`"level":"WARN"`, `"request_id":"rid"`, "a run whose caller left ended in failure", "TableNotFoundException"); len(lines) != 1 {
-		t.Errorf("want one WARN line of the run's failure; log:\n%s", logs.String())
+	for _, tt := range []struct {
+		name  string
+		err   error
+		words string
+	}{
+		{"refused: not kept", &smithy.GenericAPIError{Code: "TableNotFoundException", Message: "Table not found: Orders"},
+			"not kept, and a repeat runs the request again"},
+		{"may have been done: kept", &accounts.OutcomeUnknownError{Operation: config.OpCreateBackup, AccountID: "111111111111", Err: errors.New("500")},
+			"ended in failure; repeats get it"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &testenv.Buffer{}
+			s := New(Options{DefaultTimeout: time.Minute, Idempotency: idempotency.NewMemory(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+			release := make(chan struct{})
+			do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+				<-release
+				return nil, tt.err
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if _, err := runOnce(ctx, s, do); !errors.Is(err, context.Canceled) {
+				t.Fatalf("runOnce = %v; want Canceled", err)
+			}
+			close(release)
+			if err := s.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if lines := logs.Lines(`"level":"WARN"`, `"request_id":"rid"`, "a run whose caller left", tt.words); len(lines) != 1 {
+				t.Errorf("want one WARN line of the run's failure saying %q; log:\n%s", tt.words, logs.String())
+			}
+		})
 	}
 }
 
