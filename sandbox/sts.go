@@ -14,6 +14,9 @@ const (
 	stsVersion         = "2011-06-15"
 	contentTypeXML     = "text/xml"
 	defaultSessionTime = 3600 // seconds, as STS defaults DurationSeconds
+	// maxSessionDuration is the demo roles' MaxSessionDuration: IAM's
+	// default of an hour, which STS holds DurationSeconds to.
+	maxSessionDuration = 3600
 )
 
 // stsError is an STS ErrorResponse.
@@ -133,6 +136,9 @@ func (f *Fake) assumeRole(b []byte, caller *principal, params url.Values, reques
 	}
 	if denied {
 		return b, stsErr(http.StatusForbidden, "AccessDenied", "User: "+caller.arn+" is not authorized to perform: sts:AssumeRole on resource: "+roleARN)
+	}
+	if duration > maxSessionDuration {
+		return b, stsValidation("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 	}
 
 	now := f.now().UTC()

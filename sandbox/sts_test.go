@@ -39,6 +39,7 @@ func TestAssumeRole(t *testing.T) {
 		{name: "unknown role", roleARN: "arn:aws:iam::111111111111:role/admin", wantCode: "AccessDenied"},
 		{name: "unknown account", roleARN: roleARN("999999999999"), wantCode: "AccessDenied"},
 		{name: "duration too short", roleARN: roleARN("111111111111"), duration: aws.Int32(60), wantCode: "ValidationError"},
+		{name: "duration over the role's maximum session", roleARN: roleARN("111111111111"), duration: aws.Int32(7200), wantCode: "ValidationError"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
