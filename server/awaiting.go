@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -22,13 +21,14 @@ import (
 // request then is canceled (grpc-go answers CANCELLED), logged and
 // counted; nothing was done for it.
 //
-// A known caller's request must also arrive within requestArrivalTimeout,
-// and within unvouchedArrival while more than maxAwaited calls wait for
-// theirs: grpc-go reads a whole message of up to maxRecvMsgSize before any
+// A known caller's request must also arrive within requestArrivalTimeout:
+// grpc-go reads a whole message of up to maxRecvMsgSize before any
 // interceptor runs, and a caller that opens streams and leaves their
 // messages unfinished would otherwise make backupd hold that much on each,
 // for as long as the connection lasts. A sweep every sweepEvery ends such
-// calls (canceled, logged REQUEST_NOT_ARRIVED).
+// calls (canceled, logged REQUEST_NOT_ARRIVED). No tighter bound applies
+// when many wait: a burst of calls on one connection waits for the
+// goroutines that read their requests, which under load can take seconds.
 //
 // Calls are not timed one by one: the only cost on the way of a call is
 // its cancelable context and two map operations.
@@ -62,14 +62,8 @@ const (
 	lateFirst
 )
 
-// maxAwaited is how many known callers' calls may wait for their request
-// for as long as requestArrivalTimeout: requests are small and come with
-// their calls, so more wait at once only when callers hold them back.
-// sweepEvery is how often the calls waiting are checked.
-const (
-	maxAwaited = 64
-	sweepEvery = 100 * time.Millisecond
-)
+// sweepEvery is how often the calls waiting for their request are checked.
+const sweepEvery = 100 * time.Millisecond
 
 type awaitingKey struct{}
 
@@ -107,51 +101,33 @@ func (a *awaiting) sweep(stopping context.Context) {
 }
 
 // late takes out the calls whose request has not arrived within
-// i.arrival, or within unvouchedArrival while more than maxAwaited wait.
-func (a *awaiting) late(now time.Time) []lateCall {
+// i.arrival, and those their callers ended.
+func (a *awaiting) late(now time.Time) []*awaitingCall {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.calls) == 0 {
-		return nil
-	}
-	crowded, bound := len(a.calls) > maxAwaited, cmp.Or(a.i.arrival, requestArrivalTimeout)
-	var late []lateCall
+	bound := cmp.Or(a.i.arrival, requestArrivalTimeout)
+	var late []*awaitingCall
 	for c := range a.calls {
-		age := now.Sub(c.start)
 		switch {
 		case c.Err() != nil: // ended by its caller
 			delete(a.calls, c)
-		case age > bound:
+		case now.Sub(c.start) > bound:
 			delete(a.calls, c)
-			late = append(late, lateCall{c, errRequestLate})
-		case crowded && age > unvouchedArrival:
-			delete(a.calls, c)
-			late = append(late, lateCall{c, errTooManyAwaiting})
+			late = append(late, c)
 		}
 	}
 	return late
 }
 
-// lateCall is a call whose request is late, and why it is ended.
-type lateCall struct {
-	*awaitingCall
-	why error
-}
-
-// errTooManyAwaiting ends a call whose request did not arrive within
-// unvouchedArrival while more than maxAwaited calls waited for theirs.
-var errTooManyAwaiting = fmt.Errorf("more than %d calls were waiting for their request, and this one's did not arrive within %s",
-	maxAwaited, unvouchedArrival)
-
 // endLate logs and cancels c, unless its request arrived first.
-func (a *awaiting) endLate(c lateCall) {
+func (a *awaiting) endLate(c *awaitingCall) {
 	if !c.state.CompareAndSwap(waiting, lateFirst) {
 		return
 	}
 	method, known := methodLabel(c.method)
 	principal, _ := a.i.authorizeIn(c, c.method, "")
 	a.i.write(c, requestLine{method: method, caller: caller(c), principal: principal, unknown: !known, code: codes.Canceled,
-		reason: rpcerror.ReasonRequestLate, level: slog.LevelWarn, err: c.why}, c.start)
+		reason: rpcerror.ReasonRequestLate, level: slog.LevelWarn, err: errRequestLate}, c.start)
 	c.cancel()
 }
 
