@@ -119,15 +119,21 @@ func (a *awaiting) late(now time.Time) []*awaitingCall {
 	return late
 }
 
-// endLate logs and cancels c, unless its request arrived first.
+// endLate ends c for a request that did not arrive in time.
 func (a *awaiting) endLate(c *awaitingCall) {
-	if !c.state.CompareAndSwap(waiting, lateFirst) {
+	a.end(c, lateFirst, rpcerror.ReasonRequestLate, errRequestLate)
+}
+
+// end logs c as canceled for why and cancels it, as state (cutFirst or
+// lateFirst) says, unless its request arrived or it ended first.
+func (a *awaiting) end(c *awaitingCall, state int32, reason string, why error) {
+	if c.Err() != nil || !c.state.CompareAndSwap(waiting, state) {
 		return
 	}
 	method, known := methodLabel(c.method)
-	principal, _ := a.i.authorizeIn(c, c.method, "")
+	principal, _ := a.i.authorizeIn(c, c.method, "") // its caller's name: the tap knew it
 	a.i.write(c, requestLine{method: method, caller: caller(c), principal: principal, unknown: !known, code: codes.Canceled,
-		reason: rpcerror.ReasonRequestLate, level: slog.LevelWarn, err: errRequestLate}, c.start)
+		reason: reason, level: slog.LevelWarn, err: why}, c.start)
 	c.cancel()
 }
 
@@ -192,14 +198,7 @@ func (a *awaiting) cutAll() {
 // cutOne cancels c and logs it, unless its request arrived first or it
 // ended.
 func (a *awaiting) cutOne(c *awaitingCall) {
-	if c.Err() != nil || !c.state.CompareAndSwap(waiting, cutFirst) {
-		return
-	}
-	c.cancel()
-	method, known := methodLabel(c.method)
-	principal, _ := a.i.authorizeIn(c, c.method, "") // its caller's name: the tap knew it
-	a.i.write(c, requestLine{method: method, caller: caller(c), principal: principal, unknown: !known, code: codes.Canceled,
-		reason: rpcerror.ReasonShuttingDown, level: slog.LevelWarn, err: errCutAtDrain}, c.start)
+	a.end(c, cutFirst, rpcerror.ReasonShuttingDown, errCutAtDrain)
 }
 
 // errCutAtDrain is what a call cut at the drain is logged with;

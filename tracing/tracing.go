@@ -67,7 +67,16 @@ func FromEnv(ctx context.Context) (*Tracing, error) {
 	return fromEnv(ctx, os.Getenv)
 }
 
-func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) {
+// CheckEnv reports the problems FromEnv would, without building anything:
+// for a start to name them beside its configuration's.
+func CheckEnv() error {
+	_, err := settings(os.Getenv)
+	return err
+}
+
+// settings reads the tracing variables: the exporter's client, nil when
+// tracing is off, or every problem found.
+func settings(getenv func(string) string) (*otlpClient, error) {
 	on, err := enabled(getenv)
 	if err == nil && !on {
 		return nil, nil
@@ -77,6 +86,14 @@ func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) 
 	client, clientErr := newOTLPClient(getenv)
 	if err := errors.Join(err, checkProtocol(getenv), checkSampler(getenv), checkWholeNumbers(getenv), clientErr); err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	return client, nil
+}
+
+func fromEnv(ctx context.Context, getenv func(string) string) (*Tracing, error) {
+	client, err := settings(getenv)
+	if client == nil || err != nil {
+		return nil, err
 	}
 	exporter, err := otlptrace.New(ctx, client)
 	if err != nil {

@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stop()
 	switch {
 	case f.check:
-		return checkConfig(ctx, f.configPath, f.listen, stderr)
+		return checkConfig(f.configPath, f.listen, stderr)
 	case f.sandbox:
 		return runSandbox(ctx, f.listen, stderr)
 	}
@@ -88,8 +88,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // variables as a start would, reports their warnings, and serves nothing:
 // for a deployment's pipeline to refuse a file before it reaches a
 // replica.
-func checkConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
-	cfg, err := loadStart(ctx, path, listen)
+func checkConfig(path string, listen config.Listen, stderr io.Writer) error {
+	cfg, err := loadStart(path, listen)
 	if err != nil {
 		return err
 	}
@@ -158,13 +158,9 @@ func watchSignals(ctx context.Context, stderr io.Writer) (drainCtx context.Conte
 // loadStart reads the configuration at path and the environment's
 // tracing variables, and reports the problems of both together, as a
 // start and --check-config alike refuse them.
-func loadStart(ctx context.Context, path string, listen config.Listen) (*config.Config, error) {
+func loadStart(path string, listen config.Listen) (*config.Config, error) {
 	cfg, err := loadConfig(path, listen)
-	tr, trErr := tracing.FromEnv(ctx)
-	if tr != nil {
-		_ = tr.Shutdown(ctx) // only read: nothing was traced
-	}
-	if err := errors.Join(err, trErr); err != nil {
+	if err := errors.Join(err, tracing.CheckEnv()); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -172,7 +168,7 @@ func loadStart(ctx context.Context, path string, listen config.Listen) (*config.
 
 // runConfig serves the configuration at path.
 func runConfig(ctx context.Context, path string, listen config.Listen, stderr io.Writer) error {
-	cfg, err := loadStart(ctx, path, listen)
+	cfg, err := loadStart(path, listen)
 	if err != nil {
 		return err
 	}
