@@ -24,7 +24,7 @@ import (
 // emulator or proxy may quote the request it refused). A value that
 // follows, quoted or not, is the secret.
 var secretKey = regexp.MustCompile(`(?i)x-amz-security-token(?:\s*[:=]\s*|%3d)|x-amz-credential(?:=|%3d)|x-amz-signature(?:=|%3d)|credential=|signature=|` +
-	`<(?:secretaccesskey|sessiontoken|externalid)>|` +
+	`<(?:secretaccesskey|sessiontoken|externalid|x-amz-security-token)>|` +
 	`\\?["']?\b(?:aws_)?(?:secret_?access_?key|session_?token|security_?token|token|access_?token|refresh_?token|client_?secret|externalid)\\?["']?\s*[:=]\s*`)
 
 // valueEnd ends a value that is not quoted. An ExternalId may hold a
@@ -120,9 +120,16 @@ func Cut(s string, max int) string {
 
 // valueSpan is where the value that begins at i in s lies: inside its
 // quotes (", ', or \" within a quoted text), past the escapes they hold,
-// or up to a delimiter.
+// or up to a delimiter. A value in a list, as a header's values are
+// written in JSON (Go's http.Header: "X-Amz-Security-Token":["..."]), is
+// its first element's.
 func valueSpan(s string, i int, delimiters string) (start, end int) {
 	rest := s[i:]
+	if inner, ok := strings.CutPrefix(rest, "["); ok {
+		if t := strings.TrimLeft(inner, " \t"); strings.HasPrefix(t, `"`) || strings.HasPrefix(t, "'") || strings.HasPrefix(t, `\"`) {
+			return valueSpan(s, len(s)-len(t), delimiters)
+		}
+	}
 	switch {
 	case strings.HasPrefix(rest, `\"`):
 		start = i + 2

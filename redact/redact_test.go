@@ -29,6 +29,9 @@ func TestSecrets(t *testing.T) {
 		// An emulator or proxy that quotes the AssumeRole it refused.
 		{"ExternalId in a query", "not authorized; request was Action=AssumeRole&ExternalId=" + secret + "&RoleArn=arn:aws:iam::111111111111:role/x"},
 		{"ExternalId as JSON and XML", `{"ExternalId":"` + secret + `"} <ExternalId>` + secret + `</ExternalId>`},
+		{"headers as Go's JSON", `refused request with headers {"Authorization":["AWS4-HMAC-SHA256 Credential=` + secret + `, SignedHeaders=host, Signature=` + secret + `"],"X-Amz-Security-Token":["` + secret + `"]}`},
+		{"headers as escaped JSON", `output: "{\"X-Amz-Security-Token\": [\"` + secret + `\"]}"`},
+		{"headers as XML", `<X-Amz-Security-Token>` + secret + `</X-Amz-Security-Token>`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			out := Secrets(tt.in)
