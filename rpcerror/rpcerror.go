@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -395,9 +396,18 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 	}
 	if e.Denied() {
 		hint := "check the role's trust policy and ExternalId"
-		if api, ok := errors.AsType[smithy.APIError](e); ok && api.ErrorCode() == "RegionDisabledException" {
-			hint = fmt.Sprintf("STS is not activated in the region backupd calls it in (backupd's top-level default_region); "+
-				"an administrator of account %s activates it in its IAM account settings", e.AccountID)
+		if api, ok := errors.AsType[smithy.APIError](e); ok {
+			switch api.ErrorCode() {
+			case "RegionDisabledException":
+				hint = fmt.Sprintf("STS is not activated in the region backupd calls it in (backupd's top-level default_region); "+
+					"an administrator of account %s activates it in its IAM account settings", e.AccountID)
+			case "PackedPolicyTooLarge", "MalformedPolicyDocument":
+				// backupd's AssumeRole carries no session policy or tags
+				// of its own: what STS refused came with backupd's own
+				// credentials (transitive session tags).
+				hint = fmt.Sprintf("STS refused the session policies or tags of the session (%s); backupd asks for none of its own, "+
+					"so ask backupd's operators to check the session tags its own credentials pass on (transitive tags)", api.ErrorCode())
+			}
 		}
 		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
 			msg: fmt.Sprintf("STS refused backupd's role in account %s; %s", e.AccountID, hint)}
@@ -447,15 +457,25 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	}
 	m := mapped{meta: meta, msg: msg}
 	switch code := api.ErrorCode(); code {
-	case "ValidationException", "InvalidRestoreTimeException":
+	// ValidationError is the spelling of AWS's common errors.
+	case "ValidationException", "ValidationError", "InvalidRestoreTimeException":
 		m.code, m.reason = codes.InvalidArgument, "DYNAMODB_VALIDATION"
 		m.msg = "DynamoDB refused the request as invalid: " + msg +
 			" (DynamoDB names fields in PascalCase; backupd names them in snake_case, or lowerCamelCase over REST)"
-	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-		"IncompleteSignatureException", "MissingAuthenticationTokenException":
+	case "AccessDeniedException", "NotAuthorized":
 		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
 		m.msg = "DynamoDB refused backupd's role in this account (" + code + "); " +
 			"ask backupd's operators to check the role's permissions policy"
+	// Refusals of the credentials themselves, not of what the role may do
+	// (DynamoDB's own names, and those of AWS's common errors): a
+	// permissions policy does not mend them.
+	case "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignatureException",
+		"MissingAuthenticationTokenException", "InvalidClientTokenId", "IncompleteSignature",
+		"MissingAuthenticationToken", "OptInRequired":
+		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
+		m.msg = "DynamoDB did not accept the credentials backupd holds for this account in this region (" + code + "), " +
+			"whatever the role's permissions; ask backupd's operators to check that the region is enabled in the account " +
+			"and that backupd's clock is right"
 	case "ExpiredTokenException":
 		// backupd renews its credentials before they expire by its own
 		// clock; AWS finding them expired says that clock is behind. The
@@ -506,6 +526,14 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 				what = fmt.Sprintf("HTTP %d without an error code", httpStatus) // smithy's name for none
 			}
 			m.msg = "DynamoDB failed (" + what + "); retry later"
+			return m
+		}
+		if httpStatus == http.StatusForbidden {
+			// An error code the SDK does not model, refused as
+			// forbidden: AWS's common errors are, on credentials.
+			m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
+			m.msg = "DynamoDB refused backupd's role in this account (" + redact.Cut(code, 64) + ", HTTP 403); " +
+				"ask backupd's operators to check the role and its permissions policy"
 			return m
 		}
 		m.code, m.reason = codes.Internal, "INTERNAL"

@@ -160,8 +160,16 @@ func checkThroughput(vs *violations, field string, pt *backupv1.ProvisionedThrou
 
 func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *types.SSESpecification {
 	out := &types.SSESpecification{Enabled: aws.Bool(sse.GetEnabled())}
+	// DynamoDB's SSESpecification: "If enabled (true), server-side
+	// encryption type is set to KMS": enabled with the type unset is KMS,
+	// a key of its own included, and is sent as KMS.
+	kms := sse.GetSseType() == backupv1.SseType_SSE_TYPE_KMS ||
+		sse.GetSseType() == backupv1.SseType_SSE_TYPE_UNSPECIFIED && sse.GetEnabled()
 	switch sse.GetSseType() {
 	case backupv1.SseType_SSE_TYPE_UNSPECIFIED:
+		if kms && sse.GetKmsMasterKeyId() != "" {
+			out.SSEType = types.SSETypeKms
+		}
 	case backupv1.SseType_SSE_TYPE_KMS:
 		out.SSEType = types.SSETypeKms
 	case backupv1.SseType_SSE_TYPE_AES256:
@@ -177,8 +185,8 @@ func checkSSE(vs *violations, field string, sse *backupv1.SseSpecification) *typ
 		vs.add(field+".enabled", "must be true with sse_type SSE_TYPE_KMS or a kms_master_key_id; without it the table is encrypted with an AWS owned key")
 	}
 	if k := sse.GetKmsMasterKeyId(); k != "" {
-		if sse.GetSseType() != backupv1.SseType_SSE_TYPE_KMS {
-			vs.add(field+".kms_master_key_id", "is only allowed with sse_type SSE_TYPE_KMS")
+		if !kms {
+			vs.add(field+".kms_master_key_id", "is only allowed with sse_type SSE_TYPE_KMS, or unset with enabled true")
 		}
 		if len(k) > maxKMSKeyID || !visibleASCII(k) {
 			vs.add(field+".kms_master_key_id", "must be a KMS key id, alias or ARN: at most %d ASCII characters, without spaces; got %s",

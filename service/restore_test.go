@@ -46,6 +46,9 @@ func TestValidateRestore(t *testing.T) {
 			BillingModeOverride:           backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST,
 			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 1, WriteCapacityUnits: 1}}, "provisioned_throughput_override", nil},
 		{"unknown billing mode", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy", BillingModeOverride: 9}, "billing_mode_override", nil},
+		// DynamoDB: "If enabled (true), server-side encryption type is set to KMS".
+		{"KMS key with enabled, its type left to DynamoDB's default", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, KmsMasterKeyId: "alias/backups"}}, "", nil},
 		{"KMS key without KMS", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
 			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_AES256, KmsMasterKeyId: "k"}}, "sse_specification_override.kms_master_key_id", nil},
 		{"AES256, which DynamoDB does not take", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",

@@ -1785,8 +1785,9 @@ type SseSpecification struct {
 	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// SSE_TYPE_KMS or unset: DynamoDB takes no other for a table.
 	SseType SseType `protobuf:"varint,2,opt,name=sse_type,json=sseType,proto3,enum=backup.v1.SseType" json:"sse_type,omitempty"`
-	// A KMS key id, alias or ARN; only with SSE_TYPE_KMS and enabled. An ARN
-	// must name a key, or an alias, in the backup's region.
+	// A KMS key id, alias or ARN; only with enabled, and sse_type
+	// SSE_TYPE_KMS or unset (enabled means KMS, as DynamoDB documents). An
+	// ARN must name a key, or an alias, in the backup's region.
 	KmsMasterKeyId string `protobuf:"bytes,3,opt,name=kms_master_key_id,json=kmsMasterKeyId,proto3" json:"kms_master_key_id,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
