@@ -71,9 +71,40 @@ const ReasonQuotaExceeded = "DYNAMODB_QUOTA_EXCEEDED"
 // ReasonDeadlineExceeded is a call whose deadline passed first.
 const ReasonDeadlineExceeded = "DEADLINE_EXCEEDED"
 
-// reasonDynamoDBUnavailable is DynamoDB unreachable, or failing, after
-// the SDK's retries.
-const reasonDynamoDBUnavailable = "DYNAMODB_UNAVAILABLE"
+// The reasons of the errors that only this package maps: backupd's own
+// refusals past the servers' (the caller, the request's fields, the
+// account's configuration and rate, the request_id, the shared state),
+// and what STS and DynamoDB answered. With those above they are the
+// reason column of the README's error table, which a test holds them to:
+// clients branch on them, so one is never renamed, and a new one is
+// documented.
+const (
+	reasonUnauthenticated        = "UNAUTHENTICATED"
+	reasonCallerNotAllowed       = "CALLER_NOT_ALLOWED"
+	reasonInvalidArgument        = "INVALID_ARGUMENT"
+	reasonRegionNotAllowed       = "REGION_NOT_ALLOWED"
+	reasonAccountNotConfigured   = "ACCOUNT_NOT_CONFIGURED"
+	reasonRateLimited            = "RATE_LIMITED"
+	reasonRequestIDReused        = "REQUEST_ID_REUSED"
+	reasonSharedStateUnavailable = "SHARED_STATE_UNAVAILABLE"
+	reasonRoleAssumptionDenied   = "ROLE_ASSUMPTION_DENIED"
+	reasonSTSUnavailable         = "STS_UNAVAILABLE"
+	reasonDynamoDBValidation     = "DYNAMODB_VALIDATION"
+	reasonAccessDenied           = "ACCESS_DENIED"
+	reasonCredentialsExpired     = "CREDENTIALS_EXPIRED"
+	reasonTableNotFound          = "TABLE_NOT_FOUND"
+	reasonBackupNotFound         = "BACKUP_NOT_FOUND"
+	reasonTableAlreadyExists     = "TABLE_ALREADY_EXISTS"
+	reasonTableInUse             = "TABLE_IN_USE"
+	reasonBackupInUse            = "BACKUP_IN_USE"
+	reasonBackupsUnavailable     = "BACKUPS_UNAVAILABLE"
+	reasonDynamoDBThrottled      = "DYNAMODB_THROTTLED"
+	// reasonDynamoDBUnavailable is DynamoDB unreachable, or failing,
+	// after the SDK's retries.
+	reasonDynamoDBUnavailable = "DYNAMODB_UNAVAILABLE"
+	// reasonInternal is anything unexpected (internalMsg).
+	reasonInternal = "INTERNAL"
+)
 
 // RequestError is a request the gRPC server or the REST gateway refuses on
 // its own, before the service sees it: too large, undecodable, or for a
@@ -261,13 +292,13 @@ func mapOurs(err error) (mapped, bool) {
 	case errors.As(err, &request):
 		return mapped{code: request.Code, reason: request.Reason, msg: request.Msg, retryAfter: request.RetryAfter}, true
 	case errors.As(err, &anonymous):
-		return mapped{code: codes.Unauthenticated, reason: "UNAUTHENTICATED", msg: anonymous.Error()}, true
+		return mapped{code: codes.Unauthenticated, reason: reasonUnauthenticated, msg: anonymous.Error()}, true
 	case errors.As(err, &denied):
-		return mapped{code: codes.PermissionDenied, reason: "CALLER_NOT_ALLOWED", msg: denied.Error(),
+		return mapped{code: codes.PermissionDenied, reason: reasonCallerNotAllowed, msg: denied.Error(),
 			meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
 	case errors.As(err, &invalid):
 		vs, more := boundViolations(invalid.Violations, invalid.More)
-		m := mapped{code: codes.InvalidArgument, reason: "INVALID_ARGUMENT", msg: violationsMessage(vs, more), violations: vs}
+		m := mapped{code: codes.InvalidArgument, reason: reasonInvalidArgument, msg: violationsMessage(vs, more), violations: vs}
 		if more > 0 {
 			// The message counts what it leaves out, those the details
 			// carry among them: this is what the details leave out.
@@ -276,10 +307,10 @@ func mapOurs(err error) (mapped, bool) {
 		return m, true
 	case errors.As(err, &region):
 		msg := region.Error()
-		return mapped{code: codes.InvalidArgument, reason: "REGION_NOT_ALLOWED", msg: msg,
+		return mapped{code: codes.InvalidArgument, reason: reasonRegionNotAllowed, msg: msg,
 			violations: []badrequest.Violation{{Field: cmp.Or(region.Field, "region"), Description: msg}}}, true
 	case errors.As(err, &unknown):
-		return mapped{code: codes.NotFound, reason: "ACCOUNT_NOT_CONFIGURED",
+		return mapped{code: codes.NotFound, reason: reasonAccountNotConfigured,
 			msg: fmt.Sprintf("account %s is not configured in backupd; ask its operators to add it", unknown.AccountID)}, true
 	case errors.As(err, &limited):
 		msg := fmt.Sprintf("%s calls for account %s in %s are over the account's rate; retry after %s", limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter)
@@ -288,10 +319,10 @@ func mapOurs(err error) (mapped, bool) {
 				"(after a first start on this Redis, a Redis restart or failover, or a step of its clock, turns given before may still be going out); retry after %s",
 				limited.Key.Operation, limited.Key.Account, limited.Key.Region, limited.RetryAfter)
 		}
-		return mapped{code: codes.ResourceExhausted, reason: "RATE_LIMITED", retryAfter: limited.RetryAfter, msg: msg,
+		return mapped{code: codes.ResourceExhausted, reason: reasonRateLimited, retryAfter: limited.RetryAfter, msg: msg,
 			meta: map[string]string{"operation": limited.Key.Operation, "region": limited.Key.Region}}, true
 	case errors.As(err, &reused):
-		return mapped{code: codes.AlreadyExists, reason: "REQUEST_ID_REUSED", msg: reused.Error(),
+		return mapped{code: codes.AlreadyExists, reason: reasonRequestIDReused, msg: reused.Error(),
 			violations: []badrequest.Violation{{Field: "request_id", Description: reused.Error()}}}, true
 	case errors.As(err, &replayed):
 		return mapped{code: codes.Unavailable, reason: ReasonOutcomeUnknown, msg: replayed.Error()}, true
@@ -307,7 +338,7 @@ func mapOurs(err error) (mapped, bool) {
 			msg = "backupd's shared state (Redis) is unavailable or did not answer in time, so it cannot check the request_id: this call sent nothing to DynamoDB, " +
 				"but another call with the same request_id may have; retry later with the same request_id, not a new one"
 		}
-		return mapped{code: codes.Unavailable, reason: "SHARED_STATE_UNAVAILABLE", retryAfter: DefaultRetryAfter, msg: msg}, true
+		return mapped{code: codes.Unavailable, reason: reasonSharedStateUnavailable, retryAfter: DefaultRetryAfter, msg: msg}, true
 	}
 	return mapped{}, false
 }
@@ -381,7 +412,7 @@ func mapUpstream(err error) mapped {
 		return mapped{code: codes.Unavailable, reason: reasonDynamoDBUnavailable, retryAfter: DefaultRetryAfter,
 			msg: "DynamoDB could not be reached or kept failing; retry later"}
 	}
-	return mapped{code: codes.Internal, reason: "INTERNAL", msg: internalMsg}
+	return mapped{code: codes.Internal, reason: reasonInternal, msg: internalMsg}
 }
 
 func mapAssume(e *auth.AssumeRoleError) mapped {
@@ -390,7 +421,7 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 		meta = map[string]string{"aws_request_id": id}
 	}
 	if e.OwnCredentialsRefused() {
-		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
+		return mapped{code: codes.PermissionDenied, reason: reasonRoleAssumptionDenied, meta: meta,
 			msg: fmt.Sprintf("STS refused the credentials backupd assumes roles with, so it could not assume its role in account %s; "+
 				"ask backupd's operators to check backupd's own AWS credentials", e.AccountID)}
 	}
@@ -409,15 +440,15 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 					"so ask backupd's operators to check the session tags its own credentials pass on (transitive tags)", api.ErrorCode())
 			}
 		}
-		return mapped{code: codes.PermissionDenied, reason: "ROLE_ASSUMPTION_DENIED", meta: meta,
+		return mapped{code: codes.PermissionDenied, reason: reasonRoleAssumptionDenied, meta: meta,
 			msg: fmt.Sprintf("STS refused backupd's role in account %s; %s", e.AccountID, hint)}
 	}
 	if e.Invalid() {
 		// A retry would be refused the same way; DESIGN's INTERNAL: the
 		// details (the account, STS's code) are in the log.
-		return mapped{code: codes.Internal, reason: "INTERNAL", meta: meta, msg: internalMsg}
+		return mapped{code: codes.Internal, reason: reasonInternal, meta: meta, msg: internalMsg}
 	}
-	return mapped{code: codes.Unavailable, reason: "STS_UNAVAILABLE", retryAfter: DefaultRetryAfter, meta: meta,
+	return mapped{code: codes.Unavailable, reason: reasonSTSUnavailable, retryAfter: DefaultRetryAfter, meta: meta,
 		msg: fmt.Sprintf("STS could not issue credentials for account %s; retry later", e.AccountID)}
 }
 
@@ -459,11 +490,11 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	switch code := api.ErrorCode(); code {
 	// ValidationError is the spelling of AWS's common errors.
 	case "ValidationException", "ValidationError", "InvalidRestoreTimeException":
-		m.code, m.reason = codes.InvalidArgument, "DYNAMODB_VALIDATION"
+		m.code, m.reason = codes.InvalidArgument, reasonDynamoDBValidation
 		m.msg = "DynamoDB refused the request as invalid: " + msg +
 			" (DynamoDB names fields in PascalCase; backupd names them in snake_case, or lowerCamelCase over REST)"
 	case "AccessDeniedException", "NotAuthorized":
-		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
+		m.code, m.reason = codes.PermissionDenied, reasonAccessDenied
 		m.msg = "DynamoDB refused backupd's role in this account (" + code + "); " +
 			"ask backupd's operators to check the role's permissions policy"
 	// Refusals of the credentials themselves, not of what the role may do
@@ -472,7 +503,7 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	case "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignatureException",
 		"MissingAuthenticationTokenException", "InvalidClientTokenId", "IncompleteSignature",
 		"MissingAuthenticationToken", "OptInRequired":
-		m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
+		m.code, m.reason = codes.PermissionDenied, reasonAccessDenied
 		m.msg = "DynamoDB did not accept the credentials backupd holds for this account in this region (" + code + "), " +
 			"whatever the role's permissions; ask backupd's operators to check that the region is enabled in the account " +
 			"and that backupd's clock is right"
@@ -482,63 +513,77 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		// call's one retry with the role assumed again (accounts' gate)
 		// was refused too, or could not be made (a RetryNotMadeError, over
 		// the rate or past the deadline, carries this refusal).
-		m.code, m.reason, m.retryAfter = codes.Unavailable, "CREDENTIALS_EXPIRED", DefaultRetryAfter
+		m.code, m.reason, m.retryAfter = codes.Unavailable, reasonCredentialsExpired, DefaultRetryAfter
 		m.msg = "DynamoDB found backupd's credentials for this account expired (ExpiredTokenException): " +
 			"nothing was done; retry later, and ask backupd's operators to check its clock"
-	case "TableNotFoundException", "ResourceNotFoundException":
-		m.code, m.reason = codes.NotFound, "TABLE_NOT_FOUND"
-		m.msg = msg + "; the table must exist in the account and region the request names (the account's default region when region is empty)"
-	case "BackupNotFoundException":
-		m.code, m.reason = codes.NotFound, "BACKUP_NOT_FOUND"
-		m.msg = msg + "; ListBackups gives the ARNs of the account's backups"
-	case "TableAlreadyExistsException":
-		m.code, m.reason = codes.AlreadyExists, "TABLE_ALREADY_EXISTS"
-		m.msg = msg + "; choose another target_table_name"
-	case "TableInUseException", "ResourceInUseException":
-		m.code, m.reason = codes.FailedPrecondition, "TABLE_IN_USE"
-		m.msg = msg + "; retry once the table's current operation has ended"
-	case "BackupInUseException":
-		m.code, m.reason = codes.FailedPrecondition, "BACKUP_IN_USE"
-		m.msg = msg + "; retry once the backup's current operation has ended"
-	case "ContinuousBackupsUnavailableException":
-		m.code, m.reason = codes.FailedPrecondition, "BACKUPS_UNAVAILABLE"
-		m.msg = msg + "; backups of this table are not available yet, retry later"
 	default:
-		if accounts.OverQuota(code, api.ErrorMessage()) {
-			// No RetryInfo: no delay mends it.
-			m.code, m.reason = codes.ResourceExhausted, ReasonQuotaExceeded
-			m.msg = msg + "; DynamoDB refused the call as over one of the account's quotas, and did nothing: it succeeds once the account " +
-				"is under that quota (fewer tables, say) or the quota is raised (AWS Service Quotas), not by retrying alone"
+		if r, ok := passedOn[code]; ok {
+			m.code, m.reason, m.msg = r.code, r.reason, msg+"; "+r.hint
 			return m
 		}
-		if accounts.Throttling(code) {
-			m.code, m.reason, m.retryAfter = codes.ResourceExhausted, "DYNAMODB_THROTTLED", DefaultRetryAfter
-			m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline) " +
-				"and did nothing: retry later"
-			return m
-		}
-		// An error code the SDK does not model (ServiceUnavailable,
-		// InternalFailure) is a server fault by its status alone.
-		if api.ErrorFault() == smithy.FaultServer || httpStatus >= 500 {
-			m.code, m.reason, m.retryAfter = codes.Unavailable, reasonDynamoDBUnavailable, DefaultRetryAfter
-			what := redact.Cut(code, 64)
-			if code == "UnknownError" && httpStatus > 0 {
-				what = fmt.Sprintf("HTTP %d without an error code", httpStatus) // smithy's name for none
-			}
-			m.msg = "DynamoDB failed (" + what + "); retry later"
-			return m
-		}
-		if httpStatus == http.StatusForbidden {
-			// An error code the SDK does not model, refused as
-			// forbidden: AWS's common errors are, on credentials.
-			m.code, m.reason = codes.PermissionDenied, "ACCESS_DENIED"
-			m.msg = "DynamoDB refused backupd's role in this account (" + redact.Cut(code, 64) + ", HTTP 403); " +
-				"ask backupd's operators to check the role and its permissions policy"
-			return m
-		}
-		m.code, m.reason = codes.Internal, "INTERNAL"
-		m.msg = internalMsg
+		return mapUnlisted(m, api, httpStatus)
 	}
+	return m
+}
+
+// passedOn are DynamoDB's refusals of the request itself, whose message
+// the caller gets (it describes the request) with what to do about it.
+var passedOn = map[string]struct {
+	code   codes.Code
+	reason string
+	hint   string
+}{
+	"TableNotFoundException": {codes.NotFound, reasonTableNotFound,
+		"the table must exist in the account and region the request names (the account's default region when region is empty)"},
+	"ResourceNotFoundException": {codes.NotFound, reasonTableNotFound,
+		"the table must exist in the account and region the request names (the account's default region when region is empty)"},
+	"BackupNotFoundException":               {codes.NotFound, reasonBackupNotFound, "ListBackups gives the ARNs of the account's backups"},
+	"TableAlreadyExistsException":           {codes.AlreadyExists, reasonTableAlreadyExists, "choose another target_table_name"},
+	"TableInUseException":                   {codes.FailedPrecondition, reasonTableInUse, "retry once the table's current operation has ended"},
+	"ResourceInUseException":                {codes.FailedPrecondition, reasonTableInUse, "retry once the table's current operation has ended"},
+	"BackupInUseException":                  {codes.FailedPrecondition, reasonBackupInUse, "retry once the backup's current operation has ended"},
+	"ContinuousBackupsUnavailableException": {codes.FailedPrecondition, reasonBackupsUnavailable, "backups of this table are not available yet, retry later"},
+}
+
+// mapUnlisted maps a DynamoDB error whose code mapAPI does not name: by
+// what its code and message say of a quota or throttling, else by its
+// HTTP status and fault. m holds the error's metadata and message.
+func mapUnlisted(m mapped, api smithy.APIError, httpStatus int) mapped {
+	code, msg := api.ErrorCode(), m.msg
+	if accounts.OverQuota(code, api.ErrorMessage()) {
+		// No RetryInfo: no delay mends it.
+		m.code, m.reason = codes.ResourceExhausted, ReasonQuotaExceeded
+		m.msg = msg + "; DynamoDB refused the call as over one of the account's quotas, and did nothing: it succeeds once the account " +
+			"is under that quota (fewer tables, say) or the quota is raised (AWS Service Quotas), not by retrying alone"
+		return m
+	}
+	if accounts.Throttling(code) {
+		m.code, m.reason, m.retryAfter = codes.ResourceExhausted, reasonDynamoDBThrottled, DefaultRetryAfter
+		m.msg = msg + "; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline) " +
+			"and did nothing: retry later"
+		return m
+	}
+	// An error code the SDK does not model (ServiceUnavailable,
+	// InternalFailure) is a server fault by its status alone.
+	if api.ErrorFault() == smithy.FaultServer || httpStatus >= 500 {
+		m.code, m.reason, m.retryAfter = codes.Unavailable, reasonDynamoDBUnavailable, DefaultRetryAfter
+		what := redact.Cut(code, 64)
+		if code == "UnknownError" && httpStatus > 0 {
+			what = fmt.Sprintf("HTTP %d without an error code", httpStatus) // smithy's name for none
+		}
+		m.msg = "DynamoDB failed (" + what + "); retry later"
+		return m
+	}
+	if httpStatus == http.StatusForbidden {
+		// An error code the SDK does not model, refused as
+		// forbidden: AWS's common errors are, on credentials.
+		m.code, m.reason = codes.PermissionDenied, reasonAccessDenied
+		m.msg = "DynamoDB refused backupd's role in this account (" + redact.Cut(code, 64) + ", HTTP 403); " +
+			"ask backupd's operators to check the role and its permissions policy"
+		return m
+	}
+	m.code, m.reason = codes.Internal, reasonInternal
+	m.msg = internalMsg
 	return m
 }
 
