@@ -71,7 +71,7 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 // missing.
 func alsoRefused(ctx context.Context, err error, req proto.Message, violations fieldRules) error {
 	bad, ok := errors.AsType[*badrequest.Error](err)
-	if call, rest := ctx.Value(restCallKey{}).(*restCall); !ok || !rest || call.badEncoding != "" {
+	if call := restCallOf(ctx); !ok || call == nil || call.badEncoding != "" {
 		return err
 	}
 	named := slices.Clone(bad.Violations)

@@ -140,7 +140,7 @@ func (i *interceptor) authenticate(r *http.Request) error {
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+	if call := restCallOf(ctx); call != nil {
 		// A REST request is timed from its arrival, its body's reading
 		// included, as are those refused before they reach here.
 		start = call.start
@@ -171,7 +171,7 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	done := finished{method: info.FullMethod, account: account, region: region, principal: principal,
 		start: start, err: err, req: req, resp: resp}
 	if st := i.record(ctx, done); st != nil {
-		if _, rest := ctx.Value(restCallKey{}).(*restCall); !rest {
+		if restCallOf(ctx) == nil {
 			pushBack(ctx, st, err)
 		}
 		return nil, st.Err()
@@ -369,7 +369,7 @@ func (i *interceptor) write(ctx context.Context, l requestLine, start time.Time)
 	if l.backupARN != "" {
 		attrs = append(attrs, slog.String("backup_arn", l.backupARN))
 	}
-	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok && call.forwardedFor != "" {
+	if call := restCallOf(ctx); call != nil && call.forwardedFor != "" {
 		// Behind a proxy the connection's peer is the proxy; the client
 		// is in here, as the proxy (or the client itself) wrote it.
 		attrs = append(attrs, slog.String("forwarded_for", redact.Cut(call.forwardedFor, maxForwardedEcho)))
@@ -429,7 +429,7 @@ func annotate(ctx context.Context, span trace.Span, l requestLine) {
 			span.SetAttributes(attribute.String(a.key, a.value))
 		}
 	}
-	if _, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+	if restCallOf(ctx) != nil {
 		// The route of the RPC the line names: also of a request the
 		// gateway did not match for a path variable left empty
 		// (emptyPathFields), which is answered as its route's.
@@ -552,7 +552,7 @@ func caller(ctx context.Context) string {
 	if p, ok := peer.FromContext(ctx); ok {
 		return p.Addr.String()
 	}
-	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+	if call := restCallOf(ctx); call != nil {
 		return "rest:" + call.remote
 	}
 	return ""

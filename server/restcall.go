@@ -92,6 +92,19 @@ func validTimeout(v string) bool {
 
 type restCallKey struct{}
 
+// withRestCall returns ctx carrying call, the REST request it belongs to.
+func withRestCall(ctx context.Context, call *restCall) context.Context {
+	return context.WithValue(ctx, restCallKey{}, call)
+}
+
+// restCallOf is the REST request ctx belongs to (set by track), or nil
+// for a gRPC call: the interceptor serves both, and treats a REST
+// request's start, peer and refusals by what track saw of it.
+func restCallOf(ctx context.Context) *restCall {
+	call, _ := ctx.Value(restCallKey{}).(*restCall)
+	return call
+}
+
 // track puts a restCall in each request's context, keeps the headers the
 // gateway forwards readable as metadata (metadataSafe), and refuses bodies
 // over MaxBodyBytes with 413: without reading a byte when the length is
@@ -115,7 +128,7 @@ func track(next http.Handler) http.Handler {
 				body.reads, body.w = bodyReadsOf(r.Context()), w
 			}
 		}
-		r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, call))
+		r = r.WithContext(withRestCall(r.Context(), call))
 		r.Body = body
 		defer body.answered()
 		next.ServeHTTP(w, r)
@@ -227,7 +240,7 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 				return
 			}
 		}
-		call := r.Context().Value(restCallKey{}).(*restCall) // set by track
+		call := restCallOf(r.Context()) // set by track
 		call.params = params
 		// grpc-gateway refuses a malformed deadline before it names the
 		// RPC, so the request would go unlogged; it is refused in the
@@ -303,7 +316,7 @@ func endsInVerb(escapedPath string) bool {
 // markIntercepted records that a REST request reached the interceptor. It
 // does nothing for a gRPC request.
 func markIntercepted(ctx context.Context) {
-	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+	if call := restCallOf(ctx); call != nil {
 		call.intercepted = true
 	}
 }
@@ -328,7 +341,7 @@ func keepChallenge(ctx context.Context, err error) {
 	if err == nil || !errors.As(err, &c) {
 		return
 	}
-	if call, ok := ctx.Value(restCallKey{}).(*restCall); ok {
+	if call := restCallOf(ctx); call != nil {
 		call.challenge = c.Challenge()
 	}
 }
@@ -396,8 +409,8 @@ func (b *limitedBody) answered() {
 // returns nil for a gRPC request. It runs inside the interceptor, so the
 // refusal is authorized, logged and counted like any invalid request.
 func restRefusal(ctx context.Context, method string) error {
-	call, ok := ctx.Value(restCallKey{}).(*restCall)
-	if !ok {
+	call := restCallOf(ctx)
+	if call == nil {
 		return nil
 	}
 	var vs []badrequest.Violation

@@ -87,7 +87,7 @@ type gateway struct {
 // so every REST error has the same shape as a gRPC one. A request refused
 // before it reached the interceptor is logged and counted here.
 func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
+	call := restCallOf(r.Context()) // set by track
 	account, region := pathTarget(call.params)
 	if _, ok := status.FromError(err); !ok && call.intercepted {
 		g.unwritable(ctx, mux, m, w, r, err, account)
@@ -330,7 +330,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 // path no route takes, or the method not allowed on the path of the
 // routes the request did match.
 func (g *gateway) emptyPathFields(w http.ResponseWriter, r *http.Request, method string, params map[string]string, verb string) {
-	call := r.Context().Value(restCallKey{}).(*restCall) // set by track
+	call := restCallOf(r.Context()) // set by track
 	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
 	if id := r.Header.Get("X-Request-Id"); id != "" {
 		md.Set("x-request-id", id) // the log line's correlation id, as logRouting gives it
@@ -505,7 +505,7 @@ func escapeHint(escapedPath string) string {
 // logRouting writes the log line of a request that matched no route, and
 // counts it.
 func (g *gateway) logRouting(r *http.Request, code codes.Code, reason, account, region string) {
-	call := r.Context().Value(restCallKey{}).(*restCall)
+	call := restCallOf(r.Context())
 	ctx := r.Context()
 	if id := r.Header.Get("X-Request-Id"); id != "" {
 		// No route ran, so the gateway did not turn the header into metadata.

@@ -114,7 +114,7 @@ func TestHandleError(t *testing.T) {
 			if tt.token != "" {
 				r.Header.Set("Authorization", "Bearer "+tt.token)
 			}
-			r = r.WithContext(context.WithValue(r.Context(), restCallKey{}, &call))
+			r = r.WithContext(withRestCall(r.Context(), &call))
 			ctx := r.Context()
 			if !tt.noRPC {
 				ctx, err = runtime.AnnotateIncomingContext(ctx, mux, r, create,

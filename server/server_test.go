@@ -966,6 +966,42 @@ func TestCanceledAfterSendIsLoggedAsMaybeDone(t *testing.T) {
 	}
 }
 
+// TestFailTakesACancelAtTheDeadlineForTheDeadline: a call canceled with
+// its deadline due (a gRPC client cancels the stream as its deadline
+// passes) is logged and counted as DeadlineExceeded, its error saying
+// why; one canceled well before its deadline, or with none, as Canceled.
+// TestCallerDeadlineIsLoggedAsADeadline rarely reaches this: the
+// handler's own deadline (keepTimeToAnswer) usually fires first.
+func TestFailTakesACancelAtTheDeadlineForTheDeadline(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		left time.Duration // until the deadline; 0 for none
+		want codes.Code
+	}{
+		{"deadline due", 10 * time.Millisecond, codes.DeadlineExceeded},
+		{"deadline passed", -time.Second, codes.DeadlineExceeded},
+		{"deadline far", time.Minute, codes.Canceled},
+		{"no deadline", 0, codes.Canceled},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			if tt.left != 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, time.Now().Add(tt.left))
+				defer cancel()
+			}
+			var l requestLine
+			l.fail(ctx, context.Canceled)
+			if l.code != tt.want {
+				t.Errorf("code %v, want %v", l.code, tt.want)
+			}
+			if says := l.err != nil && strings.Contains(l.err.Error(), "the caller's deadline passed"); says != (tt.want == codes.DeadlineExceeded) {
+				t.Errorf("error %v; says the deadline passed: %v, want %v", l.err, says, !says)
+			}
+		})
+	}
+}
+
 // A gRPC caller whose deadline passes is logged and counted as
 // DeadlineExceeded, though grpc-go sees the client cancel the stream a
 // moment before the server's own timer fires.

@@ -178,7 +178,7 @@ func Refused(err error) bool {
 	return false
 }
 
-// accessor is what CheckAccess asks of a Redis client.
+// accessor is what checkAccess asks of a Redis client.
 type accessor interface {
 	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
 	Get(ctx context.Context, key string) *redis.StringCmd
@@ -187,7 +187,7 @@ type accessor interface {
 	Time(ctx context.Context) *redis.TimeCmd
 }
 
-// CheckAccess runs, on a key of its own under prefix, each plain command
+// checkAccess runs, on a key of its own under prefix, each plain command
 // backupd's requests send (SET, GET, EXISTS, DEL and TIME; the scripts'
 // commands are run by the rate limiter's Prime), and returns the first
 // failure, naming the command: with Refused, a Redis user whose ACL lacks
@@ -195,7 +195,7 @@ type accessor interface {
 // refused for as long as backupd runs. The key is this check's own, so
 // that replicas starting together do not take each other's away, and
 // expires within a minute should its DEL fail.
-func CheckAccess(ctx context.Context, c accessor, prefix string) error {
+func checkAccess(ctx context.Context, c accessor, prefix string) error {
 	key := prefix + "access-check:" + rand.Text()
 	for _, step := range []struct {
 		name string
@@ -231,15 +231,15 @@ func (e *MayEvictError) Error() string {
 		e.MaxMemory, e.Policy)
 }
 
-// infoReader is what CheckEviction asks of a Redis client.
+// infoReader is what checkEviction asks of a Redis client.
 type infoReader interface {
 	Info(ctx context.Context, section ...string) *redis.StringCmd
 }
 
-// CheckEviction reads the server's memory settings (INFO memory) and
+// checkEviction reads the server's memory settings (INFO memory) and
 // returns a *MayEvictError when it may evict keys. A server without a
 // maxmemory evicts none, whatever its policy.
-func CheckEviction(ctx context.Context, c infoReader) error {
+func checkEviction(ctx context.Context, c infoReader) error {
 	info, err := c.Info(ctx, "memory").Result()
 	if err != nil {
 		return fmt.Errorf("read Redis' memory settings (INFO memory): %w", err)
@@ -267,11 +267,11 @@ func (e *FewReplicasError) Error() string {
 		e.Online, e.Want, e.Want)
 }
 
-// CheckReplicas reads how many replicas the server streams to (INFO
+// checkReplicas reads how many replicas the server streams to (INFO
 // replication) and returns a *FewReplicasError when they are fewer than
 // want. A replica still syncing is connected but confirms nothing yet, so
 // only those online count, as WAIT counts them.
-func CheckReplicas(ctx context.Context, c infoReader, want int) error {
+func checkReplicas(ctx context.Context, c infoReader, want int) error {
 	info, err := c.Info(ctx, "replication").Result()
 	if err != nil {
 		return fmt.Errorf("read Redis' replicas (INFO replication): %w", err)
@@ -306,7 +306,7 @@ func infoField(info, field string) string {
 // WatchEviction checks the server's memory settings every interval until
 // ctx ends, and calls report with a *MayEvictError each time it finds a
 // policy that may evict backupd's keys where the check before found
-// none: CheckEviction at start does not see a policy changed later (an
+// none: checkEviction at start does not see a policy changed later (an
 // operator's CONFIG SET, a managed service's parameter group). A check
 // that cannot be made reports nothing; the requests of a Redis that does
 // not answer are refused anyway.
@@ -320,7 +320,7 @@ func WatchEviction(ctx context.Context, c infoReader, every time.Duration, repor
 			return
 		case <-t.C:
 		}
-		err := CheckEviction(ctx, c)
+		err := checkEviction(ctx, c)
 		_, now := errors.AsType[*MayEvictError](err)
 		if now && !evicting {
 			report(err)

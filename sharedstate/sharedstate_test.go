@@ -228,10 +228,10 @@ func TestCheckEviction(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckEviction(t.Context(), tt.info)
+			err := checkEviction(t.Context(), tt.info)
 			mayEvict, ok := errors.AsType[*MayEvictError](err)
 			if ok != tt.evict || (err != nil) != tt.err {
-				t.Fatalf("CheckEviction = %v; want eviction %v, an error %v", err, tt.evict, tt.err)
+				t.Fatalf("checkEviction = %v; want eviction %v, an error %v", err, tt.evict, tt.err)
 			}
 			if ok && (!strings.Contains(err.Error(), mayEvict.Policy) || !strings.Contains(err.Error(), "noeviction")) {
 				t.Errorf("message %q names neither the policy nor the fix", err)
@@ -268,10 +268,10 @@ func TestCheckReplicas(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckReplicas(t.Context(), tt.info, tt.want)
+			err := checkReplicas(t.Context(), tt.info, tt.want)
 			few, ok := errors.AsType[*FewReplicasError](err)
 			if ok != tt.few || (err != nil) != tt.err {
-				t.Fatalf("CheckReplicas = %v; want too few %v, an error %v", err, tt.few, tt.err)
+				t.Fatalf("checkReplicas = %v; want too few %v, an error %v", err, tt.few, tt.err)
 			}
 			if ok && (few.Want != tt.want || !strings.Contains(err.Error(), "wait_replicas is "+strconv.Itoa(tt.want))) {
 				t.Errorf("message %q does not name wait_replicas %d", err, tt.want)
@@ -285,8 +285,8 @@ func TestCheckReplicas(t *testing.T) {
 func TestCheckEvictionReadsARealServer(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { client.Close() })
-	if err := CheckEviction(t.Context(), client); err != nil {
-		t.Fatalf("CheckEviction of the test's Redis: %v", err)
+	if err := checkEviction(t.Context(), client); err != nil {
+		t.Fatalf("checkEviction of the test's Redis: %v", err)
 	}
 }
 
@@ -353,11 +353,11 @@ func TestCheckAccessOfReplicasStartingTogether(t *testing.T) {
 	r := testenv.StartRedis(t, "")
 	errs := make(chan error, 50)
 	for range cap(errs) {
-		go func() { errs <- CheckAccess(context.Background(), r.Client, "backupd:") }()
+		go func() { errs <- checkAccess(context.Background(), r.Client, "backupd:") }()
 	}
 	for range cap(errs) {
 		if err := <-errs; err != nil {
-			t.Errorf("CheckAccess = %v", err)
+			t.Errorf("checkAccess = %v", err)
 		}
 	}
 	if keys, err := r.Client.Keys(context.Background(), "backupd:*").Result(); err != nil || len(keys) != 0 {

@@ -27,7 +27,7 @@ func CheckStart(ctx context.Context, client *redis.Client, cfg config.Redis, log
 	if answers, err := checkReach(ctx, client, cfg, log); !answers {
 		return err
 	}
-	if err := CheckAccess(ctx, client, cfg.KeyPrefix); Refused(err) {
+	if err := checkAccess(ctx, client, cfg.KeyPrefix); Refused(err) {
 		return fmt.Errorf("shared_state.redis: Redis refuses backupd's user a command or its keys "+
 			"(its ACL needs the keys ~%s* and the commands the README lists under Several replicas): %w", cfg.KeyPrefix, err)
 	} else if err != nil {
@@ -36,7 +36,7 @@ func CheckStart(ctx context.Context, client *redis.Client, cfg config.Redis, log
 	if err := checkWait(ctx, client, cfg.WaitReplicas, log); err != nil {
 		return err
 	}
-	err := CheckEviction(ctx, client)
+	err := checkEviction(ctx, client)
 	if _, ok := errors.AsType[*MayEvictError](err); ok {
 		return fmt.Errorf("shared_state.redis: %w", err)
 	}
@@ -86,7 +86,7 @@ func checkWait(ctx context.Context, client *redis.Client, want int, log *slog.Lo
 	if err := client.Do(ctx, "wait", 0, 0).Err(); Refused(err) {
 		return fmt.Errorf("shared_state.redis: wait_replicas is %d, but Redis refuses backupd's user the WAIT command (grant it +wait): %w", want, err)
 	}
-	if err := CheckReplicas(ctx, client, want); err != nil {
+	if err := checkReplicas(ctx, client, want); err != nil {
 		log.Error("shared state: not enough Redis replicas", slog.String("error", redact.Error(err)))
 	}
 	return nil
