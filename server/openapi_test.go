@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rpcerror"
 )
 
 // The OpenAPI description REST clients are generated from: it must say
@@ -36,8 +37,9 @@ type openapiOperation struct {
 	Security    *[]map[string][]string `json:"security"`
 	Parameters  []openapiParameter
 	Responses   map[string]struct {
-		Schema  *openapiSchema
-		Headers map[string]struct{ Type string }
+		Description string
+		Schema      *openapiSchema
+		Headers     map[string]struct{ Type, Description string }
 	}
 }
 
@@ -170,6 +172,31 @@ func TestOpenAPIDeclaresErrors(t *testing.T) {
 		}
 		if p, ok := op.param("header", grpcTimeoutHeader); !ok || p.Required || p.Type != "string" {
 			t.Errorf("%s: no optional string %s header parameter (%+v)", method, grpcTimeoutHeader, p)
+		}
+	}
+}
+
+// TestOpenAPIDescribes429WithoutRetryAfter: a 429 is not always to be
+// retried after Retry-After. DynamoDB's refusal over a standing quota of the
+// account (rpcerror.ReasonQuotaExceeded, a restore over the account's tables)
+// is RESOURCE_EXHAUSTED without RetryInfo, so without Retry-After: the
+// description a client is generated from must say so, as the README's
+// "Errors" table does, rather than promise a Retry-After on every 429.
+func TestOpenAPIDescribes429WithoutRetryAfter(t *testing.T) {
+	spec := loadOpenAPI(t)
+	for method, op := range spec.operations(t) {
+		resp, ok := op.Responses[strconv.Itoa(http.StatusTooManyRequests)]
+		if !ok {
+			t.Errorf("%s: no 429 response", method)
+			continue
+		}
+		for _, reason := range []string{"RATE_LIMITED", "DYNAMODB_THROTTLED", rpcerror.ReasonQuotaExceeded} {
+			if !strings.Contains(resp.Description, reason) {
+				t.Errorf("%s: 429 description does not name %s: %q", method, reason, resp.Description)
+			}
+		}
+		if h := resp.Headers["Retry-After"]; !strings.Contains(h.Description, rpcerror.ReasonQuotaExceeded) {
+			t.Errorf("%s: 429 Retry-After description does not say it is absent for %s: %q", method, rpcerror.ReasonQuotaExceeded, h.Description)
 		}
 	}
 }
