@@ -168,6 +168,28 @@ func RetryDelay(st *status.Status) (time.Duration, bool) {
 	return 0, false
 }
 
+// PushBack is gRPC's server pushback (gRFC A6) for a call that failed
+// with err, answered st: how long a client's own retry (a service
+// config's retryPolicy) waits before its next attempt, in milliseconds,
+// or, negative, that it makes none; ok is false when it is told nothing.
+// grpc-go's retry reads no RetryInfo, so without it a retryPolicy would
+// come back on its own backoff, long before a rate-limit turn; and a
+// policy that retries UNAVAILABLE would repeat a CreateBackup or restore
+// that may have been done (OUTCOME_UNKNOWN, or sent and unanswered at the
+// deadline), making a second backup, which a negative pushback forbids,
+// as it does the retries of a call over an account's DynamoDB quota,
+// which would be refused the same way.
+func PushBack(st *status.Status, err error) (ms int64, ok bool) {
+	if reason := ReasonOf(st); reason == ReasonOutcomeUnknown || reason == ReasonQuotaExceeded || errors.As(err, new(*service.UnansweredError)) {
+		return -1, true
+	}
+	d, ok := RetryDelay(st)
+	if !ok {
+		return 0, false
+	}
+	return (d + time.Millisecond - 1).Milliseconds(), true // rounded up: never before the turn
+}
+
 type mapped struct {
 	code       codes.Code
 	reason     string

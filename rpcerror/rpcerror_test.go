@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/auth"
@@ -466,3 +467,49 @@ func TestStatusKeepsDetailsOfInvalidUTF8(t *testing.T) {
 }
 
 func strPtr(s string) *string { return &s }
+
+// TestPushBack: a gRPC client's own retry is told RetryInfo's delay,
+// rounded up to the millisecond, and forbidden (-1) for an outcome that
+// may have been done or a call over the account's quota; told nothing
+// where nothing helps, or a repeat with the same request_id answers.
+func TestPushBack(t *testing.T) {
+	key := ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}
+	limited, err := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(1500 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsure, err := status.New(codes.Unavailable, "maybe").WithDetails(&errdetails.ErrorInfo{Domain: Domain, Reason: ReasonOutcomeUnknown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		ms   int64
+		ok   bool
+	}{
+		{"rate limited", &ratelimit.LimitedError{Key: key, RetryAfter: 1500 * time.Millisecond}, 1500, true},
+		{"rate limited, rounded up", &ratelimit.LimitedError{Key: key, RetryAfter: 1000*time.Millisecond + 400*time.Microsecond}, 1001, true},
+		{"shared state unavailable", &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: errors.New("down")}, 1000, true},
+		{"outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "us-east-1", Err: errors.New("500")}, -1, true},
+		{"a request_id's first outcome unknown", &idempotency.OutcomeUnknownError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}}, -1, true},
+		{"sent, unanswered at the deadline", &service.UnansweredError{Operation: "CreateBackup", Err: context.DeadlineExceeded}, -1, true},
+		{"sent, then canceled", &service.UnansweredError{Operation: "CreateBackup", Err: context.Canceled}, -1, true},
+		// A repeat with the same request_id gets the run's result.
+		{"still running under its request_id", &service.StillRunningError{Operation: "CreateBackup", Err: context.DeadlineExceeded}, 0, false},
+		{"table not found", sdkErr(&types.TableNotFoundException{Message: strPtr("no table")}), 0, false},
+		{"DynamoDB throttled", sdkErr(&smithy.GenericAPIError{Code: "LimitExceededException", Message: "Only 10 tables can be created, updated, or deleted simultaneously"}), 1000, true},
+		// Refused the same way until the account is under its quota.
+		{"over the account's DynamoDB quota", sdkErr(&smithy.GenericAPIError{Code: "LimitExceededException", Message: "There is a limit of 2500 tables per subscriber"}), -1, true},
+		{"a status with RetryInfo", limited.Err(), 1500, true},
+		{"a status of an unknown outcome", unsure.Err(), -1, true},
+		{"a status without details", status.Error(codes.Unavailable, "down"), 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := Status(tt.err, Request{})
+			if ms, ok := PushBack(st, tt.err); ms != tt.ms || ok != tt.ok {
+				t.Errorf("PushBack = %d, %v; want %d, %v", ms, ok, tt.ms, tt.ok)
+			}
+		})
+	}
+}

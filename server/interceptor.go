@@ -184,27 +184,12 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 // next attempt, in milliseconds, or, negative, that it makes none.
 const pushBackTrailer = "grpc-retry-pushback-ms"
 
-// pushBack sets the pushback trailer of a gRPC call's error: grpc-go's
-// retry reads no RetryInfo, so without it a retryPolicy would come back
-// on its own backoff, long before a rate-limit turn; and a policy that
-// retries UNAVAILABLE would repeat a CreateBackup or restore that may
-// have been done (OUTCOME_UNKNOWN, or sent and unanswered at the
-// deadline), making a second backup, which a negative pushback forbids,
-// as it does the retries of a call over an account's DynamoDB quota,
-// which would be refused the same way.
+// pushBack sets the pushback trailer of a gRPC call's error, when
+// rpcerror gives the error one.
 func pushBack(ctx context.Context, st *status.Status, err error) {
-	var ms int64
-	switch reason := rpcerror.ReasonOf(st); {
-	case reason == rpcerror.ReasonOutcomeUnknown || reason == rpcerror.ReasonQuotaExceeded || errors.As(err, new(*service.UnansweredError)):
-		ms = -1
-	default:
-		d, ok := rpcerror.RetryDelay(st)
-		if !ok {
-			return
-		}
-		ms = (d + time.Millisecond - 1).Milliseconds() // rounded up: never before the turn
+	if ms, ok := rpcerror.PushBack(st, err); ok {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(pushBackTrailer, strconv.FormatInt(ms, 10)))
 	}
-	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushBackTrailer, strconv.FormatInt(ms, 10)))
 }
 
 // finished is a call as record learns of it.
