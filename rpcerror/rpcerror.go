@@ -1,7 +1,9 @@
 // Package rpcerror maps backupd's domain errors and AWS errors to gRPC
 // status, in one place: the code of DESIGN.md's error table, a
 // google.rpc.ErrorInfo with a stable reason, a google.rpc.BadRequest for
-// field problems and a google.rpc.RetryInfo where coming back later helps.
+// field problems and a google.rpc.RetryInfo where coming back later helps;
+// and what else follows from the error: the level of the call's log line
+// (Level) and what a gRPC client's own retry is told (PushBack).
 //
 // Messages never carry credentials, role ARNs or ExternalIds; the full error
 // goes to the log instead.
@@ -12,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -284,12 +287,50 @@ func mapErr(err error) mapped {
 	return m
 }
 
-// Refusal reports whether err is backupd's own refusal (the caller's
+// Level is the level of the log line of a call that failed with err,
+// logged with code: the status's, or what the server makes of it (a
+// cancel at the caller's deadline is logged as DeadlineExceeded);
+// internal is what Status said of err. ERROR for what operators must
+// look at (a bug, AWS or Redis unreachable, AWS refusing backupd's
+// role), WARN for AWS throttling backupd after its retries and for
+// deadlines that passed (slowness upstream), INFO for the caller's own
+// mistakes, for backupd's own limit doing its job and for its own
+// shutdown. For the codes that both give, err tells backupd's own refusal
+// (refusal) from AWS's answer; it is asked only then. A line from WARN up
+// carries the error's detail.
+func Level(code codes.Code, internal bool, err error) slog.Level {
+	switch {
+	case code == codes.Unavailable && shuttingDown(err):
+		return slog.LevelInfo // backupd's own shutdown, as it should go
+	case internal || code == codes.Unavailable:
+		return slog.LevelError
+	case code == codes.DeadlineExceeded:
+		return slog.LevelWarn
+	case code == codes.Canceled && (errors.As(err, new(*service.UnansweredError)) || errors.As(err, new(*service.StillRunningError))):
+		// Its caller left, but DynamoDB may have acted, or may yet:
+		// the line, with its error, is all that says so.
+		return slog.LevelWarn
+	case code == codes.PermissionDenied && !refusal(err):
+		return slog.LevelError
+	case code == codes.ResourceExhausted && !refusal(err):
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
+// shuttingDown reports whether err is a server's refusal of a request as
+// backupd shuts down (a RequestError of ReasonShuttingDown).
+func shuttingDown(err error) bool {
+	r, ok := errors.AsType[*RequestError](err)
+	return ok && r.Reason == ReasonShuttingDown
+}
+
+// refusal reports whether err is backupd's own refusal (the caller's
 // credentials or rights, a field, the account's configuration or rate,
 // the request_id, the shared state), rather than what STS or DynamoDB
 // answered: the log tells a caller's refusal from AWS refusing backupd,
 // and backupd's limit from AWS throttling it.
-func Refusal(err error) bool {
+func refusal(err error) bool {
 	_, ok := mapOurs(err)
 	return ok
 }

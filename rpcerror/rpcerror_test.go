@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -509,6 +510,45 @@ func TestPushBack(t *testing.T) {
 			st, _ := Status(tt.err, Request{})
 			if ms, ok := PushBack(st, tt.err); ms != tt.ms || ok != tt.ok {
 				t.Errorf("PushBack = %d, %v; want %d, %v", ms, ok, tt.ms, tt.ok)
+			}
+		})
+	}
+}
+
+// TestLevel: ERROR for what operators must look at, WARN for slowness
+// and throttling upstream and for a caller gone while DynamoDB may act,
+// INFO for the caller's own mistakes and backupd's own limits and
+// shutdown. (Moved from server's TestLevelOf with the function.)
+func TestLevel(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     codes.Code
+		internal bool
+		err      error
+		want     slog.Level
+	}{
+		{"bad field", codes.InvalidArgument, false, errors.New("x"), slog.LevelInfo},
+		{"our own limit", codes.ResourceExhausted, false, &ratelimit.LimitedError{}, slog.LevelInfo},
+		{"DynamoDB throttling after retries", codes.ResourceExhausted, false, errors.New("ThrottlingException"), slog.LevelWarn},
+		{"deadline", codes.DeadlineExceeded, false, context.DeadlineExceeded, slog.LevelWarn},
+		{"AWS unreachable", codes.Unavailable, false, errors.New("dial"), slog.LevelError},
+		{"a REST body cut short by the shutdown", codes.Unavailable, false,
+			&RequestError{Code: codes.Unavailable, Reason: ReasonShuttingDown, Msg: "backupd is shutting down", RetryAfter: DefaultRetryAfter}, slog.LevelInfo},
+		{"a server's other refusal as unavailable", codes.Unavailable, false,
+			&RequestError{Code: codes.Unavailable, Reason: ReasonIdleStream, Msg: "idle"}, slog.LevelError},
+		{"a bug", codes.Internal, true, errors.New("nil map"), slog.LevelError},
+		{"AWS refuses backupd's role", codes.PermissionDenied, false, errors.New("AccessDeniedException"), slog.LevelError},
+		{"a caller not allowed", codes.PermissionDenied, false, &callers.DeniedError{Caller: "orders"}, slog.LevelInfo},
+		{"canceled by its caller", codes.Canceled, false, context.Canceled, slog.LevelInfo},
+		{"canceled after a CreateBackup was sent", codes.Canceled, false,
+			&service.UnansweredError{Operation: "CreateBackup", Err: context.Canceled}, slog.LevelWarn},
+		{"canceled while its request_id run goes on", codes.Canceled, false,
+			&service.StillRunningError{Operation: "CreateBackup", Err: context.Canceled}, slog.LevelWarn},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Level(tt.code, tt.internal, tt.err); got != tt.want {
+				t.Errorf("Level = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -240,7 +240,7 @@ func (l *requestLine) fail(ctx context.Context, err error) *status.Status {
 		l.code, l.reason = codes.DeadlineExceeded, rpcerror.ReasonDeadlineExceeded
 		err = fmt.Errorf("the caller's deadline passed; its client canceled the call as it did: %w", err)
 	}
-	l.level, l.err = levelOf(l.code, internal, err), err
+	l.level, l.err = rpcerror.Level(l.code, internal, err), err
 	return st
 }
 
@@ -263,34 +263,6 @@ func backupARNOf(req, resp any) string {
 		return r.GetBackupDetails().GetBackupArn()
 	}
 	return ""
-}
-
-// levelOf is the level of a failed request's log line: ERROR for what
-// operators must look at (a bug, AWS or Redis unreachable, AWS refusing
-// backupd's role), WARN for AWS
-// throttling backupd after its retries and for deadlines that passed
-// (slowness upstream), INFO for the caller's own mistakes and for
-// backupd's own limit doing its job. For the codes that both give, err
-// tells backupd's own refusal (rpcerror.Refusal) from AWS's answer; it is
-// asked only then. The error's detail is logged from WARN up.
-func levelOf(code codes.Code, internal bool, err error) slog.Level {
-	switch {
-	case code == codes.Unavailable && errors.Is(err, errShuttingDown):
-		return slog.LevelInfo // backupd's own shutdown, as it should go
-	case internal || code == codes.Unavailable:
-		return slog.LevelError
-	case code == codes.DeadlineExceeded:
-		return slog.LevelWarn
-	case code == codes.Canceled && (errors.As(err, new(*service.UnansweredError)) || errors.As(err, new(*service.StillRunningError))):
-		// Its caller left, but DynamoDB may have acted, or may yet:
-		// the line, with its error, is all that says so.
-		return slog.LevelWarn
-	case code == codes.PermissionDenied && !rpcerror.Refusal(err):
-		return slog.LevelError
-	case code == codes.ResourceExhausted && !rpcerror.Refusal(err):
-		return slog.LevelWarn
-	}
-	return slog.LevelInfo
 }
 
 // deadlineDue reports whether ctx's deadline has passed or is due within

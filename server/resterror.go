@@ -60,6 +60,9 @@ func shuttingDown(account string) *status.Status {
 var errCutOffAtShutdown = errors.New("cut off by shutdown_timeout: backupd closed the connection before the call ended " +
 	"(a gRPC caller got UNAVAILABLE, a REST caller no answer); if the call had reached DynamoDB, whether it acted is not known")
 
+// errShuttingDown answers a REST request whose body the shutdown gave up
+// on; its line is INFO, as rpcerror.Level logs a refusal of
+// ReasonShuttingDown.
 var errShuttingDown = &rpcerror.RequestError{Code: codes.Unavailable, Reason: rpcerror.ReasonShuttingDown,
 	Msg:        "backupd is shutting down and the request's body had not arrived: nothing was done; send the request again",
 	RetryAfter: rpcerror.DefaultRetryAfter}

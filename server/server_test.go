@@ -910,38 +910,6 @@ func TestRequestLineNamesTheRequest(t *testing.T) {
 	}
 }
 
-func TestLevelOf(t *testing.T) {
-	tests := []struct {
-		name     string
-		code     codes.Code
-		internal bool
-		err      error
-		want     slog.Level
-	}{
-		{"bad field", codes.InvalidArgument, false, errors.New("x"), slog.LevelInfo},
-		{"our own limit", codes.ResourceExhausted, false, &ratelimit.LimitedError{}, slog.LevelInfo},
-		{"DynamoDB throttling after retries", codes.ResourceExhausted, false, errors.New("ThrottlingException"), slog.LevelWarn},
-		{"deadline", codes.DeadlineExceeded, false, context.DeadlineExceeded, slog.LevelWarn},
-		{"AWS unreachable", codes.Unavailable, false, errors.New("dial"), slog.LevelError},
-		{"a REST body cut short by the shutdown", codes.Unavailable, false, errShuttingDown, slog.LevelInfo},
-		{"a bug", codes.Internal, true, errors.New("nil map"), slog.LevelError},
-		{"AWS refuses backupd's role", codes.PermissionDenied, false, errors.New("AccessDeniedException"), slog.LevelError},
-		{"a caller not allowed", codes.PermissionDenied, false, &callers.DeniedError{Caller: "orders"}, slog.LevelInfo},
-		{"canceled by its caller", codes.Canceled, false, context.Canceled, slog.LevelInfo},
-		{"canceled after a CreateBackup was sent", codes.Canceled, false,
-			&service.UnansweredError{Operation: "CreateBackup", Err: context.Canceled}, slog.LevelWarn},
-		{"canceled while its request_id run goes on", codes.Canceled, false,
-			&service.StillRunningError{Operation: "CreateBackup", Err: context.Canceled}, slog.LevelWarn},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := levelOf(tt.code, tt.internal, tt.err); got != tt.want {
-				t.Errorf("levelOf = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 // TestCanceledAfterSendIsLoggedAsMaybeDone: a CreateBackup whose caller
 // left after it was sent, or while its request_id run goes on, gets no
 // answer: its WARN line, with the error, is what says that DynamoDB may
