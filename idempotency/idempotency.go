@@ -55,6 +55,23 @@ func (e *WaitEndedError) Error() string {
 
 func (e *WaitEndedError) Unwrap() error { return e.Err }
 
+// waitingKey is the context key of OnWait's notice.
+type waitingKey struct{}
+
+// OnWait returns ctx carrying f, which Do calls when it finds another
+// call's run of the same request_id going on and starts to wait for it.
+func OnWait(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, waitingKey{}, f)
+}
+
+// waiting tells ctx's OnWait notice, if any, that Do waits for another
+// call's run.
+func waiting(ctx context.Context) {
+	if f, ok := ctx.Value(waitingKey{}).(func()); ok {
+		f()
+	}
+}
+
 // Final marks err as the request's result: repeats get it too instead of
 // running the request again. Use it for failures after which the request
 // may have been done, where running it again could do it twice. Other
@@ -148,6 +165,7 @@ func (m *Memory) Do(ctx context.Context, key Key, fp Fingerprint, run func(until
 		if lead {
 			return m.lead(key, e, run)
 		}
+		waiting(ctx)
 		select {
 		case <-e.done:
 		case <-ctx.Done():

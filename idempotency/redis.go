@@ -340,6 +340,7 @@ func (s *Redis) Do(ctx context.Context, key Key, fp Fingerprint, run func(until 
 		case leadOwn:
 			return s.lead(ctx, mine, run)
 		}
+		waiting(ctx)
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():

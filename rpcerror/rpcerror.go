@@ -415,6 +415,7 @@ func mapUpstream(err error) mapped {
 		unanswered *service.UnansweredError
 		unsent     *service.NotSentError
 		running    *service.StillRunningError
+		unstarted  *service.NotStartedError
 		late       *ratelimit.TooLateError
 		assume     *auth.AssumeRoleError
 		api        smithy.APIError
@@ -442,6 +443,15 @@ func mapUpstream(err error) mapped {
 		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
 				"%s before trying again (with a request_id, a repeat is answered with the first one's result)", unanswered.Operation, howToCheck(unanswered.Operation))}
+	case errors.As(err, &unstarted) && errors.Is(err, context.Canceled):
+		return mapped{code: codes.Canceled, reason: ReasonCanceled,
+			msg: fmt.Sprintf("the request was canceled before %s started: this call sent nothing to DynamoDB, "+
+				"but another call with the same request_id may have; repeat the request with the same request_id, not a new one", unstarted.Operation)}
+	case errors.As(err, &unstarted):
+		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
+			msg: fmt.Sprintf("the deadline passed before %s started (backupd was still checking its request_id: its shared state (Redis) "+
+				"was slow or unavailable): this call sent nothing to DynamoDB, "+
+				"but another call with the same request_id may have; repeat the request with the same request_id, not a new one", unstarted.Operation)}
 	case errors.As(err, &running) && errors.Is(err, context.Canceled):
 		return mapped{code: codes.Canceled, reason: ReasonCanceled,
 			msg: fmt.Sprintf("the request was canceled before %s finished; it goes on under its request_id: "+

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -57,8 +58,46 @@ func once[Resp proto.Message](ctx context.Context, s *Server, op string, target 
 		var zero Resp
 		return zero, err
 	}
-	done := detach(ctx, s, op, target, requestID, fp, do)
-	return answer(ctx, op, done)
+	var start runStart
+	done := detach(ctx, s, op, target, requestID, fp, &start, do)
+	return answer(ctx, op, &start, done)
+}
+
+// runStart is where a request_id call's run stands, between its detached
+// goroutine and the caller's answer: not started yet (its request_id
+// being checked), waiting for another call's run of it, started, or
+// forsaken, when the caller was answered first. A caller answered at its
+// deadline while its request_id was still being checked (Redis slow or
+// gone) is told that it sent nothing; so that this stays true, its run,
+// should the store still let it run, does not start. Nor does the run of
+// a caller answered while it waited for another's, should that one fail
+// without acting.
+type runStart struct{ state atomic.Int32 }
+
+const (
+	runPending int32 = iota
+	runWaiting
+	runStarted
+	runForsaken
+)
+
+// wait records that the store waits for another call's run.
+func (r *runStart) wait() { r.state.CompareAndSwap(runPending, runWaiting) }
+
+// begin reports whether the run may start: its caller is still there.
+func (r *runStart) begin() bool {
+	return r.state.CompareAndSwap(runPending, runStarted) || r.state.CompareAndSwap(runWaiting, runStarted)
+}
+
+// forsake answers how the run stood when its caller was answered, and
+// from then on lets it start no more.
+func (r *runStart) forsake() int32 {
+	for {
+		s := r.state.Load()
+		if s == runStarted || s == runForsaken || r.state.CompareAndSwap(s, runForsaken) {
+			return s
+		}
+	}
 }
 
 // runResult is what a request_id run, or the store, answered.
@@ -75,7 +114,7 @@ type runResult[Resp proto.Message] struct {
 // (DEADLINE_EXCEEDED) while a run it started goes on to its end and keeps
 // its result for the caller's retry. Shutdown waits for it (Server.Wait).
 func detach[Resp proto.Message](ctx context.Context, s *Server, op string, target accounts.Target, requestID string, fp idempotency.Fingerprint,
-	do func(context.Context) (Resp, error)) <-chan runResult[Resp] {
+	start *runStart, do func(context.Context) (Resp, error)) <-chan runResult[Resp] {
 	key := idempotency.Key{Account: target.AccountID, RequestID: requestID}
 	done := make(chan runResult[Resp], 1)
 	s.detached.Add(key)
@@ -93,7 +132,12 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, targe
 			}
 			done <- res
 		}()
-		res.kept, res.err = s.idem.Do(ctx, key, fp, func(until time.Time) ([]byte, error) {
+		res.kept, res.err = s.idem.Do(idempotency.OnWait(ctx, start.wait), key, fp, func(until time.Time) ([]byte, error) {
+			if !start.begin() {
+				// Its caller was told nothing was sent: forgotten, so
+				// that a repeat runs it.
+				return nil, &NotSentError{Err: fmt.Errorf("%s not started: %w", op, context.Cause(ctx))}
+			}
 			res.ran = true
 			resp, err := runDetached(ctx, s, op, target, until, do)
 			if err != nil {
@@ -169,7 +213,7 @@ func runDetached[Resp proto.Message](ctx context.Context, s *Server, op string, 
 // answer waits for the run's result, or for the caller's deadline, and
 // gives the caller its response: its own when this call ran the request,
 // the kept one decoded otherwise.
-func answer[Resp proto.Message](ctx context.Context, op string, done <-chan runResult[Resp]) (Resp, error) {
+func answer[Resp proto.Message](ctx context.Context, op string, start *runStart, done <-chan runResult[Resp]) (Resp, error) {
 	var zero Resp
 	var r runResult[Resp]
 	select {
@@ -178,7 +222,13 @@ func answer[Resp proto.Message](ctx context.Context, op string, done <-chan runR
 		select {
 		case r = <-done: // finished as the deadline passed: answer it
 		default:
-			// Its caller's deadline passed, or it left: the run goes on.
+			if start.forsake() == runPending {
+				// Still checking the request_id: this call sent
+				// nothing, and its run will not start.
+				return zero, &NotStartedError{Operation: op, Err: ctx.Err()}
+			}
+			// Its caller's deadline passed, or it left: the run, its
+			// own or the one it waited for, goes on.
 			return zero, &StillRunningError{Operation: op, Err: ctx.Err()}
 		}
 	}
@@ -186,6 +236,13 @@ func answer[Resp proto.Message](ctx context.Context, op string, done <-chan runR
 		// A repeat whose wait for another call's run ended with its
 		// deadline, as the deadline's own case above: the run goes on.
 		return zero, &StillRunningError{Operation: op, Err: w.Err}
+	}
+	if !r.ran && r.err != nil && ctx.Err() != nil && errors.Is(r.err, ctx.Err()) {
+		if _, waited := errors.AsType[*idempotency.WaitEndedError](r.err); !waited {
+			// The deadline cut the check of the request_id short:
+			// nothing was run.
+			return zero, &NotStartedError{Operation: op, Err: ctx.Err()}
+		}
 	}
 	switch {
 	case r.err != nil:
@@ -293,6 +350,23 @@ func (e *StillRunningError) Error() string {
 }
 
 func (e *StillRunningError) Unwrap() error { return e.Err }
+
+// NotStartedError says the caller's deadline passed, or the caller
+// canceled, before this call's request_id run started: backupd was still
+// checking the request_id in its store (a slow or stalled Redis). This
+// call sent nothing to DynamoDB, and never will; another call with the
+// same request_id may have.
+type NotStartedError struct {
+	Operation string
+	Err       error
+}
+
+func (e *NotStartedError) Error() string {
+	return fmt.Sprintf("%s not started under its request_id before its caller's end (its request_id still being checked): "+
+		"this call sent nothing to DynamoDB: %v", e.Operation, e.Err)
+}
+
+func (e *NotStartedError) Unwrap() error { return e.Err }
 
 // UnansweredError says the deadline passed, or the caller canceled, after
 // a CreateBackup or a restore had left for DynamoDB: it may or may not

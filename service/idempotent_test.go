@@ -205,7 +205,7 @@ func TestAnswerOfAWaitEndedByTheDeadline(t *testing.T) {
 	<-ctx.Done()
 	done := make(chan runResult[*backupv1.CreateBackupResponse], 1)
 	done <- runResult[*backupv1.CreateBackupResponse]{err: &idempotency.WaitEndedError{Err: ctx.Err()}}
-	_, err := answer(ctx, config.OpCreateBackup, done)
+	_, err := answer(ctx, config.OpCreateBackup, &runStart{}, done)
 	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("answer = %v; want DeadlineExceeded saying the run goes on", err)
 	}
@@ -229,13 +229,14 @@ func TestOrphanRunFailureIsLogged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := &testenv.Buffer{}
 			s := New(Options{DefaultTimeout: time.Minute, Idempotency: idempotency.NewMemory(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-			release := make(chan struct{})
+			release, started := make(chan struct{}), make(chan struct{})
 			do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+				close(started)
 				<-release
 				return nil, tt.err
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
+			go func() { <-started; cancel() }() // the caller leaves once its run has started
 			if _, err := runOnce(ctx, s, do); !errors.Is(err, context.Canceled) {
 				t.Fatalf("runOnce = %v; want Canceled", err)
 			}
@@ -255,7 +256,9 @@ func TestOrphanRunFailureIsLogged(t *testing.T) {
 func TestAnswerOfACallerThatLeft(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := answer(ctx, config.OpCreateBackup, make(chan runResult[*backupv1.CreateBackupResponse]))
+	var start runStart
+	start.begin()
+	_, err := answer(ctx, config.OpCreateBackup, &start, make(chan runResult[*backupv1.CreateBackupResponse]))
 	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.Canceled) {
 		t.Errorf("answer = %v; want Canceled saying the run goes on", err)
 	}
@@ -428,5 +431,97 @@ func TestMadeARN(t *testing.T) {
 		if got := madeARN(tt.resp); got != tt.want {
 			t.Errorf("madeARN(%T) = %q, want %q", tt.resp, got, tt.want)
 		}
+	}
+}
+
+// stalledStore is an idempotency store whose check of a request_id takes
+// until its caller's deadline, as a claim sent to a stopped Redis does;
+// with lateRun, the check then lets the request run after all, once
+// proceed is closed, as a claim whose answer came after its caller's.
+type stalledStore struct {
+	lateRun bool
+	proceed chan struct{}
+	ran     chan error // what a late run returned
+}
+
+func (st *stalledStore) Do(ctx context.Context, key idempotency.Key, fp idempotency.Fingerprint, run func(time.Time) ([]byte, error)) ([]byte, error) {
+	<-ctx.Done()
+	if st.lateRun {
+		<-st.proceed
+		_, err := run(time.Now().Add(time.Minute))
+		st.ran <- err
+		return nil, err
+	}
+	return nil, fmt.Errorf("idempotency: %w (Redis: i/o timeout)", ctx.Err())
+}
+
+func (st *stalledStore) Wait(context.Context) error { return nil }
+
+// TestDeadlineWhileTheRequestIDIsChecked: a caller whose deadline passes
+// while its request_id is still being checked (Redis stalled) is told it
+// sent nothing, not that a run goes on; and no run starts after it was
+// told so.
+func TestDeadlineWhileTheRequestIDIsChecked(t *testing.T) {
+	for _, lateRun := range []bool{false, true} {
+		st := &stalledStore{lateRun: lateRun, proceed: make(chan struct{}), ran: make(chan error, 1)}
+		s := New(Options{DefaultTimeout: time.Minute, Idempotency: st, Logger: slog.New(slog.DiscardHandler)})
+		var runs atomic.Int32
+		do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+			runs.Add(1)
+			return &backupv1.CreateBackupResponse{}, nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := runOnce(ctx, s, do)
+		cancel()
+		if _, ok := errors.AsType[*NotStartedError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("lateRun=%v: runOnce = %v; want DeadlineExceeded saying nothing was started", lateRun, err)
+		}
+		close(st.proceed) // the caller has its answer
+		if err := s.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if lateRun {
+			if err := <-st.ran; !errors.As(err, new(*NotSentError)) || idempotency.IsFinal(err) {
+				t.Errorf("the late run answered %v; want a NotSentError, not kept, so that a repeat runs", err)
+			}
+		}
+		if n := runs.Load(); n != 0 {
+			t.Errorf("lateRun=%v: the request ran %d times after its caller was told nothing was sent", lateRun, n)
+		}
+	}
+}
+
+// TestDeadlineWhileWaitingForAnotherRun: a repeat whose deadline passes
+// while another call's run goes on is told so; if that run then ends
+// without acting, the repeat, already answered, does not run the request.
+func TestDeadlineWhileWaitingForAnotherRun(t *testing.T) {
+	kept := idempotency.NewMemory()
+	s := New(Options{DefaultTimeout: time.Minute, Idempotency: kept, Logger: slog.New(slog.DiscardHandler)})
+	release := make(chan struct{})
+	started := make(chan struct{})
+	first := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+		close(started)
+		<-release
+		return nil, &NotSentError{Err: errors.New("throttled, nothing done")}
+	}
+	go runOnce(context.Background(), s, first) //nolint:errcheck // its answer is not this test's
+	<-started
+	var runs atomic.Int32
+	repeat := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+		runs.Add(1)
+		return &backupv1.CreateBackupResponse{}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := runOnce(ctx, s, repeat)
+	if _, ok := errors.AsType[*StillRunningError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("repeat: %v; want DeadlineExceeded saying the run goes on", err)
+	}
+	close(release)
+	if err := s.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs.Load(); n != 0 {
+		t.Errorf("the repeat ran the request %d times after its caller was answered", n)
 	}
 }
