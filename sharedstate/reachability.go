@@ -33,8 +33,43 @@ type Reachability struct {
 	// failing is set, under mu, from the first failure after an answer.
 	failing atomic.Bool
 	mu      sync.Mutex
-	// failingSince is the first failure after the last answer.
+	// failingSince is when the first failure after the last answer
+	// began: when its command was sent.
 	failingSince time.Time
+	// lastAnswer is when the last answer came, in Unix ns.
+	lastAnswer atomic.Int64
+
+	// probe, when set, asks Redis apart from any request (ProbeWith);
+	// probing is set while it runs.
+	probe   func(context.Context) error
+	probing atomic.Bool
+}
+
+// probeBound bounds a probe: two tries of the client's 1 s read timeout,
+// and a dial.
+const probeBound = 3 * time.Second
+
+// ProbeWith has r ask Redis with ping, apart from any request and under
+// probeBound, whenever a command's own context ended before Redis
+// answered it. Such a command says nothing of Redis (its caller's
+// deadline, or the rate limiter's patience, may be shorter than any
+// answer), so without a probe a Redis that stalls without closing its
+// connections would go unseen as long as every command is cut short so;
+// the probe waits out the read timeout, and its failure, made through a
+// hooked client, is seen. One probe runs at a time.
+func (r *Reachability) ProbeWith(ping func(context.Context) error) { r.probe = ping }
+
+// maybeProbe starts a probe unless one runs or none is set.
+func (r *Reachability) maybeProbe() {
+	if r.probe == nil || !r.probing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer r.probing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), probeBound)
+		defer cancel()
+		_ = r.probe(ctx)
+	}()
 }
 
 const (
@@ -60,9 +95,10 @@ func NewReachability(log *slog.Logger, report func(up bool)) *Reachability {
 // made within the dial timeout, that it is not there.
 func (r *Reachability) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		start := r.now()
 		conn, err := next(ctx, network, addr)
 		if err != nil && !errors.Is(err, context.Canceled) {
-			r.failed(err)
+			r.failed(err, start)
 		}
 		return conn, err
 	}
@@ -74,9 +110,10 @@ func (r *Reachability) DialHook(next redis.DialHook) redis.DialHook {
 // connection's HELLO would otherwise count as its answer.
 func (r *Reachability) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		start := r.now()
 		err := next(ctx, cmd)
 		if !connectionSetup[cmd.Name()] {
-			r.observe(ctx, err)
+			r.observe(ctx, err, start)
 		}
 		return err
 	}
@@ -88,11 +125,12 @@ var connectionSetup = map[string]bool{"hello": true, "auth": true, "client": tru
 // ProcessPipelineHook implements redis.Hook.
 func (r *Reachability) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		start := r.now()
 		err := next(ctx, cmds)
 		if !slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return !connectionSetup[c.Name()] }) {
 			return err // a new connection's set-up, as above
 		}
-		r.observe(ctx, err)
+		r.observe(ctx, err, start)
 		return err
 	}
 }
@@ -105,11 +143,12 @@ func (r *Reachability) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // ACL it was given at runtime, or an ACL changed since backupd started).
 var refusingStates = []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "MISCONF", "OOM", "NOPERM", "WRONGPASS", "NOAUTH"}
 
-// observe takes one command's outcome. An answer, an error reply
-// included, says Redis serves, but for the replies of refusingStates; a
-// failure to reach it or to read its answer in time, that it does not.
-// A command whose own request's context ended says neither.
-func (r *Reachability) observe(ctx context.Context, err error) {
+// observe takes one command's outcome, the command sent at start. An
+// answer, an error reply included, says Redis serves, but for the replies
+// of refusingStates; a failure to reach it or to read its answer in time,
+// that it does not. A command whose own request's context ended says
+// neither, but has a probe ask Redis (ProbeWith).
+func (r *Reachability) observe(ctx context.Context, err error, start time.Time) {
 	var reply redis.Error
 	switch {
 	case err == nil:
@@ -117,19 +156,22 @@ func (r *Reachability) observe(ctx context.Context, err error) {
 	case errors.As(err, &reply):
 		for _, state := range refusingStates {
 			if redis.HasErrorPrefix(err, state) {
-				r.failed(err)
+				r.failed(err, start)
 				return
 			}
 		}
 		r.answered()
-	case ctx.Err() != nil, errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
+	case ctx.Err() != nil:
+		r.maybeProbe()
+	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
 	default:
-		r.failed(err)
+		r.failed(err, start)
 	}
 }
 
 // answered records that Redis served a command.
 func (r *Reachability) answered() {
+	r.lastAnswer.Store(r.now().UnixNano())
 	if r.state.Load() == stateUp && !r.failing.Load() {
 		return
 	}
@@ -146,10 +188,13 @@ func (r *Reachability) answered() {
 	}
 }
 
-// failed records a failure, and Redis gone once failures have lasted
-// downAfter with no answer between (at once at the start, whose own
-// check logs it).
-func (r *Reachability) failed(err error) {
+// failed records a failure of a command (or dial) begun at start, and
+// Redis gone once failures have lasted downAfter with no answer between
+// (at once at the start, whose own check logs it). A failure lasts from
+// when its command was sent, or the last answer came after that: a
+// command that waited out the read timeout, and its resend, has found
+// Redis not serving for all that time.
+func (r *Reachability) failed(err error, start time.Time) {
 	if r.state.Load() == stateDown {
 		return
 	}
@@ -158,7 +203,10 @@ func (r *Reachability) failed(err error) {
 	now := r.now()
 	if !r.failing.Load() {
 		r.failing.Store(true)
-		r.failingSince = now
+		r.failingSince = start
+		if last := time.Unix(0, r.lastAnswer.Load()); last.After(start) {
+			r.failingSince = last
+		}
 	}
 	was := r.state.Load()
 	if was == stateDown || was == stateUp && now.Sub(r.failingSince) < downAfter {

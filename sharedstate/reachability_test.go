@@ -184,3 +184,60 @@ func TestReachabilityOfARedisThatRefusesBackupd(t *testing.T) {
 		}
 	}
 }
+
+// TestReachabilityOfAStallSeenOnlyByCutCommands: a Redis that stalls
+// (SIGSTOP) while every command is cut short by its own context, before
+// the 1 s read timeout (the rate limiter's patience with a max_wait under
+// a second, callers' short deadlines), is still seen gone: the cut
+// commands have a probe wait out the read timeout, and its failure counts
+// from when it was sent. Before, such a replica refused every request
+// while its gauge said Redis served, and logged nothing of it.
+func TestReachabilityOfAStallSeenOnlyByCutCommands(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	r := testenv.StartRedis(t, addr)
+	logs := &testenv.Buffer{}
+	var mu sync.Mutex
+	var reports []bool
+	reported := func() []bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(reports)
+	}
+	reach := NewReachability(slog.New(slog.NewJSONHandler(logs, nil)), func(up bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports = append(reports, up)
+	})
+	c, _ := clients(t, config.Redis{Address: addr, KeyPrefix: "backupd:"})
+	reach.ProbeWith(func(ctx context.Context) error { return c.Ping(ctx).Err() })
+	c.AddHook(reach)
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	defer func() { _ = r.Process.Signal(syscall.SIGCONT) }()
+	for time.Since(stopped) < 8*time.Second && !slices.Equal(reported(), []bool{true, false}) {
+		cut, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		if err := c.Ping(cut).Err(); err == nil {
+			t.Fatal("a stopped Redis answered")
+		}
+		cancel()
+	}
+	if got := reported(); !slices.Equal(got, []bool{true, false}) {
+		t.Fatalf("a Redis stalled for %s, every command cut short: reported %v; want [true false]\n%s", time.Since(stopped).Round(time.Millisecond), got, logs.String())
+	}
+	if n := len(logs.Lines(`"level":"ERROR"`, "Redis stopped serving")); n != 1 {
+		t.Errorf("%d lines of Redis gone; want 1:\n%s", n, logs.String())
+	}
+	_ = r.Process.Signal(syscall.SIGCONT)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := reported(); !slices.Equal(got, []bool{true, false, true}) {
+		t.Errorf("served again: reported %v; want [true false true]", got)
+	}
+}

@@ -561,6 +561,7 @@ func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options,
 	}
 	// Before the start's checks, whose first answer, or none, it takes.
 	reach := sharedstate.NewReachability(logger, m.SharedStateUp())
+	reach.ProbeWith(func(ctx context.Context) error { return client.Ping(ctx).Err() })
 	client.AddHook(reach)
 	if waiter != nil {
 		waiter.AddHook(reach)
