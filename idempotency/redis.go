@@ -490,7 +490,7 @@ func (s *Redis) refused(k Key, next string, outcome int) {
 	case next == "" || outcome == settled:
 		return
 	case outcome == settledUnknown:
-		msg = "request_id: the result was not kept, as a repeat past the claim's lease had been told OUTCOME_UNKNOWN first; repeats answer so until its 24 h end"
+		msg = "request_id: the result was not kept, as a repeat past the claim's lease had been told OUTCOME_UNKNOWN first; repeats answer so until its 24 h end (unless Redis loses its data: then a repeat runs it again)"
 	default:
 		msg = "request_id: the result was not kept, as Redis holds another run's claim or result (it lost this run's claim): repeats answer with that one, and the request may have run twice"
 	}
@@ -504,10 +504,10 @@ func (s *Redis) refused(k Key, next string, outcome int) {
 // be dropped (forget).
 func (s *Redis) unkept(k Key, forget bool, why string) {
 	// Redis may have done the last try whose answer was lost: say "unless".
-	msg := "request_id: Redis failed while the result was kept; unless its last try was done, repeats answer OUTCOME_UNKNOWN until its 24 h end"
+	msg := "request_id: Redis failed while the result was kept; unless its last try was done, repeats answer OUTCOME_UNKNOWN until its 24 h end (unless Redis loses its data: then a repeat runs it again)"
 	if forget {
 		msg = "request_id: Redis failed while the claim of a request that did nothing was dropped; " +
-			"unless its last try was done, repeats answer OUTCOME_UNKNOWN until its 24 h end"
+			"unless its last try was done, repeats answer OUTCOME_UNKNOWN until its 24 h end (unless Redis loses its data: then a repeat runs it again)"
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelError, msg,
 		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("error", why))
@@ -580,7 +580,7 @@ func (s *Redis) dropLater(c claimed) {
 // caller was told nothing was sent, and this line is where to find why.
 func (s *Redis) givenUp(k Key, why string) {
 	s.log.LogAttrs(context.Background(), slog.LevelWarn,
-		"request_id: a failed claim was not dropped; if Redis did it, repeats answer OUTCOME_UNKNOWN until its 24 h end",
+		"request_id: a failed claim was not dropped; if Redis did it, repeats answer OUTCOME_UNKNOWN until its 24 h end (unless Redis loses its data: then a repeat runs it again)",
 		slog.String("account", k.Account), slog.String("request_id", k.RequestID), slog.String("why", why))
 }
 
