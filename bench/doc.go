@@ -2,16 +2,17 @@
 // what part of that is backupd's own work.
 //
 // [Start] builds one in-process stack on loopback listeners: the sandbox fake
-// of STS and DynamoDB on an httptest server, and backupd wired to it as
-// `backupd --sandbox` wires it (cmd/backupd's serve, which builds the
-// registry with accounts.NewFromConfig: per-account assumed-role
-// credentials caches, the rate limiter,
-// the service, the gRPC server with its interceptor, Prometheus metrics,
-// and the grpc-gateway REST handler on a real http.Server that calls the
-// service in process through the same interceptor). Every call backs up table Orders of demo
-// account 111111111111. The stack differs from the shipped binary in three
-// ways, chosen so that the figures show backupd's cost rather than its
-// policy:
+// of STS and DynamoDB on an httptest server, and backupd wired to it by
+// wiring.New, which cmd/backupd's serve calls too: it builds the registry
+// with accounts.NewFromConfig (per-account assumed-role credentials
+// caches, the rate limiter), the service, the gRPC server with its
+// interceptor, Prometheus metrics, and the grpc-gateway REST handler on a
+// real http.Server that calls the service in process through the same
+// interceptor. Every call backs up table Orders of demo account
+// 111111111111. The stack differs from the shipped binary in three ways,
+// chosen so that the figures show backupd's cost rather than its policy,
+// each made by what the stack gives wiring.New (its configuration, its
+// logger):
 //
 //   - It has no callers; the sandbox's demo callers let anonymous requests
 //     through after one metadata lookup.
@@ -36,9 +37,9 @@
 //   - bare-grpc: a unary grpc-go round trip over loopback TCP of the same
 //     request, to a stub BackupService on a plain grpc.NewServer that
 //     answers the response backupd gave during warm-up (same size).
-//   - grpc-nolog: backupd over gRPC with slog.DiscardHandler, which drops
-//     each record before formatting it: grpc minus grpc-nolog is what the
-//     log line costs.
+//   - grpc-nolog: a second backupd, wired alike, over gRPC with
+//     slog.DiscardHandler, which drops each record before formatting it:
+//     grpc minus grpc-nolog is what the log line costs.
 //   - bare-proxy: the two floors chained as backupd chains them, a stub
 //     whose handler makes the direct-sdk call and answers the canned
 //     response, on a grpc-go server with backupd's transport settings

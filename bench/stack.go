@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -29,17 +28,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/config"
-	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/server"
-	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/tracing"
+	"github.com/backupd/backupd/wiring"
 )
 
 // Target is one way of making a CreateBackup call.
@@ -215,55 +212,44 @@ func (s *Stack) startFake(demo []sandbox.Account, external string) string {
 	return fakeSrv.URL
 }
 
-// startBackupd serves backupd as cmd/backupd's serve wires it, over gRPC
-// and REST, plus the same service behind a second gRPC server whose
-// logger drops every record (grpc-nolog), and dials both.
+// startBackupd serves backupd as wiring.New wires it for cmd/backupd,
+// over gRPC and REST, plus a second backupd wired alike but with a
+// logger that drops every record, over gRPC (grpc-nolog), and dials
+// both. Both share the limiter, whose waits are counted.
 func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws.Config, tr *tracing.Tracing) error {
-	if tr != nil {
-		awsCfg.APIOptions = append(slices.Clone(awsCfg.APIOptions), tr.AWSMiddleware)
-	}
-	registry, err := s.newRegistry(cfg, awsCfg)
-	if err != nil {
-		return err
-	}
-	health := server.NewHealth()
+	limiter := ratelimit.NewLocal(wiring.LimiterOptions(cfg, waitCounter{Metrics: s.metrics, waits: &s.waits}))
 	// JSON at level info, as cmd/backupd logs by default, to io.Discard:
 	// every record is formatted, then dropped.
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout})
-	// Connections counted as cmd/backupd counts them, with its default limits.
-	conns := connlimit.New(connlimit.Limits{Total: config.DefaultMaxConnections, PerIP: config.DefaultMaxConnectionsPerIP}, s.metrics, logger)
-	srvOpts := server.Options{Service: svc, Logger: logger, Metrics: s.metrics, Conns: conns}
-	if tr != nil { // a nil *tracing.Tracing would be a Tracing that is not nil
-		srvOpts.Tracing = tr
-	}
-	if s.GRPCAddr, err = s.serveGRPC(server.NewGRPC(srvOpts, health)); err != nil {
+	b, err := wiring.New(ctx, cfg, wiring.Parts{AWS: awsCfg, Limiter: limiter, Metrics: s.metrics, Logger: logger, Tracing: tr})
+	if err != nil {
 		return err
 	}
-	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, s.metrics.Handler())
-	if err != nil {
+	if s.GRPCAddr, err = s.serveGRPC(b.GRPC); err != nil {
 		return err
 	}
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	httpLis = conns.Listener(httpLis)
-	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, nil, nil)
-	go func() { _ = httpSrv.Serve(httpLis) }()
-	s.closers = append(s.closers, func() { _ = httpSrv.Close() })
+	httpLis = b.Conns.Listener(httpLis)
+	go func() { _ = server.Serve(b.HTTP, httpLis) }()
+	s.closers = append(s.closers, func() { _ = b.HTTP.Close() })
 	s.HTTPURL = "http://" + httpLis.Addr().String()
-	health.SetReady(true)
+	b.Health.SetReady(true)
 
-	// The two gRPC servers differ by the log line.
-	quiet := slog.New(slog.DiscardHandler)
-	quietSvc := service.New(service.Options{Accounts: registry, Logger: quiet, DefaultTimeout: cfg.UpstreamTimeout})
-	quietOpts := srvOpts
-	quietOpts.Service, quietOpts.Logger = quietSvc, quiet
-	quietAddr, err := s.serveGRPC(server.NewGRPC(quietOpts, health))
+	// The two backupds differ by the log line. The quiet one has metrics
+	// of its own, as a process has: each registers its gauges once.
+	quiet, err := wiring.New(ctx, cfg, wiring.Parts{AWS: awsCfg, Limiter: limiter, Metrics: metrics.New(),
+		Logger: slog.New(slog.DiscardHandler), Tracing: tr})
 	if err != nil {
 		return err
 	}
+	quietAddr, err := s.serveGRPC(quiet.GRPC)
+	if err != nil {
+		return err
+	}
+	quiet.Health.SetReady(true)
 	if s.grpcClient, err = s.client(s.GRPCAddr); err != nil {
 		return err
 	}
@@ -508,18 +494,6 @@ func (s *Stack) dial(addr string) (*grpc.ClientConn, error) {
 	}
 	s.closers = append(s.closers, func() { _ = conn.Close() })
 	return conn, nil
-}
-
-// newRegistry is the registry cmd/backupd's serve builds
-// (accounts.NewFromConfig with an in-process limiter), with the calls its
-// limiter made wait counted.
-func (s *Stack) newRegistry(cfg *config.Config, awsCfg aws.Config) (*accounts.Registry, error) {
-	return accounts.NewFromConfig(cfg, awsCfg, ratelimit.NewLocal(ratelimit.Options{
-		Rates:    accounts.Rates(cfg.Accounts),
-		MaxWait:  cfg.MaxWait,
-		Lead:     accounts.Leads(),
-		Observer: waitCounter{Metrics: s.metrics, waits: &s.waits},
-	}), s.metrics, nil)
 }
 
 // waitCounter passes the limiter's decisions on to the metrics and counts

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,10 +30,7 @@ import (
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/awsbase"
-	"github.com/backupd/backupd/callers"
-	"github.com/backupd/backupd/certreload"
 	"github.com/backupd/backupd/config"
-	"github.com/backupd/backupd/connlimit"
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
@@ -44,6 +40,7 @@ import (
 	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/sharedstate"
 	"github.com/backupd/backupd/tracing"
+	"github.com/backupd/backupd/wiring"
 )
 
 func main() {
@@ -362,46 +359,26 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	}
 	if tr != nil {
 		defer stopTracing(tr, logger)
-		awsCfg.APIOptions = append(slices.Clone(awsCfg.APIOptions), tr.AWSMiddleware)
 	}
-	registry, err := accounts.NewFromConfig(cfg, awsCfg, shared.limiter, m, logger)
+	b, err := wiring.New(ctx, cfg, wiring.Parts{AWS: awsCfg, Limiter: shared.limiter, Results: shared.results,
+		Metrics: m, Logger: logger, Tracing: tr})
 	if err != nil {
 		return err
 	}
-	svc := service.New(service.Options{Accounts: registry, Logger: logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: shared.results})
-	srvOpts, err := serverOptions(cfg, svc, m, logger)
-	if err != nil {
-		return err
-	}
-	if tr != nil { // a nil *tracing.Tracing would be a Tracing that is not nil
-		srvOpts.Tracing = tr
-	}
-	if w := connlimit.FileLimitWarning(*cfg.Listen.MaxConnections); w != "" {
-		logger.Warn(w)
-	}
-	srvOpts.Conns = connlimit.New(connlimit.Limits{Total: *cfg.Listen.MaxConnections, PerIP: *cfg.Listen.MaxConnectionsPerIP}, m, logger)
-	defer srvOpts.Conns.Flush()
-	m.CountConnections(srvOpts.Conns.Open)
-	health := server.NewHealth()
-	grpcSrv := server.NewGRPC(srvOpts, health)
-	handler, err := server.NewHTTPHandler(ctx, srvOpts, health, m.Handler())
-	if err != nil {
-		return err
-	}
+	defer b.Conns.Flush()
 	grpcLis, httpLis, err := listen(cfg.Listen)
 	if err != nil {
 		return err
 	}
-	httpLis = srvOpts.Conns.Listener(httpLis)
-	httpSrv := server.NewHTTPServer(handler, cfg.UpstreamTimeout+10*time.Second, srvOpts.TLS, logger)
+	httpLis = b.Conns.Listener(httpLis)
 	// Ready before the shutdown can start: a signal that came during
 	// start-up then finds it ready and turns it off, rather than being
 	// followed by a SetReady(true) that would answer 200 on /readyz
 	// through the drain.
-	health.SetReady(true)
+	b.Health.SetReady(true)
 	logger.Info("backupd serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
-		slog.Bool("tls", srvOpts.TLS != nil), slog.Int("accounts", len(cfg.Accounts)))
-	err = runServers(ctx, grpcLis, httpLis, server.Shutdown{Health: health, HTTP: httpSrv, GRPC: grpcSrv, Service: svc,
+		slog.Bool("tls", b.HTTP.TLSConfig != nil), slog.Int("accounts", len(cfg.Accounts)))
+	err = runServers(ctx, grpcLis, httpLis, server.Shutdown{Health: b.Health, HTTP: b.HTTP, GRPC: b.GRPC, Service: b.Service,
 		Logger: logger, DrainDelay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout})
 	if err != nil {
 		logger.Error("backupd stopped", slog.String("error", redact.Error(err)))
@@ -463,27 +440,6 @@ func stopTracing(tr *tracing.Tracing, logger *slog.Logger) {
 // tracingFlushTimeout bounds how long the exit waits for the collector.
 const tracingFlushTimeout = 5 * time.Second
 
-// serverOptions are the servers' options: the service, the listeners'
-// TLS and the callers' authorizer, as the configuration says.
-func serverOptions(cfg *config.Config, svc *service.Server, m *metrics.Metrics, logger *slog.Logger) (server.Options, error) {
-	opts := server.Options{Service: svc, Logger: logger, Metrics: m}
-	if cfg.TLS.Enabled() {
-		tlsCfg, err := certreload.TLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, logger)
-		if err != nil {
-			return server.Options{}, err
-		}
-		opts.TLS = tlsCfg
-		m.WatchCertificateExpiry(func() time.Time { return certreload.NotAfter(tlsCfg) })
-	}
-	switch {
-	case len(cfg.Callers) > 0 && cfg.AnonymousCallers:
-		opts.Authorizer = callers.NewAllowingAnonymous(cfg.Callers)
-	case len(cfg.Callers) > 0:
-		opts.Authorizer = callers.New(cfg.Callers)
-	}
-	return opts, nil
-}
-
 // listen opens both listeners, or neither.
 func listen(l config.Listen) (grpcLis, httpLis net.Listener, err error) {
 	grpcLis, err = net.Listen("tcp", l.GRPC)
@@ -531,8 +487,8 @@ type loggedError struct{ error }
 func (e loggedError) Unwrap() error { return e.error }
 
 // stateBackend is what the replicas share, or one process keeps: the rate
-// limiter, the results of requests with a request_id, and what closes
-// them.
+// limiter, the results of requests with a request_id (nil for those the
+// process keeps: wiring.Parts.Results), and what closes them.
 type stateBackend struct {
 	limiter accounts.Limiter
 	results service.Idempotency
@@ -541,11 +497,10 @@ type stateBackend struct {
 
 // sharedState builds the state on the configured backend.
 func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (stateBackend, error) {
-	opts := ratelimit.Options{Rates: accounts.Rates(cfg.Accounts), MaxWait: cfg.MaxWait, Lead: accounts.Leads(), Observer: m}
+	opts := wiring.LimiterOptions(cfg, m)
 	if cfg.SharedState.Backend != config.BackendRedis {
-		kept := idempotency.NewMemory()
-		m.HoldRequestIDs(kept.Len)
-		return stateBackend{limiter: ratelimit.NewLocal(opts), results: kept, close: func() {}}, nil
+		// No results: wiring.New keeps them in this process.
+		return stateBackend{limiter: ratelimit.NewLocal(opts), close: func() {}}, nil
 	}
 	return redisState(ctx, cfg, opts, m, logger)
 }
