@@ -85,7 +85,8 @@ func newFuzzHandler(tb testing.TB, mode int) *fuzzHandler {
 		opts.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken(fuzzToken),
 			Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup", "GetBackup", "ListBackups", "RestoreTableFromBackup"}}})
 	default:
-		opts.Service = service.New(service.Options{Accounts: notConfigured{}, DefaultTimeout: time.Second})
+		svc := service.New(service.Options{Accounts: notConfigured{}, DefaultTimeout: time.Second})
+		opts.Service, opts.Violations = svc, svc.Violations
 	}
 	health := NewHealth()
 	health.SetReady(true)

@@ -21,7 +21,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/logcap"
@@ -47,6 +49,15 @@ type Options struct {
 	// but health checks, reflection and the operators' endpoints
 	// (package tracing).
 	Tracing Tracing
+	// Violations names what a REST request that the gateway could read
+	// only in part (a field of the wrong type, a query it could not
+	// parse) would be refused in its other fields, so that it is told of
+	// every bad field at once: service.Server.Violations, which knows the
+	// account's configuration (a region it does not allow). unread are
+	// the violations of the fields not read, which req holds empty: they
+	// are not returned. Nil means service.Violations, the fields' own
+	// rules alone.
+	Violations func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
 	testKnobs
 }
 

@@ -71,11 +71,9 @@ type interceptor struct {
 	// tap refuses, which grpc-go gives to no stats handler; nil without.
 	refusals stats.Handler
 	// violations names what a request's RPC refuses in its fields, for
-	// REST requests read only in part: the service's own validation, the
-	// account's configuration included when the service offers it
-	// (fieldChecker). It is asked only once the caller may act in the
-	// request's account, as what it says of an account's regions is for
-	// those callers alone.
+	// REST requests read only in part (Options.Violations). It is asked
+	// only once the caller may act in the request's account, as what it
+	// says of an account's regions is for those callers alone.
 	violations fieldRules
 }
 
@@ -87,19 +85,16 @@ type interceptor struct {
 // number reads as missing), so the caller drops those (beside).
 type fieldRules func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
 
-// fieldChecker is a service that names the fields of a request its
-// configuration refuses (a region the account does not allow) beside
-// those the fields' own rules refuse (service.Server).
-type fieldChecker interface {
-	Violations(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
+// fieldsOnly is the field rules of a server that is given none: the
+// fields' own, which know no account.
+func fieldsOnly(req proto.Message, _ ...badrequest.Violation) []badrequest.Violation {
+	return service.Violations(req)
 }
 
 func newInterceptor(opts Options) *interceptor {
-	violations := fieldRules(func(req proto.Message, _ ...badrequest.Violation) []badrequest.Violation {
-		return service.Violations(req)
-	})
-	if fc, ok := opts.Service.(fieldChecker); ok {
-		violations = fc.Violations
+	violations := fieldRules(opts.Violations)
+	if violations == nil {
+		violations = fieldsOnly
 	}
 	return &interceptor{log: opts.Logger, metrics: opts.Metrics, authz: opts.Authorizer, violations: violations,
 		arrival: cmp.Or(opts.requestArrival, requestArrivalTimeout), unvouched: make(chan struct{}, maxUnvouched),

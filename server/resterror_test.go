@@ -175,11 +175,10 @@ func nonEmpty(s string) []string {
 	return []string{s}
 }
 
-// checking is a service whose field rules name the region of every
-// request, as service.Server names one its account does not allow, and
-// record the fields the gateway told them it could not read.
+// checking is field rules (Options.Violations) that name the region of
+// every request, as service.Server's name one its account does not
+// allow, and record the fields the gateway told them it could not read.
 type checking struct {
-	*stub
 	mu     sync.Mutex
 	unread [][]string
 }
@@ -202,14 +201,15 @@ func (c *checking) asked() [][]string {
 }
 
 // A REST request the gateway can read only in part is judged by the
-// service's own field rules, its account's configuration included, with
+// server's field rules (Options.Violations: the service's, its account's
+// configuration included), whatever the service it calls, with
 // the fields it could not read named to them, so that every bad field is
 // told at once; but only once its caller may act in the account: a
 // caller refused it learns nothing of the account.
 func TestGatewayAsksTheServiceRules(t *testing.T) {
-	svc := &checking{stub: &stub{}}
+	rules := &checking{}
 	f := newFixtureWith(t, func(o *Options) {
-		o.Service = svc
+		o.Violations = rules.Violations // beside the fixture's stub service
 		o.Authorizer = callers.New([]config.Caller{
 			{Name: "mine", TokenSHA256: callers.HashToken("mine"), Accounts: []string{"111111111111"}, Operations: []string{config.Any}},
 		})
@@ -230,7 +230,7 @@ func TestGatewayAsksTheServiceRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(svc.asked())
+			before := len(rules.asked())
 			req, err := http.NewRequest(tt.method, f.http.URL+tt.path, strings.NewReader(tt.body))
 			if err != nil {
 				t.Fatal(err)
@@ -248,7 +248,7 @@ func TestGatewayAsksTheServiceRules(t *testing.T) {
 			if resp.StatusCode != tt.status || !slices.Equal(fields, tt.fields) {
 				t.Errorf("status %d, field violations %v (%s); want %d and %v", resp.StatusCode, fields, st.Message, tt.status, tt.fields)
 			}
-			asked := svc.asked()[before:]
+			asked := rules.asked()[before:]
 			switch {
 			case tt.unread == nil && len(asked) > 0:
 				t.Errorf("the service's rules were asked %v for a refused caller", asked)

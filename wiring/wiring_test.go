@@ -84,3 +84,17 @@ func TestNewWiresTheConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// TestRESTIsToldTheAccountsRules: a REST request the gateway reads only
+// in part is told, beside the field it could not read, of a region its
+// account does not allow, which only the service's configuration knows:
+// New gives the servers the service's field rules.
+func TestRESTIsToldTheAccountsRules(t *testing.T) {
+	b, _ := newSandbox(t)
+	code, body := serveHTTP(t, b, "POST", "/v1/accounts/111111111111/tables/Orders/backups", "",
+		`{"backupName":42,"region":"eu-west-1"}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, `"field":"backup_name"`) || !strings.Contains(body, `"field":"region"`) {
+		t.Errorf("a CreateBackup with a number for a name, in a region the account does not allow: %d %s; "+
+			"want 400 naming backup_name and region", code, body)
+	}
+}
