@@ -152,7 +152,7 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		i.metrics.InFlight(1)
 		defer i.metrics.InFlight(-1)
 	}
-	ctx, fields := reqlog.New(ctx)
+	ctx, fields := reqlog.New(ctx, info.FullMethod)
 	principal, resp, err := i.run(ctx, req, info, handler)
 	if info.FullMethod == healthpb.Health_Check_FullMethodName {
 		return resp, err

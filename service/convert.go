@@ -11,18 +11,31 @@ import (
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/redact"
+	"github.com/backupd/backupd/reqlog"
 )
+
+// warnFunc logs, at WARN, what converting DynamoDB's answer to a request
+// left out or could not name.
+type warnFunc func(msg string, attrs ...slog.Attr)
+
+// warner is the warnFunc of the request whose context is ctx: its lines
+// are logged on that context, with what ties them to the request's own
+// line (reqlog.Attrs), so that a warning names the request it came from.
+func (s *Server) warner(ctx context.Context) warnFunc {
+	return func(msg string, attrs ...slog.Attr) {
+		s.log.LogAttrs(ctx, slog.LevelWarn, msg, append(reqlog.Attrs(ctx), attrs...)...)
+	}
+}
 
 // enumValue maps a DynamoDB enum string to ours. DynamoDB may add values; an
 // unknown one maps to the zero value and is logged, never a failure.
-func enumValue[E ~int32](s *Server, kind, v string, m map[string]E) E {
+func enumValue[E ~int32](warn warnFunc, kind, v string, m map[string]E) E {
 	if v == "" {
 		return 0
 	}
 	e, ok := m[v]
 	if !ok {
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "unknown DynamoDB enum value",
-			slog.String("enum", kind), slog.String("value", redact.Cut(v, maxValueEcho)))
+		warn("unknown DynamoDB enum value", slog.String("enum", kind), slog.String("value", redact.Cut(v, maxValueEcho)))
 	}
 	return e
 }
@@ -48,13 +61,13 @@ var (
 // a warning, when a Timestamp cannot hold it (before year 1 or after
 // 9999): REST could not write such an answer, and a gRPC caller's library
 // may refuse it.
-func (s *Server) ts(t *time.Time) *timestamppb.Timestamp {
+func ts(warn warnFunc, t *time.Time) *timestamppb.Timestamp {
 	if t == nil {
 		return nil
 	}
 	out := timestamppb.New(*t)
 	if err := out.CheckValid(); err != nil {
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "DynamoDB time out of range; left out", slog.String("error", err.Error()))
+		warn("DynamoDB time out of range; left out", slog.String("error", err.Error()))
 		return nil
 	}
 	return out
@@ -81,7 +94,7 @@ func tableCount(n *int64, t *types.TableDescription) *int64 {
 	return n
 }
 
-func (s *Server) backupDetails(d *types.BackupDetails) *backupv1.BackupDetails {
+func backupDetails(warn warnFunc, d *types.BackupDetails) *backupv1.BackupDetails {
 	if d == nil {
 		return nil
 	}
@@ -89,10 +102,10 @@ func (s *Server) backupDetails(d *types.BackupDetails) *backupv1.BackupDetails {
 		BackupArn:              aws.ToString(d.BackupArn),
 		BackupName:             aws.ToString(d.BackupName),
 		BackupSizeBytes:        backupSize(d.BackupSizeBytes, d.BackupStatus),
-		BackupStatus:           enumValue(s, "BackupStatus", string(d.BackupStatus), backupStatuses),
-		BackupType:             enumValue(s, "BackupType", string(d.BackupType), backupTypes),
-		BackupCreationDateTime: s.ts(d.BackupCreationDateTime),
-		BackupExpiryDateTime:   s.ts(d.BackupExpiryDateTime),
+		BackupStatus:           enumValue(warn, "BackupStatus", string(d.BackupStatus), backupStatuses),
+		BackupType:             enumValue(warn, "BackupType", string(d.BackupType), backupTypes),
+		BackupCreationDateTime: ts(warn, d.BackupCreationDateTime),
+		BackupExpiryDateTime:   ts(warn, d.BackupExpiryDateTime),
 	}
 }
 
@@ -144,28 +157,28 @@ var (
 	}
 )
 
-func (s *Server) backupDescription(d *types.BackupDescription) *backupv1.BackupDescription {
+func backupDescription(warn warnFunc, d *types.BackupDescription) *backupv1.BackupDescription {
 	if d == nil {
 		return nil
 	}
 	return &backupv1.BackupDescription{
-		BackupDetails:             s.backupDetails(d.BackupDetails),
-		SourceTableDetails:        s.sourceTableDetails(d.SourceTableDetails),
-		SourceTableFeatureDetails: s.sourceTableFeatures(d.SourceTableFeatureDetails),
+		BackupDetails:             backupDetails(warn, d.BackupDetails),
+		SourceTableDetails:        sourceTableDetails(warn, d.SourceTableDetails),
+		SourceTableFeatureDetails: sourceTableFeatures(warn, d.SourceTableFeatureDetails),
 	}
 }
 
 // billingMode is DynamoDB's billing mode, or PROVISIONED when it names none
 // for a table with provisioned capacity (pt, as converted): DynamoDB leaves
 // the mode out for tables that have always been provisioned.
-func (s *Server) billingMode(mode types.BillingMode, pt *backupv1.ProvisionedThroughput) backupv1.BillingMode {
+func billingMode(warn warnFunc, mode types.BillingMode, pt *backupv1.ProvisionedThroughput) backupv1.BillingMode {
 	if mode == "" && (pt.GetReadCapacityUnits() > 0 || pt.GetWriteCapacityUnits() > 0) {
 		return backupv1.BillingMode_BILLING_MODE_PROVISIONED
 	}
-	return enumValue(s, "BillingMode", string(mode), billingModes)
+	return enumValue(warn, "BillingMode", string(mode), billingModes)
 }
 
-func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.SourceTableDetails {
+func sourceTableDetails(warn warnFunc, d *types.SourceTableDetails) *backupv1.SourceTableDetails {
 	if d == nil {
 		return nil
 	}
@@ -176,31 +189,31 @@ func (s *Server) sourceTableDetails(d *types.SourceTableDetails) *backupv1.Sourc
 		TableArn:              aws.ToString(d.TableArn),
 		TableSizeBytes:        d.TableSizeBytes,
 		ItemCount:             d.ItemCount,
-		KeySchema:             s.keySchema(d.KeySchema),
-		BillingMode:           s.billingMode(d.BillingMode, pt),
+		KeySchema:             keySchema(warn, d.KeySchema),
+		BillingMode:           billingMode(warn, d.BillingMode, pt),
 		ProvisionedThroughput: pt,
-		TableCreationDateTime: s.ts(d.TableCreationDateTime),
+		TableCreationDateTime: ts(warn, d.TableCreationDateTime),
 	}
 }
 
-func (s *Server) sourceTableFeatures(d *types.SourceTableFeatureDetails) *backupv1.SourceTableFeatureDetails {
+func sourceTableFeatures(warn warnFunc, d *types.SourceTableFeatureDetails) *backupv1.SourceTableFeatureDetails {
 	if d == nil {
 		return nil
 	}
 	out := &backupv1.SourceTableFeatureDetails{
-		TimeToLiveDescription: s.ttl(d.TimeToLiveDescription),
-		SseDescription:        s.sse(d.SSEDescription),
+		TimeToLiveDescription: ttl(warn, d.TimeToLiveDescription),
+		SseDescription:        sse(warn, d.SSEDescription),
 	}
 	for _, g := range d.GlobalSecondaryIndexes {
-		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, s.globalIndex(g.IndexName, g.KeySchema, g.Projection, throughput(g.ProvisionedThroughput)))
+		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, globalIndex(warn, g.IndexName, g.KeySchema, g.Projection, throughput(g.ProvisionedThroughput)))
 	}
 	for _, l := range d.LocalSecondaryIndexes {
-		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, s.localIndex(l.IndexName, l.KeySchema, l.Projection))
+		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, localIndex(warn, l.IndexName, l.KeySchema, l.Projection))
 	}
 	if st := d.StreamDescription; st != nil {
 		out.StreamDescription = &backupv1.StreamSpecification{
 			StreamEnabled:  aws.ToBool(st.StreamEnabled),
-			StreamViewType: enumValue(s, "StreamViewType", string(st.StreamViewType), streamViewTypes),
+			StreamViewType: enumValue(warn, "StreamViewType", string(st.StreamViewType), streamViewTypes),
 		}
 	}
 	return out
@@ -210,31 +223,31 @@ func (s *Server) sourceTableFeatures(d *types.SourceTableFeatureDetails) *backup
 // source table (DynamoDB's …Info) or of a table (…Description): two types
 // for each kind of index, whose fields backupd answers with are the same
 // but for the throughput's type, which the caller converts.
-func (s *Server) globalIndex(name *string, ks []types.KeySchemaElement, p *types.Projection, pt *backupv1.ProvisionedThroughput) *backupv1.GlobalSecondaryIndex {
-	return &backupv1.GlobalSecondaryIndex{IndexName: aws.ToString(name), KeySchema: s.keySchema(ks), Projection: s.projection(p), ProvisionedThroughput: pt}
+func globalIndex(warn warnFunc, name *string, ks []types.KeySchemaElement, p *types.Projection, pt *backupv1.ProvisionedThroughput) *backupv1.GlobalSecondaryIndex {
+	return &backupv1.GlobalSecondaryIndex{IndexName: aws.ToString(name), KeySchema: keySchema(warn, ks), Projection: projection(warn, p), ProvisionedThroughput: pt}
 }
 
-func (s *Server) localIndex(name *string, ks []types.KeySchemaElement, p *types.Projection) *backupv1.LocalSecondaryIndex {
-	return &backupv1.LocalSecondaryIndex{IndexName: aws.ToString(name), KeySchema: s.keySchema(ks), Projection: s.projection(p)}
+func localIndex(warn warnFunc, name *string, ks []types.KeySchemaElement, p *types.Projection) *backupv1.LocalSecondaryIndex {
+	return &backupv1.LocalSecondaryIndex{IndexName: aws.ToString(name), KeySchema: keySchema(warn, ks), Projection: projection(warn, p)}
 }
 
-func (s *Server) keySchema(ks []types.KeySchemaElement) []*backupv1.KeySchemaElement {
+func keySchema(warn warnFunc, ks []types.KeySchemaElement) []*backupv1.KeySchemaElement {
 	if len(ks) == 0 {
 		return nil
 	}
 	out := make([]*backupv1.KeySchemaElement, len(ks))
 	for i, k := range ks {
-		out[i] = &backupv1.KeySchemaElement{AttributeName: aws.ToString(k.AttributeName), KeyType: enumValue(s, "KeyType", string(k.KeyType), keyTypes)}
+		out[i] = &backupv1.KeySchemaElement{AttributeName: aws.ToString(k.AttributeName), KeyType: enumValue(warn, "KeyType", string(k.KeyType), keyTypes)}
 	}
 	return out
 }
 
-func (s *Server) projection(p *types.Projection) *backupv1.Projection {
+func projection(warn warnFunc, p *types.Projection) *backupv1.Projection {
 	if p == nil {
 		return nil
 	}
 	return &backupv1.Projection{
-		ProjectionType:   enumValue(s, "ProjectionType", string(p.ProjectionType), projectionTypes),
+		ProjectionType:   enumValue(warn, "ProjectionType", string(p.ProjectionType), projectionTypes),
 		NonKeyAttributes: p.NonKeyAttributes,
 	}
 }
@@ -253,44 +266,44 @@ func throughputDescription(p *types.ProvisionedThroughputDescription) *backupv1.
 	return &backupv1.ProvisionedThroughput{ReadCapacityUnits: aws.ToInt64(p.ReadCapacityUnits), WriteCapacityUnits: aws.ToInt64(p.WriteCapacityUnits)}
 }
 
-func (s *Server) ttl(t *types.TimeToLiveDescription) *backupv1.TimeToLiveDescription {
+func ttl(warn warnFunc, t *types.TimeToLiveDescription) *backupv1.TimeToLiveDescription {
 	if t == nil {
 		return nil
 	}
 	return &backupv1.TimeToLiveDescription{
-		TimeToLiveStatus: enumValue(s, "TimeToLiveStatus", string(t.TimeToLiveStatus), ttlStatuses),
+		TimeToLiveStatus: enumValue(warn, "TimeToLiveStatus", string(t.TimeToLiveStatus), ttlStatuses),
 		AttributeName:    aws.ToString(t.AttributeName),
 	}
 }
 
-func (s *Server) sse(d *types.SSEDescription) *backupv1.SseDescription {
+func sse(warn warnFunc, d *types.SSEDescription) *backupv1.SseDescription {
 	if d == nil {
 		return nil
 	}
 	return &backupv1.SseDescription{
-		Status:                         enumValue(s, "SSEStatus", string(d.Status), sseStatuses),
-		SseType:                        enumValue(s, "SSEType", string(d.SSEType), sseTypes),
+		Status:                         enumValue(warn, "SSEStatus", string(d.Status), sseStatuses),
+		SseType:                        enumValue(warn, "SSEType", string(d.SSEType), sseTypes),
 		KmsMasterKeyArn:                aws.ToString(d.KMSMasterKeyArn),
-		InaccessibleEncryptionDateTime: s.ts(d.InaccessibleEncryptionDateTime),
+		InaccessibleEncryptionDateTime: ts(warn, d.InaccessibleEncryptionDateTime),
 	}
 }
 
-func (s *Server) backupSummary(b *types.BackupSummary) *backupv1.BackupSummary {
+func backupSummary(warn warnFunc, b *types.BackupSummary) *backupv1.BackupSummary {
 	return &backupv1.BackupSummary{
 		TableName:              aws.ToString(b.TableName),
 		TableId:                aws.ToString(b.TableId),
 		TableArn:               aws.ToString(b.TableArn),
 		BackupArn:              aws.ToString(b.BackupArn),
 		BackupName:             aws.ToString(b.BackupName),
-		BackupCreationDateTime: s.ts(b.BackupCreationDateTime),
-		BackupExpiryDateTime:   s.ts(b.BackupExpiryDateTime),
-		BackupStatus:           enumValue(s, "BackupStatus", string(b.BackupStatus), backupStatuses),
-		BackupType:             enumValue(s, "BackupType", string(b.BackupType), backupTypes),
+		BackupCreationDateTime: ts(warn, b.BackupCreationDateTime),
+		BackupExpiryDateTime:   ts(warn, b.BackupExpiryDateTime),
+		BackupStatus:           enumValue(warn, "BackupStatus", string(b.BackupStatus), backupStatuses),
+		BackupType:             enumValue(warn, "BackupType", string(b.BackupType), backupTypes),
 		BackupSizeBytes:        backupSize(b.BackupSizeBytes, b.BackupStatus),
 	}
 }
 
-func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDescription {
+func tableDescription(warn warnFunc, t *types.TableDescription) *backupv1.TableDescription {
 	if t == nil {
 		return nil
 	}
@@ -298,30 +311,30 @@ func (s *Server) tableDescription(t *types.TableDescription) *backupv1.TableDesc
 		TableName:             aws.ToString(t.TableName),
 		TableArn:              aws.ToString(t.TableArn),
 		TableId:               aws.ToString(t.TableId),
-		TableStatus:           enumValue(s, "TableStatus", string(t.TableStatus), tableStatuses),
-		CreationDateTime:      s.ts(t.CreationDateTime),
-		KeySchema:             s.keySchema(t.KeySchema),
+		TableStatus:           enumValue(warn, "TableStatus", string(t.TableStatus), tableStatuses),
+		CreationDateTime:      ts(warn, t.CreationDateTime),
+		KeySchema:             keySchema(warn, t.KeySchema),
 		ProvisionedThroughput: throughputDescription(t.ProvisionedThroughput),
 		ItemCount:             tableCount(t.ItemCount, t),
 		TableSizeBytes:        tableCount(t.TableSizeBytes, t),
-		SseDescription:        s.sse(t.SSEDescription),
+		SseDescription:        sse(warn, t.SSEDescription),
 	}
 	var mode types.BillingMode
 	if t.BillingModeSummary != nil {
 		mode = t.BillingModeSummary.BillingMode
 	}
-	out.BillingMode = s.billingMode(mode, out.ProvisionedThroughput)
+	out.BillingMode = billingMode(warn, mode, out.ProvisionedThroughput)
 	for _, g := range t.GlobalSecondaryIndexes {
-		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, s.globalIndex(g.IndexName, g.KeySchema, g.Projection, throughputDescription(g.ProvisionedThroughput)))
+		out.GlobalSecondaryIndexes = append(out.GlobalSecondaryIndexes, globalIndex(warn, g.IndexName, g.KeySchema, g.Projection, throughputDescription(g.ProvisionedThroughput)))
 	}
 	for _, l := range t.LocalSecondaryIndexes {
-		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, s.localIndex(l.IndexName, l.KeySchema, l.Projection))
+		out.LocalSecondaryIndexes = append(out.LocalSecondaryIndexes, localIndex(warn, l.IndexName, l.KeySchema, l.Projection))
 	}
 	if r := t.RestoreSummary; r != nil {
 		out.RestoreSummary = &backupv1.RestoreSummary{
 			SourceBackupArn:   aws.ToString(r.SourceBackupArn),
 			SourceTableArn:    aws.ToString(r.SourceTableArn),
-			RestoreDateTime:   s.ts(r.RestoreDateTime),
+			RestoreDateTime:   ts(warn, r.RestoreDateTime),
 			RestoreInProgress: aws.ToBool(r.RestoreInProgress),
 		}
 	}

@@ -51,7 +51,7 @@ func TestBackupDetailsConversion(t *testing.T) {
 			logs.Reset()
 			in := tt.in
 			in.BackupArn, in.BackupName, in.BackupType, in.BackupCreationDateTime = aws.String("arn"), aws.String("n"), types.BackupTypeUser, &created
-			got := s.backupDetails(&in)
+			got := backupDetails(s.warner(t.Context()), &in)
 			if got.GetBackupStatus() != tt.wantStatus || got.GetBackupType() != backupv1.BackupType_BACKUP_TYPE_USER ||
 				!got.GetBackupCreationDateTime().AsTime().Equal(created) || got.GetBackupExpiryDateTime() != nil {
 				t.Errorf("got %v", got)
@@ -89,10 +89,10 @@ func TestBillingMode(t *testing.T) {
 		{"nothing at all", "", nil, backupv1.BillingMode_BILLING_MODE_UNSPECIFIED},
 	}
 	for _, tt := range tests {
-		if got := s.billingMode(tt.mode, throughput(tt.capacity)); got != tt.want {
+		if got := billingMode(s.warner(t.Context()), tt.mode, throughput(tt.capacity)); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
-		src := s.sourceTableDetails(&types.SourceTableDetails{BillingMode: tt.mode, ProvisionedThroughput: tt.capacity})
+		src := sourceTableDetails(s.warner(t.Context()), &types.SourceTableDetails{BillingMode: tt.mode, ProvisionedThroughput: tt.capacity})
 		table := &types.TableDescription{}
 		if tt.mode != "" {
 			table.BillingModeSummary = &types.BillingModeSummary{BillingMode: tt.mode}
@@ -100,8 +100,8 @@ func TestBillingMode(t *testing.T) {
 		if c := tt.capacity; c != nil {
 			table.ProvisionedThroughput = &types.ProvisionedThroughputDescription{ReadCapacityUnits: c.ReadCapacityUnits, WriteCapacityUnits: c.WriteCapacityUnits}
 		}
-		if src.GetBillingMode() != tt.want || s.tableDescription(table).GetBillingMode() != tt.want {
-			t.Errorf("%s: source table %v, restored table %v; want %v", tt.name, src.GetBillingMode(), s.tableDescription(table).GetBillingMode(), tt.want)
+		if src.GetBillingMode() != tt.want || tableDescription(s.warner(t.Context()), table).GetBillingMode() != tt.want {
+			t.Errorf("%s: source table %v, restored table %v; want %v", tt.name, src.GetBillingMode(), tableDescription(s.warner(t.Context()), table).GetBillingMode(), tt.want)
 		}
 	}
 }
@@ -350,7 +350,7 @@ func TestBackupSummarySize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := s.backupSummary(&types.BackupSummary{BackupStatus: tt.status, BackupSizeBytes: tt.size, BackupType: types.BackupTypeUser}).BackupSizeBytes
+			got := backupSummary(s.warner(t.Context()), &types.BackupSummary{BackupStatus: tt.status, BackupSizeBytes: tt.size, BackupType: types.BackupTypeUser}).BackupSizeBytes
 			if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
 				t.Errorf("size = %v, want %v", got, tt.want)
 			}
@@ -380,7 +380,7 @@ func TestRestoredTableCounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := s.tableDescription(&types.TableDescription{TableStatus: tt.status, RestoreSummary: tt.restore, ItemCount: tt.n, TableSizeBytes: tt.n})
+			d := tableDescription(s.warner(t.Context()), &types.TableDescription{TableStatus: tt.status, RestoreSummary: tt.restore, ItemCount: tt.n, TableSizeBytes: tt.n})
 			for field, got := range map[string]*int64{"item_count": d.ItemCount, "table_size_bytes": d.TableSizeBytes} {
 				if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
 					t.Errorf("%s = %v, want %v", field, got, tt.want)
@@ -397,12 +397,12 @@ func TestIndexesConvertAlikeFromEitherDescription(t *testing.T) {
 	s := New(Options{})
 	name, pk := aws.String("ByCustomer"), []types.KeySchemaElement{{AttributeName: aws.String("customer"), KeyType: types.KeyTypeHash}}
 	projection := &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
-	source := s.sourceTableFeatures(&types.SourceTableFeatureDetails{
+	source := sourceTableFeatures(s.warner(t.Context()), &types.SourceTableFeatureDetails{
 		GlobalSecondaryIndexes: []types.GlobalSecondaryIndexInfo{{IndexName: name, KeySchema: pk, Projection: projection,
 			ProvisionedThroughput: &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(5), WriteCapacityUnits: aws.Int64(6)}}},
 		LocalSecondaryIndexes: []types.LocalSecondaryIndexInfo{{IndexName: name, KeySchema: pk, Projection: projection}},
 	})
-	restored := s.tableDescription(&types.TableDescription{
+	restored := tableDescription(s.warner(t.Context()), &types.TableDescription{
 		GlobalSecondaryIndexes: []types.GlobalSecondaryIndexDescription{{IndexName: name, KeySchema: pk, Projection: projection, IndexSizeBytes: aws.Int64(1),
 			ProvisionedThroughput: &types.ProvisionedThroughputDescription{ReadCapacityUnits: aws.Int64(5), WriteCapacityUnits: aws.Int64(6)}}},
 		LocalSecondaryIndexes: []types.LocalSecondaryIndexDescription{{IndexName: name, KeySchema: pk, Projection: projection, ItemCount: aws.Int64(1)}},
@@ -422,7 +422,7 @@ func TestIndexesConvertAlikeFromEitherDescription(t *testing.T) {
 			t.Errorf("%s table's LSIs %v; want [%v]", what, got, wantLSI)
 		}
 	}
-	if none := s.tableDescription(&types.TableDescription{}); none.GlobalSecondaryIndexes != nil || none.LocalSecondaryIndexes != nil {
+	if none := tableDescription(s.warner(t.Context()), &types.TableDescription{}); none.GlobalSecondaryIndexes != nil || none.LocalSecondaryIndexes != nil {
 		t.Errorf("a table without indexes has %v and %v", none.GlobalSecondaryIndexes, none.LocalSecondaryIndexes)
 	}
 }
@@ -433,7 +433,7 @@ func TestTimeOutOfRange(t *testing.T) {
 	logs := &testenv.Buffer{}
 	s := New(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	in, far := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
-	got := s.backupSummary(&types.BackupSummary{BackupCreationDateTime: &in, BackupExpiryDateTime: &far})
+	got := backupSummary(s.warner(t.Context()), &types.BackupSummary{BackupCreationDateTime: &in, BackupExpiryDateTime: &far})
 	if !got.GetBackupCreationDateTime().AsTime().Equal(in) || got.BackupExpiryDateTime != nil {
 		t.Errorf("creation %v, expiry %v; want %v and none", got.GetBackupCreationDateTime(), got.BackupExpiryDateTime, in)
 	}

@@ -68,7 +68,7 @@ func (s *Server) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) 
 	if lacksDescription(out.BackupDescription) {
 		return nil, callError(config.OpDescribeBackup, target, errors.New("DynamoDB's answer of success lacks the backup's description"))
 	}
-	return &backupv1.GetBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
+	return &backupv1.GetBackupResponse{BackupDescription: backupDescription(s.warner(ctx), out.BackupDescription)}, nil
 }
 
 // lacksDescription reports whether an answer of success holds no backup
@@ -95,7 +95,7 @@ func (s *Server) DeleteBackup(ctx context.Context, req *backupv1.DeleteBackupReq
 		// refused as BACKUP_NOT_FOUND.
 		return nil, answerLacks(config.OpDeleteBackup, target, "the backup's description (it says the backup was deleted)")
 	}
-	return &backupv1.DeleteBackupResponse{BackupDescription: s.backupDescription(out.BackupDescription)}, nil
+	return &backupv1.DeleteBackupResponse{BackupDescription: backupDescription(s.warner(ctx), out.BackupDescription)}, nil
 }
 
 const (
@@ -142,8 +142,9 @@ func (s *Server) ListBackups(ctx context.Context, req *backupv1.ListBackupsReque
 	}
 	page, last := heldPage(in, table.name, out)
 	resp := &backupv1.ListBackupsResponse{BackupSummaries: make([]*backupv1.BackupSummary, 0, len(page))}
+	warn := s.warner(ctx)
 	for i := range page {
-		resp.BackupSummaries = append(resp.BackupSummaries, s.backupSummary(&page[i]))
+		resp.BackupSummaries = append(resp.BackupSummaries, backupSummary(warn, &page[i]))
 	}
 	if last != "" {
 		resp.NextPageToken = encodePageToken(scope, last)
@@ -325,6 +326,6 @@ func (s *Server) RestoreTableFromBackup(ctx context.Context, req *backupv1.Resto
 			if out.TableDescription == nil || aws.ToString(out.TableDescription.TableName) == "" {
 				return nil, answerLacks(config.OpRestoreTableFromBackup, target, "the new table's description")
 			}
-			return &backupv1.RestoreTableFromBackupResponse{TableDescription: s.tableDescription(out.TableDescription)}, nil
+			return &backupv1.RestoreTableFromBackupResponse{TableDescription: tableDescription(s.warner(ctx), out.TableDescription)}, nil
 		})
 }

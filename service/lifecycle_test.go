@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,11 +14,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/reqlog"
+	"github.com/backupd/backupd/testenv"
 )
 
 // answering resolves every account to a DynamoDB client of one fake that
@@ -241,5 +246,40 @@ func TestRegionViolationsBesideTheOthers(t *testing.T) {
 				t.Errorf("violations %v; want one that says %q", vs, tt.also)
 			}
 		})
+	}
+}
+
+// A warning from converting DynamoDB's answer is logged on the request's
+// context and names the request as the request's own line does: its
+// method, account, region and trace. Logged on a context of its own, it
+// named none of them, and could not be told apart from the warnings of
+// the requests beside it.
+func TestConversionWarningNamesItsRequest(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	s := answeringServer(t, map[string]string{"DescribeBackup": `{"BackupDescription":{"BackupDetails":{"BackupArn":"` + arn +
+		`","BackupName":"b","BackupStatus":"FROZEN","BackupType":"USER","BackupCreationDateTime":1700000000}}}`})
+	logs := &testenv.Buffer{}
+	s.log = slog.New(slog.NewJSONHandler(logs, nil))
+	ctx, _ := reqlog.New(t.Context(), backupv1.BackupService_GetBackup_FullMethodName)
+	traceID := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID,
+		SpanID: trace.SpanID{0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, TraceFlags: trace.FlagsSampled}))
+	if _, err := s.GetBackup(ctx, &backupv1.GetBackupRequest{BackupArn: arn}); err != nil {
+		t.Fatal(err)
+	}
+	lines := logs.Lines("unknown DynamoDB enum value")
+	if len(lines) != 1 {
+		t.Fatalf("%d warnings of the unknown status; want 1:\n%s", len(lines), logs)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"level": "WARN", "method": backupv1.BackupService_GetBackup_FullMethodName, "account": "111111111111",
+		"region": "us-east-1", "trace_id": traceID.String(), "enum": "BackupStatus", "value": "FROZEN"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("the warning's %s is %v; want %q:\n%s", k, got[k], v, lines[0])
+		}
 	}
 }

@@ -170,7 +170,7 @@ func TestSourceTableFeaturesConversion(t *testing.T) {
 		TimeToLiveDescription: &types.TimeToLiveDescription{TimeToLiveStatus: types.TimeToLiveStatusEnabled, AttributeName: str("expires")},
 		SSEDescription:        &types.SSEDescription{Status: types.SSEStatusEnabled, SSEType: types.SSETypeKms, KMSMasterKeyArn: str("arn:aws:kms:us-east-1:111111111111:key/k")},
 	}
-	got := s.sourceTableFeatures(in)
+	got := sourceTableFeatures(s.warner(t.Context()), in)
 	lsi := got.GetLocalSecondaryIndexes()
 	if len(lsi) != 1 || lsi[0].GetKeySchema()[1].GetKeyType() != backupv1.KeyType_KEY_TYPE_RANGE ||
 		lsi[0].GetProjection().GetProjectionType() != backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE || lsi[0].GetProjection().GetNonKeyAttributes()[0] != "total" {

@@ -120,7 +120,7 @@ func (s *Server) createBackup(ctx context.Context, target accounts.Target, table
 		return nil, answerLacks(config.OpCreateBackup, target, "the backup's ARN")
 	}
 	return &backupv1.CreateBackupResponse{
-		BackupDetails: s.backupDetails(out.BackupDetails),
+		BackupDetails: backupDetails(s.warner(ctx), out.BackupDetails),
 		Consistency: &backupv1.ConsistencyWindow{
 			IncludesWritesBefore: timestamppb.New(submitted.Add(-consistencySlack)),
 			ExcludesWritesAfter:  timestamppb.New(submitted.Add(consistencySlack)),
