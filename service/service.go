@@ -121,11 +121,18 @@ func (s *Server) createBackup(ctx context.Context, target accounts.Target, table
 	}
 	return &backupv1.CreateBackupResponse{
 		BackupDetails: backupDetails(s.warner(ctx), out.BackupDetails),
-		Consistency: &backupv1.ConsistencyWindow{
-			IncludesWritesBefore: timestamppb.New(submitted.Add(-consistencySlack)),
-			ExcludesWritesAfter:  timestamppb.New(submitted.Add(consistencySlack)),
-		},
+		Consistency:   consistencyWindow(submitted),
 	}, nil
+}
+
+// consistencyWindow is what a backup requested at submitted holds, by
+// DynamoDB's guarantee: every write made consistencySlack before it,
+// none made consistencySlack after it.
+func consistencyWindow(submitted time.Time) *backupv1.ConsistencyWindow {
+	return &backupv1.ConsistencyWindow{
+		IncludesWritesBefore: timestamppb.New(submitted.Add(-consistencySlack)),
+		ExcludesWritesAfter:  timestamppb.New(submitted.Add(consistencySlack)),
+	}
 }
 
 // validateCreate checks every field and returns the table the request
