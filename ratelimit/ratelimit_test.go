@@ -404,6 +404,39 @@ func TestLateWakeUpQueuesAgain(t *testing.T) {
 	}
 }
 
+// TestLateByOnlyWithAGuard: a turn reached more than slack past due is
+// late, and so stale, only when the limiter keeps a guard: with none
+// (Guard < 0) there is no slack a turn could be late within, and Redis'
+// slack, half the guard less its clock's uncertainty, is then below zero,
+// so every turn would be stale and its call queue again without end.
+func TestLateByOnlyWithAGuard(t *testing.T) {
+	const slack = DefaultGuard / 2
+	tests := []struct {
+		name  string
+		guard time.Duration // Options.Guard
+		late  time.Duration // how far past due the clock stands
+		slack time.Duration
+		want  bool
+	}{
+		{"on time", 0, 0, slack, false},
+		{"within the slack", 0, slack, slack, false},
+		{"past the slack", 0, slack + time.Nanosecond, slack, true},
+		{"past a guard of its own's slack", 10 * time.Millisecond, 6 * time.Millisecond, 5 * time.Millisecond, true},
+		{"no guard, an hour late", -1, time.Hour, 0, false},
+		{"no guard, a slack below zero", -1, time.Nanosecond, -time.Millisecond, false},
+		{"no guard, on time", -1, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			due := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+			p := newPolicy(Options{Guard: tt.guard, Now: func() time.Time { return due.Add(tt.late) }})
+			if got := p.lateBy(due, tt.slack); got != tt.want {
+				t.Errorf("with Guard %s, %s past due, slack %s: lateBy = %v; want %v", tt.guard, tt.late, tt.slack, got, tt.want)
+			}
+		})
+	}
+}
+
 // TestLeadHeldWhenTheWakeUpIsLate: a call whose turn lies within the lead
 // before its deadline, but whose sleep ends late (a stalled process, a
 // busy scheduler: within the slack that still lets a turn go), is not let
