@@ -133,7 +133,6 @@ type entry struct {
 type expiry struct {
 	key Key
 	at  time.Time
-	e   *entry
 }
 
 // NewMemory returns an empty in-process store whose results live for TTL.
@@ -215,7 +214,7 @@ func (m *Memory) settle(key Key, e *entry, resp []byte, err error, kept bool) {
 	m.mu.Lock()
 	if kept {
 		e.kept, e.resp, e.err = true, resp, err
-		m.expiring = append(m.expiring, expiry{key: key, at: m.now().Add(m.ttl), e: e})
+		m.expiring = append(m.expiring, expiry{key: key, at: m.now().Add(m.ttl)})
 	} else {
 		delete(m.entries, key)
 	}
@@ -224,17 +223,18 @@ func (m *Memory) settle(key Key, e *entry, resp []byte, err error, kept bool) {
 }
 
 // expire drops entries whose time is up. Called with m.mu held.
+//
+// An expiry's key still holds the entry it was listed for: a kept entry
+// leaves entries only here, and while it is there claim makes no other
+// for its key.
 func (m *Memory) expire() {
 	now := m.now()
 	n := 0
 	for n < len(m.expiring) && !now.Before(m.expiring[n].at) {
-		x := m.expiring[n]
-		if m.entries[x.key] == x.e {
-			delete(m.entries, x.key)
-		}
+		delete(m.entries, m.expiring[n].key)
 		n++
 	}
-	clear(m.expiring[:n]) // let the expired results be collected
+	clear(m.expiring[:n]) // let the expired keys be collected
 	m.expiring = m.expiring[n:]
 	if m.peak >= shrinkFrom && len(m.entries) < m.peak/4 {
 		fresh := make(map[Key]*entry, len(m.entries))
