@@ -2,7 +2,6 @@ package tracing
 
 import (
 	"context"
-	"errors"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/smithy-go"
@@ -95,7 +94,7 @@ func failed(span trace.Span, service string, err error) {
 	// "UnknownError" is smithy's name for an answer that named no code
 	// (an empty 5xx): the attempt's http.response.status_code says what
 	// came, as the metrics' http_<status> does.
-	api, isAPI := errors.AsType[smithy.APIError](err)
+	api, isAPI := ownAPIError(err, service)
 	if isAPI && api.ErrorCode() != "UnknownError" {
 		span.SetAttributes(attribute.String("aws.error_code", api.ErrorCode()))
 	}
@@ -104,4 +103,35 @@ func failed(span trace.Span, service string, err error) {
 		return
 	}
 	span.SetStatus(codes.Error, redact.Error(err))
+}
+
+// ownAPIError is the error code service itself answered in err, if any:
+// not the code of another service's call made on the way, such as STS's
+// AccessDenied for the AssumeRole that a DynamoDB call waited on for its
+// credentials, which would read as DynamoDB refusing backupd (that code
+// is on the STS span, under this one). Another service's call shows in
+// err as a smithy.OperationError of that service around its answer.
+func ownAPIError(err error, service string) (smithy.APIError, bool) {
+	for err != nil {
+		if op, ok := err.(*smithy.OperationError); ok && op.Service() != service {
+			return nil, false
+		}
+		if api, ok := err.(smithy.APIError); ok {
+			return api, true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if api, ok := ownAPIError(e, service); ok {
+					return api, true
+				}
+			}
+			return nil, false
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
 }

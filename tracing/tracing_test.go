@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
@@ -314,5 +315,68 @@ func TestAWSMiddlewareSpansOfSTS(t *testing.T) {
 		if s.Status().Code != codes.Error || s.Status().Description != "STS answered AccessDenied" {
 			t.Errorf("span %s: status %v; want an error saying STS's code only", s.Name(), s.Status())
 		}
+	}
+}
+
+// TestAWSMiddlewareSpansOfAnSTSRefusalUnderDynamoDB: a DynamoDB call
+// whose credentials STS refused has no aws.error_code of its own: STS's
+// AccessDenied is on the STS spans under it, and would otherwise read as
+// DynamoDB refusing backupd (a DynamoDB permission to fix, rather than the
+// role's trust policy).
+func TestAWSMiddlewareSpansOfAnSTSRefusalUnderDynamoDB(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	stsClient := sts.NewFromConfig(aws.Config{
+		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		BaseEndpoint: aws.String("http://sts.test"),
+		HTTPClient: canned{status: 403, body: `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>` +
+			`<Message>not authorized to perform sts:AssumeRole</Message></Error><RequestId>REQ-2</RequestId></ErrorResponse>`},
+		APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware},
+	})
+	client := dynamodb.NewFromConfig(aws.Config{
+		Region:       "us-east-1",
+		Credentials:  aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, "arn:aws:iam::111111111111:role/x")),
+		BaseEndpoint: aws.String("http://dynamodb.test"),
+		HTTPClient:   canned{status: 200, body: `{}`},
+		APIOptions:   []func(*middleware.Stack) error{tr.AWSMiddleware},
+		Retryer:      func() aws.Retryer { return aws.NopRetryer{} },
+	})
+	if _, err := client.ListBackups(context.Background(), &dynamodb.ListBackupsInput{}); err == nil {
+		t.Fatal("ListBackups succeeded without credentials")
+	}
+	spans := rec.Ended()
+	byID := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		byID[s.SpanContext().SpanID().String()] = s
+	}
+	attr := func(s sdktrace.ReadOnlySpan, key string) string {
+		for _, a := range s.Attributes() {
+			if string(a.Key) == key {
+				return a.Value.String()
+			}
+		}
+		return ""
+	}
+	var seen []string
+	for _, s := range spans {
+		op := s // the operation an attempt belongs to
+		if s.Name() == "attempt" {
+			op = byID[s.Parent().SpanID().String()]
+		}
+		service, _, _ := strings.Cut(attr(op, "rpc.method"), "/")
+		code := attr(s, "aws.error_code")
+		seen = append(seen, service+" "+s.Name()+" "+code)
+		switch {
+		case service == "STS" && code != "AccessDenied":
+			t.Errorf("STS span %s: aws.error_code %q, want AccessDenied", s.Name(), code)
+		case service == "DynamoDB" && code != "":
+			t.Errorf("DynamoDB span %s: aws.error_code %q, which STS answered", s.Name(), code)
+		}
+		if s.Status().Code != codes.Error {
+			t.Errorf("span %s: status %v, want an error", s.Name(), s.Status())
+		}
+	}
+	if len(spans) != 4 {
+		t.Errorf("spans %q; want 4 (DynamoDB's and STS's operation and attempt)", seen)
 	}
 }
