@@ -30,6 +30,8 @@ func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter, obs Obser
 	awsCfg.HTTPClient = awsbase.PooledHTTPClient(awsCfg.HTTPClient)
 	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = awsratelimit.None })
+		// backupd's own credentials failing is told apart from STS failing.
+		o.Credentials = awsbase.OwnCredentials(o.Credentials)
 	})
 	roles := make([]auth.Role, len(cfg.Accounts))
 	for i, a := range cfg.Accounts {

@@ -1,10 +1,22 @@
 package accounts
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/metrics"
 )
 
 // TestLeads: the operations DynamoDB cannot safely be asked twice go no
@@ -28,5 +40,52 @@ func TestLeads(t *testing.T) {
 	}
 	if len(leads) != 2 {
 		t.Errorf("leads = %v; want CreateBackup's and RestoreTableFromBackup's only", leads)
+	}
+}
+
+// TestOwnCredentialsFailingIsNotSTSFailing: when backupd's own credentials
+// fail (an IMDS without a role answers 404), the AssumeRole is never sent,
+// and its metric says so (no_credentials), not that STS answered 404 or
+// could not be reached.
+func TestOwnCredentialsFailingIsNotSTSFailing(t *testing.T) {
+	var sent atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		sent.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	imds404 := &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 404}},
+		Err: errors.New("no EC2 IMDS role found")}
+	own := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{}, fmt.Errorf("failed to refresh cached credentials, %w", imds404)
+	})
+	m := metrics.New()
+	cfg := &config.Config{RoleSessionName: "backupd", Accounts: []config.Account{{ID: "111111111111",
+		RoleARN: "arn:aws:iam::111111111111:role/backupd", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}}}
+	r, err := NewFromConfig(cfg, aws.Config{Region: "us-east-1", Credentials: own, BaseEndpoint: aws.String(srv.URL)},
+		&countingLimiter{}, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := r.Resolve("111111111111", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := target.DynamoDB.ListBackups(t.Context(), &dynamodb.ListBackupsInput{}); err == nil {
+		t.Fatal("ListBackups succeeded without credentials")
+	}
+	if n := sent.Load(); n != 0 {
+		t.Errorf("%d requests sent; want none", n)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(line, "backupd_sts_assume_role_total{") &&
+			line != `backupd_sts_assume_role_total{account="111111111111",outcome="no_credentials"} 1` {
+			t.Errorf("got %s; want the AssumeRole counted as no_credentials", line)
+		}
+	}
+	if !strings.Contains(rec.Body.String(), `outcome="no_credentials"} 1`) {
+		t.Errorf("no AssumeRole counted as no_credentials:\n%s", rec.Body.String())
 	}
 }

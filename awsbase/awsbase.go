@@ -153,3 +153,43 @@ func CheckCredentials(ctx context.Context, awsCfg aws.Config) error {
 	}
 	return nil
 }
+
+// OwnCredentialsError is the failure of backupd's own AWS credentials (the
+// SDK's default chain: none found, IMDS or a credential process failing)
+// as the STS client asked for them to sign an AssumeRole call, which was
+// then never sent. Its text is the failure's own.
+type OwnCredentialsError struct{ Err error }
+
+func (e *OwnCredentialsError) Error() string { return e.Err.Error() }
+
+func (e *OwnCredentialsError) Unwrap() error { return e.Err }
+
+// OwnCredentials returns p, whose failures are OwnCredentialsErrors: for
+// the STS client, so that the metrics tell an AssumeRole that could not be
+// signed from one STS did not answer (an IMDS that answers 404, or a
+// chain that finds nothing, is not STS failing). A nil p stays nil.
+func OwnCredentials(p aws.CredentialsProvider) aws.CredentialsProvider {
+	if p == nil {
+		return nil
+	}
+	return ownCredentials{p}
+}
+
+type ownCredentials struct{ p aws.CredentialsProvider }
+
+func (o ownCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, err := o.p.Retrieve(ctx)
+	if err != nil {
+		return creds, &OwnCredentialsError{Err: err}
+	}
+	return creds, nil
+}
+
+// ProviderSources passes on where p's credentials come from, which the
+// SDK names in its User-Agent.
+func (o ownCredentials) ProviderSources() []aws.CredentialSource {
+	if s, ok := o.p.(aws.CredentialProviderSource); ok {
+		return s.ProviderSources()
+	}
+	return nil
+}

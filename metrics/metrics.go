@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 
+	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/connlimit"
 )
 
@@ -76,7 +77,7 @@ func New() *Metrics {
 		}, []string{"operation"}),
 		assumeRole: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_sts_assume_role_total",
-			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, canceled (no answer within backupd's bound), http_<status> (an answer with no error code), or transport_error (no answer).",
+			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, canceled (no answer within backupd's bound), http_<status> (an answer with no error code), transport_error (no answer), or no_credentials (not sent: backupd's own credentials failed).",
 		}, []string{"account", "outcome"}),
 		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_connections_refused_total",
@@ -84,7 +85,7 @@ func New() *Metrics {
 		}, []string{"limit"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "backupd_requests_in_flight",
-			Help: "BackupService requests in their handler, gRPC and REST alike: those a shutdown's drain waits for.",
+			Help: "BackupService requests in their handler, gRPC and REST alike: those a shutdown's drain waits for, before the request_id runs whose callers left (backupd_request_id_runs_in_flight).",
 		}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole, m.connsRefused, m.inFlight,
@@ -106,6 +107,17 @@ func (m *Metrics) HoldRequestIDs(held func() int) {
 		Name: "backupd_request_ids_held",
 		Help: "request_id results this process holds for repeats (memory backend), running requests included; each is kept 24 h.",
 	}, func() float64 { return float64(held()) }))
+}
+
+// CountRequestIDRuns exposes going, how many request_id runs are going,
+// read at each scrape: a run goes on after its caller left, and the
+// shutdown's drain waits for it, as backupd_requests_in_flight does not
+// show.
+func (m *Metrics) CountRequestIDRuns(going func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "backupd_request_id_runs_in_flight",
+		Help: "request_id runs (CreateBackup, RestoreTableFromBackup) going, those whose callers left included: a shutdown's drain waits for them too.",
+	}, func() float64 { return float64(going()) }))
 }
 
 // CountConnections exposes open, how many connections both listeners
@@ -217,7 +229,9 @@ const unrecognized = "unrecognized_error_code"
 // outcomeOf names how an AWS call ended: "ok", the service's error code,
 // "canceled" when its deadline passed or it was canceled, "http_<status>"
 // when an answer came without an error code the SDK could read (a proxy's
-// HTML page, say), or "transport_error" when no answer came; and whether
+// HTML page, say), "transport_error" when no answer came, or
+// "no_credentials" when backupd's own credentials failed and the call
+// (an AssumeRole) was never sent; and whether
 // it is an error code from the answer (which outcome bounds) rather than
 // one of a few fixed names or an HTTP status.
 func outcomeOf(err error) (outcome string, code bool) {
@@ -234,6 +248,10 @@ func outcomeOf(err error) (outcome string, code bool) {
 	switch {
 	case err == nil:
 		return "ok", false
+	case errors.As(err, new(*awsbase.OwnCredentialsError)):
+		// The call was never sent: backupd's own credentials failed,
+		// whatever an IMDS or credential process inside answered.
+		return "no_credentials", false
 	case errors.As(err, &api):
 		if s, ok := status(); ok && api.ErrorCode() == "UnknownError" {
 			// smithy's name for an answer that named no code (an empty

@@ -15,6 +15,8 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
+
+	"github.com/backupd/backupd/awsbase"
 )
 
 func TestOutcome(t *testing.T) {
@@ -36,6 +38,10 @@ func TestOutcome(t *testing.T) {
 		{&smithy.GenericAPIError{Code: ""}, "unrecognized_error_code"},
 		{&smithy.GenericAPIError{Code: strings.Repeat("E", 65)}, "unrecognized_error_code"},
 		{&smithy.GenericAPIError{Code: strings.Repeat("E", 64)}, strings.Repeat("E", 64)},
+		// backupd's own credentials failed (an IMDS without a role answers
+		// 404): the AssumeRole was never sent, and STS answered nothing.
+		{fmt.Errorf("get identity: %w", &awsbase.OwnCredentialsError{Err: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 404}}, Err: errors.New("no EC2 IMDS role found")}}), "no_credentials"},
 		// smithy's code for an answer that named none (an empty 5xx).
 		{fmt.Errorf("op: %w", &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 500}},
 			Err: &smithy.GenericAPIError{Code: "UnknownError", Message: "UnknownError"}}), "http_500"},
@@ -81,6 +87,7 @@ func TestObserve(t *testing.T) {
 	m.ObserveAssumeRole("111111111111", nil)
 	m.ObserveConnRefused("per_ip")
 	m.CountConnections(func() int { return 7 })
+	m.CountRequestIDRuns(func() int { return 2 })
 
 	for _, tt := range []struct {
 		name string
@@ -107,6 +114,7 @@ func TestObserve(t *testing.T) {
 		`backupd_connections_refused_total{limit="per_ip"} 1`,
 		`backupd_connections_refused_total{limit="total"} 0`, // there before the first refusal
 		"backupd_connections_open 7",
+		"backupd_request_id_runs_in_flight 2",
 		"go_goroutines ",
 		"process_cpu_seconds_total ",
 	} {
