@@ -74,3 +74,14 @@ func (g *Going) Wait(ctx context.Context) ([]Key, error) {
 	})
 	return still, ctx.Err()
 }
+
+// Len is how much work is going: each Add not yet Done.
+func (g *Going) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, c := range g.keys {
+		n += c
+	}
+	return n
+}

@@ -42,3 +42,24 @@ func TestGoing(t *testing.T) {
 		t.Errorf("all ended: Wait = %v, %v; want nothing", still, err)
 	}
 }
+
+// TestGoingLen counts each Add until its Done, two of one key included.
+func TestGoingLen(t *testing.T) {
+	var g Going
+	a, b := Key{Account: "111111111111", RequestID: "a"}, Key{Account: "111111111111", RequestID: "b"}
+	g.Add(a)
+	g.Add(a)
+	g.Add(b)
+	if n := g.Len(); n != 3 {
+		t.Errorf("Len = %d after 3 Adds; want 3", n)
+	}
+	g.Done(a)
+	g.Done(b)
+	if n := g.Len(); n != 1 {
+		t.Errorf("Len = %d with one run left; want 1", n)
+	}
+	g.Done(a)
+	if n := g.Len(); n != 0 {
+		t.Errorf("Len = %d with none left; want 0", n)
+	}
+}

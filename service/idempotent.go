@@ -261,6 +261,11 @@ func answer[Resp proto.Message](ctx context.Context, op string, start *runStart,
 // so that a run that ends at its deadline is still answered.
 const resultSlack = time.Second
 
+// RunsGoing is how many request_id runs are going, those whose callers
+// still wait and those whose callers left: a shutdown's drain waits for
+// them all (Wait), after the requests in flight.
+func (s *Server) RunsGoing() int { return s.detached.Len() }
+
 // Wait waits until every detached request_id run has ended and kept its
 // result, or ctx has: shutdown calls it after the servers have drained, so
 // that a run whose caller gave up still keeps its result. A store that

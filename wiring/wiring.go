@@ -117,7 +117,9 @@ func newService(cfg *config.Config, p Parts) (*service.Server, error) {
 		p.Metrics.HoldRequestIDs(kept.Len)
 		results = kept
 	}
-	return service.New(service.Options{Accounts: registry, Logger: p.Logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: results}), nil
+	svc := service.New(service.Options{Accounts: registry, Logger: p.Logger, DefaultTimeout: cfg.UpstreamTimeout, Idempotency: results})
+	p.Metrics.CountRequestIDRuns(svc.RunsGoing)
+	return svc, nil
 }
 
 // serverOptions are the servers' options: the service, the listeners'
