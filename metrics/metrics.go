@@ -59,7 +59,7 @@ func New() *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "backupd_request_duration_seconds",
 			Help:    "Time from a request's arrival to its answer, limiter waits included.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 20, 25, 30},
 		}, []string{"method"}),
 		limiter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_ratelimit_decisions_total",
