@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"errors"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/smithy-go"
@@ -78,8 +79,27 @@ func (s *attemptSpan) HandleFinalize(ctx context.Context, in middleware.Finalize
 	if id, ok := awsmiddleware.GetRequestIDMetadata(md); ok {
 		span.SetAttributes(attribute.String("aws.request_id", id))
 	}
+	if notSent(err) {
+		// Not an attempt that went out: the operation's aws.attempts
+		// counts those that did.
+		if attempts, ok := ctx.Value(attemptsKey{}).(*int); ok {
+			*attempts--
+		}
+	}
 	failed(span, awsmiddleware.GetServiceID(ctx), err)
 	return out, md, err
+}
+
+// notSent reports whether err says its call was not sent: backupd's own
+// refusals (the account's rate, the shared state, credentials that could
+// not be had), which a search for failed AWS calls must be able to leave
+// out.
+func notSent(err error) bool {
+	u, ok := errors.AsType[interface {
+		error
+		NotSent() bool
+	}](err)
+	return ok && u.NotSent()
 }
 
 // failed marks span as failed with err, if not nil: its AWS error code,
@@ -90,6 +110,9 @@ func (s *attemptSpan) HandleFinalize(ctx context.Context, in middleware.Finalize
 func failed(span trace.Span, service string, err error) {
 	if err == nil {
 		return
+	}
+	if notSent(err) {
+		span.SetAttributes(attribute.Bool("backupd.not_sent", true))
 	}
 	// "UnknownError" is smithy's name for an answer that named no code
 	// (an empty 5xx): the attempt's http.response.status_code says what

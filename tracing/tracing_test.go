@@ -380,3 +380,49 @@ func TestAWSMiddlewareSpansOfAnSTSRefusalUnderDynamoDB(t *testing.T) {
 		t.Errorf("spans %q; want 4 (DynamoDB's and STS's operation and attempt)", seen)
 	}
 }
+
+// refusedHere is backupd's own refusal of a call it did not send (over
+// the account's rate, say).
+type refusedHere struct{}
+
+func (refusedHere) Error() string { return "rate limit reached" }
+func (refusedHere) NotSent() bool { return true }
+
+// TestAWSMiddlewareSpansOfACallNotSent: a call backupd refused itself,
+// sending nothing, is marked backupd.not_sent, and its operation counts
+// no attempt: a search for failed DynamoDB calls can leave it out.
+func TestAWSMiddlewareSpansOfACallNotSent(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	refuse := func(stack *middleware.Stack) error {
+		return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("refuse", func(context.Context, middleware.FinalizeInput, middleware.FinalizeHandler) (
+			middleware.FinalizeOutput, middleware.Metadata, error,
+		) {
+			return middleware.FinalizeOutput{}, middleware.Metadata{}, refusedHere{}
+		}), middleware.After)
+	}
+	client := dynamodb.NewFromConfig(aws.Config{
+		Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		BaseEndpoint: aws.String("http://dynamodb.test"), RetryMaxAttempts: 1, HTTPClient: canned{status: 200, body: "{}"},
+		APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware, refuse},
+	})
+	if _, err := client.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("Orders"), BackupName: aws.String("b")}); err == nil {
+		t.Fatal("CreateBackup succeeded though refused")
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2 (operation, attempt)", len(spans))
+	}
+	for _, s := range spans {
+		attrs := map[string]string{}
+		for _, a := range s.Attributes() {
+			attrs[string(a.Key)] = a.Value.String()
+		}
+		if attrs["backupd.not_sent"] != "true" {
+			t.Errorf("span %s: backupd.not_sent %q, want true", s.Name(), attrs["backupd.not_sent"])
+		}
+		if s.Name() == "DynamoDB.CreateBackup" && attrs["aws.attempts"] != "0" {
+			t.Errorf("operation span: aws.attempts %q, want 0 (nothing went out)", attrs["aws.attempts"])
+		}
+	}
+}
