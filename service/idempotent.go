@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
@@ -161,6 +162,11 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, targe
 func logOrphanRun(ctx context.Context, log *slog.Logger, op string, target accounts.Target, requestID string, resp proto.Message, err error, kept bool) {
 	attrs := []slog.Attr{slog.String("operation", op), slog.String("account", target.AccountID), slog.String("region", target.Region),
 		slog.String("request_id", requestID)}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		// The trace its AWS calls' spans are in, as its request's line
+		// names it.
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+	}
 	switch {
 	case err != nil && kept:
 		log.LogAttrs(ctx, slog.LevelWarn, "request_id: a run whose caller left ended in failure; repeats get it", append(attrs, slog.String("error", redact.Error(err)))...)
@@ -170,21 +176,22 @@ func logOrphanRun(ctx context.Context, log *slog.Logger, op string, target accou
 			"it is not kept, and a repeat runs the request again", append(attrs, slog.String("error", redact.Error(err)))...)
 		return
 	}
-	if arn := madeARN(resp); arn != "" {
-		attrs = append(attrs, slog.String("arn", arn))
+	if key, arn := madeARN(resp); arn != "" {
+		attrs = append(attrs, slog.String(key, arn))
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "request_id: a run whose caller left was done; repeats get its result", attrs...)
 }
 
-// madeARN is the backup a CreateBackup made, or the table a restore made.
-func madeARN(resp proto.Message) string {
+// madeARN is the backup a CreateBackup made, or the table a restore
+// made, and the log key that names it.
+func madeARN(resp proto.Message) (key, arn string) {
 	switch r := resp.(type) {
 	case *backupv1.CreateBackupResponse:
-		return r.GetBackupDetails().GetBackupArn()
+		return "backup_arn", r.GetBackupDetails().GetBackupArn()
 	case *backupv1.RestoreTableFromBackupResponse:
-		return r.GetTableDescription().GetTableArn()
+		return "table_arn", r.GetTableDescription().GetTableArn()
 	}
-	return ""
+	return "", ""
 }
 
 // runDetached runs do with upstream_timeout whatever the caller's deadline:

@@ -420,16 +420,16 @@ func TestDetachedRunEndsByItsClaim(t *testing.T) {
 func TestMadeARN(t *testing.T) {
 	const backup, table = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01", "arn:aws:dynamodb:us-east-1:111111111111:table/Copy"
 	for _, tt := range []struct {
-		resp proto.Message
-		want string
+		resp          proto.Message
+		wantKey, want string
 	}{
-		{&backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupArn: backup}}, backup},
-		{&backupv1.RestoreTableFromBackupResponse{TableDescription: &backupv1.TableDescription{TableArn: table}}, table},
-		{&backupv1.DeleteBackupResponse{}, ""},
-		{nil, ""},
+		{&backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupArn: backup}}, "backup_arn", backup},
+		{&backupv1.RestoreTableFromBackupResponse{TableDescription: &backupv1.TableDescription{TableArn: table}}, "table_arn", table},
+		{&backupv1.DeleteBackupResponse{}, "", ""},
+		{nil, "", ""},
 	} {
-		if got := madeARN(tt.resp); got != tt.want {
-			t.Errorf("madeARN(%T) = %q, want %q", tt.resp, got, tt.want)
+		if key, got := madeARN(tt.resp); key != tt.wantKey || got != tt.want {
+			t.Errorf("madeARN(%T) = %q, %q; want %q, %q", tt.resp, key, got, tt.wantKey, tt.want)
 		}
 	}
 }
