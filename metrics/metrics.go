@@ -67,7 +67,7 @@ func New() *Metrics {
 		}, []string{"account", "region", "operation", "decision"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_dynamodb_attempts_total",
-			Help: "Attempts sent to DynamoDB, retries included, by outcome: ok, DynamoDB's error code, canceled, http_<status> (an answer with no error code), or transport_error (no answer).",
+			Help: "Attempts sent to DynamoDB, retries included, by outcome: ok, DynamoDB's error code, deadline_exceeded (no answer within the call's deadline), canceled (its caller left), http_<status> (an answer with no error code), or transport_error (no answer).",
 		}, []string{"account", "region", "operation", "outcome"}),
 		attemptDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "backupd_dynamodb_attempt_duration_seconds",
@@ -77,7 +77,7 @@ func New() *Metrics {
 		}, []string{"operation"}),
 		assumeRole: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_sts_assume_role_total",
-			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, canceled (no answer within backupd's bound), http_<status> (an answer with no error code), transport_error (no answer), or no_credentials (not sent: backupd's own credentials failed).",
+			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, deadline_exceeded (no answer within backupd's bound), canceled, http_<status> (an answer with no error code), transport_error (no answer), or no_credentials (not sent: backupd's own credentials failed).",
 		}, []string{"account", "outcome"}),
 		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_connections_refused_total",
@@ -227,7 +227,8 @@ func (m *Metrics) outcome(err error) string {
 const unrecognized = "unrecognized_error_code"
 
 // outcomeOf names how an AWS call ended: "ok", the service's error code,
-// "canceled" when its deadline passed or it was canceled, "http_<status>"
+// "deadline_exceeded" when its deadline passed, "canceled" when it was
+// canceled (its caller left), "http_<status>"
 // when an answer came without an error code the SDK could read (a proxy's
 // HTML page, say), "transport_error" when no answer came, or
 // "no_credentials" when backupd's own credentials failed and the call
@@ -259,7 +260,11 @@ func outcomeOf(err error) (outcome string, code bool) {
 			return s, false
 		}
 		return errorCode(api.ErrorCode()), true
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded):
+		// No answer within the call's deadline: a slow or stalled
+		// upstream, told apart from callers that left.
+		return "deadline_exceeded", false
+	case errors.Is(err, context.Canceled):
 		return "canceled", false
 	}
 	if s, ok := status(); ok {

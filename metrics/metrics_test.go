@@ -26,7 +26,7 @@ func TestOutcome(t *testing.T) {
 	}{
 		{nil, "ok"},
 		{fmt.Errorf("op: %w", &smithy.GenericAPIError{Code: "ThrottlingException"}), "ThrottlingException"},
-		{fmt.Errorf("op: %w", context.DeadlineExceeded), "canceled"},
+		{fmt.Errorf("op: %w", context.DeadlineExceeded), "deadline_exceeded"},
 		{context.Canceled, "canceled"},
 		{errors.New("connection reset by peer"), "transport_error"},
 		// An answer whose error code the SDK could not read.
