@@ -49,7 +49,7 @@ type Options struct {
 
 // Observer counts AssumeRole calls (package metrics).
 type Observer interface {
-	ObserveAssumeRole(account string, err error)
+	ObserveAssumeRole(account string, err error, d time.Duration)
 }
 
 // Roles holds one credentials cache per account. Built once at start; the
@@ -196,9 +196,10 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	a.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	start := time.Now()
 	creds, err := a.provider.Retrieve(ctx)
 	if a.observer != nil {
-		a.observer.ObserveAssumeRole(a.account, err)
+		a.observer.ObserveAssumeRole(a.account, err, time.Since(start))
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -33,6 +33,7 @@ type Metrics struct {
 	attempts     *prometheus.CounterVec
 	attemptDur   *prometheus.HistogramVec
 	assumeRole   *prometheus.CounterVec
+	assumeDur    prometheus.Histogram
 	connsRefused *prometheus.CounterVec
 	inFlight     prometheus.Gauge
 	// codes are the AWS error codes labels have named, at most
@@ -79,6 +80,12 @@ func New() *Metrics {
 			Name: "backupd_sts_assume_role_total",
 			Help: "AssumeRole calls made to refresh an account's credentials, by outcome: ok, STS's error code, deadline_exceeded (no answer within backupd's bound), canceled, http_<status> (an answer with no error code), transport_error (no answer), or no_credentials (not sent: backupd's own credentials failed).",
 		}, []string{"account", "outcome"}),
+		assumeDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "backupd_sts_assume_role_duration_seconds",
+			Help: "Time an AssumeRole call took, answered or not, every account's together: a slow STS delays the first requests after each refresh.",
+			// Up to AssumeRole's 10 s bound.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
 		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backupd_connections_refused_total",
 			Help: "Connections closed as soon as they were accepted, both listeners' together, by the limit they would have gone over: total (max_connections) or per_ip (max_connections_per_ip).",
@@ -88,7 +95,7 @@ func New() *Metrics {
 			Help: "BackupService requests in their handler, gRPC and REST alike: those a shutdown's drain waits for, before the request_id runs whose callers left (backupd_request_id_runs_in_flight).",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole, m.connsRefused, m.inFlight,
+	m.reg.MustRegister(m.requests, m.duration, m.limiter, m.attempts, m.attemptDur, m.assumeRole, m.assumeDur, m.connsRefused, m.inFlight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both limits' series exist from the start, at 0, so that an alert
 	// on their rise has something to compare with.
@@ -199,9 +206,10 @@ func (m *Metrics) ObserveAttempt(account, region, operation string, err error, d
 	m.attemptDur.WithLabelValues(operation).Observe(d.Seconds())
 }
 
-// ObserveAssumeRole counts one AssumeRole call for account.
-func (m *Metrics) ObserveAssumeRole(account string, err error) {
+// ObserveAssumeRole counts one AssumeRole call for account, which took d.
+func (m *Metrics) ObserveAssumeRole(account string, err error, d time.Duration) {
 	m.assumeRole.WithLabelValues(account, m.outcome(err)).Inc()
+	m.assumeDur.Observe(d.Seconds())
 }
 
 // outcome is outcomeOf as a label value: an error code beyond the first

@@ -84,7 +84,7 @@ func TestObserve(t *testing.T) {
 	m.ObserveRequest(method, codes.ResourceExhausted, "RATE_LIMITED", time.Second)
 	m.ObserveLimit("111111111111", "us-east-1", "CreateBackup", "refused")
 	m.ObserveAttempt("111111111111", "us-east-1", "CreateBackup", &smithy.GenericAPIError{Code: "ThrottlingException"}, time.Millisecond)
-	m.ObserveAssumeRole("111111111111", nil)
+	m.ObserveAssumeRole("111111111111", nil, 40*time.Millisecond)
 	m.ObserveConnRefused("per_ip")
 	m.CountConnections(func() int { return 7 })
 	m.CountRequestIDRuns(func() int { return 2 })
@@ -111,6 +111,8 @@ func TestObserve(t *testing.T) {
 	for _, want := range []string{
 		`backupd_request_duration_seconds_count{method="` + method + `"} 3`,
 		`backupd_dynamodb_attempt_duration_seconds_count{operation="CreateBackup"} 1`,
+		`backupd_sts_assume_role_duration_seconds_bucket{le="0.05"} 1`,
+		`backupd_sts_assume_role_duration_seconds_bucket{le="0.025"} 0`,
 		`backupd_connections_refused_total{limit="per_ip"} 1`,
 		`backupd_connections_refused_total{limit="total"} 0`, // there before the first refusal
 		"backupd_connections_open 7",
