@@ -120,14 +120,27 @@ func Cut(s string, max int) string {
 
 // valueSpan is where the value that begins at i in s lies: inside its
 // quotes (", ', or \" within a quoted text), past the escapes they hold,
-// or up to a delimiter. A value in a list, as a header's values are
-// written in JSON (Go's http.Header: "X-Amz-Security-Token":["..."]), is
-// its first element's.
+// or up to a delimiter. A value in a list of quoted elements, as a
+// header's values are written in JSON (Go's http.Header:
+// "X-Amz-Security-Token":["..."], indented too, or escaped within a
+// quoted text), spans from its first element to its last.
 func valueSpan(s string, i int, delimiters string) (start, end int) {
 	rest := s[i:]
-	if inner, ok := strings.CutPrefix(rest, "["); ok {
-		if t := strings.TrimLeft(inner, " \t"); strings.HasPrefix(t, `"`) || strings.HasPrefix(t, "'") || strings.HasPrefix(t, `\"`) {
-			return valueSpan(s, len(s)-len(t), delimiters)
+	if strings.HasPrefix(rest, "[") {
+		if j := skipSpace(s, i+1); quotedAt(s, j) {
+			start, end = valueSpan(s, j, delimiters)
+			for end < len(s) {
+				next := skipSpace(s, end+closingLen(s, end))
+				if next >= len(s) || s[next] != ',' {
+					break
+				}
+				j = skipSpace(s, next+1)
+				if !quotedAt(s, j) {
+					break
+				}
+				_, end = valueSpan(s, j, delimiters)
+			}
+			return start, end
 		}
 	}
 	switch {
@@ -153,4 +166,33 @@ func valueSpan(s string, i int, delimiters string) (start, end int) {
 		return i, i + j
 	}
 	return i, len(s)
+}
+
+// quotedAt reports whether a quoted value begins at i in s.
+func quotedAt(s string, i int) bool {
+	return i < len(s) && (s[i] == '"' || s[i] == '\'' || strings.HasPrefix(s[i:], `\"`))
+}
+
+// closingLen is the length of the closing quote at i in s.
+func closingLen(s string, i int) int {
+	if strings.HasPrefix(s[i:], `\"`) {
+		return 2
+	}
+	return 1
+}
+
+// skipSpace is the first index from i in s past JSON's whitespace, as
+// written or escaped within a quoted text (\n, \r, \t).
+func skipSpace(s string, i int) int {
+	for i < len(s) {
+		switch {
+		case strings.IndexByte(" \t\r\n", s[i]) >= 0:
+			i++
+		case s[i] == '\\' && i+1 < len(s) && strings.IndexByte("nrt", s[i+1]) >= 0:
+			i += 2
+		default:
+			return i
+		}
+	}
+	return i
 }

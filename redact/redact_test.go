@@ -1,7 +1,10 @@
 package redact
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -32,6 +35,9 @@ func TestSecrets(t *testing.T) {
 		{"headers as Go's JSON", `refused request with headers {"Authorization":["AWS4-HMAC-SHA256 Credential=` + secret + `, SignedHeaders=host, Signature=` + secret + `"],"X-Amz-Security-Token":["` + secret + `"]}`},
 		{"headers as escaped JSON", `output: "{\"X-Amz-Security-Token\": [\"` + secret + `\"]}"`},
 		{"headers as XML", `<X-Amz-Security-Token>` + secret + `</X-Amz-Security-Token>`},
+		{"headers as indented JSON", "refused request with headers {\n  \"X-Amz-Security-Token\": [\n    \"" + secret + "\"\n  ]\n}"},
+		{"headers as indented JSON, escaped", `output: "{\n  \"X-Amz-Security-Token\": [\n    \"` + secret + `\"\n  ]\n}"`},
+		{"a header's several values", `{"X-Amz-Security-Token":["` + secret + `", "` + secret + `"]}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			out := Secrets(tt.in)
@@ -172,4 +178,49 @@ func TestValue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzSecretsInHeaderJSON: a session token among a request's headers
+// written as JSON (Go's http.Header, compact or indented, as it is or
+// quoted within another text), one value or several, is taken out, and
+// Secrets is idempotent whatever surrounds it.
+func FuzzSecretsInHeaderJSON(f *testing.F) {
+	f.Add("IQoJb3JpZ2luX2VjEXAMPLE/+=", "", "refused: ", "", uint8(0))
+	f.Add("IQoJb3JpZ2luX2VjEXAMPLE", "SecondEXAMPLEtoken", "headers ", " end", uint8(1))
+	f.Add("IQoJb3JpZ2luX2VjEXAMPLE", "", "", "", uint8(3))
+	f.Fuzz(func(t *testing.T, secret, second, before, after string, form uint8) {
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+		token := func(s string) string {
+			b := []byte(s)
+			for i := range b {
+				b[i] = alphabet[int(b[i])%len(alphabet)]
+			}
+			return string(b)
+		}
+		secret, second = token(secret), token(second)
+		h := http.Header{"Content-Type": {"application/x-amz-json-1.0"}, "X-Amz-Security-Token": {secret}}
+		if second != "" {
+			h["X-Amz-Security-Token"] = append(h["X-Amz-Security-Token"], second)
+		}
+		var b []byte
+		if form&1 == 0 {
+			b, _ = json.Marshal(h)
+		} else {
+			b, _ = json.MarshalIndent(h, "", "  ")
+		}
+		text := string(b)
+		if form&2 != 0 {
+			text = fmt.Sprintf("%q", text)
+		}
+		in := before + text + after
+		out := Secrets(in)
+		if again := Secrets(out); again != out {
+			t.Errorf("Secrets not idempotent: %q -> %q", out, again)
+		}
+		for _, s := range []string{secret, second} {
+			if len(s) >= 8 && strings.Contains(out, s) && !strings.Contains(before+after, s) {
+				t.Errorf("Secrets(%q) = %q keeps the token %q", in, out, s)
+			}
+		}
+	})
 }
