@@ -38,6 +38,11 @@ type Reachability struct {
 	failingSince time.Time
 	// lastAnswer is when the last answer came, in Unix ns.
 	lastAnswer atomic.Int64
+	// refused is set, under mu, when a failure since the last answer was
+	// a refusal (refusingStates): a probe's PING, which a Redis that
+	// refuses backupd's commands still answers (READONLY, OOM, MISCONF),
+	// then says nothing of it.
+	refused atomic.Bool
 
 	// probe, when set, asks Redis apart from any request (ProbeWith);
 	// probing is set while it runs.
@@ -56,7 +61,10 @@ const probeBound = 3 * time.Second
 // answer), so without a probe a Redis that stalls without closing its
 // connections would go unseen as long as every command is cut short so;
 // the probe waits out the read timeout, and its failure, made through a
-// hooked client, is seen. One probe runs at a time.
+// hooked client, is seen. Its answer is not taken for Redis serving
+// while Redis refuses backupd's commands (refusingStates): a replica, a
+// Redis out of memory or refusing writes still answers PING. One probe
+// runs at a time.
 func (r *Reachability) ProbeWith(ping func(context.Context) error) { r.probe = ping }
 
 // maybeProbe starts a probe unless one runs or none is set.
@@ -66,11 +74,15 @@ func (r *Reachability) maybeProbe() {
 	}
 	go func() {
 		defer r.probing.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), probeBound)
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), probeKey{}, true), probeBound)
 		defer cancel()
 		_ = r.probe(ctx)
 	}()
 }
+
+// probeKey marks a probe's context: its answer is not one of backupd's
+// commands served.
+type probeKey struct{}
 
 const (
 	stateUp   = 1
@@ -151,22 +163,31 @@ var refusingStates = []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "MISC
 func (r *Reachability) observe(ctx context.Context, err error, start time.Time) {
 	var reply redis.Error
 	switch {
-	case err == nil:
-		r.answered()
-	case errors.As(err, &reply):
-		for _, state := range refusingStates {
-			if redis.HasErrorPrefix(err, state) {
-				r.failed(err, start)
-				return
-			}
+	case err == nil, errors.As(err, &reply) && !refusing(err):
+		if ctx.Value(probeKey{}) != nil && r.refused.Load() {
+			return // PING answered, backupd's commands refused
 		}
 		r.answered()
+	case errors.As(err, &reply):
+		r.refused.Store(true)
+		r.failed(err, start)
 	case ctx.Err() != nil:
 		r.maybeProbe()
 	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
 	default:
 		r.failed(err, start)
 	}
+}
+
+// refusing reports whether err is the reply of a Redis that serves none
+// of backupd's commands (refusingStates).
+func refusing(err error) bool {
+	for _, state := range refusingStates {
+		if redis.HasErrorPrefix(err, state) {
+			return true
+		}
+	}
+	return false
 }
 
 // answered records that Redis served a command.
@@ -178,6 +199,7 @@ func (r *Reachability) answered() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.failing.Store(false)
+	r.refused.Store(false)
 	was := r.state.Swap(stateUp)
 	if was == stateUp {
 		return

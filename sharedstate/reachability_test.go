@@ -241,3 +241,54 @@ func TestReachabilityOfAStallSeenOnlyByCutCommands(t *testing.T) {
 		t.Errorf("served again: reported %v; want [true false true]", got)
 	}
 }
+
+// TestReachabilityProbeOfARefusingRedis: a probe's PING, which a Redis
+// that refuses backupd's commands still answers (a replica's READONLY),
+// does not count as Redis serving: a caller that left while Redis
+// refused every write does not hide the refusal from the gauge and the
+// log.
+func TestReachabilityProbeOfARefusingRedis(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	r := testenv.StartRedis(t, addr)
+	var mu sync.Mutex
+	var reports []bool
+	reported := func() []bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(reports)
+	}
+	reach := NewReachability(slog.New(slog.DiscardHandler), func(up bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports = append(reports, up)
+	})
+	var clockMu sync.Mutex
+	clock := time.Now()
+	reach.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
+	advance := func(d time.Duration) { clockMu.Lock(); defer clockMu.Unlock(); clock = clock.Add(d) }
+	c, _ := clients(t, config.Redis{Address: addr, KeyPrefix: "backupd:"})
+	reach.ProbeWith(func(ctx context.Context) error { return c.Ping(ctx).Err() })
+	c.AddHook(reach)
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.ReplicaOf(ctx, "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "backupd:x", 1, time.Minute).Err(); !redis.HasErrorPrefix(err, "READONLY") {
+		t.Fatalf("SET on a replica: %v", err)
+	}
+	advance(downAfter / 2)
+	left, cancel := context.WithCancel(ctx)
+	cancel()
+	_ = c.Get(left, "backupd:x").Err() // a caller that left: a probe
+	for deadline := time.Now().Add(5 * time.Second); reach.probing.Load() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	advance(downAfter / 2)
+	_ = c.Set(ctx, "backupd:x", 1, time.Minute).Err()
+	if got := reported(); !slices.Equal(got, []bool{true, false}) {
+		t.Errorf("READONLY for downAfter, a probe between: reported %v; want [true false]", got)
+	}
+}
