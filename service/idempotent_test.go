@@ -525,3 +525,23 @@ func TestDeadlineWhileWaitingForAnotherRun(t *testing.T) {
 		t.Errorf("the repeat ran the request %d times after its caller was answered", n)
 	}
 }
+
+// TestAnswerOfAnUnknownOutcomeAtTheDeadline: a repeat answered, as its
+// deadline passed, with another call's run kept as an unknown outcome
+// (Memory answers that run's error, which wraps its own deadline) gets
+// that outcome, not word that nothing was started.
+func TestAnswerOfAnUnknownOutcomeAtTheDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done()
+	kept := &accounts.OutcomeUnknownError{Operation: config.OpCreateBackup, AccountID: "111111111111", Region: "eu-west-1",
+		Err: fmt.Errorf("operation error DynamoDB: CreateBackup: %w", context.DeadlineExceeded)}
+	done := make(chan runResult[*backupv1.CreateBackupResponse], 1)
+	done <- runResult[*backupv1.CreateBackupResponse]{err: kept}
+	var start runStart
+	start.wait()
+	_, err := answer(ctx, config.OpCreateBackup, &start, done)
+	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); !ok {
+		t.Errorf("answer = %v; want the kept unknown outcome", err)
+	}
+}
