@@ -650,8 +650,12 @@ func mapUnlisted(m mapped, api smithy.APIError, httpStatus int) mapped {
 	if httpStatus == http.StatusForbidden {
 		// An error code the SDK does not model, refused as
 		// forbidden: AWS's common errors are, on credentials.
+		what := redact.Cut(code, 64) + ", HTTP 403"
+		if code == "UnknownError" {
+			what = "HTTP 403 without an error code" // smithy's name for none
+		}
 		m.code, m.reason = codes.PermissionDenied, reasonAccessDenied
-		m.msg = "DynamoDB refused backupd's role in this account (" + redact.Cut(code, 64) + ", HTTP 403); " +
+		m.msg = "DynamoDB refused backupd's role in this account (" + what + "); " +
 			"ask backupd's operators to check the role and its permissions policy"
 		return m
 	}

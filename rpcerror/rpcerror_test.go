@@ -185,6 +185,8 @@ func TestStatus(t *testing.T) {
 			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "region is enabled in the account", "permissions policy"},
 		{"DynamoDB error code unknown, 403", sdkErrStatus(&smithy.GenericAPIError{Code: "SomethingNew"}, 403),
 			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(SomethingNew, HTTP 403)", ""},
+		{"DynamoDB 403 without an error code", sdkErrStatus(&smithy.GenericAPIError{Code: "UnknownError"}, 403),
+			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(HTTP 403 without an error code)", "UnknownError"},
 		{"STS packed policy too large", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "PackedPolicyTooLarge"}, 400),
 			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "transitive tags", "trust policy"},
 		{"STS malformed policy", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "MalformedPolicyDocument"}, 400),
