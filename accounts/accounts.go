@@ -204,6 +204,9 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 	if err := g.limiter.Wait(ctx, key); err != nil {
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, notAdmitted(call, err)
 	}
+	if call != nil {
+		call.admitted = true
+	}
 	// With tracing on, the attempt's span shows when its turn came.
 	trace.SpanFromContext(ctx).AddEvent("admitted by the rate limit")
 	sent := time.Now()
@@ -310,6 +313,7 @@ type attemptsKey struct{}
 
 // attempts is what the gate tells followAttempts of one call.
 type attempts struct {
+	admitted   bool  // an attempt passed the limiter: it may have reached DynamoDB
 	failed     error // the last attempt's error
 	unanswered bool  // an attempt went unanswered
 	expired    bool  // an attempt was refused with credentials DynamoDB holds expired
@@ -344,6 +348,13 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 		!errors.Is(call.failed, context.DeadlineExceeded) {
 		err = &RetryNotMadeError{Failed: call.failed, Stopped: err}
 	}
+	if !call.admitted && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		// The deadline (or the caller) ended the call before any of its
+		// attempts passed the limiter: nothing reached DynamoDB. Said of
+		// the whole call here, as the limiter's own error (NotSent)
+		// speaks of one attempt only.
+		err = &NothingSentError{Err: err}
+	}
 	if f.delete && call.unanswered && err != nil {
 		if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone {
 			err = &DeletedEarlierError{Err: err}
@@ -353,6 +364,23 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 	}
 	return out, md, err
 }
+
+// NothingSentError is the error of a call that its deadline, or its
+// caller leaving, ended before any of its attempts passed the rate limiter
+// (while the first one waited for its turn, or for Redis to give it, say):
+// no attempt reached DynamoDB, so nothing was done. A call with an attempt
+// that went out and whose retry was then cut off is never one, whatever
+// that retry's wait answered.
+type NothingSentError struct{ Err error }
+
+func (e *NothingSentError) Error() string {
+	return e.Err.Error() + " (no attempt was sent to DynamoDB)"
+}
+
+func (e *NothingSentError) Unwrap() error { return e.Err }
+
+// NotSent says the call was not made: nothing reached DynamoDB.
+func (e *NothingSentError) NotSent() bool { return true }
 
 // RetryNotMadeError is the error of an attempt whose retry was not made:
 // the limiter refused it (its turn came too late for the deadline), or

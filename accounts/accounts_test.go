@@ -843,3 +843,82 @@ func TestLimitExceededOverAQuotaIsNotRetried(t *testing.T) {
 		})
 	}
 }
+
+// A call whose deadline passes while its first attempt waits for its turn
+// (a stalled Redis, say) sent nothing to DynamoDB, and says so of the
+// whole call (NothingSentError), for GetBackup, ListBackups and
+// DeleteBackup alike. One whose earlier attempt went out does not, even
+// when that attempt failed with an error that reads as a deadline (an
+// HTTP client's own timeout) and its retry's wait is what the deadline
+// cut off: DynamoDB may have acted on that attempt.
+func TestDeadlineBeforeAnyTurnSaysNothingWasSent(t *testing.T) {
+	arn := aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/T/backup/01700000000000-abcdef12")
+	calls := map[string]func(context.Context, *dynamodb.Client) error{
+		"DescribeBackup": func(ctx context.Context, c *dynamodb.Client) error {
+			_, err := c.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: arn})
+			return err
+		},
+		"ListBackups": func(ctx context.Context, c *dynamodb.Client) error {
+			_, err := c.ListBackups(ctx, &dynamodb.ListBackupsInput{})
+			return err
+		},
+		"DeleteBackup": func(ctx context.Context, c *dynamodb.Client) error {
+			_, err := c.DeleteBackup(ctx, &dynamodb.DeleteBackupInput{BackupArn: arn})
+			return err
+		},
+	}
+	for name, call := range calls {
+		t.Run(name+" first turn", func(t *testing.T) {
+			srv, sent := flakyDynamoDB(t, 0, throttle)
+			target, err := newRegistry(t, srv.URL, &countingLimiter{refuse: true, hold: true}).Resolve("111111111111", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			err = call(ctx, target.DynamoDB)
+			if _, ok := errors.AsType[*NothingSentError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("err = %v; want a NothingSentError wrapping the deadline", err)
+			}
+			if sent.Load() != 0 {
+				t.Errorf("%d HTTP calls; want none", sent.Load())
+			}
+		})
+		t.Run(name+" retry's turn", func(t *testing.T) {
+			// The first attempt outlasts the HTTP client's timeout, which
+			// the SDK retries; the retry waits for a turn until the
+			// deadline.
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(time.Second):
+				}
+			}))
+			t.Cleanup(srv.Close)
+			lim := &countingLimiter{admit: 1, hold: true}
+			r, err := New(Options{
+				AWS: aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+					HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}},
+				Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+				Roles:    staticRoles{},
+				Limiter:  lim,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target, err := r.Resolve("111111111111", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			err = call(ctx, target.DynamoDB)
+			if _, ok := errors.AsType[*NothingSentError](err); ok || err == nil {
+				t.Errorf("err = %v; want an error that does not say nothing was sent", err)
+			}
+			if len(lim.keys) < 2 {
+				t.Errorf("%d turns asked; want the retry's too", len(lim.keys))
+			}
+		})
+	}
+}

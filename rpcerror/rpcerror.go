@@ -414,6 +414,7 @@ func mapUpstream(err error) mapped {
 		deleted    *accounts.DeletedEarlierError
 		unanswered *service.UnansweredError
 		unsent     *service.NotSentError
+		nothing    *accounts.NothingSentError
 		running    *service.StillRunningError
 		unstarted  *service.NotStartedError
 		late       *ratelimit.TooLateError
@@ -465,7 +466,9 @@ func mapUpstream(err error) mapped {
 		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: fmt.Sprintf("%s was not sent to DynamoDB: less than %s of the deadline was left, too little for DynamoDB to answer in time; "+
 				"nothing was done: retry with a longer deadline", late.Key.Operation, late.Lead)}
-	case errors.Is(err, context.DeadlineExceeded) && errors.As(err, &unsent):
+	// The call's own word, not an attempt's (the limiter's NotSent): a
+	// retry's wait cut off after an attempt went out says nothing of it.
+	case errors.Is(err, context.DeadlineExceeded) && (errors.As(err, &unsent) || errors.As(err, &nothing)):
 		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: "the deadline passed before the request was sent to DynamoDB: nothing was done; retry with a longer deadline " +
 				"(the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}

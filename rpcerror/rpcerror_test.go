@@ -318,6 +318,10 @@ func TestStatus(t *testing.T) {
 		// The limiter's error speaks of one attempt: an earlier one may have gone out (a retried DeleteBackup).
 		{"deadline passed waiting for a retry's turn", fmt.Errorf("op: %w", &ratelimit.InterruptedError{Err: context.DeadlineExceeded}),
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "the deadline passed before AWS answered", "nothing was done"},
+		// A GetBackup, ListBackups or DeleteBackup whose first attempt never had its turn (Redis stalling, say).
+		{"deadline passed before any attempt's turn", &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DescribeBackup",
+			Err: &accounts.NothingSentError{Err: &ratelimit.InterruptedError{Err: context.DeadlineExceeded}}},
+			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "before the request was sent to DynamoDB: nothing was done", "may or may not"},
 		{"deadline passed after CreateBackup was sent", &service.UnansweredError{Operation: "CreateBackup", Err: fmt.Errorf("op: %w", context.DeadlineExceeded)},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "after CreateBackup was sent to DynamoDB, before it answered: it may or may not have been done", ""},
 		{"deadline passed while a request_id run goes on", &service.StillRunningError{Operation: "CreateBackup", Err: context.DeadlineExceeded},
