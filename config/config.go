@@ -66,7 +66,11 @@ type Config struct {
 	// call backupd makes, so their owners can tell backupd's calls apart.
 	RoleSessionName string `yaml:"role_session_name"`
 	// UpstreamTimeout is the deadline given to requests that carry none,
-	// and the longest one a request keeps.
+	// and the longest one a request keeps. A CreateBackup or restore with
+	// a request_id waits a second more (service's resultSlack) for its
+	// run, which this bounds from when the request_id is claimed: a run
+	// that ends at its bound, or another replica's run it waits for, is
+	// still answered with its result.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 	// MaxWait is how long a request over its account's rate waits its turn
 	// before it is refused with RESOURCE_EXHAUSTED.

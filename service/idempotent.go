@@ -270,7 +270,11 @@ func answer[Resp proto.Message](ctx context.Context, op string, start *runStart,
 }
 
 // resultSlack is how much longer than its run a request_id caller waits,
-// so that a run that ends at its deadline is still answered.
+// so that a run that ends at its deadline is still answered: the run's
+// upstream_timeout starts only once the request_id is claimed (a round
+// trip to Redis, or more when it is slow), and another replica's run the
+// caller waits for is answered through Redis. The README's and config's
+// upstream_timeout say so.
 const resultSlack = time.Second
 
 // RunsGoing is how many request_id runs are going, those whose callers
