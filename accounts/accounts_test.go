@@ -452,6 +452,32 @@ func TestOddErrorCodeOfA5xxIsAnUnknownOutcome(t *testing.T) {
 	}
 }
 
+// A 4xx whose body is not DynamoDB's JSON (a proxy's 403 page) is a
+// refusal: nothing was done, so a CreateBackup is not an unknown outcome.
+func TestA4xxWithoutAWSErrorIsARefusal(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`<html>forbidden</html>`))
+	}))
+	t.Cleanup(srv.Close)
+	r, err := New(Options{
+		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL)},
+		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+		Roles:    staticRoles{}, Limiter: &countingLimiter{}, Observer: metrics.New(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := r.Resolve("111111111111", "")
+	_, err = target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+	if _, unknown := errors.AsType[*OutcomeUnknownError](err); unknown || err == nil || calls.Load() != 1 {
+		t.Errorf("err = %v after %d calls; want a refusal, not an unknown outcome, after 1", err, calls.Load())
+	}
+}
+
 // slowRoles hands out credentials only when the call's context ends: STS
 // did not answer in time.
 type slowRoles struct{}

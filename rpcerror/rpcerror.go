@@ -484,6 +484,13 @@ func mapUpstream(err error) mapped {
 		return m
 	case errors.As(err, &api):
 		return mapAPI(api, awsRequestID(err), httpStatus(err))
+	case errors.As(err, &respError) && respError.HTTPStatusCode() == http.StatusForbidden:
+		// A 403 whose body is not AWS's JSON (a proxy's or a WAF's page):
+		// refused as forbidden all the same, as mapUnlisted takes one
+		// without an error code.
+		return mapped{code: codes.PermissionDenied, reason: reasonAccessDenied, meta: requestIDMeta(err),
+			msg: "DynamoDB refused backupd's role in this account (HTTP 403 without an AWS error); " +
+				"ask backupd's operators to check the role and its permissions policy, and any proxy on the way to AWS"}
 	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:
 		return mapped{code: codes.Unavailable, reason: reasonDynamoDBUnavailable, retryAfter: DefaultRetryAfter,
 			msg: "DynamoDB could not be reached or kept failing; retry later"}
@@ -674,6 +681,15 @@ func httpStatus(err error) int {
 		return re.HTTPStatusCode()
 	}
 	return 0
+}
+
+// requestIDMeta is the metadata naming err's AWS request id, nil when
+// it has none.
+func requestIDMeta(err error) map[string]string {
+	if id := awsRequestID(err); id != "" {
+		return map[string]string{"aws_request_id": id}
+	}
+	return nil
 }
 
 func awsRequestID(err error) string {

@@ -185,6 +185,8 @@ func TestStatus(t *testing.T) {
 			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "region is enabled in the account", "permissions policy"},
 		{"DynamoDB error code unknown, 403", sdkErrStatus(&smithy.GenericAPIError{Code: "SomethingNew"}, 403),
 			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(SomethingNew, HTTP 403)", ""},
+		{"DynamoDB 403 whose body is not AWS's JSON", sdkErrStatus(&smithy.DeserializationError{Err: errors.New("invalid character '<'")}, 403),
+			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(HTTP 403 without an AWS error)", "internal error"},
 		{"DynamoDB 403 without an error code", sdkErrStatus(&smithy.GenericAPIError{Code: "UnknownError"}, 403),
 			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(HTTP 403 without an error code)", "UnknownError"},
 		{"STS packed policy too large", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "PackedPolicyTooLarge"}, 400),
