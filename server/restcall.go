@@ -122,6 +122,9 @@ func track(next http.Handler) http.Handler {
 		body := &limitedBody{call: call}
 		if r.ContentLength > MaxBodyBytes {
 			body.ReadCloser = declaredTooLarge{r.Body}
+			if r.ContentLength <= maxDrainedBytes && r.Header.Get("Expect") == "" {
+				defer drainRefused(w, r.Body) // after the answer is made, before it is sent
+			}
 		} else {
 			body.ReadCloser = http.MaxBytesReader(serversOwn(w), r.Body, MaxBodyBytes)
 			if r.ContentLength != 0 {
@@ -208,6 +211,27 @@ func hasBody(r *http.Request) bool {
 	// timeout, say) is not an empty one: the call must not go on as if it
 	// had none.
 	return n > 0 || !errors.Is(err, io.EOF)
+}
+
+// maxDrainedBytes and drainTimeout bound what drainRefused reads of a
+// body refused for its declared length: a few times the largest body
+// anyone sends by mistake, and read within a second, or the connection
+// is closed with the rest unread.
+const (
+	maxDrainedBytes = 4 << 20
+	drainTimeout    = time.Second
+)
+
+// drainRefused reads and throws away the body of a request refused for
+// its declared length, before its 413 goes out. A client that writes its
+// whole body before it reads the answer (Python's urllib and requests,
+// most HTTP/1.1 clients) otherwise finds the connection reset under it,
+// the body unread, and reports a broken pipe rather than the 413. One
+// that asked to be told first (Expect: 100-continue, as curl does for
+// large bodies) is not drained: it is told 413 before it sends the body.
+func drainRefused(w http.ResponseWriter, body io.Reader) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrainedBytes))
 }
 
 // declaredTooLarge is the body of a request whose Content-Length is over

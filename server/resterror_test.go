@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -256,5 +260,45 @@ func TestGatewayAsksTheServiceRules(t *testing.T) {
 				t.Errorf("the service's rules were asked with unread fields %v; want once, with %v", asked, tt.unread)
 			}
 		})
+	}
+}
+
+// TestDeclaredTooLargeBodyIsReadBeforeThe413: a client that writes its
+// whole body before it reads the answer, as most HTTP/1.1 clients do,
+// gets the 413 of a body declared over 64 KiB, not a connection reset
+// under its write; one that asks first (Expect: 100-continue) gets the
+// 413 without sending the body.
+func TestDeclaredTooLargeBodyIsReadBeforeThe413(t *testing.T) {
+	f := newFixture(t)
+	addr := strings.TrimPrefix(f.http.URL, "http://")
+	body := bytes.Repeat([]byte("a"), maxDrainedBytes-64)
+	for i := range 5 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		head := fmt.Sprintf("POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+		if _, err := conn.Write(append([]byte(head), body...)); err != nil {
+			t.Fatalf("round %d: writing the body: %v; want it read, then the 413", i, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("round %d: reading the answer: %v; want the 413", i, err)
+		}
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("round %d: status %d, want 413", i, resp.StatusCode)
+		}
+		conn.Close()
+	}
+	req, _ := http.NewRequest("POST", f.http.URL+"/v1/accounts/111111111111/tables/Orders/backups", bytes.NewReader(body))
+	req.Header.Set("Expect", "100-continue")
+	resp, err := (&http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("with Expect: 100-continue: status %d, want 413", resp.StatusCode)
 	}
 }
