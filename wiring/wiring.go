@@ -57,7 +57,8 @@ type Parts struct {
 }
 
 // Backupd is backupd wired, not yet serving: its caller serves GRPC, and
-// HTTP on a listener wrapped by Conns.Listener, then marks Health ready.
+// HTTP on a listener wrapped by Conns.Listener, and marks Health ready as
+// it starts serving.
 type Backupd struct {
 	Service *service.Server
 	Health  *server.Health
