@@ -61,6 +61,10 @@ type restCall struct {
 	// bodyEnded is set when the body ended before all of it arrived: the
 	// client went away mid-body, or sent less than it announced.
 	bodyEnded bool
+	// unread is set when the request is answered with its body left
+	// unread (closeUnread): an unknown caller's, say, whose body is not
+	// waited for, not even to drain it (drainRefused).
+	unread bool
 }
 
 // takesBody lists the methods whose route takes a JSON body.
@@ -122,8 +126,12 @@ func track(next http.Handler) http.Handler {
 		body := &limitedBody{call: call}
 		if r.ContentLength > MaxBodyBytes {
 			body.ReadCloser = declaredTooLarge{r.Body}
-			if r.ContentLength <= maxDrainedBytes && r.Header.Get("Expect") == "" {
-				defer drainRefused(w, r.Body) // after the answer is made, before it is sent
+			if r.ProtoMajor == 1 && r.ContentLength <= maxDrainedBytes && r.Header.Get("Expect") == "" {
+				defer func(body io.Reader) {
+					if !call.unread {
+						drainRefused(w, body) // after the answer is made, before it is sent
+					}
+				}(r.Body)
 			}
 		} else {
 			body.ReadCloser = http.MaxBytesReader(serversOwn(w), r.Body, MaxBodyBytes)
@@ -229,6 +237,9 @@ const (
 // the body unread, and reports a broken pipe rather than the 413. One
 // that asked to be told first (Expect: 100-continue, as curl does for
 // large bodies) is not drained: it is told 413 before it sends the body.
+// Nor is an HTTP/2 one, whose unread body ends only its stream, or one
+// answered from its headers alone (closeUnread: an unknown caller, a
+// route backupd does not have), whose body is not waited for at all.
 func drainRefused(w http.ResponseWriter, body io.Reader) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTimeout))
 	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrainedBytes))
@@ -304,6 +315,9 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 // would hold the answer, or the connection, for the whole read timeout.
 // Over HTTP/2 only the stream ends, and net/http resets it itself.
 func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if call := restCallOf(r.Context()); call != nil {
+		call.unread = true
+	}
 	if r.ProtoMajor != 1 || r.ContentLength == 0 {
 		return
 	}

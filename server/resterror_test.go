@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -301,4 +302,67 @@ func TestDeclaredTooLargeBodyIsReadBeforeThe413(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("with Expect: 100-continue: status %d, want 413", resp.StatusCode)
 	}
+}
+
+// TestBodyNotWaitedForIsNotDrained: a request answered from its headers
+// alone (an unknown caller, a route backupd does not have) is answered at
+// once whatever length its body declares, as the README says ("a body
+// that comes slowly holds nothing"): the drain of a declared-too-large
+// body is not for it. Nor is one over HTTP/2, whose unread body ends only
+// its stream.
+func TestBodyNotWaitedForIsNotDrained(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	for _, tt := range []struct {
+		name, path, headers string
+		want                int
+	}{
+		{"unknown token", "/v1/accounts/111111111111/tables/Orders/backups", "Authorization: Bearer wrong\r\n", 401},
+		{"no such route", "/v1/nothing", "Authorization: Bearer orders-token\r\n", 404},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n", tt.path, tt.headers, 1<<20)
+			if _, err := conn.Write([]byte(head)); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if took := time.Since(start); resp.StatusCode != tt.want || took > drainTimeout/2 {
+				t.Errorf("status %d after %v; want %d at once, without waiting for the body", resp.StatusCode, took, tt.want)
+			}
+		})
+	}
+	t.Run("HTTP/2", func(t *testing.T) {
+		h := f.http.Config.Handler
+		srv := httptest.NewUnstartedServer(h)
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		pr, pw := io.Pipe()
+		t.Cleanup(func() { pw.Close() })
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/accounts/111111111111/tables/Orders/backups", pr)
+		req.Header.Set("Authorization", "Bearer orders-token")
+		req.ContentLength = 1 << 20
+		start := time.Now()
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if took := time.Since(start); resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestEntityTooLarge || took > drainTimeout/2 {
+			t.Errorf("HTTP/%d %d after %v; want HTTP/2 413 at once", resp.ProtoMajor, resp.StatusCode, took)
+		}
+	})
 }
