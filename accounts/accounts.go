@@ -484,9 +484,12 @@ func outcomeUnknown(err error) bool {
 }
 
 // refused reports whether an attempt certainly was not acted on: DynamoDB
-// answered with one of its own client errors or throttling (or any 4xx,
-// whatever its body), or the connection to it was never made. A 5xx is not a refusal, whatever its
-// body (a proxy's 503 page parses as an error of unknown fault).
+// answered with one of its own client errors or throttling, or the
+// connection to it was never made. A 5xx is not a refusal, whatever its
+// body (a proxy's 503 page parses as an error of unknown fault), nor is a
+// 4xx whose body is not DynamoDB's JSON: what answered it was not
+// DynamoDB, and may have answered after passing the request on (a proxy
+// or WAF that checks responses).
 func refused(err error) bool {
 	var api smithy.APIError
 	if errors.As(err, &api) {
@@ -498,12 +501,6 @@ func refused(err error) bool {
 			return false
 		}
 		return api.ErrorFault() != smithy.FaultServer
-	}
-	// A 4xx whose body is not DynamoDB's JSON (a proxy's or a WAF's 403
-	// page) is no API error, but a refusal all the same: nothing was done.
-	var resp *awshttp.ResponseError
-	if errors.As(err, &resp) && resp.HTTPStatusCode() >= 400 && resp.HTTPStatusCode() < 500 {
-		return true
 	}
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
