@@ -424,59 +424,51 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 	}
 }
 
-// A 5xx whose error code is not a name (here not even UTF-8; a proxy in
-// front of DynamoDB may answer anything) is an unknown outcome like any
-// other 5xx, counted by the metrics, and sent once: the attempt's
-// observer, which runs after DynamoDB may have acted, must not panic.
-func TestOddErrorCodeOfA5xxIsAnUnknownOutcome(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		w.Header().Set("X-Amzn-ErrorType", "Internal\xffError")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write([]byte(`{}`))
-	}))
-	t.Cleanup(srv.Close)
-	r, err := New(Options{
-		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL)},
-		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
-		Roles:    staticRoles{}, Limiter: &countingLimiter{}, Observer: metrics.New(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, _ := r.Resolve("111111111111", "")
-	_, err = target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
-	if _, ok := errors.AsType[*OutcomeUnknownError](err); !ok || calls.Load() != 1 {
-		t.Errorf("err = %v after %d calls; want an unknown outcome after 1", err, calls.Load())
-	}
-}
-
-// A 4xx whose body is not DynamoDB's JSON (a proxy's or WAF's 403 page)
-// does not say DynamoDB did nothing: such a proxy may refuse the answer
-// after passing the request on. A CreateBackup so answered is an unknown
-// outcome, never run again under its request_id.
-func TestA4xxWithoutAWSErrorIsAnUnknownOutcome(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(http.StatusForbidden)
-		_, _ = w.Write([]byte(`<html>forbidden</html>`))
-	}))
-	t.Cleanup(srv.Close)
-	r, err := New(Options{
-		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL)},
-		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
-		Roles:    staticRoles{}, Limiter: &countingLimiter{}, Observer: metrics.New(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, _ := r.Resolve("111111111111", "")
-	_, err = target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
-	if _, unknown := errors.AsType[*OutcomeUnknownError](err); !unknown || calls.Load() != 1 {
-		t.Errorf("err = %v after %d calls; want an unknown outcome after 1", err, calls.Load())
+// Answers that are not DynamoDB's own refusals leave a CreateBackup an
+// unknown outcome, sent once: a 5xx whose error code is not a name (here
+// not even UTF-8; a proxy in front of DynamoDB may answer anything),
+// whose attempt's observer, running after DynamoDB may have acted, must
+// not panic; and a 4xx whose body is not DynamoDB's JSON (a proxy's or
+// WAF's 403 page), which does not say DynamoDB did nothing: such a proxy
+// may refuse the answer after passing the request on. Neither is run
+// again under its request_id.
+func TestProxyAnswersAreUnknownOutcomes(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		answer http.HandlerFunc
+	}{
+		{"5xx with an odd error code", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("X-Amzn-ErrorType", "Internal\xffError")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`{}`))
+		}},
+		{"403 page", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`<html>forbidden</html>`))
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				tt.answer(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			r, err := New(Options{
+				AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL)},
+				Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+				Roles:    staticRoles{}, Limiter: &countingLimiter{}, Observer: metrics.New(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target, _ := r.Resolve("111111111111", "")
+			_, err = target.DynamoDB.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("T"), BackupName: aws.String("b")})
+			if _, ok := errors.AsType[*OutcomeUnknownError](err); !ok || calls.Load() != 1 {
+				t.Errorf("err = %v after %d calls; want an unknown outcome after 1", err, calls.Load())
+			}
+		})
 	}
 }
 

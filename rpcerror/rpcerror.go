@@ -436,32 +436,18 @@ func mapUpstream(err error) mapped {
 		return m
 	case errors.As(err, &assume): // before the deadline: STS's own timeout is not the caller's deadline
 		return mapAssume(assume)
-	case errors.As(err, &unanswered) && errors.Is(err, context.Canceled):
-		return mapped{code: codes.Canceled, reason: ReasonCanceled,
-			msg: fmt.Sprintf("the request was canceled after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
-				"%s before trying again", unanswered.Operation, howToCheck(unanswered.Operation))}
 	case errors.As(err, &unanswered):
-		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
-			msg: fmt.Sprintf("the deadline passed after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
-				"%s before trying again (with a request_id, a repeat is answered with the first one's result)", unanswered.Operation, howToCheck(unanswered.Operation))}
-	case errors.As(err, &unstarted) && errors.Is(err, context.Canceled):
-		return mapped{code: codes.Canceled, reason: ReasonCanceled,
-			msg: fmt.Sprintf("the request was canceled before %s started: this call sent nothing to DynamoDB, "+
-				"but another call with the same request_id may have; repeat the request with the same request_id, not a new one", unstarted.Operation)}
+		return cutShort(err, fmt.Sprintf("after %s was sent to DynamoDB, before it answered: it may or may not have been done; "+
+			"%s before trying again", unanswered.Operation, howToCheck(unanswered.Operation)),
+			" (with a request_id, a repeat is answered with the first one's result)")
 	case errors.As(err, &unstarted):
-		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
-			msg: fmt.Sprintf("the deadline passed before %s started (backupd was still checking its request_id: its shared state (Redis) "+
-				"was slow or unavailable): this call sent nothing to DynamoDB, "+
-				"but another call with the same request_id may have; repeat the request with the same request_id, not a new one", unstarted.Operation)}
-	case errors.As(err, &running) && errors.Is(err, context.Canceled):
-		return mapped{code: codes.Canceled, reason: ReasonCanceled,
-			msg: fmt.Sprintf("the request was canceled before %s finished; it goes on under its request_id: "+
-				"repeat the request with the same request_id to get its result", running.Operation)}
+		return cutShort(err, fmt.Sprintf("before %s started: this call sent nothing to DynamoDB, "+
+			"but another call with the same request_id may have; repeat the request with the same request_id, not a new one", unstarted.Operation),
+			" (backupd was still checking its request_id: its shared state (Redis) was slow or unavailable)")
 	case errors.As(err, &running):
-		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
-			msg: fmt.Sprintf("the deadline passed before %s finished; it goes on under its request_id: "+
-				"repeat the request with the same request_id to get its result "+
-				"(OUTCOME_UNKNOWN if the replica running it stopped before it finished)", running.Operation)}
+		return cutShort(err, fmt.Sprintf("before %s finished; it goes on under its request_id: "+
+			"repeat the request with the same request_id to get its result", running.Operation),
+			" (OUTCOME_UNKNOWN if the replica running it stopped before it finished)")
 	case errors.As(err, &late):
 		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: fmt.Sprintf("%s was not sent to DynamoDB: less than %s of the deadline was left, too little for DynamoDB to answer in time; "+
@@ -672,6 +658,16 @@ func mapUnlisted(m mapped, api smithy.APIError, httpStatus int) mapped {
 	m.code, m.reason = codes.Internal, reasonInternal
 	m.msg = internalMsg
 	return m
+}
+
+// cutShort maps a call its caller ended, canceled or by its deadline,
+// before it was done: what the call had come to, and, past the deadline,
+// a note for a caller that will repeat it.
+func cutShort(err error, what, deadlineNote string) mapped {
+	if errors.Is(err, context.Canceled) {
+		return mapped{code: codes.Canceled, reason: ReasonCanceled, msg: "the request was canceled " + what}
+	}
+	return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded, msg: "the deadline passed " + what + deadlineNote}
 }
 
 // httpStatus is the status of the HTTP answer err carries, 0 when none.

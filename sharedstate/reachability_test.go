@@ -27,18 +27,7 @@ func TestReachability(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	r := testenv.StartRedis(t, addr)
 	logs := &testenv.Buffer{}
-	var mu sync.Mutex
-	var reports []bool
-	reported := func() []bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(reports)
-	}
-	reach := NewReachability(slog.New(slog.NewJSONHandler(logs, nil)), func(up bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		reports = append(reports, up)
-	})
+	reach, reported := recorded(slog.New(slog.NewJSONHandler(logs, nil)))
 	clock := time.Now()
 	reach.now = func() time.Time { return clock }
 	c, _ := clients(t, config.Redis{Address: addr, KeyPrefix: "backupd:"})
@@ -130,13 +119,7 @@ func TestReachabilityOfARedisThatRefusesBackupd(t *testing.T) {
 	if err := r.Client.Do(ctx, "acl", "setuser", "bk", "on", ">bk-password", "~*", "+@all").Err(); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var reports []bool
-	reach := NewReachability(slog.New(slog.DiscardHandler), func(up bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		reports = append(reports, up)
-	})
+	reach, reported := recorded(slog.New(slog.DiscardHandler))
 	clock := time.Now()
 	reach.now = func() time.Time { return clock }
 	c, _ := clients(t, config.Redis{Address: addr, Username: "bk", Password: "bk-password", KeyPrefix: "backupd:"})
@@ -176,9 +159,7 @@ func TestReachabilityOfARedisThatRefusesBackupd(t *testing.T) {
 			t.Fatalf("%s: SET once served again: %v", tt.name, err)
 		}
 		want = append(want, false, true)
-		mu.Lock()
-		got := slices.Clone(reports)
-		mu.Unlock()
+		got := reported()
 		if !slices.Equal(got, want) {
 			t.Fatalf("%s: reported %v; want %v", tt.name, got, want)
 		}
@@ -196,18 +177,7 @@ func TestReachabilityOfAStallSeenOnlyByCutCommands(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	r := testenv.StartRedis(t, addr)
 	logs := &testenv.Buffer{}
-	var mu sync.Mutex
-	var reports []bool
-	reported := func() []bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(reports)
-	}
-	reach := NewReachability(slog.New(slog.NewJSONHandler(logs, nil)), func(up bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		reports = append(reports, up)
-	})
+	reach, reported := recorded(slog.New(slog.NewJSONHandler(logs, nil)))
 	c, _ := clients(t, config.Redis{Address: addr, KeyPrefix: "backupd:"})
 	reach.ProbeWith(func(ctx context.Context) error { return c.Ping(ctx).Err() })
 	c.AddHook(reach)
@@ -250,18 +220,7 @@ func TestReachabilityOfAStallSeenOnlyByCutCommands(t *testing.T) {
 func TestReachabilityProbeOfARefusingRedis(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	r := testenv.StartRedis(t, addr)
-	var mu sync.Mutex
-	var reports []bool
-	reported := func() []bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(reports)
-	}
-	reach := NewReachability(slog.New(slog.DiscardHandler), func(up bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		reports = append(reports, up)
-	})
+	reach, reported := recorded(slog.New(slog.DiscardHandler))
 	var clockMu sync.Mutex
 	clock := time.Now()
 	reach.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
@@ -290,5 +249,22 @@ func TestReachabilityProbeOfARefusingRedis(t *testing.T) {
 	_ = c.Set(ctx, "backupd:x", 1, time.Minute).Err()
 	if got := reported(); !slices.Equal(got, []bool{true, false}) {
 		t.Errorf("READONLY for downAfter, a probe between: reported %v; want [true false]", got)
+	}
+}
+
+// recorded is a Reachability logging to log whose reports are kept:
+// reported returns them so far, in order.
+func recorded(log *slog.Logger) (reach *Reachability, reported func() []bool) {
+	var mu sync.Mutex
+	var reports []bool
+	reach = NewReachability(log, func(up bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports = append(reports, up)
+	})
+	return reach, func() []bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(reports)
 	}
 }

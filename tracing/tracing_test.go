@@ -143,6 +143,14 @@ func (c canned) Do(r *http.Request) (*http.Response, error) {
 		Body:   io.NopCloser(bytes.NewReader([]byte(c.body)))}, nil
 }
 
+// cannedAWS is an AWS config whose calls to endpoint get answer, signed
+// with static credentials and traced by tr (and more middleware, if any).
+func cannedAWS(tr *Tracing, region, endpoint string, answer canned, more ...func(*middleware.Stack) error) aws.Config {
+	return aws.Config{Region: region, Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		BaseEndpoint: aws.String(endpoint), HTTPClient: answer,
+		APIOptions: append([]func(*middleware.Stack) error{tr.AWSMiddleware}, more...)}
+}
+
 // TestAWSMiddlewareSpans checks the spans of an operation DynamoDB
 // answers with an error: a client span with the error's code and a
 // status without the secret the message quotes, and an attempt under it.
@@ -150,13 +158,9 @@ func TestAWSMiddlewareSpans(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	tr := New(provider)
-	client := dynamodb.NewFromConfig(aws.Config{
-		Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-		BaseEndpoint: aws.String("http://dynamodb.test"),
-		HTTPClient: canned{status: 400, body: `{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",` +
-			`"message":"Requested resource not found: X-Amz-Security-Token=SESSIONSECRET"}`},
-		APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware},
-	})
+	client := dynamodb.NewFromConfig(cannedAWS(tr, "eu-west-1", "http://dynamodb.test",
+		canned{status: 400, body: `{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",` +
+			`"message":"Requested resource not found: X-Amz-Security-Token=SESSIONSECRET"}`}))
 	_, err := client.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("Orders"), BackupName: aws.String("b")})
 	if err == nil {
 		t.Fatal("CreateBackup succeeded against a 400")
@@ -261,11 +265,9 @@ func TestFromEnvBoundsAttributes(t *testing.T) {
 func TestAWSMiddlewareSpansOfAnAnswerWithoutACode(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
-	client := dynamodb.NewFromConfig(aws.Config{
-		Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-		BaseEndpoint: aws.String("http://dynamodb.test"), RetryMaxAttempts: 1,
-		HTTPClient: canned{status: 503}, APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware},
-	})
+	cfg := cannedAWS(tr, "eu-west-1", "http://dynamodb.test", canned{status: 503})
+	cfg.RetryMaxAttempts = 1
+	client := dynamodb.NewFromConfig(cfg)
 	if _, err := client.DescribeBackup(context.Background(), &dynamodb.DescribeBackupInput{BackupArn: aws.String("arn")}); err == nil {
 		t.Fatal("DescribeBackup succeeded against a 503")
 	}
@@ -295,13 +297,9 @@ func TestAWSMiddlewareSpansOfAnAnswerWithoutACode(t *testing.T) {
 func TestAWSMiddlewareSpansOfSTS(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
-	client := sts.NewFromConfig(aws.Config{
-		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-		BaseEndpoint: aws.String("http://sts.test"),
-		HTTPClient: canned{status: 403, body: `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>` +
-			`<Message>the external id (EXTIDSECRET) is wrong</Message></Error><RequestId>REQ-2</RequestId></ErrorResponse>`},
-		APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware},
-	})
+	client := sts.NewFromConfig(cannedAWS(tr, "us-east-1", "http://sts.test",
+		canned{status: 403, body: `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>` +
+			`<Message>the external id (EXTIDSECRET) is wrong</Message></Error><RequestId>REQ-2</RequestId></ErrorResponse>`}))
 	_, err := client.AssumeRole(context.Background(), &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::111111111111:role/x"),
 		RoleSessionName: aws.String("backupd"), ExternalId: aws.String("EXTIDSECRET")})
 	if err == nil || !strings.Contains(err.Error(), "EXTIDSECRET") {
@@ -326,13 +324,9 @@ func TestAWSMiddlewareSpansOfSTS(t *testing.T) {
 func TestAWSMiddlewareSpansOfAnSTSRefusalUnderDynamoDB(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
-	stsClient := sts.NewFromConfig(aws.Config{
-		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-		BaseEndpoint: aws.String("http://sts.test"),
-		HTTPClient: canned{status: 403, body: `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>` +
-			`<Message>not authorized to perform sts:AssumeRole</Message></Error><RequestId>REQ-2</RequestId></ErrorResponse>`},
-		APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware},
-	})
+	stsClient := sts.NewFromConfig(cannedAWS(tr, "us-east-1", "http://sts.test",
+		canned{status: 403, body: `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>` +
+			`<Message>not authorized to perform sts:AssumeRole</Message></Error><RequestId>REQ-2</RequestId></ErrorResponse>`}))
 	client := dynamodb.NewFromConfig(aws.Config{
 		Region:       "us-east-1",
 		Credentials:  aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, "arn:aws:iam::111111111111:role/x")),
@@ -401,11 +395,9 @@ func TestAWSMiddlewareSpansOfACallNotSent(t *testing.T) {
 			return middleware.FinalizeOutput{}, middleware.Metadata{}, refusedHere{}
 		}), middleware.After)
 	}
-	client := dynamodb.NewFromConfig(aws.Config{
-		Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-		BaseEndpoint: aws.String("http://dynamodb.test"), RetryMaxAttempts: 1, HTTPClient: canned{status: 200, body: "{}"},
-		APIOptions: []func(*middleware.Stack) error{tr.AWSMiddleware, refuse},
-	})
+	cfg := cannedAWS(tr, "eu-west-1", "http://dynamodb.test", canned{status: 200, body: "{}"}, refuse)
+	cfg.RetryMaxAttempts = 1
+	client := dynamodb.NewFromConfig(cfg)
 	if _, err := client.CreateBackup(context.Background(), &dynamodb.CreateBackupInput{TableName: aws.String("Orders"), BackupName: aws.String("b")}); err == nil {
 		t.Fatal("CreateBackup succeeded though refused")
 	}
