@@ -38,8 +38,8 @@ type Reachability struct {
 	failingSince time.Time
 	// lastAnswer is when the last answer came, in Unix ns.
 	lastAnswer atomic.Int64
-	// refused is set, under mu, when a failure since the last answer was
-	// a refusal (refusingStates): a probe's PING, which a Redis that
+	// refused is set when a failure since the last answer was a refusal
+	// (refusingStates), cleared by an answer: a probe's PING, which a Redis that
 	// refuses backupd's commands still answers (READONLY, OOM, MISCONF),
 	// then says nothing of it.
 	refused atomic.Bool
