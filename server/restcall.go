@@ -138,6 +138,17 @@ func track(next http.Handler) http.Handler {
 			if r.ContentLength != 0 {
 				body.reads, body.w = bodyReadsOf(r.Context()), w
 			}
+			if r.ContentLength < 0 && r.ProtoMajor == 1 {
+				// A chunked body is refused as its reading passes the
+				// limit; what is left of it is drained as a declared
+				// one's is. An Expect: 100-continue client was told to
+				// go on by that reading, and is sending the rest too.
+				defer func(body io.Reader) {
+					if call.tooLarge && !call.unread {
+						drainRefused(w, body)
+					}
+				}(r.Body)
+			}
 		}
 		r = r.WithContext(withRestCall(r.Context(), call))
 		r.Body = body
@@ -222,7 +233,7 @@ func hasBody(r *http.Request) bool {
 }
 
 // maxDrainedBytes and drainTimeout bound what drainRefused reads of a
-// body refused for its declared length: a few times the largest body
+// body refused for its length: a few times the largest body
 // anyone sends by mistake, and read within a second, or the connection
 // is closed with the rest unread.
 const (
@@ -231,12 +242,13 @@ const (
 )
 
 // drainRefused reads and throws away the body of a request refused for
-// its declared length, before its 413 goes out. A client that writes its
-// whole body before it reads the answer (Python's urllib and requests,
-// most HTTP/1.1 clients) otherwise finds the connection reset under it,
-// the body unread, and reports a broken pipe rather than the 413. One
-// that asked to be told first (Expect: 100-continue, as curl does for
-// large bodies) is not drained: it is told 413 before it sends the body.
+// its length, declared or read, before its 413 goes out. A client that
+// writes its whole body before it reads the answer (Python's urllib and
+// requests, most HTTP/1.1 clients) otherwise finds the connection reset
+// under it, the body unread, and reports a broken pipe rather than the
+// 413. One that declared its length and asked to be told first (Expect:
+// 100-continue, as curl does for large bodies) is not drained: it is
+// told 413 before it sends the body.
 // Nor is an HTTP/2 one, whose unread body ends only its stream, or one
 // answered from its headers alone (closeUnread: an unknown caller, a
 // route backupd does not have), whose body is not waited for at all.

@@ -304,6 +304,36 @@ func TestDeclaredTooLargeBodyIsReadBeforeThe413(t *testing.T) {
 	}
 }
 
+// TestChunkedTooLargeBodyIsReadBeforeThe413: a chunked body is refused
+// as its reading passes MaxBodyBytes, and what is left of it is read
+// before the 413, as a declared one's is: a client that writes the whole
+// body first gets the 413, not a reset connection.
+func TestChunkedTooLargeBodyIsReadBeforeThe413(t *testing.T) {
+	f := newFixture(t)
+	addr := strings.TrimPrefix(f.http.URL, "http://")
+	chunk := fmt.Sprintf("%x\r\n%s\r\n", 16<<10, bytes.Repeat([]byte("a"), 16<<10))
+	body := strings.Repeat(chunk, (maxDrainedBytes-MaxBodyBytes)/(16<<10)-1) + "0\r\n\r\n"
+	for i := range 5 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		head := "POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+		if _, err := conn.Write([]byte(head + body)); err != nil {
+			t.Fatalf("round %d: writing the body: %v; want it read, then the 413", i, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("round %d: reading the answer: %v; want the 413", i, err)
+		}
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("round %d: status %d, want 413", i, resp.StatusCode)
+		}
+		conn.Close()
+	}
+}
+
 // TestBodyNotWaitedForIsNotDrained: a request answered from its headers
 // alone (an unknown caller, a route backupd does not have) is answered at
 // once whatever length its body declares, as the README says ("a body
