@@ -487,14 +487,17 @@ func outcomeUnknown(err error) bool {
 // answered with one of its own client errors or throttling, or the
 // connection to it was never made. A 5xx is not a refusal, whatever its
 // body (a proxy's 503 page parses as an error of unknown fault), nor is a
-// 4xx whose body is not DynamoDB's JSON: what answered it was not
-// DynamoDB, and may have answered after passing the request on (a proxy
-// or WAF that checks responses).
+// 4xx whose body is not DynamoDB's JSON, or is JSON without DynamoDB's
+// error code: what answered it was not DynamoDB, and may have answered
+// after passing the request on (a proxy or WAF that checks responses).
 func refused(err error) bool {
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		if Throttling(api.ErrorCode()) {
 			return true
+		}
+		if api.ErrorCode() == noErrorCode {
+			return false
 		}
 		var resp *awshttp.ResponseError
 		if errors.As(err, &resp) && resp.HTTPStatusCode() >= 500 {
@@ -505,6 +508,10 @@ func refused(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
+
+// noErrorCode is the error code smithy gives an error answer that named
+// none, as every answer of DynamoDB's own does.
+const noErrorCode = "UnknownError"
 
 func isLimited(err error) bool {
 	var le *ratelimit.LimitedError

@@ -429,9 +429,10 @@ func TestRetriesNeverRepeatAnAmbiguousCreateBackup(t *testing.T) {
 // not even UTF-8; a proxy in front of DynamoDB may answer anything),
 // whose attempt's observer, running after DynamoDB may have acted, must
 // not panic; and a 4xx whose body is not DynamoDB's JSON (a proxy's or
-// WAF's 403 page), which does not say DynamoDB did nothing: such a proxy
-// may refuse the answer after passing the request on. Neither is run
-// again under its request_id.
+// WAF's 403 page, or a JSON answer without DynamoDB's error code), which
+// does not say DynamoDB did nothing: such a proxy may refuse the answer
+// after passing the request on. Neither is run again under its
+// request_id.
 func TestProxyAnswersAreUnknownOutcomes(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
@@ -441,6 +442,11 @@ func TestProxyAnswersAreUnknownOutcomes(t *testing.T) {
 			w.Header().Set("X-Amzn-ErrorType", "Internal\xffError")
 			w.WriteHeader(http.StatusInternalServerError)
 			_, _ = w.Write([]byte(`{}`))
+		}},
+		{"429 without an error code", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"message":"Too Many Requests"}`))
 		}},
 		{"403 page", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html")

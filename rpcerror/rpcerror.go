@@ -477,6 +477,10 @@ func mapUpstream(err error) mapped {
 		return mapped{code: codes.PermissionDenied, reason: reasonAccessDenied, meta: requestIDMeta(err),
 			msg: "DynamoDB refused backupd's role in this account (HTTP 403 without an AWS error); " +
 				"ask backupd's operators to check the role and its permissions policy, and any proxy on the way to AWS"}
+	case errors.As(err, &respError) && proxyStatus(respError.HTTPStatusCode()):
+		// Not AWS's JSON, and a status DynamoDB does not answer with: a
+		// proxy's page.
+		return proxyAnswer(mapped{meta: requestIDMeta(err)}, respError.HTTPStatusCode())
 	case errors.As(err, &maxTries), errors.As(err, &netErr), errors.As(err, &respError) && respError.HTTPStatusCode() >= 500:
 		return mapped{code: codes.Unavailable, reason: reasonDynamoDBUnavailable, retryAfter: DefaultRetryAfter,
 			msg: "DynamoDB could not be reached or kept failing; retry later"}
@@ -643,6 +647,9 @@ func mapUnlisted(m mapped, api smithy.APIError, httpStatus int) mapped {
 		m.msg = "DynamoDB failed (" + what + "); retry later"
 		return m
 	}
+	if proxyStatus(httpStatus) {
+		return proxyAnswer(m, httpStatus)
+	}
 	if httpStatus == http.StatusForbidden {
 		// An error code the SDK does not model, refused as
 		// forbidden: AWS's common errors are, on credentials.
@@ -657,6 +664,29 @@ func mapUnlisted(m mapped, api smithy.APIError, httpStatus int) mapped {
 	}
 	m.code, m.reason = codes.Internal, reasonInternal
 	m.msg = internalMsg
+	return m
+}
+
+// proxyStatus reports whether an HTTP status is one DynamoDB does not
+// answer with (it throttles with a 400 and an error code), but a proxy
+// or gateway on the way to it may: too many requests, or the request
+// timed out before it was complete.
+func proxyStatus(httpStatus int) bool {
+	return httpStatus == http.StatusTooManyRequests || httpStatus == http.StatusRequestTimeout
+}
+
+// proxyAnswer maps such an answer for a call whose outcome it does not
+// leave unknown (CreateBackup and restore are told OUTCOME_UNKNOWN
+// before this: a proxy may answer so after passing the request on). m
+// holds the error's metadata.
+func proxyAnswer(m mapped, httpStatus int) mapped {
+	if httpStatus == http.StatusTooManyRequests {
+		m.code, m.reason, m.retryAfter = codes.ResourceExhausted, reasonDynamoDBThrottled, DefaultRetryAfter
+		m.msg = "the call to DynamoDB was refused with HTTP 429 Too Many Requests, by DynamoDB's endpoint or a proxy on the way to it: retry later"
+		return m
+	}
+	m.code, m.reason, m.retryAfter = codes.Unavailable, reasonDynamoDBUnavailable, DefaultRetryAfter
+	m.msg = fmt.Sprintf("the call to DynamoDB failed with HTTP %d, from DynamoDB's endpoint or a proxy on the way to it; retry later", httpStatus)
 	return m
 }
 
