@@ -353,7 +353,7 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 		// attempts passed the limiter: nothing reached DynamoDB. Said of
 		// the whole call here, as the limiter's own error (NotSent)
 		// speaks of one attempt only.
-		err = &NothingSentError{Err: err}
+		err = &NothingDoneError{Err: err}
 	}
 	if f.delete && call.unanswered && err != nil {
 		if _, gone := errors.AsType[*types.BackupNotFoundException](err); gone {
@@ -365,22 +365,25 @@ func (f followAttempts) HandleInitialize(ctx context.Context, in middleware.Init
 	return out, md, err
 }
 
-// NothingSentError is the error of a call that its deadline, or its
-// caller leaving, ended before any of its attempts passed the rate limiter
-// (while the first one waited for its turn, or for Redis to give it, say):
-// no attempt reached DynamoDB, so nothing was done. A call with an attempt
-// that went out and whose retry was then cut off is never one, whatever
-// that retry's wait answered.
-type NothingSentError struct{ Err error }
+// NothingDoneError is the error of a call that DynamoDB did not act
+// on: no attempt of it reached DynamoDB (the deadline, or the caller
+// leaving, ended it before any attempt passed the rate limiter, say), or
+// DynamoDB refused each one that did. It speaks of the whole call, where
+// an error that says NotSent (the limiter's, STS's) speaks of one
+// attempt: a call with an attempt that went out and whose retry was then
+// cut off is never one, whatever that retry's wait answered. A request_id
+// run that ends with it is forgotten, so that its repeat runs, and a
+// caller whose deadline passed is told nothing was done.
+type NothingDoneError struct{ Err error }
 
-func (e *NothingSentError) Error() string {
-	return e.Err.Error() + " (no attempt was sent to DynamoDB)"
+func (e *NothingDoneError) Error() string {
+	return e.Err.Error() + " (DynamoDB did not act on it: no attempt reached it, or it refused each one that did)"
 }
 
-func (e *NothingSentError) Unwrap() error { return e.Err }
+func (e *NothingDoneError) Unwrap() error { return e.Err }
 
-// NotSent says the call was not made: nothing reached DynamoDB.
-func (e *NothingSentError) NotSent() bool { return true }
+// NotSent says the call was not made: DynamoDB did nothing.
+func (e *NothingDoneError) NotSent() bool { return true }
 
 // RetryNotMadeError is the error of an attempt whose retry was not made:
 // the limiter refused it (its turn came too late for the deadline), or

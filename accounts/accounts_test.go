@@ -872,7 +872,7 @@ func TestLimitExceededOverAQuotaIsNotRetried(t *testing.T) {
 
 // A call whose deadline passes while its first attempt waits for its turn
 // (a stalled Redis, say) sent nothing to DynamoDB, and says so of the
-// whole call (NothingSentError), for GetBackup, ListBackups and
+// whole call (NothingDoneError), for GetBackup, ListBackups and
 // DeleteBackup alike. One whose earlier attempt went out does not, even
 // when that attempt failed with an error that reads as a deadline (an
 // HTTP client's own timeout) and its retry's wait is what the deadline
@@ -903,8 +903,8 @@ func TestDeadlineBeforeAnyTurnSaysNothingWasSent(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			err = call(ctx, target.DynamoDB)
-			if _, ok := errors.AsType[*NothingSentError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("err = %v; want a NothingSentError wrapping the deadline", err)
+			if _, ok := errors.AsType[*NothingDoneError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("err = %v; want a NothingDoneError wrapping the deadline", err)
 			}
 			if sent.Load() != 0 {
 				t.Errorf("%d HTTP calls; want none", sent.Load())
@@ -939,7 +939,7 @@ func TestDeadlineBeforeAnyTurnSaysNothingWasSent(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			err = call(ctx, target.DynamoDB)
-			if _, ok := errors.AsType[*NothingSentError](err); ok || err == nil {
+			if _, ok := errors.AsType[*NothingDoneError](err); ok || err == nil {
 				t.Errorf("err = %v; want an error that does not say nothing was sent", err)
 			}
 			if len(lim.keys) < 2 {

@@ -413,8 +413,7 @@ func mapUpstream(err error) mapped {
 		unsure     *accounts.OutcomeUnknownError
 		deleted    *accounts.DeletedEarlierError
 		unanswered *service.UnansweredError
-		unsent     *service.NotSentError
-		nothing    *accounts.NothingSentError
+		nothing    *accounts.NothingDoneError
 		running    *service.StillRunningError
 		unstarted  *service.NotStartedError
 		late       *ratelimit.TooLateError
@@ -454,7 +453,7 @@ func mapUpstream(err error) mapped {
 				"nothing was done: retry with a longer deadline", late.Key.Operation, late.Lead)}
 	// The call's own word, not an attempt's (the limiter's NotSent): a
 	// retry's wait cut off after an attempt went out says nothing of it.
-	case errors.Is(err, context.DeadlineExceeded) && (errors.As(err, &unsent) || errors.As(err, &nothing)):
+	case errors.Is(err, context.DeadlineExceeded) && errors.As(err, &nothing):
 		return mapped{code: codes.DeadlineExceeded, reason: ReasonDeadlineExceeded,
 			msg: "the deadline passed before the request was sent to DynamoDB: nothing was done; retry with a longer deadline " +
 				"(the caller's deadline, or backupd's upstream_timeout when the caller set none or a longer one)"}

@@ -320,9 +320,9 @@ func TestStatus(t *testing.T) {
 		{"request_id reused", &idempotency.ConflictError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
 			codes.AlreadyExists, "REQUEST_ID_REUSED", "request_id", 0, "req-1", ""},
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "upstream_timeout", "may or may not"},
-		{"deadline passed before CreateBackup was sent", &service.NotSentError{Err: fmt.Errorf("op: %w", &ratelimit.InterruptedError{Err: context.DeadlineExceeded})},
+		{"deadline passed before CreateBackup was sent", &accounts.NothingDoneError{Err: fmt.Errorf("op: %w", &ratelimit.InterruptedError{Err: context.DeadlineExceeded})},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "before the request was sent to DynamoDB: nothing was done", "may or may not"},
-		{"too little time left to send CreateBackup", &service.NotSentError{Err: fmt.Errorf("op: %w",
+		{"too little time left to send CreateBackup", &accounts.NothingDoneError{Err: fmt.Errorf("op: %w",
 			&ratelimit.TooLateError{Key: ratelimit.Key{Operation: "CreateBackup"}, Lead: 50 * time.Millisecond})},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "CreateBackup was not sent to DynamoDB: less than 50ms of the deadline was left", "may or may not"},
 		// The limiter's error speaks of one attempt: an earlier one may have gone out (a retried DeleteBackup).
@@ -330,7 +330,7 @@ func TestStatus(t *testing.T) {
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "the deadline passed before AWS answered", "nothing was done"},
 		// A GetBackup, ListBackups or DeleteBackup whose first attempt never had its turn (Redis stalling, say).
 		{"deadline passed before any attempt's turn", &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DescribeBackup",
-			Err: &accounts.NothingSentError{Err: &ratelimit.InterruptedError{Err: context.DeadlineExceeded}}},
+			Err: &accounts.NothingDoneError{Err: &ratelimit.InterruptedError{Err: context.DeadlineExceeded}}},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "before the request was sent to DynamoDB: nothing was done", "may or may not"},
 		{"deadline passed after CreateBackup was sent", &service.UnansweredError{Operation: "CreateBackup", Err: fmt.Errorf("op: %w", context.DeadlineExceeded)},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "after CreateBackup was sent to DynamoDB, before it answered: it may or may not have been done", ""},

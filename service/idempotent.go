@@ -137,7 +137,7 @@ func detach[Resp proto.Message](ctx context.Context, s *Server, op string, targe
 			if !start.begin() {
 				// Its caller was told nothing was sent: forgotten, so
 				// that a repeat runs it.
-				return nil, &NotSentError{Err: fmt.Errorf("%s not started: %w", op, context.Cause(ctx))}
+				return nil, &accounts.NothingDoneError{Err: fmt.Errorf("%s not started: %w", op, context.Cause(ctx))}
 			}
 			res.ran = true
 			resp, err := runDetached(ctx, s, op, target, until, do)
@@ -316,7 +316,7 @@ type unsent interface {
 // that passed while the call waited for its turn comes as an error that
 // says it was not sent.
 func mayHaveActed(err error) bool {
-	if _, ok := errors.AsType[*NotSentError](err); ok {
+	if _, ok := errors.AsType[*accounts.NothingDoneError](err); ok {
 		return false
 	}
 	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); ok {
@@ -334,25 +334,15 @@ func mayHaveActed(err error) bool {
 func sendError(op string, err error, submitted time.Time) error {
 	switch {
 	case submitted.IsZero():
-		return &NotSentError{Err: err}
+		if _, ok := errors.AsType[*accounts.NothingDoneError](err); ok {
+			return err // accounts said so already
+		}
+		return &accounts.NothingDoneError{Err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &UnansweredError{Operation: op, Err: err}
 	}
 	return err
 }
-
-// NotSentError is the error of a CreateBackup or restore that failed
-// before any attempt that DynamoDB could have acted on left backupd
-// (waiting for STS, say): a request_id run that ends with it is forgotten,
-// and its repeat runs again; a caller whose deadline passed is told
-// nothing was done. It speaks of the whole call, where an error that says
-// NotSent (the limiter's, STS's) speaks of one attempt.
-type NotSentError struct{ Err error }
-
-func (e *NotSentError) Error() string {
-	return e.Err.Error() + " (DynamoDB did not act on it: no attempt left backupd, or each one that did was refused)"
-}
-func (e *NotSentError) Unwrap() error { return e.Err }
 
 // StillRunningError says the caller's deadline passed, or the caller
 // canceled, while its request_id's run went on: a repeat with the same

@@ -66,7 +66,7 @@ func TestSendErrorSaysWhetherSent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := sendError("CreateBackup", tt.err, tt.submitted)
-		if _, got := errors.AsType[*NotSentError](err); got != tt.notSent {
+		if _, got := errors.AsType[*accounts.NothingDoneError](err); got != tt.notSent {
 			t.Errorf("%s: NotSent = %v, want %v (%v)", tt.name, got, tt.notSent, err)
 		}
 		if _, got := errors.AsType[*UnansweredError](err); got != tt.unanswered {
@@ -481,8 +481,8 @@ func TestDeadlineWhileTheRequestIDIsChecked(t *testing.T) {
 			t.Fatal(err)
 		}
 		if lateRun {
-			if err := <-st.ran; !errors.As(err, new(*NotSentError)) || idempotency.IsFinal(err) {
-				t.Errorf("the late run answered %v; want a NotSentError, not kept, so that a repeat runs", err)
+			if err := <-st.ran; !errors.As(err, new(*accounts.NothingDoneError)) || idempotency.IsFinal(err) {
+				t.Errorf("the late run answered %v; want a NothingDoneError, not kept, so that a repeat runs", err)
 			}
 		}
 		if n := runs.Load(); n != 0 {
@@ -502,7 +502,7 @@ func TestDeadlineWhileWaitingForAnotherRun(t *testing.T) {
 	first := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
 		close(started)
 		<-release
-		return nil, &NotSentError{Err: errors.New("throttled, nothing done")}
+		return nil, &accounts.NothingDoneError{Err: errors.New("throttled, nothing done")}
 	}
 	go runOnce(context.Background(), s, first) //nolint:errcheck // its answer is not this test's
 	<-started
