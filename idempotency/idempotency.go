@@ -55,6 +55,21 @@ func (e *WaitEndedError) Error() string {
 
 func (e *WaitEndedError) Unwrap() error { return e.Err }
 
+// CheckEndedError says the caller's context ended (Err) while the store
+// was still checking the request_id (a Redis command cut short): this
+// call started no run, though another call with the request_id may
+// have.
+type CheckEndedError struct {
+	Err   error // the context's
+	Cause error // the command's failure
+}
+
+func (e *CheckEndedError) Error() string {
+	return fmt.Sprintf("idempotency: %v (Redis: %v)", e.Err, e.Cause)
+}
+
+func (e *CheckEndedError) Unwrap() error { return e.Err }
+
 // waitingKey is the context key of OnWait's notice.
 type waitingKey struct{}
 

@@ -660,11 +660,10 @@ func (s *Redis) Wait(ctx context.Context) error {
 }
 
 // unavailable is the error of a Redis command that failed: the caller's
-// own end when ctx has ended (the command's failure kept in its text),
-// else Redis being unavailable.
+// own end when ctx has ended, else Redis being unavailable.
 func unavailable(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("idempotency: %w (Redis: %v)", ctx.Err(), err)
+		return &CheckEndedError{Err: ctx.Err(), Cause: err}
 	}
 	return &sharedstate.UnavailableError{Op: sharedstate.OpIdempotency, Err: err}
 }

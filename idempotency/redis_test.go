@@ -293,6 +293,33 @@ func TestRedisLeadsItsOwnClaim(t *testing.T) {
 	}
 }
 
+// TestRedisClaimCutShortByTheCaller: a claim still unanswered when its
+// caller's deadline passes (Redis stalled) is the caller's end, not
+// Redis being unavailable, and says so as a CheckEndedError, which tells
+// the service that this call ran nothing.
+func TestRedisClaimCutShortByTheCaller(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if !isClaim(cmd) {
+			return next(ctx, cmd)
+		}
+		<-ctx.Done()
+		cmd.SetErr(errors.New("i/o timeout"))
+		return cmd.Err()
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	c := &counter{resp: []byte("ran")}
+	_, err := s.Do(ctx, key, fpA, c.run)
+	cut, ok := errors.AsType[*CheckEndedError](err)
+	if !ok || !errors.Is(err, context.DeadlineExceeded) || c.runs.Load() != 0 {
+		t.Fatalf("Do with its claim cut short: %v after %d runs; want a CheckEndedError wrapping the deadline, nothing run", err, c.runs.Load())
+	}
+	if !strings.Contains(cut.Error(), "i/o timeout") {
+		t.Errorf("error %q; want the command's failure named", cut.Error())
+	}
+}
+
 // TestRedisFailedClaimIsDropped: a SET NX whose answer failed (a timeout
 // while Redis was stalled) may have been done, then or later, when Redis
 // resumes with the command queued. The caller is told nothing was sent and

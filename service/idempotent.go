@@ -244,17 +244,10 @@ func answer[Resp proto.Message](ctx context.Context, op string, start *runStart,
 		// deadline, as the deadline's own case above: the run goes on.
 		return zero, &StillRunningError{Operation: op, Err: w.Err}
 	}
-	if !r.ran && r.err != nil && ctx.Err() != nil && errors.Is(r.err, ctx.Err()) {
-		// Not a wait that ended, nor another call's run kept as an
-		// unknown outcome (Memory answers its error, which may wrap
-		// that run's own deadline): those say a run was made.
-		_, waited := errors.AsType[*idempotency.WaitEndedError](r.err)
-		_, unknown := errors.AsType[*accounts.OutcomeUnknownError](r.err)
-		if !waited && !unknown {
-			// The deadline cut the check of the request_id short:
-			// nothing was run.
-			return zero, &NotStartedError{Operation: op, Err: ctx.Err()}
-		}
+	if cut, ok := errors.AsType[*idempotency.CheckEndedError](r.err); ok && !r.ran {
+		// The deadline, or the caller leaving, cut the check of the
+		// request_id short: this call ran nothing.
+		return zero, &NotStartedError{Operation: op, Err: cut.Err}
 	}
 	switch {
 	case r.err != nil:

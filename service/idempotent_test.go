@@ -195,19 +195,35 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 	}
 }
 
-// A repeat whose wait for another call's run ends with its deadline is
-// told that the run goes on, as one answered by the deadline itself: the
-// store's answer and the deadline may come together, and either may be
-// taken.
-func TestAnswerOfAWaitEndedByTheDeadline(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	<-ctx.Done()
-	done := make(chan runResult[*backupv1.CreateBackupResponse], 1)
-	done <- runResult[*backupv1.CreateBackupResponse]{err: &idempotency.WaitEndedError{Err: ctx.Err()}}
-	_, err := answer(ctx, config.OpCreateBackup, &runStart{}, done)
-	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("answer = %v; want DeadlineExceeded saying the run goes on", err)
+// What the store answered as the deadline passed says whether a run goes
+// on: a repeat whose wait for another call's run ended is told that run
+// goes on; a call whose check of its request_id was cut short (Redis
+// stalled) is told it sent nothing. The store's answer and the deadline
+// may come together, and either may be taken.
+func TestAnswerAtTheDeadline(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		stored  func(ctx context.Context) error
+		running bool
+	}{
+		{"wait ended", func(ctx context.Context) error { return &idempotency.WaitEndedError{Err: ctx.Err()} }, true},
+		{"check cut short", func(ctx context.Context) error {
+			return &idempotency.CheckEndedError{Err: ctx.Err(), Cause: errors.New("i/o timeout")}
+		}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			defer cancel()
+			<-ctx.Done()
+			done := make(chan runResult[*backupv1.CreateBackupResponse], 1)
+			done <- runResult[*backupv1.CreateBackupResponse]{err: tt.stored(ctx)}
+			_, err := answer(ctx, config.OpCreateBackup, &runStart{}, done)
+			_, running := errors.AsType[*StillRunningError](err)
+			_, unstarted := errors.AsType[*NotStartedError](err)
+			if running != tt.running || unstarted == tt.running || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("answer = %v; want DeadlineExceeded saying the run goes on: %v, or that nothing started: %v", err, tt.running, !tt.running)
+			}
+		})
 	}
 }
 
@@ -452,7 +468,7 @@ func (st *stalledStore) Do(ctx context.Context, key idempotency.Key, fp idempote
 		st.ran <- err
 		return nil, err
 	}
-	return nil, fmt.Errorf("idempotency: %w (Redis: i/o timeout)", ctx.Err())
+	return nil, &idempotency.CheckEndedError{Err: ctx.Err(), Cause: errors.New("i/o timeout")}
 }
 
 func (st *stalledStore) Wait(context.Context) error { return nil }
