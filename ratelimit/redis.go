@@ -249,78 +249,96 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 	rctx, cancel := context.WithDeadlineCause(ctx, until.Add(l.guard), errPatienceOver)
 	defer cancel()
 	for waited := false; ; waited = true {
-		epoch := l.clock.currentEpoch()
-		place, err := l.placeClock(rctx, k, until)
+		t, place, ok, err := l.turn(rctx, k, interval, until)
 		if err != nil {
 			return err
 		}
-		asked := l.now()
-		uncertainty, lead := place.uncertainty(asked), l.clock.currentLead(asked)
-		// The latest turn the call can wait for, by Redis' clock, early
-		// by as much as that clock may be off, so as not to be late, and
-		// no later than the clock is placed closely enough.
-		latest := until
-		if l.guard > 0 {
-			latest = earliest(until, place.placesUntil(l.maxUncertainty()))
-		}
-		t, err := l.take(rctx, k, interval, place.redis(latest).Add(-uncertainty), l.leadFor(lead))
-		if err != nil {
-			return err
-		}
-		place, _, stepped := l.clock.observe(asked, l.now(), t.now)
-		if stepped {
-			// The turns given before the step are still sent when they
-			// were due; this one, given by the stepped clock, would be
-			// due among them: given up, and every replica holds its
-			// turns (holdTurns).
-			if err := l.hold(rctx, k); err != nil {
-				return err
-			}
-			continue
-		}
-		if off, wait := l.clock.unsettled(epoch); off {
-			// Another call found the clock stepped (or another server
-			// answering) while this one's turn was asked for, or holds
-			// the turns still: the turn, given by the stepped clock
-			// before the hold reached Redis, may be due among those
-			// given before the step. Given up, once the hold is in.
-			if wait != nil {
-				select {
-				case <-wait:
-				case <-rctx.Done():
-					return l.failed(rctx, k, context.Cause(rctx))
-				}
-			}
+		if !ok {
 			continue
 		}
 		if !t.granted {
 			return l.refuse(k, t.delay, t.held)
 		}
-		delay, redisNow := t.delay, t.now
-		due := place.local(redisNow.Add(delay))
-		// The turn, by this process's clock, is off by up to uncertainty
-		// either way. Every call goes out from maxUncertainty early to
-		// slack+uncertainty late: within half the guard, the other half
-		// being for jitter on the way to DynamoDB.
-		uncertainty = place.uncertainty(due)
-		if l.guard > 0 && uncertainty > l.maxUncertainty() {
-			return l.tooSlow(k, uncertainty)
-		}
-		slack := l.guard/2 - l.maxUncertainty() - uncertainty
-		if !due.After(l.now()) {
-			if l.lateBy(due, slack) {
-				continue // the answer came after the turn: queue again
-			}
-			if err := l.tooLate(ctx, k, l.now()); err != nil {
-				return err
-			}
-			l.admitted(k, waited)
-			return nil
-		}
-		if stale, err := l.await(ctx, k, due, slack); err != nil || !stale {
+		if again, err := l.goAt(ctx, k, t, place, waited); err != nil || !again {
 			return err
 		}
 	}
+}
+
+// turn asks Redis for k's next turn, no later than until, and places
+// Redis' clock by the answer. ok is false when the answer cannot be used
+// and the turn must be asked for again: Redis' clock stepped, or another
+// call found it stepped, while the turn was asked for.
+func (l *Redis) turn(rctx context.Context, k Key, interval time.Duration, until time.Time) (t turnAnswer, place sample, ok bool, err error) {
+	epoch := l.clock.currentEpoch()
+	place, err = l.placeClock(rctx, k, until)
+	if err != nil {
+		return turnAnswer{}, sample{}, false, err
+	}
+	asked := l.now()
+	uncertainty, lead := place.uncertainty(asked), l.clock.currentLead(asked)
+	// The latest turn the call can wait for, by Redis' clock, early by as
+	// much as that clock may be off, so as not to be late, and no later
+	// than the clock is placed closely enough.
+	latest := until
+	if l.guard > 0 {
+		latest = earliest(until, place.placesUntil(l.maxUncertainty()))
+	}
+	t, err = l.take(rctx, k, interval, place.redis(latest).Add(-uncertainty), l.leadFor(lead))
+	if err != nil {
+		return turnAnswer{}, sample{}, false, err
+	}
+	place, _, stepped := l.clock.observe(asked, l.now(), t.now)
+	if stepped {
+		// The turns given before the step are still sent when they were
+		// due; this one, given by the stepped clock, would be due among
+		// them: given up, and every replica holds its turns (holdTurns).
+		return turnAnswer{}, sample{}, false, l.hold(rctx, k)
+	}
+	if off, wait := l.clock.unsettled(epoch); off {
+		// Another call found the clock stepped (or another server
+		// answering) while this one's turn was asked for, or holds the
+		// turns still: the turn, given by the stepped clock before the
+		// hold reached Redis, may be due among those given before the
+		// step. Given up, once the hold is in.
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-rctx.Done():
+				return turnAnswer{}, sample{}, false, l.failed(rctx, k, context.Cause(rctx))
+			}
+		}
+		return turnAnswer{}, sample{}, false, nil
+	}
+	return t, place, true, nil
+}
+
+// goAt lets a call go at its granted turn t: at once when the turn is
+// due, else once it is. again is true when the turn was missed (Redis'
+// answer, or the wait, ended more than the slack after it) and a new one
+// must be asked for; waited says an earlier turn of the call was missed.
+func (l *Redis) goAt(ctx context.Context, k Key, t turnAnswer, place sample, waited bool) (again bool, err error) {
+	due := place.local(t.now.Add(t.delay))
+	// The turn, by this process's clock, is off by up to uncertainty
+	// either way. Every call goes out from maxUncertainty early to
+	// slack+uncertainty late: within half the guard, the other half being
+	// for jitter on the way to DynamoDB.
+	uncertainty := place.uncertainty(due)
+	if l.guard > 0 && uncertainty > l.maxUncertainty() {
+		return false, l.tooSlow(k, uncertainty)
+	}
+	slack := l.guard/2 - l.maxUncertainty() - uncertainty
+	if due.After(l.now()) {
+		return l.await(ctx, k, due, slack)
+	}
+	if l.lateBy(due, slack) {
+		return true, nil // the answer came after the turn: queue again
+	}
+	if err := l.tooLate(ctx, k, l.now()); err != nil {
+		return false, err
+	}
+	l.admitted(k, waited)
+	return false, nil
 }
 
 func earliest(a, b time.Time) time.Time {
