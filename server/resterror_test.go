@@ -273,25 +273,8 @@ func TestDeclaredTooLargeBodyIsReadBeforeThe413(t *testing.T) {
 	f := newFixture(t)
 	addr := strings.TrimPrefix(f.http.URL, "http://")
 	body := bytes.Repeat([]byte("a"), maxDrainedBytes-64)
-	for i := range 5 {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		head := fmt.Sprintf("POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
-		if _, err := conn.Write(append([]byte(head), body...)); err != nil {
-			t.Fatalf("round %d: writing the body: %v; want it read, then the 413", i, err)
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatalf("round %d: reading the answer: %v; want the 413", i, err)
-		}
-		if resp.StatusCode != http.StatusRequestEntityTooLarge {
-			t.Errorf("round %d: status %d, want 413", i, resp.StatusCode)
-		}
-		conn.Close()
-	}
+	head := fmt.Sprintf("POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	wholeBodyGets413(t, addr, head+string(body))
 	req, _ := http.NewRequest("POST", f.http.URL+"/v1/accounts/111111111111/tables/Orders/backups", bytes.NewReader(body))
 	req.Header.Set("Expect", "100-continue")
 	resp, err := (&http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}).Do(req)
@@ -313,14 +296,22 @@ func TestChunkedTooLargeBodyIsReadBeforeThe413(t *testing.T) {
 	addr := strings.TrimPrefix(f.http.URL, "http://")
 	chunk := fmt.Sprintf("%x\r\n%s\r\n", 16<<10, bytes.Repeat([]byte("a"), 16<<10))
 	body := strings.Repeat(chunk, (maxDrainedBytes-MaxBodyBytes)/(16<<10)-1) + "0\r\n\r\n"
+	head := "POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+	wholeBodyGets413(t, addr, head+body)
+}
+
+// wholeBodyGets413 sends request, a body too large among it, five times,
+// each on a connection of its own, writing the whole of it before
+// reading the answer, and wants each answered 413.
+func wholeBodyGets413(t *testing.T, addr, request string) {
+	t.Helper()
 	for i := range 5 {
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		head := "POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-		if _, err := conn.Write([]byte(head + body)); err != nil {
+		if _, err := conn.Write([]byte(request)); err != nil {
 			t.Fatalf("round %d: writing the body: %v; want it read, then the 413", i, err)
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
