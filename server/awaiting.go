@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/rpcerror"
 )
 
@@ -131,9 +132,9 @@ func (a *awaiting) end(c *awaitingCall, state int32, reason string, why error) {
 		return
 	}
 	method, known := methodLabel(c.method)
-	principal, _ := a.i.authorizeIn(c, c.method, "") // its caller's name: the tap knew it
-	a.i.write(c, requestLine{method: method, caller: caller(c), principal: principal, unknown: !known, code: codes.Canceled,
-		reason: reason, level: slog.LevelWarn, err: why}, c.start)
+	principal, _ := a.i.AuthorizeIn(c, c.method, "") // its caller's name: the tap knew it
+	a.i.Write(c, intercept.Line{Method: method, Caller: a.i.Caller(c), Principal: principal, Unknown: !known, Code: codes.Canceled,
+		Reason: reason, Level: slog.LevelWarn, Err: why}, c.start)
 	c.cancel()
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/testenv"
 )
@@ -29,7 +30,7 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &testenv.Buffer{}
 		stopping, stop := context.WithCancel(context.Background())
-		i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+		i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))}, nil)
 		i.stopping = stopping
 		i.awaiting = newAwaiting(i, stopping)
 		method := backupv1.BackupService_CreateBackup_FullMethodName
@@ -80,7 +81,7 @@ func TestAwaitingCallsAreCutAtTheDrain(t *testing.T) {
 func TestAwaitingArrivalAndCutRace(t *testing.T) {
 	logs := &testenv.Buffer{}
 	stopping, stop := context.WithCancel(context.Background())
-	i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), stopping: stopping}
+	i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))}), stopping: stopping}
 	i.awaiting = newAwaiting(i, stopping)
 	const n = 2000
 	calls := make([]context.Context, n)
@@ -115,9 +116,10 @@ func TestAwaitingCutNamesTheCaller(t *testing.T) {
 	logs := &testenv.Buffer{}
 	stopping, stop := context.WithCancel(context.Background())
 	defer stop()
-	i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), stopping: stopping,
-		authz: callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
-			Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup"}}})}
+	authz := callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+		Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup"}}})
+	i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Authorizer: authz}),
+		stopping: stopping, authz: authz}
 	i.awaiting = newAwaiting(i, stopping)
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer orders-token"))
 	i.holdUntilArrival(ctx, backupv1.BackupService_CreateBackup_FullMethodName)
@@ -132,7 +134,7 @@ func TestAwaitingCutNamesTheCaller(t *testing.T) {
 func TestAwaitingForgetsEndedCalls(t *testing.T) {
 	stopping, stop := context.WithCancel(context.Background())
 	defer stop()
-	i := &interceptor{log: slog.New(slog.DiscardHandler), stopping: stopping}
+	i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.DiscardHandler)}), stopping: stopping}
 	i.awaiting = newAwaiting(i, stopping)
 	open := i.holdUntilArrival(context.Background(), "m")
 	for range 10000 {
@@ -158,11 +160,11 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &testenv.Buffer{}
 		stopping, stop := context.WithCancel(context.Background())
-		i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+		i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))}, nil)
 		i.stopping = stopping
 		method := backupv1.BackupService_CreateBackup_FullMethodName
-		silent := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:1"})
-		arrived := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:2"})
+		silent := i.boundArrival(context.Background(), &intercept.Line{Method: method, Caller: "127.0.0.1:1"})
+		arrived := i.boundArrival(context.Background(), &intercept.Line{Method: method, Caller: "127.0.0.1:2"})
 		i.requestArrived(arrived)
 		health := i.boundArrival(context.Background(), nil)
 		stop()
@@ -190,13 +192,13 @@ func TestCutOffCallsAreLoggedAsTheCallerSawThem(t *testing.T) {
 		t.Run(fmt.Sprintf("cut off %v", cut), func(t *testing.T) {
 			logs := &testenv.Buffer{}
 			h := NewHealth()
-			i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), cutOff: h.cutOff}
+			i := intercept.New(intercept.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), CutOff: h.cutOff})
 			if cut {
 				h.CutOff()
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			st := i.record(ctx, finished{method: backupv1.BackupService_CreateBackup_FullMethodName, start: time.Now(), err: context.Canceled})
+			st := i.Record(ctx, intercept.Finished{Method: backupv1.BackupService_CreateBackup_FullMethodName, Start: time.Now(), Err: context.Canceled})
 			want := []string{`"level":"INFO"`, `"code":"Canceled"`}
 			if cut {
 				want = []string{`"level":"WARN"`, `"code":"Unavailable"`, "cut off by shutdown_timeout"}
@@ -214,7 +216,7 @@ func TestCutOffCallsAreLoggedAsTheCallerSawThem(t *testing.T) {
 // back when a request arrives or a call ends.
 func TestUnvouchedCallsAreBounded(t *testing.T) {
 	logs := &testenv.Buffer{}
-	i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), testKnobs: testKnobs{requestArrival: time.Hour}})
+	i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), testKnobs: testKnobs{requestArrival: time.Hour}}, nil)
 	method := backupv1.BackupService_CreateBackup_FullMethodName
 	waiting := make([]context.Context, maxUnvouched)
 	ends := make([]context.CancelFunc, maxUnvouched)
@@ -227,7 +229,7 @@ func TestUnvouchedCallsAreBounded(t *testing.T) {
 			t.Fatalf("call %d of %d canceled", n+1, maxUnvouched)
 		}
 	}
-	over := i.boundArrival(context.Background(), &requestLine{method: method, caller: "127.0.0.1:1"})
+	over := i.boundArrival(context.Background(), &intercept.Line{Method: method, Caller: "127.0.0.1:1"})
 	select {
 	case <-over.Done():
 		if !errors.Is(context.Cause(over), errTooManyUnvouched) {
@@ -281,7 +283,7 @@ func TestAwaitingEndsLateRequests(t *testing.T) {
 			logs := &testenv.Buffer{}
 			stopping, stop := context.WithCancel(context.Background())
 			defer stop()
-			i := &interceptor{log: slog.New(slog.NewJSONHandler(logs, nil)), stopping: stopping, arrival: tt.arrival}
+			i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))}), stopping: stopping, arrival: tt.arrival}
 			i.awaiting = newAwaiting(i, stopping)
 			calls := make([]context.Context, tt.calls)
 			for k := range calls {
@@ -324,7 +326,7 @@ func TestAwaitingEndsLateRequests(t *testing.T) {
 	// A call whose request comes at once is not ended.
 	stopping, stop := context.WithCancel(context.Background())
 	defer stop()
-	i := &interceptor{log: slog.New(slog.DiscardHandler), stopping: stopping, arrival: 300 * time.Millisecond}
+	i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.DiscardHandler)}), stopping: stopping, arrival: 300 * time.Millisecond}
 	i.awaiting = newAwaiting(i, stopping)
 	c := i.holdUntilArrival(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName)
 	if err := i.requestArrived(c); err != nil {

@@ -22,8 +22,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/backupd/backupd/badrequest"
 	gatewayv1 "github.com/backupd/backupd/gen/gateway/backup/v1"
+	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/logcap"
+	"github.com/backupd/backupd/service"
 )
 
 // MaxBodyBytes bounds a REST request body; larger ones get 413.
@@ -40,9 +43,7 @@ const maxHeaderBytes = 64 << 10
 // request the gateway refuses before it reaches the interceptor (a
 // malformed body or query) is logged and counted by the error handler.
 func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.Handler) (http.Handler, error) {
-	ic := newInterceptor(opts)
-	ic.cutOff = h.cutOff
-	g := &gateway{ic: ic}
+	g := newGateway(opts, h.cutOff)
 	strict := newStrictJSON()
 	gw, err := g.newMux(ctx, opts, strict)
 	if err != nil {
@@ -80,6 +81,19 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 	}), nil
 }
 
+// newGateway returns the gateway of opts, its mux yet to make; cutOff,
+// when not nil, ends when the shutdown's timeout cuts in-flight calls off
+// (Health.CutOff).
+func newGateway(opts Options, cutOff context.Context) *gateway {
+	g := &gateway{log: opts.Logger, authz: opts.Authorizer, violations: fieldRules(opts.Violations)}
+	if g.violations == nil {
+		g.violations = fieldsOnly
+	}
+	g.ic = intercept.New(intercept.Options{Logger: opts.Logger, Metrics: opts.Metrics, Authorizer: opts.Authorizer,
+		CutOff: cutOff, Origin: originOf})
+	return g
+}
+
 // traced is h, making a span of every request when t is set but of those
 // to the operators' endpoints (operatorPaths): as health checks over
 // gRPC, they are not traced, whatever their method.
@@ -90,7 +104,7 @@ func traced(t Tracing, h http.HandlerFunc) http.Handler {
 	// http.ServeMux sets the Pattern of the request it is given, in
 	// place, and otelhttp names the span by a request's Pattern once the
 	// handler returns: the mux below gets a copy, so that the name the
-	// REST call gave its span (annotate) stays.
+	// REST call gave its span (nameSpan) stays.
 	copied := func(w http.ResponseWriter, r *http.Request) { h(w, r.WithContext(r.Context())) }
 	return t.HTTPHandler(http.HandlerFunc(copied), func(r *http.Request) bool { return !slices.Contains(operatorPaths, r.URL.Path) })
 }
@@ -124,7 +138,7 @@ func (g *gateway) newMux(ctx context.Context, opts Options, strict *strictJSON) 
 		// past whatever rules a proxy keeps per method.
 		runtime.WithDisablePathLengthFallback(),
 	)
-	if err := gatewayv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, g.ic)); err != nil {
+	if err := gatewayv1.RegisterBackupServiceHandlerServer(ctx, gw, inProcess(opts.Service, g)); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
 	}
 	return gw, nil
@@ -190,6 +204,20 @@ func cleanPath(p string) string {
 		np += "/"
 	}
 	return np
+}
+
+// fieldRules names what a request's RPC refuses in its fields: one
+// field violation per bad field. unread are the violations of the fields
+// the gateway could not read, which req holds empty: they are not
+// returned, nor is what depends on them judged (a table ARN by a region);
+// but the fields' own rules may still name them (a backup_name sent as a
+// number reads as missing), so the caller drops those (beside).
+type fieldRules func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
+
+// fieldsOnly is the field rules of a server that is given none: the
+// fields' own, which know no account.
+func fieldsOnly(req proto.Message, _ ...badrequest.Violation) []badrequest.Violation {
+	return service.Violations(req)
 }
 
 // forwardedHeader passes on, as gRPC metadata, only the request headers the

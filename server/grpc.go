@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -26,6 +25,7 @@ import (
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/logcap"
 	"github.com/backupd/backupd/redact"
 )
@@ -36,10 +36,10 @@ type Options struct {
 	Service backupv1.BackupServiceServer
 	Logger  *slog.Logger
 	// Metrics is told of every answered request; nil means none.
-	Metrics RequestObserver
+	Metrics intercept.RequestObserver
 	// Authorizer decides who may make each BackupService call; nil lets
 	// everyone make every call.
-	Authorizer Authorizer
+	Authorizer intercept.Authorizer
 	// TLS, when set, serves gRPC over TLS (see certreload.TLSConfig).
 	TLS *tls.Config
 	// Conns, when set, bounds the gRPC listener's open connections (the
@@ -75,23 +75,6 @@ type Tracing interface {
 // reflectionIdle for reflectionIdle).
 type testKnobs struct {
 	requestArrival, connectionIdle, connectionAge, handshake, reflectionIdle time.Duration
-}
-
-// Authorizer names a request's caller and checks that it may call
-// operation in account (package callers). Authenticate checks and names
-// only the caller ("" for none, where requests may come without a token),
-// so that a REST request from an unknown one is refused from its headers,
-// before its body is read.
-type Authorizer interface {
-	Authorize(ctx context.Context, operation, account string) (caller string, err error)
-	Authenticate(ctx context.Context) (caller string, err error)
-}
-
-// RequestObserver counts answered requests, and those in their handler
-// (package metrics).
-type RequestObserver interface {
-	ObserveRequest(method string, code codes.Code, reason string, d time.Duration)
-	InFlight(delta int)
 }
 
 // maxRequestBytes bounds a gRPC request, far above any valid one:
@@ -139,9 +122,9 @@ func NewGRPC(opts Options, h *Health) *grpc.Server {
 // newGRPC is NewGRPC, with the server's interceptor, whose state tests
 // read.
 func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
-	ic := newInterceptor(opts)
+	ic := newInterceptor(opts, h.cutOff)
 	ic.codec = newDeferringCodec()
-	ic.stopping, ic.cutOff, ic.calls = h.stopped, h.cutOff, &h.calls
+	ic.stopping, ic.calls = h.stopped, &h.calls
 	ic.awaiting = newAwaiting(ic, h.stopped)
 	sopts := []grpc.ServerOption{
 		grpc.InTapHandle(ic.tap),
@@ -235,7 +218,7 @@ func (h *otherMethods) TagRPC(ctx context.Context, info *stats.RPCTagInfo) conte
 	other := *info
 	other.FullMethodName = "/_OTHER"
 	ctx = h.Handler.TagRPC(ctx, &other)
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("rpc.method_original", redact.Cut(info.FullMethodName, maxMethodEcho)))
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("rpc.method_original", redact.Cut(info.FullMethodName, intercept.MaxMethodEcho)))
 	return ctx
 }
 

@@ -10,20 +10,22 @@ import (
 
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/intercept"
 )
 
-// inProcess returns svc behind ic, the same interceptor as NewGRPC's
+// inProcess returns svc behind g's interceptor, which is made as NewGRPC's
 // server's, for the REST gateway to call directly: a REST request is
 // recovered, mapped and logged exactly like a gRPC one, without being
 // encoded again and sent through an in-memory HTTP/2 connection.
-func inProcess(svc backupv1.BackupServiceServer, ic *interceptor) backupv1.BackupServiceServer {
-	return &intercepted{svc: svc, ic: ic}
+func inProcess(svc backupv1.BackupServiceServer, g *gateway) backupv1.BackupServiceServer {
+	return &intercepted{svc: svc, ic: g.ic, violations: g.violations}
 }
 
 type intercepted struct {
 	backupv1.UnimplementedBackupServiceServer
-	svc backupv1.BackupServiceServer
-	ic  *interceptor
+	svc        backupv1.BackupServiceServer
+	ic         *intercept.Interceptor
+	violations fieldRules
 }
 
 func (s *intercepted) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
@@ -52,12 +54,13 @@ func call[Req, Resp any](ctx context.Context, s *intercepted, method string, req
 	handle func(context.Context, *Req) (*Resp, error)) (*Resp, error) {
 	markIntercepted(ctx)
 	info := &grpc.UnaryServerInfo{Server: s.svc, FullMethod: method}
-	resp, err := s.ic.unary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+	resp, err := s.ic.Unary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
 		if err := restRefusal(ctx, method); err != nil {
-			return nil, alsoRefused(ctx, err, req.(proto.Message), s.ic.violations)
+			return nil, alsoRefused(ctx, err, req.(proto.Message), s.violations)
 		}
 		return handle(ctx, req.(*Req))
 	})
+	nameSpan(ctx, method)
 	if err != nil {
 		return nil, err
 	}

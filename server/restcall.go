@@ -17,21 +17,26 @@ import (
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/intercept"
 )
 
 // restCall follows one REST request through the gateway, for the error
 // handler.
 type restCall struct {
-	start time.Time
-	// remote is the host of the connection's peer, and forwardedFor the
-	// request's X-Forwarded-For, which any client can set: the log names
-	// the caller by the first and shows the second beside it.
-	remote, forwardedFor string
+	// origin is what the interceptor is told of the request: its start,
+	// the host of the connection's peer, which the log names the caller
+	// by, and the request's X-Forwarded-For, which any client can set,
+	// shown beside it; and, from the interceptor, the WWW-Authenticate
+	// challenge of a request refused as unauthenticated (keepChallenge).
+	origin intercept.Origin
 	// params are the route's path parameters, once a route matched.
 	params map[string]string
 	// tooLarge is set when reading the body passed MaxBodyBytes.
@@ -52,9 +57,6 @@ type restCall struct {
 	badTimeout, badEncoding string
 	// hasBody is set when a GET or DELETE request has a body.
 	hasBody bool
-	// challenge is the WWW-Authenticate challenge of a request refused as
-	// unauthenticated (keepChallenge).
-	challenge string
 	// bodyLate is set when the body did not arrive in time, and cutShort
 	// when that time was cut short by the server's shutdown.
 	bodyLate, cutShort bool
@@ -101,12 +103,19 @@ func withRestCall(ctx context.Context, call *restCall) context.Context {
 	return context.WithValue(ctx, restCallKey{}, call)
 }
 
-// restCallOf is the REST request ctx belongs to (set by track), or nil
-// for a gRPC call: the interceptor serves both, and treats a REST
-// request's start, peer and refusals by what track saw of it.
+// restCallOf is the REST request ctx belongs to (set by track), or nil.
 func restCallOf(ctx context.Context) *restCall {
 	call, _ := ctx.Value(restCallKey{}).(*restCall)
 	return call
+}
+
+// originOf is what the interceptor is told of the REST request ctx
+// belongs to (intercept.Options.Origin), or nil.
+func originOf(ctx context.Context) *intercept.Origin {
+	if call := restCallOf(ctx); call != nil {
+		return &call.origin
+	}
+	return nil
 }
 
 // track puts a restCall in each request's context, keeps the headers the
@@ -120,7 +129,7 @@ func restCallOf(ctx context.Context) *restCall {
 func track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		call := &restCall{start: time.Now(), remote: host, forwardedFor: r.Header.Get("X-Forwarded-For"),
+		call := &restCall{origin: intercept.Origin{Start: time.Now(), Caller: "rest:" + host, ForwardedFor: r.Header.Get("X-Forwarded-For")},
 			query: r.URL.RawQuery}
 		metadataSafe(r.Header)
 		body := &limitedBody{call: call}
@@ -298,7 +307,7 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			call.badTimeout = strings.Join(vs, ", ")
 			r.Header.Del(grpcTimeoutHeader)
 		}
-		if r.ContentLength != 0 && g.ic.authenticate(r) != nil {
+		if r.ContentLength != 0 && g.authenticate(r) != nil {
 			// An unknown caller is refused from its headers: its body,
 			// which may come slowly or never, is not waited for, and
 			// the interceptor refuses the request as ever.
@@ -375,26 +384,58 @@ func markIntercepted(ctx context.Context) {
 // its 401 (callers.UnauthenticatedError).
 type challenger interface{ Challenge() string }
 
-// unauthenticated reports whether err refuses an unknown caller: one
-// with a challenge for its 401.
-func unauthenticated(err error) bool {
-	var c challenger
-	return err != nil && errors.As(err, &c)
-}
-
 // keepChallenge records, for the error handler, the challenge of a REST
-// request the authorizer refused: the status that reaches the handler
+// request the authorizer refused before it reached the interceptor (which
+// records those it refuses itself): the status that reaches the handler
 // keeps only the message, which grpc-gateway would copy into
-// WWW-Authenticate as free text. It does nothing for a gRPC request.
+// WWW-Authenticate as free text.
 func keepChallenge(ctx context.Context, err error) {
 	var c challenger
 	if err == nil || !errors.As(err, &c) {
 		return
 	}
 	if call := restCallOf(ctx); call != nil {
-		call.challenge = c.Challenge()
+		call.origin.Challenge = c.Challenge()
 	}
 }
+
+// authenticate checks a REST request's caller from its Authorization
+// headers alone, as the interceptor would from the metadata the gateway
+// makes of them.
+func (g *gateway) authenticate(r *http.Request) error {
+	if g.authz == nil {
+		return nil
+	}
+	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
+	_, err := g.authz.Authenticate(metadata.NewIncomingContext(r.Context(), md))
+	return err
+}
+
+// nameSpan names a REST request's span, when one is recorded, by the
+// method and route of the RPC it called, as HTTP servers' spans are
+// named: also a request the gateway did not match for a path variable
+// left empty (emptyPathFields), which is answered as its route's.
+func nameSpan(ctx context.Context, method string) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	if route, ok := restRoutes[method]; ok {
+		_, template, _ := strings.Cut(route, " ")
+		span.SetName(route)
+		span.SetAttributes(attribute.String("http.route", template))
+	}
+}
+
+// restRoutes is routeMethods the other way round: the REST route (method
+// and path template) of each RPC.
+var restRoutes = func() map[string]string {
+	m := make(map[string]string, len(routeMethods))
+	for route, rpc := range routeMethods {
+		m[rpc] = route
+	}
+	return m
+}()
 
 // challengeWriter sets a 401's WWW-Authenticate as its header is written,
 // over the status message grpc-gateway's default error handler puts there.

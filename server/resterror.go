@@ -23,6 +23,7 @@ import (
 
 	"github.com/backupd/backupd/badrequest"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/service"
@@ -55,11 +56,6 @@ func shuttingDown(account string) *status.Status {
 	return st
 }
 
-// errCutOffAtShutdown is what a call cut off by the shutdown's timeout is
-// logged with.
-var errCutOffAtShutdown = errors.New("cut off by shutdown_timeout: backupd closed the connection before the call ended " +
-	"(a gRPC caller got UNAVAILABLE, a REST caller no answer); if the call had reached DynamoDB, whether it acted is not known")
-
 // errShuttingDown answers a REST request whose body the shutdown gave up
 // on; its line is INFO, as rpcerror.Level logs a refusal of
 // ReasonShuttingDown.
@@ -79,8 +75,18 @@ func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
 
 // gateway handles the errors of grpc-gateway's handlers.
 type gateway struct {
-	ic  *interceptor
-	mux *runtime.ServeMux
+	// ic is the interceptor the gateway's calls pass through, made as
+	// NewGRPC's server's, for which the gateway logs and counts the
+	// requests it refuses before they reach it.
+	ic    *intercept.Interceptor
+	authz intercept.Authorizer
+	log   *slog.Logger
+	// violations names what a request's RPC refuses in its fields, for
+	// requests read only in part (Options.Violations). It is asked only
+	// once the caller may act in the request's account, as what it says
+	// of an account's regions is for those callers alone.
+	violations fieldRules
+	mux        *runtime.ServeMux
 }
 
 // handleError adds what grpc-gateway's default leaves out: Retry-After from
@@ -98,16 +104,17 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 	}
 	line, authErr, checked := g.checkCaller(ctx, call, account, region)
 	keepChallenge(r.Context(), authErr)
-	st, logged, tooBig := errorStatus(ctx, r, call, err, authErr, account, g.ic.violations)
+	st, logged, tooBig := errorStatus(ctx, r, call, err, authErr, account, g.violations)
 	if checked {
-		line.err = logged
-		g.ic.record(ctx, line)
+		line.Err = logged
+		g.ic.Record(ctx, line)
+		nameSpan(ctx, line.Method)
 	}
 	if tooBig {
 		writeStatus(w, st, http.StatusRequestEntityTooLarge)
 		return
 	}
-	writeError(ctx, mux, m, w, r, st, call.challenge)
+	writeError(ctx, mux, m, w, r, st, call.origin.Challenge)
 }
 
 // checkCaller checks the caller of a request refused before it reached
@@ -116,13 +123,13 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 // reading of it. It returns the request's log record, its err left to
 // fill, and the caller's refusal; checked is false when the interceptor
 // has checked, logged and counted the request, or ctx names no RPC.
-func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, region string) (line finished, authErr error, checked bool) {
+func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, region string) (line intercept.Finished, authErr error, checked bool) {
 	method, ok := runtime.RPCMethod(ctx)
 	if !ok || call.intercepted {
-		return finished{}, nil, false
+		return intercept.Finished{}, nil, false
 	}
-	principal, authErr := g.ic.authorizeIn(ctx, method, account)
-	return finished{method: method, account: account, region: region, principal: principal, start: call.start}, authErr, true
+	principal, authErr := g.ic.AuthorizeIn(ctx, method, account)
+	return intercept.Finished{Method: method, Account: account, Region: region, Principal: principal, Start: call.origin.Start}, authErr, true
 }
 
 // unwritable answers a call the interceptor ran whose answer grpc-gateway
@@ -132,7 +139,7 @@ func (g *gateway) checkCaller(ctx context.Context, call *restCall, account, regi
 // message.
 func (g *gateway) unwritable(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error, account string) {
 	method, _ := runtime.RPCMethod(ctx)
-	g.ic.log.LogAttrs(ctx, slog.LevelError, "REST: the answer could not be written; the caller got INTERNAL",
+	g.log.LogAttrs(ctx, slog.LevelError, "REST: the answer could not be written; the caller got INTERNAL",
 		slog.String("method", method), slog.String("account", account), slog.String("error", redact.Error(err)))
 	st, _ := rpcerror.Status(err, rpcerror.Request{AccountID: account})
 	writeError(ctx, mux, m, w, r, st, "")
@@ -264,7 +271,7 @@ func pathTarget(params map[string]string) (account, region string) {
 	} else {
 		account = params["account_id"]
 	}
-	return accountOrNone(account), regionOrNone(region)
+	return intercept.AccountOrNone(account), intercept.RegionOrNone(region)
 }
 
 // routingError answers a request that matched no route (404) or a route
@@ -277,7 +284,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	}
 	path := badrequest.Quote(r.URL.Path)
 	code, reason := codes.NotFound, rpcerror.ReasonRouteNotFound
-	method := redact.Cut(r.Method, maxMethodEcho) // a method may be up to the 64 KiB of the headers
+	method := redact.Cut(r.Method, intercept.MaxMethodEcho) // a method may be up to the 64 KiB of the headers
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", method, path)
 	if hint := escapeHint(r.URL.EscapedPath()); hint != "" {
 		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", method, path, hint)
@@ -340,7 +347,7 @@ func (g *gateway) emptyPathFields(w http.ResponseWriter, r *http.Request, method
 	}
 	ctx := metadata.NewIncomingContext(r.Context(), md)
 	account := params["account_id"] // a backup ARN's is empty
-	principal, err := g.ic.authorizeIn(ctx, method, account)
+	principal, err := g.ic.AuthorizeIn(ctx, method, account)
 	if err == nil {
 		where := "it goes in the path"
 		if verb != "" {
@@ -355,10 +362,11 @@ func (g *gateway) emptyPathFields(w http.ResponseWriter, r *http.Request, method
 		err = &badrequest.Error{Violations: append(vs, filledPathViolations(method, params)...)}
 	}
 	keepChallenge(r.Context(), err)
-	st := g.ic.record(ctx, finished{method: method, account: account, principal: principal, start: call.start, err: err})
+	st := g.ic.Record(ctx, intercept.Finished{Method: method, Account: account, Principal: principal, Start: call.origin.Start, Err: err})
+	nameSpan(ctx, method)
 	closeUnread(w, r)
 	if st.Code() == codes.Unauthenticated {
-		w.Header().Set("WWW-Authenticate", cmp.Or(call.challenge, `Bearer realm="backupd"`))
+		w.Header().Set("WWW-Authenticate", cmp.Or(call.origin.Challenge, `Bearer realm="backupd"`))
 	}
 	writeStatus(w, st, runtime.HTTPStatusFromCode(st.Code()))
 }
@@ -479,7 +487,7 @@ var routeMethods = map[string]string{
 // not take: logged and counted under "unknown", and without waiting for a
 // body.
 func (g *gateway) notAllowed(w http.ResponseWriter, r *http.Request, allow string) {
-	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", redact.Cut(r.Method, maxMethodEcho), badrequest.Quote(r.URL.Path), allow)
+	msg := fmt.Sprintf("method %s is not allowed on %s; it takes %s", redact.Cut(r.Method, intercept.MaxMethodEcho), badrequest.Quote(r.URL.Path), allow)
 	st := refusal(codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, msg, "")
 	g.logRouting(r, codes.Unimplemented, rpcerror.ReasonMethodNotAllowed, "", "")
 	closeUnread(w, r)
@@ -514,8 +522,8 @@ func (g *gateway) logRouting(r *http.Request, code codes.Code, reason, account, 
 		// No route ran, so the gateway did not turn the header into metadata.
 		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("x-request-id", id))
 	}
-	g.ic.write(ctx, requestLine{method: "unknown", route: redact.Cut(r.Method+" "+r.URL.Path, maxMethodEcho),
-		caller: "rest:" + call.remote, account: account, region: region, code: code, reason: reason, unknown: true}, call.start)
+	g.ic.Write(ctx, intercept.Line{Method: "unknown", Route: redact.Cut(r.Method+" "+r.URL.Path, intercept.MaxMethodEcho),
+		Caller: call.origin.Caller, Account: account, Region: region, Code: code, Reason: reason, Unknown: true}, call.origin.Start)
 }
 
 type probeKey struct{}

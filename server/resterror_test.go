@@ -28,6 +28,7 @@ import (
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/testenv"
 )
 
@@ -93,7 +94,7 @@ func TestHandleError(t *testing.T) {
 			status: 429, retryAfter: "2"},
 		{name: "intercepted, decoding error", call: restCall{intercepted: true}, account: mine, token: "mine", err: decoding,
 			status: 400, reason: "MALFORMED_REQUEST"},
-		{name: "intercepted, unauthenticated", call: restCall{intercepted: true, challenge: invalid}, account: mine,
+		{name: "intercepted, unauthenticated", call: restCall{intercepted: true, origin: intercept.Origin{Challenge: invalid}}, account: mine,
 			err: status.Error(codes.Unauthenticated, "who?"), status: 401, challenge: invalid},
 		{name: "intercepted, unauthenticated without a challenge", call: restCall{intercepted: true}, account: mine,
 			err: status.Error(codes.Unauthenticated, "who?"), status: 401, challenge: realm},
@@ -104,7 +105,7 @@ func TestHandleError(t *testing.T) {
 			opts := Options{Service: &stub{}, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Metrics: observed,
 				Authorizer: callers.New([]config.Caller{{Name: "mine", TokenSHA256: callers.HashToken("mine"),
 					Accounts: []string{mine}, Operations: []string{config.Any}}})}
-			g := &gateway{ic: newInterceptor(opts)}
+			g := newGateway(opts, nil)
 			strict := newStrictJSON()
 			mux, err := g.newMux(context.Background(), opts, strict)
 			if err != nil {
@@ -113,7 +114,7 @@ func TestHandleError(t *testing.T) {
 			g.mux = mux
 
 			call := tt.call
-			call.start, call.remote = time.Now(), "192.0.2.1"
+			call.origin.Start, call.origin.Caller = time.Now(), "rest:192.0.2.1"
 			call.params = map[string]string{"account_id": tt.account, "table_name": "Orders"}
 			r := httptest.NewRequest("POST", "/v1/accounts/"+tt.account+"/tables/Orders/backups", nil)
 			if tt.token != "" {

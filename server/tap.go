@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rpcerror"
 )
@@ -51,7 +52,7 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 		return i.holdUntilArrival(ctx, info.FullMethodName), nil
 	}
 	method, known := methodLabel(info.FullMethodName)
-	line := requestLine{method: method, caller: caller(ctx), unknown: !known} // no account: the request is unread
+	line := intercept.Line{Method: method, Caller: i.Caller(ctx), Unknown: !known} // no account: the request is unread
 	if i.farDeadline(ctx) {
 		return i.boundArrival(ctx, &line), nil
 	}
@@ -60,8 +61,8 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 		// span is made here, and its line names its trace, as over REST.
 		ctx = i.refusals.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: info.FullMethodName})
 	}
-	st := line.fail(ctx, err)
-	i.write(ctx, line, start)
+	st := line.Fail(ctx, err)
+	i.Write(ctx, line, start)
 	if i.refusals != nil {
 		i.refusals.HandleRPC(ctx, &stats.End{BeginTime: start, EndTime: time.Now(), Error: st.Err()})
 	}
@@ -101,7 +102,7 @@ func methodLabel(full string) (label string, known bool) {
 	if served[full] {
 		return full, true
 	}
-	return redact.Cut(full, maxMethodEcho), false
+	return redact.Cut(full, intercept.MaxMethodEcho), false
 }
 
 // requestArrivalTimeout bounds the wait for the first request of a call
@@ -125,7 +126,7 @@ type arrivalKey struct{}
 //
 // line, when not nil, is the log line of a BackupService call, which is
 // logged when its request does not arrive in time.
-func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) context.Context {
+func (i *interceptor) boundArrival(ctx context.Context, line *intercept.Line) context.Context {
 	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	a := &arrival{}
@@ -146,8 +147,8 @@ func (i *interceptor) boundArrival(ctx context.Context, line *requestLine) conte
 		}
 		cancel(lateErr)
 		if line != nil {
-			line.code, line.reason, line.level, line.err = codes.Canceled, rpcerror.ReasonRequestLate, slog.LevelWarn, lateErr
-			i.write(ctx, *line, start)
+			line.Code, line.Reason, line.Level, line.Err = codes.Canceled, rpcerror.ReasonRequestLate, slog.LevelWarn, lateErr
+			i.Write(ctx, *line, start)
 		}
 	})
 	if i.stopping != nil {

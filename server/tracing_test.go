@@ -20,6 +20,7 @@ import (
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/tracing"
 )
 
@@ -106,7 +107,7 @@ func TestTracedSpanNames(t *testing.T) {
 	for _, tt := range []struct{ method, span, rpcMethod, original string }{
 		{backupv1.BackupService_CreateBackup_FullMethodName, "backup.v1.BackupService/CreateBackup", "backup.v1.BackupService/CreateBackup", ""},
 		{"/backup.v1.BackupService/Nope", "_OTHER", "_OTHER", "/backup.v1.BackupService/Nope"},
-		{"/backup.v1.BackupService/" + long, "_OTHER", "_OTHER", "/backup.v1.BackupService/" + long[:maxMethodEcho-len("/backup.v1.BackupService/")] + "..."},
+		{"/backup.v1.BackupService/" + long, "_OTHER", "_OTHER", "/backup.v1.BackupService/" + long[:intercept.MaxMethodEcho-len("/backup.v1.BackupService/")] + "..."},
 	} {
 		err := f.conn.Invoke(context.Background(), tt.method, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1"},
 			&backupv1.CreateBackupResponse{})
