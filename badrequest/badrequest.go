@@ -7,6 +7,7 @@ package badrequest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -46,4 +47,25 @@ func Quote(s string) string {
 		return fmt.Sprintf("%q... (%d bytes)", s[:maxEcho], len(s))
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// Beside is more without the violations of a field named, or of a field
+// inside one: a request checked in two steps (what could not be read,
+// then the rules of the rest) names each bad field once, and a field of
+// the wrong type is not also missing, nor is one inside it.
+func Beside(named, more []Violation) []Violation {
+	var out []Violation
+	for _, v := range more {
+		if !slices.ContainsFunc(named, func(n Violation) bool { return Within(v.Field, n.Field) }) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Within reports whether the field path field ("a.b[1].c") is outer or
+// lies inside it.
+func Within(field, outer string) bool {
+	rest, ok := strings.CutPrefix(field, outer)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
 }

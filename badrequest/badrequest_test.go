@@ -1,6 +1,7 @@
 package badrequest
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -32,5 +33,18 @@ func TestQuote(t *testing.T) {
 		if got := Quote(tt.in); got != tt.want {
 			t.Errorf("Quote(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestBesideLeavesOutFieldsNamedAndThoseInside(t *testing.T) {
+	named := []Violation{{Field: "backup_name"}, {Field: "override"}, {Field: "tags[1]"}}
+	more := []Violation{{Field: "backup_name"}, {Field: "backup_name_x"}, {Field: "override.read"}, {Field: "overrides"},
+		{Field: "tags[1].key"}, {Field: "tags[10]"}, {Field: "account_id"}}
+	var got []string
+	for _, v := range Beside(named, more) {
+		got = append(got, v.Field)
+	}
+	if want := []string{"backup_name_x", "overrides", "tags[10]", "account_id"}; !slices.Equal(got, want) {
+		t.Errorf("Beside kept %q, want %q", got, want)
 	}
 }

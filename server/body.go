@@ -198,26 +198,7 @@ func validationBeside(partial proto.Message, params map[string]string, named []b
 			return nil
 		}
 	}
-	return beside(named, violations(partial, named...))
-}
-
-// beside is more without the violations of a field named, or of a field
-// inside one: a field of the wrong type is not also missing, nor is one
-// inside it.
-func beside(named, more []badrequest.Violation) []badrequest.Violation {
-	var out []badrequest.Violation
-	for _, v := range more {
-		if !slices.ContainsFunc(named, func(n badrequest.Violation) bool { return within(v.Field, n.Field) }) {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// within reports whether the field path field is outer or lies inside it.
-func within(field, outer string) bool {
-	rest, ok := strings.CutPrefix(field, outer)
-	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+	return badrequest.Beside(named, violations(partial, named...))
 }
 
 // nestedViolations looks into a value that is an object, or a list of

@@ -90,7 +90,7 @@ func undecodable(m proto.Message, data mem.BufferSlice, err error) *status.Statu
 		// (not one whose message field came twice, merged).
 		if valid := m.ProtoReflect().New().Interface(); w.more == 0 && !w.merged && len(raw) <= MaxBodyBytes &&
 			proto.Unmarshal(validUTF8(md, raw), valid) == nil {
-			vs = append(vs, beside(vs, service.Violations(valid))...)
+			vs = append(vs, badrequest.Beside(vs, service.Violations(valid))...)
 		}
 		st, _ := rpcerror.Status(&badrequest.Error{Violations: vs, More: w.more}, rpcerror.Request{})
 		return st

@@ -69,10 +69,10 @@ func TestUndecodableRequest(t *testing.T) {
 					t.Errorf("details %v, want a violation of %s", st.Details(), tt.field)
 				}
 			}
-			if last := f.stub.called(); last != nil {
+			if last := f.stub.Called(); last != nil {
 				t.Errorf("the service was called with %v", last)
 			}
-			counted := f.observed.counted()
+			counted := f.observed.Counted()
 			if want := []string{backupv1.BackupService_CreateBackup_FullMethodName + " InvalidArgument"}; !slices.Equal(counted, want) {
 				t.Errorf("counted %q, want %q", counted, want)
 			}
@@ -97,7 +97,7 @@ func TestInvalidUTF8BesideOtherViolations(t *testing.T) {
 	if want := []string{"table_name", "request_id", "account_id", "backup_name"}; st.Code() != codes.InvalidArgument || !slices.Equal(fields, want) {
 		t.Errorf("%v with violations of %q; want INVALID_ARGUMENT with %q", st.Code(), fields, want)
 	}
-	if last := f.stub.called(); last != nil {
+	if last := f.stub.Called(); last != nil {
 		t.Errorf("the service was called with %v", last)
 	}
 
@@ -245,7 +245,7 @@ func TestUnknownMethod(t *testing.T) {
 	if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "UNKNOWN_METHOD" {
 		t.Errorf("details %v, want ErrorInfo UNKNOWN_METHOD", st.Details())
 	}
-	counted := f.observed.counted()
+	counted := f.observed.Counted()
 	if want := []string{"unknown Unimplemented"}; !slices.Equal(counted, want) {
 		t.Errorf("counted %q, want %q", counted, want)
 	}
@@ -274,10 +274,10 @@ func TestOversizedRequest(t *testing.T) {
 	if info, ok := st.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != "BODY_TOO_LARGE" {
 		t.Errorf("details %v, want ErrorInfo BODY_TOO_LARGE", st.Details())
 	}
-	if last := f.stub.called(); last != nil {
+	if last := f.stub.Called(); last != nil {
 		t.Errorf("the service was called")
 	}
-	if counted := f.observed.counted(); !slices.Equal(counted, []string{backupv1.BackupService_CreateBackup_FullMethodName + " InvalidArgument"}) {
+	if counted := f.observed.Counted(); !slices.Equal(counted, []string{backupv1.BackupService_CreateBackup_FullMethodName + " InvalidArgument"}) {
 		t.Errorf("counted %q", counted)
 	}
 }

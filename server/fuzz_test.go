@@ -206,11 +206,11 @@ func FuzzHTTPHandler(f *testing.F) {
 			return
 		}
 		if fh.stub != nil {
-			fh.stub.mu.Lock()
-			fh.stub.last = nil
-			fh.stub.mu.Unlock()
+			fh.stub.Mu.Lock()
+			fh.stub.Last = nil
+			fh.stub.Mu.Unlock()
 		}
-		fh.observed.take()
+		fh.observed.Take()
 		fh.logs.Reset()
 
 		// The path as the gateway routes it (UnescapingModeAllExceptSlash):
@@ -229,9 +229,9 @@ func FuzzHTTPHandler(f *testing.F) {
 
 		var called any
 		if fh.stub != nil {
-			fh.stub.mu.Lock()
-			called = fh.stub.last
-			fh.stub.mu.Unlock()
+			fh.stub.Mu.Lock()
+			called = fh.stub.Last
+			fh.stub.Mu.Unlock()
 		}
 		plain := (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
 			(r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics")
@@ -251,12 +251,12 @@ func FuzzHTTPHandler(f *testing.F) {
 			if code != 200 {
 				t.Fatalf("health/metrics GET not 200: %s", desc)
 			}
-			if n := fh.observed.take(); len(n) != 0 {
+			if n := fh.observed.Take(); len(n) != 0 {
 				t.Errorf("health/metrics GET counted: %v", n)
 			}
 			return
 		}
-		if n := fh.observed.take(); len(n) != 1 {
+		if n := fh.observed.Take(); len(n) != 1 {
 			t.Errorf("counted %d times (%v), want once: %s", len(n), n, desc)
 		}
 		checkLogLines(t, fh, desc)

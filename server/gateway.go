@@ -32,10 +32,6 @@ import (
 // MaxBodyBytes bounds a REST request body; larger ones get 413.
 const MaxBodyBytes = 64 << 10
 
-// maxHeaderBytes bounds a request's headers, over HTTP and as gRPC
-// metadata alike.
-const maxHeaderBytes = 64 << 10
-
 // NewHTTPHandler serves the REST API, /healthz, /readyz and, when metrics
 // is not nil, GET /metrics. The REST API calls opts.Service in process,
 // through the same interceptor as NewGRPC's server (inProcess), so a REST
@@ -211,7 +207,7 @@ func cleanPath(p string) string {
 // the gateway could not read, which req holds empty: they are not
 // returned, nor is what depends on them judged (a table ARN by a region);
 // but the fields' own rules may still name them (a backup_name sent as a
-// number reads as missing), so the caller drops those (beside).
+// number reads as missing), so the caller drops those (badrequest.Beside).
 type fieldRules func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
 
 // fieldsOnly is the field rules of a server that is given none: the
@@ -247,12 +243,11 @@ func NewHTTPServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, l
 }
 
 // bodyReadTimeout bounds reading a request, body included: 64 KiB at most.
-const bodyReadTimeout = 30 * time.Second
+const bodyReadTimeout = intercept.ArrivalTimeout
 
 // drainGrace is how long a request still arriving when the servers shut
-// down has left to arrive: a REST body, or the request of a gRPC call
-// that takes no token. One sent at once is in within milliseconds.
-const drainGrace = time.Second
+// down has left to arrive.
+const drainGrace = intercept.DrainGrace
 
 // newHTTPServer is NewHTTPServer with the time a request may take to
 // arrive. net/http starts the write deadline once a request's headers are
@@ -269,11 +264,11 @@ func newHTTPServer(h http.Handler, read, handling time.Duration, tlsCfg *tls.Con
 		ErrorLog:          errorLog,
 		Handler:           h,
 		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: handshakeTimeout,
+		ReadHeaderTimeout: intercept.HandshakeTimeout,
 		ReadTimeout:       read,
 		WriteTimeout:      read + handling,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    maxHeaderBytes,
+		MaxHeaderBytes:    intercept.MaxHeaderBytes,
 	}
 }
 

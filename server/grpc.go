@@ -90,7 +90,7 @@ const (
 // past it waits for a stream to end): far above Go's net/http HTTP/2
 // default of 250, as a caller's calls may each wait up to max_wait for
 // their account's turn, yet with a call's metadata bounded as the HTTP
-// listener's headers (maxHeaderBytes; grpc-go's default of 16 MiB let a
+// listener's headers (intercept.MaxHeaderBytes; grpc-go's default of 16 MiB let a
 // caller without a token make the server hold that much per call) it caps
 // what one connection holds at 64 MiB.
 const maxStreams = 1000
@@ -106,9 +106,9 @@ const (
 	maxConnectionAgeGrace = 2 * time.Minute
 )
 
-// handshakeTimeout bounds a new connection's handshake on both listeners
-// (the HTTP listener's ReadHeaderTimeout, for a request's headers).
-const handshakeTimeout = 5 * time.Second
+// handshakeTimeout bounds a new connection's handshake, as on the HTTP
+// listener.
+const handshakeTimeout = intercept.HandshakeTimeout
 
 // NewGRPC returns a gRPC server with BackupService, grpc.health.v1 and
 // reflection registered. Every unary call passes through one interceptor
@@ -133,7 +133,7 @@ func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 		grpc.ForceServerCodecV2(ic.codec),
 		grpc.UnknownServiceHandler(ic.unknown),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
-		grpc.MaxHeaderListSize(maxHeaderBytes),
+		grpc.MaxHeaderListSize(intercept.MaxHeaderBytes),
 		grpc.MaxConcurrentStreams(maxStreams),
 		// Static flow-control windows as large as the largest request
 		// taken turn off grpc-go's bandwidth-delay estimation, whose PING

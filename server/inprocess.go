@@ -85,5 +85,5 @@ func alsoRefused(ctx context.Context, err error, req proto.Message, violations f
 			named = append(named, badrequest.Violation{Field: name})
 		}
 	}
-	return &badrequest.Error{Violations: append(bad.Violations, beside(named, violations(req, named...))...)}
+	return &badrequest.Error{Violations: append(bad.Violations, badrequest.Beside(named, violations(req, named...))...)}
 }

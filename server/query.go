@@ -252,7 +252,7 @@ func alsoWrongInQuery(msg proto.Message, values url.Values, filter *utilities.Do
 	rest := url.Values{}
 	for key, vals := range values {
 		if fd, name := lookupField(msg.ProtoReflect().Descriptor(), key); fd != nil &&
-			!slices.ContainsFunc(named, func(n badrequest.Violation) bool { return within(name, n.Field) }) {
+			!slices.ContainsFunc(named, func(n badrequest.Violation) bool { return badrequest.Within(name, n.Field) }) {
 			rest[key] = vals
 		}
 	}

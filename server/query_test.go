@@ -91,9 +91,9 @@ func TestListQuery(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			resp, body := f.do(t, "GET", path+tt.query, nil)
-			f.stub.mu.Lock()
-			last := f.stub.last
-			f.stub.mu.Unlock()
+			f.stub.Mu.Lock()
+			last := f.stub.Last
+			f.stub.Mu.Unlock()
 			if tt.want != nil {
 				if resp.StatusCode != 200 {
 					t.Fatalf("%d %s", resp.StatusCode, body)
@@ -164,7 +164,7 @@ func TestGatewayRefusalsAreLoggedAndCounted(t *testing.T) {
 		"/backup.v1.BackupService/CreateBackup InvalidArgument",
 		"/backup.v1.BackupService/CreateBackup OK",
 	}
-	got := f.observed.counted()
+	got := f.observed.Counted()
 	if !slices.Equal(got, want) {
 		t.Errorf("counted %q, want %q", got, want)
 	}

@@ -169,7 +169,7 @@ func TestRESTRefusals(t *testing.T) {
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d: %+v", resp.StatusCode, tt.status, st)
 			}
-			if last := f.stub.called(); last != nil {
+			if last := f.stub.Called(); last != nil {
 				t.Errorf("the service was called with %v", last)
 			}
 			if len(st.Details) == 0 || st.Details[0].Reason != tt.reason || st.Details[0].Metadata["account_id"] != tt.account {
@@ -247,18 +247,18 @@ func TestMethodNotAllowedSaysWhich(t *testing.T) {
 	if resp, body := f.do(t, "GET", "/v2/nothing", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /v2/nothing: %d %s", resp.StatusCode, body)
 	}
-	if last := f.stub.called(); last != nil {
+	if last := f.stub.Called(); last != nil {
 		t.Errorf("a probe reached the service: %v", last)
 	}
 	// Logged and counted once each, under "unknown".
-	counted := f.observed.counted()
+	counted := f.observed.Counted()
 	want := []string{"unknown Unimplemented", "unknown Unimplemented", "unknown Unimplemented", "unknown NotFound"}
 	if !slices.Equal(counted, want) {
 		t.Errorf("counted %q, want %q", counted, want)
 	}
-	f.observed.mu.Lock()
-	reasons := slices.Clone(f.observed.reasons)
-	f.observed.mu.Unlock()
+	f.observed.Mu.Lock()
+	reasons := slices.Clone(f.observed.Reasons)
+	f.observed.Mu.Unlock()
 	if want := []string{"METHOD_NOT_ALLOWED", "METHOD_NOT_ALLOWED", "METHOD_NOT_ALLOWED", "ROUTE_NOT_FOUND"}; !slices.Equal(reasons, want) {
 		t.Errorf("counted reasons %q, want %q", reasons, want)
 	}
@@ -302,7 +302,7 @@ func TestVerbPathTakesOnlyItsMethod(t *testing.T) {
 				t.Fatalf("%d, Allow %q; want %d and %q: %s", resp.StatusCode, resp.Header.Get("Allow"), tt.status, tt.allow, body)
 			}
 			var reached string
-			if last, ok := f.stub.called().(interface{ GetBackupArn() string }); ok {
+			if last, ok := f.stub.Called().(interface{ GetBackupArn() string }); ok {
 				reached = last.GetBackupArn()
 			}
 			if reached != tt.reached {
@@ -319,7 +319,7 @@ func TestVerbPathTakesOnlyItsMethod(t *testing.T) {
 				st.Details[0].Metadata["account_id"] != "111111111111" {
 				t.Errorf("body %s; want reason METHOD_NOT_ALLOWED, account_id 111111111111 and a message with %q", body, tt.message)
 			}
-			if counted := f.observed.counted(); !slices.Equal(counted, []string{"unknown Unimplemented"}) {
+			if counted := f.observed.Counted(); !slices.Equal(counted, []string{"unknown Unimplemented"}) {
 				t.Errorf("counted %q, want once under unknown", counted)
 			}
 		})
@@ -379,7 +379,7 @@ func TestNothingBeforeTheVerb(t *testing.T) {
 			if tt.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("401 without a Bearer challenge: %q", resp.Header.Get("WWW-Authenticate"))
 			}
-			if called := f.stub.called(); called != nil {
+			if called := f.stub.Called(); called != nil {
 				t.Errorf("the service was called with %v", called)
 			}
 			var st restStatus
@@ -389,7 +389,7 @@ func TestNothingBeforeTheVerb(t *testing.T) {
 			if tt.status == 400 && (len(st.Details) != 2 || len(st.Details[1].FieldViolations) != 1 || st.Details[1].FieldViolations[0].Field != "backup_arn") {
 				t.Errorf("body %s; want one field violation, of backup_arn", body)
 			}
-			if counted := f.observed.counted(); !slices.Equal(counted, []string{tt.counted}) {
+			if counted := f.observed.Counted(); !slices.Equal(counted, []string{tt.counted}) {
 				t.Errorf("counted %q, want %q", counted, tt.counted)
 			}
 			if lines := f.logs.Lines(`"x_request_id":"corr-1"`); len(lines) != 1 {
@@ -458,7 +458,7 @@ func TestEmptyPathVariables(t *testing.T) {
 			if !slices.Equal(fields, tt.fields) {
 				t.Errorf("field violations of %q; want %q", fields, tt.fields)
 			}
-			if counted := f.observed.counted(); !slices.Equal(counted, []string{tt.counted}) {
+			if counted := f.observed.Counted(); !slices.Equal(counted, []string{tt.counted}) {
 				t.Errorf("counted %q, want %q", counted, tt.counted)
 			}
 		})
@@ -580,7 +580,7 @@ func TestEscapedCharactersStayInTheirSegment(t *testing.T) {
 			if w.Code != http.StatusOK {
 				t.Fatalf("%d %s; want the service's answer", w.Code, w.Body)
 			}
-			if reached := tt.field(f.stub.called()); reached != tt.want {
+			if reached := tt.field(f.stub.Called()); reached != tt.want {
 				t.Errorf("service got %q, want %q", reached, tt.want)
 			}
 		})
@@ -646,7 +646,7 @@ func TestUncleanPathsAreNotRedirected(t *testing.T) {
 			if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"reason":"ROUTE_NOT_FOUND"`) {
 				t.Errorf("%d %s; want 404 ROUTE_NOT_FOUND", resp.StatusCode, body)
 			}
-			if got := f.stub.called(); got != nil {
+			if got := f.stub.Called(); got != nil {
 				t.Errorf("the service was called with %v", got)
 			}
 			decoded, _ := url.PathUnescape(tt.path)
@@ -738,7 +738,7 @@ func refusedViolations(t *testing.T, f *fixture, resp *http.Response, status int
 	if resp.StatusCode != status {
 		t.Fatalf("%d; want %d: %s", resp.StatusCode, status, body)
 	}
-	if called := f.stub.called(); called != nil {
+	if called := f.stub.Called(); called != nil {
 		t.Errorf("the service was called with %v", called)
 	}
 	var st restStatus

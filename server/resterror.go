@@ -218,7 +218,7 @@ func malformed(ctx context.Context, r *http.Request, call *restCall, st *status.
 		// a refused body never reaches.
 		if method, ok := runtime.RPCMethod(ctx); ok {
 			if bad, ok := errors.AsType[*badrequest.Error](restRefusal(r.Context(), method)); ok {
-				vs = append(vs, beside(vs, bad.Violations)...)
+				vs = append(vs, badrequest.Beside(vs, bad.Violations)...)
 			}
 		}
 		st, _ := rpcerror.Status(&badrequest.Error{Violations: vs}, rpcerror.Request{AccountID: account})
@@ -391,7 +391,7 @@ func filledPathViolations(method string, params map[string]string) []badrequest.
 	}
 	var vs []badrequest.Violation
 	for _, v := range service.Violations(req) {
-		if slices.ContainsFunc(filled, func(name string) bool { return within(v.Field, name) }) {
+		if slices.ContainsFunc(filled, func(name string) bool { return badrequest.Within(v.Field, name) }) {
 			vs = append(vs, v)
 		}
 	}

@@ -166,7 +166,7 @@ func TestHandleError(t *testing.T) {
 			if want := nonEmpty(tt.logged); !slices.Equal(lines, want) {
 				t.Errorf("logged %q, want %q:\n%s", lines, want, logs)
 			}
-			if counted, want := observed.counted(), nonEmpty(tt.counted); !slices.Equal(counted, want) {
+			if counted, want := observed.Counted(), nonEmpty(tt.counted); !slices.Equal(counted, want) {
 				t.Errorf("counted %q, want %q", counted, want)
 			}
 		})

@@ -41,88 +41,32 @@ import (
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/internal/calltest"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/testenv"
 )
 
-// stub records what reached the service and answers with err when set.
-type stub struct {
-	backupv1.UnimplementedBackupServiceServer
-	mu    sync.Mutex
-	last  any
-	calls int // requests that reached the service
-	err   error
-	boom  bool
-	// deadline is the last CreateBackup's context deadline, if it had one.
-	deadline time.Time
-	// entered, when not nil, is sent to (when it has room) as a GetBackup
-	// of slowARN or lingeringARN begins to wait in the handler.
-	entered chan struct{}
-}
-
-func (s *stub) record(req any) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.last = req
-	s.calls++
-	if s.boom {
-		panic("boom")
-	}
-	return s.err
-}
-
-func (s *stub) CreateBackup(ctx context.Context, req *backupv1.CreateBackupRequest) (*backupv1.CreateBackupResponse, error) {
-	dl, _ := ctx.Deadline()
-	s.mu.Lock()
-	s.deadline = dl
-	s.mu.Unlock()
-	return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupArn: arn, BackupName: req.GetBackupName()}}, s.record(req)
-}
-
-func (s *stub) GetBackup(ctx context.Context, req *backupv1.GetBackupRequest) (*backupv1.GetBackupResponse, error) {
-	switch req.GetBackupArn() {
-	case slowARN: // waits for the caller's deadline
-		s.enter()
-		<-ctx.Done()
-		return nil, ctx.Err()
-	case lingeringARN: // and then takes a while to return, as an SDK call unwinding
-		s.enter()
-		<-ctx.Done()
-		time.Sleep(300 * time.Millisecond)
-		return nil, ctx.Err()
-	}
-	return &backupv1.GetBackupResponse{}, s.record(req)
-}
-
-// enter tells entered, if set and it has room, that a call is in the
-// handler.
-func (s *stub) enter() {
-	select {
-	case s.entered <- struct{}{}:
-	default:
-	}
-}
-
-// slowARN is a backup the stub's GetBackup answers only when the call's
-// context ends; lingeringARN one it answers 300 ms after that.
-const (
-	slowARN      = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-510e510e"
-	lingeringARN = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-11119e11"
+// The stub service, the observer and the REST error's shape both
+// transports' tests use.
+type (
+	stub           = calltest.Stub
+	observed       = calltest.Observed
+	fieldViolation = calltest.FieldViolation
+	restStatus     = calltest.RESTStatus
 )
 
-func (s *stub) ListBackups(_ context.Context, req *backupv1.ListBackupsRequest) (*backupv1.ListBackupsResponse, error) {
-	return &backupv1.ListBackupsResponse{}, s.record(req)
-}
+const (
+	arn          = calltest.ARN
+	slowARN      = calltest.SlowARN
+	lingeringARN = calltest.LingeringARN
+)
 
-func (s *stub) DeleteBackup(_ context.Context, req *backupv1.DeleteBackupRequest) (*backupv1.DeleteBackupResponse, error) {
-	return &backupv1.DeleteBackupResponse{}, s.record(req)
-}
-
-func (s *stub) RestoreTableFromBackup(_ context.Context, req *backupv1.RestoreTableFromBackupRequest) (*backupv1.RestoreTableFromBackupResponse, error) {
-	return &backupv1.RestoreTableFromBackupResponse{}, s.record(req)
-}
+var (
+	compactJSON = calltest.CompactJSON
+	dialRaw     = calltest.DialRaw
+)
 
 type fixture struct {
 	stub   *stub
@@ -133,70 +77,6 @@ type fixture struct {
 	conn   *grpc.ClientConn
 	// observed is the server's RequestObserver.
 	observed *observed
-}
-
-// observed records what the interceptor told its RequestObserver.
-type observed struct {
-	mu       sync.Mutex
-	calls    []string
-	reasons  []string // each call's reason, in the order of calls
-	inFlight int
-}
-
-func (o *observed) InFlight(delta int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.inFlight += delta
-}
-
-// handling is how many requests are in their handler.
-func (o *observed) handling() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.inFlight
-}
-
-func (o *observed) ObserveRequest(method string, code codes.Code, reason string, _ time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.calls = append(o.calls, method+" "+code.String())
-	o.reasons = append(o.reasons, reason)
-}
-
-// counted returns what was counted so far, as "method code".
-func (o *observed) counted() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return slices.Clone(o.calls)
-}
-
-// take is counted, forgetting what it returns.
-func (o *observed) take() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	calls := o.calls
-	o.calls = nil
-	return calls
-}
-
-// called reports the request that reached the stub service, if any.
-func (s *stub) called() any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last
-}
-
-// fieldViolation is a google.rpc.BadRequest field violation in JSON.
-type fieldViolation struct{ Field, Description string }
-
-// restStatus is the JSON body of a REST error.
-type restStatus struct {
-	Message string
-	Details []struct {
-		Reason          string
-		Metadata        map[string]string
-		FieldViolations []fieldViolation
-	}
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -264,18 +144,6 @@ func sendForStatus(t *testing.T, req *http.Request) (*http.Response, restStatus)
 	return resp, st
 }
 
-// compactJSON removes the spaces protojson puts after some colons and
-// commas, or not, depending on the binary; b unchanged when not JSON.
-func compactJSON(b []byte) []byte {
-	var out bytes.Buffer
-	if json.Compact(&out, b) != nil {
-		return b
-	}
-	return out.Bytes()
-}
-
-const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
-
 func TestGatewayCapturesEscapedARN(t *testing.T) {
 	f := newFixture(t)
 	escaped := strings.ReplaceAll(arn, "/", "%2F")
@@ -293,13 +161,13 @@ func TestGatewayCapturesEscapedARN(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("%d %s", resp.StatusCode, body)
 			}
-			f.stub.mu.Lock()
-			defer f.stub.mu.Unlock()
-			got := f.stub.last.(interface{ GetBackupArn() string }).GetBackupArn()
+			f.stub.Mu.Lock()
+			defer f.stub.Mu.Unlock()
+			got := f.stub.Last.(interface{ GetBackupArn() string }).GetBackupArn()
 			if got != arn {
 				t.Errorf("service got backup_arn %q, want %q", got, arn)
 			}
-			if r, ok := f.stub.last.(*backupv1.RestoreTableFromBackupRequest); ok && r.GetTargetTableName() != "Copy" {
+			if r, ok := f.stub.Last.(*backupv1.RestoreTableFromBackupRequest); ok && r.GetTargetTableName() != "Copy" {
 				t.Errorf("restore target = %q", r.GetTargetTableName())
 			}
 		})
@@ -345,9 +213,9 @@ func TestGatewayErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f.stub.mu.Lock()
-			f.stub.err = tt.serviceErr
-			f.stub.mu.Unlock()
+			f.stub.Mu.Lock()
+			f.stub.Err = tt.serviceErr
+			f.stub.Mu.Unlock()
 			var body io.Reader = strings.NewReader(tt.body)
 			if tt.chunked {
 				body = io.MultiReader(body) // unknown length: sent chunked
@@ -378,17 +246,17 @@ func TestGatewayErrors(t *testing.T) {
 
 func TestInterceptorLogsAndRecovers(t *testing.T) {
 	f := newFixture(t)
-	f.stub.err = &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: time.Second}
+	f.stub.Err = &ratelimit.LimitedError{Key: ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}, RetryAfter: time.Second}
 	_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", Region: "us-east-1", BackupName: "x"})
 	if st := status.Convert(err); st.Code() != codes.ResourceExhausted {
 		t.Fatalf("domain error mapped to %v", err)
 	}
-	f.stub.boom = true
+	f.stub.Boom = true
 	_, err = f.client.GetBackup(context.Background(), &backupv1.GetBackupRequest{BackupArn: arn})
 	if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "boom") {
 		t.Fatalf("panic mapped to %v", err)
 	}
-	f.stub.boom = false
+	f.stub.Boom = false
 	if resp, body := f.do(t, "POST", "/v1/accounts/111111111111/tables/Orders/backups", strings.NewReader(`{"backupName":"x"}`)); resp.StatusCode != 429 {
 		t.Fatalf("REST: %d %s", resp.StatusCode, body)
 	}
@@ -397,11 +265,11 @@ func TestInterceptorLogsAndRecovers(t *testing.T) {
 		"/backup.v1.BackupService/GetBackup Internal",
 		"/backup.v1.BackupService/CreateBackup ResourceExhausted",
 	}
-	if got := f.observed.calls; strings.Join(got, "|") != strings.Join(wantObserved, "|") {
+	if got := f.observed.Calls; strings.Join(got, "|") != strings.Join(wantObserved, "|") {
 		t.Errorf("metrics observed %q, want %q", got, wantObserved)
 	}
 	// The reason tells causes of one code apart, on dashboards too.
-	if got, want := f.observed.reasons, []string{"RATE_LIMITED", "INTERNAL", "RATE_LIMITED"}; !slices.Equal(got, want) {
+	if got, want := f.observed.Reasons, []string{"RATE_LIMITED", "INTERNAL", "RATE_LIMITED"}; !slices.Equal(got, want) {
 		t.Errorf("metrics observed reasons %q, want %q", got, want)
 	}
 	if resp, body := f.do(t, "GET", "/metrics", nil); resp.StatusCode != 200 || string(body) != "metrics here\n" {
@@ -445,7 +313,7 @@ func TestPushBackTellsGRPCRetries(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			f.stub.err = tt.err
+			f.stub.Err = tt.err
 			var trailer metadata.MD
 			_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}, grpc.Trailer(&trailer))
 			if err == nil {
@@ -476,17 +344,17 @@ func TestPushBackTellsGRPCRetries(t *testing.T) {
 		{&accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "us-east-1", Err: errors.New("500")}, 1},
 		{&ratelimit.LimitedError{Key: key, RetryAfter: 300 * time.Millisecond}, 3},
 	} {
-		f.stub.mu.Lock()
-		f.stub.err, f.stub.calls = tt.err, 0
-		f.stub.mu.Unlock()
+		f.stub.Mu.Lock()
+		f.stub.Err, f.stub.Calls = tt.err, 0
+		f.stub.Mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		start := time.Now()
 		_, err := client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"})
 		took := time.Since(start)
 		cancel()
-		f.stub.mu.Lock()
-		calls := f.stub.calls
-		f.stub.mu.Unlock()
+		f.stub.Mu.Lock()
+		calls := f.stub.Calls
+		f.stub.Mu.Unlock()
 		if calls != tt.calls {
 			t.Errorf("%v: the service got %d calls, want %d", err, calls, tt.calls)
 		}
@@ -521,7 +389,7 @@ func TestRESTPassesInterceptor(t *testing.T) {
 			if logs := f.logs.String(); !strings.Contains(logs, want) {
 				t.Errorf("log lacks %s:\n%s", want, logs)
 			}
-			f.stub.boom = true
+			f.stub.Boom = true
 			resp, body := f.do(t, tt.method, tt.path, strings.NewReader(tt.body))
 			if resp.StatusCode != 500 || strings.Contains(string(body), "boom") {
 				t.Errorf("panic answered %d %s", resp.StatusCode, body)
@@ -587,8 +455,8 @@ func TestCallersAreCheckedFirst(t *testing.T) {
 	if _, err := f.client.DeleteBackup(withToken, &backupv1.DeleteBackupRequest{BackupArn: arn}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("gRPC operation not allowed: %v", err)
 	}
-	if f.stub.last != nil {
-		t.Fatalf("a refused request reached the service: %v", f.stub.last)
+	if f.stub.Last != nil {
+		t.Fatalf("a refused request reached the service: %v", f.stub.Last)
 	}
 	if _, err := f.client.CreateBackup(withToken, req); err != nil {
 		t.Errorf("gRPC allowed: %v", err)
@@ -810,9 +678,9 @@ func TestRESTDeadlineHeader(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
-			f.stub.mu.Lock()
-			dl := f.stub.deadline
-			f.stub.mu.Unlock()
+			f.stub.Mu.Lock()
+			dl := f.stub.Deadline
+			f.stub.Mu.Unlock()
 			switch {
 			case tt.want == 0 && !dl.IsZero():
 				t.Errorf("deadline %s without a Grpc-Timeout header", dl.Sub(sent))
@@ -923,7 +791,7 @@ func TestCanceledAfterSendIsLoggedAsMaybeDone(t *testing.T) {
 		{&service.StillRunningError{Operation: "CreateBackup", Err: context.Canceled}, "still running under its request_id when its caller canceled"},
 	} {
 		f := newFixture(t)
-		f.stub.err = tt.err
+		f.stub.Err = tt.err
 		_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"})
 		if status.Code(err) != codes.Canceled {
 			t.Errorf("%v: want Canceled", err)
@@ -962,7 +830,7 @@ func TestCallerDeadlineIsLoggedAsADeadline(t *testing.T) {
 			t.Errorf("a deadline logged as a bare cancellation: %s", line)
 		}
 	}
-	if got := f.observed.counted(); !slices.Contains(got, "/backup.v1.BackupService/GetBackup DeadlineExceeded") || slices.Contains(got, "/backup.v1.BackupService/GetBackup Canceled") {
+	if got := f.observed.Counted(); !slices.Contains(got, "/backup.v1.BackupService/GetBackup DeadlineExceeded") || slices.Contains(got, "/backup.v1.BackupService/GetBackup Canceled") {
 		t.Errorf("counted %v; want DeadlineExceeded, never Canceled", got)
 	}
 }
@@ -1018,10 +886,10 @@ func TestRESTCallerIsTheConnectionsPeer(t *testing.T) {
 // reaches the log without its session token.
 func TestLogRedactsSignedSecrets(t *testing.T) {
 	f := newFixture(t)
-	f.stub.mu.Lock()
-	f.stub.err = errors.New("api error InvalidSignatureException: The Canonical String for this request should have been\n" +
+	f.stub.Mu.Lock()
+	f.stub.Err = errors.New("api error InvalidSignatureException: The Canonical String for this request should have been\n" +
 		"'POST\n/\nx-amz-security-token:SESSIONTOKENSECRET\n'")
-	f.stub.mu.Unlock()
+	f.stub.Mu.Unlock()
 	_, err := f.client.CreateBackup(context.Background(), &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "nightly"})
 	if status.Code(err) != codes.Internal {
 		t.Fatalf("CreateBackup: %v, want INTERNAL", err)
@@ -1083,20 +951,6 @@ func serveHTTP(t *testing.T, srv *http.Server) string {
 	return lis.Addr().String()
 }
 
-// dialRaw opens a TCP connection to addr for a hand-written request, closed
-// when the test ends, with a deadline so that a missing answer fails the
-// test rather than hanging it.
-func dialRaw(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	return conn
-}
-
 // net/http starts the write deadline once the headers are read: a body
 // that arrives slowly, within the read timeout, still gets its answer
 // when its handling takes the whole handling time after it.
@@ -1146,8 +1000,8 @@ func TestLateBodyIsNamed(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte("did not arrive within")) || bytes.Contains(body, []byte("127.0.0.1")) {
 		t.Errorf("late body: %d %s; want 400 saying the body did not arrive in time", resp.StatusCode, body)
 	}
-	if f.stub.called() != nil {
-		t.Errorf("a request without its body reached the service: %v", f.stub.called())
+	if f.stub.Called() != nil {
+		t.Errorf("a request without its body reached the service: %v", f.stub.Called())
 	}
 }
 
@@ -1170,8 +1024,8 @@ func TestUnendedBodyOfARouteWithoutOneIsRefused(t *testing.T) {
 				t.Fatalf("no answer: %v", err)
 			}
 			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusBadRequest || f.stub.called() != nil {
-				t.Errorf("%d %s, service called with %v; want 400 and no call", resp.StatusCode, body, f.stub.called())
+			if resp.StatusCode != http.StatusBadRequest || f.stub.Called() != nil {
+				t.Errorf("%d %s, service called with %v; want 400 and no call", resp.StatusCode, body, f.stub.Called())
 			}
 			if strings.Contains(f.logs.String(), `"code":"Canceled"`) {
 				t.Errorf("the log says Canceled where the answer is 400:\n%s", f.logs.String())
@@ -1202,8 +1056,8 @@ func TestBodyTextRefusals(t *testing.T) {
 			}
 		})
 	}
-	if f.stub.called() != nil {
-		t.Errorf("a refused body reached the service: %v", f.stub.called())
+	if f.stub.Called() != nil {
+		t.Errorf("a refused body reached the service: %v", f.stub.Called())
 	}
 }
 
@@ -1231,8 +1085,8 @@ func TestBodyOnARouteWithoutOneIsRefusedUnread(t *testing.T) {
 			}
 		})
 	}
-	if f.stub.called() != nil {
-		t.Errorf("a request with a body reached the service: %v", f.stub.called())
+	if f.stub.Called() != nil {
+		t.Errorf("a request with a body reached the service: %v", f.stub.Called())
 	}
 }
 
@@ -1250,7 +1104,7 @@ func TestBodyEndedEarlyIsCountedAsCanceled(t *testing.T) {
 		{"a chunked body without its last chunk", "POST " + create + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"bac\r\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f.observed.take()
+			f.observed.Take()
 			conn := dialRaw(t, f.http.Listener.Addr().String())
 			if _, err := io.WriteString(conn, tt.request); err != nil {
 				t.Fatal(err)
@@ -1268,11 +1122,11 @@ func TestBodyEndedEarlyIsCountedAsCanceled(t *testing.T) {
 				!strings.Contains(st.Message, "the request body ended before all of it arrived") {
 				t.Errorf("%d %s; want the body's early end, reason %s", resp.StatusCode, body, rpcerror.ReasonCanceled)
 			}
-			if got := f.observed.take(); !slices.Equal(got, []string{backupv1.BackupService_CreateBackup_FullMethodName + " Canceled"}) {
+			if got := f.observed.Take(); !slices.Equal(got, []string{backupv1.BackupService_CreateBackup_FullMethodName + " Canceled"}) {
 				t.Errorf("counted %q; want the call counted as Canceled", got)
 			}
-			if f.stub.called() != nil {
-				t.Errorf("the request reached the service: %v", f.stub.called())
+			if f.stub.Called() != nil {
+				t.Errorf("the request reached the service: %v", f.stub.Called())
 			}
 		})
 	}
@@ -1330,7 +1184,7 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			counted, lines := len(f.observed.counted()), strings.Count(f.logs.String(), `"msg":"request"`)
+			counted, lines := len(f.observed.Counted()), strings.Count(f.logs.String(), `"msg":"request"`)
 			conn, err := net.Dial("tcp", f.http.Listener.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -1359,7 +1213,7 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 				t.Errorf("connection still open after the answer: %v", err)
 			}
 			// Counted and logged before the answer was written: once.
-			if got := f.observed.counted()[counted:]; len(got) != 1 || got[0] != tt.counted {
+			if got := f.observed.Counted()[counted:]; len(got) != 1 || got[0] != tt.counted {
 				t.Errorf("counted %q; want once, %q", got, tt.counted)
 			}
 			if n := strings.Count(f.logs.String(), `"msg":"request"`) - lines; n != 1 {
@@ -1367,8 +1221,8 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 			}
 		})
 	}
-	if f.stub.called() != nil {
-		t.Errorf("a refused request reached the service: %v", f.stub.called())
+	if f.stub.Called() != nil {
+		t.Errorf("a refused request reached the service: %v", f.stub.Called())
 	}
 
 	// Over HTTP/2 the refusal comes before a body that never ends, too.
@@ -1412,7 +1266,7 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	got, _ := f.stub.called().(*backupv1.CreateBackupRequest)
+	got, _ := f.stub.Called().(*backupv1.CreateBackupRequest)
 	if resp.StatusCode != 200 || resp.Close || got.GetBackupName() != "late" {
 		t.Errorf("known caller: %d (close %v), service got %v; want 200 with the body's name, connection kept", resp.StatusCode, resp.Close, got)
 	}
@@ -1432,7 +1286,7 @@ func TestInProcessServesEveryMethod(t *testing.T) {
 		if err, _ := out[1].Interface().(error); err != nil {
 			t.Errorf("%s: %v", m.MethodName, err)
 		}
-		if got := st.called(); got != req.Interface() {
+		if got := st.Called(); got != req.Interface() {
 			t.Errorf("%s: the service got %v, not the request", m.MethodName, got)
 		}
 	}
@@ -1486,19 +1340,19 @@ func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
 		{"a method backupd does not serve", "nobody", "/backup.v1.BackupService/Nope", "unknown Unauthenticated", "UNAUTHENTICATED"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f.observed.take()
+			f.observed.Take()
 			err := open(tt.token, tt.method)
 			st := status.Convert(err)
 			if st.Code() != codes.Unauthenticated || rpcerror.ReasonOf(st) != tt.reason {
 				t.Fatalf("got %v; want Unauthenticated with reason %s, before any request", err, tt.reason)
 			}
-			if counted := f.observed.take(); !slices.Equal(counted, []string{tt.counted}) {
+			if counted := f.observed.Take(); !slices.Equal(counted, []string{tt.counted}) {
 				t.Errorf("counted %q, want %q once", counted, tt.counted)
 			}
 		})
 	}
-	if f.stub.called() != nil {
-		t.Errorf("a refused call reached the service: %v", f.stub.called())
+	if f.stub.Called() != nil {
+		t.Errorf("a refused call reached the service: %v", f.stub.Called())
 	}
 	if logs := f.logs.String(); strings.Count(logs, `"code":"Unauthenticated"`) != 3 {
 		t.Errorf("want 3 Unauthenticated request lines:\n%s", logs)
@@ -1757,8 +1611,8 @@ func TestUnknownCallerWithAFarDeadlineIsRefusedOnceItsRequestIsIn(t *testing.T) 
 	if err := stream.RecvMsg(&backupv1.CreateBackupResponse{}); status.Code(err) != codes.Canceled {
 		t.Errorf("without its request: %v; want Canceled by the arrival bound", err)
 	}
-	if f.stub.called() != nil {
-		t.Errorf("a refused call reached the service: %v", f.stub.called())
+	if f.stub.Called() != nil {
+		t.Errorf("a refused call reached the service: %v", f.stub.Called())
 	}
 }
 
@@ -1781,9 +1635,9 @@ func TestLargeRefusalFitsDefaultClients(t *testing.T) {
 	if len(vs) <= rpcerror.MaxViolations {
 		t.Fatalf("the request breaks %d rules; want more than an error carries", len(vs))
 	}
-	f.stub.mu.Lock()
-	f.stub.err = &badrequest.Error{Violations: vs}
-	f.stub.mu.Unlock()
+	f.stub.Mu.Lock()
+	f.stub.Err = &badrequest.Error{Violations: vs}
+	f.stub.Mu.Unlock()
 	conn, err := grpc.NewClient(f.conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithMaxHeaderListSize(8<<10))
 	if err != nil {
@@ -1823,23 +1677,23 @@ func TestRequestsInFlightAreCounted(t *testing.T) {
 		}
 		held <- err
 	}()
-	for deadline := time.Now().Add(5 * time.Second); f.observed.handling() != 2; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); f.observed.Handling() != 2; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d requests in flight; want the 2 held in their handler", f.observed.handling())
+			t.Fatalf("%d requests in flight; want the 2 held in their handler", f.observed.Handling())
 		}
 	}
 	if _, err := healthpb.NewHealthClient(f.conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.observed.handling(); n != 2 {
+	if n := f.observed.Handling(); n != 2 {
 		t.Errorf("%d in flight with a health check; want 2", n)
 	}
 	cancel()
 	<-held
 	<-held
-	for deadline := time.Now().Add(5 * time.Second); f.observed.handling() != 0; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); f.observed.Handling() != 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d requests in flight once answered; want none", f.observed.handling())
+			t.Fatalf("%d requests in flight once answered; want none", f.observed.Handling())
 		}
 	}
 }

@@ -440,7 +440,7 @@ type servedGRPC struct {
 func servingGRPC(t *testing.T, h *Health, logs io.Writer) servedGRPC {
 	t.Helper()
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	g := servedGRPC{svc: &waiter{called: make(chan struct{})}, stub: &stub{entered: make(chan struct{}, 1)}}
+	g := servedGRPC{svc: &waiter{called: make(chan struct{})}, stub: &stub{Entered: make(chan struct{}, 1)}}
 	var srv *grpc.Server
 	srv, g.ic = newGRPC(Options{Service: g.stub, Logger: logger}, h)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -572,7 +572,7 @@ func TestShutdownCutOffIsLogged(t *testing.T) {
 		held <- err
 	}()
 	select {
-	case <-g.stub.entered: // in the handler
+	case <-g.stub.Entered: // in the handler
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call did not reach its handler within 10 s")
 	}

@@ -107,7 +107,7 @@ func methodLabel(full string) (label string, known bool) {
 
 // requestArrivalTimeout bounds the wait for the first request of a call
 // that takes no caller token: as long as an HTTP request's body may take.
-const requestArrivalTimeout = bodyReadTimeout
+const requestArrivalTimeout = intercept.ArrivalTimeout
 
 // errRequestLate cancels a call whose request did not arrive in time.
 var errRequestLate = fmt.Errorf("the request did not arrive in time: within %s of the call's start, or %s once backupd began to shut down",

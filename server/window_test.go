@@ -193,7 +193,7 @@ func TestCompressedRequestIsNotDecompressed(t *testing.T) {
 	if code != strconv.Itoa(int(codes.Unimplemented)) {
 		t.Errorf("grpc-status %q (%s); want UNIMPLEMENTED", code, cmp.Or(resp.Trailer.Get("Grpc-Message"), resp.Header.Get("Grpc-Message")))
 	}
-	if called := f.stub.called(); called != nil {
+	if called := f.stub.Called(); called != nil {
 		t.Errorf("the service was called with %v", called)
 	}
 }
