@@ -33,8 +33,8 @@ import (
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/rest"
 	"github.com/backupd/backupd/sandbox"
-	"github.com/backupd/backupd/server"
 	"github.com/backupd/backupd/tracing"
 	"github.com/backupd/backupd/wiring"
 )
@@ -233,7 +233,7 @@ func (s *Stack) startBackupd(ctx context.Context, cfg *config.Config, awsCfg aws
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
 	httpLis = b.Conns.Listener(httpLis)
-	go func() { _ = server.Serve(b.HTTP, httpLis) }()
+	go func() { _ = rest.Serve(b.HTTP, httpLis) }()
 	s.closers = append(s.closers, func() { _ = b.HTTP.Close() })
 	s.HTTPURL = "http://" + httpLis.Addr().String()
 	b.Health.SetReady(true)

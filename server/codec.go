@@ -88,7 +88,7 @@ func undecodable(m proto.Message, data mem.BufferSlice, err error) *status.Statu
 		// rest is judged for a request of REST's size at most, whose
 		// violations of UTF-8 were all named, and by the same paths
 		// (not one whose message field came twice, merged).
-		if valid := m.ProtoReflect().New().Interface(); w.more == 0 && !w.merged && len(raw) <= MaxBodyBytes &&
+		if valid := m.ProtoReflect().New().Interface(); w.more == 0 && !w.merged && len(raw) <= maxRevalidatedBytes &&
 			proto.Unmarshal(validUTF8(md, raw), valid) == nil {
 			vs = append(vs, badrequest.Beside(vs, service.Violations(valid))...)
 		}
@@ -263,4 +263,16 @@ func (w *utf8Walk) path() string {
 		}
 	}
 	return b.String()
+}
+
+// maxRevalidatedBytes bounds the undecodable request whose other fields
+// are judged too: as large as a REST body may be (rest.MaxBodyBytes).
+const maxRevalidatedBytes = 64 << 10
+
+// protoDetail is what a protobuf error message says after its "proto:"
+// prefix, which the protobuf module follows with a space or, at random, a
+// no-break space (so that no one depends on its text).
+func protoDetail(msg string) (string, bool) {
+	detail, ok := strings.CutPrefix(msg, "proto:")
+	return strings.TrimLeft(detail, " \u00a0"), ok
 }

@@ -1,6 +1,8 @@
-// Package server builds backupd's gRPC server, with the interceptors every
-// request passes, and the HTTP handler that serves the same API as REST
-// through grpc-gateway, plus health.
+// Package server builds backupd's gRPC server, with what every call
+// passes on its way in (the tap, the arrival bounds, the interceptor of
+// package intercept), plus the servers' health and their shutdown. The
+// REST API is package rest's, which shares the interceptor, not this
+// server.
 package server
 
 import (
@@ -8,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
-	"net/http"
 	"runtime"
 	"time"
 
@@ -20,9 +21,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/intercept"
@@ -30,8 +29,9 @@ import (
 	"github.com/backupd/backupd/redact"
 )
 
-// Options configures the gRPC server and the REST handler alike, so both
-// serve the same service through the same interceptor.
+// Options configures the gRPC server. Its Logger, Metrics and Authorizer
+// are the REST handler's too (rest.Options), so that a caller is treated
+// alike over both.
 type Options struct {
 	Service backupv1.BackupServiceServer
 	Logger  *slog.Logger
@@ -45,27 +45,15 @@ type Options struct {
 	// Conns, when set, bounds the gRPC listener's open connections (the
 	// HTTP listener's are bounded by listening through it).
 	Conns *connlimit.Limiter
-	// Tracing, when set, makes a span of every call over gRPC and REST
-	// but health checks, reflection and the operators' endpoints
-	// (package tracing).
+	// Tracing, when set, makes a span of every call but health checks
+	// and reflection (package tracing).
 	Tracing Tracing
-	// Violations names what a REST request that the gateway could read
-	// only in part (a field of the wrong type, a query it could not
-	// parse) would be refused in its other fields, so that it is told of
-	// every bad field at once: service.Server.Violations, which knows the
-	// account's configuration (a region it does not allow). unread are
-	// the violations of the fields not read, which req holds empty: they
-	// are not returned. Nil means service.Violations, the fields' own
-	// rules alone.
-	Violations func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
 	testKnobs
 }
 
-// Tracing makes the server spans of gRPC calls and of REST requests.
+// Tracing makes the server spans of gRPC calls.
 type Tracing interface {
 	GRPCStatsHandler() stats.Handler
-	// HTTPHandler makes spans of the requests traced reports true of.
-	HTTPHandler(h http.Handler, traced func(*http.Request) bool) http.Handler
 }
 
 // testKnobs shorten the server's fixed timeouts, for tests: each, when

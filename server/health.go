@@ -28,15 +28,26 @@ type Health struct {
 	cut    context.CancelFunc
 	// watches counts the Watch streams open.
 	watches *streamSlots
-	// handling counts the REST requests in their handlers
-	// (NewHTTPHandler), which a shutdown that cut them off waits for
-	// (AwaitHandlers).
+	// handling counts the REST requests in their handlers (Handling),
+	// which a shutdown that cut them off waits for (AwaitHandlers).
 	handling atomic.Int64
 	// calls counts the gRPC calls in the interceptor (NewGRPC), which
 	// with handling tells a shutdown that times out whether it cuts off a
 	// request or only closes connections that carry none (busy).
 	calls atomic.Int64
 }
+
+// Handling counts a request into its handler (delta 1) and out (-1), for
+// a server that, unlike grpc-go's, does not wait for its handlers once
+// the shutdown's timeout has closed their connections (net/http's, which
+// the REST handler counts): AwaitHandlers waits for them, and a shutdown
+// that times out tells by them whether it cut a request off (busy).
+func (h *Health) Handling(delta int) { h.handling.Add(int64(delta)) }
+
+// CutOffContext ends when the shutdown's timeout cuts in-flight calls
+// off (CutOff), so that a transport's interceptor logs a call canceled
+// then as its caller saw it.
+func (h *Health) CutOffContext() context.Context { return h.cutOff }
 
 // busy reports whether a REST request or gRPC call is being handled.
 func (h *Health) busy() bool { return h.handling.Load() > 0 || h.calls.Load() > 0 }

@@ -65,6 +65,14 @@ func newInterceptor(opts Options, cutOff context.Context) *interceptor {
 	return i
 }
 
+// refused is the error of a gRPC call the server refuses on its own
+// (a *rpcerror.RequestError, or a request's bad fields), with the details
+// every backupd status carries.
+func refused(err error) error {
+	st, _ := rpcerror.Status(err, rpcerror.Request{})
+	return st.Err()
+}
+
 var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"
 
 // unary runs a unary call through the interceptor, once its request has

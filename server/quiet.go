@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -187,40 +186,4 @@ func (c quietCredentials) Clone() credentials.TransportCredentials {
 // closeQuietWhenStopped closes q's quiet connections once stopped ends.
 func closeQuietWhenStopped(stopped context.Context, q *quietConns) {
 	context.AfterFunc(stopped, q.closeQuiet)
-}
-
-// closeNewOnShutdown closes, when srv shuts down, the connections that
-// have not begun a request, or whose request has not all arrived
-// (http.StateNew), and those that come after: net/http's Shutdown takes
-// such a connection for idle only once it is 5 s old, and until then it
-// held the drain, past a shorter shutdown_timeout. net/http would not
-// serve its request anyway: one read once the shutdown has begun is
-// dropped.
-func closeNewOnShutdown(srv *http.Server) {
-	var (
-		mu       sync.Mutex
-		fresh    = map[net.Conn]struct{}{}
-		stopping bool
-	)
-	srv.ConnState = func(c net.Conn, st http.ConnState) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case st == http.StateNew && stopping:
-			c.Close()
-		case st == http.StateNew:
-			fresh[c] = struct{}{}
-		default:
-			delete(fresh, c)
-		}
-	}
-	srv.RegisterOnShutdown(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopping = true
-		for c := range fresh {
-			c.Close()
-		}
-		clear(fresh)
-	})
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/connlimit"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rest"
 	"github.com/backupd/backupd/rpcerror"
 	"github.com/backupd/backupd/testenv"
 )
@@ -97,12 +98,12 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 	health.register(grpcSrv, nil)
 	go func() { _ = grpcSrv.Serve(grpcLis) }()
 	t.Cleanup(grpcSrv.Stop)
-	httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
+	httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil)
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = Serve(httpSrv, httpLis) }()
+	go func() { _ = rest.Serve(httpSrv, httpLis) }()
 	t.Cleanup(func() { httpSrv.Close() })
 	f.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -278,13 +279,13 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			}
 			go func() { _ = grpcSrv.Serve(grpcLis) }()
 			t.Cleanup(grpcSrv.Stop)
-			httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
+			httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil)
 			addr := grpcLis.Addr().String()
 			httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
-			go func() { _ = Serve(httpSrv, conns.Listener(httpLis)) }()
+			go func() { _ = rest.Serve(httpSrv, conns.Listener(httpLis)) }()
 			t.Cleanup(func() { _ = httpSrv.Close() })
 			if tt.http {
 				addr = httpLis.Addr().String()
@@ -454,7 +455,7 @@ func servingGRPC(t *testing.T, h *Health, logs io.Writer) servedGRPC {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.conn.Close() })
-	g.s = Shutdown{Health: h, HTTP: NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv, Service: g.svc,
+	g.s = Shutdown{Health: h, HTTP: rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv, Service: g.svc,
 		Logger: logger, Timeout: 10 * time.Second}
 	return g
 }
@@ -598,16 +599,16 @@ func TestShutdownCutOffRESTIsLogged(t *testing.T) {
 	logs := &testenv.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	h := NewHealth()
-	handler, err := NewHTTPHandler(context.Background(), Options{Service: &stub{}, Logger: logger}, h, http.NotFoundHandler())
+	handler, err := rest.NewHandler(context.Background(), rest.Options{Service: &stub{}, Logger: logger}, h, http.NotFoundHandler())
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpSrv := NewHTTPServer(handler, time.Minute, nil, nil)
+	httpSrv := rest.NewServer(handler, time.Minute, nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = Serve(httpSrv, lis) }()
+	go func() { _ = rest.Serve(httpSrv, lis) }()
 	grpcSrv := grpc.NewServer()
 	s := Shutdown{Health: h, HTTP: httpSrv, GRPC: grpcSrv, Service: &waiter{called: make(chan struct{})},
 		Logger: logger, Timeout: 200 * time.Millisecond}
@@ -946,7 +947,7 @@ func (l failingClose) Close() error {
 // are left, and fails with both.
 func TestShutdownWaitsForRunsWhenHTTPShutdownFails(t *testing.T) {
 	f := newShutdownFixture(t)
-	httpSrv := NewHTTPServer(http.NotFoundHandler(), time.Minute, nil, nil)
+	httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -954,7 +955,7 @@ func TestShutdownWaitsForRunsWhenHTTPShutdownFails(t *testing.T) {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = Serve(httpSrv, failingClose{lis})
+		_ = rest.Serve(httpSrv, failingClose{lis})
 	}()
 	t.Cleanup(func() { httpSrv.Close(); <-served })
 	// Served: its listener is the server's to close.

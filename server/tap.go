@@ -109,6 +109,10 @@ func methodLabel(full string) (label string, known bool) {
 // that takes no caller token: as long as an HTTP request's body may take.
 const requestArrivalTimeout = intercept.ArrivalTimeout
 
+// drainGrace is how long a request still arriving when the servers shut
+// down has left to arrive, as a REST body has.
+const drainGrace = intercept.DrainGrace
+
 // errRequestLate cancels a call whose request did not arrive in time.
 var errRequestLate = fmt.Errorf("the request did not arrive in time: within %s of the call's start, or %s once backupd began to shut down",
 	requestArrivalTimeout, drainGrace)

@@ -3,13 +3,10 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -18,7 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/backupd/backupd/certreload"
-	"github.com/backupd/backupd/logcap"
+	"github.com/backupd/backupd/rest"
 	"github.com/backupd/backupd/testenv"
 )
 
@@ -35,16 +32,16 @@ func serveTLS(t *testing.T, cfg *tls.Config) (grpcAddr, httpAddr string) {
 	}
 	go func() { _ = srv.Serve(gl) }()
 	t.Cleanup(srv.Stop)
-	handler, err := NewHTTPHandler(context.Background(), Options{Service: &stub{}, Logger: discard()}, h, nil)
+	handler, err := rest.NewHandler(context.Background(), rest.Options{Service: &stub{}, Logger: discard()}, h, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := NewHTTPServer(handler, time.Minute, cfg, discard())
+	hs := rest.NewServer(handler, time.Minute, cfg, discard())
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = Serve(hs, hl) }()
+	go func() { _ = rest.Serve(hs, hl) }()
 	t.Cleanup(func() { hs.Close() })
 	return gl.Addr().String(), hl.Addr().String()
 }
@@ -158,58 +155,3 @@ func healthCheckOver(addr string, creds credentials.TransportCredentials) error 
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// TestHTTPServerLogsInBackupdsFormat: net/http's own messages, such as a
-// failed TLS handshake, are lines of backupd's log, not plain text.
-func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
-	files := testenv.SelfSignedTLS(t)
-	cfg, err := certreload.TLSConfig(files.CertFile, files.KeyFile, "", discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testenv.Buffer{}
-	hs := NewHTTPServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = Serve(hs, hl) }()
-	t.Cleanup(func() { hs.Close() })
-	if resp, err := http.Get("http://" + hl.Addr().String() + "/healthz"); err == nil {
-		resp.Body.Close() // plain HTTP to an HTTPS listener: the server answers 400 and logs the handshake
-	}
-	want := `"level":"WARN","msg":"http: TLS handshake error from 127.0.0.1:`
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		got := logs.String()
-		if strings.Contains(got, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log %q: want a JSON line %s", got, want)
-		}
-	}
-}
-
-// TestFailedHandshakesAreCapped: a failed TLS handshake is logged at most
-// once every 10 s, with how many were left out since; net/http's other
-// messages are all logged.
-func TestFailedHandshakesAreCapped(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		logs := &testenv.Buffer{}
-		c := stdlog.New(cappedLog{log: slog.New(slog.NewJSONHandler(logs, nil)), cap: logcap.New(10 * time.Second)}, "", 0)
-		for i := range 5 {
-			c.Printf("http: TLS handshake error from 127.0.0.1:%d: EOF", 1000+i)
-		}
-		c.Printf("http: Accept error: too many open files; retrying in 5ms")
-		c.Printf("http: Accept error: too many open files; retrying in 10ms")
-		time.Sleep(10 * time.Second)
-		c.Printf("http: TLS handshake error from 127.0.0.1:2000: EOF")
-		handshakes := logs.Lines(`"level":"WARN"`, "TLS handshake error")
-		if len(handshakes) != 2 || strings.Contains(handshakes[0], "left_out") || !strings.Contains(handshakes[1], `"left_out":4`) {
-			t.Errorf("handshake lines %q; want the first, then one with left_out 4", handshakes)
-		}
-		if n := len(logs.Lines(`"level":"WARN"`, "Accept error")); n != 2 {
-			t.Errorf("%d other lines; want both", n)
-		}
-	})
-}

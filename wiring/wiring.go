@@ -23,6 +23,7 @@ import (
 	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/rest"
 	"github.com/backupd/backupd/server"
 	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/tracing"
@@ -82,7 +83,7 @@ func New(ctx context.Context, cfg *config.Config, p Parts) (*Backupd, error) {
 	}
 	health := server.NewHealth()
 	grpcSrv := server.NewGRPC(opts, health)
-	handler, err := server.NewHTTPHandler(ctx, opts, health, p.Metrics.Handler())
+	handler, err := rest.NewHandler(ctx, restOptions(opts, svc, p), health, p.Metrics.Handler())
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +91,7 @@ func New(ctx context.Context, cfg *config.Config, p Parts) (*Backupd, error) {
 		Service: svc,
 		Health:  health,
 		GRPC:    grpcSrv,
-		HTTP:    server.NewHTTPServer(handler, cfg.UpstreamTimeout+handlingSlack, opts.TLS, p.Logger),
+		HTTP:    rest.NewServer(handler, cfg.UpstreamTimeout+handlingSlack, opts.TLS, p.Logger),
 		Conns:   opts.Conns,
 	}, nil
 }
@@ -123,10 +124,10 @@ func newService(cfg *config.Config, p Parts) (*service.Server, error) {
 	return svc, nil
 }
 
-// serverOptions are the servers' options: the service, the listeners'
+// serverOptions are the gRPC server's options: the service, the listeners'
 // TLS, the callers' authorizer and the connection limits, as cfg says.
 func serverOptions(cfg *config.Config, svc *service.Server, p Parts) (server.Options, error) {
-	opts := server.Options{Service: svc, Violations: svc.Violations, Logger: p.Logger, Metrics: p.Metrics}
+	opts := server.Options{Service: svc, Logger: p.Logger, Metrics: p.Metrics}
 	if cfg.TLS.Enabled() {
 		tlsCfg, err := certreload.TLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, p.Logger)
 		if err != nil {
@@ -146,6 +147,18 @@ func serverOptions(cfg *config.Config, svc *service.Server, p Parts) (server.Opt
 	}
 	opts.Conns = newConns(cfg.Listen, p)
 	return opts, nil
+}
+
+// restOptions are the REST handler's options: the gRPC server's service,
+// log, metrics and callers' authorizer, so that a caller is treated alike
+// over both, and the service's rules for a request read only in part.
+func restOptions(opts server.Options, svc *service.Server, p Parts) rest.Options {
+	ro := rest.Options{Service: opts.Service, Logger: opts.Logger, Metrics: opts.Metrics, Authorizer: opts.Authorizer,
+		Violations: svc.Violations}
+	if p.Tracing != nil { // a nil *tracing.Tracing would be a Tracing that is not nil
+		ro.Tracing = p.Tracing
+	}
+	return ro
 }
 
 // newConns is the limiter of both listeners' connections, counted in

@@ -35,6 +35,7 @@ import (
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/redact"
+	"github.com/backupd/backupd/rest"
 	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/server"
 	"github.com/backupd/backupd/service"
@@ -466,7 +467,7 @@ func runServers(ctx context.Context, grpcLis, httpLis net.Listener, shutdown ser
 		return nil
 	})
 	g.Go(func() error {
-		if err := server.Serve(shutdown.HTTP, httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := rest.Serve(shutdown.HTTP, httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

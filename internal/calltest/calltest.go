@@ -1,7 +1,7 @@
 // Package calltest has what the tests of backupd's two transports (packages
 // server and rest) both serve and count a call with: a BackupService that
-// records what reached it, a RequestObserver that records what was
-// counted, and the JSON shape of a REST error. It is for tests only.
+// records what reached it and a RequestObserver that records what was
+// counted. It is for tests only.
 package calltest
 
 import (
@@ -145,19 +145,6 @@ func (s *Stub) Called() any {
 	s.Mu.Lock()
 	defer s.Mu.Unlock()
 	return s.Last
-}
-
-// FieldViolation is a google.rpc.BadRequest field violation in JSON.
-type FieldViolation struct{ Field, Description string }
-
-// RESTStatus is the JSON body of a REST error.
-type RESTStatus struct {
-	Message string
-	Details []struct {
-		Reason          string
-		Metadata        map[string]string
-		FieldViolations []FieldViolation
-	}
 }
 
 // CompactJSON removes the spaces protojson puts after some colons and

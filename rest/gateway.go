@@ -1,4 +1,11 @@
-package server
+// Package rest serves backupd's API as REST through grpc-gateway, with
+// the operators' endpoints (/healthz, /readyz, /metrics) beside it. Its
+// calls reach the service in process, through an interceptor made as the
+// gRPC server's (package intercept), so that a REST request is
+// authorized, mapped, logged and counted like a gRPC call; what grpc-gateway
+// lets pass or answers on its own is refused, logged and counted here in
+// the same shape.
+package rest
 
 import (
 	"bytes"
@@ -23,6 +30,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/badrequest"
+	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	gatewayv1 "github.com/backupd/backupd/gen/gateway/backup/v1"
 	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/logcap"
@@ -32,14 +40,60 @@ import (
 // MaxBodyBytes bounds a REST request body; larger ones get 413.
 const MaxBodyBytes = 64 << 10
 
-// NewHTTPHandler serves the REST API, /healthz, /readyz and, when metrics
+// Options configures the REST handler. Its Logger, Metrics and Authorizer
+// are the gRPC server's (server.Options), so that a caller is treated
+// alike over both.
+type Options struct {
+	Service backupv1.BackupServiceServer
+	Logger  *slog.Logger
+	// Metrics is told of every answered request; nil means none.
+	Metrics intercept.RequestObserver
+	// Authorizer decides who may make each BackupService call; nil lets
+	// everyone make every call.
+	Authorizer intercept.Authorizer
+	// Tracing, when set, makes a span of every request but those to the
+	// operators' endpoints (package tracing).
+	Tracing Tracing
+	// Violations names what a REST request that the gateway could read
+	// only in part (a field of the wrong type, a query it could not
+	// parse) would be refused in its other fields, so that it is told of
+	// every bad field at once: service.Server.Violations, which knows the
+	// account's configuration (a region it does not allow). unread are
+	// the violations of the fields not read, which req holds empty: they
+	// are not returned. Nil means service.Violations, the fields' own
+	// rules alone.
+	Violations func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
+}
+
+// Tracing makes the server spans of REST requests.
+type Tracing interface {
+	// HTTPHandler makes spans of the requests traced reports true of.
+	HTTPHandler(h http.Handler, traced func(*http.Request) bool) http.Handler
+}
+
+// Health is what the handler needs of the servers' health and shutdown
+// (server.Health), which the gRPC server shares.
+type Health interface {
+	// Ready reports whether /readyz answers ready.
+	Ready(ctx context.Context) bool
+	// Handling counts a request into its handler (1) and out (-1):
+	// net/http does not wait for its handlers once the shutdown has
+	// closed their connections, so the shutdown waits for them itself.
+	Handling(delta int)
+	// CutOffContext ends when the shutdown's timeout cuts in-flight
+	// requests off: a request canceled then is logged as its caller saw
+	// it.
+	CutOffContext() context.Context
+}
+
+// NewHandler serves the REST API, /healthz, /readyz and, when metrics
 // is not nil, GET /metrics. The REST API calls opts.Service in process,
-// through the same interceptor as NewGRPC's server (inProcess), so a REST
+// through an interceptor made as the gRPC server's (inProcess), so a REST
 // request is authorized, mapped, logged and counted like a gRPC one. A
 // request the gateway refuses before it reaches the interceptor (a
 // malformed body or query) is logged and counted by the error handler.
-func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.Handler) (http.Handler, error) {
-	g := newGateway(opts, h.cutOff)
+func NewHandler(ctx context.Context, opts Options, h Health, metrics http.Handler) (http.Handler, error) {
+	g := newGateway(opts, h.CutOffContext())
 	strict := newStrictJSON()
 	gw, err := g.newMux(ctx, opts, strict)
 	if err != nil {
@@ -57,8 +111,8 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 		g.routingError(r.Context(), gw, strict, w, r, http.StatusNotFound)
 	}))
 	return traced(opts.Tracing, func(w http.ResponseWriter, r *http.Request) {
-		h.handling.Add(1)
-		defer h.handling.Add(-1)
+		h.Handling(1)
+		defer h.Handling(-1)
 		// The path as the gateway splits it: RawPath, which EscapedPath
 		// would give up for one Go finds not escaped well (a "|" in it).
 		sent := cmp.Or(r.URL.RawPath, r.URL.Path)
@@ -79,7 +133,7 @@ func NewHTTPHandler(ctx context.Context, opts Options, h *Health, metrics http.H
 
 // newGateway returns the gateway of opts, its mux yet to make; cutOff,
 // when not nil, ends when the shutdown's timeout cuts in-flight calls off
-// (Health.CutOff).
+// (Health.CutOffContext).
 func newGateway(opts Options, cutOff context.Context) *gateway {
 	g := &gateway{log: opts.Logger, authz: opts.Authorizer, violations: fieldRules(opts.Violations)}
 	if g.violations == nil {
@@ -142,7 +196,7 @@ func (g *gateway) newMux(ctx context.Context, opts Options, strict *strictJSON) 
 
 // operations serves the operators' endpoints (health, readiness and,
 // when set, metrics): GET and HEAD only, without a caller token.
-func (g *gateway) operations(h *Health, metrics http.Handler) *http.ServeMux {
+func (g *gateway) operations(h Health, metrics http.Handler) *http.ServeMux {
 	endpoints := map[string]http.Handler{
 		healthzPath: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
@@ -229,13 +283,13 @@ func forwardedHeader(key string) (string, bool) {
 	return "", false
 }
 
-// NewHTTPServer wraps h in an http.Server with every timeout set, so a slow
+// NewServer wraps h in an http.Server with every timeout set, so a slow
 // or idle client cannot hold a connection open forever. handling bounds a
 // request's work once its body is in, upstream call included. tlsCfg,
 // when not nil, serves HTTPS (see Serve). log, when not nil, takes
 // net/http's own messages (a failed TLS handshake, say) as warnings, in
 // the same format as every other line, instead of plain text on stderr.
-func NewHTTPServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+func NewServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	srv := newHTTPServer(h, bodyReadTimeout, handling, tlsCfg, log)
 	newBodyReads(drainGrace).watch(srv)
 	closeNewOnShutdown(srv)
@@ -249,7 +303,7 @@ const bodyReadTimeout = intercept.ArrivalTimeout
 // down has left to arrive.
 const drainGrace = intercept.DrainGrace
 
-// newHTTPServer is NewHTTPServer with the time a request may take to
+// newHTTPServer is NewServer with the time a request may take to
 // arrive. net/http starts the write deadline once a request's headers are
 // read, so the body's arrival comes out of it: it is the read timeout plus
 // handling, or a request whose body came slowly would run and its answer

@@ -1,4 +1,4 @@
-package server
+package rest
 
 import (
 	"context"
@@ -99,4 +99,40 @@ func (b *bodyReads) end(lb *limitedBody, err error) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		lb.call.cutShort = true
 	}
+}
+
+// closeNewOnShutdown closes, when srv shuts down, the connections that
+// have not begun a request, or whose request has not all arrived
+// (http.StateNew), and those that come after: net/http's Shutdown takes
+// such a connection for idle only once it is 5 s old, and until then it
+// held the drain, past a shorter shutdown_timeout. net/http would not
+// serve its request anyway: one read once the shutdown has begun is
+// dropped.
+func closeNewOnShutdown(srv *http.Server) {
+	var (
+		mu       sync.Mutex
+		fresh    = map[net.Conn]struct{}{}
+		stopping bool
+	)
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case st == http.StateNew && stopping:
+			c.Close()
+		case st == http.StateNew:
+			fresh[c] = struct{}{}
+		default:
+			delete(fresh, c)
+		}
+	}
+	srv.RegisterOnShutdown(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopping = true
+		for c := range fresh {
+			c.Close()
+		}
+		clear(fresh)
+	})
 }

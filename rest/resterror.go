@@ -1,4 +1,4 @@
-package server
+package rest
 
 import (
 	"bytes"
@@ -34,14 +34,6 @@ import (
 func refusal(code codes.Code, reason, msg, account string) *status.Status {
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: code, Reason: reason, Msg: msg}, rpcerror.Request{AccountID: account})
 	return st
-}
-
-// refused is the error of a gRPC call the server refuses on its own
-// (a *rpcerror.RequestError, or a request's bad fields), with the details
-// every backupd status carries.
-func refused(err error) error {
-	st, _ := rpcerror.Status(err, rpcerror.Request{})
-	return st.Err()
 }
 
 // tooLarge is the status of a REST body over MaxBodyBytes.

@@ -1,4 +1,4 @@
-package server
+package rest
 
 import (
 	"bufio"
@@ -88,9 +88,9 @@ func newFuzzHandler(tb testing.TB, mode int) *fuzzHandler {
 		svc := service.New(service.Options{Accounts: notConfigured{}, DefaultTimeout: time.Second})
 		opts.Service, opts.Violations = svc, svc.Violations
 	}
-	health := NewHealth()
+	health := &health{}
 	health.SetReady(true)
-	h, err := NewHTTPHandler(context.Background(), opts, health,
+	h, err := NewHandler(context.Background(), opts, health,
 		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics here\n") }))
 	if err != nil {
 		tb.Fatal(err)
