@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/config"
 )
 
@@ -148,7 +149,7 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account, AnyAccount: true}
 	}
 	if c.accounts != nil && !c.accounts[account] {
-		if !config.ValidAccountID(account) {
+		if !awsname.ValidAccountID(account) {
 			account = "" // the message says the request names no valid account, and echoes none
 		}
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account}

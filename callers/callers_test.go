@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/config"
 )
 
@@ -87,7 +88,7 @@ func TestAuthorize(t *testing.T) {
 				}
 			case *DeniedError:
 				want := tt.acct
-				if !config.ValidAccountID(want) {
+				if !awsname.ValidAccountID(want) {
 					want = ""
 				}
 				if !errors.As(err, &de) || de.Caller != "orders" || de.Operation != tt.op || de.AccountID != want ||

@@ -23,6 +23,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/backupd/backupd/awsname"
+
 	"github.com/backupd/backupd/certreload"
 )
 
@@ -581,57 +583,6 @@ var (
 	sessionNameRe = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
 )
 
-// ValidAccountID reports whether id is an AWS account id: exactly 12
-// digits. The configuration and every request are held to this one rule.
-func ValidAccountID(id string) bool {
-	if len(id) != 12 {
-		return false
-	}
-	for i := range len(id) {
-		if id[i] < '0' || id[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// ValidRegion reports whether r has the shape every AWS region has: a
-// two-letter area, one or more words, and a number of one or two digits
-// (us-east-1, ap-southeast-3, us-gov-west-1, cn-north-1, il-central-1).
-// No region has a number above 9 yet; two digits leave room, three do not
-// look like a region. The configuration and every request are held to
-// this one rule, so no configured region is one a request may not name.
-// It is a loop, not a regular expression, as every request's log line
-// asks it: the expression took about 2.5 µs.
-func ValidRegion(r string) bool {
-	if len(r) > maxRegionLength {
-		return false
-	}
-	area, rest, ok := strings.Cut(r, "-")
-	if !ok || len(area) != 2 || !lowerWord(area) {
-		return false
-	}
-	for words := 0; ; words++ {
-		w, after, more := strings.Cut(rest, "-")
-		if !more { // the number
-			return words > 0 && len(w) >= 1 && len(w) <= 2 && strings.Trim(w, "0123456789") == ""
-		}
-		if !lowerWord(w) {
-			return false
-		}
-		rest = after
-	}
-}
-
-// lowerWord reports whether w is one or more of a-z.
-func lowerWord(w string) bool {
-	return w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyz") == ""
-}
-
-// maxRegionLength bounds a region: the rule bounds neither its words'
-// count nor their length, and the longest real region is half this.
-const maxRegionLength = 32
-
 // The rates a limit may have, per second: one call in about 17 minutes,
 // up to 10000 calls.
 const (
@@ -678,7 +629,7 @@ func (c *Config) validateServing(bad reporter) {
 			bad(l.name, "must be at least 1; leave it out for the default of %d; got %d", l.fallback, *l.v)
 		}
 	}
-	if !ValidRegion(c.DefaultRegion) {
+	if !awsname.ValidRegion(c.DefaultRegion) {
 		bad("default_region", "must be an AWS region such as us-east-1; got %q", c.DefaultRegion)
 	}
 	if !sessionNameRe.MatchString(c.RoleSessionName) {
@@ -797,12 +748,12 @@ func (c *Config) validateAccounts(ps *problems) map[string]int {
 		seen[a.ID] = i
 		// An account's region that is the top-level default_region, when
 		// that is wrong, is that field's problem, reported there once.
-		a.validate(ps.at(p+"."), !ValidRegion(c.DefaultRegion) && a.DefaultRegion == c.DefaultRegion)
+		a.validate(ps.at(p+"."), !awsname.ValidRegion(c.DefaultRegion) && a.DefaultRegion == c.DefaultRegion)
 	}
-	if away := c.outsideHome(); ValidRegion(c.DefaultRegion) && len(c.Accounts) > 0 && len(away) == len(c.Accounts) {
+	if away := c.outsideHome(); awsname.ValidRegion(c.DefaultRegion) && len(c.Accounts) > 0 && len(away) == len(c.Accounts) {
 		bad("default_region", "%q (us-east-1 when not set) is a region of partition %s, but no account's role is: backupd gets its own "+
 			"credentials and calls STS in default_region, and STS of one partition takes only that partition's credentials and roles; "+
-			"set default_region to a region of the accounts' partition, such as %s", c.DefaultRegion, RegionPartition(c.DefaultRegion),
+			"set default_region to a region of the accounts' partition, such as %s", c.DefaultRegion, awsname.RegionPartition(c.DefaultRegion),
 			regionOf(c.Accounts[away[0]]))
 	}
 	return seen
@@ -814,7 +765,7 @@ func (c *Config) validateAccounts(ps *problems) map[string]int {
 // region, and is told its partition is wrong, is counted too, and both
 // problems are told at once.
 func (c *Config) outsideHome() []int {
-	home := RegionPartition(c.DefaultRegion)
+	home := awsname.RegionPartition(c.DefaultRegion)
 	var away []int
 	for i, a := range c.Accounts {
 		if m := roleARNRe.FindStringSubmatch(a.RoleARN); m != nil && m[1] != home {
@@ -829,7 +780,7 @@ func (c *Config) outsideHome() []int {
 func regionOf(a Account) string {
 	m := roleARNRe.FindStringSubmatch(a.RoleARN)
 	switch {
-	case m == nil || RegionPartition(a.DefaultRegion) == m[1]:
+	case m == nil || awsname.RegionPartition(a.DefaultRegion) == m[1]:
 		return a.DefaultRegion
 	case m[1] == "aws-cn":
 		return "cn-north-1"
@@ -859,7 +810,7 @@ func (c *Config) Warnings() []string {
 		}
 		ws = append(ws, fmt.Sprintf("accounts %s are of another partition than default_region %s (%s): backupd's own credentials "+
 			"belong to one partition, and STS of another refuses them, so every request to those accounts fails; "+
-			"run one backupd per partition", strings.Join(ids, ", "), c.DefaultRegion, RegionPartition(c.DefaultRegion)))
+			"run one backupd per partition", strings.Join(ids, ", "), c.DefaultRegion, awsname.RegionPartition(c.DefaultRegion)))
 	}
 	if len(c.Callers) == 0 {
 		ws = append(ws, "no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")
@@ -956,13 +907,13 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 // validate reports a's problems; inherited marks a default_region that is
 // the top-level one, and wrong there.
 func (a Account) validate(bad func(field, format string, args ...any), inherited bool) {
-	if !ValidAccountID(a.ID) {
+	if !awsname.ValidAccountID(a.ID) {
 		bad("id", "must be exactly 12 digits (quote it in YAML); got %q", a.ID)
 	}
 	if m := roleARNRe.FindStringSubmatch(a.RoleARN); m == nil {
 		bad("role_arn", "must be an IAM role ARN such as arn:aws:iam::%s:role/backupd", orPlaceholder(a.ID))
 	} else {
-		if m[2] != a.ID && ValidAccountID(a.ID) {
+		if m[2] != a.ID && awsname.ValidAccountID(a.ID) {
 			bad("role_arn", "names account %s but the account id is %q; a role must live in its own account", m[2], a.ID)
 		}
 		a.validatePartition(bad, m[1])
@@ -983,12 +934,12 @@ func (a Account) validate(bad func(field, format string, args ...any), inherited
 }
 
 func (a Account) validateRegions(bad func(field, format string, args ...any), inherited bool) {
-	if !inherited && !ValidRegion(a.DefaultRegion) {
+	if !inherited && !awsname.ValidRegion(a.DefaultRegion) {
 		bad("default_region", "must be an AWS region such as us-east-1; got %q", a.DefaultRegion)
 	}
 	allowed := inherited
 	for j, r := range a.AllowedRegions {
-		if !ValidRegion(r) && !(inherited && r == a.DefaultRegion) {
+		if !awsname.ValidRegion(r) && !(inherited && r == a.DefaultRegion) {
 			bad(fmt.Sprintf("allowed_regions[%d]", j), "must be an AWS region such as us-east-1; got %q", r)
 		}
 		allowed = allowed || r == a.DefaultRegion
@@ -1005,7 +956,7 @@ func (a Account) validateRegions(bad func(field, format string, args ...any), in
 // STS and DynamoDB of another refuse the role.
 func (a Account) validatePartition(bad func(field, format string, args ...any), partition string) {
 	check := func(field, r string) {
-		if p := RegionPartition(r); ValidRegion(r) && p != partition {
+		if p := awsname.RegionPartition(r); awsname.ValidRegion(r) && p != partition {
 			bad(field, "%q is a region of partition %s, but role_arn is in %s; an account's regions are in its role's partition", r, p, partition)
 		}
 	}
@@ -1017,30 +968,8 @@ func (a Account) validatePartition(bad func(field, format string, args ...any), 
 	}
 }
 
-// KnownPartition reports whether p is a partition backupd acts in: those
-// of the roles it takes (roleARNRe). A DynamoDB ARN of another is refused.
-func KnownPartition(p string) bool {
-	return p == "aws" || p == "aws-cn" || p == "aws-us-gov"
-}
-
-// RegionPartition is the AWS partition of region r, by the prefixes AWS
-// gives its partitions' regions. The configuration holds an account's
-// regions to its role's partition, and the service a DynamoDB ARN's region
-// to the ARN's partition, by this one rule.
-func RegionPartition(r string) string {
-	for _, p := range []struct{ prefix, partition string }{
-		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-iso-", "aws-iso"}, {"us-isob-", "aws-iso-b"},
-		{"us-isof-", "aws-iso-f"}, {"eu-isoe-", "aws-iso-e"},
-	} {
-		if strings.HasPrefix(r, p.prefix) {
-			return p.partition
-		}
-	}
-	return "aws"
-}
-
 func orPlaceholder(id string) string {
-	if ValidAccountID(id) {
+	if awsname.ValidAccountID(id) {
 		return id
 	}
 	return "123456789012"

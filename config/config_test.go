@@ -558,17 +558,6 @@ func TestDefaultLimitsAreEachAccounts(t *testing.T) {
 	}
 }
 
-func TestValidAccountID(t *testing.T) {
-	for id, want := range map[string]bool{
-		"111111111111": true, "11111111111": false, "1111111111111": false,
-		"11111111111a": false, "": false, " 11111111111": false, "١١١١١١١١١١١١": false,
-	} {
-		if got := ValidAccountID(id); got != want {
-			t.Errorf("ValidAccountID(%q) = %v, want %v", id, got, want)
-		}
-	}
-}
-
 // Every TLS file is read at parse time, so that a missing or wrong one is
 // listed with the configuration's other problems.
 func TestParseChecksTLSFiles(t *testing.T) {
@@ -848,17 +837,6 @@ func TestCallerName(t *testing.T) {
 	} {
 		if got := callerName(tt.name); got != tt.ok {
 			t.Errorf("callerName(%q) = %v, want %v", tt.name, got, tt.ok)
-		}
-	}
-}
-
-func TestRegionPartition(t *testing.T) {
-	for r, want := range map[string]string{
-		"us-east-1": "aws", "eu-west-1": "aws", "il-central-1": "aws", "us-gov-west-1": "aws-us-gov", "cn-north-1": "aws-cn",
-		"cn-northwest-1": "aws-cn", "us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eu-isoe-west-1": "aws-iso-e",
-	} {
-		if got := RegionPartition(r); got != want {
-			t.Errorf("RegionPartition(%q) = %q, want %q", r, got, want)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/backupd/backupd/awsname"
+
 	"go.yaml.in/yaml/v3"
 )
 
@@ -121,7 +123,7 @@ func checkRunnable(t *testing.T, c *Config) {
 		t.Errorf("no accounts taken")
 	}
 	for _, a := range c.Accounts {
-		if !ValidAccountID(a.ID) || !ValidRegion(a.DefaultRegion) {
+		if !awsname.ValidAccountID(a.ID) || !awsname.ValidRegion(a.DefaultRegion) {
 			t.Errorf("account %+v taken", a)
 		}
 		for _, op := range Operations() {
@@ -155,23 +157,4 @@ func checkFileValuesKept(t *testing.T, data []byte, c *Config) {
 			t.Errorf("%s: the file says %v, backupd would run with %v", d.name, *d.file, d.effective)
 		}
 	}
-}
-
-// regionRe is the region rule as a regular expression: the oracle
-// FuzzValidRegion holds ValidRegion's loop to.
-var regionRe = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
-
-// FuzzValidRegion: ValidRegion takes exactly what the rule's regular
-// expression takes, within the length bound.
-func FuzzValidRegion(f *testing.F) {
-	for _, s := range []string{"us-east-1", "us-gov-west-1", "ap-southeast-3", "us-east-10", "us-east-100", "us-1", "us-east-",
-		"US-east-1", "u-east-1", "use-east-1", "us--east-1", "us-east1", "-us-east-1", "us-east-1-", "us-ea5t-1", "us-east-x",
-		"us-east-1\n", "", "us", "us-"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := ValidRegion(s), len(s) <= maxRegionLength && regionRe.MatchString(s); got != want {
-			t.Errorf("ValidRegion(%q) = %v, the rule says %v", s, got, want)
-		}
-	})
 }

@@ -26,8 +26,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/backupd/backupd/awsbase"
+	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/callers"
-	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/reqlog"
@@ -525,19 +525,19 @@ func (i *Interceptor) Caller(ctx context.Context) string {
 const maxForwardedEcho = 256
 
 // AccountOrNone is a, an account id for a log line or an error's
-// metadata, when it is one (config.ValidAccountID); otherwise it is left
+// metadata, when it is one (awsname.ValidAccountID); otherwise it is left
 // out, since a request that names no valid account may name anything.
 func AccountOrNone(a string) string {
-	if !config.ValidAccountID(a) {
+	if !awsname.ValidAccountID(a) {
 		return ""
 	}
 	return a
 }
 
 // RegionOrNone is r, a region for a log line, when it is one
-// (config.ValidRegion, which bounds its length); otherwise it is left out.
+// (awsname.ValidRegion, which bounds its length); otherwise it is left out.
 func RegionOrNone(r string) string {
-	if !config.ValidRegion(r) {
+	if !awsname.ValidRegion(r) {
 		return ""
 	}
 	return r

@@ -244,7 +244,7 @@ func TestOpenAPIDeclaresRequestRules(t *testing.T) {
 		matches(method+" accountId", p.Pattern, []string{"111111111111"},
 			[]string{"", "11111111111", "1111111111111", "11111111111a", " 111111111111"})
 	}
-	if got := create.Properties["region"].MaxLength; got != 32 { // config.ValidRegion's bound
+	if got := create.Properties["region"].MaxLength; got != 32 { // awsname.ValidRegion's bound
 		t.Errorf("CreateBackup body region maxLength %d, want 32", got)
 	}
 	names := []string{"abc", "Orders.v2_backup-1", strings.Repeat("a", 255)}

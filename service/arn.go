@@ -3,8 +3,8 @@ package service
 import (
 	"strings"
 
+	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/badrequest"
-	"github.com/backupd/backupd/config"
 )
 
 // arn is a DynamoDB table or backup ARN, split into its parts.
@@ -19,7 +19,7 @@ type arn struct {
 // inKnownPartition reports whether partition is one backupd acts in and
 // region one of its, so that aws-cn:us-east-1 is caught as a mismatch.
 func inKnownPartition(partition, region string) bool {
-	return config.KnownPartition(partition) && config.RegionPartition(region) == partition
+	return awsname.KnownPartition(partition) && awsname.RegionPartition(region) == partition
 }
 
 // The fields of an ARN that name where it acts.
@@ -67,15 +67,15 @@ func parseARN(vs *violations, field, s string, wantBackup bool) (arn, bool) {
 	}
 	a := arn{Partition: parts[1], Region: parts[arnRegion], Account: parts[arnAccount]}
 	switch {
-	case !config.KnownPartition(a.Partition):
+	case !awsname.KnownPartition(a.Partition):
 		vs.add(field, "has partition %s; want aws, aws-cn or aws-us-gov", badrequest.Quote(a.Partition))
 	case parts[2] != "dynamodb":
 		vs.add(field, "names service %s; want a dynamodb ARN", badrequest.Quote(parts[2]))
-	case !config.ValidRegion(a.Region):
+	case !awsname.ValidRegion(a.Region):
 		vs.add(field, "has region %s; want an AWS region such as us-east-1", badrequest.Quote(a.Region))
-	case config.RegionPartition(a.Region) != a.Partition: // a known partition (above)
+	case awsname.RegionPartition(a.Region) != a.Partition: // a known partition (above)
 		vs.add(field, "has region %s, which is not in partition %s", a.Region, a.Partition)
-	case !config.ValidAccountID(a.Account):
+	case !awsname.ValidAccountID(a.Account):
 		vs.add(field, "has account id %s; want exactly 12 digits", badrequest.Quote(a.Account))
 	default:
 		return a, parseResource(vs, field, parts[5], wantBackup, shape, &a)

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/badrequest"
-	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -102,7 +102,7 @@ func FuzzValidateCreate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !config.ValidAccountID(account) || region != "" && !config.ValidRegion(region) {
+		if !awsname.ValidAccountID(account) || region != "" && !awsname.ValidRegion(region) {
 			t.Errorf("account %q / region %q let through", account, region)
 		}
 		if !nameOK(backup) || !nameOK(ref.name) {
@@ -174,7 +174,7 @@ func FuzzParseARN(f *testing.F) {
 		if built != s {
 			t.Errorf("accepted %q, whose parts spell %q", s, built)
 		}
-		if !config.ValidAccountID(a.Account) || !config.ValidRegion(a.Region) || !nameOK(a.Table) {
+		if !awsname.ValidAccountID(a.Account) || !awsname.ValidRegion(a.Region) || !nameOK(a.Table) {
 			t.Errorf("accepted %q with parts %+v", s, a)
 		}
 		p, err := awsarn.Parse(s)
@@ -242,7 +242,7 @@ func checkListedARN(t *testing.T, scope listScope, s string) {
 		t.Errorf("token with ARN %q accepted for scope %+v", s, scope)
 		return
 	}
-	if !config.ValidRegion(a.Region) || !inKnownPartition(a.Partition, a.Region) {
+	if !awsname.ValidRegion(a.Region) || !inKnownPartition(a.Partition, a.Region) {
 		t.Errorf("token with ARN %q accepted: partition %q and region %q are not AWS's", s, a.Partition, a.Region)
 	}
 	if a.Service == "backup" && strings.TrimPrefix(a.Resource, "recovery-point:") == "" {

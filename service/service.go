@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/backupd/backupd/accounts"
+	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -172,7 +173,7 @@ func checkTableRef(vs *violations, field, ref, account, region string) tableRef 
 	if a.Account != account {
 		vs.add(field, "is a table ARN of account %s; it must be in account_id %s", a.Account, badrequest.Quote(account))
 	}
-	if region != "" && config.ValidRegion(region) && a.Region != region { // an invalid region has a violation of its own
+	if region != "" && awsname.ValidRegion(region) && a.Region != region { // an invalid region has a violation of its own
 		vs.add(field, "is a table ARN in region %s; it must be in region %s", a.Region, region)
 	}
 	t.name, t.arnRegion, t.field = a.Table, a.Region, field
@@ -219,7 +220,7 @@ func (s *Server) resolve(ctx context.Context, accountID, region, regionField str
 // the fields are right).
 func (s *Server) withTargetViolations(err error, accountID, region, regionField string, table tableRef) error {
 	bad, ok := errors.AsType[*badrequest.Error](err)
-	if !ok || !config.ValidAccountID(accountID) || (region != "" && !config.ValidRegion(region)) {
+	if !ok || !awsname.ValidAccountID(accountID) || (region != "" && !awsname.ValidRegion(region)) {
 		return err
 	}
 	for _, v := range bad.Violations {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/badrequest"
-	"github.com/backupd/backupd/config"
 )
 
 // violations collects field problems; its zero value is ready to use.
@@ -48,14 +48,14 @@ func checkAccountID(vs *violations, field, id string) {
 	switch {
 	case id == "":
 		vs.add(field, "is required: the 12-digit AWS account id")
-	case !config.ValidAccountID(id):
+	case !awsname.ValidAccountID(id):
 		vs.add(field, "must be exactly 12 digits; got %s", badrequest.Quote(id))
 	}
 }
 
 // checkRegion accepts an empty region (the account's default applies).
 func checkRegion(vs *violations, field, region string) {
-	if region != "" && !config.ValidRegion(region) {
+	if region != "" && !awsname.ValidRegion(region) {
 		vs.add(field, "must be an AWS region such as us-east-1; got %s", badrequest.Quote(region))
 	}
 }

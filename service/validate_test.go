@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -186,8 +187,8 @@ func TestCheckTableRef(t *testing.T) {
 }
 
 // A region or account id is accepted by the configuration exactly when a
-// request may name it: both are held to config.ValidRegion and
-// config.ValidAccountID. Before, the configuration took us-east-100, which
+// request may name it: both are held to awsname.ValidRegion and
+// awsname.ValidAccountID. Before, the configuration took us-east-100, which
 // every request naming it was refused.
 func TestConfigAndRequestsAgree(t *testing.T) {
 	regions := []struct {
@@ -213,7 +214,7 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 	for _, tt := range regions {
 		// The account's role is in its regions' partition, and so is the
 		// default_region where backupd calls STS.
-		partition := config.RegionPartition(tt.region)
+		partition := awsname.RegionPartition(tt.region)
 		yaml := fmt.Sprintf("default_region: %q\naccounts:\n  - id: \"111111111111\"\n    role_arn: arn:%s:iam::111111111111:role/x\n    default_region: %q\n",
 			tt.region, partition, tt.region)
 		_, cfgErr := config.Parse(strings.NewReader(yaml))
@@ -221,7 +222,7 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 		checkRegion(&vs, "region", tt.region)
 		var arnVs violations
 		_, arnOK := parseARN(&arnVs, "backup_arn", "arn:"+partition+":dynamodb:"+tt.region+":111111111111:table/Orders/backup/01700000000000-abcdef12", true)
-		if got := []bool{config.ValidRegion(tt.region), cfgErr == nil, len(vs) == 0, arnOK && len(arnVs) == 0}; slices.Contains(got, !tt.ok) {
+		if got := []bool{awsname.ValidRegion(tt.region), cfgErr == nil, len(vs) == 0, arnOK && len(arnVs) == 0}; slices.Contains(got, !tt.ok) {
 			t.Errorf("region %q: ValidRegion, config, request, ARN accept it: %v; want all %v (config: %v; request: %v %v)", tt.region, got, tt.ok, cfgErr, vs, arnVs)
 		}
 	}
@@ -241,7 +242,7 @@ func TestConfigAndRequestsAgree(t *testing.T) {
 		_, cfgErr := config.Parse(strings.NewReader(yaml))
 		var vs violations
 		checkAccountID(&vs, "account_id", tt.id)
-		if got := []bool{config.ValidAccountID(tt.id), cfgErr == nil, len(vs) == 0}; slices.Contains(got, !tt.ok) {
+		if got := []bool{awsname.ValidAccountID(tt.id), cfgErr == nil, len(vs) == 0}; slices.Contains(got, !tt.ok) {
 			t.Errorf("account id %q: ValidAccountID, config, request accept it: %v; want all %v (config: %v; request: %v)", tt.id, got, tt.ok, cfgErr, vs)
 		}
 	}

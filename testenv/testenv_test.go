@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/awsname"
 )
 
 // fakeTB records the first Skip or Fatal instead of stopping the goroutine.
@@ -89,7 +89,7 @@ func TestUniqueAccountID(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
 		id := UniqueAccountID(t)
-		if !config.ValidAccountID(id) || id == "123456789012" {
+		if !awsname.ValidAccountID(id) || id == "123456789012" {
 			t.Fatalf("bad account id %q", id)
 		}
 		if seen[id] {
