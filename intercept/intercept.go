@@ -81,6 +81,7 @@ type Options struct {
 // through grpc-go, tells it of a call, as grpc-go would tell it of its
 // own: when the request began to arrive, and who sent it. Such a call
 // gets no gRPC trailers (its transport would pass them on as headers).
+// The interceptor only reads it.
 type Origin struct {
 	// Start is when the request began to arrive: a REST request is
 	// timed from its arrival, its body's reading included, as are those
@@ -90,10 +91,6 @@ type Origin struct {
 	// the connection's peer); ForwardedFor is the request's
 	// X-Forwarded-For, which any client can set, shown beside it.
 	Caller, ForwardedFor string
-	// Challenge is set by the interceptor: the WWW-Authenticate
-	// challenge of a call it refused as unauthenticated, which the
-	// status the transport gets keeps only as free text.
-	Challenge string
 }
 
 // Interceptor is what every BackupService call passes through (see the
@@ -427,7 +424,6 @@ func (i *Interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerIn
 		undecodable = i.undecodable(req)
 	}
 	principal, err = i.authorize(ctx, info.FullMethod, req)
-	i.keepChallenge(ctx, err)
 	if undecodable != nil && (err == nil || deniedAccount(err)) {
 		// An undecodable request names no account; a known caller is
 		// told what is wrong with it rather than refused that account.
@@ -453,20 +449,6 @@ type challenger interface{ Challenge() string }
 func unauthenticated(err error) bool {
 	var c challenger
 	return err != nil && errors.As(err, &c)
-}
-
-// keepChallenge records in the call's Origin the challenge of a call the
-// authorizer refused: the status its transport gets keeps only the
-// message, which grpc-gateway would copy into WWW-Authenticate as free
-// text. It does nothing for a call that came through grpc-go.
-func (i *Interceptor) keepChallenge(ctx context.Context, err error) {
-	var c challenger
-	if err == nil || !errors.As(err, &c) {
-		return
-	}
-	if origin := i.originOf(ctx); origin != nil {
-		origin.Challenge = c.Challenge()
-	}
 }
 
 // maxAnswerTime bounds the time keepTimeToAnswer keeps back.

@@ -139,7 +139,11 @@ func newGateway(opts Options, cutOff context.Context) *gateway {
 	if g.violations == nil {
 		g.violations = fieldsOnly
 	}
-	g.ic = intercept.New(intercept.Options{Logger: opts.Logger, Metrics: opts.Metrics, Authorizer: opts.Authorizer,
+	var authz intercept.Authorizer
+	if opts.Authorizer != nil { // nil lets everyone make every call
+		authz = challengeKeeper{opts.Authorizer}
+	}
+	g.ic = intercept.New(intercept.Options{Logger: opts.Logger, Metrics: opts.Metrics, Authorizer: authz,
 		CutOff: cutOff, Origin: originOf})
 	return g
 }

@@ -34,9 +34,11 @@ type restCall struct {
 	// origin is what the interceptor is told of the request: its start,
 	// the host of the connection's peer, which the log names the caller
 	// by, and the request's X-Forwarded-For, which any client can set,
-	// shown beside it; and, from the interceptor, the WWW-Authenticate
-	// challenge of a request refused as unauthenticated (keepChallenge).
+	// shown beside it.
 	origin intercept.Origin
+	// challenge is the WWW-Authenticate challenge of a request the
+	// authorizer refused as unauthenticated (challengeKeeper).
+	challenge string
 	// params are the route's path parameters, once a route matched.
 	params map[string]string
 	// tooLarge is set when reading the body passed MaxBodyBytes.
@@ -384,19 +386,22 @@ func markIntercepted(ctx context.Context) {
 // its 401 (callers.UnauthenticatedError).
 type challenger interface{ Challenge() string }
 
-// keepChallenge records, for the error handler, the challenge of a REST
-// request the authorizer refused before it reached the interceptor (which
-// records those it refuses itself): the status that reaches the handler
-// keeps only the message, which grpc-gateway would copy into
-// WWW-Authenticate as free text.
-func keepChallenge(ctx context.Context, err error) {
+// challengeKeeper is the authorizer the gateway's interceptor asks, in
+// and before it: it records, for the error handler, the challenge of a
+// REST request it refuses as unauthenticated, which the status that
+// reaches the handler keeps only as its message (grpc-gateway would copy
+// that into WWW-Authenticate as free text).
+type challengeKeeper struct{ intercept.Authorizer }
+
+func (a challengeKeeper) Authorize(ctx context.Context, operation, account string) (string, error) {
+	caller, err := a.Authorizer.Authorize(ctx, operation, account)
 	var c challenger
-	if err == nil || !errors.As(err, &c) {
-		return
+	if err != nil && errors.As(err, &c) {
+		if call := restCallOf(ctx); call != nil {
+			call.challenge = c.Challenge()
+		}
 	}
-	if call := restCallOf(ctx); call != nil {
-		call.origin.Challenge = c.Challenge()
-	}
+	return caller, err
 }
 
 // authenticate checks a REST request's caller from its Authorization

@@ -95,7 +95,6 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 		return
 	}
 	line, authErr, checked := g.checkCaller(ctx, call, account, region)
-	keepChallenge(r.Context(), authErr)
 	st, logged, tooBig := errorStatus(ctx, r, call, err, authErr, account, g.violations)
 	if checked {
 		line.Err = logged
@@ -106,7 +105,7 @@ func (g *gateway) handleError(ctx context.Context, mux *runtime.ServeMux, m runt
 		writeStatus(w, st, http.StatusRequestEntityTooLarge)
 		return
 	}
-	writeError(ctx, mux, m, w, r, st, call.origin.Challenge)
+	writeError(ctx, mux, m, w, r, st, call.challenge)
 }
 
 // checkCaller checks the caller of a request refused before it reached
@@ -353,12 +352,11 @@ func (g *gateway) emptyPathFields(w http.ResponseWriter, r *http.Request, method
 		}
 		err = &badrequest.Error{Violations: append(vs, filledPathViolations(method, params)...)}
 	}
-	keepChallenge(r.Context(), err)
 	st := g.ic.Record(ctx, intercept.Finished{Method: method, Account: account, Principal: principal, Start: call.origin.Start, Err: err})
 	nameSpan(ctx, method)
 	closeUnread(w, r)
 	if st.Code() == codes.Unauthenticated {
-		w.Header().Set("WWW-Authenticate", cmp.Or(call.origin.Challenge, `Bearer realm="backupd"`))
+		w.Header().Set("WWW-Authenticate", cmp.Or(call.challenge, `Bearer realm="backupd"`))
 	}
 	writeStatus(w, st, runtime.HTTPStatusFromCode(st.Code()))
 }

@@ -28,7 +28,6 @@ import (
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
-	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/testenv"
 )
 
@@ -94,7 +93,7 @@ func TestHandleError(t *testing.T) {
 			status: 429, retryAfter: "2"},
 		{name: "intercepted, decoding error", call: restCall{intercepted: true}, account: mine, token: "mine", err: decoding,
 			status: 400, reason: "MALFORMED_REQUEST"},
-		{name: "intercepted, unauthenticated", call: restCall{intercepted: true, origin: intercept.Origin{Challenge: invalid}}, account: mine,
+		{name: "intercepted, unauthenticated", call: restCall{intercepted: true, challenge: invalid}, account: mine,
 			err: status.Error(codes.Unauthenticated, "who?"), status: 401, challenge: invalid},
 		{name: "intercepted, unauthenticated without a challenge", call: restCall{intercepted: true}, account: mine,
 			err: status.Error(codes.Unauthenticated, "who?"), status: 401, challenge: realm},
