@@ -36,13 +36,9 @@ import (
 )
 
 // Authorizer names a request's caller and checks that it may call
-// operation in account (package callers). Authenticate checks and names
-// only the caller ("" for none, where requests may come without a token),
-// so that a transport can refuse an unknown one before it reads the
-// request.
+// operation in account (package callers).
 type Authorizer interface {
 	Authorize(ctx context.Context, operation, account string) (caller string, err error)
-	Authenticate(ctx context.Context) (caller string, err error)
 }
 
 // RequestObserver counts answered requests, and those in their handler

@@ -50,7 +50,7 @@ type Options struct {
 	Metrics intercept.RequestObserver
 	// Authorizer decides who may make each BackupService call; nil lets
 	// everyone make every call.
-	Authorizer intercept.Authorizer
+	Authorizer Authorizer
 	// Tracing, when set, makes a span of every request but those to the
 	// operators' endpoints (package tracing).
 	Tracing Tracing
@@ -63,6 +63,17 @@ type Options struct {
 	// are not returned. Nil means service.Violations, the fields' own
 	// rules alone.
 	Violations func(req proto.Message, unread ...badrequest.Violation) []badrequest.Violation
+}
+
+// Authorizer names a request's caller and checks what it may call
+// (package callers): the interceptor asks Authorize of every call, and
+// the gateway asks Authenticate, which checks and names only the caller
+// ("" for none, where requests may come without a token), of a request
+// with a body, from its headers alone, so that it does not wait for an
+// unknown caller's body.
+type Authorizer interface {
+	intercept.Authorizer
+	Authenticate(ctx context.Context) (caller string, err error)
 }
 
 // Tracing makes the server spans of REST requests.

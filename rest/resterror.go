@@ -71,7 +71,7 @@ type gateway struct {
 	// NewGRPC's server's, for which the gateway logs and counts the
 	// requests it refuses before they reach it.
 	ic    *intercept.Interceptor
-	authz intercept.Authorizer
+	authz Authorizer
 	log   *slog.Logger
 	// violations names what a request's RPC refuses in its fields, for
 	// requests read only in part (Options.Violations). It is asked only

@@ -39,7 +39,7 @@ type Options struct {
 	Metrics intercept.RequestObserver
 	// Authorizer decides who may make each BackupService call; nil lets
 	// everyone make every call.
-	Authorizer intercept.Authorizer
+	Authorizer Authorizer
 	// TLS, when set, serves gRPC over TLS (see certreload.TLSConfig).
 	TLS *tls.Config
 	// Conns, when set, bounds the gRPC listener's open connections (the
@@ -49,6 +49,16 @@ type Options struct {
 	// and reflection (package tracing).
 	Tracing Tracing
 	testKnobs
+}
+
+// Authorizer names a call's caller and checks what it may call (package
+// callers): the interceptor asks Authorize of every BackupService call,
+// and the tap asks Authenticate, which checks and names only the caller
+// ("" for none, where calls may come without a token), before grpc-go
+// reads the call's request.
+type Authorizer interface {
+	intercept.Authorizer
+	Authenticate(ctx context.Context) (caller string, err error)
 }
 
 // Tracing makes the server spans of gRPC calls.

@@ -25,7 +25,7 @@ import (
 // token.
 type interceptor struct {
 	*intercept.Interceptor
-	authz intercept.Authorizer
+	authz Authorizer
 	// codec holds the gRPC requests that could not be decoded.
 	codec *deferringCodec
 	// arrival bounds the wait for the request of a call that takes no
