@@ -205,7 +205,7 @@ type Finished struct {
 // fail. Unary records each call it runs; a transport records itself a
 // call it answers before it reaches Unary.
 func (i *Interceptor) Record(ctx context.Context, c Finished) *status.Status {
-	l := Line{Method: c.Method, Caller: i.Caller(ctx), Account: AccountOrNone(c.Account), Region: RegionOrNone(c.Region),
+	l := Line{Method: c.Method, Account: AccountOrNone(c.Account), Region: RegionOrNone(c.Region),
 		Principal: c.Principal, Code: codes.OK, Level: slog.LevelInfo}
 	if !unauthenticated(c.Err) {
 		// An unknown caller's line repeats nothing of its message, as it
@@ -293,8 +293,8 @@ const MaxMethodEcho = 128
 // call of a method backupd does not serve, a REST request that matched
 // no route, a call ended before its request arrived.
 type Line struct {
-	Method, Caller, Account, Region, Principal string
-	Code                                       codes.Code
+	Method, Account, Region, Principal string
+	Code                               codes.Code
 	// Reason is the ErrorInfo reason the caller got; "" for none.
 	Reason string
 	Level  slog.Level
@@ -310,17 +310,19 @@ type Line struct {
 }
 
 // Write writes a request's log line and counts it; with tracing on, the
-// request's span gets what the line says too (annotate).
+// request's span gets what the line says too (annotate). The line names
+// the caller that ctx's call came from (caller).
 func (i *Interceptor) Write(ctx context.Context, l Line, start time.Time) {
 	now := time.Now()
 	d := now.Sub(start)
+	origin := i.originOf(ctx)
 	var buf [15]slog.Attr
 	attrs := append(buf[:0], slog.String("method", l.Method))
 	if l.Route != "" {
 		attrs = append(attrs, slog.String("route", l.Route))
 	}
 	attrs = append(attrs,
-		slog.String("caller", l.Caller),
+		slog.String("caller", caller(ctx, origin)),
 		slog.String("account", l.Account),
 		slog.String("region", l.Region),
 		slog.String("code", l.Code.String()),
@@ -337,7 +339,7 @@ func (i *Interceptor) Write(ctx context.Context, l Line, start time.Time) {
 	if l.backupARN != "" {
 		attrs = append(attrs, slog.String("backup_arn", l.backupARN))
 	}
-	if origin := i.originOf(ctx); origin != nil && origin.ForwardedFor != "" {
+	if origin != nil && origin.ForwardedFor != "" {
 		// Behind a proxy the connection's peer is the proxy; the client
 		// is in here, as the proxy (or the client itself) wrote it.
 		attrs = append(attrs, slog.String("forwarded_for", redact.Cut(origin.ForwardedFor, maxForwardedEcho)))
@@ -484,15 +486,15 @@ func target(req any) (account, region string) {
 	return "", ""
 }
 
-// Caller identifies who sent the request: the gRPC peer's address, or for
+// caller identifies who sent the request: the gRPC peer's address, or for
 // a call from in process (a REST request, which has no gRPC peer), what
-// its Origin names. Not the X-Forwarded-For the gateway passes on, whose
+// its origin names. Not the X-Forwarded-For the gateway passes on, whose
 // first address is whatever the client wrote.
-func (i *Interceptor) Caller(ctx context.Context) string {
+func caller(ctx context.Context, origin *Origin) string {
 	if p, ok := peer.FromContext(ctx); ok {
 		return p.Addr.String()
 	}
-	if origin := i.originOf(ctx); origin != nil {
+	if origin != nil {
 		return origin.Caller
 	}
 	return ""

@@ -513,7 +513,7 @@ func (g *gateway) logRouting(r *http.Request, code codes.Code, reason, account, 
 		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("x-request-id", id))
 	}
 	g.ic.Write(ctx, intercept.Line{Method: "unknown", Route: redact.Cut(r.Method+" "+r.URL.Path, intercept.MaxMethodEcho),
-		Caller: call.origin.Caller, Account: account, Region: region, Code: code, Reason: reason, Unknown: true}, call.origin.Start)
+		Account: account, Region: region, Code: code, Reason: reason, Unknown: true}, call.origin.Start)
 }
 
 type probeKey struct{}

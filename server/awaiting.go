@@ -133,7 +133,7 @@ func (a *awaiting) end(c *awaitingCall, state int32, reason string, why error) {
 	}
 	method, known := methodLabel(c.method)
 	principal, _ := a.i.AuthorizeIn(c, c.method, "") // its caller's name: the tap knew it
-	a.i.Write(c, intercept.Line{Method: method, Caller: a.i.Caller(c), Principal: principal, Unknown: !known, Code: codes.Canceled,
+	a.i.Write(c, intercept.Line{Method: method, Principal: principal, Unknown: !known, Code: codes.Canceled,
 		Reason: reason, Level: slog.LevelWarn, Err: why}, c.start)
 	c.cancel()
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/backupd/backupd/callers"
@@ -163,8 +165,8 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 		i := newInterceptor(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))}, nil)
 		i.stopping = stopping
 		method := backupv1.BackupService_CreateBackup_FullMethodName
-		silent := i.boundArrival(context.Background(), &intercept.Line{Method: method, Caller: "127.0.0.1:1"})
-		arrived := i.boundArrival(context.Background(), &intercept.Line{Method: method, Caller: "127.0.0.1:2"})
+		silent := i.boundArrival(fromPeer(1), &intercept.Line{Method: method})
+		arrived := i.boundArrival(fromPeer(2), &intercept.Line{Method: method})
 		i.requestArrived(arrived)
 		health := i.boundArrival(context.Background(), nil)
 		stop()
@@ -180,6 +182,11 @@ func TestLateRequestOfAnUnknownCallerIsLogged(t *testing.T) {
 			t.Errorf("want one line, for the silent call; log:\n%s", logs.String())
 		}
 	})
+}
+
+// fromPeer is the context of a gRPC call from 127.0.0.1:port.
+func fromPeer(port int) context.Context {
+	return peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}})
 }
 
 // TestCutOffCallsAreLoggedAsTheCallerSawThem: a call cut off by the
@@ -229,7 +236,7 @@ func TestUnvouchedCallsAreBounded(t *testing.T) {
 			t.Fatalf("call %d of %d canceled", n+1, maxUnvouched)
 		}
 	}
-	over := i.boundArrival(context.Background(), &intercept.Line{Method: method, Caller: "127.0.0.1:1"})
+	over := i.boundArrival(fromPeer(1), &intercept.Line{Method: method})
 	select {
 	case <-over.Done():
 		if !errors.Is(context.Cause(over), errTooManyUnvouched) {

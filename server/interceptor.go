@@ -100,7 +100,6 @@ func (i *interceptor) unknown(_ any, stream grpc.ServerStream) error {
 	method = redact.Cut(method, intercept.MaxMethodEcho)
 	st, _ := rpcerror.Status(&rpcerror.RequestError{Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod,
 		Msg: fmt.Sprintf("backupd serves no method %s; see backup.v1.BackupService", method)}, rpcerror.Request{})
-	i.Write(stream.Context(), intercept.Line{Method: method, Caller: i.Caller(stream.Context()),
-		Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod, Unknown: true}, start)
+	i.Write(stream.Context(), intercept.Line{Method: method, Code: codes.Unimplemented, Reason: rpcerror.ReasonUnknownMethod, Unknown: true}, start)
 	return st.Err()
 }

@@ -52,7 +52,7 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 		return i.holdUntilArrival(ctx, info.FullMethodName), nil
 	}
 	method, known := methodLabel(info.FullMethodName)
-	line := intercept.Line{Method: method, Caller: i.Caller(ctx), Unknown: !known} // no account: the request is unread
+	line := intercept.Line{Method: method, Unknown: !known} // no account: the request is unread
 	if i.farDeadline(ctx) {
 		return i.boundArrival(ctx, &line), nil
 	}
