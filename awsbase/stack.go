@@ -11,8 +11,8 @@ const stackReserve = 32 << 10
 // still shallow. Left to itself the stack of a handler doubles two or three
 // times deep inside the SDK, and each growth copies and adjusts every frame
 // of a deep stack (BENCHMARKS.md has the cost, measured by
-// BenchmarkChainingCost). The server's interceptor calls it for every
-// request, and a request_id's detached run for its own goroutine; the
+// BenchmarkChainingCost). The interceptor (package intercept) calls it for
+// every request, and a request_id's detached run for its own goroutine; the
 // benchmarks measure the same step.
 //
 // The stack grows in the function's prologue, which checks that its frame

@@ -346,8 +346,9 @@ func (i *Interceptor) Write(ctx context.Context, l Line, start time.Time) {
 	}
 	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) == 1 && v[0] != "" && callers.PrintableASCII(v[0]) {
 		// The caller's id for correlation (X-Request-Id over REST), left
-		// out when it is not printable ASCII, as over REST (metadataSafe):
-		// a line must not carry characters that disguise it on a terminal.
+		// out when it is not printable ASCII, as over REST (package
+		// rest's metadataSafe): a line must not carry characters that
+		// disguise it on a terminal.
 		attrs = append(attrs, slog.String("x_request_id", redact.Cut(v[0], maxRequestIDEcho)))
 	}
 	span := trace.SpanFromContext(ctx) // with tracing off, a no-op span

@@ -14,8 +14,9 @@ import (
 // its deadline due (a gRPC client cancels the stream as its deadline
 // passes) is logged and counted as DeadlineExceeded, its error saying
 // why; one canceled well before its deadline, or with none, as Canceled.
-// TestCallerDeadlineIsLoggedAsADeadline rarely reaches this: the
-// handler's own deadline (keepTimeToAnswer) usually fires first.
+// Package server's TestCallerDeadlineIsLoggedAsADeadline rarely reaches
+// this: the handler's own deadline (keepTimeToAnswer) usually fires
+// first.
 func TestFailTakesACancelAtTheDeadlineForTheDeadline(t *testing.T) {
 	for _, tt := range []struct {
 		name string

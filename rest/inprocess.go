@@ -13,8 +13,8 @@ import (
 	"github.com/backupd/backupd/intercept"
 )
 
-// inProcess returns svc behind g's interceptor, which is made as NewGRPC's
-// server's, for the REST gateway to call directly: a REST request is
+// inProcess returns svc behind g's interceptor, made as the gRPC server's
+// (server.NewGRPC), for the REST gateway to call directly: a REST request is
 // recovered, mapped and logged exactly like a gRPC one, without being
 // encoded again and sent through an in-memory HTTP/2 connection.
 func inProcess(svc backupv1.BackupServiceServer, g *gateway) backupv1.BackupServiceServer {

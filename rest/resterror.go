@@ -68,8 +68,8 @@ func writeStatus(w http.ResponseWriter, st *status.Status, code int) {
 // gateway handles the errors of grpc-gateway's handlers.
 type gateway struct {
 	// ic is the interceptor the gateway's calls pass through, made as
-	// NewGRPC's server's, for which the gateway logs and counts the
-	// requests it refuses before they reach it.
+	// the gRPC server's (server.NewGRPC), for which the gateway logs and
+	// counts the requests it refuses before they reach it.
 	ic    *intercept.Interceptor
 	authz Authorizer
 	log   *slog.Logger

@@ -49,10 +49,11 @@ func (c limitedCredentials) Clone() credentials.TransportCredentials {
 }
 
 // loggedCredentials writes a failed TLS handshake on the gRPC listener to
-// the log, as net/http does on the HTTP listener (cappedLog): at most
-// once per interval, with how many were left out since, since anyone who
-// can reach the port could otherwise fill the log. Without it a client
-// refused for its certificate (mutual TLS) left no trace at the server.
+// the log, as net/http does on the HTTP listener (package rest's
+// cappedLog): at most once per interval, with how many were left out
+// since, since anyone who can reach the port could otherwise fill the log.
+// Without it a client refused for its certificate (mutual TLS) left no
+// trace at the server.
 type loggedCredentials struct {
 	credentials.TransportCredentials
 	log *slog.Logger

@@ -40,7 +40,7 @@ type Idempotency interface {
 // may have the call, it runs to its end and its result is kept, so a caller
 // that gave up and retries gets the backup it already has, not a second.
 // The caller itself is answered by its deadline (just before it: see
-// server's keepTimeToAnswer), over REST too.
+// package intercept's keepTimeToAnswer), over REST too.
 func once[Resp proto.Message](ctx context.Context, s *Server, op string, target accounts.Target, requestID string, norm func() proto.Message,
 	do func(context.Context) (Resp, error)) (Resp, error) {
 	if requestID == "" {

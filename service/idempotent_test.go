@@ -284,7 +284,7 @@ func TestAnswerOfACallerThatLeft(t *testing.T) {
 // end. It may have come after DynamoDB acted (in decoding the answer, in
 // an observer of the attempt), so the request_id keeps an unknown outcome
 // and its repeat does not run the request again. The panic is logged with
-// its stack, as the server's interceptor logs a handler's.
+// its stack, as the interceptor (package intercept) logs a handler's.
 func TestOncePanic(t *testing.T) {
 	logs := &testenv.Buffer{}
 	s := New(Options{Idempotency: idempotency.NewMemory(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
