@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/rest"
 	"github.com/backupd/backupd/rpcerror"
 )
 
@@ -311,5 +312,15 @@ func TestDeferringCodecSweepsLeftovers(t *testing.T) {
 	}
 	if got := c.kept.Load(); got != 0 {
 		t.Errorf("kept %d after take, want 0", got)
+	}
+}
+
+// TestRevalidatedAsLargeAsARESTBody: an undecodable gRPC request has its
+// other fields judged up to the size of the largest REST body, so that a
+// request is told the same over both; the bound is a copy, as package
+// server does not import package rest.
+func TestRevalidatedAsLargeAsARESTBody(t *testing.T) {
+	if maxRevalidatedBytes != rest.MaxBodyBytes {
+		t.Errorf("maxRevalidatedBytes %d, rest.MaxBodyBytes %d; want them equal", maxRevalidatedBytes, rest.MaxBodyBytes)
 	}
 }
