@@ -4,7 +4,9 @@
 // log line and counts it. The gRPC server (package server) and the REST
 // gateway (package rest) each make one Interceptor and hand it their
 // calls, so that a caller is treated alike over both; neither transport
-// knows the other.
+// knows the other. For the same reason it holds the bounds both hold a
+// request to (limits.go): the handshake, the headers, the request's
+// arrival and the shutdown's grace.
 package intercept
 
 import (
