@@ -4,7 +4,10 @@
 // configuration takes is one a request may not name.
 package awsname
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // ValidAccountID reports whether id is an AWS account id: exactly 12
 // digits. The configuration and every request are held to this one rule.
@@ -57,11 +60,17 @@ func lowerWord(w string) bool {
 // count nor their length, and the longest real region is half this.
 const maxRegionLength = 32
 
-// KnownPartition reports whether p is a partition backupd acts in: those
-// of the roles the configuration takes. A DynamoDB ARN of another is
-// refused.
+// partitions are the partitions backupd acts in: those of the roles the
+// configuration takes. A DynamoDB ARN of another is refused.
+var partitions = []string{"aws", "aws-cn", "aws-us-gov"}
+
+// Partitions returns the partitions backupd acts in, for the
+// configuration's rule on role ARNs.
+func Partitions() []string { return slices.Clone(partitions) }
+
+// KnownPartition reports whether p is one of Partitions.
 func KnownPartition(p string) bool {
-	return p == "aws" || p == "aws-cn" || p == "aws-us-gov"
+	return slices.Contains(partitions, p)
 }
 
 // RegionPartition is the AWS partition of region r, by the prefixes AWS

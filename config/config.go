@@ -24,7 +24,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/backupd/backupd/awsname"
-
 	"github.com/backupd/backupd/certreload"
 )
 
@@ -578,7 +577,7 @@ func setDefault(s *string, v string) {
 }
 
 var (
-	roleARNRe     = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
+	roleARNRe     = regexp.MustCompile(`^arn:(` + strings.Join(awsname.Partitions(), "|") + `):iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
 	externalIDRe  = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
 	sessionNameRe = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
 )
