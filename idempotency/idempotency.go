@@ -134,6 +134,12 @@ type Memory struct {
 	// expiring lists kept entries in the order they were kept, which is
 	// the order they expire in, since every entry lives for ttl.
 	expiring []expiry
+	// sweep expires the entries once their time is up, while any are
+	// kept (nil otherwise): claim and Len expire them too, but only a
+	// request with a request_id or a scrape of the metrics calls them,
+	// and a replica that gets neither would hold its last results, and
+	// their heap, for good rather than for ttl.
+	sweep *time.Timer
 }
 
 type entry struct {
@@ -230,6 +236,9 @@ func (m *Memory) settle(key Key, e *entry, resp []byte, err error, kept bool) {
 	if kept {
 		e.kept, e.resp, e.err = true, resp, err
 		m.expiring = append(m.expiring, expiry{key: key, at: m.now().Add(m.ttl)})
+		if m.sweep == nil {
+			m.sweep = time.AfterFunc(m.ttl+m.sweepSlack(), m.sweepExpired)
+		}
 	} else {
 		delete(m.entries, key)
 	}
@@ -260,6 +269,23 @@ func (m *Memory) expire() {
 		m.expiring = slices.Clone(m.expiring)
 	}
 }
+
+// sweepExpired expires the entries whose time is up, and sets the sweep
+// for the next one's, if any is left.
+func (m *Memory) sweepExpired() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expire()
+	m.sweep = nil
+	if len(m.expiring) > 0 {
+		m.sweep = time.AfterFunc(max(m.expiring[0].at.Sub(m.now()), 0)+m.sweepSlack(), m.sweepExpired)
+	}
+}
+
+// sweepSlack is how long after the first kept entry's end the sweep
+// comes: later entries, kept within it, go in the same sweep. A minute,
+// or ttl when shorter.
+func (m *Memory) sweepSlack() time.Duration { return min(time.Minute, m.ttl) }
 
 // shrinkFrom is the least peak at which expire moves the entries left to a
 // fresh map: below it the buckets kept are worth less than the copy.

@@ -284,3 +284,28 @@ func TestExpiryShrinksTheMap(t *testing.T) {
 		t.Errorf("a repeat after the move: %q, %v; want the kept result", resp, err)
 	}
 }
+
+// TestMemoryExpiresWhenIdle: kept results leave the store once their
+// time is up also when no request_id call comes and no scrape asks Len
+// (which expire them as they come): a replica that gets neither would
+// otherwise hold its last results, and their heap, for good.
+func TestMemoryExpiresWhenIdle(t *testing.T) {
+	const ttl = 20 * time.Millisecond
+	m := newMemory(time.Now, ttl)
+	for _, id := range []string{"a", "b"} {
+		if _, err := m.Do(context.Background(), Key{Account: "111111111111", RequestID: id}, Fingerprint{1},
+			func(time.Time) ([]byte, error) { return []byte("resp"), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.entries) // not Len, which expires them itself
+	}
+	for deadline := time.Now().Add(5 * time.Second); held() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d results still held 5 s past their %s; want none", held(), ttl)
+		}
+	}
+}
