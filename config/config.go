@@ -200,7 +200,12 @@ type Redis struct {
 	Username string `yaml:"username"`
 	// Password is never logged or echoed in an error.
 	Password string `yaml:"password"`
-	DB       int    `yaml:"db"`
+	// PasswordFile names a file that holds the password, in place of
+	// Password: a secret mounted as a file (a Kubernetes Secret, say)
+	// keeps it out of the configuration. Parse reads it into Password,
+	// without one trailing newline; a changed file takes a restart.
+	PasswordFile string `yaml:"password_file"`
+	DB           int    `yaml:"db"`
 	// KeyPrefix starts every key backupd writes, so that several
 	// deployments can share one server.
 	KeyPrefix string `yaml:"key_prefix"`
@@ -334,6 +339,13 @@ func Parse(r io.Reader, overrides ...func(*Config)) (*Config, error) {
 	}
 	if err := errors.Join(append(append(rep.problems, zeros...), rep.without(c.Validate())...)...); err != nil {
 		return nil, c.withoutSecrets(err)
+	}
+	if r := &c.SharedState.Redis; c.SharedState.Backend == BackendRedis && r.PasswordFile != "" {
+		p, err := r.filePassword() // read by Validate a moment ago
+		if err != nil {
+			return nil, fmt.Errorf("config: shared_state.redis.password_file: %w", err)
+		}
+		r.Password = p
 	}
 	return c, nil
 }
@@ -657,7 +669,7 @@ func (s SharedState) validate(bad reporter) {
 	switch s.Backend {
 	case BackendMemory:
 		// Replicas would each keep their own limits and request_ids.
-		if r := s.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.DB != 0 || r.TLS || r.TLSCAFile != "" ||
+		if r := s.Redis; r.Address != "" || r.Username != "" || r.Password != "" || r.PasswordFile != "" || r.DB != 0 || r.TLS || r.TLSCAFile != "" ||
 			r.WaitReplicas != 0 || r.WaitTimeout != DefaultWaitTimeout {
 			bad("shared_state.redis", `is set, but backend is "memory", which does not use it: set backend: redis, or remove the redis section`)
 		}
@@ -685,6 +697,7 @@ func (s SharedState) validate(bad reporter) {
 			bad("shared_state.redis.wait_timeout", "must be from 1ms to %s; got %s", maxWaitTimeout, w)
 		}
 		s.Redis.checkCAFile(bad)
+		s.Redis.checkPasswordFile(bad)
 	default:
 		bad("shared_state.backend", `must be "memory" or "redis"; got %q`, s.Backend)
 	}
@@ -702,6 +715,40 @@ func (r Redis) checkCAFile(bad reporter) {
 	if _, err := r.RootCAs(); err != nil {
 		bad("shared_state.redis.tls_ca_file", "%v", err)
 	}
+}
+
+// checkPasswordFile reports a password_file set beside password, or one
+// that cannot be read or holds no password. What it holds is never
+// repeated.
+func (r Redis) checkPasswordFile(bad reporter) {
+	if r.PasswordFile == "" {
+		return
+	}
+	if r.Password != "" {
+		bad("shared_state.redis.password_file", "is set beside password: set one of them")
+		return
+	}
+	if _, err := r.filePassword(); err != nil {
+		bad("shared_state.redis.password_file", "%v", err)
+	}
+}
+
+// filePassword is the password PasswordFile holds: its contents without
+// one trailing newline (echo's, or a CRLF).
+func (r Redis) filePassword() (string, error) {
+	b, err := os.ReadFile(r.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("cannot be read: %w", err)
+	}
+	p, _ := strings.CutSuffix(string(b), "\n")
+	p, _ = strings.CutSuffix(p, "\r")
+	switch {
+	case p == "":
+		return "", errors.New("holds no password: the file is empty")
+	case strings.ContainsAny(p, "\r\n"):
+		return "", errors.New("must hold the password alone, on one line; it holds several lines (not repeated)")
+	}
+	return p, nil
 }
 
 // RootCAs returns the CAs of TLSCAFile, or nil, for the system's, when

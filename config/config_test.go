@@ -558,6 +558,65 @@ func TestDefaultLimitsAreEachAccounts(t *testing.T) {
 	}
 }
 
+// TestRedisPasswordFile: password_file gives the Redis password from a
+// file (a mounted secret), read at start without its trailing newline;
+// a file that cannot be read, is empty or holds several lines, or one set
+// beside password or with the memory backend, is a problem that names
+// the field and never repeats what the file holds.
+func TestRedisPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	redisYAML := func(backend, extra string) string {
+		return validYAML + "shared_state: {backend: " + backend + ", redis: {address: 'redis:6379', " + extra + "}}\n"
+	}
+	for _, tt := range []struct {
+		name, yaml string
+		password   string   // the password Parse gives, when valid
+		want       []string // every substring must appear in the error; none: valid
+	}{
+		{"with echo's newline", redisYAML("redis", "password_file: "+file("pw", "s3cret-pass\n")), "s3cret-pass", nil},
+		{"with a CRLF", redisYAML("redis", "password_file: "+file("pw-crlf", "s3cret-pass\r\n")), "s3cret-pass", nil},
+		{"without a newline", redisYAML("redis", "password_file: "+file("pw-bare", "s3cret-pass")), "s3cret-pass", nil},
+		{"missing", redisYAML("redis", "password_file: /nonexistent/pw"),
+			"", []string{"shared_state.redis.password_file: cannot be read: open /nonexistent/pw"}},
+		{"empty", redisYAML("redis", "password_file: "+file("empty", "\n")),
+			"", []string{"shared_state.redis.password_file: holds no password"}},
+		{"several lines", redisYAML("redis", "password_file: "+file("lines", "s3cret-pass\nother-line\n")),
+			"", []string{"shared_state.redis.password_file: must hold the password alone, on one line"}},
+		{"beside password", redisYAML("redis", "password: x, password_file: "+file("pw2", "s3cret-pass")),
+			"", []string{"shared_state.redis.password_file: is set beside password"}},
+		{"with the memory backend", redisYAML("memory", "password_file: "+file("pw3", "s3cret-pass")),
+			"", []string{"shared_state.redis: is set, but backend is \"memory\""}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(strings.NewReader(tt.yaml))
+			if tt.want == nil {
+				if err != nil || c.SharedState.Redis.Password != tt.password {
+					t.Fatalf("Parse: password %q, %v; want %q", c.SharedState.Redis.Password, err, tt.password)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Parse took it")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q; want %q in it", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "other-line") {
+				t.Errorf("error %q repeats what the file holds", err)
+			}
+		})
+	}
+}
+
 // Every TLS file is read at parse time, so that a missing or wrong one is
 // listed with the configuration's other problems.
 func TestParseChecksTLSFiles(t *testing.T) {
