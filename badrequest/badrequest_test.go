@@ -16,6 +16,7 @@ func TestError(t *testing.T) {
 			"backup_name must be 3-255 characters; got 2"},
 		{"two", Error{Violations: []Violation{{"a", "a is bad"}, {"b", "b is bad"}}}, "a is bad; b is bad"},
 		{"more left out", Error{Violations: []Violation{{"a", "a is bad"}}, More: 3}, "a is bad; and 3 more"},
+		{"one left out", Error{Violations: []Violation{{"a", "a is bad"}}, More: 1}, "a is bad; and 1 more"},
 	} {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)

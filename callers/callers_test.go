@@ -159,6 +159,9 @@ func TestChallenge(t *testing.T) {
 		want string
 	}{
 		{"no credentials", &UnauthenticatedError{Missing: true}, `Bearer realm="backupd"`},
+		// No bearer token came: the bare realm, as for none (RFC 6750 §3.1).
+		{"another scheme", &UnauthenticatedError{OtherScheme: true}, `Bearer realm="backupd"`},
+		{"two headers", &UnauthenticatedError{Repeated: true}, `Bearer realm="backupd"`},
 		{"unknown token", &UnauthenticatedError{},
 			`Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`},
 	}
@@ -206,6 +209,40 @@ func TestDeniedErrorSaysWhatToDo(t *testing.T) {
 		msg := tt.err.Error()
 		if !strings.Contains(msg, tt.want) || strings.Contains(msg, tt.notWant) {
 			t.Errorf("%+v: %q; want %q and not %q", tt.err, msg, tt.want, tt.notWant)
+		}
+	}
+}
+
+// TestUnauthenticatedErrorSaysWhatToSend: each way a request comes
+// without a usable token is told what to send instead, and none repeats
+// the token.
+func TestUnauthenticatedErrorSaysWhatToSend(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  UnauthenticatedError
+		want string
+	}{
+		{"no header", UnauthenticatedError{Missing: true}, `no caller credentials: send the header "authorization: Bearer <token>"`},
+		{"another scheme", UnauthenticatedError{OtherScheme: true}, `the authorization header holds no bearer token backupd can read`},
+		{"two headers", UnauthenticatedError{Repeated: true}, `more than one authorization header: send exactly one`},
+		{"unknown token", UnauthenticatedError{}, `the caller's bearer token is not one backupd knows`},
+	} {
+		if got := tt.err.Error(); !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%s: %q, want it to begin %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestPrintableASCII: a bearer token may hold every printable ASCII
+// character, the ends of the range (space, '~') included, and nothing
+// outside it (controls, DEL, bytes above).
+func TestPrintableASCII(t *testing.T) {
+	for s, want := range map[string]bool{
+		"": true, " ": true, "~": true, "abc-._~+/XYZ019=": true,
+		"\x1f": false, "\x7f": false, "\x80": false, "a\tb": false,
+	} {
+		if got := PrintableASCII(s); got != want {
+			t.Errorf("PrintableASCII(%q) = %v, want %v", s, got, want)
 		}
 	}
 }

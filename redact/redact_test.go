@@ -168,6 +168,7 @@ func TestValue(t *testing.T) {
 		{"path-escaped", "/a+b=c%2Fd@e/", secret, "/[redacted]/"},
 		{"escaped twice", "q=ExternalId%3Da%252Bb%253Dc%252Fd%2540e", secret, "q=ExternalId%3D[redacted]"},
 		{"every copy", "x a+b=c/d@e y a+b=c/d@e", secret, "x [redacted] y [redacted]"},
+		{"at the shortest worth it", "the id abcd is wrong", "abcd", "the id [redacted] is wrong"},
 		{"too short to be worth it", "abc def", "abc", "abc def"},
 		{"none", "nothing here", secret, "nothing here"},
 	}
@@ -223,4 +224,68 @@ func FuzzSecretsInHeaderJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSecretsExactly: what Secrets leaves of a text is the text with each
+// secret's value, and only it, replaced: not a character of the secret
+// kept at either end, not a character of what follows taken in (a check
+// that the secret is gone would pass either way). The second value of a
+// header's list, compact or escaped, goes too; text cut short inside a
+// value (an AWS message may be) is redacted to its end.
+func TestSecretsExactly(t *testing.T) {
+	for _, tt := range []struct{ name, in, want string }{
+		{"ExternalId quoted before its name",
+			"api error ValidationError: Value 'ExtSecret-7b3c,Q@z=9' at 'externalId' failed to satisfy constraint",
+			"api error ValidationError: Value '[redacted]' at 'externalId' failed to satisfy constraint"},
+		{"JSON", `{"SessionToken":"IQoJtoken","Region":"us-east-1"}`, `{"SessionToken":"[redacted]","Region":"us-east-1"}`},
+		{"JSON with an escaped quote", `{"SessionToken":"a\"b","Region":"us-east-1"}`, `{"SessionToken":"[redacted]","Region":"us-east-1"}`},
+		{"escaped JSON", `output: "{\"SessionToken\":\"IQoJtoken\",\"Region\":\"us-east-1\"}"`,
+			`output: "{\"SessionToken\":\"[redacted]\",\"Region\":\"us-east-1\"}"`},
+		{"an empty value, in JSON", `{"SessionToken":"","Region":"us-east-1"}`, `{"SessionToken":"","Region":"us-east-1"}`},
+		{"an empty value, in escaped JSON", `output: "{\"SessionToken\":\"\",\"Region\":\"us-east-1\"}"`,
+			`output: "{\"SessionToken\":\"\",\"Region\":\"us-east-1\"}"`},
+		{"an empty value, unquoted", "Credential=, SignedHeaders=host", "Credential=, SignedHeaders=host"},
+		{"a header's two values, compact", `{"X-Amz-Security-Token":["first-token","second-token"]}`, `{"X-Amz-Security-Token":["[redacted]"]}`},
+		{"a header's two values, escaped", `output: "{\"X-Amz-Security-Token\":[\"first-token\",\"second-token\"]}"`,
+			`output: "{\"X-Amz-Security-Token\":[\"[redacted]\"]}"`},
+		{"a header's two values, escaped and indented", `output: "{\n  \"X-Amz-Security-Token\": [\n    \"first-token\",\n    \"second-token\"\n  ]\n}"`,
+			`output: "{\n  \"X-Amz-Security-Token\": [\n    \"[redacted]\"\n  ]\n}"`},
+		{"a quote left open", `SessionToken:"unterminated-token`, `SessionToken:"[redacted]`},
+		{"an escaped quote left open", `output: "{\"SessionToken\":\"IQoJtoken`, `output: "{\"SessionToken\":\"[redacted]`},
+		{"a quoted text after a list", `{"X-Amz-Security-Token":["first-token"] "kept"}`, `{"X-Amz-Security-Token":["[redacted]"] "kept"}`},
+		{"a list escaped, a value to a line", `output: "{\"X-Amz-Security-Token\":[\n\"first-token\",\n\"second-token\"\n]}"`,
+			`output: "{\"X-Amz-Security-Token\":[\n\"[redacted]\"\n]}"`},
+		{"a list cut short after a value", `{"X-Amz-Security-Token":["truncated-token"`, `{"X-Amz-Security-Token":["[redacted]"`},
+		{"a list cut short after a comma", `{"X-Amz-Security-Token":["truncated-token",`, `{"X-Amz-Security-Token":["[redacted]",`},
+		{"a list cut short at its start", `{"X-Amz-Security-Token":[`, `{"X-Amz-Security-Token":[redacted]`},
+		{"a list cut short in spaces", `{"X-Amz-Security-Token":[  `, `{"X-Amz-Security-Token":[redacted]  `},
+		{"a list cut short at an escape", `{"X-Amz-Security-Token":[\`, `{"X-Amz-Security-Token":[redacted]\`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Secrets(tt.in); got != tt.want {
+				t.Errorf("Secrets(%q)\n = %q\nwant %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCut: a text at the bound is whole; one over it is cut before the
+// character the bound falls in, never inside it; bytes that are not UTF-8
+// become U+FFFD.
+func TestCut(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"abcdefghij", 10, "abcdefghij"},
+		{"abcd", 3, "abc..."},
+		{"aé", 2, "a..."},
+		{"\x80\x80\x80", 2, "..."},
+		{"a\xffb", 10, "a\uFFFDb"},
+	} {
+		if got := Cut(tt.in, tt.max); got != tt.want {
+			t.Errorf("Cut(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+		}
+	}
 }

@@ -236,6 +236,8 @@ func TestStatus(t *testing.T) {
 			codes.ResourceExhausted, "DYNAMODB_QUOTA_EXCEEDED", "", 0, "2500 tables per subscriber; DynamoDB refused the call as over one of the account's quotas", "retry later"},
 		{"DynamoDB throttling", sdkErr(&smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}), codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter,
 			"slow down; DynamoDB throttled this account's calls (after backupd's retries, or with no time left for another before the deadline) and did nothing: retry later", ""},
+		{"DynamoDB common RequestLimitExceeded", sdkErr(&smithy.GenericAPIError{Code: "RequestLimitExceeded", Message: "Throughput exceeds the current throughput limit for your account"}),
+			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "DynamoDB throttled", ""},
 		{"DynamoDB throttling, its message a sentence", sdkErr(&smithy.GenericAPIError{Code: "ProvisionedThroughputExceededException", Message: "The level of configured provisioned throughput for the table was exceeded."}),
 			codes.ResourceExhausted, "DYNAMODB_THROTTLED", "", DefaultRetryAfter, "was exceeded; DynamoDB throttled", ".;"},
 		// The limiter did not admit the SDK's retry: the caller hears what DynamoDB answered, not of a rate it was never over.
@@ -348,6 +350,23 @@ func TestStatus(t *testing.T) {
 		{"a request a server refuses on its own", &RequestError{Code: codes.NotFound, Reason: ReasonRouteNotFound, Msg: "no route for GET /v2"},
 			codes.NotFound, "ROUTE_NOT_FOUND", "", 0, "no route for GET /v2", ""},
 		{"anything unexpected", errors.New("secret detail AKIAEXAMPLE"), codes.Internal, "INTERNAL", "", 0, "internal error", "AKIA"},
+		// A 5xx whose body is not AWS's JSON (a proxy's 500 page): DynamoDB
+		// unreachable, to be retried, not an internal error.
+		{"DynamoDB 500 whose body is not AWS's JSON", sdkErrStatus(&smithy.DeserializationError{Err: errors.New("invalid character '<'")}, 500),
+			codes.Unavailable, "DYNAMODB_UNAVAILABLE", "", DefaultRetryAfter, "retry later", "internal error"},
+		// The codes mapAPI names that no other row sends.
+		{"DynamoDB InvalidRestoreTimeException", sdkErr(&smithy.GenericAPIError{Code: "InvalidRestoreTimeException", Message: "bad time"}),
+			codes.InvalidArgument, "DYNAMODB_VALIDATION", "", 0, "DynamoDB refused the request as invalid: bad time", ""},
+		{"DynamoDB common MissingAuthenticationToken", sdkErr(&smithy.GenericAPIError{Code: "MissingAuthenticationToken"}),
+			codes.PermissionDenied, "ACCESS_DENIED", "", 0, "(MissingAuthenticationToken)", ""},
+		{"DynamoDB ResourceNotFoundException", sdkErr(&types.ResourceNotFoundException{Message: strPtr("Requested resource not found: Table: Orders not found")}),
+			codes.NotFound, "TABLE_NOT_FOUND", "", 0, "Table: Orders not found; the table must exist", ""},
+		// Without a message, the caller is told DynamoDB's error code.
+		{"DynamoDB ValidationException without a message", sdkErr(&smithy.GenericAPIError{Code: "ValidationException"}),
+			codes.InvalidArgument, "DYNAMODB_VALIDATION", "", 0, "DynamoDB refused the request as invalid: ValidationException (", ""},
+		// INTERNAL's message is generic (DESIGN), an unanswered DeleteBackup's note included.
+		{"anything unexpected after an unanswered DeleteBackup", &accounts.MayHaveDeletedError{Err: errors.New("nil map")},
+			codes.Internal, "INTERNAL", "", 0, "internal error", "may have deleted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -381,7 +400,8 @@ func TestStatus(t *testing.T) {
 			if tt.code == codes.Unauthenticated {
 				wantAccount = "" // as over gRPC, where the token is checked before the request is read
 			}
-			if info == nil || info.GetDomain() != Domain || info.GetReason() != tt.reason || info.GetMetadata()["account_id"] != wantAccount {
+			// The domain as clients match it, not as this package names it.
+			if info == nil || info.GetDomain() != "backupd" || info.GetReason() != tt.reason || info.GetMetadata()["account_id"] != wantAccount {
 				t.Errorf("ErrorInfo = %v, want domain %q reason %q with account_id %q", info, Domain, tt.reason, wantAccount)
 			}
 			if got := ReasonOf(st); got != tt.reason {
@@ -453,6 +473,9 @@ func TestStatusAWSRequestID(t *testing.T) {
 			Err: sdkErrStatus(&types.InternalServerError{Message: strPtr("boom")}, 500)},
 		"STS refused the role": &auth.AssumeRoleError{AccountID: "111111111111", Err: sdkErrStatus(&smithy.GenericAPIError{Code: "AccessDenied"}, 403)},
 		"STS failed":           &auth.AssumeRoleError{AccountID: "111111111111", Err: sdkErrStatus(&smithy.GenericAPIError{Code: "InternalFailure"}, 500)},
+		// Answers that are not AWS's JSON (a proxy's page) carry AWS's request id all the same.
+		"403 not AWS's JSON": sdkErrStatus(&smithy.DeserializationError{Err: errors.New("invalid character '<'")}, 403),
+		"429 not AWS's JSON": sdkErrStatus(&smithy.DeserializationError{Err: errors.New("invalid character '<'")}, 429),
 	} {
 		st, _ := Status(err, Request{})
 		found := false
@@ -487,6 +510,15 @@ func TestStatusKeepsDetailsOfInvalidUTF8(t *testing.T) {
 	}
 }
 
+// A message that is not UTF-8 (a server's refusal quoting what it read)
+// has its bad bytes replaced by U+FFFD, as everything else of it kept.
+func TestStatusMakesMessagesValid(t *testing.T) {
+	st, _ := Status(&RequestError{Code: codes.InvalidArgument, Reason: ReasonMalformed, Msg: "cannot read \xff here"}, Request{})
+	if st.Message() != "cannot read \uFFFD here" {
+		t.Errorf("message %q; want %q", st.Message(), "cannot read \uFFFD here")
+	}
+}
+
 func strPtr(s string) *string { return &s }
 
 // TestPushBack: a gRPC client's own retry is told RetryInfo's delay,
@@ -511,6 +543,7 @@ func TestPushBack(t *testing.T) {
 	}{
 		{"rate limited", &ratelimit.LimitedError{Key: key, RetryAfter: 1500 * time.Millisecond}, 1500, true},
 		{"rate limited, rounded up", &ratelimit.LimitedError{Key: key, RetryAfter: 1000*time.Millisecond + 400*time.Microsecond}, 1001, true},
+		{"rate limited, a nanosecond past a millisecond", &ratelimit.LimitedError{Key: key, RetryAfter: time.Second + time.Nanosecond}, 1001, true},
 		{"shared state unavailable", &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: errors.New("down")}, 1000, true},
 		{"outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "us-east-1", Err: errors.New("500")}, -1, true},
 		{"a request_id's first outcome unknown", &idempotency.OutcomeUnknownError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}}, -1, true},
@@ -571,5 +604,88 @@ func TestLevel(t *testing.T) {
 				t.Errorf("Level = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestStatusMetadata: the ErrorInfo metadata clients read (docs/clients.md):
+// a refused caller's name and RPC, a rate limit's operation and region,
+// and no account_id when the request named none.
+func TestStatusMetadata(t *testing.T) {
+	key := ratelimit.Key{Account: "111111111111", Region: "eu-west-1", Operation: "DescribeBackup"}
+	var twentyOne []badrequest.Violation
+	for i := range MaxViolations + 1 {
+		twentyOne = append(twentyOne, badrequest.Violation{Field: fmt.Sprint("f", i), Description: fmt.Sprint("f", i, " is bad")})
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		req  Request
+		want map[string]string
+	}{
+		{"caller not allowed", &callers.DeniedError{Caller: "orders", Operation: "DeleteBackup", AccountID: "111111111111"}, Request{AccountID: "111111111111"},
+			map[string]string{"account_id": "111111111111", "caller": "orders", "operation": "DeleteBackup"}},
+		{"rate limited", &ratelimit.LimitedError{Key: key, RetryAfter: time.Second}, Request{AccountID: "111111111111"},
+			map[string]string{"account_id": "111111111111", "operation": "DescribeBackup", "region": "eu-west-1"}},
+		{"no account named", &badrequest.Error{Violations: []badrequest.Violation{{Field: "account_id", Description: "account_id is required"}}}, Request{},
+			map[string]string{}},
+		{"one violation left out", &badrequest.Error{Violations: twentyOne}, Request{}, map[string]string{"omitted_violations": "1"}},
+		// No aws_request_id where AWS gave none.
+		{"outcome unknown, no AWS answer", &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Err: errors.New("connection reset")}, Request{},
+			map[string]string{}},
+		{"STS unreachable", &auth.AssumeRoleError{AccountID: "111111111111", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}, Request{},
+			map[string]string{}},
+		{"a proxy's 403 without a request id", func() error {
+			e := sdkErrStatus(&smithy.DeserializationError{Err: errors.New("invalid character '<'")}, 403).(*smithy.OperationError)
+			e.Err.(*awshttp.ResponseError).RequestID = ""
+			return e
+		}(), Request{}, map[string]string{}},
+		{"DynamoDB's error without its HTTP answer", &smithy.OperationError{ServiceID: "DynamoDB", Err: &types.TableNotFoundException{Message: strPtr("x")}}, Request{},
+			map[string]string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := Status(tt.err, tt.req)
+			var got map[string]string
+			for _, d := range st.Details() {
+				if info, ok := d.(*errdetails.ErrorInfo); ok {
+					got = info.GetMetadata()
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Errorf("metadata %v, want %v", got, tt.want)
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("metadata %v, want %s=%q", got, k, v)
+				}
+			}
+		})
+	}
+}
+
+// TestStatusOfNoErrorOrAStatus: no error is OK; an error that is already
+// a status passes through as it is, not as an unexpected error (which
+// would be logged at ERROR).
+func TestStatusOfNoErrorOrAStatus(t *testing.T) {
+	if st, internal := Status(nil, Request{}); st.Code() != codes.OK || st.Message() != "" || internal {
+		t.Errorf("Status(nil) = %v, internal %v; want OK", st, internal)
+	}
+	in := status.Error(codes.Unavailable, "transport is closing")
+	if st, internal := Status(in, Request{AccountID: "111111111111"}); st.Code() != codes.Unavailable || st.Message() != "transport is closing" || internal {
+		t.Errorf("Status(%v) = %v, internal %v; want it as it is, not internal", in, st, internal)
+	}
+}
+
+// TestBoundsKeepTheFirstViolation: a first violation over the byte
+// bounds is carried and repeated all the same, and the rest counted: a
+// client is never told only "and N more".
+func TestBoundsKeepTheFirstViolation(t *testing.T) {
+	huge := badrequest.Violation{Field: "global_secondary_index_override", Description: strings.Repeat("d", 3000)}
+	small := badrequest.Violation{Field: "backup_name", Description: "backup_name is required"}
+	vs, more := boundViolations([]badrequest.Violation{huge, small}, 0)
+	if len(vs) != 1 || vs[0].Field != huge.Field || more != 1 {
+		t.Errorf("boundViolations kept %d (more %d); want the first alone, 1 more", len(vs), more)
+	}
+	if msg := violationsMessage([]badrequest.Violation{huge, small}, 0); !strings.HasPrefix(msg, huge.Description) || !strings.HasSuffix(msg, "; and 1 more") {
+		t.Errorf("violationsMessage = %.40q...%q; want the first, then the rest counted", msg, msg[max(0, len(msg)-20):])
 	}
 }

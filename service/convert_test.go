@@ -113,13 +113,57 @@ func TestPageTokenOfEarlierBuilds(t *testing.T) {
 	const last = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
 	lower := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC).UnixNano()
 	earlier := sha256.Sum256([]byte("111111111111\x00us-east-1\x00Orders\x00USER\x00" + strconv.FormatInt(lower, 10) + "\x000\x00"))
-	body := append([]byte{pageTokenVersion}, earlier[:8]...)
-	body = append(body, last...)
-	sum := sha256.Sum256(body)
-	token := base64.RawURLEncoding.EncodeToString(append(body, sum[:8]...))
+	// Written out, not pageTokenVersion: the version earlier builds wrote.
+	token := handMadeToken(1, earlier[:8], last)
 	scope := listScope{account: "111111111111", region: "us-east-1", table: "Orders", backupType: "USER", lower: timeBoundScope{set: true, nanos: lower}}
 	if got, err := decodePageToken(scope, token); err != nil || got != last {
 		t.Errorf("a token of an earlier build, with a lower bound: %q, %v; want it decoded", got, err)
+	}
+	// And one of a build that tells a bound at the epoch ("=0") from none
+	// ("0"), which another replica of this version may have written.
+	epoch := sha256.Sum256([]byte("111111111111\x00us-east-1\x00Orders\x00USER\x000\x00=0\x00"))
+	scope = listScope{account: "111111111111", region: "us-east-1", table: "Orders", backupType: "USER", upper: timeBoundScope{set: true}}
+	if got, err := decodePageToken(scope, handMadeToken(1, epoch[:8], last)); err != nil || got != last {
+		t.Errorf("a token with an upper bound at the epoch: %q, %v; want it decoded", got, err)
+	}
+}
+
+// handMadeToken is a page token as encodePageToken's format lays it out:
+// the version byte, the scope digest's 8 bytes, the ARN, and 8 bytes of
+// the SHA-256 of all of that.
+func handMadeToken(version byte, digest []byte, arn string) string {
+	body := append([]byte{version}, digest...)
+	body = append(body, arn...)
+	sum := sha256.Sum256(body)
+	return base64.RawURLEncoding.EncodeToString(append(body, sum[:8]...))
+}
+
+// TestShortPageTokens: a token too short to hold a digest, an ARN and a
+// checksum is refused, whatever its length, its version byte right and
+// its checksum good where it has room for one; it never panics.
+func TestShortPageTokens(t *testing.T) {
+	scope := listScope{account: "111111111111", region: "us-east-1", table: "Orders", backupType: "USER"}
+	for n := 1; n <= 1+8+8; n++ {
+		buf := make([]byte, n)
+		buf[0] = pageTokenVersion
+		if n > 8 { // room for a checksum of what comes before it
+			sum := sha256.Sum256(buf[:n-8])
+			copy(buf[n-8:], sum[:8])
+		}
+		token := base64.RawURLEncoding.EncodeToString(buf)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("a token of %d bytes: panic %v", n, p)
+				}
+			}()
+			if _, err := pageTokenBody(token); err == nil {
+				t.Errorf("a token of %d bytes: its body accepted", n)
+			}
+			if _, err := decodePageToken(scope, token); err == nil {
+				t.Errorf("a token of %d bytes: accepted", n)
+			}
+		}()
 	}
 }
 
@@ -189,6 +233,18 @@ func TestPageToken(t *testing.T) {
 	// AWS Backup's recovery points name no table.
 	if got, err := decodePageToken(awsBackup, encodePageToken(awsBackup, recoveryPoint)); err != nil || got != recoveryPoint {
 		t.Errorf("AWS Backup recovery point: %q, %v", got, err)
+	}
+	// A listing of every table's backups pages through them all.
+	if got, err := decodePageToken(noTable, encodePageToken(noTable, last)); err != nil || got != last {
+		t.Errorf("a listing without a table: %q, %v; want the token decoded", got, err)
+	}
+	// A recovery point's ARN may be as long as DynamoDB's API allows a BackupArn.
+	longest := recoveryPoint + strings.Repeat("a", 1024-len(recoveryPoint)) // the API reference's bound
+	if got, err := decodePageToken(awsBackup, encodePageToken(awsBackup, longest)); err != nil || got != longest {
+		t.Errorf("a recovery point of %d bytes: %v; want it decoded", len(longest), err)
+	}
+	if _, err := decodePageToken(awsBackup, encodePageToken(awsBackup, longest+"a")); err == nil {
+		t.Errorf("a recovery point of %d bytes accepted", len(longest)+1)
 	}
 }
 

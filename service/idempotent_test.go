@@ -136,6 +136,15 @@ func TestFingerprint(t *testing.T) {
 	if empty, _ := fingerprint(&backupv1.RestoreTableFromBackupRequest{}); create == empty {
 		t.Error("two empty requests of different RPCs have the same fingerprint")
 	}
+	// A fingerprint is kept in Redis and compared by every replica, of
+	// this build and the next in a rolling upgrade: its recipe does not
+	// change unnoticed (a change makes every request_id in flight
+	// REQUEST_ID_REUSED).
+	const golden = "71cad3984e6c94bcd20bf6fb0002581638a88b7493e1430aec5931ddd465e2dd"
+	if f, err := fingerprint(&backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1"}); err != nil ||
+		fmt.Sprintf("%x", f) != golden {
+		t.Errorf("fingerprint %x, %v; want %s, as earlier builds made it", f, err, golden)
+	}
 }
 
 // runOnce calls once for a CreateBackup with request_id "rid", whose run is do.
@@ -163,7 +172,8 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupName: "b1"}}, nil
+		return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupName: "b1",
+			BackupArn: "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12"}}, nil
 	}
 	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -184,7 +194,9 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The run that outlived its caller says how it ended.
-	if lines := logs.Lines(`"level":"INFO"`, `"request_id":"rid"`, "a run whose caller left was done"); len(lines) != 1 {
+	// The run that outlived its caller names the backup it made.
+	if lines := logs.Lines(`"level":"INFO"`, `"request_id":"rid"`, "a run whose caller left was done",
+		`"backup_arn":"arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12"`); len(lines) != 1 {
 		t.Errorf("want one line of the run's end; log:\n%s", logs.String())
 	}
 	// The retry, on a server sharing the store (a WaitGroup that was
@@ -260,8 +272,13 @@ func TestOrphanRunFailureIsLogged(t *testing.T) {
 			if err := s.Wait(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if lines := logs.Lines(`"level":"WARN"`, `"request_id":"rid"`, "a run whose caller left", tt.words); len(lines) != 1 {
+			// The line names the call as the request's own line does, with its error.
+			if lines := logs.Lines(`"level":"WARN"`, `"request_id":"rid"`, `"operation":"CreateBackup"`, `"account":"111111111111"`,
+				`"region":"eu-west-1"`, `"error":`, "a run whose caller left", tt.words); len(lines) != 1 {
 				t.Errorf("want one WARN line of the run's failure saying %q; log:\n%s", tt.words, logs.String())
+			}
+			if lines := logs.Lines("a run whose caller left was done"); len(lines) != 0 {
+				t.Errorf("a failed run's line says it was done; log:\n%s", logs.String())
 			}
 		})
 	}
@@ -389,6 +406,32 @@ func TestRepeatWaitsNoLongerThanDefaultTimeout(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
 		t.Errorf("the repeat waited %v, with DefaultTimeout %v", waited, def)
+	}
+}
+
+// TestRunWithinUpstreamTimeoutIsAnswered: a request_id caller with a
+// long deadline waits as long as its run may take (upstream_timeout) and
+// a moment more: a run that ends within upstream_timeout is answered
+// with its result, not cut off as still running.
+func TestRunWithinUpstreamTimeoutIsAnswered(t *testing.T) {
+	const def = 2 * time.Second
+	logs := &testenv.Buffer{}
+	s := New(Options{DefaultTimeout: def, Idempotency: idempotency.NewMemory(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	resp, err := runOnce(ctx, s, func(context.Context) (*backupv1.CreateBackupResponse, error) {
+		time.Sleep(def * 3 / 4)
+		return &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupName: "b1"}}, nil
+	})
+	if err != nil || resp.GetBackupDetails().GetBackupName() != "b1" {
+		t.Errorf("a run of %v with upstream_timeout %v: %v, %v; want its result", def*3/4, def, resp, err)
+	}
+	if err := s.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Its caller was answered: no line says the caller left.
+	if lines := logs.Lines("a run whose caller left"); len(lines) != 0 {
+		t.Errorf("a line of an orphan run, whose caller was there; log:\n%s", logs.String())
 	}
 }
 

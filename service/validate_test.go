@@ -34,6 +34,14 @@ func TestValidateCreate(t *testing.T) {
 		{"account 13 digits", func(r *backupv1.CreateBackupRequest) { r.AccountId = "1111111111111" }, "account_id", "exactly 12 digits"},
 		{"account with letters", func(r *backupv1.CreateBackupRequest) { r.AccountId = "11111111111a" }, "account_id", "exactly 12 digits"},
 		{"bad region", func(r *backupv1.CreateBackupRequest) { r.Region = "mars" }, "region", "AWS region"},
+		// The edges of DynamoDB's name rule are names it takes.
+		{"table 3 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = "abc" }, "", ""},
+		{"table 255 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = strings.Repeat("a", 255) }, "", ""},
+		{"backup name 255 chars", func(r *backupv1.CreateBackupRequest) { r.BackupName = strings.Repeat("b", 255) }, "", ""},
+		{"names of the ends of every range", func(r *backupv1.CreateBackupRequest) { r.TableName, r.BackupName = "azAZ09_.-", "zaZA90-._" }, "", ""},
+		{"request id 128", func(r *backupv1.CreateBackupRequest) { r.RequestId = strings.Repeat("r", 128) }, "", ""},
+		{"request id of the ends of printable ASCII", func(r *backupv1.CreateBackupRequest) { r.RequestId = " ~" }, "", ""},
+		{"request id DEL", func(r *backupv1.CreateBackupRequest) { r.RequestId = "abc\x7f" }, "request_id", "printable ASCII"},
 		{"missing table", func(r *backupv1.CreateBackupRequest) { r.TableName = "" }, "table_name", "is required"},
 		{"table 2 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = "ab" }, "table_name", "got 2"},
 		{"table 256 chars", func(r *backupv1.CreateBackupRequest) { r.TableName = strings.Repeat("a", 256) }, "table_name", "got 256"},
@@ -112,10 +120,12 @@ func TestParseARN(t *testing.T) {
 		{"valid china", "arn:aws-cn:dynamodb:cn-north-1:111111111111:table/Orders/backup/01700000000000-abcdef12", ""},
 		{"valid govcloud", "arn:aws-us-gov:dynamodb:us-gov-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12", ""},
 		{"empty", "", "is required"},
-		{"not an ARN", "Orders", "must be a DynamoDB ARN"},
+		{"not an ARN", "Orders", "must be a DynamoDB ARN of the form arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/backup/BACKUP_ID; got \"Orders\""},
 		{"other service", "arn:aws:s3:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", `names service "s3"`},
 		{"table not backup", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders", "is a table ARN"},
-		{"bad partition", "arn:aws-mars:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "partition"},
+		{"bad partition", "arn:aws-mars:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "want aws, aws-cn or aws-us-gov"},
+		// A partition backupd does not act in, though its region is one of its.
+		{"an isolated partition", "arn:aws-iso:dynamodb:us-iso-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", `has partition "aws-iso"`},
 		{"region not in partition", "arn:aws-cn:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "not in partition aws-cn"},
 		{"a china region in aws", "arn:aws:dynamodb:cn-north-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "not in partition aws"},
 		{"an isolated region in aws", "arn:aws:dynamodb:us-iso-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12", "not in partition aws"},
@@ -126,8 +136,9 @@ func TestParseARN(t *testing.T) {
 		{"bad table name", "arn:aws:dynamodb:us-east-1:111111111111:table/a b/backup/01700000000000-abcdef12", `backup_arn is not a valid ARN: its table name must be 3-255 characters of a-z A-Z 0-9 _ . -; got "a b"`},
 		{"a restore route read as an ARN", good + ":restore", `ends in ":restore": a restore is POST`},
 		{"bad backup id", "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/xyz", "backup id"},
-		{"not a table resource", "arn:aws:dynamodb:us-east-1:111111111111:global-table/Orders", "has resource"},
+		{"not a table resource", "arn:aws:dynamodb:us-east-1:111111111111:global-table/Orders", `has resource "global-table/Orders"; want table/TABLE/backup/BACKUP_ID`},
 		{"escaped as a REST path is", "arn:aws:dynamodb:us-east-1:111111111111:table%2FOrders%2Fbackup%2F01700000000000-abcdef12", "it looks URL-escaped"},
+		{"colons escaped alone", "arn%3Aaws%3Adynamodb%3Aus-east-1%3A111111111111%3Atable", "it looks URL-escaped"},
 		{"colons escaped too", "arn%3Aaws%3Adynamodb%3Aus-east-1%3A111111111111%3Atable%2FOrders", "it looks URL-escaped"},
 	}
 	for _, tt := range tests {
@@ -275,5 +286,37 @@ func BenchmarkValidateManyIndexes(b *testing.B) {
 				checkRestore(&vs, req)
 			}
 		})
+	}
+}
+
+// TestVisibleASCII: a KMS key id is held to printable ASCII without
+// spaces, wherever the bad character is, its first place included.
+func TestVisibleASCII(t *testing.T) {
+	for s, want := range map[string]bool{
+		"alias/backups": true, "!~": true, "": true,
+		" alias/x": false, "alias x": false, "\nalias": false, "alias\x7f": false, "aliasé": false,
+	} {
+		if got := visibleASCII(s); got != want {
+			t.Errorf("visibleASCII(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestBackupIDOK: a backup id is digits, a dash, and hex digits of either
+// case, at most 64 characters: every end of every range is taken, and
+// the characters just outside them are not, wherever they stand.
+func TestBackupIDOK(t *testing.T) {
+	for id, want := range map[string]bool{
+		"01700000000000-abcdef12": true, "01700000000000-ABCDEF12": true,
+		"0-a": true, "9-0": true, "1-9": true, "1-A": true, "1-F": true, "1-f": true,
+		"01700000000000-" + strings.Repeat("a", 49): true,  // 64
+		"01700000000000-" + strings.Repeat("a", 50): false, // 65
+		"": false, "017": false, "-abc": false, "017-": false,
+		"a17-abc": false, "/17-abc": false, ":17-abc": false,
+		"017-ab.c": false, "017-g": false, "017-G": false, "017-@": false, "017-`": false, "017-ab-c": false,
+	} {
+		if got := backupIDOK(id); got != want {
+			t.Errorf("backupIDOK(%q) = %v, want %v", id, got, want)
+		}
 	}
 }
