@@ -948,3 +948,41 @@ func TestDeadlineBeforeAnyTurnSaysNothingWasSent(t *testing.T) {
 		})
 	}
 }
+
+// TestThrottling: each of DynamoDB's refusals that say it throttled the
+// call is one (backupd's mapping answers it DYNAMODB_THROTTLED, to be
+// retried, and the retry bookkeeping holds it not acted on); no other is.
+func TestThrottling(t *testing.T) {
+	for code, want := range map[string]bool{
+		"ThrottlingException": true, "LimitExceededException": true, "RequestLimitExceeded": true,
+		"ProvisionedThroughputExceededException": true,
+		"ValidationException":                    false, "InternalServerError": false, "": false, "throttlingexception": false,
+	} {
+		if got := Throttling(code); got != want {
+			t.Errorf("Throttling(%q) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+// TestRefused: an attempt whose connection could not be made (a dial
+// error), or that DynamoDB answered with a client error or throttling,
+// was certainly not acted on; one that failed after its connection was
+// made, or got a 5xx, may have been.
+func TestRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"dial refused", fmt.Errorf("send: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), true},
+		{"connection reset while reading", &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}, false},
+		{"a client error", &smithy.GenericAPIError{Code: "ValidationException", Fault: smithy.FaultClient}, true},
+		{"throttled", &smithy.GenericAPIError{Code: "RequestLimitExceeded", Fault: smithy.FaultServer}, true},
+		{"a server fault", &smithy.GenericAPIError{Code: "InternalServerError", Fault: smithy.FaultServer}, false},
+		{"no error code", &smithy.GenericAPIError{Code: "UnknownError", Fault: smithy.FaultClient}, false},
+	} {
+		if got := refused(tt.err); got != tt.want {
+			t.Errorf("%s: refused = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/metrics"
+	"github.com/backupd/backupd/ratelimit"
 )
 
 // TestLeads: the operations DynamoDB cannot safely be asked twice go no
@@ -26,8 +27,9 @@ func TestLeads(t *testing.T) {
 		op   string
 		want time.Duration
 	}{
-		{config.OpCreateBackup, SendLead},
-		{config.OpRestoreTableFromBackup, SendLead},
+		// The README's 50 ms, written out: SendLead itself would agree with any value.
+		{config.OpCreateBackup, 50 * time.Millisecond},
+		{config.OpRestoreTableFromBackup, 50 * time.Millisecond},
 		{config.OpDescribeBackup, 0},
 		{config.OpListBackups, 0},
 		{config.OpDeleteBackup, 0},
@@ -87,5 +89,32 @@ func TestOwnCredentialsFailingIsNotSTSFailing(t *testing.T) {
 	}
 	if !strings.Contains(rec.Body.String(), `outcome="no_credentials"} 1`) {
 		t.Errorf("no AssumeRole counted as no_credentials:\n%s", rec.Body.String())
+	}
+}
+
+// TestRates: every (account, allowed region, operation) has the rate its
+// account configures for the operation, and no other key is listed.
+func TestRates(t *testing.T) {
+	create, list := 2.0, 5.0
+	rates := Rates([]config.Account{
+		{ID: "111111111111", AllowedRegions: []string{"us-east-1", "eu-west-1"}, Limits: config.Limits{CreateBackup: &create, ListBackups: &list}},
+		{ID: "222222222222", AllowedRegions: []string{"us-east-1"}},
+	})
+	if want := 3 * len(config.Operations()); len(rates) != want {
+		t.Errorf("%d rates, want %d: %v", len(rates), want, rates)
+	}
+	for _, tt := range []struct {
+		account, region, op string
+		want                float64
+	}{
+		{"111111111111", "eu-west-1", config.OpCreateBackup, 2},
+		{"111111111111", "us-east-1", config.OpListBackups, 5},
+		{"111111111111", "us-east-1", config.OpDeleteBackup, 0},
+		{"222222222222", "us-east-1", config.OpCreateBackup, 0},
+	} {
+		k := ratelimit.Key{Account: tt.account, Region: tt.region, Operation: tt.op}
+		if got, ok := rates[k]; !ok || got != tt.want {
+			t.Errorf("rate of %v = %v (listed %v), want %v", k, got, ok, tt.want)
+		}
 	}
 }

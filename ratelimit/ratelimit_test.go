@@ -477,3 +477,71 @@ func TestHoldCountOnlyGrows(t *testing.T) {
 		t.Errorf("count %d after a late 5; want 6", got)
 	}
 }
+
+// TestGuard: no guard configured is DefaultGuard; a negative one is none,
+// never a second shorter than the rate's (a spacing below 1/rate).
+func TestGuard(t *testing.T) {
+	for _, tt := range []struct {
+		guard, want time.Duration
+	}{
+		{0, DefaultGuard},
+		{-time.Second, 0},
+		{5 * time.Millisecond, 5 * time.Millisecond},
+	} {
+		if got := (Options{Guard: tt.guard}).guard(); got != tt.want {
+			t.Errorf("guard %s: %s, want %s", tt.guard, got, tt.want)
+		}
+	}
+}
+
+// TestRefusalsSayNothingWasSent: the limiter's refusals tell the SDK not
+// to retry them (RetryableError false: the caller is told when to come
+// back) and tell backupd that nothing reached DynamoDB (NotSent).
+func TestRefusalsSayNothingWasSent(t *testing.T) {
+	type retryable interface{ RetryableError() bool }
+	type unsent interface{ NotSent() bool }
+	for _, tt := range []struct {
+		name  string
+		err   error
+		retry bool // whether it has a RetryableError at all
+	}{
+		{"limited", &LimitedError{}, true},
+		{"too late", &TooLateError{}, true},
+		{"interrupted", &InterruptedError{Err: context.Canceled}, false},
+	} {
+		if r, ok := tt.err.(retryable); ok != tt.retry || ok && r.RetryableError() {
+			t.Errorf("%s: RetryableError present %v, want %v, and false", tt.name, ok, tt.retry)
+		}
+		if u, ok := tt.err.(unsent); !ok || !u.NotSent() {
+			t.Errorf("%s: want NotSent true", tt.name)
+		}
+	}
+}
+
+// TestDecisionLabels: the decisions are the label values the README gives
+// backupd_ratelimit_decisions_total, which dashboards and alerts match.
+func TestDecisionLabels(t *testing.T) {
+	if Admitted != "admitted" || Waited != "waited" || Refused != "refused" {
+		t.Errorf("decisions %q, %q, %q; want the README's admitted, waited, refused", Admitted, Waited, Refused)
+	}
+}
+
+// TestLocalRefusal: a call whose turn lies beyond MaxWait is refused with
+// the time to its turn, rounded and a millisecond more, never less (a
+// client that comes back then finds its turn), and, Local having no
+// shared state to recover, not as held.
+func TestLocalRefusal(t *testing.T) {
+	k := Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}
+	if err := newPolicy(Options{}).refuse(k, 1500*time.Millisecond, false); err.(*LimitedError).RetryAfter != 1501*time.Millisecond {
+		t.Errorf("refusal of a turn 1.5s away: %v; want retry after 1.501s", err)
+	}
+	t0 := time.Now()
+	l := NewLocal(Options{Rates: map[Key]float64{k: 1}, Now: func() time.Time { return t0 }}) // no time passes between the calls
+	if err := l.Wait(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	err := l.Wait(context.Background(), k)
+	if le, ok := errors.AsType[*LimitedError](err); !ok || le.Held || le.RetryAfter <= 0 || le.RetryAfter > time.Second+DefaultGuard+time.Millisecond {
+		t.Errorf("second call at 1/s with no wait: %#v; want refused, not held, retry within a second", err)
+	}
+}
