@@ -277,6 +277,49 @@ func TestObserverSeesEveryDecision(t *testing.T) {
 	}
 }
 
+// TestStaleTurnCheckedAnew: a call whose sleep ended long after its turn
+// (the process paused) queues again; when its new turn is free at once it
+// is counted as having waited, and its deadline's lead is checked again:
+// the pause may have eaten the time DynamoDB needs to answer.
+func TestStaleTurnCheckedAnew(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		deadline time.Duration // from the start
+		wantErr  bool
+	}{
+		{"time left", time.Hour, false},
+		{"the pause took the lead", time.Second, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now().Add(time.Hour)
+			c := &fakeClock{t: start}
+			var got decisions
+			l := NewLocal(Options{Rates: map[Key]float64{keyA: 50}, MaxWait: 2 * time.Second, Now: c.now,
+				Lead: map[string]time.Duration{keyA.Operation: 50 * time.Millisecond},
+				Sleep: func(ctx context.Context, d time.Duration) error {
+					c.t = c.t.Add(d + 940*time.Millisecond) // woken 940 ms late
+					return ctx.Err()
+				}, Observer: &got})
+			ctx, cancel := context.WithDeadline(context.Background(), start.Add(tt.deadline))
+			defer cancel()
+			if err := l.Wait(ctx, keyA); err != nil {
+				t.Fatalf("the first call: %v; want its turn at once", err)
+			}
+			err := l.Wait(ctx, keyA) // its 22 ms turn, slept through
+			if _, late := errors.AsType[*TooLateError](err); late != tt.wantErr || (err != nil) != tt.wantErr {
+				t.Fatalf("the call woken late: %v; want a TooLateError: %v", err, tt.wantErr)
+			}
+			want := decisions{keyA.String() + ":" + Admitted}
+			if !tt.wantErr {
+				want = append(want, keyA.String()+":"+Waited)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("decisions = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
 // waiter is either limiter.
 type waiter interface {
 	Wait(ctx context.Context, k Key) error
