@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,9 +64,14 @@ func TestSendErrorSaysWhetherSent(t *testing.T) {
 		// whose backup may exist.
 		{"canceled, never submitted", canceled, time.Time{}, true, false},
 		{"canceled after it was submitted", canceled, time.Unix(1700000000, 0), false, true},
+		// accounts said so already: said once, not twice.
+		{"nothing done, said by accounts", &accounts.NothingDoneError{Err: deadline}, time.Time{}, true, false},
 	}
 	for _, tt := range tests {
 		err := sendError("CreateBackup", tt.err, tt.submitted)
+		if n := strings.Count(err.Error(), "DynamoDB did not act on it"); n > 1 {
+			t.Errorf("%s: %q says %d times that DynamoDB did not act; want once", tt.name, err, n)
+		}
 		if _, got := errors.AsType[*accounts.NothingDoneError](err); got != tt.notSent {
 			t.Errorf("%s: NotSent = %v, want %v (%v)", tt.name, got, tt.notSent, err)
 		}
