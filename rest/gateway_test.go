@@ -107,17 +107,7 @@ func newFixtureWith(t *testing.T, set func(*Options)) *fixture {
 
 func (f *fixture) do(t *testing.T, method, path string, body io.Reader) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.http.URL+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, compactJSON(b)
+	return calltest.Do(t, method, f.http.URL+path, body)
 }
 
 // sendForStatus sends req and reads its answer as an error status.

@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -155,6 +157,23 @@ func CompactJSON(b []byte) []byte {
 		return b
 	}
 	return out.Bytes()
+}
+
+// Do sends a request of method to url and returns its answer,
+// its body read and compacted (CompactJSON).
+func Do(t testing.TB, method, url string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, CompactJSON(b)
 }
 
 // ARN is the backup the Stub's CreateBackup makes.
