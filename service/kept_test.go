@@ -5,12 +5,15 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/accounts"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -25,25 +28,11 @@ import (
 // caller's. Kept with them, each such result held about 10 KB of heap
 // rather than the 600 bytes the README gives a kept result.
 func TestKeptUnknownOutcomeHoldsNoExchange(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		w.Header().Set("X-Amzn-Requestid", "REQ-500")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}`))
-	}))
-	defer srv.Close()
-	db := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: aws.AnonymousCredentials{},
-		RetryMaxAttempts: 1, DisableValidateResponseChecksum: true})
 	s := New(Options{DefaultTimeout: time.Minute, Idempotency: idempotency.NewMemory()})
 	var text string
+	unknown := unknownOutcomes(t)
 	do := func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
-		_, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("Orders"), BackupName: aws.String("b1")})
-		if err == nil {
-			t.Fatal("the fake's 500 was answered as a success")
-		}
-		// As accounts' gate makes a CreateBackup that left and got no
-		// definite answer.
-		err = &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "eu-west-1", Err: err}
+		_, err := unknown(ctx)
 		text = err.Error()
 		return nil, err
 	}
@@ -74,4 +63,52 @@ func TestKeptUnknownOutcomeHoldsNoExchange(t *testing.T) {
 			t.Errorf("%s's kept error holds the HTTP exchange (request %v, body %v, header %v)", c.name, resp.Request != nil, resp.Body != nil, resp.Header != nil)
 		}
 	}
+}
+
+// unknownOutcomes returns a CreateBackup whose every call DynamoDB (an
+// httptest server) answers with a 500, which fails as accounts' gate
+// makes a CreateBackup that left and got no definite answer.
+func unknownOutcomes(tb testing.TB) func(context.Context) (*backupv1.CreateBackupResponse, error) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.Header().Set("X-Amzn-Requestid", "REQ-500")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}`))
+	}))
+	tb.Cleanup(srv.Close)
+	db := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: aws.AnonymousCredentials{},
+		RetryMaxAttempts: 1, DisableValidateResponseChecksum: true})
+	return func(ctx context.Context) (*backupv1.CreateBackupResponse, error) {
+		_, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("Orders"), BackupName: aws.String("b1")})
+		if err == nil {
+			tb.Fatal("the fake's 500 was answered as a success")
+		}
+		return nil, &accounts.OutcomeUnknownError{Operation: "CreateBackup", AccountID: "111111111111", Region: "eu-west-1", Err: err}
+	}
+}
+
+// BenchmarkKeptUnknownOutcome reports the heap an OUTCOME_UNKNOWN result
+// holds in the in-process store for its request_id's repeats (the
+// README's figure beside BenchmarkMemoryKeep's for a kept response).
+func BenchmarkKeptUnknownOutcome(b *testing.B) {
+	s := New(Options{DefaultTimeout: time.Minute, Idempotency: idempotency.NewMemory()})
+	do := unknownOutcomes(b)
+	norm := func() proto.Message {
+		return &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "b1"}
+	}
+	target := accounts.Target{AccountID: "111111111111", Region: "eu-west-1"}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := once(context.Background(), s, "CreateBackup", target, "rid-"+strconv.Itoa(i), norm, do); err == nil {
+			b.Fatal("want the unknown outcome")
+		}
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(b.N), "heap-B/entry")
+	runtime.KeepAlive(s)
 }
