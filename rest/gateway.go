@@ -23,9 +23,8 @@ import (
 	"strings"
 	"time"
 
-	spb "google.golang.org/genproto/googleapis/rpc/status"
-
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
