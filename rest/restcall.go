@@ -145,7 +145,7 @@ func track(next http.Handler) http.Handler {
 				}(r.Body)
 			}
 		} else {
-			body.ReadCloser = http.MaxBytesReader(serversOwn(w), r.Body, MaxBodyBytes)
+			body.ReadCloser = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 			if r.ContentLength != 0 {
 				body.reads, body.w = bodyReadsOf(r.Context()), w
 			}
@@ -166,21 +166,6 @@ func track(next http.Handler) http.Handler {
 		defer body.answered()
 		next.ServeHTTP(w, r)
 	})
-}
-
-// serversOwn is the ResponseWriter net/http gave the request, under those
-// that wrap it (tracing's, which records the status): http.MaxBytesReader
-// tells net/http's own that the body passed its limit, which then closes
-// the connection after the 413 rather than first reading the rest of the
-// body, for as long as it takes to come.
-func serversOwn(w http.ResponseWriter) http.ResponseWriter {
-	for {
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return w
-		}
-		w = u.Unwrap()
-	}
 }
 
 // metadataSafe keeps the headers the gateway forwards as gRPC metadata
