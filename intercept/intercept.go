@@ -22,7 +22,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -73,6 +72,10 @@ type Options struct {
 	// not come through grpc-go (the REST gateway's, which calls in
 	// process), or nil for one that did.
 	Origin func(ctx context.Context) *Origin
+	// Quiet, when set, names the methods whose calls run through the
+	// interceptor but are neither logged nor counted: health checks,
+	// which a load balancer makes every few seconds.
+	Quiet func(method string) bool
 }
 
 // Origin is what a transport that calls the interceptor in process, not
@@ -100,12 +103,13 @@ type Interceptor struct {
 	cutOff      context.Context
 	undecodable func(req any) error
 	origin      func(ctx context.Context) *Origin
+	quiet       func(method string) bool
 }
 
 // New returns the Interceptor that o configures.
 func New(o Options) *Interceptor {
 	return &Interceptor{log: o.Logger, metrics: o.Metrics, authz: o.Authorizer, cutOff: o.CutOff,
-		undecodable: o.Undecodable, origin: o.Origin}
+		undecodable: o.Undecodable, origin: o.Origin, quiet: o.Quiet}
 }
 
 // originOf is what the transport told of ctx's call, or nil for a call
@@ -158,7 +162,7 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 	}
 	ctx, fields := reqlog.New(ctx, info.FullMethod)
 	principal, resp, err := i.run(ctx, req, info, handler)
-	if info.FullMethod == healthpb.Health_Check_FullMethodName {
+	if i.quiet != nil && i.quiet(info.FullMethod) {
 		return resp, err
 	}
 	account, region := fields.Account, fields.Region

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -61,7 +62,8 @@ func newInterceptor(opts Options, cutOff context.Context) *interceptor {
 		reflecting:     newStreamSlots(maxReflections, "reflection streams", "close one or try again later", rpcerror.ReasonTooManyStreams),
 		reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}
 	i.Interceptor = intercept.New(intercept.Options{Logger: opts.Logger, Metrics: opts.Metrics, Authorizer: opts.Authorizer,
-		CutOff: cutOff, Undecodable: func(req any) error { return i.codec.take(req) }})
+		CutOff: cutOff, Undecodable: func(req any) error { return i.codec.take(req) },
+		Quiet: func(method string) bool { return method == healthpb.Health_Check_FullMethodName }})
 	return i
 }
 

@@ -361,6 +361,11 @@ func TestHealth(t *testing.T) {
 	if resp, _ := f.do(t, "GET", "/healthz", nil); resp.StatusCode != 200 {
 		t.Errorf("/healthz = %d", resp.StatusCode)
 	}
+	// Health checks, which a load balancer makes every few seconds, are
+	// neither logged nor counted.
+	if lines, counted := f.logs.Lines("Health"), f.observed.Counted(); len(lines) != 0 || len(counted) != 0 {
+		t.Errorf("health checks logged %q, counted %q; want neither", lines, counted)
+	}
 	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
 		if resp, _ := f.do(t, "HEAD", p, nil); resp.StatusCode == 405 || resp.StatusCode == 404 {
 			t.Errorf("HEAD %s = %d", p, resp.StatusCode)
