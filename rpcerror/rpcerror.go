@@ -442,7 +442,7 @@ func mapUpstream(err error) mapped {
 	case errors.As(err, &unstarted):
 		return cutShort(err, fmt.Sprintf("before %s started: this call sent nothing to DynamoDB, "+
 			"but another call with the same request_id may have; repeat the request with the same request_id, not a new one", unstarted.Operation),
-			" (backupd was still checking its request_id: its shared state (Redis) was slow or unavailable)")
+			" (backupd was still checking its request_id: the deadline left too little time for that, or its shared state (Redis) was slow or unavailable)")
 	case errors.As(err, &running):
 		return cutShort(err, fmt.Sprintf("before %s finished; it goes on under its request_id: "+
 			"repeat the request with the same request_id to get its result", running.Operation),

@@ -340,6 +340,10 @@ func TestStatus(t *testing.T) {
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "goes on under its request_id: repeat the request with the same request_id to get its result", ""},
 		{"deadline passed while the request_id was still being checked", &service.NotStartedError{Operation: "CreateBackup", Err: context.DeadlineExceeded},
 			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "this call sent nothing to DynamoDB, but another call with the same request_id may have", "goes on"},
+		// With the memory store (no Redis at all) a deadline already spent
+		// on arrival ends the check too: the message must not blame Redis alone.
+		{"deadline too short for the request_id check", &service.NotStartedError{Operation: "CreateBackup", Err: context.DeadlineExceeded},
+			codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "the deadline left too little time for that, or its shared state (Redis)", "its request_id: its shared state"},
 		{"canceled while the request_id was still being checked", &service.NotStartedError{Operation: "CreateBackup", Err: context.Canceled},
 			codes.Canceled, "CANCELED", "", 0, "canceled before CreateBackup started: this call sent nothing to DynamoDB", "goes on"},
 		{"canceled", context.Canceled, codes.Canceled, "CANCELED", "", 0, "", ""},
