@@ -96,9 +96,10 @@ const maxStreams = 1000
 // maxConnectionIdle is how long a gRPC connection may go without a call.
 const maxConnectionIdle = 5 * time.Minute
 
-// maxConnectionAge is how long a gRPC connection may last (grpc-go adds
-// up to 10% at random), and maxConnectionAgeGrace how long its calls in
-// flight then have: longer than a call's wait and upstream_timeout.
+// maxConnectionAge is how long a gRPC connection may last (grpc-go moves
+// it by up to 10% either way, at random), and maxConnectionAgeGrace how
+// long its calls in flight then have: longer than a call's wait and
+// upstream_timeout.
 const (
 	maxConnectionAge      = time.Hour
 	maxConnectionAgeGrace = 2 * time.Minute
