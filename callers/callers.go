@@ -68,6 +68,10 @@ func (e *DeniedError) Error() string {
 	if e.AnyAccount {
 		return fmt.Sprintf("caller %s may not call %s; ask backupd's operators to allow it", e.Caller, e.Operation)
 	}
+	if e.AccountID == config.Any {
+		return fmt.Sprintf("caller %s may call %s only if it is allowed every account (accounts [\"*\"]): %s covers them all; ask backupd's operators to allow it",
+			e.Caller, e.Operation, e.Operation)
+	}
 	if e.AccountID == "" {
 		// A malformed account_id or backup_arn: the caller may only act in
 		// the accounts it is allowed, and this request names none.
@@ -139,7 +143,9 @@ func set(l []string) map[string]bool {
 }
 
 // Authorize names the caller of ctx's request and checks that it may call
-// operation (an RPC name such as CreateBackup) in account.
+// operation (an RPC name such as CreateBackup, or config.OpMetrics) in
+// account; account config.Any asks for every account, as GET /metrics
+// does.
 func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (string, error) {
 	c, err := a.identify(ctx)
 	if c == nil || err != nil {
@@ -149,7 +155,7 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account, AnyAccount: true}
 	}
 	if c.accounts != nil && !c.accounts[account] {
-		if !awsname.ValidAccountID(account) {
+		if !awsname.ValidAccountID(account) && account != config.Any {
 			account = "" // the message says the request names no valid account, and echoes none
 		}
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account}

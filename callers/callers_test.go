@@ -19,6 +19,8 @@ func TestAuthorize(t *testing.T) {
 		// A token REST cannot carry (it is not printable ASCII) does
 		// not work over gRPC either.
 		{Name: "odd", TokenSHA256: HashToken("t\xe9\tk"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
+		{Name: "scraper", TokenSHA256: HashToken("scraper-token"), Accounts: []string{config.Any}, Operations: []string{config.OpMetrics}},
+		{Name: "one-account", TokenSHA256: HashToken("one-token"), Accounts: []string{"111111111111"}, Operations: []string{config.Any}},
 	})
 	tests := []struct {
 		name       string
@@ -44,6 +46,12 @@ func TestAuthorize(t *testing.T) {
 		{"other operation", "Bearer orders-token", "DeleteBackup", "111111111111", "orders", &DeniedError{AnyAccount: true}, false},
 		{"no account named", "Bearer orders-token", "CreateBackup", "", "orders", &DeniedError{}, false},
 		{"no account id, echoed by no message", "Bearer orders-token", "CreateBackup", "1111\nlevel=ERROR " + strings.Repeat("A", 1000), "orders", &DeniedError{}, false},
+		// GET /metrics asks for every account.
+		{"metrics, allowed", "Bearer scraper-token", config.OpMetrics, config.Any, "scraper", nil, false},
+		{"metrics, wildcards", "Bearer platform-token", config.OpMetrics, config.Any, "platform", nil, false},
+		{"metrics, by a caller of one account", "Bearer one-token", config.OpMetrics, config.Any, "one-account", &DeniedError{}, false},
+		{"metrics, not among the operations", "Bearer orders-token", config.OpMetrics, config.Any, "orders", &DeniedError{AnyAccount: true}, false},
+		{"metrics caller backing up", "Bearer scraper-token", "CreateBackup", "111111111111", "scraper", &DeniedError{AnyAccount: true}, false},
 		// Which of two headers counts would depend on the proxies between.
 		{"two headers", "Bearer orders-token\nBearer guess", "CreateBackup", "111111111111", "", &UnauthenticatedError{Repeated: true}, false},
 		{"the same header twice", "Bearer orders-token\nBearer orders-token", "CreateBackup", "111111111111", "", &UnauthenticatedError{Repeated: true}, false},
@@ -88,10 +96,10 @@ func TestAuthorize(t *testing.T) {
 				}
 			case *DeniedError:
 				want := tt.acct
-				if !awsname.ValidAccountID(want) {
+				if !awsname.ValidAccountID(want) && want != config.Any {
 					want = ""
 				}
-				if !errors.As(err, &de) || de.Caller != "orders" || de.Operation != tt.op || de.AccountID != want ||
+				if !errors.As(err, &de) || de.Caller != tt.wantCaller || de.Operation != tt.op || de.AccountID != want ||
 					de.AnyAccount != tt.wantErr.(*DeniedError).AnyAccount || len(err.Error()) > 300 {
 					t.Errorf("err = %#v (%d bytes), want DeniedError for %s in %q", err, len(err.Error()), tt.op, want)
 				}
@@ -201,6 +209,9 @@ func TestDeniedErrorSaysWhatToDo(t *testing.T) {
 			"caller orders may not call GetBackup in account 222222222222; ask backupd's operators", "no valid account"},
 		{DeniedError{Caller: "orders", Operation: "GetBackup"},
 			"the request names no valid account (in account_id, or in backup_arn", "in account ;"},
+		// GET /metrics covers every account.
+		{DeniedError{Caller: "one-account", Operation: "Metrics", AccountID: "*"},
+			`caller one-account may call Metrics only if it is allowed every account (accounts ["*"])`, "no valid account"},
 		// Not allowed the operation at all: which account is beside the point.
 		{DeniedError{Caller: "orders", Operation: "DeleteBackup", AnyAccount: true},
 			"caller orders may not call DeleteBackup; ask backupd's operators", "account"},

@@ -157,6 +157,15 @@ func (ps *problems) at(prefix string) func(field, format string, args ...any) {
 // rpcs names the BackupService methods a caller may be allowed; read only.
 var rpcs = []string{"CreateBackup", "GetBackup", "ListBackups", "DeleteBackup", "RestoreTableFromBackup"}
 
+// OpMetrics, in a caller's operations, allows it GET /metrics. The
+// metrics name every configured account and its request rates, so only a
+// caller allowed every account (accounts ["*"]) may be allowed it.
+const OpMetrics = "Metrics"
+
+// callerOperations names what a caller may be allowed: the BackupService
+// methods and OpMetrics; read only.
+var callerOperations = append(slices.Clone(rpcs), OpMetrics)
+
 // Any, in a caller's accounts or operations, allows every one.
 const Any = "*"
 
@@ -940,11 +949,14 @@ func (c *Config) validateCallers(ps *problems, accounts map[string]int) {
 			}
 		}
 		if len(cl.Operations) == 0 {
-			bad("operations", `must list operations (%s), or "*" for all`, strings.Join(rpcs, ", "))
+			bad("operations", `must list operations (%s), or "*" for all`, strings.Join(callerOperations, ", "))
 		}
 		for j, op := range cl.Operations {
-			if op != Any && !slices.Contains(rpcs, op) {
-				bad(fmt.Sprintf("operations[%d]", j), `must be one of %s, or "*"; got %q`, strings.Join(rpcs, ", "), op)
+			switch {
+			case op != Any && !slices.Contains(callerOperations, op):
+				bad(fmt.Sprintf("operations[%d]", j), `must be one of %s, or "*"; got %q`, strings.Join(callerOperations, ", "), op)
+			case op == OpMetrics && !slices.Contains(cl.Accounts, Any):
+				bad(fmt.Sprintf("operations[%d]", j), `%s names every account and its rates: allow it only to a caller whose accounts are ["*"]`, OpMetrics)
 			}
 		}
 	}

@@ -112,10 +112,15 @@ callers:
     token_sha256: 0000000000000000000000000000000000000000000000000000000000000000
     accounts: ["*"]
     operations: ["*"]
+  - name: scraper
+    token_sha256: 1111111111111111111111111111111111111111111111111111111111111111
+    accounts: ["111111111111"]
+    operations: [GetBackup, Metrics]
 `, []string{
 			"callers[0].token_sha256: must be the 64 hex digits",
 			`callers[0].accounts[0]: "333333333333" is not a configured account id`,
-			`callers[0].operations[0]: must be one of CreateBackup, GetBackup, ListBackups, DeleteBackup, RestoreTableFromBackup, or "*"; got "CreateBackups"`,
+			`callers[0].operations[0]: must be one of CreateBackup, GetBackup, ListBackups, DeleteBackup, RestoreTableFromBackup, Metrics, or "*"; got "CreateBackups"`,
+			`callers[3].operations[1]: Metrics names every account and its rates: allow it only to a caller whose accounts are ["*"]`,
 			`callers[1].name: "a" is already used by callers[0]`,
 			"callers[1].accounts: must list account ids",
 			"callers[1].operations: must list operations",

@@ -89,6 +89,10 @@ func TestCallersAuthenticatedAndAuthorized(t *testing.T) {
 		// Two headers are refused whichever comes first.
 		{"platform-token,guess", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusUnauthorized},
 		{"guess,platform-token", "GET", "/v1/accounts/" + a + "/backups", "", http.StatusUnauthorized},
+		// /metrics names every account: it takes a caller allowed every one.
+		{"", "GET", "/metrics", "", http.StatusUnauthorized},
+		{"orders-token", "GET", "/metrics", "", http.StatusForbidden},
+		{"platform-token", "GET", "/metrics", "", http.StatusOK},
 	} {
 		header := http.Header{}
 		for tok := range strings.SplitSeq(tt.token, ",") {

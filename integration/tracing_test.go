@@ -151,7 +151,7 @@ func TestTracesReachTheCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
-		if code, _, _ := inst.rest(t, "GET", path, ""); code != http.StatusOK {
+		if code, _, _ := inst.restWith(t, "GET", path, "", http.Header{"Authorization": {"Bearer " + token}}); code != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, code)
 		}
 	}

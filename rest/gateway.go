@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
@@ -25,10 +26,12 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/badrequest"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	gatewayv1 "github.com/backupd/backupd/gen/gateway/backup/v1"
 	"github.com/backupd/backupd/intercept"
@@ -209,7 +212,8 @@ func (g *gateway) newMux(ctx context.Context, opts Options, strict *strictJSON) 
 }
 
 // operations serves the operators' endpoints (health, readiness and,
-// when set, metrics): GET and HEAD only, without a caller token.
+// when set, metrics): GET and HEAD only; health and readiness without a
+// caller token, for the probes of load balancers and orchestrators.
 func (g *gateway) operations(h Health, metrics http.Handler) *http.ServeMux {
 	endpoints := map[string]http.Handler{
 		healthzPath: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -227,7 +231,7 @@ func (g *gateway) operations(h Health, metrics http.Handler) *http.ServeMux {
 		}),
 	}
 	if metrics != nil {
-		endpoints[metricsPath] = metrics
+		endpoints[metricsPath] = g.metricsCallers(metrics)
 	}
 	mux := http.NewServeMux()
 	for _, p := range operatorPaths {
@@ -242,6 +246,38 @@ func (g *gateway) operations(h Health, metrics http.Handler) *http.ServeMux {
 		})))
 	}
 	return mux
+}
+
+// metricsCallers serves metrics to the callers allowed them, when
+// callers are configured: those allowed config.OpMetrics in every
+// account, as the metrics name every account and its rates. A refusal is
+// answered as a BackupService call's is (401 with its challenge, or 403)
+// and logged and counted under the method "/metrics"; a scrape is not.
+func (g *gateway) metricsCallers(metrics http.Handler) http.Handler {
+	if g.authz == nil {
+		return metrics
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		md := metadata.MD{"authorization": r.Header.Values("Authorization"), "x-request-id": r.Header.Values("X-Request-Id")}
+		ctx := metadata.NewIncomingContext(r.Context(), md)
+		principal, err := g.authz.Authorize(ctx, config.OpMetrics, config.Any)
+		if err == nil {
+			metrics.ServeHTTP(w, r)
+			return
+		}
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		ctx = withRestCall(ctx, &restCall{origin: intercept.Origin{Start: start, Caller: "rest:" + host,
+			ForwardedFor: r.Header.Get("X-Forwarded-For")}})
+		l := intercept.Line{Method: metricsPath, Principal: principal}
+		st := l.Fail(ctx, err)
+		g.ic.Write(ctx, l, start)
+		var c challenger
+		if errors.As(err, &c) {
+			w.Header().Set("WWW-Authenticate", c.Challenge())
+		}
+		writeStatus(w, st, runtime.HTTPStatusFromCode(st.Code()))
+	})
 }
 
 // unreadBody answers GET requests that need no body, and take no token,

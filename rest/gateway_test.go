@@ -697,7 +697,7 @@ func TestBodyEndedEarlyIsCountedAsCanceled(t *testing.T) {
 }
 
 // TestHealthAnswersWithoutABodyTheyDoNotTake: /healthz, /readyz and
-// /metrics, which take no token, answer a GET with a body that never ends
+// /metrics (no callers here), which take no token, answer a GET with a body that never ends
 // at once, and close its connection, rather than read the body first.
 func TestHealthAnswersWithoutABodyTheyDoNotTake(t *testing.T) {
 	f := newFixture(t)
@@ -866,5 +866,86 @@ func TestLongMethodIsNotRepeatedWhole(t *testing.T) {
 		if resp.StatusCode != 404 && resp.StatusCode != 405 || len(body) > 2048 {
 			t.Errorf("%s: %d with a %d-byte body; want 404 or 405, short", path, resp.StatusCode, len(body))
 		}
+	}
+}
+
+// TestMetricsTakeACallerAllowedThem: with callers configured, GET
+// /metrics, which names every account and its rates, is served to the
+// callers allowed Metrics in every account, and refused to the others as
+// a BackupService call would be: 401 with its challenge, 403 naming what
+// is missing, each logged and counted under "/metrics". Scrapes are
+// neither. In the sandbox a request without a token passes, as there for
+// every call.
+func TestMetricsTakeACallerAllowedThem(t *testing.T) {
+	cs := []config.Caller{
+		{Name: "scraper", TokenSHA256: callers.HashToken("scraper-token"), Accounts: []string{config.Any}, Operations: []string{config.OpMetrics}},
+		{Name: "admin", TokenSHA256: callers.HashToken("admin-token"), Accounts: []string{config.Any}, Operations: []string{config.Any}},
+		{Name: "orders", TokenSHA256: callers.HashToken("orders-token"), Accounts: []string{"111111111111"}, Operations: []string{config.Any}},
+		{Name: "backups", TokenSHA256: callers.HashToken("backups-token"), Accounts: []string{config.Any}, Operations: []string{"CreateBackup"}},
+	}
+	tests := []struct {
+		name, method, auth   string
+		anonymous            bool
+		want                 int
+		challenge, message   string
+		counted, loggedPrinc string
+	}{
+		{"allowed", "GET", "Bearer scraper-token", false, 200, "", "", "", ""},
+		{"allowed, HEAD", "HEAD", "Bearer scraper-token", false, 200, "", "", "", ""},
+		{"every operation in every account", "GET", "Bearer admin-token", false, 200, "", "", "", ""},
+		{"no token", "GET", "", false, 401, `Bearer realm="backupd"`, "no caller credentials", "/metrics Unauthenticated", ""},
+		{"unknown token", "GET", "Bearer guess", false, 401, `error="invalid_token"`, "not one backupd knows", "/metrics Unauthenticated", ""},
+		{"every operation in one account", "GET", "Bearer orders-token", false, 403, "",
+			`caller orders may call Metrics only if it is allowed every account (accounts [\"*\"])`, "/metrics PermissionDenied", "orders"},
+		{"another operation", "GET", "Bearer backups-token", false, 403, "", "caller backups may not call Metrics", "/metrics PermissionDenied", "backups"},
+		{"sandbox, no token", "GET", "", true, 200, "", "", "", ""},
+		{"sandbox, unknown token", "GET", "Bearer guess", true, 401, `error="invalid_token"`, "not one backupd knows", "/metrics Unauthenticated", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixtureWith(t, func(o *Options) {
+				o.Authorizer = callers.New(cs)
+				if tt.anonymous {
+					o.Authorizer = callers.NewAllowingAnonymous(cs)
+				}
+			})
+			req, err := http.NewRequest(tt.method, f.http.URL+"/metrics", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("%s /metrics with %q: %d %s; want %d", tt.method, tt.auth, resp.StatusCode, body, tt.want)
+			}
+			lines, counted := f.logs.Lines(`"method":"/metrics"`), f.observed.Counted()
+			if tt.want == 200 {
+				if tt.method == "GET" && string(body) != "metrics here\n" {
+					t.Errorf("body %q; want the metrics", body)
+				}
+				if len(lines) != 0 || len(counted) != 0 {
+					t.Errorf("a scrape logged %q, counted %q; want neither", lines, counted)
+				}
+				return
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, tt.challenge) || (tt.challenge == "") != (got == "") {
+				t.Errorf("WWW-Authenticate %q; want %q", got, tt.challenge)
+			}
+			if !strings.Contains(string(body), tt.message) || strings.Contains(string(body), "guess") {
+				t.Errorf("body %s; want %q, and no token", body, tt.message)
+			}
+			if !slices.Equal(counted, []string{tt.counted}) || len(lines) != 1 ||
+				strings.Contains(lines[0], `"principal":`) != (tt.loggedPrinc != "") ||
+				!strings.Contains(lines[0], `"principal":"`+tt.loggedPrinc+`"`) && tt.loggedPrinc != "" {
+				t.Errorf("counted %q, logged %q; want %q once, principal %q", counted, lines, tt.counted, tt.loggedPrinc)
+			}
+		})
 	}
 }
