@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,6 +198,74 @@ func TestRedisKeepsRecordsADay(t *testing.T) {
 	}
 }
 
+// TestRedisClaimIsSentWithItsTimes: a claim is sent to be done by Redis
+// no later than claimWithin after Redis' time when it was sent, and what
+// it sets holds a lease of lease from then, by Redis' clock, and lives for
+// TTL's 24 hours, as a settled record does: a claim done later could stand,
+// unrun, after its caller was told nothing was sent; one with a longer
+// lease would keep repeats waiting longer than a run may take; and the
+// claim of a replica that stopped must end with its 24 h, not linger.
+func TestRedisClaimIsSentWithItsTimes(t *testing.T) {
+	ctx := context.Background()
+	const lease = time.Minute
+	s := redisStores(t, 1, lease)[0]
+	direct := directRedis(t)
+	k := s.prefix + key.Account + ":" + key.RequestID
+	var by atomic.Int64
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if isClaim(cmd) { // evalsha sha 1 key record ttl by owner fingerprint
+			n, err := strconv.ParseInt(fmt.Sprint(cmd.Args()[6]), 10, 64)
+			if err != nil {
+				t.Errorf("the claim's time %v: %v", cmd.Args()[6], err)
+			}
+			by.Store(n)
+		}
+		return next(ctx, cmd)
+	}))
+	before, err := direct.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claim record
+	var ttl time.Duration
+	run := func(time.Time) ([]byte, error) {
+		b, err := direct.Get(ctx, k).Bytes()
+		if err == nil {
+			err = json.Unmarshal(b, &claim)
+		}
+		if err == nil {
+			ttl, err = direct.PTTL(ctx, k).Result()
+		}
+		if err != nil {
+			t.Errorf("the claim while its request runs: %v", err)
+		}
+		return []byte("ran"), nil
+	}
+	if resp, err := s.Do(ctx, key, fpA, run); err != nil || string(resp) != "ran" {
+		t.Fatalf("Do: %q, %v", resp, err)
+	}
+	after, err := direct.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Redis' clock, read in ms, when the claim was sent lies between
+	// before and after.
+	within := func(got int64, d time.Duration) bool {
+		return got >= before.Add(d).UnixMilli() && got <= after.Add(d).UnixMilli()
+	}
+	if !within(by.Load(), claimWithin) {
+		t.Errorf("the claim may be done until %s after Redis' time when it was sent; want %s",
+			time.Duration(by.Load()-before.UnixMilli())*time.Millisecond, claimWithin)
+	}
+	if claim.Done || claim.Owner == "" || claim.Fingerprint != hex.EncodeToString(fpA[:]) || !within(claim.LeaseUntil, lease) {
+		t.Errorf("the claim: %+v; want a running claim of fpA whose lease ends %s after Redis' time when it was sent, found %s",
+			claim, lease, time.Duration(claim.LeaseUntil-before.UnixMilli())*time.Millisecond)
+	}
+	if ttl < TTL-time.Minute || ttl > TTL {
+		t.Errorf("the claim's time to live: %v; want about %v", ttl, TTL)
+	}
+}
+
 func TestRedisDown(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer client.Close()
@@ -345,11 +414,12 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 			s := redisStores(t, 1, time.Minute)[0]
 			direct := directRedis(t)
 			var failed atomic.Bool
+			landed := make(chan struct{}) // closed once Redis did the claim
 			s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 				if !isClaim(cmd) || !failed.CompareAndSwap(false, true) {
 					return next(ctx, cmd)
 				}
-				do := func() { redoClaim(t, direct, cmd, claimSet) }
+				do := func() { redoClaim(t, direct, cmd, claimSet); close(landed) }
 				if late == 0 {
 					do()
 				} else {
@@ -365,7 +435,7 @@ func TestRedisFailedClaimIsDropped(t *testing.T) {
 			if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || c.runs.Load() != 0 {
 				t.Fatalf("Do with its claim's answer lost: %v after %d runs; want Redis unavailable, nothing run", err, c.runs.Load())
 			}
-			time.Sleep(late + 10*time.Millisecond) // the late SET NX has landed
+			<-landed // the late SET NX, however late its timer fires on a loaded machine
 			if resp, err := s.Do(ctx, key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
 				t.Errorf("the retry: %q, %v after %d runs; want it run once", resp, err, c.runs.Load())
 			}
@@ -437,13 +507,17 @@ func TestRedisDropOutlastsTheLease(t *testing.T) {
 			case err != nil || string(resp) != "ran" || c.runs.Load() != 1:
 				t.Errorf("repeat once a is back: %q, %v after %d runs; want %q after 1", resp, err, c.runs.Load(), "ran")
 			}
-			// A result a held and Redis refused is logged with its request_id.
+			// A result a held and Redis refused is logged with its request_id,
+			// and why: a repeat was told the outcome is unknown (not that
+			// another run's result stands, which would send the operator
+			// looking for a second run).
 			wantRefused := 0
 			if tc.kept && tc.repeatDuringOutage {
 				wantRefused = 1
 			}
-			if lines := logs.Lines(`"level":"WARN"`, `"request_id":"`+key.RequestID+`"`, "the result was not kept"); len(lines) != wantRefused {
-				t.Errorf("%d lines of a refused result, want %d; log:\n%s", len(lines), wantRefused, logs.String())
+			if lines := logs.Lines(`"level":"WARN"`, `"request_id":"`+key.RequestID+`"`, "the result was not kept"); len(lines) != wantRefused ||
+				wantRefused == 1 && !strings.Contains(lines[0], "a repeat past the claim's lease had been told OUTCOME_UNKNOWN first") {
+				t.Errorf("%d lines of a refused result, want %d, saying a repeat was told OUTCOME_UNKNOWN first; log:\n%s", len(lines), wantRefused, logs.String())
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -93,30 +94,45 @@ func queue(ctx context.Context, t *testing.T, l *Redis, turns *lockedTurns, n in
 // gave a second of turns since; a's slot for the key is from before. The
 // replica saw b, and without the count of holds (takeTurn's KEYS[5]) took
 // a for a server another replica had already held for: ten turns at once,
-// each 5 ms from one of b's.
+// each 5 ms from one of b's. The return to a is reported even when a loss
+// of a's was reported before (a's KEYS[4] names a): the count of holds
+// alone tells it.
 func TestRedisQuarantineAfterFailingBack(t *testing.T) {
-	ctx := context.Background()
-	f := newFailingBack(t)
-	var turns lockedTurns
-	var lost atomic.Int32
-	l := NewRedis(f.sw, f.prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, func() { lost.Add(1) })
-	primed(ctx, t, l)
-	if err := l.Wait(ctx, keyA); err != nil {
-		t.Fatal(err)
+	for _, reportedBefore := range []bool{false, true} {
+		t.Run(fmt.Sprintf("a loss of a's reported before %v", reportedBefore), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFailingBack(t)
+			var turns lockedTurns
+			var lost atomic.Int32
+			l := NewRedis(f.sw, f.prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, func() { lost.Add(1) })
+			primed(ctx, t, l)
+			if err := l.Wait(ctx, keyA); err != nil {
+				t.Fatal(err)
+			}
+			f.failOver(ctx, t)
+			const queued = 46 // the turn on a, and a second of b's
+			queue(ctx, t, l, &turns, queued)
+			if lost.Load() != 1 {
+				t.Fatalf("%d losses reported on the failover to b; want 1", lost.Load())
+			}
+			if reportedBefore { // as a restart of a's, reported, leaves it; b does not see it
+				run, err := f.a.Get(ctx, f.prefix+"state:run_id").Result()
+				if err == nil {
+					err = f.a.Set(ctx, f.prefix+"state:reported", run, 0).Err()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.sw.to.Store(f.a)
+			turnsOrHolds(ctx, t, l, 10) // back on a
+			if lost.Load() != 2 {
+				t.Errorf("%d losses reported; want 2, one for each server that answered anew", lost.Load())
+			}
+			turns.dropFirst() // the turn on a before the failover, long past
+			turns.checkAfterStep(t, queued-1, 50)
+		})
 	}
-	f.failOver(ctx, t)
-	const queued = 46 // the turn on a, and a second of b's
-	queue(ctx, t, l, &turns, queued)
-	if lost.Load() != 1 {
-		t.Fatalf("%d losses reported on the failover to b; want 1", lost.Load())
-	}
-	f.sw.to.Store(f.a)
-	turnsOrHolds(ctx, t, l, 10) // back on a
-	if lost.Load() != 2 {
-		t.Errorf("%d losses reported; want 2, one for each server that answered anew", lost.Load())
-	}
-	turns.dropFirst() // the turn on a before the failover, long past
-	turns.checkAfterStep(t, queued-1, 50)
 }
 
 // TestRedisQuarantineAfterFailingBackSeenFirstByANewReplica: as above, but

@@ -152,6 +152,26 @@ func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 	}
 }
 
+// TestRedisTurnKeyLivesUntilItsTurnsPass: a key's next free slot lives in
+// Redis a second past it, no longer (takeTurn's PX): a limiter's keys,
+// one for each account, region and operation called, leave Redis when
+// idle, and none is gone while turns are queued on it.
+func TestRedisTurnKeyLivesUntilItsTurnsPass(t *testing.T) {
+	l := redisLimiter(t, testenv.RedisPrefix(t), Options{Rates: map[Key]float64{keyA: 5}, MaxWait: time.Second,
+		Sleep: func(context.Context, time.Duration) error { return nil }})
+	for i := range 2 {
+		if err := l.Wait(context.Background(), keyA); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	// The second turn is one spacing out, and the next free slot one more.
+	interval := spacing(5, DefaultGuard)
+	ttl, err := testRedis(t).PTTL(context.Background(), l.prefix+keyA.String()).Result()
+	if err != nil || ttl <= 2*interval || ttl > 2*interval+time.Second {
+		t.Errorf("the key's time to live: %v, %v; want up to %s (the next free slot, %s out, and a second)", ttl, err, 2*interval+time.Second, 2*interval)
+	}
+}
+
 // TestRedisLeadBeforeDeadline: a call arriving with less than its
 // operation's lead left is refused before a turn is asked for, and one
 // whose turn comes later than the lead before its deadline is refused as
@@ -193,6 +213,31 @@ func TestRedisDownRefuses(t *testing.T) {
 	if err := l.Wait(context.Background(), keyB); err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "no rate configured") {
 		t.Errorf("an unconfigured key: %v; want it refused as unconfigured", err)
 	}
+}
+
+// TestRedisTurnFailureIsReported: a turn Redis fails to give (a
+// connection reset while the script ran) refuses the call as Redis
+// unavailable, with Redis' own error: what an operator reads to find why.
+func TestRedisTurnFailureIsReported(t *testing.T) {
+	errReset := errors.New("read tcp 10.0.0.1:6379: connection reset by peer")
+	l := NewRedis(failingTurns{Scripter: testRedis(t), err: errReset}, scriptedPrefix(t), Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, nil)
+	err := l.Wait(context.Background(), keyA)
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || !errors.Is(err, errReset) {
+		t.Errorf("Wait with the turn's script failing: %v; want Redis unavailable, wrapping %q", err, errReset)
+	}
+}
+
+// failingTurns fails every turn script with err.
+type failingTurns struct {
+	redis.Scripter
+	err error
+}
+
+func (f failingTurns) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	if sha1 == takeTurn.Hash() {
+		return redis.NewCmdResult(nil, f.err)
+	}
+	return f.Scripter.EvalSha(ctx, sha1, keys, args...)
 }
 
 // TestRedisWaitInterrupted: a wait that its context ends is an
@@ -568,6 +613,84 @@ func testRedisSendsOnTurn(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestRedisTurnsOnlyWithinThePlacing: a turn is given no later than
+// Redis' clock stays placed within maxUncertainty, its drift allowance
+// growing with the placing's age. A turn further out would be found too
+// loosely placed only once taken: the call refused as Redis unavailable,
+// and a turn used up that no call sends. It is refused as over the limit
+// instead, nothing taken, and told when to retry. In a synctest bubble an
+// exchange takes no time, and its placing lasts 12.5 s exactly.
+func TestRedisTurnsOnlyWithinThePlacing(t *testing.T) {
+	synctest.Test(t, testRedisTurnsOnlyWithinThePlacing)
+}
+
+func testRedisTurnsOnlyWithinThePlacing(t *testing.T) {
+	srv := &fakeRedisServer{next: map[string]int64{}}
+	l := NewRedis(&fakeLink{srv: srv}, "p:", Options{Rates: map[Key]float64{keyA: 1}, MaxWait: time.Minute,
+		Sleep: func(context.Context, time.Duration) error { return nil }}, nil)
+	lasts := time.Duration(float64(l.maxUncertainty()) * float64(time.Second) / float64(clockDrift))
+	interval := spacing(1, DefaultGuard)
+	within := int(lasts/interval) + 1 // turns now, one interval on, ... up to lasts
+	for i := range within {
+		if err := l.Wait(context.Background(), keyA); err != nil {
+			t.Fatalf("call %d, its turn %s out: %v; want it", i, time.Duration(i)*interval, err)
+		}
+	}
+	next := func() int64 {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return srv.next[l.prefix+keyA.String()]
+	}
+	before := next()
+	err := l.Wait(context.Background(), keyA)
+	if le, ok := errors.AsType[*LimitedError](err); !ok || le.RetryAfter < lasts {
+		t.Errorf("a call whose turn is %s out, past the %s the placing lasts: %v; want a LimitedError, retry after %s",
+			time.Duration(within)*interval, lasts, err, time.Duration(within)*interval)
+	}
+	if after := next(); after != before {
+		t.Errorf("the key's next free slot moved %s; want no turn taken", time.Duration(after-before)*time.Microsecond)
+	}
+}
+
+// TestRedisLateWakeUpQueuesAgain: a call whose sleep until its turn ends
+// later than the slack gives the turn up and queues again, as Local's does
+// (TestLateWakeUpQueuesAgain): sent so late, it would crowd the second of
+// the turns after it. The slack is half the guard less how far off Redis'
+// clock may be placed, both ways: with answers taking 10 ms each way, the
+// clock is placed to within 10 ms, and a turn may be reached 27.5 ms late
+// at most. In a synctest bubble, so that the link's delays are exact.
+func TestRedisLateWakeUpQueuesAgain(t *testing.T) { synctest.Test(t, testRedisLateWakeUpQueuesAgain) }
+
+func testRedisLateWakeUpQueuesAgain(t *testing.T) {
+	const wokenLate = 35 * time.Millisecond
+	srv := &fakeRedisServer{next: map[string]int64{}}
+	var late atomic.Bool
+	l := NewRedis(&fakeLink{srv: srv, req: 10 * time.Millisecond, reply: 10 * time.Millisecond}, "p:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			if late.CompareAndSwap(true, false) {
+				d += wokenLate
+			}
+			return sleep(ctx, d)
+		}}, nil)
+	next := func() time.Duration {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return time.Duration(srv.next[l.prefix+keyA.String()]) * time.Microsecond
+	}
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Fatal(err)
+	}
+	before := next()
+	late.Store(true) // the next call's sleep until its turn ends late
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Fatal(err)
+	}
+	interval := spacing(50, DefaultGuard)
+	if moved := next() - before; moved <= interval {
+		t.Errorf("the call woken %s late moved the next free slot %s, one turn; want its turn given up and another taken", wokenLate, moved)
+	}
 }
 
 // TestRedisKeepsAnOldPlacingBetterThanNewOnes: Redis' clock was placed
