@@ -8,12 +8,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -360,7 +363,7 @@ func TestResolve(t *testing.T) {
 				t.Errorf("Resolve(%s, %q) err = %v, want RegionNotAllowedError", tt.account, tt.region, err)
 			}
 		case *NotConfiguredError:
-			if !errors.As(err, &want) || want.AccountID != tt.account {
+			if !errors.As(err, &want) || want.AccountID != tt.account || err.Error() != "account "+tt.account+" is not configured" {
 				t.Errorf("Resolve(%s, %q) err = %v, want NotConfiguredError", tt.account, tt.region, err)
 			}
 		}
@@ -984,5 +987,127 @@ func TestRefused(t *testing.T) {
 		if got := refused(tt.err); got != tt.want {
 			t.Errorf("%s: refused = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestAttemptsPerCall: a call that keeps failing transiently is sent
+// MaxAttempts times, 5 when Options leaves it 0 (as NewFromConfig does),
+// each attempt passing the gate. The backoff between attempts is cut
+// short for the test; the count is the registry's.
+func TestAttemptsPerCall(t *testing.T) {
+	for _, tt := range []struct {
+		maxAttempts int
+		want        int32
+	}{
+		{0, 5},
+		{2, 2},
+	} {
+		t.Run(fmt.Sprint(tt.maxAttempts), func(t *testing.T) {
+			srv, calls := flakyDynamoDB(t, 100, serverError)
+			lim := &countingLimiter{}
+			r, err := New(Options{
+				AWS:         aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL)},
+				Accounts:    []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+				Roles:       staticRoles{},
+				Limiter:     lim,
+				MaxAttempts: tt.maxAttempts,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target, _ := r.Resolve("111111111111", "")
+			_, err = target.DynamoDB.DescribeBackup(t.Context(), &dynamodb.DescribeBackupInput{BackupArn: aws.String("arn")},
+				func(o *dynamodb.Options) { o.Retryer = retry.AddWithMaxBackoffDelay(o.Retryer, time.Millisecond) })
+			if err == nil {
+				t.Fatal("DescribeBackup succeeded against a DynamoDB that always fails")
+			}
+			if calls.Load() != tt.want || len(lim.keys) != int(tt.want) {
+				t.Errorf("%d attempts sent, %d turns asked; want %d of each", calls.Load(), len(lim.keys), tt.want)
+			}
+		})
+	}
+}
+
+// TestClientSignsForItsRegion: each (account, region) client signs for
+// its own region, whatever the base configuration's, as DynamoDB refuses
+// a signature for another region.
+func TestClientSignsForItsRegion(t *testing.T) {
+	var scope atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scope.Store(r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write([]byte(`{"BackupSummaries":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	for _, region := range []string{"us-east-1", "eu-west-1"} {
+		target, err := newRegistry(t, srv.URL, &countingLimiter{}).Resolve("111111111111", region)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := target.DynamoDB.ListBackups(t.Context(), &dynamodb.ListBackupsInput{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := scope.Load().(string); !strings.Contains(got, "/"+region+"/dynamodb/aws4_request") {
+			t.Errorf("the %s client signed %q; want its own region in the credential scope", region, got)
+		}
+	}
+}
+
+// noRoles has credentials for no account.
+type noRoles struct{}
+
+func (noRoles) Expired(string, string) {}
+
+func (noRoles) Credentials(string) (aws.CredentialsProvider, bool) { return nil, false }
+
+// TestNewWithoutARole: an account without a role is refused at start, by
+// its id, not served with no credentials.
+func TestNewWithoutARole(t *testing.T) {
+	r, err := New(Options{
+		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}},
+		Roles:    noRoles{},
+		Limiter:  &countingLimiter{},
+	})
+	if err == nil || r != nil || !strings.Contains(err.Error(), "111111111111") {
+		t.Errorf("New = %v, %v; want an error naming the account", r, err)
+	}
+}
+
+// attemptLog records the attempts an Observer is told of.
+type attemptLog struct {
+	mu       sync.Mutex
+	attempts []string
+}
+
+func (l *attemptLog) ObserveAttempt(account, region, operation string, err error, _ time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.attempts = append(l.attempts, fmt.Sprintf("%s %s %s %v", account, region, operation, err != nil))
+}
+
+// TestEveryAttemptIsObserved: the Observer (backupd's metrics) is told of
+// each attempt sent to DynamoDB, retries included, by account, region and
+// operation, and whether it failed.
+func TestEveryAttemptIsObserved(t *testing.T) {
+	srv, _ := flakyDynamoDB(t, 1, throttle)
+	obs := &attemptLog{}
+	r, err := New(Options{
+		AWS:      aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL)},
+		Accounts: []config.Account{{ID: "111111111111", DefaultRegion: "eu-west-1", AllowedRegions: []string{"eu-west-1"}}},
+		Roles:    staticRoles{},
+		Limiter:  &countingLimiter{},
+		Observer: obs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := r.Resolve("111111111111", "")
+	if _, err := target.DynamoDB.DescribeBackup(t.Context(), &dynamodb.DescribeBackupInput{BackupArn: aws.String("arn")},
+		func(o *dynamodb.Options) { o.Retryer = retry.AddWithMaxBackoffDelay(o.Retryer, time.Millisecond) }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"111111111111 eu-west-1 DescribeBackup true", "111111111111 eu-west-1 DescribeBackup false"}
+	if !slices.Equal(obs.attempts, want) {
+		t.Errorf("observed %q; want %q", obs.attempts, want)
 	}
 }

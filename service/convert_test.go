@@ -387,6 +387,14 @@ func TestValidateListTimeBounds(t *testing.T) {
 			}
 		})
 	}
+	// A Timestamp out of its own range (its text varies: protobuf's is
+	// not stable) is refused, not normalized into another time.
+	in, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111",
+		TimeRangeLowerBound: &timestamppb.Timestamp{Seconds: 1_800_000_000, Nanos: 1_000_000_000}})
+	if ia, ok := err.(*badrequest.Error); !ok || len(ia.Violations) != 1 ||
+		!strings.HasPrefix(ia.Violations[0].Description, "time_range_lower_bound is not a valid timestamp: ") || in.TimeRangeLowerBound != nil {
+		t.Errorf("nanos out of range: %v, lower bound sent %v; want the one violation", err, in.TimeRangeLowerBound)
+	}
 }
 
 // ListBackups' summaries leave a CREATING backup's size of 0 out, as
@@ -493,7 +501,166 @@ func TestTimeOutOfRange(t *testing.T) {
 	if !got.GetBackupCreationDateTime().AsTime().Equal(in) || got.BackupExpiryDateTime != nil {
 		t.Errorf("creation %v, expiry %v; want %v and none", got.GetBackupCreationDateTime(), got.BackupExpiryDateTime, in)
 	}
-	if n := len(logs.Lines(`"level":"WARN"`, "out of range")); n != 1 {
+	if n := len(logs.Lines(`"level":"WARN"`, "out of range", `"error":"proto:`)); n != 1 {
 		t.Errorf("%d warnings; want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestConversionKeepsEveryField: every field of DynamoDB's answer that
+// backupd answers with reaches the caller, each in its own field, with no
+// warning: a backup's description (its details, source table and
+// features), a backup's summary and a restored table's description.
+func TestConversionKeepsEveryField(t *testing.T) {
+	logs := &testenv.Buffer{}
+	s := New(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	warn := s.warner(t.Context())
+	at := func(h int) *time.Time { t := time.Date(2026, 11, 28, h, 0, 0, 0, time.UTC); return &t }
+	pb := func(h int) *timestamppb.Timestamp { return timestamppb.New(*at(h)) }
+	keys := []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}, {AttributeName: aws.String("sk"), KeyType: types.KeyTypeRange}}
+	wantKeys := []*backupv1.KeySchemaElement{{AttributeName: "pk", KeyType: backupv1.KeyType_KEY_TYPE_HASH}, {AttributeName: "sk", KeyType: backupv1.KeyType_KEY_TYPE_RANGE}}
+	include := &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: []string{"total"}}
+	wantInclude := &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE, NonKeyAttributes: []string{"total"}}
+	sse := &types.SSEDescription{Status: types.SSEStatusUpdating, SSEType: types.SSETypeKms, KMSMasterKeyArn: aws.String("arn:aws:kms:us-east-1:111111111111:key/k"),
+		InaccessibleEncryptionDateTime: at(9)}
+	wantSSE := &backupv1.SseDescription{Status: backupv1.SseStatus_SSE_STATUS_UPDATING, SseType: backupv1.SseType_SSE_TYPE_KMS,
+		KmsMasterKeyArn: "arn:aws:kms:us-east-1:111111111111:key/k", InaccessibleEncryptionDateTime: pb(9)}
+	const (
+		backupARN = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+		tableARN  = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders"
+	)
+
+	description := backupDescription(warn, &types.BackupDescription{
+		BackupDetails: &types.BackupDetails{BackupArn: aws.String(backupARN), BackupName: aws.String("nightly"), BackupSizeBytes: aws.Int64(1),
+			BackupStatus: types.BackupStatusDeleted, BackupType: types.BackupTypeAwsBackup, BackupCreationDateTime: at(1), BackupExpiryDateTime: at(2)},
+		SourceTableDetails: &types.SourceTableDetails{TableName: aws.String("Orders"), TableId: aws.String("id-1"), TableArn: aws.String(tableARN),
+			TableSizeBytes: aws.Int64(2), ItemCount: aws.Int64(3), KeySchema: keys, BillingMode: types.BillingModeProvisioned,
+			ProvisionedThroughput: &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(4), WriteCapacityUnits: aws.Int64(5)}, TableCreationDateTime: at(3)},
+		SourceTableFeatureDetails: &types.SourceTableFeatureDetails{
+			GlobalSecondaryIndexes: []types.GlobalSecondaryIndexInfo{{IndexName: aws.String("G"), KeySchema: keys, Projection: include,
+				ProvisionedThroughput: &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(6), WriteCapacityUnits: aws.Int64(7)}}},
+			LocalSecondaryIndexes: []types.LocalSecondaryIndexInfo{{IndexName: aws.String("L"), KeySchema: keys, Projection: include}},
+			StreamDescription:     &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeKeysOnly},
+			TimeToLiveDescription: &types.TimeToLiveDescription{TimeToLiveStatus: types.TimeToLiveStatusDisabling, AttributeName: aws.String("expires")},
+			SSEDescription:        sse,
+		},
+	})
+	wantDescription := &backupv1.BackupDescription{
+		BackupDetails: &backupv1.BackupDetails{BackupArn: backupARN, BackupName: "nightly", BackupSizeBytes: aws.Int64(1),
+			BackupStatus: backupv1.BackupStatus_BACKUP_STATUS_DELETED, BackupType: backupv1.BackupType_BACKUP_TYPE_AWS_BACKUP,
+			BackupCreationDateTime: pb(1), BackupExpiryDateTime: pb(2)},
+		SourceTableDetails: &backupv1.SourceTableDetails{TableName: "Orders", TableId: "id-1", TableArn: tableARN,
+			TableSizeBytes: aws.Int64(2), ItemCount: aws.Int64(3), KeySchema: wantKeys, BillingMode: backupv1.BillingMode_BILLING_MODE_PROVISIONED,
+			ProvisionedThroughput: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 4, WriteCapacityUnits: 5}, TableCreationDateTime: pb(3)},
+		SourceTableFeatureDetails: &backupv1.SourceTableFeatureDetails{
+			GlobalSecondaryIndexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "G", KeySchema: wantKeys, Projection: wantInclude,
+				ProvisionedThroughput: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 6, WriteCapacityUnits: 7}}},
+			LocalSecondaryIndexes: []*backupv1.LocalSecondaryIndex{{IndexName: "L", KeySchema: wantKeys, Projection: wantInclude}},
+			StreamDescription:     &backupv1.StreamSpecification{StreamEnabled: true, StreamViewType: backupv1.StreamViewType_STREAM_VIEW_TYPE_KEYS_ONLY},
+			TimeToLiveDescription: &backupv1.TimeToLiveDescription{TimeToLiveStatus: backupv1.TimeToLiveStatus_TIME_TO_LIVE_STATUS_DISABLING, AttributeName: "expires"},
+			SseDescription:        wantSSE,
+		},
+	}
+	if !proto.Equal(description, wantDescription) {
+		t.Errorf("backup description:\n%v\nwant\n%v", description, wantDescription)
+	}
+
+	summary := backupSummary(warn, &types.BackupSummary{TableName: aws.String("Orders"), TableId: aws.String("id-1"), TableArn: aws.String(tableARN),
+		BackupArn: aws.String(backupARN), BackupName: aws.String("nightly"), BackupCreationDateTime: at(1), BackupExpiryDateTime: at(2),
+		BackupStatus: types.BackupStatusAvailable, BackupType: types.BackupTypeSystem, BackupSizeBytes: aws.Int64(8)})
+	wantSummary := &backupv1.BackupSummary{TableName: "Orders", TableId: "id-1", TableArn: tableARN, BackupArn: backupARN, BackupName: "nightly",
+		BackupCreationDateTime: pb(1), BackupExpiryDateTime: pb(2), BackupStatus: backupv1.BackupStatus_BACKUP_STATUS_AVAILABLE,
+		BackupType: backupv1.BackupType_BACKUP_TYPE_SYSTEM, BackupSizeBytes: aws.Int64(8)}
+	if !proto.Equal(summary, wantSummary) {
+		t.Errorf("backup summary:\n%v\nwant\n%v", summary, wantSummary)
+	}
+
+	table := tableDescription(warn, &types.TableDescription{TableName: aws.String("Copy"), TableArn: aws.String(tableARN + "Copy"), TableId: aws.String("id-2"),
+		TableStatus: types.TableStatusArchived, CreationDateTime: at(4), KeySchema: keys,
+		ProvisionedThroughput: &types.ProvisionedThroughputDescription{ReadCapacityUnits: aws.Int64(9), WriteCapacityUnits: aws.Int64(10)},
+		BillingModeSummary:    &types.BillingModeSummary{BillingMode: types.BillingModePayPerRequest},
+		ItemCount:             aws.Int64(11), TableSizeBytes: aws.Int64(12), SSEDescription: sse,
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndexDescription{{IndexName: aws.String("G"), KeySchema: keys, Projection: include,
+			ProvisionedThroughput: &types.ProvisionedThroughputDescription{ReadCapacityUnits: aws.Int64(13), WriteCapacityUnits: aws.Int64(14)}}},
+		LocalSecondaryIndexes: []types.LocalSecondaryIndexDescription{{IndexName: aws.String("L"), KeySchema: keys, Projection: include}},
+		RestoreSummary: &types.RestoreSummary{SourceBackupArn: aws.String(backupARN), SourceTableArn: aws.String(tableARN), RestoreDateTime: at(5),
+			RestoreInProgress: aws.Bool(true)},
+	})
+	wantTable := &backupv1.TableDescription{TableName: "Copy", TableArn: tableARN + "Copy", TableId: "id-2",
+		TableStatus: backupv1.TableStatus_TABLE_STATUS_ARCHIVED, CreationDateTime: pb(4), KeySchema: wantKeys,
+		BillingMode:           backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST,
+		ProvisionedThroughput: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 9, WriteCapacityUnits: 10},
+		ItemCount:             aws.Int64(11), TableSizeBytes: aws.Int64(12), SseDescription: wantSSE,
+		GlobalSecondaryIndexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "G", KeySchema: wantKeys, Projection: wantInclude,
+			ProvisionedThroughput: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 13, WriteCapacityUnits: 14}}},
+		LocalSecondaryIndexes: []*backupv1.LocalSecondaryIndex{{IndexName: "L", KeySchema: wantKeys, Projection: wantInclude}},
+		RestoreSummary:        &backupv1.RestoreSummary{SourceBackupArn: backupARN, SourceTableArn: tableARN, RestoreDateTime: pb(5), RestoreInProgress: true},
+	}
+	if !proto.Equal(table, wantTable) {
+		t.Errorf("table description:\n%v\nwant\n%v", table, wantTable)
+	}
+	if logs.String() != "" {
+		t.Errorf("warnings for an answer backupd knows all of:\n%s", logs.String())
+	}
+}
+
+// TestUnknownEnumValuesAreNamedInTheLog: a value DynamoDB adds later
+// converts to UNSPECIFIED and is logged with the enum it is of, for each
+// enum backupd converts.
+func TestUnknownEnumValuesAreNamedInTheLog(t *testing.T) {
+	logs := &testenv.Buffer{}
+	s := New(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	warn := s.warner(t.Context())
+	keys := []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: "NEW"}}
+	backupDescription(warn, &types.BackupDescription{
+		BackupDetails:      &types.BackupDetails{BackupStatus: "NEW", BackupType: "NEW"},
+		SourceTableDetails: &types.SourceTableDetails{BillingMode: "NEW", KeySchema: keys},
+		SourceTableFeatureDetails: &types.SourceTableFeatureDetails{
+			LocalSecondaryIndexes: []types.LocalSecondaryIndexInfo{{Projection: &types.Projection{ProjectionType: "NEW"}}},
+			StreamDescription:     &types.StreamSpecification{StreamViewType: "NEW"},
+			TimeToLiveDescription: &types.TimeToLiveDescription{TimeToLiveStatus: "NEW"},
+			SSEDescription:        &types.SSEDescription{Status: "NEW", SSEType: "NEW"},
+		},
+	})
+	backupSummary(warn, &types.BackupSummary{BackupStatus: "NEW", BackupType: "NEW"})
+	tableDescription(warn, &types.TableDescription{TableStatus: "NEW"})
+	for _, enum := range []string{"BackupStatus", "BackupType", "BillingMode", "KeyType", "ProjectionType", "StreamViewType", "TimeToLiveStatus",
+		"SSEStatus", "SSEType", "TableStatus"} {
+		if len(logs.Lines(`"level":"WARN"`, `"msg":"unknown DynamoDB enum value"`, `"enum":"`+enum+`"`, `"value":"NEW"`)) == 0 {
+			t.Errorf("no warning names the enum %s and its value:\n%s", enum, logs.String())
+		}
+	}
+}
+
+// TestConversionOfASparseAnswer: an answer that leaves parts out (not
+// DynamoDB's in full, a proxy's or a stand-in's) converts to a response
+// that leaves them out too, without a warning for an enum not given.
+func TestConversionOfASparseAnswer(t *testing.T) {
+	logs := &testenv.Buffer{}
+	s := New(Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	warn := s.warner(t.Context())
+	if got := backupDescription(warn, &types.BackupDescription{BackupDetails: &types.BackupDetails{BackupArn: aws.String("arn")}}); !proto.Equal(got,
+		&backupv1.BackupDescription{BackupDetails: &backupv1.BackupDetails{BackupArn: "arn"}}) {
+		t.Errorf("backup description %v; want its ARN alone", got)
+	}
+	if got, details, table := backupDescription(warn, nil), backupDetails(warn, nil), tableDescription(warn, nil); got != nil || details != nil || table != nil {
+		t.Errorf("no backup description converted to %v, no details to %v, no table to %v", got, details, table)
+	}
+	features := sourceTableFeatures(warn, &types.SourceTableFeatureDetails{
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndexInfo{{IndexName: aws.String("ByCustomer")}},
+		LocalSecondaryIndexes:  []types.LocalSecondaryIndexInfo{{IndexName: aws.String("ByDate")}},
+		StreamDescription:      &types.StreamSpecification{},
+	})
+	if want := (&backupv1.SourceTableFeatureDetails{GlobalSecondaryIndexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "ByCustomer"}},
+		LocalSecondaryIndexes: []*backupv1.LocalSecondaryIndex{{IndexName: "ByDate"}}, StreamDescription: &backupv1.StreamSpecification{}}); !proto.Equal(features, want) {
+		t.Errorf("features %v; want %v", features, want)
+	}
+	if got := tableDescription(warn, &types.TableDescription{TableName: aws.String("Copy")}); !proto.Equal(got, &backupv1.TableDescription{TableName: "Copy"}) {
+		t.Errorf("table description %v; want its name alone", got)
+	}
+	if got := backupSummary(warn, &types.BackupSummary{}); !proto.Equal(got, &backupv1.BackupSummary{}) {
+		t.Errorf("empty summary converted to %v", got)
+	}
+	if logs.String() != "" {
+		t.Errorf("warnings for what an answer left out:\n%s", logs.String())
 	}
 }

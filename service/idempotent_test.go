@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -64,6 +65,9 @@ func TestSendErrorSaysWhetherSent(t *testing.T) {
 		// whose backup may exist.
 		{"canceled, never submitted", canceled, time.Time{}, true, false},
 		{"canceled after it was submitted", canceled, time.Unix(1700000000, 0), false, true},
+		// DynamoDB answered, or may have acted: its error as it is.
+		{"refused after it was submitted", &smithy.GenericAPIError{Code: "TableNotFoundException"}, time.Unix(1700000000, 0), false, false},
+		{"outcome unknown", &accounts.OutcomeUnknownError{Operation: "CreateBackup", Err: errors.New("500")}, time.Unix(1700000000, 0), false, false},
 		// accounts said so already: said once, not twice.
 		{"nothing done, said by accounts", &accounts.NothingDoneError{Err: deadline}, time.Time{}, true, false},
 	}
@@ -75,7 +79,7 @@ func TestSendErrorSaysWhetherSent(t *testing.T) {
 		if _, got := errors.AsType[*accounts.NothingDoneError](err); got != tt.notSent {
 			t.Errorf("%s: NotSent = %v, want %v (%v)", tt.name, got, tt.notSent, err)
 		}
-		if _, got := errors.AsType[*UnansweredError](err); got != tt.unanswered {
+		if u, got := errors.AsType[*UnansweredError](err); got != tt.unanswered || got && u.Operation != "CreateBackup" {
 			t.Errorf("%s: UnansweredError = %v, want %v (%v)", tt.name, got, tt.unanswered, err)
 		}
 		if !errors.Is(err, tt.err) {
@@ -184,8 +188,11 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	_, err := runOnce(short, s, do)
-	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("first call: %v, want DeadlineExceeded saying the run goes on", err)
+	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "CreateBackup ") {
+		t.Fatalf("first call: %v, want DeadlineExceeded saying the CreateBackup goes on", err)
+	}
+	if n := s.RunsGoing(); n != 1 {
+		t.Errorf("%d runs going after the caller was answered; want its run", n)
 	}
 	waitShort, cancelWait := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancelWait()
@@ -198,6 +205,9 @@ func TestOnceAnswersAtTheDeadline(t *testing.T) {
 	close(release)
 	if err := s.Wait(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if n := s.RunsGoing(); n != 0 {
+		t.Errorf("%d runs going after Wait; want none", n)
 	}
 	// The run that outlived its caller says how it ended.
 	// The run that outlived its caller names the backup it made.
@@ -238,7 +248,7 @@ func TestAnswerAtTheDeadline(t *testing.T) {
 			_, err := answer(ctx, config.OpCreateBackup, &runStart{}, done)
 			_, running := errors.AsType[*StillRunningError](err)
 			_, unstarted := errors.AsType[*NotStartedError](err)
-			if running != tt.running || unstarted == tt.running || !errors.Is(err, context.DeadlineExceeded) {
+			if running != tt.running || unstarted == tt.running || !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "CreateBackup ") {
 				t.Errorf("answer = %v; want DeadlineExceeded saying the run goes on: %v, or that nothing started: %v", err, tt.running, !tt.running)
 			}
 		})
@@ -298,8 +308,8 @@ func TestAnswerOfACallerThatLeft(t *testing.T) {
 	var start runStart
 	start.begin()
 	_, err := answer(ctx, config.OpCreateBackup, &start, make(chan runResult[*backupv1.CreateBackupResponse]))
-	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.Canceled) {
-		t.Errorf("answer = %v; want Canceled saying the run goes on", err)
+	if _, running := errors.AsType[*StillRunningError](err); !running || !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), "CreateBackup ") {
+		t.Errorf("answer = %v; want Canceled saying the CreateBackup goes on", err)
 	}
 }
 
@@ -538,8 +548,8 @@ func TestDeadlineWhileTheRequestIDIsChecked(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		_, err := runOnce(ctx, s, do)
 		cancel()
-		if _, ok := errors.AsType[*NotStartedError](err); !ok || !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("lateRun=%v: runOnce = %v; want DeadlineExceeded saying nothing was started", lateRun, err)
+		if _, ok := errors.AsType[*NotStartedError](err); !ok || !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "CreateBackup ") {
+			t.Errorf("lateRun=%v: runOnce = %v; want DeadlineExceeded saying the CreateBackup was not started", lateRun, err)
 		}
 		close(st.proceed) // the caller has its answer
 		if err := s.Wait(context.Background()); err != nil {
@@ -608,5 +618,64 @@ func TestAnswerOfAnUnknownOutcomeAtTheDeadline(t *testing.T) {
 	_, err := answer(ctx, config.OpCreateBackup, &start, done)
 	if _, ok := errors.AsType[*accounts.OutcomeUnknownError](err); !ok {
 		t.Errorf("answer = %v; want the kept unknown outcome", err)
+	}
+}
+
+// TestOrphanRunLineNamesItsTrace: the line of a run whose caller left
+// names the trace its AWS calls' spans are in, when it is traced, as its
+// request's line does, and the backup it made.
+func TestOrphanRunLineNamesItsTrace(t *testing.T) {
+	const backup = "arn:aws:dynamodb:eu-west-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	traceID := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	traced := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID,
+		SpanID: trace.SpanID{0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, TraceFlags: trace.FlagsSampled}))
+	for _, tt := range []struct {
+		name  string
+		ctx   context.Context
+		trace bool
+	}{
+		{"traced", traced, true},
+		{"not traced", context.Background(), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &testenv.Buffer{}
+			logOrphanRun(tt.ctx, slog.New(slog.NewJSONHandler(logs, nil)), config.OpCreateBackup, accounts.Target{AccountID: "111111111111", Region: "eu-west-1"},
+				"rid", &backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupArn: backup}}, nil, false)
+			if n := len(logs.Lines(`"level":"INFO"`, "a run whose caller left was done", `"backup_arn":"`+backup+`"`, `"request_id":"rid"`)); n != 1 {
+				t.Errorf("%d lines of the run; want 1:\n%s", n, logs.String())
+			}
+			if got := strings.Contains(logs.String(), `"trace_id":"`+traceID.String()+`"`); got != tt.trace || !tt.trace && strings.Contains(logs.String(), "trace_id") {
+				t.Errorf("trace named: %v, want %v:\n%s", got, tt.trace, logs.String())
+			}
+		})
+	}
+}
+
+// keptBytes is an idempotency store that answers every request_id with
+// kept bytes, as a repeat's answer is, without running it.
+type keptBytes []byte
+
+func (keptBytes) Wait(context.Context) error { return nil }
+
+func (k keptBytes) Do(context.Context, idempotency.Key, idempotency.Fingerprint, func(time.Time) ([]byte, error)) ([]byte, error) {
+	return k, nil
+}
+
+// TestKeptResponseIsDecoded: a repeat is answered with the kept
+// response, decoded; kept bytes that do not decode (a store's corruption)
+// are an error, not an empty response.
+func TestKeptResponseIsDecoded(t *testing.T) {
+	run := func(context.Context) (*backupv1.CreateBackupResponse, error) {
+		t.Error("a kept request_id ran again")
+		return nil, errors.New("ran")
+	}
+	kept, _ := proto.Marshal(&backupv1.CreateBackupResponse{BackupDetails: &backupv1.BackupDetails{BackupName: "b1"}})
+	resp, err := runOnce(context.Background(), New(Options{Idempotency: keptBytes(kept)}), run)
+	if err != nil || resp.GetBackupDetails().GetBackupName() != "b1" {
+		t.Errorf("repeat = %v, %v; want the kept response", resp, err)
+	}
+	resp, err = runOnce(context.Background(), New(Options{Idempotency: keptBytes{0xff}}), run)
+	if err == nil || resp != nil || !strings.Contains(err.Error(), "decode the kept CreateBackup response") {
+		t.Errorf("repeat of bytes that do not decode = %v, %v; want an error", resp, err)
 	}
 }

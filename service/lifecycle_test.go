@@ -4,18 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/badrequest"
@@ -179,6 +183,8 @@ func TestPageTokenBesideTheOthers(t *testing.T) {
 			[]string{"page_size", "region"}},
 		{"in an account not configured", &backupv1.ListBackupsRequest{AccountId: "333333333333", PageSize: aws.Int32(-1), PageToken: every},
 			[]string{"page_size"}},
+		{"no token", &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "Orders", PageSize: aws.Int32(-1)},
+			[]string{"page_size"}},
 	}
 	s := New(Options{Accounts: regional{}})
 	for _, tt := range tests {
@@ -281,5 +287,155 @@ func TestConversionWarningNamesItsRequest(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("the warning's %s is %v; want %q:\n%s", k, got[k], v, lines[0])
 		}
+	}
+}
+
+// recordingServer is answeringServer that also hands the body of each
+// request DynamoDB got, by operation, to the test, and makes one attempt
+// of each call.
+func recordingServer(t *testing.T, answers map[string]string) (*Server, map[string][]string) {
+	t.Helper()
+	var mu sync.Mutex
+	got := map[string][]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "DynamoDB_20120810.")
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[op] = append(got[op], string(body))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		if strings.Contains(answers[op], `"__type"`) {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+		_, _ = w.Write([]byte(answers[op]))
+	}))
+	t.Cleanup(srv.Close)
+	c := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: aws.AnonymousCredentials{},
+		RetryMaxAttempts: 1})
+	return New(Options{Accounts: answering{c}}), got
+}
+
+// TestListBackupsPages: a listing asks DynamoDB for what the request
+// filters, answers each summary DynamoDB gave, and a page token that
+// the next page's request sends DynamoDB as its start; the last page has
+// none, and a token of another listing is refused before DynamoDB is
+// asked.
+func TestListBackupsPages(t *testing.T) {
+	const (
+		first = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+		last  = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000001-abcdef12"
+	)
+	summary := func(arn string) string {
+		return `{"TableName":"Orders","BackupArn":"` + arn + `","BackupName":"b","BackupStatus":"AVAILABLE","BackupType":"USER","BackupSizeBytes":7}`
+	}
+	s, got := recordingServer(t, map[string]string{
+		"ListBackups": `{"BackupSummaries":[` + summary(first) + `,` + summary(last) + `],"LastEvaluatedBackupArn":"` + last + `"}`})
+	ctx := context.Background()
+	lower := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	req := &backupv1.ListBackupsRequest{AccountId: "111111111111", TableName: "Orders", PageSize: aws.Int32(2),
+		BackupType: backupv1.BackupTypeFilter_BACKUP_TYPE_FILTER_USER, TimeRangeLowerBound: timestamppb.New(lower)}
+	resp, err := s.ListBackups(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*backupv1.BackupSummary{
+		{TableName: "Orders", BackupArn: first, BackupName: "b", BackupStatus: backupv1.BackupStatus_BACKUP_STATUS_AVAILABLE, BackupType: backupv1.BackupType_BACKUP_TYPE_USER, BackupSizeBytes: aws.Int64(7)},
+		{TableName: "Orders", BackupArn: last, BackupName: "b", BackupStatus: backupv1.BackupStatus_BACKUP_STATUS_AVAILABLE, BackupType: backupv1.BackupType_BACKUP_TYPE_USER, BackupSizeBytes: aws.Int64(7)},
+	}
+	if !slices.EqualFunc(resp.GetBackupSummaries(), want, func(a, b *backupv1.BackupSummary) bool { return proto.Equal(a, b) }) {
+		t.Errorf("summaries %v; want %v", resp.GetBackupSummaries(), want)
+	}
+	scope := listScope{account: "111111111111", region: "us-east-1", table: "Orders", backupType: "USER", lower: timeBoundScope{set: true, nanos: lower.UnixNano()}}
+	if start, err := decodePageToken(scope, resp.GetNextPageToken()); err != nil || start != last {
+		t.Errorf("next page token %q reads as %q, %v; want the page's last backup", resp.GetNextPageToken(), start, err)
+	}
+	var sent map[string]any
+	if err := json.Unmarshal([]byte(got["ListBackups"][0]), &sent); err != nil ||
+		sent["TableName"] != "Orders" || sent["Limit"] != float64(2) || sent["BackupType"] != "USER" || sent["TimeRangeLowerBound"] != float64(lower.Unix()) ||
+		sent["ExclusiveStartBackupArn"] != nil {
+		t.Errorf("DynamoDB was asked %s", got["ListBackups"][0])
+	}
+
+	next := proto.CloneOf(req)
+	next.PageToken = resp.GetNextPageToken()
+	if _, err := s.ListBackups(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(got["ListBackups"][1]), &sent); err != nil || sent["ExclusiveStartBackupArn"] != last {
+		t.Errorf("the next page asked DynamoDB %s; want it to start after %s", got["ListBackups"][1], last)
+	}
+
+	other := proto.CloneOf(next)
+	other.TableName = "Other"
+	_, err = s.ListBackups(ctx, other)
+	if bad, ok := errors.AsType[*badrequest.Error](err); !ok || len(bad.Violations) != 1 || bad.Violations[0].Field != "page_token" || len(got["ListBackups"]) != 2 {
+		t.Errorf("another listing's token: %v, DynamoDB asked %d times; want a page_token violation and no call", err, len(got["ListBackups"]))
+	}
+
+	s, _ = recordingServer(t, map[string]string{"ListBackups": `{"BackupSummaries":[` + summary(first) + `]}`})
+	if resp, err := s.ListBackups(ctx, req); err != nil || resp.GetNextPageToken() != "" || len(resp.GetBackupSummaries()) != 1 {
+		t.Errorf("the last page: %v, %v; want its summary and no token", resp, err)
+	}
+}
+
+// TestDeleteBackupAnswersTheDescription: a DeleteBackup asks DynamoDB to
+// delete the backup named, and answers with the description DynamoDB
+// gave (the backup DELETED).
+func TestDeleteBackupAnswersTheDescription(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	s, got := recordingServer(t, map[string]string{"DeleteBackup": `{"BackupDescription":{"BackupDetails":{"BackupArn":"` + arn +
+		`","BackupName":"b","BackupStatus":"DELETED","BackupType":"USER"}}}`})
+	resp, err := s.DeleteBackup(context.Background(), &backupv1.DeleteBackupRequest{BackupArn: arn})
+	want := &backupv1.BackupDetails{BackupArn: arn, BackupName: "b", BackupStatus: backupv1.BackupStatus_BACKUP_STATUS_DELETED, BackupType: backupv1.BackupType_BACKUP_TYPE_USER}
+	if err != nil || !proto.Equal(resp.GetBackupDescription().GetBackupDetails(), want) {
+		t.Errorf("DeleteBackup = %v, %v; want the description DynamoDB gave", resp, err)
+	}
+	if len(got["DeleteBackup"]) != 1 || !strings.Contains(got["DeleteBackup"][0], `"BackupArn":"`+arn+`"`) {
+		t.Errorf("DynamoDB was asked %q", got["DeleteBackup"])
+	}
+}
+
+// TestRestoreAnswersTheNewTable: a restore, with a request_id or
+// without, asks DynamoDB for the table named from the backup named, and
+// answers with the new table's description.
+func TestRestoreAnswersTheNewTable(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	for _, requestID := range []string{"", "restore-1"} {
+		s, got := recordingServer(t, map[string]string{"RestoreTableFromBackup": `{"TableDescription":{"TableName":"Copy",` +
+			`"TableArn":"arn:aws:dynamodb:us-east-1:111111111111:table/Copy","TableStatus":"CREATING"}}`})
+		resp, err := s.RestoreTableFromBackup(context.Background(), &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy", RequestId: requestID})
+		want := &backupv1.TableDescription{TableName: "Copy", TableArn: "arn:aws:dynamodb:us-east-1:111111111111:table/Copy", TableStatus: backupv1.TableStatus_TABLE_STATUS_CREATING}
+		if err != nil || !proto.Equal(resp.GetTableDescription(), want) {
+			t.Errorf("request_id %q: restore = %v, %v; want the new table's description", requestID, resp, err)
+		}
+		if len(got["RestoreTableFromBackup"]) != 1 || got["RestoreTableFromBackup"][0] != `{"BackupArn":"`+arn+`","TargetTableName":"Copy"}` {
+			t.Errorf("request_id %q: DynamoDB was asked %q", requestID, got["RestoreTableFromBackup"])
+		}
+	}
+}
+
+// TestRestoreFailures: a restore DynamoDB refuses fails with DynamoDB's
+// error; one whose answer of success lacks the new table is an unknown
+// outcome (the table may have been made), not a response that describes
+// nothing.
+func TestRestoreFailures(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	for _, tt := range []struct {
+		name, answer string
+		want         func(error) bool
+	}{
+		{"refused", `{"__type":"com.amazonaws.dynamodb.v20120810#TableAlreadyExistsException","message":"Table already exists: Copy"}`,
+			func(err error) bool { return errors.As(err, new(*types.TableAlreadyExistsException)) }},
+		{"no description", `{}`, func(err error) bool { return errors.As(err, new(*accounts.OutcomeUnknownError)) }},
+		{"a description without the table's name", `{"TableDescription":{"TableStatus":"CREATING"}}`,
+			func(err error) bool { return errors.As(err, new(*accounts.OutcomeUnknownError)) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := recordingServer(t, map[string]string{"RestoreTableFromBackup": tt.answer})
+			resp, err := s.RestoreTableFromBackup(context.Background(), &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy"})
+			if resp != nil || !tt.want(err) {
+				t.Errorf("restore = %v, %v", resp, err)
+			}
+		})
 	}
 }

@@ -67,6 +67,8 @@ func TestHeldPage(t *testing.T) {
 		{"the table filter, on a summary with only the table's ARN", nil, "Orders",
 			[]types.BackupSummary{{BackupArn: aws.String("x"), TableArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Other")},
 				{BackupArn: aws.String("y"), TableArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Orders")}}, "", "y", ""},
+		{"the table filter, on a summary with only the table's name", nil, "Orders",
+			[]types.BackupSummary{{BackupArn: aws.String("x"), TableName: aws.String("Other")}, {BackupArn: aws.String("y"), TableName: aws.String("Orders")}}, "", "y", ""},
 		{"the type filter", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = types.BackupTypeFilterUser }), "",
 			all, "", "abcde", ""},
 		{"no type filter is DynamoDB's default, USER", input(func(in *dynamodb.ListBackupsInput) { in.BackupType = "" }), "",
@@ -80,6 +82,13 @@ func TestHeldPage(t *testing.T) {
 		{"filters before the limit", input(func(in *dynamodb.ListBackupsInput) {
 			in.Limit, in.TimeRangeLowerBound = aws.Int32(2), aws.Time(t0.Add(3*time.Millisecond))
 		}), "", all, "", "de", "e"},
+		{"a page that starts with the start is read from after it", input(func(in *dynamodb.ListBackupsInput) {
+			in.Limit, in.ExclusiveStartBackupArn = aws.Int32(2), aws.String("b")
+		}), "", all[1:], "", "cd", "d"},
+		{"a page size of one", input(func(in *dynamodb.ListBackupsInput) { in.Limit = aws.Int32(1) }), "",
+			all, "", "a", "a"},
+		{"no limit: every summary", input(func(in *dynamodb.ListBackupsInput) { in.Limit = nil }), "",
+			all, "", "abcdesys", ""},
 		{"what a summary leaves out is not held against it", input(func(in *dynamodb.ListBackupsInput) {
 			in.TableName, in.BackupType, in.TimeRangeUpperBound = aws.String("Orders"), types.BackupTypeFilterUser, aws.Time(t0)
 		}), "Orders", []types.BackupSummary{{BackupArn: aws.String("bare")}}, "", "bare", ""},
@@ -121,6 +130,11 @@ func TestHeldPageAfterADeletedStart(t *testing.T) {
 		}
 		return s
 	}
+	// Another backup made in the millisecond of the deleted start.
+	twin := "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000002-fedcba98"
+	withTwin := func(s []types.BackupSummary, at int) []types.BackupSummary {
+		return slices.Insert(slices.Clone(s), at, types.BackupSummary{BackupArn: aws.String(twin), TableName: aws.String("Orders"), BackupType: types.BackupTypeUser})
+	}
 	// The backup made at 2 was deleted since it ended a page.
 	tests := []struct {
 		name     string
@@ -139,6 +153,16 @@ func TestHeldPageAfterADeletedStart(t *testing.T) {
 			summaries(1), []string{arn(1)}, ""},
 		{"every table, within the limit: kept, as an account's backups by ARN straddle times", 5, "",
 			summaries(1, 3), []string{arn(1), arn(3)}, ""},
+		{"every table, no limit: kept", 0, "",
+			summaries(1, 3), []string{arn(1), arn(3)}, ""},
+		{"every table, exactly at the limit: kept", 2, "",
+			summaries(1, 3), []string{arn(1), arn(3)}, ""},
+		{"over a limit of one: read on from the start's time", 1, "",
+			summaries(1, 3), []string{arn(3)}, ""},
+		{"over the limit: a backup made in the start's millisecond is kept", 2, "",
+			withTwin(summaries(1, 3, 4), 1), []string{twin, arn(3)}, arn(3)},
+		{"one table, before the start and in its millisecond (DynamoDB, newest first): kept", 5, "Orders",
+			withTwin(summaries(1), 0), []string{twin, arn(1)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,10 +1,13 @@
 package service
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -38,10 +41,24 @@ func TestValidateRestore(t *testing.T) {
 		{"20 projected attributes", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
 			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", KeySchema: hash,
 				Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE, NonKeyAttributes: twenty}}}}}, "", nil},
+		{"attribute names of 1 and 255 bytes", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx",
+				KeySchema:  []*backupv1.KeySchemaElement{{AttributeName: "k", KeyType: backupv1.KeyType_KEY_TYPE_HASH}},
+				Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE, NonKeyAttributes: []string{strings.Repeat("a", 255)}}}}}}, "", nil},
+		{"an empty key attribute", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", Projection: all,
+				KeySchema: []*backupv1.KeySchemaElement{{KeyType: backupv1.KeyType_KEY_TYPE_HASH}}}}}},
+			"global_secondary_index_override.indexes[0].key_schema[0].attribute_name", nil},
+		{"a projected attribute of 256 bytes", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", KeySchema: hash,
+				Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE, NonKeyAttributes: []string{strings.Repeat("a", 256)}}}}}},
+			"global_secondary_index_override.indexes[0].projection.non_key_attributes[0]", nil},
 		{"missing target", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn}, "target_table_name", nil},
 		{"bad target", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "a b"}, "target_table_name", nil},
 		{"zero throughput", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
 			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 1}}, "provisioned_throughput_override.write_capacity_units", nil},
+		{"zero read throughput", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{WriteCapacityUnits: 1}}, "provisioned_throughput_override.read_capacity_units", nil},
 		{"throughput with on-demand", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
 			BillingModeOverride:           backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST,
 			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 1, WriteCapacityUnits: 1}}, "provisioned_throughput_override", nil},
@@ -53,6 +70,8 @@ func TestValidateRestore(t *testing.T) {
 			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_AES256, KmsMasterKeyId: "k"}}, "sse_specification_override.kms_master_key_id", nil},
 		{"AES256, which DynamoDB does not take", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
 			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_AES256}}, "sse_specification_override.sse_type", nil},
+		{"an SSE type of no name", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, SseType: 9}}, "sse_specification_override.sse_type", nil},
 		{"KMS without enabled", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
 			SseSpecificationOverride: &backupv1.SseSpecification{SseType: backupv1.SseType_SSE_TYPE_KMS}}, "sse_specification_override.enabled", nil},
 		{"KMS key without enabled", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
@@ -200,11 +219,13 @@ func TestRestoreKMSKeyARN(t *testing.T) {
 		{"arn:aws:kms:us-east-1:111111111111:alias/backups", ""},
 		{"1234abcd-12ab-34cd-56ef-1234567890ab", ""},
 		{"alias/backups", ""},
+		{"alias/" + strings.Repeat("k", 2042), ""},              // 2048 characters, DynamoDB's most
 		{"arn:aws:kms:us-east-1:222222222222:key/1234abcd", ""}, // its key policy's to allow
 		{"arn:aws:kms:eu-west-1:111111111111:key/1234abcd", `names a key in region "eu-west-1"; the restored table is in us-east-1`},
 		{"arn:aws-cn:kms:us-east-1:111111111111:key/1234abcd", `names a key of partition "aws-cn"; the restored table is in partition aws`},
 		{"arn:aws:s3:us-east-1:111111111111:key/1234abcd", "must be a KMS key id, alias, or the ARN of a KMS key or alias"},
 		{"arn:aws:kms:us-east-1", "must be a KMS key id, alias, or the ARN of a KMS key or alias"},
+		{"arn:", "must be a KMS key id, alias, or the ARN of a KMS key or alias"},
 		{"ARN:aws:kms:eu-west-1:111111111111:key/1234abcd", `names a key in region "eu-west-1"`},
 	} {
 		t.Run(tt.key, func(t *testing.T) {
@@ -215,6 +236,92 @@ func TestRestoreKMSKeyARN(t *testing.T) {
 				t.Errorf("refused: %v", err)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), "sse_specification_override.kms_master_key_id "+tt.want)):
 				t.Errorf("error %v; want one with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestRestoreInput: what a valid restore asks for is what DynamoDB is
+// sent: the target, each override and each index's name, keys,
+// projection and throughput, in DynamoDB's terms.
+func TestRestoreInput(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	keys := []*backupv1.KeySchemaElement{{AttributeName: "pk", KeyType: backupv1.KeyType_KEY_TYPE_HASH}, {AttributeName: "sk", KeyType: backupv1.KeyType_KEY_TYPE_RANGE}}
+	sdkKeys := []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}, {AttributeName: aws.String("sk"), KeyType: types.KeyTypeRange}}
+	tests := []struct {
+		name string
+		req  *backupv1.RestoreTableFromBackupRequest
+		want *dynamodb.RestoreTableFromBackupInput
+	}{
+		{"no override", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy"},
+			&dynamodb.RestoreTableFromBackupInput{BackupArn: aws.String(arn), TargetTableName: aws.String("Copy")}},
+		{"provisioned, a KMS key, every kind of index", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			BillingModeOverride:           backupv1.BillingMode_BILLING_MODE_PROVISIONED,
+			ProvisionedThroughputOverride: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 5, WriteCapacityUnits: 6},
+			SseSpecificationOverride:      &backupv1.SseSpecification{Enabled: true, SseType: backupv1.SseType_SSE_TYPE_KMS, KmsMasterKeyId: "alias/backups"},
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{
+				{IndexName: "ByTotal", KeySchema: keys, Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE, NonKeyAttributes: []string{"total"}},
+					ProvisionedThroughput: &backupv1.ProvisionedThroughput{ReadCapacityUnits: 7, WriteCapacityUnits: 8}},
+				{IndexName: "ByKey", KeySchema: keys[:1], Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_ALL},
+					ProvisionedThroughput: &backupv1.ProvisionedThroughput{WriteCapacityUnits: 1, ReadCapacityUnits: 2}},
+			}},
+			LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{Indexes: []*backupv1.LocalSecondaryIndex{
+				{IndexName: "ByDate", KeySchema: keys, Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_KEYS_ONLY}},
+			}},
+		}, &dynamodb.RestoreTableFromBackupInput{BackupArn: aws.String(arn), TargetTableName: aws.String("Copy"),
+			BillingModeOverride:           types.BillingModeProvisioned,
+			ProvisionedThroughputOverride: &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(5), WriteCapacityUnits: aws.Int64(6)},
+			SSESpecificationOverride:      &types.SSESpecification{Enabled: aws.Bool(true), SSEType: types.SSETypeKms, KMSMasterKeyId: aws.String("alias/backups")},
+			GlobalSecondaryIndexOverride: []types.GlobalSecondaryIndex{
+				{IndexName: aws.String("ByTotal"), KeySchema: sdkKeys, Projection: &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: []string{"total"}},
+					ProvisionedThroughput: &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(7), WriteCapacityUnits: aws.Int64(8)}},
+				{IndexName: aws.String("ByKey"), KeySchema: sdkKeys[:1], Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+					ProvisionedThroughput: &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(2), WriteCapacityUnits: aws.Int64(1)}},
+			},
+			LocalSecondaryIndexOverride: []types.LocalSecondaryIndex{
+				{IndexName: aws.String("ByDate"), KeySchema: sdkKeys, Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}},
+			},
+		}},
+		{"on demand, SSE on with DynamoDB's default type, an index's 0/0 throughput dropped", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			BillingModeOverride:      backupv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST,
+			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true},
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{
+				{IndexName: "ByCustomer", KeySchema: keys[:1], Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_ALL},
+					ProvisionedThroughput: &backupv1.ProvisionedThroughput{}},
+			}},
+		}, &dynamodb.RestoreTableFromBackupInput{BackupArn: aws.String(arn), TargetTableName: aws.String("Copy"),
+			BillingModeOverride:      types.BillingModePayPerRequest,
+			SSESpecificationOverride: &types.SSESpecification{Enabled: aws.Bool(true)},
+			GlobalSecondaryIndexOverride: []types.GlobalSecondaryIndex{
+				{IndexName: aws.String("ByCustomer"), KeySchema: sdkKeys[:1], Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll}},
+			},
+		}},
+		{"SSE on, a key of its own, the type left unset: sent as KMS", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			SseSpecificationOverride: &backupv1.SseSpecification{Enabled: true, KmsMasterKeyId: "alias/mine"}},
+			&dynamodb.RestoreTableFromBackupInput{BackupArn: aws.String(arn), TargetTableName: aws.String("Copy"),
+				SSESpecificationOverride: &types.SSESpecification{Enabled: aws.Bool(true), SSEType: types.SSETypeKms, KMSMasterKeyId: aws.String("alias/mine")}}},
+		{"empty selections: no index kept", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{}, LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{}},
+			&dynamodb.RestoreTableFromBackupInput{BackupArn: aws.String(arn), TargetTableName: aws.String("Copy"),
+				GlobalSecondaryIndexOverride: []types.GlobalSecondaryIndex{}, LocalSecondaryIndexOverride: []types.LocalSecondaryIndex{}}},
+		{"SSE off: DynamoDB's AWS owned key", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			SseSpecificationOverride: &backupv1.SseSpecification{}},
+			&dynamodb.RestoreTableFromBackupInput{BackupArn: aws.String(arn), TargetTableName: aws.String("Copy"),
+				SSESpecificationOverride: &types.SSESpecification{Enabled: aws.Bool(false)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, a, err := validateRestore(tt.req)
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if a.Account != "111111111111" || a.Region != "us-east-1" || a.Table != "Orders" || a.BackupID != "01700000000000-abcdef12" {
+				t.Errorf("backup ARN read as %+v", a)
+			}
+			got, _ := json.Marshal(in)
+			want, _ := json.Marshal(tt.want)
+			if string(got) != string(want) {
+				t.Errorf("DynamoDB is sent\n%s\nwant\n%s", got, want)
 			}
 		})
 	}

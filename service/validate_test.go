@@ -154,6 +154,10 @@ func TestParseARN(t *testing.T) {
 			if ok || len(vs) != 1 || !strings.Contains(vs[0].Description, tt.msgHas) {
 				t.Fatalf("parseARN(%q): ok=%v violations %+v; want one containing %q", tt.arn, ok, vs, tt.msgHas)
 			}
+			// Only an ARN that looks URL-escaped is told it does.
+			if hinted := strings.Contains(vs[0].Description, "URL-escaped"); hinted != strings.Contains(tt.msgHas, "URL-escaped") {
+				t.Errorf("parseARN(%q): %q says it looks URL-escaped: %v", tt.arn, vs[0].Description, hinted)
+			}
 		})
 	}
 }
