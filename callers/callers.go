@@ -155,7 +155,11 @@ func (a *Authorizer) Authorize(ctx context.Context, operation, account string) (
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account, AnyAccount: true}
 	}
 	if c.accounts != nil && !c.accounts[account] {
-		if !awsname.ValidAccountID(account) && account != config.Any {
+		// config.Any asks for every account only as GET /metrics asks
+		// (config.OpMetrics): a BackupService request whose account_id
+		// or backup ARN says "*" names no valid account, as any other
+		// malformed one, and is not told the operation covers them all.
+		if !awsname.ValidAccountID(account) && (account != config.Any || operation != config.OpMetrics) {
 			account = "" // the message says the request names no valid account, and echoes none
 		}
 		return c.name, &DeniedError{Caller: c.name, Operation: operation, AccountID: account}

@@ -52,6 +52,10 @@ func TestAuthorize(t *testing.T) {
 		{"metrics, by a caller of one account", "Bearer one-token", config.OpMetrics, config.Any, "one-account", &DeniedError{}, false},
 		{"metrics, not among the operations", "Bearer orders-token", config.OpMetrics, config.Any, "orders", &DeniedError{AnyAccount: true}, false},
 		{"metrics caller backing up", "Bearer scraper-token", "CreateBackup", "111111111111", "scraper", &DeniedError{AnyAccount: true}, false},
+		// A request's account_id or backup ARN that says "*" names no
+		// valid account: only GET /metrics asks for every account.
+		{"account id \"*\" in a request", "Bearer one-token", "ListBackups", config.Any, "one-account", &DeniedError{}, false},
+		{"account id \"*\" in a request, a caller of one operation", "Bearer orders-token", "GetBackup", config.Any, "orders", &DeniedError{}, false},
 		// Which of two headers counts would depend on the proxies between.
 		{"two headers", "Bearer orders-token\nBearer guess", "CreateBackup", "111111111111", "", &UnauthenticatedError{Repeated: true}, false},
 		{"the same header twice", "Bearer orders-token\nBearer orders-token", "CreateBackup", "111111111111", "", &UnauthenticatedError{Repeated: true}, false},
@@ -96,12 +100,15 @@ func TestAuthorize(t *testing.T) {
 				}
 			case *DeniedError:
 				want := tt.acct
-				if !awsname.ValidAccountID(want) && want != config.Any {
+				if !awsname.ValidAccountID(want) && (want != config.Any || tt.op != config.OpMetrics) {
 					want = ""
 				}
 				if !errors.As(err, &de) || de.Caller != tt.wantCaller || de.Operation != tt.op || de.AccountID != want ||
 					de.AnyAccount != tt.wantErr.(*DeniedError).AnyAccount || len(err.Error()) > 300 {
 					t.Errorf("err = %#v (%d bytes), want DeniedError for %s in %q", err, len(err.Error()), tt.op, want)
+				}
+				if every := strings.Contains(err.Error(), "allowed every account"); !de.AnyAccount && every != (want == config.Any) {
+					t.Errorf("err = %q; says the operation covers every account: %v, want %v", err, every, want == config.Any)
 				}
 			}
 		})
