@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,9 @@ type interceptor struct {
 	refusals stats.Handler
 }
 
+// healthPrefix begins the methods of grpc.health.v1's service.
+var healthPrefix = "/" + healthpb.Health_ServiceDesc.ServiceName + "/"
+
 // newInterceptor returns the gRPC server's interceptor; cutOff, when not
 // nil, ends when the shutdown's timeout cuts in-flight calls off
 // (Health.CutOff).
@@ -63,7 +67,9 @@ func newInterceptor(opts Options, cutOff context.Context) *interceptor {
 		reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}
 	i.Interceptor = intercept.New(intercept.Options{Logger: opts.Logger, Metrics: opts.Metrics, Authorizer: opts.Authorizer,
 		CutOff: cutOff, Undecodable: func(req any) error { return i.codec.take(req) },
-		Quiet: func(method string) bool { return method == healthpb.Health_Check_FullMethodName }})
+		// Every unary call of the health service (Check, List), as
+		// tracing leaves the whole service out.
+		Quiet: func(method string) bool { return strings.HasPrefix(method, healthPrefix) }})
 	return i
 }
 

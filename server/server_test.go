@@ -361,6 +361,10 @@ func TestHealth(t *testing.T) {
 	if resp, _ := f.do(t, "GET", "/healthz", nil); resp.StatusCode != 200 {
 		t.Errorf("/healthz = %d", resp.StatusCode)
 	}
+	// List, the health service's other unary call, is a health check too.
+	if _, err := hc.List(context.Background(), &healthpb.HealthListRequest{}); err != nil {
+		t.Fatal(err)
+	}
 	// Health checks, which a load balancer makes every few seconds, are
 	// neither logged nor counted.
 	if lines, counted := f.logs.Lines("Health"), f.observed.Counted(); len(lines) != 0 || len(counted) != 0 {
