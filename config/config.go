@@ -870,11 +870,21 @@ func (c *Config) Warnings() []string {
 	if len(c.Callers) == 0 {
 		ws = append(ws, "no callers configured: requests are not authenticated, and anyone who reaches backupd may act in every configured account")
 	}
+	if len(c.Callers) > 0 && !slices.ContainsFunc(c.Callers, scrapes) {
+		ws = append(ws, `callers are configured and none is allowed Metrics in every account: GET /metrics refuses every scrape `+
+			`(401 without a token); give the scraper a caller of its own, with operations [Metrics] and accounts ["*"]`)
+	}
 	if open := c.beyondLoopback(); len(open) > 0 && len(c.Callers) > 0 && !c.TLS.Enabled() {
 		ws = append(ws, fmt.Sprintf("callers' tokens cross the network in the clear: no tls is configured, and %s; "+
 			"configure tls, unless a proxy or mesh encrypts every connection to backupd", strings.Join(open, " and ")))
 	}
 	return ws
+}
+
+// scrapes reports whether cl may read GET /metrics: allowed OpMetrics
+// (or every operation) in every account.
+func scrapes(cl Caller) bool {
+	return slices.Contains(cl.Accounts, Any) && (slices.Contains(cl.Operations, OpMetrics) || slices.Contains(cl.Operations, Any))
 }
 
 // beyondLoopback names the listeners that take connections from beyond

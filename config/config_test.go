@@ -417,7 +417,7 @@ func TestREADMEExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README example: %v", err)
 	}
-	if c.SharedState.Backend != BackendMemory || len(c.Accounts) != 1 || !c.TLS.Enabled() || len(c.Callers) != 1 {
+	if c.SharedState.Backend != BackendMemory || len(c.Accounts) != 1 || !c.TLS.Enabled() || len(c.Callers) != 2 {
 		t.Errorf("README example parsed as %+v", c)
 	}
 }
@@ -482,6 +482,16 @@ func TestWarnings(t *testing.T) {
 		{"max_wait equal to upstream_timeout", func(c *Config) { c.MaxWait = c.UpstreamTimeout },
 			[]string{"max_wait is not shorter than upstream_timeout"}},
 		{"no callers", func(c *Config) { c.Callers = nil }, []string{"no callers configured"}},
+		{"no caller may scrape", func(c *Config) { c.Callers = c.Callers[:1] },
+			[]string{"callers are configured and none is allowed Metrics in every account: GET /metrics refuses every scrape"}},
+		{"a caller of every operation may scrape", func(c *Config) {
+			c.Callers = c.Callers[:1]
+			c.Callers[0].Accounts, c.Callers[0].Operations = []string{Any}, []string{Any}
+		}, nil},
+		{"every operation in one account is no scrape", func(c *Config) {
+			c.Callers = c.Callers[:1]
+			c.Callers[0].Operations = []string{Any}
+		}, []string{"callers are configured and none is allowed Metrics"}},
 		{"callers without tls on every interface", func(c *Config) { c.TLS = TLS{} },
 			[]string{`callers' tokens cross the network in the clear: no tls is configured, and listen.grpc (":9090") takes connections from beyond this host and listen.http (":8080") takes`}},
 		{"callers without tls, one listener on loopback", func(c *Config) { c.TLS, c.Listen.GRPC, c.Listen.HTTP = TLS{}, "127.0.0.1:9090", "10.0.0.7:8080" },
