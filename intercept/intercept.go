@@ -144,6 +144,20 @@ func (i *Interceptor) AuthorizeIn(ctx context.Context, method, account string) (
 	return i.authz.Authorize(ctx, op, account)
 }
 
+// AuthorizeAnywhere checks a call of method before its request is read,
+// from its metadata alone: an unknown caller, and one refused method in
+// every account, are refused whatever the request names, so a transport
+// can refuse them without waiting for a request that may come slowly or
+// never. It returns nil for a caller the request's account decides
+// (AuthorizeIn, once it is read), and the caller's name.
+func (i *Interceptor) AuthorizeAnywhere(ctx context.Context, method string) (string, error) {
+	principal, err := i.AuthorizeIn(ctx, method, "")
+	if err != nil && deniedAccount(err) {
+		return principal, nil
+	}
+	return principal, err
+}
+
 // Unary runs a call through the interceptor, as grpc-go's generated
 // handlers do: authorized, its panic recovered, its error mapped, logged
 // and counted.

@@ -68,15 +68,11 @@ type Options struct {
 }
 
 // Authorizer names a request's caller and checks what it may call
-// (package callers): the interceptor asks Authorize of every call, and
-// the gateway asks Authenticate, which checks and names only the caller
-// ("" for none, where requests may come without a token), of a request
-// with a body, from its headers alone, so that it does not wait for an
-// unknown caller's body.
-type Authorizer interface {
-	intercept.Authorizer
-	Authenticate(ctx context.Context) (caller string, err error)
-}
+// (package callers): the interceptor asks it of every call, and the
+// gateway of a request with a body, from its headers alone and for no
+// account in particular, so that it does not wait for the body of a
+// caller it refuses whatever the body says.
+type Authorizer = intercept.Authorizer
 
 // Tracing makes the server spans of REST requests.
 type Tracing interface {

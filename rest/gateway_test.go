@@ -729,7 +729,8 @@ func TestHealthAnswersWithoutABodyTheyDoNotTake(t *testing.T) {
 func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 	f := newFixtureWith(t, func(o *Options) {
 		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
-			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+			Accounts: []string{config.Any}, Operations: []string{config.Any}},
+			{Name: "scraper", TokenSHA256: callers.HashToken("scraper-token"), Accounts: []string{config.Any}, Operations: []string{config.OpMetrics}}})
 	})
 	const create = "/v1/accounts/111111111111/tables/Orders/backups"
 	tests := []struct {
@@ -743,6 +744,9 @@ func TestUnknownCallerIsRefusedBeforeItsBody(t *testing.T) {
 			backupv1.BackupService_CreateBackup_FullMethodName + " Unauthenticated"},
 		{"unknown token, chunked GET", "GET", "/v1/accounts/111111111111/backups", "Authorization: Bearer wrong\r\n", 401,
 			backupv1.BackupService_ListBackups_FullMethodName + " Unauthenticated"},
+		// Refused CreateBackup in every account, whatever the body names.
+		{"a caller refused the operation", "POST", create, "Authorization: Bearer scraper-token\r\n", 403,
+			backupv1.BackupService_CreateBackup_FullMethodName + " PermissionDenied"},
 		{"no such route", "POST", "/v1/nothing", "Authorization: Bearer orders-token\r\n", 404, "unknown NotFound"},
 		{"a method health does not take", "POST", "/healthz", "", 405, "unknown Unimplemented"},
 	}

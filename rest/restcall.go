@@ -294,10 +294,12 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			call.badTimeout = strings.Join(vs, ", ")
 			r.Header.Del(grpcTimeoutHeader)
 		}
-		if r.ContentLength != 0 && g.authenticate(r) != nil {
-			// An unknown caller is refused from its headers: its body,
-			// which may come slowly or never, is not waited for, and
-			// the interceptor refuses the request as ever.
+		rpc := routeMethods[r.Method+" "+strings.ReplaceAll(pattern.String(), "=*}", "}")]
+		if r.ContentLength != 0 && g.refusedFromHeaders(r, rpc) {
+			// An unknown caller, or one refused the operation in every
+			// account, is refused from its headers: its body, which may
+			// come slowly or never, is not waited for, and the
+			// interceptor refuses the request as ever.
 			leaveBody(w, r)
 		}
 		if vs := r.Header.Values("Content-Encoding"); r.ContentLength != 0 && !identityOnly(vs) {
@@ -389,16 +391,18 @@ func (a challengeKeeper) Authorize(ctx context.Context, operation, account strin
 	return caller, err
 }
 
-// authenticate checks a REST request's caller from its Authorization
-// headers alone, as the interceptor would from the metadata the gateway
-// makes of them.
-func (g *gateway) authenticate(r *http.Request) error {
-	if g.authz == nil {
-		return nil
+// refusedFromHeaders reports whether a REST request of rpc is refused
+// from its Authorization headers alone, as the interceptor would refuse
+// it from the metadata the gateway makes of them: its caller is unknown,
+// or refused rpc in every account (intercept's AuthorizeAnywhere). An rpc
+// that is not known is left to the interceptor.
+func (g *gateway) refusedFromHeaders(r *http.Request, rpc string) bool {
+	if g.authz == nil || rpc == "" {
+		return false
 	}
 	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
-	_, err := g.authz.Authenticate(metadata.NewIncomingContext(r.Context(), md))
-	return err
+	_, err := g.ic.AuthorizeAnywhere(metadata.NewIncomingContext(r.Context(), md), rpc)
+	return err != nil
 }
 
 // nameSpan names a REST request's span, when one is recorded, by the

@@ -554,7 +554,9 @@ func TestMetadataIsBounded(t *testing.T) {
 func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
 	f := newFixtureWith(t, func(o *Options) {
 		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
-			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+			Accounts: []string{config.Any}, Operations: []string{config.Any}},
+			{Name: "scraper", TokenSHA256: callers.HashToken("scraper-token"), Accounts: []string{config.Any}, Operations: []string{config.OpMetrics}},
+			{Name: "one", TokenSHA256: callers.HashToken("one-token"), Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup"}}})
 	})
 	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 	// open starts a call and sends no request: it blocks for its answer,
@@ -574,18 +576,22 @@ func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
 	const create = "/backup.v1.BackupService/CreateBackup"
 	for _, tt := range []struct {
 		name, token, method, counted string
+		code                         codes.Code
 		reason                       string
 	}{
-		{"no token", "", create, create + " Unauthenticated", "UNAUTHENTICATED"},
-		{"an unknown token", "nobody", create, create + " Unauthenticated", "UNAUTHENTICATED"},
-		{"a method backupd does not serve", "nobody", "/backup.v1.BackupService/Nope", "unknown Unauthenticated", "UNAUTHENTICATED"},
+		{"no token", "", create, create + " Unauthenticated", codes.Unauthenticated, "UNAUTHENTICATED"},
+		{"an unknown token", "nobody", create, create + " Unauthenticated", codes.Unauthenticated, "UNAUTHENTICATED"},
+		{"a method backupd does not serve", "nobody", "/backup.v1.BackupService/Nope", "unknown Unauthenticated", codes.Unauthenticated, "UNAUTHENTICATED"},
+		// Refused the operation in every account, whatever its request
+		// would name.
+		{"a caller refused the operation", "scraper-token", create, create + " PermissionDenied", codes.PermissionDenied, "CALLER_NOT_ALLOWED"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f.observed.Take()
 			err := open(tt.token, tt.method)
 			st := status.Convert(err)
-			if st.Code() != codes.Unauthenticated || rpcerror.ReasonOf(st) != tt.reason {
-				t.Fatalf("got %v; want Unauthenticated with reason %s, before any request", err, tt.reason)
+			if st.Code() != tt.code || rpcerror.ReasonOf(st) != tt.reason {
+				t.Fatalf("got %v; want %v with reason %s, before any request", err, tt.code, tt.reason)
 			}
 			if counted := f.observed.Take(); !slices.Equal(counted, []string{tt.counted}) {
 				t.Errorf("counted %q, want %q once", counted, tt.counted)
@@ -595,20 +601,24 @@ func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
 	if f.stub.Called() != nil {
 		t.Errorf("a refused call reached the service: %v", f.stub.Called())
 	}
-	if logs := f.logs.String(); strings.Count(logs, `"code":"Unauthenticated"`) != 3 {
-		t.Errorf("want 3 Unauthenticated request lines:\n%s", logs)
+	if logs := f.logs.String(); strings.Count(logs, `"code":"Unauthenticated"`) != 3 || len(f.logs.Lines(`"code":"PermissionDenied"`, `"principal":"scraper"`)) != 1 {
+		t.Errorf("want 3 Unauthenticated request lines and scraper's refusal:\n%s", logs)
 	}
 
-	// A known caller's stream is not refused: it waits for the request.
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer orders-token")
-	stream, err := f.conn.NewStream(ctx, desc, create)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.RecvMsg(&backupv1.CreateBackupResponse{}); status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("a known caller's unsent request: %v; want it waited for until the deadline", err)
+	// A known caller allowed the operation somewhere is not refused, in
+	// every account or in one: its stream waits for the request, which
+	// names the account.
+	for _, token := range []string{"orders-token", "one-token"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		stream, err := f.conn.NewStream(ctx, desc, create)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.RecvMsg(&backupv1.CreateBackupResponse{}); status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("%s: a known caller's unsent request: %v; want it waited for until the deadline", token, err)
+		}
 	}
 }
 

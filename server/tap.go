@@ -26,7 +26,8 @@ import (
 // connection takes, for as long as the message stays unfinished. A caller
 // it does not know is refused there, logged and counted, as the REST
 // gateway refuses one from its headers alone; a known caller goes on to
-// the interceptor, which authorizes it for the account its request names,
+// the interceptor, which authorizes it for the account its request names
+// (one refused the operation in every account is refused here too),
 // and is held until its request arrives, for the drain (awaiting).
 //
 // The calls that take no caller token (grpc.health.v1, reflection) get a
@@ -44,15 +45,13 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 		return i.boundArrival(ctx, nil), nil
 	}
 	start := time.Now()
-	var err error
-	if i.authz != nil {
-		_, err = i.authz.Authenticate(ctx) // grpc-go has put the call's metadata in ctx
-	}
+	// grpc-go has put the call's metadata in ctx.
+	principal, err := i.AuthorizeAnywhere(ctx, info.FullMethodName)
 	if err == nil {
 		return i.holdUntilArrival(ctx, info.FullMethodName), nil
 	}
 	method, known := methodLabel(info.FullMethodName)
-	line := intercept.Line{Method: method, Unknown: !known} // no account: the request is unread
+	line := intercept.Line{Method: method, Principal: principal, Unknown: !known} // no account: the request is unread
 	if i.farDeadline(ctx) {
 		return i.boundArrival(ctx, &line), nil
 	}
