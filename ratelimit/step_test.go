@@ -201,14 +201,20 @@ func waitOutHolds(ctx context.Context, t *testing.T, l *Redis, n int) {
 }
 
 // turnsOrHolds makes n calls of l, each of which must get a turn or a
-// refusal for a hold of the turns.
+// refusal for a hold of the turns; once one got a turn (the hold's end
+// came within MaxWait, as it does when the calls take long on a loaded
+// machine), a later one may be refused the next turn, past MaxWait, as
+// any call is. Where the turns fall is checkAfterStep's to judge.
 func turnsOrHolds(ctx context.Context, t *testing.T, l *Redis, n int) {
 	t.Helper()
+	turned := false
 	for range n {
 		err := l.Wait(ctx, keyA)
-		if le, ok := errors.AsType[*LimitedError](err); err != nil && (!ok || !le.Held) {
+		le, ok := errors.AsType[*LimitedError](err)
+		if err != nil && (!ok || !le.Held && !turned) {
 			t.Fatalf("%v; want a turn, or a refusal for the hold", err)
 		}
+		turned = turned || err == nil
 	}
 }
 
