@@ -149,14 +149,30 @@ func (i *Interceptor) AuthorizeIn(ctx context.Context, method, account string) (
 // every account, are refused whatever the request names, so a transport
 // can refuse them without waiting for a request that may come slowly or
 // never. It returns nil for a caller the request's account decides
-// (AuthorizeIn, once it is read), and the caller's name.
+// (AuthorizeIn, once it is read), and the caller's name. A known caller
+// of a method backupd does not serve is not refused it: the call is
+// answered as one of no such method (UNIMPLEMENTED), as for a caller
+// allowed every operation, not as an operation the caller was denied.
 func (i *Interceptor) AuthorizeAnywhere(ctx context.Context, method string) (string, error) {
 	principal, err := i.AuthorizeIn(ctx, method, "")
-	if err != nil && deniedAccount(err) {
+	if d, ok := errors.AsType[*callers.DeniedError](err); ok && (!d.AnyAccount || !serves[method]) {
 		return principal, nil
 	}
 	return principal, err
 }
+
+// Serves reports whether method (a full gRPC method name) is one of
+// BackupService's.
+func Serves(method string) bool { return serves[method] }
+
+// serves holds the full names of the BackupService methods.
+var serves = func() map[string]bool {
+	m := map[string]bool{}
+	for _, md := range backupv1.BackupService_ServiceDesc.Methods {
+		m[servicePrefix+md.MethodName] = true
+	}
+	return m
+}()
 
 // Unary runs a call through the interceptor, as grpc-go's generated
 // handlers do: authorized, its panic recovered, its error mapped, logged

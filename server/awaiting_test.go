@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
@@ -342,5 +343,24 @@ func TestAwaitingEndsLateRequests(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if c.Err() != nil {
 		t.Error("a call whose request arrived was ended")
+	}
+}
+
+// TestRefusedKnownCallerWithAFarDeadlineTakesNoUnvouchedPlace: a known
+// caller refused its method in every account, whose deadline lies past
+// the arrival bound, is refused once its request is in, and waits for it
+// as a known caller does: not in one of maxUnvouched's places, kept for
+// calls without a known caller, where it would be told that it has none.
+func TestRefusedKnownCallerWithAFarDeadlineTakesNoUnvouchedPlace(t *testing.T) {
+	i := newInterceptor(Options{Logger: slog.New(slog.DiscardHandler), Authorizer: callers.New([]config.Caller{{Name: "scraper",
+		TokenSHA256: callers.HashToken("scraper-token"), Accounts: []string{config.Any}, Operations: []string{config.OpMetrics}}})}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer scraper-token"))
+	if _, err := i.tap(ctx, &tap.Info{FullMethodName: backupv1.BackupService_CreateBackup_FullMethodName}); err != nil {
+		t.Fatalf("tap: %v; want the call let on to its request, which its deadline lies past the bound", err)
+	}
+	if n := len(i.unvouched); n != 0 {
+		t.Errorf("%d places of maxUnvouched taken; want none for a known caller", n)
 	}
 }

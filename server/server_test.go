@@ -585,6 +585,9 @@ func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
 		// Refused the operation in every account, whatever its request
 		// would name.
 		{"a caller refused the operation", "scraper-token", create, create + " PermissionDenied", codes.PermissionDenied, "CALLER_NOT_ALLOWED"},
+		// Not refused an operation there is not: told there is none, as
+		// a caller allowed every operation is.
+		{"a method backupd does not serve, from a known caller", "scraper-token", "/backup.v1.BackupService/Nope", "unknown Unimplemented", codes.Unimplemented, "UNKNOWN_METHOD"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f.observed.Take()

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/tap"
 
-	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rpcerror"
@@ -53,6 +52,12 @@ func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context,
 	method, known := methodLabel(info.FullMethodName)
 	line := intercept.Line{Method: method, Principal: principal, Unknown: !known} // no account: the request is unread
 	if i.farDeadline(ctx) {
+		if principal != "" {
+			// A known caller, refused the method in every account: it
+			// waits for its request as one allowed it somewhere does,
+			// not in the places of the calls without a known caller.
+			return i.holdUntilArrival(ctx, info.FullMethodName), nil
+		}
 		return i.boundArrival(ctx, &line), nil
 	}
 	if i.refusals != nil {
@@ -85,20 +90,11 @@ func (i *interceptor) holdUntilArrival(ctx context.Context, method string) conte
 	return i.awaiting.hold(ctx, method)
 }
 
-// served holds the full names of the BackupService methods backupd serves.
-var served = func() map[string]bool {
-	m := map[string]bool{}
-	for _, md := range backupv1.BackupService_ServiceDesc.Methods {
-		m[servicePrefix+md.MethodName] = true
-	}
-	return m
-}()
-
 // methodLabel is how a call of the full method name is logged: the name
 // of a method backupd serves (known), or a caller's name for one it does
 // not, cut short.
 func methodLabel(full string) (label string, known bool) {
-	if served[full] {
+	if intercept.Serves(full) {
 		return full, true
 	}
 	return redact.Cut(full, intercept.MaxMethodEcho), false
