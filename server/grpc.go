@@ -53,9 +53,10 @@ type Options struct {
 
 // Authorizer names a call's caller and checks what it may call (package
 // callers): the interceptor asks Authorize of every BackupService call,
-// and the tap asks Authenticate, which checks and names only the caller
-// ("" for none, where calls may come without a token), before grpc-go
-// reads the call's request.
+// the tap too before grpc-go reads the call's request, for no account in
+// particular, and the streams that take no token (health Watch,
+// reflection) ask Authenticate, which checks and names only the caller
+// ("" for none), to count them by caller.
 type Authorizer interface {
 	intercept.Authorizer
 	Authenticate(ctx context.Context) (caller string, err error)
