@@ -26,7 +26,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -255,8 +254,7 @@ func (g *gateway) metricsCallers(metrics http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		md := metadata.MD{"authorization": r.Header.Values("Authorization"), "x-request-id": r.Header.Values("X-Request-Id")}
-		ctx := metadata.NewIncomingContext(r.Context(), md)
+		ctx := callerMetadata(r)
 		principal, err := g.authz.Authorize(ctx, config.OpMetrics, config.Any)
 		if err == nil {
 			metrics.ServeHTTP(w, r)

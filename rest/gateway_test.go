@@ -920,6 +920,7 @@ func TestMetricsTakeACallerAllowedThem(t *testing.T) {
 			if tt.auth != "" {
 				req.Header.Set("Authorization", tt.auth)
 			}
+			req.Header.Set("X-Request-Id", "scrape-1")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -945,10 +946,10 @@ func TestMetricsTakeACallerAllowedThem(t *testing.T) {
 			if !strings.Contains(string(body), tt.message) || strings.Contains(string(body), "guess") {
 				t.Errorf("body %s; want %q, and no token", body, tt.message)
 			}
-			if !slices.Equal(counted, []string{tt.counted}) || len(lines) != 1 ||
+			if !slices.Equal(counted, []string{tt.counted}) || len(lines) != 1 || !strings.Contains(lines[0], `"x_request_id":"scrape-1"`) ||
 				strings.Contains(lines[0], `"principal":`) != (tt.loggedPrinc != "") ||
 				!strings.Contains(lines[0], `"principal":"`+tt.loggedPrinc+`"`) && tt.loggedPrinc != "" {
-				t.Errorf("counted %q, logged %q; want %q once, principal %q", counted, lines, tt.counted, tt.loggedPrinc)
+				t.Errorf("counted %q, logged %q; want %q once, principal %q, the X-Request-Id", counted, lines, tt.counted, tt.loggedPrinc)
 			}
 		})
 	}

@@ -294,8 +294,7 @@ func (g *gateway) keepPathParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			call.badTimeout = strings.Join(vs, ", ")
 			r.Header.Del(grpcTimeoutHeader)
 		}
-		rpc := routeMethods[r.Method+" "+strings.ReplaceAll(pattern.String(), "=*}", "}")]
-		if r.ContentLength != 0 && g.refusedFromHeaders(r, rpc) {
+		if r.ContentLength != 0 && g.refusedFromHeaders(r, pattern) {
 			// An unknown caller, or one refused the operation in every
 			// account, is refused from its headers: its body, which may
 			// come slowly or never, is not waited for, and the
@@ -391,18 +390,30 @@ func (a challengeKeeper) Authorize(ctx context.Context, operation, account strin
 	return caller, err
 }
 
-// refusedFromHeaders reports whether a REST request of rpc is refused
-// from its Authorization headers alone, as the interceptor would refuse
-// it from the metadata the gateway makes of them: its caller is unknown,
-// or refused rpc in every account (intercept's AuthorizeAnywhere). An rpc
-// that is not known is left to the interceptor.
-func (g *gateway) refusedFromHeaders(r *http.Request, rpc string) bool {
-	if g.authz == nil || rpc == "" {
+// refusedFromHeaders reports whether a REST request of the route pattern
+// matched is refused from its Authorization headers alone, as the
+// interceptor would refuse it from the metadata the gateway makes of
+// them: its caller is unknown, or refused the route's RPC in every
+// account (intercept's AuthorizeAnywhere). A route of no known RPC is
+// left to the interceptor.
+func (g *gateway) refusedFromHeaders(r *http.Request, pattern runtime.Pattern) bool {
+	if g.authz == nil {
 		return false
 	}
-	md := metadata.MD{"authorization": r.Header.Values("Authorization")}
-	_, err := g.ic.AuthorizeAnywhere(metadata.NewIncomingContext(r.Context(), md), rpc)
+	rpc, ok := routeMethods[r.Method+" "+strings.ReplaceAll(pattern.String(), "=*}", "}")]
+	if !ok {
+		return false
+	}
+	_, err := g.ic.AuthorizeAnywhere(callerMetadata(r), rpc)
 	return err != nil
+}
+
+// callerMetadata is r's context with the metadata the gateway would make
+// of its Authorization and X-Request-Id headers, for a check of its
+// caller (and its log line) made before, or without, the gateway's own.
+func callerMetadata(r *http.Request) context.Context {
+	return metadata.NewIncomingContext(r.Context(),
+		metadata.MD{"authorization": r.Header.Values("Authorization"), "x-request-id": r.Header.Values("X-Request-Id")})
 }
 
 // nameSpan names a REST request's span, when one is recorded, by the
