@@ -200,6 +200,10 @@ type mapped struct {
 	meta       map[string]string
 	violations []badrequest.Violation
 	retryAfter time.Duration
+	// unread: the refusal does not depend on the request, which over
+	// gRPC may be refused before it is read, so its account is not named
+	// (REST answers the same body).
+	unread bool
 }
 
 func (m mapped) status(req Request) *status.Status {
@@ -207,7 +211,7 @@ func (m mapped) status(req Request) *status.Status {
 	// An unknown caller is told nothing of the request: over gRPC its
 	// token is checked before the request is read, and REST answers the
 	// same body.
-	if req.AccountID != "" && m.code != codes.Unauthenticated {
+	if req.AccountID != "" && m.code != codes.Unauthenticated && !m.unread {
 		meta["account_id"] = req.AccountID
 	}
 	for k, v := range m.meta {
@@ -357,8 +361,12 @@ func mapOurs(err error) (mapped, bool) {
 	case errors.As(err, &anonymous):
 		return mapped{code: codes.Unauthenticated, reason: reasonUnauthenticated, msg: anonymous.Error()}, true
 	case errors.As(err, &denied):
+		// A caller refused the operation in every account is refused over
+		// gRPC before its request is read (and so with no account_id),
+		// or after it, when its deadline lies further out: the body says
+		// the same either way, and over REST too.
 		return mapped{code: codes.PermissionDenied, reason: reasonCallerNotAllowed, msg: denied.Error(),
-			meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}}, true
+			meta: map[string]string{"caller": denied.Caller, "operation": denied.Operation}, unread: denied.AnyAccount}, true
 	case errors.As(err, &invalid):
 		vs, more := boundViolations(invalid.Violations, invalid.More)
 		m := mapped{code: codes.InvalidArgument, reason: reasonInvalidArgument, msg: violationsMessage(vs, more), violations: vs}

@@ -319,6 +319,8 @@ func TestStatus(t *testing.T) {
 		{"unknown caller token", &callers.UnauthenticatedError{}, codes.Unauthenticated, "UNAUTHENTICATED", "", 0, "not one backupd knows", ""},
 		{"caller not allowed", &callers.DeniedError{Caller: "orders", Operation: "DeleteBackup", AccountID: "111111111111"},
 			codes.PermissionDenied, "CALLER_NOT_ALLOWED", "", 0, "orders may not call DeleteBackup in account 111111111111", ""},
+		{"caller not allowed the operation anywhere", &callers.DeniedError{Caller: "orders", Operation: "DeleteBackup", AccountID: "111111111111", AnyAccount: true},
+			codes.PermissionDenied, "CALLER_NOT_ALLOWED", "", 0, "orders may not call DeleteBackup;", ""},
 		{"request_id reused", &idempotency.ConflictError{Key: idempotency.Key{Account: "111111111111", RequestID: "req-1"}},
 			codes.AlreadyExists, "REQUEST_ID_REUSED", "request_id", 0, "req-1", ""},
 		{"deadline passed", fmt.Errorf("op: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "", 0, "upstream_timeout", "may or may not"},
@@ -401,8 +403,8 @@ func TestStatus(t *testing.T) {
 				}
 			}
 			wantAccount := "111111111111"
-			if tt.code == codes.Unauthenticated {
-				wantAccount = "" // as over gRPC, where the token is checked before the request is read
+			if d, ok := errors.AsType[*callers.DeniedError](tt.err); tt.code == codes.Unauthenticated || ok && d.AnyAccount {
+				wantAccount = "" // as over gRPC, where the token and the operation are checked before the request is read
 			}
 			// The domain as clients match it, not as this package names it.
 			if info == nil || info.GetDomain() != "backupd" || info.GetReason() != tt.reason || info.GetMetadata()["account_id"] != wantAccount {

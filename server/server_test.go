@@ -625,7 +625,30 @@ func TestUnknownGRPCCallerIsRefusedBeforeItsMessage(t *testing.T) {
 	}
 }
 
-// reasonOf is the reason of st's ErrorInfo, or "".
+// TestCallerRefusedAnOperationGetsOneAnswer: a caller not allowed an RPC
+// in any account is refused before its request is read, or after, when
+// its deadline lies past the bound on waiting for it: the answer is the
+// same either way, with no account_id, which only the request names.
+func TestCallerRefusedAnOperationGetsOneAnswer(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "scraper", TokenSHA256: callers.HashToken("scraper-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.OpMetrics}}})
+	})
+	answer := func(timeout time.Duration) *status.Status {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer scraper-token")
+		_, err := f.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "nightly"})
+		return status.Convert(err)
+	}
+	before, after := answer(10*time.Second), answer(time.Hour)
+	if before.Code() != codes.PermissionDenied || !proto.Equal(before.Proto(), after.Proto()) {
+		t.Errorf("refused before its request is read:\n%v\nafter:\n%v\nwant the same PERMISSION_DENIED", before.Proto(), after.Proto())
+	}
+	if f.stub.Called() != nil {
+		t.Errorf("a refused call reached the service: %v", f.stub.Called())
+	}
+}
 
 // TestSilentConnectionDoesNotHoldTheStop: a connection that never sends
 // its HTTP/2 preface (a port scanner's, say) is dropped after the
