@@ -191,6 +191,10 @@ func TestGatewayErrors(t *testing.T) {
 		{"unescaped backup ARN", nil, "/v1/backups/" + arn + ":restore", `{}`, false, 404, "", "ROUTE_NOT_FOUND", "each / escaped as %2F"},
 		{"unescaped table ARN", nil, "/v1/accounts/111111111111/tables/arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backups", `{}`, false, 404, "", "ROUTE_NOT_FOUND",
 			"a table ARN goes in the path as one segment, with each / escaped as %2F"},
+		// A client that escaped the ARN is told, too, that a proxy on the
+		// way may have decoded its %2F (nginx's proxy_pass with a URI does).
+		{"ARN decoded by a proxy", nil, "/v1/backups/" + arn, ``, false, 404, "", "ROUTE_NOT_FOUND",
+			"if the client sent %2F, a proxy on the way decoded it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

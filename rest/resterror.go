@@ -278,7 +278,11 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	method := redact.Cut(r.Method, intercept.MaxMethodEcho) // a method may be up to the 64 KiB of the headers
 	msg := fmt.Sprintf("no route for %s %s; see the API reference", method, path)
 	if hint := escapeHint(r.URL.EscapedPath()); hint != "" {
-		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F", method, path, hint)
+		// A client that did escape it meets this too when a proxy on the
+		// way decodes %2F (nginx's proxy_pass with a URI does; see the
+		// operations guide).
+		msg = fmt.Sprintf("no route for %s %s: %s goes in the path as one segment, with each / escaped as %%2F "+
+			"(if the client sent %%2F, a proxy on the way decoded it: it must pass the path on as it came)", method, path, hint)
 	} else if strings.Contains(r.URL.EscapedPath(), "//") {
 		// A base URL ending in / joined to a path starting with / makes
 		// one; the message would otherwise look like a valid route's.
