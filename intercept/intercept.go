@@ -218,11 +218,20 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 const pushBackTrailer = "grpc-retry-pushback-ms"
 
 // pushBack sets the pushback trailer of a gRPC call's error, when
-// rpcerror gives the error one.
+// rpcerror gives the error one. A delay that ends after the call's
+// deadline is -1: the client's retry would wait for it and end at the
+// deadline with its own DEADLINE_EXCEEDED, which says neither why nor
+// when to come back, where without a retry the client has this error and
+// its RetryInfo at once.
 func pushBack(ctx context.Context, st *status.Status, err error) {
-	if ms, ok := rpcerror.PushBack(st, err); ok {
-		_ = grpc.SetTrailer(ctx, metadata.Pairs(pushBackTrailer, strconv.FormatInt(ms, 10)))
+	ms, ok := rpcerror.PushBack(st, err)
+	if !ok {
+		return
 	}
+	if deadline, has := ctx.Deadline(); has && ms > 0 && time.Now().Add(time.Duration(ms)*time.Millisecond).After(deadline) {
+		ms = -1
+	}
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushBackTrailer, strconv.FormatInt(ms, 10)))
 }
 
 // Finished is a call as Record learns of it.

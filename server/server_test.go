@@ -239,6 +239,25 @@ func TestPushBackTellsGRPCRetries(t *testing.T) {
 			t.Errorf("%d attempts in %s; want each retry after the %s pushback", calls, took, limited.RetryAfter)
 		}
 	}
+
+	// A turn that comes after the call's deadline: a retry could not be
+	// made in time, so the client is told to make none, and gets
+	// RESOURCE_EXHAUSTED with its RetryInfo at once rather than
+	// DEADLINE_EXCEEDED, without a reason, at its deadline.
+	f.stub.Mu.Lock()
+	f.stub.Err, f.stub.Calls = &ratelimit.LimitedError{Key: key, RetryAfter: 5 * time.Second}, 0
+	f.stub.Mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var trailer metadata.MD
+	start := time.Now()
+	_, err = client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}, grpc.Trailer(&trailer))
+	if took := time.Since(start); status.Code(err) != codes.ResourceExhausted || took > time.Second {
+		t.Errorf("a turn past the deadline: %v after %s; want RESOURCE_EXHAUSTED at once", err, took)
+	}
+	if got := trailer.Get(pushBackTrailer); !slices.Equal(got, []string{"-1"}) {
+		t.Errorf("a turn past the deadline: %s = %q, want [-1]", pushBackTrailer, got)
+	}
 }
 
 // TestCallersAreCheckedFirst: with callers configured, a request without a
