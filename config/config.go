@@ -591,6 +591,13 @@ func listenPort(addr string) (int, bool) {
 	return n, err == nil
 }
 
+// dialPort reports whether port is one a client can dial: a number of
+// 1-65535 or a service name.
+func dialPort(port string) bool {
+	n, err := net.LookupPort("tcp", port)
+	return err == nil && n > 0
+}
+
 func setDefault(s *string, v string) {
 	if *s == "" {
 		*s = v
@@ -683,16 +690,21 @@ func (s SharedState) validate(bad reporter) {
 			bad("shared_state.redis", `is set, but backend is "memory", which does not use it: set backend: redis, or remove the redis section`)
 		}
 	case BackendRedis:
-		switch _, _, err := net.SplitHostPort(s.Redis.Address); {
-		case strings.ContainsAny(s.Redis.Address, "@/"):
-			// A URL (redis://user:password@host:port) or credentials
-			// before the host: not repeated, as it may hold a password,
-			// which would otherwise reach the error and every log line
+		switch _, port, err := net.SplitHostPort(s.Redis.Address); {
+		case strings.ContainsAny(s.Redis.Address, "@/?#"):
+			// A URL (redis://user:password@host:port, or one whose
+			// query names the password) or credentials before the
+			// host: not repeated, as it may hold a password, which
+			// would otherwise reach the error and every log line
 			// naming the address.
 			bad("shared_state.redis.address", "must be host:port for backend redis, without a scheme or credentials "+
 				"(put them in username and password); the value given is not repeated, as it may hold a password")
 		case err != nil:
 			bad("shared_state.redis.address", "must be host:port for backend redis; got %q", s.Redis.Address)
+		case !dialPort(port):
+			// Otherwise every dial fails ("unknown port"), while the
+			// replica starts, reports ready and refuses every request.
+			bad("shared_state.redis.address", "must be host:port for backend redis, with a port of 1-65535 (or a service name); got %q", s.Redis.Address)
 		}
 		if s.Redis.DB < 0 {
 			bad("shared_state.redis.db", "must not be negative; got %d", s.Redis.DB)

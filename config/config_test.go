@@ -211,6 +211,18 @@ callers:
 			[]string{"shared_state.redis.address: must be host:port for backend redis, without a scheme or credentials"}},
 		{"redis credentials before the host", "shared_state: {backend: redis, redis: {address: 'not-a-hash-secret@redis:6379'}}\n",
 			[]string{"shared_state.redis.address: must be host:port for backend redis, without a scheme or credentials"}},
+		{"redis password in a query", "shared_state: {backend: redis, redis: {address: 'redis:6379?password=not-a-hash-secret'}}\n",
+			[]string{"shared_state.redis.address: must be host:port for backend redis, without a scheme or credentials", "the value given is not repeated"}},
+		// A port no client can dial would let the replica start and
+		// refuse every request.
+		{"redis port not a port", "shared_state: {backend: redis, redis: {address: 'redis:63790x'}}\n",
+			[]string{`shared_state.redis.address: must be host:port for backend redis, with a port of 1-65535 (or a service name); got "redis:63790x"`}},
+		{"redis port out of range", "shared_state: {backend: redis, redis: {address: 'redis:70000'}}\n",
+			[]string{`shared_state.redis.address: must be host:port for backend redis, with a port of 1-65535 (or a service name); got "redis:70000"`}},
+		{"redis port empty", "shared_state: {backend: redis, redis: {address: 'redis:'}}\n",
+			[]string{`shared_state.redis.address: must be host:port for backend redis, with a port of 1-65535 (or a service name); got "redis:"`}},
+		{"redis port 0", "shared_state: {backend: redis, redis: {address: 'redis:0'}}\n",
+			[]string{`shared_state.redis.address: must be host:port for backend redis, with a port of 1-65535 (or a service name); got "redis:0"`}},
 		{"negative drain delay", "drain_delay: -5s\n", []string{"drain_delay: must not be negative; got -5s"}},
 		{"one address for both listeners", "listen: {grpc: '127.0.0.1:9000', http: '127.0.0.1:9000'}\n",
 			[]string{`listen: grpc and http must differ; both are "127.0.0.1:9000"`}},
