@@ -223,7 +223,7 @@ func (s *Redis) redisNow(ctx context.Context) (time.Time, error) {
 	if t, ok := s.clock.now(); ok {
 		return t, nil
 	}
-	t, err := s.client.Time(ctx).Result()
+	t, err := s.client.Time(sharedstate.ReadOnly(ctx)).Result()
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -482,12 +482,20 @@ func (s *Redis) settle(ctx context.Context, c claimed, next string) {
 // made the record an unknown outcome first, and was told so; or Redis lost
 // the claim (restarted empty, flushed) and holds another run's claim or
 // result, which repeats answer with, and the request may have run twice.
-// This line is where to find what was done. A forget refused is not
-// logged: the claim is gone either way.
+// This line is where to find what was done. A forget refused is logged
+// only when a repeat made the record an unknown outcome first: the run
+// did nothing, but repeats answer OUTCOME_UNKNOWN for 24 h rather than
+// run it again, and this line is where to find that nothing was done.
+// Otherwise the claim is gone, or another run's stands, and repeats run
+// or get that one's answer, as the run's caller was told.
 func (s *Redis) refused(k Key, next string, outcome int) {
 	var msg string
 	switch {
-	case next == "" || outcome == settled:
+	case outcome == settled:
+		return
+	case next == "" && outcome == settledUnknown:
+		msg = "request_id: the claim of a run that did nothing was not dropped, as a repeat past the claim's lease had been told OUTCOME_UNKNOWN first; repeats answer so until its 24 h end (unless Redis loses its data: then a repeat runs it again), though nothing was done"
+	case next == "":
 		return
 	case outcome == settledUnknown:
 		msg = "request_id: the result was not kept, as a repeat past the claim's lease had been told OUTCOME_UNKNOWN first; repeats answer so until its 24 h end (unless Redis loses its data: then a repeat runs it again)"
@@ -564,7 +572,9 @@ func (s *Redis) dropLater(c claimed) {
 			<-s.drops
 		}()
 		dropped := s.keepTrying(c, 50*time.Millisecond, func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), s.settleTimeout)
+			// A drop that finds nothing to delete is answered by a Redis
+			// that refuses every write: not a sign that it serves.
+			ctx, cancel := context.WithTimeout(sharedstate.ReadOnly(context.Background()), s.settleTimeout)
 			defer cancel()
 			res, err := dropScript.Run(ctx, s.client, []string{c.k}, c.owner).Int64Slice()
 			return err == nil && len(res) == 2 && (res[0] == 1 || res[1] > c.by)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -947,5 +948,82 @@ func TestRedisPanicIsAnUnknownOutcome(t *testing.T) {
 	_, err := stores[1].Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { t.Error("ran again after a panic"); return nil, nil })
 	if _, ok := errors.AsType[*OutcomeUnknownError](err); !ok {
 		t.Errorf("repeat on another replica after a panic: %v; want an unknown outcome", err)
+	}
+}
+
+// TestRedisForgetAfterAnUnknownOutcomeIsLogged: a run that did nothing but
+// ended past its claim's lease (its process stalled), after a repeat was
+// told OUTCOME_UNKNOWN, cannot drop its claim: repeats answer
+// OUTCOME_UNKNOWN for 24 h. The log says so, by request_id, and that
+// nothing was done; otherwise the only line of it (the service's) says a
+// repeat runs the request again.
+func TestRedisForgetAfterAnUnknownOutcomeIsLogged(t *testing.T) {
+	const lease = 300 * time.Millisecond
+	s := redisStores(t, 2, lease)
+	a, b := s[0], s[1]
+	logs := captureLog(a)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run := func(time.Time) ([]byte, error) {
+		time.Sleep(2 * lease) // stalled past the lease
+		if _, err := b.Do(ctx, key, fpA, func(time.Time) ([]byte, error) { t.Error("ran twice"); return nil, nil }); !isUnknown(err) {
+			t.Errorf("repeat past the lease: %v; want OutcomeUnknownError", err)
+		}
+		return nil, errors.New("nothing done")
+	}
+	if _, err := a.Do(ctx, key, fpA, run); err == nil || isUnknown(err) {
+		t.Fatalf("a: %v; want its run's error", err)
+	}
+	if _, err := b.Do(ctx, key, fpA, func(time.Time) ([]byte, error) { t.Error("ran twice"); return nil, nil }); !isUnknown(err) {
+		t.Errorf("repeat once a's run ended: %v; want OutcomeUnknownError, as told before", err)
+	}
+	if lines := logs.Lines(`"level":"WARN"`, `"request_id":"`+key.RequestID+`"`, "was not dropped", "told OUTCOME_UNKNOWN first", "nothing was done"); len(lines) != 1 {
+		t.Errorf("want one WARN line saying the claim stays an unknown outcome though nothing was done; log:\n%s", logs.String())
+	}
+}
+
+// TestRedisThatRefusesWritesIsSeenGone: a Redis that refuses every write
+// but still answers reads (a replica after a failover: READONLY) refuses
+// every request with a request_id, and is reported gone once that has
+// lasted a second, though the drop of each refused claim, which finds
+// nothing to delete, is answered. Before, those answers kept
+// backupd_shared_state_up at 1, and the log silent, while every request
+// was refused.
+func TestRedisThatRefusesWritesIsSeenGone(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.FreeAddr(t))
+	client := redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() { client.Close() })
+	var mu sync.Mutex
+	var reports []bool
+	reported := func() []bool { mu.Lock(); defer mu.Unlock(); return append([]bool(nil), reports...) }
+	reach := sharedstate.NewReachability(slog.New(slog.DiscardHandler), func(up bool) { mu.Lock(); defer mu.Unlock(); reports = append(reports, up) })
+	client.AddHook(reach)
+	s := NewRedis(client, "backupd:", time.Minute, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	run := func(time.Time) ([]byte, error) { return []byte("ran"), nil }
+	if _, err := s.Do(ctx, Key{Account: key.Account, RequestID: "before"}, fpA, run); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.ReplicaOf(ctx, "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40 && !slices.Equal(reported(), []bool{true, false}); i++ {
+		_, err := s.Do(ctx, Key{Account: key.Account, RequestID: fmt.Sprintf("refused-%d", i)}, fpA, run)
+		if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok {
+			t.Fatalf("request %d on a replica: %v; want UnavailableError", i, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := reported(); !slices.Equal(got, []bool{true, false}) {
+		t.Fatalf("every write refused (READONLY) for 2 s: reported %v; want [true false]", got)
+	}
+	if err := r.Client.ReplicaOf(ctx, "no", "one").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Do(ctx, Key{Account: key.Account, RequestID: "after"}, fpA, run); err != nil {
+		t.Fatal(err)
+	}
+	if got := reported(); !slices.Equal(got, []bool{true, false, true}) {
+		t.Errorf("served again: reported %v; want [true false true]", got)
 	}
 }

@@ -463,7 +463,7 @@ func (l *Redis) sawGen(gen int64) {
 // holding every replica's turns when that clock stepped forward (hold).
 func (l *Redis) readClock(ctx context.Context) (sample, time.Duration, error) {
 	asked := l.now()
-	us, err := redisTime.Run(ctx, l.client, nil).Int64()
+	us, err := redisTime.Run(sharedstate.ReadOnly(ctx), l.client, nil).Int64()
 	if err != nil {
 		return sample{}, 0, fmt.Errorf("read Redis' clock: %w", err)
 	}

@@ -176,7 +176,8 @@ func logOrphanRun(ctx context.Context, log *slog.Logger, op string, target accou
 		return
 	case err != nil:
 		log.LogAttrs(ctx, slog.LevelWarn, "request_id: a run whose caller left ended in a failure after which nothing was done; "+
-			"it is not kept, and a repeat runs the request again", append(attrs, slog.String("error", redact.Error(err)))...)
+			"it is not kept, and a repeat runs the request again (unless a repeat past its claim's lease was told OUTCOME_UNKNOWN first, as a line of its own then says)",
+			append(attrs, slog.String("error", redact.Error(err)))...)
 		return
 	}
 	if key, arn := madeARN(resp); arn != "" {

@@ -84,6 +84,22 @@ func (r *Reachability) maybeProbe() {
 // commands served.
 type probeKey struct{}
 
+// readOnlyKey marks the context of a command whose answer does not show
+// that Redis serves backupd (ReadOnly).
+type readOnlyKey struct{}
+
+// ReadOnly returns ctx marked so that the answer of a command run with it
+// does not count as Redis serving while Redis refuses backupd's commands
+// (refusingStates), as a probe's does not: a Redis that refuses writes (a
+// replica's READONLY, OOM, MISCONF) still answers a command that only
+// reads (TIME, INFO), or a script that finds nothing to write (the drop of
+// a claim that Redis refused). Between the refused writes of requests,
+// such answers would otherwise keep the gauge at 1, and the log silent,
+// while every request is refused.
+func ReadOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readOnlyKey{}, true)
+}
+
 const (
 	stateUp   = 1
 	stateDown = 2
@@ -164,8 +180,8 @@ func (r *Reachability) observe(ctx context.Context, err error, start time.Time) 
 	var reply redis.Error
 	switch {
 	case err == nil, errors.As(err, &reply) && !refusing(err):
-		if ctx.Value(probeKey{}) != nil && r.refused.Load() {
-			return // PING answered, backupd's commands refused
+		if (ctx.Value(probeKey{}) != nil || ctx.Value(readOnlyKey{}) != nil) && r.refused.Load() {
+			return // PING or a read answered, backupd's commands refused
 		}
 		r.answered()
 	case errors.As(err, &reply):

@@ -320,7 +320,7 @@ func WatchEviction(ctx context.Context, c infoReader, every time.Duration, repor
 			return
 		case <-t.C:
 		}
-		err := checkEviction(ctx, c)
+		err := checkEviction(ReadOnly(ctx), c)
 		_, now := errors.AsType[*MayEvictError](err)
 		if now && !evicting {
 			report(err)
