@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/callers"
@@ -205,7 +206,7 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 		Start: start, Err: err, Req: req, Resp: resp}
 	if st := i.Record(ctx, done); st != nil {
 		if origin == nil {
-			pushBack(ctx, st, err)
+			pushBack(ctx, info.FullMethod, st, err)
 		}
 		return nil, st.Err()
 	}
@@ -218,21 +219,32 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 const pushBackTrailer = "grpc-retry-pushback-ms"
 
 // pushBack sets the pushback trailer of a gRPC call's error, when
-// rpcerror gives the error one. A delay that ends after the call's
-// deadline is -1: the client's retry would wait for it and end at the
-// deadline with its own DEADLINE_EXCEEDED, which says neither why nor
-// when to come back, where without a retry the client has this error and
-// its RetryInfo at once.
-func pushBack(ctx context.Context, st *status.Status, err error) {
+// rpcerror gives the error one. A delay after which the next attempt
+// could not be sent in time is -1: the client's retry would wait for it
+// and end at the deadline with its own DEADLINE_EXCEEDED, or, for a
+// CreateBackup or restore, be refused DEADLINE_EXCEEDED on arrival (it
+// must leave backupd accounts.SendLead before its deadline, counted from
+// the deadline keepTimeToAnswer gives the handler), neither of which says
+// why nor when to come back, where without a retry the client has this
+// error and its RetryInfo at once.
+func pushBack(ctx context.Context, method string, st *status.Status, err error) {
 	ms, ok := rpcerror.PushBack(st, err)
 	if !ok {
 		return
 	}
-	if deadline, has := ctx.Deadline(); has && ms > 0 && time.Now().Add(time.Duration(ms)*time.Millisecond).After(deadline) {
-		ms = -1
+	if deadline, has := ctx.Deadline(); has && ms > 0 {
+		left := deadline.Sub(time.Now().Add(time.Duration(ms) * time.Millisecond)) // when the next attempt arrives
+		if left-min(left/10, maxAnswerTime) < sendLeads[strings.TrimPrefix(method, servicePrefix)] || left <= 0 {
+			ms = -1
+		}
 	}
 	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushBackTrailer, strconv.FormatInt(ms, 10)))
 }
+
+// sendLeads is, by RPC name, how long before its handler's deadline a
+// call must arrive at the rate limiter to be sent (accounts.Leads: the
+// RPCs that are not idempotent are named as their operations).
+var sendLeads = accounts.Leads()
 
 // Finished is a call as Record learns of it.
 type Finished struct {
