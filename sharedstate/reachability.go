@@ -48,6 +48,13 @@ type Reachability struct {
 	// probing is set while it runs.
 	probe   func(context.Context) error
 	probing atomic.Bool
+
+	// write, when set, writes to Redis apart from any request
+	// (ProbeWritesWith); writing is set while it runs, and lastWrite is
+	// when it last began, in Unix ns.
+	write     func(context.Context) error
+	writing   atomic.Bool
+	lastWrite atomic.Int64
 }
 
 // probeBound bounds a probe: two tries of the client's 1 s read timeout,
@@ -77,6 +84,30 @@ func (r *Reachability) maybeProbe() {
 		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), probeKey{}, true), probeBound)
 		defer cancel()
 		_ = r.probe(ctx)
+	}()
+}
+
+// ProbeWritesWith has r write to Redis with write, apart from any
+// request and under probeBound, when a ReadOnly command is answered while
+// Redis refuses backupd's commands, at most once per downAfter: such an
+// answer says nothing of whether Redis takes writes again, and a replica
+// with no requests (only its background reads reach Redis) would
+// otherwise report Redis gone until its next request. The write's answer,
+// or its refusal, counts as any command's.
+func (r *Reachability) ProbeWritesWith(write func(context.Context) error) { r.write = write }
+
+// maybeProbeWrites starts a write (ProbeWritesWith) unless one runs, none
+// is set, or one began less than downAfter ago.
+func (r *Reachability) maybeProbeWrites() {
+	if r.write == nil || r.now().Sub(time.Unix(0, r.lastWrite.Load())) < downAfter || !r.writing.CompareAndSwap(false, true) {
+		return
+	}
+	r.lastWrite.Store(r.now().UnixNano())
+	go func() {
+		defer r.writing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), probeBound)
+		defer cancel()
+		_ = r.write(ctx)
 	}()
 }
 
@@ -181,6 +212,9 @@ func (r *Reachability) observe(ctx context.Context, err error, start time.Time) 
 	switch {
 	case err == nil, errors.As(err, &reply) && !refusing(err):
 		if (ctx.Value(probeKey{}) != nil || ctx.Value(readOnlyKey{}) != nil) && r.refused.Load() {
+			if ctx.Value(readOnlyKey{}) != nil {
+				r.maybeProbeWrites() // do writes pass again?
+			}
 			return // PING or a read answered, backupd's commands refused
 		}
 		r.answered()

@@ -268,3 +268,43 @@ func recorded(log *slog.Logger) (reach *Reachability, reported func() []bool) {
 		return slices.Clone(reports)
 	}
 }
+
+// TestReachabilityOfAnIdleReplicaAfterRefusals: a replica with no
+// requests once Redis, which refused its writes (READONLY), takes them
+// again, reaches Redis only by its background reads (the eviction watch's
+// INFO), whose answers do not count while writes were refused (ReadOnly):
+// they have it write, and see Redis serve again. Before, its gauge stayed
+// 0, and its log silent, until its next request.
+func TestReachabilityOfAnIdleReplicaAfterRefusals(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	r := testenv.StartRedis(t, addr)
+	ctx := context.Background()
+	reach, reported := recorded(slog.New(slog.DiscardHandler))
+	c, _ := clients(t, config.Redis{Address: addr, KeyPrefix: "backupd:"})
+	reach.ProbeWritesWith(func(ctx context.Context) error { return c.Set(ctx, "backupd:reachability", "1", time.Minute).Err() })
+	c.AddHook(reach)
+	if err := c.Set(ctx, "backupd:x", 1, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.ReplicaOf(ctx, "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Refused writes, and reads answered between them, for over a second.
+	for range 5 {
+		_ = c.Set(ctx, "backupd:x", 1, time.Minute).Err()
+		_ = checkEviction(ReadOnly(ctx), c)
+		time.Sleep(300 * time.Millisecond)
+	}
+	if got := reported(); !slices.Equal(got, []bool{true, false}) {
+		t.Fatalf("writes refused for 1.5 s: reported %v; want [true false]", got)
+	}
+	if err := r.Client.ReplicaOf(ctx, "no", "one").Err(); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	WatchEviction(wctx, c, 100*time.Millisecond, func(error) {})
+	if got := reported(); !slices.Equal(got, []bool{true, false, true}) {
+		t.Errorf("Redis took writes again, the replica idle but for its eviction watch, for 2 s: reported %v; want [true false true]", got)
+	}
+}

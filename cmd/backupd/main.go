@@ -518,6 +518,9 @@ func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options,
 	// Before the start's checks, whose first answer, or none, it takes.
 	reach := sharedstate.NewReachability(logger, m.SharedStateUp())
 	reach.ProbeWith(func(ctx context.Context) error { return client.Ping(ctx).Err() })
+	reach.ProbeWritesWith(func(ctx context.Context) error {
+		return client.Set(ctx, rc.KeyPrefix+"reachability", "1", time.Minute).Err()
+	})
 	client.AddHook(reach)
 	if waiter != nil {
 		waiter.AddHook(reach)
