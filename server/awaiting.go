@@ -27,9 +27,12 @@ import (
 // interceptor runs, and a caller that opens streams and leaves their
 // messages unfinished would otherwise make backupd hold that much on each,
 // for as long as the connection lasts. A sweep every sweepEvery ends such
-// calls (canceled, logged REQUEST_NOT_ARRIVED). No tighter bound applies
-// when many wait: a burst of calls on one connection waits for the
-// goroutines that read their requests, which under load can take seconds.
+// calls (canceled, logged REQUEST_NOT_ARRIVED), and logs the calls their
+// callers ended before their request arrived (CANCELED, or
+// DEADLINE_EXCEEDED), as every call a caller cancels is logged and
+// counted. No tighter bound applies when many wait: a burst of calls on
+// one connection waits for the goroutines that read their requests, which
+// under load can take seconds.
 //
 // Calls are not timed one by one: the only cost on the way of a call is
 // its cancelable context and two map operations.
@@ -61,6 +64,7 @@ const (
 	arrivedFirst
 	cutFirst
 	lateFirst
+	endedFirst // its caller ended it (a reset, a closed connection, its deadline)
 )
 
 // sweepEvery is how often the calls waiting for their request are checked.
@@ -94,30 +98,34 @@ func (a *awaiting) sweep(stopping context.Context) {
 		case <-stopping.Done():
 			return
 		case now := <-tick.C:
-			for _, c := range a.late(now) {
+			late, ended := a.late(now)
+			for _, c := range late {
 				a.endLate(c)
+			}
+			for _, c := range ended {
+				a.endedByCaller(c)
 			}
 		}
 	}
 }
 
 // late takes out the calls whose request has not arrived within
-// i.arrival, and those their callers ended.
-func (a *awaiting) late(now time.Time) []*awaitingCall {
+// i.arrival, and those their callers ended (ended), to be logged.
+func (a *awaiting) late(now time.Time) (late, ended []*awaitingCall) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	bound := cmp.Or(a.i.arrival, requestArrivalTimeout)
-	var late []*awaitingCall
 	for c := range a.calls {
 		switch {
 		case c.Err() != nil: // ended by its caller
 			delete(a.calls, c)
+			ended = append(ended, c)
 		case now.Sub(c.start) > bound:
 			delete(a.calls, c)
 			late = append(late, c)
 		}
 	}
-	return late
+	return late, ended
 }
 
 // endLate ends c for a request that did not arrive in time.
@@ -126,9 +134,14 @@ func (a *awaiting) endLate(c *awaitingCall) {
 }
 
 // end logs c as canceled for why and cancels it, as state (cutFirst or
-// lateFirst) says, unless its request arrived or it ended first.
+// lateFirst) says, unless its request arrived first; one its caller ended
+// first is logged as such.
 func (a *awaiting) end(c *awaitingCall, state int32, reason string, why error) {
-	if c.Err() != nil || !c.state.CompareAndSwap(waiting, state) {
+	if c.Err() != nil {
+		a.endedByCaller(c)
+		return
+	}
+	if !c.state.CompareAndSwap(waiting, state) {
 		return
 	}
 	method, known := methodLabel(c.method)
@@ -138,14 +151,41 @@ func (a *awaiting) end(c *awaitingCall, state int32, reason string, why error) {
 	c.cancel()
 }
 
+// endedByCaller logs c, which its caller ended before its request
+// arrived (a stream reset, a connection closed, the call's deadline
+// passed), as any call its caller canceled is logged and counted, unless
+// its request arrived first: nothing was done for it.
+func (a *awaiting) endedByCaller(c *awaitingCall) {
+	if !c.state.CompareAndSwap(waiting, endedFirst) {
+		return
+	}
+	code, reason, level := codes.Canceled, rpcerror.ReasonCanceled, slog.LevelInfo
+	if errors.Is(c.Err(), context.DeadlineExceeded) {
+		code, reason, level = codes.DeadlineExceeded, rpcerror.ReasonDeadlineExceeded, slog.LevelWarn
+	}
+	method, known := methodLabel(c.method)
+	principal, _ := a.i.AuthorizeIn(c, c.method, "") // its caller's name: the tap knew it
+	a.i.Write(c, intercept.Line{Method: method, Principal: principal, Unknown: !known, Code: code,
+		Reason: reason, Level: level, Err: errEndedByCaller}, c.start)
+}
+
+// errEndedByCaller is what a call its caller ended before its request
+// arrived is logged with; errEndedByCallerStatus answers one whose request
+// arrived just as it was logged so.
+var (
+	errEndedByCaller       = errors.New("the caller ended the call before its request arrived; nothing was done")
+	errEndedByCallerStatus = refused(&rpcerror.RequestError{Code: codes.Canceled, Reason: rpcerror.ReasonCanceled, Msg: errEndedByCaller.Error()})
+)
+
 // hold returns the context of a call of method, to be canceled if the
 // drain's grace passes before arrived is called for it.
 func (a *awaiting) hold(ctx context.Context, method string) context.Context {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &awaitingCall{Context: ctx, cancel: cancel, method: method, start: time.Now()}
+	var ended []*awaitingCall
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.cut {
+		a.mu.Unlock()
 		time.AfterFunc(drainGrace, func() { a.cutOne(c) })
 		return c
 	}
@@ -153,11 +193,16 @@ func (a *awaiting) hold(ctx context.Context, method string) context.Context {
 		for other := range a.calls {
 			if other.Err() != nil {
 				delete(a.calls, other)
+				ended = append(ended, other)
 			}
 		}
 		a.swept = len(a.calls)
 	}
 	a.calls[c] = struct{}{}
+	a.mu.Unlock()
+	for _, other := range ended {
+		a.endedByCaller(other)
+	}
 	return c
 }
 
@@ -176,6 +221,8 @@ func (a *awaiting) arrived(ctx context.Context) error {
 			return errCutAtDrainStatus
 		case lateFirst:
 			return errRequestLateStatus
+		case endedFirst:
+			return errEndedByCallerStatus
 		}
 		return nil
 	}

@@ -113,6 +113,54 @@ func TestAwaitingArrivalAndCutRace(t *testing.T) {
 	stop()
 }
 
+// TestAwaitingCallsEndedByTheirCallerAreLogged: a BackupService call its
+// caller ends before its request arrives (a reset stream, a closed
+// connection, its deadline) is logged and counted once, as any call its
+// caller cancels is (over REST, a body its client abandons is), naming its
+// caller; one whose request arrived first is left to its handler, and a
+// request arriving after the line was written is refused, not run.
+func TestAwaitingCallsEndedByTheirCallerAreLogged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &testenv.Buffer{}
+		stopping, stop := context.WithCancel(context.Background())
+		defer stop()
+		authz := callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup"}}})
+		i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Authorizer: authz}),
+			stopping: stopping, authz: authz}
+		i.awaiting = newAwaiting(i, stopping)
+		method := backupv1.BackupService_CreateBackup_FullMethodName
+		md := metadata.Pairs("authorization", "Bearer orders-token")
+
+		resetParent, reset := context.WithCancel(metadata.NewIncomingContext(context.Background(), md))
+		resetCall := i.holdUntilArrival(resetParent, method)
+		deadlineParent, cancelDeadline := context.WithTimeout(metadata.NewIncomingContext(context.Background(), md), 300*time.Millisecond)
+		defer cancelDeadline()
+		i.holdUntilArrival(deadlineParent, method)
+		arrivedParent, resetArrived := context.WithCancel(context.Background())
+		arrivedCall := i.holdUntilArrival(arrivedParent, method)
+		if i.requestArrived(arrivedCall) != nil {
+			t.Fatal("a request arriving in time was refused")
+		}
+		reset()
+		resetArrived() // its handler logs it
+		time.Sleep(time.Second)
+
+		if lines := logs.Lines(`"level":"INFO"`, `"method":"`+method+`"`, `"principal":"orders"`, `"code":"Canceled"`, `"reason":"CANCELED"`); len(lines) != 1 {
+			t.Errorf("want one line for the call reset before its request came; log:\n%s", logs.String())
+		}
+		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"code":"DeadlineExceeded"`, `"reason":"DEADLINE_EXCEEDED"`, "before its request arrived"); len(lines) != 1 {
+			t.Errorf("want one line for the call whose deadline passed before its request came; log:\n%s", logs.String())
+		}
+		if n := len(logs.Lines(`"msg":"request"`)); n != 2 {
+			t.Errorf("%d lines; want the 2 above, none for the call whose request arrived; log:\n%s", n, logs.String())
+		}
+		if err := i.requestArrived(resetCall); status.Code(err) != codes.Canceled || rpcerror.ReasonOf(status.Convert(err)) != rpcerror.ReasonCanceled {
+			t.Errorf("the request of a call logged as ended by its caller: %v; want it refused, Canceled %s", err, rpcerror.ReasonCanceled)
+		}
+	})
+}
+
 // TestAwaitingCutNamesTheCaller: the line of a call cut at the drain
 // names its caller, whom the tap knew by its token.
 func TestAwaitingCutNamesTheCaller(t *testing.T) {
