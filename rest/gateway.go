@@ -463,6 +463,13 @@ func (c cappedLog) Write(p []byte) (int, error) {
 	msg := strings.TrimSuffix(string(p), "\n")
 	var attrs []slog.Attr
 	if strings.HasPrefix(msg, handshakeError) {
+		if strings.HasSuffix(msg, net.ErrClosed.Error()) {
+			// A connection closed under its handshake was closed by
+			// backupd (closeNewOnShutdown, at the drain): not the
+			// client's failure, as on the gRPC listener
+			// (server.loggedCredentials).
+			return len(p), nil
+		}
 		leftOut, ok := c.cap.Admit(handshakeError, time.Now())
 		if !ok {
 			return len(p), nil

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	stdlog "log"
 	"log/slog"
 	"net"
@@ -68,6 +69,50 @@ func TestFailedHandshakesAreCapped(t *testing.T) {
 			t.Errorf("%d other lines; want both", n)
 		}
 	})
+}
+
+// TestHandshakesClosedAtTheDrainAreNotLogged: a connection still in its
+// TLS handshake when the drain begins is closed by backupd, which is no
+// failed handshake of the client's: it is not logged as one (as on the
+// gRPC listener), while a client's own failure still is.
+func TestHandshakesClosedAtTheDrainAreNotLogged(t *testing.T) {
+	files := testenv.SelfSignedTLS(t)
+	cfg, err := certreload.TLSConfig(files.CertFile, files.KeyFile, "", discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.Buffer{}
+	hs := NewServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = Serve(hs, hl) }()
+	t.Cleanup(func() { hs.Close() })
+	silent, err := net.Dial("tcp", hl.Addr().String()) // opens, sends nothing: still in its handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(100 * time.Millisecond) // accepted, its handshake begun
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the connection in its handshake was not closed at the drain")
+	}
+	time.Sleep(200 * time.Millisecond) // for the server's line, were it written
+	if lines := logs.Lines("TLS handshake error"); len(lines) != 0 {
+		t.Errorf("the drain's own close of a connection in its handshake was logged as a failed handshake: %q", lines)
+	}
+	c := stdlog.New(cappedLog{log: slog.New(slog.NewJSONHandler(logs, nil)), cap: logcap.New(10 * time.Second)}, "", 0)
+	c.Printf("http: TLS handshake error from 127.0.0.1:1000: EOF")
+	if lines := logs.Lines(`"level":"WARN"`, "TLS handshake error"); len(lines) != 1 {
+		t.Errorf("a client's failed handshake: %q; want it logged", lines)
+	}
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
