@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -59,11 +60,61 @@ type Roles struct {
 	log      *slog.Logger
 }
 
-// cached is one account's credentials cache.
+// cached is one account's credentials, as its DynamoDB clients get them
+// (Retrieve): from its cache, whose provider is the assumer.
 type cached struct {
 	cache   *aws.CredentialsCache
 	assumer *assumer
+	// held is the last credentials the cache gave; refreshing is set
+	// while a refresh runs apart from the requests (refreshApart).
+	held       atomic.Pointer[aws.Credentials]
+	refreshing atomic.Bool
 }
+
+// Retrieve gives the account's credentials. Once they are due for
+// refresh, while the held ones could still be kept were it to fail
+// (keepable), the held ones are given at once and the cache refreshes
+// apart from the requests: its own refresh would hold every request of
+// the account until STS answered, up to keptRefreshTimeout, at every
+// attempt while STS hangs. Otherwise the cache decides, and its refresh
+// is waited for.
+func (c *cached) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if h := c.held.Load(); h != nil && h.Expired() && c.assumer.keepableAt(time.Now()) {
+		c.refreshApart()
+		return *h, nil
+	}
+	creds, err := c.cache.Retrieve(ctx)
+	if err == nil {
+		c.hold(creds)
+	}
+	return creds, err
+}
+
+// hold keeps creds as the held credentials, when they are new.
+func (c *cached) hold(creds aws.Credentials) {
+	if h := c.held.Load(); h == nil || *h != creds {
+		held := creds
+		c.held.Store(&held)
+	}
+}
+
+// refreshApart has the cache refresh, unless a refresh it started runs:
+// the assumer bounds the call, which no request waits for.
+func (c *cached) refreshApart() {
+	if !c.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.refreshing.Store(false)
+		if creds, err := c.cache.Retrieve(context.Background()); err == nil {
+			c.hold(creds)
+		}
+	}()
+}
+
+// ProviderSources passes on where the credentials come from, which the
+// SDK names in its User-Agent.
+func (c *cached) ProviderSources() []aws.CredentialSource { return c.cache.ProviderSources() }
 
 // NewRoles builds a cached AssumeRole provider for every role. Nothing is
 // called until credentials are first needed.
@@ -104,7 +155,7 @@ func (r *Roles) Credentials(accountID string) (aws.CredentialsProvider, bool) {
 	if !ok {
 		return nil, false
 	}
-	return c.cache, true
+	return c, true
 }
 
 // reassumeEvery bounds how often Expired drops an account's credentials:
@@ -126,6 +177,7 @@ func (r *Roles) Expired(accountID, accessKeyID string) {
 	if !ok || !c.assumer.refused(time.Now(), accessKeyID) {
 		return
 	}
+	c.held.Store(nil)
 	c.cache.Invalidate()
 	r.log.LogAttrs(context.Background(), slog.LevelWarn,
 		"DynamoDB found the account's credentials expired before backupd's clock did; assuming the role again (check this host's clock)",
@@ -261,6 +313,13 @@ func (a *assumer) refused(now time.Time, key string) bool {
 	}
 	a.refusedAt, a.expires, a.retryAt = now, time.Time{}, time.Time{}
 	return true
+}
+
+// keepableAt is keepable, for a caller that does not hold a.mu.
+func (a *assumer) keepableAt(t time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.keepable(t)
 }
 
 // keepable reports whether the last credentials, kept at t after a failed

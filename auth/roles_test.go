@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/backupd/backupd/testenv"
 )
 
 // fakeSTS stands in for STS in these unit tests; the integration tests use moto.
@@ -30,6 +32,14 @@ type fakeSTS struct {
 	lifetime time.Duration
 	// budget is how long the last call had, by its context's deadline.
 	budget time.Duration
+	// delay is how much longer than 10 ms it takes to answer.
+	delay time.Duration
+}
+
+func (f *fakeSTS) slow(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.delay = d
 }
 
 func (f *fakeSTS) fail(err error) {
@@ -42,7 +52,10 @@ func (f *fakeSTS) fail(err error) {
 func (f *fakeSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
 	call := f.calls.Add(1)
 	dl, _ := ctx.Deadline()
-	time.Sleep(10 * time.Millisecond) // let concurrent callers pile up
+	f.mu.Lock()
+	delay := f.delay
+	f.mu.Unlock()
+	time.Sleep(10*time.Millisecond + delay) // let concurrent callers pile up
 	f.mu.Lock()
 	f.last, f.budget = in, time.Until(dl)+10*time.Millisecond
 	err, lifetime := f.err, f.lifetime
@@ -136,50 +149,100 @@ func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.lifetime.String(), func(t *testing.T) {
-			// Credentials that expire within the refresh window are due
-			// for refresh at once, as every credential is in its last
-			// five minutes.
-			stub := &fakeSTS{lifetime: tt.lifetime}
-			var logs strings.Builder
-			p, _ := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, []Role{
-				{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-			}).Credentials("111111111111")
-			ctx := context.Background()
-			if _, err := p.Retrieve(ctx); err != nil {
-				t.Fatal(err)
-			}
-			stub.fail(&smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "STS is down", Fault: smithy.FaultServer})
-			for range 20 {
-				c, err := p.Retrieve(ctx)
-				if tt.kept && (err != nil || !strings.HasPrefix(c.AccessKeyID, "ASIAEXAMPLE")) {
-					t.Fatalf("during the outage: %v, %v; want the credentials held", c.AccessKeyID, err)
+			synctest.Test(t, func(t *testing.T) {
+				// Credentials that expire within the refresh window are due
+				// for refresh at once, as every credential is in its last
+				// five minutes.
+				stub := &fakeSTS{lifetime: tt.lifetime}
+				logs := &testenv.Buffer{}
+				p, _ := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: slog.New(slog.NewJSONHandler(logs, nil))}, []Role{
+					{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+				}).Credentials("111111111111")
+				ctx := context.Background()
+				if _, err := p.Retrieve(ctx); err != nil {
+					t.Fatal(err)
 				}
-				if !tt.kept && err == nil {
-					t.Fatalf("credentials %s from their end were kept", tt.lifetime)
+				stub.fail(&smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "STS is down", Fault: smithy.FaultServer})
+				for range 20 {
+					c, err := p.Retrieve(ctx)
+					if tt.kept && (err != nil || !strings.HasPrefix(c.AccessKeyID, "ASIAEXAMPLE")) {
+						t.Fatalf("during the outage: %v, %v; want the credentials held", c.AccessKeyID, err)
+					}
+					if !tt.kept && err == nil {
+						t.Fatalf("credentials %s from their end were kept", tt.lifetime)
+					}
 				}
-			}
-			if n, want := stub.calls.Load(), int32(2); tt.kept && n != want {
-				t.Errorf("STS was asked %d times for 21 retrievals; want %d: the first, and one failed refresh", n, want)
-			}
-			// A refresh that failed while the held credentials serve is
-			// logged, naming the account and STS's code only (its message
-			// may quote the signed request); one that fails requests is
-			// logged with them.
-			warned := strings.Count(logs.String(), `"level":"WARN","msg":"STS did not refresh the account's credentials`)
-			if tt.kept && (warned != 1 || !strings.Contains(logs.String(), `"account":"111111111111"`) ||
-				!strings.Contains(logs.String(), `"error":"STS answered ServiceUnavailable"`) || strings.Contains(logs.String(), "STS is down")) ||
-				!tt.kept && warned != 0 {
-				t.Errorf("log:\n%s", logs.String())
-			}
-			// The cache holds the account's requests while it refreshes:
-			// with credentials to fall back on, an STS that hangs may not
-			// hold them for the full timeout.
-			stub.mu.Lock()
-			budget := stub.budget
-			stub.mu.Unlock()
-			if want := keptRefreshTimeout; tt.kept && budget > want || !tt.kept && budget <= want {
-				t.Errorf("the failed refresh could take %s; want at most %s only when credentials can be kept", budget.Round(time.Millisecond), want)
-			}
+				time.Sleep(time.Second) // for the refresh apart, if one runs
+				if n, want := stub.calls.Load(), int32(2); tt.kept && n != want {
+					t.Errorf("STS was asked %d times for 21 retrievals; want %d: the first, and one failed refresh", n, want)
+				}
+				// A refresh that failed while the held credentials serve is
+				// logged, naming the account and STS's code only (its message
+				// may quote the signed request); one that fails requests is
+				// logged with them.
+				warned := strings.Count(logs.String(), `"level":"WARN","msg":"STS did not refresh the account's credentials`)
+				if tt.kept && (warned != 1 || !strings.Contains(logs.String(), `"account":"111111111111"`) ||
+					!strings.Contains(logs.String(), `"error":"STS answered ServiceUnavailable"`) || strings.Contains(logs.String(), "STS is down")) ||
+					!tt.kept && warned != 0 {
+					t.Errorf("log:\n%s", logs.String())
+				}
+				// The cache holds the account's requests while it refreshes:
+				// with credentials to fall back on, an STS that hangs may not
+				// hold them for the full timeout.
+				stub.mu.Lock()
+				budget := stub.budget
+				stub.mu.Unlock()
+				if want := keptRefreshTimeout; tt.kept && budget > want || !tt.kept && budget <= want {
+					t.Errorf("the failed refresh could take %s; want at most %s only when credentials can be kept", budget.Round(time.Millisecond), want)
+				}
+			})
+		})
+	}
+}
+
+// TestRefreshRunsApartFromRequests: credentials due for refresh that a
+// failed refresh would keep are given at once while one refresh runs
+// apart, however long STS takes, and the new ones once it answers; ones
+// too close to their end to be kept wait for the refresh.
+func TestRefreshRunsApartFromRequests(t *testing.T) {
+	for _, tt := range []struct {
+		lifetime time.Duration
+		apart    bool
+	}{{4 * time.Minute, true}, {70 * time.Second, false}} {
+		t.Run(tt.lifetime.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stub := &fakeSTS{lifetime: tt.lifetime} // in the refresh window: due for refresh at once
+				p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+					{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+				}).Credentials("111111111111")
+				ctx := context.Background()
+				if _, err := p.Retrieve(ctx); err != nil {
+					t.Fatal(err)
+				}
+				stub.slow(2 * time.Second)
+				start := time.Now()
+				for i := range 50 {
+					c, err := p.Retrieve(ctx)
+					if err != nil || tt.apart && c.AccessKeyID != "ASIAEXAMPLE1" {
+						t.Fatalf("retrieval %d: %v, %v", i, c.AccessKeyID, err)
+					}
+				}
+				if waited := time.Since(start); tt.apart && waited != 0 || !tt.apart && waited < 2*time.Second {
+					t.Errorf("50 retrievals during a refresh waited %s; want no wait only when the held credentials can be kept", waited)
+				}
+				if !tt.apart {
+					return
+				}
+				synctest.Wait() // the refresh has asked STS
+				if n := stub.calls.Load(); n != 2 {
+					t.Errorf("STS asked %d times; want twice: the first, and one refresh", n)
+				}
+				time.Sleep(3 * time.Second) // STS answers
+				if c, err := p.Retrieve(ctx); err != nil || c.AccessKeyID != "ASIAEXAMPLE2" {
+					t.Errorf("after the refresh: %v, %v; want its credentials, ASIAEXAMPLE2", c.AccessKeyID, err)
+				}
+				time.Sleep(3 * time.Second) // the refresh that retrieval started (they too are due) ends
+			})
 		})
 	}
 }
@@ -275,15 +338,15 @@ func TestExpiredCredentialsAreNotKept(t *testing.T) {
 			t.Fatal(err)
 		}
 		stub.fail(&smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "STS is down", Fault: smithy.FaultServer})
-		refreshed := make(chan error, 1)
-		go func() {
-			_, err := p.Retrieve(context.Background()) // a refresh, failing after 10 ms
-			refreshed <- err
-		}()
+		// The held credentials, while a refresh, failing after 10 ms,
+		// runs apart.
+		if c, err := p.Retrieve(context.Background()); err != nil || c.AccessKeyID != "ASIAEXAMPLE1" {
+			t.Fatalf("a retrieval due for refresh: %v, %v; want the held credentials at once", c.AccessKeyID, err)
+		}
 		time.Sleep(5 * time.Millisecond)
 		roles.Expired("111111111111", "ASIAEXAMPLE1") // while it runs
-		if err := <-refreshed; err == nil {
-			t.Error("a refresh that failed kept the credentials DynamoDB had refused")
+		if c, err := p.Retrieve(context.Background()); err == nil {
+			t.Errorf("a retrieval once DynamoDB refused the credentials: %v; want the failed refresh's error, not them kept", c.AccessKeyID)
 		}
 		calls := stub.calls.Load()
 		if c, err := p.Retrieve(context.Background()); err == nil || stub.calls.Load() != calls {
