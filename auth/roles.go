@@ -79,7 +79,7 @@ type cached struct {
 // attempt while STS hangs. Otherwise the cache decides, and its refresh
 // is waited for.
 func (c *cached) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	if h := c.held.Load(); h != nil && h.Expired() && c.assumer.keepableAt(time.Now()) {
+	if h := c.held.Load(); h != nil && h.Expired() && c.assumer.keeps(h, time.Now()) {
 		c.refreshApart()
 		return *h, nil
 	}
@@ -106,11 +106,16 @@ func (c *cached) refreshApart() {
 	}
 	go func() {
 		defer c.refreshing.Store(false)
-		if creds, err := c.cache.Retrieve(context.Background()); err == nil {
+		if creds, err := c.cache.Retrieve(context.WithValue(context.Background(), apartKey{}, true)); err == nil {
 			c.hold(creds)
 		}
 	}()
 }
+
+// apartKey marks the context of a refresh run apart from the requests
+// (refreshApart), which the cache passes on to the assumer: no request
+// waits for it, so it is not held to keptRefreshTimeout.
+type apartKey struct{}
 
 // ProviderSources passes on where the credentials come from, which the
 // SDK names in its User-Agent.
@@ -189,10 +194,15 @@ func (r *Roles) Expired(accountID, accessKeyID string) {
 // retryRefreshAfter later: an STS outage in the minutes before expiry, when the
 // cache refreshes, then fails no request, and the requests that arrive
 // meanwhile do not each call STS.
-// A refresh while the held credentials could be kept waits at most
-// keptRefreshTimeout: the cache holds every request of the account while
-// it refreshes, and an STS that hangs would hold them for the full
-// timeout, over and over.
+// A refresh that requests wait for while the held credentials could be
+// kept (one that started just as they fell due, before the refresh apart
+// did) waits at most keptRefreshTimeout: an STS that hangs would hold
+// them for the full timeout. A refresh apart has the full timeout, or
+// less to end while the held credentials can still be kept, but not under
+// keptRefreshTimeout: cut short to keptRefreshTimeout always, an STS
+// that answers in a few seconds would fail every refresh apart, and then
+// the one the requests wait for, once the held credentials are too close
+// to their end to be kept.
 const (
 	keepValidFor       = time.Minute
 	retryRefreshAfter  = 15 * time.Second
@@ -242,7 +252,11 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 		a.mu.Unlock()
 		return aws.Credentials{}, &held
 	}
-	if a.keepable(time.Now().Add(keptRefreshTimeout)) {
+	if ctx.Value(apartKey{}) != nil {
+		// Ends, where it can, while the held credentials can still be
+		// kept, were it to fail.
+		timeout = min(timeout, max(time.Until(a.expires)-keepValidFor-retryRefreshAfter, keptRefreshTimeout))
+	} else if a.keepable(time.Now().Add(keptRefreshTimeout)) {
 		timeout = min(timeout, keptRefreshTimeout)
 	}
 	a.mu.Unlock()
@@ -315,11 +329,16 @@ func (a *assumer) refused(now time.Time, key string) bool {
 	return true
 }
 
-// keepableAt is keepable, for a caller that does not hold a.mu.
-func (a *assumer) keepableAt(t time.Time) bool {
+// keeps reports whether held, credentials due for refresh, could be kept
+// at t (keepable): only the last credentials STS gave can. Older ones are
+// held when the cache has refreshed since without telling (the requests
+// that waited for that refresh all left before it ended, or one gave its
+// credentials to hold after another gave the newer ones), and may have
+// expired. For a caller that does not hold a.mu.
+func (a *assumer) keeps(held *aws.Credentials, t time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.keepable(t)
+	return held.AccessKeyID == a.key && a.keepable(t)
 }
 
 // keepable reports whether the last credentials, kept at t after a failed

@@ -60,6 +60,9 @@ func (f *fakeSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...
 	f.last, f.budget = in, time.Until(dl)+10*time.Millisecond
 	err, lifetime := f.err, f.lifetime
 	f.mu.Unlock()
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return nil, ctxErr // no answer within the call's bound
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -186,14 +189,14 @@ func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
 					!tt.kept && warned != 0 {
 					t.Errorf("log:\n%s", logs.String())
 				}
-				// The cache holds the account's requests while it refreshes:
-				// with credentials to fall back on, an STS that hangs may not
-				// hold them for the full timeout.
+				// No request waits for the refresh apart, nor is one made
+				// when credentials cannot be kept: both have the full
+				// timeout (TestKeptRefreshTimeout).
 				stub.mu.Lock()
 				budget := stub.budget
 				stub.mu.Unlock()
-				if want := keptRefreshTimeout; tt.kept && budget > want || !tt.kept && budget <= want {
-					t.Errorf("the failed refresh could take %s; want at most %s only when credentials can be kept", budget.Round(time.Millisecond), want)
+				if budget <= keptRefreshTimeout {
+					t.Errorf("the failed refresh could take %s; want the full timeout", budget.Round(time.Millisecond))
 				}
 			})
 		})
@@ -245,6 +248,104 @@ func TestRefreshRunsApartFromRequests(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestKeptRefreshTimeout: a refresh apart from the requests has the full
+// timeout: an STS that answers in 4 s refreshes the credentials with no
+// request waiting, rather than failing at every try until the held ones
+// are too close to their end to be kept, and the requests wait for it
+// then. A refresh the requests wait for while the held credentials could
+// be kept (one that started just as they fell due) waits at most
+// keptRefreshTimeout.
+func TestKeptRefreshTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &fakeSTS{lifetime: 4 * time.Minute} // in the refresh window: due for refresh at once
+		roles := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+		})
+		p, _ := roles.Credentials("111111111111")
+		if _, err := p.Retrieve(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		stub.slow(4 * time.Second)
+		start := time.Now()
+		if c, err := p.Retrieve(context.Background()); err != nil || c.AccessKeyID != "ASIAEXAMPLE1" || time.Since(start) != 0 {
+			t.Fatalf("a retrieval due for refresh: %v, %v after %s; want the held credentials at once", c.AccessKeyID, err, time.Since(start))
+		}
+		time.Sleep(5 * time.Second) // STS answers the refresh apart
+		if c, err := p.Retrieve(context.Background()); err != nil || c.AccessKeyID != "ASIAEXAMPLE2" {
+			t.Errorf("after a refresh apart that STS answered in 4 s: %v, %v; want its credentials, ASIAEXAMPLE2", c.AccessKeyID, err)
+		}
+		synctest.Wait()
+		time.Sleep(5 * time.Second) // the refresh that retrieval started ends
+		// One the requests wait for, with credentials that could be kept.
+		stub.slow(0)
+		if _, err := roles.accounts["111111111111"].cache.Retrieve(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		stub.mu.Lock()
+		budget := stub.budget
+		stub.mu.Unlock()
+		if budget > keptRefreshTimeout {
+			t.Errorf("a refresh requests wait for, with credentials to keep, could take %s; want at most %s", budget.Round(time.Millisecond), keptRefreshTimeout)
+		}
+	})
+	// A refresh apart ends while the held credentials can still be kept,
+	// were it to fail: credentials of 82 s leave it 7 s.
+	synctest.Test(t, func(t *testing.T) {
+		stub := &fakeSTS{lifetime: 82 * time.Second}
+		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+		}).Credentials("111111111111")
+		if _, err := p.Retrieve(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := p.Retrieve(context.Background()); err != nil || c.AccessKeyID != "ASIAEXAMPLE1" {
+			t.Fatalf("a retrieval due for refresh: %v, %v; want the held credentials", c.AccessKeyID, err)
+		}
+		synctest.Wait()
+		time.Sleep(time.Second)
+		stub.mu.Lock()
+		budget := stub.budget
+		stub.mu.Unlock()
+		if want := 82*time.Second - 20*time.Millisecond - keepValidFor - retryRefreshAfter; budget.Round(time.Second) != want.Round(time.Second) {
+			t.Errorf("the refresh apart could take %s; want %s", budget.Round(time.Millisecond), want)
+		}
+	})
+}
+
+// TestRefreshNoRequestWaitedForIsHeld: when every request that waited for
+// a refresh has left before STS answered, the cache holds the new
+// credentials unseen; the next request gets them, not the old ones, which
+// were too close to their end to be kept and have expired since.
+func TestRefreshNoRequestWaitedForIsHeld(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &fakeSTS{lifetime: 70 * time.Second} // too close to their end to be kept
+		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+		}).Credentials("111111111111")
+		if _, err := p.Retrieve(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(71 * time.Second) // ASIAEXAMPLE1 has expired
+		stub.slow(2 * time.Second)
+		stub.mu.Lock()
+		stub.lifetime = time.Hour
+		stub.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := p.Retrieve(ctx); err == nil {
+			t.Fatal("a retrieval that left before STS answered got credentials")
+		}
+		time.Sleep(2 * time.Second) // STS answers, with none waiting
+		if c, err := p.Retrieve(context.Background()); err != nil || c.AccessKeyID != "ASIAEXAMPLE2" {
+			t.Errorf("after the refresh: %v, %v; want its credentials, ASIAEXAMPLE2, not the expired ones", c.AccessKeyID, err)
+		}
+		synctest.Wait()
+		if n := stub.calls.Load(); n != 2 {
+			t.Errorf("STS asked %d times; want twice", n)
+		}
+	})
 }
 
 // TestFailedAssumeRoleAnswersForItself: with no credentials to keep, a
