@@ -207,6 +207,10 @@ const (
 	keepValidFor       = time.Minute
 	retryRefreshAfter  = 15 * time.Second
 	keptRefreshTimeout = 3 * time.Second
+	// apartMargin is what a refresh apart cut short leaves between its
+	// deadline and the end of keepable: its failure, at the deadline, is
+	// judged keepable (HandleFailToRefresh) a moment after it.
+	apartMargin = time.Second
 )
 
 // failureHoldOff is how long a failed AssumeRole answers for itself when
@@ -254,8 +258,9 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	}
 	if ctx.Value(apartKey{}) != nil {
 		// Ends, where it can, while the held credentials can still be
-		// kept, were it to fail.
-		timeout = min(timeout, max(time.Until(a.expires)-keepValidFor-retryRefreshAfter, keptRefreshTimeout))
+		// kept, were it to fail: apartMargin before they no longer can,
+		// as its failure is taken after its deadline.
+		timeout = min(timeout, max(time.Until(a.expires)-keepValidFor-retryRefreshAfter-apartMargin, keptRefreshTimeout))
 	} else if a.keepable(time.Now().Add(keptRefreshTimeout)) {
 		timeout = min(timeout, keptRefreshTimeout)
 	}

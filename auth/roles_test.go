@@ -55,7 +55,11 @@ func (f *fakeSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...
 	f.mu.Lock()
 	delay := f.delay
 	f.mu.Unlock()
-	time.Sleep(10*time.Millisecond + delay) // let concurrent callers pile up
+	select { // let concurrent callers pile up; no answer past the call's bound
+	case <-time.After(10*time.Millisecond + delay):
+	case <-ctx.Done():
+		time.Sleep(time.Millisecond) // a real client returns a moment after its deadline
+	}
 	f.mu.Lock()
 	f.last, f.budget = in, time.Until(dl)+10*time.Millisecond
 	err, lifetime := f.err, f.lifetime
@@ -291,7 +295,8 @@ func TestKeptRefreshTimeout(t *testing.T) {
 		}
 	})
 	// A refresh apart ends while the held credentials can still be kept,
-	// were it to fail: credentials of 82 s leave it 7 s.
+	// were it to fail: credentials of 82 s leave it 6 s (apartMargin
+	// before they no longer can).
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{lifetime: 82 * time.Second}
 		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
@@ -308,7 +313,7 @@ func TestKeptRefreshTimeout(t *testing.T) {
 		stub.mu.Lock()
 		budget := stub.budget
 		stub.mu.Unlock()
-		if want := 82*time.Second - 20*time.Millisecond - keepValidFor - retryRefreshAfter; budget.Round(time.Second) != want.Round(time.Second) {
+		if want := 82*time.Second - 20*time.Millisecond - keepValidFor - retryRefreshAfter - apartMargin; budget.Round(time.Second) != want.Round(time.Second) {
 			t.Errorf("the refresh apart could take %s; want %s", budget.Round(time.Millisecond), want)
 		}
 	})
@@ -492,4 +497,34 @@ func TestAssumeRoleErrorHoldsNoExternalID(t *testing.T) {
 			t.Errorf("retrieval %d: the error lost STS's words: %s", i, text)
 		}
 	}
+}
+
+// TestRefreshApartThatTimesOutIsKept: STS hangs; a refresh apart cut
+// short so as to end while the held credentials can be kept, failing at
+// that bound, keeps them: the requests go on with them, not waiting for
+// STS.
+func TestRefreshApartThatTimesOutIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &fakeSTS{lifetime: 82 * time.Second}
+		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
+			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+		}).Credentials("111111111111")
+		if _, err := p.Retrieve(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		stub.slow(time.Minute) // STS hangs
+		if c, err := p.Retrieve(context.Background()); err != nil || c.AccessKeyID != "ASIAEXAMPLE1" {
+			t.Fatalf("a retrieval due for refresh: %v, %v; want the held credentials", c.AccessKeyID, err)
+		}
+		time.Sleep(8 * time.Second) // the refresh apart timed out, at 6 s: 74 s of validity left, kept until the retry 15 s on
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		c, err := p.Retrieve(ctx)
+		if err != nil || c.AccessKeyID != "ASIAEXAMPLE1" || time.Since(start) != 0 {
+			t.Errorf("after a refresh apart timed out at its bound: %q, %v after %s; want the held credentials, kept, at once",
+				c.AccessKeyID, err, time.Since(start))
+		}
+		time.Sleep(3 * time.Minute) // the STS calls end
+	})
 }
