@@ -151,30 +151,34 @@ func (a *awaiting) end(c *awaitingCall, state int32, reason string, why error) {
 	c.cancel()
 }
 
-// endedByCaller logs c, which its caller ended before its request
-// arrived (a stream reset, a connection closed, the call's deadline
-// passed), as any call its caller canceled is logged and counted, unless
-// its request arrived first: nothing was done for it.
+// endedByCaller logs c, which ended before its request arrived (its
+// caller reset the stream or closed the connection, or the call's
+// deadline passed), as any call its caller canceled is logged and
+// counted, unless its request arrived first: nothing was done for it.
+// grpc-go's own refusal of a request it would not read (over 4 MiB, or
+// in a compression backupd does not take) ends the call alike, and
+// nothing tells the two apart here: the line says so, under CANCELED.
 func (a *awaiting) endedByCaller(c *awaitingCall) {
 	if !c.state.CompareAndSwap(waiting, endedFirst) {
 		return
 	}
-	code, reason, level := codes.Canceled, rpcerror.ReasonCanceled, slog.LevelInfo
+	code, reason, level, why := codes.Canceled, rpcerror.ReasonCanceled, slog.LevelInfo, errEndedByCaller
 	if errors.Is(c.Err(), context.DeadlineExceeded) {
-		code, reason, level = codes.DeadlineExceeded, rpcerror.ReasonDeadlineExceeded, slog.LevelWarn
+		code, reason, level, why = codes.DeadlineExceeded, rpcerror.ReasonDeadlineExceeded, slog.LevelWarn, errDeadlineBeforeRequest
 	}
 	method, known := methodLabel(c.method)
 	principal, _ := a.i.AuthorizeIn(c, c.method, "") // its caller's name: the tap knew it
 	a.i.Write(c, intercept.Line{Method: method, Principal: principal, Unknown: !known, Code: code,
-		Reason: reason, Level: level, Err: errEndedByCaller}, c.start)
+		Reason: reason, Level: level, Err: why}, c.start)
 }
 
-// errEndedByCaller is what a call its caller ended before its request
-// arrived is logged with; errEndedByCallerStatus answers one whose request
-// arrived just as it was logged so.
+// errEndedByCaller and errDeadlineBeforeRequest are what a call that
+// ended before its request arrived is logged with; errEndedByCallerStatus
+// answers one whose request arrived just as it was logged so.
 var (
-	errEndedByCaller       = errors.New("the caller ended the call before its request arrived; nothing was done")
-	errEndedByCallerStatus = refused(&rpcerror.RequestError{Code: codes.Canceled, Reason: rpcerror.ReasonCanceled, Msg: errEndedByCaller.Error()})
+	errEndedByCaller         = errors.New("the call ended before its request was read: its caller ended it, or grpc-go refused the request (over 4 MiB, or compressed in a way backupd does not take), which the caller was told; nothing was done")
+	errDeadlineBeforeRequest = errors.New("the call's deadline passed before its request was read; nothing was done")
+	errEndedByCallerStatus   = refused(&rpcerror.RequestError{Code: codes.Canceled, Reason: rpcerror.ReasonCanceled, Msg: errEndedByCaller.Error()})
 )
 
 // hold returns the context of a call of method, to be canceled if the

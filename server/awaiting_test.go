@@ -149,7 +149,7 @@ func TestAwaitingCallsEndedByTheirCallerAreLogged(t *testing.T) {
 		if lines := logs.Lines(`"level":"INFO"`, `"method":"`+method+`"`, `"principal":"orders"`, `"code":"Canceled"`, `"reason":"CANCELED"`); len(lines) != 1 {
 			t.Errorf("want one line for the call reset before its request came; log:\n%s", logs.String())
 		}
-		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"code":"DeadlineExceeded"`, `"reason":"DEADLINE_EXCEEDED"`, "before its request arrived"); len(lines) != 1 {
+		if lines := logs.Lines(`"level":"WARN"`, `"method":"`+method+`"`, `"code":"DeadlineExceeded"`, `"reason":"DEADLINE_EXCEEDED"`, "before its request was read"); len(lines) != 1 {
 			t.Errorf("want one line for the call whose deadline passed before its request came; log:\n%s", logs.String())
 		}
 		if n := len(logs.Lines(`"msg":"request"`)); n != 2 {

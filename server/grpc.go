@@ -79,7 +79,10 @@ type testKnobs struct {
 // maxRequestBytes bounds a gRPC request, far above any valid one:
 // deferringCodec refuses a larger one through the interceptor.
 // maxRecvMsgSize, grpc-go's own limit, is its default of 4 MiB: a message
-// over it is refused by grpc-go alone, RESOURCE_EXHAUSTED and unlogged.
+// over it is refused by grpc-go alone, RESOURCE_EXHAUSTED; of a known
+// caller, the call is logged as one that ended before its request was
+// read (awaiting.endedByCaller), as backupd cannot tell it from one its
+// caller reset.
 const (
 	maxRequestBytes = 1 << 20
 	maxRecvMsgSize  = 4 << 20
