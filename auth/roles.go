@@ -145,7 +145,7 @@ func NewRoles(opts Options, roles []Role) *Roles {
 				o.ExternalID = aws.String(role.ExternalID)
 			}
 		})
-		a := &assumer{account: role.AccountID, externalID: role.ExternalID, provider: assume, timeout: opts.Timeout, observer: opts.Observer, log: opts.Logger}
+		a := &assumer{account: role.AccountID, externalID: role.ExternalID, provider: assume, timeout: opts.Timeout, window: opts.RefreshBefore, observer: opts.Observer, log: opts.Logger}
 		r.accounts[role.AccountID] = &cached{assumer: a, cache: aws.NewCredentialsCache(a, func(o *aws.CredentialsCacheOptions) {
 			o.ExpiryWindow = opts.RefreshBefore
 			o.ExpiryWindowJitterFrac = 0.2 // spread refreshes of many accounts
@@ -228,6 +228,7 @@ type assumer struct {
 	externalID string // kept out of its errors' text
 	provider   aws.CredentialsProvider
 	timeout    time.Duration
+	window     time.Duration // the cache's refresh window (Options.RefreshBefore)
 	observer   Observer
 	log        *slog.Logger
 
@@ -245,6 +246,9 @@ type assumer struct {
 	refusedAt time.Time
 	// key is the access key id of the last credentials STS gave.
 	key string
+	// shortAt is when credentials due for refresh on arrival were last
+	// logged (short).
+	shortAt time.Time
 }
 
 func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
@@ -283,7 +287,27 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	}
 	a.expires, a.retryAt, a.failed, a.failedUntil = creds.Expires, time.Time{}, nil, time.Time{}
 	a.key = creds.AccessKeyID
+	a.short(creds)
 	return creds, nil
+}
+
+// shortEvery bounds how often short logs an account's credentials.
+const shortEvery = 10 * time.Minute
+
+// short warns, at most once every shortEvery, of credentials that live
+// no longer than the refresh window: they are due for refresh as they
+// arrive, so every request of the account has STS asked again. AWS STS
+// gives the hour backupd asks for; an emulator or an STS-compatible
+// endpoint may give less. The caller holds a.mu.
+func (a *assumer) short(creds aws.Credentials) {
+	lifetime := time.Until(creds.Expires)
+	if !creds.CanExpire || lifetime > a.window || time.Since(a.shortAt) < shortEvery {
+		return
+	}
+	a.shortAt = time.Now()
+	a.log.LogAttrs(context.Background(), slog.LevelWarn,
+		"STS gave the account's credentials for no longer than backupd refreshes them before their end: every request of the account has STS asked again (check the STS endpoint, or the role's session duration)",
+		slog.String("account", a.account), slog.Duration("valid_for", lifetime.Round(time.Second)), slog.Duration("refresh_before", a.window))
 }
 
 // HandleFailToRefresh is called by the cache when Retrieve failed: it

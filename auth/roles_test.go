@@ -528,3 +528,34 @@ func TestRefreshApartThatTimesOutIsKept(t *testing.T) {
 		time.Sleep(3 * time.Minute) // the STS calls end
 	})
 }
+
+// TestShortCredentialsAreLogged: credentials that live no longer than the
+// refresh window have STS asked again by every request; that is logged,
+// once every shortEvery, and an hour's credentials are not.
+func TestShortCredentialsAreLogged(t *testing.T) {
+	for _, tt := range []struct {
+		lifetime time.Duration
+		warned   int
+	}{{4 * time.Minute, 2}, {time.Hour, 0}} {
+		t.Run(tt.lifetime.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stub := &fakeSTS{lifetime: tt.lifetime}
+				logs := &testenv.Buffer{}
+				p, _ := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: slog.New(slog.NewJSONHandler(logs, nil))}, []Role{
+					{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+				}).Credentials("111111111111")
+				for _, wait := range []time.Duration{0, time.Second, time.Second, shortEvery} {
+					time.Sleep(wait)
+					if _, err := p.Retrieve(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(time.Second) // the refresh apart, if one runs
+				}
+				lines := strings.Count(logs.String(), `"level":"WARN","msg":"STS gave the account's credentials for no longer than`)
+				if lines != tt.warned || tt.warned > 0 && (stub.calls.Load() < 4 || !strings.Contains(logs.String(), `"account":"111111111111"`)) {
+					t.Errorf("%d WARN lines, %d AssumeRole calls; want %d lines, once every %s:\n%s", lines, stub.calls.Load(), tt.warned, shortEvery, logs.String())
+				}
+			})
+		})
+	}
+}
