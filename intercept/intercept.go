@@ -26,7 +26,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/callers"
@@ -77,6 +76,11 @@ type Options struct {
 	// interceptor but are neither logged nor counted: health checks,
 	// which a load balancer makes every few seconds.
 	Quiet func(method string) bool
+	// SendLeads is, by RPC name, how long before its handler's deadline
+	// a call must reach the rate limiter to be sent (the limiter's
+	// Lead, accounts.Leads): a gRPC retry that could not arrive so early
+	// is told to make none (pushBack). Nil for none.
+	SendLeads map[string]time.Duration
 }
 
 // Origin is what a transport that calls the interceptor in process, not
@@ -105,12 +109,13 @@ type Interceptor struct {
 	undecodable func(req any) error
 	origin      func(ctx context.Context) *Origin
 	quiet       func(method string) bool
+	sendLeads   map[string]time.Duration
 }
 
 // New returns the Interceptor that o configures.
 func New(o Options) *Interceptor {
 	return &Interceptor{log: o.Logger, metrics: o.Metrics, authz: o.Authorizer, cutOff: o.CutOff,
-		undecodable: o.Undecodable, origin: o.Origin, quiet: o.Quiet}
+		undecodable: o.Undecodable, origin: o.Origin, quiet: o.Quiet, sendLeads: o.SendLeads}
 }
 
 // originOf is what the transport told of ctx's call, or nil for a call
@@ -206,7 +211,7 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 		Start: start, Err: err, Req: req, Resp: resp}
 	if st := i.Record(ctx, done); st != nil {
 		if origin == nil {
-			pushBack(ctx, info.FullMethod, st, err)
+			i.pushBack(ctx, info.FullMethod, st, err)
 		}
 		return nil, st.Err()
 	}
@@ -223,28 +228,23 @@ const pushBackTrailer = "grpc-retry-pushback-ms"
 // could not be sent in time is -1: the client's retry would wait for it
 // and end at the deadline with its own DEADLINE_EXCEEDED, or, for a
 // CreateBackup or restore, be refused DEADLINE_EXCEEDED on arrival (it
-// must leave backupd accounts.SendLead before its deadline, counted from
-// the deadline keepTimeToAnswer gives the handler), neither of which says
-// why nor when to come back, where without a retry the client has this
-// error and its RetryInfo at once.
-func pushBack(ctx context.Context, method string, st *status.Status, err error) {
+// must reach the rate limiter its send lead before the deadline
+// keepTimeToAnswer gives the handler), neither of which says why nor when
+// to come back, where without a retry the client has this error and its
+// RetryInfo at once.
+func (i *Interceptor) pushBack(ctx context.Context, method string, st *status.Status, err error) {
 	ms, ok := rpcerror.PushBack(st, err)
 	if !ok {
 		return
 	}
 	if deadline, has := ctx.Deadline(); has && ms > 0 {
 		left := deadline.Sub(time.Now().Add(time.Duration(ms) * time.Millisecond)) // when the next attempt arrives
-		if left-min(left/10, maxAnswerTime) < sendLeads[strings.TrimPrefix(method, servicePrefix)] || left <= 0 {
+		if left <= 0 || left-answerTime(left) < i.sendLeads[strings.TrimPrefix(method, servicePrefix)] {
 			ms = -1
 		}
 	}
 	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushBackTrailer, strconv.FormatInt(ms, 10)))
 }
-
-// sendLeads is, by RPC name, how long before its handler's deadline a
-// call must arrive at the rate limiter to be sent (accounts.Leads: the
-// RPCs that are not idempotent are named as their operations).
-var sendLeads = accounts.Leads()
 
 // Finished is a call as Record learns of it.
 type Finished struct {
@@ -510,6 +510,10 @@ func unauthenticated(err error) bool {
 // maxAnswerTime bounds the time keepTimeToAnswer keeps back.
 const maxAnswerTime = 100 * time.Millisecond
 
+// answerTime is what keepTimeToAnswer keeps back of left, the time to a
+// call's deadline.
+func answerTime(left time.Duration) time.Duration { return min(left/10, maxAnswerTime) }
+
 // keepTimeToAnswer ends the handler's work a little before the caller's
 // deadline: a tenth of the time left, at most maxAnswerTime. A gRPC client
 // ends the call itself at its deadline, so an answer sent at that moment
@@ -521,7 +525,7 @@ func keepTimeToAnswer(ctx context.Context) (context.Context, context.CancelFunc)
 	if !ok {
 		return ctx, func() {}
 	}
-	keep := min(time.Until(dl)/10, maxAnswerTime)
+	keep := answerTime(time.Until(dl))
 	if keep <= 0 {
 		return ctx, func() {}
 	}

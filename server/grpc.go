@@ -48,6 +48,9 @@ type Options struct {
 	// Tracing, when set, makes a span of every call but health checks
 	// and reflection (package tracing).
 	Tracing Tracing
+	// SendLeads is intercept.Options.SendLeads: by RPC name, how long
+	// before its deadline a call must reach the rate limiter to be sent.
+	SendLeads map[string]time.Duration
 	testKnobs
 }
 

@@ -66,7 +66,7 @@ func newInterceptor(opts Options, cutOff context.Context) *interceptor {
 		reflecting:     newStreamSlots(maxReflections, "reflection streams", "close one or try again later", rpcerror.ReasonTooManyStreams),
 		reflectionIdle: cmp.Or(opts.reflectionIdle, reflectionIdle)}
 	i.Interceptor = intercept.New(intercept.Options{Logger: opts.Logger, Metrics: opts.Metrics, Authorizer: opts.Authorizer,
-		CutOff: cutOff, Undecodable: func(req any) error { return i.codec.take(req) },
+		CutOff: cutOff, Undecodable: func(req any) error { return i.codec.take(req) }, SendLeads: opts.SendLeads,
 		// Every unary call of the health service (Check, List), as
 		// tracing leaves the whole service out.
 		Quiet: func(method string) bool { return strings.HasPrefix(method, healthPrefix) }})

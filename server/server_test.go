@@ -203,7 +203,7 @@ func TestPushBackTellsGRPCRetries(t *testing.T) {
 
 	// A client whose policy retries UNAVAILABLE sends an unknown outcome
 	// once, and a rate-limited call again.
-	f := newFixture(t)
+	f := newFixtureWith(t, func(o *Options) { o.SendLeads = accounts.Leads() })
 	conn, err := grpc.NewClient(f.conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"methodConfig": [{"name": [{"service": "backup.v1.BackupService"}], "retryPolicy": {
 			"maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.01s", "backoffMultiplier": 1,

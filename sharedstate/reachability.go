@@ -76,15 +76,25 @@ func (r *Reachability) ProbeWith(ping func(context.Context) error) { r.probe = p
 
 // maybeProbe starts a probe unless one runs or none is set.
 func (r *Reachability) maybeProbe() {
-	if r.probe == nil || !r.probing.CompareAndSwap(false, true) {
-		return
+	if r.probe != nil {
+		runApart(&r.probing, context.WithValue(context.Background(), probeKey{}, true), r.probe)
+	}
+}
+
+// runApart runs f with ctx, under probeBound, apart from any request,
+// unless a run it started before is still going (busy), and reports
+// whether it started one.
+func runApart(busy *atomic.Bool, ctx context.Context, f func(context.Context) error) bool {
+	if !busy.CompareAndSwap(false, true) {
+		return false
 	}
 	go func() {
-		defer r.probing.Store(false)
-		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), probeKey{}, true), probeBound)
+		defer busy.Store(false)
+		ctx, cancel := context.WithTimeout(ctx, probeBound)
 		defer cancel()
-		_ = r.probe(ctx)
+		_ = f(ctx)
 	}()
+	return true
 }
 
 // ProbeWritesWith has r write to Redis with write, apart from any
@@ -99,16 +109,12 @@ func (r *Reachability) ProbeWritesWith(write func(context.Context) error) { r.wr
 // maybeProbeWrites starts a write (ProbeWritesWith) unless one runs, none
 // is set, or one began less than downAfter ago.
 func (r *Reachability) maybeProbeWrites() {
-	if r.write == nil || r.now().Sub(time.Unix(0, r.lastWrite.Load())) < downAfter || !r.writing.CompareAndSwap(false, true) {
+	if r.write == nil || r.now().Sub(time.Unix(0, r.lastWrite.Load())) < downAfter {
 		return
 	}
-	r.lastWrite.Store(r.now().UnixNano())
-	go func() {
-		defer r.writing.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), probeBound)
-		defer cancel()
-		_ = r.write(ctx)
-	}()
+	if runApart(&r.writing, context.Background(), r.write) {
+		r.lastWrite.Store(r.now().UnixNano())
+	}
 }
 
 // probeKey marks a probe's context: its answer is not one of backupd's
@@ -211,8 +217,9 @@ func (r *Reachability) observe(ctx context.Context, err error, start time.Time) 
 	var reply redis.Error
 	switch {
 	case err == nil, errors.As(err, &reply) && !refusing(err):
-		if (ctx.Value(probeKey{}) != nil || ctx.Value(readOnlyKey{}) != nil) && r.refused.Load() {
-			if ctx.Value(readOnlyKey{}) != nil {
+		readOnly := ctx.Value(readOnlyKey{}) != nil
+		if (readOnly || ctx.Value(probeKey{}) != nil) && r.refused.Load() {
+			if readOnly {
 				r.maybeProbeWrites() // do writes pass again?
 			}
 			return // PING or a read answered, backupd's commands refused

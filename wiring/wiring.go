@@ -127,7 +127,7 @@ func newService(cfg *config.Config, p Parts) (*service.Server, error) {
 // serverOptions are the gRPC server's options: the service, the listeners'
 // TLS, the callers' authorizer and the connection limits, as cfg says.
 func serverOptions(cfg *config.Config, svc *service.Server, p Parts) (server.Options, error) {
-	opts := server.Options{Service: svc, Logger: p.Logger, Metrics: p.Metrics}
+	opts := server.Options{Service: svc, Logger: p.Logger, Metrics: p.Metrics, SendLeads: accounts.Leads()}
 	if cfg.TLS.Enabled() {
 		tlsCfg, err := certreload.TLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, p.Logger)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -96,5 +97,22 @@ func TestRESTIsToldTheAccountsRules(t *testing.T) {
 	if code != http.StatusBadRequest || !strings.Contains(body, `"field":"backup_name"`) || !strings.Contains(body, `"field":"region"`) {
 		t.Errorf("a CreateBackup with a number for a name, in a region the account does not allow: %d %s; "+
 			"want 400 naming backup_name and region", code, body)
+	}
+}
+
+// TestTheServerKnowsTheLimitersLeads: the gRPC server tells a retry it
+// could not send in time (pushback -1) by the leads the limiter refuses
+// a late call by.
+func TestTheServerKnowsTheLimitersLeads(t *testing.T) {
+	cfg := sandbox.DemoConfig(sandbox.DemoAccounts())
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := serverOptions(cfg, nil, Parts{Metrics: metrics.New(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lead := LimiterOptions(cfg, nil).Lead; len(lead) == 0 || !maps.Equal(opts.SendLeads, lead) {
+		t.Errorf("the server's send leads %v; want the limiter's, %v", opts.SendLeads, lead)
 	}
 }
