@@ -82,6 +82,16 @@ func (f *fakeSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...
 	}, nil
 }
 
+// oneRole is the Roles of account 111111111111's role, on stub, logging
+// to log (nil for none), and that account's credentials.
+func oneRole(stub *fakeSTS, log *slog.Logger) (*Roles, aws.CredentialsProvider) {
+	roles := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: log}, []Role{
+		{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
+	})
+	p, _ := roles.Credentials("111111111111")
+	return roles, p
+}
+
 func TestConcurrentRetrievalsAssumeOnce(t *testing.T) {
 	stub := &fakeSTS{}
 	roles := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
@@ -162,9 +172,7 @@ func TestFailedRefreshKeepsValidCredentials(t *testing.T) {
 				// five minutes.
 				stub := &fakeSTS{lifetime: tt.lifetime}
 				logs := &testenv.Buffer{}
-				p, _ := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: slog.New(slog.NewJSONHandler(logs, nil))}, []Role{
-					{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-				}).Credentials("111111111111")
+				_, p := oneRole(stub, slog.New(slog.NewJSONHandler(logs, nil)))
 				ctx := context.Background()
 				if _, err := p.Retrieve(ctx); err != nil {
 					t.Fatal(err)
@@ -219,9 +227,7 @@ func TestRefreshRunsApartFromRequests(t *testing.T) {
 		t.Run(tt.lifetime.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				stub := &fakeSTS{lifetime: tt.lifetime} // in the refresh window: due for refresh at once
-				p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
-					{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-				}).Credentials("111111111111")
+				_, p := oneRole(stub, nil)
 				ctx := context.Background()
 				if _, err := p.Retrieve(ctx); err != nil {
 					t.Fatal(err)
@@ -264,10 +270,7 @@ func TestRefreshRunsApartFromRequests(t *testing.T) {
 func TestKeptRefreshTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{lifetime: 4 * time.Minute} // in the refresh window: due for refresh at once
-		roles := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
-			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-		})
-		p, _ := roles.Credentials("111111111111")
+		roles, p := oneRole(stub, nil)
 		if _, err := p.Retrieve(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -299,9 +302,7 @@ func TestKeptRefreshTimeout(t *testing.T) {
 	// before they no longer can).
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{lifetime: 82 * time.Second}
-		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
-			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-		}).Credentials("111111111111")
+		_, p := oneRole(stub, nil)
 		if _, err := p.Retrieve(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -326,9 +327,7 @@ func TestKeptRefreshTimeout(t *testing.T) {
 func TestRefreshNoRequestWaitedForIsHeld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{lifetime: 70 * time.Second} // too close to their end to be kept
-		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
-			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-		}).Credentials("111111111111")
+		_, p := oneRole(stub, nil)
 		if _, err := p.Retrieve(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -360,9 +359,7 @@ func TestRefreshNoRequestWaitedForIsHeld(t *testing.T) {
 func TestFailedAssumeRoleAnswersForItself(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{err: &smithy.GenericAPIError{Code: "ServiceUnavailable", Fault: smithy.FaultServer}}
-		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
-			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-		}).Credentials("111111111111")
+		_, p := oneRole(stub, nil)
 		ctx := context.Background()
 		for i := range 20 {
 			_, err := p.Retrieve(ctx)
@@ -398,10 +395,7 @@ func TestExpiredAssumesAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{}
 		var logs strings.Builder
-		roles := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, []Role{
-			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-		})
-		p, _ := roles.Credentials("111111111111")
+		roles, p := oneRole(stub, slog.New(slog.NewJSONHandler(&logs, nil)))
 		retrieve := func(want int32) {
 			t.Helper()
 			if _, err := p.Retrieve(context.Background()); err != nil || stub.calls.Load() != want {
@@ -436,10 +430,7 @@ func TestExpiredAssumesAgain(t *testing.T) {
 func TestExpiredCredentialsAreNotKept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{lifetime: 4 * time.Minute} // in the refresh window: every retrieval refreshes
-		roles := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
-			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-		})
-		p, _ := roles.Credentials("111111111111")
+		roles, p := oneRole(stub, nil)
 		if _, err := p.Retrieve(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -506,9 +497,7 @@ func TestAssumeRoleErrorHoldsNoExternalID(t *testing.T) {
 func TestRefreshApartThatTimesOutIsKept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &fakeSTS{lifetime: 82 * time.Second}
-		p, _ := NewRoles(Options{STS: stub, SessionName: "backupd"}, []Role{
-			{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-		}).Credentials("111111111111")
+		_, p := oneRole(stub, nil)
 		if _, err := p.Retrieve(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -541,9 +530,7 @@ func TestShortCredentialsAreLogged(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				stub := &fakeSTS{lifetime: tt.lifetime}
 				logs := &testenv.Buffer{}
-				p, _ := NewRoles(Options{STS: stub, SessionName: "backupd", Logger: slog.New(slog.NewJSONHandler(logs, nil))}, []Role{
-					{AccountID: "111111111111", RoleARN: "arn:aws:iam::111111111111:role/backupd"},
-				}).Credentials("111111111111")
+				_, p := oneRole(stub, slog.New(slog.NewJSONHandler(logs, nil)))
 				for _, wait := range []time.Duration{0, time.Second, time.Second, shortEvery} {
 					time.Sleep(wait)
 					if _, err := p.Retrieve(context.Background()); err != nil {

@@ -16,22 +16,30 @@ import (
 	"github.com/backupd/backupd/testenv"
 )
 
-// TestHTTPServerLogsInBackupdsFormat: net/http's own messages, such as a
-// failed TLS handshake, are lines of backupd's log, not plain text.
-func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
+// serveTLS serves NotFound over HTTPS with a self-signed certificate on a
+// loopback port, its log written as JSON to logs.
+func serveTLS(t *testing.T) (hs *http.Server, hl net.Listener, logs *testenv.Buffer) {
+	t.Helper()
 	files := testenv.SelfSignedTLS(t)
 	cfg, err := certreload.TLSConfig(files.CertFile, files.KeyFile, "", discard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &testenv.Buffer{}
-	hs := NewServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	logs = &testenv.Buffer{}
+	hs = NewServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	hl, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = Serve(hs, hl) }()
 	t.Cleanup(func() { hs.Close() })
+	return hs, hl, logs
+}
+
+// TestHTTPServerLogsInBackupdsFormat: net/http's own messages, such as a
+// failed TLS handshake, are lines of backupd's log, not plain text.
+func TestHTTPServerLogsInBackupdsFormat(t *testing.T) {
+	_, hl, logs := serveTLS(t)
 	if resp, err := http.Get("http://" + hl.Addr().String() + "/healthz"); err == nil {
 		resp.Body.Close() // plain HTTP to an HTTPS listener: the server answers 400 and logs the handshake
 	}
@@ -76,19 +84,7 @@ func TestFailedHandshakesAreCapped(t *testing.T) {
 // failed handshake of the client's: it is not logged as one (as on the
 // gRPC listener), while a client's own failure still is.
 func TestHandshakesClosedAtTheDrainAreNotLogged(t *testing.T) {
-	files := testenv.SelfSignedTLS(t)
-	cfg, err := certreload.TLSConfig(files.CertFile, files.KeyFile, "", discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testenv.Buffer{}
-	hs := NewServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = Serve(hs, hl) }()
-	t.Cleanup(func() { hs.Close() })
+	hs, hl, logs := serveTLS(t)
 	silent, err := net.Dial("tcp", hl.Addr().String()) // opens, sends nothing: still in its handshake
 	if err != nil {
 		t.Fatal(err)

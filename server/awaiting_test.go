@@ -113,6 +113,21 @@ func TestAwaitingArrivalAndCutRace(t *testing.T) {
 	stop()
 }
 
+// awaitingOrders is an interceptor with its wait for requests, which
+// knows the caller "orders" (token orders-token, CreateBackup in
+// 111111111111) and logs as JSON to logs, stopping when the test ends.
+func awaitingOrders(t *testing.T) (*interceptor, *testenv.Buffer) {
+	logs := &testenv.Buffer{}
+	stopping, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	authz := callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+		Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup"}}})
+	i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Authorizer: authz}),
+		stopping: stopping, authz: authz}
+	i.awaiting = newAwaiting(i, stopping)
+	return i, logs
+}
+
 // TestAwaitingCallsEndedByTheirCallerAreLogged: a BackupService call its
 // caller ends before its request arrives (a reset stream, a closed
 // connection, its deadline) is logged and counted once, as any call its
@@ -121,14 +136,7 @@ func TestAwaitingArrivalAndCutRace(t *testing.T) {
 // request arriving after the line was written is refused, not run.
 func TestAwaitingCallsEndedByTheirCallerAreLogged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logs := &testenv.Buffer{}
-		stopping, stop := context.WithCancel(context.Background())
-		defer stop()
-		authz := callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
-			Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup"}}})
-		i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Authorizer: authz}),
-			stopping: stopping, authz: authz}
-		i.awaiting = newAwaiting(i, stopping)
+		i, logs := awaitingOrders(t)
 		method := backupv1.BackupService_CreateBackup_FullMethodName
 		md := metadata.Pairs("authorization", "Bearer orders-token")
 
@@ -164,14 +172,7 @@ func TestAwaitingCallsEndedByTheirCallerAreLogged(t *testing.T) {
 // TestAwaitingCutNamesTheCaller: the line of a call cut at the drain
 // names its caller, whom the tap knew by its token.
 func TestAwaitingCutNamesTheCaller(t *testing.T) {
-	logs := &testenv.Buffer{}
-	stopping, stop := context.WithCancel(context.Background())
-	defer stop()
-	authz := callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
-		Accounts: []string{"111111111111"}, Operations: []string{"CreateBackup"}}})
-	i := &interceptor{Interceptor: intercept.New(intercept.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Authorizer: authz}),
-		stopping: stopping, authz: authz}
-	i.awaiting = newAwaiting(i, stopping)
+	i, logs := awaitingOrders(t)
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer orders-token"))
 	i.holdUntilArrival(ctx, backupv1.BackupService_CreateBackup_FullMethodName)
 	i.awaiting.cutAll()
