@@ -127,7 +127,15 @@ func (i *Interceptor) originOf(ctx context.Context) *Origin {
 	return i.origin(ctx)
 }
 
+// servicePrefix begins the full name of every BackupService method,
+// served or not.
 var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"
+
+// InService reports whether method (a full gRPC method name) names
+// BackupService, whether or not it is one of its methods (Serves): a
+// transport holds such a call to a caller token, where the health and
+// reflection services take none.
+func InService(method string) bool { return strings.HasPrefix(method, servicePrefix) }
 
 // authorize checks a BackupService call before it runs: who calls, and
 // whether they may call this operation in the account the request names
@@ -192,7 +200,7 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 		start = origin.Start
 	}
 	awsbase.GrowStack()
-	if i.metrics != nil && strings.HasPrefix(info.FullMethod, servicePrefix) {
+	if i.metrics != nil && InService(info.FullMethod) {
 		i.metrics.InFlight(1)
 		defer i.metrics.InFlight(-1)
 	}

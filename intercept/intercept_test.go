@@ -84,3 +84,30 @@ func TestKeepTimeToAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestInServiceAndServes: the tap holds every call under BackupService
+// to a caller token, a method it serves or not (an unserved one is
+// answered UNIMPLEMENTED once its caller is known); the health and
+// reflection services, and a name that only begins alike, are not its.
+func TestInServiceAndServes(t *testing.T) {
+	for _, tt := range []struct {
+		method            string
+		inService, serves bool
+	}{
+		{"/backup.v1.BackupService/CreateBackup", true, true},
+		{"/backup.v1.BackupService/RestoreTableFromBackup", true, true},
+		{"/backup.v1.BackupService/NoSuchMethod", true, false},
+		{"/backup.v1.BackupService/", true, false},
+		{"/backup.v1.BackupServiceX/CreateBackup", false, false},
+		{"/grpc.health.v1.Health/Check", false, false},
+		{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", false, false},
+		{"backup.v1.BackupService/CreateBackup", false, false},
+	} {
+		if got := InService(tt.method); got != tt.inService {
+			t.Errorf("InService(%q) = %v; want %v", tt.method, got, tt.inService)
+		}
+		if got := Serves(tt.method); got != tt.serves {
+			t.Errorf("Serves(%q) = %v; want %v", tt.method, got, tt.serves)
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 
-	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rpcerror"
@@ -80,8 +79,6 @@ func refused(err error) error {
 	st, _ := rpcerror.Status(err, rpcerror.Request{})
 	return st.Err()
 }
-
-var servicePrefix = "/" + backupv1.BackupService_ServiceDesc.ServiceName + "/"
 
 // unary runs a unary call through the interceptor, once its request has
 // arrived in time.

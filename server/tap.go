@@ -40,7 +40,7 @@ import (
 // The tap runs under the connection's lock, so a refusal's log line is
 // written there too: a log writer that blocks holds up that connection.
 func (i *interceptor) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if !strings.HasPrefix(info.FullMethodName, servicePrefix) {
+	if !intercept.InService(info.FullMethodName) {
 		return i.boundArrival(ctx, nil), nil
 	}
 	start := time.Now()
