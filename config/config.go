@@ -346,15 +346,16 @@ func Parse(r io.Reader, overrides ...func(*Config)) (*Config, error) {
 	for _, o := range overrides {
 		o(c)
 	}
-	if err := errors.Join(append(append(rep.problems, zeros...), rep.without(c.Validate())...)...); err != nil {
+	problems := append(append(rep.problems, zeros...), rep.without(c.Validate())...)
+	password, err := c.SharedState.passwordFromFile()
+	if err != nil {
+		problems = append(problems, fmt.Errorf("shared_state.redis.password_file: %w", err))
+	}
+	if err := errors.Join(problems...); err != nil {
 		return nil, c.withoutSecrets(err)
 	}
-	if r := &c.SharedState.Redis; c.SharedState.Backend == BackendRedis && r.PasswordFile != "" {
-		p, err := r.filePassword() // read by Validate a moment ago
-		if err != nil {
-			return nil, fmt.Errorf("config: shared_state.redis.password_file: %w", err)
-		}
-		r.Password = p
+	if password != "" {
+		c.SharedState.Redis.Password = password
 	}
 	return c, nil
 }
@@ -738,24 +739,29 @@ func (r Redis) checkCAFile(bad reporter) {
 	}
 }
 
-// checkPasswordFile reports a password_file set beside password, or one
-// that cannot be read or holds no password. What it holds is never
-// repeated.
+// checkPasswordFile reports a password_file set beside password. The
+// file itself is read by Parse alone (passwordFromFile), and once: a
+// second read of a pipe (a FIFO, a shell's <(...)) would wait for a
+// writer that has gone, or find it empty.
 func (r Redis) checkPasswordFile(bad reporter) {
-	if r.PasswordFile == "" {
-		return
-	}
-	if r.Password != "" {
+	if r.PasswordFile != "" && r.Password != "" {
 		bad("shared_state.redis.password_file", "is set beside password: set one of them")
-		return
-	}
-	if _, err := r.filePassword(); err != nil {
-		bad("shared_state.redis.password_file", "%v", err)
 	}
 }
 
+// passwordFromFile is the password the redis backend's password_file
+// holds, or "" when the backend takes none from a file: another backend,
+// no password_file, or one set beside password (checkPasswordFile).
+func (s SharedState) passwordFromFile() (string, error) {
+	if s.Backend != BackendRedis || s.Redis.PasswordFile == "" || s.Redis.Password != "" {
+		return "", nil
+	}
+	return s.Redis.filePassword()
+}
+
 // filePassword is the password PasswordFile holds: its contents without
-// one trailing newline (echo's, or a CRLF).
+// one trailing newline (echo's, or a CRLF). What it holds is never
+// repeated in its error.
 func (r Redis) filePassword() (string, error) {
 	b, err := os.ReadFile(r.PasswordFile)
 	if err != nil {

@@ -1,0 +1,58 @@
+//go:build unix
+
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRedisPasswordFileReadOnce: Parse reads password_file once, so a
+// password handed over through a pipe (a FIFO a secrets agent writes
+// once, or a shell's <(...)) is taken: a second read would wait for a
+// writer that has gone, holding the start, or find the pipe empty.
+func TestRedisPasswordFileReadOnce(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "pw")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for the reader
+		if err != nil {
+			return
+		}
+		_, _ = w.WriteString("s3cret-pass\n")
+		_ = w.Close()
+	}()
+	type result struct {
+		c   *Config
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := Parse(strings.NewReader(validYAML +
+			"shared_state: {backend: redis, redis: {address: 'redis:6379', password_file: " + fifo + "}}\n"))
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("Parse: %v", r.err)
+		}
+		if got := r.c.SharedState.Redis.Password; got != "s3cret-pass" {
+			t.Errorf("password %q; want the pipe's", got)
+		}
+	case <-time.After(10 * time.Second):
+		// Let the second reader go: a writer that opens and closes
+		// gives it end of file.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			_ = w.Close()
+		}
+		<-done
+		t.Fatal("Parse still waiting on the pipe 10s after its writer wrote the password and went: it reads password_file more than once")
+	}
+}
