@@ -216,7 +216,7 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 		account, region = target(req)
 	}
 	done := Finished{Method: info.FullMethod, Account: account, Region: region, Principal: principal,
-		Start: start, Err: err, Req: req, Resp: resp}
+		Start: start, Err: err, req: req, resp: resp}
 	if st := i.Record(ctx, done); st != nil {
 		if origin == nil {
 			i.pushBack(ctx, info.FullMethod, st, err)
@@ -259,10 +259,11 @@ type Finished struct {
 	Method, Account, Region, Principal string
 	Start                              time.Time
 	Err                                error
-	// Req and Resp, when not nil, give the log line the request's
+	// req and resp, when not nil, give the log line the request's
 	// request_id and the backup it made or named, which is what a
-	// caller's support ticket asks about.
-	Req, Resp any
+	// caller's support ticket asks about. Only Unary has them: a call a
+	// transport records itself never reached its handler.
+	req, resp any
 }
 
 // Record maps the call's error to the status the caller gets, writes the
@@ -276,7 +277,7 @@ func (i *Interceptor) Record(ctx context.Context, c Finished) *status.Status {
 		// An unknown caller's line repeats nothing of its message, as it
 		// names no account: over gRPC, tap may refuse it before its
 		// message is read, and a backup ARN names an account.
-		l.requestID, l.backupARN = requestIDOf(c.Req), backupARNOf(c.Req, c.Resp)
+		l.requestID, l.backupARN = requestIDOf(c.req), backupARNOf(c.req, c.resp)
 	}
 	var st *status.Status
 	if c.Err != nil {
