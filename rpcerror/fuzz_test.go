@@ -71,7 +71,7 @@ func FuzzStatus(f *testing.F) {
 			}
 		}
 		valid := utf8.ValidString(message) && utf8.ValidString(code) && utf8.ValidString(requestID)
-		if valid && (info.GetDomain() != Domain || info.GetReason() == "") {
+		if valid && (info.GetDomain() != domain || info.GetReason() == "") {
 			t.Errorf("no backupd ErrorInfo in %v", st.Proto())
 		}
 		if valid {

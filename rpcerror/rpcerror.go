@@ -43,8 +43,9 @@ import (
 	"github.com/backupd/backupd/sharedstate"
 )
 
-// Domain is the ErrorInfo domain of every backupd error.
-const Domain = "backupd"
+// domain is the ErrorInfo domain of every backupd error: a client tells
+// backupd's reasons from those of a proxy or library on the way.
+const domain = "backupd"
 
 // The reasons of the refusals backupd's servers make on their own, before
 // a request reaches the service (RequestError).
@@ -63,10 +64,6 @@ const (
 	ReasonCanceled = "CANCELED"
 )
 
-// ReasonOutcomeUnknown is a CreateBackup or restore that may or may not
-// have been done: one a client must not simply send again.
-const ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
-
 // ReasonQuotaExceeded is a call DynamoDB refused as over a standing quota
 // of the account, which retrying alone does not mend.
 const ReasonQuotaExceeded = "DYNAMODB_QUOTA_EXCEEDED"
@@ -82,6 +79,9 @@ const ReasonDeadlineExceeded = "DEADLINE_EXCEEDED"
 // clients branch on them, so one is never renamed, and a new one is
 // documented.
 const (
+	// reasonOutcomeUnknown is a CreateBackup or restore that may or may
+	// not have been done: one a client must not simply send again.
+	reasonOutcomeUnknown         = "OUTCOME_UNKNOWN"
 	reasonUnauthenticated        = "UNAUTHENTICATED"
 	reasonCallerNotAllowed       = "CALLER_NOT_ALLOWED"
 	reasonInvalidArgument        = "INVALID_ARGUMENT"
@@ -153,7 +153,7 @@ func Status(err error, req Request) (st *status.Status, internal bool) {
 func ReasonOf(st *status.Status) string {
 	for _, d := range st.Proto().GetDetails() {
 		info := &errdetails.ErrorInfo{}
-		if d.MessageIs(info) && d.UnmarshalTo(info) == nil && info.GetDomain() == Domain {
+		if d.MessageIs(info) && d.UnmarshalTo(info) == nil && info.GetDomain() == domain {
 			return info.GetReason()
 		}
 	}
@@ -183,7 +183,7 @@ func RetryDelay(st *status.Status) (time.Duration, bool) {
 // as it does the retries of a call over an account's DynamoDB quota,
 // which would be refused the same way.
 func PushBack(st *status.Status, err error) (ms int64, ok bool) {
-	if reason := ReasonOf(st); reason == ReasonOutcomeUnknown || reason == ReasonQuotaExceeded || errors.As(err, new(*service.UnansweredError)) {
+	if reason := ReasonOf(st); reason == reasonOutcomeUnknown || reason == ReasonQuotaExceeded || errors.As(err, new(*service.UnansweredError)) {
 		return -1, true
 	}
 	d, ok := RetryDelay(st)
@@ -219,7 +219,7 @@ func (m mapped) status(req Request) *status.Status {
 		// a detail that is not could not be encoded at all.
 		meta[k] = strings.ToValidUTF8(v, "\uFFFD")
 	}
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Domain: Domain, Reason: m.reason, Metadata: meta}}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Domain: domain, Reason: m.reason, Metadata: meta}}
 	if len(m.violations) > 0 {
 		br := &errdetails.BadRequest{}
 		for _, v := range m.violations {
@@ -396,7 +396,7 @@ func mapOurs(err error) (mapped, bool) {
 		return mapped{code: codes.AlreadyExists, reason: reasonRequestIDReused, msg: reused.Error(),
 			violations: []badrequest.Violation{{Field: "request_id", Description: reused.Error()}}}, true
 	case errors.As(err, &replayed):
-		return mapped{code: codes.Unavailable, reason: ReasonOutcomeUnknown, msg: replayed.Error()}, true
+		return mapped{code: codes.Unavailable, reason: reasonOutcomeUnknown, msg: replayed.Error()}, true
 	case errors.As(err, &shared):
 		msg := "backupd's shared state (Redis) is unavailable or did not answer in time, so it cannot check the account's rate; nothing was sent to DynamoDB; retry later"
 		switch {
@@ -434,7 +434,7 @@ func mapUpstream(err error) mapped {
 	)
 	switch {
 	case errors.As(err, &unsure): // before the deadline: an unknown outcome may wrap one
-		m := mapped{code: codes.Unavailable, reason: ReasonOutcomeUnknown,
+		m := mapped{code: codes.Unavailable, reason: reasonOutcomeUnknown,
 			msg: fmt.Sprintf("DynamoDB did not answer %s in account %s, region %s, definitively: it may or may not have been done; "+
 				"%s before trying again", unsure.Operation, unsure.AccountID, unsure.Region, howToCheck(unsure.Operation))}
 		if id := awsRequestID(err); id != "" { // a 5xx's, for AWS support

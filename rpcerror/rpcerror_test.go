@@ -408,7 +408,7 @@ func TestStatus(t *testing.T) {
 			}
 			// The domain as clients match it, not as this package names it.
 			if info == nil || info.GetDomain() != "backupd" || info.GetReason() != tt.reason || info.GetMetadata()["account_id"] != wantAccount {
-				t.Errorf("ErrorInfo = %v, want domain %q reason %q with account_id %q", info, Domain, tt.reason, wantAccount)
+				t.Errorf("ErrorInfo = %v, want domain %q reason %q with account_id %q", info, domain, tt.reason, wantAccount)
 			}
 			if got := ReasonOf(st); got != tt.reason {
 				t.Errorf("ReasonOf = %q, want %q", got, tt.reason)
@@ -443,7 +443,7 @@ func TestReasonOf(t *testing.T) {
 	}{
 		{"none", status.New(codes.Unavailable, "connection closed"), ""},
 		{"another domain's", withDetails(&errdetails.ErrorInfo{Domain: "googleapis.com", Reason: "RATE_LIMIT_EXCEEDED"}), ""},
-		{"after a RetryInfo", withDetails(&errdetails.RetryInfo{}, &errdetails.ErrorInfo{Domain: Domain, Reason: "SHARED_STATE_UNAVAILABLE"}), "SHARED_STATE_UNAVAILABLE"},
+		{"after a RetryInfo", withDetails(&errdetails.RetryInfo{}, &errdetails.ErrorInfo{Domain: domain, Reason: "SHARED_STATE_UNAVAILABLE"}), "SHARED_STATE_UNAVAILABLE"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := ReasonOf(tt.st); got != tt.want {
@@ -537,7 +537,7 @@ func TestPushBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unsure, err := status.New(codes.Unavailable, "maybe").WithDetails(&errdetails.ErrorInfo{Domain: Domain, Reason: ReasonOutcomeUnknown})
+	unsure, err := status.New(codes.Unavailable, "maybe").WithDetails(&errdetails.ErrorInfo{Domain: domain, Reason: reasonOutcomeUnknown})
 	if err != nil {
 		t.Fatal(err)
 	}
