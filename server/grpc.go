@@ -132,7 +132,27 @@ func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 	ic.codec = newDeferringCodec()
 	ic.stopping, ic.calls = h.stopped, &h.calls
 	ic.awaiting = newAwaiting(ic, h.stopped)
-	sopts := []grpc.ServerOption{
+	sopts := append(serverOptions(opts, ic), grpc.Creds(transportCredentials(h.stopped, opts)))
+	var spans *otherMethods
+	if opts.Tracing != nil {
+		spans = &otherMethods{Handler: opts.Tracing.GRPCStatsHandler()}
+		sopts = append(sopts, grpc.StatsHandler(spans))
+		ic.refusals = spans
+	}
+	s := grpc.NewServer(sopts...)
+	backupv1.RegisterBackupServiceServer(s, opts.Service)
+	h.register(s, opts.Authorizer)
+	reflection.Register(s)
+	if spans != nil {
+		spans.served = servedMethods(s)
+	}
+	return s, ic
+}
+
+// serverOptions are the gRPC server's bounds, and what every call passes
+// through on its way in (ic), besides its credentials.
+func serverOptions(opts Options, ic *interceptor) []grpc.ServerOption {
+	return []grpc.ServerOption{
 		grpc.InTapHandle(ic.tap),
 		grpc.UnaryInterceptor(ic.unary),
 		grpc.StreamInterceptor(ic.stream),
@@ -178,31 +198,25 @@ func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 		// GC finds it idle and halves it.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
+}
+
+// transportCredentials wrap each gRPC connection: in TLS when opts.TLS
+// is set, its failed handshakes logged (loggedCredentials); closed when
+// stopped ends if it carries no HTTP/2 connection yet, which would hold
+// the drain (quietConns); and counted under the connection limits
+// (opts.Conns).
+func transportCredentials(stopped context.Context, opts Options) credentials.TransportCredentials {
 	creds := insecure.NewCredentials()
 	if opts.TLS != nil {
 		creds = loggedCredentials{credentials.NewTLS(opts.TLS), opts.Logger, logcap.New(10 * time.Second)}
 	}
 	quiet := newQuietConns()
-	closeQuietWhenStopped(h.stopped, quiet)
+	closeQuietWhenStopped(stopped, quiet)
 	creds = quietCredentials{creds, quiet}
 	if opts.Conns != nil {
 		creds = limitedCredentials{creds, opts.Conns}
 	}
-	sopts = append(sopts, grpc.Creds(creds))
-	var spans *otherMethods
-	if opts.Tracing != nil {
-		spans = &otherMethods{Handler: opts.Tracing.GRPCStatsHandler()}
-		sopts = append(sopts, grpc.StatsHandler(spans))
-		ic.refusals = spans
-	}
-	s := grpc.NewServer(sopts...)
-	backupv1.RegisterBackupServiceServer(s, opts.Service)
-	h.register(s, opts.Authorizer)
-	reflection.Register(s)
-	if spans != nil {
-		spans.served = servedMethods(s)
-	}
-	return s, ic
+	return creds
 }
 
 // otherMethods wraps the tracing's stats handler so that a call of a
