@@ -77,14 +77,14 @@ func (r *Reachability) ProbeWith(ping func(context.Context) error) { r.probe = p
 // maybeProbe starts a probe unless one runs or none is set.
 func (r *Reachability) maybeProbe() {
 	if r.probe != nil {
-		runApart(&r.probing, context.WithValue(context.Background(), probeKey{}, true), r.probe)
+		runApart(context.WithValue(context.Background(), probeKey{}, true), &r.probing, r.probe)
 	}
 }
 
 // runApart runs f with ctx, under probeBound, apart from any request,
 // unless a run it started before is still going (busy), and reports
 // whether it started one.
-func runApart(busy *atomic.Bool, ctx context.Context, f func(context.Context) error) bool {
+func runApart(ctx context.Context, busy *atomic.Bool, f func(context.Context) error) bool {
 	if !busy.CompareAndSwap(false, true) {
 		return false
 	}
@@ -112,7 +112,7 @@ func (r *Reachability) maybeProbeWrites() {
 	if r.write == nil || r.now().Sub(time.Unix(0, r.lastWrite.Load())) < downAfter {
 		return
 	}
-	if runApart(&r.writing, context.Background(), r.write) {
+	if runApart(context.Background(), &r.writing, r.write) {
 		r.lastWrite.Store(r.now().UnixNano())
 	}
 }
