@@ -2,7 +2,9 @@
 // caller builds: the service, with a DynamoDB client per account and
 // region, and the gRPC and HTTP servers in front of it. cmd/backupd
 // serves what New builds, and package bench measures it: written once,
-// the benchmarks cannot drift from what a replica runs.
+// the benchmarks cannot drift from what a replica runs. NewState builds
+// a replica's own parts, the state it keeps or shares in Redis, which a
+// benchmark builds otherwise.
 package wiring
 
 import (

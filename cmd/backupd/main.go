@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -28,17 +27,13 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
-	"github.com/backupd/backupd/accounts"
 	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/config"
-	"github.com/backupd/backupd/idempotency"
 	"github.com/backupd/backupd/metrics"
-	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rest"
 	"github.com/backupd/backupd/sandbox"
 	"github.com/backupd/backupd/server"
-	"github.com/backupd/backupd/service"
 	"github.com/backupd/backupd/sharedstate"
 	"github.com/backupd/backupd/tracing"
 	"github.com/backupd/backupd/wiring"
@@ -349,11 +344,11 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	// client exists, and not where the Redis client is built.
 	redis.SetLogger(sharedstate.NewRedisLogger(logger))
 	m := metrics.New()
-	shared, err := sharedState(ctx, cfg, m, logger)
+	shared, err := wiring.NewState(ctx, cfg, m, logger)
 	if err != nil {
 		return err
 	}
-	defer shared.close()
+	defer shared.Close()
 	tr, err := startTracing(ctx, logger)
 	if err != nil {
 		return err
@@ -361,7 +356,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 	if tr != nil {
 		defer stopTracing(tr, logger)
 	}
-	b, err := wiring.New(ctx, cfg, wiring.Parts{AWS: awsCfg, Limiter: shared.limiter, Results: shared.results,
+	b, err := wiring.New(ctx, cfg, wiring.Parts{AWS: awsCfg, Limiter: shared.Limiter, Results: shared.Results,
 		Metrics: m, Logger: logger, Tracing: tr})
 	if err != nil {
 		return err
@@ -486,117 +481,6 @@ func runServers(ctx context.Context, grpcLis, httpLis net.Listener, shutdown ser
 type loggedError struct{ error }
 
 func (e loggedError) Unwrap() error { return e.error }
-
-// stateBackend is what the replicas share, or one process keeps: the rate
-// limiter, the results of requests with a request_id (nil for those the
-// process keeps: wiring.Parts.Results), and what closes them.
-type stateBackend struct {
-	limiter accounts.Limiter
-	results service.Idempotency
-	close   func()
-}
-
-// sharedState builds the state on the configured backend.
-func sharedState(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger) (stateBackend, error) {
-	opts := wiring.LimiterOptions(cfg, m)
-	if cfg.SharedState.Backend != config.BackendRedis {
-		// No results: wiring.New keeps them in this process.
-		return stateBackend{limiter: ratelimit.NewLocal(opts), close: func() {}}, nil
-	}
-	return redisState(ctx, cfg, opts, m, logger)
-}
-
-// redisState builds the state the replicas share in Redis, once the
-// server has taken backupd's user and its commands
-// (sharedstate.CheckStart).
-func redisState(ctx context.Context, cfg *config.Config, opts ratelimit.Options, m *metrics.Metrics, logger *slog.Logger) (stateBackend, error) {
-	rc := cfg.SharedState.Redis
-	client, waiter, err := sharedstate.NewRedisClients(rc)
-	if err != nil {
-		return stateBackend{}, err
-	}
-	// Before the start's checks, whose first answer, or none, it takes.
-	reach := sharedstate.NewReachability(logger, m.SharedStateUp())
-	reach.ProbeWith(func(ctx context.Context) error { return client.Ping(ctx).Err() })
-	reach.ProbeWritesWith(func(ctx context.Context) error {
-		return client.Set(ctx, rc.KeyPrefix+"reachability", "1", time.Minute).Err()
-	})
-	client.AddHook(reach)
-	if waiter != nil {
-		waiter.AddHook(reach)
-	}
-	closeClients := func() {
-		_ = client.Close()
-		if waiter != nil {
-			_ = waiter.Close()
-		}
-	}
-	if err := sharedstate.CheckStart(ctx, client, rc, logger); err != nil {
-		closeClients()
-		return stateBackend{}, err
-	}
-	logger.Info("shared state in Redis", slog.String("address", rc.Address), slog.String("key_prefix", rc.KeyPrefix),
-		slog.Bool("tls", rc.TLS), slog.String("username", rc.Username))
-	lost := func() {
-		logger.Error("shared state: Redis restarted, failed over or lost backupd's data: no rate-limit turn is given for max_wait, " +
-			"and the latest request_id results it held may be gone, so repeats of those requests may run again")
-	}
-	limiter := ratelimit.NewRedis(client, rc.KeyPrefix, opts, lost)
-	primeCtx, cancelPrime := context.WithTimeout(ctx, 3*time.Second) // its own 3 s, whatever the ping took
-	defer cancelPrime()
-	if err := limiter.Prime(primeCtx); sharedstate.Refused(err) {
-		closeClients()
-		return stateBackend{}, fmt.Errorf("shared_state.redis: Redis refuses backupd's user the rate limiter's scripts "+
-			"(its ACL needs EVAL, EVALSHA and SCRIPT, and the keys ~%s*): %w", rc.KeyPrefix, err)
-	} else if err != nil {
-		logger.Warn("shared state: not marked yet", slog.String("error", redact.Error(err)))
-	}
-	results := idempotency.NewRedis(client, rc.KeyPrefix, requestIDLease(cfg.UpstreamTimeout), logger)
-	if waiter != nil {
-		results.ConfirmOnReplicas(waiter, rc.WaitReplicas, rc.WaitTimeout)
-	}
-	stopWatch := watchEviction(ctx, client, logger)
-	return stateBackend{limiter: limiter, results: results,
-		close: func() {
-			stopWatch() // before the client it reads through closes
-			closeClients()
-		}}, nil
-}
-
-// watchEviction logs, from now until stop returns, each time Redis'
-// memory settings come to allow evicting backupd's keys.
-func watchEviction(ctx context.Context, client *redis.Client, logger *slog.Logger) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		sharedstate.WatchEviction(ctx, client, evictionCheckEvery, func(err error) {
-			logger.Error("shared state: Redis may now evict backupd's keys, and with them request_id results (a repeat would make a second backup) and rate-limit turns",
-				slog.String("error", redact.Error(err)))
-		})
-	}()
-	return func() {
-		cancel()
-		<-watched
-	}
-}
-
-// evictionCheckEvery is how often backupd reads Redis' memory settings
-// again after start, for a policy changed since.
-const evictionCheckEvery = time.Minute
-
-// requestIDLease is how long a request_id claim in Redis holds off
-// repeats: twice upstream_timeout, which bounds a run, and at least a
-// minute, saturating rather than overflowing for an upstream_timeout
-// past half of time.Duration's range, which config accepts: the run ends
-// a second before the lease, and an overflowed lease of 1 min would cut
-// every run at 59 s.
-func requestIDLease(upstreamTimeout time.Duration) time.Duration {
-	if upstreamTimeout > math.MaxInt64/2 {
-		return math.MaxInt64
-	}
-	return max(2*upstreamTimeout, time.Minute)
-}
 
 // signalName names the two signals backupd drains on as operators write
 // them; syscall's names ("terminated", "interrupt") read as prose.

@@ -22,6 +22,7 @@ import (
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/server"
 	"github.com/backupd/backupd/testenv"
+	"github.com/backupd/backupd/wiring"
 )
 
 // TestListenOpensBothOrNeither: when the HTTP address cannot be had, the
@@ -366,16 +367,16 @@ func TestStartOverTLSToRedis(t *testing.T) {
 func startFailures(t *testing.T, cfg *config.Config, wantError []string, expected ...string) (log string, unexpected []string) {
 	t.Helper()
 	var b strings.Builder
-	state, err := sharedState(context.Background(), cfg, metrics.New(), slog.New(slog.NewTextHandler(&b, nil)))
+	state, err := wiring.NewState(context.Background(), cfg, metrics.New(), slog.New(slog.NewTextHandler(&b, nil)))
 	if err == nil {
-		state.close()
+		state.Close()
 	}
 	if (err != nil) != (wantError != nil) {
-		t.Fatalf("sharedState = %v; want an error: %v", err, wantError != nil)
+		t.Fatalf("NewState = %v; want an error: %v", err, wantError != nil)
 	}
 	for _, w := range wantError {
 		if !strings.Contains(err.Error(), w) {
-			t.Errorf("sharedState = %v; want it to name %q", err, w)
+			t.Errorf("NewState = %v; want it to name %q", err, w)
 		}
 	}
 	if err != nil {
