@@ -69,33 +69,7 @@ func (s Shutdown) Run(signalled bool) error {
 		timedOut = true
 	}
 	if timedOut {
-		// Only connections that carry no request (a client that does not
-		// close its own after GOAWAY, a frozen one) held the drain, or
-		// requests too, which are then cut off.
-		busy := s.Health.busy()
-		// Marked before the connections close, so that the calls cut
-		// off are logged as their callers see them.
-		s.Health.CutOff()
-		s.GRPC.Stop() // nothing left to stop if gRPC drained in time
-		<-done
-		_ = s.HTTP.Close()
-		if !s.Health.AwaitHandlers(handlersAfterClose) {
-			s.Logger.Warn("shutting down: REST requests still in their handlers after their connections closed; their log lines may be missing",
-				slog.Duration("waited", handlersAfterClose))
-		}
-		// ctx has ended: Wait returns at once, having logged the
-		// request_id runs it leaves, whose results are lost.
-		err := s.Service.Wait(ctx)
-		switch {
-		case busy:
-			return errors.New("shutdown timed out; in-flight requests were cut off")
-		case err != nil:
-			return fmt.Errorf("shutdown timed out: %w", err)
-		}
-		s.Logger.Warn("shutting down: connections that carried no request were still open at the timeout; closed them",
-			slog.Duration("timeout", s.Timeout))
-		s.Logger.Info("stopped")
-		return nil
+		return s.cutOff(ctx, done)
 	}
 	// The request_id runs are waited for, and those left logged, however
 	// the HTTP server's shutdown ended (its listener's close may fail).
@@ -109,6 +83,40 @@ func (s Shutdown) Run(signalled bool) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	s.Logger.Info("stopped")
+	return nil
+}
+
+// cutOff ends the drain at the timeout, ctx having ended: it closes what
+// is still open, waits for the gRPC server's stop (done) and, briefly,
+// for the REST handlers, and logs the request_id runs left. It fails
+// only when requests, or request_id runs, were cut off.
+func (s Shutdown) cutOff(ctx context.Context, done <-chan struct{}) error {
+	// Only connections that carry no request (a client that does not close
+	// its own after GOAWAY, a frozen one) held the drain, or requests too,
+	// which are then cut off.
+	busy := s.Health.busy()
+	// Marked before the connections close, so that the calls cut off are
+	// logged as their callers see them.
+	s.Health.CutOff()
+	s.GRPC.Stop() // nothing left to stop if gRPC drained in time
+	<-done
+	_ = s.HTTP.Close()
+	if !s.Health.AwaitHandlers(handlersAfterClose) {
+		s.Logger.Warn("shutting down: REST requests still in their handlers after their connections closed; their log lines may be missing",
+			slog.Duration("waited", handlersAfterClose))
+	}
+	// ctx has ended: Wait returns at once, having logged the request_id
+	// runs it leaves, whose results are lost.
+	err := s.Service.Wait(ctx)
+	switch {
+	case busy:
+		return errors.New("shutdown timed out; in-flight requests were cut off")
+	case err != nil:
+		return fmt.Errorf("shutdown timed out: %w", err)
+	}
+	s.Logger.Warn("shutting down: connections that carried no request were still open at the timeout; closed them",
+		slog.Duration("timeout", s.Timeout))
 	s.Logger.Info("stopped")
 	return nil
 }
