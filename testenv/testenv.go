@@ -18,6 +18,11 @@
 // tests stay runnable anywhere. With CI=true the same absence fails the test
 // instead: in CI a missing emulator must never pass silently as a skip.
 //
+// A test that calls MotoURL, RedisAddr, Python, StartMoto or StartRedis
+// is an integration test: it talks to a real service. With -short every
+// one of them is skipped, CI=true or not, so `go test -short ./...` runs
+// the unit tests alone, anywhere.
+//
 // All packages of one scripts/test.sh run share one moto and one Redis, and
 // `go test` runs packages in parallel. So a test must not reset moto
 // (POST /moto-api/reset, /moto-api/reset-auth) or flush Redis: it would pull
@@ -119,18 +124,6 @@ func EstablishRedis(tb testing.TB, addr, prefix string) {
 	if err := c.MSet(ctx, prefix+"state", "0", prefix+"state:run_id", run).Err(); err != nil {
 		tb.Fatal(err)
 	}
-}
-
-// Integration marks a test that needs the full environment (moto and Redis):
-// it is skipped under -short, except in CI, and otherwise behaves like calling
-// MotoURL and RedisAddr.
-func Integration(t testing.TB) {
-	t.Helper()
-	if testing.Short() && !CI() {
-		t.Skip("integration test: skipped with -short")
-	}
-	MotoURL(t)
-	RedisAddr(t)
 }
 
 // UniqueAccountID returns a fresh 12-digit AWS account id for this test.
@@ -266,6 +259,9 @@ lines:
 
 func need(t testing.TB, env, what string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("this test needs the " + what + " that scripts/test.sh starts: skipped with -short, which runs the unit tests alone")
+	}
 	v := strings.TrimSpace(os.Getenv(env))
 	if v != "" {
 		return v

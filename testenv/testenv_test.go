@@ -3,10 +3,12 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,7 @@ func (f *fakeTB) record(action string, args ...any) {
 }
 
 func TestMissingServiceSkipsOutsideCIAndFailsInCI(t *testing.T) {
+	setShort(t, false)
 	for _, tc := range []struct {
 		ci, want string
 	}{
@@ -69,7 +72,40 @@ func TestMissingServiceSkipsOutsideCIAndFailsInCI(t *testing.T) {
 	}
 }
 
+// TestShortSkipsIntegrationTests: -short runs the unit tests alone, so a
+// test that needs a service is skipped, in CI too, even with the service
+// there.
+func TestShortSkipsIntegrationTests(t *testing.T) {
+	setShort(t, true)
+	t.Setenv("CI", "true")
+	for name, get := range map[string]func(testing.TB) string{
+		MotoURLEnv:    MotoURL,
+		RedisAddrEnv:  RedisAddr,
+		PythonEnv:     Python,
+		MotoServerEnv: StartMoto,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, "127.0.0.1:2")
+			f := &fakeTB{TB: t}
+			get(f)
+			if f.action != "skip" || !strings.Contains(f.msg, "-short") {
+				t.Fatalf("action = %q (%q), want a skip that names -short", f.action, f.msg)
+			}
+		})
+	}
+}
+
+// setShort sets -short to short for t's time.
+func setShort(t *testing.T, short bool) {
+	was := flag.Lookup("test.short").Value.String()
+	if err := flag.Set("test.short", strconv.FormatBool(short)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { flag.Set("test.short", was) })
+}
+
 func TestPresentServiceIsReturned(t *testing.T) {
+	setShort(t, false)
 	t.Setenv("CI", "true")
 	t.Setenv(MotoURLEnv, "http://127.0.0.1:1")
 	t.Setenv(RedisAddrEnv, "127.0.0.1:2")
@@ -101,7 +137,6 @@ func TestUniqueAccountID(t *testing.T) {
 
 // TestServicesAnswer proves that scripts/test.sh really started both services.
 func TestServicesAnswer(t *testing.T) {
-	Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -158,7 +193,6 @@ func assumeRoleStatus(t *testing.T, url string) int {
 // then refuses AssumeRole from unknown keys, while the shared moto still
 // accepts it.
 func TestStartMotoIsPrivate(t *testing.T) {
-	Integration(t)
 	shared := MotoURL(t)
 	private := StartMoto(t)
 	if private == shared {
