@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,6 +42,13 @@ import (
 var binary string // the backupd binary built by TestMain
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// End-to-end tests of the built binary, each a few seconds: -short
+		// runs the unit tests alone.
+		fmt.Println("integration: end-to-end tests skipped with -short")
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "backupd-it")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
