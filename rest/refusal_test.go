@@ -51,7 +51,19 @@ func TestRESTRefusals(t *testing.T) {
 			fields: []string{"backup_arn"}, rules: []string{`must be UTF-8 text once unescaped; got "\x80"`}},
 		{name: "a query value not UTF-8", method: "GET", path: "/v1/accounts/111111111111/backups?tableName=%80",
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
-			fields: []string{"tableName"}, rules: []string{`must be UTF-8 text once unescaped; got "\x80"`}},
+			fields: []string{"table_name"}, rules: []string{`must be UTF-8 text once unescaped; got "\x80"`}},
+		// Named once, as the field's other violations name it, whatever
+		// the parameter's spelling: not also as "tableName".
+		{name: "a query value not UTF-8 beside another bad parameter", method: "GET", path: "/v1/accounts/111111111111/backups?tableName=%80&pageSize=abc",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"page_size", "table_name"}, rules: []string{`must be an integer; got "abc"`, "must be"}},
+		{name: "a query value not UTF-8 beside an unknown parameter", method: "GET", path: "/v1/accounts/111111111111/backups?table_name=%80&colour=red",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"colour", "table_name"}, rules: []string{"is not a query parameter of this route", "must be"}},
+		// Refused once, as a parameter the route does not take.
+		{name: "a query value not UTF-8 on a route that takes none", method: "DELETE", path: "/v1/backups/" + escaped + "?force=%80",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{"force"}, rules: []string{"is not a query parameter of this route; it takes none"}},
 		{name: "empty body key", method: "POST", path: create, body: `{"backupName":"nightly","":1}`,
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{`""`}, rules: []string{"is not a field of the request body; it takes region, backupName, requestId"}},

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
@@ -530,7 +531,7 @@ func restRefusal(ctx context.Context, method string) error {
 				"query is not taken by this route; got %s", badrequest.Quote(call.query))})
 		}
 	}
-	vs = append(vs, notText(call)...)
+	vs = append(vs, notText(call, method)...)
 	if call.hasBody && !takesBody[method] {
 		vs = append(vs, badrequest.Violation{Field: "body",
 			Description: "body is not taken by this route: its parameters are in the path (and, for ListBackups, the query)"})
@@ -546,7 +547,14 @@ func restRefusal(ctx context.Context, method string) error {
 // unescaped (%80, say). gRPC refuses such a string as a malformed
 // message; over REST the gateway would hand it to the service.
 // It allocates nothing for a request whose values are all text.
-func notText(call *restCall) []badrequest.Violation {
+//
+// A query value is named by its field's proto path, as the query's other
+// violations name it (page_size, whether sent as pageSize or page_size),
+// so that a field is named once however else it is wrong. Only a query
+// key that names a field of a route that takes a query is looked at: any
+// other key is refused as one the route does not take, under its own
+// name, and a second violation for it would say nothing new.
+func notText(call *restCall, method string) []badrequest.Violation {
 	var vs []badrequest.Violation
 	add := func(field, got string) {
 		vs = append(vs, badrequest.Violation{Field: field, Description: fmt.Sprintf(
@@ -557,13 +565,19 @@ func notText(call *restCall) []badrequest.Violation {
 			add(name, v)
 		}
 	}
-	if call.query != "" {
+	if call.query != "" && method == backupv1.BackupService_ListBackups_FullMethodName {
 		values, _ := url.ParseQuery(call.query)
+		var md protoreflect.MessageDescriptor
 		for key, vals := range values {
-			if bad := slices.IndexFunc(vals, func(v string) bool { return !utf8.ValidString(v) }); bad >= 0 {
-				add(keyName(key), vals[bad])
-			} else if !utf8.ValidString(key) {
-				add(keyName(key), key)
+			bad := slices.IndexFunc(vals, func(v string) bool { return !utf8.ValidString(v) })
+			if bad < 0 {
+				continue
+			}
+			if md == nil {
+				md = (&backupv1.ListBackupsRequest{}).ProtoReflect().Descriptor()
+			}
+			if fd, name := lookupField(md, key); fd != nil {
+				add(name, vals[bad])
 			}
 		}
 	}
