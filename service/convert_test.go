@@ -387,13 +387,26 @@ func TestValidateListTimeBounds(t *testing.T) {
 			}
 		})
 	}
-	// A Timestamp out of its own range (its text varies: protobuf's is
-	// not stable) is refused, not normalized into another time.
-	in, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111",
-		TimeRangeLowerBound: &timestamppb.Timestamp{Seconds: 1_800_000_000, Nanos: 1_000_000_000}})
-	if ia, ok := err.(*badrequest.Error); !ok || len(ia.Violations) != 1 ||
-		!strings.HasPrefix(ia.Violations[0].Description, "time_range_lower_bound is not a valid timestamp: ") || in.TimeRangeLowerBound != nil {
-		t.Errorf("nanos out of range: %v, lower bound sent %v; want the one violation", err, in.TimeRangeLowerBound)
+	// A Timestamp out of its own range is refused, not normalized into
+	// another time, in backupd's words (protobuf's vary from build to
+	// build, with a no-break space at random, and name no remedy).
+	for _, tt := range []struct {
+		ts   *timestamppb.Timestamp
+		want string
+	}{
+		{&timestamppb.Timestamp{Seconds: 1_800_000_000, Nanos: 1_000_000_000},
+			"time_range_lower_bound is not a valid timestamp: nanos must be 0-999999999 (a count within its second; carry whole seconds into seconds); got 1000000000"},
+		{&timestamppb.Timestamp{Seconds: 1_800_000_000, Nanos: -1},
+			"time_range_lower_bound is not a valid timestamp: nanos must be 0-999999999 (a count within its second; carry whole seconds into seconds); got -1"},
+		{&timestamppb.Timestamp{Seconds: 1 << 40},
+			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got 36812-02-20T00:36:16Z"},
+		{&timestamppb.Timestamp{Seconds: -1 << 40},
+			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got -32873-11-12T23:23:44Z"},
+	} {
+		in, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111", TimeRangeLowerBound: tt.ts})
+		if ia, ok := err.(*badrequest.Error); !ok || len(ia.Violations) != 1 || ia.Violations[0].Description != tt.want || in.TimeRangeLowerBound != nil {
+			t.Errorf("%v: %v, lower bound sent %v; want the one violation %q", tt.ts, err, in.TimeRangeLowerBound, tt.want)
+		}
 	}
 }
 
