@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -161,4 +162,129 @@ func TestRedisQuarantineAfterFailingBackSeenFirstByANewReplica(t *testing.T) {
 	}
 	turns.dropFirst()
 	turns.checkAfterStep(t, queued-1, 50)
+}
+
+// TestRedisHoldFromTheStartOfAServerInUse: a replica that took its turns
+// from another server (a failover) and finds one whose marker names it
+// (other replicas took turns there already) holds its turns until a
+// quarantine after that server started, by the latest it can have
+// started: its turns taken before may be going out until then. Once that
+// is past, a replica arriving so takes its turn at once, not held again
+// from its own arrival.
+func TestRedisHoldFromTheStartOfAServerInUse(t *testing.T) {
+	ctx := context.Background()
+	const maxWait = 2 * time.Second
+	const quarantine = maxWait + 20*time.Millisecond // at 50/s
+	var goes time.Time                               // when the last call given a turn went
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait,
+		Sleep: func(_ context.Context, d time.Duration) error { goes = time.Now().Add(d); return nil }}
+	// Started half a second into a second: Redis tells its start in whole
+	// seconds (uptime_in_seconds), which must not place it earlier.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1500 * time.Millisecond)))
+	started := time.Now()
+	r := testenv.StartRedis(t, testenv.FreeAddr(t))
+	upBy := time.Now()
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, r.Addr, prefix)
+	elsewhere := "1111111111111111111111111111111111111111"
+	arrive := func() error {
+		l := NewRedis(r.Client, prefix, opts, nil)
+		l.server.Store(&elsewhere)
+		goes = time.Now()
+		return l.Wait(ctx, keyA)
+	}
+	// A turn, or the refusal's retry, no sooner than the quarantine from
+	// the start (give or take how far off the turn may go: guard/8).
+	err := arrive()
+	if le, ok := errors.AsType[*LimitedError](err); ok && le.Held {
+		goes = time.Now().Add(le.RetryAfter)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if goes.Before(started.Add(quarantine - 20*time.Millisecond)) {
+		t.Fatalf("first call from a replica that saw another server, %s after the start: %v, goes %s after the start; want it held until %s after the start",
+			time.Since(started).Round(time.Millisecond), err, goes.Sub(started).Round(time.Millisecond), quarantine)
+	}
+	// Redis places the start no later than the whole second after it.
+	time.Sleep(time.Until(upBy.Truncate(time.Second).Add(time.Second + quarantine + 100*time.Millisecond)))
+	if err := arrive(); err != nil || time.Until(goes) > 100*time.Millisecond {
+		t.Errorf("a replica arriving so after the quarantine from the start: %v, goes in %s; want a turn at once (a turn or two out: it asks again once its clock is reset)", err, time.Until(goes).Round(time.Millisecond))
+	}
+}
+
+// TestRedisFailoverToAServerWhoseClockIsAhead: Redis fails over to a
+// server whose clock reads 5 s ahead of the first's (another host's). The
+// first call there asked for its turn by the first server's clock: the
+// answer, by the new one's, is not used, and the call asks again by the
+// new server's clock, which it places anew. Taken for a step of the first
+// server's clock, it held every replica's turns; used as it came, it
+// refused the call ("retry after 1ms").
+func TestRedisFailoverToAServerWhoseClockIsAhead(t *testing.T) {
+	ctx := context.Background()
+	a := testRedis(t)
+	withRedisClockOffset(t, a)
+	b := testenv.StartRedis(t, testenv.FreeAddr(t))
+	if err := b.Client.Set(ctx, offsetKey, (5 * time.Second).Microseconds(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	testenv.EstablishRedis(t, b.Addr, prefix) // other replicas use b already
+	sw := &switchingRedis{}
+	sw.to.Store(a)
+	const maxWait = 300 * time.Millisecond
+	l := NewRedis(sw, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait, Sleep: func(context.Context, time.Duration) error { return nil }}, nil)
+	primed(ctx, t, l)
+	if err := l.Wait(ctx, keyA); err != nil {
+		t.Fatal(err)
+	}
+	// b has been up longer than a hold from its start lasts (at most a
+	// second after it, in whole seconds, and the quarantine).
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(2*time.Second + maxWait)))
+	sw.to.Store(b.Client)
+	if err := l.Wait(ctx, keyA); err != nil {
+		t.Errorf("the first call after the failover to b: %v; want a turn", err)
+	}
+	// The marker names b's start, long past; a hold made now names now.
+	bNow := time.Now().Add(5 * time.Second)
+	if mark, err := b.Client.Get(ctx, prefix+"state").Int64(); err != nil || time.UnixMicro(mark).After(bNow.Add(-time.Second)) {
+		t.Errorf("b's state marker: %s, %v; want b's start, not a hold from now (%s by b's clock)",
+			time.UnixMicro(mark).Format("15:04:05.000"), err, bNow.Format("15:04:05.000"))
+	}
+}
+
+// TestRedisFailBackHeldAndReportedOnce: a replica that counted more holds
+// (takeTurn's KEYS[5]) than the server it finds now (a failover back to a
+// server with older data) holds the turns and reports the loss once; the
+// hold is then counted beyond what it saw, so that its next turn, after
+// the quarantine, is neither held nor reported again, and a replica that
+// comes from the other server later finds the loss reported already.
+func TestRedisFailBackHeldAndReportedOnce(t *testing.T) {
+	ctx := context.Background()
+	client := testRedis(t)
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	const maxWait = 300 * time.Millisecond
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait, Sleep: func(context.Context, time.Duration) error { return nil }}
+	var lost atomic.Int32
+	replica := func() *Redis { return NewRedis(client, prefix, opts, func() { lost.Add(1) }) }
+	l := replica()
+	primed(ctx, t, l)
+	l.sawGen(5) // the holds it saw on the other server; this one counts none
+	err := l.Wait(ctx, keyA)
+	le, ok := errors.AsType[*LimitedError](err)
+	if !ok || !le.Held || lost.Load() != 1 {
+		t.Fatalf("first turn back on the server with older data: %v, %d losses; want a held refusal and one loss", err, lost.Load())
+	}
+	time.Sleep(le.RetryAfter + 20*time.Millisecond)
+	if err := l.Wait(ctx, keyA); err != nil || lost.Load() != 1 {
+		t.Errorf("the next turn, after the quarantine: %v, %d losses; want a turn and still one loss", err, lost.Load())
+	}
+	other := "1111111111111111111111111111111111111111"
+	c := replica()
+	c.server.Store(&other)
+	c.sawGen(5)
+	if err := c.Wait(ctx, keyA); !heldOrTurn(err) || lost.Load() != 1 {
+		t.Errorf("a replica coming from the other server: %v, %d losses; want still one loss", err, lost.Load())
+	}
 }

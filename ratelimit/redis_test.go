@@ -155,20 +155,24 @@ func TestRedisRefusesBeyondMaxWait(t *testing.T) {
 // TestRedisTurnKeyLivesUntilItsTurnsPass: a key's next free slot lives in
 // Redis a second past it, no longer (takeTurn's PX): a limiter's keys,
 // one for each account, region and operation called, leave Redis when
-// idle, and none is gone while turns are queued on it.
+// idle, and none is gone while turns are queued on it. Its time to live
+// counts from the last turn queued, not from now: a key that expired
+// while turns are queued would give the next call a turn among them.
 func TestRedisTurnKeyLivesUntilItsTurnsPass(t *testing.T) {
 	l := redisLimiter(t, testenv.RedisPrefix(t), Options{Rates: map[Key]float64{keyA: 5}, MaxWait: time.Second,
 		Sleep: func(context.Context, time.Duration) error { return nil }})
-	for i := range 2 {
+	const calls = 4
+	for i := range calls {
 		if err := l.Wait(context.Background(), keyA); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	// The second turn is one spacing out, and the next free slot one more.
+	// The last turn is three spacings out, and the next free slot one more.
 	interval := spacing(5, DefaultGuard)
+	next := calls * interval
 	ttl, err := testRedis(t).PTTL(context.Background(), l.prefix+keyA.String()).Result()
-	if err != nil || ttl <= 2*interval || ttl > 2*interval+time.Second {
-		t.Errorf("the key's time to live: %v, %v; want up to %s (the next free slot, %s out, and a second)", ttl, err, 2*interval+time.Second, 2*interval)
+	if err != nil || ttl <= next+time.Second-300*time.Millisecond || ttl > next+time.Second {
+		t.Errorf("the key's time to live: %v, %v; want just under %s (the next free slot, %s out, and a second)", ttl, err, next+time.Second, next)
 	}
 }
 
@@ -294,8 +298,10 @@ func TestRedisQuarantineAfterLosingItsData(t *testing.T) {
 	}
 	err := a.Wait(ctx, keyA)
 	le, ok := errors.AsType[*LimitedError](err)
-	if !ok || le.RetryAfter < maxWait || lost.Load() != 1 {
-		t.Fatalf("first call after the loss: %v, %d losses; want a refusal at least %s out and one loss", err, lost.Load(), maxWait)
+	// Held for max_wait, the furthest a turn taken before can lie, and
+	// one spacing more, for the turn after it.
+	if quarantine := maxWait + spacing(50, DefaultGuard); !ok || le.RetryAfter < quarantine || lost.Load() != 1 {
+		t.Fatalf("first call after the loss: %v, %d losses; want a refusal at least %s out and one loss", err, lost.Load(), quarantine)
 	}
 	// Another replica, a little later, gets a turn after the quarantine,
 	// and finds no second loss.
@@ -1039,5 +1045,156 @@ func firstTurn(t *testing.T, l *Redis) {
 			t.Fatalf("first call: %v", err)
 		}
 		time.Sleep(le.RetryAfter)
+	}
+}
+
+// TestRedisLeadCappedAfterAStall: an answer that arrived long after Redis
+// gave it (a link that stalled) raises the lead turns are asked with, but
+// no further than half of MaxWait: a lead beyond MaxWait would have every
+// call refused as beyond its wait until the lead fell again, seconds
+// later.
+func TestRedisLeadCappedAfterAStall(t *testing.T) {
+	const maxWait = time.Second
+	l := redisLimiter(t, testenv.RedisPrefix(t), Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait,
+		Sleep: func(context.Context, time.Duration) error { return nil }})
+	firstTurn(t, l)
+	// An exchange sent 3 s ago, whose answer Redis gave halfway and which
+	// arrives now: 1.5 s late.
+	now := time.Now()
+	place, _, _, _ := l.clock.read(now)
+	sent := now.Add(-3 * time.Second)
+	l.clock.observe(sent, now, place.redis(sent.Add(1500*time.Millisecond)))
+	if lead := l.clock.currentLead(time.Now()); lead > maxWait/2 {
+		t.Errorf("lead after an answer 1.5 s late: %s; want at most %s (half of MaxWait)", lead, maxWait/2)
+	}
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Errorf("a call after the stall: %v; want a turn", err)
+	}
+}
+
+// deniedRedis refuses backupd's user some commands, as a Redis ACL does.
+type deniedRedis struct {
+	redis.Scripter
+	load, evalSha bool // SCRIPT LOAD, EVALSHA denied
+}
+
+// replyError is an error reply of Redis'.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+func noperm(cmd string) error {
+	return replyError(fmt.Sprintf("NOPERM User backupd has no permissions to run the '%s' command", cmd))
+}
+
+func (r deniedRedis) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
+	if r.load {
+		return redis.NewStringResult("", noperm("script|load"))
+	}
+	return r.Scripter.ScriptLoad(ctx, script)
+}
+
+func (r deniedRedis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	if r.evalSha {
+		return redis.NewCmdResult(nil, noperm("evalsha"))
+	}
+	return r.Scripter.EvalSha(ctx, sha1, keys, args...)
+}
+
+// TestRedisPrimeFindsTheScriptsDenied: Prime fails, as a refusal (which
+// fails backupd's start), for a user whose ACL denies it loading the
+// scripts, or running them by EVALSHA, as every call does: with EVAL
+// alone allowed, Prime's own look for the marker passes.
+func TestRedisPrimeFindsTheScriptsDenied(t *testing.T) {
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	for _, denied := range []deniedRedis{{load: true}, {evalSha: true}} {
+		denied.Scripter = testRedis(t)
+		l := NewRedis(denied, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, nil)
+		if err := l.Prime(context.Background()); !sharedstate.Refused(err) {
+			t.Errorf("Prime with SCRIPT LOAD denied %v, EVALSHA denied %v: %v; want a refusal", denied.load, denied.evalSha, err)
+		}
+	}
+}
+
+// TestRedisTurnAnsweredTooLateIsNotUsed: a turn whose answer arrives after
+// the turn has passed, by more than the slack a call may go late by, is
+// not used: the call, sent then, would go among the turns given after
+// it. It asks for another turn, and goes at that one.
+func TestRedisTurnAnsweredTooLateIsNotUsed(t *testing.T) {
+	prefix := testenv.RedisPrefix(t)
+	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
+	for _, sc := range []*redis.Script{takeTurn, redisTime} {
+		if err := sc.Load(context.Background(), testRedis(t)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The clock's exchange answers at once, the first turn 150 ms late,
+	// the next at once.
+	scripter := &laggingRedis{Scripter: testRedis(t), lags: []time.Duration{0, 150 * time.Millisecond, 0}}
+	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, nil)
+	if err := l.Wait(context.Background(), keyA); err != nil || scripter.turns.Load() != 2 {
+		t.Errorf("Wait with its first turn answered 150 ms late: %v after %d turns asked; want a turn, the second asked", err, scripter.turns.Load())
+	}
+}
+
+// TestRedisTurnAnsweredLateKeepsTheLead: a turn whose answer arrives a
+// little after it (within the slack a call may go late by) lets the call
+// go at once, unless the call has less than its operation's lead left by
+// then: it is refused (TooLateError) rather than sent with too little
+// time for AWS to answer.
+func TestRedisTurnAnsweredLateKeepsTheLead(t *testing.T) {
+	const lead = 100 * time.Millisecond
+	prefix := scriptedPrefix(t)
+	// The clock's exchange answers at once, the turn 20 ms late.
+	scripter := &laggingRedis{Scripter: testRedis(t), lags: []time.Duration{0, 20 * time.Millisecond, 0}}
+	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second,
+		Lead: map[string]time.Duration{keyA.Operation: lead}}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), lead+10*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(ctx, keyA); err == nil {
+		dl, _ := ctx.Deadline()
+		t.Errorf("a call whose turn was answered 20 ms late went with %s of its deadline left; want it refused, under the %s lead", time.Until(dl).Round(time.Millisecond), lead)
+	}
+}
+
+// TestRedisLoosePlacingIsRenewed: a placing of Redis' clock off by more
+// than a turn may be (an eighth of the guard), here from a 40 ms exchange,
+// is renewed before a turn is taken: used, it would place no turn at all
+// (none lies within how long it places the clock closely enough), and the
+// call would be refused as beyond its wait.
+func TestRedisLoosePlacingIsRenewed(t *testing.T) {
+	prefix := scriptedPrefix(t)
+	client := testRedis(t)
+	l := NewRedis(client, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second,
+		Sleep: func(context.Context, time.Duration) error { return nil }}, nil)
+	before := time.Now()
+	now, err := client.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := before.Add(time.Since(before) / 2)
+	l.clock.observe(mid.Add(-20*time.Millisecond), mid.Add(20*time.Millisecond), now) // off by up to 20 ms
+	if err := l.Wait(context.Background(), keyA); err != nil {
+		t.Errorf("a call with Redis' clock placed to within 20 ms: %v; want the clock placed anew and a turn", err)
+	}
+}
+
+// TestRedisPlacesTheClockWithinPatience: a call whose placing of Redis'
+// clock waits on an exchange that Redis answers late (its first, here)
+// does not wait for it longer than the call may wait for its turn: it is
+// refused, Redis unavailable, and the exchange goes on for the next call.
+func TestRedisPlacesTheClockWithinPatience(t *testing.T) {
+	prefix := scriptedPrefix(t)
+	const late, maxWait = 3 * time.Second, time.Second
+	scripter := &laggingRedis{Scripter: testRedis(t), lags: []time.Duration{late, 0}}
+	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait}, nil)
+	start := time.Now()
+	err := l.Wait(context.Background(), keyA)
+	took := time.Since(start)
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || took > maxWait+DefaultGuard+time.Second {
+		t.Errorf("Wait with Redis' clock answered %s late: %v after %s; want Redis unavailable within the call's patience",
+			late, err, took.Round(time.Millisecond))
 	}
 }

@@ -154,3 +154,36 @@ func TestRedisClockFailedHoldPutsBackThePlacing(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisClockLeadFallsGradually: a prompt answer after a late one does
+// not drop the lead at once: it falls by leadDecay a second, so that the
+// turns asked for while answers may still come late (a stall clearing)
+// keep their lead.
+func TestRedisClockLeadFallsGradually(t *testing.T) {
+	c, base := placedAhead()
+	sent := base.Add(time.Second)
+	c.observe(sent, sent.Add(151*time.Millisecond), sent.Add(time.Millisecond+3*time.Second)) // 150 ms late
+	sent = sent.Add(time.Second)
+	c.observe(sent, sent.Add(2*time.Millisecond), sent.Add(time.Millisecond+3*time.Second)) // prompt
+	if lead := c.currentLead(sent.Add(2 * time.Millisecond)); lead < 60*time.Millisecond || lead > 70*time.Millisecond {
+		t.Errorf("lead after a prompt answer, 851 ms after one that arrived 150 ms late: %s; want about 65 ms (150 ms, fallen by 85)", lead)
+	}
+}
+
+// TestRedisClockStepWithinASlowExchange: a slow exchange places Redis'
+// clock loosely, but no more loosely than half its round trip: one whose
+// reading lies further from the placing than that, and than the placing's
+// own uncertainty, found Redis' clock stepped, though by less than the
+// whole round trip.
+func TestRedisClockStepWithinASlowExchange(t *testing.T) {
+	c, base := placedAhead()
+	sent := base.Add(time.Second)
+	// 40 ms: Redis read its clock within 20 ms of the midpoint.
+	if _, _, stepped := c.observe(sent, sent.Add(40*time.Millisecond), sent.Add(20*time.Millisecond+3*time.Second+15*time.Millisecond)); stepped {
+		t.Fatal("a 40 ms exchange 15 ms off the placing: taken for a step")
+	}
+	sent = sent.Add(time.Second)
+	if _, _, stepped := c.observe(sent, sent.Add(40*time.Millisecond), sent.Add(20*time.Millisecond+3*time.Second+30*time.Millisecond)); !stepped {
+		t.Error("a 40 ms exchange 30 ms ahead of the placing: not taken for a step forward")
+	}
+}

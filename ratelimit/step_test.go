@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/backupd/backupd/sharedstate"
 	"github.com/backupd/backupd/testenv"
 )
 
@@ -476,4 +477,100 @@ func TestRedisHoldThatFailsIsMadeAgain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisHoldFoundByAnExchangeThatFailsIsMadeAgain: as
+// TestRedisHoldThatFailsIsMadeAgain, for a step found by an exchange that
+// asks Redis its time (an idle replica's placing renewed) rather than by a
+// turn: the call whose hold failed is refused, Redis unavailable, and the
+// step is not taken into the placing unheld: the next exchange finds it
+// again and holds the turns.
+func TestRedisHoldFoundByAnExchangeThatFailsIsMadeAgain(t *testing.T) {
+	const queued = 45
+	client, prefix := steppable(t)
+	var turns lockedTurns
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}
+	ctx := context.Background()
+	a := NewRedis(client, prefix, opts, nil)
+	fh := &failingHold{Client: testRedis(t)}
+	b := NewRedis(fh, prefix, opts, nil)
+	primed(ctx, t, a, b)
+	// b's placing is too old to use: its next call asks Redis' time.
+	b.clock.mu.Lock()
+	b.clock.best.mid = b.clock.best.mid.Add(-time.Minute)
+	b.clock.best.redisMid = b.clock.best.redisMid.Add(-time.Minute)
+	b.clock.mu.Unlock()
+	takeTurns(ctx, t, a, &turns, queued)
+	if err := client.Set(ctx, offsetKey, (500 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fh.n.Store(1)
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](b.Wait(ctx, keyA)); !ok {
+		t.Fatal("the call whose hold failed: want Redis unavailable")
+	}
+	waitOutHolds(ctx, t, b, 10)
+	turns.checkAfterStep(t, queued, 50)
+}
+
+// gatedTurnAfterHold runs every script at once but holdTurns, which waits
+// for release after telling entered; once a hold has entered, the next
+// turn script runs at once but its answer is kept until answer is closed
+// (ran is told when it has run): a call whose turn Redis gave, by the
+// stepped clock, before the hold reached it, and whose answer is read
+// after the hold has ended.
+type gatedTurnAfterHold struct {
+	redis.Scripter
+	holding         atomic.Bool
+	entered, ran    chan struct{}
+	release, answer chan struct{}
+	gated           atomic.Bool
+}
+
+func (g *gatedTurnAfterHold) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	switch {
+	case sha == holdTurns.Hash() && g.holding.CompareAndSwap(false, true):
+		close(g.entered)
+		<-g.release
+	case sha == takeTurn.Hash() && g.holding.Load() && g.gated.CompareAndSwap(false, true):
+		cmd := g.Scripter.EvalSha(ctx, sha, keys, args...)
+		close(g.ran)
+		<-g.answer
+		return cmd
+	}
+	return g.Scripter.EvalSha(ctx, sha, keys, args...)
+}
+
+// TestRedisTurnAnsweredAfterTheHoldEnded: as
+// TestRedisTurnWhileAHoldIsUnderWay, but the call's unheld turn (given by
+// the stepped clock before the hold reached Redis) is answered only once
+// the hold has ended: the end of the hold still tells the call that its
+// turn may be due among the queue's, and it asks again.
+func TestRedisTurnAnsweredAfterTheHoldEnded(t *testing.T) {
+	const queued = 20
+	client, prefix := steppable(t)
+	var turns lockedTurns
+	g := &gatedTurnAfterHold{Scripter: client, entered: make(chan struct{}), ran: make(chan struct{}),
+		release: make(chan struct{}), answer: make(chan struct{})}
+	l := NewRedis(g, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
+	ctx := context.Background()
+	primed(ctx, t, l)
+	takeTurns(ctx, t, l, &turns, queued)
+	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	holder := make(chan error, 1)
+	go func() { holder <- l.Wait(ctx, keyA) }() // finds the step; its hold is kept back
+	<-g.entered
+	late := make(chan error, 1)
+	go func() { late <- l.Wait(ctx, keyA) }()
+	<-g.ran // its turn given, unheld
+	close(g.release)
+	holding := func() bool { l.clock.mu.Lock(); defer l.clock.mu.Unlock(); return l.clock.holds > 0 }
+	for holding() {
+		time.Sleep(time.Millisecond) // until the hold has ended
+	}
+	close(g.answer)
+	<-holder
+	<-late
+	turns.checkAfterStep(t, queued, 50)
 }
