@@ -92,8 +92,11 @@ func TestRunIsToldWhenItsClaimEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := time.Now()
-	if until.Before(before.Add(lease-leaseMargin)) || until.After(after.Add(lease-leaseMargin)) {
-		t.Errorf("Redis run told to end %s after Do began; want %s (the lease less %s)", until.Sub(before), lease-leaseMargin, leaseMargin)
+	// A second before the lease: a repeat finds the lease over by Redis'
+	// clock, which this replica follows only to within milliseconds.
+	const margin = time.Second
+	if until.Before(before.Add(lease-margin)) || until.After(after.Add(lease-margin)) {
+		t.Errorf("Redis run told to end %s after Do began; want %s (the lease less %s)", until.Sub(before), lease-margin, margin)
 	}
 	if _, err := NewMemory().Do(context.Background(), key, fpA, run); err != nil || !until.IsZero() {
 		t.Errorf("Memory run told to end at %v (%v); want no end", until, err)
@@ -945,9 +948,12 @@ func TestRedisPanicIsAnUnknownOutcome(t *testing.T) {
 		defer func() { _ = recover() }()
 		_, _ = stores[0].Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { panic("boom") })
 	}()
-	_, err := stores[1].Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) { t.Error("ran again after a panic"); return nil, nil })
+	// At once, not once the claim's lease has run out.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := stores[1].Do(ctx, key, fpA, func(time.Time) ([]byte, error) { t.Error("ran again after a panic"); return nil, nil })
 	if _, ok := errors.AsType[*OutcomeUnknownError](err); !ok {
-		t.Errorf("repeat on another replica after a panic: %v; want an unknown outcome", err)
+		t.Errorf("repeat on another replica after a panic: %v; want an unknown outcome, before the lease ends", err)
 	}
 }
 
@@ -1025,5 +1031,297 @@ func TestRedisThatRefusesWritesIsSeenGone(t *testing.T) {
 	}
 	if got := reported(); !slices.Equal(got, []bool{true, false, true}) {
 		t.Errorf("served again: reported %v; want [true false true]", got)
+	}
+}
+
+// TestRedisKeepsTheResultOfACallerThatLeft: the caller goes (its context
+// ends) while its request runs; the result is kept all the same, for its
+// retry, which reaches another replica and gets it, nothing run again.
+func TestRedisKeepsTheResultOfACallerThatLeft(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	k := Key{Account: "111111111111", RequestID: "caller-left"}
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := s[0].Do(ctx, k, fpA, func(time.Time) ([]byte, error) { cancel(); return []byte("made"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	retry, stop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stop()
+	c := &counter{resp: []byte("again")}
+	got, err := s[1].Do(retry, k, fpA, c.run)
+	if err != nil || string(got) != "made" || c.runs.Load() != 0 {
+		t.Errorf("retry of a request whose caller left: %q, %v after %d runs; want the first run's response, nothing run", got, err, c.runs.Load())
+	}
+}
+
+// TestRedisRepeatAnswersSoonAfterTheRun: a repeat that waits for another
+// replica's run asks Redis at least every 200 ms, so it answers soon after
+// that run ends, however long it ran.
+func TestRedisRepeatAnswersSoonAfterTheRun(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	k := Key{Account: "111111111111", RequestID: "long-run"}
+	claimed := make(chan struct{})
+	ended := make(chan time.Time, 1)
+	go func() {
+		_, _ = s[0].Do(context.Background(), k, fpA, func(time.Time) ([]byte, error) {
+			close(claimed)
+			time.Sleep(1400 * time.Millisecond)
+			ended <- time.Now()
+			return []byte("made"), nil
+		})
+	}()
+	<-claimed
+	c := &counter{resp: []byte("again")}
+	got, err := s[1].Do(context.Background(), k, fpA, c.run)
+	if err != nil || string(got) != "made" || c.runs.Load() != 0 {
+		t.Fatalf("repeat: %q, %v after %d runs; want the first run's response", got, err, c.runs.Load())
+	}
+	if late := time.Since(<-ended); late > 500*time.Millisecond {
+		t.Errorf("the repeat answered %s after the run ended; want within about 200 ms", late.Round(time.Millisecond))
+	}
+}
+
+// TestRedisForgetOfALostClaimIsNotLogged: a run that did nothing (an error
+// that is not final) drops its claim, which Redis lost meanwhile and
+// another run's claim, or nothing, stands: repeats run, as its caller was
+// told, and there is nothing to log, least of all that a result was not
+// kept and the request may have run twice.
+func TestRedisForgetOfALostClaimIsNotLogged(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	a, b := s[0], s[1]
+	logs := captureLog(a)
+	direct := directRedis(t)
+	ctx := context.Background()
+	errNotDone := errors.New("table not found")
+	for _, other := range []bool{false, true} {
+		k := Key{Account: "111111111111", RequestID: fmt.Sprintf("forget-lost-%v", other)}
+		_, err := a.Do(ctx, k, fpA, func(time.Time) ([]byte, error) {
+			if err := direct.Del(ctx, a.prefix+k.Account+":"+k.RequestID).Err(); err != nil {
+				t.Error(err)
+			}
+			if other {
+				if _, err := b.Do(ctx, k, fpA, func(time.Time) ([]byte, error) { return []byte("b ran"), nil }); err != nil {
+					t.Error(err)
+				}
+			}
+			return nil, errNotDone
+		})
+		if !errors.Is(err, errNotDone) {
+			t.Fatalf("a (another run's record %v): %v; want its run's error", other, err)
+		}
+	}
+	if logs.String() != "" {
+		t.Errorf("want nothing logged; log:\n%s", logs.String())
+	}
+}
+
+// TestRedisDropsFailedClaimsAtOnce: several claims whose answers were lost
+// at once (Redis stalled under many requests) are all dropped, each in
+// the background: their callers were told nothing was sent, and their
+// retries run, none told OUTCOME_UNKNOWN.
+func TestRedisDropsFailedClaimsAtOnce(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	direct := directRedis(t)
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if !isClaim(cmd) {
+			return next(ctx, cmd)
+		}
+		redoClaim(t, direct, cmd, claimSet) // done, its answer lost
+		cmd.SetErr(errors.New("i/o timeout"))
+		return cmd.Err()
+	}))
+	ctx := context.Background()
+	const n = 8
+	for i := range n {
+		k := Key{Account: "111111111111", RequestID: fmt.Sprintf("lost-%d", i)}
+		if _, err := s.Do(ctx, k, fpA, func(time.Time) ([]byte, error) { return nil, nil }); err == nil {
+			t.Fatalf("claim %d: answered; want its answer lost", i)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Wait(wctx); err != nil {
+		t.Fatal(err)
+	}
+	left, err := direct.Keys(ctx, s.prefix+"*").Result()
+	if err != nil || len(left) != 0 {
+		t.Errorf("claims left after their drops: %v, %v; want none", left, err)
+	}
+}
+
+// TestRedisSettlesUntilTheLeaseEnds: a claim that Redis failed to settle
+// is tried again until its lease ends, even past settleFor: until then
+// repeats wait for it, and would otherwise wait out the lease and be told
+// the outcome is unknown.
+func TestRedisSettlesUntilTheLeaseEnds(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	a, b := s[0], s[1]
+	a.settleFor = 50 * time.Millisecond // shorter than the outage, and than the lease
+	var down atomic.Bool
+	a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if down.Load() {
+			cmd.SetErr(errors.New("connection refused"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}))
+	c := &counter{resp: []byte("kept")}
+	run := func(time.Time) ([]byte, error) {
+		down.Store(true)
+		time.AfterFunc(300*time.Millisecond, func() { down.Store(false) })
+		return c.run(time.Time{})
+	}
+	if _, err := a.Do(context.Background(), key, fpA, run); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := b.Do(ctx, key, fpA, c.run)
+	if string(resp) != "kept" || err != nil || c.runs.Load() != 1 {
+		t.Errorf("repeat on another replica: %q, %v after %d runs; want the kept result after 1", resp, err, c.runs.Load())
+	}
+	if err := a.Wait(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRedisWaitReportsAnUnforgottenClaim: a shutdown that ends while only
+// the drop of a claim whose run did nothing is still being tried (Redis
+// away) says it did not finish, as it does for a result or a failed claim.
+func TestRedisWaitReportsAnUnforgottenClaim(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	var down atomic.Bool
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if down.Load() {
+			cmd.SetErr(errors.New("connection refused"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}))
+	t.Cleanup(func() {
+		down.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Wait(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	errDefinite := errors.New("table not found")
+	if _, err := s.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
+		down.Store(true)
+		return nil, errDefinite
+	}); !errors.Is(err, errDefinite) {
+		t.Fatalf("run: %v; want its own error", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := s.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait with a claim's drop left: %v; want the deadline", err)
+	}
+}
+
+// TestRedisSettleGivenUpIsLogged: a result that Redis failed to keep,
+// tried again until the claim's lease and settleFor have both run out, is
+// logged as given up, with its request_id: repeats answer OUTCOME_UNKNOWN
+// until its 24 h end, and this line is where to find why.
+func TestRedisSettleGivenUpIsLogged(t *testing.T) {
+	s := redisStores(t, 1, 200*time.Millisecond)[0]
+	s.settleFor = 100 * time.Millisecond
+	logs := captureLog(s)
+	var down atomic.Bool
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if down.Load() {
+			cmd.SetErr(errors.New("connection refused"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}))
+	if _, err := s.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
+		down.Store(true) // and stays away
+		return []byte("kept"), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`"level":"ERROR"`, `"request_id":"` + key.RequestID + `"`, "while the result was kept", "connection refused"}
+	if lines := logs.Lines(want...); len(lines) != 1 {
+		t.Errorf("want one line with %q; log:\n%s", want, logs.String())
+	}
+}
+
+// TestRedisFollowsRedisClockFromItsAnswers: a replica that took Redis'
+// clock for a minute behind what it is (a failover to a server whose
+// clock is set otherwise) has its first claim refused as late, and
+// follows Redis' clock from that answer on: the retry runs. Redis' clock
+// is asked for (TIME) only once; the scripts' answers keep it.
+func TestRedisFollowsRedisClockFromItsAnswers(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	s.clock.saw(time.Now().Add(-time.Minute))
+	c := &counter{resp: []byte("ran")}
+	if _, err := s.Do(context.Background(), key, fpA, c.run); !errors.Is(err, errClaimLate) || c.runs.Load() != 0 {
+		t.Fatalf("first claim, by a clock a minute behind: %v after %d runs; want it refused as late, nothing run", err, c.runs.Load())
+	}
+	if resp, err := s.Do(context.Background(), key, fpA, c.run); err != nil || string(resp) != "ran" || c.runs.Load() != 1 {
+		t.Errorf("the retry: %q, %v after %d runs; want it run", resp, err, c.runs.Load())
+	}
+}
+
+// TestRedisFirstCheckEndedByTheCaller: a caller gone before Redis' clock
+// was first read (TIME) is told its check ended, not that Redis is
+// unavailable.
+func TestRedisFirstCheckEndedByTheCaller(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c := &counter{}
+	if _, err := s.Do(ctx, key, fpA, c.run); !errors.As(err, new(*CheckEndedError)) || c.runs.Load() != 0 {
+		t.Errorf("Do with its context ended: %v after %d runs; want a CheckEndedError, nothing run", err, c.runs.Load())
+	}
+}
+
+// TestRedisRepeatOfAShortRun: a repeat that finds another replica's run
+// going on says so (OnWait's notice), and answers soon after that run
+// ends. Redis' clock is read (TIME) once; the scripts' answers keep it.
+func TestRedisRepeatOfAShortRun(t *testing.T) {
+	s := redisStores(t, 2, time.Minute)
+	var times atomic.Int32
+	for _, st := range s {
+		st.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+			if cmd.Name() == "time" {
+				times.Add(1)
+			}
+			return next(ctx, cmd)
+		}))
+	}
+	claimed := make(chan struct{})
+	ended := make(chan time.Time, 1)
+	go func() {
+		_, _ = s[0].Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
+			close(claimed)
+			time.Sleep(100 * time.Millisecond)
+			ended <- time.Now()
+			return []byte("made"), nil
+		})
+	}()
+	<-claimed
+	var waited atomic.Int32
+	c := &counter{resp: []byte("again")}
+	got, err := s[1].Do(OnWait(context.Background(), func() { waited.Add(1) }), key, fpA, c.run)
+	if err != nil || string(got) != "made" || c.runs.Load() != 0 || waited.Load() == 0 {
+		t.Fatalf("repeat: %q, %v after %d runs, %d notices; want the first run's response, and a notice that it waited", got, err, c.runs.Load(), waited.Load())
+	}
+	if late := time.Since(<-ended); late > 250*time.Millisecond {
+		t.Errorf("the repeat answered %s after a 100 ms run ended; want within about 50 ms", late.Round(time.Millisecond))
+	}
+	for range 3 {
+		if _, err := s[1].Do(context.Background(), key, fpA, c.run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := times.Load(); n != 2 {
+		t.Errorf("%d TIME commands from two replicas; want one each", n)
 	}
 }

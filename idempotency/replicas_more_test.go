@@ -325,3 +325,41 @@ func TestRedisWaitsForTwoReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisWaitOfARequestAboutToEnd: a request with under a millisecond
+// left, or just past its deadline, waits 1 ms for the replicas: never
+// WAIT 0, which waits for ever (until the waiter's read timeout, holding
+// its connection).
+func TestRedisWaitOfARequestAboutToEnd(t *testing.T) {
+	s := redisStores(t, 1, time.Minute)[0]
+	waiter := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), ReadTimeout: 3 * time.Second})
+	t.Cleanup(func() { waiter.Close() })
+	var mu sync.Mutex
+	var waits []int64 // the WAITs' timeouts, in ms
+	waiter.AddHook(pipelineHook(func(cmds []redis.Cmder) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range cmds {
+			if c.Name() == "wait" {
+				waits = append(waits, c.Args()[2].(int64))
+			}
+		}
+	}))
+	s.ConfirmOnReplicas(waiter, 1, 2*time.Second)
+	for _, left := range []time.Duration{900 * time.Microsecond, 100 * time.Microsecond, -100 * time.Microsecond} {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(left))
+		start := time.Now()
+		_, _, _, _ = s.runConfirmed(ctx, dropScript, []string{s.prefix + "about-to-end"}, "owner")
+		cancel()
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("a request %s from its deadline waited %s for the replicas; want about a millisecond", left, took.Round(time.Millisecond))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ms := range waits {
+		if ms < 1 {
+			t.Errorf("WAIT for %d ms; want at least 1 (0 waits for ever)", ms)
+		}
+	}
+}
