@@ -2,9 +2,11 @@ package sharedstate
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -306,5 +308,172 @@ func TestReachabilityOfAnIdleReplicaAfterRefusals(t *testing.T) {
 	WatchEviction(wctx, c, 100*time.Millisecond, func(error) {})
 	if got := reported(); !slices.Equal(got, []bool{true, false, true}) {
 		t.Errorf("Redis took writes again, the replica idle but for its eviction watch, for 2 s: reported %v; want [true false true]", got)
+	}
+}
+
+// TestReachabilityTimesFailures: Redis' first outcome, a failure, reports
+// it gone at once, without a line (the start's own check logs it).
+// Afterwards failures count from when their command was sent, or from
+// the last answer when that came later (a command that waited out its
+// read timeout while another was answered), and Redis is gone once they
+// have lasted downAfter, no sooner.
+func TestReachabilityTimesFailures(t *testing.T) {
+	logs := &testenv.Buffer{}
+	reach, reported := recorded(slog.New(slog.NewJSONHandler(logs, nil)))
+	base := time.Unix(1_800_000_000, 0)
+	clock := base
+	reach.now = func() time.Time { return clock }
+	at := func(d time.Duration) time.Time { return base.Add(d) }
+	errGone := errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	step := func(name string, want []bool, lines int) {
+		t.Helper()
+		if got := reported(); !slices.Equal(got, want) || len(logs.Lines("shared state")) != lines {
+			t.Fatalf("%s: reported %v; want %v, and %d lines; log:\n%s", name, got, want, lines, logs.String())
+		}
+	}
+	reach.failed(errGone, at(0))
+	step("a failure first", []bool{false}, 0)
+	clock = at(100 * time.Millisecond)
+	reach.answered()
+	step("an answer", []bool{false, true}, 1)
+	clock = at(1050 * time.Millisecond)
+	reach.failed(errGone, at(0)) // sent before the answer
+	step("a failure 950 ms after the last answer", []bool{false, true}, 1)
+	clock = at(1099 * time.Millisecond)
+	reach.failed(errGone, at(1090*time.Millisecond))
+	step("failures for 999 ms", []bool{false, true}, 1)
+	clock = at(1100 * time.Millisecond)
+	reach.failed(errGone, at(1095*time.Millisecond))
+	step("failures for a second", []bool{false, true, false}, 2)
+}
+
+// TestReachabilityWriteProbesAtMostOncePerDownAfter: while Redis refuses
+// backupd's commands, reads answered have Redis written to (a write
+// probe), at most once per downAfter however many reads are answered.
+// A command cut short by its own context says nothing of Redis.
+func TestReachabilityWriteProbesAtMostOncePerDownAfter(t *testing.T) {
+	ctx := context.Background()
+	reach, reported := recorded(slog.New(slog.DiscardHandler))
+	base := time.Unix(1_800_000_000, 0)
+	clock := base
+	reach.now = func() time.Time { return clock }
+	var writes atomic.Int32
+	reach.ProbeWritesWith(func(context.Context) error { writes.Add(1); return nil })
+	reach.observe(ctx, nil, base)
+	reach.observe(ctx, redisError("READONLY You can't write against a read only replica."), base)
+	for range 5 {
+		reach.observe(ReadOnly(ctx), nil, clock)
+		for reach.writing.Load() { // the probe runs apart; let it end
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if n := writes.Load(); n != 1 {
+		t.Errorf("five reads answered within downAfter: %d write probes; want 1", n)
+	}
+	// A command whose own context ended, a second after the last answer.
+	cut, cancel := context.WithCancel(ctx)
+	cancel()
+	reach.observe(ctx, nil, clock)
+	clock = clock.Add(2 * downAfter)
+	reach.observe(cut, context.Canceled, clock.Add(-2*downAfter))
+	if got := reported(); !slices.Equal(got, []bool{true}) {
+		t.Errorf("a command cut short by its caller: reported %v; want [true]", got)
+	}
+}
+
+// TestReachabilityRunsOneProbeAtATime: commands cut short while a probe
+// is under way start no other.
+func TestReachabilityRunsOneProbeAtATime(t *testing.T) {
+	reach, _ := recorded(slog.New(slog.DiscardHandler))
+	var started atomic.Int32
+	release := make(chan struct{})
+	reach.ProbeWith(func(context.Context) error { started.Add(1); <-release; return nil })
+	cut, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 3 {
+		reach.observe(cut, context.Canceled, time.Now())
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if n := started.Load(); n != 1 {
+		t.Errorf("three commands cut short during a probe: %d probes; want 1", n)
+	}
+}
+
+// TestReachabilityOfEachReply: a reply of a Redis that serves none of
+// backupd's commands (loading, a replica without its primary, busy with
+// a script, refusing writes, refusing backupd's user) is a failure, and
+// one that lasts downAfter reports Redis gone; any other reply is an
+// answer. A pool with no connection free, or a client closed, says
+// nothing of Redis.
+func TestReachabilityOfEachReply(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		err  error
+		gone bool
+	}{
+		{redisError("LOADING Redis is loading the dataset in memory"), true},
+		{redisError("READONLY You can't write against a read only replica."), true},
+		{redisError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."), true},
+		{redisError("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."), true},
+		{redisError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk."), true},
+		{redisError("OOM command not allowed when used memory > 'maxmemory'."), true},
+		{redisError("NOPERM User backupd has no permissions to run the 'evalsha' command"), true},
+		{redisError("WRONGPASS invalid username-password pair or user is disabled."), true},
+		{redisError("NOAUTH Authentication required."), true},
+		{redisError("ERR unknown command 'nosuchcommand'"), false},
+		{redis.ErrPoolTimeout, false},
+		{redis.ErrClosed, false},
+	} {
+		reach, reported := recorded(slog.New(slog.DiscardHandler))
+		clock := time.Unix(1_800_000_000, 0)
+		reach.now = func() time.Time { return clock }
+		reach.observe(ctx, nil, clock)
+		start := clock
+		clock = clock.Add(downAfter)
+		reach.observe(ctx, tc.err, start)
+		want := []bool{true}
+		if tc.gone {
+			want = append(want, false)
+		}
+		if got := reported(); !slices.Equal(got, want) {
+			t.Errorf("%v for %s: reported %v; want %v", tc.err, downAfter, got, want)
+		}
+	}
+}
+
+// TestReachabilityAfterAnAnswer: an answer ends the failures before it,
+// so that those after it count from their own start, and ends a refusal:
+// once Redis served again, a read answered (INFO, TIME) says it serves,
+// as any answer does.
+func TestReachabilityAfterAnAnswer(t *testing.T) {
+	ctx := context.Background()
+	reach, reported := recorded(slog.New(slog.DiscardHandler))
+	base := time.Unix(1_800_000_000, 0)
+	clock := base
+	reach.now = func() time.Time { return clock }
+	at := func(d time.Duration) time.Time { return base.Add(d) }
+	errGone := errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	reach.observe(ctx, nil, at(0))
+	clock = at(100 * time.Millisecond)
+	reach.observe(ctx, errGone, at(0))
+	clock = at(500 * time.Millisecond)
+	reach.observe(ctx, nil, at(400*time.Millisecond))
+	clock = at(1200 * time.Millisecond)
+	reach.observe(ctx, errGone, at(1100*time.Millisecond))
+	if got := reported(); !slices.Equal(got, []bool{true}) {
+		t.Fatalf("failures at 0 and 1.1 s, an answer at 0.4 s: reported %v; want [true]", got)
+	}
+	// A refusal, gone for it, an answer; then gone again, unreachable.
+	clock = at(3 * time.Second)
+	reach.observe(ctx, redisError("READONLY You can't write against a read only replica."), at(1100*time.Millisecond))
+	clock = at(4 * time.Second)
+	reach.observe(ctx, nil, at(4*time.Second))
+	clock = at(6 * time.Second)
+	reach.observe(ctx, errGone, at(4500*time.Millisecond))
+	clock = at(7 * time.Second)
+	reach.observe(ReadOnly(ctx), nil, at(7*time.Second))
+	if got := reported(); !slices.Equal(got, []bool{true, false, true, false, true}) {
+		t.Errorf("a read answered once Redis served again after a refusal: reported %v; want [true false true false true]", got)
 	}
 }

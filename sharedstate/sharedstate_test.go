@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -224,6 +226,7 @@ func TestCheckEviction(t *testing.T) {
 		{"allkeys-lfu", fakeInfo{text: info("4194304", "allkeys-lfu")}, true, true},
 		{"volatile-ttl", fakeInfo{text: info("1", "volatile-ttl")}, true, true},
 		{"fields missing", fakeInfo{text: "# Memory\r\nused_memory:1\r\n"}, false, true},
+		{"policy missing", fakeInfo{text: "# Memory\r\nused_memory:1\r\nmaxmemory:4194304\r\n"}, false, true},
 		{"INFO refused", fakeInfo{err: errors.New("NOPERM this user has no permissions to run the 'info' command")}, false, true},
 	}
 	for _, tt := range tests {
@@ -292,8 +295,10 @@ func TestCheckEvictionReadsARealServer(t *testing.T) {
 
 // switchingInfo answers INFO memory with the text set last.
 type switchingInfo struct {
-	mu   sync.Mutex
-	text string
+	mu       sync.Mutex
+	text     string
+	readOnly bool // every INFO was asked ReadOnly
+	asked    int
 }
 
 func (s *switchingInfo) set(text string) {
@@ -305,8 +310,16 @@ func (s *switchingInfo) set(text string) {
 func (s *switchingInfo) Info(ctx context.Context, _ ...string) *redis.StringCmd {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.asked++
+	if s.asked == 1 {
+		s.readOnly = true
+	}
+	s.readOnly = s.readOnly && ctx.Value(readOnlyKey{}) != nil
 	cmd := redis.NewStringCmd(ctx, "info", "memory")
 	cmd.SetVal(s.text)
+	if s.text == "" {
+		cmd.SetErr(errors.New("i/o timeout"))
+	}
 	return cmd
 }
 
@@ -338,8 +351,15 @@ func TestWatchEvictionReportsAPolicyChangedLater(t *testing.T) {
 		step(evicting, 1)
 		step(safe, 1)
 		step(evicting, 2)
+		// A check that fails says nothing: the policy found before stands.
+		step("", 2)
+		step(evicting, 2)
 		if _, ok := errors.AsType[*MayEvictError](reports[1]); !ok {
 			t.Errorf("report %v; want a *MayEvictError", reports[1])
+		}
+		// INFO's answer does not show that Redis serves backupd's writes.
+		if !info.readOnly {
+			t.Error("INFO asked without ReadOnly: its answers would keep a Redis that refuses writes reported up")
 		}
 		cancel()
 		<-done
@@ -362,5 +382,59 @@ func TestCheckAccessOfReplicasStartingTogether(t *testing.T) {
 	}
 	if keys, err := r.Client.Keys(context.Background(), "backupd:*").Result(); err != nil || len(keys) != 0 {
 		t.Errorf("keys left behind: %q, %v", keys, err)
+	}
+}
+
+// failingDel is a Redis client whose DEL fails.
+type failingDel struct{ *redis.Client }
+
+func (c failingDel) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	return redis.NewIntResult(0, errors.New("i/o timeout"))
+}
+
+// TestCheckAccessKeyExpires: the access check's key, left behind when its
+// DEL fails, expires within a minute.
+func TestCheckAccessKeyExpires(t *testing.T) {
+	r := testenv.StartRedis(t, "")
+	ctx := context.Background()
+	if err := checkAccess(ctx, failingDel{r.Client}, "backupd:"); err == nil || !strings.Contains(err.Error(), "DEL") {
+		t.Fatalf("checkAccess with DEL failing: %v; want DEL's failure", err)
+	}
+	keys, err := r.Client.Keys(ctx, "backupd:access-check:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys left: %v, %v; want the check's", keys, err)
+	}
+	if ttl, err := r.Client.TTL(ctx, keys[0]).Result(); err != nil || ttl <= 0 || ttl > time.Minute {
+		t.Errorf("the check's key lives %v (%v); want at most a minute", ttl, err)
+	}
+}
+
+// TestCheckStartOfARedisNotUpYet: a Redis that does not answer at start
+// is logged once, and the start goes on: its other checks, which would
+// each fail and be logged too, wait for the next start.
+func TestCheckStartOfARedisNotUpYet(t *testing.T) {
+	cfg := config.Redis{Address: testenv.FreeAddr(t), KeyPrefix: "backupd:"}
+	client, _ := clients(t, cfg)
+	logs := &testenv.Buffer{}
+	if err := CheckStart(context.Background(), client, cfg, slog.New(slog.NewJSONHandler(logs, nil))); err != nil {
+		t.Fatalf("CheckStart of a Redis not up: %v; want the start to go on", err)
+	}
+	if lines := logs.Lines(`"level":"ERROR"`); len(lines) != 1 || !strings.Contains(lines[0], "does not answer yet") {
+		t.Errorf("want one line, that Redis does not answer yet; log:\n%s", logs.String())
+	}
+}
+
+// TestCheckStartOfAnUntrustedCertificate: a Redis whose TLS certificate
+// backupd cannot verify (tls_ca_file not set to its CA) fails the start,
+// saying so: waiting will not mend it, and every request would be
+// refused.
+func TestCheckStartOfAnUntrustedCertificate(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler()) // a TLS server whose certificate no CA of ours signed
+	defer srv.Close()
+	cfg := config.Redis{Address: srv.Listener.Addr().String(), KeyPrefix: "backupd:", TLS: true}
+	client, _ := clients(t, cfg)
+	err := CheckStart(context.Background(), client, cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "TLS certificate was not accepted") {
+		t.Errorf("CheckStart of a Redis with an untrusted certificate: %v; want the start failed, naming the certificate", err)
 	}
 }
