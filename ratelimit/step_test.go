@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,15 +18,17 @@ import (
 	"github.com/backupd/backupd/testenv"
 )
 
-// offsetKey holds how far (µs) withRedisClockOffset moves Redis' clock.
-const offsetKey = "ratelimit-test:clock-offset"
+// offsetKey holds how far (µs) withRedisClockOffset moves Redis' clock:
+// a key of this test process's own, so that two runs sharing one Redis
+// do not move each other's clocks.
+var offsetKey = "ratelimit-test:clock-offset:" + strconv.Itoa(os.Getpid())
 
 // withRedisClockOffset has the limiter's scripts read Redis' clock moved by
 // the offset under offsetKey, as a step of the server's clock would move
 // it, for the rest of the test.
 func withRedisClockOffset(t *testing.T, client *redis.Client) {
 	t.Helper()
-	const moved = `local function movedTime()
+	moved := `local function movedTime()
   local t = redis.call('TIME')
   local us = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(redis.call('GET', '` + offsetKey + `') or '0')
   return {tostring(math.floor(us / 1000000)), tostring(us % 1000000)}
