@@ -111,7 +111,8 @@ func (s Shutdown) cutOff(ctx context.Context, done <-chan struct{}) error {
 	err := s.Service.Wait(ctx)
 	switch {
 	case busy:
-		return errors.New("shutdown timed out; in-flight requests were cut off")
+		return fmt.Errorf("shutdown timed out after shutdown_timeout (%s); in-flight requests were cut off: "+
+			"a shutdown_timeout above upstream_timeout, the longest a request runs, lets them finish", s.Timeout)
 	case err != nil:
 		return fmt.Errorf("shutdown timed out: %w", err)
 	}

@@ -200,7 +200,8 @@ func TestShutdownTimesOut(t *testing.T) {
 		held := f.block(t)
 		f.s.Timeout = 100 * time.Millisecond
 		err := f.s.Run(true)
-		if err == nil || err.Error() != "shutdown timed out; in-flight requests were cut off" {
+		if err == nil || err.Error() != "shutdown timed out after shutdown_timeout (100ms); in-flight requests were cut off: "+
+			"a shutdown_timeout above upstream_timeout, the longest a request runs, lets them finish" {
 			t.Errorf("Run = %v; want the cut-off error", err)
 		}
 		if err := <-held; err == nil {
