@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -399,9 +400,17 @@ func TestValidateListTimeBounds(t *testing.T) {
 		{&timestamppb.Timestamp{Seconds: 1_800_000_000, Nanos: -1},
 			"time_range_lower_bound is not a valid timestamp: nanos must be 0-999999999 (a count within its second; carry whole seconds into seconds); got -1"},
 		{&timestamppb.Timestamp{Seconds: 1 << 40},
-			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got 36812-02-20T00:36:16Z"},
+			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got seconds 1099511627776, outside a Timestamp's range (0001-01-01 to 9999-12-31)"},
 		{&timestamppb.Timestamp{Seconds: -1 << 40},
-			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got -32873-11-12T23:23:44Z"},
+			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got seconds -1099511627776, outside a Timestamp's range (0001-01-01 to 9999-12-31)"},
+		// Not as a time 292 billion years ahead, where time's arithmetic
+		// wraps.
+		{&timestamppb.Timestamp{Seconds: math.MinInt64},
+			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got seconds -9223372036854775808, outside a Timestamp's range (0001-01-01 to 9999-12-31)"},
+		{&timestamppb.Timestamp{Seconds: math.MaxInt64},
+			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got seconds 9223372036854775807, outside a Timestamp's range (0001-01-01 to 9999-12-31)"},
+		{&timestamppb.Timestamp{Seconds: 7258118400, Nanos: 1},
+			"time_range_lower_bound must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z; got 2200-01-01T00:00:00.000000001Z"},
 	} {
 		in, _, _, err := validateList(&backupv1.ListBackupsRequest{AccountId: "111111111111", TimeRangeLowerBound: tt.ts})
 		if ia, ok := err.(*badrequest.Error); !ok || len(ia.Violations) != 1 || ia.Violations[0].Description != tt.want || in.TimeRangeLowerBound != nil {

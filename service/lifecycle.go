@@ -288,11 +288,20 @@ func timeBound(vs *violations, field string, ts *timestamppb.Timestamp) (time.Ti
 		vs.add(field, "is not a valid timestamp: nanos must be 0-999999999 (a count within its second; carry whole seconds into seconds); got %d", n)
 		return time.Time{}, false
 	}
-	t := ts.AsTime()
-	if t.Before(minTimeBound) || t.After(maxTimeBound) {
-		vs.add(field, "must be between %s and %s; got %s", minTimeBound.Format(time.RFC3339), maxTimeBound.Format(time.RFC3339), t.Format(time.RFC3339Nano))
+	// Seconds are compared as numbers, and told as a time only within
+	// a Timestamp's range: time's own arithmetic wraps near int64's
+	// ends, so that AsTime's text for seconds -1<<63 reads as a time
+	// 292 billion years ahead.
+	if s := ts.GetSeconds(); s < minTimeBound.Unix() || s > maxTimeBound.Unix() ||
+		s == maxTimeBound.Unix() && ts.GetNanos() > 0 {
+		got := fmt.Sprintf("seconds %d, outside a Timestamp's range (0001-01-01 to 9999-12-31)", s)
+		if ts.CheckValid() == nil {
+			got = ts.AsTime().Format(time.RFC3339Nano)
+		}
+		vs.add(field, "must be between %s and %s; got %s", minTimeBound.Format(time.RFC3339), maxTimeBound.Format(time.RFC3339), got)
 		return time.Time{}, false
 	}
+	t := ts.AsTime()
 	if ms := t.Truncate(time.Millisecond); ms.Before(t) {
 		return ms.Add(time.Millisecond), true
 	}
