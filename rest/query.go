@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
@@ -195,9 +196,14 @@ var plusAsSpace = regexp.MustCompile(` [0-9]`)
 // keyName names a query parameter or a body key in an error: shortened,
 // and quoted when it is empty, so a field violation never names "", or
 // when it could read as a field's path (a.b, a[0]), so that an unknown
-// key is never named as a field that is there.
+// key is never named as a field that is there. A key that is not UTF-8
+// (a query's %80) is quoted with its bytes escaped ("\x80"): shortened
+// bare, it would read U+FFFD, which does not say what was sent.
 func keyName(key string) string {
-	if key == "" || strings.ContainsAny(key, `.[]"`) {
+	switch {
+	case !utf8.ValidString(key):
+		return shorten(strconv.Quote(key))
+	case key == "" || strings.ContainsAny(key, `.[]"`):
 		return strconv.Quote(shorten(key))
 	}
 	return shorten(key)

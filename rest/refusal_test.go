@@ -60,6 +60,13 @@ func TestRESTRefusals(t *testing.T) {
 		{name: "a query value not UTF-8 beside an unknown parameter", method: "GET", path: "/v1/accounts/111111111111/backups?table_name=%80&colour=red",
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
 			fields: []string{"colour", "table_name"}, rules: []string{"is not a query parameter of this route", "must be"}},
+		// A key not UTF-8 is named with its bytes escaped, not as U+FFFD.
+		{name: "a query key not UTF-8", method: "GET", path: "/v1/accounts/111111111111/backups?%80=x",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{`"\x80"`}, rules: []string{`is not a query parameter of this route; it takes region`}},
+		{name: "a query key not UTF-8 on a route that takes none", method: "DELETE", path: "/v1/backups/" + escaped + "?%80=1",
+			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
+			fields: []string{`"\x80"`}, rules: []string{"is not a query parameter of this route; it takes none"}},
 		// Refused once, as a parameter the route does not take.
 		{name: "a query value not UTF-8 on a route that takes none", method: "DELETE", path: "/v1/backups/" + escaped + "?force=%80",
 			status: 400, reason: "INVALID_ARGUMENT", account: "111111111111",
