@@ -393,6 +393,11 @@ func TestReachabilityRunsOneProbeAtATime(t *testing.T) {
 	for range 3 {
 		reach.observe(cut, context.Canceled, time.Now())
 	}
+	// The probe runs on a goroutine of its own: wait for the first, then
+	// give any others as long to start.
+	for deadline := time.Now().Add(5 * time.Second); started.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	time.Sleep(50 * time.Millisecond)
 	close(release)
 	if n := started.Load(); n != 1 {
