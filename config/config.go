@@ -221,8 +221,10 @@ type Redis struct {
 	TLS       bool   `yaml:"tls"`
 	// TLSCAFile, with TLS, names the PEM certificates of the CAs that
 	// Redis' certificate is checked against in place of the system's:
-	// for a Redis whose certificate a private CA signed. Read at start.
+	// for a Redis whose certificate a private CA signed. Read at start,
+	// once, by Parse (rootCAs).
 	TLSCAFile string `yaml:"tls_ca_file"`
+	rootCAs   *x509.CertPool
 	// WaitReplicas, when above 0, is how many of the server's replicas
 	// must hold a request_id's claim before its request runs (Redis'
 	// WAIT, for up to WaitTimeout): Redis sends writes on to its replicas
@@ -351,12 +353,17 @@ func Parse(r io.Reader, overrides ...func(*Config)) (*Config, error) {
 	if err != nil {
 		problems = append(problems, fmt.Errorf("shared_state.redis.password_file: %w", err))
 	}
+	roots, err := c.SharedState.rootCAsFromFile()
+	if err != nil {
+		problems = append(problems, fmt.Errorf("shared_state.redis.tls_ca_file: %w", err))
+	}
 	if err := errors.Join(problems...); err != nil {
 		return nil, c.withoutSecrets(err)
 	}
 	if password != "" {
 		c.SharedState.Redis.Password = password
 	}
+	c.SharedState.Redis.rootCAs = roots
 	return c, nil
 }
 
@@ -725,18 +732,21 @@ func (s SharedState) validate(bad reporter) {
 	}
 }
 
-// checkCAFile reports a tls_ca_file set without tls, or one that holds
-// no certificate that RootCAs would take.
+// checkCAFile reports a tls_ca_file set without tls. The file itself is
+// read by Parse alone (rootCAsFromFile), and once, as password_file is.
 func (r Redis) checkCAFile(bad reporter) {
-	if r.TLSCAFile == "" {
-		return
-	}
-	if !r.TLS {
+	if r.TLSCAFile != "" && !r.TLS {
 		bad("shared_state.redis.tls_ca_file", "needs tls: true: the CAs are for checking Redis' certificate over TLS")
 	}
-	if _, err := r.RootCAs(); err != nil {
-		bad("shared_state.redis.tls_ca_file", "%v", err)
+}
+
+// rootCAsFromFile is the CAs the redis backend's tls_ca_file holds, or
+// nil when the backend takes none from a file.
+func (s SharedState) rootCAsFromFile() (*x509.CertPool, error) {
+	if s.Backend != BackendRedis || s.Redis.TLSCAFile == "" {
+		return nil, nil
 	}
+	return s.Redis.readRootCAs()
 }
 
 // checkPasswordFile reports a password_file set beside password. The
@@ -779,11 +789,20 @@ func (r Redis) filePassword() (string, error) {
 }
 
 // RootCAs returns the CAs of TLSCAFile, or nil, for the system's, when
-// it is not set.
+// it is not set: those Parse read, or, for a Redis not from Parse, the
+// file's.
 func (r Redis) RootCAs() (*x509.CertPool, error) {
+	if r.rootCAs != nil {
+		return r.rootCAs, nil
+	}
 	if r.TLSCAFile == "" {
 		return nil, nil
 	}
+	return r.readRootCAs()
+}
+
+// readRootCAs reads the CAs of TLSCAFile.
+func (r Redis) readRootCAs() (*x509.CertPool, error) {
 	b, err := os.ReadFile(r.TLSCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("cannot be read: %w", err)

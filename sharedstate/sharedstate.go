@@ -68,7 +68,8 @@ func redisOptions(c config.Redis) (*redis.Options, error) {
 		DialerRetries: 1,
 	}
 	if c.TLS {
-		// Checked at load: an error here is a file changed since.
+		// Read by config.Parse: an error here is a Redis built otherwise,
+		// whose file cannot be read.
 		roots, err := c.RootCAs()
 		if err != nil {
 			return nil, fmt.Errorf("shared_state.redis.tls_ca_file: %w", err)

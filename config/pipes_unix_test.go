@@ -3,12 +3,16 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/backupd/backupd/testenv"
 )
 
 // TestRedisPasswordFileReadOnce: Parse reads password_file once, so a
@@ -54,5 +58,53 @@ func TestRedisPasswordFileReadOnce(t *testing.T) {
 		}
 		<-done
 		t.Fatal("Parse still waiting on the pipe 10s after its writer wrote the password and went: it reads password_file more than once")
+	}
+}
+
+// TestRedisCAFileReadOnce: tls_ca_file is read once too, by Parse, and
+// the Redis client is built from what it read (RootCAs): a second read
+// of a pipe would wait for a writer that has gone.
+func TestRedisCAFileReadOnce(t *testing.T) {
+	pem, err := os.ReadFile(testenv.SelfSignedTLS(t).CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(t.TempDir(), "ca")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for the reader
+		if err != nil {
+			return
+		}
+		_, _ = w.Write(pem)
+		_ = w.Close()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		c, err := Parse(strings.NewReader(validYAML +
+			"shared_state: {backend: redis, redis: {address: 'redis:6379', tls: true, tls_ca_file: " + fifo + "}}\n"))
+		if err != nil {
+			done <- fmt.Errorf("Parse: %w", err)
+			return
+		}
+		roots, err := c.SharedState.Redis.RootCAs()
+		if err == nil && roots == nil {
+			err = errors.New("no CAs")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the pipe's CA: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			_ = w.Close()
+		}
+		<-done
+		t.Fatal("still waiting on the pipe 10s after its writer wrote the CA and went: tls_ca_file is read more than once")
 	}
 }
