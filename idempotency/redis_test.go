@@ -1053,23 +1053,31 @@ func TestRedisKeepsTheResultOfACallerThatLeft(t *testing.T) {
 	}
 }
 
+// runFor starts a request of k on st whose run takes d and answers
+// "made", and returns once it has claimed k; the channel gets the time its
+// run ended.
+func runFor(st *Redis, k Key, d time.Duration) <-chan time.Time {
+	claimed := make(chan struct{})
+	ended := make(chan time.Time, 1)
+	go func() {
+		_, _ = st.Do(context.Background(), k, fpA, func(time.Time) ([]byte, error) {
+			close(claimed)
+			time.Sleep(d)
+			ended <- time.Now()
+			return []byte("made"), nil
+		})
+	}()
+	<-claimed
+	return ended
+}
+
 // TestRedisRepeatAnswersSoonAfterTheRun: a repeat that waits for another
 // replica's run asks Redis at least every 200 ms, so it answers soon after
 // that run ends, however long it ran.
 func TestRedisRepeatAnswersSoonAfterTheRun(t *testing.T) {
 	s := redisStores(t, 2, time.Minute)
 	k := Key{Account: "111111111111", RequestID: "long-run"}
-	claimed := make(chan struct{})
-	ended := make(chan time.Time, 1)
-	go func() {
-		_, _ = s[0].Do(context.Background(), k, fpA, func(time.Time) ([]byte, error) {
-			close(claimed)
-			time.Sleep(1400 * time.Millisecond)
-			ended <- time.Now()
-			return []byte("made"), nil
-		})
-	}()
-	<-claimed
+	ended := runFor(s[0], k, 1400*time.Millisecond)
 	c := &counter{resp: []byte("again")}
 	got, err := s[1].Do(context.Background(), k, fpA, c.run)
 	if err != nil || string(got) != "made" || c.runs.Load() != 0 {
@@ -1296,17 +1304,7 @@ func TestRedisRepeatOfAShortRun(t *testing.T) {
 			return next(ctx, cmd)
 		}))
 	}
-	claimed := make(chan struct{})
-	ended := make(chan time.Time, 1)
-	go func() {
-		_, _ = s[0].Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
-			close(claimed)
-			time.Sleep(100 * time.Millisecond)
-			ended <- time.Now()
-			return []byte("made"), nil
-		})
-	}()
-	<-claimed
+	ended := runFor(s[0], key, 100*time.Millisecond)
 	var waited atomic.Int32
 	c := &counter{resp: []byte("again")}
 	got, err := s[1].Do(OnWait(context.Background(), func() { waited.Add(1) }), key, fpA, c.run)

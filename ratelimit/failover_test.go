@@ -224,9 +224,7 @@ func TestRedisFailoverToAServerWhoseClockIsAhead(t *testing.T) {
 	a := testRedis(t)
 	withRedisClockOffset(t, a)
 	b := testenv.StartRedis(t, testenv.FreeAddr(t))
-	if err := b.Client.Set(ctx, offsetKey, (5 * time.Second).Microseconds(), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stepRedisClock(t, b.Client, 5*time.Second)
 	prefix := testenv.RedisPrefix(t)
 	testenv.EstablishRedis(t, testenv.RedisAddr(t), prefix)
 	testenv.EstablishRedis(t, b.Addr, prefix) // other replicas use b already

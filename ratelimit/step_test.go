@@ -54,6 +54,15 @@ end
 	})
 }
 
+// stepRedisClock moves the clock the limiter's scripts read on client
+// (withRedisClockOffset) by step from Redis' own.
+func stepRedisClock(t *testing.T, client *redis.Client, step time.Duration) {
+	t.Helper()
+	if err := client.Set(context.Background(), offsetKey, step.Microseconds(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRedisClockStepForwardHoldsTheTurns: a replica's queue holds a second
 // of turns when Redis' clock steps forward. Turns are times on Redis'
 // clock, and those given by the stepped clock would be due as much sooner,
@@ -72,9 +81,7 @@ func TestRedisClockStepForwardHoldsTheTurns(t *testing.T) {
 			ctx := context.Background()
 			turns.fill(t, l, 45)
 			queueEnd := turns[len(turns)-1]
-			if err := client.Set(ctx, offsetKey, step.Microseconds(), 0).Err(); err != nil {
-				t.Fatal(err)
-			}
+			stepRedisClock(t, client, step)
 			err := l.Wait(ctx, keyA)
 			le, ok := errors.AsType[*LimitedError](err)
 			if !ok || !le.Held || time.Now().Add(le.RetryAfter).Before(queueEnd) {
@@ -117,9 +124,7 @@ func TestRedisClockStepSeenByConcurrentCalls(t *testing.T) {
 	ctx := context.Background()
 	primed(ctx, t, l)
 	takeTurns(ctx, t, l, &turns, queued)
-	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stepRedisClock(t, client, 300*time.Millisecond)
 	br.n.Store(inFlight)
 	var wg sync.WaitGroup
 	for range inFlight {
@@ -286,9 +291,7 @@ func TestRedisTurnWhileAHoldIsUnderWay(t *testing.T) {
 	ctx := context.Background()
 	primed(ctx, t, l)
 	takeTurns(ctx, t, l, &turns, queued)
-	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stepRedisClock(t, client, 300*time.Millisecond)
 	holder := make(chan error, 1)
 	go func() { holder <- l.Wait(ctx, keyA) }() // finds the step; its hold is kept back
 	<-hb.entered
@@ -350,9 +353,7 @@ func TestRedisClockStepFoundByAnIdleReplica(t *testing.T) {
 	b.clock.best.redisMid = b.clock.best.redisMid.Add(-10 * time.Minute)
 	b.clock.mu.Unlock()
 	takeTurns(ctx, t, a, &turns, queued)
-	if err := client.Set(ctx, offsetKey, (500 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stepRedisClock(t, client, 500*time.Millisecond)
 	waitOutHolds(ctx, t, b, 10)
 	turns.checkAfterStep(t, queued, 50)
 }
@@ -406,9 +407,7 @@ func TestRedisHoldOutlastsTheCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	const step = 5 * time.Second
-	if err := client.Set(ctx, offsetKey, step.Microseconds(), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stepRedisClock(t, client, step)
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -461,9 +460,7 @@ func TestRedisHoldThatFailsIsMadeAgain(t *testing.T) {
 			primed(ctx, t, l)
 			turns.fill(t, l, 45)
 			queueEnd := turns[len(turns)-1]
-			if err := client.Set(ctx, offsetKey, (500 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
-				t.Fatal(err)
-			}
+			stepRedisClock(t, client, 500*time.Millisecond)
 			fh.n.Store(failures)
 			for range 11 {
 				_ = l.Wait(ctx, keyA) // refused while the turns are held
@@ -504,9 +501,7 @@ func TestRedisHoldFoundByAnExchangeThatFailsIsMadeAgain(t *testing.T) {
 	b.clock.best.redisMid = b.clock.best.redisMid.Add(-time.Minute)
 	b.clock.mu.Unlock()
 	takeTurns(ctx, t, a, &turns, queued)
-	if err := client.Set(ctx, offsetKey, (500 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stepRedisClock(t, client, 500*time.Millisecond)
 	fh.n.Store(1)
 	if _, ok := errors.AsType[*sharedstate.UnavailableError](b.Wait(ctx, keyA)); !ok {
 		t.Fatal("the call whose hold failed: want Redis unavailable")
@@ -558,9 +553,7 @@ func TestRedisTurnAnsweredAfterTheHoldEnded(t *testing.T) {
 	ctx := context.Background()
 	primed(ctx, t, l)
 	takeTurns(ctx, t, l, &turns, queued)
-	if err := client.Set(ctx, offsetKey, (300 * time.Millisecond).Microseconds(), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stepRedisClock(t, client, 300*time.Millisecond)
 	holder := make(chan error, 1)
 	go func() { holder <- l.Wait(ctx, keyA) }() // finds the step; its hold is kept back
 	<-g.entered
