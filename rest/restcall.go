@@ -21,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/backupd/backupd/badrequest"
 	"github.com/backupd/backupd/callers"
@@ -567,14 +566,11 @@ func notText(call *restCall, method string) []badrequest.Violation {
 	}
 	if call.query != "" && method == backupv1.BackupService_ListBackups_FullMethodName {
 		values, _ := url.ParseQuery(call.query)
-		var md protoreflect.MessageDescriptor
+		md := (*backupv1.ListBackupsRequest)(nil).ProtoReflect().Descriptor()
 		for key, vals := range values {
 			bad := slices.IndexFunc(vals, func(v string) bool { return !utf8.ValidString(v) })
 			if bad < 0 {
 				continue
-			}
-			if md == nil {
-				md = (&backupv1.ListBackupsRequest{}).ProtoReflect().Descriptor()
 			}
 			if fd, name := lookupField(md, key); fd != nil {
 				add(name, vals[bad])
