@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -53,6 +54,17 @@ func (e *UnauthenticatedError) Challenge() string {
 		return `Bearer realm="backupd"`
 	}
 	return `Bearer realm="backupd", error="invalid_token", error_description="the bearer token is not one backupd knows"`
+}
+
+// ChallengeOf is the WWW-Authenticate challenge of err's 401 when err, or
+// an error it wraps, refuses an unknown caller (UnauthenticatedError); ok
+// is false for every other error, nil included.
+func ChallengeOf(err error) (challenge string, ok bool) {
+	var u *UnauthenticatedError
+	if !errors.As(err, &u) {
+		return "", false
+	}
+	return u.Challenge(), true
 }
 
 // DeniedError says an authenticated caller may not make this call.

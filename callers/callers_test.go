@@ -3,6 +3,7 @@ package callers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -199,6 +200,32 @@ func TestChallenge(t *testing.T) {
 				}) {
 					t.Errorf("%s: parameter %s is not name=\"value\" in RFC 6750's characters", got, p)
 				}
+			}
+		})
+	}
+}
+
+// TestChallengeOf: the challenge is found through wrapping, and only for
+// an unknown caller: a refused known caller gets no 401.
+func TestChallengeOf(t *testing.T) {
+	unknown := &UnauthenticatedError{}
+	tests := []struct {
+		name   string
+		err    error
+		want   string
+		wantOK bool
+	}{
+		{"nil", nil, "", false},
+		{"other error", errors.New("boom"), "", false},
+		{"denied", &DeniedError{Caller: "orders"}, "", false},
+		{"unknown token", unknown, unknown.Challenge(), true},
+		{"wrapped", fmt.Errorf("authorize: %w", &UnauthenticatedError{Missing: true}), `Bearer realm="backupd"`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := ChallengeOf(tt.err)
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("ChallengeOf(%v) = %q, %v; want %q, %v", tt.err, got, ok, tt.want, tt.wantOK)
 			}
 		})
 	}

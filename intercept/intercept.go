@@ -505,15 +505,11 @@ func (i *Interceptor) run(ctx context.Context, req any, info *grpc.UnaryServerIn
 	return principal, resp, err
 }
 
-// challenger is an error that names the WWW-Authenticate challenge of
-// its 401 (callers.UnauthenticatedError).
-type challenger interface{ Challenge() string }
-
 // unauthenticated reports whether err refuses an unknown caller: one
 // with a challenge for its 401.
 func unauthenticated(err error) bool {
-	var c challenger
-	return err != nil && errors.As(err, &c)
+	_, ok := callers.ChallengeOf(err)
+	return ok
 }
 
 // maxAnswerTime bounds the time keepTimeToAnswer keeps back.

@@ -12,7 +12,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
@@ -30,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backupd/backupd/badrequest"
+	"github.com/backupd/backupd/callers"
 	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 	gatewayv1 "github.com/backupd/backupd/gen/gateway/backup/v1"
@@ -266,9 +266,8 @@ func (g *gateway) metricsCallers(metrics http.Handler) http.Handler {
 		l := intercept.Line{Method: metricsPath, Principal: principal}
 		st := l.Fail(ctx, err)
 		g.ic.Write(ctx, l, start)
-		var c challenger
-		if errors.As(err, &c) {
-			w.Header().Set("WWW-Authenticate", c.Challenge())
+		if challenge, ok := callers.ChallengeOf(err); ok {
+			w.Header().Set("WWW-Authenticate", challenge)
 		}
 		writeStatus(w, st, runtime.HTTPStatusFromCode(st.Code()))
 	})

@@ -368,10 +368,6 @@ func markIntercepted(ctx context.Context) {
 	}
 }
 
-// challenger is an error that names the WWW-Authenticate challenge of
-// its 401 (callers.UnauthenticatedError).
-type challenger interface{ Challenge() string }
-
 // challengeKeeper is the authorizer the gateway's interceptor asks, in
 // and before it: it records, for the error handler, the challenge of a
 // REST request it refuses as unauthenticated, which the status that
@@ -381,10 +377,9 @@ type challengeKeeper struct{ intercept.Authorizer }
 
 func (a challengeKeeper) Authorize(ctx context.Context, operation, account string) (string, error) {
 	caller, err := a.Authorizer.Authorize(ctx, operation, account)
-	var c challenger
-	if err != nil && errors.As(err, &c) {
+	if challenge, ok := callers.ChallengeOf(err); ok {
 		if call := restCallOf(ctx); call != nil {
-			call.challenge = c.Challenge()
+			call.challenge = challenge
 		}
 	}
 	return caller, err
