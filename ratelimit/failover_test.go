@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -285,4 +286,71 @@ func TestRedisFailBackHeldAndReportedOnce(t *testing.T) {
 	if err := c.Wait(ctx, keyA); !heldOrTurn(err) || lost.Load() != 1 {
 		t.Errorf("a replica coming from the other server: %v, %d losses; want still one loss", err, lost.Load())
 	}
+}
+
+// TestRedisFailoverForgetsTheLead: a replica whose answers from Redis
+// arrived 150 ms after Redis gave them asks for its turns that far ahead
+// (the lead). Redis fails over to a server whose answers arrive at once:
+// the lead measured on the first is forgotten with its clock, and the
+// second call after the failover, made when the first goes, gets the next
+// turn, one spacing later. Kept, the lead held it back 133 ms, and every
+// call for the second and a half it took to fall. In a synctest bubble,
+// with fake servers, so that the answers take exactly what they are given.
+func TestRedisFailoverForgetsTheLead(t *testing.T) {
+	synctest.Test(t, testRedisFailoverForgetsTheLead)
+}
+
+func testRedisFailoverForgetsTheLead(t *testing.T) {
+	a := &runLink{fakeLink: fakeLink{srv: &fakeRedisServer{next: map[string]int64{}}}, run: "a", lag: 150 * time.Millisecond}
+	b := &runLink{fakeLink: fakeLink{srv: &fakeRedisServer{next: map[string]int64{}}}, run: "b"}
+	var sw failoverLink
+	sw.to.Store(a)
+	l := NewRedis(&sw, "p:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, nil)
+	ctx := context.Background()
+	if err := l.Wait(ctx, keyA); err != nil {
+		t.Fatal(err)
+	}
+	if lead := l.clock.currentLead(time.Now()); lead != a.lag {
+		t.Fatalf("lead on a: %s; want %s, how late its answers arrive", lead, a.lag)
+	}
+	sw.to.Store(b)
+	if err := l.Wait(ctx, keyA); err != nil {
+		t.Fatalf("the first call after the failover: %v", err)
+	}
+	start := time.Now()
+	if err := l.Wait(ctx, keyA); err != nil || time.Since(start) > spacing(50, DefaultGuard) {
+		t.Errorf("the second call after the failover: %v after %s; want the next turn, %s later", err, time.Since(start), spacing(50, DefaultGuard))
+	}
+}
+
+// runLink is a fakeLink to a server whose run_id is run, whose turns are
+// answered lag after they are given.
+type runLink struct {
+	fakeLink
+	run string
+	lag time.Duration
+}
+
+func (r *runLink) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	cmd := r.fakeLink.EvalSha(ctx, sha1, keys, args...)
+	if sha1 != takeTurn.Hash() {
+		return cmd
+	}
+	time.Sleep(r.lag)
+	res, err := cmd.Slice()
+	if err != nil {
+		return cmd
+	}
+	res[3] = r.run
+	return redis.NewCmdResult(res, nil)
+}
+
+// failoverLink sends every script to the server it points at now.
+type failoverLink struct {
+	redis.Scripter
+	to atomic.Pointer[runLink]
+}
+
+func (f *failoverLink) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return f.to.Load().EvalSha(ctx, sha1, keys, args...)
 }

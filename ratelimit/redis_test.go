@@ -670,6 +670,51 @@ func testRedisTurnsOnlyWithinThePlacing(t *testing.T) {
 	}
 }
 
+// TestRedisTurnWithinPatienceWhereverTheClockIs: a turn is given no later
+// than the call's patience, by Redis' clock, less how far off that clock
+// may be placed, so that it lies within the patience wherever in that band
+// the clock truly is. Here the exchange that places it took 20 ms to reach
+// Redis and its answer came at once: the clock is placed 10 ms ahead of
+// this process's, give or take 10 ms, and reads as this process's. The
+// turn's own exchange, instant, places it exactly. A turn 1005 ms out,
+// given to a call that may wait 1 s because the loose placing put it at
+// 995 ms, had the call go past its max_wait; it is refused at once
+// instead, nothing taken. In a synctest bubble, so that the exchanges take
+// exactly what they are given.
+func TestRedisTurnWithinPatienceWhereverTheClockIs(t *testing.T) {
+	synctest.Test(t, testRedisTurnWithinPatienceWhereverTheClockIs)
+}
+
+func testRedisTurnWithinPatienceWhereverTheClockIs(t *testing.T) {
+	const maxWait, turnAt = time.Second, 1005 * time.Millisecond
+	srv := &fakeRedisServer{next: map[string]int64{}}
+	l := NewRedis(&slowClockLink{fakeLink: fakeLink{srv: srv}, req: 20 * time.Millisecond}, "p:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait}, nil)
+	start := time.Now()
+	key := l.prefix + keyA.String()
+	srv.next[key] = start.Add(turnAt).UnixMicro() // the turns queued before
+	err := l.Wait(context.Background(), keyA)
+	if le, ok := errors.AsType[*LimitedError](err); !ok || le.Held || time.Since(start) > maxWait {
+		t.Errorf("a call that may wait %s, whose turn is %s out: %v after %s; want a LimitedError, at once", maxWait, turnAt, err, time.Since(start))
+	}
+	if next := time.UnixMicro(srv.next[key]); next.Sub(start) != turnAt {
+		t.Errorf("the key's next free slot moved to %s out; want no turn taken", next.Sub(start))
+	}
+}
+
+// slowClockLink is a fakeLink whose exchanges asking Redis' time take req
+// to reach it, their answers coming at once.
+type slowClockLink struct {
+	fakeLink
+	req time.Duration
+}
+
+func (s *slowClockLink) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	if sha1 == redisTime.Hash() {
+		time.Sleep(s.req)
+	}
+	return s.fakeLink.EvalSha(ctx, sha1, keys, args...)
+}
+
 // TestRedisLateWakeUpQueuesAgain: a call whose sleep until its turn ends
 // later than the slack gives the turn up and queues again, as Local's does
 // (TestLateWakeUpQueuesAgain): sent so late, it would crowd the second of
@@ -1197,4 +1242,52 @@ func TestRedisPlacesTheClockWithinPatience(t *testing.T) {
 		t.Errorf("Wait with Redis' clock answered %s late: %v after %s; want Redis unavailable within the call's patience",
 			late, err, took.Round(time.Millisecond))
 	}
+}
+
+// TestRedisAnswerWithinTheGuardIsUsed: a call asks Redis while it may
+// still wait for its turn, and a guard more (docs/replicas.md). Its turn,
+// 990 ms out with a 1 s max_wait, is answered 1010 ms after Redis gave
+// it: past the call's patience, within the guard, and 20 ms after the
+// turn, within the slack a turn may be reached late by. The call goes on
+// it. Asked only until its patience ended, it was refused as Redis
+// unavailable, and its turn, given, went unused. In a synctest bubble, so
+// that the answer arrives exactly when it is made to.
+func TestRedisAnswerWithinTheGuardIsUsed(t *testing.T) {
+	synctest.Test(t, testRedisAnswerWithinTheGuardIsUsed)
+}
+
+func testRedisAnswerWithinTheGuardIsUsed(t *testing.T) {
+	const maxWait, turnAt, answered = time.Second, 990 * time.Millisecond, 1010 * time.Millisecond
+	srv := &fakeRedisServer{next: map[string]int64{}}
+	link := &lateTurnLink{fakeLink: fakeLink{srv: srv}, late: answered}
+	l := NewRedis(link, "p:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: maxWait}, nil)
+	start := time.Now()
+	key := l.prefix + keyA.String()
+	srv.next[key] = start.Add(turnAt).UnixMicro() // the turns queued before
+	err := l.Wait(context.Background(), keyA)
+	if err != nil || time.Since(start) != answered {
+		t.Errorf("a call whose turn, %s out, was answered %s after Redis gave it: %v after %s; want it sent on its answer",
+			turnAt, answered, err, time.Since(start))
+	}
+	if next := time.UnixMicro(srv.next[key]); next.Sub(start) != turnAt+spacing(50, DefaultGuard) {
+		t.Errorf("the key's next free slot is %s out; want one turn taken, at %s", next.Sub(start), turnAt)
+	}
+}
+
+// lateTurnLink is a fakeLink whose first turn is answered late after
+// Redis gave it, unless the caller's context ends first.
+type lateTurnLink struct {
+	fakeLink
+	late    time.Duration
+	delayed atomic.Bool
+}
+
+func (f *lateTurnLink) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	cmd := f.fakeLink.EvalSha(ctx, sha1, keys, args...)
+	if sha1 == takeTurn.Hash() && f.delayed.CompareAndSwap(false, true) {
+		if err := sleep(ctx, f.late); err != nil {
+			return redis.NewCmdResult(nil, err) // the answer lost to the caller's deadline
+		}
+	}
+	return cmd
 }

@@ -187,3 +187,35 @@ func TestRedisClockStepWithinASlowExchange(t *testing.T) {
 		t.Error("a 40 ms exchange 30 ms ahead of the placing: not taken for a step forward")
 	}
 }
+
+// TestRedisClockTwoStepsUnderOneHold: Redis' clock steps forward 700 ms,
+// and 15 ms more before the first hold has been answered; both holds
+// fail. The placing put back is the one from before the first step, 3 s
+// ahead, so that the next exchange finds both steps off it and holds the
+// turns, even a 30 ms one. The placing between the steps, put back
+// instead, took that exchange's 15 ms off it for the exchange's own
+// uncertainty: no step found, and the 715 ms went unheld, turns given by
+// the stepped clock due among those given before it.
+func TestRedisClockTwoStepsUnderOneHold(t *testing.T) {
+	c, base := placedAhead() // 3 s ahead, by a 2 ms exchange
+	exchange := func(at, rtt, ahead time.Duration) bool {
+		sent := base.Add(at)
+		_, _, stepped := c.observe(sent, sent.Add(rtt), sent.Add(rtt/2+ahead))
+		return stepped
+	}
+	if !exchange(time.Second, 20*time.Millisecond, 3700*time.Millisecond) {
+		t.Fatal("a step of 700 ms forward was not found")
+	}
+	if !exchange(time.Second+50*time.Millisecond, 2*time.Millisecond, 3715*time.Millisecond) {
+		t.Fatal("a second step, of 15 ms forward, found by a 2 ms exchange, was not found")
+	}
+	c.held(false)
+	c.held(false)
+	at := base.Add(2 * time.Second)
+	if place, _, _, _ := c.read(at); place.redis(at).Sub(at) != 3*time.Second {
+		t.Errorf("after both holds failed, Redis' clock placed %s ahead; want 3s, as before the first step", place.redis(at).Sub(at))
+	}
+	if !exchange(2*time.Second, 30*time.Millisecond, 3715*time.Millisecond) {
+		t.Error("the next exchange, a 30 ms one, found no step; want both found again, and the turns held")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -569,4 +570,59 @@ func TestRedisTurnAnsweredAfterTheHoldEnded(t *testing.T) {
 	<-holder
 	<-late
 	turns.checkAfterStep(t, queued, 50)
+}
+
+// TestRedisHoldThatFailsRefusesTheCall: the call whose turn found Redis'
+// clock stepped forward, and whose hold of the turns failed, is refused at
+// once, Redis unavailable, with what failed, as one whose exchange found
+// the step is (TestRedisHoldFoundByAnExchangeThatFailsIsMadeAgain). Asking
+// again instead, it found the step again on every turn, its hold failing
+// each time, and took a turn by the stepped clock each time, unheld, until
+// its patience was over: hundreds of turns used up, which other calls
+// lose, and then "Redis did not answer". In a synctest bubble, with a fake
+// Redis whose holds all fail and whose answers take a millisecond.
+func TestRedisHoldThatFailsRefusesTheCall(t *testing.T) {
+	synctest.Test(t, testRedisHoldThatFailsRefusesTheCall)
+}
+
+func testRedisHoldThatFailsRefusesTheCall(t *testing.T) {
+	srv := &fakeRedisServer{next: map[string]int64{}}
+	link := &holdlessLink{fakeLink: fakeLink{srv: srv, reply: time.Millisecond}}
+	l := NewRedis(link, "p:", Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second,
+		Sleep: func(context.Context, time.Duration) error { return nil }}, nil)
+	ctx := context.Background()
+	if err := l.Wait(ctx, keyA); err != nil {
+		t.Fatal(err)
+	}
+	srv.skew = 500 * time.Millisecond // Redis' clock steps forward
+	link.turns.Store(0)
+	start := time.Now()
+	err := l.Wait(ctx, keyA)
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || !errors.Is(err, errHoldLost) || time.Since(start) > 10*time.Millisecond {
+		t.Errorf("the call whose turn found the step and whose hold failed: %v after %s; want Redis unavailable at once, for the hold that failed",
+			err, time.Since(start))
+	}
+	if n := link.turns.Load(); n != 1 {
+		t.Errorf("%d turns taken by that call; want 1", n)
+	}
+}
+
+// errHoldLost is the failure of every hold of a holdlessLink.
+var errHoldLost = errors.New("i/o timeout")
+
+// holdlessLink is a fakeLink that fails every hold of the turns
+// (holdTurns), and counts the turns asked for.
+type holdlessLink struct {
+	fakeLink
+	turns atomic.Int32
+}
+
+func (h *holdlessLink) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	switch sha1 {
+	case holdTurns.Hash():
+		return redis.NewCmdResult(nil, errHoldLost)
+	case takeTurn.Hash():
+		h.turns.Add(1)
+	}
+	return h.fakeLink.EvalSha(ctx, sha1, keys, args...)
 }
