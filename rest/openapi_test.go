@@ -2,6 +2,7 @@ package rest
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -22,7 +23,7 @@ const openapiFile = "../gen/openapiv2/backup/v1/backup_service.swagger.json"
 
 type openapiSpec struct {
 	Info struct {
-		Title, Version string
+		Title, Version, Description string
 	}
 	SecurityDefinitions map[string]struct {
 		Type, In, Name string
@@ -411,6 +412,78 @@ func TestOpenAPIRequiredIsWhatResponsesHold(t *testing.T) {
 		}
 		for r := range required {
 			t.Errorf("%s: required %s is not a field", def, r)
+		}
+	}
+}
+
+// TestOpenAPISaysViolationsUseProtoNames: over REST a field violation
+// names its field by the proto name (page_size), not by the JSON or query
+// name the caller sent (pageSize). A client generated from the description
+// knows only the JSON names, so each operation's 400 must say which names
+// the violations use, with the names the gateway really writes.
+func TestOpenAPISaysViolationsUseProtoNames(t *testing.T) {
+	spec := loadOpenAPI(t)
+	f := newFixture(t)
+	restore := "/v1/backups/" + strings.ReplaceAll(arn, "/", "%2F") + ":restore"
+	for _, tt := range []struct {
+		method, path, body string
+		sent, want         string // the name the request used, and the violation's
+	}{
+		{"GET", "/v1/accounts/111111111111/backups?pageSize=ten", "", "pageSize", "page_size"},
+		{"POST", restore, `{"targetTableName":"Restored","provisionedThroughputOverride":{"readCapacityUnits":"x"}}`,
+			"provisionedThroughputOverride.readCapacityUnits", "provisioned_throughput_override.read_capacity_units"},
+	} {
+		var body io.Reader
+		if tt.body != "" {
+			body = strings.NewReader(tt.body)
+		}
+		resp, raw := f.do(t, tt.method, tt.path, body)
+		var st restStatus
+		if err := json.Unmarshal(raw, &st); err != nil || resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("%s %s: %d %s (%v), want a 400 status", tt.method, tt.path, resp.StatusCode, raw, err)
+		}
+		var fields []string
+		for _, d := range st.Details {
+			for _, v := range d.FieldViolations {
+				fields = append(fields, v.Field)
+			}
+		}
+		if !slices.Contains(fields, tt.want) {
+			t.Fatalf("%s %s: violations of %q, want one of %q (for %q)", tt.method, tt.path, fields, tt.want, tt.sent)
+		}
+		for method, op := range spec.operations(t) {
+			d := op.Responses[strconv.Itoa(http.StatusBadRequest)].Description
+			if !strings.Contains(d, "proto name") || !strings.Contains(d, "`"+tt.want+"`") || !strings.Contains(d, "`"+tt.sent+"`") {
+				t.Errorf("%s: 400 description does not say that violations name fields by their proto names (`%s` for `%s`): %q",
+					method, tt.want, tt.sent, d)
+			}
+		}
+	}
+}
+
+// TestOpenAPISaysWhatItAlsoTakes: the gateway takes more than the
+// description's schemas allow (protojson's enum numbers, and null for a
+// body field), so a test generated from the description that expects
+// them refused (schemathesis' negative_data_rejection) fails unless the
+// description says so.
+func TestOpenAPISaysWhatItAlsoTakes(t *testing.T) {
+	spec := loadOpenAPI(t)
+	f := newFixture(t)
+	restore := "/v1/backups/" + strings.ReplaceAll(arn, "/", "%2F") + ":restore"
+	for _, tt := range []struct{ method, path, body, example string }{
+		{"GET", "/v1/accounts/111111111111/backups?backupType=4", "", "`backupType=4`"},
+		{"POST", restore, `{"targetTableName":"Restored","billingModeOverride":2}`, "`\"billingModeOverride\": 2`"},
+		{"POST", restore, `{"targetTableName":"Restored","requestId":null}`, "`null`"},
+	} {
+		var body io.Reader
+		if tt.body != "" {
+			body = strings.NewReader(tt.body)
+		}
+		if resp, raw := f.do(t, tt.method, tt.path, body); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s %s %s: %d %s, want it taken", tt.method, tt.path, tt.body, resp.StatusCode, raw)
+		}
+		if !strings.Contains(spec.Info.Description, tt.example) {
+			t.Errorf("info.description does not say that backupd takes %s too", tt.example)
 		}
 	}
 }
