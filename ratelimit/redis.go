@@ -257,6 +257,9 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			continue
 		}
 		if !t.granted {
+			if t.placedByLead() {
+				return l.leadTooLong(k, t.lead)
+			}
 			return l.refuse(k, t.delay, t.held)
 		}
 		if again, err := l.goAt(ctx, k, t, place, waited); err != nil || !again {
@@ -446,6 +449,17 @@ func (l *Redis) tooSlow(k Key, uncertainty time.Duration) error {
 		k, uncertainty.Round(time.Millisecond), l.maxUncertainty())}
 }
 
+// leadTooLong refuses a call whose turn only the lead put beyond its
+// patience: Redis' answers have been arriving late, so turns are asked
+// for that far ahead. Redis is too slow for the call, as for tooSlow's;
+// the account's rate is not used up, and a RetryAfter from the lead,
+// which falls only slowly, would not say when a call would pass.
+func (l *Redis) leadTooLong(k Key, lead time.Duration) error {
+	return &sharedstate.UnavailableError{Op: sharedstate.OpRateLimit, Err: fmt.Errorf(
+		"Redis' answers have been arriving up to %s after it gave them, so a turn for %s is asked for that far ahead, later than the call can wait",
+		lead.Round(time.Millisecond), k)}
+}
+
 // sawGen takes the count of holds an answer carried. The count only
 // grows: an answer read late, from a server this replica has since left
 // (sent before a failover), must not lower it, or a failover back to
@@ -570,6 +584,7 @@ func (l *Redis) take(ctx context.Context, k Key, interval time.Duration, latest 
 	if t.lost && l.lost != nil {
 		l.lost()
 	}
+	t.lead = lead
 	return t, nil
 }
 
@@ -597,6 +612,16 @@ type turnAnswer struct {
 	run   string
 	now   time.Time // Redis' clock
 	gen   int64     // the holds for a loss or a change of server, counted
+	// lead is how far ahead of Redis' clock the turn was asked for (take).
+	lead time.Duration
+}
+
+// placedByLead reports whether a refused turn lay where the lead it was
+// asked with put it: the script's slot is the latest of the key's queue,
+// the lead and a hold's end, and neither the queue nor a hold (which
+// lies further out than any lead) put it later.
+func (t turnAnswer) placedByLead() bool {
+	return t.lead > 0 && t.delay <= t.lead
 }
 
 // markerAnswer reads serverOfMarker's answer.

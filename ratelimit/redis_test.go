@@ -1184,6 +1184,45 @@ func TestRedisTurnAnsweredTooLateIsNotUsed(t *testing.T) {
 	}
 }
 
+// TestRedisStallIsNotTheRate: one turn whose answer arrives 900 ms after
+// Redis gave it, on an idle key, makes the replica ask for its turns that
+// far ahead (the lead, capped at half of max_wait), and the call's next
+// turn then lies beyond its patience. The account's rate is not used up:
+// the call is refused as Redis too slow (SHARED_STATE_UNAVAILABLE), as
+// docs/replicas.md says a slow Redis shows, and so is a call made when
+// Redis answers at once again but the lead, which falls 100 ms a second,
+// still lies beyond what the call can wait. Refused as over the rate, both
+// told the caller to retry after the lead, when its call would be refused
+// again. Turns queued beyond the lead are the rate's refusal still.
+func TestRedisStallIsNotTheRate(t *testing.T) {
+	prefix := scriptedPrefix(t)
+	// The clock's exchange answers at once, the first turn 900 ms late,
+	// the rest at once.
+	scripter := &laggingRedis{Scripter: testRedis(t), lags: []time.Duration{0, 900 * time.Millisecond, 0}}
+	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, nil)
+	err := l.Wait(context.Background(), keyA)
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok || !strings.Contains(err.Error(), "arriving up to 500ms after it gave them") {
+		t.Errorf("idle key, one answer 900 ms late: %v; want Redis unavailable, its answers arriving up to 500ms late", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = l.Wait(ctx, keyA)
+	if _, ok := errors.AsType[*sharedstate.UnavailableError](err); !ok {
+		t.Errorf("Redis answering at once again, a call with 100 ms left: %v; want Redis unavailable, the lead still beyond its patience", err)
+	}
+	// Turns queued 2 s out, beyond the lead: the rate refuses the call.
+	now, err := testRedis(t).Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testRedis(t).Set(context.Background(), l.prefix+keyA.String(), now.Add(2*time.Second).UnixMicro(), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Wait(context.Background(), keyA); !errors.As(err, new(*LimitedError)) {
+		t.Errorf("turns queued 2 s out, the lead 500 ms: %v; want the rate's refusal", err)
+	}
+}
+
 // TestRedisTurnAnsweredLateKeepsTheLead: a turn whose answer arrives a
 // little after it (within the slack a call may go late by) lets the call
 // go at once, unless the call has less than its operation's lead left by
