@@ -3,7 +3,7 @@
 BUF := go tool -modfile=tools/go.mod buf
 GO_PKGS := ./...
 
-.PHONY: run generate checkgenerate lint test bench load
+.PHONY: run generate checkgenerate lint test bench load count
 
 run:
 	go run ./cmd/backupd --sandbox
@@ -32,3 +32,7 @@ bench:
 
 load:
 	go run ./cmd/loadgen -target all -d 5s
+
+# Work per call, counted by callgrind rather than timed (needs valgrind).
+count:
+	scripts/count.sh
