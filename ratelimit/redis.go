@@ -51,10 +51,11 @@ import (
 // caller can wait for, by Redis' clock (µs since the epoch). ARGV[5]: the
 // lead, in µs: no slot sooner than that after now, so that the answer
 // reaches a replica whose answers are slow to arrive before its turn does.
-// Returns {1, delay, lost, run_id, now, held, gen} for a reserved slot
+// Returns {1, delay, lost, run_id, now, held, gen, 0} for a reserved slot
 // delay µs from now (Redis' clock, µs since the epoch), {0, delay, lost,
-// run_id, now, held, gen} for a refusal; held is 1 when the marker put the
-// slot where it is.
+// run_id, now, held, gen, bylead} for a refusal; held is 1 when the marker
+// put the slot where it is, bylead 1 when the lead alone did: the key's
+// queue, unheld, would have given a slot by ARGV[2].
 var takeTurn = redis.NewScript(takeTurnSource)
 
 const takeTurnSource = `
@@ -102,14 +103,19 @@ end
 if from and from > mark then mark = from end
 if not markv or (from and mark == from) then redis.call('SET', KEYS[2], mark) end
 if known ~= run then redis.call('SET', KEYS[3], run) end
-local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+local queued = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = queued
 if slot < now + lead then slot = now + lead end
 local held = 0
 if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]); held = 1 end
 local delay = slot - now
-if slot > latest then return {0, delay, lost, run, now, held, gen} end
+if slot > latest then
+  local bylead = 0
+  if held == 0 and queued <= latest then bylead = 1 end
+  return {0, delay, lost, run, now, held, gen, bylead}
+end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
-return {1, delay, lost, run, now, held, gen}
+return {1, delay, lost, run, now, held, gen, 0}
 `
 
 // Redis limits calls across every replica that shares one Redis server and
@@ -614,14 +620,17 @@ type turnAnswer struct {
 	gen   int64     // the holds for a loss or a change of server, counted
 	// lead is how far ahead of Redis' clock the turn was asked for (take).
 	lead time.Duration
+	// byLead says a refused turn lay beyond the call's patience by the
+	// lead alone: the key's queue, unheld, would have given it in time.
+	byLead bool
 }
 
-// placedByLead reports whether a refused turn lay where the lead it was
-// asked with put it: the script's slot is the latest of the key's queue,
-// the lead and a hold's end, and neither the queue nor a hold (which
-// lies further out than any lead) put it later.
+// placedByLead reports whether a refused turn lay beyond the call's
+// patience only because of the lead it was asked with. A turn the key's
+// queue put beyond it too is the account's rate's refusal, whatever the
+// lead added: a replica without a lead refuses it so.
 func (t turnAnswer) placedByLead() bool {
-	return t.lead > 0 && t.delay <= t.lead
+	return t.lead > 0 && t.byLead
 }
 
 // markerAnswer reads serverOfMarker's answer.
@@ -639,7 +648,7 @@ func markerAnswer(res []any) (run string, gen int64, err error) {
 
 // turn reads takeTurn's answer.
 func turn(res []any) (turnAnswer, error) {
-	if len(res) != 7 {
+	if len(res) != 8 {
 		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
 	}
 	granted, ok1 := res[0].(int64)
@@ -649,11 +658,12 @@ func turn(res []any) (turnAnswer, error) {
 	now, ok5 := res[4].(int64)
 	held, ok6 := res[5].(int64)
 	gen, ok7 := res[6].(int64)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 {
+	byLead, ok8 := res[7].(int64)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 || !ok8 {
 		// Not read as a refusal with no delay, which would have the
 		// call ask again at once, over and over.
 		return turnAnswer{}, fmt.Errorf("unexpected answer %v", res)
 	}
 	return turnAnswer{granted: granted == 1, delay: time.Duration(us) * time.Microsecond, lost: found == 1,
-		run: run, now: time.UnixMicro(now), held: held == 1, gen: gen}, nil
+		run: run, now: time.UnixMicro(now), held: held == 1, gen: gen, byLead: byLead == 1}, nil
 }

@@ -583,13 +583,17 @@ func (f *fakeLink) EvalSha(ctx context.Context, sha1 string, keys []string, args
 		defer f.srv.mu.Unlock()
 		slot := max(f.srv.next[keys[0]], now+lead)
 		if slot > latest {
-			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now, int64(0), int64(0)}, nil)
+			byLead := int64(0)
+			if f.srv.next[keys[0]] <= latest {
+				byLead = 1
+			}
+			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now, int64(0), int64(0), byLead}, nil)
 		}
 		f.srv.next[keys[0]] = slot + interval
 		f.mu.Lock()
 		f.lastTurn = time.UnixMicro(slot)
 		f.mu.Unlock()
-		return redis.NewCmdResult([]any{int64(1), slot - now, int64(0), "fake", now, int64(0), int64(0)}, nil)
+		return redis.NewCmdResult([]any{int64(1), slot - now, int64(0), "fake", now, int64(0), int64(0), int64(0)}, nil)
 	}
 	return redis.NewCmdResult(nil, fmt.Errorf("fakeLink: unknown script %s", sha1))
 }
@@ -1220,6 +1224,33 @@ func TestRedisStallIsNotTheRate(t *testing.T) {
 	}
 	if err := l.Wait(context.Background(), keyA); !errors.As(err, new(*LimitedError)) {
 		t.Errorf("turns queued 2 s out, the lead 500 ms: %v; want the rate's refusal", err)
+	}
+}
+
+// TestRedisQueueBeyondPatienceIsTheRate: with the lead at 500 ms, turns
+// queued 300 ms out (by calls on other replicas) lie beyond the patience
+// of a call with 100 ms left: the account's rate refuses it, as it does
+// on a replica without a lead, whatever the lead adds. Only a turn that
+// the queue alone would have given within the call's patience is Redis
+// too slow.
+func TestRedisQueueBeyondPatienceIsTheRate(t *testing.T) {
+	prefix := scriptedPrefix(t)
+	scripter := &laggingRedis{Scripter: testRedis(t), lags: []time.Duration{0, 900 * time.Millisecond, 0}}
+	l := NewRedis(scripter, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}, nil)
+	if err := l.Wait(context.Background(), keyA); !errors.As(err, new(*sharedstate.UnavailableError)) {
+		t.Fatalf("idle key, one answer 900 ms late: %v; want Redis unavailable, the lead set", err)
+	}
+	now, err := testRedis(t).Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testRedis(t).Set(context.Background(), l.prefix+keyA.String(), now.Add(300*time.Millisecond).UnixMicro(), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(ctx, keyA); !errors.As(err, new(*LimitedError)) {
+		t.Errorf("turns queued 300 ms out, a call with 100 ms left, the lead 500 ms: %v; want the rate's refusal", err)
 	}
 }
 
