@@ -461,6 +461,34 @@ func TestOpenAPISaysViolationsUseProtoNames(t *testing.T) {
 	}
 }
 
+// TestOpenAPISaysUnknownFieldsAreNamedAsSent: a field the request does
+// not take has no proto name: its violation names it as it was sent, and
+// the message lists the fields taken by their JSON names, which each
+// operation's 400 must say beside the proto names of the others.
+func TestOpenAPISaysUnknownFieldsAreNamedAsSent(t *testing.T) {
+	spec := loadOpenAPI(t)
+	f := newFixture(t)
+	resp, raw := f.do(t, "GET", "/v1/accounts/111111111111/backups?pageSise=10", nil)
+	var st restStatus
+	if err := json.Unmarshal(raw, &st); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an unknown query parameter: %d %s (%v), want a 400 status", resp.StatusCode, raw, err)
+	}
+	var fields []string
+	for _, d := range st.Details {
+		for _, v := range d.FieldViolations {
+			fields = append(fields, v.Field)
+		}
+	}
+	if !slices.Contains(fields, "pageSise") || !strings.Contains(st.Message, "pageSize") {
+		t.Fatalf("an unknown query parameter: violations of %q, message %q; want pageSise named as sent, pageSize among those taken", fields, st.Message)
+	}
+	for method, op := range spec.operations(t) {
+		if d := op.Responses[strconv.Itoa(http.StatusBadRequest)].Description; !strings.Contains(d, "named as it was sent") || !strings.Contains(d, "by their JSON names") {
+			t.Errorf("%s: 400 description does not say that a field the operation does not take is named as sent: %q", method, d)
+		}
+	}
+}
+
 // TestOpenAPISaysWhatItAlsoTakes: the gateway takes more than the
 // description's schemas allow (protojson's enum numbers, and null for a
 // body field), so a test generated from the description that expects
