@@ -2,13 +2,15 @@
 # count.sh: what one call of each concurrency-1 target costs in work, counted
 # by valgrind's callgrind rather than timed: instructions, L1 and L2 misses
 # and branch mispredictions, for the whole process (client, backupd, the
-# sandbox fake, the runtime and its GC). Counts repeat to within about 1%
-# whatever else the machine is doing, where times on a shared 2-CPU machine
-# scatter by more than the speed target's margin (BENCHMARKS.md, "Noise").
+# sandbox fake and the runtime; the collector is off). Instructions repeat
+# to within about 1% whatever else the machine is doing, the misses less
+# closely, where times on a shared 2-CPU machine scatter by more than the
+# speed target's margin (BENCHMARKS.md, "Noise").
 #
 # Each target runs twice, 100 and 300 calls (BenchmarkCreateBackup, one P,
-# so that no thread spins idle), and the difference over 200 is one call:
-# the start-up and the warm-up cancel out. The caches simulated are this
+# so that no thread spins idle, and GOGC=off, since the collector's cycles
+# fall at different calls from run to run), and the difference over 200 is
+# one call: the start-up and the warm-up cancel out. The caches simulated are this
 # machine's L1 and L2, read from /sys.
 #
 # Usage: scripts/count.sh [target ...]   (default: the targets of the ratios)
