@@ -10,8 +10,8 @@
 # Each target runs twice, 100 and 300 calls (BenchmarkCreateBackup, one P,
 # so that no thread spins idle, and GOGC=off, since the collector's cycles
 # fall at different calls from run to run), and the difference over 200 is
-# one call: the start-up and the warm-up cancel out. The caches simulated are this
-# machine's L1 and L2, read from /sys.
+# one call: the start-up and the warm-up cancel out. The caches simulated
+# are this machine's L1 and L2, read from /sys.
 #
 # Usage: scripts/count.sh [target ...]   (default: the targets of the ratios)
 set -euo pipefail
