@@ -3,7 +3,7 @@
 BUF := go tool -modfile=tools/go.mod buf
 GO_PKGS := ./...
 
-.PHONY: run generate checkgenerate lint test bench load count
+.PHONY: run generate checkgenerate lint test bench load count syscalls
 
 run:
 	go run ./cmd/backupd --sandbox
@@ -36,3 +36,7 @@ load:
 # Work per call, counted by callgrind rather than timed (needs valgrind).
 count:
 	scripts/count.sh
+
+# System calls per call, counted by perf stat (needs perf, and root).
+syscalls:
+	scripts/syscalls.sh
