@@ -46,6 +46,10 @@ type awaiting struct {
 	// cut is set once the drain's grace has passed: a call held after
 	// that gets a grace of its own.
 	cut bool
+	// tick paces the sweep. It is stopped while no call is held, so that
+	// an idle server does not wake every sweepEvery; hold starts it.
+	tick    *time.Ticker
+	ticking bool
 }
 
 // awaitingCall is a call's context until its request arrives.
@@ -82,7 +86,8 @@ func (c *awaitingCall) Value(key any) any {
 // newAwaiting returns the calls' holder; their grace starts when stopping
 // ends.
 func newAwaiting(i *interceptor, stopping context.Context) *awaiting {
-	a := &awaiting{i: i, calls: make(map[*awaitingCall]struct{})}
+	a := &awaiting{i: i, calls: make(map[*awaitingCall]struct{}), tick: time.NewTicker(sweepEvery)}
+	a.tick.Stop()
 	context.AfterFunc(stopping, func() { time.AfterFunc(drainGrace, a.cutAll) })
 	go a.sweep(stopping)
 	return a
@@ -91,13 +96,12 @@ func newAwaiting(i *interceptor, stopping context.Context) *awaiting {
 // sweep ends, every sweepEvery until stopping ends (the drain's cut
 // takes over), the calls whose request is late.
 func (a *awaiting) sweep(stopping context.Context) {
-	tick := time.NewTicker(sweepEvery)
-	defer tick.Stop()
+	defer a.tick.Stop()
 	for {
 		select {
 		case <-stopping.Done():
 			return
-		case now := <-tick.C:
+		case now := <-a.tick.C:
 			late, ended := a.late(now)
 			for _, c := range late {
 				a.endLate(c)
@@ -124,6 +128,10 @@ func (a *awaiting) late(now time.Time) (late, ended []*awaitingCall) {
 			delete(a.calls, c)
 			late = append(late, c)
 		}
+	}
+	if len(a.calls) == 0 {
+		a.tick.Stop()
+		a.ticking = false
 	}
 	return late, ended
 }
@@ -203,6 +211,10 @@ func (a *awaiting) hold(ctx context.Context, method string) context.Context {
 		a.swept = len(a.calls)
 	}
 	a.calls[c] = struct{}{}
+	if !a.ticking {
+		a.tick.Reset(sweepEvery)
+		a.ticking = true
+	}
 	a.mu.Unlock()
 	for _, other := range ended {
 		a.endedByCaller(other)

@@ -413,3 +413,34 @@ func TestRefusedKnownCallerWithAFarDeadlineTakesNoUnvouchedPlace(t *testing.T) {
 		t.Errorf("%d places of maxUnvouched taken; want none for a known caller", n)
 	}
 }
+
+// TestAwaitingSweepsOnlyWhileCallsWait: the sweep's ticker runs while a
+// call waits for its request and stops at the first sweep that finds none,
+// so that an idle server is not woken every sweepEvery; the next call
+// starts it again.
+func TestAwaitingSweepsOnlyWhileCallsWait(t *testing.T) {
+	i, _ := awaitingOrders(t)
+	a := i.awaiting
+	ticking := func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.ticking
+	}
+	if ticking() {
+		t.Fatal("the sweep ticks with no call held")
+	}
+	for round := range 2 {
+		ctx := i.holdUntilArrival(context.Background(), backupv1.BackupService_CreateBackup_FullMethodName)
+		if !ticking() {
+			t.Fatalf("round %d: a call waits for its request and the sweep does not tick", round)
+		}
+		if err := i.requestArrived(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * sweepEvery); ticking(); time.Sleep(sweepEvery / 10) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the sweep still ticks %s after the last call's request arrived", round, 10*sweepEvery)
+			}
+		}
+	}
+}
