@@ -482,9 +482,29 @@ func TestOpenAPISaysUnknownFieldsAreNamedAsSent(t *testing.T) {
 	if !slices.Contains(fields, "pageSise") || !strings.Contains(st.Message, "pageSize") {
 		t.Fatalf("an unknown query parameter: violations of %q, message %q; want pageSise named as sent, pageSize among those taken", fields, st.Message)
 	}
+	// A name that could be read as a field path is quoted, not named as
+	// it was sent: the description says so.
+	resp, raw = f.do(t, "GET", "/v1/accounts/111111111111/backups?page.size=10", nil)
+	st = restStatus{}
+	if err := json.Unmarshal(raw, &st); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a dotted unknown query parameter: %d %s (%v), want a 400 status", resp.StatusCode, raw, err)
+	}
+	fields = nil
+	for _, d := range st.Details {
+		for _, v := range d.FieldViolations {
+			fields = append(fields, v.Field)
+		}
+	}
+	if !slices.Contains(fields, `"page.size"`) {
+		t.Fatalf("a dotted unknown query parameter: violations of %q; want it quoted", fields)
+	}
 	for method, op := range spec.operations(t) {
-		if d := op.Responses[strconv.Itoa(http.StatusBadRequest)].Description; !strings.Contains(d, "named as it was sent") || !strings.Contains(d, "by their JSON names") {
+		d := op.Responses[strconv.Itoa(http.StatusBadRequest)].Description
+		if !strings.Contains(d, "named as it was sent") || !strings.Contains(d, "by their JSON names") {
 			t.Errorf("%s: 400 description does not say that a field the operation does not take is named as sent: %q", method, d)
+		}
+		if !strings.Contains(d, "double-quoted form when it is empty, holds `.`") || !strings.Contains(d, "cut after 64 characters") {
+			t.Errorf("%s: 400 description does not say when such a name is quoted or cut: %q", method, d)
 		}
 	}
 }
