@@ -116,9 +116,9 @@ func (t TLS) checkFiles(bad reporter) {
 		if path == "" {
 			return nil
 		}
-		b, err := os.ReadFile(path)
+		b, err := readNamedFile(path)
 		if err != nil {
-			bad(field, "cannot be read: %v", err)
+			bad(field, "%v", err)
 			return nil
 		}
 		return b
@@ -141,6 +141,22 @@ func (t TLS) checkFiles(bad reporter) {
 			bad("tls", "%v", strings.TrimPrefix(err.Error(), "tls: "))
 		}
 	}
+}
+
+// readNamedFile reads the file a field names. A value that is not a
+// path but what the file should hold (a PEM key or certificate pasted in
+// place of its path, as some tools take them) is refused without being
+// repeated: the error of opening it would echo the value, a private key
+// too, into the log.
+func readNamedFile(path string) ([]byte, error) {
+	if strings.ContainsAny(path, "\r\n") || strings.Contains(path, "-----BEGIN") {
+		return nil, errors.New("must be the path of a file; it holds several lines or PEM text (not repeated): put them in a file, and name the file here")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read: %w", err)
+	}
+	return b, nil
 }
 
 // problems collects configuration errors, each naming its field.
@@ -773,9 +789,9 @@ func (s SharedState) passwordFromFile() (string, error) {
 // one trailing newline (echo's, or a CRLF). What it holds is never
 // repeated in its error.
 func (r Redis) filePassword() (string, error) {
-	b, err := os.ReadFile(r.PasswordFile)
+	b, err := readNamedFile(r.PasswordFile)
 	if err != nil {
-		return "", fmt.Errorf("cannot be read: %w", err)
+		return "", err
 	}
 	p, _ := strings.CutSuffix(string(b), "\n")
 	p, _ = strings.CutSuffix(p, "\r")
@@ -803,9 +819,9 @@ func (r Redis) RootCAs() (*x509.CertPool, error) {
 
 // readRootCAs reads the CAs of TLSCAFile.
 func (r Redis) readRootCAs() (*x509.CertPool, error) {
-	b, err := os.ReadFile(r.TLSCAFile)
+	b, err := readNamedFile(r.TLSCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("cannot be read: %w", err)
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {

@@ -654,6 +654,11 @@ func TestParseChecksTLSFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	expired := testenv.SelfSignedTLSValid(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	pastedKey, pastedCert := string(must(os.ReadFile(other.KeyFile))), string(must(os.ReadFile(other.CertFile)))
+	indent := func(pem string, n int) string {
+		sp := strings.Repeat(" ", n)
+		return sp + strings.ReplaceAll(strings.TrimSuffix(pem, "\n"), "\n", "\n"+sp) + "\n"
+	}
 	bundle := filepath.Join(t.TempDir(), "bundle.pem")
 	if err := os.WriteFile(bundle, append(must(os.ReadFile(expired.CertFile)), must(os.ReadFile(files.CertFile))...), 0o600); err != nil {
 		t.Fatal(err)
@@ -700,10 +705,25 @@ func TestParseChecksTLSFiles(t *testing.T) {
 		{"Redis' CA without the redis backend", validYAML + "shared_state: {redis: {tls_ca_file: '" + files.CertFile + "'}}\n", []string{
 			`shared_state.redis: is set, but backend is "memory"`,
 		}},
+		// A key pasted in place of its path is not repeated in the
+		// error, which goes to the log (nor is a password file's or a
+		// CA's contents).
+		{"a key pasted as key_file", validYAML + "tls:\n  cert_file: " + files.CertFile + "\n  key_file: |\n" + indent(pastedKey, 4) +
+			"  client_ca_file: |\n" + indent(pastedCert, 4) +
+			"shared_state:\n  backend: redis\n  redis:\n    address: 'redis:6379'\n    tls: true\n    password_file: |\n" + indent(pastedKey, 6) +
+			"    tls_ca_file: |\n" + indent(pastedCert, 6), []string{
+			"tls.key_file: must be the path of a file; it holds several lines or PEM text (not repeated)",
+			"tls.client_ca_file: must be the path of a file",
+			"shared_state.redis.password_file: must be the path of a file",
+			"shared_state.redis.tls_ca_file: must be the path of a file",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse(strings.NewReader(tt.yaml))
+			if err != nil && (strings.Contains(err.Error(), "PRIVATE KEY") || strings.Contains(err.Error(), pastedKey[28:60])) {
+				t.Errorf("the error repeats a pasted key:\n%v", err)
+			}
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatalf("Parse: %v", err)
