@@ -62,25 +62,40 @@ func tlsConfig(certFile, keyFile, clientCAFile string, interval time.Duration, l
 	base := cfg.Clone()
 	base.ClientAuth = tls.RequireAndVerifyClientCert
 	base.NextProtos = []string{"h2", "http/1.1"}
-	ca := &reloader[*tls.Config]{files: []string{clientCAFile}, interval: interval, log: logger,
+	ca := &reloader[clientCAs]{files: []string{clientCAFile}, interval: interval, log: logger,
 		what: "client_ca_file", kept: "the previous CAs still verify clients",
-		parse: func(contents [][]byte) (*tls.Config, error) {
-			pool, err := CAs(contents[0], time.Now())
+		parse: func(contents [][]byte) (clientCAs, error) {
+			pool, last, err := cas(contents[0], time.Now())
 			if err != nil {
-				return nil, err
+				return clientCAs{}, err
 			}
 			c := base.Clone()
 			c.ClientCAs = pool
-			return c, nil
+			return clientCAs{c, last}, nil
+		},
+		stale: func(c clientCAs, now time.Time) error {
+			if now.After(c.expire) {
+				return fmt.Errorf("tls: client_ca_file's certificates in service have all expired, the last at %s, and no newer ones could be loaded from it: every client certificate is refused; rotate client_ca_file",
+					c.expire.UTC().Format(time.RFC3339))
+			}
+			return nil
 		}}
 	if err := ca.load(); err != nil {
 		return nil, err
 	}
 	// Should a handshake ever go without the per-client config, the first
 	// CAs, never the system's, verify the client.
-	cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, ca.get().ClientCAs
-	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return ca.get(), nil }
+	cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, ca.get().config.ClientCAs
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return ca.get().config, nil }
 	return cfg, nil
+}
+
+// clientCAs is the config that verifies clients against client_ca_file's
+// CAs, and when the last of them expires: every client is refused from
+// then on.
+type clientCAs struct {
+	config *tls.Config
+	expire time.Time
 }
 
 // NotAfter is when the certificate cfg (from TLSConfig) serves now
@@ -138,6 +153,12 @@ var ErrNoCAs = errors.New("tls: client_ca_file holds no PEM certificate")
 // verify, and every client would be refused. (A file that holds an expired
 // CA beside its successor, during a rotation, is fine.)
 func CAs(pemCerts []byte, now time.Time) (*x509.CertPool, error) {
+	pool, _, err := cas(pemCerts, now)
+	return pool, err
+}
+
+// cas is CAs, with the end of the latest validity period among them.
+func cas(pemCerts []byte, now time.Time) (*x509.CertPool, time.Time, error) {
 	pool := x509.NewCertPool()
 	var latest time.Time // the latest end of a validity period seen
 	valid := false
@@ -161,13 +182,13 @@ func CAs(pemCerts []byte, now time.Time) (*x509.CertPool, error) {
 	}
 	switch {
 	case latest.IsZero():
-		return nil, ErrNoCAs
+		return nil, time.Time{}, ErrNoCAs
 	case valid:
-		return pool, nil
+		return pool, latest, nil
 	case now.After(latest):
-		return nil, fmt.Errorf("tls: client_ca_file's certificates have all expired, the last at %s", latest.UTC().Format(time.RFC3339))
+		return nil, time.Time{}, fmt.Errorf("tls: client_ca_file's certificates have all expired, the last at %s", latest.UTC().Format(time.RFC3339))
 	}
-	return nil, errors.New("tls: client_ca_file holds no certificate valid yet (check this host's clock)")
+	return nil, time.Time{}, errors.New("tls: client_ca_file holds no certificate valid yet (check this host's clock)")
 }
 
 // reloader serves what parse makes of files, making it again when their

@@ -408,3 +408,53 @@ func testNotAfter(t *testing.T) {
 		t.Errorf("NotAfter(nil) = %v", got)
 	}
 }
+
+// TestClientCAExpiryInServiceIsLogged: a client_ca_file whose CAs all
+// expire in service, the file unchanged, refuses every client from then
+// on, as a certificate expired in service does: it is said at ERROR once,
+// and a rotation ends it.
+func TestClientCAExpiryInServiceIsLogged(t *testing.T) {
+	synctest.Test(t, testClientCAExpiryInServiceIsLogged)
+}
+
+func testClientCAExpiryInServiceIsLogged(t *testing.T) {
+	server := testenv.SelfSignedTLS(t)
+	short := testenv.SelfSignedTLSValid(t, time.Now().Add(-time.Minute), time.Now().Add(time.Second))
+	const interval = 200 * time.Millisecond
+	logs := &testenv.Buffer{}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	copyFile(t, short.CertFile, caFile, time.Now())
+	cfg, err := tlsConfig(server.CertFile, server.KeyFile, caFile, interval, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		if _, err := cfg.GetConfigForClient(&tls.ClientHelloInfo{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const expired = `"level":"ERROR","msg":"tls: client_ca_file's certificates in service have all expired, the last at `
+	for range 3 {
+		time.Sleep(interval + 50*time.Millisecond)
+		check()
+	}
+	if strings.Contains(logs.String(), expired) {
+		t.Fatalf("a CA still valid is said to have expired:\n%s", logs.String())
+	}
+	for range 4 {
+		time.Sleep(interval + 50*time.Millisecond)
+		check()
+	}
+	if n := strings.Count(logs.String(), expired); n != 1 {
+		t.Errorf("%d ERROR lines of the CAs' expiry, want 1:\n%s", n, logs.String())
+	}
+	copyFile(t, server.CertFile, caFile, time.Now().Add(time.Minute))
+	for range 3 {
+		time.Sleep(interval + 50*time.Millisecond)
+		check()
+	}
+	if n := strings.Count(logs.String(), expired); n != 1 {
+		t.Errorf("%d ERROR lines of the CAs' expiry after a rotation, want 1:\n%s", n, logs.String())
+	}
+}
