@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -208,7 +209,7 @@ func serverOptions(opts Options, ic *interceptor) []grpc.ServerOption {
 func transportCredentials(stopped context.Context, opts Options) credentials.TransportCredentials {
 	creds := insecure.NewCredentials()
 	if opts.TLS != nil {
-		creds = loggedCredentials{credentials.NewTLS(opts.TLS), opts.Logger, logcap.New(10 * time.Second)}
+		creds = loggedCredentials{credentials.NewTLS(h2Only(opts.TLS)), opts.Logger, logcap.New(10 * time.Second)}
 	}
 	quiet := newQuietConns()
 	closeQuietWhenStopped(stopped, quiet)
@@ -217,6 +218,35 @@ func transportCredentials(stopped context.Context, opts Options) credentials.Tra
 		creds = limitedCredentials{creds, opts.Conns}
 	}
 	return creds
+}
+
+// h2Only is cfg for the gRPC listener, which speaks HTTP/2 alone: the
+// config a GetConfigForClient returns per client (certreload's, with a
+// client_ca_file) is shared with the HTTP listener and offers http/1.1
+// too, which credentials.NewTLS does not take out; a client that asked
+// for HTTP/1.1 would then be told it may speak it, and get HTTP/2 frames.
+func h2Only(cfg *tls.Config) *tls.Config {
+	if cfg.GetConfigForClient == nil {
+		return cfg
+	}
+	cfg = cfg.Clone()
+	perClient := cfg.GetConfigForClient
+	var mu sync.Mutex
+	var from, made *tls.Config // the last per-client config and its h2-only copy
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c, err := perClient(hello)
+		if err != nil || c == nil {
+			return c, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if c != from {
+			from, made = c, c.Clone()
+			made.NextProtos = []string{"h2"}
+		}
+		return made, nil
+	}
+	return cfg
 }
 
 // otherMethods wraps the tracing's stats handler so that a call of a
