@@ -84,7 +84,7 @@ func settings(getenv func(string) string) (*otlpClient, error) {
 	// With tracing asked for, or unclear, every variable is checked, so
 	// that the start names every problem at once.
 	client, clientErr := newOTLPClient(getenv)
-	if err := errors.Join(err, checkProtocol(getenv), checkSampler(getenv), checkWholeNumbers(getenv), clientErr); err != nil {
+	if err := errors.Join(err, checkProtocol(getenv), checkSampler(getenv), checkWholeNumbers(getenv), checkResource(getenv), clientErr); err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	return client, nil
@@ -245,6 +245,26 @@ func checkWholeNumbers(getenv func(string) string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkResource refuses an OTEL_RESOURCE_ATTRIBUTES the SDK cannot read:
+// an entry without "=", on which it fails the start (after a
+// --check-config that knew nothing of it), or a value not
+// percent-encoded, which it keeps as written after printing the error
+// with the standard logger, outside backupd's log. The values are not
+// repeated.
+func checkResource(getenv func(string) string) error {
+	v := strings.TrimSpace(getenv("OTEL_RESOURCE_ATTRIBUTES"))
+	if v == "" {
+		return nil
+	}
+	for i, pair := range strings.Split(v, ",") {
+		_, value, ok := strings.Cut(pair, "=")
+		if _, err := url.PathUnescape(strings.TrimSpace(value)); !ok || err != nil {
+			return fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES must be comma-separated key=value pairs, values percent-encoded; entry %d is not", i+1)
+		}
+	}
+	return nil
 }
 
 // lookup returns the first of names that getenv sets, and its value; the
