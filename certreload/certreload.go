@@ -235,6 +235,9 @@ func (r *reloader[T]) get() T {
 	r.reloading = false
 	if err == nil && newStamp != nil {
 		r.value, r.stamp = v, newStamp
+		if r.failed == "" { // else report says it can be loaded again
+			r.log.Info("tls: " + r.what + " rotated: in service for new connections")
+		}
 	}
 	r.report(err)
 	if r.stale != nil {

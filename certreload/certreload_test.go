@@ -102,16 +102,15 @@ func serving(t *testing.T, cfg *tls.Config) func(files testenv.TLSFiles) func() 
 }
 
 // TestCertificateRotates: new certificate files are served from the next
-// handshake after the check interval, without a restart.
+// handshake after the check interval, without a restart, and the
+// rotation is logged once, so that whoever watches a rotation (or waits
+// for one after an expiry's ERROR) sees it taken.
 func TestCertificateRotates(t *testing.T) { synctest.Test(t, testCertificateRotates) }
 
 func testCertificateRotates(t *testing.T) {
 	first := testenv.SelfSignedTLS(t)
 	const interval = 2 * time.Second
-	cfg, err := tlsConfig(first.CertFile, first.KeyFile, "", interval, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, logs := logged(t, first, interval)
 	serves := serving(t, cfg)
 	first1 := serves(first)
 	if err := first1(); err != nil {
@@ -129,6 +128,13 @@ func testCertificateRotates(t *testing.T) {
 	}
 	if err := first1(); err == nil {
 		t.Error("the old certificate is still served")
+	}
+	time.Sleep(interval + 100*time.Millisecond)
+	if err := second1(); err != nil {
+		t.Errorf("rotated certificate, later: %v", err)
+	}
+	if n := strings.Count(logs.String(), `"level":"INFO","msg":"tls: the certificate files rotated`); n != 1 {
+		t.Errorf("%d INFO lines for the rotation, want 1:\n%s", n, logs.String())
 	}
 }
 
