@@ -26,6 +26,20 @@ import (
 
 // redisStores returns n stores sharing the test Redis under a prefix of
 // this test's own: n replicas.
+// failWhileDown has every command of s fail, as from a Redis that
+// refuses connections, while the switch it returns is set.
+func failWhileDown(s *Redis) *atomic.Bool {
+	var down atomic.Bool
+	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if down.Load() {
+			cmd.SetErr(errors.New("connection refused"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}))
+	return &down
+}
+
 func redisStores(t *testing.T, n int, lease time.Duration) []*Redis {
 	t.Helper()
 	addr := testenv.RedisAddr(t)
@@ -313,14 +327,7 @@ func TestRedisSettlesAfterAnOutage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := redisStores(t, 2, time.Minute)
 			a, b := s[0], s[1]
-			var down atomic.Bool // every command fails while it is set
-			a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
-				if down.Load() {
-					cmd.SetErr(errors.New("connection refused"))
-					return cmd.Err()
-				}
-				return next(ctx, cmd)
-			}))
+			down := failWhileDown(a) // every command fails while it is set
 			run := func(time.Time) ([]byte, error) {
 				down.Store(true)                                                   // Redis fails as the run ends...
 				time.AfterFunc(300*time.Millisecond, func() { down.Store(false) }) // ...and is back soon
@@ -1164,14 +1171,7 @@ func TestRedisSettlesUntilTheLeaseEnds(t *testing.T) {
 	s := redisStores(t, 2, time.Minute)
 	a, b := s[0], s[1]
 	a.settleFor = 50 * time.Millisecond // shorter than the outage, and than the lease
-	var down atomic.Bool
-	a.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
-		if down.Load() {
-			cmd.SetErr(errors.New("connection refused"))
-			return cmd.Err()
-		}
-		return next(ctx, cmd)
-	}))
+	down := failWhileDown(a)
 	c := &counter{resp: []byte("kept")}
 	run := func(time.Time) ([]byte, error) {
 		down.Store(true)
@@ -1197,14 +1197,7 @@ func TestRedisSettlesUntilTheLeaseEnds(t *testing.T) {
 // away) says it did not finish, as it does for a result or a failed claim.
 func TestRedisWaitReportsAnUnforgottenClaim(t *testing.T) {
 	s := redisStores(t, 1, time.Minute)[0]
-	var down atomic.Bool
-	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
-		if down.Load() {
-			cmd.SetErr(errors.New("connection refused"))
-			return cmd.Err()
-		}
-		return next(ctx, cmd)
-	}))
+	down := failWhileDown(s)
 	t.Cleanup(func() {
 		down.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -1235,14 +1228,7 @@ func TestRedisSettleGivenUpIsLogged(t *testing.T) {
 	s := redisStores(t, 1, 200*time.Millisecond)[0]
 	s.settleFor = 100 * time.Millisecond
 	logs := captureLog(s)
-	var down atomic.Bool
-	s.client.(*redis.Client).AddHook(processHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
-		if down.Load() {
-			cmd.SetErr(errors.New("connection refused"))
-			return cmd.Err()
-		}
-		return next(ctx, cmd)
-	}))
+	down := failWhileDown(s)
 	if _, err := s.Do(context.Background(), key, fpA, func(time.Time) ([]byte, error) {
 		down.Store(true) // and stays away
 		return []byte("kept"), nil

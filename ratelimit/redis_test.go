@@ -1215,15 +1215,22 @@ func TestRedisStallIsNotTheRate(t *testing.T) {
 		t.Errorf("Redis answering at once again, a call with 100 ms left: %v; want Redis unavailable, the lead still beyond its patience", err)
 	}
 	// Turns queued 2 s out, beyond the lead: the rate refuses the call.
+	queueTurnsOut(t, l, keyA, 2*time.Second)
+	if err := l.Wait(context.Background(), keyA); !errors.As(err, new(*LimitedError)) {
+		t.Errorf("turns queued 2 s out, the lead 500 ms: %v; want the rate's refusal", err)
+	}
+}
+
+// queueTurnsOut moves k's next free slot in Redis to d from now, by
+// Redis' clock, as turns taken on other replicas would.
+func queueTurnsOut(t *testing.T, l *Redis, k Key, d time.Duration) {
+	t.Helper()
 	now, err := testRedis(t).Time(context.Background()).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := testRedis(t).Set(context.Background(), l.prefix+keyA.String(), now.Add(2*time.Second).UnixMicro(), time.Minute).Err(); err != nil {
+	if err := testRedis(t).Set(context.Background(), l.prefix+k.String(), now.Add(d).UnixMicro(), time.Minute).Err(); err != nil {
 		t.Fatal(err)
-	}
-	if err := l.Wait(context.Background(), keyA); !errors.As(err, new(*LimitedError)) {
-		t.Errorf("turns queued 2 s out, the lead 500 ms: %v; want the rate's refusal", err)
 	}
 }
 
@@ -1240,13 +1247,7 @@ func TestRedisQueueBeyondPatienceIsTheRate(t *testing.T) {
 	if err := l.Wait(context.Background(), keyA); !errors.As(err, new(*sharedstate.UnavailableError)) {
 		t.Fatalf("idle key, one answer 900 ms late: %v; want Redis unavailable, the lead set", err)
 	}
-	now, err := testRedis(t).Time(context.Background()).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testRedis(t).Set(context.Background(), l.prefix+keyA.String(), now.Add(300*time.Millisecond).UnixMicro(), time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
+	queueTurnsOut(t, l, keyA, 300*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := l.Wait(ctx, keyA); !errors.As(err, new(*LimitedError)) {

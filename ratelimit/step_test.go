@@ -118,14 +118,9 @@ func TestRedisClockStepForwardHoldsTheTurns(t *testing.T) {
 // any answer is read (barrierRedis).
 func TestRedisClockStepSeenByConcurrentCalls(t *testing.T) {
 	const queued, inFlight = 20, 16
-	client, prefix := steppable(t)
-	var turns lockedTurns
-	br := &barrierRedis{Scripter: client, done: make(chan struct{})}
-	l := NewRedis(br, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
+	br := &barrierRedis{done: make(chan struct{})}
 	ctx := context.Background()
-	primed(ctx, t, l)
-	takeTurns(ctx, t, l, &turns, queued)
-	stepRedisClock(t, client, 300*time.Millisecond)
+	l, turns := queuedThenStepped(ctx, t, queued, func(c redis.Scripter) redis.Scripter { br.Scripter = c; return br })
 	br.n.Store(inFlight)
 	var wg sync.WaitGroup
 	for range inFlight {
@@ -180,6 +175,21 @@ func primed(ctx context.Context, t *testing.T, ls ...*Redis) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// queuedThenStepped starts a step test: a limiter of keyA at 50/s whose
+// commands go through wrap's scripter around a Redis whose clock can step
+// (steppable), primed, with queued turns taken and recorded, after which
+// Redis' clock steps 300 ms forward.
+func queuedThenStepped(ctx context.Context, t *testing.T, queued int, wrap func(redis.Scripter) redis.Scripter) (*Redis, *lockedTurns) {
+	t.Helper()
+	client, prefix := steppable(t)
+	turns := &lockedTurns{}
+	l := NewRedis(wrap(client), prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: turns}, nil)
+	primed(ctx, t, l)
+	takeTurns(ctx, t, l, turns, queued)
+	stepRedisClock(t, client, 300*time.Millisecond)
+	return l, turns
 }
 
 // takeTurns has l take turns until turns holds n; any refusal fails the
@@ -285,14 +295,9 @@ func (r *barrierRedis) EvalSha(ctx context.Context, sha1 string, keys []string, 
 // (holdBlocker).
 func TestRedisTurnWhileAHoldIsUnderWay(t *testing.T) {
 	const queued = 20
-	client, prefix := steppable(t)
-	var turns lockedTurns
-	hb := &holdBlocker{Scripter: client, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	l := NewRedis(hb, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
+	hb := &holdBlocker{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	ctx := context.Background()
-	primed(ctx, t, l)
-	takeTurns(ctx, t, l, &turns, queued)
-	stepRedisClock(t, client, 300*time.Millisecond)
+	l, turns := queuedThenStepped(ctx, t, queued, func(c redis.Scripter) redis.Scripter { hb.Scripter = c; return hb })
 	holder := make(chan error, 1)
 	go func() { holder <- l.Wait(ctx, keyA) }() // finds the step; its hold is kept back
 	<-hb.entered
@@ -546,15 +551,10 @@ func (g *gatedTurnAfterHold) EvalSha(ctx context.Context, sha string, keys []str
 // turn may be due among the queue's, and it asks again.
 func TestRedisTurnAnsweredAfterTheHoldEnded(t *testing.T) {
 	const queued = 20
-	client, prefix := steppable(t)
-	var turns lockedTurns
-	g := &gatedTurnAfterHold{Scripter: client, entered: make(chan struct{}), ran: make(chan struct{}),
+	g := &gatedTurnAfterHold{entered: make(chan struct{}), ran: make(chan struct{}),
 		release: make(chan struct{}), answer: make(chan struct{})}
-	l := NewRedis(g, prefix, Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second, Sleep: turns.sleep, Observer: &turns}, nil)
 	ctx := context.Background()
-	primed(ctx, t, l)
-	takeTurns(ctx, t, l, &turns, queued)
-	stepRedisClock(t, client, 300*time.Millisecond)
+	l, turns := queuedThenStepped(ctx, t, queued, func(c redis.Scripter) redis.Scripter { g.Scripter = c; return g })
 	holder := make(chan error, 1)
 	go func() { holder <- l.Wait(ctx, keyA) }() // finds the step; its hold is kept back
 	<-g.entered
