@@ -54,7 +54,7 @@ import (
 // Returns {1, delay, lost, run_id, now, held, gen, 0} for a reserved slot
 // delay µs from now (Redis' clock, µs since the epoch), {0, delay, lost,
 // run_id, now, held, gen, bylead} for a refusal; held is 1 when the marker
-// put the slot where it is, bylead 1 when the lead alone did: the key's
+// put the slot where it is, bylead 1 when a lead alone did: the key's
 // queue, unheld, would have given a slot by ARGV[2].
 var takeTurn = redis.NewScript(takeTurnSource)
 
@@ -111,7 +111,7 @@ if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV
 local delay = slot - now
 if slot > latest then
   local bylead = 0
-  if held == 0 and queued <= latest then bylead = 1 end
+  if held == 0 and lead > 0 and queued <= latest then bylead = 1 end
   return {0, delay, lost, run, now, held, gen, bylead}
 end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
@@ -263,7 +263,7 @@ func (l *Redis) Wait(ctx context.Context, k Key) error {
 			continue
 		}
 		if !t.granted {
-			if t.placedByLead() {
+			if t.byLead {
 				return l.leadTooLong(k, t.lead)
 			}
 			return l.refuse(k, t.delay, t.held)
@@ -620,17 +620,12 @@ type turnAnswer struct {
 	gen   int64     // the holds for a loss or a change of server, counted
 	// lead is how far ahead of Redis' clock the turn was asked for (take).
 	lead time.Duration
-	// byLead says a refused turn lay beyond the call's patience by the
-	// lead alone: the key's queue, unheld, would have given it in time.
+	// byLead says a refused turn lay beyond the call's patience only
+	// because of the lead it was asked with: the key's queue, unheld,
+	// would have given it in time. A turn the queue put beyond it too is
+	// the account's rate's refusal, whatever the lead added, as a replica
+	// without a lead refuses it.
 	byLead bool
-}
-
-// placedByLead reports whether a refused turn lay beyond the call's
-// patience only because of the lead it was asked with. A turn the key's
-// queue put beyond it too is the account's rate's refusal, whatever the
-// lead added: a replica without a lead refuses it so.
-func (t turnAnswer) placedByLead() bool {
-	return t.lead > 0 && t.byLead
 }
 
 // markerAnswer reads serverOfMarker's answer.

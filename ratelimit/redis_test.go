@@ -584,7 +584,7 @@ func (f *fakeLink) EvalSha(ctx context.Context, sha1 string, keys []string, args
 		slot := max(f.srv.next[keys[0]], now+lead)
 		if slot > latest {
 			byLead := int64(0)
-			if f.srv.next[keys[0]] <= latest {
+			if lead > 0 && f.srv.next[keys[0]] <= latest {
 				byLead = 1
 			}
 			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now, int64(0), int64(0), byLead}, nil)
