@@ -2950,8 +2950,8 @@ const file_backup_v1_backup_service_proto_rawDesc = "" +
 	"\tGetBackup\x12\x1b.backup.v1.GetBackupRequest\x1a\x1c.backup.v1.GetBackupResponse\x12L\n" +
 	"\vListBackups\x12\x1d.backup.v1.ListBackupsRequest\x1a\x1e.backup.v1.ListBackupsResponse\x12O\n" +
 	"\fDeleteBackup\x12\x1e.backup.v1.DeleteBackupRequest\x1a\x1f.backup.v1.DeleteBackupResponse\x12m\n" +
-	"\x16RestoreTableFromBackup\x12(.backup.v1.RestoreTableFromBackupRequest\x1a).backup.v1.RestoreTableFromBackupResponseBs\n" +
-	"\x14io.backupd.backup.v1B\x12BackupServiceProtoP\x01Z1github.com/backupd/backupd/gen/backup/v1;backupv1\xaa\x02\x11Backupd.Backup.V1b\x06proto3"
+	"\x16RestoreTableFromBackup\x12(.backup.v1.RestoreTableFromBackupRequest\x1a).backup.v1.RestoreTableFromBackupResponseB\xa3\x01\n" +
+	"\x14io.backupd.backup.v1B\x12BackupServiceProtoP\x01Z1github.com/backupd/backupd/gen/backup/v1;backupv1\xa2\x02\x03BKD\xaa\x02\x11Backupd.Backup.V1\xca\x02\x11Backupd\\Backup\\V1\xea\x02\x13Backupd::Backup::V1b\x06proto3"
 
 var (
 	file_backup_v1_backup_service_proto_rawDescOnce sync.Once
