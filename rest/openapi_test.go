@@ -510,8 +510,8 @@ func TestOpenAPISaysUnknownFieldsAreNamedAsSent(t *testing.T) {
 }
 
 // TestOpenAPISaysWhatItAlsoTakes: the gateway takes more than the
-// description's schemas allow (protojson's enum numbers, and null for a
-// body field), so a test generated from the description that expects
+// description's schemas allow (protojson's enum numbers, null for a body
+// field, proto names, and a path field repeated in the body), so a test generated from the description that expects
 // them refused (schemathesis' negative_data_rejection) fails unless the
 // description says so.
 func TestOpenAPISaysWhatItAlsoTakes(t *testing.T) {
@@ -522,6 +522,10 @@ func TestOpenAPISaysWhatItAlsoTakes(t *testing.T) {
 		{"GET", "/v1/accounts/111111111111/backups?backupType=4", "", "`backupType=4`"},
 		{"POST", restore, `{"targetTableName":"Restored","billingModeOverride":2}`, "`\"billingModeOverride\": 2`"},
 		{"POST", restore, `{"targetTableName":"Restored","requestId":null}`, "`null`"},
+		// With additionalProperties false, the schemas refuse these too.
+		{"POST", restore, `{"target_table_name":"Restored"}`, "proto name (body `\"backup_name\"`"},
+		{"GET", "/v1/accounts/111111111111/backups?page_size=10", "", "query `page_size`"},
+		{"POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"abc","accountId":"111111111111"}`, "path field with the path's value (`\"accountId\"`)"},
 	} {
 		var body io.Reader
 		if tt.body != "" {
@@ -530,8 +534,128 @@ func TestOpenAPISaysWhatItAlsoTakes(t *testing.T) {
 		if resp, raw := f.do(t, tt.method, tt.path, body); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s %s %s: %d %s, want it taken", tt.method, tt.path, tt.body, resp.StatusCode, raw)
 		}
-		if !strings.Contains(spec.Info.Description, tt.example) {
+		if !strings.Contains(strings.Join(strings.Fields(spec.Info.Description), " "), tt.example) {
 			t.Errorf("info.description does not say that backupd takes %s too", tt.example)
 		}
+	}
+}
+
+// TestOpenAPIClosesRequestSchemas: the gateway refuses a body field it
+// does not know with 400, at any depth, so the schemas of request bodies
+// say "additionalProperties": false, and a client generated from the
+// description neither offers nor sends such fields. A schema that a
+// response uses too stays open (a client must take an answer holding a
+// field a later backupd adds), and info.description says that the
+// gateway refuses unknown fields in it all the same.
+func TestOpenAPIClosesRequestSchemas(t *testing.T) {
+	raw, err := os.ReadFile(openapiFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Info        struct{ Description string }
+		Paths       map[string]map[string]struct{ Parameters, Responses any }
+		Definitions map[string]map[string]any
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	reach := func(roots []any) map[string]bool {
+		seen := map[string]bool{}
+		var walk func(any)
+		walk = func(v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				for k, x := range v {
+					if ref, ok := x.(string); ok && k == "$ref" {
+						if name, ok := strings.CutPrefix(ref, "#/definitions/"); ok && !seen[name] {
+							seen[name] = true
+							walk(doc.Definitions[name])
+						}
+						continue
+					}
+					walk(x)
+				}
+			case []any:
+				for _, x := range v {
+					walk(x)
+				}
+			}
+		}
+		for _, r := range roots {
+			walk(r)
+		}
+		return seen
+	}
+	var params, responses []any
+	for _, verbs := range doc.Paths {
+		for _, op := range verbs {
+			params, responses = append(params, op.Parameters), append(responses, op.Responses)
+		}
+	}
+	inRequests, inResponses := reach(params), reach(responses)
+
+	// For each object a request body holds, a request with an unknown
+	// field in it, and that field's violation.
+	restore := "/v1/backups/" + strings.ReplaceAll(arn, "/", "%2F") + ":restore"
+	create := "/v1/accounts/111111111111/tables/Orders/backups"
+	unknownIn := map[string]struct{ path, body, field string }{
+		"BackupServiceCreateBackupBody":           {create, `{"backupName":"abc","zz":1}`, "zz"},
+		"BackupServiceRestoreTableFromBackupBody": {restore, `{"targetTableName":"Restored","zz":1}`, "zz"},
+		"v1SseSpecification":                      {restore, `{"targetTableName":"Restored","sseSpecificationOverride":{"zz":1}}`, "sse_specification_override.zz"},
+		"v1GlobalSecondaryIndexSelection":         {restore, `{"targetTableName":"Restored","globalSecondaryIndexOverride":{"zz":1}}`, "global_secondary_index_override.zz"},
+		"v1LocalSecondaryIndexSelection":          {restore, `{"targetTableName":"Restored","localSecondaryIndexOverride":{"zz":1}}`, "local_secondary_index_override.zz"},
+		"v1ProvisionedThroughput":                 {restore, `{"targetTableName":"Restored","provisionedThroughputOverride":{"zz":1}}`, "provisioned_throughput_override.zz"},
+		"v1GlobalSecondaryIndex":                  {restore, `{"targetTableName":"Restored","globalSecondaryIndexOverride":{"indexes":[{"zz":1}]}}`, "global_secondary_index_override.indexes[0].zz"},
+		"v1LocalSecondaryIndex":                   {restore, `{"targetTableName":"Restored","localSecondaryIndexOverride":{"indexes":[{"zz":1}]}}`, "local_secondary_index_override.indexes[0].zz"},
+		"v1KeySchemaElement":                      {restore, `{"targetTableName":"Restored","globalSecondaryIndexOverride":{"indexes":[{"keySchema":[{"zz":1}]}]}}`, "global_secondary_index_override.indexes[0].key_schema[0].zz"},
+		"v1Projection":                            {restore, `{"targetTableName":"Restored","globalSecondaryIndexOverride":{"indexes":[{"projection":{"zz":1}}]}}`, "global_secondary_index_override.indexes[0].projection.zz"},
+	}
+	f := newFixture(t)
+	for name := range inRequests {
+		def := doc.Definitions[name]
+		if def["type"] != "object" {
+			continue
+		}
+		tt, ok := unknownIn[name]
+		if !ok {
+			t.Errorf("%s: a request body holds it, but this test sends no unknown field in it", name)
+			continue
+		}
+		delete(unknownIn, name)
+		resp, raw := f.do(t, "POST", tt.path, strings.NewReader(tt.body))
+		var st restStatus
+		if err := json.Unmarshal(raw, &st); err != nil || resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %s: %d %s (%v), want 400", name, tt.body, resp.StatusCode, raw, err)
+			continue
+		}
+		var fields []string
+		for _, d := range st.Details {
+			for _, v := range d.FieldViolations {
+				fields = append(fields, v.Field)
+			}
+		}
+		if !slices.Contains(fields, tt.field) {
+			t.Errorf("%s: %s: violations of %q, want %q", name, tt.body, fields, tt.field)
+		}
+		closed := def["additionalProperties"] == false
+		switch {
+		case inResponses[name] && closed:
+			t.Errorf("%s: additionalProperties false, but a response uses it: a client would refuse an answer with a field added later", name)
+		case inResponses[name] && !strings.Contains(doc.Info.Description, strings.TrimPrefix(name, "v1")):
+			t.Errorf("%s: open for responses, but info.description does not say that a request is refused unknown fields in it", name)
+		case !inResponses[name] && !closed:
+			t.Errorf("%s: only requests use it and the gateway refuses unknown fields in it, but its additionalProperties is %v, want false",
+				name, def["additionalProperties"])
+		}
+	}
+	for name := range unknownIn {
+		t.Errorf("%s: no request body holds it", name)
+	}
+	// openapi-generator's go and java read a schema without
+	// additionalProperties as closed, and would refuse an answer with a
+	// field a later backupd adds, unless told otherwise.
+	if !strings.Contains(doc.Info.Description, "disallowAdditionalPropertiesIfNotPresent=false") {
+		t.Error("info.description does not say how to generate openapi-generator's go and java clients that take answers with fields added later")
 	}
 }
