@@ -217,9 +217,11 @@ func (c *ddbCall) backupRef(field, v string) (ms int64, here bool, derr *ddbErro
 		digits, suffix, ok = strings.Cut(id, "-")
 	}
 	if ok {
-		var err error
-		ms, err = strconv.ParseInt(digits, 10, 64)
-		ok = err == nil && ms >= 0 && isHex(suffix)
+		// More digits than an int64 holds is ErrRange, with ms the
+		// largest int64: after every backup the fake makes, none of
+		// which it is.
+		ms, _ = strconv.ParseInt(digits, 10, 64)
+		ok = allDigits(digits) && isHex(suffix)
 	}
 	if !ok {
 		return 0, false, validationErr("Invalid BackupArn: " + v)

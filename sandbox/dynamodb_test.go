@@ -658,6 +658,30 @@ func TestErrorsAsTheSDKTypesThem(t *testing.T) {
 			code: "BackupNotFoundException", target: new(*types.BackupNotFoundException),
 		},
 		{
+			// backupd takes any number of digits, more than an int64
+			// holds too.
+			name: "DescribeBackup of an id of 20 digits",
+			call: func(ctx context.Context, c *dynamodb.Client) error {
+				_, err := c.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{
+					BackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/99999999999999999999-abcdef12")})
+				return err
+			},
+			code: "BackupNotFoundException", target: new(*types.BackupNotFoundException),
+		},
+		{
+			// A page token backupd takes may carry such an id too: the
+			// page after it is empty.
+			name: "ListBackups after an id of 20 digits",
+			call: func(ctx context.Context, c *dynamodb.Client) error {
+				out, err := c.ListBackups(ctx, &dynamodb.ListBackupsInput{
+					ExclusiveStartBackupArn: aws.String("arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/99999999999999999999-abcdef12")})
+				if err == nil && len(out.BackupSummaries) > 0 {
+					return fmt.Errorf("%d backups after the largest id", len(out.BackupSummaries))
+				}
+				return err
+			},
+		},
+		{
 			name: "RestoreTableFromBackup onto an existing table",
 			call: func(ctx context.Context, c *dynamodb.Client) error {
 				_, err := c.RestoreTableFromBackup(ctx, &dynamodb.RestoreTableFromBackupInput{BackupArn: backup.BackupDetails.BackupArn, TargetTableName: aws.String("Customers")})
