@@ -561,8 +561,7 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 	// What reaches the caller of the message is what the log keeps of it:
 	// an endpoint between (a proxy, an emulator) may quote the signed
 	// request, and a message may run to megabytes.
-	// Without its closing period, as backupd's own words follow it.
-	msg := strings.TrimSuffix(redact.Cut(redact.Secrets(api.ErrorMessage()), maxAWSMessage), ".")
+	msg := withoutClosingPeriod(redact.Cut(redact.Secrets(api.ErrorMessage()), maxAWSMessage))
 	if msg == "" {
 		msg = redact.Cut(api.ErrorCode(), maxAWSMessage)
 	}
@@ -604,6 +603,22 @@ func mapAPI(api smithy.APIError, requestID string, httpStatus int) mapped {
 		return mapUnlisted(m, api, httpStatus)
 	}
 	return m
+}
+
+// withoutClosingPeriod is DynamoDB's message without the period that
+// closes its sentence, as backupd's own words follow it; but a message
+// that ends in a value after a colon ("Table not found: Orders.") keeps
+// its last period, which may be the value's own: a table or backup name
+// may end in ".", and "Orders." is not "Orders".
+func withoutClosingPeriod(msg string) string {
+	body, ok := strings.CutSuffix(msg, ".")
+	if !ok {
+		return msg
+	}
+	if i := strings.LastIndexByte(body, ' '); i > 0 && body[i-1] == ':' {
+		return msg
+	}
+	return body
 }
 
 // passedOn are DynamoDB's refusals of the request itself, whose message

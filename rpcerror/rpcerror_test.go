@@ -135,6 +135,25 @@ func stsErr(op string, err error, status int) error {
 	return &auth.AssumeRoleError{AccountID: "111111111111", Err: e}
 }
 
+// DynamoDB's message loses the period that closes its sentence, not one
+// that may belong to a name it ends with.
+func TestWithoutClosingPeriod(t *testing.T) {
+	for _, tt := range []struct{ msg, want string }{
+		{"The security token included in the request is invalid.", "The security token included in the request is invalid"},
+		{"Table not found: Orders", "Table not found: Orders"},
+		{"Table not found: Orders.", "Table not found: Orders."},
+		{"Table not found: ...", "Table not found: ..."},
+		{"Invalid BackupArn: arn:aws:dynamodb:us-east-1:111111111111:table/T./backup/1-a", "Invalid BackupArn: arn:aws:dynamodb:us-east-1:111111111111:table/T./backup/1-a"},
+		{"One or more parameter values were invalid: Table: T. not found.", "One or more parameter values were invalid: Table: T. not found"},
+		{".", ""},
+		{"", ""},
+	} {
+		if got := withoutClosingPeriod(tt.msg); got != tt.want {
+			t.Errorf("withoutClosingPeriod(%q) = %q, want %q", tt.msg, got, tt.want)
+		}
+	}
+}
+
 func TestStatus(t *testing.T) {
 	denied := &auth.AssumeRoleError{AccountID: "111111111111", Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: "User arn:aws:iam::999:user/x is not authorized"}}
 	tests := []struct {
@@ -211,6 +230,9 @@ func TestStatus(t *testing.T) {
 			codes.Unavailable, "SHARED_STATE_UNAVAILABLE", "", DefaultRetryAfter, "may have deleted the backup", ""},
 		{"account not configured", fmt.Errorf("resolve: %w", &accounts.NotConfiguredError{AccountID: "333333333333"}), codes.NotFound, "ACCOUNT_NOT_CONFIGURED", "", 0, "333333333333", ""},
 		{"table not found", sdkErr(&types.TableNotFoundException{Message: strPtr("Table not found: Orders")}), codes.NotFound, "TABLE_NOT_FOUND", "", 0, "Table not found: Orders; the table must exist in the account and region", ""},
+		// A name may end in "."; the message names it whole.
+		{"table not found, its name ending in a period", sdkErr(&types.TableNotFoundException{Message: strPtr("Table not found: Orders.")}), codes.NotFound, "TABLE_NOT_FOUND", "", 0,
+			"Table not found: Orders.; the table must exist", ""},
 		{"backup not found", sdkErr(&types.BackupNotFoundException{Message: strPtr("no backup")}), codes.NotFound, "BACKUP_NOT_FOUND", "", 0, "no backup; ListBackups gives", ""},
 		{"backup gone after an unanswered DeleteBackup attempt", &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "DeleteBackup",
 			Err: &accounts.DeletedEarlierError{Err: sdkErr(&types.BackupNotFoundException{Message: strPtr("no backup")})}},
