@@ -136,8 +136,9 @@ func checkIndex(vs *violations, named indexNames, field string, idx secondaryInd
 	if len(*vs) == before {
 		named.check(vs, field, idx.GetIndexName())
 	}
+	_, local := idx.(*backupv1.LocalSecondaryIndex)
 	return aws.String(idx.GetIndexName()),
-		checkKeySchema(vs, field+".key_schema", idx.GetKeySchema()),
+		checkKeySchema(vs, field+".key_schema", idx.GetKeySchema(), local),
 		checkProjection(vs, field+".projection", idx.GetProjection())
 }
 
@@ -218,14 +219,27 @@ func checkAttributeName(vs *violations, field, name string) {
 	}
 }
 
-func checkKeySchema(vs *violations, field string, ks []*backupv1.KeySchemaElement) []types.KeySchemaElement {
-	if len(ks) == 0 || len(ks) > 2 {
+// checkKeySchema checks an index's key: a HASH key and at most one RANGE
+// key, of another attribute; a local index (local) has both, as DynamoDB
+// makes every local index: the table's HASH key and a RANGE key of its
+// own. No backup has an index otherwise, so DynamoDB would refuse the
+// restore, naming no field.
+func checkKeySchema(vs *violations, field string, ks []*backupv1.KeySchemaElement, local bool) []types.KeySchemaElement {
+	switch {
+	case local && len(ks) != 2:
+		vs.add(field, "must have a HASH key and a RANGE key, as every local secondary index has; got %d elements", len(ks))
+	case len(ks) == 0 || len(ks) > 2:
 		vs.add(field, "must have a HASH key and at most one RANGE key; got %d elements", len(ks))
 	}
 	out := make([]types.KeySchemaElement, 0, len(ks))
 	for i, k := range ks {
 		f := fieldIndex(field, i)
+		before := len(*vs)
 		checkAttributeName(vs, f+".attribute_name", k.GetAttributeName())
+		if i == 1 && len(*vs) == before && k.GetAttributeName() == ks[0].GetAttributeName() {
+			vs.add(f+".attribute_name", "repeats %s, the HASH key's attribute: an index's HASH and RANGE keys are two attributes",
+				badrequest.Quote(k.GetAttributeName()))
+		}
 		kt := types.KeyTypeHash
 		switch {
 		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_RANGE && i == 1:

@@ -118,6 +118,15 @@ func TestValidateRestore(t *testing.T) {
 			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", Projection: all,
 				KeySchema: []*backupv1.KeySchemaElement{{AttributeName: "\x01\n", KeyType: backupv1.KeyType_KEY_TYPE_HASH}}}}}},
 			"global_secondary_index_override.indexes[0].key_schema[0].attribute_name", nil},
+		// Keys no index of any backup has, which DynamoDB refuses
+		// naming no field.
+		{"a local index without a RANGE key", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{Indexes: []*backupv1.LocalSecondaryIndex{{IndexName: "ByDate", KeySchema: hash, Projection: all}}}},
+			"local_secondary_index_override.indexes[0].key_schema", nil},
+		{"an index whose RANGE key is its HASH key", &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{IndexName: "Idx", Projection: all,
+				KeySchema: []*backupv1.KeySchemaElement{{AttributeName: "gk", KeyType: backupv1.KeyType_KEY_TYPE_HASH}, {AttributeName: "gk", KeyType: backupv1.KeyType_KEY_TYPE_RANGE}}}}}},
+			"global_secondary_index_override.indexes[0].key_schema[1].attribute_name", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,6 +153,48 @@ func TestValidateRestore(t *testing.T) {
 			}
 			if !found {
 				t.Errorf("violations %+v; want one on %s", vs, tt.field)
+			}
+		})
+	}
+}
+
+// A local index has the table's HASH key and a RANGE key of its own: the
+// one key schema a restore's local index takes; one without a RANGE key,
+// or with keys of one attribute, is told in one violation of its field.
+func TestLocalIndexKeySchema(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	key := func(typ backupv1.KeyType, attr string) *backupv1.KeySchemaElement {
+		return &backupv1.KeySchemaElement{AttributeName: attr, KeyType: typ}
+	}
+	hash, rng := backupv1.KeyType_KEY_TYPE_HASH, backupv1.KeyType_KEY_TYPE_RANGE
+	tests := []struct {
+		name      string
+		keys      []*backupv1.KeySchemaElement
+		field     string // "" means valid
+		wantWords string
+	}{
+		{"HASH and RANGE", []*backupv1.KeySchemaElement{key(hash, "pk"), key(rng, "lk")}, "", ""},
+		{"HASH only", []*backupv1.KeySchemaElement{key(hash, "pk")}, "local_secondary_index_override.indexes[0].key_schema",
+			"must have a HASH key and a RANGE key, as every local secondary index has; got 1 elements"},
+		{"none", nil, "local_secondary_index_override.indexes[0].key_schema",
+			"must have a HASH key and a RANGE key, as every local secondary index has; got 0 elements"},
+		{"one attribute twice", []*backupv1.KeySchemaElement{key(hash, "pk"), key(rng, "pk")}, "local_secondary_index_override.indexes[0].key_schema[1].attribute_name",
+			`repeats "pk", the HASH key's attribute`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var vs violations
+			in := checkRestore(&vs, &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+				LocalSecondaryIndexOverride: &backupv1.LocalSecondaryIndexSelection{Indexes: []*backupv1.LocalSecondaryIndex{{
+					IndexName: "ByLk", KeySchema: tt.keys, Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_ALL}}}}})
+			if tt.field == "" {
+				if len(vs) != 0 || len(in.LocalSecondaryIndexOverride) != 1 || len(in.LocalSecondaryIndexOverride[0].KeySchema) != 2 {
+					t.Fatalf("violations %+v, override %+v; want none, and the index sent", vs, in.LocalSecondaryIndexOverride)
+				}
+				return
+			}
+			if len(vs) != 1 || vs[0].Field != tt.field || !strings.Contains(vs[0].Description, tt.wantWords) {
+				t.Errorf("violations %+v; want one on %s saying %q", vs, tt.field, tt.wantWords)
 			}
 		})
 	}
