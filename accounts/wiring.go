@@ -38,7 +38,7 @@ func NewFromConfig(cfg *config.Config, awsCfg aws.Config, lim Limiter, obs Obser
 		roles[i] = auth.Role{AccountID: a.ID, RoleARN: a.RoleARN, ExternalID: a.ExternalID}
 	}
 	opts := Options{AWS: awsCfg, Accounts: cfg.Accounts, Limiter: lim}
-	authOpts := auth.Options{STS: stsClient, SessionName: cfg.RoleSessionName, Logger: logger}
+	authOpts := auth.Options{STS: stsClient, Own: stsClient.Options().Credentials, SessionName: cfg.RoleSessionName, Logger: logger}
 	if obs != nil {
 		opts.Observer, authOpts.Observer = obs, obs
 	}

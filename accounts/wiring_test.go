@@ -6,18 +6,21 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/redact"
 )
 
 // TestLeads: the operations DynamoDB cannot safely be asked twice go no
@@ -89,6 +92,46 @@ func TestOwnCredentialsFailingIsNotSTSFailing(t *testing.T) {
 	}
 	if !strings.Contains(rec.Body.String(), `outcome="no_credentials"} 1`) {
 		t.Errorf("no AssumeRole counted as no_credentials:\n%s", rec.Body.String())
+	}
+}
+
+// TestOwnSessionTokenQuotedBareIsNotLogged: STS, or an endpoint standing
+// in for it, that quotes the session token of backupd's own credentials
+// where no key names it has it taken out of the error backupd logs (and
+// puts in a span), as written and URL-escaped.
+func TestOwnSessionTokenQuotedBareIsNotLogged(t *testing.T) {
+	const token = "IQoJb3JpZ2luX2VjEOwnSessionToken+/longenough=="
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("X-Amz-Security-Token")
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>`+
+			`<Message>session %s (%s) may not assume the role</Message></Error><RequestId>r</RequestId></ErrorResponse>`,
+			got, url.QueryEscape(got))
+	}))
+	t.Cleanup(srv.Close)
+	own := credentials.NewStaticCredentialsProvider("ASIAOWNEXAMPLE", "own-secret-access-key-example", token)
+	cfg := &config.Config{RoleSessionName: "backupd", Accounts: []config.Account{{ID: "111111111111",
+		RoleARN: "arn:aws:iam::111111111111:role/backupd", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}}}
+	r, err := NewFromConfig(cfg, aws.Config{Region: "us-east-1", Credentials: own, BaseEndpoint: aws.String(srv.URL)},
+		&countingLimiter{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := r.Resolve("111111111111", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = target.DynamoDB.ListBackups(t.Context(), &dynamodb.ListBackupsInput{})
+	if err == nil {
+		t.Fatal("ListBackups succeeded though STS refused the role")
+	}
+	logged := redact.Error(err)
+	if !strings.Contains(logged, "may not assume the role") {
+		t.Fatalf("logged %q; want STS's message", logged)
+	}
+	if strings.Contains(logged, token) || strings.Contains(logged, url.QueryEscape(token)) {
+		t.Errorf("logged %q; want it without backupd's own session token", logged)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/smithy-go"
 
+	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/redact"
 )
 
@@ -29,6 +30,11 @@ type Role struct {
 type Options struct {
 	// STS is the client that calls AssumeRole with backupd's own credentials.
 	STS stscreds.AssumeRoleAPIClient
+	// Own are those credentials (STS's client's): STS, an emulator or a
+	// proxy may quote the session token an AssumeRole carried where no key
+	// names it, so their secrets are taken out of its errors' text by
+	// value. Nil means none to take out.
+	Own aws.CredentialsProvider
 	// SessionName shows in the target accounts' CloudTrail.
 	SessionName string
 	// Duration is the lifetime asked of STS; zero means one hour.
@@ -145,7 +151,7 @@ func NewRoles(opts Options, roles []Role) *Roles {
 				o.ExternalID = aws.String(role.ExternalID)
 			}
 		})
-		a := &assumer{account: role.AccountID, externalID: role.ExternalID, provider: assume, timeout: opts.Timeout, window: opts.RefreshBefore, observer: opts.Observer, log: opts.Logger}
+		a := &assumer{account: role.AccountID, externalID: role.ExternalID, own: opts.Own, provider: assume, timeout: opts.Timeout, window: opts.RefreshBefore, observer: opts.Observer, log: opts.Logger}
 		r.accounts[role.AccountID] = &cached{assumer: a, cache: aws.NewCredentialsCache(a, func(o *aws.CredentialsCacheOptions) {
 			o.ExpiryWindow = opts.RefreshBefore
 			o.ExpiryWindowJitterFrac = 0.2 // spread refreshes of many accounts
@@ -225,7 +231,8 @@ const failureHoldOff = time.Second
 // parsing messages. Its cache calls it for one refresh at a time.
 type assumer struct {
 	account    string
-	externalID string // kept out of its errors' text
+	externalID string                  // kept out of its errors' text
+	own        aws.CredentialsProvider // whose secrets are kept out too
 	provider   aws.CredentialsProvider
 	timeout    time.Duration
 	window     time.Duration // the cache's refresh window (Options.RefreshBefore)
@@ -279,7 +286,7 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
-		failed := &AssumeRoleError{AccountID: a.account, Err: err, externalID: a.externalID}
+		failed := &AssumeRoleError{AccountID: a.account, Err: err, secrets: a.secrets(err)}
 		if !a.keepable(time.Now()) {
 			a.failed, a.failedUntil = failed, time.Now().Add(failureHoldOff)
 		}
@@ -289,6 +296,28 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	a.key = creds.AccessKeyID
 	a.short(creds)
 	return creds, nil
+}
+
+// secretsBound bounds how long secrets waits for backupd's own
+// credentials: those that just signed the AssumeRole call are cached, and
+// come at once.
+const secretsBound = 100 * time.Millisecond
+
+// secrets are the values to take out of the text of the failed
+// AssumeRole's err: the role's ExternalId, and the session token and
+// secret key of the own credentials that signed the call, when it was
+// signed.
+func (a *assumer) secrets(err error) []string {
+	secrets := []string{a.externalID}
+	if _, unsigned := errors.AsType[*awsbase.OwnCredentialsError](err); a.own == nil || unsigned {
+		return secrets
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), secretsBound)
+	defer cancel()
+	if own, err := a.own.Retrieve(ctx); err == nil {
+		secrets = append(secrets, own.SessionToken, own.SecretAccessKey)
+	}
+	return secrets
 }
 
 // shortEvery bounds how often short logs an account's credentials.
@@ -402,13 +431,17 @@ type AssumeRoleError struct {
 	// without asking STS (failureHoldOff): its log line must not read as
 	// a call of its own, with attempts of its own.
 	Held bool
-	// externalID is the role's ExternalId, taken out of the text of Err:
-	// STS, an emulator or a proxy may quote the request it refused.
-	externalID string
+	// secrets are taken out of the text of Err: the role's ExternalId and
+	// backupd's own session token and secret key. STS, an emulator or a
+	// proxy may quote the request it refused.
+	secrets []string
 }
 
 func (e *AssumeRoleError) Error() string {
-	cause := redact.Value(e.Err.Error(), e.externalID)
+	cause := e.Err.Error()
+	for _, s := range e.secrets {
+		cause = redact.Value(cause, s)
+	}
 	if e.Held {
 		return fmt.Sprintf("assume role in account %s: STS not asked again within %s of its last failure, which was: %s", e.AccountID, failureHoldOff, cause)
 	}
