@@ -25,6 +25,7 @@ import (
 
 	"github.com/backupd/backupd/awsname"
 	"github.com/backupd/backupd/certreload"
+	"github.com/backupd/backupd/redact"
 )
 
 // Operation names DynamoDB calls that backupd rate limits; they match the SDK's
@@ -143,21 +144,9 @@ func (t TLS) checkFiles(bad reporter) {
 	}
 }
 
-// readNamedFile reads the file a field names. A value that is not a
-// path but what the file should hold (a PEM key or certificate pasted in
-// place of its path, as some tools take them) is refused without being
-// repeated: the error of opening it would echo the value, a private key
-// too, into the log.
-func readNamedFile(path string) ([]byte, error) {
-	if strings.ContainsAny(path, "\r\n") || strings.Contains(path, "-----BEGIN") {
-		return nil, errors.New("must be the path of a file; it holds several lines or PEM text (not repeated): put them in a file, and name the file here")
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot be read: %w", err)
-	}
-	return b, nil
-}
+// readNamedFile reads the file a field names, never repeating a value
+// that may be a secret put in its place (redact.ReadNamedFile).
+func readNamedFile(path string) ([]byte, error) { return redact.ReadNamedFile(path) }
 
 // problems collects configuration errors, each naming its field.
 type problems []error

@@ -611,7 +611,15 @@ func TestRedisPasswordFile(t *testing.T) {
 		{"with a CRLF", redisYAML("redis", "password_file: "+file("pw-crlf", "s3cret-pass\r\n")), "s3cret-pass", nil},
 		{"without a newline", redisYAML("redis", "password_file: "+file("pw-bare", "s3cret-pass")), "s3cret-pass", nil},
 		{"missing", redisYAML("redis", "password_file: /nonexistent/pw"),
-			"", []string{"shared_state.redis.password_file: cannot be read: open /nonexistent/pw"}},
+			"", []string{"shared_state.redis.password_file: cannot be read: no such file or directory (the path is not repeated"}},
+		// The password itself, put in place of the file's path: a value
+		// that names no file may be a secret, and is not repeated.
+		{"the password in place of its path", redisYAML("redis", "password_file: s3cret-pass"),
+			"", []string{"shared_state.redis.password_file: cannot be read: no such file or directory (the path is not repeated",
+				"a relative path is taken from backupd's working directory"}},
+		// A path that names something is: it is no secret.
+		{"a directory", redisYAML("redis", "password_file: "+dir),
+			"", []string{"shared_state.redis.password_file: cannot be read: read " + dir + ": is a directory"}},
 		{"empty", redisYAML("redis", "password_file: "+file("empty", "\n")),
 			"", []string{"shared_state.redis.password_file: holds no password"}},
 		{"several lines", redisYAML("redis", "password_file: "+file("lines", "s3cret-pass\nother-line\n")),
@@ -676,9 +684,9 @@ func TestParseChecksTLSFiles(t *testing.T) {
 	}{
 		{"a pair and a CA", tlsYAML(files.CertFile, files.KeyFile, files.CertFile), nil},
 		{"every file missing, with another problem", tlsYAML("/nonexistent/tls.crt", "/nonexistent/tls.key", "/nonexistent/ca.pem") + "log: {format: xml}\n", []string{
-			"tls.cert_file: cannot be read: open /nonexistent/tls.crt: no such file or directory",
-			"tls.key_file: cannot be read: open /nonexistent/tls.key",
-			"tls.client_ca_file: cannot be read: open /nonexistent/ca.pem",
+			"tls.cert_file: cannot be read: no such file or directory (the path is not repeated",
+			"tls.key_file: cannot be read: no such file or directory",
+			"tls.client_ca_file: cannot be read: no such file or directory",
 			`log.format: must be "json" or "text"`,
 		}},
 		{"a key of another certificate", tlsYAML(files.CertFile, other.KeyFile, ""), []string{
@@ -697,7 +705,7 @@ func TestParseChecksTLSFiles(t *testing.T) {
 		{"Redis' CA", redisYAML("true", files.CertFile), nil},
 		{"Redis' CA without tls, missing", redisYAML("false", "/nonexistent/redis-ca.pem"), []string{
 			"shared_state.redis.tls_ca_file: needs tls: true",
-			"shared_state.redis.tls_ca_file: cannot be read: open /nonexistent/redis-ca.pem",
+			"shared_state.redis.tls_ca_file: cannot be read: no such file or directory",
 		}},
 		{"Redis' CA file without certificates", redisYAML("true", notPEM), []string{
 			"shared_state.redis.tls_ca_file: must hold PEM certificates; it holds none",

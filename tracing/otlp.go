@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +19,8 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/backupd/backupd/redact"
 )
 
 // otlpClient sends spans to a collector as OTLP over HTTP, in protobuf,
@@ -141,7 +142,7 @@ func otlpTLS(getenv func(string) string) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pem, err := redact.ReadNamedFile(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", caName, err)
 		}
@@ -154,7 +155,15 @@ func otlpTLS(getenv func(string) string) (*tls.Config, error) {
 		return nil, fmt.Errorf("%s and %s must be set together", certName, keyName)
 	}
 	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		certPEM, err := redact.ReadNamedFile(certFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", certName, err)
+		}
+		keyPEM, err := redact.ReadNamedFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", keyName, err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("%s, %s: %w", certName, keyName, err)
 		}

@@ -80,7 +80,14 @@ func TestOTLPClientConfig(t *testing.T) {
 		{name: "compression", env: map[string]string{"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"},
 			wantErr: `OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none; got "zstd"`},
 		{name: "CA file missing", env: map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem"},
-			wantErr: "OTEL_EXPORTER_OTLP_CERTIFICATE: open /nonexistent/ca.pem"},
+			wantErr: "OTEL_EXPORTER_OTLP_CERTIFICATE: cannot be read: no such file or directory (the path is not repeated"},
+		// What the file should hold, put in place of its path, is not
+		// repeated: a private key would go to the log.
+		{name: "a key in place of its path", env: map[string]string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": pem,
+			"OTEL_EXPORTER_OTLP_CLIENT_KEY": "-----BEGIN PRIVATE KEY-----\nMIGHAgEAsecretkeymaterial\n-----END PRIVATE KEY-----\n"},
+			wantErr: "OTEL_EXPORTER_OTLP_CLIENT_KEY: must be the path of a file; it holds several lines or PEM text (not repeated)", secret: "secretkeymaterial"},
+		{name: "a password in place of a path", env: map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": "hunter2-secret"},
+			wantErr: "OTEL_EXPORTER_OTLP_CERTIFICATE: cannot be read: no such file or directory (the path is not repeated", secret: "hunter2"},
 		{name: "CA file without a certificate", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": pem},
 			wantErr: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: " + pem + " holds no PEM certificate"},
 		{name: "client certificate without key", env: map[string]string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": pem},
