@@ -29,6 +29,7 @@ import (
 
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/ratelimit"
+	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/sharedstate"
 )
 
@@ -215,6 +216,7 @@ func (g *gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, 
 		*at = time.Time{} // until wire sees this attempt leave
 	}
 	out, md, err := next.HandleFinalize(ctx, in)
+	err = withoutToken(in, err)
 	g.observe(key.Operation, err, sent)
 	if api, ok := errors.AsType[smithy.APIError](err); ok && api.ErrorCode() == expiredToken {
 		g.expired(signedWith(in))
@@ -246,6 +248,57 @@ func signedWith(in middleware.FinalizeInput) string {
 	}
 	key, _, _ := strings.Cut(credential, "/")
 	return key
+}
+
+// withoutToken is err, the answer to an attempt, without the session
+// token the attempt carried, which DynamoDB's endpoint (a proxy, an
+// emulator) may quote where no key names it: the caller is given
+// DynamoDB's message (rpcerror), and the token is the role's, good for
+// an hour.
+func withoutToken(in middleware.FinalizeInput, err error) error {
+	req, ok := in.Request.(*smithyhttp.Request)
+	if err == nil || !ok {
+		return err
+	}
+	token := req.Header.Get("X-Amz-Security-Token")
+	if redact.Value(err.Error(), token) == err.Error() {
+		return err
+	}
+	quoted := &tokenQuotedError{err: err, token: token}
+	quoted.api, _ = errors.AsType[smithy.APIError](err)
+	return quoted
+}
+
+// tokenQuotedError is an answer whose text quoted the session token its
+// attempt carried, without it. It is the answer's APIError too, whose
+// code and fault are the answer's, and whose message is without it.
+type tokenQuotedError struct {
+	err   error
+	api   smithy.APIError // nil when the answer has none
+	token string
+}
+
+func (e *tokenQuotedError) Error() string { return redact.Value(e.err.Error(), e.token) }
+func (e *tokenQuotedError) Unwrap() error { return e.err }
+
+// As gives the answer's APIError without the token: the first in the
+// chain is what the error mapping quotes.
+func (e *tokenQuotedError) As(target any) bool {
+	if t, ok := target.(*smithy.APIError); ok && e.api != nil {
+		*t = quotedAPIError{e.api, e.token}
+		return true
+	}
+	return false
+}
+
+type quotedAPIError struct {
+	smithy.APIError
+	token string
+}
+
+func (e quotedAPIError) Error() string { return redact.Value(e.APIError.Error(), e.token) }
+func (e quotedAPIError) ErrorMessage() string {
+	return redact.Value(e.APIError.ErrorMessage(), e.token)
 }
 
 // notAdmitted is the error of an attempt the limiter did not let go. The

@@ -1111,3 +1111,43 @@ func TestEveryAttemptIsObserved(t *testing.T) {
 		t.Errorf("observed %q; want %q", obs.attempts, want)
 	}
 }
+
+type tokenRoles struct{ token string }
+
+func (tokenRoles) Expired(string, string) {}
+
+func (r tokenRoles) Credentials(string) (aws.CredentialsProvider, bool) {
+	return credentials.NewStaticCredentialsProvider("ASIAROLEEXAMPLE", "SECRET", r.token), true
+}
+
+// TestSessionTokenQuotedByDynamoDBIsTakenOut: an endpoint standing in for
+// DynamoDB (a proxy, an emulator) that quotes the role's session token
+// where no key names it has it taken out of the message the caller is
+// given (the APIError's) and of the error's text, which the log and a
+// span keep; the code stays the answer's.
+func TestSessionTokenQuotedByDynamoDBIsTakenOut(t *testing.T) {
+	const token = "IQoJb3JpZ2luX2VjRoleSessionToken+/example=="
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, `{"__type":"com.amazon.coral.validate#ValidationException","message":"session %s is not valid here"}`,
+			r.Header.Get("X-Amz-Security-Token"))
+	}))
+	t.Cleanup(srv.Close)
+	r := newRegistryWithRoles(t, srv.URL, &countingLimiter{}, tokenRoles{token})
+	target, err := r.Resolve("111111111111", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = target.DynamoDB.ListBackups(t.Context(), &dynamodb.ListBackupsInput{})
+	api, ok := errors.AsType[smithy.APIError](err)
+	if !ok {
+		t.Fatalf("err = %v; want DynamoDB's answer", err)
+	}
+	if api.ErrorCode() != "ValidationException" || api.ErrorMessage() != "session [redacted] is not valid here" {
+		t.Errorf("answer %s: %q; want ValidationException without the token", api.ErrorCode(), api.ErrorMessage())
+	}
+	if strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), "session [redacted] is not valid here") {
+		t.Errorf("err = %q; want the message without the token", err)
+	}
+}
