@@ -506,7 +506,10 @@ func mapAssume(e *auth.AssumeRoleError) mapped {
 				"ask backupd's operators to check backupd's own AWS credentials", e.AccountID)}
 	}
 	if e.Denied() {
-		hint := "check the role's trust policy and ExternalId"
+		// Across accounts STS asks both sides: the role's trust policy and
+		// the policies of backupd's own role or user, which the trust
+		// policy's hint alone would leave out.
+		hint := "check the role's trust policy and ExternalId, and that backupd's own role or user may call sts:AssumeRole on it"
 		if api, ok := errors.AsType[smithy.APIError](e); ok {
 			switch api.ErrorCode() {
 			case "RegionDisabledException":

@@ -293,7 +293,7 @@ func TestStatus(t *testing.T) {
 		{"STS finds backupd's own signature wrong", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "SignatureDoesNotMatch"}, 403),
 			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "check backupd's own AWS credentials", "trust policy"},
 		{"STS refuses the role", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "AccessDenied"}, 403),
-			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "check the role's trust policy and ExternalId", "own AWS credentials"},
+			codes.PermissionDenied, "ROLE_ASSUMPTION_DENIED", "", 0, "check the role's trust policy and ExternalId, and that backupd's own role or user may call sts:AssumeRole on it", "own AWS credentials"},
 		{"STS 5xx", stsErr("AssumeRole", &smithy.GenericAPIError{Code: "InternalFailure"}, 500),
 			codes.Unavailable, "STS_UNAVAILABLE", "", DefaultRetryAfter, "111111111111", ""},
 		{"STS unreachable", &auth.AssumeRoleError{AccountID: "111111111111", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}},
