@@ -199,17 +199,17 @@ type accessor interface {
 func checkAccess(ctx context.Context, c accessor, prefix string) error {
 	key := prefix + "access-check:" + rand.Text()
 	for _, step := range []struct {
-		name string
+		name string // the command as sent: TIME takes no key
 		run  func() error
 	}{
-		{"SET", func() error { return c.Set(ctx, key, "1", time.Minute).Err() }},
-		{"GET", func() error { return c.Get(ctx, key).Err() }},
-		{"EXISTS", func() error { return c.Exists(ctx, key).Err() }},
-		{"DEL", func() error { return c.Del(ctx, key).Err() }},
+		{"SET " + key, func() error { return c.Set(ctx, key, "1", time.Minute).Err() }},
+		{"GET " + key, func() error { return c.Get(ctx, key).Err() }},
+		{"EXISTS " + key, func() error { return c.Exists(ctx, key).Err() }},
+		{"DEL " + key, func() error { return c.Del(ctx, key).Err() }},
 		{"TIME", func() error { return c.Time(ctx).Err() }},
 	} {
 		if err := step.run(); err != nil {
-			return fmt.Errorf("%s %s: %w", step.name, key, err)
+			return fmt.Errorf("%s: %w", step.name, err)
 		}
 	}
 	return nil

@@ -438,3 +438,35 @@ func TestCheckStartOfAnUntrustedCertificate(t *testing.T) {
 		t.Errorf("CheckStart of a Redis with an untrusted certificate: %v; want the start failed, naming the certificate", err)
 	}
 }
+
+// deniedTime is a Redis client whose ACL allows every keyed command of
+// checkAccess but TIME.
+type deniedTime struct{}
+
+func (deniedTime) Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd {
+	return redis.NewStatusResult("OK", nil)
+}
+func (deniedTime) Get(ctx context.Context, key string) *redis.StringCmd {
+	return redis.NewStringResult("1", nil)
+}
+func (deniedTime) Exists(ctx context.Context, keys ...string) *redis.IntCmd {
+	return redis.NewIntResult(1, nil)
+}
+func (deniedTime) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	return redis.NewIntResult(1, nil)
+}
+func (deniedTime) Time(ctx context.Context) *redis.TimeCmd {
+	cmd := redis.NewTimeCmd(ctx)
+	cmd.SetErr(errors.New("NOPERM this user has no permissions to run the 'time' command"))
+	return cmd
+}
+
+// TestCheckAccessNamesTIMEWithoutAKey: the start's refusal names the
+// command as it was sent, and TIME takes no key: an operator reading
+// "TIME backupd:access-check:..." would look for a keyed command.
+func TestCheckAccessNamesTIMEWithoutAKey(t *testing.T) {
+	err := checkAccess(context.Background(), deniedTime{}, "backupd:")
+	if err == nil || !strings.HasPrefix(err.Error(), "TIME: NOPERM") {
+		t.Errorf("checkAccess with TIME denied = %v; want it to begin %q", err, "TIME: NOPERM")
+	}
+}
