@@ -82,7 +82,7 @@ func New() *Metrics {
 		}, []string{"account", "outcome"}),
 		assumeDur: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "backupd_sts_assume_role_duration_seconds",
-			Help: "Time an AssumeRole call took, answered or not, every account's together: a slow STS delays the first requests after each refresh.",
+			Help: "Time an AssumeRole call sent to STS took, answered or not, every account's together: a slow STS delays the first requests after each refresh.",
 			// Up to AssumeRole's 10 s bound.
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
@@ -207,9 +207,15 @@ func (m *Metrics) ObserveAttempt(account, region, operation string, err error, d
 }
 
 // ObserveAssumeRole counts one AssumeRole call for account, which took d.
+// One never sent (no_credentials: backupd's own credentials failed) is
+// counted but not timed: d is then the credential chain's, an IMDS's that
+// does not answer say, not STS's, which the histogram is for.
 func (m *Metrics) ObserveAssumeRole(account string, err error, d time.Duration) {
-	m.assumeRole.WithLabelValues(account, m.outcome(err)).Inc()
-	m.assumeDur.Observe(d.Seconds())
+	outcome := m.outcome(err)
+	m.assumeRole.WithLabelValues(account, outcome).Inc()
+	if outcome != "no_credentials" {
+		m.assumeDur.Observe(d.Seconds())
+	}
 }
 
 // outcome is outcomeOf as a label value: an error code beyond the first

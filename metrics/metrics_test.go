@@ -125,3 +125,23 @@ func TestObserve(t *testing.T) {
 		}
 	}
 }
+
+// TestAssumeRoleNotSentIsNotTimed: an AssumeRole that was never sent,
+// backupd's own credentials having failed, is counted (no_credentials)
+// but left out of the STS duration histogram, whose alerts would
+// otherwise fire on a slow credential chain (an IMDS that does not
+// answer) as if STS were slow.
+func TestAssumeRoleNotSentIsNotTimed(t *testing.T) {
+	m := New()
+	m.ObserveAssumeRole("111111111111", fmt.Errorf("get identity: %w", &awsbase.OwnCredentialsError{Err: errors.New("no EC2 IMDS role found")}), 9*time.Second)
+	m.ObserveAssumeRole("111111111111", nil, 40*time.Millisecond)
+	if got := testutil.ToFloat64(m.assumeRole.WithLabelValues("111111111111", "no_credentials")); got != 1 {
+		t.Errorf("no_credentials AssumeRoles = %v, want 1", got)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	if want := "backupd_sts_assume_role_duration_seconds_count 1\n"; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %q: the unsent AssumeRole was timed", want)
+	}
+}
