@@ -161,3 +161,51 @@ func TestRates(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnSessionTokenRotatedBeforeTheFailureIsNotLogged: the own
+// credentials that signed the AssumeRole expire while STS takes its time
+// to refuse it, quoting their session token; the token taken out of the
+// error must be the one that signed the call, not the next one.
+func TestOwnSessionTokenRotatedBeforeTheFailureIsNotLogged(t *testing.T) {
+	const first = "IQoJb3JpZ2luX2VjEFirstOwnSessionToken+/longenough=="
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("X-Amz-Security-Token")
+		time.Sleep(400 * time.Millisecond)
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>`+
+			`<Message>session %s may not assume the role</Message></Error><RequestId>r</RequestId></ErrorResponse>`, got)
+	}))
+	t.Cleanup(srv.Close)
+	var n atomic.Int32
+	own := aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		if n.Add(1) == 1 {
+			return aws.Credentials{AccessKeyID: "ASIAOWNFIRST", SecretAccessKey: "own-first-secret-access-key-example",
+				SessionToken: first, CanExpire: true, Expires: time.Now().Add(200 * time.Millisecond)}, nil
+		}
+		return aws.Credentials{AccessKeyID: "ASIAOWNSECOND", SecretAccessKey: "own-second-secret-access-key-example",
+			SessionToken: "IQoJb3JpZ2luX2VjESecondOwnSessionToken==", CanExpire: true, Expires: time.Now().Add(time.Hour)}, nil
+	}))
+	cfg := &config.Config{RoleSessionName: "backupd", Accounts: []config.Account{{ID: "111111111111",
+		RoleARN: "arn:aws:iam::111111111111:role/backupd", DefaultRegion: "us-east-1", AllowedRegions: []string{"us-east-1"}}}}
+	r, err := NewFromConfig(cfg, aws.Config{Region: "us-east-1", Credentials: own, BaseEndpoint: aws.String(srv.URL)},
+		&countingLimiter{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := r.Resolve("111111111111", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = target.DynamoDB.ListBackups(t.Context(), &dynamodb.ListBackupsInput{})
+	if err == nil {
+		t.Fatal("ListBackups succeeded though STS refused the role")
+	}
+	logged := redact.Error(err)
+	if !strings.Contains(logged, "may not assume the role") {
+		t.Fatalf("logged %q; want STS's message", logged)
+	}
+	if strings.Contains(logged, first) {
+		t.Errorf("logged %q; want it without the session token that signed the AssumeRole", logged)
+	}
+}

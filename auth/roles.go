@@ -30,10 +30,11 @@ type Role struct {
 type Options struct {
 	// STS is the client that calls AssumeRole with backupd's own credentials.
 	STS stscreds.AssumeRoleAPIClient
-	// Own are those credentials (STS's client's): STS, an emulator or a
-	// proxy may quote the session token an AssumeRole carried where no key
-	// names it, so their secrets are taken out of its errors' text by
-	// value. Nil means none to take out.
+	// Own are those credentials (STS's client's, an awsbase.OwnCredentials):
+	// STS, an emulator or a proxy may quote the session token an AssumeRole
+	// carried where no key names it, so the secrets of the last they gave
+	// (awsbase.OwnSecrets) are taken out of its errors' text by value. Nil,
+	// or another provider, means none to take out.
 	Own aws.CredentialsProvider
 	// SessionName shows in the target accounts' CloudTrail.
 	SessionName string
@@ -286,7 +287,7 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
-		failed := &AssumeRoleError{AccountID: a.account, Err: err, secrets: a.secrets(err)}
+		failed := &AssumeRoleError{AccountID: a.account, Err: err, secrets: a.secrets()}
 		if !a.keepable(time.Now()) {
 			a.failed, a.failedUntil = failed, time.Now().Add(failureHoldOff)
 		}
@@ -298,26 +299,13 @@ func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	return creds, nil
 }
 
-// secretsBound bounds how long secrets waits for backupd's own
-// credentials: those that just signed the AssumeRole call are cached, and
-// come at once.
-const secretsBound = 100 * time.Millisecond
-
 // secrets are the values to take out of the text of the failed
-// AssumeRole's err: the role's ExternalId, and the session token and
-// secret key of the own credentials that signed the call, when it was
-// signed.
-func (a *assumer) secrets(err error) []string {
-	secrets := []string{a.externalID}
-	if _, unsigned := errors.AsType[*awsbase.OwnCredentialsError](err); a.own == nil || unsigned {
-		return secrets
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), secretsBound)
-	defer cancel()
-	if own, err := a.own.Retrieve(ctx); err == nil {
-		secrets = append(secrets, own.SessionToken, own.SecretAccessKey)
-	}
-	return secrets
+// AssumeRole's err: the role's ExternalId, and the session tokens and
+// secret keys of the own credentials that last signed a call (those that
+// signed this one among them, were they replaced since: fetching the
+// current ones would miss them, and could wait on a refresh).
+func (a *assumer) secrets() []string {
+	return append([]string{a.externalID}, awsbase.OwnSecrets(a.own)...)
 }
 
 // shortEvery bounds how often short logs an account's credentials.

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -168,26 +169,66 @@ func (e *OwnCredentialsError) Unwrap() error { return e.Err }
 // the STS client, so that the metrics tell an AssumeRole that could not be
 // signed from one STS did not answer (an IMDS that answers 404, or a
 // chain that finds nothing, is not STS failing). A nil p stays nil.
+//
+// It also keeps the secrets of the last credentials it gave (OwnSecrets):
+// those that signed a call that failed, which may have been replaced
+// since (rotated, or expired while STS took its time to answer).
 func OwnCredentials(p aws.CredentialsProvider) aws.CredentialsProvider {
 	if p == nil {
 		return nil
 	}
-	return ownCredentials{p}
+	return &ownCredentials{p: p}
 }
 
-type ownCredentials struct{ p aws.CredentialsProvider }
+// ownKept is how many of the last credentials given ownCredentials keeps
+// the secrets of: those of a call still in flight when they were replaced.
+const ownKept = 4
 
-func (o ownCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+type ownCredentials struct {
+	p aws.CredentialsProvider
+
+	mu     sync.Mutex
+	recent []aws.Credentials // the last given, newest last
+}
+
+func (o *ownCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	creds, err := o.p.Retrieve(ctx)
 	if err != nil {
 		return creds, &OwnCredentialsError{Err: err}
 	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n := len(o.recent); n == 0 || o.recent[n-1].SessionToken != creds.SessionToken ||
+		o.recent[n-1].SecretAccessKey != creds.SecretAccessKey {
+		if n == ownKept {
+			o.recent = slices.Delete(o.recent, 0, 1)
+		}
+		o.recent = append(o.recent, creds)
+	}
 	return creds, nil
+}
+
+// OwnSecrets are the session tokens and secret access keys of the last
+// credentials p, an OwnCredentials, gave to sign a call: to be taken out
+// of a failed call's error text. It waits for nothing and fetches
+// nothing. Nil for another provider.
+func OwnSecrets(p aws.CredentialsProvider) []string {
+	o, ok := p.(*ownCredentials)
+	if !ok {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var secrets []string
+	for _, c := range o.recent {
+		secrets = append(secrets, c.SessionToken, c.SecretAccessKey)
+	}
+	return secrets
 }
 
 // ProviderSources passes on where p's credentials come from, which the
 // SDK names in its User-Agent.
-func (o ownCredentials) ProviderSources() []aws.CredentialSource {
+func (o *ownCredentials) ProviderSources() []aws.CredentialSource {
 	if s, ok := o.p.(aws.CredentialProviderSource); ok {
 		return s.ProviderSources()
 	}
