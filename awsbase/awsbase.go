@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -147,6 +148,7 @@ func CheckCredentials(ctx context.Context, awsCfg aws.Config) error {
 	cctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	if _, err := awsCfg.Credentials.Retrieve(cctx); err != nil {
+		err = WithoutFileSecrets(err)
 		if ctx.Err() == nil && cctx.Err() != nil {
 			return fmt.Errorf("backupd's own AWS credentials: none found within %v: %w", patience, err)
 		}
@@ -154,6 +156,53 @@ func CheckCredentials(ctx context.Context, awsCfg aws.Config) error {
 	}
 	return nil
 }
+
+// sdkFileVars are the AWS SDK's environment variables that name a file,
+// through which it finds backupd's own credentials and configuration.
+var sdkFileVars = [...]string{"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CA_BUNDLE", "AWS_SHARED_CREDENTIALS_FILE",
+	"AWS_CONFIG_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"}
+
+// WithoutFileSecrets is err, an error of the SDK's loading its
+// configuration or backupd's own credentials, with the value of each
+// sdkFileVars that names nothing on this host taken out of its text: the
+// SDK's errors repeat the path ("unable to read file at ..."), and what
+// was put in place of it, such as the web identity token itself, is a
+// secret. backupd logs that text at start and with every request that
+// needs the credentials.
+func WithoutFileSecrets(err error) error {
+	if err == nil {
+		return nil
+	}
+	var values []string
+	for _, name := range sdkFileVars {
+		if v := os.Getenv(name); v != "" {
+			if _, statErr := os.Lstat(v); statErr != nil {
+				values = append(values, v)
+			}
+		}
+	}
+	if len(values) == 0 {
+		return err
+	}
+	return &fileSecretsError{err: err, values: values}
+}
+
+// fileSecretsError is an error whose text loses values; it is the error
+// still, for errors.Is and As.
+type fileSecretsError struct {
+	err    error
+	values []string
+}
+
+func (e *fileSecretsError) Error() string {
+	s := e.err.Error()
+	for _, v := range e.values {
+		s = redact.Value(s, v)
+	}
+	return s
+}
+
+func (e *fileSecretsError) Unwrap() error { return e.err }
 
 // OwnCredentialsError is the failure of backupd's own AWS credentials (the
 // SDK's default chain: none found, IMDS or a credential process failing)
@@ -194,7 +243,7 @@ type ownCredentials struct {
 func (o *ownCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	creds, err := o.p.Retrieve(ctx)
 	if err != nil {
-		return creds, &OwnCredentialsError{Err: err}
+		return creds, &OwnCredentialsError{Err: WithoutFileSecrets(err)}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()

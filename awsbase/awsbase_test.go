@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/logging"
@@ -157,5 +160,39 @@ func TestCheckCredentials(t *testing.T) {
 				t.Errorf("err = %v; want it to say %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestWithoutFileSecrets: the web identity token put in
+// AWS_WEB_IDENTITY_TOKEN_FILE in place of its path, which the SDK's error
+// repeats ("unable to read file at ..."), is not in the errors backupd
+// logs of its own credentials, at start or with a request; a file
+// variable that names a file is no secret, and stays.
+func TestWithoutFileSecrets(t *testing.T) {
+	const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiYWNrdXBkIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": jwt, "AWS_ROLE_ARN": "arn:aws:iam::111111111111:role/backupd",
+		"AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty,
+		"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": ""} {
+		t.Setenv(k, v)
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(t.Context(), awsconfig.WithRegion("us-east-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ownErr := OwnCredentials(cfg.Credentials).Retrieve(t.Context())
+	for name, err := range map[string]error{"CheckCredentials": CheckCredentials(t.Context(), cfg), "OwnCredentials": ownErr} {
+		if err == nil {
+			t.Fatalf("%s: no error, though the token file names nothing", name)
+		}
+		if text := err.Error(); strings.Contains(text, jwt) || !strings.Contains(text, "[redacted]") {
+			t.Errorf("%s: %q; want the value of AWS_WEB_IDENTITY_TOKEN_FILE taken out", name, text)
+		}
+	}
+	if err := WithoutFileSecrets(errors.New("open " + empty)); err.Error() != "open "+empty {
+		t.Errorf("WithoutFileSecrets = %q; want a path that names a file kept", err)
 	}
 }

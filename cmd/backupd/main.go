@@ -171,7 +171,7 @@ func runConfig(ctx context.Context, path string, listen config.Listen, stderr io
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion), awsconfig.WithLogger(awsbase.SDKLogger(logger)))
 	if err != nil {
-		return logStartFailure(logger, fmt.Errorf("load AWS configuration: %w", err))
+		return logStartFailure(logger, fmt.Errorf("load AWS configuration: %w", awsbase.WithoutFileSecrets(err)))
 	}
 	// In the background, not fatal: the chain may take seconds to give up
 	// (a metadata service that does not answer), health probes should
