@@ -1,6 +1,7 @@
 package service
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -219,34 +220,53 @@ func checkAttributeName(vs *violations, field, name string) {
 	}
 }
 
-// checkKeySchema checks an index's key: a HASH key and at most one RANGE
-// key, of another attribute; a local index (local) has both, as DynamoDB
-// makes every local index: the table's HASH key and a RANGE key of its
-// own. No backup has an index otherwise, so DynamoDB would refuse the
-// restore, naming no field.
+// maxKeyAttrs is how many attributes a global index's partition key, and
+// its sort key, may each be made of (DynamoDB's multi-attribute keys).
+const maxKeyAttrs = 4
+
+// checkKeySchema checks an index's key. A global index's is its HASH
+// elements then its RANGE elements: one HASH attribute or, a
+// multi-attribute key, up to maxKeyAttrs of them, and none to
+// maxKeyAttrs RANGE ones (GetBackup describes an index so). A local
+// index (local) has exactly a HASH and a RANGE key: the table's HASH key
+// and a RANGE key of its own, as DynamoDB makes every local index. No
+// attribute may be two elements. DynamoDB would refuse any other, naming
+// no field.
 func checkKeySchema(vs *violations, field string, ks []*backupv1.KeySchemaElement, local bool) []types.KeySchemaElement {
+	hashes := 0
+	for hashes < len(ks) && ks[hashes].GetKeyType() == backupv1.KeyType_KEY_TYPE_HASH {
+		hashes++
+	}
 	switch {
 	case local && len(ks) != 2:
 		vs.add(field, "must have a HASH key and a RANGE key, as every local secondary index has; got %d elements", len(ks))
-	case len(ks) == 0 || len(ks) > 2:
-		vs.add(field, "must have a HASH key and at most one RANGE key; got %d elements", len(ks))
+	case len(ks) == 0:
+		vs.add(field, "must have a HASH key and at most one RANGE key (or up to %d of each, a multi-attribute key); got 0 elements", maxKeyAttrs)
+	case !local && (hashes > maxKeyAttrs || len(ks)-hashes > maxKeyAttrs):
+		vs.add(field, "must have at most %d HASH and %d RANGE elements; got %d and %d", maxKeyAttrs, maxKeyAttrs, hashes, len(ks)-hashes)
 	}
 	out := make([]types.KeySchemaElement, 0, len(ks))
 	for i, k := range ks {
 		f := fieldIndex(field, i)
 		before := len(*vs)
 		checkAttributeName(vs, f+".attribute_name", k.GetAttributeName())
-		if i == 1 && len(*vs) == before && k.GetAttributeName() == ks[0].GetAttributeName() {
-			vs.add(f+".attribute_name", "repeats %s, the HASH key's attribute: an index's HASH and RANGE keys are two attributes",
-				badrequest.Quote(k.GetAttributeName()))
+		if len(*vs) == before {
+			if j := slices.IndexFunc(ks[:i], func(e *backupv1.KeySchemaElement) bool { return e.GetAttributeName() == k.GetAttributeName() }); j >= 0 {
+				vs.add(f+".attribute_name", "repeats %s, the attribute of key_schema[%d]: each of an index's keys is another attribute",
+					badrequest.Quote(k.GetAttributeName()), j)
+			}
 		}
 		kt := types.KeyTypeHash
 		switch {
-		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_RANGE && i == 1:
+		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_HASH && (i == 0 || !local && i < hashes):
+		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_RANGE && local && i == 1:
 			kt = types.KeyTypeRange
-		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_HASH && i == 0:
-		default:
+		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_RANGE && !local && i >= hashes && hashes > 0:
+			kt = types.KeyTypeRange
+		case local:
 			vs.add(f+".key_type", "must be HASH for the first element and RANGE for the second; got %s", k.GetKeyType())
+		default:
+			vs.add(f+".key_type", "must be HASH for the first elements and RANGE for those after them; got %s", k.GetKeyType())
 		}
 		out = append(out, types.KeySchemaElement{AttributeName: aws.String(k.GetAttributeName()), KeyType: kt})
 	}

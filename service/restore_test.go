@@ -179,7 +179,7 @@ func TestLocalIndexKeySchema(t *testing.T) {
 		{"none", nil, "local_secondary_index_override.indexes[0].key_schema",
 			"must have a HASH key and a RANGE key, as every local secondary index has; got 0 elements"},
 		{"one attribute twice", []*backupv1.KeySchemaElement{key(hash, "pk"), key(rng, "pk")}, "local_secondary_index_override.indexes[0].key_schema[1].attribute_name",
-			`repeats "pk", the HASH key's attribute`},
+			`repeats "pk", the attribute of key_schema[0]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -373,6 +373,60 @@ func TestRestoreInput(t *testing.T) {
 			want, _ := json.Marshal(tt.want)
 			if string(got) != string(want) {
 				t.Errorf("DynamoDB is sent\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// A global index's key may be made of several attributes (DynamoDB's
+// multi-attribute keys, as GetBackup describes them): up to four HASH
+// elements, then up to four RANGE ones, each another attribute.
+func TestGlobalIndexMultiAttributeKeySchema(t *testing.T) {
+	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	key := func(typ backupv1.KeyType, attr string) *backupv1.KeySchemaElement {
+		return &backupv1.KeySchemaElement{AttributeName: attr, KeyType: typ}
+	}
+	hash, rng := backupv1.KeyType_KEY_TYPE_HASH, backupv1.KeyType_KEY_TYPE_RANGE
+	tests := []struct {
+		name  string
+		keys  []*backupv1.KeySchemaElement
+		field string // "" means valid
+	}{
+		{"HASH", []*backupv1.KeySchemaElement{key(hash, "a")}, ""},
+		{"HASH and RANGE", []*backupv1.KeySchemaElement{key(hash, "a"), key(rng, "b")}, ""},
+		{"two HASH", []*backupv1.KeySchemaElement{key(hash, "a"), key(hash, "b")}, ""},
+		{"two HASH and a RANGE", []*backupv1.KeySchemaElement{key(hash, "a"), key(hash, "b"), key(rng, "c")}, ""},
+		{"four of each", []*backupv1.KeySchemaElement{key(hash, "a"), key(hash, "b"), key(hash, "c"), key(hash, "d"),
+			key(rng, "e"), key(rng, "f"), key(rng, "g"), key(rng, "h")}, ""},
+		{"five HASH", []*backupv1.KeySchemaElement{key(hash, "a"), key(hash, "b"), key(hash, "c"), key(hash, "d"), key(hash, "e")},
+			"global_secondary_index_override.indexes[0].key_schema"},
+		{"five RANGE", []*backupv1.KeySchemaElement{key(hash, "a"), key(rng, "b"), key(rng, "c"), key(rng, "d"), key(rng, "e"), key(rng, "f")},
+			"global_secondary_index_override.indexes[0].key_schema"},
+		{"HASH after RANGE", []*backupv1.KeySchemaElement{key(hash, "a"), key(rng, "b"), key(hash, "c")},
+			"global_secondary_index_override.indexes[0].key_schema[2].key_type"},
+		{"RANGE first", []*backupv1.KeySchemaElement{key(rng, "a")}, "global_secondary_index_override.indexes[0].key_schema[0].key_type"},
+		{"one attribute twice", []*backupv1.KeySchemaElement{key(hash, "a"), key(hash, "b"), key(rng, "a")},
+			"global_secondary_index_override.indexes[0].key_schema[2].attribute_name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var vs violations
+			in := checkRestore(&vs, &backupv1.RestoreTableFromBackupRequest{BackupArn: arn, TargetTableName: "Copy",
+				GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{Indexes: []*backupv1.GlobalSecondaryIndex{{
+					IndexName: "ByKey", KeySchema: tt.keys, Projection: &backupv1.Projection{ProjectionType: backupv1.ProjectionType_PROJECTION_TYPE_ALL}}}}})
+			if tt.field == "" {
+				if len(vs) != 0 || len(in.GlobalSecondaryIndexOverride) != 1 {
+					t.Fatalf("violations %+v; want none", vs)
+				}
+				for i, k := range in.GlobalSecondaryIndexOverride[0].KeySchema {
+					if want := map[backupv1.KeyType]types.KeyType{hash: types.KeyTypeHash, rng: types.KeyTypeRange}[tt.keys[i].KeyType]; k.KeyType != want {
+						t.Errorf("key_schema[%d] sent as %s; want %s", i, k.KeyType, want)
+					}
+				}
+				return
+			}
+			if len(vs) != 1 || vs[0].Field != tt.field {
+				t.Errorf("violations %+v; want one on %s", vs, tt.field)
 			}
 		})
 	}

@@ -1400,9 +1400,10 @@ type GlobalSecondaryIndex struct {
 	// The index's name: 3-255 characters of a-z A-Z 0-9 _ . -.
 	IndexName string `protobuf:"bytes,1,opt,name=index_name,json=indexName,proto3" json:"index_name,omitempty"`
 	// The index's key: a KEY_TYPE_HASH element first and at most one
-	// KEY_TYPE_RANGE element after it, of another attribute, each
-	// attribute_name 1-255 bytes. In a restore, the key the index has in the
-	// backup.
+	// KEY_TYPE_RANGE element after it or, a multi-attribute key, up to 4
+	// KEY_TYPE_HASH elements then up to 4 KEY_TYPE_RANGE ones; each of
+	// another attribute, each attribute_name 1-255 bytes. In a restore, the
+	// key the index has in the backup.
 	KeySchema []*KeySchemaElement `protobuf:"bytes,2,rep,name=key_schema,json=keySchema,proto3" json:"key_schema,omitempty"`
 	// Which attributes the index copies; required in a restore.
 	Projection *Projection `protobuf:"bytes,3,opt,name=projection,proto3" json:"projection,omitempty"`
