@@ -301,7 +301,7 @@ var errCutOffAtShutdown = errors.New("cut off by shutdown_timeout: backupd close
 func (l *Line) Fail(ctx context.Context, err error) *status.Status {
 	st, internal := rpcerror.Status(err, rpcerror.Request{AccountID: l.Account})
 	l.Code, l.Reason = st.Code(), rpcerror.ReasonOf(st)
-	if l.Code == codes.Canceled && deadlineDue(ctx) {
+	if l.Code == codes.Canceled && DeadlineDue(ctx) {
 		// A gRPC client cancels the stream as its deadline passes, a
 		// moment before the server's own timer would: the line and the
 		// metrics say what happened, and so does the error, which says
@@ -334,9 +334,11 @@ func backupARNOf(req, resp any) string {
 	return ""
 }
 
-// deadlineDue reports whether ctx's deadline has passed or is due within
-// a few milliseconds.
-func deadlineDue(ctx context.Context) bool {
+// DeadlineDue reports whether ctx's deadline has passed or is due within
+// a few milliseconds: a call canceled then ended at its deadline, its
+// client, or grpc-go's own timer, canceling it as the deadline passed, a
+// moment before the context's timer would.
+func DeadlineDue(ctx context.Context) bool {
 	dl, ok := ctx.Deadline()
 	return ok && time.Until(dl) < 50*time.Millisecond
 }

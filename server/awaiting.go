@@ -171,7 +171,10 @@ func (a *awaiting) endedByCaller(c *awaitingCall) {
 		return
 	}
 	code, reason, level, why := codes.Canceled, rpcerror.ReasonCanceled, slog.LevelInfo, errEndedByCaller
-	if errors.Is(c.Err(), context.DeadlineExceeded) {
+	// Canceled at its deadline, the call ended for it: grpc-go's timer
+	// for the deadline (or the client's) cancels the call as the
+	// context's own timer would end it, and either may come first.
+	if errors.Is(c.Err(), context.DeadlineExceeded) || intercept.DeadlineDue(c) {
 		code, reason, level, why = codes.DeadlineExceeded, rpcerror.ReasonDeadlineExceeded, slog.LevelWarn, errDeadlineBeforeRequest
 	}
 	method, known := methodLabel(c.method)

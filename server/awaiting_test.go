@@ -169,6 +169,45 @@ func TestAwaitingCallsEndedByTheirCallerAreLogged(t *testing.T) {
 	})
 }
 
+// TestAwaitingCallCanceledAtItsDeadlineIsADeadline: a call whose
+// deadline passes before its request arrives is canceled by grpc-go's
+// timer for the deadline (or reset by its client's) as the context's own
+// timer would end it, and either may come first: canceled so, it is
+// logged and counted as the deadline it is, not as a call its caller
+// canceled; one reset well before its deadline is still CANCELED.
+func TestAwaitingCallCanceledAtItsDeadlineIsADeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		i, logs := awaitingOrders(t)
+		method := backupv1.BackupService_CreateBackup_FullMethodName
+		md := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer orders-token"))
+		atDeadline, cancelAtDeadline := context.WithCancel(md)
+		i.holdUntilArrival(withDeadline{atDeadline, time.Now().Add(300 * time.Millisecond)}, method)
+		time.AfterFunc(300*time.Millisecond, cancelAtDeadline) // grpc-go's timer, first
+		early, reset := context.WithCancel(md)
+		defer reset()
+		i.holdUntilArrival(withDeadline{early, time.Now().Add(time.Minute)}, method)
+		time.AfterFunc(300*time.Millisecond, reset)
+		time.Sleep(time.Second)
+
+		if lines := logs.Lines(`"level":"WARN"`, `"code":"DeadlineExceeded"`, `"reason":"DEADLINE_EXCEEDED"`, "before its request was read"); len(lines) != 1 {
+			t.Errorf("want one DEADLINE_EXCEEDED line, for the call canceled at its deadline; log:\n%s", logs.String())
+		}
+		if lines := logs.Lines(`"level":"INFO"`, `"code":"Canceled"`, `"reason":"CANCELED"`); len(lines) != 1 {
+			t.Errorf("want one CANCELED line, for the call reset a minute before its deadline; log:\n%s", logs.String())
+		}
+	})
+}
+
+// withDeadline is a context with a deadline that does not end it: as
+// grpc-go's stream context is, when grpc-go's timer for the deadline
+// cancels it before the context's own timer fires.
+type withDeadline struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c withDeadline) Deadline() (time.Time, bool) { return c.deadline, true }
+
 // TestAwaitingCutNamesTheCaller: the line of a call cut at the drain
 // names its caller, whom the tap knew by its token.
 func TestAwaitingCutNamesTheCaller(t *testing.T) {
