@@ -4,12 +4,16 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/backupd/backupd/intercept"
 	"github.com/backupd/backupd/rpcerror"
@@ -163,9 +167,10 @@ func (a *awaiting) end(c *awaitingCall, state int32, reason string, why error) {
 // caller reset the stream or closed the connection, or the call's
 // deadline passed), as any call its caller canceled is logged and
 // counted, unless its request arrived first: nothing was done for it.
-// grpc-go's own refusal of a request it would not read (over 4 MiB, or
-// in a compression backupd does not take) ends the call alike, and
-// nothing tells the two apart here: the line says so, under CANCELED.
+// grpc-go's own refusal of a request in a compression backupd does not
+// take ends the call alike, before its handler, and nothing tells the two
+// apart here: the line says so, under CANCELED. One it refuses as it
+// reads it is logged as the caller saw it (unread).
 func (a *awaiting) endedByCaller(c *awaitingCall) {
 	if !c.state.CompareAndSwap(waiting, endedFirst) {
 		return
@@ -187,10 +192,64 @@ func (a *awaiting) endedByCaller(c *awaitingCall) {
 // ended before its request arrived is logged with; errEndedByCallerStatus
 // answers one whose request arrived just as it was logged so.
 var (
-	errEndedByCaller         = errors.New("the call ended before its request was read: its caller ended it, or grpc-go refused the request (over 4 MiB, or compressed in a way backupd does not take), which the caller was told; nothing was done")
+	errEndedByCaller         = errors.New("the call ended before its request was read: its caller ended it, or grpc-go refused the request (compressed in a way backupd does not take), which the caller was told; nothing was done")
 	errDeadlineBeforeRequest = errors.New("the call's deadline passed before its request was read; nothing was done")
 	errEndedByCallerStatus   = refused(&rpcerror.RequestError{Code: codes.Canceled, Reason: rpcerror.ReasonCanceled, Msg: errEndedByCaller.Error()})
 )
+
+// unreadRequests returns desc with each method's handler telling a of the
+// request grpc-go did not read for it (unread). grpc-go reads a unary
+// call's request in the method's handler, before any interceptor, and
+// answers the call with its own error when it cannot: the handler returns
+// that error with the call still held.
+func (a *awaiting) unreadRequests(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
+	d := *desc
+	d.Methods = slices.Clone(desc.Methods)
+	for k, m := range d.Methods {
+		d.Methods[k].Handler = func(srv any, ctx context.Context, dec func(any) error, ui grpc.UnaryServerInterceptor) (any, error) {
+			resp, err := m.Handler(srv, ctx, dec, ui)
+			if err != nil {
+				a.unread(ctx, err)
+			}
+			return resp, err
+		}
+	}
+	return &d
+}
+
+// unread logs ctx's call, when it is still held (its request not read),
+// as grpc-go ended it (err): a request over maxRecvMsgSize
+// (RESOURCE_EXHAUSTED), a stream that ended without its request or in the
+// middle of it (INTERNAL), with the code its caller got, rather than as
+// one its caller ended; one its caller did end, or whose deadline passed,
+// as endedByCaller logs it. Nothing was done for it.
+func (a *awaiting) unread(ctx context.Context, err error) {
+	c, ok := ctx.Value(awaitingKey{}).(*awaitingCall)
+	if !ok || c.state.Load() != waiting { // its request was read: the call's own error
+		return
+	}
+	st := status.Convert(err)
+	if code := st.Code(); code == codes.Canceled || code == codes.DeadlineExceeded {
+		a.forget(c)
+		a.endedByCaller(c)
+		return
+	}
+	if !c.state.CompareAndSwap(waiting, endedFirst) {
+		return
+	}
+	a.forget(c)
+	method, known := methodLabel(c.method)
+	principal, _ := a.i.AuthorizeIn(c, c.method, "")
+	a.i.Write(c, intercept.Line{Method: method, Principal: principal, Unknown: !known, Code: st.Code(), Level: slog.LevelWarn,
+		Err: fmt.Errorf("grpc-go refused the call's request before backupd read it, and answered %s: %s; nothing was done", st.Code(), st.Message())}, c.start)
+}
+
+// forget lets go of c, which will not be swept.
+func (a *awaiting) forget(c *awaitingCall) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.calls, c)
+}
 
 // hold returns the context of a call of method, to be canceled if the
 // drain's grace passes before arrived is called for it.

@@ -83,10 +83,9 @@ type testKnobs struct {
 // maxRequestBytes bounds a gRPC request, far above any valid one:
 // deferringCodec refuses a larger one through the interceptor.
 // maxRecvMsgSize, grpc-go's own limit, is its default of 4 MiB: a message
-// over it is refused by grpc-go alone, RESOURCE_EXHAUSTED; of a known
-// caller, the call is logged as one that ended before its request was
-// read (awaiting.endedByCaller), as backupd cannot tell it from one its
-// caller reset.
+// over it is refused by grpc-go alone, RESOURCE_EXHAUSTED, before any
+// interceptor; of a known caller, the call is logged and counted so
+// (awaiting.unread).
 const (
 	maxRequestBytes = 1 << 20
 	maxRecvMsgSize  = 4 << 20
@@ -141,7 +140,9 @@ func newGRPC(opts Options, h *Health) (*grpc.Server, *interceptor) {
 		ic.refusals = spans
 	}
 	s := grpc.NewServer(sopts...)
-	backupv1.RegisterBackupServiceServer(s, opts.Service)
+	// What backupv1.RegisterBackupServiceServer registers, each request
+	// that grpc-go does not read logged as its caller saw it.
+	s.RegisterService(ic.awaiting.unreadRequests(&backupv1.BackupService_ServiceDesc), opts.Service)
 	h.register(s, opts.Authorizer)
 	reflection.Register(s)
 	if spans != nil {

@@ -11,14 +11,18 @@ import (
 	"net"
 	"net/http"
 	"runtime/metrics"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
@@ -195,5 +199,54 @@ func TestCompressedRequestIsNotDecompressed(t *testing.T) {
 	}
 	if called := f.stub.Called(); called != nil {
 		t.Errorf("the service was called with %v", called)
+	}
+}
+
+// TestRequestsGRPCGoRefusesAreCountedAsAnswered: grpc-go reads a unary
+// call's request before any interceptor, and answers one it will not read
+// with its own error: over maxRecvMsgSize RESOURCE_EXHAUSTED, a stream
+// that ends without its request or inside it INTERNAL. Nothing is done,
+// and the call is logged and counted with the code its caller got, not
+// as one its caller canceled.
+func TestRequestsGRPCGoRefusesAreCountedAsAnswered(t *testing.T) {
+	f := newFixture(t)
+	method := backupv1.BackupService_CreateBackup_FullMethodName
+	huge := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: strings.Repeat("b", maxRecvMsgSize)}
+	if _, err := f.client.CreateBackup(context.Background(), huge); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a request over %d bytes: %v; want grpc-go's RESOURCE_EXHAUSTED", maxRecvMsgSize, err)
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true) // h2c, as gRPC without TLS
+	tr := &http.Transport{Protocols: &protocols}
+	defer tr.CloseIdleConnections()
+	for _, body := range [][]byte{nil, {0, 0, 0, 0, 9, 1}} { // none; 1 byte of 9
+		req, err := http.NewRequest("POST", "http://"+f.conn.Target()+method, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("Te", "trailers")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if code := cmp.Or(resp.Trailer.Get("Grpc-Status"), resp.Header.Get("Grpc-Status")); code != strconv.Itoa(int(codes.Internal)) {
+			t.Errorf("a request body of %d bytes: grpc-status %q; want INTERNAL", len(body), code)
+		}
+	}
+	time.Sleep(3 * sweepEvery) // for a line the sweep would write
+	if called := f.stub.Called(); called != nil {
+		t.Errorf("the service was called with %v", called)
+	}
+	want := []string{method + " ResourceExhausted", method + " Internal", method + " Internal"}
+	if got := f.observed.Counted(); !slices.Equal(got, want) {
+		t.Errorf("counted %q; want %q", got, want)
+	}
+	for _, code := range []string{"ResourceExhausted", "Internal", "Internal"} {
+		if lines := f.logs.Lines(`"level":"WARN"`, `"code":"`+code+`"`, "grpc-go refused the call's request"); len(lines) == 0 {
+			t.Errorf("no WARN line of code %s saying grpc-go refused the request; log:\n%s", code, f.logs.String())
+		}
 	}
 }
