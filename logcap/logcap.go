@@ -2,11 +2,16 @@
 // one line for every request or connection (a Redis that is down, a port
 // probed without finishing its TLS handshake): each kind of line is written
 // at most once per interval, and the next one of its kind says how many
-// were left out.
+// were left out. The lines left out since the last of their kind would
+// end with the process unsaid: the Cappers of a process are made by one
+// Group, whose Flush at exit writes how many each kind left out.
 package logcap
 
 import (
+	"cmp"
+	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -57,6 +62,71 @@ func (c *Capper) Admit(name string, now time.Time) (leftOut int, ok bool) {
 	leftOut = k.leftOut
 	k.last, k.leftOut = now, 0
 	return leftOut, true
+}
+
+// flush returns the kinds with lines left out since the last of their
+// kind was written, and how many, and counts them as said.
+func (c *Capper) flush() []counted {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var left []counted
+	for name, k := range c.kinds {
+		if k.leftOut > 0 {
+			left = append(left, counted{name, k.leftOut})
+			k.leftOut = 0
+		}
+	}
+	slices.SortFunc(left, func(a, b counted) int { return cmp.Compare(a.kind, b.kind) })
+	return left
+}
+
+// counted is how many lines of a kind were left out.
+type counted struct {
+	kind    string
+	leftOut int
+}
+
+// Group makes the Cappers of a process, so that at its exit the lines
+// they left out since the last of their kind are counted in the log
+// (Flush) rather than lost with it: a burst of failed handshakes, or of a
+// Redis client's errors, just before a SIGTERM, say. The zero Group is
+// ready to use.
+type Group struct {
+	mu      sync.Mutex
+	cappers []*Capper
+}
+
+// New returns a Capper, as the package's New does, that g's Flush
+// reaches. A nil Group makes one that no Flush reaches.
+func (g *Group) New(every time.Duration) *Capper {
+	c := New(every)
+	if g != nil {
+		g.mu.Lock()
+		g.cappers = append(g.cappers, c)
+		g.mu.Unlock()
+	}
+	return c
+}
+
+// flushedMsg is the message of a line Flush writes.
+const flushedMsg = "log lines left out since the last of their kind"
+
+// Flush writes to log, at WARN, a line for each kind of each of g's
+// Cappers with lines left out since the last of its kind was written:
+// flushedMsg, the kind, and how many in left_out. At exit, once what
+// writes capped lines has stopped.
+func (g *Group) Flush(log *slog.Logger) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	cappers := slices.Clone(g.cappers)
+	g.mu.Unlock()
+	for _, c := range cappers {
+		for _, k := range c.flush() {
+			log.LogAttrs(context.Background(), slog.LevelWarn, flushedMsg, slog.String("kind", k.kind), slog.Int("left_out", k.leftOut))
+		}
+	}
 }
 
 // LeftOut is the attribute of a written line that says how many of its

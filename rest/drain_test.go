@@ -43,7 +43,7 @@ func TestSlowBodyIsCutShortAtShutdown(t *testing.T) {
 	const grace, hold = 500 * time.Millisecond, 1200 * time.Millisecond
 	svc := &holdingService{hold: hold}
 	f := newFixtureWith(t, func(o *Options) { o.Service = svc })
-	srv := newHTTPServer(f.http.Config.Handler, 20*time.Second, 10*time.Second, nil, nil)
+	srv := newHTTPServer(f.http.Config.Handler, 20*time.Second, 10*time.Second, nil, nil, nil)
 	reads := newBodyReads(grace)
 	reads.watch(srv)
 	addr := serveHTTP(t, srv)

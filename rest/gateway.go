@@ -331,9 +331,10 @@ func forwardedHeader(key string) (string, bool) {
 // request's work once its body is in, upstream call included. tlsCfg,
 // when not nil, serves HTTPS (see Serve). log, when not nil, takes
 // net/http's own messages (a failed TLS handshake, say) as warnings, in
-// the same format as every other line, instead of plain text on stderr.
-func NewServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
-	srv := newHTTPServer(h, bodyReadTimeout, handling, tlsCfg, log)
+// the same format as every other line, instead of plain text on stderr,
+// failed handshakes capped by a Capper of caps (see cappedLog).
+func NewServer(h http.Handler, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger, caps *logcap.Group) *http.Server {
+	srv := newHTTPServer(h, bodyReadTimeout, handling, tlsCfg, log, caps)
 	newBodyReads(drainGrace).watch(srv)
 	closeNewOnShutdown(srv)
 	return srv
@@ -352,10 +353,10 @@ const drainGrace = intercept.DrainGrace
 // handling, or a request whose body came slowly would run and its answer
 // be cut off, and one whose body never came would be closed without its
 // 400.
-func newHTTPServer(h http.Handler, read, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+func newHTTPServer(h http.Handler, read, handling time.Duration, tlsCfg *tls.Config, log *slog.Logger, caps *logcap.Group) *http.Server {
 	var errorLog *stdlog.Logger
 	if log != nil {
-		errorLog = stdlog.New(cappedLog{log: log, cap: logcap.New(10 * time.Second)}, "", 0)
+		errorLog = stdlog.New(cappedLog{log: log, cap: caps.New(10 * time.Second)}, "", 0)
 	}
 	return &http.Server{
 		ErrorLog:          errorLog,

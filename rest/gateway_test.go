@@ -531,7 +531,7 @@ func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
 		}
 		time.Sleep(handling - 100*time.Millisecond)
 		_, _ = io.WriteString(w, "done")
-	}), read, handling, nil, nil)
+	}), read, handling, nil, nil, nil)
 	conn := dialRaw(t, serveHTTP(t, srv))
 	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{"); err != nil {
 		t.Fatal(err)
@@ -555,7 +555,7 @@ func TestSlowBodyStillGetsItsAnswer(t *testing.T) {
 // connection's "i/o timeout" and its addresses.
 func TestLateBodyIsNamed(t *testing.T) {
 	f := newFixture(t)
-	srv := newHTTPServer(f.http.Config.Handler, 300*time.Millisecond, time.Second, nil, nil)
+	srv := newHTTPServer(f.http.Config.Handler, 300*time.Millisecond, time.Second, nil, nil, nil)
 	conn := dialRaw(t, serveHTTP(t, srv))
 	if _, err := io.WriteString(conn, "POST /v1/accounts/111111111111/tables/Orders/backups HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"); err != nil {
 		t.Fatal(err)
@@ -582,7 +582,7 @@ func TestUnendedBodyOfARouteWithoutOneIsRefused(t *testing.T) {
 	for _, method := range []string{"GET", "DELETE"} {
 		t.Run(method, func(t *testing.T) {
 			f := newFixture(t)
-			srv := newHTTPServer(f.http.Config.Handler, 300*time.Millisecond, time.Second, nil, nil)
+			srv := newHTTPServer(f.http.Config.Handler, 300*time.Millisecond, time.Second, nil, nil, nil)
 			conn := dialRaw(t, serveHTTP(t, srv))
 			if _, err := io.WriteString(conn, method+" /v1/backups/"+escaped+" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
 				t.Fatal(err)

@@ -26,7 +26,7 @@ func serveTLS(t *testing.T) (hs *http.Server, hl net.Listener, logs *testenv.Buf
 		t.Fatal(err)
 	}
 	logs = &testenv.Buffer{}
-	hs = NewServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	hs = NewServer(http.NotFoundHandler(), time.Minute, cfg, slog.New(slog.NewJSONHandler(logs, nil)), nil)
 	hl, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

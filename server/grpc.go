@@ -52,6 +52,9 @@ type Options struct {
 	// SendLeads is intercept.Options.SendLeads: by RPC name, how long
 	// before its deadline a call must reach the rate limiter to be sent.
 	SendLeads map[string]time.Duration
+	// LogCaps makes the Capper of the failed TLS handshakes' lines
+	// (loggedCredentials), for their count at exit; nil: no count.
+	LogCaps *logcap.Group
 	testKnobs
 }
 
@@ -210,7 +213,7 @@ func serverOptions(opts Options, ic *interceptor) []grpc.ServerOption {
 func transportCredentials(stopped context.Context, opts Options) credentials.TransportCredentials {
 	creds := insecure.NewCredentials()
 	if opts.TLS != nil {
-		creds = loggedCredentials{credentials.NewTLS(h2Only(opts.TLS)), opts.Logger, logcap.New(10 * time.Second)}
+		creds = loggedCredentials{credentials.NewTLS(h2Only(opts.TLS)), opts.Logger, opts.LogCaps.New(10 * time.Second)}
 	}
 	quiet := newQuietConns()
 	closeQuietWhenStopped(stopped, quiet)

@@ -98,7 +98,7 @@ func newShutdownFixture(t *testing.T) *shutdownFixture {
 	health.register(grpcSrv, nil)
 	go func() { _ = grpcSrv.Serve(grpcLis) }()
 	t.Cleanup(grpcSrv.Stop)
-	httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil)
+	httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil, nil)
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +280,7 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 			}
 			go func() { _ = grpcSrv.Serve(grpcLis) }()
 			t.Cleanup(grpcSrv.Stop)
-			httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil)
+			httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil, nil)
 			addr := grpcLis.Addr().String()
 			httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -456,7 +456,7 @@ func servingGRPC(t *testing.T, h *Health, logs io.Writer) servedGRPC {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.conn.Close() })
-	g.s = Shutdown{Health: h, HTTP: rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil), GRPC: srv, Service: g.svc,
+	g.s = Shutdown{Health: h, HTTP: rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil, nil), GRPC: srv, Service: g.svc,
 		Logger: logger, Timeout: 10 * time.Second}
 	return g
 }
@@ -604,7 +604,7 @@ func TestShutdownCutOffRESTIsLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpSrv := rest.NewServer(handler, time.Minute, nil, nil)
+	httpSrv := rest.NewServer(handler, time.Minute, nil, nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -948,7 +948,7 @@ func (l failingClose) Close() error {
 // are left, and fails with both.
 func TestShutdownWaitsForRunsWhenHTTPShutdownFails(t *testing.T) {
 	f := newShutdownFixture(t)
-	httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil)
+	httpSrv := rest.NewServer(http.NotFoundHandler(), time.Minute, nil, nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ func serveTLS(t *testing.T, cfg *tls.Config) (grpcAddr, httpAddr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := rest.NewServer(handler, time.Minute, cfg, discard())
+	hs := rest.NewServer(handler, time.Minute, cfg, discard(), nil)
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -122,9 +122,10 @@ type RedisLogger struct {
 }
 
 // NewRedisLogger returns a RedisLogger that writes each kind of message
-// at most once in 10 s.
-func NewRedisLogger(log *slog.Logger) *RedisLogger {
-	return &RedisLogger{log: log, cap: logcap.New(10 * time.Second), now: time.Now}
+// at most once in 10 s, capped by a Capper of caps, for the count of
+// those left out at exit.
+func NewRedisLogger(log *slog.Logger, caps *logcap.Group) *RedisLogger {
+	return &RedisLogger{log: log, cap: caps.New(10 * time.Second), now: time.Now}
 }
 
 // Printf is the one method of go-redis' logger interface, so that

@@ -136,7 +136,7 @@ func (redisError) RedisError()     {}
 // left out.
 func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 	var buf bytes.Buffer
-	l := NewRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	l := NewRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)), nil)
 	now := time.Now()
 	l.now = func() time.Time { return now }
 	ctx := context.Background()
@@ -186,7 +186,7 @@ func TestRedisLoggerWritesEachKindOncePerInterval(t *testing.T) {
 // in a re-authentication error, say) is logged without it.
 func TestRedisLoggerTakesSecretsOut(t *testing.T) {
 	var buf bytes.Buffer
-	l := NewRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	l := NewRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)), nil)
 	l.Printf(context.Background(), "redis: re-authentication failed: %v", errors.New(`provider answered {"access_token": "eyJhbGciOi.secret"}`))
 	if strings.Contains(buf.String(), "eyJhbGciOi") || !strings.Contains(buf.String(), "[redacted]") {
 		t.Errorf("log line %s; want the token redacted", buf.String())

@@ -247,7 +247,7 @@ func TestExportFailureLogHidesTheEndpointsSecrets(t *testing.T) {
 	tr := toADownCollector(t, "10")
 	logs := &testenv.Buffer{}
 	defer otel.SetErrorHandler(otel.GetErrorHandler())
-	otel.SetErrorHandler(ErrorHandler(slog.New(slog.NewJSONHandler(logs, nil))))
+	otel.SetErrorHandler(ErrorHandler(slog.New(slog.NewJSONHandler(logs, nil)), nil))
 	_, span := tr.tracer.Start(context.Background(), "CreateBackup")
 	span.End()
 	for start := time.Now(); !strings.Contains(logs.String(), "connection refused") && time.Since(start) < 10*time.Second; {

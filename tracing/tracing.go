@@ -342,18 +342,23 @@ var httpMethods = map[string]bool{
 // ErrorHandler logs what OpenTelemetry could not do (a batch of spans the
 // collector did not take), at most once every 10 s: a collector that is
 // down would otherwise add a line with every batch. A span dropped from
-// a full queue is not reported to it: the SDK only counts those.
-func ErrorHandler(logger *slog.Logger) otel.ErrorHandler {
-	capper := logcap.New(10 * time.Second)
+// a full queue is not reported to it: the SDK only counts those. Its
+// Capper is made by caps, for the count of those left out at exit.
+func ErrorHandler(logger *slog.Logger, caps *logcap.Group) otel.ErrorHandler {
+	capper := caps.New(10 * time.Second)
 	return otel.ErrorHandlerFunc(func(err error) {
-		leftOut, ok := capper.Admit("tracing", time.Now())
+		leftOut, ok := capper.Admit(exportFailed, time.Now())
 		if !ok {
 			return
 		}
-		logger.LogAttrs(context.Background(), slog.LevelWarn, "tracing: OpenTelemetry failed; spans may be lost",
+		logger.LogAttrs(context.Background(), slog.LevelWarn, exportFailed,
 			append([]slog.Attr{slog.String("error", redact.Error(err))}, logcap.LeftOut(leftOut)...)...)
 	})
 }
+
+// exportFailed is the line of what OpenTelemetry could not do, and its
+// kind.
+const exportFailed = "tracing: OpenTelemetry failed; spans may be lost"
 
 // LoggedEndpoint is where spans go, for the start's log line: without a
 // password or query it may carry.

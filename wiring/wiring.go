@@ -23,6 +23,7 @@ import (
 	"github.com/backupd/backupd/config"
 	"github.com/backupd/backupd/connlimit"
 	"github.com/backupd/backupd/idempotency"
+	"github.com/backupd/backupd/logcap"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/ratelimit"
 	"github.com/backupd/backupd/rest"
@@ -57,6 +58,10 @@ type Parts struct {
 	// Tracing, when set, makes spans of the calls to backupd and of its
 	// calls to AWS.
 	Tracing *tracing.Tracing
+	// LogCaps makes the Cappers of the listeners' failed TLS handshakes'
+	// lines, for the caller to count those left out at exit; nil: none
+	// counted.
+	LogCaps *logcap.Group
 }
 
 // Backupd is backupd wired, not yet serving: its caller serves GRPC, and
@@ -93,7 +98,7 @@ func New(ctx context.Context, cfg *config.Config, p Parts) (*Backupd, error) {
 		Service: svc,
 		Health:  health,
 		GRPC:    grpcSrv,
-		HTTP:    rest.NewServer(handler, cfg.UpstreamTimeout+handlingSlack, opts.TLS, p.Logger),
+		HTTP:    rest.NewServer(handler, cfg.UpstreamTimeout+handlingSlack, opts.TLS, p.Logger, p.LogCaps),
 		Conns:   opts.Conns,
 	}, nil
 }
@@ -129,7 +134,7 @@ func newService(cfg *config.Config, p Parts) (*service.Server, error) {
 // serverOptions are the gRPC server's options: the service, the listeners'
 // TLS, the callers' authorizer and the connection limits, as cfg says.
 func serverOptions(cfg *config.Config, svc *service.Server, p Parts) (server.Options, error) {
-	opts := server.Options{Service: svc, Logger: p.Logger, Metrics: p.Metrics, SendLeads: accounts.Leads()}
+	opts := server.Options{Service: svc, Logger: p.Logger, Metrics: p.Metrics, SendLeads: accounts.Leads(), LogCaps: p.LogCaps}
 	if cfg.TLS.Enabled() {
 		tlsCfg, err := certreload.TLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, p.Logger)
 		if err != nil {

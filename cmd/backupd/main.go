@@ -29,6 +29,7 @@ import (
 
 	"github.com/backupd/backupd/awsbase"
 	"github.com/backupd/backupd/config"
+	"github.com/backupd/backupd/logcap"
 	"github.com/backupd/backupd/metrics"
 	"github.com/backupd/backupd/redact"
 	"github.com/backupd/backupd/rest"
@@ -339,17 +340,23 @@ func endAtOnce(stderr io.Writer, sig os.Signal, ignored bool, exit func(int)) {
 // serve wires the parts and runs both listeners until ctx ends, then drains.
 func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
 	defer ignoreHangUps(logger)()
+	// The lines the log left out of a burst (failed TLS handshakes, Redis
+	// or tracing errors) since the last of their kind are counted last,
+	// once what writes them has stopped: the servers, the Redis clients
+	// and tracing's last export.
+	caps := new(logcap.Group)
+	defer caps.Flush(logger)
 	// go-redis keeps its logger in a package variable: one for the whole
 	// process, not one per client. So it is set here, once, before any
 	// client exists, and not where the Redis client is built.
-	redis.SetLogger(sharedstate.NewRedisLogger(logger))
+	redis.SetLogger(sharedstate.NewRedisLogger(logger, caps))
 	m := metrics.New()
 	shared, err := wiring.NewState(ctx, cfg, m, logger)
 	if err != nil {
 		return err
 	}
 	defer shared.Close()
-	tr, err := startTracing(ctx, logger)
+	tr, err := startTracing(ctx, logger, caps)
 	if err != nil {
 		return err
 	}
@@ -357,7 +364,7 @@ func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *s
 		defer stopTracing(tr, logger)
 	}
 	b, err := wiring.New(ctx, cfg, wiring.Parts{AWS: awsCfg, Limiter: shared.Limiter, Results: shared.Results,
-		Metrics: m, Logger: logger, Tracing: tr})
+		Metrics: m, Logger: logger, Tracing: tr, LogCaps: caps})
 	if err != nil {
 		return err
 	}
@@ -410,15 +417,16 @@ func ignoreHangUps(logger *slog.Logger) (stop func()) {
 }
 
 // startTracing starts sending spans when the environment names an OTLP
-// endpoint (package tracing), and returns nil when it names none.
-func startTracing(ctx context.Context, logger *slog.Logger) (*tracing.Tracing, error) {
+// endpoint (package tracing), and returns nil when it names none; caps
+// makes the Capper of its failures' lines.
+func startTracing(ctx context.Context, logger *slog.Logger, caps *logcap.Group) (*tracing.Tracing, error) {
 	tr, err := tracing.FromEnv(ctx)
 	if err != nil || tr == nil {
 		return nil, err
 	}
 	// OpenTelemetry reports a failed export to a handler it keeps in a
 	// package variable, as go-redis keeps its logger: set once, here.
-	otel.SetErrorHandler(tracing.ErrorHandler(logger))
+	otel.SetErrorHandler(tracing.ErrorHandler(logger, caps))
 	logger.Info("tracing: spans go to an OpenTelemetry collector", slog.String("endpoint", tr.LoggedEndpoint()),
 		slog.String("protocol", tracing.Protocol))
 	return tr, nil
