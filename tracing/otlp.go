@@ -14,11 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/backupd/backupd/redact"
 )
@@ -209,7 +211,16 @@ func (c *otlpClient) UploadTraces(ctx context.Context, spans []*tracepb.Resource
 }
 
 func (c *otlpClient) encode(spans []*tracepb.ResourceSpans) ([]byte, error) {
-	body, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: spans})
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: spans}
+	body, err := proto.Marshal(req)
+	if err != nil {
+		// A string that is not UTF-8, which protobuf refuses, fails the
+		// whole batch: one caller's User-Agent or path (HTTP takes bytes
+		// over 0x7f in both) would lose every span sent with it. Such
+		// strings are mended, as the SDK's own exporter does not.
+		toValidUTF8(req.ProtoReflect())
+		body, err = proto.Marshal(req)
+	}
 	if err != nil || !c.gzip {
 		return body, err
 	}
@@ -287,4 +298,46 @@ func partialSuccess(answer []byte, readErr error) error {
 		return fmt.Errorf("the collector rejected %d spans: %s", ps.GetRejectedSpans(), ps.GetErrorMessage())
 	}
 	return nil
+}
+
+// toValidUTF8 replaces, in m and every message within it, each string
+// that is not UTF-8 by one whose invalid bytes are U+FFFD.
+func toValidUTF8(m protoreflect.Message) {
+	valid := func(v protoreflect.Value) (protoreflect.Value, bool) {
+		if s := v.String(); !utf8.ValidString(s) {
+			return protoreflect.ValueOfString(strings.ToValidUTF8(s, "\uFFFD")), false
+		}
+		return v, true
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		message := fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Kind() == protoreflect.MessageKind {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					toValidUTF8(mv.Message())
+					return true
+				})
+			}
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				switch {
+				case message:
+					toValidUTF8(l.Get(i).Message())
+				case fd.Kind() == protoreflect.StringKind:
+					if mended, ok := valid(l.Get(i)); !ok {
+						l.Set(i, mended)
+					}
+				}
+			}
+		case message:
+			toValidUTF8(v.Message())
+		case fd.Kind() == protoreflect.StringKind:
+			if mended, ok := valid(v); !ok {
+				m.Set(fd, mended)
+			}
+		}
+		return true
+	})
 }
