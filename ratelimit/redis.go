@@ -54,8 +54,10 @@ import (
 // Returns {1, delay, lost, run_id, now, held, gen, 0} for a reserved slot
 // delay µs from now (Redis' clock, µs since the epoch), {0, delay, lost,
 // run_id, now, held, gen, bylead} for a refusal; held is 1 when the marker
-// put the slot where it is, bylead 1 when a lead alone did: the key's
-// queue, unheld, would have given a slot by ARGV[2].
+// put the slot where it is (for a refusal: or would have, asked for with
+// no lead), bylead 1 when a lead alone did: asked for with no lead, the
+// slot (the key's queue or now, held as the marker holds it) would have
+// been by ARGV[2].
 var takeTurn = redis.NewScript(takeTurnSource)
 
 const takeTurnSource = `
@@ -107,11 +109,18 @@ local queued = tonumber(redis.call('GET', KEYS[1]) or '0')
 local slot = queued
 if slot < now + lead then slot = now + lead end
 local held = 0
-if mark > 0 and slot < mark + tonumber(ARGV[4]) then slot = mark + tonumber(ARGV[4]); held = 1 end
+local holdEnd = mark + tonumber(ARGV[4])
+if mark > 0 and slot < holdEnd then slot = holdEnd; held = 1 end
 local delay = slot - now
 if slot > latest then
+  -- The slot asked for with no lead: the queue, or now, held back by the
+  -- marker as the slot is. Within latest, the lead alone refused the call;
+  -- held there beyond latest, the hold did, whatever the lead added.
+  local bare = queued
+  if bare < now then bare = now end
+  if mark > 0 and bare < holdEnd then bare = holdEnd; held = 1 end
   local bylead = 0
-  if held == 0 and lead > 0 and queued <= latest then bylead = 1 end
+  if lead > 0 and bare <= latest then bylead = 1 end
   return {0, delay, lost, run, now, held, gen, bylead}
 end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)
@@ -621,10 +630,10 @@ type turnAnswer struct {
 	// lead is how far ahead of Redis' clock the turn was asked for (take).
 	lead time.Duration
 	// byLead says a refused turn lay beyond the call's patience only
-	// because of the lead it was asked with: the key's queue, unheld,
-	// would have given it in time. A turn the queue put beyond it too is
-	// the account's rate's refusal, whatever the lead added, as a replica
-	// without a lead refuses it.
+	// because of the lead it was asked with: the key's queue, or a hold,
+	// would have given it in time. A turn the queue or a hold put beyond
+	// it too is the account's rate's refusal (held or not), whatever the
+	// lead added, as a replica without a lead refuses it.
 	byLead bool
 }
 

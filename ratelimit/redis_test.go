@@ -584,7 +584,7 @@ func (f *fakeLink) EvalSha(ctx context.Context, sha1 string, keys []string, args
 		slot := max(f.srv.next[keys[0]], now+lead)
 		if slot > latest {
 			byLead := int64(0)
-			if lead > 0 && f.srv.next[keys[0]] <= latest {
+			if lead > 0 && max(f.srv.next[keys[0]], now) <= latest {
 				byLead = 1
 			}
 			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now, int64(0), int64(0), byLead}, nil)
@@ -1252,6 +1252,42 @@ func TestRedisQueueBeyondPatienceIsTheRate(t *testing.T) {
 	defer cancel()
 	if err := l.Wait(ctx, keyA); !errors.As(err, new(*LimitedError)) {
 		t.Errorf("turns queued 300 ms out, a call with 100 ms left, the lead 500 ms: %v; want the rate's refusal", err)
+	}
+}
+
+// TestRedisHoldBeyondPatienceIsTheHoldWhateverTheLead: with the lead at
+// 500 ms, the turns are held (a loss of data, a step of Redis' clock) for
+// 300 ms more, beyond the patience of a call with 100 ms left. A replica
+// without a lead refuses the call as held (RATE_LIMITED, Held, retry after
+// the hold); so must one with a lead, though its lead lies past the hold's
+// end: the account's turns would not reach the call in time, lead or not
+// (docs/replicas.md). Refused as Redis too slow, the same call got 503
+// from one replica and 429 from the other.
+func TestRedisHoldBeyondPatienceIsTheHoldWhateverTheLead(t *testing.T) {
+	prefix := scriptedPrefix(t)
+	opts := Options{Rates: map[Key]float64{keyA: 50}, MaxWait: time.Second}
+	scripter := &laggingRedis{Scripter: testRedis(t), lags: []time.Duration{0, 900 * time.Millisecond, 0}}
+	led := NewRedis(scripter, prefix, opts, nil)
+	if err := led.Wait(context.Background(), keyA); !errors.As(err, new(*sharedstate.UnavailableError)) {
+		t.Fatalf("idle key, one answer 900 ms late: %v; want Redis unavailable, the lead set", err)
+	}
+	unled := NewRedis(testRedis(t), prefix, opts, nil)
+	for name, l := range map[string]*Redis{"with a lead": led, "without a lead": unled} {
+		// The hold ends 300 ms from now, by Redis' clock.
+		now, err := testRedis(t).Time(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mark := now.Add(300*time.Millisecond - l.quarantine(l.spacing[keyA]))
+		if err := testRedis(t).Set(context.Background(), l.marker, mark.UnixMicro(), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err = l.Wait(ctx, keyA)
+		cancel()
+		if le, ok := errors.AsType[*LimitedError](err); !ok || !le.Held {
+			t.Errorf("%s: the turns held 300 ms more, a call with 100 ms left: %v; want the hold's refusal", name, err)
+		}
 	}
 }
 
