@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -251,20 +252,33 @@ func checkWholeNumbers(getenv func(string) string) error {
 // an entry without "=", on which it fails the start (after a
 // --check-config that knew nothing of it), or a value not
 // percent-encoded, which it keeps as written after printing the error
-// with the standard logger, outside backupd's log. The values are not
-// repeated.
+// with the standard logger, outside backupd's log; and a key or value
+// that is not UTF-8 once decoded (%ff), or an OTEL_SERVICE_NAME that is
+// not, which the SDK takes, and every export then fails (protobuf's
+// strings are UTF-8): no span would reach the collector. The values are
+// not repeated.
 func checkResource(getenv func(string) string) error {
+	var errs []error
+	if !utf8.ValidString(getenv("OTEL_SERVICE_NAME")) {
+		errs = append(errs, errors.New("OTEL_SERVICE_NAME must be UTF-8"))
+	}
 	v := strings.TrimSpace(getenv("OTEL_RESOURCE_ATTRIBUTES"))
 	if v == "" {
-		return nil
+		return errors.Join(errs...)
 	}
 	for i, pair := range strings.Split(v, ",") {
-		_, value, ok := strings.Cut(pair, "=")
-		if _, err := url.PathUnescape(strings.TrimSpace(value)); !ok || err != nil {
-			return fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES must be comma-separated key=value pairs, values percent-encoded; entry %d is not", i+1)
+		key, value, ok := strings.Cut(pair, "=")
+		decoded, err := url.PathUnescape(strings.TrimSpace(value))
+		if !ok || err != nil {
+			errs = append(errs, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES must be comma-separated key=value pairs, values percent-encoded; entry %d is not", i+1))
+			break
+		}
+		if !utf8.ValidString(key) || !utf8.ValidString(decoded) {
+			errs = append(errs, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES' keys and values must be UTF-8, once percent-decoded; entry %d is not", i+1))
+			break
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // lookup returns the first of names that getenv sets, and its value; the
