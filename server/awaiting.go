@@ -54,6 +54,8 @@ type awaiting struct {
 	// an idle server does not wake every sweepEvery; hold starts it.
 	tick    *time.Ticker
 	ticking bool
+	// sweeps counts the ticks taken, for tests: none while no call waits.
+	sweeps atomic.Int64
 }
 
 // awaitingCall is a call's context until its request arrives.
@@ -106,6 +108,7 @@ func (a *awaiting) sweep(stopping context.Context) {
 		case <-stopping.Done():
 			return
 		case now := <-a.tick.C:
+			a.sweeps.Add(1)
 			late, ended := a.late(now)
 			for _, c := range late {
 				a.endLate(c)

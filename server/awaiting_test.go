@@ -481,5 +481,11 @@ func TestAwaitingSweepsOnlyWhileCallsWait(t *testing.T) {
 				t.Fatalf("round %d: the sweep still ticks %s after the last call's request arrived", round, 10*sweepEvery)
 			}
 		}
+		// The ticker itself stopped, not only the flag that says so.
+		swept := a.sweeps.Load()
+		time.Sleep(3 * sweepEvery)
+		if n := a.sweeps.Load() - swept; n != 0 {
+			t.Fatalf("round %d: %d sweeps with no call held; want none", round, n)
+		}
 	}
 }
