@@ -24,8 +24,6 @@ import (
 	"github.com/backupd/backupd/testenv"
 )
 
-// redisStores returns n stores sharing the test Redis under a prefix of
-// this test's own: n replicas.
 // failWhileDown has every command of s fail, as from a Redis that
 // refuses connections, while the switch it returns is set.
 func failWhileDown(s *Redis) *atomic.Bool {
@@ -40,6 +38,8 @@ func failWhileDown(s *Redis) *atomic.Bool {
 	return &down
 }
 
+// redisStores returns n stores sharing the test Redis under a prefix of
+// this test's own: n replicas.
 func redisStores(t *testing.T, n int, lease time.Duration) []*Redis {
 	t.Helper()
 	addr := testenv.RedisAddr(t)
