@@ -235,9 +235,12 @@ func (r *reloader[T]) get() T {
 	r.reloading = false
 	if err == nil && newStamp != nil {
 		r.value, r.stamp = v, newStamp
-		if r.failed == "" { // else report says it can be loaded again
-			r.log.Info("tls: " + r.what + " rotated: in service for new connections")
-		}
+		// Also after a failed load (a rotation caught half written): the
+		// line an operator watches for, and report's "can be loaded
+		// again" is left for files put back as they were, which rotate
+		// nothing.
+		r.failed = ""
+		r.log.Info("tls: " + r.what + " rotated: in service for new connections")
 	}
 	r.report(err)
 	if r.stale != nil {
