@@ -254,7 +254,7 @@ func resourceNotFound(name string) *ddbError {
 }
 
 func backupNotFound(arn string) *ddbError {
-	return ddbErr(nsDynamoDB, "BackupNotFoundException", "Backup not found for the given BackupARN: "+arn)
+	return ddbErr(nsDynamoDB, "BackupNotFoundException", "Backup not found: "+arn)
 }
 
 // lookupTable finds a table by name or ARN; notFound builds the operation's
@@ -365,6 +365,10 @@ func (c *ddbCall) deleteTable() *ddbError {
 		derr = resourceNotFound(in.TableName)
 	case t.status != statusActive:
 		derr = ddbErr(nsDynamoDB, "ResourceInUseException", "Attempt to change a resource which is still in use: Table is in "+t.status+" state: "+name)
+	case st.creating(t, c.f.clock()):
+		// DynamoDB does not delete the source table of a backup in
+		// progress.
+		derr = ddbErr(nsDynamoDB, "ResourceInUseException", "Attempt to change a resource which is still in use: a backup of the table is in progress: "+name)
 	default:
 		// Backups outlive their table, as in DynamoDB.
 		delete(st.tables, name)
@@ -373,7 +377,7 @@ func (c *ddbCall) deleteTable() *ddbError {
 	if derr != nil {
 		return derr
 	}
-	writeTableDescription(c.w, "TableDescription", t, "DELETING")
+	writeTableDescription(c.w, "TableDescription", t, statusDeleting)
 	return nil
 }
 

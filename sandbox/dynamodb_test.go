@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/backupd/backupd/sandbox"
 )
@@ -924,5 +925,81 @@ func TestCreateBackupWhileOneIsBeingMade(t *testing.T) {
 	clock.Advance(time.Millisecond)
 	if _, err := db.CreateBackup(ctx, in); err != nil {
 		t.Errorf("CreateBackup once the first is made: %v", err)
+	}
+}
+
+// TestRestoreOntoTableInUse: DynamoDB answers a restore onto the name of a
+// table being created or deleted with TableInUseException ("A target
+// table with the specified name is either being created or deleted"),
+// which backupd answers FAILED_PRECONDITION TABLE_IN_USE, and onto any
+// other existing table with TableAlreadyExistsException (ALREADY_EXISTS).
+func TestRestoreOntoTableInUse(t *testing.T) {
+	e := start(t, sandbox.Options{Accounts: []sandbox.Account{{
+		ID: "111111111111", RoleName: "backupd-sandbox", Region: "us-east-1",
+		Tables: []sandbox.TableSpec{
+			{Name: "Source", HashKey: "pk"},
+			{Name: "Creating", HashKey: "pk", Status: "CREATING"},
+			{Name: "Deleting", HashKey: "pk", Status: "DELETING"},
+			{Name: "Updating", HashKey: "pk", Status: "UPDATING"},
+		},
+	}}})
+	ctx := t.Context()
+	db := e.in("111111111111")
+	out, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("Source"), BackupName: aws.String("src")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for target, want := range map[string]string{
+		"Creating": "TableInUseException",
+		"Deleting": "TableInUseException",
+		"Updating": "TableAlreadyExistsException",
+		"Source":   "TableAlreadyExistsException",
+		"Fresh":    "",
+	} {
+		_, err := db.RestoreTableFromBackup(ctx, &dynamodb.RestoreTableFromBackupInput{
+			BackupArn: out.BackupDetails.BackupArn, TargetTableName: aws.String(target)})
+		if got := errorCode(err); got != want {
+			t.Errorf("restore onto %s: %v (code %q); want %q", target, err, got, want)
+		}
+	}
+}
+
+// TestDeleteTableWhileBackedUp: DynamoDB does not delete the source table
+// of a backup in progress ("While a backup is in progress, you can't ...
+// delete the source table of the backup"); once the backup is made, the
+// table goes and the backup stays.
+func TestDeleteTableWhileBackedUp(t *testing.T) {
+	clock := newClock(time.Now().UTC().Truncate(time.Millisecond), 0)
+	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts(), Now: clock.Now})
+	ctx := t.Context()
+	db := e.in("111111111111")
+	out, err := db.CreateBackup(ctx, &dynamodb.CreateBackupInput{TableName: aws.String("Slow"), BackupName: aws.String("slow")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inUse *types.ResourceInUseException
+	if _, err := db.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String("Slow")}); !errors.As(err, &inUse) {
+		t.Errorf("DeleteTable while its backup is being made: %v; want ResourceInUseException", err)
+	}
+	clock.Advance(sandbox.DemoBackupTakes)
+	if _, err := db.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String("Slow")}); err != nil {
+		t.Errorf("DeleteTable once the backup is made: %v", err)
+	}
+	desc, err := db.DescribeBackup(ctx, &dynamodb.DescribeBackupInput{BackupArn: out.BackupDetails.BackupArn})
+	if err != nil || desc.BackupDescription.BackupDetails.BackupStatus != types.BackupStatusAvailable {
+		t.Errorf("the backup after its table went: %v, %v; want it AVAILABLE", desc, err)
+	}
+}
+
+// TestBackupNotFoundMessage: DynamoDB words a missing backup "Backup not
+// found: <ARN>" (as moto does), and backupd passes DynamoDB's message on
+// to its caller: the sandbox's must read the same.
+func TestBackupNotFoundMessage(t *testing.T) {
+	e := start(t, sandbox.Options{Accounts: sandbox.DemoAccounts()})
+	arn := "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+	_, err := e.in("111111111111").DescribeBackup(t.Context(), &dynamodb.DescribeBackupInput{BackupArn: aws.String(arn)})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorMessage() != "Backup not found: "+arn {
+		t.Errorf("DescribeBackup of a missing backup: %v; want the message %q", err, "Backup not found: "+arn)
 	}
 }

@@ -13,6 +13,7 @@ import (
 const (
 	statusActive   = "ACTIVE"
 	statusCreating = "CREATING"
+	statusDeleting = "DELETING"
 	billingPPR     = "PAY_PER_REQUEST"
 	billingProv    = "PROVISIONED"
 	backupTypeUser = "USER"

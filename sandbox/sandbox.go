@@ -110,7 +110,9 @@ type TableSpec struct {
 
 	// Status is the table status; empty means ACTIVE. CREATING, UPDATING or
 	// DELETING make CreateBackup fail with TableInUseException, which is
-	// otherwise unreachable because every fake operation completes at once.
+	// otherwise unreachable because every fake operation completes at once;
+	// CREATING or DELETING make a restore onto the table's name fail with
+	// it too, where another existing table's is TableAlreadyExistsException.
 	Status string
 
 	// ReadCapacity and WriteCapacity, set both or neither, make the table

@@ -414,13 +414,19 @@ func (c *ddbCall) restoreTableFromBackup() *ddbError {
 
 	st := c.f.region(c.account, c.region, true)
 	st.mu.Lock()
-	exists := st.tables[t.name] != nil
-	if !exists {
+	switch old := st.tables[t.name]; {
+	case old == nil:
 		st.tables[t.name] = t
+	case old.status == statusCreating || old.status == statusDeleting:
+		// DynamoDB: "A target table with the specified name is either
+		// being created or deleted."
+		derr = ddbErr(nsDynamoDB, "TableInUseException", "Table is in "+old.status+" state: "+t.name)
+	default:
+		derr = ddbErr(nsDynamoDB, "TableAlreadyExistsException", "Table already exists: "+t.name)
 	}
 	st.mu.Unlock()
-	if exists {
-		return ddbErr(nsDynamoDB, "TableAlreadyExistsException", "Table already exists: "+t.name)
+	if derr != nil {
+		return derr
 	}
 	// Answered as DynamoDB answers a restore it has taken: the table
 	// CREATING, empty, the restore in progress. It is ACTIVE at once.
