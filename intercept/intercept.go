@@ -231,6 +231,15 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 // next attempt, in milliseconds, or, negative, that it makes none.
 const pushBackTrailer = "grpc-retry-pushback-ms"
 
+// pushBackSlack is how much later than the pushback's delay after this
+// answer a client's next attempt is taken to reach the rate limiter: the
+// trailer's way back, the client's timer, the new attempt's way in and
+// its handling up to the limiter (its request_id's check among it). Without
+// it, a delay that leaves the next attempt just its send lead is allowed,
+// and the attempt, a millisecond later, is refused DEADLINE_EXCEEDED,
+// unsent, without RetryInfo.
+const pushBackSlack = 10 * time.Millisecond
+
 // pushBack sets the pushback trailer of a gRPC call's error, when
 // rpcerror gives the error one. A delay after which the next attempt
 // could not be sent in time is -1: the client's retry would wait for it
@@ -246,7 +255,10 @@ func (i *Interceptor) pushBack(ctx context.Context, method string, st *status.St
 		return
 	}
 	if deadline, has := ctx.Deadline(); has && ms > 0 {
-		left := deadline.Sub(time.Now().Add(time.Duration(ms) * time.Millisecond)) // when the next attempt arrives
+		// when the next attempt arrives, at the earliest: the trailer's
+		// way back, the client's timer and the attempt's way to the rate
+		// limiter take time too (pushBackSlack)
+		left := deadline.Sub(time.Now().Add(time.Duration(ms)*time.Millisecond + pushBackSlack))
 		if left <= 0 || left-answerTime(left) < i.sendLeads[strings.TrimPrefix(method, servicePrefix)] {
 			ms = -1
 		}

@@ -282,6 +282,33 @@ func TestPushBackTellsGRPCRetries(t *testing.T) {
 	}
 }
 
+// TestPushBackLeavesTimeForTheTrip: a delay after which the next attempt
+// would arrive with barely more than its send lead left is -1: the
+// attempt takes some milliseconds more than the delay to reach the rate
+// limiter (the trailer's way back, the client's timer, the new stream), and
+// arriving within the lead it would be refused DEADLINE_EXCEEDED, unsent,
+// rather than the client getting RESOURCE_EXHAUSTED and its RetryInfo at
+// once.
+func TestPushBackLeavesTimeForTheTrip(t *testing.T) {
+	key := ratelimit.Key{Account: "111111111111", Region: "us-east-1", Operation: "CreateBackup"}
+	f := newFixtureWith(t, func(o *Options) { o.SendLeads = accounts.Leads() })
+	const deadline = 2 * time.Second
+	// A tenth of what is left is kept back to answer in: the next attempt
+	// needs 55.6 ms left on arrival for the 50 ms lead; this delay leaves
+	// it about 58 ms when it arrives at once, and less a moment later.
+	f.stub.Err = &ratelimit.LimitedError{Key: key, RetryAfter: deadline - 58*time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	var trailer metadata.MD
+	_, err := f.client.CreateBackup(ctx, &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: "x"}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("CreateBackup: %v", err)
+	}
+	if got := trailer.Get(pushBackTrailer); !slices.Equal(got, []string{"-1"}) {
+		t.Errorf("a turn that leaves the next attempt a few ms over its send lead: %s = %q, want [-1]", pushBackTrailer, got)
+	}
+}
+
 // TestCallersAreCheckedFirst: with callers configured, a request without a
 // known token or outside its caller's rights never reaches the service,
 // over gRPC and REST alike.
