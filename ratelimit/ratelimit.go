@@ -175,8 +175,16 @@ func spacing(perSecond float64, guard time.Duration) time.Duration {
 	return time.Duration(float64(time.Second+guard) / perSecond)
 }
 
+// wakeSlack is how late a sleep until a turn may end, kept from the
+// patience of an operation with a lead: a turn placed at the very end of
+// its patience, reached a moment late, would be given up unsent
+// (tooLate) after the call had waited for it, where it should have been
+// refused at once, with its RetryInfo.
+const wakeSlack = 5 * time.Millisecond
+
 // patience is until when a call for k arriving at now may wait: MaxWait,
-// bounded by the context's deadline less the operation's lead. A call
+// bounded by the context's deadline less the operation's lead (and
+// wakeSlack, for an operation with one). A call
 // arriving with less than its lead left gets a *TooLateError (tooLate),
 // and one whose context has ended an *InterruptedError: a turn free at
 // once would otherwise go to a call that can no longer be sent.
@@ -189,7 +197,10 @@ func (p policy) patience(ctx context.Context, k Key, now time.Time) (time.Time, 
 	}
 	end := now.Add(p.maxWait)
 	if dl, ok := ctx.Deadline(); ok {
-		if dl = dl.Add(-p.lead[k.Operation]); dl.Before(end) {
+		if lead := p.lead[k.Operation]; lead > 0 {
+			dl = dl.Add(-lead - wakeSlack)
+		}
+		if dl.Before(end) {
 			return dl, nil
 		}
 	}

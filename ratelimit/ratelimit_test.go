@@ -128,6 +128,9 @@ func TestLeadBeforeDeadline(t *testing.T) {
 	}{
 		{"no lead: turns until the deadline", nil, 100 * time.Millisecond, 5, false},
 		{"lead: turns until the lead before it", map[string]time.Duration{keyA.Operation: 50 * time.Millisecond}, 100 * time.Millisecond, 3, false},
+		// The turn at 44 ms leaves 52 ms: within wakeSlack of the lead,
+		// a sleep that ends a moment late would give it up unsent.
+		{"a turn within wakeSlack of the lead: refused at once", map[string]time.Duration{keyA.Operation: 50 * time.Millisecond}, 96 * time.Millisecond, 2, false},
 		{"another operation's lead", map[string]time.Duration{"DeleteBackup": 50 * time.Millisecond}, 100 * time.Millisecond, 5, false},
 		{"less than the lead left: none", map[string]time.Duration{keyA.Operation: 50 * time.Millisecond}, 49 * time.Millisecond, 0, true},
 		{"the lead left exactly: the first", map[string]time.Duration{keyA.Operation: 50 * time.Millisecond}, 50 * time.Millisecond, 1, false},
