@@ -168,16 +168,18 @@ var sdkFileVars = [...]string{"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CA_BUNDLE", "A
 // SDK's errors repeat the path ("unable to read file at ..."), and what
 // was put in place of it, such as the web identity token itself, is a
 // secret. backupd logs that text at start and with every request that
-// needs the credentials.
+// needs the credentials. Each is replaced by the name of its variable,
+// so that a path that is merely wrong (a token not mounted, the commonest
+// such failure) can still be told, by its variable, from the others.
 func WithoutFileSecrets(err error) error {
 	if err == nil {
 		return nil
 	}
-	var values []string
+	var values []fileVar
 	for _, name := range sdkFileVars {
 		if v := os.Getenv(name); v != "" {
 			if _, statErr := os.Lstat(v); statErr != nil {
-				values = append(values, v)
+				values = append(values, fileVar{name, v})
 			}
 		}
 	}
@@ -187,17 +189,20 @@ func WithoutFileSecrets(err error) error {
 	return &fileSecretsError{err: err, values: values}
 }
 
+// fileVar is one of sdkFileVars, and its value.
+type fileVar struct{ name, value string }
+
 // fileSecretsError is an error whose text loses values; it is the error
 // still, for errors.Is and As.
 type fileSecretsError struct {
 	err    error
-	values []string
+	values []fileVar
 }
 
 func (e *fileSecretsError) Error() string {
 	s := e.err.Error()
 	for _, v := range e.values {
-		s = redact.Value(s, v)
+		s = redact.ValueAs(s, v.value, "[the value of "+v.name+", redacted: it names no file here]")
 	}
 	return s
 }

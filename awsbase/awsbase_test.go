@@ -188,8 +188,12 @@ func TestWithoutFileSecrets(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: no error, though the token file names nothing", name)
 		}
-		if text := err.Error(); strings.Contains(text, jwt) || !strings.Contains(text, "[redacted]") {
-			t.Errorf("%s: %q; want the value of AWS_WEB_IDENTITY_TOKEN_FILE taken out", name, text)
+		// Named by its variable: a path merely wrong (a token not
+		// mounted) is the commonest failure, and the operator must be
+		// told which variable names nothing.
+		if text := err.Error(); strings.Contains(text, jwt) ||
+			!strings.Contains(text, "[the value of AWS_WEB_IDENTITY_TOKEN_FILE, redacted: it names no file here]") {
+			t.Errorf("%s: %q; want the value of AWS_WEB_IDENTITY_TOKEN_FILE taken out, naming the variable", name, text)
 		}
 	}
 	if err := WithoutFileSecrets(errors.New("open " + empty)); err.Error() != "open "+empty {

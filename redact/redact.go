@@ -82,13 +82,17 @@ func Secrets(s string) string {
 // it; an emulator or a proxy may quote one where no key names it ("the
 // external id X is wrong"). A secret shorter than 4 bytes is no secret
 // worth a garbled text, and is left.
-func Value(s, secret string) string {
+func Value(s, secret string) string { return ValueAs(s, secret, "[redacted]") }
+
+// ValueAs is Value, each copy of secret replaced by as: words that say
+// what was taken out, where a reader needs to know.
+func ValueAs(s, secret, as string) string {
 	if len(secret) < 4 {
 		return s
 	}
 	once := url.QueryEscape(secret)
 	for _, form := range []string{secret, once, url.PathEscape(secret), url.QueryEscape(once)} {
-		s = strings.ReplaceAll(s, form, "[redacted]")
+		s = strings.ReplaceAll(s, form, as)
 	}
 	return s
 }
