@@ -227,6 +227,10 @@ func (a *awaiting) unreadRequests(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 // one its caller ended; one its caller did end, or whose deadline passed,
 // as endedByCaller logs it. Nothing was done for it.
 func (a *awaiting) unread(ctx context.Context, err error) {
+	if b, ok := ctx.Value(arrivalKey{}).(*arrival); ok && b.line != nil {
+		a.unreadUnknown(ctx, b, status.Convert(err))
+		return
+	}
 	c, ok := ctx.Value(awaitingKey{}).(*awaitingCall)
 	if !ok || c.state.Load() != waiting { // its request was read: the call's own error
 		return
@@ -245,6 +249,21 @@ func (a *awaiting) unread(ctx context.Context, err error) {
 	principal, _ := a.i.AuthorizeIn(c, c.method, "")
 	a.i.Write(c, intercept.Line{Method: method, Principal: principal, Unknown: !known, Code: st.Code(), Level: slog.LevelWarn,
 		Err: fmt.Errorf("grpc-go refused the call's request before backupd read it, and answered %s: %s; nothing was done", st.Code(), st.Message())}, c.start)
+}
+
+// unreadUnknown logs the call of a caller backupd does not know, given
+// its request's time to arrive (tap: its deadline lies far out), whose
+// request grpc-go refused as unread does a known caller's: with the code
+// its caller got. One its caller ended is not logged, as it would not
+// be had grpc-go's reading not ended with it.
+func (a *awaiting) unreadUnknown(ctx context.Context, b *arrival, st *status.Status) {
+	if code := st.Code(); code == codes.Canceled || code == codes.DeadlineExceeded || !b.refused() {
+		return
+	}
+	line := *b.line
+	line.Code, line.Level = st.Code(), slog.LevelWarn
+	line.Err = fmt.Errorf("grpc-go refused the call's request before backupd read it, and answered %s: %s; nothing was done", st.Code(), st.Message())
+	a.i.Write(ctx, line, b.start)
 }
 
 // forget lets go of c, which will not be swept.

@@ -128,7 +128,7 @@ type arrivalKey struct{}
 func (i *interceptor) boundArrival(ctx context.Context, line *intercept.Line) context.Context {
 	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
-	a := &arrival{}
+	a := &arrival{line: line, start: start}
 	wait, lateErr := i.arrival, errRequestLate
 	select {
 	case i.unvouched <- struct{}{}:
@@ -183,6 +183,11 @@ type arrival struct {
 	timer     *time.Timer
 	stopDrain func() bool // nil without a stop to follow
 	due       time.Time   // when the bound ends, unless the drain shortens it
+	// line, when not nil, is the log line of a BackupService call (of a
+	// caller backupd does not know), begun at start: logged when its
+	// request does not arrive in time, or grpc-go refuses it (unread).
+	line  *intercept.Line
+	start time.Time
 
 	mu sync.Mutex
 	// release gives up the call's place among the unvouched; nil for a
@@ -220,6 +225,19 @@ func (a *arrival) late() bool {
 		return false
 	}
 	a.done, a.wasLate = true, true
+	return true
+}
+
+// refused marks the call as one whose request grpc-go refused to read.
+// It reports whether the request was still awaited: the call's end is
+// then the caller's to log.
+func (a *arrival) refused() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return false
+	}
+	a.done = true
 	return true
 }
 

@@ -22,9 +22,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/backupd/backupd/callers"
+	"github.com/backupd/backupd/config"
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
 )
 
@@ -250,5 +253,32 @@ func TestRequestsGRPCGoRefusesAreCountedAsAnswered(t *testing.T) {
 		if lines := f.logs.Lines(`"level":"WARN"`, `"code":"`+code+`"`, "grpc-go refused the call's request"); len(lines) == 0 {
 			t.Errorf("no WARN line of code %s saying grpc-go refused the request; log:\n%s", code, f.logs.String())
 		}
+	}
+}
+
+// TestRequestsGRPCGoRefusesOfAnUnknownCallerAreCounted: a caller backupd
+// does not know, whose deadline lies far out, is let through the tap to
+// have its request read, and refused once it is (tap). Its request
+// grpc-go refuses to read (over maxRecvMsgSize) is logged and counted as a
+// known caller's is, with the code it got: it used to leave no trace.
+func TestRequestsGRPCGoRefusesOfAnUnknownCallerAreCounted(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) {
+		o.Authorizer = callers.New([]config.Caller{{Name: "orders", TokenSHA256: callers.HashToken("orders-token"),
+			Accounts: []string{config.Any}, Operations: []string{config.Any}}})
+	})
+	method := backupv1.BackupService_CreateBackup_FullMethodName
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // beyond the arrival bound
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer nobody")
+	huge := &backupv1.CreateBackupRequest{AccountId: "111111111111", TableName: "Orders", BackupName: strings.Repeat("b", maxRecvMsgSize)}
+	if _, err := f.client.CreateBackup(ctx, huge); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a request over %d bytes: %v; want grpc-go's RESOURCE_EXHAUSTED", maxRecvMsgSize, err)
+	}
+	time.Sleep(3 * sweepEvery)
+	if want := []string{method + " ResourceExhausted"}; !slices.Equal(f.observed.Counted(), want) {
+		t.Errorf("counted %q; want %q", f.observed.Counted(), want)
+	}
+	if lines := f.logs.Lines(`"level":"WARN"`, `"code":"ResourceExhausted"`, "grpc-go refused the call's request"); len(lines) != 1 {
+		t.Errorf("want one WARN line of code ResourceExhausted saying grpc-go refused the request; log:\n%s", f.logs.String())
 	}
 }
