@@ -254,9 +254,10 @@ func checkWholeNumbers(getenv func(string) string) error {
 // percent-encoded, which it keeps as written after printing the error
 // with the standard logger, outside backupd's log; and a key or value
 // that is not UTF-8 once decoded (%ff), or an OTEL_SERVICE_NAME that is
-// not, which the SDK takes, and every export then fails (protobuf's
-// strings are UTF-8): no span would reach the collector. The values are
-// not repeated.
+// not, which the SDK takes: protobuf's strings are UTF-8, so every batch
+// would be encoded twice, the second time with the value mended
+// (toValidUTF8), and the collector would get a name no one set. The
+// values are not repeated.
 func checkResource(getenv func(string) string) error {
 	var errs []error
 	if !utf8.ValidString(getenv("OTEL_SERVICE_NAME")) {
