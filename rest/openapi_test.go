@@ -525,6 +525,7 @@ func TestOpenAPISaysWhatItAlsoTakes(t *testing.T) {
 		// With additionalProperties false, the schemas refuse these too.
 		{"POST", restore, `{"target_table_name":"Restored"}`, "proto name (body `\"backup_name\"`"},
 		{"GET", "/v1/accounts/111111111111/backups?page_size=10", "", "query `page_size`"},
+		{"GET", "/v1/accounts/111111111111/backups?timeRangeLowerBound=2026-01-02T15:04:05%2B0000", "", "without its colon, `+0000`"},
 		{"POST", "/v1/accounts/111111111111/tables/Orders/backups", `{"backupName":"abc","accountId":"111111111111"}`, "path field with the path's value (`\"accountId\"`)"},
 	} {
 		var body io.Reader
