@@ -7,7 +7,6 @@ package badrequest
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -52,15 +51,36 @@ func Quote(s string) string {
 // Beside is more without the violations of a field named, or of a field
 // inside one: a request checked in two steps (what could not be read,
 // then the rules of the rest) names each bad field once, and a field of
-// the wrong type is not also missing, nor is one inside it.
+// the wrong type is not also missing, nor is one inside it. It costs time
+// in proportion to its violations' paths, not to named times more: a
+// REST body of thousands of list elements of the wrong type names as
+// many fields, and its rules as many again (a 60 KiB one took 16 s of CPU).
 func Beside(named, more []Violation) []Violation {
+	fields := make(map[string]bool, len(named))
+	for _, n := range named {
+		fields[n.Field] = true
+	}
 	var out []Violation
 	for _, v := range more {
-		if !slices.ContainsFunc(named, func(n Violation) bool { return Within(v.Field, n.Field) }) {
+		if !withinAny(v.Field, fields) {
 			out = append(out, v)
 		}
 	}
 	return out
+}
+
+// withinAny reports whether field is Within one of fields: whether it,
+// or a part of it ending before a '.' or a '[', is one of them.
+func withinAny(field string, fields map[string]bool) bool {
+	if fields[field] {
+		return true
+	}
+	for i := range len(field) {
+		if (field[i] == '.' || field[i] == '[') && fields[field[:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 // Within reports whether the field path field ("a.b[1].c") is outer or
