@@ -15,7 +15,9 @@ import (
 
 // takeTurn reserves the next free slot of a key, by Redis' own clock (so
 // replicas' clocks need not agree), unless it lies beyond ARGV[2], the
-// latest slot the caller can wait for. KEYS[1]: the key's next free slot, in µs since the epoch.
+// latest slot the caller can wait for, and is not free at once (as Local
+// gives a turn with no wait whatever the patience). KEYS[1]: the key's
+// next free slot, in µs since the epoch.
 //
 // KEYS[2], the state marker, never expires. Its value is the time from
 // which, for ARGV[4] µs, no slot is given, so that turns replicas took
@@ -57,7 +59,7 @@ import (
 // put the slot where it is (for a refusal: or would have, asked for with
 // no lead), bylead 1 when a lead alone did: asked for with no lead, the
 // slot (the key's queue or now, held as the marker holds it) would have
-// been by ARGV[2].
+// been by ARGV[2], or free at once.
 var takeTurn = redis.NewScript(takeTurnSource)
 
 const takeTurnSource = `
@@ -112,7 +114,11 @@ local held = 0
 local holdEnd = mark + tonumber(ARGV[4])
 if mark > 0 and slot < holdEnd then slot = holdEnd; held = 1 end
 local delay = slot - now
-if slot > latest then
+-- A slot free at once is given whatever latest says, as Local gives a
+-- turn with no delay: latest keeps a wait off the end of the call's
+-- patience (a wake-up late past it), and there is no wait; the lead
+-- before the deadline is checked again when the answer arrives.
+if slot > latest and delay > 0 then
   -- The slot asked for with no lead: the queue, or now, held back by the
   -- marker as the slot is. Within latest, the lead alone refused the call;
   -- held there beyond latest, the hold did, whatever the lead added.
@@ -120,7 +126,7 @@ if slot > latest then
   if bare < now then bare = now end
   if mark > 0 and bare < holdEnd then bare = holdEnd; held = 1 end
   local bylead = 0
-  if lead > 0 and bare <= latest then bylead = 1 end
+  if lead > 0 and (bare <= latest or bare == now) then bylead = 1 end
   return {0, delay, lost, run, now, held, gen, bylead}
 end
 redis.call('SET', KEYS[1], slot + interval, 'PX', math.floor((delay + interval) / 1000) + 1000)

@@ -582,9 +582,9 @@ func (f *fakeLink) EvalSha(ctx context.Context, sha1 string, keys []string, args
 		f.srv.mu.Lock()
 		defer f.srv.mu.Unlock()
 		slot := max(f.srv.next[keys[0]], now+lead)
-		if slot > latest {
+		if slot > latest && slot > now {
 			byLead := int64(0)
-			if lead > 0 && max(f.srv.next[keys[0]], now) <= latest {
+			if bare := max(f.srv.next[keys[0]], now); lead > 0 && (bare <= latest || bare == now) {
 				byLead = 1
 			}
 			return redis.NewCmdResult([]any{int64(0), slot - now, int64(0), "fake", now, int64(0), int64(0), byLead}, nil)
@@ -1397,4 +1397,30 @@ func (f *lateTurnLink) EvalSha(ctx context.Context, sha1 string, keys []string, 
 		}
 	}
 	return cmd
+}
+
+// TestRedisFreeTurnWithinWakeSlack: a call arriving with its lead left and
+// less than wakeSlack more, on a key whose turn is free, goes at once, as
+// by Local: there is no wait to wake late from. Refused, it was told the
+// account's rate was reached (RESOURCE_EXHAUSTED) with a RetryInfo of a
+// millisecond, after which it could not be sent at all.
+func TestRedisFreeTurnWithinWakeSlack(t *testing.T) {
+	const lead = 50 * time.Millisecond
+	opts := Options{Rates: map[Key]float64{keyA: 5}, MaxWait: time.Second, Lead: map[string]time.Duration{keyA.Operation: lead}}
+	local := NewLocal(opts)
+	l := redisLimiter(t, testenv.RedisPrefix(t), opts)
+	firstTurn(t, l)
+	time.Sleep(spacing(5, DefaultGuard)) // the key's next turn is free
+	for name, lim := range map[string]interface {
+		Wait(context.Context, Key) error
+	}{"Local": local, "Redis": l} {
+		ctx, cancel := context.WithTimeout(context.Background(), lead+2*time.Millisecond)
+		err := lim.Wait(ctx, keyA)
+		cancel()
+		// A TooLateError is this test's own delay on a busy machine:
+		// the call arrived with less than its lead left.
+		if _, late := errors.AsType[*TooLateError](err); err != nil && !late {
+			t.Errorf("%s: a free turn with %s left and a %s lead: %v; want it let go", name, lead+2*time.Millisecond, lead, err)
+		}
+	}
 }
