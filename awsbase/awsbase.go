@@ -22,6 +22,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go/logging"
 
+	"github.com/backupd/backupd/logcap"
 	"github.com/backupd/backupd/redact"
 )
 
@@ -125,14 +126,22 @@ type readOnlyBody struct {
 
 // SDKLogger writes the AWS SDK's own messages (such as falling back to
 // IMDSv1 for backupd's credentials) into backupd's log, instead of plain
-// text beside its JSON lines.
-func SDKLogger(log *slog.Logger) logging.Logger {
+// text beside its JSON lines; each kind (its format) at most once every
+// 10 s, by a Capper of caps: the SDK writes some once per answer (a
+// checksum it cannot check on every error answer without one, such as a
+// proxy's), which would repeat for every request.
+func SDKLogger(log *slog.Logger, caps *logcap.Group) logging.Logger {
+	capper := caps.New(10 * time.Second)
 	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		leftOut, ok := capper.Admit(format, time.Now())
+		if !ok {
+			return
+		}
 		level := slog.LevelWarn
 		if c == logging.Debug {
 			level = slog.LevelDebug
 		}
-		log.Log(context.Background(), level, "AWS SDK: "+redact.Secrets(fmt.Sprintf(format, v...)))
+		log.LogAttrs(context.Background(), level, "AWS SDK: "+redact.Secrets(fmt.Sprintf(format, v...)), logcap.LeftOut(leftOut)...)
 	})
 }
 

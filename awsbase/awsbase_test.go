@@ -115,9 +115,13 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 
 func TestSDKLogger(t *testing.T) {
 	var buf bytes.Buffer
-	l := SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l := SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
 	l.Logf(logging.Warn, "falling back to IMDSv1: %v", "token refused")
 	l.Logf(logging.Debug, "request %d", 7)
+	// Of a kind written once per answer, the first only (within 10 s).
+	for range 3 {
+		l.Logf(logging.Warn, "response did not match expected checksum, %d, %d", 0, 837065779)
+	}
 	var got []string
 	for line := range strings.Lines(buf.String()) {
 		var r struct{ Level, Msg string }
@@ -126,7 +130,8 @@ func TestSDKLogger(t *testing.T) {
 		}
 		got = append(got, r.Level+" "+r.Msg)
 	}
-	want := []string{"WARN AWS SDK: falling back to IMDSv1: token refused", "DEBUG AWS SDK: request 7"}
+	want := []string{"WARN AWS SDK: falling back to IMDSv1: token refused", "DEBUG AWS SDK: request 7",
+		"WARN AWS SDK: response did not match expected checksum, 0, 837065779"}
 	if !slices.Equal(got, want) {
 		t.Errorf("log %q, want %q", got, want)
 	}

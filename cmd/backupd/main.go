@@ -170,7 +170,9 @@ func runConfig(ctx context.Context, path string, listen config.Listen, stderr io
 	for _, w := range cfg.Warnings() {
 		logger.Warn(w)
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion), awsconfig.WithLogger(awsbase.SDKLogger(logger)))
+	caps := new(logcap.Group)
+	defer caps.Flush(logger)
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.DefaultRegion), awsconfig.WithLogger(awsbase.SDKLogger(logger, caps)))
 	if err != nil {
 		return logStartFailure(logger, fmt.Errorf("load AWS configuration: %w", awsbase.WithoutFileSecrets(err)))
 	}
@@ -183,7 +185,7 @@ func runConfig(ctx context.Context, path string, listen config.Listen, stderr io
 				slog.String("error", redact.Error(err)))
 		}
 	}()
-	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger))
+	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger, caps))
 }
 
 // loadConfig loads the configuration at path with the listener flags'
@@ -249,7 +251,9 @@ func runSandbox(ctx context.Context, flagListen config.Listen, stderr io.Writer)
 		Credentials:  credentials.StaticCredentialsProvider{Value: fake.BaseCredentials()},
 		BaseEndpoint: aws.String(endpoint),
 	}
-	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger))
+	caps := new(logcap.Group)
+	defer caps.Flush(logger)
+	return logStartFailure(logger, serve(ctx, cfg, awsCfg, logger, caps))
 }
 
 // logStartFailure writes a failure to start (a listener's port in use, a
@@ -337,15 +341,14 @@ func endAtOnce(stderr io.Writer, sig os.Signal, ignored bool, exit func(int)) {
 	exit(code)
 }
 
-// serve wires the parts and runs both listeners until ctx ends, then drains.
-func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger) error {
+// serve wires the parts and runs both listeners until ctx ends, then
+// drains. caps makes the Cappers of the lines a fault would repeat; its
+// caller flushes it once serve has returned (the lines the log left out
+// of a burst, failed TLS handshakes, Redis, tracing or SDK errors, since
+// the last of their kind are counted last, once what writes them has
+// stopped: the servers, the Redis clients and tracing's last export).
+func serve(ctx context.Context, cfg *config.Config, awsCfg aws.Config, logger *slog.Logger, caps *logcap.Group) error {
 	defer ignoreHangUps(logger)()
-	// The lines the log left out of a burst (failed TLS handshakes, Redis
-	// or tracing errors) since the last of their kind are counted last,
-	// once what writes them has stopped: the servers, the Redis clients
-	// and tracing's last export.
-	caps := new(logcap.Group)
-	defer caps.Flush(logger)
 	// go-redis keeps its logger in a package variable: one for the whole
 	// process, not one per client. So it is set here, once, before any
 	// client exists, and not where the Redis client is built.
