@@ -384,6 +384,10 @@ type Line struct {
 	// under the method "unknown", so callers cannot add label values.
 	Route   string
 	Unknown bool
+	// Ended is when the call ended, when that was before its line is
+	// written (a call whose deadline passed before its request arrived,
+	// logged by a sweep); zero for now. The duration runs to it.
+	Ended time.Time
 	// requestID is the request's request_id; backupARN the backup it made
 	// or named. Empty when it has none.
 	requestID, backupARN string
@@ -394,7 +398,11 @@ type Line struct {
 // the caller that ctx's call came from (caller).
 func (i *Interceptor) Write(ctx context.Context, l Line, start time.Time) {
 	now := time.Now()
-	d := now.Sub(start)
+	end := now
+	if !l.Ended.IsZero() && l.Ended.Before(now) {
+		end = l.Ended
+	}
+	d := end.Sub(start)
 	origin := i.originOf(ctx)
 	var buf [15]slog.Attr
 	attrs := append(buf[:0], slog.String("method", l.Method))

@@ -179,16 +179,19 @@ func (a *awaiting) endedByCaller(c *awaitingCall) {
 		return
 	}
 	code, reason, level, why := codes.Canceled, rpcerror.ReasonCanceled, slog.LevelInfo, errEndedByCaller
+	var ended time.Time
 	// Canceled at its deadline, the call ended for it: grpc-go's timer
 	// for the deadline (or the client's) cancels the call as the
 	// context's own timer would end it, and either may come first.
 	if errors.Is(c.Err(), context.DeadlineExceeded) || intercept.DeadlineDue(c) {
 		code, reason, level, why = codes.DeadlineExceeded, rpcerror.ReasonDeadlineExceeded, slog.LevelWarn, errDeadlineBeforeRequest
+		// It ended then, not when the sweep came by, up to sweepEvery later.
+		ended, _ = c.Deadline()
 	}
 	method, known := methodLabel(c.method)
 	principal, _ := a.i.AuthorizeIn(c, c.method, "") // its caller's name: the tap knew it
 	a.i.Write(c, intercept.Line{Method: method, Principal: principal, Unknown: !known, Code: code,
-		Reason: reason, Level: level, Err: why}, c.start)
+		Reason: reason, Level: level, Err: why, Ended: ended}, c.start)
 }
 
 // errEndedByCaller and errDeadlineBeforeRequest are what a call that
