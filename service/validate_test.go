@@ -351,3 +351,60 @@ func TestKeySchemaOverItsCountIsNotSearchedForRepeats(t *testing.T) {
 		t.Errorf("violations %v; want the key refused for its number of elements", vs)
 	}
 }
+
+// TestIndexOverridesOverTheirCountAreNotChecked: a restore's list of
+// index overrides over its bound is refused for its number alone, with
+// one violation, its indexes unchecked: a 1 MiB request of 500,000 empty
+// overrides, each given its violations, took 2.5 s of CPU and 800 MB. At
+// the bound, each index is still checked.
+func TestIndexOverridesOverTheirCountAreNotChecked(t *testing.T) {
+	restoreOf := func(gsis, lsis int) *backupv1.RestoreTableFromBackupRequest {
+		req := &backupv1.RestoreTableFromBackupRequest{TargetTableName: "Copy",
+			GlobalSecondaryIndexOverride: &backupv1.GlobalSecondaryIndexSelection{},
+			LocalSecondaryIndexOverride:  &backupv1.LocalSecondaryIndexSelection{}}
+		for range gsis {
+			req.GlobalSecondaryIndexOverride.Indexes = append(req.GlobalSecondaryIndexOverride.Indexes, &backupv1.GlobalSecondaryIndex{})
+		}
+		for range lsis {
+			req.LocalSecondaryIndexOverride.Indexes = append(req.LocalSecondaryIndexOverride.Indexes, &backupv1.LocalSecondaryIndex{})
+		}
+		return req
+	}
+	var over violations
+	checkRestore(&over, restoreOf(maxGlobalIndexes+1, maxLocalIndexes+1))
+	var fields []string
+	for _, v := range over {
+		fields = append(fields, v.Field)
+	}
+	if want := []string{"global_secondary_index_override.indexes", "local_secondary_index_override.indexes"}; !slices.Equal(fields, want) {
+		t.Errorf("violations of %d global and %d local empty overrides name %q; want only the lists, %q",
+			maxGlobalIndexes+1, maxLocalIndexes+1, fields, want)
+	}
+	for _, v := range over {
+		if !strings.Contains(v.Description, "at most") {
+			t.Errorf("%s: %s; want it refused for its number", v.Field, v.Description)
+		}
+	}
+	var at violations
+	checkRestore(&at, restoreOf(maxGlobalIndexes, maxLocalIndexes))
+	for _, f := range []string{fieldIndex("global_secondary_index_override.indexes", maxGlobalIndexes-1) + ".index_name",
+		fieldIndex("local_secondary_index_override.indexes", maxLocalIndexes-1) + ".index_name"} {
+		if !slices.ContainsFunc(at, func(v badrequest.Violation) bool { return v.Field == f }) {
+			t.Errorf("no violation of %s among %d; want each index at the bound checked", f, len(at))
+		}
+	}
+}
+
+// TestKeySchemaOverItsCountIsNotChecked: a key_schema of more elements
+// than a key may have gets the count's violation and none of its
+// elements: 500,000 empty ones, each given two, took 1.6 s of CPU and
+// 480 MB.
+func TestKeySchemaOverItsCountIsNotChecked(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		var vs violations
+		checkKeySchema(&vs, "key_schema", make([]*backupv1.KeySchemaElement, 2*maxKeyAttrs+1), local)
+		if len(vs) != 1 || vs[0].Field != "key_schema" {
+			t.Errorf("local %v: violations %v; want one, of key_schema's number of elements", local, vs)
+		}
+	}
+}

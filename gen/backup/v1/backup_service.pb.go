@@ -2340,7 +2340,8 @@ func (x *RestoreTableFromBackupRequest) GetLocalSecondaryIndexOverride() *LocalS
 // projection as GetBackup describes them, and optionally provisioned
 // throughput.
 type GlobalSecondaryIndexSelection struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 100 (a table has 20 unless its account's quota was raised).
 	Indexes       []*GlobalSecondaryIndex `protobuf:"bytes,1,rep,name=indexes,proto3" json:"indexes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2387,7 +2388,8 @@ func (x *GlobalSecondaryIndexSelection) GetIndexes() []*GlobalSecondaryIndex {
 // that the restored table keeps, each in full: name, key schema and
 // projection, as GetBackup describes them.
 type LocalSecondaryIndexSelection struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 5, as a table has.
 	Indexes       []*LocalSecondaryIndex `protobuf:"bytes,1,rep,name=indexes,proto3" json:"indexes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
