@@ -93,7 +93,7 @@ func escapedHint(s string) string {
 }
 
 func parseResource(vs *violations, field, res string, wantBackup bool, shape string, a *arn) bool {
-	segs := strings.Split(res, "/")
+	segs := resourceSegments(res)
 	if segs[0] != "table" || len(segs) < 2 {
 		vs.add(field, "has resource %s; want %s%s", badrequest.Quote(res), shape[strings.LastIndex(shape, ":")+1:], escapedHint(res))
 		return false
@@ -123,6 +123,15 @@ func parseResource(vs *violations, field, res string, wantBackup bool, shape str
 		return true
 	}
 	return false
+}
+
+// resourceSegments splits an ARN's resource at its slashes, into at most
+// one segment more than a backup ARN's four (table/T/backup/ID), the
+// last holding the rest: enough to tell a resource of more segments,
+// without a string for each of the hundreds of thousands of slashes a
+// 1 MiB field may hold (60 ms of CPU and 19 MB).
+func resourceSegments(res string) []string {
+	return strings.SplitN(res, "/", 5)
 }
 
 func backupIDOK(id string) bool {
