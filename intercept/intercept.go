@@ -400,7 +400,13 @@ func (i *Interceptor) Write(ctx context.Context, l Line, start time.Time) {
 	now := time.Now()
 	end := now
 	if !l.Ended.IsZero() && l.Ended.Before(now) {
+		// Never before its start: a call can arrive with its deadline
+		// already passed (grpc-timeout: 1n), which is then earlier
+		// than the start the tap took.
 		end = l.Ended
+		if end.Before(start) {
+			end = start
+		}
 	}
 	d := end.Sub(start)
 	origin := i.originOf(ctx)

@@ -171,6 +171,25 @@ func TestAwaitingCallsEndedByTheirCallerAreLogged(t *testing.T) {
 	})
 }
 
+// TestAwaitingCallArrivingPastItsDeadlineHasNoNegativeDuration: a call
+// whose deadline had passed when the tap held it (grpc-timeout: 1n; grpc-go
+// sets the deadline before the tap takes the start) is logged with a
+// duration of zero, not one running back to its deadline, before its start.
+func TestAwaitingCallArrivingPastItsDeadlineHasNoNegativeDuration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		i, logs := awaitingOrders(t)
+		method := backupv1.BackupService_CreateBackup_FullMethodName
+		md := metadata.Pairs("authorization", "Bearer orders-token")
+		parent, cancel := context.WithDeadline(metadata.NewIncomingContext(context.Background(), md), time.Now().Add(-time.Millisecond))
+		defer cancel()
+		i.holdUntilArrival(parent, method)
+		time.Sleep(time.Second)
+		if lines := logs.Lines(`"code":"DeadlineExceeded"`, `"duration":0,`); len(lines) != 1 {
+			t.Errorf("want one line of duration 0 for the call that arrived past its deadline; log:\n%s", logs.String())
+		}
+	})
+}
+
 // TestAwaitingCallCanceledAtItsDeadlineIsADeadline: a call whose
 // deadline passes before its request arrives is canceled by grpc-go's
 // timer for the deadline (or reset by its client's) as the context's own
