@@ -292,6 +292,9 @@ func checkKeySchema(vs *violations, field string, ks []*backupv1.KeySchemaElemen
 			kt = types.KeyTypeRange
 		case k.GetKeyType() == backupv1.KeyType_KEY_TYPE_RANGE && !local && i >= hashes && hashes > 0:
 			kt = types.KeyTypeRange
+		case local && i >= 2:
+			// Beyond a local index's two elements: refused for their
+			// number above, not for a type they could not have right.
 		case local:
 			vs.add(f+".key_type", "must be HASH for the first element and RANGE for the second; got %s", k.GetKeyType())
 		default:

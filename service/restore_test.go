@@ -180,6 +180,10 @@ func TestLocalIndexKeySchema(t *testing.T) {
 			"must have a HASH key and a RANGE key, as every local secondary index has; got 0 elements"},
 		{"one attribute twice", []*backupv1.KeySchemaElement{key(hash, "pk"), key(rng, "pk")}, "local_secondary_index_override.indexes[0].key_schema[1].attribute_name",
 			`repeats "pk", the attribute of key_schema[0]`},
+		// The third element's type is not what is wrong: one violation,
+		// of the count, not also "must be HASH ... RANGE for the second".
+		{"HASH and two RANGE", []*backupv1.KeySchemaElement{key(hash, "pk"), key(rng, "lk"), key(rng, "mk")}, "local_secondary_index_override.indexes[0].key_schema",
+			"got 3 elements"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
