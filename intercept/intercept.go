@@ -386,7 +386,8 @@ type Line struct {
 	Unknown bool
 	// Ended is when the call ended, when that was before its line is
 	// written (a call whose deadline passed before its request arrived,
-	// logged by a sweep); zero for now. The duration runs to it.
+	// logged by the sweep or as grpc-go gave up reading it); zero for
+	// now. The duration runs to it.
 	Ended time.Time
 	// requestID is the request's request_id; backupARN the backup it made
 	// or named. Empty when it has none.

@@ -206,6 +206,11 @@ func (m *Metrics) ObserveAttempt(account, region, operation string, err error, d
 	m.attemptDur.WithLabelValues(operation).Observe(d.Seconds())
 }
 
+// outcomeNoCredentials is the outcome of a call never sent, backupd's own
+// credentials having failed (outcomeOf), which ObserveAssumeRole does not
+// time.
+const outcomeNoCredentials = "no_credentials"
+
 // ObserveAssumeRole counts one AssumeRole call for account, which took d.
 // One never sent (no_credentials: backupd's own credentials failed) is
 // counted but not timed: d is then the credential chain's, an IMDS's that
@@ -213,7 +218,7 @@ func (m *Metrics) ObserveAttempt(account, region, operation string, err error, d
 func (m *Metrics) ObserveAssumeRole(account string, err error, d time.Duration) {
 	outcome := m.outcome(err)
 	m.assumeRole.WithLabelValues(account, outcome).Inc()
-	if outcome != "no_credentials" {
+	if outcome != outcomeNoCredentials {
 		m.assumeDur.Observe(d.Seconds())
 	}
 }
@@ -266,7 +271,7 @@ func outcomeOf(err error) (outcome string, code bool) {
 	case errors.As(err, new(*awsbase.OwnCredentialsError)):
 		// The call was never sent: backupd's own credentials failed,
 		// whatever an IMDS or credential process inside answered.
-		return "no_credentials", false
+		return outcomeNoCredentials, false
 	case errors.As(err, &api):
 		if s, ok := status(); ok && api.ErrorCode() == "UnknownError" {
 			// smithy's name for an answer that named no code (an empty

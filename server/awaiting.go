@@ -251,7 +251,13 @@ func (a *awaiting) unread(ctx context.Context, err error) {
 	method, known := methodLabel(c.method)
 	principal, _ := a.i.AuthorizeIn(c, c.method, "")
 	a.i.Write(c, intercept.Line{Method: method, Principal: principal, Unknown: !known, Code: st.Code(), Level: slog.LevelWarn,
-		Err: fmt.Errorf("grpc-go refused the call's request before backupd read it, and answered %s: %s; nothing was done", st.Code(), st.Message())}, c.start)
+		Err: errUnread(st)}, c.start)
+}
+
+// errUnread is what a call whose request grpc-go refused to read (st,
+// what the caller got) is logged with, known caller or not.
+func errUnread(st *status.Status) error {
+	return fmt.Errorf("grpc-go refused the call's request before backupd read it, and answered %s: %s; nothing was done", st.Code(), st.Message())
 }
 
 // unreadUnknown logs the call of a caller backupd does not know, given
@@ -265,7 +271,7 @@ func (a *awaiting) unreadUnknown(ctx context.Context, b *arrival, st *status.Sta
 	}
 	line := *b.line
 	line.Code, line.Level = st.Code(), slog.LevelWarn
-	line.Err = fmt.Errorf("grpc-go refused the call's request before backupd read it, and answered %s: %s; nothing was done", st.Code(), st.Message())
+	line.Err = errUnread(st)
 	a.i.Write(ctx, line, b.start)
 }
 
