@@ -187,7 +187,7 @@ func WithoutFileSecrets(err error) error {
 	var values []fileVar
 	for _, name := range sdkFileVars {
 		if v := os.Getenv(name); v != "" {
-			if _, statErr := os.Lstat(v); statErr != nil {
+			if redact.NamesNothing(v) {
 				values = append(values, fileVar{name, v})
 			}
 		}

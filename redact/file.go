@@ -26,7 +26,7 @@ func ReadNamedFile(path string) ([]byte, error) {
 	if err == nil {
 		return b, nil
 	}
-	if _, statErr := os.Lstat(path); statErr == nil {
+	if !NamesNothing(path) {
 		return nil, fmt.Errorf("cannot be read: %w", err)
 	}
 	why := err
@@ -50,3 +50,12 @@ type notRepeated struct{ why, err error }
 
 func (e notRepeated) Error() string { return e.why.Error() }
 func (e notRepeated) Unwrap() error { return e.err }
+
+// NamesNothing reports whether path, the value of a setting that names a
+// file, names nothing on this host: such a value may be a secret put in
+// its file's place, and is not repeated; one that names something (a
+// file backupd may not read, a directory) is a path.
+func NamesNothing(path string) bool {
+	_, err := os.Lstat(path)
+	return err != nil
+}
