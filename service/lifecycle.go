@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -309,10 +310,46 @@ func timeBound(vs *violations, field string, ts *timestamppb.Timestamp) (time.Ti
 }
 
 // normRestore is what a restore's repeat must match: the request without
-// its request_id.
+// its request_id, and with what DynamoDB is sent the same whichever way it
+// is written (as checkRestore sends it) written one way: index overrides
+// in name order, an index's 0/0 throughput as absent, an index's non-key
+// attributes as a sorted set and only with PROJECTION_TYPE_INCLUDE, and
+// enabled encryption with its type unset as SSE_TYPE_KMS. A request
+// already so written keeps the fingerprint earlier builds gave it.
 func normRestore(req *backupv1.RestoreTableFromBackupRequest) proto.Message {
 	n := proto.CloneOf(req)
 	n.RequestId = ""
+	if sse := n.GetSseSpecificationOverride(); sse.GetEnabled() && sse.GetSseType() == backupv1.SseType_SSE_TYPE_UNSPECIFIED {
+		sse.SseType = backupv1.SseType_SSE_TYPE_KMS
+	}
+	normProjection := func(p *backupv1.Projection) {
+		if p == nil {
+			return
+		}
+		if p.GetProjectionType() != backupv1.ProjectionType_PROJECTION_TYPE_INCLUDE {
+			p.NonKeyAttributes = nil
+		}
+		slices.Sort(p.NonKeyAttributes)
+	}
+	if sel := n.GetGlobalSecondaryIndexOverride(); sel != nil {
+		for _, g := range sel.GetIndexes() {
+			if pt := g.GetProvisionedThroughput(); pt != nil && pt.GetReadCapacityUnits() == 0 && pt.GetWriteCapacityUnits() == 0 {
+				g.ProvisionedThroughput = nil
+			}
+			normProjection(g.GetProjection())
+		}
+		slices.SortStableFunc(sel.Indexes, func(a, b *backupv1.GlobalSecondaryIndex) int {
+			return strings.Compare(a.GetIndexName(), b.GetIndexName())
+		})
+	}
+	if sel := n.GetLocalSecondaryIndexOverride(); sel != nil {
+		for _, l := range sel.GetIndexes() {
+			normProjection(l.GetProjection())
+		}
+		slices.SortStableFunc(sel.Indexes, func(a, b *backupv1.LocalSecondaryIndex) int {
+			return strings.Compare(a.GetIndexName(), b.GetIndexName())
+		})
+	}
 	return n
 }
 
