@@ -313,9 +313,10 @@ func timeBound(vs *violations, field string, ts *timestamppb.Timestamp) (time.Ti
 // its request_id, and with what DynamoDB is sent the same whichever way it
 // is written (as checkRestore sends it) written one way: index overrides
 // in name order, an index's 0/0 throughput as absent, an index's non-key
-// attributes as a sorted set and only with PROJECTION_TYPE_INCLUDE, and
-// enabled encryption with its type unset as SSE_TYPE_KMS. A request
-// already so written keeps the fingerprint earlier builds gave it.
+// attributes sorted (a repeated one kept, as sent) and only with
+// PROJECTION_TYPE_INCLUDE, and enabled encryption with its type unset as
+// SSE_TYPE_KMS. A request already so written keeps the fingerprint
+// earlier builds gave it.
 func normRestore(req *backupv1.RestoreTableFromBackupRequest) proto.Message {
 	n := proto.CloneOf(req)
 	n.RequestId = ""
