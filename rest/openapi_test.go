@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	backupv1 "github.com/backupd/backupd/gen/backup/v1"
+	"github.com/backupd/backupd/internal/openapiuse"
 	"github.com/backupd/backupd/rpcerror"
 )
 
@@ -555,46 +556,16 @@ func TestOpenAPIClosesRequestSchemas(t *testing.T) {
 	}
 	var doc struct {
 		Info        struct{ Description string }
-		Paths       map[string]map[string]struct{ Parameters, Responses any }
 		Definitions map[string]map[string]any
 	}
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	reach := func(roots []any) map[string]bool {
-		seen := map[string]bool{}
-		var walk func(any)
-		walk = func(v any) {
-			switch v := v.(type) {
-			case map[string]any:
-				for k, x := range v {
-					if ref, ok := x.(string); ok && k == "$ref" {
-						if name, ok := strings.CutPrefix(ref, "#/definitions/"); ok && !seen[name] {
-							seen[name] = true
-							walk(doc.Definitions[name])
-						}
-						continue
-					}
-					walk(x)
-				}
-			case []any:
-				for _, x := range v {
-					walk(x)
-				}
-			}
-		}
-		for _, r := range roots {
-			walk(r)
-		}
-		return seen
+	uses, err := openapiuse.Of(raw)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var params, responses []any
-	for _, verbs := range doc.Paths {
-		for _, op := range verbs {
-			params, responses = append(params, op.Parameters), append(responses, op.Responses)
-		}
-	}
-	inRequests, inResponses := reach(params), reach(responses)
+	inRequests, inResponses := uses.Requests, uses.Responses
 
 	// For each object a request body holds, a request with an unknown
 	// field in it, and that field's violation.

@@ -158,15 +158,20 @@ func TestValidateRestore(t *testing.T) {
 	}
 }
 
+// keyTestARN is the backup the key schema tests restore.
+const keyTestARN = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
+
+// keyElement is a key schema element of attr, of type typ.
+func keyElement(typ backupv1.KeyType, attr string) *backupv1.KeySchemaElement {
+	return &backupv1.KeySchemaElement{AttributeName: attr, KeyType: typ}
+}
+
 // A local index has the table's HASH key and a RANGE key of its own: the
 // one key schema a restore's local index takes; one without a RANGE key,
 // or with keys of one attribute, is told in one violation of its field.
 func TestLocalIndexKeySchema(t *testing.T) {
-	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
-	key := func(typ backupv1.KeyType, attr string) *backupv1.KeySchemaElement {
-		return &backupv1.KeySchemaElement{AttributeName: attr, KeyType: typ}
-	}
-	hash, rng := backupv1.KeyType_KEY_TYPE_HASH, backupv1.KeyType_KEY_TYPE_RANGE
+	const arn = keyTestARN
+	key, hash, rng := keyElement, backupv1.KeyType_KEY_TYPE_HASH, backupv1.KeyType_KEY_TYPE_RANGE
 	tests := []struct {
 		name      string
 		keys      []*backupv1.KeySchemaElement
@@ -386,11 +391,8 @@ func TestRestoreInput(t *testing.T) {
 // multi-attribute keys, as GetBackup describes them): up to four HASH
 // elements, then up to four RANGE ones, each another attribute.
 func TestGlobalIndexMultiAttributeKeySchema(t *testing.T) {
-	const arn = "arn:aws:dynamodb:us-east-1:111111111111:table/Orders/backup/01700000000000-abcdef12"
-	key := func(typ backupv1.KeyType, attr string) *backupv1.KeySchemaElement {
-		return &backupv1.KeySchemaElement{AttributeName: attr, KeyType: typ}
-	}
-	hash, rng := backupv1.KeyType_KEY_TYPE_HASH, backupv1.KeyType_KEY_TYPE_RANGE
+	const arn = keyTestARN
+	key, hash, rng := keyElement, backupv1.KeyType_KEY_TYPE_HASH, backupv1.KeyType_KEY_TYPE_RANGE
 	tests := []struct {
 		name  string
 		keys  []*backupv1.KeySchemaElement

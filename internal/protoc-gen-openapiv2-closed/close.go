@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
+
+	"github.com/backupd/backupd/internal/openapiuse"
 )
 
 // closeRequestSchemas adds "additionalProperties": false to each object
@@ -15,49 +16,15 @@ import (
 // the order of every key and the generator's layout (two-space indent,
 // its escapes), so that nothing else in the file changes.
 func closeRequestSchemas(doc []byte) ([]byte, error) {
-	var parsed struct {
-		Paths       map[string]map[string]struct{ Parameters, Responses any }
-		Definitions map[string]any
-	}
+	var parsed struct{ Definitions map[string]any }
 	if err := json.Unmarshal(doc, &parsed); err != nil {
 		return nil, err
 	}
-	reach := func(roots []any) map[string]bool {
-		seen := map[string]bool{}
-		var walk func(any)
-		walk = func(v any) {
-			switch v := v.(type) {
-			case map[string]any:
-				for k, x := range v {
-					if ref, ok := x.(string); ok && k == "$ref" {
-						name, found := strings.CutPrefix(ref, "#/definitions/")
-						if found && !seen[name] {
-							seen[name] = true
-							walk(parsed.Definitions[name])
-						}
-						continue
-					}
-					walk(x)
-				}
-			case []any:
-				for _, x := range v {
-					walk(x)
-				}
-			}
-		}
-		for _, r := range roots {
-			walk(r)
-		}
-		return seen
+	uses, err := openapiuse.Of(doc)
+	if err != nil {
+		return nil, err
 	}
-	var params, responses []any
-	for _, verbs := range parsed.Paths {
-		for _, op := range verbs {
-			params = append(params, op.Parameters)
-			responses = append(responses, op.Responses)
-		}
-	}
-	inRequests, inResponses := reach(params), reach(responses)
+	inRequests, inResponses := uses.Requests, uses.Responses
 	toClose := map[string]bool{}
 	for name := range inRequests {
 		def, _ := parsed.Definitions[name].(map[string]any)
